@@ -1,0 +1,103 @@
+/** argv → a command and its flags. Unknown flags and commands are usage errors. */
+import { parseArgs } from "node:util";
+import { closest } from "../config/suggest.ts";
+import { DsfetchError } from "../errors.ts";
+
+export const COMMANDS = ["fetch", "plan", "help", "version"] as const;
+export type CommandName = (typeof COMMANDS)[number];
+
+const OPTIONS = {
+  datasets: { type: "string" },
+  "storage-root": { type: "string" },
+  team: { type: "string" },
+  "mount-root": { type: "string" },
+  "ephemeral-root": { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
+} as const;
+
+export interface ParsedArgs {
+  command: CommandName;
+  datasets: string | undefined;
+  storageRoot: string | undefined;
+  team: string | undefined;
+  mountRoot: string | undefined;
+  ephemeralRoot: string | undefined;
+  json: boolean;
+  rest: string[];
+}
+
+export function parseCommandLine(argv: readonly string[]): ParsedArgs {
+  let parsed: ReturnType<
+    typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>
+  >;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    const unknown = /^Unknown option '(--?[^' ]+)'/.exec(message)?.[1];
+    const suggestion =
+      unknown === undefined
+        ? undefined
+        : closest(unknown.replace(/^-+/, "").split("=")[0] ?? "", Object.keys(OPTIONS));
+    throw new DsfetchError("USAGE", message.replace(/\. To specify.*$/s, ""), {
+      hint:
+        suggestion === undefined
+          ? "see `dsfetch help`"
+          : `did you mean --${suggestion}? (see \`dsfetch help\`)`,
+    });
+  }
+  const { values, positionals } = parsed;
+  const [first, ...rest] = positionals;
+  let command: CommandName;
+  if (values.version === true) command = "version";
+  else if (values.help === true || first === undefined) command = "help";
+  else if ((COMMANDS as readonly string[]).includes(first)) command = first as CommandName;
+  else {
+    const suggestion = closest(first, COMMANDS);
+    throw new DsfetchError("USAGE", `unknown command "${first}"`, {
+      hint:
+        suggestion === undefined ? "see `dsfetch help`" : `did you mean "dsfetch ${suggestion}"?`,
+    });
+  }
+  if ((command === "plan" || command === "fetch") && rest.length > 0) {
+    throw new DsfetchError("USAGE", `unexpected argument "${rest[0]}"`, {
+      hint: "see `dsfetch help`",
+    });
+  }
+  return {
+    command,
+    datasets: values.datasets,
+    storageRoot: values["storage-root"],
+    team: values.team,
+    mountRoot: values["mount-root"],
+    ephemeralRoot: values["ephemeral-root"],
+    json: values.json === true,
+    rest,
+  };
+}
+
+export const HELP = `dsfetch — stage verified datasets from S3 for machine-learning jobs
+
+Usage:
+  dsfetch fetch --datasets <file|-> [flags]  stage every dataset into shared storage, then exit
+  dsfetch plan --datasets <file|-> [flags]   dry run: resolve every dataset, write nothing
+  dsfetch help                               this text
+  dsfetch version                            the version
+
+Flags:
+  --datasets <file|->      the datasets array: a JSON/JSON5 file, or - for standard input
+                           (default: the DSFETCH_DATASETS environment variable)
+  --storage-root <path>    shared storage root            (env DSFETCH_STORAGE_ROOT)
+  --team <handle>          team handle under the root     (env DSFETCH_TEAM)
+  --mount-root <path>      where datasets appear          (env DSFETCH_MOUNT_ROOT, default /data)
+  --ephemeral-root <path>  where ephemeral volumes live   (env DSFETCH_EPHEMERAL_ROOT,
+                           default <tmpdir>/dsfetch-ephemeral)
+  --json                   machine-readable output on standard output
+  -h, --help               this text
+
+S3 access: per-dataset keys, else the standard AWS credential chain, else anonymous.
+AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL and AWS_REGION are honoured.
+Exit codes: see README.md ("Exit codes").
+`;

@@ -1,0 +1,36 @@
+/** `dsfetch fetch`: standalone prefetch: stage every dataset, then exit. */
+import { stage } from "../../stage/stage.ts";
+import type { CommandContext } from "../context.ts";
+import { ProgressView } from "../progress-view.ts";
+import { renderError } from "../render.ts";
+
+export async function fetchCommand({
+  args,
+  settings,
+  datasets,
+  out,
+  err,
+  stderrIsTty,
+  signal,
+}: CommandContext): Promise<number> {
+  const view = new ProgressView(err, stderrIsTty);
+  const result = await stage(datasets, settings, { onEvent: view.handle, signal });
+  view.close();
+  if (args.json) {
+    const datasetsJson = result.datasets.map((outcome) => {
+      if (outcome.ok) {
+        const { ok: _ok, ...staged } = outcome;
+        return staged;
+      }
+      return { name: outcome.name, uri: outcome.uri, error: outcome.error.toJSON() };
+    });
+    out(`${JSON.stringify({ datasets: datasetsJson }, null, 2)}\n`);
+  }
+  let exitCode = 0;
+  for (const outcome of result.datasets) {
+    if (outcome.ok) continue;
+    if (!args.json) err(renderError(outcome.error));
+    if (exitCode === 0) exitCode = outcome.error.exitCode;
+  }
+  return exitCode;
+}

@@ -1,0 +1,40 @@
+/** Rendering results for people (stderr) and machines (`--json` on stdout). */
+import { formatBytes } from "../config/size.ts";
+import type { DsfetchError } from "../errors.ts";
+import type { PlanEntry } from "../plan/plan.ts";
+
+export function renderPlanTable(entries: readonly PlanEntry[]): string {
+  const rows = entries.map((entry) => [
+    entry.name,
+    entry.kind ?? "-",
+    entry.bytes === null ? "-" : formatBytes(entry.bytes),
+    entry.objects === null ? "-" : String(entry.objects),
+    entry.archive ?? "-",
+    entry.volume,
+    entry.error !== undefined ? "error" : entry.cached ? "yes" : "no",
+    entry.path ?? "-",
+  ]);
+  const header = ["NAME", "KIND", "SIZE", "OBJECTS", "ARCHIVE", "VOLUME", "CACHED", "PATH"];
+  const widths = header.map((title, column) =>
+    Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)),
+  );
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, column) =>
+        column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0),
+      )
+      .join("  ");
+  const out = [line(header), ...rows.map(line)];
+  for (const entry of entries) {
+    if (entry.error === undefined) continue;
+    out.push("", `error: ${entry.error.message} [${entry.error.code}]`);
+    if (entry.error.hint !== undefined) out.push(`  hint: ${entry.error.hint}`);
+  }
+  return `${out.join("\n")}\n`;
+}
+
+export function renderError(error: DsfetchError): string {
+  const lines = [`dsfetch: error: ${error.message} [${error.code}]`];
+  if (error.hint !== undefined) lines.push(`  hint: ${error.hint}`);
+  return `${lines.join("\n")}\n`;
+}

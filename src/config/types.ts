@@ -1,0 +1,48 @@
+/** The validated, frozen shapes that parsing produces. */
+import type { ArchiveFormat } from "../archive/formats.ts";
+import type { S3Location } from "./s3-uri.ts";
+
+export interface Credentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly sessionToken?: string | undefined;
+}
+
+export interface EndpointOptions {
+  /** Endpoint URL of an S3-compatible store; undefined for AWS. */
+  readonly url: string | undefined;
+  readonly region: string;
+  readonly forcePathStyle: boolean;
+}
+
+export type VolumeSpec =
+  | { readonly kind: "shared" }
+  | { readonly kind: "ephemeral"; readonly sizeBytes: number; readonly sizeText: string };
+
+export interface DatasetSpec {
+  /** Position in the datasets array, for messages. */
+  readonly index: number;
+  readonly name: string;
+  /** Canonical `s3://bucket/key` text (no secrets ever live in it). */
+  readonly uri: string;
+  readonly location: S3Location;
+  /** Expected ETag, lowercase without quotes. */
+  readonly etag: string | undefined;
+  readonly versionId: string | undefined;
+  /** Archive format from the key's extension; expanded when the URI resolves to an object. */
+  readonly archive: ArchiveFormat | undefined;
+  readonly volume: VolumeSpec;
+  /** Per-dataset credentials; undefined means the default AWS chain, then anonymous. */
+  readonly credentials: Credentials | undefined;
+  readonly endpoint: EndpointOptions;
+}
+
+export interface Settings {
+  readonly storageRoot: string | undefined;
+  readonly team: string | undefined;
+  readonly mountRoot: string;
+  readonly ephemeralRoot: string;
+}
+
+/** The default size of an ephemeral volume (SPEC §1). */
+export const DEFAULT_VOLUME_SIZE = "5Gi";

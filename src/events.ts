@@ -1,0 +1,28 @@
+/**
+ * Library code never prints: it emits events, and the caller (the CLI, or a program using
+ * the library) decides how to render them.
+ */
+
+export type DsfetchEvent =
+  | { type: "server"; dataset: string; endpoint: string; anonymous: boolean }
+  | { type: "resolved"; dataset: string; kind: "object" | "prefix"; bytes: number; objects: number }
+  | {
+      type: "progress";
+      dataset: string;
+      bytes: number;
+      totalBytes: number;
+      objects: number;
+      totalObjects: number;
+      /** Average since the transfer started. */
+      bytesPerSecond: number;
+    }
+  | { type: "retry"; dataset: string; attempt: number; delayMs: number; reason: string }
+  | { type: "cached"; dataset: string; path: string }
+  | { type: "staged"; dataset: string; path: string; bytes: number; seconds: number }
+  | { type: "warning"; dataset?: string; message: string }
+  | { type: "info"; dataset?: string; message: string };
+
+export type EventListener = (event: DsfetchEvent) => void;
+
+/** A listener that drops everything; the default when a caller passes none. */
+export const ignoreEvents: EventListener = () => {};

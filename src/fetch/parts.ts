@@ -1,0 +1,73 @@
+/**
+ * Part boundaries of a multipart object, so its "-N" ETag can be recomputed: HEAD with
+ * PartNumber=1 gives the part count and the first part's size. Uploaders use one part size
+ * for all parts but the last, so when N parts of that size fit the object exactly the
+ * boundaries follow; otherwise each part is asked for (bounded concurrency).
+ */
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
+import { mapLimit } from "../util/map-limit.ts";
+import type { StoreClient } from "./client.ts";
+import type { ObjectSource } from "./download-object.ts";
+import type { ByteSpan } from "./ordered-hasher.ts";
+import { type RetryOptions, withRetry } from "./retry.ts";
+
+/** Above this many parts, asking for each one costs more than verification is worth here. */
+const MAX_PART_HEADS = 10_000;
+
+export async function learnParts(
+  client: StoreClient,
+  source: ObjectSource,
+  expectedParts: number,
+  retry: RetryOptions = {},
+): Promise<ByteSpan[] | undefined> {
+  const partSize = async (partNumber: number) => {
+    const head = await withRetry(
+      () =>
+        client.s3.send(
+          new HeadObjectCommand({
+            Bucket: source.bucket,
+            Key: source.key,
+            VersionId: source.versionId,
+            PartNumber: partNumber,
+            IfMatch: `"${source.etag}"`,
+          }),
+          { abortSignal: retry.signal },
+        ),
+      retry,
+    );
+    return { length: head.ContentLength, count: head.PartsCount };
+  };
+  let first: { length: number | undefined; count: number | undefined };
+  try {
+    first = await partSize(1);
+  } catch {
+    // Stores without PartNumber support: verification falls back to the size, and says so.
+    return undefined;
+  }
+  if (first.length === undefined || first.count !== expectedParts) return undefined;
+  const size = first.length;
+  const last = source.bytes - size * (expectedParts - 1);
+  if (last > 0 && last <= size) {
+    return Array.from({ length: expectedParts }, (_, i) => ({
+      start: i * size,
+      end: Math.min(source.bytes, (i + 1) * size),
+    }));
+  }
+  if (expectedParts > MAX_PART_HEADS) return undefined;
+  try {
+    const lengths = await mapLimit(
+      Array.from({ length: expectedParts }, (_, i) => i + 1),
+      16,
+      async (n) => (n === 1 ? size : ((await partSize(n)).length ?? Number.NaN)),
+    );
+    const spans: ByteSpan[] = [];
+    let offset = 0;
+    for (const length of lengths) {
+      spans.push({ start: offset, end: offset + length });
+      offset += length;
+    }
+    return offset === source.bytes ? spans : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * Resolving a dataset against its store, before any byte is written (SPEC §4): HEAD for an
+ * object (checking the expected ETag and versionId), a paginated listing for a prefix or
+ * a bucket. `s3://b/key` without a trailing slash is an object if that key exists, else
+ * the prefix `key/`.
+ */
+import { createHash } from "node:crypto";
+import { HeadObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { normalizeEtag } from "../config/dataset.ts";
+import { formatS3Uri } from "../config/s3-uri.ts";
+import type { DatasetSpec } from "../config/types.ts";
+import { DsfetchError } from "../errors.ts";
+import type { StoreClient } from "./client.ts";
+import { type RetryOptions, withRetry } from "./retry.ts";
+import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
+
+export interface ResolvedObject {
+  readonly kind: "object";
+  readonly bucket: string;
+  readonly key: string;
+  /** Lowercase, without quotes. */
+  readonly etag: string;
+  readonly versionId: string | undefined;
+  readonly bytes: number;
+  readonly lastModified: string | undefined;
+  /** Server-side encryption that makes the ETag something other than an MD5, if any. */
+  readonly encryption: string | undefined;
+}
+
+export interface ListedObject {
+  readonly key: string;
+  /** Path of the object relative to the prefix. */
+  readonly relativePath: string;
+  readonly bytes: number;
+  readonly etag: string;
+}
+
+export interface ResolvedPrefix {
+  readonly kind: "prefix";
+  readonly bucket: string;
+  /** "" for a whole bucket, else ends with "/". */
+  readonly prefix: string;
+  readonly objects: readonly ListedObject[];
+  readonly bytes: number;
+  /** SHA-256 over the sorted (key, size, ETag) listing: equal digests mean an unchanged folder. */
+  readonly listingDigest: string;
+}
+
+export type Resolution = ResolvedObject | ResolvedPrefix;
+
+export async function resolveDataset(
+  spec: DatasetSpec,
+  client: StoreClient,
+  retry: RetryOptions = {},
+): Promise<Resolution> {
+  const { bucket, key, target } = spec.location;
+  const ctx: S3ErrorContext = {
+    dataset: spec.name,
+    uri: spec.uri,
+    bucket,
+    versionId: spec.versionId,
+    endpoint: client.endpointLabel,
+    anonymous: client.anonymous,
+    action: "reading",
+  };
+  if (target !== "object-or-prefix") {
+    const prefix = target === "bucket" ? "" : key;
+    const folder = await listPrefix(spec, client, prefix, ctx, retry);
+    if (folder === undefined) {
+      throw new DsfetchError("NOT_FOUND", `${spec.name}: there are no objects under ${spec.uri}`, {
+        dataset: spec.name,
+        hint: "check the bucket and prefix; an empty folder is not a dataset",
+      });
+    }
+    return folder;
+  }
+
+  let head: ResolvedObject;
+  try {
+    head = await headObject(spec, client, ctx, retry);
+  } catch (error) {
+    if (
+      !(error instanceof DsfetchError) ||
+      error.code !== "NOT_FOUND" ||
+      spec.versionId !== undefined
+    ) {
+      throw error;
+    }
+    // No such object: maybe `key` names a folder (`key/`).
+    const folder = await listPrefix(spec, client, `${key}/`, ctx, retry);
+    if (folder === undefined) {
+      throw new DsfetchError(
+        "NOT_FOUND",
+        `${spec.name}: ${spec.uri} does not exist: there is no such object and no objects under ${spec.uri}/`,
+        {
+          dataset: spec.name,
+          hint: "check the bucket and key; `aws s3 ls` on the parent prefix lists what is there",
+        },
+      );
+    }
+    if (spec.etag !== undefined) {
+      throw new DsfetchError(
+        "CONFIG_INVALID",
+        `${spec.name}: "etag" applies to a single object only, but ${spec.uri} is a folder (${folder.objects.length} objects under ${spec.uri}/)`,
+        { dataset: spec.name, hint: 'remove "etag", or point "uri" at one object' },
+      );
+    }
+    return folder;
+  }
+  checkExpectations(spec, head);
+  return head;
+}
+
+async function headObject(
+  spec: DatasetSpec,
+  client: StoreClient,
+  ctx: S3ErrorContext,
+  retry: RetryOptions,
+): Promise<ResolvedObject> {
+  const { bucket, key } = spec.location;
+  const output = await withRetry(async () => {
+    try {
+      return await client.s3.send(
+        new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: spec.versionId }),
+        { abortSignal: retry.signal },
+      );
+    } catch (error) {
+      throw classifyS3Error(error, ctx);
+    }
+  }, retry);
+  if (output.DeleteMarker === true) {
+    throw new DsfetchError("DELETE_MARKER", `${spec.name}: ${spec.uri} is a delete marker`, {
+      dataset: spec.name,
+      hint: 'give the "versionId" of a version from before the delete',
+    });
+  }
+  if (output.ETag === undefined || output.ContentLength === undefined) {
+    throw new DsfetchError(
+      "S3_ERROR",
+      `${spec.name}: the store sent no ${output.ETag === undefined ? "ETag" : "Content-Length"} for ${spec.uri}`,
+      {
+        dataset: spec.name,
+        hint: "this store is not S3-compatible enough for dsfetch to verify data",
+      },
+    );
+  }
+  return {
+    kind: "object",
+    bucket,
+    key,
+    etag: normalizeEtag(output.ETag),
+    versionId:
+      output.VersionId === undefined || output.VersionId === "null" ? undefined : output.VersionId,
+    bytes: output.ContentLength,
+    lastModified: output.LastModified?.toISOString(),
+    encryption: output.SSECustomerAlgorithm !== undefined ? "SSE-C" : output.ServerSideEncryption,
+  };
+}
+
+function checkExpectations(spec: DatasetSpec, head: ResolvedObject): void {
+  if (spec.etag !== undefined && spec.etag !== head.etag) {
+    throw new DsfetchError(
+      "ETAG_MISMATCH",
+      `${spec.name}: ETag mismatch for ${spec.uri}: expected ${spec.etag}, the store has ${head.etag}`,
+      {
+        dataset: spec.name,
+        expected: spec.etag,
+        found: head.etag,
+        hint: 'the object was replaced since the datasets array was written; update "etag" (or pin "versionId") after checking the new object',
+      },
+    );
+  }
+  if (
+    spec.versionId !== undefined &&
+    head.versionId !== undefined &&
+    head.versionId !== spec.versionId
+  ) {
+    throw new DsfetchError(
+      "NO_SUCH_VERSION",
+      `${spec.name}: asked for version ${spec.versionId} of ${spec.uri} but the store answered with version ${head.versionId}`,
+      { dataset: spec.name, expected: spec.versionId, found: head.versionId },
+    );
+  }
+}
+
+async function listPrefix(
+  spec: DatasetSpec,
+  client: StoreClient,
+  prefix: string,
+  ctx: S3ErrorContext,
+  retry: RetryOptions,
+): Promise<ResolvedPrefix | undefined> {
+  const { bucket } = spec.location;
+  const listCtx = { ...ctx, uri: formatS3Uri({ bucket, key: prefix }), action: "listing" };
+  const objects: ListedObject[] = [];
+  const digest = createHash("sha256");
+  let bytes = 0;
+  let token: string | undefined;
+  do {
+    const page = await withRetry(async () => {
+      try {
+        return await client.s3.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+          { abortSignal: retry.signal },
+        );
+      } catch (error) {
+        throw classifyS3Error(error, listCtx);
+      }
+    }, retry);
+    for (const item of page.Contents ?? []) {
+      if (item.Key === undefined) continue;
+      const size = item.Size ?? 0;
+      // "Directory marker" keys (consoles create them for empty folders) hold no data.
+      if (item.Key.endsWith("/") && size === 0) continue;
+      const etag = normalizeEtag(item.ETag ?? "");
+      objects.push({
+        key: item.Key,
+        relativePath: item.Key.slice(prefix.length),
+        bytes: size,
+        etag,
+      });
+      digest.update(`${item.Key}\t${size}\t${etag}\n`);
+      bytes += size;
+    }
+    token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+  } while (token !== undefined);
+
+  if (objects.length === 0) return undefined;
+  return {
+    kind: "prefix",
+    bucket,
+    prefix,
+    objects,
+    bytes,
+    listingDigest: digest.digest("hex"),
+  };
+}

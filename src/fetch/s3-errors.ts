@@ -1,0 +1,182 @@
+/**
+ * The one place that decides what an S3 failure means: which DsfetchError code, whether it
+ * is worth retrying, and what the user should do. Permanent errors (400, 403, 404,
+ * NoSuchVersion, delete marker, ETag mismatch) are never retried (SPEC §8).
+ */
+import { DsfetchError, type ErrorCode } from "../errors.ts";
+
+export interface S3ErrorContext {
+  dataset: string;
+  /** `s3://bucket/key` of the request. */
+  uri: string;
+  bucket: string;
+  versionId?: string | undefined;
+  /** Endpoint label for messages. */
+  endpoint: string;
+  anonymous: boolean;
+  /** What we were doing: "reading", "listing", … */
+  action: string;
+}
+
+interface SdkErrorShape {
+  name?: string;
+  code?: string;
+  Code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+  $response?: { headers?: Record<string, string | undefined> };
+}
+
+const TRANSIENT_NETWORK_CODES = new Set([
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "UND_ERR_SOCKET",
+  "ERR_STREAM_PREMATURE_CLOSE",
+]);
+
+const TRANSIENT_S3_CODES = new Set([
+  "SlowDown",
+  "InternalError",
+  "ServiceUnavailable",
+  "RequestTimeout",
+  "RequestTimeTooSkewed",
+  "TimeoutError",
+  "RequestTimeoutException",
+  "ThrottlingException",
+  "Throttling",
+  "XMinioServerNotInitialized",
+]);
+
+/** Extracts what the SDK tells us; works on plain errors too. */
+function shapeOf(error: unknown): {
+  code: string;
+  status: number | undefined;
+  deleteMarker: boolean;
+  message: string;
+} {
+  const e = (typeof error === "object" && error !== null ? error : {}) as SdkErrorShape;
+  const nodeCode = (error as NodeJS.ErrnoException | undefined)?.code;
+  const code = e.Code ?? (typeof nodeCode === "string" ? nodeCode : undefined) ?? e.name ?? "Error";
+  const headers = e.$response?.headers ?? {};
+  return {
+    code,
+    status: e.$metadata?.httpStatusCode,
+    deleteMarker: headers["x-amz-delete-marker"] === "true",
+    message: typeof e.message === "string" ? e.message : String(error),
+  };
+}
+
+/** Whether an S3 or network failure may succeed when tried again. */
+export function isRetryableS3Error(error: unknown): boolean {
+  if (error instanceof DsfetchError) return error.retryable;
+  const { code, status } = shapeOf(error);
+  if (TRANSIENT_S3_CODES.has(code) || TRANSIENT_NETWORK_CODES.has(code)) return true;
+  if (status !== undefined) return status >= 500 || status === 429 || status === 408;
+  // No HTTP status: the request never got an answer (socket errors the SDK wraps).
+  return /socket hang up|ECONNRESET|network|timed? ?out/i.test(shapeOf(error).message);
+}
+
+/** Turns an SDK error into a DsfetchError with code, retryability and advice. */
+export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchError {
+  if (error instanceof DsfetchError) return error;
+  const { code, status, deleteMarker, message } = shapeOf(error);
+  const make = (errorCode: ErrorCode, text: string, hint: string, retryable = false) =>
+    new DsfetchError(errorCode, `${ctx.dataset}: ${text}`, {
+      dataset: ctx.dataset,
+      hint,
+      retryable,
+      cause: error,
+    });
+  const statusText = `${status ?? "no status"} ${code}`;
+  const versionText = ctx.versionId === undefined ? "" : ` version ${ctx.versionId}`;
+
+  if (deleteMarker) {
+    return make(
+      "DELETE_MARKER",
+      `${ctx.uri}${versionText} is deleted: ${ctx.versionId === undefined ? "its latest version is a delete marker" : "that version is a delete marker"} (${statusText})`,
+      'give the "versionId" of a version from before the delete to fetch it',
+    );
+  }
+  if (code === "ENOTFOUND") {
+    return make(
+      "S3_ERROR",
+      `${ctx.action} ${ctx.uri} failed: the host of ${ctx.endpoint} does not resolve (${code})`,
+      'check the endpoint (AWS_ENDPOINT_URL or the dataset\'s "endpoint") and the region',
+    );
+  }
+  if (code === "NoSuchBucket") {
+    return make(
+      "NOT_FOUND",
+      `bucket "${ctx.bucket}" does not exist at ${ctx.endpoint} (${statusText})`,
+      'check the bucket name and the endpoint (AWS_ENDPOINT_URL or the dataset\'s "endpoint")',
+    );
+  }
+  if (
+    code === "NoSuchVersion" ||
+    (ctx.versionId !== undefined &&
+      (status === 404 || code === "InvalidArgument" || status === 400))
+  ) {
+    return make(
+      "NO_SUCH_VERSION",
+      `${ctx.uri} has no version ${ctx.versionId ?? "(none given)"} (${statusText})`,
+      "check the versionId: `aws s3api list-object-versions` lists the versions that exist",
+    );
+  }
+  if (code === "NoSuchKey" || code === "NotFound" || status === 404) {
+    return make(
+      "NOT_FOUND",
+      `${ctx.uri} does not exist (${statusText})`,
+      "check the bucket and key; `aws s3 ls` on the parent prefix lists what is there",
+    );
+  }
+  if (
+    status === 403 ||
+    status === 401 ||
+    [
+      "AccessDenied",
+      "Forbidden",
+      "InvalidAccessKeyId",
+      "SignatureDoesNotMatch",
+      "ExpiredToken",
+      "InvalidToken",
+    ].includes(code)
+  ) {
+    const how = ctx.anonymous
+      ? "no credentials were found, so the request was anonymous: give awsAccessKeyId/awsSecretAccessKey or configure the AWS credential chain"
+      : code === "InvalidAccessKeyId"
+        ? "the access key ID is not known to this store: check the dataset's keys and the endpoint"
+        : code === "SignatureDoesNotMatch"
+          ? "the secret access key is wrong for this access key ID"
+          : code === "ExpiredToken"
+            ? "the session token has expired: refresh the credentials"
+            : "check that the credentials may read this bucket (bucket policy, IAM)";
+    return make("ACCESS_DENIED", `access denied ${ctx.action} ${ctx.uri} (${statusText})`, how);
+  }
+  if (status === 412 || code === "PreconditionFailed") {
+    return make(
+      "OBJECT_CHANGED",
+      `${ctx.uri} changed while it was being read (${statusText})`,
+      'the object was overwritten; run again to fetch the new version, or pin "versionId"',
+    );
+  }
+  if (isRetryableS3Error(error)) {
+    return make(
+      "TRANSIENT",
+      `${ctx.action} ${ctx.uri} failed: ${statusText}: ${message}`,
+      `the store at ${ctx.endpoint} is unreachable or overloaded; dsfetch retried; try again later`,
+      true,
+    );
+  }
+  return make(
+    "S3_ERROR",
+    `${ctx.action} ${ctx.uri} failed: ${statusText}: ${message}`,
+    "the store refused the request; check the URI, endpoint and region",
+  );
+}

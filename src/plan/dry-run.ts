@@ -1,0 +1,73 @@
+/**
+ * `plan`: resolve every dataset against its store and look at the disk, writing nothing.
+ * A failure of one dataset is reported in its entry; the others are still planned.
+ */
+import type { DatasetSpec, Settings } from "../config/types.ts";
+import { toDsfetchError } from "../errors.ts";
+import { type EventListener, ignoreEvents } from "../events.ts";
+import { ClientPool } from "../fetch/client.ts";
+import { resolveDataset } from "../fetch/resolve.ts";
+import { mapLimit } from "../util/map-limit.ts";
+import { inspectStaged } from "../volumes/inspect.ts";
+import { failedEntry, type PlanEntry, planEntry } from "./plan.ts";
+import { requireSharedStorage, type Target, targetFor } from "./target.ts";
+
+export interface PlanOptions {
+  onEvent?: EventListener;
+  signal?: AbortSignal;
+  /** Datasets resolved at once. */
+  concurrency?: number;
+}
+
+export interface PlanResult {
+  readonly datasets: readonly PlanEntry[];
+}
+
+export async function plan(
+  datasets: readonly DatasetSpec[],
+  settings: Settings,
+  options: PlanOptions = {},
+): Promise<PlanResult> {
+  const onEvent = options.onEvent ?? ignoreEvents;
+  // A missing storage root is a usage error for the whole run, not one per dataset.
+  if (datasets.some((spec) => spec.volume.kind === "shared")) requireSharedStorage(settings);
+  const pool = new ClientPool();
+  try {
+    const entries = await mapLimit(datasets, options.concurrency ?? 8, async (spec) => {
+      let target: Target | undefined;
+      try {
+        target = targetFor(spec, settings);
+        const client = await pool.clientFor(spec);
+        onEvent({
+          type: "server",
+          dataset: spec.name,
+          endpoint: client.endpointLabel,
+          anonymous: client.anonymous,
+        });
+        const resolution = await resolveDataset(spec, client, {
+          signal: options.signal,
+          onRetry: (error, attempt) =>
+            onEvent({
+              type: "warning",
+              dataset: spec.name,
+              message: `attempt ${attempt} failed (${toDsfetchError(error).message}); retrying`,
+            }),
+        });
+        onEvent({
+          type: "resolved",
+          dataset: spec.name,
+          kind: resolution.kind,
+          bytes: resolution.bytes,
+          objects: resolution.kind === "prefix" ? resolution.objects.length : 1,
+        });
+        const staged = await inspectStaged(target.location);
+        return planEntry(spec, resolution, staged, target);
+      } catch (error) {
+        return failedEntry(spec, target, toDsfetchError(error, spec.name));
+      }
+    });
+    return { datasets: entries };
+  } finally {
+    pool.destroy();
+  }
+}

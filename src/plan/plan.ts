@@ -1,0 +1,115 @@
+/**
+ * The pure planning core: a dataset, what the store says about it and what is on disk →
+ * one plan entry (data, no I/O). `dsfetch plan` prints these; staging executes them.
+ */
+import type { ArchiveFormat } from "../archive/formats.ts";
+import { formatBytes } from "../config/size.ts";
+import type { DatasetSpec } from "../config/types.ts";
+import { DsfetchError } from "../errors.ts";
+import type { Resolution } from "../fetch/resolve.ts";
+import type { StagedState } from "../volumes/inspect.ts";
+import type { Target } from "./target.ts";
+
+export interface PlanError {
+  readonly code: string;
+  readonly message: string;
+  readonly hint?: string;
+}
+
+/** One dataset in a plan. Field names are the `plan --json` output: keep them stable. */
+export interface PlanEntry {
+  readonly name: string;
+  readonly uri: string;
+  readonly kind: "object" | "prefix" | null;
+  readonly etag: string | null;
+  readonly versionId: string | null;
+  readonly bytes: number | null;
+  readonly objects: number | null;
+  readonly archive: ArchiveFormat | null;
+  readonly volume: "shared" | "ephemeral";
+  readonly path: string | null;
+  readonly mount: string;
+  readonly cached: boolean;
+  readonly error?: PlanError;
+}
+
+export function planEntry(
+  spec: DatasetSpec,
+  resolution: Resolution,
+  staged: StagedState,
+  target: Target,
+): PlanEntry {
+  const object = resolution.kind === "object" ? resolution : undefined;
+  const entry: PlanEntry = {
+    name: spec.name,
+    uri: spec.uri,
+    kind: resolution.kind,
+    etag: object?.etag ?? null,
+    versionId: object?.versionId ?? null,
+    bytes: resolution.bytes,
+    objects:
+      object === undefined ? (resolution.kind === "prefix" ? resolution.objects.length : 0) : 1,
+    archive: object === undefined ? null : (spec.archive ?? null),
+    volume: target.volume,
+    path: target.location.path,
+    mount: target.mount,
+    cached: isCached(resolution, staged),
+  };
+  const tooBig = checkFits(spec, resolution, target);
+  return tooBig === undefined ? entry : { ...entry, error: tooBig };
+}
+
+/** A failed dataset: what is known from the config, and the error. */
+export function failedEntry(
+  spec: DatasetSpec,
+  target: Target | undefined,
+  error: DsfetchError,
+): PlanEntry {
+  return {
+    name: spec.name,
+    uri: spec.uri,
+    kind: null,
+    etag: spec.etag ?? null,
+    versionId: spec.versionId ?? null,
+    bytes: null,
+    objects: null,
+    archive: spec.archive ?? null,
+    volume: target?.volume ?? (spec.volume.kind === "ephemeral" ? "ephemeral" : "shared"),
+    path: target?.location.path ?? null,
+    mount: target?.mount ?? "",
+    cached: false,
+    error: errorOf(error),
+  };
+}
+
+export function errorOf(error: DsfetchError): PlanError {
+  return error.hint === undefined
+    ? { code: error.code, message: error.message }
+    : { code: error.code, message: error.message, hint: error.hint };
+}
+
+/** Published, with a manifest that records exactly what the store has now. */
+export function isCached(resolution: Resolution, staged: StagedState): boolean {
+  const manifest = staged.manifest;
+  if (!staged.exists || manifest === undefined || manifest.kind !== resolution.kind) return false;
+  if (resolution.kind === "prefix") return manifest.listingDigest === resolution.listingDigest;
+  return (
+    manifest.etag === resolution.etag &&
+    (manifest.versionId ?? undefined) === (resolution.versionId ?? undefined)
+  );
+}
+
+/** An ephemeral volume smaller than the download is refused before any byte is written. */
+function checkFits(
+  spec: DatasetSpec,
+  resolution: Resolution,
+  target: Target,
+): PlanError | undefined {
+  if (target.volumeBytes === undefined || resolution.bytes <= target.volumeBytes) return undefined;
+  const error = new DsfetchError(
+    "NO_SPACE",
+    `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but its ephemeral volume holds ${formatBytes(target.volumeBytes)} (volumeOptions.size ${spec.volume.kind === "ephemeral" ? spec.volume.sizeText : ""})`,
+    { dataset: spec.name, hint: "raise volumeOptions.size above the dataset's size" },
+  );
+  return errorOf(error);
+}

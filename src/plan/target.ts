@@ -1,0 +1,54 @@
+/** Where a dataset will go: its volume, final location and mount path. Pure. */
+import type { DatasetSpec, Settings } from "../config/types.ts";
+import { DsfetchError } from "../errors.ts";
+import {
+  type DatasetLocation,
+  ephemeralLocation,
+  mountPath,
+  sharedLocation,
+} from "../volumes/layout.ts";
+
+export interface Target {
+  readonly volume: "shared" | "ephemeral";
+  /** Size budget of an ephemeral volume, in bytes. */
+  readonly volumeBytes: number | undefined;
+  readonly location: DatasetLocation;
+  readonly mount: string;
+}
+
+export function targetFor(spec: DatasetSpec, settings: Settings): Target {
+  const mount = mountPath(settings.mountRoot, spec.name);
+  if (spec.volume.kind === "ephemeral") {
+    return {
+      volume: "ephemeral",
+      volumeBytes: spec.volume.sizeBytes,
+      location: ephemeralLocation(settings.ephemeralRoot, spec.name),
+      mount,
+    };
+  }
+  const { storageRoot, team } = requireSharedStorage(settings);
+  return {
+    volume: "shared",
+    volumeBytes: undefined,
+    location: sharedLocation(storageRoot, team, spec.name, spec.etag),
+    mount,
+  };
+}
+
+/** Shared storage needs both a root and a team; say which is missing and how to give it. */
+export function requireSharedStorage(settings: Settings): { storageRoot: string; team: string } {
+  const missing = [
+    settings.storageRoot === undefined ? "--storage-root (or DSFETCH_STORAGE_ROOT)" : undefined,
+    settings.team === undefined ? "--team (or DSFETCH_TEAM)" : undefined,
+  ].filter((item) => item !== undefined);
+  if (settings.storageRoot === undefined || settings.team === undefined) {
+    throw new DsfetchError(
+      "USAGE",
+      `shared storage is not configured: missing ${missing.join(" and ")}`,
+      {
+        hint: 'datasets go to <storage-root>/<team>/data/; set both, or give each dataset volumeOptions { "kind": "dynamic" }',
+      },
+    );
+  }
+  return { storageRoot: settings.storageRoot, team: settings.team };
+}

@@ -1,0 +1,300 @@
+/**
+ * Staging one dataset: resolve it, reuse it when published data matches the store,
+ * otherwise download into a private attempt directory, verify, and publish atomically.
+ * Nothing half-done is ever visible at the final path; a failure removes the attempt.
+ */
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { baseNameOfKey } from "../config/s3-uri.ts";
+import { formatBytes } from "../config/size.ts";
+import type { DatasetSpec, Settings } from "../config/types.ts";
+import { DsfetchError } from "../errors.ts";
+import type { EventListener } from "../events.ts";
+import type { ClientPool, StoreClient } from "../fetch/client.ts";
+import { downloadObject } from "../fetch/download-object.ts";
+import { downloadPrefix } from "../fetch/download-prefix.ts";
+import { etagKind } from "../fetch/etag.ts";
+import { learnParts } from "../fetch/parts.ts";
+import { type Resolution, type ResolvedObject, resolveDataset } from "../fetch/resolve.ts";
+import type { RetryOptions } from "../fetch/retry.ts";
+import type { S3ErrorContext } from "../fetch/s3-errors.ts";
+import { isCached } from "../plan/plan.ts";
+import { type Target, targetFor } from "../plan/target.ts";
+import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
+import { inspectStaged } from "../volumes/inspect.ts";
+import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/manifest.ts";
+import { publish } from "../volumes/publish.ts";
+import { ProgressTracker } from "./progress.ts";
+
+/** One dataset's outcome. Field names are the `fetch --json` output: keep them stable. */
+export interface StagedDataset {
+  readonly name: string;
+  readonly uri: string;
+  readonly kind: "object" | "prefix";
+  readonly etag: string | null;
+  readonly versionId: string | null;
+  readonly path: string;
+  readonly mount: string;
+  readonly volume: "shared" | "ephemeral";
+  readonly bytes: number;
+  readonly objects: number;
+  /** True when published data was reused without downloading. */
+  readonly cached: boolean;
+  /** How the bytes were verified: { "md5": 1 } or, for folders, a count per method. */
+  readonly verification: Readonly<Record<string, number>>;
+  readonly seconds: number;
+  readonly retries: number;
+  readonly refetchedBytes: number;
+}
+
+export interface StageContext {
+  readonly pool: ClientPool;
+  readonly onEvent: EventListener;
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Times a download starts over because the object was replaced during it (no etag pinned). */
+const MAX_VERSION_RESTARTS = 3;
+
+export async function stageDataset(
+  spec: DatasetSpec,
+  settings: Settings,
+  context: StageContext,
+): Promise<StagedDataset> {
+  const started = performance.now();
+  const target = targetFor(spec, settings);
+  const client = await context.pool.clientFor(spec);
+  context.onEvent({
+    type: "server",
+    dataset: spec.name,
+    endpoint: client.endpointLabel,
+    anonymous: client.anonymous,
+  });
+  let retries = 0;
+  const retry: RetryOptions = {
+    signal: context.signal,
+    onRetry: (error, attempt, delayMs) => {
+      retries += 1;
+      context.onEvent({
+        type: "retry",
+        dataset: spec.name,
+        attempt,
+        delayMs,
+        reason: error instanceof Error ? error.message : String(error),
+      });
+    },
+  };
+
+  for (let restart = 0; ; restart++) {
+    const resolution = await resolveDataset(spec, client, retry);
+    const objects = resolution.kind === "prefix" ? resolution.objects.length : 1;
+    context.onEvent({
+      type: "resolved",
+      dataset: spec.name,
+      kind: resolution.kind,
+      bytes: resolution.bytes,
+      objects,
+    });
+    const summary = {
+      name: spec.name,
+      uri: spec.uri,
+      kind: resolution.kind,
+      etag: resolution.kind === "object" ? resolution.etag : null,
+      versionId: resolution.kind === "object" ? (resolution.versionId ?? null) : null,
+      path: target.location.path,
+      mount: target.mount,
+      volume: target.volume,
+      bytes: resolution.bytes,
+      objects,
+    };
+    const staged = await inspectStaged(target.location);
+    if (isCached(resolution, staged) && staged.manifest !== undefined) {
+      context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
+      const verification = { [staged.manifest.verification]: objects };
+      return {
+        ...summary,
+        cached: true,
+        verification,
+        seconds: elapsed(started),
+        retries,
+        refetchedBytes: 0,
+      };
+    }
+    checkSupported(spec, resolution, target);
+
+    const attempt = await createAttempt(target.location);
+    try {
+      const progress = new ProgressTracker(spec.name, resolution.bytes, objects, context.onEvent);
+      const download = await downloadInto(
+        attempt,
+        spec,
+        resolution,
+        client,
+        retry,
+        progress,
+        context.signal,
+      );
+      progress.finish();
+      const manifest = buildManifest(spec, resolution, download);
+      await publish(attempt, target.location, manifest);
+      const seconds = elapsed(started);
+      context.onEvent({
+        type: "staged",
+        dataset: spec.name,
+        path: target.location.path,
+        bytes: resolution.bytes,
+        seconds,
+      });
+      return {
+        ...summary,
+        cached: false,
+        verification: download.verification,
+        seconds,
+        retries,
+        refetchedBytes: download.refetchedBytes,
+      };
+    } catch (error) {
+      await discardAttempt(attempt);
+      const replaced = error instanceof DsfetchError && error.code === "OBJECT_CHANGED";
+      if (!replaced || restart >= MAX_VERSION_RESTARTS) throw error;
+      if (spec.etag !== undefined || spec.versionId !== undefined) {
+        throw new DsfetchError(
+          "OBJECT_CHANGED",
+          `${spec.name}: ${spec.uri} was overwritten during the download, and the datasets array pins ${spec.etag === undefined ? `version ${spec.versionId}` : `ETag ${spec.etag}`}`,
+          {
+            dataset: spec.name,
+            hint: "nothing was published; check the object and update the datasets array",
+            cause: error,
+          },
+        );
+      }
+      context.onEvent({
+        type: "warning",
+        dataset: spec.name,
+        message: `${spec.uri} was overwritten during the download; starting again on the new version`,
+      });
+    }
+  }
+}
+
+interface Download {
+  files: ManifestFile[];
+  verification: Record<string, number>;
+  refetchedBytes: number;
+}
+
+async function downloadInto(
+  attempt: Attempt,
+  spec: DatasetSpec,
+  resolution: Resolution,
+  client: StoreClient,
+  retry: RetryOptions,
+  progress: ProgressTracker,
+  signal: AbortSignal | undefined,
+): Promise<Download> {
+  const errorContext: S3ErrorContext = {
+    dataset: spec.name,
+    uri: spec.uri,
+    bucket: spec.location.bucket,
+    versionId: spec.versionId,
+    endpoint: client.endpointLabel,
+    anonymous: client.anonymous,
+    action: "reading",
+  };
+  if (resolution.kind === "prefix") {
+    const result = await downloadPrefix({
+      client,
+      resolution,
+      destination: attempt.dataDir,
+      signal,
+      retry,
+      onBytes: progress.addBytes,
+      onObject: progress.addObject,
+      errorContext,
+    });
+    return {
+      files: [...result.files],
+      verification: { ...result.verification },
+      refetchedBytes: result.refetchedBytes,
+    };
+  }
+  const fileName = baseNameOfKey(resolution.key);
+  const source = { ...resolution };
+  const kind = etagKind(resolution.etag, resolution.encryption);
+  const parts =
+    kind.kind === "multipart" ? await learnParts(client, source, kind.parts, retry) : undefined;
+  const result = await downloadObject({
+    getter: client.getter,
+    source,
+    destination: join(attempt.dataDir, fileName),
+    parts,
+    signal,
+    retry,
+    onBytes: progress.addBytes,
+    errorContext,
+  });
+  progress.addObject();
+  const file: ManifestFile =
+    result.md5 === undefined
+      ? { path: fileName, bytes: result.bytes }
+      : { path: fileName, bytes: result.bytes, digest: `md5:${result.md5}` };
+  return {
+    files: [file],
+    verification: { [result.verification]: 1 },
+    refetchedBytes: result.refetchedBytes,
+  };
+}
+
+function checkSupported(spec: DatasetSpec, resolution: Resolution, target: Target): void {
+  if (resolution.kind === "object" && spec.archive !== undefined) {
+    throw new DsfetchError(
+      "UNSUPPORTED",
+      `${spec.name}: archive expansion (${spec.archive}) is not available in this version of dsfetch`,
+      {
+        dataset: spec.name,
+        hint: "archives are expanded from a later release on; until then stage the unpacked files as a folder",
+      },
+    );
+  }
+  if (resolution.kind === "object") {
+    const problem = baseNameOfKey(resolution.key);
+    if (problem === "." || problem === "..") {
+      throw new DsfetchError(
+        "UNSAFE_PATH",
+        `${spec.name}: the key ${JSON.stringify(resolution.key)} has no usable file name`,
+        { dataset: spec.name },
+      );
+    }
+  }
+  if (target.volumeBytes !== undefined && resolution.bytes > target.volumeBytes) {
+    throw new DsfetchError(
+      "NO_SPACE",
+      `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but its ephemeral volume holds ${formatBytes(target.volumeBytes)}`,
+      { dataset: spec.name, hint: "raise volumeOptions.size above the dataset's size" },
+    );
+  }
+}
+
+function buildManifest(spec: DatasetSpec, resolution: Resolution, download: Download): Manifest {
+  const object: ResolvedObject | undefined = resolution.kind === "object" ? resolution : undefined;
+  const methods = Object.keys(download.verification);
+  return {
+    version: MANIFEST_VERSION,
+    name: spec.name,
+    uri: spec.uri,
+    endpoint: spec.endpoint.url,
+    kind: resolution.kind,
+    etag: object?.etag,
+    versionId: object?.versionId,
+    listingDigest: resolution.kind === "prefix" ? resolution.listingDigest : undefined,
+    bytes: resolution.bytes,
+    files: download.files,
+    verification: methods.length === 1 ? (methods[0] as string) : "mixed",
+    createdAt: new Date().toISOString(),
+    host: hostname(),
+  };
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) / 10) / 100;
+}

@@ -1,0 +1,77 @@
+/**
+ * `stage()`: the library entry point behind `dsfetch fetch` (and later `run` and
+ * `sidecar`). Stages every dataset; one dataset's failure is reported in its result and
+ * does not stop the others.
+ */
+import type { DatasetSpec, Settings } from "../config/types.ts";
+import { DsfetchError, toDsfetchError } from "../errors.ts";
+import { type EventListener, ignoreEvents } from "../events.ts";
+import { ClientPool } from "../fetch/client.ts";
+import { requireSharedStorage } from "../plan/target.ts";
+import { mapLimit } from "../util/map-limit.ts";
+import { type StagedDataset, stageDataset } from "./stage-dataset.ts";
+
+export interface StageOptions {
+  onEvent?: EventListener;
+  /** Aborting stops every download and removes temporary data; nothing half-done is published. */
+  signal?: AbortSignal;
+  /** Datasets staged at once (each one is itself parallel). Default 2. */
+  concurrency?: number;
+}
+
+export type StageOutcome =
+  | ({ readonly ok: true } & StagedDataset)
+  | {
+      readonly ok: false;
+      readonly name: string;
+      readonly uri: string;
+      readonly error: DsfetchError;
+    };
+
+export interface StageResult {
+  readonly datasets: readonly StageOutcome[];
+  /** True when every dataset is staged. */
+  readonly ok: boolean;
+}
+
+export async function stage(
+  datasets: readonly DatasetSpec[],
+  settings: Settings,
+  options: StageOptions = {},
+): Promise<StageResult> {
+  const onEvent = options.onEvent ?? ignoreEvents;
+  if (datasets.some((spec) => spec.volume.kind === "shared")) requireSharedStorage(settings);
+  const pool = new ClientPool();
+  try {
+    const outcomes = await mapLimit(
+      datasets,
+      options.concurrency ?? 2,
+      async (spec): Promise<StageOutcome> => {
+        try {
+          const staged = await stageDataset(spec, settings, {
+            pool,
+            onEvent,
+            signal: options.signal,
+          });
+          return { ok: true, ...staged };
+        } catch (error) {
+          const failure =
+            options.signal?.aborted === true
+              ? new DsfetchError(
+                  "INTERRUPTED",
+                  `${spec.name}: interrupted; nothing was published`,
+                  {
+                    dataset: spec.name,
+                    cause: error,
+                  },
+                )
+              : toDsfetchError(error, spec.name);
+          return { ok: false, name: spec.name, uri: spec.uri, error: failure };
+        }
+      },
+    );
+    return { datasets: outcomes, ok: outcomes.every((outcome) => outcome.ok) };
+  } finally {
+    pool.destroy();
+  }
+}

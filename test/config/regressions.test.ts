@@ -1,0 +1,79 @@
+// Regressions for bugs found by review of the config parsers (one test each).
+import { describe, expect, it } from "vitest";
+import { parseDatasetsText } from "../../src/config/datasets-array.ts";
+import { Redactor } from "../../src/config/redact.ts";
+import { parseSize } from "../../src/config/size.ts";
+import { DsfetchError } from "../../src/errors.ts";
+
+function errorOf(text: string, env: Record<string, string> = {}): DsfetchError {
+  try {
+    parseDatasetsText(text, "test.json", env);
+  } catch (error) {
+    if (error instanceof DsfetchError) return error;
+    throw error;
+  }
+  throw new Error("expected an error");
+}
+
+describe("config regressions", () => {
+  it("decimal sizes are exact, not off by one byte from floating point", () => {
+    expect(parseSize("4.03K")).toEqual({ ok: true, bytes: 4030 });
+    expect(parseSize("1.07G")).toEqual({ ok: true, bytes: 1_070_000_000 });
+    expect(parseSize("0.27T")).toEqual({ ok: true, bytes: 270_000_000_000 });
+    expect(parseSize("2.007K")).toEqual({ ok: true, bytes: 2007 });
+  });
+
+  it("an invalid endpoint URL with credentials is not echoed with its password", () => {
+    const error = errorOf(
+      JSON.stringify([{ uri: "s3://b/k", endpoint: "http://AK:SECRETPW@host:99999" }]),
+    );
+    expect(error.message).toContain('field "endpoint"');
+    expect(error.message).not.toContain("SECRETPW");
+    const fromEnv = errorOf(JSON.stringify([{ uri: "s3://b/k" }]), {
+      AWS_ENDPOINT_URL: "http://AK:SECRETPW@host:99999",
+    });
+    expect(fromEnv.message).toContain("environment variable AWS_ENDPOINT_URL");
+    expect(fromEnv.message).not.toContain("SECRETPW");
+  });
+
+  it("credentials written into an s3:// URI are refused without being echoed", () => {
+    const error = errorOf(JSON.stringify([{ uri: "s3://AK:SECRETPW@bucket/key" }]));
+    expect(error.message).toContain("contains credentials");
+    expect(error.message).not.toContain("SECRETPW");
+    const noScheme = errorOf(JSON.stringify([{ uri: "AK:SECRETPW@bucket/key" }]));
+    expect(noScheme.message).not.toContain("SECRETPW");
+  });
+
+  it("the redactor removes a secret whole even when another secret is part of it", () => {
+    const redactor = new Redactor();
+    redactor.add("admin");
+    redactor.add("adminpassword");
+    expect(redactor.redact("key admin secret adminpassword")).toBe(
+      "key [REDACTED] secret [REDACTED]",
+    );
+  });
+
+  it("a bad AWS_DEFAULT_REGION is named as that variable", () => {
+    const error = errorOf(JSON.stringify([{ uri: "s3://b/k" }]), {
+      AWS_DEFAULT_REGION: "Bad_Region",
+    });
+    expect(error.message).toContain("environment variable AWS_DEFAULT_REGION");
+  });
+
+  it("a null volume size is an error, not the default", () => {
+    const error = errorOf(
+      JSON.stringify([{ uri: "s3://b/k", volumeOptions: { kind: "dynamic", size: null } }]),
+    );
+    expect(error.message).toContain('field "volumeOptions.size"');
+  });
+
+  it("entry errors say where the array came from", () => {
+    const error = errorOf(JSON.stringify([{ ur: "s3://b/k" }]));
+    expect(error.message).toMatch(/^test\.json: datasets\[0\]/);
+  });
+
+  it("the SPEC's short example buckets are accepted", () => {
+    const [spec] = parseDatasetsText(JSON.stringify([{ uri: "s3://b/images/" }]), "x", {});
+    expect(spec?.name).toBe("images");
+  });
+});

@@ -1,0 +1,66 @@
+// Runs dsfetch as a real process, the way users do, and captures what it printed.
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+/** The CLI from source (Node 24 strips the types): tests never run a stale build. */
+export const CLI_SOURCE = fileURLToPath(new URL("../../src/cli/entry.ts", import.meta.url));
+/** The CLI as installed (bin → dist/), for packaging tests. */
+export const CLI_BIN = fileURLToPath(new URL("../../bin/dsfetch.js", import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliOptions {
+  env?: Record<string, string | undefined>;
+  stdin?: string;
+  cwd?: string;
+  /** Kill the process after this many ms (the test then fails on the signal). */
+  timeoutMs?: number;
+  entry?: string;
+}
+
+/** A clean environment: nothing from the developer's AWS setup leaks into a test. */
+export function baseEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    HOME: process.env.HOME ?? "/tmp",
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_CONFIG_FILE: "/nonexistent/dsfetch-test-aws-config",
+    AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/dsfetch-test-aws-credentials",
+    NO_COLOR: "1",
+  };
+  for (const [key, value] of Object.entries(extra)) {
+    if (value !== undefined) env[key] = value;
+  }
+  return env;
+}
+
+export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [options.entry ?? CLI_SOURCE, ...args], {
+      env: baseEnv(options.env),
+      cwd: options.cwd ?? REPO_ROOT,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+    child.stdin.end(options.stdin ?? "");
+  });
+}

@@ -1,0 +1,20 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    // Starts one real S3 server per run. The first run on a machine may build MinIO from source
+    // (several minutes): vitest 5 puts no time limit on globalSetup (hookTimeout applies to
+    // beforeAll/afterAll in test files only), so no option is needed for that.
+    globalSetup: ["test/global-setup.ts"],
+    pool: "forks",
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Stopping a container or MinIO at the end of the run.
+    teardownTimeout: 60_000,
+    reporters: ["default"],
+    // In-process code under test uses the default AWS credential chain: never let it probe
+    // the EC2 instance metadata service (only loopback traffic is allowed on test machines).
+    env: { AWS_EC2_METADATA_DISABLED: "true" },
+  },
+});
