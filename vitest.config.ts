@@ -12,7 +12,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Stopping a container or MinIO at the end of the run.
     teardownTimeout: 60_000,
-    reporters: ["default"],
+    reporters: ["default", "./test/harness/summary-reporter.ts"],
     // In-process code under test uses the default AWS credential chain: never let it probe
     // the EC2 instance metadata service (only loopback traffic is allowed on test machines).
     env: { AWS_EC2_METADATA_DISABLED: "true" },

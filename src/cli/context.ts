@@ -11,4 +11,5 @@ export interface CommandContext {
   readonly stderrIsTty: boolean;
   /** Aborted on SIGINT/SIGTERM. */
   readonly signal: AbortSignal;
+  readonly env: Readonly<Record<string, string | undefined>>;
 }

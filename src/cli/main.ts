@@ -71,6 +71,7 @@ async function commandContext(
     err,
     stderrIsTty: tty,
     signal: io.signal ?? new AbortController().signal,
+    env: io.env,
   };
 }
 

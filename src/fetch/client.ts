@@ -26,6 +26,12 @@ export interface StoreClient {
 export class ClientPool {
   private readonly clients = new Map<string, Promise<StoreClient>>();
   private chainProbe: Promise<boolean> | undefined;
+  private readonly idleTimeoutMs: number | undefined;
+
+  /** `idleTimeoutMs`: a connection silent this long is abandoned (object-get.ts). */
+  constructor(options: { idleTimeoutMs?: number | undefined } = {}) {
+    this.idleTimeoutMs = options.idleTimeoutMs;
+  }
 
   /** The client for a dataset; datasets with the same store and credentials share one. */
   clientFor(spec: DatasetSpec): Promise<StoreClient> {
@@ -74,7 +80,7 @@ export class ClientPool {
       }),
     };
     const getterFor = (credentials: () => Promise<SigningCredentials | undefined>) =>
-      new ObjectGetter({ endpoint: spec.endpoint, credentials });
+      new ObjectGetter({ endpoint: spec.endpoint, credentials, idleTimeoutMs: this.idleTimeoutMs });
     if (spec.credentials !== undefined) {
       const keys: Credentials = { ...spec.credentials };
       const s3 = new S3Client({ ...base, credentials: keys });

@@ -25,6 +25,8 @@ export interface DownloadPrefixOptions {
   /** An existing, empty directory. */
   readonly destination: string;
   readonly concurrency?: number;
+  /** Range size for objects too large for one GET. */
+  readonly rangeSize?: number;
   readonly signal?: AbortSignal | undefined;
   readonly retry?: RetryOptions;
   readonly onBytes?: (bytes: number) => void;
@@ -122,6 +124,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
         source,
         destination: path,
         parts,
+        rangeSize: options.rangeSize,
         concurrency: 4,
         signal,
         retry,

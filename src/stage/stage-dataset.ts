@@ -7,6 +7,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { baseNameOfKey } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
+import type { TransferTuning } from "../config/tuning.ts";
 import type { DatasetSpec, Settings } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
 import type { EventListener } from "../events.ts";
@@ -51,6 +52,7 @@ export interface StageContext {
   readonly pool: ClientPool;
   readonly onEvent: EventListener;
   readonly signal?: AbortSignal | undefined;
+  readonly tuning: TransferTuning;
 }
 
 /** Times a download starts over because the object was replaced during it (no etag pinned). */
@@ -132,7 +134,7 @@ export async function stageDataset(
         client,
         retry,
         progress,
-        context.signal,
+        context,
       );
       progress.finish();
       const manifest = buildManifest(spec, resolution, download);
@@ -190,8 +192,9 @@ async function downloadInto(
   client: StoreClient,
   retry: RetryOptions,
   progress: ProgressTracker,
-  signal: AbortSignal | undefined,
+  context: StageContext,
 ): Promise<Download> {
+  const { signal, tuning } = context;
   const errorContext: S3ErrorContext = {
     dataset: spec.name,
     uri: spec.uri,
@@ -206,6 +209,8 @@ async function downloadInto(
       client,
       resolution,
       destination: attempt.dataDir,
+      concurrency: tuning.objectConcurrency,
+      rangeSize: tuning.rangeSize,
       signal,
       retry,
       onBytes: progress.addBytes,
@@ -228,6 +233,8 @@ async function downloadInto(
     source,
     destination: join(attempt.dataDir, fileName),
     parts,
+    rangeSize: tuning.rangeSize,
+    concurrency: tuning.rangeConcurrency,
     signal,
     retry,
     onBytes: progress.addBytes,

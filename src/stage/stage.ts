@@ -3,6 +3,7 @@
  * `sidecar`). Stages every dataset; one dataset's failure is reported in its result and
  * does not stop the others.
  */
+import { DEFAULT_TUNING, type TransferTuning } from "../config/tuning.ts";
 import type { DatasetSpec, Settings } from "../config/types.ts";
 import { DsfetchError, toDsfetchError } from "../errors.ts";
 import { type EventListener, ignoreEvents } from "../events.ts";
@@ -17,6 +18,8 @@ export interface StageOptions {
   signal?: AbortSignal;
   /** Datasets staged at once (each one is itself parallel). Default 2. */
   concurrency?: number;
+  /** Range sizes, concurrency, stall bound (config/tuning.ts). */
+  tuning?: TransferTuning;
 }
 
 export type StageOutcome =
@@ -41,7 +44,8 @@ export async function stage(
 ): Promise<StageResult> {
   const onEvent = options.onEvent ?? ignoreEvents;
   if (datasets.some((spec) => spec.volume.kind === "shared")) requireSharedStorage(settings);
-  const pool = new ClientPool();
+  const tuning = options.tuning ?? DEFAULT_TUNING;
+  const pool = new ClientPool({ idleTimeoutMs: tuning.stallTimeoutMs });
   try {
     const outcomes = await mapLimit(
       datasets,
@@ -52,6 +56,7 @@ export async function stage(
             pool,
             onEvent,
             signal: options.signal,
+            tuning,
           });
           return { ok: true, ...staged };
         } catch (error) {

@@ -1,4 +1,5 @@
 /** `dsfetch fetch`: standalone prefetch: stage every dataset, then exit. */
+import { resolveTuning } from "../../config/tuning.ts";
 import { stage } from "../../stage/stage.ts";
 import type { CommandContext } from "../context.ts";
 import { ProgressView } from "../progress-view.ts";
@@ -12,9 +13,11 @@ export async function fetchCommand({
   err,
   stderrIsTty,
   signal,
+  env,
 }: CommandContext): Promise<number> {
   const view = new ProgressView(err, stderrIsTty);
-  const result = await stage(datasets, settings, { onEvent: view.handle, signal });
+  const tuning = resolveTuning(env);
+  const result = await stage(datasets, settings, { onEvent: view.handle, signal, tuning });
   view.close();
   if (args.json) {
     const datasetsJson = result.datasets.map((outcome) => {
