@@ -18,6 +18,15 @@ export type DsfetchEvent =
     }
   | { type: "retry"; dataset: string; attempt: number; delayMs: number; reason: string }
   | { type: "cached"; dataset: string; path: string }
+  | {
+      type: "waiting";
+      dataset: string;
+      /** "host pid N", or "another process" when the holder is not known. */
+      holder: string;
+      waitedMs: number;
+      /** Since the holder last refreshed its lock; undefined if the lock just went away. */
+      heartbeatAgeMs: number | undefined;
+    }
   | { type: "staged"; dataset: string; path: string; bytes: number; seconds: number }
   | { type: "warning"; dataset?: string; message: string }
   | { type: "info"; dataset?: string; message: string };

@@ -13,6 +13,7 @@ const OPTIONS = {
   "mount-root": { type: "string" },
   "ephemeral-root": { type: "string" },
   json: { type: "boolean" },
+  mount: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
 } as const;
@@ -25,6 +26,8 @@ export interface ParsedArgs {
   mountRoot: string | undefined;
   ephemeralRoot: string | undefined;
   json: boolean;
+  /** fetch: also link each dataset at <mount-root>/<name>. */
+  mount: boolean;
   rest: string[];
 }
 
@@ -74,6 +77,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
     mountRoot: values["mount-root"],
     ephemeralRoot: values["ephemeral-root"],
     json: values.json === true,
+    mount: values.mount === true,
     rest,
   };
 }
@@ -94,6 +98,7 @@ Flags:
   --mount-root <path>      where datasets appear          (env DSFETCH_MOUNT_ROOT, default /data)
   --ephemeral-root <path>  where ephemeral volumes live   (env DSFETCH_EPHEMERAL_ROOT,
                            default <tmpdir>/dsfetch-ephemeral)
+  --mount                  fetch: also link each dataset read-only at <mount-root>/<name>
   --json                   machine-readable output on standard output
   -h, --help               this text
 

@@ -37,6 +37,22 @@ export class ProgressView {
         }
         return;
       }
+      case "waiting": {
+        // Right away, then every interval: the user sees who holds the dataset, and that it lives.
+        const now = Date.now();
+        const key = `waiting:${event.dataset}`;
+        const last = this.lastPlain.get(key);
+        if (last !== undefined && now - last < PLAIN_INTERVAL_MS) return;
+        this.lastPlain.set(key, now);
+        const heartbeat =
+          event.heartbeatAgeMs === undefined
+            ? ""
+            : `; its lock was refreshed ${Math.round(event.heartbeatAgeMs / 1000)} s ago`;
+        this.line(
+          `${event.dataset}: waiting for ${event.holder} to finish downloading it (waited ${Math.round(event.waitedMs / 1000)} s${heartbeat})`,
+        );
+        return;
+      }
       case "retry":
         this.line(
           `${event.dataset}: retrying (attempt ${event.attempt + 1} in ${Math.round(event.delayMs)} ms): ${event.reason}`,

@@ -14,6 +14,16 @@ export interface TransferTuning {
   readonly objectConcurrency: number;
   /** A connection silent this long (before or during a body) is abandoned and resumed. */
   readonly stallTimeoutMs: number;
+  readonly lock: LockTiming;
+}
+
+export interface LockTiming {
+  /** A lock not refreshed for this long is stale and taken over. */
+  readonly staleMs: number;
+  /** How often a waiter looks again. */
+  readonly pollMs: number;
+  /** How long a waiter waits in all before giving up with LOCK_TIMEOUT. */
+  readonly waitMs: number;
 }
 
 export const DEFAULT_TUNING: TransferTuning = Object.freeze({
@@ -21,6 +31,8 @@ export const DEFAULT_TUNING: TransferTuning = Object.freeze({
   rangeConcurrency: 8,
   objectConcurrency: 32,
   stallTimeoutMs: 30_000,
+  // NFS attribute caches (actimeo up to 60 s) and clock skew: see volumes/lock.ts.
+  lock: Object.freeze({ staleMs: 120_000, pollMs: 1_000, waitMs: 2 * 60 * 60_000 }),
 });
 
 export function resolveTuning(env: Readonly<Record<string, string | undefined>>): TransferTuning {
@@ -56,6 +68,11 @@ export function resolveTuning(env: Readonly<Record<string, string | undefined>>)
       256,
     ),
     stallTimeoutMs: seconds(env, "DSFETCH_STALL_TIMEOUT", DEFAULT_TUNING.stallTimeoutMs),
+    lock: Object.freeze({
+      staleMs: Math.max(5_000, seconds(env, "DSFETCH_LOCK_STALE", DEFAULT_TUNING.lock.staleMs)),
+      pollMs: seconds(env, "DSFETCH_LOCK_POLL", DEFAULT_TUNING.lock.pollMs),
+      waitMs: seconds(env, "DSFETCH_LOCK_WAIT", DEFAULT_TUNING.lock.waitMs, 86_400),
+    }),
   });
 }
 
@@ -85,14 +102,15 @@ function seconds(
   env: Readonly<Record<string, string | undefined>>,
   name: string,
   fallbackMs: number,
+  maxSeconds = 3600,
 ): number {
   const text = env[name];
   if (text === undefined || text === "") return fallbackMs;
   const value = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text) || value < 0.1 || value > 3600) {
+  if (!/^\d+(\.\d+)?$/.test(text) || value < 0.1 || value > maxSeconds) {
     throw new DsfetchError(
       "USAGE",
-      `${name}: ${JSON.stringify(text)} is not a number of seconds from 0.1 to 3600`,
+      `${name}: ${JSON.stringify(text)} is not a number of seconds from 0.1 to ${maxSeconds}`,
       {
         hint: `unset ${name} for the default (${fallbackMs / 1000} s)`,
       },

@@ -1,5 +1,6 @@
 /** Where a dataset will go: its volume, final location and mount path. Pure. */
-import type { DatasetSpec, Settings } from "../config/types.ts";
+import { parseSize } from "../config/size.ts";
+import { type DatasetSpec, DEFAULT_VOLUME_SIZE, type Settings } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
 import {
   type DatasetLocation,
@@ -32,6 +33,20 @@ export function targetFor(spec: DatasetSpec, settings: Settings): Target {
     volumeBytes: undefined,
     location: sharedLocation(storageRoot, team, spec.name, spec.etag),
     mount,
+  };
+}
+
+/**
+ * Where a shared dataset goes when shared storage cannot take it (SPEC §6): an ephemeral
+ * volume of the default size.
+ */
+export function fallbackTarget(spec: DatasetSpec, settings: Settings): Target {
+  const size = parseSize(DEFAULT_VOLUME_SIZE);
+  return {
+    volume: "ephemeral",
+    volumeBytes: size.ok ? size.bytes : undefined,
+    location: ephemeralLocation(settings.ephemeralRoot, spec.name),
+    mount: mountPath(settings.mountRoot, spec.name),
   };
 }
 

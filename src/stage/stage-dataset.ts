@@ -4,7 +4,7 @@
  * Nothing half-done is ever visible at the final path; a failure removes the attempt.
  */
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { baseNameOfKey } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
 import type { TransferTuning } from "../config/tuning.ts";
@@ -20,11 +20,14 @@ import { type Resolution, type ResolvedObject, resolveDataset } from "../fetch/r
 import type { RetryOptions } from "../fetch/retry.ts";
 import type { S3ErrorContext } from "../fetch/s3-errors.ts";
 import { isCached } from "../plan/plan.ts";
-import { type Target, targetFor } from "../plan/target.ts";
+import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "../plan/target.ts";
 import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
+import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
+import { acquireLock, describeHolder, type HeldLock } from "../volumes/lock.ts";
 import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/manifest.ts";
 import { publish } from "../volumes/publish.ts";
+import { sharedStorageProblem } from "../volumes/storage-check.ts";
 import { ProgressTracker } from "./progress.ts";
 
 /** One dataset's outcome. Field names are the `fetch --json` output: keep them stable. */
@@ -46,6 +49,8 @@ export interface StagedDataset {
   readonly seconds: number;
   readonly retries: number;
   readonly refetchedBytes: number;
+  /** Why a shared dataset went to an ephemeral volume instead, when it did. */
+  readonly fallback?: string;
 }
 
 export interface StageContext {
@@ -64,7 +69,8 @@ export async function stageDataset(
   context: StageContext,
 ): Promise<StagedDataset> {
   const started = performance.now();
-  const target = targetFor(spec, settings);
+  let target = targetFor(spec, settings);
+  let fallback: string | undefined;
   const client = await context.pool.clientFor(spec);
   context.onEvent({
     type: "server",
@@ -86,97 +92,171 @@ export async function stageDataset(
       });
     },
   };
-
-  for (let restart = 0; ; restart++) {
+  const resolve = async (): Promise<Resolution> => {
     const resolution = await resolveDataset(spec, client, retry);
-    const objects = resolution.kind === "prefix" ? resolution.objects.length : 1;
     context.onEvent({
       type: "resolved",
       dataset: spec.name,
       kind: resolution.kind,
       bytes: resolution.bytes,
-      objects,
+      objects: objectCount(resolution),
     });
-    const summary = {
-      name: spec.name,
-      uri: spec.uri,
-      kind: resolution.kind,
-      etag: resolution.kind === "object" ? resolution.etag : null,
-      versionId: resolution.kind === "object" ? (resolution.versionId ?? null) : null,
-      path: target.location.path,
-      mount: target.mount,
-      volume: target.volume,
-      bytes: resolution.bytes,
-      objects,
-    };
+    return resolution;
+  };
+  const summaryOf = (resolution: Resolution) => ({
+    name: spec.name,
+    uri: spec.uri,
+    kind: resolution.kind,
+    etag: resolution.kind === "object" ? resolution.etag : null,
+    versionId: resolution.kind === "object" ? (resolution.versionId ?? null) : null,
+    path: target.location.path,
+    mount: target.mount,
+    volume: target.volume,
+    bytes: resolution.bytes,
+    objects: objectCount(resolution),
+    ...(fallback === undefined ? {} : { fallback }),
+  });
+  /** The published dataset, when its manifest matches the store; no lock needed to read it. */
+  const reuse = async (resolution: Resolution): Promise<StagedDataset | undefined> => {
     const staged = await inspectStaged(target.location);
-    if (isCached(resolution, staged) && staged.manifest !== undefined) {
-      context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
-      const verification = { [staged.manifest.verification]: objects };
-      return {
-        ...summary,
-        cached: true,
-        verification,
-        seconds: elapsed(started),
-        retries,
-        refetchedBytes: 0,
-      };
-    }
-    checkSupported(spec, resolution, target);
+    if (!isCached(resolution, staged) || staged.manifest === undefined) return undefined;
+    context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
+    return {
+      ...summaryOf(resolution),
+      cached: true,
+      verification: { [staged.manifest.verification]: objectCount(resolution) },
+      seconds: elapsed(started),
+      retries,
+      refetchedBytes: 0,
+    };
+  };
 
-    const attempt = await createAttempt(target.location);
-    try {
-      const progress = new ProgressTracker(spec.name, resolution.bytes, objects, context.onEvent);
-      const download = await downloadInto(
-        attempt,
-        spec,
-        resolution,
-        client,
-        retry,
-        progress,
-        context,
-      );
-      progress.finish();
-      const manifest = buildManifest(spec, resolution, download);
-      await publish(attempt, target.location, manifest);
-      const seconds = elapsed(started);
-      context.onEvent({
-        type: "staged",
-        dataset: spec.name,
-        path: target.location.path,
-        bytes: resolution.bytes,
-        seconds,
-      });
-      return {
-        ...summary,
-        cached: false,
-        verification: download.verification,
-        seconds,
-        retries,
-        refetchedBytes: download.refetchedBytes,
-      };
-    } catch (error) {
-      await discardAttempt(attempt);
-      const replaced = error instanceof DsfetchError && error.code === "OBJECT_CHANGED";
-      if (!replaced || restart >= MAX_VERSION_RESTARTS) throw error;
-      if (spec.etag !== undefined || spec.versionId !== undefined) {
-        throw new DsfetchError(
-          "OBJECT_CHANGED",
-          `${spec.name}: ${spec.uri} was overwritten during the download, and the datasets array pins ${spec.etag === undefined ? `version ${spec.versionId}` : `ETag ${spec.etag}`}`,
-          {
-            dataset: spec.name,
-            hint: "nothing was published; check the object and update the datasets array",
-            cause: error,
-          },
-        );
-      }
+  let resolution = await resolve();
+  const fast = await reuse(resolution);
+  if (fast !== undefined) return fast;
+  if (target.volume === "shared") {
+    const { storageRoot } = requireSharedStorage(settings);
+    const problem = await sharedStorageProblem(
+      storageRoot,
+      dirname(target.location.path),
+      resolution.bytes,
+    );
+    if (problem !== undefined) {
+      target = fallbackTarget(spec, settings);
+      fallback = `shared storage is unavailable: ${problem}`;
       context.onEvent({
         type: "warning",
         dataset: spec.name,
-        message: `${spec.uri} was overwritten during the download; starting again on the new version`,
+        message: `${fallback}; staging into an ephemeral volume at ${target.location.path} instead`,
       });
+      const reused = await reuse(resolution);
+      if (reused !== undefined) return reused;
     }
   }
+  checkSupported(spec, resolution, target);
+
+  // Shared storage: one downloader per dataset; the others wait, then reuse its result.
+  // Ephemeral volumes are private to the job: no lock.
+  let lock: HeldLock | undefined;
+  if (target.volume === "shared") {
+    const outcome = await acquireLock(target.location.lockPath, spec.name, {
+      timing: context.tuning.lock,
+      signal: context.signal,
+      isDone: async () => isCached(resolution, await inspectStaged(target.location)),
+      onWait: (report) =>
+        context.onEvent({
+          type: "waiting",
+          dataset: spec.name,
+          holder: describeHolder(report.holder),
+          waitedMs: report.waitedMs,
+          heartbeatAgeMs: report.heartbeatAgeMs,
+        }),
+      onCompromised: (error) =>
+        context.onEvent({
+          type: "warning",
+          dataset: spec.name,
+          message: `lost the download lock (${error.message}); continuing: publishing stays atomic`,
+        }),
+    });
+    if (outcome.kind === "acquired") lock = outcome.lock;
+  }
+  try {
+    for (let restart = 0; ; restart++) {
+      // Re-check under the lock: the previous holder may have published while we waited.
+      const reused = await reuse(resolution);
+      if (reused !== undefined) return reused;
+      if (lock !== undefined) {
+        await cleanAbandonedAttempts(
+          target.location,
+          Math.max(10 * 60_000, 4 * context.tuning.lock.staleMs),
+        );
+      }
+      const attempt = await createAttempt(target.location);
+      try {
+        const progress = new ProgressTracker(
+          spec.name,
+          resolution.bytes,
+          objectCount(resolution),
+          context.onEvent,
+        );
+        const download = await downloadInto(
+          attempt,
+          spec,
+          resolution,
+          client,
+          retry,
+          progress,
+          context,
+        );
+        progress.finish();
+        await publish(attempt, target.location, buildManifest(spec, resolution, download));
+        const seconds = elapsed(started);
+        context.onEvent({
+          type: "staged",
+          dataset: spec.name,
+          path: target.location.path,
+          bytes: resolution.bytes,
+          seconds,
+        });
+        return {
+          ...summaryOf(resolution),
+          cached: false,
+          verification: download.verification,
+          seconds,
+          retries,
+          refetchedBytes: download.refetchedBytes,
+        };
+      } catch (error) {
+        await discardAttempt(attempt);
+        const replaced = error instanceof DsfetchError && error.code === "OBJECT_CHANGED";
+        if (!replaced || restart >= MAX_VERSION_RESTARTS) throw error;
+        if (spec.etag !== undefined || spec.versionId !== undefined) {
+          throw new DsfetchError(
+            "OBJECT_CHANGED",
+            `${spec.name}: ${spec.uri} was overwritten during the download, and the datasets array pins ${spec.etag === undefined ? `version ${spec.versionId}` : `ETag ${spec.etag}`}`,
+            {
+              dataset: spec.name,
+              hint: "nothing was published; check the object and update the datasets array",
+              cause: error,
+            },
+          );
+        }
+        context.onEvent({
+          type: "warning",
+          dataset: spec.name,
+          message: `${spec.uri} was overwritten during the download; starting again on the new version`,
+        });
+        resolution = await resolve();
+        checkSupported(spec, resolution, target);
+      }
+    }
+  } finally {
+    await lock?.release();
+  }
+}
+
+function objectCount(resolution: Resolution): number {
+  return resolution.kind === "prefix" ? resolution.objects.length : 1;
 }
 
 interface Download {

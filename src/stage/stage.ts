@@ -10,6 +10,8 @@ import { type EventListener, ignoreEvents } from "../events.ts";
 import { ClientPool } from "../fetch/client.ts";
 import { requireSharedStorage } from "../plan/target.ts";
 import { mapLimit } from "../util/map-limit.ts";
+import { sharedDataRoot } from "../volumes/layout.ts";
+import { mountDataset } from "../volumes/mount.ts";
 import { type StagedDataset, stageDataset } from "./stage-dataset.ts";
 
 export interface StageOptions {
@@ -20,6 +22,8 @@ export interface StageOptions {
   concurrency?: number;
   /** Range sizes, concurrency, stall bound (config/tuning.ts). */
   tuning?: TransferTuning;
+  /** Link each staged dataset at `<mount-root>/<name>` (volumes/mount.ts). */
+  mount?: boolean;
 }
 
 export type StageOutcome =
@@ -58,6 +62,9 @@ export async function stage(
             signal: options.signal,
             tuning,
           });
+          if (options.mount === true) {
+            await mountDataset(staged.mount, staged.path, spec.name, ownedRoots(settings));
+          }
           return { ok: true, ...staged };
         } catch (error) {
           const failure =
@@ -79,4 +86,13 @@ export async function stage(
   } finally {
     pool.destroy();
   }
+}
+
+/** Where dsfetch's own datasets live: a mount link into one of these is ours to update. */
+function ownedRoots(settings: Settings): string[] {
+  const roots = [settings.ephemeralRoot];
+  if (settings.storageRoot !== undefined && settings.team !== undefined) {
+    roots.push(sharedDataRoot(settings.storageRoot, settings.team));
+  }
+  return roots;
 }

@@ -4,11 +4,12 @@
  * mode 0700, holding `data/` (the dataset being built) and `manifest.json`.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, rm } from "node:fs/promises";
+import { chmod, mkdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import type { DatasetLocation } from "./layout.ts";
+import { removeTree } from "./permissions.ts";
 
 export interface Attempt {
   readonly dir: string;
@@ -32,7 +33,7 @@ export async function createAttempt(location: DatasetLocation): Promise<Attempt>
 
 /** Removes an attempt's directory, whatever state it is in. Never throws. */
 export async function discardAttempt(attempt: Attempt): Promise<void> {
-  await rm(attempt.dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
+  await removeTree(attempt.dir);
 }
 
 function safeHost(): string {

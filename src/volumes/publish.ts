@@ -7,11 +7,12 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type Attempt, discardAttempt, storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { type Manifest, readManifest } from "./manifest.ts";
+import { makeReadOnly, makeWritable, removeTree } from "./permissions.ts";
 import { fsyncDirectory, syncTree } from "./sync-tree.ts";
 
 export type PublishOutcome = "published" | "replaced" | "already-published";
@@ -32,6 +33,9 @@ export async function publish(
     await writeFile(attempt.manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, {
       mode: 0o644,
     });
+    // Read-only below the root now; the root itself after the rename (moving a directory
+    // to another parent needs write permission on it, to update its "..").
+    makeReadOnly(attempt.dataDir, manifest.files, true);
     await syncTree(attempt.dir);
   } catch (error) {
     throw storageError(error, attempt.dir);
@@ -52,15 +56,17 @@ export async function publish(
     // aside first, so the final path only ever holds a complete tree.
     const aside = join(dirname(attempt.dir), `replaced.${randomBytes(6).toString("hex")}`);
     try {
+      await makeWritable(location.path);
       await rename(location.path, aside);
       await rename(attempt.dataDir, location.path);
     } catch (swapError) {
       throw storageError(swapError, location.path);
     }
-    await rm(aside, { recursive: true, force: true }).catch(() => {});
+    await removeTree(aside);
     outcome = "replaced";
   }
   try {
+    await chmod(location.path, 0o555);
     await fsyncDirectory(dirname(location.path));
     await mkdir(dirname(location.manifestPath), { recursive: true });
     await rename(attempt.manifestPath, location.manifestPath);

@@ -20,6 +20,7 @@ const NONE: ParsedArgs = {
   mountRoot: undefined,
   ephemeralRoot: undefined,
   json: false,
+  mount: false,
   rest: [],
 };
 

@@ -17,7 +17,12 @@ export async function fetchCommand({
 }: CommandContext): Promise<number> {
   const view = new ProgressView(err, stderrIsTty);
   const tuning = resolveTuning(env);
-  const result = await stage(datasets, settings, { onEvent: view.handle, signal, tuning });
+  const result = await stage(datasets, settings, {
+    onEvent: view.handle,
+    signal,
+    tuning,
+    mount: args.mount,
+  });
   view.close();
   if (args.json) {
     const datasetsJson = result.datasets.map((outcome) => {

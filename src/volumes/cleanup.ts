@@ -1,0 +1,83 @@
+/**
+ * Removes temporary data of dead attempts (SPEC §3: "its temporary data is cleaned up").
+ * Called while holding the dataset's lock, so no live attempt of the same host should be
+ * writing there; attempts of another host are removed only once clearly abandoned.
+ */
+import { readdir, stat } from "node:fs/promises";
+import { hostname } from "node:os";
+import { basename, join } from "node:path";
+import type { DatasetLocation } from "./layout.ts";
+import { removeTree } from "./permissions.ts";
+
+export interface AttemptName {
+  readonly dirName: string;
+  readonly host: string;
+  readonly pid: number;
+}
+
+/** `<dir>.<host>.<pid>.<random>` → its parts (the dataset directory name may hold dots). */
+export function parseAttemptName(name: string): AttemptName | undefined {
+  const parts = name.split(".");
+  if (parts.length < 4) return undefined;
+  const pid = Number(parts.at(-2));
+  const host = parts.at(-3) ?? "";
+  if (!Number.isInteger(pid) || pid <= 0 || host === "") return undefined;
+  return { dirName: parts.slice(0, -3).join("."), host, pid };
+}
+
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Removes this dataset's abandoned attempts; returns how many were removed. Never throws. */
+export async function cleanAbandonedAttempts(
+  location: DatasetLocation,
+  abandonedAfterMs: number,
+): Promise<number> {
+  const dirName = basename(location.path);
+  const thisHost =
+    hostname()
+      .replace(/[^A-Za-z0-9_-]/g, "_")
+      .slice(0, 40) || "host";
+  let names: string[];
+  try {
+    names = await readdir(location.tmpDir);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const name of names) {
+    const parsed = parseAttemptName(name);
+    const path = join(location.tmpDir, name);
+    let abandoned: boolean;
+    if (parsed !== undefined && parsed.dirName === dirName) {
+      abandoned =
+        parsed.host === thisHost
+          ? parsed.pid !== process.pid && !isProcessAlive(parsed.pid)
+          : await idleFor(path, abandonedAfterMs);
+    } else {
+      // Old trees moved aside by a replacing publish, left by a crash.
+      abandoned = name.startsWith("replaced.") && (await idleFor(path, abandonedAfterMs));
+    }
+    if (abandoned) {
+      await removeTree(path);
+      removed += 1;
+    }
+  }
+  return removed;
+}
+
+async function idleFor(path: string, ms: number): Promise<boolean> {
+  try {
+    const times = await Promise.all([stat(path), stat(join(path, "data")).catch(() => undefined)]);
+    const newest = Math.max(...times.map((s) => s?.mtimeMs ?? 0));
+    return Date.now() - newest > ms;
+  } catch {
+    return false;
+  }
+}

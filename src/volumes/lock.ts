@@ -1,0 +1,140 @@
+/**
+ * One download per dataset across processes and machines sharing a filesystem (SPEC §3).
+ * A `proper-lockfile` lock (an atomic mkdir whose mtime the holder refreshes) per final
+ * path; a holder that dies stops refreshing, its lock goes stale and is taken over. The
+ * lock only saves bandwidth: correctness comes from atomic publish (publish.ts), so a lost
+ * or compromised lock costs a second download, never a corrupt dataset.
+ *
+ * Stale bound: NFS clients cache attributes for up to 60 s (actimeo) and node clocks drift,
+ * so the library default of 10 s would let a live holder's lock be taken over; we default
+ * to 120 s with a refresh every 15 s.
+ */
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { dirname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import lockfile from "proper-lockfile";
+import type { LockTiming } from "../config/tuning.ts";
+import { DsfetchError } from "../errors.ts";
+import { storageError } from "./attempt.ts";
+
+export interface Holder {
+  readonly host: string;
+  readonly pid: number;
+  readonly since: string;
+}
+
+export interface HeldLock {
+  /** False once the lock was found taken over (we then rely on atomic publish alone). */
+  readonly intact: () => boolean;
+  release(): Promise<void>;
+}
+
+export interface WaitReport {
+  readonly holder: Holder | undefined;
+  readonly waitedMs: number;
+  /** Milliseconds since the holder last refreshed the lock. */
+  readonly heartbeatAgeMs: number | undefined;
+}
+
+export type LockOutcome =
+  | { readonly kind: "acquired"; readonly lock: HeldLock }
+  | { readonly kind: "done" };
+
+export interface AcquireOptions {
+  readonly timing: LockTiming;
+  readonly signal?: AbortSignal | undefined;
+  /** Called after each poll while another process holds the lock. */
+  readonly onWait?: (report: WaitReport) => void;
+  /** Checked while waiting: true when the holder has published, so waiting can stop. */
+  readonly isDone?: () => Promise<boolean>;
+  readonly onCompromised?: (error: Error) => void;
+}
+
+const holderPath = (lockPath: string) => `${lockPath}.holder.json`;
+
+/** Takes the lock at `lockPath`, waiting for another holder as long as the timing allows. */
+export async function acquireLock(
+  lockPath: string,
+  dataset: string,
+  options: AcquireOptions,
+): Promise<LockOutcome> {
+  const { timing } = options;
+  try {
+    await mkdir(dirname(lockPath), { recursive: true });
+  } catch (error) {
+    throw storageError(error, dirname(lockPath));
+  }
+  const started = Date.now();
+  for (;;) {
+    let intact = true;
+    try {
+      const release = await lockfile.lock(lockPath, {
+        lockfilePath: lockPath,
+        realpath: false,
+        stale: Math.max(5_000, timing.staleMs),
+        update: Math.max(1_000, Math.min(15_000, Math.floor(timing.staleMs / 4))),
+        retries: 0,
+        onCompromised: (error: Error) => {
+          intact = false;
+          options.onCompromised?.(error);
+        },
+      });
+      const holder: Holder = {
+        host: hostname(),
+        pid: process.pid,
+        since: new Date().toISOString(),
+      };
+      await writeFile(holderPath(lockPath), JSON.stringify(holder)).catch(() => {});
+      return {
+        kind: "acquired",
+        lock: {
+          intact: () => intact,
+          release: async () => {
+            await rm(holderPath(lockPath), { force: true }).catch(() => {});
+            await release().catch(() => {});
+          },
+        },
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ELOCKED") throw storageError(error, lockPath);
+    }
+    if ((await options.isDone?.()) === true) return { kind: "done" };
+    const waitedMs = Date.now() - started;
+    const holder = await readHolder(lockPath);
+    if (waitedMs >= timing.waitMs) {
+      throw new DsfetchError(
+        "LOCK_TIMEOUT",
+        `${dataset}: gave up after waiting ${Math.round(waitedMs / 1000)} s for ${describeHolder(holder)} to finish downloading it`,
+        {
+          dataset,
+          hint: `the holder is still refreshing its lock; raise DSFETCH_LOCK_WAIT, or stop that process (its lock goes stale ${Math.round(timing.staleMs / 1000)} s after it dies)`,
+        },
+      );
+    }
+    options.onWait?.({ holder, waitedMs, heartbeatAgeMs: await heartbeatAge(lockPath) });
+    await sleep(timing.pollMs, undefined, { signal: options.signal });
+  }
+}
+
+export function describeHolder(holder: Holder | undefined): string {
+  return holder === undefined ? "another process" : `${holder.host} pid ${holder.pid}`;
+}
+
+async function readHolder(lockPath: string): Promise<Holder | undefined> {
+  try {
+    const value = JSON.parse(await readFile(holderPath(lockPath), "utf8")) as Partial<Holder>;
+    if (typeof value.host !== "string" || typeof value.pid !== "number") return undefined;
+    return { host: value.host, pid: value.pid, since: String(value.since) };
+  } catch {
+    return undefined;
+  }
+}
+
+async function heartbeatAge(lockPath: string): Promise<number | undefined> {
+  try {
+    return Math.max(0, Date.now() - (await stat(lockPath)).mtimeMs);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Makes a staged dataset appear at `<mount-root>/<name>` (SPEC §2): a symlink to the
+ * read-only dataset directory, created or updated atomically (symlink beside it, then
+ * rename over). Idempotent. A mount path occupied by anything dsfetch did not create is
+ * an error and is never overwritten.
+ */
+import { randomBytes } from "node:crypto";
+import { lstat, mkdir, readlink, rename, rm, symlink } from "node:fs/promises";
+import { dirname, join, resolve, sep } from "node:path";
+import { DsfetchError } from "../errors.ts";
+import { storageError } from "./attempt.ts";
+
+export type MountOutcome = "created" | "unchanged" | "updated";
+
+/**
+ * @param ownedRoots directories whose datasets dsfetch manages: a symlink into one of
+ *   them is ours to update.
+ */
+export async function mountDataset(
+  mountPath: string,
+  datasetPath: string,
+  dataset: string,
+  ownedRoots: readonly string[],
+): Promise<MountOutcome> {
+  let existing: string | undefined;
+  try {
+    const stats = await lstat(mountPath);
+    if (!stats.isSymbolicLink()) throw occupied(mountPath, dataset, "is a real file or directory");
+    existing = await readlink(mountPath);
+  } catch (error) {
+    if (error instanceof DsfetchError) throw error;
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw storageError(error, mountPath);
+  }
+  if (existing !== undefined) {
+    const target = resolve(dirname(mountPath), existing);
+    if (target === datasetPath) return "unchanged";
+    const ours = ownedRoots.some((root) =>
+      target.startsWith(root.endsWith(sep) ? root : root + sep),
+    );
+    if (!ours)
+      throw occupied(mountPath, dataset, `is a link to ${target}, which dsfetch did not make`);
+  }
+  const temporary = join(dirname(mountPath), `.${dataset}.mount-${randomBytes(4).toString("hex")}`);
+  try {
+    await mkdir(dirname(mountPath), { recursive: true });
+    await symlink(datasetPath, temporary, "dir");
+    await rename(temporary, mountPath);
+  } catch (error) {
+    await rm(temporary, { force: true }).catch(() => {});
+    throw storageError(error, mountPath);
+  }
+  return existing === undefined ? "created" : "updated";
+}
+
+function occupied(mountPath: string, dataset: string, what: string): DsfetchError {
+  return new DsfetchError(
+    "STORAGE",
+    `${dataset}: the mount path ${mountPath} ${what}; dsfetch will not replace it`,
+    {
+      dataset,
+      hint: "remove it, or choose another --mount-root (DSFETCH_MOUNT_ROOT)",
+    },
+  );
+}

@@ -1,0 +1,38 @@
+/**
+ * Can shared storage take this dataset? It must be mounted (the root exists and is a
+ * directory: dsfetch never creates a storage root, since an empty directory where a volume
+ * should be mounted means the volume is missing), writable, and have room for it.
+ */
+import { constants } from "node:fs";
+import { access, mkdir, stat, statfs } from "node:fs/promises";
+import { formatBytes } from "../config/size.ts";
+
+/** Why shared storage cannot take `bytes` more, or undefined when it can. */
+export async function sharedStorageProblem(
+  storageRoot: string,
+  dataRoot: string,
+  bytes: number,
+): Promise<string | undefined> {
+  try {
+    const root = await stat(storageRoot);
+    if (!root.isDirectory()) return `${storageRoot} is not a directory`;
+  } catch {
+    return `${storageRoot} does not exist (is the shared volume mounted?)`;
+  }
+  try {
+    await mkdir(dataRoot, { recursive: true });
+    await access(dataRoot, constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "error";
+    return `${dataRoot} is not writable (${code})`;
+  }
+  try {
+    const fs = await statfs(dataRoot);
+    const free = fs.bavail * fs.bsize;
+    if (free < bytes)
+      return `${dataRoot} has ${formatBytes(free)} free, the dataset needs ${formatBytes(bytes)}`;
+  } catch {
+    // statfs unsupported: let the write itself tell.
+  }
+  return undefined;
+}

@@ -1,0 +1,210 @@
+// Shared storage and ephemeral volumes as a user sees them: where data lands, permissions,
+// fallback when shared storage is unavailable, size limits, mounts, refresh and clean-up.
+import { randomBytes } from "node:crypto";
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../harness/cli.ts";
+import { createBucket, putObject, testEnv } from "../harness/s3.ts";
+
+let root: string;
+let bucket: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "dsfetch-volumes-"));
+  bucket = await createBucket("volumes");
+  await putObject(bucket, "set/a.txt", "alpha");
+  await putObject(bucket, "set/sub/b.txt", "beta");
+  await putObject(bucket, "one/blob.bin", randomBytes(300_000));
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+interface Entry {
+  name: string;
+  path?: string;
+  volume?: string;
+  fallback?: string;
+  cached?: boolean;
+  error?: { code: string; message: string };
+}
+
+async function fetch(datasets: unknown, flags: string[], env: Record<string, string> = {}) {
+  const result = await runCli(["fetch", "--datasets", "-", "--json", ...flags], {
+    env: { ...testEnv(), ...env },
+    stdin: JSON.stringify(datasets),
+  });
+  const json =
+    result.stdout === "" ? undefined : (JSON.parse(result.stdout) as { datasets: Entry[] });
+  return { ...result, entries: json?.datasets ?? [] };
+}
+
+async function fresh(label: string): Promise<string> {
+  return mkdtemp(join(root, `${label}-`));
+}
+
+describe("published datasets", () => {
+  it("are read-only: files 0444, directories 0555", async () => {
+    const storage = await fresh("ro");
+    const { code, entries } = await fetch(
+      [{ uri: `s3://${bucket}/set/` }],
+      ["--storage-root", storage, "--team", "t"],
+    );
+    expect(code).toBe(0);
+    const dir = entries[0]?.path as string;
+    expect((await stat(dir)).mode & 0o777).toBe(0o555);
+    expect((await stat(join(dir, "sub"))).mode & 0o777).toBe(0o555);
+    expect((await stat(join(dir, "a.txt"))).mode & 0o777).toBe(0o444);
+    expect((await stat(join(dir, "sub", "b.txt"))).mode & 0o777).toBe(0o444);
+  });
+
+  it("refresh without an etag: a changed object is fetched anew and swapped in", async () => {
+    const storage = await fresh("refresh");
+    const key = "refresh/model.txt";
+    await putObject(bucket, key, "version one");
+    const flags = ["--storage-root", storage, "--team", "t"];
+    const first = await fetch([{ uri: `s3://${bucket}/${key}` }], flags);
+    expect(first.code).toBe(0);
+    const file = join(first.entries[0]?.path as string, "model.txt");
+    expect(await readFile(file, "utf8")).toBe("version one");
+    const unchanged = await fetch([{ uri: `s3://${bucket}/${key}` }], flags);
+    expect(unchanged.entries[0]?.cached).toBe(true);
+    await putObject(bucket, key, "version two, longer");
+    const refreshed = await fetch([{ uri: `s3://${bucket}/${key}` }], flags);
+    expect(refreshed.code).toBe(0);
+    expect(refreshed.entries[0]?.cached).toBe(false);
+    expect(await readFile(file, "utf8")).toBe("version two, longer");
+    expect(await readdir(join(storage, "t", "data", ".dsfetch", "tmp"))).toEqual([]);
+  });
+
+  it("removes abandoned attempts of dead processes, and only those of this dataset", async () => {
+    const storage = await fresh("cleanup");
+    const tmp = join(storage, "t", "data", ".dsfetch", "tmp");
+    const host = hostname()
+      .replace(/[^A-Za-z0-9_-]/g, "_")
+      .slice(0, 40);
+    const dead = join(tmp, `a.txt.${host}.999999.deadbeef`);
+    const other = join(tmp, `other.${host}.999999.cafef00d`);
+    await mkdir(join(dead, "data"), { recursive: true });
+    await writeFile(join(dead, "data", "partial"), "half");
+    await mkdir(join(other, "data"), { recursive: true });
+    const { code } = await fetch(
+      [{ uri: `s3://${bucket}/set/a.txt` }],
+      ["--storage-root", storage, "--team", "t"],
+    );
+    expect(code).toBe(0);
+    expect(await readdir(tmp)).toEqual([`other.${host}.999999.cafef00d`]);
+  });
+});
+
+describe("fallback to an ephemeral volume", () => {
+  it("when the storage root does not exist (not mounted): staged, and said so", async () => {
+    const ephemeral = await fresh("eph");
+    const missing = join(root, "not-mounted");
+    const { code, entries, stderr } = await fetch(
+      [{ uri: `s3://${bucket}/set/` }],
+      ["--storage-root", missing, "--team", "t", "--ephemeral-root", ephemeral],
+    );
+    expect(code).toBe(0);
+    expect(entries[0]).toMatchObject({ volume: "ephemeral", path: join(ephemeral, "set") });
+    expect(entries[0]?.fallback).toContain(`${missing} does not exist`);
+    expect(stderr).toContain("staging into an ephemeral volume");
+    expect(await readFile(join(ephemeral, "set", "sub", "b.txt"), "utf8")).toBe("beta");
+    await expect(stat(missing)).rejects.toThrow();
+  });
+
+  it("when the storage root is not a directory", async () => {
+    const ephemeral = await fresh("eph-file");
+    const file = join(root, "a-file");
+    await writeFile(file, "not a directory");
+    const { code, entries } = await fetch(
+      [{ uri: `s3://${bucket}/set/a.txt` }],
+      ["--storage-root", file, "--team", "t", "--ephemeral-root", ephemeral],
+    );
+    expect(code).toBe(0);
+    expect(entries[0]?.fallback).toContain("is not a directory");
+    expect(await readFile(join(ephemeral, "a.txt", "a.txt"), "utf8")).toBe("alpha");
+  });
+});
+
+describe("ephemeral volumes", () => {
+  it("stage into <ephemeral-root>/<name> with no lock", async () => {
+    const ephemeral = await fresh("dyn");
+    const { code, entries } = await fetch(
+      [
+        {
+          uri: `s3://${bucket}/set/`,
+          name: "scratch",
+          volumeOptions: { kind: "dynamic", size: "1Mi" },
+        },
+      ],
+      ["--ephemeral-root", ephemeral],
+    );
+    expect(code).toBe(0);
+    expect(entries[0]).toMatchObject({ volume: "ephemeral", path: join(ephemeral, "scratch") });
+    expect(await readdir(join(ephemeral, ".dsfetch"))).not.toContain("locks");
+  });
+
+  it("too small: exit 7 with needed and available, nothing left behind", async () => {
+    const ephemeral = await fresh("small");
+    const { code, entries } = await fetch(
+      [{ uri: `s3://${bucket}/one/blob.bin`, volumeOptions: { kind: "dynamic", size: "100K" } }],
+      ["--ephemeral-root", ephemeral],
+    );
+    expect(code).toBe(7);
+    expect(entries[0]?.error?.code).toBe("NO_SPACE");
+    expect(entries[0]?.error?.message).toMatch(
+      /needs 293\.0 KiB \(300000 bytes\) but its ephemeral volume holds 97\.7 KiB/,
+    );
+    const left = await readdir(ephemeral, { recursive: true });
+    expect(left.filter((entry) => !entry.startsWith(".dsfetch"))).toEqual([]);
+    expect(await readdir(join(ephemeral, ".dsfetch", "tmp")).catch(() => [])).toEqual([]);
+  });
+});
+
+describe("mounts", () => {
+  it("--mount links <mount-root>/<name> to the dataset; idempotent", async () => {
+    const storage = await fresh("mnt-storage");
+    const mounts = await fresh("mnt");
+    const flags = ["--storage-root", storage, "--team", "t", "--mount-root", mounts, "--mount"];
+    const first = await fetch([{ uri: `s3://${bucket}/set/` }], flags);
+    expect(first.code).toBe(0);
+    expect(await readlink(join(mounts, "set"))).toBe(first.entries[0]?.path);
+    expect(await readFile(join(mounts, "set", "a.txt"), "utf8")).toBe("alpha");
+    const again = await fetch([{ uri: `s3://${bucket}/set/` }], flags);
+    expect(again.code).toBe(0);
+    expect(await readlink(join(mounts, "set"))).toBe(first.entries[0]?.path);
+  });
+
+  it("an occupied mount path that is not ours is an error and is left alone", async () => {
+    const storage = await fresh("occ-storage");
+    const mounts = await fresh("occ");
+    await mkdir(join(mounts, "set"));
+    await writeFile(join(mounts, "set", "mine.txt"), "keep me");
+    await symlink("/etc", join(mounts, "a.txt"));
+    const flags = ["--storage-root", storage, "--team", "t", "--mount-root", mounts, "--mount"];
+    const dir = await fetch([{ uri: `s3://${bucket}/set/` }], flags);
+    expect(dir.code).toBe(7);
+    expect(dir.entries[0]?.error?.message).toContain(
+      `${join(mounts, "set")} is a real file or directory`,
+    );
+    expect(await readFile(join(mounts, "set", "mine.txt"), "utf8")).toBe("keep me");
+    const link = await fetch([{ uri: `s3://${bucket}/set/a.txt` }], flags);
+    expect(link.code).toBe(7);
+    expect(link.entries[0]?.error?.message).toContain("which dsfetch did not make");
+    expect(await readlink(join(mounts, "a.txt"))).toBe("/etc");
+  });
+});
