@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { closest } from "../config/suggest.ts";
 import { DsfetchError } from "../errors.ts";
 
-export const COMMANDS = ["fetch", "plan", "help", "version"] as const;
+export const COMMANDS = ["fetch", "plan", "list", "prune", "help", "version"] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 const OPTIONS = {
@@ -14,6 +14,9 @@ const OPTIONS = {
   "ephemeral-root": { type: "string" },
   json: { type: "boolean" },
   mount: { type: "boolean" },
+  "older-than": { type: "string" },
+  "max-size": { type: "string" },
+  "dry-run": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
 } as const;
@@ -28,6 +31,11 @@ export interface ParsedArgs {
   json: boolean;
   /** fetch: also link each dataset at <mount-root>/<name>. */
   mount: boolean;
+  /** prune: remove datasets unused for longer than this ("7d"). */
+  olderThan: string | undefined;
+  /** prune: remove least recently used datasets down to this total ("500Gi"). */
+  maxSize: string | undefined;
+  dryRun: boolean;
   rest: string[];
 }
 
@@ -64,7 +72,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
         suggestion === undefined ? "see `dsfetch help`" : `did you mean "dsfetch ${suggestion}"?`,
     });
   }
-  if ((command === "plan" || command === "fetch") && rest.length > 0) {
+  if (command !== "help" && command !== "version" && rest.length > 0) {
     throw new DsfetchError("USAGE", `unexpected argument "${rest[0]}"`, {
       hint: "see `dsfetch help`",
     });
@@ -78,6 +86,9 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
     ephemeralRoot: values["ephemeral-root"],
     json: values.json === true,
     mount: values.mount === true,
+    olderThan: values["older-than"],
+    maxSize: values["max-size"],
+    dryRun: values["dry-run"] === true,
     rest,
   };
 }
@@ -87,6 +98,9 @@ export const HELP = `dsfetch — stage verified datasets from S3 for machine-lea
 Usage:
   dsfetch fetch --datasets <file|-> [flags]  stage every dataset into shared storage, then exit
   dsfetch plan --datasets <file|-> [flags]   dry run: resolve every dataset, write nothing
+  dsfetch list [flags]                       datasets in shared storage: size, source, last use
+  dsfetch prune --older-than <d> | --max-size <size> [--dry-run] [flags]
+                                             remove least recently used datasets not in use
   dsfetch help                               this text
   dsfetch version                            the version
 
@@ -99,6 +113,9 @@ Flags:
   --ephemeral-root <path>  where ephemeral volumes live   (env DSFETCH_EPHEMERAL_ROOT,
                            default <tmpdir>/dsfetch-ephemeral)
   --mount                  fetch: also link each dataset read-only at <mount-root>/<name>
+  --older-than <duration>  prune: unused for longer than this: 90m, 12h, 7d, 2w
+  --max-size <size>        prune: keep at most this much in total: 500Gi, 2T
+  --dry-run                prune: say what would be removed, remove nothing
   --json                   machine-readable output on standard output
   -h, --help               this text
 

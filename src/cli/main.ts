@@ -10,6 +10,7 @@ import { toDsfetchError } from "../errors.ts";
 import { HELP, type ParsedArgs, parseCommandLine } from "./args.ts";
 import { fetchCommand } from "./commands/fetch.ts";
 import { planCommand } from "./commands/plan.ts";
+import { listCommand, pruneCommand } from "./commands/storage.ts";
 import type { CommandContext } from "./context.ts";
 import { renderError } from "./render.ts";
 
@@ -40,6 +41,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         return 0;
       case "plan":
         return await planCommand(await commandContext(args, io, out, err, redactor));
+      case "list":
+        return await listCommand(args, { out, err, env: io.env });
+      case "prune":
+        return await pruneCommand(args, { out, err, env: io.env });
       case "fetch":
         return await fetchCommand(await commandContext(args, io, out, err, redactor));
     }

@@ -15,6 +15,17 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
     entry.path ?? "-",
   ]);
   const header = ["NAME", "KIND", "SIZE", "OBJECTS", "ARCHIVE", "VOLUME", "CACHED", "PATH"];
+  const out = [table(header, rows)];
+  for (const entry of entries) {
+    if (entry.error === undefined) continue;
+    out.push("", `error: ${entry.error.message} [${entry.error.code}]`);
+    if (entry.error.hint !== undefined) out.push(`  hint: ${entry.error.hint}`);
+  }
+  return `${out.join("\n")}`;
+}
+
+/** Columns padded to their widest cell; the last column is not padded. Ends with a newline. */
+export function table(header: string[], rows: string[][]): string {
   const widths = header.map((title, column) =>
     Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)),
   );
@@ -24,13 +35,7 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
         column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0),
       )
       .join("  ");
-  const out = [line(header), ...rows.map(line)];
-  for (const entry of entries) {
-    if (entry.error === undefined) continue;
-    out.push("", `error: ${entry.error.message} [${entry.error.code}]`);
-    if (entry.error.hint !== undefined) out.push(`  hint: ${entry.error.hint}`);
-  }
-  return `${out.join("\n")}\n`;
+  return `${[line(header), ...rows.map(line)].join("\n")}\n`;
 }
 
 export function renderError(error: DsfetchError): string {

@@ -28,6 +28,7 @@ import { acquireLock, describeHolder, type HeldLock } from "../volumes/lock.ts";
 import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/manifest.ts";
 import { publish } from "../volumes/publish.ts";
 import { sharedStorageProblem } from "../volumes/storage-check.ts";
+import { markUsed } from "../volumes/usage.ts";
 import { ProgressTracker } from "./progress.ts";
 
 /** One dataset's outcome. Field names are the `fetch --json` output: keep them stable. */
@@ -120,6 +121,7 @@ export async function stageDataset(
   const reuse = async (resolution: Resolution): Promise<StagedDataset | undefined> => {
     const staged = await inspectStaged(target.location);
     if (!isCached(resolution, staged) || staged.manifest === undefined) return undefined;
+    await markUsed(target.location);
     context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
     return {
       ...summaryOf(resolution),
@@ -210,6 +212,7 @@ export async function stageDataset(
         );
         progress.finish();
         await publish(attempt, target.location, buildManifest(spec, resolution, download));
+        await markUsed(target.location);
         const seconds = elapsed(started);
         context.onEvent({
           type: "staged",

@@ -62,7 +62,9 @@ export async function cleanAbandonedAttempts(
           : await idleFor(path, abandonedAfterMs);
     } else {
       // Old trees moved aside by a replacing publish, left by a crash.
-      abandoned = name.startsWith("replaced.") && (await idleFor(path, abandonedAfterMs));
+      abandoned =
+        (name.startsWith("replaced.") || name.startsWith("pruned.")) &&
+        (await idleFor(path, abandonedAfterMs));
     }
     if (abandoned) {
       await removeTree(path);

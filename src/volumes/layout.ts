@@ -34,7 +34,8 @@ export interface DatasetLocation {
   readonly tmpDir: string;
 }
 
-function locationIn(parent: string, dirName: string): DatasetLocation {
+/** The location of the dataset directory `dirName` under `parent`. */
+export function locationIn(parent: string, dirName: string): DatasetLocation {
   const metaDir = join(parent, META_DIR);
   return {
     path: join(parent, dirName),

@@ -21,6 +21,9 @@ const NONE: ParsedArgs = {
   ephemeralRoot: undefined,
   json: false,
   mount: false,
+  olderThan: undefined,
+  maxSize: undefined,
+  dryRun: false,
   rest: [],
 };
 

@@ -1,0 +1,80 @@
+/** `dsfetch list` and `dsfetch prune`: what is in a team's shared storage, and removing what is not needed. */
+
+import { DURATION_FORMS, parseDuration } from "../../config/duration.ts";
+import { resolveSettings } from "../../config/settings.ts";
+import { formatBytes, parseSize, SIZE_FORMS } from "../../config/size.ts";
+import { resolveTuning } from "../../config/tuning.ts";
+import { DsfetchError } from "../../errors.ts";
+import { requireSharedStorage } from "../../plan/target.ts";
+import { listDatasets } from "../../volumes/catalog.ts";
+import { prune } from "../../volumes/prune.ts";
+import type { ParsedArgs } from "../args.ts";
+import { table } from "../render.ts";
+
+export interface StorageIo {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<number> {
+  const { storageRoot, team } = requireSharedStorage(resolveSettings(args, io.env));
+  const entries = await listDatasets(storageRoot, team);
+  if (args.json) {
+    io.out(`${JSON.stringify({ datasets: entries }, null, 2)}\n`);
+    return 0;
+  }
+  const rows = entries.map((entry) => [
+    entry.name,
+    formatBytes(entry.bytes),
+    entry.lastUsed.replace("T", " ").slice(0, 19),
+    entry.inUse.length > 0 ? "yes" : "no",
+    entry.uri,
+    entry.path,
+  ]);
+  io.err(table(["NAME", "SIZE", "LAST USED (UTC)", "IN USE", "SOURCE", "PATH"], rows));
+  const total = entries.reduce((sum, entry) => sum + entry.bytes, 0);
+  io.err(`${entries.length} datasets, ${formatBytes(total)}\n`);
+  return 0;
+}
+
+export async function pruneCommand(args: ParsedArgs, io: StorageIo): Promise<number> {
+  const { storageRoot, team } = requireSharedStorage(resolveSettings(args, io.env));
+  let olderThanMs: number | undefined;
+  if (args.olderThan !== undefined) {
+    const parsed = parseDuration(args.olderThan);
+    if (!parsed.ok) {
+      throw new DsfetchError("USAGE", `--older-than: ${parsed.reason}`, {
+        hint: `accepted: ${DURATION_FORMS}`,
+      });
+    }
+    olderThanMs = parsed.ms;
+  }
+  let maxBytes: number | undefined;
+  if (args.maxSize !== undefined) {
+    const parsed = parseSize(args.maxSize);
+    if (!parsed.ok)
+      throw new DsfetchError("USAGE", `--max-size: ${parsed.reason}`, {
+        hint: `accepted: ${SIZE_FORMS}`,
+      });
+    maxBytes = parsed.bytes;
+  }
+  const result = await prune(storageRoot, team, {
+    olderThanMs,
+    maxBytes,
+    dryRun: args.dryRun,
+    lockStaleMs: resolveTuning(io.env).lock.staleMs,
+  });
+  if (args.json) {
+    io.out(`${JSON.stringify({ dryRun: args.dryRun, ...result }, null, 2)}\n`);
+    return 0;
+  }
+  const verb = args.dryRun ? "would remove" : "removed";
+  for (const entry of result.removed)
+    io.err(`${verb} ${entry.name} (${formatBytes(entry.bytes)}, last used ${entry.lastUsed})\n`);
+  for (const entry of result.kept) io.err(`kept ${entry.name}: ${entry.keptBecause}\n`);
+  io.err(
+    `${verb} ${result.removed.length} datasets, ${formatBytes(result.freedBytes)}; ${formatBytes(result.remainingBytes)} remain\n`,
+  );
+  return 0;
+}

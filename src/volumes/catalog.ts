@@ -1,0 +1,58 @@
+/** `dsfetch list`: the datasets published in a team's shared storage, from their manifests. */
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
+import { readManifest } from "./manifest.ts";
+import { activeLeases, lastUsed } from "./usage.ts";
+
+/** One published dataset. Field names are the `list --json` output: keep them stable. */
+export interface CatalogEntry {
+  readonly name: string;
+  readonly path: string;
+  readonly uri: string;
+  readonly kind: "object" | "prefix";
+  readonly etag: string | null;
+  readonly versionId: string | null;
+  readonly bytes: number;
+  readonly files: number;
+  readonly createdAt: string;
+  /** Last time it was staged or reused; createdAt when never recorded. */
+  readonly lastUsed: string;
+  /** Holders of fresh leases ("host pid N"): in use by a running job. */
+  readonly inUse: readonly string[];
+}
+
+export async function listDatasets(storageRoot: string, team: string): Promise<CatalogEntry[]> {
+  const dataRoot = sharedDataRoot(storageRoot, team);
+  let names: string[];
+  try {
+    names = await readdir(join(dataRoot, META_DIR, "manifests"));
+  } catch {
+    return [];
+  }
+  const entries: CatalogEntry[] = [];
+  for (const file of names.filter((name) => name.endsWith(".json")).sort()) {
+    const location = locationIn(dataRoot, file.slice(0, -".json".length));
+    const manifest = await readManifest(location.manifestPath);
+    const published = await stat(location.path).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
+    if (manifest === undefined || !published) continue;
+    const used = await lastUsed(location);
+    entries.push({
+      name: manifest.name,
+      path: location.path,
+      uri: manifest.uri,
+      kind: manifest.kind,
+      etag: manifest.etag ?? null,
+      versionId: manifest.versionId ?? null,
+      bytes: manifest.bytes,
+      files: manifest.files.length,
+      createdAt: manifest.createdAt,
+      lastUsed: (used ?? new Date(manifest.createdAt)).toISOString(),
+      inUse: await activeLeases(location),
+    });
+  }
+  return entries;
+}

@@ -1,0 +1,126 @@
+/**
+ * `dsfetch prune`: removes published datasets by age or to fit a total size, least recently
+ * used first, never one in use (a fresh lease) or being staged (its lock is held). A dataset
+ * disappears from its final path with one rename before anything is deleted, so no reader
+ * ever sees half a dataset.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, rename, rm } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { DsfetchError } from "../errors.ts";
+import { type CatalogEntry, listDatasets } from "./catalog.ts";
+import { locationIn, sharedDataRoot } from "./layout.ts";
+import { acquireLock } from "./lock.ts";
+import { makeWritable, removeTree } from "./permissions.ts";
+import { activeLeases } from "./usage.ts";
+
+export interface PruneOptions {
+  /** Remove datasets not used for longer than this. */
+  readonly olderThanMs?: number | undefined;
+  /** Remove least recently used datasets until the total is at most this. */
+  readonly maxBytes?: number | undefined;
+  /** Report what would be removed, remove nothing. */
+  readonly dryRun?: boolean;
+  readonly now?: number;
+  readonly lockStaleMs: number;
+}
+
+export interface PruneDecision {
+  readonly name: string;
+  readonly path: string;
+  readonly bytes: number;
+  readonly lastUsed: string;
+  /** Why it was kept although selected, when it was. */
+  readonly keptBecause?: string;
+}
+
+export interface PruneResult {
+  readonly removed: readonly PruneDecision[];
+  readonly kept: readonly PruneDecision[];
+  readonly freedBytes: number;
+  readonly remainingBytes: number;
+}
+
+export async function prune(
+  storageRoot: string,
+  team: string,
+  options: PruneOptions,
+): Promise<PruneResult> {
+  if (options.olderThanMs === undefined && options.maxBytes === undefined) {
+    throw new DsfetchError("USAGE", "prune needs --older-than and/or --max-size", {
+      hint: "e.g. dsfetch prune --older-than 14d, or --max-size 500Gi",
+    });
+  }
+  const now = options.now ?? Date.now();
+  const entries = (await listDatasets(storageRoot, team)).sort((a, b) =>
+    a.lastUsed.localeCompare(b.lastUsed),
+  );
+  let total = entries.reduce((sum, entry) => sum + entry.bytes, 0);
+  const removed: PruneDecision[] = [];
+  const kept: PruneDecision[] = [];
+  for (const entry of entries) {
+    const old =
+      options.olderThanMs !== undefined && now - Date.parse(entry.lastUsed) > options.olderThanMs;
+    const over = options.maxBytes !== undefined && total > options.maxBytes;
+    if (!old && !over) continue;
+    const decision = {
+      name: entry.name,
+      path: entry.path,
+      bytes: entry.bytes,
+      lastUsed: entry.lastUsed,
+    };
+    if (entry.inUse.length > 0) {
+      kept.push({ ...decision, keptBecause: `in use by ${entry.inUse.join(", ")}` });
+      continue;
+    }
+    if (options.dryRun === true) {
+      removed.push(decision);
+      total -= entry.bytes;
+      continue;
+    }
+    const why = await removeDataset(storageRoot, team, entry, options.lockStaleMs);
+    if (why !== undefined) {
+      kept.push({ ...decision, keptBecause: why });
+      continue;
+    }
+    removed.push(decision);
+    total -= entry.bytes;
+  }
+  const freedBytes = removed.reduce((sum, entry) => sum + entry.bytes, 0);
+  return { removed, kept, freedBytes, remainingBytes: total };
+}
+
+/** Removes one dataset under its lock; returns why it was kept instead, if it was. */
+async function removeDataset(
+  storageRoot: string,
+  team: string,
+  entry: CatalogEntry,
+  lockStaleMs: number,
+): Promise<string | undefined> {
+  const location = locationIn(sharedDataRoot(storageRoot, team), basename(entry.path));
+  let outcome: Awaited<ReturnType<typeof acquireLock>>;
+  try {
+    outcome = await acquireLock(location.lockPath, entry.name, {
+      timing: { staleMs: lockStaleMs, pollMs: 100, waitMs: 0 },
+    });
+  } catch (error) {
+    if (error instanceof DsfetchError && error.code === "LOCK_TIMEOUT")
+      return "it is being staged right now";
+    throw error;
+  }
+  if (outcome.kind !== "acquired") return "it is being staged right now";
+  try {
+    const leases = await activeLeases(location);
+    if (leases.length > 0) return `in use by ${leases.join(", ")}`;
+    const aside = join(location.tmpDir, `pruned.${randomBytes(6).toString("hex")}`);
+    await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
+    await makeWritable(location.path);
+    await rename(location.path, aside);
+    await rm(location.manifestPath, { force: true });
+    await rm(join(location.metaDir, "used", basename(location.path)), { force: true });
+    await removeTree(aside);
+    return undefined;
+  } finally {
+    await outcome.lock.release();
+  }
+}

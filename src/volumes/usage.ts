@@ -1,0 +1,103 @@
+/**
+ * Who uses a published dataset, and when it was last used, so `prune` removes the least
+ * recently used first and never one in use (SPEC §2).
+ *
+ *   <meta>/used/<dir>                       touched every time the dataset is staged or reused
+ *   <meta>/leases/<dir>/<host>.<pid>.<id>   held by a running job (run, sidecar) and touched
+ *                                           every LEASE_REFRESH_MS; fresh = in use
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { basename, join } from "node:path";
+import { isProcessAlive } from "./cleanup.ts";
+import type { DatasetLocation } from "./layout.ts";
+
+export const LEASE_REFRESH_MS = 30_000;
+/** A lease not refreshed for this long belongs to a job that is gone. */
+export const LEASE_STALE_MS = 5 * 60_000;
+
+function usedPath(location: DatasetLocation): string {
+  return join(location.metaDir, "used", basename(location.path));
+}
+
+function leaseDir(location: DatasetLocation): string {
+  return join(location.metaDir, "leases", basename(location.path));
+}
+
+/** Records that the dataset was just used. Best effort: never fails staging. */
+export async function markUsed(location: DatasetLocation): Promise<void> {
+  const path = usedPath(location);
+  const now = new Date();
+  try {
+    await utimes(path, now, now);
+  } catch {
+    await mkdir(join(location.metaDir, "used"), { recursive: true }).catch(() => {});
+    await writeFile(path, "").catch(() => {});
+  }
+}
+
+export async function lastUsed(location: DatasetLocation): Promise<Date | undefined> {
+  try {
+    return (await stat(usedPath(location))).mtime;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface Lease {
+  release(): Promise<void>;
+}
+
+/** Marks the dataset in use until released; refreshed in the background. */
+export async function takeLease(location: DatasetLocation): Promise<Lease> {
+  const dir = leaseDir(location);
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9_-]/g, "_")
+      .slice(0, 40) || "host";
+  const path = join(dir, `${host}.${process.pid}.${randomBytes(4).toString("hex")}`);
+  await mkdir(dir, { recursive: true });
+  await writeFile(path, new Date().toISOString());
+  const timer = setInterval(() => {
+    const now = new Date();
+    utimes(path, now, now).catch(() => {});
+  }, LEASE_REFRESH_MS);
+  timer.unref();
+  return {
+    release: async () => {
+      clearInterval(timer);
+      await rm(path, { force: true });
+    },
+  };
+}
+
+/** The holders of fresh leases on the dataset ("host pid N"); empty when it is not in use. */
+export async function activeLeases(location: DatasetLocation, now = Date.now()): Promise<string[]> {
+  const dir = leaseDir(location);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const thisHost =
+    hostname()
+      .replace(/[^A-Za-z0-9_-]/g, "_")
+      .slice(0, 40) || "host";
+  const active: string[] = [];
+  for (const name of names) {
+    const [host = "", pidText = ""] = name.split(".");
+    const pid = Number(pidText);
+    let fresh: boolean;
+    try {
+      fresh = now - (await stat(join(dir, name))).mtimeMs < LEASE_STALE_MS;
+    } catch {
+      continue;
+    }
+    // On this host a dead process's lease is over at once; elsewhere only by its age.
+    if (host === thisHost && Number.isInteger(pid) && !isProcessAlive(pid)) fresh = false;
+    if (fresh) active.push(`${host} pid ${pidText}`);
+  }
+  return active;
+}

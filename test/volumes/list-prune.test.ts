@@ -1,0 +1,139 @@
+// `dsfetch list` and `dsfetch prune` on real published datasets.
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { runCli } from "../harness/cli.ts";
+import { createBucket, putObject, testEnv } from "../harness/s3.ts";
+
+let root: string;
+let storage: string;
+let bucket: string;
+let data: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "dsfetch-prune-"));
+  bucket = await createBucket("prune");
+  await putObject(bucket, "a/file.bin", Buffer.alloc(1000, 1));
+  await putObject(bucket, "b/file.bin", Buffer.alloc(2000, 2));
+  await putObject(bucket, "c/file.bin", Buffer.alloc(3000, 3));
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+beforeEach(async () => {
+  storage = await mkdtemp(join(root, "storage-"));
+  data = join(storage, "ml", "data");
+  const datasets = ["a", "b", "c"].map((name) => ({ uri: `s3://${bucket}/${name}/`, name }));
+  const result = await runCli(
+    ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml"],
+    {
+      env: testEnv(),
+      stdin: JSON.stringify(datasets),
+    },
+  );
+  expect(result.code).toBe(0);
+});
+
+const flags = () => ["--storage-root", storage, "--team", "ml", "--json"];
+
+async function age(name: string, days: number): Promise<void> {
+  const when = new Date(Date.now() - days * 86_400_000);
+  await utimes(join(data, ".dsfetch", "used", name), when, when);
+}
+
+async function published(): Promise<string[]> {
+  return (await readdir(data)).filter((name) => !name.startsWith(".")).sort();
+}
+
+describe("list", () => {
+  it("lists every published dataset with size, source, last use and whether it is in use", async () => {
+    const result = await runCli(["list", ...flags()], { env: testEnv() });
+    expect(result.code).toBe(0);
+    const { datasets } = JSON.parse(result.stdout) as { datasets: Array<Record<string, unknown>> };
+    expect(datasets.map((d) => [d.name, d.bytes, d.uri, d.inUse])).toEqual([
+      ["a", 1000, `s3://${bucket}/a/`, []],
+      ["b", 2000, `s3://${bucket}/b/`, []],
+      ["c", 3000, `s3://${bucket}/c/`, []],
+    ]);
+    expect(Date.now() - Date.parse(String(datasets[0]?.lastUsed))).toBeLessThan(60_000);
+  });
+});
+
+describe("prune", () => {
+  it("by age: removes only datasets unused for longer, and their manifests", async () => {
+    await age("a", 10);
+    await age("b", 3);
+    const result = await runCli(["prune", "--older-than", "7d", ...flags()], { env: testEnv() });
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      removed: [{ name: "a", bytes: 1000 }],
+      freedBytes: 1000,
+    });
+    expect(await published()).toEqual(["b", "c"]);
+    await expect(stat(join(data, ".dsfetch", "manifests", "a.json"))).rejects.toThrow();
+    expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
+  });
+
+  it("to a size budget: least recently used first", async () => {
+    await age("c", 5);
+    await age("a", 2);
+    const result = await runCli(["prune", "--max-size", "2500", ...flags()], { env: testEnv() });
+    expect(result.code).toBe(0);
+    const parsed = JSON.parse(result.stdout) as {
+      removed: Array<{ name: string }>;
+      remainingBytes: number;
+    };
+    // 6000 bytes in all: c (used 5 days ago) goes first, then a (2 days); b fits the budget.
+    expect(parsed.removed.map((entry) => entry.name)).toEqual(["c", "a"]);
+    expect(parsed.remainingBytes).toBe(2000);
+    expect(await published()).toEqual(["b"]);
+  });
+
+  it("never removes a dataset in use (a fresh lease of a live process)", async () => {
+    await age("a", 30);
+    const host = hostname()
+      .replace(/[^A-Za-z0-9_-]/g, "_")
+      .slice(0, 40);
+    await mkdir(join(data, ".dsfetch", "leases", "a"), { recursive: true });
+    await writeFile(join(data, ".dsfetch", "leases", "a", `${host}.${process.pid}.test`), "");
+    const result = await runCli(["prune", "--older-than", "1d", ...flags()], { env: testEnv() });
+    expect(result.code).toBe(0);
+    const parsed = JSON.parse(result.stdout) as {
+      removed: unknown[];
+      kept: Array<{ name: string; keptBecause: string }>;
+    };
+    expect(parsed.removed).toEqual([]);
+    expect(parsed.kept[0]?.name).toBe("a");
+    expect(parsed.kept[0]?.keptBecause).toContain(`in use by ${host} pid ${process.pid}`);
+    expect(await published()).toEqual(["a", "b", "c"]);
+  });
+
+  it("--dry-run removes nothing", async () => {
+    await age("a", 30);
+    const result = await runCli(["prune", "--older-than", "1d", "--dry-run", ...flags()], {
+      env: testEnv(),
+    });
+    expect(JSON.parse(result.stdout)).toMatchObject({ dryRun: true, removed: [{ name: "a" }] });
+    expect(await published()).toEqual(["a", "b", "c"]);
+  });
+
+  it("needs a criterion, and rejects bad ones with the accepted forms", async () => {
+    const none = await runCli(["prune", "--storage-root", storage, "--team", "ml"], {
+      env: testEnv(),
+    });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain("prune needs --older-than and/or --max-size");
+    const bad = await runCli(
+      ["prune", "--older-than", "7 days", "--storage-root", storage, "--team", "ml"],
+      {
+        env: testEnv(),
+      },
+    );
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('"90m", "12h", "7d", "2w"');
+    expect(await published()).toEqual(["a", "b", "c"]);
+  });
+});
