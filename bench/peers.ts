@@ -10,7 +10,7 @@
 
 import { spawn, spawnSync } from "node:child_process";
 import { accessSync, constants as fsConstants, statSync } from "node:fs";
-import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { cacheRoot, findGo } from "../test/harness/minio-binary.ts";
 
@@ -147,21 +147,35 @@ export async function ensureS5cmd(log: Log): Promise<PeerResult> {
   const spec = `${S5CMD_MODULE}@${S5CMD_VERSION}`;
   log(`bench: building s5cmd once per machine: ${go} install ${spec} → ${target}…`);
   try {
+    const env = { ...process.env, GOBIN: tmpBin, CGO_ENABLED: "0", GO111MODULE: "on" };
+    const built = join(tmpBin, "s5cmd");
     const r = await run(go, ["install", spec], {
       cwd: tmpBin, // outside any module
-      env: { ...process.env, GOBIN: tmpBin, CGO_ENABLED: "0", GO111MODULE: "on" },
+      env,
       log,
       what: `go install ${spec}`,
     });
-    const built = join(tmpBin, "s5cmd");
+    let how = "go install";
     if (r.code !== 0 || !isExecutableFile(built)) {
-      return {
-        ok: false,
-        reason: `go install ${spec} failed (exit ${r.code}): ${lastLine(r.tail)}`,
-      };
+      // `go install m@v` also asks the proxy for the module's version list (to report a
+      // deprecation); a proxy that refuses that list (403 here) fails the install. Building the
+      // same pinned version from a throwaway module needs no list and selects the same
+      // dependency versions (s5cmd's own go.mod is the only requirement).
+      log(
+        `bench: go install failed (${lastLine(r.tail)}); building ${spec} from a temporary module`,
+      );
+      const fallback = await buildS5cmdInModule(go, tmpBin, built, env, log);
+      if (!fallback.ok) {
+        return {
+          ok: false,
+          reason: `go install ${spec} failed (${lastLine(r.tail)}) and so did the module build (${fallback.reason})`,
+        };
+      }
+      how = "go build in a temporary module (go install was refused)";
     }
     await mkdir(join(root, `s5cmd-${S5CMD_VERSION}`), { recursive: true });
     await rename(built, target); // atomic: a reader sees no binary or a whole one
+    log(`bench: built s5cmd ${S5CMD_VERSION} with ${how}: ${target}`);
   } finally {
     await rm(tmpBin, { recursive: true, force: true });
   }
@@ -169,6 +183,39 @@ export async function ensureS5cmd(log: Log): Promise<PeerResult> {
   return version
     ? { ok: true, path: target, version }
     : { ok: false, reason: `built ${target} but \`s5cmd version\` fails` };
+}
+
+async function buildS5cmdInModule(
+  go: string,
+  dir: string,
+  output: string,
+  env: NodeJS.ProcessEnv,
+  log: Log,
+): Promise<{ ok: true } | { ok: false; reason: string }> {
+  const mod = join(dir, "mod");
+  await mkdir(mod);
+  await writeFile(
+    join(mod, "go.mod"),
+    `module dsfetchbench/s5cmd\n\ngo 1.21\n\nrequire ${S5CMD_MODULE} ${S5CMD_VERSION}\n`,
+  );
+  await writeFile(
+    join(mod, "tools.go"),
+    `//go:build tools\n\npackage tools\n\nimport _ "${S5CMD_MODULE}"\n`,
+  );
+  const tidy = await run(go, ["mod", "tidy"], { cwd: mod, env, log, what: "go mod tidy" });
+  if (tidy.code !== 0) return { ok: false, reason: `go mod tidy: ${lastLine(tidy.tail)}` };
+  // The release's own ldflags (.goreleaser.yml), so `s5cmd version` names the version.
+  const ldflags = `-s -w -X ${S5CMD_MODULE}/version.Version=${S5CMD_VERSION} -X ${S5CMD_MODULE}/version.GitCommit=module`;
+  const build = await run(go, ["build", "-ldflags", ldflags, "-o", output, S5CMD_MODULE], {
+    cwd: mod,
+    env,
+    log,
+    what: `go build ${S5CMD_MODULE}`,
+  });
+  if (build.code !== 0 || !isExecutableFile(output)) {
+    return { ok: false, reason: `go build: ${lastLine(build.tail)}` };
+  }
+  return { ok: true };
 }
 
 /** rclone from PATH, else the Debian package. */

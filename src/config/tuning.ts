@@ -15,6 +15,8 @@ export interface TransferTuning {
   /** A connection silent this long (before or during a body) is abandoned and resumed. */
   readonly stallTimeoutMs: number;
   readonly lock: LockTiming;
+  /** Bound on what one archive may expand to in shared storage (ephemeral: the volume size). */
+  readonly maxExpandedBytes: number;
 }
 
 export interface LockTiming {
@@ -33,6 +35,7 @@ export const DEFAULT_TUNING: TransferTuning = Object.freeze({
   stallTimeoutMs: 30_000,
   // NFS attribute caches (actimeo up to 60 s) and clock skew: see volumes/lock.ts.
   lock: Object.freeze({ staleMs: 120_000, pollMs: 1_000, waitMs: 2 * 60 * 60_000 }),
+  maxExpandedBytes: 2 ** 40,
 });
 
 export function resolveTuning(env: Readonly<Record<string, string | undefined>>): TransferTuning {
@@ -51,7 +54,19 @@ export function resolveTuning(env: Readonly<Record<string, string | undefined>>)
     }
     rangeSize = parsed.bytes;
   }
+  let maxExpandedBytes = DEFAULT_TUNING.maxExpandedBytes;
+  const maxExpandedText = env.DSFETCH_MAX_EXPANDED_SIZE;
+  if (maxExpandedText !== undefined && maxExpandedText !== "") {
+    const parsed = parseSize(maxExpandedText);
+    if (!parsed.ok) {
+      throw new DsfetchError("USAGE", `DSFETCH_MAX_EXPANDED_SIZE: ${parsed.reason}`, {
+        hint: `accepted: ${SIZE_FORMS}`,
+      });
+    }
+    maxExpandedBytes = parsed.bytes;
+  }
   return Object.freeze({
+    maxExpandedBytes,
     rangeSize,
     rangeConcurrency: integer(
       env,

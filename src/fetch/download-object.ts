@@ -11,8 +11,9 @@ import { DsfetchError } from "../errors.ts";
 import { etagKind, multipartEtag } from "./etag.ts";
 import type { ObjectGetter } from "./object-get.ts";
 import { type ByteSpan, OrderedHasher } from "./ordered-hasher.ts";
-import { type RetryOptions, withRetry } from "./retry.ts";
-import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
+import { fetchSpan, type RangeSink, splitSpans } from "./range-fetch.ts";
+import type { RetryOptions } from "./retry.ts";
+import type { S3ErrorContext } from "./s3-errors.ts";
 
 export interface ObjectSource {
   readonly bucket: string;
@@ -140,11 +141,7 @@ async function transferRanges(
   hasher: OrderedHasher | undefined,
 ): Promise<TransferStats> {
   const { source } = options;
-  const rangeSize = Math.max(1, options.rangeSize ?? DEFAULT_RANGE_SIZE);
-  const spans: ByteSpan[] = [];
-  for (let start = 0; start < source.bytes; start += rangeSize) {
-    spans.push({ start, end: Math.min(source.bytes, start + rangeSize) });
-  }
+  const spans = splitSpans(source.bytes, Math.max(1, options.rangeSize ?? DEFAULT_RANGE_SIZE));
   const written = spans.map(() => 0);
   let contiguousIndex = 0;
   const contiguousEnd = (): number => {
@@ -160,98 +157,48 @@ async function transferRanges(
   const abort = new AbortController();
   const signal =
     options.signal === undefined ? abort.signal : AbortSignal.any([abort.signal, options.signal]);
+  const context = {
+    getter: options.getter,
+    source,
+    signal,
+    retry: options.retry,
+    errorContext: options.errorContext,
+    stats,
+  };
 
-  const fetchSpan = async (index: number): Promise<void> => {
-    const span = spans[index] as ByteSpan;
-    const length = span.end - span.start;
-    await withRetry(
-      async () => {
-        const start = span.start + (written[index] ?? 0);
-        let received = 0;
-        try {
-          const response = await options.getter.get({
-            bucket: source.bucket,
-            key: source.key,
-            versionId: source.versionId,
-            range: { start, end: span.end - 1 },
-            ifMatch: source.etag,
-            signal,
-          });
-          checkRangeAnswer(
-            response.contentRange,
-            response.contentLength,
-            start,
-            span.end,
-            source.bytes,
-            options,
-          );
-          let pending: Buffer[] = [];
-          let pendingBytes = 0;
-          const flush = async (): Promise<void> => {
-            if (pendingBytes === 0) return;
-            const batch = pending;
-            const bytes = pendingBytes;
-            pending = [];
-            pendingBytes = 0;
-            const position = span.start + (written[index] ?? 0);
-            await file.writev(batch, position);
-            written[index] = (written[index] ?? 0) + bytes;
-            options.onBytes?.(bytes);
-            hasher?.advanceTo(contiguousEnd());
-          };
-          try {
-            for await (const chunk of response.body as AsyncIterable<Buffer>) {
-              const room = length - (written[index] ?? 0) - pendingBytes;
-              if (chunk.length > room)
-                throw new Error("the store sent more bytes than the range holds");
-              received += chunk.length;
-              pending.push(chunk);
-              pendingBytes += chunk.length;
-              if (pendingBytes >= WRITE_BATCH) await flush();
-            }
-          } catch (error) {
-            response.body.destroy();
-            // What arrived before the failure is a valid prefix of the range: keep it, so the
-            // retry resumes after it instead of fetching it again.
-            await flush().catch(() => {});
-            throw error;
-          }
-          await flush();
-          if ((written[index] ?? 0) !== length) {
-            const error = new Error(
-              `connection closed after ${written[index]} of ${length} bytes of a range`,
-            ) as NodeJS.ErrnoException;
-            error.code = "ECONNRESET";
-            throw error;
-          }
-        } catch (error) {
-          if (signal.aborted && !(error instanceof DsfetchError)) throw signal.reason ?? error;
-          throw classifyS3Error(error, options.errorContext);
-        } finally {
-          // Bytes received but not kept (a partial batch lost to a write error) come again.
-          stats.refetchedBytes += Math.max(
-            0,
-            received - ((written[index] ?? 0) - (start - span.start)),
-          );
-        }
+  /** Positional writes in batches of >= WRITE_BATCH (one writev each). */
+  const fileSink = (index: number, span: ByteSpan): RangeSink => {
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (pendingBytes === 0) return;
+      const batch = pending;
+      const bytes = pendingBytes;
+      pending = [];
+      pendingBytes = 0;
+      await file.writev(batch, span.start + (written[index] ?? 0));
+      written[index] = (written[index] ?? 0) + bytes;
+      options.onBytes?.(bytes);
+      hasher?.advanceTo(contiguousEnd());
+    };
+    return {
+      kept: () => written[index] ?? 0,
+      push: (chunk) => {
+        pending.push(chunk);
+        pendingBytes += chunk.length;
+        return pendingBytes >= WRITE_BATCH ? flush() : undefined;
       },
-      {
-        ...options.retry,
-        signal,
-        onRetry: (error, attempt, delay) => {
-          stats.retries += 1;
-          options.retry?.onRetry?.(error, attempt, delay);
-        },
-      },
-    );
+      flush,
+    };
   };
 
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < spans.length && !signal.aborted) {
       const index = next++;
+      const span = spans[index] as ByteSpan;
       try {
-        await fetchSpan(index);
+        await fetchSpan(context, span, fileSink(index, span));
       } catch (error) {
         abort.abort(error);
         throw error;
@@ -267,38 +214,4 @@ async function transferRanges(
   if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
   if (options.signal?.aborted) throw options.signal.reason;
   return stats;
-}
-
-function checkRangeAnswer(
-  range: { start: number; end: number; total: number } | undefined,
-  contentLength: number,
-  start: number,
-  end: number,
-  total: number,
-  options: DownloadObjectOptions,
-): void {
-  const wholeObject =
-    range === undefined && start === 0 && end === total && contentLength === total;
-  const exact =
-    range !== undefined && range.start === start && range.end === end - 1 && range.total === total;
-  if (wholeObject || (exact && contentLength === end - start)) return;
-  if (range !== undefined && range.total !== total) {
-    // The object's size changed under us despite If-Match: the store does not honour it.
-    throw new DsfetchError(
-      "OBJECT_CHANGED",
-      `${options.errorContext.dataset}: ${options.errorContext.uri} changed size during the download (${total} → ${range.total} bytes)`,
-      {
-        dataset: options.errorContext.dataset,
-        hint: 'run again to fetch the new version, or pin "versionId"',
-      },
-    );
-  }
-  throw new DsfetchError(
-    "S3_ERROR",
-    `${options.errorContext.dataset}: the store answered a request for bytes ${start}-${end - 1} with ${range === undefined ? "no Content-Range" : `bytes ${range.start}-${range.end}/${range.total}`} and ${contentLength} bytes`,
-    {
-      dataset: options.errorContext.dataset,
-      hint: "this store does not serve byte ranges correctly",
-    },
-  );
 }

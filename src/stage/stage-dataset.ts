@@ -5,6 +5,7 @@
  */
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
+import { DEFAULT_LIMITS } from "../archive/limits.ts";
 import { baseNameOfKey } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
 import type { TransferTuning } from "../config/tuning.ts";
@@ -209,6 +210,7 @@ export async function stageDataset(
           retry,
           progress,
           context,
+          target.volumeBytes,
         );
         progress.finish();
         await publish(attempt, target.location, buildManifest(spec, resolution, download));
@@ -276,6 +278,7 @@ async function downloadInto(
   retry: RetryOptions,
   progress: ProgressTracker,
   context: StageContext,
+  volumeBytes: number | undefined,
 ): Promise<Download> {
   const { signal, tuning } = context;
   const errorContext: S3ErrorContext = {
@@ -306,11 +309,35 @@ async function downloadInto(
       refetchedBytes: result.refetchedBytes,
     };
   }
-  const fileName = baseNameOfKey(resolution.key);
   const source = { ...resolution };
   const kind = etagKind(resolution.etag, resolution.encryption);
   const parts =
     kind.kind === "multipart" ? await learnParts(client, source, kind.parts, retry) : undefined;
+  if (spec.archive !== undefined) {
+    // Loaded on demand: plain datasets never pay for the archive code.
+    const { expandArchive } = await import("./expand.ts");
+    const expanded = await expandArchive({
+      spec,
+      resolution,
+      parts,
+      client,
+      attempt,
+      tuning,
+      // An ephemeral volume bounds what may be written; shared storage has a configurable bound.
+      limits: { ...DEFAULT_LIMITS, maxBytes: volumeBytes ?? tuning.maxExpandedBytes },
+      retry,
+      signal,
+      onBytes: progress.addBytes,
+      errorContext,
+    });
+    progress.addObject();
+    return {
+      files: expanded.files,
+      verification: { [expanded.verification]: 1 },
+      refetchedBytes: expanded.refetchedBytes,
+    };
+  }
+  const fileName = baseNameOfKey(resolution.key);
   const result = await downloadObject({
     getter: client.getter,
     source,
@@ -336,17 +363,7 @@ async function downloadInto(
 }
 
 function checkSupported(spec: DatasetSpec, resolution: Resolution, target: Target): void {
-  if (resolution.kind === "object" && spec.archive !== undefined) {
-    throw new DsfetchError(
-      "UNSUPPORTED",
-      `${spec.name}: archive expansion (${spec.archive}) is not available in this version of dsfetch`,
-      {
-        dataset: spec.name,
-        hint: "archives are expanded from a later release on; until then stage the unpacked files as a folder",
-      },
-    );
-  }
-  if (resolution.kind === "object") {
+  if (resolution.kind === "object" && spec.archive === undefined) {
     const problem = baseNameOfKey(resolution.key);
     if (problem === "." || problem === "..") {
       throw new DsfetchError(

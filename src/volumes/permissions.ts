@@ -3,25 +3,24 @@
  * 0444, directories 0555. That also means removing a tree (a failed attempt, a replaced
  * dataset, prune) must first give directories their write bit back when not running as root.
  */
-import { chmodSync } from "node:fs";
+import { chmodSync, readdirSync, statSync } from "node:fs";
 import { chmod, readdir, rm } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 
-/** Makes the listed files and every directory below `root` read-only; `root` itself too unless `keepRoot`. */
-export function makeReadOnly(
-  root: string,
-  files: readonly { path: string }[],
-  keepRoot = false,
-): void {
-  const dirs = new Set<string>();
-  for (const file of files) {
-    chmodSync(join(root, file.path), 0o444);
-    for (let dir = dirname(file.path); dir !== "." && !dirs.has(dir); dir = dirname(dir))
-      dirs.add(dir);
+/**
+ * Makes every file (0444, or 0555 when it was executable) and every directory (0555) below
+ * `root` read-only; `root` itself too unless `keepRoot`. Links are left as they are (their
+ * own mode means nothing on Linux). Sync calls: ~3 us each, against ~90 us for async ones.
+ */
+export function makeReadOnly(root: string, keepRoot = false): void {
+  const dirs: string[] = [];
+  for (const entry of readdirSync(root, { withFileTypes: true, recursive: true })) {
+    const path = join(entry.parentPath, entry.name);
+    if (entry.isDirectory()) dirs.push(path);
+    else if (entry.isFile()) chmodSync(path, (statSync(path).mode & 0o111) !== 0 ? 0o555 : 0o444);
   }
   // Deepest first, so a directory is still writable while its children change.
-  for (const dir of [...dirs].sort((a, b) => b.length - a.length))
-    chmodSync(join(root, dir), 0o555);
+  for (const dir of dirs.sort((a, b) => b.length - a.length)) chmodSync(dir, 0o555);
   if (!keepRoot) chmodSync(root, 0o555);
 }
 

@@ -35,7 +35,7 @@ export async function publish(
     });
     // Read-only below the root now; the root itself after the rename (moving a directory
     // to another parent needs write permission on it, to update its "..").
-    makeReadOnly(attempt.dataDir, manifest.files, true);
+    makeReadOnly(attempt.dataDir, true);
     await syncTree(attempt.dir);
   } catch (error) {
     throw storageError(error, attempt.dir);

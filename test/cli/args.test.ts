@@ -1,16 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { type ParsedArgs, parseCommandLine } from "../../src/cli/args.ts";
-import { DsfetchError } from "../../src/errors.ts";
-
-function thrown(fn: () => unknown): DsfetchError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof DsfetchError) return error;
-    throw error;
-  }
-  throw new Error("expected a DsfetchError, but nothing was thrown");
-}
+import { thrown } from "../harness/thrown.ts";
 
 const NONE: ParsedArgs = {
   command: "help",

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseDatasetsText } from "../../src/config/datasets-array.ts";
 import type { DatasetSpec } from "../../src/config/types.ts";
-import { DsfetchError } from "../../src/errors.ts";
+import { thrown } from "../harness/thrown.ts";
 
 type Env = Record<string, string | undefined>;
 
@@ -18,16 +18,6 @@ function one(entry: Record<string, unknown>, env: Env = {}): DatasetSpec {
   const spec = specs[0];
   if (spec === undefined) throw new Error("no spec");
   return spec;
-}
-
-function thrown(fn: () => unknown): DsfetchError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof DsfetchError) return error;
-    throw error;
-  }
-  throw new Error("expected a DsfetchError, but nothing was thrown");
 }
 
 describe("uri and its alias url", () => {

@@ -3,16 +3,11 @@ import { describe, expect, it } from "vitest";
 import { parseDatasetsText } from "../../src/config/datasets-array.ts";
 import { Redactor } from "../../src/config/redact.ts";
 import { parseSize } from "../../src/config/size.ts";
-import { DsfetchError } from "../../src/errors.ts";
+import type { DsfetchError } from "../../src/errors.ts";
+import { thrown } from "../harness/thrown.ts";
 
 function errorOf(text: string, env: Record<string, string> = {}): DsfetchError {
-  try {
-    parseDatasetsText(text, "test.json", env);
-  } catch (error) {
-    if (error instanceof DsfetchError) return error;
-    throw error;
-  }
-  throw new Error("expected an error");
+  return thrown(() => parseDatasetsText(text, "test.json", env));
 }
 
 describe("config regressions", () => {

@@ -2,21 +2,12 @@ import { describe, expect, it } from "vitest";
 import { parseDatasetsText } from "../../src/config/datasets-array.ts";
 import { REDACTED, Redactor } from "../../src/config/redact.ts";
 import type { DatasetSpec } from "../../src/config/types.ts";
-import { DsfetchError } from "../../src/errors.ts";
+import type { DsfetchError } from "../../src/errors.ts";
+import { thrown } from "../harness/thrown.ts";
 
 const SECRET = "SECRETSECRET123";
 const TOKEN = "TOKENTOKEN456";
 const KEYS = { awsAccessKeyId: "AKIAEXAMPLE", awsSecretAccessKey: SECRET, awsSessionToken: TOKEN };
-
-function thrown(fn: () => unknown): DsfetchError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof DsfetchError) return error;
-    throw error;
-  }
-  throw new Error("expected a DsfetchError, but nothing was thrown");
-}
 
 const entries = (...list: unknown[]): string => JSON.stringify(list);
 

@@ -2,19 +2,9 @@ import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { resolveSettings, type SettingsInput } from "../../src/config/settings.ts";
-import { DsfetchError } from "../../src/errors.ts";
+import { thrown } from "../harness/thrown.ts";
 
 type Env = Record<string, string | undefined>;
-
-function thrown(fn: () => unknown): DsfetchError {
-  try {
-    fn();
-  } catch (error) {
-    if (error instanceof DsfetchError) return error;
-    throw error;
-  }
-  throw new Error("expected a DsfetchError, but nothing was thrown");
-}
 
 const ENV_ALL: Env = {
   DSFETCH_STORAGE_ROOT: "/env/storage",

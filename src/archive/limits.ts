@@ -1,0 +1,22 @@
+/**
+ * Bounds on what one archive may expand to (SPEC §5): archives are hostile input, and a
+ * 10 KiB zip bomb must not fill a volume. The volume size bounds total bytes where there is
+ * one. Exceeding a bound fails the dataset with nothing published.
+ */
+export interface ExtractLimits {
+  /** Total bytes of all extracted files. */
+  readonly maxBytes: number;
+  /** Files, directories and links, together. */
+  readonly maxEntries: number;
+  /** Path components of one entry. */
+  readonly maxDepth: number;
+  /** Bytes of one entry's whole path. */
+  readonly maxPathBytes: number;
+}
+
+export const DEFAULT_LIMITS: ExtractLimits = Object.freeze({
+  maxBytes: 1024 * 2 ** 30, // 1 TiB on shared storage; the volume size on ephemeral volumes
+  maxEntries: 10_000_000,
+  maxDepth: 64,
+  maxPathBytes: 4096,
+});

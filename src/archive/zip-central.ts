@@ -1,0 +1,446 @@
+/**
+ * The zip central directory, read and validated from a local file with positional reads
+ * (APPNOTE.TXT 6.3.10, https://pkware.cachefly.net/webdocs/casestudies/APPNOTE.TXT).
+ *
+ * The central directory is the only index dsfetch trusts: local headers are never scanned
+ * for (a streaming parser that looks for signatures can be fooled by data that contains them,
+ * and finds data descriptors by guessing: node-unzipper PR #338). Everything here is strict,
+ * because tools that read an ambiguous zip differently are an attack surface of their own
+ * (CVE-2013-4787 "Android master key", CVE-2017-13156 "Janus"): exactly one End of Central
+ * Directory record that ends the file, Zip64 records that agree with it, a central directory
+ * that fills exactly the space it declares, and no multi-disk archives.
+ */
+import { readSync } from "node:fs";
+import { crc32 } from "node:zlib";
+import { DsfetchError, type ErrorCode } from "../errors.ts";
+
+export interface CentralEntry {
+  /** Position in the central directory (0-based). */
+  readonly index: number;
+  /** The name exactly as stored; the local header must repeat these bytes. */
+  readonly rawName: Buffer;
+  /** The decoded name (UTF-8, the Info-ZIP Unicode Path field, or CP437). */
+  readonly name: string;
+  readonly versionMadeBy: number;
+  readonly flags: number;
+  readonly method: number;
+  readonly crc32: number;
+  readonly compressedSize: number;
+  readonly uncompressedSize: number;
+  readonly localHeaderOffset: number;
+  readonly externalAttributes: number;
+  /** Whether the entry carries an AES encryption field (WinZip AE-x, extra field 0x9901). */
+  readonly aes: boolean;
+}
+
+export interface CentralDirectory {
+  readonly entries: CentralEntry[];
+  /** Where the central directory starts: every entry's data must end before it. */
+  readonly offset: number;
+  readonly size: number;
+  readonly zip64: boolean;
+}
+
+/** Makes errors that name the dataset, the entry (when there is one), and what to do. */
+export class ZipErrors {
+  readonly dataset: string;
+
+  constructor(dataset: string) {
+    this.dataset = dataset;
+  }
+
+  archive(code: ErrorCode, problem: string, advice: string): DsfetchError {
+    return new DsfetchError(
+      code,
+      `dataset "${this.dataset}": the zip archive ${problem}; ${advice}`,
+      { dataset: this.dataset, hint: advice },
+    );
+  }
+
+  entry(code: ErrorCode, entryName: string, problem: string, advice: string): DsfetchError {
+    return new DsfetchError(
+      code,
+      `dataset "${this.dataset}": zip entry ${quoteName(entryName)} ${problem}; ${advice}`,
+      { dataset: this.dataset, hint: advice },
+    );
+  }
+
+  /** A structural defect: corrupt, truncated, or built to be read differently by other tools. */
+  corrupt(problem: string): DsfetchError {
+    return this.archive("ARCHIVE_INVALID", problem, REBUILD);
+  }
+
+  corruptEntry(entryName: string, problem: string): DsfetchError {
+    return this.entry("ARCHIVE_INVALID", entryName, problem, REBUILD);
+  }
+}
+
+export const REBUILD =
+  "the archive is corrupt, truncated or deliberately ambiguous: rebuild it with a standard tool (zip, Python zipfile, 7-Zip) and upload it again";
+
+/** A name for messages: JSON-quoted (control characters escaped) and at most 200 characters. */
+export function quoteName(name: string): string {
+  return JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name);
+}
+
+const EOCD_SIGNATURE = 0x06054b50;
+const EOCD_SIZE = 22;
+const ZIP64_LOCATOR_SIGNATURE = 0x07064b50;
+const ZIP64_LOCATOR_SIZE = 20;
+const ZIP64_EOCD_SIGNATURE = 0x06064b50;
+const ZIP64_EOCD_SIZE = 56;
+const CENTRAL_SIGNATURE = 0x02014b50;
+const CENTRAL_HEADER_SIZE = 46;
+/** The smallest local file header (30 bytes) — a lower bound used before reading it. */
+export const LOCAL_HEADER_SIZE = 30;
+const MAX_COMMENT = 0xffff;
+
+export const EXTRA_ZIP64 = 0x0001;
+export const EXTRA_AES = 0x9901;
+const EXTRA_UNICODE_PATH = 0x7075;
+
+/** Reads exactly `length` bytes at `position`, or fails: the file is shorter than it says. */
+export function readFully(
+  fd: number,
+  buffer: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+  errors: ZipErrors,
+): void {
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, buffer, offset + done, length - done, position + done);
+    if (n === 0) throw errors.corrupt("ends before its declared end (truncated file)");
+    done += n;
+  }
+}
+
+function readAt(fd: number, position: number, length: number, errors: ZipErrors): Buffer {
+  const buffer = Buffer.allocUnsafe(length);
+  readFully(fd, buffer, 0, length, position, errors);
+  return buffer;
+}
+
+/** An unsigned 64-bit field as a Number, refusing values beyond 2^53 (no real file is that big). */
+function u64(buffer: Buffer, offset: number, what: string, errors: ZipErrors): number {
+  const value = buffer.readBigUInt64LE(offset);
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw errors.corrupt(`declares an impossible ${what} (${value})`);
+  }
+  return Number(value);
+}
+
+/** Extra fields as [id, data] pairs. Trailing bytes too short for a field are ignored (padding). */
+export function parseExtra(extra: Buffer): Map<number, Buffer> | { duplicate: number } {
+  const fields = new Map<number, Buffer>();
+  let pos = 0;
+  while (pos + 4 <= extra.length) {
+    const id = extra.readUInt16LE(pos);
+    const size = extra.readUInt16LE(pos + 2);
+    if (pos + 4 + size > extra.length) break;
+    // Two Zip64 or Unicode Path fields: which one counts depends on the reader. Refuse.
+    if (fields.has(id) && (id === EXTRA_ZIP64 || id === EXTRA_UNICODE_PATH || id === EXTRA_AES)) {
+      return { duplicate: id };
+    }
+    if (!fields.has(id)) fields.set(id, extra.subarray(pos + 4, pos + 4 + size));
+    pos += 4 + size;
+  }
+  return fields;
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+// Code page 437, bytes 0x80-0xff: the name encoding of zips without the UTF-8 flag (APPNOTE D.1).
+const CP437_HIGH =
+  "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u00a0";
+
+function isAscii(bytes: Buffer): boolean {
+  for (const byte of bytes) if (byte >= 0x80) return false;
+  return true;
+}
+
+function decodeUtf8(bytes: Buffer): string | undefined {
+  try {
+    return UTF8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Decodes an entry name: UTF-8 when general purpose bit 11 says so; else the Info-ZIP Unicode
+ * Path field (0x7075) when its CRC matches the stored name (as unzip does; a stale field is
+ * ignored, APPNOTE 4.6.9); else ASCII; else UTF-8 when the bytes are valid UTF-8 (what Linux
+ * tools write without setting the flag); else CP437. Whatever comes out is then checked by
+ * checkEntryPath like any other name.
+ */
+function decodeName(raw: Buffer, flags: number, extra: Map<number, Buffer>): string | undefined {
+  if ((flags & 0x0800) !== 0) return decodeUtf8(raw);
+  const unicode = extra.get(EXTRA_UNICODE_PATH);
+  if (unicode !== undefined && unicode.length >= 5 && unicode[0] === 1) {
+    if (unicode.readUInt32LE(1) === crc32(raw)) return decodeUtf8(unicode.subarray(5));
+  }
+  if (isAscii(raw)) return raw.toString("latin1");
+  const utf8 = decodeUtf8(raw);
+  if (utf8 !== undefined) return utf8;
+  let out = "";
+  for (const byte of raw)
+    out += byte < 0x80 ? String.fromCharCode(byte) : (CP437_HIGH[byte - 0x80] ?? "?");
+  return out;
+}
+
+interface EndRecord {
+  readonly entries: number;
+  readonly cdSize: number;
+  readonly cdOffset: number;
+  /** Where the records after the central directory begin: the CD must end exactly here. */
+  readonly cdEnd: number;
+  readonly zip64: boolean;
+}
+
+/**
+ * Finds the one End of Central Directory record. It must end the file exactly (its comment
+ * running to the last byte): a second candidate that also fits — a fake record hidden in the
+ * comment — makes the archive ambiguous, since readers that scan from the start and readers
+ * that scan from the end would see different archives.
+ */
+function readEndRecord(fd: number, fileSize: number, errors: ZipErrors): EndRecord {
+  if (fileSize < EOCD_SIZE) {
+    throw errors.corrupt(
+      `is ${fileSize} bytes long, too short for a zip file (no End of Central Directory record): the object is not a zip archive or it is truncated`,
+    );
+  }
+  const tailLength = Math.min(fileSize, EOCD_SIZE + MAX_COMMENT + ZIP64_LOCATOR_SIZE);
+  const tailStart = fileSize - tailLength;
+  const tail = readAt(fd, tailStart, tailLength, errors);
+  const candidates: number[] = [];
+  for (let i = tail.length - EOCD_SIZE; i >= 0; i--) {
+    if (tail.readUInt32LE(i) !== EOCD_SIGNATURE) continue;
+    if (i + EOCD_SIZE + tail.readUInt16LE(i + 20) === tail.length) candidates.push(i);
+  }
+  const at = candidates[0];
+  if (at === undefined) {
+    throw errors.corrupt(
+      "has no End of Central Directory record at its end: the object is not a zip archive, or it is truncated or has bytes appended",
+    );
+  }
+  if (candidates.length > 1) {
+    throw errors.corrupt(
+      "has more than one End of Central Directory record that could end the file (one hidden in the archive comment), so tools would disagree on its contents",
+    );
+  }
+  const eocd = tail.subarray(at, at + EOCD_SIZE);
+  const eocdPosition = tailStart + at;
+  const disk = eocd.readUInt16LE(4);
+  const cdDisk = eocd.readUInt16LE(6);
+  const entriesOnDisk = eocd.readUInt16LE(8);
+  const entries = eocd.readUInt16LE(10);
+  const cdSize = eocd.readUInt32LE(12);
+  const cdOffset = eocd.readUInt32LE(16);
+
+  const locatorAt = at - ZIP64_LOCATOR_SIZE;
+  const hasLocator = locatorAt >= 0 && tail.readUInt32LE(locatorAt) === ZIP64_LOCATOR_SIGNATURE;
+  if (!hasLocator) {
+    if (disk !== 0 || cdDisk !== 0 || entriesOnDisk !== entries) {
+      throw errors.archive(
+        "ARCHIVE_INVALID",
+        "is one part of a split (multi-disk) archive",
+        "join the parts into one archive (zip -s 0 split.zip --out whole.zip) and upload that",
+      );
+    }
+    return { entries, cdSize, cdOffset, cdEnd: eocdPosition, zip64: false };
+  }
+
+  // Zip64 (APPNOTE 4.3.14-4.3.15): the locator points at the Zip64 EOCD record, which must
+  // end exactly where the locator starts.
+  const locator = tail.subarray(locatorAt, locatorAt + ZIP64_LOCATOR_SIZE);
+  const locatorPosition = eocdPosition - ZIP64_LOCATOR_SIZE;
+  const recordDisk = locator.readUInt32LE(4);
+  const recordOffset = u64(locator, 8, "Zip64 record offset", errors);
+  const totalDisks = locator.readUInt32LE(16);
+  if (recordDisk !== 0 || totalDisks > 1) {
+    throw errors.archive(
+      "ARCHIVE_INVALID",
+      "is one part of a split (multi-disk) Zip64 archive",
+      "join the parts into one archive (zip -s 0 split.zip --out whole.zip) and upload that",
+    );
+  }
+  if (recordOffset + ZIP64_EOCD_SIZE > locatorPosition) {
+    throw errors.corrupt("has a Zip64 locator that points outside the file");
+  }
+  const record = readAt(fd, recordOffset, ZIP64_EOCD_SIZE, errors);
+  if (record.readUInt32LE(0) !== ZIP64_EOCD_SIGNATURE) {
+    throw errors.corrupt(
+      "has a Zip64 locator that does not point at a Zip64 End of Central Directory record",
+    );
+  }
+  const recordSize = u64(record, 4, "Zip64 record size", errors);
+  if (recordSize < ZIP64_EOCD_SIZE - 12 || recordOffset + 12 + recordSize !== locatorPosition) {
+    throw errors.corrupt(
+      "has a Zip64 End of Central Directory record whose size does not match its place in the file",
+    );
+  }
+  const disk64 = record.readUInt32LE(16);
+  const cdDisk64 = record.readUInt32LE(20);
+  const entriesOnDisk64 = u64(record, 24, "entry count", errors);
+  const entries64 = u64(record, 32, "entry count", errors);
+  const cdSize64 = u64(record, 40, "central directory size", errors);
+  const cdOffset64 = u64(record, 48, "central directory offset", errors);
+  if (disk64 !== 0 || cdDisk64 !== 0 || entriesOnDisk64 !== entries64) {
+    throw errors.archive(
+      "ARCHIVE_INVALID",
+      "is one part of a split (multi-disk) Zip64 archive",
+      "join the parts into one archive (zip -s 0 split.zip --out whole.zip) and upload that",
+    );
+  }
+  // Where the classic record holds a real value (not the 0xFFFF… marker), it must agree with
+  // the Zip64 record: otherwise readers with and without Zip64 support see different archives.
+  const agree =
+    (entries === 0xffff || entries === entries64) &&
+    (cdSize === 0xffffffff || cdSize === cdSize64) &&
+    (cdOffset === 0xffffffff || cdOffset === cdOffset64);
+  if (!agree) {
+    throw errors.corrupt(
+      "has an End of Central Directory record that disagrees with its Zip64 record",
+    );
+  }
+  return {
+    entries: entries64,
+    cdSize: cdSize64,
+    cdOffset: cdOffset64,
+    cdEnd: recordOffset,
+    zip64: true,
+  };
+}
+
+/**
+ * Reads and validates the whole central directory. Refuses an entry count above `maxEntries`
+ * before reading it (a hostile count must not cost memory).
+ */
+export function readCentralDirectory(
+  fd: number,
+  fileSize: number,
+  maxEntries: number,
+  errors: ZipErrors,
+): CentralDirectory {
+  const end = readEndRecord(fd, fileSize, errors);
+  if (end.entries > maxEntries) {
+    throw errors.archive(
+      "ARCHIVE_INVALID",
+      `has ${end.entries} entries, more than the limit of ${maxEntries}`,
+      "split the dataset into several archives, or pack small files together (for example into shards)",
+    );
+  }
+  // The central directory ends exactly where the end records begin (no prepended data with
+  // shifted offsets, no gap that other tools would fill differently).
+  if (end.cdOffset + end.cdSize !== end.cdEnd) {
+    throw errors.corrupt(
+      `declares its central directory at bytes ${end.cdOffset}-${end.cdOffset + end.cdSize}, which is not where the directory ends (byte ${end.cdEnd}): the offsets are out of range or the file has data prepended`,
+    );
+  }
+  if (end.cdSize < end.entries * CENTRAL_HEADER_SIZE) {
+    throw errors.corrupt(
+      `declares ${end.entries} entries in a central directory of only ${end.cdSize} bytes`,
+    );
+  }
+  const cd = readAt(fd, end.cdOffset, end.cdSize, errors);
+  const entries: CentralEntry[] = new Array(end.entries);
+  let pos = 0;
+  for (let index = 0; index < end.entries; index++) {
+    if (pos + CENTRAL_HEADER_SIZE > cd.length || cd.readUInt32LE(pos) !== CENTRAL_SIGNATURE) {
+      throw errors.corrupt(
+        `has a damaged central directory (entry ${index + 1} of ${end.entries} is missing or not a central directory header)`,
+      );
+    }
+    const versionMadeBy = cd.readUInt16LE(pos + 4);
+    const flags = cd.readUInt16LE(pos + 8);
+    const method = cd.readUInt16LE(pos + 10);
+    const crc = cd.readUInt32LE(pos + 16);
+    let compressedSize = cd.readUInt32LE(pos + 20);
+    let uncompressedSize = cd.readUInt32LE(pos + 24);
+    const nameLength = cd.readUInt16LE(pos + 28);
+    const extraLength = cd.readUInt16LE(pos + 30);
+    const commentLength = cd.readUInt16LE(pos + 32);
+    let diskStart = cd.readUInt16LE(pos + 34);
+    const externalAttributes = cd.readUInt32LE(pos + 38);
+    let localHeaderOffset = cd.readUInt32LE(pos + 42);
+    const next = pos + CENTRAL_HEADER_SIZE + nameLength + extraLength + commentLength;
+    if (next > cd.length) {
+      throw errors.corrupt(
+        `has a damaged central directory (entry ${index + 1} runs past its end)`,
+      );
+    }
+    const rawName = cd.subarray(pos + CENTRAL_HEADER_SIZE, pos + CENTRAL_HEADER_SIZE + nameLength);
+    const extraStart = pos + CENTRAL_HEADER_SIZE + nameLength;
+    const extra = parseExtra(cd.subarray(extraStart, extraStart + extraLength));
+    const lossyName = rawName.toString("utf8");
+    if (!(extra instanceof Map)) {
+      throw errors.corruptEntry(
+        lossyName,
+        `has two extra fields of type 0x${extra.duplicate.toString(16)}, which tools resolve differently`,
+      );
+    }
+    const name = decodeName(rawName, flags, extra);
+    if (name === undefined) {
+      throw errors.corruptEntry(
+        lossyName,
+        "has a name that is marked UTF-8 but is not valid UTF-8",
+      );
+    }
+
+    // Zip64 extended information (APPNOTE 4.5.3): only the fields whose 32-bit value is the
+    // 0xFFFFFFFF marker are present, in this order.
+    const needs =
+      (uncompressedSize === 0xffffffff ? 1 : 0) +
+      (compressedSize === 0xffffffff ? 1 : 0) +
+      (localHeaderOffset === 0xffffffff ? 1 : 0);
+    if (needs > 0 || diskStart === 0xffff) {
+      const zip64 = extra.get(EXTRA_ZIP64);
+      const wanted = needs * 8 + (diskStart === 0xffff ? 4 : 0);
+      if (zip64 === undefined || zip64.length < wanted) {
+        throw errors.corruptEntry(
+          name,
+          "declares Zip64 sizes or offsets but has no (or a too short) Zip64 extra field",
+        );
+      }
+      let at = 0;
+      if (uncompressedSize === 0xffffffff) {
+        uncompressedSize = u64(zip64, at, "entry size", errors);
+        at += 8;
+      }
+      if (compressedSize === 0xffffffff) {
+        compressedSize = u64(zip64, at, "entry size", errors);
+        at += 8;
+      }
+      if (localHeaderOffset === 0xffffffff) {
+        localHeaderOffset = u64(zip64, at, "entry offset", errors);
+        at += 8;
+      }
+      if (diskStart === 0xffff) diskStart = zip64.readUInt32LE(at);
+    }
+    if (diskStart !== 0) {
+      throw errors.corruptEntry(name, "starts on another disk of a split archive");
+    }
+    entries[index] = {
+      index,
+      rawName,
+      name,
+      versionMadeBy,
+      flags,
+      method,
+      crc32: crc,
+      compressedSize,
+      uncompressedSize,
+      localHeaderOffset,
+      externalAttributes,
+      aes: extra.has(EXTRA_AES),
+    };
+    pos = next;
+  }
+  if (pos !== cd.length) {
+    throw errors.corrupt(
+      `has ${cd.length - pos} unexplained bytes after its last central directory entry (the entry count is wrong)`,
+    );
+  }
+  return { entries, offset: end.cdOffset, size: end.cdSize, zip64: end.zip64 };
+}

@@ -1,0 +1,77 @@
+/**
+ * An object as an in-order stream of chunks, fetched by parallel ranged GETs: up to
+ * `concurrency` ranges are in flight ahead of the reader, each held in memory until its
+ * turn, so memory stays bounded by concurrency × rangeSize whatever the object's size.
+ * This is what feeds streaming archive expansion (no intermediate archive file).
+ */
+
+import type { ObjectGetter } from "./object-get.ts";
+import type { ByteSpan } from "./ordered-hasher.ts";
+import { fetchSpan, type RangeContext, type RangeSource, splitSpans } from "./range-fetch.ts";
+import type { RetryOptions } from "./retry.ts";
+import type { S3ErrorContext } from "./s3-errors.ts";
+
+export interface OrderedRangesOptions {
+  readonly getter: ObjectGetter;
+  readonly source: RangeSource;
+  readonly rangeSize: number;
+  readonly concurrency: number;
+  readonly signal?: AbortSignal | undefined;
+  readonly retry?: RetryOptions | undefined;
+  readonly errorContext: S3ErrorContext;
+  readonly onBytes?: (bytes: number) => void;
+  readonly stats: { refetchedBytes: number; retries: number };
+}
+
+export async function* orderedRanges(options: OrderedRangesOptions): AsyncGenerator<Buffer> {
+  const spans = splitSpans(options.source.bytes, options.rangeSize);
+  const abort = new AbortController();
+  const signal =
+    options.signal === undefined ? abort.signal : AbortSignal.any([abort.signal, options.signal]);
+  const context: RangeContext = {
+    getter: options.getter,
+    source: options.source,
+    signal,
+    retry: options.retry,
+    errorContext: options.errorContext,
+    stats: options.stats,
+  };
+  const fetchToMemory = async (span: ByteSpan): Promise<Buffer[]> => {
+    const chunks: Buffer[] = [];
+    let kept = 0;
+    await fetchSpan(context, span, {
+      kept: () => kept,
+      push: (chunk) => {
+        chunks.push(chunk);
+        kept += chunk.length;
+      },
+      flush: async () => {},
+    });
+    return chunks;
+  };
+  const inFlight: Promise<Buffer[]>[] = [];
+  let next = 0;
+  const refill = () => {
+    while (inFlight.length < options.concurrency && next < spans.length) {
+      const promise = fetchToMemory(spans[next] as ByteSpan);
+      // A failure is seen when its turn comes; until then it must not be "unhandled".
+      promise.catch(() => {});
+      inFlight.push(promise);
+      next += 1;
+    }
+  };
+  try {
+    refill();
+    while (inFlight.length > 0) {
+      const chunks = await (inFlight.shift() as Promise<Buffer[]>);
+      refill();
+      for (const chunk of chunks) {
+        options.onBytes?.(chunk.length);
+        yield chunk;
+      }
+    }
+  } finally {
+    // The reader stopped (done, failed, or gave up early): stop every request in flight.
+    abort.abort(new Error("the reader stopped"));
+  }
+}

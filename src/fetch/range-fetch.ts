@@ -1,0 +1,146 @@
+/**
+ * One byte range of an object, fetched with If-Match (and versionId) and resumed after a
+ * failure from the bytes already kept by the sink, so a cut connection costs only what was
+ * in flight. Used by downloadObject (sink: positional writes to a file) and orderedRanges
+ * (sink: memory, for streaming archive expansion).
+ */
+import { DsfetchError } from "../errors.ts";
+import type { ObjectGetter } from "./object-get.ts";
+import type { ByteSpan } from "./ordered-hasher.ts";
+import { type RetryOptions, withRetry } from "./retry.ts";
+import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
+
+export interface RangeSource {
+  readonly bucket: string;
+  readonly key: string;
+  readonly versionId: string | undefined;
+  readonly etag: string;
+  readonly bytes: number;
+}
+
+export interface RangeSink {
+  /** Bytes of the span accepted so far (the retry resumes after them). */
+  kept(): number;
+  push(chunk: Buffer): void | Promise<void>;
+  /** Makes everything pushed count as kept (e.g. writes a pending batch). */
+  flush(): Promise<void>;
+}
+
+export interface RangeContext {
+  readonly getter: ObjectGetter;
+  readonly source: RangeSource;
+  readonly signal: AbortSignal;
+  readonly retry?: RetryOptions | undefined;
+  readonly errorContext: S3ErrorContext;
+  /** Counts bytes received more than once and retries, across spans. */
+  readonly stats: { refetchedBytes: number; retries: number };
+}
+
+export async function fetchSpan(
+  context: RangeContext,
+  span: ByteSpan,
+  sink: RangeSink,
+): Promise<void> {
+  const { source, signal } = context;
+  const length = span.end - span.start;
+  await withRetry(
+    async () => {
+      const keptBefore = sink.kept();
+      const start = span.start + keptBefore;
+      let received = 0;
+      try {
+        const response = await context.getter.get({
+          bucket: source.bucket,
+          key: source.key,
+          versionId: source.versionId,
+          range: { start, end: span.end - 1 },
+          ifMatch: source.etag,
+          signal,
+        });
+        checkRangeAnswer(
+          response.contentRange,
+          response.contentLength,
+          start,
+          span.end,
+          source.bytes,
+          context,
+        );
+        try {
+          for await (const chunk of response.body as AsyncIterable<Buffer>) {
+            if (keptBefore + received + chunk.length > length) {
+              throw new Error("the store sent more bytes than the range holds");
+            }
+            received += chunk.length;
+            await sink.push(chunk);
+          }
+        } catch (error) {
+          response.body.destroy();
+          // What arrived before the failure is a valid prefix of the range: keep it, so the
+          // retry resumes after it instead of fetching it again.
+          await sink.flush().catch(() => {});
+          throw error;
+        }
+        await sink.flush();
+        if (sink.kept() !== length) {
+          const error = new Error(
+            `connection closed after ${sink.kept()} of ${length} bytes of a range`,
+          ) as NodeJS.ErrnoException;
+          error.code = "ECONNRESET";
+          throw error;
+        }
+      } catch (error) {
+        if (signal.aborted && !(error instanceof DsfetchError)) throw signal.reason ?? error;
+        throw classifyS3Error(error, context.errorContext);
+      } finally {
+        // Bytes received but not kept (a batch lost to a failed write) come again.
+        context.stats.refetchedBytes += Math.max(0, received - (sink.kept() - keptBefore));
+      }
+    },
+    {
+      ...context.retry,
+      signal,
+      onRetry: (error, attempt, delay) => {
+        context.stats.retries += 1;
+        context.retry?.onRetry?.(error, attempt, delay);
+      },
+    },
+  );
+}
+
+/** Splits an object into ranges of `rangeSize`. */
+export function splitSpans(bytes: number, rangeSize: number): ByteSpan[] {
+  const spans: ByteSpan[] = [];
+  for (let start = 0; start < bytes; start += rangeSize) {
+    spans.push({ start, end: Math.min(bytes, start + rangeSize) });
+  }
+  return spans;
+}
+
+function checkRangeAnswer(
+  range: { start: number; end: number; total: number } | undefined,
+  contentLength: number,
+  start: number,
+  end: number,
+  total: number,
+  context: RangeContext,
+): void {
+  const wholeObject =
+    range === undefined && start === 0 && end === total && contentLength === total;
+  const exact =
+    range !== undefined && range.start === start && range.end === end - 1 && range.total === total;
+  if (wholeObject || (exact && contentLength === end - start)) return;
+  const { dataset, uri } = context.errorContext;
+  if (range !== undefined && range.total !== total) {
+    // The object's size changed under us despite If-Match: the store does not honour it.
+    throw new DsfetchError(
+      "OBJECT_CHANGED",
+      `${dataset}: ${uri} changed size during the download (${total} → ${range.total} bytes)`,
+      { dataset, hint: 'run again to fetch the new version, or pin "versionId"' },
+    );
+  }
+  throw new DsfetchError(
+    "S3_ERROR",
+    `${dataset}: the store answered a request for bytes ${start}-${end - 1} with ${range === undefined ? "no Content-Range" : `bytes ${range.start}-${range.end}/${range.total}`} and ${contentLength} bytes`,
+    { dataset, hint: "this store does not serve byte ranges correctly" },
+  );
+}

@@ -1,0 +1,184 @@
+/**
+ * Archive datasets (SPEC §5): the object is expanded into the dataset directory and not
+ * kept. Tar-family archives expand while they download: parallel ranged GETs → in-order
+ * stream → ETag hash → decompressor → tar extraction, with no intermediate archive file;
+ * the compressed bytes are verified against the ETag at the end, and a mismatch discards
+ * the whole expanded tree (the caller removes the attempt). Zip needs its central
+ * directory at the end of the file: it is downloaded (verified) beside the tree, expanded
+ * from its central directory, then removed.
+ */
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { decompress } from "../archive/decompress.ts";
+import type { ExtractLimits } from "../archive/limits.ts";
+import { checkMagic } from "../archive/magic.ts";
+import { extractTar } from "../archive/tar-extract.ts";
+import { extractZip } from "../archive/zip-extract.ts";
+import type { TransferTuning } from "../config/tuning.ts";
+import type { DatasetSpec } from "../config/types.ts";
+import type { StoreClient } from "../fetch/client.ts";
+import { downloadObject } from "../fetch/download-object.ts";
+import type { ByteSpan } from "../fetch/ordered-hasher.ts";
+import { orderedRanges } from "../fetch/ordered-ranges.ts";
+import type { ResolvedObject } from "../fetch/resolve.ts";
+import type { RetryOptions } from "../fetch/retry.ts";
+import type { S3ErrorContext } from "../fetch/s3-errors.ts";
+import { StreamingEtag } from "../fetch/streaming-etag.ts";
+import { Channel } from "../util/channel.ts";
+import type { Attempt } from "../volumes/attempt.ts";
+import type { ManifestFile } from "../volumes/manifest.ts";
+
+export interface ExpandInput {
+  readonly spec: DatasetSpec;
+  readonly resolution: ResolvedObject;
+  readonly parts: readonly ByteSpan[] | undefined;
+  readonly client: StoreClient;
+  readonly attempt: Attempt;
+  readonly tuning: TransferTuning;
+  readonly limits: ExtractLimits;
+  readonly retry: RetryOptions;
+  readonly signal: AbortSignal | undefined;
+  readonly onBytes: (bytes: number) => void;
+  readonly errorContext: S3ErrorContext;
+}
+
+export interface Expanded {
+  readonly files: ManifestFile[];
+  /** How the archive's bytes were verified. */
+  readonly verification: string;
+  readonly refetchedBytes: number;
+  /** Bytes written to the dataset directory. */
+  readonly expandedBytes: number;
+}
+
+/** Bytes of compressed data buffered between the download and the decompressor. */
+const PIPE_BYTES = 16 * 1024 * 1024;
+/** Bytes read before choosing the decompressor (tar's magic is at offset 257). */
+const SNIFF_BYTES = 512;
+
+export async function expandArchive(input: ExpandInput): Promise<Expanded> {
+  if (input.spec.archive === "zip") return expandZip(input);
+  return expandTarStream(input);
+}
+
+async function expandTarStream(input: ExpandInput): Promise<Expanded> {
+  const { resolution, spec } = input;
+  const stats = { refetchedBytes: 0, retries: 0 };
+  const etag = new StreamingEtag(
+    resolution.etag,
+    resolution.bytes,
+    input.parts,
+    resolution.encryption,
+  );
+  const channel = new Channel(PIPE_BYTES);
+  const abort = new AbortController();
+  const signal =
+    input.signal === undefined ? abort.signal : AbortSignal.any([abort.signal, input.signal]);
+
+  // The pump reads every byte of the object in order and hashes it, whatever the consumer
+  // does: bytes after the end of the tar (padding) are verified too.
+  const pump = (async () => {
+    try {
+      for await (const chunk of orderedRanges({
+        getter: input.client.getter,
+        source: resolution,
+        rangeSize: input.tuning.rangeSize,
+        concurrency: Math.min(input.tuning.rangeConcurrency, 8),
+        signal,
+        retry: input.retry,
+        errorContext: input.errorContext,
+        onBytes: input.onBytes,
+        stats,
+      })) {
+        etag.update(chunk);
+        await channel.push(chunk);
+      }
+      channel.close();
+    } catch (error) {
+      channel.fail(error);
+      throw error;
+    }
+  })();
+  pump.catch(() => {});
+
+  try {
+    const { head, rest } = await sniff(channel, SNIFF_BYTES);
+    const chain = checkMagic(spec.archive ?? "tar", head, spec.name, resolution.key);
+    const all = prepend(head, rest);
+    const tarBytes =
+      chain.compression === "none" ? all : decompress(chain.compression, all, { signal });
+    const result = await extractTar(tarBytes, input.attempt.dataDir, input.limits, spec.name);
+    await pump;
+    const verification = etag.verify(spec.name, spec.uri, resolution.bytes);
+    return {
+      files: result.files.map((file) => ({ path: file.path, bytes: file.bytes })),
+      verification,
+      refetchedBytes: stats.refetchedBytes,
+      expandedBytes: result.bytes,
+    };
+  } catch (error) {
+    abort.abort(error);
+    await pump.catch(() => {});
+    throw error;
+  }
+}
+
+async function expandZip(input: ExpandInput): Promise<Expanded> {
+  const { resolution, spec } = input;
+  // Beside the tree, never inside it: the dataset directory holds exactly the contents.
+  const zipPath = join(input.attempt.dir, "archive.zip");
+  const download = await downloadObject({
+    getter: input.client.getter,
+    source: resolution,
+    destination: zipPath,
+    parts: input.parts,
+    rangeSize: input.tuning.rangeSize,
+    concurrency: input.tuning.rangeConcurrency,
+    signal: input.signal,
+    retry: input.retry,
+    onBytes: input.onBytes,
+    errorContext: input.errorContext,
+  });
+  try {
+    const result = await extractZip(zipPath, input.attempt.dataDir, input.limits, spec.name);
+    return {
+      files: result.files.map((file) => ({ path: file.path, bytes: file.bytes })),
+      verification: download.verification,
+      refetchedBytes: download.refetchedBytes,
+      expandedBytes: result.bytes,
+    };
+  } finally {
+    await rm(zipPath, { force: true });
+  }
+}
+
+/** Reads at least `bytes` (or everything, if shorter) from the start of a stream. */
+async function sniff(
+  source: AsyncIterable<Buffer>,
+  bytes: number,
+): Promise<{ head: Buffer; rest: AsyncIterator<Buffer> }> {
+  const iterator = source[Symbol.asyncIterator]();
+  const chunks: Buffer[] = [];
+  let length = 0;
+  while (length < bytes) {
+    const next = await iterator.next();
+    if (next.done === true) break;
+    chunks.push(next.value);
+    length += next.value.length;
+  }
+  return { head: Buffer.concat(chunks, length), rest: iterator };
+}
+
+async function* prepend(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  try {
+    if (head.length > 0) yield head;
+    for (;;) {
+      const next = await rest.next();
+      if (next.done === true) return;
+      yield next.value;
+    }
+  } finally {
+    // A consumer that stops early must release the channel, or the pump would wait forever.
+    await rest.return?.();
+  }
+}

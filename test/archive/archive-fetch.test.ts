@@ -1,0 +1,206 @@
+// Archive datasets end to end: `dsfetch fetch` of archives made by the system's real tools,
+// expanded into the dataset directory (the archive itself not kept), and hostile or broken
+// archives failing with nothing published.
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../harness/cli.ts";
+import { createBucket, putMultipart, putObject, testEnv } from "../harness/s3.ts";
+import { tar, file as tarFile } from "./tar-helpers.ts";
+
+let root: string;
+let source: string;
+let archives: string;
+let bucket: string;
+
+/** Every file under a directory with its contents, for byte-exact comparison. */
+async function tree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    out[path.slice(dir.length + 1)] = (await readFile(path)).toString("base64");
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "dsfetch-archives-"));
+  source = join(root, "source");
+  archives = join(root, "archives");
+  await mkdir(join(source, "images", "train"), { recursive: true });
+  await mkdir(archives);
+  for (let i = 0; i < 40; i++) {
+    await writeFile(join(source, "images", "train", `img-${i}.bin`), randomBytes(1000 + i * 97));
+  }
+  await writeFile(join(source, "labels.csv"), "id,label\n1,cat\n2,dog\n".repeat(500));
+  await writeFile(join(source, "empty.txt"), "");
+  const run = (command: string, args: string[]) =>
+    execFileSync(command, args, { cwd: source, stdio: "ignore" });
+  run("tar", ["-cf", join(archives, "ds.tar"), "."]);
+  run("tar", ["-czf", join(archives, "ds.tar.gz"), "."]);
+  run("tar", ["-cjf", join(archives, "ds.tar.bz2"), "."]);
+  run("tar", ["-cJf", join(archives, "ds.tar.xz"), "."]);
+  run("zip", ["-qr", join(archives, "ds.zip"), "."]);
+  bucket = await createBucket("archives");
+  const copies: Array<[string, string]> = [
+    ["ds.zip", "a/zipped.zip"],
+    ["ds.tar", "a/plain.tar"],
+    ["ds.tar.bz2", "a/bzipped.tar.bz2"],
+    ["ds.tar.gz", "a/gzipped.tar.gz"],
+    ["ds.tar.gz", "a/gz2gzip.tar.gz2"],
+    ["ds.tar.bz2", "a/gz2bzip.tar.gz2"],
+    ["ds.tar.xz", "a/xzed.tar.xz"],
+    ["ds.tar.bz2", "a/short.tbz"],
+    ["ds.tar.bz2", "a/short2.tbz2"],
+    ["ds.tar.gz", "a/short.tgz"],
+    ["ds.tar.xz", "a/short.txz"],
+    ["ds.tar.gz", "a/UPPER.TAR.GZ"],
+  ];
+  for (const [local, key] of copies)
+    await putObject(bucket, key, await readFile(join(archives, local)));
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function fetch(datasets: unknown, env: Record<string, string> = {}, flags: string[] = []) {
+  const storage = await mkdtemp(join(root, "storage-"));
+  const ephemeral = join(storage, "ephemeral");
+  const result = await runCli(
+    [
+      "fetch",
+      "--datasets",
+      "-",
+      "--storage-root",
+      storage,
+      "--team",
+      "ml",
+      "--ephemeral-root",
+      ephemeral,
+      "--json",
+      ...flags,
+    ],
+    { env: { ...testEnv(), ...env }, stdin: JSON.stringify(datasets), timeoutMs: 120_000 },
+  );
+  const json = result.stdout === "" ? undefined : JSON.parse(result.stdout);
+  return { ...result, json, data: join(storage, "ml", "data"), ephemeral };
+}
+
+async function nothingPublished(data: string): Promise<void> {
+  const entries = await readdir(data).catch(() => [] as string[]);
+  expect(entries.filter((name) => !name.startsWith("."))).toEqual([]);
+  expect(await readdir(join(data, ".dsfetch", "tmp")).catch(() => [])).toEqual([]);
+  expect(await readdir(join(data, ".dsfetch", "manifests")).catch(() => [])).toEqual([]);
+}
+
+describe("archive datasets: every extension, archives made by real tools", () => {
+  const keys = [
+    ["zipped.zip", "zipped"],
+    ["plain.tar", "plain"],
+    ["bzipped.tar.bz2", "bzipped"],
+    ["gzipped.tar.gz", "gzipped"],
+    ["gz2gzip.tar.gz2", "gz2gzip"],
+    ["gz2bzip.tar.gz2", "gz2bzip"],
+    ["xzed.tar.xz", "xzed"],
+    ["short.tbz", "short"],
+    ["short2.tbz2", "short2"],
+    ["short.tgz", "short-tgz"],
+    ["short.txz", "short-txz"],
+    ["UPPER.TAR.GZ", "UPPER"],
+  ] as const;
+  for (const [key, name] of keys) {
+    it(`${key} is expanded into the dataset directory, byte-exact`, async () => {
+      const explicitName = name.startsWith("short-") ? { name } : {};
+      const { code, json, data, stderr } = await fetch([
+        { uri: `s3://${bucket}/a/${key}`, ...explicitName },
+      ]);
+      expect(code, stderr).toBe(0);
+      expect(json.datasets[0]).toMatchObject({ name, kind: "object", verification: { md5: 1 } });
+      const dir = join(data, name);
+      expect(await tree(dir)).toEqual(await tree(source));
+      const manifest = JSON.parse(
+        await readFile(join(data, ".dsfetch", "manifests", `${name}.json`), "utf8"),
+      );
+      expect(manifest.files.length).toBe(42);
+      expect(manifest.files.map((f: { path: string }) => f.path).sort()).toEqual(
+        Object.keys(await tree(source)).sort(),
+      );
+      expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
+    });
+  }
+
+  it("verifies a multipart archive (5 MiB parts) while it streams", async () => {
+    const big = join(root, "big");
+    await mkdir(big);
+    await writeFile(join(big, "blob.bin"), randomBytes(11 * 1024 * 1024));
+    const archive = join(root, "big.tar");
+    execFileSync("tar", ["-cf", archive, "-C", big, "."]);
+    const put = await putMultipart(bucket, "a/big.tar", await readFile(archive), 5 * 1024 * 1024);
+    expect(put.etag).toMatch(/-3$/);
+    const { code, json, data } = await fetch([{ uri: `s3://${bucket}/a/big.tar` }], {
+      DSFETCH_RANGE_SIZE: "1Mi",
+    });
+    expect(code).toBe(0);
+    expect(json.datasets[0].verification).toEqual({ "multipart-md5": 1 });
+    expect(
+      (await readFile(join(data, "big", "blob.bin"))).equals(await readFile(join(big, "blob.bin"))),
+    ).toBe(true);
+  });
+});
+
+describe("bad archives publish nothing", () => {
+  it("contents that do not match the extension: exit 8 ARCHIVE_INVALID", async () => {
+    await putObject(bucket, "bad/liar.tar.gz", await readFile(join(archives, "ds.tar.xz")));
+    const { code, json, data } = await fetch([{ uri: `s3://${bucket}/bad/liar.tar.gz` }]);
+    expect(code).toBe(8);
+    expect(json.datasets[0].error.code).toBe("ARCHIVE_INVALID");
+    await nothingPublished(data);
+  });
+
+  it("a truncated archive: exit 8 ARCHIVE_INVALID", async () => {
+    const whole = await readFile(join(archives, "ds.tar.gz"));
+    await putObject(bucket, "bad/cut.tar.gz", whole.subarray(0, Math.floor(whole.length / 2)));
+    const { code, json, data } = await fetch([{ uri: `s3://${bucket}/bad/cut.tar.gz` }]);
+    expect(code).toBe(8);
+    expect(json.datasets[0].error.code).toBe("ARCHIVE_INVALID");
+    await nothingPublished(data);
+  });
+
+  it("path traversal inside a tar.gz: exit 8 UNSAFE_PATH, nothing written outside", async () => {
+    const hostile = gzipSync(
+      tar(tarFile("ok.txt", "fine"), tarFile("../../escaped.txt", "gotcha")),
+    );
+    await putObject(bucket, "bad/slip.tgz", hostile);
+    const { code, json, data } = await fetch([{ uri: `s3://${bucket}/bad/slip.tgz` }]);
+    expect(code).toBe(8);
+    expect(json.datasets[0].error.code).toBe("UNSAFE_PATH");
+    expect(json.datasets[0].error.message).toContain("../../escaped.txt");
+    await nothingPublished(data);
+    expect(
+      (await readdir(join(data, "..", ".."), { recursive: true })).filter((p) =>
+        p.includes("escaped"),
+      ),
+    ).toEqual([]);
+  });
+
+  it("expansion larger than the ephemeral volume: exit 7 NO_SPACE while writing, nothing left", async () => {
+    // 8 MiB of zeros compress to a few KiB: the download fits, the expansion does not.
+    const bomb = gzipSync(tar(tarFile("zeros.bin", Buffer.alloc(8 * 1024 * 1024))));
+    expect(bomb.length).toBeLessThan(64 * 1024);
+    await putObject(bucket, "bad/bomb.tar.gz", bomb);
+    const { code, json, ephemeral } = await fetch([
+      { uri: `s3://${bucket}/bad/bomb.tar.gz`, volumeOptions: { kind: "dynamic", size: "1Mi" } },
+    ]);
+    expect(code).toBe(7);
+    expect(json.datasets[0].error.code).toBe("NO_SPACE");
+    const left = await readdir(ephemeral, { recursive: true }).catch(() => [] as string[]);
+    expect(left.filter((entry) => !entry.startsWith(".dsfetch"))).toEqual([]);
+    expect(await readdir(join(ephemeral, ".dsfetch", "tmp")).catch(() => [])).toEqual([]);
+  });
+});

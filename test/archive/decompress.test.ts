@@ -1,0 +1,334 @@
+// decompress(): round trips against the system's compressors, every implementation that is
+// present (programs found on a PATH we build per test, the npm libraries if installed),
+// and corrupt/truncated data for each.
+
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type Codec,
+  type DecompressOptions,
+  type DecompressorVia,
+  decompress,
+  decompressorFor,
+  findProgram,
+  libraryAvailable,
+} from "../../src/archive/decompress.ts";
+import { DsfetchError } from "../../src/errors.ts";
+import { chunks } from "./tar-helpers.ts";
+
+let scratch: string;
+let plain: Buffer;
+
+/** Compressible but not trivial: text with random words, and a random block. */
+function sample(): Buffer {
+  const words = Array.from({ length: 2000 }, () => randomBytes(6).toString("hex"));
+  const lines: string[] = [];
+  for (let i = 0; i < 60_000; i++)
+    lines.push(`${i} ${words[i % words.length]} ${words[(i * 7) % words.length]}`);
+  return Buffer.concat([Buffer.from(lines.join("\n")), randomBytes(300_000)]);
+}
+
+function compress(program: string, args: string[], input: Buffer): Buffer {
+  return execFileSync(program, args, { input, maxBuffer: 1 << 30 });
+}
+
+async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of source) parts.push(chunk);
+  return Buffer.concat(parts);
+}
+
+async function failure(source: AsyncIterable<Buffer>): Promise<DsfetchError> {
+  try {
+    await collect(source);
+  } catch (error) {
+    expect(error).toBeInstanceOf(DsfetchError);
+    return error as DsfetchError;
+  }
+  throw new Error("no error");
+}
+
+/** A directory holding only the named programs, to use as PATH. */
+function pathWith(...programs: string[]): string {
+  const dir = join(scratch, `path-${programs.join("-") || "empty"}`);
+  mkdirSync(dir, { recursive: true });
+  for (const program of programs) {
+    const real = findProgram(program);
+    if (real !== undefined) {
+      try {
+        symlinkSync(real, join(dir, program));
+      } catch {
+        // already there
+      }
+    }
+  }
+  return dir;
+}
+
+function corrupted(data: Buffer): Buffer {
+  const copy = Buffer.from(data);
+  for (let i = Math.floor(copy.length / 2); i < copy.length / 2 + 64; i++)
+    copy[i] = (copy[i] ?? 0) ^ 0x5a;
+  return copy;
+}
+
+beforeAll(() => {
+  scratch = mkdtempSync(join(tmpdir(), "dsfetch-decompress-"));
+  plain = sample();
+});
+
+afterAll(() => {
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+interface Path {
+  codec: Codec;
+  via: DecompressorVia;
+  available: () => boolean;
+  options: () => DecompressOptions;
+  compressor: [string, string[]];
+}
+
+const PATHS: Path[] = [
+  {
+    codec: "gzip",
+    via: "node:zlib",
+    available: () => findProgram("gzip") !== undefined,
+    options: () => ({}),
+    compressor: ["gzip", ["-c"]],
+  },
+  {
+    codec: "xz",
+    via: "xz",
+    available: () => findProgram("xz") !== undefined,
+    options: () => ({ searchPath: pathWith("xz") }),
+    compressor: ["xz", ["-c", "-T2", "--block-size=200KiB"]],
+  },
+  {
+    codec: "xz",
+    via: "pixz",
+    available: () => findProgram("pixz") !== undefined && findProgram("xz") !== undefined,
+    options: () => ({ searchPath: pathWith("pixz") }),
+    compressor: ["xz", ["-c"]],
+  },
+  {
+    codec: "xz",
+    via: "lzma-native",
+    available: () => libraryAvailable("lzma-native") && findProgram("xz") !== undefined,
+    options: () => ({ prefer: "library" }),
+    compressor: ["xz", ["-c"]],
+  },
+  {
+    codec: "bzip2",
+    via: "lbzip2",
+    available: () => findProgram("lbzip2") !== undefined && findProgram("bzip2") !== undefined,
+    options: () => ({ searchPath: pathWith("lbzip2") }),
+    compressor: ["bzip2", ["-c"]],
+  },
+  {
+    codec: "bzip2",
+    via: "bzip2",
+    available: () => findProgram("bzip2") !== undefined,
+    options: () => ({ searchPath: pathWith("bzip2") }),
+    compressor: ["bzip2", ["-c"]],
+  },
+  {
+    codec: "bzip2",
+    via: "unbzip2-stream",
+    available: () => libraryAvailable("unbzip2-stream") && findProgram("bzip2") !== undefined,
+    options: () => ({ prefer: "library" }),
+    compressor: ["bzip2", ["-c"]],
+  },
+];
+
+for (const path of PATHS) {
+  describe.skipIf(!path.available())(`${path.codec} via ${path.via}`, () => {
+    let compressed: Buffer;
+    beforeAll(() => {
+      compressed = compress(path.compressor[0], path.compressor[1], plain);
+    });
+
+    it("is the implementation chosen", () => {
+      expect(decompressorFor(path.codec, path.options()).via).toBe(path.via);
+    });
+
+    it("round trip (large and tiny input chunks)", async () => {
+      expect(
+        await collect(decompress(path.codec, chunks(compressed, 4 << 20), path.options())),
+      ).toEqual(plain);
+      expect(
+        await collect(decompress(path.codec, chunks(compressed, 1, 5000, 3), path.options())),
+      ).toEqual(plain);
+    });
+
+    it("concatenated streams decode as one", async () => {
+      const second = compress(
+        path.compressor[0],
+        path.compressor[1],
+        Buffer.from("second member\n"),
+      );
+      const out = await collect(
+        decompress(path.codec, chunks(Buffer.concat([compressed, second]), 65536), path.options()),
+      );
+      expect(out).toEqual(Buffer.concat([plain, Buffer.from("second member\n")]));
+    });
+
+    it("empty input decompresses to nothing (or fails clearly)", async () => {
+      const empty = compress(path.compressor[0], path.compressor[1], Buffer.alloc(0));
+      expect(await collect(decompress(path.codec, chunks(empty), path.options()))).toEqual(
+        Buffer.alloc(0),
+      );
+    });
+
+    it("truncated data → ARCHIVE_INVALID naming the codec", async () => {
+      for (const cut of [compressed.length - 7, Math.floor(compressed.length / 2), 20]) {
+        const error = await failure(
+          decompress(path.codec, chunks(compressed.subarray(0, cut), 65536), {
+            ...path.options(),
+            dataset: "ds",
+          }),
+        );
+        expect(error.code).toBe("ARCHIVE_INVALID");
+        expect(error.message).toMatch(
+          new RegExp(`^ds: the ${path.codec} data is corrupt or truncated \\(${path.via}: `),
+        );
+        expect(error.hint).toMatch(/nothing was published/);
+      }
+    });
+
+    it("corrupt data → ARCHIVE_INVALID", async () => {
+      const error = await failure(
+        decompress(path.codec, chunks(corrupted(compressed), 65536), path.options()),
+      );
+      expect(error.code).toBe("ARCHIVE_INVALID");
+      expect(error.message).toMatch(new RegExp(`the ${path.codec} data is corrupt or truncated`));
+    });
+
+    it("an error of the source passes through unchanged", async () => {
+      const boom = new DsfetchError("TRANSIENT", "network went away");
+      async function* broken(): AsyncGenerator<Buffer> {
+        yield compressed.subarray(0, 100_000);
+        throw boom;
+      }
+      await expect(collect(decompress(path.codec, broken(), path.options()))).rejects.toBe(boom);
+    });
+
+    it("stopping early ends the decompressor and the source", async () => {
+      let returned = false;
+      async function* source(): AsyncGenerator<Buffer> {
+        try {
+          // Endless: the data again and again (only the start is ever read).
+          for (;;) yield* chunks(compressed, 65536);
+        } finally {
+          returned = true;
+        }
+      }
+      for await (const chunk of decompress(path.codec, source(), path.options())) {
+        expect(chunk.length).toBeGreaterThan(0);
+        break;
+      }
+      await expect.poll(() => returned, { timeout: 5000 }).toBe(true);
+    });
+
+    it("abort signal", async () => {
+      const controller = new AbortController();
+      const reason = new Error("stop now");
+      async function* slow(): AsyncGenerator<Buffer> {
+        yield compressed.subarray(0, 65536);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        yield compressed.subarray(65536);
+      }
+      const iterable = decompress(path.codec, slow(), {
+        ...path.options(),
+        signal: controller.signal,
+      });
+      setTimeout(() => controller.abort(reason), 50);
+      await expect(collect(iterable)).rejects.toBe(reason);
+    });
+  });
+}
+
+describe("gzip specifics", () => {
+  it("trailing garbage after the last member is an error", async () => {
+    const gz = compress("gzip", ["-c"], Buffer.from("hello"));
+    const error = await failure(
+      decompress("gzip", chunks(Buffer.concat([gz, Buffer.from("garbage!")]))),
+    );
+    expect(error.code).toBe("ARCHIVE_INVALID");
+    expect(error.message).toMatch(
+      /gzip data is corrupt or truncated \(node:zlib: incorrect header check\)/,
+    );
+  });
+
+  it("gzip always uses node:zlib", () => {
+    expect(decompressorFor("gzip", { prefer: "library", searchPath: "" })).toEqual({
+      codec: "gzip",
+      via: "node:zlib",
+    });
+  });
+});
+
+describe("xz memory limit (xz bombs)", () => {
+  it.skipIf(findProgram("xz") === undefined)(
+    "a stream needing more than the limit is refused",
+    async () => {
+      // The default preset (-6) uses an 8 MiB dictionary: more than a 1 MiB limit.
+      const xz = compress("xz", ["-c", "-6"], Buffer.alloc(1 << 20));
+      const error = await failure(
+        decompress("xz", chunks(xz), {
+          searchPath: pathWith("xz"),
+          xzMemoryLimit: 1 << 20,
+          dataset: "bomb",
+        }),
+      );
+      expect(error.code).toBe("ARCHIVE_INVALID");
+      expect(error.message).toMatch(
+        /^bomb: the xz data needs more memory to decompress than the limit of 1048576 bytes/,
+      );
+      expect(error.hint).toMatch(/smaller dictionary/);
+    },
+  );
+});
+
+describe("choice of implementation", () => {
+  it("programs first, then libraries; none → UNSUPPORTED with what to install", async () => {
+    const empty = pathWith();
+    for (const codec of ["xz", "bzip2"] as const) {
+      const library = codec === "xz" ? "lzma-native" : "unbzip2-stream";
+      const choice = decompressorFor(codec, { searchPath: empty });
+      if (libraryAvailable(library)) {
+        expect(choice.via).toBe(library);
+        continue;
+      }
+      expect(choice).toEqual({ codec, via: "none" });
+      const error = await failure(
+        decompress(codec, chunks(Buffer.from("x")), { searchPath: empty, dataset: "ds" }),
+      );
+      expect(error.code).toBe("UNSUPPORTED");
+      expect(error.message).toMatch(new RegExp(`^ds: cannot decompress ${codec} data`));
+      expect(error.hint).toMatch(
+        codec === "xz" ? /apt-get install -y xz-utils/ : /apt-get install -y bzip2/,
+      );
+      expect(error.hint).toMatch(new RegExp(`npm install ${library}`));
+    }
+  });
+
+  it("describes the command line of a program", () => {
+    const xz = findProgram("xz");
+    if (xz === undefined) return;
+    const choice = decompressorFor("xz", { searchPath: pathWith("xz"), xzMemoryLimit: 12345 });
+    expect(choice.via).toBe("xz");
+    expect(choice.command).toEqual([
+      join(pathWith("xz"), "xz"),
+      "--decompress",
+      "--stdout",
+      "--format=xz",
+      "--threads=0",
+      "--memlimit-decompress=12345",
+    ]);
+  });
+});

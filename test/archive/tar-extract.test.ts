@@ -1,0 +1,302 @@
+// Round trips through the tar extractor with archives made by the system's GNU tar.
+import { randomBytes } from "node:crypto";
+import {
+  chmodSync,
+  createReadStream,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Codec, decompress } from "../../src/archive/decompress.ts";
+import { DEFAULT_LIMITS } from "../../src/archive/limits.ts";
+import { extractTar, TarExtractor } from "../../src/archive/tar-extract.ts";
+import { chunks, hasProgram, run } from "./tar-helpers.ts";
+
+const UMASK = process.umask();
+const DATASET = "roundtrip";
+
+interface Node {
+  path: string;
+  kind: "file" | "dir" | "symlink";
+  mode?: number;
+  content?: string;
+  target?: string;
+  nlink?: number;
+}
+
+/** The tree under `root`, sorted; modes of files and directories, contents base64. */
+function treeOf(root: string): Node[] {
+  const out: Node[] = [];
+  const walk = (dir: string, rel: string) => {
+    for (const name of readdirSync(dir).sort()) {
+      const full = join(dir, name);
+      const path = rel === "" ? name : `${rel}/${name}`;
+      const stat = lstatSync(full);
+      if (stat.isSymbolicLink()) out.push({ path, kind: "symlink", target: readlinkSync(full) });
+      else if (stat.isDirectory()) {
+        out.push({ path, kind: "dir", mode: stat.mode & 0o7777 });
+        walk(full, path);
+      } else {
+        out.push({
+          path,
+          kind: "file",
+          mode: stat.mode & 0o7777,
+          nlink: stat.nlink,
+          content: readFileSync(full).toString("base64"),
+        });
+      }
+    }
+  };
+  walk(root, "");
+  return out;
+}
+
+/** What extracting `source` must give: files 0644/0755 (any x bit), dirs 0755, less the umask. */
+function expectedOf(source: Node[]): Node[] {
+  return source.map((node) => {
+    if (node.kind === "file")
+      return { ...node, mode: ((node.mode ?? 0) & 0o111 ? 0o755 : 0o644) & ~UMASK };
+    if (node.kind === "dir") return { ...node, mode: 0o755 & ~UMASK };
+    return node;
+  });
+}
+
+let scratch: string;
+let full: string; // a tree with everything GNU and pax formats can store
+let simple: string; // names short enough for ustar and v7
+let many: string; // 5,000 small files
+
+function buildFull(root: string): void {
+  mkdirSync(join(root, "sub/dir"), { recursive: true });
+  mkdirSync(join(root, "emptydir"));
+  writeFileSync(join(root, "small.txt"), "hello\n");
+  writeFileSync(join(root, "empty"), "");
+  writeFileSync(join(root, "exactly512.bin"), randomBytes(512));
+  writeFileSync(join(root, "b511.bin"), randomBytes(511));
+  writeFileSync(join(root, "b513.bin"), randomBytes(513));
+  writeFileSync(join(root, "big.bin"), randomBytes((1 << 20) + 3));
+  writeFileSync(join(root, "sub/dir/nested.txt"), "nested\n");
+  writeFileSync(join(root, "run.sh"), "#!/bin/sh\necho hi\n");
+  chmodSync(join(root, "run.sh"), 0o755);
+  writeFileSync(join(root, "setuid"), "s");
+  chmodSync(join(root, "setuid"), 0o4755);
+  writeFileSync(join(root, "setgid-world-writable"), "g");
+  chmodSync(join(root, "setgid-world-writable"), 0o2666);
+  writeFileSync(join(root, "group-exec"), "x");
+  chmodSync(join(root, "group-exec"), 0o610);
+  const longDir = join(root, "l".repeat(120));
+  mkdirSync(longDir);
+  writeFileSync(join(longDir, "f".repeat(150)), "long name\n");
+  writeFileSync(join(root, "ünïcødé-文件.txt"), "unicode\n");
+  // Long multibyte names: GNU tar truncates them into the 100-byte header field at a byte
+  // boundary (splitting a character); the long name / pax path must win.
+  writeFileSync(join(root, `a${"é".repeat(80)}`), "multibyte long name\n");
+  symlinkSync(`a${"é".repeat(80)}`, join(root, `l${"文".repeat(40)}`));
+  symlinkSync("small.txt", join(root, "link-to-file"));
+  symlinkSync("../../small.txt", join(root, "sub/dir/up"));
+  symlinkSync("sub/dir", join(root, "dirlink"));
+  symlinkSync(`${"l".repeat(120)}/${"f".repeat(150)}`, join(root, "long-link"));
+  linkSync(join(root, "small.txt"), join(root, "hard.txt"));
+  linkSync(join(root, "big.bin"), join(root, "sub/big-again.bin"));
+}
+
+function buildSimple(root: string): void {
+  mkdirSync(join(root, "sub/dir"), { recursive: true });
+  mkdirSync(join(root, "emptydir"));
+  writeFileSync(join(root, "small.txt"), "hello\n");
+  writeFileSync(join(root, "empty"), "");
+  writeFileSync(join(root, "exactly512.bin"), randomBytes(512));
+  writeFileSync(join(root, "sub/dir/nested.bin"), randomBytes(70_000));
+  writeFileSync(join(root, "run.sh"), "#!/bin/sh\n");
+  chmodSync(join(root, "run.sh"), 0o755);
+  symlinkSync("../small.txt", join(root, "sub/link"));
+  linkSync(join(root, "small.txt"), join(root, "hard.txt"));
+}
+
+beforeAll(() => {
+  scratch = mkdtempSync(join(tmpdir(), "dsfetch-tar-roundtrip-"));
+  full = join(scratch, "full");
+  simple = join(scratch, "simple");
+  many = join(scratch, "many");
+  mkdirSync(full);
+  mkdirSync(simple);
+  mkdirSync(many);
+  buildFull(full);
+  buildSimple(simple);
+  for (let i = 0; i < 5000; i++) {
+    const d = join(many, `d${Math.floor(i / 100)}`);
+    if (i % 100 === 0) mkdirSync(d);
+    writeFileSync(join(d, `f${i}.txt`), `file ${i}\n`.repeat(i % 7));
+  }
+});
+
+afterAll(() => {
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+let counter = 0;
+function freshDest(): string {
+  const dest = join(scratch, `dest-${counter++}`);
+  mkdirSync(dest);
+  return dest;
+}
+
+function makeTar(source: string, format: string, extra: string[] = []): string {
+  const out = join(scratch, `archive-${counter++}.tar`);
+  run("tar", [`--format=${format}`, ...extra, "-C", source, "-cf", out, "."]);
+  return out;
+}
+
+async function extractFile(archive: string, dest: string) {
+  return extractTar(
+    createReadStream(archive, { highWaterMark: 4 << 20 }),
+    dest,
+    DEFAULT_LIMITS,
+    DATASET,
+  );
+}
+
+describe("tar round trips (GNU tar)", () => {
+  for (const format of ["gnu", "pax", "oldgnu"]) {
+    it(`${format}: every kind of entry, long names, modes, links — byte-exact`, async () => {
+      const archive = makeTar(full, format);
+      const dest = freshDest();
+      const result = await extractFile(archive, dest);
+      const tree = treeOf(dest);
+      expect(tree).toEqual(expectedOf(treeOf(full)));
+      // setuid/setgid/sticky never survive; exec bits do.
+      for (const node of tree) expect((node.mode ?? 0) & 0o7000).toBe(0);
+      expect(lstatSync(join(dest, "run.sh")).mode & 0o777).toBe(0o755 & ~UMASK);
+      expect(lstatSync(join(dest, "setuid")).mode & 0o7777).toBe(0o755 & ~UMASK);
+      expect(lstatSync(join(dest, "setgid-world-writable")).mode & 0o7777).toBe(0o644 & ~UMASK);
+      // Hard links are links (same inode) where the filesystem allows.
+      expect(lstatSync(join(dest, "hard.txt")).ino).toBe(lstatSync(join(dest, "small.txt")).ino);
+      expect(result.symlinks.map((s) => s.path).sort()).toEqual(
+        ["dirlink", "link-to-file", "long-link", "sub/dir/up", `l${"文".repeat(40)}`].sort(),
+      );
+      expect(result.files.map((f) => f.path)).toContain(`${"l".repeat(120)}/${"f".repeat(150)}`);
+      expect(result.files.find((f) => f.path === "exactly512.bin")?.bytes).toBe(512);
+      expect(result.directories).toContain("emptydir");
+      // Every regular file's bytes, hard links made with link(2) adding none.
+      expect(result.bytes).toBe(
+        result.files
+          .filter((f) => f.path !== "hard.txt" && f.path !== "sub/big-again.bin")
+          .reduce((sum, f) => sum + f.bytes, 0),
+      );
+    });
+  }
+
+  for (const format of ["ustar", "v7"]) {
+    it(`${format}: short names`, async () => {
+      const archive = makeTar(simple, format);
+      const dest = freshDest();
+      await extractFile(archive, dest);
+      expect(treeOf(dest)).toEqual(expectedOf(treeOf(simple)));
+    });
+  }
+
+  it("names listed without a leading ./ and a ustar name split into prefix + name", async () => {
+    const source = join(scratch, "prefix-src");
+    const deep = `${"p".repeat(90)}/${"q".repeat(60)}`;
+    mkdirSync(join(source, deep), { recursive: true });
+    writeFileSync(join(source, deep, "file.txt"), "prefix\n");
+    const archive = join(scratch, "prefix.tar");
+    run("tar", ["--format=ustar", "-C", source, "-cf", archive, "p".repeat(90)]);
+    const dest = freshDest();
+    await extractFile(archive, dest);
+    expect(readFileSync(join(dest, deep, "file.txt"), "utf8")).toBe("prefix\n");
+  });
+
+  it("5,000 small files", async () => {
+    const archive = makeTar(many, "gnu");
+    const dest = freshDest();
+    const result = await extractFile(archive, dest);
+    expect(result.files).toHaveLength(5000);
+    expect(treeOf(dest)).toEqual(expectedOf(treeOf(many)));
+  });
+
+  const codecs: { codec: Codec; flag: string; program: string }[] = [
+    { codec: "gzip", flag: "-z", program: "gzip" },
+    { codec: "bzip2", flag: "-j", program: "bzip2" },
+    { codec: "xz", flag: "-J", program: "xz" },
+  ];
+  for (const { codec, flag, program } of codecs) {
+    it.skipIf(!hasProgram(program))(`tar ${flag} through decompress("${codec}")`, async () => {
+      const archive = join(scratch, `compressed-${codec}.tar.x`);
+      run("tar", ["--format=pax", flag, "-C", full, "-cf", archive, "."]);
+      const dest = freshDest();
+      await extractTar(
+        decompress(codec, createReadStream(archive, { highWaterMark: 4 << 20 })),
+        dest,
+        DEFAULT_LIMITS,
+        DATASET,
+      );
+      expect(treeOf(dest)).toEqual(expectedOf(treeOf(full)));
+    });
+  }
+
+  it("any chunking gives the same result (random chunk sizes from 1 byte to 1 MiB)", async () => {
+    const archive = readFileSync(makeTar(full, "pax"));
+    const expected = expectedOf(treeOf(full));
+    for (let seed = 1; seed <= 12; seed++) {
+      const dest = freshDest();
+      const extractor = new TarExtractor(dest, DEFAULT_LIMITS, DATASET);
+      let state = seed;
+      let at = 0;
+      while (at < archive.length) {
+        // Log-uniform sizes: many tiny chunks (split headers), some large ones.
+        state = (state * 1103515245 + 12345) % 2 ** 31;
+        const size = Math.max(1, Math.floor(2 ** ((state / 2 ** 31) * 20)));
+        extractor.write(archive.subarray(at, at + size));
+        at += size;
+      }
+      extractor.end();
+      expect(treeOf(dest)).toEqual(expected);
+    }
+  });
+
+  it("one byte at a time", async () => {
+    const archive = readFileSync(makeTar(simple, "gnu"));
+    const dest = freshDest();
+    await extractTar(chunks(archive, 1, 1), dest, DEFAULT_LIMITS, DATASET);
+    expect(treeOf(dest)).toEqual(expectedOf(treeOf(simple)));
+  });
+
+  it("an empty archive (only the end marker) extracts nothing", async () => {
+    const source = join(scratch, "empty-src");
+    mkdirSync(source);
+    const archive = join(scratch, "empty.tar");
+    run("tar", ["-C", source, "-cf", archive, "--files-from", "/dev/null"]);
+    const dest = freshDest();
+    const result = await extractFile(archive, dest);
+    expect(result).toMatchObject({ files: [], bytes: 0, entries: 0 });
+    expect(readdirSync(dest)).toEqual([]);
+  });
+
+  it("git archive output (pax global header with a comment)", async () => {
+    const repo = join(scratch, "repo");
+    mkdirSync(repo);
+    writeFileSync(join(repo, "a.txt"), "from git\n");
+    const git = (...args: string[]) =>
+      run("git", ["-c", "user.name=t", "-c", "user.email=t@t", ...args], repo);
+    if (!hasProgram("git")) return;
+    git("init", "-q");
+    git("add", ".");
+    git("commit", "-qm", "x");
+    const archive = join(scratch, "git.tar");
+    writeFileSync(archive, git("archive", "--format=tar", "HEAD"));
+    const dest = freshDest();
+    await extractFile(archive, dest);
+    expect(readFileSync(join(dest, "a.txt"), "utf8")).toBe("from git\n");
+  });
+});
