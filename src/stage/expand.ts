@@ -106,7 +106,9 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
     const chain = checkMagic(spec.archive ?? "tar", head, spec.name, resolution.key);
     const all = prepend(head, rest);
     const tarBytes =
-      chain.compression === "none" ? all : decompress(chain.compression, all, { signal });
+      chain.compression === "none"
+        ? all
+        : decompress(chain.compression, all, { signal, dataset: spec.name });
     const result = await extractTar(tarBytes, input.attempt.dataDir, input.limits, spec.name);
     await pump;
     const verification = etag.verify(spec.name, spec.uri, resolution.bytes);
