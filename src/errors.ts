@@ -22,6 +22,7 @@ export type ErrorCode =
   | "ARCHIVE_INVALID"
   | "UNSAFE_PATH"
   | "LOCK_TIMEOUT"
+  | "WAIT_TIMEOUT"
   | "INTERRUPTED"
   | "INTERNAL";
 
@@ -45,6 +46,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = Object.freeze({
   ARCHIVE_INVALID: 8,
   UNSAFE_PATH: 8,
   LOCK_TIMEOUT: 9,
+  WAIT_TIMEOUT: 9,
   INTERRUPTED: 130,
 });
 

@@ -3,7 +3,17 @@ import { parseArgs } from "node:util";
 import { closest } from "../config/suggest.ts";
 import { DsfetchError } from "../errors.ts";
 
-export const COMMANDS = ["fetch", "plan", "list", "prune", "help", "version"] as const;
+export const COMMANDS = [
+  "fetch",
+  "run",
+  "sidecar",
+  "wait",
+  "plan",
+  "list",
+  "prune",
+  "help",
+  "version",
+] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 const OPTIONS = {
@@ -17,6 +27,10 @@ const OPTIONS = {
   "older-than": { type: "string" },
   "max-size": { type: "string" },
   "dry-run": { type: "boolean" },
+  listen: { type: "string" },
+  "ready-file": { type: "string" },
+  url: { type: "string" },
+  timeout: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
 } as const;
@@ -36,15 +50,42 @@ export interface ParsedArgs {
   /** prune: remove least recently used datasets down to this total ("500Gi"). */
   maxSize: string | undefined;
   dryRun: boolean;
+  /** sidecar: address of the health/readiness/metrics endpoint ("0.0.0.0:8700"). */
+  listen: string | undefined;
+  /** sidecar: file written when every dataset is staged; wait: the file to wait for. */
+  readyFile: string | undefined;
+  /** wait: readiness URL to poll ("http://127.0.0.1:8700/readyz"). */
+  url: string | undefined;
+  /** wait: how long to wait ("10m"). */
+  timeout: string | undefined;
+  /** `mount` as given: undefined when neither --mount nor --no-mount was. */
+  mountFlag: boolean | undefined;
+  /** run: the command after `--`. */
+  exec: string[];
   rest: string[];
 }
 
 export function parseCommandLine(argv: readonly string[]): ParsedArgs {
+  // Everything after the first "--" is the command `run` executes, untouched.
+  const dash = argv.indexOf("--");
+  const own = dash === -1 ? [...argv] : argv.slice(0, dash);
+  const exec = dash === -1 ? [] : argv.slice(dash + 1);
   let parsed: ReturnType<
-    typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>
+    typeof parseArgs<{
+      options: typeof OPTIONS;
+      allowPositionals: true;
+      allowNegative: true;
+      strict: true;
+    }>
   >;
   try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: own,
+      options: OPTIONS,
+      allowPositionals: true,
+      allowNegative: true,
+      strict: true,
+    });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     const unknown = /^Unknown option '(--?[^' ]+)'/.exec(message)?.[1];
@@ -74,6 +115,19 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
   }
   if (command !== "help" && command !== "version" && rest.length > 0) {
     throw new DsfetchError("USAGE", `unexpected argument "${rest[0]}"`, {
+      hint:
+        command === "run"
+          ? "put the command to run after --: dsfetch run [flags] -- python train.py"
+          : "see `dsfetch help`",
+    });
+  }
+  if (command === "run" && exec.length === 0) {
+    throw new DsfetchError("USAGE", "run needs a command after --", {
+      hint: "dsfetch run --datasets datasets.json -- python train.py",
+    });
+  }
+  if (command !== "run" && exec.length > 0) {
+    throw new DsfetchError("USAGE", `"--" and a command are only for dsfetch run`, {
       hint: "see `dsfetch help`",
     });
   }
@@ -86,6 +140,12 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
     ephemeralRoot: values["ephemeral-root"],
     json: values.json === true,
     mount: values.mount === true,
+    mountFlag: values.mount,
+    listen: values.listen,
+    readyFile: values["ready-file"],
+    url: values.url,
+    timeout: values.timeout,
+    exec,
     olderThan: values["older-than"],
     maxSize: values["max-size"],
     dryRun: values["dry-run"] === true,
@@ -97,6 +157,14 @@ export const HELP = `dsfetch — stage verified datasets from S3 for machine-lea
 
 Usage:
   dsfetch fetch --datasets <file|-> [flags]  stage every dataset into shared storage, then exit
+  dsfetch run --datasets <file|-> [flags] -- <command…>
+                                             stage, link at <mount-root>/<name>, then run the
+                                             command (signals forwarded, its exit code returned)
+  dsfetch sidecar --datasets <file|-> [--listen addr] [--ready-file path] [flags]
+                                             stage, then report readiness (/healthz, /readyz,
+                                             /metrics) and keep the datasets in use until SIGTERM
+  dsfetch wait (--ready-file <path> | --url <url>) [--timeout 10m]
+                                             block until a sidecar says ready
   dsfetch plan --datasets <file|-> [flags]   dry run: resolve every dataset, write nothing
   dsfetch list [flags]                       datasets in shared storage: size, source, last use
   dsfetch prune --older-than <d> | --max-size <size> [--dry-run] [flags]
@@ -112,7 +180,12 @@ Flags:
   --mount-root <path>      where datasets appear          (env DSFETCH_MOUNT_ROOT, default /data)
   --ephemeral-root <path>  where ephemeral volumes live   (env DSFETCH_EPHEMERAL_ROOT,
                            default <tmpdir>/dsfetch-ephemeral)
-  --mount                  fetch: also link each dataset read-only at <mount-root>/<name>
+  --mount, --no-mount      link each dataset at <mount-root>/<name> (default: on for run and
+                           sidecar, off for fetch)
+  --listen <host:port>     sidecar: health/readiness/metrics endpoint (default 127.0.0.1:8700)
+  --ready-file <path>      sidecar: written when ready; wait: the file to wait for
+  --url <url>              wait: a readiness URL, e.g. http://127.0.0.1:8700/readyz
+  --timeout <duration>     wait: give up after this long (default 10m)
   --older-than <duration>  prune: unused for longer than this: 90m, 12h, 7d, 2w
   --max-size <size>        prune: keep at most this much in total: 500Gi, 2T
   --dry-run                prune: say what would be removed, remove nothing

@@ -1,18 +1,8 @@
-/**
- * Process entry point: wires the real process to main(). The first SIGINT/SIGTERM aborts
- * staging cleanly (temporary data removed, nothing half-published); a second one exits at once.
- */
+/** Process entry point: wires the real process (streams, environment, signals) to main(). */
 import { main } from "./main.ts";
+import { SignalRouter } from "./signals.ts";
 
-const stop = new AbortController();
-let signals = 0;
-const onSignal = (signal: NodeJS.Signals) => {
-  signals += 1;
-  if (signals > 1) process.exit(signal === "SIGINT" ? 130 : 143);
-  stop.abort(new Error(`received ${signal}`));
-};
-process.on("SIGINT", onSignal);
-process.on("SIGTERM", onSignal);
+const signals = new SignalRouter().install();
 
 process.exitCode = await main(process.argv.slice(2), {
   stdout: process.stdout,
@@ -20,5 +10,6 @@ process.exitCode = await main(process.argv.slice(2), {
   stdin: process.stdin,
   env: process.env,
   stderrIsTty: process.stderr.isTTY === true,
-  signal: stop.signal,
+  signal: signals.signal,
+  signals,
 });

@@ -10,9 +10,13 @@ import { toDsfetchError } from "../errors.ts";
 import { HELP, type ParsedArgs, parseCommandLine } from "./args.ts";
 import { fetchCommand } from "./commands/fetch.ts";
 import { planCommand } from "./commands/plan.ts";
+import { runCommand } from "./commands/run.ts";
+import { sidecarCommand } from "./commands/sidecar.ts";
 import { listCommand, pruneCommand } from "./commands/storage.ts";
+import { waitCommand } from "./commands/wait.ts";
 import type { CommandContext } from "./context.ts";
 import { renderError } from "./render.ts";
+import type { SignalRouter } from "./signals.ts";
 
 export interface CliIo {
   stdout: NodeJS.WritableStream;
@@ -23,6 +27,8 @@ export interface CliIo {
   stderrIsTty?: boolean;
   /** Aborted when the process is asked to stop (SIGINT/SIGTERM). */
   signal?: AbortSignal;
+  /** The process's signal routing (`run` forwards signals to its command). */
+  signals?: SignalRouter;
 }
 
 export async function main(argv: readonly string[], io: CliIo): Promise<number> {
@@ -45,6 +51,12 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         return await listCommand(args, { out, err, env: io.env });
       case "prune":
         return await pruneCommand(args, { out, err, env: io.env });
+      case "run":
+        return await runCommand(await commandContext(args, io, out, err, redactor), io.signals);
+      case "sidecar":
+        return await sidecarCommand(await commandContext(args, io, out, err, redactor));
+      case "wait":
+        return await waitCommand(args, err, io.signal ?? new AbortController().signal);
       case "fetch":
         return await fetchCommand(await commandContext(args, io, out, err, redactor));
     }

@@ -14,6 +14,12 @@ const NONE: ParsedArgs = {
   olderThan: undefined,
   maxSize: undefined,
   dryRun: false,
+  listen: undefined,
+  readyFile: undefined,
+  url: undefined,
+  timeout: undefined,
+  mountFlag: undefined,
+  exec: [],
   rest: [],
 };
 

@@ -1,0 +1,78 @@
+/**
+ * `dsfetch run [flags] -- <command…>`: the container entrypoint. Stages every dataset and
+ * links it at <mount-root>/<name>, then runs the command with DSFETCH_PATH_<NAME> set for
+ * each dataset; signals go to the command and its exit code becomes ours. A staging
+ * failure exits with the documented code before the command runs.
+ */
+import { spawn } from "node:child_process";
+import { holdLeases, releaseLeases } from "../../agent/leases.ts";
+import { resolveTuning } from "../../config/tuning.ts";
+import { DsfetchError } from "../../errors.ts";
+import { datasetEnvName } from "../../k8s/env-names.ts";
+import { stage } from "../../stage/stage.ts";
+import type { CommandContext } from "../context.ts";
+import { ProgressView } from "../progress-view.ts";
+import { renderError } from "../render.ts";
+import { type SignalRouter, signalNumber } from "../signals.ts";
+
+export async function runCommand(
+  context: CommandContext,
+  signals: SignalRouter | undefined,
+): Promise<number> {
+  const { args, settings, datasets, err, env, signal } = context;
+  const view = new ProgressView(err, context.stderrIsTty);
+  const result = await stage(datasets, settings, {
+    onEvent: view.handle,
+    signal,
+    tuning: resolveTuning(env),
+    mount: args.mountFlag ?? true,
+  });
+  view.close();
+  const failed = result.datasets.filter((outcome) => !outcome.ok);
+  if (failed.length > 0) {
+    for (const outcome of failed) if (!outcome.ok) err(renderError(outcome.error));
+    err(
+      `dsfetch: not running ${args.exec.join(" ")}: ${failed.length} of ${result.datasets.length} datasets could not be staged\n`,
+    );
+    const first = failed[0];
+    return first !== undefined && !first.ok ? first.error.exitCode : 1;
+  }
+  const childEnv: Record<string, string | undefined> = { ...env };
+  for (const outcome of result.datasets) {
+    if (!outcome.ok) continue;
+    childEnv[datasetEnvName(outcome.name)] =
+      (args.mountFlag ?? true) ? outcome.mount : outcome.path;
+  }
+  const leases = await holdLeases(result.datasets, settings);
+  try {
+    return await runChild(args.exec, childEnv, signals);
+  } finally {
+    await releaseLeases(leases);
+  }
+}
+
+function runChild(
+  command: readonly string[],
+  env: Record<string, string | undefined>,
+  signals: SignalRouter | undefined,
+): Promise<number> {
+  const [file, ...argv] = command;
+  return new Promise((resolve, reject) => {
+    const child = spawn(file as string, argv, { stdio: "inherit", env });
+    signals?.forwardTo(child);
+    child.on("error", (error: NodeJS.ErrnoException) => {
+      reject(
+        new DsfetchError(
+          "USAGE",
+          `cannot run ${JSON.stringify(file)}: ${error.code === "ENOENT" ? "no such command" : error.message}`,
+          {
+            hint: "check the command after --, and that it is on PATH inside the container",
+            cause: error,
+          },
+        ),
+      );
+    });
+    // The command's exit code becomes ours; killed by a signal → 128 + its number, as shells do.
+    child.on("exit", (code, signal) => resolve(code ?? 128 + signalNumber(signal ?? "SIGTERM")));
+  });
+}

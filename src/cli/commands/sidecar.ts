@@ -1,0 +1,154 @@
+/**
+ * `dsfetch sidecar`: for multi-worker jobs. Serves /healthz at once, stages every dataset,
+ * then says ready (/readyz 200, the ready file) and keeps the datasets marked in use until
+ * SIGTERM. /metrics is Prometheus text. With --json, one JSON log line per event on stdout.
+ */
+import { once } from "node:events";
+import { createServer, type Server } from "node:http";
+import { holdLeases, releaseLeases } from "../../agent/leases.ts";
+import { StageMetrics } from "../../agent/metrics.ts";
+import { removeReadyFile, writeReadyFile } from "../../agent/ready-file.ts";
+import { resolveTuning } from "../../config/tuning.ts";
+import { DsfetchError } from "../../errors.ts";
+import type { DsfetchEvent } from "../../events.ts";
+import { stage } from "../../stage/stage.ts";
+import type { CommandContext } from "../context.ts";
+import { ProgressView } from "../progress-view.ts";
+import { renderError } from "../render.ts";
+
+export const DEFAULT_LISTEN = "127.0.0.1:8700";
+
+type State =
+  | { phase: "staging" }
+  | { phase: "ready" }
+  | { phase: "failed"; reason: string }
+  | { phase: "stopping" };
+
+export async function sidecarCommand(context: CommandContext): Promise<number> {
+  const { args, settings, datasets, out, err, env, signal } = context;
+  const metrics = new StageMetrics();
+  let state: State = { phase: "staging" };
+  const log = jsonLog(out);
+  const view = new ProgressView(err, context.stderrIsTty);
+  const onEvent = (event: DsfetchEvent) => {
+    metrics.handle(event);
+    if (args.json) log({ level: event.type === "warning" ? "warn" : "info", ...event });
+    else view.handle(event);
+  };
+
+  const server = createServer((request, response) => {
+    const path = (request.url ?? "/").split("?")[0];
+    if (path === "/healthz") return reply(response, 200, "ok\n");
+    if (path === "/readyz") {
+      if (state.phase === "ready") return reply(response, 200, "ready\n");
+      return reply(
+        response,
+        503,
+        state.phase === "failed" ? `failed: ${state.reason}\n` : `${state.phase}\n`,
+      );
+    }
+    if (path === "/metrics") {
+      return reply(response, 200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
+    }
+    reply(response, 404, "not found: try /healthz, /readyz or /metrics\n");
+  });
+  const address = await listen(server, args.listen ?? DEFAULT_LISTEN);
+  if (args.json) log({ level: "info", type: "listening", address });
+  else err(`sidecar: serving /healthz, /readyz and /metrics on http://${address}\n`);
+
+  try {
+    const result = await stage(datasets, settings, {
+      onEvent,
+      signal,
+      tuning: resolveTuning(env),
+      mount: args.mountFlag ?? true,
+    });
+    view.close();
+    const failed = result.datasets.filter((outcome) => !outcome.ok);
+    if (failed.length > 0) {
+      for (const outcome of failed) {
+        if (outcome.ok) continue;
+        metrics.recordFailure(outcome.name, outcome.error.code);
+        if (args.json)
+          log({
+            level: "error",
+            type: "failed",
+            dataset: outcome.name,
+            error: outcome.error.toJSON(),
+          });
+        else err(renderError(outcome.error));
+      }
+      state = { phase: "failed", reason: `${failed.length} datasets could not be staged` };
+      const first = failed[0];
+      return first !== undefined && !first.ok ? first.error.exitCode : 1;
+    }
+    const leases = await holdLeases(result.datasets, settings);
+    try {
+      if (args.readyFile !== undefined) {
+        await writeReadyFile(args.readyFile, {
+          ready: true,
+          pid: process.pid,
+          at: new Date().toISOString(),
+          datasets: result.datasets.flatMap((o) =>
+            o.ok ? [{ name: o.name, path: o.path, mount: o.mount }] : [],
+          ),
+        });
+      }
+      state = { phase: "ready" };
+      metrics.ready = true;
+      if (args.json) log({ level: "info", type: "ready", datasets: result.datasets.length });
+      else
+        err(
+          `sidecar: ready: ${result.datasets.length} datasets staged; holding them in use until SIGTERM\n`,
+        );
+      if (!signal.aborted) await once(signal, "abort");
+      state = { phase: "stopping" };
+      return 0;
+    } finally {
+      if (args.readyFile !== undefined) await removeReadyFile(args.readyFile).catch(() => {});
+      await releaseLeases(leases);
+    }
+  } finally {
+    metrics.ready = false;
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+function reply(
+  response: import("node:http").ServerResponse,
+  status: number,
+  body: string,
+  type = "text/plain; charset=utf-8",
+): void {
+  response.writeHead(status, { "content-type": type, "cache-control": "no-store" });
+  response.end(body);
+}
+
+async function listen(server: Server, text: string): Promise<string> {
+  const match = /^(.*):(\d{1,5})$/.exec(text);
+  const host = match?.[1]?.replace(/^\[|\]$/g, "");
+  const port = Number(match?.[2]);
+  if (match === null || host === undefined || host === "" || port > 65535) {
+    throw new DsfetchError("USAGE", `--listen: ${JSON.stringify(text)} is not host:port`, {
+      hint: "e.g. --listen 0.0.0.0:8700 (all interfaces) or 127.0.0.1:8700",
+    });
+  }
+  server.listen(port, host);
+  try {
+    await once(server, "listening");
+  } catch (error) {
+    throw new DsfetchError("USAGE", `--listen ${text}: ${(error as Error).message}`, {
+      hint: "choose a free port",
+      cause: error,
+    });
+  }
+  const address = server.address();
+  return typeof address === "object" && address !== null
+    ? `${host.includes(":") ? `[${host}]` : host}:${address.port}`
+    : text;
+}
+
+function jsonLog(out: (text: string) => void): (record: Record<string, unknown>) => void {
+  return (record) => out(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
+}

@@ -1,0 +1,55 @@
+/**
+ * What SIGINT/SIGTERM/SIGHUP do depends on the phase: while staging, the first one aborts
+ * cleanly (temporary data removed, locks released, nothing half-published) and a second
+ * one exits at once; while `run` runs the job's command, they are forwarded to it.
+ */
+import type { ChildProcess } from "node:child_process";
+
+export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+export class SignalRouter {
+  private readonly stop = new AbortController();
+  private child: ChildProcess | undefined;
+  private count = 0;
+  private readonly listeners = new Set<(signal: NodeJS.Signals) => void>();
+
+  /** Aborted at the first signal (while no child takes them). */
+  get signal(): AbortSignal {
+    return this.stop.signal;
+  }
+
+  /** Installs the process handlers. */
+  install(): this {
+    for (const name of FORWARDED_SIGNALS) process.on(name, (signal) => this.handle(signal));
+    return this;
+  }
+
+  /** From now on, signals go to this child process. */
+  forwardTo(child: ChildProcess): void {
+    this.child = child;
+  }
+
+  /** Called on every signal (e.g. the sidecar shutting down). */
+  onSignal(listener: (signal: NodeJS.Signals) => void): void {
+    this.listeners.add(listener);
+  }
+
+  handle(signal: NodeJS.Signals): void {
+    if (
+      this.child !== undefined &&
+      this.child.exitCode === null &&
+      this.child.signalCode === null
+    ) {
+      this.child.kill(signal);
+      return;
+    }
+    this.count += 1;
+    for (const listener of this.listeners) listener(signal);
+    if (this.count > 1) process.exit(128 + signalNumber(signal));
+    this.stop.abort(new Error(`received ${signal}`));
+  }
+}
+
+export function signalNumber(signal: NodeJS.Signals): number {
+  return signal === "SIGINT" ? 2 : signal === "SIGHUP" ? 1 : signal === "SIGKILL" ? 9 : 15;
+}
