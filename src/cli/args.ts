@@ -2,12 +2,14 @@
 import { parseArgs } from "node:util";
 import { closest } from "../config/suggest.ts";
 import { DsfetchError } from "../errors.ts";
+import { K8S_ARG_OPTIONS, K8S_HELP, type K8sFlags, k8sFlagsFrom } from "./commands/k8s.ts";
 
 export const COMMANDS = [
   "fetch",
   "run",
   "sidecar",
   "wait",
+  "k8s",
   "plan",
   "list",
   "prune",
@@ -31,6 +33,7 @@ const OPTIONS = {
   "ready-file": { type: "string" },
   url: { type: "string" },
   timeout: { type: "string" },
+  ...K8S_ARG_OPTIONS,
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
 } as const;
@@ -62,6 +65,8 @@ export interface ParsedArgs {
   mountFlag: boolean | undefined;
   /** run: the command after `--`. */
   exec: string[];
+  /** k8s: the rendering flags. */
+  k8s: K8sFlags;
   rest: string[];
 }
 
@@ -146,6 +151,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
     url: values.url,
     timeout: values.timeout,
     exec,
+    k8s: k8sFlagsFrom(values),
     olderThan: values["older-than"],
     maxSize: values["max-size"],
     dryRun: values["dry-run"] === true,
@@ -195,4 +201,6 @@ Flags:
 S3 access: per-dataset keys, else the standard AWS credential chain, else anonymous.
 AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL and AWS_REGION are honoured.
 Exit codes: see README.md ("Exit codes").
-`;
+
+Kubernetes:
+${K8S_HELP}`;

@@ -9,6 +9,7 @@ import { resolveSettings } from "../config/settings.ts";
 import { toDsfetchError } from "../errors.ts";
 import { HELP, type ParsedArgs, parseCommandLine } from "./args.ts";
 import { fetchCommand } from "./commands/fetch.ts";
+import { k8sCommand } from "./commands/k8s.ts";
 import { planCommand } from "./commands/plan.ts";
 import { runCommand } from "./commands/run.ts";
 import { sidecarCommand } from "./commands/sidecar.ts";
@@ -45,6 +46,8 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       case "version":
         out(`${packageVersion()}\n`);
         return 0;
+      case "k8s":
+        return await k8sCommand(await commandContext(args, io, out, err, redactor), args.k8s);
       case "plan":
         return await planCommand(await commandContext(args, io, out, err, redactor));
       case "list":

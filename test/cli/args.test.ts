@@ -20,6 +20,7 @@ const NONE: ParsedArgs = {
   timeout: undefined,
   mountFlag: undefined,
   exec: [],
+  k8s: { pod: false },
   rest: [],
 };
 
