@@ -43,7 +43,10 @@ try {
   }
   s3.destroy();
   console.error(`demo: uploaded ${files.length} files to s3://${bucket}/ at ${server.endpoint}`);
+  // A fresh storage root. dsfetch never creates one itself: a missing root means the shared
+  // volume is not mounted, and it would fall back to an ephemeral volume.
   await rm(storage, { recursive: true, force: true });
+  await mkdir(storage, { recursive: true });
 
   const args = [
     "fetch",

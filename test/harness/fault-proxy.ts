@@ -21,6 +21,9 @@
 // Faults are armed at an offset counted in bytes written to clients, over all connections,
 // from the moment the fault is armed; each fires once, on the connection that carries that
 // byte, after exactly `offset` bytes.
+//
+// HTTP-level faults, apart from those: slowDownNext(n) answers the next n GET requests with
+// an S3 `503 SlowDown` error instead of the server's response (which is read and dropped).
 import { readFile } from "node:fs/promises";
 import { createServer, connect as netConnect, type Server, type Socket } from "node:net";
 
@@ -87,9 +90,22 @@ export interface FaultProxy {
   /** Limit the rate of all server→client forwarding (undefined: unlimited). */
   throttle(bytesPerSecond: number | undefined): void;
   rewriteResponses(rule: ResponseRewrite | undefined): void;
+  /**
+   * Answers the next `count` GET requests (over all connections, in order of arrival; only
+   * those `match` accepts, when given; listings are GETs too) with `503 Slow Down` and an S3
+   * error body `<Error><Code>SlowDown</Code>…</Error>` instead of the server's response. The
+   * request still goes to the server, whose response is read in full and dropped, so the
+   * keep-alive connection stays in step; the 503 is sent once it has been read. Such a
+   * request shows status 503 in `requests`, and the error body counts as its body bytes.
+   * Adds to any count still pending (`match` replaces the previous one).
+   */
+  slowDownNext(count: number, match?: (request: ProxiedRequest) => boolean): void;
+  /** SlowDown answers armed by slowDownNext not given yet. */
+  readonly pendingSlowDowns: number;
   /** Faults armed that have not fired yet. */
   readonly pendingFaults: number;
   readonly firedFaults: readonly FiredFault[];
+  /** Disarms the faults not fired yet, and the SlowDown answers not given yet. */
   clearFaults(): void;
   readonly openConnections: number;
   /** Stops listening and destroys every connection (stalled ones included). */
@@ -359,6 +375,8 @@ interface Connection {
   /** The response being read from upstream. */
   current: ProxiedRequest | undefined;
   rewriting: { head: Head; payload: Buffer[] } | undefined;
+  /** The response being read is dropped and answered with a 503 SlowDown at its end. */
+  slowing: { head: Head; request: ProxiedRequest } | undefined;
   stalledUntil: number;
   stallTimer: NodeJS.Timeout | undefined;
   throttleTimer: NodeJS.Timeout | undefined;
@@ -395,6 +413,9 @@ class FaultProxyImpl implements FaultProxy {
   private tokens = 0;
   private refilledAt = 0;
   private rule: ResponseRewrite | undefined;
+  private slowDowns = 0;
+  private slowDownMatch: ((request: ProxiedRequest) => boolean) | undefined;
+  private readonly slowed = new WeakSet<ProxiedRequest>();
   private readonly connections = new Set<Connection>();
   private nextConnection = 0;
   private nextRequest = 0;
@@ -414,6 +435,10 @@ class FaultProxyImpl implements FaultProxy {
 
   get pendingFaults(): number {
     return this.faults.length;
+  }
+
+  get pendingSlowDowns(): number {
+    return this.slowDowns;
   }
 
   get openConnections(): number {
@@ -449,6 +474,24 @@ class FaultProxyImpl implements FaultProxy {
 
   clearFaults(): void {
     this.faults = [];
+    this.slowDowns = 0;
+    this.slowDownMatch = undefined;
+  }
+
+  slowDownNext(count: number, match?: (request: ProxiedRequest) => boolean): void {
+    if (!Number.isSafeInteger(count) || count < 0) {
+      throw new Error(`slowDownNext: count must be a whole number >= 0, got ${count}`);
+    }
+    this.slowDowns += count;
+    this.slowDownMatch = match;
+  }
+
+  /** Marks a request just seen to be answered with a SlowDown, when some are armed. */
+  private maybeSlowDown(request: ProxiedRequest): void {
+    if (this.slowDowns === 0 || request.method !== "GET") return;
+    if (this.slowDownMatch !== undefined && !this.slowDownMatch(request)) return;
+    this.slowDowns -= 1;
+    this.slowed.add(request);
   }
 
   throttle(bytesPerSecond: number | undefined): void {
@@ -492,6 +535,7 @@ class FaultProxyImpl implements FaultProxy {
       queued: 0,
       current: undefined,
       rewriting: undefined,
+      slowing: undefined,
       stalledUntil: 0,
       stallTimer: undefined,
       throttleTimer: undefined,
@@ -522,6 +566,7 @@ class FaultProxyImpl implements FaultProxy {
           rewritten: false,
         };
         this.requests.push(request);
+        this.maybeSlowDown(request);
         conn.awaiting.push(request);
         return requestBodyMode(head);
       },
@@ -534,6 +579,8 @@ class FaultProxyImpl implements FaultProxy {
       body: (raw, payload) => {
         if (conn.rewriting !== undefined) {
           if (payload) conn.rewriting.payload.push(Buffer.from(raw));
+        } else if (conn.slowing !== undefined) {
+          // Dropped: a SlowDown answer replaces this response at its end.
         } else {
           this.enqueue(conn, raw, conn.current, true, false);
         }
@@ -600,7 +647,14 @@ class FaultProxyImpl implements FaultProxy {
           : { kind: "until-close" };
     } else mode = { kind: "until-close" };
 
-    if (!informational && request !== undefined && this.rule?.match(request, status) === true) {
+    if (!informational && request !== undefined && this.slowed.has(request)) {
+      request.status = 503;
+      conn.slowing = { head, request };
+    } else if (
+      !informational &&
+      request !== undefined &&
+      this.rule?.match(request, status) === true
+    ) {
       conn.rewriting = { head, payload: [] };
     } else {
       this.enqueue(conn, head.raw, informational ? undefined : request, false, false);
@@ -612,6 +666,13 @@ class FaultProxyImpl implements FaultProxy {
     const request = conn.current;
     const rewriting = conn.rewriting;
     conn.rewriting = undefined;
+    const slowing = conn.slowing;
+    conn.slowing = undefined;
+    if (slowing !== undefined) {
+      const answer = slowDownResponse(slowing.request, slowing.head.header("connection"));
+      this.enqueue(conn, answer.head, slowing.request, false, false);
+      this.enqueue(conn, answer.body, slowing.request, true, false);
+    }
     if (rewriting !== undefined && request !== undefined && this.rule !== undefined) {
       const replaced = this.rule.rewrite(Buffer.concat(rewriting.payload), request);
       const body = typeof replaced === "string" ? Buffer.from(replaced, "utf8") : replaced;
@@ -795,6 +856,32 @@ class FaultProxyImpl implements FaultProxy {
     conn.upstream.destroy();
     this.connections.delete(conn);
   }
+}
+
+/** An S3 `503 SlowDown` error response to `request` (`connection`: the server's header). */
+function slowDownResponse(
+  request: ProxiedRequest,
+  connection: string | undefined,
+): { head: Buffer; body: Buffer } {
+  const requestId = `FAULTPROXY${String(request.id).padStart(6, "0")}`;
+  const resource = request.target.split("?")[0] ?? "/";
+  const body = Buffer.from(
+    '<?xml version="1.0" encoding="UTF-8"?>\n' +
+      "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>" +
+      `<Resource>${xmlEscape(resource)}</Resource><RequestId>${requestId}</RequestId></Error>`,
+    "utf8",
+  );
+  const head = [
+    "HTTP/1.1 503 Slow Down",
+    "Content-Type: application/xml",
+    `Content-Length: ${body.length}`,
+    `x-amz-request-id: ${requestId}`,
+    "Server: dsfetch-fault-proxy",
+    ...(connection === undefined ? [] : [`Connection: ${connection}`]),
+    "",
+    "",
+  ].join("\r\n");
+  return { head: Buffer.from(head, "latin1"), body };
 }
 
 /**
