@@ -88,6 +88,18 @@ export async function stage(
   }
 }
 
+export type StageFailure = Extract<StageOutcome, { ok: false }>;
+
+/** The datasets that failed, in order. */
+export function failuresOf(result: StageResult): StageFailure[] {
+  return result.datasets.filter((outcome): outcome is StageFailure => !outcome.ok);
+}
+
+/** The exit code of a staging result: the first failure's, or 0. */
+export function exitCodeOfStage(result: StageResult): number {
+  return failuresOf(result)[0]?.error.exitCode ?? 0;
+}
+
 /** Where dsfetch's own datasets live: a mount link into one of these is ours to update. */
 function ownedRoots(settings: Settings): string[] {
   const roots = [settings.ephemeralRoot];

@@ -1,6 +1,6 @@
 /** `dsfetch fetch`: standalone prefetch: stage every dataset, then exit. */
 import { resolveTuning } from "../../config/tuning.ts";
-import { stage } from "../../stage/stage.ts";
+import { exitCodeOfStage, failuresOf, stage } from "../../stage/stage.ts";
 import type { CommandContext } from "../context.ts";
 import { ProgressView } from "../progress-view.ts";
 import { renderError } from "../render.ts";
@@ -34,11 +34,6 @@ export async function fetchCommand({
     });
     out(`${JSON.stringify({ datasets: datasetsJson }, null, 2)}\n`);
   }
-  let exitCode = 0;
-  for (const outcome of result.datasets) {
-    if (outcome.ok) continue;
-    if (!args.json) err(renderError(outcome.error));
-    if (exitCode === 0) exitCode = outcome.error.exitCode;
-  }
-  return exitCode;
+  if (!args.json) for (const outcome of failuresOf(result)) err(renderError(outcome.error));
+  return exitCodeOfStage(result);
 }

@@ -9,7 +9,7 @@ import { holdLeases, releaseLeases } from "../../agent/leases.ts";
 import { resolveTuning } from "../../config/tuning.ts";
 import { DsfetchError } from "../../errors.ts";
 import { datasetEnvName } from "../../k8s/env-names.ts";
-import { stage } from "../../stage/stage.ts";
+import { exitCodeOfStage, failuresOf, stage } from "../../stage/stage.ts";
 import type { CommandContext } from "../context.ts";
 import { ProgressView } from "../progress-view.ts";
 import { renderError } from "../render.ts";
@@ -28,14 +28,13 @@ export async function runCommand(
     mount: args.mountFlag ?? true,
   });
   view.close();
-  const failed = result.datasets.filter((outcome) => !outcome.ok);
+  const failed = failuresOf(result);
   if (failed.length > 0) {
-    for (const outcome of failed) if (!outcome.ok) err(renderError(outcome.error));
+    for (const outcome of failed) err(renderError(outcome.error));
     err(
       `dsfetch: not running ${args.exec.join(" ")}: ${failed.length} of ${result.datasets.length} datasets could not be staged\n`,
     );
-    const first = failed[0];
-    return first !== undefined && !first.ok ? first.error.exitCode : 1;
+    return exitCodeOfStage(result);
   }
   const childEnv: Record<string, string | undefined> = { ...env };
   for (const outcome of result.datasets) {

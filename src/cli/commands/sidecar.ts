@@ -11,7 +11,7 @@ import { removeReadyFile, writeReadyFile } from "../../agent/ready-file.ts";
 import { resolveTuning } from "../../config/tuning.ts";
 import { DsfetchError } from "../../errors.ts";
 import type { DsfetchEvent } from "../../events.ts";
-import { stage } from "../../stage/stage.ts";
+import { exitCodeOfStage, failuresOf, stage } from "../../stage/stage.ts";
 import type { CommandContext } from "../context.ts";
 import { ProgressView } from "../progress-view.ts";
 import { renderError } from "../render.ts";
@@ -64,10 +64,9 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
       mount: args.mountFlag ?? true,
     });
     view.close();
-    const failed = result.datasets.filter((outcome) => !outcome.ok);
+    const failed = failuresOf(result);
     if (failed.length > 0) {
       for (const outcome of failed) {
-        if (outcome.ok) continue;
         metrics.recordFailure(outcome.name, outcome.error.code);
         if (args.json)
           log({
@@ -79,8 +78,7 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
         else err(renderError(outcome.error));
       }
       state = { phase: "failed", reason: `${failed.length} datasets could not be staged` };
-      const first = failed[0];
-      return first !== undefined && !first.ok ? first.error.exitCode : 1;
+      return exitCodeOfStage(result);
     }
     const leases = await holdLeases(result.datasets, settings);
     try {
