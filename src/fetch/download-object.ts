@@ -14,6 +14,7 @@ import { type ByteSpan, OrderedHasher } from "./ordered-hasher.ts";
 import { fetchSpan, type RangeSink, splitSpans } from "./range-fetch.ts";
 import type { RetryOptions } from "./retry.ts";
 import type { S3ErrorContext } from "./s3-errors.ts";
+import { WORKER_HASH_THRESHOLD, WorkerHasher } from "./worker-hasher.ts";
 
 export interface ObjectSource {
   readonly bucket: string;
@@ -62,8 +63,19 @@ export async function downloadObject(options: DownloadObjectOptions): Promise<Do
   const plan = verificationPlan(source, options.parts);
   const file = await open(options.destination, "wx+", 0o644);
   try {
-    const hasher = plan.spans === undefined ? undefined : new OrderedHasher(file, plan.spans);
-    const transfer = await transferRanges(file, options, hasher);
+    const hasher =
+      plan.spans === undefined
+        ? undefined
+        : source.bytes >= WORKER_HASH_THRESHOLD
+          ? new WorkerHasher(options.destination, plan.spans)
+          : new OrderedHasher(file, plan.spans);
+    let transfer: TransferStats;
+    try {
+      transfer = await transferRanges(file, options, hasher);
+    } catch (error) {
+      if (hasher instanceof WorkerHasher) hasher.dispose();
+      throw error;
+    }
     const digests = hasher === undefined ? undefined : await hasher.finish(source.bytes);
     const verification = checkDigests(plan, digests, options.errorContext.dataset, source);
     return {
@@ -138,7 +150,7 @@ interface TransferStats {
 async function transferRanges(
   file: FileHandle,
   options: DownloadObjectOptions,
-  hasher: OrderedHasher | undefined,
+  hasher: OrderedHasher | WorkerHasher | undefined,
 ): Promise<TransferStats> {
   const { source } = options;
   const spans = splitSpans(source.bytes, Math.max(1, options.rangeSize ?? DEFAULT_RANGE_SIZE));

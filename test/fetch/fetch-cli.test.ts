@@ -124,6 +124,27 @@ describe("fetch: one object", () => {
     );
   });
 
+  it("verifies a large object (hashed in a worker thread) byte-exact", async () => {
+    const body = randomBytes(65 * 1024 * 1024 + 11);
+    const single = await putObject(bucket, "large/single.bin", body);
+    const multi = await putMultipart(bucket, "large/multi.bin", body, 16 * 1024 * 1024);
+    expect(multi.etag).toMatch(/-5$/);
+    const { code, json } = await fetchDatasets([
+      { uri: `s3://${bucket}/large/single.bin`, etag: single.etag },
+      { uri: `s3://${bucket}/large/multi.bin` },
+    ]);
+    expect(code).toBe(0);
+    expect(json?.datasets[0]?.verification).toEqual({ md5: 1 });
+    expect(json?.datasets[1]?.verification).toEqual({ "multipart-md5": 1 });
+    for (const [index, file] of [
+      [0, "single.bin"],
+      [1, "multi.bin"],
+    ] as const) {
+      const got = await readFile(join(json?.datasets[index]?.path as string, file));
+      expect(md5(got)).toBe(md5(body));
+    }
+  });
+
   it("stages an empty object as an empty file", async () => {
     await putObject(bucket, "empty/nothing.dat", Buffer.alloc(0));
     const { code, json } = await fetchDatasets([{ uri: `s3://${bucket}/empty/nothing.dat` }]);
