@@ -1,5 +1,6 @@
 /**
  * The CLI: argv → settings and datasets → library call → rendered output and an exit code.
+ * Commands are loaded on demand: `help`, `version` and `wait` never load the AWS SDK.
  * The only layer that writes to the terminal; exit codes come from errors.ts.
  */
 import { readFileSync } from "node:fs";
@@ -8,13 +9,6 @@ import { Redactor } from "../config/redact.ts";
 import { resolveSettings } from "../config/settings.ts";
 import { toDsfetchError } from "../errors.ts";
 import { HELP, type ParsedArgs, parseCommandLine } from "./args.ts";
-import { fetchCommand } from "./commands/fetch.ts";
-import { k8sCommand } from "./commands/k8s.ts";
-import { planCommand } from "./commands/plan.ts";
-import { runCommand } from "./commands/run.ts";
-import { sidecarCommand } from "./commands/sidecar.ts";
-import { listCommand, pruneCommand } from "./commands/storage.ts";
-import { waitCommand } from "./commands/wait.ts";
 import type { CommandContext } from "./context.ts";
 import { renderError } from "./render.ts";
 import type { SignalRouter } from "./signals.ts";
@@ -46,22 +40,38 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       case "version":
         out(`${packageVersion()}\n`);
         return 0;
-      case "k8s":
+      case "k8s": {
+        const { k8sCommand } = await import("./commands/k8s.ts");
         return await k8sCommand(await commandContext(args, io, out, err, redactor), args.k8s);
-      case "plan":
+      }
+      case "plan": {
+        const { planCommand } = await import("./commands/plan.ts");
         return await planCommand(await commandContext(args, io, out, err, redactor));
-      case "list":
+      }
+      case "list": {
+        const { listCommand } = await import("./commands/storage.ts");
         return await listCommand(args, { out, err, env: io.env });
-      case "prune":
+      }
+      case "prune": {
+        const { pruneCommand } = await import("./commands/storage.ts");
         return await pruneCommand(args, { out, err, env: io.env });
-      case "run":
+      }
+      case "run": {
+        const { runCommand } = await import("./commands/run.ts");
         return await runCommand(await commandContext(args, io, out, err, redactor), io.signals);
-      case "sidecar":
+      }
+      case "sidecar": {
+        const { sidecarCommand } = await import("./commands/sidecar.ts");
         return await sidecarCommand(await commandContext(args, io, out, err, redactor));
-      case "wait":
+      }
+      case "wait": {
+        const { waitCommand } = await import("./commands/wait.ts");
         return await waitCommand(args, err, io.signal ?? new AbortController().signal);
-      case "fetch":
+      }
+      case "fetch": {
+        const { fetchCommand } = await import("./commands/fetch.ts");
         return await fetchCommand(await commandContext(args, io, out, err, redactor));
+      }
     }
   } catch (thrown) {
     const error = toDsfetchError(thrown);
