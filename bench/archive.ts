@@ -5,7 +5,7 @@
 //
 //   npx node bench/archive.ts [--runs N] [--formats gz,xz,bz2,zip,tar] [--size 1Gi]
 //                             [--bz2-size 256Mi] [--small-count 20000] [--small-size 16Ki]
-//                             [--xz-level 3] [--idle-wait SECONDS] [--profile] [--regenerate]
+//                             [--xz-level 1] [--idle-wait SECONDS] [--profile] [--regenerate]
 //                             [--keep]
 //
 // Archives (bench/archive-data.ts; generated once, cached under $DSFETCH_BENCH_DIR or the OS
@@ -86,7 +86,7 @@ interface Options extends DataOptions {
 }
 
 const USAGE = `usage: node bench/archive.ts [--runs 3] [--formats ${ALL_FORMATS.join(",")}] [--size 1Gi]
-                            [--bz2-size 256Mi] [--small-count 20000] [--small-size 16Ki] [--xz-level 3]
+                            [--bz2-size 256Mi] [--small-count 20000] [--small-size 16Ki] [--xz-level 1]
                             [--idle-wait 30] [--profile] [--regenerate] [--keep]`;
 
 class UsageError extends Error {}
@@ -117,7 +117,7 @@ function parseArgs(argv: string[]): Options {
     bz2Size: 256 * MiB,
     smallCount: 20_000,
     smallSize: 16 * 1024,
-    xzLevel: 3,
+    xzLevel: 1,
     regenerate: false,
     idleWait: 30,
     profile: false,
@@ -926,6 +926,11 @@ function archiveLabel(info: ArchiveInfo): string {
   return `${FORMAT_LABEL[info.format]}: ${fmt(info.bytes / MiB, 0)} MiB → ${fmt(info.expandedBytes / MiB, 0)} MiB, ${info.files} files`;
 }
 
+/** A Markdown table cell: a literal "|" would end it. */
+function md(text: string): string {
+  return text.replace(/\|/g, "\\|");
+}
+
 function cell(s: Summary | undefined): string {
   return s ? `${fmt(s.wall)} s, ${fmt(s.rss, 0)} MiB` : "failed";
 }
@@ -944,16 +949,19 @@ function goal(value: string, limit: number, strict: boolean): string {
 
 function renderSummary(rows: Row[], formats: Format[]): string {
   const lines = [
-    "| archive (compressed → expanded) | dsfetch: median s, peak RSS | download then extract | decompression limit | dsfetch / d-t-e (goal < 1) | … incl. d-t-e's sync | dsfetch / limit (goal ≤ 1.2) |",
-    "| --- | --- | --- | --- | --- | --- | --- |",
+    "| archive (compressed → expanded) | dsfetch: median s, peak RSS | dsfetch, download only | download then extract (d-t-e) | decompression limit | dsfetch / d-t-e (goal < 1) | … / d-t-e incl. its sync | dsfetch / limit (goal ≤ 1.2) |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const format of formats) {
     const fr = rows.filter((r) => r.job.format === format);
     const info = fr[0]?.info;
     if (!info) continue;
-    const mine = fr.find((r) => r.job.role === "dsfetch");
-    const dte = fr.find((r) => r.job.role === "dte");
+    const find = (role: Role): Row | undefined => fr.find((r) => r.job.role === role);
+    const mine = find("dsfetch");
+    const plain = find("dsfetch-plain");
+    const dte = find("dte");
     const ms = mine ? summarize(mine) : undefined;
+    const ps = plain ? summarize(plain) : undefined;
     const ds = dte ? summarize(dte) : undefined;
     const limits = fr
       .filter((r) => r.job.role === "limit")
@@ -961,9 +969,17 @@ function renderSummary(rows: Row[], formats: Format[]): string {
       .filter((x): x is { row: Row; s: Summary } => x.s !== undefined)
       .sort((a, b) => a.s.wall - b.s.wall);
     const best = limits[0];
-    lines.push(
-      `| ${archiveLabel(info)} | ${cell(ms)} | ${dte ? `${cell(ds)} (${dte.job.label})` : "unavailable (no s5cmd)"} | ${best ? `${cell(best.s)} (${best.row.job.label})` : "failed"} | ${goal(ratio(ms, ds), 1, true)} | ${ratio(ms, ds, true)} | ${goal(ratio(ms, best?.s), 1.2, false)} |`,
-    );
+    const cells = [
+      archiveLabel(info),
+      cell(ms),
+      cell(ps),
+      dte ? `${cell(ds)} (${dte.job.label})` : "unavailable (no s5cmd)",
+      best ? `${cell(best.s)} (${best.row.job.label})` : "failed",
+      goal(ratio(ms, ds), 1, true),
+      ratio(ms, ds, true),
+      goal(ratio(ms, best?.s), 1.2, false),
+    ];
+    lines.push(`| ${cells.map(md).join(" | ")} |`);
   }
   return lines.join("\n");
 }
@@ -989,16 +1005,27 @@ function renderDetail(rows: Row[], formats: Format[]): string {
         notes.push(`${row.repeated} run(s) repeated: other processes used the CPUs`);
       if (row.runs.some((r) => r.startedBusy)) notes.push("machine busy before a run");
       if (failed.length) notes.push(`**${failed.length}/${row.runs.length} runs failed**`);
-      const label = `${FORMAT_LABEL[format]}`;
+      const label = FORMAT_LABEL[format];
       if (!s) {
-        lines.push(`| ${label} | ${row.job.label} | failed | | | | | | ${notes.join("; ")} |`);
+        lines.push(
+          `| ${md(label)} | ${md(row.job.label)} | failed | | | | | | ${md(notes.join("; "))} |`,
+        );
         continue;
       }
       const steps =
         s.steps.size > 1 ? [...s.steps].map(([k, v]) => `${k} ${fmt(v)}`).join(" + ") : "";
-      lines.push(
-        `| ${label} | ${row.job.label} | ${fmt(s.wall)} (${fmt(s.min)}-${fmt(s.max)}) | ${steps} | ${fmt(s.cpu, 1)} | ${fmt(s.rss, 0)} | ${fmt(s.sync)} | ${fmt(s.other)} | ${notes.join("; ")} |`,
-      );
+      const cells = [
+        label,
+        row.job.label,
+        `${fmt(s.wall)} (${fmt(s.min)}-${fmt(s.max)})`,
+        steps,
+        fmt(s.cpu, 1),
+        fmt(s.rss, 0),
+        fmt(s.sync),
+        fmt(s.other),
+        notes.join("; "),
+      ];
+      lines.push(`| ${cells.map(md).join(" | ")} |`);
     }
   }
   return lines.join("\n");
@@ -1035,6 +1062,7 @@ async function main(argv: string[]): Promise<number> {
 
   const startedAll = performance.now();
   await waitForOtherBench();
+  const srcAtStart = sourceDigest();
   const benchParent = process.env.DSFETCH_BENCH_DIR || tmpdir();
   await mkdir(benchParent, { recursive: true });
   const benchDir = await mkdtemp(join(benchParent, "dsfetch-archive-bench-"));
@@ -1165,6 +1193,9 @@ async function main(argv: string[]): Promise<number> {
       }
     }
 
+    const srcAtEnd = sourceDigest();
+    if (srcAtEnd !== srcAtStart)
+      log(`bench: WARNING: src/ changed while the benchmark ran (${srcAtStart} → ${srcAtEnd})`);
     const elapsed = (performance.now() - startedAll) / 1000;
     const command = `npx node bench/archive.ts${argv.length ? ` ${argv.join(" ")}` : ""}`;
     const out = [
@@ -1176,7 +1207,7 @@ async function main(argv: string[]): Promise<number> {
       renderDetail(rows, opts.formats),
       "",
       `Reproduce: \`${command}\` (from the repository root; ${fmt(elapsed / 60, 1)} min here, of which ${fmt(prepSeconds / 60, 1)} min making or finding the archives).`,
-      `dsfetch source: ${sourceRevision()}, run from source by node ${process.version}; its start-up (\`node src/cli/entry.ts version\`) ${fmt(startup)} s.`,
+      `dsfetch source: ${sourceRevision()} (src/ digest ${srcAtStart}${srcAtEnd === srcAtStart ? "" : `; **src/ changed during the run, now ${srcAtEnd}: the dsfetch runs may mix versions**`}), run from source by node ${process.version}; its start-up (\`node src/cli/entry.ts version\`) ${fmt(startup)} s.`,
       `Machine: ${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? "?"}), ${fmt(totalmem() / 1024 ** 3, 1)} GiB RAM; S3 = ${server.description.replace(/ at http\S+, pid \d+/, "")} on loopback, sharing the CPUs; s5cmd ${s5.ok ? s5.version : "unavailable"}.`,
       "Archives:",
       ...infos.map(
@@ -1206,6 +1237,19 @@ function xzBlocks(info: ArchiveInfo): string {
   const line = r.stdout?.split("\n").find((l) => l.startsWith("totals"));
   const blocks = line?.split("\t")[2];
   return blocks ? ` (${blocks} blocks)` : "";
+}
+
+/** A digest of every file under src/, to tell whether dsfetch changed while it was measured
+ * (copied from bench/fetch.ts). */
+function sourceDigest(): string {
+  const hash = createHash("sha256");
+  const dir = join(repoRoot, "src");
+  const files = readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => join(e.parentPath, e.name))
+    .sort();
+  for (const f of files) hash.update(`${relative(dir, f)}\0`).update(readFileSync(f));
+  return hash.digest("hex").slice(0, 12);
 }
 
 function sourceRevision(): string {
