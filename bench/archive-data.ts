@@ -16,9 +16,10 @@
 // tool versions, the same archives). Each archive is built once into
 //   ${DSFETCH_BENCH_DIR:-<os tmpdir>}/dsfetch-archive-data/<DATA_VERSION>-<parameters>/
 // (written under a temporary name, then renamed; its description beside it in <file>.json) and
-// reused while that file exists. The trees are generated only when an archive is missing and
-// removed once every archive exists; a manifest (path, size, MD5 of every file) stays, to check
-// what each tool extracted.
+// reused while that file exists. The trees are generated only when an archive is missing; the
+// mixed trees are removed once every archive exists (the 20,000-file tree is kept: see "Removing
+// outputs" in bench/archive.ts); a manifest (path, size, MD5 of every file) stays, to check what
+// each tool extracted.
 
 import { spawn } from "node:child_process";
 import { createCipheriv, createHash } from "node:crypto";
@@ -733,7 +734,10 @@ export async function prepareArchives(
       `bench: made ${spec.key}: ${fmtSize(info.bytes)} (${(info.bytes / MiB).toFixed(0)} MiB) from ${info.files} files, ${(info.expandedBytes / MiB).toFixed(0)} MiB, in ${seconds.toFixed(1)}s`,
     );
   }
-  await rm(trees, { recursive: true, force: true });
+  // The 20,000-file tree stays: removing it would slow file creation on ext4 without a journal
+  // for the next 3000 s (see bench/archive.ts). The mixed trees have few files.
+  for (const tree of ["mix", "mix-bz2"])
+    await rm(join(trees, tree), { recursive: true, force: true });
   return { dir, archives };
 }
 

@@ -186,18 +186,34 @@ function parseArgs(argv: string[]): Options {
 }
 
 // ---------------------------------------------------------------------------------------------
-// What else the machine is doing (the same accounting as bench/fetch.ts, copied from there):
-// CPU used by processes other than the command, MinIO and this script.
+// What else the machine is doing: CPU used by processes other than the command, MinIO and this
+// script. The accounting of bench/fetch.ts (copied from there), with one change: kernel threads
+// (writeback of the command's own output by kworkers, kswapd, kdamond) and irq/softirq time (the
+// loopback traffic) are not counted as other processes' load, since the command itself causes
+// most of them; otherwise every run that writes a GiB looks "disturbed".
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
+const PF_KTHREAD = 0x00200000;
 
-/** Busy CPU seconds of the whole machine since boot (all but idle and iowait). */
+/** CPU seconds of user, nice and system time of the whole machine since boot. */
 function machineBusySeconds(): number | undefined {
   try {
     const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
     const f = line.trim().split(/\s+/).slice(1).map(Number);
-    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-    return (total - (f[3] ?? 0) - (f[4] ?? 0)) / CLOCK_TICKS;
+    return ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0)) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Fields of /proc/<pid>/stat after the command name (index 0 = field 3, "state"). */
+function statFields(pid: number | string): number[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat
+      .slice(stat.lastIndexOf(")") + 2)
+      .split(" ")
+      .map(Number);
   } catch {
     return undefined;
   }
@@ -206,16 +222,27 @@ function machineBusySeconds(): number | undefined {
 /** CPU seconds of one process and its reaped children. */
 function processCpuSeconds(pid: number | undefined): number {
   if (!pid) return 0;
+  const f = statFields(pid);
+  if (!f) return 0;
+  return ((f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0)) / CLOCK_TICKS;
+}
+
+/** CPU seconds of every kernel thread alive now. */
+function kernelThreadsCpuSeconds(): number {
+  let ticks = 0;
+  let names: string[] = [];
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat
-      .slice(stat.lastIndexOf(")") + 2)
-      .split(" ")
-      .map(Number);
-    return ((f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0)) / CLOCK_TICKS;
+    names = readdirSync("/proc");
   } catch {
     return 0;
   }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const f = statFields(name);
+    if (!f || ((f[6] ?? 0) & PF_KTHREAD) === 0) continue;
+    ticks += (f[11] ?? 0) + (f[12] ?? 0);
+  }
+  return ticks / CLOCK_TICKS;
 }
 
 function selfCpuSeconds(): number {
@@ -225,6 +252,7 @@ function selfCpuSeconds(): number {
 
 interface LoadMark {
   busy: number | undefined;
+  kernel: number;
   server: number;
   self: number;
 }
@@ -234,6 +262,7 @@ let serverPid: number | undefined;
 function loadMark(): LoadMark {
   return {
     busy: machineBusySeconds(),
+    kernel: kernelThreadsCpuSeconds(),
     server: processCpuSeconds(serverPid),
     self: selfCpuSeconds(),
   };
@@ -244,7 +273,12 @@ function foreignCpu(from: LoadMark, to: LoadMark, excluded: number): number | un
   if (from.busy === undefined || to.busy === undefined) return undefined;
   return Math.max(
     0,
-    to.busy - from.busy - (to.server - from.server) - (to.self - from.self) - excluded,
+    to.busy -
+      from.busy -
+      (to.kernel - from.kernel) -
+      (to.server - from.server) -
+      (to.self - from.self) -
+      excluded,
   );
 }
 
@@ -270,7 +304,7 @@ async function waitForIdle(perRun: number): Promise<boolean> {
       if (interrupted || performance.now() > deadline) return false;
       if (!announced) {
         log(
-          `bench: waiting (up to ${maxSeconds}s) for other processes to stop using the CPUs (now ${fmt(foreign)} cores)…`,
+          `bench: waiting (up to ${Math.round(maxSeconds)}s) for other processes to stop using the CPUs (now ${fmt(foreign)} cores)…`,
         );
         announced = true;
       }
@@ -490,6 +524,44 @@ async function runJob(
   };
   if (failure !== undefined) result.failure = failure;
   return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Removing outputs. On ext4 without a journal (this machine's root filesystem), the inode
+// allocator skips every inode deleted within the last dirty_expire_centisecs *seconds* (3000 s
+// by default: recently_deleted() in fs/ext4/ialloc.c compares seconds with centiseconds),
+// reading each one's inode-table block, for every new file. Measured here: `tar -xf` of 20,000
+// files took 0.8-1.1 s into clean block groups and 6-12 s (all system time; perf: 70% in
+// recently_deleted) after 20,000-file trees had been removed. So outputs with many files are not
+// removed between runs (which would slow down whichever command runs next) but at the very end.
+
+/** Outputs of archives with at least this many files are kept until the end. */
+const MANY_FILES = 2000;
+const keptOutputs: string[] = [];
+
+async function dispose(outDir: string, info: ArchiveInfo): Promise<void> {
+  if (info.files >= MANY_FILES) keptOutputs.push(outDir);
+  else await rm(outDir, { recursive: true, force: true });
+}
+
+/** Whether `dir` is on an ext4 filesystem without a journal (see above). */
+function ext4WithoutJournal(dir: string): boolean {
+  try {
+    let best: string[] | undefined;
+    for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
+      const f = line.split(" ");
+      const mountPoint = f[1] ?? "";
+      if (!(dir === mountPoint || dir.startsWith(mountPoint === "/" ? "/" : `${mountPoint}/`)))
+        continue;
+      if (!best || mountPoint.length >= (best[1] ?? "").length) best = f;
+    }
+    if (best?.[2] !== "ext4") return false;
+    const dev = (best[0] ?? "").split("/").at(-1) ?? "";
+    const journals = existsSync("/proc/fs/jbd2") ? readdirSync("/proc/fs/jbd2") : [];
+    return !journals.some((j) => j.startsWith(`${dev}-`));
+  } catch {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1130,10 +1202,12 @@ async function main(argv: string[]): Promise<number> {
           if (interrupted) throw new Error("interrupted");
           await waitForOtherBench();
           const tag = `${info.format}-${fr.indexOf(row)}-${run + 1}`;
-          const outDir = join(benchDir, `out-${tag}`);
           const logBase = join(benchDir, `log-${tag}`);
           let r: RunResult | undefined;
+          let outDir = "";
           for (let attempt = 1; attempt <= 2; attempt++) {
+            if (outDir) await dispose(outDir, info);
+            outDir = join(benchDir, `out-${tag}-${attempt}`);
             r = await runJob(row.job, env, gnuTime, outDir, logBase, opts.idleWait);
             if (interrupted) throw new Error("interrupted");
             if (attempt === 1 && r.ok && (r.otherCores ?? 0) > DISTURBED_CORES) {
@@ -1180,7 +1254,7 @@ async function main(argv: string[]): Promise<number> {
             `bench: ${info.key} ${row.job.label} run ${run + 1}/${opts.runs}: ${r.ok ? "ok" : `FAILED (${r.failure})`} ${fmt(r.wallSeconds)}s [${r.steps.map((s) => `${s.name} ${fmt(s.wallSeconds)}`).join(", ")}], sync after ${fmt(r.syncSeconds)}s, CPU ${fmt(r.cpuSeconds, 1)}s, peak RSS ${fmt(r.peakRssMiB, 0)} MiB, other ${fmt(r.otherCores)} cores${r.dsfetchSeconds !== undefined ? `, dsfetch's own time ${fmt(r.dsfetchSeconds)}s` : ""}${r.check ? `; OUTPUT WRONG: ${r.check}` : r.ok && (row.job.tree || row.job.role.startsWith("dsfetch")) ? (run === 0 ? "; output MD5s match" : "; output sizes match") : ""}`,
           );
           row.runs.push(r);
-          await rm(outDir, { recursive: true, force: true });
+          await dispose(outDir, info);
         }
       }
     }
@@ -1193,6 +1267,7 @@ async function main(argv: string[]): Promise<number> {
       }
     }
 
+    const noJournal = ext4WithoutJournal(benchDir);
     const srcAtEnd = sourceDigest();
     if (srcAtEnd !== srcAtStart)
       log(`bench: WARNING: src/ changed while the benchmark ran (${srcAtStart} → ${srcAtEnd})`);
@@ -1215,6 +1290,11 @@ async function main(argv: string[]): Promise<number> {
           `- ${i.key}: ${i.bytes} bytes, ${i.files} files, ${i.expandedBytes} bytes expanded; made with ${i.made}${xzBlocks(i)}; uploaded with s5cmd cp (50 MiB parts: a multipart ETag)`,
       ),
       `Wall = spawn to exit of each command, summed over a row's steps (d-t-e: s5cmd cp, then the extraction, then rm of the archive); peak RSS = the largest ru_maxrss of a row's processes (GNU time \`%M\`), the maximum over runs; CPU = user+sys of every process of the row. dsfetch syncs its tree (syncfs) before it exits, the other commands leave dirty pages: "sync after" is a \`sync -f\` right after the row ended, and "… incl. d-t-e's sync" compares dsfetch with d-t-e's wall + that sync. The limit is the fastest of the limit rows (the decompressor writing to /dev/null; for .zip and .tar the extraction of the local file). Other load = CPU used meanwhile by processes other than the row's, MinIO and the bench (a run above ${DISTURBED_CORES} cores is repeated once). Outputs are checked: every file's MD5 in run 1, sizes later.`,
+      ...(noJournal
+        ? [
+            `Filesystem: ${benchDir} is on ext4 without a journal, whose inode allocator is slow for a long time (3000 s) after many files were deleted (see the comment in bench/archive.ts): the outputs of archives with ≥ ${MANY_FILES} files are kept until the end of the run; deletions by other processes in that window still slow every command that creates many files.`,
+          ]
+        : []),
       ...(profiles.length
         ? ["", "CPU profiles (`node --cpu-prof`, one extra untimed dsfetch run each):", ...profiles]
         : []),
@@ -1226,7 +1306,10 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     if (server) await server.stop();
     if (opts.keep) log(`bench: kept ${benchDir}`);
-    else await rm(benchDir, { recursive: true, force: true });
+    else {
+      if (keptOutputs.length) log(`bench: removing ${keptOutputs.length} kept outputs…`);
+      await rm(benchDir, { recursive: true, force: true });
+    }
   }
 }
 

@@ -13,6 +13,7 @@ import {
   NAME_FORMS,
   parseS3Uri,
   type S3Location,
+  scrubUserInfo,
   URI_FORMS,
 } from "./s3-uri.ts";
 import { describeType, parseSize, SIZE_FORMS } from "./size.ts";
@@ -168,7 +169,7 @@ function readUri(entry: Entry, errors: EntryErrors): string {
   if (typeof uri === "string" && typeof url === "string" && uri !== url) {
     throw errors.fail(
       undefined,
-      `"uri" (${JSON.stringify(uri)}) and "url" (${JSON.stringify(url)}) disagree; give only one of them`,
+      `"uri" (${JSON.stringify(scrubUserInfo(uri))}) and "url" (${JSON.stringify(scrubUserInfo(url))}) disagree; give only one of them`,
     );
   }
   const value = (uri ?? url) as string | undefined;

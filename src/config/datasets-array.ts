@@ -27,7 +27,7 @@ export function parseDatasetsText(
   }
   let value: unknown;
   try {
-    value = JSON5.parse(text.replace(/^\uFEFF/, ""));
+    value = quietly(() => JSON5.parse(text.replace(/^\uFEFF/, "")));
   } catch (error) {
     const detail = error instanceof Error ? error.message.replace(/^JSON5: /, "") : String(error);
     throw configError(`${source}: not valid JSON: ${detail}`, ARRAY_FORMS);
@@ -108,4 +108,19 @@ function withSource(error: unknown, source: string): unknown {
     found: error.found,
     hint: error.hint,
   });
+}
+
+/**
+ * json5 warns through console.warn about U+2028/U+2029 in strings; library code never prints
+ * (and that output would bypass the CLI's redactor), so the warning is silenced here.
+ */
+function quietly<T>(parse: () => T): T {
+  const host = globalThis.console;
+  const warn = host.warn;
+  host.warn = () => {};
+  try {
+    return parse();
+  } finally {
+    host.warn = warn;
+  }
 }

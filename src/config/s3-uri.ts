@@ -53,7 +53,9 @@ export function parseS3Uri(value: string): UriResult {
         "the URI contains credentials (user:password@); give keys in awsAccessKeyId/awsSecretAccessKey instead",
     };
   }
-  if (bucket === "") return { ok: false, reason: `${JSON.stringify(value)} has no bucket name` };
+  if (bucket === "") {
+    return { ok: false, reason: `${JSON.stringify(scrubUserInfo(value))} has no bucket name` };
+  }
   if (!BUCKET_PATTERN.test(bucket) || bucket.includes("..")) {
     return {
       ok: false,
@@ -112,5 +114,22 @@ export function checkName(name: string): string | undefined {
 
 /** Removes a `user:password@` part from text that is about to be echoed in a message. */
 export function scrubUserInfo(text: string): string {
-  return text.replace(/\/\/[^/@\s]*@/g, "//***@").replace(/^[^/@\s]*@/, "***@");
+  if (!text.includes("@")) return text;
+  // A linear scan (a regex here backtracks quadratically on long hostile input): the run of
+  // characters before each "@", back to a "/", another "@" or white space, is user info.
+  const parts: string[] = [];
+  let copied = 0;
+  let segmentStart = 0;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i];
+    if (char === "/" || char === " " || char === "\t" || char === "\n" || char === "\r") {
+      segmentStart = i + 1;
+    } else if (char === "@") {
+      parts.push(text.slice(copied, segmentStart), "***@");
+      copied = i + 1;
+      segmentStart = i + 1;
+    }
+  }
+  parts.push(text.slice(copied));
+  return parts.join("");
 }

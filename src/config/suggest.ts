@@ -20,6 +20,8 @@ export function editDistance(a: string, b: string): number {
 
 /** The closest known name, when it is close enough to be a plausible typo. */
 export function closest(name: string, known: readonly string[]): string | undefined {
+  // No typo of a known name is this long; and the distance costs length × length.
+  if (name.length > 64) return undefined;
   let best: string | undefined;
   let bestDistance = Number.POSITIVE_INFINITY;
   for (const candidate of known) {

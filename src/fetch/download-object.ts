@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import { type FileHandle, open } from "node:fs/promises";
 import { DsfetchError } from "../errors.ts";
+import { storageError } from "../volumes/attempt.ts";
 import { etagKind, multipartEtag } from "./etag.ts";
 import type { ObjectGetter } from "./object-get.ts";
 import { type ByteSpan, OrderedHasher } from "./ordered-hasher.ts";
@@ -188,7 +189,12 @@ async function transferRanges(
       const bytes = pendingBytes;
       pending = [];
       pendingBytes = 0;
-      await file.writev(batch, span.start + (written[index] ?? 0));
+      try {
+        await file.writev(batch, span.start + (written[index] ?? 0));
+      } catch (error) {
+        // A full or failing disk is not the store's fault: never retried, reported as storage.
+        throw storageError(error, options.destination);
+      }
       written[index] = (written[index] ?? 0) + bytes;
       options.onBytes?.(bytes);
       hasher?.advanceTo(contiguousEnd());

@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
+import { storageError } from "../volumes/attempt.ts";
 import type { ManifestFile } from "../volumes/manifest.ts";
 import type { StoreClient } from "./client.ts";
 import { downloadObject } from "./download-object.ts";
@@ -75,7 +76,11 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   const createdDirs = new Set<string>([options.destination]);
   const ensureDir = (dir: string) => {
     if (createdDirs.has(dir)) return;
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+    } catch (error) {
+      throw storageError(error, dir);
+    }
     createdDirs.add(dir);
   };
   const files: ManifestFile[] = new Array(resolution.objects.length);
@@ -240,7 +245,11 @@ async function fetchSmall(
   } else {
     verification = `size-only (${kind.kind === "opaque" ? kind.reason : "multipart object fetched in one request"})`;
   }
-  writeFileSync(path, body, { flag: "wx", mode: 0o644 });
+  try {
+    writeFileSync(path, body, { flag: "wx", mode: 0o644 });
+  } catch (error) {
+    throw storageError(error, path);
+  }
   options.onBytes?.(body.length);
   return { verification, md5 };
 }

@@ -73,12 +73,6 @@ export class Rng {
     if (items.length === 0) throw new Error("pick from nothing");
     return items[Math.floor(this.next() * items.length)] as T;
   }
-  /** Bytes from the stream (for content that must replay; random content can use crypto). */
-  bytes(n: number): Buffer {
-    const out = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) out[i] = Math.floor(this.next() * 256);
-    return out;
-  }
 }
 
 /** The PRNG of one scenario file: the suite seed mixed with the file's name. */
@@ -145,7 +139,7 @@ export function parseJson(text: string): { datasets: StagedJson[] } | undefined 
   }
 }
 
-export function elapsedSince(started: number): number {
+function elapsedSince(started: number): number {
   return (performance.now() - started) / 1000;
 }
 
@@ -157,7 +151,11 @@ export interface Started {
   readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function startCli(args: readonly string[], env: Record<string, string>, stdin = ""): Started {
+export function startCli(
+  args: readonly string[],
+  env: Record<string, string>,
+  stdin: string | Buffer = "",
+): Started {
   const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
     env: baseEnv(env),
     stdio: ["pipe", "pipe", "pipe"],
@@ -233,7 +231,9 @@ export async function treeDigests(dir: string): Promise<Map<string, string>> {
 /** Body bytes of object GETs (not listings) answered 200/206: the object bytes delivered. */
 export function objectBodyBytes(proxy: FaultProxy): number {
   return proxy.requests
-    .filter((r) => r.method === "GET" && !isListObjectsV2(r) && (r.status === 200 || r.status === 206))
+    .filter(
+      (r) => r.method === "GET" && !isListObjectsV2(r) && (r.status === 200 || r.status === 206),
+    )
     .reduce((n, r) => n + r.bodyBytes, 0);
 }
 
@@ -277,5 +277,3 @@ export async function mapLimit<T, R>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return out;
 }
-
-export { formatMiB } from "./table.ts";

@@ -77,7 +77,7 @@ interface Armed {
 
 /**
  * A new proxy with one cut, one reset and one stall at random offsets in 5-95% of `size`, and
- * a SlowDown burst of 1-6 GETs armed once a random share of `size` has gone through.
+ * a SlowDown burst of 1-6 GETs armed once a random 5-60% of `size` has gone through.
  */
 async function armedProxy(size: number, count: (key: string, n?: number) => void): Promise<Armed> {
   const proxy = await startFaultProxy(s3Info().endpoint);
@@ -86,7 +86,8 @@ async function armedProxy(size: number, count: (key: string, n?: number) => void
   proxy.resetAt(at());
   proxy.stallAt(at(), Number.POSITIVE_INFINITY);
   const burst = rng.int(1, 6);
-  const burstAt = at();
+  // Early enough that GETs are still to come (1 MiB ranges, four in flight).
+  const burstAt = Math.round(size * rng.float(0.05, 0.6));
   let stopped = false;
   void until(() => stopped || proxy.bytesToClient >= burstAt, 120_000).then(() => {
     if (stopped) return;
@@ -102,7 +103,7 @@ async function armedProxy(size: number, count: (key: string, n?: number) => void
 }
 
 const ENV = {
-  DSFETCH_RANGE_SIZE: "4Mi",
+  DSFETCH_RANGE_SIZE: "1Mi",
   DSFETCH_RANGE_CONCURRENCY: "4",
   DSFETCH_STALL_TIMEOUT: "1",
 };
@@ -135,96 +136,108 @@ describe("fetch through a broken network", () => {
     }
   });
 
-  it(`a 16-32 MiB object: cut, reset, stall and a 503 burst in every run (${RUNS} runs)`, async () => {
-    const c = report.case("object");
-    for (let run = 0; run < RUNS; run++) {
-      const source = objects[run % 2] as (typeof objects)[number];
-      await c.run(run, async () => {
-        const size = source.data.length;
-        const { proxy, stop } = await armedProxy(size, (k, n) => c.count(k, n));
-        const storage = join(scratch, `object-${run}`);
-        try {
-          const name = `obj${run}`;
-          const result = await fetchCli([{ uri: `s3://${bucket}/${source.key}`, name }], {
-            storage,
-            env: { ...ENV, AWS_ENDPOINT_URL: proxy.endpoint },
-          });
-          stop();
-          countFired(proxy, (k, n) => c.count(k, n));
-          expect(result.code, diagnostics(result)).toBe(0);
-          expect(result.seconds, diagnostics(result)).toBeLessThan(WALL_BOUND_S);
-          expect(proxy.firedFaults.map((f) => f.kind).sort()).toEqual(["cut", "reset", "stall"]);
-          const [staged] = result.json?.datasets ?? [];
-          expect(staged?.error).toBeUndefined();
-          expect(staged?.volume).toBe("shared");
-          expect(staged?.etag).toBe(source.etag);
-          expect(staged?.retries).toBeGreaterThanOrEqual(3);
-          const fileName = source.key.split("/").pop() as string;
-          const dir = join(dataRoot(storage), name);
-          expect(await readdir(dir)).toEqual([fileName]);
-          const published = await readFile(join(dir, fileName));
-          expect(published.length).toBe(size);
-          expect(sha256(published)).toBe(sha256(source.data));
-          expect(staged?.verification).toEqual({ [source.multipart ? "multipart-md5" : "md5"]: 1 });
-          expect(await leftovers(dataRoot(storage))).toEqual([]);
-          const delivered = objectBodyBytes(proxy);
-          expect(delivered).toBeGreaterThanOrEqual(size);
-          return {
-            refetchedBytes: staged?.refetchedBytes ?? 0,
-            proxyExtraBytes: delivered - size,
-          };
-        } finally {
-          stop();
-          await proxy.close();
-          await removeAll(storage);
-          await removeAll(`${storage}.ephemeral`);
-        }
-      });
-    }
-    c.finish();
-  }, RUNS * 90_000 + 30_000);
+  it(
+    `a 16-32 MiB object: cut, reset, stall and a 503 burst in every run (${RUNS} runs)`,
+    async () => {
+      const c = report.case("object");
+      for (let run = 0; run < RUNS; run++) {
+        const source = objects[run % 2] as (typeof objects)[number];
+        await c.run(run, async () => {
+          const size = source.data.length;
+          const { proxy, stop } = await armedProxy(size, (k, n) => c.count(k, n));
+          const storage = join(scratch, `object-${run}`);
+          try {
+            const name = `obj${run}`;
+            const result = await fetchCli([{ uri: `s3://${bucket}/${source.key}`, name }], {
+              storage,
+              env: { ...ENV, AWS_ENDPOINT_URL: proxy.endpoint },
+            });
+            stop();
+            countFired(proxy, (k, n) => c.count(k, n));
+            expect(result.code, diagnostics(result)).toBe(0);
+            expect(result.seconds, diagnostics(result)).toBeLessThan(WALL_BOUND_S);
+            expect(proxy.firedFaults.map((f) => f.kind).sort()).toEqual(["cut", "reset", "stall"]);
+            expect(proxy.requests.filter((r) => r.status === 503).length).toBeGreaterThan(0);
+            const [staged] = result.json?.datasets ?? [];
+            expect(staged?.error).toBeUndefined();
+            expect(staged?.volume).toBe("shared");
+            expect(staged?.etag).toBe(source.etag);
+            expect(staged?.retries).toBeGreaterThanOrEqual(3);
+            const fileName = source.key.split("/").pop() as string;
+            const dir = join(dataRoot(storage), name);
+            expect(await readdir(dir)).toEqual([fileName]);
+            const published = await readFile(join(dir, fileName));
+            expect(published.length).toBe(size);
+            expect(sha256(published)).toBe(sha256(source.data));
+            expect(staged?.verification).toEqual({
+              [source.multipart ? "multipart-md5" : "md5"]: 1,
+            });
+            expect(await leftovers(dataRoot(storage))).toEqual([]);
+            const delivered = objectBodyBytes(proxy);
+            expect(delivered).toBeGreaterThanOrEqual(size);
+            return {
+              refetchedBytes: staged?.refetchedBytes ?? 0,
+              proxyExtraBytes: delivered - size,
+            };
+          } finally {
+            stop();
+            await proxy.close();
+            await removeAll(storage);
+            await removeAll(`${storage}.ephemeral`);
+          }
+        });
+      }
+      c.finish();
+    },
+    RUNS * 90_000 + 30_000,
+  );
 
-  it(`a folder of ${FOLDER_OBJECTS} small objects: the same faults in every run (${RUNS} runs)`, async () => {
-    const c = report.case("folder");
-    const total = [...folder.values()].reduce((n, data) => n + data.length, 0);
-    const expected = new Map([...folder].map(([key, data]) => [key, sha256(data)]));
-    for (let run = 0; run < RUNS; run++) {
-      await c.run(run, async () => {
-        const { proxy, stop } = await armedProxy(total, (k, n) => c.count(k, n));
-        const storage = join(scratch, `folder-${run}`);
-        try {
-          const name = `folder${run}`;
-          const result = await fetchCli([{ uri: `s3://${bucket}/folder/`, name }], {
-            storage,
-            env: { ...ENV, AWS_ENDPOINT_URL: proxy.endpoint },
-          });
-          stop();
-          countFired(proxy, (k, n) => c.count(k, n));
-          expect(result.code, diagnostics(result)).toBe(0);
-          expect(result.seconds, diagnostics(result)).toBeLessThan(WALL_BOUND_S);
-          expect(proxy.firedFaults.map((f) => f.kind).sort()).toEqual(["cut", "reset", "stall"]);
-          const [staged] = result.json?.datasets ?? [];
-          expect(staged?.error).toBeUndefined();
-          expect(staged?.volume).toBe("shared");
-          expect(staged?.bytes).toBe(total);
-          const digests = await treeDigests(join(dataRoot(storage), name));
-          expect(digests.size).toBe(expected.size);
-          expect(new Map([...digests].sort())).toEqual(new Map([...expected].sort()));
-          expect(await leftovers(dataRoot(storage))).toEqual([]);
-          const delivered = objectBodyBytes(proxy);
-          expect(delivered).toBeGreaterThanOrEqual(total);
-          return {
-            refetchedBytes: staged?.refetchedBytes ?? 0,
-            proxyExtraBytes: delivered - total,
-          };
-        } finally {
-          stop();
-          await proxy.close();
-          await removeAll(storage);
-          await removeAll(`${storage}.ephemeral`);
-        }
-      });
-    }
-    c.finish();
-  }, RUNS * 90_000 + 30_000);
+  it(
+    `a folder of ${FOLDER_OBJECTS} small objects: the same faults in every run (${RUNS} runs)`,
+    async () => {
+      const c = report.case("folder");
+      const total = [...folder.values()].reduce((n, data) => n + data.length, 0);
+      const expected = new Map([...folder].map(([key, data]) => [key, sha256(data)]));
+      for (let run = 0; run < RUNS; run++) {
+        await c.run(run, async () => {
+          const { proxy, stop } = await armedProxy(total, (k, n) => c.count(k, n));
+          const storage = join(scratch, `folder-${run}`);
+          try {
+            const name = `folder${run}`;
+            const result = await fetchCli([{ uri: `s3://${bucket}/folder/`, name }], {
+              storage,
+              env: { ...ENV, AWS_ENDPOINT_URL: proxy.endpoint },
+            });
+            stop();
+            countFired(proxy, (k, n) => c.count(k, n));
+            expect(result.code, diagnostics(result)).toBe(0);
+            expect(result.seconds, diagnostics(result)).toBeLessThan(WALL_BOUND_S);
+            expect(proxy.firedFaults.map((f) => f.kind).sort()).toEqual(["cut", "reset", "stall"]);
+            expect(proxy.requests.filter((r) => r.status === 503).length).toBeGreaterThan(0);
+            const [staged] = result.json?.datasets ?? [];
+            expect(staged?.error).toBeUndefined();
+            expect(staged?.volume).toBe("shared");
+            expect(staged?.bytes).toBe(total);
+            const digests = await treeDigests(join(dataRoot(storage), name));
+            expect(digests.size).toBe(expected.size);
+            expect(new Map([...digests].sort())).toEqual(new Map([...expected].sort()));
+            expect(await leftovers(dataRoot(storage))).toEqual([]);
+            const delivered = objectBodyBytes(proxy);
+            expect(delivered).toBeGreaterThanOrEqual(total);
+            return {
+              refetchedBytes: staged?.refetchedBytes ?? 0,
+              proxyExtraBytes: delivered - total,
+            };
+          } finally {
+            stop();
+            await proxy.close();
+            await removeAll(storage);
+            await removeAll(`${storage}.ephemeral`);
+          }
+        });
+      }
+      c.finish();
+    },
+    RUNS * 90_000 + 30_000,
+  );
 });

@@ -4,7 +4,9 @@
 // is replaced with new content of another size, straight to the store. Every run must detect
 // it (a ranged GET pinned with If-Match answers 412): without an etag the published file is
 // exactly the new content; with the etag pinned the fetch fails (exit 5) and nothing is
-// published (no dataset, no manifest, no temporary data).
+// published (no dataset, no manifest, no temporary data). While the new content is written
+// the proxy forwards nothing, so the overwrite always lands before the last range is asked
+// for (otherwise the old version, read whole, would rightly be published).
 import { randomBytes } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -58,7 +60,8 @@ interface Overwritten {
 
 /**
  * Uploads an 8-12 MiB object, fetches it through a proxy throttled to 8 MiB/s (1 MiB ranges,
- * two in flight) and overwrites it once a random 10-60% has been delivered.
+ * two in flight) and overwrites it once a random 10-60% has been delivered, holding the
+ * proxy's output while the new content is written.
  */
 async function overwriteDuring(key: string, pin: boolean, run: number): Promise<Overwritten> {
   const size = rng.int(8 * MiB, 12 * MiB);
@@ -86,6 +89,10 @@ async function overwriteDuring(key: string, pin: boolean, run: number): Promise<
       finished = true;
     });
     await until(() => finished || objectBodyBytes(proxy) >= size * fraction, 60_000);
+    // Nothing more goes to the client while the new content is written (1 byte/s), so it
+    // asks for no further range before the overwrite has landed: some range is still to be
+    // asked for after it (at most two 1 MiB ranges are in flight beyond what was delivered).
+    proxy.throttle(1);
     const deliveredBeforeOverwrite = objectBodyBytes(proxy);
     const second = await putObject(bucket, key, replacement);
     // The rest may go at full speed: the point was to be mid-download when the write landed.
@@ -117,66 +124,74 @@ function expectDetected(o: Overwritten): void {
 }
 
 describe("an object overwritten during the download", () => {
-  it(`without an etag: detected, and the new content exactly, never a mix (${RUNS} runs)`, async () => {
-    const c = report.case("unpinned");
-    for (let run = 0; run < RUNS; run++) {
-      await c.run(run, async () => {
-        const o = await overwriteDuring(`unpinned/${run}.bin`, false, run);
-        try {
-          expectDetected(o);
-          expect(o.result.code, diagnostics(o.result)).toBe(0);
-          const [staged] = o.result.json?.datasets ?? [];
-          expect(staged?.error).toBeUndefined();
-          expect(staged?.etag).toBe(o.secondEtag);
-          expect(staged?.bytes).toBe(o.replacement.length);
-          const dir = join(dataRoot(o.storage), `ds${run}`);
-          expect(await readdir(dir)).toEqual([`${run}.bin`]);
-          const published = await readFile(join(dir, `${run}.bin`));
-          expect(published.length).toBe(o.replacement.length);
-          expect(sha256(published)).toBe(sha256(o.replacement));
-          const manifests = join(dataRoot(o.storage), ".dsfetch", "manifests");
-          const [manifest] = await readdir(manifests);
-          expect(JSON.parse(await readFile(join(manifests, manifest as string), "utf8")).etag).toBe(
-            o.secondEtag,
-          );
-          expect(await leftovers(dataRoot(o.storage))).toEqual([]);
-          c.count("412 seen");
-          return {
-            refetchedBytes: staged?.refetchedBytes ?? 0,
-            proxyExtraBytes: o.proxyExtraBytes,
-          };
-        } finally {
-          await removeAll(o.storage);
-          await removeAll(`${o.storage}.ephemeral`);
-        }
-      });
-    }
-    c.finish();
-  }, RUNS * 60_000 + 30_000);
+  it(
+    `without an etag: detected, and the new content exactly, never a mix (${RUNS} runs)`,
+    async () => {
+      const c = report.case("unpinned");
+      for (let run = 0; run < RUNS; run++) {
+        await c.run(run, async () => {
+          const o = await overwriteDuring(`unpinned/${run}.bin`, false, run);
+          try {
+            expectDetected(o);
+            expect(o.result.code, diagnostics(o.result)).toBe(0);
+            const [staged] = o.result.json?.datasets ?? [];
+            expect(staged?.error).toBeUndefined();
+            expect(staged?.etag).toBe(o.secondEtag);
+            expect(staged?.bytes).toBe(o.replacement.length);
+            const dir = join(dataRoot(o.storage), `ds${run}`);
+            expect(await readdir(dir)).toEqual([`${run}.bin`]);
+            const published = await readFile(join(dir, `${run}.bin`));
+            expect(published.length).toBe(o.replacement.length);
+            expect(sha256(published)).toBe(sha256(o.replacement));
+            const manifests = join(dataRoot(o.storage), ".dsfetch", "manifests");
+            const [manifest] = await readdir(manifests);
+            expect(
+              JSON.parse(await readFile(join(manifests, manifest as string), "utf8")).etag,
+            ).toBe(o.secondEtag);
+            expect(await leftovers(dataRoot(o.storage))).toEqual([]);
+            c.count("412 seen");
+            return {
+              refetchedBytes: staged?.refetchedBytes ?? 0,
+              proxyExtraBytes: o.proxyExtraBytes,
+            };
+          } finally {
+            await removeAll(o.storage);
+            await removeAll(`${o.storage}.ephemeral`);
+          }
+        });
+      }
+      c.finish();
+    },
+    RUNS * 60_000 + 30_000,
+  );
 
-  it(`with the etag pinned: detected, exit 5, nothing published (${RUNS} runs)`, async () => {
-    const c = report.case("pinned");
-    for (let run = 0; run < RUNS; run++) {
-      await c.run(run, async () => {
-        const o = await overwriteDuring(`pinned/${run}.bin`, true, run);
-        try {
-          expectDetected(o);
-          expect(o.result.code, diagnostics(o.result)).toBe(5);
-          const [staged] = o.result.json?.datasets ?? [];
-          expect(["OBJECT_CHANGED", "ETAG_MISMATCH"]).toContain(staged?.error?.code);
-          expect(staged?.error?.message).toContain(`ds${run}`);
-          const data = dataRoot(o.storage);
-          expect((await entries(data)).filter((e) => e !== ".dsfetch")).toEqual([]);
-          expect(await entries(join(data, ".dsfetch", "manifests"))).toEqual([]);
-          expect(await leftovers(data)).toEqual([]);
-          c.count(staged?.error?.code ?? "no code");
-          return { proxyExtraBytes: o.proxyExtraBytes };
-        } finally {
-          await removeAll(o.storage);
-          await removeAll(`${o.storage}.ephemeral`);
-        }
-      });
-    }
-    c.finish();
-  }, RUNS * 60_000 + 30_000);
+  it(
+    `with the etag pinned: detected, exit 5, nothing published (${RUNS} runs)`,
+    async () => {
+      const c = report.case("pinned");
+      for (let run = 0; run < RUNS; run++) {
+        await c.run(run, async () => {
+          const o = await overwriteDuring(`pinned/${run}.bin`, true, run);
+          try {
+            expectDetected(o);
+            expect(o.result.code, diagnostics(o.result)).toBe(5);
+            const [staged] = o.result.json?.datasets ?? [];
+            expect(["OBJECT_CHANGED", "ETAG_MISMATCH"]).toContain(staged?.error?.code);
+            expect(staged?.error?.message).toContain(`ds${run}`);
+            const data = dataRoot(o.storage);
+            expect((await entries(data)).filter((e) => e !== ".dsfetch")).toEqual([]);
+            expect(await entries(join(data, ".dsfetch", "manifests"))).toEqual([]);
+            expect(await leftovers(data)).toEqual([]);
+            c.count(staged?.error?.code ?? "no code");
+            return { proxyExtraBytes: o.proxyExtraBytes };
+          } finally {
+            await removeAll(o.storage);
+            await removeAll(`${o.storage}.ephemeral`);
+          }
+        });
+      }
+      c.finish();
+    },
+    RUNS * 60_000 + 30_000,
+  );
 });

@@ -18,6 +18,8 @@ export default function setup(project: TestProject): () => void {
       .map((line) => JSON.parse(line) as CaseRow);
     rmSync(file, { force: true });
     rows.sort((a, b) => a.scenario.localeCompare(b.scenario));
-    process.stdout.write(`\nfault suite summary (DSFETCH_FAULT_RUNS=${process.env.DSFETCH_FAULT_RUNS ?? "2"}):\n${formatTable(rows)}\n`);
+    process.stdout.write(
+      `\nfault suite summary (DSFETCH_FAULT_RUNS=${process.env.DSFETCH_FAULT_RUNS ?? "2"}):\n${formatTable(rows)}\n`,
+    );
   };
 }

@@ -24,7 +24,6 @@ export interface RunMetrics {
   proxyExtraBytes?: number;
 }
 
-
 export class FaultCase {
   readonly scenario: string;
   readonly name: string;
@@ -37,6 +36,7 @@ export class FaultCase {
   totalSeconds = 0;
   private readonly counts = new Map<string, number>();
   private readonly problems: string[] = [];
+  private readonly notes: string[] = [];
   private skipReason: string | undefined;
 
   constructor(scenario: string, name: string) {
@@ -68,6 +68,11 @@ export class FaultCase {
     this.counts.set(key, (this.counts.get(key) ?? 0) + n);
   }
 
+  /** A free-text note shown with the counters. */
+  note(text: string): void {
+    this.notes.push(text);
+  }
+
   /** The case could not run here: counted as skipped, never as passed. */
   skip(reason: string): void {
     this.skipped += 1;
@@ -76,6 +81,7 @@ export class FaultCase {
 
   row(): CaseRow {
     const notes = [...this.counts].map(([key, n]) => `${key} ${n}`);
+    notes.push(...this.notes);
     if (this.skipReason !== undefined) notes.push(`skipped: ${this.skipReason}`);
     return {
       scenario: this.scenario,

@@ -7,8 +7,9 @@
 // - expansion: a .tar.gz made with the system's tar (320 files, 8 MiB, random content so the
 //   download and the expansion go together), throttled the same way, killed a random 0-1.2 s
 //   after the first file appeared in the attempt;
-// - publish: the same .tar.gz at full speed, killed at a random 60-120% of the time a whole
-//   fetch of it took (measured first): just before, during or just after publishing.
+// - publish: the same .tar.gz at full speed, killed a random 0-300 ms (log-uniform) after
+//   the attempt's manifest.json appeared (the first step of publishing): while the tree is
+//   made read-only and synced, around the rename, or after it.
 // After the kill the final path must be absent or complete and byte-identical; then a rerun
 // (DSFETCH_LOCK_STALE=5, so the dead holder's lock is taken over after 5 s) must succeed
 // with identical data and leave nothing in `.dsfetch/tmp`. Where the kills landed is counted.
@@ -18,7 +19,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
+import { startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
 import {
   cliEnv,
@@ -49,8 +50,6 @@ let bucket: string;
 const plain = randomBytes(8 * MiB);
 let archiveTree: Map<string, string>;
 let archiveBytes: number;
-/** Seconds a whole fetch of the archive takes here, from spawn to exit (measured). */
-let fetchSeconds: number;
 
 beforeAll(async () => {
   scratch = await scratchDir("sigkill");
@@ -73,16 +72,15 @@ beforeAll(async () => {
     putObject(bucket, "plain/blob.bin", plain),
     putObject(bucket, "arch/set.tar.gz", archiveData),
   ]);
-  // Calibration (it also fills the CLI's compile cache).
+  // A first fetch: checks the archive, and fills the CLI's compile cache.
   const storage = join(scratch, "calibrate");
   const result = await fetchCli([{ uri: `s3://${bucket}/arch/set.tar.gz`, name: "set" }], {
     storage,
   });
   expect(result.code, diagnostics(result)).toBe(0);
   expect(await treeDigests(join(dataRoot(storage), "set"))).toEqual(archiveTree);
-  fetchSeconds = result.seconds;
   console.log(
-    `sigkill: archive ${(archiveBytes / MiB).toFixed(1)} MiB, ${archiveTree.size} files; a whole fetch takes ${fetchSeconds.toFixed(2)} s`,
+    `sigkill: archive ${(archiveBytes / MiB).toFixed(1)} MiB, ${archiveTree.size} files; a whole fetch takes ${result.seconds.toFixed(2)} s`,
   );
 }, 120_000);
 
@@ -98,8 +96,8 @@ interface PhaseSpec {
   /** What the published dataset directory must hold. */
   expected: () => Map<string, string>;
   throttle: number | undefined;
-  /** Resolves when it is time to kill (`started`: performance.now() at spawn). */
-  killPoint: (attemptsDir: string, started: number) => Promise<void>;
+  /** Resolves when it is time to kill. */
+  killPoint: (attemptsDir: string) => Promise<void>;
 }
 
 const phases: Record<Phase, () => PhaseSpec> = {
@@ -135,19 +133,30 @@ const phases: Record<Phase, () => PhaseSpec> = {
     };
   },
   publish: () => {
-    const share = rng.float(0.6, 1.2);
+    // Log-uniform over 0-300 ms: publishing takes a few ms to a few hundred (syncfs).
+    const delay = Math.round(Math.exp(rng.float(0, Math.log(301)))) - 1;
     return {
       uri: `s3://${bucket}/arch/set.tar.gz`,
       name: "set",
       expected: () => archiveTree,
       throttle: undefined,
-      killPoint: async (_attempts, started) => {
-        const at = started + share * fetchSeconds * 1000;
-        await sleep(Math.max(0, at - performance.now()));
+      // publish() first writes the attempt's manifest.json, then makes the tree read-only,
+      // syncs it, renames it into place, moves the manifest and removes the attempt.
+      killPoint: async (attempts) => {
+        await until(async () => (await manifestWritten(attempts)) !== undefined, 30_000, 2);
+        await sleep(delay);
       },
     };
   },
 };
+
+/** The attempt directory whose manifest.json is written (publishing has begun), if any. */
+async function manifestWritten(attempts: string): Promise<string | undefined> {
+  for (const attempt of await entries(attempts)) {
+    if ((await entries(join(attempts, attempt))).includes("manifest.json")) return attempt;
+  }
+  return undefined;
+}
 
 async function killAndRerun(phase: Phase, c: FaultCase, run: number): Promise<void> {
   const spec = phases[phase]();
@@ -157,7 +166,7 @@ async function killAndRerun(phase: Phase, c: FaultCase, run: number): Promise<vo
     const finalPath = join(data, spec.name);
     const attempts = join(data, ".dsfetch", "tmp");
     await mkdir(storage, { recursive: true });
-    let proxy: FaultProxy | undefined = await startFaultProxy(s3Info().endpoint);
+    const proxy = await startFaultProxy(s3Info().endpoint);
     const env = cliEnv({
       AWS_ENDPOINT_URL: proxy.endpoint,
       DSFETCH_EPHEMERAL_ROOT: `${storage}.ephemeral`,
@@ -168,35 +177,37 @@ async function killAndRerun(phase: Phase, c: FaultCase, run: number): Promise<vo
     });
     try {
       proxy.throttle(spec.throttle);
-      const started = performance.now();
       const victim = startCli(
         ["fetch", "--datasets", "-", "--storage-root", storage, "--team", TEAM, "--json"],
         env,
         JSON.stringify([{ uri: spec.uri, name: spec.name }]),
       );
-      let exited = false;
-      void victim.exit.then(() => {
-        exited = true;
-      });
-      await Promise.race([spec.killPoint(attempts, started), victim.exit]);
+      await Promise.race([spec.killPoint(attempts), victim.exit]);
       const delivered = objectBodyBytes(proxy);
+      const running = victim.child.exitCode === null && victim.child.signalCode === null;
       victim.child.kill("SIGKILL");
       const end = await victim.exit;
-      if (!exited && end.signal === "SIGKILL") c.count("killed");
+      if (running && end.signal === "SIGKILL") c.count("killed");
       else c.count(`exited first (${end.code})`);
 
       // Where the kill landed, and the invariant: a final path is absent or complete.
       const published = (await entries(data)).includes(spec.name);
       const inTmp = (await entries(attempts)).length;
       const size = phase === "download" ? plain.length : archiveBytes;
+      const publishing = (await manifestWritten(attempts)) !== undefined;
+      const manifest = (await entries(join(data, ".dsfetch", "manifests"))).length > 0;
       c.count(
         published
-          ? "after publish"
-          : inTmp > 0
-            ? delivered < size
-              ? "mid-transfer"
-              : "transferred, not published"
-            : "before attempt",
+          ? manifest
+            ? `after publish${inTmp > 0 ? " (attempt dir left)" : ""}`
+            : "renamed, manifest not moved"
+          : publishing
+            ? "publishing (manifest written)"
+            : inTmp > 0
+              ? delivered < size
+                ? "mid-transfer"
+                : "transferred, not published"
+              : "before attempt",
       );
       if (published) {
         expect(await treeDigests(finalPath), `${phase}: killed, published`).toEqual(
@@ -219,11 +230,12 @@ async function killAndRerun(phase: Phase, c: FaultCase, run: number): Promise<vo
       expect(rerun.json?.datasets[0]?.volume).toBe("shared");
       expect(await treeDigests(finalPath)).toEqual(spec.expected());
       expect(await leftovers(data), `${phase}: leftovers after the rerun`).toEqual([]);
-      await proxy.close();
-      proxy = undefined;
-      return {};
+      return {
+        refetchedBytes: rerun.json?.datasets[0]?.refetchedBytes ?? 0,
+        proxyExtraBytes: objectBodyBytes(proxy) - size,
+      };
     } finally {
-      await proxy?.close();
+      await proxy.close();
       await removeAll(storage);
       await removeAll(`${storage}.ephemeral`);
     }
@@ -231,25 +243,29 @@ async function killAndRerun(phase: Phase, c: FaultCase, run: number): Promise<vo
 }
 
 describe("SIGKILL while staging, then a rerun", () => {
-  it(`killed during download, expansion, or around publish; the rerun always succeeds (${RUNS} runs)`, async () => {
-    const cases = {
-      download: report.case("download"),
-      expansion: report.case("expansion"),
-      publish: report.case("publish"),
-    };
-    for (let run = 0; run < RUNS; run++) {
-      await Promise.all(
-        (Object.keys(cases) as Phase[]).map((phase) => killAndRerun(phase, cases[phase], run)),
-      );
-    }
-    const failures: string[] = [];
-    for (const c of Object.values(cases)) {
-      try {
-        c.finish();
-      } catch (error) {
-        failures.push((error as Error).message);
+  it(
+    `killed during download, expansion, or around publish; the rerun always succeeds (${RUNS} runs)`,
+    async () => {
+      const cases = {
+        download: report.case("download"),
+        expansion: report.case("expansion"),
+        publish: report.case("publish"),
+      };
+      for (let run = 0; run < RUNS; run++) {
+        await Promise.all(
+          (Object.keys(cases) as Phase[]).map((phase) => killAndRerun(phase, cases[phase], run)),
+        );
       }
-    }
-    expect(failures, failures.join("\n\n")).toEqual([]);
-  }, RUNS * 60_000 + 60_000);
+      const failures: string[] = [];
+      for (const c of Object.values(cases)) {
+        try {
+          c.finish();
+        } catch (error) {
+          failures.push((error as Error).message);
+        }
+      }
+      expect(failures, failures.join("\n\n")).toEqual([]);
+    },
+    RUNS * 60_000 + 60_000,
+  );
 });

@@ -59,10 +59,14 @@ export function formatTable(rows: readonly CaseRow[]): string {
     sum((r) => r.totalSeconds).toFixed(1),
     `seed ${[...new Set(rows.map((r) => r.seed))].join(", ")}`,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => (cells[i] ?? "").length)));
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...body.map((cells) => (cells[i] ?? "").length)),
+  );
   const line = (cells: readonly string[]) =>
     cells
-      .map((cell, i) => (i >= 2 && i <= 8 ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0)))
+      .map((cell, i) =>
+        i >= 2 && i <= 8 ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0),
+      )
       .join("  ")
       .trimEnd();
   return [line(header), ...body.map(line)].join("\n");

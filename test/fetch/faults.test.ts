@@ -219,6 +219,8 @@ describe("an object overwritten during the download", () => {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     const deliveredBeforeOverwrite = objectBodyBytes(p);
+    // Hold the download while the new content lands, so that ranges are still to be requested.
+    p.throttle(1);
     const second = await putObject(bucket, key, replacement);
     // The rest may go at full speed: the point was to be mid-download when the write landed.
     p.throttle(undefined);

@@ -1,0 +1,385 @@
+// Fault suite, scenario 5: the disk is full (SPEC §6: "a dataset that would not fit fails
+// before or while writing, with a message that says how much was needed"; README: exit 7).
+// With the ephemeral volume budget (volumeOptions.size):
+// - a plain object larger than the volume: refused before any data request, sizes named;
+// - a .tar.gz (made with the system's tar) whose expansion exceeds the volume: NO_SPACE while
+//   writing.
+// And on a real full filesystem, an 8 MiB tmpfs mounted for each run (we are root; where
+// mount is refused these cases are reported as skipped, never as passed):
+// - shared storage on it, a .tar.gz that expands to 24 MiB: ENOSPC while expanding;
+// - shared storage on it, a 6 MiB object (fits when checked) while another writer fills the
+//   disk mid-download: ENOSPC while downloading;
+// - an ephemeral root on it, a volume declared 64Mi, a 12 MiB object, and a folder of 48
+//   objects (12 MiB): ENOSPC while downloading.
+// Every run: exit 7 (NO_SPACE), a `dsfetch: error:`-style message without a stack trace,
+// nothing published (no dataset, no manifest) and no temporary data left.
+import { execFileSync, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
+import { createBucket, putMany, putObject, s3Info } from "../harness/s3.ts";
+import {
+  dataRoot,
+  diagnostics,
+  entries,
+  type FetchResult,
+  fetchCli,
+  KiB,
+  leftovers,
+  MiB,
+  objectBodyBytes,
+  RUNS,
+  removeAll,
+  rngFor,
+  scratchDir,
+  stackLines,
+  until,
+} from "./helpers.ts";
+import { type FaultCase, FaultReport } from "./report.ts";
+
+const rng = rngFor("disk-full");
+const report = new FaultReport("disk-full");
+
+let scratch: string;
+let bucket: string;
+/** Why a tmpfs cannot be mounted here, or undefined when it can. */
+let tmpfsProblem: string | undefined;
+const TMPFS_SIZE = 8 * MiB;
+
+beforeAll(async () => {
+  scratch = await scratchDir("disk-full");
+  bucket = await createBucket("faults-disk-full");
+  // Archives: 3 MiB files of zeros compress to almost nothing.
+  const makeArchive = async (name: string, files: number): Promise<Buffer> => {
+    const tree = join(scratch, `tree-${name}`);
+    await mkdir(tree, { recursive: true });
+    const names: string[] = [];
+    for (let i = 0; i < files; i++) {
+      names.push(`zeros${i}.bin`);
+      await writeFile(join(tree, `zeros${i}.bin`), Buffer.alloc(3 * MiB));
+    }
+    const archive = join(scratch, `${name}.tar.gz`);
+    execFileSync("tar", ["-czf", archive, "-C", tree, ...names]);
+    return readFile(archive);
+  };
+  await Promise.all([
+    putObject(bucket, "big/over-volume.bin", randomBytes(2 * MiB + 12_345)),
+    putObject(bucket, "arch/twelve.tar.gz", await makeArchive("twelve", 4)),
+    putObject(bucket, "arch/twentyfour.tar.gz", await makeArchive("twentyfour", 8)),
+    putObject(bucket, "big/six.bin", randomBytes(6 * MiB)),
+    putObject(bucket, "big/twelve.bin", randomBytes(12 * MiB)),
+    putMany(bucket, "folder/f", 48, () => randomBytes(256 * KiB)),
+  ]);
+  tmpfsProblem = probeTmpfs(join(scratch, "probe"));
+  if (tmpfsProblem !== undefined) {
+    console.log(`disk-full: the real-filesystem cases are SKIPPED: ${tmpfsProblem}`);
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await removeAll(scratch);
+});
+
+function probeTmpfs(dir: string): string | undefined {
+  try {
+    execFileSync("mkdir", ["-p", dir]);
+    mountTmpfs(dir);
+    unmount(dir);
+    return undefined;
+  } catch (error) {
+    return `cannot mount a tmpfs (${(error as Error).message.split("\n")[0]})`;
+  }
+}
+
+function mountTmpfs(dir: string): void {
+  const result = spawnSync("mount", ["-t", "tmpfs", "-o", `size=${TMPFS_SIZE}`, "tmpfs", dir], {
+    encoding: "utf8",
+  });
+  if (result.status !== 0) {
+    throw new Error(`mount -t tmpfs failed: ${result.error?.message ?? result.stderr.trim()}`);
+  }
+}
+
+function unmount(dir: string): void {
+  const result = spawnSync("umount", [dir], { encoding: "utf8" });
+  if (result.status !== 0) spawnSync("umount", ["-l", dir]);
+}
+
+/** Runs `fn` with an 8 MiB tmpfs mounted at a new directory, unmounted after. */
+async function withTmpfs<T>(name: string, fn: (mount: string) => Promise<T>): Promise<T> {
+  const dir = join(scratch, `mnt-${name}`);
+  await mkdir(dir, { recursive: true });
+  mountTmpfs(dir);
+  try {
+    return await fn(dir);
+  } finally {
+    await removeAll(join(dir, "storage"));
+    unmount(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A dsfetch bug this suite found and src/ does not fix yet: the wrong exit code and error code
+ * for a full disk. That exact wrong outcome is tolerated (and counted as "KNOWN BUG" in the
+ * report) unless DSFETCH_FAULT_STRICT=1; anything else still fails, and so does every other
+ * invariant of the run. Remove the entry once src/ is fixed.
+ */
+interface KnownBug {
+  exit: number;
+  code: string;
+  what: string;
+}
+
+// The bugs these tolerated are fixed: strict unless DSFETCH_FAULT_STRICT=0.
+const STRICT = process.env.DSFETCH_FAULT_STRICT !== "0";
+
+/** ENOSPC from a ranged download is classified as an S3 error (fetch/range-fetch.ts). */
+const ENOSPC_IN_RANGES: KnownBug = {
+  exit: 6,
+  code: "S3_ERROR",
+  what: "ENOSPC while downloading an object → S3_ERROR (exit 6, hint blames the store)",
+};
+/** ENOSPC from a folder's small-object write escapes unclassified (fetch/download-prefix.ts). */
+const ENOSPC_IN_FOLDER: KnownBug = {
+  exit: 1,
+  code: "INTERNAL",
+  what: "ENOSPC while writing a folder's small object → INTERNAL (exit 1, 'a bug in dsfetch')",
+};
+
+/** The invariants of a run that hit a full disk: exit 7 NO_SPACE, clean message, nothing left. */
+async function expectNoSpace(
+  result: FetchResult,
+  name: string,
+  metaParent: string,
+  message: RegExp,
+  c?: FaultCase,
+  knownBug?: KnownBug,
+): Promise<void> {
+  expect(result.signal, diagnostics(result)).toBeNull();
+  expect(stackLines(result.stderr), diagnostics(result)).toEqual([]);
+  const [staged] = result.json?.datasets ?? [];
+  const outcome = { exit: result.code, code: staged?.error?.code };
+  if (
+    knownBug !== undefined &&
+    !STRICT &&
+    outcome.exit === knownBug.exit &&
+    outcome.code === knownBug.code
+  ) {
+    c?.count(`KNOWN BUG: exit ${knownBug.exit} ${knownBug.code}`);
+    console.log(`disk-full: KNOWN BUG, tolerated: ${knownBug.what}: ${staged?.error?.message}`);
+  } else {
+    expect(outcome, `${diagnostics(result)}\n(expected exit 7 NO_SPACE)`).toEqual({
+      exit: 7,
+      code: "NO_SPACE",
+    });
+    expect(staged?.error?.message).toMatch(message);
+    expect(staged?.error?.message).toContain(name);
+    if (knownBug !== undefined) {
+      console.log(`disk-full: known bug no longer seen (${knownBug.what}): remove its allowance`);
+    }
+  }
+  expect(staged?.name).toBe(name);
+  // Not staged elsewhere instead (a fallback to an ephemeral volume says so on stderr).
+  expect(result.stderr).not.toMatch(/ephemeral volume at/);
+  // Nothing published, no manifest, no temporary data.
+  expect((await entries(metaParent)).filter((e) => e !== ".dsfetch")).toEqual([]);
+  expect(await entries(join(metaParent, ".dsfetch", "manifests"))).toEqual([]);
+  expect(await leftovers(metaParent)).toEqual([]);
+}
+
+async function eachRun(c: FaultCase, body: (run: number) => Promise<void>): Promise<void> {
+  for (let run = 0; run < RUNS; run++) {
+    await c.run(run, async () => {
+      await body(run);
+      return {};
+    });
+  }
+  c.finish();
+}
+
+async function withProxy<T>(fn: (proxy: FaultProxy) => Promise<T>): Promise<T> {
+  const proxy = await startFaultProxy(s3Info().endpoint);
+  try {
+    return await fn(proxy);
+  } finally {
+    await proxy.close();
+  }
+}
+
+describe("ephemeral volume budget", () => {
+  it(
+    `a plain object larger than the volume: refused before any data request (${RUNS} runs)`,
+    async () => {
+      await eachRun(report.case("volume < object"), async (run) => {
+        await withProxy(async (proxy) => {
+          const eph = join(scratch, `eph-object-${run}`);
+          const name = `over${run}`;
+          const result = await fetchCli(
+            [
+              {
+                uri: `s3://${bucket}/big/over-volume.bin`,
+                name,
+                volumeOptions: { kind: "dynamic", size: "1Mi" },
+              },
+            ],
+            { env: { AWS_ENDPOINT_URL: proxy.endpoint, DSFETCH_EPHEMERAL_ROOT: eph } },
+          );
+          // The sizes needed and available, in bytes.
+          await expectNoSpace(result, name, eph, /2109497 bytes.*1\.0 MiB|needs .*2109497/);
+          expect(
+            proxy.requests.filter((r) => r.method === "GET" && !/list-type=2/.test(r.target)),
+          ).toEqual([]);
+          await removeAll(eph);
+        });
+      });
+    },
+    RUNS * 30_000 + 30_000,
+  );
+
+  it(
+    `a .tar.gz that expands past the volume: NO_SPACE while writing (${RUNS} runs)`,
+    async () => {
+      await eachRun(report.case("volume < expansion"), async (run) => {
+        const eph = join(scratch, `eph-archive-${run}`);
+        const name = `arch${run}`;
+        const result = await fetchCli(
+          [
+            {
+              uri: `s3://${bucket}/arch/twelve.tar.gz`,
+              name,
+              volumeOptions: { kind: "dynamic", size: "4Mi" },
+            },
+          ],
+          { env: { DSFETCH_EPHEMERAL_ROOT: eph } },
+        );
+        await expectNoSpace(result, name, eph, /limit of 4194304 bytes.*\d+ bytes written/);
+        await removeAll(eph);
+      });
+    },
+    RUNS * 30_000 + 30_000,
+  );
+});
+
+describe("a real full filesystem (an 8 MiB tmpfs)", () => {
+  const tmpfsCase = (
+    title: string,
+    caseName: string,
+    body: (mount: string, run: number, c: FaultCase) => Promise<void>,
+  ) =>
+    it(
+      `${title} (${RUNS} runs)`,
+      async (ctx) => {
+        const c = report.case(caseName);
+        if (tmpfsProblem !== undefined) {
+          c.skip(tmpfsProblem);
+          c.finish();
+          ctx.skip(`SKIPPED, not passed: ${tmpfsProblem}`);
+          return;
+        }
+        await eachRun(c, (run) =>
+          withTmpfs(`${caseName.replace(/\W+/g, "-")}-${run}`, (mount) => body(mount, run, c)),
+        );
+      },
+      RUNS * 60_000 + 30_000,
+    );
+
+  tmpfsCase(
+    "shared storage: a .tar.gz that expands to 24 MiB fills it: NO_SPACE, nothing left",
+    "tmpfs shared, expansion",
+    async (mount) => {
+      const storage = join(mount, "storage");
+      const result = await fetchCli(
+        [{ uri: `s3://${bucket}/arch/twentyfour.tar.gz`, name: "zeros" }],
+        {
+          storage,
+        },
+      );
+      await expectNoSpace(result, "zeros", dataRoot(storage), /no space left|ENOSPC/i);
+      // The space is given back.
+      const fs = await statfs(mount);
+      expect(fs.bavail * fs.bsize).toBeGreaterThan(TMPFS_SIZE - 256 * KiB);
+    },
+  );
+
+  tmpfsCase(
+    "shared storage: another writer fills the disk mid-download: NO_SPACE, nothing left",
+    "tmpfs shared, download",
+    async (mount, _run, c) => {
+      const storage = join(mount, "storage");
+      await withProxy(async (proxy) => {
+        proxy.throttle(4 * MiB);
+        const filler = join(mount, "filler");
+        const fillAt = rng.int(512 * KiB, 3 * MiB);
+        let finished = false;
+        const running = fetchCli([{ uri: `s3://${bucket}/big/six.bin`, name: "six" }], {
+          storage,
+          env: {
+            AWS_ENDPOINT_URL: proxy.endpoint,
+            DSFETCH_RANGE_SIZE: "1Mi",
+            DSFETCH_RANGE_CONCURRENCY: "2",
+          },
+        }).finally(() => {
+          finished = true;
+        });
+        await until(() => finished || objectBodyBytes(proxy) >= fillAt, 30_000);
+        // Everything that is left but 64 KiB.
+        const fs = await statfs(mount);
+        await writeFile(filler, Buffer.alloc(Math.max(0, fs.bavail * fs.bsize - 64 * KiB))).catch(
+          () => {},
+        );
+        proxy.throttle(undefined);
+        const result = await running;
+        await rm(filler, { force: true });
+        await expectNoSpace(
+          result,
+          "six",
+          dataRoot(storage),
+          /no space left|ENOSPC/i,
+          c,
+          ENOSPC_IN_RANGES,
+        );
+      });
+    },
+  );
+
+  tmpfsCase(
+    "an ephemeral root on it (volume declared 64Mi), a 12 MiB object: NO_SPACE, nothing left",
+    "tmpfs ephemeral, object",
+    async (mount, _run, c) => {
+      const eph = join(mount, "storage");
+      const result = await fetchCli(
+        [
+          {
+            uri: `s3://${bucket}/big/twelve.bin`,
+            name: "twelve",
+            volumeOptions: { kind: "dynamic", size: "64Mi" },
+          },
+        ],
+        { env: { DSFETCH_EPHEMERAL_ROOT: eph } },
+      );
+      await expectNoSpace(result, "twelve", eph, /no space left|ENOSPC/i, c, ENOSPC_IN_RANGES);
+    },
+  );
+
+  tmpfsCase(
+    "an ephemeral root on it (volume declared 64Mi), a folder of 48 objects (12 MiB): NO_SPACE",
+    "tmpfs ephemeral, folder",
+    async (mount, _run, c) => {
+      const eph = join(mount, "storage");
+      const result = await fetchCli(
+        [
+          {
+            uri: `s3://${bucket}/folder/`,
+            name: "folder",
+            volumeOptions: { kind: "dynamic", size: "64Mi" },
+          },
+        ],
+        { env: { DSFETCH_EPHEMERAL_ROOT: eph } },
+      );
+      await expectNoSpace(result, "folder", eph, /no space left|ENOSPC/i, c, ENOSPC_IN_FOLDER);
+    },
+  );
+});
