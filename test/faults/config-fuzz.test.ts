@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderError } from "../../src/cli/render.ts";
+import { DATASET_FIELDS } from "../../src/config/dataset.ts";
 import { parseDatasetsText } from "../../src/config/datasets-array.ts";
 import { type DatasetsSource, loadDatasets } from "../../src/config/load.ts";
 import { Redactor } from "../../src/config/redact.ts";
@@ -94,20 +95,8 @@ type Value = null | boolean | number | string | Value[] | Obj | Raw;
 const SECRET_MARK = "fuzzSeKrEt";
 const secret = (r: Rng) => `${SECRET_MARK}${r.int(0, 1e9).toString(36)}x`;
 
-const FIELDS = [
-  "uri",
-  "url",
-  "name",
-  "etag",
-  "versionId",
-  "volumeOptions",
-  "awsAccessKeyId",
-  "awsSecretAccessKey",
-  "awsSessionToken",
-  "endpoint",
-  "region",
-  "pathStyle",
-] as const;
+// The fuzzer covers exactly the fields the parser knows.
+const FIELDS = DATASET_FIELDS;
 const SECRET_FIELDS = new Set(["awsAccessKeyId", "awsSecretAccessKey", "awsSessionToken"]);
 const DANGEROUS_KEYS = [
   "__proto__",
