@@ -263,7 +263,9 @@ function corrupt(
     `${datasetPrefix(dataset)}the ${codec} data is corrupt or truncated (${via}: ${detail})`,
     {
       dataset,
-      hint: `the archive is damaged and nothing was published: re-create or re-upload it (\`${codec} -t <file>\` checks a local copy)`,
+      // Decoders check their own CRCs and fail before our end-to-end check of the whole
+      // object can run: a byte damaged in transit looks exactly like a damaged archive.
+      hint: `nothing was published; the archive is damaged in the store or was damaged on the way: run again, and if it fails the same way re-create or re-upload it (\`${codec} -t <file>\` checks a local copy)`,
       cause,
     },
   );

@@ -5,20 +5,27 @@
  * write ~3 us: ../shared/MEASURED.md), no per-file fsync (the tree is synced once before
  * publish). Larger objects go through downloadObject's parallel ranges.
  */
-import { createHash } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { storageError } from "../volumes/attempt.ts";
 import type { ManifestFile } from "../volumes/manifest.ts";
+import { type ChecksumFields, chooseChecksum } from "./checksum/index.ts";
 import type { StoreClient } from "./client.ts";
 import { downloadObject } from "./download-object.ts";
-import { etagKind } from "./etag.ts";
 import { learnParts } from "./parts.ts";
 import type { ListedObject, ResolvedPrefix } from "./resolve.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
 import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
 import { fileDirectoryConflict, unsafeRelativePath } from "./safe-key.ts";
+import {
+  compareDigests,
+  createDigest,
+  etagPartCount,
+  fileDigest,
+  partsToLearn,
+  planVerification,
+} from "./verification.ts";
 
 export interface DownloadPrefixOptions {
   readonly client: StoreClient;
@@ -110,7 +117,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     if (object.bytes <= SMALL_OBJECT) {
       const result = await fetchSmall(options, object, path, ctx, retry, totals);
       how = result.verification;
-      digest = result.md5;
+      digest = result.digest;
     } else {
       const source = {
         bucket: resolution.bucket,
@@ -119,11 +126,11 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
         etag: object.etag,
         bytes: object.bytes,
       };
-      const kind = etagKind(object.etag);
+      const partCount = partsToLearn(source);
       const parts =
-        kind.kind === "multipart"
-          ? await learnParts(options.client, source, kind.parts, retry)
-          : undefined;
+        partCount === undefined
+          ? undefined
+          : await learnParts(options.client, source, partCount, retry);
       const result = await downloadObject({
         getter: options.client.getter,
         source,
@@ -138,14 +145,14 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
       });
       totals.refetchedBytes += result.refetchedBytes;
       how = result.verification;
-      digest = result.md5;
+      digest = result.digest;
     }
     totals.bytes += object.bytes;
     verification[how] = (verification[how] ?? 0) + 1;
     files[index] =
       digest === undefined
         ? { path: object.relativePath, bytes: object.bytes }
-        : { path: object.relativePath, bytes: object.bytes, digest: `md5:${digest}` };
+        : { path: object.relativePath, bytes: object.bytes, digest };
     options.onObject?.();
   };
 
@@ -185,8 +192,8 @@ async function fetchSmall(
   ctx: S3ErrorContext,
   retry: RetryOptions,
   totals: { refetchedBytes: number },
-): Promise<{ verification: string; md5: string | undefined }> {
-  const kind = etagKind(object.etag);
+): Promise<{ verification: string; digest: string | undefined }> {
+  let checksums: ChecksumFields = {};
   const body = await withRetry(async () => {
     const chunks: Buffer[] = [];
     let received = 0;
@@ -195,8 +202,10 @@ async function fetchSmall(
         bucket: options.resolution.bucket,
         key: object.key,
         ifMatch: object.etag === "" ? undefined : object.etag,
+        checksumMode: true,
         signal: retry.signal,
       });
+      checksums = response.checksums;
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
         received += chunk.length;
         if (received > object.bytes) break;
@@ -225,31 +234,37 @@ async function fetchSmall(
       throw classifyS3Error(error, ctx);
     }
   }, retry);
-  let md5: string | undefined;
-  let verification: string;
-  if (kind.kind === "md5") {
-    md5 = createHash("md5").update(body).digest("hex");
-    if (md5 !== kind.digest) {
+  // A whole-object GET carries the stored checksum (if any): prefer it, like HEAD's (SPEC §4).
+  const { checksum, rejected } = chooseChecksum(checksums, etagPartCount(object.etag));
+  const plan = planVerification(
+    { etag: object.etag, bytes: object.bytes, checksum, checksumRejected: rejected },
+    undefined,
+  );
+  const digests: Buffer[] = [];
+  if (plan.algorithm !== undefined && plan.spans?.length === 1) {
+    const hash = createDigest(plan.algorithm);
+    hash.update(body);
+    digests.push(hash.digest());
+    const { matches, found } = compareDigests(plan, digests);
+    if (!matches) {
       throw new DsfetchError(
         "INTEGRITY",
-        `${ctx.dataset}: the bytes received for ${ctx.uri} do not match its ETag: expected ${kind.digest}, computed ${md5}`,
+        `${ctx.dataset}: the bytes received for ${ctx.uri} do not match ${plan.against}: expected ${plan.expected}, computed ${found}`,
         {
           dataset: ctx.dataset,
-          expected: kind.digest,
-          found: md5,
+          expected: plan.expected,
+          found,
           hint: "nothing was published; run again",
         },
       );
     }
-    verification = "md5";
-  } else {
-    verification = `size-only (${kind.kind === "opaque" ? kind.reason : "multipart object fetched in one request"})`;
   }
+  const verification = plan.method;
   try {
     writeFileSync(path, body, { flag: "wx", mode: 0o644 });
   } catch (error) {
     throw storageError(error, path);
   }
   options.onBytes?.(body.length);
-  return { verification, md5 };
+  return { verification, digest: fileDigest(plan, digests) };
 }

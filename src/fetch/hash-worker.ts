@@ -1,12 +1,13 @@
 /**
  * Worker thread of WorkerHasher (worker-hasher.ts): hashes a file being written, in order,
- * as far as the main thread says it is contiguous, one MD5 per part. Runs off the main
+ * as far as the main thread says it is contiguous, one digest per span. Runs off the main
  * thread, which keeps the network and the writes moving (MD5 costs ~1.5 s of CPU per GiB
  * here, a third of a large download's main-thread time).
  */
-import { createHash, type Hash } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
+import type { Checksum } from "./checksum/index.ts";
+import { createDigest, type DigestAlgorithm } from "./verification.ts";
 
 interface Span {
   start: number;
@@ -15,14 +16,18 @@ interface Span {
 
 type Message = { type: "advance"; offset: number } | { type: "finish"; total: number };
 
-const { path, parts } = workerData as { path: string; parts: Span[] };
+const { path, parts, algorithm } = workerData as {
+  path: string;
+  parts: Span[];
+  algorithm: DigestAlgorithm;
+};
 const port = parentPort;
 if (port === null) throw new Error("hash-worker must run as a worker thread");
 
 const fd = openSync(path, "r");
 const buffer = Buffer.allocUnsafe(4 * 1024 * 1024);
 const digests: Uint8Array[] = [];
-let hash: Hash = createHash("md5");
+let hash: Checksum = createDigest(algorithm);
 let partIndex = 0;
 let hashedUpTo = 0;
 let available = 0;
@@ -40,7 +45,7 @@ function pump(): void {
     hashedUpTo += length;
     if (hashedUpTo === part.end) {
       digests.push(new Uint8Array(hash.digest()));
-      hash = createHash("md5");
+      hash = createDigest(algorithm);
       partIndex += 1;
     }
   }

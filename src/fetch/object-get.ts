@@ -7,6 +7,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { EndpointOptions } from "../config/types.ts";
+import type { ChecksumFields } from "./checksum/index.ts";
 import { encodeQuery, type SigningCredentials, SigV4Signer, uriEncode } from "./sigv4.ts";
 
 export interface GetRequest {
@@ -18,6 +19,8 @@ export interface GetRequest {
   /** ETag (unquoted) the object must still have: a changed object answers 412. */
   readonly ifMatch?: string | undefined;
   readonly partNumber?: number | undefined;
+  /** Ask for the stored S3 additional checksums (whole-object GETs only: ranges get none). */
+  readonly checksumMode?: boolean | undefined;
   readonly signal?: AbortSignal | undefined;
 }
 
@@ -29,6 +32,8 @@ export interface GetResponse {
   readonly contentRange: { start: number; end: number; total: number } | undefined;
   readonly etag: string | undefined;
   readonly partsCount: number | undefined;
+  /** x-amz-checksum-* headers, in the SDK's field names (fetch/checksum/head.ts). */
+  readonly checksums: ChecksumFields;
 }
 
 /** An S3 error in the shape the SDK gives, for classifyS3Error. */
@@ -97,6 +102,7 @@ export class ObjectGetter {
     if (request.range !== undefined)
       headers.range = `bytes=${request.range.start}-${request.range.end}`;
     if (request.ifMatch !== undefined) headers["if-match"] = `"${request.ifMatch}"`;
+    if (request.checksumMode === true) headers["x-amz-checksum-mode"] = "ENABLED";
     const credentials = await this.credentials();
     const signed =
       credentials === undefined
@@ -171,6 +177,14 @@ function toResponse(status: number, response: IncomingMessage): GetResponse {
           },
     etag: header("etag")?.replace(/"/g, "").toLowerCase(),
     partsCount: parts === undefined ? undefined : Number(parts),
+    checksums: {
+      ChecksumCRC32: header("x-amz-checksum-crc32"),
+      ChecksumCRC32C: header("x-amz-checksum-crc32c"),
+      ChecksumCRC64NVME: header("x-amz-checksum-crc64nvme"),
+      ChecksumSHA1: header("x-amz-checksum-sha1"),
+      ChecksumSHA256: header("x-amz-checksum-sha256"),
+      ChecksumType: header("x-amz-checksum-type"),
+    },
   };
 }
 

@@ -1,11 +1,13 @@
 /**
  * MD5 must see an object's bytes in order, but parallel ranged GETs finish out of order.
  * This follower hashes the written file from the start as far as it is contiguous, reading
- * back from the page cache, one MD5 per multipart part (one part = the whole object for a
- * single-part ETag). Memory stays one read buffer, whatever the object size.
+ * back from the page cache, one digest per span (a multipart part, or the whole object). The
+ * digest is MD5 or an S3 additional checksum (fetch/verification.ts). Memory stays one read
+ * buffer, whatever the object size.
  */
-import { createHash, type Hash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
+import type { Checksum } from "./checksum/index.ts";
+import { createDigest, type DigestAlgorithm } from "./verification.ts";
 
 export interface ByteSpan {
   readonly start: number;
@@ -20,16 +22,19 @@ export class OrderedHasher {
   private readonly parts: readonly ByteSpan[];
   private readonly digests: Buffer[] = [];
   private partIndex = 0;
-  private hash: Hash = createHash("md5");
+  private readonly algorithm: DigestAlgorithm;
+  private hash: Checksum;
   private hashedUpTo = 0;
   private available = 0;
   private pumping: Promise<void> | undefined;
   private failure: unknown;
   private readonly buffer = Buffer.allocUnsafe(READ_SIZE);
 
-  constructor(file: FileHandle, parts: readonly ByteSpan[]) {
+  constructor(file: FileHandle, parts: readonly ByteSpan[], algorithm: DigestAlgorithm) {
     this.file = file;
     this.parts = parts;
+    this.algorithm = algorithm;
+    this.hash = createDigest(algorithm);
   }
 
   /** Everything before `offset` is written: hash it when convenient. */
@@ -43,7 +48,7 @@ export class OrderedHasher {
     });
   }
 
-  /** Waits for all bytes up to `total` to be hashed and returns each part's MD5. */
+  /** Waits for all bytes up to `total` to be hashed and returns each span's digest. */
   async finish(total: number): Promise<Buffer[]> {
     this.advanceTo(total);
     while (this.pumping !== undefined) await this.pumping;
@@ -68,7 +73,7 @@ export class OrderedHasher {
         this.hashedUpTo += length;
         if (this.hashedUpTo === part.end) {
           this.digests.push(this.hash.digest());
-          this.hash = createHash("md5");
+          this.hash = createDigest(this.algorithm);
           this.partIndex += 1;
         }
       }

@@ -5,14 +5,20 @@
  * the prefix `key/`.
  */
 import { createHash } from "node:crypto";
-import { HeadObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
+import {
+  HeadObjectCommand,
+  type HeadObjectCommandOutput,
+  ListObjectsV2Command,
+} from "@aws-sdk/client-s3";
 import { normalizeEtag } from "../config/dataset.ts";
 import { formatS3Uri } from "../config/s3-uri.ts";
 import type { DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
+import { chooseChecksum, type ObjectChecksum } from "./checksum/index.ts";
 import type { StoreClient } from "./client.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
 import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
+import { etagPartCount } from "./verification.ts";
 
 export interface ResolvedObject {
   readonly kind: "object";
@@ -25,6 +31,10 @@ export interface ResolvedObject {
   readonly lastModified: string | undefined;
   /** Server-side encryption that makes the ETag something other than an MD5, if any. */
   readonly encryption: string | undefined;
+  /** The S3 additional checksum to verify against, when the store reports a usable one. */
+  readonly checksum: ObjectChecksum | undefined;
+  /** Why reported checksums were not usable (empty when none were reported). */
+  readonly checksumRejected: readonly string[];
 }
 
 export interface ListedObject {
@@ -118,16 +128,34 @@ async function headObject(
   retry: RetryOptions,
 ): Promise<ResolvedObject> {
   const { bucket, key } = spec.location;
-  const output = await withRetry(async () => {
-    try {
-      return await client.s3.send(
-        new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: spec.versionId }),
-        { abortSignal: retry.signal },
-      );
-    } catch (error) {
-      throw classifyS3Error(error, ctx);
-    }
-  }, retry);
+  const head = (checksumMode: boolean) =>
+    withRetry(async () => {
+      try {
+        return await client.s3.send(
+          new HeadObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            VersionId: spec.versionId,
+            ...(checksumMode ? { ChecksumMode: "ENABLED" as const } : {}),
+          }),
+          { abortSignal: retry.signal },
+        );
+      } catch (error) {
+        throw classifyS3Error(error, ctx);
+      }
+    }, retry);
+  let output: Awaited<ReturnType<typeof head>>;
+  let checksumDenied = false;
+  try {
+    // ChecksumMode asks for the stored S3 additional checksums (SPEC §4).
+    output = await head(true);
+  } catch (error) {
+    // Reading the checksum of an SSE-KMS object also needs kms:Decrypt: a role allowed to HEAD
+    // but not to decrypt must still get the plain answer (and a clear 403 on the GET later).
+    if (!(error instanceof DsfetchError) || error.code !== "ACCESS_DENIED") throw error;
+    output = await head(false);
+    checksumDenied = true;
+  }
   if (output.DeleteMarker === true) {
     throw new DsfetchError("DELETE_MARKER", `${spec.name}: ${spec.uri} is a delete marker`, {
       dataset: spec.name,
@@ -154,7 +182,23 @@ async function headObject(
     bytes: output.ContentLength,
     lastModified: output.LastModified?.toISOString(),
     encryption: output.SSECustomerAlgorithm !== undefined ? "SSE-C" : output.ServerSideEncryption,
+    ...checksums(output, normalizeEtag(output.ETag), checksumDenied),
   };
+}
+
+function checksums(
+  output: HeadObjectCommandOutput,
+  etag: string,
+  denied: boolean,
+): { checksum: ObjectChecksum | undefined; checksumRejected: string[] } {
+  if (denied) {
+    return {
+      checksum: undefined,
+      checksumRejected: ["the store denied access to the object's checksums (ChecksumMode)"],
+    };
+  }
+  const { checksum, rejected } = chooseChecksum(output, etagPartCount(etag));
+  return { checksum, checksumRejected: rejected };
 }
 
 function checkExpectations(spec: DatasetSpec, head: ResolvedObject): void {

@@ -5,6 +5,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { ByteSpan } from "./ordered-hasher.ts";
+import type { DigestAlgorithm } from "./verification.ts";
 
 /** The worker is worth its start-up (~30 ms, a few MiB) above this size. */
 export const WORKER_HASH_THRESHOLD = 64 * 1024 * 1024;
@@ -22,9 +23,9 @@ export class WorkerHasher {
   private readonly result: Promise<Buffer[]>;
   private told = 0;
 
-  constructor(path: string, parts: readonly ByteSpan[]) {
+  constructor(path: string, parts: readonly ByteSpan[], algorithm: DigestAlgorithm) {
     this.worker = new Worker(WORKER_FILE, {
-      workerData: { path, parts: parts.map((p) => ({ ...p })) },
+      workerData: { path, parts: parts.map((p) => ({ ...p })), algorithm },
     });
     this.result = new Promise<Buffer[]>((resolve, reject) => {
       this.worker.on(

@@ -23,7 +23,7 @@ import { orderedRanges } from "../fetch/ordered-ranges.ts";
 import type { ResolvedObject } from "../fetch/resolve.ts";
 import type { RetryOptions } from "../fetch/retry.ts";
 import type { S3ErrorContext } from "../fetch/s3-errors.ts";
-import { StreamingEtag } from "../fetch/streaming-etag.ts";
+import { StreamingVerifier } from "../fetch/streaming-verifier.ts";
 import { Channel } from "../util/channel.ts";
 import type { Attempt } from "../volumes/attempt.ts";
 import type { ManifestFile } from "../volumes/manifest.ts";
@@ -64,12 +64,7 @@ export async function expandArchive(input: ExpandInput): Promise<Expanded> {
 async function expandTarStream(input: ExpandInput): Promise<Expanded> {
   const { resolution, spec } = input;
   const stats = { refetchedBytes: 0, retries: 0 };
-  const etag = new StreamingEtag(
-    resolution.etag,
-    resolution.bytes,
-    input.parts,
-    resolution.encryption,
-  );
+  const verifier = new StreamingVerifier(resolution, input.parts);
   const channel = new Channel(PIPE_BYTES);
   const abort = new AbortController();
   const signal =
@@ -90,7 +85,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
         onBytes: input.onBytes,
         stats,
       })) {
-        etag.update(chunk);
+        verifier.update(chunk);
         await channel.push(chunk);
       }
       channel.close();
@@ -111,7 +106,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
         : decompress(chain.compression, all, { signal, dataset: spec.name });
     const result = await extractTar(tarBytes, input.attempt.dataDir, input.limits, spec.name);
     await pump;
-    const verification = etag.verify(spec.name, spec.uri, resolution.bytes);
+    const verification = verifier.verify(spec.name, spec.uri, resolution.bytes);
     return {
       files: result.files.map((file) => ({ path: file.path, bytes: file.bytes })),
       verification,

@@ -15,11 +15,11 @@ import type { EventListener } from "../events.ts";
 import type { ClientPool, StoreClient } from "../fetch/client.ts";
 import { downloadObject } from "../fetch/download-object.ts";
 import { downloadPrefix } from "../fetch/download-prefix.ts";
-import { etagKind } from "../fetch/etag.ts";
 import { learnParts } from "../fetch/parts.ts";
 import { type Resolution, type ResolvedObject, resolveDataset } from "../fetch/resolve.ts";
 import type { RetryOptions } from "../fetch/retry.ts";
 import type { S3ErrorContext } from "../fetch/s3-errors.ts";
+import { partsToLearn } from "../fetch/verification.ts";
 import { isCached } from "../plan/plan.ts";
 import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "../plan/target.ts";
 import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
@@ -310,9 +310,9 @@ async function downloadInto(
     };
   }
   const source = { ...resolution };
-  const kind = etagKind(resolution.etag, resolution.encryption);
+  const partCount = partsToLearn(resolution);
   const parts =
-    kind.kind === "multipart" ? await learnParts(client, source, kind.parts, retry) : undefined;
+    partCount === undefined ? undefined : await learnParts(client, source, partCount, retry);
   if (spec.archive !== undefined) {
     // Loaded on demand: plain datasets never pay for the archive code.
     const { expandArchive } = await import("./expand.ts");
@@ -352,9 +352,9 @@ async function downloadInto(
   });
   progress.addObject();
   const file: ManifestFile =
-    result.md5 === undefined
+    result.digest === undefined
       ? { path: fileName, bytes: result.bytes }
-      : { path: fileName, bytes: result.bytes, digest: `md5:${result.md5}` };
+      : { path: fileName, bytes: result.bytes, digest: result.digest };
   return {
     files: [file],
     verification: { [result.verification]: 1 },
