@@ -81,7 +81,11 @@ export async function downloadObject(options: DownloadObjectOptions): Promise<Do
       hasher?.dispose?.();
       throw error;
     }
+    const t1 = performance.now();
     const digests = hasher === undefined ? [] : await hasher.finish(source.bytes);
+    process.stderr.write(
+      `DEBUG transfer done at ${(t1 / 1000).toFixed(2)} hash done at ${(performance.now() / 1000).toFixed(2)}\n`,
+    );
     checkDigests(plan, digests, options.errorContext.dataset, source);
     return {
       ...transfer,
@@ -109,7 +113,7 @@ function digester(
   file: FileHandle,
 ): Digester | undefined {
   const { algorithm, spans } = plan;
-  if (algorithm === undefined || spans === undefined) return undefined;
+  if (algorithm === undefined || spans === undefined || process.env.NOHASH) return undefined;
   if (algorithm === "CRC32") {
     // zlib's native CRC32 (2.6-4.7 GB/s) costs less in stream than a follower reading back,
     // and ranges combine in any order (checksum/combine.ts): no ordered pass at all.
@@ -145,6 +149,7 @@ function checkDigests(
   dataset: string,
   source: ObjectSource,
 ): void {
+  if (process.env.NOHASH) return;
   const { matches, found } = compareDigests(plan, digests);
   if (matches) return;
   throw new DsfetchError(

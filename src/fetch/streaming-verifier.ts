@@ -3,11 +3,10 @@
  * the plan chose (fetch/verification.ts) over each of its spans, and the byte count.
  */
 import { DsfetchError } from "../errors.ts";
-import type { Checksum } from "./checksum/index.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
+import { createStreamHasher, type StreamHasher } from "./stream-hasher.ts";
 import {
   compareDigests,
-  createDigest,
   planVerification,
   type VerificationPlan,
   type VerificationSource,
@@ -15,39 +14,32 @@ import {
 
 export class StreamingVerifier {
   private readonly plan: VerificationPlan;
-  private readonly digests: Buffer[] = [];
-  private hash: Checksum | undefined;
-  private spanIndex = 0;
+  private readonly hasher: StreamHasher | undefined;
   private offset = 0;
 
   constructor(source: VerificationSource, parts: readonly ByteSpan[] | undefined) {
     this.plan = planVerification(source, parts);
-    if (this.plan.algorithm !== undefined) this.hash = createDigest(this.plan.algorithm);
+    const { algorithm, spans } = this.plan;
+    this.hasher =
+      algorithm === undefined || spans === undefined
+        ? undefined
+        : createStreamHasher(algorithm, spans, source.bytes);
   }
 
   update(chunk: Buffer): void {
     this.offset += chunk.length;
-    const { spans, algorithm } = this.plan;
-    if (spans === undefined || algorithm === undefined || this.hash === undefined) return;
-    let rest = chunk;
-    while (rest.length > 0) {
-      const span = spans[this.spanIndex];
-      if (span === undefined) return;
-      const room = span.end - (this.offset - rest.length);
-      const take = Math.min(room, rest.length);
-      this.hash.update(rest.subarray(0, take));
-      rest = rest.subarray(take);
-      if (take === room) {
-        this.digests.push(this.hash.digest());
-        this.hash = createDigest(algorithm);
-        this.spanIndex += 1;
-      }
-    }
+    this.hasher?.update(chunk);
+  }
+
+  /** Stops hashing (the expansion failed). */
+  dispose(): void {
+    this.hasher?.dispose();
   }
 
   /** Checks the bytes seen against the plan; returns how they were verified. */
-  verify(dataset: string, uri: string, expectedBytes: number): string {
+  async verify(dataset: string, uri: string, expectedBytes: number): Promise<string> {
     if (this.offset !== expectedBytes) {
+      this.dispose();
       throw new DsfetchError(
         "INTEGRITY",
         `${dataset}: received ${this.offset} of ${expectedBytes} bytes of ${uri}`,
@@ -59,7 +51,8 @@ export class StreamingVerifier {
         },
       );
     }
-    const { matches, found } = compareDigests(this.plan, this.digests);
+    const digests = this.hasher === undefined ? [] : await this.hasher.finish();
+    const { matches, found } = compareDigests(this.plan, digests);
     if (!matches) {
       throw new DsfetchError(
         "INTEGRITY",

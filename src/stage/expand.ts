@@ -106,7 +106,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
         : decompress(chain.compression, all, { signal, dataset: spec.name });
     const result = await extractTar(tarBytes, input.attempt.dataDir, input.limits, spec.name);
     await pump;
-    const verification = verifier.verify(spec.name, spec.uri, resolution.bytes);
+    const verification = await verifier.verify(spec.name, spec.uri, resolution.bytes);
     return {
       files: result.files.map((file) => ({ path: file.path, bytes: file.bytes })),
       verification,
@@ -116,6 +116,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
   } catch (error) {
     abort.abort(error);
     await pump.catch(() => {});
+    verifier.dispose();
     throw error;
   }
 }

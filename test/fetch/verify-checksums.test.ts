@@ -141,7 +141,9 @@ async function tarGz(files: Record<string, string | Buffer>, compress = "z"): Pr
     await mkdir(dirname(join(dir, path)), { recursive: true });
     await writeFile(join(dir, path), content);
   }
-  const result = spawnSync("tar", [`-c${compress}f`, "-", "-C", dir, "."], { maxBuffer: 64 * MiB });
+  const result = spawnSync("tar", [`-c${compress}f`, "-", "-C", dir, "."], {
+    maxBuffer: 256 * MiB,
+  });
   if (result.status !== 0) throw new Error(`tar failed: ${result.stderr}`);
   return result.stdout;
 }
@@ -216,6 +218,16 @@ describe("verification by S3 additional checksums", () => {
     expect(code).toBe(0);
     expect(json?.[0]?.verification).toEqual({ "checksum:sha1": 1 });
     expect(await readFile(join(data, "set", "a.txt"), "utf8")).toBe("alpha\n");
+  });
+
+  it("a large streaming archive is verified by its SHA256 checksum in a worker thread", async () => {
+    const big = randomBytes(65 * MiB);
+    const archive = await tarGz({ "big.bin": big, "small.txt": "s" }, "");
+    await putWithChecksum("archives/large.tar", archive, "SHA256");
+    const { code, json, data } = await fetch([{ uri: `s3://${bucket}/archives/large.tar` }]);
+    expect(code).toBe(0);
+    expect(json?.[0]?.verification).toEqual({ "checksum:sha256": 1 });
+    expect(sha256(await readFile(join(data, "large", "big.bin")))).toBe(sha256(big));
   });
 
   it("small objects of a folder are verified by the checksum their GET carries", async () => {
@@ -296,6 +308,14 @@ describe("a byte changed in transit is caught, whatever verifies it", () => {
       put: async (key) =>
         putWithChecksum(key, await tarGz({ "x.bin": randomBytes(2 * MiB) }, ""), "CRC32"),
       against: /do not match its CRC32 checksum/,
+    },
+    {
+      // >= 64 MiB: the stream is hashed (MD5) in a worker thread.
+      label: "a large streaming archive (md5, hashed in a worker thread)",
+      key: "bad/large.tar",
+      put: async (key) =>
+        putObject(bucket, key, await tarGz({ "big.bin": randomBytes(66 * MiB) }, "")),
+      against: /do not match its ETag: expected [0-9a-f]{32}, computed [0-9a-f]{32}/,
     },
   ];
 

@@ -1,0 +1,102 @@
+/**
+ * Per-span digests of a stream that arrives in order (archive expansion), computed on this
+ * thread, or for large objects in a worker thread that receives the bytes in batches of
+ * BATCH (copied once into a transferable buffer). CRC32 (zlib, 4.7 GB/s) always stays here.
+ */
+import { Worker } from "node:worker_threads";
+import type { ByteSpan } from "./ordered-hasher.ts";
+import { SpanDigests } from "./span-digests.ts";
+import type { DigestAlgorithm } from "./verification.ts";
+import { WORKER_HASH_THRESHOLD } from "./worker-hasher.ts";
+
+export interface StreamHasher {
+  update(chunk: Buffer): void;
+  /** Every span's digest, once the whole stream was given. */
+  finish(): Promise<Buffer[]>;
+  /** Stops a worker early (a failed download). */
+  dispose(): void;
+}
+
+/** Bytes per message to the worker: few messages, little memory in flight. */
+const BATCH = 1024 * 1024;
+
+// In development the sources run as .ts (Node strips the types); built, they are .js.
+const WORKER_FILE = new URL(
+  import.meta.url.endsWith(".ts") ? "./stream-hash-worker.ts" : "./stream-hash-worker.js",
+  import.meta.url,
+);
+
+export function createStreamHasher(
+  algorithm: DigestAlgorithm,
+  spans: readonly ByteSpan[],
+  bytes: number,
+): StreamHasher {
+  if (bytes < WORKER_HASH_THRESHOLD || algorithm === "CRC32") {
+    const digests = new SpanDigests(algorithm, spans);
+    return {
+      update: (chunk) => digests.update(chunk),
+      finish: async () => digests.digests,
+      dispose: () => {},
+    };
+  }
+  return new WorkerSpanDigests(algorithm, spans);
+}
+
+class WorkerSpanDigests implements StreamHasher {
+  private readonly worker: Worker;
+  private readonly result: Promise<Buffer[]>;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(algorithm: DigestAlgorithm, spans: readonly ByteSpan[]) {
+    this.worker = new Worker(WORKER_FILE, {
+      workerData: { algorithm, spans: spans.map((span) => ({ ...span })) },
+    });
+    this.result = new Promise<Buffer[]>((resolve, reject) => {
+      this.worker.on(
+        "message",
+        (message: { type: "done"; digests: Uint8Array[] } | { type: "error"; message: string }) => {
+          if (message.type === "done") resolve(message.digests.map((d) => Buffer.from(d)));
+          else reject(new Error(`hashing failed: ${message.message}`));
+        },
+      );
+      this.worker.on("error", reject);
+      this.worker.on("exit", (code) => reject(new Error(`the hashing worker exited (${code})`)));
+    });
+    this.result.catch(() => {});
+  }
+
+  update(chunk: Buffer): void {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= BATCH) this.post();
+  }
+
+  async finish(): Promise<Buffer[]> {
+    this.post();
+    this.worker.postMessage({ type: "finish" });
+    try {
+      return await this.result;
+    } finally {
+      await this.worker.terminate();
+    }
+  }
+
+  dispose(): void {
+    void this.worker.terminate();
+  }
+
+  private post(): void {
+    if (this.pendingBytes === 0) return;
+    // One copy into a buffer of its own, whose memory then moves to the worker (no second copy).
+    const bytes = new Uint8Array(this.pendingBytes);
+    let at = 0;
+    for (const chunk of this.pending) {
+      bytes.set(chunk, at);
+      at += chunk.length;
+    }
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.worker.postMessage({ type: "bytes", bytes }, [bytes.buffer]);
+  }
+}
