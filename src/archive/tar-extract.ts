@@ -769,9 +769,10 @@ export class TarExtractor {
     }
     this.claim(path, name, false);
     this.ensureParents(path, name);
-    // Only owner rwx semantics survive: setuid/setgid/sticky (CVE-2007-4476-style
-    // privilege carry-over) and group/other write are dropped.
-    const fileMode = mode & 0o111 ? 0o755 : 0o644;
+    // Only the execute bit survives: setuid/setgid/sticky (CVE-2007-4476-style privilege
+    // carry-over) and every write bit are dropped. Created read-only as published (the
+    // descriptor still writes), so publishing needs no chmod per file.
+    const fileMode = mode & 0o111 ? 0o555 : 0o444;
     let fd: number;
     try {
       // O_EXCL: never opened through anything already there (a planted symlink, a hard

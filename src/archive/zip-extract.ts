@@ -362,7 +362,8 @@ function checkEntry(entry: CentralEntry, limits: ExtractLimits, errors: ZipError
     path: checked.path,
     segments: checked.segments,
     directory,
-    mode: directory ? 0o755 : executable ? 0o755 : 0o644,
+    // Files read-only as published (the creating descriptor still writes): no chmod later.
+    mode: directory ? 0o755 : executable ? 0o555 : 0o444,
     limit: 0,
   };
 }

@@ -71,7 +71,8 @@ const WRITE_BATCH = 1024 * 1024;
 export async function downloadObject(options: DownloadObjectOptions): Promise<DownloadedObject> {
   const { source } = options;
   const plan = planVerification(source, options.parts);
-  const file = await open(options.destination, "wx+", 0o644);
+  // Created read-only (the descriptor still writes): publishing needs no chmod per file.
+  const file = await open(options.destination, "wx+", 0o444);
   try {
     const hasher = digester(plan, source, options.destination, file);
     let transfer: TransferStats;

@@ -261,7 +261,8 @@ async function fetchSmall(
   }
   const verification = plan.method;
   try {
-    writeFileSync(path, body, { flag: "wx", mode: 0o644 });
+    // Read-only from the start: publishing needs no chmod per file (volumes/permissions.ts).
+    writeFileSync(path, body, { flag: "wx", mode: 0o444 });
   } catch (error) {
     throw storageError(error, path);
   }

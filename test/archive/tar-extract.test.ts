@@ -61,11 +61,11 @@ function treeOf(root: string): Node[] {
   return out;
 }
 
-/** What extracting `source` must give: files 0644/0755 (any x bit), dirs 0755, less the umask. */
+/** What extracting `source` must give: files 0444/0555 (any x bit: created read-only, as published), dirs 0755, less the umask. */
 function expectedOf(source: Node[]): Node[] {
   return source.map((node) => {
     if (node.kind === "file")
-      return { ...node, mode: ((node.mode ?? 0) & 0o111 ? 0o755 : 0o644) & ~UMASK };
+      return { ...node, mode: ((node.mode ?? 0) & 0o111 ? 0o555 : 0o444) & ~UMASK };
     if (node.kind === "dir") return { ...node, mode: 0o755 & ~UMASK };
     return node;
   });
@@ -176,9 +176,9 @@ describe("tar round trips (GNU tar)", () => {
       expect(tree).toEqual(expectedOf(treeOf(full)));
       // setuid/setgid/sticky never survive; exec bits do.
       for (const node of tree) expect((node.mode ?? 0) & 0o7000).toBe(0);
-      expect(lstatSync(join(dest, "run.sh")).mode & 0o777).toBe(0o755 & ~UMASK);
-      expect(lstatSync(join(dest, "setuid")).mode & 0o7777).toBe(0o755 & ~UMASK);
-      expect(lstatSync(join(dest, "setgid-world-writable")).mode & 0o7777).toBe(0o644 & ~UMASK);
+      expect(lstatSync(join(dest, "run.sh")).mode & 0o777).toBe(0o555 & ~UMASK);
+      expect(lstatSync(join(dest, "setuid")).mode & 0o7777).toBe(0o555 & ~UMASK);
+      expect(lstatSync(join(dest, "setgid-world-writable")).mode & 0o7777).toBe(0o444 & ~UMASK);
       // Hard links are links (same inode) where the filesystem allows.
       expect(lstatSync(join(dest, "hard.txt")).ino).toBe(lstatSync(join(dest, "small.txt")).ino);
       expect(result.symlinks.map((s) => s.path).sort()).toEqual(

@@ -80,9 +80,9 @@ async function roundTrip(label: string, makeZip: (zipPath: string) => void): Pro
   expect(result.files.reduce((sum, file) => sum + file.bytes, 0)).toBe(treeBytes);
   const zeros = result.files.find((file) => file.path === "data/zeros.bin");
   expect(zeros?.bytes).toBe(2 * 1024 * 1024);
-  // Regular modes: 0644, or 0755 for anything with an x bit (0700 becomes 0755).
-  expect((await stat(join(zipCase.dest, "README.md"))).mode & 0o777).toBe(0o644);
-  expect((await stat(join(zipCase.dest, "bin", "tool"))).mode & 0o777).toBe(0o755);
+  // Files read-only as published: 0444, or 0555 for anything with an x bit (0700 becomes 0555).
+  expect((await stat(join(zipCase.dest, "README.md"))).mode & 0o777).toBe(0o444);
+  expect((await stat(join(zipCase.dest, "bin", "tool"))).mode & 0o777).toBe(0o555);
   expect((await stat(join(zipCase.dest, "empty-dir"))).mode & 0o777).toBe(0o755);
 }
 
