@@ -18,7 +18,7 @@
 // (written under a temporary name, then renamed; its description beside it in <file>.json) and
 // reused while that file exists. The trees are generated only when an archive is missing; the
 // mixed trees are removed once every archive exists (the 20,000-file tree is kept: see "Removing
-// outputs" in bench/archive.ts); a manifest (path, size, MD5 of every file) stays, to check what
+// outputs" in bench/common.ts); a manifest (path, size, MD5 of every file) stays, to check what
 // each tool extracted.
 
 import { spawn } from "node:child_process";
@@ -37,14 +37,14 @@ import {
 import { rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { type Format, fmtBytes, MiB } from "./common.ts";
+import { type Log, which } from "./peers.ts";
+
+export { ALL_FORMATS } from "./common.ts";
+export type { Format };
 
 /** Bump when the generator or the archive commands change: the cache key includes it. */
 export const DATA_VERSION = "v1";
-
-export type Format = "gz" | "xz" | "bz2" | "zip" | "tar";
-export const ALL_FORMATS: readonly Format[] = ["gz", "xz", "bz2", "zip", "tar"];
-
-export type Log = (line: string) => void;
 
 export interface DataOptions {
   /** Bytes of the mixed tree (.tar.gz, .tar.xz, .zip). */
@@ -86,7 +86,6 @@ export interface PreparedData {
   archives: Map<Format, ArchiveInfo>;
 }
 
-const MiB = 1024 * 1024;
 const FIXED_MTIME = 1_700_000_000; // 2023-11-14: every file and tar header gets this mtime
 
 // ---------------------------------------------------------------------------------------------
@@ -506,20 +505,6 @@ function fixDirTimes(root: string, dirs: Set<string>): void {
 // ---------------------------------------------------------------------------------------------
 // Archives
 
-/** The first executable `name` on PATH. */
-export function onPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? "").split(":")) {
-    if (!dir) continue;
-    const p = join(dir, name);
-    try {
-      if (statSync(p).isFile()) return p;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
 /** Runs `bash -c script` (pipefail), throwing with its stderr on failure. */
 function sh(script: string, cwd: string): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -562,8 +547,8 @@ interface Spec {
 }
 
 function specs(o: DataOptions): Spec[] {
-  const gz = onPath("pigz") ? "pigz" : "gzip";
-  const bz = onPath("lbzip2") ? "lbzip2" : "bzip2";
+  const gz = which("pigz") ? "pigz" : "gzip";
+  const bz = which("lbzip2") ? "lbzip2" : "bzip2";
   return [
     {
       format: "gz",
@@ -592,7 +577,7 @@ function specs(o: DataOptions): Spec[] {
       tree: "mix-bz2",
       make: (tree, out) => ({
         script: `tar -C ${q(tree)} ${TAR_FLAGS} -cf - mix | ${bz} -9 > ${q(out)}`,
-        made: `\`tar -cf - mix | ${bz} -9\` (the first ${fmtSize(o.bz2Size)} of the same file sequence)`,
+        made: `\`tar -cf - mix | ${bz} -9\` (the first ${fmtBytes(o.bz2Size)} of the same file sequence)`,
       }),
     },
     {
@@ -617,13 +602,6 @@ function specs(o: DataOptions): Spec[] {
       }),
     },
   ];
-}
-
-export function fmtSize(n: number): string {
-  if (n >= 1024 * MiB && n % (1024 * MiB) === 0) return `${n / (1024 * MiB)} GiB`;
-  if (n >= MiB && n % MiB === 0) return `${n / MiB} MiB`;
-  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
-  return `${n} B`;
 }
 
 function firstLine(bin: string, args: string[]): Promise<string> {
@@ -684,7 +662,7 @@ export async function prepareArchives(
     generated.add(tree);
     const bytes = manifest.reduce((a, e) => a + e[1], 0);
     log(
-      `bench: generated the ${tree} tree: ${manifest.length} files, ${fmtSize(bytes)}, in ${((performance.now() - t) / 1000).toFixed(1)}s`,
+      `bench: generated the ${tree} tree: ${manifest.length} files, ${fmtBytes(bytes)}, in ${((performance.now() - t) / 1000).toFixed(1)}s`,
     );
     return root;
   };
@@ -697,7 +675,7 @@ export async function prepareArchives(
       const info = JSON.parse(readFileSync(infoFile, "utf8")) as ArchiveInfo;
       if (info.file === file && statSync(file).size === info.bytes) {
         archives.set(spec.format, info);
-        log(`bench: cached ${file} (${fmtSize(info.bytes)})`);
+        log(`bench: cached ${file} (${fmtBytes(info.bytes)})`);
         continue;
       }
     }
@@ -731,11 +709,11 @@ export async function prepareArchives(
     await writeFile(infoFile, JSON.stringify(info, null, 2));
     archives.set(spec.format, info);
     log(
-      `bench: made ${spec.key}: ${fmtSize(info.bytes)} (${(info.bytes / MiB).toFixed(0)} MiB) from ${info.files} files, ${(info.expandedBytes / MiB).toFixed(0)} MiB, in ${seconds.toFixed(1)}s`,
+      `bench: made ${spec.key}: ${fmtBytes(info.bytes)} (${(info.bytes / MiB).toFixed(0)} MiB) from ${info.files} files, ${(info.expandedBytes / MiB).toFixed(0)} MiB, in ${seconds.toFixed(1)}s`,
     );
   }
   // The 20,000-file tree stays: removing it would slow file creation on ext4 without a journal
-  // for the next 3000 s (see bench/archive.ts). The mixed trees have few files.
+  // for the next 3000 s (see "Removing outputs" in bench/common.ts). The mixed trees have few files.
   for (const tree of ["mix", "mix-bz2"])
     await rm(join(trees, tree), { recursive: true, force: true });
   return { dir, archives };

@@ -1,4 +1,4 @@
-// Setup of the peer tools the benchmark compares dsfetch with (bench/fetch.ts). Every machine
+// Setup of the peer tools the benchmarks compare dsfetch with (bench/session.ts). Every machine
 // is fresh, so each function finds or installs its tool and returns its path, or the reason it
 // is unavailable (the benchmark then prints "unavailable" in that row, never drops it).
 //
