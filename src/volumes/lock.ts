@@ -12,11 +12,11 @@
 import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import lockfile from "proper-lockfile";
 import type { LockTiming } from "../config/tuning.ts";
 import { DsfetchError } from "../errors.ts";
 import { storageError } from "./attempt.ts";
+import { waitForChange } from "./wait-for-change.ts";
 
 export interface Holder {
   readonly host: string;
@@ -113,7 +113,8 @@ export async function acquireLock(
       );
     }
     options.onWait?.({ holder, waitedMs, heartbeatAgeMs: await heartbeatAge(lockPath) });
-    await sleep(timing.pollMs, undefined, { signal: options.signal });
+    // The holder removes its lock when done: on this machine that wakes us at once.
+    await waitForChange(dirname(lockPath), timing.pollMs, options.signal);
   }
 }
 
