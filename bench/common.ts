@@ -21,8 +21,20 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
-/** dsfetch's CLI, run from source by this Node. */
-export const dsfetchEntry = join(repoRoot, "src", "cli", "entry.ts");
+/** dsfetch's CLI as installed users run it (bin/dsfetch.js → dist/), built by buildDsfetch(). */
+export const dsfetchEntry = join(repoRoot, "dist", "cli", "entry.js");
+
+/** Builds dist/ from src/ (`tsc -p tsconfig.build.json`), so the bench times the shipped code. */
+export function buildDsfetch(): void {
+  const tsc = join(repoRoot, "node_modules", "typescript", "bin", "tsc");
+  const result = spawnSync(process.execPath, [tsc, "-p", join(repoRoot, "tsconfig.build.json")], {
+    cwd: repoRoot,
+    encoding: "utf8",
+  });
+  if (result.status !== 0) {
+    throw new Error(`building dsfetch failed:\n${result.stdout}${result.stderr}`);
+  }
+}
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 
@@ -1175,7 +1187,7 @@ export function sourceTracker(): { stamp: () => string } {
       const atEnd = sourceDigest();
       if (atEnd !== atStart)
         log(`bench: WARNING: src/ changed while the benchmark ran (${atStart} → ${atEnd})`);
-      return `dsfetch source: ${sourceRevision()} (src/ digest ${atStart}${atEnd === atStart ? "" : `; **src/ changed during the run, now ${atEnd}: the dsfetch runs may mix versions**`}), run from source by node ${process.version}.`;
+      return `dsfetch source: ${sourceRevision()} (src/ digest ${atStart}${atEnd === atStart ? "" : `; **src/ changed during the run, now ${atEnd}: the dsfetch runs may mix versions**`}), built to dist/ and run by node ${process.version}.`;
     },
   };
 }

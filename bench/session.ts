@@ -22,6 +22,7 @@ import {
 import { type S3Server, startS3Server } from "../test/harness/s3-server.ts";
 import {
   type BenchOptions,
+  buildDsfetch,
   type CounterSource,
   dsfetchEntry,
   fmt,
@@ -102,7 +103,7 @@ async function setupTools(names: readonly ToolName[]): Promise<Map<ToolName, Too
               version: `${packageVersion()} (node ${process.version})`,
             };
         settings =
-          "`node src/cli/entry.ts fetch --datasets - --storage-root <dir> --team bench --json`, defaults: 8 MiB ranges × 8 in flight per object, 32 objects in flight; verifies MD5 / multipart MD5; syncfs before publishing";
+          "`node dist/cli/entry.js fetch --datasets - --storage-root <dir> --team bench --json`, defaults: 8 MiB ranges × 8 in flight per object, 32 objects in flight; verifies MD5 / multipart MD5; syncfs before publishing";
         break;
       }
       case "s5cmd":
@@ -183,6 +184,7 @@ export async function openSession(
   let server: S3Server | undefined;
   try {
     // Tools first: a fresh machine installs or builds them here (not timed).
+    if (toolNames.includes("dsfetch")) buildDsfetch();
     const tools = await setupTools(toolNames);
     server = await startS3Server({ label: "dsfetch bench", log });
     const pidMatch = /pid (\d+)/.exec(server.description);
