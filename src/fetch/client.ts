@@ -1,18 +1,19 @@
 /**
  * S3 clients, one per distinct (endpoint, region, path style, credentials) of the datasets.
- * src/fetch/ is the only place that imports the AWS SDK.
+ * src/fetch/ is the only place that imports the AWS SDK, and only for listings: GET and
+ * HEAD go through object-get.ts, so object datasets never load it (~60 ms, ~25 MiB).
  */
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
-import { S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import { fromNodeProviderChain } from "@aws-sdk/credential-providers";
-import { NodeHttpHandler } from "@smithy/node-http-handler";
 import type { Credentials, DatasetSpec } from "../config/types.ts";
 import { MAX_SOCKETS, ObjectGetter } from "./object-get.ts";
 import type { SigningCredentials } from "./sigv4.ts";
 
 export interface StoreClient {
-  readonly s3: S3Client;
+  /** The AWS SDK client, loaded on first use (listings). */
+  sdk(): Promise<S3Client>;
   /** Endpoint for messages ("AWS S3" when none is set). */
   readonly endpointLabel: string;
   /** True when requests go unsigned (no keys given and the AWS chain found none). */
@@ -24,7 +25,7 @@ export interface StoreClient {
 }
 
 export class ClientPool {
-  private readonly clients = new Map<string, Promise<StoreClient>>();
+  private readonly clients = new Map<string, Promise<PooledClient>>();
   private chainProbe: Promise<boolean> | undefined;
   private readonly idleTimeoutMs: number | undefined;
 
@@ -50,62 +51,44 @@ export class ClientPool {
     for (const client of this.clients.values()) {
       client
         .then((c) => {
-          c.s3.destroy();
           c.getter.destroy();
+          if (c.sdkLoaded()) void c.sdk().then((s3) => s3.destroy());
         })
         .catch(() => {});
     }
     this.clients.clear();
   }
 
-  private async create(spec: DatasetSpec): Promise<StoreClient> {
-    const { url, region, forcePathStyle } = spec.endpoint;
+  private async create(spec: DatasetSpec): Promise<PooledClient> {
+    const { url, region } = spec.endpoint;
     const endpointLabel = url ?? `AWS S3 (${region})`;
-    const base = {
-      region,
-      forcePathStyle,
-      ...(url === undefined ? {} : { endpoint: url }),
-      // We verify bytes ourselves (MD5, multipart MD5, additional checksums); the SDK's own
-      // response validation breaks on S3-compatible stores and costs throughput
-      // (aws-sdk-js-v3 #6827, #7657; ../shared/MEASURED.md).
-      requestChecksumCalculation: "WHEN_REQUIRED" as const,
-      responseChecksumValidation: "WHEN_REQUIRED" as const,
-      // One retry policy for everything: ours (fetch/retry.ts), not the SDK's.
-      maxAttempts: 1,
-      requestHandler: new NodeHttpHandler({
-        httpAgent: new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
-        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
-        connectionTimeout: 10_000,
-        requestTimeout: 60_000,
-      }),
+    const idleTimeoutMs = this.idleTimeoutMs;
+    const make = (
+      credentialSource: StoreClient["credentialSource"],
+      signing: () => Promise<SigningCredentials | undefined>,
+    ): PooledClient => {
+      let sdk: Promise<S3Client> | undefined;
+      return {
+        endpointLabel,
+        anonymous: credentialSource === "anonymous",
+        credentialSource,
+        getter: new ObjectGetter({ endpoint: spec.endpoint, credentials: signing, idleTimeoutMs }),
+        sdk: () => {
+          sdk ??= sdkClient(spec, credentialSource === "anonymous" ? undefined : signing);
+          return sdk;
+        },
+        sdkLoaded: () => sdk !== undefined,
+      };
     };
-    const getterFor = (credentials: () => Promise<SigningCredentials | undefined>) =>
-      new ObjectGetter({ endpoint: spec.endpoint, credentials, idleTimeoutMs: this.idleTimeoutMs });
     if (spec.credentials !== undefined) {
       const keys: Credentials = { ...spec.credentials };
-      const s3 = new S3Client({ ...base, credentials: keys });
-      const getter = getterFor(async () => keys);
-      return { s3, endpointLabel, anonymous: false, credentialSource: "dataset", getter };
+      return make("dataset", async () => keys);
     }
     if (await this.chainHasCredentials()) {
-      const provider = refreshingProvider(fromNodeProviderChain());
-      const s3 = new S3Client({ ...base, credentials: provider });
-      return {
-        s3,
-        endpointLabel,
-        anonymous: false,
-        credentialSource: "aws-chain",
-        getter: getterFor(provider),
-      };
+      return make("aws-chain", refreshingProvider(fromNodeProviderChain()));
     }
     // Public buckets are read anonymously: requests go out unsigned (aws-sdk-js-v3 #2321).
-    const s3 = new S3Client({
-      ...base,
-      credentials: { accessKeyId: "", secretAccessKey: "" },
-      signer: { sign: async (request) => request },
-    });
-    const getter = getterFor(async () => undefined);
-    return { s3, endpointLabel, anonymous: true, credentialSource: "anonymous", getter };
+    return make("anonymous", async () => undefined);
   }
 
   /** Whether the standard AWS chain (env, profile, web identity, IMDS) yields credentials. */
@@ -143,4 +126,51 @@ function refreshingProvider(
     }
     return current;
   };
+}
+
+interface PooledClient extends StoreClient {
+  sdkLoaded(): boolean;
+}
+
+/** The SDK client for listings, with our retry policy and without its checksum validation. */
+async function sdkClient(
+  spec: DatasetSpec,
+  credentials: (() => Promise<SigningCredentials | undefined>) | undefined,
+): Promise<S3Client> {
+  const [{ S3Client }, { NodeHttpHandler }] = await Promise.all([
+    import("@aws-sdk/client-s3"),
+    import("@smithy/node-http-handler"),
+  ]);
+  const { url, region, forcePathStyle } = spec.endpoint;
+  const base = {
+    region,
+    forcePathStyle,
+    ...(url === undefined ? {} : { endpoint: url }),
+    // We verify bytes ourselves (MD5, multipart MD5, additional checksums); the SDK's own
+    // response validation breaks on S3-compatible stores and costs throughput
+    // (aws-sdk-js-v3 #6827, #7657; ../shared/MEASURED.md).
+    requestChecksumCalculation: "WHEN_REQUIRED" as const,
+    responseChecksumValidation: "WHEN_REQUIRED" as const,
+    // One retry policy for everything: ours (fetch/retry.ts), not the SDK's.
+    maxAttempts: 1,
+    requestHandler: new NodeHttpHandler({
+      httpAgent: new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
+      connectionTimeout: 10_000,
+      requestTimeout: 60_000,
+    }),
+  };
+  if (credentials === undefined) {
+    return new S3Client({
+      ...base,
+      credentials: { accessKeyId: "", secretAccessKey: "" },
+      signer: { sign: async (request) => request },
+    });
+  }
+  const provider = async () => {
+    const found = await credentials();
+    if (found === undefined) throw new Error("no credentials");
+    return found;
+  };
+  return new S3Client({ ...base, credentials: provider });
 }

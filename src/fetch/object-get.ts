@@ -36,6 +36,12 @@ export interface GetResponse {
   readonly checksums: ChecksumFields;
 }
 
+export interface HeadResponse {
+  readonly status: number;
+  /** Lowercase names. */
+  readonly headers: Readonly<Record<string, string | undefined>>;
+}
+
 /** An S3 error in the shape the SDK gives, for classifyS3Error. */
 export class S3HttpError extends Error {
   readonly Code: string;
@@ -94,6 +100,21 @@ export class ObjectGetter {
   }
 
   async get(request: GetRequest): Promise<GetResponse> {
+    const response = await this.send("GET", request);
+    return toResponse(response.statusCode ?? 0, response);
+  }
+
+  /**
+   * HEAD of an object (with `partNumber`: of one part), answered by its headers. Errors come
+   * without a body: classified by status (s3-errors.ts), like the SDK does for HEAD.
+   */
+  async head(request: Omit<GetRequest, "range">): Promise<HeadResponse> {
+    const response = await this.send("HEAD", request);
+    response.resume();
+    return { status: response.statusCode ?? 0, headers: flatHeaders(response) };
+  }
+
+  private async send(method: "GET" | "HEAD", request: GetRequest): Promise<IncomingMessage> {
     const { host, path } = this.address(request.bucket, request.key);
     const query: Record<string, string> = {};
     if (request.versionId !== undefined) query.versionId = request.versionId;
@@ -107,16 +128,16 @@ export class ObjectGetter {
     const signed =
       credentials === undefined
         ? { ...headers, host }
-        : this.signer.sign({ method: "GET", host, path, query, headers }, credentials);
+        : this.signer.sign({ method, host, path, query, headers }, credentials);
     const queryText = encodeQuery(query);
     const send = this.endpoint.protocol === "https:" ? httpsRequest : httpRequest;
-    return new Promise<GetResponse>((resolve, reject) => {
+    return new Promise<IncomingMessage>((resolve, reject) => {
       const req = send(
         {
           protocol: this.endpoint.protocol,
           hostname: this.endpoint.hostname,
           port: this.endpoint.port === "" ? undefined : this.endpoint.port,
-          method: "GET",
+          method,
           path: queryText === "" ? path : `${path}?${queryText}`,
           headers: signed,
           agent: this.agent,
@@ -125,7 +146,7 @@ export class ObjectGetter {
         (response) => {
           const status = response.statusCode ?? 0;
           if (status === 200 || status === 206) {
-            resolve(toResponse(status, response));
+            resolve(response);
             return;
           }
           readError(status, response).then(reject, reject);
@@ -177,22 +198,32 @@ function toResponse(status: number, response: IncomingMessage): GetResponse {
           },
     etag: header("etag")?.replace(/"/g, "").toLowerCase(),
     partsCount: parts === undefined ? undefined : Number(parts),
-    checksums: {
-      ChecksumCRC32: header("x-amz-checksum-crc32"),
-      ChecksumCRC32C: header("x-amz-checksum-crc32c"),
-      ChecksumCRC64NVME: header("x-amz-checksum-crc64nvme"),
-      ChecksumSHA1: header("x-amz-checksum-sha1"),
-      ChecksumSHA256: header("x-amz-checksum-sha256"),
-      ChecksumType: header("x-amz-checksum-type"),
-    },
+    checksums: checksumHeaders(header),
   };
 }
 
-async function readError(status: number, response: IncomingMessage): Promise<S3HttpError> {
+/** The x-amz-checksum-* headers of a response, under the SDK's field names. */
+export function checksumHeaders(header: (name: string) => string | undefined): ChecksumFields {
+  return {
+    ChecksumCRC32: header("x-amz-checksum-crc32"),
+    ChecksumCRC32C: header("x-amz-checksum-crc32c"),
+    ChecksumCRC64NVME: header("x-amz-checksum-crc64nvme"),
+    ChecksumSHA1: header("x-amz-checksum-sha1"),
+    ChecksumSHA256: header("x-amz-checksum-sha256"),
+    ChecksumType: header("x-amz-checksum-type"),
+  };
+}
+
+function flatHeaders(response: IncomingMessage): Record<string, string | undefined> {
   const headers: Record<string, string | undefined> = {};
   for (const [name, value] of Object.entries(response.headers)) {
     headers[name] = Array.isArray(value) ? value.join(", ") : value;
   }
+  return headers;
+}
+
+async function readError(status: number, response: IncomingMessage): Promise<S3HttpError> {
+  const headers = flatHeaders(response);
   let body = "";
   for await (const chunk of response) {
     if (body.length < 16_384) body += String(chunk);
@@ -202,7 +233,10 @@ async function readError(status: number, response: IncomingMessage): Promise<S3H
   return new S3HttpError(status, code, message, headers);
 }
 
+/** The code of an error without a body (HEAD), named as the SDK names them. */
 function defaultCode(status: number): string {
+  if (status === 400) return "BadRequest";
+  if (status === 405) return "MethodNotAllowed";
   if (status === 404) return "NotFound";
   if (status === 403) return "Forbidden";
   if (status === 412) return "PreconditionFailed";

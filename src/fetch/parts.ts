@@ -4,7 +4,6 @@
  * for all parts but the last, so when N parts of that size fit the object exactly the
  * boundaries follow; otherwise each part is asked for (bounded concurrency).
  */
-import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { mapLimit } from "../util/map-limit.ts";
 import type { StoreClient } from "./client.ts";
 import type { ObjectSource } from "./download-object.ts";
@@ -23,19 +22,22 @@ export async function learnParts(
   const partSize = async (partNumber: number) => {
     const head = await withRetry(
       () =>
-        client.s3.send(
-          new HeadObjectCommand({
-            Bucket: source.bucket,
-            Key: source.key,
-            VersionId: source.versionId,
-            PartNumber: partNumber,
-            IfMatch: `"${source.etag}"`,
-          }),
-          { abortSignal: retry.signal },
-        ),
+        client.getter.head({
+          bucket: source.bucket,
+          key: source.key,
+          versionId: source.versionId,
+          partNumber,
+          ifMatch: source.etag,
+          signal: retry.signal,
+        }),
       retry,
     );
-    return { length: head.ContentLength, count: head.PartsCount };
+    const number = (name: string) => {
+      const text = head.headers[name];
+      const value = text === undefined ? Number.NaN : Number(text);
+      return Number.isSafeInteger(value) ? value : undefined;
+    };
+    return { length: number("content-length"), count: number("x-amz-mp-parts-count") };
   };
   let first: { length: number | undefined; count: number | undefined };
   try {
