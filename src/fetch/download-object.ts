@@ -21,7 +21,7 @@ import {
   planVerification,
   type VerificationPlan,
 } from "./verification.ts";
-import { WORKER_HASH_THRESHOLD, WorkerHasher } from "./worker-hasher.ts";
+import { hashThreads, PartsHasher, WORKER_HASH_THRESHOLD } from "./worker-hasher.ts";
 
 export interface ObjectSource {
   readonly bucket: string;
@@ -133,13 +133,13 @@ function digester(
   }
   const follower =
     source.bytes >= WORKER_HASH_THRESHOLD
-      ? new WorkerHasher(path, spans, algorithm)
+      ? new PartsHasher(path, spans, algorithm, hashThreads())
       : new OrderedHasher(file, spans, algorithm);
   return {
     written: (_start, _batch, contiguousEnd) => follower.advanceTo(contiguousEnd),
     finish: (total) => follower.finish(total),
     dispose: () => {
-      if (follower instanceof WorkerHasher) follower.dispose();
+      if (follower instanceof PartsHasher) follower.dispose();
     },
   };
 }

@@ -29,15 +29,25 @@ const buffer = Buffer.allocUnsafe(4 * 1024 * 1024);
 const digests: Uint8Array[] = [];
 let hash: Checksum = createDigest(algorithm);
 let partIndex = 0;
-let hashedUpTo = 0;
+// Parts need not be adjacent: with several workers each takes every k-th part.
+let hashedUpTo = parts[0]?.start ?? 0;
 let available = 0;
 let finishAt: number | undefined;
 let finished = false;
 
 function pump(): void {
-  while (hashedUpTo < available) {
+  for (;;) {
     const part = parts[partIndex];
-    if (part === undefined) throw new Error("more bytes than the parts describe");
+    if (part === undefined) break;
+    if (hashedUpTo < part.start) hashedUpTo = part.start;
+    if (hashedUpTo === part.end) {
+      // An empty part (an empty object): its digest is that of nothing.
+      digests.push(new Uint8Array(hash.digest()));
+      hash = createDigest(algorithm);
+      partIndex += 1;
+      continue;
+    }
+    if (hashedUpTo >= available) break;
     const length = Math.min(buffer.length, available - hashedUpTo, part.end - hashedUpTo);
     const read = readSync(fd, buffer, 0, length, hashedUpTo);
     if (read !== length) throw new Error(`short read at ${hashedUpTo}`);
@@ -52,7 +62,11 @@ function pump(): void {
   if (finishAt !== undefined && !finished) {
     finished = true;
     closeSync(fd);
-    if (hashedUpTo !== finishAt) throw new Error(`hashed ${hashedUpTo} of ${finishAt} bytes`);
+    if (partIndex !== parts.length) {
+      throw new Error(
+        `hashed ${partIndex} of ${parts.length} parts (${hashedUpTo} of ${finishAt} bytes)`,
+      );
+    }
     port?.postMessage({ type: "done", digests });
   }
 }
