@@ -9,7 +9,7 @@
 import { type FileHandle, open } from "node:fs/promises";
 import { DsfetchError } from "../errors.ts";
 import { storageError } from "../volumes/attempt.ts";
-import { CrcRanges, type ObjectChecksum } from "./checksum/index.ts";
+import { CrcRanges } from "./checksum/index.ts";
 import type { ObjectGetter } from "./object-get.ts";
 import { type ByteSpan, OrderedHasher } from "./ordered-hasher.ts";
 import { fetchSpan, type RangeSink, splitSpans } from "./range-fetch.ts";
@@ -20,21 +20,15 @@ import {
   fileDigest,
   planVerification,
   type VerificationPlan,
+  type VerificationSource,
 } from "./verification.ts";
 import { hashThreads, PartsHasher, WORKER_HASH_THRESHOLD } from "./worker-hasher.ts";
 
-export interface ObjectSource {
+/** The object, and what HEAD said that can prove its bytes (verification.ts). */
+export interface ObjectSource extends VerificationSource {
   readonly bucket: string;
   readonly key: string;
   readonly versionId: string | undefined;
-  /** Lowercase, unquoted. */
-  readonly etag: string;
-  readonly bytes: number;
-  /** Server-side encryption algorithm reported by HEAD, if any. */
-  readonly encryption?: string | undefined;
-  /** The S3 additional checksum reported by HEAD, when usable (preferred over the ETag). */
-  readonly checksum?: ObjectChecksum | undefined;
-  readonly checksumRejected?: readonly string[] | undefined;
 }
 
 export interface DownloadObjectOptions {

@@ -7,7 +7,7 @@ import { Worker } from "node:worker_threads";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import { SpanDigests } from "./span-digests.ts";
 import type { DigestAlgorithm } from "./verification.ts";
-import { WORKER_HASH_THRESHOLD } from "./worker-hasher.ts";
+import { digestsOf, WORKER_HASH_THRESHOLD } from "./worker-hasher.ts";
 
 export interface StreamHasher {
   update(chunk: Buffer): void;
@@ -52,18 +52,7 @@ class WorkerSpanDigests implements StreamHasher {
     this.worker = new Worker(WORKER_FILE, {
       workerData: { algorithm, spans: spans.map((span) => ({ ...span })) },
     });
-    this.result = new Promise<Buffer[]>((resolve, reject) => {
-      this.worker.on(
-        "message",
-        (message: { type: "done"; digests: Uint8Array[] } | { type: "error"; message: string }) => {
-          if (message.type === "done") resolve(message.digests.map((d) => Buffer.from(d)));
-          else reject(new Error(`hashing failed: ${message.message}`));
-        },
-      );
-      this.worker.on("error", reject);
-      this.worker.on("exit", (code) => reject(new Error(`the hashing worker exited (${code})`)));
-    });
-    this.result.catch(() => {});
+    this.result = digestsOf(this.worker);
   }
 
   update(chunk: Buffer): void {

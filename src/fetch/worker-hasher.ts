@@ -28,19 +28,7 @@ export class WorkerHasher {
     this.worker = new Worker(WORKER_FILE, {
       workerData: { path, parts: parts.map((p) => ({ ...p })), algorithm },
     });
-    this.result = new Promise<Buffer[]>((resolve, reject) => {
-      this.worker.on(
-        "message",
-        (message: { type: "done"; digests: Uint8Array[] } | { type: "error"; message: string }) => {
-          if (message.type === "done")
-            resolve(message.digests.map((digest) => Buffer.from(digest)));
-          else reject(new Error(`hashing failed: ${message.message}`));
-        },
-      );
-      this.worker.on("error", reject);
-      this.worker.on("exit", (code) => reject(new Error(`the hashing worker exited (${code})`)));
-    });
-    this.result.catch(() => {});
+    this.result = digestsOf(this.worker);
   }
 
   advanceTo(offset: number): void {
@@ -112,4 +100,24 @@ export class PartsHasher {
  */
 export function hashThreads(): number {
   return Math.max(1, Math.min(4, availableParallelism() - 1));
+}
+
+/**
+ * The digests a hashing worker (hash-worker.ts, stream-hash-worker.ts) sends when done; a
+ * failure, an error or an early exit rejects. Never unhandled: the caller awaits it later.
+ */
+export function digestsOf(worker: Worker): Promise<Buffer[]> {
+  const result = new Promise<Buffer[]>((resolve, reject) => {
+    worker.on(
+      "message",
+      (message: { type: "done"; digests: Uint8Array[] } | { type: "error"; message: string }) => {
+        if (message.type === "done") resolve(message.digests.map((digest) => Buffer.from(digest)));
+        else reject(new Error(`hashing failed: ${message.message}`));
+      },
+    );
+    worker.on("error", reject);
+    worker.on("exit", (code) => reject(new Error(`the hashing worker exited (${code})`)));
+  });
+  result.catch(() => {});
+  return result;
 }
