@@ -121,34 +121,6 @@ async function withTmpfs<T>(name: string, fn: (mount: string) => Promise<T>): Pr
   }
 }
 
-/**
- * A dsfetch bug this suite found and src/ does not fix yet: the wrong exit code and error code
- * for a full disk. That exact wrong outcome is tolerated (and counted as "KNOWN BUG" in the
- * report) unless DSFETCH_FAULT_STRICT=1; anything else still fails, and so does every other
- * invariant of the run. Remove the entry once src/ is fixed.
- */
-interface KnownBug {
-  exit: number;
-  code: string;
-  what: string;
-}
-
-// The bugs these tolerated are fixed: strict unless DSFETCH_FAULT_STRICT=0.
-const STRICT = process.env.DSFETCH_FAULT_STRICT !== "0";
-
-/** ENOSPC from a ranged download is classified as an S3 error (fetch/range-fetch.ts). */
-const ENOSPC_IN_RANGES: KnownBug = {
-  exit: 6,
-  code: "S3_ERROR",
-  what: "ENOSPC while downloading an object → S3_ERROR (exit 6, hint blames the store)",
-};
-/** ENOSPC from a folder's small-object write escapes unclassified (fetch/download-prefix.ts). */
-const ENOSPC_IN_FOLDER: KnownBug = {
-  exit: 1,
-  code: "INTERNAL",
-  what: "ENOSPC while writing a folder's small object → INTERNAL (exit 1, 'a bug in dsfetch')",
-};
-
 /** The invariants of a run that hit a full disk: exit 7 NO_SPACE, clean message, nothing left. */
 async function expectNoSpace(
   result: FetchResult,
@@ -156,31 +128,18 @@ async function expectNoSpace(
   metaParent: string,
   message: RegExp,
   c?: FaultCase,
-  knownBug?: KnownBug,
 ): Promise<void> {
   expect(result.signal, diagnostics(result)).toBeNull();
   expect(stackLines(result.stderr), diagnostics(result)).toEqual([]);
   const [staged] = result.json?.datasets ?? [];
-  const outcome = { exit: result.code, code: staged?.error?.code };
-  if (
-    knownBug !== undefined &&
-    !STRICT &&
-    outcome.exit === knownBug.exit &&
-    outcome.code === knownBug.code
-  ) {
-    c?.count(`KNOWN BUG: exit ${knownBug.exit} ${knownBug.code}`);
-    console.log(`disk-full: KNOWN BUG, tolerated: ${knownBug.what}: ${staged?.error?.message}`);
-  } else {
-    expect(outcome, `${diagnostics(result)}\n(expected exit 7 NO_SPACE)`).toEqual({
-      exit: 7,
-      code: "NO_SPACE",
-    });
-    expect(staged?.error?.message).toMatch(message);
-    expect(staged?.error?.message).toContain(name);
-    if (knownBug !== undefined) {
-      console.log(`disk-full: known bug no longer seen (${knownBug.what}): remove its allowance`);
-    }
-  }
+  // ENOSPC was once S3_ERROR (exit 6) in ranged downloads and INTERNAL (exit 1) in folders.
+  expect(
+    { exit: result.code, code: staged?.error?.code },
+    `${diagnostics(result)}\n(expected exit 7 NO_SPACE)`,
+  ).toEqual({ exit: 7, code: "NO_SPACE" });
+  expect(staged?.error?.message).toMatch(message);
+  expect(staged?.error?.message).toContain(name);
+  c?.count("NO_SPACE");
   expect(staged?.name).toBe(name);
   // Not staged elsewhere instead (a fallback to an ephemeral volume says so on stderr).
   expect(result.stderr).not.toMatch(/ephemeral volume at/);
@@ -333,14 +292,7 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
         proxy.throttle(undefined);
         const result = await running;
         await rm(filler, { force: true });
-        await expectNoSpace(
-          result,
-          "six",
-          dataRoot(storage),
-          /no space left|ENOSPC/i,
-          c,
-          ENOSPC_IN_RANGES,
-        );
+        await expectNoSpace(result, "six", dataRoot(storage), /no space left|ENOSPC/i, c);
       });
     },
   );
@@ -360,7 +312,7 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
         ],
         { env: { DSFETCH_EPHEMERAL_ROOT: eph } },
       );
-      await expectNoSpace(result, "twelve", eph, /no space left|ENOSPC/i, c, ENOSPC_IN_RANGES);
+      await expectNoSpace(result, "twelve", eph, /no space left|ENOSPC/i, c);
     },
   );
 
@@ -379,7 +331,7 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
         ],
         { env: { DSFETCH_EPHEMERAL_ROOT: eph } },
       );
-      await expectNoSpace(result, "folder", eph, /no space left|ENOSPC/i, c, ENOSPC_IN_FOLDER);
+      await expectNoSpace(result, "folder", eph, /no space left|ENOSPC/i, c);
     },
   );
 });
