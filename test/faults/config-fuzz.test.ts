@@ -45,8 +45,6 @@ import { type FaultCase, FaultReport } from "./report.ts";
 
 const rng = rngFor("config-fuzz");
 const report = new FaultReport("config-fuzz");
-// The bugs these tolerated are fixed: strict unless DSFETCH_FAULT_STRICT=0.
-const STRICT = process.env.DSFETCH_FAULT_STRICT !== "0";
 
 const IN_PROCESS_PER_RUN = 2500;
 const CLI_PER_RUN = 15;
@@ -634,34 +632,10 @@ function showsSecret(text: string): boolean {
   return text.includes(SECRET_MARK.slice(0, 8));
 }
 
-/**
- * Known leaks (dsfetch bugs, see the report), tolerated unless DSFETCH_FAULT_STRICT=1: the
- * password of a `user:password@` in a URI is echoed when the URI has a malformed scheme
- * separator ("s3:/user:pw@b" is not a URI, "s3:///user:pw@b" has no bucket name), and when
- * "uri" and "url" disagree (both are quoted whole).
- */
-function knownUriLeak(message: string): boolean {
-  return (
-    /"[A-Za-z][A-Za-z0-9+.-]*:(\/|\/\/\/)[^"/]*:fuzzSeKrEt/.test(message) ||
-    /"uri" \([\s\S]*\) and "url" \([\s\S]*\) disagree/.test(message)
-  );
-}
-
-/**
- * Known bug, tolerated unless DSFETCH_FAULT_STRICT=1: the json5 library prints this warning
- * with console.warn (bypassing dsfetch's output and redactor) for a string holding U+2028 or
- * U+2029, so stderr starts with it.
- */
-const JSON5_WARNING =
-  /^JSON5: '\\u202[89]' in strings is not valid ECMAScript; consider escaping\n/gm;
-
 interface Checked {
   accepted: boolean;
   ms: number;
   messageLength: number;
-  knownLeak: boolean;
-  /** The json5 library's console.warn (a known bug) was called. */
-  knownWarning: boolean;
 }
 
 function checkParse(input: Input): Checked {
@@ -686,11 +660,8 @@ function checkParse(input: Input): Checked {
   }
   const ms = performance.now() - started;
   expect(ms, "parse time").toBeLessThan(PARSE_BOUND_MS);
-  const knownWarning = printed.length > 0 && !STRICT;
-  expect(
-    knownWarning ? printed.join("").replace(JSON5_WARNING, "") : printed.join(""),
-    "printed",
-  ).toBe("");
+  // json5 once printed a console.warn for U+2028/U+2029 in strings (now silenced).
+  expect(printed.join(""), "printed").toBe("");
   if (specs !== undefined) {
     expect(Object.isFrozen(specs)).toBe(true);
     expect(specs.length).toBeGreaterThan(0);
@@ -703,7 +674,7 @@ function checkParse(input: Input): Checked {
       expect(spec.uri.startsWith("s3://")).toBe(true);
       expect(Object.getPrototypeOf(spec)).toBe(Object.prototype);
     }
-    return { accepted: true, ms, messageLength: 0, knownLeak: false, knownWarning };
+    return { accepted: true, ms, messageLength: 0 };
   }
   if (!(thrown instanceof DsfetchError)) {
     throw new Error(
@@ -714,17 +685,11 @@ function checkParse(input: Input): Checked {
   expect(thrown.message.length).toBeGreaterThan(0);
   const text = `${thrown.message}\n${thrown.hint ?? ""}\n${thrown.expected ?? ""}\n${thrown.found ?? ""}`;
   expect(stackLines(text)).toEqual([]);
-  let knownLeak = false;
-  if (input.structural) {
-    if (showsSecret(text)) {
-      if (!STRICT && knownUriLeak(thrown.message) && !showsSecret(thrown.hint ?? "")) {
-        knownLeak = true;
-      } else {
-        throw new Error(`a secret in the error: ${text.slice(0, 1000)}`);
-      }
-    }
+  // Secrets of a `user:password@` in malformed URIs were once echoed (now scrubbed).
+  if (input.structural && showsSecret(text)) {
+    throw new Error(`a secret in the error: ${text.slice(0, 1000)}`);
   }
-  return { accepted: false, ms, messageLength: thrown.message.length, knownLeak, knownWarning };
+  return { accepted: false, ms, messageLength: thrown.message.length };
 }
 
 function show(text: string): string {
@@ -824,11 +789,7 @@ async function checkCli(c: CliCase, path: string, storage: string, fc: FaultCase
   const end = await started.exit;
   clearTimeout(timer);
   const stdout = started.stdout();
-  let stderr = started.stderr();
-  if (!STRICT && stderr.replace(JSON5_WARNING, "") !== stderr) {
-    fc.count("KNOWN BUG: json5 warning on stderr");
-    stderr = stderr.replace(JSON5_WARNING, "");
-  }
+  const stderr = started.stderr();
   const what = `${c.command} via ${c.route}${c.json ? " --json" : ""}: input ${show(c.bytes.toString("utf8"))}\nexit ${end.code} signal ${end.signal}\n--- stderr\n${stderr.slice(0, 2000)}\n--- stdout\n${stdout.slice(0, 2000)}`;
   expect(end.signal, what).toBeNull();
   expect(end.code, what).not.toBe(1);
@@ -845,21 +806,8 @@ async function checkCli(c: CliCase, path: string, storage: string, fc: FaultCase
     expect(stderr, what).toBe(asWritten(redactor.redact(renderError(expected))));
     expect(stdout, what).toBe("");
   }
-  if (c.input.structural) {
-    if (showsSecret(`${stdout}${stderr}`)) {
-      // The message as shown (the JSON's, unescaped, or the error line), and the rest.
-      const error = c.json
-        ? (JSON.parse(stdout) as { error: { message: string } }).error
-        : { message: stderr.split("\n")[0] ?? "", rest: stderr.split("\n").slice(1) };
-      if (
-        STRICT ||
-        !knownUriLeak(error.message) ||
-        showsSecret(JSON.stringify({ ...error, message: "" }))
-      ) {
-        throw new Error(`a secret in the output: ${what}`);
-      }
-      fc.count("KNOWN BUG: URI secret echoed");
-    }
+  if (c.input.structural && showsSecret(`${stdout}${stderr}`)) {
+    throw new Error(`a secret in the output: ${what}`);
   }
   fc.count(`exit ${end.code}`);
 }
@@ -890,8 +838,6 @@ describe("a fuzzer over the datasets array", () => {
           try {
             const r = checkParse(input);
             c.count(r.accepted ? "accepted" : "rejected");
-            if (r.knownLeak) c.count("KNOWN BUG: URI secret echoed");
-            if (r.knownWarning) c.count("KNOWN BUG: json5 console.warn");
             if (r.messageLength > LONG_MESSAGE) c.count(`messages > ${LONG_MESSAGE} chars`);
             maxMs = Math.max(maxMs, r.ms);
             longest = Math.max(longest, r.messageLength);
