@@ -53,6 +53,12 @@ export interface Expanded {
 
 /** Bytes of compressed data buffered between the download and the decompressor. */
 const PIPE_BYTES = 16 * 1024 * 1024;
+/**
+ * Ranges held in memory ahead of the decompressor. Decompression, not the download, sets the
+ * pace (gzip ~150 MB/s of input here, xz and bzip2 less): a 1 GiB .tar.gz took the same time
+ * with 4 as with 8 (medians 7.2 and 7.4 s) and ~50 MiB less peak RSS (310-325 vs 350-380).
+ */
+const STREAM_RANGES = 4;
 /** Bytes read before choosing the decompressor (tar's magic is at offset 257). */
 const SNIFF_BYTES = 512;
 
@@ -78,7 +84,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
         getter: input.client.getter,
         source: resolution,
         rangeSize: input.tuning.rangeSize,
-        concurrency: Math.min(input.tuning.rangeConcurrency, 8),
+        concurrency: Math.min(input.tuning.rangeConcurrency, STREAM_RANGES),
         signal,
         retry: input.retry,
         errorContext: input.errorContext,
