@@ -52,7 +52,12 @@ export class ClientPool {
       client
         .then((c) => {
           c.getter.destroy();
-          if (c.sdkLoaded()) void c.sdk().then((s3) => s3.destroy());
+          if (c.sdkLoaded()) {
+            c.sdk().then(
+              (s3) => s3.destroy(),
+              () => {},
+            );
+          }
         })
         .catch(() => {});
     }

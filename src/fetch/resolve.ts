@@ -141,16 +141,21 @@ async function headObject(
       }
     }, retry);
   let output: HeadResponse;
-  let checksumDenied = false;
+  let checksumRefused: string | undefined;
   try {
     // ChecksumMode asks for the stored S3 additional checksums (SPEC §4).
     output = await head(true);
   } catch (error) {
     // Reading the checksum of an SSE-KMS object also needs kms:Decrypt: a role allowed to HEAD
     // but not to decrypt must still get the plain answer (and a clear 403 on the GET later).
-    if (!(error instanceof DsfetchError) || error.code !== "ACCESS_DENIED") throw error;
+    // A store that does not know the header may answer 400 (NO_SUCH_VERSION with a versionId)
+    // or 501: the plain HEAD then says what is really there.
+    if (!(error instanceof DsfetchError) || !CHECKSUM_MODE_REFUSALS.has(error.code)) throw error;
     output = await head(false);
-    checksumDenied = true;
+    checksumRefused =
+      error.code === "ACCESS_DENIED"
+        ? "the store denied access to the object's checksums (ChecksumMode)"
+        : `the store refused ChecksumMode (${error.code})`;
   }
   const header = (name: string) => output.headers[name];
   if (header("x-amz-delete-marker") === "true") {
@@ -191,21 +196,23 @@ async function headObject(
       header("x-amz-server-side-encryption-customer-algorithm") !== undefined
         ? "SSE-C"
         : header("x-amz-server-side-encryption"),
-    ...checksums(checksumHeaders(header), etag, checksumDenied),
+    ...checksums(checksumHeaders(header), etag, checksumRefused),
   };
 }
+
+/** Errors of a HEAD with ChecksumMode after which a plain HEAD is tried. */
+const CHECKSUM_MODE_REFUSALS: ReadonlySet<string> = new Set([
+  "ACCESS_DENIED",
+  "NO_SUCH_VERSION",
+  "S3_ERROR",
+]);
 
 function checksums(
   fields: ChecksumFields,
   etag: string,
-  denied: boolean,
+  refused: string | undefined,
 ): { checksum: ObjectChecksum | undefined; checksumRejected: string[] } {
-  if (denied) {
-    return {
-      checksum: undefined,
-      checksumRejected: ["the store denied access to the object's checksums (ChecksumMode)"],
-    };
-  }
+  if (refused !== undefined) return { checksum: undefined, checksumRejected: [refused] };
   const { checksum, rejected } = chooseChecksum(fields, etagPartCount(etag));
   return { checksum, checksumRejected: rejected };
 }

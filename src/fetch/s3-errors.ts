@@ -78,7 +78,10 @@ export function isRetryableS3Error(error: unknown): boolean {
   if (error instanceof DsfetchError) return error.retryable;
   const { code, status } = shapeOf(error);
   if (TRANSIENT_S3_CODES.has(code) || TRANSIENT_NETWORK_CODES.has(code)) return true;
-  if (status !== undefined) return status >= 500 || status === 429 || status === 408;
+  // 501 Not Implemented is an answer, not an outage: retrying cannot change it.
+  if (status !== undefined) {
+    return (status >= 500 && status !== 501) || status === 429 || status === 408;
+  }
   // No HTTP status: the request never got an answer (socket errors the SDK wraps).
   return /socket hang up|ECONNRESET|network|timed? ?out/i.test(shapeOf(error).message);
 }

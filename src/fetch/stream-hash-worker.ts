@@ -17,8 +17,12 @@ const digests = new SpanDigests(algorithm, spans);
 
 port.on("message", (message: Message) => {
   try {
-    if (message.type === "bytes") digests.update(message.bytes);
-    else port.postMessage({ type: "done", digests: digests.digests.map((d) => new Uint8Array(d)) });
+    if (message.type === "bytes") {
+      digests.update(message.bytes);
+      // The sender bounds what is in flight by these acknowledgements.
+      port.postMessage({ type: "hashed", bytes: message.bytes.length });
+    } else
+      port.postMessage({ type: "done", digests: digests.digests.map((d) => new Uint8Array(d)) });
   } catch (error) {
     port.postMessage({
       type: "error",

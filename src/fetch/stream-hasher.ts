@@ -10,7 +10,8 @@ import type { DigestAlgorithm } from "./verification.ts";
 import { digestsOf, WORKER_HASH_THRESHOLD } from "./worker-hasher.ts";
 
 export interface StreamHasher {
-  update(chunk: Buffer): void;
+  /** A promise when the hasher is behind: await it before giving more (bounded memory). */
+  update(chunk: Buffer): undefined | Promise<void>;
   /** Every span's digest, once the whole stream was given. */
   finish(): Promise<Buffer[]>;
   /** Stops a worker early (a failed download). */
@@ -19,6 +20,8 @@ export interface StreamHasher {
 
 /** Bytes per message to the worker: few messages, little memory in flight. */
 const BATCH = 1024 * 1024;
+/** Bytes posted but not hashed yet above which the sender waits (MD5 can be the slow side). */
+const MAX_IN_FLIGHT = 16 * BATCH;
 
 // In development the sources run as .ts (Node strips the types); built, they are .js.
 const WORKER_FILE = new URL(
@@ -34,7 +37,10 @@ export function createStreamHasher(
   if (bytes < WORKER_HASH_THRESHOLD || algorithm === "CRC32") {
     const digests = new SpanDigests(algorithm, spans);
     return {
-      update: (chunk) => digests.update(chunk),
+      update: (chunk) => {
+        digests.update(chunk);
+        return undefined;
+      },
       finish: async () => digests.digests,
       dispose: () => {},
     };
@@ -47,18 +53,37 @@ class WorkerSpanDigests implements StreamHasher {
   private readonly result: Promise<Buffer[]>;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  private inFlight = 0;
+  private caughtUp: (() => void) | undefined;
 
   constructor(algorithm: DigestAlgorithm, spans: readonly ByteSpan[]) {
     this.worker = new Worker(WORKER_FILE, {
       workerData: { algorithm, spans: spans.map((span) => ({ ...span })) },
     });
+    this.worker.on("message", (message: { type: string; bytes?: number }) => {
+      if (message.type !== "hashed") return;
+      this.inFlight -= message.bytes ?? 0;
+      if (this.inFlight <= MAX_IN_FLIGHT / 2) this.release();
+    });
     this.result = digestsOf(this.worker);
+    // A failed worker must not leave the sender waiting.
+    this.result.catch(() => this.release());
   }
 
-  update(chunk: Buffer): void {
+  update(chunk: Buffer): undefined | Promise<void> {
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     if (this.pendingBytes >= BATCH) this.post();
+    if (this.inFlight <= MAX_IN_FLIGHT) return undefined;
+    return new Promise<void>((resolve) => {
+      this.caughtUp = resolve;
+    });
+  }
+
+  private release(): void {
+    const resolve = this.caughtUp;
+    this.caughtUp = undefined;
+    resolve?.();
   }
 
   async finish(): Promise<Buffer[]> {
@@ -72,6 +97,7 @@ class WorkerSpanDigests implements StreamHasher {
   }
 
   dispose(): void {
+    this.release();
     void this.worker.terminate();
   }
 
@@ -86,6 +112,7 @@ class WorkerSpanDigests implements StreamHasher {
     }
     this.pending = [];
     this.pendingBytes = 0;
+    this.inFlight += bytes.length;
     this.worker.postMessage({ type: "bytes", bytes }, [bytes.buffer]);
   }
 }

@@ -26,9 +26,10 @@ export class StreamingVerifier {
         : createStreamHasher(algorithm, spans, source.bytes);
   }
 
-  update(chunk: Buffer): void {
+  /** A promise when hashing is behind: the caller awaits it (memory stays bounded). */
+  update(chunk: Buffer): undefined | Promise<void> {
     this.offset += chunk.length;
-    this.hasher?.update(chunk);
+    return this.hasher?.update(chunk);
   }
 
   /** Stops hashing (the expansion failed). */

@@ -62,15 +62,17 @@ export class PartsHasher {
 
   constructor(path: string, parts: readonly ByteSpan[], algorithm: DigestAlgorithm, count: number) {
     const k = Math.max(1, Math.min(count, parts.length));
-    this.workers = Array.from(
-      { length: k },
-      (_, i) =>
-        new WorkerHasher(
-          path,
-          parts.filter((_, index) => index % k === i),
-          algorithm,
-        ),
-    );
+    this.workers = [];
+    try {
+      for (let i = 0; i < k; i++) {
+        const mine = parts.filter((_, index) => index % k === i);
+        this.workers.push(new WorkerHasher(path, mine, algorithm));
+      }
+    } catch (error) {
+      // Workers already started would keep the process alive.
+      this.dispose();
+      throw error;
+    }
   }
 
   advanceTo(offset: number): void {
@@ -110,9 +112,14 @@ export function digestsOf(worker: Worker): Promise<Buffer[]> {
   const result = new Promise<Buffer[]>((resolve, reject) => {
     worker.on(
       "message",
-      (message: { type: "done"; digests: Uint8Array[] } | { type: "error"; message: string }) => {
+      (
+        message:
+          | { type: "done"; digests: Uint8Array[] }
+          | { type: "error"; message: string }
+          | { type: "hashed" },
+      ) => {
         if (message.type === "done") resolve(message.digests.map((digest) => Buffer.from(digest)));
-        else reject(new Error(`hashing failed: ${message.message}`));
+        else if (message.type === "error") reject(new Error(`hashing failed: ${message.message}`));
       },
     );
     worker.on("error", reject);

@@ -91,7 +91,8 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
         onBytes: input.onBytes,
         stats,
       })) {
-        verifier.update(chunk);
+        const behind = verifier.update(chunk);
+        if (behind !== undefined) await behind;
         await channel.push(chunk);
       }
       channel.close();

@@ -205,9 +205,11 @@ describe("verification by S3 additional checksums", () => {
   it("a large object (hashed in a worker thread) with CRC64NVME is verified byte-exact", async () => {
     const body = randomBytes(70 * MiB);
     await putWithChecksum("large/crc64.bin", body, "CRC64NVME");
-    const { code, json, data } = await fetch([{ uri: `s3://${bucket}/large/crc64.bin` }]);
+    const { code, json, data, stderr } = await fetch([{ uri: `s3://${bucket}/large/crc64.bin` }]);
     expect(code).toBe(0);
     expect(json?.[0]?.verification).toEqual({ "checksum:crc64nvme": 1 });
+    // Only the CLI writes, in its own format: no stray line from the library or a worker.
+    for (const line of stderr.trim().split("\n")) expect(line).toMatch(/^(crc64\.bin|dsfetch): /);
     expect(sha256(await readFile(join(data, "crc64.bin", "crc64.bin")))).toBe(sha256(body));
   });
 

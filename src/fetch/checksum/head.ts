@@ -120,6 +120,18 @@ export function parseChecksum(
       "is reported as full-object on a multipart upload, which S3 stores only as COMPOSITE",
     );
   }
+  if (
+    etagParts !== undefined &&
+    checksumType === undefined &&
+    suffix === undefined &&
+    algorithm !== "CRC64NVME"
+  ) {
+    // A multipart upload's CRC32/CRC32C may be either kind; a store that says neither the type
+    // nor the part count leaves it unknown, and guessing wrong would fail good downloads.
+    return reject(
+      `${quote(value)} on a multipart upload comes without ChecksumType or part count: full-object or composite is unknown`,
+    );
+  }
   if (!composite) return { checksum: { algorithm, type: "full-object", value: digest } };
   const parts = suffix ?? etagParts;
   return {
