@@ -136,7 +136,13 @@ export async function stageDataset(
 
   let resolution = await resolve();
   const fast = await reuse(resolution);
-  if (fast !== undefined) return fast;
+  if (fast !== undefined) {
+    // A holder killed between its rename and its clean-up leaves its attempt directory behind.
+    // Without the lock only this host's dead processes' attempts are certain to be abandoned
+    // (another host's may be alive, and writing a large file leaves directory mtimes alone).
+    await cleanAbandonedAttempts(target.location, Number.POSITIVE_INFINITY).catch(() => 0);
+    return fast;
+  }
   if (target.volume === "shared") {
     const { storageRoot } = requireSharedStorage(settings);
     const problem = await sharedStorageProblem(

@@ -1,9 +1,9 @@
 // `dsfetch fetch` against a real S3 server: bytes on disk, manifests, verification method,
 // exit codes and messages, and that failures leave nothing behind.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
 import {
@@ -184,6 +184,27 @@ describe("fetch: one object", () => {
       cached: true,
       path: first.json?.datasets[0]?.path,
     });
+  });
+
+  it("a reuse removes what a holder killed after its rename left in tmp (same host, dead pid)", async () => {
+    await putObject(bucket, "reuse/left.bin", randomBytes(1000));
+    const first = await fetchDatasets([{ uri: `s3://${bucket}/reuse/left.bin` }]);
+    expect(first.code).toBe(0);
+    const host =
+      hostname()
+        .replace(/[^A-Za-z0-9_-]/g, "_")
+        .slice(0, 40) || "host";
+    const tmp = join(first.data, ".dsfetch", "tmp");
+    // A pid that cannot be alive (above pid_max), and one that is: only the first goes.
+    const dead = join(tmp, `left.bin.${host}.4194999.deadbeef`);
+    const alive = join(tmp, `left.bin.${host}.${process.pid}.cafecafe`);
+    await mkdir(dead, { recursive: true });
+    await mkdir(alive, { recursive: true });
+    const second = await fetchDatasets([{ uri: `s3://${bucket}/reuse/left.bin` }], {
+      storage: first.storage,
+    });
+    expect(second.json?.datasets[0]?.cached).toBe(true);
+    expect((await readdir(tmp)).sort()).toEqual([basename(alive)]);
   });
 });
 
