@@ -7,7 +7,6 @@
  * the size.
  */
 import { type FileHandle, open } from "node:fs/promises";
-import { DsfetchError } from "../errors.ts";
 import { storageError } from "../volumes/attempt.ts";
 import { CrcRanges } from "./checksum/index.ts";
 import type { ObjectGetter } from "./object-get.ts";
@@ -16,7 +15,7 @@ import { fetchSpan, type RangeSink, splitSpans } from "./range-fetch.ts";
 import type { RetryOptions } from "./retry.ts";
 import type { S3ErrorContext } from "./s3-errors.ts";
 import {
-  compareDigests,
+  checkDigests,
   fileDigest,
   planVerification,
   type VerificationPlan,
@@ -77,7 +76,12 @@ export async function downloadObject(options: DownloadObjectOptions): Promise<Do
       throw error;
     }
     const digests = hasher === undefined ? [] : await hasher.finish(source.bytes);
-    checkDigests(plan, digests, options.errorContext.dataset, source);
+    checkDigests(
+      plan,
+      digests,
+      options.errorContext.dataset,
+      `s3://${source.bucket}/${source.key}`,
+    );
     return {
       ...transfer,
       bytes: source.bytes,
@@ -132,27 +136,6 @@ function digester(
       if (follower instanceof PartsHasher) follower.dispose();
     },
   };
-}
-
-function checkDigests(
-  plan: VerificationPlan,
-  digests: readonly Buffer[],
-  dataset: string,
-  source: ObjectSource,
-): void {
-  const { matches, found } = compareDigests(plan, digests);
-  if (matches) return;
-  throw new DsfetchError(
-    "INTEGRITY",
-    `${dataset}: the bytes received for s3://${source.bucket}/${source.key} do not match ${plan.against}: expected ${plan.expected}, computed ${found}`,
-    {
-      dataset,
-      expected: plan.expected,
-      found,
-      hint: "the data was corrupted in transit or by the store; nothing was published; run again",
-      retryable: false,
-    },
-  );
 }
 
 interface TransferStats {

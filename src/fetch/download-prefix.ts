@@ -19,7 +19,7 @@ import { type RetryOptions, withRetry } from "./retry.ts";
 import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
 import { fileDirectoryConflict, unsafeRelativePath } from "./safe-key.ts";
 import {
-  compareDigests,
+  checkDigests,
   createDigest,
   etagPartCount,
   fileDigest,
@@ -245,19 +245,7 @@ async function fetchSmall(
     const hash = createDigest(plan.algorithm);
     hash.update(body);
     digests.push(hash.digest());
-    const { matches, found } = compareDigests(plan, digests);
-    if (!matches) {
-      throw new DsfetchError(
-        "INTEGRITY",
-        `${ctx.dataset}: the bytes received for ${ctx.uri} do not match ${plan.against}: expected ${plan.expected}, computed ${found}`,
-        {
-          dataset: ctx.dataset,
-          expected: plan.expected,
-          found,
-          hint: "nothing was published; run again",
-        },
-      );
-    }
+    checkDigests(plan, digests, ctx.dataset, ctx.uri);
   }
   const verification = plan.method;
   try {

@@ -6,7 +6,7 @@ import { DsfetchError } from "../errors.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import { createStreamHasher, type StreamHasher } from "./stream-hasher.ts";
 import {
-  compareDigests,
+  checkDigests,
   planVerification,
   type VerificationPlan,
   type VerificationSource,
@@ -53,14 +53,7 @@ export class StreamingVerifier {
       );
     }
     const digests = this.hasher === undefined ? [] : await this.hasher.finish();
-    const { matches, found } = compareDigests(this.plan, digests);
-    if (!matches) {
-      throw new DsfetchError(
-        "INTEGRITY",
-        `${dataset}: the bytes received for ${uri} do not match ${this.plan.against}: expected ${this.plan.expected}, computed ${found}`,
-        { dataset, expected: this.plan.expected, found, hint: "nothing was published; run again" },
-      );
-    }
+    checkDigests(this.plan, digests, dataset, uri);
     return this.plan.method;
   }
 }

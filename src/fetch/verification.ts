@@ -7,6 +7,7 @@
  * and a full-object checksum needs no part boundaries (no HEAD per part). Pure.
  */
 import { createHash } from "node:crypto";
+import { DsfetchError } from "../errors.ts";
 import {
   type Checksum,
   type ChecksumAlgorithm,
@@ -152,4 +153,26 @@ export function fileDigest(plan: VerificationPlan, digests: readonly Buffer[]): 
   return plan.algorithm === "MD5"
     ? `md5:${digest.toString("hex")}`
     : `${plan.algorithm.toLowerCase()}:${digest.toString("base64")}`;
+}
+
+/** Throws INTEGRITY (exit 5) with expected and computed values unless the digests match. */
+export function checkDigests(
+  plan: VerificationPlan,
+  digests: readonly Buffer[],
+  dataset: string,
+  uri: string,
+): void {
+  const { matches, found } = compareDigests(plan, digests);
+  if (matches) return;
+  throw new DsfetchError(
+    "INTEGRITY",
+    `${dataset}: the bytes received for ${uri} do not match ${plan.against}: expected ${plan.expected}, computed ${found}`,
+    {
+      dataset,
+      expected: plan.expected,
+      found,
+      hint: "the data was corrupted in transit or by the store; nothing was published; run again",
+      retryable: false,
+    },
+  );
 }
