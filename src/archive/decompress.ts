@@ -24,7 +24,7 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { delimiter, join } from "node:path";
 import { PassThrough, Readable, type Writable } from "node:stream";
-import { createGunzip } from "node:zlib";
+import { createGunzip, type ZlibOptions } from "node:zlib";
 import { DsfetchError } from "../errors.ts";
 
 export type Codec = "gzip" | "bzip2" | "xz";
@@ -65,6 +65,15 @@ export interface DecompressOptions extends DecompressorChoice {
 export const DEFAULT_XZ_MEMORY_LIMIT = 2 ** 30;
 /** zlib output chunk size: 1 MiB was 3x faster than the 16 KiB default (MEASURED.md). */
 const ZLIB_CHUNK = 1 << 20;
+/**
+ * Input given to a stream decompressor per write, and decompressed output it may hold
+ * before the reader takes it. Each write is one trip to the thread pool and back per
+ * output chunk: 64 KiB network reads written one by one made 8x more trips. A 1 GiB .tar.gz
+ * extracted from a local file here: 4.1-4.2 s with 64 KiB writes, 3.6 s with 1 MiB, 3.3 s
+ * with 4 MiB and 8 MiB of output buffered (zlib alone, output discarded: 3.2 s).
+ */
+const STREAM_INPUT_BATCH = 4 << 20;
+const STREAM_OUTPUT_BUFFER = 8 << 20;
 const STDERR_KEEP = 4096;
 
 interface Candidate {
@@ -187,7 +196,11 @@ export function decompress(
       return failing(unavailable(codec, options.dataset));
     case "node:zlib":
       return throughStream(decompressor, source, options, async () =>
-        createGunzip({ chunkSize: ZLIB_CHUNK }),
+        // zlib passes its options on to stream.Transform; the types only list zlib's own.
+        createGunzip({
+          chunkSize: ZLIB_CHUNK,
+          readableHighWaterMark: STREAM_OUTPUT_BUFFER,
+        } as ZlibOptions),
       );
     case "lzma-native":
       return throughStream(decompressor, source, options, async () => {
@@ -286,7 +299,7 @@ async function* throughStream(
   const { signal } = options;
   signal?.throwIfAborted();
   const transform = await make();
-  const input = Readable.from(source, { objectMode: false });
+  const input = Readable.from(batches(source, STREAM_INPUT_BATCH), { objectMode: false });
   // Old-style streams (unbzip2-stream is a `through` stream) are not async-iterable: read
   // them through a PassThrough. zlib streams are read directly.
   const output: Readable =
@@ -420,6 +433,26 @@ async function* throughProgram(
     child.stdin.destroy();
     child.stdout.destroy();
   }
+}
+
+/** Joins small chunks into chunks of at least `size` bytes (the last may be shorter). */
+async function* batches(source: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of source) {
+    if (length === 0 && chunk.length >= size) {
+      yield chunk;
+      continue;
+    }
+    parts.push(chunk);
+    length += chunk.length;
+    if (length >= size) {
+      yield parts.length === 1 ? chunk : Buffer.concat(parts, length);
+      parts = [];
+      length = 0;
+    }
+  }
+  if (length > 0) yield parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, length);
 }
 
 function drained(stream: Writable): Promise<void> {

@@ -9,10 +9,9 @@
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { decompress } from "../archive/decompress.ts";
+import { extractTarInWorker } from "../archive/extract-in-worker.ts";
 import type { ExtractLimits } from "../archive/limits.ts";
 import { checkMagic } from "../archive/magic.ts";
-import { extractTar } from "../archive/tar-extract.ts";
 import { extractZip } from "../archive/zip-extract.ts";
 import type { TransferTuning } from "../config/tuning.ts";
 import type { DatasetSpec } from "../config/types.ts";
@@ -107,11 +106,16 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
     const { head, rest } = await sniff(channel, SNIFF_BYTES);
     const chain = checkMagic(spec.archive ?? "tar", head, spec.name, resolution.key);
     const all = prepend(head, rest);
-    const tarBytes =
-      chain.compression === "none"
-        ? all
-        : decompress(chain.compression, all, { signal, dataset: spec.name });
-    const result = await extractTar(tarBytes, input.attempt.dataDir, input.limits, spec.name);
+    const result = await extractTarInWorker(
+      all,
+      {
+        compression: chain.compression,
+        destination: input.attempt.dataDir,
+        limits: input.limits,
+        dataset: spec.name,
+      },
+      signal,
+    );
     await pump;
     const verification = await verifier.verify(spec.name, spec.uri, resolution.bytes);
     return {
