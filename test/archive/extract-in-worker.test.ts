@@ -77,9 +77,7 @@ describe("extractTarInWorker", () => {
     const gz = gzipSync(sampleArchive().archive);
     // The trailer's CRC-32: the tar itself decodes completely, only gzip can tell.
     gz[gz.length - 8] = (gz[gz.length - 8] ?? 0) ^ 1;
-    const error = await extractTarInWorker(chunks(gz, 65536), job(ws.dest, "gzip")).catch(
-      (e) => e,
-    );
+    const error = await extractTarInWorker(chunks(gz, 65536), job(ws.dest, "gzip")).catch((e) => e);
     expect(error).toBeInstanceOf(DsfetchError);
     expect(error.code).toBe("ARCHIVE_INVALID");
     expect(error.message).toMatch(/gzip data is corrupt or truncated/);
