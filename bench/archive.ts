@@ -88,6 +88,8 @@ import {
 } from "./session.ts";
 
 const SCRIPT = "bench/archive.ts";
+/** dsfetch's extraction alone, from a local file (the "dsfetch-local" rows). */
+const EXTRACT_LOCAL = fileURLToPath(new URL("./extract-local.ts", import.meta.url));
 const ARCHIVE_FLAGS: readonly Flag[] = [
   "--runs",
   "--formats",
@@ -153,7 +155,7 @@ export function uploadArchives(session: Session, infos: readonly ArchiveInfo[]):
 // ---------------------------------------------------------------------------------------------
 // The jobs of one archive
 
-type Role = "dsfetch" | "dsfetch-plain" | "dte" | "limit";
+type Role = "dsfetch" | "dsfetch-plain" | "dsfetch-local" | "dte" | "limit";
 
 interface Job {
   format: Format;
@@ -264,6 +266,24 @@ function jobsFor(info: ArchiveInfo, session: Session, opts: BenchOptions): Job[]
       },
       tree: (outDir) => join(outDir, "tree"),
       prepare: (outDir) => mkdirSync(join(outDir, "tree")),
+    });
+  }
+  if (info.format !== "zip" && opts.tools.includes("dsfetch") && toolPath(session, "dsfetch")) {
+    // dsfetch's extraction alone (bench/extract-local.ts), beside the limit rows: the same
+    // local file, no download, no verification, no sync.
+    jobs.push({
+      format: info.format,
+      role: "dsfetch-local",
+      label: "dsfetch extraction alone (local file)",
+      steps: (outDir) => [
+        one("extract", [
+          toolPath(session, "dsfetch") ?? process.execPath,
+          EXTRACT_LOCAL,
+          local,
+          outDir,
+        ]),
+      ],
+      tree: (outDir) => outDir,
     });
   }
   for (const [label, argv, discard] of limits) {
@@ -591,8 +611,8 @@ function formatRows(rows: Row[], format: Format): FormatRows | undefined {
 
 function renderArchiveSummary(rows: Row[], formats: readonly Format[]): string {
   const lines = [
-    "| archive (compressed → expanded) | dsfetch: median s, peak RSS | dsfetch, download only | download then extract (d-t-e) | decompression limit | dsfetch / d-t-e (goal < 1) | … / d-t-e incl. its sync | dsfetch / limit (goal ≤ 1.2) |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| archive (compressed → expanded) | dsfetch: median s, peak RSS | dsfetch, download only | download then extract (d-t-e) | decompression limit | dsfetch / d-t-e (goal < 1) | … / d-t-e incl. its sync | dsfetch / limit (goal ≤ 1.2) | dsfetch extraction alone, local file | … / limit |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const format of formats) {
     const f = formatRows(rows, format);
@@ -601,6 +621,8 @@ function renderArchiveSummary(rows: Row[], formats: readonly Format[]): string {
     const plain = f.find("dsfetch-plain");
     const ms = mine ? summarize(mine.runs) : undefined;
     const ps = plain ? summarize(plain.runs) : undefined;
+    const local = f.find("dsfetch-local");
+    const ls = local ? summarize(local.runs) : undefined;
     const ds = f.dte ? summarize(f.dte.runs) : undefined;
     const best = f.bestLimit;
     const cells = [
@@ -612,6 +634,8 @@ function renderArchiveSummary(rows: Row[], formats: readonly Format[]): string {
       goal(ratio(ms, ds), 1, true),
       ratio(ms, ds, true),
       goal(ratio(ms, best?.s), 1.2, false),
+      local ? cell(ls) : "-",
+      local ? goal(ratio(ls, best?.s), 1.2, false) : "-",
     ];
     lines.push(`| ${cells.map(md).join(" | ")} |`);
   }
