@@ -9,6 +9,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { DsfetchError, type ErrorCode } from "../errors.ts";
+import { TransferBatches } from "../util/transfer-batches.ts";
 import type { ExtractJob, ToWorker } from "./extract-worker.ts";
 import type { ExtractResult } from "./tar-extract.ts";
 
@@ -26,7 +27,7 @@ const WORKER_FILE = new URL(
 );
 
 type FromWorker =
-  | { type: "taken"; bytes: number }
+  | { type: "taken"; bytes: number; returned?: ArrayBuffer }
   | { type: "done"; result: ExtractResult }
   | {
       type: "error";
@@ -60,10 +61,18 @@ export async function extractTarInWorker(
     wakeSender = undefined;
     resolve?.();
   };
+  const post = (message: ToWorker, transfer?: ArrayBuffer[]) => {
+    if (!settled) worker.postMessage(message, transfer);
+  };
+  const batches = new TransferBatches(BATCH, (bytes) => {
+    inFlight += bytes.length;
+    post({ type: "bytes", bytes }, [bytes.buffer as ArrayBuffer]);
+  });
   const outcome = new Promise<ExtractResult>((resolve, reject) => {
     worker.on("message", (message: FromWorker) => {
       if (message.type === "taken") {
         inFlight -= message.bytes;
+        if (message.returned !== undefined) batches.recycle(message.returned);
         if (inFlight <= MAX_IN_FLIGHT / 2) wake();
       } else if (message.type === "done") {
         resolve(message.result);
@@ -96,40 +105,20 @@ export async function extractTarInWorker(
   });
   finished.catch(() => {});
 
-  const post = (message: ToWorker, transfer?: ArrayBuffer[]) => {
-    if (!settled) worker.postMessage(message, transfer);
-  };
   const onAbort = () => post({ type: "abort" });
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    let batch = new Uint8Array(BATCH);
-    let fill = 0;
-    const flush = () => {
-      if (fill === 0) return;
-      inFlight += fill;
-      const bytes = batch.subarray(0, fill);
-      post({ type: "bytes", bytes }, [batch.buffer as ArrayBuffer]);
-      batch = new Uint8Array(BATCH);
-      fill = 0;
-    };
     try {
       for await (const chunk of source) {
         if (settled) break; // the extractor failed: its error is the answer
-        let at = 0;
-        while (at < chunk.length) {
-          const n = Math.min(BATCH - fill, chunk.length - at);
-          batch.set(chunk.subarray(at, at + n), fill);
-          fill += n;
-          at += n;
-          if (fill === BATCH) flush();
-        }
+        batches.add(chunk);
         while (inFlight > MAX_IN_FLIGHT && !settled) {
           await new Promise<void>((resolve) => {
             wakeSender = resolve;
           });
         }
       }
-      flush();
+      batches.flush();
       post({ type: "end" });
     } catch (error) {
       // The source failed (network, abort): stop the worker, report the source's error.

@@ -44,12 +44,32 @@ port.on("message", (message: ToWorker) => {
   wakeReader();
 });
 
+/** The batch the consumer is working on. */
+let lent: Uint8Array | undefined;
+
+/**
+ * Acknowledges a batch taken from the queue (the sender bounds what is in flight by these),
+ * and gives back the memory of the previous one when that is safe: with no decompressor the
+ * extractor is done with a batch once it asks for the next (TarExtractor.write is synchronous
+ * and keeps no reference to its chunk). A decompressor may still hold its input: its
+ * batches are not given back.
+ */
+function take(bytes: Uint8Array): void {
+  const returned = job.compression === "none" ? lent?.buffer : undefined;
+  lent = bytes;
+  if (returned instanceof ArrayBuffer) {
+    port?.postMessage({ type: "taken", bytes: bytes.length, returned }, [returned]);
+  } else {
+    port?.postMessage({ type: "taken", bytes: bytes.length });
+  }
+}
+
 async function* received(): AsyncGenerator<Buffer> {
   for (;;) {
     abort.signal.throwIfAborted();
     const bytes = queue.shift();
     if (bytes !== undefined) {
-      port?.postMessage({ type: "taken", bytes: bytes.length });
+      take(bytes);
       yield Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
       continue;
     }

@@ -179,7 +179,11 @@ export class TarExtractor {
     this.dataset = dataset;
   }
 
-  /** Parses a chunk of the archive and writes what it completes. Synchronous. */
+  /**
+   * Parses a chunk of the archive and writes what it completes. Synchronous, and keeps no
+   * reference to `chunk` (partial headers and metadata are copied): the caller may reuse
+   * the chunk's memory once this returns (extract-worker.ts gives it back to be refilled).
+   */
   write(chunk: Buffer): void {
     if (this.state === FAILED) throw this.failure;
     try {

@@ -19,8 +19,12 @@ port.on("message", (message: Message) => {
   try {
     if (message.type === "bytes") {
       digests.update(message.bytes);
-      // The sender bounds what is in flight by these acknowledgements.
-      port.postMessage({ type: "hashed", bytes: message.bytes.length });
+      // The sender bounds what is in flight by these acknowledgements, and refills the
+      // batch's memory (hashing copied what it needed).
+      const returned = message.bytes.buffer;
+      if (returned instanceof ArrayBuffer) {
+        port.postMessage({ type: "hashed", bytes: message.bytes.length, returned }, [returned]);
+      } else port.postMessage({ type: "hashed", bytes: message.bytes.length });
     } else
       port.postMessage({ type: "done", digests: digests.digests.map((d) => new Uint8Array(d)) });
   } catch (error) {

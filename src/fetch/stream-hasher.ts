@@ -1,9 +1,11 @@
 /**
  * Per-span digests of a stream that arrives in order (archive expansion), computed on this
  * thread, or for large objects in a worker thread that receives the bytes in batches of
- * BATCH (copied once into a transferable buffer). CRC32 (zlib, 4.7 GB/s) always stays here.
+ * BATCH (copied once into a transferable buffer, given back for reuse once hashed).
+ * CRC32 (zlib, 4.7 GB/s) always stays here.
  */
 import { Worker } from "node:worker_threads";
+import { TransferBatches } from "../util/transfer-batches.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import { SpanDigests } from "./span-digests.ts";
 import type { DigestAlgorithm } from "./verification.ts";
@@ -51,8 +53,7 @@ export function createStreamHasher(
 class WorkerSpanDigests implements StreamHasher {
   private readonly worker: Worker;
   private readonly result: Promise<Buffer[]>;
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  private readonly batches: TransferBatches;
   private inFlight = 0;
   private caughtUp: (() => void) | undefined;
 
@@ -60,20 +61,26 @@ class WorkerSpanDigests implements StreamHasher {
     this.worker = new Worker(WORKER_FILE, {
       workerData: { algorithm, spans: spans.map((span) => ({ ...span })) },
     });
-    this.worker.on("message", (message: { type: string; bytes?: number }) => {
-      if (message.type !== "hashed") return;
-      this.inFlight -= message.bytes ?? 0;
-      if (this.inFlight <= MAX_IN_FLIGHT / 2) this.release();
+    this.batches = new TransferBatches(BATCH, (bytes) => {
+      this.inFlight += bytes.length;
+      this.worker.postMessage({ type: "bytes", bytes }, [bytes.buffer as ArrayBuffer]);
     });
+    this.worker.on(
+      "message",
+      (message: { type: string; bytes?: number; returned?: ArrayBuffer }) => {
+        if (message.type !== "hashed") return;
+        this.inFlight -= message.bytes ?? 0;
+        if (message.returned !== undefined) this.batches.recycle(message.returned);
+        if (this.inFlight <= MAX_IN_FLIGHT / 2) this.release();
+      },
+    );
     this.result = digestsOf(this.worker);
     // A failed worker must not leave the sender waiting.
     this.result.catch(() => this.release());
   }
 
   update(chunk: Buffer): undefined | Promise<void> {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= BATCH) this.post();
+    this.batches.add(chunk);
     if (this.inFlight <= MAX_IN_FLIGHT) return undefined;
     return new Promise<void>((resolve) => {
       this.caughtUp = resolve;
@@ -87,7 +94,7 @@ class WorkerSpanDigests implements StreamHasher {
   }
 
   async finish(): Promise<Buffer[]> {
-    this.post();
+    this.batches.flush();
     this.worker.postMessage({ type: "finish" });
     try {
       return await this.result;
@@ -99,20 +106,5 @@ class WorkerSpanDigests implements StreamHasher {
   dispose(): void {
     this.release();
     void this.worker.terminate();
-  }
-
-  private post(): void {
-    if (this.pendingBytes === 0) return;
-    // One copy into a buffer of its own, whose memory then moves to the worker (no second copy).
-    const bytes = new Uint8Array(this.pendingBytes);
-    let at = 0;
-    for (const chunk of this.pending) {
-      bytes.set(chunk, at);
-      at += chunk.length;
-    }
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.inFlight += bytes.length;
-    this.worker.postMessage({ type: "bytes", bytes }, [bytes.buffer]);
   }
 }
