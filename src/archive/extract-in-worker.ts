@@ -15,7 +15,7 @@ import type { ExtractResult } from "./tar-extract.ts";
 
 export type { ExtractJob } from "./extract-worker.ts";
 
-/** Bytes per message to the worker. */
+/** Bytes per message to the worker (a partial batch waits for more bytes, or the end). */
 const BATCH = 1024 * 1024;
 /** Bytes posted but not yet taken by the extractor above which the sender waits. */
 const MAX_IN_FLIGHT = 8 * BATCH;
@@ -38,6 +38,8 @@ type FromWorker =
         expected?: string;
         found?: string;
         hint?: string;
+        retryable?: boolean;
+        detail?: string;
       };
     };
 
@@ -77,8 +79,9 @@ export async function extractTarInWorker(
       } else if (message.type === "done") {
         resolve(message.result);
       } else {
-        const { code, message: text, ...options } = message.error;
-        reject(new DsfetchError(code, text, options));
+        const { code, message: text, detail, ...options } = message.error;
+        const cause = detail === undefined ? undefined : new Error(detail);
+        reject(new DsfetchError(code, text, { ...options, cause }));
       }
     });
     worker.on("error", (error) =>
@@ -99,38 +102,68 @@ export async function extractTarInWorker(
       ),
     );
   });
-  const finished = outcome.finally(() => {
-    settled = true;
-    wake();
-  });
-  finished.catch(() => {});
-
-  const onAbort = () => post({ type: "abort" });
+  // Whether the worker ended on its own (done, or its own error) before we sent "abort".
+  let abortSent = false;
+  let failedFirst = false;
+  const finished = outcome.then(
+    () => {
+      settled = true;
+      wake();
+    },
+    () => {
+      settled = true;
+      failedFirst = !abortSent;
+      wake();
+    },
+  );
+  const abortWorker = () => {
+    post({ type: "abort" });
+    abortSent = true;
+  };
+  const onAbort = () => abortWorker();
   signal?.addEventListener("abort", onAbort, { once: true });
+  const iterator = source[Symbol.asyncIterator]();
   try {
     try {
-      for await (const chunk of source) {
-        if (settled) break; // the extractor failed: its error is the answer
-        batches.add(chunk);
+      for (;;) {
+        // The worker may fail (an unsafe entry, a full disk) while the source is slow or
+        // stalled: its error is the answer, at once, whatever the source does next.
+        const pending = iterator.next();
+        const next = await Promise.race([pending, finished.then(() => undefined)]);
+        if (next === undefined) {
+          pending.catch(() => {});
+          // Not awaited: a stalled source must not hold the answer back. The caller aborts
+          // the download, which settles the pending read.
+          Promise.resolve()
+            .then(() => iterator.return?.())
+            .catch(() => {});
+          break;
+        }
+        if (next.done === true) {
+          batches.flush();
+          post({ type: "end" });
+          break;
+        }
+        batches.add(next.value);
         while (inFlight > MAX_IN_FLIGHT && !settled) {
           await new Promise<void>((resolve) => {
             wakeSender = resolve;
           });
         }
       }
-      batches.flush();
-      post({ type: "end" });
     } catch (error) {
-      // The source failed (network, abort): stop the worker, report the source's error.
-      post({ type: "abort" });
-      await finished.catch(() => {});
+      // The source failed (network, abort): stop the worker. Its own failure, if it came
+      // first, is the answer; otherwise the source's error is.
+      abortWorker();
+      await finished;
+      if (failedFirst) await outcome;
       throw error;
     }
     try {
       return await outcome;
     } catch (error) {
       // An abort while the worker finishes: the worker's "aborted" is not the reason.
-      signal?.throwIfAborted();
+      if (!failedFirst) signal?.throwIfAborted();
       throw error;
     }
   } finally {

@@ -103,6 +103,9 @@ try {
       expected: failure.expected,
       found: failure.found,
       hint: failure.hint,
+      retryable: failure.retryable,
+      // A bug's stack, for its report (a DsfetchError's own stack says nothing useful).
+      detail: failure.code === "INTERNAL" && error instanceof Error ? error.stack : undefined,
     },
   });
 }

@@ -56,6 +56,7 @@ class WorkerSpanDigests implements StreamHasher {
   private readonly batches: TransferBatches;
   private inFlight = 0;
   private caughtUp: (() => void) | undefined;
+  private failure: { error: unknown } | undefined;
 
   constructor(algorithm: DigestAlgorithm, spans: readonly ByteSpan[]) {
     this.worker = new Worker(WORKER_FILE, {
@@ -75,11 +76,16 @@ class WorkerSpanDigests implements StreamHasher {
       },
     );
     this.result = digestsOf(this.worker);
-    // A failed worker must not leave the sender waiting.
-    this.result.catch(() => this.release());
+    // A failed worker must not leave the sender waiting, now or at its next update: no
+    // acknowledgement would ever come again (found by a review: the download then stalled).
+    this.result.catch((error: unknown) => {
+      this.failure = { error };
+      this.release();
+    });
   }
 
   update(chunk: Buffer): undefined | Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure.error);
     this.batches.add(chunk);
     if (this.inFlight <= MAX_IN_FLIGHT) return undefined;
     return new Promise<void>((resolve) => {

@@ -3,6 +3,8 @@
 // the source's own error when the download fails, the abort reason on abort, and no thread
 // left running.
 
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -10,13 +12,32 @@ import { afterEach, describe, expect, it } from "vitest";
 import { extractTarInWorker } from "../../src/archive/extract-in-worker.ts";
 import { DEFAULT_LIMITS } from "../../src/archive/limits.ts";
 import { DsfetchError } from "../../src/errors.ts";
-import { chunks, file, symlink, tar, type Workspace, workspace } from "./tar-helpers.ts";
+import {
+  chunks,
+  file,
+  hasProgram,
+  symlink,
+  tar,
+  type Workspace,
+  workspace,
+} from "./tar-helpers.ts";
 
 let ws: Workspace | undefined;
 afterEach(() => {
   ws?.cleanup();
   ws = undefined;
 });
+
+/** The commands of this process's children, one per line ("" when it has none). */
+function childCommands(): string {
+  try {
+    return execFileSync("ps", ["-o", "comm=", "--ppid", String(process.pid)], {
+      encoding: "utf8",
+    });
+  } catch {
+    return ""; // ps exits 1 when nothing matches
+  }
+}
 
 function job(dest: string, compression: "none" | "gzip" = "none") {
   return { compression, destination: dest, limits: DEFAULT_LIMITS, dataset: "ds" } as const;
@@ -28,7 +49,8 @@ function sampleArchive(): { archive: Buffer; files: Map<string, Buffer> } {
   const parts: Buffer[] = [];
   for (let i = 0; i < 300; i++) {
     const size = i % 50 === 0 ? 1_500_000 + i : (i * 7919) % 40_000;
-    const data = Buffer.alloc(size, i % 251);
+    // Random bytes: a batch lost, repeated or reordered inside a file shows.
+    const data = randomBytes(size);
     const name = `dir${i % 7}/f${i}.bin`;
     files.set(name, data);
     parts.push(file(name, data));
@@ -94,21 +116,102 @@ describe("extractTarInWorker", () => {
     await expect(extractTarInWorker(broken(), job(ws.dest))).rejects.toBe(failure);
   });
 
-  it("stops on abort with the signal's reason, also while waiting for the source", async () => {
+  it("stops on abort with the signal's reason, even if the source ignores the signal", async () => {
     ws = workspace();
     const { archive } = sampleArchive();
     const controller = new AbortController();
     const reason = new DsfetchError("INTERRUPTED", "interrupted by SIGTERM");
-    async function* slow(): AsyncGenerator<Buffer> {
+    let stop = false;
+    async function* deaf(): AsyncGenerator<Buffer> {
       yield archive.subarray(0, 3_000_000);
       controller.abort(reason);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      // A source honouring the signal fails with its reason (as orderedRanges does).
-      controller.signal.throwIfAborted();
-      yield archive.subarray(3_000_000);
+      // Keeps yielding slowly and never looks at the signal.
+      for (let at = 3_000_000; at < archive.length && !stop; at += 1000) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        yield archive.subarray(at, at + 1000);
+      }
     }
-    await expect(extractTarInWorker(slow(), job(ws.dest), controller.signal)).rejects.toBe(reason);
+    const started = Date.now();
+    await expect(extractTarInWorker(deaf(), job(ws.dest), controller.signal)).rejects.toBe(reason);
+    stop = true;
+    expect(Date.now() - started).toBeLessThan(5000);
   });
+
+  it("answers with the extractor's error at once, while the source stalls", async () => {
+    ws = workspace();
+    // More than a batch (1 MiB), so that the bytes with the refusal reach the worker.
+    const archive = tar(
+      file("a.txt", "fine"),
+      file("../evil", "x"),
+      file("b.bin", randomBytes(1_500_000)),
+    );
+    let release: (() => void) | undefined;
+    async function* stalling(): AsyncGenerator<Buffer> {
+      yield archive;
+      // The download stalls, then fails: neither may hide the refusal.
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      throw new DsfetchError("TRANSIENT", "network down");
+    }
+    const started = Date.now();
+    const error = await extractTarInWorker(stalling(), job(ws.dest)).catch((e) => e);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(error.code).toBe("UNSAFE_PATH");
+    expect(error.message).toContain('"../evil"');
+    release?.();
+  });
+
+  it("carries expected and found across the thread (NO_SPACE)", async () => {
+    ws = workspace();
+    const archive = tar(file("a.bin", randomBytes(3000)), file("b.bin", randomBytes(3000)));
+    const error = await extractTarInWorker(chunks(archive, 512), {
+      ...job(ws.dest),
+      limits: { ...DEFAULT_LIMITS, maxBytes: 4000 },
+    }).catch((e) => e);
+    expect(error).toBeInstanceOf(DsfetchError);
+    expect(error.code).toBe("NO_SPACE");
+    expect(error.expected).toBe("at most 4000 bytes");
+    expect(error.found).toBe("more than 6000 bytes");
+    expect(error.hint).toMatch(/larger volume/);
+  });
+
+  it.runIf(hasProgram("xz"))(
+    "runs xz in the worker: byte-exact, and the program is gone after an abort",
+    async () => {
+      ws = workspace();
+      const { archive, files } = sampleArchive();
+      const xz = execFileSync("xz", ["-1", "-c"], { input: archive, maxBuffer: 1 << 30 });
+      const result = await extractTarInWorker(chunks(xz, 65536), {
+        ...job(ws.dest),
+        compression: "xz",
+      });
+      expect(result.files).toHaveLength(files.size);
+      for (const [name, data] of files) {
+        expect(readFileSync(join(ws.dest, name)).equals(data), name).toBe(true);
+      }
+      ws.cleanup();
+      ws = workspace();
+      const controller = new AbortController();
+      const reason = new Error("stop");
+      async function* halfThenWait(): AsyncGenerator<Buffer> {
+        yield xz.subarray(0, xz.length >> 1);
+        controller.abort(reason);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        controller.signal.throwIfAborted();
+      }
+      await expect(
+        extractTarInWorker(
+          halfThenWait(),
+          { ...job(ws.dest), compression: "xz" },
+          controller.signal,
+        ),
+      ).rejects.toBe(reason);
+      // No xz left running as our child.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(childCommands()).not.toMatch(/^xz$/m);
+    },
+  );
 
   it("an archive that ends early is ARCHIVE_INVALID (truncated), from the worker", async () => {
     ws = workspace();

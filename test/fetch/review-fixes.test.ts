@@ -47,21 +47,52 @@ describe("501 Not Implemented", () => {
 
 describe("the stream hasher's worker", () => {
   it("makes a fast sender wait instead of queueing everything, and hashes every byte", async () => {
+    // Distinct bytes in every chunk, odd chunk sizes, several spans, and the sender's buffer
+    // overwritten as soon as update() returns: a batch reused too early, sent twice or out
+    // of order, or a reference kept to the sender's buffer gives other digests.
+    const spans = [
+      { start: 0, end: 40 * MiB + 123 },
+      { start: 40 * MiB + 123, end: 81 * MiB },
+      { start: 81 * MiB, end: 96 * MiB },
+    ];
     const total = 96 * MiB;
-    const hasher = createStreamHasher("MD5", [{ start: 0, end: total }], total);
-    const expected = createHash("md5");
+    const hasher = createStreamHasher("MD5", spans, total);
+    const expected = spans.map(() => createHash("md5"));
     let waits = 0;
-    const chunk = randomBytes(MiB);
-    for (let sent = 0; sent < total; sent += chunk.length) {
-      expected.update(chunk);
-      const behind = hasher.update(Buffer.from(chunk));
+    const scratch = Buffer.alloc(3 * MiB);
+    for (let sent = 0, i = 0; sent < total; i++) {
+      const size = Math.min(total - sent, [MiB, 65_536 + 17, 3 * MiB - 5, 1000][i % 4] ?? MiB);
+      const chunk = scratch.subarray(0, size);
+      randomBytes(size).copy(chunk);
+      for (const [n, span] of spans.entries()) {
+        const from = Math.max(sent, span.start);
+        const to = Math.min(sent + size, span.end);
+        if (from < to) expected[n]?.update(chunk.subarray(from - sent, to - sent));
+      }
+      sent += size;
+      const behind = hasher.update(chunk);
+      chunk.fill(0);
       if (behind !== undefined) {
         waits += 1;
         await behind;
       }
     }
-    const [digest] = await hasher.finish();
-    expect(digest?.toString("hex")).toBe(expected.digest("hex"));
+    const digests = await hasher.finish();
+    expect(digests.map((d) => d.toString("hex"))).toEqual(expected.map((h) => h.digest("hex")));
     expect(waits).toBeGreaterThan(0);
+  });
+
+  it("fails the sender instead of leaving it waiting once its worker is gone", async () => {
+    const total = 96 * MiB;
+    const hasher = createStreamHasher("MD5", [{ start: 0, end: total }], total);
+    hasher.dispose();
+    const chunk = randomBytes(MiB);
+    const send = async () => {
+      for (let sent = 0; sent < total; sent += chunk.length) {
+        const behind = hasher.update(chunk);
+        if (behind !== undefined) await behind;
+      }
+    };
+    await expect(send()).rejects.toThrow(/hashing worker exited/);
   });
 });
