@@ -15,7 +15,12 @@ import type { ExtractResult } from "./tar-extract.ts";
 
 export type { ExtractJob } from "./extract-worker.ts";
 
-/** Bytes per message to the worker (a partial batch waits for more bytes, or the end). */
+/**
+ * Bytes per message to the worker (a partial batch waits for more bytes, or the end). The
+ * decompressor joins these into its 4 MiB writes (a second copy of the compressed bytes);
+ * posting 4 MiB batches instead was no faster on a 1 GiB .tar.gz (3.30-3.36 s against
+ * 3.29-3.94 s) and held more memory in flight.
+ */
 const BATCH = 1024 * 1024;
 /** Bytes posted but not yet taken by the extractor above which the sender waits. */
 const MAX_IN_FLIGHT = 8 * BATCH;
@@ -120,8 +125,7 @@ export async function extractTarInWorker(
     post({ type: "abort" });
     abortSent = true;
   };
-  const onAbort = () => abortWorker();
-  signal?.addEventListener("abort", onAbort, { once: true });
+  signal?.addEventListener("abort", abortWorker, { once: true });
   const iterator = source[Symbol.asyncIterator]();
   try {
     try {
@@ -167,7 +171,7 @@ export async function extractTarInWorker(
       throw error;
     }
   } finally {
-    signal?.removeEventListener("abort", onAbort);
+    signal?.removeEventListener("abort", abortWorker);
     await worker.terminate();
   }
 }
