@@ -72,7 +72,7 @@ const ZLIB_CHUNK = 1 << 20;
  * extracted from a local file here: 4.1-4.2 s with 64 KiB writes, 3.6 s with 1 MiB, 3.3 s
  * with 4 MiB and 8 MiB of output buffered (zlib alone, output discarded: 3.2 s).
  */
-const STREAM_INPUT_BATCH = 4 << 20;
+export const STREAM_INPUT_BATCH = 4 << 20;
 const STREAM_OUTPUT_BUFFER = 8 << 20;
 const STDERR_KEEP = 4096;
 

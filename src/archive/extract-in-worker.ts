@@ -110,15 +110,19 @@ export async function extractTarInWorker(
   // Whether the worker ended on its own (done, or its own error) before we sent "abort".
   let abortSent = false;
   let failedFirst = false;
+  /** Ends the current wait for the source when the worker settles first (see below). */
+  let stopWaiting: (() => void) | undefined;
   const finished = outcome.then(
     () => {
       settled = true;
       wake();
+      stopWaiting?.();
     },
     () => {
       settled = true;
       failedFirst = !abortSent;
       wake();
+      stopWaiting?.();
     },
   );
   const abortWorker = () => {
@@ -132,8 +136,18 @@ export async function extractTarInWorker(
       for (;;) {
         // The worker may fail (an unsafe entry, a full disk) while the source is slow or
         // stalled: its error is the answer, at once, whatever the source does next.
+        // Not Promise.race with `finished`: every race would leave a reaction on that
+        // long-lived promise holding its result (the chunk) until the end, and a 545 MB
+        // archive stayed in memory whole (nodejs/node#17469). One waiter slot instead.
         const pending = iterator.next();
-        const next = await Promise.race([pending, finished.then(() => undefined)]);
+        const next = await new Promise<IteratorResult<Uint8Array> | undefined>(
+          (resolve, reject) => {
+            stopWaiting = () => resolve(undefined);
+            if (settled) resolve(undefined);
+            pending.then(resolve, reject);
+          },
+        );
+        stopWaiting = undefined;
         if (next === undefined) {
           pending.catch(() => {});
           // Not awaited: a stalled source must not hold the answer back. The caller aborts

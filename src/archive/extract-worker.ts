@@ -10,7 +10,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { toDsfetchError } from "../errors.ts";
-import { type Codec, decompress } from "./decompress.ts";
+import { type Codec, decompress, STREAM_INPUT_BATCH } from "./decompress.ts";
 import type { ExtractLimits } from "./limits.ts";
 import { extractTar } from "./tar-extract.ts";
 
@@ -44,19 +44,15 @@ port.on("message", (message: ToWorker) => {
   wakeReader();
 });
 
-/** The batch the consumer is working on. */
-let lent: Uint8Array | undefined;
-
 /**
- * Acknowledges a batch taken from the queue (the sender bounds what is in flight by these),
- * and gives back the memory of the previous one when that is safe: with no decompressor the
- * extractor is done with a batch once it asks for the next (TarExtractor.write is synchronous
- * and keeps no reference to its chunk). A decompressor may still hold its input: its
- * batches are not given back.
+ * Acknowledges bytes taken from the queue (the sender bounds what is in flight by these)
+ * and gives their batch back for reuse. Every batch must come back: one that died in this
+ * thread's heap was freed only when this thread collected garbage, which the transferred
+ * memory does not prompt. A 545 MB .tar.gz kept 565 MB of batches alive to the end
+ * (peak RSS 770 MB).
  */
-function take(bytes: Uint8Array): void {
-  const returned = job.compression === "none" ? lent?.buffer : undefined;
-  lent = bytes;
+function giveBack(bytes: Uint8Array): void {
+  const returned = bytes.buffer;
   if (returned instanceof ArrayBuffer) {
     port?.postMessage({ type: "taken", bytes: bytes.length, returned }, [returned]);
   } else {
@@ -64,28 +60,64 @@ function take(bytes: Uint8Array): void {
   }
 }
 
-async function* received(): AsyncGenerator<Buffer> {
+/** The next batch from the main thread, or undefined at the end. */
+async function nextBatch(): Promise<Uint8Array | undefined> {
   for (;;) {
     abort.signal.throwIfAborted();
     const bytes = queue.shift();
-    if (bytes !== undefined) {
-      take(bytes);
-      yield Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-      continue;
-    }
-    if (ended) return;
+    if (bytes !== undefined) return bytes;
+    if (ended) return undefined;
     await new Promise<void>((resolve) => {
       wake = resolve;
     });
   }
 }
 
+/**
+ * Tar bytes, straight from the batches: the extractor is done with a batch once it asks for
+ * the next (TarExtractor.write is synchronous and keeps no reference to its chunk), so the
+ * previous one goes back then.
+ */
+async function* plainBytes(): AsyncGenerator<Buffer> {
+  let lent: Uint8Array | undefined;
+  for (let bytes = await nextBatch(); bytes !== undefined; bytes = await nextBatch()) {
+    if (lent !== undefined) giveBack(lent);
+    lent = bytes;
+    yield Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  }
+  if (lent !== undefined) giveBack(lent);
+}
+
+/**
+ * Compressed bytes, copied into this thread's own buffers of the decompressor's write size
+ * (decompress.ts): a decompressor may hold its input after taking it, so the batches are
+ * given back as soon as they are copied, not when the decompressor is done.
+ */
+async function* compressedBytes(): AsyncGenerator<Buffer> {
+  let batch = Buffer.allocUnsafe(STREAM_INPUT_BATCH);
+  let fill = 0;
+  for (let bytes = await nextBatch(); bytes !== undefined; bytes = await nextBatch()) {
+    for (let at = 0; at < bytes.length; ) {
+      const n = Math.min(batch.length - fill, bytes.length - at);
+      batch.set(bytes.subarray(at, at + n), fill);
+      fill += n;
+      at += n;
+      if (fill === batch.length) {
+        yield batch;
+        batch = Buffer.allocUnsafe(STREAM_INPUT_BATCH);
+        fill = 0;
+      }
+    }
+    giveBack(bytes);
+  }
+  if (fill > 0) yield batch.subarray(0, fill);
+}
+
 try {
-  const source = received();
   const tarBytes =
     job.compression === "none"
-      ? source
-      : decompress(job.compression, source, {
+      ? plainBytes()
+      : decompress(job.compression, compressedBytes(), {
           signal: abort.signal,
           dataset: job.dataset,
           xzMemoryLimit: job.xzMemoryLimit,

@@ -7,6 +7,8 @@ import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import { extractTarInWorker } from "../../src/archive/extract-in-worker.ts";
@@ -223,5 +225,42 @@ describe("extractTarInWorker", () => {
     expect(error.code).toBe("ARCHIVE_INVALID");
     expect(error.message).toMatch(/truncated/);
     expect(existsSync(ws.dest)).toBe(true);
+  });
+});
+
+describe("extractTarInWorker and memory", () => {
+  // Regression: each read of the source raced a promise that lives until the end, and every
+  // race left a reaction holding its chunk: a 545 MB .tar.gz stayed in memory whole
+  // (nodejs/node#17469). Chunks handed over must be collectable while the stream goes on.
+  it("does not keep the chunks it has passed on", async () => {
+    ws = workspace();
+    setFlagsFromString("--expose-gc");
+    const collect = runInNewContext("gc") as () => void;
+    const size = 1024 * 1024;
+    const archive = tar(
+      ...Array.from({ length: 40 }, (_, i) => file(`f${i}.bin`, randomBytes(size - 512))),
+    );
+    const early: WeakRef<Buffer>[] = [];
+    let aliveEarly = -1;
+    async function* source(): AsyncGenerator<Buffer> {
+      for (let at = 0, n = 0; at < archive.length; at += size, n++) {
+        if (n === 30) {
+          // Two rounds: the first may only finalize what the worker thread gave back.
+          collect();
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          collect();
+          aliveEarly = early.filter((ref) => ref.deref() !== undefined).length;
+        }
+        // A fresh buffer per chunk, like a download's ranges.
+        const chunk = Buffer.from(archive.subarray(at, at + size));
+        if (n < 20) early.push(new WeakRef(chunk));
+        yield chunk;
+      }
+    }
+    const result = await extractTarInWorker(source(), job(ws.dest), undefined);
+    expect(result.files.length).toBe(40);
+    expect(early.length).toBe(20);
+    // Of the first 20 chunks, none may still be held ten chunks later.
+    expect(aliveEarly).toBe(0);
   });
 });
