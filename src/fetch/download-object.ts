@@ -162,6 +162,8 @@ async function transferRanges(
     return source.bytes;
   };
   const stats: TransferStats = { refetchedBytes: 0, retries: 0 };
+  const serialWrite = oneWriteAtATime();
+  const writeback = earlyWriteback(file);
   const abort = new AbortController();
   const signal =
     options.signal === undefined ? abort.signal : AbortSignal.any([abort.signal, options.signal]);
@@ -174,35 +176,71 @@ async function transferRanges(
     stats,
   };
 
-  /** Positional writes in batches of >= WRITE_BATCH (one writev each). */
+  /** Free write batches, reused by every range of the download. */
+  const batches: Buffer[] = [];
+  /**
+   * Positional writes in batches of WRITE_BATCH (one write each). Bodies arrive as views of
+   * a reused buffer (http1.ts) and are copied into the batch; a full batch is written while
+   * the next one fills, and the connection waits until the write is done.
+   */
   const fileSink = (index: number, span: ByteSpan): RangeSink => {
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    const flush = async (): Promise<void> => {
-      if (pendingBytes === 0) return;
-      const batch = pending;
-      const bytes = pendingBytes;
-      pending = [];
-      pendingBytes = 0;
-      const at = span.start + (written[index] ?? 0);
-      try {
-        await writeAll(file, batch, bytes, at);
-      } catch (error) {
-        // A full or failing disk is not the store's fault: never retried, reported as storage.
-        throw storageError(error, options.destination);
-      }
-      written[index] = (written[index] ?? 0) + bytes;
-      options.onBytes?.(bytes);
-      hasher?.written(at, batch, contiguousEnd());
+    let batch: Buffer | undefined;
+    let filled = 0;
+    /** Offset in the span where the next batch goes. */
+    let nextAt = written[index] ?? 0;
+    /** This range's writes, in order. */
+    let writing: Promise<void> = Promise.resolve();
+    let failure: unknown;
+    const check = (): void => {
+      if (failure !== undefined) throw failure;
+    };
+    const startWrite = (): void => {
+      const buffer = batch as Buffer;
+      const bytes = filled;
+      batch = undefined;
+      filled = 0;
+      const at = span.start + nextAt;
+      nextAt += bytes;
+      const view = buffer.subarray(0, bytes);
+      writing = writing.then(async () => {
+        try {
+          if (failure !== undefined) return;
+          await serialWrite(() => writeAll(file, [view], bytes, at));
+          written[index] = (written[index] ?? 0) + bytes;
+          writeback.wrote(bytes);
+          options.onBytes?.(bytes);
+          hasher?.written(at, [view], contiguousEnd());
+        } catch (error) {
+          // A full or failing disk is not the store's fault: never retried, reported as storage.
+          failure ??= storageError(error, options.destination);
+        } finally {
+          batches.push(buffer);
+        }
+      });
     };
     return {
       kept: () => written[index] ?? 0,
       push: (chunk) => {
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        return pendingBytes >= WRITE_BATCH ? flush() : undefined;
+        let full = false;
+        for (let at = 0; at < chunk.length; ) {
+          batch ??= batches.pop() ?? Buffer.allocUnsafe(WRITE_BATCH);
+          const copied = chunk.copy(batch, filled, at);
+          filled += copied;
+          at += copied;
+          if (filled === batch.length) {
+            startWrite();
+            full = true;
+          }
+        }
+        return full ? writing.then(check) : undefined;
       },
-      flush,
+      flush: async () => {
+        if (batch !== undefined && filled > 0) startWrite();
+        await writing;
+        // After a failed write, a new attempt resumes from what is on disk.
+        nextAt = written[index] ?? 0;
+        check();
+      },
     };
   };
 
@@ -224,10 +262,59 @@ async function transferRanges(
     Math.min(options.concurrency ?? DEFAULT_OBJECT_CONCURRENCY, spans.length),
   );
   const results = await Promise.allSettled(Array.from({ length: workers }, worker));
+  await writeback.settled();
   const failed = results.find((result) => result.status === "rejected");
   if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
   if (options.signal?.aborted) throw options.signal.reason;
   return stats;
+}
+
+/** Written bytes after which the file's dirty pages are sent to the disk (not awaited). */
+const WRITEBACK_STEP = 256 * 1024 * 1024;
+
+/**
+ * Starts writing the file back to the disk while it downloads. The kernel starts on its own
+ * only past dirty_background_ratio (10% of memory: 2.4 GB on 24 GiB), so a 2 GiB object was
+ * all still in memory when publishing synced the tree: 0.8-0.9 s spent waiting at the end.
+ * Durability still comes from that sync; this only moves the disk's work earlier.
+ */
+function earlyWriteback(file: FileHandle): {
+  wrote(bytes: number): void;
+  settled(): Promise<void>;
+} {
+  let sinceLast = 0;
+  let running: Promise<void> | undefined;
+  return {
+    wrote(bytes) {
+      sinceLast += bytes;
+      if (sinceLast < WRITEBACK_STEP || running !== undefined) return;
+      sinceLast = 0;
+      running = file
+        .datasync()
+        .catch(() => {})
+        .finally(() => {
+          running = undefined;
+        });
+    },
+    settled: async () => {
+      await running;
+    },
+  };
+}
+
+/**
+ * Runs the file's writes one after the other. Ranges land in parallel, but writes to one
+ * file from several thread-pool threads contend for its inode lock, and waiting writers
+ * spin: 2 GiB in 1 MiB batches took 9.6 s of system CPU with 4 threads in flight against
+ * 1.0 s one at a time (ext4, 2 vCPUs; the page-cache copy itself is the same).
+ */
+function oneWriteAtATime(): <T>(write: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return (write) => {
+    const result = tail.then(write);
+    tail = result.catch(() => {});
+    return result;
+  };
 }
 
 /**

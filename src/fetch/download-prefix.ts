@@ -194,26 +194,23 @@ async function fetchSmall(
   totals: { refetchedBytes: number },
 ): Promise<{ verification: string; digest: string | undefined }> {
   let checksums: ChecksumFields = {};
-  const body = await withRetry(async () => {
-    const chunks: Buffer[] = [];
-    let received = 0;
-    try {
-      const response = await options.client.getter.get({
-        bucket: options.resolution.bucket,
-        key: object.key,
-        ifMatch: object.etag === "" ? undefined : object.etag,
-        checksumMode: true,
-        signal: retry.signal,
-      });
-      checksums = response.checksums;
-      for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        received += chunk.length;
-        if (received > object.bytes) break;
-        chunks.push(chunk);
-      }
-      if (received !== object.bytes) {
-        if (received > object.bytes || response.contentLength !== object.bytes) {
-          throw new DsfetchError(
+  // The body lands in a reused buffer: bodies arrive as views of the connection's read
+  // buffer (http1.ts), and a fresh buffer per object would be garbage by the thousand.
+  const scratch = scratchBuffers.pop() ?? Buffer.allocUnsafe(SMALL_OBJECT);
+  try {
+    const body = await withRetry(async () => {
+      let received = 0;
+      try {
+        const response = await options.client.getter.get({
+          bucket: options.resolution.bucket,
+          key: object.key,
+          ifMatch: object.etag === "" ? undefined : object.etag,
+          checksumMode: true,
+          signal: retry.signal,
+        });
+        checksums = response.checksums;
+        const changed = () =>
+          new DsfetchError(
             "OBJECT_CHANGED",
             `${ctx.dataset}: ${ctx.uri} is not the size the listing gave (${object.bytes} bytes)`,
             {
@@ -221,19 +218,39 @@ async function fetchSmall(
               hint: "the folder changed while it was being fetched; run again",
             },
           );
+        if (!Number.isNaN(response.contentLength) && response.contentLength !== object.bytes) {
+          response.discard();
+          throw changed();
         }
-        const error = new Error(
-          `connection closed after ${received} of ${object.bytes} bytes`,
-        ) as NodeJS.ErrnoException;
-        error.code = "ECONNRESET";
-        throw error;
+        await response.readBody((chunk) => {
+          if (received + chunk.length > object.bytes) throw changed();
+          received += chunk.copy(scratch, received);
+        });
+        if (received !== object.bytes) throw changed();
+        return scratch.subarray(0, received);
+      } catch (error) {
+        totals.refetchedBytes += received;
+        throw classifyS3Error(error, ctx);
       }
-      return Buffer.concat(chunks, received);
-    } catch (error) {
-      totals.refetchedBytes += received;
-      throw classifyS3Error(error, ctx);
-    }
-  }, retry);
+    }, retry);
+    return verifyAndWrite(options, object, path, ctx, checksums, body);
+  } finally {
+    if (scratchBuffers.length < MAX_SCRATCH_BUFFERS) scratchBuffers.push(scratch);
+  }
+}
+
+/** Bodies of small objects in flight, reused (one per concurrent fetch, up to a bound). */
+const scratchBuffers: Buffer[] = [];
+const MAX_SCRATCH_BUFFERS = 64;
+
+function verifyAndWrite(
+  options: DownloadPrefixOptions,
+  object: ListedObject,
+  path: string,
+  ctx: S3ErrorContext,
+  checksums: ChecksumFields,
+  body: Buffer,
+): { verification: string; digest: string | undefined } {
   // A whole-object GET carries the stored checksum (if any): prefer it, like HEAD's (SPEC §4).
   const { checksum, rejected } = chooseChecksum(checksums, etagPartCount(object.etag));
   const plan = planVerification(

@@ -1,13 +1,14 @@
 /**
- * Signed GET requests over node:http(s) with keep-alive: the download hot path. Plain
- * node:http did 3,200-4,400 small objects/s here against 600-1,000/s through the SDK
- * (../shared/MEASURED.md); HEAD and LIST, which are few, stay on the SDK.
+ * Signed GET and HEAD requests over keep-alive connections (http1.ts): the download hot
+ * path. Plain HTTP did 3,200-4,400 small objects/s here against 600-1,000/s through the SDK
+ * (../shared/MEASURED.md), and http1.ts reads large bodies with a fraction of node:http's
+ * CPU; LIST, which is rare, stays on the SDK.
  * Failures are thrown in the SDK's error shape so that s3-errors.ts classifies both alike.
  */
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { ConnectionOptions } from "node:tls";
 import type { EndpointOptions } from "../config/types.ts";
 import type { ChecksumFields } from "./checksum/index.ts";
+import { type BodyConsumer, Http1Pool, type Http1Response } from "./http1.ts";
 import { encodeQuery, type SigningCredentials, SigV4Signer, uriEncode } from "./sigv4.ts";
 
 export interface GetRequest {
@@ -19,6 +20,8 @@ export interface GetRequest {
   /** ETag (unquoted) the object must still have: a changed object answers 412. */
   readonly ifMatch?: string | undefined;
   readonly partNumber?: number | undefined;
+  /** More query parameters (a listing's). */
+  readonly query?: Readonly<Record<string, string>> | undefined;
   /** Ask for the stored S3 additional checksums (whole-object GETs only: ranges get none). */
   readonly checksumMode?: boolean | undefined;
   readonly signal?: AbortSignal | undefined;
@@ -26,7 +29,14 @@ export interface GetRequest {
 
 export interface GetResponse {
   readonly status: number;
-  readonly body: IncomingMessage;
+  /**
+   * Streams the body: `onData` gets views of a reused buffer, valid only during the call
+   * (copy what you keep); a promise it returns pauses the connection until it settles.
+   * Call it, or discard(), once.
+   */
+  readBody(onData: BodyConsumer): Promise<void>;
+  /** Gives up the body (the connection is closed). */
+  discard(): void;
   readonly contentLength: number;
   /** From Content-Range on ranged answers. */
   readonly contentRange: { start: number; end: number; total: number } | undefined;
@@ -74,34 +84,34 @@ export class ObjectGetter {
   private readonly pathStyle: boolean;
   private readonly signer: SigV4Signer;
   private readonly credentials: CredentialSource;
-  private readonly agent: HttpAgent | HttpsAgent;
-  private readonly idleTimeoutMs: number;
+  private readonly pool: Http1Pool;
 
   constructor(options: {
     endpoint: EndpointOptions;
     credentials: CredentialSource;
     idleTimeoutMs?: number | undefined;
+    /** Extra TLS options (a private CA); tests use it. */
+    tls?: ConnectionOptions | undefined;
   }) {
     const { url, region, forcePathStyle } = options.endpoint;
     this.endpoint = new URL(url ?? `https://s3.${region}.amazonaws.com`);
     this.pathStyle = forcePathStyle;
     this.signer = new SigV4Signer(region);
     this.credentials = options.credentials;
-    this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
-    const agentOptions = { keepAlive: true, maxSockets: MAX_SOCKETS, scheduling: "lifo" as const };
-    this.agent =
-      this.endpoint.protocol === "https:"
-        ? new HttpsAgent(agentOptions)
-        : new HttpAgent(agentOptions);
+    this.pool = new Http1Pool({
+      url: this.endpoint,
+      maxSockets: MAX_SOCKETS,
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      tls: options.tls,
+    });
   }
 
   destroy(): void {
-    this.agent.destroy();
+    this.pool.destroy();
   }
 
   async get(request: GetRequest): Promise<GetResponse> {
-    const response = await this.send("GET", request);
-    return toResponse(response.statusCode ?? 0, response);
+    return toResponse(await this.send("GET", request));
   }
 
   /**
@@ -110,13 +120,13 @@ export class ObjectGetter {
    */
   async head(request: Omit<GetRequest, "range">): Promise<HeadResponse> {
     const response = await this.send("HEAD", request);
-    response.resume();
-    return { status: response.statusCode ?? 0, headers: flatHeaders(response) };
+    await response.readBody(() => {});
+    return { status: response.status, headers: response.headers };
   }
 
-  private async send(method: "GET" | "HEAD", request: GetRequest): Promise<IncomingMessage> {
+  private async send(method: "GET" | "HEAD", request: GetRequest): Promise<Http1Response> {
     const { host, path } = this.address(request.bucket, request.key);
-    const query: Record<string, string> = {};
+    const query: Record<string, string> = { ...request.query };
     if (request.versionId !== undefined) query.versionId = request.versionId;
     if (request.partNumber !== undefined) query.partNumber = String(request.partNumber);
     const headers: Record<string, string> = {};
@@ -130,39 +140,14 @@ export class ObjectGetter {
         ? { ...headers, host }
         : this.signer.sign({ method, host, path, query, headers }, credentials);
     const queryText = encodeQuery(query);
-    const send = this.endpoint.protocol === "https:" ? httpsRequest : httpRequest;
-    return new Promise<IncomingMessage>((resolve, reject) => {
-      const req = send(
-        {
-          protocol: this.endpoint.protocol,
-          hostname: this.endpoint.hostname,
-          port: this.endpoint.port === "" ? undefined : this.endpoint.port,
-          method,
-          path: queryText === "" ? path : `${path}?${queryText}`,
-          headers: signed,
-          agent: this.agent,
-          signal: request.signal,
-        },
-        (response) => {
-          const status = response.statusCode ?? 0;
-          if (status === 200 || status === 206) {
-            resolve(response);
-            return;
-          }
-          readError(status, response).then(reject, reject);
-        },
-      );
-      // A socket silent for this long, before or after the headers, is a stall: abandon it.
-      req.setTimeout(this.idleTimeoutMs, () => {
-        const error = new Error(
-          `no data for ${this.idleTimeoutMs / 1000} s`,
-        ) as NodeJS.ErrnoException;
-        error.code = "ETIMEDOUT";
-        req.destroy(error);
-      });
-      req.on("error", reject);
-      req.end();
+    const response = await this.pool.request({
+      method,
+      path: queryText === "" ? path : `${path}?${queryText}`,
+      headers: signed,
+      signal: request.signal,
     });
+    if (response.status === 200 || response.status === 206) return response;
+    throw await readError(response);
   }
 
   /** Host and encoded path of an object, path-style or virtual-host style. */
@@ -177,16 +162,14 @@ export class ObjectGetter {
   }
 }
 
-function toResponse(status: number, response: IncomingMessage): GetResponse {
-  const header = (name: string) => {
-    const value = response.headers[name];
-    return Array.isArray(value) ? value[0] : value;
-  };
+function toResponse(response: Http1Response): GetResponse {
+  const header = (name: string): string | undefined => response.headers[name];
   const rangeMatch = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header("content-range") ?? "");
   const parts = header("x-amz-mp-parts-count");
   return {
-    status,
-    body: response,
+    status: response.status,
+    readBody: (onData) => response.readBody(onData),
+    discard: () => response.discard(),
     contentLength: Number(header("content-length") ?? Number.NaN),
     contentRange:
       rangeMatch === null
@@ -214,23 +197,23 @@ export function checksumHeaders(header: (name: string) => string | undefined): C
   };
 }
 
-function flatHeaders(response: IncomingMessage): Record<string, string | undefined> {
-  const headers: Record<string, string | undefined> = {};
-  for (const [name, value] of Object.entries(response.headers)) {
-    headers[name] = Array.isArray(value) ? value.join(", ") : value;
-  }
-  return headers;
-}
+/** Error bodies are short XML documents; more than this is not read into memory. */
+const ERROR_BODY_LIMIT = 16_384;
 
-async function readError(status: number, response: IncomingMessage): Promise<S3HttpError> {
-  const headers = flatHeaders(response);
-  let body = "";
-  for await (const chunk of response) {
-    if (body.length < 16_384) body += String(chunk);
-  }
+async function readError(response: Http1Response): Promise<S3HttpError> {
+  const { status, headers } = response;
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  await response.readBody((bytes) => {
+    if (kept >= ERROR_BODY_LIMIT) return;
+    const piece = Buffer.from(bytes.subarray(0, ERROR_BODY_LIMIT - kept));
+    chunks.push(piece);
+    kept += piece.length;
+  });
+  const body = Buffer.concat(chunks).toString("utf8");
   const code = /<Code>([^<]*)<\/Code>/.exec(body)?.[1] ?? defaultCode(status);
   const message = /<Message>([^<]*)<\/Message>/.exec(body)?.[1] ?? `HTTP ${status}`;
-  return new S3HttpError(status, code, message, headers);
+  return new S3HttpError(status, code, message, { ...headers });
 }
 
 /** The code of an error without a body (HEAD), named as the SDK names them. */

