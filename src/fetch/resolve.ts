@@ -11,6 +11,7 @@ import type { DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
 import { type ChecksumFields, chooseChecksum, type ObjectChecksum } from "./checksum/index.ts";
 import type { StoreClient } from "./client.ts";
+import { listObjectsPage } from "./list-objects.ts";
 import { checksumHeaders, type HeadResponse } from "./object-get.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
 import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
@@ -256,38 +257,35 @@ async function listPrefix(
   const digest = createHash("sha256");
   let bytes = 0;
   let token: string | undefined;
-  // Listings are the one thing the SDK still does for us (XML, pagination): loaded here only.
-  const [s3, { ListObjectsV2Command }] = await Promise.all([
-    client.sdk(),
-    import("@aws-sdk/client-s3"),
-  ]);
   do {
+    const continuationToken = token;
     const page = await withRetry(async () => {
       try {
-        return await s3.send(
-          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-          { abortSignal: retry.signal },
-        );
+        return await listObjectsPage(client.getter, {
+          bucket,
+          prefix,
+          continuationToken,
+          signal: retry.signal,
+        });
       } catch (error) {
         throw classifyS3Error(error, listCtx);
       }
     }, retry);
-    for (const item of page.Contents ?? []) {
-      if (item.Key === undefined) continue;
-      const size = item.Size ?? 0;
+    for (const item of page.entries) {
+      const size = item.size;
       // "Directory marker" keys (consoles create them for empty folders) hold no data.
-      if (item.Key.endsWith("/") && size === 0) continue;
-      const etag = normalizeEtag(item.ETag ?? "");
+      if (item.key.endsWith("/") && size === 0) continue;
+      const etag = normalizeEtag(item.etag);
       objects.push({
-        key: item.Key,
-        relativePath: item.Key.slice(prefix.length),
+        key: item.key,
+        relativePath: item.key.slice(prefix.length),
         bytes: size,
         etag,
       });
-      digest.update(`${item.Key}\t${size}\t${etag}\n`);
+      digest.update(`${item.key}\t${size}\t${etag}\n`);
       bytes += size;
     }
-    token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+    token = page.nextToken;
   } while (token !== undefined);
 
   if (objects.length === 0) return undefined;

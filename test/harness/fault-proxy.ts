@@ -131,10 +131,14 @@ export function injectListEntries(
   xml: string,
   entries: readonly { key: string; size: number; etag: string }[],
 ): string {
+  // Asked for with encoding-type=url (as dsfetch does), a store URL-encodes the keys.
+  const urlEncoded = /<EncodingType>url<\/EncodingType>/i.test(xml);
+  const encodeKey = (key: string) =>
+    urlEncoded ? encodeURIComponent(key).replace(/%2F/g, "/").replace(/%20/g, "+") : key;
   const items = entries
     .map(
       (e) =>
-        `<Contents><Key>${xmlEscape(e.key)}</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified>` +
+        `<Contents><Key>${xmlEscape(encodeKey(e.key))}</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified>` +
         `<ETag>&quot;${xmlEscape(e.etag)}&quot;</ETag><Size>${e.size}</Size>` +
         `<StorageClass>STANDARD</StorageClass></Contents>`,
     )
