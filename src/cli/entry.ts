@@ -1,4 +1,6 @@
 /** Process entry point: wires the real process (streams, environment, signals) to main(). */
+// First, before the modules below allocate (heap-tuning.ts).
+import "./heap-tuning.ts";
 import { main } from "./main.ts";
 import { SignalRouter } from "./signals.ts";
 
