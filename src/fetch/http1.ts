@@ -12,7 +12,7 @@
  * body, no proxy), so the protocol needed is small: status line, headers, Content-Length or
  * chunked bodies, keep-alive.
  */
-import { connect as netConnect, type Socket } from "node:net";
+import { isIP, connect as netConnect, type Socket } from "node:net";
 import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
 
 export interface Http1Request {
@@ -59,8 +59,10 @@ const MAX_HEAD_BYTES = 64 * 1024;
 
 export class Http1Pool {
   private readonly options: Http1PoolOptions;
-  private readonly idle: Connection[] = [];
-  private readonly waiting: (() => void)[] = [];
+  /** Idle connections by the Host they were opened for (TLS checks that name). */
+  private readonly idle = new Map<string, Connection[]>();
+  private readonly waiting = new Set<() => void>();
+  private readonly connections = new Set<Connection>();
   private open = 0;
   private destroyed = false;
   // Safe to share: every read callback consumes its bytes before returning (see Exchange).
@@ -73,91 +75,133 @@ export class Http1Pool {
   /** Sends the request; resolves with the status and headers once the head has arrived. */
   async request(request: Http1Request): Promise<Http1Response> {
     checkHeaders(request);
-    const firstTry = await this.acquire(request.signal);
+    const host = request.headers.host ?? this.options.url.host;
+    const firstTry = await this.acquire(host, request.signal);
     try {
       return await firstTry.send(request);
     } catch (error) {
       // A kept-alive connection the server had closed fails before any byte of an answer:
       // try once more on a new connection (GET and HEAD are idempotent).
       if (!(error instanceof StaleConnectionError)) throw error;
-      const fresh = await this.acquire(request.signal, true);
+      const fresh = await this.acquire(host, request.signal, true);
       return fresh.send(request);
     }
   }
 
-  /** Closes every connection; requests in flight fail. */
+  /** Closes every connection; requests in flight and waiting fail. */
   destroy(): void {
     this.destroyed = true;
-    for (const connection of this.idle.splice(0)) connection.close();
+    this.idle.clear();
+    for (const connection of this.connections) connection.close();
+    this.wakeAll();
   }
 
-  private async acquire(signal: AbortSignal | undefined, fresh = false): Promise<Connection> {
+  private async acquire(
+    host: string,
+    signal: AbortSignal | undefined,
+    fresh = false,
+  ): Promise<Connection> {
     for (;;) {
       signal?.throwIfAborted();
       if (this.destroyed) throw new Error("the connection pool was closed");
       if (!fresh) {
-        const reusable = this.idle.pop();
+        const reusable = this.idle.get(host)?.pop();
         if (reusable !== undefined) return reusable;
       }
-      if (this.open < this.options.maxSockets) {
-        this.open += 1;
-        return new Connection((onRead) => this.connect(onRead), {
-          release: (connection) => this.release(connection),
-          closed: (connection) => this.closed(connection),
-          idleTimeoutMs: this.options.idleTimeoutMs,
-        });
+      if (this.open < this.options.maxSockets) return this.openConnection(host);
+      // At the limit: an idle connection to another host (or, for a retry that needs a
+      // new one, to this host) makes room when it closes.
+      for (const [other, connections] of this.idle) {
+        const spare = other === host && !fresh ? undefined : connections.pop();
+        if (spare === undefined) continue;
+        spare.close();
+        break;
       }
+      // Every change (a connection released or closed, the pool destroyed) wakes every
+      // waiter, which looks again: none can miss its turn because another gave up.
       await new Promise<void>((resolve, reject) => {
         const wake = () => {
           signal?.removeEventListener("abort", onAbort);
           resolve();
         };
         const onAbort = () => {
-          const index = this.waiting.indexOf(wake);
-          if (index >= 0) this.waiting.splice(index, 1);
+          this.waiting.delete(wake);
           reject(signal?.reason);
         };
         signal?.addEventListener("abort", onAbort, { once: true });
-        this.waiting.push(wake);
+        this.waiting.add(wake);
       });
     }
   }
 
-  private connect(onRead: (bytes: number, buffer: Buffer) => boolean): Socket {
+  private openConnection(host: string): Connection {
+    this.open += 1;
+    try {
+      const connection = new Connection((onRead) => this.connect(host, onRead), {
+        release: (done) => this.release(host, done),
+        closed: (done) => this.closed(host, done),
+        idleTimeoutMs: this.options.idleTimeoutMs,
+      });
+      this.connections.add(connection);
+      return connection;
+    } catch (error) {
+      this.open -= 1;
+      throw error;
+    }
+  }
+
+  private connect(hostHeader: string, onRead: (bytes: number, buffer: Buffer) => boolean): Socket {
     const { url } = this.options;
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
     const secure = url.protocol === "https:";
     const port = url.port === "" ? (secure ? 443 : 80) : Number(url.port);
     const onread = { buffer: this.readBuffer, callback: onRead };
-    const socket = secure
-      ? // tls.connect takes `onread` like net.connect (Node >= 14.5); the types omit it.
-        tlsConnect({
-          ...this.options.tls,
-          host,
-          port,
-          servername: host,
-          onread,
-        } as ConnectionOptions)
-      : netConnect({ host, port, onread });
+    if (!secure) {
+      const socket = netConnect({ host, port, onread });
+      socket.setNoDelay(true);
+      socket.setKeepAlive(true, 1000);
+      return socket;
+    }
+    // The name for SNI and the certificate check is the Host asked for (a virtual-host
+    // bucket's certificate may cover only *.endpoint), as node:https did; none for an IP.
+    const name = new URL(`https://${hostHeader}`).hostname.replace(/^\[(.*)\]$/, "$1");
+    // tls.connect takes `onread` like net.connect (Node >= 14.5); the types omit it.
+    const socket = tlsConnect({
+      ...this.options.tls,
+      host,
+      port,
+      ...(isIP(name) === 0 ? { servername: name } : {}),
+      onread,
+    } as ConnectionOptions);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 1000);
     return socket;
   }
 
-  private release(connection: Connection): void {
+  private release(host: string, connection: Connection): void {
     if (this.destroyed) {
       connection.close();
       return;
     }
-    this.idle.push(connection);
-    this.waiting.shift()?.();
+    const connections = this.idle.get(host);
+    if (connections === undefined) this.idle.set(host, [connection]);
+    else connections.push(connection);
+    this.wakeAll();
   }
 
-  private closed(connection: Connection): void {
+  private closed(host: string, connection: Connection): void {
     this.open -= 1;
-    const index = this.idle.indexOf(connection);
-    if (index >= 0) this.idle.splice(index, 1);
-    this.waiting.shift()?.();
+    this.connections.delete(connection);
+    const connections = this.idle.get(host);
+    const index = connections?.indexOf(connection) ?? -1;
+    if (index >= 0) connections?.splice(index, 1);
+    this.wakeAll();
+  }
+
+  private wakeAll(): void {
+    const waiters = [...this.waiting];
+    this.waiting.clear();
+    for (const wake of waiters) wake();
   }
 }
 

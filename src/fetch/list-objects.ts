@@ -79,6 +79,15 @@ export function parseListPage(xml: string, previousToken?: string): ListPage {
       etag: textOf(block, "ETag") ?? "",
     });
   }
+  // A document cut short (a body without a length ends at a clean close) must not pass
+  // for a shorter listing.
+  if (!/<\/ListBucketResult>\s*$/.test(xml)) {
+    throw malformed("the listing document is incomplete (no </ListBucketResult>)");
+  }
+  const keyCount = textOf(xml, "KeyCount");
+  if (keyCount !== undefined && Number(keyCount) !== entries.length) {
+    throw malformed(`KeyCount says ${keyCount} keys but the page lists ${entries.length}`);
+  }
   const truncated = (textOf(xml, "IsTruncated") ?? "false").toLowerCase() === "true";
   if (!truncated) return { entries, nextToken: undefined };
   const nextToken = textOf(xml, "NextContinuationToken");

@@ -1,8 +1,8 @@
 /**
- * Signed GET and HEAD requests over keep-alive connections (http1.ts): the download hot
- * path. Plain HTTP did 3,200-4,400 small objects/s here against 600-1,000/s through the SDK
- * (../shared/MEASURED.md), and http1.ts reads large bodies with a fraction of node:http's
- * CPU; LIST, which is rare, stays on the SDK.
+ * Signed GET and HEAD requests (LIST is a GET: list-objects.ts) over keep-alive connections
+ * (http1.ts). Plain HTTP did 3,200-4,400 small objects/s here against 600-1,000/s through
+ * the SDK (../shared/MEASURED.md), and http1.ts reads large bodies with a fraction of
+ * node:http's CPU.
  * Failures are thrown in the SDK's error shape so that s3-errors.ts classifies both alike.
  */
 import type { ConnectionOptions } from "node:tls";

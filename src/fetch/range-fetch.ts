@@ -61,14 +61,20 @@ export async function fetchSpan(
           ifMatch: source.etag,
           signal,
         });
-        checkRangeAnswer(
-          response.contentRange,
-          response.contentLength,
-          start,
-          span.end,
-          source.bytes,
-          context,
-        );
+        try {
+          checkRangeAnswer(
+            response.contentRange,
+            response.contentLength,
+            start,
+            span.end,
+            source.bytes,
+            context,
+          );
+        } catch (error) {
+          // The body is not wanted: free the connection now, not at the idle timeout.
+          response.discard();
+          throw error;
+        }
         try {
           await response.readBody((chunk) => {
             if (keptBefore + received + chunk.length > length) {

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer as createTlsServer } from "node:tls";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type BodyConsumer, Http1Pool } from "../../src/fetch/http1.ts";
 import { ObjectGetter, S3HttpError } from "../../src/fetch/object-get.ts";
@@ -360,6 +360,55 @@ describe("Http1Pool", () => {
   });
 });
 
+describe("Http1Pool waiting for a connection", () => {
+  it("a waiter that gives up (abort) does not keep the next one waiting", async () => {
+    const server = await scripted(({ socket }) => {
+      setTimeout(
+        () => socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 2", Buffer.from("ok"))),
+        50,
+      );
+    });
+    const client = pool(server.url, { maxSockets: 1 });
+    const first = client.request(request());
+    const controller = new AbortController();
+    const gaveUp = client.request({ ...request(), signal: controller.signal });
+    const last = client.request(request());
+    setTimeout(() => controller.abort(new Error("not needed any more")), 10);
+    await expect(gaveUp).rejects.toThrow("not needed any more");
+    expect((await bodyOf(await first)).toString()).toBe("ok");
+    expect((await bodyOf(await last)).toString()).toBe("ok");
+    client.destroy();
+  });
+
+  it("destroy() fails the requests in flight and the waiting ones: none hangs", async () => {
+    const server = await scripted(() => {}); // never answers
+    const client = pool(server.url, { maxSockets: 1 });
+    const requests = [
+      client.request(request()),
+      client.request(request()),
+      client.request(request()),
+    ];
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    client.destroy();
+    const outcomes = await Promise.allSettled(requests);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(["rejected", "rejected", "rejected"]);
+  });
+
+  it("at the limit, an idle connection to another host makes room", async () => {
+    const server = await scripted(({ socket }) => {
+      socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 2", Buffer.from("ok")));
+    });
+    const client = pool(server.url, { maxSockets: 1 });
+    for (const host of ["a.example", "b.example", "a.example"]) {
+      const answer = await client.request({ ...request(), headers: { host } });
+      expect((await bodyOf(answer)).toString()).toBe("ok");
+    }
+    // One connection per host asked for: the idle one to the other host was closed.
+    expect(server.connections()).toBe(3);
+    client.destroy();
+  });
+});
+
 describe("Http1Pool over TLS", () => {
   let dir: string;
   let key: string;
@@ -389,13 +438,65 @@ describe("Http1Pool over TLS", () => {
     );
     key = readFileSync(join(dir, "key.pem"), "utf8");
     cert = readFileSync(join(dir, "cert.pem"), "utf8");
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-keyout",
+        join(dir, "wild-key.pem"),
+        "-out",
+        join(dir, "wild-cert.pem"),
+        "-subj",
+        "/CN=*.s3.test",
+        "-addext",
+        "subjectAltName=DNS:*.s3.test",
+      ],
+      { stdio: "ignore" },
+    );
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("reads a body over TLS, verified against the given CA, and reuses the connection", async () => {
-    const body = randomBytes(1024 * 1024 + 3);
+  it("names the Host asked for (a virtual-host bucket) in SNI and checks the certificate against it", async () => {
+    const wildKey = readFileSync(join(dir, "wild-key.pem"), "utf8");
+    const wildCert = readFileSync(join(dir, "wild-cert.pem"), "utf8");
+    const names: string[] = [];
     const server = await scripted(
       ({ socket }) => {
+        names.push(String((socket as TLSSocket).servername));
+        socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 2", Buffer.from("ok")));
+      },
+      (onSocket) => createTlsServer({ key: wildKey, cert: wildCert }, onSocket),
+    );
+    // The endpoint is s3.test (here: its address); the bucket is a virtual host under it.
+    const url = new URL(`https://127.0.0.1:${server.url.port}`);
+    const client = new Http1Pool({
+      url,
+      maxSockets: 4,
+      idleTimeoutMs: 5_000,
+      tls: { ca: wildCert },
+    });
+    const answer = await client.request({
+      method: "GET",
+      path: "/key",
+      headers: { host: `bucket.s3.test:${server.url.port}` },
+    });
+    expect((await bodyOf(answer)).toString()).toBe("ok");
+    expect(names).toEqual(["bucket.s3.test"]);
+    client.destroy();
+  });
+
+  it("reads a body over TLS, verified against the given CA, and reuses the connection", async () => {
+    const body = randomBytes(1024 * 1024 + 3);
+    const names: (string | false | undefined)[] = [];
+    const server = await scripted(
+      ({ socket, onConnection }) => {
+        if (onConnection === 0) names.push((socket as TLSSocket).servername || undefined);
         socket.write(response(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}`, body));
       },
       (onSocket) => createTlsServer({ key, cert }, onSocket),
@@ -407,6 +508,8 @@ describe("Http1Pool over TLS", () => {
     }
     expect(server.connections()).toBe(1);
     client.destroy();
+    // An IP address is no server name: none is sent (node warns when one is).
+    expect(names).toEqual([undefined]);
     // Without the CA the certificate is refused.
     const strict = new Http1Pool({ url, maxSockets: 1, idleTimeoutMs: 5_000 });
     await expect(strict.request(request())).rejects.toThrow(/self-signed|certificate/);

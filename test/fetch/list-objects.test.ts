@@ -61,6 +61,17 @@ describe("parseListPage", () => {
     expect(() => parseListPage(again, "t1")).toThrow(/same continuation token twice/);
   });
 
+  it("refuses a document cut short, and a page whose KeyCount disagrees with its entries", () => {
+    const whole = page(entry("a", 1) + entry("b", 2), "<KeyCount>2</KeyCount>");
+    expect(parseListPage(whole).entries.length).toBe(2);
+    expect(() => parseListPage(whole.slice(0, whole.indexOf("<Contents><Key>b")))).toThrow(
+      /incomplete/,
+    );
+    expect(() => parseListPage(page(entry("a", 1), "<KeyCount>2</KeyCount>"))).toThrow(
+      /KeyCount says 2 keys but the page lists 1/,
+    );
+  });
+
   it("refuses what is not a listing, and entries it cannot read", () => {
     expect(() => parseListPage("<html>hello</html>")).toThrow(/not a ListBucketResult/);
     expect(() => parseListPage(page("<Contents><Size>1</Size></Contents>"))).toThrow(
