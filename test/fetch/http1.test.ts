@@ -409,62 +409,42 @@ describe("Http1Pool waiting for a connection", () => {
   });
 });
 
+/** A self-signed certificate for `name` (a subjectAltName such as "IP:127.0.0.1"), made by openssl. */
+function selfSigned(dir: string, file: string, name: string): { key: string; cert: string } {
+  const keyPath = join(dir, `${file}-key.pem`);
+  const certPath = join(dir, `${file}-cert.pem`);
+  const subject = `/CN=${name.replace(/^(IP|DNS):/, "")}`;
+  execFileSync(
+    "openssl",
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"].concat([
+      "-keyout",
+      keyPath,
+      "-out",
+      certPath,
+      "-subj",
+      subject,
+      "-addext",
+      `subjectAltName=${name}`,
+    ]),
+    { stdio: "ignore" },
+  );
+  return { key: readFileSync(keyPath, "utf8"), cert: readFileSync(certPath, "utf8") };
+}
+
 describe("Http1Pool over TLS", () => {
   let dir: string;
   let key: string;
   let cert: string;
+  let wild: { key: string; cert: string };
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), "dsfetch-tls-"));
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-      ],
-      { stdio: "ignore" },
-    );
-    key = readFileSync(join(dir, "key.pem"), "utf8");
-    cert = readFileSync(join(dir, "cert.pem"), "utf8");
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-keyout",
-        join(dir, "wild-key.pem"),
-        "-out",
-        join(dir, "wild-cert.pem"),
-        "-subj",
-        "/CN=*.s3.test",
-        "-addext",
-        "subjectAltName=DNS:*.s3.test",
-      ],
-      { stdio: "ignore" },
-    );
+    ({ key, cert } = selfSigned(dir, "ip", "IP:127.0.0.1"));
+    wild = selfSigned(dir, "wild", "DNS:*.s3.test");
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("names the Host asked for (a virtual-host bucket) in SNI and checks the certificate against it", async () => {
-    const wildKey = readFileSync(join(dir, "wild-key.pem"), "utf8");
-    const wildCert = readFileSync(join(dir, "wild-cert.pem"), "utf8");
+    const { key: wildKey, cert: wildCert } = wild;
     const names: string[] = [];
     const server = await scripted(
       ({ socket }) => {
