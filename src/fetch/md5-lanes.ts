@@ -1,0 +1,234 @@
+/**
+ * The MD5 of every part of a multipart object, eight parts at a time in the lanes of the
+ * SIMD kernel (md5-lanes-kernel.ts): ~3x the throughput of hashing the parts one after the
+ * other on one core. Parts are taken in order as the bytes below `available` allow; each
+ * lane reads its part's bytes straight into the kernel's memory (`read`, from the file
+ * being written), so nothing is copied twice. Lanes without bytes ready sit out a call
+ * (their state is put back after it).
+ */
+import { md5LanesModule, STATE_OFFSET } from "./md5-lanes-kernel.ts";
+import type { ByteSpan } from "./ordered-hasher.ts";
+
+const GROUPS = 2;
+export const LANES = 4 * GROUPS;
+/** Bytes per lane per kernel call (8 lanes: 2 MiB a call). */
+const CHUNK = 256 * 1024;
+/** Room after each lane's chunk for the padding blocks. */
+const TAIL = 128;
+const LANE_STRIDE = CHUNK + TAIL;
+const INPUT_OFFSET = STATE_OFFSET + 64 * GROUPS;
+const PAGES = Math.ceil((INPUT_OFFSET + LANES * LANE_STRIDE) / 65536);
+
+const INITIAL_STATE = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476] as const;
+
+type Kernel = (...pointersThenBlocks: number[]) => void;
+
+/** The part of the WebAssembly global used here (TypeScript declares it only with the DOM). */
+interface WebAssemblyApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: Record<string, unknown> };
+}
+const wasm = (globalThis as { WebAssembly?: WebAssemblyApi }).WebAssembly;
+
+let compiled: object | null | undefined;
+
+/**
+ * Lanes pay from four parts on: fewer leave lanes idle (each lane alone runs at ~1/8 of the
+ * total), where OpenSSL's MD5 hashes one part at a time at full speed.
+ */
+export const MIN_PARTS_FOR_LANES = 4;
+
+export function useMd5Lanes(algorithm: string, parts: number): boolean {
+  return algorithm === "MD5" && parts >= MIN_PARTS_FOR_LANES && kernelModule() !== undefined;
+}
+
+/** The compiled kernel; undefined where WebAssembly SIMD is missing (V8 needs SSE4.1). */
+function kernelModule(): object | undefined {
+  if (compiled === undefined) {
+    try {
+      if (wasm === undefined) throw new Error("no WebAssembly");
+      compiled = new wasm.Module(md5LanesModule(GROUPS, PAGES));
+    } catch {
+      compiled = null;
+    }
+  }
+  return compiled ?? undefined;
+}
+
+interface Lane {
+  /** Index into the spans. */
+  readonly span: number;
+  readonly start: number;
+  readonly end: number;
+  /** Next byte to hash. */
+  position: number;
+}
+
+export class Md5Lanes {
+  private readonly spans: readonly ByteSpan[];
+  private readonly read: (target: Uint8Array, position: number) => void;
+  private readonly kernel: Kernel;
+  private readonly memory: Uint8Array;
+  private readonly state: Uint32Array;
+  private readonly lanes: (Lane | undefined)[] = new Array(LANES).fill(undefined);
+  private readonly digests: (Buffer | undefined)[];
+  private nextSpan = 0;
+  private finishedSpans = 0;
+
+  /**
+   * @param read fills `target` with the bytes at `position` (exactly its length, or throws).
+   */
+  constructor(spans: readonly ByteSpan[], read: (target: Uint8Array, position: number) => void) {
+    this.spans = spans;
+    this.read = read;
+    const module = kernelModule();
+    if (module === undefined || wasm === undefined)
+      throw new Error("WebAssembly SIMD is not available");
+    const { memory, md5lanes } = new wasm.Instance(module).exports as {
+      memory: { buffer: ArrayBuffer };
+      md5lanes: Kernel;
+    };
+    this.kernel = md5lanes;
+    this.memory = new Uint8Array(memory.buffer);
+    this.state = new Uint32Array(memory.buffer, STATE_OFFSET, 16 * GROUPS);
+    this.digests = new Array(spans.length).fill(undefined);
+  }
+
+  /** Every span is hashed. */
+  get done(): boolean {
+    return this.finishedSpans === this.spans.length;
+  }
+
+  /** The digest of each span, in order, once done. */
+  results(): Buffer[] {
+    return this.digests.map((digest, index) => {
+      if (digest === undefined) throw new Error(`part ${index + 1} was not hashed`);
+      return digest;
+    });
+  }
+
+  /**
+   * Hashes what the bytes before `available` allow. Until `final` (no byte will come after
+   * `available`), it waits for work for every lane: a call costs the same with one lane busy
+   * as with eight, and hashing each part's newest bytes as they come would run one lane at
+   * a time (2 GiB in 4 MiB steps: 7.1 s against 1.2 s).
+   */
+  advance(available: number, final = false): void {
+    for (;;) {
+      this.fillLanes(available);
+      let blocks = Number.POSITIVE_INFINITY;
+      let finished = false;
+      let assigned = 0;
+      let allReady = true;
+      for (let index = 0; index < LANES; index++) {
+        const lane = this.lanes[index];
+        if (lane === undefined) continue;
+        assigned += 1;
+        if (lane.end - lane.position < 64 && lane.end <= available) {
+          this.finish(index, lane);
+          finished = true;
+          continue;
+        }
+        const ready = Math.min(available, lane.end) - lane.position;
+        if (ready >= 64) blocks = Math.min(blocks, Math.floor(ready / 64));
+        if (ready < CHUNK && lane.end > available) allReady = false;
+      }
+      if (finished) continue;
+      if (blocks === Number.POSITIVE_INFINITY) return;
+      const lanesFull = assigned === LANES || this.nextSpan === this.spans.length;
+      if (!final && !(lanesFull && allReady)) return;
+      this.run(Math.min(blocks, CHUNK / 64), available);
+    }
+  }
+
+  /** Gives free lanes the next spans, as long as their first bytes are there. */
+  private fillLanes(available: number): void {
+    for (let index = 0; index < LANES; index++) {
+      if (this.lanes[index] !== undefined) continue;
+      const span = this.spans[this.nextSpan];
+      if (span === undefined || span.start > available) return;
+      this.lanes[index] = {
+        span: this.nextSpan,
+        start: span.start,
+        end: span.end,
+        position: span.start,
+      };
+      this.nextSpan += 1;
+      this.setState(index, INITIAL_STATE);
+    }
+  }
+
+  /** Runs `blocks` blocks of every lane that has them; the others keep their state. */
+  private run(blocks: number, available: number): void {
+    const bytes = blocks * 64;
+    const active: boolean[] = [];
+    for (let index = 0; index < LANES; index++) {
+      const lane = this.lanes[index];
+      const ready = lane === undefined ? 0 : Math.min(available, lane.end) - lane.position;
+      const runs = lane !== undefined && ready >= bytes;
+      active.push(runs);
+      if (runs) this.read(this.input(index, bytes), lane.position);
+    }
+    this.runKernel(blocks, active);
+    for (let index = 0; index < LANES; index++) {
+      const lane = this.lanes[index];
+      if (active[index] && lane !== undefined) lane.position += bytes;
+    }
+  }
+
+  /** The last (< 64) bytes of a span, the padding and the length (RFC 1321 §3.1-3.2). */
+  private finish(index: number, lane: Lane): void {
+    const rest = lane.end - lane.position;
+    const blocks = rest < 56 ? 1 : 2;
+    const input = this.input(index, blocks * 64);
+    input.fill(0);
+    if (rest > 0) this.read(input.subarray(0, rest), lane.position);
+    input[rest] = 0x80;
+    const length = lane.end - lane.start;
+    const view = new DataView(input.buffer, input.byteOffset, input.byteLength);
+    // The length in bits, 64-bit little-endian; lengths are below 2^53 bytes.
+    view.setUint32(blocks * 64 - 8, (length % 2 ** 29) * 8, true);
+    view.setUint32(blocks * 64 - 4, Math.floor(length / 2 ** 29), true);
+    this.runKernel(
+      blocks,
+      this.lanes.map((_, other) => other === index),
+    );
+    const digest = Buffer.allocUnsafe(16);
+    const words = this.getState(index);
+    words.forEach((word, i) => {
+      digest.writeUInt32LE(word, 4 * i);
+    });
+    this.digests[lane.span] = digest;
+    this.lanes[index] = undefined;
+    this.finishedSpans += 1;
+  }
+
+  private runKernel(blocks: number, active: readonly boolean[]): void {
+    const kept = active.map((runs, index) => (runs ? undefined : this.getState(index)));
+    const pointers = active.map((_, index) => INPUT_OFFSET + index * LANE_STRIDE);
+    this.kernel(...pointers, blocks);
+    kept.forEach((words, index) => {
+      if (words !== undefined) this.setState(index, words);
+    });
+  }
+
+  /** Lane `index`'s input area, its first `bytes`. */
+  private input(index: number, bytes: number): Uint8Array {
+    const start = INPUT_OFFSET + index * LANE_STRIDE;
+    return this.memory.subarray(start, start + bytes);
+  }
+
+  /** A, B, C, D of a lane: word r of lane l of group g is at 16g + 4r + l. */
+  private getState(index: number): [number, number, number, number] {
+    const base = 16 * (index >> 2) + (index & 3);
+    const s = this.state;
+    return [s[base] ?? 0, s[base + 4] ?? 0, s[base + 8] ?? 0, s[base + 12] ?? 0];
+  }
+
+  private setState(index: number, words: readonly number[]): void {
+    const base = 16 * (index >> 2) + (index & 3);
+    words.forEach((word, r) => {
+      this.state[base + 4 * r] = word;
+    });
+  }
+}

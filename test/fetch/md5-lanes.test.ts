@@ -1,0 +1,97 @@
+// Md5Lanes: MD5 of many parts in SIMD lanes gives exactly OpenSSL's digest of every part,
+// whatever the part sizes (padding edges 55/56/63/64 bytes, empty parts) and however the
+// available bytes advance.
+import { createHash, randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { LANES, Md5Lanes, useMd5Lanes } from "../../src/fetch/md5-lanes.ts";
+import { md5LanesModule } from "../../src/fetch/md5-lanes-kernel.ts";
+import type { ByteSpan } from "../../src/fetch/ordered-hasher.ts";
+
+function spansOf(sizes: readonly number[]): ByteSpan[] {
+  let start = 0;
+  return sizes.map((size) => {
+    const span = { start, end: start + size };
+    start += size;
+    return span;
+  });
+}
+
+function hashAll(data: Buffer, spans: readonly ByteSpan[], steps: readonly number[]): string[] {
+  const reads: number[] = [];
+  const lanes = new Md5Lanes(spans, (target, position) => {
+    // Only bytes said to be available may be read.
+    reads.push(position + target.length);
+    target.set(data.subarray(position, position + target.length));
+  });
+  let available = 0;
+  for (const step of steps) {
+    available = Math.min(data.length, available + step);
+    lanes.advance(available);
+    expect(Math.max(0, ...reads)).toBeLessThanOrEqual(available);
+  }
+  lanes.advance(data.length, true);
+  expect(lanes.done).toBe(true);
+  return lanes.results().map((digest) => digest.toString("hex"));
+}
+
+const md5 = (data: Buffer, spans: readonly ByteSpan[]): string[] =>
+  spans.map((s) => createHash("md5").update(data.subarray(s.start, s.end)).digest("hex"));
+
+describe("Md5Lanes", () => {
+  it("the kernel compiles here and is used for MD5 of 4 parts or more", () => {
+    expect(md5LanesModule(2, 1).length).toBeGreaterThan(1000);
+    expect(useMd5Lanes("MD5", 4)).toBe(true);
+    expect(useMd5Lanes("MD5", 3)).toBe(false);
+    expect(useMd5Lanes("SHA256", 100)).toBe(false);
+  });
+
+  it("every padding edge, an empty part and more parts than lanes", () => {
+    const sizes = [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 1000, 0, 64 * 1024 + 3];
+    expect(sizes.length).toBeGreaterThan(LANES);
+    const spans = spansOf(sizes);
+    const data = randomBytes(spans.at(-1)?.end ?? 0);
+    expect(hashAll(data, spans, [data.length])).toEqual(md5(data, spans));
+  });
+
+  it("parts larger than a lane's chunk, bytes arriving in uneven steps", () => {
+    const sizes = [8 * 1024 * 1024, 8 * 1024 * 1024, 5 * 1024 * 1024 + 17, 3_000_001, 1, 700_000];
+    const spans = spansOf(sizes);
+    const data = randomBytes(spans.at(-1)?.end ?? 0);
+    const steps = Array.from({ length: 60 }, (_, i) => 1 + ((i * 7919 * 104_729) % 1_300_000));
+    expect(hashAll(data, spans, steps)).toEqual(md5(data, spans));
+  });
+
+  it("thousands of small parts, one byte at a time at first", () => {
+    const sizes = Array.from({ length: 2000 }, (_, i) => (i * 37) % 300);
+    const spans = spansOf(sizes);
+    const data = randomBytes(spans.at(-1)?.end ?? 0);
+    const steps = [...Array.from({ length: 500 }, () => 1), 4096, 65_536, 1_000_000];
+    expect(hashAll(data, spans, steps)).toEqual(md5(data, spans));
+  });
+
+  it("parts that are not adjacent (one of several hashing threads takes every k-th)", () => {
+    const all = spansOf(Array.from({ length: 40 }, (_, i) => 10_000 + i * 999));
+    const mine = all.filter((_, i) => i % 3 === 1);
+    const data = randomBytes(all.at(-1)?.end ?? 0);
+    expect(hashAll(data, mine, [123_456, 200_000, 10, data.length])).toEqual(md5(data, mine));
+  });
+
+  it("a part over 512 MiB: the length in bits needs more than 32 bits", () => {
+    // 2^29 bytes = 2^32 bits; the data is virtual (zeros), read on demand.
+    const size = 2 ** 29 + 5;
+    const spans = spansOf([size, 64, 64, 64]);
+    const lanes = new Md5Lanes(spans, (target) => target.fill(0));
+    lanes.advance(size + 192, true);
+    const zeros = Buffer.alloc(16 * 1024 * 1024);
+    const big = createHash("md5");
+    for (let left = size; left > 0; left -= zeros.length)
+      big.update(zeros.subarray(0, Math.min(left, zeros.length)));
+    const small = createHash("md5").update(Buffer.alloc(64)).digest("hex");
+    expect(lanes.results().map((d) => d.toString("hex"))).toEqual([
+      big.digest("hex"),
+      small,
+      small,
+      small,
+    ]);
+  });
+});
