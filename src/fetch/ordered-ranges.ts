@@ -5,6 +5,7 @@
  * This is what feeds streaming archive expansion (no intermediate archive file).
  */
 
+import type { BufferPool } from "../util/buffer-pool.ts";
 import type { ObjectGetter } from "./object-get.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import { fetchSpan, type RangeContext, type RangeSource, splitSpans } from "./range-fetch.ts";
@@ -21,6 +22,12 @@ export interface OrderedRangesOptions {
   readonly errorContext: S3ErrorContext;
   readonly onBytes?: (bytes: number) => void;
   readonly stats: { refetchedBytes: number; retries: number };
+  /**
+   * Where each range's memory comes from. The consumer gives every chunk back to it once
+   * no one reads the chunk any more (not when the next chunk is asked for: it may be
+   * queued); chunks never given back are left to the GC.
+   */
+  readonly buffers?: BufferPool | undefined;
 }
 
 export async function* orderedRanges(options: OrderedRangesOptions): AsyncGenerator<Buffer> {
@@ -38,7 +45,8 @@ export async function* orderedRanges(options: OrderedRangesOptions): AsyncGenera
   };
   const fetchToMemory = async (span: ByteSpan): Promise<Buffer[]> => {
     // One buffer per range: the bodies arrive as views of a reused buffer (http1.ts).
-    const bytes = Buffer.allocUnsafe(span.end - span.start);
+    const length = span.end - span.start;
+    const bytes = options.buffers?.take(length) ?? Buffer.allocUnsafe(length);
     let kept = 0;
     await fetchSpan(context, span, {
       kept: () => kept,

@@ -23,6 +23,7 @@ import type { ResolvedObject } from "../fetch/resolve.ts";
 import type { RetryOptions } from "../fetch/retry.ts";
 import type { S3ErrorContext } from "../fetch/s3-errors.ts";
 import { StreamingVerifier } from "../fetch/streaming-verifier.ts";
+import { BufferPool } from "../util/buffer-pool.ts";
 import { Channel } from "../util/channel.ts";
 import type { Attempt } from "../volumes/attempt.ts";
 import type { ManifestFile } from "../volumes/manifest.ts";
@@ -70,7 +71,11 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
   const { resolution, spec } = input;
   const stats = { refetchedBytes: 0, retries: 0 };
   const verifier = new StreamingVerifier(resolution, input.parts);
-  const channel = new Channel(PIPE_BYTES);
+  // Range memory reused: the hasher copies each chunk at once, the extractor when it asks
+  // for the next (extract-in-worker.ts), after which the channel gives it back.
+  const rangeSize = input.tuning.rangeSize;
+  const buffers = new BufferPool(rangeSize, STREAM_RANGES + Math.ceil(PIPE_BYTES / rangeSize) + 2);
+  const channel = new Channel(PIPE_BYTES, (chunk) => buffers.give(chunk));
   const abort = new AbortController();
   const signal =
     input.signal === undefined ? abort.signal : AbortSignal.any([abort.signal, input.signal]);
@@ -82,13 +87,14 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
       for await (const chunk of orderedRanges({
         getter: input.client.getter,
         source: resolution,
-        rangeSize: input.tuning.rangeSize,
+        rangeSize,
         concurrency: Math.min(input.tuning.rangeConcurrency, STREAM_RANGES),
         signal,
         retry: input.retry,
         errorContext: input.errorContext,
         onBytes: input.onBytes,
         stats,
+        buffers,
       })) {
         const behind = verifier.update(chunk);
         if (behind !== undefined) await behind;
@@ -172,10 +178,12 @@ async function sniff(
   while (length < bytes) {
     const next = await iterator.next();
     if (next.done === true) break;
-    chunks.push(next.value);
+    // A copy: the source may reuse a chunk's memory once the next one is asked for.
+    chunks.push(Buffer.from(next.value));
     length += next.value.length;
   }
-  return { head: Buffer.concat(chunks, length), rest: iterator };
+  const head = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);
+  return { head, rest: iterator };
 }
 
 async function* prepend(head: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {

@@ -13,13 +13,23 @@ export class Channel implements AsyncIterable<Buffer> {
   private wakeConsumer: (() => void) | undefined;
   private wakeProducer: (() => void) | undefined;
   private readonly highWaterBytes: number;
+  private readonly onConsumed: ((chunk: Buffer) => void) | undefined;
 
-  constructor(highWaterBytes: number) {
+  /**
+   * @param onConsumed called with each chunk the consumer is done with: when it asks for
+   *   the next one or stops, and for chunks dropped unread. A consumer must therefore not
+   *   keep a chunk (or a view of it) after asking for the next.
+   */
+  constructor(highWaterBytes: number, onConsumed?: (chunk: Buffer) => void) {
     this.highWaterBytes = highWaterBytes;
+    this.onConsumed = onConsumed;
   }
 
   async push(chunk: Buffer): Promise<void> {
-    if (this.consumerGone) return;
+    if (this.consumerGone) {
+      this.onConsumed?.(chunk);
+      return;
+    }
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
     this.wake();
@@ -54,7 +64,11 @@ export class Channel implements AsyncIterable<Buffer> {
           this.queuedBytes -= chunk.length;
           this.wakeProducer?.();
           this.wakeProducer = undefined;
-          yield chunk;
+          try {
+            yield chunk;
+          } finally {
+            this.onConsumed?.(chunk);
+          }
           continue;
         }
         if (this.failure !== undefined) throw this.failure;
@@ -66,6 +80,7 @@ export class Channel implements AsyncIterable<Buffer> {
     } finally {
       if (!this.closed || this.queue.length > 0) {
         this.consumerGone = true;
+        for (const dropped of this.queue) this.onConsumed?.(dropped);
         this.queue.length = 0;
         this.queuedBytes = 0;
         this.wakeProducer?.();
