@@ -40,7 +40,7 @@ describe("Channel onConsumed", () => {
     expect((await iterator.next()).value?.toString()).toBe("b");
     expect(consumed).toEqual(["a"]);
     // The consumer stops early: the chunk it held and the queued one are done with.
-    await iterator.return?.();
+    await iterator.return?.(undefined);
     expect(consumed).toEqual(["a", "b", "c"]);
     // Later pushes are dropped at once.
     await channel.push(Buffer.from("d"));
