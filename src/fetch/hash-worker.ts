@@ -38,12 +38,19 @@ let finishAt: number | undefined;
 let finished = false;
 
 // MD5 of many parts: eight at a time in SIMD lanes (~3x one core's sequential MD5).
-const lanes = useMd5Lanes(algorithm, parts.length)
-  ? new Md5Lanes(parts, (target, position) => {
+const lanes = useMd5Lanes(algorithm, parts.length) ? startLanes() : undefined;
+
+function startLanes(): Md5Lanes | undefined {
+  try {
+    return new Md5Lanes(parts, (target, position) => {
       const read = readSync(fd, target, 0, target.length, position);
       if (read !== target.length) throw new Error(`short read at ${position}`);
-    })
-  : undefined;
+    });
+  } catch {
+    // No memory for the kernel's instance: OpenSSL's MD5, one part after the other.
+    return undefined;
+  }
+}
 
 function pump(): void {
   if (lanes !== undefined) pumpLanes(lanes);

@@ -74,7 +74,11 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
   // Range memory reused: the hasher copies each chunk at once, the extractor when it asks
   // for the next (extract-in-worker.ts), after which the channel gives it back.
   const rangeSize = input.tuning.rangeSize;
-  const buffers = new BufferPool(rangeSize, STREAM_RANGES + Math.ceil(PIPE_BYTES / rangeSize) + 2);
+  // Never larger than the object: a small archive does not get a whole range of memory.
+  const buffers = new BufferPool(
+    Math.max(1, Math.min(rangeSize, resolution.bytes)),
+    STREAM_RANGES + Math.ceil(PIPE_BYTES / rangeSize) + 2,
+  );
   const channel = new Channel(PIPE_BYTES, (chunk) => buffers.give(chunk));
   const abort = new AbortController();
   const signal =
@@ -132,6 +136,9 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
     };
   } catch (error) {
     abort.abort(error);
+    // The extractor may have failed before reading (contents that do not match the
+    // extension): a download waiting on the full channel would otherwise wait forever.
+    channel.abandon();
     await pump.catch(() => {});
     verifier.dispose();
     throw error;

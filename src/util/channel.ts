@@ -51,6 +51,20 @@ export class Channel implements AsyncIterable<Buffer> {
     this.wake();
   }
 
+  /**
+   * The consumer will not read (it failed before it started, or gave up): drops what is
+   * queued and releases a producer waiting on a full queue; later pushes are dropped.
+   */
+  abandon(): void {
+    if (this.consumerGone) return;
+    this.consumerGone = true;
+    for (const dropped of this.queue) this.onConsumed?.(dropped);
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.wakeProducer?.();
+    this.wakeProducer = undefined;
+  }
+
   /** True once the consumer stopped reading before the end. */
   get abandoned(): boolean {
     return this.consumerGone;
@@ -78,14 +92,7 @@ export class Channel implements AsyncIterable<Buffer> {
         });
       }
     } finally {
-      if (!this.closed || this.queue.length > 0) {
-        this.consumerGone = true;
-        for (const dropped of this.queue) this.onConsumed?.(dropped);
-        this.queue.length = 0;
-        this.queuedBytes = 0;
-        this.wakeProducer?.();
-        this.wakeProducer = undefined;
-      }
+      if (!this.closed || this.queue.length > 0) this.abandon();
     }
   }
 

@@ -163,6 +163,19 @@ describe("bad archives publish nothing", () => {
     await nothingPublished(data);
   });
 
+  it("a large object whose contents do not match the extension: exit 8, nothing published", async () => {
+    // Larger than the download may run ahead of the extractor (16 MiB): the ranges still
+    // in flight or queued when the magic bytes are refused are dropped, not waited for
+    // (the channel is abandoned: see test/util/buffer-pool.test.ts for a full queue).
+    await putObject(bucket, "bad/large-liar.tar.gz", randomBytes(30 * 1024 * 1024));
+    const { code, json, data } = await fetch([{ uri: `s3://${bucket}/bad/large-liar.tar.gz` }], {
+      DSFETCH_RANGE_SIZE: "1Mi",
+    });
+    expect(code).toBe(8);
+    expect(json.datasets[0].error.code).toBe("ARCHIVE_INVALID");
+    await nothingPublished(data);
+  });
+
   it("a truncated archive: exit 8 ARCHIVE_INVALID", async () => {
     const whole = await readFile(join(archives, "ds.tar.gz"));
     await putObject(bucket, "bad/cut.tar.gz", whole.subarray(0, Math.floor(whole.length / 2)));

@@ -46,4 +46,19 @@ describe("Channel onConsumed", () => {
     await channel.push(Buffer.from("d"));
     expect(consumed).toEqual(["a", "b", "c", "d"]);
   });
+
+  it("abandon() releases a producer waiting on a full queue, before any read", async () => {
+    const consumed: string[] = [];
+    const channel = new Channel(1, (chunk) => consumed.push(chunk.toString()));
+    await channel.push(Buffer.from("a")); // at the high-water mark: no wait yet
+    let released = false;
+    const blocked = channel.push(Buffer.from("bc")).then(() => {
+      released = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(released).toBe(false);
+    channel.abandon();
+    await blocked;
+    expect(consumed).toEqual(["a", "bc"]);
+  });
 });
