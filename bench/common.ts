@@ -730,6 +730,11 @@ async function runProc(
 export interface MeasureOptions {
   /** Log files are `<logBase>.<step>[.<i>].{stdout,stderr,time}`. */
   logBase: string;
+  /**
+   * Seconds that must have passed since the last output was removed before the run starts
+   * (see settleAfterRemoval): every tool then writes into memory in the same state.
+   */
+  settleSeconds?: number;
   /** `sync -f` this path right after the last step (the output). */
   syncPath: string;
   idleWait: number;
@@ -745,6 +750,7 @@ export interface MeasureOptions {
 export async function measure(steps: Step[], o: MeasureOptions): Promise<RunResult> {
   spawnSync("sync");
   await waitForOtherBench();
+  await settleAfterRemoval(o.settleSeconds ?? 0);
   const idle = await waitForIdle(o.idleWait);
   const before = await o.counters?.();
   const mark = loadMark();
@@ -856,6 +862,26 @@ export function measureStartup(argv: string[], env: NodeJS.ProcessEnv): number |
 // removed between runs (which would slow down whichever command runs next) but at the very end,
 // after every section.
 
+// Memory after a removal. On a VM with virtio-balloon free page reporting ("Free page
+// reporting enabled" at boot, as here), memory that stays free for ~2 s is handed back to the
+// host, and touching it again faults page by page on the host. Writing 2 GiB into the page
+// cache took 0.4 s of system CPU right after a 2 GiB file was deleted and 3.8-4.1 s after
+// 15 s of rest. A command that starts right after the previous one's output was removed
+// writes into warm pages, and if it finishes within ~2 s it never sees a cold one; so the
+// order of the runs decided who paid. Where a dataset is large, the runs wait until the
+// memory freed by the last removal has gone back (SETTLE_SECONDS): every tool starts cold,
+// as a fresh job's pod would on such a VM.
+
+/** Enough for freed memory to be reported to the host (reporting delay 2 s, then the work). */
+export const SETTLE_SECONDS = 5;
+let lastRemovalAt = 0;
+
+/** Waits until `seconds` have passed since the last removal of an output. */
+export async function settleAfterRemoval(seconds: number): Promise<void> {
+  const wait = lastRemovalAt + seconds * 1000 - performance.now();
+  if (seconds > 0 && wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+}
+
 /** Outputs with at least this many files are kept until the end. */
 export const MANY_FILES = 2000;
 const keptOutputs: string[] = [];
@@ -863,7 +889,10 @@ const keptOutputs: string[] = [];
 /** Removes an output now, or (with `files` >= MANY_FILES) at the end (removeKeptOutputs). */
 export async function disposeOutput(dir: string, files: number): Promise<void> {
   if (files >= MANY_FILES) keptOutputs.push(dir);
-  else await rm(dir, { recursive: true, force: true });
+  else {
+    await rm(dir, { recursive: true, force: true });
+    lastRemovalAt = performance.now();
+  }
 }
 
 /** Removes the outputs kept so far (at the end of a benchmark). */

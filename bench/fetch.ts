@@ -48,6 +48,7 @@ import {
   REPEAT_MAX_SECONDS,
   type RunResult,
   runMain,
+  SETTLE_SECONDS,
   type SectionResult,
   type SummaryRow,
   summarize,
@@ -189,6 +190,8 @@ export async function runFetchSection(
               syncPath: outDir,
               idleWait: opts.idleWait,
               counters: session.counters,
+              // One large object: every tool starts with cold memory (see SETTLE_SECONDS).
+              settleSeconds: dataset === "big" ? SETTLE_SECONDS : 0,
             });
           },
         );
@@ -249,7 +252,7 @@ export async function runFetchSection(
     "",
     renderTable(rows, data, datasets),
     "",
-    `Wall = spawn to exit; start-up = median wall of the tool's version command (5 runs); other load = median CPU used by processes other than the tool, MinIO and the bench during a run, in cores (a run under ${REPEAT_MAX_SECONDS} s above ${DISTURBED_CORES} is repeated once; before each run the bench waits up to ${opts.idleWait} s, ${IDLE_BUDGET_SECONDS} s in all, for the machine to be idle); "sync after" = \`sync -f\` of the output right after exit (dsfetch syncs before it exits; the peers leave dirty pages); CPU = user+sys and peak RSS = ru_maxrss, from GNU time \`-f "%M %U %S"\`. dsfetch/peer < 1: dsfetch is faster. Page cache not dropped: MinIO serves from memory; each tool writes a fresh directory on the same filesystem. The bench checks every output (MD5 of every file in run 1, sizes after).`,
+    `Wall = spawn to exit; start-up = median wall of the tool's version command (5 runs); other load = median CPU used by processes other than the tool, MinIO and the bench during a run, in cores (a run under ${REPEAT_MAX_SECONDS} s above ${DISTURBED_CORES} is repeated once; before each run the bench waits up to ${opts.idleWait} s, ${IDLE_BUDGET_SECONDS} s in all, for the machine to be idle); "sync after" = \`sync -f\` of the output right after exit (dsfetch syncs before it exits; the peers leave dirty pages); CPU = user+sys and peak RSS = ru_maxrss, from GNU time \`-f "%M %U %S"\`. dsfetch/peer < 1: dsfetch is faster. Page cache not dropped: MinIO serves from memory; each tool writes a fresh directory on the same filesystem. One large object: each run starts at least ${SETTLE_SECONDS} s after the previous output was removed, so that every tool writes into memory the VM has given back to its host (free page reporting; see SETTLE_SECONDS in bench/common.ts). The bench checks every output (MD5 of every file in run 1, sizes after).`,
   ].join("\n");
   return {
     markdown,

@@ -62,6 +62,7 @@ import {
   writeSync,
 } from "node:fs";
 import { DsfetchError } from "../errors.ts";
+import { WRITE_PIECE } from "../util/write-piece.ts";
 import { CollisionGuard, checkEntryPath } from "./entry-path.ts";
 import type { ExtractLimits } from "./limits.ts";
 import { isZeroBlock, storedTarChecksum, tarChecksumMatches } from "./magic.ts";
@@ -960,7 +961,7 @@ export class TarExtractor {
     while (left > 0) {
       let written: number;
       try {
-        written = writeSync(this.fd, chunk, at, left);
+        written = writeSync(this.fd, chunk, at, Math.min(left, WRITE_PIECE));
       } catch (error) {
         this.throwFs(error, this.entryName);
       }

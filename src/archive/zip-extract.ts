@@ -32,18 +32,11 @@
  * On failure the destination may hold part of the archive: the caller discards it (the
  * attempt directory), as for every failed dataset.
  */
-import {
-  closeSync,
-  fstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  unlinkSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, unlinkSync } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { crc32, createInflateRaw, inflateRawSync } from "node:zlib";
 import { DsfetchError } from "../errors.ts";
+import { writeAllSync } from "../util/write-piece.ts";
 import { storageError } from "../volumes/attempt.ts";
 import { CollisionGuard, checkEntryPath } from "./entry-path.ts";
 import type { ExtractLimits } from "./limits.ts";
@@ -649,7 +642,7 @@ class Extractor {
     const full = `${this.destination}/${item.path}`;
     const out = this.create(full, item.mode);
     try {
-      writeAll(out, data);
+      writeAllSync(out, data);
     } catch (error) {
       throw storageError(error, full);
     } finally {
@@ -705,7 +698,7 @@ class Extractor {
       }
       this.account(item, chunk.length);
       try {
-        writeAll(out, chunk);
+        writeAllSync(out, chunk);
       } catch (error) {
         throw storageError(error, full);
       }
@@ -839,9 +832,4 @@ class Extractor {
 
 function toNumber(value: bigint): number {
   return value > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(value);
-}
-
-function writeAll(fd: number, data: Buffer): void {
-  let done = 0;
-  while (done < data.length) done += writeSync(fd, data, done, data.length - done);
 }

@@ -5,9 +5,10 @@
  * write ~3 us: ../shared/MEASURED.md), no per-file fsync (the tree is synced once before
  * publish). Larger objects go through downloadObject's parallel ranges.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
+import { writeNewFileSync } from "../util/write-piece.ts";
 import { storageError } from "../volumes/attempt.ts";
 import type { ManifestFile } from "../volumes/manifest.ts";
 import { type ChecksumFields, chooseChecksum } from "./checksum/index.ts";
@@ -267,7 +268,7 @@ function verifyAndWrite(
   const verification = plan.method;
   try {
     // Read-only from the start: publishing needs no chmod per file (volumes/permissions.ts).
-    writeFileSync(path, body, { flag: "wx", mode: 0o444 });
+    writeNewFileSync(path, body, 0o444);
   } catch (error) {
     throw storageError(error, path);
   }
