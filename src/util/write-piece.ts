@@ -15,8 +15,13 @@ export const WRITE_PIECE = 256 * 1024;
 /** Writes all of `data` at the file's position, WRITE_PIECE bytes per call at most. */
 export function writeAllSync(fd: number, data: Uint8Array): void {
   let done = 0;
-  while (done < data.length)
-    done += writeSync(fd, data, done, Math.min(data.length - done, WRITE_PIECE));
+  while (done < data.length) {
+    const written = writeSync(fd, data, done, Math.min(data.length - done, WRITE_PIECE));
+    // A write of nothing would loop forever: the disk is full (as download-object.ts says).
+    if (written === 0)
+      throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+    done += written;
+  }
 }
 
 /** Creates `path` (it must not exist) with `data` and `mode`, like writeFileSync's "wx". */
