@@ -17,6 +17,8 @@ export interface TransferTuning {
   readonly lock: LockTiming;
   /** Bound on what one archive may expand to in shared storage (ephemeral: the volume size). */
   readonly maxExpandedBytes: number;
+  /** Large multipart objects written with O_DIRECT where the filesystem takes it. */
+  readonly directIo: boolean;
 }
 
 export interface LockTiming {
@@ -36,6 +38,7 @@ export const DEFAULT_TUNING: TransferTuning = Object.freeze({
   // NFS attribute caches (actimeo up to 60 s) and clock skew: see volumes/lock.ts.
   lock: Object.freeze({ staleMs: 120_000, pollMs: 1_000, waitMs: 2 * 60 * 60_000 }),
   maxExpandedBytes: 2 ** 40,
+  directIo: true,
 });
 
 export function resolveTuning(env: Readonly<Record<string, string | undefined>>): TransferTuning {
@@ -68,6 +71,7 @@ export function resolveTuning(env: Readonly<Record<string, string | undefined>>)
   return Object.freeze({
     maxExpandedBytes,
     rangeSize,
+    directIo: integer(env, "DSFETCH_DIRECT_IO", 1, 0, 1) === 1,
     rangeConcurrency: integer(
       env,
       "DSFETCH_RANGE_CONCURRENCY",

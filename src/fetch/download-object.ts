@@ -6,10 +6,11 @@
  * multipart MD5) or an S3 additional checksum (fetch/verification.ts), and always against
  * the size.
  */
-import { type FileHandle, open } from "node:fs/promises";
+import { type FileHandle, open, rm } from "node:fs/promises";
 import { WRITE_PIECE } from "../util/write-piece.ts";
 import { storageError } from "../volumes/attempt.ts";
 import { CrcRanges } from "./checksum/index.ts";
+import { DirectIoRefused, directIoApplies, openDirect, transferDirect } from "./download-direct.ts";
 import type { ObjectGetter } from "./object-get.ts";
 import { type ByteSpan, OrderedHasher } from "./ordered-hasher.ts";
 import { fetchSpan, type RangeSink, splitSpans } from "./range-fetch.ts";
@@ -44,6 +45,11 @@ export interface DownloadObjectOptions {
   readonly retry?: RetryOptions;
   readonly onBytes?: (bytes: number) => void;
   readonly errorContext: S3ErrorContext;
+  /**
+   * Write with direct I/O where it applies (download-direct.ts). Off for a file read again
+   * at once (a zip's central directory and entries would come back from the disk).
+   */
+  readonly directIo?: boolean | undefined;
 }
 
 export interface DownloadedObject {
@@ -55,6 +61,8 @@ export interface DownloadedObject {
   /** Bytes received more than once (after a failed attempt). */
   readonly refetchedBytes: number;
   readonly retries: number;
+  /** "direct": written with O_DIRECT and hashed from memory (download-direct.ts). */
+  readonly writes: "direct" | "buffered";
 }
 
 export const DEFAULT_RANGE_SIZE = 8 * 1024 * 1024;
@@ -68,6 +76,49 @@ const WRITE_BATCH = WRITE_PIECE;
 export async function downloadObject(options: DownloadObjectOptions): Promise<DownloadedObject> {
   const { source } = options;
   const plan = planVerification(source, options.parts);
+  if (options.directIo === true && directIoApplies(plan, source.bytes)) {
+    const direct = await downloadDirect(options, plan);
+    if (direct !== undefined) return direct;
+  }
+  return downloadBuffered(options, plan);
+}
+
+/** With direct writes; undefined (nothing left behind) where the filesystem refuses them. */
+async function downloadDirect(
+  options: DownloadObjectOptions,
+  plan: VerificationPlan,
+): Promise<DownloadedObject | undefined> {
+  const { source } = options;
+  const file = await openDirect(options.destination).catch((error: unknown) => {
+    throw storageError(error, options.destination);
+  });
+  if (file === undefined) return undefined;
+  let transfer: Awaited<ReturnType<typeof transferDirect>>;
+  try {
+    transfer = await transferDirect(file, options, plan.spans ?? []);
+  } catch (error) {
+    await file.close();
+    if (!(error instanceof DirectIoRefused)) throw error;
+    await rm(options.destination, { force: true });
+    return undefined;
+  }
+  await file.close();
+  const { digests, ...stats } = transfer;
+  checkDigests(plan, digests, options.errorContext.dataset, `s3://${source.bucket}/${source.key}`);
+  return {
+    ...stats,
+    bytes: source.bytes,
+    verification: plan.method,
+    digest: fileDigest(plan, digests),
+    writes: "direct",
+  };
+}
+
+async function downloadBuffered(
+  options: DownloadObjectOptions,
+  plan: VerificationPlan,
+): Promise<DownloadedObject> {
+  const { source } = options;
   // Created read-only (the descriptor still writes): publishing needs no chmod per file.
   const file = await open(options.destination, "wx+", 0o444);
   try {
@@ -91,6 +142,7 @@ export async function downloadObject(options: DownloadObjectOptions): Promise<Do
       bytes: source.bytes,
       verification: plan.method,
       digest: fileDigest(plan, digests),
+      writes: "buffered",
     };
   } finally {
     await file.close();

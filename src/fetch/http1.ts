@@ -52,7 +52,7 @@ export interface Http1PoolOptions {
 }
 
 /** Bytes read per socket read; one buffer per pool, reused by every socket of the pool. */
-const READ_BUFFER_SIZE = 256 * 1024;
+export const READ_BUFFER_SIZE = 256 * 1024;
 const EMPTY = Buffer.alloc(0);
 /** A response head larger than this is refused (S3 heads are well under 8 KiB). */
 const MAX_HEAD_BYTES = 64 * 1024;

@@ -355,6 +355,7 @@ async function downloadInto(
     retry,
     onBytes: progress.addBytes,
     errorContext,
+    directIo: tuning.directIo,
   });
   progress.addObject();
   const file: ManifestFile =
