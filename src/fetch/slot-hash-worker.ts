@@ -66,7 +66,11 @@ function read(target: Uint8Array, position: number): void {
     if (at < piece.start || at >= piece.start + piece.bytes) continue;
     const from = piece.offset + (at - piece.start);
     const take = Math.min(target.length - done, piece.start + piece.bytes - at);
-    target.set(bytes.subarray(from, from + take), done);
+    // Buffer.fill copies with memcpy; TypedArray.set from shared memory copies word by word
+    // (V8's relaxed_memmove): 2 GiB cost ~0.4 s more of this thread.
+    Buffer.from(target.buffer, target.byteOffset + done, take).fill(
+      bytes.subarray(from, from + take),
+    );
     done += take;
   }
   if (done !== target.length) throw new Error(`bytes at ${position} are not in memory`);
