@@ -69,6 +69,46 @@ describe("Md5Lanes", () => {
     expect(hashAll(data, spans, steps)).toEqual(md5(data, spans));
   });
 
+  it("each part's own availability (parts streaming in parallel), with forced calls", () => {
+    const sizes = Array.from({ length: 19 }, (_, i) => 300_000 + i * 4_099);
+    const spans = spansOf(sizes);
+    const data = randomBytes(spans.at(-1)?.end ?? 0);
+    const arrived = spans.map((span) => span.start);
+    let overread = false;
+    const lanes = new Md5Lanes(spans, (target, position) => {
+      const part = spans.findIndex((span) => span.start <= position && position < span.end);
+      // Only bytes of the part itself that arrived may be read.
+      if (position + target.length > (arrived[part] ?? 0)) overread = true;
+      target.set(data.subarray(position, position + target.length));
+    });
+    const hashed = () => spans.map((_, index) => lanes.hashedTo(index));
+    // Eight parts at a time get bytes in uneven steps; every 5th step is forced (memory to free).
+    for (let step = 0; !spans.every((span, i) => arrived[i] === span.end); step++) {
+      for (let i = 0; i < spans.length; i++) {
+        const span = spans[i] as ByteSpan;
+        const before = spans.slice(0, i).every((s, j) => arrived[j] === s.end);
+        if (i >= 8 && !before && arrived[i - 8] !== spans[i - 8]?.end) continue;
+        arrived[i] = Math.min(span.end, (arrived[i] ?? 0) + 10_007 * ((i % 3) + 1));
+      }
+      const previous = hashed();
+      let asked = 0;
+      lanes.advance(
+        (index) => arrived[index] ?? 0,
+        false,
+        () => step % 5 === 0 && asked++ < 3,
+      );
+      hashed().forEach((to, i) => {
+        expect(to).toBeGreaterThanOrEqual(previous[i] ?? 0);
+        expect(to).toBeLessThanOrEqual(arrived[i] ?? 0);
+      });
+    }
+    lanes.advance((index) => arrived[index] ?? 0, true);
+    expect(overread).toBe(false);
+    expect(lanes.done).toBe(true);
+    expect(hashed()).toEqual(spans.map((span) => span.end));
+    expect(lanes.results().map((d) => d.toString("hex"))).toEqual(md5(data, spans));
+  });
+
   it("parts that are not adjacent (one of several hashing threads takes every k-th)", () => {
     const all = spansOf(Array.from({ length: 40 }, (_, i) => 10_000 + i * 999));
     const mine = all.filter((_, i) => i % 3 === 1);
