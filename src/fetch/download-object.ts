@@ -297,6 +297,7 @@ async function transferRanges(
         nextAt = written[index] ?? 0;
         check();
       },
+      failed: () => failure,
     };
   };
 

@@ -27,6 +27,20 @@ export interface Http1Request {
 /** Receives body bytes: a view valid only during the call (copy what you keep). */
 export type BodyConsumer = (bytes: Buffer) => void | Promise<void>;
 
+/**
+ * Memory a body may be read into straight from the socket, skipping the copy out of the
+ * connection's buffer (download-direct.ts: 2 GiB, ~0.35 s of the main thread).
+ */
+export interface BodyTarget {
+  /**
+   * Room for the next bytes of the body, or undefined for the connection's own buffer. Asked
+   * after every read; bytes read into it come to the consumer as a view of that same memory
+   * (it recognises them by buffer and offset and has nothing to copy). The room must stay the
+   * consumer's until the next read or the end of the exchange.
+   */
+  room(): Buffer | undefined;
+}
+
 export interface Http1Response {
   readonly status: number;
   /** Lowercase names; a repeated header's values joined with ", ". */
@@ -34,9 +48,10 @@ export interface Http1Response {
   /**
    * Streams the body into `onData`. A promise it returns pauses the connection until it
    * settles; a throw (or a rejection) abandons the response with that error. Resolves once
-   * the whole body arrived. Call it, or discard(), exactly once.
+   * the whole body arrived. Call it, or discard(), exactly once. With a `target`, a body of
+   * known length may be read into the target's memory (see BodyTarget).
    */
-  readBody(onData: BodyConsumer): Promise<void>;
+  readBody(onData: BodyConsumer, target?: BodyTarget): Promise<void>;
   /** Abandons the body: the connection is closed, not reused. */
   discard(): void;
 }
@@ -137,7 +152,7 @@ export class Http1Pool {
   private openConnection(host: string): Connection {
     this.open += 1;
     try {
-      const connection = new Connection((onRead) => this.connect(host, onRead), {
+      const connection = new Connection((onRead, room) => this.connect(host, onRead, room), {
         release: (done) => this.release(host, done),
         closed: (done) => this.closed(host, done),
         idleTimeoutMs: this.options.idleTimeoutMs,
@@ -150,12 +165,17 @@ export class Http1Pool {
     }
   }
 
-  private connect(hostHeader: string, onRead: (bytes: number, buffer: Buffer) => boolean): Socket {
+  private connect(
+    hostHeader: string,
+    onRead: (bytes: number, buffer: Buffer) => boolean,
+    room: () => Buffer | undefined,
+  ): Socket {
     const { url } = this.options;
     const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
     const secure = url.protocol === "https:";
     const port = url.port === "" ? (secure ? 443 : 80) : Number(url.port);
-    const onread = { buffer: this.readBuffer, callback: onRead };
+    // A function: Node asks it for the buffer of the next read after every read.
+    const onread = { buffer: () => room() ?? this.readBuffer, callback: onRead };
     if (!secure) {
       const socket = netConnect({ host, port, onread });
       socket.setNoDelay(true);
@@ -242,10 +262,16 @@ class Connection {
   private spare: Buffer | undefined;
 
   constructor(
-    open: (onRead: (bytes: number, buffer: Buffer) => boolean) => Socket,
+    open: (
+      onRead: (bytes: number, buffer: Buffer) => boolean,
+      room: () => Buffer | undefined,
+    ) => Socket,
     hooks: ConnectionHooks,
   ) {
-    this.socket = open((bytes, buffer) => this.onRead(bytes, buffer));
+    this.socket = open(
+      (bytes, buffer) => this.onRead(bytes, buffer),
+      () => this.exchange?.room(),
+    );
     this.hooks = hooks;
     const socket = this.socket;
     socket.on("error", (error) => {
@@ -355,6 +381,7 @@ class Exchange {
   private keepAlive = true;
   private readonly chunked = new ChunkedDecoder();
   private consumer: BodyConsumer | undefined;
+  private target: BodyTarget | undefined;
   /** Body bytes that came before readBody() was called (copied), and how many. */
   private early: Buffer | undefined;
   private earlyLength = 0;
@@ -374,6 +401,25 @@ class Exchange {
     this.onAbort = () => this.hooks.abandon(asError(request.signal?.reason));
     if (request.signal?.aborted) queueMicrotask(this.onAbort);
     else request.signal?.addEventListener("abort", this.onAbort, { once: true });
+  }
+
+  /**
+   * Where the next read may go: the consumer's memory while a body of known length is being
+   * read, else undefined (the connection's buffer). Never the body's last byte: the read that
+   * brings it into the connection's buffer also shows whether the server sent more than the
+   * body (then the connection is not reused), as without a target.
+   */
+  room(): Buffer | undefined {
+    if (this.wire !== "body" || this.target === undefined || this.error !== undefined) {
+      return undefined;
+    }
+    const framing = this.framing;
+    if (framing.kind !== "length") return undefined;
+    const most = framing.left - 1;
+    if (most <= 0) return undefined;
+    const room = this.target.room();
+    if (room === undefined || room.length === 0) return undefined;
+    return room.length > most ? room.subarray(0, most) : room;
   }
 
   /** Bytes of the response (a view of the shared read buffer); false pauses the socket. */
@@ -491,18 +537,19 @@ class Exchange {
     this.resolveHead({
       status,
       headers,
-      readBody: (onData) => this.readBody(onData),
+      readBody: (onData, target) => this.readBody(onData, target),
       discard: () => this.discard(),
     });
     return rest;
   }
 
-  private readBody(onData: BodyConsumer): Promise<void> {
+  private readBody(onData: BodyConsumer, target: BodyTarget | undefined): Promise<void> {
     if (this.body !== undefined) return Promise.reject(new Error("readBody() called twice"));
     const promise = new Promise<void>((resolve, reject) => {
       this.body = { resolve, reject };
     });
     this.consumer = onData;
+    this.target = target;
     const early = this.early?.subarray(0, this.earlyLength);
     this.early = undefined;
     this.earlyLength = 0;

@@ -8,7 +8,7 @@
 import type { ConnectionOptions } from "node:tls";
 import type { EndpointOptions } from "../config/types.ts";
 import type { ChecksumFields } from "./checksum/index.ts";
-import { type BodyConsumer, Http1Pool, type Http1Response } from "./http1.ts";
+import { type BodyConsumer, type BodyTarget, Http1Pool, type Http1Response } from "./http1.ts";
 import { encodeQuery, type SigningCredentials, SigV4Signer, uriEncode } from "./sigv4.ts";
 
 export interface GetRequest {
@@ -34,7 +34,7 @@ export interface GetResponse {
    * (copy what you keep); a promise it returns pauses the connection until it settles.
    * Call it, or discard(), once.
    */
-  readBody(onData: BodyConsumer): Promise<void>;
+  readBody(onData: BodyConsumer, target?: BodyTarget): Promise<void>;
   /** Gives up the body (the connection is closed). */
   discard(): void;
   readonly contentLength: number;
@@ -168,7 +168,7 @@ function toResponse(response: Http1Response): GetResponse {
   const parts = header("x-amz-mp-parts-count");
   return {
     status: response.status,
-    readBody: (onData) => response.readBody(onData),
+    readBody: (onData, target) => response.readBody(onData, target),
     discard: () => response.discard(),
     contentLength: Number(header("content-length") ?? Number.NaN),
     contentRange:

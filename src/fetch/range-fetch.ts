@@ -28,6 +28,10 @@ export interface RangeSink {
   push(chunk: Buffer): void | Promise<void>;
   /** Makes everything pushed count as kept (e.g. writes a pending batch). */
   flush(): Promise<void>;
+  /** Memory the next bytes may be read into straight from the socket (http1.ts BodyTarget). */
+  room?(): Buffer | undefined;
+  /** A failure of the sink itself (a full disk) that no retry can mend, if any. */
+  failed?(): unknown;
 }
 
 export interface RangeContext {
@@ -76,17 +80,25 @@ export async function fetchSpan(
           throw error;
         }
         try {
-          await response.readBody((chunk) => {
-            if (keptBefore + received + chunk.length > length) {
-              throw new Error("the store sent more bytes than the range holds");
-            }
-            received += chunk.length;
-            return sink.push(chunk);
-          });
+          const room = sink.room?.bind(sink);
+          await response.readBody(
+            (chunk) => {
+              if (keptBefore + received + chunk.length > length) {
+                throw new Error("the store sent more bytes than the range holds");
+              }
+              received += chunk.length;
+              return sink.push(chunk);
+            },
+            room === undefined ? undefined : { room },
+          );
         } catch (error) {
           // What arrived before the failure is a valid prefix of the range: keep it, so the
           // retry resumes after it instead of fetching it again.
           await sink.flush().catch(() => {});
+          // A full disk found while the connection failed: that is the failure to report
+          // (retrying the network would end as a transient error and hide it).
+          const own = sink.failed?.();
+          if (own !== undefined) throw own;
           throw error;
         }
         await sink.flush();

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { resolveTuning } from "../../src/config/tuning.ts";
-import { directIoApplies } from "../../src/fetch/download-direct.ts";
+import { directIoApplies, openDirect, transferDirect } from "../../src/fetch/download-direct.ts";
 import { type DownloadObjectOptions, downloadObject } from "../../src/fetch/download-object.ts";
 import { ObjectGetter } from "../../src/fetch/object-get.ts";
 import type { ByteSpan } from "../../src/fetch/ordered-hasher.ts";
@@ -157,6 +157,68 @@ describe("where direct writes do not apply, buffered writes do the same job", ()
     expect(directIoApplies(plan(partsOf(body.length, 9 * MiB)), body.length)).toBe(false);
     const single = planVerification({ etag: "a".repeat(32), bytes: body.length }, undefined);
     expect(directIoApplies(single, body.length)).toBe(false);
+  });
+});
+
+describe("a stream waiting for a free slot", () => {
+  it("whose connection fails meanwhile resumes with a slot: byte-exact digests, one retry", async () => {
+    // A stand-in store (the race needs a connection that fails exactly while its stream
+    // waits): 8 parts of 16 MiB, 256 KiB per read; the first answer for part 8 fails as soon
+    // as its stream has to wait for a slot, as a stall timeout or a reset would.
+    const PART = 16 * MiB;
+    const parts = partsOf(8 * PART, PART);
+    const data = randomBytes(8 * PART);
+    const attempts = new Map<number, number>();
+    let failedWhileWaiting = false;
+    const getter = {
+      async get(request: { range: { start: number; end: number }; signal?: AbortSignal }) {
+        const { start, end } = request.range;
+        const part = Math.floor(start / PART);
+        const attempt = (attempts.get(part) ?? 0) + 1;
+        attempts.set(part, attempt);
+        return {
+          status: 206,
+          contentLength: end - start + 1,
+          contentRange: { start, end, total: data.length },
+          discard() {},
+          async readBody(onData: (bytes: Buffer) => void | Promise<void>) {
+            for (let at = start; at <= end; at += 256 * KiB) {
+              request.signal?.throwIfAborted();
+              const wait = onData(data.subarray(at, Math.min(end + 1, at + 256 * KiB)));
+              if (wait === undefined) continue;
+              if (part === 7 && attempt === 1) {
+                wait.catch(() => {});
+                failedWhileWaiting = true;
+                throw Object.assign(new Error("no data for 30 s"), { code: "ETIMEDOUT" });
+              }
+              await wait;
+            }
+          },
+        };
+      },
+    } as unknown as ObjectGetter;
+    const path = join(scratch, "waiting.bin");
+    const file = await openDirect(path);
+    if (file === undefined) throw new Error(`O_DIRECT refused in ${scratch}`);
+    try {
+      const result = await transferDirect(
+        file,
+        {
+          ...options(path),
+          getter,
+          source: { bucket, key: "k", versionId: undefined, etag: "e-8", bytes: data.length },
+        },
+        parts,
+      );
+      expect(failedWhileWaiting).toBe(true);
+      expect(result.retries).toBe(1);
+      expect(result.digests.map((digest) => digest.toString("hex"))).toEqual(
+        parts.map((part) => md5(data.subarray(part.start, part.end))),
+      );
+    } finally {
+      await file.close();
+    }
+    expect(sha256(await readFile(path))).toBe(sha256(data));
   });
 });
 

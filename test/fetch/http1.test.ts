@@ -471,6 +471,45 @@ describe("Http1Pool over TLS", () => {
     client.destroy();
   });
 
+  it("reads a body straight into the consumer's memory (BodyTarget), never past the body", async () => {
+    const body = randomBytes(3 * 1024 * 1024 + 5);
+    const trailing = Buffer.from("GARBAGE AFTER THE BODY");
+    const server = await scripted(({ socket, onConnection }) => {
+      const bytes = response(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}`, body);
+      // The second answer is followed by bytes that are no part of it.
+      socket.write(onConnection === 0 ? bytes : Buffer.concat([bytes, trailing]));
+    });
+    const client = pool(server.url);
+    for (const roomSize of [100_003, 8 * 1024 * 1024]) {
+      const memory = Buffer.alloc(body.length + 64 * 1024, 0xee);
+      let filled = 0;
+      let direct = 0;
+      const answer = await client.request(request());
+      await answer.readBody(
+        (bytes) => {
+          if (bytes.buffer === memory.buffer && bytes.byteOffset === memory.byteOffset + filled) {
+            direct += bytes.length;
+          } else {
+            bytes.copy(memory, filled);
+          }
+          filled += bytes.length;
+        },
+        { room: () => memory.subarray(filled, filled + roomSize) },
+      );
+      expect(filled).toBe(body.length);
+      expect(memory.subarray(0, body.length).equals(body)).toBe(true);
+      // Most bytes were read into the target: only what came with the head was copied.
+      expect(direct).toBeGreaterThan(body.length / 2);
+      // Nothing after the body was read into the target, though the room was larger.
+      expect(memory.subarray(body.length).every((byte) => byte === 0xee)).toBe(true);
+    }
+    // The body's last byte came through the connection's buffer, with the bytes after it:
+    // the connection that sent more than its body is not reused.
+    await bodyOf(await client.request(request()));
+    expect(server.connections()).toBe(2);
+    client.destroy();
+  });
+
   it("reads a body over TLS, verified against the given CA, and reuses the connection", async () => {
     const body = randomBytes(1024 * 1024 + 3);
     const names: (string | false | undefined)[] = [];
