@@ -27,7 +27,7 @@ import { alignedSharedMemory } from "../util/aligned-memory.ts";
 import { storageError } from "../volumes/attempt.ts";
 import type { DownloadObjectOptions } from "./download-object.ts";
 import { READ_BUFFER_SIZE } from "./http1.ts";
-import { LANES, useMd5Lanes } from "./md5-lanes.ts";
+import { LANES, LANES_RESERVED_BYTES, useMd5Lanes } from "./md5-lanes.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import { fetchSpan, type RangeSink } from "./range-fetch.ts";
 import { SlotHasher } from "./slot-hasher.ts";
@@ -112,9 +112,13 @@ export async function transferDirect(
     Math.min(options.concurrency ?? DEFAULT_STREAMS, parts.length, LANES),
   );
   const slotCount = streams * SLOTS_PER_STREAM;
-  const memory = alignedSharedMemory(slotCount * SLOT_SIZE);
-  if (memory === undefined) throw new DirectIoRefused("no shared memory for direct writes");
+  // The hashing lanes' own area first (they work in this memory and read the slots in place).
+  const wasmMemory = alignedSharedMemory(LANES_RESERVED_BYTES + slotCount * SLOT_SIZE);
+  if (wasmMemory === undefined) throw new DirectIoRefused("no shared memory for direct writes");
+  const memory = wasmMemory.buffer;
   const view = Buffer.from(memory);
+  /** Where a slot is in the memory. */
+  const slotAt = (slot: number): number => LANES_RESERVED_BYTES + slot * SLOT_SIZE;
   const stats = { refetchedBytes: 0, retries: 0 };
   const abort = new AbortController();
   const signal =
@@ -137,7 +141,7 @@ export async function transferDirect(
     wakers[stream] = undefined;
     wake?.();
   };
-  const hasher = new SlotHasher(memory, parts, SLOTS_PER_STREAM - 1, release, (error) =>
+  const hasher = new SlotHasher(wasmMemory, parts, SLOTS_PER_STREAM - 1, release, (error) =>
     abort.abort(error),
   );
   /** Settles once `stream` has a free slot (at once if it has one), or rejects on abort. */
@@ -217,7 +221,7 @@ export async function transferDirect(
       filled = 0;
       const position = part.start + submitted;
       submitted += bytes;
-      const offset = taken * SLOT_SIZE;
+      const offset = slotAt(taken);
       let length = bytes;
       if (bytes % DIRECT_ALIGN !== 0) {
         // Only the object's last block: parts start aligned and resume on aligned bytes.
@@ -246,14 +250,14 @@ export async function transferDirect(
           slot = pool.pop();
           if (slot === undefined) return undefined;
         }
-        return view.subarray(slot * SLOT_SIZE + filled, (slot + 1) * SLOT_SIZE);
+        return view.subarray(slotAt(slot) + filled, slotAt(slot) + SLOT_SIZE);
       },
       push: (chunk) => {
         check();
         if (
           slot !== undefined &&
           chunk.buffer === memory &&
-          chunk.byteOffset === slot * SLOT_SIZE + filled &&
+          chunk.byteOffset === slotAt(slot) + filled &&
           filled + chunk.length <= SLOT_SIZE
         ) {
           // Read from the socket straight into the slot (room()): nothing to copy.
@@ -268,7 +272,7 @@ export async function transferDirect(
             if (slot === undefined) throw internalError("no free slot for received bytes");
           }
           const take = Math.min(SLOT_SIZE - filled, chunk.length - at);
-          const into = slot * SLOT_SIZE + filled;
+          const into = slotAt(slot) + filled;
           // Buffer.fill copies with memcpy; copy() and set() into shared memory copy word by
           // word (V8's relaxed_memmove): 2 GiB cost ~0.6 s more of the main thread.
           view.fill(chunk.subarray(at, at + take), into, into + take);

@@ -322,18 +322,33 @@ function kernelBody(groups: number): number[] {
   return [...uleb(body.length), ...body];
 }
 
-/** The module's bytes: `groups` x 4 lanes, `pages` of 64 KiB of memory. */
-export function md5LanesModule(groups: number, pages: number): Uint8Array<ArrayBuffer> {
-  const type = section(
-    1,
-    vector([[0x60, ...vector(Array.from({ length: 4 * groups + 1 }, () => [op.i32])), 0]]),
-  );
-  const functions = section(3, vector([[0]]));
-  const memory = section(5, vector([[0x00, ...uleb(pages)]]));
+/**
+ * The module's bytes: `groups` x 4 lanes, `pages` of 64 KiB of memory of its own, or with
+ * `sharedImport` a shared memory imported as env.memory (at least `pages`, at most 4 GiB),
+ * whose bytes the lanes can then read where they are (slot-hash-worker.ts).
+ */
+export function md5LanesModule(
+  groups: number,
+  pages: number,
+  sharedImport = false,
+): Uint8Array<ArrayBuffer> {
   const name = (text: string): number[] => {
     const bytes = [...Buffer.from(text, "utf8")];
     return [...uleb(bytes.length), ...bytes];
   };
+  const type = section(
+    1,
+    vector([[0x60, ...vector(Array.from({ length: 4 * groups + 1 }, () => [op.i32])), 0]]),
+  );
+  // Limits flag 0x03: shared, with a maximum (a shared memory must declare one).
+  const imports = sharedImport
+    ? section(
+        2,
+        vector([[...name("env"), ...name("memory"), 0x02, 0x03, ...uleb(pages), ...uleb(65536)]]),
+      )
+    : [];
+  const functions = section(3, vector([[0]]));
+  const memory = sharedImport ? [] : section(5, vector([[0x00, ...uleb(pages)]]));
   const exports = section(
     7,
     vector([
@@ -352,6 +367,7 @@ export function md5LanesModule(groups: number, pages: number): Uint8Array<ArrayB
     0x00,
     0x00,
     ...type,
+    ...imports,
     ...functions,
     ...memory,
     ...exports,

@@ -23,14 +23,42 @@ const INITIAL_STATE = [0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476] as const;
 
 type Kernel = (...pointersThenBlocks: number[]) => void;
 
+/**
+ * Bytes at the start of a shared memory the lanes use for themselves (state, padding, bytes
+ * copied when a lane's next bytes are not contiguous in memory): see Md5Lanes' `shared`.
+ */
+export const LANES_RESERVED_BYTES = PAGES * 65536;
+
+/** A shared WebAssembly.Memory (TypeScript declares the type only with the DOM). */
+export interface SharedMemory {
+  readonly buffer: SharedArrayBuffer;
+}
+
 /** The part of the WebAssembly global used here (TypeScript declares it only with the DOM). */
 interface WebAssemblyApi {
   Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: Record<string, unknown> };
+  Instance: new (
+    module: object,
+    imports?: Record<string, Record<string, unknown>>,
+  ) => { exports: Record<string, unknown> };
 }
 const wasm = (globalThis as { WebAssembly?: WebAssemblyApi }).WebAssembly;
 
 let compiled: object | null | undefined;
+let compiledShared: object | null | undefined;
+
+/** The kernel for a shared memory imported as env.memory, or undefined. */
+function sharedKernelModule(): object | undefined {
+  if (compiledShared === undefined) {
+    try {
+      if (wasm === undefined) throw new Error("no WebAssembly");
+      compiledShared = new wasm.Module(md5LanesModule(GROUPS, PAGES, true));
+    } catch {
+      compiledShared = null;
+    }
+  }
+  return compiledShared ?? undefined;
+}
 
 /**
  * Lanes pay from four parts on: fewer leave lanes idle (each lane alone runs at ~1/8 of the
@@ -67,6 +95,7 @@ interface Lane {
 export class Md5Lanes {
   private readonly spans: readonly ByteSpan[];
   private readonly read: (target: Uint8Array, position: number) => void;
+  private readonly locate: ((position: number, length: number) => number | undefined) | undefined;
   private readonly kernel: Kernel;
   private readonly memory: Uint8Array;
   private readonly state: Uint32Array;
@@ -77,15 +106,29 @@ export class Md5Lanes {
 
   /**
    * @param read fills `target` with the bytes at `position` (exactly its length, or throws).
+   * @param shared a shared memory the kernel works in (its first LANES_RESERVED_BYTES are the
+   *   lanes'), and where the bytes of `length` at `position` are in it, contiguous, if they
+   *   are: the lanes read those in place instead of through `read` (no copy).
    */
-  constructor(spans: readonly ByteSpan[], read: (target: Uint8Array, position: number) => void) {
+  constructor(
+    spans: readonly ByteSpan[],
+    read: (target: Uint8Array, position: number) => void,
+    shared?: {
+      memory: SharedMemory;
+      locate(position: number, length: number): number | undefined;
+    },
+  ) {
     this.spans = spans;
     this.read = read;
-    const module = kernelModule();
+    this.locate = shared?.locate;
+    const module = shared === undefined ? kernelModule() : sharedKernelModule();
     if (module === undefined || wasm === undefined)
       throw new Error("WebAssembly SIMD is not available");
-    const { memory, md5lanes } = new wasm.Instance(module).exports as {
-      memory: { buffer: ArrayBuffer };
+    const { memory, md5lanes } = new wasm.Instance(
+      module,
+      shared === undefined ? undefined : { env: { memory: shared.memory } },
+    ).exports as {
+      memory: { buffer: ArrayBuffer | SharedArrayBuffer };
       md5lanes: Kernel;
     };
     this.kernel = md5lanes;
@@ -187,14 +230,18 @@ export class Md5Lanes {
   private run(blocks: number, limit: (span: number) => number): void {
     const bytes = blocks * 64;
     const active: boolean[] = [];
+    const pointers: number[] = [];
     for (let index = 0; index < LANES; index++) {
       const lane = this.lanes[index];
       const ready = lane === undefined ? 0 : Math.min(limit(lane.span), lane.end) - lane.position;
       const runs = lane !== undefined && ready >= bytes;
       active.push(runs);
-      if (runs) this.read(this.input(index, bytes), lane.position);
+      // In place where the bytes are in the kernel's memory, else copied into the lane's area.
+      const at = runs ? this.locate?.(lane.position, bytes) : undefined;
+      pointers.push(at ?? INPUT_OFFSET + index * LANE_STRIDE);
+      if (runs && at === undefined) this.read(this.input(index, bytes), lane.position);
     }
-    this.runKernel(blocks, active);
+    this.runKernel(blocks, active, pointers);
     for (let index = 0; index < LANES; index++) {
       const lane = this.lanes[index];
       if (active[index] && lane !== undefined) lane.position += bytes;
@@ -228,9 +275,12 @@ export class Md5Lanes {
     this.finishedSpans += 1;
   }
 
-  private runKernel(blocks: number, active: readonly boolean[]): void {
+  private runKernel(
+    blocks: number,
+    active: readonly boolean[],
+    pointers: readonly number[] = active.map((_, index) => INPUT_OFFSET + index * LANE_STRIDE),
+  ): void {
     const kept = active.map((runs, index) => (runs ? undefined : this.getState(index)));
-    const pointers = active.map((_, index) => INPUT_OFFSET + index * LANE_STRIDE);
     this.kernel(...pointers, blocks);
     kept.forEach((words, index) => {
       if (words !== undefined) this.setState(index, words);

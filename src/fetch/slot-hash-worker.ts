@@ -6,7 +6,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { parentPort, workerData } from "node:worker_threads";
-import { Md5Lanes } from "./md5-lanes.ts";
+import { Md5Lanes, type SharedMemory } from "./md5-lanes.ts";
 
 interface Span {
   start: number;
@@ -27,7 +27,7 @@ export type SlotMessage =
   | { type: "finish" };
 
 const { memory, parts, pressure } = workerData as {
-  memory: SharedArrayBuffer;
+  memory: SharedMemory;
   parts: Span[];
   /** Slots a stream may have here before its next ones must be freed (it would wait). */
   pressure: number;
@@ -35,7 +35,7 @@ const { memory, parts, pressure } = workerData as {
 const port = parentPort;
 if (port === null) throw new Error("slot-hash-worker must run as a worker thread");
 
-const bytes = new Uint8Array(memory);
+const bytes = new Uint8Array(memory.buffer);
 const queues: Piece[][] = parts.map(() => []);
 const received = parts.map((part) => part.start);
 const queuedByStream = new Map<number, number>();
@@ -50,10 +50,22 @@ const digests: (Buffer | undefined)[] = parts.map(() => undefined);
 
 function startLanes(): Md5Lanes | undefined {
   try {
-    return new Md5Lanes(parts, read);
+    // The lanes read the slots where they are (locate), copying only a span that crosses
+    // from one slot to the next.
+    return new Md5Lanes(parts, read, { memory, locate });
   } catch {
     return undefined;
   }
+}
+
+/** Where the `length` bytes at `position` are in the memory, if in one piece. */
+function locate(position: number, length: number): number | undefined {
+  for (const piece of queues[partAt(position)] ?? []) {
+    if (position < piece.start || position >= piece.start + piece.bytes) continue;
+    if (position + length > piece.start + piece.bytes) return undefined;
+    return piece.offset + (position - piece.start);
+  }
+  return undefined;
 }
 
 /** Copies the bytes at `position` of the object from the pieces of its part. */

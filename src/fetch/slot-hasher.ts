@@ -4,6 +4,7 @@
  * from the file, which direct writes (download-direct.ts) never put in the page cache.
  */
 import { Worker } from "node:worker_threads";
+import type { SharedMemory } from "./md5-lanes.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import type { SlotMessage } from "./slot-hash-worker.ts";
 import { digestsOf } from "./worker-hasher.ts";
@@ -19,6 +20,8 @@ export class SlotHasher {
   private readonly result: Promise<Buffer[]>;
 
   /**
+   * @param memory a shared WebAssembly.Memory whose first LANES_RESERVED_BYTES are the
+   *   hashing lanes' (md5-lanes.ts); the slots come after
    * @param pressure slots of one stream in the worker from which it hashes without waiting
    *   for all lanes (the stream would otherwise wait for a free slot forever)
    * @param onReleased called with each slot whose bytes are all hashed
@@ -26,7 +29,7 @@ export class SlotHasher {
    *   download must stop rather than wait for them
    */
   constructor(
-    memory: SharedArrayBuffer,
+    memory: SharedMemory,
     parts: readonly ByteSpan[],
     pressure: number,
     onReleased: (slot: number) => void,

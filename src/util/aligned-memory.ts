@@ -16,13 +16,17 @@ interface WebAssemblyMemoryApi {
 
 const WASM_PAGE = 64 * 1024;
 
-/** `bytes` (rounded up to 64 KiB) of zeroed shared memory, or undefined where none can be had. */
-export function alignedSharedMemory(bytes: number): SharedArrayBuffer | undefined {
+/**
+ * `bytes` (rounded up to 64 KiB) of zeroed shared memory, as a WebAssembly.Memory (its
+ * `buffer` for JavaScript; the memory itself for a WebAssembly instance to import), or
+ * undefined where none can be had.
+ */
+export function alignedSharedMemory(bytes: number): { buffer: SharedArrayBuffer } | undefined {
   const api = (globalThis as { WebAssembly?: WebAssemblyMemoryApi }).WebAssembly;
   if (api === undefined) return undefined;
   const pages = Math.max(1, Math.ceil(bytes / WASM_PAGE));
   try {
-    return new api.Memory({ initial: pages, maximum: pages, shared: true }).buffer;
+    return new api.Memory({ initial: pages, maximum: pages, shared: true });
   } catch {
     return undefined;
   }

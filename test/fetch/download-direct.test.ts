@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { resolveTuning } from "../../src/config/tuning.ts";
 import { directIoApplies, openDirect, transferDirect } from "../../src/fetch/download-direct.ts";
 import { type DownloadObjectOptions, downloadObject } from "../../src/fetch/download-object.ts";
+import { LANES_RESERVED_BYTES } from "../../src/fetch/md5-lanes.ts";
 import { ObjectGetter } from "../../src/fetch/object-get.ts";
 import type { ByteSpan } from "../../src/fetch/ordered-hasher.ts";
 import { SlotHasher } from "../../src/fetch/slot-hasher.ts";
@@ -232,9 +233,12 @@ describe("the memory-fed part hasher", () => {
     for (let start = 0, i = 0; i < sizes.length; start += sizes[i] as number, i++) {
       parts.push({ start, end: start + (sizes[i] as number) });
     }
-    const memory = alignedSharedMemory(2 * SLOT);
+    // The lanes' own area first; slots after it. Lanes read a piece in place, and copy what
+    // crosses from one 64 KiB slot to the next (both paths run here).
+    const memory = alignedSharedMemory(LANES_RESERVED_BYTES + 2 * SLOT);
     if (memory === undefined) throw new Error("no shared memory");
-    const view = Buffer.from(memory);
+    const view = Buffer.from(memory.buffer);
+    const slotAt = (slot: number) => LANES_RESERVED_BYTES + slot * SLOT;
     const free = [0, 1];
     let wake: (() => void) | undefined;
     let failure: unknown;
@@ -261,8 +265,8 @@ describe("the memory-fed part hasher", () => {
         }
         const slot = free.pop() as number;
         const bytes = Math.min(SLOT, part.end - at);
-        data.copy(view, slot * SLOT, at, at + bytes);
-        hasher.add(0, index, slot, slot * SLOT, bytes);
+        data.copy(view, slotAt(slot), at, at + bytes);
+        hasher.add(0, index, slot, slotAt(slot), bytes);
         at += bytes;
       }
     }
