@@ -10,7 +10,8 @@
  * The module is emitted here as bytes (~10 KiB), not checked in as an opaque binary: every
  * instruction is in this file (RFC 1321 §3.4, in the order of the reference code).
  *
- * Memory (the module's own, exported as "memory"): [STATE_OFFSET, +64 x groups) holds each
+ * Memory (the module's own, or a shared one it imports as env.memory; exported as "memory"
+ * either way): [STATE_OFFSET, +64 x groups) holds each
  * group's state as four vectors A, B, C, D (lane l of group g's A is stream 4g + l's A);
  * the rest is the caller's. Export `md5lanes(p0, …, p[4 x groups - 1], blocks)` runs
  * `blocks` 64-byte blocks of stream i read from address pi, updating every lane's state.
