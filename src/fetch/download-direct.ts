@@ -7,9 +7,11 @@
  * page-aligned shared memory slots; a full slot is written to the file with O_DIRECT (the
  * device reads the slot itself: no page-cache copy) and hashed from the same slot by the SIMD
  * lanes in a worker (slot-hasher.ts), eight parts at a time. A slot is reused once both are
- * done. Measured here (dsfetch fetch, 2 GiB in 8 MiB parts, alternated with the buffered path,
- * 10 s of rest before each): 4.2-5.1 s against 10.9-12.2 s, system CPU 1.0-1.4 s against
- * 7.0-7.7 s (s5cmd in that state of memory: 10.4 s; it writes through the page cache too).
+ * done. Measured here (dsfetch fetch, 2 GiB in 8 MiB parts, alternated with the buffered path
+ * of this same version, 10 s of rest before each): 2.84-3.09 s against 4.08-4.40 s, system CPU
+ * 1.26-1.35 s against 1.96-2.05 s; in a bad state of this VM's memory (and with another
+ * process busy on one core) 4.2-5.1 s against 10.9-12.2 s: the page cache's cost varies, this
+ * path does not pay it.
  *
  * Used only where it applies: MD5 of >= 4 parts, every part starting on a 4 KiB boundary (the
  * direct I/O alignment; part sizes are whole MiB in practice), and a filesystem that takes
