@@ -45,8 +45,14 @@ vi.mock("node:fs/promises", async (importOriginal) => {
             fault.directWrites += 1;
             const n = fault.directWrites;
             if (fault.mode === "first-write") throw failure("EINVAL");
-            // Only once a write has completed: before that, EINVAL is a refusal (fallback).
-            if (fault.mode === "later-write" && fault.completed > 0) throw failure("EINVAL");
+            // The 4th write on fails, once a write has completed (before that, EINVAL would be
+            // a refusal: fallback), a turn later, as a real write's error would come: by then
+            // the download has seen the completed write too (it decides when the error comes).
+            if (fault.mode === "later-write" && n > 3) {
+              while (fault.completed === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+              await new Promise((resolve) => setTimeout(resolve, 1));
+              throw failure("EINVAL");
+            }
             if (fault.mode === "enospc" && n > 3) throw failure("ENOSPC");
             const written = await (target.write as (...a: unknown[]) => Promise<unknown>)(
               ...writeArgs,
