@@ -32,7 +32,7 @@ import type { DownloadObjectOptions } from "./download-object.ts";
 import { READ_BUFFER_SIZE } from "./http1.ts";
 import { LANES, LANES_RESERVED_BYTES, useMd5Lanes } from "./md5-lanes.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
-import { fetchSpan, type RangeSink } from "./range-fetch.ts";
+import { fetchSpan, type RangeSink, rangeContext } from "./range-fetch.ts";
 import { SlotHasher } from "./slot-hasher.ts";
 import type { VerificationPlan } from "./verification.ts";
 
@@ -322,14 +322,7 @@ export async function transferDirect(
     };
   };
 
-  const context = {
-    getter: options.getter,
-    source,
-    signal,
-    retry: options.retry,
-    errorContext: options.errorContext,
-    stats,
-  };
+  const context = rangeContext(options, signal, stats);
   let next = 0;
   const stream = async (id: number): Promise<void> => {
     while (next < parts.length && !signal.aborted) {

@@ -13,7 +13,7 @@ import { CrcRanges } from "./checksum/index.ts";
 import { DirectIoRefused, directIoApplies, openDirect, transferDirect } from "./download-direct.ts";
 import type { ObjectGetter } from "./object-get.ts";
 import { type ByteSpan, OrderedHasher } from "./ordered-hasher.ts";
-import { fetchSpan, type RangeSink, splitSpans } from "./range-fetch.ts";
+import { fetchSpan, type RangeSink, rangeContext, splitSpans } from "./range-fetch.ts";
 import type { RetryOptions } from "./retry.ts";
 import type { S3ErrorContext } from "./s3-errors.ts";
 import {
@@ -223,14 +223,7 @@ async function transferRanges(
   const abort = new AbortController();
   const signal =
     options.signal === undefined ? abort.signal : AbortSignal.any([abort.signal, options.signal]);
-  const context = {
-    getter: options.getter,
-    source,
-    signal,
-    retry: options.retry,
-    errorContext: options.errorContext,
-    stats,
-  };
+  const context = rangeContext(options, signal, stats);
 
   /** Free write batches, reused by every range of the download. */
   const batches: Buffer[] = [];

@@ -44,6 +44,22 @@ export interface RangeContext {
   readonly stats: { refetchedBytes: number; retries: number };
 }
 
+/** The context of one object's ranges: what its download was given, its signal and counters. */
+export function rangeContext(
+  options: Pick<RangeContext, "getter" | "source" | "retry" | "errorContext">,
+  signal: AbortSignal,
+  stats: RangeContext["stats"],
+): RangeContext {
+  return {
+    getter: options.getter,
+    source: options.source,
+    signal,
+    retry: options.retry,
+    errorContext: options.errorContext,
+    stats,
+  };
+}
+
 export async function fetchSpan(
   context: RangeContext,
   span: ByteSpan,

@@ -7,7 +7,7 @@ import { Worker } from "node:worker_threads";
 import type { SharedMemory } from "./md5-lanes.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import type { SlotMessage } from "./slot-hash-worker.ts";
-import { digestsOf } from "./worker-hasher.ts";
+import { digestsOf, finishWorker } from "./worker-hasher.ts";
 
 // In development the sources run as .ts (Node strips the types); built, they are .js.
 const WORKER_FILE = new URL(
@@ -52,14 +52,9 @@ export class SlotHasher {
   }
 
   /** The digest of every part, once all were added. */
-  async finish(): Promise<Buffer[]> {
+  finish(): Promise<Buffer[]> {
     const message: SlotMessage = { type: "finish" };
-    this.worker.postMessage(message);
-    try {
-      return await this.result;
-    } finally {
-      await this.worker.terminate();
-    }
+    return finishWorker(this.worker, this.result, message);
   }
 
   dispose(): void {

@@ -37,13 +37,8 @@ export class WorkerHasher {
     this.worker.postMessage({ type: "advance", offset });
   }
 
-  async finish(total: number): Promise<Buffer[]> {
-    this.worker.postMessage({ type: "finish", total });
-    try {
-      return await this.result;
-    } finally {
-      await this.worker.terminate();
-    }
+  finish(total: number): Promise<Buffer[]> {
+    return finishWorker(this.worker, this.result, { type: "finish", total });
   }
 
   /** Stops the worker (a failed download). */
@@ -127,4 +122,18 @@ export function digestsOf(worker: Worker): Promise<Buffer[]> {
   });
   result.catch(() => {});
   return result;
+}
+
+/** Tells a hashing worker that everything was sent, waits for its digests, then stops it. */
+export async function finishWorker(
+  worker: Worker,
+  result: Promise<Buffer[]>,
+  message: unknown,
+): Promise<Buffer[]> {
+  worker.postMessage(message);
+  try {
+    return await result;
+  } finally {
+    await worker.terminate();
+  }
 }
