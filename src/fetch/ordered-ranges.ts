@@ -50,7 +50,15 @@ export async function* orderedRanges(options: OrderedRangesOptions): AsyncGenera
     let kept = 0;
     await fetchSpan(context, span, {
       kept: () => kept,
+      // The socket reads straight into the range's memory (http1.ts BodyTarget); push then
+      // sees its own bytes in place and has nothing to copy (327 MiB streamed: one memmove
+      // of every byte less on the main thread).
+      room: () => (kept < length ? bytes.subarray(kept, length) : undefined),
       push: (chunk) => {
+        if (chunk.buffer === bytes.buffer && chunk.byteOffset === bytes.byteOffset + kept) {
+          kept += chunk.length;
+          return;
+        }
         kept += chunk.copy(bytes, kept);
       },
       flush: async () => {},
