@@ -7,6 +7,7 @@
  * the size.
  */
 import { type FileHandle, open, rm } from "node:fs/promises";
+import { preallocate } from "../util/preallocate.ts";
 import { WRITE_PIECE } from "../util/write-piece.ts";
 import { storageError } from "../volumes/attempt.ts";
 import { CrcRanges } from "./checksum/index.ts";
@@ -95,6 +96,13 @@ async function downloadDirect(
   if (file === undefined) return undefined;
   let transfer: Awaited<ReturnType<typeof transferDirect>>;
   try {
+    // Blocks reserved first: aligned direct writes into them share the inode's lock, and a
+    // disk too small fails before any byte is downloaded (util/preallocate.ts).
+    await preallocate(options.destination, source.bytes, { signal: options.signal }).catch(
+      (error: unknown) => {
+        throw options.signal?.aborted ? error : storageError(error, options.destination);
+      },
+    );
     transfer = await transferDirect(file, options, plan.spans ?? []);
   } catch (error) {
     await file.close();
