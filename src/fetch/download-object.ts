@@ -7,6 +7,8 @@
  * the size.
  */
 import { type FileHandle, open, rm } from "node:fs/promises";
+import { formatBytes } from "../config/size.ts";
+import { DsfetchError } from "../errors.ts";
 import { preallocate } from "../util/preallocate.ts";
 import { WRITE_PIECE } from "../util/write-piece.ts";
 import { storageError } from "../volumes/attempt.ts";
@@ -100,7 +102,7 @@ async function downloadDirect(
     // disk too small fails before any byte is downloaded (util/preallocate.ts).
     await preallocate(options.destination, source.bytes, { signal: options.signal }).catch(
       (error: unknown) => {
-        throw options.signal?.aborted ? error : storageError(error, options.destination);
+        throw options.signal?.aborted ? error : noSpaceFor(error, options);
       },
     );
     transfer = await transferDirect(file, options, plan.spans ?? []);
@@ -120,6 +122,19 @@ async function downloadDirect(
     digest: fileDigest(plan, digests),
     writes: "direct",
   };
+}
+
+/** A disk too small for the whole object, found before the download: says how much. */
+function noSpaceFor(error: unknown, options: DownloadObjectOptions): DsfetchError {
+  const failure = storageError(error, options.destination);
+  if (failure.code !== "NO_SPACE") return failure;
+  const { dataset } = options.errorContext;
+  const bytes = options.source.bytes;
+  return new DsfetchError(
+    "NO_SPACE",
+    `${dataset}: needs ${formatBytes(bytes)} (${bytes} bytes) on the device holding ${options.destination}, and it has less free`,
+    { dataset, hint: failure.hint, cause: error },
+  );
 }
 
 async function downloadBuffered(

@@ -9,7 +9,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -142,6 +142,38 @@ describe("direct I/O refused", () => {
     const { result, dir } = await download("none");
     expect((await result).writes).toBe("direct");
     expect(sha256(await readFile(join(dir, "parts.bin")))).toBe(sha256(body));
+  });
+});
+
+describe("no space for the whole object", () => {
+  it("fallocate says so: NO_SPACE naming the size, before any byte is written, not retried", async () => {
+    // A stand-in `fallocate` first on PATH, failing as util-linux does on a full disk.
+    const bin = await mkdtemp(join(scratch, "bin-"));
+    await writeFile(
+      join(bin, "fallocate"),
+      '#!/bin/sh\necho "fallocate: fallocate failed: No space left on device" >&2\nexit 1\n',
+      { mode: 0o755 },
+    );
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path ?? ""}`;
+    try {
+      const { result, retries } = await download("none");
+      const error = await result.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(DsfetchError);
+      expect((error as DsfetchError).code).toBe("NO_SPACE");
+      expect((error as DsfetchError).message).toMatch(
+        new RegExp(
+          `^parts: needs .* \\(${body.length} bytes\\) on the device holding .*parts\\.bin`,
+        ),
+      );
+      expect(fault.directWrites).toBe(0);
+      expect(retries()).toBe(0);
+    } finally {
+      process.env.PATH = path;
+    }
   });
 });
 
