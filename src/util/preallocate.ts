@@ -7,14 +7,21 @@
  * libuv thread in rwsem_down_write_slowpath). Aligned direct writes into allocated blocks
  * within the file's length share the lock. Measured here, 2 GiB in 8 MiB parts, alternated
  * with 10 s of rest: 2.72-2.83 s against 3.02-3.03 s, system CPU 0.82-0.92 s against
- * 1.21-1.25 s. The space is taken at once, too: a disk too small fails here, before any
- * byte is downloaded.
+ * 1.21-1.25 s. The space is taken at once, too: a disk that fills meanwhile fails here,
+ * before any byte is downloaded.
+ *
+ * Not tried when statfs says less is free than `bytes`: ext4's fallocate takes every free
+ * block before it gives up (seen here: a request larger than the disk filled it, and the
+ * blocks stayed allocated until the file was removed), which would fail every other writer
+ * of a shared volume meanwhile. The writes then find the full disk as they always did.
  *
  * Best effort otherwise: where the program is missing, the filesystem cannot (EOPNOTSUPP,
  * e.g. NFS before 4.2), or it takes longer than TIMEOUT_MS, the writes go ahead as before.
  * Only "no space left" is an error (code ENOSPC).
  */
 import { execFile } from "node:child_process";
+import { statfs } from "node:fs/promises";
+import { dirname } from "node:path";
 
 /** fallocate is a metadata operation (milliseconds); a hung mount must not hold us. */
 const TIMEOUT_MS = 30_000;
@@ -26,11 +33,12 @@ export interface PreallocateOptions {
 }
 
 /** Resolves once `path` has `bytes` allocated (or the attempt was given up); see above. */
-export function preallocate(
+export async function preallocate(
   path: string,
   bytes: number,
   options: PreallocateOptions = {},
 ): Promise<void> {
+  if ((await freeBytes(dirname(path))) < bytes) return;
   return new Promise((resolve, reject) => {
     execFile(
       options.program ?? "fallocate",
@@ -63,4 +71,15 @@ export function preallocate(
       },
     );
   });
+}
+
+/** Bytes an unprivileged writer may still use there (as storage-check.ts counts them). */
+async function freeBytes(directory: string): Promise<number> {
+  try {
+    const fs = await statfs(directory);
+    return fs.bavail * fs.bsize;
+  } catch {
+    // statfs unsupported: let fallocate tell.
+    return Number.POSITIVE_INFINITY;
+  }
 }

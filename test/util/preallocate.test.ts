@@ -3,7 +3,16 @@
 // it was. The failing programs are stand-in scripts (a real "no space" would fill the disk:
 // ext4 allocates up to the end of the free space before it gives up).
 
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -68,6 +77,17 @@ describe("preallocate", () => {
     const program = standIn("args", `printf '%s\\n' "$@" > "${join(dir, "args.txt")}"`);
     await preallocate("-rf", 42, { program });
     expect(readFileSync(join(dir, "args.txt"), "utf8")).toBe("--length\n42\n--\n-rf\n");
+  });
+
+  it("does not try for more than statfs says is free (ext4 would fill the disk first)", async () => {
+    const calls = join(dir, "calls.txt");
+    const program = standIn("counting", `echo called >> "${calls}"`);
+    const path = emptyFile("huge.bin");
+    const { bavail, bsize } = statfsSync(dir);
+    await preallocate(path, bavail * bsize + 1, { program });
+    expect(existsSync(calls)).toBe(false);
+    await preallocate(path, 4096, { program });
+    expect(readFileSync(calls, "utf8")).toBe("called\n");
   });
 
   it("stops at once when aborted, with the abort's reason", async () => {
