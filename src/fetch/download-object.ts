@@ -99,7 +99,8 @@ async function downloadDirect(
   let transfer: Awaited<ReturnType<typeof transferDirect>>;
   try {
     // Blocks reserved first: aligned direct writes into them share the inode's lock, and a
-    // disk too small fails before any byte is downloaded (util/preallocate.ts).
+    // disk that filled since the storage check fails before any byte is downloaded
+    // (util/preallocate.ts).
     await preallocate(options.destination, source.bytes, { signal: options.signal }).catch(
       (error: unknown) => {
         throw options.signal?.aborted ? error : noSpaceFor(error, options);
