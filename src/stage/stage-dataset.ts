@@ -24,6 +24,7 @@ import { isCached } from "../plan/plan.ts";
 import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "../plan/target.ts";
 import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
+import { EarlyWriteback } from "../volumes/early-writeback.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import { acquireLock, describeHolder, type HeldLock } from "../volumes/lock.ts";
 import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/manifest.ts";
@@ -208,17 +209,26 @@ export async function stageDataset(
           objectCount(resolution),
           context.onEvent,
         );
-        const download = await downloadInto(
-          attempt,
-          spec,
-          resolution,
-          client,
-          retry,
-          progress,
-          context,
-          target.volumeBytes,
-        );
+        const writeback = new EarlyWriteback(attempt.dir);
+        let download: Download;
+        try {
+          download = await downloadInto(
+            attempt,
+            spec,
+            resolution,
+            client,
+            retry,
+            progress,
+            writeback,
+            context,
+            target.volumeBytes,
+          );
+        } catch (error) {
+          writeback.stop();
+          throw error;
+        }
         progress.finish();
+        await writeback.settle();
         await publish(attempt, target.location, buildManifest(spec, resolution, download));
         await markUsed(target.location);
         const seconds = elapsed(started);
@@ -283,10 +293,16 @@ async function downloadInto(
   client: StoreClient,
   retry: RetryOptions,
   progress: ProgressTracker,
+  writeback: EarlyWriteback,
   context: StageContext,
   volumeBytes: number | undefined,
 ): Promise<Download> {
   const { signal, tuning } = context;
+  // Everything below is written through the page cache but direct writes of one object.
+  const onBytes = (bytes: number): void => {
+    progress.addBytes(bytes);
+    writeback.wrote(bytes);
+  };
   const errorContext: S3ErrorContext = {
     dataset: spec.name,
     uri: spec.uri,
@@ -305,7 +321,7 @@ async function downloadInto(
       rangeSize: tuning.rangeSize,
       signal,
       retry,
-      onBytes: progress.addBytes,
+      onBytes,
       onObject: progress.addObject,
       errorContext,
     });
@@ -333,7 +349,7 @@ async function downloadInto(
       limits: { ...DEFAULT_LIMITS, maxBytes: volumeBytes ?? tuning.maxExpandedBytes },
       retry,
       signal,
-      onBytes: progress.addBytes,
+      onBytes,
       errorContext,
     });
     progress.addObject();
@@ -354,6 +370,7 @@ async function downloadInto(
     signal,
     retry,
     onBytes: progress.addBytes,
+    onBufferedBytes: writeback.wrote,
     errorContext,
     directIo: tuning.directIo,
   });
