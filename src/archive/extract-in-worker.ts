@@ -48,18 +48,43 @@ type FromWorker =
       };
     };
 
+/** An extraction thread started ahead of its job (startExtractThread). */
+export interface ExtractThread {
+  readonly worker: Worker;
+}
+
+/**
+ * Starts an extraction thread before its job is known, so that its start-up (a thread and
+ * the extraction modules: 0.14 s here, while the main thread receives the first ranges)
+ * overlaps the download of the first range instead of following it. Give it to
+ * extractTarInWorker, which ends it, or end it with stopExtractThread.
+ */
+export function startExtractThread(): ExtractThread {
+  return { worker: new Worker(WORKER_FILE) };
+}
+
+export async function stopExtractThread(thread: ExtractThread): Promise<void> {
+  await thread.worker.terminate();
+}
+
 /**
  * Extracts the tar archive (compressed as `job.compression`) read from `source` into
- * `job.destination`. Rejects with the extractor's DsfetchError, the source's error, or the
- * signal's reason; the worker is gone when the promise settles.
+ * `job.destination`, on `thread` (default: one started now). Rejects with the extractor's
+ * DsfetchError, the source's error, or the signal's reason; the thread is gone when the
+ * promise settles.
  */
 export async function extractTarInWorker(
   source: AsyncIterable<Buffer>,
   job: ExtractJob,
   signal?: AbortSignal,
+  thread: ExtractThread = startExtractThread(),
 ): Promise<ExtractResult> {
-  signal?.throwIfAborted();
-  const worker = new Worker(WORKER_FILE, { workerData: job });
+  const { worker } = thread;
+  if (signal?.aborted === true) {
+    await worker.terminate();
+    signal.throwIfAborted();
+  }
+  worker.postMessage({ type: "job", job } satisfies ToWorker);
   let inFlight = 0;
   let settled = false;
   let wakeSender: (() => void) | undefined;

@@ -4,11 +4,13 @@
  * keeps downloading (HTTP, range bookkeeping, verification hand-off) while this one writes
  * files. The same code as in-process extraction: decompress() then extractTar().
  *
- * Messages in: { type: "bytes", bytes } (acknowledged with { type: "taken", bytes } once the
- * extractor took them, which bounds what is in flight), { type: "end" }, { type: "abort" }.
+ * Messages in: { type: "job", job } first (the thread starts before its job is known:
+ * extract-in-worker.ts startExtractThread), then { type: "bytes", bytes } (acknowledged with
+ * { type: "taken", bytes } once the extractor took them, which bounds what is in flight),
+ * { type: "end" }, { type: "abort" }.
  * Out: { type: "done", result } or { type: "error", error } (a DsfetchError's fields).
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort } from "node:worker_threads";
 import { toDsfetchError } from "../errors.ts";
 import { type Codec, decompress, STREAM_INPUT_BATCH } from "./decompress.ts";
 import type { ExtractLimits } from "./limits.ts";
@@ -22,11 +24,18 @@ export interface ExtractJob {
   readonly xzMemoryLimit?: number | undefined;
 }
 
-export type ToWorker = { type: "bytes"; bytes: Uint8Array } | { type: "end" } | { type: "abort" };
+export type ToWorker =
+  | { type: "job"; job: ExtractJob }
+  | { type: "bytes"; bytes: Uint8Array }
+  | { type: "end" }
+  | { type: "abort" };
 
 const port = parentPort;
 if (port === null) throw new Error("extract-worker must run as a worker thread");
-const job = workerData as ExtractJob;
+let jobGiven: ((job: ExtractJob) => void) | undefined;
+const jobMessage = new Promise<ExtractJob>((resolve) => {
+  jobGiven = resolve;
+});
 const abort = new AbortController();
 const queue: Uint8Array[] = [];
 let ended = false;
@@ -38,7 +47,8 @@ function wakeReader(): void {
 }
 abort.signal.addEventListener("abort", wakeReader, { once: true });
 port.on("message", (message: ToWorker) => {
-  if (message.type === "bytes") queue.push(message.bytes);
+  if (message.type === "job") jobGiven?.(message.job);
+  else if (message.type === "bytes") queue.push(message.bytes);
   else if (message.type === "end") ended = true;
   else abort.abort(new Error("extraction aborted"));
   wakeReader();
@@ -113,6 +123,7 @@ async function* compressedBytes(): AsyncGenerator<Buffer> {
   if (fill > 0) yield batch.subarray(0, fill);
 }
 
+const job = await jobMessage;
 try {
   const tarBytes =
     job.compression === "none"

@@ -9,7 +9,12 @@
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { extractTarInWorker } from "../archive/extract-in-worker.ts";
+import {
+  type ExtractThread,
+  extractTarInWorker,
+  startExtractThread,
+  stopExtractThread,
+} from "../archive/extract-in-worker.ts";
 import type { ExtractLimits } from "../archive/limits.ts";
 import { checkMagic } from "../archive/magic.ts";
 import { extractZip } from "../archive/zip-extract.ts";
@@ -112,10 +117,14 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
   })();
   pump.catch(() => {});
 
+  // Started now, it is ready when the first range is here (extract-in-worker.ts).
+  let thread: ExtractThread | undefined = startExtractThread();
   try {
     const { head, rest } = await sniff(channel, SNIFF_BYTES);
     const chain = checkMagic(spec.archive ?? "tar", head, spec.name, resolution.key);
     const all = prepend(head, rest);
+    const given = thread;
+    thread = undefined;
     const result = await extractTarInWorker(
       all,
       {
@@ -125,6 +134,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
         dataset: spec.name,
       },
       signal,
+      given,
     );
     await pump;
     const verification = await verifier.verify(spec.name, spec.uri, resolution.bytes);
@@ -136,6 +146,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
     };
   } catch (error) {
     abort.abort(error);
+    if (thread !== undefined) await stopExtractThread(thread);
     // The extractor may have failed before reading (contents that do not match the
     // extension): a download waiting on the full channel would otherwise wait forever.
     channel.abandon();

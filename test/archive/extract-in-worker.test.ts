@@ -11,7 +11,11 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
-import { extractTarInWorker } from "../../src/archive/extract-in-worker.ts";
+import {
+  extractTarInWorker,
+  startExtractThread,
+  stopExtractThread,
+} from "../../src/archive/extract-in-worker.ts";
 import { DEFAULT_LIMITS } from "../../src/archive/limits.ts";
 import { DsfetchError } from "../../src/errors.ts";
 import {
@@ -80,6 +84,51 @@ describe("extractTarInWorker", () => {
       ws.cleanup();
       ws = undefined;
     }
+  });
+
+  it("runs on a thread started before its job was known, after the thread waited", async () => {
+    ws = workspace();
+    const { archive, files } = sampleArchive();
+    const thread = startExtractThread();
+    // The thread is up and idle (no job yet) while the first range would download.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const result = await extractTarInWorker(
+      chunks(archive, 65536),
+      job(ws.dest),
+      undefined,
+      thread,
+    );
+    expect(result.files).toHaveLength(files.size);
+    for (const [name, data] of files) {
+      expect(readFileSync(join(ws.dest, name)).equals(data), name).toBe(true);
+    }
+    // extractTarInWorker ended the thread: a message to it goes nowhere, and no exit is pending.
+    expect(thread.worker.threadId).toBe(-1);
+  });
+
+  it("a thread started but never given a job ends with stopExtractThread, writing nothing", async () => {
+    ws = workspace();
+    const thread = startExtractThread();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await stopExtractThread(thread);
+    expect(thread.worker.threadId).toBe(-1);
+  });
+
+  it("an already-aborted signal ends the given thread and throws the reason", async () => {
+    ws = workspace();
+    const thread = startExtractThread();
+    const controller = new AbortController();
+    const reason = new DsfetchError("INTERRUPTED", "interrupted by SIGINT");
+    controller.abort(reason);
+    await expect(
+      extractTarInWorker(
+        chunks(sampleArchive().archive, 65536),
+        job(ws.dest),
+        controller.signal,
+        thread,
+      ),
+    ).rejects.toBe(reason);
+    expect(thread.worker.threadId).toBe(-1);
   });
 
   it("reports the extractor's refusal with its code, message and hint; nothing outside", async () => {
