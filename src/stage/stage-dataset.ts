@@ -209,7 +209,14 @@ export async function stageDataset(
           objectCount(resolution),
           context.onEvent,
         );
-        const writeback = new EarlyWriteback(attempt.dir);
+        // Archives and folders are written through the page cache; one large object is
+        // often written with direct I/O, and starts the syncs only if it is not.
+        const writeback = new EarlyWriteback(
+          attempt.dir,
+          spec.archive !== undefined || resolution.kind === "prefix"
+            ? { expectedBytes: resolution.bytes }
+            : {},
+        );
         let download: Download;
         try {
           download = await downloadInto(

@@ -1,7 +1,9 @@
-// EarlyWriteback: a `sync -f <root>` in the background after every `everyBytes` written,
-// never two at once; settle() waits for the one in flight; stop() ends it; a missing
-// program is no error. The program is a stand-in script that records how it was called.
+// EarlyWriteback: a `sync -f <root>` after every `everyBytes` written, run by one shell
+// started once, never two at once; settle() waits for the one in flight and ends the shell;
+// stop() ends it at once; a missing program or shell is no error. The programs are stand-in
+// scripts that record how they were called.
 
+import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,54 +29,95 @@ function lines(log: string): string[] {
   return existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : [];
 }
 
+/** The commands of this process's children ("" when none). */
+function children(): string {
+  try {
+    return execFileSync("ps", ["-o", "comm=", "--ppid", String(process.pid)], {
+      encoding: "utf8",
+    });
+  } catch {
+    return ""; // ps exits 1 when nothing matches
+  }
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 describe("EarlyWriteback", () => {
-  it("starts a sync of the root once enough bytes were written, and settle() waits for it", async () => {
+  it("syncs the root once enough bytes were written, one at a time; settle() waits for it", async () => {
     const { program, log } = standIn("counting", 0.3);
     const writeback = new EarlyWriteback("/some/attempt", { everyBytes: 100, program });
     writeback.wrote(60);
+    await pause(100);
     expect(lines(log)).toEqual([]);
     writeback.wrote(40);
     // While one runs, more bytes start no second one.
     writeback.wrote(500);
     await writeback.settle();
     expect(lines(log)).toEqual(["-f /some/attempt", "done"]);
+    expect(children()).not.toMatch(/\bsh\b/);
   });
 
   it("starts the next one after the previous ended, and none after settle()", async () => {
     const { program, log } = standIn("series", 0);
     const writeback = new EarlyWriteback("/root", { everyBytes: 10, program });
     writeback.wrote(10);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await pause(300);
     writeback.wrote(10);
     await writeback.settle();
     writeback.wrote(1000);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await pause(200);
     expect(lines(log)).toEqual(["-f /root", "done", "-f /root", "done"]);
   });
 
-  it("stop() ends the sync in flight", async () => {
+  it("starts its shell at once for a large download, and never for a small one", async () => {
+    const { program, log } = standIn("sized", 0);
+    const large = new EarlyWriteback("/root", { everyBytes: 100, expectedBytes: 100, program });
+    await pause(100);
+    expect(children()).toMatch(/\bsh\b/);
+    await large.settle();
+    expect(children()).not.toMatch(/\bsh\b/);
+    const small = new EarlyWriteback("/root", { everyBytes: 100, expectedBytes: 99, program });
+    small.wrote(1000);
+    await pause(200);
+    await small.settle();
+    expect(lines(log)).toEqual([]);
+  });
+
+  it("stop() ends the shell at once, even with a sync in flight", async () => {
     const { program, log } = standIn("slow", 30);
     const writeback = new EarlyWriteback("/root", { everyBytes: 1, program });
     writeback.wrote(1);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await pause(200);
     const started = performance.now();
     writeback.stop();
     await writeback.settle();
     expect(performance.now() - started).toBeLessThan(5000);
     expect(lines(log)).toEqual(["-f /root"]);
+    expect(children()).not.toMatch(/\bsh\b/);
   });
 
-  it("a program that cannot run is no error, and is not tried again", async () => {
-    const program = join(dir, "appears-later");
+  it("a missing sync program is no error", async () => {
+    const writeback = new EarlyWriteback("/root", {
+      everyBytes: 1,
+      program: join(dir, "no-such-sync"),
+    });
+    writeback.wrote(1);
+    await pause(100);
+    writeback.wrote(1);
+    await expect(writeback.settle()).resolves.toBeUndefined();
+  });
+
+  it("a shell that cannot run is no error, and is not tried again", async () => {
+    const shell = join(dir, "appears-later");
     const log = join(dir, "appears-later.log");
-    const writeback = new EarlyWriteback("/root", { everyBytes: 1, program });
+    const writeback = new EarlyWriteback("/root", { everyBytes: 1, shell });
     writeback.wrote(1);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await pause(200);
     // Now it exists: a second start would run it.
-    writeFileSync(program, `#!/bin/sh\necho "$@" >> '${log}'\n`);
-    chmodSync(program, 0o755);
+    writeFileSync(shell, `#!/bin/sh\necho "$@" >> '${log}'\n`);
+    chmodSync(shell, 0o755);
     writeback.wrote(1);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await pause(300);
     await expect(writeback.settle()).resolves.toBeUndefined();
     expect(lines(log)).toEqual([]);
   });
