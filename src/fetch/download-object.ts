@@ -53,8 +53,6 @@ export interface DownloadObjectOptions {
    * at once (a zip's central directory and entries would come back from the disk).
    */
   readonly directIo?: boolean | undefined;
-  /** Told of bytes written through the page cache (not with direct I/O), as they are. */
-  readonly onBufferedBytes?: ((bytes: number) => void) | undefined;
 }
 
 export interface DownloadedObject {
@@ -85,18 +83,7 @@ export async function downloadObject(options: DownloadObjectOptions): Promise<Do
     const direct = await downloadDirect(options, plan);
     if (direct !== undefined) return direct;
   }
-  const { onBytes, onBufferedBytes } = options;
-  if (onBufferedBytes === undefined) return downloadBuffered(options, plan);
-  return downloadBuffered(
-    {
-      ...options,
-      onBytes: (bytes) => {
-        onBytes?.(bytes);
-        onBufferedBytes(bytes);
-      },
-    },
-    plan,
-  );
+  return downloadBuffered(options, plan);
 }
 
 /** With direct writes; undefined (nothing left behind) where the filesystem refuses them. */

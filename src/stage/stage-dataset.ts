@@ -209,14 +209,13 @@ export async function stageDataset(
           objectCount(resolution),
           context.onEvent,
         );
-        // Archives and folders are written through the page cache; one large object is
-        // often written with direct I/O, and starts the syncs only if it is not.
-        const writeback = new EarlyWriteback(
-          attempt.dir,
-          spec.archive !== undefined || resolution.kind === "prefix"
-            ? { expectedBytes: resolution.bytes }
-            : {},
-        );
+        // For streamed archives and folders (many files through the page cache). One object
+        // (a zip too) has none: it is written with direct I/O, or its own writer starts the
+        // write-back of its file (download-object.ts, fdatasync every 256 MiB).
+        const streamed = spec.archive !== undefined && spec.archive !== "zip";
+        const writeback = new EarlyWriteback(attempt.dir, {
+          expectedBytes: streamed || resolution.kind === "prefix" ? resolution.bytes : 0,
+        });
         let download: Download;
         try {
           download = await downloadInto(
@@ -305,7 +304,7 @@ async function downloadInto(
   volumeBytes: number | undefined,
 ): Promise<Download> {
   const { signal, tuning } = context;
-  // Everything below is written through the page cache but direct writes of one object.
+  // Bytes count towards the early write-back too (it ignores them where it was not wanted).
   const onBytes = (bytes: number): void => {
     progress.addBytes(bytes);
     writeback.wrote(bytes);
@@ -377,7 +376,6 @@ async function downloadInto(
     signal,
     retry,
     onBytes: progress.addBytes,
-    onBufferedBytes: writeback.wrote,
     errorContext,
     directIo: tuning.directIo,
   });
