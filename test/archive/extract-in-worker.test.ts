@@ -18,6 +18,7 @@ import {
 } from "../../src/archive/extract-in-worker.ts";
 import { DEFAULT_LIMITS } from "../../src/archive/limits.ts";
 import { DsfetchError } from "../../src/errors.ts";
+import { childCommands } from "../harness/children.ts";
 import {
   chunks,
   file,
@@ -33,17 +34,6 @@ afterEach(() => {
   ws?.cleanup();
   ws = undefined;
 });
-
-/** The commands of this process's children, one per line ("" when it has none). */
-function childCommands(): string {
-  try {
-    return execFileSync("ps", ["-o", "comm=", "--ppid", String(process.pid)], {
-      encoding: "utf8",
-    });
-  } catch {
-    return ""; // ps exits 1 when nothing matches
-  }
-}
 
 function job(dest: string, compression: "none" | "gzip" = "none") {
   return { compression, destination: dest, limits: DEFAULT_LIMITS, dataset: "ds" } as const;

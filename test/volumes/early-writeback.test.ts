@@ -3,12 +3,12 @@
 // stop() ends it at once; a missing program or shell is no error. The programs are stand-in
 // scripts that record how they were called.
 
-import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { EarlyWriteback } from "../../src/volumes/early-writeback.ts";
+import { childCommands } from "../harness/children.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dsfetch-writeback-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -29,17 +29,6 @@ function lines(log: string): string[] {
   return existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : [];
 }
 
-/** The commands of this process's children ("" when none). */
-function children(): string {
-  try {
-    return execFileSync("ps", ["-o", "comm=", "--ppid", String(process.pid)], {
-      encoding: "utf8",
-    });
-  } catch {
-    return ""; // ps exits 1 when nothing matches
-  }
-}
-
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("EarlyWriteback", () => {
@@ -54,7 +43,7 @@ describe("EarlyWriteback", () => {
     writeback.wrote(500);
     await writeback.settle();
     expect(lines(log)).toEqual(["-f /some/attempt", "done"]);
-    expect(children()).not.toMatch(/\bsh\b/);
+    expect(childCommands()).not.toMatch(/\bsh\b/);
   });
 
   it("starts the next one after the previous ended, and none after settle()", async () => {
@@ -73,9 +62,9 @@ describe("EarlyWriteback", () => {
     const { program, log } = standIn("sized", 0);
     const large = new EarlyWriteback("/root", { everyBytes: 100, expectedBytes: 100, program });
     await pause(100);
-    expect(children()).toMatch(/\bsh\b/);
+    expect(childCommands()).toMatch(/\bsh\b/);
     await large.settle();
-    expect(children()).not.toMatch(/\bsh\b/);
+    expect(childCommands()).not.toMatch(/\bsh\b/);
     const small = new EarlyWriteback("/root", { everyBytes: 100, expectedBytes: 99, program });
     small.wrote(1000);
     await pause(200);
@@ -93,7 +82,7 @@ describe("EarlyWriteback", () => {
     await writeback.settle();
     expect(performance.now() - started).toBeLessThan(5000);
     expect(lines(log)).toEqual(["-f /root"]);
-    expect(children()).not.toMatch(/\bsh\b/);
+    expect(childCommands()).not.toMatch(/\bsh\b/);
   });
 
   it("a missing sync program is no error", async () => {
