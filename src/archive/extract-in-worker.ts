@@ -4,7 +4,8 @@
  * Why: streaming a tar-family archive puts the HTTP reads, the decompressor's plumbing and
  * every file write on one thread, so the download waits while files are written and the
  * other way round. With the extraction on its own thread both cores work: the main thread
- * only reads ranges and hands bytes over (one copy into a transferable batch).
+ * only reads ranges and hands bytes over: chunks in shared memory as they are (the thread
+ * reads them in place), others copied into transferable batches.
  * The worker runs exactly decompress() + extractTar(): same checks, same errors.
  */
 import { Worker } from "node:worker_threads";
@@ -22,8 +23,12 @@ export type { ExtractJob } from "./extract-worker.ts";
  * 3.29-3.94 s) and held more memory in flight.
  */
 const BATCH = 1024 * 1024;
-/** Bytes posted but not yet taken by the extractor above which the sender waits. */
-const MAX_IN_FLIGHT = 8 * BATCH;
+/**
+ * Bytes posted but not yet taken by the extractor above which the sender waits (until half
+ * is taken). Chunks in shared memory are posted whole (8 MiB ranges): the bound lets the
+ * worker hold the next one while it works on the current one.
+ */
+const MAX_IN_FLIGHT = 16 * BATCH;
 
 // In development the sources run as .ts (Node strips the types); built, they are .js.
 const WORKER_FILE = new URL(
@@ -67,19 +72,31 @@ export async function stopExtractThread(thread: ExtractThread): Promise<void> {
   await thread.worker.terminate();
 }
 
+export interface ExtractInWorkerOptions {
+  readonly signal?: AbortSignal | undefined;
+  /** A thread started ahead (startExtractThread); default: one started now. */
+  readonly thread?: ExtractThread | undefined;
+  /**
+   * How many more bytes of the source the extractor is done with. A chunk in a
+   * SharedArrayBuffer is read in place by the thread: its memory may be reused only once its
+   * bytes were reported (util/chunk-ledger.ts). Other chunks are copied, and may be reused
+   * as soon as the source is asked for the next one.
+   */
+  readonly onTaken?: ((bytes: number) => void) | undefined;
+}
+
 /**
  * Extracts the tar archive (compressed as `job.compression`) read from `source` into
- * `job.destination`, on `thread` (default: one started now). Rejects with the extractor's
- * DsfetchError, the source's error, or the signal's reason; the thread is gone when the
- * promise settles.
+ * `job.destination`, on a worker thread. Rejects with the extractor's DsfetchError, the
+ * source's error, or the signal's reason; the thread is gone when the promise settles.
  */
 export async function extractTarInWorker(
   source: AsyncIterable<Buffer>,
   job: ExtractJob,
-  signal?: AbortSignal,
-  thread: ExtractThread = startExtractThread(),
+  options: ExtractInWorkerOptions = {},
 ): Promise<ExtractResult> {
-  const { worker } = thread;
+  const { signal, onTaken } = options;
+  const { worker } = options.thread ?? startExtractThread();
   if (signal?.aborted === true) {
     await worker.terminate();
     signal.throwIfAborted();
@@ -104,6 +121,7 @@ export async function extractTarInWorker(
     worker.on("message", (message: FromWorker) => {
       if (message.type === "taken") {
         inFlight -= message.bytes;
+        onTaken?.(message.bytes);
         if (message.returned !== undefined) batches.recycle(message.returned);
         if (inFlight <= MAX_IN_FLIGHT / 2) wake();
       } else if (message.type === "done") {
@@ -187,7 +205,13 @@ export async function extractTarInWorker(
           post({ type: "end" });
           break;
         }
-        batches.add(next.value);
+        const chunk = next.value;
+        if (chunk.buffer instanceof SharedArrayBuffer) {
+          // Read in place by the thread; bytes copied before must reach it first (order).
+          batches.flush();
+          inFlight += chunk.length;
+          post({ type: "bytes", bytes: chunk });
+        } else batches.add(chunk);
         while (inFlight > MAX_IN_FLIGHT && !settled) {
           await new Promise<void>((resolve) => {
             wakeSender = resolve;

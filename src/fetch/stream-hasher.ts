@@ -1,7 +1,9 @@
 /**
  * Per-span digests of a stream that arrives in order (archive expansion), computed on this
- * thread, or for large objects in a worker thread that receives the bytes in batches of
- * BATCH (copied once into a transferable buffer, given back for reuse once hashed).
+ * thread, or for large objects in a worker thread that reads chunks in SharedArrayBuffer
+ * memory in place, and receives other bytes in batches of BATCH (copied once into a
+ * transferable buffer, given back for reuse once hashed). `onHashed` says how many more
+ * bytes were hashed: shared memory may be reused only after that (util/chunk-ledger.ts).
  * CRC32 (zlib, 4.7 GB/s) always stays here.
  */
 import { Worker } from "node:worker_threads";
@@ -35,19 +37,21 @@ export function createStreamHasher(
   algorithm: DigestAlgorithm,
   spans: readonly ByteSpan[],
   bytes: number,
+  onHashed: (bytes: number) => void = () => {},
 ): StreamHasher {
   if (bytes < WORKER_HASH_THRESHOLD || algorithm === "CRC32") {
     const digests = new SpanDigests(algorithm, spans);
     return {
       update: (chunk) => {
         digests.update(chunk);
+        onHashed(chunk.length);
         return undefined;
       },
       finish: async () => digests.digests,
       dispose: () => {},
     };
   }
-  return new WorkerSpanDigests(algorithm, spans);
+  return new WorkerSpanDigests(algorithm, spans, onHashed);
 }
 
 class WorkerSpanDigests implements StreamHasher {
@@ -58,7 +62,11 @@ class WorkerSpanDigests implements StreamHasher {
   private caughtUp: (() => void) | undefined;
   private failure: { error: unknown } | undefined;
 
-  constructor(algorithm: DigestAlgorithm, spans: readonly ByteSpan[]) {
+  constructor(
+    algorithm: DigestAlgorithm,
+    spans: readonly ByteSpan[],
+    onHashed: (bytes: number) => void,
+  ) {
     this.worker = new Worker(WORKER_FILE, {
       workerData: { algorithm, spans: spans.map((span) => ({ ...span })) },
     });
@@ -71,6 +79,7 @@ class WorkerSpanDigests implements StreamHasher {
       (message: { type: string; bytes?: number; returned?: ArrayBuffer }) => {
         if (message.type !== "hashed") return;
         this.inFlight -= message.bytes ?? 0;
+        onHashed(message.bytes ?? 0);
         if (message.returned !== undefined) this.batches.recycle(message.returned);
         if (this.inFlight <= MAX_IN_FLIGHT / 2) this.release();
       },
@@ -86,7 +95,12 @@ class WorkerSpanDigests implements StreamHasher {
 
   update(chunk: Buffer): undefined | Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure.error);
-    this.batches.add(chunk);
+    if (chunk.buffer instanceof SharedArrayBuffer) {
+      // Read in place by the worker; bytes copied before must reach it first (order).
+      this.batches.flush();
+      this.inFlight += chunk.length;
+      this.worker.postMessage({ type: "bytes", bytes: chunk });
+    } else this.batches.add(chunk);
     if (this.inFlight <= MAX_IN_FLIGHT) return undefined;
     return new Promise<void>((resolve) => {
       this.caughtUp = resolve;

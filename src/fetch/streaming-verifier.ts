@@ -15,21 +15,35 @@ import {
 export class StreamingVerifier {
   private readonly plan: VerificationPlan;
   private readonly hasher: StreamHasher | undefined;
+  private readonly onHashed: (bytes: number) => void;
   private offset = 0;
 
-  constructor(source: VerificationSource, parts: readonly ByteSpan[] | undefined) {
+  /**
+   * @param onHashed how many more bytes were hashed (or need no hashing): a chunk given to
+   *   update() may be reused only once its bytes were reported (stream-hasher.ts)
+   */
+  constructor(
+    source: VerificationSource,
+    parts: readonly ByteSpan[] | undefined,
+    onHashed: (bytes: number) => void = () => {},
+  ) {
     this.plan = planVerification(source, parts);
+    this.onHashed = onHashed;
     const { algorithm, spans } = this.plan;
     this.hasher =
       algorithm === undefined || spans === undefined
         ? undefined
-        : createStreamHasher(algorithm, spans, source.bytes);
+        : createStreamHasher(algorithm, spans, source.bytes, onHashed);
   }
 
   /** A promise when hashing is behind: the caller awaits it (memory stays bounded). */
   update(chunk: Buffer): undefined | Promise<void> {
     this.offset += chunk.length;
-    return this.hasher?.update(chunk);
+    if (this.hasher === undefined) {
+      this.onHashed(chunk.length);
+      return undefined;
+    }
+    return this.hasher.update(chunk);
   }
 
   /** Stops hashing (the expansion failed). */

@@ -30,6 +30,7 @@ import type { S3ErrorContext } from "../fetch/s3-errors.ts";
 import { StreamingVerifier } from "../fetch/streaming-verifier.ts";
 import { BufferPool } from "../util/buffer-pool.ts";
 import { Channel } from "../util/channel.ts";
+import { ChunkLedger } from "../util/chunk-ledger.ts";
 import type { Attempt } from "../volumes/attempt.ts";
 import type { ManifestFile } from "../volumes/manifest.ts";
 
@@ -64,6 +65,11 @@ const PIPE_BYTES = 16 * 1024 * 1024;
  * with 4 as with 8 (medians 7.2 and 7.4 s) and ~50 MiB less peak RSS (310-325 vs 350-380).
  */
 const STREAM_RANGES = 4;
+/** Bytes the hasher or the extractor may hold beyond the pipe (their in-flight bounds). */
+const READ_AHEAD_BYTES = 16 * 1024 * 1024;
+/** The consumers of every streamed chunk, in the ledger. */
+const HASHER = 0;
+const EXTRACTOR = 1;
 /** Bytes read before choosing the decompressor (tar's magic is at offset 257). */
 const SNIFF_BYTES = 512;
 
@@ -75,16 +81,20 @@ export async function expandArchive(input: ExpandInput): Promise<Expanded> {
 async function expandTarStream(input: ExpandInput): Promise<Expanded> {
   const { resolution, spec } = input;
   const stats = { refetchedBytes: 0, retries: 0 };
-  const verifier = new StreamingVerifier(resolution, input.parts);
-  // Range memory reused: the hasher copies each chunk at once, the extractor when it asks
-  // for the next (extract-in-worker.ts), after which the channel gives it back.
   const rangeSize = input.tuning.rangeSize;
+  // Ranges in shared memory, read in place by both threads (hasher, extractor) and reused
+  // once both are past them: the main thread copies nothing (util/chunk-ledger.ts).
   // Never larger than the object: a small archive does not get a whole range of memory.
   const buffers = new BufferPool(
     Math.max(1, Math.min(rangeSize, resolution.bytes)),
-    STREAM_RANGES + Math.ceil(PIPE_BYTES / rangeSize) + 2,
+    STREAM_RANGES + Math.ceil((PIPE_BYTES + READ_AHEAD_BYTES) / rangeSize) + 2,
+    { shared: true },
   );
-  const channel = new Channel(PIPE_BYTES, (chunk) => buffers.give(chunk));
+  const ledger = new ChunkLedger<Buffer>(2, (chunk) => buffers.give(chunk));
+  const verifier = new StreamingVerifier(resolution, input.parts, (bytes) =>
+    ledger.advance(HASHER, bytes),
+  );
+  const channel = new Channel(PIPE_BYTES);
   const abort = new AbortController();
   const signal =
     input.signal === undefined ? abort.signal : AbortSignal.any([abort.signal, input.signal]);
@@ -105,6 +115,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
         stats,
         buffers,
       })) {
+        ledger.add(chunk);
         const behind = verifier.update(chunk);
         if (behind !== undefined) await behind;
         await channel.push(chunk);
@@ -133,9 +144,10 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
         limits: input.limits,
         dataset: spec.name,
       },
-      signal,
-      given,
+      { signal, thread: given, onTaken: (bytes) => ledger.advance(EXTRACTOR, bytes) },
     );
+    // The thread is gone: the rest of the object (a tar's padding) is only hashed.
+    ledger.retire(EXTRACTOR);
     await pump;
     const verification = await verifier.verify(spec.name, spec.uri, resolution.bytes);
     return {
@@ -196,8 +208,8 @@ async function sniff(
   while (length < bytes) {
     const next = await iterator.next();
     if (next.done === true) break;
-    // A copy: the source may reuse a chunk's memory once the next one is asked for.
-    chunks.push(Buffer.from(next.value));
+    // Not a copy: chunks are reused only when the extractor reports them done (ledger).
+    chunks.push(next.value);
     length += next.value.length;
   }
   const head = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);

@@ -9,17 +9,21 @@
 export class BufferPool {
   private readonly size: number;
   private readonly keep: number;
-  private readonly free: ArrayBuffer[] = [];
+  private readonly shared: boolean;
+  private readonly free: ArrayBufferLike[] = [];
   /** Only memory this pool made comes back into it. */
-  private readonly own = new WeakSet<ArrayBuffer>();
+  private readonly own = new WeakSet<ArrayBufferLike>();
 
   /**
    * @param size bytes of every buffer (a request may use fewer)
    * @param keep how many given-back buffers to hold at most (the rest are left to the GC)
+   * @param shared SharedArrayBuffer memory: worker threads read it in place, without the
+   *   copy a transfer would need (one chunk read by two threads: stage/expand.ts)
    */
-  constructor(size: number, keep: number) {
+  constructor(size: number, keep: number, { shared = false }: { shared?: boolean } = {}) {
     this.size = size;
     this.keep = keep;
+    this.shared = shared;
   }
 
   /** A buffer of `length` <= size bytes, contents undefined. */
@@ -27,7 +31,7 @@ export class BufferPool {
     if (length > this.size) return Buffer.allocUnsafe(length);
     let memory = this.free.pop();
     if (memory === undefined) {
-      memory = new ArrayBuffer(this.size);
+      memory = this.shared ? new SharedArrayBuffer(this.size) : new ArrayBuffer(this.size);
       this.own.add(memory);
     }
     return Buffer.from(memory, 0, length);
@@ -36,7 +40,7 @@ export class BufferPool {
   /** `chunk` (or any view of a taken buffer) is no longer used by anyone. */
   give(chunk: Uint8Array): void {
     const memory = chunk.buffer;
-    if (!(memory instanceof ArrayBuffer) || !this.own.has(memory)) return;
+    if (!this.own.has(memory)) return;
     if (this.free.length < this.keep && !this.free.includes(memory)) this.free.push(memory);
   }
 }

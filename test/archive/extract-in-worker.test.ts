@@ -82,12 +82,7 @@ describe("extractTarInWorker", () => {
     const thread = startExtractThread();
     // The thread is up and idle (no job yet) while the first range would download.
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const result = await extractTarInWorker(
-      chunks(archive, 65536),
-      job(ws.dest),
-      undefined,
-      thread,
-    );
+    const result = await extractTarInWorker(chunks(archive, 65536), job(ws.dest), { thread });
     expect(result.files).toHaveLength(files.size);
     for (const [name, data] of files) {
       expect(readFileSync(join(ws.dest, name)).equals(data), name).toBe(true);
@@ -111,12 +106,10 @@ describe("extractTarInWorker", () => {
     const reason = new DsfetchError("INTERRUPTED", "interrupted by SIGINT");
     controller.abort(reason);
     await expect(
-      extractTarInWorker(
-        chunks(sampleArchive().archive, 65536),
-        job(ws.dest),
-        controller.signal,
+      extractTarInWorker(chunks(sampleArchive().archive, 65536), job(ws.dest), {
+        signal: controller.signal,
         thread,
-      ),
+      }),
     ).rejects.toBe(reason);
     expect(thread.worker.threadId).toBe(-1);
   });
@@ -173,7 +166,9 @@ describe("extractTarInWorker", () => {
       }
     }
     const started = Date.now();
-    await expect(extractTarInWorker(deaf(), job(ws.dest), controller.signal)).rejects.toBe(reason);
+    await expect(
+      extractTarInWorker(deaf(), job(ws.dest), { signal: controller.signal }),
+    ).rejects.toBe(reason);
     stop = true;
     expect(Date.now() - started).toBeLessThan(5000);
   });
@@ -245,7 +240,7 @@ describe("extractTarInWorker", () => {
         extractTarInWorker(
           halfThenWait(),
           { ...job(ws.dest), compression: "xz" },
-          controller.signal,
+          { signal: controller.signal },
         ),
       ).rejects.toBe(reason);
       // No xz left running as our child.
@@ -264,6 +259,52 @@ describe("extractTarInWorker", () => {
     expect(error.code).toBe("ARCHIVE_INVALID");
     expect(error.message).toMatch(/truncated/);
     expect(existsSync(ws.dest)).toBe(true);
+  });
+});
+
+describe("extractTarInWorker and chunks in shared memory", () => {
+  it("reports bytes taken only once the thread no longer reads them (their memory is reused)", async () => {
+    const { archive, files } = sampleArchive();
+    for (const [compression, bytes] of [
+      ["none", archive],
+      ["gzip", gzipSync(archive)],
+    ] as const) {
+      ws = workspace();
+      // Shared chunks of varied sizes, each overwritten as soon as it is reported taken.
+      const shared: Buffer[] = [];
+      const ends: number[] = [];
+      for (let at = 0, i = 0; at < bytes.length; i++) {
+        const n = Math.min([3_000_000, 1, 65_536, 777_777][i % 4] as number, bytes.length - at);
+        const chunk = Buffer.from(new SharedArrayBuffer(n));
+        bytes.copy(chunk, 0, at, at + n);
+        shared.push(chunk);
+        at += n;
+        ends.push(at);
+      }
+      let taken = 0;
+      let poisoned = 0;
+      async function* source() {
+        for (const chunk of shared) yield chunk;
+      }
+      const result = await extractTarInWorker(source(), job(ws.dest, compression), {
+        onTaken: (n) => {
+          taken += n;
+          while (poisoned < shared.length && (ends[poisoned] as number) <= taken) {
+            (shared[poisoned] as Buffer).fill(0xee);
+            poisoned += 1;
+          }
+        },
+      });
+      expect(result.files).toHaveLength(files.size);
+      for (const [name, data] of files) {
+        expect(readFileSync(join(ws.dest, name)).equals(data), name).toBe(true);
+      }
+      // Every chunk was reported (and so reused) before the end.
+      expect(taken).toBe(bytes.length);
+      expect(poisoned).toBe(shared.length);
+      ws.cleanup();
+      ws = undefined;
+    }
   });
 });
 
@@ -296,7 +337,7 @@ describe("extractTarInWorker and memory", () => {
         yield chunk;
       }
     }
-    const result = await extractTarInWorker(source(), job(ws.dest), undefined);
+    const result = await extractTarInWorker(source(), job(ws.dest));
     expect(result.files.length).toBe(40);
     expect(early.length).toBe(20);
     // Of the first 20 chunks, none may still be held ten chunks later.

@@ -62,3 +62,17 @@ describe("Channel onConsumed", () => {
     expect(consumed).toEqual(["a", "bc"]);
   });
 });
+
+describe("BufferPool with shared memory", () => {
+  it("hands out SharedArrayBuffer memory and takes it back", () => {
+    const pool = new BufferPool(64, 2, { shared: true });
+    const a = pool.take(64);
+    expect(a.buffer).toBeInstanceOf(SharedArrayBuffer);
+    pool.give(a.subarray(1, 3));
+    expect(pool.take(10).buffer).toBe(a.buffer);
+    // Shared memory it did not make is not taken in.
+    const foreign = Buffer.from(new SharedArrayBuffer(64));
+    pool.give(foreign);
+    expect(pool.take(64).buffer).not.toBe(foreign.buffer);
+  });
+});
