@@ -103,6 +103,10 @@ export async function extractTarInWorker(
   }
   worker.postMessage({ type: "job", job } satisfies ToWorker);
   let inFlight = 0;
+  // Every "bytes" message is acknowledged once ("taken"). Two may always be in flight, so
+  // that the thread holds the next chunk while it works on one, whatever their size
+  // (DSFETCH_RANGE_SIZE may make a shared chunk larger than MAX_IN_FLIGHT).
+  let messagesInFlight = 0;
   let settled = false;
   let wakeSender: (() => void) | undefined;
   const wake = () => {
@@ -115,15 +119,17 @@ export async function extractTarInWorker(
   };
   const batches = new TransferBatches(BATCH, (bytes) => {
     inFlight += bytes.length;
+    messagesInFlight += 1;
     post({ type: "bytes", bytes }, [bytes.buffer as ArrayBuffer]);
   });
   const outcome = new Promise<ExtractResult>((resolve, reject) => {
     worker.on("message", (message: FromWorker) => {
       if (message.type === "taken") {
         inFlight -= message.bytes;
+        messagesInFlight -= 1;
         onTaken?.(message.bytes);
         if (message.returned !== undefined) batches.recycle(message.returned);
-        if (inFlight <= MAX_IN_FLIGHT / 2) wake();
+        if (inFlight <= MAX_IN_FLIGHT / 2 || messagesInFlight <= 1) wake();
       } else if (message.type === "done") {
         resolve(message.result);
       } else {
@@ -210,9 +216,10 @@ export async function extractTarInWorker(
           // Read in place by the thread; bytes copied before must reach it first (order).
           batches.flush();
           inFlight += chunk.length;
+          messagesInFlight += 1;
           post({ type: "bytes", bytes: chunk });
         } else batches.add(chunk);
-        while (inFlight > MAX_IN_FLIGHT && !settled) {
+        while (inFlight > MAX_IN_FLIGHT && messagesInFlight > 1 && !settled) {
           await new Promise<void>((resolve) => {
             wakeSender = resolve;
           });

@@ -86,16 +86,17 @@ async function nextBatch(): Promise<Uint8Array | undefined> {
 /**
  * Tar bytes, straight from the batches: the extractor is done with a batch once it asks for
  * the next (TarExtractor.write is synchronous and keeps no reference to its chunk), so the
- * previous one goes back then.
+ * previous one goes back then, before waiting for the next: the sender may be waiting for
+ * exactly that acknowledgement (whole 8 MiB+ ranges in shared memory; found by a review:
+ * with ranges over 8 MiB a plain .tar hung, the last range held here unacknowledged).
  */
 async function* plainBytes(): AsyncGenerator<Buffer> {
-  let lent: Uint8Array | undefined;
-  for (let bytes = await nextBatch(); bytes !== undefined; bytes = await nextBatch()) {
-    if (lent !== undefined) giveBack(lent);
-    lent = bytes;
+  for (;;) {
+    const bytes = await nextBatch();
+    if (bytes === undefined) return;
     yield Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    giveBack(bytes);
   }
-  if (lent !== undefined) giveBack(lent);
 }
 
 /**

@@ -155,7 +155,12 @@ describe("archive datasets: every extension, archives made by real tools", () =>
 });
 
 describe("range memory reused while an archive streams", () => {
-  it("an 80 MiB tar in 1 MiB ranges (memory reused ~40 times, hashed on a thread) is byte-exact", async () => {
+  // 1 MiB ranges: the pool's memory is reused ~40 times; 24 MiB ranges: each larger than what
+  // may be in flight to the extraction thread (a plain .tar hung there before a review's fix).
+  it.each([
+    ["1Mi", "a"],
+    ["24Mi", "b"],
+  ])("an 80 MiB tar in %s ranges, hashed on a thread, is byte-exact", async (rangeSize, tag) => {
     // Ranges live in shared memory read in place by the hasher and the extractor threads,
     // and are reused once both are past them (util/chunk-ledger.ts): a range reused too
     // early would change a file, or fail the multipart MD5.
@@ -165,11 +170,12 @@ describe("range memory reused while an archive streams", () => {
     }));
     const archive = tar(...files.map((f) => tarFile(f.name, f.data)));
     expect(archive.length).toBeGreaterThan(80 * 1024 * 1024);
-    const put = await putMultipart(bucket, "a/reused.tar", archive, 5 * 1024 * 1024);
+    const put = await putMultipart(bucket, `a/reused-${tag}.tar`, archive, 5 * 1024 * 1024);
     expect(put.etag).toMatch(/-17$/);
-    const { code, json, data, stderr } = await fetch([{ uri: `s3://${bucket}/a/reused.tar` }], {
-      DSFETCH_RANGE_SIZE: "1Mi",
-    });
+    const { code, json, data, stderr } = await fetch(
+      [{ uri: `s3://${bucket}/a/reused-${tag}.tar`, name: "reused" }],
+      { DSFETCH_RANGE_SIZE: rangeSize },
+    );
     expect(code, stderr).toBe(0);
     expect(json.datasets[0].verification).toEqual({ "multipart-md5": 1 });
     for (const f of files) {

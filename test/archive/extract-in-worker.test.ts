@@ -308,6 +308,37 @@ describe("extractTarInWorker and chunks in shared memory", () => {
   });
 });
 
+describe("extractTarInWorker and chunks larger than its in-flight bound", () => {
+  // A range may be any size (DSFETCH_RANGE_SIZE up to 5Gi) and arrives whole in shared memory.
+  // The thread must acknowledge a chunk before it waits for the next one, and the sender must
+  // always let two chunks be in flight: a plain .tar in 12 or 20 MiB ranges hung (review).
+  for (const mib of [12, 20]) {
+    it(`a plain tar in shared chunks of ${mib} MiB is extracted, not left waiting`, async () => {
+      ws = workspace();
+      const data = randomBytes(30 * 1024 * 1024);
+      const archive = tar(file("big.bin", data), file("small.txt", Buffer.from("after")));
+      const size = mib * 1024 * 1024;
+      async function* source() {
+        for (let at = 0; at < archive.length; at += size) {
+          const n = Math.min(size, archive.length - at);
+          const chunk = Buffer.from(new SharedArrayBuffer(n));
+          archive.copy(chunk, 0, at, at + n);
+          yield chunk;
+        }
+      }
+      let taken = 0;
+      const result = await extractTarInWorker(source(), job(ws.dest), {
+        onTaken: (n) => {
+          taken += n;
+        },
+      });
+      expect(result.files.map((f) => f.path).sort()).toEqual(["big.bin", "small.txt"]);
+      expect(readFileSync(join(ws.dest, "big.bin")).equals(data)).toBe(true);
+      expect(taken).toBe(archive.length);
+    }, 20_000);
+  }
+});
+
 describe("extractTarInWorker and memory", () => {
   // Regression: each read of the source raced a promise that lives until the end, and every
   // race left a reaction holding its chunk: a 545 MB .tar.gz stayed in memory whole
