@@ -54,13 +54,18 @@ function sampleArchive(): { archive: Buffer; files: Map<string, Buffer> } {
   return { archive: tar(...parts), files };
 }
 
+/** The archive as it is, and gzip-compressed: the two ways the thread reads its input. */
+function plainAndGzip(archive: Buffer) {
+  return [
+    ["none", archive],
+    ["gzip", gzipSync(archive)],
+  ] as const;
+}
+
 describe("extractTarInWorker", () => {
   it("extracts a plain and a gzip tar byte-exact, whatever the chunk sizes", async () => {
     const { archive, files } = sampleArchive();
-    for (const [compression, bytes] of [
-      ["none", archive],
-      ["gzip", gzipSync(archive)],
-    ] as const) {
+    for (const [compression, bytes] of plainAndGzip(archive)) {
       ws = workspace();
       const result = await extractTarInWorker(
         chunks(bytes, 1, 300_000, 7),
@@ -265,10 +270,7 @@ describe("extractTarInWorker", () => {
 describe("extractTarInWorker and chunks in shared memory", () => {
   it("reports bytes taken only once the thread no longer reads them (their memory is reused)", async () => {
     const { archive, files } = sampleArchive();
-    for (const [compression, bytes] of [
-      ["none", archive],
-      ["gzip", gzipSync(archive)],
-    ] as const) {
+    for (const [compression, bytes] of plainAndGzip(archive)) {
       ws = workspace();
       // Shared chunks of varied sizes, each overwritten as soon as it is reported taken.
       const shared: Buffer[] = [];
