@@ -23,6 +23,7 @@ export type ErrorCode =
   | "UNSAFE_PATH"
   | "LOCK_TIMEOUT"
   | "WAIT_TIMEOUT"
+  | "STALLED"
   | "INTERRUPTED"
   | "INTERNAL";
 
@@ -47,6 +48,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = Object.freeze({
   UNSAFE_PATH: 8,
   LOCK_TIMEOUT: 9,
   WAIT_TIMEOUT: 9,
+  STALLED: 10,
   INTERRUPTED: 130,
 });
 

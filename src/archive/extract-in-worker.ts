@@ -38,6 +38,7 @@ const WORKER_FILE = new URL(
 
 type FromWorker =
   | { type: "taken"; bytes: number; returned?: ArrayBuffer }
+  | { type: "progress" }
   | { type: "done"; result: ExtractResult }
   | {
       type: "error";
@@ -83,7 +84,19 @@ export interface ExtractInWorkerOptions {
    * as soon as the source is asked for the next one.
    */
   readonly onTaken?: ((bytes: number) => void) | undefined;
+  /**
+   * Fail with STALLED when the thread has work (bytes given, or the end) and neither takes
+   * input nor extracts anything for this long. Default: no bound.
+   */
+  readonly stallTimeoutMs?: number | undefined;
 }
+
+/**
+ * How long, at most, the answer waits for the thread to end after a stall. A thread blocked
+ * in a system call (a write to a hung NFS server) cannot be stopped until the call returns:
+ * the caller gets its error anyway, and the thread is left to end when it can.
+ */
+const STALLED_THREAD_GRACE_MS = 5_000;
 
 /**
  * Extracts the tar archive (compressed as `job.compression`) read from `source` into
@@ -95,7 +108,7 @@ export async function extractTarInWorker(
   job: ExtractJob,
   options: ExtractInWorkerOptions = {},
 ): Promise<ExtractResult> {
-  const { signal, onTaken } = options;
+  const { signal, onTaken, stallTimeoutMs } = options;
   const { worker } = options.thread ?? startExtractThread();
   if (signal?.aborted === true) {
     await worker.terminate();
@@ -108,6 +121,10 @@ export async function extractTarInWorker(
   // (DSFETCH_RANGE_SIZE may make a shared chunk larger than MAX_IN_FLIGHT).
   let messagesInFlight = 0;
   let settled = false;
+  // The watchdog's view: when the thread last showed it was working, whether it has work.
+  let lastProgressAt = performance.now();
+  let endPosted = false;
+  let stalled = false;
   let wakeSender: (() => void) | undefined;
   const wake = () => {
     const resolve = wakeSender;
@@ -117,13 +134,28 @@ export async function extractTarInWorker(
   const post = (message: ToWorker, transfer?: ArrayBuffer[]) => {
     if (!settled) worker.postMessage(message, transfer);
   };
-  const batches = new TransferBatches(BATCH, (bytes) => {
-    inFlight += bytes.length;
+  /** Counts bytes handed to the thread; its clock starts when it had nothing to do. */
+  const handOver = (bytes: number) => {
+    if (inFlight === 0) lastProgressAt = performance.now();
+    inFlight += bytes;
     messagesInFlight += 1;
+  };
+  const batches = new TransferBatches(BATCH, (bytes) => {
+    handOver(bytes.length);
     post({ type: "bytes", bytes }, [bytes.buffer as ArrayBuffer]);
   });
+  let failStalled: ((error: DsfetchError) => void) | undefined;
+  // The thread's own answer ("done" or "error"), which may follow the watchdog's.
+  let answer: (() => void) | undefined;
+  const answered = new Promise<void>((resolve) => {
+    answer = resolve;
+  });
   const outcome = new Promise<ExtractResult>((resolve, reject) => {
+    failStalled = reject;
     worker.on("message", (message: FromWorker) => {
+      lastProgressAt = performance.now();
+      if (message.type === "progress") return;
+      if (message.type !== "taken") answer?.();
       if (message.type === "taken") {
         inFlight -= message.bytes;
         messagesInFlight -= 1;
@@ -169,7 +201,7 @@ export async function extractTarInWorker(
     },
     () => {
       settled = true;
-      failedFirst = !abortSent;
+      failedFirst = stalled || !abortSent;
       wake();
       stopWaiting?.();
     },
@@ -179,6 +211,19 @@ export async function extractTarInWorker(
     abortSent = true;
   };
   signal?.addEventListener("abort", abortWorker, { once: true });
+  const watchdog =
+    stallTimeoutMs === undefined
+      ? undefined
+      : setInterval(
+          () => {
+            const idleMs = performance.now() - lastProgressAt;
+            if (settled || (inFlight === 0 && !endPosted) || idleMs < stallTimeoutMs) return;
+            stalled = true;
+            failStalled?.(stallError(job, stallTimeoutMs, inFlight));
+            abortWorker();
+          },
+          Math.max(10, Math.min(1000, stallTimeoutMs / 4)),
+        );
   const iterator = source[Symbol.asyncIterator]();
   try {
     try {
@@ -208,6 +253,8 @@ export async function extractTarInWorker(
         }
         if (next.done === true) {
           batches.flush();
+          if (inFlight === 0) lastProgressAt = performance.now();
+          endPosted = true;
           post({ type: "end" });
           break;
         }
@@ -215,8 +262,7 @@ export async function extractTarInWorker(
         if (chunk.buffer instanceof SharedArrayBuffer) {
           // Read in place by the thread; bytes copied before must reach it first (order).
           batches.flush();
-          inFlight += chunk.length;
-          messagesInFlight += 1;
+          handOver(chunk.length);
           post({ type: "bytes", bytes: chunk });
         } else batches.add(chunk);
         while (inFlight > MAX_IN_FLIGHT && messagesInFlight > 1 && !settled) {
@@ -241,7 +287,50 @@ export async function extractTarInWorker(
       throw error;
     }
   } finally {
+    clearInterval(watchdog);
     signal?.removeEventListener("abort", abortWorker);
-    await worker.terminate();
+    if (stalled) await endStalledThread(worker, answered, stallTimeoutMs ?? 0);
+    else await worker.terminate();
   }
+}
+
+function stallError(job: ExtractJob, stallTimeoutMs: number, waiting: number): DsfetchError {
+  const what =
+    waiting > 0
+      ? `${waiting} bytes of the archive were waiting for it`
+      : "it had every byte of the archive and had not finished";
+  const cause =
+    job.compression === "none"
+      ? "the storage under the dataset is hung or extremely slow"
+      : `the ${job.compression} decompressor stopped, or the storage under the dataset is hung or extremely slow`;
+  return new DsfetchError(
+    "STALLED",
+    `${job.dataset}: the extraction made no progress for ${stallTimeoutMs / 1000} s (it took no input and wrote nothing; ${what})`,
+    {
+      dataset: job.dataset,
+      hint: `nothing was published; ${cause}: check it and run again (DSFETCH_EXTRACT_STALL_TIMEOUT raises the bound, for storage that is just slow)`,
+    },
+  );
+}
+
+/**
+ * Ends a thread that stopped making progress, waiting for it only so long (see the grace).
+ * It was sent "abort": given the time to act on it, it kills its decompressor program (a
+ * thread terminated at once would leave that process behind).
+ */
+async function endStalledThread(
+  worker: Worker,
+  answered: Promise<void>,
+  stallTimeoutMs: number,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const graceOver = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.min(STALLED_THREAD_GRACE_MS, stallTimeoutMs));
+  });
+  let ended = await Promise.race([answered.then(() => true), graceOver]);
+  if (ended) ended = await Promise.race([worker.terminate().then(() => true), graceOver]);
+  else void worker.terminate();
+  clearTimeout(timer);
+  // Still blocked in a system call: do not keep the event loop alive for it.
+  if (!ended) worker.unref();
 }

@@ -8,7 +8,9 @@
  * extract-in-worker.ts startExtractThread), then { type: "bytes", bytes } (acknowledged with
  * { type: "taken", bytes } once the extractor took them, which bounds what is in flight),
  * { type: "end" }, { type: "abort" }.
- * Out: { type: "done", result } or { type: "error", error } (a DsfetchError's fields).
+ * Out: { type: "progress" } at most every 200 ms while tar bytes are being extracted (the
+ * sender's stall watchdog: a decompressor may write for minutes without taking input), then
+ * { type: "done", result } or { type: "error", error } (a DsfetchError's fields).
  */
 import { parentPort } from "node:worker_threads";
 import { toDsfetchError } from "../errors.ts";
@@ -124,6 +126,26 @@ async function* compressedBytes(): AsyncGenerator<Buffer> {
   if (fill > 0) yield batch.subarray(0, fill);
 }
 
+/** How often, at most, "progress" is posted while the extractor works. */
+const PROGRESS_EVERY_MS = 200;
+
+/**
+ * Passes tar bytes through to the extractor, and tells the sender that it is working: each
+ * chunk was extracted (written) when the extractor asks for the next one. Posted from here,
+ * never from a timer, so a decompressor or a write that stopped stops the messages too.
+ */
+async function* reportingProgress(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let lastPosted = performance.now();
+  for await (const chunk of source) {
+    yield chunk;
+    const now = performance.now();
+    if (now - lastPosted >= PROGRESS_EVERY_MS) {
+      lastPosted = now;
+      port?.postMessage({ type: "progress" });
+    }
+  }
+}
+
 const job = await jobMessage;
 try {
   const tarBytes =
@@ -134,7 +156,12 @@ try {
           dataset: job.dataset,
           xzMemoryLimit: job.xzMemoryLimit,
         });
-  const result = await extractTar(tarBytes, job.destination, job.limits, job.dataset);
+  const result = await extractTar(
+    reportingProgress(tarBytes),
+    job.destination,
+    job.limits,
+    job.dataset,
+  );
   port.postMessage({ type: "done", result });
 } catch (error) {
   const failure = toDsfetchError(error, job.dataset);

@@ -14,6 +14,11 @@ export interface TransferTuning {
   readonly objectConcurrency: number;
   /** A connection silent this long (before or during a body) is abandoned and resumed. */
   readonly stallTimeoutMs: number;
+  /**
+   * An archive's extraction (decompressor, tar writer) that neither takes input nor writes
+   * anything for this long while it has work fails with STALLED instead of hanging.
+   */
+  readonly extractStallTimeoutMs: number;
   readonly lock: LockTiming;
   /** Bound on what one archive may expand to in shared storage (ephemeral: the volume size). */
   readonly maxExpandedBytes: number;
@@ -35,6 +40,7 @@ export const DEFAULT_TUNING: TransferTuning = Object.freeze({
   rangeConcurrency: 8,
   objectConcurrency: 32,
   stallTimeoutMs: 30_000,
+  extractStallTimeoutMs: 300_000,
   // NFS attribute caches (actimeo up to 60 s) and clock skew: see volumes/lock.ts.
   lock: Object.freeze({ staleMs: 120_000, pollMs: 1_000, waitMs: 2 * 60 * 60_000 }),
   maxExpandedBytes: 2 ** 40,
@@ -87,6 +93,12 @@ export function resolveTuning(env: Readonly<Record<string, string | undefined>>)
       256,
     ),
     stallTimeoutMs: seconds(env, "DSFETCH_STALL_TIMEOUT", DEFAULT_TUNING.stallTimeoutMs),
+    extractStallTimeoutMs: seconds(
+      env,
+      "DSFETCH_EXTRACT_STALL_TIMEOUT",
+      DEFAULT_TUNING.extractStallTimeoutMs,
+      86_400,
+    ),
     lock: Object.freeze({
       staleMs: Math.max(5_000, seconds(env, "DSFETCH_LOCK_STALE", DEFAULT_TUNING.lock.staleMs)),
       pollMs: seconds(env, "DSFETCH_LOCK_POLL", DEFAULT_TUNING.lock.pollMs),

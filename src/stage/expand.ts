@@ -144,7 +144,12 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
         limits: input.limits,
         dataset: spec.name,
       },
-      { signal, thread: given, onTaken: (bytes) => ledger.advance(EXTRACTOR, bytes) },
+      {
+        signal,
+        thread: given,
+        onTaken: (bytes) => ledger.advance(EXTRACTOR, bytes),
+        stallTimeoutMs: input.tuning.extractStallTimeoutMs,
+      },
     );
     // The thread is gone: the rest of the object (a tar's padding) is only hashed.
     ledger.retire(EXTRACTOR);

@@ -215,6 +215,43 @@ describe("bad archives publish nothing", () => {
     await nothingPublished(data);
   });
 
+  it("a decompressor that stops: exit 10 STALLED after DSFETCH_EXTRACT_STALL_TIMEOUT, nothing published, the next run not held back", async () => {
+    // A stand-in xz that never reads nor writes: without the watchdog this fetch, and every
+    // worker waiting on its lock, would wait forever.
+    const bin = await mkdtemp(join(root, "stalled-bin-"));
+    const pidFile = join(bin, "xz.pid");
+    await writeFile(join(bin, "xz"), `#!/bin/sh\necho $$ > '${pidFile}'\nexec sleep 600\n`, {
+      mode: 0o755,
+    });
+    const storage = await mkdtemp(join(root, "storage-"));
+    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
+    const datasets = JSON.stringify([{ uri: `s3://${bucket}/a/xzed.tar.xz` }]);
+    const stalled = await runCli(args, {
+      env: {
+        ...testEnv(),
+        PATH: `${bin}:${process.env.PATH ?? "/usr/bin:/bin"}`,
+        DSFETCH_EXTRACT_STALL_TIMEOUT: "1",
+      },
+      stdin: datasets,
+      timeoutMs: 60_000,
+    });
+    expect(stalled.code, stalled.stderr).toBe(10);
+    expect(JSON.parse(stalled.stdout).datasets[0].error).toMatchObject({
+      code: "STALLED",
+      message: expect.stringContaining("xzed: the extraction made no progress for 1 s"),
+      hint: expect.stringContaining("DSFETCH_EXTRACT_STALL_TIMEOUT"),
+    });
+    const data = join(storage, "ml", "data");
+    await nothingPublished(data);
+    // The stand-in was killed, not left behind.
+    const pid = Number(await readFile(pidFile, "utf8"));
+    expect(() => process.kill(pid, 0)).toThrow(/ESRCH/);
+    // The lock was released: the next run (the real xz) stages the dataset at once.
+    const next = await runCli(args, { env: testEnv(), stdin: datasets, timeoutMs: 60_000 });
+    expect(next.code, next.stderr).toBe(0);
+    expect(await tree(join(data, "xzed"))).toEqual(await tree(source));
+  });
+
   it("path traversal inside a tar.gz: exit 8 UNSAFE_PATH, nothing written outside", async () => {
     const hostile = gzipSync(
       tar(tarFile("ok.txt", "fine"), tarFile("../../escaped.txt", "gotcha")),
