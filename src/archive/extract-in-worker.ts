@@ -38,7 +38,6 @@ const WORKER_FILE = new URL(
 
 type FromWorker =
   | { type: "taken"; bytes: number; returned?: ArrayBuffer }
-  | { type: "progress" }
   | { type: "done"; result: ExtractResult }
   | {
       type: "error";
@@ -92,11 +91,12 @@ export interface ExtractInWorkerOptions {
 }
 
 /**
- * How long, at most, the answer waits for the thread to end after a stall. A thread blocked
- * in a system call (a write to a hung NFS server) cannot be stopped until the call returns:
- * the caller gets its error anyway, and the thread is left to end when it can.
+ * How long, at most, the answer waits for the thread to stop once told to (after a stall, an
+ * abort, a failed source). A thread blocked in a system call (a write to a hung NFS server)
+ * cannot be stopped until the call returns: the caller gets its answer anyway, and the
+ * thread is left to end when it can (the process may not exit before it does).
  */
-const STALLED_THREAD_GRACE_MS = 5_000;
+const STOP_GRACE_MS = 5_000;
 
 /**
  * Extracts the tar archive (compressed as `job.compression`) read from `source` into
@@ -114,17 +114,30 @@ export async function extractTarInWorker(
     await worker.terminate();
     signal.throwIfAborted();
   }
-  worker.postMessage({ type: "job", job } satisfies ToWorker);
+  // The thread sets it to now (ms since the epoch) whenever it takes input or writes.
+  const clock = new Float64Array(new SharedArrayBuffer(8));
+  worker.postMessage({
+    type: "job",
+    job,
+    clock: clock.buffer as SharedArrayBuffer,
+  } satisfies ToWorker);
   let inFlight = 0;
   // Every "bytes" message is acknowledged once ("taken"). Two may always be in flight, so
   // that the thread holds the next chunk while it works on one, whatever their size
   // (DSFETCH_RANGE_SIZE may make a shared chunk larger than MAX_IN_FLIGHT).
   let messagesInFlight = 0;
   let settled = false;
-  // The watchdog's view: when the thread last showed it was working, whether it has work.
+  // The watchdog's view: when the thread last showed progress (a message, or its clock, which
+  // is current even while this thread is too busy to receive messages), whether it has work.
   let lastProgressAt = performance.now();
+  const sinceProgress = () =>
+    performance.now() - Math.max(lastProgressAt, (clock[0] ?? 0) - performance.timeOrigin);
   let endPosted = false;
+  const graceMs = Math.min(STOP_GRACE_MS, stallTimeoutMs ?? STOP_GRACE_MS);
+  /** The watchdog failed the extraction (before anything else did). */
   let stalled = false;
+  /** Told to stop, the thread did not answer within the grace: not waited for. */
+  let abandoned = false;
   let wakeSender: (() => void) | undefined;
   const wake = () => {
     const resolve = wakeSender;
@@ -144,17 +157,16 @@ export async function extractTarInWorker(
     handOver(bytes.length);
     post({ type: "bytes", bytes }, [bytes.buffer as ArrayBuffer]);
   });
-  let failStalled: ((error: DsfetchError) => void) | undefined;
+  let giveUp: ((error: DsfetchError) => void) | undefined;
   // The thread's own answer ("done" or "error"), which may follow the watchdog's.
   let answer: (() => void) | undefined;
   const answered = new Promise<void>((resolve) => {
     answer = resolve;
   });
   const outcome = new Promise<ExtractResult>((resolve, reject) => {
-    failStalled = reject;
+    giveUp = reject;
     worker.on("message", (message: FromWorker) => {
       lastProgressAt = performance.now();
-      if (message.type === "progress") return;
       if (message.type !== "taken") answer?.();
       if (message.type === "taken") {
         inFlight -= message.bytes;
@@ -206,24 +218,46 @@ export async function extractTarInWorker(
       stopWaiting?.();
     },
   );
+  let abortSentAt: number | undefined;
   const abortWorker = () => {
     post({ type: "abort" });
     abortSent = true;
+    abortSentAt ??= performance.now();
   };
   signal?.addEventListener("abort", abortWorker, { once: true });
-  const watchdog =
-    stallTimeoutMs === undefined
-      ? undefined
-      : setInterval(
-          () => {
-            const idleMs = performance.now() - lastProgressAt;
-            if (settled || (inFlight === 0 && !endPosted) || idleMs < stallTimeoutMs) return;
-            stalled = true;
-            failStalled?.(stallError(job, stallTimeoutMs, inFlight));
-            abortWorker();
-          },
-          Math.max(10, Math.min(1000, stallTimeoutMs / 4)),
+  const watchdog = setInterval(
+    () => {
+      if (settled) return;
+      if (abortSentAt !== undefined) {
+        // Told to stop (an abort, a failed source), the thread does not answer: blocked in a
+        // system call. The caller's answer (the abort's reason, the source's error) goes on.
+        if (performance.now() - abortSentAt < graceMs) return;
+        abandoned = true;
+        giveUp?.(
+          new DsfetchError("INTERNAL", "the extraction thread did not stop when told to", {
+            dataset: job.dataset,
+          }),
         );
+        return;
+      }
+      const stalledNow = () =>
+        !settled &&
+        abortSentAt === undefined &&
+        stallTimeoutMs !== undefined &&
+        (inFlight > 0 || endPosted) &&
+        sinceProgress() >= stallTimeoutMs;
+      if (!stalledNow()) return;
+      // Timers run before the messages that arrived meanwhile: after this thread was busy
+      // (longer than the bound), "taken" and "done" may be waiting. Decide after them.
+      setImmediate(() => {
+        if (!stalledNow()) return;
+        stalled = true;
+        giveUp?.(stallError(job, stallTimeoutMs ?? 0, inFlight));
+        abortWorker();
+      });
+    },
+    Math.max(10, Math.min(1000, graceMs / 4, (stallTimeoutMs ?? Infinity) / 4)),
+  );
   const iterator = source[Symbol.asyncIterator]();
   try {
     try {
@@ -289,7 +323,8 @@ export async function extractTarInWorker(
   } finally {
     clearInterval(watchdog);
     signal?.removeEventListener("abort", abortWorker);
-    if (stalled) await endStalledThread(worker, answered, stallTimeoutMs ?? 0);
+    if (abandoned) abandonThread(worker);
+    else if (stalled) await endStalledThread(worker, answered, graceMs);
     else await worker.terminate();
   }
 }
@@ -321,16 +356,20 @@ function stallError(job: ExtractJob, stallTimeoutMs: number, waiting: number): D
 async function endStalledThread(
   worker: Worker,
   answered: Promise<void>,
-  stallTimeoutMs: number,
+  graceMs: number,
 ): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const graceOver = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), Math.min(STALLED_THREAD_GRACE_MS, stallTimeoutMs));
+    timer = setTimeout(() => resolve(false), graceMs);
   });
   let ended = await Promise.race([answered.then(() => true), graceOver]);
   if (ended) ended = await Promise.race([worker.terminate().then(() => true), graceOver]);
-  else void worker.terminate();
   clearTimeout(timer);
-  // Still blocked in a system call: do not keep the event loop alive for it.
-  if (!ended) worker.unref();
+  if (!ended) abandonThread(worker);
+}
+
+/** A thread blocked in a system call: asked to end, not waited for, not keeping us alive. */
+function abandonThread(worker: Worker): void {
+  void worker.terminate();
+  worker.unref();
 }

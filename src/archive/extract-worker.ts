@@ -8,9 +8,11 @@
  * extract-in-worker.ts startExtractThread), then { type: "bytes", bytes } (acknowledged with
  * { type: "taken", bytes } once the extractor took them, which bounds what is in flight),
  * { type: "end" }, { type: "abort" }.
- * Out: { type: "progress" } at most every 200 ms while tar bytes are being extracted (the
- * sender's stall watchdog: a decompressor may write for minutes without taking input), then
- * { type: "done", result } or { type: "error", error } (a DsfetchError's fields).
+ * Out: { type: "done", result } or { type: "error", error } (a DsfetchError's fields).
+ * Progress, for the sender's stall watchdog, is not a message: the job comes with a clock in
+ * shared memory, set to now whenever this thread takes input or writes anything (a
+ * decompressor may write for minutes without taking input). The sender reads it even while
+ * its own thread is too busy to receive messages.
  */
 import { parentPort } from "node:worker_threads";
 import { toDsfetchError } from "../errors.ts";
@@ -27,7 +29,7 @@ export interface ExtractJob {
 }
 
 export type ToWorker =
-  | { type: "job"; job: ExtractJob }
+  | { type: "job"; job: ExtractJob; clock?: SharedArrayBuffer }
   | { type: "bytes"; bytes: Uint8Array }
   | { type: "end" }
   | { type: "abort" };
@@ -38,6 +40,11 @@ let jobGiven: ((job: ExtractJob) => void) | undefined;
 const jobMessage = new Promise<ExtractJob>((resolve) => {
   jobGiven = resolve;
 });
+/** When this thread last showed progress, in ms since the epoch (see the header). */
+let clock: Float64Array | undefined;
+function touch(): void {
+  if (clock !== undefined) clock[0] = performance.timeOrigin + performance.now();
+}
 const abort = new AbortController();
 const queue: Uint8Array[] = [];
 let ended = false;
@@ -49,8 +56,10 @@ function wakeReader(): void {
 }
 abort.signal.addEventListener("abort", wakeReader, { once: true });
 port.on("message", (message: ToWorker) => {
-  if (message.type === "job") jobGiven?.(message.job);
-  else if (message.type === "bytes") queue.push(message.bytes);
+  if (message.type === "job") {
+    if (message.clock !== undefined) clock = new Float64Array(message.clock);
+    jobGiven?.(message.job);
+  } else if (message.type === "bytes") queue.push(message.bytes);
   else if (message.type === "end") ended = true;
   else abort.abort(new Error("extraction aborted"));
   wakeReader();
@@ -64,6 +73,7 @@ port.on("message", (message: ToWorker) => {
  * (peak RSS 770 MB).
  */
 function giveBack(bytes: Uint8Array): void {
+  touch();
   const returned = bytes.buffer;
   if (returned instanceof ArrayBuffer) {
     port?.postMessage({ type: "taken", bytes: bytes.length, returned }, [returned]);
@@ -126,26 +136,6 @@ async function* compressedBytes(): AsyncGenerator<Buffer> {
   if (fill > 0) yield batch.subarray(0, fill);
 }
 
-/** How often, at most, "progress" is posted while the extractor works. */
-const PROGRESS_EVERY_MS = 200;
-
-/**
- * Passes tar bytes through to the extractor, and tells the sender that it is working: each
- * chunk was extracted (written) when the extractor asks for the next one. Posted from here,
- * never from a timer, so a decompressor or a write that stopped stops the messages too.
- */
-async function* reportingProgress(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  let lastPosted = performance.now();
-  for await (const chunk of source) {
-    yield chunk;
-    const now = performance.now();
-    if (now - lastPosted >= PROGRESS_EVERY_MS) {
-      lastPosted = now;
-      port?.postMessage({ type: "progress" });
-    }
-  }
-}
-
 const job = await jobMessage;
 try {
   const tarBytes =
@@ -156,15 +146,12 @@ try {
           dataset: job.dataset,
           xzMemoryLimit: job.xzMemoryLimit,
         });
-  const result = await extractTar(
-    reportingProgress(tarBytes),
-    job.destination,
-    job.limits,
-    job.dataset,
-  );
+  const result = await extractTar(tarBytes, job.destination, job.limits, job.dataset, touch);
+  touch();
   port.postMessage({ type: "done", result });
 } catch (error) {
   const failure = toDsfetchError(error, job.dataset);
+  touch();
   port.postMessage({
     type: "error",
     error: {

@@ -171,13 +171,27 @@ export class TarExtractor {
   private readonly globalPax: PaxRecords = new Map();
 
   /**
+   * Called as the extractor works inside one call: after every piece of file data written,
+   * every link checked and created. The extraction thread's stall watchdog reads it
+   * (extract-in-worker.ts): one chunk of a large range, or the links created at the end,
+   * may take long with no new input.
+   */
+  private readonly onProgress: () => void;
+
+  /**
    * @param destination an existing, empty directory (the caller's private attempt dir)
    * @param dataset the dataset's name, for messages
    */
-  constructor(destination: string, limits: ExtractLimits, dataset: string) {
+  constructor(
+    destination: string,
+    limits: ExtractLimits,
+    dataset: string,
+    onProgress: () => void = () => {},
+  ) {
     this.destination = destination.replace(/\/+$/, "") || "/";
     this.limits = limits;
     this.dataset = dataset;
+    this.onProgress = onProgress;
   }
 
   /**
@@ -875,6 +889,7 @@ export class TarExtractor {
         this.throwFs(copyError, name);
       }
       this.bytes += size;
+      this.onProgress();
     }
     this.created.set(path, size);
     this.files.push({ path, bytes: size });
@@ -901,7 +916,10 @@ export class TarExtractor {
     }
     // Every other entry is written: now resolve each link as the kernel would, through
     // the other links, and only then create them.
-    for (const { path, target } of this.symlinks) this.resolveLink(path, target);
+    for (const { path, target } of this.symlinks) {
+      this.resolveLink(path, target);
+      this.onProgress();
+    }
     for (const { path, target } of this.symlinks) {
       try {
         symlinkSync(target, `${this.destination}/${path}`);
@@ -910,6 +928,7 @@ export class TarExtractor {
           this.throwUnsafe(path, "would overwrite something already in the destination");
         this.throwFs(error, path);
       }
+      this.onProgress();
     }
   }
 
@@ -967,6 +986,7 @@ export class TarExtractor {
       }
       at += written;
       left -= written;
+      this.onProgress();
     }
   }
 
@@ -1022,10 +1042,14 @@ export async function extractTar(
   destination: string,
   limits: ExtractLimits,
   dataset: string,
+  onProgress?: () => void,
 ): Promise<ExtractResult> {
-  const extractor = new TarExtractor(destination, limits, dataset);
+  const extractor = new TarExtractor(destination, limits, dataset, onProgress);
   try {
-    for await (const chunk of source) extractor.write(chunk);
+    for await (const chunk of source) {
+      extractor.write(chunk);
+      onProgress?.();
+    }
   } catch (error) {
     extractor.abort(error);
     throw error;

@@ -5,14 +5,23 @@
 
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
 import { type ExtractJob, extractTarInWorker } from "../../src/archive/extract-in-worker.ts";
 import { DEFAULT_LIMITS } from "../../src/archive/limits.ts";
 import { DsfetchError } from "../../src/errors.ts";
-import { chunks, file, tar, type Workspace, workspace } from "./tar-helpers.ts";
+import { chunks, END, file, symlink, tar, type Workspace, workspace } from "./tar-helpers.ts";
 
 let ws: Workspace | undefined;
 const savedPath = process.env.PATH;
@@ -24,6 +33,48 @@ afterEach(() => {
 
 function xzJob(destination: string): ExtractJob {
   return { compression: "xz", destination, limits: DEFAULT_LIMITS, dataset: "ds" };
+}
+
+function plainJob(destination: string): ExtractJob {
+  return { compression: "none", destination, limits: DEFAULT_LIMITS, dataset: "ds" };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Keeps this thread busy for `ms` inside a socket's "data" callback; resolves after it. */
+async function busySocketCallback(ms: number): Promise<void> {
+  const server = createServer((socket) => socket.end("x"));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve, reject) => {
+    const client = connect(port, "127.0.0.1");
+    client.on("error", reject);
+    client.once("data", () => {
+      const until = performance.now() + ms;
+      while (performance.now() < until);
+      client.destroy();
+      resolve();
+    });
+  });
+  server.close();
+}
+
+/**
+ * A thread that speaks the extraction thread's protocol and answers each message only after
+ * `delayMs` (one "taken" per "bytes", "done" after "end"): slow to respond, never stalled
+ * for longer than that.
+ */
+function slowThread(delayMs: number): { worker: Worker } {
+  const worker = new Worker(
+    `const { parentPort } = require("node:worker_threads");
+     parentPort.on("message", (m) => {
+       const later = (reply) => setTimeout(() => parentPort.postMessage(reply), ${delayMs});
+       if (m.type === "bytes") later({ type: "taken", bytes: m.bytes.length });
+       else if (m.type === "end") later({ type: "done", result: { files: [], bytes: 0 } });
+     });`,
+    { eval: true },
+  );
+  return { worker };
 }
 
 /**
@@ -57,12 +108,12 @@ describe("the extraction thread's stall watchdog", () => {
     const { pidFile } = standInXz(ws.root, "cat > /dev/null\nexec sleep 600");
     const started = performance.now();
     const error = await extractTarInWorker(chunks(randomBytes(300_000), 65536), xzJob(ws.dest), {
-      stallTimeoutMs: 500,
+      stallTimeoutMs: 1000,
     }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DsfetchError);
     expect(error).toMatchObject({ code: "STALLED", dataset: "ds", exitCode: 10 });
     expect((error as DsfetchError).message).toBe(
-      "ds: the extraction made no progress for 0.5 s (it took no input and wrote nothing; it had every byte of the archive and had not finished)",
+      "ds: the extraction made no progress for 1 s (it took no input and wrote nothing; it had every byte of the archive and had not finished)",
     );
     expect((error as DsfetchError).hint).toMatch(
       /^nothing was published; the xz decompressor stopped, or the storage .*: check it and run again \(DSFETCH_EXTRACT_STALL_TIMEOUT raises the bound/,
@@ -77,11 +128,11 @@ describe("the extraction thread's stall watchdog", () => {
     // Never reads its input: the pipe fills, then the thread's input, then the sender's bound.
     const { pidFile } = standInXz(ws.root, "exec sleep 600");
     const error = await extractTarInWorker(chunks(randomBytes(48 << 20), 1 << 20), xzJob(ws.dest), {
-      stallTimeoutMs: 500,
+      stallTimeoutMs: 1000,
     }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: "STALLED" });
     expect((error as DsfetchError).message).toMatch(
-      /^ds: the extraction made no progress for 0\.5 s \(it took no input and wrote nothing; \d+ bytes of the archive were waiting for it\)$/,
+      /^ds: the extraction made no progress for 1 s \(it took no input and wrote nothing; \d+ bytes of the archive were waiting for it\)$/,
     );
     const pid = Number(readFileSync(pidFile, "utf8"));
     await expect.poll(() => running(pid), { timeout: 5000 }).toBe(false);
@@ -95,7 +146,7 @@ describe("the extraction thread's stall watchdog", () => {
     const tarFile = join(ws.root, "real.tar");
     writeFileSync(tarFile, archive);
     // Takes its input at once, then writes the tar in 64 KiB pieces 0.25 s apart: ~2.5 s
-    // in all, five times the bound, with no input taken after the first instant.
+    // in all, two and a half times the bound, with no input taken after the first instant.
     standInXz(
       ws.root,
       [
@@ -110,7 +161,7 @@ describe("the extraction thread's stall watchdog", () => {
       ].join("\n"),
     );
     const result = await extractTarInWorker(chunks(randomBytes(1000), 1000), xzJob(ws.dest), {
-      stallTimeoutMs: 500,
+      stallTimeoutMs: 1000,
     });
     expect(result.files).toHaveLength(files.size);
     for (const [name, data] of files) {
@@ -141,7 +192,7 @@ describe("the extraction thread's stall watchdog", () => {
     try {
       const error = await extractTarInWorker(oneChunkThenSilence(), xzJob(ws.dest), {
         thread: { worker },
-        stallTimeoutMs: 300,
+        stallTimeoutMs: 1000,
       }).catch((e: unknown) => e);
       expect(error).toMatchObject({ code: "STALLED" });
       expect((error as DsfetchError).message).toMatch(
@@ -155,4 +206,94 @@ describe("the extraction thread's stall watchdog", () => {
     }
     expect(existsSync(fifo)).toBe(true);
   });
+
+  it("a source idle for longer than the bound is not a stall: the clock starts when work is handed over", async () => {
+    // The thread answers each message 600 ms late, with a bound of 1 s; the source is
+    // silent for 1.5 s before its first chunk and again before its end. Counted from the
+    // thread's last answer instead of from the hand-over, both would be stalls.
+    async function* slowSource(): AsyncGenerator<Buffer> {
+      await sleep(1500);
+      yield Buffer.alloc(1024);
+      await sleep(1500);
+    }
+    const result = await extractTarInWorker(slowSource(), plainJob("/nonexistent"), {
+      thread: slowThread(600),
+      stallTimeoutMs: 1000,
+    });
+    expect(result).toEqual({ files: [], bytes: 0 });
+  });
+
+  it("links created after the last byte count as progress (150,000 symlinks, 1 s bound)", async () => {
+    ws = workspace();
+    const links = [];
+    for (let i = 0; i < 150_000; i++) links.push(symlink(`links/l${i}`, "../target.txt"));
+    // Not tar(...links): 150,000 arguments overflow the stack.
+    const archive = Buffer.concat([file("target.txt", "data"), ...links, END]);
+    const started = performance.now();
+    const result = await extractTarInWorker(chunks(archive, 1 << 20), plainJob(ws.dest), {
+      stallTimeoutMs: 1000,
+    });
+    expect(result.files.map((f) => f.path)).toEqual(["target.txt"]);
+    expect(readdirSync(join(ws.dest, "links"))).toHaveLength(150_000);
+    expect(readFileSync(join(ws.dest, "links", "l149999"), "utf8")).toBe("data");
+    // The link phase alone lasted longer than the bound (else this test proves nothing).
+    expect(performance.now() - started).toBeGreaterThan(1000);
+  });
+
+  it("this thread busy for longer than the bound while the extraction progresses: no stall", async () => {
+    ws = workspace();
+    const files = new Map<string, Buffer>();
+    for (let i = 0; i < 24; i++) files.set(`f${i}.bin`, randomBytes(1 << 20));
+    const archive = tar(...[...files].map(([name, data]) => file(name, data)));
+    async function* busyMidway(): AsyncGenerator<Buffer> {
+      let n = 0;
+      for await (const chunk of chunks(archive, 1 << 20)) {
+        yield chunk;
+        if (++n === 4) {
+          // While the source waits, a socket's data callback (as the download's are) keeps
+          // this thread busy for 2 s: the "taken" that arrive meanwhile are handled in
+          // the event loop's next poll phase, after its timers, so the watchdog's next turn
+          // sees 4 MiB not taken and the thread idle for 2 s (it took them at once).
+          await busySocketCallback(2000);
+          await sleep(300);
+        }
+      }
+    }
+    const result = await extractTarInWorker(busyMidway(), plainJob(ws.dest), {
+      stallTimeoutMs: 1000,
+    });
+    expect(result.files).toHaveLength(files.size);
+  });
+
+  it("an abort while the thread is blocked in a system call: the abort's reason, after the grace", async () => {
+    ws = workspace();
+    const fifo = join(ws.root, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    const worker = new Worker(
+      `require("node:worker_threads").parentPort.postMessage("blocking");
+       require("node:fs").openSync(${JSON.stringify(fifo)}, "r");`,
+      { eval: true },
+    );
+    await new Promise((resolve) => worker.once("message", resolve));
+    const exited = new Promise((resolve) => worker.once("exit", resolve));
+    const controller = new AbortController();
+    const reason = new Error("interrupted");
+    async function* abortAfterOneChunk(): AsyncGenerator<Buffer> {
+      yield Buffer.alloc(1024);
+      controller.abort(reason);
+      controller.signal.throwIfAborted();
+    }
+    try {
+      // A bound far longer than the test: the answer must not wait for it.
+      const error = await extractTarInWorker(abortAfterOneChunk(), plainJob(ws.dest), {
+        thread: { worker },
+        signal: controller.signal,
+        stallTimeoutMs: 3_600_000,
+      }).catch((e: unknown) => e);
+      expect(error).toBe(reason);
+    } finally {
+      closeSync(openSync(fifo, "w"));
+      await exited;
+    }
+  }, 20_000);
 });
