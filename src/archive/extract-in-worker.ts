@@ -163,6 +163,8 @@ export async function extractTarInWorker(
   const answered = new Promise<void>((resolve) => {
     answer = resolve;
   });
+  worker.once("exit", () => answer?.());
+  worker.once("error", () => answer?.());
   const outcome = new Promise<ExtractResult>((resolve, reject) => {
     giveUp = reject;
     worker.on("message", (message: FromWorker) => {
@@ -225,41 +227,53 @@ export async function extractTarInWorker(
     abortSentAt ??= performance.now();
   };
   signal?.addEventListener("abort", abortWorker, { once: true });
-  const watchdog = setInterval(
-    () => {
-      if (settled) return;
-      if (abortSentAt !== undefined) {
-        // Told to stop (an abort, a failed source), the thread does not answer: blocked in a
-        // system call. The caller's answer (the abort's reason, the source's error) goes on.
-        if (performance.now() - abortSentAt < graceMs) return;
-        abandoned = true;
-        giveUp?.(
-          new DsfetchError("INTERNAL", "the extraction thread did not stop when told to", {
-            dataset: job.dataset,
-          }),
-        );
-        return;
-      }
-      const stalledNow = () =>
-        !settled &&
-        abortSentAt === undefined &&
-        stallTimeoutMs !== undefined &&
-        (inFlight > 0 || endPosted) &&
-        sinceProgress() >= stallTimeoutMs;
+  const tickMs = Math.max(10, Math.min(1000, graceMs / 4, (stallTimeoutMs ?? Infinity) / 4));
+  let lastTickAt = performance.now();
+  const tick = () => {
+    const now = performance.now();
+    const sinceTick = now - lastTickAt;
+    lastTickAt = now;
+    if (settled) return;
+    if (sinceTick > tickMs + Math.min(graceMs, stallTimeoutMs ?? graceMs) / 2) {
+      // This turn comes far too late: the whole process was stopped or frozen (Ctrl-Z,
+      // `docker pause`, a cgroup freeze), or this thread was busy. The extraction thread
+      // could not show progress either: its clock starts again now.
+      lastProgressAt = now;
+      if (abortSentAt !== undefined) abortSentAt = now;
+      return;
+    }
+    if (abortSentAt !== undefined) {
+      // Told to stop (an abort, a failed source), the thread does not answer: blocked in a
+      // system call. The caller's answer (the abort's reason, the source's error) goes on.
+      if (performance.now() - abortSentAt < graceMs) return;
+      abandoned = true;
+      giveUp?.(
+        new DsfetchError("INTERNAL", "the extraction thread did not stop when told to", {
+          dataset: job.dataset,
+        }),
+      );
+      return;
+    }
+    const stalledNow = () =>
+      !settled &&
+      abortSentAt === undefined &&
+      stallTimeoutMs !== undefined &&
+      (inFlight > 0 || endPosted) &&
+      sinceProgress() >= stallTimeoutMs;
+    if (!stalledNow()) return;
+    // Timers run before the messages that arrived meanwhile: after this thread was busy
+    // (longer than the bound), "taken" and "done" may be waiting. Decide after them.
+    setImmediate(() => {
       if (!stalledNow()) return;
-      // Timers run before the messages that arrived meanwhile: after this thread was busy
-      // (longer than the bound), "taken" and "done" may be waiting. Decide after them.
-      setImmediate(() => {
-        if (!stalledNow()) return;
-        stalled = true;
-        giveUp?.(stallError(job, stallTimeoutMs ?? 0, inFlight));
-        abortWorker();
-      });
-    },
-    Math.max(10, Math.min(1000, graceMs / 4, (stallTimeoutMs ?? Infinity) / 4)),
-  );
-  const iterator = source[Symbol.asyncIterator]();
+      stalled = true;
+      giveUp?.(stallError(job, stallTimeoutMs ?? 0, inFlight));
+      abortWorker();
+    });
+  };
+  let watchdog: NodeJS.Timeout | undefined;
   try {
+    watchdog = setInterval(tick, tickMs);
+    const iterator = source[Symbol.asyncIterator]();
     try {
       for (;;) {
         // The worker may fail (an unsafe entry, a full disk) while the source is slow or

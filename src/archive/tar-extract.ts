@@ -171,8 +171,8 @@ export class TarExtractor {
   private readonly globalPax: PaxRecords = new Map();
 
   /**
-   * Called as the extractor works inside one call: after every piece of file data written,
-   * every link checked and created. The extraction thread's stall watchdog reads it
+   * Called as the extractor works inside one call: for every entry, every piece of file data
+   * written, every link checked and created. The extraction thread's stall watchdog reads it
    * (extract-in-worker.ts): one chunk of a large range, or the links created at the end,
    * may take long with no new input.
    */
@@ -690,6 +690,9 @@ export class TarExtractor {
   }
 
   private countEntry(name: string): void {
+    // Each entry is progress, those without data too: a range of empty files or directories
+    // (16,384 headers in 8 MiB) may take minutes to create on a slow network filesystem.
+    this.onProgress();
     this.entries++;
     if (this.entries > this.limits.maxEntries) {
       this.throwArchive(
