@@ -25,6 +25,7 @@ import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "..
 import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { EarlyWriteback } from "../volumes/early-writeback.ts";
+import { clearFailure, recentFailure, recordFailure } from "../volumes/failure-record.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import { acquireLock, describeHolder, type HeldLock } from "../volumes/lock.ts";
 import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/manifest.ts";
@@ -195,6 +196,16 @@ export async function stageDataset(
       // Re-check under the lock: the previous holder may have published while we waited.
       const reused = await reuse(resolution);
       if (reused !== undefined) return reused;
+      if (lock !== undefined && resolution.kind === "object") {
+        // Or failed on bytes that would fail here too (a broken archive): not again.
+        const failed = await recentFailure(
+          target.location.failurePath,
+          resolution,
+          spec.name,
+          context.tuning.lock.staleMs,
+        );
+        if (failed !== undefined) throw failed;
+      }
       if (lock !== undefined) {
         await cleanAbandonedAttempts(
           target.location,
@@ -236,6 +247,7 @@ export async function stageDataset(
         progress.finish();
         await writeback.settle();
         await publish(attempt, target.location, buildManifest(spec, resolution, download));
+        if (lock !== undefined) await clearFailure(target.location.failurePath);
         await markUsed(target.location);
         const seconds = elapsed(started);
         context.onEvent({
@@ -255,6 +267,14 @@ export async function stageDataset(
         };
       } catch (error) {
         await discardAttempt(attempt);
+        if (lock !== undefined && resolution.kind === "object") {
+          await recordFailure(
+            target.location.failurePath,
+            resolution,
+            error,
+            `${hostname()} pid ${process.pid}`,
+          );
+        }
         const replaced = error instanceof DsfetchError && error.code === "OBJECT_CHANGED";
         if (!replaced || restart >= MAX_VERSION_RESTARTS) throw error;
         if (spec.etag !== undefined || spec.versionId !== undefined) {

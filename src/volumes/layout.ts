@@ -31,6 +31,8 @@ export interface DatasetLocation {
   readonly metaDir: string;
   readonly manifestPath: string;
   readonly lockPath: string;
+  /** A recent failure that waiting workers should not repeat (failure-record.ts). */
+  readonly failurePath: string;
   readonly tmpDir: string;
 }
 
@@ -42,6 +44,7 @@ export function locationIn(parent: string, dirName: string): DatasetLocation {
     metaDir,
     manifestPath: join(metaDir, "manifests", `${dirName}.json`),
     lockPath: join(metaDir, "locks", `${dirName}.lock`),
+    failurePath: join(metaDir, "failures", `${dirName}.json`),
     tmpDir: join(metaDir, "tmp"),
   };
 }

@@ -6,7 +6,9 @@ import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tar, file as tarFile } from "../archive/tar-helpers.ts";
 import { baseEnv, CLI_SOURCE, type CliResult, runCli } from "../harness/cli.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
@@ -112,6 +114,71 @@ describe("fetch once across processes", () => {
     } finally {
       proxy.throttle(undefined);
     }
+  });
+
+  it("a broken archive: 8 processes, one download, all exit 8; the waiters do not download it again", async () => {
+    // A .tar.gz cut short: ARCHIVE_INVALID once nearly all of it was downloaded. Without the
+    // holder's failure record each waiter would take the lock in turn and download it again.
+    const inner = gzipSync(tar(tarFile("big.bin", randomBytes(12 * 1024 * 1024))), { level: 1 });
+    const broken = inner.subarray(0, inner.length - 4096);
+    await putObject(bucket, "broken/set.tar.gz", broken);
+    const storage = await mkdtemp(join(root, "broken-"));
+    const data = join(storage, "ml", "data");
+    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
+    const brokenSet = JSON.stringify([{ uri: `s3://${bucket}/broken/set.tar.gz` }]);
+    proxy.resetCounters();
+    const runs = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        runCli(args, { env: env(), stdin: brokenSet, timeoutMs: 120_000 }),
+      ),
+    );
+    for (const run of runs) {
+      expect(run.code, run.stderr).toBe(8);
+      expect(JSON.parse(run.stdout).datasets[0].error.code).toBe("ARCHIVE_INVALID");
+    }
+    expect(proxy.getBodyBytes()).toBeLessThanOrEqual(1.05 * broken.length);
+    const spared = runs.filter((run) =>
+      JSON.parse(run.stdout).datasets[0].error.message.includes("not downloaded again"),
+    );
+    expect(spared.length).toBe(7);
+    expect((await readdir(data)).filter((name) => !name.startsWith("."))).toEqual([]);
+    expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
+
+    // Once the object is fixed (a new ETag) the record is not in the way, and it is cleared.
+    const fixed = gzipSync(tar(tarFile("big.bin", "fixed")));
+    await putObject(bucket, "broken/set.tar.gz", fixed);
+    const after = await runCli(args, { env: env(), stdin: brokenSet, timeoutMs: 120_000 });
+    expect(after.code, after.stderr).toBe(0);
+    expect(await readFile(join(data, "set", "big.bin"), "utf8")).toBe("fixed");
+    expect(await readdir(join(data, ".dsfetch", "failures"))).toEqual([]);
+  });
+
+  it("a failure record is only for the workers of that moment: a run after the lock's stale period tries again", async () => {
+    const inner = gzipSync(tar(tarFile("a.bin", randomBytes(1024 * 1024))), { level: 1 });
+    const broken = inner.subarray(0, inner.length - 4096);
+    await putObject(bucket, "broken/later.tar.gz", broken);
+    const storage = await mkdtemp(join(root, "later-"));
+    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
+    const later = JSON.stringify([{ uri: `s3://${bucket}/broken/later.tar.gz` }]);
+    const lockEnv = env({ DSFETCH_LOCK_STALE: "5" });
+    const first = await runCli(args, { env: lockEnv, stdin: later, timeoutMs: 60_000 });
+    expect(first.code, first.stderr).toBe(8);
+    // Within the period: spared.
+    proxy.resetCounters();
+    const soon = await runCli(args, { env: lockEnv, stdin: later, timeoutMs: 60_000 });
+    expect(JSON.parse(soon.stdout).datasets[0].error.message).toMatch(
+      / \(met by .+ pid \d+ \d+ s ago on the same object version: not downloaded again\)$/,
+    );
+    expect(proxy.getBodyBytes()).toBe(0);
+    // After it: downloaded again, and the same error of its own.
+    await sleep(5500);
+    proxy.resetCounters();
+    const again = await runCli(args, { env: lockEnv, stdin: later, timeoutMs: 60_000 });
+    expect(again.code, again.stderr).toBe(8);
+    const error = JSON.parse(again.stdout).datasets[0].error;
+    expect(error.code).toBe("ARCHIVE_INVALID");
+    expect(error.message).not.toMatch(/not downloaded again/);
+    expect(proxy.getBodyBytes()).toBeGreaterThanOrEqual(broken.length);
   });
 
   it("reuse when unchanged: a second run makes no data request", async () => {
