@@ -196,7 +196,7 @@ export async function stageDataset(
       // Re-check under the lock: the previous holder may have published while we waited.
       const reused = await reuse(resolution);
       if (reused !== undefined) return reused;
-      if (lock !== undefined && resolution.kind === "object") {
+      if (lock !== undefined) {
         // Or failed on bytes that would fail here too (a broken archive): not again.
         const failed = await recentFailure(
           target.location.failurePath,
@@ -267,7 +267,7 @@ export async function stageDataset(
         };
       } catch (error) {
         await discardAttempt(attempt);
-        if (lock !== undefined && resolution.kind === "object") {
+        if (lock !== undefined) {
           await recordFailure(
             target.location.failurePath,
             resolution,

@@ -3,28 +3,23 @@
  * worker would meet again with the same bytes: a corrupt, truncated or hostile archive, data
  * that does not match its ETag. The workers that were waiting for it then fail with its
  * error instead of each taking the lock in turn and downloading the same broken object
- * again (16 workers: 16 downloads, one after the other). Only for a short while (the lock's
+ * again (16 workers: 16 downloads, one after the other). Objects, and folders by their
+ * listing's digest. Only for a short while (the lock's
  * stale period): a run started later tries again, once.
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DsfetchError, type ErrorCode } from "../errors.ts";
-import type { ResolvedObject } from "../fetch/resolve.ts";
+import type { Resolution } from "../fetch/resolve.ts";
 
 /** Errors that the same bytes give every time, whoever downloads them. */
 const REPEATABLE: ReadonlySet<ErrorCode> = new Set(["ARCHIVE_INVALID", "UNSAFE_PATH", "INTEGRITY"]);
 
 interface FailureRecord {
   readonly version: 1;
-  /** The object version that failed: a record is used only for exactly the same one. */
-  readonly source: {
-    bucket: string;
-    key: string;
-    etag: string;
-    versionId: string | null;
-    bytes: number;
-  };
+  /** What failed (an object version, a folder's listing): used only for exactly the same. */
+  readonly source: Record<string, string | number | null>;
   readonly code: ErrorCode;
   readonly message: string;
   readonly hint: string | null;
@@ -34,14 +29,13 @@ interface FailureRecord {
   readonly by: string;
 }
 
-function sourceOf(object: ResolvedObject): FailureRecord["source"] {
-  return {
-    bucket: object.bucket,
-    key: object.key,
-    etag: object.etag,
-    versionId: object.versionId ?? null,
-    bytes: object.bytes,
-  };
+function sourceOf(resolution: Resolution): FailureRecord["source"] {
+  if (resolution.kind === "prefix") {
+    const { bucket, prefix, listingDigest, bytes } = resolution;
+    return { bucket, prefix, listingDigest, bytes };
+  }
+  const { bucket, key, etag, versionId, bytes } = resolution;
+  return { bucket, key, etag, versionId: versionId ?? null, bytes };
 }
 
 /**
@@ -50,14 +44,14 @@ function sourceOf(object: ResolvedObject): FailureRecord["source"] {
  */
 export async function recordFailure(
   path: string,
-  object: ResolvedObject,
+  resolution: Resolution,
   error: unknown,
   by: string,
 ): Promise<void> {
   if (!(error instanceof DsfetchError) || !REPEATABLE.has(error.code)) return;
   const record: FailureRecord = {
     version: 1,
-    source: sourceOf(object),
+    source: sourceOf(resolution),
     code: error.code,
     message: error.message,
     hint: error.hint ?? null,
@@ -75,12 +69,13 @@ export async function recordFailure(
 }
 
 /**
- * The error another worker met staging exactly this object version less than `maxAgeMs`
+ * The error another worker met staging exactly this source (object version, folder
+ * listing) less than `maxAgeMs`
  * ago, to fail with instead of downloading it again; undefined otherwise.
  */
 export async function recentFailure(
   path: string,
-  object: ResolvedObject,
+  resolution: Resolution,
   dataset: string,
   maxAgeMs: number,
   now = Date.now(),
@@ -99,13 +94,13 @@ export async function recentFailure(
     typeof record.message !== "string" ||
     ageMs < 0 ||
     ageMs > maxAgeMs ||
-    JSON.stringify(record.source) !== JSON.stringify(sourceOf(object))
+    JSON.stringify(record.source) !== JSON.stringify(sourceOf(resolution))
   ) {
     return undefined;
   }
   return new DsfetchError(
     record.code,
-    `${record.message} (met by ${record.by ?? "another worker"} ${Math.round(ageMs / 1000)} s ago on the same object version: not downloaded again)`,
+    `${record.message} (met by ${record.by ?? "another worker"} ${Math.round(ageMs / 1000)} s ago on the same ${resolution.kind === "prefix" ? "folder listing" : "object version"}: not downloaded again)`,
     {
       dataset,
       hint: `${record.hint ?? "fix the object in the store"}; a run started later tries again`,

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DsfetchError } from "../../src/errors.ts";
-import type { ResolvedObject } from "../../src/fetch/resolve.ts";
+import type { ResolvedObject, ResolvedPrefix } from "../../src/fetch/resolve.ts";
 import { clearFailure, recentFailure, recordFailure } from "../../src/volumes/failure-record.ts";
 
 let dir: string;
@@ -84,5 +84,25 @@ describe("failure records", () => {
     await clearFailure(path);
     expect(await readdir(join(dir, "failures"))).toEqual([]);
     expect(await recentFailure(path, object, "set", 120_000)).toBeUndefined();
+  });
+
+  it("a folder's record is met only with the same listing", async () => {
+    const folder: ResolvedPrefix = {
+      kind: "prefix",
+      bucket: "b",
+      prefix: "images/",
+      objects: [],
+      bytes: 5000,
+      listingDigest: "a".repeat(64),
+    };
+    const corrupt = new DsfetchError("INTEGRITY", "images: a.jpg does not match its ETag");
+    await recordFailure(path, folder, corrupt, "host-a pid 7");
+    expect((await recentFailure(path, folder, "images", 120_000))?.message).toBe(
+      "images: a.jpg does not match its ETag (met by host-a pid 7 0 s ago on the same folder listing: not downloaded again)",
+    );
+    expect(
+      await recentFailure(path, { ...folder, listingDigest: "b".repeat(64) }, "images", 120_000),
+    ).toBeUndefined();
+    expect(await recentFailure(path, object, "images", 120_000)).toBeUndefined();
   });
 });
