@@ -63,6 +63,11 @@ export interface DsfetchErrorOptions {
   hint?: string | undefined;
   /** Whether trying again may succeed. Decided in one place for S3: fetch/s3-errors.ts. */
   retryable?: boolean | undefined;
+  /**
+   * The object's bytes were checked against the store (ETag, checksum) before this error was
+   * raised about them: it is a property of the stored object, not of this download.
+   */
+  objectVerified?: boolean | undefined;
   cause?: unknown;
 }
 
@@ -74,6 +79,7 @@ export class DsfetchError extends Error {
   readonly found: string | undefined;
   readonly hint: string | undefined;
   readonly retryable: boolean;
+  readonly objectVerified: boolean;
 
   constructor(code: ErrorCode, message: string, options: DsfetchErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -83,6 +89,7 @@ export class DsfetchError extends Error {
     this.found = options.found;
     this.hint = options.hint;
     this.retryable = options.retryable ?? false;
+    this.objectVerified = options.objectVerified ?? false;
   }
 
   /** The exit code the CLI uses for this error. */

@@ -417,7 +417,15 @@ async function* throughProgram(
     if (exit.code !== 0) {
       const said = stderr.trim().replace(/\s+/g, " ").slice(0, 600);
       const status = exit.signal !== null ? `killed by ${exit.signal}` : `exit status ${exit.code}`;
-      throw corrupt(decompressor, options, `${status}${said === "" ? "" : `: ${said}`}`);
+      const failure = corrupt(decompressor, options, `${status}${said === "" ? "" : `: ${said}`}`);
+      if (exit.signal === null) throw failure;
+      // Killed from outside (out of memory, most likely): not a property of the archive, and
+      // another try, or another worker, may well succeed.
+      throw new DsfetchError(failure.code, failure.message, {
+        dataset: failure.dataset,
+        hint: failure.hint,
+        retryable: true,
+      });
     }
   } finally {
     stopped = true;

@@ -20,6 +20,7 @@ import { checkMagic } from "../archive/magic.ts";
 import { extractZip } from "../archive/zip-extract.ts";
 import type { TransferTuning } from "../config/tuning.ts";
 import type { DatasetSpec } from "../config/types.ts";
+import { DsfetchError } from "../errors.ts";
 import type { StoreClient } from "../fetch/client.ts";
 import { downloadObject } from "../fetch/download-object.ts";
 import type { ByteSpan } from "../fetch/ordered-hasher.ts";
@@ -70,6 +71,13 @@ const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 /** The consumers of every streamed chunk, in the ledger. */
 const HASHER = 0;
 const EXTRACTOR = 1;
+/**
+ * An archive refused by the extractor with at most this much of the object still to come is
+ * downloaded and verified to the end before the error is reported: a broken object in the
+ * store (then other workers need not download it: volumes/failure-record.ts) is told from
+ * bytes damaged on the way (INTEGRITY: run again). A truncated archive fails at its very end.
+ */
+const CONFIRM_REST_BYTES = 64 * 1024 * 1024;
 /** Bytes read before choosing the decompressor (tar's magic is at offset 257). */
 const SNIFF_BYTES = 512;
 
@@ -95,6 +103,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
     ledger.advance(HASHER, bytes),
   );
   const channel = new Channel(PIPE_BYTES);
+  let pumped = 0;
   const abort = new AbortController();
   const signal =
     input.signal === undefined ? abort.signal : AbortSignal.any([abort.signal, input.signal]);
@@ -117,6 +126,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
       })) {
         ledger.add(chunk);
         const behind = verifier.update(chunk);
+        pumped += chunk.length;
         if (behind !== undefined) await behind;
         await channel.push(chunk);
       }
@@ -162,6 +172,10 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
       expandedBytes: result.bytes,
     };
   } catch (error) {
+    if (confirmable(error) && resolution.bytes - pumped <= CONFIRM_REST_BYTES) {
+      if (thread !== undefined) await stopExtractThread(thread);
+      throw await confirmInStore(error);
+    }
     abort.abort(error);
     if (thread !== undefined) await stopExtractThread(thread);
     // The extractor may have failed before reading (contents that do not match the
@@ -171,6 +185,49 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
     verifier.dispose();
     throw error;
   }
+
+  /**
+   * Downloads and hashes the rest of the object (the extractor is gone: nothing is written),
+   * then answers with the extractor's error marked as about the stored object, or with the
+   * verification's (INTEGRITY: damaged on the way), or with the download's.
+   */
+  async function confirmInStore(error: DsfetchError): Promise<unknown> {
+    ledger.retire(EXTRACTOR);
+    channel.abandon();
+    try {
+      await pump;
+      await verifier.verify(spec.name, spec.uri, resolution.bytes);
+    } catch (other) {
+      abort.abort(other);
+      verifier.dispose();
+      return other;
+    }
+    return aboutStoredObject(error);
+  }
+}
+
+/** An extractor's refusal that verifying the object's bytes can confirm. */
+function confirmable(error: unknown): error is DsfetchError {
+  return (
+    error instanceof DsfetchError &&
+    (error.code === "ARCHIVE_INVALID" || error.code === "UNSAFE_PATH") &&
+    !error.retryable
+  );
+}
+
+/** The same error, marked as about the stored object (its bytes matched the store's). */
+function aboutStoredObject(error: DsfetchError): DsfetchError {
+  return new DsfetchError(error.code, error.message, {
+    dataset: error.dataset,
+    expected: error.expected,
+    found: error.found,
+    hint:
+      error.code === "ARCHIVE_INVALID"
+        ? "nothing was published; the object in the store is itself damaged (its bytes match its ETag): re-create or re-upload it"
+        : error.hint,
+    objectVerified: true,
+    cause: error.cause,
+  });
 }
 
 async function expandZip(input: ExpandInput): Promise<Expanded> {
@@ -190,7 +247,12 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
     errorContext: input.errorContext,
   });
   try {
-    const result = await extractZip(zipPath, input.attempt.dataDir, input.limits, spec.name);
+    // Downloaded whole and verified first: what the extractor refuses is the stored object.
+    const result = await extractZip(zipPath, input.attempt.dataDir, input.limits, spec.name).catch(
+      (error: unknown) => {
+        throw confirmable(error) ? aboutStoredObject(error) : error;
+      },
+    );
     return {
       files: result.files.map((file) => ({ path: file.path, bytes: file.bytes })),
       verification: download.verification,

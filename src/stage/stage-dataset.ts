@@ -25,9 +25,9 @@ import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "..
 import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { EarlyWriteback } from "../volumes/early-writeback.ts";
-import { clearFailure, recentFailure, recordFailure } from "../volumes/failure-record.ts";
+import { clearFailure, failureOfAwaitedHolder, recordFailure } from "../volumes/failure-record.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
-import { acquireLock, describeHolder, type HeldLock } from "../volumes/lock.ts";
+import { acquireLock, describeHolder, type HeldLock, type Holder } from "../volumes/lock.ts";
 import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/manifest.ts";
 import { publish } from "../volumes/publish.ts";
 import { sharedStorageProblem } from "../volumes/storage-check.ts";
@@ -169,19 +169,28 @@ export async function stageDataset(
   // Shared storage: one downloader per dataset; the others wait, then reuse its result.
   // Ephemeral volumes are private to the job: no lock.
   let lock: HeldLock | undefined;
+  /** The holders this worker waited on (failure-record.ts). */
+  const waitedOn: Holder[] = [];
   if (target.volume === "shared") {
     const outcome = await acquireLock(target.location.lockPath, spec.name, {
       timing: context.tuning.lock,
       signal: context.signal,
       isDone: async () => isCached(resolution, await inspectStaged(target.location)),
-      onWait: (report) =>
+      onWait: (report) => {
+        const { holder } = report;
+        const known = (seen: Holder) =>
+          seen.host === holder?.host && seen.pid === holder.pid && seen.since === holder.since;
+        if (holder !== undefined && !waitedOn.some(known)) {
+          waitedOn.push(holder);
+        }
         context.onEvent({
           type: "waiting",
           dataset: spec.name,
-          holder: describeHolder(report.holder),
+          holder: describeHolder(holder),
           waitedMs: report.waitedMs,
           heartbeatAgeMs: report.heartbeatAgeMs,
-        }),
+        });
+      },
       onCompromised: (error) =>
         context.onEvent({
           type: "warning",
@@ -198,11 +207,11 @@ export async function stageDataset(
       if (reused !== undefined) return reused;
       if (lock !== undefined) {
         // Or failed on bytes that would fail here too (a broken archive): not again.
-        const failed = await recentFailure(
+        const failed = await failureOfAwaitedHolder(
           target.location.failurePath,
           resolution,
           spec.name,
-          context.tuning.lock.staleMs,
+          waitedOn,
         );
         if (failed !== undefined) throw failed;
       }
@@ -268,12 +277,7 @@ export async function stageDataset(
       } catch (error) {
         await discardAttempt(attempt);
         if (lock !== undefined) {
-          await recordFailure(
-            target.location.failurePath,
-            resolution,
-            error,
-            `${hostname()} pid ${process.pid}`,
-          );
+          await recordFailure(target.location.failurePath, resolution, error, lock.holder);
         }
         const replaced = error instanceof DsfetchError && error.code === "OBJECT_CHANGED";
         if (!replaced || restart >= MAX_VERSION_RESTARTS) throw error;

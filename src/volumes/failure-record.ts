@@ -1,32 +1,34 @@
 /**
- * What the lock holder leaves beside the lock when staging failed for a reason every other
- * worker would meet again with the same bytes: a corrupt, truncated or hostile archive, data
- * that does not match its ETag. The workers that were waiting for it then fail with its
- * error instead of each taking the lock in turn and downloading the same broken object
- * again (16 workers: 16 downloads, one after the other). Objects, and folders by their
- * listing's digest. Only for a short while (the lock's
- * stale period): a run started later tries again, once.
+ * What the lock holder leaves beside the lock when staging failed on the stored object
+ * itself: an archive that is broken or hostile although its bytes match the store's ETag
+ * (a truncated upload, an unsafe entry). The workers that were waiting for that holder then
+ * fail with its error instead of each taking the lock in turn and downloading the same
+ * broken object again (8 workers: 8 downloads, one after the other).
+ *
+ * Only errors about verified bytes (DsfetchError.objectVerified): bytes damaged on the way,
+ * a decompressor killed for memory, a full volume or a stall are this worker's own, and the
+ * next worker tries for itself. Only for the workers that waited on that very holder (its
+ * host, pid and lock time, as they saw it while waiting): a run started later tries again,
+ * and no clock is compared across hosts.
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DsfetchError, type ErrorCode } from "../errors.ts";
 import type { Resolution } from "../fetch/resolve.ts";
+import type { Holder } from "./lock.ts";
 
-/** Errors that the same bytes give every time, whoever downloads them. */
-const REPEATABLE: ReadonlySet<ErrorCode> = new Set(["ARCHIVE_INVALID", "UNSAFE_PATH", "INTEGRITY"]);
+/** Errors about the archive's contents: the same for whoever downloads the same bytes. */
+const ABOUT_THE_OBJECT: ReadonlySet<ErrorCode> = new Set(["ARCHIVE_INVALID", "UNSAFE_PATH"]);
 
 interface FailureRecord {
   readonly version: 1;
   /** What failed (an object version, a folder's listing): used only for exactly the same. */
   readonly source: Record<string, string | number | null>;
+  readonly holder: Holder;
   readonly code: ErrorCode;
   readonly message: string;
   readonly hint: string | null;
-  /** ms since the epoch. */
-  readonly at: number;
-  /** Host and pid of the worker that failed. */
-  readonly by: string;
 }
 
 function sourceOf(resolution: Resolution): FailureRecord["source"] {
@@ -38,25 +40,29 @@ function sourceOf(resolution: Resolution): FailureRecord["source"] {
   return { bucket, key, etag, versionId: versionId ?? null, bytes };
 }
 
+function sameHolder(a: Holder, b: Holder): boolean {
+  return a.host === b.host && a.pid === b.pid && a.since === b.since;
+}
+
 /**
- * Records `error` for the waiting workers when it is one the same bytes always give.
- * Best effort: a record that cannot be written only costs them a download each.
+ * Records `error` for the workers waiting on `holder` (this process) when it is about the
+ * stored object. Best effort: a record that cannot be written only costs them a download.
  */
 export async function recordFailure(
   path: string,
   resolution: Resolution,
   error: unknown,
-  by: string,
+  holder: Holder,
 ): Promise<void> {
-  if (!(error instanceof DsfetchError) || !REPEATABLE.has(error.code)) return;
+  if (!(error instanceof DsfetchError) || !error.objectVerified) return;
+  if (!ABOUT_THE_OBJECT.has(error.code)) return;
   const record: FailureRecord = {
     version: 1,
     source: sourceOf(resolution),
+    holder: { host: holder.host, pid: holder.pid, since: holder.since },
     code: error.code,
     message: error.message,
     hint: error.hint ?? null,
-    at: Date.now(),
-    by,
   };
   const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
   try {
@@ -69,41 +75,41 @@ export async function recordFailure(
 }
 
 /**
- * The error another worker met staging exactly this source (object version, folder
- * listing) less than `maxAgeMs`
- * ago, to fail with instead of downloading it again; undefined otherwise.
+ * The error that a holder this worker waited on (`waitedOn`) met on exactly this source, to
+ * fail with instead of downloading it again; undefined otherwise.
  */
-export async function recentFailure(
+export async function failureOfAwaitedHolder(
   path: string,
   resolution: Resolution,
   dataset: string,
-  maxAgeMs: number,
-  now = Date.now(),
+  waitedOn: readonly Holder[],
 ): Promise<DsfetchError | undefined> {
+  if (waitedOn.length === 0) return undefined;
   let record: Partial<FailureRecord>;
   try {
     record = JSON.parse(await readFile(path, "utf8")) as Partial<FailureRecord>;
   } catch {
     return undefined;
   }
-  const ageMs = now - (record.at ?? 0);
+  const { holder } = record;
   if (
     record.version !== 1 ||
     typeof record.code !== "string" ||
-    !REPEATABLE.has(record.code) ||
+    !ABOUT_THE_OBJECT.has(record.code) ||
     typeof record.message !== "string" ||
-    ageMs < 0 ||
-    ageMs > maxAgeMs ||
+    holder === undefined ||
+    !waitedOn.some((seen) => sameHolder(seen, holder)) ||
     JSON.stringify(record.source) !== JSON.stringify(sourceOf(resolution))
   ) {
     return undefined;
   }
   return new DsfetchError(
     record.code,
-    `${record.message} (met by ${record.by ?? "another worker"} ${Math.round(ageMs / 1000)} s ago on the same ${resolution.kind === "prefix" ? "folder listing" : "object version"}: not downloaded again)`,
+    `${record.message} (met by ${holder.host} pid ${holder.pid}, whose download this worker waited for, on the same ${resolution.kind === "prefix" ? "folder listing" : "object version"}: not downloaded again)`,
     {
       dataset,
-      hint: `${record.hint ?? "fix the object in the store"}; a run started later tries again`,
+      hint: record.hint ?? "re-create or re-upload the object",
+      objectVerified: true,
     },
   );
 }

@@ -25,6 +25,8 @@ export interface Holder {
 }
 
 export interface HeldLock {
+  /** Who holds it (this process), as waiters see it. */
+  readonly holder: Holder;
   /** False once the lock was found taken over (we then rely on atomic publish alone). */
   readonly intact: () => boolean;
   release(): Promise<void>;
@@ -89,6 +91,7 @@ export async function acquireLock(
       return {
         kind: "acquired",
         lock: {
+          holder,
           intact: () => intact,
           release: async () => {
             await rm(holderPath(lockPath), { force: true }).catch(() => {});

@@ -1,12 +1,17 @@
-// The lock holder's failure record (src/volumes/failure-record.ts): which errors are recorded,
-// and when a later worker uses one (same object version, recent) or ignores it.
+// The lock holder's failure record (src/volumes/failure-record.ts): only errors about the
+// stored object's verified bytes are recorded, and only the workers that waited on that very
+// holder, for exactly the same source, use one.
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { DsfetchError } from "../../src/errors.ts";
+import { DsfetchError, type ErrorCode } from "../../src/errors.ts";
 import type { ResolvedObject, ResolvedPrefix } from "../../src/fetch/resolve.ts";
-import { clearFailure, recentFailure, recordFailure } from "../../src/volumes/failure-record.ts";
+import {
+  clearFailure,
+  failureOfAwaitedHolder,
+  recordFailure,
+} from "../../src/volumes/failure-record.ts";
 
 let dir: string;
 let path: string;
@@ -30,60 +35,74 @@ const object: ResolvedObject = {
   checksum: undefined,
   checksumRejected: [],
 };
-const broken = new DsfetchError("ARCHIVE_INVALID", "set: the gzip data is corrupt", {
-  dataset: "set",
-  hint: "re-create it",
-});
+const holder = { host: "host-a", pid: 7, since: "2026-12-04T04:00:00.000Z" };
+const verified = (code: ErrorCode, message: string) =>
+  new DsfetchError(code, message, { dataset: "set", hint: "re-create it", objectVerified: true });
+const broken = verified("ARCHIVE_INVALID", "set: the gzip data is corrupt");
 
 describe("failure records", () => {
-  it("an archive error is recorded and met again by the next worker, with its code and hint", async () => {
-    await recordFailure(path, object, broken, "host-a pid 7");
-    const met = await recentFailure(path, object, "set", 120_000);
+  it("a verified archive error is met by a worker that waited on that holder", async () => {
+    await recordFailure(path, object, broken, holder);
+    const met = await failureOfAwaitedHolder(path, object, "set", [{ ...holder }]);
     expect(met).toBeInstanceOf(DsfetchError);
     expect(met).toMatchObject({
       code: "ARCHIVE_INVALID",
       dataset: "set",
       message:
-        "set: the gzip data is corrupt (met by host-a pid 7 0 s ago on the same object version: not downloaded again)",
-      hint: "re-create it; a run started later tries again",
+        "set: the gzip data is corrupt (met by host-a pid 7, whose download this worker waited for, on the same object version: not downloaded again)",
+      hint: "re-create it",
+      objectVerified: true,
     });
     // Written atomically: no temporary file left beside it.
     expect(await readdir(join(dir, "failures"))).toEqual(["set.json"]);
   });
 
-  it.each([
-    ["TRANSIENT", "the store stayed unreachable"],
-    ["NO_SPACE", "the volume is full"],
-    ["STALLED", "no progress"],
-    ["INTERRUPTED", "stopped"],
-  ] as const)("%s is not recorded: the next worker may well succeed", async (code, message) => {
-    await recordFailure(path, object, new DsfetchError(code, message), "host-a pid 7");
-    expect(await recentFailure(path, object, "set", 120_000)).toBeUndefined();
-    await recordFailure(path, object, new Error("not ours"), "host-a pid 7");
-    expect(await recentFailure(path, object, "set", 120_000)).toBeUndefined();
+  it("is not met by a worker that did not wait on that holder (a later run tries again)", async () => {
+    await recordFailure(path, object, broken, holder);
+    expect(await failureOfAwaitedHolder(path, object, "set", [])).toBeUndefined();
+    for (const other of [
+      { ...holder, pid: 8 },
+      { ...holder, host: "host-b" },
+      { ...holder, since: "2026-12-04T04:05:00.000Z" },
+    ]) {
+      expect(await failureOfAwaitedHolder(path, object, "set", [other])).toBeUndefined();
+    }
   });
 
-  it("is ignored for another object version, once too old, or when unreadable; cleared on success", async () => {
-    await recordFailure(path, object, broken, "host-a pid 7");
-    const now = Date.now();
+  it.each([
+    [
+      "ARCHIVE_INVALID not verified against the store (maybe damaged on the way)",
+      broken.code,
+      false,
+    ],
+    ["INTEGRITY (bytes damaged on the way: each download its own)", "INTEGRITY", true],
+    ["TRANSIENT", "TRANSIENT", true],
+    ["NO_SPACE", "NO_SPACE", true],
+    ["STALLED", "STALLED", true],
+  ] as const)("%s is not recorded", async (_, code, objectVerified) => {
+    await recordFailure(path, object, new DsfetchError(code, "x", { objectVerified }), holder);
+    await recordFailure(path, object, new Error("not ours"), holder);
+    expect(await failureOfAwaitedHolder(path, object, "set", [holder])).toBeUndefined();
+  });
+
+  it("is ignored for another object version or when unreadable; cleared on success", async () => {
+    await recordFailure(path, object, verified("UNSAFE_PATH", "set: ../x escapes"), holder);
+    const etag = "fedcba9876543210fedcba9876543210";
     expect(
-      await recentFailure(
-        path,
-        { ...object, etag: "fedcba9876543210fedcba9876543210" },
-        "set",
-        1e9,
-      ),
+      await failureOfAwaitedHolder(path, { ...object, etag }, "set", [holder]),
     ).toBeUndefined();
-    expect(await recentFailure(path, { ...object, versionId: "v2" }, "set", 1e9)).toBeUndefined();
-    expect(await recentFailure(path, { ...object, bytes: 1001 }, "set", 1e9)).toBeUndefined();
-    expect(await recentFailure(path, object, "set", 120_000, now + 121_000)).toBeUndefined();
-    expect(await recentFailure(path, object, "set", 120_000, now + 60_000)).toBeDefined();
+    expect(
+      await failureOfAwaitedHolder(path, { ...object, versionId: "v2" }, "set", [holder]),
+    ).toBeUndefined();
+    expect(
+      await failureOfAwaitedHolder(path, { ...object, bytes: 1001 }, "set", [holder]),
+    ).toBeUndefined();
+    expect((await failureOfAwaitedHolder(path, object, "set", [holder]))?.code).toBe("UNSAFE_PATH");
     await writeFile(path, "{ not json");
-    expect(await recentFailure(path, object, "set", 120_000)).toBeUndefined();
-    await recordFailure(path, object, broken, "host-a pid 7");
+    expect(await failureOfAwaitedHolder(path, object, "set", [holder])).toBeUndefined();
+    await recordFailure(path, object, broken, holder);
     await clearFailure(path);
     expect(await readdir(join(dir, "failures"))).toEqual([]);
-    expect(await recentFailure(path, object, "set", 120_000)).toBeUndefined();
   });
 
   it("a folder's record is met only with the same listing", async () => {
@@ -95,14 +114,12 @@ describe("failure records", () => {
       bytes: 5000,
       listingDigest: "a".repeat(64),
     };
-    const corrupt = new DsfetchError("INTEGRITY", "images: a.jpg does not match its ETag");
-    await recordFailure(path, folder, corrupt, "host-a pid 7");
-    expect((await recentFailure(path, folder, "images", 120_000))?.message).toBe(
-      "images: a.jpg does not match its ETag (met by host-a pid 7 0 s ago on the same folder listing: not downloaded again)",
+    await recordFailure(path, folder, verified("UNSAFE_PATH", "images: bad key"), holder);
+    expect((await failureOfAwaitedHolder(path, folder, "images", [holder]))?.message).toBe(
+      "images: bad key (met by host-a pid 7, whose download this worker waited for, on the same folder listing: not downloaded again)",
     );
-    expect(
-      await recentFailure(path, { ...folder, listingDigest: "b".repeat(64) }, "images", 120_000),
-    ).toBeUndefined();
-    expect(await recentFailure(path, object, "images", 120_000)).toBeUndefined();
+    const changed = { ...folder, listingDigest: "b".repeat(64) };
+    expect(await failureOfAwaitedHolder(path, changed, "images", [holder])).toBeUndefined();
+    expect(await failureOfAwaitedHolder(path, object, "images", [holder])).toBeUndefined();
   });
 });

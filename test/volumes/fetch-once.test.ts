@@ -117,8 +117,9 @@ describe("fetch once across processes", () => {
   });
 
   it("a broken archive: 8 processes, one download, all exit 8; the waiters do not download it again", async () => {
-    // A .tar.gz cut short: ARCHIVE_INVALID once nearly all of it was downloaded. Without the
-    // holder's failure record each waiter would take the lock in turn and download it again.
+    // A .tar.gz cut short: ARCHIVE_INVALID at its very end, confirmed against the store's ETag.
+    // Without the holder's failure record each waiter would take the lock in turn and
+    // download it again (measured: 8 downloads).
     const inner = gzipSync(tar(tarFile("big.bin", randomBytes(12 * 1024 * 1024))), { level: 1 });
     const broken = inner.subarray(0, inner.length - 4096);
     await putObject(bucket, "broken/set.tar.gz", broken);
@@ -127,14 +128,25 @@ describe("fetch once across processes", () => {
     const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
     const brokenSet = JSON.stringify([{ uri: `s3://${bucket}/broken/set.tar.gz` }]);
     proxy.resetCounters();
-    const runs = await Promise.all(
-      Array.from({ length: 8 }, () =>
-        runCli(args, { env: env(), stdin: brokenSet, timeoutMs: 120_000 }),
-      ),
-    );
+    // ~3 s for the holder's download: every process is waiting on it by then.
+    proxy.throttle(4 * 1024 * 1024);
+    let runs: CliResult[];
+    try {
+      runs = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          runCli(args, { env: env(), stdin: brokenSet, timeoutMs: 120_000 }),
+        ),
+      );
+    } finally {
+      proxy.throttle(undefined);
+    }
     for (const run of runs) {
       expect(run.code, run.stderr).toBe(8);
-      expect(JSON.parse(run.stdout).datasets[0].error.code).toBe("ARCHIVE_INVALID");
+      const error = JSON.parse(run.stdout).datasets[0].error;
+      expect(error.code).toBe("ARCHIVE_INVALID");
+      expect(error.hint).toMatch(
+        /the object in the store is itself damaged \(its bytes match its ETag\)/,
+      );
     }
     expect(proxy.getBodyBytes()).toBeLessThanOrEqual(1.05 * broken.length);
     const spared = runs.filter((run) =>
@@ -144,7 +156,14 @@ describe("fetch once across processes", () => {
     expect((await readdir(data)).filter((name) => !name.startsWith("."))).toEqual([]);
     expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
 
-    // Once the object is fixed (a new ETag) the record is not in the way, and it is cleared.
+    // A run started later, which waited on nobody, tries again (and fails on its own).
+    proxy.resetCounters();
+    const later = await runCli(args, { env: env(), stdin: brokenSet, timeoutMs: 120_000 });
+    expect(later.code, later.stderr).toBe(8);
+    expect(JSON.parse(later.stdout).datasets[0].error.message).not.toMatch(/not downloaded again/);
+    expect(proxy.getBodyBytes()).toBeGreaterThanOrEqual(broken.length);
+
+    // Once the object is fixed, it is staged, and the record is cleared.
     const fixed = gzipSync(tar(tarFile("big.bin", "fixed")));
     await putObject(bucket, "broken/set.tar.gz", fixed);
     const after = await runCli(args, { env: env(), stdin: brokenSet, timeoutMs: 120_000 });
@@ -153,32 +172,40 @@ describe("fetch once across processes", () => {
     expect(await readdir(join(data, ".dsfetch", "failures"))).toEqual([]);
   });
 
-  it("a failure record is only for the workers of that moment: a run after the lock's stale period tries again", async () => {
-    const inner = gzipSync(tar(tarFile("a.bin", randomBytes(1024 * 1024))), { level: 1 });
-    const broken = inner.subarray(0, inner.length - 4096);
-    await putObject(bucket, "broken/later.tar.gz", broken);
-    const storage = await mkdtemp(join(root, "later-"));
+  it("an archive damaged on the way (one byte flipped once): INTEGRITY, no record, the next run stages it", async () => {
+    const good = gzipSync(tar(tarFile("a.bin", randomBytes(2 * 1024 * 1024))), { level: 1 });
+    await putObject(bucket, "transit/set.tar.gz", good);
+    const storage = await mkdtemp(join(root, "transit-"));
+    const data = join(storage, "ml", "data");
     const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
-    const later = JSON.stringify([{ uri: `s3://${bucket}/broken/later.tar.gz` }]);
-    const lockEnv = env({ DSFETCH_LOCK_STALE: "5" });
-    const first = await runCli(args, { env: lockEnv, stdin: later, timeoutMs: 60_000 });
-    expect(first.code, first.stderr).toBe(8);
-    // Within the period: spared.
-    proxy.resetCounters();
-    const soon = await runCli(args, { env: lockEnv, stdin: later, timeoutMs: 60_000 });
-    expect(JSON.parse(soon.stdout).datasets[0].error.message).toMatch(
-      / \(met by .+ pid \d+ \d+ s ago on the same object version: not downloaded again\)$/,
-    );
-    expect(proxy.getBodyBytes()).toBe(0);
-    // After it: downloaded again, and the same error of its own.
-    await sleep(5500);
-    proxy.resetCounters();
-    const again = await runCli(args, { env: lockEnv, stdin: later, timeoutMs: 60_000 });
-    expect(again.code, again.stderr).toBe(8);
-    const error = JSON.parse(again.stdout).datasets[0].error;
-    expect(error.code).toBe("ARCHIVE_INVALID");
-    expect(error.message).not.toMatch(/not downloaded again/);
-    expect(proxy.getBodyBytes()).toBeGreaterThanOrEqual(broken.length);
+    const set = JSON.stringify([{ uri: `s3://${bucket}/transit/set.tar.gz` }]);
+    let flipped = 0;
+    proxy.rewriteResponses({
+      match: (request, status) =>
+        flipped === 0 &&
+        request.method === "GET" &&
+        status < 300 &&
+        request.target.includes("transit/set.tar.gz"),
+      rewrite: (body) => {
+        flipped += 1;
+        const copy = Buffer.from(body);
+        copy[copy.length >> 1] = (copy[copy.length >> 1] ?? 0) ^ 0xff;
+        return copy;
+      },
+    });
+    let first: CliResult;
+    try {
+      first = await runCli(args, { env: env(), stdin: set, timeoutMs: 60_000 });
+    } finally {
+      proxy.rewriteResponses(undefined);
+    }
+    expect(flipped).toBe(1);
+    // The decoder refused it; the whole object, hashed to its end, says why.
+    expect(first.code, first.stderr).toBe(5);
+    expect(JSON.parse(first.stdout).datasets[0].error.code).toBe("INTEGRITY");
+    expect(await readdir(join(data, ".dsfetch", "failures")).catch(() => [])).toEqual([]);
+    const second = await runCli(args, { env: env(), stdin: set, timeoutMs: 60_000 });
+    expect(second.code, second.stderr).toBe(0);
   });
 
   it("reuse when unchanged: a second run makes no data request", async () => {
