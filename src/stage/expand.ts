@@ -221,10 +221,9 @@ function aboutStoredObject(error: DsfetchError): DsfetchError {
     dataset: error.dataset,
     expected: error.expected,
     found: error.found,
-    hint:
-      error.code === "ARCHIVE_INVALID"
-        ? "nothing was published; the object in the store is itself damaged (its bytes match its ETag): re-create or re-upload it"
-        : error.hint,
+    // Kept (a wrong extension, a truncated upload, an unsafe entry: each has its own advice),
+    // with what the check showed: the object in the store is like this, not this download.
+    hint: `${error.hint ?? "nothing was published"} (the object's bytes match the store's ETag: the object in the store is like this)`,
     objectVerified: true,
     cause: error.cause,
   });
