@@ -46,6 +46,14 @@ export class StreamingVerifier {
     return this.hasher.update(chunk);
   }
 
+  /**
+   * What the bytes are compared with ("its ETag", "its CRC32 checksum"), or undefined when
+   * only their count can be checked (size-only: then nothing says the bytes are right).
+   */
+  get hashedAgainst(): string | undefined {
+    return this.hasher === undefined ? undefined : this.plan.against;
+  }
+
   /** Stops hashing (the expansion failed). */
   dispose(): void {
     this.hasher?.dispose();

@@ -172,9 +172,14 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
       expandedBytes: result.bytes,
     };
   } catch (error) {
-    if (confirmable(error) && resolution.bytes - pumped <= CONFIRM_REST_BYTES) {
+    const against = verifier.hashedAgainst;
+    if (
+      confirmable(error) &&
+      against !== undefined &&
+      resolution.bytes - pumped <= CONFIRM_REST_BYTES
+    ) {
       if (thread !== undefined) await stopExtractThread(thread);
-      throw await confirmInStore(error);
+      throw await confirmInStore(error, against);
     }
     abort.abort(error);
     if (thread !== undefined) await stopExtractThread(thread);
@@ -191,7 +196,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
    * then answers with the extractor's error marked as about the stored object, or with the
    * verification's (INTEGRITY: damaged on the way), or with the download's.
    */
-  async function confirmInStore(error: DsfetchError): Promise<unknown> {
+  async function confirmInStore(error: DsfetchError, against: string): Promise<unknown> {
     ledger.retire(EXTRACTOR);
     channel.abandon();
     try {
@@ -202,8 +207,15 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
       verifier.dispose();
       return other;
     }
-    return aboutStoredObject(error);
+    return aboutStoredObject(error, against);
   }
+}
+
+/** What a download's verification ("md5", "checksum:CRC32", …) compared the bytes with. */
+function hashedAgainst(verification: string): string | undefined {
+  if (verification === "md5" || verification === "multipart-md5") return "its ETag";
+  if (verification.startsWith("checksum:")) return `its ${verification.slice(9)} checksum`;
+  return undefined; // size-only: the bytes themselves were not checked
 }
 
 /** An extractor's refusal that verifying the object's bytes can confirm. */
@@ -215,15 +227,18 @@ function confirmable(error: unknown): error is DsfetchError {
   );
 }
 
-/** The same error, marked as about the stored object (its bytes matched the store's). */
-function aboutStoredObject(error: DsfetchError): DsfetchError {
+/**
+ * The same error, marked as about the stored object: its bytes were hashed and matched
+ * `against` ("its ETag", "its CRC32 checksum").
+ */
+function aboutStoredObject(error: DsfetchError, against: string): DsfetchError {
   return new DsfetchError(error.code, error.message, {
     dataset: error.dataset,
     expected: error.expected,
     found: error.found,
     // Kept (a wrong extension, a truncated upload, an unsafe entry: each has its own advice),
     // with what the check showed: the object in the store is like this, not this download.
-    hint: `${error.hint ?? "nothing was published"} (the object's bytes match the store's ETag: the object in the store is like this)`,
+    hint: `${error.hint ?? "nothing was published"} (the object's bytes match ${against}: the object in the store is like this)`,
     objectVerified: true,
     cause: error.cause,
   });
@@ -249,7 +264,10 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
     // Downloaded whole and verified first: what the extractor refuses is the stored object.
     const result = await extractZip(zipPath, input.attempt.dataDir, input.limits, spec.name).catch(
       (error: unknown) => {
-        throw confirmable(error) ? aboutStoredObject(error) : error;
+        const against = hashedAgainst(download.verification);
+        throw confirmable(error) && against !== undefined
+          ? aboutStoredObject(error, against)
+          : error;
       },
     );
     return {

@@ -25,7 +25,12 @@ import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "..
 import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { EarlyWriteback } from "../volumes/early-writeback.ts";
-import { clearFailure, failureOfAwaitedHolder, recordFailure } from "../volumes/failure-record.ts";
+import {
+  clearFailure,
+  failureOfAwaitedHolder,
+  passOnFailure,
+  recordFailure,
+} from "../volumes/failure-record.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import { acquireLock, describeHolder, type HeldLock, type Holder } from "../volumes/lock.ts";
 import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/manifest.ts";
@@ -213,7 +218,11 @@ export async function stageDataset(
           spec.name,
           waitedOn,
         );
-        if (failed !== undefined) throw failed;
+        if (failed !== undefined) {
+          // Passed on: the workers that waited on this one are spared too.
+          await passOnFailure(target.location.failurePath, lock.holder);
+          throw failed;
+        }
       }
       if (lock !== undefined) {
         await cleanAbandonedAttempts(

@@ -56,14 +56,34 @@ export async function recordFailure(
 ): Promise<void> {
   if (!(error instanceof DsfetchError) || !error.objectVerified) return;
   if (!ABOUT_THE_OBJECT.has(error.code)) return;
-  const record: FailureRecord = {
+  await writeRecord(path, {
     version: 1,
     source: sourceOf(resolution),
     holder: { host: holder.host, pid: holder.pid, since: holder.since },
     code: error.code,
     message: error.message,
     hint: error.hint ?? null,
-  };
+  });
+}
+
+/**
+ * Passes a record on under `holder` (this process, which failed from it): the workers that
+ * waited only on this one are spared too. The error itself is the first holder's.
+ */
+export async function passOnFailure(path: string, holder: Holder): Promise<void> {
+  let record: FailureRecord;
+  try {
+    record = JSON.parse(await readFile(path, "utf8")) as FailureRecord;
+  } catch {
+    return;
+  }
+  await writeRecord(path, {
+    ...record,
+    holder: { host: holder.host, pid: holder.pid, since: holder.since },
+  });
+}
+
+async function writeRecord(path: string, record: FailureRecord): Promise<void> {
   const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
   try {
     await mkdir(dirname(path), { recursive: true });

@@ -10,6 +10,7 @@ import type { ResolvedObject, ResolvedPrefix } from "../../src/fetch/resolve.ts"
 import {
   clearFailure,
   failureOfAwaitedHolder,
+  passOnFailure,
   recordFailure,
 } from "../../src/volumes/failure-record.ts";
 
@@ -121,5 +122,15 @@ describe("failure records", () => {
     const changed = { ...folder, listingDigest: "b".repeat(64) };
     expect(await failureOfAwaitedHolder(path, changed, "images", [holder])).toBeUndefined();
     expect(await failureOfAwaitedHolder(path, object, "images", [holder])).toBeUndefined();
+  });
+
+  it("passed on by a worker that failed from it: met by the workers that waited only on that one", async () => {
+    await recordFailure(path, object, broken, holder);
+    const second = { host: "host-b", pid: 9, since: "2026-12-04T04:00:03.000Z" };
+    await passOnFailure(path, second);
+    expect(await failureOfAwaitedHolder(path, object, "set", [holder])).toBeUndefined();
+    expect((await failureOfAwaitedHolder(path, object, "set", [second]))?.message).toBe(
+      "set: the gzip data is corrupt (met by host-b pid 9, whose download this worker waited for, on the same object version: not downloaded again)",
+    );
   });
 });

@@ -145,7 +145,7 @@ describe("fetch once across processes", () => {
       const error = JSON.parse(run.stdout).datasets[0].error;
       expect(error.code).toBe("ARCHIVE_INVALID");
       expect(error.hint).toMatch(
-        /\(the object's bytes match the store's ETag: the object in the store is like this\)$/,
+        /\(the object's bytes match its ETag: the object in the store is like this\)$/,
       );
     }
     expect(proxy.getBodyBytes()).toBeLessThanOrEqual(1.05 * broken.length);
