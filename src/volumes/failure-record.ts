@@ -25,7 +25,10 @@ interface FailureRecord {
   readonly version: 1;
   /** What failed (an object version, a folder's listing): used only for exactly the same. */
   readonly source: Record<string, string | number | null>;
+  /** The holder that met the error. */
   readonly holder: Holder;
+  /** Holders that failed from this record since, for the workers that waited on them. */
+  readonly passedOn?: readonly Holder[];
   readonly code: ErrorCode;
   readonly message: string;
   readonly hint: string | null;
@@ -67,8 +70,8 @@ export async function recordFailure(
 }
 
 /**
- * Passes a record on under `holder` (this process, which failed from it): the workers that
- * waited only on this one are spared too. The error itself is the first holder's.
+ * Adds `holder` (this process, which failed from the record) to those it names: the workers
+ * that waited only on this one are spared too.
  */
 export async function passOnFailure(path: string, holder: Holder): Promise<void> {
   let record: FailureRecord;
@@ -77,9 +80,10 @@ export async function passOnFailure(path: string, holder: Holder): Promise<void>
   } catch {
     return;
   }
+  const passedOn = Array.isArray(record.passedOn) ? record.passedOn : [];
   await writeRecord(path, {
     ...record,
-    holder: { host: holder.host, pid: holder.pid, since: holder.since },
+    passedOn: [...passedOn, { host: holder.host, pid: holder.pid, since: holder.since }],
   });
 }
 
@@ -112,13 +116,14 @@ export async function failureOfAwaitedHolder(
     return undefined;
   }
   const { holder } = record;
+  const named = [...(holder === undefined ? [] : [holder]), ...(record.passedOn ?? [])];
   if (
     record.version !== 1 ||
     typeof record.code !== "string" ||
     !ABOUT_THE_OBJECT.has(record.code) ||
     typeof record.message !== "string" ||
     holder === undefined ||
-    !waitedOn.some((seen) => sameHolder(seen, holder)) ||
+    !waitedOn.some((seen) => named.some((one) => sameHolder(seen, one))) ||
     JSON.stringify(record.source) !== JSON.stringify(sourceOf(resolution))
   ) {
     return undefined;

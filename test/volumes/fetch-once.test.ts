@@ -128,8 +128,8 @@ describe("fetch once across processes", () => {
     const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
     const brokenSet = JSON.stringify([{ uri: `s3://${bucket}/broken/set.tar.gz` }]);
     proxy.resetCounters();
-    // ~3 s for the holder's download: every process is waiting on it by then.
-    proxy.throttle(4 * 1024 * 1024);
+    // ~6 s for the holder's download: every process is waiting on it by then.
+    proxy.throttle(2 * 1024 * 1024);
     let runs: CliResult[];
     try {
       runs = await Promise.all(
