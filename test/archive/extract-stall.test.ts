@@ -88,6 +88,48 @@ function standInXz(root: string, body: string): { pidFile: string } {
   return { pidFile };
 }
 
+/**
+ * A stand-in `xz` that takes its input at once, then writes `tarFile` in 64 KiB pieces
+ * `gapSeconds` apart: slow, but never silent for longer than the gap.
+ */
+function steadyStandInXz(root: string, tarFile: string, gapSeconds: number): void {
+  standInXz(
+    root,
+    [
+      "cat > /dev/null",
+      `n=$(wc -c < '${tarFile}')`,
+      "i=0",
+      "while [ $((i * 65536)) -lt $n ]; do",
+      `  dd if='${tarFile}' bs=65536 skip=$i count=1 2>/dev/null`,
+      `  sleep ${gapSeconds}`,
+      "  i=$((i + 1))",
+      "done",
+    ].join("\n"),
+  );
+}
+
+/**
+ * A thread blocked opening a FIFO for reading (until a writer opens it): it can neither take
+ * input nor be terminated, as with a write to a hung NFS server. `unblock` lets it end.
+ */
+async function threadBlockedOnFifo(root: string): Promise<{
+  fifo: string;
+  worker: Worker;
+  exited: Promise<unknown>;
+  unblock: () => void;
+}> {
+  const fifo = join(root, "fifo");
+  execFileSync("mkfifo", [fifo]);
+  const worker = new Worker(
+    `require("node:worker_threads").parentPort.postMessage("blocking");
+     require("node:fs").openSync(${JSON.stringify(fifo)}, "r");`,
+    { eval: true },
+  );
+  await new Promise((resolve) => worker.once("message", resolve));
+  const exited = new Promise((resolve) => worker.once("exit", resolve));
+  return { fifo, worker, exited, unblock: () => closeSync(openSync(fifo, "w")) };
+}
+
 /** Whether a process still runs (a zombie, dead but not yet reaped, does not). */
 function running(pid: number): boolean {
   try {
@@ -144,19 +186,7 @@ describe("the extraction thread's stall watchdog", () => {
     writeFileSync(tarFile, archive);
     // Takes its input at once, then writes the tar in 64 KiB pieces 0.25 s apart: ~2.5 s
     // in all, two and a half times the bound, with no input taken after the first instant.
-    standInXz(
-      ws.root,
-      [
-        "cat > /dev/null",
-        `n=$(wc -c < '${tarFile}')`,
-        "i=0",
-        "while [ $((i * 65536)) -lt $n ]; do",
-        `  dd if='${tarFile}' bs=65536 skip=$i count=1 2>/dev/null`,
-        "  sleep 0.25",
-        "  i=$((i + 1))",
-        "done",
-      ].join("\n"),
-    );
+    steadyStandInXz(ws.root, tarFile, 0.25);
     const result = await extractTarInWorker(chunks(randomBytes(1000), 1000), xzJob(ws.dest), {
       stallTimeoutMs: 1000,
     });
@@ -170,14 +200,7 @@ describe("the extraction thread's stall watchdog", () => {
     ws = workspace();
     // Opening a FIFO for reading blocks until a writer opens it: the thread can neither take
     // input nor be terminated, as with a write to a hung NFS server.
-    const fifo = join(ws.root, "fifo");
-    execFileSync("mkfifo", [fifo]);
-    const worker = new Worker(
-      `require("node:worker_threads").parentPort.postMessage("blocking");
-       require("node:fs").openSync(${JSON.stringify(fifo)}, "r");`,
-      { eval: true },
-    );
-    await new Promise((resolve) => worker.once("message", resolve));
+    const { fifo, worker, exited, unblock } = await threadBlockedOnFifo(ws.root);
     let release: (() => void) | undefined;
     async function* oneChunkThenSilence(): AsyncGenerator<Buffer> {
       yield randomBytes(1 << 20);
@@ -185,7 +208,6 @@ describe("the extraction thread's stall watchdog", () => {
         release = resolve;
       });
     }
-    const exited = new Promise((resolve) => worker.once("exit", resolve));
     try {
       const error = await extractTarInWorker(oneChunkThenSilence(), xzJob(ws.dest), {
         thread: { worker },
@@ -197,8 +219,7 @@ describe("the extraction thread's stall watchdog", () => {
       );
     } finally {
       release?.();
-      // Let the thread's open() return, so that it ends.
-      closeSync(openSync(fifo, "w"));
+      unblock();
       await exited;
     }
     expect(existsSync(fifo)).toBe(true);
@@ -227,19 +248,7 @@ describe("the extraction thread's stall watchdog", () => {
     const tarFile = join(ws.root, "real.tar");
     writeFileSync(tarFile, tar(...parts));
     // 64 KiB every 0.1 s: ~3 s in all, steady.
-    standInXz(
-      ws.root,
-      [
-        "cat > /dev/null",
-        `n=$(wc -c < '${tarFile}')`,
-        "i=0",
-        "while [ $((i * 65536)) -lt $n ]; do",
-        `  dd if='${tarFile}' bs=65536 skip=$i count=1 2>/dev/null`,
-        "  sleep 0.1",
-        "  i=$((i + 1))",
-        "done",
-      ].join("\n"),
-    );
+    steadyStandInXz(ws.root, tarFile, 0.1);
     // Its own process group: the stand-in and its sleeps stop and resume with it.
     const child = spawn(process.execPath, [FREEZE_CHILD, ws.dest, "1000"], {
       detached: true,
@@ -309,15 +318,7 @@ describe("the extraction thread's stall watchdog", () => {
 
   it("an abort while the thread is blocked in a system call: the abort's reason, after the grace", async () => {
     ws = workspace();
-    const fifo = join(ws.root, "fifo");
-    execFileSync("mkfifo", [fifo]);
-    const worker = new Worker(
-      `require("node:worker_threads").parentPort.postMessage("blocking");
-       require("node:fs").openSync(${JSON.stringify(fifo)}, "r");`,
-      { eval: true },
-    );
-    await new Promise((resolve) => worker.once("message", resolve));
-    const exited = new Promise((resolve) => worker.once("exit", resolve));
+    const { worker, exited, unblock } = await threadBlockedOnFifo(ws.root);
     const controller = new AbortController();
     const reason = new Error("interrupted");
     async function* abortAfterOneChunk(): AsyncGenerator<Buffer> {
@@ -334,7 +335,7 @@ describe("the extraction thread's stall watchdog", () => {
       }).catch((e: unknown) => e);
       expect(error).toBe(reason);
     } finally {
-      closeSync(openSync(fifo, "w"));
+      unblock();
       await exited;
     }
   }, 20_000);
