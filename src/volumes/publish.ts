@@ -34,8 +34,9 @@ export async function publish(
       mode: 0o644,
     });
     // Read-only below the root now; the root itself after the rename (moving a directory
-    // to another parent needs write permission on it, to update its "..").
-    makeReadOnly(attempt.dataDir, true);
+    // to another parent needs write permission on it, to update its ".."). Every file in an
+    // attempt comes from our own writers, created read-only (permissions.ts).
+    makeReadOnly(attempt.dataDir, { keepRoot: true, filesCreatedReadOnly: true });
     await syncTree(attempt.dir);
   } catch (error) {
     throw storageError(error, attempt.dir);
