@@ -90,7 +90,7 @@ import {
 
 const SCRIPT = "bench/archive.ts";
 /** dsfetch's extraction alone, from a local file (the "dsfetch-local" rows). */
-const EXTRACT_LOCAL = fileURLToPath(new URL("./extract-local.ts", import.meta.url));
+const EXTRACT_LOCAL = fileURLToPath(new URL("./extract-local.mjs", import.meta.url));
 const ARCHIVE_FLAGS: readonly Flag[] = [
   "--runs",
   "--formats",
@@ -273,7 +273,7 @@ function jobsFor(info: ArchiveInfo, session: Session, opts: BenchOptions): Job[]
     });
   }
   if (info.format !== "zip" && opts.tools.includes("dsfetch") && toolPath(session, "dsfetch")) {
-    // dsfetch's extraction alone (bench/extract-local.ts), beside the limit rows: the same
+    // dsfetch's extraction alone (bench/extract-local.mjs), beside the limit rows: the same
     // local file, no download, no verification, no sync.
     jobs.push({
       format: info.format,
