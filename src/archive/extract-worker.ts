@@ -18,7 +18,7 @@ import { parentPort } from "node:worker_threads";
 import { toDsfetchError } from "../errors.ts";
 import { type Codec, decompress, STREAM_INPUT_BATCH } from "./decompress.ts";
 import type { ExtractLimits } from "./limits.ts";
-import { extractTar } from "./tar-extract.ts";
+import { extractTar, type WriteMode } from "./tar-extract.ts";
 
 export interface ExtractJob {
   readonly compression: Codec | "none";
@@ -26,6 +26,8 @@ export interface ExtractJob {
   readonly limits: ExtractLimits;
   readonly dataset: string;
   readonly xzMemoryLimit?: number | undefined;
+  /** How files are written (tar-extract.ts WriteMode); default "auto". */
+  readonly writes?: WriteMode | undefined;
 }
 
 export type ToWorker =
@@ -146,7 +148,14 @@ try {
           dataset: job.dataset,
           xzMemoryLimit: job.xzMemoryLimit,
         });
-  const result = await extractTar(tarBytes, job.destination, job.limits, job.dataset, touch);
+  const result = await extractTar(
+    tarBytes,
+    job.destination,
+    job.limits,
+    job.dataset,
+    touch,
+    { mode: job.writes },
+  );
   touch();
   port.postMessage({ type: "done", result });
 } catch (error) {

@@ -1,6 +1,7 @@
 /** Process entry point: wires the real process (streams, environment, signals) to main(). */
-// First, before the modules below allocate (heap-tuning.ts).
+// First, before the modules below allocate (heap-tuning.ts) or start the thread pool.
 import "./heap-tuning.ts";
+import "./thread-pool-size.ts";
 import { main } from "./main.ts";
 import { SignalRouter } from "./signals.ts";
 

@@ -56,6 +56,8 @@ export interface Expanded {
   readonly refetchedBytes: number;
   /** Bytes written to the dataset directory. */
   readonly expandedBytes: number;
+  /** Files written by the parallel writes (archive/parallel-writes.ts); 0 for a zip. */
+  readonly writtenInParallel: number;
 }
 
 /** Bytes of compressed data buffered between the download and the decompressor. */
@@ -153,6 +155,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
         destination: input.attempt.dataDir,
         limits: input.limits,
         dataset: spec.name,
+        writes: input.tuning.extractWrites,
       },
       {
         signal,
@@ -170,6 +173,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
       verification,
       refetchedBytes: stats.refetchedBytes,
       expandedBytes: result.bytes,
+      writtenInParallel: result.writtenInParallel,
     };
   } catch (error) {
     const against = verifier.hashedAgainst;
@@ -275,6 +279,7 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
       verification: download.verification,
       refetchedBytes: download.refetchedBytes,
       expandedBytes: result.bytes,
+      writtenInParallel: 0,
     };
   } finally {
     await rm(zipPath, { force: true });

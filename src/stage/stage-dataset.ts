@@ -392,6 +392,16 @@ async function downloadInto(
       errorContext,
     });
     progress.addObject();
+    if (expanded.writtenInParallel > 0) {
+      context.onEvent({
+        type: "info",
+        dataset: spec.name,
+        message:
+          tuning.extractWrites === "parallel"
+            ? `${expanded.writtenInParallel} of ${expanded.files.length} files written in parallel (DSFETCH_EXTRACT_WRITES=parallel)`
+            : `${expanded.writtenInParallel} of ${expanded.files.length} files written in parallel: creating files one at a time was slow on this storage (a network filesystem?)`,
+      });
+    }
     return {
       files: expanded.files,
       verification: { [expanded.verification]: 1 },

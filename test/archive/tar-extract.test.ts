@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Codec, decompress } from "../../src/archive/decompress.ts";
 import { DEFAULT_LIMITS } from "../../src/archive/limits.ts";
 import { extractTar, TarExtractor } from "../../src/archive/tar-extract.ts";
+import { DsfetchError } from "../../src/errors.ts";
 import { chunks, hasProgram, run } from "./tar-helpers.ts";
 
 const UMASK = process.umask();
@@ -298,5 +299,101 @@ describe("tar round trips (GNU tar)", () => {
     const dest = freshDest();
     await extractFile(archive, dest);
     expect(readFileSync(join(dest, "a.txt"), "utf8")).toBe("from git\n");
+  });
+});
+
+describe("files written in parallel (the way to network storage: parallel-writes.ts)", () => {
+  const parallel = { mode: "parallel" } as const;
+
+  for (const format of ["gnu", "pax"]) {
+    it(`${format}: every kind of entry byte-exact, hard links to files still on their way`, async () => {
+      const dest = freshDest();
+      const result = await extractTar(
+        createReadStream(makeTar(full, format), { highWaterMark: 64 << 10 }),
+        dest,
+        DEFAULT_LIMITS,
+        DATASET,
+        undefined,
+        parallel,
+      );
+      expect(treeOf(dest)).toEqual(expectedOf(treeOf(full)));
+      expect(lstatSync(join(dest, "hard.txt")).ino).toBe(lstatSync(join(dest, "small.txt")).ino);
+      expect(lstatSync(join(dest, "sub/big-again.bin")).ino).toBe(
+        lstatSync(join(dest, "big.bin")).ino,
+      );
+      // All regular files but big.bin (over 1 MiB: written by the parser) and 2 hard links.
+      expect(result.writtenInParallel).toBe(result.files.length - 3);
+    });
+  }
+
+  it("auto: one file at a time while creates are fast; in parallel after a slow window", async () => {
+    const archive = makeTar(many, "gnu");
+    const never = await extractTar(
+      createReadStream(archive),
+      freshDest(),
+      DEFAULT_LIMITS,
+      DATASET,
+      undefined,
+      { mode: "auto", slowCreateUs: 1e9 },
+    );
+    expect(never.writtenInParallel).toBe(0);
+    const dest = freshDest();
+    const switched = await extractTar(
+      createReadStream(archive),
+      dest,
+      DEFAULT_LIMITS,
+      DATASET,
+      undefined,
+      { mode: "auto", slowCreateUs: 0 },
+    );
+    // The first window of 32 files is timed one at a time, the rest goes in parallel.
+    expect(switched.writtenInParallel).toBe(5000 - 32);
+    expect(treeOf(dest)).toEqual(expectedOf(treeOf(many)));
+  });
+
+  /** Every path under `dest` with its size, to see that nothing changes after an answer. */
+  function snapshot(dest: string): string[] {
+    return treeOf(dest).map((node) => `${node.path} ${node.kind} ${node.content?.length ?? ""}`);
+  }
+
+  it("a failure mid-way (a file already there): the refusal, and nothing appears afterwards", async () => {
+    const dest = freshDest();
+    mkdirSync(join(dest, "d30"));
+    writeFileSync(join(dest, "d30", "f3001.txt"), "planted\n");
+    const error = await extractTar(
+      createReadStream(makeTar(many, "gnu"), { highWaterMark: 16 << 10 }),
+      dest,
+      DEFAULT_LIMITS,
+      DATASET,
+      undefined,
+      parallel,
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DsfetchError);
+    expect((error as DsfetchError).code).toBe("UNSAFE_PATH");
+    expect((error as DsfetchError).message).toMatch(
+      /"\.\/d30\/f3001\.txt" would overwrite something already in the destination/,
+    );
+    const after = snapshot(dest);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(snapshot(dest)).toEqual(after);
+    expect(readFileSync(join(dest, "d30", "f3001.txt"), "utf8")).toBe("planted\n");
+  });
+
+  it("the source fails mid-way (a cut download): its error, and nothing appears afterwards", async () => {
+    const archive = readFileSync(makeTar(many, "gnu"));
+    async function* cut(): AsyncGenerator<Buffer> {
+      for (let at = 0; at < archive.length / 2; at += 64 << 10) {
+        yield archive.subarray(at, at + (64 << 10));
+      }
+      throw new Error("connection reset");
+    }
+    const dest = freshDest();
+    const error = await extractTar(cut(), dest, DEFAULT_LIMITS, DATASET, undefined, parallel).catch(
+      (e: unknown) => e,
+    );
+    expect((error as Error).message).toBe("connection reset");
+    const after = snapshot(dest);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(snapshot(dest)).toEqual(after);
   });
 });
