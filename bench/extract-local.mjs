@@ -62,6 +62,6 @@ const result = await extractTarInWorker(read(archive), {
   limits: DEFAULT_LIMITS,
   dataset: "bench",
   // As a fetch takes it (config/tuning.ts): "auto" unless set.
-  writes: process.env.DSFETCH_EXTRACT_WRITES || undefined,
+  writes: process.env.DSFETCH_FILE_WRITES || undefined,
 });
 process.stdout.write(`${JSON.stringify({ files: result.files.length, bytes: result.bytes })}\n`);

@@ -148,14 +148,9 @@ try {
           dataset: job.dataset,
           xzMemoryLimit: job.xzMemoryLimit,
         });
-  const result = await extractTar(
-    tarBytes,
-    job.destination,
-    job.limits,
-    job.dataset,
-    touch,
-    { mode: job.writes },
-  );
+  const result = await extractTar(tarBytes, job.destination, job.limits, job.dataset, touch, {
+    mode: job.writes,
+  });
   touch();
   port.postMessage({ type: "done", result });
 } catch (error) {

@@ -19,6 +19,7 @@
  * removed its destination.
  */
 import { close, open, write } from "node:fs";
+import { WRITE_PIECE } from "../util/write-piece.ts";
 
 export interface ParallelFile {
   /** Absolute path to create (O_EXCL). */
@@ -183,12 +184,18 @@ export class ParallelWrites {
           finish(null);
           return;
         }
-        write(fd, data, at, data.length - at, null, (writeError, written) => {
-          if (writeError !== null) finish(writeError);
+        write(fd, data, at, Math.min(data.length - at, WRITE_PIECE), null, (error, written) => {
+          if (error !== null) finish(error);
+          // A write of nothing would loop forever: the disk is full (as util/write-piece.ts).
+          else if (written === 0) finish(noSpace());
           else writeFrom(at + written);
         });
       };
       writeFrom(0);
     });
   }
+}
+
+function noSpace(): NodeJS.ErrnoException {
+  return Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
 }

@@ -62,14 +62,15 @@ import {
   writeSync,
 } from "node:fs";
 import { DsfetchError } from "../errors.ts";
+import { SlowCreates } from "../util/slow-creates.ts";
+import type { WriteMode } from "../util/write-mode.ts";
 import { WRITE_PIECE } from "../util/write-piece.ts";
 import { CollisionGuard, checkEntryPath } from "./entry-path.ts";
 import type { ExtractLimits } from "./limits.ts";
 import { isZeroBlock, storedTarChecksum, tarChecksumMatches } from "./magic.ts";
 import { type ParallelFailure, ParallelWrites } from "./parallel-writes.ts";
-import type { WriteMode } from "./write-mode.ts";
 
-export type { WriteMode } from "./write-mode.ts";
+export type { WriteMode } from "../util/write-mode.ts";
 
 export interface WriteOptions {
   /** Default "auto". */
@@ -80,14 +81,6 @@ export interface WriteOptions {
 
 /** Files up to this size may be written in parallel (their data is copied and queued). */
 const PARALLEL_FILE_MAX = 1 << 20;
-/** Files per timing window of "auto". */
-const PROBE_WINDOW = 32;
-/**
- * Mean open + close time above which storage is slow. A local disk or tmpfs takes 10-30 us
- * here (ext4 after mass deletions up to ~100 us); an NFS create alone is a round trip to the
- * server (0.2-2 ms on a LAN, more on EFS).
- */
-const SLOW_CREATE_US = 250;
 
 export interface ExtractedFile {
   /** Relative path under the destination, "/"-separated. */
@@ -171,15 +164,13 @@ export class TarExtractor {
   private entries = 0;
 
   private readonly writes: WriteMode;
-  private readonly slowCreateUs: number;
+  /** "auto": the timing of creates and closes (util/slow-creates.ts). */
+  private readonly creates: SlowCreates;
   private writtenInParallel = 0;
   /** Set in "parallel" mode, or once "auto" measured slow creates. */
   private parallel: ParallelWrites | undefined;
   /** The current small file's path, mode and data, while SINK_BUFFER. */
   private pending: { path: string; mode: number; data: Buffer; fill: number } | undefined;
-  /** "auto": files timed in the current window, and their open + close time in ms. */
-  private probeFiles = 0;
-  private probeMs = 0;
   /** "auto": when the current file's open started, or -1 when it is not timed. */
   private probeStart = -1;
   /** Hard links met while writing in parallel: made once every file is on disk. */
@@ -236,7 +227,7 @@ export class TarExtractor {
     this.dataset = dataset;
     this.onProgress = onProgress;
     this.writes = writes.mode ?? "auto";
-    this.slowCreateUs = writes.slowCreateUs ?? SLOW_CREATE_US;
+    this.creates = new SlowCreates(writes.slowCreateUs);
     if (this.writes === "parallel") this.parallel = new ParallelWrites(FILE_FLAGS, onProgress);
   }
 
@@ -921,7 +912,7 @@ export class TarExtractor {
     }
     if (this.probeStart >= 0) {
       // Only the open and the close are timed: the data's writes wait for input in between.
-      this.probeMs += performance.now() - this.probeStart;
+      this.creates.add(performance.now() - this.probeStart);
     }
     this.created.set(path, size);
     this.files.push({ path, bytes: size });
@@ -1036,14 +1027,8 @@ export class TarExtractor {
     closeSync(fd);
     if (!timed) return;
     this.probeStart = -1;
-    this.probeMs += performance.now() - start;
-    this.probeFiles++;
-    if (this.probeFiles < PROBE_WINDOW) return;
-    if ((this.probeMs * 1000) / this.probeFiles > this.slowCreateUs) {
-      this.parallel = new ParallelWrites(FILE_FLAGS, this.onProgress);
-    }
-    this.probeFiles = 0;
-    this.probeMs = 0;
+    this.creates.add(performance.now() - start);
+    if (this.creates.fileDone()) this.parallel = new ParallelWrites(FILE_FLAGS, this.onProgress);
   }
 
   /** A small file's data is complete: the parallel writes create it. */

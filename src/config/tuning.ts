@@ -2,8 +2,9 @@
  * Transfer tuning from the environment. The defaults suit most machines; these exist for
  * slow or flaky links and for tests that need small ranges or a short stall bound. Pure.
  */
-import { WRITE_MODES, type WriteMode } from "../archive/write-mode.ts";
+
 import { DsfetchError } from "../errors.ts";
+import { WRITE_MODES, type WriteMode } from "../util/write-mode.ts";
 import { parseSize, SIZE_FORMS } from "./size.ts";
 
 export interface TransferTuning {
@@ -21,10 +22,11 @@ export interface TransferTuning {
    */
   readonly extractStallTimeoutMs: number;
   /**
-   * How an archive's files are written: "auto" (one at a time, several at once once creates
-   * turn out slow: network storage), "serial" or "parallel" (archive/tar-extract.ts).
+   * How the files of an archive or a folder are written: "auto" (one at a time, several at
+   * once when creates turn out slow: network storage), "serial" or "parallel"
+   * (util/write-mode.ts).
    */
-  readonly extractWrites: WriteMode;
+  readonly fileWrites: WriteMode;
   readonly lock: LockTiming;
   /** Bound on what one archive may expand to in shared storage (ephemeral: the volume size). */
   readonly maxExpandedBytes: number;
@@ -47,7 +49,7 @@ export const DEFAULT_TUNING: TransferTuning = Object.freeze({
   objectConcurrency: 32,
   stallTimeoutMs: 30_000,
   extractStallTimeoutMs: 300_000,
-  extractWrites: "auto",
+  fileWrites: "auto",
   // NFS attribute caches (actimeo up to 60 s) and clock skew: see volumes/lock.ts.
   lock: Object.freeze({ staleMs: 120_000, pollMs: 1_000, waitMs: 2 * 60 * 60_000 }),
   maxExpandedBytes: 2 ** 40,
@@ -81,22 +83,22 @@ export function resolveTuning(env: Readonly<Record<string, string | undefined>>)
     }
     maxExpandedBytes = parsed.bytes;
   }
-  const writesText = env.DSFETCH_EXTRACT_WRITES;
-  let extractWrites = DEFAULT_TUNING.extractWrites;
+  const writesText = env.DSFETCH_FILE_WRITES;
+  let fileWrites = DEFAULT_TUNING.fileWrites;
   if (writesText !== undefined && writesText !== "") {
     const mode = WRITE_MODES.find((m) => m === writesText);
     if (mode === undefined) {
       throw new DsfetchError(
         "USAGE",
-        `DSFETCH_EXTRACT_WRITES: ${JSON.stringify(writesText.slice(0, 40))} is not one of ${WRITE_MODES.join(", ")}`,
-        { hint: "unset DSFETCH_EXTRACT_WRITES for the default (auto)" },
+        `DSFETCH_FILE_WRITES: ${JSON.stringify(writesText.slice(0, 40))} is not one of ${WRITE_MODES.join(", ")}`,
+        { hint: "unset DSFETCH_FILE_WRITES for the default (auto)" },
       );
     }
-    extractWrites = mode;
+    fileWrites = mode;
   }
   return Object.freeze({
     maxExpandedBytes,
-    extractWrites,
+    fileWrites,
     rangeSize,
     directIo: integer(env, "DSFETCH_DIRECT_IO", 1, 0, 1) === 1,
     rangeConcurrency: integer(

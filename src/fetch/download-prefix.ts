@@ -8,7 +8,9 @@
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
-import { writeNewFileSync } from "../util/write-piece.ts";
+import { SlowCreates } from "../util/slow-creates.ts";
+import type { WriteMode } from "../util/write-mode.ts";
+import { writeNewFileTimed } from "../util/write-piece.ts";
 import { storageError } from "../volumes/attempt.ts";
 import type { ManifestFile } from "../volumes/manifest.ts";
 import { type ChecksumFields, chooseChecksum } from "./checksum/index.ts";
@@ -41,6 +43,8 @@ export interface DownloadPrefixOptions {
   readonly onBytes?: (bytes: number) => void;
   readonly onObject?: () => void;
   readonly errorContext: S3ErrorContext;
+  /** How the objects' files are written (util/write-mode.ts); default "auto". */
+  readonly writes?: WriteMode | undefined;
 }
 
 export interface DownloadedPrefix {
@@ -50,6 +54,8 @@ export interface DownloadedPrefix {
   readonly verification: Readonly<Record<string, number>>;
   readonly refetchedBytes: number;
   readonly retries: number;
+  /** Objects written through the thread pool, several at once (util/slow-creates.ts). */
+  readonly writtenInParallel: number;
 }
 
 export const DEFAULT_PREFIX_CONCURRENCY = 32;
@@ -82,6 +88,8 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   const { resolution } = options;
   checkPrefixKeys(resolution, options.errorContext.dataset);
   const createdDirs = new Set<string>([options.destination]);
+  // One file at a time while creates are fast; several at once on network storage.
+  const creates = SlowCreates.forMode(options.writes);
   const ensureDir = (dir: string) => {
     if (createdDirs.has(dir)) return;
     try {
@@ -116,7 +124,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     let how: string;
     let digest: string | undefined;
     if (object.bytes <= SMALL_OBJECT) {
-      const result = await fetchSmall(options, object, path, ctx, retry, totals);
+      const result = await fetchSmall(options, object, path, ctx, retry, totals, creates);
       how = result.verification;
       digest = result.digest;
     } else {
@@ -183,6 +191,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     verification,
     refetchedBytes: totals.refetchedBytes,
     retries: totals.retries,
+    writtenInParallel: creates.parallelFiles,
   };
 }
 
@@ -193,6 +202,7 @@ async function fetchSmall(
   ctx: S3ErrorContext,
   retry: RetryOptions,
   totals: { refetchedBytes: number },
+  creates: SlowCreates,
 ): Promise<{ verification: string; digest: string | undefined }> {
   let checksums: ChecksumFields = {};
   // The body lands in a reused buffer: bodies arrive as views of the connection's read
@@ -234,7 +244,8 @@ async function fetchSmall(
         throw classifyS3Error(error, ctx);
       }
     }, retry);
-    return verifyAndWrite(options, object, path, ctx, checksums, body);
+    // Awaited here: the scratch buffer goes back only once its bytes are written.
+    return await verifyAndWrite(options, object, path, ctx, checksums, body, creates);
   } finally {
     if (scratchBuffers.length < MAX_SCRATCH_BUFFERS) scratchBuffers.push(scratch);
   }
@@ -244,14 +255,15 @@ async function fetchSmall(
 const scratchBuffers: Buffer[] = [];
 const MAX_SCRATCH_BUFFERS = 64;
 
-function verifyAndWrite(
+async function verifyAndWrite(
   options: DownloadPrefixOptions,
   object: ListedObject,
   path: string,
   ctx: S3ErrorContext,
   checksums: ChecksumFields,
   body: Buffer,
-): { verification: string; digest: string | undefined } {
+  creates: SlowCreates,
+): Promise<{ verification: string; digest: string | undefined }> {
   // A whole-object GET carries the stored checksum (if any): prefer it, like HEAD's (SPEC §4).
   const { checksum, rejected } = chooseChecksum(checksums, etagPartCount(object.etag));
   const plan = planVerification(
@@ -268,7 +280,7 @@ function verifyAndWrite(
   const verification = plan.method;
   try {
     // Read-only from the start: publishing needs no chmod per file (volumes/permissions.ts).
-    writeNewFileSync(path, body, 0o444);
+    await writeNewFileTimed(path, body, 0o444, creates);
   } catch (error) {
     throw storageError(error, path);
   }

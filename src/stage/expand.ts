@@ -155,7 +155,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
         destination: input.attempt.dataDir,
         limits: input.limits,
         dataset: spec.name,
-        writes: input.tuning.extractWrites,
+        writes: input.tuning.fileWrites,
       },
       {
         signal,

@@ -363,7 +363,9 @@ async function downloadInto(
       onBytes,
       onObject: progress.addObject,
       errorContext,
+      writes: tuning.fileWrites,
     });
+    reportParallelWrites(context, spec.name, result.writtenInParallel, result.files.length);
     return {
       files: [...result.files],
       verification: { ...result.verification },
@@ -392,16 +394,7 @@ async function downloadInto(
       errorContext,
     });
     progress.addObject();
-    if (expanded.writtenInParallel > 0) {
-      context.onEvent({
-        type: "info",
-        dataset: spec.name,
-        message:
-          tuning.extractWrites === "parallel"
-            ? `${expanded.writtenInParallel} of ${expanded.files.length} files written in parallel (DSFETCH_EXTRACT_WRITES=parallel)`
-            : `${expanded.writtenInParallel} of ${expanded.files.length} files written in parallel: creating files one at a time was slow on this storage (a network filesystem?)`,
-      });
-    }
+    reportParallelWrites(context, spec.name, expanded.writtenInParallel, expanded.files.length);
     return {
       files: expanded.files,
       verification: { [expanded.verification]: 1 },
@@ -476,4 +469,22 @@ function buildManifest(spec: DatasetSpec, resolution: Resolution, download: Down
 
 function elapsed(started: number): number {
   return Math.round((performance.now() - started) / 10) / 100;
+}
+
+/** Says when files were written several at once (util/write-mode.ts), and why. */
+function reportParallelWrites(
+  context: StageContext,
+  dataset: string,
+  parallel: number,
+  files: number,
+): void {
+  if (parallel === 0) return;
+  context.onEvent({
+    type: "info",
+    dataset,
+    message:
+      context.tuning.fileWrites === "parallel"
+        ? `${parallel} of ${files} files written in parallel (DSFETCH_FILE_WRITES=parallel)`
+        : `${parallel} of ${files} files written in parallel: creating files one at a time was slow on this storage (a network filesystem?)`,
+  });
 }

@@ -135,19 +135,19 @@ describe("archive datasets: every extension, archives made by real tools", () =>
     });
   }
 
-  it("DSFETCH_EXTRACT_WRITES=parallel (as on network storage): byte-exact, the same manifest", async () => {
+  it("DSFETCH_FILE_WRITES=parallel (as on network storage): byte-exact, the same manifest", async () => {
     for (const [key, name] of [
       ["plain.tar", "plain"],
       ["gzipped.tar.gz", "gzipped"],
     ] as const) {
       const { code, data, stderr } = await fetch([{ uri: `s3://${bucket}/a/${key}` }], {
-        DSFETCH_EXTRACT_WRITES: "parallel",
+        DSFETCH_FILE_WRITES: "parallel",
       });
       expect(code, stderr).toBe(0);
       // Every regular file under 1 MiB of the 42 (hard links are made once they are on disk).
       expect(stderr).toMatch(
         new RegExp(
-          `${name}: \\d+ of 42 files written in parallel \\(DSFETCH_EXTRACT_WRITES=parallel\\)`,
+          `${name}: \\d+ of 42 files written in parallel \\(DSFETCH_FILE_WRITES=parallel\\)`,
         ),
       );
       expect(await tree(join(data, name))).toEqual(await tree(source));
@@ -157,12 +157,12 @@ describe("archive datasets: every extension, archives made by real tools", () =>
       expect(manifest.files.length).toBe(42);
     }
     const wrong = await fetch([{ uri: `s3://${bucket}/a/plain.tar` }], {
-      DSFETCH_EXTRACT_WRITES: "fast",
+      DSFETCH_FILE_WRITES: "fast",
     });
     expect(wrong.code).toBe(2);
     expect(wrong.json.error).toMatchObject({
       code: "USAGE",
-      message: 'DSFETCH_EXTRACT_WRITES: "fast" is not one of auto, serial, parallel',
+      message: 'DSFETCH_FILE_WRITES: "fast" is not one of auto, serial, parallel',
     });
     await nothingPublished(wrong.data);
   });

@@ -1,5 +1,5 @@
 // Tuning from the environment: DSFETCH_EXTRACT_STALL_TIMEOUT (the extraction watchdog's bound)
-// and DSFETCH_EXTRACT_WRITES (how an archive's files are written).
+// and DSFETCH_FILE_WRITES (how an archive's files are written).
 import { describe, expect, it } from "vitest";
 import { resolveTuning } from "../../src/config/tuning.ts";
 
@@ -28,23 +28,23 @@ describe("DSFETCH_EXTRACT_STALL_TIMEOUT", () => {
   });
 });
 
-describe("DSFETCH_EXTRACT_WRITES", () => {
+describe("DSFETCH_FILE_WRITES", () => {
   it("defaults to auto; takes auto, serial or parallel", () => {
-    expect(resolveTuning({}).extractWrites).toBe("auto");
-    expect(resolveTuning({ DSFETCH_EXTRACT_WRITES: "" }).extractWrites).toBe("auto");
+    expect(resolveTuning({}).fileWrites).toBe("auto");
+    expect(resolveTuning({ DSFETCH_FILE_WRITES: "" }).fileWrites).toBe("auto");
     for (const mode of ["auto", "serial", "parallel"]) {
-      expect(resolveTuning({ DSFETCH_EXTRACT_WRITES: mode }).extractWrites).toBe(mode);
+      expect(resolveTuning({ DSFETCH_FILE_WRITES: mode }).fileWrites).toBe(mode);
     }
   });
 
   it.each(["fast", "Parallel", " serial", "1"])(
     "%j is a USAGE error naming the variable",
     (text) => {
-      expect(() => resolveTuning({ DSFETCH_EXTRACT_WRITES: text })).toThrow(
+      expect(() => resolveTuning({ DSFETCH_FILE_WRITES: text })).toThrow(
         expect.objectContaining({
           code: "USAGE",
-          message: `DSFETCH_EXTRACT_WRITES: ${JSON.stringify(text)} is not one of auto, serial, parallel`,
-          hint: "unset DSFETCH_EXTRACT_WRITES for the default (auto)",
+          message: `DSFETCH_FILE_WRITES: ${JSON.stringify(text)} is not one of auto, serial, parallel`,
+          hint: "unset DSFETCH_FILE_WRITES for the default (auto)",
         }),
       );
     },

@@ -1,10 +1,12 @@
-// writeNewFileSync / writeAllSync: whole data on disk, in pieces, never over an existing file.
+// writeNewFileSync / writeAllSync / writeNewFileTimed: whole data on disk, in pieces, never
+// over an existing file; timed creates and the switch to the thread pool (util/slow-creates.ts).
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { WRITE_PIECE, writeNewFileSync } from "../../src/util/write-piece.ts";
+import { SlowCreates, WINDOW } from "../../src/util/slow-creates.ts";
+import { WRITE_PIECE, writeNewFileSync, writeNewFileTimed } from "../../src/util/write-piece.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dsfetch-write-piece-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -23,5 +25,69 @@ describe("writeNewFileSync", () => {
     writeFileSync(path, "keep");
     expect(() => writeNewFileSync(path, Buffer.from("new"), 0o444)).toThrow(/EEXIST/);
     expect(readFileSync(path, "utf8")).toBe("keep");
+  });
+});
+
+describe("SlowCreates", () => {
+  it("decides per window of files: slow once a window's mean open + close passes the bound", () => {
+    const creates = new SlowCreates(250);
+    for (let i = 0; i < WINDOW; i++) {
+      creates.add(0.1); // 100 us: a local disk on a bad day
+      expect(creates.fileDone()).toBe(false);
+    }
+    expect(creates.slow).toBe(false);
+    for (let i = 0; i < WINDOW - 1; i++) {
+      creates.add(1); // 1 ms: a round trip to a file server
+      expect(creates.fileDone()).toBe(false);
+    }
+    creates.add(1);
+    expect(creates.fileDone()).toBe(true);
+    expect(creates.slow).toBe(true);
+    // For good: fast files later change nothing.
+    creates.add(0);
+    expect(creates.fileDone()).toBe(false);
+    expect(creates.slow).toBe(true);
+  });
+
+  it("forMode: serial is never slow, parallel is from the start", () => {
+    const serial = SlowCreates.forMode("serial");
+    for (let i = 0; i < WINDOW; i++) {
+      serial.add(1000);
+      serial.fileDone();
+    }
+    expect(serial.slow).toBe(false);
+    expect(SlowCreates.forMode("parallel").slow).toBe(true);
+    expect(SlowCreates.forMode("auto").slow).toBe(false);
+  });
+});
+
+describe("writeNewFileTimed", () => {
+  it("one file at a time while fast, through the thread pool once slow: the same files", async () => {
+    const creates = new SlowCreates(0); // any time is slow: switches after the first window
+    const data = (i: number) => randomBytes((i % 5) * WRITE_PIECE + i);
+    for (let i = 0; i < WINDOW + 8; i++) {
+      await writeNewFileTimed(join(dir, `timed-${i}`), data(i), 0o444, creates);
+    }
+    expect(creates.slow).toBe(true);
+    expect(creates.parallelFiles).toBe(8);
+    for (let i = 0; i < WINDOW + 8; i++) {
+      const path = join(dir, `timed-${i}`);
+      expect(statSync(path).size).toBe((i % 5) * WRITE_PIECE + i);
+      expect(statSync(path).mode & 0o777).toBe(0o444);
+    }
+    const exact = randomBytes(3 * WRITE_PIECE + 1);
+    await writeNewFileTimed(join(dir, "timed-exact"), exact, 0o444, creates);
+    expect(readFileSync(join(dir, "timed-exact")).equals(exact)).toBe(true);
+  });
+
+  it("refuses to replace an existing file, both ways", async () => {
+    for (const mode of ["serial", "parallel"] as const) {
+      const path = join(dir, `exists-${mode}.bin`);
+      writeFileSync(path, "keep");
+      await expect(
+        writeNewFileTimed(path, Buffer.from("new"), 0o444, SlowCreates.forMode(mode)),
+      ).rejects.toThrow(/EEXIST/);
+      expect(readFileSync(path, "utf8")).toBe("keep");
+    }
   });
 });

@@ -71,6 +71,22 @@ describe("published datasets", () => {
     expect((await stat(join(dir, "sub", "b.txt"))).mode & 0o777).toBe(0o444);
   });
 
+  it("a folder written several files at once (DSFETCH_FILE_WRITES=parallel): the same files, said on stderr", async () => {
+    const storage = await fresh("parallel");
+    const { code, entries, stderr } = await fetch(
+      [{ uri: `s3://${bucket}/set/` }],
+      ["--storage-root", storage, "--team", "t"],
+      { DSFETCH_FILE_WRITES: "parallel" },
+    );
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(/: 2 of 2 files written in parallel \(DSFETCH_FILE_WRITES=parallel\)/);
+    const dir = entries[0]?.path as string;
+    expect(await readFile(join(dir, "a.txt"), "utf8")).toBe("alpha");
+    expect(await readFile(join(dir, "sub", "b.txt"), "utf8")).toBe("beta");
+    expect((await stat(join(dir, "a.txt"))).mode & 0o777).toBe(0o444);
+    expect((await stat(join(dir, "sub", "b.txt"))).mode & 0o777).toBe(0o444);
+  });
+
   it("refresh without an etag: a changed object is fetched anew and swapped in", async () => {
     const storage = await fresh("refresh");
     const key = "refresh/model.txt";
