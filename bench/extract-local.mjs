@@ -25,6 +25,10 @@ const { checkMagic, MAGIC_BYTES } = await import(new URL("archive/magic.js", dis
 const { archiveFormatOf } = await import(new URL("archive/formats.js", dist).href);
 const { DEFAULT_LIMITS } = await import(new URL("archive/limits.js", dist).href);
 
+// As the CLI does (src/cli/thread-pool-size.ts), before the thread pool starts: the parallel
+// writes of slow storage run there.
+process.env.UV_THREADPOOL_SIZE ??= "16";
+
 const READ = 1 << 20;
 const format = archiveFormatOf(basename(archive));
 if (format === undefined || format.format === "zip") {
@@ -64,4 +68,6 @@ const result = await extractTarInWorker(read(archive), {
   // As a fetch takes it (config/tuning.ts): "auto" unless set.
   writes: process.env.DSFETCH_FILE_WRITES || undefined,
 });
-process.stdout.write(`${JSON.stringify({ files: result.files.length, bytes: result.bytes })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ files: result.files.length, bytes: result.bytes, writtenInParallel: result.writtenInParallel })}\n`,
+);

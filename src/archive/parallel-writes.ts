@@ -19,6 +19,7 @@
  * removed its destination.
  */
 import { close, open, write } from "node:fs";
+import { parallelFileShare } from "../util/thread-pool.ts";
 import { WRITE_PIECE } from "../util/write-piece.ts";
 
 export interface ParallelFile {
@@ -35,10 +36,16 @@ export interface ParallelFailure {
   readonly error: NodeJS.ErrnoException;
 }
 
-/** Files started at once (the thread pool runs UV_THREADPOOL_SIZE of their requests). */
+/** Files started at once, at most (util/thread-pool.ts: never the whole thread pool). */
 export const PARALLEL_FILES = 16;
 /** Bytes copied and waiting beyond which the extractor waits before taking more input. */
 export const PARALLEL_QUEUED_BYTES = 16 << 20;
+/**
+ * What each waiting file counts for beyond its data: its path and bookkeeping. Empty files
+ * would otherwise queue without bound (found in review: 200,000 empty files of a small
+ * .tar.gz all queued at once, 128 MiB of heap).
+ */
+const FILE_OVERHEAD_BYTES = 512;
 
 export class ParallelWrites {
   private readonly flags: number;
@@ -54,11 +61,13 @@ export class ParallelWrites {
   private stopped = false;
   private firstFailure: ParallelFailure | undefined;
   private wakers: (() => void)[] = [];
+  /** Told once, at the first failure (the extractor stops waiting for input then). */
+  onFailure: (() => void) | undefined;
 
   constructor(
     flags: number,
     onProgress: () => void,
-    concurrency = PARALLEL_FILES,
+    concurrency = parallelFileShare(PARALLEL_FILES),
     maxQueuedBytes = PARALLEL_QUEUED_BYTES,
   ) {
     this.flags = flags;
@@ -83,7 +92,7 @@ export class ParallelWrites {
     const queue = this.waiting.get(dir);
     if (queue === undefined) this.waiting.set(dir, [file]);
     else queue.push(file);
-    this.queuedBytes += file.data.length;
+    this.queuedBytes += file.data.length + FILE_OVERHEAD_BYTES;
     this.pump();
   }
 
@@ -143,7 +152,7 @@ export class ParallelWrites {
       const queue = this.waiting.get(chosen) as ParallelFile[];
       const file = queue.shift() as ParallelFile;
       if (queue.length === 0) this.waiting.delete(chosen);
-      this.queuedBytes -= file.data.length;
+      this.queuedBytes -= file.data.length + FILE_OVERHEAD_BYTES;
       this.busyDirs.set(chosen, (this.busyDirs.get(chosen) ?? 0) + 1);
       this.inFlight++;
       this.writeOne(file, () => {
@@ -160,7 +169,10 @@ export class ParallelWrites {
 
   private writeOne(file: ParallelFile, done: () => void): void {
     const fail = (error: NodeJS.ErrnoException): void => {
-      if (this.firstFailure === undefined) this.firstFailure = { file, error };
+      if (this.firstFailure === undefined) {
+        this.firstFailure = { file, error };
+        this.onFailure?.();
+      }
       this.stop();
     };
     open(file.path, this.flags, file.mode, (openError, fd) => {

@@ -75,8 +75,8 @@ export type { WriteMode } from "../util/write-mode.ts";
 export interface WriteOptions {
   /** Default "auto". */
   readonly mode?: WriteMode | undefined;
-  /** "auto": the mean open + close time (us) above which storage is slow. For tests. */
-  readonly slowCreateUs?: number | undefined;
+  /** "auto": what decides that creates are slow (default: util/slow-creates.ts's). For tests. */
+  readonly creates?: SlowCreates | undefined;
 }
 
 /** Files up to this size may be written in parallel (their data is copied and queued). */
@@ -171,8 +171,8 @@ export class TarExtractor {
   private parallel: ParallelWrites | undefined;
   /** The current small file's path, mode and data, while SINK_BUFFER. */
   private pending: { path: string; mode: number; data: Buffer; fill: number } | undefined;
-  /** "auto": when the current file's open started, or -1 when it is not timed. */
-  private probeStart = -1;
+  /** "auto": the current file's open and close are timed. */
+  private timed = false;
   /** Hard links met while writing in parallel: made once every file is on disk. */
   private readonly laterHardLinks: { path: string; name: string; from: string; size: number }[] =
     [];
@@ -227,8 +227,8 @@ export class TarExtractor {
     this.dataset = dataset;
     this.onProgress = onProgress;
     this.writes = writes.mode ?? "auto";
-    this.creates = new SlowCreates(writes.slowCreateUs);
-    if (this.writes === "parallel") this.parallel = new ParallelWrites(FILE_FLAGS, onProgress);
+    this.creates = writes.creates ?? new SlowCreates();
+    if (this.writes === "parallel") this.startParallel();
   }
 
   /**
@@ -895,10 +895,8 @@ export class TarExtractor {
       this.state = DATA;
       return;
     }
-    this.probeStart =
-      this.writes === "auto" && this.parallel === undefined && size <= PARALLEL_FILE_MAX
-        ? performance.now()
-        : -1;
+    this.timed = this.writes === "auto" && this.parallel === undefined && size <= PARALLEL_FILE_MAX;
+    if (this.timed) this.creates.begin();
     let fd: number;
     try {
       // O_EXCL: never opened through anything already there (a planted symlink, a hard
@@ -910,10 +908,8 @@ export class TarExtractor {
       }
       this.throwFs(error, name);
     }
-    if (this.probeStart >= 0) {
-      // Only the open and the close are timed: the data's writes wait for input in between.
-      this.creates.add(performance.now() - this.probeStart);
-    }
+    // Only the open and the close are timed: the data's writes wait for input in between.
+    if (this.timed) this.creates.end();
     this.created.set(path, size);
     this.files.push({ path, bytes: size });
     this.bytes += size;
@@ -1022,13 +1018,39 @@ export class TarExtractor {
 
   /** Closes a file written here; in "auto", times the close and decides on parallel writes. */
   private closeFile(fd: number): void {
-    const timed = this.probeStart >= 0;
-    const start = timed ? performance.now() : 0;
-    closeSync(fd);
+    const timed = this.timed;
+    this.timed = false;
+    if (timed) this.creates.begin();
+    try {
+      closeSync(fd);
+    } catch (error) {
+      // NFS reports a full volume or quota (and EIO) when the data is flushed, at close.
+      this.throwFs(error, this.entryName);
+    }
     if (!timed) return;
-    this.probeStart = -1;
-    this.creates.add(performance.now() - start);
-    if (this.creates.fileDone()) this.parallel = new ParallelWrites(FILE_FLAGS, this.onProgress);
+    this.creates.end();
+    if (this.creates.fileDone()) this.startParallel();
+  }
+
+  private startParallel(): void {
+    this.parallel = new ParallelWrites(FILE_FLAGS, this.onProgress);
+    this.parallel.onFailure = () => this.onParallelFailure?.();
+  }
+
+  /**
+   * Told at the first failure of a parallel write, as it happens (extractTar stops waiting for
+   * input then: the failure is the answer, not whatever the source does next).
+   */
+  onParallelFailure: (() => void) | undefined;
+
+  /** The first parallel write's failure as the serial writer would have thrown it, if any. */
+  parallelFailure(): unknown {
+    try {
+      this.checkParallel();
+    } catch (error) {
+      return error;
+    }
+    return undefined;
   }
 
   /** A small file's data is complete: the parallel writes create it. */
@@ -1208,19 +1230,39 @@ export async function extractTar(
   writes: WriteOptions = {},
 ): Promise<ExtractResult> {
   const extractor = new TarExtractor(destination, limits, dataset, onProgress, writes);
+  // A parallel write that fails while we wait for input ends the wait: one waiter slot, set
+  // for each wait (a race against one long-lived promise would keep a reaction per chunk).
+  let failed: (() => void) | undefined;
+  extractor.onParallelFailure = () => failed?.();
+  const iterator = source[Symbol.asyncIterator]();
   try {
-    for await (const chunk of source) {
-      extractor.write(chunk);
+    for (;;) {
+      const next = iterator.next();
+      const step = await new Promise<IteratorResult<Buffer> | undefined>((resolve, reject) => {
+        failed = () => resolve(undefined);
+        next.then(resolve, reject);
+        if (extractor.parallelFailure() !== undefined) resolve(undefined);
+      });
+      failed = undefined;
+      if (step === undefined) {
+        // Not awaited: the source may be waiting for input that never comes.
+        void iterator.return?.().catch(() => {});
+        throw extractor.parallelFailure();
+      }
+      if (step.done === true) break;
+      extractor.write(step.value);
       onProgress?.();
       const full = extractor.backpressure();
       if (full !== undefined) await full;
     }
     await extractor.written();
   } catch (error) {
-    extractor.abort(error);
+    // A parallel write failed first: that is the answer, whatever the source did since.
+    const first = extractor.parallelFailure() ?? error;
+    extractor.abort(first);
     // No file may still be on its way when the caller removes the destination.
     await extractor.settled();
-    throw error;
+    throw first;
   }
   return extractor.end();
 }

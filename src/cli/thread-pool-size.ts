@@ -4,10 +4,12 @@
  * (archive/parallel-writes.ts). Its default of 4 threads caps how many files are in flight
  * on a network filesystem: a tar of 20,000 files on storage that takes 1 ms per request
  * (bench/slowfs) took 17.4 s with 4, 9.8 s with 16 (55 s one file at a time, 127 s for GNU
- * tar). libuv reads the variable once, when the pool starts (the first such request, after
+ * tar). `dsfetch run` does not pass our setting on to the training command. libuv reads the variable once, when the pool starts (the first such request, after
  * every module is loaded), so setting it here is in time. Whoever set it keeps theirs; the
  * CLI only: programs that use the library keep their own.
  *
  * Imported first by entry.ts.
  */
-process.env.UV_THREADPOOL_SIZE ??= "16";
+export const threadPoolSizeSetHere = process.env.UV_THREADPOOL_SIZE === undefined;
+// 20 threads for parallel file requests (util/thread-pool.ts keeps 4 for everything else).
+process.env.UV_THREADPOOL_SIZE ??= "24";

@@ -165,10 +165,16 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     options.onObject?.();
   };
 
+  // Objects in listing order; once creates are slow, the rest across directories in turn.
+  let order: number[] | undefined;
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < resolution.objects.length && !signal.aborted) {
-      const index = next++;
+      if (order === undefined && creates.slow) {
+        order = acrossDirectories(resolution.objects, next);
+      }
+      const index = order === undefined ? next : (order[next] as number);
+      next++;
       try {
         await fetchOne(resolution.objects[index] as ListedObject, index);
       } catch (error) {
@@ -193,6 +199,33 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     retries: totals.retries,
     writtenInParallel: creates.parallelFiles,
   };
+}
+
+/**
+ * The indices from `from` on, taking one object of each directory in turn (directories in
+ * order of first appearance). The kernel serialises creates within one directory (its lock,
+ * on every filesystem): on network storage, objects fetched together from one directory
+ * wait for each other's round trips, those of different directories do not. Measured on
+ * bench/slowfs (1 ms per metadata request), 20,000 objects in 200 directories: 75.7 s in
+ * listing order.
+ */
+export function acrossDirectories(objects: readonly ListedObject[], from: number): number[] {
+  const byDirectory = new Map<string, number[]>();
+  for (let index = from; index < objects.length; index++) {
+    const path = (objects[index] as ListedObject).relativePath;
+    const dir = path.slice(0, Math.max(0, path.lastIndexOf("/")));
+    const indices = byDirectory.get(dir);
+    if (indices === undefined) byDirectory.set(dir, [index]);
+    else indices.push(index);
+  }
+  const order: number[] = new Array(from).fill(-1);
+  // Exhausted directories drop out, so that one large directory costs one pass, not one per round.
+  let queues = [...byDirectory.values()];
+  for (let round = 0; queues.length > 0; round++) {
+    for (const queue of queues) order.push(queue[round] as number);
+    queues = queues.filter((queue) => queue.length > round + 1);
+  }
+  return order;
 }
 
 async function fetchSmall(

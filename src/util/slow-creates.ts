@@ -4,27 +4,85 @@
  * file at a time is fastest on a local disk (synchronous calls, ~3 us each), several at once
  * through the thread pool on network storage (archive/parallel-writes.ts).
  *
- * Times are summed over windows of WINDOW files; once a window's mean exceeds SLOW_CREATE_US
- * the storage counts as slow for good. A local disk or tmpfs takes 10-30 us per file here
- * (ext4 after mass deletions up to ~100 us), an NFS create alone is a round trip to the server
- * (0.2-2 ms on a LAN, more on EFS).
+ * Creates and closes are timed over windows of WINDOW files. A window whose mean exceeds
+ * SLOW_CREATE_US is confirmed by the next one, timed with this thread's CPU time too: network
+ * storage is slow because the thread waits for the server, and only waiting is helped by
+ * more files in flight. A local disk can be slow while the thread works in the kernel (this
+ * machine's ext4, after mass deletions: 100-400 us a create, all of it CPU; parallel writes
+ * made a 20,000-file tar 30% slower there), which the confirmation tells apart. Without a
+ * per-thread CPU clock (Node < 23.9) the first slow window decides. Once slow, for good.
+ *
+ * A local disk or tmpfs takes 10-30 us per file here; an NFS create alone is a round trip to
+ * the server (0.2-2 ms on a LAN, more on EFS).
  */
+import { parallelFileShare } from "./thread-pool.ts";
 import type { WriteMode } from "./write-mode.ts";
 
 export const WINDOW = 32;
 export const SLOW_CREATE_US = 250;
+/** A confirmed window must have spent at least this share of its create time waiting. */
+const WAITING_SHARE = 0.5;
+/** Windows not confirmed again after a slow window that was busy, not waiting. */
+const COOLDOWN_WINDOWS = 64;
+
+/** This thread's CPU time in us, where Node has the clock (>= 23.9). */
+type CpuClock = () => number;
+const threadCpu: CpuClock | undefined =
+  typeof process.threadCpuUsage === "function"
+    ? () => {
+        const { user, system } = process.threadCpuUsage();
+        return user + system;
+      }
+    : undefined;
 
 export class SlowCreates {
   private readonly thresholdUs: number;
+  private readonly cpu: CpuClock | null;
+  private readonly wall: () => number;
   private files = 0;
-  private ms = 0;
+  private wallMs = 0;
+  private cpuUs = 0;
+  private wallStart = 0;
+  private cpuStart = 0;
+  /** The current window is timed with CPU too. */
+  private confirming = false;
+  private cooldown = 0;
   private isSlow = false;
 
   /** Files written by the parallel path (counted by the writers, for the report). */
   parallelFiles = 0;
+  /** Parallel writes in flight, and those waiting for a turn (util/thread-pool.ts). */
+  private inFlight = 0;
+  private readonly turns: (() => void)[] = [];
+  private readonly maxInFlight = parallelFileShare(16);
 
-  constructor(thresholdUs = SLOW_CREATE_US) {
+  /** Waits for a turn to write through the thread pool; call release() after. */
+  acquire(): Promise<void> | undefined {
+    if (this.inFlight < this.maxInFlight) {
+      this.inFlight++;
+      return undefined;
+    }
+    return new Promise((resolve) => this.turns.push(resolve));
+  }
+
+  release(): void {
+    const next = this.turns.shift();
+    if (next !== undefined) next();
+    else this.inFlight--;
+  }
+
+  /**
+   * @param cpu this thread's CPU clock in us; null: decide on wall time alone
+   * @param wall the wall clock in ms (both clocks: for tests)
+   */
+  constructor(
+    thresholdUs = SLOW_CREATE_US,
+    cpu: CpuClock | null = threadCpu ?? null,
+    wall: () => number = () => performance.now(),
+  ) {
     this.thresholdUs = thresholdUs;
+    this.cpu = cpu;
+    this.wall = wall;
   }
 
   /** "serial": never slow; "parallel": slow from the start; "auto": timed. */
@@ -39,9 +97,16 @@ export class SlowCreates {
     return this.isSlow;
   }
 
-  /** Adds time spent creating or closing the current file (ms, from performance.now()). */
-  add(ms: number): void {
-    this.ms += ms;
+  /** Before a create or a close of the current file. */
+  begin(): void {
+    if (this.confirming && this.cpu !== null) this.cpuStart = this.cpu();
+    this.wallStart = this.wall();
+  }
+
+  /** After it. */
+  end(): void {
+    this.wallMs += this.wall() - this.wallStart;
+    if (this.confirming && this.cpu !== null) this.cpuUs += this.cpu() - this.cpuStart;
   }
 
   /** One more file done; true when this file's window decided that storage is slow. */
@@ -49,9 +114,21 @@ export class SlowCreates {
     if (this.isSlow) return false;
     this.files++;
     if (this.files < WINDOW) return false;
-    this.isSlow = (this.ms * 1000) / this.files > this.thresholdUs;
+    const wallUs = this.wallMs * 1000;
+    const slowWindow = wallUs / this.files > this.thresholdUs;
+    if (this.confirming) {
+      this.confirming = false;
+      if (slowWindow && wallUs - this.cpuUs >= WAITING_SHARE * wallUs) this.isSlow = true;
+      else if (slowWindow) this.cooldown = COOLDOWN_WINDOWS;
+    } else if (this.cooldown > 0) {
+      this.cooldown--;
+    } else if (slowWindow) {
+      if (this.cpu === null) this.isSlow = true;
+      else this.confirming = true;
+    }
     this.files = 0;
-    this.ms = 0;
+    this.wallMs = 0;
+    this.cpuUs = 0;
     return this.isSlow;
   }
 }

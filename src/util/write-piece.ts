@@ -49,34 +49,46 @@ export async function writeNewFileTimed(
 ): Promise<void> {
   if (creates.slow) {
     creates.parallelFiles++;
-    const handle = await open(path, "wx", mode);
+    const turn = creates.acquire();
+    if (turn !== undefined) await turn;
     try {
-      for (let done = 0; done < data.length; ) {
-        const { bytesWritten } = await handle.write(
-          data,
-          done,
-          Math.min(data.length - done, WRITE_PIECE),
-        );
-        if (bytesWritten === 0)
-          throw Object.assign(new Error("ENOSPC: no space left on device, write"), {
-            code: "ENOSPC",
-          });
-        done += bytesWritten;
-      }
+      await writeNewFileAsync(path, data, mode);
     } finally {
-      await handle.close();
+      creates.release();
     }
     return;
   }
-  const opening = performance.now();
+  creates.begin();
   const fd = openSync(path, "wx", mode);
-  creates.add(performance.now() - opening);
+  creates.end();
   try {
     writeAllSync(fd, data);
   } finally {
-    const closing = performance.now();
+    creates.begin();
     closeSync(fd);
-    creates.add(performance.now() - closing);
+    creates.end();
     creates.fileDone();
+  }
+}
+
+/** writeNewFileSync through the thread pool. */
+async function writeNewFileAsync(path: string, data: Uint8Array, mode: number): Promise<void> {
+  const handle = await open(path, "wx", mode);
+  try {
+    for (let done = 0; done < data.length; ) {
+      const { bytesWritten } = await handle.write(
+        data,
+        done,
+        Math.min(data.length - done, WRITE_PIECE),
+      );
+      // A write of nothing would loop forever: the disk is full (as writeAllSync).
+      if (bytesWritten === 0)
+        throw Object.assign(new Error("ENOSPC: no space left on device, write"), {
+          code: "ENOSPC",
+        });
+      done += bytesWritten;
+    }
+  } finally {
+    await handle.close();
   }
 }

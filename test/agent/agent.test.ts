@@ -90,12 +90,16 @@ describe("run (container entrypoint)", () => {
         "--",
         "sh",
         "-c",
-        'cat "$DSFETCH_PATH_LABELS/labels.txt"; echo "at $DSFETCH_PATH_LABELS"; exit 7',
+        'cat "$DSFETCH_PATH_LABELS/labels.txt"; echo "at $DSFETCH_PATH_LABELS"; echo "pool ${UV_THREADPOOL_SIZE-unset}"; exit 7',
       ],
-      { env: testEnv(), stdin: JSON.stringify([{ uri: `s3://${bucket}/small/`, name: "labels" }]) },
+      {
+        env: { ...testEnv(), UV_THREADPOOL_SIZE: undefined },
+        stdin: JSON.stringify([{ uri: `s3://${bucket}/small/`, name: "labels" }]),
+      },
     );
     expect(result.code).toBe(7);
-    expect(result.stdout).toBe(`cat\ndog\nat ${join(mounts, "labels")}\n`);
+    // dsfetch's own thread pool size (cli/thread-pool-size.ts) is not the command's.
+    expect(result.stdout).toBe(`cat\ndog\nat ${join(mounts, "labels")}\npool unset\n`);
   });
 
   it("a staging failure exits with its code before the command runs", async () => {

@@ -144,7 +144,7 @@ describe("archive datasets: every extension, archives made by real tools", () =>
         DSFETCH_FILE_WRITES: "parallel",
       });
       expect(code, stderr).toBe(0);
-      // Every regular file under 1 MiB of the 42 (hard links are made once they are on disk).
+      // The regular files under 1 MiB among the 42 (links are made once those are on disk).
       expect(stderr).toMatch(
         new RegExp(
           `${name}: \\d+ of 42 files written in parallel \\(DSFETCH_FILE_WRITES=parallel\\)`,

@@ -21,7 +21,8 @@ import { type Codec, decompress } from "../../src/archive/decompress.ts";
 import { DEFAULT_LIMITS } from "../../src/archive/limits.ts";
 import { extractTar, TarExtractor } from "../../src/archive/tar-extract.ts";
 import { DsfetchError } from "../../src/errors.ts";
-import { chunks, hasProgram, run } from "./tar-helpers.ts";
+import { SlowCreates } from "../../src/util/slow-creates.ts";
+import { chunks, file, hasProgram, run } from "./tar-helpers.ts";
 
 const UMASK = process.umask();
 const DATASET = "roundtrip";
@@ -334,7 +335,7 @@ describe("files written in parallel (the way to network storage: parallel-writes
       DEFAULT_LIMITS,
       DATASET,
       undefined,
-      { mode: "auto", slowCreateUs: 1e9 },
+      { mode: "auto", creates: new SlowCreates(1e9) },
     );
     expect(never.writtenInParallel).toBe(0);
     const dest = freshDest();
@@ -344,7 +345,8 @@ describe("files written in parallel (the way to network storage: parallel-writes
       DEFAULT_LIMITS,
       DATASET,
       undefined,
-      { mode: "auto", slowCreateUs: 0 },
+      // Any create is slow, on wall time alone (a local disk works on the CPU: not waiting).
+      { mode: "auto", creates: new SlowCreates(0, null) },
     );
     // The first window of 32 files is timed one at a time, the rest goes in parallel.
     expect(switched.writtenInParallel).toBe(5000 - 32);
@@ -356,7 +358,7 @@ describe("files written in parallel (the way to network storage: parallel-writes
     return treeOf(dest).map((node) => `${node.path} ${node.kind} ${node.content?.length ?? ""}`);
   }
 
-  it("a failure mid-way (a file already there): the refusal, and nothing appears afterwards", async () => {
+  it("a failure mid-way (a file already there): UNSAFE_PATH, the planted file intact", async () => {
     const dest = freshDest();
     mkdirSync(join(dest, "d30"));
     writeFileSync(join(dest, "d30", "f3001.txt"), "planted\n");
@@ -395,5 +397,44 @@ describe("files written in parallel (the way to network storage: parallel-writes
     const after = snapshot(dest);
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(snapshot(dest)).toEqual(after);
+  });
+
+  it("a write that fails while the source waits is the answer at once (not the source's next error)", async () => {
+    const dest = freshDest();
+    writeFileSync(join(dest, "a"), "planted\n");
+    // No end marker: the rest never comes.
+    const archive = Buffer.concat([file("a", "from the archive"), file("b", "b")]);
+    let returned = false;
+    // The archive's first bytes, then a download that never delivers the rest: without the
+    // failure ending the wait, this test would time out.
+    const stalled: AsyncIterable<Buffer> = {
+      [Symbol.asyncIterator]: () => {
+        let given = false;
+        return {
+          next: () => {
+            if (given) return new Promise<IteratorResult<Buffer>>(() => {});
+            given = true;
+            return Promise.resolve({ done: false, value: archive });
+          },
+          return: () => {
+            returned = true;
+            return Promise.resolve({ done: true, value: undefined });
+          },
+        };
+      },
+    };
+    const error = await extractTar(
+      stalled,
+      dest,
+      DEFAULT_LIMITS,
+      DATASET,
+      undefined,
+      parallel,
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DsfetchError);
+    expect((error as DsfetchError).code).toBe("UNSAFE_PATH");
+    expect((error as DsfetchError).message).toMatch(/"a" would overwrite something already/);
+    expect(returned).toBe(true);
+    expect(readFileSync(join(dest, "a"), "utf8")).toBe("planted\n");
   });
 });

@@ -29,30 +29,55 @@ describe("writeNewFileSync", () => {
 });
 
 describe("SlowCreates", () => {
-  it("decides per window of files: slow once a window's mean open + close passes the bound", () => {
-    const creates = new SlowCreates(250);
-    for (let i = 0; i < WINDOW; i++) {
-      creates.add(0.1); // 100 us: a local disk on a bad day
-      expect(creates.fileDone()).toBe(false);
-    }
+  /** Clocks the test moves: wall time in ms, this thread's CPU time in us. */
+  function clocked(cpu: boolean) {
+    const clock = { wallMs: 0, cpuUs: 0 };
+    const creates = new SlowCreates(250, cpu ? () => clock.cpuUs : null, () => clock.wallMs);
+    /** `files` files whose open + close take `us` each, `busy` of it on the CPU. */
+    const files = (count: number, us: number, busy = 0): boolean[] =>
+      Array.from({ length: count }, () => {
+        creates.begin();
+        clock.wallMs += us / 1000;
+        clock.cpuUs += busy * us;
+        creates.end();
+        return creates.fileDone();
+      });
+    return { creates, files };
+  }
+
+  it("without a CPU clock, the first window whose mean passes the bound decides, for good", () => {
+    const { creates, files } = clocked(false);
+    expect(files(WINDOW, 100)).not.toContain(true); // 100 us: a local disk on a bad day
     expect(creates.slow).toBe(false);
-    for (let i = 0; i < WINDOW - 1; i++) {
-      creates.add(1); // 1 ms: a round trip to a file server
-      expect(creates.fileDone()).toBe(false);
-    }
-    creates.add(1);
-    expect(creates.fileDone()).toBe(true);
+    expect(files(WINDOW, 1000).at(-1)).toBe(true); // 1 ms: a round trip to a file server
     expect(creates.slow).toBe(true);
-    // For good: fast files later change nothing.
-    creates.add(0);
-    expect(creates.fileDone()).toBe(false);
+    expect(files(WINDOW, 0)).not.toContain(true);
+    expect(creates.slow).toBe(true);
+  });
+
+  it("network storage: a slow window spent waiting is confirmed by the next one", () => {
+    const { creates, files } = clocked(true);
+    expect(files(WINDOW, 1000, 0.05)).not.toContain(true);
+    expect(creates.slow).toBe(false);
+    expect(files(WINDOW, 1000, 0.05).at(-1)).toBe(true);
+    expect(creates.slow).toBe(true);
+  });
+
+  it("a local disk slow on the CPU (ext4 after mass deletions) stays serial, re-checked after a cooldown", () => {
+    const { creates, files } = clocked(true);
+    expect(files(2 * WINDOW, 400, 0.95)).not.toContain(true);
+    // 64 windows are not confirmed again, even if they wait.
+    expect(files(64 * WINDOW, 1000, 0)).not.toContain(true);
+    expect(creates.slow).toBe(false);
+    files(2 * WINDOW, 1000, 0);
     expect(creates.slow).toBe(true);
   });
 
   it("forMode: serial is never slow, parallel is from the start", () => {
     const serial = SlowCreates.forMode("serial");
-    for (let i = 0; i < WINDOW; i++) {
-      serial.add(1000);
+    for (let i = 0; i < 4 * WINDOW; i++) {
+      serial.begin();
+      serial.end();
       serial.fileDone();
     }
     expect(serial.slow).toBe(false);
@@ -63,7 +88,8 @@ describe("SlowCreates", () => {
 
 describe("writeNewFileTimed", () => {
   it("one file at a time while fast, through the thread pool once slow: the same files", async () => {
-    const creates = new SlowCreates(0); // any time is slow: switches after the first window
+    // Any time is slow, on wall time alone: switches after the first window.
+    const creates = new SlowCreates(0, null);
     const data = (i: number) => randomBytes((i % 5) * WRITE_PIECE + i);
     for (let i = 0; i < WINDOW + 8; i++) {
       await writeNewFileTimed(join(dir, `timed-${i}`), data(i), 0o444, creates);

@@ -14,6 +14,7 @@ import type { CommandContext } from "../context.ts";
 import { ProgressView } from "../progress-view.ts";
 import { renderError } from "../render.ts";
 import { type SignalRouter, signalNumber } from "../signals.ts";
+import { threadPoolSizeSetHere } from "../thread-pool-size.ts";
 
 export async function runCommand(
   context: CommandContext,
@@ -37,6 +38,8 @@ export async function runCommand(
     return exitCodeOfStage(result);
   }
   const childEnv: Record<string, string | undefined> = { ...env };
+  // Ours, for dsfetch's own file writes: the training command keeps libuv's default.
+  if (threadPoolSizeSetHere) delete childEnv.UV_THREADPOOL_SIZE;
   for (const outcome of result.datasets) {
     if (!outcome.ok) continue;
     childEnv[datasetEnvName(outcome.name)] =
