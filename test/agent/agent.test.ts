@@ -90,7 +90,7 @@ describe("run (container entrypoint)", () => {
         "--",
         "sh",
         "-c",
-        'cat "$DSFETCH_PATH_LABELS/labels.txt"; echo "at $DSFETCH_PATH_LABELS"; echo "pool ${UV_THREADPOOL_SIZE-unset}"; exit 7',
+        'cat "$DSFETCH_PATH_LABELS/labels.txt"; echo "at $DSFETCH_PATH_LABELS"; echo "pool $(printenv UV_THREADPOOL_SIZE || echo unset)"; exit 7',
       ],
       {
         env: { ...testEnv(), UV_THREADPOOL_SIZE: undefined },
