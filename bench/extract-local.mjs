@@ -27,7 +27,7 @@ const { DEFAULT_LIMITS } = await import(new URL("archive/limits.js", dist).href)
 
 // As the CLI does (src/cli/thread-pool-size.ts), before the thread pool starts: the parallel
 // writes of slow storage run there.
-process.env.UV_THREADPOOL_SIZE ??= "16";
+if ((process.env.UV_THREADPOOL_SIZE ?? "") === "") process.env.UV_THREADPOOL_SIZE = "36";
 
 const READ = 1 << 20;
 const format = archiveFormatOf(basename(archive));

@@ -1168,6 +1168,13 @@ export class TarExtractor {
       } catch (error) {
         this.throwFs(error, this.entryName);
       }
+      // A write of nothing would loop forever: the disk is full (as util/write-piece.ts).
+      if (written === 0) {
+        this.throwFs(
+          Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" }),
+          this.entryName,
+        );
+      }
       at += written;
       left -= written;
       this.onProgress();
@@ -1235,21 +1242,27 @@ export async function extractTar(
   let failed: (() => void) | undefined;
   extractor.onParallelFailure = () => failed?.();
   const iterator = source[Symbol.asyncIterator]();
+  let sourceDone = false;
   try {
     for (;;) {
+      // Known already (e.g. while waiting out the backpressure): do not ask for more input.
+      const known = extractor.parallelFailure();
+      if (known !== undefined) throw known;
       const next = iterator.next();
       const step = await new Promise<IteratorResult<Buffer> | undefined>((resolve, reject) => {
         failed = () => resolve(undefined);
         next.then(resolve, reject);
-        if (extractor.parallelFailure() !== undefined) resolve(undefined);
       });
       failed = undefined;
       if (step === undefined) {
-        // Not awaited: the source may be waiting for input that never comes.
-        void iterator.return?.().catch(() => {});
+        // Stopped waiting for it: whatever the source does next is not our answer.
+        next.catch(() => {});
         throw extractor.parallelFailure();
       }
-      if (step.done === true) break;
+      if (step.done === true) {
+        sourceDone = true;
+        break;
+      }
       extractor.write(step.value);
       onProgress?.();
       const full = extractor.backpressure();
@@ -1257,6 +1270,13 @@ export async function extractTar(
     }
     await extractor.written();
   } catch (error) {
+    // The source's own error ended it; otherwise it is told to stop (a decompressor's
+    // finally kills its program). Not awaited: it may be waiting for input that never comes.
+    if (!sourceDone) {
+      void Promise.resolve()
+        .then(() => iterator.return?.())
+        .catch(() => {});
+    }
     // A parallel write failed first: that is the answer, whatever the source did since.
     const first = extractor.parallelFailure() ?? error;
     extractor.abort(first);

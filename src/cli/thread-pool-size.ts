@@ -10,6 +10,8 @@
  *
  * Imported first by entry.ts.
  */
-export const threadPoolSizeSetHere = process.env.UV_THREADPOOL_SIZE === undefined;
-// 20 threads for parallel file requests (util/thread-pool.ts keeps 4 for everything else).
-process.env.UV_THREADPOOL_SIZE ??= "24";
+// An empty value counts as unset (libuv would read it as a pool of 1 thread).
+export const threadPoolSizeSetHere = (process.env.UV_THREADPOOL_SIZE ?? "") === "";
+// 4 threads for everything else, 16 for each of the 2 datasets staged at once that may write
+// in parallel (util/thread-pool.ts).
+if (threadPoolSizeSetHere) process.env.UV_THREADPOOL_SIZE = "36";

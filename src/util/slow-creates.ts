@@ -54,7 +54,7 @@ export class SlowCreates {
   /** Parallel writes in flight, and those waiting for a turn (util/thread-pool.ts). */
   private inFlight = 0;
   private readonly turns: (() => void)[] = [];
-  private readonly maxInFlight = parallelFileShare(16);
+  private readonly maxInFlight = Math.max(1, parallelFileShare(16));
 
   /** Waits for a turn to write through the thread pool; call release() after. */
   acquire(): Promise<void> | undefined {
@@ -76,7 +76,8 @@ export class SlowCreates {
    * @param wall the wall clock in ms (both clocks: for tests)
    */
   constructor(
-    thresholdUs = SLOW_CREATE_US,
+    // No share of the thread pool (util/thread-pool.ts): never slow enough to go parallel.
+    thresholdUs = parallelFileShare(16) > 0 ? SLOW_CREATE_US : Number.POSITIVE_INFINITY,
     cpu: CpuClock | null = threadCpu ?? null,
     wall: () => number = () => performance.now(),
   ) {

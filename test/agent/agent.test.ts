@@ -102,6 +102,32 @@ describe("run (container entrypoint)", () => {
     expect(result.stdout).toBe(`cat\ndog\nat ${join(mounts, "labels")}\npool unset\n`);
   });
 
+  it("a UV_THREADPOOL_SIZE the user set is the command's too", async () => {
+    const storage = await mkdtemp(join(root, "run-pool-"));
+    const result = await runCli(
+      [
+        "run",
+        "--datasets",
+        "-",
+        "--storage-root",
+        storage,
+        "--team",
+        "ml",
+        "--mount-root",
+        join(storage, "mnt"),
+        "--",
+        "printenv",
+        "UV_THREADPOOL_SIZE",
+      ],
+      {
+        env: { ...testEnv(), UV_THREADPOOL_SIZE: "7" },
+        stdin: JSON.stringify([{ uri: `s3://${bucket}/small/`, name: "labels" }]),
+      },
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe("7\n");
+  });
+
   it("a staging failure exits with its code before the command runs", async () => {
     const storage = await mkdtemp(join(root, "run-fail-"));
     const marker = join(storage, "ran");

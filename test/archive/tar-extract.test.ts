@@ -2,6 +2,7 @@
 import { randomBytes } from "node:crypto";
 import {
   chmodSync,
+  constants,
   createReadStream,
   linkSync,
   lstatSync,
@@ -399,7 +400,7 @@ describe("files written in parallel (the way to network storage: parallel-writes
     expect(snapshot(dest)).toEqual(after);
   });
 
-  it("a write that fails while the source waits is the answer at once (not the source's next error)", async () => {
+  it("a write that fails while the source waits is the answer at once (the source is told to stop)", async () => {
     const dest = freshDest();
     writeFileSync(join(dest, "a"), "planted\n");
     // No end marker: the rest never comes.
@@ -436,5 +437,91 @@ describe("files written in parallel (the way to network storage: parallel-writes
     expect((error as DsfetchError).message).toMatch(/"a" would overwrite something already/);
     expect(returned).toBe(true);
     expect(readFileSync(join(dest, "a"), "utf8")).toBe("planted\n");
+  });
+
+  it("a write that fails while the extractor waits out its backpressure: no more input is asked for", async () => {
+    const dest = freshDest();
+    writeFileSync(join(dest, "a"), "planted\n");
+    // "a" fails at once; behind it 20 MiB of files wait (over the 16 MiB bound), then the
+    // download stalls for good: asking it for more would hang.
+    const big = Buffer.alloc(1 << 20, 7);
+    const archive = Buffer.concat([
+      file("a", "x"),
+      ...Array.from({ length: 20 }, (_, i) => file(`d${i % 4}/big-${i}`, big)),
+    ]);
+    let asked = 0;
+    const stalled: AsyncIterable<Buffer> = {
+      [Symbol.asyncIterator]: () => ({
+        next: () => {
+          asked++;
+          if (asked > 1) return new Promise<IteratorResult<Buffer>>(() => {});
+          return Promise.resolve({ done: false, value: archive });
+        },
+        return: () => Promise.resolve({ done: true, value: undefined }),
+      }),
+    };
+    const error = await extractTar(
+      stalled,
+      dest,
+      DEFAULT_LIMITS,
+      DATASET,
+      undefined,
+      parallel,
+    ).catch((e: unknown) => e);
+    expect((error as DsfetchError).code).toBe("UNSAFE_PATH");
+    expect((error as DsfetchError).message).toMatch(/"a" would overwrite something already/);
+    expect(asked).toBe(1);
+  });
+
+  it("an entry refused by the extractor tells the source to stop (a decompressor is killed)", async () => {
+    let stopped = false;
+    async function* source(): AsyncGenerator<Buffer> {
+      try {
+        yield file("../evil", "x");
+        await new Promise(() => {});
+      } finally {
+        stopped = true;
+      }
+    }
+    for (const writes of [{ mode: "serial" }, parallel] as const) {
+      stopped = false;
+      const error = await extractTar(
+        source(),
+        freshDest(),
+        DEFAULT_LIMITS,
+        DATASET,
+        undefined,
+        writes,
+      ).catch((e: unknown) => e);
+      expect((error as DsfetchError).code).toBe("UNSAFE_PATH");
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(stopped, writes.mode).toBe(true);
+    }
+  });
+
+  it("queued files count their names too: 40,000 empty files with long names wait their turn", async () => {
+    const { ParallelWrites } = await import("../../src/archive/parallel-writes.ts");
+    const dest = freshDest();
+    const writes = new ParallelWrites(
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
+      () => {},
+      1,
+    );
+    const long = "n".repeat(200);
+    let waitedAt = -1;
+    for (let i = 0; i < 40_000; i++) {
+      writes.add({
+        path: join(dest, `${long}-${i}`),
+        name: `${long}-${i}`,
+        mode: 0o444,
+        data: Buffer.alloc(0),
+      });
+      if (waitedAt === -1 && writes.backpressure() !== undefined) waitedAt = i;
+    }
+    // 16 MiB at (512 + 2 x ~460) bytes a file: the extractor would have waited near 11,700.
+    expect(waitedAt).toBeGreaterThan(10_000);
+    expect(waitedAt).toBeLessThan(13_000);
+    await writes.idle();
+    expect(readdirSync(dest)).toHaveLength(40_000);
   });
 });
