@@ -278,7 +278,7 @@ async function fetchSmall(
       }
     }, retry);
     // Awaited here: the scratch buffer goes back only once its bytes are written.
-    return await verifyAndWrite(options, object, path, ctx, checksums, body, creates);
+    return await verifyAndWrite(options, object, path, ctx, checksums, body, creates, retry.signal);
   } finally {
     if (scratchBuffers.length < MAX_SCRATCH_BUFFERS) scratchBuffers.push(scratch);
   }
@@ -296,6 +296,7 @@ async function verifyAndWrite(
   checksums: ChecksumFields,
   body: Buffer,
   creates: SlowCreates,
+  signal: AbortSignal | undefined,
 ): Promise<{ verification: string; digest: string | undefined }> {
   // A whole-object GET carries the stored checksum (if any): prefer it, like HEAD's (SPEC §4).
   const { checksum, rejected } = chooseChecksum(checksums, etagPartCount(object.etag));
@@ -313,8 +314,10 @@ async function verifyAndWrite(
   const verification = plan.method;
   try {
     // Read-only from the start: publishing needs no chmod per file (volumes/permissions.ts).
-    await writeNewFileTimed(path, body, 0o444, creates);
+    await writeNewFileTimed(path, body, 0o444, creates, signal);
   } catch (error) {
+    // Stopped because another object failed: that failure is the answer, unchanged.
+    if (signal?.aborted === true && error === signal.reason) throw error;
     throw storageError(error, path);
   }
   options.onBytes?.(body.length);

@@ -46,12 +46,15 @@ export async function writeNewFileTimed(
   data: Uint8Array,
   mode: number,
   creates: SlowCreates,
+  signal?: AbortSignal,
 ): Promise<void> {
   if (creates.slow) {
     creates.parallelFiles++;
     const turn = creates.acquire();
     if (turn !== undefined) await turn;
     try {
+      // The folder failed while this file waited for its turn: no more files.
+      signal?.throwIfAborted();
       await writeNewFileAsync(path, data, mode);
     } finally {
       creates.release();
