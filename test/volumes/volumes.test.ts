@@ -87,6 +87,32 @@ describe("published datasets", () => {
     expect((await stat(join(dir, "sub", "b.txt"))).mode & 0o777).toBe(0o444);
   });
 
+  it("a folder of 4 directories fetched across them in turn: each object once, the manifest in listing order", async () => {
+    const keys: string[] = [];
+    for (let i = 0; i < 60; i++) keys.push(`spread/d${i % 4}/f${String(i).padStart(2, "0")}.txt`);
+    keys.push("spread/top.txt");
+    await Promise.all(keys.map((key) => putObject(bucket, key, `body of ${key}\n`)));
+    const storage = await fresh("spread");
+    const { code, entries, stderr } = await fetch(
+      [{ uri: `s3://${bucket}/spread/` }],
+      ["--storage-root", storage, "--team", "t"],
+      { DSFETCH_FILE_WRITES: "parallel" },
+    );
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(/: 61 of 61 files written in parallel/);
+    const dir = entries[0]?.path as string;
+    for (const key of keys) {
+      expect(await readFile(join(dir, key.slice("spread/".length)), "utf8")).toBe(
+        `body of ${key}\n`,
+      );
+    }
+    const manifest = JSON.parse(
+      await readFile(join(storage, "t", "data", ".dsfetch", "manifests", "spread.json"), "utf8"),
+    ) as { files: { path: string; bytes: number }[] };
+    const listed = keys.map((key) => key.slice("spread/".length)).sort();
+    expect(manifest.files.map((f) => f.path)).toEqual(listed);
+  });
+
   it("refresh without an etag: a changed object is fetched anew and swapped in", async () => {
     const storage = await fresh("refresh");
     const key = "refresh/model.txt";
