@@ -237,14 +237,10 @@ export class TarExtractor {
    * the chunk's memory once this returns (extract-worker.ts gives it back to be refilled).
    */
   write(chunk: Buffer): void {
-    if (this.state === FAILED) throw this.failure;
-    try {
+    this.failingStops(() => {
       this.checkParallel();
       this.consume(chunk);
-    } catch (error) {
-      this.stop(error);
-      throw error;
-    }
+    });
   }
 
   /**
@@ -252,13 +248,7 @@ export class TarExtractor {
    * was extracted. Throws ARCHIVE_INVALID for a truncated archive.
    */
   end(): ExtractResult {
-    if (this.state === FAILED) throw this.failure;
-    try {
-      this.finish();
-    } catch (error) {
-      this.stop(error);
-      throw error;
-    }
+    this.failingStops(() => this.finish());
     return {
       files: this.files,
       directories: this.directories,
@@ -284,9 +274,14 @@ export class TarExtractor {
   async written(): Promise<void> {
     if (this.parallel === undefined) return;
     await this.parallel.idle();
+    this.failingStops(() => this.checkParallel());
+  }
+
+  /** Runs `work` unless already failed; a throw from it fails the extractor for good. */
+  private failingStops(work: () => void): void {
     if (this.state === FAILED) throw this.failure;
     try {
-      this.checkParallel();
+      work();
     } catch (error) {
       this.stop(error);
       throw error;

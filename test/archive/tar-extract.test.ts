@@ -307,6 +307,35 @@ describe("tar round trips (GNU tar)", () => {
 describe("files written in parallel (the way to network storage: parallel-writes.ts)", () => {
   const parallel = { mode: "parallel" } as const;
 
+  /** extractTar in parallel mode: the result, or what it threw. */
+  function extractParallel(source: AsyncIterable<Buffer>, dest: string) {
+    return extractTar(source, dest, DEFAULT_LIMITS, DATASET, undefined, parallel).catch(
+      (e: unknown) => e,
+    );
+  }
+
+  /**
+   * A download that gives `first`, then never anything again: how often it was asked for
+   * more, and whether it was told to stop.
+   */
+  function stallingAfter(first: Buffer) {
+    const seen = { asked: 0, returned: false };
+    const source: AsyncIterable<Buffer> = {
+      [Symbol.asyncIterator]: () => ({
+        next: () => {
+          seen.asked++;
+          if (seen.asked > 1) return new Promise<IteratorResult<Buffer>>(() => {});
+          return Promise.resolve({ done: false, value: first });
+        },
+        return: () => {
+          seen.returned = true;
+          return Promise.resolve({ done: true, value: undefined });
+        },
+      }),
+    };
+    return { source, seen };
+  }
+
   for (const format of ["gnu", "pax"]) {
     it(`${format}: every kind of entry byte-exact, hard links to files still on their way`, async () => {
       const dest = freshDest();
@@ -363,14 +392,10 @@ describe("files written in parallel (the way to network storage: parallel-writes
     const dest = freshDest();
     mkdirSync(join(dest, "d30"));
     writeFileSync(join(dest, "d30", "f3001.txt"), "planted\n");
-    const error = await extractTar(
+    const error = await extractParallel(
       createReadStream(makeTar(many, "gnu"), { highWaterMark: 16 << 10 }),
       dest,
-      DEFAULT_LIMITS,
-      DATASET,
-      undefined,
-      parallel,
-    ).catch((e: unknown) => e);
+    );
     expect(error).toBeInstanceOf(DsfetchError);
     expect((error as DsfetchError).code).toBe("UNSAFE_PATH");
     expect((error as DsfetchError).message).toMatch(
@@ -391,9 +416,7 @@ describe("files written in parallel (the way to network storage: parallel-writes
       throw new Error("connection reset");
     }
     const dest = freshDest();
-    const error = await extractTar(cut(), dest, DEFAULT_LIMITS, DATASET, undefined, parallel).catch(
-      (e: unknown) => e,
-    );
+    const error = await extractParallel(cut(), dest);
     expect((error as Error).message).toBe("connection reset");
     const after = snapshot(dest);
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -405,37 +428,14 @@ describe("files written in parallel (the way to network storage: parallel-writes
     writeFileSync(join(dest, "a"), "planted\n");
     // No end marker: the rest never comes.
     const archive = Buffer.concat([file("a", "from the archive"), file("b", "b")]);
-    let returned = false;
     // The archive's first bytes, then a download that never delivers the rest: without the
     // failure ending the wait, this test would time out.
-    const stalled: AsyncIterable<Buffer> = {
-      [Symbol.asyncIterator]: () => {
-        let given = false;
-        return {
-          next: () => {
-            if (given) return new Promise<IteratorResult<Buffer>>(() => {});
-            given = true;
-            return Promise.resolve({ done: false, value: archive });
-          },
-          return: () => {
-            returned = true;
-            return Promise.resolve({ done: true, value: undefined });
-          },
-        };
-      },
-    };
-    const error = await extractTar(
-      stalled,
-      dest,
-      DEFAULT_LIMITS,
-      DATASET,
-      undefined,
-      parallel,
-    ).catch((e: unknown) => e);
+    const { source, seen } = stallingAfter(archive);
+    const error = await extractParallel(source, dest);
     expect(error).toBeInstanceOf(DsfetchError);
     expect((error as DsfetchError).code).toBe("UNSAFE_PATH");
     expect((error as DsfetchError).message).toMatch(/"a" would overwrite something already/);
-    expect(returned).toBe(true);
+    expect(seen.returned).toBe(true);
     expect(readFileSync(join(dest, "a"), "utf8")).toBe("planted\n");
   });
 
@@ -449,28 +449,11 @@ describe("files written in parallel (the way to network storage: parallel-writes
       file("a", "x"),
       ...Array.from({ length: 20 }, (_, i) => file(`d${i % 4}/big-${i}`, big)),
     ]);
-    let asked = 0;
-    const stalled: AsyncIterable<Buffer> = {
-      [Symbol.asyncIterator]: () => ({
-        next: () => {
-          asked++;
-          if (asked > 1) return new Promise<IteratorResult<Buffer>>(() => {});
-          return Promise.resolve({ done: false, value: archive });
-        },
-        return: () => Promise.resolve({ done: true, value: undefined }),
-      }),
-    };
-    const error = await extractTar(
-      stalled,
-      dest,
-      DEFAULT_LIMITS,
-      DATASET,
-      undefined,
-      parallel,
-    ).catch((e: unknown) => e);
+    const { source, seen } = stallingAfter(archive);
+    const error = await extractParallel(source, dest);
     expect((error as DsfetchError).code).toBe("UNSAFE_PATH");
     expect((error as DsfetchError).message).toMatch(/"a" would overwrite something already/);
-    expect(asked).toBe(1);
+    expect(seen.asked).toBe(1);
   });
 
   it("an entry refused by the extractor tells the source to stop (a decompressor is killed)", async () => {
