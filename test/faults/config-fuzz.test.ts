@@ -760,9 +760,13 @@ function asWritten(text: string): string {
 
 /** The environment of the CLI process for a case (what dsfetch sees). */
 function envFor(c: CliCase, storage: string): Record<string, string> {
-  // A process environment cannot hold NUL bytes: such generated values are dropped here.
+  // A process environment cannot hold NUL bytes: such generated values are dropped here. It
+  // holds bytes, not UTF-16: a lone surrogate reaches the child as U+FFFD, so the expected error
+  // is computed from the value as the child reads it (CI stop 18: "a\uD800" vs "a\uFFFD").
   const generated = Object.fromEntries(
-    Object.entries(c.input.env).filter(([, value]) => !value.includes("\0")),
+    Object.entries(c.input.env)
+      .filter(([, value]) => !value.includes("\0"))
+      .map(([name, value]) => [name, asWritten(value)]),
   );
   const extra: Record<string, string> = {
     ...generated,
