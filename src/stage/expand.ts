@@ -56,7 +56,7 @@ export interface Expanded {
   readonly refetchedBytes: number;
   /** Bytes written to the dataset directory. */
   readonly expandedBytes: number;
-  /** Files written by the parallel writes (archive/parallel-writes.ts); 0 for a zip. */
+  /** Files written by the parallel writes (archive/parallel-writes.ts). */
   readonly writtenInParallel: number;
 }
 
@@ -266,20 +266,19 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
   });
   try {
     // Downloaded whole and verified first: what the extractor refuses is the stored object.
-    const result = await extractZip(zipPath, input.attempt.dataDir, input.limits, spec.name).catch(
-      (error: unknown) => {
-        const against = hashedAgainst(download.verification);
-        throw confirmable(error) && against !== undefined
-          ? aboutStoredObject(error, against)
-          : error;
-      },
-    );
+    const result = await extractZip(zipPath, input.attempt.dataDir, input.limits, spec.name, {
+      writes: input.tuning.fileWrites,
+      signal: input.signal,
+    }).catch((error: unknown) => {
+      const against = hashedAgainst(download.verification);
+      throw confirmable(error) && against !== undefined ? aboutStoredObject(error, against) : error;
+    });
     return {
       files: result.files.map((file) => ({ path: file.path, bytes: file.bytes })),
       verification: download.verification,
       refetchedBytes: download.refetchedBytes,
       expandedBytes: result.bytes,
-      writtenInParallel: 0,
+      writtenInParallel: result.writtenInParallel,
     };
   } finally {
     await rm(zipPath, { force: true });

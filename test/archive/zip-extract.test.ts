@@ -2,19 +2,25 @@
 // compared byte for byte, and Zip64 archives built in code (by entry count, by declared size).
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import {
+import fs, {
   chmodSync,
   closeSync,
   existsSync,
   mkdirSync,
   openSync,
+  readdirSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { syncBuiltinESMExports } from "node:module";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { extractZip } from "../../src/archive/zip-extract.ts";
+import { type ExtractResult, extractZip } from "../../src/archive/zip-extract.ts";
+import { DsfetchError } from "../../src/errors.ts";
+import { SlowCreates } from "../../src/util/slow-creates.ts";
+import type { WriteMode } from "../../src/util/write-mode.ts";
+import type { ZipCase } from "./zip-harness.ts";
 import {
   DATASET,
   expectRefused,
@@ -25,7 +31,14 @@ import {
   removeCases,
   snapshot,
 } from "./zip-harness.ts";
-import { buildZip, centralRecord, endRecords, localRecord, resolveEntry } from "./zip-writer.ts";
+import {
+  buildZip,
+  centralRecord,
+  endRecords,
+  localRecord,
+  resolveEntry,
+  type ZipEntrySpec,
+} from "./zip-writer.ts";
 
 const ZIP = "/usr/bin/zip";
 const hasZip = existsSync(ZIP);
@@ -70,10 +83,14 @@ beforeAll(async () => {
 
 afterAll(removeCases);
 
-async function roundTrip(label: string, makeZip: (zipPath: string) => void): Promise<void> {
+async function roundTrip(
+  label: string,
+  makeZip: (zipPath: string) => void,
+  writes: WriteMode = "auto",
+): Promise<ExtractResult> {
   const zipCase = await newCase(label);
   makeZip(zipCase.zipPath);
-  const result = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET);
+  const result = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, { writes });
   await expectSameTree(tree, zipCase.dest);
   expect(result.files).toHaveLength(treeFiles);
   expect(result.bytes).toBe(treeBytes);
@@ -84,6 +101,7 @@ async function roundTrip(label: string, makeZip: (zipPath: string) => void): Pro
   expect((await stat(join(zipCase.dest, "README.md"))).mode & 0o777).toBe(0o444);
   expect((await stat(join(zipCase.dest, "bin", "tool"))).mode & 0o777).toBe(0o555);
   expect((await stat(join(zipCase.dest, "empty-dir"))).mode & 0o777).toBe(0o755);
+  return result;
 }
 
 describe.runIf(hasZip)("archives made by Info-ZIP zip", () => {
@@ -145,7 +163,12 @@ describe("Zip64 built in code", () => {
       { zip64: true },
     );
     const { result, zipCase } = await extractBuffer(zip, "z64-small");
-    expect(result).toEqual({ files: [{ path: "small.txt", bytes: 15 }], bytes: 15, entries: 1 });
+    expect(result).toEqual({
+      files: [{ path: "small.txt", bytes: 15 }],
+      bytes: 15,
+      entries: 1,
+      writtenInParallel: 0,
+    });
     expect(await readFile(join(zipCase.dest, "small.txt"), "utf8")).toBe("tiny but zip64\n");
   });
 
@@ -266,7 +289,7 @@ describe("names and layout", () => {
 
   it("an archive with no entries extracts nothing", async () => {
     const { result, zipCase } = await extractBuffer(buildZip([]), "empty");
-    expect(result).toEqual({ files: [], bytes: 0, entries: 0 });
+    expect(result).toEqual({ files: [], bytes: 0, entries: 0, writtenInParallel: 0 });
     expect(await snapshot(zipCase.dest)).toEqual([]);
   });
 
@@ -296,4 +319,348 @@ describe("names and layout", () => {
       code: "INTERNAL",
     });
   });
+});
+
+/** Decides "slow" after `files` timed files (then calls `then`), never before. */
+class SlowAfter extends SlowCreates {
+  private seen = 0;
+  private readonly after: number;
+  private readonly onDecide: () => void;
+  private readonly switches: boolean;
+
+  constructor(after: number, onDecide: () => void = () => {}, switches = true) {
+    super();
+    this.after = after;
+    this.onDecide = onDecide;
+    this.switches = switches;
+  }
+
+  override fileDone(): boolean {
+    this.seen++;
+    if (this.seen !== this.after) return false;
+    this.onDecide();
+    return this.switches;
+  }
+}
+
+/** 50 directories of 100 small files (most deflated, some stored): their bytes by path. */
+function manySmall(src: string): Map<string, Buffer> {
+  const files = new Map<string, Buffer>();
+  for (let d = 0; d < 50; d++) {
+    mkdirSync(join(src, `dir-${d}`), { recursive: true });
+    for (let f = 0; f < 100; f++) {
+      const body =
+        f % 10 === 0 ? randomBytes(3000 + f) : Buffer.from(`file ${d}/${f}\n`.repeat(1 + f));
+      writeFileSync(join(src, `dir-${d}`, `f-${f}.txt`), body);
+      files.set(`dir-${d}/f-${f}.txt`, body);
+    }
+  }
+  return files;
+}
+
+/** Every file under `dest` (path relative to it) with its size, sorted. */
+async function listing(dest: string): Promise<string[]> {
+  return (await snapshot(dest)).filter((line) => line.startsWith("f "));
+}
+
+describe("files written in parallel (the way to network storage: parallel-writes.ts)", () => {
+  it.runIf(hasZip)("deflated and stored archives made by Info-ZIP: byte-exact", async () => {
+    const deflated = await roundTrip(
+      "p-deflate",
+      (zipPath) => sh(`${ZIP} -qr ${zipPath} .`, tree),
+      "parallel",
+    );
+    const stored = await roundTrip(
+      "p-stored",
+      (zipPath) => sh(`${ZIP} -qr -0 ${zipPath} .`, tree),
+      "parallel",
+    );
+    // Every file but the three over 1 MiB (zeros.bin, big-random.bin, text.txt).
+    expect(deflated.writtenInParallel).toBe(treeFiles - 3);
+    expect(stored.writtenInParallel).toBe(treeFiles - 3);
+  });
+
+  it("12 MiB of stored files (more than the 8 MiB read window): each one's own bytes", async () => {
+    // A stored entry's bytes are a view of the read window: handed over without a copy, the
+    // next window read would change files still waiting to be written.
+    const specs = Array.from({ length: 3000 }, (_, i) => ({
+      name: `s${i % 7}/f${i}.bin`,
+      data: randomBytes(4096),
+      method: 0,
+    }));
+    const zipCase = await newCase("p-window");
+    await writeFile(zipCase.zipPath, buildZip(specs));
+    const result = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+      writes: "parallel",
+    });
+    expect(result.writtenInParallel).toBe(3000);
+    for (const spec of specs) {
+      expect((await readFile(join(zipCase.dest, spec.name))).equals(spec.data), spec.name).toBe(
+        true,
+      );
+    }
+  });
+
+  it("auto: one file at a time while creates are fast; in parallel after a slow window", async () => {
+    const zipCase = await newCase("p-auto");
+    const src = join(zipCase.tmp, "many");
+    const files = manySmall(src);
+    const zip = buildZip([...files].map(([name, data]) => ({ name, data })));
+    await writeFile(zipCase.zipPath, zip);
+    const never = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+      creates: new SlowCreates(1e9),
+    });
+    expect(never.writtenInParallel).toBe(0);
+    const second = await newCase("p-auto2");
+    await writeFile(second.zipPath, zip);
+    const switched = await extractZip(second.zipPath, second.dest, limits(), DATASET, {
+      // Any create is slow, on wall time alone (a local disk works on the CPU: not waiting).
+      creates: new SlowCreates(0, null),
+    });
+    // The first window of 32 files is timed one at a time, the rest goes in parallel.
+    expect(switched.writtenInParallel).toBe(5000 - 32);
+    expect(switched.files).toHaveLength(5000);
+    await expectSameTree(src, second.dest);
+  });
+
+  it("a write that fails mid-way: STORAGE naming the file, the file there intact, nothing written after", async () => {
+    const zipCase = await newCase("p-fail");
+    const files = manySmall(join(zipCase.tmp, "many"));
+    await writeFile(zipCase.zipPath, buildZip([...files].map(([name, data]) => ({ name, data }))));
+    // Another writer (or a stale file on the storage) takes a name just as writes go parallel.
+    // The 150th file is dir-1/f-49.txt: the rest of dir-1 goes in parallel.
+    const planted = join(zipCase.dest, "dir-1", "f-80.txt");
+    const creates = new SlowAfter(150, () => writeFileSync(planted, "planted\n"));
+    const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+      creates,
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DsfetchError);
+    expect((error as DsfetchError).code).toBe("STORAGE");
+    expect((error as DsfetchError).message).toContain(`cannot write to ${planted}`);
+    expect((error as DsfetchError).message).toContain("EEXIST");
+    const after = await listing(zipCase.dest);
+    expect(after.length).toBeLessThan(5000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await listing(zipCase.dest)).toEqual(after);
+    expect(await readFile(planted, "utf8")).toBe("planted\n");
+  });
+
+  it("an entry refused while files are in flight (a bad CRC): the answer waits for them", async () => {
+    const zipCase = await newCase("p-crc");
+    const specs: ZipEntrySpec[] = Array.from({ length: 64 }, (_, i) => ({
+      name: `d${i % 4}/f${i}.txt`,
+      data: `file ${i}\n`,
+    }));
+    specs.push({ name: "d0/bad.txt", data: "corrupt\n", crc: 1 });
+    await writeFile(zipCase.zipPath, buildZip(specs));
+    // Creates take 100 ms, as on slow storage: files still in flight at the refusal would
+    // appear after the answer (and after the caller removed the tree) if it did not wait.
+    const realOpen = fs.open;
+    (fs as { open: unknown }).open = (...args: Parameters<typeof fs.open>) =>
+      setTimeout(() => (realOpen as (...a: unknown[]) => void)(...args), 100);
+    syncBuiltinESMExports();
+    const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+      writes: "parallel",
+    })
+      .catch((e: unknown) => e)
+      .finally(() => {
+        (fs as { open: unknown }).open = realOpen;
+        syncBuiltinESMExports();
+      });
+    const count = () =>
+      ["d0", "d1", "d2", "d3"].reduce(
+        (sum, dir) => sum + readdirSync(join(zipCase.dest, dir)).length,
+        0,
+      );
+    const atAnswer = count();
+    expect((error as DsfetchError).code).toBe("ARCHIVE_INVALID");
+    expect((error as DsfetchError).message).toContain('"d0/bad.txt" fails its CRC-32 check');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(count()).toBe(atAnswer);
+  });
+
+  for (const writes of ["serial", "parallel"] as const) {
+    it(`a close that fails (${writes}; NFS reports write errors there): STORAGE naming the file`, async () => {
+      const zipCase = await newCase(`p-close-${writes}`);
+      await writeFile(
+        zipCase.zipPath,
+        buildZip([
+          { name: "a.txt", data: "a" },
+          { name: "b.txt", data: "b" },
+          { name: "c.txt", data: "c" },
+        ]),
+      );
+      const eio = () => Object.assign(new Error("EIO: i/o error, close"), { code: "EIO" });
+      const { close, closeSync } = fs;
+      let closes = 0;
+      // The second file's close fails after closing (as close(2) does: the descriptor is gone).
+      (fs as { closeSync: unknown }).closeSync = (fd: number) => {
+        closeSync(fd);
+        if (++closes === 2) throw eio();
+      };
+      (fs as { close: unknown }).close = (fd: number, callback: (e: Error | null) => void) =>
+        close(fd, (error) => callback(error ?? (++closes === 2 ? eio() : null)));
+      syncBuiltinESMExports();
+      const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, { writes })
+        .catch((e: unknown) => e)
+        .finally(() => {
+          Object.assign(fs, { close, closeSync });
+          syncBuiltinESMExports();
+        });
+      expect(error).toBeInstanceOf(DsfetchError);
+      expect((error as DsfetchError).code).toBe("STORAGE");
+      expect((error as DsfetchError).message).toMatch(
+        new RegExp(`cannot write to ${zipCase.dest}/[abc]\\.txt: EIO`),
+      );
+    });
+  }
+
+  it("a write that fails before a later entry is refused (a bad CRC): the write's failure is the answer", async () => {
+    const zipCase = await newCase("p-first");
+    // 64 MiB inflating for tens of ms: the failed write is known long before its end.
+    const big = Buffer.alloc(64 << 20, "a large deflated entry\n");
+    const specs: ZipEntrySpec[] = Array.from({ length: 8 }, (_, i) => ({
+      name: `d/f${i}.txt`,
+      data: `file ${i}\n`,
+    }));
+    specs.push({ name: "d/z-big.txt", data: big, crc: 1 });
+    await writeFile(zipCase.zipPath, buildZip(specs));
+    // Taken by someone else just before its parallel write: that write fails while the large
+    // entry after it inflates (and fails its CRC at the end).
+    const planted = join(zipCase.dest, "d", "f7.txt");
+    const realOpen = fs.open;
+    (fs as { open: unknown }).open = (...args: Parameters<typeof fs.open>) => {
+      if (args[0] === planted) writeFileSync(planted, "planted\n");
+      (realOpen as (...a: unknown[]) => void)(...args);
+    };
+    syncBuiltinESMExports();
+    const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+      writes: "parallel",
+    })
+      .catch((e: unknown) => e)
+      .finally(() => {
+        (fs as { open: unknown }).open = realOpen;
+        syncBuiltinESMExports();
+      });
+    expect((error as DsfetchError).code, (error as Error).message).toBe("STORAGE");
+    expect((error as DsfetchError).message).toContain(`cannot write to ${planted}`);
+    expect(await readFile(planted, "utf8")).toBe("planted\n");
+  });
+});
+
+describe("interrupted (SIGTERM, Ctrl-C, a failed sibling dataset): the signal's reason, nothing written after", () => {
+  async function manyZip(label: string): Promise<ZipCase> {
+    const zipCase = await newCase(label);
+    const files = manySmall(join(zipCase.tmp, "many"));
+    await writeFile(zipCase.zipPath, buildZip([...files].map(([name, data]) => ({ name, data }))));
+    return zipCase;
+  }
+
+  async function expectQuiet(dest: string): Promise<string[]> {
+    const after = await listing(dest);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await listing(dest)).toEqual(after);
+    return after;
+  }
+
+  it("one file at a time: within 20 ms of the abort", async () => {
+    const zipCase = await manyZip("i-serial");
+    const controller = new AbortController();
+    const reason = new Error("the job was cancelled");
+    const abortAt = () => {
+      controller.abort(reason);
+      // Past the serial writer's 20 ms between looks at the event loop (and the signal).
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 30);
+    };
+    const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+      creates: new SlowAfter(100, abortAt, false),
+      signal: controller.signal,
+    }).catch((e: unknown) => e);
+    expect(error).toBe(reason);
+    expect((await expectQuiet(zipCase.dest)).length).toBeLessThanOrEqual(101);
+  });
+
+  it("in parallel: at the next entry", async () => {
+    const zipCase = await manyZip("i-parallel");
+    const controller = new AbortController();
+    const reason = new Error("the job was cancelled");
+    setTimeout(() => controller.abort(reason), 0);
+    const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+      writes: "parallel",
+      signal: controller.signal,
+    }).catch((e: unknown) => e);
+    expect(error).toBe(reason);
+    expect((await expectQuiet(zipCase.dest)).length).toBeLessThan(5000);
+  });
+
+  it("already aborted: nothing is written", async () => {
+    const zipCase = await manyZip("i-before");
+    const reason = new Error("the job was cancelled");
+    const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+      signal: AbortSignal.abort(reason),
+    }).catch((e: unknown) => e);
+    expect(error).toBe(reason);
+    expect(await readdir(zipCase.dest)).toEqual([]);
+  });
+
+  it("while the last parallel writes are on their way: not a success", async () => {
+    const zipCase = await newCase("i-drain");
+    const specs = Array.from({ length: 40 }, (_, i) => ({ name: `d${i % 4}/f${i}`, data: `${i}` }));
+    await writeFile(zipCase.zipPath, buildZip(specs));
+    // Creates take 200 ms (slow storage): every entry is handed over long before they end.
+    const realOpen = fs.open;
+    (fs as { open: unknown }).open = (...args: Parameters<typeof fs.open>) =>
+      setTimeout(() => (realOpen as (...a: unknown[]) => void)(...args), 200);
+    syncBuiltinESMExports();
+    const controller = new AbortController();
+    const reason = new Error("the job was cancelled");
+    setTimeout(() => controller.abort(reason), 100);
+    const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+      writes: "parallel",
+      signal: controller.signal,
+    })
+      .catch((e: unknown) => e)
+      .finally(() => {
+        (fs as { open: unknown }).open = realOpen;
+        syncBuiltinESMExports();
+      });
+    expect(error).toBe(reason);
+    // The files in flight were finished before the answer; the waiting ones never started.
+    expect((await expectQuiet(zipCase.dest)).length).toBeLessThan(40);
+  });
+
+  for (const method of [0, 8]) {
+    it(`during a large ${method === 0 ? "stored" : "deflated"} entry: at its next chunk, the partial file removed`, async () => {
+      const zipCase = await newCase(`i-large-${method}`);
+      const data = method === 0 ? randomBytes(64 << 20) : Buffer.alloc(64 << 20, "dataset ");
+      await writeFile(
+        zipCase.zipPath,
+        buildZip([
+          { name: "a.txt", data: "a" },
+          { name: "big.bin", data, method },
+          { name: "z.txt", data: "z" },
+        ]),
+      );
+      const controller = new AbortController();
+      const reason = new Error("the job was cancelled");
+      const realOpenSync = fs.openSync;
+      (fs as { openSync: unknown }).openSync = (...args: Parameters<typeof fs.openSync>) => {
+        const fd = realOpenSync(...args);
+        if (String(args[0]).endsWith("/big.bin")) controller.abort(reason);
+        return fd;
+      };
+      syncBuiltinESMExports();
+      const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+        writes: "serial",
+        signal: controller.signal,
+      })
+        .catch((e: unknown) => e)
+        .finally(() => {
+          (fs as { openSync: unknown }).openSync = realOpenSync;
+          syncBuiltinESMExports();
+        });
+      expect(error).toBe(reason);
+      expect(await readdir(zipCase.dest)).toEqual(["a.txt"]);
+    });
+  }
 });

@@ -7,8 +7,19 @@ import { expect } from "vitest";
 import { DEFAULT_LIMITS, type ExtractLimits } from "../../src/archive/limits.ts";
 import { type ExtractResult, extractZip } from "../../src/archive/zip-extract.ts";
 import { DsfetchError, type ErrorCode } from "../../src/errors.ts";
+import type { WriteMode } from "../../src/util/write-mode.ts";
 
 export const DATASET = "zipset";
+
+/**
+ * How the harness's extractions write files (archive/parallel-writes.ts): the exploit suite
+ * runs once per mode, each setting it in its beforeAll.
+ */
+let writes: WriteMode = "auto";
+
+export function useWrites(mode: WriteMode): void {
+  writes = mode;
+}
 
 export interface ZipCase {
   /** `<tmp>`: holds the archive and `work/`. */
@@ -61,7 +72,9 @@ export async function extractBuffer(
 ): Promise<{ result: ExtractResult; zipCase: ZipCase }> {
   const zipCase = await newCase(label);
   await writeFile(zipCase.zipPath, zip);
-  const result = await extractZip(zipCase.zipPath, zipCase.dest, limits(overrides), DATASET);
+  const result = await extractZip(zipCase.zipPath, zipCase.dest, limits(overrides), DATASET, {
+    writes,
+  });
   return { result, zipCase };
 }
 
@@ -91,7 +104,7 @@ export async function expectRefused(
   const before = await snapshot(zipCase.tmp, zipCase.dest);
   let caught: unknown;
   try {
-    await extractZip(zipCase.zipPath, zipCase.dest, limits(refusal.limits), DATASET);
+    await extractZip(zipCase.zipPath, zipCase.dest, limits(refusal.limits), DATASET, { writes });
   } catch (error) {
     caught = error;
   }
