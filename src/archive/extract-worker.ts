@@ -150,6 +150,9 @@ try {
         });
   const result = await extractTar(tarBytes, job.destination, job.limits, job.dataset, touch, {
     mode: job.writes,
+    // Told to stop while it waits for files written in parallel (slow storage), it stops
+    // then, not after them all: the main thread's grace period would end it unanswered.
+    signal: abort.signal,
   });
   touch();
   port.postMessage({ type: "done", result });

@@ -63,6 +63,7 @@ import {
 } from "node:fs";
 import { DsfetchError } from "../errors.ts";
 import { SlowCreates } from "../util/slow-creates.ts";
+import { untilOrAborted } from "../util/until-or-aborted.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { WRITE_PIECE } from "../util/write-piece.ts";
 import { CollisionGuard, checkEntryPath } from "./entry-path.ts";
@@ -77,6 +78,13 @@ export interface WriteOptions {
   readonly mode?: WriteMode | undefined;
   /** "auto": what decides that creates are slow (default: util/slow-creates.ts's). For tests. */
   readonly creates?: SlowCreates | undefined;
+  /**
+   * Ends the waits for files written in parallel (backpressure, the end): its reason is
+   * thrown once the files in flight are done. The source sees its own abort.
+   */
+  readonly signal?: AbortSignal | undefined;
+  /** The parallel writes' bound on bytes waiting (parallel-writes.ts's by default). For tests. */
+  readonly queuedBytes?: number | undefined;
 }
 
 /** Files up to this size may be written in parallel (their data is copied and queued). */
@@ -164,6 +172,7 @@ export class TarExtractor {
   private entries = 0;
 
   private readonly writes: WriteMode;
+  private readonly queuedBytes: number | undefined;
   /** "auto": the timing of creates and closes (util/slow-creates.ts). */
   private readonly creates: SlowCreates;
   private writtenInParallel = 0;
@@ -228,6 +237,7 @@ export class TarExtractor {
     this.onProgress = onProgress;
     this.writes = writes.mode ?? "auto";
     this.creates = writes.creates ?? new SlowCreates();
+    this.queuedBytes = writes.queuedBytes;
     if (this.writes === "parallel") this.startParallel();
   }
 
@@ -1028,7 +1038,7 @@ export class TarExtractor {
   }
 
   private startParallel(): void {
-    this.parallel = new ParallelWrites(FILE_FLAGS, this.onProgress);
+    this.parallel = new ParallelWrites(FILE_FLAGS, this.onProgress, undefined, this.queuedBytes);
     this.parallel.onFailure = () => this.onParallelFailure?.();
   }
 
@@ -1261,9 +1271,9 @@ export async function extractTar(
       extractor.write(step.value);
       onProgress?.();
       const full = extractor.backpressure();
-      if (full !== undefined) await full;
+      if (full !== undefined) await untilOrAborted(full, writes.signal);
     }
-    await extractor.written();
+    await untilOrAborted(extractor.written(), writes.signal);
   } catch (error) {
     // The source's own error ended it; otherwise it is told to stop (a decompressor's
     // finally kills its program). Not awaited: it may be waiting for input that never comes.

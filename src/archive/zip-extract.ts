@@ -48,6 +48,7 @@ import { pipeline } from "node:stream/promises";
 import { crc32, createInflateRaw, inflateRawSync } from "node:zlib";
 import { DsfetchError } from "../errors.ts";
 import { SlowCreates } from "../util/slow-creates.ts";
+import { untilOrAborted } from "../util/until-or-aborted.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { writeAllSync } from "../util/write-piece.ts";
 import { storageError } from "../volumes/attempt.ts";
@@ -486,7 +487,7 @@ class Extractor {
       this.signal?.throwIfAborted();
       const files = await this.extractAll(plan);
       if (this.parallel !== undefined) {
-        await this.untilOrAborted(this.parallel.idle());
+        await untilOrAborted(this.parallel.idle(), this.signal);
         this.throwParallelFailure();
       }
       // An interrupt that came during the last entry is the answer: nothing is published.
@@ -540,7 +541,7 @@ class Extractor {
       if (this.parallel !== undefined) {
         this.throwParallelFailure();
         const full = this.parallel.backpressure();
-        if (full !== undefined) await this.untilOrAborted(full);
+        if (full !== undefined) await untilOrAborted(full, this.signal);
         // This runs on the main thread: the writes' completions (each file's next request)
         // are handled only when it yields, so it yields after every entry while they run.
         await this.yieldNow();
@@ -555,25 +556,6 @@ class Extractor {
     await new Promise<void>((resolve) => setImmediate(resolve));
     this.lastYield = performance.now();
     this.signal?.throwIfAborted();
-  }
-
-  /** Waits for `done`, or throws the abort's reason as soon as the signal fires. */
-  private async untilOrAborted(done: Promise<void>): Promise<void> {
-    const signal = this.signal;
-    if (signal === undefined) return done;
-    signal.throwIfAborted();
-    let onAbort: (() => void) | undefined;
-    try {
-      await Promise.race([
-        done,
-        new Promise<never>((_, reject) => {
-          onAbort = () => reject(signal.reason);
-          signal.addEventListener("abort", onAbort, { once: true });
-        }),
-      ]);
-    } finally {
-      if (onAbort !== undefined) signal.removeEventListener("abort", onAbort);
-    }
   }
 
   private startParallel(): void {

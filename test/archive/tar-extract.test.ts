@@ -1,6 +1,6 @@
 // Round trips through the tar extractor with archives made by the system's GNU tar.
 import { randomBytes } from "node:crypto";
-import {
+import fs, {
   chmodSync,
   constants,
   createReadStream,
@@ -15,6 +15,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -481,6 +482,47 @@ describe("files written in parallel (the way to network storage: parallel-writes
       expect(stopped, writes.mode).toBe(true);
     }
   });
+
+  for (const waiting of ["its backpressure", "the last files"] as const) {
+    it(`an abort while it waits for ${waiting} on slow storage: the reason once the files in flight are done`, async () => {
+      // Creates take 200 ms (slow storage). With a 16 KiB queue bound the extractor waits out
+      // its backpressure from the first files on; with the default bound every file is
+      // handed over at once and it waits for the last ones (written()).
+      const realOpen = fs.open;
+      (fs as { open: unknown }).open = (...args: Parameters<typeof fs.open>) =>
+        setTimeout(() => (realOpen as (...a: unknown[]) => void)(...args), 200);
+      syncBuiltinESMExports();
+      const dest = freshDest();
+      const controller = new AbortController();
+      const reason = new Error("the job was cancelled");
+      setTimeout(() => controller.abort(reason), 300);
+      const started = performance.now();
+      const error = await extractTar(
+        createReadStream(makeTar(many, "gnu")),
+        dest,
+        DEFAULT_LIMITS,
+        DATASET,
+        undefined,
+        {
+          mode: "parallel",
+          signal: controller.signal,
+          ...(waiting === "its backpressure" ? { queuedBytes: 16 << 10 } : {}),
+        },
+      )
+        .catch((e: unknown) => e)
+        .finally(() => {
+          (fs as { open: unknown }).open = realOpen;
+          syncBuiltinESMExports();
+        });
+      expect(error).toBe(reason);
+      // 5,000 files 16 at a time would take a minute: it stopped, well before.
+      expect(performance.now() - started).toBeLessThan(5000);
+      const after = snapshot(dest);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(snapshot(dest)).toEqual(after);
+      expect(after.filter((line) => / file /.test(line)).length).toBeLessThan(5000);
+    });
+  }
 
   it("queued files count their names too: 40,000 empty files with long names wait their turn", async () => {
     const { ParallelWrites } = await import("../../src/archive/parallel-writes.ts");
