@@ -1,6 +1,6 @@
 // Round trips through the tar extractor with archives made by the system's GNU tar.
 import { randomBytes } from "node:crypto";
-import fs, {
+import {
   chmodSync,
   constants,
   createReadStream,
@@ -15,7 +15,6 @@ import fs, {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,6 +23,7 @@ import { DEFAULT_LIMITS } from "../../src/archive/limits.ts";
 import { extractTar, TarExtractor } from "../../src/archive/tar-extract.ts";
 import { DsfetchError } from "../../src/errors.ts";
 import { SlowCreates } from "../../src/util/slow-creates.ts";
+import { slowOpens, withFs } from "../harness/patch-fs.ts";
 import { chunks, file, hasProgram, run } from "./tar-helpers.ts";
 
 const UMASK = process.umask();
@@ -488,32 +488,25 @@ describe("files written in parallel (the way to network storage: parallel-writes
       // Creates take 200 ms (slow storage). With a 16 KiB queue bound the extractor waits out
       // its backpressure from the first files on; with the default bound every file is
       // handed over at once and it waits for the last ones (written()).
-      const realOpen = fs.open;
-      (fs as { open: unknown }).open = (...args: Parameters<typeof fs.open>) =>
-        setTimeout(() => (realOpen as (...a: unknown[]) => void)(...args), 200);
-      syncBuiltinESMExports();
       const dest = freshDest();
       const controller = new AbortController();
       const reason = new Error("the job was cancelled");
       setTimeout(() => controller.abort(reason), 300);
       const started = performance.now();
-      const error = await extractTar(
-        createReadStream(makeTar(many, "gnu")),
-        dest,
-        DEFAULT_LIMITS,
-        DATASET,
-        undefined,
-        {
-          mode: "parallel",
-          signal: controller.signal,
-          ...(waiting === "its backpressure" ? { queuedBytes: 16 << 10 } : {}),
-        },
-      )
-        .catch((e: unknown) => e)
-        .finally(() => {
-          (fs as { open: unknown }).open = realOpen;
-          syncBuiltinESMExports();
-        });
+      const error = await withFs(slowOpens(200), () =>
+        extractTar(
+          createReadStream(makeTar(many, "gnu")),
+          dest,
+          DEFAULT_LIMITS,
+          DATASET,
+          undefined,
+          {
+            mode: "parallel",
+            signal: controller.signal,
+            ...(waiting === "its backpressure" ? { queuedBytes: 16 << 10 } : {}),
+          },
+        ).catch((e: unknown) => e),
+      );
       expect(error).toBe(reason);
       // 5,000 files 16 at a time would take a minute: it stopped, well before.
       expect(performance.now() - started).toBeLessThan(5000);

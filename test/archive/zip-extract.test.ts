@@ -2,7 +2,8 @@
 // compared byte for byte, and Zip64 archives built in code (by entry count, by declared size).
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import fs, {
+import type fs from "node:fs";
+import {
   chmodSync,
   closeSync,
   existsSync,
@@ -13,13 +14,13 @@ import fs, {
   writeSync,
 } from "node:fs";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
-import { syncBuiltinESMExports } from "node:module";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ExtractResult, extractZip } from "../../src/archive/zip-extract.ts";
 import { DsfetchError } from "../../src/errors.ts";
 import { SlowCreates } from "../../src/util/slow-creates.ts";
 import type { WriteMode } from "../../src/util/write-mode.ts";
+import { slowOpens, withFs } from "../harness/patch-fs.ts";
 import type { ZipCase } from "./zip-harness.ts";
 import {
   DATASET,
@@ -455,18 +456,11 @@ describe("files written in parallel (the way to network storage: parallel-writes
     await writeFile(zipCase.zipPath, buildZip(specs));
     // Creates take 100 ms, as on slow storage: files still in flight at the refusal would
     // appear after the answer (and after the caller removed the tree) if it did not wait.
-    const realOpen = fs.open;
-    (fs as { open: unknown }).open = (...args: Parameters<typeof fs.open>) =>
-      setTimeout(() => (realOpen as (...a: unknown[]) => void)(...args), 100);
-    syncBuiltinESMExports();
-    const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
-      writes: "parallel",
-    })
-      .catch((e: unknown) => e)
-      .finally(() => {
-        (fs as { open: unknown }).open = realOpen;
-        syncBuiltinESMExports();
-      });
+    const error = await withFs(slowOpens(100), () =>
+      extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, { writes: "parallel" }).catch(
+        (e: unknown) => e,
+      ),
+    );
     const count = () =>
       ["d0", "d1", "d2", "d3"].reduce(
         (sum, dir) => sum + readdirSync(join(zipCase.dest, dir)).length,
@@ -491,22 +485,21 @@ describe("files written in parallel (the way to network storage: parallel-writes
         ]),
       );
       const eio = () => Object.assign(new Error("EIO: i/o error, close"), { code: "EIO" });
-      const { close, closeSync } = fs;
       let closes = 0;
       // The second file's close fails after closing (as close(2) does: the descriptor is gone).
-      (fs as { closeSync: unknown }).closeSync = (fd: number) => {
-        closeSync(fd);
-        if (++closes === 2) throw eio();
-      };
-      (fs as { close: unknown }).close = (fd: number, callback: (e: Error | null) => void) =>
-        close(fd, (error) => callback(error ?? (++closes === 2 ? eio() : null)));
-      syncBuiltinESMExports();
-      const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, { writes })
-        .catch((e: unknown) => e)
-        .finally(() => {
-          Object.assign(fs, { close, closeSync });
-          syncBuiltinESMExports();
-        });
+      const failSecondClose = (real: typeof fs) => ({
+        closeSync: (fd: number) => {
+          real.closeSync(fd);
+          if (++closes === 2) throw eio();
+        },
+        close: (fd: number, callback: (e: Error | null) => void) =>
+          real.close(fd, (error) => callback(error ?? (++closes === 2 ? eio() : null))),
+      });
+      const error = await withFs(failSecondClose, () =>
+        extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, { writes }).catch(
+          (e: unknown) => e,
+        ),
+      );
       expect(error).toBeInstanceOf(DsfetchError);
       expect((error as DsfetchError).code).toBe("STORAGE");
       expect((error as DsfetchError).message).toMatch(
@@ -528,20 +521,17 @@ describe("files written in parallel (the way to network storage: parallel-writes
     // Taken by someone else just before its parallel write: that write fails while the large
     // entry after it inflates (and fails its CRC at the end).
     const planted = join(zipCase.dest, "d", "f7.txt");
-    const realOpen = fs.open;
-    (fs as { open: unknown }).open = (...args: Parameters<typeof fs.open>) => {
-      if (args[0] === planted) writeFileSync(planted, "planted\n");
-      (realOpen as (...a: unknown[]) => void)(...args);
-    };
-    syncBuiltinESMExports();
-    const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
-      writes: "parallel",
-    })
-      .catch((e: unknown) => e)
-      .finally(() => {
-        (fs as { open: unknown }).open = realOpen;
-        syncBuiltinESMExports();
-      });
+    const plantFirst = (real: typeof fs) => ({
+      open: (...args: unknown[]) => {
+        if (args[0] === planted) writeFileSync(planted, "planted\n");
+        (real.open as (...a: unknown[]) => void)(...args);
+      },
+    });
+    const error = await withFs(plantFirst, () =>
+      extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, { writes: "parallel" }).catch(
+        (e: unknown) => e,
+      ),
+    );
     expect((error as DsfetchError).code, (error as Error).message).toBe("STORAGE");
     expect((error as DsfetchError).message).toContain(`cannot write to ${planted}`);
     expect(await readFile(planted, "utf8")).toBe("planted\n");
@@ -608,22 +598,15 @@ describe("interrupted (SIGTERM, Ctrl-C, a failed sibling dataset): the signal's 
     const specs = Array.from({ length: 40 }, (_, i) => ({ name: `d${i % 4}/f${i}`, data: `${i}` }));
     await writeFile(zipCase.zipPath, buildZip(specs));
     // Creates take 200 ms (slow storage): every entry is handed over long before they end.
-    const realOpen = fs.open;
-    (fs as { open: unknown }).open = (...args: Parameters<typeof fs.open>) =>
-      setTimeout(() => (realOpen as (...a: unknown[]) => void)(...args), 200);
-    syncBuiltinESMExports();
     const controller = new AbortController();
     const reason = new Error("the job was cancelled");
     setTimeout(() => controller.abort(reason), 100);
-    const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
-      writes: "parallel",
-      signal: controller.signal,
-    })
-      .catch((e: unknown) => e)
-      .finally(() => {
-        (fs as { open: unknown }).open = realOpen;
-        syncBuiltinESMExports();
-      });
+    const error = await withFs(slowOpens(200), () =>
+      extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+        writes: "parallel",
+        signal: controller.signal,
+      }).catch((e: unknown) => e),
+    );
     expect(error).toBe(reason);
     // The files in flight were finished before the answer; the waiting ones never started.
     expect((await expectQuiet(zipCase.dest)).length).toBeLessThan(40);
@@ -643,22 +626,19 @@ describe("interrupted (SIGTERM, Ctrl-C, a failed sibling dataset): the signal's 
       );
       const controller = new AbortController();
       const reason = new Error("the job was cancelled");
-      const realOpenSync = fs.openSync;
-      (fs as { openSync: unknown }).openSync = (...args: Parameters<typeof fs.openSync>) => {
-        const fd = realOpenSync(...args);
-        if (String(args[0]).endsWith("/big.bin")) controller.abort(reason);
-        return fd;
-      };
-      syncBuiltinESMExports();
-      const error = await extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
-        writes: "serial",
-        signal: controller.signal,
-      })
-        .catch((e: unknown) => e)
-        .finally(() => {
-          (fs as { openSync: unknown }).openSync = realOpenSync;
-          syncBuiltinESMExports();
-        });
+      const abortAtBig = (real: typeof fs) => ({
+        openSync: (...args: Parameters<typeof fs.openSync>) => {
+          const fd = real.openSync(...args);
+          if (String(args[0]).endsWith("/big.bin")) controller.abort(reason);
+          return fd;
+        },
+      });
+      const error = await withFs(abortAtBig, () =>
+        extractZip(zipCase.zipPath, zipCase.dest, limits(), DATASET, {
+          writes: "serial",
+          signal: controller.signal,
+        }).catch((e: unknown) => e),
+      );
       expect(error).toBe(reason);
       expect(await readdir(zipCase.dest)).toEqual(["a.txt"]);
     });
