@@ -1,7 +1,7 @@
 // dsfetch's extraction alone, from a local archive: what `tar -xf` does, by the code a fetch
 // runs (dist/, as installed users run it): the magic check, then the decompressor and the tar
 // writer on their worker thread (extractTarInWorker), fed in 1 MiB reads; for a zip, its
-// extraction from the file (extractZip); no download, no verification hash, no sync, no publish. bench/archive.ts times it beside
+// extraction from the file on its thread (extractZipInWorker); no download, no verification hash, no sync, no publish. bench/archive.ts times it beside
 // `tar -xf` of the same file, for the goal "small-file extraction within 1.2x of GNU tar".
 //
 //   node bench/extract-local.mjs <archive> <existing empty directory>
@@ -38,9 +38,15 @@ if (format === undefined) {
 // As a fetch takes it (config/tuning.ts): "auto" unless set.
 const writes = process.env.DSFETCH_FILE_WRITES || undefined;
 if (format.format === "zip") {
-  // A zip is extracted from its downloaded file, on the main thread (stage/expand.ts).
-  const { extractZip } = await import(new URL("archive/zip-extract.js", dist).href);
-  const result = await extractZip(archive, destination, DEFAULT_LIMITS, "bench", { writes });
+  // A zip is extracted from its downloaded file, on a thread of its own (stage/expand.ts).
+  const { extractZipInWorker } = await import(new URL("archive/zip-in-worker.js", dist).href);
+  const result = await extractZipInWorker({
+    zipPath: archive,
+    destination,
+    limits: DEFAULT_LIMITS,
+    dataset: "bench",
+    writes,
+  });
   process.stdout.write(
     `${JSON.stringify({ files: result.files.length, bytes: result.bytes, writtenInParallel: result.writtenInParallel })}\n`,
   );

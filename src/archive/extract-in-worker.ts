@@ -9,10 +9,19 @@
  * The worker runs exactly decompress() + extractTar(): same checks, same errors.
  */
 import { Worker } from "node:worker_threads";
-import { DsfetchError, type ErrorCode } from "../errors.ts";
+import { DsfetchError } from "../errors.ts";
 import { TransferBatches } from "../util/transfer-batches.ts";
 import type { ExtractJob, ToWorker } from "./extract-worker.ts";
 import type { ExtractResult } from "./tar-extract.ts";
+import {
+  abandonThread,
+  type EarlyEnd,
+  endStalledThread,
+  recordEarlyEnd,
+  STOP_GRACE_MS,
+  threadStartError,
+} from "./thread-ending.ts";
+import { fromThreadError, type ThreadError } from "./thread-errors.ts";
 
 export type { ExtractJob } from "./extract-worker.ts";
 
@@ -39,22 +48,13 @@ const WORKER_FILE = new URL(
 type FromWorker =
   | { type: "taken"; bytes: number; returned?: ArrayBuffer }
   | { type: "done"; result: ExtractResult }
-  | {
-      type: "error";
-      error: {
-        code: ErrorCode;
-        message: string;
-        dataset?: string;
-        expected?: string;
-        found?: string;
-        hint?: string;
-        retryable?: boolean;
-        detail?: string;
-      };
-    };
+  | { type: "error"; error: ThreadError };
 
-/** An extraction thread started ahead of its job (startExtractThread). */
-export interface ExtractThread {
+/**
+ * An extraction thread started ahead of its job (startExtractThread). A stand-in thread
+ * (tests) may come without the record of an early end.
+ */
+export interface ExtractThread extends Partial<EarlyEnd> {
   readonly worker: Worker;
 }
 
@@ -65,7 +65,8 @@ export interface ExtractThread {
  * extractTarInWorker, which ends it, or end it with stopExtractThread.
  */
 export function startExtractThread(): ExtractThread {
-  return { worker: new Worker(WORKER_FILE) };
+  const worker = new Worker(WORKER_FILE);
+  return { worker, ...recordEarlyEnd(worker) };
 }
 
 export async function stopExtractThread(thread: ExtractThread): Promise<void> {
@@ -91,14 +92,6 @@ export interface ExtractInWorkerOptions {
 }
 
 /**
- * How long, at most, the answer waits for the thread to stop once told to (after a stall, an
- * abort, a failed source). A thread blocked in a system call (a write to a hung NFS server)
- * cannot be stopped until the call returns: the caller gets its answer anyway, and the
- * thread is left to end when it can (the process may not exit before it does).
- */
-const STOP_GRACE_MS = 5_000;
-
-/**
  * Extracts the tar archive (compressed as `job.compression`) read from `source` into
  * `job.destination`, on a worker thread. Rejects with the extractor's DsfetchError, the
  * source's error, or the signal's reason; the thread is gone when the promise settles.
@@ -109,11 +102,19 @@ export async function extractTarInWorker(
   options: ExtractInWorkerOptions = {},
 ): Promise<ExtractResult> {
   const { signal, onTaken, stallTimeoutMs } = options;
-  const { worker } = options.thread ?? startExtractThread();
+  const thread = options.thread ?? startExtractThread();
+  const { worker } = thread;
   if (signal?.aborted === true) {
     await worker.terminate();
     signal.throwIfAborted();
   }
+  const early = thread.endedEarly?.();
+  if (early !== undefined) {
+    await worker.terminate();
+    throw threadStartError("extraction", early, job.dataset);
+  }
+  // From here the job's own listeners (below, in this same turn) take the thread's events.
+  thread.adopt?.();
   // The thread sets it to now (ms since the epoch) whenever it takes input or writes.
   const clock = new Float64Array(new SharedArrayBuffer(8));
   worker.postMessage({
@@ -179,9 +180,7 @@ export async function extractTarInWorker(
       } else if (message.type === "done") {
         resolve(message.result);
       } else {
-        const { code, message: text, detail, ...options } = message.error;
-        const cause = detail === undefined ? undefined : new Error(detail);
-        reject(new DsfetchError(code, text, { ...options, cause }));
+        reject(fromThreadError(message.error));
       }
     });
     worker.on("error", (error) =>
@@ -328,7 +327,11 @@ export async function extractTarInWorker(
       throw error;
     }
     try {
-      return await outcome;
+      const result = await outcome;
+      // The thread may finish between an interrupt and its reading of it: an interrupted
+      // extraction is never a success (found in review of the zip thread, same race).
+      signal?.throwIfAborted();
+      return result;
     } catch (error) {
       // An abort while the worker finishes: the worker's "aborted" is not the reason.
       if (!failedFirst) signal?.throwIfAborted();
@@ -360,30 +363,4 @@ function stallError(job: ExtractJob, stallTimeoutMs: number, waiting: number): D
       hint: `nothing was published; ${cause}: check it and run again (DSFETCH_EXTRACT_STALL_TIMEOUT raises the bound, for storage that is just slow)`,
     },
   );
-}
-
-/**
- * Ends a thread that stopped making progress, waiting for it only so long (see the grace).
- * It was sent "abort": given the time to act on it, it kills its decompressor program (a
- * thread terminated at once would leave that process behind).
- */
-async function endStalledThread(
-  worker: Worker,
-  answered: Promise<void>,
-  graceMs: number,
-): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const graceOver = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), graceMs);
-  });
-  let ended = await Promise.race([answered.then(() => true), graceOver]);
-  if (ended) ended = await Promise.race([worker.terminate().then(() => true), graceOver]);
-  clearTimeout(timer);
-  if (!ended) abandonThread(worker);
-}
-
-/** A thread blocked in a system call: asked to end, not waited for, not keeping us alive. */
-function abandonThread(worker: Worker): void {
-  void worker.terminate();
-  worker.unref();
 }

@@ -15,10 +15,10 @@
  * its own thread is too busy to receive messages.
  */
 import { parentPort } from "node:worker_threads";
-import { toDsfetchError } from "../errors.ts";
 import { type Codec, decompress, STREAM_INPUT_BATCH } from "./decompress.ts";
 import type { ExtractLimits } from "./limits.ts";
 import { extractTar, type WriteMode } from "./tar-extract.ts";
+import { toThreadError } from "./thread-errors.ts";
 
 export interface ExtractJob {
   readonly compression: Codec | "none";
@@ -157,20 +157,6 @@ try {
   touch();
   port.postMessage({ type: "done", result });
 } catch (error) {
-  const failure = toDsfetchError(error, job.dataset);
   touch();
-  port.postMessage({
-    type: "error",
-    error: {
-      code: failure.code,
-      message: failure.message,
-      dataset: failure.dataset,
-      expected: failure.expected,
-      found: failure.found,
-      hint: failure.hint,
-      retryable: failure.retryable,
-      // A bug's stack, for its report (a DsfetchError's own stack says nothing useful).
-      detail: failure.code === "INTERNAL" && error instanceof Error ? error.stack : undefined,
-    },
-  });
+  port.postMessage({ type: "error", error: toThreadError(error, job.dataset) });
 }

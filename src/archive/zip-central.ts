@@ -116,6 +116,11 @@ export function readFully(
   }
 }
 
+/** Bytes of the central directory per read. */
+const DIRECTORY_READ = 8 * 1024 * 1024;
+/** Entries checked between two reports of progress (~10 ms of work each). */
+export const PROGRESS_EVERY = 4096;
+
 function readAt(fd: number, position: number, length: number, errors: ZipErrors): Buffer {
   const buffer = Buffer.allocUnsafe(length);
   readFully(fd, buffer, 0, length, position, errors);
@@ -322,6 +327,7 @@ export function readCentralDirectory(
   fileSize: number,
   maxEntries: number,
   errors: ZipErrors,
+  onProgress: () => void = () => {},
 ): CentralDirectory {
   const end = readEndRecord(fd, fileSize, errors);
   if (end.entries > maxEntries) {
@@ -343,10 +349,18 @@ export function readCentralDirectory(
       `declares ${end.entries} entries in a central directory of only ${end.cdSize} bytes`,
     );
   }
-  const cd = readAt(fd, end.cdOffset, end.cdSize, errors);
+  // In pieces, each one progress (a directory of millions of entries is hundreds of MB, and
+  // the stall watchdog must see a slow read move: zip-in-worker.ts).
+  const cd = Buffer.allocUnsafe(end.cdSize);
+  for (let done = 0; done < end.cdSize; done += DIRECTORY_READ) {
+    const length = Math.min(DIRECTORY_READ, end.cdSize - done);
+    readFully(fd, cd, done, length, end.cdOffset + done, errors);
+    onProgress();
+  }
   const entries: CentralEntry[] = new Array(end.entries);
   let pos = 0;
   for (let index = 0; index < end.entries; index++) {
+    if (index % PROGRESS_EVERY === PROGRESS_EVERY - 1) onProgress();
     if (pos + CENTRAL_HEADER_SIZE > cd.length || cd.readUInt32LE(pos) !== CENTRAL_SIGNATURE) {
       throw errors.corrupt(
         `has a damaged central directory (entry ${index + 1} of ${end.entries} is missing or not a central directory header)`,

@@ -60,6 +60,7 @@ import {
   EXTRA_AES,
   EXTRA_ZIP64,
   LOCAL_HEADER_SIZE,
+  PROGRESS_EVERY,
   parseExtra,
   readCentralDirectory,
   readFully,
@@ -89,6 +90,12 @@ export interface ZipExtractOptions {
   readonly creates?: SlowCreates | undefined;
   /** Stops the extraction between entries (its reason is thrown). */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * Told whenever the extraction moves on: an entry done (or handed to the parallel writes),
+   * a chunk of a large entry written, a parallel write done. The stall watchdog's clock
+   * (zip-in-worker.ts).
+   */
+  readonly onProgress?: (() => void) | undefined;
 }
 
 const LOCAL_SIGNATURE = 0x04034b50;
@@ -177,7 +184,7 @@ export async function extractZip(
       });
     }
     const fileSize = fstatSync(fd).size;
-    const plan = planExtraction(fd, fileSize, limits, errors);
+    const plan = planExtraction(fd, fileSize, limits, errors, options.onProgress ?? (() => {}));
     return await new Extractor(fd, fileSize, destination, limits, errors, options).run(plan);
   } catch (error) {
     // Failed reads of the archive itself; anything else is a bug and stays as it is.
@@ -211,12 +218,20 @@ function planExtraction(
   fileSize: number,
   limits: ExtractLimits,
   errors: ZipErrors,
+  onProgress: () => void,
 ): Planned[] {
-  const directory = readCentralDirectory(fd, fileSize, limits.maxEntries, errors);
+  const directory = readCentralDirectory(fd, fileSize, limits.maxEntries, errors, onProgress);
+  // Planning a million entries takes ~10 s here: progress every few thousand, for the stall
+  // watchdog (zip-in-worker.ts).
+  let checked = 0;
+  const tick = () => {
+    if (++checked % PROGRESS_EVERY === 0) onProgress();
+  };
   const guard = new CollisionGuard();
   const planned: Planned[] = [];
   const fileKeys = new Set<string>();
   for (const entry of directory.entries) {
+    tick();
     const item = checkEntry(entry, limits, errors);
     // Duplicates and case/NFC collisions (node-tar GHSA-qq89-hq3f-393p; CVE-2013-4787: two
     // entries with one name, each tool extracting a different one).
@@ -237,6 +252,7 @@ function planExtraction(
   // A file entry that is also a directory of another entry ("a" and "a/b"): whichever comes
   // first wins with other tools, and the second would write through the first.
   for (const item of planned) {
+    tick();
     let prefix = "";
     for (let i = 0; i < item.segments.length - 1; i++) {
       prefix = i === 0 ? (item.segments[0] ?? "") : `${prefix}/${item.segments[i]}`;
@@ -260,6 +276,7 @@ function planExtraction(
     (a, b) => a.entry.localHeaderOffset - b.entry.localHeaderOffset,
   );
   for (let i = 0; i < ordered.length; i++) {
+    tick();
     const item = ordered[i] as Planned;
     const next = ordered[i + 1];
     item.limit = next === undefined ? directory.offset : next.entry.localHeaderOffset;
@@ -458,6 +475,7 @@ class Extractor {
   /** "auto": the timing of creates and closes (util/slow-creates.ts). */
   private readonly creates: SlowCreates;
   private readonly signal: AbortSignal | undefined;
+  private readonly onProgress: () => void;
   /** Set in "parallel" mode, or once "auto" measured slow creates. */
   private parallel: ParallelWrites | undefined;
   private writtenInParallel = 0;
@@ -479,6 +497,7 @@ class Extractor {
     this.writes = options.writes ?? "auto";
     this.creates = options.creates ?? new SlowCreates();
     this.signal = options.signal;
+    this.onProgress = options.onProgress ?? (() => {});
     if (this.writes === "parallel") this.startParallel();
   }
 
@@ -538,6 +557,7 @@ class Extractor {
           "has a data descriptor that overlaps the next entry or the central directory",
         );
       }
+      this.onProgress();
       if (this.parallel !== undefined) {
         this.throwParallelFailure();
         const full = this.parallel.backpressure();
@@ -559,7 +579,7 @@ class Extractor {
   }
 
   private startParallel(): void {
-    this.parallel = new ParallelWrites(FILE_FLAGS, () => {});
+    this.parallel = new ParallelWrites(FILE_FLAGS, this.onProgress);
   }
 
   /** The first parallel write's failure as the serial writer would have thrown it, if any. */
@@ -843,6 +863,7 @@ class Extractor {
       }
       crc = crc32(chunk, crc);
       produced += chunk.length;
+      this.onProgress();
     };
     const fd = this.fd;
     const errors = this.errors;

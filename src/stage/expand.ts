@@ -17,7 +17,7 @@ import {
 } from "../archive/extract-in-worker.ts";
 import type { ExtractLimits } from "../archive/limits.ts";
 import { checkMagic } from "../archive/magic.ts";
-import { extractZip } from "../archive/zip-extract.ts";
+import { extractZipInWorker, startZipThread } from "../archive/zip-in-worker.ts";
 import type { TransferTuning } from "../config/tuning.ts";
 import type { DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
@@ -252,24 +252,42 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
   const { resolution, spec } = input;
   // Beside the tree, never inside it: the dataset directory holds exactly the contents.
   const zipPath = join(input.attempt.dir, "archive.zip");
-  const download = await downloadObject({
-    getter: input.client.getter,
-    source: resolution,
-    destination: zipPath,
-    parts: input.parts,
-    rangeSize: input.tuning.rangeSize,
-    concurrency: input.tuning.rangeConcurrency,
-    signal: input.signal,
-    retry: input.retry,
-    onBytes: input.onBytes,
-    errorContext: input.errorContext,
-  });
+  // Started now, so that its start-up overlaps the download.
+  const thread = startZipThread();
+  let download: Awaited<ReturnType<typeof downloadObject>>;
+  try {
+    download = await downloadObject({
+      getter: input.client.getter,
+      source: resolution,
+      destination: zipPath,
+      parts: input.parts,
+      rangeSize: input.tuning.rangeSize,
+      concurrency: input.tuning.rangeConcurrency,
+      signal: input.signal,
+      retry: input.retry,
+      onBytes: input.onBytes,
+      errorContext: input.errorContext,
+    });
+  } catch (error) {
+    await thread.worker.terminate();
+    throw error;
+  }
   try {
     // Downloaded whole and verified first: what the extractor refuses is the stored object.
-    const result = await extractZip(zipPath, input.attempt.dataDir, input.limits, spec.name, {
-      writes: input.tuning.fileWrites,
-      signal: input.signal,
-    }).catch((error: unknown) => {
+    const result = await extractZipInWorker(
+      {
+        zipPath,
+        destination: input.attempt.dataDir,
+        limits: input.limits,
+        dataset: spec.name,
+        writes: input.tuning.fileWrites,
+      },
+      {
+        signal: input.signal,
+        stallTimeoutMs: input.tuning.extractStallTimeoutMs,
+        thread,
+      },
+    ).catch((error: unknown) => {
       const against = hashedAgainst(download.verification);
       throw confirmable(error) && against !== undefined ? aboutStoredObject(error, against) : error;
     });

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
+import { Worker } from "node:worker_threads";
 import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -94,6 +95,43 @@ describe("extractTarInWorker", () => {
     }
     // extractTarInWorker ended the thread: a message to it goes nowhere, and no exit is pending.
     expect(thread.worker.threadId).toBe(-1);
+  });
+
+  it("a thread started ahead that died before its job: INTERNAL at once, not a STALLED minutes later", async () => {
+    ws = workspace();
+    const { archive } = sampleArchive();
+    const thread = startExtractThread();
+    await stopExtractThread(thread);
+    const error = await extractTarInWorker(chunks(archive, 65536), job(ws.dest), {
+      thread,
+      stallTimeoutMs: 30_000,
+    }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "INTERNAL" });
+    expect((error as Error).message).toMatch(/extraction thread failed to start: exited with code/);
+  });
+
+  it("a thread that finishes right after an interrupt: the interrupt's reason, never a success", async () => {
+    ws = workspace();
+    // A stand-in thread that answers "done" to the end whatever it was told before.
+    const worker = new Worker(
+      `const { parentPort } = require("node:worker_threads");
+       parentPort.on("message", (m) => {
+         if (m.type === "bytes") parentPort.postMessage({ type: "taken", bytes: m.bytes.length });
+         else if (m.type === "end") parentPort.postMessage({ type: "done", result: { files: [], bytes: 0 } });
+       });`,
+      { eval: true },
+    );
+    const abort = new AbortController();
+    const reason = new Error("SIGTERM");
+    async function* interruptedAtTheEnd(): AsyncGenerator<Buffer> {
+      yield Buffer.alloc(512);
+      abort.abort(reason);
+    }
+    const outcome = await extractTarInWorker(interruptedAtTheEnd(), job(ws.dest), {
+      thread: { worker },
+      signal: abort.signal,
+    }).catch((e: unknown) => e);
+    expect(outcome).toBe(reason);
   });
 
   it("a thread started but never given a job ends with stopExtractThread, writing nothing", async () => {
