@@ -291,6 +291,7 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
       const against = hashedAgainst(download.verification);
       throw confirmable(error) && against !== undefined ? aboutStoredObject(error, against) : error;
     });
+    await rm(zipPath, { force: true });
     return {
       files: result.files.map((file) => ({ path: file.path, bytes: file.bytes })),
       verification: download.verification,
@@ -298,8 +299,12 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
       expandedBytes: result.bytes,
       writtenInParallel: result.writtenInParallel,
     };
-  } finally {
+  } catch (error) {
+    // After a stall the storage may be hung: the caller's bounded removal of the whole
+    // attempt (stage-dataset.ts) takes the archive with it, without holding the error back.
+    if (error instanceof DsfetchError && error.code === "STALLED") throw error;
     await rm(zipPath, { force: true });
+    throw error;
   }
 }
 

@@ -22,6 +22,7 @@ import type { S3ErrorContext } from "../fetch/s3-errors.ts";
 import { partsToLearn } from "../fetch/verification.ts";
 import { isCached } from "../plan/plan.ts";
 import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "../plan/target.ts";
+import { settleWithin } from "../util/settle-within.ts";
 import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { EarlyWriteback } from "../volumes/early-writeback.ts";
@@ -205,6 +206,8 @@ export async function stageDataset(
     });
     if (outcome.kind === "acquired") lock = outcome.lock;
   }
+  /** The attempt failed with STALLED: the storage may be hung (see STALLED_CLEANUP_MS). */
+  let stalled = false;
   try {
     for (let restart = 0; ; restart++) {
       // Re-check under the lock: the previous holder may have published while we waited.
@@ -284,7 +287,18 @@ export async function stageDataset(
           refetchedBytes: download.refetchedBytes,
         };
       } catch (error) {
-        await discardAttempt(attempt);
+        if (isStall(error)) {
+          // The storage may be hung: its cleanup must not hold the error back (the error is
+          // the point of the watchdog). What is left is removed by a later run.
+          stalled = true;
+          if (!(await settleWithin(discardAttempt(attempt), STALLED_CLEANUP_MS))) {
+            context.onEvent({
+              type: "warning",
+              dataset: spec.name,
+              message: `the storage did not answer within ${STALLED_CLEANUP_MS / 1000} s while removing ${attempt.dir}; a later run removes it`,
+            });
+          }
+        } else await discardAttempt(attempt);
         if (lock !== undefined) {
           await recordFailure(target.location.failurePath, resolution, error, lock.holder);
         }
@@ -311,8 +325,26 @@ export async function stageDataset(
       }
     }
   } finally {
-    await lock?.release();
+    if (lock !== undefined && stalled) {
+      if (!(await settleWithin(lock.release(), STALLED_CLEANUP_MS))) {
+        context.onEvent({
+          type: "warning",
+          dataset: spec.name,
+          message: `the storage did not answer within ${STALLED_CLEANUP_MS / 1000} s while releasing the lock ${target.location.lockPath}; it goes stale after DSFETCH_LOCK_STALE`,
+        });
+      }
+    } else await lock?.release();
   }
+}
+
+/**
+ * How long the cleanup after a stall (removing the attempt, releasing the lock) may take
+ * before the dataset's error is given anyway.
+ */
+const STALLED_CLEANUP_MS = 5_000;
+
+function isStall(error: unknown): boolean {
+  return error instanceof DsfetchError && error.code === "STALLED";
 }
 
 function objectCount(resolution: Resolution): number {
