@@ -1,6 +1,6 @@
 // dsfetch's extraction alone, from a local archive: what `tar -xf` does, by the code a fetch
 // runs (dist/, as installed users run it): the magic check, then the decompressor and the tar
-// writer on their worker thread (extractTarInWorker), fed in 1 MiB reads; for a zip, its
+// writer on their worker thread (extractTarInWorker), fed 8 MiB ranges in shared memory; for a zip, its
 // extraction from the file on its thread (extractZipInWorker); no download, no verification hash, no sync, no publish. bench/archive.ts times it beside
 // `tar -xf` of the same file, for the goal "small-file extraction within 1.2x of GNU tar".
 //
@@ -29,7 +29,6 @@ const { DEFAULT_LIMITS } = await import(new URL("archive/limits.js", dist).href)
 // writes of slow storage run there.
 if ((process.env.UV_THREADPOOL_SIZE ?? "") === "") process.env.UV_THREADPOOL_SIZE = "36";
 
-const READ = 1 << 20;
 const format = archiveFormatOf(basename(archive));
 if (format === undefined) {
   process.stderr.write(`${archive}: not an archive dsfetch expands\n`);
@@ -53,19 +52,27 @@ if (format.format === "zip") {
   process.exit(0);
 }
 
-// One buffer for every read, as tar reads: extractTarInWorker copies each chunk before it
-// asks for the next. A fresh 1 MiB buffer per read cost this reader a page fault per 4 KiB
-// (327 MiB of zeroed pages for the 20,000-file tar: ~0.3 s of system CPU on the main
-// thread, counted against dsfetch's extraction).
+// As a fetch hands a streamed archive over (stage/expand.ts): 8 MiB ranges in shared memory,
+// read in place by the extraction thread and reused once it reports their bytes taken. Read
+// into ordinary 1 MiB buffers instead, every byte was copied into transfer batches first (95 ms
+// for a 97 MB tar here, most of it page faults on fresh batches), which a fetch never does.
+const { BufferPool } = await import(new URL("util/buffer-pool.js", dist).href);
+const { ChunkLedger } = await import(new URL("util/chunk-ledger.js", dist).href);
+const RANGE = 8 << 20;
+const buffers = new BufferPool(RANGE, 4, { shared: true });
+const ledger = new ChunkLedger(1, (chunk) => buffers.give(chunk));
+
 /** @param {string} path @returns {AsyncGenerator<Buffer>} */
 async function* read(path) {
   const fd = openSync(path, "r");
-  const buffer = Buffer.allocUnsafe(READ);
   try {
     for (;;) {
-      const n = readSync(fd, buffer, 0, READ, null);
+      const chunk = buffers.take(RANGE);
+      const n = readSync(fd, chunk, 0, RANGE, null);
       if (n === 0) return;
-      yield buffer.subarray(0, n);
+      const filled = chunk.subarray(0, n);
+      ledger.add(filled);
+      yield filled;
     }
   } finally {
     closeSync(fd);
@@ -77,13 +84,17 @@ const fd = openSync(archive, "r");
 const headBytes = readSync(fd, head, 0, MAGIC_BYTES, 0);
 closeSync(fd);
 const chain = checkMagic(format.format, head.subarray(0, headBytes), "bench", archive);
-const result = await extractTarInWorker(read(archive), {
-  compression: chain.compression,
-  destination,
-  limits: DEFAULT_LIMITS,
-  dataset: "bench",
-  writes,
-});
+const result = await extractTarInWorker(
+  read(archive),
+  {
+    compression: chain.compression,
+    destination,
+    limits: DEFAULT_LIMITS,
+    dataset: "bench",
+    writes,
+  },
+  { onTaken: (bytes) => ledger.advance(0, bytes) },
+);
 process.stdout.write(
   `${JSON.stringify({ files: result.files.length, bytes: result.bytes, writtenInParallel: result.writtenInParallel })}\n`,
 );
