@@ -32,7 +32,7 @@ import { StreamingVerifier } from "../fetch/streaming-verifier.ts";
 import { BufferPool } from "../util/buffer-pool.ts";
 import { Channel } from "../util/channel.ts";
 import { ChunkLedger } from "../util/chunk-ledger.ts";
-import type { Attempt } from "../volumes/attempt.ts";
+import { type Attempt, storageError } from "../volumes/attempt.ts";
 import type { ManifestFile } from "../volumes/manifest.ts";
 
 export interface ExpandInput {
@@ -272,9 +272,10 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
     await thread.worker.terminate();
     throw error;
   }
+  let result: Awaited<ReturnType<typeof extractZipInWorker>>;
   try {
     // Downloaded whole and verified first: what the extractor refuses is the stored object.
-    const result = await extractZipInWorker(
+    result = await extractZipInWorker(
       {
         zipPath,
         destination: input.attempt.dataDir,
@@ -291,21 +292,28 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
       const against = hashedAgainst(download.verification);
       throw confirmable(error) && against !== undefined ? aboutStoredObject(error, against) : error;
     });
-    await rm(zipPath, { force: true });
-    return {
-      files: result.files.map((file) => ({ path: file.path, bytes: file.bytes })),
-      verification: download.verification,
-      refetchedBytes: download.refetchedBytes,
-      expandedBytes: result.bytes,
-      writtenInParallel: result.writtenInParallel,
-    };
   } catch (error) {
-    // After a stall the storage may be hung: the caller's bounded removal of the whole
-    // attempt (stage-dataset.ts) takes the archive with it, without holding the error back.
-    if (error instanceof DsfetchError && error.code === "STALLED") throw error;
-    await rm(zipPath, { force: true });
+    // After a stall or an interrupt the storage may be hung: the caller's bounded removal of
+    // the whole attempt (stage-dataset.ts) takes the archive with it. Otherwise it goes now;
+    // a failure to remove it is not the answer (the attempt's removal follows anyway).
+    const stalled = error instanceof DsfetchError && error.code === "STALLED";
+    if (!stalled && input.signal?.aborted !== true) {
+      await rm(zipPath, { force: true }).catch(() => {});
+    }
     throw error;
   }
+  try {
+    await rm(zipPath, { force: true });
+  } catch (error) {
+    throw storageError(error, zipPath);
+  }
+  return {
+    files: result.files.map((file) => ({ path: file.path, bytes: file.bytes })),
+    verification: download.verification,
+    refetchedBytes: download.refetchedBytes,
+    expandedBytes: result.bytes,
+    writtenInParallel: result.writtenInParallel,
+  };
 }
 
 /** Reads at least `bytes` (or everything, if shorter) from the start of a stream. */

@@ -206,8 +206,8 @@ export async function stageDataset(
     });
     if (outcome.kind === "acquired") lock = outcome.lock;
   }
-  /** The attempt failed with STALLED: the storage may be hung (see STALLED_CLEANUP_MS). */
-  let stalled = false;
+  /** Set when the cleanup is bounded (a stall, an interrupt): when it must be over. */
+  let cleanupDeadline: number | undefined;
   try {
     for (let restart = 0; ; restart++) {
       // Re-check under the lock: the previous holder may have published while we waited.
@@ -287,15 +287,16 @@ export async function stageDataset(
           refetchedBytes: download.refetchedBytes,
         };
       } catch (error) {
-        if (isStall(error)) {
-          // The storage may be hung: its cleanup must not hold the error back (the error is
-          // the point of the watchdog). What is left is removed by a later run.
-          stalled = true;
-          if (!(await settleWithin(discardAttempt(attempt), STALLED_CLEANUP_MS))) {
+        if (isStall(error) || context.signal?.aborted === true) {
+          // After a stall the storage may be hung, and an interrupt is often the answer to a
+          // hang: the cleanup there must not hold the error back. What is left is removed by
+          // a later run.
+          cleanupDeadline = performance.now() + BOUNDED_CLEANUP_MS;
+          if (!(await settleWithin(discardAttempt(attempt), BOUNDED_CLEANUP_MS))) {
             context.onEvent({
               type: "warning",
               dataset: spec.name,
-              message: `the storage did not answer within ${STALLED_CLEANUP_MS / 1000} s while removing ${attempt.dir}; a later run removes it`,
+              message: `removing ${attempt.dir} did not finish within ${BOUNDED_CLEANUP_MS / 1000} s (the storage may be hung); a later run removes it`,
             });
           }
         } else await discardAttempt(attempt);
@@ -325,12 +326,14 @@ export async function stageDataset(
       }
     }
   } finally {
-    if (lock !== undefined && stalled) {
-      if (!(await settleWithin(lock.release(), STALLED_CLEANUP_MS))) {
+    if (lock !== undefined && cleanupDeadline !== undefined) {
+      // What is left of the same bound (see above).
+      const left = Math.max(0, cleanupDeadline - performance.now());
+      if (!(await settleWithin(lock.release(), left))) {
         context.onEvent({
           type: "warning",
           dataset: spec.name,
-          message: `the storage did not answer within ${STALLED_CLEANUP_MS / 1000} s while releasing the lock ${target.location.lockPath}; it goes stale after DSFETCH_LOCK_STALE`,
+          message: `releasing the lock ${target.location.lockPath} did not finish within ${BOUNDED_CLEANUP_MS / 1000} s (the storage may be hung); it is released when the storage answers, or taken over after DSFETCH_LOCK_STALE`,
         });
       }
     } else await lock?.release();
@@ -338,10 +341,10 @@ export async function stageDataset(
 }
 
 /**
- * How long the cleanup after a stall (removing the attempt, releasing the lock) may take
- * before the dataset's error is given anyway.
+ * How long the cleanup after a stall or an interrupt (removing the attempt, then releasing
+ * the lock, together) may take before the dataset's error is given anyway.
  */
-const STALLED_CLEANUP_MS = 5_000;
+const BOUNDED_CLEANUP_MS = 5_000;
 
 function isStall(error: unknown): boolean {
   return error instanceof DsfetchError && error.code === "STALLED";
