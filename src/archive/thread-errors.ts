@@ -2,22 +2,24 @@
  * A DsfetchError across a thread boundary (an extraction thread's answer): its fields as a
  * plain object (what structured clone keeps), and the error again on the other side.
  */
-import { DsfetchError, type ErrorCode, toDsfetchError } from "../errors.ts";
+import {
+  DsfetchError,
+  type DsfetchErrorOptions,
+  type ErrorCode,
+  toDsfetchError,
+} from "../errors.ts";
 
-export interface ThreadError {
+export type ThreadError = {
   code: ErrorCode;
   message: string;
-  dataset?: string | undefined;
-  expected?: string | undefined;
-  found?: string | undefined;
-  hint?: string | undefined;
-  retryable?: boolean | undefined;
-  objectVerified?: boolean | undefined;
   /** A bug's stack, for its report (a DsfetchError's own stack says nothing useful). */
   detail?: string | undefined;
   /** The underlying error (a failed write's errno), for programs that look at `cause`. */
   cause?: { message: string; code?: string | undefined } | undefined;
-}
+} & Pick<
+  DsfetchErrorOptions,
+  "dataset" | "expected" | "found" | "hint" | "retryable" | "objectVerified"
+>;
 
 export function toThreadError(error: unknown, dataset: string): ThreadError {
   const failure = toDsfetchError(error, dataset);
