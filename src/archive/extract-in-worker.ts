@@ -18,10 +18,10 @@ import {
   type EarlyEnd,
   endStalledThread,
   recordEarlyEnd,
-  STOP_GRACE_MS,
   threadStartError,
 } from "./thread-ending.ts";
 import { fromThreadError, type ThreadError } from "./thread-errors.ts";
+import { ThreadWatchdog } from "./thread-watchdog.ts";
 
 export type { ExtractJob } from "./extract-worker.ts";
 
@@ -128,17 +128,27 @@ export async function extractTarInWorker(
   // (DSFETCH_RANGE_SIZE may make a shared chunk larger than MAX_IN_FLIGHT).
   let messagesInFlight = 0;
   let settled = false;
-  // The watchdog's view: when the thread last showed progress (a message, or its clock, which
-  // is current even while this thread is too busy to receive messages), whether it has work.
-  let lastProgressAt = performance.now();
-  const sinceProgress = () =>
-    performance.now() - Math.max(lastProgressAt, (clock[0] ?? 0) - performance.timeOrigin);
   let endPosted = false;
-  const graceMs = Math.min(STOP_GRACE_MS, stallTimeoutMs ?? STOP_GRACE_MS);
-  /** The watchdog failed the extraction (before anything else did). */
-  let stalled = false;
-  /** Told to stop, the thread did not answer within the grace: not waited for. */
-  let abandoned = false;
+  let giveUp: ((error: DsfetchError) => void) | undefined;
+  // Its view: progress as messages and the thread's clock show it; work: bytes or the end.
+  const dog = new ThreadWatchdog({
+    clock,
+    stallTimeoutMs,
+    settled: () => settled,
+    hasWork: () => inFlight > 0 || endPosted,
+    onStall: () => {
+      giveUp?.(stallError(job, stallTimeoutMs ?? 0, inFlight));
+      abortWorker();
+    },
+    // Told to stop (an abort, a failed source), the thread does not answer. The caller's
+    // answer (the abort's reason, the source's error) goes on.
+    onAbandon: () =>
+      giveUp?.(
+        new DsfetchError("INTERNAL", "the extraction thread did not stop when told to", {
+          dataset: job.dataset,
+        }),
+      ),
+  });
   let wakeSender: (() => void) | undefined;
   const wake = () => {
     const resolve = wakeSender;
@@ -150,7 +160,7 @@ export async function extractTarInWorker(
   };
   /** Counts bytes handed to the thread; its clock starts when it had nothing to do. */
   const handOver = (bytes: number) => {
-    if (inFlight === 0) lastProgressAt = performance.now();
+    if (inFlight === 0) dog.progressed();
     inFlight += bytes;
     messagesInFlight += 1;
   };
@@ -158,7 +168,6 @@ export async function extractTarInWorker(
     handOver(bytes.length);
     post({ type: "bytes", bytes }, [bytes.buffer as ArrayBuffer]);
   });
-  let giveUp: ((error: DsfetchError) => void) | undefined;
   // The thread's own answer ("done" or "error"), which may follow the watchdog's.
   let answer: (() => void) | undefined;
   const answered = new Promise<void>((resolve) => {
@@ -169,7 +178,7 @@ export async function extractTarInWorker(
   const outcome = new Promise<ExtractResult>((resolve, reject) => {
     giveUp = reject;
     worker.on("message", (message: FromWorker) => {
-      lastProgressAt = performance.now();
+      dog.progressed();
       if (message.type !== "taken") answer?.();
       if (message.type === "taken") {
         inFlight -= message.bytes;
@@ -214,64 +223,19 @@ export async function extractTarInWorker(
     },
     () => {
       settled = true;
-      failedFirst = stalled || !abortSent;
+      failedFirst = dog.stalled || !abortSent;
       wake();
       stopWaiting?.();
     },
   );
-  let abortSentAt: number | undefined;
   const abortWorker = () => {
     post({ type: "abort" });
     abortSent = true;
-    abortSentAt ??= performance.now();
+    dog.abortSent();
   };
   signal?.addEventListener("abort", abortWorker, { once: true });
-  const tickMs = Math.max(10, Math.min(1000, graceMs / 4, (stallTimeoutMs ?? Infinity) / 4));
-  let lastTickAt = performance.now();
-  const tick = () => {
-    const now = performance.now();
-    const sinceTick = now - lastTickAt;
-    lastTickAt = now;
-    if (settled) return;
-    if (sinceTick > tickMs + Math.min(graceMs, stallTimeoutMs ?? graceMs) / 2) {
-      // This turn comes far too late: the whole process was stopped or frozen (Ctrl-Z,
-      // `docker pause`, a cgroup freeze), or this thread was busy. The extraction thread
-      // could not show progress either: its clock starts again now.
-      lastProgressAt = now;
-      if (abortSentAt !== undefined) abortSentAt = now;
-      return;
-    }
-    if (abortSentAt !== undefined) {
-      // Told to stop (an abort, a failed source), the thread does not answer: blocked in a
-      // system call. The caller's answer (the abort's reason, the source's error) goes on.
-      if (performance.now() - abortSentAt < graceMs) return;
-      abandoned = true;
-      giveUp?.(
-        new DsfetchError("INTERNAL", "the extraction thread did not stop when told to", {
-          dataset: job.dataset,
-        }),
-      );
-      return;
-    }
-    const stalledNow = () =>
-      !settled &&
-      abortSentAt === undefined &&
-      stallTimeoutMs !== undefined &&
-      (inFlight > 0 || endPosted) &&
-      sinceProgress() >= stallTimeoutMs;
-    if (!stalledNow()) return;
-    // Timers run before the messages that arrived meanwhile: after this thread was busy
-    // (longer than the bound), "taken" and "done" may be waiting. Decide after them.
-    setImmediate(() => {
-      if (!stalledNow()) return;
-      stalled = true;
-      giveUp?.(stallError(job, stallTimeoutMs ?? 0, inFlight));
-      abortWorker();
-    });
-  };
-  let watchdog: NodeJS.Timeout | undefined;
   try {
-    watchdog = setInterval(tick, tickMs);
+    dog.start();
     const iterator = source[Symbol.asyncIterator]();
     try {
       for (;;) {
@@ -300,7 +264,7 @@ export async function extractTarInWorker(
         }
         if (next.done === true) {
           batches.flush();
-          if (inFlight === 0) lastProgressAt = performance.now();
+          if (inFlight === 0) dog.progressed();
           endPosted = true;
           post({ type: "end" });
           break;
@@ -338,10 +302,10 @@ export async function extractTarInWorker(
       throw error;
     }
   } finally {
-    clearInterval(watchdog);
+    dog.stop();
     signal?.removeEventListener("abort", abortWorker);
-    if (abandoned) abandonThread(worker);
-    else if (stalled) await endStalledThread(worker, answered, graceMs);
+    if (dog.abandoned) abandonThread(worker);
+    else if (dog.stalled) await endStalledThread(worker, answered, dog.graceMs);
     else await worker.terminate();
   }
 }

@@ -16,10 +16,10 @@ import {
   type EarlyEnd,
   endStalledThread,
   recordEarlyEnd,
-  STOP_GRACE_MS,
   threadStartError,
 } from "./thread-ending.ts";
 import { fromThreadError, type ThreadError } from "./thread-errors.ts";
+import { ThreadWatchdog } from "./thread-watchdog.ts";
 import type { ExtractResult } from "./zip-extract.ts";
 import type { ToZipWorker, ZipJob } from "./zip-worker.ts";
 
@@ -95,17 +95,21 @@ export async function extractZipInWorker(
     await worker.terminate();
     throw error;
   }
-  let lastProgressAt = performance.now();
-  const sinceProgress = () =>
-    performance.now() - Math.max(lastProgressAt, (clock[0] ?? 0) - performance.timeOrigin);
-  const graceMs = Math.min(STOP_GRACE_MS, stallTimeoutMs ?? STOP_GRACE_MS);
   let settled = false;
-  /** The watchdog failed the extraction (before anything else did). */
-  let stalled = false;
-  /** Told to stop, the thread did not answer within the grace: not waited for. */
-  let abandoned = false;
-  let abortSentAt: number | undefined;
   let giveUp: ((error: unknown) => void) | undefined;
+  // The whole job is the thread's work from now until it answers.
+  const dog = new ThreadWatchdog({
+    clock,
+    stallTimeoutMs,
+    settled: () => settled,
+    hasWork: () => true,
+    onStall: () => {
+      giveUp?.(stallError(job.dataset, stallTimeoutMs ?? 0));
+      abortWorker();
+    },
+    // Told to stop, the thread does not answer: the abort's reason is the answer all the same.
+    onAbandon: () => giveUp?.(signal?.reason ?? new Error("extraction aborted")),
+  });
   let answer: (() => void) | undefined;
   const answered = new Promise<void>((resolve) => {
     answer = resolve;
@@ -151,48 +155,10 @@ export async function extractZipInWorker(
   );
   const abortWorker = () => {
     if (!settled) worker.postMessage({ type: "abort" } satisfies ToZipWorker);
-    abortSentAt ??= performance.now();
+    dog.abortSent();
   };
   signal?.addEventListener("abort", abortWorker, { once: true });
-  const tickMs = Math.max(10, Math.min(1000, graceMs / 4, (stallTimeoutMs ?? Infinity) / 4));
-  let lastTickAt = performance.now();
-  const tick = () => {
-    const now = performance.now();
-    const sinceTick = now - lastTickAt;
-    lastTickAt = now;
-    if (settled) return;
-    if (sinceTick > tickMs + Math.min(graceMs, stallTimeoutMs ?? graceMs) / 2) {
-      // This turn comes far too late: the whole process was stopped or frozen (Ctrl-Z,
-      // `docker pause`, a cgroup freeze), or this thread was busy. The extraction thread
-      // could not show progress either: its clock starts again now.
-      lastProgressAt = now;
-      if (abortSentAt !== undefined) abortSentAt = now;
-      return;
-    }
-    if (abortSentAt !== undefined) {
-      // Told to stop, the thread does not answer: blocked in a system call. The abort's
-      // reason is the answer all the same.
-      if (now - abortSentAt < graceMs) return;
-      abandoned = true;
-      giveUp?.(signal?.reason ?? new Error("extraction aborted"));
-      return;
-    }
-    const stalledNow = () =>
-      !settled &&
-      abortSentAt === undefined &&
-      stallTimeoutMs !== undefined &&
-      sinceProgress() >= stallTimeoutMs;
-    if (!stalledNow()) return;
-    // Timers run before the messages that arrived meanwhile: after this thread was busy
-    // (longer than the bound), "done" may be waiting. Decide after it.
-    setImmediate(() => {
-      if (!stalledNow()) return;
-      stalled = true;
-      giveUp?.(stallError(job.dataset, stallTimeoutMs ?? 0));
-      abortWorker();
-    });
-  };
-  const watchdog = setInterval(tick, tickMs);
+  dog.start();
   try {
     const result = await outcome;
     // The thread may finish between an interrupt and its reading of it (it looks between
@@ -202,13 +168,13 @@ export async function extractZipInWorker(
   } catch (error) {
     // Interrupted: the interrupt's reason is the answer (not the thread's "aborted"); only a
     // stall, decided before it, stays the answer.
-    if (!stalled) signal?.throwIfAborted();
+    if (!dog.stalled) signal?.throwIfAborted();
     throw error;
   } finally {
-    clearInterval(watchdog);
+    dog.stop();
     signal?.removeEventListener("abort", abortWorker);
-    if (abandoned) abandonThread(worker);
-    else if (stalled) await endStalledThread(worker, answered, graceMs);
+    if (dog.abandoned) abandonThread(worker);
+    else if (dog.stalled) await endStalledThread(worker, answered, dog.graceMs);
     else await worker.terminate();
   }
 }
