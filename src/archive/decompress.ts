@@ -18,7 +18,7 @@
  * non-zero exit, fail with ARCHIVE_INVALID naming the codec and what the decoder said.
  * Errors of the source (network, abort) pass through unchanged.
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { accessSync, constants, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
@@ -26,6 +26,7 @@ import { delimiter, join } from "node:path";
 import { PassThrough, Readable, type Writable } from "node:stream";
 import { createGunzip, type ZlibOptions } from "node:zlib";
 import { DsfetchError } from "../errors.ts";
+import { openProgramOutput } from "./program-output.ts";
 
 export type Codec = "gzip" | "bzip2" | "xz";
 
@@ -184,6 +185,8 @@ export function decompressorFor(codec: Codec, choice: DecompressorChoice = {}): 
 /**
  * Decompresses `source`. Lazy: nothing starts until the result is iterated. Stopping the
  * iteration early (break, throw) kills a decompressing program and destroys the streams.
+ * A chunk is valid only until the next one is asked for (a program's output is read into
+ * reused memory, program-output.ts): copy what you keep.
  */
 export function decompress(
   codec: Codec,
@@ -350,13 +353,24 @@ async function* throughProgram(
   signal?.throwIfAborted();
   const [file, ...args] = decompressor.command ?? [];
   if (file === undefined) throw unavailable(decompressor.codec, dataset);
-  const child = spawn(file, args, {
-    stdio: ["pipe", "pipe", "pipe"],
-    env: { ...process.env, LC_ALL: "C" },
-  });
+  const output = await openProgramOutput();
+  let child: ChildProcess;
+  try {
+    child = spawn(file, args, {
+      stdio: ["pipe", output?.childEnd ?? "pipe", "pipe"],
+      env: { ...process.env, LC_ALL: "C" },
+    });
+  } catch (error) {
+    output?.close();
+    throw error;
+  }
+  output?.childStarted();
+  // "pipe" for both: never null (the types cannot tell with stdio given as an array).
+  const stdin = child.stdin as Writable;
+  const childStderr = child.stderr as Readable;
   let stderr = "";
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (text: string) => {
+  childStderr.setEncoding("utf8");
+  childStderr.on("data", (text: string) => {
     if (stderr.length < STDERR_KEEP) stderr += text;
   });
   let spawnError: Error | undefined;
@@ -368,7 +382,7 @@ async function* throughProgram(
     child.once("close", (code, exitSignal) => resolve({ code, signal: exitSignal }));
   });
   // The program exiting early (corrupt data) breaks the pipe: its exit status says why.
-  child.stdin.on("error", () => {});
+  stdin.on("error", () => {});
   let stopped = false;
   let sourceError: unknown;
   let hasSourceError = false;
@@ -381,10 +395,10 @@ async function* throughProgram(
       while (!stopped) {
         const next = await iterator.next();
         if (next.done === true) break;
-        if (stopped || child.stdin.destroyed) break;
-        if (!child.stdin.write(next.value)) await drained(child.stdin);
+        if (stopped || stdin.destroyed) break;
+        if (!stdin.write(next.value)) await drained(stdin);
       }
-      child.stdin.end();
+      stdin.end();
     } catch (error) {
       hasSourceError = true;
       sourceError = error;
@@ -398,7 +412,7 @@ async function* throughProgram(
   signal?.addEventListener("abort", onAbort, { once: true });
   let finished = false;
   try {
-    for await (const chunk of child.stdout) yield chunk as Buffer;
+    for await (const chunk of output ?? (child.stdout as Readable)) yield chunk as Buffer;
     const exit = await closed;
     // A program that exited 0 has read its input to the end: the pump is done or about to be.
     if (exit.code === 0 && spawnError === undefined) {
@@ -438,8 +452,9 @@ async function* throughProgram(
         .catch(() => {});
       pump.catch(() => {});
     }
-    child.stdin.destroy();
-    child.stdout.destroy();
+    stdin.destroy();
+    child.stdout?.destroy();
+    output?.close();
   }
 }
 

@@ -38,7 +38,8 @@ function compress(program: string, args: string[], input: Buffer): Buffer {
 
 async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const chunk of source) parts.push(chunk);
+  // A copy: a chunk is valid only until the next is asked for (decompress()'s contract).
+  for await (const chunk of source) parts.push(Buffer.from(chunk));
   return Buffer.concat(parts);
 }
 
