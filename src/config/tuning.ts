@@ -32,6 +32,11 @@ export interface TransferTuning {
   readonly maxExpandedBytes: number;
   /** Large multipart objects written with O_DIRECT where the filesystem takes it. */
   readonly directIo: boolean;
+  /**
+   * How long shared storage may take to answer the start-up probe before dsfetch stages into
+   * an ephemeral volume instead (volumes/storage-probe.ts).
+   */
+  readonly storageTimeoutMs: number;
 }
 
 export interface LockTiming {
@@ -54,6 +59,7 @@ export const DEFAULT_TUNING: TransferTuning = Object.freeze({
   lock: Object.freeze({ staleMs: 120_000, pollMs: 1_000, waitMs: 2 * 60 * 60_000 }),
   maxExpandedBytes: 2 ** 40,
   directIo: true,
+  storageTimeoutMs: 30_000,
 });
 
 export function resolveTuning(env: Readonly<Record<string, string | undefined>>): TransferTuning {
@@ -120,6 +126,12 @@ export function resolveTuning(env: Readonly<Record<string, string | undefined>>)
       env,
       "DSFETCH_EXTRACT_STALL_TIMEOUT",
       DEFAULT_TUNING.extractStallTimeoutMs,
+      86_400,
+    ),
+    storageTimeoutMs: seconds(
+      env,
+      "DSFETCH_STORAGE_TIMEOUT",
+      DEFAULT_TUNING.storageTimeoutMs,
       86_400,
     ),
     lock: Object.freeze({

@@ -68,6 +68,11 @@ export interface StageContext {
   readonly onEvent: EventListener;
   readonly signal?: AbortSignal | undefined;
   readonly tuning: TransferTuning;
+  /**
+   * Whether shared storage answered the start-up probe (volumes/storage-probe.ts), asked once
+   * per run; absent: not asked (library callers staging one dataset directly).
+   */
+  readonly sharedStorageAnswers?: (() => Promise<boolean>) | undefined;
 }
 
 /** Times a download starts over because the object was replaced during it (no etag pinned). */
@@ -142,7 +147,32 @@ export async function stageDataset(
     };
   };
 
+  const fallBack = async (problem: string): Promise<StagedDataset | undefined> => {
+    target = fallbackTarget(spec, settings);
+    fallback = `shared storage is unavailable: ${problem}`;
+    context.onEvent({
+      type: "warning",
+      dataset: spec.name,
+      message: `${fallback}; staging into an ephemeral volume at ${target.location.path} instead`,
+    });
+    return reuse(resolution);
+  };
+
   let resolution = await resolve();
+  if (
+    target.volume === "shared" &&
+    context.sharedStorageAnswers !== undefined &&
+    !(await context.sharedStorageAnswers())
+  ) {
+    // Not touched in this process at all: a call stuck in the kernel would keep it from
+    // ever exiting (storage-probe.ts).
+    const { storageRoot } = requireSharedStorage(settings);
+    const seconds = context.tuning.storageTimeoutMs / 1000;
+    const reused = await fallBack(
+      `${storageRoot} did not answer within ${seconds} s (a network mount whose server is unreachable?; DSFETCH_STORAGE_TIMEOUT sets the bound)`,
+    );
+    if (reused !== undefined) return reused;
+  }
   const fast = await reuse(resolution);
   if (fast !== undefined) {
     // A holder killed between its rename and its clean-up leaves its attempt directory behind.
@@ -159,14 +189,7 @@ export async function stageDataset(
       resolution.bytes,
     );
     if (problem !== undefined) {
-      target = fallbackTarget(spec, settings);
-      fallback = `shared storage is unavailable: ${problem}`;
-      context.onEvent({
-        type: "warning",
-        dataset: spec.name,
-        message: `${fallback}; staging into an ephemeral volume at ${target.location.path} instead`,
-      });
-      const reused = await reuse(resolution);
+      const reused = await fallBack(problem);
       if (reused !== undefined) return reused;
     }
   }

@@ -12,6 +12,7 @@ import { requireSharedStorage } from "../plan/target.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { sharedDataRoot } from "../volumes/layout.ts";
 import { mountDataset } from "../volumes/mount.ts";
+import { storageAnswers } from "../volumes/storage-probe.ts";
 import { type StagedDataset, stageDataset } from "./stage-dataset.ts";
 
 export interface StageOptions {
@@ -50,6 +51,21 @@ export async function stage(
   if (datasets.some((spec) => spec.volume.kind === "shared")) requireSharedStorage(settings);
   const tuning = options.tuning ?? DEFAULT_TUNING;
   const pool = new ClientPool({ idleTimeoutMs: tuning.stallTimeoutMs });
+  // Asked once for all datasets, started now: it runs while the first datasets are resolved
+  // (a HEAD or a listing), which hides its ~20 ms (a process spawned) on a warm fetch.
+  let probe: Promise<boolean> | undefined;
+  const sharedStorageAnswers = (): Promise<boolean> => {
+    if (probe === undefined) {
+      const { storageRoot, team } = requireSharedStorage(settings);
+      probe = storageAnswers(
+        storageRoot,
+        sharedDataRoot(storageRoot, team),
+        tuning.storageTimeoutMs,
+      );
+    }
+    return probe;
+  };
+  if (datasets.some((spec) => spec.volume.kind === "shared")) void sharedStorageAnswers();
   try {
     const outcomes = await mapLimit(
       datasets,
@@ -61,6 +77,7 @@ export async function stage(
             onEvent,
             signal: options.signal,
             tuning,
+            sharedStorageAnswers,
           });
           if (options.mount === true) {
             await mountDataset(staged.mount, staged.path, spec.name, ownedRoots(settings));

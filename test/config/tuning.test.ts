@@ -28,6 +28,22 @@ describe("DSFETCH_EXTRACT_STALL_TIMEOUT", () => {
   });
 });
 
+describe("DSFETCH_STORAGE_TIMEOUT", () => {
+  it("defaults to 30 s and takes seconds", () => {
+    expect(resolveTuning({}).storageTimeoutMs).toBe(30_000);
+    expect(resolveTuning({ DSFETCH_STORAGE_TIMEOUT: "1.5" }).storageTimeoutMs).toBe(1500);
+  });
+
+  it.each(["0", "30s", "86401"])("%j is a USAGE error naming the variable", (text) => {
+    expect(() => resolveTuning({ DSFETCH_STORAGE_TIMEOUT: text })).toThrow(
+      expect.objectContaining({
+        code: "USAGE",
+        message: `DSFETCH_STORAGE_TIMEOUT: ${JSON.stringify(text)} is not a number of seconds from 0.1 to 86400`,
+      }),
+    );
+  });
+});
+
 describe("DSFETCH_FILE_WRITES", () => {
   it("defaults to auto; takes auto, serial or parallel", () => {
     expect(resolveTuning({}).fileWrites).toBe("auto");

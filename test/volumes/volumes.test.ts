@@ -1,5 +1,6 @@
 // Shared storage and ephemeral volumes as a user sees them: where data lands, permissions,
 // fallback when shared storage is unavailable, size limits, mounts, refresh and clean-up.
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   mkdir,
@@ -179,6 +180,45 @@ describe("fallback to an ephemeral volume", () => {
     expect(code).toBe(0);
     expect(entries[0]?.fallback).toContain("is not a directory");
     expect(await readFile(join(ephemeral, "a.txt", "a.txt"), "utf8")).toBe("alpha");
+  });
+});
+
+describe("fallback when shared storage does not answer", () => {
+  it("a dead network mount (stood in for by a FIFO the start-up probe blocks on): both datasets staged in ephemeral volumes after the bound, said so, shared storage left alone", async () => {
+    const storage = await fresh("hung");
+    const ephemeral = await fresh("eph-hung");
+    const meta = join(storage, "t", "data", ".dsfetch");
+    await mkdir(meta, { recursive: true });
+    // Opening a FIFO for writing waits for a reader that never comes, as every call on an
+    // NFS mount whose server is gone waits for it.
+    execFileSync("mkfifo", [join(meta, "probe")]);
+    const { code, entries, stderr } = await fetch(
+      [{ uri: `s3://${bucket}/set/` }, { uri: `s3://${bucket}/one/blob.bin` }],
+      ["--storage-root", storage, "--team", "t", "--ephemeral-root", ephemeral],
+      { DSFETCH_STORAGE_TIMEOUT: "1" },
+    );
+    expect(code).toBe(0);
+    expect(entries.map((entry) => entry.volume)).toEqual(["ephemeral", "ephemeral"]);
+    for (const entry of entries) {
+      expect(entry.fallback).toContain(`${storage} did not answer within 1 s`);
+    }
+    expect(stderr).toContain("DSFETCH_STORAGE_TIMEOUT");
+    expect(await readFile(join(ephemeral, "set", "sub", "b.txt"), "utf8")).toBe("beta");
+    expect((await stat(join(ephemeral, "blob.bin", "blob.bin"))).size).toBe(300_000);
+    // Nothing written there by dsfetch itself: no lock, no attempt, no manifest.
+    expect(await readdir(join(storage, "t", "data"))).toEqual([".dsfetch"]);
+    expect(await readdir(meta)).toEqual(["probe"]);
+  });
+
+  it("storage that answers: staged there; the probe leaves only its empty file in .dsfetch", async () => {
+    const storage = await fresh("answers");
+    const { code, entries } = await fetch(
+      [{ uri: `s3://${bucket}/one/blob.bin` }],
+      ["--storage-root", storage, "--team", "t"],
+    );
+    expect(code).toBe(0);
+    expect(entries[0]?.volume).toBe("shared");
+    expect((await stat(join(storage, "t", "data", ".dsfetch", "probe"))).size).toBe(0);
   });
 });
 

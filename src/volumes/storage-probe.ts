@@ -1,0 +1,99 @@
+/**
+ * Does shared storage answer at all? Asked once per run, in a child process, before
+ * dsfetch itself touches the storage.
+ *
+ * Why: a network mount whose server is gone (NFS mounted `hard`, the default) does not fail:
+ * every call on it waits, possibly forever. Had dsfetch made the first call itself, a thread
+ * of Node's pool would be stuck in the kernel, and a Node process cannot exit while one is
+ * (process.exit waits for every thread of the pool: measured here with a FIFO opened for
+ * reading, the exit never came). The job would hang before it started, the worst outcome
+ * for a GPU job; SPEC §6 says to stage into an ephemeral volume when shared storage cannot
+ * serve. So a small program does the first round trips (the root's attributes, the data
+ * directory, opening a file there: attributes alone may come from the client's cache) and
+ * dsfetch waits for it a bounded time. A child that does not answer is killed and
+ * forgotten: whether or not the kernel lets it die, it holds nothing of ours.
+ *
+ * This answers "no answer at all", not "is it usable": a prompt failure (not mounted, not
+ * writable, full) is left to storage-check.ts, whose messages say which. Storage that hangs
+ * later, mid-download, is the stall watchdogs' business (extract-in-worker.ts, retries).
+ */
+import { spawn } from "node:child_process";
+import { accessSync, constants } from "node:fs";
+import { join } from "node:path";
+import { META_DIR } from "./layout.ts";
+
+/**
+ * The empty file in `<data-root>/.dsfetch/` the probe opens (creating it the first time):
+ * an open revalidates with the server (NFS close-to-open), where a stat may be answered from
+ * the client's attribute cache for up to a minute after the server went away.
+ */
+export const PROBE_FILE = "probe";
+
+/**
+ * The probe in POSIX shell, builtins only once the directory exists (an external command is
+ * one more process: ~7 ms each here, where spawning the shell itself blocks Node's thread
+ * 5-9 ms; Node in its place takes ~70 ms to start).
+ */
+const SHELL_PROBE = `[ -d "$1" ] || exit 0
+[ -d "$2" ] || mkdir -p -- "$2" 2>/dev/null || exit 0
+: >> "$3" 2>/dev/null
+exit 0`;
+
+/** The same in Node, for images without /bin/sh. */
+const NODE_PROBE = `const fs = require("node:fs");
+const [root, meta, file] = process.argv.slice(1);
+try { if (!fs.statSync(root).isDirectory()) process.exit(0); fs.mkdirSync(meta, { recursive: true });
+  fs.appendFileSync(file, ""); } catch {}`;
+
+export interface ProbeOptions {
+  /** The shell to run the probe with (default /bin/sh, if present; tests: a missing one). */
+  readonly shell?: string | undefined;
+}
+
+/**
+ * Whether `storageRoot` answers within `timeoutMs`: the probe program finished (whatever it
+ * found). False: it did not, and dsfetch must not touch that storage in this process.
+ */
+export async function storageAnswers(
+  storageRoot: string,
+  dataRoot: string,
+  timeoutMs: number,
+  options: ProbeOptions = {},
+): Promise<boolean> {
+  const meta = join(dataRoot, META_DIR);
+  const file = join(meta, PROBE_FILE);
+  const shell = options.shell ?? "/bin/sh";
+  const [command, args] = executable(shell)
+    ? [shell, ["-c", SHELL_PROBE, "dsfetch-probe", storageRoot, meta, file]]
+    : [process.execPath, ["-e", NODE_PROBE, storageRoot, meta, file]];
+  const env = { ...process.env };
+  // The probe must start fast and plainly: no preloaded modules, no inspector.
+  delete env.NODE_OPTIONS;
+  const child = spawn(command, args, { stdio: "ignore", env });
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => {
+      child.removeAllListeners();
+      child.kill("SIGKILL");
+      // A process stuck in the kernel may outlive the kill; nothing here waits for it.
+      child.unref();
+      resolve(false);
+    }, timeoutMs);
+    const answered = (ok: boolean) => {
+      clearTimeout(timer);
+      resolve(ok);
+    };
+    // Could not even start the program: no verdict on the storage; the checks that follow
+    // (in this process) will say what they find.
+    child.once("error", () => answered(true));
+    child.once("exit", () => answered(true));
+  });
+}
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
