@@ -304,8 +304,9 @@ export async function extractTarInWorker(
   } finally {
     dog.stop();
     signal?.removeEventListener("abort", abortWorker);
-    if (dog.abandoned) abandonThread(worker);
-    else if (dog.stalled) await endStalledThread(worker, answered, dog.graceMs);
+    const stuck = `the extraction thread of ${job.dataset}, writing under ${job.destination}`;
+    if (dog.abandoned) abandonThread(worker, stuck);
+    else if (dog.stalled) await endStalledThread(worker, answered, dog.graceMs, stuck);
     else await worker.terminate();
   }
 }

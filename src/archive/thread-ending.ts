@@ -4,12 +4,13 @@
  */
 import type { Worker } from "node:worker_threads";
 import { DsfetchError } from "../errors.ts";
+import { noteStuckThread } from "../util/stuck-threads.ts";
 
 /**
  * How long, at most, the answer waits for the thread to stop once told to (after a stall, an
  * abort, a failed source). A thread blocked in a system call (a write to a hung NFS server)
  * cannot be stopped until the call returns: the caller gets its answer anyway, and the
- * thread is left to end when it can (the process may not exit before it does).
+ * thread is left to end when it can (the process cannot exit before it does: cli/finish.ts).
  */
 export const STOP_GRACE_MS = 5_000;
 
@@ -22,6 +23,7 @@ export async function endStalledThread(
   worker: Worker,
   answered: Promise<void>,
   graceMs: number,
+  what: string,
 ): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const graceOver = new Promise<false>((resolve) => {
@@ -30,13 +32,17 @@ export async function endStalledThread(
   let ended = await Promise.race([answered.then(() => true), graceOver]);
   if (ended) ended = await Promise.race([worker.terminate().then(() => true), graceOver]);
   clearTimeout(timer);
-  if (!ended) abandonThread(worker);
+  if (!ended) abandonThread(worker, what);
 }
 
-/** A thread blocked in a system call: asked to end, not waited for, not keeping us alive. */
-export function abandonThread(worker: Worker): void {
+/**
+ * A thread blocked in a system call: asked to end, not waited for, not keeping the event loop
+ * alive, and noted (util/stuck-threads.ts): the process cannot exit normally while it is stuck.
+ */
+export function abandonThread(worker: Worker, what: string): void {
   void worker.terminate();
   worker.unref();
+  noteStuckThread(what);
 }
 
 /** How a thread started ahead of its job ended before the job began, if it did. */

@@ -2,12 +2,13 @@
 // First, before the modules below allocate (heap-tuning.ts) or start the thread pool.
 import "./heap-tuning.ts";
 import "./thread-pool-size.ts";
+import { finishProcess } from "./finish.ts";
 import { main } from "./main.ts";
 import { SignalRouter } from "./signals.ts";
 
 const signals = new SignalRouter().install();
 
-process.exitCode = await main(process.argv.slice(2), {
+const code = await main(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   stdin: process.stdin,
@@ -16,3 +17,5 @@ process.exitCode = await main(process.argv.slice(2), {
   signal: signals.signal,
   signals,
 });
+// Normally sets process.exitCode; after a thread stuck on hung storage, SIGKILL (finish.ts).
+finishProcess(code, { stderr: process.stderr });

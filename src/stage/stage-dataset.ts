@@ -23,6 +23,7 @@ import { partsToLearn } from "../fetch/verification.ts";
 import { isCached } from "../plan/plan.ts";
 import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "../plan/target.ts";
 import { settleWithin } from "../util/settle-within.ts";
+import { noteStuckThread } from "../util/stuck-threads.ts";
 import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { EarlyWriteback } from "../volumes/early-writeback.ts";
@@ -316,6 +317,7 @@ export async function stageDataset(
           // a later run.
           cleanupDeadline = performance.now() + BOUNDED_CLEANUP_MS;
           if (!(await settleWithin(discardAttempt(attempt), BOUNDED_CLEANUP_MS))) {
+            noteStuckThread(`removing ${attempt.dir}`);
             context.onEvent({
               type: "warning",
               dataset: spec.name,
@@ -353,6 +355,7 @@ export async function stageDataset(
       // What is left of the same bound (see above).
       const left = Math.max(0, cleanupDeadline - performance.now());
       if (!(await settleWithin(lock.release(), left))) {
+        noteStuckThread(`releasing the lock ${target.location.lockPath}`);
         context.onEvent({
           type: "warning",
           dataset: spec.name,

@@ -15,6 +15,7 @@ import { type ExtractJob, extractTarInWorker } from "../../src/archive/extract-i
 import { DEFAULT_LIMITS } from "../../src/archive/limits.ts";
 import { TarExtractor } from "../../src/archive/tar-extract.ts";
 import { DsfetchError } from "../../src/errors.ts";
+import { stuckThreads } from "../../src/util/stuck-threads.ts";
 import { chunks, dir, file, symlink, tar, type Workspace, workspace } from "./tar-helpers.ts";
 
 let ws: Workspace | undefined;
@@ -217,6 +218,8 @@ describe("the extraction thread's stall watchdog", () => {
       expect((error as DsfetchError).message).toMatch(
         /1048576 bytes of the archive were waiting for it\)$/,
       );
+      // Given up on, and noted: the CLI ends with SIGKILL rather than hang (cli/finish.ts).
+      expect(stuckThreads().at(-1)).toBe(`the extraction thread of ds, writing under ${ws.dest}`);
     } finally {
       release?.();
       unblock();

@@ -4,6 +4,7 @@
 // real .tar.xz; a stand-in `xz` that stops makes the stall, and the cleanup on "hung storage"
 // is made to never finish (the attempt's removal and the lock's release, mocked). The same
 // bound after an interrupt; any other error still waits for its cleanup.
+
 import { execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,6 +15,7 @@ import { resolveSettings } from "../../src/config/settings.ts";
 import { resolveTuning } from "../../src/config/tuning.ts";
 import type { DsfetchEvent } from "../../src/events.ts";
 import { stage } from "../../src/stage/stage.ts";
+import { stuckThreads } from "../../src/util/stuck-threads.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
 import { file, tar } from "./tar-helpers.ts";
 
@@ -160,6 +162,11 @@ describe("cleanup on storage that does not answer", () => {
     // whole absence (loose, for loaded machines).
     expect(seconds).toBeLessThan(30);
     expect(warnings).toEqual(GIVEN_UP);
+    // Both noted as stuck: the CLI ends with SIGKILL rather than hang (cli/finish.ts).
+    expect(stuckThreads().slice(-2)).toEqual([
+      expect.stringMatching(/^removing \/.*/),
+      expect.stringMatching(/^releasing the lock \/.*\.lock$/),
+    ]);
   }, 60_000);
 
   it("after an interrupt (the usual answer to a hang): the same bound", async () => {

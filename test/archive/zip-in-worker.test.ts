@@ -3,6 +3,7 @@
 // with STALLED after the bound, and an interrupt is answered, where before the whole process
 // froze with it; and the extractor reports progress for every entry, every chunk of a large
 // entry and every parallel write, which is what keeps a slow but working extraction alive.
+
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, constants, openSync } from "node:fs";
@@ -13,6 +14,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { extractZip } from "../../src/archive/zip-extract.ts";
 import { extractZipInWorker, startZipThread } from "../../src/archive/zip-in-worker.ts";
 import { DsfetchError } from "../../src/errors.ts";
+import { stuckThreads } from "../../src/util/stuck-threads.ts";
 import { DATASET, limits, newCase, removeCases, snapshot } from "./zip-harness.ts";
 import { buildZip } from "./zip-writer.ts";
 
@@ -94,6 +96,10 @@ describe("zip extraction on its own thread", () => {
       // The bound, then at most the grace (the bound here) for the thread that cannot stop;
       // loose, for loaded machines: without the watchdog it would wait for the unblock.
       expect(performance.now() - started).toBeLessThan(10_000);
+      // Given up on, and noted: the CLI ends with SIGKILL rather than hang (cli/finish.ts).
+      expect(stuckThreads().at(-1)).toBe(
+        `the zip extraction thread of ${DATASET}, writing under ${zipCase.dest}`,
+      );
     } finally {
       unblock();
     }

@@ -1,0 +1,98 @@
+// finish.ts: how the dsfetch process ends. A Node process cannot exit while a thread is stuck
+// in a system call (here: a FIFO opened for reading, which waits for a writer, as a call on
+// a dead NFS mount waits for its server); once dsfetch gave up on such a thread it ends itself
+// with SIGKILL after saying why, instead of hanging after its answer.
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+
+const scratch = mkdtempSync(join(tmpdir(), "dsfetch-finish-"));
+const finishModule = fileURLToPath(new URL("../../src/cli/finish.ts", import.meta.url));
+const stuckModule = fileURLToPath(new URL("../../src/util/stuck-threads.ts", import.meta.url));
+
+afterAll(() => {
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+interface Ended {
+  code: number | null;
+  signal: string | null;
+  stderr: string;
+  /** Still running after `withinMs` (then killed by the test). */
+  hung: boolean;
+}
+
+/** Runs a script that may block a thread on a FIFO, note it, and finish with code 4. */
+function runScript(
+  name: string,
+  options: { block: "pool" | "worker" | "none"; note: boolean },
+  withinMs: number,
+): Promise<Ended> {
+  const fifo = join(scratch, `${name}.fifo`);
+  execFileSync("mkfifo", [fifo]);
+  const block =
+    options.block === "pool"
+      ? `(await import("node:fs")).open(${JSON.stringify(fifo)}, "r", () => {});`
+      : options.block === "worker"
+        ? `const { Worker } = await import("node:worker_threads");
+           const w = new Worker(\`require("node:fs").openSync(${JSON.stringify(JSON.stringify(fifo)).slice(1, -1)}, "r")\`, { eval: true });
+           await new Promise((r) => setTimeout(r, 300)); void w.terminate(); w.unref();`
+        : "";
+  const script = join(scratch, `${name}.ts`);
+  writeFileSync(
+    script,
+    `import { finishProcess } from ${JSON.stringify(finishModule)};
+     import { noteStuckThread } from ${JSON.stringify(stuckModule)};
+     ${block}
+     ${options.note ? `noteStuckThread("opening ${name}.fifo");` : ""}
+     await new Promise((r) => setTimeout(r, 100));
+     finishProcess(4, { stderr: process.stderr });`,
+  );
+  const child = spawn(process.execPath, [script], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  return new Promise((resolve) => {
+    let hung = false;
+    const timer = setTimeout(() => {
+      hung = true;
+      child.kill("SIGKILL");
+    }, withinMs);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      resolve(hung ? { code: null, signal: null, stderr, hung } : { code, signal, stderr, hung });
+    });
+  });
+}
+
+describe("the end of the dsfetch process", () => {
+  it("nothing stuck: exits with its code", async () => {
+    const ended = await runScript("plain", { block: "none", note: false }, 20_000);
+    expect(ended).toMatchObject({ code: 4, signal: null, hung: false });
+    expect(ended.stderr).toBe("");
+  });
+
+  it.each(["pool", "worker"] as const)(
+    "a %s thread stuck in a system call keeps Node from exiting at all (why finish.ts exists)",
+    async (block) => {
+      const ended = await runScript(`hangs-${block}`, { block, note: false }, 3000);
+      expect(ended).toMatchObject({ hung: true });
+    },
+  );
+
+  it.each(["pool", "worker"] as const)(
+    "a %s thread given up on (noted stuck): SIGKILL at once, after a message naming what it was stuck on",
+    async (block) => {
+      const ended = await runScript(`killed-${block}`, { block, note: true }, 20_000);
+      expect(ended).toMatchObject({ code: null, signal: "SIGKILL", hung: false });
+      expect(ended.stderr).toContain(
+        `a thread is stuck in a system call on storage that stopped answering (opening killed-${block}.fifo)`,
+      );
+      expect(ended.stderr).toContain("exit status 137 (its own answer, above, was exit code 4)");
+    },
+  );
+});
