@@ -365,9 +365,18 @@ async function* throughProgram(
     throw error;
   }
   output?.childStarted();
-  // "pipe" for both: never null (the types cannot tell with stdio given as an array).
-  const stdin = child.stdin as Writable;
-  const childStderr = child.stderr as Readable;
+  if (child.stdin == null || child.stderr == null) {
+    // Its pipes could not be made: out of file descriptors (the spawn's "error" says EMFILE).
+    child.kill("SIGKILL");
+    output?.close();
+    throw new DsfetchError(
+      "STORAGE",
+      `${datasetPrefix(dataset)}cannot run ${file}: no pipes for it (out of file descriptors?)`,
+      { dataset, hint: "raise the open-files limit (ulimit -n), or stage fewer datasets at once" },
+    );
+  }
+  const stdin = child.stdin;
+  const childStderr = child.stderr;
   let stderr = "";
   childStderr.setEncoding("utf8");
   childStderr.on("data", (text: string) => {

@@ -34,6 +34,8 @@ const MIN_ROOM = 64 * 1024;
  */
 const FLUSH_AFTER_MS = 20;
 const TOKEN_BYTES = 16;
+/** The socket pair is made within this, or the caller reads the child's stdout stream. */
+const HANDSHAKE_MS = 1000;
 
 export interface ProgramOutput extends AsyncIterable<Buffer> {
   /** Give this to spawn() as the child's stdout, then call childStarted(). */
@@ -57,11 +59,20 @@ export async function openProgramOutput(
   const server = createServer({ pauseOnConnect: true });
   let ours: Socket | undefined;
   let theirs: Socket | undefined;
+  // One deadline for the whole handshake: out of descriptors, libuv accepts and drops the
+  // connection without a word, and the wait would never end (found in review: EMFILE).
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("no connection")), HANDSHAKE_MS);
+  });
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(name, () => resolve());
-    });
+    const failed = new Promise<never>((_, reject) => server.on("error", reject));
+    failed.catch(() => {});
+    await Promise.race([
+      new Promise<void>((resolve) => server.listen(name, () => resolve())),
+      failed,
+      deadline,
+    ]);
     const accepted = new Promise<Socket>((resolve) => {
       let first = true;
       server.on("connection", (socket: Socket) => {
@@ -74,18 +85,25 @@ export async function openProgramOutput(
     // Tests: a stranger connecting first.
     await testing.beforeConnect?.(name);
     const reader = new OutputReader();
-    ours = connect({ path: name, onread: reader.onread });
-    reader.attach(ours);
-    const connected = new Promise<void>((resolve, reject) => {
-      (ours as Socket).once("connect", resolve).once("error", reject);
+    const socket = connect({ path: name, onread: reader.onread });
+    ours = socket;
+    reader.attach(socket);
+    const closed = new Promise<never>((_, reject) => {
+      socket.once("error", reject).once("close", () => reject(new Error("closed")));
     });
-    await connected;
-    (ours as Socket).write(token);
-    theirs = await accepted;
+    closed.catch(() => {});
+    await Promise.race([
+      new Promise<void>((resolve) => socket.once("connect", () => resolve())),
+      closed,
+      failed,
+      deadline,
+    ]);
+    socket.write(token);
+    theirs = await Promise.race([accepted, closed, failed, deadline]);
     closeServer(server);
-    if (!(await presents(theirs, token))) {
+    if (!(await Promise.race([presents(theirs, token), closed, deadline]))) {
       theirs.destroy();
-      ours.destroy();
+      socket.destroy();
       return undefined;
     }
     theirs.pause();
@@ -95,6 +113,8 @@ export async function openProgramOutput(
     ours?.destroy();
     theirs?.destroy();
     return undefined;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
