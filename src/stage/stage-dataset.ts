@@ -40,6 +40,7 @@ import { publish } from "../volumes/publish.ts";
 import { sharedStorageProblem } from "../volumes/storage-check.ts";
 import { markUsed } from "../volumes/usage.ts";
 import { ProgressTracker } from "./progress.ts";
+import { DOWNLOAD_STOP_GRACE_MS, watchProgress } from "./progress-watchdog.ts";
 
 /** One dataset's outcome. Field names are the `fetch --json` output: keep them stable. */
 export interface StagedDataset {
@@ -463,19 +464,43 @@ async function downloadInto(
     };
   }
   const fileName = baseNameOfKey(resolution.key);
-  const result = await downloadObject({
-    getter: client.getter,
-    source,
-    destination: join(attempt.dataDir, fileName),
-    parts,
-    rangeSize: tuning.rangeSize,
-    concurrency: tuning.rangeConcurrency,
-    signal,
-    retry,
-    onBytes: progress.addBytes,
-    errorContext,
-    directIo: tuning.directIo,
-  });
+  const destination = join(attempt.dataDir, fileName);
+  // Under a clock: storage that stops taking the writes fails the dataset with STALLED, and
+  // an interrupt is answered, instead of both waiting for the storage (progress-watchdog.ts).
+  // (Archives have the extraction's watchdog; a folder's files are written by this thread.)
+  const result = await watchProgress(
+    (watchedSignal, progressed) =>
+      downloadObject({
+        getter: client.getter,
+        source,
+        destination,
+        parts,
+        rangeSize: tuning.rangeSize,
+        concurrency: tuning.rangeConcurrency,
+        signal: watchedSignal,
+        retry: {
+          ...retry,
+          signal: watchedSignal,
+          onRetry: (error, attempt, delayMs) => {
+            progressed();
+            retry.onRetry?.(error, attempt, delayMs);
+          },
+        },
+        onBytes: (bytes) => {
+          progressed();
+          progress.addBytes(bytes);
+        },
+        errorContext,
+        directIo: tuning.directIo,
+      }),
+    {
+      signal,
+      stallMs: tuning.extractStallTimeoutMs,
+      graceMs: DOWNLOAD_STOP_GRACE_MS,
+      dataset: spec.name,
+      writing: destination,
+    },
+  );
   progress.addObject();
   const file: ManifestFile =
     result.digest === undefined

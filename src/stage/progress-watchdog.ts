@@ -1,0 +1,97 @@
+/**
+ * A download that stops moving, and what stopping it waits for: a bound on both.
+ *
+ * Why: an object's bytes go to storage through libuv's thread pool; when the storage stops
+ * answering (an NFS server gone, a FUSE daemon frozen) every write waits in the kernel, the
+ * download's sockets pause behind them, and nothing fails: measured with a frozen FUSE
+ * filesystem (all 36 pool threads in `fuse_file_write_iter`), dsfetch printed nothing for as
+ * long as the storage was frozen, and SIGTERM was answered only once it thawed, because the
+ * download's unwinding waits for its writes. Here the download runs under a clock: no byte
+ * received (and no retry) for `stallMs` fails it with STALLED; an interrupt is answered with
+ * its reason. Either way the download is told to stop, and waited for at most `graceMs`;
+ * past that its writes are left to the kernel and noted (util/stuck-threads.ts: the CLI then
+ * ends with SIGKILL, since Node cannot exit while they are stuck).
+ */
+import { DsfetchError } from "../errors.ts";
+import { noteStuckThread } from "../util/stuck-threads.ts";
+
+/** How long a download told to stop is waited for (as extraction threads: STOP_GRACE_MS). */
+export const DOWNLOAD_STOP_GRACE_MS = 5_000;
+
+export interface WatchOptions {
+  /** The caller's interrupt. */
+  readonly signal?: AbortSignal | undefined;
+  /** No progress for this long while running: STALLED. */
+  readonly stallMs: number;
+  /** How long a stopped download is waited for before it is left behind. */
+  readonly graceMs: number;
+  readonly dataset: string;
+  /** What the download writes, for the message and the stuck-thread note. */
+  readonly writing: string;
+}
+
+/**
+ * Runs `download(signal, progressed)`: it must call `progressed()` whenever it makes progress
+ * (bytes received, a retry) and stop when `signal` aborts. Resolves or rejects as it does,
+ * except as above.
+ */
+export async function watchProgress<T>(
+  download: (signal: AbortSignal, progressed: () => void) => Promise<T>,
+  options: WatchOptions,
+): Promise<T> {
+  const { signal, stallMs, graceMs, dataset, writing } = options;
+  signal?.throwIfAborted();
+  const stop = new AbortController();
+  let last = performance.now();
+  const progressed = (): void => {
+    last = performance.now();
+  };
+  const running = download(stop.signal, progressed);
+  // Settled, one way or the other; never an unhandled rejection once left behind.
+  const settled = running.then(
+    () => true,
+    () => true,
+  );
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const interrupted = new Promise<"stalled" | "interrupted">((resolve) => {
+    timer = setInterval(
+      () => {
+        if (performance.now() - last > stallMs) resolve("stalled");
+      },
+      Math.max(50, Math.min(1000, stallMs / 4)),
+    );
+    timer.unref();
+    onAbort = () => resolve("interrupted");
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    const first = await Promise.race([settled.then(() => "done" as const), interrupted]);
+    if (first === "done") return await running;
+    const reason =
+      first === "stalled"
+        ? new DsfetchError(
+            "STALLED",
+            `${dataset}: the download made no progress for ${stallMs / 1000} s (no byte received, no retry: the writes to ${writing} did not finish)`,
+            {
+              dataset,
+              hint: "nothing was published; the storage under the dataset is hung or extremely slow: check it and run again (DSFETCH_EXTRACT_STALL_TIMEOUT raises the bound, for storage that is just slow)",
+            },
+          )
+        : signal?.reason;
+    stop.abort(reason);
+    let graceTimer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<false>((resolve) => {
+      graceTimer = setTimeout(() => resolve(false), graceMs);
+    });
+    const ended = await Promise.race([settled, graceOver]);
+    clearTimeout(graceTimer);
+    if (!ended) noteStuckThread(`writing ${writing}`);
+    // An interrupt that came as the download finished is still an interrupt, never a success.
+    if (first === "interrupted") signal?.throwIfAborted();
+    throw reason;
+  } finally {
+    clearInterval(timer);
+    if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
+  }
+}

@@ -1,0 +1,93 @@
+// progress-watchdog.ts: a download under a clock. Stand-in downloads here (promises that
+// report progress, finish, fail, or never settle even when told to stop, as writes stuck on
+// hung storage do); stage-download-stall.test.ts runs it inside stage().
+import { describe, expect, it } from "vitest";
+import { DsfetchError } from "../../src/errors.ts";
+import { watchProgress } from "../../src/stage/progress-watchdog.ts";
+import { stuckThreads } from "../../src/util/stuck-threads.ts";
+
+const OPTIONS = { stallMs: 400, graceMs: 300, dataset: "ds", writing: "/storage/ds/file.bin" };
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("watchProgress", () => {
+  it("a download that keeps progressing runs past the bound and gives its result", async () => {
+    const result = await watchProgress(async (_signal, progressed) => {
+      for (let i = 0; i < 12; i++) {
+        await sleep(100);
+        progressed();
+      }
+      return "done";
+    }, OPTIONS);
+    expect(result).toBe("done");
+  });
+
+  it("a download's own error passes through unchanged", async () => {
+    const boom = new Error("boom");
+    await expect(watchProgress(() => Promise.reject(boom), OPTIONS)).rejects.toBe(boom);
+  });
+
+  it("no progress for the bound: STALLED naming the file, the download told to stop; not noted stuck when it stops", async () => {
+    const before = stuckThreads().length;
+    let stopped = false;
+    const error = await watchProgress(
+      (signal) =>
+        new Promise((_, reject) => {
+          signal.addEventListener("abort", () => {
+            stopped = true;
+            reject(new Error("aborted"));
+          });
+        }),
+      OPTIONS,
+    ).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DsfetchError);
+    expect(error).toMatchObject({ code: "STALLED", dataset: "ds", exitCode: 10 });
+    expect((error as DsfetchError).message).toBe(
+      "ds: the download made no progress for 0.4 s (no byte received, no retry: the writes to /storage/ds/file.bin did not finish)",
+    );
+    expect(stopped).toBe(true);
+    expect(stuckThreads().length).toBe(before);
+  });
+
+  it("a download that cannot stop (writes stuck in the kernel): STALLED after the bound and the grace, noted stuck", async () => {
+    const started = performance.now();
+    const error = await watchProgress(() => new Promise(() => {}), OPTIONS).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: "STALLED" });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(650);
+    expect(stuckThreads().at(-1)).toBe("writing /storage/ds/file.bin");
+  });
+
+  it("an interrupt is answered with its reason while the download cannot stop, after the grace", async () => {
+    const abort = new AbortController();
+    const reason = new Error("SIGTERM");
+    setTimeout(() => abort.abort(reason), 100);
+    const before = stuckThreads().length;
+    const error = await watchProgress(
+      async (_signal, progressed) => {
+        // Progressing, then stuck: only the interrupt ends it.
+        progressed();
+        return new Promise<never>(() => {});
+      },
+      { ...OPTIONS, stallMs: 60_000, signal: abort.signal },
+    ).catch((e: unknown) => e);
+    expect(error).toBe(reason);
+    expect(stuckThreads().length).toBe(before + 1);
+  });
+
+  it("an interrupt as the download finishes is still an interrupt, never a success", async () => {
+    const abort = new AbortController();
+    const reason = new Error("SIGINT");
+    const error = await watchProgress(
+      (signal) =>
+        new Promise((resolve) => {
+          // Finishes when told to stop, as a download whose last write just completed.
+          signal.addEventListener("abort", () => resolve("done"));
+          setTimeout(() => abort.abort(reason), 50);
+        }),
+      { ...OPTIONS, signal: abort.signal },
+    ).catch((e: unknown) => e);
+    expect(error).toBe(reason);
+  });
+});

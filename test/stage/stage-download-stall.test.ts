@@ -1,0 +1,104 @@
+// A plain object's download whose writes stop (hung storage) inside stage(): STALLED after
+// DSFETCH_EXTRACT_STALL_TIMEOUT, an interrupt answered, neither waiting for the storage
+// (before 2026-12-04 both waited for it: measured with a frozen FUSE filesystem, dsfetch was
+// silent for as long as it stayed frozen, SIGTERM included). In-process stage() against the
+// real store; downloadObject is made to report a few bytes and then never settle, even when
+// told to stop, as writes stuck in the kernel do.
+
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
+import { resolveSettings } from "../../src/config/settings.ts";
+import { resolveTuning } from "../../src/config/tuning.ts";
+import { stage } from "../../src/stage/stage.ts";
+import { stuckThreads } from "../../src/util/stuck-threads.ts";
+import { createBucket, putObject, s3Info } from "../harness/s3.ts";
+
+const hang = vi.hoisted(() => ({ on: false }));
+
+vi.mock("../../src/fetch/download-object.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/fetch/download-object.ts")>();
+  return {
+    ...actual,
+    downloadObject: (options: Parameters<typeof actual.downloadObject>[0]) => {
+      if (!hang.on) return actual.downloadObject(options);
+      options.onBytes?.(4096);
+      return new Promise(() => {});
+    },
+  };
+});
+
+const root = mkdtempSync(join(tmpdir(), "dsfetch-download-stall-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+afterEach(() => {
+  hang.on = false;
+});
+
+let bucket: string | undefined;
+
+async function stageBlob(env: Record<string, string>, signal?: AbortSignal) {
+  if (bucket === undefined) {
+    bucket = await createBucket("download-stall");
+    await putObject(bucket, "blob.bin", Buffer.alloc(100_000, 7));
+  }
+  const info = s3Info();
+  const datasets = parseDatasetsValue(
+    [
+      {
+        uri: `s3://${bucket}/blob.bin`,
+        awsAccessKeyId: info.accessKeyId,
+        awsSecretAccessKey: info.secretAccessKey,
+      },
+    ],
+    "test",
+    { AWS_ENDPOINT_URL: info.endpoint, AWS_REGION: info.region },
+  );
+  const storageRoot = mkdtempSync(join(root, "storage-"));
+  const settings = resolveSettings({ storageRoot, team: "ml" }, {});
+  const started = performance.now();
+  const result = await stage(datasets, settings, {
+    tuning: resolveTuning(env),
+    ...(signal === undefined ? {} : { signal }),
+  });
+  return { result, storageRoot, seconds: (performance.now() - started) / 1000 };
+}
+
+describe("a plain object's download on storage that stops taking writes", () => {
+  it("as a control, the same download with working storage is staged", async () => {
+    const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "1" });
+    expect(result.ok).toBe(true);
+  });
+
+  it("STALLED after the bound (+ the grace for the stuck writes), nothing published, the writes noted stuck", async () => {
+    hang.on = true;
+    const { result, storageRoot, seconds } = await stageBlob({
+      DSFETCH_EXTRACT_STALL_TIMEOUT: "1",
+    });
+    const outcome = result.datasets[0];
+    expect(outcome?.ok === false && outcome.error.code).toBe("STALLED");
+    expect(outcome?.ok === false && outcome.error.message).toMatch(
+      /^blob\.bin: the download made no progress for 1 s \(no byte received, no retry: the writes to .*blob\.bin did not finish\)$/,
+    );
+    // 1 s, then 5 s of grace (loose, for loaded machines): not the storage's whole absence.
+    expect(seconds).toBeLessThan(30);
+    expect(readdirSync(join(storageRoot, "ml", "data")).filter((n) => n !== ".dsfetch")).toEqual(
+      [],
+    );
+    expect(stuckThreads().at(-1)).toMatch(/^writing .*blob\.bin$/);
+  }, 60_000);
+
+  it("an interrupt is answered without waiting for the storage", async () => {
+    hang.on = true;
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(new Error("SIGTERM")), 1_000);
+    const { result, seconds } = await stageBlob(
+      { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
+      abort.signal,
+    );
+    const outcome = result.datasets[0];
+    expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
+    expect(seconds).toBeLessThan(30);
+  }, 60_000);
+});
