@@ -23,9 +23,8 @@ export function finishProcess(code: number, ending: Ending): void {
     process.exitCode = code;
     return;
   }
-  const threads = stuck.length === 1 ? "a thread is" : `${stuck.length} threads are`;
   ending.stderr.write(
-    `dsfetch: ${threads} stuck in a system call on storage that stopped answering (${stuck.join("; ")}). A Node process cannot exit while one is, so dsfetch ends itself with SIGKILL: exit status 137 (its own answer, above, was exit code ${code}).\n`,
+    `dsfetch: gave up on work stuck in system calls on storage that stopped answering (${stuck.join("; ")}). A Node process cannot exit while a thread is stuck, so dsfetch ends itself with SIGKILL: exit status 137 (its own answer, above, was exit code ${code}).\n`,
   );
   (ending.kill ?? (() => process.kill(process.pid, "SIGKILL")))();
 }

@@ -90,7 +90,7 @@ describe("the end of the dsfetch process", () => {
       const ended = await runScript(`killed-${block}`, { block, note: true }, 20_000);
       expect(ended).toMatchObject({ code: null, signal: "SIGKILL", hung: false });
       expect(ended.stderr).toContain(
-        `a thread is stuck in a system call on storage that stopped answering (opening killed-${block}.fifo)`,
+        `gave up on work stuck in system calls on storage that stopped answering (opening killed-${block}.fifo)`,
       );
       expect(ended.stderr).toContain("exit status 137 (its own answer, above, was exit code 4)");
     },
