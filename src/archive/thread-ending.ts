@@ -40,9 +40,10 @@ export async function endStalledThread(
  * alive, and noted (util/stuck-threads.ts): the process cannot exit normally while it is stuck.
  */
 export function abandonThread(worker: Worker, what: string): void {
+  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
   void worker.terminate();
   worker.unref();
-  noteStuckThread(what);
+  noteStuckThread(what, exited);
 }
 
 /** How a thread started ahead of its job ended before the job began, if it did. */

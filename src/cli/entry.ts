@@ -18,4 +18,4 @@ const code = await main(process.argv.slice(2), {
   signals,
 });
 // Normally sets process.exitCode; after a thread stuck on hung storage, SIGKILL (finish.ts).
-finishProcess(code, { stderr: process.stderr });
+await finishProcess(code, { stdout: process.stdout, stderr: process.stderr });

@@ -24,6 +24,7 @@ import { isCached } from "../plan/plan.ts";
 import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "../plan/target.ts";
 import { settleWithin } from "../util/settle-within.ts";
 import { noteStuckThread } from "../util/stuck-threads.ts";
+import { untilOrAborted } from "../util/until-or-aborted.ts";
 import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { EarlyWriteback } from "../volumes/early-writeback.ts";
@@ -161,11 +162,19 @@ export async function stageDataset(
   };
 
   let resolution = await resolve();
-  if (
-    target.volume === "shared" &&
-    context.sharedStorageAnswers !== undefined &&
-    !(await context.sharedStorageAnswers())
-  ) {
+  let storageAnswers = true;
+  if (target.volume === "shared" && context.sharedStorageAnswers !== undefined) {
+    // An interrupt is answered while the probe waits (up to DSFETCH_STORAGE_TIMEOUT: as long
+    // as a kubelet's grace period by default; found in review).
+    const probe = context.sharedStorageAnswers();
+    await untilOrAborted(
+      probe.then((answers) => {
+        storageAnswers = answers;
+      }),
+      context.signal,
+    );
+  }
+  if (!storageAnswers) {
     // Not touched in this process at all: a call stuck in the kernel would keep it from
     // ever exiting (storage-probe.ts).
     const { storageRoot } = requireSharedStorage(settings);
@@ -317,8 +326,9 @@ export async function stageDataset(
           // hang: the cleanup there must not hold the error back. What is left is removed by
           // a later run.
           cleanupDeadline = performance.now() + BOUNDED_CLEANUP_MS;
-          if (!(await settleWithin(discardAttempt(attempt), BOUNDED_CLEANUP_MS))) {
-            noteStuckThread(`removing ${attempt.dir}`);
+          const discarding = discardAttempt(attempt);
+          if (!(await settleWithin(discarding, BOUNDED_CLEANUP_MS))) {
+            noteStuckThread(`removing ${attempt.dir}`, discarding);
             context.onEvent({
               type: "warning",
               dataset: spec.name,
@@ -355,8 +365,9 @@ export async function stageDataset(
     if (lock !== undefined && cleanupDeadline !== undefined) {
       // What is left of the same bound (see above).
       const left = Math.max(0, cleanupDeadline - performance.now());
-      if (!(await settleWithin(lock.release(), left))) {
-        noteStuckThread(`releasing the lock ${target.location.lockPath}`);
+      const releasing = lock.release();
+      if (!(await settleWithin(releasing, left))) {
+        noteStuckThread(`releasing the lock ${target.location.lockPath}`, releasing);
         context.onEvent({
           type: "warning",
           dataset: spec.name,
@@ -482,12 +493,12 @@ async function downloadInto(
           ...retry,
           signal: watchedSignal,
           onRetry: (error, attempt, delayMs) => {
-            progressed();
+            progressed(0);
             retry.onRetry?.(error, attempt, delayMs);
           },
         },
         onBytes: (bytes) => {
-          progressed();
+          progressed(bytes);
           progress.addBytes(bytes);
         },
         errorContext,
@@ -499,6 +510,7 @@ async function downloadInto(
       graceMs: DOWNLOAD_STOP_GRACE_MS,
       dataset: spec.name,
       writing: destination,
+      bytes: resolution.bytes,
     },
   );
   progress.addObject();

@@ -8,16 +8,28 @@
  * FIFO kept `exit` waiting for good. dsfetch gives up on such a thread (extraction threads
  * after STOP_GRACE_MS, the clean-up after a stall after 5 s) and reports its error; the CLI
  * then ends itself with SIGKILL (cli/finish.ts) rather than hang after saying it failed.
+ * A note goes away when the work it stands for ends after all (the storage came back): the
+ * process can then exit normally (found in review: thawed after the grace, it still ended
+ * with SIGKILL).
  */
 
-const reasons: string[] = [];
+const notes = new Map<number, string>();
+let nextNote = 0;
 
-/** Records that a thread was given up on, blocked on `what` (for the last message). */
-export function noteStuckThread(what: string): void {
-  reasons.push(what);
+/**
+ * Records that work blocked on `what` was given up on; `ended`, when given, settles when
+ * that work ends after all, and removes the note.
+ */
+export function noteStuckThread(what: string, ended?: Promise<unknown>): void {
+  const id = nextNote++;
+  notes.set(id, what);
+  ended?.then(
+    () => notes.delete(id),
+    () => notes.delete(id),
+  );
 }
 
-/** What the threads given up on were blocked on, oldest first; empty when none. */
+/** What the work still stuck was blocked on, oldest first; empty when none. */
 export function stuckThreads(): readonly string[] {
-  return reasons;
+  return [...notes.values()];
 }

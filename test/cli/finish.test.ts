@@ -18,6 +18,8 @@ afterAll(() => {
 });
 
 interface Ended {
+  /** Bytes of standard output received. */
+  stdout: number;
   code: number | null;
   signal: string | null;
   stderr: string;
@@ -28,7 +30,7 @@ interface Ended {
 /** Runs a script that may block a thread on a FIFO, note it, and finish with code 4. */
 function runScript(
   name: string,
-  options: { block: "pool" | "worker" | "none"; note: boolean },
+  options: { block: "pool" | "worker" | "none"; note: boolean; bigOutput?: boolean },
   withinMs: number,
 ): Promise<Ended> {
   const fifo = join(scratch, `${name}.fifo`);
@@ -49,9 +51,14 @@ function runScript(
      ${block}
      ${options.note ? `noteStuckThread("opening ${name}.fifo");` : ""}
      await new Promise((r) => setTimeout(r, 100));
-     finishProcess(4, { stderr: process.stderr });`,
+     ${options.bigOutput ? 'process.stdout.write("x".repeat(200_000));' : ""}
+     await finishProcess(4, { stdout: process.stdout, stderr: process.stderr });`,
   );
-  const child = spawn(process.execPath, [script], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [script], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = 0;
+  child.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk.length;
+  });
   let stderr = "";
   child.stderr.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
@@ -64,12 +71,26 @@ function runScript(
     }, withinMs);
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
-      resolve(hung ? { code: null, signal: null, stderr, hung } : { code, signal, stderr, hung });
+      resolve(
+        hung
+          ? { stdout, code: null, signal: null, stderr, hung }
+          : { stdout, code, signal, stderr, hung },
+      );
     });
   });
 }
 
 describe("the end of the dsfetch process", () => {
+  it("killed after giving up on stuck work: its output to a pipe arrives whole first (200 KB)", async () => {
+    const ended = await runScript(
+      "drained",
+      { block: "pool", note: true, bigOutput: true },
+      20_000,
+    );
+    expect(ended).toMatchObject({ signal: "SIGKILL", stdout: 200_000 });
+    expect(ended.stderr).toContain("gave up on work stuck");
+  });
+
   it("nothing stuck: exits with its code", async () => {
     const ended = await runScript("plain", { block: "none", note: false }, 20_000);
     expect(ended).toMatchObject({ code: 4, signal: null, hung: false });

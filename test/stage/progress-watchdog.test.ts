@@ -6,17 +6,52 @@ import { DsfetchError } from "../../src/errors.ts";
 import { watchProgress } from "../../src/stage/progress-watchdog.ts";
 import { stuckThreads } from "../../src/util/stuck-threads.ts";
 
-const OPTIONS = { stallMs: 400, graceMs: 300, dataset: "ds", writing: "/storage/ds/file.bin" };
+const OPTIONS = {
+  stallMs: 400,
+  graceMs: 300,
+  dataset: "ds",
+  writing: "/storage/ds/file.bin",
+  bytes: 1 << 20,
+};
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("watchProgress", () => {
   it("a download that keeps progressing runs past the bound and gives its result", async () => {
+    const result = await watchProgress(
+      async (_signal, progressed) => {
+        for (let i = 0; i < 12; i++) {
+          await sleep(100);
+          progressed(1000);
+        }
+        return "done";
+      },
+      // The bound well above the steps: timers on a loaded machine run late.
+      { ...OPTIONS, stallMs: 1000 },
+    );
+    expect(result).toBe("done");
+  });
+
+  it("once every byte is in, the clock stops: a long tail (hashing, syncing) is no stall", async () => {
     const result = await watchProgress(async (_signal, progressed) => {
-      for (let i = 0; i < 12; i++) {
-        await sleep(100);
-        progressed();
-      }
+      progressed(OPTIONS.bytes);
+      await sleep(1200);
+      return "done";
+    }, OPTIONS);
+    expect(result).toBe("done");
+  });
+
+  it("a time this thread did not run (busy, or the process stopped) is no stall", async () => {
+    const result = await watchProgress(async (_signal, progressed) => {
+      progressed(1);
+      await sleep(50);
+      // Blocks the thread past the bound, as SIGSTOP or a frozen cgroup would stop it; then
+      // lets the clock's (late) ticks run before the next bytes come.
+      const until = performance.now() + 1500;
+      while (performance.now() < until) {}
+      await sleep(250);
+      progressed(1);
+      await sleep(100);
       return "done";
     }, OPTIONS);
     expect(result).toBe("done");
@@ -43,7 +78,7 @@ describe("watchProgress", () => {
     expect(error).toBeInstanceOf(DsfetchError);
     expect(error).toMatchObject({ code: "STALLED", dataset: "ds", exitCode: 10 });
     expect((error as DsfetchError).message).toBe(
-      "ds: the download made no progress for 0.4 s (no byte received, no retry: the writes to /storage/ds/file.bin did not finish)",
+      "ds: the download made no progress for 0.4 s (no byte received, no retry: the writes to /storage/ds/file.bin did not finish, or the store sent nothing)",
     );
     expect(stopped).toBe(true);
     expect(stuckThreads().length).toBe(before);
@@ -59,6 +94,21 @@ describe("watchProgress", () => {
     expect(stuckThreads().at(-1)).toBe("writing /storage/ds/file.bin");
   });
 
+  it("stuck writes that end after all (the storage came back): the note goes, the process may exit normally", async () => {
+    let finish: (() => void) | undefined;
+    const error = await watchProgress(
+      () =>
+        new Promise<void>((resolve) => {
+          finish = resolve;
+        }),
+      { ...OPTIONS, writing: "/storage/ds/thawed.bin" },
+    ).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "STALLED" });
+    expect(stuckThreads()).toContain("writing /storage/ds/thawed.bin");
+    finish?.();
+    await expect.poll(() => stuckThreads()).not.toContain("writing /storage/ds/thawed.bin");
+  });
+
   it("an interrupt is answered with its reason while the download cannot stop, after the grace", async () => {
     const abort = new AbortController();
     const reason = new Error("SIGTERM");
@@ -67,7 +117,7 @@ describe("watchProgress", () => {
     const error = await watchProgress(
       async (_signal, progressed) => {
         // Progressing, then stuck: only the interrupt ends it.
-        progressed();
+        progressed(1);
         return new Promise<never>(() => {});
       },
       { ...OPTIONS, stallMs: 60_000, signal: abort.signal },

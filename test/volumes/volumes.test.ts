@@ -192,6 +192,9 @@ describe("fallback when shared storage does not answer", () => {
     // Opening a FIFO for writing waits for a reader that never comes, as every call on an
     // NFS mount whose server is gone waits for it.
     execFileSync("mkfifo", [join(meta, "probe")]);
+    // Only the probe hangs here (the stat and mkdir calls dsfetch itself would make do not
+    // block on a FIFO): that dsfetch never touches a storage that gave no answer was checked
+    // on a frozen FUSE mount (README, "Many workers, one download"), not here.
     const { code, entries, stderr } = await fetch(
       [{ uri: `s3://${bucket}/set/` }, { uri: `s3://${bucket}/one/blob.bin` }],
       ["--storage-root", storage, "--team", "t", "--ephemeral-root", ephemeral],
