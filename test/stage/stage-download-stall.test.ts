@@ -5,7 +5,8 @@
 // real store; downloadObject is made to report a few bytes and then never settle, even when
 // told to stop, as writes stuck in the kernel do.
 
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
@@ -38,7 +39,11 @@ afterEach(() => {
 
 let bucket: string | undefined;
 
-async function stageBlob(env: Record<string, string>, signal?: AbortSignal) {
+async function stageBlob(
+  env: Record<string, string>,
+  signal?: AbortSignal,
+  options: { hungProbe?: boolean } = {},
+) {
   if (bucket === undefined) {
     bucket = await createBucket("download-stall");
     await putObject(bucket, "blob.bin", Buffer.alloc(100_000, 7));
@@ -56,6 +61,12 @@ async function stageBlob(env: Record<string, string>, signal?: AbortSignal) {
     { AWS_ENDPOINT_URL: info.endpoint, AWS_REGION: info.region },
   );
   const storageRoot = mkdtempSync(join(root, "storage-"));
+  if (options.hungProbe === true) {
+    // The start-up probe blocks opening this FIFO, as on a mount whose server is gone.
+    const meta = join(storageRoot, "ml", "data", ".dsfetch");
+    mkdirSync(meta, { recursive: true });
+    execFileSync("mkfifo", [join(meta, "probe")]);
+  }
   const settings = resolveSettings({ storageRoot, team: "ml" }, {});
   const started = performance.now();
   const result = await stage(datasets, settings, {
@@ -64,6 +75,19 @@ async function stageBlob(env: Record<string, string>, signal?: AbortSignal) {
   });
   return { result, storageRoot, seconds: (performance.now() - started) / 1000 };
 }
+
+describe("shared storage that does not answer the start-up probe", () => {
+  it("an interrupt is answered while the probe waits, not after DSFETCH_STORAGE_TIMEOUT", async () => {
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(new Error("SIGTERM")), 500);
+    const { result, seconds } = await stageBlob({ DSFETCH_STORAGE_TIMEOUT: "60" }, abort.signal, {
+      hungProbe: true,
+    });
+    const outcome = result.datasets[0];
+    expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
+    expect(seconds).toBeLessThan(30);
+  }, 90_000);
+});
 
 describe("a plain object's download on storage that stops taking writes", () => {
   it("as a control, the same download with working storage is staged", async () => {
