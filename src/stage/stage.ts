@@ -61,6 +61,9 @@ export async function stage(
         storageRoot,
         sharedDataRoot(storageRoot, team),
         tuning.storageTimeoutMs,
+        {
+          signal: options.signal,
+        },
       );
     }
     return probe;

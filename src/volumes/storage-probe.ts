@@ -48,6 +48,11 @@ try { if (!fs.statSync(root).isDirectory()) process.exit(0); fs.mkdirSync(meta, 
 export interface ProbeOptions {
   /** The shell to run the probe with (default /bin/sh, if present; tests: a missing one). */
   readonly shell?: string | undefined;
+  /**
+   * An interrupt: the probe is killed and forgotten at once (else a probe stuck on the
+   * storage would keep the process alive until the bound).
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /**
@@ -70,16 +75,23 @@ export async function storageAnswers(
   // The probe must start fast and plainly: no preloaded modules, no inspector.
   delete env.NODE_OPTIONS;
   const child = spawn(command, args, { stdio: "ignore", env });
+  const { signal } = options;
   return new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => {
+    const forget = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", forget);
       child.removeAllListeners();
       child.kill("SIGKILL");
       // A process stuck in the kernel may outlive the kill; nothing here waits for it.
       child.unref();
       resolve(false);
-    }, timeoutMs);
+    };
+    const timer = setTimeout(forget, timeoutMs);
+    signal?.addEventListener("abort", forget, { once: true });
+    if (signal?.aborted === true) forget();
     const answered = (ok: boolean) => {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", forget);
       resolve(ok);
     };
     // Could not even start the program: no verdict on the storage; the checks that follow

@@ -76,16 +76,31 @@ async function stageBlob(
   return { result, storageRoot, seconds: (performance.now() - started) / 1000 };
 }
 
+/** The pids of processes whose command line names `path` (pgrep leaves itself out). */
+function probesOn(path: string): string {
+  try {
+    return execFileSync("pgrep", ["-f", path]).toString().trim();
+  } catch {
+    return ""; // pgrep exits 1 when nothing matches
+  }
+}
+
 describe("shared storage that does not answer the start-up probe", () => {
   it("an interrupt is answered while the probe waits, not after DSFETCH_STORAGE_TIMEOUT", async () => {
     const abort = new AbortController();
     setTimeout(() => abort.abort(new Error("SIGTERM")), 500);
-    const { result, seconds } = await stageBlob({ DSFETCH_STORAGE_TIMEOUT: "60" }, abort.signal, {
-      hungProbe: true,
-    });
+    const { result, seconds, storageRoot } = await stageBlob(
+      { DSFETCH_STORAGE_TIMEOUT: "60" },
+      abort.signal,
+      {
+        hungProbe: true,
+      },
+    );
     const outcome = result.datasets[0];
     expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
     expect(seconds).toBeLessThan(30);
+    // And the probe is killed then, not at the bound (it would keep the process alive).
+    await expect.poll(() => probesOn(storageRoot), { timeout: 5000 }).toBe("");
   }, 90_000);
 });
 
