@@ -11,3 +11,15 @@ export function childCommands(): string {
     return ""; // ps exits 1 when nothing matches
   }
 }
+
+/**
+ * The pids of any process (ours or orphaned) whose command line names `path`, or "" (pgrep
+ * leaves itself out): a probe killed and forgotten must not outlive its bound.
+ */
+export function processesNaming(path: string): string {
+  try {
+    return execFileSync("pgrep", ["-f", path]).toString().trim();
+  } catch {
+    return ""; // pgrep exits 1 when nothing matches
+  }
+}

@@ -15,6 +15,7 @@ import { resolveSettings } from "../../src/config/settings.ts";
 import { resolveTuning } from "../../src/config/tuning.ts";
 import { stage } from "../../src/stage/stage.ts";
 import { stuckThreads } from "../../src/util/stuck-threads.ts";
+import { processesNaming } from "../harness/children.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
 
 const hang = vi.hoisted(() => ({ on: false }));
@@ -76,15 +77,6 @@ async function stageBlob(
   return { result, storageRoot, seconds: (performance.now() - started) / 1000 };
 }
 
-/** The pids of processes whose command line names `path` (pgrep leaves itself out). */
-function probesOn(path: string): string {
-  try {
-    return execFileSync("pgrep", ["-f", path]).toString().trim();
-  } catch {
-    return ""; // pgrep exits 1 when nothing matches
-  }
-}
-
 describe("shared storage that does not answer the start-up probe", () => {
   it("an interrupt is answered while the probe waits, not after DSFETCH_STORAGE_TIMEOUT", async () => {
     const abort = new AbortController();
@@ -100,7 +92,7 @@ describe("shared storage that does not answer the start-up probe", () => {
     expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
     expect(seconds).toBeLessThan(30);
     // And the probe is killed then, not at the bound (it would keep the process alive).
-    await expect.poll(() => probesOn(storageRoot), { timeout: 5000 }).toBe("");
+    await expect.poll(() => processesNaming(storageRoot), { timeout: 5000 }).toBe("");
   }, 90_000);
 });
 

@@ -1,11 +1,13 @@
 // storage-probe.ts: does shared storage answer at all? A FIFO stands in for a call that never
 // returns (an NFS mount whose server is gone): opening it for writing waits for a reader.
+
 import { execFileSync } from "node:child_process";
 import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROBE_FILE, storageAnswers } from "../../src/volumes/storage-probe.ts";
+import { processesNaming } from "../harness/children.ts";
 
 let scratch: string;
 
@@ -24,15 +26,6 @@ async function hungRoot(label: string): Promise<{ root: string; dataRoot: string
   await mkdir(join(dataRoot, ".dsfetch"), { recursive: true });
   execFileSync("mkfifo", [join(dataRoot, ".dsfetch", PROBE_FILE)]);
   return { root, dataRoot };
-}
-
-/** The pids of processes whose command line names `path` (pgrep leaves itself out). */
-function probesOn(path: string): string {
-  try {
-    return execFileSync("pgrep", ["-f", path]).toString().trim();
-  } catch {
-    return ""; // pgrep exits 1 when nothing matches
-  }
 }
 
 // With /bin/sh (the default), and with Node for images without a shell.
@@ -63,6 +56,6 @@ describe.each([
     expect(await storageAnswers(root, dataRoot, 500, { shell })).toBe(false);
     expect(performance.now() - started).toBeGreaterThanOrEqual(450);
     // Killed: nothing holds the FIFO open for writing any more (a reader would not block).
-    await expect.poll(() => probesOn(dataRoot), { timeout: 3000 }).toBe("");
+    await expect.poll(() => processesNaming(dataRoot), { timeout: 3000 }).toBe("");
   });
 });
