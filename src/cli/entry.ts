@@ -2,13 +2,17 @@
 // First, before the modules below allocate (heap-tuning.ts) or start the thread pool.
 import "./heap-tuning.ts";
 import "./thread-pool-size.ts";
+import { DEFAULT_TUNING, resolveTuning } from "../config/tuning.ts";
 import { finishProcess } from "./finish.ts";
 import { main } from "./main.ts";
+import { armMainThreadWatchdog } from "./main-thread-watchdog.ts";
 import { SignalRouter } from "./signals.ts";
 
 const signals = new SignalRouter().install();
+const argv = process.argv.slice(2);
+armMainThreadWatchdog({ boundMs: watchdogBoundMs(), json: argv.includes("--json") });
 
-const code = await main(process.argv.slice(2), {
+const code = await main(argv, {
   stdout: process.stdout,
   stderr: process.stderr,
   stdin: process.stdin,
@@ -19,3 +23,12 @@ const code = await main(process.argv.slice(2), {
 });
 // Normally sets process.exitCode; after a thread stuck on hung storage, SIGKILL (finish.ts).
 await finishProcess(code, { stdout: process.stdout, stderr: process.stderr });
+
+/** DSFETCH_EXTRACT_STALL_TIMEOUT; the default when it is invalid (main() reports that). */
+function watchdogBoundMs(): number {
+  try {
+    return resolveTuning(process.env).extractStallTimeoutMs;
+  } catch {
+    return DEFAULT_TUNING.extractStallTimeoutMs;
+  }
+}

@@ -8,6 +8,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
+import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { SlowCreates } from "../util/slow-creates.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { writeNewFileTimed } from "../util/write-piece.ts";
@@ -87,6 +88,8 @@ export function checkPrefixKeys(resolution: ResolvedPrefix, dataset: string): vo
 export async function downloadPrefix(options: DownloadPrefixOptions): Promise<DownloadedPrefix> {
   const { resolution } = options;
   checkPrefixKeys(resolution, options.errorContext.dataset);
+  // Directories and (while creates are fast) files are made with synchronous calls.
+  syncStorageCallsAhead();
   const createdDirs = new Set<string>([options.destination]);
   // One file at a time while creates are fast; several at once on network storage.
   const creates = SlowCreates.forMode(options.writes);

@@ -425,19 +425,50 @@ async function downloadInto(
     action: "reading",
   };
   if (resolution.kind === "prefix") {
-    const result = await downloadPrefix({
-      client,
-      resolution,
-      destination: attempt.dataDir,
-      concurrency: tuning.objectConcurrency,
-      rangeSize: tuning.rangeSize,
-      signal,
-      retry,
-      onBytes,
-      onObject: progress.addObject,
-      errorContext,
-      writes: tuning.fileWrites,
-    });
+    // Under a clock, as a single object below: once creates are slow (network storage) the
+    // files are written through the thread pool, and when the storage stops answering those
+    // writes wait in the kernel, every object behind them. Measured on a frozen FUSE mount:
+    // silent, and SIGTERM answered only once it thawed. (Written one at a time, they block
+    // this thread itself: cli/main-thread-watchdog.ts is the answer to that.)
+    const result = await watchProgress(
+      (watchedSignal, progressed) =>
+        downloadPrefix({
+          client,
+          resolution,
+          destination: attempt.dataDir,
+          concurrency: tuning.objectConcurrency,
+          rangeSize: tuning.rangeSize,
+          signal: watchedSignal,
+          retry: {
+            ...retry,
+            onRetry: (error, attempt, delayMs) => {
+              progressed(0);
+              retry.onRetry?.(error, attempt, delayMs);
+            },
+          },
+          onBytes: (bytes) => {
+            progressed(bytes);
+            onBytes(bytes);
+          },
+          onObject: () => {
+            // An empty object is progress too.
+            progressed(0);
+            progress.addObject();
+          },
+          errorContext,
+          writes: tuning.fileWrites,
+        }),
+      {
+        signal,
+        stallMs: tuning.extractStallTimeoutMs,
+        graceMs: DOWNLOAD_STOP_GRACE_MS,
+        dataset: spec.name,
+        writing: attempt.dataDir,
+        // The clock never stops on a byte count: a folder's last bytes are followed by
+        // writes, each of which may be the one that hangs.
+        bytes: Number.POSITIVE_INFINITY,
+      },
+    );
     reportParallelWrites(context, spec.name, result.writtenInParallel, result.files.length);
     return {
       files: [...result.files],
@@ -478,7 +509,7 @@ async function downloadInto(
   const destination = join(attempt.dataDir, fileName);
   // Under a clock: storage that stops taking the writes fails the dataset with STALLED, and
   // an interrupt is answered, instead of both waiting for the storage (progress-watchdog.ts).
-  // (Archives have the extraction's watchdog; a folder's files are written by this thread.)
+  // (Archives have the extraction's watchdog.)
   const result = await watchProgress(
     (watchedSignal, progressed) =>
       downloadObject({

@@ -6,6 +6,7 @@
 import { chmodSync, readdirSync, statSync } from "node:fs";
 import { chmod, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { mainThreadAlive } from "../util/main-thread-beat.ts";
 
 export interface ReadOnlyOptions {
   /** Leave `root` itself writable (it is still to be renamed into place). */
@@ -32,6 +33,9 @@ export function makeReadOnly(root: string, options: ReadOnlyOptions = {}): void 
   const dirs: string[] = [];
   const walk = (dir: string): void => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      // Each call is short, the walk may not be (1 ms per call on network storage, a million
+      // files): it is progress, not a stuck thread (cli/main-thread-watchdog.ts).
+      mainThreadAlive();
       const path = `${dir}/${entry.name}`;
       if (entry.isDirectory()) {
         dirs.push(path);
@@ -45,7 +49,10 @@ export function makeReadOnly(root: string, options: ReadOnlyOptions = {}): void 
   };
   walk(root);
   // Deepest first, so a directory is still writable while its children change.
-  for (const dir of dirs.sort((a, b) => b.length - a.length)) chmodSync(dir, 0o555);
+  for (const dir of dirs.sort((a, b) => b.length - a.length)) {
+    mainThreadAlive();
+    chmodSync(dir, 0o555);
+  }
   if (options.keepRoot !== true) chmodSync(root, 0o555);
 }
 

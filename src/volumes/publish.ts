@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { type Attempt, discardAttempt, storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { type Manifest, readManifest } from "./manifest.ts";
@@ -36,6 +37,9 @@ export async function publish(
     // Read-only below the root now; the root itself after the rename (moving a directory
     // to another parent needs write permission on it, to update its ".."). Every file in an
     // attempt comes from our own writers, created read-only (permissions.ts).
+    // A tree (folder, archive) is walked with synchronous calls: watched (a one-file
+    // dataset's walk is one directory, and a watcher thread is not free: main-thread-beat.ts).
+    if (manifest.files.length > 1) syncStorageCallsAhead();
     makeReadOnly(attempt.dataDir, { keepRoot: true, filesCreatedReadOnly: true });
     await syncTree(attempt.dir);
   } catch (error) {

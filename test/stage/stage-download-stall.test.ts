@@ -1,4 +1,4 @@
-// A plain object's download whose writes stop (hung storage) inside stage(): STALLED after
+// A plain object's (and a folder's) download whose writes stop (hung storage) inside stage(): STALLED after
 // DSFETCH_EXTRACT_STALL_TIMEOUT, an interrupt answered, neither waiting for the storage
 // (before 2026-12-04 both waited for it: measured with a frozen FUSE filesystem, dsfetch was
 // silent for as long as it stayed frozen, SIGTERM included). In-process stage() against the
@@ -18,7 +18,7 @@ import { stuckThreads } from "../../src/util/stuck-threads.ts";
 import { processesNaming } from "../harness/children.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
 
-const hang = vi.hoisted(() => ({ on: false }));
+const hang = vi.hoisted(() => ({ on: false, folder: false }));
 
 vi.mock("../../src/fetch/download-object.ts", async (importOriginal) => {
   const actual = await importOriginal<typeof import("../../src/fetch/download-object.ts")>();
@@ -32,10 +32,25 @@ vi.mock("../../src/fetch/download-object.ts", async (importOriginal) => {
   };
 });
 
+// A folder's files written through the thread pool (network storage) that never return.
+vi.mock("../../src/fetch/download-prefix.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/fetch/download-prefix.ts")>();
+  return {
+    ...actual,
+    downloadPrefix: (options: Parameters<typeof actual.downloadPrefix>[0]) => {
+      if (!hang.folder) return actual.downloadPrefix(options);
+      options.onBytes?.(4096);
+      options.onObject?.();
+      return new Promise(() => {});
+    },
+  };
+});
+
 const root = mkdtempSync(join(tmpdir(), "dsfetch-download-stall-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 afterEach(() => {
   hang.on = false;
+  hang.folder = false;
 });
 
 let bucket: string | undefined;
@@ -43,17 +58,19 @@ let bucket: string | undefined;
 async function stageBlob(
   env: Record<string, string>,
   signal?: AbortSignal,
-  options: { hungProbe?: boolean } = {},
+  options: { hungProbe?: boolean; folder?: boolean } = {},
 ) {
   if (bucket === undefined) {
     bucket = await createBucket("download-stall");
     await putObject(bucket, "blob.bin", Buffer.alloc(100_000, 7));
+    await putObject(bucket, "folder/a.bin", Buffer.alloc(1000, 1));
+    await putObject(bucket, "folder/b.bin", Buffer.alloc(1000, 2));
   }
   const info = s3Info();
   const datasets = parseDatasetsValue(
     [
       {
-        uri: `s3://${bucket}/blob.bin`,
+        uri: `s3://${bucket}/${options.folder === true ? "folder/" : "blob.bin"}`,
         awsAccessKeyId: info.accessKeyId,
         awsSecretAccessKey: info.secretAccessKey,
       },
@@ -127,6 +144,48 @@ describe("a plain object's download on storage that stops taking writes", () => 
     const { result, seconds } = await stageBlob(
       { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
       abort.signal,
+    );
+    const outcome = result.datasets[0];
+    expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
+    expect(seconds).toBeLessThan(30);
+  }, 60_000);
+});
+
+describe("a folder's download on storage that stops taking writes", () => {
+  it("as a control, the same folder with working storage is staged", async () => {
+    const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "1" }, undefined, {
+      folder: true,
+    });
+    expect(result.ok).toBe(true);
+  });
+
+  it("STALLED after the bound (+ the grace), nothing published, the writes noted stuck", async () => {
+    hang.folder = true;
+    const { result, storageRoot, seconds } = await stageBlob(
+      { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" },
+      undefined,
+      { folder: true },
+    );
+    const outcome = result.datasets[0];
+    expect(outcome?.ok === false && outcome.error.code).toBe("STALLED");
+    expect(outcome?.ok === false && outcome.error.message).toMatch(
+      /^folder: the download made no progress for 1 s \(no byte received, no retry: the writes to .*\/data did not finish, or the store sent nothing\)$/,
+    );
+    expect(seconds).toBeLessThan(30);
+    expect(readdirSync(join(storageRoot, "ml", "data")).filter((n) => n !== ".dsfetch")).toEqual(
+      [],
+    );
+    expect(stuckThreads().at(-1)).toMatch(/^writing .*\/data$/);
+  }, 60_000);
+
+  it("an interrupt is answered without waiting for the storage", async () => {
+    hang.folder = true;
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(new Error("SIGTERM")), 1_000);
+    const { result, seconds } = await stageBlob(
+      { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
+      abort.signal,
+      { folder: true },
     );
     const outcome = result.datasets[0];
     expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");

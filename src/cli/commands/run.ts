@@ -11,6 +11,7 @@ import { DsfetchError } from "../../errors.ts";
 import { datasetEnvName } from "../../k8s/env-names.ts";
 import { exitCodeOfStage, failuresOf, stage } from "../../stage/stage.ts";
 import type { CommandContext } from "../context.ts";
+import { stopMainThreadWatchdog } from "../main-thread-watchdog.ts";
 import { ProgressView } from "../progress-view.ts";
 import { renderError } from "../render.ts";
 import { type SignalRouter, signalNumber } from "../signals.ts";
@@ -46,6 +47,9 @@ export async function runCommand(
       (args.mountFlag ?? true) ? outcome.mount : outcome.path;
   }
   const leases = await holdLeases(result.datasets, settings);
+  // The training command runs for hours: a stuck dsfetch must not take it down then (the
+  // watchdog guards the staging only).
+  stopMainThreadWatchdog();
   try {
     return await runChild(args.exec, childEnv, signals);
   } finally {

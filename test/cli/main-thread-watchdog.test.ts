@@ -1,0 +1,319 @@
+// The main-thread watchdog (cli/main-thread-watchdog.ts): a main thread stuck in a system call
+// (here: opening a FIFO for writing, which waits for a reader, as a write on a dead NFS mount
+// waits for its server) can run nothing, not even a SIGTERM handler; the watchdog says so and
+// ends the process. A main thread that works, waits or was paused is left alone.
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../harness/cli.ts";
+import { createBucket, putObject, testEnv } from "../harness/s3.ts";
+
+const scratch = mkdtempSync(join(tmpdir(), "dsfetch-main-watchdog-"));
+const watchdogModule = fileURLToPath(
+  new URL("../../src/cli/main-thread-watchdog.ts", import.meta.url),
+);
+let bucket: string;
+const beatModule = fileURLToPath(new URL("../../src/util/main-thread-beat.ts", import.meta.url));
+
+afterAll(() => {
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+interface Ended {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  seconds: number;
+}
+
+/** Runs `body` after starting the watchdog with `boundMs`; `during` acts on the process. */
+function runScript(
+  name: string,
+  body: string,
+  options: { boundMs: number; json?: boolean; during?: (pid: number) => Promise<void> },
+): Promise<Ended> {
+  const script = join(scratch, `${name}.ts`);
+  writeFileSync(
+    script,
+    `import { startMainThreadWatchdog } from ${JSON.stringify(watchdogModule)};
+     import { mainThreadAlive } from ${JSON.stringify(beatModule)};
+     void mainThreadAlive;
+     const watchdog = startMainThreadWatchdog({ boundMs: ${options.boundMs}, json: ${options.json === true} });
+     void watchdog;
+     ${body}`,
+  );
+  const started = performance.now();
+  const child = spawn(process.execPath, [script], { stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk;
+  });
+  const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  void options.during?.(child.pid as number);
+  return new Promise((resolve) => {
+    child.on("close", (code, signal) => {
+      clearTimeout(killer);
+      resolve({ code, signal, stdout, stderr, seconds: (performance.now() - started) / 1000 });
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Blocks the main thread in open(2) for good: a FIFO opened for writing with no reader. */
+function blockingOpen(name: string): string {
+  const fifo = join(scratch, `${name}.fifo`);
+  execFileSync("mkfifo", [fifo]);
+  return `import { openSync } from "node:fs";
+          setTimeout(() => openSync(${JSON.stringify(fifo)}, "w"), 200);
+          setInterval(() => {}, 1000);`;
+}
+
+describe("the main-thread watchdog", () => {
+  it("a main thread stuck in a system call: the error on stderr, exit by SIGKILL after the bound", async () => {
+    const ended = await runScript("stuck", blockingOpen("stuck"), {
+      boundMs: 1000,
+    });
+    expect(ended.signal).toBe("SIGKILL");
+    expect(ended.stderr).toBe(
+      "dsfetch: error: dsfetch's main thread has not run for 1 s: it is stuck in a system call (shared storage or a file that stopped answering) or in a loop. dsfetch ends itself with SIGKILL: exit status 137 [STALLED]\n" +
+        "  hint: nothing half-written was published; the lock goes stale and a later run cleans up what this one left. Check the storage (mount, server); DSFETCH_EXTRACT_STALL_TIMEOUT (now 1 s) is this bound\n",
+    );
+    expect(ended.stdout).toBe("");
+    // 1 s, not the 30 s at which the test itself would kill it.
+    expect(ended.seconds).toBeLessThan(15);
+  }, 40_000);
+
+  it("with --json, the error also goes to stdout as JSON", async () => {
+    const ended = await runScript("stuck-json", blockingOpen("stuck-json"), {
+      boundMs: 1000,
+      json: true,
+    });
+    expect(ended.signal).toBe("SIGKILL");
+    const answer = JSON.parse(ended.stdout) as { error: { code: string; message: string } };
+    expect(answer.error.code).toBe("STALLED");
+    expect(answer.error.message).toMatch(/^dsfetch's main thread has not run for 1 s/);
+  }, 40_000);
+
+  it("a main thread in a long synchronous loop that says it is alive is not stopped", async () => {
+    const ended = await runScript(
+      "busy",
+      `const until = performance.now() + 3000;
+       const cell = new Int32Array(new SharedArrayBuffer(4));
+       while (performance.now() < until) { Atomics.wait(cell, 0, 0, 20); mainThreadAlive(); }
+       console.log("done");`,
+      { boundMs: 1000 },
+    );
+    expect(ended).toMatchObject({ code: 0, signal: null, stdout: "done\n", stderr: "" });
+  }, 40_000);
+
+  it("a main thread that waits (timers, I/O) is not stopped", async () => {
+    const ended = await runScript(
+      "idle",
+      `await new Promise((resolve) => setTimeout(resolve, 3000)); console.log("done");`,
+      { boundMs: 500 },
+    );
+    expect(ended).toMatchObject({ code: 0, signal: null, stdout: "done\n", stderr: "" });
+  }, 40_000);
+
+  it("a process paused (SIGSTOP) for longer than the bound is not stopped when it goes on", async () => {
+    const ended = await runScript(
+      "paused",
+      `await new Promise((resolve) => setTimeout(resolve, 4000)); console.log("done");`,
+      {
+        boundMs: 1000,
+        during: async (pid) => {
+          await sleep(800);
+          process.kill(pid, "SIGSTOP");
+          await sleep(3000);
+          process.kill(pid, "SIGCONT");
+        },
+      },
+    );
+    expect(ended).toMatchObject({ code: 0, signal: null, stdout: "done\n", stderr: "" });
+  }, 40_000);
+
+  it("once stopped, it stops nothing", async () => {
+    const ended = await runScript(
+      "stopped",
+      `watchdog.stop();
+       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2500);
+       console.log("done");`,
+      { boundMs: 500 },
+    );
+    expect(ended).toMatchObject({ code: 0, signal: null, stdout: "done\n", stderr: "" });
+  }, 40_000);
+});
+
+describe("the dsfetch command", () => {
+  /**
+   * A preload that makes the main thread's synchronous mkdir of `dir` (a folder dataset's
+   * subdirectory) block for `ms`, as a call on hung storage would.
+   */
+  const blockingMkdir = (dir: string, ms: string) =>
+    `--import=data:text/javascript,${encodeURIComponent(
+      `import { isMainThread } from "node:worker_threads";
+       import { syncBuiltinESMExports } from "node:module";
+       import fs from "node:fs";
+       if (isMainThread) {
+         const mkdirSync = fs.mkdirSync;
+         fs.mkdirSync = (path, ...rest) => {
+           if (String(path).endsWith(${JSON.stringify(dir)})) {
+             Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${ms});
+           }
+           return mkdirSync(path, ...rest);
+         };
+         syncBuiltinESMExports();
+       }`,
+    )}`;
+
+  beforeAll(async () => {
+    bucket = await createBucket("main-watchdog");
+    await putObject(bucket, "folder/top.txt", "top\n");
+    await putObject(bucket, "folder/hangs-here/a.txt", "a\n");
+  });
+
+  const fetchArgs = (storage: string) => {
+    mkdirSync(join(scratch, storage), { recursive: true });
+    return ["fetch", "--datasets", "-", "--storage-root", join(scratch, storage), "--team", "ml"];
+  };
+
+  it("a folder's fetch is watched, with DSFETCH_EXTRACT_STALL_TIMEOUT as the bound", async () => {
+    const started = performance.now();
+    const result = await runCli([...fetchArgs("stuck"), "--json"], {
+      stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
+      env: {
+        ...testEnv(),
+        DSFETCH_EXTRACT_STALL_TIMEOUT: "1",
+        NODE_OPTIONS: blockingMkdir("/hangs-here", "Infinity"),
+      },
+      timeoutMs: 40_000,
+    });
+    expect(result.signal).toBe("SIGKILL");
+    expect(result.stderr).toMatch(
+      /dsfetch: error: dsfetch's main thread has not run for 1 s: it is stuck in a system call/,
+    );
+    expect(JSON.parse(result.stdout)).toMatchObject({ error: { code: "STALLED" } });
+    expect((performance.now() - started) / 1000).toBeLessThan(30);
+    // Nothing was published.
+    expect(readdirSync(join(scratch, "stuck", "ml", "data"))).toEqual([".dsfetch"]);
+  }, 60_000);
+
+  it("an archive's tree is watched while it is made read-only before publishing", async () => {
+    const tree = join(scratch, "tree");
+    mkdirSync(join(tree, "sub"), { recursive: true });
+    writeFileSync(join(tree, "top.txt"), "top\n");
+    writeFileSync(join(tree, "sub", "x.txt"), "x\n");
+    const archive = join(scratch, "tree.tar");
+    execFileSync("tar", ["-cf", archive, "-C", tree, "."]);
+    await putObject(bucket, "tree.tar", readFileSync(archive));
+    const blockingReaddir = `--import=data:text/javascript,${encodeURIComponent(
+      `import { isMainThread } from "node:worker_threads";
+       import { syncBuiltinESMExports } from "node:module";
+       import fs from "node:fs";
+       if (isMainThread) {
+         const readdirSync = fs.readdirSync;
+         fs.readdirSync = (path, ...rest) => {
+           if (String(path).endsWith("/sub")) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+           return readdirSync(path, ...rest);
+         };
+         syncBuiltinESMExports();
+       }`,
+    )}`;
+    const result = await runCli(fetchArgs("archive"), {
+      stdin: JSON.stringify([{ uri: `s3://${bucket}/tree.tar` }]),
+      env: { ...testEnv(), DSFETCH_EXTRACT_STALL_TIMEOUT: "1", NODE_OPTIONS: blockingReaddir },
+      timeoutMs: 40_000,
+    });
+    expect(result.signal).toBe("SIGKILL");
+    expect(result.stderr).toMatch(/dsfetch's main thread has not run for 1 s/);
+    expect(readdirSync(join(scratch, "archive", "ml", "data"))).toEqual([".dsfetch"]);
+  }, 60_000);
+
+  it("a folder's fetch whose main thread was slow, not stuck, is staged", async () => {
+    const result = await runCli(fetchArgs("slow"), {
+      stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
+      env: {
+        ...testEnv(),
+        DSFETCH_EXTRACT_STALL_TIMEOUT: "3",
+        NODE_OPTIONS: blockingMkdir("/hangs-here", "1000"),
+      },
+      timeoutMs: 40_000,
+    });
+    expect(result).toMatchObject({ code: 0, signal: null });
+    expect(
+      readFileSync(join(scratch, "slow", "ml", "data", "folder", "hangs-here", "a.txt"), "utf8"),
+    ).toBe("a\n");
+  }, 60_000);
+
+  it("a single object's fetch starts no watchdog thread (a thread is not free)", async () => {
+    await putObject(bucket, "one.txt", "one\n");
+    const result = await runCli(fetchArgs("one"), {
+      stdin: JSON.stringify([{ uri: `s3://${bucket}/one.txt` }]),
+      env: {
+        ...testEnv(),
+        NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(
+          `import { isMainThread, workerData } from "node:worker_threads";
+           if (!isMainThread && workerData?.boundMs !== undefined) process.stderr.write("a watchdog started\\n");`,
+        )}`,
+      },
+    });
+    expect(result).toMatchObject({ code: 0, signal: null });
+    expect(result.stderr).not.toMatch(/a watchdog started/);
+  }, 60_000);
+
+  it("`run` stops watching once the command runs: a stuck dsfetch must not end the training", async () => {
+    const storage = join(scratch, "storage");
+    mkdirSync(storage);
+    // Once the command is spawned, dsfetch's main thread is blocked for 2.5 s (its bound: 1 s).
+    const blockAfterSpawn = `--import=data:text/javascript,${encodeURIComponent(
+      `import { isMainThread } from "node:worker_threads";
+       import { syncBuiltinESMExports } from "node:module";
+       import childProcess from "node:child_process";
+       if (isMainThread) {
+         const spawn = childProcess.spawn;
+         childProcess.spawn = (...args) => {
+           const child = spawn(...args);
+           if (JSON.stringify(args).includes("the-training")) {
+             setTimeout(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2500), 100);
+           }
+           return child;
+         };
+         syncBuiltinESMExports();
+       }`,
+    )}`;
+    const result = await runCli(
+      [
+        "run",
+        "--datasets",
+        "-",
+        "--storage-root",
+        storage,
+        "--team",
+        "ml",
+        "--mount-root",
+        join(scratch, "mnt"),
+        "--",
+        "sh",
+        "-c",
+        "sleep 4; echo the-training finished",
+      ],
+      {
+        // A folder: the watchdog runs while it is staged.
+        stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
+        env: { ...testEnv(), DSFETCH_EXTRACT_STALL_TIMEOUT: "1", NODE_OPTIONS: blockAfterSpawn },
+        timeoutMs: 40_000,
+      },
+    );
+    expect(result.stderr).not.toMatch(/main thread has not run/);
+    expect(result).toMatchObject({ code: 0, signal: null, stdout: "the-training finished\n" });
+  }, 60_000);
+});
