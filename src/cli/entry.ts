@@ -10,7 +10,9 @@ import { SignalRouter } from "./signals.ts";
 
 const signals = new SignalRouter().install();
 const argv = process.argv.slice(2);
-armMainThreadWatchdog({ boundMs: watchdogBoundMs(), json: argv.includes("--json") });
+// `--json` of dsfetch, not of `run`'s command (after "--").
+const ownArgs = argv.includes("--") ? argv.slice(0, argv.indexOf("--")) : argv;
+armMainThreadWatchdog({ boundMs: watchdogBoundMs(), json: ownArgs.includes("--json") });
 
 const code = await main(argv, {
   stdout: process.stdout,
@@ -24,11 +26,11 @@ const code = await main(argv, {
 // Normally sets process.exitCode; after a thread stuck on hung storage, SIGKILL (finish.ts).
 await finishProcess(code, { stdout: process.stdout, stderr: process.stderr });
 
-/** DSFETCH_EXTRACT_STALL_TIMEOUT; the default when it is invalid (main() reports that). */
+/** DSFETCH_MAIN_THREAD_TIMEOUT; the default when it is invalid (main() reports that). */
 function watchdogBoundMs(): number {
   try {
-    return resolveTuning(process.env).extractStallTimeoutMs;
+    return resolveTuning(process.env).mainThreadTimeoutMs;
   } catch {
-    return DEFAULT_TUNING.extractStallTimeoutMs;
+    return DEFAULT_TUNING.mainThreadTimeoutMs;
   }
 }

@@ -4,8 +4,8 @@
  * with SIGKILL (the only way out: the stuck main thread can run no handler, and a process
  * cannot exit while a thread is stuck in the kernel: finish.ts).
  */
-import { write } from "node:fs";
-import { workerData } from "node:worker_threads";
+import { writeSync } from "node:fs";
+import { Worker, workerData } from "node:worker_threads";
 import { DsfetchError } from "../errors.ts";
 import { BeatWatch } from "./beat-watch.ts";
 import { renderError } from "./render.ts";
@@ -30,23 +30,36 @@ const timer = setInterval(() => {
 const WRITE_MS = 2000;
 
 function giveUp(): void {
-  const seconds = Math.round(boundMs / 1000);
+  const seconds = boundMs / 1000;
   const error = new DsfetchError(
     "STALLED",
     `dsfetch's main thread has not run for ${seconds} s: it is stuck in a system call (shared storage or a file that stopped answering) or in a loop. dsfetch ends itself with SIGKILL: exit status 137`,
     {
-      hint: `nothing half-written was published; the lock goes stale and a later run cleans up what this one left. Check the storage (mount, server); DSFETCH_EXTRACT_STALL_TIMEOUT (now ${seconds} s) is this bound`,
+      hint: `nothing half-written was published; the lock goes stale and a later run cleans up what this one left. Check the storage (mount, server); DSFETCH_MAIN_THREAD_TIMEOUT (now ${seconds} s) is this bound`,
     },
   );
   const kill = () => process.kill(process.pid, "SIGKILL");
-  // Asynchronous writes (the thread pool): stderr itself may be a file on the storage that
-  // stopped answering; the kill comes anyway.
-  setTimeout(kill, WRITE_MS);
-  let pending = json ? 2 : 1;
-  const written = () => {
-    pending -= 1;
-    if (pending === 0) kill();
-  };
-  write(2, renderError(error), written);
-  if (json) write(1, `${JSON.stringify({ error: error.toJSON() })}\n`, written);
+  // The writes below may block: stderr may be a file on the storage that stopped answering,
+  // or a pipe nobody reads. The kill comes anyway, from a thread of its own. (Not through
+  // the thread pool: on hung storage its threads are the ones stuck, found in review.)
+  try {
+    new Worker(`setTimeout(() => process.kill(${process.pid}, "SIGKILL"), ${WRITE_MS});`, {
+      eval: true,
+    });
+  } catch {
+    // No thread to be had: write, and hope the writes return.
+  }
+  // The machine-readable answer first: a consumer of --json reads stdout. Each write on its
+  // own: a full pipe (Node's pipes are non-blocking: EAGAIN) loses that one only.
+  if (json) writeQuietly(1, `${JSON.stringify({ error: error.toJSON() })}\n`);
+  writeQuietly(2, renderError(error));
+  kill();
+}
+
+function writeQuietly(fd: number, text: string): void {
+  try {
+    writeSync(fd, text);
+  } catch {
+    // Nothing better to do with it: the kill is what matters now.
+  }
 }

@@ -37,6 +37,11 @@ export interface TransferTuning {
    * an ephemeral volume instead (volumes/storage-probe.ts).
    */
   readonly storageTimeoutMs: number;
+  /**
+   * How long the main thread may stand still (stuck in a synchronous call on storage that
+   * stopped answering) before the dsfetch command ends itself (cli/main-thread-watchdog.ts).
+   */
+  readonly mainThreadTimeoutMs: number;
 }
 
 export interface LockTiming {
@@ -60,6 +65,7 @@ export const DEFAULT_TUNING: TransferTuning = Object.freeze({
   maxExpandedBytes: 2 ** 40,
   directIo: true,
   storageTimeoutMs: 30_000,
+  mainThreadTimeoutMs: 300_000,
 });
 
 export function resolveTuning(env: Readonly<Record<string, string | undefined>>): TransferTuning {
@@ -134,6 +140,14 @@ export function resolveTuning(env: Readonly<Record<string, string | undefined>>)
       DEFAULT_TUNING.storageTimeoutMs,
       86_400,
     ),
+    // At least 1 s: shorter, a garbage collection or a late timer would end a healthy process.
+    mainThreadTimeoutMs: seconds(
+      env,
+      "DSFETCH_MAIN_THREAD_TIMEOUT",
+      DEFAULT_TUNING.mainThreadTimeoutMs,
+      86_400,
+      1,
+    ),
     lock: Object.freeze({
       staleMs: Math.max(5_000, seconds(env, "DSFETCH_LOCK_STALE", DEFAULT_TUNING.lock.staleMs)),
       pollMs: seconds(env, "DSFETCH_LOCK_POLL", DEFAULT_TUNING.lock.pollMs),
@@ -169,14 +183,15 @@ function seconds(
   name: string,
   fallbackMs: number,
   maxSeconds = 3600,
+  minSeconds = 0.1,
 ): number {
   const text = env[name];
   if (text === undefined || text === "") return fallbackMs;
   const value = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text) || value < 0.1 || value > maxSeconds) {
+  if (!/^\d+(\.\d+)?$/.test(text) || value < minSeconds || value > maxSeconds) {
     throw new DsfetchError(
       "USAGE",
-      `${name}: ${JSON.stringify(text)} is not a number of seconds from 0.1 to ${maxSeconds}`,
+      `${name}: ${JSON.stringify(text)} is not a number of seconds from ${minSeconds} to ${maxSeconds}`,
       {
         hint: `unset ${name} for the default (${fallbackMs / 1000} s)`,
       },

@@ -6,6 +6,7 @@
  * publish). Larger objects go through downloadObject's parallel ranges.
  */
 import { mkdirSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
@@ -93,10 +94,14 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   const createdDirs = new Set<string>([options.destination]);
   // One file at a time while creates are fast; several at once on network storage.
   const creates = SlowCreates.forMode(options.writes);
-  const ensureDir = (dir: string) => {
+  const ensureDir = async (dir: string): Promise<void> => {
     if (createdDirs.has(dir)) return;
     try {
-      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      // Once creates are slow (network storage), through the pool like the files: a
+      // synchronous mkdir on a hung mount would stop this whole thread (found in review:
+      // across directories, nearly every object of the first round makes one).
+      if (creates.slow) await mkdir(dir, { recursive: true, mode: 0o755 });
+      else mkdirSync(dir, { recursive: true, mode: 0o755 });
     } catch (error) {
       throw storageError(error, dir);
     }
@@ -119,7 +124,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
 
   const fetchOne = async (object: ListedObject, index: number): Promise<void> => {
     const path = join(options.destination, object.relativePath);
-    ensureDir(dirname(path));
+    await ensureDir(dirname(path));
     const ctx: S3ErrorContext = {
       ...options.errorContext,
       uri: `s3://${resolution.bucket}/${object.key}`,

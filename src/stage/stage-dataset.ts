@@ -464,9 +464,11 @@ async function downloadInto(
         graceMs: DOWNLOAD_STOP_GRACE_MS,
         dataset: spec.name,
         writing: attempt.dataDir,
-        // The clock never stops on a byte count: a folder's last bytes are followed by
-        // writes, each of which may be the one that hangs.
-        bytes: Number.POSITIVE_INFINITY,
+        // Counted once written (small objects and large objects' ranges alike), so once
+        // they are all in, every write is done; what is left (large objects' hashing, which
+        // trails their download and reports nothing) is not a stall (found in review: a
+        // folder of large shards failed with STALLED in that tail).
+        bytes: resolution.bytes,
       },
     );
     reportParallelWrites(context, spec.name, result.writtenInParallel, result.files.length);

@@ -3,12 +3,23 @@
 // waits for its server) can run nothing, not even a SIGTERM handler; the watchdog says so and
 // ends the process. A main thread that works, waits or was paused is left alone.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCli } from "../harness/cli.ts";
+import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
 const scratch = mkdtempSync(join(tmpdir(), "dsfetch-main-watchdog-"));
@@ -34,7 +45,14 @@ interface Ended {
 function runScript(
   name: string,
   body: string,
-  options: { boundMs: number; json?: boolean; during?: (pid: number) => Promise<void> },
+  options: {
+    boundMs: number;
+    json?: boolean;
+    during?: (pid: number, stdout: () => string) => Promise<void>;
+    env?: Record<string, string>;
+    /** Where the child's stdout goes (default: a pipe read by the test). */
+    stdoutFd?: number;
+  },
 ): Promise<Ended> {
   const script = join(scratch, `${name}.ts`);
   writeFileSync(
@@ -47,17 +65,20 @@ function runScript(
      ${body}`,
   );
   const started = performance.now();
-  const child = spawn(process.execPath, [script], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [script], {
+    stdio: ["ignore", options.stdoutFd ?? "pipe", "pipe"],
+    env: { ...process.env, ...options.env },
+  });
   let stdout = "";
   let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
     stdout += chunk;
   });
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
     stderr += chunk;
   });
   const killer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  void options.during?.(child.pid as number);
+  void options.during?.(child.pid as number, () => stdout);
   return new Promise((resolve) => {
     child.on("close", (code, signal) => {
       clearTimeout(killer);
@@ -85,7 +106,7 @@ describe("the main-thread watchdog", () => {
     expect(ended.signal).toBe("SIGKILL");
     expect(ended.stderr).toBe(
       "dsfetch: error: dsfetch's main thread has not run for 1 s: it is stuck in a system call (shared storage or a file that stopped answering) or in a loop. dsfetch ends itself with SIGKILL: exit status 137 [STALLED]\n" +
-        "  hint: nothing half-written was published; the lock goes stale and a later run cleans up what this one left. Check the storage (mount, server); DSFETCH_EXTRACT_STALL_TIMEOUT (now 1 s) is this bound\n",
+        "  hint: nothing half-written was published; the lock goes stale and a later run cleans up what this one left. Check the storage (mount, server); DSFETCH_MAIN_THREAD_TIMEOUT (now 1 s) is this bound\n",
     );
     expect(ended.stdout).toBe("");
     // 1 s, not the 30 s at which the test itself would kill it.
@@ -101,6 +122,53 @@ describe("the main-thread watchdog", () => {
     const answer = JSON.parse(ended.stdout) as { error: { code: string; message: string } };
     expect(answer.error.code).toBe("STALLED");
     expect(answer.error.message).toMatch(/^dsfetch's main thread has not run for 1 s/);
+  }, 40_000);
+
+  it("its words are written even when every thread of the pool is stuck too", async () => {
+    const fifos = ["pool-a", "pool-b"].map((name) => {
+      const fifo = join(scratch, `${name}.fifo`);
+      execFileSync("mkfifo", [fifo]);
+      return fifo;
+    });
+    const ended = await runScript(
+      "pool",
+      `import { open } from "node:fs";
+       ${JSON.stringify(fifos)}.forEach((fifo) => open(fifo, "r", () => {}));
+       ${blockingOpen("pool-main")}`,
+      { boundMs: 1000, json: true, env: { UV_THREADPOOL_SIZE: "2" } },
+    );
+    expect(ended.signal).toBe("SIGKILL");
+    expect(JSON.parse(ended.stdout)).toMatchObject({ error: { code: "STALLED" } });
+    expect(ended.stderr).toMatch(/^dsfetch: error: dsfetch's main thread has not run for 1 s/);
+  }, 40_000);
+
+  it("a full pipe on stdout does not keep its words from stderr, nor the kill", async () => {
+    // stdout: a pipe the test holds open, fills and never reads.
+    const fifo = join(scratch, "unread.fifo");
+    execFileSync("mkfifo", [fifo]);
+    const filler = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    const unread = openSync(fifo, constants.O_RDWR);
+    try {
+      const chunk = Buffer.alloc(4096, 120);
+      for (;;) {
+        try {
+          writeSync(filler, chunk);
+        } catch {
+          break; // EAGAIN: full
+        }
+      }
+      const ended = await runScript("unread", blockingOpen("unread-main"), {
+        boundMs: 1000,
+        json: true,
+        stdoutFd: unread,
+      });
+      expect(ended.signal).toBe("SIGKILL");
+      expect(ended.stderr).toMatch(/^dsfetch: error: dsfetch's main thread has not run for 1 s/);
+      expect(ended.seconds).toBeLessThan(15);
+    } finally {
+      closeSync(unread);
+      closeSync(filler);
+    }
   }, 40_000);
 
   it("a main thread in a long synchronous loop that says it is alive is not stopped", async () => {
@@ -127,18 +195,30 @@ describe("the main-thread watchdog", () => {
   it("a process paused (SIGSTOP) for longer than the bound is not stopped when it goes on", async () => {
     const ended = await runScript(
       "paused",
-      `await new Promise((resolve) => setTimeout(resolve, 4000)); console.log("done");`,
+      `const alive = setInterval(() => {}, 1000);
+       await watchdog.running;
+       clearInterval(alive);
+       console.log("watched");
+       await new Promise((resolve) => setTimeout(resolve, 4000));
+       console.log("done");`,
       {
         boundMs: 1000,
-        during: async (pid) => {
-          await sleep(800);
+        during: async (pid, stdout) => {
+          // Paused once the watching thread runs (else it would test nothing).
+          while (!stdout().includes("watched")) await sleep(20);
+          await sleep(300);
           process.kill(pid, "SIGSTOP");
           await sleep(3000);
           process.kill(pid, "SIGCONT");
         },
       },
     );
-    expect(ended).toMatchObject({ code: 0, signal: null, stdout: "done\n", stderr: "" });
+    expect(ended).toMatchObject({
+      code: 0,
+      signal: null,
+      stdout: "watched\ndone\n",
+      stderr: "",
+    });
   }, 40_000);
 
   it("once stopped, it stops nothing", async () => {
@@ -186,13 +266,13 @@ describe("the dsfetch command", () => {
     return ["fetch", "--datasets", "-", "--storage-root", join(scratch, storage), "--team", "ml"];
   };
 
-  it("a folder's fetch is watched, with DSFETCH_EXTRACT_STALL_TIMEOUT as the bound", async () => {
+  it("a folder's fetch is watched, with DSFETCH_MAIN_THREAD_TIMEOUT as the bound", async () => {
     const started = performance.now();
     const result = await runCli([...fetchArgs("stuck"), "--json"], {
       stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
       env: {
         ...testEnv(),
-        DSFETCH_EXTRACT_STALL_TIMEOUT: "1",
+        DSFETCH_MAIN_THREAD_TIMEOUT: "1",
         NODE_OPTIONS: blockingMkdir("/hangs-here", "Infinity"),
       },
       timeoutMs: 40_000,
@@ -230,7 +310,7 @@ describe("the dsfetch command", () => {
     )}`;
     const result = await runCli(fetchArgs("archive"), {
       stdin: JSON.stringify([{ uri: `s3://${bucket}/tree.tar` }]),
-      env: { ...testEnv(), DSFETCH_EXTRACT_STALL_TIMEOUT: "1", NODE_OPTIONS: blockingReaddir },
+      env: { ...testEnv(), DSFETCH_MAIN_THREAD_TIMEOUT: "1", NODE_OPTIONS: blockingReaddir },
       timeoutMs: 40_000,
     });
     expect(result.signal).toBe("SIGKILL");
@@ -243,7 +323,7 @@ describe("the dsfetch command", () => {
       stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
       env: {
         ...testEnv(),
-        DSFETCH_EXTRACT_STALL_TIMEOUT: "3",
+        DSFETCH_MAIN_THREAD_TIMEOUT: "3",
         NODE_OPTIONS: blockingMkdir("/hangs-here", "1000"),
       },
       timeoutMs: 40_000,
@@ -273,7 +353,8 @@ describe("the dsfetch command", () => {
   it("`run` stops watching once the command runs: a stuck dsfetch must not end the training", async () => {
     const storage = join(scratch, "storage");
     mkdirSync(storage);
-    // Once the command is spawned, dsfetch's main thread is blocked for 2.5 s (its bound: 1 s).
+    // Once the command is spawned, dsfetch's main thread is blocked for 4 s (its bound: 2 s;
+    // not 1 s: staging itself, on a loaded machine, must not come near it).
     const blockAfterSpawn = `--import=data:text/javascript,${encodeURIComponent(
       `import { isMainThread } from "node:worker_threads";
        import { syncBuiltinESMExports } from "node:module";
@@ -283,7 +364,7 @@ describe("the dsfetch command", () => {
          childProcess.spawn = (...args) => {
            const child = spawn(...args);
            if (JSON.stringify(args).includes("the-training")) {
-             setTimeout(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2500), 100);
+             setTimeout(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 4000), 100);
            }
            return child;
          };
@@ -304,16 +385,79 @@ describe("the dsfetch command", () => {
         "--",
         "sh",
         "-c",
-        "sleep 4; echo the-training finished",
+        "sleep 6; echo the-training finished",
       ],
       {
         // A folder: the watchdog runs while it is staged.
         stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
-        env: { ...testEnv(), DSFETCH_EXTRACT_STALL_TIMEOUT: "1", NODE_OPTIONS: blockAfterSpawn },
+        env: { ...testEnv(), DSFETCH_MAIN_THREAD_TIMEOUT: "2", NODE_OPTIONS: blockAfterSpawn },
         timeoutMs: 40_000,
       },
     );
     expect(result.stderr).not.toMatch(/main thread has not run/);
     expect(result).toMatchObject({ code: 0, signal: null, stdout: "the-training finished\n" });
+  }, 60_000);
+
+  it("`sidecar` stops watching once staged: a stuck dsfetch must not drop the job's leases", async () => {
+    const storage = join(scratch, "sidecar-storage");
+    mkdirSync(storage);
+    const readyFile = join(scratch, "sidecar-ready");
+    // Once ready, dsfetch's main thread is blocked for 4 s (its bound: 2 s).
+    const blockWhenReady = `--import=data:text/javascript,${encodeURIComponent(
+      `import { isMainThread } from "node:worker_threads";
+       if (isMainThread) {
+         const write = process.stderr.write.bind(process.stderr);
+         process.stderr.write = (chunk, ...rest) => {
+           const done = write(chunk, ...rest);
+           if (String(chunk).includes("sidecar: ready")) {
+             setTimeout(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 4000), 100);
+           }
+           return done;
+         };
+       }`,
+    )}`;
+    const child = spawn(
+      process.execPath,
+      [
+        CLI_SOURCE,
+        "sidecar",
+        "--datasets",
+        "-",
+        "--storage-root",
+        storage,
+        "--team",
+        "ml",
+        "--mount-root",
+        join(scratch, "sidecar-mnt"),
+        "--ready-file",
+        readyFile,
+        "--listen",
+        "127.0.0.1:0",
+      ],
+      {
+        env: baseEnv({
+          ...testEnv(),
+          DSFETCH_MAIN_THREAD_TIMEOUT: "2",
+          NODE_OPTIONS: blockWhenReady,
+        }),
+        stdio: ["pipe", "pipe", "pipe"],
+      },
+    );
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    child.stdin.end(JSON.stringify([{ uri: `s3://${bucket}/folder/` }]));
+    const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      child.on("close", (code, signal) => resolve({ code, signal })),
+    );
+    const deadline = Date.now() + 30_000;
+    while (!stderr.includes("sidecar: ready") && Date.now() < deadline) await sleep(50);
+    // Past the block and the bound.
+    await sleep(5_000);
+    child.kill("SIGTERM");
+    const ended = await exit;
+    expect(stderr).not.toMatch(/main thread has not run/);
+    expect(ended).toEqual({ code: 0, signal: null });
   }, 60_000);
 });

@@ -44,6 +44,23 @@ describe("DSFETCH_STORAGE_TIMEOUT", () => {
   });
 });
 
+describe("DSFETCH_MAIN_THREAD_TIMEOUT", () => {
+  it("defaults to 300 s and takes seconds, from 1", () => {
+    expect(resolveTuning({}).mainThreadTimeoutMs).toBe(300_000);
+    expect(resolveTuning({ DSFETCH_MAIN_THREAD_TIMEOUT: "1" }).mainThreadTimeoutMs).toBe(1000);
+    expect(resolveTuning({ DSFETCH_MAIN_THREAD_TIMEOUT: "2.5" }).mainThreadTimeoutMs).toBe(2500);
+  });
+
+  it.each(["0.5", "0", "5m", "86401"])("%j is a USAGE error naming the variable", (text) => {
+    expect(() => resolveTuning({ DSFETCH_MAIN_THREAD_TIMEOUT: text })).toThrow(
+      expect.objectContaining({
+        code: "USAGE",
+        message: `DSFETCH_MAIN_THREAD_TIMEOUT: ${JSON.stringify(text)} is not a number of seconds from 1 to 86400`,
+      }),
+    );
+  });
+});
+
 describe("DSFETCH_FILE_WRITES", () => {
   it("defaults to auto; takes auto, serial or parallel", () => {
     expect(resolveTuning({}).fileWrites).toBe("auto");

@@ -13,6 +13,7 @@ import { DsfetchError } from "../../errors.ts";
 import type { DsfetchEvent } from "../../events.ts";
 import { exitCodeOfStage, failuresOf, stage } from "../../stage/stage.ts";
 import type { CommandContext } from "../context.ts";
+import { stopMainThreadWatchdog } from "../main-thread-watchdog.ts";
 import { ProgressView } from "../progress-view.ts";
 import { renderError } from "../render.ts";
 
@@ -80,6 +81,9 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
       state = { phase: "failed", reason: `${failed.length} datasets could not be staged` };
       return exitCodeOfStage(result);
     }
+    // Staged: from here the sidecar holds the datasets for the job's whole life, and a stuck
+    // main thread must not end it then (its leases keep prune away from data in use).
+    stopMainThreadWatchdog();
     const leases = await holdLeases(result.datasets, settings);
     try {
       if (args.readyFile !== undefined) {
