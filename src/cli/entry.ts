@@ -3,6 +3,7 @@
 import "./heap-tuning.ts";
 import "./thread-pool-size.ts";
 import { DEFAULT_TUNING, resolveTuning } from "../config/tuning.ts";
+import { parseCommandLine } from "./args.ts";
 import { finishProcess } from "./finish.ts";
 import { main } from "./main.ts";
 import { armMainThreadWatchdog } from "./main-thread-watchdog.ts";
@@ -10,9 +11,7 @@ import { SignalRouter } from "./signals.ts";
 
 const signals = new SignalRouter().install();
 const argv = process.argv.slice(2);
-// `--json` of dsfetch, not of `run`'s command (after "--").
-const ownArgs = argv.includes("--") ? argv.slice(0, argv.indexOf("--")) : argv;
-armMainThreadWatchdog({ boundMs: watchdogBoundMs(), json: ownArgs.includes("--json") });
+armMainThreadWatchdog({ boundMs: watchdogBoundMs(), json: wantsJson(argv) });
 
 const code = await main(argv, {
   stdout: process.stdout,
@@ -32,5 +31,17 @@ function watchdogBoundMs(): number {
     return resolveTuning(process.env).mainThreadTimeoutMs;
   } catch {
     return DEFAULT_TUNING.mainThreadTimeoutMs;
+  }
+}
+
+/**
+ * Whether dsfetch itself was asked for --json, as main() will parse it (not `run`'s command
+ * after "--", and `--no-json` too: found in review); false when the command line is bad.
+ */
+function wantsJson(args: readonly string[]): boolean {
+  try {
+    return parseCommandLine(args).json;
+  } catch {
+    return false;
   }
 }

@@ -47,6 +47,8 @@ export interface DownloadObjectOptions {
   readonly signal?: AbortSignal | undefined;
   readonly retry?: RetryOptions;
   readonly onBytes?: (bytes: number) => void;
+  /** Called now and then while the written file is hashed in a worker (progress). */
+  readonly onHashed?: () => void;
   readonly errorContext: S3ErrorContext;
   /**
    * Write with direct I/O where it applies (download-direct.ts). Off for a file read again
@@ -146,7 +148,7 @@ async function downloadBuffered(
   // Created read-only (the descriptor still writes): publishing needs no chmod per file.
   const file = await open(options.destination, "wx+", 0o444);
   try {
-    const hasher = digester(plan, source, options.destination, file);
+    const hasher = digester(plan, source, options.destination, file, options.onHashed);
     let transfer: TransferStats;
     try {
       transfer = await transferRanges(file, options, hasher);
@@ -186,6 +188,7 @@ function digester(
   source: ObjectSource,
   path: string,
   file: FileHandle,
+  onHashed: (() => void) | undefined,
 ): Digester | undefined {
   const { algorithm, spans } = plan;
   if (algorithm === undefined || spans === undefined) return undefined;
@@ -207,7 +210,7 @@ function digester(
   }
   const follower =
     source.bytes >= WORKER_HASH_THRESHOLD
-      ? new PartsHasher(path, spans, algorithm, hashThreads())
+      ? new PartsHasher(path, spans, algorithm, hashThreads(), onHashed)
       : new OrderedHasher(file, spans, algorithm);
   return {
     written: (_start, _batch, contiguousEnd) => follower.advanceTo(contiguousEnd),

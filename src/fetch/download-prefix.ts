@@ -44,6 +44,8 @@ export interface DownloadPrefixOptions {
   readonly retry?: RetryOptions;
   readonly onBytes?: (bytes: number) => void;
   readonly onObject?: () => void;
+  /** Progress that is neither bytes nor objects: a large object's file being hashed. */
+  readonly onProgress?: () => void;
   readonly errorContext: S3ErrorContext;
   /** How the objects' files are written (util/write-mode.ts); default "auto". */
   readonly writes?: WriteMode | undefined;
@@ -94,14 +96,34 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   const createdDirs = new Set<string>([options.destination]);
   // One file at a time while creates are fast; several at once on network storage.
   const creates = SlowCreates.forMode(options.writes);
+  // Once creates are slow (network storage), directories go through the pool like the files,
+  // within the same share of it, one call per directory: a synchronous mkdir on a hung mount
+  // would stop this whole thread (found in review: across directories, nearly every object
+  // of the first round makes one).
+  const pendingDirs = new Map<string, Promise<void>>();
+  const makeDirInPool = async (dir: string): Promise<void> => {
+    const turn = creates.acquire();
+    if (turn !== undefined) await turn;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o755 });
+    } finally {
+      creates.release();
+    }
+    createdDirs.add(dir);
+  };
   const ensureDir = async (dir: string): Promise<void> => {
     if (createdDirs.has(dir)) return;
     try {
-      // Once creates are slow (network storage), through the pool like the files: a
-      // synchronous mkdir on a hung mount would stop this whole thread (found in review:
-      // across directories, nearly every object of the first round makes one).
-      if (creates.slow) await mkdir(dir, { recursive: true, mode: 0o755 });
-      else mkdirSync(dir, { recursive: true, mode: 0o755 });
+      if (creates.slow) {
+        let pending = pendingDirs.get(dir);
+        if (pending === undefined) {
+          pending = makeDirInPool(dir);
+          pendingDirs.set(dir, pending);
+        }
+        await pending;
+        return;
+      }
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
     } catch (error) {
       throw storageError(error, dir);
     }
@@ -158,6 +180,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
         signal,
         retry,
         onBytes: options.onBytes,
+        onHashed: options.onProgress,
         errorContext: ctx,
       });
       totals.refetchedBytes += result.refetchedBytes;

@@ -24,11 +24,17 @@ export class WorkerHasher {
   private readonly result: Promise<Buffer[]>;
   private told = 0;
 
-  constructor(path: string, parts: readonly ByteSpan[], algorithm: DigestAlgorithm) {
+  /** @param onHashed called now and then while it hashes (progress, for stall clocks) */
+  constructor(
+    path: string,
+    parts: readonly ByteSpan[],
+    algorithm: DigestAlgorithm,
+    onHashed?: () => void,
+  ) {
     this.worker = new Worker(WORKER_FILE, {
       workerData: { path, parts: parts.map((p) => ({ ...p })), algorithm },
     });
-    this.result = digestsOf(this.worker);
+    this.result = digestsOf(this.worker, onHashed);
   }
 
   advanceTo(offset: number): void {
@@ -55,13 +61,19 @@ export class WorkerHasher {
 export class PartsHasher {
   private readonly workers: WorkerHasher[];
 
-  constructor(path: string, parts: readonly ByteSpan[], algorithm: DigestAlgorithm, count: number) {
+  constructor(
+    path: string,
+    parts: readonly ByteSpan[],
+    algorithm: DigestAlgorithm,
+    count: number,
+    onHashed?: () => void,
+  ) {
     const k = Math.max(1, Math.min(count, parts.length));
     this.workers = [];
     try {
       for (let i = 0; i < k; i++) {
         const mine = parts.filter((_, index) => index % k === i);
-        this.workers.push(new WorkerHasher(path, mine, algorithm));
+        this.workers.push(new WorkerHasher(path, mine, algorithm, onHashed));
       }
     } catch (error) {
       // Workers already started would keep the process alive.
@@ -103,7 +115,7 @@ export function hashThreads(): number {
  * The digests a hashing worker (hash-worker.ts, stream-hash-worker.ts) sends when done; a
  * failure, an error or an early exit rejects. Never unhandled: the caller awaits it later.
  */
-export function digestsOf(worker: Worker): Promise<Buffer[]> {
+export function digestsOf(worker: Worker, onHashed?: () => void): Promise<Buffer[]> {
   const result = new Promise<Buffer[]>((resolve, reject) => {
     worker.on(
       "message",
@@ -113,7 +125,9 @@ export function digestsOf(worker: Worker): Promise<Buffer[]> {
           | { type: "error"; message: string }
           | { type: "hashed" },
       ) => {
-        if (message.type === "done") resolve(message.digests.map((digest) => Buffer.from(digest)));
+        if (message.type === "hashed") onHashed?.();
+        else if (message.type === "done")
+          resolve(message.digests.map((digest) => Buffer.from(digest)));
         else if (message.type === "error") reject(new Error(`hashing failed: ${message.message}`));
       },
     );

@@ -455,6 +455,7 @@ async function downloadInto(
             progressed(0);
             progress.addObject();
           },
+          onProgress: () => progressed(0),
           errorContext,
           writes: tuning.fileWrites,
         }),
@@ -464,11 +465,13 @@ async function downloadInto(
         graceMs: DOWNLOAD_STOP_GRACE_MS,
         dataset: spec.name,
         writing: attempt.dataDir,
-        // Counted once written (small objects and large objects' ranges alike), so once
-        // they are all in, every write is done; what is left (large objects' hashing, which
-        // trails their download and reports nothing) is not a stall (found in review: a
-        // folder of large shards failed with STALLED in that tail).
-        bytes: resolution.bytes,
+        // The clock never stops on a byte count: after a folder's last byte come writes of
+        // empty objects, and large objects' hashing, syncing and closing, any of which may
+        // be where the storage hangs (and a folder of empty objects has no bytes at all).
+        // The hashing reports its progress (onProgress): it trails the download by as much
+        // as the hash is slower than the link (found in review: without, a folder of large
+        // shards failed with STALLED in that tail).
+        bytes: Number.POSITIVE_INFINITY,
       },
     );
     reportParallelWrites(context, spec.name, result.writtenInParallel, result.files.length);

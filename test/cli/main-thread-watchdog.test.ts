@@ -171,6 +171,29 @@ describe("the main-thread watchdog", () => {
     }
   }, 40_000);
 
+  it("its kill comes even when its own writes block for good (stderr on the hung storage)", async () => {
+    // Every thread but the main one: writeSync never returns (as a write to a file on a dead
+    // mount); the watchdog thread blocks in it, and the kill must come from elsewhere.
+    const blockingWrites = `--import=data:text/javascript,${encodeURIComponent(
+      `import { isMainThread } from "node:worker_threads";
+       import { syncBuiltinESMExports } from "node:module";
+       import fs from "node:fs";
+       if (!isMainThread) {
+         fs.writeSync = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+         syncBuiltinESMExports();
+       }`,
+    )}`;
+    const ended = await runScript("writes-block", blockingOpen("writes-block"), {
+      boundMs: 1000,
+      json: true,
+      env: { NODE_OPTIONS: blockingWrites },
+    });
+    expect(ended.signal).toBe("SIGKILL");
+    expect(ended.stdout).toBe("");
+    // 1 s, then the 2 s the writes are given: not the 30 s at which the test kills it.
+    expect(ended.seconds).toBeLessThan(15);
+  }, 40_000);
+
   it("a main thread in a long synchronous loop that says it is alive is not stopped", async () => {
     const ended = await runScript(
       "busy",
@@ -285,6 +308,21 @@ describe("the dsfetch command", () => {
     expect((performance.now() - started) / 1000).toBeLessThan(30);
     // Nothing was published.
     expect(readdirSync(join(scratch, "stuck", "ml", "data"))).toEqual([".dsfetch"]);
+  }, 60_000);
+
+  it("`--no-json` after `--json`: the watchdog's answer is for people only, as main()'s", async () => {
+    const result = await runCli([...fetchArgs("stuck-no-json"), "--json", "--no-json"], {
+      stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
+      env: {
+        ...testEnv(),
+        DSFETCH_MAIN_THREAD_TIMEOUT: "1",
+        NODE_OPTIONS: blockingMkdir("/hangs-here", "Infinity"),
+      },
+      timeoutMs: 40_000,
+    });
+    expect(result.signal).toBe("SIGKILL");
+    expect(result.stderr).toMatch(/dsfetch's main thread has not run for 1 s/);
+    expect(result.stdout).toBe("");
   }, 60_000);
 
   it("an archive's tree is watched while it is made read-only before publishing", async () => {

@@ -39,10 +39,18 @@ vi.mock("../../src/fetch/download-prefix.ts", async (importOriginal) => {
     ...actual,
     downloadPrefix: (options: Parameters<typeof actual.downloadPrefix>[0]) => {
       if (hang.tail > 0) {
-        // Every byte written, then a tail that reports nothing (large objects' hashing).
-        return actual
-          .downloadPrefix(options)
-          .then((done) => new Promise((resolve) => setTimeout(() => resolve(done), hang.tail)));
+        // Every byte written, then a tail in which only the hashing reports progress (large
+        // objects' hashing trails their download).
+        return actual.downloadPrefix(options).then(
+          (done) =>
+            new Promise((resolve) => {
+              const hashing = setInterval(() => options.onProgress?.(), 400);
+              setTimeout(() => {
+                clearInterval(hashing);
+                resolve(done);
+              }, hang.tail);
+            }),
+        );
       }
       if (!hang.folder) return actual.downloadPrefix(options);
       // Some of its 2,000 bytes, not all: the writes of the rest never return.
@@ -66,19 +74,21 @@ let bucket: string | undefined;
 async function stageBlob(
   env: Record<string, string>,
   signal?: AbortSignal,
-  options: { hungProbe?: boolean; folder?: boolean } = {},
+  options: { hungProbe?: boolean; folder?: boolean; empty?: boolean } = {},
 ) {
   if (bucket === undefined) {
     bucket = await createBucket("download-stall");
     await putObject(bucket, "blob.bin", Buffer.alloc(100_000, 7));
     await putObject(bucket, "folder/a.bin", Buffer.alloc(1000, 1));
     await putObject(bucket, "folder/b.bin", Buffer.alloc(1000, 2));
+    await putObject(bucket, "empty/a.bin", Buffer.alloc(0));
+    await putObject(bucket, "empty/b.bin", Buffer.alloc(0));
   }
   const info = s3Info();
   const datasets = parseDatasetsValue(
     [
       {
-        uri: `s3://${bucket}/${options.folder === true ? "folder/" : "blob.bin"}`,
+        uri: `s3://${bucket}/${options.empty === true ? "empty/" : options.folder === true ? "folder/" : "blob.bin"}`,
         awsAccessKeyId: info.accessKeyId,
         awsSecretAccessKey: info.secretAccessKey,
       },
@@ -167,12 +177,22 @@ describe("a folder's download on storage that stops taking writes", () => {
     expect(result.ok).toBe(true);
   });
 
-  it("once every byte is written, what trails (large objects' hashing) is not a stall", async () => {
-    hang.tail = 3000;
-    const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "1" }, undefined, {
+  it("once every byte is written, hashing that trails and says so is not a stall", async () => {
+    hang.tail = 6000;
+    const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "2" }, undefined, {
       folder: true,
     });
     expect(result.ok).toBe(true);
+  }, 60_000);
+
+  it("a folder of empty objects (no bytes at all) is watched too", async () => {
+    hang.folder = true;
+    const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "1" }, undefined, {
+      folder: true,
+      empty: true,
+    });
+    const outcome = result.datasets[0];
+    expect(outcome?.ok === false && outcome.error.code).toBe("STALLED");
   }, 60_000);
 
   it("STALLED after the bound (+ the grace), nothing published, the writes noted stuck", async () => {
