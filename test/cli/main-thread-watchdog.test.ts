@@ -197,7 +197,7 @@ describe("the main-thread watchdog", () => {
   it("a main thread in a long synchronous loop that says it is alive is not stopped", async () => {
     const ended = await runScript(
       "busy",
-      `const until = performance.now() + 3000;
+      `const until = performance.now() + 2500;
        const cell = new Int32Array(new SharedArrayBuffer(4));
        while (performance.now() < until) { Atomics.wait(cell, 0, 0, 20); mainThreadAlive(); }
        console.log("done");`,
@@ -209,7 +209,7 @@ describe("the main-thread watchdog", () => {
   it("a main thread that waits (timers, I/O) is not stopped", async () => {
     const ended = await runScript(
       "idle",
-      `await new Promise((resolve) => setTimeout(resolve, 3000)); console.log("done");`,
+      `await new Promise((resolve) => setTimeout(resolve, 2000)); console.log("done");`,
       { boundMs: 500 },
     );
     expect(ended).toMatchObject({ code: 0, signal: null, stdout: "done\n", stderr: "" });
@@ -248,7 +248,7 @@ describe("the main-thread watchdog", () => {
     const ended = await runScript(
       "stopped",
       `watchdog.stop();
-       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2500);
+       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500);
        console.log("done");`,
       { boundMs: 500 },
     );

@@ -178,7 +178,7 @@ describe("a folder's download on storage that stops taking writes", () => {
   });
 
   it("once every byte is written, hashing that trails and says so is not a stall", async () => {
-    hang.tail = 6000;
+    hang.tail = 4500;
     const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "2" }, undefined, {
       folder: true,
     });
