@@ -8,6 +8,10 @@ export default defineConfig({
     // beforeAll/afterAll in test files only), so no option is needed for that.
     globalSetup: ["test/global-setup.ts"],
     pool: "forks",
+    // Two test files at a time: most tests wait (spawned processes, bounds, MinIO), and one at
+    // a time the run took 557-568 s on these 2-core machines, near the 10-minute budget
+    // (per-file times added up to the wall time); two at a time 373 s, every test passing.
+    maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Stopping a container or MinIO at the end of the run.
