@@ -89,6 +89,25 @@ function runScript(
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * NODE_OPTIONS that run `body` first in the main thread ("main") or in every other thread
+ * ("others") of a process, with `fs`, `childProcess` and `block(ms)` (this thread waits, as in
+ * a call on hung storage; no ms: for good) at hand; `syncBuiltinESMExports()` after patching
+ * a builtin makes the modules' named imports see the patch.
+ */
+function preload(threads: "main" | "others", body: string): string {
+  return `--import=data:text/javascript,${encodeURIComponent(
+    `import { isMainThread, workerData } from "node:worker_threads";
+     import { syncBuiltinESMExports } from "node:module";
+     import fs from "node:fs";
+     import childProcess from "node:child_process";
+     const block = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+     if (${threads === "main" ? "isMainThread" : "!isMainThread"}) {
+       ${body}
+     }`,
+  )}`;
+}
+
 /** Blocks the main thread in open(2) for good: a FIFO opened for writing with no reader. */
 function blockingOpen(name: string): string {
   const fifo = join(scratch, `${name}.fifo`);
@@ -174,15 +193,11 @@ describe("the main-thread watchdog", () => {
   it("its kill comes even when its own writes block for good (stderr on the hung storage)", async () => {
     // Every thread but the main one: writeSync never returns (as a write to a file on a dead
     // mount); the watchdog thread blocks in it, and the kill must come from elsewhere.
-    const blockingWrites = `--import=data:text/javascript,${encodeURIComponent(
-      `import { isMainThread } from "node:worker_threads";
-       import { syncBuiltinESMExports } from "node:module";
-       import fs from "node:fs";
-       if (!isMainThread) {
-         fs.writeSync = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
-         syncBuiltinESMExports();
-       }`,
-    )}`;
+    const blockingWrites = preload(
+      "others",
+      `fs.writeSync = () => block();
+       syncBuiltinESMExports();`,
+    );
     const ended = await runScript("writes-block", blockingOpen("writes-block"), {
       boundMs: 1000,
       json: true,
@@ -262,21 +277,15 @@ describe("the dsfetch command", () => {
    * subdirectory) block for `ms`, as a call on hung storage would.
    */
   const blockingMkdir = (dir: string, ms: string) =>
-    `--import=data:text/javascript,${encodeURIComponent(
-      `import { isMainThread } from "node:worker_threads";
-       import { syncBuiltinESMExports } from "node:module";
-       import fs from "node:fs";
-       if (isMainThread) {
-         const mkdirSync = fs.mkdirSync;
-         fs.mkdirSync = (path, ...rest) => {
-           if (String(path).endsWith(${JSON.stringify(dir)})) {
-             Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ${ms});
-           }
-           return mkdirSync(path, ...rest);
-         };
-         syncBuiltinESMExports();
-       }`,
-    )}`;
+    preload(
+      "main",
+      `const mkdirSync = fs.mkdirSync;
+       fs.mkdirSync = (path, ...rest) => {
+         if (String(path).endsWith(${JSON.stringify(dir)})) block(${ms});
+         return mkdirSync(path, ...rest);
+       };
+       syncBuiltinESMExports();`,
+    );
 
   beforeAll(async () => {
     bucket = await createBucket("main-watchdog");
@@ -289,9 +298,9 @@ describe("the dsfetch command", () => {
     return ["fetch", "--datasets", "-", "--storage-root", join(scratch, storage), "--team", "ml"];
   };
 
-  it("a folder's fetch is watched, with DSFETCH_MAIN_THREAD_TIMEOUT as the bound", async () => {
-    const started = performance.now();
-    const result = await runCli([...fetchArgs("stuck"), "--json"], {
+  /** `dsfetch fetch` of the folder whose subdirectory's mkdir blocks for good (bound: 1 s). */
+  const fetchStuckFolder = (storage: string, flags: readonly string[]) =>
+    runCli([...fetchArgs(storage), ...flags], {
       stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
       env: {
         ...testEnv(),
@@ -300,6 +309,10 @@ describe("the dsfetch command", () => {
       },
       timeoutMs: 40_000,
     });
+
+  it("a folder's fetch is watched, with DSFETCH_MAIN_THREAD_TIMEOUT as the bound", async () => {
+    const started = performance.now();
+    const result = await fetchStuckFolder("stuck", ["--json"]);
     expect(result.signal).toBe("SIGKILL");
     expect(result.stderr).toMatch(
       /dsfetch: error: dsfetch's main thread has not run for 1 s: it is stuck in a system call/,
@@ -311,15 +324,7 @@ describe("the dsfetch command", () => {
   }, 60_000);
 
   it("`--no-json` after `--json`: the watchdog's answer is for people only, as main()'s", async () => {
-    const result = await runCli([...fetchArgs("stuck-no-json"), "--json", "--no-json"], {
-      stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
-      env: {
-        ...testEnv(),
-        DSFETCH_MAIN_THREAD_TIMEOUT: "1",
-        NODE_OPTIONS: blockingMkdir("/hangs-here", "Infinity"),
-      },
-      timeoutMs: 40_000,
-    });
+    const result = await fetchStuckFolder("stuck-no-json", ["--json", "--no-json"]);
     expect(result.signal).toBe("SIGKILL");
     expect(result.stderr).toMatch(/dsfetch's main thread has not run for 1 s/);
     expect(result.stdout).toBe("");
@@ -333,19 +338,15 @@ describe("the dsfetch command", () => {
     const archive = join(scratch, "tree.tar");
     execFileSync("tar", ["-cf", archive, "-C", tree, "."]);
     await putObject(bucket, "tree.tar", readFileSync(archive));
-    const blockingReaddir = `--import=data:text/javascript,${encodeURIComponent(
-      `import { isMainThread } from "node:worker_threads";
-       import { syncBuiltinESMExports } from "node:module";
-       import fs from "node:fs";
-       if (isMainThread) {
-         const readdirSync = fs.readdirSync;
-         fs.readdirSync = (path, ...rest) => {
-           if (String(path).endsWith("/sub")) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
-           return readdirSync(path, ...rest);
-         };
-         syncBuiltinESMExports();
-       }`,
-    )}`;
+    const blockingReaddir = preload(
+      "main",
+      `const readdirSync = fs.readdirSync;
+       fs.readdirSync = (path, ...rest) => {
+         if (String(path).endsWith("/sub")) block();
+         return readdirSync(path, ...rest);
+       };
+       syncBuiltinESMExports();`,
+    );
     const result = await runCli(fetchArgs("archive"), {
       stdin: JSON.stringify([{ uri: `s3://${bucket}/tree.tar` }]),
       env: { ...testEnv(), DSFETCH_MAIN_THREAD_TIMEOUT: "1", NODE_OPTIONS: blockingReaddir },
@@ -378,10 +379,10 @@ describe("the dsfetch command", () => {
       stdin: JSON.stringify([{ uri: `s3://${bucket}/one.txt` }]),
       env: {
         ...testEnv(),
-        NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(
-          `import { isMainThread, workerData } from "node:worker_threads";
-           if (!isMainThread && workerData?.boundMs !== undefined) process.stderr.write("a watchdog started\\n");`,
-        )}`,
+        NODE_OPTIONS: preload(
+          "others",
+          `if (workerData?.boundMs !== undefined) process.stderr.write("a watchdog started\\n");`,
+        ),
       },
     });
     expect(result).toMatchObject({ code: 0, signal: null });
@@ -393,22 +394,16 @@ describe("the dsfetch command", () => {
     mkdirSync(storage);
     // Once the command is spawned, dsfetch's main thread is blocked for 4 s (its bound: 2 s;
     // not 1 s: staging itself, on a loaded machine, must not come near it).
-    const blockAfterSpawn = `--import=data:text/javascript,${encodeURIComponent(
-      `import { isMainThread } from "node:worker_threads";
-       import { syncBuiltinESMExports } from "node:module";
-       import childProcess from "node:child_process";
-       if (isMainThread) {
-         const spawn = childProcess.spawn;
-         childProcess.spawn = (...args) => {
-           const child = spawn(...args);
-           if (JSON.stringify(args).includes("the-training")) {
-             setTimeout(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 4000), 100);
-           }
-           return child;
-         };
-         syncBuiltinESMExports();
-       }`,
-    )}`;
+    const blockAfterSpawn = preload(
+      "main",
+      `const spawn = childProcess.spawn;
+       childProcess.spawn = (...args) => {
+         const child = spawn(...args);
+         if (JSON.stringify(args).includes("the-training")) setTimeout(() => block(4000), 100);
+         return child;
+       };
+       syncBuiltinESMExports();`,
+    );
     const result = await runCli(
       [
         "run",
@@ -441,19 +436,15 @@ describe("the dsfetch command", () => {
     mkdirSync(storage);
     const readyFile = join(scratch, "sidecar-ready");
     // Once ready, dsfetch's main thread is blocked for 4 s (its bound: 2 s).
-    const blockWhenReady = `--import=data:text/javascript,${encodeURIComponent(
-      `import { isMainThread } from "node:worker_threads";
-       if (isMainThread) {
-         const write = process.stderr.write.bind(process.stderr);
-         process.stderr.write = (chunk, ...rest) => {
-           const done = write(chunk, ...rest);
-           if (String(chunk).includes("sidecar: ready")) {
-             setTimeout(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 4000), 100);
-           }
-           return done;
-         };
-       }`,
-    )}`;
+    const blockWhenReady = preload(
+      "main",
+      `const write = process.stderr.write.bind(process.stderr);
+       process.stderr.write = (chunk, ...rest) => {
+         const done = write(chunk, ...rest);
+         if (String(chunk).includes("sidecar: ready")) setTimeout(() => block(4000), 100);
+         return done;
+       };`,
+    );
     const child = spawn(
       process.execPath,
       [
