@@ -34,6 +34,11 @@ export interface WatchOptions {
    * the link; found in review). An interrupt is still answered.
    */
   readonly bytes: number;
+  /**
+   * What stalled, for the error, when it is not a download: "<dataset>: <stalled> for N s"
+   * (storage-calls.ts). The stuck-thread note is then this too.
+   */
+  readonly stalled?: string | undefined;
 }
 
 /**
@@ -88,7 +93,9 @@ export async function watchProgress<T>(
       first === "stalled"
         ? new DsfetchError(
             "STALLED",
-            `${dataset}: the download made no progress for ${stallMs / 1000} s (no byte received, no retry: the writes to ${writing} did not finish, or the store sent nothing)`,
+            options.stalled === undefined
+              ? `${dataset}: the download made no progress for ${stallMs / 1000} s (no byte received, no retry: the writes to ${writing} did not finish, or the store sent nothing)`
+              : `${dataset}: ${options.stalled} for ${stallMs / 1000} s`,
             {
               dataset,
               hint: "nothing was published; the storage under the dataset is hung or extremely slow: check it and run again (DSFETCH_EXTRACT_STALL_TIMEOUT raises the bound, for storage that is just slow)",
@@ -102,7 +109,7 @@ export async function watchProgress<T>(
     });
     const ended = await Promise.race([settled, graceOver]);
     clearTimeout(graceTimer);
-    if (!ended) noteStuckThread(`writing ${writing}`, settled);
+    if (!ended) noteStuckThread(options.stalled ?? `writing ${writing}`, settled);
     // An interrupt that came as the download finished is still an interrupt, never a success.
     if (first === "interrupted") signal?.throwIfAborted();
     throw reason;

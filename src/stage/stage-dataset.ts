@@ -42,6 +42,7 @@ import { sharedStorageProblem } from "../volumes/storage-check.ts";
 import { markUsed } from "../volumes/usage.ts";
 import { ProgressTracker } from "./progress.ts";
 import { DOWNLOAD_STOP_GRACE_MS, watchProgress } from "./progress-watchdog.ts";
+import { StorageCalls } from "./storage-calls.ts";
 
 /** One dataset's outcome. Field names are the `fetch --json` output: keep them stable. */
 export interface StagedDataset {
@@ -96,6 +97,15 @@ export async function stageDataset(
     endpoint: client.endpointLabel,
     anonymous: client.anonymous,
   });
+  // Every call on the storage outside the download's clock gets an answer within the stall
+  // bound, or the dataset fails with STALLED (storage-calls.ts).
+  const storage = new StorageCalls({
+    dataset: spec.name,
+    stallMs: context.tuning.extractStallTimeoutMs,
+    graceMs: DOWNLOAD_STOP_GRACE_MS,
+    signal: context.signal,
+  });
+  const { call } = storage;
   let retries = 0;
   const retry: RetryOptions = {
     signal: context.signal,
@@ -136,9 +146,11 @@ export async function stageDataset(
   });
   /** The published dataset, when its manifest matches the store; no lock needed to read it. */
   const reuse = async (resolution: Resolution): Promise<StagedDataset | undefined> => {
-    const staged = await inspectStaged(target.location);
+    const staged = await call(`reading ${target.location.manifestPath}`, () =>
+      inspectStaged(target.location),
+    );
     if (!isCached(resolution, staged) || staged.manifest === undefined) return undefined;
-    await markUsed(target.location);
+    await call(`marking ${target.location.path} used`, () => markUsed(target.location));
     context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
     return {
       ...summaryOf(resolution),
@@ -194,10 +206,8 @@ export async function stageDataset(
   }
   if (target.volume === "shared") {
     const { storageRoot } = requireSharedStorage(settings);
-    const problem = await sharedStorageProblem(
-      storageRoot,
-      dirname(target.location.path),
-      resolution.bytes,
+    const problem = await call(`checking ${storageRoot}`, () =>
+      sharedStorageProblem(storageRoot, dirname(target.location.path), resolution.bytes),
     );
     if (problem !== undefined) {
       const reused = await fallBack(problem);
@@ -215,6 +225,7 @@ export async function stageDataset(
     const outcome = await acquireLock(target.location.lockPath, spec.name, {
       timing: context.tuning.lock,
       signal: context.signal,
+      call,
       isDone: async () => isCached(resolution, await inspectStaged(target.location)),
       onWait: (report) => {
         const { holder } = report;
@@ -249,15 +260,14 @@ export async function stageDataset(
       if (reused !== undefined) return reused;
       if (lock !== undefined) {
         // Or failed on bytes that would fail here too (a broken archive): not again.
-        const failed = await failureOfAwaitedHolder(
-          target.location.failurePath,
-          resolution,
-          spec.name,
-          waitedOn,
+        const { failurePath } = target.location;
+        const failed = await call(`reading ${failurePath}`, () =>
+          failureOfAwaitedHolder(failurePath, resolution, spec.name, waitedOn),
         );
         if (failed !== undefined) {
           // Passed on: the workers that waited on this one are spared too.
-          await passOnFailure(target.location.failurePath, lock.holder);
+          const { holder } = lock;
+          await call(`writing ${failurePath}`, () => passOnFailure(failurePath, holder));
           throw failed;
         }
       }
@@ -267,7 +277,9 @@ export async function stageDataset(
           Math.max(10 * 60_000, 4 * context.tuning.lock.staleMs),
         );
       }
-      const attempt = await createAttempt(target.location);
+      const attempt = await call(`creating a directory in ${target.location.tmpDir}`, () =>
+        createAttempt(target.location),
+      );
       try {
         const progress = new ProgressTracker(
           spec.name,
@@ -300,10 +312,13 @@ export async function stageDataset(
           throw error;
         }
         progress.finish();
-        await writeback.settle();
-        await publish(attempt, target.location, buildManifest(spec, resolution, download));
-        if (lock !== undefined) await clearFailure(target.location.failurePath);
-        await markUsed(target.location);
+        await call(`syncing ${attempt.dir}`, () => writeback.settle());
+        await publish(attempt, target.location, buildManifest(spec, resolution, download), call);
+        if (lock !== undefined) {
+          const { failurePath } = target.location;
+          await call(`removing ${failurePath}`, () => clearFailure(failurePath));
+        }
+        await call(`marking ${target.location.path} used`, () => markUsed(target.location));
         const seconds = elapsed(started);
         context.onEvent({
           type: "staged",
@@ -321,11 +336,22 @@ export async function stageDataset(
           refetchedBytes: download.refetchedBytes,
         };
       } catch (error) {
-        if (isStall(error) || context.signal?.aborted === true) {
+        const pending = storage.pending();
+        if (pending.length > 0 || isStall(error) || context.signal?.aborted === true) {
+          cleanupDeadline = performance.now() + BOUNDED_CLEANUP_MS;
+        }
+        if (pending.length > 0) {
+          // A call given up on may still run when the storage answers (a rename of this very
+          // tree into place): removing the attempt now could race it. A later run removes it.
+          context.onEvent({
+            type: "warning",
+            dataset: spec.name,
+            message: `left ${attempt.dir} in place: ${pending.join("; ")} has had no answer yet (the storage may be hung); a later run removes it`,
+          });
+        } else if (isStall(error) || context.signal?.aborted === true) {
           // After a stall the storage may be hung, and an interrupt is often the answer to a
           // hang: the cleanup there must not hold the error back. What is left is removed by
           // a later run.
-          cleanupDeadline = performance.now() + BOUNDED_CLEANUP_MS;
           const discarding = discardAttempt(attempt);
           if (!(await settleWithin(discarding, BOUNDED_CLEANUP_MS))) {
             noteStuckThread(`removing ${attempt.dir}`, discarding);
@@ -336,8 +362,13 @@ export async function stageDataset(
             });
           }
         } else await discardAttempt(attempt);
-        if (lock !== undefined) {
-          await recordFailure(target.location.failurePath, resolution, error, lock.holder);
+        if (lock !== undefined && pending.length === 0) {
+          const { failurePath } = target.location;
+          const { holder } = lock;
+          // Best effort (failure-record.ts): its own stall must not replace this error.
+          await call(`writing ${failurePath}`, () =>
+            recordFailure(failurePath, resolution, error, holder),
+          ).catch(() => {});
         }
         const replaced = error instanceof DsfetchError && error.code === "OBJECT_CHANGED";
         if (!replaced || restart >= MAX_VERSION_RESTARTS) throw error;
@@ -362,19 +393,23 @@ export async function stageDataset(
       }
     }
   } finally {
-    if (lock !== undefined && cleanupDeadline !== undefined) {
-      // What is left of the same bound (see above).
-      const left = Math.max(0, cleanupDeadline - performance.now());
+    if (lock !== undefined) {
+      // After a stall or an interrupt, what is left of the clean-up's bound (see above);
+      // otherwise the stall bound, as every call on the storage.
+      const bound =
+        cleanupDeadline === undefined
+          ? context.tuning.extractStallTimeoutMs
+          : Math.max(0, cleanupDeadline - performance.now());
       const releasing = lock.release();
-      if (!(await settleWithin(releasing, left))) {
+      if (!(await settleWithin(releasing, bound))) {
         noteStuckThread(`releasing the lock ${target.location.lockPath}`, releasing);
         context.onEvent({
           type: "warning",
           dataset: spec.name,
-          message: `releasing the lock ${target.location.lockPath} did not finish within ${BOUNDED_CLEANUP_MS / 1000} s (the storage may be hung); it is released when the storage answers, or taken over after DSFETCH_LOCK_STALE`,
+          message: `releasing the lock ${target.location.lockPath} did not finish within ${(cleanupDeadline === undefined ? bound : BOUNDED_CLEANUP_MS) / 1000} s (the storage may be hung); it is released when the storage answers, or taken over after DSFETCH_LOCK_STALE`,
         });
       }
-    } else await lock?.release();
+    }
   }
 }
 

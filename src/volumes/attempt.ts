@@ -45,6 +45,8 @@ function safeHost(): string {
 }
 
 export function storageError(error: unknown, path: string): DsfetchError {
+  // Already said (a call on the storage that got no answer: STALLED).
+  if (error instanceof DsfetchError) return error;
   const code = (error as NodeJS.ErrnoException).code;
   if (code === "ENOSPC" || code === "EDQUOT") {
     return new DsfetchError("NO_SPACE", `no space left on the device holding ${path}`, {

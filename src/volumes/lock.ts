@@ -16,6 +16,7 @@ import lockfile from "proper-lockfile";
 import type { LockTiming } from "../config/tuning.ts";
 import { DsfetchError } from "../errors.ts";
 import { storageError } from "./attempt.ts";
+import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { waitForChange } from "./wait-for-change.ts";
 
 export interface Holder {
@@ -51,6 +52,12 @@ export interface AcquireOptions {
   /** Checked while waiting: true when the holder has published, so waiting can stop. */
   readonly isDone?: () => Promise<boolean>;
   readonly onCompromised?: (error: Error) => void;
+  /**
+   * Bounds each call on the storage (stage/storage-calls.ts). Why: a waiter whose storage
+   * hung while it waited never came back from its poll, so the wait's own bound was never
+   * looked at again, and it waited, silent, for as long as the storage was gone.
+   */
+  readonly call?: StorageCall | undefined;
 }
 
 const holderPath = (lockPath: string) => `${lockPath}.holder.json`;
@@ -62,32 +69,49 @@ export async function acquireLock(
   options: AcquireOptions,
 ): Promise<LockOutcome> {
   const { timing } = options;
+  const call = options.call ?? unboundedCall;
   try {
-    await mkdir(dirname(lockPath), { recursive: true });
+    await call(`creating ${dirname(lockPath)}`, () =>
+      mkdir(dirname(lockPath), { recursive: true }),
+    );
   } catch (error) {
     throw storageError(error, dirname(lockPath));
   }
   const started = Date.now();
   for (;;) {
     let intact = true;
+    let givenUp = false;
     try {
-      const release = await lockfile.lock(lockPath, {
-        lockfilePath: lockPath,
-        realpath: false,
-        stale: Math.max(5_000, timing.staleMs),
-        update: Math.max(1_000, Math.min(15_000, Math.floor(timing.staleMs / 4))),
-        retries: 0,
-        onCompromised: (error: Error) => {
-          intact = false;
-          options.onCompromised?.(error);
-        },
+      const release = await call(`taking the lock ${lockPath}`, () => {
+        const taking = lockfile.lock(lockPath, {
+          lockfilePath: lockPath,
+          realpath: false,
+          stale: Math.max(5_000, timing.staleMs),
+          update: Math.max(1_000, Math.min(15_000, Math.floor(timing.staleMs / 4))),
+          retries: 0,
+          onCompromised: (error: Error) => {
+            intact = false;
+            options.onCompromised?.(error);
+          },
+        });
+        // Taken after all once given up on (the storage came back): let go of it at once, or
+        // its refreshes would keep it for as long as this process lives.
+        taking.then(
+          (release) => {
+            if (givenUp) release().catch(() => {});
+          },
+          () => {},
+        );
+        return taking;
       });
       const holder: Holder = {
         host: hostname(),
         pid: process.pid,
         since: new Date().toISOString(),
       };
-      await writeFile(holderPath(lockPath), JSON.stringify(holder)).catch(() => {});
+      await call(`writing ${holderPath(lockPath)}`, () =>
+        writeFile(holderPath(lockPath), JSON.stringify(holder)),
+      ).catch(() => {});
       return {
         kind: "acquired",
         lock: {
@@ -100,11 +124,15 @@ export async function acquireLock(
         },
       };
     } catch (error) {
+      givenUp = true;
       if ((error as NodeJS.ErrnoException).code !== "ELOCKED") throw storageError(error, lockPath);
     }
-    if ((await options.isDone?.()) === true) return { kind: "done" };
+    const { isDone } = options;
+    if (isDone !== undefined && (await call(`looking for ${lockPath}'s dataset`, isDone))) {
+      return { kind: "done" };
+    }
     const waitedMs = Date.now() - started;
-    const holder = await readHolder(lockPath);
+    const holder = await call(`reading ${holderPath(lockPath)}`, () => readHolder(lockPath));
     if (waitedMs >= timing.waitMs) {
       throw new DsfetchError(
         "LOCK_TIMEOUT",
@@ -115,7 +143,8 @@ export async function acquireLock(
         },
       );
     }
-    options.onWait?.({ holder, waitedMs, heartbeatAgeMs: await heartbeatAge(lockPath) });
+    const heartbeatAgeMs = await call(`looking at ${lockPath}`, () => heartbeatAge(lockPath));
+    options.onWait?.({ holder, waitedMs, heartbeatAgeMs });
     // The holder removes its lock when done: on this machine that wakes us at once.
     await waitForChange(dirname(lockPath), timing.pollMs, options.signal);
   }

@@ -1,0 +1,78 @@
+/**
+ * The calls on storage that a dataset's staging makes outside its download's or its
+ * extraction's own clock (reading a manifest, checking the storage, the lock and its waits,
+ * syncing and renaming to publish, marking use), each under a bound.
+ *
+ * Why: measured on a FUSE mount frozen at publish's rename (session 16), `dsfetch fetch`
+ * printed nothing and did not answer SIGTERM until it was killed: the rename waited in the
+ * kernel, and nothing was watching. A waiter of the lock did the same on storage that hung
+ * while it waited (its polls never came back, so DSFETCH_LOCK_WAIT was never looked at). Now
+ * a call that gets no answer for the stall bound (DSFETCH_EXTRACT_STALL_TIMEOUT) fails the
+ * dataset with STALLED, and an interrupt is answered within a grace; the call left behind is
+ * noted (util/stuck-threads.ts: the CLI then ends with SIGKILL, as Node cannot exit while
+ * it is stuck) and remembered here, so that nothing races it: the attempt it may still be
+ * renaming is not removed while it is pending (stage-dataset.ts).
+ */
+import type { StorageCall } from "../volumes/storage-call.ts";
+import { watchProgress } from "./progress-watchdog.ts";
+
+export interface StorageCallOptions {
+  readonly dataset: string;
+  /** No answer for this long: STALLED. */
+  readonly stallMs: number;
+  /** How long a call is still waited for once interrupted. */
+  readonly graceMs: number;
+  readonly signal?: AbortSignal | undefined;
+}
+
+export class StorageCalls {
+  readonly #options: StorageCallOptions;
+  /** Calls given up on that have not settled since. */
+  readonly #pending = new Map<number, string>();
+  #next = 0;
+
+  constructor(options: StorageCallOptions) {
+    this.#options = options;
+  }
+
+  readonly call: StorageCall = async (what, work) => {
+    const { dataset, stallMs, graceMs, signal } = this.#options;
+    let running: Promise<unknown> | undefined;
+    let settled = false;
+    try {
+      return await watchProgress(
+        () => {
+          const started = work();
+          running = started;
+          started.then(
+            () => (settled = true),
+            () => (settled = true),
+          );
+          return started;
+        },
+        {
+          signal,
+          stallMs,
+          graceMs,
+          dataset,
+          writing: what,
+          bytes: Number.POSITIVE_INFINITY,
+          stalled: `${what} got no answer from the storage`,
+        },
+      );
+    } catch (error) {
+      if (running !== undefined && !settled) {
+        const id = this.#next++;
+        this.#pending.set(id, what);
+        const forget = () => this.#pending.delete(id);
+        running.then(forget, forget);
+      }
+      throw error;
+    }
+  };
+
+  /** What was given up on and still has no answer, oldest first. */
+  pending(): readonly string[] {
+    return [...this.#pending.values()];
+  }
+}

@@ -1,0 +1,268 @@
+// Shared storage that stops answering outside a download (reading a published manifest,
+// publishing, a lock's wait): STALLED after DSFETCH_EXTRACT_STALL_TIMEOUT, an interrupt
+// answered, nothing published, nothing raced. Before session 16 each of these waited for the
+// storage for good: measured on a FUSE mount frozen at publish's rename, `dsfetch fetch`
+// printed nothing and did not answer SIGTERM; a lock's waiter on storage that hung while it
+// waited never looked at its own bound again.
+//
+// The calls here are really stuck in the kernel: a FIFO where a file is read (open(2) waits
+// for a writer, as on a mount whose server is gone), opened for writing after each test so
+// that no thread stays blocked.
+import { execFileSync } from "node:child_process";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
+import { resolveSettings } from "../../src/config/settings.ts";
+import { DEFAULT_TUNING, resolveTuning } from "../../src/config/tuning.ts";
+import type { DsfetchEvent } from "../../src/events.ts";
+import { stage } from "../../src/stage/stage.ts";
+import { stuckThreads } from "../../src/util/stuck-threads.ts";
+import { type DatasetLocation, sharedLocation } from "../../src/volumes/layout.ts";
+import { acquireLock } from "../../src/volumes/lock.ts";
+import { runCli } from "../harness/cli.ts";
+import { createBucket, putObject, s3Info } from "../harness/s3.ts";
+
+/** Set by a test: called once the download is over, before publishing. */
+const hooks = vi.hoisted(() => ({ downloaded: undefined as (() => void) | undefined }));
+
+vi.mock("../../src/fetch/download-object.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/fetch/download-object.ts")>();
+  return {
+    ...actual,
+    downloadObject: async (options: Parameters<typeof actual.downloadObject>[0]) => {
+      const result = await actual.downloadObject(options);
+      hooks.downloaded?.();
+      return result;
+    },
+  };
+});
+
+const root = mkdtempSync(join(tmpdir(), "dsfetch-storage-stall-"));
+const fifos: string[] = [];
+afterEach(() => {
+  hooks.downloaded = undefined;
+  // A writer lets every open(2) blocked on the FIFO return (it then reads nothing).
+  for (const fifo of fifos.splice(0)) {
+    try {
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // No reader left.
+    }
+  }
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function fifoAt(path: string): void {
+  mkdirSync(join(path, ".."), { recursive: true });
+  rmSync(path, { force: true });
+  execFileSync("mkfifo", [path]);
+  fifos.push(path);
+}
+
+let bucket: string | undefined;
+
+async function datasetsArray() {
+  if (bucket === undefined) {
+    bucket = await createBucket("storage-stall");
+    await putObject(bucket, "blob.bin", Buffer.alloc(100_000, 7));
+  }
+  const info = s3Info();
+  return [
+    {
+      uri: `s3://${bucket}/blob.bin`,
+      awsAccessKeyId: info.accessKeyId,
+      awsSecretAccessKey: info.secretAccessKey,
+      endpoint: info.endpoint,
+      region: info.region,
+    },
+  ];
+}
+
+interface Staging {
+  readonly storageRoot: string;
+  readonly location: DatasetLocation;
+}
+
+function newStorage(): Staging {
+  const storageRoot = mkdtempSync(join(root, "storage-"));
+  return { storageRoot, location: sharedLocation(storageRoot, "ml", "blob.bin", undefined) };
+}
+
+async function stageBlob(
+  staging: Staging,
+  env: Record<string, string>,
+  signal?: AbortSignal,
+): Promise<{
+  result: Awaited<ReturnType<typeof stage>>;
+  seconds: number;
+  warnings: string[];
+}> {
+  const datasets = parseDatasetsValue(await datasetsArray(), "test", {});
+  const settings = resolveSettings({ storageRoot: staging.storageRoot, team: "ml" }, {});
+  const warnings: string[] = [];
+  const started = performance.now();
+  const result = await stage(datasets, settings, {
+    tuning: resolveTuning(env),
+    onEvent: (event: DsfetchEvent) => {
+      if (event.type === "warning") warnings.push(event.message);
+    },
+    ...(signal === undefined ? {} : { signal }),
+  });
+  return { result, seconds: (performance.now() - started) / 1000, warnings };
+}
+
+function errorOf(result: Awaited<ReturnType<typeof stage>>) {
+  const outcome = result.datasets[0];
+  return outcome?.ok === false ? outcome.error : undefined;
+}
+
+/** What is at the dataset's final path, or undefined. */
+function published(location: DatasetLocation): string[] | undefined {
+  return existsSync(location.path) ? readdirSync(location.path) : undefined;
+}
+
+describe("storage that stops answering outside the download", () => {
+  it("as a control, with storage that answers the dataset is staged", async () => {
+    const staging = newStorage();
+    const { result } = await stageBlob(staging, { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" });
+    expect(result.ok).toBe(true);
+    expect(published(staging.location)).toEqual(["blob.bin"]);
+  });
+
+  it("a published manifest that is never read: STALLED naming it, after the bound", async () => {
+    const staging = newStorage();
+    mkdirSync(staging.location.path, { recursive: true });
+    writeFileSync(join(staging.location.path, "old.bin"), "old");
+    fifoAt(staging.location.manifestPath);
+    const { result, seconds } = await stageBlob(staging, { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" });
+    const error = errorOf(result);
+    expect(error?.code).toBe("STALLED");
+    expect(error?.exitCode).toBe(10);
+    expect(error?.message).toBe(
+      `blob.bin: reading ${staging.location.manifestPath} got no answer from the storage for 1 s`,
+    );
+    // 1 s and the 5 s grace (loose, for loaded machines): not the storage's whole absence.
+    expect(seconds).toBeLessThan(30);
+    // What was there stays as it was.
+    expect(published(staging.location)).toEqual(["old.bin"]);
+    expect(stuckThreads()).toContain(
+      `reading ${staging.location.manifestPath} got no answer from the storage`,
+    );
+  }, 60_000);
+
+  it("publishing that gets no answer: STALLED, nothing published, and the attempt left alone while the call is pending", async () => {
+    const staging = newStorage();
+    // Once the download is over, another tree appears at the final path (the rename then
+    // fails with ENOTEMPTY) whose manifest is never read: publishing hangs on it.
+    hooks.downloaded = () => {
+      mkdirSync(staging.location.path, { recursive: true });
+      writeFileSync(join(staging.location.path, "other.bin"), "other");
+      fifoAt(staging.location.manifestPath);
+    };
+    const { result, seconds, warnings } = await stageBlob(staging, {
+      DSFETCH_EXTRACT_STALL_TIMEOUT: "1",
+    });
+    const error = errorOf(result);
+    expect(error?.code).toBe("STALLED");
+    expect(error?.message).toBe(
+      `blob.bin: reading ${staging.location.manifestPath} got no answer from the storage for 1 s`,
+    );
+    expect(seconds).toBeLessThan(30);
+    expect(published(staging.location)).toEqual(["other.bin"]);
+    // A call given up on may still run when the storage answers (a rename of the attempt
+    // into place): the attempt is not removed under it, and the user is told.
+    const attempts = readdirSync(staging.location.tmpDir);
+    expect(attempts).toHaveLength(1);
+    expect(readdirSync(join(staging.location.tmpDir, attempts[0] as string, "data"))).toEqual([
+      "blob.bin",
+    ]);
+    expect(warnings).toContainEqual(
+      expect.stringMatching(
+        /^left .*\/tmp\/blob\.bin\..* in place: reading .*blob\.bin\.json has had no answer yet \(the storage may be hung\); a later run removes it$/,
+      ),
+    );
+    // The lock is released all the same.
+    expect(existsSync(staging.location.lockPath)).toBe(false);
+  }, 60_000);
+
+  it("an interrupt while publishing gets no answer is answered without waiting for the storage", async () => {
+    const staging = newStorage();
+    const abort = new AbortController();
+    hooks.downloaded = () => {
+      mkdirSync(staging.location.path, { recursive: true });
+      writeFileSync(join(staging.location.path, "other.bin"), "other");
+      fifoAt(staging.location.manifestPath);
+      setTimeout(() => abort.abort(new Error("SIGTERM")), 500);
+    };
+    const { result, seconds } = await stageBlob(
+      staging,
+      { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
+      abort.signal,
+    );
+    expect(errorOf(result)?.code).toBe("INTERRUPTED");
+    expect(seconds).toBeLessThan(30);
+    expect(published(staging.location)).toEqual(["other.bin"]);
+  }, 60_000);
+
+  it("a waiter whose storage hangs while it waits: STALLED after the bound, not a wait for good", async () => {
+    const staging = newStorage();
+    // Another worker holds the lock; then its holder file stops answering (the waiter reads
+    // it on every poll to say whom it waits for).
+    mkdirSync(join(staging.location.lockPath, ".."), { recursive: true });
+    const held = await acquireLock(staging.location.lockPath, "blob.bin", {
+      timing: DEFAULT_TUNING.lock,
+    });
+    if (held.kind !== "acquired") throw new Error("the test could not take the lock");
+    fifoAt(`${staging.location.lockPath}.holder.json`);
+    try {
+      const { result, seconds } = await stageBlob(staging, {
+        DSFETCH_EXTRACT_STALL_TIMEOUT: "1",
+        DSFETCH_LOCK_WAIT: "3600",
+      });
+      const error = errorOf(result);
+      expect(error?.code).toBe("STALLED");
+      expect(error?.message).toBe(
+        `blob.bin: reading ${staging.location.lockPath}.holder.json got no answer from the storage for 1 s`,
+      );
+      expect(seconds).toBeLessThan(30);
+      expect(published(staging.location)).toBeUndefined();
+    } finally {
+      await held.lock.release();
+    }
+  }, 60_000);
+});
+
+describe("dsfetch fetch on storage that stops answering", () => {
+  it("says STALLED, names the call, and ends itself (exit status 137) instead of hanging", async () => {
+    const staging = newStorage();
+    mkdirSync(staging.location.path, { recursive: true });
+    writeFileSync(join(staging.location.path, "old.bin"), "old");
+    fifoAt(staging.location.manifestPath);
+    const datasetsFile = join(root, "datasets.json");
+    writeFileSync(datasetsFile, JSON.stringify(await datasetsArray()));
+    const started = performance.now();
+    const ran = await runCli(
+      ["fetch", "--datasets", datasetsFile, "--storage-root", staging.storageRoot, "--team", "ml"],
+      { env: { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" }, timeoutMs: 50_000 },
+    );
+    expect((performance.now() - started) / 1000).toBeLessThan(40);
+    expect(ran.signal).toBe("SIGKILL");
+    expect(ran.stderr).toContain(
+      `blob.bin: reading ${staging.location.manifestPath} got no answer from the storage for 1 s [STALLED]`,
+    );
+    expect(ran.stderr).toContain("exit status 137 (its own answer, above, was exit code 10)");
+    expect(published(staging.location)).toEqual(["old.bin"]);
+  }, 60_000);
+});

@@ -1,0 +1,107 @@
+// storage-calls.ts: each call on storage outside a download's clock gets an answer within
+// the bound, or fails with STALLED; an interrupt is answered within a grace; a call given up
+// on is remembered until it answers. Stand-in calls (promises) here; stage-storage-stall
+// runs it inside stage() with calls really stuck in the kernel.
+import { describe, expect, it } from "vitest";
+import { DsfetchError } from "../../src/errors.ts";
+import { StorageCalls } from "../../src/stage/storage-calls.ts";
+import { stuckThreads } from "../../src/util/stuck-threads.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const never = () => new Promise<never>(() => {});
+
+function calls(signal?: AbortSignal) {
+  return new StorageCalls({ dataset: "ds", stallMs: 400, graceMs: 300, signal });
+}
+
+describe("StorageCalls", () => {
+  it("a call that answers gives its value; one that fails gives its error; neither is pending", async () => {
+    const storage = calls();
+    await expect(storage.call("renaming a to b", async () => 7)).resolves.toBe(7);
+    const boom = Object.assign(new Error("EACCES"), { code: "EACCES" });
+    await expect(storage.call("renaming a to b", () => Promise.reject(boom))).rejects.toBe(boom);
+    expect(storage.pending()).toEqual([]);
+  });
+
+  it("a call slower than a tick but within the bound is no stall", async () => {
+    const storage = calls();
+    await expect(
+      storage.call("syncing /s", async () => {
+        await sleep(250);
+        return "synced";
+      }),
+    ).resolves.toBe("synced");
+  });
+
+  it("a call with no answer: STALLED naming it, pending (and noted stuck) until it answers", async () => {
+    const storage = calls();
+    let answer: () => void = () => {};
+    const hung = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    const started = performance.now();
+    const error = await storage
+      .call("renaming /s/tmp/x/data to /s/ds", () => hung)
+      .then(
+        () => undefined,
+        (thrown: unknown) => thrown,
+      );
+    expect(error).toBeInstanceOf(DsfetchError);
+    expect((error as DsfetchError).code).toBe("STALLED");
+    expect((error as DsfetchError).message).toBe(
+      "ds: renaming /s/tmp/x/data to /s/ds got no answer from the storage for 0.4 s",
+    );
+    // The bound, then the grace for the call told to stop: not the storage's whole absence.
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(storage.pending()).toEqual(["renaming /s/tmp/x/data to /s/ds"]);
+    expect(stuckThreads()).toContain(
+      "renaming /s/tmp/x/data to /s/ds got no answer from the storage",
+    );
+    answer();
+    await expect.poll(() => storage.pending()).toEqual([]);
+    expect(stuckThreads()).not.toContain(
+      "renaming /s/tmp/x/data to /s/ds got no answer from the storage",
+    );
+  });
+
+  it("an interrupt is answered within the grace, with its reason, and the call stays pending", async () => {
+    const abort = new AbortController();
+    const storage = new StorageCalls({
+      dataset: "ds",
+      stallMs: 60_000,
+      graceMs: 300,
+      signal: abort.signal,
+    });
+    const reason = new Error("SIGTERM");
+    setTimeout(() => abort.abort(reason), 100);
+    const started = performance.now();
+    await expect(storage.call("reading /s/m.json", never)).rejects.toBe(reason);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(storage.pending()).toEqual(["reading /s/m.json"]);
+  });
+
+  it("a call that answers within the grace after an interrupt is not pending", async () => {
+    const abort = new AbortController();
+    const storage = new StorageCalls({
+      dataset: "ds",
+      stallMs: 60_000,
+      graceMs: 2_000,
+      signal: abort.signal,
+    });
+    setTimeout(() => abort.abort(new Error("SIGTERM")), 50);
+    await expect(storage.call("syncing /s", () => sleep(300))).rejects.toThrow("SIGTERM");
+    expect(storage.pending()).toEqual([]);
+  });
+
+  it("after an interrupt no call starts", async () => {
+    const abort = new AbortController();
+    abort.abort(new Error("SIGTERM"));
+    let started = false;
+    await expect(
+      calls(abort.signal).call("syncing /s", async () => {
+        started = true;
+      }),
+    ).rejects.toThrow("SIGTERM");
+    expect(started).toBe(false);
+  });
+});
