@@ -39,6 +39,13 @@ export interface WatchOptions {
    * (storage-calls.ts). The stuck-thread note is then this too.
    */
   readonly stalled?: string | undefined;
+  /**
+   * When the work answers within the grace after all, that answer is the result (its value
+   * or its error): for calls whose effect cannot be undone, such as a rename (found in
+   * review: a rename that landed in the grace was reported STALLED, and the attempt it had
+   * just moved was then treated as never published).
+   */
+  readonly answerWithinGrace?: boolean | undefined;
 }
 
 /**
@@ -109,6 +116,7 @@ export async function watchProgress<T>(
     });
     const ended = await Promise.race([settled, graceOver]);
     clearTimeout(graceTimer);
+    if (ended && options.answerWithinGrace === true) return await running;
     if (!ended) noteStuckThread(options.stalled ?? `writing ${writing}`, settled);
     // An interrupt that came as the download finished is still an interrupt, never a success.
     if (first === "interrupted") signal?.throwIfAborted();

@@ -27,7 +27,7 @@ import { noteStuckThread } from "../util/stuck-threads.ts";
 import { untilOrAborted } from "../util/until-or-aborted.ts";
 import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
-import { EarlyWriteback } from "../volumes/early-writeback.ts";
+import { EarlyWriteback, SETTLE_LIMIT_MS } from "../volumes/early-writeback.ts";
 import {
   clearFailure,
   failureOfAwaitedHolder,
@@ -106,6 +106,13 @@ export async function stageDataset(
     signal: context.signal,
   });
   const { call } = storage;
+  /**
+   * Bookkeeping that never fails staging (the use mark, a cleared failure record): a stall
+   * there leaves the call to the kernel (noted: util/stuck-threads.ts), not the dataset
+   * failed (found in review: a published or cached dataset failed on its use mark).
+   */
+  const bestEffort = (what: string, work: () => Promise<void>): Promise<void> =>
+    call(what, work).catch(() => {});
   let retries = 0;
   const retry: RetryOptions = {
     signal: context.signal,
@@ -150,7 +157,7 @@ export async function stageDataset(
       inspectStaged(target.location),
     );
     if (!isCached(resolution, staged) || staged.manifest === undefined) return undefined;
-    await call(`marking ${target.location.path} used`, () => markUsed(target.location));
+    await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
     context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
     return {
       ...summaryOf(resolution),
@@ -312,13 +319,16 @@ export async function stageDataset(
           throw error;
         }
         progress.finish();
-        await call(`syncing ${attempt.dir}`, () => writeback.settle());
+        // Its own bound too (early-writeback.ts): the sync in flight may be a large one.
+        await call(`syncing ${attempt.dir}`, () => writeback.settle(), {
+          atLeastMs: SETTLE_LIMIT_MS + 5_000,
+        });
         await publish(attempt, target.location, buildManifest(spec, resolution, download), call);
         if (lock !== undefined) {
           const { failurePath } = target.location;
-          await call(`removing ${failurePath}`, () => clearFailure(failurePath));
+          await bestEffort(`removing ${failurePath}`, () => clearFailure(failurePath));
         }
-        await call(`marking ${target.location.path} used`, () => markUsed(target.location));
+        await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
         const seconds = elapsed(started);
         context.onEvent({
           type: "staged",
@@ -361,14 +371,26 @@ export async function stageDataset(
               message: `removing ${attempt.dir} did not finish within ${BOUNDED_CLEANUP_MS / 1000} s (the storage may be hung); a later run removes it`,
             });
           }
-        } else await discardAttempt(attempt);
+        } else {
+          // Under the clock too (each entry removed is progress): storage that hangs now would
+          // otherwise hold this error back for good.
+          await call(`removing ${attempt.dir}`, (_signal, progressed) =>
+            discardAttempt(attempt, progressed),
+          ).catch((stalled: unknown) =>
+            context.onEvent({
+              type: "warning",
+              dataset: spec.name,
+              message: `${stalled instanceof Error ? stalled.message : String(stalled)}; a later run removes it`,
+            }),
+          );
+        }
         if (lock !== undefined && pending.length === 0) {
           const { failurePath } = target.location;
           const { holder } = lock;
           // Best effort (failure-record.ts): its own stall must not replace this error.
-          await call(`writing ${failurePath}`, () =>
+          await bestEffort(`writing ${failurePath}`, () =>
             recordFailure(failurePath, resolution, error, holder),
-          ).catch(() => {});
+          );
         }
         const replaced = error instanceof DsfetchError && error.code === "OBJECT_CHANGED";
         if (!replaced || restart >= MAX_VERSION_RESTARTS) throw error;

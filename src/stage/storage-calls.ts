@@ -1,22 +1,25 @@
 /**
  * The calls on storage that a dataset's staging makes outside its download's or its
  * extraction's own clock (reading a manifest, checking the storage, the lock and its waits,
- * syncing and renaming to publish, marking use), each under a bound.
+ * syncing and renaming to publish, removing trees, marking use), each under a bound.
  *
  * Why: measured on a FUSE mount frozen at publish's rename (session 16), `dsfetch fetch`
  * printed nothing and did not answer SIGTERM until it was killed: the rename waited in the
  * kernel, and nothing was watching. A waiter of the lock did the same on storage that hung
  * while it waited (its polls never came back, so DSFETCH_LOCK_WAIT was never looked at). Now
- * a call that gets no answer for the stall bound (DSFETCH_EXTRACT_STALL_TIMEOUT) fails the
- * dataset with STALLED, and an interrupt is answered within a grace; the call left behind is
- * noted (util/stuck-threads.ts: the CLI then ends with SIGKILL, as Node cannot exit while
- * it is stuck) and remembered here, so that nothing races it: the attempt it may still be
- * renaming is not removed while it is pending (stage-dataset.ts).
+ * a call that gets no answer for the stall bound (DSFETCH_EXTRACT_STALL_TIMEOUT; longer where
+ * the call asks: a filesystem's sync) fails the dataset with STALLED, and an interrupt is
+ * answered within a grace. Work made of many calls (a tree's removal) reports each one, and
+ * is a stall only when they stop. A call that answers within the grace gives that answer: a
+ * rename that landed is not reported as one that did not. A call left behind is noted
+ * (util/stuck-threads.ts: the CLI then ends with SIGKILL, as Node cannot exit while it is
+ * stuck) and remembered here, so that nothing races it: the attempt it may still be renaming
+ * is not removed while it is pending (stage-dataset.ts).
  */
 import type { StorageCall } from "../volumes/storage-call.ts";
 import { watchProgress } from "./progress-watchdog.ts";
 
-export interface StorageCallOptions {
+export interface StorageCallsOptions {
   readonly dataset: string;
   /** No answer for this long: STALLED. */
   readonly stallMs: number;
@@ -26,23 +29,24 @@ export interface StorageCallOptions {
 }
 
 export class StorageCalls {
-  readonly #options: StorageCallOptions;
+  readonly #options: StorageCallsOptions;
   /** Calls given up on that have not settled since. */
   readonly #pending = new Map<number, string>();
   #next = 0;
 
-  constructor(options: StorageCallOptions) {
+  constructor(options: StorageCallsOptions) {
     this.#options = options;
   }
 
-  readonly call: StorageCall = async (what, work) => {
-    const { dataset, stallMs, graceMs, signal } = this.#options;
+  readonly call: StorageCall = async (what, work, callOptions) => {
+    const { dataset, graceMs, signal } = this.#options;
+    const stallMs = Math.max(this.#options.stallMs, callOptions?.atLeastMs ?? 0);
     let running: Promise<unknown> | undefined;
     let settled = false;
     try {
       return await watchProgress(
-        () => {
-          const started = work();
+        (stop, progressed) => {
+          const started = work(stop, () => progressed(0));
           running = started;
           started.then(
             () => (settled = true),
@@ -58,6 +62,7 @@ export class StorageCalls {
           writing: what,
           bytes: Number.POSITIVE_INFINITY,
           stalled: `${what} got no answer from the storage`,
+          answerWithinGrace: true,
         },
       );
     } catch (error) {

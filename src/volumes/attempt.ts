@@ -9,7 +9,7 @@ import { hostname } from "node:os";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import type { DatasetLocation } from "./layout.ts";
-import { removeTree } from "./permissions.ts";
+import { removeTree, removeTreeReporting } from "./permissions.ts";
 
 export interface Attempt {
   readonly dir: string;
@@ -31,8 +31,19 @@ export async function createAttempt(location: DatasetLocation): Promise<Attempt>
   return { dir, dataDir: join(dir, "data"), manifestPath: join(dir, "manifest.json") };
 }
 
-/** Removes an attempt's directory, whatever state it is in. Never throws. */
-export async function discardAttempt(attempt: Attempt): Promise<void> {
+/**
+ * Removes an attempt's directory, whatever state it is in. Never throws. With `progressed`,
+ * entry by entry, calling it after each (a clock it runs under: stage/storage-calls.ts).
+ */
+export async function discardAttempt(attempt: Attempt, progressed?: () => void): Promise<void> {
+  if (progressed !== undefined) {
+    try {
+      await removeTreeReporting(attempt.dir, progressed);
+      return;
+    } catch {
+      // Whatever the walk could not remove, the plain removal tries once more.
+    }
+  }
   await removeTree(attempt.dir);
 }
 

@@ -20,7 +20,7 @@ export const EARLY_WRITEBACK_BYTES = 64 * 1024 * 1024;
  * settle() waits no longer than this for a sync in flight (a hung network filesystem): the
  * sync before publish makes the data durable, with its own bound.
  */
-const SETTLE_LIMIT_MS = 60_000;
+export const SETTLE_LIMIT_MS = 60_000;
 
 /** Runs `$1 -f $2` for every line read; writes a line when each is done. Ends at EOF. */
 const SYNC_LOOP = 'while read -r _; do "$1" -f "$2" >/dev/null 2>&1; echo; done';

@@ -81,6 +81,7 @@ export async function acquireLock(
   for (;;) {
     let intact = true;
     let givenUp = false;
+    let takenLate: (() => Promise<void>) | undefined;
     try {
       const release = await call(`taking the lock ${lockPath}`, () => {
         const taking = lockfile.lock(lockPath, {
@@ -99,6 +100,7 @@ export async function acquireLock(
         taking.then(
           (release) => {
             if (givenUp) release().catch(() => {});
+            else takenLate = release;
           },
           () => {},
         );
@@ -125,6 +127,8 @@ export async function acquireLock(
       };
     } catch (error) {
       givenUp = true;
+      // Taken just as the call was given up on (found in review: never released then).
+      takenLate?.().catch(() => {});
       if ((error as NodeJS.ErrnoException).code !== "ELOCKED") throw storageError(error, lockPath);
     }
     const { isDone } = options;

@@ -4,7 +4,7 @@
  * dataset, prune) must first give directories their write bit back when not running as root.
  */
 import { chmodSync, readdirSync, statSync } from "node:fs";
-import { chmod, readdir, rm } from "node:fs/promises";
+import { chmod, lstat, readdir, rm, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import { mainThreadAlive } from "../util/main-thread-beat.ts";
 
@@ -85,4 +85,36 @@ export async function removeTree(path: string): Promise<void> {
   } catch {
     // Best effort: leftovers are cleaned by the next run (volumes/cleanup.ts).
   }
+}
+
+/**
+ * Removes a tree entry by entry, calling `progressed` after each one, so that a removal
+ * that keeps going (a large tree on slow network storage) is never taken for hung storage
+ * by the clock it runs under (stage/storage-calls.ts), and one that stops is. Links are
+ * removed, never followed. Throws what the storage answers.
+ */
+export async function removeTreeReporting(path: string, progressed: () => void): Promise<void> {
+  const stats = await lstat(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return undefined;
+    throw error;
+  });
+  if (stats === undefined) return;
+  if (!stats.isDirectory()) {
+    await rm(path, { force: true });
+    progressed();
+    return;
+  }
+  // Read-only directories (published trees) take no unlink below them unless root.
+  await makeWritable(path);
+  for (const entry of await readdir(path, { withFileTypes: true })) {
+    const child = join(path, entry.name);
+    if (entry.isDirectory()) {
+      await removeTreeReporting(child, progressed);
+    } else {
+      await rm(child, { force: true });
+      progressed();
+    }
+  }
+  await rmdir(path);
+  progressed();
 }

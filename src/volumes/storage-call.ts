@@ -4,8 +4,26 @@
  * STALLED instead of waiting for hung storage for good), or as they are.
  */
 
-/** Runs one call (or a short series of them) on storage: `what` names it in the error. */
-export type StorageCall = <T>(what: string, work: () => Promise<T>) => Promise<T>;
+export interface StorageCallOptions {
+  /**
+   * A bound of at least this long, for a call that may legitimately take longer than a
+   * metadata call (syncing a filesystem).
+   */
+  readonly atLeastMs?: number | undefined;
+}
+
+/**
+ * Runs one call (or a short series of them) on storage: `what` names it in the error.
+ * `signal` aborts when the call is given up on (a child process can then be killed);
+ * `progressed` is for work made of many calls (a tree's removal): each call that answers
+ * starts the bound again.
+ */
+export type StorageCall = <T>(
+  what: string,
+  work: (signal: AbortSignal, progressed: () => void) => Promise<T>,
+  options?: StorageCallOptions,
+) => Promise<T>;
 
 /** No bound: for callers with no clock of their own (prune, tests). */
-export const unboundedCall: StorageCall = (_what, work) => work();
+export const unboundedCall: StorageCall = (_what, work) =>
+  work(new AbortController().signal, () => {});

@@ -11,10 +11,20 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
-export async function syncTree(root: string): Promise<void> {
+/** How long `sync -f` may take before it is killed (a whole filesystem's dirty data). */
+export const SYNC_LIMIT_MS = 10 * 60_000;
+
+/** `signal` kills the `sync` in flight (its call was given up on: stage/storage-calls.ts). */
+export async function syncTree(root: string, signal?: AbortSignal): Promise<void> {
   try {
-    await run("sync", ["-f", root], { timeout: 10 * 60_000 });
-  } catch {
+    await run("sync", ["-f", root], { timeout: SYNC_LIMIT_MS, killSignal: "SIGKILL", signal });
+  } catch (error) {
+    // Stopped, by its limit or by its caller: not a reason to fsync every file instead.
+    if (signal?.aborted === true) throw error;
+    if ((error as { killed?: boolean }).killed === true) {
+      throw new Error(`sync -f did not finish within ${SYNC_LIMIT_MS / 1000} s`);
+    }
+    // `sync` missing, or without -f (busybox, coreutils before 8.24).
     await fsyncEveryFile(root);
   }
 }

@@ -49,6 +49,12 @@ vi.mock("../../src/fetch/download-object.ts", async (importOriginal) => {
   };
 });
 
+/**
+ * The bound (a few seconds: every call of the staging runs under it, and on a loaded
+ * machine a healthy one must never reach it).
+ */
+const STALL = "3";
+
 const root = mkdtempSync(join(tmpdir(), "dsfetch-storage-stall-"));
 const fifos: string[] = [];
 afterEach(() => {
@@ -136,7 +142,7 @@ function published(location: DatasetLocation): string[] | undefined {
 describe("storage that stops answering outside the download", () => {
   it("as a control, with storage that answers the dataset is staged", async () => {
     const staging = newStorage();
-    const { result } = await stageBlob(staging, { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" });
+    const { result } = await stageBlob(staging, { DSFETCH_EXTRACT_STALL_TIMEOUT: STALL });
     expect(result.ok).toBe(true);
     expect(published(staging.location)).toEqual(["blob.bin"]);
   });
@@ -146,14 +152,14 @@ describe("storage that stops answering outside the download", () => {
     mkdirSync(staging.location.path, { recursive: true });
     writeFileSync(join(staging.location.path, "old.bin"), "old");
     fifoAt(staging.location.manifestPath);
-    const { result, seconds } = await stageBlob(staging, { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" });
+    const { result, seconds } = await stageBlob(staging, { DSFETCH_EXTRACT_STALL_TIMEOUT: STALL });
     const error = errorOf(result);
     expect(error?.code).toBe("STALLED");
     expect(error?.exitCode).toBe(10);
     expect(error?.message).toBe(
-      `blob.bin: reading ${staging.location.manifestPath} got no answer from the storage for 1 s`,
+      `blob.bin: reading ${staging.location.manifestPath} got no answer from the storage for ${STALL} s`,
     );
-    // 1 s and the 5 s grace (loose, for loaded machines): not the storage's whole absence.
+    // The bound and the 5 s grace (loose, for loaded machines): not the storage's whole absence.
     expect(seconds).toBeLessThan(30);
     // What was there stays as it was.
     expect(published(staging.location)).toEqual(["old.bin"]);
@@ -172,12 +178,12 @@ describe("storage that stops answering outside the download", () => {
       fifoAt(staging.location.manifestPath);
     };
     const { result, seconds, warnings } = await stageBlob(staging, {
-      DSFETCH_EXTRACT_STALL_TIMEOUT: "1",
+      DSFETCH_EXTRACT_STALL_TIMEOUT: STALL,
     });
     const error = errorOf(result);
     expect(error?.code).toBe("STALLED");
     expect(error?.message).toBe(
-      `blob.bin: reading ${staging.location.manifestPath} got no answer from the storage for 1 s`,
+      `blob.bin: reading ${staging.location.manifestPath} got no answer from the storage for ${STALL} s`,
     );
     expect(seconds).toBeLessThan(30);
     expect(published(staging.location)).toEqual(["other.bin"]);
@@ -228,13 +234,13 @@ describe("storage that stops answering outside the download", () => {
     fifoAt(`${staging.location.lockPath}.holder.json`);
     try {
       const { result, seconds } = await stageBlob(staging, {
-        DSFETCH_EXTRACT_STALL_TIMEOUT: "1",
+        DSFETCH_EXTRACT_STALL_TIMEOUT: STALL,
         DSFETCH_LOCK_WAIT: "3600",
       });
       const error = errorOf(result);
       expect(error?.code).toBe("STALLED");
       expect(error?.message).toBe(
-        `blob.bin: reading ${staging.location.lockPath}.holder.json got no answer from the storage for 1 s`,
+        `blob.bin: reading ${staging.location.lockPath}.holder.json got no answer from the storage for ${STALL} s`,
       );
       expect(seconds).toBeLessThan(30);
       expect(published(staging.location)).toBeUndefined();
@@ -255,12 +261,12 @@ describe("dsfetch fetch on storage that stops answering", () => {
     const started = performance.now();
     const ran = await runCli(
       ["fetch", "--datasets", datasetsFile, "--storage-root", staging.storageRoot, "--team", "ml"],
-      { env: { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" }, timeoutMs: 50_000 },
+      { env: { DSFETCH_EXTRACT_STALL_TIMEOUT: STALL }, timeoutMs: 50_000 },
     );
     expect((performance.now() - started) / 1000).toBeLessThan(40);
     expect(ran.signal).toBe("SIGKILL");
     expect(ran.stderr).toContain(
-      `blob.bin: reading ${staging.location.manifestPath} got no answer from the storage for 1 s [STALLED]`,
+      `blob.bin: reading ${staging.location.manifestPath} got no answer from the storage for ${STALL} s [STALLED]`,
     );
     expect(ran.stderr).toContain("exit status 137 (its own answer, above, was exit code 10)");
     expect(published(staging.location)).toEqual(["old.bin"]);

@@ -64,6 +64,21 @@ describe("StorageCalls", () => {
     );
   });
 
+  it("a call that answers within the grace after the bound gives that answer: its effect is known", async () => {
+    const storage = new StorageCalls({ dataset: "ds", stallMs: 300, graceMs: 3_000 });
+    const late = storage.call("renaming /s/tmp/x/data to /s/ds", async () => {
+      await sleep(900);
+      return "renamed";
+    });
+    await expect(late).resolves.toBe("renamed");
+    const failing = storage.call("renaming /s/tmp/y/data to /s/ds", async () => {
+      await sleep(900);
+      throw Object.assign(new Error("ENOTEMPTY"), { code: "ENOTEMPTY" });
+    });
+    await expect(failing).rejects.toMatchObject({ code: "ENOTEMPTY" });
+    expect(storage.pending()).toEqual([]);
+  });
+
   it("an interrupt is answered within the grace, with its reason, and the call stays pending", async () => {
     const abort = new AbortController();
     const storage = new StorageCalls({
@@ -80,7 +95,7 @@ describe("StorageCalls", () => {
     expect(storage.pending()).toEqual(["reading /s/m.json"]);
   });
 
-  it("a call that answers within the grace after an interrupt is not pending", async () => {
+  it("a call that answers within the grace after an interrupt gives its answer, is not pending, and no call starts after it", async () => {
     const abort = new AbortController();
     const storage = new StorageCalls({
       dataset: "ds",
@@ -89,8 +104,14 @@ describe("StorageCalls", () => {
       signal: abort.signal,
     });
     setTimeout(() => abort.abort(new Error("SIGTERM")), 50);
-    await expect(storage.call("syncing /s", () => sleep(300))).rejects.toThrow("SIGTERM");
+    await expect(
+      storage.call("renaming /s/tmp/x/data to /s/ds", async () => {
+        await sleep(300);
+        return "renamed";
+      }),
+    ).resolves.toBe("renamed");
     expect(storage.pending()).toEqual([]);
+    await expect(storage.call("syncing /s", async () => {})).rejects.toThrow("SIGTERM");
   });
 
   it("after an interrupt no call starts", async () => {

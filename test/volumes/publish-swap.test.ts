@@ -1,0 +1,216 @@
+// publish.ts replacing older data, stopped at each step (a call given up on, as on hung
+// storage, whether or not it landed): the final path holds no tree, or a complete one that
+// is never under another version's manifest. Found in review: a rename that landed after its
+// call was given up on left the new bytes under the old manifest, and a later run reused
+// them as the old version. And removeTreeReporting, which the removals after it use.
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { chmod } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { DsfetchError } from "../../src/errors.ts";
+import { createAttempt } from "../../src/volumes/attempt.ts";
+import { type DatasetLocation, locationIn } from "../../src/volumes/layout.ts";
+import { MANIFEST_VERSION, type Manifest, readManifest } from "../../src/volumes/manifest.ts";
+import { removeTreeReporting } from "../../src/volumes/permissions.ts";
+import { publish } from "../../src/volumes/publish.ts";
+import type { StorageCall } from "../../src/volumes/storage-call.ts";
+
+const root = mkdtempSync(join(tmpdir(), "dsfetch-publish-swap-"));
+afterAll(async () => {
+  // Published trees are read-only.
+  await removeTreeReporting(root, () => {});
+});
+
+function manifestOf(etag: string, file: string): Manifest {
+  return {
+    version: MANIFEST_VERSION,
+    name: "ds",
+    uri: "s3://b/ds.bin",
+    endpoint: undefined,
+    kind: "object",
+    etag,
+    versionId: undefined,
+    listingDigest: undefined,
+    bytes: 3,
+    files: [{ path: file, bytes: 3 }],
+    verification: "md5",
+    createdAt: "2026-12-04T00:00:00.000Z",
+    host: "test",
+  };
+}
+
+/** Version "old" published at a fresh location, and an attempt holding version "new". */
+async function oldPublishedNewReady(label: string) {
+  const parent = mkdtempSync(join(root, `${label}-`));
+  const location = locationIn(parent, "ds");
+  const first = await createAttempt(location);
+  writeFileSync(join(first.dataDir, "old.bin"), "old");
+  expect(await publish(first, location, manifestOf("old", "old.bin"))).toBe("published");
+  const attempt = await createAttempt(location);
+  writeFileSync(join(attempt.dataDir, "new.bin"), "new");
+  return { location, attempt };
+}
+
+/**
+ * A call that gives up on the `nth` call whose description starts with `prefix`: with
+ * `landed`, after the call ran (it answered too late), otherwise without running it.
+ */
+function givingUpOn(prefix: string, landed: boolean, nth = 1): StorageCall {
+  let seen = 0;
+  return async (what, work) => {
+    const run = () => work(new AbortController().signal, () => {});
+    if (!what.startsWith(prefix) || ++seen !== nth) return run();
+    if (landed) await run();
+    throw new DsfetchError("STALLED", `ds: ${what} got no answer from the storage for 1 s`);
+  };
+}
+
+/** The tree at the final path, and the version its manifest names ("none" without one). */
+async function state(location: DatasetLocation) {
+  const tree = existsSync(location.path) ? readdirSync(location.path) : "no tree";
+  return { tree, manifest: (await readManifest(location.manifestPath))?.etag ?? "none" };
+}
+
+describe("publish replacing older data, stopped at a step", () => {
+  it("as a control, not stopped: the new tree under the new manifest, nothing left aside", async () => {
+    const { location, attempt } = await oldPublishedNewReady("control");
+    expect(await publish(attempt, location, manifestOf("new", "new.bin"))).toBe("replaced");
+    expect(await state(location)).toEqual({ tree: ["new.bin"], manifest: "new" });
+    expect(readdirSync(location.tmpDir)).toEqual([]);
+  });
+
+  // Each step, given up on before it ran and after it landed: what a later run finds. A
+  // tree is only ever under its own manifest, or under none (then replaced by that run).
+  const cases: [
+    string,
+    (l: DatasetLocation, a: { dataDir: string }) => string,
+    number,
+    boolean,
+    unknown,
+  ][] = [
+    [
+      "the old manifest moved aside",
+      (l) => `moving ${l.manifestPath} aside`,
+      1,
+      false,
+      { tree: ["old.bin"], manifest: "old" },
+    ],
+    [
+      "the old manifest moved aside",
+      (l) => `moving ${l.manifestPath} aside`,
+      1,
+      true,
+      { tree: ["old.bin"], manifest: "none" },
+    ],
+    [
+      "the old tree moved aside",
+      (l) => `renaming ${l.path} to`,
+      1,
+      false,
+      { tree: ["old.bin"], manifest: "none" },
+    ],
+    [
+      "the old tree moved aside",
+      (l) => `renaming ${l.path} to`,
+      1,
+      true,
+      { tree: "no tree", manifest: "none" },
+    ],
+    [
+      "the new tree moved in",
+      (_l, a) => `renaming ${a.dataDir} to`,
+      2,
+      false,
+      { tree: "no tree", manifest: "none" },
+    ],
+    [
+      "the new tree moved in",
+      (_l, a) => `renaming ${a.dataDir} to`,
+      2,
+      true,
+      { tree: ["new.bin"], manifest: "none" },
+    ],
+    [
+      "the new manifest written",
+      (l) => `writing ${l.manifestPath}`,
+      1,
+      false,
+      { tree: ["new.bin"], manifest: "none" },
+    ],
+    [
+      "the new manifest written",
+      (l) => `writing ${l.manifestPath}`,
+      1,
+      true,
+      { tree: ["new.bin"], manifest: "new" },
+    ],
+  ];
+  for (const [step, what, nth, landed, expected] of cases) {
+    it(`given up on at ${step} (${landed ? "the call landed" : "it never ran"}): ${JSON.stringify(expected)}`, async () => {
+      const { location, attempt } = await oldPublishedNewReady("step");
+      await expect(
+        publish(
+          attempt,
+          location,
+          manifestOf("new", "new.bin"),
+          givingUpOn(what(location, attempt), landed, nth),
+        ),
+      ).rejects.toMatchObject({ code: "STALLED" });
+      expect(await state(location)).toEqual(expected);
+    });
+  }
+
+  it("an error from the storage at the new tree's rename puts the old tree and manifest back", async () => {
+    const { location, attempt } = await oldPublishedNewReady("put-back");
+    let renames = 0;
+    const failing: StorageCall = async (what, work) => {
+      // The second: the first is publish's own try, which finds the old tree there.
+      if (what.startsWith(`renaming ${attempt.dataDir}`) && ++renames === 2) {
+        throw Object.assign(new Error("EIO: i/o error, rename"), { code: "EIO" });
+      }
+      return work(new AbortController().signal, () => {});
+    };
+    await expect(
+      publish(attempt, location, manifestOf("new", "new.bin"), failing),
+    ).rejects.toMatchObject({
+      code: "STORAGE",
+    });
+    expect(await state(location)).toEqual({ tree: ["old.bin"], manifest: "old" });
+    expect(readFileSync(join(location.path, "old.bin"), "utf8")).toBe("old");
+  });
+});
+
+describe("removeTreeReporting", () => {
+  it("removes a read-only tree with links (never followed), reporting every entry", async () => {
+    const tree = mkdtempSync(join(root, "tree-"));
+    const outside = mkdtempSync(join(root, "outside-"));
+    writeFileSync(join(outside, "keep.txt"), "keep");
+    mkdirSync(join(tree, "a", "b"), { recursive: true });
+    writeFileSync(join(tree, "a", "b", "f.txt"), "f");
+    writeFileSync(join(tree, "top.txt"), "t");
+    symlinkSync(outside, join(tree, "a", "link"));
+    await chmod(join(tree, "a", "b"), 0o555);
+    await chmod(join(tree, "a"), 0o555);
+    let reported = 0;
+    await removeTreeReporting(tree, () => reported++);
+    expect(existsSync(tree)).toBe(false);
+    // f.txt, b, link, a, top.txt, the root itself.
+    expect(reported).toBe(6);
+    expect(readdirSync(outside)).toEqual(["keep.txt"]);
+  });
+
+  it("a path that is gone already is no error", async () => {
+    await expect(removeTreeReporting(join(root, "never-there"), () => {})).resolves.toBeUndefined();
+    rmSync(join(root, "never-there"), { force: true });
+  });
+});
