@@ -15,6 +15,9 @@
 import { DsfetchError } from "../errors.ts";
 import { noteStuckThread } from "../util/stuck-threads.ts";
 
+export const STALLED_HINT =
+  "nothing was published; the storage under the dataset is hung or extremely slow: check it and run again (DSFETCH_EXTRACT_STALL_TIMEOUT raises the bound, for storage that is just slow)";
+
 /** How long a download told to stop is waited for (as extraction threads: STOP_GRACE_MS). */
 export const DOWNLOAD_STOP_GRACE_MS = 5_000;
 
@@ -105,7 +108,7 @@ export async function watchProgress<T>(
               : `${dataset}: ${options.stalled} for ${stallMs / 1000} s`,
             {
               dataset,
-              hint: "nothing was published; the storage under the dataset is hung or extremely slow: check it and run again (DSFETCH_EXTRACT_STALL_TIMEOUT raises the bound, for storage that is just slow)",
+              hint: STALLED_HINT,
             },
           )
         : signal?.reason;
@@ -116,7 +119,16 @@ export async function watchProgress<T>(
     });
     const ended = await Promise.race([settled, graceOver]);
     clearTimeout(graceTimer);
-    if (ended && options.answerWithinGrace === true) return await running;
+    if (ended && options.answerWithinGrace === true) {
+      try {
+        return await running;
+      } catch (error) {
+        // Stopped by us (a child process killed when given up on): the stall or the interrupt
+        // is the answer, not the abort it caused (found in review: reported as a storage error).
+        if (error === reason || (error as Error | undefined)?.name === "AbortError") throw reason;
+        throw error;
+      }
+    }
     if (!ended) noteStuckThread(options.stalled ?? `writing ${writing}`, settled);
     // An interrupt that came as the download finished is still an interrupt, never a success.
     if (first === "interrupted") signal?.throwIfAborted();

@@ -112,7 +112,11 @@ export async function stageDataset(
    * failed (found in review: a published or cached dataset failed on its use mark).
    */
   const bestEffort = (what: string, work: () => Promise<void>): Promise<void> =>
-    call(what, work).catch(() => {});
+    call(what, work).catch((error: unknown) => {
+      // An interrupt is still one (found in review: swallowed here, a dataset interrupted
+      // while publishing was reported staged, and `run` started its command).
+      if (!(error instanceof DsfetchError && error.code === "STALLED")) throw error;
+    });
   let retries = 0;
   const retry: RetryOptions = {
     signal: context.signal,
@@ -158,6 +162,7 @@ export async function stageDataset(
     );
     if (!isCached(resolution, staged) || staged.manifest === undefined) return undefined;
     await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
+    context.signal?.throwIfAborted();
     context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
     return {
       ...summaryOf(resolution),
@@ -329,6 +334,8 @@ export async function stageDataset(
           await bestEffort(`removing ${failurePath}`, () => clearFailure(failurePath));
         }
         await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
+        // An interrupt answered by the last calls above is an interrupt, never a success.
+        context.signal?.throwIfAborted();
         const seconds = elapsed(started);
         context.onEvent({
           type: "staged",
@@ -374,8 +381,8 @@ export async function stageDataset(
         } else {
           // Under the clock too (each entry removed is progress): storage that hangs now would
           // otherwise hold this error back for good.
-          await call(`removing ${attempt.dir}`, (_signal, progressed) =>
-            discardAttempt(attempt, progressed),
+          await call(`removing ${attempt.dir}`, (signal, progressed) =>
+            discardAttempt(attempt, progressed, signal),
           ).catch((stalled: unknown) =>
             context.onEvent({
               type: "warning",
@@ -418,6 +425,10 @@ export async function stageDataset(
     if (lock !== undefined) {
       // After a stall or an interrupt, what is left of the clean-up's bound (see above);
       // otherwise the stall bound, as every call on the storage.
+      // A call still unanswered means hung storage: the clean-up's bound then too.
+      if (cleanupDeadline === undefined && storage.pending().length > 0) {
+        cleanupDeadline = performance.now() + BOUNDED_CLEANUP_MS;
+      }
       const bound =
         cleanupDeadline === undefined
           ? context.tuning.extractStallTimeoutMs

@@ -16,8 +16,10 @@
  * stuck) and remembered here, so that nothing races it: the attempt it may still be renaming
  * is not removed while it is pending (stage-dataset.ts).
  */
+
+import { DsfetchError } from "../errors.ts";
 import type { StorageCall } from "../volumes/storage-call.ts";
-import { watchProgress } from "./progress-watchdog.ts";
+import { STALLED_HINT, watchProgress } from "./progress-watchdog.ts";
 
 export interface StorageCallsOptions {
   readonly dataset: string;
@@ -41,6 +43,17 @@ export class StorageCalls {
   readonly call: StorageCall = async (what, work, callOptions) => {
     const { dataset, graceMs, signal } = this.#options;
     const stallMs = Math.max(this.#options.stallMs, callOptions?.atLeastMs ?? 0);
+    const earlier = this.pending()[0];
+    if (earlier !== undefined) {
+      // The storage has left a call unanswered: waiting a whole bound again for each call
+      // after it would hold the answer back for one bound per call (found in review: ~20
+      // minutes before a published dataset returned).
+      throw new DsfetchError(
+        "STALLED",
+        `${dataset}: ${what} was not tried: ${earlier} has had no answer from the storage yet`,
+        { dataset, hint: STALLED_HINT },
+      );
+    }
     let running: Promise<unknown> | undefined;
     let settled = false;
     try {
@@ -55,7 +68,7 @@ export class StorageCalls {
           return started;
         },
         {
-          signal,
+          signal: callOptions?.uninterruptible === true ? undefined : signal,
           stallMs,
           graceMs,
           dataset,

@@ -33,15 +33,21 @@ export async function createAttempt(location: DatasetLocation): Promise<Attempt>
 
 /**
  * Removes an attempt's directory, whatever state it is in. Never throws. With `progressed`,
- * entry by entry, calling it after each (a clock it runs under: stage/storage-calls.ts).
+ * entry by entry, calling it after each, until `signal` (the clock it runs under:
+ * stage/storage-calls.ts).
  */
-export async function discardAttempt(attempt: Attempt, progressed?: () => void): Promise<void> {
+export async function discardAttempt(
+  attempt: Attempt,
+  progressed?: () => void,
+  signal?: AbortSignal,
+): Promise<void> {
   if (progressed !== undefined) {
     try {
-      await removeTreeReporting(attempt.dir, progressed);
+      await removeTreeReporting(attempt.dir, progressed, signal);
       return;
     } catch {
-      // Whatever the walk could not remove, the plain removal tries once more.
+      // Given up on: nothing more. Otherwise the plain removal tries once more.
+      if (signal?.aborted === true) return;
     }
   }
   await removeTree(attempt.dir);

@@ -4,9 +4,10 @@
  * dataset, prune) must first give directories their write bit back when not running as root.
  */
 import { chmodSync, readdirSync, statSync } from "node:fs";
-import { chmod, lstat, readdir, rm, rmdir } from "node:fs/promises";
+import { chmod, readdir, rm, rmdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { mainThreadAlive } from "../util/main-thread-beat.ts";
+import { mapLimit } from "../util/map-limit.ts";
 
 export interface ReadOnlyOptions {
   /** Leave `root` itself writable (it is still to be renamed into place). */
@@ -91,30 +92,35 @@ export async function removeTree(path: string): Promise<void> {
  * Removes a tree entry by entry, calling `progressed` after each one, so that a removal
  * that keeps going (a large tree on slow network storage) is never taken for hung storage
  * by the clock it runs under (stage/storage-calls.ts), and one that stops is. Links are
- * removed, never followed. Throws what the storage answers.
+ * removed, never followed. A few entries of a directory at once (one at a time it took
+ * 3.4 s for 20,000 files on ext4 against 1.0 s for `rm -r`: found in review); `signal`
+ * stops it between entries. Throws what the storage answers.
  */
-export async function removeTreeReporting(path: string, progressed: () => void): Promise<void> {
-  const stats = await lstat(path).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") return undefined;
-    throw error;
-  });
-  if (stats === undefined) return;
-  if (!stats.isDirectory()) {
-    await rm(path, { force: true });
+export async function removeTreeReporting(
+  path: string,
+  progressed: () => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  signal?.throwIfAborted();
+  try {
+    // Most entries are files: one call each.
+    await unlink(path);
     progressed();
     return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return;
+    if (code !== "EISDIR" && code !== "EPERM") throw error;
   }
   // Read-only directories (published trees) take no unlink below them unless root.
   await makeWritable(path);
-  for (const entry of await readdir(path, { withFileTypes: true })) {
-    const child = join(path, entry.name);
-    if (entry.isDirectory()) {
-      await removeTreeReporting(child, progressed);
-    } else {
-      await rm(child, { force: true });
-      progressed();
-    }
-  }
+  const entries = await readdir(path);
+  await mapLimit(entries, REMOVE_CONCURRENCY, (name) =>
+    removeTreeReporting(join(path, name), progressed, signal),
+  );
   await rmdir(path);
   progressed();
 }
+
+/** Entries of one directory removed at once. */
+const REMOVE_CONCURRENCY = 8;

@@ -7,7 +7,7 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, rename, rm, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
@@ -49,14 +49,29 @@ export async function publish(
     if (manifest.files.length > 1) syncStorageCallsAhead();
     makeReadOnly(attempt.dataDir, { keepRoot: true, filesCreatedReadOnly: true });
     // Its own bound too: a whole filesystem's dirty data (other writers' included).
-    await call(`syncing ${attempt.dir}`, (signal) => syncTree(attempt.dir, signal), {
-      atLeastMs: SYNC_LIMIT_MS + 5_000,
-    });
+    await call(
+      `syncing ${attempt.dir}`,
+      (signal, progressed) => syncTree(attempt.dir, signal, progressed),
+      {
+        atLeastMs: SYNC_LIMIT_MS + 5_000,
+      },
+    );
   } catch (error) {
     throw storageError(error, attempt.dir);
   }
   let outcome: PublishOutcome = "published";
+  let replaced: Aside | undefined;
+  // Anything at the final path goes through the swap below, never under this rename:
+  // rename(2) replaces an empty directory (a published empty archive) and would pair our
+  // tree with its manifest until ours is written (found in review).
+  const occupied = await call(`looking at ${location.path}`, () =>
+    lstat(location.path).then(
+      () => true,
+      () => false,
+    ),
+  );
   try {
+    if (occupied) throw Object.assign(new Error("occupied"), { code: "EEXIST" });
     await call(`renaming ${attempt.dataDir} to ${location.path}`, () =>
       rename(attempt.dataDir, location.path),
     );
@@ -71,7 +86,7 @@ export async function publish(
       await removeAttempt(attempt, call);
       return "already-published";
     }
-    await swapIn(attempt, location, call);
+    replaced = await swapIn(attempt, location, call);
     outcome = "replaced";
   }
   try {
@@ -89,8 +104,17 @@ export async function publish(
     // call on it is still pending: stage-dataset.ts).
     throw storageError(error, location.manifestPath);
   }
+  // The old tree goes once ours is complete, manifest included (found in review: removed
+  // before, ours stood without a manifest for as long as that took).
+  if (replaced !== undefined) await removeAside(replaced, call);
   await removeAttempt(attempt, call);
   return outcome;
+}
+
+/** Where a replaced dataset's tree and manifest were moved aside. */
+interface Aside {
+  readonly tree: string;
+  readonly manifest: string;
 }
 
 /**
@@ -99,73 +123,115 @@ export async function publish(
  * wherever this stops (a crash, a call given up on), the final path holds either no tree or
  * a complete one, and never a tree under another version's manifest (found in review: moved
  * in, then stopped, the new bytes stood under the old manifest and a later run reused them
- * as the old version). A tree without a manifest is replaced by the next run. On an error
- * from the storage (not a stall: hung storage would not take the calls back either) the
- * old tree and manifest are put back. The old tree is removed once ours is in place.
+ * as the old version). A tree without a manifest is replaced by the next run. These steps
+ * are not stopped by an interrupt (only by the stall bound: stopped between them, the final
+ * path would hold nothing). On an error from the storage that answered (not a call given up
+ * on, which may still land) the old tree and manifest are put back.
  */
-async function swapIn(attempt: Attempt, location: DatasetLocation, call: StorageCall) {
-  const aside = join(dirname(attempt.dir), `replaced.${randomBytes(6).toString("hex")}`);
-  const asideManifest = `${aside}.json`;
+async function swapIn(
+  attempt: Attempt,
+  location: DatasetLocation,
+  call: StorageCall,
+): Promise<Aside> {
+  const id = `replaced.${randomBytes(6).toString("hex")}`;
+  const aside: Aside = {
+    tree: join(dirname(attempt.dir), id),
+    manifest: join(dirname(attempt.dir), `${id}.json`),
+  };
+  const steps = { uninterruptible: true };
   let manifestAside = false;
   let treeAside = false;
   try {
-    manifestAside = await call(`moving ${location.manifestPath} aside`, () =>
-      rename(location.manifestPath, asideManifest).then(
-        () => true,
-        (error: NodeJS.ErrnoException) => {
-          if (error.code === "ENOENT") return false;
-          throw error;
-        },
-      ),
+    manifestAside = await call(
+      `moving ${location.manifestPath} aside`,
+      () =>
+        rename(location.manifestPath, aside.manifest).then(
+          () => true,
+          (error: NodeJS.ErrnoException) => {
+            if (error.code === "ENOENT") return false;
+            throw error;
+          },
+        ),
+      steps,
     );
     if (manifestAside) {
-      await call(`syncing ${dirname(location.manifestPath)}`, () =>
-        fsyncDirectory(dirname(location.manifestPath)),
+      await call(
+        `syncing ${dirname(location.manifestPath)}`,
+        () => fsyncDirectory(dirname(location.manifestPath)),
+        steps,
       );
     }
-    await call(`making ${location.path} writable`, () => makeWritable(location.path));
-    await call(`renaming ${location.path} to ${aside}`, () => rename(location.path, aside));
+    await call(`making ${location.path} writable`, () => makeWritable(location.path), steps);
+    await call(
+      `renaming ${location.path} to ${aside.tree}`,
+      () => rename(location.path, aside.tree),
+      steps,
+    );
     treeAside = true;
-    await call(`renaming ${attempt.dataDir} to ${location.path}`, () =>
-      rename(attempt.dataDir, location.path),
+    // A rename keeps the tree's times: without this, a clean-up would take a tree published
+    // long ago for one abandoned long ago (cleanup.ts) while it may still be put back.
+    await call(`touching ${aside.tree}`, () => utimes(aside.tree, new Date(), new Date()), steps);
+    await call(
+      `renaming ${attempt.dataDir} to ${location.path}`,
+      () => rename(attempt.dataDir, location.path),
+      steps,
     );
   } catch (swapError) {
     if (!(swapError instanceof DsfetchError)) {
       await putBack(
         location,
         call,
-        treeAside ? aside : undefined,
-        manifestAside ? asideManifest : undefined,
+        treeAside ? aside.tree : undefined,
+        manifestAside ? aside.manifest : undefined,
       );
     }
     throw storageError(swapError, location.path);
   }
-  // Best effort, as removing the attempt: the tree may be large, and its removal reports
-  // each entry, so a long one that keeps going is not a stall.
-  await call(`removing ${aside}`, (_signal, progressed) =>
-    removeTreeReporting(aside, progressed),
-  ).catch(() => {});
-  await call(`removing ${asideManifest}`, () => rm(asideManifest, { force: true })).catch(() => {});
+  return aside;
 }
 
 /** Puts the old tree and manifest back where the swap failed before ours was in. Best effort. */
 async function putBack(
   location: DatasetLocation,
   call: StorageCall,
-  aside: string | undefined,
-  asideManifest: string | undefined,
+  tree: string | undefined,
+  manifest: string | undefined,
 ): Promise<void> {
+  const steps = { uninterruptible: true };
   try {
-    if (aside !== undefined) {
-      await call(`renaming ${aside} to ${location.path}`, () => rename(aside, location.path));
+    if (tree !== undefined) {
+      await call(`renaming ${tree} to ${location.path}`, () => rename(tree, location.path), steps);
     }
-    if (asideManifest !== undefined) {
-      await call(`renaming ${asideManifest} to ${location.manifestPath}`, () =>
-        rename(asideManifest, location.manifestPath),
+    // Read-only again (made writable to be moved).
+    await call(`making ${location.path} read-only`, () => chmod(location.path, 0o555), steps);
+    if (manifest !== undefined) {
+      await call(
+        `renaming ${manifest} to ${location.manifestPath}`,
+        () => rename(manifest, location.manifestPath),
+        steps,
       );
     }
   } catch {
     // Left as it is: no tree, or a tree without a manifest, is replaced by the next run.
+  }
+}
+
+/** Removes a replaced tree and its manifest. Best effort (a later run removes what is left). */
+async function removeAside(aside: Aside, call: StorageCall): Promise<void> {
+  await bestEffort(
+    call(`removing ${aside.tree}`, (signal, progressed) =>
+      removeTreeReporting(aside.tree, progressed, signal),
+    ),
+  );
+  await bestEffort(call(`removing ${aside.manifest}`, () => rm(aside.manifest, { force: true })));
+}
+
+/** Waits for `work`; a stall is not this dataset's failure, an interrupt still is. */
+async function bestEffort(work: Promise<void>): Promise<void> {
+  try {
+    await work;
+  } catch (error) {
+    if (!(error instanceof DsfetchError && error.code === "STALLED")) throw error;
   }
 }
 
@@ -177,7 +243,9 @@ async function putBack(
  * run removes what is left.
  */
 async function removeAttempt(attempt: Attempt, call: StorageCall): Promise<void> {
-  await call(`removing ${attempt.dir}`, (_signal, progressed) =>
-    removeTreeReporting(attempt.dir, progressed),
-  ).catch(() => {});
+  await bestEffort(
+    call(`removing ${attempt.dir}`, (signal, progressed) =>
+      removeTreeReporting(attempt.dir, progressed, signal),
+    ),
+  );
 }

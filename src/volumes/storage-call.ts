@@ -10,6 +10,12 @@ export interface StorageCallOptions {
    * metadata call (syncing a filesystem).
    */
   readonly atLeastMs?: number | undefined;
+  /**
+   * Not stopped by an interrupt, only by the stall bound: short steps that must not be left
+   * half-done (replacing a published tree: stopped between its renames, the final path
+   * would hold nothing; found in review).
+   */
+  readonly uninterruptible?: boolean | undefined;
 }
 
 /**

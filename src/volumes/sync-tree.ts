@@ -11,13 +11,24 @@ import { promisify } from "node:util";
 
 const run = promisify(execFile);
 
-/** How long `sync -f` may take before it is killed (a whole filesystem's dirty data). */
+/** How long `sync -f` may take (a whole filesystem's dirty data, other writers' included). */
 export const SYNC_LIMIT_MS = 10 * 60_000;
 
-/** `signal` kills the `sync` in flight (its call was given up on: stage/storage-calls.ts). */
-export async function syncTree(root: string, signal?: AbortSignal): Promise<void> {
+/**
+ * `signal` kills the `sync` in flight (its call was given up on: stage/storage-calls.ts,
+ * whose bound is then the limit; without one, SYNC_LIMIT_MS is). `progressed` is called for
+ * each file of the fallback.
+ */
+export async function syncTree(
+  root: string,
+  signal?: AbortSignal,
+  progressed?: () => void,
+): Promise<void> {
   try {
-    await run("sync", ["-f", root], { timeout: SYNC_LIMIT_MS, killSignal: "SIGKILL", signal });
+    await run("sync", ["-f", root], {
+      killSignal: "SIGKILL",
+      ...(signal === undefined ? { timeout: SYNC_LIMIT_MS } : { signal }),
+    });
   } catch (error) {
     // Stopped, by its limit or by its caller: not a reason to fsync every file instead.
     if (signal?.aborted === true) throw error;
@@ -25,7 +36,7 @@ export async function syncTree(root: string, signal?: AbortSignal): Promise<void
       throw new Error(`sync -f did not finish within ${SYNC_LIMIT_MS / 1000} s`);
     }
     // `sync` missing, or without -f (busybox, coreutils before 8.24).
-    await fsyncEveryFile(root);
+    await fsyncEveryFile(root, progressed);
   }
 }
 
@@ -39,7 +50,7 @@ export async function fsyncDirectory(path: string): Promise<void> {
   }
 }
 
-async function fsyncEveryFile(root: string): Promise<void> {
+async function fsyncEveryFile(root: string, progressed?: () => void): Promise<void> {
   const entries = await readdir(root, { withFileTypes: true, recursive: true });
   for (const entry of entries) {
     const path = join(entry.parentPath, entry.name);
@@ -50,6 +61,7 @@ async function fsyncEveryFile(root: string): Promise<void> {
       } finally {
         await handle.close();
       }
+      progressed?.();
     }
   }
   await fsyncDirectory(root);

@@ -34,8 +34,22 @@ import { acquireLock } from "../../src/volumes/lock.ts";
 import { runCli } from "../harness/cli.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
 
-/** Set by a test: called once the download is over, before publishing. */
-const hooks = vi.hoisted(() => ({ downloaded: undefined as (() => void) | undefined }));
+/** Set by a test: called once the download is over, before publishing; and when marking use. */
+const hooks = vi.hoisted(() => ({
+  downloaded: undefined as (() => void) | undefined,
+  markingUsed: undefined as (() => void) | undefined,
+}));
+
+vi.mock("../../src/volumes/usage.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/volumes/usage.ts")>();
+  return {
+    ...actual,
+    markUsed: async (location: Parameters<typeof actual.markUsed>[0]) => {
+      hooks.markingUsed?.();
+      return actual.markUsed(location);
+    },
+  };
+});
 
 vi.mock("../../src/fetch/download-object.ts", async (importOriginal) => {
   const actual = await importOriginal<typeof import("../../src/fetch/download-object.ts")>();
@@ -59,6 +73,7 @@ const root = mkdtempSync(join(tmpdir(), "dsfetch-storage-stall-"));
 const fifos: string[] = [];
 afterEach(() => {
   hooks.downloaded = undefined;
+  hooks.markingUsed = undefined;
   // A writer lets every open(2) blocked on the FIFO return (it then reads nothing).
   for (const fifo of fifos.splice(0)) {
     try {
@@ -220,6 +235,18 @@ describe("storage that stops answering outside the download", () => {
     expect(errorOf(result)?.code).toBe("INTERRUPTED");
     expect(seconds).toBeLessThan(30);
     expect(published(staging.location)).toEqual(["other.bin"]);
+  }, 60_000);
+
+  it("an interrupt answered by the last call (marking use, after publishing) is an interrupt, not a success", async () => {
+    const staging = newStorage();
+    const abort = new AbortController();
+    hooks.markingUsed = () => abort.abort(new Error("SIGTERM"));
+    const { result } = await stageBlob(
+      staging,
+      { DSFETCH_EXTRACT_STALL_TIMEOUT: STALL },
+      abort.signal,
+    );
+    expect(errorOf(result)?.code).toBe("INTERRUPTED");
   }, 60_000);
 
   it("a waiter whose storage hangs while it waits: STALLED after the bound, not a wait for good", async () => {

@@ -79,6 +79,26 @@ describe("StorageCalls", () => {
     expect(storage.pending()).toEqual([]);
   });
 
+  it("while a call given up on has no answer, later calls fail at once, naming it", async () => {
+    const storage = calls();
+    await expect(storage.call("renaming /s/a to /s/b", never)).rejects.toMatchObject({
+      code: "STALLED",
+    });
+    let ran = false;
+    const started = performance.now();
+    await expect(
+      storage.call("marking /s/b used", async () => {
+        ran = true;
+      }),
+    ).rejects.toMatchObject({
+      code: "STALLED",
+      message:
+        "ds: marking /s/b used was not tried: renaming /s/a to /s/b has had no answer from the storage yet",
+    });
+    expect(ran).toBe(false);
+    expect(performance.now() - started).toBeLessThan(200);
+  });
+
   it("an interrupt is answered within the grace, with its reason, and the call stays pending", async () => {
     const abort = new AbortController();
     const storage = new StorageCalls({

@@ -10,6 +10,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -18,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { DsfetchError } from "../../src/errors.ts";
+import { StorageCalls } from "../../src/stage/storage-calls.ts";
 import { createAttempt } from "../../src/volumes/attempt.ts";
 import { type DatasetLocation, locationIn } from "../../src/volumes/layout.ts";
 import { MANIFEST_VERSION, type Manifest, readManifest } from "../../src/volumes/manifest.ts";
@@ -129,14 +131,14 @@ describe("publish replacing older data, stopped at a step", () => {
     [
       "the new tree moved in",
       (_l, a) => `renaming ${a.dataDir} to`,
-      2,
+      1,
       false,
       { tree: "no tree", manifest: "none" },
     ],
     [
       "the new tree moved in",
       (_l, a) => `renaming ${a.dataDir} to`,
-      2,
+      1,
       true,
       { tree: ["new.bin"], manifest: "none" },
     ],
@@ -170,12 +172,64 @@ describe("publish replacing older data, stopped at a step", () => {
     });
   }
 
+  it("over a published empty tree (rename(2) would replace it): the old manifest never names the new tree", async () => {
+    const parent = mkdtempSync(join(root, "empty-"));
+    const location = locationIn(parent, "ds");
+    const first = await createAttempt(location);
+    expect(
+      await publish(first, location, { ...manifestOf("old", "old.bin"), files: [], bytes: 0 }),
+    ).toBe("published");
+    const attempt = await createAttempt(location);
+    writeFileSync(join(attempt.dataDir, "new.bin"), "new");
+    await expect(
+      publish(
+        attempt,
+        location,
+        manifestOf("new", "new.bin"),
+        givingUpOn(`writing ${location.manifestPath}`, false),
+      ),
+    ).rejects.toMatchObject({ code: "STALLED" });
+    expect(await state(location)).toEqual({ tree: ["new.bin"], manifest: "none" });
+  });
+
+  it("an interrupt during the swap (a real clock) does not stop it half-way: the new data is in, or the old is intact", async () => {
+    for (const step of ["moving", "renaming", "touching"]) {
+      const { location, attempt } = await oldPublishedNewReady(`interrupt-${step}`);
+      const abort = new AbortController();
+      const storage = new StorageCalls({
+        dataset: "ds",
+        stallMs: 60_000,
+        graceMs: 5_000,
+        signal: abort.signal,
+      });
+      // The interrupt comes while the step runs (it answers 200 ms later).
+      const slowStep: StorageCall = (what, work, options) =>
+        storage.call(
+          what,
+          async (signal, progressed) => {
+            if (what.startsWith(step)) {
+              abort.abort(new Error("SIGTERM"));
+              await new Promise((resolve) => setTimeout(resolve, 200));
+            }
+            return work(signal, progressed);
+          },
+          options,
+        );
+      await publish(attempt, location, manifestOf("new", "new.bin"), slowStep).catch(
+        () => undefined,
+      );
+      const after = await state(location);
+      // Never "no tree": the old dataset's readers keep a tree at the final path.
+      expect(after.tree, step).not.toBe("no tree");
+      if (after.manifest !== "none") expect(after.tree).toEqual([`${after.manifest}.bin`]);
+    }
+  });
+
   it("an error from the storage at the new tree's rename puts the old tree and manifest back", async () => {
     const { location, attempt } = await oldPublishedNewReady("put-back");
     let renames = 0;
     const failing: StorageCall = async (what, work) => {
-      // The second: the first is publish's own try, which finds the old tree there.
-      if (what.startsWith(`renaming ${attempt.dataDir}`) && ++renames === 2) {
+      if (what.startsWith(`renaming ${attempt.dataDir}`) && ++renames === 1) {
         throw Object.assign(new Error("EIO: i/o error, rename"), { code: "EIO" });
       }
       return work(new AbortController().signal, () => {});
@@ -187,6 +241,8 @@ describe("publish replacing older data, stopped at a step", () => {
     });
     expect(await state(location)).toEqual({ tree: ["old.bin"], manifest: "old" });
     expect(readFileSync(join(location.path, "old.bin"), "utf8")).toBe("old");
+    // Read-only again (it was made writable to be moved).
+    expect(statSync(location.path).mode & 0o777).toBe(0o555);
   });
 });
 

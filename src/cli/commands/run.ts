@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import { holdLeases, releaseLeases } from "../../agent/leases.ts";
 import { resolveTuning } from "../../config/tuning.ts";
-import { DsfetchError } from "../../errors.ts";
+import { DsfetchError, EXIT_CODES } from "../../errors.ts";
 import { datasetEnvName } from "../../k8s/env-names.ts";
 import { exitCodeOfStage, failuresOf, stage } from "../../stage/stage.ts";
 import type { CommandContext } from "../context.ts";
@@ -37,6 +37,12 @@ export async function runCommand(
       `dsfetch: not running ${args.exec.join(" ")}: ${failed.length} of ${result.datasets.length} datasets could not be staged\n`,
     );
     return exitCodeOfStage(result);
+  }
+  if (signal?.aborted === true) {
+    // Interrupted as the last dataset was staged: the command is not started after a SIGTERM
+    // (its signal was dsfetch's, and is spent).
+    err(`dsfetch: not running ${args.exec.join(" ")}: interrupted\n`);
+    return EXIT_CODES.INTERRUPTED;
   }
   const childEnv: Record<string, string | undefined> = { ...env };
   // Ours, for dsfetch's own file writes: the training command keeps libuv's default.
