@@ -213,7 +213,10 @@ export async function stageDataset(
     // A holder killed between its rename and its clean-up leaves its attempt directory behind.
     // Without the lock only this host's dead processes' attempts are certain to be abandoned
     // (another host's may be alive, and writing a large file leaves directory mtimes alone).
-    await cleanAbandonedAttempts(target.location, Number.POSITIVE_INFINITY).catch(() => 0);
+    await call(`removing abandoned attempts in ${target.location.tmpDir}`, (signal, progressed) =>
+      cleanAbandonedAttempts(target.location, Number.POSITIVE_INFINITY, progressed, signal),
+    ).catch(() => 0);
+    context.signal?.throwIfAborted();
     return fast;
   }
   if (target.volume === "shared") {
@@ -284,9 +287,15 @@ export async function stageDataset(
         }
       }
       if (lock !== undefined) {
-        await cleanAbandonedAttempts(
-          target.location,
-          Math.max(10 * 60_000, 4 * context.tuning.lock.staleMs),
+        await call(
+          `removing abandoned attempts in ${target.location.tmpDir}`,
+          (signal, progressed) =>
+            cleanAbandonedAttempts(
+              target.location,
+              Math.max(10 * 60_000, 4 * context.tuning.lock.staleMs),
+              progressed,
+              signal,
+            ),
         );
       }
       const attempt = await call(`creating a directory in ${target.location.tmpDir}`, () =>

@@ -7,7 +7,7 @@ import { readdir, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { basename, join } from "node:path";
 import type { DatasetLocation } from "./layout.ts";
-import { removeTree } from "./permissions.ts";
+import { removeTree, removeTreeReporting } from "./permissions.ts";
 
 export interface AttemptName {
   readonly dirName: string;
@@ -34,10 +34,16 @@ export function isProcessAlive(pid: number): boolean {
   }
 }
 
-/** Removes this dataset's abandoned attempts; returns how many were removed. Never throws. */
+/**
+ * Removes this dataset's abandoned attempts; returns how many were removed. Never throws.
+ * `progressed` is called after each call that answered (the clock it runs under:
+ * stage/storage-calls.ts), `signal` stops it.
+ */
 export async function cleanAbandonedAttempts(
   location: DatasetLocation,
   abandonedAfterMs: number,
+  progressed: () => void = () => {},
+  signal?: AbortSignal,
 ): Promise<number> {
   const dirName = basename(location.path);
   const thisHost =
@@ -50,6 +56,7 @@ export async function cleanAbandonedAttempts(
   } catch {
     return 0;
   }
+  progressed();
   let removed = 0;
   for (const name of names) {
     const parsed = parseAttemptName(name);
@@ -66,8 +73,10 @@ export async function cleanAbandonedAttempts(
         (name.startsWith("replaced.") || name.startsWith("pruned.")) &&
         (await idleFor(path, abandonedAfterMs));
     }
+    progressed();
+    if (signal?.aborted === true) break;
     if (abandoned) {
-      await removeTree(path);
+      await removeTreeReporting(path, progressed, signal).catch(() => removeTree(path));
       removed += 1;
     }
   }

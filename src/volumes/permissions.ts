@@ -4,10 +4,9 @@
  * dataset, prune) must first give directories their write bit back when not running as root.
  */
 import { chmodSync, readdirSync, statSync } from "node:fs";
-import { chmod, readdir, rm, rmdir, unlink } from "node:fs/promises";
+import { chmod, lstat, readdir, rm, rmdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { mainThreadAlive } from "../util/main-thread-beat.ts";
-import { mapLimit } from "../util/map-limit.ts";
 
 export interface ReadOnlyOptions {
   /** Leave `root` itself writable (it is still to be renamed into place). */
@@ -92,35 +91,78 @@ export async function removeTree(path: string): Promise<void> {
  * Removes a tree entry by entry, calling `progressed` after each one, so that a removal
  * that keeps going (a large tree on slow network storage) is never taken for hung storage
  * by the clock it runs under (stage/storage-calls.ts), and one that stops is. Links are
- * removed, never followed. A few entries of a directory at once (one at a time it took
- * 3.4 s for 20,000 files on ext4 against 1.0 s for `rm -r`: found in review); `signal`
- * stops it between entries. Throws what the storage answers.
+ * removed, never followed. A few calls at once (one at a time it took 3.4 s for 20,000
+ * files on ext4 against 1.0 s for `rm -r`: found in review; 8 at once, 1.7-2.0 s against
+ * 1.9-2.4 s). `signal` stops it between entries. The first error stops it too, and is thrown
+ * once nothing of it is in flight any more (found in review: deletions went on after it).
  */
 export async function removeTreeReporting(
   path: string,
   progressed: () => void,
   signal?: AbortSignal,
 ): Promise<void> {
-  signal?.throwIfAborted();
+  const removal: Removal = { progressed, signal, slots: REMOVE_CONCURRENCY, queue: [] };
+  await removeEntry(path, removal);
+}
+
+interface Removal {
+  readonly progressed: () => void;
+  readonly signal: AbortSignal | undefined;
+  /** Calls that may still start (shared by the whole tree: not 8 per directory). */
+  slots: number;
+  readonly queue: (() => void)[];
+  failure?: { readonly error: unknown };
+}
+
+/** Calls on storage made by a removal at once. */
+const REMOVE_CONCURRENCY = 8;
+
+async function withSlot<T>(removal: Removal, work: () => Promise<T>): Promise<T> {
+  if (removal.slots === 0) await new Promise<void>((resolve) => removal.queue.push(resolve));
+  else removal.slots -= 1;
+  try {
+    return await work();
+  } finally {
+    const next = removal.queue.shift();
+    if (next === undefined) removal.slots += 1;
+    else next();
+  }
+}
+
+async function removeEntry(path: string, removal: Removal): Promise<void> {
+  removal.signal?.throwIfAborted();
   try {
     // Most entries are files: one call each.
-    await unlink(path);
-    progressed();
+    await withSlot(removal, () => unlink(path));
+    removal.progressed();
     return;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return;
-    if (code !== "EISDIR" && code !== "EPERM") throw error;
+    if (code === "EPERM") {
+      // Some systems answer a directory's unlink so; a file's EPERM (immutable, sticky
+      // parent) is that file's error.
+      const stats = await withSlot(removal, () => lstat(path));
+      if (!stats.isDirectory()) throw error;
+    } else if (code !== "EISDIR") throw error;
   }
   // Read-only directories (published trees) take no unlink below them unless root.
-  await makeWritable(path);
-  const entries = await readdir(path);
-  await mapLimit(entries, REMOVE_CONCURRENCY, (name) =>
-    removeTreeReporting(join(path, name), progressed, signal),
-  );
-  await rmdir(path);
-  progressed();
+  await withSlot(removal, () => makeWritable(path));
+  const names = await withSlot(removal, () => readdir(path));
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < names.length && removal.failure === undefined) {
+      const name = names[next++] as string;
+      try {
+        if (removal.signal?.aborted === true) throw removal.signal.reason;
+        await removeEntry(join(path, name), removal);
+      } catch (error) {
+        removal.failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(REMOVE_CONCURRENCY, names.length) }, worker));
+  if (removal.failure !== undefined) throw removal.failure.error;
+  await withSlot(removal, () => rmdir(path));
+  removal.progressed();
 }
-
-/** Entries of one directory removed at once. */
-const REMOVE_CONCURRENCY = 8;

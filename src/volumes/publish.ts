@@ -7,6 +7,7 @@
  */
 
 import { randomBytes } from "node:crypto";
+import type { Stats } from "node:fs";
 import { chmod, lstat, mkdir, rename, rm, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
@@ -64,14 +65,14 @@ export async function publish(
   // Anything at the final path goes through the swap below, never under this rename:
   // rename(2) replaces an empty directory (a published empty archive) and would pair our
   // tree with its manifest until ours is written (found in review).
-  const occupied = await call(`looking at ${location.path}`, () =>
+  const occupant = await call(`looking at ${location.path}`, () =>
     lstat(location.path).then(
-      () => true,
-      () => false,
+      (stats) => stats,
+      () => undefined,
     ),
   );
   try {
-    if (occupied) throw Object.assign(new Error("occupied"), { code: "EEXIST" });
+    if (occupant !== undefined) throw Object.assign(new Error("occupied"), { code: "EEXIST" });
     await call(`renaming ${attempt.dataDir} to ${location.path}`, () =>
       rename(attempt.dataDir, location.path),
     );
@@ -86,18 +87,32 @@ export async function publish(
       await removeAttempt(attempt, call);
       return "already-published";
     }
-    replaced = await swapIn(attempt, location, call);
+    replaced = await swapIn(attempt, location, call, occupant);
     outcome = "replaced";
   }
+  // Our tree is in: finished even after an interrupt (stopped here, a complete download stood
+  // without its manifest and was fetched again: found in review); the caller then reports
+  // the interrupt.
+  const finishing = { uninterruptible: true };
   try {
-    await call(`making ${location.path} read-only`, () => chmod(location.path, 0o555));
-    await call(`syncing ${dirname(location.path)}`, () => fsyncDirectory(dirname(location.path)));
-    await call(`writing ${location.manifestPath}`, async () => {
-      await mkdir(dirname(location.manifestPath), { recursive: true });
-      await rename(attempt.manifestPath, location.manifestPath);
-    });
-    await call(`syncing ${dirname(location.manifestPath)}`, () =>
-      fsyncDirectory(dirname(location.manifestPath)),
+    await call(`making ${location.path} read-only`, () => chmod(location.path, 0o555), finishing);
+    await call(
+      `syncing ${dirname(location.path)}`,
+      () => fsyncDirectory(dirname(location.path)),
+      finishing,
+    );
+    await call(
+      `writing ${location.manifestPath}`,
+      async () => {
+        await mkdir(dirname(location.manifestPath), { recursive: true });
+        await rename(attempt.manifestPath, location.manifestPath);
+      },
+      finishing,
+    );
+    await call(
+      `syncing ${dirname(location.manifestPath)}`,
+      () => fsyncDirectory(dirname(location.manifestPath)),
+      finishing,
     );
   } catch (error) {
     // The attempt is the caller's to remove on a failure (bounded there, and not while a
@@ -132,6 +147,7 @@ async function swapIn(
   attempt: Attempt,
   location: DatasetLocation,
   call: StorageCall,
+  occupant: Stats | undefined,
 ): Promise<Aside> {
   const id = `replaced.${randomBytes(6).toString("hex")}`;
   const aside: Aside = {
@@ -183,6 +199,7 @@ async function swapIn(
         call,
         treeAside ? aside.tree : undefined,
         manifestAside ? aside.manifest : undefined,
+        occupant,
       );
     }
     throw storageError(swapError, location.path);
@@ -196,12 +213,17 @@ async function putBack(
   call: StorageCall,
   tree: string | undefined,
   manifest: string | undefined,
+  occupant: Stats | undefined,
 ): Promise<void> {
   const steps = { uninterruptible: true };
   try {
     if (tree !== undefined) {
       await call(`renaming ${tree} to ${location.path}`, () => rename(tree, location.path), steps);
     }
+    // The manifest only over the tree it names: another replacer (a lock lost) may have moved
+    // its own in meanwhile (found in review).
+    const there = await call(`looking at ${location.path}`, () => lstat(location.path), steps);
+    if (occupant === undefined || there.ino !== occupant.ino || there.dev !== occupant.dev) return;
     // Read-only again (made writable to be moved).
     await call(`making ${location.path} read-only`, () => chmod(location.path, 0o555), steps);
     if (manifest !== undefined) {
@@ -226,13 +248,14 @@ async function removeAside(aside: Aside, call: StorageCall): Promise<void> {
   await bestEffort(call(`removing ${aside.manifest}`, () => rm(aside.manifest, { force: true })));
 }
 
-/** Waits for `work`; a stall is not this dataset's failure, an interrupt still is. */
+/**
+ * Waits for a clean-up once the dataset is published: nothing it meets fails the dataset (a
+ * file another process keeps open on NFS leaves a `.nfs…` entry behind, and the directory's
+ * removal fails; found in review), and a later run removes what is left. An interrupt is
+ * reported by the caller, which checks for it before it answers (stage-dataset.ts).
+ */
 async function bestEffort(work: Promise<void>): Promise<void> {
-  try {
-    await work;
-  } catch (error) {
-    if (!(error instanceof DsfetchError && error.code === "STALLED")) throw error;
-  }
+  await work.catch(() => {});
 }
 
 /**

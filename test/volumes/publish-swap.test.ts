@@ -9,6 +9,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -192,9 +193,22 @@ describe("publish replacing older data, stopped at a step", () => {
     expect(await state(location)).toEqual({ tree: ["new.bin"], manifest: "none" });
   });
 
-  it("an interrupt during the swap (a real clock) does not stop it half-way: the new data is in, or the old is intact", async () => {
-    for (const step of ["moving", "renaming", "touching"]) {
-      const { location, attempt } = await oldPublishedNewReady(`interrupt-${step}`);
+  it("an interrupt during the swap or after it (a real clock) stops nothing half-way: the new data is in, under its manifest", async () => {
+    const steps: [(l: DatasetLocation, a: { dir: string; dataDir: string }) => string, string][] = [
+      // Before anything moved: not begun.
+      [(_l, a) => `syncing ${a.dir}`, "old"],
+      // The swap, then what follows it: finished.
+      [(l) => `moving ${l.manifestPath} aside`, "new"],
+      [(l) => `making ${l.path} writable`, "new"],
+      [(l) => `renaming ${l.path} to`, "new"],
+      [() => "touching", "new"],
+      [(_l, a) => `renaming ${a.dataDir} to`, "new"],
+      [(l) => `making ${l.path} read-only`, "new"],
+      [(l) => `writing ${l.manifestPath}`, "new"],
+    ];
+    for (const [prefixOf, version] of steps) {
+      const { location, attempt } = await oldPublishedNewReady("interrupt");
+      const step = prefixOf(location, attempt);
       const abort = new AbortController();
       const storage = new StorageCalls({
         dataset: "ds",
@@ -218,11 +232,46 @@ describe("publish replacing older data, stopped at a step", () => {
       await publish(attempt, location, manifestOf("new", "new.bin"), slowStep).catch(
         () => undefined,
       );
-      const after = await state(location);
-      // Never "no tree": the old dataset's readers keep a tree at the final path.
-      expect(after.tree, step).not.toBe("no tree");
-      if (after.manifest !== "none") expect(after.tree).toEqual([`${after.manifest}.bin`]);
+      // Finished, manifest included (the caller reports the interrupt), or not begun (the
+      // interrupt came while syncing, before anything moved): never "no tree", nor a complete
+      // download without its manifest, fetched again by the next run.
+      expect(await state(location), step).toEqual({ tree: [`${version}.bin`], manifest: version });
     }
+  });
+
+  it("a clean-up that fails once the new data is in (an NFS .nfs file, EBUSY) does not fail the publish", async () => {
+    const { location, attempt } = await oldPublishedNewReady("cleanup-fails");
+    const failingRemovals: StorageCall = async (what, work) => {
+      if (what.startsWith("removing ")) {
+        throw Object.assign(new Error("EBUSY: resource busy or locked, rmdir"), { code: "EBUSY" });
+      }
+      return work(new AbortController().signal, () => {});
+    };
+    expect(await publish(attempt, location, manifestOf("new", "new.bin"), failingRemovals)).toBe(
+      "replaced",
+    );
+    expect(await state(location)).toEqual({ tree: ["new.bin"], manifest: "new" });
+  });
+
+  it("a put-back never restores the old manifest over another replacer's tree", async () => {
+    const { location, attempt } = await oldPublishedNewReady("other-replacer");
+    const racing: StorageCall = async (what, work) => {
+      if (what.startsWith(`renaming ${location.path} to`)) {
+        // Meanwhile another worker (its lock lost) moved the old tree aside and its own in:
+        // ours finds no tree to move.
+        renameSync(location.path, `${location.path}.theirs-aside`);
+        mkdirSync(location.path);
+        writeFileSync(join(location.path, "theirs.bin"), "theirs");
+        throw Object.assign(new Error("ENOENT: no such file or directory, rename"), {
+          code: "ENOENT",
+        });
+      }
+      return work(new AbortController().signal, () => {});
+    };
+    await expect(
+      publish(attempt, location, manifestOf("new", "new.bin"), racing),
+    ).rejects.toMatchObject({ code: "STORAGE" });
+    expect(await state(location)).toEqual({ tree: ["theirs.bin"], manifest: "none" });
   });
 
   it("an error from the storage at the new tree's rename puts the old tree and manifest back", async () => {
