@@ -3,6 +3,7 @@ import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
 import { readManifest } from "./manifest.ts";
+import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { activeLeases, lastUsed } from "./usage.ts";
 
 /** One published dataset. Field names are the `list --json` output: keep them stable. */
@@ -22,24 +23,34 @@ export interface CatalogEntry {
   readonly inUse: readonly string[];
 }
 
-export async function listDatasets(storageRoot: string, team: string): Promise<CatalogEntry[]> {
+/**
+ * `call` bounds the calls on the storage (stage/storage-calls.ts: on storage that stopped
+ * answering, `list` and `prune` fail with STALLED instead of waiting for good).
+ */
+export async function listDatasets(
+  storageRoot: string,
+  team: string,
+  call: StorageCall = unboundedCall,
+): Promise<CatalogEntry[]> {
   const dataRoot = sharedDataRoot(storageRoot, team);
-  let names: string[];
-  try {
-    names = await readdir(join(dataRoot, META_DIR, "manifests"));
-  } catch {
-    return [];
-  }
+  const manifests = join(dataRoot, META_DIR, "manifests");
+  const names = await call(`reading ${manifests}`, () =>
+    readdir(manifests).catch((): string[] => []),
+  );
   const entries: CatalogEntry[] = [];
   for (const file of names.filter((name) => name.endsWith(".json")).sort()) {
     const location = locationIn(dataRoot, file.slice(0, -".json".length));
-    const manifest = await readManifest(location.manifestPath);
-    const published = await stat(location.path).then(
-      (s) => s.isDirectory(),
-      () => false,
-    );
-    if (manifest === undefined || !published) continue;
-    const used = await lastUsed(location);
+    const found = await call(`reading ${location.manifestPath}`, async () => {
+      const manifest = await readManifest(location.manifestPath);
+      const published = await stat(location.path).then(
+        (s) => s.isDirectory(),
+        () => false,
+      );
+      if (manifest === undefined || !published) return undefined;
+      return { manifest, used: await lastUsed(location), inUse: await activeLeases(location) };
+    });
+    if (found === undefined) continue;
+    const { manifest, used, inUse } = found;
     entries.push({
       name: manifest.name,
       path: location.path,
@@ -51,7 +62,7 @@ export async function listDatasets(storageRoot: string, team: string): Promise<C
       files: manifest.files.length,
       createdAt: manifest.createdAt,
       lastUsed: (used ?? new Date(manifest.createdAt)).toISOString(),
-      inUse: await activeLeases(location),
+      inUse,
     });
   }
   return entries;

@@ -11,7 +11,8 @@ import { DsfetchError } from "../errors.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
 import { locationIn, sharedDataRoot } from "./layout.ts";
 import { acquireLock } from "./lock.ts";
-import { makeWritable, removeTree } from "./permissions.ts";
+import { makeWritable, removeTreeReporting } from "./permissions.ts";
+import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { activeLeases } from "./usage.ts";
 
 export interface PruneOptions {
@@ -23,6 +24,8 @@ export interface PruneOptions {
   readonly dryRun?: boolean;
   readonly now?: number;
   readonly lockStaleMs: number;
+  /** Bounds the calls on the storage (stage/storage-calls.ts). */
+  readonly call?: StorageCall | undefined;
 }
 
 export interface PruneDecision {
@@ -52,7 +55,8 @@ export async function prune(
     });
   }
   const now = options.now ?? Date.now();
-  const entries = (await listDatasets(storageRoot, team)).sort((a, b) =>
+  const call = options.call ?? unboundedCall;
+  const entries = (await listDatasets(storageRoot, team, call)).sort((a, b) =>
     a.lastUsed.localeCompare(b.lastUsed),
   );
   let total = entries.reduce((sum, entry) => sum + entry.bytes, 0);
@@ -78,7 +82,7 @@ export async function prune(
       total -= entry.bytes;
       continue;
     }
-    const why = await removeDataset(storageRoot, team, entry, options.lockStaleMs);
+    const why = await removeDataset(storageRoot, team, entry, options.lockStaleMs, call);
     if (why !== undefined) {
       kept.push({ ...decision, keptBecause: why });
       continue;
@@ -96,12 +100,14 @@ async function removeDataset(
   team: string,
   entry: CatalogEntry,
   lockStaleMs: number,
+  call: StorageCall,
 ): Promise<string | undefined> {
   const location = locationIn(sharedDataRoot(storageRoot, team), basename(entry.path));
   let outcome: Awaited<ReturnType<typeof acquireLock>>;
   try {
     outcome = await acquireLock(location.lockPath, entry.name, {
       timing: { staleMs: lockStaleMs, pollMs: 100, waitMs: 0 },
+      call,
     });
   } catch (error) {
     if (error instanceof DsfetchError && error.code === "LOCK_TIMEOUT")
@@ -110,17 +116,29 @@ async function removeDataset(
   }
   if (outcome.kind !== "acquired") return "it is being staged right now";
   try {
-    const leases = await activeLeases(location);
+    const leases = await call(`reading the leases of ${location.path}`, () =>
+      activeLeases(location),
+    );
     if (leases.length > 0) return `in use by ${leases.join(", ")}`;
     const aside = join(location.tmpDir, `pruned.${randomBytes(6).toString("hex")}`);
-    await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
-    await makeWritable(location.path);
-    await rename(location.path, aside);
-    await rm(location.manifestPath, { force: true });
-    await rm(join(location.metaDir, "used", basename(location.path)), { force: true });
-    await removeTree(aside);
+    await call(`moving ${location.path} aside`, async () => {
+      await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
+      await makeWritable(location.path);
+      await rename(location.path, aside);
+      await rm(location.manifestPath, { force: true });
+      await rm(join(location.metaDir, "used", basename(location.path)), { force: true });
+    });
+    // Entry by entry: a large tree on slow storage keeps going, hung storage is a stall.
+    await call(`removing ${aside}`, (signal, progressed) =>
+      removeTreeReporting(aside, progressed, signal),
+    ).catch((error: unknown) => {
+      // What is left goes with a later run's clean-up (cleanup.ts); a stall is still one.
+      if (error instanceof DsfetchError && error.code === "STALLED") throw error;
+    });
     return undefined;
   } finally {
-    await outcome.lock.release();
+    const { lock } = outcome;
+    // The lock goes stale if this cannot be done; an error already thrown stays the answer.
+    await call(`releasing the lock ${location.lockPath}`, () => lock.release()).catch(() => {});
   }
 }

@@ -298,4 +298,22 @@ describe("dsfetch fetch on storage that stops answering", () => {
     expect(ran.stderr).toContain("exit status 137 (its own answer, above, was exit code 10)");
     expect(published(staging.location)).toEqual(["old.bin"]);
   }, 60_000);
+
+  it("list and prune (a cron job) say STALLED and end, instead of waiting for good", async () => {
+    const staging = newStorage();
+    mkdirSync(staging.location.path, { recursive: true });
+    fifoAt(staging.location.manifestPath);
+    for (const command of [["list"], ["prune", "--older-than", "1d"]]) {
+      const started = performance.now();
+      const ran = await runCli(
+        [...command, "--storage-root", staging.storageRoot, "--team", "ml"],
+        { env: { DSFETCH_EXTRACT_STALL_TIMEOUT: STALL }, timeoutMs: 50_000 },
+      );
+      expect((performance.now() - started) / 1000).toBeLessThan(40);
+      expect(ran.signal).toBe("SIGKILL");
+      expect(ran.stderr).toContain(
+        `dsfetch ${command[0]}: reading ${staging.location.manifestPath} got no answer from the storage for ${STALL} s [STALLED]`,
+      );
+    }
+  }, 120_000);
 });

@@ -6,8 +6,11 @@ import { formatBytes, parseSize, SIZE_FORMS } from "../../config/size.ts";
 import { resolveTuning } from "../../config/tuning.ts";
 import { DsfetchError } from "../../errors.ts";
 import { requireSharedStorage } from "../../plan/target.ts";
+import { DOWNLOAD_STOP_GRACE_MS } from "../../stage/progress-watchdog.ts";
+import { StorageCalls } from "../../stage/storage-calls.ts";
 import { listDatasets } from "../../volumes/catalog.ts";
 import { prune } from "../../volumes/prune.ts";
+import type { StorageCall } from "../../volumes/storage-call.ts";
 import type { ParsedArgs } from "../args.ts";
 import { table } from "../render.ts";
 
@@ -19,7 +22,7 @@ export interface StorageIo {
 
 export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<number> {
   const { storageRoot, team } = requireSharedStorage(resolveSettings(args, io.env));
-  const entries = await listDatasets(storageRoot, team);
+  const entries = await listDatasets(storageRoot, team, boundedCalls("dsfetch list", io.env));
   if (args.json) {
     io.out(`${JSON.stringify({ datasets: entries }, null, 2)}\n`);
     return 0;
@@ -64,6 +67,7 @@ export async function pruneCommand(args: ParsedArgs, io: StorageIo): Promise<num
     maxBytes,
     dryRun: args.dryRun,
     lockStaleMs: resolveTuning(io.env).lock.staleMs,
+    call: boundedCalls("dsfetch prune", io.env),
   });
   if (args.json) {
     io.out(`${JSON.stringify({ dryRun: args.dryRun, ...result }, null, 2)}\n`);
@@ -77,4 +81,17 @@ export async function pruneCommand(args: ParsedArgs, io: StorageIo): Promise<num
     `${verb} ${result.removed.length} datasets, ${formatBytes(result.freedBytes)}; ${formatBytes(result.remainingBytes)} remain\n`,
   );
   return 0;
+}
+
+/**
+ * Calls on shared storage under the stall bound: on storage that stopped answering (a
+ * network mount whose server is gone), `list` and `prune` (a cron job) say STALLED and end,
+ * instead of waiting for good.
+ */
+function boundedCalls(label: string, env: StorageIo["env"]): StorageCall {
+  return new StorageCalls({
+    dataset: label,
+    stallMs: resolveTuning(env).extractStallTimeoutMs,
+    graceMs: DOWNLOAD_STOP_GRACE_MS,
+  }).call;
 }
