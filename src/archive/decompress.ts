@@ -26,6 +26,7 @@ import { delimiter, join } from "node:path";
 import { PassThrough, Readable, type Writable } from "node:stream";
 import { createGunzip, type ZlibOptions } from "node:zlib";
 import { DsfetchError } from "../errors.ts";
+import { killChild } from "../util/kill-child.ts";
 import { openProgramOutput } from "./program-output.ts";
 
 export type Codec = "gzip" | "bzip2" | "xz";
@@ -367,7 +368,8 @@ async function* throughProgram(
   output?.childStarted();
   if (child.stdin == null || child.stderr == null) {
     // Its pipes could not be made: out of file descriptors (the spawn's "error" says EMFILE).
-    child.kill("SIGKILL");
+    // Not child.kill(): the spawn failed, and that would signal our whole process group.
+    killChild(child, "SIGKILL");
     output?.close();
     throw new DsfetchError(
       "STORAGE",
@@ -396,7 +398,7 @@ async function* throughProgram(
   let sourceError: unknown;
   let hasSourceError = false;
   const kill = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    killChild(child, "SIGKILL");
   };
   const iterator = source[Symbol.asyncIterator]();
   const pump = (async () => {

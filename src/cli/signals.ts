@@ -4,6 +4,7 @@
  * one exits at once; while `run` runs the job's command, they are forwarded to it.
  */
 import type { ChildProcess } from "node:child_process";
+import { killChild } from "../util/kill-child.ts";
 
 export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 
@@ -35,14 +36,9 @@ export class SignalRouter {
   }
 
   handle(signal: NodeJS.Signals): void {
-    if (
-      this.child !== undefined &&
-      this.child.exitCode === null &&
-      this.child.signalCode === null
-    ) {
-      this.child.kill(signal);
-      return;
-    }
+    // Forwarded to a command that is running; one whose spawn failed gets nothing (and the
+    // signal is ours: killChild never sends it to the process group).
+    if (this.child !== undefined && killChild(this.child, signal)) return;
     this.count += 1;
     for (const listener of this.listeners) listener(signal);
     if (this.count > 1) process.exit(128 + signalNumber(signal));

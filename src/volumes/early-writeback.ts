@@ -14,6 +14,7 @@
  * its own), and where no shell can run, nothing is tried again.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { killChild } from "../util/kill-child.ts";
 
 export const EARLY_WRITEBACK_BYTES = 64 * 1024 * 1024;
 /**
@@ -91,7 +92,7 @@ export class EarlyWriteback {
   /** Starts no more and ends the shell at once (the download failed: nothing to keep). */
   stop(): void {
     this.stopped = true;
-    this.shell?.kill("SIGKILL");
+    if (this.shell !== undefined) killChild(this.shell, "SIGKILL");
     this.setIdle();
   }
 

@@ -20,6 +20,7 @@
 import { spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { join } from "node:path";
+import { killChild } from "../util/kill-child.ts";
 import { META_DIR } from "./layout.ts";
 
 /**
@@ -81,7 +82,7 @@ export async function storageAnswers(
       clearTimeout(timer);
       signal?.removeEventListener("abort", forget);
       child.removeAllListeners();
-      child.kill("SIGKILL");
+      killChild(child, "SIGKILL");
       // A process stuck in the kernel may outlive the kill; nothing here waits for it.
       child.unref();
       resolve(false);
