@@ -19,6 +19,7 @@ export type ErrorCode =
   | "TRANSIENT"
   | "STORAGE"
   | "NO_SPACE"
+  | "PATH_TAKEN"
   | "ARCHIVE_INVALID"
   | "UNSAFE_PATH"
   | "LOCK_TIMEOUT"
@@ -44,6 +45,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = Object.freeze({
   TRANSIENT: 6,
   STORAGE: 7,
   NO_SPACE: 7,
+  PATH_TAKEN: 7,
   ARCHIVE_INVALID: 8,
   UNSAFE_PATH: 8,
   LOCK_TIMEOUT: 9,

@@ -9,6 +9,9 @@ import { basename, join } from "node:path";
 import type { DatasetLocation } from "./layout.ts";
 import { removeTree, removeTreeReporting } from "./permissions.ts";
 
+/** `replaced.<12 hex>` (publish.ts; `.json`: its manifest) and `pruned.<12 hex>` (prune.ts). */
+const ASIDE_NAME = /^(?:replaced|pruned)\.[0-9a-f]{12}(?:\.json)?$/;
+
 export interface AttemptName {
   readonly dirName: string;
   readonly host: string;
@@ -68,10 +71,10 @@ export async function cleanAbandonedAttempts(
           ? parsed.pid !== process.pid && !isProcessAlive(parsed.pid)
           : await idleFor(path, abandonedAfterMs);
     } else {
-      // Old trees moved aside by a replacing publish, left by a crash.
-      abandoned =
-        (name.startsWith("replaced.") || name.startsWith("pruned.")) &&
-        (await idleFor(path, abandonedAfterMs));
+      // Old trees moved aside by a replacing publish or by prune, left by a crash. Matched
+      // exactly: a dataset may be named "pruned.resnet50", and its live attempts are not
+      // leftovers (found in review, 2026-12-05).
+      abandoned = ASIDE_NAME.test(name) && (await idleFor(path, abandonedAfterMs));
     }
     progressed();
     if (signal?.aborted === true) break;

@@ -8,13 +8,21 @@
 
 import { randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
-import { chmod, lstat, mkdir, rename, rm, utimes, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, open, rename, rm, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { type Attempt, storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { type Manifest, readManifest } from "./manifest.ts";
+import {
+  notOursError,
+  occupantProblem,
+  otherSourceError,
+  type PendingManifest,
+  pendingManifestPath,
+  treeIdentity,
+} from "./occupant.ts";
 import { makeReadOnly, makeWritable, removeTreeReporting } from "./permissions.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { fsyncDirectory, SYNC_LIMIT_MS, syncTree } from "./sync-tree.ts";
@@ -71,6 +79,38 @@ export async function publish(
       () => undefined,
     ),
   );
+  let replacing: string | undefined;
+  if (occupant !== undefined) {
+    const existing = await call(`reading ${location.manifestPath}`, () =>
+      readManifest(location.manifestPath),
+    );
+    if (existing !== undefined && sameData(existing, manifest)) {
+      // Another worker published the same data first: theirs stands, ours goes.
+      await removeAttempt(attempt, call);
+      return "already-published";
+    }
+    // Only what dsfetch published, of the same source, is replaced (occupant.ts).
+    const problem = await call(`looking at ${location.path}`, () =>
+      occupantProblem(manifest.name, location, manifest.uri, existing),
+    );
+    if (problem !== undefined) throw problem;
+    replacing = await call(`looking at ${location.path}`, () => treeIdentity(location.path));
+  }
+  // The manifest goes in as pending first, naming our tree and the one it replaces: stopped
+  // anywhere from here, what stands at the final path is known to be dsfetch's.
+  const pendingPath = pendingManifestPath(location);
+  try {
+    const tree = await call(`looking at ${attempt.dataDir}`, () => treeIdentity(attempt.dataDir));
+    if (tree === undefined) throw new Error(`${attempt.dataDir} is gone`);
+    const pending: PendingManifest = { ...manifest, tree, replacing };
+    await call(`writing the pending manifest ${pendingPath}`, async () => {
+      await mkdir(dirname(pendingPath), { recursive: true });
+      await writeDurably(pendingPath, `${JSON.stringify(pending, null, 2)}\n`);
+      await fsyncDirectory(dirname(pendingPath));
+    });
+  } catch (error) {
+    throw storageError(error, pendingPath);
+  }
   try {
     if (occupant !== undefined) throw Object.assign(new Error("occupied"), { code: "EEXIST" });
     await call(`renaming ${attempt.dataDir} to ${location.path}`, () =>
@@ -79,13 +119,22 @@ export async function publish(
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== "ENOTEMPTY" && code !== "EEXIST") throw storageError(error, location.path);
-    const existing = await call(`reading ${location.manifestPath}`, () =>
-      readManifest(location.manifestPath),
-    );
-    if (existing !== undefined && sameData(existing, manifest)) {
-      // Another worker published the same data first: theirs stands, ours goes.
-      await removeAttempt(attempt, call);
-      return "already-published";
+    if (occupant === undefined) {
+      // Published meanwhile (a lock lost): the same data stands; anything else is not
+      // replaced under another publisher's feet.
+      const existing = await call(`reading ${location.manifestPath}`, () =>
+        readManifest(location.manifestPath),
+      );
+      if (existing !== undefined && sameData(existing, manifest)) {
+        await removeAttempt(attempt, call);
+        return "already-published";
+      }
+      throw (
+        (existing === undefined
+          ? undefined
+          : otherSourceError(manifest.name, location, existing, manifest.uri)) ??
+        notOursError(manifest.name, location)
+      );
     }
     replaced = await swapIn(attempt, location, call, occupant);
     outcome = "replaced";
@@ -104,8 +153,7 @@ export async function publish(
     await call(
       `writing ${location.manifestPath}`,
       async () => {
-        await mkdir(dirname(location.manifestPath), { recursive: true });
-        await rename(attempt.manifestPath, location.manifestPath);
+        await rename(pendingPath, location.manifestPath);
       },
       finishing,
     );
@@ -271,4 +319,15 @@ async function removeAttempt(attempt: Attempt, call: StorageCall): Promise<void>
       removeTreeReporting(attempt.dir, progressed, signal),
     ),
   );
+}
+
+/** Writes `text` to `path` and makes it durable before returning. */
+async function writeDurably(path: string, text: string): Promise<void> {
+  const file = await open(path, "w", 0o644);
+  try {
+    await file.writeFile(text);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
 }

@@ -170,6 +170,14 @@ describe("publish replacing older data, stopped at a step", () => {
         ),
       ).rejects.toMatchObject({ code: "STALLED" });
       expect(await state(location)).toEqual(expected);
+      // And what it left is known to be dsfetch's (the pending manifest names it: occupant.ts):
+      // the next run replaces it, where a directory dsfetch did not write is refused.
+      const next = await createAttempt(location);
+      writeFileSync(join(next.dataDir, "next.bin"), "nxt");
+      await expect(publish(next, location, manifestOf("next", "next.bin"))).resolves.toMatch(
+        /^(published|replaced)$/,
+      );
+      expect(await state(location)).toEqual({ tree: ["next.bin"], manifest: "next" });
     });
   }
 

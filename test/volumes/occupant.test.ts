@@ -1,0 +1,292 @@
+// occupant.ts: dsfetch replaces only what it published, of the same source. Found in review
+// (2026-12-05): a directory it did not write at a final path (a hand-made data/imagenet, a
+// user's /scratch/imagenet under an ephemeral root) was moved aside and deleted, and so was
+// another source's dataset of the same name (s3://b/projA/train/ and s3://b/projB/train/
+// are both "train") while jobs read it. And the clean-up took a dataset named pruned.* for
+// prune's leftovers.
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createAttempt } from "../../src/volumes/attempt.ts";
+import { cleanAbandonedAttempts } from "../../src/volumes/cleanup.ts";
+import { locationIn, sharedLocation } from "../../src/volumes/layout.ts";
+import { MANIFEST_VERSION, type Manifest, readManifest } from "../../src/volumes/manifest.ts";
+import { pendingManifestPath } from "../../src/volumes/occupant.ts";
+import { removeTreeReporting } from "../../src/volumes/permissions.ts";
+import { publish } from "../../src/volumes/publish.ts";
+import { runCli } from "../harness/cli.ts";
+import { startFaultProxy } from "../harness/fault-proxy.ts";
+import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
+
+const root = mkdtempSync(join(tmpdir(), "dsfetch-occupant-"));
+afterAll(async () => {
+  // Published trees are read-only.
+  await removeTreeReporting(root, () => {});
+});
+
+function manifestOf(uri: string, etag: string, file: string): Manifest {
+  return {
+    version: MANIFEST_VERSION,
+    name: "ds",
+    uri,
+    endpoint: undefined,
+    kind: "object",
+    etag,
+    versionId: undefined,
+    listingDigest: undefined,
+    bytes: 3,
+    files: [{ path: file, bytes: 3 }],
+    verification: "md5",
+    createdAt: "2026-12-05T00:00:00.000Z",
+    host: "test",
+  };
+}
+
+/** A fresh location and an attempt holding `file` ("new"). */
+async function ready(label: string, file = "new.bin") {
+  const location = locationIn(mkdtempSync(join(root, `${label}-`)), "ds");
+  const attempt = await createAttempt(location);
+  writeFileSync(join(attempt.dataDir, file), "new");
+  return { location, attempt };
+}
+
+/** The user's own directory, with a file in it. */
+function usersDirectory(path: string): void {
+  mkdirSync(path, { recursive: true });
+  writeFileSync(join(path, "mine.txt"), "the user's own bytes");
+}
+
+describe("publish: what stands at the final path", () => {
+  it("a directory dsfetch did not write: PATH_TAKEN, left as it was, nothing moved aside", async () => {
+    const { location, attempt } = await ready("foreign");
+    usersDirectory(location.path);
+    const error = await publish(attempt, location, manifestOf("s3://b/ds.bin", "e1", "new.bin"))
+      .then(() => undefined)
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: "PATH_TAKEN",
+      message: expect.stringContaining(
+        `${location.path} is already there, and dsfetch did not publish it`,
+      ),
+      hint: expect.stringContaining("move"),
+    });
+    expect(readdirSync(location.path)).toEqual(["mine.txt"]);
+    expect(readFileSync(join(location.path, "mine.txt"), "utf8")).toBe("the user's own bytes");
+    expect(lstatSync(location.path).mode & 0o777).toBe(0o755);
+    // Only our own attempt in the temporary directory: nothing of the user's moved there.
+    expect(readdirSync(location.tmpDir)).toEqual([attempt.dir.split("/").at(-1)]);
+    expect(existsSync(location.manifestPath)).toBe(false);
+  });
+
+  it("a symbolic link there (to the user's directory): refused, and nothing done through it", async () => {
+    const { location, attempt } = await ready("link");
+    const elsewhere = join(root, `users-${Date.now()}`);
+    usersDirectory(elsewhere);
+    symlinkSync(elsewhere, location.path);
+    await expect(
+      publish(attempt, location, manifestOf("s3://b/ds.bin", "e1", "new.bin")),
+    ).rejects.toMatchObject({ code: "PATH_TAKEN" });
+    expect(lstatSync(location.path).isSymbolicLink()).toBe(true);
+    expect(readdirSync(elsewhere)).toEqual(["mine.txt"]);
+    expect(lstatSync(elsewhere).mode & 0o777).toBe(0o755);
+  });
+
+  it("another source's dataset under the same name: PATH_TAKEN naming both, theirs left published", async () => {
+    const { location, attempt: first } = await ready("other", "a.bin");
+    const theirs = manifestOf("s3://b/projA/train.bin", "a1", "a.bin");
+    expect(await publish(first, location, theirs)).toBe("published");
+    const ours = await createAttempt(location);
+    writeFileSync(join(ours.dataDir, "b.bin"), "new");
+    const error = await publish(ours, location, manifestOf("s3://b/projB/train.bin", "b1", "b.bin"))
+      .then(() => undefined)
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: "PATH_TAKEN",
+      message: expect.stringContaining(
+        `${location.path} holds s3://b/projA/train.bin, not s3://b/projB/train.bin`,
+      ),
+      hint: expect.stringContaining('its own "name"'),
+    });
+    expect(readdirSync(location.path)).toEqual(["a.bin"]);
+    expect((await readManifest(location.manifestPath))?.uri).toBe("s3://b/projA/train.bin");
+  });
+
+  it("the same source's older data is replaced (the refresh of a dataset without an etag)", async () => {
+    const { location, attempt: first } = await ready("same", "old.bin");
+    expect(await publish(first, location, manifestOf("s3://b/ds.bin", "v1", "old.bin"))).toBe(
+      "published",
+    );
+    const next = await createAttempt(location);
+    writeFileSync(join(next.dataDir, "new.bin"), "new");
+    expect(await publish(next, location, manifestOf("s3://b/ds.bin", "v2", "new.bin"))).toBe(
+      "replaced",
+    );
+    expect(readdirSync(location.path)).toEqual(["new.bin"]);
+    expect(existsSync(pendingManifestPath(location))).toBe(false);
+  });
+
+  it("a publish stopped after its tree went in (no manifest yet) is dsfetch's: the next run replaces it", async () => {
+    const { location, attempt } = await ready("stopped");
+    // As a SIGKILL between the two renames leaves it.
+    let stopped = false;
+    await expect(
+      publish(
+        attempt,
+        location,
+        manifestOf("s3://b/ds.bin", "v1", "new.bin"),
+        async (what, work) => {
+          if (what.startsWith(`making ${location.path} read-only`)) {
+            stopped = true;
+            throw new Error("killed");
+          }
+          return work(new AbortController().signal, () => {});
+        },
+      ),
+    ).rejects.toThrow();
+    expect(stopped).toBe(true);
+    expect(readdirSync(location.path)).toEqual(["new.bin"]);
+    expect(existsSync(location.manifestPath)).toBe(false);
+    const next = await createAttempt(location);
+    writeFileSync(join(next.dataDir, "new2.bin"), "new");
+    expect(await publish(next, location, manifestOf("s3://b/ds.bin", "v2", "new2.bin"))).toBe(
+      "replaced",
+    );
+    expect(readdirSync(location.path)).toEqual(["new2.bin"]);
+  });
+
+  it("a pending manifest left by a failed publish does not vouch for a directory made since", async () => {
+    const { location, attempt } = await ready("stale");
+    // A publish whose tree never went in: its pending manifest stays behind.
+    await expect(
+      publish(
+        attempt,
+        location,
+        manifestOf("s3://b/ds.bin", "v1", "new.bin"),
+        async (what, work) => {
+          if (what.startsWith(`renaming ${attempt.dataDir}`)) throw new Error("EIO");
+          return work(new AbortController().signal, () => {});
+        },
+      ),
+    ).rejects.toThrow();
+    expect(existsSync(pendingManifestPath(location))).toBe(true);
+    usersDirectory(location.path);
+    const next = await createAttempt(location);
+    writeFileSync(join(next.dataDir, "x.bin"), "new");
+    await expect(
+      publish(next, location, manifestOf("s3://b/ds.bin", "v2", "x.bin")),
+    ).rejects.toMatchObject({ code: "PATH_TAKEN" });
+    expect(readdirSync(location.path)).toEqual(["mine.txt"]);
+  });
+});
+
+describe("dsfetch fetch next to data it did not write", () => {
+  let bucket: string;
+  beforeAll(async () => {
+    bucket = await createBucket("occupant");
+    await putObject(bucket, "projA/train/a.txt", "alpha");
+    await putObject(bucket, "projB/train/b.txt", "beta");
+    await putObject(bucket, "projA/train.bin", "alpha");
+    await putObject(bucket, "projB/train.bin", "beta");
+  });
+
+  async function fetch(datasets: unknown, flags: string[], env: Record<string, string> = {}) {
+    const result = await runCli(["fetch", "--datasets", "-", "--json", ...flags], {
+      env: { ...testEnv(), ...env },
+      stdin: JSON.stringify(datasets),
+    });
+    return {
+      ...result,
+      entries: (result.stdout === "" ? { datasets: [] } : JSON.parse(result.stdout)).datasets as {
+        error?: { code: string; message: string };
+      }[],
+    };
+  }
+
+  it("a hand-made directory in shared storage: exit 7, PATH_TAKEN, its files untouched", async () => {
+    const storage = mkdtempSync(join(root, "cli-shared-"));
+    const path = sharedLocation(storage, "t", "train", undefined).path;
+    usersDirectory(path);
+    const run = await fetch(
+      [{ uri: `s3://${bucket}/projA/train/` }],
+      ["--storage-root", storage, "--team", "t"],
+    );
+    expect(run.code).toBe(7);
+    expect(run.entries[0]?.error).toMatchObject({ code: "PATH_TAKEN" });
+    expect(run.entries[0]?.error?.message).toContain("dsfetch did not publish it");
+    expect(readdirSync(path)).toEqual(["mine.txt"]);
+    expect(readFileSync(join(path, "mine.txt"), "utf8")).toBe("the user's own bytes");
+  });
+
+  it("a user's directory under the ephemeral root: exit 7, left as it was", async () => {
+    const ephemeral = mkdtempSync(join(root, "cli-eph-"));
+    usersDirectory(join(ephemeral, "train"));
+    const run = await fetch(
+      [{ uri: `s3://${bucket}/projA/train/`, volumeOptions: { kind: "dynamic", size: "1Mi" } }],
+      ["--ephemeral-root", ephemeral],
+    );
+    expect(run.code).toBe(7);
+    expect(run.entries[0]?.error).toMatchObject({ code: "PATH_TAKEN" });
+    expect(readdirSync(join(ephemeral, "train"))).toEqual(["mine.txt"]);
+  });
+
+  it("two sources named alike, one after the other: the second fails before any download (exit 7), the first stays", async () => {
+    const storage = mkdtempSync(join(root, "cli-two-"));
+    const flags = ["--storage-root", storage, "--team", "t"];
+    const proxy = await startFaultProxy(s3Info().endpoint);
+    try {
+      const viaProxy = { AWS_ENDPOINT_URL: proxy.endpoint };
+      expect((await fetch([{ uri: `s3://${bucket}/projA/train.bin` }], flags, viaProxy)).code).toBe(
+        0,
+      );
+      proxy.resetCounters();
+      const second = await fetch([{ uri: `s3://${bucket}/projB/train.bin` }], flags, viaProxy);
+      expect(second.code).toBe(7);
+      expect(second.entries[0]?.error?.message).toContain(
+        `holds s3://${bucket}/projA/train.bin, not s3://${bucket}/projB/train.bin`,
+      );
+      // Said before the download: its HEAD only, no GET of its bytes.
+      expect(proxy.requests.filter((request) => request.method === "GET")).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+    // Both are named "train.bin" (the name of an object that is no archive is its key's basename).
+    const path = sharedLocation(storage, "t", "train.bin", undefined).path;
+    expect(readdirSync(path)).toEqual(["train.bin"]);
+    expect(readFileSync(join(path, "train.bin"), "utf8")).toBe("alpha");
+    expect(readdirSync(locationIn(join(storage, "t", "data"), "train.bin").tmpDir)).toEqual([]);
+  });
+});
+
+describe("clean-up of leftovers", () => {
+  it("takes a dataset named pruned.* for no leftover; removes prune's and publish's own when idle", async () => {
+    const location = locationIn(mkdtempSync(join(root, "cleanup-")), "other");
+    const tmp = location.tmpDir;
+    // A live attempt (this process) of the dataset "pruned.resnet50", idle for an hour.
+    const host =
+      hostname()
+        .replace(/[^A-Za-z0-9_-]/g, "_")
+        .slice(0, 40) || "host";
+    const live = join(tmp, `pruned.resnet50.${host}.${process.pid}.abcdef`);
+    const leftovers = [join(tmp, "pruned.0123456789ab"), join(tmp, "replaced.0123456789ab")];
+    for (const dir of [live, ...leftovers]) mkdirSync(join(dir, "data"), { recursive: true });
+    writeFileSync(join(tmp, "replaced.0123456789ab.json"), "{}");
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    for (const path of [live, ...leftovers, join(tmp, "replaced.0123456789ab.json")]) {
+      utimesSync(path, hourAgo, hourAgo);
+      if (existsSync(join(path, "data"))) utimesSync(join(path, "data"), hourAgo, hourAgo);
+    }
+    expect(await cleanAbandonedAttempts(location, 60_000)).toBe(3);
+    expect(readdirSync(tmp)).toEqual([live.split("/").at(-1)]);
+  });
+});
