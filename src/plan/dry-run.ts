@@ -9,7 +9,8 @@ import { ClientPool } from "../fetch/client.ts";
 import { resolveDataset } from "../fetch/resolve.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
-import { failedEntry, type PlanEntry, planEntry } from "./plan.ts";
+import { occupantProblem } from "../volumes/occupant.ts";
+import { failedEntry, isCached, type PlanEntry, planEntry } from "./plan.ts";
 import { requireSharedStorage, type Target, targetFor } from "./target.ts";
 
 export interface PlanOptions {
@@ -61,6 +62,16 @@ export async function plan(
           objects: resolution.kind === "prefix" ? resolution.objects.length : 1,
         });
         const staged = await inspectStaged(target.location);
+        if (!isCached(resolution, staged)) {
+          // What fetch would refuse (volumes/occupant.ts), said by the plan too.
+          const problem = await occupantProblem(
+            spec.name,
+            target.location,
+            spec.uri,
+            staged.manifest,
+          );
+          if (problem !== undefined) return failedEntry(spec, target, problem);
+        }
         return planEntry(spec, resolution, staged, target);
       } catch (error) {
         return failedEntry(spec, target, toDsfetchError(error, spec.name));

@@ -6,74 +6,101 @@
  * ephemeral root) and another source's dataset under the same name (`s3://b/projA/train/`
  * and `s3://b/projB/train/` are both `train`) are refused with PATH_TAKEN and left alone
  * (found in review, 2026-12-05: both were moved aside and deleted, the second while jobs
- * read it). "Published by dsfetch" is its manifest; a publish stopped between its tree's
- * rename and its manifest's (a SIGKILL, a call given up on) leaves a tree without one, so the
- * manifest is first written as `<manifest>.pending`, naming the tree that goes in and the
- * one it replaces by identity (device, inode, birth time: kept by a rename), and renamed
- * into place last: a tree the pending manifest names is dsfetch's.
+ * read it). "Published by dsfetch" is its manifest. A publish stopped between its tree's
+ * rename and its manifest's (a SIGKILL, a call given up on) leaves a tree without one, so
+ * each publish first writes its manifest as a pending manifest of its own
+ * (`<manifest>.pending.<attempt>`), naming the tree that goes in and the one it replaces, and
+ * renames it into place last: a tree a pending manifest names is dsfetch's. One per attempt:
+ * two publishers (a lock lost, or an ephemeral volume, which has none) never write each
+ * other's (review: one shared file paired one worker's tree with the other's manifest).
  */
-import { lstat, readFile } from "node:fs/promises";
+import { lstat, readdir, readFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import type { DatasetLocation } from "./layout.ts";
-import type { Manifest } from "./manifest.ts";
+import { type Manifest, readManifest } from "./manifest.ts";
 
-/** The manifest of a publish in progress: renamed to the manifest once its tree is in. */
-export function pendingManifestPath(location: DatasetLocation): string {
-  return `${location.manifestPath}.pending`;
+const PENDING = ".pending.";
+
+/** The pending manifest of the attempt directory `attemptDir`. */
+export function pendingManifestPath(location: DatasetLocation, attemptDir: string): string {
+  return `${location.manifestPath}${PENDING}${basename(attemptDir)}`;
 }
 
 /** A pending manifest: the manifest, and the trees it vouches for. */
 export interface PendingManifest extends Manifest {
   /** Identity of the tree being published (treeIdentity). */
-  readonly tree: string;
+  readonly tree: TreeIdentity;
   /** Identity of the tree it replaces, when it replaces one. */
-  readonly replacing?: string | undefined;
+  readonly replacing?: TreeIdentity | undefined;
 }
 
 /**
- * What identifies a directory across renames on one filesystem: device and inode, and the
- * birth time where the filesystem keeps one (an inode number freed and reused by a user's
- * directory does not match then). Undefined when nothing is there.
+ * What identifies a directory across renames, from every host: its inode number, and its
+ * birth time where the filesystem keeps a real one (a freed inode number reused by a
+ * user's directory then differs). Not the device: on NFS it is a number of each client's
+ * mount (review). Where there is no birth time (or only the change time in its place, which
+ * a rename changes), the inode alone.
  */
-export async function treeIdentity(path: string): Promise<string | undefined> {
+export interface TreeIdentity {
+  readonly ino: string;
+  readonly birth?: string | undefined;
+}
+
+/** The identity of what is at `path`; undefined when nothing is there. */
+export async function treeIdentity(path: string): Promise<TreeIdentity | undefined> {
   const stats = await lstat(path, { bigint: true }).catch((error: NodeJS.ErrnoException) => {
     // Nothing there: not even the directories above it.
     if (error.code === "ENOENT" || error.code === "ENOTDIR") return undefined;
     throw error;
   });
   if (stats === undefined) return undefined;
-  return `${stats.dev}:${stats.ino}:${stats.birthtimeNs}`;
+  const real = stats.birthtimeNs > 0n && stats.birthtimeNs !== stats.ctimeNs;
+  return { ino: String(stats.ino), ...(real ? { birth: String(stats.birthtimeNs) } : {}) };
 }
 
-/** Whether the pending manifest vouches for the tree `identity` (dsfetch's, mid-publish). */
-export async function pendingVouchesFor(
+/** Whether two identities are of one tree (by inode, and birth time where both have one). */
+export function sameTree(a: TreeIdentity | undefined, b: TreeIdentity): boolean {
+  if (a === undefined || typeof a.ino !== "string" || a.ino !== b.ino) return false;
+  return a.birth === undefined || b.birth === undefined || a.birth === b.birth;
+}
+
+/** The pending manifest that names the tree `identity`, if any (dsfetch's, mid-publish). */
+export async function pendingNaming(
   location: DatasetLocation,
-  identity: string,
-): Promise<boolean> {
-  let text: string;
-  try {
-    text = await readFile(pendingManifestPath(location), "utf8");
-  } catch {
-    return false;
+  identity: TreeIdentity,
+): Promise<PendingManifest | undefined> {
+  const prefix = `${basename(location.manifestPath)}${PENDING}`;
+  const dir = dirname(location.manifestPath);
+  const names = await readdir(dir).catch((): string[] => []);
+  for (const name of names) {
+    if (!name.startsWith(prefix) || name.endsWith(".tmp")) continue;
+    try {
+      const pending = JSON.parse(await readFile(join(dir, name), "utf8")) as PendingManifest;
+      if (typeof pending.uri !== "string") continue;
+      if (sameTree(pending.tree, identity) || sameTree(pending.replacing, identity)) return pending;
+    } catch {
+      // Gone meanwhile (renamed into place), or not ours to read: not a voucher.
+    }
   }
-  try {
-    const pending = JSON.parse(text) as Partial<PendingManifest>;
-    return pending.tree === identity || pending.replacing === identity;
-  } catch {
-    return false;
-  }
+  return undefined;
+}
+
+/** Single-quoted for a POSIX shell. */
+function quoted(path: string): string {
+  return `'${path.replaceAll("'", `'\\''`)}'`;
 }
 
 /** The final path holds something dsfetch did not publish: never replaced. */
 export function notOursError(dataset: string, location: DatasetLocation): DsfetchError {
   return new DsfetchError(
     "PATH_TAKEN",
-    `${dataset}: ${location.path} is already there, and dsfetch did not publish it (no manifest at ${location.manifestPath}): dsfetch never replaces data it did not write`,
+    `${dataset}: ${location.path} is already there, and dsfetch did not publish it (no manifest of dsfetch's names it, in ${dirname(location.manifestPath)}): dsfetch never replaces data it did not write`,
     {
       dataset,
       expected: "nothing, or a dataset published by dsfetch",
-      found: `${location.path} without a manifest`,
-      hint: `move ${location.path} away, or give the dataset another "name" (or another storage root). If dsfetch published it and the manifest was lost, remove it (chmod -R u+w, then rm -r) once no job uses it`,
+      found: `${location.path}, not published by dsfetch`,
+      hint: `move ${quoted(location.path)} away, or give the dataset another "name" (or another storage root). If dsfetch published it and its manifest was lost, remove it once no job uses it: chmod -R u+w ${quoted(location.path)} && rm -r ${quoted(location.path)}`,
     },
   );
 }
@@ -82,25 +109,30 @@ export function notOursError(dataset: string, location: DatasetLocation): Dsfetc
 export function otherSourceError(
   dataset: string,
   location: DatasetLocation,
-  theirs: Manifest,
+  theirs: string,
   ours: string,
 ): DsfetchError {
   return new DsfetchError(
     "PATH_TAKEN",
-    `${dataset}: ${location.path} holds ${theirs.uri}, not ${ours}: two sources under one dataset name; dsfetch does not replace one with the other (jobs may be reading it)`,
+    `${dataset}: ${location.path} holds ${theirs}, not ${ours}: two sources under one dataset name; dsfetch does not replace one with the other (jobs may be reading it)`,
     {
       dataset,
       expected: ours,
-      found: theirs.uri,
-      hint: `give one of the two datasets its own "name". If ${ours} now takes the place of ${theirs.uri}, remove the old one first, once no job uses it: chmod -R u+w ${location.path} && rm -r ${location.path} ${location.manifestPath}`,
+      found: theirs,
+      hint: `give one of the two datasets its own "name". If ${ours} now takes the place of ${theirs}, remove the old one first, once no job uses it: chmod -R u+w ${quoted(location.path)} && rm -r ${quoted(location.path)} ${quoted(location.manifestPath)}`,
     },
   );
 }
 
+/** One source written two ways (`s3://b/images/` and `s3://b/images`) is one source. */
+function sameSource(a: string, b: string): boolean {
+  return a.replace(/\/+$/, "") === b.replace(/\/+$/, "");
+}
+
 /**
  * Why the dataset `ours` (its URI) may not be published at `location`, given the manifest
- * beside it: undefined when it may (nothing at the final path, a tree of the same source,
- * or one dsfetch was publishing).
+ * read beside it (`manifest`, possibly before a publisher completed): undefined when it may
+ * (nothing at the final path, a tree of the same source, or one dsfetch was publishing).
  */
 export async function occupantProblem(
   dataset: string,
@@ -111,10 +143,14 @@ export async function occupantProblem(
   const identity = await treeIdentity(location.path);
   // Nothing there (a manifest alone, its tree removed by hand, is replaced).
   if (identity === undefined) return undefined;
-  if (manifest !== undefined) {
-    return manifest.uri === ours ? undefined : otherSourceError(dataset, location, manifest, ours);
-  }
-  return (await pendingVouchesFor(location, identity))
-    ? undefined
-    : notOursError(dataset, location);
+  const judge = (theirs: string) =>
+    sameSource(theirs, ours) ? undefined : otherSourceError(dataset, location, theirs, ours);
+  if (manifest !== undefined) return judge(manifest.uri);
+  const pending = await pendingNaming(location, identity);
+  if (pending !== undefined) return judge(pending.uri);
+  // Its publisher may have renamed the pending manifest into place since the caller read
+  // (seen in the crowd test: 8 workers, one read between the two).
+  const now = await readManifest(location.manifestPath);
+  if (now !== undefined) return judge(now.uri);
+  return notOursError(dataset, location);
 }

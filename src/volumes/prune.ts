@@ -5,7 +5,7 @@
  * ever sees half a dataset.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, rename, rm } from "node:fs/promises";
+import { mkdir, readFile, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
@@ -13,7 +13,7 @@ import { locationIn, sharedDataRoot } from "./layout.ts";
 import { acquireLock } from "./lock.ts";
 import { makeWritable, removeTreeReporting } from "./permissions.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
-import { activeLeases } from "./usage.ts";
+import { activeLeases, lastUsed } from "./usage.ts";
 
 export interface PruneOptions {
   /** Remove datasets not used for longer than this. */
@@ -120,12 +120,22 @@ async function removeDataset(
       activeLeases(location),
     );
     if (leases.length > 0) return `in use by ${leases.join(", ")}`;
+    // Used since the listing (a job reuses a dataset, and takes its lease only once all its
+    // datasets are staged: found in review, 2026-12-05): not old any more.
+    const used = await call(`reading when ${location.path} was used`, () => lastUsed(location));
+    if (used !== undefined && used.getTime() > Date.parse(entry.lastUsed)) {
+      return `used since the listing (${used.toISOString()})`;
+    }
     const aside = join(location.tmpDir, `pruned.${randomBytes(6).toString("hex")}`);
     await call(`moving ${location.path} aside`, async () => {
+      const listed = await readFile(location.manifestPath, "utf8").catch(() => undefined);
       await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
       await makeWritable(location.path);
       await rename(location.path, aside);
-      await rm(location.manifestPath, { force: true });
+      // Only the manifest of the tree moved aside: a publisher that lost its lock may have put
+      // its own in meanwhile (review, 2026-12-05).
+      const now = await readFile(location.manifestPath, "utf8").catch(() => undefined);
+      if (now === listed) await rm(location.manifestPath, { force: true });
       await rm(join(location.metaDir, "used", basename(location.path)), { force: true });
     });
     // Entry by entry: a large tree on slow storage keeps going, hung storage is a stall.

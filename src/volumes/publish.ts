@@ -16,11 +16,11 @@ import { type Attempt, storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { type Manifest, readManifest } from "./manifest.ts";
 import {
-  notOursError,
   occupantProblem,
-  otherSourceError,
   type PendingManifest,
   pendingManifestPath,
+  sameTree,
+  type TreeIdentity,
   treeIdentity,
 } from "./occupant.ts";
 import { makeReadOnly, makeWritable, removeTreeReporting } from "./permissions.ts";
@@ -73,44 +73,56 @@ export async function publish(
   // Anything at the final path goes through the swap below, never under this rename:
   // rename(2) replaces an empty directory (a published empty archive) and would pair our
   // tree with its manifest until ours is written (found in review).
-  const occupant = await call(`looking at ${location.path}`, () =>
+  let occupant = await call(`looking at ${location.path}`, () =>
     lstat(location.path).then(
       (stats) => stats,
       () => undefined,
     ),
   );
-  let replacing: string | undefined;
-  if (occupant !== undefined) {
+  /** Undefined: it may be replaced; "same": it holds our data; or why it may not. */
+  const judge = async (): Promise<DsfetchError | "same" | undefined> => {
     const existing = await call(`reading ${location.manifestPath}`, () =>
       readManifest(location.manifestPath),
     );
-    if (existing !== undefined && sameData(existing, manifest)) {
+    if (existing !== undefined && sameData(existing, manifest)) return "same";
+    // Only what dsfetch published, of the same source, is replaced (occupant.ts).
+    return call(`looking at ${location.path}`, () =>
+      occupantProblem(manifest.name, location, manifest.uri, existing),
+    );
+  };
+  let replacing: TreeIdentity | undefined;
+  if (occupant !== undefined) {
+    const verdict = await judge();
+    if (verdict === "same") {
       // Another worker published the same data first: theirs stands, ours goes.
       await removeAttempt(attempt, call);
       return "already-published";
     }
-    // Only what dsfetch published, of the same source, is replaced (occupant.ts).
-    const problem = await call(`looking at ${location.path}`, () =>
-      occupantProblem(manifest.name, location, manifest.uri, existing),
-    );
-    if (problem !== undefined) throw problem;
+    if (verdict !== undefined) throw verdict;
     replacing = await call(`looking at ${location.path}`, () => treeIdentity(location.path));
   }
-  // The manifest goes in as pending first, naming our tree and the one it replaces: stopped
-  // anywhere from here, what stands at the final path is known to be dsfetch's.
-  const pendingPath = pendingManifestPath(location);
+  // The manifest goes in as a pending manifest of this attempt first, naming our tree and the
+  // one it replaces: stopped anywhere from here, what stands at the final path is known to
+  // be dsfetch's (occupant.ts).
+  const pendingPath = pendingManifestPath(location, attempt.dir);
+  let tree: TreeIdentity | undefined;
   try {
-    const tree = await call(`looking at ${attempt.dataDir}`, () => treeIdentity(attempt.dataDir));
+    tree = await call(`looking at ${attempt.dataDir}`, () => treeIdentity(attempt.dataDir));
     if (tree === undefined) throw new Error(`${attempt.dataDir} is gone`);
     const pending: PendingManifest = { ...manifest, tree, replacing };
     await call(`writing the pending manifest ${pendingPath}`, async () => {
       await mkdir(dirname(pendingPath), { recursive: true });
-      await writeDurably(pendingPath, `${JSON.stringify(pending, null, 2)}\n`);
+      // Whole or not at all: written aside, then renamed.
+      await writeDurably(`${pendingPath}.tmp`, `${JSON.stringify(pending, null, 2)}\n`);
+      await rename(`${pendingPath}.tmp`, pendingPath);
       await fsyncDirectory(dirname(pendingPath));
     });
   } catch (error) {
     throw storageError(error, pendingPath);
   }
+  /** Our tree did not go in (an error the storage answered with): its voucher goes. */
+  const withdraw = () =>
+    bestEffort(call(`removing ${pendingPath}`, () => rm(pendingPath, { force: true })));
   try {
     if (occupant !== undefined) throw Object.assign(new Error("occupied"), { code: "EEXIST" });
     await call(`renaming ${attempt.dataDir} to ${location.path}`, () =>
@@ -118,25 +130,29 @@ export async function publish(
     );
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code !== "ENOTEMPTY" && code !== "EEXIST") throw storageError(error, location.path);
+    if (code !== "ENOTEMPTY" && code !== "EEXIST") {
+      if (!(error instanceof DsfetchError)) await withdraw();
+      throw storageError(error, location.path);
+    }
     if (occupant === undefined) {
-      // Published meanwhile (a lock lost): the same data stands; anything else is not
-      // replaced under another publisher's feet.
-      const existing = await call(`reading ${location.manifestPath}`, () =>
-        readManifest(location.manifestPath),
-      );
-      if (existing !== undefined && sameData(existing, manifest)) {
+      // Published meanwhile (a lock lost, or an ephemeral volume staged twice at once): the
+      // same data stands; older data of the same source is replaced as above.
+      occupant = await call(`looking at ${location.path}`, () => lstat(location.path));
+      const verdict = await judge();
+      if (verdict !== undefined) {
+        await withdraw();
+        if (verdict !== "same") throw verdict;
         await removeAttempt(attempt, call);
         return "already-published";
       }
-      throw (
-        (existing === undefined
-          ? undefined
-          : otherSourceError(manifest.name, location, existing, manifest.uri)) ??
-        notOursError(manifest.name, location)
-      );
     }
-    replaced = await swapIn(attempt, location, call, occupant);
+    try {
+      replaced = await swapIn(attempt, location, call, occupant);
+    } catch (swapError) {
+      // Put back (not a call given up on, which may still land): ours is not in.
+      if (!(swapError instanceof DsfetchError && swapError.code === "STALLED")) await withdraw();
+      throw swapError;
+    }
     outcome = "replaced";
   }
   // Our tree is in: finished even after an interrupt (stopped here, a complete download stood
@@ -150,6 +166,18 @@ export async function publish(
       () => fsyncDirectory(dirname(location.path)),
       finishing,
     );
+    // Still our tree? Another publisher (a lock lost) may have swapped its own in since: its
+    // manifest is its own to write, never ours over its tree.
+    const there = await call(
+      `looking at ${location.path}`,
+      () => treeIdentity(location.path),
+      finishing,
+    );
+    if (there === undefined || !sameTree(there, tree)) {
+      await withdraw();
+      await removeAttempt(attempt, call);
+      return "already-published";
+    }
     await call(
       `writing ${location.manifestPath}`,
       async () => {

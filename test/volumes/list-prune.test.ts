@@ -3,6 +3,9 @@ import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/pr
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { locationIn } from "../../src/volumes/layout.ts";
+import { prune } from "../../src/volumes/prune.ts";
+import { markUsed } from "../../src/volumes/usage.ts";
 import { runCli } from "../harness/cli.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -134,6 +137,35 @@ describe("prune", () => {
     );
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('"90m", "12h", "7d", "2w"');
+    expect(await published()).toEqual(["a", "b", "c"]);
+  });
+});
+
+describe("prune racing a job", () => {
+  it("a dataset a job reuses after the listing (its lease comes only once all are staged) is kept", async () => {
+    await age("a", 10);
+    const location = locationIn(data, "a");
+    let reused = false;
+    const result = await prune(storage, "ml", {
+      olderThanMs: 7 * 86_400_000,
+      lockStaleMs: 120_000,
+      // The job's reuse lands between the listing and the removal: it marks the dataset used.
+      call: async (what, work) => {
+        if (what.startsWith(`reading the leases of ${location.path}`)) {
+          await markUsed(location);
+          reused = true;
+        }
+        return work(new AbortController().signal, () => {});
+      },
+    });
+    expect(reused).toBe(true);
+    expect(result.removed).toEqual([]);
+    expect(result.kept).toEqual([
+      expect.objectContaining({
+        name: "a",
+        keptBecause: expect.stringMatching(/^used since the listing/),
+      }),
+    ]);
     expect(await published()).toEqual(["a", "b", "c"]);
   });
 });

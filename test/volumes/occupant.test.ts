@@ -16,13 +16,14 @@ import {
   writeFileSync,
 } from "node:fs";
 import { hostname, tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DsfetchError } from "../../src/errors.ts";
 import { createAttempt } from "../../src/volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../../src/volumes/cleanup.ts";
-import { locationIn, sharedLocation } from "../../src/volumes/layout.ts";
+import { type DatasetLocation, locationIn, sharedLocation } from "../../src/volumes/layout.ts";
 import { MANIFEST_VERSION, type Manifest, readManifest } from "../../src/volumes/manifest.ts";
-import { pendingManifestPath } from "../../src/volumes/occupant.ts";
+import { occupantProblem, pendingManifestPath } from "../../src/volumes/occupant.ts";
 import { removeTreeReporting } from "../../src/volumes/permissions.ts";
 import { publish } from "../../src/volumes/publish.ts";
 import { runCli } from "../harness/cli.ts";
@@ -59,6 +60,12 @@ async function ready(label: string, file = "new.bin") {
   const attempt = await createAttempt(location);
   writeFileSync(join(attempt.dataDir, file), "new");
   return { location, attempt };
+}
+
+/** The pending manifests beside the dataset's manifest. */
+function pendingManifests(location: DatasetLocation): string[] {
+  const dir = dirname(location.manifestPath);
+  return existsSync(dir) ? readdirSync(dir).filter((name) => name.includes(".pending.")) : [];
 }
 
 /** The user's own directory, with a file in it. */
@@ -133,7 +140,7 @@ describe("publish: what stands at the final path", () => {
       "replaced",
     );
     expect(readdirSync(location.path)).toEqual(["new.bin"]);
-    expect(existsSync(pendingManifestPath(location))).toBe(false);
+    expect(pendingManifests(location)).toEqual([]);
   });
 
   it("a publish stopped after its tree went in (no manifest yet) is dsfetch's: the next run replaces it", async () => {
@@ -165,21 +172,25 @@ describe("publish: what stands at the final path", () => {
     expect(readdirSync(location.path)).toEqual(["new2.bin"]);
   });
 
-  it("a pending manifest left by a failed publish does not vouch for a directory made since", async () => {
+  it("a pending manifest left behind (its tree's rename given up on) vouches only for the tree it names", async () => {
     const { location, attempt } = await ready("stale");
-    // A publish whose tree never went in: its pending manifest stays behind.
     await expect(
       publish(
         attempt,
         location,
         manifestOf("s3://b/ds.bin", "v1", "new.bin"),
         async (what, work) => {
-          if (what.startsWith(`renaming ${attempt.dataDir}`)) throw new Error("EIO");
+          if (what.startsWith(`renaming ${attempt.dataDir}`)) {
+            throw new DsfetchError("STALLED", `ds: ${what} got no answer from the storage for 1 s`);
+          }
           return work(new AbortController().signal, () => {});
         },
       ),
-    ).rejects.toThrow();
-    expect(existsSync(pendingManifestPath(location))).toBe(true);
+    ).rejects.toMatchObject({ code: "STALLED" });
+    // Kept: the rename may still land.
+    expect(pendingManifests(location)).toEqual([
+      pendingManifestPath(location, attempt.dir).split("/").at(-1),
+    ]);
     usersDirectory(location.path);
     const next = await createAttempt(location);
     writeFileSync(join(next.dataDir, "x.bin"), "new");
@@ -187,6 +198,114 @@ describe("publish: what stands at the final path", () => {
       publish(next, location, manifestOf("s3://b/ds.bin", "v2", "x.bin")),
     ).rejects.toMatchObject({ code: "PATH_TAKEN" });
     expect(readdirSync(location.path)).toEqual(["mine.txt"]);
+  });
+
+  it("a rename the storage refused (not given up on) withdraws its pending manifest", async () => {
+    const { location, attempt } = await ready("refused");
+    await expect(
+      publish(
+        attempt,
+        location,
+        manifestOf("s3://b/ds.bin", "v1", "new.bin"),
+        async (what, work) => {
+          if (what.startsWith(`renaming ${attempt.dataDir}`)) {
+            throw Object.assign(new Error("EIO: i/o error"), { code: "EIO" });
+          }
+          return work(new AbortController().signal, () => {});
+        },
+      ),
+    ).rejects.toMatchObject({ code: "STORAGE" });
+    expect(pendingManifests(location)).toEqual([]);
+  });
+
+  // Two publishers at once (a lock lost; an ephemeral volume has none): whatever the
+  // interleaving, the tree at the final path is under its own manifest.
+  it("another publisher's whole publish lands while ours renames: ours replaces it, under our manifest", async () => {
+    const { location, attempt } = await ready("race-a", "a.bin");
+    const other = await createAttempt(location);
+    writeFileSync(join(other.dataDir, "b.bin"), "new");
+    let raced = false;
+    const outcome = await publish(
+      attempt,
+      location,
+      manifestOf("s3://b/ds.bin", "va", "a.bin"),
+      async (what, work) => {
+        if (!raced && what.startsWith(`renaming ${attempt.dataDir}`)) {
+          raced = true;
+          expect(await publish(other, location, manifestOf("s3://b/ds.bin", "vb", "b.bin"))).toBe(
+            "published",
+          );
+        }
+        return work(new AbortController().signal, () => {});
+      },
+    );
+    expect(outcome).toBe("replaced");
+    expect(readdirSync(location.path)).toEqual(["a.bin"]);
+    expect((await readManifest(location.manifestPath))?.etag).toBe("va");
+    expect(pendingManifests(location)).toEqual([]);
+  });
+
+  it("another publisher swaps its tree in between our tree's rename and our manifest's: its manifest stands, never ours over its tree", async () => {
+    const { location, attempt } = await ready("race-b", "a.bin");
+    const other = await createAttempt(location);
+    writeFileSync(join(other.dataDir, "b.bin"), "new");
+    let raced = false;
+    const outcome = await publish(
+      attempt,
+      location,
+      manifestOf("s3://b/ds.bin", "va", "a.bin"),
+      async (what, work) => {
+        if (!raced && what.startsWith(`making ${location.path} read-only`)) {
+          raced = true;
+          // Our tree is in, without its manifest: the other sees dsfetch's tree (our pending
+          // manifest names it) and replaces it.
+          expect(await publish(other, location, manifestOf("s3://b/ds.bin", "vb", "b.bin"))).toBe(
+            "replaced",
+          );
+        }
+        return work(new AbortController().signal, () => {});
+      },
+    );
+    expect(outcome).toBe("already-published");
+    expect(readdirSync(location.path)).toEqual(["b.bin"]);
+    expect((await readManifest(location.manifestPath))?.etag).toBe("vb");
+    expect(pendingManifests(location)).toEqual([]);
+  });
+
+  it("a reader that looked for the manifest just before its publisher renamed it into place: not refused", async () => {
+    const { location, attempt } = await ready("reader");
+    expect(await publish(attempt, location, manifestOf("s3://b/ds.bin", "v1", "new.bin"))).toBe(
+      "published",
+    );
+    // As the reuse check read it: no manifest yet (undefined), and by now no pending one.
+    expect(await occupantProblem("ds", location, "s3://b/ds.bin", undefined)).toBeUndefined();
+    expect(await occupantProblem("ds", location, "s3://b/other.bin", undefined)).toMatchObject({
+      code: "PATH_TAKEN",
+    });
+  });
+
+  it("a tree left by another source's stopped publish is that source's: refused", async () => {
+    const { location, attempt } = await ready("stopped-other");
+    await expect(
+      publish(
+        attempt,
+        location,
+        manifestOf("s3://b/projA/ds.bin", "a1", "new.bin"),
+        async (what, work) => {
+          if (what.startsWith(`making ${location.path} read-only`)) throw new Error("killed");
+          return work(new AbortController().signal, () => {});
+        },
+      ),
+    ).rejects.toThrow();
+    const next = await createAttempt(location);
+    writeFileSync(join(next.dataDir, "b.bin"), "new");
+    await expect(
+      publish(next, location, manifestOf("s3://b/projB/ds.bin", "b1", "b.bin")),
+    ).rejects.toMatchObject({
+      code: "PATH_TAKEN",
+      message: expect.stringContaining("holds s3://b/projA/ds.bin, not s3://b/projB/ds.bin"),
+    });
+    expect(readdirSync(location.path)).toEqual(["new.bin"]);
   });
 });
 
@@ -226,6 +345,19 @@ describe("dsfetch fetch next to data it did not write", () => {
     expect(run.entries[0]?.error?.message).toContain("dsfetch did not publish it");
     expect(readdirSync(path)).toEqual(["mine.txt"]);
     expect(readFileSync(join(path, "mine.txt"), "utf8")).toBe("the user's own bytes");
+  });
+
+  it("plan says so too, before any fetch", async () => {
+    const storage = mkdtempSync(join(root, "cli-plan-"));
+    usersDirectory(sharedLocation(storage, "t", "train", undefined).path);
+    const result = await runCli(
+      ["plan", "--datasets", "-", "--json", "--storage-root", storage, "--team", "t"],
+      { env: testEnv(), stdin: JSON.stringify([{ uri: `s3://${bucket}/projA/train/` }]) },
+    );
+    expect(result.code).toBe(7);
+    expect(JSON.parse(result.stdout).datasets[0]).toMatchObject({
+      error: { code: "PATH_TAKEN", message: expect.stringContaining("dsfetch did not publish it") },
+    });
   });
 
   it("a user's directory under the ephemeral root: exit 7, left as it was", async () => {
