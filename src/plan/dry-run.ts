@@ -9,7 +9,7 @@ import { ClientPool } from "../fetch/client.ts";
 import { resolveDataset } from "../fetch/resolve.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
-import { occupantProblem } from "../volumes/occupant.ts";
+import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { failedEntry, isCached, type PlanEntry, planEntry } from "./plan.ts";
 import { requireSharedStorage, type Target, targetFor } from "./target.ts";
 
@@ -64,7 +64,7 @@ export async function plan(
         const staged = await inspectStaged(target.location);
         if (!isCached(resolution, staged)) {
           // What fetch would refuse (volumes/occupant.ts), said by the plan too.
-          const problem = await occupantProblem(
+          const problem = await occupantProblemIfKnown(
             spec.name,
             target.location,
             spec.uri,

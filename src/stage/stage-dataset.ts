@@ -37,7 +37,7 @@ import {
 import { inspectStaged } from "../volumes/inspect.ts";
 import { acquireLock, describeHolder, type HeldLock, type Holder } from "../volumes/lock.ts";
 import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/manifest.ts";
-import { occupantProblem } from "../volumes/occupant.ts";
+import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { publish } from "../volumes/publish.ts";
 import { sharedStorageProblem } from "../volumes/storage-check.ts";
 import { markUsed } from "../volumes/usage.ts";
@@ -165,7 +165,7 @@ export async function stageDataset(
       // Not ours to replace (another source's dataset, a directory dsfetch did not write):
       // said now, before the download (publish checks again: volumes/occupant.ts).
       const problem = await call(`looking at ${target.location.path}`, () =>
-        occupantProblem(spec.name, target.location, spec.uri, staged.manifest),
+        occupantProblemIfKnown(spec.name, target.location, spec.uri, staged.manifest),
       );
       if (problem !== undefined) throw problem;
       return undefined;

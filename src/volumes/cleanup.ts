@@ -7,6 +7,7 @@ import { readdir, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { basename, join } from "node:path";
 import type { DatasetLocation } from "./layout.ts";
+import { removeStalePending } from "./occupant.ts";
 import { removeTree, removeTreeReporting } from "./permissions.ts";
 
 /** `replaced.<12 hex>` (publish.ts; `.json`: its manifest) and `pruned.<12 hex>` (prune.ts). */
@@ -83,6 +84,9 @@ export async function cleanAbandonedAttempts(
       removed += 1;
     }
   }
+  // Pending manifests of attempts now gone, naming no tree at the path (occupant.ts).
+  if (signal?.aborted !== true) await removeStalePending(location).catch(() => 0);
+  progressed();
   return removed;
 }
 

@@ -1,7 +1,8 @@
 /** What is on disk for a dataset: is something published at its final path, with what manifest. */
 import { lstat } from "node:fs/promises";
 import type { DatasetLocation } from "./layout.ts";
-import { type Manifest, readManifest } from "./manifest.ts";
+import type { Manifest } from "./manifest.ts";
+import { manifestOfTree } from "./occupant.ts";
 
 export interface StagedState {
   readonly exists: boolean;
@@ -13,6 +14,7 @@ export async function inspectStaged(location: DatasetLocation): Promise<StagedSt
     (stats) => stats.isDirectory(),
     () => false,
   );
-  const manifest = exists ? await readManifest(location.manifestPath) : undefined;
+  // A manifest over another tree than the one it names is not that tree's (occupant.ts).
+  const manifest = exists ? await manifestOfTree(location) : undefined;
   return { exists, manifest };
 }

@@ -14,7 +14,7 @@
  * two publishers (a lock lost, or an ephemeral volume, which has none) never write each
  * other's (review: one shared file paired one worker's tree with the other's manifest).
  */
-import { lstat, readdir, readFile } from "node:fs/promises";
+import { lstat, readdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import type { DatasetLocation } from "./layout.ts";
@@ -39,8 +39,7 @@ export interface PendingManifest extends Manifest {
  * What identifies a directory across renames, from every host: its inode number, and its
  * birth time where the filesystem keeps a real one (a freed inode number reused by a
  * user's directory then differs). Not the device: on NFS it is a number of each client's
- * mount (review). Where there is no birth time (or only the change time in its place, which
- * a rename changes), the inode alone.
+ * mount (review). Where there is no birth time, the inode alone.
  */
 export interface TreeIdentity {
   readonly ino: string;
@@ -55,8 +54,14 @@ export async function treeIdentity(path: string): Promise<TreeIdentity | undefin
     throw error;
   });
   if (stats === undefined) return undefined;
-  const real = stats.birthtimeNs > 0n && stats.birthtimeNs !== stats.ctimeNs;
-  return { ino: String(stats.ino), ...(real ? { birth: String(stats.birthtimeNs) } : {}) };
+  // 0 where the filesystem keeps no birth time (NFS). Not "birth differs from change time":
+  // a directory made and written within one clock tick (~4 ms) has both equal, and its
+  // inode number may be one just freed (seen in a test: ext4 gave a removed tree's inode to
+  // the user's directory made in its place). (Without statx, Node reports the change time as
+  // the birth time, which a rename changes: a stopped publish's tree is then refused, never
+  // another's replaced.)
+  const birth = stats.birthtimeNs > 0n ? String(stats.birthtimeNs) : undefined;
+  return { ino: String(stats.ino), ...(birth === undefined ? {} : { birth }) };
 }
 
 /** Whether two identities are of one tree (by inode, and birth time where both have one). */
@@ -78,7 +83,9 @@ export async function pendingNaming(
     try {
       const pending = JSON.parse(await readFile(join(dir, name), "utf8")) as PendingManifest;
       if (typeof pending.uri !== "string") continue;
-      if (sameTree(pending.tree, identity) || sameTree(pending.replacing, identity)) return pending;
+      if (sameTree(pending.tree, identity) || sameTree(pending.replacing, identity)) {
+        return pending;
+      }
     } catch {
       // Gone meanwhile (renamed into place), or not ours to read: not a voucher.
     }
@@ -130,9 +137,28 @@ function sameSource(a: string, b: string): boolean {
 }
 
 /**
- * Why the dataset `ours` (its URI) may not be published at `location`, given the manifest
- * read beside it (`manifest`, possibly before a publisher completed): undefined when it may
- * (nothing at the final path, a tree of the same source, or one dsfetch was publishing).
+ * Whether `manifest` describes the tree `identity`: a manifest written since 2026-12-05 names
+ * its tree (from its pending manifest), and one over another tree is not its (two publishers
+ * after a lock lost: review); an older manifest names none and is taken at its word.
+ */
+export function manifestNames(manifest: Manifest, identity: TreeIdentity | undefined): boolean {
+  const { tree } = manifest as Partial<PendingManifest>;
+  if (tree === undefined) return true;
+  return identity !== undefined && sameTree(tree, identity);
+}
+
+/** The manifest beside the dataset, if it describes the tree at its path. */
+export async function manifestOfTree(location: DatasetLocation): Promise<Manifest | undefined> {
+  const manifest = await readManifest(location.manifestPath);
+  if (manifest === undefined) return undefined;
+  const identity = await treeIdentity(location.path).catch(() => undefined);
+  return manifestNames(manifest, identity) ? manifest : undefined;
+}
+
+/**
+ * Why the dataset `ours` (its URI) may not be published at `location`: undefined when it
+ * may (nothing at the final path, a tree of the same source, or one dsfetch was publishing).
+ * `manifest`: the manifest as the caller read it, possibly before a publisher completed.
  */
 export async function occupantProblem(
   dataset: string,
@@ -145,12 +171,78 @@ export async function occupantProblem(
   if (identity === undefined) return undefined;
   const judge = (theirs: string) =>
     sameSource(theirs, ours) ? undefined : otherSourceError(dataset, location, theirs, ours);
-  if (manifest !== undefined) return judge(manifest.uri);
+  if (manifest !== undefined && manifestNames(manifest, identity)) return judge(manifest.uri);
   const pending = await pendingNaming(location, identity);
   if (pending !== undefined) return judge(pending.uri);
   // Its publisher may have renamed the pending manifest into place since the caller read
   // (seen in the crowd test: 8 workers, one read between the two).
   const now = await readManifest(location.manifestPath);
-  if (now !== undefined) return judge(now.uri);
+  if (now !== undefined && manifestNames(now, identity)) return judge(now.uri);
   return notOursError(dataset, location);
+}
+
+/**
+ * The same, for a look before any download (the reuse check, plan): storage that cannot be
+ * read here (EACCES, a dead mount: ENOTCONN, ESTALE) is not judged, so that the storage
+ * check that follows decides, and may fall back to an ephemeral volume (review: these were
+ * INTERNAL errors).
+ */
+export async function occupantProblemIfKnown(
+  dataset: string,
+  location: DatasetLocation,
+  ours: string,
+  manifest: Manifest | undefined,
+): Promise<DsfetchError | undefined> {
+  return occupantProblem(dataset, location, ours, manifest).catch(() => undefined);
+}
+
+/**
+ * Whether the tree at the final path is one the pending manifest `pending` names (ours, or
+ * the one we replace): then the pending manifest must stay, whatever the publish said.
+ */
+export async function pathHoldsNamedTree(
+  location: DatasetLocation,
+  pending: Pick<PendingManifest, "tree" | "replacing">,
+): Promise<boolean> {
+  const identity = await treeIdentity(location.path).catch(() => undefined);
+  if (identity === undefined) return false;
+  return sameTree(pending.tree, identity) || sameTree(pending.replacing, identity);
+}
+
+/**
+ * Removes pending manifests left behind (a SIGKILL or a given-up rename before the tree went
+ * in, or a withdrawal that failed): one whose attempt directory is gone and that names no
+ * tree at the path. Else they would pile up, and name inode numbers the filesystem gives
+ * out again (review). Best effort; returns how many were removed.
+ */
+export async function removeStalePending(location: DatasetLocation): Promise<number> {
+  const prefix = `${basename(location.manifestPath)}${PENDING}`;
+  const dir = dirname(location.manifestPath);
+  const names = await readdir(dir).catch((): string[] => []);
+  let removed = 0;
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const attempt = name.slice(prefix.length).replace(/\.tmp$/, "");
+    const alive = await lstat(join(location.tmpDir, attempt)).then(
+      () => true,
+      () => false,
+    );
+    if (alive) continue;
+    const path = join(dir, name);
+    if (!name.endsWith(".tmp")) {
+      try {
+        const pending = JSON.parse(await readFile(path, "utf8")) as PendingManifest;
+        if (await pathHoldsNamedTree(location, pending)) continue;
+      } catch {
+        // Unreadable: it vouches for nothing.
+      }
+    }
+    await rm(path, { force: true }).then(
+      () => {
+        removed += 1;
+      },
+      () => {},
+    );
+  }
+  return removed;
 }

@@ -14,10 +14,12 @@ import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { type Attempt, storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
-import { type Manifest, readManifest } from "./manifest.ts";
+import type { Manifest } from "./manifest.ts";
 import {
+  manifestOfTree,
   occupantProblem,
   type PendingManifest,
+  pathHoldsNamedTree,
   pendingManifestPath,
   sameTree,
   type TreeIdentity,
@@ -81,9 +83,8 @@ export async function publish(
   );
   /** Undefined: it may be replaced; "same": it holds our data; or why it may not. */
   const judge = async (): Promise<DsfetchError | "same" | undefined> => {
-    const existing = await call(`reading ${location.manifestPath}`, () =>
-      readManifest(location.manifestPath),
-    );
+    // Only a manifest that describes the tree there (occupant.ts).
+    const existing = await call(`reading ${location.manifestPath}`, () => manifestOfTree(location));
     if (existing !== undefined && sameData(existing, manifest)) return "same";
     // Only what dsfetch published, of the same source, is replaced (occupant.ts).
     return call(`looking at ${location.path}`, () =>
@@ -92,14 +93,21 @@ export async function publish(
   };
   let replacing: TreeIdentity | undefined;
   if (occupant !== undefined) {
-    const verdict = await judge();
+    let verdict: DsfetchError | "same" | undefined;
+    try {
+      verdict = await judge();
+      if (verdict === undefined) {
+        replacing = await call(`looking at ${location.path}`, () => treeIdentity(location.path));
+      }
+    } catch (error) {
+      throw storageError(error, location.path);
+    }
     if (verdict === "same") {
       // Another worker published the same data first: theirs stands, ours goes.
       await removeAttempt(attempt, call);
       return "already-published";
     }
     if (verdict !== undefined) throw verdict;
-    replacing = await call(`looking at ${location.path}`, () => treeIdentity(location.path));
   }
   // The manifest goes in as a pending manifest of this attempt first, naming our tree and the
   // one it replaces: stopped anywhere from here, what stands at the final path is known to
@@ -120,9 +128,19 @@ export async function publish(
   } catch (error) {
     throw storageError(error, pendingPath);
   }
-  /** Our tree did not go in (an error the storage answered with): its voucher goes. */
+  /**
+   * Our tree did not go in (an error the storage answered with): its voucher goes, unless
+   * the final path holds a tree it names after all: ours (a rename that landed, then
+   * reported an error: NFS soft mounts), or the one we replaced put back without its
+   * manifest (review: removed, that tree was refused as foreign for good).
+   */
   const withdraw = () =>
-    bestEffort(call(`removing ${pendingPath}`, () => rm(pendingPath, { force: true })));
+    bestEffort(
+      call(`removing ${pendingPath}`, async () => {
+        if (tree !== undefined && (await pathHoldsNamedTree(location, { tree, replacing }))) return;
+        await rm(pendingPath, { force: true });
+      }),
+    );
   try {
     if (occupant !== undefined) throw Object.assign(new Error("occupied"), { code: "EEXIST" });
     await call(`renaming ${attempt.dataDir} to ${location.path}`, () =>
@@ -137,8 +155,14 @@ export async function publish(
     if (occupant === undefined) {
       // Published meanwhile (a lock lost, or an ephemeral volume staged twice at once): the
       // same data stands; older data of the same source is replaced as above.
-      occupant = await call(`looking at ${location.path}`, () => lstat(location.path));
-      const verdict = await judge();
+      let verdict: DsfetchError | "same" | undefined;
+      try {
+        occupant = await call(`looking at ${location.path}`, () => lstat(location.path));
+        verdict = await judge();
+      } catch (judging) {
+        await withdraw();
+        throw storageError(judging, location.path);
+      }
       if (verdict !== undefined) {
         await withdraw();
         if (verdict !== "same") throw verdict;
@@ -173,7 +197,11 @@ export async function publish(
       () => treeIdentity(location.path),
       finishing,
     );
-    if (there === undefined || !sameTree(there, tree)) {
+    if (there === undefined) {
+      // Moved away meanwhile (another publisher mid-swap, prune): nothing to report as staged.
+      throw new Error(`${location.path} is gone: moved away by another process while publishing`);
+    }
+    if (!sameTree(there, tree)) {
       await withdraw();
       await removeAttempt(attempt, call);
       return "already-published";
@@ -300,8 +328,6 @@ async function putBack(
     // its own in meanwhile (found in review).
     const there = await call(`looking at ${location.path}`, () => lstat(location.path), steps);
     if (occupant === undefined || there.ino !== occupant.ino || there.dev !== occupant.dev) return;
-    // Read-only again (made writable to be moved).
-    await call(`making ${location.path} read-only`, () => chmod(location.path, 0o555), steps);
     if (manifest !== undefined) {
       await call(
         `renaming ${manifest} to ${location.manifestPath}`,
@@ -309,6 +335,11 @@ async function putBack(
         steps,
       );
     }
+    // Read-only again (made writable to be moved); last, and on its own: another user's tree
+    // refuses the chmod, and its manifest must be back all the same (review).
+    await call(`making ${location.path} read-only`, () => chmod(location.path, 0o555), steps).catch(
+      () => {},
+    );
   } catch {
     // Left as it is: no tree, or a tree without a manifest, is replaced by the next run.
   }

@@ -11,6 +11,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   symlinkSync,
   utimesSync,
   writeFileSync,
@@ -21,11 +22,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DsfetchError } from "../../src/errors.ts";
 import { createAttempt } from "../../src/volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../../src/volumes/cleanup.ts";
+import { inspectStaged } from "../../src/volumes/inspect.ts";
 import { type DatasetLocation, locationIn, sharedLocation } from "../../src/volumes/layout.ts";
 import { MANIFEST_VERSION, type Manifest, readManifest } from "../../src/volumes/manifest.ts";
-import { occupantProblem, pendingManifestPath } from "../../src/volumes/occupant.ts";
+import {
+  occupantProblem,
+  occupantProblemIfKnown,
+  pendingManifestPath,
+} from "../../src/volumes/occupant.ts";
 import { removeTreeReporting } from "../../src/volumes/permissions.ts";
 import { publish } from "../../src/volumes/publish.ts";
+import type { StorageCall } from "../../src/volumes/storage-call.ts";
 import { runCli } from "../harness/cli.ts";
 import { startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
@@ -306,6 +313,142 @@ describe("publish: what stands at the final path", () => {
       message: expect.stringContaining("holds s3://b/projA/ds.bin, not s3://b/projB/ds.bin"),
     });
     expect(readdirSync(location.path)).toEqual(["new.bin"]);
+  });
+});
+
+describe("publish: second review", () => {
+  const plain =
+    (hook: (what: string) => void | Promise<void>): StorageCall =>
+    async (what, work) => {
+      await hook(what);
+      return work(new AbortController().signal, () => {});
+    };
+
+  it("a rename that landed and then reported an error keeps its pending manifest: the next run replaces the tree", async () => {
+    const { location, attempt } = await ready("landed");
+    await expect(
+      publish(
+        attempt,
+        location,
+        manifestOf("s3://b/ds.bin", "v1", "new.bin"),
+        async (what, work) => {
+          const result = await work(new AbortController().signal, () => {});
+          if (what.startsWith(`renaming ${attempt.dataDir}`)) {
+            throw Object.assign(new Error("EIO: i/o error"), { code: "EIO" });
+          }
+          return result;
+        },
+      ),
+    ).rejects.toMatchObject({ code: "STORAGE" });
+    expect(readdirSync(location.path)).toEqual(["new.bin"]);
+    expect(pendingManifests(location)).toHaveLength(1);
+    const next = await createAttempt(location);
+    writeFileSync(join(next.dataDir, "next.bin"), "nxt");
+    expect(await publish(next, location, manifestOf("s3://b/ds.bin", "v2", "next.bin"))).toBe(
+      "replaced",
+    );
+    expect(readdirSync(location.path)).toEqual(["next.bin"]);
+  });
+
+  it("a swap put back after a storage error restores the old manifest even when the chmod is refused (another user's tree)", async () => {
+    const { location, attempt: first } = await ready("putback", "old.bin");
+    expect(await publish(first, location, manifestOf("s3://b/ds.bin", "v1", "old.bin"))).toBe(
+      "published",
+    );
+    const next = await createAttempt(location);
+    writeFileSync(join(next.dataDir, "new.bin"), "new");
+    let swapFailed = false;
+    await expect(
+      publish(
+        next,
+        location,
+        manifestOf("s3://b/ds.bin", "v2", "new.bin"),
+        plain((what) => {
+          if (what.startsWith(`renaming ${next.dataDir}`)) {
+            swapFailed = true;
+            throw Object.assign(new Error("EACCES: permission denied"), { code: "EACCES" });
+          }
+          if (swapFailed && what.startsWith(`making ${location.path} read-only`)) {
+            throw Object.assign(new Error("EPERM: operation not permitted"), { code: "EPERM" });
+          }
+        }),
+      ),
+    ).rejects.toMatchObject({ code: "STORAGE" });
+    expect(readdirSync(location.path)).toEqual(["old.bin"]);
+    expect((await readManifest(location.manifestPath))?.etag).toBe("v1");
+  });
+
+  it("our tree moved away before our manifest went in: an error, not 'staged'", async () => {
+    const { location, attempt } = await ready("moved");
+    const elsewhere = join(root, `moved-away-${Date.now()}`);
+    await expect(
+      publish(
+        attempt,
+        location,
+        manifestOf("s3://b/ds.bin", "v1", "new.bin"),
+        plain((what) => {
+          if (what === `syncing ${dirname(location.path)}`) renameSync(location.path, elsewhere);
+        }),
+      ),
+    ).rejects.toMatchObject({ code: "STORAGE", message: expect.stringContaining("is gone") });
+    expect(existsSync(location.manifestPath)).toBe(false);
+  });
+
+  it("a manifest over another tree than the one it names does not vouch for it (a user's directory where the dataset was removed by hand)", async () => {
+    const { location, attempt } = await ready("by-hand");
+    expect(await publish(attempt, location, manifestOf("s3://b/ds.bin", "v1", "new.bin"))).toBe(
+      "published",
+    );
+    await removeTreeReporting(location.path, () => {});
+    usersDirectory(location.path);
+    expect((await inspectStaged(location)).manifest).toBeUndefined();
+    const next = await createAttempt(location);
+    writeFileSync(join(next.dataDir, "x.bin"), "new");
+    await expect(
+      publish(next, location, manifestOf("s3://b/ds.bin", "v2", "x.bin")),
+    ).rejects.toMatchObject({ code: "PATH_TAKEN" });
+    expect(readdirSync(location.path)).toEqual(["mine.txt"]);
+  });
+
+  it("the look before a download does not judge storage it cannot read (the storage check decides)", async () => {
+    const location = locationIn(mkdtempSync(join(root, "unreadable-")), "x".repeat(300));
+    await expect(occupantProblem("ds", location, "s3://b/ds.bin", undefined)).rejects.toMatchObject(
+      {
+        code: "ENAMETOOLONG",
+      },
+    );
+    expect(
+      await occupantProblemIfKnown("ds", location, "s3://b/ds.bin", undefined),
+    ).toBeUndefined();
+  });
+
+  it("stale pending manifests are removed by the clean-up; one naming the tree at the path, or of a live attempt, stays", async () => {
+    const { location, attempt } = await ready("stale-sweep");
+    // A publish stopped after its tree went in: its pending manifest names the tree there.
+    await expect(
+      publish(
+        attempt,
+        location,
+        manifestOf("s3://b/ds.bin", "v1", "new.bin"),
+        plain((what) => {
+          if (what.startsWith(`making ${location.path} read-only`)) throw new Error("killed");
+        }),
+      ),
+    ).rejects.toThrow();
+    const naming = pendingManifestPath(location, attempt.dir);
+    const dir = dirname(location.manifestPath);
+    const gone = join(dir, "ds.json.pending.ds.host.1.dead");
+    writeFileSync(gone, JSON.stringify({ uri: "s3://b/ds.bin", tree: { ino: "1" } }));
+    writeFileSync(`${gone}x.tmp`, "{");
+    const live = await createAttempt(location);
+    const livePending = pendingManifestPath(location, live.dir);
+    writeFileSync(livePending, JSON.stringify({ uri: "s3://b/ds.bin", tree: { ino: "2" } }));
+    // Its own attempt directory is gone too (an abandoned attempt removed).
+    await removeTreeReporting(attempt.dir, () => {});
+    await cleanAbandonedAttempts(location, Number.POSITIVE_INFINITY);
+    expect(pendingManifests(location).sort()).toEqual(
+      [naming, livePending].map((path) => path.split("/").at(-1)).sort(),
+    );
   });
 });
 
