@@ -1,8 +1,8 @@
 /** `dsfetch list`: the datasets published in a team's shared storage, from their manifests. */
-import { readdir, stat } from "node:fs/promises";
+import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
-import { readManifest } from "./manifest.ts";
+import { manifestOfTree } from "./occupant.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { activeLeases, lastUsed } from "./usage.ts";
 
@@ -41,12 +41,14 @@ export async function listDatasets(
   for (const file of names.filter((name) => name.endsWith(".json")).sort()) {
     const location = locationIn(dataRoot, file.slice(0, -".json".length));
     const found = await call(`reading ${location.manifestPath}`, async () => {
-      const manifest = await readManifest(location.manifestPath);
-      const published = await stat(location.path).then(
+      // Only a directory (not a link to one) that its manifest names: a user's directory made
+      // where a dataset was removed by hand is not listed, and so never pruned (review).
+      const published = await lstat(location.path).then(
         (s) => s.isDirectory(),
         () => false,
       );
-      if (manifest === undefined || !published) return undefined;
+      const manifest = published ? await manifestOfTree(location) : undefined;
+      if (manifest === undefined) return undefined;
       return { manifest, used: await lastUsed(location), inUse: await activeLeases(location) };
     });
     if (found === undefined) continue;

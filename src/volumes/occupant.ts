@@ -14,7 +14,9 @@
  * two publishers (a lock lost, or an ephemeral volume, which has none) never write each
  * other's (review: one shared file paired one worker's tree with the other's manifest).
  */
+import { lstatSync } from "node:fs";
 import { lstat, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import type { DatasetLocation } from "./layout.ts";
@@ -46,8 +48,35 @@ export interface TreeIdentity {
   readonly birth?: string | undefined;
 }
 
-/** The identity of what is at `path`; undefined when nothing is there. */
-export async function treeIdentity(path: string): Promise<TreeIdentity | undefined> {
+/**
+ * Whether this process sees real birth times: without statx (Linux before 4.11, an old
+ * seccomp profile) Node reports the change time in their place, which a rename and a chmod
+ * change (review: every tree would then have been refused). Told by directories that have
+ * surely changed since they were made: a birth time that differs from the change time is
+ * a real one (the fallback never differs).
+ */
+let realBirthTimes: boolean | undefined;
+function birthTimesAreReal(): boolean {
+  realBirthTimes ??= ["/", dirname(process.execPath), tmpdir()].some((path) => {
+    try {
+      const stats = lstatSync(path, { bigint: true });
+      return stats.birthtimeNs > 0n && stats.birthtimeNs !== stats.ctimeNs;
+    } catch {
+      return false;
+    }
+  });
+  return realBirthTimes;
+}
+
+/**
+ * The identity of what is at `path`; undefined when nothing is there. `recording`: for a
+ * pending manifest, before the tree is renamed and made read-only: without real birth times
+ * (birthTimesAreReal), the inode alone.
+ */
+export async function treeIdentity(
+  path: string,
+  recording = false,
+): Promise<TreeIdentity | undefined> {
   const stats = await lstat(path, { bigint: true }).catch((error: NodeJS.ErrnoException) => {
     // Nothing there: not even the directories above it.
     if (error.code === "ENOENT" || error.code === "ENOTDIR") return undefined;
@@ -60,7 +89,8 @@ export async function treeIdentity(path: string): Promise<TreeIdentity | undefin
   // the user's directory made in its place). (Without statx, Node reports the change time as
   // the birth time, which a rename changes: a stopped publish's tree is then refused, never
   // another's replaced.)
-  const birth = stats.birthtimeNs > 0n ? String(stats.birthtimeNs) : undefined;
+  const known = stats.birthtimeNs > 0n && !(recording && !birthTimesAreReal());
+  const birth = known ? String(stats.birthtimeNs) : undefined;
   return { ino: String(stats.ino), ...(birth === undefined ? {} : { birth }) };
 }
 

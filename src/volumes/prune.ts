@@ -11,6 +11,7 @@ import { DsfetchError } from "../errors.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
 import { locationIn, sharedDataRoot } from "./layout.ts";
 import { acquireLock } from "./lock.ts";
+import { manifestOfTree } from "./occupant.ts";
 import { makeWritable, removeTreeReporting } from "./permissions.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { activeLeases, lastUsed } from "./usage.ts";
@@ -127,6 +128,9 @@ async function removeDataset(
       return `used since the listing (${used.toISOString()})`;
     }
     const aside = join(location.tmpDir, `pruned.${randomBytes(6).toString("hex")}`);
+    // Still the tree its manifest names (the listing may be old): else not a dataset of ours.
+    const named = await call(`reading ${location.manifestPath}`, () => manifestOfTree(location));
+    if (named === undefined) return "its manifest no longer names the directory there";
     await call(`moving ${location.path} aside`, async () => {
       const listed = await readFile(location.manifestPath, "utf8").catch(() => undefined);
       await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });

@@ -97,7 +97,9 @@ export async function publish(
     try {
       verdict = await judge();
       if (verdict === undefined) {
-        replacing = await call(`looking at ${location.path}`, () => treeIdentity(location.path));
+        replacing = await call(`looking at ${location.path}`, () =>
+          treeIdentity(location.path, true),
+        );
       }
     } catch (error) {
       throw storageError(error, location.path);
@@ -115,16 +117,9 @@ export async function publish(
   const pendingPath = pendingManifestPath(location, attempt.dir);
   let tree: TreeIdentity | undefined;
   try {
-    tree = await call(`looking at ${attempt.dataDir}`, () => treeIdentity(attempt.dataDir));
+    tree = await call(`looking at ${attempt.dataDir}`, () => treeIdentity(attempt.dataDir, true));
     if (tree === undefined) throw new Error(`${attempt.dataDir} is gone`);
-    const pending: PendingManifest = { ...manifest, tree, replacing };
-    await call(`writing the pending manifest ${pendingPath}`, async () => {
-      await mkdir(dirname(pendingPath), { recursive: true });
-      // Whole or not at all: written aside, then renamed.
-      await writeDurably(`${pendingPath}.tmp`, `${JSON.stringify(pending, null, 2)}\n`);
-      await rename(`${pendingPath}.tmp`, pendingPath);
-      await fsyncDirectory(dirname(pendingPath));
-    });
+    await writePending(pendingPath, { ...manifest, tree, replacing }, call);
   } catch (error) {
     throw storageError(error, pendingPath);
   }
@@ -143,8 +138,12 @@ export async function publish(
     );
   try {
     if (occupant !== undefined) throw Object.assign(new Error("occupied"), { code: "EEXIST" });
-    await call(`renaming ${attempt.dataDir} to ${location.path}`, () =>
-      rename(attempt.dataDir, location.path),
+    // Not stopped by an interrupt: the rename would land all the same, leaving a complete
+    // download without its manifest, fetched again (review).
+    await call(
+      `renaming ${attempt.dataDir} to ${location.path}`,
+      () => rename(attempt.dataDir, location.path),
+      { uninterruptible: true },
     );
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
@@ -168,6 +167,16 @@ export async function publish(
         if (verdict !== "same") throw verdict;
         await removeAttempt(attempt, call);
         return "already-published";
+      }
+      // The tree we now replace is named too, before it moves (review: stopped after its
+      // manifest went aside, the other publisher's tree was named by nothing).
+      try {
+        replacing = await call(`looking at ${location.path}`, () =>
+          treeIdentity(location.path, true),
+        );
+        await writePending(pendingPath, { ...manifest, tree, replacing }, call);
+      } catch (naming) {
+        throw storageError(naming, pendingPath);
       }
     }
     try {
@@ -202,7 +211,19 @@ export async function publish(
       throw new Error(`${location.path} is gone: moved away by another process while publishing`);
     }
     if (!sameTree(there, tree)) {
+      // Replaced meanwhile by another publisher (a lock lost): "staged" only if it holds our
+      // data; another version is not what this run resolved (review).
+      const theirs = await call(
+        `reading ${location.manifestPath}`,
+        () => manifestOfTree(location),
+        finishing,
+      ).catch(() => undefined);
       await withdraw();
+      if (theirs === undefined || !sameData(theirs, manifest)) {
+        throw new Error(
+          `another worker replaced ${location.path} while this one published it (a lock lost?); run again`,
+        );
+      }
       await removeAttempt(attempt, call);
       return "already-published";
     }
@@ -378,6 +399,20 @@ async function removeAttempt(attempt: Attempt, call: StorageCall): Promise<void>
       removeTreeReporting(attempt.dir, progressed, signal),
     ),
   );
+}
+
+/** Writes a pending manifest whole or not at all (aside, then renamed), durably. */
+async function writePending(
+  path: string,
+  pending: PendingManifest,
+  call: StorageCall,
+): Promise<void> {
+  await call(`writing the pending manifest ${path}`, async () => {
+    await mkdir(dirname(path), { recursive: true });
+    await writeDurably(`${path}.tmp`, `${JSON.stringify(pending, null, 2)}\n`);
+    await rename(`${path}.tmp`, path);
+    await fsyncDirectory(dirname(path));
+  });
 }
 
 /** Writes `text` to `path` and makes it durable before returning. */

@@ -4,6 +4,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { locationIn } from "../../src/volumes/layout.ts";
+import { removeTreeReporting } from "../../src/volumes/permissions.ts";
 import { prune } from "../../src/volumes/prune.ts";
 import { markUsed } from "../../src/volumes/usage.ts";
 import { runCli } from "../harness/cli.ts";
@@ -167,5 +168,22 @@ describe("prune racing a job", () => {
       }),
     ]);
     expect(await published()).toEqual(["a", "b", "c"]);
+  });
+});
+
+describe("a user's directory where a dataset was removed by hand", () => {
+  it("is not listed and not pruned (its manifest names another tree)", async () => {
+    await age("a", 10);
+    const path = join(data, "a");
+    await removeTreeReporting(path, () => {});
+    await mkdir(path);
+    await writeFile(join(path, "mine.txt"), "the user's own bytes");
+    const listed = await runCli(["list", ...flags()], { env: testEnv() });
+    expect(
+      (JSON.parse(listed.stdout) as { datasets: { name: string }[] }).datasets.map((d) => d.name),
+    ).toEqual(["b", "c"]);
+    const pruned = await runCli(["prune", "--older-than", "1d", ...flags()], { env: testEnv() });
+    expect(pruned.code).toBe(0);
+    expect(await readdir(path)).toEqual(["mine.txt"]);
   });
 });

@@ -29,6 +29,8 @@ import {
   occupantProblem,
   occupantProblemIfKnown,
   pendingManifestPath,
+  sameTree,
+  treeIdentity,
 } from "../../src/volumes/occupant.ts";
 import { removeTreeReporting } from "../../src/volumes/permissions.ts";
 import { publish } from "../../src/volumes/publish.ts";
@@ -252,31 +254,94 @@ describe("publish: what stands at the final path", () => {
     expect(pendingManifests(location)).toEqual([]);
   });
 
-  it("another publisher swaps its tree in between our tree's rename and our manifest's: its manifest stands, never ours over its tree", async () => {
-    const { location, attempt } = await ready("race-b", "a.bin");
+  for (const [theirs, expected] of [
+    ["vb", "fails: another version is not what it resolved"],
+    ["va", "is staged: the same data stands"],
+  ] as const) {
+    it(`another publisher swaps its tree in between our tree's rename and our manifest's (${theirs}): its manifest stands, never ours over its tree, and ours ${expected}`, async () => {
+      const { location, attempt } = await ready(`race-b-${theirs}`, "a.bin");
+      const other = await createAttempt(location);
+      writeFileSync(join(other.dataDir, "b.bin"), "new");
+      let raced = false;
+      const publishing = publish(
+        attempt,
+        location,
+        manifestOf("s3://b/ds.bin", "va", "a.bin"),
+        async (what, work) => {
+          if (!raced && what.startsWith(`making ${location.path} read-only`)) {
+            raced = true;
+            // Our tree is in, without its manifest: the other sees dsfetch's tree (our pending
+            // manifest names it) and replaces it.
+            expect(
+              await publish(other, location, manifestOf("s3://b/ds.bin", theirs, "b.bin")),
+            ).toBe("replaced");
+          }
+          return work(new AbortController().signal, () => {});
+        },
+      );
+      if (theirs === "vb") {
+        await expect(publishing).rejects.toMatchObject({
+          code: "STORAGE",
+          message: expect.stringContaining("another worker replaced"),
+        });
+      } else {
+        expect(await publishing).toBe("already-published");
+      }
+      expect(readdirSync(location.path)).toEqual(["b.bin"]);
+      expect((await readManifest(location.manifestPath))?.etag).toBe(theirs);
+      expect(pendingManifests(location)).toEqual([]);
+    });
+  }
+
+  it("a lost-lock race whose swap stops after the other's manifest went aside: the other's tree is still named, the next run replaces it", async () => {
+    const { location, attempt } = await ready("race-c", "a.bin");
     const other = await createAttempt(location);
     writeFileSync(join(other.dataDir, "b.bin"), "new");
     let raced = false;
-    const outcome = await publish(
-      attempt,
-      location,
-      manifestOf("s3://b/ds.bin", "va", "a.bin"),
-      async (what, work) => {
-        if (!raced && what.startsWith(`making ${location.path} read-only`)) {
+    await expect(
+      publish(attempt, location, manifestOf("s3://b/ds.bin", "va", "a.bin"), async (what, work) => {
+        if (!raced && what.startsWith(`renaming ${attempt.dataDir}`)) {
           raced = true;
-          // Our tree is in, without its manifest: the other sees dsfetch's tree (our pending
-          // manifest names it) and replaces it.
           expect(await publish(other, location, manifestOf("s3://b/ds.bin", "vb", "b.bin"))).toBe(
-            "replaced",
+            "published",
           );
         }
-        return work(new AbortController().signal, () => {});
-      },
-    );
-    expect(outcome).toBe("already-published");
+        const result = await work(new AbortController().signal, () => {});
+        if (what.startsWith(`moving ${location.manifestPath} aside`)) {
+          throw new DsfetchError("STALLED", `ds: ${what} got no answer from the storage for 1 s`);
+        }
+        return result;
+      }),
+    ).rejects.toMatchObject({ code: "STALLED" });
+    // The other's tree, without its manifest (moved aside).
     expect(readdirSync(location.path)).toEqual(["b.bin"]);
-    expect((await readManifest(location.manifestPath))?.etag).toBe("vb");
-    expect(pendingManifests(location)).toEqual([]);
+    expect(existsSync(location.manifestPath)).toBe(false);
+    const next = await createAttempt(location);
+    writeFileSync(join(next.dataDir, "c.bin"), "new");
+    expect(await publish(next, location, manifestOf("s3://b/ds.bin", "vc", "c.bin"))).toBe(
+      "replaced",
+    );
+    expect(readdirSync(location.path)).toEqual(["c.bin"]);
+  });
+
+  it("birth times are recorded where this process sees real ones (without statx Node reports the change time, which a rename changes)", async () => {
+    const fresh = mkdtempSync(join(root, "identity-"));
+    const recorded = await treeIdentity(fresh, true);
+    const stats = lstatSync(fresh, { bigint: true });
+    // Real here when some old directory's birth time differs from its change time.
+    const real = ["/", dirname(process.execPath), tmpdir()].some((path) => {
+      const s = lstatSync(path, { bigint: true });
+      return s.birthtimeNs > 0n && s.birthtimeNs !== s.ctimeNs;
+    });
+    expect(recorded).toEqual({
+      ino: String(stats.ino),
+      ...(real && stats.birthtimeNs > 0n ? { birth: String(stats.birthtimeNs) } : {}),
+    });
+    // Recorded without one, a tree is known by its inode alone, whatever its birth time says later.
+    expect(sameTree({ ino: String(stats.ino) }, { ino: String(stats.ino), birth: "1" })).toBe(true);
+    expect(
+      sameTree({ ino: String(stats.ino), birth: "2" }, { ino: String(stats.ino), birth: "1" }),
+    ).toBe(false);
   });
 
   it("a reader that looked for the manifest just before its publisher renamed it into place: not refused", async () => {
