@@ -40,7 +40,7 @@ import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/m
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { publish } from "../volumes/publish.ts";
 import { sharedStorageProblem } from "../volumes/storage-check.ts";
-import { markUsed } from "../volumes/usage.ts";
+import { activeLeases, markUsed } from "../volumes/usage.ts";
 import { ProgressTracker } from "./progress.ts";
 import { DOWNLOAD_STOP_GRACE_MS, watchProgress } from "./progress-watchdog.ts";
 import { StorageCalls } from "./storage-calls.ts";
@@ -66,6 +66,10 @@ export interface StagedDataset {
   readonly refetchedBytes: number;
   /** Why a shared dataset went to an ephemeral volume instead, when it did. */
   readonly fallback?: string;
+  /**
+   * Its source changed, but the published version was kept: in use by these ("host pid N").
+   */
+  readonly keptInUse?: readonly string[];
 }
 
 export interface StageContext {
@@ -168,7 +172,7 @@ export async function stageDataset(
         occupantProblemIfKnown(spec.name, target.location, spec.uri, staged.manifest),
       );
       if (problem !== undefined) throw problem;
-      return undefined;
+      return keptInUse(resolution, staged.manifest);
     }
     await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
     context.signal?.throwIfAborted();
@@ -180,6 +184,47 @@ export async function stageDataset(
       seconds: elapsed(started),
       retries,
       refetchedBytes: 0,
+    };
+  };
+
+  /**
+   * A dataset of the same source, not pinned to a version, that changed since it was published
+   * and is in use (leases: `run`, `sidecar`): kept as it is, not replaced under the jobs that
+   * read it (review, 2026-12-05: a job's late worker replaced the folder under the others,
+   * which then read two versions). The first run once no job uses it refreshes it.
+   */
+  const keptInUse = async (
+    resolution: Resolution,
+    published: Manifest | undefined,
+  ): Promise<StagedDataset | undefined> => {
+    if (published === undefined || spec.etag !== undefined || spec.versionId !== undefined) {
+      return undefined;
+    }
+    if (published.kind !== resolution.kind) return undefined;
+    const users = await call(`reading the leases of ${target.location.path}`, () =>
+      activeLeases(target.location),
+    ).catch((): string[] => []);
+    if (users.length === 0) return undefined;
+    await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
+    context.signal?.throwIfAborted();
+    context.onEvent({
+      type: "warning",
+      dataset: spec.name,
+      message: `${spec.uri} changed since it was staged (${published.createdAt}), but ${target.location.path} is in use (${users.join(", ")}): kept as it is, not replaced under the jobs reading it; the first run once no job uses it refreshes it`,
+    });
+    context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
+    return {
+      ...summaryOf(resolution),
+      etag: published.etag ?? null,
+      versionId: published.versionId ?? null,
+      bytes: published.bytes,
+      objects: published.files.length,
+      cached: true,
+      verification: { [published.verification]: published.files.length },
+      seconds: elapsed(started),
+      retries,
+      refetchedBytes: 0,
+      keptInUse: users,
     };
   };
 

@@ -16,6 +16,8 @@ import {
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { locationIn } from "../../src/volumes/layout.ts";
+import { takeLease } from "../../src/volumes/usage.ts";
 import { runCli } from "../harness/cli.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -131,6 +133,60 @@ describe("published datasets", () => {
     expect(refreshed.entries[0]?.cached).toBe(false);
     expect(await readFile(file, "utf8")).toBe("version two, longer");
     expect(await readdir(join(storage, "t", "data", ".dsfetch", "tmp"))).toEqual([]);
+  });
+
+  it("a changed folder in use by a job (a lease) is kept as it is, said so; refreshed once no job uses it", async () => {
+    const storage = await fresh("in-use");
+    await putObject(bucket, "inuse/a.txt", "one");
+    const flags = ["--storage-root", storage, "--team", "t"];
+    const datasets = [{ uri: `s3://${bucket}/inuse/` }];
+    const first = await fetch(datasets, flags);
+    expect(first.code).toBe(0);
+    const dir = first.entries[0]?.path as string;
+    // A job's lease (as `run` and `sidecar` take), by this live process.
+    const lease = await takeLease(locationIn(join(storage, "t", "data"), "inuse"));
+    await putObject(bucket, "inuse/b.txt", "two");
+    try {
+      const kept = await runCli(["fetch", "--datasets", "-", "--json", ...flags], {
+        env: testEnv(),
+        stdin: JSON.stringify(datasets),
+      });
+      expect(kept.code).toBe(0);
+      expect(JSON.parse(kept.stdout).datasets[0]).toMatchObject({
+        cached: true,
+        objects: 1,
+        keptInUse: [expect.stringMatching(/ pid \d+$/)],
+      });
+      expect(kept.stderr).toContain("changed since it was staged");
+      expect(kept.stderr).toContain("kept as it is");
+      expect((await readdir(dir)).sort()).toEqual(["a.txt"]);
+    } finally {
+      await lease.release();
+    }
+    const refreshed = await fetch(datasets, flags);
+    expect(refreshed.code).toBe(0);
+    expect(refreshed.entries[0]?.cached).toBe(false);
+    expect((await readdir(dir)).sort()).toEqual(["a.txt", "b.txt"]);
+  });
+
+  it("a changed single object in use is kept too: the job reads the version it started with", async () => {
+    const storage = await fresh("in-use-object");
+    const key = "inuse-object/model.txt";
+    await putObject(bucket, key, "version one");
+    const flags = ["--storage-root", storage, "--team", "t"];
+    const first = await fetch([{ uri: `s3://${bucket}/${key}` }], flags);
+    expect(first.code).toBe(0);
+    const file = join(first.entries[0]?.path as string, "model.txt");
+    const lease = await takeLease(locationIn(join(storage, "t", "data"), "model.txt"));
+    try {
+      await putObject(bucket, key, "version two");
+      const kept = await fetch([{ uri: `s3://${bucket}/${key}` }], flags);
+      expect(kept.code).toBe(0);
+      expect(kept.entries[0]?.cached).toBe(true);
+      expect(await readFile(file, "utf8")).toBe("version one");
+    } finally {
+      await lease.release();
+    }
   });
 
   it("removes abandoned attempts of dead processes, and only those of this dataset", async () => {
