@@ -218,9 +218,12 @@ export async function stageDataset(
       etag: published.etag ?? null,
       versionId: published.versionId ?? null,
       bytes: published.bytes,
-      objects: published.files.length,
+      // An archive is one object, whatever it expanded to (its manifest lists the files).
+      objects: published.kind === "prefix" ? published.files.length : 1,
       cached: true,
-      verification: { [published.verification]: published.files.length },
+      verification: {
+        [published.verification]: published.kind === "prefix" ? published.files.length : 1,
+      },
       seconds: elapsed(started),
       retries,
       refetchedBytes: 0,

@@ -14,10 +14,9 @@
  * two publishers (a lock lost, or an ephemeral volume, which has none) never write each
  * other's (review: one shared file paired one worker's tree with the other's manifest).
  */
-import { lstatSync } from "node:fs";
-import { lstat, readdir, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, lstat, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { DsfetchError } from "../errors.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { type Manifest, readManifest } from "./manifest.ts";
@@ -49,33 +48,49 @@ export interface TreeIdentity {
 }
 
 /**
- * Whether this process sees real birth times: without statx (Linux before 4.11, an old
- * seccomp profile) Node reports the change time in their place, which a rename and a chmod
- * change (review: every tree would then have been refused). Told by directories that have
- * surely changed since they were made: a birth time that differs from the change time is
- * a real one (the fallback never differs).
+ * Whether the filesystem of `dir` keeps birth times this process sees: a directory made
+ * there keeps its birth time through a chmod that changes its change time. Not where there is
+ * none (0: NFS, ext4's small inodes), nor without statx (Linux before 4.11, an old seccomp
+ * profile: Node reports the change time in its place, which a rename and a chmod change;
+ * review: every tree would then have been refused). Asked once per directory and process,
+ * by a probe made in `dir` (a private one: the attempts' directory). Looking at old
+ * directories instead misjudged a machine whose `/` and `/tmp` keep no birth time while new
+ * directories do (review).
  */
-let realBirthTimes: boolean | undefined;
-function birthTimesAreReal(): boolean {
-  realBirthTimes ??= ["/", dirname(process.execPath), tmpdir()].some((path) => {
-    try {
-      const stats = lstatSync(path, { bigint: true });
-      return stats.birthtimeNs > 0n && stats.birthtimeNs !== stats.ctimeNs;
-    } catch {
-      return false;
-    }
-  });
-  return realBirthTimes;
+const birthProbes = new Map<string, Promise<boolean>>();
+export function birthTimesHold(dir: string): Promise<boolean> {
+  let probe = birthProbes.get(dir);
+  if (probe === undefined) {
+    probe = probeBirthTimes(dir).catch(() => false);
+    birthProbes.set(dir, probe);
+  }
+  return probe;
+}
+
+async function probeBirthTimes(dir: string): Promise<boolean> {
+  const path = await mkdtemp(join(dir, ".birth-probe-"));
+  try {
+    const before = await lstat(path, { bigint: true });
+    if (before.birthtimeNs === 0n) return false;
+    // Past the kernel's coarse clock tick (4 ms at most), so that the chmod changes the
+    // change time for certain.
+    await sleep(15);
+    await chmod(path, 0o755);
+    const after = await lstat(path, { bigint: true });
+    return after.ctimeNs !== before.ctimeNs && after.birthtimeNs === before.birthtimeNs;
+  } finally {
+    await rm(path, { recursive: true, force: true });
+  }
 }
 
 /**
- * The identity of what is at `path`; undefined when nothing is there. `recording`: for a
- * pending manifest, before the tree is renamed and made read-only: without real birth times
- * (birthTimesAreReal), the inode alone.
+ * The identity of what is at `path`; undefined when nothing is there. `recordingIn`: for a
+ * pending manifest, a private directory on the same filesystem where birthTimesHold may
+ * probe; the birth time is recorded only where it holds (else the inode alone).
  */
 export async function treeIdentity(
   path: string,
-  recording = false,
+  recordingIn?: string,
 ): Promise<TreeIdentity | undefined> {
   const stats = await lstat(path, { bigint: true }).catch((error: NodeJS.ErrnoException) => {
     // Nothing there: not even the directories above it.
@@ -89,7 +104,8 @@ export async function treeIdentity(
   // the user's directory made in its place). (Without statx, Node reports the change time as
   // the birth time, which a rename changes: a stopped publish's tree is then refused, never
   // another's replaced.)
-  const known = stats.birthtimeNs > 0n && !(recording && !birthTimesAreReal());
+  const known =
+    stats.birthtimeNs > 0n && (recordingIn === undefined || (await birthTimesHold(recordingIn)));
   const birth = known ? String(stats.birthtimeNs) : undefined;
   return { ino: String(stats.ino), ...(birth === undefined ? {} : { birth }) };
 }

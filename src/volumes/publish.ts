@@ -21,6 +21,7 @@ import {
   type PendingManifest,
   pathHoldsNamedTree,
   pendingManifestPath,
+  pendingNaming,
   sameTree,
   type TreeIdentity,
   treeIdentity,
@@ -86,6 +87,10 @@ export async function publish(
     // Only a manifest that describes the tree there (occupant.ts).
     const existing = await call(`reading ${location.manifestPath}`, () => manifestOfTree(location));
     if (existing !== undefined && sameData(existing, manifest)) return "same";
+    // A tree of the same data without its manifest (a stopped publish, or one in progress) is
+    // replaced, not taken as ours: taken, no manifest would ever be written and every run would
+    // fetch it again. A publisher in progress then finds our tree of the same data in place of
+    // its own, and stands down (the finishing check below).
     // Only what dsfetch published, of the same source, is replaced (occupant.ts).
     return call(`looking at ${location.path}`, () =>
       occupantProblem(manifest.name, location, manifest.uri, existing),
@@ -98,7 +103,7 @@ export async function publish(
       verdict = await judge();
       if (verdict === undefined) {
         replacing = await call(`looking at ${location.path}`, () =>
-          treeIdentity(location.path, true),
+          treeIdentity(location.path, location.tmpDir),
         );
       }
     } catch (error) {
@@ -117,7 +122,9 @@ export async function publish(
   const pendingPath = pendingManifestPath(location, attempt.dir);
   let tree: TreeIdentity | undefined;
   try {
-    tree = await call(`looking at ${attempt.dataDir}`, () => treeIdentity(attempt.dataDir, true));
+    tree = await call(`looking at ${attempt.dataDir}`, () =>
+      treeIdentity(attempt.dataDir, location.tmpDir),
+    );
     if (tree === undefined) throw new Error(`${attempt.dataDir} is gone`);
     await writePending(pendingPath, { ...manifest, tree, replacing }, call);
   } catch (error) {
@@ -172,7 +179,7 @@ export async function publish(
       // manifest went aside, the other publisher's tree was named by nothing).
       try {
         replacing = await call(`looking at ${location.path}`, () =>
-          treeIdentity(location.path, true),
+          treeIdentity(location.path, location.tmpDir),
         );
         await writePending(pendingPath, { ...manifest, tree, replacing }, call);
       } catch (naming) {
@@ -213,9 +220,10 @@ export async function publish(
     if (!sameTree(there, tree)) {
       // Replaced meanwhile by another publisher (a lock lost): "staged" only if it holds our
       // data; another version is not what this run resolved (review).
+      // Its manifest, or its pending one if that is not in yet.
       const theirs = await call(
         `reading ${location.manifestPath}`,
-        () => manifestOfTree(location),
+        async () => (await manifestOfTree(location)) ?? (await pendingNaming(location, there)),
         finishing,
       ).catch(() => undefined);
       await withdraw();

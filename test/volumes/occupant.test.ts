@@ -26,10 +26,11 @@ import { inspectStaged } from "../../src/volumes/inspect.ts";
 import { type DatasetLocation, locationIn, sharedLocation } from "../../src/volumes/layout.ts";
 import { MANIFEST_VERSION, type Manifest, readManifest } from "../../src/volumes/manifest.ts";
 import {
+  birthTimesHold,
+  manifestOfTree,
   occupantProblem,
   occupantProblemIfKnown,
   pendingManifestPath,
-  sameTree,
   treeIdentity,
 } from "../../src/volumes/occupant.ts";
 import { removeTreeReporting } from "../../src/volumes/permissions.ts";
@@ -293,6 +294,33 @@ describe("publish: what stands at the final path", () => {
     });
   }
 
+  it("another publisher of the same data swaps its tree in and has not written its manifest yet: ours stands down, staged", async () => {
+    const { location, attempt } = await ready("race-d", "a.bin");
+    const other = await createAttempt(location);
+    writeFileSync(join(other.dataDir, "a.bin"), "new");
+    let raced = false;
+    const outcome = await publish(
+      attempt,
+      location,
+      manifestOf("s3://b/ds.bin", "va", "a.bin"),
+      async (what, work) => {
+        if (!raced && what.startsWith(`making ${location.path} read-only`)) {
+          raced = true;
+          // The other replaces our tree (same data), and is stopped before its manifest.
+          await expect(
+            publish(other, location, manifestOf("s3://b/ds.bin", "va", "a.bin"), async (w, job) => {
+              if (w.startsWith(`writing ${location.manifestPath}`)) throw new Error("killed");
+              return job(new AbortController().signal, () => {});
+            }),
+          ).rejects.toThrow();
+        }
+        return work(new AbortController().signal, () => {});
+      },
+    );
+    expect(outcome).toBe("already-published");
+    expect(readdirSync(location.path)).toEqual(["a.bin"]);
+  });
+
   it("a lost-lock race whose swap stops after the other's manifest went aside: the other's tree is still named, the next run replaces it", async () => {
     const { location, attempt } = await ready("race-c", "a.bin");
     const other = await createAttempt(location);
@@ -324,24 +352,39 @@ describe("publish: what stands at the final path", () => {
     expect(readdirSync(location.path)).toEqual(["c.bin"]);
   });
 
-  it("birth times are recorded where this process sees real ones (without statx Node reports the change time, which a rename changes)", async () => {
-    const fresh = mkdtempSync(join(root, "identity-"));
-    const recorded = await treeIdentity(fresh, true);
-    const stats = lstatSync(fresh, { bigint: true });
-    // Real here when some old directory's birth time differs from its change time.
-    const real = ["/", dirname(process.execPath), tmpdir()].some((path) => {
-      const s = lstatSync(path, { bigint: true });
-      return s.birthtimeNs > 0n && s.birthtimeNs !== s.ctimeNs;
+  it("birth times are recorded wherever new directories have them (this machine's / and /tmp have none: judged from them, every tree was known by its inode alone)", async () => {
+    const { location, attempt } = await ready("birth");
+    const born = lstatSync(attempt.dataDir, { bigint: true }).birthtimeNs;
+    expect(await birthTimesHold(location.tmpDir)).toBe(born > 0n);
+    expect((await treeIdentity(attempt.dataDir, location.tmpDir))?.birth).toBe(
+      born > 0n ? String(born) : undefined,
+    );
+    // No probe left behind.
+    expect(readdirSync(location.tmpDir).filter((name) => name.startsWith(".birth-probe-"))).toEqual(
+      [],
+    );
+  });
+
+  it("a manifest naming the inode number of the directory there, with another birth time, does not vouch for it (an inode number given out again)", async () => {
+    const { location, attempt } = await ready("reused");
+    expect(await publish(attempt, location, manifestOf("s3://b/ds.bin", "v1", "new.bin"))).toBe(
+      "published",
+    );
+    const published = await readManifest(location.manifestPath);
+    const tree = (published as unknown as { tree: { ino: string; birth?: string } }).tree;
+    if (tree.birth === undefined) return expect(await birthTimesHold(location.tmpDir)).toBe(false);
+    // The same inode number, born at another time: as ext4 hands a freed inode to a new directory.
+    writeFileSync(
+      location.manifestPath,
+      JSON.stringify({
+        ...published,
+        tree: { ino: tree.ino, birth: `${BigInt(tree.birth) + 1n}` },
+      }),
+    );
+    expect(await manifestOfTree(location)).toBeUndefined();
+    expect(await occupantProblem("ds", location, "s3://b/ds.bin", undefined)).toMatchObject({
+      code: "PATH_TAKEN",
     });
-    expect(recorded).toEqual({
-      ino: String(stats.ino),
-      ...(real && stats.birthtimeNs > 0n ? { birth: String(stats.birthtimeNs) } : {}),
-    });
-    // Recorded without one, a tree is known by its inode alone, whatever its birth time says later.
-    expect(sameTree({ ino: String(stats.ino) }, { ino: String(stats.ino), birth: "1" })).toBe(true);
-    expect(
-      sameTree({ ino: String(stats.ino), birth: "2" }, { ino: String(stats.ino), birth: "1" }),
-    ).toBe(false);
   });
 
   it("a reader that looked for the manifest just before its publisher renamed it into place: not refused", async () => {
