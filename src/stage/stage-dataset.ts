@@ -394,6 +394,20 @@ export async function stageDataset(
         await call(`syncing ${attempt.dir}`, () => writeback.settle(), {
           atLeastMs: SETTLE_LIMIT_MS + 5_000,
         });
+        // Leased while this download ran (a job that reused the published version takes its
+        // lease once all its datasets are staged: review): not replaced under that job either.
+        const published = await call(`reading ${target.location.manifestPath}`, () =>
+          inspectStaged(target.location),
+        );
+        const kept = isCached(resolution, published)
+          ? undefined
+          : await keptInUse(resolution, published.manifest);
+        if (kept !== undefined) {
+          await call(`removing ${attempt.dir}`, (signal, progressed) =>
+            discardAttempt(attempt, progressed, signal),
+          ).catch(() => {});
+          return kept;
+        }
         await publish(attempt, target.location, buildManifest(spec, resolution, download), call);
         if (lock !== undefined) {
           const { failurePath } = target.location;

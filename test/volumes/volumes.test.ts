@@ -19,7 +19,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { locationIn } from "../../src/volumes/layout.ts";
 import { takeLease } from "../../src/volumes/usage.ts";
 import { runCli } from "../harness/cli.ts";
-import { createBucket, putObject, testEnv } from "../harness/s3.ts";
+import { startFaultProxy } from "../harness/fault-proxy.ts";
+import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
 let root: string;
 let bucket: string;
@@ -167,6 +168,34 @@ describe("published datasets", () => {
     expect(refreshed.code).toBe(0);
     expect(refreshed.entries[0]?.cached).toBe(false);
     expect((await readdir(dir)).sort()).toEqual(["a.txt", "b.txt"]);
+  });
+
+  it("a job that leases the dataset while a refresh downloads: the refresh is not swapped in under it", async () => {
+    const storage = await fresh("leased-meanwhile");
+    await putObject(bucket, "leased/a.txt", "one");
+    const flags = ["--storage-root", storage, "--team", "t"];
+    const datasets = [{ uri: `s3://${bucket}/leased/` }];
+    const first = await fetch(datasets, flags);
+    expect(first.code).toBe(0);
+    const dir = first.entries[0]?.path as string;
+    await putObject(bucket, "leased/b.bin", randomBytes(1_500_000));
+    const proxy = await startFaultProxy(s3Info().endpoint);
+    let lease: Awaited<ReturnType<typeof takeLease>> | undefined;
+    try {
+      // ~3 s of download: the lease comes while it runs, after the first look found none.
+      proxy.throttle(500_000);
+      const refreshing = fetch(datasets, flags, { AWS_ENDPOINT_URL: proxy.endpoint });
+      await expect.poll(() => proxy.getBodyBytes(), { timeout: 20_000 }).toBeGreaterThan(100_000);
+      lease = await takeLease(locationIn(join(storage, "t", "data"), "leased"));
+      const kept = await refreshing;
+      expect(kept.code).toBe(0);
+      expect(kept.entries[0]).toMatchObject({ cached: true, objects: 1 });
+      expect((await readdir(dir)).sort()).toEqual(["a.txt"]);
+      expect(await readdir(join(storage, "t", "data", ".dsfetch", "tmp"))).toEqual([]);
+    } finally {
+      await lease?.release();
+      await proxy.close();
+    }
   });
 
   it("a changed single object in use is kept too: the job reads the version it started with", async () => {
