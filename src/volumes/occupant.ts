@@ -116,18 +116,31 @@ export function sameTree(a: TreeIdentity | undefined, b: TreeIdentity): boolean 
   return a.birth === undefined || b.birth === undefined || a.birth === b.birth;
 }
 
+/** The pending manifests beside the dataset's manifest: file name, path, and its attempt. */
+async function pendingFiles(
+  location: DatasetLocation,
+): Promise<{ name: string; path: string; attempt: string }[]> {
+  const prefix = `${basename(location.manifestPath)}${PENDING}`;
+  const dir = dirname(location.manifestPath);
+  const names = await readdir(dir).catch((): string[] => []);
+  return names
+    .filter((name) => name.startsWith(prefix))
+    .map((name) => ({
+      name,
+      path: join(dir, name),
+      attempt: name.slice(prefix.length).replace(/\.tmp$/, ""),
+    }));
+}
+
 /** The pending manifest that names the tree `identity`, if any (dsfetch's, mid-publish). */
 export async function pendingNaming(
   location: DatasetLocation,
   identity: TreeIdentity,
 ): Promise<PendingManifest | undefined> {
-  const prefix = `${basename(location.manifestPath)}${PENDING}`;
-  const dir = dirname(location.manifestPath);
-  const names = await readdir(dir).catch((): string[] => []);
-  for (const name of names) {
-    if (!name.startsWith(prefix) || name.endsWith(".tmp")) continue;
+  for (const { name, path } of await pendingFiles(location)) {
+    if (name.endsWith(".tmp")) continue;
     try {
-      const pending = JSON.parse(await readFile(join(dir, name), "utf8")) as PendingManifest;
+      const pending = JSON.parse(await readFile(path, "utf8")) as PendingManifest;
       if (typeof pending.uri !== "string") continue;
       if (sameTree(pending.tree, identity) || sameTree(pending.replacing, identity)) {
         return pending;
@@ -262,19 +275,13 @@ export async function pathHoldsNamedTree(
  * out again (review). Best effort; returns how many were removed.
  */
 export async function removeStalePending(location: DatasetLocation): Promise<number> {
-  const prefix = `${basename(location.manifestPath)}${PENDING}`;
-  const dir = dirname(location.manifestPath);
-  const names = await readdir(dir).catch((): string[] => []);
   let removed = 0;
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const attempt = name.slice(prefix.length).replace(/\.tmp$/, "");
+  for (const { name, path, attempt } of await pendingFiles(location)) {
     const alive = await lstat(join(location.tmpDir, attempt)).then(
       () => true,
       () => false,
     );
     if (alive) continue;
-    const path = join(dir, name);
     if (!name.endsWith(".tmp")) {
       try {
         const pending = JSON.parse(await readFile(path, "utf8")) as PendingManifest;

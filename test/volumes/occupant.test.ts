@@ -24,7 +24,7 @@ import { createAttempt } from "../../src/volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../../src/volumes/cleanup.ts";
 import { inspectStaged } from "../../src/volumes/inspect.ts";
 import { type DatasetLocation, locationIn, sharedLocation } from "../../src/volumes/layout.ts";
-import { MANIFEST_VERSION, type Manifest, readManifest } from "../../src/volumes/manifest.ts";
+import { readManifest } from "../../src/volumes/manifest.ts";
 import {
   birthTimesHold,
   manifestOfTree,
@@ -38,6 +38,7 @@ import { publish } from "../../src/volumes/publish.ts";
 import type { StorageCall } from "../../src/volumes/storage-call.ts";
 import { runCli } from "../harness/cli.ts";
 import { startFaultProxy } from "../harness/fault-proxy.ts";
+import { testManifest } from "../harness/manifests.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
 const root = mkdtempSync(join(tmpdir(), "dsfetch-occupant-"));
@@ -46,23 +47,7 @@ afterAll(async () => {
   await removeTreeReporting(root, () => {});
 });
 
-function manifestOf(uri: string, etag: string, file: string): Manifest {
-  return {
-    version: MANIFEST_VERSION,
-    name: "ds",
-    uri,
-    endpoint: undefined,
-    kind: "object",
-    etag,
-    versionId: undefined,
-    listingDigest: undefined,
-    bytes: 3,
-    files: [{ path: file, bytes: 3 }],
-    verification: "md5",
-    createdAt: "2026-12-05T00:00:00.000Z",
-    host: "test",
-  };
-}
+const manifestOf = testManifest;
 
 /** A fresh location and an attempt holding `file` ("new"). */
 async function ready(label: string, file = "new.bin") {

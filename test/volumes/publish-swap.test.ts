@@ -23,10 +23,11 @@ import { DsfetchError } from "../../src/errors.ts";
 import { StorageCalls } from "../../src/stage/storage-calls.ts";
 import { createAttempt } from "../../src/volumes/attempt.ts";
 import { type DatasetLocation, locationIn } from "../../src/volumes/layout.ts";
-import { MANIFEST_VERSION, type Manifest, readManifest } from "../../src/volumes/manifest.ts";
+import { type Manifest, readManifest } from "../../src/volumes/manifest.ts";
 import { removeTreeReporting } from "../../src/volumes/permissions.ts";
 import { publish } from "../../src/volumes/publish.ts";
 import type { StorageCall } from "../../src/volumes/storage-call.ts";
+import { testManifest } from "../harness/manifests.ts";
 
 const root = mkdtempSync(join(tmpdir(), "dsfetch-publish-swap-"));
 afterAll(async () => {
@@ -35,21 +36,7 @@ afterAll(async () => {
 });
 
 function manifestOf(etag: string, file: string): Manifest {
-  return {
-    version: MANIFEST_VERSION,
-    name: "ds",
-    uri: "s3://b/ds.bin",
-    endpoint: undefined,
-    kind: "object",
-    etag,
-    versionId: undefined,
-    listingDigest: undefined,
-    bytes: 3,
-    files: [{ path: file, bytes: 3 }],
-    verification: "md5",
-    createdAt: "2026-12-04T00:00:00.000Z",
-    host: "test",
-  };
+  return testManifest("s3://b/ds.bin", etag, file);
 }
 
 /** Version "old" published at a fresh location, and an attempt holding version "new". */
