@@ -11,10 +11,14 @@
  */
 import type { ChildProcess } from "node:child_process";
 
-/** Sends `signal` to `child` if it was started and has not exited; false when nothing was sent. */
-export function killChild(child: ChildProcess, signal: NodeJS.Signals): boolean {
+/** The child was started (a pid) and has not exited. */
+export function childRunning(child: ChildProcess): boolean {
   const { pid } = child;
   if (pid === undefined || !Number.isInteger(pid) || pid <= 0) return false;
-  if (child.exitCode !== null || child.signalCode !== null) return false;
-  return child.kill(signal);
+  return child.exitCode === null && child.signalCode === null;
+}
+
+/** Sends `signal` to `child` if it was started and has not exited; false when nothing was sent. */
+export function killChild(child: ChildProcess, signal: NodeJS.Signals): boolean {
+  return childRunning(child) && child.kill(signal);
 }

@@ -1,0 +1,83 @@
+// `run` and the signals of a terminal: a Ctrl-C reaches the command once, not twice
+// (the terminal sends it to the whole foreground process group, dsfetch's command included).
+
+import { spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { baseEnv, CLI_SOURCE } from "../harness/cli.ts";
+import { ctrlCOnTerminal } from "../harness/pty.ts";
+import { createBucket, putObject, testEnv } from "../harness/s3.ts";
+
+// Counts its SIGINTs for 1.5 s after the first, then exits with 40 + that count.
+const COUNTING_COMMAND = [
+  "let n = 0;",
+  "process.on('SIGINT', () => { n += 1; if (n === 1) setTimeout(() => { console.log('sigints=' + n); process.exit(40 + n); }, 1500); });",
+  "console.log('command started');",
+  "setInterval(() => {}, 1000);",
+].join(" ");
+
+let root: string;
+let bucket: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "dsfetch-run-signals-"));
+  bucket = await createBucket("runsig");
+  await putObject(bucket, "labels/labels.txt", "cat\ndog\n");
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function runArgs(name: string): Promise<string[]> {
+  const storage = await mkdtemp(join(root, `${name}-`));
+  const datasets = join(storage, "datasets.json");
+  await writeFile(datasets, JSON.stringify([{ uri: `s3://${bucket}/labels/` }]));
+  return [
+    "run",
+    "--datasets",
+    datasets,
+    "--storage-root",
+    storage,
+    "--team",
+    "ml",
+    "--mount-root",
+    join(storage, "mnt"),
+    "--",
+    process.execPath,
+    "-e",
+    COUNTING_COMMAND,
+  ];
+}
+
+describe("run: signals", () => {
+  it("a Ctrl-C on the terminal reaches the command once (not forwarded a second time)", async () => {
+    const args = await runArgs("tty");
+    const result = await ctrlCOnTerminal(
+      [process.execPath, CLI_SOURCE, ...args],
+      "command started",
+      baseEnv(testEnv()),
+    );
+    expect(result.output).toContain("sigints=1");
+    expect(result.exitCode).toBe(41);
+  });
+
+  it("a SIGINT sent to dsfetch alone (no terminal) is forwarded to the command, once", async () => {
+    const args = await runArgs("pipe");
+    const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
+      env: baseEnv(testEnv()),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+      if (chunk.includes("command started")) child.kill("SIGINT");
+    });
+    child.stderr.resume();
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    expect(stdout).toContain("sigints=1");
+    expect(code).toBe(41);
+  });
+});
