@@ -11,6 +11,8 @@
  *     else console.error(dataset.error.message);
  *   }
  */
+
+export { releaseLeases } from "./agent/leases.ts";
 export type { ArchiveFormat } from "./archive/formats.ts";
 export { ARCHIVE_EXTENSIONS, archiveFormatOf } from "./archive/formats.ts";
 export { parseDatasetEntry } from "./config/dataset.ts";

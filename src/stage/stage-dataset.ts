@@ -43,6 +43,7 @@ import { sharedStorageProblem } from "../volumes/storage-check.ts";
 import { activeLeases, markUsed } from "../volumes/usage.ts";
 import { ProgressTracker } from "./progress.ts";
 import { DOWNLOAD_STOP_GRACE_MS, watchProgress } from "./progress-watchdog.ts";
+import { withManifest } from "./staged-manifest.ts";
 import { StorageCalls } from "./storage-calls.ts";
 
 /** One dataset's outcome. Field names are the `fetch --json` output: keep them stable. */
@@ -177,14 +178,17 @@ export async function stageDataset(
     await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
     context.signal?.throwIfAborted();
     context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
-    return {
-      ...summaryOf(resolution),
-      cached: true,
-      verification: { [staged.manifest.verification]: objectCount(resolution) },
-      seconds: elapsed(started),
-      retries,
-      refetchedBytes: 0,
-    };
+    return withManifest(
+      {
+        ...summaryOf(resolution),
+        cached: true,
+        verification: { [staged.manifest.verification]: objectCount(resolution) },
+        seconds: elapsed(started),
+        retries,
+        refetchedBytes: 0,
+      },
+      staged.manifest,
+    );
   };
 
   /**
@@ -213,22 +217,25 @@ export async function stageDataset(
       message: `${spec.uri} changed since it was staged (${published.createdAt}), but ${target.location.path} is in use (${users.join(", ")}): kept as it is, not replaced under the jobs reading it; the first run once no job uses it refreshes it`,
     });
     context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
-    return {
-      ...summaryOf(resolution),
-      etag: published.etag ?? null,
-      versionId: published.versionId ?? null,
-      bytes: published.bytes,
-      // An archive is one object, whatever it expanded to (its manifest lists the files).
-      objects: published.kind === "prefix" ? published.files.length : 1,
-      cached: true,
-      verification: {
-        [published.verification]: published.kind === "prefix" ? published.files.length : 1,
+    return withManifest(
+      {
+        ...summaryOf(resolution),
+        etag: published.etag ?? null,
+        versionId: published.versionId ?? null,
+        bytes: published.bytes,
+        // An archive is one object, whatever it expanded to (its manifest lists the files).
+        objects: published.kind === "prefix" ? published.files.length : 1,
+        cached: true,
+        verification: {
+          [published.verification]: published.kind === "prefix" ? published.files.length : 1,
+        },
+        seconds: elapsed(started),
+        retries,
+        refetchedBytes: 0,
+        keptInUse: users,
       },
-      seconds: elapsed(started),
-      retries,
-      refetchedBytes: 0,
-      keptInUse: users,
-    };
+      published,
+    );
   };
 
   const fallBack = async (problem: string): Promise<StagedDataset | undefined> => {
@@ -408,7 +415,8 @@ export async function stageDataset(
           ).catch(() => {});
           return kept;
         }
-        await publish(attempt, target.location, buildManifest(spec, resolution, download), call);
+        const manifest = buildManifest(spec, resolution, download);
+        await publish(attempt, target.location, manifest, call);
         if (lock !== undefined) {
           const { failurePath } = target.location;
           await bestEffort(`removing ${failurePath}`, () => clearFailure(failurePath));
@@ -424,14 +432,17 @@ export async function stageDataset(
           bytes: resolution.bytes,
           seconds,
         });
-        return {
-          ...summaryOf(resolution),
-          cached: false,
-          verification: download.verification,
-          seconds,
-          retries,
-          refetchedBytes: download.refetchedBytes,
-        };
+        return withManifest(
+          {
+            ...summaryOf(resolution),
+            cached: false,
+            verification: download.verification,
+            seconds,
+            retries,
+            refetchedBytes: download.refetchedBytes,
+          },
+          manifest,
+        );
       } catch (error) {
         const pending = storage.pending();
         if (pending.length > 0 || isStall(error) || context.signal?.aborted === true) {

@@ -3,6 +3,8 @@
  * `sidecar`). Stages every dataset; one dataset's failure is reported in its result and
  * does not stop the others.
  */
+
+import { leaseStaged } from "../agent/leases.ts";
 import { DEFAULT_TUNING, type TransferTuning } from "../config/tuning.ts";
 import type { DatasetSpec, Settings } from "../config/types.ts";
 import { DsfetchError, toDsfetchError } from "../errors.ts";
@@ -13,6 +15,7 @@ import { mapLimit } from "../util/map-limit.ts";
 import { sharedDataRoot } from "../volumes/layout.ts";
 import { mountDataset } from "../volumes/mount.ts";
 import { storageAnswers } from "../volumes/storage-probe.ts";
+import type { Lease } from "../volumes/usage.ts";
 import { type StagedDataset, stageDataset } from "./stage-dataset.ts";
 
 export interface StageOptions {
@@ -25,6 +28,12 @@ export interface StageOptions {
   tuning?: TransferTuning;
   /** Link each staged dataset at `<mount-root>/<name>` (volumes/mount.ts). */
   mount?: boolean;
+  /**
+   * Hold each shared dataset in use from the moment it is staged (agent/leases.ts): `prune`
+   * never removes it and a refresh never replaces it until the leases in the result are
+   * released (`releaseLeases`). For jobs (`run`, `sidecar`), not for a prefetch.
+   */
+  lease?: boolean;
 }
 
 export type StageOutcome =
@@ -40,7 +49,12 @@ export interface StageResult {
   readonly datasets: readonly StageOutcome[];
   /** True when every dataset is staged. */
   readonly ok: boolean;
+  /** With `lease: true`: one per staged shared dataset, held until released. */
+  readonly leases: readonly Lease[];
 }
+
+/** Times a dataset is staged again because it was replaced just before its lease was taken. */
+const MAX_RESTAGES_FOR_LEASE = 3;
 
 export async function stage(
   datasets: readonly DatasetSpec[],
@@ -69,24 +83,53 @@ export async function stage(
     return probe;
   };
   if (datasets.some((spec) => spec.volume.kind === "shared")) void sharedStorageAnswers();
+  const leases: Lease[] = [];
   try {
     const outcomes = await mapLimit(
       datasets,
       options.concurrency ?? 2,
       async (spec): Promise<StageOutcome> => {
+        let lease: Lease | undefined;
         try {
-          const staged = await stageDataset(spec, settings, {
-            pool,
-            onEvent,
-            signal: options.signal,
-            tuning,
-            sharedStorageAnswers,
-          });
+          const stageOnce = () =>
+            stageDataset(spec, settings, {
+              pool,
+              onEvent,
+              signal: options.signal,
+              tuning,
+              sharedStorageAnswers,
+            });
+          let staged = await stageOnce();
+          for (let restage = 0; options.lease === true && staged.volume === "shared"; restage++) {
+            const taken = await leaseStaged(staged);
+            if (taken !== "replaced") {
+              lease = taken;
+              break;
+            }
+            if (restage === MAX_RESTAGES_FOR_LEASE) {
+              throw new DsfetchError(
+                "OBJECT_CHANGED",
+                `${spec.name}: ${staged.path} was replaced by another version each time this job was about to hold it (${MAX_RESTAGES_FOR_LEASE + 1} times)`,
+                {
+                  dataset: spec.name,
+                  hint: "another job or prefetch keeps refreshing it from a changing source: pin the version (etag or versionId) or retry",
+                },
+              );
+            }
+            onEvent({
+              type: "info",
+              dataset: spec.name,
+              message: `${staged.path} was replaced by another version just before this job held it: staging it again`,
+            });
+            staged = await stageOnce();
+          }
           if (options.mount === true) {
             await mountDataset(staged.mount, staged.path, spec.name, ownedRoots(settings));
           }
+          if (lease !== undefined) leases.push(lease);
           return { ok: true, ...staged };
         } catch (error) {
+          await lease?.release().catch(() => {});
           const failure =
             options.signal?.aborted === true
               ? new DsfetchError(
@@ -102,7 +145,7 @@ export async function stage(
         }
       },
     );
-    return { datasets: outcomes, ok: outcomes.every((outcome) => outcome.ok) };
+    return { datasets: outcomes, ok: outcomes.every((outcome) => outcome.ok), leases };
   } finally {
     pool.destroy();
   }

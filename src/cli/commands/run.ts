@@ -5,11 +5,11 @@
  * failure exits with the documented code before the command runs.
  */
 import { spawn } from "node:child_process";
-import { holdLeases, releaseLeases } from "../../agent/leases.ts";
+import { releaseLeases } from "../../agent/leases.ts";
 import { resolveTuning } from "../../config/tuning.ts";
 import { DsfetchError, EXIT_CODES } from "../../errors.ts";
 import { datasetEnvName } from "../../k8s/env-names.ts";
-import { exitCodeOfStage, failuresOf, stage } from "../../stage/stage.ts";
+import { exitCodeOfStage, failuresOf, type StageResult, stage } from "../../stage/stage.ts";
 import type { CommandContext } from "../context.ts";
 import { stopMainThreadWatchdog } from "../main-thread-watchdog.ts";
 import { ProgressView } from "../progress-view.ts";
@@ -28,8 +28,22 @@ export async function runCommand(
     signal,
     tuning: resolveTuning(env),
     mount: args.mountFlag ?? true,
+    lease: true,
   });
   view.close();
+  try {
+    return await runStaged(context, signals, result);
+  } finally {
+    await releaseLeases(result.leases);
+  }
+}
+
+async function runStaged(
+  context: CommandContext,
+  signals: SignalRouter | undefined,
+  result: StageResult,
+): Promise<number> {
+  const { args, env, err, signal } = context;
   const failed = failuresOf(result);
   if (failed.length > 0) {
     for (const outcome of failed) err(renderError(outcome.error));
@@ -52,15 +66,10 @@ export async function runCommand(
     childEnv[datasetEnvName(outcome.name)] =
       (args.mountFlag ?? true) ? outcome.mount : outcome.path;
   }
-  const leases = await holdLeases(result.datasets, settings);
   // The training command runs for hours: a stuck dsfetch must not take it down then (the
   // watchdog guards the staging only).
   stopMainThreadWatchdog();
-  try {
-    return await runChild(args.exec, childEnv, signals);
-  } finally {
-    await releaseLeases(leases);
-  }
+  return await runChild(args.exec, childEnv, signals);
 }
 
 function runChild(

@@ -5,7 +5,7 @@
  */
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
-import { holdLeases, releaseLeases } from "../../agent/leases.ts";
+import { releaseLeases } from "../../agent/leases.ts";
 import { StageMetrics } from "../../agent/metrics.ts";
 import { removeReadyFile, writeReadyFile } from "../../agent/ready-file.ts";
 import { resolveTuning } from "../../config/tuning.ts";
@@ -63,8 +63,10 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
       signal,
       tuning: resolveTuning(env),
       mount: args.mountFlag ?? true,
+      lease: true,
     });
     view.close();
+    const { leases } = result;
     const failed = failuresOf(result);
     if (failed.length > 0) {
       for (const outcome of failed) {
@@ -79,12 +81,12 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
         else err(renderError(outcome.error));
       }
       state = { phase: "failed", reason: `${failed.length} datasets could not be staged` };
+      await releaseLeases(leases);
       return exitCodeOfStage(result);
     }
     // Staged: from here the sidecar holds the datasets for the job's whole life, and a stuck
     // main thread must not end it then (its leases keep prune away from data in use).
     stopMainThreadWatchdog();
-    const leases = await holdLeases(result.datasets, settings);
     try {
       if (args.readyFile !== undefined) {
         await writeReadyFile(args.readyFile, {

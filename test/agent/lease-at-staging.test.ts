@@ -1,0 +1,203 @@
+// A job holds each dataset from the moment it is staged, not once all its datasets are:
+// a refresh by another job or a prefetch meanwhile keeps the version the job staged, and one
+// that slipped in just before the lease is noticed (the dataset is staged again, and the job
+// reports the version it will read).
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { releaseLeases } from "../../src/agent/leases.ts";
+import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
+import { resolveSettings } from "../../src/config/settings.ts";
+import type { DsfetchEvent } from "../../src/events.ts";
+import { stage } from "../../src/stage/stage.ts";
+import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
+import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
+import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
+
+/** Set by a test: runs just before a lease is taken (after the dataset was staged). */
+const hooks = vi.hoisted(() => ({ beforeLease: undefined as (() => Promise<void>) | undefined }));
+
+vi.mock("../../src/volumes/usage.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/volumes/usage.ts")>();
+  return {
+    ...actual,
+    takeLease: async (location: Parameters<typeof actual.takeLease>[0]) => {
+      const hook = hooks.beforeLease;
+      hooks.beforeLease = undefined;
+      await hook?.();
+      return actual.takeLease(location);
+    },
+  };
+});
+
+let root: string;
+let bucket: string;
+let proxy: FaultProxy;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "dsfetch-lease-at-staging-"));
+  bucket = await createBucket("leasestage");
+  await putObject(bucket, "big/blob.bin", randomBytes(2_000_000));
+  proxy = await startFaultProxy(s3Info().endpoint);
+});
+
+afterEach(() => {
+  hooks.beforeLease = undefined;
+  proxy.throttle(undefined);
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+const leaseFiles = (storage: string, dir: string) =>
+  readdir(join(storage, "t", "data", ".dsfetch", "leases", dir)).catch(() => [] as string[]);
+
+describe("leases from the moment a dataset is staged", () => {
+  it("run: a dataset staged first is held while a second one downloads; a refresh meanwhile keeps it", async () => {
+    const storage = await mkdtemp(join(root, "run-"));
+    await putObject(bucket, "labels/a.txt", "one");
+    const flags = ["--storage-root", storage, "--team", "t"];
+    const labels = { uri: `s3://${bucket}/labels/` };
+    const info = s3Info();
+    // The second dataset through a throttled proxy: several seconds of download.
+    const big = { uri: `s3://${bucket}/big/blob.bin`, name: "big", endpoint: proxy.endpoint };
+    const datasets = join(storage, "datasets.json");
+    await writeFile(datasets, JSON.stringify([labels, big]));
+    proxy.throttle(100_000);
+    const job = spawn(
+      process.execPath,
+      [
+        CLI_SOURCE,
+        "run",
+        "--datasets",
+        datasets,
+        ...flags,
+        "--mount-root",
+        join(storage, "mnt"),
+        "--",
+        "sh",
+        "-c",
+        'ls "$DSFETCH_PATH_LABELS"',
+      ],
+      { env: baseEnv(testEnv()), stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    let stderr = "";
+    job.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    job.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => job.on("close", resolve));
+    // labels staged and the big one under way: the job holds labels already.
+    await expect
+      .poll(async () => (await leaseFiles(storage, "labels")).length, { timeout: 20_000 })
+      .toBe(1);
+    expect(proxy.getBodyBytes()).toBeLessThan(2_000_000);
+    await putObject(bucket, "labels/b.txt", "two");
+    const refresh = await runCli(["fetch", "--datasets", "-", "--json", ...flags], {
+      env: testEnv(),
+      stdin: JSON.stringify([labels]),
+    });
+    expect(refresh.code).toBe(0);
+    expect(JSON.parse(refresh.stdout).datasets[0]).toMatchObject({
+      cached: true,
+      keptInUse: [expect.stringMatching(/ pid \d+$/)],
+    });
+    proxy.throttle(undefined);
+    expect(await exited).toBe(0);
+    // The job read the version it staged.
+    expect(stdout.trim().split("\n")).toEqual(["a.txt"]);
+    expect(stderr).not.toContain("error");
+    // Released when the command ended.
+    expect(await leaseFiles(storage, "labels")).toEqual([]);
+    expect(info.endpoint).not.toBe(proxy.endpoint);
+  });
+
+  it("replaced between its staging and its lease: staged again, and the job holds and reports the version now published", async () => {
+    const storage = await mkdtemp(join(root, "race-"));
+    await putObject(bucket, "race/a.txt", "one");
+    const flags = ["--storage-root", storage, "--team", "t"];
+    const entry = { uri: `s3://${bucket}/race/` };
+    const first = await runCli(["fetch", "--datasets", "-", ...flags], {
+      env: testEnv(),
+      stdin: JSON.stringify([entry]),
+    });
+    expect(first.code).toBe(0);
+    // This job reuses the published version; just before it takes its lease, the source
+    // changes and a prefetch (which sees no lease yet) refreshes it.
+    hooks.beforeLease = async () => {
+      await putObject(bucket, "race/b.txt", "two");
+      const refresh = await runCli(["fetch", "--datasets", "-", "--json", ...flags], {
+        env: testEnv(),
+        stdin: JSON.stringify([entry]),
+      });
+      expect(JSON.parse(refresh.stdout).datasets[0]).toMatchObject({ cached: false });
+    };
+    const info = s3Info();
+    const datasets = parseDatasetsValue(
+      [
+        {
+          ...entry,
+          awsAccessKeyId: info.accessKeyId,
+          awsSecretAccessKey: info.secretAccessKey,
+          endpoint: info.endpoint,
+          region: info.region,
+        },
+      ],
+      "test",
+      {},
+    );
+    const events: DsfetchEvent[] = [];
+    const result = await stage(datasets, resolveSettings({ storageRoot: storage, team: "t" }, {}), {
+      lease: true,
+      onEvent: (event) => events.push(event),
+    });
+    try {
+      expect(result.ok).toBe(true);
+      expect(result.datasets[0]).toMatchObject({ ok: true, cached: true, objects: 2 });
+      expect(events).toContainEqual(
+        expect.objectContaining({
+          type: "info",
+          message: expect.stringContaining(
+            "replaced by another version just before this job held it",
+          ),
+        }),
+      );
+      expect(result.leases).toHaveLength(1);
+      expect(await leaseFiles(storage, "race")).toHaveLength(1);
+    } finally {
+      await releaseLeases(result.leases);
+    }
+    expect(await leaseFiles(storage, "race")).toEqual([]);
+  });
+
+  it("a prefetch (no lease asked) holds nothing", async () => {
+    const storage = await mkdtemp(join(root, "prefetch-"));
+    await putObject(bucket, "pre/a.txt", "one");
+    const info = s3Info();
+    const datasets = parseDatasetsValue(
+      [
+        {
+          uri: `s3://${bucket}/pre/`,
+          awsAccessKeyId: info.accessKeyId,
+          awsSecretAccessKey: info.secretAccessKey,
+          endpoint: info.endpoint,
+          region: info.region,
+        },
+      ],
+      "test",
+      {},
+    );
+    const result = await stage(datasets, resolveSettings({ storageRoot: storage, team: "t" }, {}));
+    expect(result.ok).toBe(true);
+    expect(result.leases).toEqual([]);
+    expect(await leaseFiles(storage, "pre")).toEqual([]);
+  });
+});
