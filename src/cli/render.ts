@@ -11,12 +11,24 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
     entry.objects === null ? "-" : String(entry.objects),
     entry.archive ?? "-",
     entry.volume,
-    entry.error !== undefined ? "error" : entry.cached ? "yes" : "no",
+    entry.error !== undefined
+      ? "error"
+      : entry.keptInUse !== undefined
+        ? "kept: in use"
+        : entry.cached
+          ? "yes"
+          : "no",
     entry.path ?? "-",
   ]);
   const header = ["NAME", "KIND", "SIZE", "OBJECTS", "ARCHIVE", "VOLUME", "CACHED", "PATH"];
   const out = [table(header, rows)];
   for (const entry of entries) {
+    if (entry.keptInUse !== undefined) {
+      out.push(
+        "",
+        `${entry.name}: its source changed, but ${entry.path} is in use (${entry.keptInUse.join(", ")}): fetch keeps it as it is until no job uses it`,
+      );
+    }
     if (entry.error === undefined) continue;
     out.push("", `error: ${entry.error.message} [${entry.error.code}]`);
     if (entry.error.hint !== undefined) out.push(`  hint: ${entry.error.hint}`);

@@ -10,7 +10,8 @@ import { resolveDataset } from "../fetch/resolve.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
-import { failedEntry, isCached, type PlanEntry, planEntry } from "./plan.ts";
+import { activeLeases } from "../volumes/usage.ts";
+import { failedEntry, isCached, type PlanEntry, planEntry, refreshWaitsForJobs } from "./plan.ts";
 import { requireSharedStorage, type Target, targetFor } from "./target.ts";
 
 export interface PlanOptions {
@@ -71,6 +72,17 @@ export async function plan(
             staged.manifest,
           );
           if (problem !== undefined) return failedEntry(spec, target, problem);
+          // What fetch would keep (stage-dataset.ts, keptInUse), said by the plan too.
+          if (refreshWaitsForJobs(spec, resolution, staged.manifest)) {
+            const users = await activeLeases(target.location).catch((): string[] => []);
+            if (users.length > 0) {
+              return {
+                ...planEntry(spec, resolution, staged, target),
+                cached: true,
+                keptInUse: users,
+              };
+            }
+          }
         }
         return planEntry(spec, resolution, staged, target);
       } catch (error) {

@@ -8,6 +8,7 @@ import type { DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
 import type { Resolution } from "../fetch/resolve.ts";
 import type { StagedState } from "../volumes/inspect.ts";
+import type { Manifest } from "../volumes/manifest.ts";
 import type { Target } from "./target.ts";
 
 export interface PlanError {
@@ -30,6 +31,11 @@ export interface PlanEntry {
   readonly path: string | null;
   readonly mount: string;
   readonly cached: boolean;
+  /**
+   * Its source changed, but the published version would be kept: in use by these jobs
+   * ("host pid N"; see refreshWaitsForJobs). `cached` is then true.
+   */
+  readonly keptInUse?: readonly string[];
   readonly error?: PlanError;
 }
 
@@ -96,6 +102,24 @@ export function isCached(resolution: Resolution, staged: StagedState): boolean {
   return (
     manifest.etag === resolution.etag &&
     (manifest.versionId ?? undefined) === (resolution.versionId ?? undefined)
+  );
+}
+
+/**
+ * Whether a changed source waits for the jobs using the published version (their leases)
+ * instead of replacing it under them: only a dataset not pinned to a version (no etag, no
+ * versionId), published from a source of the same kind. A pinned version is always staged.
+ */
+export function refreshWaitsForJobs(
+  spec: DatasetSpec,
+  resolution: Resolution,
+  published: Manifest | undefined,
+): published is Manifest {
+  return (
+    published !== undefined &&
+    spec.etag === undefined &&
+    spec.versionId === undefined &&
+    published.kind === resolution.kind
   );
 }
 

@@ -20,7 +20,7 @@ import { type Resolution, type ResolvedObject, resolveDataset } from "../fetch/r
 import type { RetryOptions } from "../fetch/retry.ts";
 import type { S3ErrorContext } from "../fetch/s3-errors.ts";
 import { partsToLearn } from "../fetch/verification.ts";
-import { isCached } from "../plan/plan.ts";
+import { isCached, refreshWaitsForJobs } from "../plan/plan.ts";
 import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "../plan/target.ts";
 import { settleWithin } from "../util/settle-within.ts";
 import { noteStuckThread } from "../util/stuck-threads.ts";
@@ -201,10 +201,7 @@ export async function stageDataset(
     resolution: Resolution,
     published: Manifest | undefined,
   ): Promise<StagedDataset | undefined> => {
-    if (published === undefined || spec.etag !== undefined || spec.versionId !== undefined) {
-      return undefined;
-    }
-    if (published.kind !== resolution.kind) return undefined;
+    if (!refreshWaitsForJobs(spec, resolution, published)) return undefined;
     const users = await call(`reading the leases of ${target.location.path}`, () =>
       activeLeases(target.location),
     ).catch((): string[] => []);

@@ -5,9 +5,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir } from "node:fs/promises";
-import { hostname } from "node:os";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
+import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { removeTree, removeTreeReporting } from "./permissions.ts";
 
@@ -18,7 +18,7 @@ export interface Attempt {
 }
 
 export async function createAttempt(location: DatasetLocation): Promise<Attempt> {
-  const id = `${basename(location.path)}.${safeHost()}.${process.pid}.${randomBytes(4).toString("hex")}`;
+  const id = `${basename(location.path)}.${hostLabel()}.${process.pid}.${randomBytes(4).toString("hex")}`;
   const dir = join(location.tmpDir, id);
   try {
     await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
@@ -51,14 +51,6 @@ export async function discardAttempt(
     }
   }
   await removeTree(attempt.dir);
-}
-
-function safeHost(): string {
-  return (
-    hostname()
-      .replace(/[^A-Za-z0-9_-]/g, "_")
-      .slice(0, 40) || "host"
-  );
 }
 
 export function storageError(error: unknown, path: string): DsfetchError {

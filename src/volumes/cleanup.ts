@@ -4,10 +4,10 @@
  * writing there; attempts of another host are removed only once clearly abandoned.
  */
 import { readdir, stat } from "node:fs/promises";
-import { hostname } from "node:os";
 import { basename, join } from "node:path";
+import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
-import { removeStalePending } from "./occupant.ts";
+import { BIRTH_PROBE_NAME, removeStalePending } from "./occupant.ts";
 import { removeTree, removeTreeReporting } from "./permissions.ts";
 
 /** `replaced.<12 hex>` (publish.ts; `.json`: its manifest) and `pruned.<12 hex>` (prune.ts). */
@@ -50,10 +50,7 @@ export async function cleanAbandonedAttempts(
   signal?: AbortSignal,
 ): Promise<number> {
   const dirName = basename(location.path);
-  const thisHost =
-    hostname()
-      .replace(/[^A-Za-z0-9_-]/g, "_")
-      .slice(0, 40) || "host";
+  const thisHost = hostLabel();
   let names: string[];
   try {
     names = await readdir(location.tmpDir);
@@ -66,7 +63,11 @@ export async function cleanAbandonedAttempts(
     const parsed = parseAttemptName(name);
     const path = join(location.tmpDir, name);
     let abandoned: boolean;
-    if (parsed !== undefined && parsed.dirName === dirName) {
+    // This dataset's attempts, and birth-time probes (of any dataset: they are tiny).
+    if (
+      parsed !== undefined &&
+      (parsed.dirName === dirName || parsed.dirName === BIRTH_PROBE_NAME)
+    ) {
       abandoned =
         parsed.host === thisHost
           ? parsed.pid !== process.pid && !isProcessAlive(parsed.pid)

@@ -18,6 +18,7 @@ import { chmod, lstat, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DsfetchError } from "../errors.ts";
+import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { type Manifest, readManifest } from "./manifest.ts";
 
@@ -67,8 +68,15 @@ export function birthTimesHold(dir: string): Promise<boolean> {
   return probe;
 }
 
+/**
+ * The probe directory's name starts like an attempt's (`<name>.<host>.<pid>.`), so that the
+ * clean-up removes one left by a process killed while it probed (cleanup.ts; seen in the
+ * SIGKILL test: `.birth-probe-*` left after the rerun).
+ */
+export const BIRTH_PROBE_NAME = ".birth-probe";
+
 async function probeBirthTimes(dir: string): Promise<boolean> {
-  const path = await mkdtemp(join(dir, ".birth-probe-"));
+  const path = await mkdtemp(join(dir, `${BIRTH_PROBE_NAME}.${hostLabel()}.${process.pid}.`));
   try {
     const before = await lstat(path, { bigint: true });
     if (before.birthtimeNs === 0n) return false;

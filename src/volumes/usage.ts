@@ -8,9 +8,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
-import { hostname } from "node:os";
 import { basename, join } from "node:path";
 import { isProcessAlive } from "./cleanup.ts";
+import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 
 export const LEASE_REFRESH_MS = 30_000;
@@ -52,11 +52,7 @@ export interface Lease {
 /** Marks the dataset in use until released; refreshed in the background. */
 export async function takeLease(location: DatasetLocation): Promise<Lease> {
   const dir = leaseDir(location);
-  const host =
-    hostname()
-      .replace(/[^A-Za-z0-9_-]/g, "_")
-      .slice(0, 40) || "host";
-  const path = join(dir, `${host}.${process.pid}.${randomBytes(4).toString("hex")}`);
+  const path = join(dir, `${hostLabel()}.${process.pid}.${randomBytes(4).toString("hex")}`);
   await mkdir(dir, { recursive: true });
   await writeFile(path, new Date().toISOString());
   const timer = setInterval(() => {
@@ -81,10 +77,7 @@ export async function activeLeases(location: DatasetLocation, now = Date.now()):
   } catch {
     return [];
   }
-  const thisHost =
-    hostname()
-      .replace(/[^A-Za-z0-9_-]/g, "_")
-      .slice(0, 40) || "host";
+  const thisHost = hostLabel();
   const active: string[] = [];
   for (const name of names) {
     const [host = "", pidText = ""] = name.split(".");

@@ -2,9 +2,10 @@
 // exit codes and messages, and that failures leave nothing behind.
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
-import { hostname, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hostLabel } from "../../src/volumes/host-label.ts";
 import { runCli } from "../harness/cli.ts";
 import {
   createBucket,
@@ -190,10 +191,7 @@ describe("fetch: one object", () => {
     await putObject(bucket, "reuse/left.bin", randomBytes(1000));
     const first = await fetchDatasets([{ uri: `s3://${bucket}/reuse/left.bin` }]);
     expect(first.code).toBe(0);
-    const host =
-      hostname()
-        .replace(/[^A-Za-z0-9_-]/g, "_")
-        .slice(0, 40) || "host";
+    const host = hostLabel();
     const tmp = join(first.data, ".dsfetch", "tmp");
     // A pid that cannot be alive (above pid_max), and one that is: only the first goes.
     const dead = join(tmp, `left.bin.${host}.4194999.deadbeef`);

@@ -1,8 +1,9 @@
 // `dsfetch list` and `dsfetch prune` on real published datasets.
 import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
-import { hostname, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { hostLabel } from "../../src/volumes/host-label.ts";
 import { locationIn } from "../../src/volumes/layout.ts";
 import { removeTreeReporting } from "../../src/volumes/permissions.ts";
 import { prune } from "../../src/volumes/prune.ts";
@@ -98,9 +99,7 @@ describe("prune", () => {
 
   it("never removes a dataset in use (a fresh lease of a live process)", async () => {
     await age("a", 30);
-    const host = hostname()
-      .replace(/[^A-Za-z0-9_-]/g, "_")
-      .slice(0, 40);
+    const host = hostLabel();
     await mkdir(join(data, ".dsfetch", "leases", "a"), { recursive: true });
     await writeFile(join(data, ".dsfetch", "leases", "a", `${host}.${process.pid}.test`), "");
     const result = await runCli(["prune", "--older-than", "1d", ...flags()], { env: testEnv() });

@@ -16,12 +16,13 @@ import {
   utimesSync,
   writeFileSync,
 } from "node:fs";
-import { hostname, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DsfetchError } from "../../src/errors.ts";
 import { createAttempt } from "../../src/volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../../src/volumes/cleanup.ts";
+import { hostLabel } from "../../src/volumes/host-label.ts";
 import { inspectStaged } from "../../src/volumes/inspect.ts";
 import { type DatasetLocation, locationIn, sharedLocation } from "../../src/volumes/layout.ts";
 import { readManifest } from "../../src/volumes/manifest.ts";
@@ -345,7 +346,7 @@ describe("publish: what stands at the final path", () => {
       born > 0n ? String(born) : undefined,
     );
     // No probe left behind.
-    expect(readdirSync(location.tmpDir).filter((name) => name.startsWith(".birth-probe-"))).toEqual(
+    expect(readdirSync(location.tmpDir).filter((name) => name.startsWith(".birth-probe"))).toEqual(
       [],
     );
   });
@@ -641,10 +642,7 @@ describe("clean-up of leftovers", () => {
     const location = locationIn(mkdtempSync(join(root, "cleanup-")), "other");
     const tmp = location.tmpDir;
     // A live attempt (this process) of the dataset "pruned.resnet50", idle for an hour.
-    const host =
-      hostname()
-        .replace(/[^A-Za-z0-9_-]/g, "_")
-        .slice(0, 40) || "host";
+    const host = hostLabel();
     const live = join(tmp, `pruned.resnet50.${host}.${process.pid}.abcdef`);
     const leftovers = [join(tmp, "pruned.0123456789ab"), join(tmp, "replaced.0123456789ab")];
     for (const dir of [live, ...leftovers]) mkdirSync(join(dir, "data"), { recursive: true });

@@ -13,9 +13,10 @@ import {
   symlink,
   writeFile,
 } from "node:fs/promises";
-import { hostname, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hostLabel } from "../../src/volumes/host-label.ts";
 import { locationIn } from "../../src/volumes/layout.ts";
 import { takeLease } from "../../src/volumes/usage.ts";
 import { runCli } from "../harness/cli.ts";
@@ -161,6 +162,22 @@ describe("published datasets", () => {
       expect(kept.stderr).toContain("changed since it was staged");
       expect(kept.stderr).toContain("kept as it is");
       expect((await readdir(dir)).sort()).toEqual(["a.txt"]);
+      // The dry run says the same.
+      const planned = await runCli(["plan", "--datasets", "-", "--json", ...flags], {
+        env: testEnv(),
+        stdin: JSON.stringify(datasets),
+      });
+      expect(planned.code).toBe(0);
+      expect(JSON.parse(planned.stdout).datasets[0]).toMatchObject({
+        cached: true,
+        keptInUse: [expect.stringMatching(/ pid \d+$/)],
+      });
+      const table = await runCli(["plan", "--datasets", "-", ...flags], {
+        env: testEnv(),
+        stdin: JSON.stringify(datasets),
+      });
+      expect(table.stderr).toContain("kept: in use");
+      expect(table.stderr).toContain("fetch keeps it as it is until no job uses it");
     } finally {
       await lease.release();
     }
@@ -221,9 +238,7 @@ describe("published datasets", () => {
   it("removes abandoned attempts of dead processes, and only those of this dataset", async () => {
     const storage = await fresh("cleanup");
     const tmp = join(storage, "t", "data", ".dsfetch", "tmp");
-    const host = hostname()
-      .replace(/[^A-Za-z0-9_-]/g, "_")
-      .slice(0, 40);
+    const host = hostLabel();
     const dead = join(tmp, `a.txt.${host}.999999.deadbeef`);
     const other = join(tmp, `other.${host}.999999.cafef00d`);
     await mkdir(join(dead, "data"), { recursive: true });
