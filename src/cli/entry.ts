@@ -2,16 +2,20 @@
 // First, before the modules below allocate (heap-tuning.ts) or start the thread pool.
 import "./heap-tuning.ts";
 import "./thread-pool-size.ts";
-import { DEFAULT_TUNING, resolveTuning } from "../config/tuning.ts";
+import { DEFAULT_TUNING, resolveTuning, type TransferTuning } from "../config/tuning.ts";
 import { parseCommandLine } from "./args.ts";
 import { finishProcess } from "./finish.ts";
 import { main } from "./main.ts";
 import { armMainThreadWatchdog } from "./main-thread-watchdog.ts";
 import { SignalRouter } from "./signals.ts";
+import { commandGotTerminalSignal } from "./terminal-foreground.ts";
 
-const signals = new SignalRouter().install();
+const alwaysForwardSigint = tuningOrDefault().alwaysForwardSigint;
+const signals = new SignalRouter((pid) =>
+  alwaysForwardSigint ? false : commandGotTerminalSignal(pid),
+).install();
 const argv = process.argv.slice(2);
-armMainThreadWatchdog({ boundMs: watchdogBoundMs(), json: wantsJson(argv) });
+armMainThreadWatchdog({ boundMs: tuningOrDefault().mainThreadTimeoutMs, json: wantsJson(argv) });
 
 const code = await main(argv, {
   stdout: process.stdout,
@@ -25,12 +29,12 @@ const code = await main(argv, {
 // Normally sets process.exitCode; after a thread stuck on hung storage, SIGKILL (finish.ts).
 await finishProcess(code, { stdout: process.stdout, stderr: process.stderr });
 
-/** DSFETCH_MAIN_THREAD_TIMEOUT; the default when it is invalid (main() reports that). */
-function watchdogBoundMs(): number {
+/** The settings from the environment; the defaults when one is invalid (main() reports it). */
+function tuningOrDefault(): TransferTuning {
   try {
-    return resolveTuning(process.env).mainThreadTimeoutMs;
+    return resolveTuning(process.env);
   } catch {
-    return DEFAULT_TUNING.mainThreadTimeoutMs;
+    return DEFAULT_TUNING;
   }
 }
 

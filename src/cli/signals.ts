@@ -5,26 +5,25 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { childRunning, killChild } from "../util/kill-child.ts";
-import { inTerminalForeground } from "./terminal-foreground.ts";
+import { commandGotTerminalSignal } from "./terminal-foreground.ts";
 
 export const FORWARDED_SIGNALS: readonly NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-
-/**
- * Signals a terminal sends to its whole foreground process group (Ctrl-C, hang-up): the
- * command, in dsfetch's group, has already had them from the kernel.
- */
-const TERMINAL_SIGNALS: ReadonlySet<NodeJS.Signals> = new Set(["SIGINT", "SIGHUP"]);
 
 export class SignalRouter {
   private readonly stop = new AbortController();
   private child: ChildProcess | undefined;
   private count = 0;
   private readonly listeners = new Set<(signal: NodeJS.Signals) => void>();
-  private readonly fromTerminal: () => boolean;
+  private readonly gotFromTerminal: (pid: number) => boolean;
 
-  /** `inForeground` is asked when a terminal signal arrives while a command runs (tests). */
-  constructor(inForeground: () => boolean = inTerminalForeground) {
-    this.fromTerminal = inForeground;
+  /**
+   * `gotFromTerminal(pid)`: whether a SIGINT that reached dsfetch reached the running command
+   * `pid` directly too (a Ctrl-C on the terminal: terminal-foreground.ts); then it is not
+   * sent a second time. Not asked for SIGTERM and SIGHUP (a terminal's hang-up reaches a
+   * session already detached from it: forwarded).
+   */
+  constructor(gotFromTerminal: (pid: number) => boolean = commandGotTerminalSignal) {
+    this.gotFromTerminal = gotFromTerminal;
   }
 
   /** Aborted at the first signal (while no child takes them). */
@@ -53,7 +52,8 @@ export class SignalRouter {
     // signal is ours: killChild never sends it to the process group).
     if (this.child !== undefined && childRunning(this.child)) {
       // A Ctrl-C on the terminal reached the command too, from the kernel: not sent twice.
-      if (TERMINAL_SIGNALS.has(signal) && this.fromTerminal()) return;
+      const { pid } = this.child;
+      if (signal === "SIGINT" && pid !== undefined && this.gotFromTerminal(pid)) return;
       if (killChild(this.child, signal)) return;
     }
     this.count += 1;

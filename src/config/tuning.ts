@@ -42,6 +42,12 @@ export interface TransferTuning {
    * stopped answering) before the dsfetch command ends itself (cli/main-thread-watchdog.ts).
    */
   readonly mainThreadTimeoutMs: number;
+  /**
+   * `run` forwards a SIGINT to its command even when a terminal's Ctrl-C reached the command
+   * directly too (cli/terminal-foreground.ts): for a SIGINT sent to dsfetch alone (a stop
+   * signal) while it is a terminal's foreground group.
+   */
+  readonly alwaysForwardSigint: boolean;
 }
 
 export interface LockTiming {
@@ -66,6 +72,7 @@ export const DEFAULT_TUNING: TransferTuning = Object.freeze({
   directIo: true,
   storageTimeoutMs: 30_000,
   mainThreadTimeoutMs: 300_000,
+  alwaysForwardSigint: false,
 });
 
 export function resolveTuning(env: Readonly<Record<string, string | undefined>>): TransferTuning {
@@ -113,6 +120,7 @@ export function resolveTuning(env: Readonly<Record<string, string | undefined>>)
     fileWrites,
     rangeSize,
     directIo: integer(env, "DSFETCH_DIRECT_IO", 1, 0, 1) === 1,
+    alwaysForwardSigint: integer(env, "DSFETCH_ALWAYS_FORWARD_SIGINT", 0, 0, 1) === 1,
     rangeConcurrency: integer(
       env,
       "DSFETCH_RANGE_CONCURRENCY",

@@ -64,11 +64,39 @@ describe("run: signals", () => {
     expect(result.exitCode).toBe(41);
   });
 
+  it("on the terminal, a command in a process group of its own (timeout, setsid) gets the Ctrl-C from dsfetch", async () => {
+    const args = await runArgs("own-group");
+    const at = args.indexOf("--");
+    // `timeout` moves itself into a group of its own: the terminal's SIGINT reaches only
+    // dsfetch, which must pass it on (timeout then sends it to its command).
+    const own = [...args.slice(0, at + 1), "timeout", "60", ...args.slice(at + 1)];
+    const result = await ctrlCOnTerminal(
+      [process.execPath, CLI_SOURCE, ...own],
+      "command started",
+      baseEnv(testEnv()),
+    );
+    expect(result.output).toContain("sigints=1");
+    expect(result.exitCode).toBe(41);
+  });
+
+  it("on the terminal with DSFETCH_ALWAYS_FORWARD_SIGINT=1: forwarded all the same (the command gets it twice)", async () => {
+    const args = await runArgs("always");
+    const result = await ctrlCOnTerminal(
+      [process.execPath, CLI_SOURCE, ...args],
+      "command started",
+      baseEnv({ ...testEnv(), DSFETCH_ALWAYS_FORWARD_SIGINT: "1" }),
+    );
+    expect(result.output).toContain("sigints=2");
+    expect(result.exitCode).toBe(42);
+  });
+
   it("a SIGINT sent to dsfetch alone (no terminal) is forwarded to the command, once", async () => {
     const args = await runArgs("pipe");
+    // A session of its own: no controlling terminal, whatever the test runner has.
     const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
       env: baseEnv(testEnv()),
       stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
     });
     let stdout = "";
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => {

@@ -1,7 +1,7 @@
-import { execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { SignalRouter } from "../../src/cli/signals.ts";
-import { inTerminalForeground } from "../../src/cli/terminal-foreground.ts";
+import { inTerminalForeground, statFields } from "../../src/cli/terminal-foreground.ts";
 
 // /proc/<pid>/stat: pid (comm) state ppid pgrp session tty_nr tpgid …
 const stat = (comm: string, pgrp: number, ttyNr: number, tpgid: number) =>
@@ -9,14 +9,18 @@ const stat = (comm: string, pgrp: number, ttyNr: number, tpgid: number) =>
 
 describe("inTerminalForeground", () => {
   it("true only with a terminal whose foreground group is ours", () => {
-    expect(inTerminalForeground(stat("node", 4242, 34816, 4242))).toBe(true);
-    expect(inTerminalForeground(stat("node", 4242, 34816, 5000))).toBe(false);
-    expect(inTerminalForeground(stat("node", 4242, 0, -1))).toBe(false);
+    expect(inTerminalForeground(statFields(stat("node", 4242, 34816, 4242)))).toBe(true);
+    expect(inTerminalForeground(statFields(stat("node", 4242, 34816, 5000)))).toBe(false);
+    expect(inTerminalForeground(statFields(stat("node", 4242, 0, -1)))).toBe(false);
+    expect(inTerminalForeground(statFields("garbage"))).toBe(false);
   });
 
   it("reads the fields after the last parenthesis (a command name may hold ') 1 2 3')", () => {
-    expect(inTerminalForeground(stat("a) 9 9 9 9 9", 4242, 34816, 4242))).toBe(true);
-    expect(inTerminalForeground(stat("a) 9 9 9 9 9", 4242, 34816, 77))).toBe(false);
+    expect(statFields(stat("a) 9 9 9 9 9", 4242, 34816, 77))).toEqual({
+      pgrp: 4242,
+      ttyNr: 34816,
+      tpgid: 77,
+    });
   });
 
   it("false for a process without a controlling terminal (its own session: setsid)", () => {
@@ -28,7 +32,7 @@ describe("inTerminalForeground", () => {
         process.execPath,
         "--input-type=module",
         "-e",
-        `import { inTerminalForeground } from ${JSON.stringify(source)}; console.log(inTerminalForeground());`,
+        `import { inTerminalForeground, statFields } from ${JSON.stringify(source)}; import { readFileSync } from "node:fs"; console.log(inTerminalForeground(statFields(readFileSync("/proc/self/stat", "utf8"))));`,
       ],
       { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] },
     );
@@ -37,27 +41,46 @@ describe("inTerminalForeground", () => {
 });
 
 describe("SignalRouter while a command runs", () => {
-  async function routed(signal: NodeJS.Signals, fromTerminal: boolean) {
+  async function started(): Promise<ChildProcess> {
     const child = spawn("sleep", ["30"], { stdio: "ignore" });
     await new Promise((resolve) => child.once("spawn", resolve));
-    const router = new SignalRouter(() => fromTerminal);
+    return child;
+  }
+  const exited = (child: ChildProcess) =>
+    new Promise<NodeJS.Signals | null>((resolve) => child.once("exit", (_c, s) => resolve(s)));
+
+  it("a SIGINT the command had from the terminal is not sent again", async () => {
+    const child = await started();
+    const asked: number[] = [];
+    const router = new SignalRouter((pid) => {
+      asked.push(pid);
+      return true;
+    });
     router.forwardTo(child);
-    router.handle(signal);
+    router.handle("SIGINT");
     const ended = await Promise.race([
-      new Promise<NodeJS.Signals | null>((resolve) => child.once("exit", (_c, s) => resolve(s))),
+      exited(child),
       new Promise<"alive">((resolve) => setTimeout(() => resolve("alive"), 300)),
     ]);
     child.kill("SIGKILL");
-    return { ended, aborted: router.signal.aborted };
-  }
-
-  it("a terminal's SIGINT or SIGHUP is left to the terminal (the command had it already)", async () => {
-    expect(await routed("SIGINT", true)).toEqual({ ended: "alive", aborted: false });
-    expect(await routed("SIGHUP", true)).toEqual({ ended: "alive", aborted: false });
+    expect(ended).toBe("alive");
+    expect(asked).toEqual([child.pid]);
+    expect(router.signal.aborted).toBe(false);
   });
 
-  it("SIGTERM is always forwarded, and SIGINT when no terminal sent it", async () => {
-    expect(await routed("SIGTERM", true)).toEqual({ ended: "SIGTERM", aborted: false });
-    expect(await routed("SIGINT", false)).toEqual({ ended: "SIGINT", aborted: false });
+  it("SIGTERM and SIGHUP are always forwarded, and a SIGINT the command did not have", async () => {
+    for (const [signal, fromTerminal] of [
+      ["SIGTERM", true],
+      ["SIGHUP", true],
+      ["SIGINT", false],
+    ] as const) {
+      const child = await started();
+      const router = new SignalRouter(() => fromTerminal);
+      router.forwardTo(child);
+      const ending = exited(child);
+      router.handle(signal);
+      expect(await ending).toBe(signal);
+      expect(router.signal.aborted).toBe(false);
+    }
   });
 });
