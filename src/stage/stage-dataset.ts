@@ -398,8 +398,8 @@ export async function stageDataset(
         await call(`syncing ${attempt.dir}`, () => writeback.settle(), {
           atLeastMs: SETTLE_LIMIT_MS + 5_000,
         });
-        // Leased while this download ran (a job that reused the published version takes its
-        // lease once all its datasets are staged: review): not replaced under that job either.
+        // Leased while this download ran: not replaced under that job either. Read here
+        // (no sync, no publish for nothing) and again just before the swap (publish.ts).
         const published = await call(`reading ${target.location.manifestPath}`, () =>
           inspectStaged(target.location),
         );
@@ -413,7 +413,19 @@ export async function stageDataset(
           return kept;
         }
         const manifest = buildManifest(spec, resolution, download);
-        await publish(attempt, target.location, manifest, call);
+        let keptAtSwap: StagedDataset | undefined;
+        const outcome = await publish(attempt, target.location, manifest, call, {
+          beforeReplacing: async () => {
+            const there = await call(`reading ${target.location.manifestPath}`, () =>
+              inspectStaged(target.location),
+            );
+            keptAtSwap = isCached(resolution, there)
+              ? undefined
+              : await keptInUse(resolution, there.manifest);
+            return keptAtSwap === undefined;
+          },
+        });
+        if (outcome === "kept" && keptAtSwap !== undefined) return keptAtSwap;
         if (lock !== undefined) {
           const { failurePath } = target.location;
           await bestEffort(`removing ${failurePath}`, () => clearFailure(failurePath));

@@ -16,7 +16,9 @@ import { sharedDataRoot } from "../volumes/layout.ts";
 import { mountDataset } from "../volumes/mount.ts";
 import { storageAnswers } from "../volumes/storage-probe.ts";
 import type { Lease } from "../volumes/usage.ts";
+import { DOWNLOAD_STOP_GRACE_MS } from "./progress-watchdog.ts";
 import { type StagedDataset, stageDataset } from "./stage-dataset.ts";
+import { StorageCalls } from "./storage-calls.ts";
 
 export interface StageOptions {
   onEvent?: EventListener;
@@ -100,8 +102,16 @@ export async function stage(
               sharedStorageAnswers,
             });
           let staged = await stageOnce();
+          // Under the same bound as the staging's calls, and answering an interrupt.
+          const { call } = new StorageCalls({
+            dataset: spec.name,
+            stallMs: tuning.extractStallTimeoutMs,
+            graceMs: DOWNLOAD_STOP_GRACE_MS,
+            signal: options.signal,
+          });
+          const confirm = spec.etag === undefined && spec.versionId === undefined;
           for (let restage = 0; options.lease === true && staged.volume === "shared"; restage++) {
-            const taken = await leaseStaged(staged);
+            const taken = await leaseStaged(staged, { confirm, call });
             if (taken !== "replaced") {
               lease = taken;
               break;
@@ -112,7 +122,7 @@ export async function stage(
                 `${spec.name}: ${staged.path} was replaced by another version each time this job was about to hold it (${MAX_RESTAGES_FOR_LEASE + 1} times)`,
                 {
                   dataset: spec.name,
-                  hint: "another job or prefetch keeps refreshing it from a changing source: pin the version (etag or versionId) or retry",
+                  hint: "another job or prefetch keeps refreshing it from a source that keeps changing: pin the version (etag or versionId), or retry once it settles",
                 },
               );
             }

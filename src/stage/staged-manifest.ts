@@ -1,7 +1,7 @@
 /**
  * The manifest of the version each StagedDataset reports (kept beside it, not in it: the
  * result is what `--json` prints), so that stage() can confirm, once the job's lease is
- * taken, that the version at the path is still that one (agent/lease-staged.ts).
+ * taken, that the version at the path is still that one (agent/leases.ts).
  */
 import type { Manifest } from "../volumes/manifest.ts";
 import type { StagedDataset } from "./stage-dataset.ts";

@@ -121,8 +121,9 @@ async function removeDataset(
       activeLeases(location),
     );
     if (leases.length > 0) return `in use by ${leases.join(", ")}`;
-    // Used since the listing (a job reuses a dataset, and takes its lease only once all its
-    // datasets are staged: found in review, 2026-12-05): not old any more.
+    // Used since the listing (a job that reused it marks the use before it takes its lease:
+    // found in review, 2026-12-05): not old any more. A job that reuses it after this look
+    // finds it gone once leased, and stages it again (agent/leases.ts).
     const used = await call(`reading when ${location.path} was used`, () => lastUsed(location));
     if (used !== undefined && used.getTime() > Date.parse(entry.lastUsed)) {
       return `used since the listing (${used.toISOString()})`;

@@ -30,7 +30,18 @@ import { makeReadOnly, makeWritable, removeTreeReporting } from "./permissions.t
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { fsyncDirectory, SYNC_LIMIT_MS, syncTree } from "./sync-tree.ts";
 
-export type PublishOutcome = "published" | "replaced" | "already-published";
+/** "kept": the tree at the final path was left in place (PublishOptions.beforeReplacing). */
+export type PublishOutcome = "published" | "replaced" | "already-published" | "kept";
+
+export interface PublishOptions {
+  /**
+   * Asked right before a tree at the final path is swapped out (after the sync, the last
+   * moment): false leaves it in place, and ours goes. The refresh of a dataset in use reads
+   * the leases here (stage-dataset.ts): read only before the sync, a job that took its lease
+   * during the sync (seconds for a large tree) had the dataset replaced under it (review).
+   */
+  readonly beforeReplacing?: () => Promise<boolean>;
+}
 
 /** Whether a manifest found at the final path describes the same data as ours. */
 export function sameData(a: Manifest, b: Manifest): boolean {
@@ -48,6 +59,7 @@ export async function publish(
   location: DatasetLocation,
   manifest: Manifest,
   call: StorageCall = unboundedCall,
+  options: PublishOptions = {},
 ): Promise<PublishOutcome> {
   try {
     await call(`writing ${attempt.manifestPath}`, () =>
@@ -185,6 +197,21 @@ export async function publish(
       } catch (naming) {
         throw storageError(naming, pendingPath);
       }
+    }
+    // Nothing moved yet: the tree there keeps its own manifest, and ours names nothing.
+    const standDown = () =>
+      bestEffort(call(`removing ${pendingPath}`, () => rm(pendingPath, { force: true })));
+    let replace: boolean;
+    try {
+      replace = (await options.beforeReplacing?.()) ?? true;
+    } catch (asking) {
+      await standDown();
+      throw storageError(asking, location.path);
+    }
+    if (!replace) {
+      await standDown();
+      await removeAttempt(attempt, call);
+      return "kept";
     }
     try {
       replaced = await swapIn(attempt, location, call, occupant);

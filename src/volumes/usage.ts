@@ -54,7 +54,13 @@ export async function takeLease(location: DatasetLocation): Promise<Lease> {
   const dir = leaseDir(location);
   const path = join(dir, `${hostLabel()}.${process.pid}.${randomBytes(4).toString("hex")}`);
   await mkdir(dir, { recursive: true });
-  await writeFile(path, new Date().toISOString());
+  try {
+    await writeFile(path, new Date().toISOString());
+  } catch (error) {
+    // Created, then not written (a full volume): nobody would ever release it (review).
+    await rm(path, { force: true }).catch(() => {});
+    throw error;
+  }
   const timer = setInterval(() => {
     const now = new Date();
     utimes(path, now, now).catch(() => {});

@@ -4,21 +4,45 @@
 // reports the version it will read).
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { releaseLeases } from "../../src/agent/leases.ts";
+import { leaseStaged, releaseLeases } from "../../src/agent/leases.ts";
 import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
 import { resolveSettings } from "../../src/config/settings.ts";
 import type { DsfetchEvent } from "../../src/events.ts";
 import { stage } from "../../src/stage/stage.ts";
+import { withManifest } from "../../src/stage/staged-manifest.ts";
+import { locationIn } from "../../src/volumes/layout.ts";
+import { pendingManifestPath, treeIdentity } from "../../src/volumes/occupant.ts";
+import { type Lease, takeLease } from "../../src/volumes/usage.ts";
 import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
+import { testManifest } from "../harness/manifests.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
-/** Set by a test: runs just before a lease is taken (after the dataset was staged). */
-const hooks = vi.hoisted(() => ({ beforeLease: undefined as (() => Promise<void>) | undefined }));
+/**
+ * Set by a test: runs just before a lease is taken (after the dataset was staged); just
+ * before a publish's sync.
+ */
+const hooks = vi.hoisted(() => ({
+  beforeLease: undefined as (() => Promise<void>) | undefined,
+  beforeSync: undefined as (() => Promise<void>) | undefined,
+}));
+
+vi.mock("../../src/volumes/sync-tree.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/volumes/sync-tree.ts")>();
+  return {
+    ...actual,
+    syncTree: async (...args: Parameters<typeof actual.syncTree>) => {
+      const hook = hooks.beforeSync;
+      hooks.beforeSync = undefined;
+      await hook?.();
+      return actual.syncTree(...args);
+    },
+  };
+});
 
 vi.mock("../../src/volumes/usage.ts", async (importOriginal) => {
   const actual = await importOriginal<typeof import("../../src/volumes/usage.ts")>();
@@ -46,6 +70,7 @@ beforeAll(async () => {
 
 afterEach(() => {
   hooks.beforeLease = undefined;
+  hooks.beforeSync = undefined;
   proxy.throttle(undefined);
 });
 
@@ -176,6 +201,110 @@ describe("leases from the moment a dataset is staged", () => {
       await releaseLeases(result.leases);
     }
     expect(await leaseFiles(storage, "race")).toEqual([]);
+  });
+
+  it("a job that takes its lease while a refresh syncs (after the refresh's first look): the refresh stands down at its swap", async () => {
+    const storage = await mkdtemp(join(root, "at-swap-"));
+    await putObject(bucket, "swap/a.txt", "one");
+    const flags = ["--storage-root", storage, "--team", "t"];
+    const entry = { uri: `s3://${bucket}/swap/` };
+    const first = await runCli(["fetch", "--datasets", "-", "--json", ...flags], {
+      env: testEnv(),
+      stdin: JSON.stringify([entry]),
+    });
+    expect(first.code).toBe(0);
+    const dir = JSON.parse(first.stdout).datasets[0].path as string;
+    await putObject(bucket, "swap/b.txt", "two");
+    const data = join(storage, "t", "data");
+    let lease: Lease | undefined;
+    // The refresh has downloaded and found no lease; while it syncs, a job leases the dataset.
+    hooks.beforeSync = async () => {
+      lease = await takeLease(locationIn(data, "swap"));
+    };
+    const info = s3Info();
+    const datasets = parseDatasetsValue(
+      [
+        {
+          ...entry,
+          awsAccessKeyId: info.accessKeyId,
+          awsSecretAccessKey: info.secretAccessKey,
+          endpoint: info.endpoint,
+          region: info.region,
+        },
+      ],
+      "test",
+      {},
+    );
+    const warnings: string[] = [];
+    try {
+      const result = await stage(
+        datasets,
+        resolveSettings({ storageRoot: storage, team: "t" }, {}),
+        {
+          onEvent: (event) => {
+            if (event.type === "warning") warnings.push(event.message);
+          },
+        },
+      );
+      expect(lease).toBeDefined();
+      expect(result.datasets[0]).toMatchObject({
+        ok: true,
+        cached: true,
+        objects: 1,
+        keptInUse: [expect.stringMatching(/ pid \d+$/)],
+      });
+      expect(warnings.join("\n")).toContain("kept as it is");
+      expect((await readdir(dir)).sort()).toEqual(["a.txt"]);
+      // Its download and its pending manifest are gone; the kept version's manifest stays.
+      expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
+      expect(await readdir(join(data, ".dsfetch", "manifests"))).toEqual(["swap.json"]);
+    } finally {
+      await lease?.release();
+    }
+  });
+
+  it("a dataset another worker has just published (its manifest not in yet: pending) is held, not staged again", async () => {
+    const data = await mkdtemp(join(root, "pending-"));
+    const location = locationIn(data, "ds");
+    await mkdir(location.path, { recursive: true });
+    await writeFile(join(location.path, "f"), "abc");
+    await mkdir(join(location.tmpDir, "ds.other.1.abcd"), { recursive: true });
+    const manifest = testManifest("s3://b/ds", "0123456789abcdef0123456789abcdef", "f");
+    const tree = await treeIdentity(location.path, location.tmpDir);
+    await mkdir(join(data, ".dsfetch", "manifests"), { recursive: true });
+    await writeFile(
+      pendingManifestPath(location, join(location.tmpDir, "ds.other.1.abcd")),
+      JSON.stringify({ ...manifest, tree }),
+    );
+    const staged = withManifest(
+      {
+        name: "ds",
+        uri: manifest.uri,
+        kind: "object",
+        etag: manifest.etag ?? null,
+        versionId: null,
+        path: location.path,
+        mount: "/data/ds",
+        volume: "shared",
+        bytes: 3,
+        objects: 1,
+        cached: false,
+        verification: { md5: 1 },
+        seconds: 0,
+        retries: 0,
+        refetchedBytes: 0,
+      },
+      manifest,
+    );
+    const lease = await leaseStaged(staged, { confirm: true });
+    expect(lease).not.toBe("replaced");
+    if (lease !== "replaced") await lease.release();
+    // With another version's pending manifest there instead: replaced.
+    await writeFile(
+      pendingManifestPath(location, join(location.tmpDir, "ds.other.1.abcd")),
+      JSON.stringify({ ...manifest, etag: "ffffffffffffffffffffffffffffffff", tree }),
+    );
+    expect(await leaseStaged(staged, { confirm: true })).toBe("replaced");
   });
 
   it("a prefetch (no lease asked) holds nothing", async () => {

@@ -30,8 +30,8 @@ export async function runCommand(
     mount: args.mountFlag ?? true,
     lease: true,
   });
-  view.close();
   try {
+    view.close();
     return await runStaged(context, signals, result);
   } finally {
     await releaseLeases(result.leases);

@@ -11,7 +11,7 @@ import { removeReadyFile, writeReadyFile } from "../../agent/ready-file.ts";
 import { resolveTuning } from "../../config/tuning.ts";
 import { DsfetchError } from "../../errors.ts";
 import type { DsfetchEvent } from "../../events.ts";
-import { exitCodeOfStage, failuresOf, stage } from "../../stage/stage.ts";
+import { exitCodeOfStage, failuresOf, type StageResult, stage } from "../../stage/stage.ts";
 import type { CommandContext } from "../context.ts";
 import { stopMainThreadWatchdog } from "../main-thread-watchdog.ts";
 import { ProgressView } from "../progress-view.ts";
@@ -65,8 +65,20 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
       mount: args.mountFlag ?? true,
       lease: true,
     });
+    try {
+      return await holdStaged(result);
+    } finally {
+      await releaseLeases(result.leases);
+    }
+  } finally {
+    metrics.ready = false;
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+
+  /** Reports the staging, then holds the datasets (their leases) until SIGTERM. */
+  async function holdStaged(result: StageResult): Promise<number> {
     view.close();
-    const { leases } = result;
     const failed = failuresOf(result);
     if (failed.length > 0) {
       for (const outcome of failed) {
@@ -81,7 +93,6 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
         else err(renderError(outcome.error));
       }
       state = { phase: "failed", reason: `${failed.length} datasets could not be staged` };
-      await releaseLeases(leases);
       return exitCodeOfStage(result);
     }
     // Staged: from here the sidecar holds the datasets for the job's whole life, and a stuck
@@ -110,12 +121,7 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
       return 0;
     } finally {
       if (args.readyFile !== undefined) await removeReadyFile(args.readyFile).catch(() => {});
-      await releaseLeases(leases);
     }
-  } finally {
-    metrics.ready = false;
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
   }
 }
 
