@@ -22,12 +22,6 @@ import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
 import { type Lease, takeLease } from "../volumes/usage.ts";
 
 export interface LeaseOptions {
-  /**
-   * Read the version at the path again once the lease is taken. Not for a dataset pinned to
-   * a version (etag, versionId): a lease does not keep a pinned version from replacing
-   * another, and two jobs pinning two versions would stage each other's away in turn.
-   */
-  readonly confirm: boolean;
   /** Bounds each call on the storage (stage/storage-calls.ts). */
   readonly call?: StorageCall;
 }
@@ -38,13 +32,21 @@ export interface LeaseOptions {
  */
 export async function leaseStaged(
   staged: StagedDataset,
-  options: LeaseOptions,
+  options: LeaseOptions = {},
 ): Promise<Lease | "replaced"> {
   const call = options.call ?? unboundedCall;
   const location = locationIn(dirname(staged.path), basename(staged.path));
-  const lease = await call(`taking a lease on ${staged.path}`, () => takeLease(location));
+  const taking = takeLease(location);
+  const lease = await call(`taking a lease on ${staged.path}`, () => taking).catch(
+    (error: unknown) => {
+      // Given up on (storage that does not answer, an interrupt), it may still be taken:
+      // released then, or a long-lived program would hold it for good (review).
+      taking.then((late) => late.release()).catch(() => {});
+      throw error;
+    },
+  );
   const expected = manifestOfStaged(staged);
-  if (!options.confirm || expected === undefined) return lease;
+  if (expected === undefined) return lease;
   try {
     const now = await call(`reading ${location.manifestPath}`, async () => {
       // The manifest of the tree there; or, just published by another worker whose manifest

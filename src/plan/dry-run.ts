@@ -76,8 +76,14 @@ export async function plan(
           if (refreshWaitsForJobs(spec, resolution, staged.manifest)) {
             const users = await activeLeases(target.location).catch((): string[] => []);
             if (users.length > 0) {
+              // The version that stays, as fetch reports it.
+              const kept = staged.manifest;
               return {
                 ...planEntry(spec, resolution, staged, target),
+                etag: kept.etag ?? null,
+                versionId: kept.versionId ?? null,
+                bytes: kept.bytes,
+                objects: kept.kind === "prefix" ? kept.files.length : 1,
                 cached: true,
                 keptInUse: users,
               };

@@ -419,9 +419,9 @@ export async function stageDataset(
             const there = await call(`reading ${target.location.manifestPath}`, () =>
               inspectStaged(target.location),
             );
-            keptAtSwap = isCached(resolution, there)
-              ? undefined
-              : await keptInUse(resolution, there.manifest);
+            // Our data already (another worker's, a lock lost): left in place, jobs may read it.
+            if (isCached(resolution, there)) return false;
+            keptAtSwap = await keptInUse(resolution, there.manifest);
             return keptAtSwap === undefined;
           },
         });

@@ -109,9 +109,8 @@ export async function stage(
             graceMs: DOWNLOAD_STOP_GRACE_MS,
             signal: options.signal,
           });
-          const confirm = spec.etag === undefined && spec.versionId === undefined;
           for (let restage = 0; options.lease === true && staged.volume === "shared"; restage++) {
-            const taken = await leaseStaged(staged, { confirm, call });
+            const taken = await leaseStaged(staged, { call });
             if (taken !== "replaced") {
               lease = taken;
               break;
@@ -122,7 +121,10 @@ export async function stage(
                 `${spec.name}: ${staged.path} was replaced by another version each time this job was about to hold it (${MAX_RESTAGES_FOR_LEASE + 1} times)`,
                 {
                   dataset: spec.name,
-                  hint: "another job or prefetch keeps refreshing it from a source that keeps changing: pin the version (etag or versionId), or retry once it settles",
+                  hint:
+                    spec.versionId !== undefined
+                      ? `another configuration stages another version under the name ${spec.name} at the same path: give one of them another name`
+                      : "another job or prefetch keeps refreshing it from a source that keeps changing: pin the version (etag or versionId), or retry once it settles",
                 },
               );
             }

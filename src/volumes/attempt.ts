@@ -3,7 +3,7 @@
  * final path (so publishing is one rename): `<meta>/tmp/<dir>.<host>.<pid>.<random>/` with
  * mode 0700, holding `data/` (the dataset being built) and `manifest.json`.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { chmod, mkdir } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
@@ -17,8 +17,29 @@ export interface Attempt {
   readonly manifestPath: string;
 }
 
+/** Directory names up to this long go into attempt names whole. */
+const WHOLE_NAME_LENGTH = 100;
+
+/**
+ * The dataset's part of its attempts' names: its directory name, shortened when long. A
+ * file name holds 255 bytes, and a directory name may be 199 (a name of 160 characters, an
+ * etag of 32 and its part count): with the host label, pid and random part after it, the
+ * attempt's name did not fit (review, 2026-12-05). `~` is never in a dataset's name.
+ */
+export function attemptToken(dirName: string): string {
+  if (dirName.length <= WHOLE_NAME_LENGTH) return dirName;
+  const digest = createHash("sha256").update(dirName).digest("hex").slice(0, 12);
+  return `${dirName.slice(0, 80)}~${digest}`;
+}
+
+/** The random part that ends an attempt's name (its pending manifest is named by it). */
+export function attemptRandom(attemptDir: string): string {
+  return basename(attemptDir).split(".").at(-1) ?? "";
+}
+
 export async function createAttempt(location: DatasetLocation): Promise<Attempt> {
-  const id = `${basename(location.path)}.${hostLabel()}.${process.pid}.${randomBytes(4).toString("hex")}`;
+  const token = attemptToken(basename(location.path));
+  const id = `${token}.${hostLabel()}.${process.pid}.${randomBytes(4).toString("hex")}`;
   const dir = join(location.tmpDir, id);
   try {
     await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });

@@ -5,6 +5,7 @@
  */
 import { readdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
+import { attemptToken } from "./attempt.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { BIRTH_PROBE_NAME, removeStalePending } from "./occupant.ts";
@@ -12,6 +13,8 @@ import { removeTree, removeTreeReporting } from "./permissions.ts";
 
 /** `replaced.<12 hex>` (publish.ts; `.json`: its manifest) and `pruned.<12 hex>` (prune.ts). */
 const ASIDE_NAME = /^(?:replaced|pruned)\.[0-9a-f]{12}(?:\.json)?$/;
+/** A birth-time probe named by a dsfetch before 2026-12-05 (occupant.ts names them now). */
+const OLD_BIRTH_PROBE = /^\.birth-probe-[A-Za-z0-9]{6}$/;
 
 export interface AttemptName {
   readonly dirName: string;
@@ -49,7 +52,7 @@ export async function cleanAbandonedAttempts(
   progressed: () => void = () => {},
   signal?: AbortSignal,
 ): Promise<number> {
-  const dirName = basename(location.path);
+  const dirName = attemptToken(basename(location.path));
   const thisHost = hostLabel();
   let names: string[];
   try {
@@ -76,7 +79,9 @@ export async function cleanAbandonedAttempts(
       // Old trees moved aside by a replacing publish or by prune, left by a crash. Matched
       // exactly: a dataset may be named "pruned.resnet50", and its live attempts are not
       // leftovers (found in review, 2026-12-05).
-      abandoned = ASIDE_NAME.test(name) && (await idleFor(path, abandonedAfterMs));
+      abandoned =
+        (ASIDE_NAME.test(name) || OLD_BIRTH_PROBE.test(name)) &&
+        (await idleFor(path, abandonedAfterMs));
     }
     progressed();
     if (signal?.aborted === true) break;

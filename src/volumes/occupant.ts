@@ -18,15 +18,21 @@ import { chmod, lstat, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DsfetchError } from "../errors.ts";
+import { attemptRandom } from "./attempt.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { type Manifest, readManifest } from "./manifest.ts";
 
 const PENDING = ".pending.";
 
-/** The pending manifest of the attempt directory `attemptDir`. */
+/**
+ * The pending manifest of the attempt directory `attemptDir`: named by the attempt's random
+ * part only (`<dir>.json.pending.<random>`), as the whole attempt name after the manifest's
+ * would not fit in a file name for long dataset names (review, 2026-12-05: such a dataset
+ * failed at publish, after its whole download).
+ */
 export function pendingManifestPath(location: DatasetLocation, attemptDir: string): string {
-  return `${location.manifestPath}${PENDING}${basename(attemptDir)}`;
+  return `${location.manifestPath}${PENDING}${attemptRandom(attemptDir)}`;
 }
 
 /** A pending manifest: the manifest, and the trees it vouches for. */
@@ -284,11 +290,15 @@ export async function pathHoldsNamedTree(
  */
 export async function removeStalePending(location: DatasetLocation): Promise<number> {
   let removed = 0;
-  for (const { name, path, attempt } of await pendingFiles(location)) {
-    const alive = await lstat(join(location.tmpDir, attempt)).then(
-      () => true,
-      () => false,
-    );
+  const pending = await pendingFiles(location);
+  if (pending.length === 0) return 0;
+  const attempts = await readdir(location.tmpDir).catch((): string[] => []);
+  for (const { name, path, attempt } of pending) {
+    // `attempt`: the random part of its attempt's name (a dsfetch before 2026-12-05 wrote the
+    // whole name).
+    const alive = attempt.includes(".")
+      ? attempts.includes(attempt)
+      : attempts.some((dir) => attemptRandom(dir) === attempt);
     if (alive) continue;
     if (!name.endsWith(".tmp")) {
       try {

@@ -199,8 +199,14 @@ export async function publish(
       }
     }
     // Nothing moved yet: the tree there keeps its own manifest, and ours names nothing.
+    // Not stopped by an interrupt (the likeliest reason to get here): left, it would name the
+    // tree there for as long as that stands (review).
     const standDown = () =>
-      bestEffort(call(`removing ${pendingPath}`, () => rm(pendingPath, { force: true })));
+      bestEffort(
+        call(`removing ${pendingPath}`, () => rm(pendingPath, { force: true }), {
+          uninterruptible: true,
+        }),
+      );
     let replace: boolean;
     try {
       replace = (await options.beforeReplacing?.()) ?? true;

@@ -296,7 +296,7 @@ describe("leases from the moment a dataset is staged", () => {
       },
       manifest,
     );
-    const lease = await leaseStaged(staged, { confirm: true });
+    const lease = await leaseStaged(staged);
     expect(lease).not.toBe("replaced");
     if (lease !== "replaced") await lease.release();
     // With another version's pending manifest there instead: replaced.
@@ -304,7 +304,7 @@ describe("leases from the moment a dataset is staged", () => {
       pendingManifestPath(location, join(location.tmpDir, "ds.other.1.abcd")),
       JSON.stringify({ ...manifest, etag: "ffffffffffffffffffffffffffffffff", tree }),
     );
-    expect(await leaseStaged(staged, { confirm: true })).toBe("replaced");
+    expect(await leaseStaged(staged)).toBe("replaced");
   });
 
   it("a prefetch (no lease asked) holds nothing", async () => {

@@ -10,9 +10,11 @@ import { baseEnv, CLI_SOURCE } from "../harness/cli.ts";
 import { ctrlCOnTerminal } from "../harness/pty.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
-// Counts its SIGINTs for 1.5 s after the first, then exits with 40 + that count.
+// Counts its SIGINTs for 1.5 s after the first, then exits with 40 + that count (40: none
+// within 5 s).
 const COUNTING_COMMAND = [
   "let n = 0;",
+  "setTimeout(() => { if (n === 0) { console.log('sigints=0'); process.exit(40); } }, 5000);",
   "process.on('SIGINT', () => { n += 1; if (n === 1) setTimeout(() => { console.log('sigints=' + n); process.exit(40 + n); }, 1500); });",
   "console.log('command started');",
   "setInterval(() => {}, 1000);",
@@ -64,12 +66,13 @@ describe("run: signals", () => {
     expect(result.exitCode).toBe(41);
   });
 
-  it("on the terminal, a command in a process group of its own (timeout, setsid) gets the Ctrl-C from dsfetch", async () => {
+  it("on the terminal, a command in a process group of its own (setsid) gets the Ctrl-C from dsfetch", async () => {
     const args = await runArgs("own-group");
     const at = args.indexOf("--");
-    // `timeout` moves itself into a group of its own: the terminal's SIGINT reaches only
-    // dsfetch, which must pass it on (timeout then sends it to its command).
-    const own = [...args.slice(0, at + 1), "timeout", "60", ...args.slice(at + 1)];
+    // `setsid` puts the command in a session (and group) of its own, then execs it: the
+    // terminal's SIGINT reaches only dsfetch, which must pass it on. (Not `timeout`: it
+    // passes a SIGINT on to its command, then to its whole group again.)
+    const own = [...args.slice(0, at + 1), "setsid", ...args.slice(at + 1)];
     const result = await ctrlCOnTerminal(
       [process.execPath, CLI_SOURCE, ...own],
       "command started",
@@ -79,15 +82,23 @@ describe("run: signals", () => {
     expect(result.exitCode).toBe(41);
   });
 
-  it("on the terminal with DSFETCH_ALWAYS_FORWARD_SIGINT=1: forwarded all the same (the command gets it twice)", async () => {
-    const args = await runArgs("always");
-    const result = await ctrlCOnTerminal(
-      [process.execPath, CLI_SOURCE, ...args],
+  it("on the terminal, a SIGINT sent to dsfetch alone is not passed on (taken for the terminal's), unless DSFETCH_ALWAYS_FORWARD_SIGINT=1", async () => {
+    const dropped = await ctrlCOnTerminal(
+      [process.execPath, CLI_SOURCE, ...(await runArgs("kill-default"))],
+      "command started",
+      baseEnv(testEnv()),
+      "kill",
+    );
+    expect(dropped.output).toContain("sigints=0");
+    expect(dropped.exitCode).toBe(40);
+    const forwarded = await ctrlCOnTerminal(
+      [process.execPath, CLI_SOURCE, ...(await runArgs("kill-always"))],
       "command started",
       baseEnv({ ...testEnv(), DSFETCH_ALWAYS_FORWARD_SIGINT: "1" }),
+      "kill",
     );
-    expect(result.output).toContain("sigints=2");
-    expect(result.exitCode).toBe(42);
+    expect(forwarded.output).toContain("sigints=1");
+    expect(forwarded.exitCode).toBe(41);
   });
 
   it("a SIGINT sent to dsfetch alone (no terminal) is forwarded to the command, once", async () => {

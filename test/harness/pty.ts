@@ -6,9 +6,10 @@ import { spawn } from "node:child_process";
 const PTY_DRIVER = String.raw`
 import os, pty, select, signal, sys, time
 marker = sys.argv[1].encode()
+how = sys.argv[2]
 pid, fd = pty.fork()
 if pid == 0:
-    os.execvp(sys.argv[2], sys.argv[2:])
+    os.execvp(sys.argv[3], sys.argv[3:])
 out = b""
 def pump(timeout):
     global out
@@ -25,7 +26,10 @@ deadline = time.time() + 60
 while marker not in out and time.time() < deadline and pump(0.1):
     pass
 if marker in out:
-    os.write(fd, b"\x03")
+    if how == "ctrl-c":
+        os.write(fd, b"\x03")
+    else:
+        os.kill(pid, signal.SIGINT)
 status = None
 while status is None:
     pump(0.1)
@@ -47,14 +51,19 @@ export interface PtyResult {
   exitCode: number;
 }
 
-/** Runs `command` on a terminal and presses Ctrl-C once `marker` appeared on it. */
+/**
+ * Runs `command` on a terminal and, once `marker` appeared on it, presses Ctrl-C (the
+ * terminal signals its whole foreground group), or with "kill" sends SIGINT to the command's
+ * process alone.
+ */
 export function ctrlCOnTerminal(
   command: readonly string[],
   marker: string,
   env: Record<string, string>,
+  how: "ctrl-c" | "kill" = "ctrl-c",
 ): Promise<PtyResult> {
   return new Promise((resolve, reject) => {
-    const driver = spawn("python3", ["-c", PTY_DRIVER, marker, ...command], {
+    const driver = spawn("python3", ["-c", PTY_DRIVER, marker, how, ...command], {
       env,
       stdio: ["ignore", "pipe", "pipe"],
     });

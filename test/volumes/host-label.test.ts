@@ -1,7 +1,7 @@
 // Processes in other PID namespaces on the same host (two containers of one pod, pods with
 // hostNetwork): a pid is checked for life only within its own namespace.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -35,9 +35,11 @@ describe("host label", () => {
       "console.log('leased ' + process.pid);",
       "setInterval(() => {}, 1000);",
     ].join(" ");
-    // A container's own PID namespace (root: unshare), where the job gets pid 40001, which
-    // is no process of ours.
-    expect(isProcessAlive(40_001)).toBe(false);
+    // A container's own PID namespace (root: unshare), where the job gets a pid that is no
+    // process of ours (below pid_max, which bounds the namespace's pids on older kernels).
+    const pidMax = Number(readFileSync("/proc/sys/kernel/pid_max", "utf8"));
+    let target = Math.floor(pidMax / 2);
+    while (isProcessAlive(target) || isProcessAlive(target - 1)) target += 1;
     const job = spawn(
       "unshare",
       [
@@ -47,9 +49,10 @@ describe("host label", () => {
         "--kill-child",
         "sh",
         "-c",
-        'echo 40000 > /proc/sys/kernel/ns_last_pid && "$0" --input-type=module -e "$1"; true',
+        'echo "$2" > /proc/sys/kernel/ns_last_pid && "$0" --input-type=module -e "$1"; true',
         process.execPath,
         script,
+        String(target - 1),
       ],
       { stdio: ["ignore", "pipe", "inherit"] },
     );
@@ -58,11 +61,13 @@ describe("host label", () => {
     job.stdout.setEncoding("utf8").on("data", (chunk: string) => {
       out += chunk;
     });
-    await expect.poll(() => out, { timeout: 20_000 }).toContain("leased");
-    expect(out).toContain("leased 40001");
+    await expect
+      .poll(() => out, { timeout: 20_000, message: "unshare --pid (root) started no job" })
+      .toContain("leased");
+    expect(out).toContain(`leased ${target}`);
     const users = await activeLeases(location);
     expect(users).toHaveLength(1);
-    expect(users[0]).toMatch(/ pid 40001$/);
+    expect(users[0]).toMatch(new RegExp(` pid ${target}$`));
     expect(users[0]).not.toContain(hostLabel());
   });
 

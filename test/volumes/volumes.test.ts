@@ -118,6 +118,32 @@ describe("published datasets", () => {
     expect(manifest.files.map((f) => f.path)).toEqual(listed);
   });
 
+  it("the longest name (160 characters) with an etag: staged, and refreshed in place when its folder changes (every name dsfetch makes beside it fits in a file name)", async () => {
+    const storage = await fresh("long-name");
+    const flags = ["--storage-root", storage, "--team", "t"];
+    const name = `n${"x".repeat(159)}`;
+    const { etag } = await putObject(bucket, "long/model.bin", "weights");
+    const pinned = await fetch([{ uri: `s3://${bucket}/long/model.bin`, name, etag }], flags);
+    expect(pinned.stderr).not.toContain("error");
+    expect(pinned.code).toBe(0);
+    expect(pinned.entries[0]?.path).toBe(join(storage, "t", "data", `${name}-${etag}`));
+    expect(await readFile(join(pinned.entries[0]?.path as string, "model.bin"), "utf8")).toBe(
+      "weights",
+    );
+    // A folder under the same name: published, then replaced by a refresh (pending manifest).
+    await putObject(bucket, "long-set/a.txt", "one");
+    const folder = [{ uri: `s3://${bucket}/long-set/`, name }];
+    expect((await fetch(folder, flags)).code).toBe(0);
+    await putObject(bucket, "long-set/b.txt", "two");
+    const refreshed = await fetch(folder, flags);
+    expect(refreshed.stderr).not.toContain("error");
+    expect(refreshed.entries[0]?.cached).toBe(false);
+    expect((await readdir(refreshed.entries[0]?.path as string)).sort()).toEqual([
+      "a.txt",
+      "b.txt",
+    ]);
+  });
+
   it("refresh without an etag: a changed object is fetched anew and swapped in", async () => {
     const storage = await fresh("refresh");
     const key = "refresh/model.txt";
@@ -168,8 +194,10 @@ describe("published datasets", () => {
         stdin: JSON.stringify(datasets),
       });
       expect(planned.code).toBe(0);
+      // The version that stays (one object), not the source's two.
       expect(JSON.parse(planned.stdout).datasets[0]).toMatchObject({
         cached: true,
+        objects: 1,
         keptInUse: [expect.stringMatching(/ pid \d+$/)],
       });
       const table = await runCli(["plan", "--datasets", "-", ...flags], {
