@@ -16,6 +16,7 @@ import { basename, dirname } from "node:path";
 import type { StagedDataset } from "../stage/stage-dataset.ts";
 import { manifestOfStaged } from "../stage/staged-manifest.ts";
 import { locationIn } from "../volumes/layout.ts";
+import type { Manifest } from "../volumes/manifest.ts";
 import { manifestOfTree, pendingNaming, treeIdentity } from "../volumes/occupant.ts";
 import { sameData } from "../volumes/publish.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
@@ -24,27 +25,35 @@ import { type Lease, takeLease } from "../volumes/usage.ts";
 export interface LeaseOptions {
   /** Bounds each call on the storage (stage/storage-calls.ts). */
   readonly call?: StorageCall;
+  /** The dataset is pinned by its etag and not by a versionId. */
+  readonly etagPinned?: boolean;
+}
+
+/** The version at the path is no longer the one staged: what is there now, if anything. */
+export interface Replaced {
+  readonly replacedBy: Manifest | undefined;
 }
 
 /**
- * The job's lease on a staged shared dataset, or "replaced" (nothing held) when the version
- * at its path is no longer the one `staged` reports.
+ * The job's lease on a staged shared dataset, or Replaced (nothing held) when the version at
+ * its path is no longer the one `staged` reports.
  */
 export async function leaseStaged(
   staged: StagedDataset,
   options: LeaseOptions = {},
-): Promise<Lease | "replaced"> {
+): Promise<Lease | Replaced> {
   const call = options.call ?? unboundedCall;
   const location = locationIn(dirname(staged.path), basename(staged.path));
-  const taking = takeLease(location);
-  const lease = await call(`taking a lease on ${staged.path}`, () => taking).catch(
-    (error: unknown) => {
-      // Given up on (storage that does not answer, an interrupt), it may still be taken:
-      // released then, or a long-lived program would hold it for good (review).
-      taking.then((late) => late.release()).catch(() => {});
-      throw error;
-    },
-  );
+  let taking: Promise<Lease> | undefined;
+  const lease = await call(`taking a lease on ${staged.path}`, () => {
+    taking = takeLease(location);
+    return taking;
+  }).catch((error: unknown) => {
+    // Given up on (storage that does not answer, an interrupt), it may still be taken:
+    // released then, or a long-lived program would hold it for good (review).
+    taking?.then((late) => late.release()).catch(() => {});
+    throw error;
+  });
   const expected = manifestOfStaged(staged);
   if (expected === undefined) return lease;
   try {
@@ -56,13 +65,26 @@ export async function leaseStaged(
       const tree = await treeIdentity(location.path);
       return tree === undefined ? undefined : pendingNaming(location, tree);
     });
-    if (now !== undefined && sameData(now, expected)) return lease;
+    if (now !== undefined && (sameData(now, expected) || sameEtag(now, expected, options))) {
+      return lease;
+    }
+    await lease.release().catch(() => {});
+    return { replacedBy: now };
   } catch (error) {
     await lease.release().catch(() => {});
     throw error;
   }
-  await lease.release().catch(() => {});
-  return "replaced";
+}
+
+/** A dataset pinned by its etag alone is any version of that etag (a re-upload of the same bytes). */
+function sameEtag(now: Manifest, expected: Manifest, options: LeaseOptions): boolean {
+  return (
+    options.etagPinned === true &&
+    now.kind === expected.kind &&
+    now.uri === expected.uri &&
+    now.etag !== undefined &&
+    now.etag === expected.etag
+  );
 }
 
 export async function releaseLeases(leases: readonly Lease[]): Promise<void> {

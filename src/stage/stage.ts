@@ -110,10 +110,28 @@ export async function stage(
             signal: options.signal,
           });
           for (let restage = 0; options.lease === true && staged.volume === "shared"; restage++) {
-            const taken = await leaseStaged(staged, { call });
-            if (taken !== "replaced") {
+            const taken = await leaseStaged(staged, {
+              call,
+              etagPinned: spec.etag !== undefined && spec.versionId === undefined,
+            });
+            if (!("replacedBy" in taken)) {
               lease = taken;
               break;
+            }
+            // A pinned version replaced by another one: another configuration pins that one
+            // under the same name. Staged again, each would replace the other's under its
+            // jobs in turn (a pinned version does not wait for leases): said at once (review).
+            if (spec.versionId !== undefined && taken.replacedBy !== undefined) {
+              throw new DsfetchError(
+                "OBJECT_CHANGED",
+                `${spec.name}: ${staged.path} now holds another version of ${taken.replacedBy.uri} (versionId ${taken.replacedBy.versionId ?? "none"}) than the one this job pins (${spec.versionId}): another configuration stages it under the same name`,
+                {
+                  dataset: spec.name,
+                  expected: spec.versionId,
+                  found: taken.replacedBy.versionId ?? "none",
+                  hint: "give one of the two configurations another name for this dataset",
+                },
+              );
             }
             if (restage === MAX_RESTAGES_FOR_LEASE) {
               throw new DsfetchError(
@@ -121,10 +139,7 @@ export async function stage(
                 `${spec.name}: ${staged.path} was replaced by another version each time this job was about to hold it (${MAX_RESTAGES_FOR_LEASE + 1} times)`,
                 {
                   dataset: spec.name,
-                  hint:
-                    spec.versionId !== undefined
-                      ? `another configuration stages another version under the name ${spec.name} at the same path: give one of them another name`
-                      : "another job or prefetch keeps refreshing it from a source that keeps changing: pin the version (etag or versionId), or retry once it settles",
+                  hint: "another job or prefetch keeps refreshing it from a source that keeps changing: pin the version (etag or versionId), or retry once it settles",
                 },
               );
             }

@@ -1,6 +1,7 @@
 /**
  * A private temporary directory for one staging attempt, on the same filesystem as the
- * final path (so publishing is one rename): `<meta>/tmp/<dir>.<host>.<pid>.<random>/` with
+ * final path (so publishing is one rename): `<meta>/tmp/<dir>.<host>.<pid>.<random>/` (<dir>
+ * shortened when long: attemptToken) with
  * mode 0700, holding `data/` (the dataset being built) and `manifest.json`.
  */
 import { createHash, randomBytes } from "node:crypto";
@@ -32,14 +33,36 @@ export function attemptToken(dirName: string): string {
   return `${dirName.slice(0, 80)}~${digest}`;
 }
 
+/**
+ * The random part that ends an attempt's name (its pending manifest is named by it): 8 bytes,
+ * unique among the attempts of one dataset without the host and pid beside it.
+ */
+export const ATTEMPT_RANDOM = /^[0-9a-f]{16}$/;
+
 /** The random part that ends an attempt's name (its pending manifest is named by it). */
 export function attemptRandom(attemptDir: string): string {
   return basename(attemptDir).split(".").at(-1) ?? "";
 }
 
+export interface AttemptName {
+  readonly dirName: string;
+  readonly host: string;
+  readonly pid: number;
+}
+
+/** `<dir>.<host>.<pid>.<random>` → its parts (the dataset directory name may hold dots). */
+export function parseAttemptName(name: string): AttemptName | undefined {
+  const parts = name.split(".");
+  if (parts.length < 4) return undefined;
+  const pid = Number(parts.at(-2));
+  const host = parts.at(-3) ?? "";
+  if (!Number.isInteger(pid) || pid <= 0 || host === "") return undefined;
+  return { dirName: parts.slice(0, -3).join("."), host, pid };
+}
+
 export async function createAttempt(location: DatasetLocation): Promise<Attempt> {
   const token = attemptToken(basename(location.path));
-  const id = `${token}.${hostLabel()}.${process.pid}.${randomBytes(4).toString("hex")}`;
+  const id = `${token}.${hostLabel()}.${process.pid}.${randomBytes(8).toString("hex")}`;
   const dir = join(location.tmpDir, id);
   try {
     await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });

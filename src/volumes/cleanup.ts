@@ -5,7 +5,7 @@
  */
 import { readdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { attemptToken } from "./attempt.ts";
+import { attemptToken, parseAttemptName } from "./attempt.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { BIRTH_PROBE_NAME, removeStalePending } from "./occupant.ts";
@@ -15,22 +15,6 @@ import { removeTree, removeTreeReporting } from "./permissions.ts";
 const ASIDE_NAME = /^(?:replaced|pruned)\.[0-9a-f]{12}(?:\.json)?$/;
 /** A birth-time probe named by a dsfetch before 2026-12-05 (occupant.ts names them now). */
 const OLD_BIRTH_PROBE = /^\.birth-probe-[A-Za-z0-9]{6}$/;
-
-export interface AttemptName {
-  readonly dirName: string;
-  readonly host: string;
-  readonly pid: number;
-}
-
-/** `<dir>.<host>.<pid>.<random>` → its parts (the dataset directory name may hold dots). */
-export function parseAttemptName(name: string): AttemptName | undefined {
-  const parts = name.split(".");
-  if (parts.length < 4) return undefined;
-  const pid = Number(parts.at(-2));
-  const host = parts.at(-3) ?? "";
-  if (!Number.isInteger(pid) || pid <= 0 || host === "") return undefined;
-  return { dirName: parts.slice(0, -3).join("."), host, pid };
-}
 
 export function isProcessAlive(pid: number): boolean {
   try {
@@ -52,7 +36,10 @@ export async function cleanAbandonedAttempts(
   progressed: () => void = () => {},
   signal?: AbortSignal,
 ): Promise<number> {
-  const dirName = attemptToken(basename(location.path));
+  const dirName = basename(location.path);
+  // Attempts name long datasets by a shortened name; a dsfetch before 2026-12-05 wrote the
+  // whole name (review: its leftovers of long names were never removed).
+  const ownNames = new Set([dirName, attemptToken(dirName)]);
   const thisHost = hostLabel();
   let names: string[];
   try {
@@ -69,7 +56,7 @@ export async function cleanAbandonedAttempts(
     // This dataset's attempts, and birth-time probes (of any dataset: they are tiny).
     if (
       parsed !== undefined &&
-      (parsed.dirName === dirName || parsed.dirName === BIRTH_PROBE_NAME)
+      (ownNames.has(parsed.dirName) || parsed.dirName === BIRTH_PROBE_NAME)
     ) {
       abandoned =
         parsed.host === thisHost

@@ -9,7 +9,7 @@
  * read it). "Published by dsfetch" is its manifest. A publish stopped between its tree's
  * rename and its manifest's (a SIGKILL, a call given up on) leaves a tree without one, so
  * each publish first writes its manifest as a pending manifest of its own
- * (`<manifest>.pending.<attempt>`), naming the tree that goes in and the one it replaces, and
+ * (`<manifest>.pending.<random part of its attempt's name>`), naming the tree that goes in and the one it replaces, and
  * renames it into place last: a tree a pending manifest names is dsfetch's. One per attempt:
  * two publishers (a lock lost, or an ephemeral volume, which has none) never write each
  * other's (review: one shared file paired one worker's tree with the other's manifest).
@@ -18,7 +18,7 @@ import { chmod, lstat, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DsfetchError } from "../errors.ts";
-import { attemptRandom } from "./attempt.ts";
+import { ATTEMPT_RANDOM, attemptRandom, parseAttemptName } from "./attempt.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { type Manifest, readManifest } from "./manifest.ts";
@@ -130,20 +130,25 @@ export function sameTree(a: TreeIdentity | undefined, b: TreeIdentity): boolean 
   return a.birth === undefined || b.birth === undefined || a.birth === b.birth;
 }
 
-/** The pending manifests beside the dataset's manifest: file name, path, and its attempt. */
+/**
+ * The pending manifests beside the dataset's manifest: file name, path, and its attempt
+ * (the random part of its name; a dsfetch before 2026-12-05 wrote the whole name). Matched
+ * exactly: a dataset may be named `y.json.pending.abc`, and its manifest is no pending
+ * manifest of `y` (review: the clean-up of `y` removed it).
+ */
 async function pendingFiles(
   location: DatasetLocation,
 ): Promise<{ name: string; path: string; attempt: string }[]> {
+  const dirName = basename(location.path);
   const prefix = `${basename(location.manifestPath)}${PENDING}`;
   const dir = dirname(location.manifestPath);
   const names = await readdir(dir).catch((): string[] => []);
-  return names
-    .filter((name) => name.startsWith(prefix))
-    .map((name) => ({
-      name,
-      path: join(dir, name),
-      attempt: name.slice(prefix.length).replace(/\.tmp$/, ""),
-    }));
+  return names.flatMap((name) => {
+    if (!name.startsWith(prefix)) return [];
+    const attempt = name.slice(prefix.length).replace(/\.tmp$/, "");
+    const ours = ATTEMPT_RANDOM.test(attempt) || parseAttemptName(attempt)?.dirName === dirName;
+    return ours ? [{ name, path: join(dir, name), attempt }] : [];
+  });
 }
 
 /** The pending manifest that names the tree `identity`, if any (dsfetch's, mid-publish). */

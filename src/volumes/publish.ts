@@ -150,10 +150,18 @@ export async function publish(
    */
   const withdraw = () =>
     bestEffort(
-      call(`removing ${pendingPath}`, async () => {
-        if (tree !== undefined && (await pathHoldsNamedTree(location, { tree, replacing }))) return;
-        await rm(pendingPath, { force: true });
-      }),
+      call(
+        `removing ${pendingPath}`,
+        async () => {
+          if (tree !== undefined && (await pathHoldsNamedTree(location, { tree, replacing }))) {
+            return;
+          }
+          await rm(pendingPath, { force: true });
+        },
+        // Not stopped by an interrupt (often what led here): left, it would name the tree
+        // there for as long as that stands (review).
+        { uninterruptible: true },
+      ),
     );
   try {
     if (occupant !== undefined) throw Object.assign(new Error("occupied"), { code: "EEXIST" });

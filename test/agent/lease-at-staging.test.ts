@@ -268,12 +268,12 @@ describe("leases from the moment a dataset is staged", () => {
     const location = locationIn(data, "ds");
     await mkdir(location.path, { recursive: true });
     await writeFile(join(location.path, "f"), "abc");
-    await mkdir(join(location.tmpDir, "ds.other.1.abcd"), { recursive: true });
+    await mkdir(join(location.tmpDir, "ds.other-ns1.1.0123456789abcdef"), { recursive: true });
     const manifest = testManifest("s3://b/ds", "0123456789abcdef0123456789abcdef", "f");
     const tree = await treeIdentity(location.path, location.tmpDir);
     await mkdir(join(data, ".dsfetch", "manifests"), { recursive: true });
     await writeFile(
-      pendingManifestPath(location, join(location.tmpDir, "ds.other.1.abcd")),
+      pendingManifestPath(location, join(location.tmpDir, "ds.other-ns1.1.0123456789abcdef")),
       JSON.stringify({ ...manifest, tree }),
     );
     const staged = withManifest(
@@ -297,14 +297,102 @@ describe("leases from the moment a dataset is staged", () => {
       manifest,
     );
     const lease = await leaseStaged(staged);
-    expect(lease).not.toBe("replaced");
-    if (lease !== "replaced") await lease.release();
+    expect(lease).not.toHaveProperty("replacedBy");
+    if ("release" in lease) await lease.release();
     // With another version's pending manifest there instead: replaced.
     await writeFile(
-      pendingManifestPath(location, join(location.tmpDir, "ds.other.1.abcd")),
+      pendingManifestPath(location, join(location.tmpDir, "ds.other-ns1.1.0123456789abcdef")),
       JSON.stringify({ ...manifest, etag: "ffffffffffffffffffffffffffffffff", tree }),
     );
-    expect(await leaseStaged(staged)).toBe("replaced");
+    expect(await leaseStaged(staged)).toMatchObject({
+      replacedBy: { etag: "ffffffffffffffffffffffffffffffff" },
+    });
+  });
+
+  describe("pinned versions", () => {
+    let versioned: string;
+    beforeAll(async () => {
+      versioned = await createBucket("leasepin", { versioned: true });
+    });
+
+    async function stagePinned(storage: string, entry: Record<string, string>) {
+      const info = s3Info();
+      const datasets = parseDatasetsValue(
+        [
+          {
+            ...entry,
+            awsAccessKeyId: info.accessKeyId,
+            awsSecretAccessKey: info.secretAccessKey,
+            endpoint: info.endpoint,
+            region: info.region,
+          },
+        ],
+        "test",
+        {},
+      );
+      const events: DsfetchEvent[] = [];
+      const result = await stage(
+        datasets,
+        resolveSettings({ storageRoot: storage, team: "t" }, {}),
+        { lease: true, onEvent: (event) => events.push(event) },
+      );
+      await releaseLeases(result.leases);
+      return { result, events };
+    }
+
+    it("a versionId replaced by another configuration's pinned version just before the lease: OBJECT_CHANGED at once, naming both", async () => {
+      const storage = await mkdtemp(join(root, "pin-version-"));
+      const one = await putObject(versioned, "model.bin", "version one");
+      const two = await putObject(versioned, "model.bin", "version two!");
+      const uri = `s3://${versioned}/model.bin`;
+      const flags = ["--storage-root", storage, "--team", "t"];
+      let refreshes = 0;
+      hooks.beforeLease = async () => {
+        refreshes += 1;
+        const other = await runCli(["fetch", "--datasets", "-", ...flags], {
+          env: testEnv(),
+          stdin: JSON.stringify([{ uri, versionId: two.versionId }]),
+        });
+        expect(other.code).toBe(0);
+      };
+      const { result } = await stagePinned(storage, { uri, versionId: one.versionId as string });
+      expect(refreshes).toBe(1);
+      expect(result.datasets[0]).toMatchObject({
+        ok: false,
+        error: {
+          code: "OBJECT_CHANGED",
+          message: expect.stringContaining("another configuration stages it under the same name"),
+          hint: expect.stringContaining("another name"),
+        },
+      });
+      expect(result.leases).toEqual([]);
+    });
+
+    it("an etag pinned alone: a re-upload of the same bytes (another versionId) is the same dataset, not staged again", async () => {
+      const storage = await mkdtemp(join(root, "pin-etag-"));
+      const { etag } = await putObject(versioned, "labels.bin", "same bytes");
+      const uri = `s3://${versioned}/labels.bin`;
+      const flags = ["--storage-root", storage, "--team", "t"];
+      expect(
+        (
+          await runCli(["fetch", "--datasets", "-", ...flags], {
+            env: testEnv(),
+            stdin: JSON.stringify([{ uri, etag }]),
+          })
+        ).code,
+      ).toBe(0);
+      hooks.beforeLease = async () => {
+        await putObject(versioned, "labels.bin", "same bytes");
+        const again = await runCli(["fetch", "--datasets", "-", "--json", ...flags], {
+          env: testEnv(),
+          stdin: JSON.stringify([{ uri, etag }]),
+        });
+        expect(JSON.parse(again.stdout).datasets[0]).toMatchObject({ cached: false });
+      };
+      const { result, events } = await stagePinned(storage, { uri, etag });
+      expect(result.datasets[0]).toMatchObject({ ok: true, cached: true });
+      expect(events.filter((event) => event.type === "info")).toEqual([]);
+    });
   });
 
   it("a prefetch (no lease asked) holds nothing", async () => {

@@ -32,6 +32,7 @@ import {
   occupantProblem,
   occupantProblemIfKnown,
   pendingManifestPath,
+  removeStalePending,
   treeIdentity,
 } from "../../src/volumes/occupant.ts";
 import { removeTreeReporting } from "../../src/volumes/permissions.ts";
@@ -543,6 +544,16 @@ describe("publish: second review", () => {
     expect(pendingManifests(location).sort()).toEqual(
       [naming, livePending].map((path) => path.split("/").at(-1)).sort(),
     );
+  });
+
+  it("the sweep of dataset y leaves alone the manifest of a dataset named y.json.pending.abc", async () => {
+    const data = mkdtempSync(join(root, "pending-name-"));
+    const y = locationIn(data, "y");
+    const other = locationIn(data, "y.json.pending.abc");
+    mkdirSync(dirname(other.manifestPath), { recursive: true });
+    writeFileSync(other.manifestPath, JSON.stringify({ uri: "s3://b/other/", tree: { ino: "7" } }));
+    expect(await removeStalePending(y)).toBe(0);
+    expect(readdirSync(dirname(other.manifestPath))).toEqual(["y.json.pending.abc.json"]);
   });
 });
 
