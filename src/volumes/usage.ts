@@ -49,8 +49,14 @@ export interface Lease {
   release(): Promise<void>;
 }
 
-/** Marks the dataset in use until released; refreshed in the background. */
-export async function takeLease(location: DatasetLocation): Promise<Lease> {
+/**
+ * Marks the dataset in use until released; refreshed in the background every `refreshMs`
+ * (tests shorten it).
+ */
+export async function takeLease(
+  location: DatasetLocation,
+  refreshMs = LEASE_REFRESH_MS,
+): Promise<Lease> {
   const dir = leaseDir(location);
   const path = join(dir, `${hostLabel()}.${process.pid}.${randomBytes(4).toString("hex")}`);
   await mkdir(dir, { recursive: true });
@@ -61,20 +67,41 @@ export async function takeLease(location: DatasetLocation): Promise<Lease> {
     await rm(path, { force: true }).catch(() => {});
     throw error;
   }
-  const timer = setInterval(() => {
+  let released = false;
+  let refreshing: Promise<void> = Promise.resolve();
+  const refresh = async () => {
     const now = new Date();
-    utimes(path, now, now).catch(() => {});
-  }, LEASE_REFRESH_MS);
+    try {
+      await utimes(path, now, now);
+    } catch (error) {
+      // Swept as stale (its refreshes were late: storage that hung for minutes) while the job
+      // still runs: put back, or a refresh or prune would go ahead under the job.
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || released) return;
+      await mkdir(dir, { recursive: true });
+      await writeFile(path, now.toISOString());
+    }
+  };
+  const timer = setInterval(() => {
+    refreshing = refreshing.then(refresh).catch(() => {});
+  }, refreshMs);
   timer.unref();
   return {
     release: async () => {
+      released = true;
       clearInterval(timer);
+      await refreshing;
       await rm(path, { force: true });
     },
   };
 }
 
-/** The holders of fresh leases on the dataset ("host pid N"); empty when it is not in use. */
+/**
+ * The holders of fresh leases on the dataset ("host pid N"); empty when it is not in use.
+ * Leases that are over (a dead process's of this host and PID namespace, or not refreshed
+ * for LEASE_STALE_MS) are removed on the way (best effort): every job killed left one, and
+ * each was looked at again by every staging (review). A live job whose lease was removed
+ * puts it back at its next refresh.
+ */
 export async function activeLeases(location: DatasetLocation, now = Date.now()): Promise<string[]> {
   const dir = leaseDir(location);
   let names: string[];
@@ -97,6 +124,7 @@ export async function activeLeases(location: DatasetLocation, now = Date.now()):
     // On this host a dead process's lease is over at once; elsewhere only by its age.
     if (host === thisHost && Number.isInteger(pid) && !isProcessAlive(pid)) fresh = false;
     if (fresh) active.push(`${host} pid ${pidText}`);
+    else await rm(join(dir, name), { force: true }).catch(() => {});
   }
   return active;
 }
