@@ -79,6 +79,24 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
+/** One dataset entry, with the test server's endpoint and keys, parsed as a config is. */
+function datasetsOf(entry: Record<string, string>) {
+  const info = s3Info();
+  return parseDatasetsValue(
+    [
+      {
+        ...entry,
+        awsAccessKeyId: info.accessKeyId,
+        awsSecretAccessKey: info.secretAccessKey,
+        endpoint: info.endpoint,
+        region: info.region,
+      },
+    ],
+    "test",
+    {},
+  );
+}
+
 const leaseFiles = (storage: string, dir: string) =>
   readdir(join(storage, "t", "data", ".dsfetch", "leases", dir)).catch(() => [] as string[]);
 
@@ -165,20 +183,7 @@ describe("leases from the moment a dataset is staged", () => {
       });
       expect(JSON.parse(refresh.stdout).datasets[0]).toMatchObject({ cached: false });
     };
-    const info = s3Info();
-    const datasets = parseDatasetsValue(
-      [
-        {
-          ...entry,
-          awsAccessKeyId: info.accessKeyId,
-          awsSecretAccessKey: info.secretAccessKey,
-          endpoint: info.endpoint,
-          region: info.region,
-        },
-      ],
-      "test",
-      {},
-    );
+    const datasets = datasetsOf(entry);
     const events: DsfetchEvent[] = [];
     const result = await stage(datasets, resolveSettings({ storageRoot: storage, team: "t" }, {}), {
       lease: true,
@@ -221,20 +226,7 @@ describe("leases from the moment a dataset is staged", () => {
     hooks.beforeSync = async () => {
       lease = await takeLease(locationIn(data, "swap"));
     };
-    const info = s3Info();
-    const datasets = parseDatasetsValue(
-      [
-        {
-          ...entry,
-          awsAccessKeyId: info.accessKeyId,
-          awsSecretAccessKey: info.secretAccessKey,
-          endpoint: info.endpoint,
-          region: info.region,
-        },
-      ],
-      "test",
-      {},
-    );
+    const datasets = datasetsOf(entry);
     const warnings: string[] = [];
     try {
       const result = await stage(
@@ -316,20 +308,7 @@ describe("leases from the moment a dataset is staged", () => {
     });
 
     async function stagePinned(storage: string, entry: Record<string, string>) {
-      const info = s3Info();
-      const datasets = parseDatasetsValue(
-        [
-          {
-            ...entry,
-            awsAccessKeyId: info.accessKeyId,
-            awsSecretAccessKey: info.secretAccessKey,
-            endpoint: info.endpoint,
-            region: info.region,
-          },
-        ],
-        "test",
-        {},
-      );
+      const datasets = datasetsOf(entry);
       const events: DsfetchEvent[] = [];
       const result = await stage(
         datasets,
@@ -398,20 +377,7 @@ describe("leases from the moment a dataset is staged", () => {
   it("a prefetch (no lease asked) holds nothing", async () => {
     const storage = await mkdtemp(join(root, "prefetch-"));
     await putObject(bucket, "pre/a.txt", "one");
-    const info = s3Info();
-    const datasets = parseDatasetsValue(
-      [
-        {
-          uri: `s3://${bucket}/pre/`,
-          awsAccessKeyId: info.accessKeyId,
-          awsSecretAccessKey: info.secretAccessKey,
-          endpoint: info.endpoint,
-          region: info.region,
-        },
-      ],
-      "test",
-      {},
-    );
+    const datasets = datasetsOf({ uri: `s3://${bucket}/pre/` });
     const result = await stage(datasets, resolveSettings({ storageRoot: storage, team: "t" }, {}));
     expect(result.ok).toBe(true);
     expect(result.leases).toEqual([]);
