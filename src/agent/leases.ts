@@ -9,8 +9,9 @@
  * moment between the decision and the lease; so the lease is taken first, then the version
  * at the path is read again: replaced meanwhile, the dataset is staged again (the version now
  * published is then the source's) rather than reported as the one it no longer is. A refresh
- * reads the leases once more right before its swap (publish.ts, beforeReplacing), so only a
- * lease taken within those last milliseconds can still miss it.
+ * reads the leases once more right before its swap (publish.ts, beforeReplacing), and puts
+ * up a removal notice before that read (volumes/removal-notice.ts): a lease taken after its
+ * read waits for its swap before the version is read again, so no lease is missed.
  */
 import { basename, dirname } from "node:path";
 import type { StagedDataset } from "../stage/stage-dataset.ts";
@@ -19,6 +20,7 @@ import { locationIn } from "../volumes/layout.ts";
 import type { Manifest } from "../volumes/manifest.ts";
 import { manifestOfTree, pendingNaming, treeIdentity } from "../volumes/occupant.ts";
 import { sameData } from "../volumes/publish.ts";
+import { awaitRemovalNotices } from "../volumes/removal-notice.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
 import { type Lease, takeLease } from "../volumes/usage.ts";
 
@@ -27,6 +29,8 @@ export interface LeaseOptions {
   readonly call?: StorageCall;
   /** The dataset is pinned by its etag and not by a versionId. */
   readonly etagPinned?: boolean;
+  /** A refresh or prune is moving the tree (its removal notice is up): waited for. */
+  readonly onWaiting?: (holders: readonly string[]) => void;
 }
 
 /** The version at the path is no longer the one staged: what is there now, if anything. */
@@ -57,6 +61,16 @@ export async function leaseStaged(
   const expected = manifestOfStaged(staged);
   if (expected === undefined) return lease;
   try {
+    // A refresh or prune that read the leases before this one was written has its notice
+    // up (written before its read): its swap or removal is waited for, then looked at below.
+    await call(`waiting for the removal notices of ${location.path}`, (signal, progressed) =>
+      awaitRemovalNotices(location, {
+        storageNow: lease.writtenAtMs,
+        signal,
+        progressed,
+        onWaiting: options.onWaiting,
+      }),
+    );
     const now = await call(`reading ${location.manifestPath}`, async () => {
       // The manifest of the tree there; or, just published by another worker whose manifest
       // is not in yet, its pending one (publish.ts "already-published"; review).

@@ -10,7 +10,7 @@ import { resolveDataset } from "../fetch/resolve.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
-import { activeLeases } from "../volumes/usage.ts";
+import { activeLeases, unreadableLeases } from "../volumes/usage.ts";
 import { failedEntry, isCached, type PlanEntry, planEntry, refreshWaitsForJobs } from "./plan.ts";
 import { requireSharedStorage, type Target, targetFor } from "./target.ts";
 
@@ -74,7 +74,9 @@ export async function plan(
           if (problem !== undefined) return failedEntry(spec, target, problem);
           // What fetch would keep (stage-dataset.ts, keptInUse), said by the plan too.
           if (refreshWaitsForJobs(spec, resolution, staged.manifest)) {
-            const users = await activeLeases(target.location).catch((): string[] => []);
+            const users = await activeLeases(target.location).catch((error: unknown) => [
+              unreadableLeases(error),
+            ]);
             if (users.length > 0) {
               // The version that stays, as fetch reports it.
               const kept = staged.manifest;

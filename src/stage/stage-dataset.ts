@@ -39,8 +39,9 @@ import { acquireLock, describeHolder, type HeldLock, type Holder } from "../volu
 import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/manifest.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { publish } from "../volumes/publish.ts";
+import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
 import { sharedStorageProblem } from "../volumes/storage-check.ts";
-import { activeLeases, markUsed } from "../volumes/usage.ts";
+import { activeLeases, markUsed, unreadableLeases } from "../volumes/usage.ts";
 import { ProgressTracker } from "./progress.ts";
 import { DOWNLOAD_STOP_GRACE_MS, watchProgress } from "./progress-watchdog.ts";
 import { withManifest } from "./staged-manifest.ts";
@@ -202,9 +203,12 @@ export async function stageDataset(
     published: Manifest | undefined,
   ): Promise<StagedDataset | undefined> => {
     if (!refreshWaitsForJobs(spec, resolution, published)) return undefined;
+    // Leases that cannot be read: taken to be in use. The bound's own errors (a stall, an
+    // interrupt) fail the staging: taken as "none", an interrupt here let the swap go ahead
+    // without a look at the leases (review, 2026-12-05).
     const users = await call(`reading the leases of ${target.location.path}`, () =>
-      activeLeases(target.location),
-    ).catch((): string[] => []);
+      activeLeases(target.location).catch((error: unknown) => [unreadableLeases(error)]),
+    );
     if (users.length === 0) return undefined;
     await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
     context.signal?.throwIfAborted();
@@ -414,8 +418,15 @@ export async function stageDataset(
         }
         const manifest = buildManifest(spec, resolution, download);
         let keptAtSwap: StagedDataset | undefined;
+        let notice: RemovalNotice | undefined;
         const outcome = await publish(attempt, target.location, manifest, call, {
           beforeReplacing: async () => {
+            // Up before the leases are read: a job leasing it after that read waits for the
+            // swap, then looks at the version again (volumes/removal-notice.ts). Jobs lease
+            // shared datasets only.
+            if (target.volume === "shared") {
+              notice = await postRemovalNoticeWithin(call, target.location);
+            }
             const there = await call(`reading ${target.location.manifestPath}`, () =>
               inspectStaged(target.location),
             );
@@ -423,6 +434,18 @@ export async function stageDataset(
             if (isCached(resolution, there)) return false;
             keptAtSwap = await keptInUse(resolution, there.manifest);
             return keptAtSwap === undefined;
+          },
+          afterReplacing: async ({ mayStillLand }) => {
+            const posted = notice;
+            if (posted === undefined) return;
+            // A rename given up on may still land: left up (it goes stale within a minute).
+            if (mayStillLand) return posted.abandon();
+            // Left up (storage that stopped answering), it is over within a minute.
+            await call(
+              `taking down the removal notice of ${target.location.path}`,
+              () => posted.withdraw(),
+              { uninterruptible: true },
+            ).catch(() => posted.abandon());
           },
         });
         if (outcome === "kept" && keptAtSwap !== undefined) return keptAtSwap;

@@ -113,6 +113,12 @@ export async function stage(
             const taken = await leaseStaged(staged, {
               call,
               etagPinned: spec.etag !== undefined && spec.versionId === undefined,
+              onWaiting: (holders) =>
+                onEvent({
+                  type: "info",
+                  dataset: spec.name,
+                  message: `${staged.path} is being replaced or removed by ${holders.join(", ")}: waiting for it before holding the dataset`,
+                }),
             });
             if (!("replacedBy" in taken)) {
               lease = taken;

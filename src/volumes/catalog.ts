@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
-import { activeLeases, lastUsed } from "./usage.ts";
+import { activeLeases, lastUsed, unreadableLeases } from "./usage.ts";
 
 /** One published dataset. Field names are the `list --json` output: keep them stable. */
 export interface CatalogEntry {
@@ -49,7 +49,11 @@ export async function listDatasets(
       );
       const manifest = published ? await manifestOfTree(location) : undefined;
       if (manifest === undefined) return undefined;
-      return { manifest, used: await lastUsed(location), inUse: await activeLeases(location) };
+      return {
+        manifest,
+        used: await lastUsed(location),
+        inUse: await activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
+      };
     });
     if (found === undefined) continue;
     const { manifest, used, inUse } = found;

@@ -13,8 +13,9 @@ import { locationIn, sharedDataRoot } from "./layout.ts";
 import { acquireLock } from "./lock.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { makeWritable, removeTreeReporting } from "./permissions.ts";
+import { postRemovalNoticeWithin, type RemovalNotice } from "./removal-notice.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
-import { activeLeases, lastUsed } from "./usage.ts";
+import { activeLeases, lastUsed, unreadableLeases } from "./usage.ts";
 
 export interface PruneOptions {
   /** Remove datasets not used for longer than this. */
@@ -116,9 +117,13 @@ async function removeDataset(
     throw error;
   }
   if (outcome.kind !== "acquired") return "it is being staged right now";
+  let notice: RemovalNotice | undefined;
   try {
+    // Up before the leases are read: a job that leases it after that read waits for the
+    // removal, then finds it gone and stages it again (removal-notice.ts).
+    notice = await postRemovalNoticeWithin(call, location);
     const leases = await call(`reading the leases of ${location.path}`, () =>
-      activeLeases(location),
+      activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
     );
     if (leases.length > 0) return `in use by ${leases.join(", ")}`;
     // Used since the listing (a job that reused it marks the use before it takes its lease:
@@ -143,6 +148,7 @@ async function removeDataset(
       if (now === listed) await rm(location.manifestPath, { force: true });
       await rm(join(location.metaDir, "used", basename(location.path)), { force: true });
     });
+    await withdrawNotice(notice, call);
     // Entry by entry: a large tree on slow storage keeps going, hung storage is a stall.
     await call(`removing ${aside}`, (signal, progressed) =>
       removeTreeReporting(aside, progressed, signal),
@@ -152,8 +158,18 @@ async function removeDataset(
     });
     return undefined;
   } finally {
+    await withdrawNotice(notice, call);
     const { lock } = outcome;
     // The lock goes stale if this cannot be done; an error already thrown stays the answer.
     await call(`releasing the lock ${location.lockPath}`, () => lock.release()).catch(() => {});
   }
+}
+
+/** Best effort: a notice left up (storage that stopped answering) is over within a minute. */
+async function withdrawNotice(notice: RemovalNotice | undefined, call: StorageCall): Promise<void> {
+  if (notice === undefined) return;
+  // Not tried (another call has had no answer): its refreshes stop, so it goes stale.
+  await call(`taking down the removal notice`, () => notice.withdraw()).catch(() =>
+    notice.abandon(),
+  );
 }

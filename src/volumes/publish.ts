@@ -41,6 +41,12 @@ export interface PublishOptions {
    * during the sync (seconds for a large tree) had the dataset replaced under it (review).
    */
   readonly beforeReplacing?: () => Promise<boolean>;
+  /**
+   * Called once the swap asked about is over, made or not (and after beforeReplacing threw);
+   * `mayStillLand`: one of its renames was given up on and may still land. The refresh takes
+   * its removal notice down here (removal-notice.ts), or leaves it up when it may still land.
+   */
+  readonly afterReplacing?: (swap: { readonly mayStillLand: boolean }) => Promise<void>;
 }
 
 /** Whether a manifest found at the final path describes the same data as ours. */
@@ -215,24 +221,35 @@ export async function publish(
           uninterruptible: true,
         }),
       );
-    let replace: boolean;
+    let replace = false;
+    let mayStillLand = false;
     try {
-      replace = (await options.beforeReplacing?.()) ?? true;
-    } catch (asking) {
-      await standDown();
-      throw storageError(asking, location.path);
+      try {
+        replace = (await options.beforeReplacing?.()) ?? true;
+      } catch (asking) {
+        await standDown();
+        throw storageError(asking, location.path);
+      }
+      if (!replace) {
+        await standDown();
+      } else {
+        try {
+          replaced = await swapIn(attempt, location, call, occupant);
+        } catch (swapError) {
+          // Put back (not a call given up on, which may still land): ours is not in.
+          mayStillLand = swapError instanceof DsfetchError && swapError.code === "STALLED";
+          if (!mayStillLand) await withdraw();
+          throw swapError;
+        }
+      }
+    } finally {
+      // The tree there has moved, or stays: jobs waiting on the swap may look again, before
+      // the clean-ups below (a large tree's removal). Never the answer of the publish.
+      await options.afterReplacing?.({ mayStillLand }).catch(() => {});
     }
     if (!replace) {
-      await standDown();
       await removeAttempt(attempt, call);
       return "kept";
-    }
-    try {
-      replaced = await swapIn(attempt, location, call, occupant);
-    } catch (swapError) {
-      // Put back (not a call given up on, which may still land): ours is not in.
-      if (!(swapError instanceof DsfetchError && swapError.code === "STALLED")) await withdraw();
-      throw swapError;
     }
     outcome = "replaced";
   }

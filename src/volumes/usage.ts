@@ -46,6 +46,8 @@ export async function lastUsed(location: DatasetLocation): Promise<Date | undefi
 }
 
 export interface Lease {
+  /** When the lease was written, on the storage's clock (its file's mtime, in ms). */
+  readonly writtenAtMs: number;
   release(): Promise<void>;
 }
 
@@ -60,8 +62,10 @@ export async function takeLease(
   const dir = leaseDir(location);
   const path = join(dir, `${hostLabel()}.${process.pid}.${randomBytes(4).toString("hex")}`);
   await mkdir(dir, { recursive: true });
+  let writtenAtMs: number;
   try {
     await writeFile(path, new Date().toISOString());
+    writtenAtMs = (await stat(path)).mtimeMs;
   } catch (error) {
     // Created, then not written (a full volume): nobody would ever release it (review).
     await rm(path, { force: true }).catch(() => {});
@@ -86,6 +90,7 @@ export async function takeLease(
   }, refreshMs);
   timer.unref();
   return {
+    writtenAtMs,
     release: async () => {
       released = true;
       clearInterval(timer);
@@ -107,8 +112,11 @@ export async function activeLeases(location: DatasetLocation, now = Date.now()):
   let names: string[];
   try {
     names = await readdir(dir);
-  } catch {
-    return [];
+  } catch (error) {
+    // Leases that cannot be read are not "none": the caller takes the dataset to be in use
+    // (unreadableLeases; review, 2026-12-05: a refresh or prune went ahead).
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
   }
   const thisHost = hostLabel();
   const active: string[] = [];
@@ -118,8 +126,9 @@ export async function activeLeases(location: DatasetLocation, now = Date.now()):
     let fresh: boolean;
     try {
       fresh = now - (await stat(join(dir, name))).mtimeMs < LEASE_STALE_MS;
-    } catch {
-      continue;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
+      throw error;
     }
     // On this host a dead process's lease is over at once; elsewhere only by its age.
     if (host === thisHost && Number.isInteger(pid) && !isProcessAlive(pid)) fresh = false;
@@ -127,4 +136,13 @@ export async function activeLeases(location: DatasetLocation, now = Date.now()):
     else await rm(join(dir, name), { force: true }).catch(() => {});
   }
   return active;
+}
+
+/**
+ * The holder named for leases that could not be read (an error other than "none there"):
+ * the dataset is then taken to be in use, and kept.
+ */
+export function unreadableLeases(error: unknown): string {
+  const reason = error instanceof Error ? error.message : String(error);
+  return `unknown holders (its leases could not be read: ${reason})`;
 }

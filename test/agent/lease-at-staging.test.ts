@@ -4,18 +4,22 @@
 // reports the version it will read).
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { leaseStaged, releaseLeases } from "../../src/agent/leases.ts";
+import { leaseStaged, type Replaced, releaseLeases } from "../../src/agent/leases.ts";
 import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
 import { resolveSettings } from "../../src/config/settings.ts";
 import type { DsfetchEvent } from "../../src/events.ts";
 import { stage } from "../../src/stage/stage.ts";
+import type { StagedDataset } from "../../src/stage/stage-dataset.ts";
 import { withManifest } from "../../src/stage/staged-manifest.ts";
 import { locationIn } from "../../src/volumes/layout.ts";
+import type { Manifest } from "../../src/volumes/manifest.ts";
 import { pendingManifestPath, treeIdentity } from "../../src/volumes/occupant.ts";
+import { prune } from "../../src/volumes/prune.ts";
 import { type Lease, takeLease } from "../../src/volumes/usage.ts";
 import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
@@ -29,6 +33,8 @@ import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 const hooks = vi.hoisted(() => ({
   beforeLease: undefined as (() => Promise<void>) | undefined,
   beforeSync: undefined as (() => Promise<void>) | undefined,
+  /** After each read of the leases (activeLeases), with what it found. */
+  afterLeasesRead: undefined as ((found: string[]) => Promise<void>) | undefined,
 }));
 
 vi.mock("../../src/volumes/sync-tree.ts", async (importOriginal) => {
@@ -54,6 +60,11 @@ vi.mock("../../src/volumes/usage.ts", async (importOriginal) => {
       await hook?.();
       return actual.takeLease(location);
     },
+    activeLeases: async (...args: Parameters<typeof actual.activeLeases>) => {
+      const found = await actual.activeLeases(...args);
+      await hooks.afterLeasesRead?.(found);
+      return found;
+    },
   };
 });
 
@@ -71,6 +82,7 @@ beforeAll(async () => {
 afterEach(() => {
   hooks.beforeLease = undefined;
   hooks.beforeSync = undefined;
+  hooks.afterLeasesRead = undefined;
   proxy.throttle(undefined);
 });
 
@@ -250,9 +262,174 @@ describe("leases from the moment a dataset is staged", () => {
       // Its download and its pending manifest are gone; the kept version's manifest stays.
       expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
       expect(await readdir(join(data, ".dsfetch", "manifests"))).toEqual(["swap.json"]);
+      // Its removal notice is down: a job leasing it now does not wait.
+      expect(await readdir(join(data, ".dsfetch", "removals", "swap"))).toEqual([]);
     } finally {
       await lease?.release();
     }
+  });
+
+  it("a refresh keeps a dataset whose leases cannot be read (taken to be in use)", async () => {
+    const storage = await mkdtemp(join(root, "unreadable-"));
+    await putObject(bucket, "unread/a.txt", "one");
+    const flags = ["--storage-root", storage, "--team", "t"];
+    const entry = { uri: `s3://${bucket}/unread/` };
+    const fetchJson = () =>
+      runCli(["fetch", "--datasets", "-", "--json", ...flags], {
+        env: testEnv(),
+        stdin: JSON.stringify([entry]),
+      });
+    expect((await fetchJson()).code).toBe(0);
+    await putObject(bucket, "unread/b.txt", "two");
+    const meta = join(storage, "t", "data", ".dsfetch");
+    await mkdir(join(meta, "leases"), { recursive: true });
+    await writeFile(join(meta, "leases", "unread"), "not a directory");
+    const again = await fetchJson();
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout).datasets[0]).toMatchObject({
+      cached: true,
+      objects: 1,
+      keptInUse: [
+        expect.stringMatching(/^unknown holders \(its leases could not be read: ENOTDIR/),
+      ],
+    });
+    expect(await readdir(join(storage, "t", "data", "unread"))).toEqual(["a.txt"]);
+  });
+
+  describe("a lease taken just after a refresh's or a prune's last look at the leases", () => {
+    /** The dataset `dir` as the job staged it: the version published now, with its manifest. */
+    async function stagedNow(data: string, dir: string) {
+      const location = locationIn(data, dir);
+      const manifest = JSON.parse(await readFile(location.manifestPath, "utf8")) as Manifest;
+      return withManifest(
+        {
+          name: dir,
+          uri: manifest.uri,
+          kind: manifest.kind,
+          etag: null,
+          versionId: null,
+          path: location.path,
+          mount: `/data/${dir}`,
+          volume: "shared",
+          bytes: manifest.bytes,
+          objects: manifest.files.length,
+          cached: true,
+          verification: { md5: manifest.files.length },
+          seconds: 0,
+          retries: 0,
+          refetchedBytes: 0,
+        },
+        manifest,
+      );
+    }
+
+    /**
+     * Runs `leaseStaged` for `staged` from inside the remover's last look (it found no lease):
+     * the job's lease is written, then the remover is let go after `holdMs`. Whether the job
+     * had its answer before the remover went on, and the answer.
+     */
+    function leaseDuringLastLook(storage: string, staged: StagedDataset, holdMs = 400) {
+      const job: {
+        answeredBeforeRemoval?: boolean;
+        taken?: Promise<Lease | Replaced>;
+        waitedFor: string[];
+        leasesFound?: string[];
+      } = { waitedFor: [] };
+      return {
+        job,
+        hook: async () => {
+          let answered = false;
+          const taken = leaseStaged(staged, {
+            onWaiting: (holders) => job.waitedFor.push(...holders),
+          });
+          job.taken = taken;
+          taken.then(
+            () => (answered = true),
+            () => (answered = true),
+          );
+          await expect
+            .poll(async () => (await leaseFiles(storage, staged.name)).length, { timeout: 5_000 })
+            .toBe(1);
+          await sleep(holdMs);
+          job.answeredBeforeRemoval = answered;
+        },
+      };
+    }
+
+    it("refresh: the job waits for the swap, then finds the dataset replaced (staged again by stage())", async () => {
+      const storage = await mkdtemp(join(root, "last-look-"));
+      const data = join(storage, "t", "data");
+      await putObject(bucket, "look/a.txt", "one");
+      const flags = ["--storage-root", storage, "--team", "t"];
+      const entry = { uri: `s3://${bucket}/look/` };
+      const first = await runCli(["fetch", "--datasets", "-", ...flags], {
+        env: testEnv(),
+        stdin: JSON.stringify([entry]),
+      });
+      expect(first.code).toBe(0);
+      const staged = await stagedNow(data, "look");
+      await putObject(bucket, "look/b.txt", "two");
+      const { job, hook } = leaseDuringLastLook(storage, staged);
+      // The refresh's last look is its first read of the leases after its sync began.
+      let synced = false;
+      hooks.beforeSync = async () => {
+        synced = true;
+      };
+      hooks.afterLeasesRead = async (found) => {
+        if (!synced) return;
+        hooks.afterLeasesRead = undefined;
+        job.leasesFound = found;
+        await hook();
+      };
+      const refresh = await stage(
+        datasetsOf(entry),
+        resolveSettings({ storageRoot: storage, team: "t" }, {}),
+      );
+      expect(refresh.datasets[0]).toMatchObject({ ok: true, cached: false, objects: 2 });
+      expect(job.leasesFound).toEqual([]);
+      expect(job.answeredBeforeRemoval).toBe(false);
+      expect(job.waitedFor).toEqual([expect.stringMatching(new RegExp(` pid ${process.pid}$`))]);
+      const taken = await job.taken;
+      if (taken !== undefined && "release" in taken) await taken.release();
+      // Not held: the version it staged is gone from the path; stage() stages it again.
+      expect(taken).toMatchObject({ replacedBy: { kind: "prefix", uri: entry.uri } });
+      expect((await readdir(join(data, "look"))).sort()).toEqual(["a.txt", "b.txt"]);
+      expect(await leaseFiles(storage, "look")).toEqual([]);
+      expect(await readdir(join(data, ".dsfetch", "removals", "look"))).toEqual([]);
+    });
+
+    it("prune: the job waits for the removal, then finds the dataset gone", async () => {
+      const storage = await mkdtemp(join(root, "prune-look-"));
+      const data = join(storage, "t", "data");
+      await putObject(bucket, "plook/a.txt", "one");
+      const flags = ["--storage-root", storage, "--team", "t"];
+      const first = await runCli(["fetch", "--datasets", "-", ...flags], {
+        env: testEnv(),
+        stdin: JSON.stringify([{ uri: `s3://${bucket}/plook/` }]),
+      });
+      expect(first.code).toBe(0);
+      const staged = await stagedNow(data, "plook");
+      const { job, hook } = leaseDuringLastLook(storage, staged);
+      // Prune reads the leases twice: in its listing, then under the dataset's lock (the last).
+      let reads = 0;
+      hooks.afterLeasesRead = async (found) => {
+        reads += 1;
+        if (reads < 2) return;
+        hooks.afterLeasesRead = undefined;
+        job.leasesFound = found;
+        await hook();
+      };
+      const result = await prune(storage, "t", { olderThanMs: 0, lockStaleMs: 60_000 });
+      expect(result.removed.map((entry) => entry.name)).toEqual(["plook"]);
+      expect(job.leasesFound).toEqual([]);
+      expect(job.answeredBeforeRemoval).toBe(false);
+      expect(job.waitedFor).toHaveLength(1);
+      const taken = await job.taken;
+      if (taken !== undefined && "release" in taken) await taken.release();
+      expect(taken).toEqual({ replacedBy: undefined });
+      expect(await readdir(data)).toEqual([".dsfetch"]);
+      expect(await readdir(join(data, ".dsfetch", "removals", "plook"))).toEqual([]);
+    });
   });
 
   it("a dataset another worker has just published (its manifest not in yet: pending) is held, not staged again", async () => {

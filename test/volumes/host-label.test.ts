@@ -20,8 +20,10 @@ afterAll(() => {
 });
 
 describe("host label", () => {
-  it("names the PID namespace beside the host name", () => {
-    expect(hostLabel()).toMatch(/^[A-Za-z0-9_-]{1,40}-ns\d+$/);
+  it("names the PID namespace and the boot beside the host name", () => {
+    const boot = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").replaceAll("-", "");
+    expect(hostLabel()).toMatch(/^[A-Za-z0-9_-]{1,40}-ns\d+-b[0-9a-f]{12}$/);
+    expect(hostLabel().endsWith(`-b${boot.slice(0, 12)}`)).toBe(true);
   });
 
   it("a live job's lease taken in another PID namespace of this host is in use here (not judged by a pid of ours)", async () => {

@@ -114,6 +114,30 @@ describe("prune", () => {
     expect(await published()).toEqual(["a", "b", "c"]);
   });
 
+  it("never removes a dataset whose leases cannot be read (taken to be in use), and list says so", async () => {
+    await age("a", 30);
+    // Not a directory: reading the leases fails with ENOTDIR, not "none there".
+    await mkdir(join(data, ".dsfetch", "leases"), { recursive: true });
+    await writeFile(join(data, ".dsfetch", "leases", "a"), "");
+    const listed = await runCli(["list", ...flags()], { env: testEnv() });
+    expect(listed.code).toBe(0);
+    const { datasets } = JSON.parse(listed.stdout) as {
+      datasets: Array<{ name: string; inUse: string[] }>;
+    };
+    expect(datasets.find((entry) => entry.name === "a")?.inUse).toEqual([
+      expect.stringMatching(/^unknown holders \(its leases could not be read: ENOTDIR/),
+    ]);
+    const result = await runCli(["prune", "--older-than", "1d", ...flags()], { env: testEnv() });
+    expect(result.code).toBe(0);
+    const parsed = JSON.parse(result.stdout) as {
+      removed: unknown[];
+      kept: Array<{ name: string; keptBecause: string }>;
+    };
+    expect(parsed.removed).toEqual([]);
+    expect(parsed.kept[0]?.keptBecause).toContain("in use by unknown holders");
+    expect(await published()).toEqual(["a", "b", "c"]);
+  });
+
   it("--dry-run removes nothing", async () => {
     await age("a", 30);
     const result = await runCli(["prune", "--older-than", "1d", "--dry-run", ...flags()], {

@@ -148,15 +148,24 @@ describe("publish replacing older data, stopped at a step", () => {
   for (const [step, what, nth, landed, expected] of cases) {
     it(`given up on at ${step} (${landed ? "the call landed" : "it never ran"}): ${JSON.stringify(expected)}`, async () => {
       const { location, attempt } = await oldPublishedNewReady("step");
+      const afterSwap: { mayStillLand: boolean }[] = [];
       await expect(
         publish(
           attempt,
           location,
           manifestOf("new", "new.bin"),
           givingUpOn(what(location, attempt), landed, nth),
+          {
+            beforeReplacing: async () => true,
+            afterReplacing: async (swap) => {
+              afterSwap.push(swap);
+            },
+          },
         ),
       ).rejects.toMatchObject({ code: "STALLED" });
       expect(await state(location)).toEqual(expected);
+      // Told once; a rename of the swap given up on may still land (a removal notice stays).
+      expect(afterSwap).toEqual([{ mayStillLand: step !== "the new manifest written" }]);
       // And what it left is known to be dsfetch's (the pending manifest names it: occupant.ts):
       // the next run replaces it, where a directory dsfetch did not write is refused.
       const next = await createAttempt(location);
@@ -278,11 +287,19 @@ describe("publish replacing older data, stopped at a step", () => {
       }
       return work(new AbortController().signal, () => {});
     };
+    const afterSwap: { mayStillLand: boolean }[] = [];
     await expect(
-      publish(attempt, location, manifestOf("new", "new.bin"), failing),
+      publish(attempt, location, manifestOf("new", "new.bin"), failing, {
+        afterReplacing: async (swap) => {
+          afterSwap.push(swap);
+          // Never the publish's answer.
+          throw new Error("a failing hook");
+        },
+      }),
     ).rejects.toMatchObject({
       code: "STORAGE",
     });
+    expect(afterSwap).toEqual([{ mayStillLand: false }]);
     expect(await state(location)).toEqual({ tree: ["old.bin"], manifest: "old" });
     expect(readFileSync(join(location.path, "old.bin"), "utf8")).toBe("old");
     // Read-only again (it was made writable to be moved).
