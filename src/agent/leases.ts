@@ -14,6 +14,7 @@
  * read waits for its swap before the version is read again, so no lease is missed.
  */
 import { basename, dirname } from "node:path";
+import { DsfetchError } from "../errors.ts";
 import type { StagedDataset } from "../stage/stage-dataset.ts";
 import { manifestOfStaged } from "../stage/staged-manifest.ts";
 import { locationIn } from "../volumes/layout.ts";
@@ -69,6 +70,18 @@ export async function leaseStaged(
         signal,
         progressed,
         onWaiting: options.onWaiting,
+      }).catch((error: unknown) => {
+        // Notices that cannot be read: not "none", and the storage's error, not ours.
+        if (signal.aborted || error instanceof DsfetchError) throw error;
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new DsfetchError(
+          "STORAGE",
+          `cannot read the removal notices of ${location.path} (${location.metaDir}/removals): ${reason}`,
+          {
+            hint: "check that the shared storage is mounted and readable by this user; a refresh or prune may be moving this dataset",
+            cause: error,
+          },
+        );
       }),
     );
     const now = await call(`reading ${location.manifestPath}`, async () => {

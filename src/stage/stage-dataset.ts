@@ -25,7 +25,12 @@ import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "..
 import { settleWithin } from "../util/settle-within.ts";
 import { noteStuckThread } from "../util/stuck-threads.ts";
 import { untilOrAborted } from "../util/until-or-aborted.ts";
-import { type Attempt, createAttempt, discardAttempt } from "../volumes/attempt.ts";
+import {
+  type Attempt,
+  createAttempt,
+  discardAttempt,
+  keepAttemptFresh,
+} from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { EarlyWriteback, SETTLE_LIMIT_MS } from "../volumes/early-writeback.ts";
 import {
@@ -41,7 +46,7 @@ import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
 import { sharedStorageProblem } from "../volumes/storage-check.ts";
-import { activeLeases, markUsed, unreadableLeases } from "../volumes/usage.ts";
+import { activeLeasesBeforeRemoval, markUsed, unreadableLeases } from "../volumes/usage.ts";
 import { ProgressTracker } from "./progress.ts";
 import { DOWNLOAD_STOP_GRACE_MS, watchProgress } from "./progress-watchdog.ts";
 import { withManifest } from "./staged-manifest.ts";
@@ -207,7 +212,9 @@ export async function stageDataset(
     // interrupt) fail the staging: taken as "none", an interrupt here let the swap go ahead
     // without a look at the leases (review, 2026-12-05).
     const users = await call(`reading the leases of ${target.location.path}`, () =>
-      activeLeases(target.location).catch((error: unknown) => [unreadableLeases(error)]),
+      activeLeasesBeforeRemoval(target.location).catch((error: unknown) => [
+        unreadableLeases(error),
+      ]),
     );
     if (users.length === 0) return undefined;
     await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
@@ -366,6 +373,7 @@ export async function stageDataset(
       const attempt = await call(`creating a directory in ${target.location.tmpDir}`, () =>
         createAttempt(target.location),
       );
+      const stopHeartbeat = keepAttemptFresh(attempt.dir);
       try {
         const progress = new ProgressTracker(
           spec.name,
@@ -419,13 +427,27 @@ export async function stageDataset(
         const manifest = buildManifest(spec, resolution, download);
         let keptAtSwap: StagedDataset | undefined;
         let notice: RemovalNotice | undefined;
+        // Left up (storage that stopped answering), it is over within a minute.
+        const takeDown = (posted: RemovalNotice) =>
+          call(
+            `taking down the removal notice of ${target.location.path}`,
+            () => posted.withdraw(),
+            { uninterruptible: true },
+          ).catch(() => posted.abandon());
         const outcome = await publish(attempt, target.location, manifest, call, {
           beforeReplacing: async () => {
             // Up before the leases are read: a job leasing it after that read waits for the
             // swap, then looks at the version again (volumes/removal-notice.ts). Jobs lease
             // shared datasets only.
             if (target.volume === "shared") {
-              notice = await postRemovalNoticeWithin(call, target.location);
+              // Asked again (publish.ts replacingHonoured): a notice not kept fresh is replaced
+              // by a new one before the leases are read again.
+              const stale = notice;
+              if (stale !== undefined && !stale.honoured()) {
+                notice = undefined;
+                await takeDown(stale);
+              }
+              notice ??= await postRemovalNoticeWithin(call, target.location);
             }
             const there = await call(`reading ${target.location.manifestPath}`, () =>
               inspectStaged(target.location),
@@ -440,13 +462,9 @@ export async function stageDataset(
             if (posted === undefined) return;
             // A rename given up on may still land: left up (it goes stale within a minute).
             if (mayStillLand) return posted.abandon();
-            // Left up (storage that stopped answering), it is over within a minute.
-            await call(
-              `taking down the removal notice of ${target.location.path}`,
-              () => posted.withdraw(),
-              { uninterruptible: true },
-            ).catch(() => posted.abandon());
+            await takeDown(posted);
           },
+          replacingHonoured: () => notice?.honoured() ?? true,
         });
         if (outcome === "kept" && keptAtSwap !== undefined) return keptAtSwap;
         if (lock !== undefined) {
@@ -542,6 +560,8 @@ export async function stageDataset(
         });
         resolution = await resolve();
         checkSupported(spec, resolution, target);
+      } finally {
+        stopHeartbeat();
       }
     }
   } finally {

@@ -5,7 +5,7 @@
  * mode 0700, holding `data/` (the dataset being built) and `manifest.json`.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, mkdir } from "node:fs/promises";
+import { chmod, mkdir, utimes } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { hostLabel } from "./host-label.ts";
@@ -42,6 +42,26 @@ export const ATTEMPT_RANDOM = /^[0-9a-f]{16}$/;
 /** The random part that ends an attempt's name (its pending manifest is named by it). */
 export function attemptRandom(attemptDir: string): string {
   return basename(attemptDir).split(".").at(-1) ?? "";
+}
+
+/** How often a live attempt's directory is touched (keepAttemptFresh). */
+export const ATTEMPT_HEARTBEAT_MS = 60_000;
+
+/**
+ * Touches the attempt's directory every `everyMs` until stopped. Another host's attempt is
+ * taken for abandoned once its directory has been left untouched for ten minutes (cleanup.ts),
+ * and a directory's time changes only when its own entries do: one large object written for
+ * longer than that left its attempt "untouched", and a worker that took over a lock its
+ * downloader had lost (its refreshes late) removed the attempt under the download (review,
+ * 2026-12-05). Best effort: a touch that fails is tried again at the next beat.
+ */
+export function keepAttemptFresh(dir: string, everyMs = ATTEMPT_HEARTBEAT_MS): () => void {
+  let touching: Promise<void> = Promise.resolve();
+  const timer = setInterval(() => {
+    touching = touching.then(() => utimes(dir, new Date(), new Date())).catch(() => {});
+  }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 export interface AttemptName {

@@ -15,7 +15,7 @@ import { manifestOfTree } from "./occupant.ts";
 import { makeWritable, removeTreeReporting } from "./permissions.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "./removal-notice.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
-import { activeLeases, lastUsed, unreadableLeases } from "./usage.ts";
+import { activeLeasesBeforeRemoval, lastUsed, unreadableLeases } from "./usage.ts";
 
 export interface PruneOptions {
   /** Remove datasets not used for longer than this. */
@@ -123,7 +123,7 @@ async function removeDataset(
     // removal, then finds it gone and stages it again (removal-notice.ts).
     notice = await postRemovalNoticeWithin(call, location);
     const leases = await call(`reading the leases of ${location.path}`, () =>
-      activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
+      activeLeasesBeforeRemoval(location).catch((error: unknown) => [unreadableLeases(error)]),
     );
     if (leases.length > 0) return `in use by ${leases.join(", ")}`;
     // Used since the listing (a job that reused it marks the use before it takes its lease:
@@ -137,9 +137,11 @@ async function removeDataset(
     // Still the tree its manifest names (the listing may be old): else not a dataset of ours.
     const named = await call(`reading ${location.manifestPath}`, () => manifestOfTree(location));
     if (named === undefined) return "its manifest no longer names the directory there";
-    await call(`moving ${location.path} aside`, async () => {
+    const moved = await call(`moving ${location.path} aside`, async () => {
       const listed = await readFile(location.manifestPath, "utf8").catch(() => undefined);
       await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
+      // Jobs may have taken the notice for over (its refreshes late): one may hold it now.
+      if (!notice?.honoured()) return false;
       await makeWritable(location.path);
       await rename(location.path, aside);
       // Only the manifest of the tree moved aside: a publisher that lost its lock may have put
@@ -147,8 +149,12 @@ async function removeDataset(
       const now = await readFile(location.manifestPath, "utf8").catch(() => undefined);
       if (now === listed) await rm(location.manifestPath, { force: true });
       await rm(join(location.metaDir, "used", basename(location.path)), { force: true });
+      return true;
     });
     await withdrawNotice(notice, call);
+    if (!moved) {
+      return "the storage answered too slowly to remove it safely (jobs may have stopped waiting for its removal); run prune again";
+    }
     // Entry by entry: a large tree on slow storage keeps going, hung storage is a stall.
     await call(`removing ${aside}`, (signal, progressed) =>
       removeTreeReporting(aside, progressed, signal),

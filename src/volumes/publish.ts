@@ -47,6 +47,12 @@ export interface PublishOptions {
    * its removal notice down here (removal-notice.ts), or leaves it up when it may still land.
    */
   readonly afterReplacing?: (swap: { readonly mayStillLand: boolean }) => Promise<void>;
+  /**
+   * False when the answer of beforeReplacing may be stale by the time of the swap (the
+   * refresh's removal notice was not kept fresh: removal-notice.ts honoured()); then it is
+   * asked again.
+   */
+  readonly replacingHonoured?: () => boolean;
 }
 
 /** Whether a manifest found at the final path describes the same data as ours. */
@@ -225,7 +231,21 @@ export async function publish(
     let mayStillLand = false;
     try {
       try {
-        replace = (await options.beforeReplacing?.()) ?? true;
+        // Asked again while the answer has gone stale (replacingHonoured: jobs may have taken
+        // the refresh's removal notice for over since): at most three times.
+        for (let looks = 1; ; looks++) {
+          replace = (await options.beforeReplacing?.()) ?? true;
+          if (!replace || options.replacingHonoured?.() !== false) break;
+          if (looks === 3) {
+            throw new DsfetchError(
+              "STORAGE",
+              `the storage answered too slowly to replace ${location.path} safely (the jobs that use it may have stopped waiting for the swap); nothing was replaced`,
+              {
+                hint: "run again; if it recurs, check the shared storage's health (calls there took over 30 s)",
+              },
+            );
+          }
+        }
       } catch (asking) {
         await standDown();
         throw storageError(asking, location.path);

@@ -17,17 +17,26 @@
  *     error), it waits until it is down (the tree has moved or stayed), and only then reads
  *     the version at the path again.
  *
- * A notice is refreshed every NOTICE_REFRESH_MS while it is up. It is over at once when its
+ * A notice is refreshed every NOTICE_REFRESH_MS while it is up, by a write (stamped with the
+ * server's time on NFS, where a utimes carries the client's). It is over at once when its
  * process is gone (same label: host, PID namespace and boot), and otherwise when it was not
- * refreshed for REMOVAL_NOTICE_STALE_MS, on the storage's clock (against the mtime of a file
- * the job has just written: NFS clients' clocks differ); a job waits for one notice at most
- * that long by its own clock too (a storage whose clock runs ahead of its mtimes). So a
- * remover that died with its notice up holds jobs back a minute at most. Only a remover
- * whose storage left one of its calls unanswered for over a minute during its swap can still
- * move a tree under a job that found its notice over (review, 2026-12-05).
+ * refreshed for REMOVAL_NOTICE_STALE_MS: on the storage's clock (against the mtime of a file
+ * the job has just written: NFS clients' clocks differ), or seen unchanged that long by the
+ * job's own clock (filesystems whose mtimes come from their clients' clocks). So a remover
+ * that died with its notice up holds jobs back about a minute at most.
+ *
+ * The remover, for its part, moves nothing unless its last refresh landed within
+ * NOTICE_HONOURED_MS (honoured()): a remover whose storage answered slowly, or whose event
+ * loop was held up, for long enough that jobs may have taken its notice for over, looks at
+ * the leases again first (publish.ts) or keeps the dataset (prune.ts) (review, 2026-12-05).
+ *
+ * On NFS a directory's absence is cached by clients (lookupcache), so the first notice or
+ * lease of a dataset could be missed by a reader that looked before it existed: readers
+ * that must not miss one (a job waiting; a remover's last look at the leases) make the
+ * directory first (mkdir goes to the server, and drops a cached absence).
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isProcessAlive } from "./cleanup.ts";
@@ -38,9 +47,13 @@ import type { StorageCall } from "./storage-call.ts";
 /** Not refreshed for this long: a remover that is gone. */
 export const REMOVAL_NOTICE_STALE_MS = 60_000;
 export const NOTICE_REFRESH_MS = 5_000;
+/** A remover moves a tree only if its last refresh landed this recently (half the above). */
+export const NOTICE_HONOURED_MS = 30_000;
 /** Another process's notice this old is removed by whoever reads it (none is refreshed). */
 const NOTICE_FORGOTTEN_MS = 60 * 60_000;
-const POLL_MS = 20;
+/** A waiting job's looks: soon at first (a swap takes milliseconds), then less often. */
+const FIRST_POLL_MS = 20;
+const LAST_POLL_MS = 500;
 
 function noticeDir(location: DatasetLocation): string {
   return join(location.metaDir, "removals", basename(location.path));
@@ -54,6 +67,8 @@ export interface RemovalNotice {
    * stale within REMOVAL_NOTICE_STALE_MS).
    */
   abandon(): void;
+  /** Its last refresh (or its posting) landed within NOTICE_HONOURED_MS: jobs still wait. */
+  honoured(): boolean;
 }
 
 export async function postRemovalNotice(
@@ -63,15 +78,36 @@ export async function postRemovalNotice(
   const dir = noticeDir(location);
   const path = join(dir, `${hostLabel()}.${process.pid}.${randomBytes(8).toString("hex")}`);
   await mkdir(dir, { recursive: true });
+  // Its time on the storage is at least this (a write's time is set between its start and
+  // its answer): taken before, so that a slow answer counts against it.
+  let landed = performance.now();
+  /**
+   * Once the notice's time may have stood still for NOTICE_HONOURED_MS, jobs may have taken
+   * it for over, whatever lands afterwards: never honoured again (review: a hang, then
+   * rewrites landing in a row, made it look fresh).
+   */
+  let broken = false;
+  const landing = (started: number) => {
+    if (performance.now() - landed >= NOTICE_HONOURED_MS) broken = true;
+    landed = started;
+  };
+  const posted = landed;
   try {
     await writeFile(path, new Date().toISOString());
   } catch (error) {
     await rm(path, { force: true }).catch(() => {});
     throw error;
   }
+  landing(posted);
   let refreshing: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
-    refreshing = refreshing.then(() => utimes(path, new Date(), new Date())).catch(() => {});
+    refreshing = refreshing
+      .then(async () => {
+        const started = performance.now();
+        await rewrite(path);
+        landing(started);
+      })
+      .catch(() => {});
   }, refreshMs);
   timer.unref();
   let withdrawn: Promise<void> | undefined;
@@ -82,7 +118,24 @@ export async function postRemovalNotice(
       return withdrawn;
     },
     abandon: () => clearInterval(timer),
+    honoured: () => {
+      if (performance.now() - landed >= NOTICE_HONOURED_MS) broken = true;
+      return !broken && withdrawn === undefined;
+    },
   };
+}
+
+/**
+ * Writes the notice again in place: its mtime is then the server's on NFS (a utimes sets the
+ * client's). Never creates it: one taken down stays down.
+ */
+async function rewrite(path: string): Promise<void> {
+  const file = await open(path, "r+");
+  try {
+    await file.write(new Date().toISOString(), 0);
+  } finally {
+    await file.close();
+  }
 }
 
 /**
@@ -105,15 +158,15 @@ export async function postRemovalNoticeWithin(
   }
 }
 
-/** A notice seen up, and since when (this process's clock, ms). */
-export type NoticesSeen = Map<string, number>;
+/** Each notice seen up: its mtime then, and since when it has had it (this process's clock). */
+export type NoticesSeen = Map<string, { readonly mtimeMs: number; readonly since: number }>;
 
 /**
  * The notices up on the dataset ("host pid N"), judged at `storageNow` (a time on the
  * storage's clock). A notice of this label whose process is gone is removed on the way; so is
  * any other not refreshed for an hour. Notices that cannot be read are an error, never
- * "none" (review). `seen` (kept across looks) bounds the wait for each by this process's
- * clock too.
+ * "none" (review). `seen` (kept across looks) tells a notice left unchanged for
+ * REMOVAL_NOTICE_STALE_MS by this process's clock too.
  */
 export async function liveRemovalNotices(
   location: DatasetLocation,
@@ -139,21 +192,36 @@ export async function liveRemovalNotices(
       await rm(path, { force: true }).catch(() => {});
       continue;
     }
-    let age: number;
+    let mtimeMs: number;
     try {
-      age = storageNow - (await stat(path)).mtimeMs;
+      mtimeMs = await freshMtime(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
       throw error;
     }
+    const age = storageNow - mtimeMs;
     if (age >= NOTICE_FORGOTTEN_MS) await rm(path, { force: true }).catch(() => {});
-    const firstSeen = seen.get(name) ?? now;
-    seen.set(name, firstSeen);
-    if (age < REMOVAL_NOTICE_STALE_MS && now - firstSeen < REMOVAL_NOTICE_STALE_MS) {
+    const before = seen.get(name);
+    const since = before !== undefined && before.mtimeMs === mtimeMs ? before.since : now;
+    seen.set(name, { mtimeMs, since });
+    if (age < REMOVAL_NOTICE_STALE_MS && now - since < REMOVAL_NOTICE_STALE_MS) {
       live.push(`${host} pid ${pidText}`);
     }
   }
   return live;
+}
+
+/**
+ * The file's mtime as the storage has it now: opened first, since on NFS an open
+ * revalidates the attributes that a stat may take from the client's cache (up to a minute).
+ */
+async function freshMtime(path: string): Promise<number> {
+  const file = await open(path, "r");
+  try {
+    return (await file.stat()).mtimeMs;
+  } finally {
+    await file.close();
+  }
 }
 
 export interface AwaitRemovalsOptions {
@@ -177,6 +245,10 @@ export async function awaitRemovalNotices(
   const started = performance.now();
   const waitedFor = new Set<string>();
   const seen: NoticesSeen = new Map();
+  // Made if missing: a cached absence of the directory (NFS) would hide a notice just posted.
+  // Best effort: where it cannot be made, the read below says what is wrong.
+  await mkdir(noticeDir(location), { recursive: true }).catch(() => {});
+  let pollMs = FIRST_POLL_MS;
   for (;;) {
     const live = await liveRemovalNotices(
       location,
@@ -187,6 +259,7 @@ export async function awaitRemovalNotices(
     if (live.length === 0) return [...waitedFor];
     if (waitedFor.size === 0) options.onWaiting?.(live);
     for (const holder of live) waitedFor.add(holder);
-    await sleep(POLL_MS, undefined, { signal: options.signal });
+    await sleep(pollMs, undefined, { signal: options.signal });
+    pollMs = Math.min(LAST_POLL_MS, pollMs * 2);
   }
 }

@@ -139,6 +139,18 @@ export async function activeLeases(location: DatasetLocation, now = Date.now()):
 }
 
 /**
+ * activeLeases for a last look before a tree is moved (a refresh's swap, prune): the lease
+ * directory is made first, since on NFS a cached absence of it would hide the first lease
+ * of the dataset, just taken by a job (review, 2026-12-05).
+ */
+export async function activeLeasesBeforeRemoval(location: DatasetLocation): Promise<string[]> {
+  // Best effort: storage that cannot be written (read-only, another user's) is judged by the
+  // caller's own checks (a fallback to an ephemeral volume), not by this (review).
+  await mkdir(leaseDir(location), { recursive: true }).catch(() => {});
+  return activeLeases(location);
+}
+
+/**
  * The holder named for leases that could not be read (an error other than "none there"):
  * the dataset is then taken to be in use, and kept.
  */

@@ -65,6 +65,13 @@ vi.mock("../../src/volumes/usage.ts", async (importOriginal) => {
       await hooks.afterLeasesRead?.(found);
       return found;
     },
+    activeLeasesBeforeRemoval: async (
+      ...args: Parameters<typeof actual.activeLeasesBeforeRemoval>
+    ) => {
+      const found = await actual.activeLeasesBeforeRemoval(...args);
+      await hooks.afterLeasesRead?.(found);
+      return found;
+    },
   };
 });
 
@@ -290,7 +297,8 @@ describe("leases from the moment a dataset is staged", () => {
       cached: true,
       objects: 1,
       keptInUse: [
-        expect.stringMatching(/^unknown holders \(its leases could not be read: ENOTDIR/),
+        // Made first (activeLeasesBeforeRemoval), refused: EEXIST.
+        expect.stringMatching(/^unknown holders \(its leases could not be read: (ENOTDIR|EEXIST)/),
       ],
     });
     expect(await readdir(join(storage, "t", "data", "unread"))).toEqual(["a.txt"]);
@@ -430,6 +438,130 @@ describe("leases from the moment a dataset is staged", () => {
       expect(await readdir(data)).toEqual([".dsfetch"]);
       expect(await readdir(join(data, ".dsfetch", "removals", "plook"))).toEqual([]);
     });
+  });
+
+  it("a refresh whose removal notice was not kept fresh up to its swap posts a new one and reads the leases again", async () => {
+    const storage = await mkdtemp(join(root, "refresh-late-"));
+    const data = join(storage, "t", "data");
+    await putObject(bucket, "rlate/a.txt", "one");
+    const flags = ["--storage-root", storage, "--team", "t"];
+    const entry = { uri: `s3://${bucket}/rlate/` };
+    const first = await runCli(["fetch", "--datasets", "-", ...flags], {
+      env: testEnv(),
+      stdin: JSON.stringify([entry]),
+    });
+    expect(first.code).toBe(0);
+    await putObject(bucket, "rlate/b.txt", "two");
+    let synced = false;
+    hooks.beforeSync = async () => {
+      synced = true;
+    };
+    const real = performance.now.bind(performance);
+    const clock = vi.spyOn(performance, "now");
+    let readsAtSwap = 0;
+    try {
+      // After the refresh's last look, its clock jumps 31 s with no refresh of its notice.
+      hooks.afterLeasesRead = async () => {
+        if (!synced) return;
+        readsAtSwap += 1;
+        if (readsAtSwap === 1) clock.mockImplementation(() => real() + 31_000);
+      };
+      const result = await stage(
+        datasetsOf(entry),
+        resolveSettings({ storageRoot: storage, team: "t" }, {}),
+      );
+      expect(result.datasets[0]).toMatchObject({ ok: true, cached: false, objects: 2 });
+    } finally {
+      clock.mockRestore();
+    }
+    expect(readsAtSwap).toBe(2);
+    expect((await readdir(join(data, "rlate"))).sort()).toEqual(["a.txt", "b.txt"]);
+    expect(await readdir(join(data, ".dsfetch", "removals", "rlate"))).toEqual([]);
+  });
+
+  it("prune whose removal notice was not kept fresh (jobs may have stopped waiting) keeps the dataset", async () => {
+    const storage = await mkdtemp(join(root, "prune-late-"));
+    const data = join(storage, "t", "data");
+    await putObject(bucket, "plate/a.txt", "one");
+    const first = await runCli(
+      ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "t"],
+      {
+        env: testEnv(),
+        stdin: JSON.stringify([{ uri: `s3://${bucket}/plate/` }]),
+      },
+    );
+    expect(first.code).toBe(0);
+    let reads = 0;
+    const real = performance.now.bind(performance);
+    const clock = vi.spyOn(performance, "now");
+    try {
+      // After prune's last look, its clock jumps 31 s with no refresh of its notice landed.
+      hooks.afterLeasesRead = async () => {
+        reads += 1;
+        if (reads < 2) return;
+        hooks.afterLeasesRead = undefined;
+        clock.mockImplementation(() => real() + 31_000);
+      };
+      const result = await prune(storage, "t", { olderThanMs: 0, lockStaleMs: 60_000 });
+      expect(result.removed).toEqual([]);
+      expect(result.kept).toEqual([
+        expect.objectContaining({
+          name: "plate",
+          keptBecause: expect.stringContaining("answered too slowly to remove it safely"),
+        }),
+      ]);
+    } finally {
+      clock.mockRestore();
+    }
+    expect(reads).toBe(2);
+    expect(await readdir(join(data, "plate"))).toEqual(["a.txt"]);
+    expect(await readdir(join(data, ".dsfetch", "manifests"))).toEqual(["plate.json"]);
+    expect(await readdir(join(data, ".dsfetch", "removals", "plate"))).toEqual([]);
+  });
+
+  it("removal notices that cannot be read fail the lease with a storage error, not as none", async () => {
+    const storage = await mkdtemp(join(root, "notice-unreadable-"));
+    const data = join(storage, "t", "data");
+    await putObject(bucket, "nread/a.txt", "one");
+    const first = await runCli(
+      ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "t"],
+      {
+        env: testEnv(),
+        stdin: JSON.stringify([{ uri: `s3://${bucket}/nread/` }]),
+      },
+    );
+    expect(first.code).toBe(0);
+    await mkdir(join(data, ".dsfetch", "removals"), { recursive: true });
+    await writeFile(join(data, ".dsfetch", "removals", "nread"), "not a directory");
+    const manifest = JSON.parse(
+      await readFile(join(data, ".dsfetch", "manifests", "nread.json"), "utf8"),
+    ) as Manifest;
+    const staged = withManifest(
+      {
+        name: "nread",
+        uri: manifest.uri,
+        kind: manifest.kind,
+        etag: null,
+        versionId: null,
+        path: join(data, "nread"),
+        mount: "/data/nread",
+        volume: "shared",
+        bytes: manifest.bytes,
+        objects: 1,
+        cached: true,
+        verification: { md5: 1 },
+        seconds: 0,
+        retries: 0,
+        refetchedBytes: 0,
+      },
+      manifest,
+    );
+    await expect(leaseStaged(staged)).rejects.toMatchObject({
+      code: "STORAGE",
+      message: expect.stringContaining("removals"),
+    });
+    // Its lease went with the failure.
+    expect(await leaseFiles(storage, "nread")).toEqual([]);
   });
 
   it("a dataset another worker has just published (its manifest not in yet: pending) is held, not staged again", async () => {

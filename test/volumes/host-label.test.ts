@@ -1,7 +1,7 @@
 // Processes in other PID namespaces on the same host (two containers of one pod, pods with
 // hostNetwork): a pid is checked for life only within its own namespace.
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -71,6 +71,19 @@ describe("host label", () => {
     expect(users).toHaveLength(1);
     expect(users[0]).toMatch(new RegExp(` pid ${target}$`));
     expect(users[0]).not.toContain(hostLabel());
+  });
+
+  it("a lease of another boot (another machine) with this host name and PID namespace is judged by its age, not by a pid here", async () => {
+    const location = locationIn(join(root, "boot"), "set");
+    const dir = join(location.metaDir, "leases", "set");
+    mkdirSync(dir, { recursive: true });
+    const otherBoot = hostLabel().replace(/-b[0-9a-f]{12}$/, "-b000000000000");
+    expect(otherBoot).not.toBe(hostLabel());
+    let pid = 999_999_999;
+    while (isProcessAlive(pid)) pid -= 1;
+    writeFileSync(join(dir, `${otherBoot}.${pid}.aaaaaaaa`), "");
+    expect(await activeLeases(location)).toEqual([`${otherBoot} pid ${pid}`]);
+    expect(readdirSync(dir)).toHaveLength(1);
   });
 
   it("the clean-up removes a birth-time probe left by a dead process, not a live one's", async () => {

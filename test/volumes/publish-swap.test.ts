@@ -278,6 +278,45 @@ describe("publish replacing older data, stopped at a step", () => {
     expect(await state(location)).toEqual({ tree: ["theirs.bin"], manifest: "none" });
   });
 
+  it("a stale answer to beforeReplacing (the removal notice not kept fresh) is asked for again; still stale the third time, nothing is replaced", async () => {
+    const fresh = await oldPublishedNewReady("honoured");
+    let asked = 0;
+    const honoured = [false, true];
+    expect(
+      await publish(fresh.attempt, fresh.location, manifestOf("new", "new.bin"), undefined, {
+        beforeReplacing: async () => {
+          asked += 1;
+          return true;
+        },
+        replacingHonoured: () => honoured.shift() ?? true,
+      }),
+    ).toBe("replaced");
+    expect(asked).toBe(2);
+    expect(await state(fresh.location)).toEqual({ tree: ["new.bin"], manifest: "new" });
+
+    const stale = await oldPublishedNewReady("never-honoured");
+    asked = 0;
+    const afterSwap: { mayStillLand: boolean }[] = [];
+    await expect(
+      publish(stale.attempt, stale.location, manifestOf("new", "new.bin"), undefined, {
+        beforeReplacing: async () => {
+          asked += 1;
+          return true;
+        },
+        afterReplacing: async (swap) => {
+          afterSwap.push(swap);
+        },
+        replacingHonoured: () => false,
+      }),
+    ).rejects.toMatchObject({
+      code: "STORAGE",
+      message: expect.stringContaining("answered too slowly to replace"),
+    });
+    expect(asked).toBe(3);
+    expect(afterSwap).toEqual([{ mayStillLand: false }]);
+    expect(await state(stale.location)).toEqual({ tree: ["old.bin"], manifest: "old" });
+  });
+
   it("an error from the storage at the new tree's rename puts the old tree and manifest back", async () => {
     const { location, attempt } = await oldPublishedNewReady("put-back");
     let renames = 0;

@@ -12,12 +12,14 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { hostLabel } from "../../src/volumes/host-label.ts";
 import { locationIn } from "../../src/volumes/layout.ts";
 import {
   awaitRemovalNotices,
   liveRemovalNotices,
+  NOTICE_HONOURED_MS,
+  type NoticesSeen,
   postRemovalNotice,
   postRemovalNoticeWithin,
   REMOVAL_NOTICE_STALE_MS,
@@ -81,23 +83,68 @@ describe("removal notices", () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
-  it("a notice seen up for a minute by this process's clock is over, however fresh its time (a storage clock ahead)", async () => {
+  it("a notice seen unchanged for a minute by this process's clock is over, however fresh its time (mtimes from a client clock ahead); one rewritten meanwhile is not", async () => {
     const { location, dir } = noticeDirOf("seen");
     const name = "otherhost-ns1-b0123456789ab.456.cccccccccccccccc";
-    writeFileSync(join(dir, name), "");
-    const seen = new Map([[name, performance.now() - REMOVAL_NOTICE_STALE_MS + 5_000]]);
-    expect(await liveRemovalNotices(location, Date.now(), seen)).toEqual([
-      "otherhost-ns1-b0123456789ab pid 456",
+    const path = join(dir, name);
+    writeFileSync(path, "");
+    const mtimeMs = statSync(path).mtimeMs;
+    const holder = ["otherhost-ns1-b0123456789ab pid 456"];
+    const seen: NoticesSeen = new Map([
+      [name, { mtimeMs, since: performance.now() - REMOVAL_NOTICE_STALE_MS + 5_000 }],
     ]);
-    seen.set(name, performance.now() - REMOVAL_NOTICE_STALE_MS - 1);
+    expect(await liveRemovalNotices(location, Date.now(), seen)).toEqual(holder);
+    seen.set(name, { mtimeMs, since: performance.now() - REMOVAL_NOTICE_STALE_MS - 1 });
     expect(await liveRemovalNotices(location, Date.now(), seen)).toEqual([]);
     expect(readdirSync(dir)).toEqual([name]);
+    // Rewritten by its remover since: up again, for another minute.
+    seen.set(name, {
+      mtimeMs: mtimeMs - 5_000,
+      since: performance.now() - REMOVAL_NOTICE_STALE_MS - 1,
+    });
+    expect(await liveRemovalNotices(location, Date.now(), seen)).toEqual(holder);
+  });
+
+  it("a remover's notice is honoured while its refreshes land; once they were late for 30 s, never again (jobs may have taken it for over)", async () => {
+    const { location } = noticeDirOf("honoured");
+    const real = performance.now.bind(performance);
+    let offset = 0;
+    const clock = vi.spyOn(performance, "now").mockImplementation(() => real() + offset);
+    try {
+      const kept = await postRemovalNotice(location, 50);
+      // Time runs 10 s at a step; a refresh lands within each step: honoured throughout.
+      for (let step = 0; step < 8; step++) {
+        offset += 10_000;
+        await sleep(200);
+        expect(kept.honoured()).toBe(true);
+      }
+      await kept.withdraw();
+      expect(kept.honoured()).toBe(false);
+
+      const late = await postRemovalNotice(location, 50);
+      late.abandon();
+      offset += NOTICE_HONOURED_MS;
+      expect(late.honoured()).toBe(false);
+      await late.withdraw();
+
+      // Refreshes held up for 31 s, then landing in a row: still not honoured.
+      const held = await postRemovalNotice(location, 50);
+      offset += NOTICE_HONOURED_MS + 1_000;
+      await sleep(300);
+      expect(held.honoured()).toBe(false);
+      await held.withdraw();
+    } finally {
+      clock.mockRestore();
+    }
   });
 
   it("notices that cannot be read are an error, not none", async () => {
     const location = locationIn(join(root, "unreadable"), "set");
     mkdirSync(join(location.metaDir, "removals"), { recursive: true });
     writeFileSync(join(location.metaDir, "removals", "set"), "not a directory");
+    await expect(liveRemovalNotices(location, Date.now())).rejects.toMatchObject({
+      code: "ENOTDIR",
+    });
     await expect(awaitRemovalNotices(location, { storageNow: Date.now() })).rejects.toMatchObject({
       code: "ENOTDIR",
     });
