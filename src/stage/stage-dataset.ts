@@ -419,6 +419,7 @@ export async function stageDataset(
           ? undefined
           : await keptInUse(resolution, published.manifest);
         if (kept !== undefined) {
+          stopHeartbeat();
           await call(`removing ${attempt.dir}`, (signal, progressed) =>
             discardAttempt(attempt, progressed, signal),
           ).catch(() => {});
@@ -494,6 +495,8 @@ export async function stageDataset(
           manifest,
         );
       } catch (error) {
+        // Before the attempt is removed: a beat's entry made during the removal would fail it.
+        stopHeartbeat();
         const pending = storage.pending();
         if (pending.length > 0 || isStall(error) || context.signal?.aborted === true) {
           cleanupDeadline = performance.now() + BOUNDED_CLEANUP_MS;

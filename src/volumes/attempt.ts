@@ -5,7 +5,7 @@
  * mode 0700, holding `data/` (the dataset being built) and `manifest.json`.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, mkdir, utimes } from "node:fs/promises";
+import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { hostLabel } from "./host-label.ts";
@@ -56,9 +56,17 @@ export const ATTEMPT_HEARTBEAT_MS = 60_000;
  * 2026-12-05). Best effort: a touch that fails is tried again at the next beat.
  */
 export function keepAttemptFresh(dir: string, everyMs = ATTEMPT_HEARTBEAT_MS): () => void {
+  // An entry made and removed, not a utimes: the directory's time is then the server's on
+  // NFS (a utimes carries this machine's clock, and other hosts compare it with theirs).
+  const beat = join(dir, ".heartbeat");
   let touching: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
-    touching = touching.then(() => utimes(dir, new Date(), new Date())).catch(() => {});
+    touching = touching
+      .then(async () => {
+        await writeFile(beat, "", { flag: "wx" }).catch(() => {});
+        await rm(beat, { force: true });
+      })
+      .catch(() => {});
   }, everyMs);
   timer.unref();
   return () => clearInterval(timer);

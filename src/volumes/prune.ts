@@ -5,7 +5,7 @@
  * ever sees half a dataset.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
@@ -140,9 +140,12 @@ async function removeDataset(
     const moved = await call(`moving ${location.path} aside`, async () => {
       const listed = await readFile(location.manifestPath, "utf8").catch(() => undefined);
       await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
-      // Jobs may have taken the notice for over (its refreshes late): one may hold it now.
-      if (!notice?.honoured()) return false;
       await makeWritable(location.path);
+      // Jobs may have taken the notice for over (its refreshes late): one may hold it now.
+      if (!notice?.honoured()) {
+        await chmod(location.path, 0o555).catch(() => {});
+        return false;
+      }
       await rename(location.path, aside);
       // Only the manifest of the tree moved aside: a publisher that lost its lock may have put
       // its own in meanwhile (review, 2026-12-05).

@@ -236,15 +236,7 @@ export async function publish(
         for (let looks = 1; ; looks++) {
           replace = (await options.beforeReplacing?.()) ?? true;
           if (!replace || options.replacingHonoured?.() !== false) break;
-          if (looks === 3) {
-            throw new DsfetchError(
-              "STORAGE",
-              `the storage answered too slowly to replace ${location.path} safely (the jobs that use it may have stopped waiting for the swap); nothing was replaced`,
-              {
-                hint: "run again; if it recurs, check the shared storage's health (calls there took over 30 s)",
-              },
-            );
-          }
+          if (looks === 3) throw tooSlowToReplace(location);
         }
       } catch (asking) {
         await standDown();
@@ -254,7 +246,9 @@ export async function publish(
         await standDown();
       } else {
         try {
-          replaced = await swapIn(attempt, location, call, occupant);
+          replaced = await swapIn(attempt, location, call, occupant, () =>
+            options.replacingHonoured === undefined ? true : options.replacingHonoured(),
+          );
         } catch (swapError) {
           // Put back (not a call given up on, which may still land): ours is not in.
           mayStillLand = swapError instanceof DsfetchError && swapError.code === "STALLED";
@@ -359,6 +353,7 @@ async function swapIn(
   location: DatasetLocation,
   call: StorageCall,
   occupant: Stats | undefined,
+  stillHonoured: () => boolean,
 ): Promise<Aside> {
   const id = `replaced.${randomBytes(6).toString("hex")}`;
   const aside: Aside = {
@@ -391,7 +386,13 @@ async function swapIn(
     await call(`making ${location.path} writable`, () => makeWritable(location.path), steps);
     await call(
       `renaming ${location.path} to ${aside.tree}`,
-      () => rename(location.path, aside.tree),
+      async () => {
+        // The last moment before the tree leaves: the steps above may have taken long enough
+        // (slow storage, an event loop held up by another dataset's walk) for jobs to take
+        // the removal notice for over (review, 2026-12-05).
+        if (stillHonoured() === false) throw new NoLongerHonoured();
+        await rename(location.path, aside.tree);
+      },
       steps,
     );
     treeAside = true;
@@ -413,9 +414,23 @@ async function swapIn(
         occupant,
       );
     }
+    if (swapError instanceof NoLongerHonoured) throw tooSlowToReplace(location);
     throw storageError(swapError, location.path);
   }
   return aside;
+}
+
+/** The replacing publisher's removal notice lapsed before its tree moved (swapIn). */
+class NoLongerHonoured extends Error {}
+
+function tooSlowToReplace(location: DatasetLocation): DsfetchError {
+  return new DsfetchError(
+    "STORAGE",
+    `the storage answered too slowly to replace ${location.path} safely (the jobs that use it may have stopped waiting for the swap); nothing was replaced`,
+    {
+      hint: "run again; if it recurs, check the shared storage's health (calls there took over 30 s)",
+    },
+  );
 }
 
 /** Puts the old tree and manifest back where the swap failed before ours was in. Best effort. */

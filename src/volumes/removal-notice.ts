@@ -36,7 +36,7 @@
  * directory first (mkdir goes to the server, and drops a cached absence).
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, open, readdir, rm, writeFile } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isProcessAlive } from "./cleanup.ts";
@@ -54,6 +54,9 @@ const NOTICE_FORGOTTEN_MS = 60 * 60_000;
 /** A waiting job's looks: soon at first (a swap takes milliseconds), then less often. */
 const FIRST_POLL_MS = 20;
 const LAST_POLL_MS = 500;
+
+/** `<label>.<pid>.<16 hex>` (host-label.ts: the label has no dots). */
+const NOTICE_NAME = /^[A-Za-z0-9_-]+\.\d+\.[0-9a-f]{16}$/;
 
 function noticeDir(location: DatasetLocation): string {
   return join(location.metaDir, "removals", basename(location.path));
@@ -114,7 +117,9 @@ export async function postRemovalNotice(
   return {
     withdraw: () => {
       clearInterval(timer);
-      withdrawn ??= rm(path, { force: true }).catch(() => {});
+      // After a rewrite in flight: removed while open, on NFS it would linger as a `.nfs…`
+      // file until closed (review). The caller bounds the wait.
+      withdrawn ??= refreshing.then(() => rm(path, { force: true })).catch(() => {});
       return withdrawn;
     },
     abandon: () => clearInterval(timer),
@@ -185,6 +190,8 @@ export async function liveRemovalNotices(
   const live: string[] = [];
   const now = performance.now();
   for (const name of names) {
+    // Only notices (an NFS client's `.nfs…` file of one removed while open is not one).
+    if (!NOTICE_NAME.test(name)) continue;
     const [host = "", pidText = ""] = name.split(".");
     const pid = Number(pidText);
     const path = join(dir, name);
@@ -216,7 +223,14 @@ export async function liveRemovalNotices(
  * revalidates the attributes that a stat may take from the client's cache (up to a minute).
  */
 async function freshMtime(path: string): Promise<number> {
-  const file = await open(path, "r");
+  let file: FileHandle;
+  try {
+    file = await open(path, "r");
+  } catch (error) {
+    // Another user's notice this one may not read: its time as the cache has it.
+    if ((error as NodeJS.ErrnoException).code === "EACCES") return (await stat(path)).mtimeMs;
+    throw error;
+  }
   try {
     return (await file.stat()).mtimeMs;
   } finally {

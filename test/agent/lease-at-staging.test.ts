@@ -4,7 +4,7 @@
 // reports the version it will read).
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -515,6 +515,8 @@ describe("leases from the moment a dataset is staged", () => {
     }
     expect(reads).toBe(2);
     expect(await readdir(join(data, "plate"))).toEqual(["a.txt"]);
+    // Read-only again (made writable to be moved).
+    expect((await stat(join(data, "plate"))).mode & 0o777).toBe(0o555);
     expect(await readdir(join(data, ".dsfetch", "manifests"))).toEqual(["plate.json"]);
     expect(await readdir(join(data, ".dsfetch", "removals", "plate"))).toEqual([]);
   });

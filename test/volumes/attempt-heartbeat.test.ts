@@ -52,6 +52,8 @@ describe("attempt heartbeat", () => {
     utimesSync(dir, past, past);
     await sleep(300);
     expect(statSync(dir).mtimeMs).toBe(past.getTime());
+    // Its beats (an entry made and removed) leave nothing behind.
+    expect(readdirSync(dir)).toEqual([]);
   });
 
   it("a download in progress keeps its attempt's directory fresh", async () => {

@@ -315,6 +315,23 @@ describe("publish replacing older data, stopped at a step", () => {
     expect(asked).toBe(3);
     expect(afterSwap).toEqual([{ mayStillLand: false }]);
     expect(await state(stale.location)).toEqual({ tree: ["old.bin"], manifest: "old" });
+
+    // Honoured at the look, lapsed by the old tree's rename (the manifest already aside):
+    // nothing moves, the manifest is put back.
+    const lapsing = await oldPublishedNewReady("lapsing");
+    const answers = [true, false];
+    await expect(
+      publish(lapsing.attempt, lapsing.location, manifestOf("new", "new.bin"), undefined, {
+        beforeReplacing: async () => true,
+        replacingHonoured: () => answers.shift() ?? false,
+      }),
+    ).rejects.toMatchObject({
+      code: "STORAGE",
+      message: expect.stringContaining("answered too slowly to replace"),
+    });
+    expect(answers).toEqual([]);
+    expect(await state(lapsing.location)).toEqual({ tree: ["old.bin"], manifest: "old" });
+    expect(statSync(lapsing.location.path).mode & 0o777).toBe(0o555);
   });
 
   it("an error from the storage at the new tree's rename puts the old tree and manifest back", async () => {

@@ -71,9 +71,12 @@ describe("removal notices", () => {
     const freshTime = new Date(storageNow - 1_000);
     utimesSync(join(dir, fresh), freshTime, freshTime);
     utimesSync(join(dir, dead), freshTime, freshTime);
+    // An NFS client's trace of a notice removed while open is not a notice.
+    writeFileSync(join(dir, ".nfs000000000123abcd00000001"), "");
     expect(await liveRemovalNotices(location, storageNow)).toEqual([
       "otherhost-ns1-b0123456789ab pid 456",
     ]);
+    rmSync(join(dir, ".nfs000000000123abcd00000001"));
     // Another host's notice is that host's to take down: only a dead process's of ours goes.
     expect(readdirSync(dir).sort()).toEqual([old, fresh].sort());
     // The fresh one is over a minute after it was last refreshed, on the storage's clock.
