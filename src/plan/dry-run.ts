@@ -10,6 +10,7 @@ import { resolveDataset } from "../fetch/resolve.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
+import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
 import { activeLeases, unreadableLeases } from "../volumes/usage.ts";
 import { failedEntry, isCached, type PlanEntry, planEntry, refreshWaitsForJobs } from "./plan.ts";
 import { requireSharedStorage, type Target, targetFor } from "./target.ts";
@@ -19,6 +20,11 @@ export interface PlanOptions {
   signal?: AbortSignal;
   /** Datasets resolved at once. */
   concurrency?: number;
+  /**
+   * The bound for a dataset's calls on shared storage (the CLI: stage/storage-calls.ts, so
+   * that `plan` on storage that stopped answering says STALLED instead of waiting for good).
+   */
+  storageCalls?: (dataset: string) => StorageCall;
 }
 
 export interface PlanResult {
@@ -62,21 +68,22 @@ export async function plan(
           bytes: resolution.bytes,
           objects: resolution.kind === "prefix" ? resolution.objects.length : 1,
         });
-        const staged = await inspectStaged(target.location);
+        const call = options.storageCalls?.(spec.name) ?? unboundedCall;
+        const location = target.location;
+        const staged = await call(`reading ${location.manifestPath}`, () =>
+          inspectStaged(location),
+        );
         if (!isCached(resolution, staged)) {
           // What fetch would refuse (volumes/occupant.ts), said by the plan too.
-          const problem = await occupantProblemIfKnown(
-            spec.name,
-            target.location,
-            spec.uri,
-            staged.manifest,
+          const problem = await call(`looking at ${location.path}`, () =>
+            occupantProblemIfKnown(spec.name, location, spec.uri, staged.manifest),
           );
           if (problem !== undefined) return failedEntry(spec, target, problem);
           // What fetch would keep (stage-dataset.ts, keptInUse), said by the plan too.
           if (refreshWaitsForJobs(spec, resolution, staged.manifest)) {
-            const users = await activeLeases(target.location).catch((error: unknown) => [
-              unreadableLeases(error),
-            ]);
+            const users = await call(`reading the leases of ${location.path}`, () =>
+              activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
+            );
             if (users.length > 0) {
               // The version that stays, as fetch reports it.
               const kept = staged.manifest;

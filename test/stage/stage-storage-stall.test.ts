@@ -299,6 +299,27 @@ describe("dsfetch fetch on storage that stops answering", () => {
     expect(published(staging.location)).toEqual(["old.bin"]);
   }, 60_000);
 
+  it("plan says STALLED for a dataset whose manifest gets no answer, and ends", async () => {
+    const staging = newStorage();
+    mkdirSync(staging.location.path, { recursive: true });
+    fifoAt(staging.location.manifestPath);
+    const started = performance.now();
+    const ran = await runCli(
+      ["plan", "--datasets", "-", "--storage-root", staging.storageRoot, "--team", "ml"],
+      {
+        env: { DSFETCH_EXTRACT_STALL_TIMEOUT: STALL },
+        stdin: JSON.stringify(await datasetsArray()),
+        timeoutMs: 50_000,
+      },
+    );
+    expect((performance.now() - started) / 1000).toBeLessThan(40);
+    expect(ran.signal).toBe("SIGKILL");
+    expect(ran.stderr).toContain(
+      `blob.bin: reading ${staging.location.manifestPath} got no answer from the storage for ${STALL} s`,
+    );
+    expect(ran.stderr).toContain("STALLED");
+  }, 60_000);
+
   it("list and prune (a cron job) say STALLED and end, instead of waiting for good", async () => {
     const staging = newStorage();
     mkdirSync(staging.location.path, { recursive: true });

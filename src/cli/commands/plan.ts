@@ -1,6 +1,9 @@
 /** `dsfetch plan`: the dry run. */
+import { resolveTuning } from "../../config/tuning.ts";
 import { type ErrorCode, EXIT_CODES } from "../../errors.ts";
 import { plan } from "../../plan/dry-run.ts";
+import { DOWNLOAD_STOP_GRACE_MS } from "../../stage/progress-watchdog.ts";
+import { StorageCalls } from "../../stage/storage-calls.ts";
 import type { CommandContext } from "../context.ts";
 import { renderPlanTable } from "../render.ts";
 
@@ -8,10 +11,20 @@ export async function planCommand({
   args,
   settings,
   datasets,
+  env,
   out,
   err,
 }: CommandContext): Promise<number> {
-  const result = await plan(datasets, settings);
+  const { extractStallTimeoutMs } = resolveTuning(env);
+  // Storage that stopped answering: STALLED, not a plan that waits for good.
+  const result = await plan(datasets, settings, {
+    storageCalls: (dataset) =>
+      new StorageCalls({
+        dataset,
+        stallMs: extractStallTimeoutMs,
+        graceMs: DOWNLOAD_STOP_GRACE_MS,
+      }).call,
+  });
   if (args.json) out(`${JSON.stringify({ datasets: result.datasets }, null, 2)}\n`);
   else err(renderPlanTable(result.datasets));
   const failed = result.datasets.find((entry) => entry.error !== undefined);
