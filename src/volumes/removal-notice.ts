@@ -36,10 +36,10 @@
  * directory first (mkdir goes to the server, and drops a cached absence).
  */
 import { randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { type FileHandle, mkdir, open, rm, stat, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { isProcessAlive } from "./cleanup.ts";
+import { readHolderFiles } from "./holder-files.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 import type { StorageCall } from "./storage-call.ts";
@@ -178,41 +178,29 @@ export async function liveRemovalNotices(
   storageNow: number,
   seen: NoticesSeen = new Map(),
 ): Promise<string[]> {
-  const dir = noticeDir(location);
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw error;
-  }
-  const thisHost = hostLabel();
   const live: string[] = [];
   const now = performance.now();
-  for (const name of names) {
+  for (const file of await readHolderFiles(noticeDir(location))) {
     // Only notices (an NFS client's `.nfs…` file of one removed while open is not one).
-    if (!NOTICE_NAME.test(name)) continue;
-    const [host = "", pidText = ""] = name.split(".");
-    const pid = Number(pidText);
-    const path = join(dir, name);
-    if (host === thisHost && Number.isInteger(pid) && !isProcessAlive(pid)) {
-      await rm(path, { force: true }).catch(() => {});
+    if (!NOTICE_NAME.test(file.name)) continue;
+    if (file.goneHere) {
+      await rm(file.path, { force: true }).catch(() => {});
       continue;
     }
     let mtimeMs: number;
     try {
-      mtimeMs = await freshMtime(path);
+      mtimeMs = await freshMtime(file.path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
       throw error;
     }
     const age = storageNow - mtimeMs;
-    if (age >= NOTICE_FORGOTTEN_MS) await rm(path, { force: true }).catch(() => {});
-    const before = seen.get(name);
+    if (age >= NOTICE_FORGOTTEN_MS) await rm(file.path, { force: true }).catch(() => {});
+    const before = seen.get(file.name);
     const since = before !== undefined && before.mtimeMs === mtimeMs ? before.since : now;
-    seen.set(name, { mtimeMs, since });
+    seen.set(file.name, { mtimeMs, since });
     if (age < REMOVAL_NOTICE_STALE_MS && now - since < REMOVAL_NOTICE_STALE_MS) {
-      live.push(`${host} pid ${pidText}`);
+      live.push(file.holder);
     }
   }
   return live;

@@ -7,9 +7,9 @@
  *                                           every LEASE_REFRESH_MS; fresh = in use
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { isProcessAlive } from "./cleanup.ts";
+import { readHolderFiles } from "./holder-files.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 
@@ -108,32 +108,20 @@ export async function takeLease(
  * puts it back at its next refresh.
  */
 export async function activeLeases(location: DatasetLocation, now = Date.now()): Promise<string[]> {
-  const dir = leaseDir(location);
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (error) {
-    // Leases that cannot be read are not "none": the caller takes the dataset to be in use
-    // (unreadableLeases; review, 2026-12-05: a refresh or prune went ahead).
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
-    throw error;
-  }
-  const thisHost = hostLabel();
+  // Leases that cannot be read throw: the caller takes the dataset to be in use
+  // (unreadableLeases).
   const active: string[] = [];
-  for (const name of names) {
-    const [host = "", pidText = ""] = name.split(".");
-    const pid = Number(pidText);
+  for (const file of await readHolderFiles(leaseDir(location))) {
     let fresh: boolean;
     try {
-      fresh = now - (await stat(join(dir, name))).mtimeMs < LEASE_STALE_MS;
+      fresh = now - (await stat(file.path)).mtimeMs < LEASE_STALE_MS;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
       throw error;
     }
     // On this host a dead process's lease is over at once; elsewhere only by its age.
-    if (host === thisHost && Number.isInteger(pid) && !isProcessAlive(pid)) fresh = false;
-    if (fresh) active.push(`${host} pid ${pidText}`);
-    else await rm(join(dir, name), { force: true }).catch(() => {});
+    if (fresh && !file.goneHere) active.push(file.holder);
+    else await rm(file.path, { force: true }).catch(() => {});
   }
   return active;
 }

@@ -119,6 +119,46 @@ function datasetsOf(entry: Record<string, string>) {
 const leaseFiles = (storage: string, dir: string) =>
   readdir(join(storage, "t", "data", ".dsfetch", "leases", dir)).catch(() => [] as string[]);
 
+/** A folder dataset `<prefix>/` holding a.txt, published by a prefetch into a storage of its own. */
+async function prefetched(prefix: string) {
+  const storage = await mkdtemp(join(root, `${prefix}-`));
+  await putObject(bucket, `${prefix}/a.txt`, "one");
+  const flags = ["--storage-root", storage, "--team", "t"];
+  const entry = { uri: `s3://${bucket}/${prefix}/` };
+  const first = await runCli(["fetch", "--datasets", "-", ...flags], {
+    env: testEnv(),
+    stdin: JSON.stringify([entry]),
+  });
+  expect(first.code).toBe(0);
+  return { storage, data: join(storage, "t", "data"), flags, entry };
+}
+
+/** The dataset `dir` as a job staged it: the version published now, with its manifest. */
+async function stagedNow(data: string, dir: string) {
+  const location = locationIn(data, dir);
+  const manifest = JSON.parse(await readFile(location.manifestPath, "utf8")) as Manifest;
+  return withManifest(
+    {
+      name: dir,
+      uri: manifest.uri,
+      kind: manifest.kind,
+      etag: null,
+      versionId: null,
+      path: location.path,
+      mount: `/data/${dir}`,
+      volume: "shared",
+      bytes: manifest.bytes,
+      objects: manifest.files.length,
+      cached: true,
+      verification: { md5: manifest.files.length },
+      seconds: 0,
+      retries: 0,
+      refetchedBytes: 0,
+    },
+    manifest,
+  );
+}
+
 describe("leases from the moment a dataset is staged", () => {
   it("run: a dataset staged first is held while a second one downloads; a refresh meanwhile keeps it", async () => {
     const storage = await mkdtemp(join(root, "run-"));
@@ -305,32 +345,6 @@ describe("leases from the moment a dataset is staged", () => {
   });
 
   describe("a lease taken just after a refresh's or a prune's last look at the leases", () => {
-    /** The dataset `dir` as the job staged it: the version published now, with its manifest. */
-    async function stagedNow(data: string, dir: string) {
-      const location = locationIn(data, dir);
-      const manifest = JSON.parse(await readFile(location.manifestPath, "utf8")) as Manifest;
-      return withManifest(
-        {
-          name: dir,
-          uri: manifest.uri,
-          kind: manifest.kind,
-          etag: null,
-          versionId: null,
-          path: location.path,
-          mount: `/data/${dir}`,
-          volume: "shared",
-          bytes: manifest.bytes,
-          objects: manifest.files.length,
-          cached: true,
-          verification: { md5: manifest.files.length },
-          seconds: 0,
-          retries: 0,
-          refetchedBytes: 0,
-        },
-        manifest,
-      );
-    }
-
     /**
      * Runs `leaseStaged` for `staged` from inside the remover's last look (it found no lease):
      * the job's lease is written, then the remover is let go after `holdMs`. Whether the job
@@ -365,16 +379,7 @@ describe("leases from the moment a dataset is staged", () => {
     }
 
     it("refresh: the job waits for the swap, then finds the dataset replaced (staged again by stage())", async () => {
-      const storage = await mkdtemp(join(root, "last-look-"));
-      const data = join(storage, "t", "data");
-      await putObject(bucket, "look/a.txt", "one");
-      const flags = ["--storage-root", storage, "--team", "t"];
-      const entry = { uri: `s3://${bucket}/look/` };
-      const first = await runCli(["fetch", "--datasets", "-", ...flags], {
-        env: testEnv(),
-        stdin: JSON.stringify([entry]),
-      });
-      expect(first.code).toBe(0);
+      const { storage, data, entry } = await prefetched("look");
       const staged = await stagedNow(data, "look");
       await putObject(bucket, "look/b.txt", "two");
       const { job, hook } = leaseDuringLastLook(storage, staged);
@@ -407,15 +412,7 @@ describe("leases from the moment a dataset is staged", () => {
     });
 
     it("prune: the job waits for the removal, then finds the dataset gone", async () => {
-      const storage = await mkdtemp(join(root, "prune-look-"));
-      const data = join(storage, "t", "data");
-      await putObject(bucket, "plook/a.txt", "one");
-      const flags = ["--storage-root", storage, "--team", "t"];
-      const first = await runCli(["fetch", "--datasets", "-", ...flags], {
-        env: testEnv(),
-        stdin: JSON.stringify([{ uri: `s3://${bucket}/plook/` }]),
-      });
-      expect(first.code).toBe(0);
+      const { storage, data } = await prefetched("plook");
       const staged = await stagedNow(data, "plook");
       const { job, hook } = leaseDuringLastLook(storage, staged);
       // Prune reads the leases twice: in its listing, then under the dataset's lock (the last).
@@ -441,16 +438,7 @@ describe("leases from the moment a dataset is staged", () => {
   });
 
   it("a refresh whose removal notice was not kept fresh up to its swap posts a new one and reads the leases again", async () => {
-    const storage = await mkdtemp(join(root, "refresh-late-"));
-    const data = join(storage, "t", "data");
-    await putObject(bucket, "rlate/a.txt", "one");
-    const flags = ["--storage-root", storage, "--team", "t"];
-    const entry = { uri: `s3://${bucket}/rlate/` };
-    const first = await runCli(["fetch", "--datasets", "-", ...flags], {
-      env: testEnv(),
-      stdin: JSON.stringify([entry]),
-    });
-    expect(first.code).toBe(0);
+    const { storage, data, entry } = await prefetched("rlate");
     await putObject(bucket, "rlate/b.txt", "two");
     let synced = false;
     hooks.beforeSync = async () => {
@@ -480,17 +468,7 @@ describe("leases from the moment a dataset is staged", () => {
   });
 
   it("prune whose removal notice was not kept fresh (jobs may have stopped waiting) keeps the dataset", async () => {
-    const storage = await mkdtemp(join(root, "prune-late-"));
-    const data = join(storage, "t", "data");
-    await putObject(bucket, "plate/a.txt", "one");
-    const first = await runCli(
-      ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "t"],
-      {
-        env: testEnv(),
-        stdin: JSON.stringify([{ uri: `s3://${bucket}/plate/` }]),
-      },
-    );
-    expect(first.code).toBe(0);
+    const { storage, data } = await prefetched("plate");
     let reads = 0;
     const real = performance.now.bind(performance);
     const clock = vi.spyOn(performance, "now");
@@ -522,42 +500,10 @@ describe("leases from the moment a dataset is staged", () => {
   });
 
   it("removal notices that cannot be read fail the lease with a storage error, not as none", async () => {
-    const storage = await mkdtemp(join(root, "notice-unreadable-"));
-    const data = join(storage, "t", "data");
-    await putObject(bucket, "nread/a.txt", "one");
-    const first = await runCli(
-      ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "t"],
-      {
-        env: testEnv(),
-        stdin: JSON.stringify([{ uri: `s3://${bucket}/nread/` }]),
-      },
-    );
-    expect(first.code).toBe(0);
+    const { storage, data } = await prefetched("nread");
     await mkdir(join(data, ".dsfetch", "removals"), { recursive: true });
     await writeFile(join(data, ".dsfetch", "removals", "nread"), "not a directory");
-    const manifest = JSON.parse(
-      await readFile(join(data, ".dsfetch", "manifests", "nread.json"), "utf8"),
-    ) as Manifest;
-    const staged = withManifest(
-      {
-        name: "nread",
-        uri: manifest.uri,
-        kind: manifest.kind,
-        etag: null,
-        versionId: null,
-        path: join(data, "nread"),
-        mount: "/data/nread",
-        volume: "shared",
-        bytes: manifest.bytes,
-        objects: 1,
-        cached: true,
-        verification: { md5: 1 },
-        seconds: 0,
-        retries: 0,
-        refetchedBytes: 0,
-      },
-      manifest,
-    );
+    const staged = await stagedNow(data, "nread");
     await expect(leaseStaged(staged)).rejects.toMatchObject({
       code: "STORAGE",
       message: expect.stringContaining("removals"),

@@ -53,6 +53,16 @@ async function published(): Promise<string[]> {
   return (await readdir(data)).filter((name) => !name.startsWith(".")).sort();
 }
 
+/** `prune --older-than 1d --json`, exit 0: what it removed and what it kept, and why. */
+async function pruneOlderThanADay() {
+  const result = await runCli(["prune", "--older-than", "1d", ...flags()], { env: testEnv() });
+  expect(result.code).toBe(0);
+  return JSON.parse(result.stdout) as {
+    removed: unknown[];
+    kept: Array<{ name: string; keptBecause: string }>;
+  };
+}
+
 describe("list", () => {
   it("lists every published dataset with size, source, last use and whether it is in use", async () => {
     const result = await runCli(["list", ...flags()], { env: testEnv() });
@@ -102,12 +112,7 @@ describe("prune", () => {
     const host = hostLabel();
     await mkdir(join(data, ".dsfetch", "leases", "a"), { recursive: true });
     await writeFile(join(data, ".dsfetch", "leases", "a", `${host}.${process.pid}.test`), "");
-    const result = await runCli(["prune", "--older-than", "1d", ...flags()], { env: testEnv() });
-    expect(result.code).toBe(0);
-    const parsed = JSON.parse(result.stdout) as {
-      removed: unknown[];
-      kept: Array<{ name: string; keptBecause: string }>;
-    };
+    const parsed = await pruneOlderThanADay();
     expect(parsed.removed).toEqual([]);
     expect(parsed.kept[0]?.name).toBe("a");
     expect(parsed.kept[0]?.keptBecause).toContain(`in use by ${host} pid ${process.pid}`);
@@ -127,12 +132,7 @@ describe("prune", () => {
     expect(datasets.find((entry) => entry.name === "a")?.inUse).toEqual([
       expect.stringMatching(/^unknown holders \(its leases could not be read: ENOTDIR/),
     ]);
-    const result = await runCli(["prune", "--older-than", "1d", ...flags()], { env: testEnv() });
-    expect(result.code).toBe(0);
-    const parsed = JSON.parse(result.stdout) as {
-      removed: unknown[];
-      kept: Array<{ name: string; keptBecause: string }>;
-    };
+    const parsed = await pruneOlderThanADay();
     expect(parsed.removed).toEqual([]);
     expect(parsed.kept[0]?.keptBecause).toContain("in use by unknown holders");
     expect(await published()).toEqual(["a", "b", "c"]);

@@ -1,0 +1,43 @@
+/**
+ * Files named after the process that holds them, `<label>.<pid>.<random>` (leases: usage.ts;
+ * removal notices: removal-notice.ts): whose each is, and whether its process is known to be
+ * gone. A pid is judged only by processes of the same label (host-label.ts).
+ */
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import { isProcessAlive } from "./cleanup.ts";
+import { hostLabel } from "./host-label.ts";
+
+export interface HolderFile {
+  readonly name: string;
+  readonly path: string;
+  /** "host pid N". */
+  readonly holder: string;
+  /** Its process is of this label and no longer runs. */
+  readonly goneHere: boolean;
+}
+
+/**
+ * The files in `dir`; none when it does not exist. Any other error is thrown: files that
+ * cannot be read are not "none" (review, 2026-12-05: a refresh or prune went ahead).
+ */
+export async function readHolderFiles(dir: string): Promise<HolderFile[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
+  const thisHost = hostLabel();
+  return names.map((name) => {
+    const [host = "", pidText = ""] = name.split(".");
+    const pid = Number(pidText);
+    return {
+      name,
+      path: join(dir, name),
+      holder: `${host} pid ${pidText}`,
+      goneHere: host === thisHost && Number.isInteger(pid) && !isProcessAlive(pid),
+    };
+  });
+}
