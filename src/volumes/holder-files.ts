@@ -3,7 +3,8 @@
  * removal notices: removal-notice.ts): whose each is, and whether its process is known to be
  * gone. A pid is judged only by processes of the same label (host-label.ts).
  */
-import { readdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isProcessAlive } from "./cleanup.ts";
 import { hostLabel } from "./host-label.ts";
@@ -40,4 +41,23 @@ export async function readHolderFiles(dir: string): Promise<HolderFile[]> {
       goneHere: host === thisHost && Number.isInteger(pid) && !isProcessAlive(pid),
     };
   });
+}
+
+/** A new holder file's path in `dir` (made if missing), for this process: `<label>.<pid>.<hex>`. */
+export async function newHolderPath(dir: string, randomByteCount: number): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  return join(dir, `${hostLabel()}.${process.pid}.${randomBytes(randomByteCount).toString("hex")}`);
+}
+
+/**
+ * Writes a holder file whole, or removes it: created, then not written (a full volume),
+ * nobody would ever take it down (review).
+ */
+export async function writeHolderFile(path: string): Promise<void> {
+  try {
+    await writeFile(path, new Date().toISOString());
+  } catch (error) {
+    await rm(path, { force: true }).catch(() => {});
+    throw error;
+  }
 }

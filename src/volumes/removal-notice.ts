@@ -35,12 +35,10 @@
  * that must not miss one (a job waiting; a remover's last look at the leases) make the
  * directory first (mkdir goes to the server, and drops a cached absence).
  */
-import { randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, rm, stat, writeFile } from "node:fs/promises";
+import { type FileHandle, mkdir, open, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { readHolderFiles } from "./holder-files.ts";
-import { hostLabel } from "./host-label.ts";
+import { newHolderPath, readHolderFiles, writeHolderFile } from "./holder-files.ts";
 import type { DatasetLocation } from "./layout.ts";
 import type { StorageCall } from "./storage-call.ts";
 
@@ -78,9 +76,7 @@ export async function postRemovalNotice(
   location: DatasetLocation,
   refreshMs = NOTICE_REFRESH_MS,
 ): Promise<RemovalNotice> {
-  const dir = noticeDir(location);
-  const path = join(dir, `${hostLabel()}.${process.pid}.${randomBytes(8).toString("hex")}`);
-  await mkdir(dir, { recursive: true });
+  const path = await newHolderPath(noticeDir(location), 8);
   // Its time on the storage is at least this (a write's time is set between its start and
   // its answer): taken before, so that a slow answer counts against it.
   let landed = performance.now();
@@ -95,12 +91,7 @@ export async function postRemovalNotice(
     landed = started;
   };
   const posted = landed;
-  try {
-    await writeFile(path, new Date().toISOString());
-  } catch (error) {
-    await rm(path, { force: true }).catch(() => {});
-    throw error;
-  }
+  await writeHolderFile(path);
   landing(posted);
   let refreshing: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {

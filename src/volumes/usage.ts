@@ -6,11 +6,9 @@
  *   <meta>/leases/<dir>/<host>.<pid>.<id>   held by a running job (run, sidecar) and touched
  *                                           every LEASE_REFRESH_MS; fresh = in use
  */
-import { randomBytes } from "node:crypto";
 import { mkdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { readHolderFiles } from "./holder-files.ts";
-import { hostLabel } from "./host-label.ts";
+import { newHolderPath, readHolderFiles, writeHolderFile } from "./holder-files.ts";
 import type { DatasetLocation } from "./layout.ts";
 
 export const LEASE_REFRESH_MS = 30_000;
@@ -60,14 +58,12 @@ export async function takeLease(
   refreshMs = LEASE_REFRESH_MS,
 ): Promise<Lease> {
   const dir = leaseDir(location);
-  const path = join(dir, `${hostLabel()}.${process.pid}.${randomBytes(4).toString("hex")}`);
-  await mkdir(dir, { recursive: true });
+  const path = await newHolderPath(dir, 4);
+  await writeHolderFile(path);
   let writtenAtMs: number;
   try {
-    await writeFile(path, new Date().toISOString());
     writtenAtMs = (await stat(path)).mtimeMs;
   } catch (error) {
-    // Created, then not written (a full volume): nobody would ever release it (review).
     await rm(path, { force: true }).catch(() => {});
     throw error;
   }
