@@ -3,15 +3,18 @@
 // programs whose output is known byte for byte.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { OUTPUT_BATCH, openProgramOutput } from "../../src/archive/program-output.ts";
 import { runInOwnProcessGroup } from "../harness/own-process-group.ts";
+
+const scratch = mkdtempSync(join(tmpdir(), "dsfetch-program-output-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 const linux = process.platform === "linux";
 
@@ -135,7 +138,7 @@ describe.runIf(linux)("program output (Linux: a Unix socket pair, read with onre
   });
 
   it("out of file descriptors: decompress() fails promptly with STORAGE naming the limit (no wait for a connection that never comes), and signals nothing else", async () => {
-    const script = join(mkdtempSync(join(tmpdir(), "dsfetch-emfile-")), "emfile.ts");
+    const script = join(scratch, "emfile.ts");
     writeFileSync(
       script,
       `import { closeSync, openSync } from "node:fs";

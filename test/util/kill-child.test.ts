@@ -4,20 +4,23 @@
 // in a process group of its own beside a sibling, which must outlive it.
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { killChild } from "../../src/util/kill-child.ts";
 import { runInOwnProcessGroup } from "../harness/own-process-group.ts";
 
 const source = (path: string) =>
   JSON.stringify(fileURLToPath(new URL(`../../src/${path}`, import.meta.url)));
 
+const scratch = mkdtempSync(join(tmpdir(), "dsfetch-kill-child-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
 /** Writes `body` as a script that first uses up every file descriptor it may open. */
 function outOfDescriptors(label: string, body: string): string {
-  const script = join(mkdtempSync(join(tmpdir(), `dsfetch-${label}-`)), `${label}.ts`);
+  const script = join(scratch, `${label}.ts`);
   writeFileSync(
     script,
     `import { openSync } from "node:fs";
