@@ -26,6 +26,8 @@ export type ErrorCode =
   | "WAIT_TIMEOUT"
   | "STALLED"
   | "INTERRUPTED"
+  | "COMMAND_NOT_FOUND"
+  | "COMMAND_NOT_EXECUTABLE"
   | "INTERNAL";
 
 /** Exit code of each error code. Documented in README.md ("Exit codes"); keep them in step. */
@@ -52,6 +54,10 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = Object.freeze({
   WAIT_TIMEOUT: 9,
   STALLED: 10,
   INTERRUPTED: 130,
+  // `run`'s command could not be started: the shell's codes (and Docker's), which a job's
+  // retry logic already tells from the command's own failures (2 was argparse's too).
+  COMMAND_NOT_EXECUTABLE: 126,
+  COMMAND_NOT_FOUND: 127,
 });
 
 export interface DsfetchErrorOptions {

@@ -17,6 +17,7 @@ import { basename, dirname } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import type { StagedDataset } from "../stage/stage-dataset.ts";
 import { manifestOfStaged } from "../stage/staged-manifest.ts";
+import { noteStuckThread } from "../util/stuck-threads.ts";
 import { locationIn } from "../volumes/layout.ts";
 import type { Manifest } from "../volumes/manifest.ts";
 import { manifestOfTree, pendingNaming, treeIdentity } from "../volumes/occupant.ts";
@@ -114,6 +115,32 @@ function sameEtag(now: Manifest, expected: Manifest, options: LeaseOptions): boo
   );
 }
 
-export async function releaseLeases(leases: readonly Lease[]): Promise<void> {
-  await Promise.all(leases.map((lease) => lease.release().catch(() => {})));
+/**
+ * How long the end of a job waits for its leases to be removed. Storage that stopped
+ * answering would otherwise hold the job's exit for good after its command ended (review,
+ * 2026-12-05); a lease left behind is swept as stale once its process is gone (usage.ts).
+ */
+export const RELEASE_BOUND_MS = 30_000;
+
+/**
+ * Removes the job's leases; failures are ignored (a lease left behind is swept as stale).
+ * Past `boundMs` the removals still pending are noted as a stuck thread, so that the CLI
+ * ends itself (cli/finish.ts) instead of waiting for them.
+ */
+export async function releaseLeases(
+  leases: readonly Lease[],
+  boundMs: number = RELEASE_BOUND_MS,
+): Promise<void> {
+  const released = Promise.all(leases.map((lease) => lease.release().catch(() => {})));
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<"late">((resolve) => {
+    timer = setTimeout(() => resolve("late"), boundMs);
+  });
+  try {
+    if ((await Promise.race([released, late])) === "late") {
+      noteStuckThread(`releasing the leases of ${leases.length} datasets`, released);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -1,7 +1,11 @@
-/** The sidecar's ready file: written atomically when every dataset is staged, removed at shutdown. */
+/**
+ * The sidecar's ready file: cleared before staging, written atomically when every dataset is
+ * staged (or saying why staging failed), removed at shutdown.
+ */
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { DsfetchError, type ErrorCode, EXIT_CODES } from "../errors.ts";
 
 export interface ReadyInfo {
   readonly ready: true;
@@ -10,22 +14,69 @@ export interface ReadyInfo {
   readonly datasets: ReadonlyArray<{ name: string; path: string; mount: string }>;
 }
 
-export async function writeReadyFile(path: string, info: ReadyInfo): Promise<void> {
+/** Written when staging failed: `wait` stops at once with the sidecar's error. */
+export interface FailedInfo {
+  readonly ready: false;
+  readonly pid: number;
+  readonly at: string;
+  readonly code: ErrorCode;
+  readonly failed: string;
+}
+
+/** What a ready file says. */
+export type ReadyFileState =
+  | { readonly state: "ready" }
+  | { readonly state: "failed"; readonly code: ErrorCode; readonly reason: string }
+  | { readonly state: "absent" };
+
+export async function writeReadyFile(path: string, info: ReadyInfo | FailedInfo): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const temporary = `${path}.${randomBytes(4).toString("hex")}.tmp`;
   await writeFile(temporary, `${JSON.stringify(info, null, 2)}\n`);
   await rename(temporary, path);
 }
 
+/**
+ * Before staging: removes a ready file an earlier sidecar left (killed before its clean-up,
+ * a restarted container on the same emptyDir), which told workers to go on before anything
+ * was staged (review, 2026-12-05); and proves the path writable now, not after hours of
+ * staging (a bad path was found only then, and reported as a bug in dsfetch).
+ */
+export async function prepareReadyFile(path: string): Promise<void> {
+  try {
+    await mkdir(dirname(path), { recursive: true });
+    await rm(path, { force: true });
+    const probe = `${path}.${randomBytes(4).toString("hex")}.tmp`;
+    await writeFile(probe, "");
+    await rm(probe, { force: true });
+  } catch (error) {
+    throw new DsfetchError(
+      "USAGE",
+      `--ready-file ${path}: cannot be written there (${(error as Error).message})`,
+      {
+        hint: "give a file path in a writable directory that the workers can read too (e.g. an emptyDir volume shared with them)",
+        cause: error,
+      },
+    );
+  }
+}
+
 export async function removeReadyFile(path: string): Promise<void> {
   await rm(path, { force: true });
 }
 
-/** True when the file exists and says ready (a half-written file never does: it is renamed in). */
-export async function readyFileSaysReady(path: string): Promise<boolean> {
+/** What the file says now; absent until it was renamed in whole (never half-written). */
+export async function readReadyFile(path: string): Promise<ReadyFileState> {
+  let info: Partial<ReadyInfo> | Partial<FailedInfo>;
   try {
-    return (JSON.parse(await readFile(path, "utf8")) as Partial<ReadyInfo>).ready === true;
+    info = JSON.parse(await readFile(path, "utf8")) as Partial<ReadyInfo> | Partial<FailedInfo>;
   } catch {
-    return false;
+    return { state: "absent" };
   }
+  if (info.ready === true) return { state: "ready" };
+  if (info.ready === false && "failed" in info && typeof info.failed === "string") {
+    const code = typeof info.code === "string" && info.code in EXIT_CODES ? info.code : "INTERNAL";
+    return { state: "failed", code, reason: info.failed };
+  }
+  return { state: "absent" };
 }

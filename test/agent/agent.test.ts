@@ -1,13 +1,13 @@
 // The agent in a job, with real processes: `run` as the container entrypoint, `sidecar`
 // with `wait` workers, and signals during staging.
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
+import { runCli } from "../harness/cli.ts";
+import { exists, start, until } from "../harness/cli-process.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { freePort } from "../harness/minio-binary.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
@@ -30,47 +30,6 @@ afterAll(async () => {
   await proxy.close();
   await rm(root, { recursive: true, force: true });
 });
-
-interface Started {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
-}
-
-function start(args: string[], env: Record<string, string>, stdin = ""): Started {
-  const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
-    env: baseEnv(env),
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  child.stdin?.end(stdin);
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>(
-    (resolve) => child.on("close", (code, signal) => resolve({ code, signal, at: Date.now() })),
-  );
-  return { child, stdout: () => stdout, stderr: () => stderr, exit };
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await sleep(50);
-  }
-}
-
-const exists = (path: string) =>
-  stat(path).then(
-    () => true,
-    () => false,
-  );
 
 describe("run (container entrypoint)", () => {
   it("stages, links and runs the command, which sees the datasets; its exit code becomes ours", async () => {

@@ -82,12 +82,15 @@ function runChild(
     const child = spawn(file as string, argv, { stdio: "inherit", env });
     signals?.forwardTo(child);
     child.on("error", (error: NodeJS.ErrnoException) => {
+      const missing = error.code === "ENOENT";
       reject(
         new DsfetchError(
-          "USAGE",
-          `cannot run ${JSON.stringify(file)}: ${error.code === "ENOENT" ? "no such command" : error.message}`,
+          missing ? "COMMAND_NOT_FOUND" : "COMMAND_NOT_EXECUTABLE",
+          `cannot run ${JSON.stringify(file)}: ${missing ? "no such command" : error.message}`,
           {
-            hint: "check the command after --, and that it is on PATH inside the container",
+            hint: missing
+              ? "check the command after --, and that it is on PATH inside the container"
+              : "check that the command after -- is an executable file (chmod +x; a script needs its #! line)",
             cause: error,
           },
         ),

@@ -7,7 +7,7 @@ import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import { releaseLeases } from "../../agent/leases.ts";
 import { StageMetrics } from "../../agent/metrics.ts";
-import { removeReadyFile, writeReadyFile } from "../../agent/ready-file.ts";
+import { prepareReadyFile, removeReadyFile, writeReadyFile } from "../../agent/ready-file.ts";
 import { resolveTuning } from "../../config/tuning.ts";
 import { DsfetchError } from "../../errors.ts";
 import type { DsfetchEvent } from "../../events.ts";
@@ -53,6 +53,7 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
     }
     reply(response, 404, "not found: try /healthz, /readyz or /metrics\n");
   });
+  if (args.readyFile !== undefined) await prepareReadyFile(args.readyFile);
   const address = await listen(server, args.listen ?? DEFAULT_LISTEN);
   if (args.json) log({ level: "info", type: "listening", address });
   else err(`sidecar: serving /healthz, /readyz and /metrics on http://${address}\n`);
@@ -93,6 +94,17 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
         else err(renderError(outcome.error));
       }
       state = { phase: "failed", reason: `${failed.length} datasets could not be staged` };
+      if (args.readyFile !== undefined) {
+        // Workers waiting on the file stop now, with this error, rather than at their timeout.
+        const first = failed[0]?.error;
+        await writeReadyFile(args.readyFile, {
+          ready: false,
+          pid: process.pid,
+          at: new Date().toISOString(),
+          code: first?.code ?? "INTERNAL",
+          failed: `${failed.length} of ${result.datasets.length} datasets could not be staged${first === undefined ? "" : ` (${failed[0]?.name}: ${first.message})`}`,
+        }).catch(() => {});
+      }
       return exitCodeOfStage(result);
     }
     // Staged: from here the sidecar holds the datasets for the job's whole life, and a stuck

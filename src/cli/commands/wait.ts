@@ -1,9 +1,10 @@
 /**
  * `dsfetch wait`: blocks until a sidecar says ready — its ready file, or its /readyz URL —
- * or gives up after --timeout (exit 9). For workers that share the pod.
+ * or gives up after --timeout (exit 9). A ready file saying that the sidecar failed ends the
+ * wait at once, with the sidecar's error. For workers that share the pod.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { readyFileSaysReady } from "../../agent/ready-file.ts";
+import { readReadyFile } from "../../agent/ready-file.ts";
 import { DURATION_FORMS, parseDuration } from "../../config/duration.ts";
 import { DsfetchError } from "../../errors.ts";
 import type { ParsedArgs } from "../args.ts";
@@ -36,7 +37,15 @@ export async function waitCommand(
   let reported = started;
   err(`wait: waiting for ${what}\n`);
   for (;;) {
-    if (args.readyFile !== undefined && (await readyFileSaysReady(args.readyFile))) break;
+    if (args.readyFile !== undefined) {
+      const file = await readReadyFile(args.readyFile);
+      if (file.state === "ready") break;
+      if (file.state === "failed") {
+        throw new DsfetchError(file.code, `wait: the sidecar failed: ${file.reason}`, {
+          hint: `its ready file ${args.readyFile} says so; look at the sidecar's log for each dataset's error`,
+        });
+      }
+    }
     if (args.url !== undefined && (await urlSaysReady(args.url))) break;
     const waited = Date.now() - started;
     if (waited >= timeout.ms) {
@@ -52,7 +61,15 @@ export async function waitCommand(
       reported = Date.now();
       err(`wait: still waiting for ${what} (${Math.round(waited / 1000)} s)\n`);
     }
-    await sleep(POLL_MS, undefined, { signal });
+    try {
+      await sleep(POLL_MS, undefined, { signal });
+    } catch (error) {
+      // SIGINT/SIGTERM: an interrupt (130), not a bug in dsfetch (review, 2026-12-05).
+      if (!signal.aborted) throw error;
+      throw new DsfetchError("INTERRUPTED", `wait: interrupted while waiting for ${what}`, {
+        cause: error,
+      });
+    }
   }
   err(`wait: ready after ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   return 0;
