@@ -13,11 +13,14 @@
  * up a removal notice before that read (volumes/removal-notice.ts): a lease taken after its
  * read waits for its swap before the version is read again, so no lease is missed.
  */
-import { basename, dirname } from "node:path";
+import { constants } from "node:fs";
+import { access } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import type { StagedDataset } from "../stage/stage-dataset.ts";
 import { manifestOfStaged } from "../stage/staged-manifest.ts";
 import { noteStuckThread } from "../util/stuck-threads.ts";
+import { storageError } from "../volumes/attempt.ts";
 import { locationIn } from "../volumes/layout.ts";
 import type { Manifest } from "../volumes/manifest.ts";
 import { manifestOfTree, pendingNaming, treeIdentity } from "../volumes/occupant.ts";
@@ -33,6 +36,8 @@ export interface LeaseOptions {
   readonly etagPinned?: boolean;
   /** A refresh or prune is moving the tree (its removal notice is up): waited for. */
   readonly onWaiting?: (holders: readonly string[]) => void;
+  /** The storage does not let this user write a lease: the dataset is used without one. */
+  readonly onUnleased?: (message: string) => void;
 }
 
 /** The version at the path is no longer the one staged: what is there now, if anything. */
@@ -54,12 +59,24 @@ export async function leaseStaged(
   const lease = await call(`taking a lease on ${staged.path}`, () => {
     taking = takeLease(location);
     return taking;
-  }).catch((error: unknown) => {
+  }).catch(async (error: unknown) => {
     // Given up on (storage that does not answer, an interrupt), it may still be taken:
     // released then, or a long-lived program would hold it for good (review).
     taking?.then((late) => late.release()).catch(() => {});
-    throw error;
+    if (error instanceof DsfetchError) throw error;
+    // Storage this job may read but not write (mounted read-only, another user's): the
+    // published dataset is still the verified one, so the job runs; it just cannot tell
+    // prune and refreshes that it is in use. It failed as INTERNAL, so no job started
+    // (review, 2026-12-05).
+    if (await unwritable(location.metaDir)) {
+      options.onUnleased?.(
+        `${staged.path}: used without a lease (${location.metaDir} is not writable by this user: ${errorText(error)}); a prune or a refresh of a changed source run meanwhile by a user who can write there will not see that this job uses it`,
+      );
+      return UNLEASED;
+    }
+    throw storageError(error, join(location.metaDir, "leases"));
   });
+  if (lease === UNLEASED) return lease;
   const expected = manifestOfStaged(staged);
   if (expected === undefined) return lease;
   try {
@@ -102,6 +119,29 @@ export async function leaseStaged(
     await lease.release().catch(() => {});
     throw error;
   }
+}
+
+/** The lease of a dataset on storage this user cannot write: nothing to release. */
+const UNLEASED: Lease = { writtenAtMs: 0, release: async () => {} };
+
+/** Whether `dir` (or, when it does not exist, its parent) refuses this user's writes. */
+async function unwritable(dir: string): Promise<boolean> {
+  for (const path of [dir, dirname(dir)]) {
+    try {
+      await access(path, constants.W_OK);
+      return false;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "EACCES" || code === "EPERM" || code === "EROFS") return true;
+      if (code !== "ENOENT") return false;
+    }
+  }
+  return false;
+}
+
+function errorText(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code ?? (error instanceof Error ? error.message : String(error));
 }
 
 /** A dataset pinned by its etag alone is any version of that etag (a re-upload of the same bytes). */

@@ -5,8 +5,16 @@
  */
 import type { DatasetSpec } from "./types.ts";
 
-const SECRET_ENV = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"];
+const SECRET_ENV = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"];
 export const REDACTED = "[REDACTED]";
+/**
+ * An access key ID is an identifier, not a secret (every signed request carries it in the
+ * clear), and on MinIO or Ceph it is a user name that often is an ordinary word: a key ID
+ * "vision" turned the team, claim and paths named "vision" into [REDACTED] in every output
+ * (`k8s` printed invalid YAML, `--json` wrong paths: review, 2026-12-05). Key IDs this long
+ * (AWS's are 20 characters, AKIA…/ASIA…) are still hidden; shorter ones are left alone.
+ */
+const MIN_REDACTED_KEY_ID = 16;
 
 export class Redactor {
   private readonly secrets = new Set<string>();
@@ -15,7 +23,7 @@ export class Redactor {
     for (const spec of datasets) {
       const credentials = spec.credentials;
       if (credentials === undefined) continue;
-      this.add(credentials.accessKeyId);
+      this.addKeyId(credentials.accessKeyId);
       this.add(credentials.secretAccessKey);
       this.add(credentials.sessionToken);
     }
@@ -24,7 +32,12 @@ export class Redactor {
 
   addEnv(env: Readonly<Record<string, string | undefined>>): this {
     for (const name of SECRET_ENV) this.add(env[name]);
+    this.addKeyId(env.AWS_ACCESS_KEY_ID);
     return this;
+  }
+
+  private addKeyId(keyId: string | undefined): void {
+    if (keyId !== undefined && keyId.length >= MIN_REDACTED_KEY_ID) this.add(keyId);
   }
 
   add(secret: string | undefined): void {

@@ -87,10 +87,23 @@ export async function resolveDataset(
     head = await headObject(spec, client, ctx, retry);
   } catch (error) {
     if (
-      !(error instanceof DsfetchError) ||
-      error.code !== "NOT_FOUND" ||
-      spec.versionId !== undefined
+      spec.versionId !== undefined &&
+      error instanceof DsfetchError &&
+      (error.code === "NOT_FOUND" || error.code === "NO_SUCH_VERSION")
     ) {
+      // A folder named without its "/": "no such version" would send the user looking for a
+      // version that cannot exist (review, 2026-12-05). Only on this failing path: one LIST.
+      const folder = await listPrefix(spec, client, `${key}/`, ctx, retry).catch(() => undefined);
+      if (folder !== undefined) {
+        throw new DsfetchError(
+          "CONFIG_INVALID",
+          `${spec.name}: "versionId" applies to a single object only, but ${spec.uri} is a folder (${folder.objects.length} objects under ${spec.uri}/)`,
+          { dataset: spec.name, hint: 'remove "versionId", or point "uri" at one object' },
+        );
+      }
+      throw error;
+    }
+    if (!(error instanceof DsfetchError) || error.code !== "NOT_FOUND") {
       throw error;
     }
     // No such object: maybe `key` names a folder (`key/`).
@@ -227,7 +240,10 @@ function checkExpectations(spec: DatasetSpec, head: ResolvedObject): void {
         dataset: spec.name,
         expected: spec.etag,
         found: head.etag,
-        hint: 'the object was replaced since the datasets array was written; update "etag" (or pin "versionId") after checking the new object',
+        hint:
+          spec.versionId === undefined
+            ? 'the object was replaced since the datasets array was written; update "etag" (or pin "versionId") after checking the new object'
+            : `version ${spec.versionId} does not have this ETag: one of the two pins is wrong; check "etag" and "versionId" against the version you mean`,
       },
     );
   }

@@ -119,6 +119,7 @@ export async function stage(
                   dataset: spec.name,
                   message: `${staged.path} is being replaced or removed by ${holders.join(", ")}: waiting for it before holding the dataset`,
                 }),
+              onUnleased: (message) => onEvent({ type: "warning", dataset: spec.name, message }),
             });
             if (!("replacedBy" in taken)) {
               lease = taken;

@@ -1,6 +1,7 @@
 /** `dsfetch list`: the datasets published in a team's shared storage, from their manifests. */
-import { lstat, readdir } from "node:fs/promises";
+import { lstat, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { DsfetchError } from "../errors.ts";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
@@ -35,7 +36,25 @@ export async function listDatasets(
   const dataRoot = sharedDataRoot(storageRoot, team);
   const manifests = join(dataRoot, META_DIR, "manifests");
   const names = await call(`reading ${manifests}`, () =>
-    readdir(manifests).catch((): string[] => []),
+    readdir(manifests).catch(async (error: unknown): Promise<string[]> => {
+      // No manifests yet is an empty team; a storage root that is not there is a volume not
+      // mounted or a typo, which a prune cron reported as "0 datasets" with exit 0 (review).
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" || code === "ENOTDIR") {
+        const root = await stat(storageRoot).catch(() => undefined);
+        if (root?.isDirectory() === true) return [];
+        throw new DsfetchError(
+          "STORAGE",
+          root === undefined
+            ? `${storageRoot} does not exist (is the shared volume mounted?)`
+            : `${storageRoot} is not a directory`,
+          {
+            hint: "check --storage-root (DSFETCH_STORAGE_ROOT) and that the shared volume is mounted",
+          },
+        );
+      }
+      throw storageReadError(error, manifests);
+    }),
   );
   const entries: CatalogEntry[] = [];
   for (const file of names.filter((name) => name.endsWith(".json")).sort()) {
@@ -64,7 +83,10 @@ export async function listDatasets(
       kind: manifest.kind,
       etag: manifest.etag ?? null,
       versionId: manifest.versionId ?? null,
-      bytes: manifest.bytes,
+      // What the dataset holds on the storage: an archive's expanded files, not the download
+      // (a .tar.gz of text counted at a tenth of its size, and `prune --max-size` left the
+      // storage far above its cap: review, 2026-12-05).
+      bytes: manifest.files.reduce((sum, file) => sum + file.bytes, 0),
       files: manifest.files.length,
       createdAt: manifest.createdAt,
       lastUsed: (used ?? new Date(manifest.createdAt)).toISOString(),
@@ -72,4 +94,13 @@ export async function listDatasets(
     });
   }
   return entries;
+}
+
+function storageReadError(error: unknown, path: string): DsfetchError {
+  const code = (error as NodeJS.ErrnoException).code;
+  return new DsfetchError(
+    "STORAGE",
+    `cannot read ${path}: ${code === "EACCES" || code === "EPERM" ? "permission denied" : (error as Error).message}`,
+    { hint: "check that the shared storage is mounted and readable by this user", cause: error },
+  );
 }

@@ -154,6 +154,17 @@ export async function acquireLock(
   }
 }
 
+/**
+ * Whether someone holds the lock now (it exists and is not stale), without taking it: what
+ * `prune --dry-run` reports, as the real prune would find it (review, 2026-12-05). Storage
+ * that cannot tell counts as held.
+ */
+export async function lockHeld(lockPath: string, staleMs: number): Promise<boolean> {
+  return lockfile
+    .check(lockPath, { lockfilePath: lockPath, realpath: false, stale: Math.max(5_000, staleMs) })
+    .catch(() => true);
+}
+
 export function describeHolder(holder: Holder | undefined): string {
   return holder === undefined ? "another process" : `${holder.host} pid ${holder.pid}`;
 }

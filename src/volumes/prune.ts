@@ -10,7 +10,7 @@ import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
 import { locationIn, sharedDataRoot } from "./layout.ts";
-import { acquireLock } from "./lock.ts";
+import { acquireLock, lockHeld } from "./lock.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { makeWritable, removeTreeReporting } from "./permissions.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "./removal-notice.ts";
@@ -80,6 +80,15 @@ export async function prune(
       continue;
     }
     if (options.dryRun === true) {
+      const location = locationIn(sharedDataRoot(storageRoot, team), basename(entry.path));
+      if (
+        await call(`looking at the lock ${location.lockPath}`, () =>
+          lockHeld(location.lockPath, options.lockStaleMs),
+        )
+      ) {
+        kept.push({ ...decision, keptBecause: "it is being staged right now" });
+        continue;
+      }
       removed.push(decision);
       total -= entry.bytes;
       continue;

@@ -69,8 +69,12 @@ export async function takeLease(
   }
   let released = false;
   let refreshing: Promise<void> = Promise.resolve();
+  // The dataset's last use moves with the job, not only at its staging: a job that ran for
+  // ten days left it ten days old, and `prune --older-than 7d` removed it the moment the job
+  // ended (review, 2026-12-05).
   const refresh = async () => {
     const now = new Date();
+    await markUsed(location);
     try {
       await utimes(path, now, now);
     } catch (error) {
@@ -91,6 +95,7 @@ export async function takeLease(
       released = true;
       clearInterval(timer);
       await refreshing;
+      await markUsed(location);
       await rm(path, { force: true });
     },
   };

@@ -640,7 +640,7 @@ const BAD: BadCase[] = [
       'field "name"',
       '"team/a" is not a single safe path component',
     ],
-    told: ['not starting with "." or "-"'],
+    told: ['starting with a letter, a digit or "_"'],
   },
   {
     what: 'name starting with "."',

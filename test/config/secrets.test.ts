@@ -7,7 +7,11 @@ import { thrown } from "../harness/thrown.ts";
 
 const SECRET = "SECRETSECRET123";
 const TOKEN = "TOKENTOKEN456";
-const KEYS = { awsAccessKeyId: "AKIAEXAMPLE", awsSecretAccessKey: SECRET, awsSessionToken: TOKEN };
+const KEYS = {
+  awsAccessKeyId: "AKIAIOSFODNN7EXAMPLE",
+  awsSecretAccessKey: SECRET,
+  awsSessionToken: TOKEN,
+};
 
 const entries = (...list: unknown[]): string => JSON.stringify(list);
 
@@ -32,7 +36,7 @@ describe("no configuration error contains a secret", () => {
       "misspelt secret field carrying the secret",
       entries({
         uri: "s3://bucket/a.zip",
-        awsAccessKeyId: "AKIAEXAMPLE",
+        awsAccessKeyId: "AKIAIOSFODNN7EXAMPLE",
         awsSecretAccesKey: SECRET,
       }),
     ],
@@ -40,7 +44,7 @@ describe("no configuration error contains a secret", () => {
       "misspelt token field carrying the token",
       entries({
         uri: "s3://bucket/a.zip",
-        awsAccessKeyId: "AKIAEXAMPLE",
+        awsAccessKeyId: "AKIAIOSFODNN7EXAMPLE",
         awsSecretAccessKey: SECRET,
         awsSesionToken: TOKEN,
       }),
@@ -80,7 +84,7 @@ describe("no configuration error contains a secret", () => {
       "endpoint carrying the secret as a password",
       entries({
         uri: "s3://bucket/a.zip",
-        endpoint: `https://AKIAEXAMPLE:${SECRET}@minio.example.com`,
+        endpoint: `https://AKIAIOSFODNN7EXAMPLE:${SECRET}@minio.example.com`,
         ...KEYS,
       }),
     ],
@@ -91,7 +95,7 @@ describe("no configuration error contains a secret", () => {
     [
       "AWS_ENDPOINT_URL carrying the secret",
       entries({ uri: "s3://bucket/a.zip", ...KEYS }),
-      { AWS_ENDPOINT_URL: `http://AKIAEXAMPLE:${SECRET}@127.0.0.1:9000` },
+      { AWS_ENDPOINT_URL: `http://AKIAIOSFODNN7EXAMPLE:${SECRET}@127.0.0.1:9000` },
     ],
     ["bad region", entries({ uri: "s3://bucket/a.zip", region: "Nowhere", ...KEYS })],
     ["bad pathStyle", entries({ uri: "s3://bucket/a.zip", pathStyle: "yes", ...KEYS })],
@@ -161,7 +165,7 @@ describe("Redactor", () => {
       { uri: "s3://bucket/a.zip", ...KEYS },
       {
         uri: "s3://bucket/b.zip",
-        awsAccessKeyId: "AKIAOTHERKEY",
+        awsAccessKeyId: "AKIAOTHERKEY00000000",
         awsSecretAccessKey: "wJalr/XUtnFEMI+K7MDENG=",
       },
       { uri: "s3://bucket/c.zip" },
@@ -172,13 +176,13 @@ describe("Redactor", () => {
 
   it("redacts every key, secret and token of the datasets from arbitrary text", () => {
     const redactor = new Redactor().addDatasets(specs);
-    const text = `SDK said: bad signature for ${SECRET} (token ${TOKEN}, key AKIAEXAMPLE); retry ${SECRET}\nother: wJalr/XUtnFEMI+K7MDENG= AKIAOTHERKEY`;
+    const text = `SDK said: bad signature for ${SECRET} (token ${TOKEN}, key AKIAIOSFODNN7EXAMPLE); retry ${SECRET}\nother: wJalr/XUtnFEMI+K7MDENG= AKIAOTHERKEY00000000`;
     const out = redactor.redact(text);
     for (const secret of [
       SECRET,
       TOKEN,
-      "AKIAEXAMPLE",
-      "AKIAOTHERKEY",
+      "AKIAIOSFODNN7EXAMPLE",
+      "AKIAOTHERKEY00000000",
       "wJalr/XUtnFEMI+K7MDENG=",
     ]) {
       expect(out).not.toContain(secret);
@@ -190,13 +194,32 @@ describe("Redactor", () => {
 
   it("redacts the secrets of the AWS environment variables", () => {
     const redactor = new Redactor().addEnv({
-      AWS_ACCESS_KEY_ID: "AKIAENVKEY",
+      AWS_ACCESS_KEY_ID: "AKIAENVKEY0000000000",
       AWS_SECRET_ACCESS_KEY: SECRET,
       AWS_SESSION_TOKEN: TOKEN,
       AWS_REGION: "us-east-1",
     });
-    expect(redactor.redact(`${SECRET}|${TOKEN}|AKIAENVKEY|us-east-1`)).toBe(
+    expect(redactor.redact(`${SECRET}|${TOKEN}|AKIAENVKEY0000000000|us-east-1`)).toBe(
       `${REDACTED}|${REDACTED}|${REDACTED}|us-east-1`,
+    );
+  });
+
+  it("leaves a short access key ID (a MinIO user named like its team) in paths and names", () => {
+    const redactor = new Redactor()
+      .addEnv({ AWS_ACCESS_KEY_ID: "vision", AWS_SECRET_ACCESS_KEY: SECRET })
+      .addDatasets(
+        parseDatasetsText(
+          entries({
+            uri: "s3://vision-data/a.zip",
+            awsAccessKeyId: "ml",
+            awsSecretAccessKey: SECRET,
+          }),
+          "datasets.json",
+          {},
+        ),
+      );
+    expect(redactor.redact(`claimName: vision-data\n/storage/vision/data/ml ${SECRET}`)).toBe(
+      `claimName: vision-data\n/storage/vision/data/ml ${REDACTED}`,
     );
   });
 

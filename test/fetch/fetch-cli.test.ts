@@ -221,6 +221,36 @@ describe("fetch: failures leave nothing behind", () => {
     expect(await leftovers(data)).toEqual([]);
   });
 
+  it("ETag mismatch with a versionId pinned too: the hint says one of the two pins is wrong", async () => {
+    const put = await putObject(versioned, "both-pinned.bin", randomBytes(1000));
+    const { code, json } = await fetchDatasets([
+      {
+        uri: `s3://${versioned}/both-pinned.bin`,
+        versionId: put.versionId,
+        etag: "ffffffffffffffffffffffffffffffff",
+      },
+    ]);
+    expect(code).toBe(5);
+    const error = json?.datasets[0]?.error;
+    expect(error?.code).toBe("ETAG_MISMATCH");
+    expect(error?.hint).toContain(`version ${put.versionId} does not have this ETag`);
+    expect(error?.hint).not.toContain('pin "versionId"');
+  });
+
+  it('a "versionId" on a folder named without its "/": a config error (exit 2), not "no such version"', async () => {
+    await putObject(versioned, "vfolder/a.txt", "a");
+    await putObject(versioned, "vfolder/b.txt", "b");
+    const { code, json } = await fetchDatasets([
+      { uri: `s3://${versioned}/vfolder`, versionId: "11111111-1111-1111-1111-111111111111" },
+    ]);
+    expect(code).toBe(2);
+    const error = json?.datasets[0]?.error;
+    expect(error?.code).toBe("CONFIG_INVALID");
+    expect(error?.message).toContain(
+      `"versionId" applies to a single object only, but s3://${versioned}/vfolder is a folder (2 objects`,
+    );
+  });
+
   it("NoSuchVersion: exit 3 at once, no retry", async () => {
     await putObject(versioned, "nv.bin", "x");
     const { code, json, stderr } = await fetchDatasets([

@@ -6,6 +6,7 @@ import {
   mkdtempSync,
   readdirSync,
   rmSync,
+  statSync,
   utimesSync,
   writeFileSync,
 } from "node:fs";
@@ -15,7 +16,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import { hostLabel } from "../../src/volumes/host-label.ts";
 import { locationIn } from "../../src/volumes/layout.ts";
-import { activeLeases, LEASE_STALE_MS, takeLease } from "../../src/volumes/usage.ts";
+import {
+  activeLeases,
+  LEASE_STALE_MS,
+  lastUsed,
+  markUsed,
+  takeLease,
+} from "../../src/volumes/usage.ts";
 
 const root = mkdtempSync(join(tmpdir(), "dsfetch-leases-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -61,5 +68,22 @@ describe("lease files", () => {
     expect(existsSync(path)).toBe(false);
     await sleep(200);
     expect(existsSync(path)).toBe(false);
+  });
+
+  it("a held dataset's last use moves with the job (every refresh, and at the release), not only at its staging", async () => {
+    const location = locationIn(join(root, "used"), "set");
+    await markUsed(location);
+    const usedMark = join(location.metaDir, "used", "set");
+    const tenDaysAgo = new Date(Date.now() - 10 * 24 * 3600_000);
+    utimesSync(usedMark, tenDaysAgo, tenDaysAgo);
+    const lease = await takeLease(location, 50);
+    // A job that started ten days ago and still runs: in use now, not "unused for ten days".
+    await expect
+      .poll(() => Date.now() - statSync(usedMark).mtimeMs, { timeout: 5_000 })
+      .toBeLessThan(60_000);
+    utimesSync(usedMark, tenDaysAgo, tenDaysAgo);
+    await lease.release();
+    const used = await lastUsed(location);
+    expect(Date.now() - (used?.getTime() ?? 0)).toBeLessThan(60_000);
   });
 });

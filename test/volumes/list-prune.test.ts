@@ -2,12 +2,15 @@
 import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { hostLabel } from "../../src/volumes/host-label.ts";
 import { locationIn } from "../../src/volumes/layout.ts";
+import { acquireLock } from "../../src/volumes/lock.ts";
 import { removeTreeReporting } from "../../src/volumes/permissions.ts";
 import { prune } from "../../src/volumes/prune.ts";
 import { markUsed } from "../../src/volumes/usage.ts";
+import { file, tar } from "../archive/tar-helpers.ts";
 import { runCli } from "../harness/cli.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -74,6 +77,58 @@ describe("list", () => {
       ["c", 3000, `s3://${bucket}/c/`, []],
     ]);
     expect(Date.now() - Date.parse(String(datasets[0]?.lastUsed))).toBeLessThan(60_000);
+  });
+});
+
+describe("list and prune: a storage root that is not there", () => {
+  it("is an error (exit 7) naming it, not an empty list: a volume not mounted, a typo", async () => {
+    const missing = join(root, "not-mounted");
+    const aFile = join(root, "a-file");
+    await writeFile(aFile, "");
+    for (const [storageRoot, why] of [
+      [missing, `${missing} does not exist (is the shared volume mounted?)`],
+      [aFile, `${aFile} is not a directory`],
+    ] as const) {
+      for (const command of [["list"], ["prune", "--older-than", "7d"]]) {
+        const result = await runCli([...command, "--storage-root", storageRoot, "--team", "ml"], {
+          env: testEnv(),
+        });
+        expect(result.code, `${command[0]} ${storageRoot}: ${result.stderr}`).toBe(7);
+        expect(result.stderr).toContain(why);
+      }
+    }
+    // A root that is there, with nothing published for the team yet: an empty list.
+    const empty = await runCli(["list", "--storage-root", storage, "--team", "other", "--json"], {
+      env: testEnv(),
+    });
+    expect(empty.code, empty.stderr).toBe(0);
+    expect(JSON.parse(empty.stdout)).toMatchObject({ datasets: [] });
+  });
+});
+
+describe("list and prune: an archive's size", () => {
+  it("is what it expanded to on the storage, not its download, so that --max-size can bring the total under the cap", async () => {
+    // 1 MB of zeros in a .tar.gz of ~1 KB.
+    const archive = gzipSync(tar(file("zeros.bin", Buffer.alloc(1_000_000))));
+    expect(archive.length).toBeLessThan(10_000);
+    await putObject(bucket, "z.tar.gz", archive);
+    const fetched = await runCli(
+      ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml"],
+      { env: testEnv(), stdin: JSON.stringify([{ uri: `s3://${bucket}/z.tar.gz` }]) },
+    );
+    expect(fetched.code, fetched.stderr).toBe(0);
+    const listed = await runCli(["list", ...flags()], { env: testEnv() });
+    const { datasets } = JSON.parse(listed.stdout) as { datasets: Array<Record<string, unknown>> };
+    expect(datasets.find((d) => d.name === "z")?.bytes).toBe(1_000_000);
+    // a, b, c (6,000 bytes) and z (1,000,000): over 100 KB until z, the least recently used, goes.
+    await age("z", 3);
+    const pruned = await runCli(["prune", "--max-size", "100K", ...flags()], { env: testEnv() });
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(JSON.parse(pruned.stdout)).toMatchObject({
+      removed: [{ name: "z", bytes: 1_000_000 }],
+      remainingBytes: 6000,
+    });
+    expect(await published()).toEqual(["a", "b", "c"]);
   });
 });
 
@@ -145,6 +200,30 @@ describe("prune", () => {
     });
     expect(JSON.parse(result.stdout)).toMatchObject({ dryRun: true, removed: [{ name: "a" }] });
     expect(await published()).toEqual(["a", "b", "c"]);
+  });
+
+  it("--dry-run keeps what the real prune would keep: a dataset being staged right now (its lock held)", async () => {
+    await age("a", 30);
+    await age("b", 30);
+    const held = await acquireLock(locationIn(data, "a").lockPath, "a", {
+      timing: { staleMs: 120_000, pollMs: 100, waitMs: 0 },
+    });
+    if (held.kind !== "acquired") throw new Error("the lock was not taken");
+    try {
+      for (const dryRun of [["--dry-run"], []]) {
+        const result = await runCli(["prune", "--older-than", "1d", ...dryRun, ...flags()], {
+          env: testEnv(),
+        });
+        expect(result.code, result.stderr).toBe(0);
+        expect(JSON.parse(result.stdout), dryRun.join(" ")).toMatchObject({
+          removed: [{ name: "b" }],
+          kept: [{ name: "a", keptBecause: "it is being staged right now" }],
+        });
+      }
+    } finally {
+      await held.lock.release();
+    }
+    expect(await published()).toEqual(["a", "c"]);
   });
 
   it("needs a criterion, and rejects bad ones with the accepted forms", async () => {

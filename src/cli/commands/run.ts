@@ -5,10 +5,12 @@
  * failure exits with the documented code before the command runs.
  */
 import { spawn } from "node:child_process";
+import { constants } from "node:fs";
+import { access } from "node:fs/promises";
 import { releaseLeases } from "../../agent/leases.ts";
 import { resolveTuning } from "../../config/tuning.ts";
 import { DsfetchError, EXIT_CODES } from "../../errors.ts";
-import { datasetEnvName } from "../../k8s/env-names.ts";
+import { datasetEnvName, envNameClash } from "../../k8s/env-names.ts";
 import { exitCodeOfStage, failuresOf, type StageResult, stage } from "../../stage/stage.ts";
 import type { CommandContext } from "../context.ts";
 import { stopMainThreadWatchdog } from "../main-thread-watchdog.ts";
@@ -22,6 +24,17 @@ export async function runCommand(
   signals: SignalRouter | undefined,
 ): Promise<number> {
   const { args, settings, datasets, err, env, signal } = context;
+  // Before any download: the command would silently get one of the two paths (review).
+  const clash = envNameClash(datasets.map((spec) => spec.name));
+  if (clash !== undefined) {
+    throw new DsfetchError(
+      "CONFIG_INVALID",
+      `datasets "${clash.names[0]}" and "${clash.names[1]}" would both be given to the command as ${clash.variable}`,
+      {
+        hint: 'rename one of them ("name" field): DSFETCH_PATH_<NAME> upper-cases the name and turns other characters into "_"',
+      },
+    );
+  }
   const view = new ProgressView(err, context.stderrIsTty);
   const result = await stage(datasets, settings, {
     onEvent: view.handle,
@@ -58,9 +71,14 @@ async function runStaged(
     err(`dsfetch: not running ${args.exec.join(" ")}: interrupted\n`);
     return EXIT_CODES.INTERRUPTED;
   }
+  await warnIfCommandCanWriteShared(result, err);
   const childEnv: Record<string, string | undefined> = { ...env };
   // Ours, for dsfetch's own file writes: the training command keeps libuv's default.
   if (threadPoolSizeSetHere) delete childEnv.UV_THREADPOOL_SIZE;
+  // dsfetch's input, which may hold per-dataset keys: training tools record their
+  // environment (experiment trackers, crash reports), and the command has its paths
+  // (review, 2026-12-05).
+  delete childEnv.DSFETCH_DATASETS;
   for (const outcome of result.datasets) {
     if (!outcome.ok) continue;
     childEnv[datasetEnvName(outcome.name)] =
@@ -70,6 +88,33 @@ async function runStaged(
   // watchdog guards the staging only).
   stopMainThreadWatchdog();
   return await runChild(args.exec, childEnv, signals);
+}
+
+/**
+ * Published trees are read-only by their modes (files 0444, directories 0555), which root
+ * ignores: a command running as root in dsfetch's container could delete or overwrite files
+ * of a shared dataset, and every later job would reuse the damaged tree as verified (review,
+ * 2026-12-05). Said once, when it is so; `dsfetch k8s` mounts the storage read-only in the
+ * training container instead.
+ */
+async function warnIfCommandCanWriteShared(
+  result: StageResult,
+  err: (text: string) => void,
+): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const writable: string[] = [];
+  for (const outcome of result.datasets) {
+    if (!outcome.ok || outcome.volume !== "shared") continue;
+    const ok = await access(outcome.path, constants.W_OK).then(
+      () => true,
+      () => false,
+    );
+    if (ok) writable.push(outcome.name);
+  }
+  if (writable.length === 0) return;
+  err(
+    `dsfetch: warning: the command runs as root, which file modes do not stop: it can change the shared datasets ${writable.join(", ")}, and later jobs would reuse them as they are; run it as another user, or mount the shared storage read-only where it runs (see README "In a job")\n`,
+  );
 }
 
 function runChild(

@@ -1,0 +1,103 @@
+// A job on shared storage it may read but not write (mounted read-only in the job's
+// container, or owned by another user): the datasets a prefetch published there are used as
+// they are. `run` failed as INTERNAL ("a bug in dsfetch") when it could not write its lease,
+// and the command never started (review, 2026-12-05).
+//
+// Needs root: the storage is bind-mounted read-only in a mount namespace of the child's own
+// (unshare -m), so nothing stays mounted whatever happens to the test.
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { baseEnv, CLI_SOURCE, REPO_ROOT, runCli } from "../harness/cli.ts";
+import { createBucket, putObject, testEnv } from "../harness/s3.ts";
+
+let root: string;
+let bucket: string;
+
+beforeAll(async () => {
+  if (process.getuid?.() !== 0) {
+    throw new Error("this test needs root (a read-only bind mount in its own mount namespace)");
+  }
+  root = await mkdtemp(join(tmpdir(), "dsfetch-ro-storage-"));
+  bucket = await createBucket("rostorage");
+  await putObject(bucket, "labels.txt", "cat\ndog\n");
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/**
+ * `dsfetch args…` (datasets from DSFETCH_DATASETS) with `storage` mounted read-only at
+ * `readOnly`, in a mount namespace of its own.
+ */
+function runOnReadOnly(
+  storage: string,
+  readOnly: string,
+  datasets: string,
+  args: readonly string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const script =
+    'mount --bind "$1" "$2" && mount -o remount,ro,bind "$2" || exit 99; shift 2; exec "$@"';
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      "unshare",
+      ["-m", "sh", "-c", script, "sh", storage, readOnly, process.execPath, CLI_SOURCE, ...args],
+      {
+        env: baseEnv({ ...testEnv(), DSFETCH_DATASETS: datasets }),
+        cwd: REPO_ROOT,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe("shared storage this job cannot write", () => {
+  it("run uses the published dataset without a lease, says so, and runs the command", async () => {
+    const storage = await mkdtemp(join(root, "storage-"));
+    const readOnly = join(root, "ro");
+    await mkdir(readOnly, { recursive: true });
+    const datasets = JSON.stringify([{ uri: `s3://${bucket}/labels.txt`, name: "labels" }]);
+    const prefetch = await runCli(
+      ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml"],
+      { env: testEnv(), stdin: datasets },
+    );
+    expect(prefetch.code, prefetch.stderr).toBe(0);
+
+    const result = await runOnReadOnly(storage, readOnly, datasets, [
+      "run",
+      "--storage-root",
+      readOnly,
+      "--team",
+      "ml",
+      "--no-mount",
+      "--",
+      "sh",
+      "-c",
+      'cat "$DSFETCH_PATH_LABELS/labels.txt"; echo "at $DSFETCH_PATH_LABELS"',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe(`cat\ndog\nat ${join(readOnly, "ml", "data", "labels")}\n`);
+    expect(result.stderr).toContain("used without a lease");
+    expect(result.stderr).toContain("not writable by this user");
+    expect(result.stderr).not.toContain("INTERNAL");
+    // Nothing was written under the storage (the mount was read-only; no stray leases).
+    expect(await readdir(join(storage, "ml", "data", ".dsfetch"))).not.toContain("leases");
+  });
+});
