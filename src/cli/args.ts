@@ -118,6 +118,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
         suggestion === undefined ? "see `dsfetch help`" : `did you mean "dsfetch ${suggestion}"?`,
     });
   }
+  if (command !== "help" && command !== "version") refuseInapplicableFlags(command, values);
   if (command !== "help" && command !== "version" && rest.length > 0) {
     throw new DsfetchError("USAGE", `unexpected argument "${rest[0]}"`, {
       hint:
@@ -157,6 +158,41 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
     dryRun: values["dry-run"] === true,
     rest,
   };
+}
+
+const STAGING: readonly CommandName[] = ["run", "sidecar", "fetch", "plan", "k8s"];
+const K8S_ONLY: readonly CommandName[] = ["k8s"];
+/**
+ * The commands each flag does something for; flags not named here (`--json`, `--help`)
+ * apply to all. A flag that does nothing was accepted without a word (`fetch --ready-file`
+ * wrote no ready file, `run --older-than` pruned nothing: review, 2026-12-05).
+ */
+const APPLIES_TO: Readonly<Record<string, readonly CommandName[]>> = {
+  datasets: STAGING,
+  "storage-root": [...STAGING, "list", "prune"],
+  team: [...STAGING, "list", "prune"],
+  "mount-root": STAGING,
+  "ephemeral-root": STAGING,
+  mount: ["run", "sidecar", "fetch"],
+  "older-than": ["prune"],
+  "max-size": ["prune"],
+  "dry-run": ["prune"],
+  listen: ["sidecar"],
+  "ready-file": ["sidecar", "wait"],
+  url: ["wait"],
+  timeout: ["wait", "k8s"],
+  ...Object.fromEntries(Object.keys(K8S_ARG_OPTIONS).map((flag) => [flag, K8S_ONLY])),
+};
+
+function refuseInapplicableFlags(command: CommandName, values: Record<string, unknown>): void {
+  for (const [flag, value] of Object.entries(values)) {
+    const commands = APPLIES_TO[flag];
+    if (value === undefined || commands === undefined || commands.includes(command)) continue;
+    const spelt = flag === "mount" && value === false ? "--no-mount" : `--${flag}`;
+    throw new DsfetchError("USAGE", `${spelt} does nothing for dsfetch ${command}`, {
+      hint: `it is a flag of dsfetch ${commands.join(", dsfetch ")}; see \`dsfetch help\``,
+    });
+  }
 }
 
 export const HELP = `dsfetch — stage verified datasets from S3 for machine-learning jobs

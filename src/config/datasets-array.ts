@@ -5,7 +5,9 @@
 import JSON5 from "json5";
 import { DsfetchError } from "../errors.ts";
 import { parseDatasetEntry } from "./dataset.ts";
+import { firstDuplicateKey } from "./duplicate-keys.ts";
 import { describeType } from "./size.ts";
+import { closest } from "./suggest.ts";
 import type { DatasetSpec } from "./types.ts";
 
 /** Bounds on hostile configs: far above any real one, far below what could hurt us. */
@@ -31,6 +33,15 @@ export function parseDatasetsText(
   } catch (error) {
     const detail = error instanceof Error ? error.message.replace(/^JSON5: /, "") : String(error);
     throw configError(`${source}: not valid JSON: ${detail}`, ARRAY_FORMS);
+  }
+  // Its keys are decoded by JSON5 too, which warns on the console as above.
+  const duplicate = quietly(() => firstDuplicateKey(text.replace(/^\uFEFF/, "")));
+  if (duplicate !== undefined) {
+    throw new DsfetchError(
+      "CONFIG_INVALID",
+      `${source}: line ${duplicate.line}: the key ${JSON.stringify(duplicate.key)} is given twice in one object (JSON keeps only the last one)`,
+      { hint: "remove one of the two, or put each value in its own dataset entry" },
+    );
   }
   return parseDatasetsValue(value, source, env);
 }
@@ -64,7 +75,7 @@ export function parseDatasetsValue(
     if (first !== undefined) {
       throw new DsfetchError(
         "CONFIG_INVALID",
-        `datasets[${spec.index}] ("${spec.name}"): the name "${spec.name}" is already used by datasets[${first}]; names must be unique (case-insensitively)`,
+        `${source}: datasets[${spec.index}] ("${spec.name}"): the name "${spec.name}" is already used by datasets[${first}]; names must be unique (case-insensitively)`,
         { dataset: spec.name, hint: 'give one of them a different "name"' },
       );
     }
@@ -82,6 +93,27 @@ function unwrap(value: unknown, source: string): unknown[] {
     if (keys.includes("uri") || keys.includes("url")) {
       throw configError(
         `${source}: the top level is a single dataset object; wrap it in an array`,
+        ARRAY_FORMS,
+      );
+    }
+    // The wrapper form, not quite: say what is off in it, not "not an object" (review).
+    if (datasets !== undefined && !Array.isArray(datasets)) {
+      throw configError(
+        `${source}: "datasets" must be an array of datasets, not ${describeType(datasets)}`,
+        ARRAY_FORMS,
+      );
+    }
+    if (datasets !== undefined) {
+      const others = keys.filter((key) => key !== "datasets").map((key) => JSON.stringify(key));
+      throw configError(
+        `${source}: the top level object may hold only "datasets", not also ${others.join(", ")}`,
+        ARRAY_FORMS,
+      );
+    }
+    const near = keys.find((key) => closest(key, ["datasets"]) !== undefined);
+    if (near !== undefined) {
+      throw configError(
+        `${source}: the top level object has ${JSON.stringify(near)}: did you mean "datasets"?`,
         ARRAY_FORMS,
       );
     }

@@ -60,7 +60,7 @@ export function resolveEndpoint(
   const region = regionText ?? DEFAULT_REGION;
 
   const forcePathStyle = fields.pathStyle ?? (url !== undefined && isLocalOrIpHost(url));
-  return { url, region, forcePathStyle };
+  return { url, region, regionDefaulted: regionText === undefined, forcePathStyle };
 }
 
 function checkEndpoint(text: string, source: string, fail: Fail): string {

@@ -12,6 +12,8 @@ export interface EndpointOptions {
   /** Endpoint URL of an S3-compatible store; undefined for AWS. */
   readonly url: string | undefined;
   readonly region: string;
+  /** No "region" field nor AWS_REGION / AWS_DEFAULT_REGION gave it: DEFAULT_REGION. */
+  readonly regionDefaulted?: boolean | undefined;
   readonly forcePathStyle: boolean;
 }
 

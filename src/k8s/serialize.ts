@@ -6,9 +6,11 @@
  * `dsfetch plan` showed here: the canonical URI, the name (always written, so a later
  * change to name derivation cannot move the data), the ETag without quotes, the versionId,
  * the volume size as given, and the store *as resolved here*: the endpoint and region are
- * always written (they may have come from AWS_ENDPOINT_URL / AWS_REGION in this
- * environment, and the pods' environment must not silently change them); `pathStyle` only
- * when it differs from what that endpoint implies.
+ * written (they may have come from AWS_ENDPOINT_URL / AWS_REGION in this environment, and
+ * the pods' environment must not silently change them), except a region nothing gave here
+ * (the us-east-1 default), which would override the pods' own AWS_REGION (from
+ * --aws-secret, IRSA) with a guess (review, 2026-12-05); `pathStyle` only when it differs
+ * from what that endpoint implies.
  *
  * Credentials are never written: a dataset carrying keys is refused (see rejectCredentials).
  */
@@ -24,13 +26,14 @@ export interface DatasetEntryJson {
   versionId?: string;
   volumeOptions?: { kind: "dynamic"; size: string };
   endpoint?: string;
-  region: string;
+  region?: string;
   pathStyle?: boolean;
 }
 
 export function serializeDataset(spec: DatasetSpec): DatasetEntryJson {
   if (spec.credentials !== undefined) throw credentialsError([spec]);
-  const entry: DatasetEntryJson = { uri: spec.uri, name: spec.name, region: spec.endpoint.region };
+  const entry: DatasetEntryJson = { uri: spec.uri, name: spec.name };
+  if (spec.endpoint.regionDefaulted !== true) entry.region = spec.endpoint.region;
   if (spec.etag !== undefined) entry.etag = spec.etag;
   if (spec.versionId !== undefined) entry.versionId = spec.versionId;
   if (spec.volume.kind === "ephemeral") {

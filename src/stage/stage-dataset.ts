@@ -3,6 +3,7 @@
  * otherwise download into a private attempt directory, verify, and publish atomically.
  * Nothing half-done is ever visible at the final path; a failure removes the attempt.
  */
+import { statfs } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
@@ -302,6 +303,23 @@ export async function stageDataset(
     }
   }
   checkSupported(spec, resolution, target);
+  if (target.volume === "ephemeral") {
+    // The volume's size is a bound, not space: a root on a small disk filled up mid-download
+    // and said "free space in shared storage" (review, 2026-12-05). A dataset that cannot fit
+    // in what is free now fails before its first byte, with both sizes.
+    const root = dirname(target.location.path);
+    const free = await call(`checking the free space of ${root}`, () => freeBytes(root));
+    if (free !== undefined && resolution.bytes > free) {
+      throw new DsfetchError(
+        "NO_SPACE",
+        `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but ${root} (its ephemeral volume) has ${formatBytes(free)} free`,
+        {
+          dataset: spec.name,
+          hint: "free space there, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk",
+        },
+      );
+    }
+  }
 
   // Shared storage: one downloader per dataset; the others wait, then reuse its result.
   // Ephemeral volumes are private to the job: no lock.
@@ -835,4 +853,21 @@ function reportParallelWrites(
         ? `${parallel} of ${files} files written in parallel (DSFETCH_FILE_WRITES=parallel)`
         : `${parallel} of ${files} files written in parallel: creating files one at a time was slow on this storage (a network filesystem?)`,
   });
+}
+
+/**
+ * Bytes free for this user where `dir` is or will be (its nearest existing ancestor: it is
+ * made later, with the attempt's modes); undefined when it cannot tell (the writes will).
+ */
+async function freeBytes(dir: string): Promise<number | undefined> {
+  for (let at = dir; ; at = dirname(at)) {
+    try {
+      const fs = await statfs(at);
+      return fs.bavail * fs.bsize;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || dirname(at) === at) {
+        return undefined;
+      }
+    }
+  }
 }

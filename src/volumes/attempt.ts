@@ -131,7 +131,7 @@ export function storageError(error: unknown, path: string): DsfetchError {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === "ENOSPC" || code === "EDQUOT") {
     return new DsfetchError("NO_SPACE", `no space left on the device holding ${path}`, {
-      hint: "free space in shared storage (dsfetch prune) or give the dataset a larger volume",
+      hint: "free space on that disk (on shared storage: dsfetch prune), or give the dataset a larger volume",
       cause: error,
     });
   }

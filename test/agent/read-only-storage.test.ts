@@ -5,21 +5,19 @@
 //
 // Needs root: the storage is bind-mounted read-only in a mount namespace of the child's own
 // (unshare -m), so nothing stays mounted whatever happens to the test.
-import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseEnv, CLI_SOURCE, REPO_ROOT, runCli } from "../harness/cli.ts";
+import { runCli } from "../harness/cli.ts";
+import { requireRoot, runCliWithMounts } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
 let root: string;
 let bucket: string;
 
 beforeAll(async () => {
-  if (process.getuid?.() !== 0) {
-    throw new Error("this test needs root (a read-only bind mount in its own mount namespace)");
-  }
+  requireRoot("a read-only bind mount in its own mount namespace");
   root = await mkdtemp(join(tmpdir(), "dsfetch-ro-storage-"));
   bucket = await createBucket("rostorage");
   await putObject(bucket, "labels.txt", "cat\ndog\n");
@@ -28,45 +26,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
-
-/**
- * `dsfetch args…` (datasets from DSFETCH_DATASETS) with `storage` mounted read-only at
- * `readOnly`, in a mount namespace of its own.
- */
-function runOnReadOnly(
-  storage: string,
-  readOnly: string,
-  datasets: string,
-  args: readonly string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const script =
-    'mount --bind "$1" "$2" && mount -o remount,ro,bind "$2" || exit 99; shift 2; exec "$@"';
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      "unshare",
-      ["-m", "sh", "-c", script, "sh", storage, readOnly, process.execPath, CLI_SOURCE, ...args],
-      {
-        env: baseEnv({ ...testEnv(), DSFETCH_DATASETS: datasets }),
-        cwd: REPO_ROOT,
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe("shared storage this job cannot write", () => {
   it("run uses the published dataset without a lease, says so, and runs the command", async () => {
@@ -80,18 +39,23 @@ describe("shared storage this job cannot write", () => {
     );
     expect(prefetch.code, prefetch.stderr).toBe(0);
 
-    const result = await runOnReadOnly(storage, readOnly, datasets, [
-      "run",
-      "--storage-root",
-      readOnly,
-      "--team",
-      "ml",
-      "--no-mount",
-      "--",
-      "sh",
-      "-c",
-      'cat "$DSFETCH_PATH_LABELS/labels.txt"; echo "at $DSFETCH_PATH_LABELS"',
-    ]);
+    const result = await runCliWithMounts(
+      'mount --bind "$1" "$2" && mount -o remount,ro,bind "$2"',
+      [storage, readOnly],
+      [
+        "run",
+        "--storage-root",
+        readOnly,
+        "--team",
+        "ml",
+        "--no-mount",
+        "--",
+        "sh",
+        "-c",
+        'cat "$DSFETCH_PATH_LABELS/labels.txt"; echo "at $DSFETCH_PATH_LABELS"',
+      ],
+      { ...testEnv(), DSFETCH_DATASETS: datasets },
+    );
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toBe(`cat\ndog\nat ${join(readOnly, "ml", "data", "labels")}\n`);
     expect(result.stderr).toContain("used without a lease");

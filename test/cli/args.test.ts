@@ -105,4 +105,35 @@ describe("parseCommandLine rejects", () => {
     expect(error.exitCode).toBe(2);
     expect(error.message).toContain(message);
   });
+
+  it.each<[string[], string, string]>([
+    [
+      ["fetch", "--ready-file", "/tmp/ready"],
+      "--ready-file does nothing for dsfetch fetch",
+      "dsfetch sidecar, dsfetch wait",
+    ],
+    [
+      ["run", "--older-than", "1d", "--", "true"],
+      "--older-than does nothing for dsfetch run",
+      "prune",
+    ],
+    [
+      ["run", "--storage-claim", "pvc", "--", "true"],
+      "--storage-claim does nothing for dsfetch run",
+      "k8s",
+    ],
+    [["list", "--datasets", "d.json"], "--datasets does nothing for dsfetch list", "dsfetch fetch"],
+    [["plan", "--no-mount"], "--no-mount does nothing for dsfetch plan", "dsfetch run"],
+    [
+      ["wait", "--url", "http://x/readyz", "--listen", ":1"],
+      "--listen does nothing for dsfetch wait",
+      "sidecar",
+    ],
+  ])("%j: a flag that does nothing for the command", (argv, message, hint) => {
+    const error = thrown(() => parseCommandLine(argv));
+    expect(error.code).toBe("USAGE");
+    expect(error.exitCode).toBe(2);
+    expect(error.message).toBe(message);
+    expect(error.hint).toContain(hint);
+  });
 });

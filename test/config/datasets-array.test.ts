@@ -309,7 +309,12 @@ describe("endpoint, region and path style", () => {
       { url: "http://127.0.0.1:9000", region: "minio", forcePathStyle: true },
     ],
   ])("%s", (_what, fields, env, endpoint) => {
-    expect(one({ uri, ...fields }, env).endpoint).toEqual(endpoint);
+    // The default region is marked as such: `dsfetch k8s` does not pin it (k8s/serialize.ts).
+    const defaulted = fields.region === undefined && !env.AWS_REGION && !env.AWS_DEFAULT_REGION;
+    expect(one({ uri, ...fields }, env).endpoint).toEqual({
+      ...endpoint,
+      regionDefaulted: defaulted,
+    });
   });
 });
 
@@ -483,7 +488,29 @@ const BAD: BadCase[] = [
       { uri: "s3://bucket/a.zip", name: "same" },
       { uri: "s3://bucket/b.zip", name: "same" },
     ),
-    message: ['datasets[1] ("same")', "already used by datasets[0]"],
+    message: ['datasets.json: datasets[1] ("same")', "already used by datasets[0]"],
+  },
+  {
+    what: "a key given twice in one entry (JSON would keep the last)",
+    text: '[\n  { "uri": "s3://bucket/a.zip",\n    "uri": "s3://bucket/b.zip" }\n]',
+    message: [
+      "datasets.json: line 3:",
+      'the key "uri" is given twice in one object (JSON keeps only the last one)',
+    ],
+    told: ["remove one of the two"],
+  },
+  {
+    what: "a key given twice, spelt differently in JSON5 (quotes, escapes, a comment between)",
+    text: "[{ uri: 's3://bucket/a.zip', /* again: */ \"u\\u0072i\": 's3://bucket/b.zip' }]",
+    message: ['line 1: the key "uri" is given twice'],
+  },
+  {
+    what: "a key given twice in a nested object",
+    text: entries({ uri: "s3://bucket/a.zip" }).replace(
+      '"uri"',
+      '"volumeOptions": { "kind": "dynamic", "size": "1Gi", "size": "2Gi" }, "uri"',
+    ),
+    message: ['the key "size" is given twice'],
   },
   {
     what: "empty array",
@@ -525,7 +552,17 @@ const BAD: BadCase[] = [
   {
     what: "a wrapper with extra fields",
     text: '{ "datasets": [{ "uri": "s3://bucket/a.zip" }], "version": 1 }',
-    message: ["datasets.json", "must be an array of datasets, not an object"],
+    message: ["datasets.json", 'the top level object may hold only "datasets", not also "version"'],
+  },
+  {
+    what: "a wrapper whose datasets is not an array",
+    text: '{ "datasets": { "uri": "s3://bucket/a.zip" } }',
+    message: ["datasets.json", '"datasets" must be an array of datasets, not an object'],
+  },
+  {
+    what: "a wrapper with a misspelt key",
+    text: '{ "Datasets": [{ "uri": "s3://bucket/a.zip" }] }',
+    message: ["datasets.json", 'the top level object has "Datasets": did you mean "datasets"?'],
   },
   {
     what: "a single object at top level",

@@ -315,7 +315,15 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
         ],
         { env: { DSFETCH_EPHEMERAL_ROOT: eph } },
       );
-      await expectNoSpace(result, "twelve", eph, /no space left|ENOSPC/i, c);
+      // Found before the first byte (stage-dataset.ts: the free space under the ephemeral
+      // root), with both sizes; the write path's ENOSPC is covered by the cases above.
+      await expectNoSpace(
+        result,
+        "twelve",
+        eph,
+        /needs 12\.0 MiB \(12582912 bytes\) but .* \(its ephemeral volume\) has .* free/,
+        c,
+      );
     },
   );
 
@@ -334,7 +342,13 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
         ],
         { env: { DSFETCH_EPHEMERAL_ROOT: eph } },
       );
-      await expectNoSpace(result, "folder", eph, /no space left|ENOSPC/i, c);
+      await expectNoSpace(
+        result,
+        "folder",
+        eph,
+        /needs 12\.0 MiB \(12582912 bytes\) but .* \(its ephemeral volume\) has .* free/,
+        c,
+      );
     },
   );
 });

@@ -113,7 +113,7 @@ describe("dsfetch k8s", () => {
   it("reads the pod's paths from flags only, never from this machine's environment", () => {
     const plan = k8sOptionsFrom(
       { ...NONE, mountRoot: "/inputs", ephemeralRoot: "/scratch", timeout: "90m" },
-      { storageClaim: "s", port: "9100", image: "r.example.com/dsfetch:1" },
+      { mode: "sidecar", storageClaim: "s", port: "9100", image: "r.example.com/dsfetch:1" },
       "9.9.9",
     );
     expect(plan.options).toMatchObject({
@@ -157,7 +157,15 @@ describe("dsfetch k8s", () => {
       {},
       /--workers: "two" is not a whole number/,
     ],
-    ["a bad --port", { port: "http" }, {}, /--port: "http" is not a whole number/],
+    ["a bad --port", { mode: "sidecar", port: "http" }, {}, /--port: "http" is not a whole number/],
+    ["--port with --mode init", { port: "9100" }, {}, /--port does nothing with --mode init/],
+    [
+      "--timeout with --mode init",
+      { mode: "init" },
+      { timeout: "1h" },
+      /--timeout does nothing with --mode init.*add --mode sidecar/,
+    ],
+    ["--workers 0", { pod: true, workers: "0" }, {}, /--workers: 0 pods would run nothing/],
     ["a bad --timeout", {}, { timeout: "1 day" }, /--timeout: "1 day" is not a duration/],
     ["a relative --mount-root", {}, { mountRoot: "data" }, /not an absolute path/],
   ])("refuses %s", (_label, flags, args, message) => {

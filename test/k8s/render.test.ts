@@ -146,8 +146,8 @@ describe("a single-worker job: init container", () => {
     });
     const text = fragment.configMap.data?.["datasets.json"] ?? "";
     expect(JSON.parse(text)).toEqual([
-      { uri: "s3://ml/mnist.tar.gz", name: "mnist", etag: ETAG, region: "us-east-1" },
-      { uri: "s3://ml/imagenet/train/", name: "imagenet-train", region: "us-east-1" },
+      { uri: "s3://ml/mnist.tar.gz", name: "mnist", etag: ETAG },
+      { uri: "s3://ml/imagenet/train/", name: "imagenet-train" },
     ]);
     expect(stripIndex(datasets(JSON.parse(text)))).toEqual(stripIndex(SHARED));
   });

@@ -30,8 +30,18 @@ describe("serializeDataset", () => {
       etag: "abcdef0123456789abcdef0123456789-12",
       versionId: "3HL4kqtJlcpXroDTDmJ",
       volumeOptions: { kind: "dynamic", size: "1073741824" },
-      region: "us-east-1",
     });
+  });
+
+  it("does not pin a region nothing gave here (the us-east-1 default): the pods' AWS_REGION decides", () => {
+    const [defaulted, given] = parse([
+      { uri: "s3://b/a" },
+      { uri: "s3://b/c", region: "us-east-1" },
+    ]);
+    if (defaulted === undefined || given === undefined) throw new Error("no dataset");
+    expect(serializeDataset(defaulted).region).toBeUndefined();
+    // Said in the datasets array: kept, even when it is the default's value.
+    expect(serializeDataset(given).region).toBe("us-east-1");
   });
 
   it("pins the endpoint and region resolved from this environment", () => {

@@ -156,6 +156,19 @@ export function k8sOptionsFrom(args: K8sArgs, flags: K8sFlags, version: string):
     }
     startupTimeoutSeconds = timeout.ms / 1000;
   }
+  // Flags of the sidecar mode do nothing for an init container (review, 2026-12-05).
+  if (mode === "init") {
+    for (const [flag, given] of [
+      ["--port", flags.port],
+      ["--timeout", args.timeout],
+    ] as const) {
+      if (given !== undefined) {
+        throw new DsfetchError("USAGE", `${flag} does nothing with --mode init`, {
+          hint: `it sets the sidecar's ${flag === "--port" ? "HTTP port" : "startup probe's bound"}: add --mode sidecar, or drop ${flag}`,
+        });
+      }
+    }
+  }
   if (flags.workers !== undefined && flags.pod !== true) {
     throw new DsfetchError("USAGE", "--workers goes with --pod", {
       hint: "dsfetch k8s --pod --workers 4 … renders an indexed Job of 4 pods",
@@ -184,7 +197,7 @@ export function k8sOptionsFrom(args: K8sArgs, flags: K8sFlags, version: string):
       flags.pod === true
         ? flags.workers === undefined
           ? 1
-          : wholeNumber(flags.workers, "--workers", "a number of pods, e.g. 4")
+          : atLeastOne(wholeNumber(flags.workers, "--workers", "a number of pods, e.g. 4"))
         : undefined,
   };
 }
@@ -285,6 +298,15 @@ function wholeNumber(value: string, flag: string, accepted: string): number {
     });
   }
   return Number(value);
+}
+
+function atLeastOne(workers: number): number {
+  if (workers < 1) {
+    throw new DsfetchError("USAGE", `--workers: ${workers} pods would run nothing`, {
+      hint: "accepted: a number of pods from 1, e.g. 4",
+    });
+  }
+  return workers;
 }
 
 function packageVersion(): string {

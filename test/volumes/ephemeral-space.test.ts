@@ -1,0 +1,61 @@
+// An ephemeral volume's size is a bound, not space: a dataset that does not fit in what is
+// free under the ephemeral root fails before its first byte, naming both sizes and the root
+// (it filled the disk, then said "free space in shared storage": review, 2026-12-05).
+// Needs root: the ephemeral root is a 1 MiB tmpfs in a mount namespace of the child's own.
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { requireRoot, runCliWithMounts } from "../harness/mount-namespace.ts";
+import { createBucket, putObject, testEnv } from "../harness/s3.ts";
+
+let root: string;
+let bucket: string;
+
+beforeAll(async () => {
+  requireRoot("a small tmpfs in its own mount namespace");
+  root = await mkdtemp(join(tmpdir(), "dsfetch-eph-space-"));
+  bucket = await createBucket("ephspace");
+  await putObject(bucket, "two-mib.bin", randomBytes(2 * 1024 * 1024));
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("ephemeral volume on a disk with too little free space", () => {
+  it("fails before writing (exit 7), with the sizes needed and free, and a hint about the ephemeral root", async () => {
+    const small = join(root, "small");
+    await mkdir(small);
+    const result = await runCliWithMounts(
+      'mount -t tmpfs -o size=1m tmpfs "$1" && mkdir "$1/eph"',
+      [small],
+      ["fetch", "--ephemeral-root", join(small, "eph"), "--json"],
+      {
+        ...testEnv(),
+        DSFETCH_DATASETS: JSON.stringify([
+          {
+            uri: `s3://${bucket}/two-mib.bin`,
+            name: "big",
+            volumeOptions: { kind: "dynamic", size: "1Gi" },
+          },
+        ]),
+      },
+    );
+    expect(result.code, result.stderr).toBe(7);
+    const error = (
+      JSON.parse(result.stdout) as {
+        datasets: Array<{ error?: { code: string; message: string; hint?: string } }>;
+      }
+    ).datasets[0]?.error;
+    expect(error?.code).toBe("NO_SPACE");
+    expect(error?.message).toMatch(
+      /^big: needs 2\.0 MiB \(2097152 bytes\) but .*\/small\/eph \(its ephemeral volume\) has [\d.]+ [KM]i?B free$/,
+    );
+    expect(error?.hint).toContain("--ephemeral-root");
+    expect(error?.hint).not.toContain("shared storage");
+    // The tmpfs was in the child's namespace only: here the directory is still empty.
+    expect(await readdir(small)).toEqual([]);
+  });
+});
