@@ -23,6 +23,12 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
   const header = ["NAME", "KIND", "SIZE", "OBJECTS", "ARCHIVE", "VOLUME", "CACHED", "PATH"];
   const out = [table(header, rows)];
   for (const entry of entries) {
+    if (entry.fallback !== undefined) {
+      out.push(
+        "",
+        `${entry.name}: ${entry.fallback}; fetch would stage it into an ephemeral volume at ${entry.path ?? "-"}`,
+      );
+    }
     if (entry.keptInUse !== undefined) {
       out.push(
         "",
@@ -33,7 +39,9 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
     out.push("", `error: ${entry.error.message} [${entry.error.code}]`);
     if (entry.error.hint !== undefined) out.push(`  hint: ${entry.error.hint}`);
   }
-  return `${out.join("\n")}`;
+  // The table ends with a newline; the notes after it need theirs (the shell prompt was
+  // glued to a hint: review, 2026-12-05).
+  return out.length === 1 ? out.join("\n") : `${out.join("\n")}\n`;
 }
 
 /** Columns padded to their widest cell; the last column is not padded. Ends with a newline. */

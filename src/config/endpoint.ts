@@ -59,6 +59,18 @@ export function resolveEndpoint(
   }
   const region = regionText ?? DEFAULT_REGION;
 
+  if (fields.pathStyle === false && url !== undefined) {
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, "");
+    // Virtual-host addressing puts the bucket in the host name: <bucket>.<IP> names nothing,
+    // and the store answered with an error about its listing (S3_ERROR: review, 2026-12-05).
+    if (isIP(host) !== 0) {
+      throw fail(
+        "pathStyle",
+        `false (virtual-host addressing) needs a DNS name for the endpoint, but ${url} is an IP address`,
+        "pathStyle true (or left out: the default for an IP address), or an endpoint with a DNS name",
+      );
+    }
+  }
   const forcePathStyle = fields.pathStyle ?? (url !== undefined && isLocalOrIpHost(url));
   return { url, region, regionDefaulted: regionText === undefined, forcePathStyle };
 }

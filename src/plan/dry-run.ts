@@ -2,6 +2,7 @@
  * `plan`: resolve every dataset against its store and look at the disk, writing nothing.
  * A failure of one dataset is reported in its entry; the others are still planned.
  */
+import { dirname } from "node:path";
 import type { DatasetSpec, Settings } from "../config/types.ts";
 import { toDsfetchError } from "../errors.ts";
 import { type EventListener, ignoreEvents } from "../events.ts";
@@ -11,9 +12,10 @@ import { mapLimit } from "../util/map-limit.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
+import { sharedStorageProblem } from "../volumes/storage-check.ts";
 import { activeLeases, unreadableLeases } from "../volumes/usage.ts";
 import { failedEntry, isCached, type PlanEntry, planEntry, refreshWaitsForJobs } from "./plan.ts";
-import { requireSharedStorage, type Target, targetFor } from "./target.ts";
+import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "./target.ts";
 
 export interface PlanOptions {
   onEvent?: EventListener;
@@ -69,16 +71,36 @@ export async function plan(
           objects: resolution.kind === "prefix" ? resolution.objects.length : 1,
         });
         const call = options.storageCalls?.(spec.name) ?? unboundedCall;
-        const location = target.location;
-        const staged = await call(`reading ${location.manifestPath}`, () =>
-          inspectStaged(location),
-        );
+        let location = target.location;
+        let staged = await call(`reading ${location.manifestPath}`, () => inspectStaged(location));
+        // Where fetch would stage it (stage-dataset.ts, fallBack): shared storage that cannot
+        // take it sends it to an ephemeral volume, which the plan showed as a shared path that
+        // could not exist (review, 2026-12-05). Looked at without writing anything.
+        let fallback: string | undefined;
+        if (target.volume === "shared" && !isCached(resolution, staged)) {
+          const { storageRoot } = requireSharedStorage(settings);
+          const dataRoot = dirname(location.path);
+          const problem = await call(`checking ${storageRoot}`, () =>
+            sharedStorageProblem(storageRoot, dataRoot, resolution.bytes, { create: false }),
+          );
+          if (problem !== undefined) {
+            fallback = `shared storage is unavailable: ${problem}`;
+            target = fallbackTarget(spec, settings);
+            const ephemeral = target.location;
+            location = ephemeral;
+            staged = await call(`reading ${ephemeral.manifestPath}`, () =>
+              inspectStaged(ephemeral),
+            );
+          }
+        }
+        const withFallback = (entry: PlanEntry): PlanEntry =>
+          fallback === undefined ? entry : { ...entry, fallback };
         if (!isCached(resolution, staged)) {
           // What fetch would refuse (volumes/occupant.ts), said by the plan too.
           const problem = await call(`looking at ${location.path}`, () =>
             occupantProblemIfKnown(spec.name, location, spec.uri, staged.manifest),
           );
-          if (problem !== undefined) return failedEntry(spec, target, problem);
+          if (problem !== undefined) return withFallback(failedEntry(spec, target, problem));
           // What fetch would keep (stage-dataset.ts, keptInUse), said by the plan too.
           if (refreshWaitsForJobs(spec, resolution, staged.manifest)) {
             const users = await call(`reading the leases of ${location.path}`, () =>
@@ -99,7 +121,7 @@ export async function plan(
             }
           }
         }
-        return planEntry(spec, resolution, staged, target);
+        return withFallback(planEntry(spec, resolution, staged, target));
       } catch (error) {
         return failedEntry(spec, target, toDsfetchError(error, spec.name));
       }

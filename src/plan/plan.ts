@@ -36,6 +36,8 @@ export interface PlanEntry {
    * ("host pid N"; see refreshWaitsForJobs). `cached` is then true.
    */
   readonly keptInUse?: readonly string[];
+  /** Why fetch would stage it into an ephemeral volume instead of shared storage (its path). */
+  readonly fallback?: string;
   readonly error?: PlanError;
 }
 

@@ -302,7 +302,7 @@ export async function stageDataset(
       if (reused !== undefined) return reused;
     }
   }
-  checkSupported(spec, resolution, target);
+  checkSupported(spec, resolution, target, fallback);
   if (target.volume === "ephemeral") {
     // The volume's size is a bound, not space: a root on a small disk filled up mid-download
     // and said "free space in shared storage" (review, 2026-12-05). A dataset that cannot fit
@@ -580,7 +580,7 @@ export async function stageDataset(
           message: `${spec.uri} was overwritten during the download; starting again on the new version`,
         });
         resolution = await resolve();
-        checkSupported(spec, resolution, target);
+        checkSupported(spec, resolution, target, fallback);
       } finally {
         stopHeartbeat();
       }
@@ -793,7 +793,16 @@ async function downloadInto(
   };
 }
 
-function checkSupported(spec: DatasetSpec, resolution: Resolution, target: Target): void {
+/**
+ * What cannot be staged at all, known before any byte: a key with no usable file name, a
+ * download larger than its ephemeral volume. Pure.
+ */
+export function checkSupported(
+  spec: DatasetSpec,
+  resolution: Resolution,
+  target: Target,
+  fallback: string | undefined,
+): void {
   if (resolution.kind === "object" && spec.archive === undefined) {
     const problem = baseNameOfKey(resolution.key);
     if (problem === "." || problem === "..") {
@@ -807,8 +816,16 @@ function checkSupported(spec: DatasetSpec, resolution: Resolution, target: Targe
   if (target.volumeBytes !== undefined && resolution.bytes > target.volumeBytes) {
     throw new DsfetchError(
       "NO_SPACE",
-      `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but its ephemeral volume holds ${formatBytes(target.volumeBytes)}`,
-      { dataset: spec.name, hint: "raise volumeOptions.size above the dataset's size" },
+      `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but its ephemeral volume holds ${formatBytes(target.volumeBytes)}${fallback === undefined ? "" : ` (the default size of a fallback volume: ${fallback})`}`,
+      {
+        dataset: spec.name,
+        // After a fallback the volume is not the dataset's choice: shared storage is the
+        // problem to fix (review, 2026-12-05).
+        hint:
+          fallback === undefined
+            ? "raise volumeOptions.size above the dataset's size"
+            : "make shared storage available again (the reason above); or give the dataset volumeOptions with a size above its own",
+      },
     );
   }
 }

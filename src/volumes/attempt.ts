@@ -144,7 +144,7 @@ export function storageError(error: unknown, path: string): DsfetchError {
           ? "a parent directory does not exist"
           : ((error as Error).message ?? String(error));
   return new DsfetchError("STORAGE", `cannot write to ${path}: ${why}`, {
-    hint: "check that the storage root is mounted and writable by this user",
+    hint: "check that its root (--storage-root, or --ephemeral-root for an ephemeral volume) is mounted and writable by this user",
     cause: error,
   });
 }

@@ -5,13 +5,19 @@
  */
 import { constants } from "node:fs";
 import { access, mkdir, stat, statfs } from "node:fs/promises";
+import { dirname } from "node:path";
 import { formatBytes } from "../config/size.ts";
 
-/** Why shared storage cannot take `bytes` more, or undefined when it can. */
+/**
+ * Why shared storage cannot take `bytes` more, or undefined when it can. `create: false`
+ * (`plan`, which writes nothing) looks at the nearest existing directory above a missing
+ * data root instead of making it.
+ */
 export async function sharedStorageProblem(
   storageRoot: string,
   dataRoot: string,
   bytes: number,
+  { create = true }: { readonly create?: boolean } = {},
 ): Promise<string | undefined> {
   try {
     const root = await stat(storageRoot);
@@ -19,15 +25,17 @@ export async function sharedStorageProblem(
   } catch {
     return `${storageRoot} does not exist (is the shared volume mounted?)`;
   }
+  let existing = dataRoot;
   try {
-    await mkdir(dataRoot, { recursive: true });
-    await access(dataRoot, constants.W_OK);
+    if (create) await mkdir(dataRoot, { recursive: true });
+    else existing = await nearestExisting(dataRoot, storageRoot);
+    await access(existing, constants.W_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "error";
     return `${dataRoot} is not writable (${code})`;
   }
   try {
-    const fs = await statfs(dataRoot);
+    const fs = await statfs(existing);
     const free = fs.bavail * fs.bsize;
     if (free < bytes)
       return `${dataRoot} has ${formatBytes(free)} free, the dataset needs ${formatBytes(bytes)}`;
@@ -35,4 +43,18 @@ export async function sharedStorageProblem(
     // statfs unsupported: let the write itself tell.
   }
   return undefined;
+}
+
+/** `dir`, or its nearest ancestor that exists (never above `top`). */
+async function nearestExisting(dir: string, top: string): Promise<string> {
+  for (let at = dir; ; at = dirname(at)) {
+    try {
+      await stat(at);
+      return at;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || at === top || dirname(at) === at) {
+        throw error;
+      }
+    }
+  }
 }

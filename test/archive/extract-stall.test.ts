@@ -147,13 +147,15 @@ describe("the extraction thread's stall watchdog", () => {
     // Reads everything, then neither writes nor exits.
     const { pidFile } = standInXz(ws.root, "cat > /dev/null\nexec sleep 600");
     const started = performance.now();
+    // 3 s, not 1: on a loaded machine the thread and the stand-in took more than 1 s to start
+    // and take the bytes, and the watchdog then rightly said they were still waiting (CI).
     const error = await extractTarInWorker(chunks(randomBytes(300_000), 65536), xzJob(ws.dest), {
-      stallTimeoutMs: 1000,
+      stallTimeoutMs: 3000,
     }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DsfetchError);
     expect(error).toMatchObject({ code: "STALLED", dataset: "ds", exitCode: 10 });
     expect((error as DsfetchError).message).toBe(
-      "ds: the extraction made no progress for 1 s (it took no input and wrote nothing; it had every byte of the archive and had not finished)",
+      "ds: the extraction made no progress for 3 s (it took no input and wrote nothing; it had every byte of the archive and had not finished)",
     );
     expect((error as DsfetchError).hint).toMatch(
       /^nothing was published; the xz decompressor stopped, or the storage .*: check it and run again \(DSFETCH_EXTRACT_STALL_TIMEOUT raises the bound/,

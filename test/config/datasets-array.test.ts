@@ -877,6 +877,19 @@ const BAD: BadCase[] = [
     told: ["true or false"],
   },
   {
+    what: "pathStyle false with an IP endpoint (the bucket would have to be in the host name)",
+    text: entries({
+      uri: "s3://bucket/a.zip",
+      endpoint: "http://127.0.0.1:9000",
+      pathStyle: false,
+    }),
+    message: [
+      'field "pathStyle"',
+      "false (virtual-host addressing) needs a DNS name for the endpoint, but http://127.0.0.1:9000 is an IP address",
+    ],
+    told: ["pathStyle true"],
+  },
+  {
     what: "the first bad entry is reported, by its index",
     text: entries(OK, { uri: "s3://bucket/b.zip" }, { uri: "s3://bucket/c.zip", etag: "x" }),
     message: ['datasets[2] ("c")', 'field "etag"'],

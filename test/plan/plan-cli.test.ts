@@ -223,6 +223,47 @@ describe("plan --json", () => {
     expect((await plan([dataset])).json?.datasets[0]?.cached).toBe(false);
   });
 
+  it("shows where fetch would fall back to when shared storage cannot take a dataset, writing nothing", async () => {
+    const missing = join(root, "not-mounted");
+    const ephemeral = join(root, "fallback-eph");
+    const dataset = { uri: `s3://${bucket}/single/train.csv`, name: "fb" };
+    const args = ["--storage-root", missing, "--team", "ml", "--ephemeral-root", ephemeral];
+    const planned = await runCli(["plan", "--datasets", "-", ...args, "--json"], {
+      env: testEnv(),
+      stdin: JSON.stringify([dataset]),
+    });
+    expect(planned.code, planned.stderr).toBe(0);
+    expect((JSON.parse(planned.stdout) as PlanJson).datasets[0]).toMatchObject({
+      volume: "ephemeral",
+      path: join(ephemeral, "fb"),
+      cached: false,
+      fallback: `shared storage is unavailable: ${missing} does not exist (is the shared volume mounted?)`,
+    });
+    const human = await runCli(["plan", "--datasets", "-", ...args], {
+      env: testEnv(),
+      stdin: JSON.stringify([dataset]),
+    });
+    expect(human.stderr).toContain(
+      `fb: shared storage is unavailable: ${missing} does not exist (is the shared volume mounted?); fetch would stage it into an ephemeral volume at ${join(ephemeral, "fb")}\n`,
+    );
+    expect(await readdir(root)).not.toContain("fallback-eph");
+    // Once fetch has staged it there, the plan says it is cached there.
+    const fetched = await runCli(["fetch", "--datasets", "-", ...args], {
+      env: testEnv(),
+      stdin: JSON.stringify([dataset]),
+    });
+    expect(fetched.code, fetched.stderr).toBe(0);
+    const again = await runCli(["plan", "--datasets", "-", ...args, "--json"], {
+      env: testEnv(),
+      stdin: JSON.stringify([dataset]),
+    });
+    expect((JSON.parse(again.stdout) as PlanJson).datasets[0]).toMatchObject({
+      volume: "ephemeral",
+      path: join(ephemeral, "fb"),
+      cached: true,
+    });
+  });
+
   it("writes nothing to disk", async () => {
     const before = await readdir(root, { recursive: true });
     await plan([{ uri: `s3://${bucket}/single/train.csv`, name: "nowrite" }]);
