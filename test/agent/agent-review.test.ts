@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
 import {
   exists,
+  jobArgs,
   type Started,
   start as startCli,
   stopGroup,
@@ -54,22 +55,11 @@ const labelsIn = (b: string) => labels.replace('""', JSON.stringify(`s3://${b}/s
 /** `dsfetch run` on the small dataset, then `command`. */
 async function runWith(command: string[]) {
   const storage = await mkdtemp(join(root, "run-"));
-  return runCli(
-    [
-      "run",
-      "--datasets",
-      "-",
-      "--storage-root",
-      storage,
-      "--team",
-      "ml",
-      "--mount-root",
-      join(storage, "mnt"),
-      "--",
-      ...command,
-    ],
-    { env: testEnv(), stdin: labelsIn(bucket), timeoutMs: 60_000 },
-  );
+  return runCli(jobArgs(storage, command), {
+    env: testEnv(),
+    stdin: labelsIn(bucket),
+    timeoutMs: 60_000,
+  });
 }
 
 describe.runIf(process.platform === "linux")("run: the command's end and dsfetch's signals", () => {
@@ -86,21 +76,7 @@ describe.runIf(process.platform === "linux")("run: the command's end and dsfetch
       "console.log('started'); setInterval(() => {}, 1000);",
     ].join(" ");
     const run = start(
-      [
-        "run",
-        "--datasets",
-        "-",
-        "--storage-root",
-        storage,
-        "--team",
-        "ml",
-        "--mount-root",
-        join(storage, "mnt"),
-        "--",
-        process.execPath,
-        "-e",
-        script,
-      ],
+      jobArgs(storage, [process.execPath, "-e", script]),
       testEnv(),
       labelsIn(bucket),
     );
@@ -121,21 +97,7 @@ describe.runIf(process.platform === "linux")("run: the command's end and dsfetch
     proxy.throttle(2 * 1024 * 1024);
     try {
       const run = start(
-        [
-          "run",
-          "--datasets",
-          "-",
-          "--storage-root",
-          storage,
-          "--team",
-          "ml",
-          "--mount-root",
-          join(storage, "mnt"),
-          "--",
-          "sh",
-          "-c",
-          "echo ran; exit 7",
-        ],
+        jobArgs(storage, ["sh", "-c", "echo ran; exit 7"]),
         { ...testEnv(), AWS_ENDPOINT_URL: proxy.endpoint },
         JSON.stringify([{ uri: `s3://${bucket}/big/blob.bin`, name: "blob" }]),
       );

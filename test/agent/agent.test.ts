@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
-import { exists, start, until } from "../harness/cli-process.ts";
+import { exists, jobArgs, start, until } from "../harness/cli-process.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { freePort } from "../harness/minio-binary.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
@@ -63,26 +63,10 @@ describe("run (container entrypoint)", () => {
 
   it("a UV_THREADPOOL_SIZE the user set is the command's too", async () => {
     const storage = await mkdtemp(join(root, "run-pool-"));
-    const result = await runCli(
-      [
-        "run",
-        "--datasets",
-        "-",
-        "--storage-root",
-        storage,
-        "--team",
-        "ml",
-        "--mount-root",
-        join(storage, "mnt"),
-        "--",
-        "printenv",
-        "UV_THREADPOOL_SIZE",
-      ],
-      {
-        env: { ...testEnv(), UV_THREADPOOL_SIZE: "7" },
-        stdin: JSON.stringify([{ uri: `s3://${bucket}/small/`, name: "labels" }]),
-      },
-    );
+    const result = await runCli(jobArgs(storage, ["printenv", "UV_THREADPOOL_SIZE"]), {
+      env: { ...testEnv(), UV_THREADPOOL_SIZE: "7" },
+      stdin: JSON.stringify([{ uri: `s3://${bucket}/small/`, name: "labels" }]),
+    });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toBe("7\n");
   });
@@ -90,23 +74,10 @@ describe("run (container entrypoint)", () => {
   it("a staging failure exits with its code before the command runs", async () => {
     const storage = await mkdtemp(join(root, "run-fail-"));
     const marker = join(storage, "ran");
-    const result = await runCli(
-      [
-        "run",
-        "--datasets",
-        "-",
-        "--storage-root",
-        storage,
-        "--team",
-        "ml",
-        "--mount-root",
-        join(storage, "mnt"),
-        "--",
-        "touch",
-        marker,
-      ],
-      { env: testEnv(), stdin: JSON.stringify([{ uri: `s3://${bucket}/no/such/object.bin` }]) },
-    );
+    const result = await runCli(jobArgs(storage, ["touch", marker]), {
+      env: testEnv(),
+      stdin: JSON.stringify([{ uri: `s3://${bucket}/no/such/object.bin` }]),
+    });
     expect(result.code).toBe(3);
     expect(result.stderr).toContain("NOT_FOUND");
     expect(result.stderr).toContain("not running touch");
@@ -118,21 +89,7 @@ describe("run (container entrypoint)", () => {
     const script =
       "process.on('SIGTERM', () => { console.log('got SIGTERM'); process.exit(42); }); console.log('started'); setInterval(() => {}, 1000);";
     const run = start(
-      [
-        "run",
-        "--datasets",
-        "-",
-        "--storage-root",
-        storage,
-        "--team",
-        "ml",
-        "--mount-root",
-        join(storage, "mnt"),
-        "--",
-        process.execPath,
-        "-e",
-        script,
-      ],
+      jobArgs(storage, [process.execPath, "-e", script]),
       testEnv(),
       JSON.stringify([{ uri: `s3://${bucket}/small/`, name: "labels" }]),
     );
@@ -149,20 +106,7 @@ describe("run (container entrypoint)", () => {
     proxy.throttle(2 * 1024 * 1024);
     try {
       const run = start(
-        [
-          "run",
-          "--datasets",
-          "-",
-          "--storage-root",
-          storage,
-          "--team",
-          "ml",
-          "--mount-root",
-          join(storage, "mnt"),
-          "--",
-          "touch",
-          join(storage, "ran"),
-        ],
+        jobArgs(storage, ["touch", join(storage, "ran")]),
         { ...testEnv(), AWS_ENDPOINT_URL: proxy.endpoint },
         JSON.stringify([{ uri: `s3://${bucket}/big/blob.bin`, name: "blob" }]),
       );

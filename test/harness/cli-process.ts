@@ -2,8 +2,29 @@
 // started, its output gathered, its end awaited.
 import { type ChildProcess, spawn } from "node:child_process";
 import { stat } from "node:fs/promises";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { baseEnv, CLI_SOURCE } from "./cli.ts";
+
+/**
+ * `dsfetch run` of the datasets on standard input, staged under `storage` (team "ml", mounts
+ * in `storage`/mnt), then `command`.
+ */
+export function jobArgs(storage: string, command: readonly string[]): string[] {
+  return [
+    "run",
+    "--datasets",
+    "-",
+    "--storage-root",
+    storage,
+    "--team",
+    "ml",
+    "--mount-root",
+    join(storage, "mnt"),
+    "--",
+    ...command,
+  ];
+}
 
 export interface Started {
   child: ChildProcess;
