@@ -12,6 +12,7 @@ import {
   exists,
   jobArgs,
   type Started,
+  sidecarArgs,
   start as startCli,
   stopGroup,
   until,
@@ -140,21 +141,7 @@ describe("sidecar and wait: the ready file", () => {
     proxy.throttle(256 * 1024);
     try {
       const sidecar = start(
-        [
-          "sidecar",
-          "--datasets",
-          "-",
-          "--storage-root",
-          storage,
-          "--team",
-          "ml",
-          "--mount-root",
-          join(storage, "mnt"),
-          "--listen",
-          `127.0.0.1:${port}`,
-          "--ready-file",
-          readyFile,
-        ],
+        sidecarArgs(storage, `127.0.0.1:${port}`, readyFile),
         { ...testEnv(), AWS_ENDPOINT_URL: proxy.endpoint },
         JSON.stringify([{ uri: `s3://${bucket}/big/blob.bin`, name: "blob" }]),
       );
@@ -179,27 +166,10 @@ describe("sidecar and wait: the ready file", () => {
     const storage = await mkdtemp(join(root, "failed-"));
     const readyFile = join(storage, "ready.json");
     const worker = start(["wait", "--ready-file", readyFile, "--timeout", "5m"], testEnv());
-    const sidecar = await runCli(
-      [
-        "sidecar",
-        "--datasets",
-        "-",
-        "--storage-root",
-        storage,
-        "--team",
-        "ml",
-        "--mount-root",
-        join(storage, "mnt"),
-        "--listen",
-        `127.0.0.1:${await freePort()}`,
-        "--ready-file",
-        readyFile,
-      ],
-      {
-        env: testEnv(),
-        stdin: JSON.stringify([{ uri: `s3://${bucket}/no/such/key.bin`, name: "missing" }]),
-      },
-    );
+    const sidecar = await runCli(sidecarArgs(storage, `127.0.0.1:${await freePort()}`, readyFile), {
+      env: testEnv(),
+      stdin: JSON.stringify([{ uri: `s3://${bucket}/no/such/key.bin`, name: "missing" }]),
+    });
     expect(sidecar.code).toBe(3);
     expect(JSON.parse(await readFile(readyFile, "utf8"))).toMatchObject({
       ready: false,

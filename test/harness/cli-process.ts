@@ -26,6 +26,15 @@ export function jobArgs(storage: string, command: readonly string[]): string[] {
   ];
 }
 
+/**
+ * `dsfetch sidecar` of the datasets on standard input, staged under `storage` as jobArgs
+ * does, listening on `listen`, with `readyFile`.
+ */
+export function sidecarArgs(storage: string, listen: string, readyFile: string): string[] {
+  const [, ...shared] = jobArgs(storage, []);
+  return ["sidecar", ...shared.slice(0, -1), "--listen", listen, "--ready-file", readyFile];
+}
+
 export interface Started {
   child: ChildProcess;
   stdout: () => string;
