@@ -30,6 +30,7 @@ import {
   type Attempt,
   createAttempt,
   discardAttempt,
+  isStorageFull,
   keepAttemptFresh,
 } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
@@ -95,21 +96,82 @@ export interface StageContext {
 /** Times a download starts over because the object was replaced during it (no etag pinned). */
 const MAX_VERSION_RESTARTS = 3;
 
+/**
+ * Shared storage that ran out of space while the dataset was written to it (an archive whose
+ * expansion does not fit, another writer filling the disk, two datasets that fit alone but
+ * not together): thrown out of the staging on shared storage, which is then done again on an
+ * ephemeral volume (SPEC §6: "falls back … when shared storage is unavailable (… not enough
+ * space)"; review, 2026-12-05: it failed with NO_SPACE instead).
+ */
+class SharedStorageFull extends DsfetchError {
+  readonly reason: string;
+  readonly resolution: Resolution;
+
+  constructor(reason: string, resolution: Resolution, error: DsfetchError) {
+    super("NO_SPACE", error.message, { dataset: error.dataset, hint: error.hint, cause: error });
+    this.reason = reason;
+    this.resolution = resolution;
+  }
+}
+
 export async function stageDataset(
   spec: DatasetSpec,
   settings: Settings,
   context: StageContext,
 ): Promise<StagedDataset> {
   const started = performance.now();
+  try {
+    return await stageOn(spec, settings, context, started, undefined);
+  } catch (error) {
+    if (!(error instanceof SharedStorageFull)) throw error;
+    context.signal?.throwIfAborted();
+    try {
+      return await stageOn(spec, settings, context, started, error);
+    } catch (onEphemeral) {
+      throw withFallbackContext(onEphemeral, error.reason);
+    }
+  }
+}
+
+/**
+ * A dataset that does not fit its fallback volume either: the error says that shared storage
+ * was full first, and the hint is to make room there, not to size a volume the dataset
+ * never asked for.
+ */
+function withFallbackContext(error: unknown, reason: string): unknown {
+  if (!(error instanceof DsfetchError) || error.code !== "NO_SPACE") return error;
+  if (error.message.includes(reason)) return error;
+  return new DsfetchError(
+    "NO_SPACE",
+    `${error.message} (staged on an ephemeral volume because ${reason})`,
+    {
+      dataset: error.dataset,
+      expected: error.expected,
+      found: error.found,
+      hint: "free space in shared storage (dsfetch prune) and run again; or give the dataset volumeOptions with a size above what it needs",
+      cause: error,
+    },
+  );
+}
+
+async function stageOn(
+  spec: DatasetSpec,
+  settings: Settings,
+  context: StageContext,
+  started: number,
+  sharedFull: SharedStorageFull | undefined,
+): Promise<StagedDataset> {
   let target = targetFor(spec, settings);
   let fallback: string | undefined;
   const client = await context.pool.clientFor(spec);
-  context.onEvent({
-    type: "server",
-    dataset: spec.name,
-    endpoint: client.endpointLabel,
-    anonymous: client.anonymous,
-  });
+  if (sharedFull === undefined) {
+    context.onEvent({
+      type: "server",
+      dataset: spec.name,
+      endpoint: client.endpointLabel,
+      anonymous: client.anonymous,
+    });
+  }
   // Every call on the storage outside the download's clock gets an answer within the stall
   // bound, or the dataset fails with STALLED (storage-calls.ts).
   const storage = new StorageCalls({
@@ -258,7 +320,12 @@ export async function stageDataset(
     return reuse(resolution);
   };
 
-  let resolution = await resolve();
+  // After shared storage was found full: the version resolved then, not resolved again.
+  let resolution = sharedFull?.resolution ?? (await resolve());
+  if (sharedFull !== undefined) {
+    const reused = await fallBack(sharedFull.reason);
+    if (reused !== undefined) return reused;
+  }
   let storageAnswers = true;
   if (target.volume === "shared" && context.sharedStorageAnswers !== undefined) {
     // An interrupt is answered while the probe waits (up to DSFETCH_STORAGE_TIMEOUT: as long
@@ -373,6 +440,9 @@ export async function stageDataset(
           // Passed on: the workers that waited on this one are spared too.
           const { holder } = lock;
           await call(`writing ${failurePath}`, () => passOnFailure(failurePath, holder));
+          if (target.volume === "shared" && isStorageFull(failed)) {
+            throw new SharedStorageFull(storageFullReason(target, failed), resolution, failed);
+          }
           throw failed;
         }
       }
@@ -561,6 +631,9 @@ export async function stageDataset(
             recordFailure(failurePath, resolution, error, holder),
           );
         }
+        if (target.volume === "shared" && error instanceof DsfetchError && isStorageFull(error)) {
+          throw new SharedStorageFull(storageFullReason(target, error), resolution, error);
+        }
         const replaced = error instanceof DsfetchError && error.code === "OBJECT_CHANGED";
         if (!replaced || restart >= MAX_VERSION_RESTARTS) throw error;
         if (spec.etag !== undefined || spec.versionId !== undefined) {
@@ -608,6 +681,12 @@ export async function stageDataset(
       }
     }
   }
+}
+
+/** Why a dataset goes to an ephemeral volume after shared storage was found full. */
+function storageFullReason(target: Target, error: DsfetchError): string {
+  const firstLine = error.message.split("\n")[0] ?? "";
+  return `${dirname(target.location.path)} ran out of space while the dataset was written there (${firstLine})`;
 }
 
 /**

@@ -125,6 +125,21 @@ export async function discardAttempt(
   await removeTree(attempt.dir);
 }
 
+/**
+ * A NO_SPACE error raised by the filesystem (ENOSPC, EDQUOT somewhere in its causes), not by a
+ * bound of dsfetch's own (a volume's size, DSFETCH_MAX_EXPANDED_SIZE): the storage is full.
+ */
+export function isStorageFull(error: unknown): boolean {
+  if (!(error instanceof DsfetchError) || error.code !== "NO_SPACE") return false;
+  let cause: unknown = error.cause;
+  for (let depth = 0; depth < 8 && cause instanceof Error; depth++) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (code === "ENOSPC" || code === "EDQUOT") return true;
+    cause = cause.cause;
+  }
+  return false;
+}
+
 export function storageError(error: unknown, path: string): DsfetchError {
   // Already said (a call on the storage that got no answer: STALLED).
   if (error instanceof DsfetchError) return error;

@@ -6,8 +6,10 @@
  * broken object again (8 workers: 8 downloads, one after the other).
  *
  * Only errors about verified bytes (DsfetchError.objectVerified): bytes damaged on the way,
- * a decompressor killed for memory, a full volume or a stall are this worker's own, and the
- * next worker tries for itself. Only for the workers that waited on that very holder (its
+ * a decompressor killed for memory, a bound of the volume's size or a stall are this worker's
+ * own, and the next worker tries for itself. And shared storage found full while writing
+ * (ENOSPC): the holder stages the dataset on an ephemeral volume instead (SPEC §6), and the
+ * workers that waited on it do so at once rather than each filling the storage in turn. Only for the workers that waited on that very holder (its
  * host, pid and lock time, as they saw it while waiting): a run started later tries again,
  * and no clock is compared across hosts.
  */
@@ -16,6 +18,7 @@ import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DsfetchError, type ErrorCode } from "../errors.ts";
 import type { Resolution } from "../fetch/resolve.ts";
+import { isStorageFull } from "./attempt.ts";
 import type { Holder } from "./lock.ts";
 
 /** Errors about the archive's contents: the same for whoever downloads the same bytes. */
@@ -32,6 +35,8 @@ interface FailureRecord {
   readonly code: ErrorCode;
   readonly message: string;
   readonly hint: string | null;
+  /** The storage was full (ENOSPC, EDQUOT): about the storage then, not the object. */
+  readonly storageFull?: true;
 }
 
 function sourceOf(resolution: Resolution): FailureRecord["source"] {
@@ -57,8 +62,9 @@ export async function recordFailure(
   error: unknown,
   holder: Holder,
 ): Promise<void> {
-  if (!(error instanceof DsfetchError) || !error.objectVerified) return;
-  if (!ABOUT_THE_OBJECT.has(error.code)) return;
+  if (!(error instanceof DsfetchError)) return;
+  const storageFull = isStorageFull(error);
+  if (!storageFull && !(error.objectVerified && ABOUT_THE_OBJECT.has(error.code))) return;
   await writeRecord(path, {
     version: 1,
     source: sourceOf(resolution),
@@ -66,6 +72,7 @@ export async function recordFailure(
     code: error.code,
     message: error.message,
     hint: error.hint ?? null,
+    ...(storageFull ? { storageFull: true } : {}),
   });
 }
 
@@ -100,7 +107,8 @@ async function writeRecord(path: string, record: FailureRecord): Promise<void> {
 
 /**
  * The error that a holder this worker waited on (`waitedOn`) met on exactly this source, to
- * fail with instead of downloading it again; undefined otherwise.
+ * fail with instead of downloading it again; undefined otherwise. Storage found full is
+ * given back as such (isStorageFull: true), for the caller to fall back.
  */
 export async function failureOfAwaitedHolder(
   path: string,
@@ -117,10 +125,11 @@ export async function failureOfAwaitedHolder(
   }
   const { holder } = record;
   const named = [...(holder === undefined ? [] : [holder]), ...(record.passedOn ?? [])];
+  const storageFull = record.storageFull === true && record.code === "NO_SPACE";
   if (
     record.version !== 1 ||
     typeof record.code !== "string" ||
-    !ABOUT_THE_OBJECT.has(record.code) ||
+    !(storageFull || ABOUT_THE_OBJECT.has(record.code)) ||
     typeof record.message !== "string" ||
     holder === undefined ||
     !waitedOn.some((seen) => named.some((one) => sameHolder(seen, one))) ||
@@ -128,9 +137,17 @@ export async function failureOfAwaitedHolder(
   ) {
     return undefined;
   }
+  const met = `met by ${holder.host} pid ${holder.pid}, whose download this worker waited for`;
+  if (storageFull) {
+    return new DsfetchError("NO_SPACE", `${record.message} (${met})`, {
+      dataset,
+      hint: record.hint ?? undefined,
+      cause: Object.assign(new Error("no space left on device"), { code: "ENOSPC" }),
+    });
+  }
   return new DsfetchError(
     record.code,
-    `${record.message} (met by ${holder.host} pid ${holder.pid}, whose download this worker waited for, on the same ${resolution.kind === "prefix" ? "folder listing" : "object version"}: not downloaded again)`,
+    `${record.message} (${met}, on the same ${resolution.kind === "prefix" ? "folder listing" : "object version"}: not downloaded again)`,
     {
       dataset,
       hint: record.hint ?? "re-create or re-upload the object",

@@ -6,21 +6,25 @@
 //   writing.
 // And on a real full filesystem, an 8 MiB tmpfs mounted for each run (we are root; where
 // mount is refused these cases are reported as skipped, never as passed):
-// - shared storage on it, a .tar.gz that expands to 24 MiB: ENOSPC while expanding;
+// - shared storage on it, a .tar.gz that expands to 24 MiB: ENOSPC while expanding; dsfetch
+//   falls back to an ephemeral volume (SPEC §6: "not enough space"): staged there when the
+//   ephemeral root is elsewhere, NO_SPACE naming both when it is on the same full disk; two
+//   workers at once: the one that waited for the holder falls back without trying again;
 // - shared storage on it, a 6 MiB object (fits when checked) while another writer fills the
-//   disk mid-download: ENOSPC while downloading;
+//   disk mid-download: ENOSPC while downloading, then no room for the fallback either;
 // - an ephemeral root on it, a volume declared 64Mi, a 12 MiB object, and a folder of 48
-//   objects (12 MiB): ENOSPC while downloading.
-// Every run: exit 7 (NO_SPACE), a `dsfetch: error:`-style message without a stack trace,
-// nothing published (no dataset, no manifest) and no temporary data left.
+//   objects (12 MiB): found before the first byte.
+// Every failed run: exit 7 (NO_SPACE), a `dsfetch: error:`-style message without a stack
+// trace, nothing published (no dataset, no manifest) and no temporary data left.
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putMany, putObject, s3Info } from "../harness/s3.ts";
 import {
+  cliEnv,
   dataRoot,
   diagnostics,
   entries,
@@ -30,11 +34,16 @@ import {
   leftovers,
   MiB,
   objectBodyBytes,
+  parseJson,
   RUNS,
   removeAll,
   rngFor,
   scratchDir,
+  sha256,
   stackLines,
+  startCli,
+  TEAM,
+  treeDigests,
   until,
 } from "./helpers.ts";
 import { type FaultCase, FaultReport } from "./report.ts";
@@ -128,6 +137,7 @@ async function expectNoSpace(
   metaParent: string,
   message: RegExp,
   c?: FaultCase,
+  { fellBackTo }: { fellBackTo?: string } = {},
 ): Promise<void> {
   expect(result.signal, diagnostics(result)).toBeNull();
   expect(stackLines(result.stderr), diagnostics(result)).toEqual([]);
@@ -141,12 +151,39 @@ async function expectNoSpace(
   expect(staged?.error?.message).toContain(name);
   c?.count("NO_SPACE");
   expect(staged?.name).toBe(name);
-  // Not staged elsewhere instead (a fallback to an ephemeral volume says so on stderr).
-  expect(result.stderr).not.toMatch(/ephemeral volume at/);
+  if (fellBackTo === undefined) {
+    // Not staged elsewhere instead (a fallback to an ephemeral volume says so on stderr).
+    expect(result.stderr).not.toMatch(/ephemeral volume at/);
+  } else {
+    // Shared storage ran out first: said, then the fallback's own failure.
+    expect(result.stderr).toMatch(
+      /shared storage is unavailable: .* ran out of space while the dataset was written there .*; staging into an ephemeral volume at/,
+    );
+    expect(staged?.error?.message).toMatch(/ran out of space/);
+  }
   // Nothing published, no manifest, no temporary data.
-  expect((await entries(metaParent)).filter((e) => e !== ".dsfetch")).toEqual([]);
-  expect(await entries(join(metaParent, ".dsfetch", "manifests"))).toEqual([]);
-  expect(await leftovers(metaParent)).toEqual([]);
+  for (const parent of [metaParent, ...(fellBackTo === undefined ? [] : [fellBackTo])]) {
+    expect((await entries(parent)).filter((e) => e !== ".dsfetch")).toEqual([]);
+    expect(await entries(join(parent, ".dsfetch", "manifests"))).toEqual([]);
+    expect(await leftovers(parent)).toEqual([]);
+  }
+}
+
+/** Shared storage left as it was before a run that fell back: nothing published, nothing left. */
+async function expectSharedUntouched(storage: string): Promise<void> {
+  const data = dataRoot(storage);
+  expect((await entries(data)).filter((e) => e !== ".dsfetch")).toEqual([]);
+  expect(await entries(join(data, ".dsfetch", "manifests"))).toEqual([]);
+  expect(await leftovers(data)).toEqual([]);
+}
+
+/** The 24 MiB of zeros that arch/twentyfour.tar.gz holds, as written under `dir`. */
+async function expectZeros(dir: string): Promise<void> {
+  const names = Array.from({ length: 8 }, (_, i) => `zeros${i}.bin`);
+  expect((await entries(dir)).sort()).toEqual([...names].sort());
+  const zeros = sha256(Buffer.alloc(3 * MiB));
+  const digests = await treeDigests(dir);
+  for (const name of names) expect(digests.get(name), name).toBe(zeros);
 }
 
 async function eachRun(c: FaultCase, body: (run: number) => Promise<void>): Promise<void> {
@@ -246,20 +283,122 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
     );
 
   tmpfsCase(
-    "shared storage: a .tar.gz that expands to 24 MiB fills it: NO_SPACE, nothing left",
-    "tmpfs shared, expansion",
-    async (mount) => {
+    "shared storage: a .tar.gz that expands to 24 MiB fills it: staged on an ephemeral volume instead",
+    "tmpfs shared, expansion: fallback",
+    async (mount, run) => {
       const storage = join(mount, "storage");
+      const eph = join(scratch, `eph-fallback-${run}`);
       const result = await fetchCli(
         [{ uri: `s3://${bucket}/arch/twentyfour.tar.gz`, name: "zeros" }],
-        {
-          storage,
-        },
+        { storage, env: { DSFETCH_EPHEMERAL_ROOT: eph } },
       );
-      await expectNoSpace(result, "zeros", dataRoot(storage), /no space left|ENOSPC/i);
+      expect(result.code, diagnostics(result)).toBe(0);
+      const [staged] = result.json?.datasets ?? [];
+      expect(staged).toMatchObject({
+        name: "zeros",
+        volume: "ephemeral",
+        path: join(eph, "zeros"),
+      });
+      expect((staged as { fallback?: string } | undefined)?.fallback).toMatch(
+        new RegExp(
+          `^shared storage is unavailable: ${dataRoot(storage)} ran out of space while the dataset was written there \\(.*(no space left|ENOSPC)`,
+          "i",
+        ),
+      );
+      expect(result.stderr).toMatch(/ran out of space .*staging into an ephemeral volume at/);
+      await expectZeros(join(eph, "zeros"));
+      await expectSharedUntouched(storage);
       // The space is given back.
       const fs = await statfs(mount);
       expect(fs.bavail * fs.bsize).toBeGreaterThan(TMPFS_SIZE - 256 * KiB);
+      await removeAll(eph);
+    },
+  );
+
+  tmpfsCase(
+    "shared storage and the ephemeral root on one full disk: NO_SPACE after the fallback, nothing left",
+    "tmpfs shared, expansion: no room for the fallback",
+    async (mount) => {
+      const storage = join(mount, "storage");
+      // fetchCli's ephemeral root is <storage>.ephemeral: on the same 8 MiB tmpfs.
+      const result = await fetchCli(
+        [{ uri: `s3://${bucket}/arch/twentyfour.tar.gz`, name: "zeros" }],
+        { storage },
+      );
+      await expectNoSpace(result, "zeros", dataRoot(storage), /no space left|ENOSPC/i, undefined, {
+        fellBackTo: `${storage}.ephemeral`,
+      });
+      expect(result.json?.datasets[0]?.error?.hint).toMatch(/free space in shared storage/);
+      const fs = await statfs(mount);
+      expect(fs.bavail * fs.bsize).toBeGreaterThan(TMPFS_SIZE - 256 * KiB);
+    },
+  );
+
+  tmpfsCase(
+    "shared storage full under two workers: the one that waited falls back without filling it again",
+    "tmpfs shared, expansion: waiter falls back",
+    async (mount, run) => {
+      const storage = join(mount, "storage");
+      await mkdir(storage, { recursive: true });
+      const ephs = [join(scratch, `eph-holder-${run}`), join(scratch, `eph-waiter-${run}`)];
+      await withProxy(async (proxy) => {
+        // Slow enough (~25 KB of archive at 8 KiB/s) that the second worker is waiting on the
+        // first's lock before the first meets the full disk.
+        proxy.throttle(8 * KiB);
+        const start = (eph: string) =>
+          startCli(
+            ["fetch", "--datasets", "-", "--json", "--storage-root", storage, "--team", TEAM],
+            cliEnv({ AWS_ENDPOINT_URL: proxy.endpoint, DSFETCH_EPHEMERAL_ROOT: eph }),
+            JSON.stringify([{ uri: `s3://${bucket}/arch/twentyfour.tar.gz`, name: "zeros" }]),
+          );
+        const holder = start(ephs[0] as string);
+        const holderFile = join(dataRoot(storage), ".dsfetch", "locks", "zeros.lock.holder.json");
+        expect(
+          await until(
+            () =>
+              stat(holderFile).then(
+                () => true,
+                () => false,
+              ),
+            30_000,
+          ),
+        ).toBe(true);
+        const waiter = start(ephs[1] as string);
+        // Waiting: it said so (its first look at the lock found the holder).
+        expect(
+          await until(() => /waiting for/.test(waiter.stderr()), 30_000),
+          waiter.stderr(),
+        ).toBe(true);
+        proxy.throttle(256 * KiB);
+        const [first, second] = await Promise.all([holder.exit, waiter.exit]);
+        for (const [exit, started] of [
+          [first, holder],
+          [second, waiter],
+        ] as const) {
+          expect(exit.code, `${started.stderr()}\n${started.stdout()}`).toBe(0);
+        }
+        const out = [parseJson(holder.stdout()), parseJson(waiter.stdout())];
+        for (const [i, eph] of ephs.entries()) {
+          expect(out[i]?.datasets[0]).toMatchObject({
+            volume: "ephemeral",
+            path: join(eph, "zeros"),
+          });
+          await expectZeros(join(eph, "zeros"));
+        }
+        // The waiter's reason is the holder's: it did not try shared storage itself.
+        const reason = (out[1]?.datasets[0] as { fallback?: string } | undefined)?.fallback;
+        expect(reason).toMatch(
+          new RegExp(`met by .* pid ${holder.child.pid}, whose download this worker waited for`),
+        );
+        // Three downloads of the archive: the holder's on shared storage, then one per
+        // ephemeral volume (without the holder's record, the waiter filled the disk again).
+        const archiveGets = proxy.requests.filter(
+          (r) => r.method === "GET" && r.target.includes("twentyfour.tar.gz"),
+        );
+        expect(archiveGets.length, JSON.stringify(archiveGets)).toBe(3);
+      });
+      await expectSharedUntouched(storage);
+      for (const eph of ephs) await removeAll(eph);
     },
   );
 
@@ -295,7 +434,16 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
         proxy.throttle(undefined);
         const result = await running;
         await rm(filler, { force: true });
-        await expectNoSpace(result, "six", dataRoot(storage), /no space left|ENOSPC/i, c);
+        // Falls back, and the ephemeral root (<storage>.ephemeral: the same disk) has no room
+        // either: found before its first byte.
+        await expectNoSpace(
+          result,
+          "six",
+          dataRoot(storage),
+          /\(its ephemeral volume\) has .* free .*ran out of space/,
+          c,
+          { fellBackTo: `${storage}.ephemeral` },
+        );
       });
     },
   );

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DsfetchError, type ErrorCode } from "../../src/errors.ts";
 import type { ResolvedObject, ResolvedPrefix } from "../../src/fetch/resolve.ts";
+import { isStorageFull } from "../../src/volumes/attempt.ts";
 import {
   clearFailure,
   failureOfAwaitedHolder,
@@ -84,6 +85,26 @@ describe("failure records", () => {
     await recordFailure(path, object, new DsfetchError(code, "x", { objectVerified }), holder);
     await recordFailure(path, object, new Error("not ours"), holder);
     expect(await failureOfAwaitedHolder(path, object, "set", [holder])).toBeUndefined();
+  });
+
+  it("shared storage found full (ENOSPC) is met as such, for the waiter to fall back at once", async () => {
+    const full = new DsfetchError("NO_SPACE", 'set: cannot write archive entry "a": ENOSPC', {
+      dataset: "set",
+      cause: Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" }),
+    });
+    expect(isStorageFull(full)).toBe(true);
+    await recordFailure(path, object, full, holder);
+    const met = await failureOfAwaitedHolder(path, object, "set", [holder]);
+    expect(met).toMatchObject({
+      code: "NO_SPACE",
+      message:
+        'set: cannot write archive entry "a": ENOSPC (met by host-a pid 7, whose download this worker waited for)',
+      objectVerified: false,
+    });
+    expect(isStorageFull(met)).toBe(true);
+    // A bound of dsfetch's own (a volume's size) is not the storage being full.
+    expect(isStorageFull(new DsfetchError("NO_SPACE", "over the limit"))).toBe(false);
+    expect(isStorageFull(new DsfetchError("STORAGE", "x", { cause: full.cause }))).toBe(false);
   });
 
   it("is ignored for another object version or when unreadable; cleared on success", async () => {
