@@ -221,7 +221,7 @@ Flags:
   --team <handle>          team handle under the root     (env DSFETCH_TEAM)
   --mount-root <path>      where datasets appear          (env DSFETCH_MOUNT_ROOT, default /data)
   --ephemeral-root <path>  where ephemeral volumes live   (env DSFETCH_EPHEMERAL_ROOT,
-                           default <tmpdir>/dsfetch-ephemeral)
+                           default <tmpdir>/dsfetch-ephemeral-<uid>)
   --mount, --no-mount      link each dataset at <mount-root>/<name> (default: on for run and
                            sidecar, off for fetch)
   --listen <host:port>     sidecar: health/readiness/metrics endpoint (default 127.0.0.1:8700)

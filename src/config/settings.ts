@@ -17,8 +17,13 @@ export interface SettingsInput {
 
 export const DEFAULT_MOUNT_ROOT = "/data";
 
+/**
+ * `<tmpdir>/dsfetch-ephemeral-<uid>`: one per user (volumes/ephemeral-root.ts checks that it is
+ * this user's own before using it).
+ */
 export function defaultEphemeralRoot(): string {
-  return join(tmpdir(), "dsfetch-ephemeral");
+  const uid = process.getuid?.();
+  return join(tmpdir(), uid === undefined ? "dsfetch-ephemeral" : `dsfetch-ephemeral-${uid}`);
 }
 
 export function resolveSettings(

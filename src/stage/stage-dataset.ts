@@ -35,6 +35,7 @@ import {
 } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { EarlyWriteback, SETTLE_LIMIT_MS } from "../volumes/early-writeback.ts";
+import { checkDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
 import {
   clearFailure,
   failureOfAwaitedHolder,
@@ -232,6 +233,11 @@ async function stageOn(
   });
   /** The published dataset, when its manifest matches the store; no lock needed to read it. */
   const reuse = async (resolution: Resolution): Promise<StagedDataset | undefined> => {
+    if (target.volume === "ephemeral") {
+      // Before anything is read there or written: the first step on every ephemeral path.
+      const root = dirname(target.location.path);
+      await call(`looking at ${root}`, () => checkDefaultEphemeralRoot(root));
+    }
     const staged = await call(`reading ${target.location.manifestPath}`, () =>
       inspectStaged(target.location),
     );

@@ -20,7 +20,7 @@ describe("resolveSettings", () => {
       storageRoot: undefined,
       team: undefined,
       mountRoot: "/data",
-      ephemeralRoot: join(tmpdir(), "dsfetch-ephemeral"),
+      ephemeralRoot: join(tmpdir(), `dsfetch-ephemeral-${process.getuid?.()}`),
     });
     expect(settings.ephemeralRoot.startsWith(tmpdir())).toBe(true);
     expect(isAbsolute(settings.ephemeralRoot)).toBe(true);
