@@ -250,6 +250,14 @@ async function stageOn(
       if (problem !== undefined) throw problem;
       return keptInUse(resolution, staged.manifest);
     }
+    if (target.volumeBytes !== undefined) {
+      // Staged earlier with a larger volumeOptions.size: what a fresh run would refuse is not
+      // reused either (review, 2026-12-05). Left in place: nothing stored is lost.
+      const held = staged.manifest.files.reduce((sum, file) => sum + file.bytes, 0);
+      if (held > target.volumeBytes) {
+        throw volumeTooSmall(spec, held, target.volumeBytes, fallback, target.location.path);
+      }
+    }
     await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
     context.signal?.throwIfAborted();
     context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
@@ -899,20 +907,32 @@ export function checkSupported(
     }
   }
   if (target.volumeBytes !== undefined && resolution.bytes > target.volumeBytes) {
-    throw new DsfetchError(
-      "NO_SPACE",
-      `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but its ephemeral volume holds ${formatBytes(target.volumeBytes)}${fallback === undefined ? "" : ` (the default size of a fallback volume: ${fallback})`}`,
-      {
-        dataset: spec.name,
-        // After a fallback the volume is not the dataset's choice: shared storage is the
-        // problem to fix (review, 2026-12-05).
-        hint:
-          fallback === undefined
-            ? "raise volumeOptions.size above the dataset's size"
-            : "make shared storage available again (the reason above); or give the dataset volumeOptions with a size above its own",
-      },
-    );
+    throw volumeTooSmall(spec, resolution.bytes, target.volumeBytes, fallback, undefined);
   }
+}
+
+/** A dataset of `bytes` that its ephemeral volume cannot hold (`stagedAt`: already staged there). */
+function volumeTooSmall(
+  spec: DatasetSpec,
+  bytes: number,
+  volumeBytes: number,
+  fallback: string | undefined,
+  stagedAt: string | undefined,
+): DsfetchError {
+  const staged = stagedAt === undefined ? "" : ` (staged at ${stagedAt} with a larger volume)`;
+  return new DsfetchError(
+    "NO_SPACE",
+    `${spec.name}: needs ${formatBytes(bytes)} (${bytes} bytes)${staged} but its ephemeral volume holds ${formatBytes(volumeBytes)}${fallback === undefined ? "" : ` (the default size of a fallback volume: ${fallback})`}`,
+    {
+      dataset: spec.name,
+      // After a fallback the volume is not the dataset's choice: shared storage is the
+      // problem to fix (review, 2026-12-05).
+      hint:
+        fallback === undefined
+          ? "raise volumeOptions.size above the dataset's size"
+          : "make shared storage available again (the reason above); or give the dataset volumeOptions with a size above its own",
+    },
+  );
 }
 
 function buildManifest(spec: DatasetSpec, resolution: Resolution, download: Download): Manifest {

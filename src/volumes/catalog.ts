@@ -3,6 +3,7 @@ import { lstat, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
+import { readManifest } from "./manifest.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { activeLeases, lastUsed, unreadableLeases } from "./usage.ts";
@@ -24,14 +25,23 @@ export interface CatalogEntry {
   readonly inUse: readonly string[];
 }
 
+/** A published dataset whose manifest cannot be read: not listed, and so never pruned. */
+export interface UnreadableDataset {
+  readonly path: string;
+  readonly manifest: string;
+}
+
 /**
  * `call` bounds the calls on the storage (stage/storage-calls.ts: on storage that stopped
  * answering, `list` and `prune` fail with STALLED instead of waiting for good).
+ * `onUnreadable`: told of each dataset directory whose manifest is damaged (review,
+ * 2026-12-05: it was left out of the list without a word).
  */
 export async function listDatasets(
   storageRoot: string,
   team: string,
   call: StorageCall = unboundedCall,
+  onUnreadable?: (dataset: UnreadableDataset) => void,
 ): Promise<CatalogEntry[]> {
   const dataRoot = sharedDataRoot(storageRoot, team);
   const manifests = join(dataRoot, META_DIR, "manifests");
@@ -67,7 +77,17 @@ export async function listDatasets(
         () => false,
       );
       const manifest = published ? await manifestOfTree(location) : undefined;
-      if (manifest === undefined) return undefined;
+      if (manifest === undefined) {
+        // There, but not parsed (a removal in progress takes the file away first).
+        const damaged =
+          published &&
+          (await readManifest(location.manifestPath)) === undefined &&
+          (await stat(location.manifestPath).then(
+            (s) => s.isFile(),
+            () => false,
+          ));
+        return damaged ? ("unreadable" as const) : undefined;
+      }
       return {
         manifest,
         used: await lastUsed(location),
@@ -75,6 +95,10 @@ export async function listDatasets(
       };
     });
     if (found === undefined) continue;
+    if (found === "unreadable") {
+      onUnreadable?.({ path: location.path, manifest: location.manifestPath });
+      continue;
+    }
     const { manifest, used, inUse } = found;
     entries.push({
       name: manifest.name,

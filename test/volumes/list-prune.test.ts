@@ -289,3 +289,28 @@ describe("a user's directory where a dataset was removed by hand", () => {
     expect(await readdir(path)).toEqual(["mine.txt"]);
   });
 });
+
+describe("a dataset whose manifest is damaged", () => {
+  it("is not listed, and list says so (it was left out without a word); prune keeps it", async () => {
+    const manifest = join(data, ".dsfetch", "manifests", "b.json");
+    await writeFile(manifest, '{"version": 1, "uri": "s3://tru');
+    const listed = await runCli(["list", ...flags()], { env: testEnv() });
+    expect(listed.code, listed.stderr).toBe(0);
+    const json = JSON.parse(listed.stdout) as {
+      datasets: { name: string }[];
+      unreadable: { path: string; manifest: string }[];
+    };
+    expect(json.datasets.map((d) => d.name)).toEqual(["a", "c"]);
+    expect(json.unreadable).toEqual([{ path: join(data, "b"), manifest }]);
+    expect(listed.stderr).toContain(
+      `dsfetch: warning: ${join(data, "b")} is not listed: its manifest ${manifest} cannot be read (damaged?)`,
+    );
+    const human = await runCli(["list", "--storage-root", storage, "--team", "ml"], {
+      env: testEnv(),
+    });
+    expect(human.stderr).toMatch(/warning: .*\/b is not listed[^\n]*\n[\s\S]*2 datasets/);
+    await age("b", 10);
+    await pruneOlderThanADay();
+    expect(await published()).toEqual(["a", "b", "c"]);
+  });
+});

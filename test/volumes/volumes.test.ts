@@ -388,6 +388,30 @@ describe("ephemeral volumes", () => {
   });
 });
 
+describe("an ephemeral dataset staged with a larger volume", () => {
+  it("is not reused once volumeOptions.size is below its size: exit 7, left in place", async () => {
+    const ephemeral = await fresh("shrunk");
+    const spec = (size: string) => [
+      {
+        uri: `s3://${bucket}/one/blob.bin`,
+        name: "blob",
+        volumeOptions: { kind: "dynamic", size },
+      },
+    ];
+    const first = await fetch(spec("1Mi"), ["--ephemeral-root", ephemeral]);
+    expect(first.code, first.stderr).toBe(0);
+    const again = await fetch(spec("1Mi"), ["--ephemeral-root", ephemeral]);
+    expect(again.entries[0]?.cached).toBe(true);
+    const shrunk = await fetch(spec("200K"), ["--ephemeral-root", ephemeral]);
+    expect(shrunk.code, shrunk.stderr).toBe(7);
+    expect(shrunk.entries[0]?.error).toMatchObject({
+      code: "NO_SPACE",
+      message: `blob: needs 293.0 KiB (300000 bytes) (staged at ${join(ephemeral, "blob")} with a larger volume) but its ephemeral volume holds 195.3 KiB`,
+    });
+    expect((await stat(join(ephemeral, "blob", "blob.bin"))).size).toBe(300_000);
+  });
+});
+
 describe("mounts", () => {
   it("--mount links <mount-root>/<name> to the dataset; idempotent", async () => {
     const storage = await fresh("mnt-storage");

@@ -8,7 +8,7 @@ import { DsfetchError } from "../../errors.ts";
 import { requireSharedStorage } from "../../plan/target.ts";
 import { DOWNLOAD_STOP_GRACE_MS } from "../../stage/progress-watchdog.ts";
 import { StorageCalls } from "../../stage/storage-calls.ts";
-import { listDatasets } from "../../volumes/catalog.ts";
+import { listDatasets, type UnreadableDataset } from "../../volumes/catalog.ts";
 import { prune } from "../../volumes/prune.ts";
 import type { StorageCall } from "../../volumes/storage-call.ts";
 import type { ParsedArgs } from "../args.ts";
@@ -22,9 +22,20 @@ export interface StorageIo {
 
 export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<number> {
   const { storageRoot, team } = requireSharedStorage(resolveSettings(args, io.env));
-  const entries = await listDatasets(storageRoot, team, boundedCalls("dsfetch list", io.env));
+  const unreadable: UnreadableDataset[] = [];
+  const entries = await listDatasets(
+    storageRoot,
+    team,
+    boundedCalls("dsfetch list", io.env),
+    (dataset) => unreadable.push(dataset),
+  );
+  for (const { path, manifest } of unreadable) {
+    io.err(
+      `dsfetch: warning: ${path} is not listed: its manifest ${manifest} cannot be read (damaged?), so dsfetch cannot tell what it holds; prune never removes it and fetch will not reuse it: remove it by hand (chmod -R u+w, then rm -rf) and fetch it again\n`,
+    );
+  }
   if (args.json) {
-    io.out(`${JSON.stringify({ datasets: entries }, null, 2)}\n`);
+    io.out(`${JSON.stringify({ datasets: entries, unreadable }, null, 2)}\n`);
     return 0;
   }
   const rows = entries.map((entry) => [
