@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { isProcessAlive } from "./cleanup.ts";
 import { hostLabel } from "./host-label.ts";
 
@@ -54,10 +54,19 @@ export async function newHolderPath(dir: string, randomByteCount: number): Promi
  * nobody would ever take it down (review).
  */
 export async function writeHolderFile(path: string): Promise<void> {
-  try {
-    await writeFile(path, new Date().toISOString());
-  } catch (error) {
-    await rm(path, { force: true }).catch(() => {});
-    throw error;
+  for (let tries = 1; ; tries++) {
+    try {
+      await writeFile(path, new Date().toISOString());
+      return;
+    } catch (error) {
+      await rm(path, { force: true }).catch(() => {});
+      // Its directory taken away by a prune between newHolderPath's mkdir and this write (prune
+      // removes a removed dataset's empty lease and notice directories): made again.
+      if ((error as NodeJS.ErrnoException).code === "ENOENT" && tries < 3) {
+        await mkdir(dirname(path), { recursive: true });
+        continue;
+      }
+      throw error;
+    }
   }
 }

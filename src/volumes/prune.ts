@@ -5,7 +5,7 @@
  * ever sees half a dataset.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, readFile, rename, rm } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, rm, rmdir } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
@@ -127,6 +127,7 @@ async function removeDataset(
   }
   if (outcome.kind !== "acquired") return "it is being staged right now";
   let notice: RemovalNotice | undefined;
+  let gone = false;
   try {
     // Up before the leases are read: a job that leases it after that read waits for the
     // removal, then finds it gone and stages it again (removal-notice.ts).
@@ -174,9 +175,20 @@ async function removeDataset(
       // What is left goes with a later run's clean-up (cleanup.ts); a stall is still one.
       if (error instanceof DsfetchError && error.code === "STALLED") throw error;
     });
+    gone = true;
     return undefined;
   } finally {
     await withdrawNotice(notice, call);
+    if (gone) {
+      // Its bookkeeping too (review, 2026-12-05: empty lease and notice directories were left
+      // for every dataset ever pruned). rmdir leaves a directory a job just wrote in; a job
+      // that made one just before this removes it writes again (holder-files.ts).
+      await call(`removing what was kept beside ${location.path}`, async () => {
+        await rmdir(join(location.metaDir, "leases", basename(location.path))).catch(() => {});
+        await rmdir(join(location.metaDir, "removals", basename(location.path))).catch(() => {});
+        await rm(location.failurePath, { force: true }).catch(() => {});
+      }).catch(() => {});
+    }
     const { lock } = outcome;
     // The lock goes stale if this cannot be done; an error already thrown stays the answer.
     await call(`releasing the lock ${location.lockPath}`, () => lock.release()).catch(() => {});

@@ -145,6 +145,13 @@ describe("prune", () => {
     expect(await published()).toEqual(["b", "c"]);
     await expect(stat(join(data, ".dsfetch", "manifests", "a.json"))).rejects.toThrow();
     expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
+    // Nothing of it is left beside the others: its lease and removal-notice directories were
+    // left empty for every dataset ever pruned.
+    for (const dir of ["leases", "removals", "used", "failures"]) {
+      const left = await readdir(join(data, ".dsfetch", dir)).catch(() => []);
+      expect(left, dir).not.toContain("a");
+      expect(left, dir).not.toContain("a.json");
+    }
   });
 
   it("to a size budget: least recently used first", async () => {
