@@ -42,10 +42,12 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
+  statfsSync,
   unlinkSync,
 } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { crc32, createInflateRaw, inflateRawSync } from "node:zlib";
+import { formatBytes } from "../config/size.ts";
 import { DsfetchError } from "../errors.ts";
 import { SlowCreates } from "../util/slow-creates.ts";
 import { untilOrAborted } from "../util/until-or-aborted.ts";
@@ -185,6 +187,7 @@ export async function extractZip(
     }
     const fileSize = fstatSync(fd).size;
     const plan = planExtraction(fd, fileSize, limits, errors, options.onProgress ?? (() => {}));
+    checkFreeSpace(plan, destination, dataset);
     return await new Extractor(fd, fileSize, destination, limits, errors, options).run(plan);
   } catch (error) {
     // Failed reads of the archive itself; anything else is a bug and stays as it is.
@@ -193,6 +196,40 @@ export async function extractZip(
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * A zip declares what it expands to before a byte is written: more than the device has free is
+ * said now, as the device being full (ENOSPC), with both sizes, instead of after writing
+ * until the disk is full (on shared storage the dataset then falls back to an ephemeral
+ * volume at once: stage-dataset.ts). Declared sizes are a lower bound of the space needed
+ * (blocks, directories); a lie is caught while writing (each entry is held to its size).
+ */
+function checkFreeSpace(plan: readonly Planned[], destination: string, dataset: string): void {
+  let declared = 0;
+  for (const item of plan) if (!item.directory) declared += item.entry.uncompressedSize;
+  let free: number;
+  try {
+    const fs = statfsSync(destination);
+    free = fs.bavail * fs.bsize;
+  } catch {
+    return; // Cannot tell: the writes will.
+  }
+  if (declared <= free) return;
+  throw new DsfetchError(
+    "NO_SPACE",
+    `${dataset}: the zip archive's entries declare ${formatBytes(declared)} (${declared} bytes) but the device holding ${destination} has ${formatBytes(free)} free`,
+    {
+      dataset,
+      hint: "free space on that disk (on shared storage: dsfetch prune), or give the dataset a larger volume",
+      cause: Object.assign(
+        new Error("ENOSPC: no space left on device (the entries' declared sizes)"),
+        {
+          code: "ENOSPC",
+        },
+      ),
+    },
+  );
 }
 
 function isSystemError(error: unknown): boolean {

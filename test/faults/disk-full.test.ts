@@ -10,6 +10,7 @@
 //   falls back to an ephemeral volume (SPEC §6: "not enough space"): staged there when the
 //   ephemeral root is elsewhere, NO_SPACE naming both when it is on the same full disk; two
 //   workers at once: the one that waited for the holder falls back without trying again;
+//   a .zip of the same files falls back before its extraction (its entries declare 24 MiB);
 // - shared storage on it, a 6 MiB object (fits when checked) while another writer fills the
 //   disk mid-download: ENOSPC while downloading, then no room for the fallback either;
 // - an ephemeral root on it, a volume declared 64Mi, a 12 MiB object, and a folder of 48
@@ -71,6 +72,8 @@ beforeAll(async () => {
     }
     const archive = join(scratch, `${name}.tar.gz`);
     execFileSync("tar", ["-czf", archive, "-C", tree, ...names]);
+    // The same files as a zip (the system's zip), whose entries declare what they expand to.
+    execFileSync("zip", ["-q", join(scratch, `${name}.zip`), ...names], { cwd: tree });
     return readFile(archive);
   };
   await Promise.all([
@@ -81,6 +84,7 @@ beforeAll(async () => {
     putObject(bucket, "big/twelve.bin", randomBytes(12 * MiB)),
     putMany(bucket, "folder/f", 48, () => randomBytes(256 * KiB)),
   ]);
+  await putObject(bucket, "arch/twentyfour.zip", await readFile(join(scratch, "twentyfour.zip")));
   tmpfsProblem = probeTmpfs(join(scratch, "probe"));
   if (tmpfsProblem !== undefined) {
     console.log(`disk-full: the real-filesystem cases are SKIPPED: ${tmpfsProblem}`);
@@ -311,6 +315,29 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
       // The space is given back.
       const fs = await statfs(mount);
       expect(fs.bavail * fs.bsize).toBeGreaterThan(TMPFS_SIZE - 256 * KiB);
+      await removeAll(eph);
+    },
+  );
+
+  tmpfsCase(
+    "shared storage: a .zip whose entries declare 24 MiB: staged on an ephemeral volume, said before extracting",
+    "tmpfs shared, zip: fallback",
+    async (mount, run) => {
+      const storage = join(mount, "storage");
+      const eph = join(scratch, `eph-zip-${run}`);
+      const result = await fetchCli(
+        [{ uri: `s3://${bucket}/arch/twentyfour.zip`, name: "zeros" }],
+        { storage, env: { DSFETCH_EPHEMERAL_ROOT: eph } },
+      );
+      expect(result.code, diagnostics(result)).toBe(0);
+      const [staged] = result.json?.datasets ?? [];
+      expect(staged).toMatchObject({ volume: "ephemeral", path: join(eph, "zeros") });
+      // Known from the central directory: both sizes, no write until the disk was full.
+      expect((staged as { fallback?: string } | undefined)?.fallback).toMatch(
+        /ran out of space while the dataset was written there \(zeros: the zip archive's entries declare 24\.0 MiB \(25165824 bytes\) but the device holding .* has [\d.]+ [KM]iB free\)/,
+      );
+      await expectZeros(join(eph, "zeros"));
+      await expectSharedUntouched(storage);
       await removeAll(eph);
     },
   );
