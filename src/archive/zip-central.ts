@@ -99,9 +99,17 @@ export const EXTRA_ZIP64 = 0x0001;
 export const EXTRA_AES = 0x9901;
 const EXTRA_UNICODE_PATH = 0x7075;
 
+/**
+ * Where a zip's bytes are read from: a file descriptor, or a function reading like readSync
+ * (plan reads the central directory by ranged requests into memory: plan/zip-declared.ts).
+ */
+export type ZipSource =
+  | number
+  | ((buffer: Buffer, offset: number, length: number, position: number) => number);
+
 /** Reads exactly `length` bytes at `position`, or fails: the file is shorter than it says. */
 export function readFully(
-  fd: number,
+  fd: ZipSource,
   buffer: Buffer,
   offset: number,
   length: number,
@@ -110,7 +118,10 @@ export function readFully(
 ): void {
   let done = 0;
   while (done < length) {
-    const n = readSync(fd, buffer, offset + done, length - done, position + done);
+    const n =
+      typeof fd === "number"
+        ? readSync(fd, buffer, offset + done, length - done, position + done)
+        : fd(buffer, offset + done, length - done, position + done);
     if (n === 0) throw errors.corrupt("ends before its declared end (truncated file)");
     done += n;
   }
@@ -121,7 +132,7 @@ const DIRECTORY_READ = 8 * 1024 * 1024;
 /** Entries checked between two reports of progress (~10 ms of work each). */
 export const PROGRESS_EVERY = 4096;
 
-function readAt(fd: number, position: number, length: number, errors: ZipErrors): Buffer {
+function readAt(fd: ZipSource, position: number, length: number, errors: ZipErrors): Buffer {
   const buffer = Buffer.allocUnsafe(length);
   readFully(fd, buffer, 0, length, position, errors);
   return buffer;
@@ -209,7 +220,7 @@ interface EndRecord {
  * comment — makes the archive ambiguous, since readers that scan from the start and readers
  * that scan from the end would see different archives.
  */
-function readEndRecord(fd: number, fileSize: number, errors: ZipErrors): EndRecord {
+function readEndRecord(fd: ZipSource, fileSize: number, errors: ZipErrors): EndRecord {
   if (fileSize < EOCD_SIZE) {
     throw errors.corrupt(
       `is ${fileSize} bytes long, too short for a zip file (no End of Central Directory record): the object is not a zip archive or it is truncated`,
@@ -323,7 +334,7 @@ function readEndRecord(fd: number, fileSize: number, errors: ZipErrors): EndReco
  * before reading it (a hostile count must not cost memory).
  */
 export function readCentralDirectory(
-  fd: number,
+  fd: ZipSource,
   fileSize: number,
   maxEntries: number,
   errors: ZipErrors,

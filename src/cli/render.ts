@@ -9,7 +9,11 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
     entry.kind ?? "-",
     entry.bytes === null ? "-" : formatBytes(entry.bytes),
     entry.objects === null ? "-" : String(entry.objects),
-    entry.archive ?? "-",
+    entry.archive === null
+      ? "-"
+      : entry.expandedBytes === undefined
+        ? entry.archive
+        : `${entry.archive} → ${formatBytes(entry.expandedBytes)}`,
     entry.volume,
     entry.error !== undefined
       ? "error"

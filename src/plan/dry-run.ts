@@ -3,8 +3,10 @@
  * A failure of one dataset is reported in its entry; the others are still planned.
  */
 import { dirname } from "node:path";
+import { DEFAULT_LIMITS } from "../archive/limits.ts";
+import { formatBytes } from "../config/size.ts";
 import type { DatasetSpec, Settings } from "../config/types.ts";
-import { toDsfetchError } from "../errors.ts";
+import { DsfetchError, toDsfetchError } from "../errors.ts";
 import { type EventListener, ignoreEvents } from "../events.ts";
 import { ClientPool } from "../fetch/client.ts";
 import { resolveDataset } from "../fetch/resolve.ts";
@@ -14,8 +16,17 @@ import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
 import { sharedStorageProblem } from "../volumes/storage-check.ts";
 import { activeLeases, unreadableLeases } from "../volumes/usage.ts";
-import { failedEntry, isCached, type PlanEntry, planEntry, refreshWaitsForJobs } from "./plan.ts";
+import {
+  errorOf,
+  failedEntry,
+  isCached,
+  type PlanEntry,
+  type PlanError,
+  planEntry,
+  refreshWaitsForJobs,
+} from "./plan.ts";
 import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "./target.ts";
+import { declaredZipBytes } from "./zip-declared.ts";
 
 export interface PlanOptions {
   onEvent?: EventListener;
@@ -73,6 +84,24 @@ export async function plan(
         const call = options.storageCalls?.(spec.name) ?? unboundedCall;
         let location = target.location;
         let staged = await call(`reading ${location.manifestPath}`, () => inspectStaged(location));
+        // A zip declares what it expands to: read from its central directory (ranged requests
+        // into memory), so that the plan refuses what fetch would refuse after the download.
+        const declared =
+          spec.archive === "zip" && resolution.kind === "object" && !isCached(resolution, staged)
+            ? await declaredZipBytes(resolution, client.getter, {
+                maxEntries: DEFAULT_LIMITS.maxEntries,
+                signal: options.signal,
+                errorContext: {
+                  dataset: spec.name,
+                  uri: spec.uri,
+                  bucket: spec.location.bucket,
+                  versionId: spec.versionId,
+                  endpoint: client.endpointLabel,
+                  anonymous: client.anonymous,
+                  action: "reading the central directory of",
+                },
+              })
+            : undefined;
         // Where fetch would stage it (stage-dataset.ts, fallBack): shared storage that cannot
         // take it sends it to an ephemeral volume, which the plan showed as a shared path that
         // could not exist (review, 2026-12-05). Looked at without writing anything.
@@ -80,8 +109,10 @@ export async function plan(
         if (target.volume === "shared" && !isCached(resolution, staged)) {
           const { storageRoot } = requireSharedStorage(settings);
           const dataRoot = dirname(location.path);
+          // A zip is downloaded whole, then expanded beside it (stage/expand.ts).
+          const needed = resolution.bytes + (declared?.bytes ?? 0);
           const problem = await call(`checking ${storageRoot}`, () =>
-            sharedStorageProblem(storageRoot, dataRoot, resolution.bytes, { create: false }),
+            sharedStorageProblem(storageRoot, dataRoot, needed, { create: false }),
           );
           if (problem !== undefined) {
             fallback = `shared storage is unavailable: ${problem}`;
@@ -93,8 +124,17 @@ export async function plan(
             );
           }
         }
-        const withFallback = (entry: PlanEntry): PlanEntry =>
-          fallback === undefined ? entry : { ...entry, fallback };
+        const withFallback = (planned: PlanEntry): PlanEntry => {
+          let entry = planned;
+          if (declared !== undefined && entry.kind !== null) {
+            entry = { ...entry, expandedBytes: declared.bytes };
+            const volume = target?.volumeBytes;
+            if (entry.error === undefined && volume !== undefined && declared.bytes > volume) {
+              entry = { ...entry, error: zipOverVolume(spec.name, declared.bytes, volume) };
+            }
+          }
+          return fallback === undefined ? entry : { ...entry, fallback };
+        };
         if (!isCached(resolution, staged)) {
           // What fetch would refuse (volumes/occupant.ts), said by the plan too.
           const problem = await call(`looking at ${location.path}`, () =>
@@ -130,4 +170,18 @@ export async function plan(
   } finally {
     pool.destroy();
   }
+}
+
+/** What fetch says of a zip whose entries do not fit its volume (archive/zip-extract.ts). */
+function zipOverVolume(dataset: string, declared: number, volume: number): PlanError {
+  return errorOf(
+    new DsfetchError(
+      "NO_SPACE",
+      `${dataset}: the zip archive's entries declare ${formatBytes(declared)} (${declared} bytes) but its ephemeral volume holds ${formatBytes(volume)}`,
+      {
+        dataset,
+        hint: "give the dataset a larger volume (volumeOptions.size), or split the archive",
+      },
+    ),
+  );
 }

@@ -38,6 +38,8 @@ export interface PlanEntry {
   readonly keptInUse?: readonly string[];
   /** Why fetch would stage it into an ephemeral volume instead of shared storage (its path). */
   readonly fallback?: string;
+  /** A zip's entries' declared sizes, summed (from its central directory). */
+  readonly expandedBytes?: number;
   readonly error?: PlanError;
 }
 

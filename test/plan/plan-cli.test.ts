@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sharedLocation } from "../../src/volumes/layout.ts";
+import { buildZip } from "../archive/zip-writer.ts";
 import { runCli } from "../harness/cli.ts";
 import {
   createBucket,
@@ -38,7 +39,27 @@ beforeAll(async () => {
   await putObject(bucket, "single/train.csv", small);
   await putObject(bucket, "archives/mnist.tar.gz", small);
   await putObject(publicBucket, "open.bin", small);
+  // Zips: two files of zeros (600,000 bytes declared, a few KB stored); 20,000 entries with
+  // long names (a central directory of ~2.4 MB: read in several ranges); and bytes that are
+  // no zip at all.
+  await putObject(
+    bucket,
+    "zips/zeros.zip",
+    buildZip([
+      { name: "a.bin", data: Buffer.alloc(250_000) },
+      { name: "dir/b.bin", data: Buffer.alloc(350_000) },
+    ]),
+  );
+  const many = Array.from({ length: 20_000 }, (_, i) => ({
+    name: `shard-${String(i).padStart(6, "0")}-${"x".repeat(60)}.txt`,
+    data: String(i),
+  }));
+  await putObject(bucket, "zips/many.zip", buildZip(many));
+  manyDeclared = many.reduce((sum, entry) => sum + entry.data.length, 0);
+  await putObject(bucket, "zips/broken.zip", randomBytes(100_000));
 });
+
+let manyDeclared = 0;
 
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
@@ -195,6 +216,51 @@ describe("plan --json", () => {
       volume: "ephemeral",
       path: join(ephemeral, "mnist"),
     });
+  });
+
+  it("reads what a zip's entries declare from its central directory, by ranges, writing nothing", async () => {
+    const { code, json, stderr } = await plan([
+      { uri: `s3://${bucket}/zips/zeros.zip` },
+      { uri: `s3://${bucket}/zips/many.zip` },
+    ]);
+    expect(code, stderr).toBe(0);
+    expect(json?.datasets.map((d) => [d.name, d.archive, d.expandedBytes])).toEqual([
+      ["zeros", "zip", 600_000],
+      ["many", "zip", manyDeclared],
+    ]);
+    const human = await runCli(
+      ["plan", "--datasets", "-", "--storage-root", root, "--team", "ml"],
+      { env: testEnv(), stdin: JSON.stringify([{ uri: `s3://${bucket}/zips/zeros.zip` }]) },
+    );
+    expect(human.stderr).toMatch(/zeros\s+object\s+\S+ \S+\s+1\s+zip → 585\.9 KiB/);
+  });
+
+  it("a zip whose entries do not fit its ephemeral volume: NO_SPACE, as fetch would say after the download", async () => {
+    const { code, json } = await plan(
+      [
+        {
+          uri: `s3://${bucket}/zips/zeros.zip`,
+          volumeOptions: { kind: "dynamic", size: "500K" },
+        },
+      ],
+      ["--ephemeral-root", join(root, "eph-zip")],
+    );
+    expect(code).toBe(7);
+    expect(json?.datasets[0]).toMatchObject({
+      expandedBytes: 600_000,
+      error: {
+        code: "NO_SPACE",
+        message:
+          "zeros: the zip archive's entries declare 585.9 KiB (600000 bytes) but its ephemeral volume holds 488.3 KiB",
+      },
+    });
+  });
+
+  it("a .zip that is no zip: ARCHIVE_INVALID before the download", async () => {
+    const { code, json } = await plan([{ uri: `s3://${bucket}/zips/broken.zip` }]);
+    expect(code).toBe(8);
+    expect(json?.datasets[0]?.error).toMatchObject({ code: "ARCHIVE_INVALID" });
+    expect(json?.datasets[0]?.error?.message).toMatch(/End of Central Directory/);
   });
 
   it("says cached only when a published dataset's manifest matches the store", async () => {

@@ -1,0 +1,142 @@
+/**
+ * What a zip object declares it expands to, read by `plan` from its central directory with
+ * ranged requests into memory (no file written): fetch refuses a zip whose entries do not fit
+ * its ephemeral volume, or the free space, only once it is downloaded, and `plan` passed it
+ * (review, 2026-12-05). The central directory is parsed by the extractor's own reader
+ * (archive/zip-central.ts), so a zip that reader refuses is refused here too, before the
+ * download.
+ */
+import { readCentralDirectory, ZipErrors } from "../archive/zip-central.ts";
+import { DsfetchError } from "../errors.ts";
+import type { ObjectGetter } from "../fetch/object-get.ts";
+import { fetchSpan, type RangeSink } from "../fetch/range-fetch.ts";
+import type { ResolvedObject } from "../fetch/resolve.ts";
+import type { RetryOptions } from "../fetch/retry.ts";
+import type { S3ErrorContext } from "../fetch/s3-errors.ts";
+
+/** Bytes of the object fetched at most (a larger central directory is not read by plan). */
+const MAX_FETCHED = 64 * 1024 * 1024;
+/** Bytes fetched at least per request (the central directory is read in such pieces). */
+const MIN_REQUEST = 1024 * 1024;
+/** Requests at most: the end record, a Zip64 record, then the directory's pieces. */
+const MAX_REQUESTS = 72;
+
+/** A read the bytes in memory cannot answer yet: fetched, then the parse starts again. */
+class NotFetched extends Error {
+  readonly start: number;
+  readonly end: number;
+  constructor(start: number, end: number) {
+    super(`bytes ${start}-${end} are not fetched`);
+    this.start = start;
+    this.end = end;
+  }
+}
+
+interface Region {
+  readonly start: number;
+  readonly bytes: Buffer;
+}
+
+export interface DeclaredZip {
+  /** The sum of the entries' declared (uncompressed) sizes. */
+  readonly bytes: number;
+  readonly entries: number;
+}
+
+/**
+ * The declared size of `object`'s entries, or undefined when its central directory is larger
+ * than plan reads. Throws ARCHIVE_INVALID as the extractor would, and S3 errors as fetch.
+ */
+export async function declaredZipBytes(
+  object: ResolvedObject,
+  getter: ObjectGetter,
+  {
+    maxEntries,
+    errorContext,
+    retry,
+    signal,
+  }: {
+    maxEntries: number;
+    errorContext: S3ErrorContext;
+    retry?: RetryOptions | undefined;
+    signal?: AbortSignal | undefined;
+  },
+): Promise<DeclaredZip | undefined> {
+  const regions: Region[] = [];
+  let fetched = 0;
+  const read = (buffer: Buffer, offset: number, length: number, position: number): number => {
+    const region = regions.find((r) => r.start <= position && position < r.start + r.bytes.length);
+    if (region === undefined) {
+      if (position >= object.bytes) return 0;
+      throw new NotFetched(position, Math.min(object.bytes, position + length));
+    }
+    const from = position - region.start;
+    return region.bytes.copy(buffer, offset, from, Math.min(region.bytes.length, from + length));
+  };
+  const errors = new ZipErrors(errorContext.dataset);
+  for (let requests = 0; requests < MAX_REQUESTS; requests++) {
+    try {
+      const directory = readCentralDirectory(read, object.bytes, maxEntries, errors);
+      let bytes = 0;
+      for (const entry of directory.entries) bytes += entry.uncompressedSize;
+      return { bytes, entries: directory.entries.length };
+    } catch (error) {
+      if (!(error instanceof NotFetched)) throw error;
+      const end = Math.min(object.bytes, Math.max(error.end, error.start + MIN_REQUEST));
+      if (fetched + (end - error.start) > MAX_FETCHED) return undefined;
+      regions.push({
+        start: error.start,
+        bytes: await fetchRange(object, getter, error.start, end, { errorContext, retry, signal }),
+      });
+      fetched += end - error.start;
+    }
+  }
+  return undefined;
+}
+
+async function fetchRange(
+  object: ResolvedObject,
+  getter: ObjectGetter,
+  start: number,
+  end: number,
+  {
+    errorContext,
+    retry,
+    signal,
+  }: {
+    errorContext: S3ErrorContext;
+    retry?: RetryOptions | undefined;
+    signal?: AbortSignal | undefined;
+  },
+): Promise<Buffer> {
+  const bytes = Buffer.allocUnsafe(end - start);
+  let kept = 0;
+  const sink: RangeSink = {
+    kept: () => kept,
+    push: (chunk) => {
+      chunk.copy(bytes, kept);
+      kept += chunk.length;
+    },
+    flush: async () => {},
+  };
+  const stats = { refetchedBytes: 0, retries: 0 };
+  await fetchSpan(
+    {
+      getter,
+      source: object,
+      signal: signal ?? new AbortController().signal,
+      retry,
+      errorContext,
+      stats,
+    },
+    { start, end },
+    sink,
+  );
+  if (kept !== bytes.length) {
+    throw new DsfetchError(
+      "TRANSIENT",
+      `${errorContext.dataset}: a range of ${errorContext.uri} came back short`,
+    );
+  }
+  return bytes;
+}
