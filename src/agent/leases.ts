@@ -64,6 +64,16 @@ export async function leaseStaged(
     // released then, or a long-lived program would hold it for good (review).
     taking?.then((late) => late.release()).catch(() => {});
     if (error instanceof DsfetchError) throw error;
+    // Shared storage full: a lease is a few bytes it refuses. The dataset is there and
+    // verified: the job failed with NO_SPACE before its command started (found in session 22:
+    // a full disk stopped every job, the very ones whose datasets were cached).
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOSPC" || code === "EDQUOT") {
+      options.onUnleased?.(
+        `${staged.path}: used without a lease (no space left for one in ${location.metaDir}: ${code}); a prune run meanwhile may remove it under this job: free space in the shared storage`,
+      );
+      return UNLEASED;
+    }
     // Storage this job may read but not write (mounted read-only, another user's): the
     // published dataset is still the verified one, so the job runs; it just cannot tell
     // prune and refreshes that it is in use. It failed as INTERNAL, so no job started

@@ -22,6 +22,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../harness/cli.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putMany, putObject, s3Info } from "../harness/s3.ts";
 import {
@@ -426,6 +427,51 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
       });
       await expectSharedUntouched(storage);
       for (const eph of ephs) await removeAll(eph);
+    },
+  );
+
+  tmpfsCase(
+    "shared storage full when a job starts: its staged dataset is used without a lease, said",
+    "tmpfs shared, full at run",
+    async (mount, run) => {
+      const storage = join(mount, "storage");
+      const staged = await fetchCli([{ uri: `s3://${bucket}/big/six.bin`, name: "six" }], {
+        storage,
+      });
+      expect(staged.code, diagnostics(staged)).toBe(0);
+      const fs = await statfs(mount);
+      await writeFile(join(mount, "filler"), Buffer.alloc(fs.bavail * fs.bsize)).catch(() => {});
+      const mounts = join(scratch, `mnt-full-at-run-${run}`);
+      const result = await runCli(
+        [
+          "run",
+          "--datasets",
+          "-",
+          "--storage-root",
+          storage,
+          "--team",
+          TEAM,
+          "--mount-root",
+          mounts,
+          "--",
+          "sh",
+          "-c",
+          'wc -c < "$DSFETCH_PATH_SIX/six.bin"',
+        ],
+        {
+          env: cliEnv({ DSFETCH_EPHEMERAL_ROOT: `${storage}.ephemeral` }),
+          stdin: JSON.stringify([{ uri: `s3://${bucket}/big/six.bin`, name: "six" }]),
+        },
+      );
+      // A lease is a few bytes that a full disk refuses: the job failed with NO_SPACE, the
+      // verified dataset right there.
+      expect(result.code, diagnostics(result)).toBe(0);
+      expect(result.stdout.trim()).toBe(String(6 * MiB));
+      expect(result.stderr).toMatch(
+        /used without a lease \(no space left for one in .*\); a prune run meanwhile may remove it under this job/,
+      );
+      await rm(join(mount, "filler"), { force: true });
+      await rm(mounts, { recursive: true, force: true });
     },
   );
 
