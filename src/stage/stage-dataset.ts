@@ -407,6 +407,16 @@ async function stageOn(
   let lock: HeldLock | undefined;
   /** The holders this worker waited on (failure-record.ts). */
   const waitedOn: Holder[] = [];
+  /**
+   * Shared storage found full before the attempt's writes (no inode left for the lock or the
+   * attempt's directories, bytes still free): the same fallback as while writing.
+   */
+  const fullToFallback = (error: unknown): never => {
+    if (target.volume === "shared" && error instanceof DsfetchError && isStorageFull(error)) {
+      throw new SharedStorageFull(storageFullReason(target, error), resolution, error);
+    }
+    throw error;
+  };
   if (target.volume === "shared") {
     const outcome = await acquireLock(target.location.lockPath, spec.name, {
       timing: context.tuning.lock,
@@ -434,7 +444,7 @@ async function stageOn(
           dataset: spec.name,
           message: `lost the download lock (${error.message}); continuing: publishing stays atomic`,
         }),
-    });
+    }).catch(fullToFallback);
     if (outcome.kind === "acquired") lock = outcome.lock;
   }
   /** Set when the cleanup is bounded (a stall, an interrupt): when it must be over. */
@@ -474,7 +484,7 @@ async function stageOn(
       }
       const attempt = await call(`creating a directory in ${target.location.tmpDir}`, () =>
         createAttempt(target.location),
-      );
+      ).catch(fullToFallback);
       const stopHeartbeat = keepAttemptFresh(attempt.dir);
       try {
         const progress = new ProgressTracker(

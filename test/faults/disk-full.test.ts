@@ -82,6 +82,7 @@ beforeAll(async () => {
     putObject(bucket, "arch/twelve.tar.gz", await makeArchive("twelve", 4)),
     putObject(bucket, "arch/twentyfour.tar.gz", await makeArchive("twentyfour", 8)),
     putObject(bucket, "big/six.bin", randomBytes(6 * MiB)),
+    putObject(bucket, "small/one.bin", randomBytes(KiB)),
     putObject(bucket, "big/twelve.bin", randomBytes(12 * MiB)),
     putMany(bucket, "folder/f", 48, () => randomBytes(256 * KiB)),
   ]);
@@ -427,6 +428,37 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
       });
       await expectSharedUntouched(storage);
       for (const eph of ephs) await removeAll(eph);
+    },
+  );
+
+  tmpfsCase(
+    "shared storage out of inodes (bytes free): the lock cannot be made, staged on an ephemeral volume",
+    "tmpfs shared, no inodes: fallback",
+    async (mount, run) => {
+      const storage = join(mount, "storage");
+      const eph = join(scratch, `eph-inodes-${run}`);
+      // One dataset staged first: the data root and its .dsfetch directories exist, so only
+      // the lock's directory and the attempt are left to create.
+      const first = await fetchCli([{ uri: `s3://${bucket}/small/one.bin`, name: "first" }], {
+        storage,
+      });
+      expect(first.code, diagnostics(first)).toBe(0);
+      const fs = await statfs(mount);
+      const used = fs.files - fs.ffree;
+      const remount = spawnSync("mount", ["-o", `remount,nr_inodes=${used}`, mount], {
+        encoding: "utf8",
+      });
+      expect(remount.status, remount.stderr).toBe(0);
+      const result = await fetchCli([{ uri: `s3://${bucket}/big/six.bin`, name: "six" }], {
+        storage,
+        env: { DSFETCH_EPHEMERAL_ROOT: eph },
+      });
+      expect(result.code, diagnostics(result)).toBe(0);
+      const [staged] = result.json?.datasets ?? [];
+      expect(staged).toMatchObject({ volume: "ephemeral", path: join(eph, "six") });
+      expect((staged as { fallback?: string } | undefined)?.fallback).toMatch(/ran out of space/);
+      expect((await stat(join(eph, "six", "six.bin"))).size).toBe(6 * MiB);
+      await removeAll(eph);
     },
   );
 
