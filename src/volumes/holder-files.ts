@@ -62,9 +62,22 @@ export async function writeHolderFile(path: string): Promise<void> {
       await rm(path, { force: true }).catch(() => {});
       // Its directory taken away by a prune between newHolderPath's mkdir and this write (prune
       // removes a removed dataset's empty lease and notice directories): made again.
-      if ((error as NodeJS.ErrnoException).code === "ENOENT" && tries < 3) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" && tries < 3) {
         await mkdir(dirname(path), { recursive: true });
         continue;
+      }
+      // A full disk (found in session 22: `prune` failed on the very storage it was run to
+      // free, a job on its cached dataset): an empty file needs no data block, and only its
+      // name and time are ever read. Its refreshes may fail until space is freed (the
+      // caller's staleness rules cover that).
+      if (code === "ENOSPC" || code === "EDQUOT") {
+        try {
+          await writeFile(path, "");
+          return;
+        } catch {
+          await rm(path, { force: true }).catch(() => {});
+        }
       }
       throw error;
     }

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { chmod, mkdir, readFile, rename, rm, rmdir } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
+import { isStorageFull } from "./attempt.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
 import { locationIn, sharedDataRoot } from "./layout.ts";
 import { acquireLock, lockHeld } from "./lock.ts";
@@ -93,7 +94,22 @@ export async function prune(
       total -= entry.bytes;
       continue;
     }
-    const why = await removeDataset(storageRoot, team, entry, options.lockStaleMs, call);
+    const why = await removeDataset(storageRoot, team, entry, options.lockStaleMs, call).catch(
+      (error: unknown) => {
+        // Its lock and removal notice are small files (empty ones when no byte is free:
+        // holder-files.ts); if not even those can be made, no inode is left. The storage
+        // error's own hint ("dsfetch prune") would send the user round in a circle.
+        if (!isStorageFull(error)) throw error;
+        throw new DsfetchError(
+          "NO_SPACE",
+          `cannot remove ${entry.path} (${(error as Error).message}): prune makes a lock (a directory) and a removal notice (an empty file when no byte is free) first, and the shared storage refuses even those: no inode left (df -i), or no block for a directory (df -h)`,
+          {
+            hint: `free a little space or a few inodes there by hand (a file you do not need, or one dataset: chmod -R u+w ${entry.path} && rm -rf ${entry.path}), then run prune again`,
+            cause: error,
+          },
+        );
+      },
+    );
     if (why !== undefined) {
       kept.push({ ...decision, keptBecause: why });
       continue;

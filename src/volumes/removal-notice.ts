@@ -38,6 +38,7 @@
 import { type FileHandle, mkdir, open, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { storageError } from "./attempt.ts";
 import { newHolderPath, readHolderFiles, writeHolderFile } from "./holder-files.ts";
 import type { DatasetLocation } from "./layout.ts";
 import type { StorageCall } from "./storage-call.ts";
@@ -150,7 +151,9 @@ export async function postRemovalNoticeWithin(
     });
   } catch (error) {
     posting?.then((late) => late.withdraw()).catch(() => {});
-    throw error;
+    // The storage's own errors as such (a full one is NO_SPACE, which staging falls back
+    // on), not INTERNAL.
+    throw storageError(error, noticeDir(location));
   }
 }
 

@@ -463,9 +463,9 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
   );
 
   tmpfsCase(
-    "shared storage full when a job starts: its staged dataset is used without a lease, said",
-    "tmpfs shared, full at run",
-    async (mount, run) => {
+    "shared storage full: prune still frees it (its removal notice is a few bytes too)",
+    "tmpfs shared, prune when full",
+    async (mount) => {
       const storage = join(mount, "storage");
       const staged = await fetchCli([{ uri: `s3://${bucket}/big/six.bin`, name: "six" }], {
         storage,
@@ -473,33 +473,90 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
       expect(staged.code, diagnostics(staged)).toBe(0);
       const fs = await statfs(mount);
       await writeFile(join(mount, "filler"), Buffer.alloc(fs.bavail * fs.bsize)).catch(() => {});
-      const mounts = join(scratch, `mnt-full-at-run-${run}`);
-      const result = await runCli(
-        [
-          "run",
-          "--datasets",
-          "-",
-          "--storage-root",
-          storage,
-          "--team",
-          TEAM,
-          "--mount-root",
-          mounts,
-          "--",
-          "sh",
-          "-c",
-          'wc -c < "$DSFETCH_PATH_SIX/six.bin"',
-        ],
-        {
-          env: cliEnv({ DSFETCH_EPHEMERAL_ROOT: `${storage}.ephemeral` }),
-          stdin: JSON.stringify([{ uri: `s3://${bucket}/big/six.bin`, name: "six" }]),
-        },
+      const pruned = await runCli(
+        ["prune", "--max-size", "1", "--storage-root", storage, "--team", TEAM, "--json"],
+        { env: cliEnv() },
       );
-      // A lease is a few bytes that a full disk refuses: the job failed with NO_SPACE, the
-      // verified dataset right there.
-      expect(result.code, diagnostics(result)).toBe(0);
-      expect(result.stdout.trim()).toBe(String(6 * MiB));
-      expect(result.stderr).toMatch(
+      expect(pruned.code, diagnostics(pruned)).toBe(0);
+      expect(JSON.parse(pruned.stdout)).toMatchObject({ removed: [{ name: "six" }] });
+      expect((await entries(dataRoot(storage))).filter((e) => e !== ".dsfetch")).toEqual([]);
+      const after = await statfs(mount);
+      expect(after.bavail * after.bsize).toBeGreaterThan(5 * MiB);
+      // No inode left at all: a clear NO_SPACE that says so, not INTERNAL.
+      await rm(join(mount, "filler"), { force: true });
+      const again = await fetchCli([{ uri: `s3://${bucket}/big/six.bin`, name: "six" }], {
+        storage,
+      });
+      expect(again.code, diagnostics(again)).toBe(0);
+      const now = await statfs(mount);
+      const remount = spawnSync(
+        "mount",
+        ["-o", `remount,nr_inodes=${now.files - now.ffree}`, mount],
+        { encoding: "utf8" },
+      );
+      expect(remount.status, remount.stderr).toBe(0);
+      const stuck = await runCli(
+        ["prune", "--max-size", "1", "--storage-root", storage, "--team", TEAM],
+        { env: cliEnv() },
+      );
+      expect(stuck.code, diagnostics(stuck)).toBe(7);
+      expect(stuck.stderr).toMatch(
+        /cannot remove .*\/six \(.*\): prune makes a lock .* first, and the shared storage refuses even those: no inode left \(df -i\), or no block for a directory \(df -h\) \[NO_SPACE\]\n {2}hint: free a little space or a few inodes/,
+      );
+      expect(stackLines(stuck.stderr)).toEqual([]);
+      await rm(join(mount, "filler"), { force: true });
+    },
+  );
+
+  tmpfsCase(
+    "shared storage full when a job starts: its staged dataset is leased (an empty lease), or used without one when no inode is left",
+    "tmpfs shared, full at run",
+    async (mount, run) => {
+      const storage = join(mount, "storage");
+      const datasets = JSON.stringify([{ uri: `s3://${bucket}/big/six.bin`, name: "six" }]);
+      const staged = await fetchCli(JSON.parse(datasets), { storage });
+      expect(staged.code, diagnostics(staged)).toBe(0);
+      const fs = await statfs(mount);
+      await writeFile(join(mount, "filler"), Buffer.alloc(fs.bavail * fs.bsize)).catch(() => {});
+      const mounts = join(scratch, `mnt-full-at-run-${run}`);
+      const leases = join(dataRoot(storage), ".dsfetch", "leases", "six");
+      const job = () =>
+        runCli(
+          [
+            "run",
+            "--datasets",
+            "-",
+            "--storage-root",
+            storage,
+            "--team",
+            TEAM,
+            "--mount-root",
+            mounts,
+            "--",
+            "sh",
+            "-c",
+            `wc -c < "$DSFETCH_PATH_SIX/six.bin"; ls "${leases}" | wc -l`,
+          ],
+          { env: cliEnv({ DSFETCH_EPHEMERAL_ROOT: `${storage}.ephemeral` }), stdin: datasets },
+        );
+      // No byte free: the lease (a few bytes) failed the job with NO_SPACE, the verified
+      // dataset right there. Now an empty lease file, which needs no data block.
+      const full = await job();
+      expect(full.code, diagnostics(full)).toBe(0);
+      expect(full.stdout.trim().split(/\s+/)).toEqual([String(6 * MiB), "1"]);
+      expect(full.stderr).not.toMatch(/without a lease/);
+      // No inode left either: used without a lease, said.
+      const now = await statfs(mount);
+      const remount = spawnSync(
+        "mount",
+        ["-o", `remount,nr_inodes=${now.files - now.ffree}`, mount],
+        { encoding: "utf8" },
+      );
+      expect(remount.status, remount.stderr).toBe(0);
+      const noInodes = await job();
+      expect(noInodes.code, diagnostics(noInodes)).toBe(0);
+      expect(noInodes.stdout.trim().split(/\s+/)).toEqual([String(6 * MiB), "0"]);
+      expect(noInodes.stderr).toMatch(
         /used without a lease \(no space left for one in .*\); a prune run meanwhile may remove it under this job/,
       );
       await rm(join(mount, "filler"), { force: true });
