@@ -45,9 +45,14 @@ export function toThreadError(error: unknown, dataset: string): ThreadError {
 
 export function fromThreadError(wire: ThreadError): DsfetchError {
   const { code, message, detail, cause: underlying, ...options } = wire;
+  // The errno code kept with the stack: a system error the thread did not wrap (ENOSPC on an
+  // open) is told as the storage's by the staging (stage-dataset.ts systemErrorIn).
   const cause =
     detail !== undefined
-      ? new Error(detail)
+      ? Object.assign(new Error(underlying?.message ?? detail), {
+          code: underlying?.code,
+          stack: detail,
+        })
       : underlying !== undefined
         ? Object.assign(new Error(underlying.message), { code: underlying.code })
         : undefined;

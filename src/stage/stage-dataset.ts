@@ -32,6 +32,7 @@ import {
   discardAttempt,
   isStorageFull,
   keepAttemptFresh,
+  storageError,
 } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { EarlyWriteback, SETTLE_LIMIT_MS } from "../volumes/early-writeback.ts";
@@ -606,7 +607,12 @@ async function stageOn(
           },
           manifest,
         );
-      } catch (error) {
+      } catch (thrown) {
+        // A system error that reached here unwrapped (a file opened for writing with no inode
+        // left: found in review, INTERNAL "a bug in dsfetch") is the storage's, and a full one
+        // falls back below.
+        const system = systemErrorIn(thrown);
+        const error = system === undefined ? thrown : storageError(system, attempt.dir);
         // Before the attempt is removed: a beat's entry made during the removal would fail it.
         stopHeartbeat();
         const pending = storage.pending();
@@ -718,6 +724,36 @@ function storageFullReason(target: Target, error: DsfetchError): string {
  * the lock, together) may take before the dataset's error is given anyway.
  */
 const BOUNDED_CLEANUP_MS = 5_000;
+
+/** Filesystem errors (not the network's: those are classified where they happen). */
+const FILESYSTEM_CODES: ReadonlySet<string> = new Set([
+  "ENOSPC",
+  "EDQUOT",
+  "EIO",
+  "EROFS",
+  "EACCES",
+  "EPERM",
+  "EFBIG",
+  "ESTALE",
+  "EMFILE",
+  "ENFILE",
+  "ENOENT",
+  "ENOTDIR",
+  "EISDIR",
+  "ENAMETOOLONG",
+]);
+
+/**
+ * A filesystem error that reached the staging unwrapped, or wrapped only as INTERNAL (an
+ * extraction thread's, carried over as its cause: archive/thread-errors.ts).
+ */
+function systemErrorIn(thrown: unknown): NodeJS.ErrnoException | undefined {
+  const error =
+    thrown instanceof DsfetchError && thrown.code === "INTERNAL" ? thrown.cause : thrown;
+  if (error instanceof DsfetchError || !(error instanceof Error)) return undefined;
+  const code = (error as NodeJS.ErrnoException).code;
+  return code !== undefined && FILESYSTEM_CODES.has(code) ? error : undefined;
+}
 
 function isStall(error: unknown): boolean {
   return error instanceof DsfetchError && error.code === "STALLED";

@@ -95,9 +95,16 @@ export async function createAttempt(location: DatasetLocation): Promise<Attempt>
   try {
     await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
     await mkdir(dir, { mode: 0o700 });
+  } catch (error) {
+    throw storageError(error, location.tmpDir);
+  }
+  try {
     await chmod(dir, 0o700);
     await mkdir(join(dir, "data"), { mode: 0o755 });
   } catch (error) {
+    // Not left behind half made (found in review: the last inode went to `dir`, and the
+    // empty attempt stayed until a later run's clean-up).
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
     throw storageError(error, location.tmpDir);
   }
   return { dir, dataDir: join(dir, "data"), manifestPath: join(dir, "manifest.json") };
