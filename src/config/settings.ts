@@ -3,7 +3,7 @@
  * Pure: flags and environment are passed in.
  */
 import { tmpdir } from "node:os";
-import { isAbsolute, join, normalize } from "node:path";
+import { isAbsolute, normalize, resolve } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { checkName, NAME_FORMS } from "./s3-uri.ts";
 import type { Settings } from "./types.ts";
@@ -23,7 +23,9 @@ export const DEFAULT_MOUNT_ROOT = "/data";
  */
 export function defaultEphemeralRoot(): string {
   const uid = process.getuid?.();
-  return join(tmpdir(), uid === undefined ? "dsfetch-ephemeral" : `dsfetch-ephemeral-${uid}`);
+  // Absolute whatever TMPDIR says (review: TMPDIR=reltmp gave a relative root, and `run`'s
+  // mount link to it dangled).
+  return resolve(tmpdir(), uid === undefined ? "dsfetch-ephemeral" : `dsfetch-ephemeral-${uid}`);
 }
 
 export function resolveSettings(
@@ -55,6 +57,7 @@ export function resolveSettings(
     mountRoot: mountRoot === undefined ? DEFAULT_MOUNT_ROOT : absolutePath(mountRoot),
     ephemeralRoot:
       ephemeralRoot === undefined ? defaultEphemeralRoot() : absolutePath(ephemeralRoot),
+    ephemeralRootIsDefault: ephemeralRoot === undefined,
   });
 }
 

@@ -44,6 +44,11 @@ export interface Settings {
   readonly team: string | undefined;
   readonly mountRoot: string;
   readonly ephemeralRoot: string;
+  /**
+   * The ephemeral root is the default one (no --ephemeral-root, no DSFETCH_EPHEMERAL_ROOT):
+   * made and checked to be this user's own (volumes/ephemeral-root.ts).
+   */
+  readonly ephemeralRootIsDefault?: boolean | undefined;
 }
 
 /** The default size of an ephemeral volume (SPEC §1). */

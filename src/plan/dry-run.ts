@@ -11,6 +11,7 @@ import { type EventListener, ignoreEvents } from "../events.ts";
 import { ClientPool } from "../fetch/client.ts";
 import { resolveDataset } from "../fetch/resolve.ts";
 import { mapLimit } from "../util/map-limit.ts";
+import { ensureDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
@@ -123,6 +124,13 @@ export async function plan(
               inspectStaged(ephemeral),
             );
           }
+        }
+        if (target.volume === "ephemeral" && settings.ephemeralRootIsDefault === true) {
+          // What fetch would refuse before reading there (review: plan said "cached").
+          const root = dirname(location.path);
+          await call(`looking at ${root}`, () =>
+            ensureDefaultEphemeralRoot(root, { create: false }),
+          );
         }
         const withFallback = (planned: PlanEntry): PlanEntry => {
           let entry = planned;

@@ -36,7 +36,7 @@ import {
 } from "../volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { EarlyWriteback, SETTLE_LIMIT_MS } from "../volumes/early-writeback.ts";
-import { checkDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
+import { ensureDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
 import {
   clearFailure,
   failureOfAwaitedHolder,
@@ -234,10 +234,10 @@ async function stageOn(
   });
   /** The published dataset, when its manifest matches the store; no lock needed to read it. */
   const reuse = async (resolution: Resolution): Promise<StagedDataset | undefined> => {
-    if (target.volume === "ephemeral") {
+    if (target.volume === "ephemeral" && settings.ephemeralRootIsDefault === true) {
       // Before anything is read there or written: the first step on every ephemeral path.
       const root = dirname(target.location.path);
-      await call(`looking at ${root}`, () => checkDefaultEphemeralRoot(root));
+      await call(`looking at ${root}`, () => ensureDefaultEphemeralRoot(root));
     }
     const staged = await call(`reading ${target.location.manifestPath}`, () =>
       inspectStaged(target.location),

@@ -21,6 +21,7 @@ describe("resolveSettings", () => {
       team: undefined,
       mountRoot: "/data",
       ephemeralRoot: join(tmpdir(), `dsfetch-ephemeral-${process.getuid?.()}`),
+      ephemeralRootIsDefault: true,
     });
     expect(settings.ephemeralRoot.startsWith(tmpdir())).toBe(true);
     expect(isAbsolute(settings.ephemeralRoot)).toBe(true);
@@ -33,6 +34,7 @@ describe("resolveSettings", () => {
       team: "env-team",
       mountRoot: "/env/mount",
       ephemeralRoot: "/env/ephemeral",
+      ephemeralRootIsDefault: false,
     });
   });
 
@@ -48,6 +50,7 @@ describe("resolveSettings", () => {
       team: "flag-team",
       mountRoot: "/inputs",
       ephemeralRoot: "/flag/ephemeral",
+      ephemeralRootIsDefault: false,
     });
   });
 

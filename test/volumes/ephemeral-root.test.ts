@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultEphemeralRoot } from "../../src/config/settings.ts";
 import { DsfetchError } from "../../src/errors.ts";
-import { checkDefaultEphemeralRoot } from "../../src/volumes/ephemeral-root.ts";
+import { ensureDefaultEphemeralRoot } from "../../src/volumes/ephemeral-root.ts";
 import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
 import { requireRoot } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
@@ -126,7 +126,7 @@ describe("the default ephemeral root", () => {
     expect(spawnSync("find", [root, "-mindepth", "1"], { encoding: "utf8" }).stdout).toBe("");
   });
 
-  it("is checked in place: writable by others, a symbolic link, or not a directory are refused", async () => {
+  it("is made 0700 when missing, refused when writable by others, a link or another's; absolute with a relative TMPDIR", async () => {
     const saved = process.env.TMPDIR;
     const tmp = join(scratch, "unit");
     await mkdir(tmp);
@@ -134,26 +134,68 @@ describe("the default ephemeral root", () => {
     try {
       const root = defaultEphemeralRoot();
       expect(root).toBe(join(tmp, `dsfetch-ephemeral-${process.getuid?.()}`));
-      // Not there yet: made later, 0700.
-      await checkDefaultEphemeralRoot(root);
-      await mkdir(root, { mode: 0o700 });
-      await checkDefaultEphemeralRoot(root);
+      // Looked at only (plan): not made.
+      await ensureDefaultEphemeralRoot(root, { create: false });
+      await expect(lstat(root)).rejects.toThrow(/ENOENT/);
+      // Made here, not by a later recursive mkdir (a planted one would have been taken).
+      await ensureDefaultEphemeralRoot(root);
+      expect(((await lstat(root)).mode & 0o777).toString(8)).toBe("700");
+      await ensureDefaultEphemeralRoot(root);
       await chmod(root, 0o777);
-      expect((await thrown(checkDefaultEphemeralRoot(root))).message).toMatch(
+      expect((await thrown(ensureDefaultEphemeralRoot(root))).message).toMatch(
         /may be written by other users \(mode 777\)/,
       );
+      expect((await thrown(ensureDefaultEphemeralRoot(root, { create: false }))).message).toMatch(
+        /mode 777/,
+      );
       await chmod(root, 0o720);
-      expect((await thrown(checkDefaultEphemeralRoot(root))).message).toMatch(/mode 720/);
+      expect((await thrown(ensureDefaultEphemeralRoot(root))).message).toMatch(/mode 720/);
       await rm(root, { recursive: true });
       await mkdir(join(tmp, "elsewhere"), { mode: 0o700 });
       await symlink(join(tmp, "elsewhere"), root);
-      expect((await thrown(checkDefaultEphemeralRoot(root))).message).toMatch(/is a symbolic link/);
-      // A root given by --ephemeral-root is the user's choice (an emptyDir is 0777): not checked.
-      await chmod(join(tmp, "elsewhere"), 0o777);
-      await checkDefaultEphemeralRoot(join(tmp, "elsewhere"));
+      expect((await thrown(ensureDefaultEphemeralRoot(root))).message).toMatch(
+        /is a symbolic link/,
+      );
+      // A relative TMPDIR: the root is still absolute (run's mount link to it dangled).
+      process.env.TMPDIR = "reltmp";
+      expect(defaultEphemeralRoot()).toBe(
+        join(process.cwd(), "reltmp", `dsfetch-ephemeral-${process.getuid?.()}`),
+      );
     } finally {
       if (saved === undefined) delete process.env.TMPDIR;
       else process.env.TMPDIR = saved;
     }
+  });
+
+  it("given explicitly, even at the default path, is the user's choice: not checked", async () => {
+    const tmp = join(scratch, "explicit");
+    await mkdir(tmp);
+    const root = join(tmp, "dsfetch-ephemeral-0");
+    await mkdir(root, { mode: 0o777 });
+    await chmod(root, 0o777);
+    const result = await runCli(["fetch", "--datasets", "-", "--json"], {
+      env: baseEnv({ ...testEnv(), TMPDIR: tmp, DSFETCH_EPHEMERAL_ROOT: root }),
+      stdin: datasets(),
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout).datasets[0]).toMatchObject({ path: join(root, "small") });
+  });
+
+  it("plan refuses what fetch would refuse (it said 'cached')", async () => {
+    const tmp = join(scratch, "plan");
+    await mkdir(tmp);
+    const root = join(tmp, "dsfetch-ephemeral-0");
+    const fetched = await fetchAs(undefined, tmp);
+    expect(fetched.code, fetched.stderr).toBe(0);
+    await chmod(root, 0o777);
+    const planned = await runCli(["plan", "--datasets", "-", "--json"], {
+      env: baseEnv({ ...testEnv(), TMPDIR: tmp }),
+      stdin: datasets(),
+    });
+    expect(planned.code, planned.stderr).toBe(7);
+    expect(JSON.parse(planned.stdout).datasets[0].error).toMatchObject({
+      code: "STORAGE",
+      message: expect.stringMatching(/the default ephemeral root, may be written by other users/),
+    });
   });
 });
