@@ -1,5 +1,5 @@
 /** `dsfetch list`: the datasets published in a team's shared storage, from their manifests. */
-import { lstat, readdir, stat } from "node:fs/promises";
+import { lstat, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
@@ -29,6 +29,8 @@ export interface CatalogEntry {
 export interface UnreadableDataset {
   readonly path: string;
   readonly manifest: string;
+  /** "damaged" (not a manifest dsfetch can read), or the error reading it ("EACCES"). */
+  readonly reason: string;
 }
 
 /**
@@ -78,15 +80,17 @@ export async function listDatasets(
       );
       const manifest = published ? await manifestOfTree(location) : undefined;
       if (manifest === undefined) {
-        // There, but not parsed (a removal in progress takes the file away first).
-        const damaged =
-          published &&
-          (await readManifest(location.manifestPath)) === undefined &&
-          (await stat(location.manifestPath).then(
-            (s) => s.isFile(),
-            () => false,
-          ));
-        return damaged ? ("unreadable" as const) : undefined;
+        // There, but not parsed (a removal in progress takes the file away first), or not
+        // readable by this user (not to be called damaged: review).
+        if (!published || (await readManifest(location.manifestPath)) !== undefined) {
+          return undefined;
+        }
+        const reason = await readFile(location.manifestPath).then(
+          (): string | undefined => "damaged",
+          (error: NodeJS.ErrnoException) =>
+            error.code === "ENOENT" ? undefined : (error.code ?? "error"),
+        );
+        return reason === undefined ? undefined : { unreadable: reason };
       }
       return {
         manifest,
@@ -95,8 +99,12 @@ export async function listDatasets(
       };
     });
     if (found === undefined) continue;
-    if (found === "unreadable") {
-      onUnreadable?.({ path: location.path, manifest: location.manifestPath });
+    if ("unreadable" in found) {
+      onUnreadable?.({
+        path: location.path,
+        manifest: location.manifestPath,
+        reason: found.unreadable ?? "error",
+      });
       continue;
     }
     const { manifest, used, inUse } = found;

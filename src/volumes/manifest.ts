@@ -40,11 +40,46 @@ export async function readManifest(path: string): Promise<Manifest | undefined> 
     return undefined;
   }
   try {
-    const value = JSON.parse(text) as Partial<Manifest>;
-    if (value.version !== MANIFEST_VERSION || typeof value.uri !== "string") return undefined;
-    if (value.kind !== "object" && value.kind !== "prefix") return undefined;
-    return value as Manifest;
+    const value = JSON.parse(text) as unknown;
+    return isManifest(value) ? value : undefined;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether `value` has every field a manifest is read for, with its type. Valid JSON with a
+ * field damaged (`"files": null`, a `createdAt` that is no time) made `list` and `prune` fail
+ * as INTERNAL, and `fetch` reuse the dataset (review): it is a damaged manifest like any.
+ */
+function isManifest(value: unknown): value is Manifest {
+  if (typeof value !== "object" || value === null) return false;
+  const m = value as Record<string, unknown>;
+  const optionalString = (field: unknown) => field === undefined || typeof field === "string";
+  const size = (field: unknown) =>
+    typeof field === "number" && Number.isSafeInteger(field) && field >= 0;
+  return (
+    m.version === MANIFEST_VERSION &&
+    typeof m.name === "string" &&
+    typeof m.uri === "string" &&
+    (m.kind === "object" || m.kind === "prefix") &&
+    optionalString(m.endpoint) &&
+    optionalString(m.etag) &&
+    optionalString(m.versionId) &&
+    optionalString(m.listingDigest) &&
+    size(m.bytes) &&
+    Array.isArray(m.files) &&
+    m.files.every(
+      (file: unknown) =>
+        typeof file === "object" &&
+        file !== null &&
+        typeof (file as ManifestFile).path === "string" &&
+        size((file as ManifestFile).bytes) &&
+        optionalString((file as ManifestFile).digest),
+    ) &&
+    typeof m.verification === "string" &&
+    typeof m.createdAt === "string" &&
+    !Number.isNaN(Date.parse(m.createdAt)) &&
+    optionalString(m.host)
+  );
 }

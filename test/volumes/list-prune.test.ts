@@ -1,5 +1,5 @@
 // `dsfetch list` and `dsfetch prune` on real published datasets.
-import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -305,12 +305,12 @@ describe("a dataset whose manifest is damaged", () => {
     expect(listed.code, listed.stderr).toBe(0);
     const json = JSON.parse(listed.stdout) as {
       datasets: { name: string }[];
-      unreadable: { path: string; manifest: string }[];
+      unreadable: { path: string; manifest: string; reason: string }[];
     };
     expect(json.datasets.map((d) => d.name)).toEqual(["a", "c"]);
-    expect(json.unreadable).toEqual([{ path: join(data, "b"), manifest }]);
+    expect(json.unreadable).toEqual([{ path: join(data, "b"), manifest, reason: "damaged" }]);
     expect(listed.stderr).toContain(
-      `dsfetch: warning: ${join(data, "b")} is not listed: its manifest ${manifest} cannot be read (damaged?)`,
+      `dsfetch: warning: ${join(data, "b")} is not listed: its manifest ${manifest} is damaged`,
     );
     const human = await runCli(["list", "--storage-root", storage, "--team", "ml"], {
       env: testEnv(),
@@ -319,5 +319,36 @@ describe("a dataset whose manifest is damaged", () => {
     await age("b", 10);
     await pruneOlderThanADay();
     expect(await published()).toEqual(["a", "b", "c"]);
+  });
+
+  it("valid JSON with a damaged field is damaged too (list and prune failed as INTERNAL)", async () => {
+    const manifests = join(data, ".dsfetch", "manifests");
+    const edit = async (name: string, change: (m: Record<string, unknown>) => void) => {
+      const path = join(manifests, `${name}.json`);
+      const manifest = JSON.parse(await readFile(path, "utf8")) as Record<string, unknown>;
+      change(manifest);
+      await writeFile(path, JSON.stringify(manifest));
+    };
+    await edit("b", (m) => {
+      m.files = null;
+    });
+    await edit("c", (m) => {
+      m.createdAt = "garbage";
+    });
+    await rm(join(data, ".dsfetch", "used", "c"));
+    const listed = await runCli(["list", ...flags()], { env: testEnv() });
+    expect(listed.code, listed.stderr).toBe(0);
+    const json = JSON.parse(listed.stdout) as {
+      datasets: { name: string }[];
+      unreadable: { path: string; reason: string }[];
+    };
+    expect(json.datasets.map((d) => d.name)).toEqual(["a"]);
+    expect(json.unreadable.map((u) => [u.path, u.reason])).toEqual([
+      [join(data, "b"), "damaged"],
+      [join(data, "c"), "damaged"],
+    ]);
+    const pruned = await runCli(["prune", "--max-size", "1", ...flags()], { env: testEnv() });
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(await published()).toEqual(["b", "c"]);
   });
 });

@@ -29,9 +29,11 @@ export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<numb
     boundedCalls("dsfetch list", io.env),
     (dataset) => unreadable.push(dataset),
   );
-  for (const { path, manifest } of unreadable) {
+  for (const { path, manifest, reason } of unreadable) {
     io.err(
-      `dsfetch: warning: ${path} is not listed: its manifest ${manifest} cannot be read (damaged?), so dsfetch cannot tell what it holds; prune never removes it and fetch will not reuse it: remove it by hand (chmod -R u+w, then rm -rf) and fetch it again\n`,
+      reason === "damaged"
+        ? `dsfetch: warning: ${path} is not listed: its manifest ${manifest} is damaged, so dsfetch cannot tell what it holds; prune never removes it and fetch will not reuse it: remove it by hand (chmod -R u+w, then rm -rf) and fetch it again\n`
+        : `dsfetch: warning: ${path} is not listed: its manifest ${manifest} cannot be read by this user (${reason}); run list as a user who can read the shared storage\n`,
     );
   }
   if (args.json) {
