@@ -516,13 +516,21 @@ async function writePending(
   });
 }
 
-/** Writes `text` to `path` and makes it durable before returning. */
+/**
+ * Writes `text` to `path` and makes it durable before returning; on failure nothing is left
+ * (review: a full disk left an empty `….pending.….tmp` among the manifests, for good).
+ */
 async function writeDurably(path: string, text: string): Promise<void> {
   const file = await open(path, "w", 0o644);
   try {
-    await file.writeFile(text);
-    await file.sync();
-  } finally {
-    await file.close();
+    try {
+      await file.writeFile(text);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+  } catch (error) {
+    await rm(path, { force: true }).catch(() => {});
+    throw error;
   }
 }

@@ -557,6 +557,41 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
   );
 
   tmpfsCase(
+    "shared storage with room for the data but not its manifest: staged on an ephemeral volume, no manifest file left",
+    "tmpfs shared, no room for the manifest",
+    async (mount, run) => {
+      const storage = join(mount, "storage");
+      const eph = join(scratch, `eph-manifest-${run}`);
+      const first = await fetchCli([{ uri: `s3://${bucket}/small/one.bin`, name: "first" }], {
+        storage,
+      });
+      expect(first.code, diagnostics(first)).toBe(0);
+      // Room for the lock's holder file, the 6 MiB and the attempt's own small files, then
+      // nothing: the pending manifest is what meets the full disk (measured: 4 KiB less and
+      // the download did, 4 KiB more and it all fit).
+      const fs = await statfs(mount);
+      const room = 6 * MiB + 8 * KiB;
+      await writeFile(join(mount, "filler"), Buffer.alloc(fs.bavail * fs.bsize - room));
+      const result = await fetchCli([{ uri: `s3://${bucket}/big/six.bin`, name: "six" }], {
+        storage,
+        env: { DSFETCH_EPHEMERAL_ROOT: eph },
+      });
+      expect(result.code, diagnostics(result)).toBe(0);
+      expect(result.json?.datasets[0]).toMatchObject({ volume: "ephemeral" });
+      expect((result.json?.datasets[0] as { fallback?: string } | undefined)?.fallback).toMatch(
+        /ran out of space .*manifests\/six\.json\.pending\./,
+      );
+      // Only the first dataset's manifest: no half-written pending one (it stayed for good).
+      expect(await entries(join(dataRoot(storage), ".dsfetch", "manifests"))).toEqual([
+        "first.json",
+      ]);
+      expect(await leftovers(dataRoot(storage))).toEqual([]);
+      await rm(join(mount, "filler"), { force: true });
+      await removeAll(eph);
+    },
+  );
+
+  tmpfsCase(
     "shared storage full when a job starts: its staged dataset is leased (an empty lease), or used without one when no inode is left",
     "tmpfs shared, full at run",
     async (mount, run) => {
