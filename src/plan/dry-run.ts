@@ -185,7 +185,7 @@ function zipOverVolume(dataset: string, declared: number, volume: number): PlanE
   return errorOf(
     new DsfetchError(
       "NO_SPACE",
-      `${dataset}: the zip archive's entries declare ${formatBytes(declared)} (${declared} bytes) but its ephemeral volume holds ${formatBytes(volume)}`,
+      `${dataset}: the zip archive's entries declare ${formatBytes(declared)} (${declared} bytes) but its ephemeral volume holds ${formatBytes(volume)} (${volume} bytes)`,
       {
         dataset,
         hint: "give the dataset a larger volume (volumeOptions.size), or split the archive",

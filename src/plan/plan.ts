@@ -136,7 +136,7 @@ function checkFits(
   if (target.volumeBytes === undefined || resolution.bytes <= target.volumeBytes) return undefined;
   const error = new DsfetchError(
     "NO_SPACE",
-    `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but its ephemeral volume holds ${formatBytes(target.volumeBytes)} (volumeOptions.size ${spec.volume.kind === "ephemeral" ? spec.volume.sizeText : ""})`,
+    `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but its ephemeral volume holds ${formatBytes(target.volumeBytes)} (${target.volumeBytes} bytes, volumeOptions.size ${spec.volume.kind === "ephemeral" ? spec.volume.sizeText : ""})`,
     { dataset: spec.name, hint: "raise volumeOptions.size above the dataset's size" },
   );
   return errorOf(error);

@@ -143,6 +143,10 @@ export async function stageDataset(
 function withFallbackContext(error: unknown, reason: string): unknown {
   if (!(error instanceof DsfetchError) || error.code !== "NO_SPACE") return error;
   if (error.message.includes(reason)) return error;
+  // The disk under the ephemeral root too small: its own hint stays (review: lost).
+  const alternative = error.hint?.includes("--ephemeral-root")
+    ? error.hint
+    : "give the dataset volumeOptions with a size above what it needs";
   return new DsfetchError(
     "NO_SPACE",
     `${error.message} (staged on an ephemeral volume because ${reason})`,
@@ -150,7 +154,7 @@ function withFallbackContext(error: unknown, reason: string): unknown {
       dataset: error.dataset,
       expected: error.expected,
       found: error.found,
-      hint: "free space in shared storage (dsfetch prune) and run again; or give the dataset volumeOptions with a size above what it needs",
+      hint: `free space in shared storage (dsfetch prune) and run again; or ${alternative}`,
       cause: error,
     },
   );
@@ -968,7 +972,7 @@ function volumeTooSmall(
   const staged = stagedAt === undefined ? "" : ` (staged at ${stagedAt} with a larger volume)`;
   return new DsfetchError(
     "NO_SPACE",
-    `${spec.name}: needs ${formatBytes(bytes)} (${bytes} bytes)${staged} but its ephemeral volume holds ${formatBytes(volumeBytes)}${fallback === undefined ? "" : ` (the default size of a fallback volume: ${fallback})`}`,
+    `${spec.name}: needs ${formatBytes(bytes)} (${bytes} bytes)${staged} but its ephemeral volume holds ${formatBytes(volumeBytes)} (${volumeBytes} bytes)${fallback === undefined ? "" : ` (the default size of a fallback volume: ${fallback})`}`,
     {
       dataset: spec.name,
       // After a fallback the volume is not the dataset's choice: shared storage is the

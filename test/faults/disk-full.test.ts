@@ -689,6 +689,10 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
           c,
           { fellBackTo: `${storage}.ephemeral` },
         );
+        // Both ways out: shared storage, and the disk under the ephemeral root.
+        expect(result.json?.datasets[0]?.error?.hint).toMatch(
+          /^free space in shared storage .*; or free space there, or point --ephemeral-root/,
+        );
       });
     },
   );

@@ -251,7 +251,7 @@ describe("plan --json", () => {
       error: {
         code: "NO_SPACE",
         message:
-          "zeros: the zip archive's entries declare 585.9 KiB (600000 bytes) but its ephemeral volume holds 488.3 KiB",
+          "zeros: the zip archive's entries declare 585.9 KiB (600000 bytes) but its ephemeral volume holds 488.3 KiB (500000 bytes)",
       },
     });
   });

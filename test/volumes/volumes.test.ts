@@ -406,7 +406,7 @@ describe("an ephemeral dataset staged with a larger volume", () => {
     expect(shrunk.code, shrunk.stderr).toBe(7);
     expect(shrunk.entries[0]?.error).toMatchObject({
       code: "NO_SPACE",
-      message: `blob: needs 293.0 KiB (300000 bytes) (staged at ${join(ephemeral, "blob")} with a larger volume) but its ephemeral volume holds 195.3 KiB`,
+      message: `blob: needs 293.0 KiB (300000 bytes) (staged at ${join(ephemeral, "blob")} with a larger volume) but its ephemeral volume holds 195.3 KiB (200000 bytes)`,
     });
     expect((await stat(join(ephemeral, "blob", "blob.bin"))).size).toBe(300_000);
   });
