@@ -12,6 +12,25 @@ export interface ExtractLimits {
   readonly maxDepth: number;
   /** Bytes of one entry's whole path. */
   readonly maxPathBytes: number;
+  /**
+   * What sets maxBytes, for messages: "volume" (an ephemeral volume's size) or "setting"
+   * (DSFETCH_MAX_EXPANDED_SIZE, on shared storage). Absent: said as a volume's.
+   */
+  readonly maxBytesFrom?: "volume" | "setting" | undefined;
+}
+
+/** The bound on expanded bytes as messages name it, and what to do about it. */
+export function expandedLimitText(limits: ExtractLimits): { limit: string; hint: string } {
+  if (limits.maxBytesFrom === "setting") {
+    return {
+      limit: `the limit of ${limits.maxBytes} bytes (DSFETCH_MAX_EXPANDED_SIZE)`,
+      hint: "raise DSFETCH_MAX_EXPANDED_SIZE if the archive is meant to expand that much, or split the archive",
+    };
+  }
+  return {
+    limit: `the limit of ${limits.maxBytes} bytes (its volume's size)`,
+    hint: "give the dataset a larger volume (volumeOptions.size), or split the archive",
+  };
 }
 
 export const DEFAULT_LIMITS: ExtractLimits = Object.freeze({

@@ -67,7 +67,7 @@ import { untilOrAborted } from "../util/until-or-aborted.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { WRITE_PIECE } from "../util/write-piece.ts";
 import { CollisionGuard, checkEntryPath } from "./entry-path.ts";
-import type { ExtractLimits } from "./limits.ts";
+import { type ExtractLimits, expandedLimitText } from "./limits.ts";
 import { isZeroBlock, storedTarChecksum, tarChecksumMatches } from "./magic.ts";
 import { type ParallelFailure, ParallelWrites } from "./parallel-writes.ts";
 
@@ -1202,14 +1202,15 @@ export class TarExtractor {
   }
 
   private throwNoSpace(name: string, size: number): never {
+    const { limit, hint } = expandedLimitText(this.limits);
     throw new DsfetchError(
       "NO_SPACE",
-      `${this.dataset}: the archive expands to more than the limit of ${this.limits.maxBytes} bytes: ${this.bytes} bytes written, and entry ${quote(name)} adds ${size}`,
+      `${this.dataset}: the archive expands to more than ${limit}: ${this.bytes} bytes written, and entry ${quote(name)} adds ${size}`,
       {
         dataset: this.dataset,
         expected: `at most ${this.limits.maxBytes} bytes`,
         found: `more than ${this.bytes + size} bytes`,
-        hint: "nothing was published: give the dataset a larger volume (volumeOptions.size), or split the archive",
+        hint: `nothing was published: ${hint}`,
       },
     );
   }

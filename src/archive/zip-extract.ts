@@ -55,7 +55,7 @@ import type { WriteMode } from "../util/write-mode.ts";
 import { writeAllSync } from "../util/write-piece.ts";
 import { storageError } from "../volumes/attempt.ts";
 import { CollisionGuard, checkEntryPath } from "./entry-path.ts";
-import type { ExtractLimits } from "./limits.ts";
+import { type ExtractLimits, expandedLimitText } from "./limits.ts";
 import { ParallelWrites } from "./parallel-writes.ts";
 import {
   type CentralEntry,
@@ -342,11 +342,12 @@ function planExtraction(
     if (crossing === undefined && total > limits.maxBytes) crossing = item;
   }
   if (crossing !== undefined) {
+    const { limit, hint } = expandedLimitText(limits);
     throw errors.entry(
       "NO_SPACE",
       crossing.entry.name,
-      `takes the archive's expanded size past the limit of ${limits.maxBytes} bytes (the whole archive declares ${total} bytes)`,
-      "give the dataset a larger volume (volumeOptions.size) or free space, or split the archive",
+      `takes the archive's expanded size past ${limit} (the whole archive declares ${total} bytes)`,
+      hint,
     );
   }
   return ordered;
@@ -961,11 +962,12 @@ class Extractor {
   private account(item: Planned, bytes: number): void {
     this.written += bytes;
     if (this.written > this.limits.maxBytes) {
+      const { limit, hint } = expandedLimitText(this.limits);
       throw this.errors.entry(
         "NO_SPACE",
         item.entry.name,
-        `takes the archive's expanded size past the limit of ${this.limits.maxBytes} bytes`,
-        "give the dataset a larger volume (volumeOptions.size) or free space, or split the archive",
+        `takes the archive's expanded size past ${limit}`,
+        hint,
       );
     }
   }

@@ -871,7 +871,11 @@ async function downloadInto(
       attempt,
       tuning,
       // An ephemeral volume bounds what may be written; shared storage has a configurable bound.
-      limits: { ...DEFAULT_LIMITS, maxBytes: volumeBytes ?? tuning.maxExpandedBytes },
+      limits: {
+        ...DEFAULT_LIMITS,
+        maxBytes: volumeBytes ?? tuning.maxExpandedBytes,
+        maxBytesFrom: volumeBytes === undefined ? "setting" : "volume",
+      },
       retry,
       signal,
       onBytes,

@@ -265,6 +265,25 @@ describe("ephemeral volume budget", () => {
   );
 });
 
+describe("the bound on an archive's expansion in shared storage", () => {
+  it("DSFETCH_MAX_EXPANDED_SIZE: NO_SPACE naming the setting, no fallback (not the storage's space)", async () => {
+    const storage = join(scratch, "max-expanded");
+    const result = await fetchCli([{ uri: `s3://${bucket}/arch/twelve.tar.gz`, name: "zeros" }], {
+      storage,
+      env: { DSFETCH_MAX_EXPANDED_SIZE: "4Mi" },
+    });
+    await expectNoSpace(
+      result,
+      "zeros",
+      dataRoot(storage),
+      /more than the limit of 4194304 bytes \(DSFETCH_MAX_EXPANDED_SIZE\)/,
+    );
+    expect(result.json?.datasets[0]?.error?.hint).toMatch(/raise DSFETCH_MAX_EXPANDED_SIZE/);
+    await removeAll(storage);
+    await removeAll(`${storage}.ephemeral`);
+  });
+});
+
 describe("a real full filesystem (an 8 MiB tmpfs)", () => {
   const tmpfsCase = (
     title: string,
