@@ -53,6 +53,7 @@ import { sharedStorageProblem } from "../volumes/storage-check.ts";
 import { activeLeasesBeforeRemoval, markUsed, unreadableLeases } from "../volumes/usage.ts";
 import { ProgressTracker } from "./progress.ts";
 import { DOWNLOAD_STOP_GRACE_MS, watchProgress } from "./progress-watchdog.ts";
+import type { SharedWrites } from "./shared-writes.ts";
 import { withManifest } from "./staged-manifest.ts";
 import { StorageCalls } from "./storage-calls.ts";
 
@@ -93,6 +94,8 @@ export interface StageContext {
    * per run; absent: not asked (library callers staging one dataset directly).
    */
   readonly sharedStorageAnswers?: (() => Promise<boolean>) | undefined;
+  /** The run's writes to shared storage (shared-writes.ts); absent: no retry after a full disk. */
+  readonly sharedWrites?: SharedWrites | undefined;
 }
 
 /** Times a download starts over because the object was replaced during it (no etag pinned). */
@@ -108,11 +111,14 @@ const MAX_VERSION_RESTARTS = 3;
 class SharedStorageFull extends DsfetchError {
   readonly reason: string;
   readonly resolution: Resolution;
+  /** Other datasets of the run were being written to shared storage then (shared-writes.ts). */
+  readonly othersWriting: boolean;
 
-  constructor(reason: string, resolution: Resolution, error: DsfetchError) {
+  constructor(reason: string, resolution: Resolution, error: DsfetchError, othersWriting: boolean) {
     super("NO_SPACE", error.message, { dataset: error.dataset, hint: error.hint, cause: error });
     this.reason = reason;
     this.resolution = resolution;
+    this.othersWriting = othersWriting;
   }
 }
 
@@ -122,16 +128,37 @@ export async function stageDataset(
   context: StageContext,
 ): Promise<StagedDataset> {
   const started = performance.now();
+  let full: SharedStorageFull;
   try {
     return await stageOn(spec, settings, context, started, undefined);
   } catch (error) {
     if (!(error instanceof SharedStorageFull)) throw error;
+    full = error;
+  }
+  context.signal?.throwIfAborted();
+  const writes = context.sharedWrites;
+  if (writes !== undefined && full.othersWriting) {
+    // Maybe full only because other datasets of this run were written at the same time:
+    // once they are done, shared storage is tried once more (shared-writes.ts).
+    context.onEvent({
+      type: "info",
+      dataset: spec.name,
+      message: `${full.reason}, while other datasets of this run were written there too: trying shared storage again once they are done`,
+    });
+    const again = await writes.retryAlone(() =>
+      stageOn(spec, settings, context, started, undefined).catch((error: unknown) => {
+        if (error instanceof SharedStorageFull) return error;
+        throw error;
+      }),
+    );
+    if (!(again instanceof SharedStorageFull)) return again;
+    full = again;
     context.signal?.throwIfAborted();
-    try {
-      return await stageOn(spec, settings, context, started, error);
-    } catch (onEphemeral) {
-      throw withFallbackContext(onEphemeral, error.reason);
-    }
+  }
+  try {
+    return await stageOn(spec, settings, context, started, full);
+  } catch (onEphemeral) {
+    throw withFallbackContext(onEphemeral, full.reason);
   }
 }
 
@@ -418,7 +445,12 @@ async function stageOn(
    */
   const fullToFallback = (error: unknown): never => {
     if (target.volume === "shared" && error instanceof DsfetchError && isStorageFull(error)) {
-      throw new SharedStorageFull(storageFullReason(target, error), resolution, error);
+      throw new SharedStorageFull(
+        storageFullReason(target, error),
+        resolution,
+        error,
+        (context.sharedWrites?.writers() ?? 0) > 0,
+      );
     }
     throw error;
   };
@@ -470,7 +502,12 @@ async function stageOn(
           const { holder } = lock;
           await call(`writing ${failurePath}`, () => passOnFailure(failurePath, holder));
           if (target.volume === "shared" && isStorageFull(failed)) {
-            throw new SharedStorageFull(storageFullReason(target, failed), resolution, failed);
+            throw new SharedStorageFull(
+              storageFullReason(target, failed),
+              resolution,
+              failed,
+              false,
+            );
           }
           throw failed;
         }
@@ -491,6 +528,7 @@ async function stageOn(
         createAttempt(target.location),
       ).catch(fullToFallback);
       const stopHeartbeat = keepAttemptFresh(attempt.dir);
+      const endWrite = target.volume === "shared" ? context.sharedWrites?.begin() : undefined;
       try {
         const progress = new ProgressTracker(
           spec.name,
@@ -666,7 +704,12 @@ async function stageOn(
           );
         }
         if (target.volume === "shared" && error instanceof DsfetchError && isStorageFull(error)) {
-          throw new SharedStorageFull(storageFullReason(target, error), resolution, error);
+          throw new SharedStorageFull(
+            storageFullReason(target, error),
+            resolution,
+            error,
+            (context.sharedWrites?.writers() ?? 0) > 1,
+          );
         }
         const replaced = error instanceof DsfetchError && error.code === "OBJECT_CHANGED";
         if (!replaced || restart >= MAX_VERSION_RESTARTS) throw error;
@@ -690,6 +733,7 @@ async function stageOn(
         checkSupported(spec, resolution, target, fallback);
       } finally {
         stopHeartbeat();
+        endWrite?.();
       }
     }
   } finally {

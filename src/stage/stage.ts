@@ -17,6 +17,7 @@ import { mountDataset } from "../volumes/mount.ts";
 import { storageAnswers } from "../volumes/storage-probe.ts";
 import type { Lease } from "../volumes/usage.ts";
 import { DOWNLOAD_STOP_GRACE_MS } from "./progress-watchdog.ts";
+import { SharedWrites } from "./shared-writes.ts";
 import { type StagedDataset, stageDataset } from "./stage-dataset.ts";
 import { StorageCalls } from "./storage-calls.ts";
 
@@ -85,6 +86,7 @@ export async function stage(
     return probe;
   };
   if (datasets.some((spec) => spec.volume.kind === "shared")) void sharedStorageAnswers();
+  const sharedWrites = new SharedWrites();
   const leases: Lease[] = [];
   try {
     const outcomes = await mapLimit(
@@ -100,6 +102,7 @@ export async function stage(
               signal: options.signal,
               tuning,
               sharedStorageAnswers,
+              sharedWrites,
             });
           let staged = await stageOnce();
           // Under the same bound as the staging's calls, and answering an interrupt.

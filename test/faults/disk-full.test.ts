@@ -85,6 +85,7 @@ beforeAll(async () => {
     putObject(bucket, "small/one.bin", randomBytes(KiB)),
     putObject(bucket, "big/twelve.bin", randomBytes(12 * MiB)),
     putMany(bucket, "folder/f", 48, () => randomBytes(256 * KiB)),
+    putMany(bucket, "five/f", 20, () => randomBytes(256 * KiB)),
   ]);
   await putObject(bucket, "arch/twentyfour.zip", await readFile(join(scratch, "twentyfour.zip")));
   tmpfsProblem = probeTmpfs(join(scratch, "probe"));
@@ -359,6 +360,29 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
       );
       await expectZeros(join(eph, "zeros"));
       await expectSharedUntouched(storage);
+      await removeAll(eph);
+    },
+  );
+
+  tmpfsCase(
+    "two datasets that fit alone but not together: one stays in shared storage, the other falls back",
+    "tmpfs shared, two together",
+    async (mount, run) => {
+      const storage = join(mount, "storage");
+      const eph = join(scratch, `eph-two-${run}`);
+      // 5 MiB each on an 8 MiB disk, staged at once (fetch stages two datasets at a time).
+      const result = await fetchCli(
+        [
+          { uri: `s3://${bucket}/five/`, name: "fa" },
+          { uri: `s3://${bucket}/five/`, name: "fb" },
+        ],
+        { storage, env: { DSFETCH_EPHEMERAL_ROOT: eph } },
+      );
+      expect(result.code, diagnostics(result)).toBe(0);
+      const volumes = (result.json?.datasets ?? []).map((d) => d.volume).sort();
+      // Both went to ephemeral volumes, run after run, each filling the disk for the other.
+      expect(volumes, diagnostics(result)).toEqual(["ephemeral", "shared"]);
+      expect(await leftovers(dataRoot(storage))).toEqual([]);
       await removeAll(eph);
     },
   );
