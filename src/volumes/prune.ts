@@ -5,12 +5,12 @@
  * ever sees half a dataset.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, readFile, rename, rm, rmdir } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { isStorageFull } from "./attempt.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
-import { locationIn, sharedDataRoot } from "./layout.ts";
+import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
 import { acquireLock, lockHeld } from "./lock.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { makeWritable, removeTreeReporting } from "./permissions.ts";
@@ -117,6 +117,11 @@ export async function prune(
     removed.push(decision);
     total -= entry.bytes;
   }
+  if (options.dryRun !== true) {
+    await call(`removing old failure records in ${sharedDataRoot(storageRoot, team)}`, () =>
+      removeOldFailureRecords(sharedDataRoot(storageRoot, team), now),
+    ).catch(() => {});
+  }
   const freedBytes = removed.reduce((sum, entry) => sum + entry.bytes, 0);
   return { removed, kept, freedBytes, remainingBytes: total };
 }
@@ -218,4 +223,26 @@ async function withdrawNotice(notice: RemovalNotice | undefined, call: StorageCa
   await call(`taking down the removal notice`, () => notice.withdraw()).catch(() =>
     notice.abandon(),
   );
+}
+
+/** A failure record matters to the workers waiting on its holder, for minutes at most. */
+const FAILURE_RECORD_KEPT_MS = 60 * 60_000;
+
+/**
+ * Failure records (failure-record.ts) older than an hour: one of a dataset never published
+ * on shared storage (it fell back to ephemeral volumes, or kept failing) stayed for good,
+ * out of reach of prune, which removes a record only with its dataset (review).
+ */
+async function removeOldFailureRecords(dataRoot: string, now: number): Promise<void> {
+  const dir = join(dataRoot, META_DIR, "failures");
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.endsWith(".json")) continue;
+    const path = join(dir, name);
+    const age = await stat(path).then(
+      (s) => now - s.mtimeMs,
+      () => 0,
+    );
+    if (age > FAILURE_RECORD_KEPT_MS) await rm(path, { force: true }).catch(() => {});
+  }
 }

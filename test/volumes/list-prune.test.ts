@@ -297,6 +297,21 @@ describe("a user's directory where a dataset was removed by hand", () => {
   });
 });
 
+describe("failure records", () => {
+  it("older than an hour are removed by prune (one of a dataset never published stayed for good)", async () => {
+    const failures = join(data, ".dsfetch", "failures");
+    await mkdir(failures, { recursive: true });
+    const old = join(failures, "gone.json");
+    const fresh = join(failures, "recent.json");
+    await writeFile(old, "{}");
+    await writeFile(fresh, "{}");
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+    await utimes(old, twoHoursAgo, twoHoursAgo);
+    await pruneOlderThanADay();
+    expect(await readdir(failures)).toEqual(["recent.json"]);
+  });
+});
+
 describe("a dataset whose manifest is damaged", () => {
   it("is not listed, and list says so (it was left out without a word); prune keeps it", async () => {
     const manifest = join(data, ".dsfetch", "manifests", "b.json");
