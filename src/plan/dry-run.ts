@@ -12,6 +12,7 @@ import { ClientPool } from "../fetch/client.ts";
 import { resolveDataset } from "../fetch/resolve.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { ensureDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
+import { noRoomNow } from "../volumes/failure-record.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
@@ -112,9 +113,13 @@ export async function plan(
           const dataRoot = dirname(location.path);
           // A zip is downloaded whole, then expanded beside it (stage/expand.ts).
           const needed = resolution.bytes + (declared?.bytes ?? 0);
-          const problem = await call(`checking ${storageRoot}`, () =>
-            sharedStorageProblem(storageRoot, dataRoot, needed, { create: false }),
-          );
+          const problem = await call(`checking ${storageRoot}`, async () => {
+            const now = await sharedStorageProblem(storageRoot, dataRoot, needed, {
+              create: false,
+            });
+            // As fetch: a source that met the full disk before, with no more room now.
+            return now ?? (await noRoomNow(location.failurePath, resolution, dataRoot));
+          });
           if (problem !== undefined) {
             fallback = `shared storage is unavailable: ${problem}`;
             target = fallbackTarget(spec, settings);

@@ -40,6 +40,7 @@ import { ensureDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
 import {
   clearFailure,
   failureOfAwaitedHolder,
+  noRoomNow,
   passOnFailure,
   recordFailure,
 } from "../volumes/failure-record.ts";
@@ -413,6 +414,14 @@ async function stageOn(
     if (problem !== undefined) {
       const reused = await fallBack(problem);
       if (reused !== undefined) return reused;
+    } else {
+      const noRoom = await call(`reading ${target.location.failurePath}`, () =>
+        noRoomNow(target.location.failurePath, resolution, dirname(target.location.path)),
+      );
+      if (noRoom !== undefined) {
+        const reused = await fallBack(noRoom);
+        if (reused !== undefined) return reused;
+      }
     }
   }
   checkSupported(spec, resolution, target, fallback);
@@ -524,6 +533,13 @@ async function stageOn(
             ),
         );
       }
+      // What was free when it began: a full disk then is remembered with it (noRoomNow).
+      const freeAtStart =
+        lock === undefined
+          ? undefined
+          : await call(`checking the free space of ${target.location.tmpDir}`, () =>
+              freeBytes(dirname(target.location.path)),
+            );
       const attempt = await call(`creating a directory in ${target.location.tmpDir}`, () =>
         createAttempt(target.location),
       ).catch(fullToFallback);
@@ -700,7 +716,10 @@ async function stageOn(
           const { holder } = lock;
           // Best effort (failure-record.ts): its own stall must not replace this error.
           await bestEffort(`writing ${failurePath}`, () =>
-            recordFailure(failurePath, resolution, error, holder),
+            recordFailure(failurePath, resolution, error, holder, {
+              // Not when other datasets of this run wrote there too: it needed less then.
+              freeAtStart: (context.sharedWrites?.writers() ?? 0) > 1 ? undefined : freeAtStart,
+            }),
           );
         }
         if (target.volume === "shared" && error instanceof DsfetchError && isStorageFull(error)) {

@@ -14,8 +14,9 @@
  * and no clock is compared across hosts.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { formatBytes } from "../config/size.ts";
 import { DsfetchError, type ErrorCode } from "../errors.ts";
 import type { Resolution } from "../fetch/resolve.ts";
 import { isStorageFull } from "./attempt.ts";
@@ -37,6 +38,8 @@ interface FailureRecord {
   readonly hint: string | null;
   /** The storage was full (ENOSPC, EDQUOT): about the storage then, not the object. */
   readonly storageFull?: true;
+  /** With storageFull: the bytes free when the attempt began; it needed more than that. */
+  readonly neededMoreThan?: number;
 }
 
 function sourceOf(resolution: Resolution): FailureRecord["source"] {
@@ -61,6 +64,7 @@ export async function recordFailure(
   resolution: Resolution,
   error: unknown,
   holder: Holder,
+  { freeAtStart }: { readonly freeAtStart?: number | undefined } = {},
 ): Promise<void> {
   if (!(error instanceof DsfetchError)) return;
   const storageFull = isStorageFull(error);
@@ -73,6 +77,7 @@ export async function recordFailure(
     message: error.message,
     hint: error.hint ?? null,
     ...(storageFull ? { storageFull: true } : {}),
+    ...(storageFull && freeAtStart !== undefined ? { neededMoreThan: freeAtStart } : {}),
   });
 }
 
@@ -159,4 +164,64 @@ export async function failureOfAwaitedHolder(
 /** Removes the record once the dataset was staged. */
 export async function clearFailure(path: string): Promise<void> {
   await rm(path, { force: true }).catch(() => {});
+}
+
+/** A source that found the storage full before: what it needed, who tried, and when. */
+export interface NoRoomBefore {
+  /** It needed more than this many bytes free in the data root. */
+  readonly neededMoreThan: number;
+  readonly holder: Holder;
+  /** When the record was written (its mtime). */
+  readonly at: Date;
+}
+
+/**
+ * When exactly this source (object version, folder listing) met a full shared storage
+ * before, on any run: a later run with no more room free falls back at once instead of
+ * filling the disk again (review: a dataset that never fits was downloaded into shared
+ * storage until it was full by every run, then again into its ephemeral volume).
+ */
+export async function noRoomBefore(
+  path: string,
+  resolution: Resolution,
+): Promise<NoRoomBefore | undefined> {
+  let record: Partial<FailureRecord>;
+  let at: Date;
+  try {
+    const [text, info] = await Promise.all([readFile(path, "utf8"), stat(path)]);
+    record = JSON.parse(text) as Partial<FailureRecord>;
+    at = info.mtime;
+  } catch {
+    return undefined;
+  }
+  const { holder, neededMoreThan } = record;
+  if (
+    record.version !== 1 ||
+    record.storageFull !== true ||
+    holder === undefined ||
+    typeof neededMoreThan !== "number" ||
+    JSON.stringify(record.source) !== JSON.stringify(sourceOf(resolution))
+  ) {
+    return undefined;
+  }
+  return { neededMoreThan, holder, at };
+}
+
+/**
+ * Why a dataset goes straight to an ephemeral volume: exactly this source met the full disk
+ * before (failure-record.ts noRoomBefore), and no more is free now. Undefined: try.
+ */
+export async function noRoomNow(
+  failurePath: string,
+  resolution: Resolution,
+  dataRoot: string,
+): Promise<string | undefined> {
+  const before = await noRoomBefore(failurePath, resolution);
+  if (before === undefined) return undefined;
+  const free = await statfs(dataRoot).then(
+    (fs) => fs.bavail * fs.bsize,
+    () => undefined,
+  );
+  if (free === undefined || free > before.neededMoreThan) return undefined;
+  return `${dataRoot} had no room for it when ${before.holder.host} pid ${before.holder.pid} tried (${before.at.toISOString()}): it needs more than ${formatBytes(before.neededMoreThan)}, and ${formatBytes(free)} ${free === 1 ? "is" : "are"} free now (free space there, e.g. dsfetch prune, and it is tried again)`;
 }

@@ -81,6 +81,7 @@ beforeAll(async () => {
     putObject(bucket, "big/over-volume.bin", randomBytes(2 * MiB + 12_345)),
     putObject(bucket, "arch/twelve.tar.gz", await makeArchive("twelve", 4)),
     putObject(bucket, "arch/twentyfour.tar.gz", await makeArchive("twentyfour", 8)),
+    putObject(bucket, "arch/six.tar.gz", await makeArchive("six", 2)),
     putObject(bucket, "big/six.bin", randomBytes(6 * MiB)),
     putObject(bucket, "small/one.bin", randomBytes(KiB)),
     putObject(bucket, "big/twelve.bin", randomBytes(12 * MiB)),
@@ -186,7 +187,12 @@ async function expectSharedUntouched(storage: string): Promise<void> {
 
 /** The 24 MiB of zeros that arch/twentyfour.tar.gz holds, as written under `dir`. */
 async function expectZeros(dir: string): Promise<void> {
-  const names = Array.from({ length: 8 }, (_, i) => `zeros${i}.bin`);
+  await expectZerosIn(dir, 8);
+}
+
+/** `files` files of 3 MiB of zeros (makeArchive's), as written under `dir`. */
+async function expectZerosIn(dir: string, files: number): Promise<void> {
+  const names = Array.from({ length: files }, (_, i) => `zeros${i}.bin`);
   expect((await entries(dir)).sort()).toEqual([...names].sort());
   const zeros = sha256(Buffer.alloc(3 * MiB));
   const digests = await treeDigests(dir);
@@ -383,6 +389,58 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
       // Both went to ephemeral volumes, run after run, each filling the disk for the other.
       expect(volumes, diagnostics(result)).toEqual(["ephemeral", "shared"]);
       expect(await leftovers(dataRoot(storage))).toEqual([]);
+      await removeAll(eph);
+    },
+  );
+
+  tmpfsCase(
+    "a dataset that found the disk full before: a later run with no more room falls back at once, one with room tries again",
+    "tmpfs shared, no room before",
+    async (mount, run) => {
+      const storage = join(mount, "storage");
+      const eph = join(scratch, `eph-no-room-${run}`);
+      await mkdir(storage, { recursive: true });
+      // 4 MiB taken: the archive's 6 MiB do not fit, but would on the empty disk.
+      const filler = join(mount, "filler");
+      await writeFile(filler, Buffer.alloc(4 * MiB));
+      const spec = [{ uri: `s3://${bucket}/arch/six.tar.gz`, name: "six" }];
+      await withProxy(async (proxy) => {
+        const env = { AWS_ENDPOINT_URL: proxy.endpoint, DSFETCH_EPHEMERAL_ROOT: eph };
+        const archiveGets = () =>
+          proxy.requests.filter((r) => r.method === "GET" && r.target.includes("six.tar.gz"))
+            .length;
+        const first = await fetchCli(spec, { storage, env });
+        expect(first.code, diagnostics(first)).toBe(0);
+        expect(first.json?.datasets[0]?.volume).toBe("ephemeral");
+        expect(archiveGets()).toBe(2);
+        await removeAll(eph);
+        // plan says what fetch will do.
+        const planned = await runCli(
+          ["plan", "--datasets", "-", "--json", "--storage-root", storage, "--team", TEAM],
+          { env: cliEnv(env), stdin: JSON.stringify(spec) },
+        );
+        expect(planned.code, diagnostics(planned)).toBe(0);
+        expect(JSON.parse(planned.stdout).datasets[0]).toMatchObject({
+          volume: "ephemeral",
+          fallback: expect.stringMatching(/had no room for it when/),
+        });
+        // The same source, as much room: straight to the ephemeral volume (it filled the
+        // shared disk again, run after run, then downloaded it once more).
+        const second = await fetchCli(spec, { storage, env });
+        expect(second.code, diagnostics(second)).toBe(0);
+        const fallback = (second.json?.datasets[0] as { fallback?: string } | undefined)?.fallback;
+        expect(fallback).toMatch(
+          /had no room for it when .* pid \d+ tried \(.*\): it needs more than [\d.]+ MiB, and [\d.]+ MiB are free now/,
+        );
+        expect(archiveGets()).toBe(3);
+        expect(await leftovers(dataRoot(storage))).toEqual([]);
+        // Room made: tried in shared storage again, and published there.
+        await rm(filler);
+        const third = await fetchCli(spec, { storage, env });
+        expect(third.code, diagnostics(third)).toBe(0);
+        expect(third.json?.datasets[0]?.volume).toBe("shared");
+        await expectZerosIn(join(dataRoot(storage), "six"), 2);
+      });
       await removeAll(eph);
     },
   );
