@@ -114,9 +114,9 @@ export async function plan(
           // A zip is downloaded whole, then expanded beside it (stage/expand.ts).
           const needed = resolution.bytes + (declared?.bytes ?? 0);
           const problem = await call(`checking ${storageRoot}`, async () => {
-            const now = await sharedStorageProblem(storageRoot, dataRoot, needed, {
-              create: false,
-            });
+            const now = (
+              await sharedStorageProblem(storageRoot, dataRoot, needed, { create: false })
+            )?.reason;
             // As fetch: a source that met the full disk before, with no more room now.
             return now ?? (await noRoomNow(location.failurePath, resolution, dataRoot));
           });

@@ -3,7 +3,7 @@
  * otherwise download into a private attempt directory, verify, and publish atomically.
  * Nothing half-done is ever visible at the final path; a failure removes the attempt.
  */
-import { statfs } from "node:fs/promises";
+import { lstat, readdir, statfs } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
@@ -45,12 +45,18 @@ import {
   recordFailure,
 } from "../volumes/failure-record.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
-import { acquireLock, describeHolder, type HeldLock, type Holder } from "../volumes/lock.ts";
+import {
+  acquireLock,
+  describeHolder,
+  type HeldLock,
+  type Holder,
+  lockHeld,
+} from "../volumes/lock.ts";
 import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/manifest.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
-import { sharedStorageProblem } from "../volumes/storage-check.ts";
+import { type StorageProblem, sharedStorageProblem } from "../volumes/storage-check.ts";
 import { activeLeasesBeforeRemoval, markUsed, unreadableLeases } from "../volumes/usage.ts";
 import { ProgressTracker } from "./progress.ts";
 import { DOWNLOAD_STOP_GRACE_MS, watchProgress } from "./progress-watchdog.ts";
@@ -406,22 +412,35 @@ async function stageOn(
     context.signal?.throwIfAborted();
     return fast;
   }
-  if (target.volume === "shared") {
+  /** Why shared storage has no room for it now, if it has not (checked again under the lock). */
+  const roomProblem = async (): Promise<StorageProblem | undefined> => {
     const { storageRoot } = requireSharedStorage(settings);
+    const dataRoot = dirname(target.location.path);
     const problem = await call(`checking ${storageRoot}`, () =>
-      sharedStorageProblem(storageRoot, dirname(target.location.path), resolution.bytes),
+      sharedStorageProblem(storageRoot, dataRoot, resolution.bytes),
     );
-    if (problem !== undefined) {
-      const reused = await fallBack(problem);
+    if (problem !== undefined) return problem;
+    const noRoom = await call(`reading ${target.location.failurePath}`, () =>
+      noRoomNow(target.location.failurePath, resolution, dataRoot),
+    );
+    return noRoom === undefined ? undefined : { reason: noRoom, space: true };
+  };
+  /** Too little room was seen while another process held the dataset's lock. */
+  let roomCheckUnderLock = false;
+  if (target.volume === "shared") {
+    const problem = await roomProblem();
+    // A live holder of the lock may be writing this very dataset: the room its download
+    // takes is no reason to fall back (found in review: a second worker staged its own
+    // copy, or failed, while the first published). Waited for, then looked at again.
+    const held =
+      problem?.space === true &&
+      (await call(`looking at the lock ${target.location.lockPath}`, () =>
+        lockHeld(target.location.lockPath, context.tuning.lock.staleMs),
+      ));
+    if (held) roomCheckUnderLock = true;
+    else if (problem !== undefined) {
+      const reused = await fallBack(problem.reason);
       if (reused !== undefined) return reused;
-    } else {
-      const noRoom = await call(`reading ${target.location.failurePath}`, () =>
-        noRoomNow(target.location.failurePath, resolution, dirname(target.location.path)),
-      );
-      if (noRoom !== undefined) {
-        const reused = await fallBack(noRoom);
-        if (reused !== undefined) return reused;
-      }
     }
   }
   checkSupported(spec, resolution, target, fallback);
@@ -533,13 +552,18 @@ async function stageOn(
             ),
         );
       }
-      // What was free when it began: a full disk then is remembered with it (noRoomNow).
-      const freeAtStart =
-        lock === undefined
-          ? undefined
-          : await call(`checking the free space of ${target.location.tmpDir}`, () =>
-              freeBytes(dirname(target.location.path)),
-            );
+      if (roomCheckUnderLock) {
+        roomCheckUnderLock = false;
+        const problem = await roomProblem();
+        if (problem !== undefined) {
+          throw new SharedStorageFull(
+            problem.reason,
+            resolution,
+            new DsfetchError("NO_SPACE", `${spec.name}: ${problem.reason}`, { dataset: spec.name }),
+            false,
+          );
+        }
+      }
       const attempt = await call(`creating a directory in ${target.location.tmpDir}`, () =>
         createAttempt(target.location),
       ).catch(fullToFallback);
@@ -671,6 +695,15 @@ async function stageOn(
         // falls back below.
         const system = systemErrorIn(thrown);
         const error = system === undefined ? thrown : storageError(system, attempt.dir);
+        // A full disk is remembered with what this dataset had written when it met it (it
+        // needs more than that: noRoomNow), before the attempt goes. Not the free space when
+        // it began: other processes' writes counted as its own (review).
+        const written =
+          lock !== undefined && error instanceof DsfetchError && isStorageFull(error)
+            ? await call(`measuring ${attempt.dataDir}`, () => bytesUnder(attempt.dataDir)).catch(
+                () => undefined,
+              )
+            : undefined;
         // Before the attempt is removed: a beat's entry made during the removal would fail it.
         stopHeartbeat();
         const pending = storage.pending();
@@ -716,10 +749,7 @@ async function stageOn(
           const { holder } = lock;
           // Best effort (failure-record.ts): its own stall must not replace this error.
           await bestEffort(`writing ${failurePath}`, () =>
-            recordFailure(failurePath, resolution, error, holder, {
-              // Not when other datasets of this run wrote there too: it needed less then.
-              freeAtStart: (context.sharedWrites?.writers() ?? 0) > 1 ? undefined : freeAtStart,
-            }),
+            recordFailure(failurePath, resolution, error, holder, { neededMoreThan: written }),
           );
         }
         if (target.volume === "shared" && error instanceof DsfetchError && isStorageFull(error)) {
@@ -778,6 +808,24 @@ async function stageOn(
       }
     }
   }
+}
+
+/** Bytes of the regular files under `dir` (what an attempt has written so far). */
+async function bytesUnder(dir: string): Promise<number> {
+  let total = 0;
+  const walk = async (at: string): Promise<void> => {
+    for (const entry of await readdir(at, { withFileTypes: true }).catch(() => [])) {
+      const path = join(at, entry.name);
+      if (entry.isDirectory()) await walk(path);
+      else if (entry.isFile())
+        total += await lstat(path).then(
+          (s) => s.size,
+          () => 0,
+        );
+    }
+  };
+  await walk(dir);
+  return total;
 }
 
 /** Why a dataset goes to an ephemeral volume after shared storage was found full. */

@@ -15,6 +15,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import { dirname } from "node:path";
 import { formatBytes } from "../config/size.ts";
 import { DsfetchError, type ErrorCode } from "../errors.ts";
@@ -38,7 +39,7 @@ interface FailureRecord {
   readonly hint: string | null;
   /** The storage was full (ENOSPC, EDQUOT): about the storage then, not the object. */
   readonly storageFull?: true;
-  /** With storageFull: the bytes free when the attempt began; it needed more than that. */
+  /** With storageFull: the bytes it had written when the disk was full; it needs more. */
   readonly neededMoreThan?: number;
 }
 
@@ -64,7 +65,7 @@ export async function recordFailure(
   resolution: Resolution,
   error: unknown,
   holder: Holder,
-  { freeAtStart }: { readonly freeAtStart?: number | undefined } = {},
+  { neededMoreThan }: { readonly neededMoreThan?: number | undefined } = {},
 ): Promise<void> {
   if (!(error instanceof DsfetchError)) return;
   const storageFull = isStorageFull(error);
@@ -77,7 +78,9 @@ export async function recordFailure(
     message: error.message,
     hint: error.hint ?? null,
     ...(storageFull ? { storageFull: true } : {}),
-    ...(storageFull && freeAtStart !== undefined ? { neededMoreThan: freeAtStart } : {}),
+    ...(storageFull && neededMoreThan !== undefined && neededMoreThan > 0
+      ? { neededMoreThan }
+      : {}),
   });
 }
 
@@ -131,6 +134,12 @@ export async function failureOfAwaitedHolder(
   const { holder } = record;
   const named = [...(holder === undefined ? [] : [holder]), ...(record.passedOn ?? [])];
   const storageFull = record.storageFull === true && record.code === "NO_SPACE";
+  // Its own failure, passed on by a worker that waited on it: this process retries shared
+  // storage after it on purpose (stage/shared-writes.ts), and was told the failure was "met
+  // by" itself (review).
+  if (holder !== undefined && holder.pid === process.pid && holder.host === hostname()) {
+    return undefined;
+  }
   if (
     record.version !== 1 ||
     typeof record.code !== "string" ||
@@ -222,6 +231,9 @@ export async function noRoomNow(
     (fs) => fs.bavail * fs.bsize,
     () => undefined,
   );
-  if (free === undefined || free > before.neededMoreThan) return undefined;
-  return `${dataRoot} had no room for it when ${before.holder.host} pid ${before.holder.pid} tried (${before.at.toISOString()}): it needs more than ${formatBytes(before.neededMoreThan)}, and ${formatBytes(free)} ${free === 1 ? "is" : "are"} free now (free space there, e.g. dsfetch prune, and it is tried again)`;
+  // It met the full disk after writing `neededMoreThan`: with about as much free now (its
+  // directories, lock and manifests take some too: the margin) it would again.
+  const margin = Math.max(1024 * 1024, before.neededMoreThan / 50);
+  if (free === undefined || free > before.neededMoreThan + margin) return undefined;
+  return `${dataRoot} had no room for it when ${before.holder.host} pid ${before.holder.pid} tried (${before.at.toISOString()}): it had written ${formatBytes(before.neededMoreThan)} (${before.neededMoreThan} bytes) when the disk was full, and ${formatBytes(free)} (${free} bytes) ${free === 1 ? "is" : "are"} free now (free space there, e.g. dsfetch prune, and it is tried again)`;
 }

@@ -13,17 +13,24 @@ import { formatBytes } from "../config/size.ts";
  * (`plan`, which writes nothing) looks at the nearest existing directory above a missing
  * data root instead of making it.
  */
+/** Why shared storage cannot take a dataset; `space`: only too little room (it may be freed). */
+export interface StorageProblem {
+  readonly reason: string;
+  readonly space: boolean;
+}
+
 export async function sharedStorageProblem(
   storageRoot: string,
   dataRoot: string,
   bytes: number,
   { create = true }: { readonly create?: boolean } = {},
-): Promise<string | undefined> {
+): Promise<StorageProblem | undefined> {
+  const other = (reason: string): StorageProblem => ({ reason, space: false });
   try {
     const root = await stat(storageRoot);
-    if (!root.isDirectory()) return `${storageRoot} is not a directory`;
+    if (!root.isDirectory()) return other(`${storageRoot} is not a directory`);
   } catch {
-    return `${storageRoot} does not exist (is the shared volume mounted?)`;
+    return other(`${storageRoot} does not exist (is the shared volume mounted?)`);
   }
   let existing = dataRoot;
   try {
@@ -32,13 +39,17 @@ export async function sharedStorageProblem(
     await access(existing, constants.W_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "error";
-    return `${dataRoot} is not writable (${code})`;
+    return other(`${dataRoot} is not writable (${code})`);
   }
   try {
     const fs = await statfs(existing);
     const free = fs.bavail * fs.bsize;
-    if (free < bytes)
-      return `${dataRoot} has ${formatBytes(free)} free, the dataset needs ${formatBytes(bytes)}`;
+    if (free < bytes) {
+      return {
+        reason: `${dataRoot} has ${formatBytes(free)} (${free} bytes) free, the dataset needs ${formatBytes(bytes)} (${bytes} bytes)`,
+        space: true,
+      };
+    }
   } catch {
     // statfs unsupported: let the write itself tell.
   }

@@ -430,7 +430,7 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
         expect(second.code, diagnostics(second)).toBe(0);
         const fallback = (second.json?.datasets[0] as { fallback?: string } | undefined)?.fallback;
         expect(fallback).toMatch(
-          /had no room for it when .* pid \d+ tried \(.*\): it needs more than [\d.]+ MiB, and [\d.]+ MiB are free now/,
+          /had no room for it when .* pid \d+ tried \(.*\): it had written [\d.]+ MiB \(\d+ bytes\) when the disk was full, and [\d.]+ MiB \(\d+ bytes\) are free now/,
         );
         expect(archiveGets()).toBe(3);
         expect(await leftovers(dataRoot(storage))).toEqual([]);
@@ -442,6 +442,77 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
         await expectZerosIn(join(dataRoot(storage), "six"), 2);
       });
       await removeAll(eph);
+    },
+  );
+
+  tmpfsCase(
+    "a worker that starts while another downloads the dataset waits for it (the download's room is no reason to fall back)",
+    "tmpfs shared, second worker waits",
+    async (mount, run) => {
+      const storage = join(mount, "storage");
+      await mkdir(storage, { recursive: true });
+      const ephs = [join(scratch, `eph-w1-${run}`), join(scratch, `eph-w2-${run}`)];
+      await withProxy(async (proxy) => {
+        // 6 MiB on the 8 MiB disk, slowly: the second worker sees less than 6 MiB free.
+        proxy.throttle(2 * MiB);
+        const start = (eph: string) =>
+          startCli(
+            ["fetch", "--datasets", "-", "--json", "--storage-root", storage, "--team", TEAM],
+            cliEnv({
+              AWS_ENDPOINT_URL: proxy.endpoint,
+              DSFETCH_EPHEMERAL_ROOT: eph,
+              DSFETCH_RANGE_SIZE: "1Mi",
+            }),
+            JSON.stringify([{ uri: `s3://${bucket}/big/six.bin`, name: "six" }]),
+          );
+        const first = start(ephs[0] as string);
+        expect(await until(() => objectBodyBytes(proxy) > 3 * MiB, 30_000)).toBe(true);
+        const second = start(ephs[1] as string);
+        const [a, b] = await Promise.all([first.exit, second.exit]);
+        expect(a.code, first.stderr()).toBe(0);
+        expect(b.code, second.stderr()).toBe(0);
+        // It went to its own ephemeral copy (or failed) while the first published.
+        expect(parseJson(second.stdout())?.datasets[0]).toMatchObject({
+          volume: "shared",
+          cached: true,
+        });
+        expect(objectBodyBytes(proxy)).toBe(6 * MiB);
+      });
+      for (const eph of ephs) await removeAll(eph);
+    },
+  );
+
+  tmpfsCase(
+    "two workers, each with the two datasets that fit alone but not together: one stays in shared storage",
+    "tmpfs shared, two together, two workers",
+    async (mount, run) => {
+      const storage = join(mount, "storage");
+      await mkdir(storage, { recursive: true });
+      const ephs = [join(scratch, `eph-2w-a-${run}`), join(scratch, `eph-2w-b-${run}`)];
+      const workers = ephs.map((eph) =>
+        startCli(
+          ["fetch", "--datasets", "-", "--json", "--storage-root", storage, "--team", TEAM],
+          cliEnv({ DSFETCH_EPHEMERAL_ROOT: eph }),
+          JSON.stringify([
+            { uri: `s3://${bucket}/five/`, name: "fa" },
+            { uri: `s3://${bucket}/five/`, name: "fb" },
+          ]),
+        ),
+      );
+      const exits = await Promise.all(workers.map((w) => w.exit));
+      for (const [i, exit] of exits.entries()) {
+        expect(exit.code, workers[i]?.stderr()).toBe(0);
+        // Never told a failure was met by itself (its own, passed on by the other worker).
+        expect(workers[i]?.stderr()).not.toMatch(
+          new RegExp(`met by \\S+ pid ${workers[i]?.child.pid},`),
+        );
+      }
+      // Shared storage ended empty in half the runs: each worker's retry treated its own
+      // failure, passed on by the other, as one it waited for.
+      const shared = (await entries(dataRoot(storage))).filter((e) => e !== ".dsfetch");
+      expect(shared.length, workers.map((w) => w.stderr()).join("\n---\n")).toBe(1);
+      expect(await leftovers(dataRoot(storage))).toEqual([]);
+      for (const eph of ephs) await removeAll(eph);
     },
   );
 
