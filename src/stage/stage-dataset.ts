@@ -178,9 +178,12 @@ function withFallbackContext(error: unknown, reason: string): unknown {
   if (!(error instanceof DsfetchError) || error.code !== "NO_SPACE") return error;
   if (error.message.includes(reason)) return error;
   // The disk under the ephemeral root too small: its own hint stays (review: lost).
+  // Or the disk under it full while writing (its volume's size was not the bound): that disk.
   const alternative = error.hint?.includes("--ephemeral-root")
     ? error.hint
-    : "give the dataset volumeOptions with a size above what it needs";
+    : isStorageFull(error)
+      ? "free space on the disk under the ephemeral root, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk"
+      : "give the dataset volumeOptions with a size above what it needs";
   return new DsfetchError(
     "NO_SPACE",
     `${error.message} (staged on an ephemeral volume because ${reason})`,

@@ -104,7 +104,7 @@ export async function prune(
           "NO_SPACE",
           `cannot remove ${entry.path} (${(error as Error).message}): prune makes a lock (a directory) and a removal notice (an empty file when no byte is free) first, and the shared storage refuses even those: no inode left (df -i), or no block for a directory (df -h)`,
           {
-            hint: `free a little space or a few inodes there by hand (a file you do not need, or one dataset: chmod -R u+w ${entry.path} && rm -rf ${entry.path}), then run prune again`,
+            hint: "free a little space or a few inodes there by hand (a file there that is not a dataset's), then run prune again",
             cause: error,
           },
         );
