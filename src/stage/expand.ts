@@ -7,7 +7,7 @@
  * directory at the end of the file: it is downloaded (verified) beside the tree, expanded
  * from its central directory, then removed.
  */
-import { rm } from "node:fs/promises";
+import { rm, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import {
   type ExtractThread,
@@ -15,9 +15,10 @@ import {
   startExtractThread,
   stopExtractThread,
 } from "../archive/extract-in-worker.ts";
-import type { ExtractLimits } from "../archive/limits.ts";
+import { type ExtractLimits, expandedLimitText } from "../archive/limits.ts";
 import { checkMagic } from "../archive/magic.ts";
 import { extractZipInWorker, startZipThread } from "../archive/zip-in-worker.ts";
+import { formatBytes } from "../config/size.ts";
 import type { TransferTuning } from "../config/tuning.ts";
 import type { DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
@@ -29,6 +30,7 @@ import type { ResolvedObject } from "../fetch/resolve.ts";
 import type { RetryOptions } from "../fetch/retry.ts";
 import type { S3ErrorContext } from "../fetch/s3-errors.ts";
 import { StreamingVerifier } from "../fetch/streaming-verifier.ts";
+import { declaredZipBytes } from "../plan/zip-declared.ts";
 import { BufferPool } from "../util/buffer-pool.ts";
 import { Channel } from "../util/channel.ts";
 import { ChunkLedger } from "../util/chunk-ledger.ts";
@@ -252,6 +254,7 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
   const { resolution, spec } = input;
   // Beside the tree, never inside it: the dataset directory holds exactly the contents.
   const zipPath = join(input.attempt.dir, "archive.zip");
+  await checkZipRoom(input);
   // Started now, so that its start-up overlaps the download.
   const thread = startZipThread();
   let download: Awaited<ReturnType<typeof downloadObject>>;
@@ -314,6 +317,59 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
     expandedBytes: result.bytes,
     writtenInParallel: result.writtenInParallel,
   };
+}
+
+/**
+ * What a zip declares, read by ranges before its download (plan/zip-declared.ts): over the
+ * bound on its expansion, or more than the device has free beside the zip itself, it fails
+ * now, not after the download (found in review: a zip too big for shared storage was
+ * downloaded there whole, then again into its ephemeral volume). The device's lack of room
+ * is said as its being full, so shared storage falls back at once. A directory that cannot
+ * be read so is left to the extraction, after the download has verified the bytes.
+ */
+async function checkZipRoom(input: ExpandInput): Promise<void> {
+  const { resolution, spec } = input;
+  if (resolution.kind !== "object") return;
+  const declared = await declaredZipBytes(resolution, input.client.getter, {
+    maxEntries: input.limits.maxEntries,
+    errorContext: input.errorContext,
+    retry: input.retry,
+    signal: input.signal,
+  }).catch(() => {
+    input.signal?.throwIfAborted();
+    // Any error here (the object replaced: 412, a range damaged on the way) is for the
+    // download and the verified extraction to report.
+    return undefined;
+  });
+  if (declared === undefined) return;
+  if (declared.bytes > input.limits.maxBytes) {
+    const { limit, hint } = expandedLimitText(input.limits);
+    throw new DsfetchError(
+      "NO_SPACE",
+      `${spec.name}: the zip archive's entries declare ${formatBytes(declared.bytes)} (${declared.bytes} bytes), more than ${limit}`,
+      { dataset: spec.name, hint: `nothing was downloaded: ${hint}` },
+    );
+  }
+  const needed = resolution.bytes + declared.bytes;
+  const free = await statfs(input.attempt.dir).then(
+    (fs) => fs.bavail * fs.bsize,
+    () => undefined,
+  );
+  if (free === undefined || needed <= free) return;
+  throw new DsfetchError(
+    "NO_SPACE",
+    `${spec.name}: the zip archive (${formatBytes(resolution.bytes)}) and what its entries declare (${formatBytes(declared.bytes)}) need ${formatBytes(needed)} (${needed} bytes) but the device holding ${input.attempt.dir} has ${formatBytes(free)} (${free} bytes) free`,
+    {
+      dataset: spec.name,
+      hint: "free space on that disk (on shared storage: dsfetch prune), or give the dataset a larger volume",
+      cause: Object.assign(
+        new Error("ENOSPC: no space left on device (the zip's declared sizes)"),
+        {
+          code: "ENOSPC",
+        },
+      ),
+    },
+  );
 }
 
 /** Reads at least `bytes` (or everything, if shorter) from the start of a stream. */

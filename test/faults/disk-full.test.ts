@@ -272,6 +272,35 @@ describe("ephemeral volume budget", () => {
   );
 });
 
+describe("a zip over its volume", () => {
+  it("is refused from its central directory, read by ranges before the download", async () => {
+    const eph = join(scratch, "eph-zip-bound");
+    await withProxy(async (proxy) => {
+      const result = await fetchCli(
+        [
+          {
+            uri: `s3://${bucket}/arch/twentyfour.zip`,
+            name: "zeros",
+            volumeOptions: { kind: "dynamic", size: "4Mi" },
+          },
+        ],
+        { env: { AWS_ENDPOINT_URL: proxy.endpoint, DSFETCH_EPHEMERAL_ROOT: eph } },
+      );
+      await expectNoSpace(
+        result,
+        "zeros",
+        eph,
+        /entries declare 24\.0 MiB \(25165824 bytes\), more than the limit of 4194304 bytes \(its volume's size\)/,
+      );
+      // Said before the download (after it, the extractor says "takes the archive's expanded
+      // size past the limit").
+      expect(result.json?.datasets[0]?.error?.hint).toMatch(/^nothing was downloaded/);
+      expect(proxy.requests.length).toBeGreaterThan(0);
+    });
+    await removeAll(eph);
+  });
+});
+
 describe("the bound on an archive's expansion in shared storage", () => {
   it("DSFETCH_MAX_EXPANDED_SIZE: NO_SPACE naming the setting, no fallback (not the storage's space)", async () => {
     const storage = join(scratch, "max-expanded");
@@ -360,9 +389,10 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
       expect(result.code, diagnostics(result)).toBe(0);
       const [staged] = result.json?.datasets ?? [];
       expect(staged).toMatchObject({ volume: "ephemeral", path: join(eph, "zeros") });
-      // Known from the central directory: both sizes, no write until the disk was full.
+      // Known from the central directory, read by ranges before the download: both sizes,
+      // nothing downloaded into shared storage (it was, whole, then again into the volume).
       expect((staged as { fallback?: string } | undefined)?.fallback).toMatch(
-        /ran out of space while the dataset was written there \(zeros: the zip archive's entries declare 24\.0 MiB \(25165824 bytes\) but the device holding .* has [\d.]+ [KM]iB free\)/,
+        /ran out of space while the dataset was written there \(zeros: the zip archive \([\d.]+ KiB\) and what its entries declare \(24\.0 MiB\) need [\d.]+ MiB \(\d+ bytes\) but the device holding .* has [\d.]+ [KM]iB \(\d+ bytes\) free\)/,
       );
       await expectZeros(join(eph, "zeros"));
       await expectSharedUntouched(storage);
