@@ -57,7 +57,12 @@ import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
 import { type StorageProblem, sharedStorageProblem } from "../volumes/storage-check.ts";
-import { activeLeasesBeforeRemoval, markUsed, unreadableLeases } from "../volumes/usage.ts";
+import {
+  activeLeasesBeforeRemoval,
+  makeBookkeepingDirs,
+  markUsed,
+  unreadableLeases,
+} from "../volumes/usage.ts";
 import { ProgressTracker } from "./progress.ts";
 import { DOWNLOAD_STOP_GRACE_MS, watchProgress } from "./progress-watchdog.ts";
 import type { SharedWrites } from "./shared-writes.ts";
@@ -671,6 +676,11 @@ async function stageOn(
           await bestEffort(`removing ${failurePath}`, () => clearFailure(failurePath));
         }
         await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
+        if (target.volume === "shared") {
+          await bestEffort(`making the bookkeeping directories of ${target.location.path}`, () =>
+            makeBookkeepingDirs(target.location),
+          );
+        }
         // An interrupt answered by the last calls above is an interrupt, never a success.
         context.signal?.throwIfAborted();
         const seconds = elapsed(started);

@@ -11,7 +11,7 @@ import { DsfetchError } from "../errors.ts";
 import { isStorageFull } from "./attempt.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
-import { acquireLock, lockHeld } from "./lock.ts";
+import { acquireLock, type HeldLock, lockHeld } from "./lock.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { makeWritable, removeTreeReporting } from "./permissions.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "./removal-notice.ts";
@@ -144,7 +144,15 @@ async function removeDataset(
   } catch (error) {
     if (error instanceof DsfetchError && error.code === "LOCK_TIMEOUT")
       return "it is being staged right now";
-    throw error;
+    if (!isStorageFull(error)) throw error;
+    // A disk full to the last block refuses even the lock's directory (ext4: a directory
+    // takes a block; found in review: prune could not free such a disk). Nobody can take
+    // the lock then either: looked at instead, and the removal goes ahead under its notice.
+    const held = await call(`looking at the lock ${location.lockPath}`, () =>
+      lockHeld(location.lockPath, lockStaleMs),
+    );
+    if (held) return "it is being staged right now";
+    outcome = { kind: "acquired", lock: NOT_LOCKED };
   }
   if (outcome.kind !== "acquired") return "it is being staged right now";
   let notice: RemovalNotice | undefined;
@@ -215,6 +223,13 @@ async function removeDataset(
     await call(`releasing the lock ${location.lockPath}`, () => lock.release()).catch(() => {});
   }
 }
+
+/** Stands for the lock where the full disk refused it (nothing to release). */
+const NOT_LOCKED: HeldLock = {
+  holder: { host: "", pid: 0, since: "" },
+  intact: () => false,
+  release: async () => {},
+};
 
 /** Best effort: a notice left up (storage that stopped answering) is over within a minute. */
 async function withdrawNotice(notice: RemovalNotice | undefined, call: StorageCall): Promise<void> {

@@ -43,6 +43,19 @@ export async function lastUsed(location: DatasetLocation): Promise<Date | undefi
   }
 }
 
+/**
+ * Makes the dataset's lease and removal-notice directories while there is room: on a disk
+ * later full to the last block (ext4: a new directory takes a block) jobs can still write
+ * their leases and `prune` its notice there, as empty files (holder-files.ts); found in
+ * review: prune could not free such a disk. Best effort.
+ */
+export async function makeBookkeepingDirs(location: DatasetLocation): Promise<void> {
+  const dir = basename(location.path);
+  for (const kind of ["leases", "removals"]) {
+    await mkdir(join(location.metaDir, kind, dir), { recursive: true }).catch(() => {});
+  }
+}
+
 export interface Lease {
   /** When the lease was written, on the storage's clock (its file's mtime, in ms). */
   readonly writtenAtMs: number;

@@ -329,6 +329,8 @@ describe("leases from the moment a dataset is staged", () => {
     expect((await fetchJson()).code).toBe(0);
     await putObject(bucket, "unread/b.txt", "two");
     const meta = join(storage, "t", "data", ".dsfetch");
+    // (Its directory was made at publish: taken away first.)
+    await rm(join(meta, "leases", "unread"), { recursive: true, force: true });
     await mkdir(join(meta, "leases"), { recursive: true });
     await writeFile(join(meta, "leases", "unread"), "not a directory");
     const again = await fetchJson();
@@ -505,6 +507,7 @@ describe("leases from the moment a dataset is staged", () => {
 
   it("removal notices that cannot be read fail the lease with a storage error, not as none", async () => {
     const { storage, data } = await prefetched("nread");
+    await rm(join(data, ".dsfetch", "removals", "nread"), { recursive: true, force: true });
     await mkdir(join(data, ".dsfetch", "removals"), { recursive: true });
     await writeFile(join(data, ".dsfetch", "removals", "nread"), "not a directory");
     const staged = await stagedNow(data, "nread");

@@ -184,6 +184,8 @@ describe("prune", () => {
   it("never removes a dataset whose leases cannot be read (taken to be in use), and list says so", async () => {
     await age("a", 30);
     // Not a directory: reading the leases fails with ENOTDIR, not "none there".
+    // (Its directory was made at publish: taken away first.)
+    await rm(join(data, ".dsfetch", "leases", "a"), { recursive: true, force: true });
     await mkdir(join(data, ".dsfetch", "leases"), { recursive: true });
     await writeFile(join(data, ".dsfetch", "leases", "a"), "");
     const listed = await runCli(["list", ...flags()], { env: testEnv() });
