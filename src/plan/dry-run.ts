@@ -2,6 +2,7 @@
  * `plan`: resolve every dataset against its store and look at the disk, writing nothing.
  * A failure of one dataset is reported in its entry; the others are still planned.
  */
+import { statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
 import { formatBytes } from "../config/size.ts";
@@ -40,6 +41,8 @@ export interface PlanOptions {
    * that `plan` on storage that stopped answering says STALLED instead of waiting for good).
    */
   storageCalls?: (dataset: string) => StorageCall;
+  /** fetch's bound on an archive's expansion in shared storage (DSFETCH_MAX_EXPANDED_SIZE). */
+  maxExpandedBytes?: number | undefined;
 }
 
 export interface PlanResult {
@@ -88,6 +91,7 @@ export async function plan(
         let staged = await call(`reading ${location.manifestPath}`, () => inspectStaged(location));
         // A zip declares what it expands to: read from its central directory (ranged requests
         // into memory), so that the plan refuses what fetch would refuse after the download.
+        let zipError: PlanError | undefined;
         const declared =
           spec.archive === "zip" && resolution.kind === "object" && !isCached(resolution, staged)
             ? await declaredZipBytes(resolution, client.getter, {
@@ -102,6 +106,11 @@ export async function plan(
                   anonymous: client.anonymous,
                   action: "reading the central directory of",
                 },
+              }).catch((error: unknown) => {
+                // A zip fetch would refuse: said beside what was resolved (its kind, ETag
+                // and size were lost for a null entry: review).
+                zipError = errorOf(toDsfetchError(error, spec.name));
+                return undefined;
               })
             : undefined;
         // Where fetch would stage it (stage-dataset.ts, fallBack): shared storage that cannot
@@ -137,14 +146,50 @@ export async function plan(
             ensureDefaultEphemeralRoot(root, { create: false }),
           );
         }
+        // What fetch checks on an ephemeral volume before the first byte: room on the disk
+        // under the root for the download, and for a zip its expansion beside it (review:
+        // plan passed what fetch then refused).
+        let ephemeralRoom: PlanError | undefined;
+        if (target.volume === "ephemeral" && !isCached(resolution, staged)) {
+          const root = dirname(location.path);
+          const needed = resolution.bytes + (declared?.bytes ?? 0);
+          const free = await call(`checking the free space of ${root}`, () => freeBytesNear(root));
+          if (free !== undefined && needed > free) {
+            ephemeralRoom = errorOf(
+              new DsfetchError(
+                "NO_SPACE",
+                `${spec.name}: needs ${formatBytes(needed)} (${needed} bytes${declared === undefined ? "" : ": the zip and what its entries declare"}) but ${root} (its ephemeral volume) has ${formatBytes(free)} (${free} bytes) free`,
+                {
+                  dataset: spec.name,
+                  hint: "free space there, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk",
+                },
+              ),
+            );
+          }
+        }
         const withFallback = (planned: PlanEntry): PlanEntry => {
           let entry = planned;
           if (declared !== undefined && entry.kind !== null) {
             entry = { ...entry, expandedBytes: declared.bytes };
-            const volume = target?.volumeBytes;
-            if (entry.error === undefined && volume !== undefined && declared.bytes > volume) {
-              entry = { ...entry, error: zipOverVolume(spec.name, declared.bytes, volume) };
+            // fetch's bound: the volume's size, or DSFETCH_MAX_EXPANDED_SIZE on shared storage.
+            const bound = target?.volumeBytes ?? options.maxExpandedBytes;
+            if (entry.error === undefined && bound !== undefined && declared.bytes > bound) {
+              entry = {
+                ...entry,
+                error: zipOverBound(
+                  spec.name,
+                  declared.bytes,
+                  bound,
+                  target?.volumeBytes === undefined,
+                ),
+              };
             }
+          }
+          if (entry.error === undefined && ephemeralRoom !== undefined) {
+            entry = { ...entry, error: ephemeralRoom };
+          }
+          if (entry.error === undefined && zipError !== undefined) {
+            entry = { ...entry, error: zipError };
           }
           return fallback === undefined ? entry : { ...entry, fallback };
         };
@@ -185,16 +230,39 @@ export async function plan(
   }
 }
 
-/** What fetch says of a zip whose entries do not fit its volume (archive/zip-extract.ts). */
-function zipOverVolume(dataset: string, declared: number, volume: number): PlanError {
+/** What fetch says of a zip whose entries do not fit its bound (stage/expand.ts). */
+function zipOverBound(
+  dataset: string,
+  declared: number,
+  bound: number,
+  setting: boolean,
+): PlanError {
   return errorOf(
     new DsfetchError(
       "NO_SPACE",
-      `${dataset}: the zip archive's entries declare ${formatBytes(declared)} (${declared} bytes) but its ephemeral volume holds ${formatBytes(volume)} (${volume} bytes)`,
+      setting
+        ? `${dataset}: the zip archive's entries declare ${formatBytes(declared)} (${declared} bytes), more than the limit of ${bound} bytes (DSFETCH_MAX_EXPANDED_SIZE)`
+        : `${dataset}: the zip archive's entries declare ${formatBytes(declared)} (${declared} bytes) but its ephemeral volume holds ${formatBytes(bound)} (${bound} bytes)`,
       {
         dataset,
-        hint: "give the dataset a larger volume (volumeOptions.size), or split the archive",
+        hint: setting
+          ? "raise DSFETCH_MAX_EXPANDED_SIZE if the archive is meant to expand that much, or split the archive"
+          : "give the dataset a larger volume (volumeOptions.size), or split the archive",
       },
     ),
   );
+}
+
+/** Bytes free where `dir` is or would be made (its nearest existing ancestor). */
+async function freeBytesNear(dir: string): Promise<number | undefined> {
+  for (let at = dir; ; at = dirname(at)) {
+    try {
+      const fs = await statfs(at);
+      return fs.bavail * fs.bsize;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || dirname(at) === at) {
+        return undefined;
+      }
+    }
+  }
 }

@@ -256,10 +256,28 @@ describe("plan --json", () => {
     });
   });
 
+  it("a zip over DSFETCH_MAX_EXPANDED_SIZE on shared storage: NO_SPACE naming the setting", async () => {
+    const { code, json } = await plan([{ uri: `s3://${bucket}/zips/zeros.zip` }], [], {
+      ...(testEnv() as Record<string, string>),
+      DSFETCH_MAX_EXPANDED_SIZE: "500K",
+    });
+    expect(code).toBe(7);
+    expect(json?.datasets[0]).toMatchObject({
+      volume: "shared",
+      error: {
+        code: "NO_SPACE",
+        message:
+          "zeros: the zip archive's entries declare 585.9 KiB (600000 bytes), more than the limit of 500000 bytes (DSFETCH_MAX_EXPANDED_SIZE)",
+      },
+    });
+  });
+
   it("a .zip that is no zip: ARCHIVE_INVALID before the download", async () => {
     const { code, json } = await plan([{ uri: `s3://${bucket}/zips/broken.zip` }]);
     expect(code).toBe(8);
     expect(json?.datasets[0]?.error).toMatchObject({ code: "ARCHIVE_INVALID" });
+    // Beside what was resolved (it was a null entry).
+    expect(json?.datasets[0]).toMatchObject({ kind: "object", bytes: 100_000, archive: "zip" });
     expect(json?.datasets[0]?.error?.message).toMatch(/End of Central Directory/);
   });
 

@@ -58,4 +58,35 @@ describe("ephemeral volume on a disk with too little free space", () => {
     // The tmpfs was in the child's namespace only: here the directory is still empty.
     expect(await readdir(small)).toEqual([]);
   });
+
+  it("plan says so too (it passed what fetch then refused)", async () => {
+    const small = join(root, "small-plan");
+    await mkdir(small);
+    const result = await runCliWithMounts(
+      'mount -t tmpfs -o size=1m tmpfs "$1" && mkdir "$1/eph"',
+      [small],
+      ["plan", "--ephemeral-root", join(small, "eph"), "--json"],
+      {
+        ...testEnv(),
+        DSFETCH_DATASETS: JSON.stringify([
+          {
+            uri: `s3://${bucket}/two-mib.bin`,
+            name: "big",
+            volumeOptions: { kind: "dynamic", size: "1Gi" },
+          },
+        ]),
+      },
+    );
+    expect(result.code, result.stderr).toBe(7);
+    const error = (
+      JSON.parse(result.stdout) as {
+        datasets: Array<{ error?: { code: string; message: string; hint?: string } }>;
+      }
+    ).datasets[0]?.error;
+    expect(error?.code).toBe("NO_SPACE");
+    expect(error?.message).toMatch(
+      /^big: needs 2\.0 MiB \(2097152 bytes\) but .*\/small-plan\/eph \(its ephemeral volume\) has [\d.]+ [KM]i?B \(\d+ bytes\) free$/,
+    );
+    expect(error?.hint).toContain("--ephemeral-root");
+  });
 });

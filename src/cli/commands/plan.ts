@@ -15,9 +15,10 @@ export async function planCommand({
   out,
   err,
 }: CommandContext): Promise<number> {
-  const { extractStallTimeoutMs } = resolveTuning(env);
+  const { extractStallTimeoutMs, maxExpandedBytes } = resolveTuning(env);
   // Storage that stopped answering: STALLED, not a plan that waits for good.
   const result = await plan(datasets, settings, {
+    maxExpandedBytes,
     storageCalls: (dataset) =>
       new StorageCalls({
         dataset,
