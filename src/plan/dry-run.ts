@@ -2,7 +2,6 @@
  * `plan`: resolve every dataset against its store and look at the disk, writing nothing.
  * A failure of one dataset is reported in its entry; the others are still planned.
  */
-import { statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
 import { formatBytes } from "../config/size.ts";
@@ -17,7 +16,7 @@ import { noRoomNow } from "../volumes/failure-record.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
-import { sharedStorageProblem } from "../volumes/storage-check.ts";
+import { freeBytes, sharedStorageProblem } from "../volumes/storage-check.ts";
 import { activeLeases, unreadableLeases } from "../volumes/usage.ts";
 import {
   errorOf,
@@ -153,7 +152,7 @@ export async function plan(
         if (target.volume === "ephemeral" && !isCached(resolution, staged)) {
           const root = dirname(location.path);
           const needed = resolution.bytes + (declared?.bytes ?? 0);
-          const free = await call(`checking the free space of ${root}`, () => freeBytesNear(root));
+          const free = await call(`checking the free space of ${root}`, () => freeBytes(root));
           if (free !== undefined && needed > free) {
             ephemeralRoom = errorOf(
               new DsfetchError(
@@ -251,18 +250,4 @@ function zipOverBound(
       },
     ),
   );
-}
-
-/** Bytes free where `dir` is or would be made (its nearest existing ancestor). */
-async function freeBytesNear(dir: string): Promise<number | undefined> {
-  for (let at = dir; ; at = dirname(at)) {
-    try {
-      const fs = await statfs(at);
-      return fs.bavail * fs.bsize;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || dirname(at) === at) {
-        return undefined;
-      }
-    }
-  }
 }

@@ -3,7 +3,7 @@
  * otherwise download into a private attempt directory, verify, and publish atomically.
  * Nothing half-done is ever visible at the final path; a failure removes the attempt.
  */
-import { lstat, readdir, statfs } from "node:fs/promises";
+import { lstat, readdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
@@ -56,7 +56,7 @@ import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/m
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
-import { type StorageProblem, sharedStorageProblem } from "../volumes/storage-check.ts";
+import { freeBytes, type StorageProblem, sharedStorageProblem } from "../volumes/storage-check.ts";
 import {
   activeLeasesBeforeRemoval,
   makeBookkeepingDirs,
@@ -1153,21 +1153,4 @@ function reportParallelWrites(
         ? `${parallel} of ${files} files written in parallel (DSFETCH_FILE_WRITES=parallel)`
         : `${parallel} of ${files} files written in parallel: creating files one at a time was slow on this storage (a network filesystem?)`,
   });
-}
-
-/**
- * Bytes free for this user where `dir` is or will be (its nearest existing ancestor: it is
- * made later, with the attempt's modes); undefined when it cannot tell (the writes will).
- */
-async function freeBytes(dir: string): Promise<number | undefined> {
-  for (let at = dir; ; at = dirname(at)) {
-    try {
-      const fs = await statfs(at);
-      return fs.bavail * fs.bsize;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || dirname(at) === at) {
-        return undefined;
-      }
-    }
-  }
 }

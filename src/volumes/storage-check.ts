@@ -69,3 +69,20 @@ async function nearestExisting(dir: string, top: string): Promise<string> {
     }
   }
 }
+
+/**
+ * Bytes free for this user where `dir` is or will be (its nearest existing ancestor: it is
+ * made later, with the attempt's modes); undefined when it cannot tell (the writes will).
+ */
+export async function freeBytes(dir: string): Promise<number | undefined> {
+  for (let at = dir; ; at = dirname(at)) {
+    try {
+      const fs = await statfs(at);
+      return fs.bavail * fs.bsize;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || dirname(at) === at) {
+        return undefined;
+      }
+    }
+  }
+}
