@@ -23,6 +23,7 @@ import { mkdir, readFile, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
+import { jobArgs } from "../harness/cli-process.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putMany, putObject, s3Info } from "../harness/s3.ts";
 import {
@@ -303,21 +304,11 @@ describe("an ext4 disk full to the last block (a new directory takes a block the
       ]);
       expect((await statfs(mount)).bavail).toBe(0);
       const job = await runCli(
-        [
-          "run",
-          "--datasets",
-          "-",
-          "--storage-root",
+        jobArgs(
           storage,
-          "--team",
-          TEAM,
-          "--mount-root",
+          ["sh", "-c", `ls "${join(dataRoot(storage), ".dsfetch", "leases", "big")}" | wc -l`],
           join(dir, "mounts"),
-          "--",
-          "sh",
-          "-c",
-          `ls "${join(dataRoot(storage), ".dsfetch", "leases", "big")}" | wc -l`,
-        ],
+        ),
         {
           env: cliEnv({ DSFETCH_EPHEMERAL_ROOT: join(dir, "eph") }),
           stdin: JSON.stringify([{ uri: `s3://${bucket}/big/over-volume.bin`, name: "big" }]),
@@ -897,21 +888,11 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
       const leases = join(dataRoot(storage), ".dsfetch", "leases", "six");
       const job = () =>
         runCli(
-          [
-            "run",
-            "--datasets",
-            "-",
-            "--storage-root",
+          jobArgs(
             storage,
-            "--team",
-            TEAM,
-            "--mount-root",
+            ["sh", "-c", `wc -c < "$DSFETCH_PATH_SIX/six.bin"; ls "${leases}" | wc -l`],
             mounts,
-            "--",
-            "sh",
-            "-c",
-            `wc -c < "$DSFETCH_PATH_SIX/six.bin"; ls "${leases}" | wc -l`,
-          ],
+          ),
           { env: cliEnv({ DSFETCH_EPHEMERAL_ROOT: `${storage}.ephemeral` }), stdin: datasets },
         );
       // No byte free: the lease (a few bytes) failed the job with NO_SPACE, the verified

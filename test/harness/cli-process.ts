@@ -8,9 +8,13 @@ import { baseEnv, CLI_SOURCE } from "./cli.ts";
 
 /**
  * `dsfetch run` of the datasets on standard input, staged under `storage` (team "ml", mounts
- * in `storage`/mnt), then `command`.
+ * in `mountRoot`, default `storage`/mnt), then `command`.
  */
-export function jobArgs(storage: string, command: readonly string[]): string[] {
+export function jobArgs(
+  storage: string,
+  command: readonly string[],
+  mountRoot = join(storage, "mnt"),
+): string[] {
   return [
     "run",
     "--datasets",
@@ -20,7 +24,7 @@ export function jobArgs(storage: string, command: readonly string[]): string[] {
     "--team",
     "ml",
     "--mount-root",
-    join(storage, "mnt"),
+    mountRoot,
     "--",
     ...command,
   ];

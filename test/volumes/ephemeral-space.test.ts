@@ -24,31 +24,41 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
+/**
+ * `dsfetch <command> --json` of a 2 MiB object on a 1Gi ephemeral volume whose root is on a
+ * 1 MiB tmpfs (in the child's own mount namespace, at `<root>/<dirName>/eph`): its exit
+ * code and the dataset's error.
+ */
+async function onSmallDisk(command: "fetch" | "plan", dirName: string) {
+  const small = join(root, dirName);
+  await mkdir(small);
+  const result = await runCliWithMounts(
+    'mount -t tmpfs -o size=1m tmpfs "$1" && mkdir "$1/eph"',
+    [small],
+    [command, "--ephemeral-root", join(small, "eph"), "--json"],
+    {
+      ...testEnv(),
+      DSFETCH_DATASETS: JSON.stringify([
+        {
+          uri: `s3://${bucket}/two-mib.bin`,
+          name: "big",
+          volumeOptions: { kind: "dynamic", size: "1Gi" },
+        },
+      ]),
+    },
+  );
+  const error = (
+    JSON.parse(result.stdout) as {
+      datasets: Array<{ error?: { code: string; message: string; hint?: string } }>;
+    }
+  ).datasets[0]?.error;
+  return { result, error, small };
+}
+
 describe("ephemeral volume on a disk with too little free space", () => {
   it("fails before writing (exit 7), with the sizes needed and free, and a hint about the ephemeral root", async () => {
-    const small = join(root, "small");
-    await mkdir(small);
-    const result = await runCliWithMounts(
-      'mount -t tmpfs -o size=1m tmpfs "$1" && mkdir "$1/eph"',
-      [small],
-      ["fetch", "--ephemeral-root", join(small, "eph"), "--json"],
-      {
-        ...testEnv(),
-        DSFETCH_DATASETS: JSON.stringify([
-          {
-            uri: `s3://${bucket}/two-mib.bin`,
-            name: "big",
-            volumeOptions: { kind: "dynamic", size: "1Gi" },
-          },
-        ]),
-      },
-    );
+    const { result, error, small } = await onSmallDisk("fetch", "small");
     expect(result.code, result.stderr).toBe(7);
-    const error = (
-      JSON.parse(result.stdout) as {
-        datasets: Array<{ error?: { code: string; message: string; hint?: string } }>;
-      }
-    ).datasets[0]?.error;
     expect(error?.code).toBe("NO_SPACE");
     expect(error?.message).toMatch(
       /^big: needs 2\.0 MiB \(2097152 bytes\) but .*\/small\/eph \(its ephemeral volume\) has [\d.]+ [KM]i?B free$/,
@@ -60,29 +70,8 @@ describe("ephemeral volume on a disk with too little free space", () => {
   });
 
   it("plan says so too (it passed what fetch then refused)", async () => {
-    const small = join(root, "small-plan");
-    await mkdir(small);
-    const result = await runCliWithMounts(
-      'mount -t tmpfs -o size=1m tmpfs "$1" && mkdir "$1/eph"',
-      [small],
-      ["plan", "--ephemeral-root", join(small, "eph"), "--json"],
-      {
-        ...testEnv(),
-        DSFETCH_DATASETS: JSON.stringify([
-          {
-            uri: `s3://${bucket}/two-mib.bin`,
-            name: "big",
-            volumeOptions: { kind: "dynamic", size: "1Gi" },
-          },
-        ]),
-      },
-    );
+    const { result, error } = await onSmallDisk("plan", "small-plan");
     expect(result.code, result.stderr).toBe(7);
-    const error = (
-      JSON.parse(result.stdout) as {
-        datasets: Array<{ error?: { code: string; message: string; hint?: string } }>;
-      }
-    ).datasets[0]?.error;
     expect(error?.code).toBe("NO_SPACE");
     expect(error?.message).toMatch(
       /^big: needs 2\.0 MiB \(2097152 bytes\) but .*\/small-plan\/eph \(its ephemeral volume\) has [\d.]+ [KM]i?B \(\d+ bytes\) free$/,
