@@ -41,7 +41,10 @@ export interface CentralDirectory {
   readonly zip64: boolean;
 }
 
-/** Makes errors that name the dataset, the entry (when there is one), and what to do. */
+/**
+ * Makes errors that name the dataset and the entry (when there is one); what to do is the
+ * hint, not repeated in the message (the CLI prints both: review, session 22).
+ */
 export class ZipErrors {
   readonly dataset: string;
 
@@ -50,17 +53,16 @@ export class ZipErrors {
   }
 
   archive(code: ErrorCode, problem: string, advice: string): DsfetchError {
-    return new DsfetchError(
-      code,
-      `dataset "${this.dataset}": the zip archive ${problem}; ${advice}`,
-      { dataset: this.dataset, hint: advice },
-    );
+    return new DsfetchError(code, `dataset "${this.dataset}": the zip archive ${problem}`, {
+      dataset: this.dataset,
+      hint: advice,
+    });
   }
 
   entry(code: ErrorCode, entryName: string, problem: string, advice: string): DsfetchError {
     return new DsfetchError(
       code,
-      `dataset "${this.dataset}": zip entry ${quoteName(entryName)} ${problem}; ${advice}`,
+      `dataset "${this.dataset}": zip entry ${quoteName(entryName)} ${problem}`,
       { dataset: this.dataset, hint: advice },
     );
   }

@@ -180,6 +180,20 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
   return make(
     "S3_ERROR",
     `${ctx.action} ${ctx.uri} failed: ${statusText}: ${message}`,
-    "the store refused the request; check the URI, endpoint and region",
+    status === 400
+      ? badRequestHint(ctx.bucket)
+      : "the store refused the request; check the URI, endpoint and region",
   );
+}
+
+/**
+ * A HEAD of a bucket name most stores refuse (MinIO, AWS outside us-east-1's legacy names:
+ * 3-63 lowercase letters, digits, "." or "-") answers a bare 400 with no body to say why:
+ * name the likely cause (review, 2026-12-05: "s3://zh/x.zip" said only "400 BadRequest").
+ */
+function badRequestHint(bucket: string): string {
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    return `the store refused the request: the bucket name ${JSON.stringify(bucket)} is not valid for most stores (3-63 lowercase letters, digits, "." or "-", starting and ending with a letter or digit); check the URI`;
+  }
+  return "the store refused the request; check the URI, endpoint and region";
 }

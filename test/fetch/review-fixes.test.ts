@@ -45,6 +45,33 @@ describe("501 Not Implemented", () => {
   });
 });
 
+describe("a bare 400 on a bucket name most stores refuse", () => {
+  const context = (bucket: string) => ({
+    dataset: "d",
+    uri: `s3://${bucket}/k.zip`,
+    bucket,
+    versionId: undefined,
+    endpoint: "e",
+    anonymous: false,
+    action: "reading",
+  });
+  const badRequest = { name: "BadRequest", $metadata: { httpStatusCode: 400 } };
+
+  it("names the bucket and the naming rule", () => {
+    for (const bucket of ["zh", "My_Bucket", "-b-"]) {
+      const classified = classifyS3Error(badRequest, context(bucket));
+      expect(classified.code).toBe("S3_ERROR");
+      expect(classified.hint).toContain(`the bucket name "${bucket}" is not valid for most stores`);
+    }
+  });
+
+  it("keeps the general hint for a valid name", () => {
+    expect(classifyS3Error(badRequest, context("my-bucket.v2")).hint).toBe(
+      "the store refused the request; check the URI, endpoint and region",
+    );
+  });
+});
+
 describe("the stream hasher's worker", () => {
   it("makes a fast sender wait instead of queueing everything, and hashes every byte", async () => {
     // Distinct bytes in every chunk, odd chunk sizes, several spans, and the sender's buffer
