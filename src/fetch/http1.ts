@@ -250,6 +250,17 @@ interface ConnectionHooks {
   readonly idleTimeoutMs: number;
 }
 
+/**
+ * Bytes an exchange must receive per idle-timeout window (30 s by default: ~2 KiB/s) while
+ * dsfetch is ready to read, unless the response ends: the idle timeout alone catches a
+ * server that sends nothing, not one that trickles a byte a second (review, 2026-12-05: a
+ * listing page at 1 B/s held a fetch for ~59 hours, silent, and every waiting worker for the
+ * 2-hour lock wait; a ranged GET at 1 KB/s failed the dataset as STALLED after 300 s instead
+ * of being resumed on a new connection). Failed as ETIMEDOUT: retried, and resumed, as a
+ * stall is.
+ */
+export const MIN_BYTES_PER_WINDOW = 64 * 1024;
+
 /** One socket and the exchange (request and response) in progress on it. */
 class Connection {
   private readonly socket: Socket;
@@ -260,6 +271,13 @@ class Connection {
   private socketError: Error | undefined;
   /** Holds body bytes that come with the head, until the caller reads the body. */
   private spare: Buffer | undefined;
+  /** The slow-transfer check (MIN_BYTES_PER_WINDOW): bytes since its last look, and whether
+   * dsfetch itself held the socket paused meanwhile (a busy disk is not a slow server). */
+  private slowCheck: NodeJS.Timeout | undefined;
+  private windowBytes = 0;
+  private paused = false;
+  private pausedInWindow = false;
+  private headWindows = 0;
 
   constructor(
     open: (
@@ -279,6 +297,7 @@ class Connection {
     });
     socket.on("close", () => {
       this.isClosed = true;
+      this.stopSlowCheck();
       const exchange = this.exchange;
       this.exchange = undefined;
       if (exchange !== undefined) {
@@ -298,12 +317,16 @@ class Connection {
       return Promise.reject(new StaleConnectionError("the kept-alive connection was closed"));
     }
     const exchange = new Exchange(request, {
-      pause: () => this.socket.pause(),
+      pause: () => {
+        this.markPaused();
+        this.socket.pause();
+      },
       spare: () => {
         this.spare ??= Buffer.allocUnsafe(READ_BUFFER_SIZE);
         return this.spare;
       },
       resume: () => {
+        this.paused = false;
         if (!this.isClosed) this.socket.resume();
       },
       done: (reusable) => this.finish(exchange, reusable),
@@ -312,6 +335,8 @@ class Connection {
     this.exchange = exchange;
     this.socket.ref();
     this.socket.setTimeout(this.hooks.idleTimeoutMs);
+    this.startSlowCheck(exchange);
+    this.paused = false;
     this.socket.resume();
     let text = `${request.method} ${request.path} HTTP/1.1\r\n`;
     for (const [name, value] of Object.entries(request.headers)) text += `${name}: ${value}\r\n`;
@@ -323,6 +348,56 @@ class Connection {
     this.socket.destroy();
   }
 
+  private markPaused(): void {
+    this.paused = true;
+    this.pausedInWindow = true;
+  }
+
+  /** Every idle-timeout window of the exchange: enough bytes, or the response ended. */
+  private startSlowCheck(exchange: Exchange): void {
+    this.stopSlowCheck();
+    this.windowBytes = 0;
+    this.pausedInWindow = false;
+    this.headWindows = 0;
+    const windowMs = this.hooks.idleTimeoutMs;
+    this.slowCheck = setInterval(() => {
+      if (this.exchange !== exchange) {
+        this.stopSlowCheck();
+        return;
+      }
+      const received = this.windowBytes;
+      const ours = this.paused || this.pausedInWindow;
+      this.windowBytes = 0;
+      this.pausedInWindow = this.paused;
+      if (ours) return;
+      const seconds = windowMs / 1000;
+      const wire = exchange.wireState();
+      if (wire === "head") {
+        // Bytes of the head came, but not all of it within a whole window: a server sends a
+        // head (well under 8 KiB) at once.
+        if (exchange.headStarted()) this.headWindows += 1;
+        if (this.headWindows >= 2) {
+          this.socket.destroy(
+            networkError(`the response head took more than ${seconds} s to arrive`, "ETIMEDOUT"),
+          );
+        }
+      } else if (wire === "body" && received < MIN_BYTES_PER_WINDOW) {
+        this.socket.destroy(
+          networkError(
+            `only ${received} bytes in ${seconds} s (slower than ${Math.round(MIN_BYTES_PER_WINDOW / seconds)} bytes/s)`,
+            "ETIMEDOUT",
+          ),
+        );
+      }
+    }, windowMs);
+    this.slowCheck.unref();
+  }
+
+  private stopSlowCheck(): void {
+    if (this.slowCheck !== undefined) clearInterval(this.slowCheck);
+    this.slowCheck = undefined;
+  }
+
   private onRead(bytes: number, buffer: Buffer): boolean {
     const exchange = this.exchange;
     if (exchange === undefined) {
@@ -330,13 +405,17 @@ class Connection {
       this.socket.destroy(networkError("unexpected bytes from the server", "ECONNRESET"));
       return false;
     }
-    return exchange.receive(buffer.subarray(0, bytes));
+    this.windowBytes += bytes;
+    const more = exchange.receive(buffer.subarray(0, bytes));
+    if (!more) this.markPaused();
+    return more;
   }
 
   private finish(exchange: Exchange, reusable: boolean): void {
     if (this.exchange !== exchange) return;
     this.exchange = undefined;
     this.served += 1;
+    this.stopSlowCheck();
     this.socket.setTimeout(0);
     if (!reusable || this.isClosed) {
       this.socket.destroy();
@@ -420,6 +499,16 @@ class Exchange {
     const room = this.target.room();
     if (room === undefined || room.length === 0) return undefined;
     return room.length > most ? room.subarray(0, most) : room;
+  }
+
+  /** Where the response stands, for the connection's slow-transfer check. */
+  wireState(): "head" | "body" | "ended" | "failed" {
+    return this.wire;
+  }
+
+  /** Whether any byte of the head came. */
+  headStarted(): boolean {
+    return this.receivedAny;
   }
 
   /** Bytes of the response (a view of the shared read buffer); false pauses the socket. */

@@ -146,7 +146,12 @@ export class ObjectGetter {
       headers: signed,
       signal: request.signal,
     });
-    if (response.status === 200 || response.status === 206) return response;
+    if (response.status === 200 || response.status === 206) {
+      const changed = pinMismatch(request, response.headers);
+      if (changed === undefined) return response;
+      response.discard();
+      throw new S3HttpError(412, "PreconditionFailed", changed, { ...response.headers });
+    }
     throw await readError(response);
   }
 
@@ -160,6 +165,41 @@ export class ObjectGetter {
     }
     return { host: `${bucket}.${this.endpoint.host}`, path: `${base}/${encodedKey}` };
   }
+}
+
+/**
+ * What makes an answer not the pinned version: an ETag or version ID other than the one the
+ * request was pinned to. A store that honours If-Match answers 412 itself; one that ignores
+ * it (some S3-compatible stores and proxies) would otherwise have its answer mixed with the
+ * earlier ranges' version, and a size-only verification could not tell (review, 2026-12-05:
+ * an 80 MiB object overwritten mid-download was published half old, half new, exit 0).
+ * Treated as the 412 it should have been: restart on the new version, or OBJECT_CHANGED.
+ */
+function pinMismatch(
+  request: GetRequest,
+  headers: Readonly<Record<string, string | undefined>>,
+): string | undefined {
+  const etag = headers.etag;
+  if (request.ifMatch !== undefined && etag !== undefined) {
+    const found = comparableEtag(etag);
+    if (found !== comparableEtag(request.ifMatch)) {
+      return `the answer has ETag ${found}, not the ${request.ifMatch} it was pinned to (If-Match)`;
+    }
+  }
+  const versionId = headers["x-amz-version-id"];
+  if (
+    request.versionId !== undefined &&
+    versionId !== undefined &&
+    versionId !== request.versionId
+  ) {
+    return `the answer has version ${versionId}, not the ${request.versionId} it asked for`;
+  }
+  return undefined;
+}
+
+/** An ETag as compared: no quotes, no weak prefix, lowercase. */
+function comparableEtag(value: string): string {
+  return value.trim().replace(/^W\//i, "").replace(/"/g, "").toLowerCase();
 }
 
 function toResponse(response: Http1Response): GetResponse {

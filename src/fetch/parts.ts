@@ -34,8 +34,8 @@ export async function learnParts(
     );
     const number = (name: string) => {
       const text = head.headers[name];
-      const value = text === undefined ? Number.NaN : Number(text);
-      return Number.isSafeInteger(value) ? value : undefined;
+      const value = text === undefined || !/^\s*\d+\s*$/.test(text) ? Number.NaN : Number(text);
+      return Number.isSafeInteger(value) && value > 0 ? value : undefined;
     };
     return { length: number("content-length"), count: number("x-amz-mp-parts-count") };
   };

@@ -181,7 +181,14 @@ async function headObject(
   const etagText = header("etag");
   const lengthText = header("content-length");
   const length = Number(lengthText);
-  if (etagText === undefined || lengthText === undefined || !Number.isSafeInteger(length)) {
+  // Digits only: "-1" or "1e9" from a broken store or proxy published an empty file once
+  // (review, 2026-12-05), and a negative size broke the hashing (INTERNAL).
+  if (
+    etagText === undefined ||
+    lengthText === undefined ||
+    !/^\s*\d+\s*$/.test(lengthText) ||
+    !Number.isSafeInteger(length)
+  ) {
     throw new DsfetchError(
       "S3_ERROR",
       `${spec.name}: the store sent no ${etagText === undefined ? "ETag" : "valid Content-Length"} for ${spec.uri}`,

@@ -60,8 +60,15 @@ export interface FiredFault {
 export interface ResponseRewrite {
   /** Called when a response's headers arrive; true buffers the whole response for rewrite. */
   match(request: ProxiedRequest, status: number): boolean;
-  /** The new body (decoded from chunked if it was); Content-Length is set to its length. */
+  /**
+   * The new body (decoded from chunked if it was); Content-Length is set to its length
+   * (a HEAD's Content-Length, the object's, is kept).
+   */
   rewrite(body: Buffer, request: ProxiedRequest): Buffer | string;
+  /** The response's header fields, changed (ETag, Content-Length…); after Content-Length is set. */
+  headers?(fields: [string, string][], request: ProxiedRequest): [string, string][];
+  /** Writes the rewritten response, head and body, at this rate: a store that trickles. */
+  readonly bytesPerSecond?: number | undefined;
 }
 
 export interface FaultProxy {
@@ -365,6 +372,8 @@ interface Segment {
   readonly body: boolean;
   /** Writing it completes the response of `request`. */
   readonly last: boolean;
+  /** Written at this rate (a rewrite's bytesPerSecond), in pieces of a tenth of it (at least a byte). */
+  readonly bytesPerSecond?: number | undefined;
 }
 
 interface Connection {
@@ -382,6 +391,8 @@ interface Connection {
   /** The response being read is dropped and answered with a 503 SlowDown at its end. */
   slowing: { head: Head; request: ProxiedRequest } | undefined;
   stalledUntil: number;
+  /** When the next piece of a trickled segment may go. */
+  trickleAt: number;
   stallTimer: NodeJS.Timeout | undefined;
   throttleTimer: NodeJS.Timeout | undefined;
   clientBlocked: boolean;
@@ -541,6 +552,7 @@ class FaultProxyImpl implements FaultProxy {
       rewriting: undefined,
       slowing: undefined,
       stalledUntil: 0,
+      trickleAt: 0,
       stallTimer: undefined,
       throttleTimer: undefined,
       clientBlocked: false,
@@ -680,19 +692,26 @@ class FaultProxyImpl implements FaultProxy {
     if (rewriting !== undefined && request !== undefined && this.rule !== undefined) {
       const replaced = this.rule.rewrite(Buffer.concat(rewriting.payload), request);
       const body = typeof replaced === "string" ? Buffer.from(replaced, "utf8") : replaced;
-      const fields = rewriting.head.fields.filter(
-        ([name]) => !/^(content-length|transfer-encoding|content-md5)$/i.test(name),
-      );
+      const head = request.method === "HEAD";
+      let fields: [string, string][] = rewriting.head.fields
+        .filter(
+          ([name]) =>
+            !/^(transfer-encoding|content-md5)$/i.test(name) &&
+            (head || !/^content-length$/i.test(name)),
+        )
+        .map(([name, value]) => [name, value]);
+      if (!head) fields.push(["Content-Length", String(body.length)]);
+      fields = this.rule.headers?.(fields, request) ?? fields;
       const headText = [
         rewriting.head.startLine,
         ...fields.map(([name, value]) => `${name}: ${value}`),
-        `Content-Length: ${body.length}`,
         "",
         "",
       ].join("\r\n");
       request.rewritten = true;
-      this.enqueue(conn, Buffer.from(headText, "latin1"), request, false, false);
-      this.enqueue(conn, body, request, true, false);
+      const rate = this.rule.bytesPerSecond;
+      this.enqueue(conn, Buffer.from(headText, "latin1"), request, false, false, rate);
+      this.enqueue(conn, body, request, true, false, rate);
     }
     this.enqueue(conn, Buffer.alloc(0), request, false, true);
     conn.current = undefined;
@@ -704,8 +723,9 @@ class FaultProxyImpl implements FaultProxy {
     request: ProxiedRequest | undefined,
     body: boolean,
     last: boolean,
+    bytesPerSecond?: number,
   ): void {
-    conn.out.push({ buf, offset: 0, request, body, last });
+    conn.out.push({ buf, offset: 0, request, body, last, bytesPerSecond });
     conn.queued += buf.length;
     if (conn.queued > HIGH_WATER && !conn.upstreamPaused) {
       conn.upstreamPaused = true;
@@ -727,6 +747,24 @@ class FaultProxyImpl implements FaultProxy {
       const segment = conn.out[0] as Segment;
       let n = segment.buf.length - segment.offset;
       if (fault !== undefined) n = Math.min(n, fault.at - this.written);
+      if (n > 0 && segment.bytesPerSecond !== undefined) {
+        const now = performance.now();
+        if (now < conn.trickleAt) {
+          if (conn.throttleTimer === undefined) {
+            conn.throttleTimer = setTimeout(
+              () => {
+                conn.throttleTimer = undefined;
+                this.pump(conn);
+              },
+              Math.ceil(conn.trickleAt - now),
+            );
+          }
+          return;
+        }
+        const piece = Math.max(1, Math.floor(segment.bytesPerSecond / 10));
+        n = Math.min(n, piece);
+        conn.trickleAt = now + (n * 1000) / segment.bytesPerSecond;
+      }
       if (n > 0 && this.rate !== undefined) {
         n = this.takeTokens(n);
         if (n === 0) {

@@ -1,0 +1,234 @@
+// `dsfetch fetch` against a store (or a proxy before it) that answers wrongly rather than
+// breaking connections (review, 2026-12-05), through the test's fault proxy in front of MinIO:
+// - a ranged answer of another version, with its ETag (a store that ignores If-Match): a
+//   changed object, restarted or OBJECT_CHANGED, never mixed with the earlier ranges;
+// - a HEAD whose Content-Length is not a size ("-1"): S3_ERROR before anything is written
+//   (it published an empty file once);
+// - a response head, a listing or a range that trickles a few bytes a second: abandoned and
+//   retried on a new connection (it held the fetch for hours).
+import { createHash, randomBytes } from "node:crypto";
+import { chmod, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type CliResult, runCli } from "../harness/cli.ts";
+import {
+  type FaultProxy,
+  isListObjectsV2,
+  type ProxiedRequest,
+  type ResponseRewrite,
+  startFaultProxy,
+} from "../harness/fault-proxy.ts";
+import { createBucket, putMany, putObject, s3Info, testEnv } from "../harness/s3.ts";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const TEAM = "ml";
+const SIZE = 3 * MiB + 777;
+
+interface StagedJson {
+  name: string;
+  etag: string | null;
+  path: string;
+  bytes: number;
+  retries: number;
+  error?: { code: string; message: string; hint?: string };
+}
+
+let bucket: string;
+let scratch: string;
+let proxy: FaultProxy | undefined;
+const original = randomBytes(SIZE);
+let originalEtag: string;
+const folder = new Map<string, Buffer>();
+
+const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+const diagnostics = (result: CliResult) =>
+  `exit ${result.code}\n${result.stderr}\n${result.stdout}`;
+
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), "dsfetch-misbehaving-"));
+  bucket = await createBucket("misbehaving");
+  originalEtag = (await putObject(bucket, "blob.bin", original)).etag;
+  const bodies = Array.from({ length: 5 }, (_, i) => randomBytes(1000 + i));
+  const keys = await putMany(bucket, "folder/f", bodies.length, (i) => bodies[i] as Buffer);
+  for (const [i, key] of keys.entries()) folder.set(key, bodies[i] as Buffer);
+}, 120_000);
+
+afterEach(async () => {
+  await proxy?.close();
+  proxy = undefined;
+});
+
+afterAll(async () => {
+  if (!scratch) return;
+  const walk = async (path: string): Promise<void> => {
+    await chmod(path, 0o755).catch(() => {});
+    for (const entry of await readdir(path, { withFileTypes: true }).catch(() => [])) {
+      if (entry.isDirectory()) await walk(join(path, entry.name));
+    }
+  };
+  await walk(scratch);
+  await rm(scratch, { recursive: true, force: true });
+});
+
+/** A proxy whose rule applies to the first request `pick` accepts, once. */
+async function proxyWith(
+  pick: (request: ProxiedRequest) => boolean,
+  rule: Omit<ResponseRewrite, "match">,
+): Promise<FaultProxy> {
+  const p = await startFaultProxy(s3Info().endpoint);
+  proxy = p;
+  let fired = false;
+  p.rewriteResponses({
+    ...rule,
+    match: (request, status) => {
+      if (fired || status >= 300 || !pick(request)) return false;
+      fired = true;
+      return true;
+    },
+  });
+  return p;
+}
+
+async function fetchVia(
+  p: FaultProxy,
+  datasets: unknown,
+  env: Record<string, string> = {},
+): Promise<CliResult & { storage: string; staged: StagedJson | undefined }> {
+  const storage = await mkdtemp(join(scratch, "storage-"));
+  const result = await runCli(
+    ["fetch", "--datasets", "-", "--storage-root", storage, "--team", TEAM, "--json"],
+    {
+      env: { ...testEnv(), AWS_ENDPOINT_URL: p.endpoint, ...env },
+      stdin: JSON.stringify(datasets),
+      timeoutMs: 120_000,
+    },
+  );
+  let staged: StagedJson | undefined;
+  try {
+    staged = (JSON.parse(result.stdout) as { datasets: StagedJson[] }).datasets[0];
+  } catch {
+    staged = undefined;
+  }
+  return { ...result, storage, staged };
+}
+
+const dataRoot = (storage: string) => join(storage, TEAM, "data");
+const published = async (storage: string) =>
+  (await readdir(dataRoot(storage)).catch(() => [])).filter((e) => e !== ".dsfetch");
+const leftovers = (storage: string) =>
+  readdir(join(dataRoot(storage), ".dsfetch", "tmp")).catch(() => []);
+
+const isRangedGet = (key: string) => (request: ProxiedRequest) =>
+  request.method === "GET" &&
+  request.target.split("?")[0]?.endsWith(`/${key}`) === true &&
+  request.headers.range !== undefined &&
+  !request.headers.range.startsWith("bytes=0-");
+
+/** Answers one ranged GET (not the first range) with other bytes and their ETag. */
+const otherVersion: Omit<ResponseRewrite, "match"> = {
+  rewrite: (body) => randomBytes(body.length),
+  headers: (fields) =>
+    fields.map(([name, value]) =>
+      name.toLowerCase() === "etag" ? [name, `"${"ab".repeat(16)}"`] : [name, value],
+    ),
+};
+const RANGES = { DSFETCH_RANGE_SIZE: "1Mi", DSFETCH_RANGE_CONCURRENCY: "1" };
+
+describe("a store that ignores If-Match: a range of another version", () => {
+  it("without a pinned etag, the download starts again: the object's bytes, never a mix", async () => {
+    const p = await proxyWith(isRangedGet("blob.bin"), otherVersion);
+    const result = await fetchVia(p, [{ uri: `s3://${bucket}/blob.bin`, name: "blob" }], RANGES);
+    expect(result.code, diagnostics(result)).toBe(0);
+    expect(p.requests.some((r) => r.rewritten)).toBe(true);
+    expect(result.staged?.etag).toBe(originalEtag);
+    const bytes = await readFile(join(dataRoot(result.storage), "blob", "blob.bin"));
+    expect(sha256(bytes)).toBe(sha256(original));
+    expect(await leftovers(result.storage)).toEqual([]);
+  }, 150_000);
+
+  it("with a pinned etag: OBJECT_CHANGED naming the pinned ETag, exit 5, nothing published", async () => {
+    const p = await proxyWith(isRangedGet("blob.bin"), otherVersion);
+    const result = await fetchVia(
+      p,
+      [{ uri: `s3://${bucket}/blob.bin`, name: "blob", etag: originalEtag }],
+      RANGES,
+    );
+    expect(result.code, diagnostics(result)).toBe(5);
+    expect(result.staged?.error?.code).toBe("OBJECT_CHANGED");
+    expect(result.staged?.error?.message).toMatch(/was overwritten during the download/);
+    expect(result.staged?.error?.message).toContain(`pins ETag ${originalEtag}`);
+    expect(await published(result.storage)).toEqual([]);
+    expect(await leftovers(result.storage)).toEqual([]);
+  }, 150_000);
+});
+
+describe("a HEAD whose Content-Length is not a size", () => {
+  for (const length of ["-1", "1e6", "12abc"]) {
+    it(`Content-Length: ${length}: S3_ERROR (exit 6) naming it, nothing written`, async () => {
+      const p = await proxyWith(
+        (request) => request.method === "HEAD" && request.target.includes("/blob.bin"),
+        {
+          rewrite: (body) => body,
+          headers: (fields) =>
+            fields.map(([name, value]) =>
+              name.toLowerCase() === "content-length" ? [name, length] : [name, value],
+            ),
+        },
+      );
+      const result = await fetchVia(p, [{ uri: `s3://${bucket}/blob.bin`, name: "blob" }]);
+      expect(result.code, diagnostics(result)).toBe(6);
+      expect(result.staged?.error?.code).toBe("S3_ERROR");
+      expect(result.staged?.error?.message).toContain("no valid Content-Length");
+      expect(await published(result.storage)).toEqual([]);
+      expect(await leftovers(result.storage)).toEqual([]);
+    }, 150_000);
+  }
+});
+
+describe("an answer that trickles (a byte now and then, never silent for long)", () => {
+  // One idle-timeout window is 1 s here: an answer must bring 64 KiB a window, or end.
+  const env = { DSFETCH_STALL_TIMEOUT: "1" };
+
+  it("a HEAD's response head at 2 bytes/s: abandoned, asked again, staged", async () => {
+    const p = await proxyWith(
+      (request) => request.method === "HEAD" && request.target.includes("/blob.bin"),
+      { rewrite: (body) => body, bytesPerSecond: 2 },
+    );
+    const result = await fetchVia(p, [{ uri: `s3://${bucket}/blob.bin`, name: "blob" }], env);
+    expect(result.code, diagnostics(result)).toBe(0);
+    expect(p.requests.some((r) => r.rewritten)).toBe(true);
+    expect(result.staged?.retries).toBeGreaterThanOrEqual(1);
+    const bytes = await readFile(join(dataRoot(result.storage), "blob", "blob.bin"));
+    expect(sha256(bytes)).toBe(sha256(original));
+  }, 150_000);
+
+  it("a listing page at 20 bytes/s: abandoned, listed again, every object staged", async () => {
+    const p = await proxyWith(isListObjectsV2, { rewrite: (body) => body, bytesPerSecond: 20 });
+    const result = await fetchVia(p, [{ uri: `s3://${bucket}/folder/`, name: "folder" }], env);
+    expect(result.code, diagnostics(result)).toBe(0);
+    expect(p.requests.some((r) => r.rewritten)).toBe(true);
+    const dir = join(dataRoot(result.storage), "folder");
+    for (const [key, body] of folder) {
+      const file = key.split("/").pop() as string;
+      expect(sha256(await readFile(join(dir, file)))).toBe(sha256(body));
+    }
+  }, 150_000);
+
+  it("a range at 4 KiB/s: abandoned and resumed on a new connection, byte-identical", async () => {
+    const p = await proxyWith(isRangedGet("blob.bin"), {
+      rewrite: (body) => body,
+      bytesPerSecond: 4 * KiB,
+    });
+    const result = await fetchVia(p, [{ uri: `s3://${bucket}/blob.bin`, name: "blob" }], {
+      ...env,
+      ...RANGES,
+    });
+    expect(result.code, diagnostics(result)).toBe(0);
+    expect(p.requests.some((r) => r.rewritten)).toBe(true);
+    expect(result.staged?.retries).toBeGreaterThanOrEqual(1);
+    const bytes = await readFile(join(dataRoot(result.storage), "blob", "blob.bin"));
+    expect(sha256(bytes)).toBe(sha256(original));
+  }, 150_000);
+});
