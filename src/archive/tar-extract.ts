@@ -67,7 +67,7 @@ import { untilOrAborted } from "../util/until-or-aborted.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { WRITE_PIECE } from "../util/write-piece.ts";
 import { CollisionGuard, checkEntryPath } from "./entry-path.ts";
-import { type ExtractLimits, expandedLimitText } from "./limits.ts";
+import { type ExtractLimits, expandedLimitText, MAX_NAME_CHARACTERS } from "./limits.ts";
 import { isZeroBlock, storedTarChecksum, tarChecksumMatches } from "./magic.ts";
 import { type ParallelFailure, ParallelWrites } from "./parallel-writes.ts";
 
@@ -149,6 +149,14 @@ const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 
 const HINT_UNSAFE =
   "the archive is unsafe to expand and nothing was published: re-create it with relative names inside one folder, without device files, and with links that stay inside it";
+/**
+ * Zeros accepted after the end-of-archive marker: tar pads its last record (10 KiB by
+ * default, larger records with -b). Decompressed without bound, a few hundred bytes of bzip2
+ * held a fetch for minutes per 100 GiB of zeros, writing nothing that a size limit or the
+ * stall watchdog would see (review, 2026-12-05).
+ */
+const MAX_END_PADDING = 16 * 1024 * 1024;
+
 const HINT_CORRUPT =
   "the archive is corrupt or truncated and nothing was published: re-create or re-upload it (`tar -tvf <file>` shows where it breaks)";
 const HINT_UNSUPPORTED =
@@ -190,6 +198,10 @@ export class TarExtractor {
   private failure: unknown;
   /** Bytes of the archive consumed so far (for messages). */
   private offset = 0;
+  /** Characters of every entry's path and link target so far (limits.maxNameCharacters). */
+  private nameCharacters = 0;
+  /** Where the end-of-archive marker ended: the zeros after it are bounded (MAX_END_PADDING). */
+  private endOffset = 0;
   private readonly header = Buffer.alloc(BLOCK);
   private headerFill = 0;
   private zeroBlocks = 0;
@@ -388,6 +400,13 @@ export class TarExtractor {
           }
           this.offset += length - pos;
           pos = length;
+          if (this.offset - this.endOffset > MAX_END_PADDING) {
+            this.throwArchive(
+              undefined,
+              `has more than 16 MiB of zeros after its end-of-archive marker (at byte ${this.endOffset}): tar pads to a record of 10 KiB, not this`,
+              HINT_CORRUPT,
+            );
+          }
           break;
         }
         default:
@@ -406,7 +425,10 @@ export class TarExtractor {
         );
       }
       this.zeroBlocks++;
-      if (this.zeroBlocks === 2) this.state = END;
+      if (this.zeroBlocks === 2) {
+        this.state = END;
+        this.endOffset = this.offset + BLOCK;
+      }
       return;
     }
     if (this.zeroBlocks > 0) {
@@ -520,13 +542,19 @@ export class TarExtractor {
         this.skipData(dataSize, dataPadding);
         return;
       case 0x32: // '2' symbolic link
-        this.countEntry(name);
-        this.makeSymlinkEntry(name, linkName());
+        {
+          const target = linkName();
+          this.countEntry(name, target);
+          this.makeSymlinkEntry(name, target);
+        }
         this.skipData(dataSize, dataPadding);
         return;
       case 0x31: // '1' hard link
-        this.countEntry(name);
-        this.makeHardLinkEntry(name, linkName());
+        {
+          const target = linkName();
+          this.countEntry(name, target);
+          this.makeHardLinkEntry(name, target);
+        }
         // POSIX lets a hard link entry carry data (pax); it is the same file's data again.
         this.skipData(dataSize, dataPadding);
         return;
@@ -775,7 +803,7 @@ export class TarExtractor {
     return value;
   }
 
-  private countEntry(name: string): void {
+  private countEntry(name: string, linkTarget = ""): void {
     // Each entry is progress, those without data too: a range of empty files or directories
     // (16,384 headers in 8 MiB) may take minutes to create on a slow network filesystem.
     this.onProgress();
@@ -785,6 +813,15 @@ export class TarExtractor {
         name,
         `is entry number ${this.entries}: the archive has more than the limit of ${this.limits.maxEntries} entries`,
         "nothing was published: split the dataset into several archives, or pack small files together",
+      );
+    }
+    this.nameCharacters += name.length + linkTarget.length;
+    const most = this.limits.maxNameCharacters ?? MAX_NAME_CHARACTERS;
+    if (this.nameCharacters > most) {
+      this.throwArchive(
+        name,
+        `takes the paths and link targets of the archive's entries past ${most} characters together (entry number ${this.entries}): more than dsfetch keeps in memory for one dataset`,
+        "nothing was published: split the dataset into several archives, or use shorter names",
       );
     }
   }
@@ -1218,6 +1255,19 @@ export class TarExtractor {
   private throwFs(error: unknown, name: string): never {
     const code = errorCode(error);
     const message = error instanceof Error ? error.message : String(error);
+    if (code === "ENAMETOOLONG") {
+      // Within maxPathBytes, but not with the dataset's directory before it: the archive's
+      // doing, not the storage's (it was STORAGE with a permissions hint: review, 2026-12-05).
+      throw new DsfetchError(
+        "ARCHIVE_INVALID",
+        `${this.dataset}: archive entry ${quote(name)} has a path too long for the filesystem once under the dataset's directory (${message})`,
+        {
+          dataset: this.dataset,
+          hint: "nothing was published: shorten the archive's paths (Linux takes at most 4096 bytes for a whole path, and 255 for one name)",
+          cause: error,
+        },
+      );
+    }
     const noSpace = code === "ENOSPC" || code === "EDQUOT";
     throw new DsfetchError(
       noSpace ? "NO_SPACE" : "STORAGE",
