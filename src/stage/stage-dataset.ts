@@ -642,17 +642,15 @@ async function stageOn(
           beforeReplacing: async () => {
             // Up before the leases are read: a job leasing it after that read waits for the
             // swap, then looks at the version again (volumes/removal-notice.ts). Jobs lease
-            // shared datasets only.
-            if (target.volume === "shared") {
-              // Asked again (publish.ts replacingHonoured): a notice not kept fresh is replaced
-              // by a new one before the leases are read again.
-              const stale = notice;
-              if (stale !== undefined && !stale.honoured()) {
-                notice = undefined;
-                await takeDown(stale);
-              }
-              notice ??= await postRemovalNoticeWithin(call, target.location);
+            // ephemeral datasets too (stage.ts). Asked again (publish.ts replacingHonoured):
+            // a notice not kept fresh is replaced by a new one before the leases are read
+            // again.
+            const stale = notice;
+            if (stale !== undefined && !stale.honoured()) {
+              notice = undefined;
+              await takeDown(stale);
             }
+            notice ??= await postRemovalNoticeWithin(call, target.location);
             const there = await call(`reading ${target.location.manifestPath}`, () =>
               inspectStaged(target.location),
             );

@@ -112,7 +112,10 @@ export async function stage(
             graceMs: DOWNLOAD_STOP_GRACE_MS,
             signal: options.signal,
           });
-          for (let restage = 0; options.lease === true && staged.volume === "shared"; restage++) {
+          // Ephemeral datasets too: the default ephemeral root is one per user and machine,
+          // shared by that user's jobs there, and a second job refreshed a changed source in
+          // place under the first (review, 2026-12-05: it read v1, then v2, from one path).
+          for (let restage = 0; options.lease === true; restage++) {
             const taken = await leaseStaged(staged, {
               call,
               etagPinned: spec.etag !== undefined && spec.versionId === undefined,

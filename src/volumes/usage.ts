@@ -89,7 +89,16 @@ export async function takeLease(
     const now = new Date();
     await markUsed(location);
     try {
-      await utimes(path, now, now);
+      // A write, not utimes(now): a write's mtime is the storage's clock (the NFS server's),
+      // utimes sets this machine's, and readers judge leases against their own. A job whose
+      // clock was 10 minutes behind had its lease taken as stale after its first refresh, and
+      // prune removed the dataset under it (review, 2026-12-05). A disk with no byte free
+      // (the lease was made empty then: holder-files.ts) still takes the time this way.
+      await writeFile(path, now.toISOString()).catch(async (error: unknown) => {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== "ENOSPC" && code !== "EDQUOT") throw error;
+        await utimes(path, now, now);
+      });
     } catch (error) {
       // Swept as stale (its refreshes were late: storage that hung for minutes) while the job
       // still runs: put back, or a refresh or prune would go ahead under the job.
