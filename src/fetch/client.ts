@@ -4,7 +4,11 @@
  * credential chain is used (env, profile, web identity, instance metadata), loaded only when
  * the environment's keys do not decide (environmentCredentials).
  */
+import { readFileSync } from "node:fs";
+import type { ConnectionOptions } from "node:tls";
+import * as tls from "node:tls";
 import type { Credentials, DatasetSpec } from "../config/types.ts";
+import { DsfetchError } from "../errors.ts";
 import { ObjectGetter } from "./object-get.ts";
 import type { SigningCredentials } from "./sigv4.ts";
 
@@ -17,6 +21,32 @@ export interface StoreClient {
   readonly credentialSource: "dataset" | "aws-chain" | "anonymous";
   /** Signed GET, HEAD and LIST requests (object-get.ts, list-objects.ts). */
   readonly getter: ObjectGetter;
+}
+
+/**
+ * AWS_CA_BUNDLE, as the AWS CLI and SDKs read it: a PEM file of certificate authorities
+ * trusted besides Node's own (a store with a private CA). It was ignored (review, 2026-12-05);
+ * NODE_EXTRA_CA_CERTS, read by Node itself, works too.
+ */
+function caBundle(env: NodeJS.ProcessEnv): ConnectionOptions | undefined {
+  const path = env.AWS_CA_BUNDLE;
+  if (path === undefined || path === "") return undefined;
+  let pem: string;
+  try {
+    pem = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new DsfetchError(
+      "USAGE",
+      `AWS_CA_BUNDLE: cannot read ${path}: ${(error as Error).message}`,
+      { hint: "give the path of a PEM file of certificate authorities, or unset AWS_CA_BUNDLE" },
+    );
+  }
+  // Node's default set (its roots, and NODE_EXTRA_CA_CERTS where Node has getCACertificates),
+  // then the bundle: an explicit `ca` replaces the default set.
+  const defaults =
+    (tls as { getCACertificates?: (kind: string) => string[] }).getCACertificates?.("default") ??
+    tls.rootCertificates;
+  return { ca: [...defaults, pem] };
 }
 
 export class ClientPool {
@@ -60,7 +90,12 @@ export class ClientPool {
       endpointLabel,
       anonymous: credentialSource === "anonymous",
       credentialSource,
-      getter: new ObjectGetter({ endpoint: spec.endpoint, credentials: signing, idleTimeoutMs }),
+      getter: new ObjectGetter({
+        endpoint: spec.endpoint,
+        credentials: signing,
+        idleTimeoutMs,
+        tls: caBundle(process.env),
+      }),
     });
     if (spec.credentials !== undefined) {
       const keys: Credentials = { ...spec.credentials };

@@ -277,6 +277,10 @@ async function listPrefix(
   const { bucket } = spec.location;
   const listCtx = { ...ctx, uri: formatS3Uri({ bucket, key: prefix }), action: "listing" };
   const objects: ListedObject[] = [];
+  // A key listed twice (a store or proxy that repeats a page's entry) would be written twice:
+  // the second create failed as STORAGE EEXIST with a hint about the mount (review,
+  // 2026-12-05). The listing is the store's fault, and said so.
+  const seen = new Set<string>();
   const digest = createHash("sha256");
   let bytes = 0;
   let token: string | undefined;
@@ -295,6 +299,17 @@ async function listPrefix(
       }
     }, retry);
     for (const item of page.entries) {
+      if (seen.has(item.key)) {
+        throw new DsfetchError(
+          "S3_ERROR",
+          `${spec.name}: the listing of ${listCtx.uri} names the key ${JSON.stringify(item.key)} twice`,
+          {
+            dataset: spec.name,
+            hint: "the store (or a proxy before it) answered an inconsistent listing; run again, and if it persists check the store",
+          },
+        );
+      }
+      seen.add(item.key);
       const size = item.size;
       // "Directory marker" keys (consoles create them for empty folders) hold no data.
       if (item.key.endsWith("/") && size === 0) continue;

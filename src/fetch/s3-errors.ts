@@ -73,6 +73,22 @@ function shapeOf(error: unknown): {
   };
 }
 
+/**
+ * Node's codes for a certificate it does not trust (review, 2026-12-05: a self-signed
+ * store's error advised running Node with --use-system-ca, which a dsfetch user cannot do).
+ */
+const TLS_CERTIFICATE_CODES: ReadonlySet<string> = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
 /** Whether an S3 or network failure may succeed when tried again. */
 export function isRetryableS3Error(error: unknown): boolean {
   if (error instanceof DsfetchError) return error.retryable;
@@ -112,6 +128,25 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
       "S3_ERROR",
       `${ctx.action} ${ctx.uri} failed: the host of ${ctx.endpoint} does not resolve (${code})`,
       'check the endpoint (AWS_ENDPOINT_URL or the dataset\'s "endpoint") and the region',
+    );
+  }
+  if (
+    code === "EPROTO" &&
+    /wrong version number|packet length too long|http request/i.test(message)
+  ) {
+    return make(
+      "S3_ERROR",
+      `${ctx.action} ${ctx.uri} failed: ${ctx.endpoint} does not answer in TLS (${code})`,
+      'the endpoint is plain HTTP: give it as http://… (the dataset\'s "endpoint", or AWS_ENDPOINT_URL)',
+    );
+  }
+  if (TLS_CERTIFICATE_CODES.has(code)) {
+    // Node's own text ends with advice for Node's command line (--use-system-ca): not ours.
+    const reason = message.replace(/;\s*if the root CA is installed locally.*$/i, "");
+    return make(
+      "S3_ERROR",
+      `${ctx.action} ${ctx.uri} failed: the TLS certificate of ${ctx.endpoint} is not trusted: ${reason} (${code})`,
+      "give the certificate authority of the store in AWS_CA_BUNDLE (a PEM file; NODE_EXTRA_CA_CERTS works too), or fix the store's certificate",
     );
   }
   if (code === "NoSuchBucket") {

@@ -681,6 +681,16 @@ async function stageOn(
         }
         // An interrupt answered by the last calls above is an interrupt, never a success.
         context.signal?.throwIfAborted();
+        // SPEC §4: what could not be verified is said, not hidden (it was in --json and the
+        // manifest only: review, 2026-12-05).
+        for (const [method, count] of Object.entries(download.verification)) {
+          if (!method.startsWith("size-only")) continue;
+          context.onEvent({
+            type: "warning",
+            dataset: spec.name,
+            message: `${count === 1 ? "1 object" : `${count} objects`} of ${spec.uri} verified by ${method}: their sizes matched, their bytes were not checked`,
+          });
+        }
         const seconds = elapsed(started);
         context.onEvent({
           type: "staged",

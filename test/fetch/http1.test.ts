@@ -1,9 +1,8 @@
 // The HTTP/1.1 client of the download path (src/fetch/http1.ts) against a scripted server
 // that writes raw responses: bodies split at every offset, chunked bodies, keep-alive reuse
 // and its failure modes, timeouts, aborts, back-pressure, malformed answers, and TLS.
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +10,7 @@ import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type BodyConsumer, Http1Pool } from "../../src/fetch/http1.ts";
 import { ObjectGetter, S3HttpError } from "../../src/fetch/object-get.ts";
+import { selfSigned } from "../harness/tls-cert.ts";
 
 interface Exchange {
   readonly socket: Socket;
@@ -408,28 +408,6 @@ describe("Http1Pool waiting for a connection", () => {
     client.destroy();
   });
 });
-
-/** A self-signed certificate for `name` (a subjectAltName such as "IP:127.0.0.1"), made by openssl. */
-function selfSigned(dir: string, file: string, name: string): { key: string; cert: string } {
-  const keyPath = join(dir, `${file}-key.pem`);
-  const certPath = join(dir, `${file}-cert.pem`);
-  const subject = `/CN=${name.replace(/^(IP|DNS):/, "")}`;
-  execFileSync(
-    "openssl",
-    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"].concat([
-      "-keyout",
-      keyPath,
-      "-out",
-      certPath,
-      "-subj",
-      subject,
-      "-addext",
-      `subjectAltName=${name}`,
-    ]),
-    { stdio: "ignore" },
-  );
-  return { key: readFileSync(keyPath, "utf8"), cert: readFileSync(certPath, "utf8") };
-}
 
 describe("Http1Pool over TLS", () => {
   let dir: string;

@@ -14,12 +14,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type CliResult, runCli } from "../harness/cli.ts";
 import {
   type FaultProxy,
+  injectListEntries,
   isListObjectsV2,
   type ProxiedRequest,
   type ResponseRewrite,
   startFaultProxy,
 } from "../harness/fault-proxy.ts";
-import { createBucket, putMany, putObject, s3Info, testEnv } from "../harness/s3.ts";
+import { createBucket, putMany, putMultipart, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -185,6 +186,49 @@ describe("a HEAD whose Content-Length is not a size", () => {
       expect(await leftovers(result.storage)).toEqual([]);
     }, 150_000);
   }
+});
+
+describe("an object verified by its size only", () => {
+  it("says so on stderr, not only in --json (SPEC §4: what could not be verified is said)", async () => {
+    const data = randomBytes(11 * MiB);
+    await putMultipart(bucket, "parts.bin", data, 5 * MiB);
+    // A HEAD ?partNumber=1 without the part count: the part boundaries cannot be learned.
+    const p = await proxyWith(
+      (request) => request.method === "HEAD" && request.target.includes("partNumber="),
+      {
+        rewrite: (body) => body,
+        headers: (fields) =>
+          fields.filter(([name]) => name.toLowerCase() !== "x-amz-mp-parts-count"),
+      },
+    );
+    const result = await fetchVia(p, [{ uri: `s3://${bucket}/parts.bin`, name: "parts" }]);
+    expect(result.code, diagnostics(result)).toBe(0);
+    const methods = Object.keys(
+      (result.staged as unknown as { verification: Record<string, number> }).verification,
+    );
+    expect(methods).toEqual([expect.stringMatching(/^size-only \(/)]);
+    expect(result.stderr).toMatch(
+      /parts: warning: 1 object of s3:\/\/\S+\/parts\.bin verified by size-only \(.*\): their sizes matched, their bytes were not checked/,
+    );
+    const bytes = await readFile(join(dataRoot(result.storage), "parts", "parts.bin"));
+    expect(sha256(bytes)).toBe(sha256(data));
+  }, 150_000);
+});
+
+describe("a listing that names a key twice", () => {
+  it("is the store's error (S3_ERROR, exit 6) naming the key, not a storage error; nothing published", async () => {
+    const [key, body] = [...folder][0] as [string, Buffer];
+    const etag = createHash("md5").update(body).digest("hex");
+    const p = await proxyWith(isListObjectsV2, {
+      rewrite: (xml) => injectListEntries(xml.toString("utf8"), [{ key, size: body.length, etag }]),
+    });
+    const result = await fetchVia(p, [{ uri: `s3://${bucket}/folder/`, name: "folder" }]);
+    expect(result.code, diagnostics(result)).toBe(6);
+    expect(result.staged?.error?.code).toBe("S3_ERROR");
+    expect(result.staged?.error?.message).toContain(`names the key "${key}" twice`);
+    expect(await published(result.storage)).toEqual([]);
+    expect(await leftovers(result.storage)).toEqual([]);
+  }, 150_000);
 });
 
 describe("an answer that trickles (a byte now and then, never silent for long)", () => {
