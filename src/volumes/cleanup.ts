@@ -35,6 +35,12 @@ export async function cleanAbandonedAttempts(
   abandonedAfterMs: number,
   progressed: () => void = () => {},
   signal?: AbortSignal,
+  /**
+   * prune: every dataset's attempts, not only this one's, and this host's too once idle that
+   * long (its pid may belong to another process now). An attempt keeps its directory fresh
+   * while it lives (attempt.ts keepAttemptFresh).
+   */
+  everyDataset = false,
 ): Promise<number> {
   const dirName = basename(location.path);
   // Attempts name long datasets by a shortened name; a dsfetch before 2026-12-05 wrote the
@@ -56,12 +62,14 @@ export async function cleanAbandonedAttempts(
     // This dataset's attempts, and birth-time probes (of any dataset: they are tiny).
     if (
       parsed !== undefined &&
-      (ownNames.has(parsed.dirName) || parsed.dirName === BIRTH_PROBE_NAME)
+      (everyDataset || ownNames.has(parsed.dirName) || parsed.dirName === BIRTH_PROBE_NAME)
     ) {
+      const here = parsed.host === thisHost;
+      const ours = here && parsed.pid === process.pid;
       abandoned =
-        parsed.host === thisHost
-          ? parsed.pid !== process.pid && !isProcessAlive(parsed.pid)
-          : await idleFor(path, abandonedAfterMs);
+        !ours &&
+        ((here && !isProcessAlive(parsed.pid)) ||
+          ((!here || everyDataset) && (await idleFor(path, abandonedAfterMs))));
     } else {
       // Old trees moved aside by a replacing publish or by prune, left by a crash. Matched
       // exactly: a dataset may be named "pruned.resnet50", and its live attempts are not

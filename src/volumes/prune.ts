@@ -10,6 +10,7 @@ import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { isStorageFull } from "./attempt.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
+import { cleanAbandonedAttempts } from "./cleanup.ts";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
 import { acquireLock, type HeldLock, lockHeld } from "./lock.ts";
 import { manifestOfTree } from "./occupant.ts";
@@ -118,8 +119,22 @@ export async function prune(
     total -= entry.bytes;
   }
   if (options.dryRun !== true) {
-    await call(`removing old failure records in ${sharedDataRoot(storageRoot, team)}`, () =>
-      removeOldFailureRecords(sharedDataRoot(storageRoot, team), now),
+    const dataRoot = sharedDataRoot(storageRoot, team);
+    await call(`removing old failure records in ${dataRoot}`, () =>
+      removeOldFailureRecords(dataRoot, now),
+    ).catch(() => {});
+    // Attempts of workers that died, another machine's among them: a worker removes those
+    // of its own dataset only when it downloads it again, so one whose holder died while
+    // another worker took over (the usual crash of a multi-node job) stayed for good, a
+    // partial dataset's worth of bytes (review, 2026-12-05). Same bound as a download's.
+    await call(`removing abandoned attempts in ${dataRoot}`, (signal, progressed) =>
+      cleanAbandonedAttempts(
+        locationIn(dataRoot, "prune"),
+        Math.max(10 * 60_000, 4 * options.lockStaleMs),
+        progressed,
+        signal,
+        true,
+      ),
     ).catch(() => {});
   }
   const freedBytes = removed.reduce((sum, entry) => sum + entry.bytes, 0);

@@ -314,6 +314,36 @@ describe("failure records", () => {
   });
 });
 
+describe("abandoned attempts", () => {
+  it("of any dataset and host are removed by prune once idle past the bound; live and fresh ones stay", async () => {
+    // A holder on another machine died while another worker took over and published: the
+    // dataset was cached from then on, and its partial attempt stayed for good (review).
+    const tmp = join(data, ".dsfetch", "tmp");
+    await mkdir(tmp, { recursive: true });
+    const attempt = async (name: string, minutesAgo: number) => {
+      const dir = join(tmp, name);
+      await mkdir(join(dir, "data"), { recursive: true });
+      await writeFile(join(dir, "data", "part.bin"), "partial");
+      const when = new Date(Date.now() - minutesAgo * 60_000);
+      await utimes(join(dir, "data"), when, when);
+      await utimes(dir, when, when);
+    };
+    const here = hostLabel();
+    await attempt("a.other-pod-1.7.0123456789abcdef", 120); // another host, idle 2 h
+    await attempt("b.other-pod-2.7.1123456789abcdef", 1); // another host, fresh: may be live
+    await attempt(`c.${here}.${process.pid}.2123456789abcdef`, 1); // a live process here
+    await attempt(`d.${here}.2147483646.3123456789abcdef`, 1); // a dead pid here
+    // A live pid here, but idle 2 h: a live attempt keeps its directory fresh; the pid is
+    // another process's now (pids are reused).
+    await attempt(`e.${here}.${process.pid}.4123456789abcdef`, 120);
+    await pruneOlderThanADay();
+    expect((await readdir(tmp)).sort()).toEqual([
+      "b.other-pod-2.7.1123456789abcdef",
+      `c.${here}.${process.pid}.2123456789abcdef`,
+    ]);
+  });
+});
+
 describe("a dataset whose manifest is damaged", () => {
   it("is not listed, and list says so (it was left out without a word); prune keeps it", async () => {
     const manifest = join(data, ".dsfetch", "manifests", "b.json");
