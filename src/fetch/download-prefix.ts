@@ -145,6 +145,26 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   };
 
   const fetchOne = async (object: ListedObject, index: number): Promise<void> => {
+    try {
+      await fetchListed(object, index);
+    } catch (error) {
+      // Listed, then gone: deleted while the folder was fetched. The folder changed, as when
+      // an object's size or ETag did (restarted on the new listing); it was NOT_FOUND, exit 3,
+      // with a hint to list the prefix (review, 2026-12-05).
+      if (!(error instanceof DsfetchError) || error.code !== "NOT_FOUND") throw error;
+      throw new DsfetchError(
+        "OBJECT_CHANGED",
+        `${options.errorContext.dataset}: s3://${resolution.bucket}/${object.key} was listed but is gone now (deleted while the folder was fetched)`,
+        {
+          dataset: options.errorContext.dataset,
+          hint: "the folder changed while it was being fetched; run again",
+          cause: error,
+        },
+      );
+    }
+  };
+
+  const fetchListed = async (object: ListedObject, index: number): Promise<void> => {
     const path = join(options.destination, object.relativePath);
     await ensureDir(dirname(path));
     const ctx: S3ErrorContext = {

@@ -140,6 +140,18 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
       'the endpoint is plain HTTP: give it as http://… (the dataset\'s "endpoint", or AWS_ENDPOINT_URL)',
     );
   }
+  if (code === "MalformedListing" || code === "EPROTO") {
+    // An answer that is not what S3 sends (a truncated listing, a broken header): a proxy or
+    // load balancer's glitch as often as the store's. Retried; once every retry got one, the
+    // store is said to be the cause, not the URI (it said "the store refused the request;
+    // check the URI, endpoint and region": review, 2026-12-05).
+    return make(
+      "S3_ERROR",
+      `${ctx.action} ${ctx.uri} failed: ${message}`,
+      `the store at ${ctx.endpoint} (or a proxy before it) sent an answer S3 would not; dsfetch retried; if it persists, check what answers there`,
+      true,
+    );
+  }
   if (TLS_CERTIFICATE_CODES.has(code)) {
     // Node's own text ends with advice for Node's command line (--use-system-ca): not ours.
     const reason = message.replace(/;\s*if the root CA is installed locally.*$/i, "");

@@ -20,7 +20,15 @@ import {
   type ResponseRewrite,
   startFaultProxy,
 } from "../harness/fault-proxy.ts";
-import { createBucket, putMany, putMultipart, putObject, s3Info, testEnv } from "../harness/s3.ts";
+import {
+  createBucket,
+  deleteObject,
+  putMany,
+  putMultipart,
+  putObject,
+  s3Info,
+  testEnv,
+} from "../harness/s3.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -212,6 +220,50 @@ describe("an object verified by its size only", () => {
     );
     const bytes = await readFile(join(dataRoot(result.storage), "parts", "parts.bin"));
     expect(sha256(bytes)).toBe(sha256(data));
+  }, 150_000);
+});
+
+describe("an object of a folder deleted after the listing", () => {
+  it("is a folder that changed: staged again from a new listing, without it (it was NOT_FOUND, exit 3)", async () => {
+    const bodies = Array.from({ length: 4 }, () => randomBytes(64 * KiB));
+    const keys = await putMany(bucket, "gone/f", bodies.length, (i) => bodies[i] as Buffer);
+    const p = await startFaultProxy(s3Info().endpoint);
+    proxy = p;
+    p.throttle(64 * KiB);
+    const running = fetchVia(p, [{ uri: `s3://${bucket}/gone/`, name: "gone" }], {
+      DSFETCH_OBJECT_CONCURRENCY: "1",
+    });
+    await expect
+      .poll(
+        () =>
+          p.requests.some(
+            (r) => r.method === "GET" && !isListObjectsV2(r) && r.target.includes("/gone/f"),
+          ),
+        { timeout: 30_000 },
+      )
+      .toBe(true);
+    await deleteObject(bucket, keys[3] as string);
+    p.throttle(undefined);
+    const result = await running;
+    expect(result.code, diagnostics(result)).toBe(0);
+    expect(result.stderr).toMatch(/starting again/);
+    const dir = join(dataRoot(result.storage), "gone");
+    expect((await readdir(dir)).sort()).toEqual(["f0", "f1", "f2"]);
+    for (let i = 0; i < 3; i++) {
+      expect(sha256(await readFile(join(dir, `f${i}`)))).toBe(sha256(bodies[i] as Buffer));
+    }
+  }, 150_000);
+});
+
+describe("a listing page cut short once (a proxy's glitch)", () => {
+  it("is asked for again, not the end of the dataset", async () => {
+    const p = await proxyWith(isListObjectsV2, {
+      rewrite: (xml) => xml.subarray(0, Math.floor(xml.length / 2)),
+    });
+    const result = await fetchVia(p, [{ uri: `s3://${bucket}/folder/`, name: "folder" }]);
+    expect(result.code, diagnostics(result)).toBe(0);
+    expect(p.requests.filter((r) => isListObjectsV2(r)).length).toBeGreaterThanOrEqual(2);
+    expect(result.staged?.retries).toBeGreaterThanOrEqual(1);
   }, 150_000);
 });
 
