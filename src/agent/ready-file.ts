@@ -6,6 +6,8 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DsfetchError, type ErrorCode, EXIT_CODES } from "../errors.ts";
+import { isProcessAlive } from "../volumes/cleanup.ts";
+import { hostLabel } from "../volumes/host-label.ts";
 
 export interface ReadyInfo {
   readonly ready: true;
@@ -32,7 +34,10 @@ export type ReadyFileState =
 export async function writeReadyFile(path: string, info: ReadyInfo | FailedInfo): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const temporary = `${path}.${randomBytes(4).toString("hex")}.tmp`;
-  await writeFile(temporary, `${JSON.stringify(info, null, 2)}\n`);
+  // The host label (host name, PID namespace, boot): where it is the reader's, `pid` can be
+  // looked up (readReadyFile).
+  const written = { ...info, host: hostLabel() };
+  await writeFile(temporary, `${JSON.stringify(written, null, 2)}\n`);
   await rename(temporary, path);
 }
 
@@ -73,7 +78,17 @@ export async function readReadyFile(path: string): Promise<ReadyFileState> {
   } catch {
     return { state: "absent" };
   }
-  if (info.ready === true) return { state: "ready" };
+  if (info.ready === true) {
+    // A sidecar killed (-9, OOM) left its file saying ready, and its leases went with it: a
+    // worker went on while prune could remove the datasets (review, 2026-12-05). Where its pid
+    // can be looked up (same host and PID namespace) and is gone, it is not ready: a restarted
+    // sidecar removes the file and writes its own.
+    const { host, pid } = info as { host?: unknown; pid?: unknown };
+    if (host === hostLabel() && typeof pid === "number" && pid > 0 && !isProcessAlive(pid)) {
+      return { state: "absent" };
+    }
+    return { state: "ready" };
+  }
   if (info.ready === false && "failed" in info && typeof info.failed === "string") {
     const code = typeof info.code === "string" && info.code in EXIT_CODES ? info.code : "INTERNAL";
     return { state: "failed", code, reason: info.failed };

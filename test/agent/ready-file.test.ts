@@ -1,0 +1,54 @@
+// A sidecar's ready file read by `dsfetch wait`: one left by a sidecar that was killed (its
+// leases gone with it) no longer says ready where its pid can be looked up (review,
+// 2026-12-05: `wait` returned 0 at once, and prune could remove the datasets).
+import { spawnSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readReadyFile, writeReadyFile } from "../../src/agent/ready-file.ts";
+import { runCli } from "../harness/cli.ts";
+
+let root: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "dsfetch-ready-file-"));
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** The pid of a process that has ended. */
+function deadPid(): number {
+  const child = spawnSync("sh", ["-c", "echo $$"], { encoding: "utf8" });
+  return Number(child.stdout.trim());
+}
+
+const ready = (pid: number) => ({
+  ready: true as const,
+  pid,
+  at: new Date().toISOString(),
+  datasets: [],
+});
+
+describe("a ready file", () => {
+  it("of a live sidecar says ready; of one that died on this host, not", async () => {
+    const live = join(root, "live.json");
+    await writeReadyFile(live, ready(process.pid));
+    expect(await readReadyFile(live)).toEqual({ state: "ready" });
+    const dead = join(root, "dead.json");
+    await writeReadyFile(dead, ready(deadPid()));
+    expect(await readReadyFile(dead)).toEqual({ state: "absent" });
+  });
+
+  it("dsfetch wait does not go on on a dead sidecar's file: it waits, then times out (exit 9)", async () => {
+    const file = join(root, "wait-dead.json");
+    await writeReadyFile(file, ready(deadPid()));
+    const result = await runCli(["wait", "--ready-file", file, "--timeout", "1s"]);
+    expect(result.code, result.stderr).toBe(9);
+    const live = join(root, "wait-live.json");
+    await writeReadyFile(live, ready(process.pid));
+    expect((await runCli(["wait", "--ready-file", live, "--timeout", "1s"])).code).toBe(0);
+  });
+});
