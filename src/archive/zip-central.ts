@@ -13,6 +13,7 @@
 import { readSync } from "node:fs";
 import { crc32 } from "node:zlib";
 import { DsfetchError, type ErrorCode } from "../errors.ts";
+import { MAX_NAME_CHARACTERS } from "./limits.ts";
 
 export interface CentralEntry {
   /** Position in the central directory (0-based). */
@@ -341,6 +342,7 @@ export function readCentralDirectory(
   maxEntries: number,
   errors: ZipErrors,
   onProgress: () => void = () => {},
+  maxNameCharacters: number = MAX_NAME_CHARACTERS,
 ): CentralDirectory {
   const end = readEndRecord(fd, fileSize, errors);
   if (end.entries > maxEntries) {
@@ -371,6 +373,9 @@ export function readCentralDirectory(
     onProgress();
   }
   const entries: CentralEntry[] = new Array(end.entries);
+  // Every name is kept (the file list becomes the manifest): bounded together, as a tar's
+  // paths and link targets are (limits.ts maxNameCharacters; review, 2026-12-05).
+  let nameBytes = 0;
   let pos = 0;
   for (let index = 0; index < end.entries; index++) {
     if (index % PROGRESS_EVERY === PROGRESS_EVERY - 1) onProgress();
@@ -395,6 +400,14 @@ export function readCentralDirectory(
     if (next > cd.length) {
       throw errors.corrupt(
         `has a damaged central directory (entry ${index + 1} runs past its end)`,
+      );
+    }
+    nameBytes += nameLength;
+    if (nameBytes > maxNameCharacters) {
+      throw errors.archive(
+        "ARCHIVE_INVALID",
+        `has names longer than ${maxNameCharacters} bytes together (at entry ${index + 1} of ${end.entries}): more than dsfetch keeps in memory for one dataset`,
+        "split the dataset into several archives, or use shorter names",
       );
     }
     const rawName = cd.subarray(pos + CENTRAL_HEADER_SIZE, pos + CENTRAL_HEADER_SIZE + nameLength);

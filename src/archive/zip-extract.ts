@@ -257,7 +257,14 @@ function planExtraction(
   errors: ZipErrors,
   onProgress: () => void,
 ): Planned[] {
-  const directory = readCentralDirectory(fd, fileSize, limits.maxEntries, errors, onProgress);
+  const directory = readCentralDirectory(
+    fd,
+    fileSize,
+    limits.maxEntries,
+    errors,
+    onProgress,
+    limits.maxNameCharacters,
+  );
   // Planning a million entries takes ~10 s here: progress every few thousand, for the stall
   // watchdog (zip-in-worker.ts).
   let checked = 0;
