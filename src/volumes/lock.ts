@@ -9,13 +9,15 @@
  * so the library default of 10 s would let a live holder's lock be taken over; we default
  * to 120 s with a refresh every 15 s.
  */
-import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import lockfile from "proper-lockfile";
 import type { LockTiming } from "../config/tuning.ts";
 import { DsfetchError } from "../errors.ts";
 import { storageError } from "./attempt.ts";
+import { isProcessAlive } from "./cleanup.ts";
+import { hostLabel } from "./host-label.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { waitForChange } from "./wait-for-change.ts";
 
@@ -23,6 +25,8 @@ export interface Holder {
   readonly host: string;
   readonly pid: number;
   readonly since: string;
+  /** Host label (host name, PID namespace, boot): where it is a waiter's, `pid` can be looked up. */
+  readonly label?: string | undefined;
 }
 
 export interface HeldLock {
@@ -88,7 +92,7 @@ export async function acquireLock(
           lockfilePath: lockPath,
           realpath: false,
           stale: Math.max(5_000, timing.staleMs),
-          update: Math.max(1_000, Math.min(15_000, Math.floor(timing.staleMs / 4))),
+          update: updateMs(timing.staleMs),
           retries: 0,
           onCompromised: (error: Error) => {
             intact = false;
@@ -110,6 +114,7 @@ export async function acquireLock(
         host: hostname(),
         pid: process.pid,
         since: new Date().toISOString(),
+        label: hostLabel(),
       };
       await call(`writing ${holderPath(lockPath)}`, () =>
         writeFile(holderPath(lockPath), JSON.stringify(holder)),
@@ -137,17 +142,40 @@ export async function acquireLock(
     }
     const waitedMs = Date.now() - started;
     const holder = await call(`reading ${holderPath(lockPath)}`, () => readHolder(lockPath));
+    const heartbeatAgeMs = await call(`looking at ${lockPath}`, () => heartbeatAge(lockPath));
     if (waitedMs >= timing.waitMs) {
       throw new DsfetchError(
         "LOCK_TIMEOUT",
         `${dataset}: gave up after waiting ${Math.round(waitedMs / 1000)} s for ${describeHolder(holder)} to finish downloading it`,
         {
           dataset,
-          hint: `the holder is still refreshing its lock; raise DSFETCH_LOCK_WAIT, or stop that process (its lock goes stale ${Math.round(timing.staleMs / 1000)} s after it dies)`,
+          hint:
+            heartbeatAgeMs !== undefined && heartbeatAgeMs > 2 * updateMs(timing.staleMs)
+              ? `the holder has not refreshed its lock for ${Math.round(heartbeatAgeMs / 1000)} s (stopped, or its storage hangs); it is taken over once that reaches DSFETCH_LOCK_STALE (${Math.round(timing.staleMs / 1000)} s): raise DSFETCH_LOCK_WAIT above it`
+              : `the holder is still refreshing its lock; raise DSFETCH_LOCK_WAIT, or stop that process (its lock goes stale ${Math.round(timing.staleMs / 1000)} s after it dies)`,
         },
       );
     }
-    const heartbeatAgeMs = await call(`looking at ${lockPath}`, () => heartbeatAge(lockPath));
+    // A holder of this host (and PID namespace) whose process is gone: its lock is over, not
+    // in DSFETCH_LOCK_STALE (120 s) but once it missed a refresh (review, 2026-12-05: waiters
+    // waited the whole bound, "waiting for <host> pid N" about a dead process). Aged, not
+    // removed: proper-lockfile takes it over as any stale lock. A lock refreshed within the
+    // interval is left alone: it may be a new holder's whose holder file is not written yet.
+    if (
+      holder?.label === hostLabel() &&
+      holder.pid !== process.pid &&
+      !isProcessAlive(holder.pid) &&
+      heartbeatAgeMs !== undefined &&
+      heartbeatAgeMs > updateMs(timing.staleMs) + 1_000
+    ) {
+      const aged = await call(`ageing ${lockPath} (its holder is gone)`, () =>
+        utimes(lockPath, new Date(0), new Date(0)).then(
+          () => true,
+          () => false,
+        ),
+      );
+      if (aged) continue;
+    }
     options.onWait?.({ holder, waitedMs, heartbeatAgeMs });
     // The holder removes its lock when done: on this machine that wakes us at once.
     await waitForChange(dirname(lockPath), timing.pollMs, options.signal);
@@ -165,6 +193,11 @@ export async function lockHeld(lockPath: string, staleMs: number): Promise<boole
     .catch(() => true);
 }
 
+/** How often a holder refreshes its lock's mtime. */
+function updateMs(staleMs: number): number {
+  return Math.max(1_000, Math.min(15_000, Math.floor(staleMs / 4)));
+}
+
 export function describeHolder(holder: Holder | undefined): string {
   return holder === undefined ? "another process" : `${holder.host} pid ${holder.pid}`;
 }
@@ -173,7 +206,12 @@ async function readHolder(lockPath: string): Promise<Holder | undefined> {
   try {
     const value = JSON.parse(await readFile(holderPath(lockPath), "utf8")) as Partial<Holder>;
     if (typeof value.host !== "string" || typeof value.pid !== "number") return undefined;
-    return { host: value.host, pid: value.pid, since: String(value.since) };
+    return {
+      host: value.host,
+      pid: value.pid,
+      since: String(value.since),
+      label: typeof value.label === "string" ? value.label : undefined,
+    };
   } catch {
     return undefined;
   }
