@@ -649,15 +649,20 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
       await mkdir(storage, { recursive: true });
       const ephs = [join(scratch, `eph-holder-${run}`), join(scratch, `eph-waiter-${run}`)];
       await withProxy(async (proxy) => {
-        // Slow enough (the disk is full ~8 KB into the archive: ~8 s at 1 KiB/s) that the
+        // Slow enough (the disk is full ~8 KB into the archive: ~32 s at 256 B/s) that the
         // second worker is waiting on the first's lock before the first meets the full disk,
-        // even on a loaded machine (at 8 KiB/s a loaded run lost that race); sped up once it
-        // waits.
-        proxy.throttle(KiB);
+        // even on a loaded machine (at 8 KiB/s, then at 1 KiB/s, a loaded CI run lost that
+        // race: the waiter's own HEAD shares the throttle); sped up once it waits. A stall
+        // bound of 600 s: at 30 s, a download this slow is abandoned and retried (http1.ts).
+        proxy.throttle(256);
         const start = (eph: string) =>
           startCli(
             ["fetch", "--datasets", "-", "--json", "--storage-root", storage, "--team", TEAM],
-            cliEnv({ AWS_ENDPOINT_URL: proxy.endpoint, DSFETCH_EPHEMERAL_ROOT: eph }),
+            cliEnv({
+              AWS_ENDPOINT_URL: proxy.endpoint,
+              DSFETCH_EPHEMERAL_ROOT: eph,
+              DSFETCH_STALL_TIMEOUT: "600",
+            }),
             JSON.stringify([{ uri: `s3://${bucket}/arch/twentyfour.tar.gz`, name: "zeros" }]),
           );
         const holder = start(ephs[0] as string);
