@@ -505,7 +505,9 @@ export class TarExtractor {
       if (!/^[0-9]{1,16}$/.test(paxSize) || Number(paxSize) > Number.MAX_SAFE_INTEGER) {
         this.throwArchive(
           name,
-          `has a pax size that is not a number: ${JSON.stringify(paxSize.slice(0, 40))}`,
+          /^[0-9]+$/.test(paxSize)
+            ? `has a pax size too large to be real: ${JSON.stringify(paxSize.slice(0, 40))} bytes`
+            : `has a pax size that is not a number: ${JSON.stringify(paxSize.slice(0, 40))}`,
           HINT_CORRUPT,
         );
       }
