@@ -3,7 +3,6 @@
 // changed source replaced the tree in place under the first (review, 2026-12-05: the first
 // job read v1, then v2, from one path). Also: a lease's refresh takes the storage's time (a
 // write), not this machine's clock.
-import { spawn } from "node:child_process";
 import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,7 +10,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { locationIn } from "../../src/volumes/layout.ts";
 import { takeLease } from "../../src/volumes/usage.ts";
-import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
+import { runCli } from "../harness/cli.ts";
+import { start } from "../harness/cli-process.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
 let root: string;
@@ -35,10 +35,8 @@ describe("an ephemeral dataset in use", () => {
     const env = { ...testEnv(), DSFETCH_EPHEMERAL_ROOT: ephemeral };
     const go = join(root, "go");
     // The job reads a.txt, waits for `go`, and reads the dataset again.
-    const job = spawn(
-      process.execPath,
+    const job = start(
       [
-        CLI_SOURCE,
         "run",
         "--datasets",
         "-",
@@ -50,19 +48,10 @@ describe("an ephemeral dataset in use", () => {
         "-c",
         `cat "$DSFETCH_PATH_EPH/a.txt"; echo; while [ ! -e '${go}' ]; do sleep 0.1; done; cat "$DSFETCH_PATH_EPH/a.txt"; echo; ls "$DSFETCH_PATH_EPH"`,
       ],
-      { env: baseEnv(env), stdio: ["pipe", "pipe", "pipe"] },
+      env,
+      JSON.stringify([entry]),
     );
-    job.stdin.end(JSON.stringify([entry]));
-    let stdout = "";
-    let stderr = "";
-    job.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    job.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    const exited = new Promise<number | null>((resolve) => job.on("close", resolve));
-    await expect.poll(() => stdout, { timeout: 30_000 }).toContain("one");
+    await expect.poll(() => job.stdout(), { timeout: 30_000 }).toContain("one");
 
     await putObject(bucket, "eph/a.txt", "two");
     await putObject(bucket, "eph/b.txt", "new");
@@ -80,9 +69,9 @@ describe("an ephemeral dataset in use", () => {
     expect(second.stderr).toMatch(/is in use .*: kept as it is, not replaced under the jobs/);
 
     await writeFile(go, "");
-    expect(await exited, stderr).toBe(0);
+    expect((await job.exit).code, job.stderr()).toBe(0);
     // The same version all along.
-    expect(stdout.trim().split("\n")).toEqual(["one", "one", "a.txt"]);
+    expect(job.stdout().trim().split("\n")).toEqual(["one", "one", "a.txt"]);
 
     // No job now: the next run refreshes it.
     const third = await runCli(["fetch", "--datasets", "-", "--json", ...flags], {
