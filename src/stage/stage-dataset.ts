@@ -765,6 +765,23 @@ async function stageOn(
             }),
           );
         }
+        // This worker lost its lock (stopped or frozen past DSFETCH_LOCK_STALE) and the one
+        // that took over published the dataset, removing this worker's attempt as abandoned:
+        // the writes here then failed (ENOENT), and the job failed with STORAGE although the
+        // dataset it needed was there (review, 2026-12-05). What is published for this very
+        // version is verified: used. Not only once the lock is known lost: the failure may
+        // come before the lock's next refresh finds it taken.
+        if (lock !== undefined && !isStall(error) && context.signal?.aborted !== true) {
+          const reused = await reuse(resolution).catch(() => undefined);
+          if (reused !== undefined) {
+            context.onEvent({
+              type: "warning",
+              dataset: spec.name,
+              message: `this worker's download failed (${error instanceof Error ? error.message : String(error)}), but another worker published ${target.location.path} meanwhile (this one's lock was taken over): using it`,
+            });
+            return reused;
+          }
+        }
         if (lock !== undefined && pending.length === 0) {
           const { failurePath } = target.location;
           const { holder } = lock;

@@ -2,7 +2,7 @@
 // together download a dataset once; a holder killed with SIGKILL is taken over.
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, utimes } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -141,6 +141,73 @@ describe("fetch once across processes", () => {
       }
     }, 150_000);
   }
+
+  it("a holder of another machine frozen past the stale bound, whose attempt was removed while another worker published: uses what was published (it failed STORAGE)", async () => {
+    const members = Array.from({ length: 160 }, (_, i) =>
+      tarFile(`part-${i}.bin`, randomBytes(64 * 1024)),
+    );
+    await putObject(bucket, "frozen/parts.tar.gz", gzipSync(tar(...members), { level: 1 }));
+    const storage = await mkdtemp(join(root, "frozen-"));
+    const data = join(storage, "ml", "data");
+    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
+    const lockEnv = env({ DSFETCH_LOCK_STALE: "5", DSFETCH_RANGE_SIZE: "1Mi" });
+    const input = JSON.stringify([{ uri: `s3://${bucket}/frozen/parts.tar.gz`, name: "parts" }]);
+    proxy.throttle(2 * 1024 * 1024);
+    // "Another machine": its own UTS namespace and host name, so that the worker taking over
+    // judges its attempt by age alone (a Kubernetes pod's).
+    const holder = spawn(
+      "unshare",
+      [
+        "-u",
+        "--",
+        "sh",
+        "-c",
+        'hostname frozen-node && exec "$0" "$@"',
+        process.execPath,
+        CLI_SOURCE,
+        ...args,
+      ],
+      { env: baseEnv(lockEnv), stdio: ["pipe", "pipe", "pipe"] },
+    );
+    holder.stdin?.end(input);
+    let stderr = "";
+    holder.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    let stdout = "";
+    holder.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => holder.on("close", resolve));
+    try {
+      const tmp = join(data, ".dsfetch", "tmp");
+      await expect
+        .poll(async () => (await readdir(tmp).catch(() => [] as string[])).length, {
+          timeout: 30_000,
+        })
+        .toBe(1);
+      await expect.poll(() => proxy.getBodyBytes(), { timeout: 30_000 }).toBeGreaterThan(1 << 20);
+      holder.kill("SIGSTOP");
+      // Frozen for long: its attempt looks abandoned (idle past max(10 min, 4 x stale)).
+      const [attempt] = await readdir(tmp);
+      const longAgo = new Date(Date.now() - 2 * 3_600_000);
+      for (const dir of [join(tmp, attempt as string, "data"), join(tmp, attempt as string)]) {
+        await utimes(dir, longAgo, longAgo).catch(() => {});
+      }
+      proxy.throttle(undefined);
+      const taker = await runCli(args, { env: lockEnv, stdin: input, timeoutMs: 120_000 });
+      expect(taker.code, taker.stderr).toBe(0);
+      expect(await readdir(tmp)).toEqual([]);
+      holder.kill("SIGCONT");
+      expect(await exited, stderr).toBe(0);
+      expect(stderr).toMatch(/another worker published .* meanwhile .*: using it/);
+      expect(JSON.parse(stdout).datasets[0]).toMatchObject({ cached: true });
+      expect((await readdir(join(data, "parts"))).length).toBe(160);
+    } finally {
+      holder.kill("SIGCONT");
+      proxy.throttle(undefined);
+    }
+  }, 150_000);
 
   it("a broken archive: 8 processes, one download, all exit 8; the waiters do not download it again", async () => {
     // A .tar.gz cut short: ARCHIVE_INVALID at its very end, confirmed against the store's ETag.
