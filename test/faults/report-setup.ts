@@ -19,7 +19,7 @@ export default function setup(project: TestProject): () => void {
     rmSync(file, { force: true });
     rows.sort((a, b) => a.scenario.localeCompare(b.scenario));
     process.stdout.write(
-      `\nfault suite summary (DSFETCH_FAULT_RUNS=${process.env.DSFETCH_FAULT_RUNS ?? "2"}):\n${formatTable(rows)}\n`,
+      `\nfault suite summary (DSFETCH_FAULT_RUNS=${process.env.DSFETCH_FAULT_RUNS ?? "1"}):\n${formatTable(rows)}\n`,
     );
   };
 }
