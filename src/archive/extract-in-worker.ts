@@ -12,7 +12,6 @@ import { Worker } from "node:worker_threads";
 import { DsfetchError } from "../errors.ts";
 import { TransferBatches } from "../util/transfer-batches.ts";
 import type { ExtractJob, ToWorker } from "./extract-worker.ts";
-import type { ExtractResult } from "./tar-extract.ts";
 import {
   abandonThread,
   type EarlyEnd,
@@ -21,6 +20,11 @@ import {
   threadStartError,
 } from "./thread-ending.ts";
 import { fromThreadError, type ThreadError } from "./thread-errors.ts";
+import {
+  type PostedExtractResult,
+  receivedResult,
+  type ThreadExtractResult,
+} from "./thread-result.ts";
 import { ThreadWatchdog } from "./thread-watchdog.ts";
 
 export type { ExtractJob } from "./extract-worker.ts";
@@ -47,7 +51,7 @@ const WORKER_FILE = new URL(
 
 type FromWorker =
   | { type: "taken"; bytes: number; returned?: ArrayBuffer }
-  | { type: "done"; result: ExtractResult }
+  | { type: "done"; result: PostedExtractResult }
   | { type: "error"; error: ThreadError };
 
 /**
@@ -100,7 +104,7 @@ export async function extractTarInWorker(
   source: AsyncIterable<Buffer>,
   job: ExtractJob,
   options: ExtractInWorkerOptions = {},
-): Promise<ExtractResult> {
+): Promise<ThreadExtractResult> {
   const { signal, onTaken, stallTimeoutMs } = options;
   const thread = options.thread ?? startExtractThread();
   const { worker } = thread;
@@ -175,7 +179,7 @@ export async function extractTarInWorker(
   });
   worker.once("exit", () => answer?.());
   worker.once("error", () => answer?.());
-  const outcome = new Promise<ExtractResult>((resolve, reject) => {
+  const outcome = new Promise<ThreadExtractResult>((resolve, reject) => {
     giveUp = reject;
     worker.on("message", (message: FromWorker) => {
       dog.progressed();
@@ -187,7 +191,7 @@ export async function extractTarInWorker(
         if (message.returned !== undefined) batches.recycle(message.returned);
         if (inFlight <= MAX_IN_FLIGHT / 2 || messagesInFlight <= 1) wake();
       } else if (message.type === "done") {
-        resolve(message.result);
+        resolve(receivedResult(message.result));
       } else {
         reject(fromThreadError(message.error));
       }

@@ -19,6 +19,7 @@ import { type Codec, decompress, STREAM_INPUT_BATCH } from "./decompress.ts";
 import type { ExtractLimits } from "./limits.ts";
 import { extractTar, type WriteMode } from "./tar-extract.ts";
 import { toThreadError } from "./thread-errors.ts";
+import { postedResult } from "./thread-result.ts";
 
 export interface ExtractJob {
   readonly compression: Codec | "none";
@@ -155,7 +156,8 @@ try {
     signal: abort.signal,
   });
   touch();
-  port.postMessage({ type: "done", result });
+  const posted = postedResult(result);
+  port.postMessage({ type: "done", result: posted.result }, posted.transfer);
 } catch (error) {
   touch();
   port.postMessage({ type: "error", error: toThreadError(error, job.dataset) });

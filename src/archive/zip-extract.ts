@@ -64,6 +64,7 @@ import {
   LOCAL_HEADER_SIZE,
   PROGRESS_EVERY,
   parseExtra,
+  rawNameOf,
   readCentralDirectory,
   readFully,
   ZipErrors,
@@ -132,7 +133,6 @@ const S_IFLNK = 0o120000;
 interface Planned {
   readonly entry: CentralEntry;
   readonly path: string;
-  readonly segments: string[];
   readonly directory: boolean;
   readonly mode: number;
   /** Where the next entry (or the central directory) starts: this entry must end by then. */
@@ -186,9 +186,17 @@ export async function extractZip(
       });
     }
     const fileSize = fstatSync(fd).size;
-    const plan = planExtraction(fd, fileSize, limits, errors, options.onProgress ?? (() => {}));
+    const { plan, rawNames } = planExtraction(
+      fd,
+      fileSize,
+      limits,
+      errors,
+      options.onProgress ?? (() => {}),
+    );
     checkFreeSpace(plan, destination, dataset);
-    return await new Extractor(fd, fileSize, destination, limits, errors, options).run(plan);
+    return await new Extractor(fd, fileSize, rawNames, destination, limits, errors, options).run(
+      plan,
+    );
   } catch (error) {
     // Failed reads of the archive itself; anything else is a bug and stays as it is.
     if (error instanceof DsfetchError || !isSystemError(error)) throw error;
@@ -256,7 +264,7 @@ function planExtraction(
   limits: ExtractLimits,
   errors: ZipErrors,
   onProgress: () => void,
-): Planned[] {
+): { plan: Planned[]; rawNames: Buffer } {
   const directory = readCentralDirectory(
     fd,
     fileSize,
@@ -273,7 +281,6 @@ function planExtraction(
   };
   const guard = new CollisionGuard();
   const planned: Planned[] = [];
-  const fileKeys = new Set<string>();
   for (const entry of directory.entries) {
     tick();
     const item = checkEntry(entry, limits, errors);
@@ -290,17 +297,19 @@ function planExtraction(
         "rename one of them and rebuild the archive",
       );
     }
-    if (!item.directory) fileKeys.add(foldKey(item.path));
     planned.push(item);
   }
   // A file entry that is also a directory of another entry ("a" and "a/b"): whichever comes
   // first wins with other tools, and the second would write through the first.
   for (const item of planned) {
     tick();
-    let prefix = "";
-    for (let i = 0; i < item.segments.length - 1; i++) {
-      prefix = i === 0 ? (item.segments[0] ?? "") : `${prefix}/${item.segments[i]}`;
-      if (fileKeys.has(foldKey(prefix))) {
+    for (
+      let slash = item.path.indexOf("/");
+      slash !== -1;
+      slash = item.path.indexOf("/", slash + 1)
+    ) {
+      const prefix = item.path.slice(0, slash);
+      if (guard.isFile(prefix)) {
         throw errors.entry(
           "UNSAFE_PATH",
           item.entry.name,
@@ -327,7 +336,7 @@ function planExtraction(
     const minimalEnd =
       item.entry.localHeaderOffset +
       LOCAL_HEADER_SIZE +
-      item.entry.rawName.length +
+      item.entry.rawNameLength +
       item.entry.compressedSize;
     if (minimalEnd > item.limit) {
       throw errors.corruptEntry(
@@ -357,11 +366,7 @@ function planExtraction(
       hint,
     );
   }
-  return ordered;
-}
-
-function foldKey(path: string): string {
-  return path.normalize("NFC").toLowerCase();
+  return { plan: ordered, rawNames: directory.rawNames };
 }
 
 /** The per-entry policy that needs nothing but the central directory record. */
@@ -445,8 +450,8 @@ function checkEntry(entry: CentralEntry, limits: ExtractLimits, errors: ZipError
   const executable = (unixMode & 0o111) !== 0 && !directory;
   return {
     entry,
-    path: checked.path,
-    segments: checked.segments,
+    // The decoded name when it is the path already (most are): one string per entry, not two.
+    path: checked.path === name ? name : checked.path,
     directory,
     // Files read-only as published (the creating descriptor still writes): no chmod later.
     mode: directory ? 0o755 : executable ? 0o555 : 0o444,
@@ -513,6 +518,8 @@ class Extractor {
   private written = 0;
   private readonly fd: number;
   private readonly fileSize: number;
+  /** Every entry's name as stored (zip-central.ts rawNameOf). */
+  private readonly rawNames: Buffer;
   private readonly destination: string;
   private readonly limits: ExtractLimits;
   private readonly errors: ZipErrors;
@@ -528,6 +535,7 @@ class Extractor {
   constructor(
     fd: number,
     fileSize: number,
+    rawNames: Buffer,
     destination: string,
     limits: ExtractLimits,
     errors: ZipErrors,
@@ -535,6 +543,7 @@ class Extractor {
   ) {
     this.fd = fd;
     this.fileSize = fileSize;
+    this.rawNames = rawNames;
     this.destination = destination;
     this.limits = limits;
     this.errors = errors;
@@ -670,7 +679,7 @@ class Extractor {
     }
     const header = this.window.view(offset, LOCAL_HEADER_SIZE + nameLength + extraLength);
     const name = header.subarray(LOCAL_HEADER_SIZE, LOCAL_HEADER_SIZE + nameLength);
-    if (!name.equals(entry.rawName)) {
+    if (!name.equals(rawNameOf(this.rawNames, entry))) {
       throw this.errors.corruptEntry(
         entry.name,
         `has a different name in its local header (${JSON.stringify(name.toString("utf8").slice(0, 200))}) than in the central directory`,

@@ -19,8 +19,12 @@ import {
   threadStartError,
 } from "./thread-ending.ts";
 import { fromThreadError, type ThreadError } from "./thread-errors.ts";
+import {
+  type PostedExtractResult,
+  receivedResult,
+  type ThreadExtractResult,
+} from "./thread-result.ts";
 import { ThreadWatchdog } from "./thread-watchdog.ts";
-import type { ExtractResult } from "./zip-extract.ts";
 import type { ToZipWorker, ZipJob } from "./zip-worker.ts";
 
 export type { ZipJob } from "./zip-worker.ts";
@@ -32,7 +36,7 @@ const WORKER_FILE = new URL(
 );
 
 type FromZipWorker =
-  | { type: "done"; result: ExtractResult }
+  | { type: "done"; result: PostedExtractResult }
   | { type: "error"; error: ThreadError };
 
 /** A zip extraction thread started ahead of its job (startZipThread). */
@@ -67,7 +71,7 @@ export interface ZipInWorkerOptions {
 export async function extractZipInWorker(
   job: ZipJob,
   options: ZipInWorkerOptions = {},
-): Promise<ExtractResult> {
+): Promise<ThreadExtractResult> {
   const { signal, stallTimeoutMs } = options;
   const thread = options.thread ?? startZipThread();
   const { worker } = thread;
@@ -116,11 +120,11 @@ export async function extractZipInWorker(
   });
   worker.once("exit", () => answer?.());
   worker.once("error", () => answer?.());
-  const outcome = new Promise<ExtractResult>((resolve, reject) => {
+  const outcome = new Promise<ThreadExtractResult>((resolve, reject) => {
     giveUp = reject;
     worker.on("message", (message: FromZipWorker) => {
       answer?.();
-      if (message.type === "done") resolve(message.result);
+      if (message.type === "done") resolve(receivedResult(message.result));
       else reject(fromThreadError(message.error));
     });
     worker.on("error", (error) =>

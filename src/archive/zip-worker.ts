@@ -14,6 +14,7 @@ import { parentPort } from "node:worker_threads";
 import type { WriteMode } from "../util/write-mode.ts";
 import type { ExtractLimits } from "./limits.ts";
 import { toThreadError } from "./thread-errors.ts";
+import { postedResult } from "./thread-result.ts";
 import { extractZip } from "./zip-extract.ts";
 
 export interface ZipJob {
@@ -55,7 +56,8 @@ try {
     onProgress: touch,
   });
   touch();
-  port.postMessage({ type: "done", result });
+  const posted = postedResult(result);
+  port.postMessage({ type: "done", result: posted.result }, posted.transfer);
 } catch (error) {
   touch();
   port.postMessage({ type: "error", error: toThreadError(error, job.dataset) });

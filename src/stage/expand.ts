@@ -35,7 +35,7 @@ import { BufferPool } from "../util/buffer-pool.ts";
 import { Channel } from "../util/channel.ts";
 import { ChunkLedger } from "../util/chunk-ledger.ts";
 import { type Attempt, storageError } from "../volumes/attempt.ts";
-import type { ManifestFile } from "../volumes/manifest.ts";
+import type { ManifestFiles } from "../volumes/manifest.ts";
 
 export interface ExpandInput {
   readonly spec: DatasetSpec;
@@ -52,7 +52,7 @@ export interface ExpandInput {
 }
 
 export interface Expanded {
-  readonly files: ManifestFile[];
+  readonly files: ManifestFiles;
   /** How the archive's bytes were verified. */
   readonly verification: string;
   readonly refetchedBytes: number;
@@ -171,7 +171,7 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
     await pump;
     const verification = await verifier.verify(spec.name, spec.uri, resolution.bytes);
     return {
-      files: result.files.map((file) => ({ path: file.path, bytes: file.bytes })),
+      files: result.files,
       verification,
       refetchedBytes: stats.refetchedBytes,
       expandedBytes: result.bytes,
@@ -311,7 +311,7 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
     throw storageError(error, zipPath);
   }
   return {
-    files: result.files.map((file) => ({ path: file.path, bytes: file.bytes })),
+    files: result.files,
     verification: download.verification,
     refetchedBytes: download.refetchedBytes,
     expandedBytes: result.bytes,

@@ -52,7 +52,13 @@ import {
   type Holder,
   lockHeld,
 } from "../volumes/lock.ts";
-import { MANIFEST_VERSION, type Manifest, type ManifestFile } from "../volumes/manifest.ts";
+import {
+  fileBytes,
+  MANIFEST_VERSION,
+  type Manifest,
+  type ManifestFile,
+  type ManifestFiles,
+} from "../volumes/manifest.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
@@ -300,7 +306,7 @@ async function stageOn(
     if (target.volumeBytes !== undefined) {
       // Staged earlier with a larger volumeOptions.size: what a fresh run would refuse is not
       // reused either (review, 2026-12-05). Left in place: nothing stored is lost.
-      const held = staged.manifest.files.reduce((sum, file) => sum + file.bytes, 0);
+      const held = fileBytes(staged.manifest.files);
       if (held > target.volumeBytes) {
         throw volumeTooSmall(spec, held, target.volumeBytes, fallback, target.location.path);
       }
@@ -917,7 +923,7 @@ function objectCount(resolution: Resolution): number {
 }
 
 interface Download {
-  files: ManifestFile[];
+  files: ManifestFiles;
   verification: Record<string, number>;
   refetchedBytes: number;
 }

@@ -3,7 +3,7 @@ import { lstat, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
-import { readManifest } from "./manifest.ts";
+import { fileBytes, readManifest } from "./manifest.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { activeLeases, lastUsed, unreadableLeases } from "./usage.ts";
@@ -118,7 +118,7 @@ export async function listDatasets(
       // What the dataset holds on the storage: an archive's expanded files, not the download
       // (a .tar.gz of text counted at a tenth of its size, and `prune --max-size` left the
       // storage far above its cap: review, 2026-12-05).
-      bytes: manifest.files.reduce((sum, file) => sum + file.bytes, 0),
+      bytes: fileBytes(manifest.files),
       files: manifest.files.length,
       createdAt: manifest.createdAt,
       lastUsed: (used ?? new Date(manifest.createdAt)).toISOString(),

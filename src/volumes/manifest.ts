@@ -3,7 +3,8 @@
  * was resolved, the files with sizes and digests, and how they were verified. Reading is
  * defensive: a manifest that does not parse is treated as absent, never trusted.
  */
-import { readFile } from "node:fs/promises";
+import { open, readFile, rm } from "node:fs/promises";
+import type { PackedFiles } from "../util/packed-files.ts";
 
 export const MANIFEST_VERSION = 1;
 
@@ -13,6 +14,9 @@ export interface ManifestFile {
   /** e.g. "md5:…", "sha256:…" */
   readonly digest?: string | undefined;
 }
+
+/** An archive's files stay packed (util/packed-files.ts); a folder's and an object's are few. */
+export type ManifestFiles = readonly ManifestFile[] | PackedFiles;
 
 export interface Manifest {
   readonly version: typeof MANIFEST_VERSION;
@@ -26,7 +30,7 @@ export interface Manifest {
   /** For a prefix: digest of the listing (fetch/resolve.ts). */
   readonly listingDigest: string | undefined;
   readonly bytes: number;
-  readonly files: readonly ManifestFile[];
+  readonly files: ManifestFiles;
   readonly verification: string;
   readonly createdAt: string;
   readonly host: string;
@@ -82,4 +86,53 @@ function isManifest(value: unknown): value is Manifest {
     !Number.isNaN(Date.parse(m.createdAt)) &&
     optionalString(m.host)
   );
+}
+
+/** Sum of the files' sizes. */
+export function fileBytes(files: ManifestFiles): number {
+  if (!Array.isArray(files)) return (files as PackedFiles).totalBytes();
+  let sum = 0;
+  for (const file of files as readonly ManifestFile[]) sum += file.bytes;
+  return sum;
+}
+
+/** Text written at a time: the files of a large archive are never one string. */
+const WRITE_PIECE = 1 << 20;
+
+/**
+ * Writes `manifest` (and any fields added to it) as JSON to `path` (mode 0644), the files
+ * last, one per line, in pieces: the JSON text of 1,000,000 files is ~90 MB, which
+ * JSON.stringify held whole, and again as the buffer written (util/packed-files.ts).
+ * `durable`: synced before it returns. On failure nothing is left (review: a full disk
+ * left an empty `….pending.….tmp` among the manifests, for good).
+ */
+export async function writeManifest(
+  path: string,
+  manifest: Manifest,
+  options: { readonly durable?: boolean } = {},
+): Promise<void> {
+  const { files, ...rest } = manifest;
+  const head = JSON.stringify(rest, null, 2);
+  const handle = await open(path, "w", 0o644);
+  try {
+    try {
+      let piece = `${head.slice(0, head.lastIndexOf("}")).trimEnd()},\n  "files": [`;
+      let first = true;
+      for (const file of files) {
+        piece += `${first ? "" : ","}\n    ${JSON.stringify(file)}`;
+        first = false;
+        if (piece.length >= WRITE_PIECE) {
+          await handle.write(piece);
+          piece = "";
+        }
+      }
+      await handle.write(`${piece}${first ? "]" : "\n  ]"}\n}\n`);
+      if (options.durable === true) await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    await rm(path, { force: true }).catch(() => {});
+    throw error;
+  }
 }

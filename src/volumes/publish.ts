@@ -8,13 +8,13 @@
 
 import { randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
-import { chmod, lstat, mkdir, open, rename, rm, utimes, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, rename, rm, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { type Attempt, storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
-import type { Manifest } from "./manifest.ts";
+import { type Manifest, writeManifest } from "./manifest.ts";
 import {
   manifestOfTree,
   occupantProblem,
@@ -75,7 +75,7 @@ export async function publish(
 ): Promise<PublishOutcome> {
   try {
     await call(`writing ${attempt.manifestPath}`, () =>
-      writeFile(attempt.manifestPath, `${JSON.stringify(manifest, null, 2)}\n`, { mode: 0o644 }),
+      writeManifest(attempt.manifestPath, manifest),
     );
     // Read-only below the root now; the root itself after the rename (moving a directory
     // to another parent needs write permission on it, to update its ".."). Every file in an
@@ -510,27 +510,8 @@ async function writePending(
 ): Promise<void> {
   await call(`writing the pending manifest ${path}`, async () => {
     await mkdir(dirname(path), { recursive: true });
-    await writeDurably(`${path}.tmp`, `${JSON.stringify(pending, null, 2)}\n`);
+    await writeManifest(`${path}.tmp`, pending, { durable: true });
     await rename(`${path}.tmp`, path);
     await fsyncDirectory(dirname(path));
   });
-}
-
-/**
- * Writes `text` to `path` and makes it durable before returning; on failure nothing is left
- * (review: a full disk left an empty `….pending.….tmp` among the manifests, for good).
- */
-async function writeDurably(path: string, text: string): Promise<void> {
-  const file = await open(path, "w", 0o644);
-  try {
-    try {
-      await file.writeFile(text);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-  } catch (error) {
-    await rm(path, { force: true }).catch(() => {});
-    throw error;
-  }
 }

@@ -372,7 +372,7 @@ describe("extractTarInWorker and chunks larger than its in-flight bound", () => 
           taken += n;
         },
       });
-      expect(result.files.map((f) => f.path).sort()).toEqual(["big.bin", "small.txt"]);
+      expect([...result.files].map((f) => f.path).sort()).toEqual(["big.bin", "small.txt"]);
       expect(readFileSync(join(ws.dest, "big.bin")).equals(data)).toBe(true);
       expect(taken).toBe(archive.length);
     }, 20_000);

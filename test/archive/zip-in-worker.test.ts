@@ -55,7 +55,9 @@ describe("zip extraction on its own thread", () => {
     const inPlace = await newCase("in-place");
     await writeFile(inPlace.zipPath, zip);
     const expected = await extractZip(inPlace.zipPath, inPlace.dest, limits(), DATASET);
-    expect(result).toEqual(expected);
+    expect([...result.files]).toEqual(expected.files);
+    expect(result.bytes).toBe(expected.bytes);
+    expect(result.writtenInParallel).toBe(expected.writtenInParallel);
     expect(await snapshot(inWorker.dest)).toEqual(await snapshot(inPlace.dest));
     expect(
       (await readFile(join(inWorker.dest, "dir/b.bin"))).equals(entries[2]?.data as Buffer),
@@ -180,7 +182,7 @@ describe("zip extraction on its own thread", () => {
       { zipPath: zipCase.zipPath, destination: zipCase.dest, limits: limits(), dataset: DATASET },
       { thread },
     );
-    expect(result.files).toEqual([{ path: "a.txt", bytes: 5 }]);
+    expect([...result.files]).toEqual([{ path: "a.txt", bytes: 5 }]);
     expect(await readFile(join(zipCase.dest, "a.txt"), "utf8")).toBe("ahead");
   });
 

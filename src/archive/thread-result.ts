@@ -1,0 +1,48 @@
+/**
+ * An extraction thread's answer (extract-worker.ts, zip-worker.ts) and what the main thread
+ * makes of it: the files packed (util/packed-files.ts says why), the sizes' buffer transferred.
+ */
+import {
+  type FileEntry,
+  type PackedFileData,
+  PackedFiles,
+  packFiles,
+} from "../util/packed-files.ts";
+
+/** What an extraction thread answers with (extract-worker.ts, zip-worker.ts). */
+export interface PostedExtractResult {
+  readonly files: PackedFileData;
+  /** Bytes written to regular files. */
+  readonly bytes: number;
+  /** Files written by the parallel writes (0: every file one at a time). */
+  readonly writtenInParallel: number;
+}
+
+/** What an extraction on a thread resolves to (extract-in-worker.ts, zip-in-worker.ts). */
+export interface ThreadExtractResult {
+  readonly files: PackedFiles;
+  readonly bytes: number;
+  readonly writtenInParallel: number;
+}
+
+/** The worker's side: `result` packed, and the buffer to transfer with it. */
+export function postedResult(result: {
+  readonly files: readonly FileEntry[];
+  readonly bytes: number;
+  readonly writtenInParallel: number;
+}): { result: PostedExtractResult; transfer: ArrayBuffer[] } {
+  const files = packFiles(result.files);
+  return {
+    result: { files, bytes: result.bytes, writtenInParallel: result.writtenInParallel },
+    transfer: [files.sizes.buffer as ArrayBuffer],
+  };
+}
+
+/** The main thread's side of postedResult. */
+export function receivedResult(result: PostedExtractResult): ThreadExtractResult {
+  return {
+    files: new PackedFiles(result.files),
+    bytes: result.bytes,
+    writtenInParallel: result.writtenInParallel,
+  };
+}
