@@ -267,7 +267,9 @@ function corrupt(
     // An xz bomb, or a stream compressed with a huge dictionary (up to 1.5 GiB per thread).
     return new DsfetchError(
       "ARCHIVE_INVALID",
-      `${datasetPrefix(dataset)}the xz data needs more memory to decompress than the limit of ${options.xzMemoryLimit ?? DEFAULT_XZ_MEMORY_LIMIT} bytes (${via}: ${detail})`,
+      // Not xz's own text: xz 5.4.1 (Debian 12) says "1 MiB of memory is required" whatever
+      // the stream needs (review, 2026-12-05), which contradicted this message.
+      `${datasetPrefix(dataset)}the xz data needs more memory to decompress than the limit of ${options.xzMemoryLimit ?? DEFAULT_XZ_MEMORY_LIMIT} bytes (${via} refused it: memory usage limit reached)`,
       {
         dataset,
         hint: "nothing was published: re-compress the archive with a smaller dictionary (xz -6 or lower), e.g. `xz -dc a.tar.xz | xz -6 -T0 > b.tar.xz`",

@@ -234,9 +234,14 @@ function readEtag(entry: Entry, location: S3Location, errors: EntryErrors): stri
   return normalized;
 }
 
-/** ETags compare without quotes and case-insensitively. */
+/**
+ * ETags compare without quotes and case-insensitively, and without a weak mark: a proxy may
+ * send `W/"…"` for the store's ETag, and sent back in If-Match as it was, every range
+ * failed 412 and the object was called overwritten (review, 2026-12-05). The bytes are
+ * still checked against the ETag's digest, so a proxy that changed them is found.
+ */
 export function normalizeEtag(value: string): string {
-  const trimmed = value.trim();
+  const trimmed = value.trim().replace(/^W\//i, "");
   const unquoted =
     trimmed.length >= 2 && trimmed.startsWith('"') && trimmed.endsWith('"')
       ? trimmed.slice(1, -1)

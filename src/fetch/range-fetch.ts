@@ -177,7 +177,7 @@ function checkRangeAnswer(
   }
   throw new DsfetchError(
     "S3_ERROR",
-    `${dataset}: the store answered a request for bytes ${start}-${end - 1} with ${range === undefined ? "no Content-Range" : `bytes ${range.start}-${range.end}/${range.total}`} and ${contentLength} bytes`,
+    `${dataset}: the store answered a request for bytes ${start}-${end - 1} with ${range === undefined ? "no Content-Range" : `bytes ${range.start}-${range.end}/${range.total}`} and ${Number.isNaN(contentLength) ? "no Content-Length (a body that ends when the connection closes: HTTP/1.0, or a proxy)" : `${contentLength} bytes`}`,
     { dataset, hint: "this store does not serve byte ranges correctly" },
   );
 }

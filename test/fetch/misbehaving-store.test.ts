@@ -173,6 +173,27 @@ describe("a store that ignores If-Match: a range of another version", () => {
   }, 150_000);
 });
 
+describe('a proxy that weakens the ETag (W/"…") of every answer', () => {
+  it("is the object's ETag: staged byte-identical and verified (every range failed 412 as 'overwritten')", async () => {
+    const p = await startFaultProxy(s3Info().endpoint);
+    proxy = p;
+    p.rewriteResponses({
+      match: (request, status) => status < 300 && request.target.includes("/blob.bin"),
+      rewrite: (body) => body,
+      headers: (fields) =>
+        fields.map(([name, value]) =>
+          name.toLowerCase() === "etag" ? [name, `W/${value}`] : [name, value],
+        ),
+    });
+    const result = await fetchVia(p, [{ uri: `s3://${bucket}/blob.bin`, name: "blob" }], RANGES);
+    expect(result.code, diagnostics(result)).toBe(0);
+    expect(p.requests.filter((r) => r.rewritten).length).toBeGreaterThan(2);
+    expect(result.staged?.etag).toBe(originalEtag);
+    const bytes = await readFile(join(dataRoot(result.storage), "blob", "blob.bin"));
+    expect(sha256(bytes)).toBe(sha256(original));
+  }, 150_000);
+});
+
 describe("a HEAD whose Content-Length is not a size", () => {
   for (const length of ["-1", "1e6", "12abc"]) {
     it(`Content-Length: ${length}: S3_ERROR (exit 6) naming it, nothing written`, async () => {
