@@ -117,7 +117,7 @@ describe("extractTarInWorker", () => {
       `const { parentPort } = require("node:worker_threads");
        parentPort.on("message", (m) => {
          if (m.type === "bytes") parentPort.postMessage({ type: "taken", bytes: m.bytes.length });
-         else if (m.type === "end") parentPort.postMessage({ type: "done", result: { files: [], bytes: 0 } });
+         else if (m.type === "end") parentPort.postMessage({ type: "done", result: { files: { paths: "", sizes: new Float64Array(0) }, bytes: 0, writtenInParallel: 0 } });
        });`,
       { eval: true },
     );

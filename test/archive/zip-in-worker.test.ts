@@ -205,7 +205,7 @@ describe("zip extraction on its own thread", () => {
     const worker = new Worker(
       `const { parentPort } = require("node:worker_threads");
        parentPort.on("message", (m) => {
-         if (m.type === "job") parentPort.postMessage({ type: "done", result: { files: [], bytes: 0, entries: 0, writtenInParallel: 0 } });
+         if (m.type === "job") parentPort.postMessage({ type: "done", result: { files: { paths: "", sizes: new Float64Array(0) }, bytes: 0, writtenInParallel: 0 } });
        });`,
       { eval: true },
     );
