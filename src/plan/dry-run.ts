@@ -22,8 +22,11 @@ import {
   errorOf,
   failedEntry,
   isCached,
+  otherVersionFallback,
+  otherVersionInUse,
   type PlanEntry,
   type PlanError,
+  pinnedOverOtherVersion,
   planEntry,
   refreshWaitsForJobs,
 } from "./plan.ts";
@@ -128,8 +131,18 @@ export async function plan(
             // As fetch: a source that met the full disk before, with no more room now.
             return now ?? (await noRoomNow(location.failurePath, resolution, dataRoot));
           });
-          if (problem !== undefined) {
-            fallback = `shared storage is unavailable: ${problem}`;
+          // As fetch: a pinned version whose path holds another version that jobs use.
+          const inUse =
+            problem === undefined && pinnedOverOtherVersion(spec, resolution, staged.manifest)
+              ? await call(`reading the leases of ${location.path}`, () =>
+                  activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
+                )
+              : [];
+          if (problem !== undefined || inUse.length > 0) {
+            fallback =
+              problem !== undefined
+                ? `shared storage is unavailable: ${problem}`
+                : otherVersionFallback(spec, location.path, inUse);
             target = fallbackTarget(spec, settings);
             const ephemeral = target.location;
             location = ephemeral;
@@ -198,6 +211,19 @@ export async function plan(
             occupantProblemIfKnown(spec.name, location, spec.uri, staged.manifest),
           );
           if (problem !== undefined) return withFallback(failedEntry(spec, target, problem));
+          // What fetch refuses on an ephemeral path (stage-dataset.ts, OtherVersionInUse).
+          if (
+            target.volume === "ephemeral" &&
+            pinnedOverOtherVersion(spec, resolution, staged.manifest)
+          ) {
+            const users = await call(`reading the leases of ${location.path}`, () =>
+              activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
+            );
+            if (users.length > 0) {
+              const refused = otherVersionInUse(spec, location.path, users);
+              return withFallback(failedEntry(spec, target, refused));
+            }
+          }
           // What fetch would keep (stage-dataset.ts, keptInUse), said by the plan too.
           if (refreshWaitsForJobs(spec, resolution, staged.manifest)) {
             const users = await call(`reading the leases of ${location.path}`, () =>

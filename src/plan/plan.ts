@@ -127,6 +127,59 @@ export function refreshWaitsForJobs(
   );
 }
 
+/**
+ * Whether a version pinned in the datasets array (etag, versionId) would replace another
+ * version of the same source at the path: never while jobs use that one (stage-dataset.ts).
+ */
+export function pinnedOverOtherVersion(
+  spec: DatasetSpec,
+  resolution: Resolution,
+  published: Manifest | undefined,
+): boolean {
+  return (
+    published !== undefined &&
+    (spec.etag !== undefined || spec.versionId !== undefined) &&
+    published.kind === resolution.kind
+  );
+}
+
+/**
+ * The error of a pinned dataset whose path (an ephemeral volume's, or shared storage's found
+ * in use only at the swap) holds another version of its source that jobs use.
+ */
+export function otherVersionInUse(
+  spec: DatasetSpec,
+  path: string,
+  users: readonly string[],
+  { duringDownload = false }: { readonly duringDownload?: boolean } = {},
+): DsfetchError {
+  const pin = [
+    spec.etag === undefined ? undefined : `etag ${spec.etag}`,
+    spec.versionId === undefined ? undefined : `versionId ${spec.versionId}`,
+  ]
+    .filter((part) => part !== undefined)
+    .join(", ");
+  return new DsfetchError(
+    "PATH_TAKEN",
+    `${spec.name}: ${path} holds another version of ${spec.uri}, which ${duringDownload ? "jobs started using while this one downloaded" : "jobs are using"} (${users.join(", ")}): the pinned version (${pin}) is not swapped in under them`,
+    {
+      dataset: spec.name,
+      hint: duringDownload
+        ? "run again: a pinned version whose path is in use is staged into an ephemeral volume"
+        : 'give the dataset another "name" (a path of its own), or stage it once those jobs are done',
+    },
+  );
+}
+
+/** Why a pinned dataset goes to an ephemeral volume: its shared path holds another version in use. */
+export function otherVersionFallback(
+  spec: DatasetSpec,
+  path: string,
+  users: readonly string[],
+): string {
+  return `${path} holds another version of ${spec.uri} that jobs are using (${users.join(", ")}), not replaced under them`;
+}
+
 /** An ephemeral volume smaller than the download is refused before any byte is written. */
 function checkFits(
   spec: DatasetSpec,

@@ -21,7 +21,13 @@ import { type Resolution, type ResolvedObject, resolveDataset } from "../fetch/r
 import type { RetryOptions } from "../fetch/retry.ts";
 import type { S3ErrorContext } from "../fetch/s3-errors.ts";
 import { partsToLearn } from "../fetch/verification.ts";
-import { isCached, refreshWaitsForJobs } from "../plan/plan.ts";
+import {
+  isCached,
+  otherVersionFallback,
+  otherVersionInUse,
+  pinnedOverOtherVersion,
+  refreshWaitsForJobs,
+} from "../plan/plan.ts";
 import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "../plan/target.ts";
 import { settleWithin } from "../util/settle-within.ts";
 import { noteStuckThread } from "../util/stuck-threads.ts";
@@ -337,7 +343,8 @@ async function stageOn(
     resolution: Resolution,
     published: Manifest | undefined,
   ): Promise<StagedDataset | undefined> => {
-    if (!refreshWaitsForJobs(spec, resolution, published)) return undefined;
+    const pinned = pinnedOverOtherVersion(spec, resolution, published);
+    if (!pinned && !refreshWaitsForJobs(spec, resolution, published)) return undefined;
     // Leases that cannot be read: taken to be in use. The bound's own errors (a stall, an
     // interrupt) fail the staging: taken as "none", an interrupt here let the swap go ahead
     // without a look at the leases (review, 2026-12-05).
@@ -347,6 +354,12 @@ async function stageOn(
       ]),
     );
     if (users.length === 0) return undefined;
+    // A pinned version is what this job must get, and the one there is what those jobs
+    // read: neither may be swapped for the other. Two jobs pinning two versions of one object
+    // share its path (SPEC §2: no etag, no version in it); a second job swapped its version
+    // in under the first, which then read the other version's bytes (review, 2026-12-05).
+    if (pinned) throw new OtherVersionInUse(target.location.path, users);
+    if (published === undefined) return undefined;
     await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
     context.signal?.throwIfAborted();
     context.onEvent({
@@ -376,15 +389,24 @@ async function stageOn(
     );
   };
 
-  const fallBack = async (problem: string): Promise<StagedDataset | undefined> => {
+  const fallBack = async (
+    problem: string,
+    reason = `shared storage is unavailable: ${problem}`,
+  ): Promise<StagedDataset | undefined> => {
     target = fallbackTarget(spec, settings);
-    fallback = `shared storage is unavailable: ${problem}`;
+    fallback = reason;
     context.onEvent({
       type: "warning",
       dataset: spec.name,
       message: `${fallback}; staging into an ephemeral volume at ${target.location.path} instead`,
     });
-    return reuse(resolution);
+    try {
+      return await reuse(resolution);
+    } catch (error) {
+      throw error instanceof OtherVersionInUse
+        ? otherVersionInUse(spec, error.path, error.users)
+        : error;
+    }
   };
 
   // After shared storage was found full: the version resolved then, not resolved again.
@@ -415,7 +437,14 @@ async function stageOn(
     );
     if (reused !== undefined) return reused;
   }
-  const fast = await reuse(resolution);
+  let fast: StagedDataset | undefined;
+  try {
+    fast = await reuse(resolution);
+  } catch (error) {
+    if (!(error instanceof OtherVersionInUse)) throw error;
+    if (target.volume !== "shared") throw otherVersionInUse(spec, error.path, error.users);
+    fast = await fallBack(error.message, otherVersionFallback(spec, error.path, error.users));
+  }
   if (fast !== undefined) {
     // A holder killed between its rename and its clean-up leaves its attempt directory behind.
     // Without the lock only this host's dead processes' attempts are certain to be abandoned
@@ -662,7 +691,10 @@ async function stageOn(
             );
             // Our data already (another worker's, a lock lost): left in place, jobs may read it.
             if (isCached(resolution, there)) return false;
-            keptAtSwap = await keptInUse(resolution, there.manifest);
+            keptAtSwap = await keptInUse(resolution, there.manifest).catch((error: unknown) => {
+              if (!(error instanceof OtherVersionInUse)) throw error;
+              throw otherVersionInUse(spec, error.path, error.users, { duringDownload: true });
+            });
             return keptAtSwap === undefined;
           },
           afterReplacing: async ({ mayStillLand }) => {
@@ -1184,4 +1216,19 @@ function reportParallelWrites(
         ? `${parallel} of ${files} files written in parallel (DSFETCH_FILE_WRITES=parallel)`
         : `${parallel} of ${files} files written in parallel: creating files one at a time was slow on this storage (a network filesystem?)`,
   });
+}
+
+/**
+ * Another version of a pinned dataset's source is at its path, and jobs use it (keptInUse):
+ * the pinned version goes to an ephemeral volume instead (or, found at the swap, fails).
+ */
+class OtherVersionInUse extends Error {
+  readonly users: readonly string[];
+  readonly path: string;
+
+  constructor(path: string, users: readonly string[]) {
+    super(`${path} holds another version of the source, in use (${users.join(", ")})`);
+    this.path = path;
+    this.users = users;
+  }
 }
