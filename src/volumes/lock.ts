@@ -5,11 +5,33 @@
  * lock only saves bandwidth: correctness comes from atomic publish (publish.ts), so a lost
  * or compromised lock costs a second download, never a corrupt dataset.
  *
- * Stale bound: NFS clients cache attributes for up to 60 s (actimeo) and node clocks drift,
- * so the library default of 10 s would let a live holder's lock be taken over; we default
- * to 120 s with a refresh every 15 s.
+ * Stale bound: NFS clients cache attributes for up to 60 s (actimeo) and a holder's refresh
+ * may come late, so the library default of 10 s would let a live holder's lock be taken
+ * over; we default to 120 s with a refresh every 15 s.
+ *
+ * Staleness is judged by the waiter's own monotonic clock, never by comparing the lock's
+ * mtime (written by the holder's clock) with the waiter's wall clock (review, 2026-12-05:
+ * with workers on machines whose clocks differ, a holder 10 minutes behind wrote mtimes that
+ * looked 10 minutes old, and waiters took its live lock over at once: the same dataset
+ * downloaded again and again; a holder ahead kept its dead lock "fresh" for the skew on top
+ * of the bound). The rule (`acquireLock`):
+ * - a lock whose mtime changes at all, forwards, backwards or into the future, is alive;
+ * - it is stale once its mtime (and inode) stayed the same, as this waiter saw it, for
+ *   DSFETCH_LOCK_STALE of this waiter's `performance.now()`;
+ * - except that a lock whose mtime is already older than the bound by this waiter's wall
+ *   clock (a holder dead long ago, taken over at once before this rule; or a live holder
+ *   whose clock is behind) need only stay the same for the confirmation window, `confirmMs`:
+ *   max(2 refreshes + 1 s, half the bound), at most the bound (60 s at the default 120 s,
+ *   3.5 s at the 5 s minimum): a live holder refreshes twice in it however far its clock is
+ *   off, and the half bound covers NFS's directory attribute cache (acdirmin 30 s, up to
+ *   acdirmax 60 s: a waiter may see a refreshed mtime only that late);
+ * - a holder of this host whose process is gone is taken over once it missed a refresh (its
+ *   clock is ours, so the mtime's age is true).
+ * The library itself never judges by the wall clock (`libraryFs`): it takes over only a lock
+ * whose mtime a waiter set to the epoch after judging it stale as above.
  */
-import { mkdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import fs from "node:fs";
+import { mkdir, readFile, rm, rmdir, stat, utimes, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import lockfile from "proper-lockfile";
@@ -40,7 +62,12 @@ export interface HeldLock {
 export interface WaitReport {
   readonly holder: Holder | undefined;
   readonly waitedMs: number;
-  /** Milliseconds since the holder last refreshed the lock. */
+  /**
+   * Milliseconds since this waiter last saw the lock's mtime change (or, before it saw a
+   * change, since it first looked at it): how long the holder has not refreshed it as far as
+   * this waiter knows, by its monotonic clock (the mtime's own age means nothing under clock
+   * skew). Undefined when the lock could not be looked at.
+   */
   readonly heartbeatAgeMs: number | undefined;
 }
 
@@ -66,6 +93,24 @@ export interface AcquireOptions {
 
 const holderPath = (lockPath: string) => `${lockPath}.holder.json`;
 
+/** The mtime a waiter gives a lock it judged stale, for the library to take it over. */
+const EPOCH = new Date(0);
+/** An mtime this early was set by a waiter (`EPOCH`; storage of 1 s precision rounds it). */
+const AGED_BEFORE_MS = 1_000;
+
+/** What one look at the lock saw: its inode and mtime, as this waiter's storage shows them. */
+interface Look {
+  readonly ino: number;
+  readonly mtimeMs: number;
+}
+
+/** The lock as this waiter has watched it: the same look since `since` (performance.now()). */
+interface Watched extends Look {
+  readonly since: number;
+  /** How many looks in a row saw it so. */
+  readonly looks: number;
+}
+
 /** Takes the lock at `lockPath`, waiting for another holder as long as the timing allows. */
 export async function acquireLock(
   lockPath: string,
@@ -74,6 +119,8 @@ export async function acquireLock(
 ): Promise<LockOutcome> {
   const { timing } = options;
   const call = options.call ?? unboundedCall;
+  const staleMs = Math.max(5_000, timing.staleMs);
+  const confirmationMs = confirmMs(timing.staleMs);
   try {
     await call(`creating ${dirname(lockPath)}`, () =>
       mkdir(dirname(lockPath), { recursive: true }),
@@ -81,7 +128,13 @@ export async function acquireLock(
   } catch (error) {
     throw storageError(error, dirname(lockPath));
   }
-  const started = Date.now();
+  // Monotonic: the wall clock may be stepped (NTP) while we wait.
+  const started = performance.now();
+  let watched: Watched | undefined;
+  /** The lock as it was at the first look past the wait's bound. */
+  let atBound: { readonly look: Look | undefined } | undefined;
+  /** The lock was found gone at the last look (released): tried again at once, not twice. */
+  let foundGone = false;
   for (;;) {
     let intact = true;
     let givenUp = false;
@@ -91,9 +144,13 @@ export async function acquireLock(
         const taking = lockfile.lock(lockPath, {
           lockfilePath: lockPath,
           realpath: false,
-          stale: Math.max(5_000, timing.staleMs),
+          // The holder's side: refreshed every `update`, and given up (onCompromised) when
+          // its refreshes failed for this long by its own clock. Never the waiter's judgement
+          // of another's lock (libraryFs).
+          stale: staleMs,
           update: updateMs(timing.staleMs),
           retries: 0,
+          fs: libraryFs(),
           onCompromised: (error: Error) => {
             intact = false;
             options.onCompromised?.(error);
@@ -140,10 +197,64 @@ export async function acquireLock(
     if (isDone !== undefined && (await call(`looking for ${lockPath}'s dataset`, isDone))) {
       return { kind: "done" };
     }
-    const waitedMs = Date.now() - started;
     const holder = await call(`reading ${holderPath(lockPath)}`, () => readHolder(lockPath));
-    const heartbeatAgeMs = await call(`looking at ${lockPath}`, () => heartbeatAge(lockPath));
-    if (waitedMs >= timing.waitMs) {
+    const look = await call(`looking at ${lockPath}`, () => lookAt(lockPath));
+    const now = performance.now();
+    const waitedMs = now - started;
+    if (look === "gone") {
+      // Released between our try and our look: try again at once, whatever the wait's bound
+      // (once: a storage that keeps answering so must not make us spin).
+      watched = undefined;
+      if (!foundGone) {
+        foundGone = true;
+        continue;
+      }
+    }
+    foundGone = look === "gone";
+    const seen: Watched | undefined =
+      look === "gone" || look === undefined
+        ? undefined
+        : watched !== undefined && sameLook(watched, look)
+          ? { ...watched, looks: watched.looks + 1 }
+          : { ...look, since: now, looks: 1 };
+    watched = seen;
+    const heartbeatAgeMs = seen === undefined ? undefined : now - seen.since;
+    // By the waiter's wall clock, so only a hint: a holder dead long ago, or one whose clock
+    // is behind ours; told apart by watching the mtime for the confirmation window.
+    const looksOld = seen !== undefined && Date.now() - seen.mtimeMs > staleMs;
+    if (
+      seen !== undefined &&
+      now - seen.since >= (looksOld ? confirmationMs : staleMs) &&
+      (await call(`taking over ${lockPath} (not refreshed)`, () => ageLock(lockPath, seen)))
+    ) {
+      continue;
+    }
+    // A holder of this host (and PID namespace) whose process is gone: its lock is over, not
+    // in DSFETCH_LOCK_STALE (120 s) but once it missed a refresh (review, 2026-12-05: waiters
+    // waited the whole bound, "waiting for <host> pid N" about a dead process). Its mtime was
+    // written by this host's clock, so its age is true here. A lock refreshed within the
+    // interval is left alone: it may be a new holder's whose holder file is not written yet;
+    // so is one seen at a single look (a new holder of another host, whose clock may be
+    // behind, could have made it just now: its holder file is there by our next look).
+    if (
+      holder?.label === hostLabel() &&
+      holder.pid !== process.pid &&
+      !isProcessAlive(holder.pid) &&
+      seen !== undefined &&
+      seen.looks >= 2 &&
+      Date.now() - seen.mtimeMs > updateMs(timing.staleMs) + 1_000 &&
+      (await call(`taking over ${lockPath} (its holder is gone)`, () => ageLock(lockPath, seen)))
+    ) {
+      continue;
+    }
+    // The wait's bound does not cut short the confirmation of the lock as it was when the
+    // bound was reached (it ends within `confirmationMs`; once the mtime changes, it is a
+    // live holder's): else `prune` (no wait at all) could never take over, nor remove the
+    // dataset of, a lock its holder left long ago.
+    if (waitedMs >= timing.waitMs) atBound ??= { look: seen };
+    const confirming =
+      looksOld && seen !== undefined && atBound?.look !== undefined && sameLook(atBound.look, seen);
+    if (waitedMs >= timing.waitMs && !confirming) {
       throw new DsfetchError(
         "LOCK_TIMEOUT",
         `${dataset}: gave up after waiting ${Math.round(waitedMs / 1000)} s for ${describeHolder(holder)} to finish downloading it`,
@@ -156,26 +267,6 @@ export async function acquireLock(
         },
       );
     }
-    // A holder of this host (and PID namespace) whose process is gone: its lock is over, not
-    // in DSFETCH_LOCK_STALE (120 s) but once it missed a refresh (review, 2026-12-05: waiters
-    // waited the whole bound, "waiting for <host> pid N" about a dead process). Aged, not
-    // removed: proper-lockfile takes it over as any stale lock. A lock refreshed within the
-    // interval is left alone: it may be a new holder's whose holder file is not written yet.
-    if (
-      holder?.label === hostLabel() &&
-      holder.pid !== process.pid &&
-      !isProcessAlive(holder.pid) &&
-      heartbeatAgeMs !== undefined &&
-      heartbeatAgeMs > updateMs(timing.staleMs) + 1_000
-    ) {
-      const aged = await call(`ageing ${lockPath} (its holder is gone)`, () =>
-        utimes(lockPath, new Date(0), new Date(0)).then(
-          () => true,
-          () => false,
-        ),
-      );
-      if (aged) continue;
-    }
     options.onWait?.({ holder, waitedMs, heartbeatAgeMs });
     // The holder removes its lock when done: on this machine that wakes us at once.
     await waitForChange(dirname(lockPath), timing.pollMs, options.signal);
@@ -183,19 +274,112 @@ export async function acquireLock(
 }
 
 /**
- * Whether someone holds the lock now (it exists and is not stale), without taking it: what
- * `prune --dry-run` reports, as the real prune would find it (review, 2026-12-05). Storage
- * that cannot tell counts as held.
+ * Whether someone holds the lock now, without taking it: what `prune --dry-run` reports, as
+ * the real prune would find it (review, 2026-12-05). One look cannot see whether the mtime
+ * changes, so this answers what a waiter starting now would do without watching it for the
+ * whole bound: not held when there is no lock, when a waiter set its mtime to the epoch (it
+ * is being taken over), or when its mtime is older than the bound by this machine's clock
+ * (a waiter takes it over once it stayed so for the confirmation window: a holder dead long
+ * ago, the usual case; a live holder whose clock is that far behind ours keeps its lock from
+ * the real prune, which watches, but is reported not held here). Held otherwise, a future
+ * mtime included. Storage that cannot tell counts as held.
  */
 export async function lockHeld(lockPath: string, staleMs: number): Promise<boolean> {
-  return lockfile
-    .check(lockPath, { lockfilePath: lockPath, realpath: false, stale: Math.max(5_000, staleMs) })
-    .catch(() => true);
+  const look = await lookAt(lockPath);
+  if (look === "gone") return false;
+  if (look === undefined) return true;
+  return look.mtimeMs >= AGED_BEFORE_MS && Date.now() - look.mtimeMs <= Math.max(5_000, staleMs);
 }
 
 /** How often a holder refreshes its lock's mtime. */
 function updateMs(staleMs: number): number {
   return Math.max(1_000, Math.min(15_000, Math.floor(staleMs / 4)));
+}
+
+/**
+ * How long a lock whose mtime is older than the stale bound by the waiter's wall clock must
+ * stay unchanged before it is taken over (the rule: top of this file): two refreshes and a
+ * second, or half the bound (NFS attribute caches) if longer, at most the bound.
+ */
+function confirmMs(staleMs: number): number {
+  const stale = Math.max(5_000, staleMs);
+  return Math.min(stale, Math.max(2 * updateMs(staleMs) + 1_000, Math.floor(stale / 2)));
+}
+
+/**
+ * The `fs` proper-lockfile is given. The library judges a lock stale when its mtime is older
+ * than `stale` by the caller's wall clock: wrong under clock skew (top of this file). Until
+ * this call has made the lock directory, its look at an existing lock answers "held" unless
+ * a waiter aged that lock to the epoch, whatever the mtime's age; once the lock is ours, its
+ * looks are the real ones, so that the holder's refresh and its check that the mtime is
+ * still the one it wrote (else onCompromised) work as they are.
+ */
+function libraryFs() {
+  let ours = false;
+  return {
+    mkdir: (path: string, callback: (error: NodeJS.ErrnoException | null) => void) =>
+      fs.mkdir(path, (error) => {
+        if (error === null) ours = true;
+        callback(error);
+      }),
+    stat: (
+      path: string,
+      callback: (error: NodeJS.ErrnoException | null, stats?: fs.Stats) => void,
+    ) =>
+      fs.stat(path, (error, stats) => {
+        if (error !== null || ours || stats.mtimeMs < AGED_BEFORE_MS) callback(error, stats);
+        else {
+          callback(
+            Object.assign(new Error("Lock file is already being held"), {
+              code: "ELOCKED",
+              file: path,
+            }),
+          );
+        }
+      }),
+    utimes: fs.utimes,
+    rmdir: fs.rmdir,
+    rmdirSync: fs.rmdirSync,
+    realpath: fs.realpath,
+  };
+}
+
+/** The lock's inode and mtime; "gone" when there is none, undefined when unreadable. */
+async function lookAt(lockPath: string): Promise<Look | "gone" | undefined> {
+  try {
+    const { ino, mtimeMs } = await stat(lockPath);
+    return { ino, mtimeMs };
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? "gone" : undefined;
+  }
+}
+
+function sameLook(a: Look, b: Look): boolean {
+  return a.ino === b.ino && a.mtimeMs === b.mtimeMs;
+}
+
+/**
+ * Sets the lock's mtime to the epoch, so that proper-lockfile takes it over as stale (the
+ * only lock it judges so: `libraryFs`), if it is still the very lock judged: looked at again
+ * first, since another waiter may have taken it over meanwhile (a race lost anyway costs a
+ * second download, never a corrupt dataset). True when the lock should be tried again at
+ * once: aged, gone, or changed since it was judged (then looked at anew).
+ */
+async function ageLock(lockPath: string, judged: Look): Promise<boolean> {
+  const now = await lookAt(lockPath);
+  if (now === undefined) return false;
+  if (now === "gone" || !sameLook(now, judged)) return true;
+  try {
+    await utimes(lockPath, EPOCH, EPOCH);
+    return true;
+  } catch {
+    // Another user's lock: only its owner may set its times. Removed instead, as the library
+    // would remove a stale lock (the locks directory is writable, or we could not lock).
+    return rmdir(lockPath).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => error.code === "ENOENT",
+    );
+  }
 }
 
 export function describeHolder(holder: Holder | undefined): string {
@@ -212,14 +396,6 @@ async function readHolder(lockPath: string): Promise<Holder | undefined> {
       since: String(value.since),
       label: typeof value.label === "string" ? value.label : undefined,
     };
-  } catch {
-    return undefined;
-  }
-}
-
-async function heartbeatAge(lockPath: string): Promise<number | undefined> {
-  try {
-    return Math.max(0, Date.now() - (await stat(lockPath)).mtimeMs);
   } catch {
     return undefined;
   }
