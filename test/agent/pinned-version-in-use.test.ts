@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
-import { start } from "../harness/cli-process.ts";
+import { type Started, start } from "../harness/cli-process.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
 let root: string;
@@ -23,12 +23,23 @@ beforeAll(async () => {
   v2 = (await putObject(bucket, "v.txt", "two-two")).versionId as string;
 });
 
+interface Job {
+  readonly running: Started;
+  release(): Promise<void>;
+}
+const jobs: Job[] = [];
+
 afterAll(async () => {
+  // A job left waiting by a failed assertion would loop for good (found: five of them).
+  for (const started of jobs) {
+    await started.release().catch(() => {});
+    started.running.child.kill("SIGKILL");
+  }
   await rm(root, { recursive: true, force: true });
 });
 
 /** A job (dsfetch run) that reads v.txt, waits for `go`, then reads it again. */
-function job(name: string, entry: object, flags: string[], env: Record<string, string>) {
+function job(name: string, entry: object, flags: string[], env: Record<string, string>): Job {
   const go = join(root, `go-${name}`);
   const running = start(
     [
@@ -46,7 +57,9 @@ function job(name: string, entry: object, flags: string[], env: Record<string, s
     env,
     JSON.stringify([entry]),
   );
-  return { running, release: () => writeFile(go, "") };
+  const started = { running, release: () => writeFile(go, "") };
+  jobs.push(started);
+  return started;
 }
 
 describe("a pinned version whose path holds another version in use", () => {
