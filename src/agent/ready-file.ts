@@ -13,7 +13,8 @@ export interface ReadyInfo {
   readonly ready: true;
   readonly pid: number;
   readonly at: string;
-  readonly datasets: ReadonlyArray<{ name: string; path: string; mount: string }>;
+  /** `mount`: null with --no-mount (no link made). */
+  readonly datasets: ReadonlyArray<{ name: string; path: string; mount: string | null }>;
 }
 
 /** Written when staging failed: `wait` stops at once with the sidecar's error. */

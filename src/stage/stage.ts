@@ -40,7 +40,13 @@ export interface StageOptions {
 }
 
 export type StageOutcome =
-  | ({ readonly ok: true } & StagedDataset)
+  | ({ readonly ok: true } & Omit<StagedDataset, "mount"> & {
+        /**
+         * The link made at `<mount-root>/<name>`; null when none was made (`mount` not
+         * asked for: `fetch` without --mount). It named a path that did not exist (review).
+         */
+        readonly mount: string | null;
+      })
   | {
       readonly ok: false;
       readonly name: string;
@@ -167,7 +173,7 @@ export async function stage(
             await mountDataset(staged.mount, staged.path, spec.name, ownedRoots(settings));
           }
           if (lease !== undefined) leases.push(lease);
-          return { ok: true, ...staged };
+          return { ok: true, ...staged, mount: options.mount === true ? staged.mount : null };
         } catch (error) {
           await lease?.release().catch(() => {});
           const failure =

@@ -42,6 +42,7 @@ interface Entry {
   name: string;
   path?: string;
   volume?: string;
+  mount?: string | null;
   fallback?: string;
   cached?: boolean;
   error?: { code: string; message: string };
@@ -419,11 +420,25 @@ describe("mounts", () => {
     const flags = ["--storage-root", storage, "--team", "t", "--mount-root", mounts, "--mount"];
     const first = await fetch([{ uri: `s3://${bucket}/set/` }], flags);
     expect(first.code).toBe(0);
+    expect(first.entries[0]?.mount).toBe(join(mounts, "set"));
     expect(await readlink(join(mounts, "set"))).toBe(first.entries[0]?.path);
     expect(await readFile(join(mounts, "set", "a.txt"), "utf8")).toBe("alpha");
     const again = await fetch([{ uri: `s3://${bucket}/set/` }], flags);
     expect(again.code).toBe(0);
     expect(await readlink(join(mounts, "set"))).toBe(first.entries[0]?.path);
+  });
+
+  it("without --mount, --json says no link was made (mount: null), and none is", async () => {
+    const storage = await fresh("nomnt-storage");
+    const mounts = await fresh("nomnt");
+    const plain = await fetch(
+      [{ uri: `s3://${bucket}/set/` }],
+      ["--storage-root", storage, "--team", "t", "--mount-root", mounts],
+    );
+    expect(plain.code, plain.stderr).toBe(0);
+    // It named <mount-root>/set, which did not exist (review, 2026-12-05).
+    expect(plain.entries[0]?.mount).toBeNull();
+    expect(await readdir(mounts)).toEqual([]);
   });
 
   it("an occupied mount path that is not ours is an error and is left alone", async () => {

@@ -81,8 +81,7 @@ async function runStaged(
   delete childEnv.DSFETCH_DATASETS;
   for (const outcome of result.datasets) {
     if (!outcome.ok) continue;
-    childEnv[datasetEnvName(outcome.name)] =
-      (args.mountFlag ?? true) ? outcome.mount : outcome.path;
+    childEnv[datasetEnvName(outcome.name)] = outcome.mount ?? outcome.path;
   }
   // The training command runs for hours: a stuck dsfetch must not take it down then (the
   // watchdog guards the staging only).
