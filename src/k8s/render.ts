@@ -103,6 +103,8 @@ export const DEFAULT_STARTUP_TIMEOUT_SECONDS = 24 * 60 * 60;
 export const DSFETCH_UID = 10001;
 export const CONFIG_DIR = "/etc/dsfetch";
 export const DATASETS_KEY = "datasets.json";
+/** Kubernetes' limit on a ConfigMap's data (etcd's request size bounds it). */
+const MAX_CONFIG_MAP_BYTES = 1024 * 1024;
 export const READY_FILE_NAME = ".dsfetch-ready";
 export const CONTAINER_NAME = "dsfetch";
 export const VOLUMES = {
@@ -125,6 +127,15 @@ export function renderPodFragment(
 ): PodFragment {
   const o = resolveOptions(datasets, options);
   const datasetsJson = serializeDatasets(datasets); // refuses credentials first
+  // Kubernetes refuses a ConfigMap over 1 MiB: rendered anyway, `kubectl apply` failed
+  // (review, 2026-12-05: 9,000 datasets made 1.9 MB).
+  const jsonBytes = Buffer.byteLength(datasetsJson);
+  if (jsonBytes > MAX_CONFIG_MAP_BYTES) {
+    throw usage(
+      `the datasets array takes ${jsonBytes} bytes as ${DATASETS_KEY}, more than a ConfigMap holds (${MAX_CONFIG_MAP_BYTES} bytes: Kubernetes refuses larger ones)`,
+      "split the datasets over several jobs, or use folders (s3://bucket/prefix/) instead of one entry per object",
+    );
+  }
   const clash = envNameClash(datasets.map((spec) => spec.name));
   if (clash !== undefined) {
     throw new DsfetchError(

@@ -152,6 +152,28 @@ describe("a single-worker job: init container", () => {
     expect(stripIndex(datasets(JSON.parse(text)))).toEqual(stripIndex(SHARED));
   });
 
+  it("refuses a datasets array larger than a ConfigMap holds (1 MiB), naming its size", () => {
+    // 9,000 datasets of long keys: 1.9 MB, rendered before, refused by `kubectl apply`.
+    const many = datasets(
+      Array.from({ length: 9_000 }, (_, i) => ({
+        uri: `s3://ml/${"some/long/prefix/".repeat(6)}shard-${i}.tar`,
+      })),
+    );
+    const error = thrown(() => renderPodFragment(many, options));
+    expect(error.code).toBe("USAGE");
+    expect(error.message).toMatch(
+      /^the datasets array takes \d+ bytes as datasets\.json, more than a ConfigMap holds \(1048576 bytes/,
+    );
+    expect(error.hint).toMatch(/split the datasets over several jobs/);
+    // A smaller array is rendered.
+    expect(() =>
+      renderPodFragment(
+        datasets(Array.from({ length: 100 }, (_, i) => ({ uri: `s3://ml/s-${i}.tar` }))),
+        options,
+      ),
+    ).not.toThrow();
+  });
+
   it("merges into a valid pod spec and Pod", () => {
     const spec = renderPodSpec(fragment, TRAIN);
     expect(validatePodSpec(spec)).toEqual([]);
