@@ -30,7 +30,15 @@ export interface FailedInfo {
 export type ReadyFileState =
   | { readonly state: "ready" }
   | { readonly state: "failed"; readonly code: ErrorCode; readonly reason: string }
-  | { readonly state: "absent" };
+  | {
+      readonly state: "absent";
+      /**
+       * Why a file that is there does not count (review, 2026-12-05: `wait` waited until its
+       * timeout on a directory, on garbage, or on a dead sidecar's "ready", and never said
+       * why). Undefined when there is no file yet.
+       */
+      readonly why?: string;
+    };
 
 export async function writeReadyFile(path: string, info: ReadyInfo | FailedInfo): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
@@ -73,11 +81,28 @@ export async function removeReadyFile(path: string): Promise<void> {
 
 /** What the file says now; absent until it was renamed in whole (never half-written). */
 export async function readReadyFile(path: string): Promise<ReadyFileState> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return { state: "absent" };
+    return {
+      state: "absent",
+      why:
+        code === "EISDIR"
+          ? "is a directory, not a ready file"
+          : `cannot be read (${code ?? (error as Error).message})`,
+    };
+  }
   let info: Partial<ReadyInfo> | Partial<FailedInfo>;
   try {
-    info = JSON.parse(await readFile(path, "utf8")) as Partial<ReadyInfo> | Partial<FailedInfo>;
+    info = JSON.parse(text) as Partial<ReadyInfo> | Partial<FailedInfo>;
   } catch {
-    return { state: "absent" };
+    return { state: "absent", why: "is not a ready file (not JSON)" };
+  }
+  if (typeof info !== "object" || info === null) {
+    return { state: "absent", why: "is not a ready file (not a JSON object)" };
   }
   if (info.ready === true) {
     // A sidecar killed (-9, OOM) left its file saying ready, and its leases went with it: a
@@ -86,7 +111,10 @@ export async function readReadyFile(path: string): Promise<ReadyFileState> {
     // sidecar removes the file and writes its own.
     const { host, pid } = info as { host?: unknown; pid?: unknown };
     if (host === hostLabel() && typeof pid === "number" && pid > 0 && !isProcessAlive(pid)) {
-      return { state: "absent" };
+      return {
+        state: "absent",
+        why: `says ready, but its sidecar (pid ${pid}) is gone: waiting for a new one to stage the datasets`,
+      };
     }
     return { state: "ready" };
   }
@@ -94,5 +122,5 @@ export async function readReadyFile(path: string): Promise<ReadyFileState> {
     const code = typeof info.code === "string" && info.code in EXIT_CODES ? info.code : "INTERNAL";
     return { state: "failed", code, reason: info.failed };
   }
-  return { state: "absent" };
+  return { state: "absent", why: 'is not a ready file (no "ready" field)' };
 }

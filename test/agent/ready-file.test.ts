@@ -2,7 +2,7 @@
 // leases gone with it) no longer says ready where its pid can be looked up (review,
 // 2026-12-05: `wait` returned 0 at once, and prune could remove the datasets).
 import { spawnSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -38,8 +38,12 @@ describe("a ready file", () => {
     await writeReadyFile(live, ready(process.pid));
     expect(await readReadyFile(live)).toEqual({ state: "ready" });
     const dead = join(root, "dead.json");
-    await writeReadyFile(dead, ready(deadPid()));
-    expect(await readReadyFile(dead)).toEqual({ state: "absent" });
+    const pid = deadPid();
+    await writeReadyFile(dead, ready(pid));
+    expect(await readReadyFile(dead)).toEqual({
+      state: "absent",
+      why: `says ready, but its sidecar (pid ${pid}) is gone: waiting for a new one to stage the datasets`,
+    });
   });
 
   it("dsfetch wait does not go on on a dead sidecar's file: it waits, then times out (exit 9)", async () => {
@@ -47,8 +51,32 @@ describe("a ready file", () => {
     await writeReadyFile(file, ready(deadPid()));
     const result = await runCli(["wait", "--ready-file", file, "--timeout", "1s"]);
     expect(result.code, result.stderr).toBe(9);
+    // Said, not only decided (review, 2026-12-05: "did not say ready", nothing more).
+    expect(result.stderr).toContain(`wait: ${file} says ready, but its sidecar (pid `);
+    expect(result.stderr).toMatch(/did not say ready within 1s \(.* says ready, but its sidecar/);
     const live = join(root, "wait-live.json");
     await writeReadyFile(live, ready(process.pid));
     expect((await runCli(["wait", "--ready-file", live, "--timeout", "1s"])).code).toBe(0);
+  });
+
+  it("that is not one (a directory, garbage, another JSON): wait says so once, and times out", async () => {
+    const directory = join(root, "a-directory");
+    await mkdir(directory);
+    const garbage = join(root, "garbage.json");
+    await writeFile(garbage, "garbage");
+    const other = join(root, "other.json");
+    await writeFile(other, '{"status": "ok"}');
+    for (const [path, why] of [
+      [directory, "is a directory, not a ready file"],
+      [garbage, "is not a ready file (not JSON)"],
+      [other, 'is not a ready file (no "ready" field)'],
+    ] as const) {
+      const result = await runCli(["wait", "--ready-file", path, "--timeout", "1s"]);
+      expect(result.code, result.stderr).toBe(9);
+      expect(
+        result.stderr.split("\n").filter((line) => line === `wait: ${path} ${why}`),
+      ).toHaveLength(1);
+    }
+    expect(await readReadyFile(join(root, "not-yet.json"))).toEqual({ state: "absent" });
   });
 });

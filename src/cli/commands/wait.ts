@@ -36,10 +36,15 @@ export async function waitCommand(
   const started = Date.now();
   let reported = started;
   err(`wait: waiting for ${what}\n`);
+  /** Why the ready file there does not count, said once each time it changes. */
+  let why: string | undefined;
   for (;;) {
     if (args.readyFile !== undefined) {
       const file = await readReadyFile(args.readyFile);
       if (file.state === "ready") break;
+      const now = file.state === "absent" ? file.why : undefined;
+      if (now !== undefined && now !== why) err(`wait: ${args.readyFile} ${now}\n`);
+      why = now;
       if (file.state === "failed") {
         throw new DsfetchError(file.code, `wait: the sidecar failed: ${file.reason}`, {
           hint: `its ready file ${args.readyFile} says so; look at the sidecar's log for each dataset's error`,
@@ -51,7 +56,7 @@ export async function waitCommand(
     if (waited >= timeout.ms) {
       throw new DsfetchError(
         "WAIT_TIMEOUT",
-        `wait: ${what} did not say ready within ${args.timeout ?? "10m"}`,
+        `wait: ${what} did not say ready within ${args.timeout ?? "10m"}${why === undefined ? "" : ` (${args.readyFile} ${why})`}`,
         {
           hint: "look at the sidecar's log; raise --timeout for large datasets",
         },
