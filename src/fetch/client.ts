@@ -51,7 +51,7 @@ function caBundle(env: NodeJS.ProcessEnv): ConnectionOptions | undefined {
 
 export class ClientPool {
   private readonly clients = new Map<string, Promise<StoreClient>>();
-  private chainProbe: Promise<boolean> | undefined;
+  private chainProbe: Promise<ChainProbe> | undefined;
   private readonly idleTimeoutMs: number | undefined;
 
   /** `idleTimeoutMs`: a connection silent this long is abandoned (object-get.ts). */
@@ -105,20 +105,36 @@ export class ClientPool {
     if (fromEnvironment !== undefined) {
       return make("aws-chain", async () => fromEnvironment);
     }
-    if (await this.chainHasCredentials()) {
+    const partial = partialEnvironmentKeys(process.env);
+    if (partial !== undefined) throw brokenCredentialSetup(spec, partial);
+    const chain = await this.chainCredentials();
+    if (chain.found) {
       const { fromNodeProviderChain } = await loadChain();
       return make("aws-chain", refreshingProvider(fromNodeProviderChain()));
+    }
+    // A profile asked for by name that yields nothing is a mistake, not a public bucket: gone
+    // anonymous, it failed later as "access denied … anonymous" without naming the profile,
+    // and on a public bucket it "worked" without a word (review, 2026-12-05).
+    const profile = process.env.AWS_PROFILE;
+    if (profile) {
+      throw brokenCredentialSetup(
+        spec,
+        `AWS_PROFILE is set to ${JSON.stringify(profile)}, but no credentials could be loaded with it (${chain.reason})`,
+      );
     }
     // Public buckets are read anonymously: requests go out unsigned (aws-sdk-js-v3 #2321).
     return make("anonymous", async () => undefined);
   }
 
   /** Whether the standard AWS chain (env, profile, web identity, IMDS) yields credentials. */
-  private chainHasCredentials(): Promise<boolean> {
+  private chainCredentials(): Promise<ChainProbe> {
     this.chainProbe ??= loadChain().then(({ fromNodeProviderChain }) =>
       fromNodeProviderChain()().then(
-        () => true,
-        () => false,
+        (): ChainProbe => ({ found: true }),
+        (error: unknown): ChainProbe => ({
+          found: false,
+          reason: error instanceof Error ? error.message : String(error),
+        }),
       ),
     );
     return this.chainProbe;
@@ -140,6 +156,30 @@ export function environmentCredentials(env: NodeJS.ProcessEnv): Credentials | un
   return sessionToken
     ? { accessKeyId, secretAccessKey, sessionToken }
     : { accessKeyId, secretAccessKey };
+}
+
+type ChainProbe = { readonly found: true } | { readonly found: false; readonly reason: string };
+
+/**
+ * One of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY without the other (and no AWS_PROFILE):
+ * what is wrong, as the AWS CLI says it ("Partial credentials found in env"). It went
+ * anonymous without a word (review, 2026-12-05).
+ */
+export function partialEnvironmentKeys(env: NodeJS.ProcessEnv): string | undefined {
+  if (env.AWS_PROFILE) return undefined;
+  const id = Boolean(env.AWS_ACCESS_KEY_ID);
+  const secret = Boolean(env.AWS_SECRET_ACCESS_KEY);
+  if (id === secret) return undefined;
+  return id
+    ? "AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY"
+    : "AWS_SECRET_ACCESS_KEY is set without AWS_ACCESS_KEY_ID";
+}
+
+function brokenCredentialSetup(spec: DatasetSpec, problem: string): DsfetchError {
+  return new DsfetchError("USAGE", `${spec.name}: ${problem}`, {
+    dataset: spec.name,
+    hint: "fix the credentials in the environment (set both keys, or a profile that exists), or unset them to read a public bucket anonymously",
+  });
 }
 
 /** The SDK's standard chain, loaded the first time a dataset needs it. */

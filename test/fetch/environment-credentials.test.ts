@@ -2,7 +2,7 @@
 // fromEnv), without loading the chain; AWS_PROFILE set means the chain decides.
 
 import { describe, expect, it } from "vitest";
-import { environmentCredentials } from "../../src/fetch/client.ts";
+import { environmentCredentials, partialEnvironmentKeys } from "../../src/fetch/client.ts";
 
 describe("environmentCredentials", () => {
   it("takes both keys, and the session token when there is one", () => {
@@ -34,6 +34,24 @@ describe("environmentCredentials", () => {
         AWS_ACCESS_KEY_ID: "AKIDEXAMPLE",
         AWS_SECRET_ACCESS_KEY: "s3cr3t",
       }),
+    ).toBeUndefined();
+  });
+});
+
+describe("partialEnvironmentKeys", () => {
+  it("names the missing half of the environment's keys; nothing when both, neither, or a profile", () => {
+    expect(partialEnvironmentKeys({ AWS_ACCESS_KEY_ID: "AKIDEXAMPLE" })).toBe(
+      "AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY",
+    );
+    expect(partialEnvironmentKeys({ AWS_SECRET_ACCESS_KEY: "s3cr3t" })).toBe(
+      "AWS_SECRET_ACCESS_KEY is set without AWS_ACCESS_KEY_ID",
+    );
+    expect(partialEnvironmentKeys({})).toBeUndefined();
+    expect(
+      partialEnvironmentKeys({ AWS_ACCESS_KEY_ID: "AKIDEXAMPLE", AWS_SECRET_ACCESS_KEY: "s3cr3t" }),
+    ).toBeUndefined();
+    expect(
+      partialEnvironmentKeys({ AWS_PROFILE: "training", AWS_ACCESS_KEY_ID: "AKIDEXAMPLE" }),
     ).toBeUndefined();
   });
 });

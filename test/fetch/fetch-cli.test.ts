@@ -1,7 +1,7 @@
 // `dsfetch fetch` against a real S3 server: bytes on disk, manifests, verification method,
 // exit codes and messages, and that failures leave nothing behind.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -395,5 +395,53 @@ describe("fetch: folders and buckets", () => {
     expect(await readFile(join(json?.datasets[0]?.path as string, "readme.txt"), "utf8")).toBe(
       "hello",
     );
+  });
+
+  it("a broken credential setup fails naming it, even on a public bucket (it went anonymous without a word)", async () => {
+    const open = await createBucket("fetch-public", { publicRead: true });
+    await putObject(open, "pub/readme.txt", "hello");
+    const store = { AWS_ENDPOINT_URL: s3Info().endpoint, AWS_REGION: "us-east-1" };
+    const home = await mkdtemp(join(tmpdir(), "dsfetch-aws-home-"));
+    await mkdir(join(home, ".aws"));
+    await writeFile(
+      join(home, ".aws", "credentials"),
+      "[p1]\naws_access_key_id=x\naws_secret_access_key=y\n",
+    );
+    for (const [env, problem] of [
+      [
+        { AWS_ACCESS_KEY_ID: "AKIDEXAMPLE" },
+        "AWS_ACCESS_KEY_ID is set without AWS_SECRET_ACCESS_KEY",
+      ],
+      [
+        { AWS_SECRET_ACCESS_KEY: "s3cr3t-value" },
+        "AWS_SECRET_ACCESS_KEY is set without AWS_ACCESS_KEY_ID",
+      ],
+      [
+        {
+          HOME: home,
+          AWS_SHARED_CREDENTIALS_FILE: join(home, ".aws", "credentials"),
+          AWS_PROFILE: "nope",
+        },
+        'AWS_PROFILE is set to "nope", but no credentials could be loaded with it',
+      ],
+    ] as const) {
+      const { code, json } = await fetchDatasets([{ uri: `s3://${open}/pub/` }], {
+        env: { ...store, ...env },
+      });
+      expect(code).toBe(2);
+      expect(json?.datasets[0]?.error?.code).toBe("USAGE");
+      expect(json?.datasets[0]?.error?.message).toContain(problem);
+    }
+    // The profile that exists is used (and its keys are wrong for this store: denied, not anonymous).
+    const { json } = await fetchDatasets([{ uri: `s3://${open}/pub/` }], {
+      env: {
+        ...store,
+        HOME: home,
+        AWS_SHARED_CREDENTIALS_FILE: join(home, ".aws", "credentials"),
+        AWS_PROFILE: "p1",
+      },
+    });
+    expect(json?.datasets[0]?.error?.code).toBe("ACCESS_DENIED");
+    await rm(home, { recursive: true, force: true });
   });
 });
