@@ -15,6 +15,8 @@ export const REDACTED = "[REDACTED]";
  * (AWS's are 20 characters, AKIA…/ASIA…) are still hidden; shorter ones are left alone.
  */
 const MIN_REDACTED_KEY_ID = 16;
+/** Shorter "secrets" are ordinary words (add). */
+const MIN_REDACTED_SECRET = 8;
 
 export class Redactor {
   private readonly secrets = new Set<string>();
@@ -41,8 +43,11 @@ export class Redactor {
   }
 
   add(secret: string | undefined): void {
-    // Very short values would redact ordinary words; no real key is this short.
-    if (secret !== undefined && secret.length >= 4) this.secrets.add(secret);
+    // Short values redact ordinary words: a secret "data" made `--json` print
+    // "[REDACTED]sets" and every path's "/data/" (review, 2026-12-05). No real secret is
+    // this short (AWS's are 40 characters; MinIO refuses fewer than 8), and secrets are
+    // never put in messages in the first place: this is the last line of defence.
+    if (secret !== undefined && secret.length >= MIN_REDACTED_SECRET) this.secrets.add(secret);
   }
 
   redact(text: string): string {

@@ -41,9 +41,9 @@ describe("config regressions", () => {
 
   it("the redactor removes a secret whole even when another secret is part of it", () => {
     const redactor = new Redactor();
-    redactor.add("admin");
-    redactor.add("adminpassword");
-    expect(redactor.redact("key admin secret adminpassword")).toBe(
+    redactor.add("adminuser");
+    redactor.add("adminuserpassword");
+    expect(redactor.redact("key adminuser secret adminuserpassword")).toBe(
       "key [REDACTED] secret [REDACTED]",
     );
   });

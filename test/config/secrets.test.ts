@@ -239,9 +239,13 @@ describe("Redactor", () => {
     const redactor = new Redactor();
     redactor.add(undefined);
     redactor.add("");
-    redactor.add("abc");
-    redactor.add("abcd");
-    expect(redactor.redact("abc abcd abcde")).toBe(`abc ${REDACTED} ${REDACTED}e`);
+    redactor.add("data");
+    redactor.add("abcdefg");
+    redactor.add("abcdefgh");
+    // A secret "data" turned `--json`'s "datasets" into "[REDACTED]sets" (review, 2026-12-05).
+    expect(redactor.redact('{"datasets": "/t/data" abcdefg abcdefgh abcdefghi')).toBe(
+      `{"datasets": "/t/data" abcdefg ${REDACTED} ${REDACTED}i`,
+    );
   });
 
   it("adds nothing for datasets without credentials", () => {
