@@ -157,7 +157,9 @@ export function resolveTuning(env: Readonly<Record<string, string | undefined>>)
       1,
     ),
     lock: Object.freeze({
-      staleMs: Math.max(5_000, seconds(env, "DSFETCH_LOCK_STALE", DEFAULT_TUNING.lock.staleMs)),
+      // At least 5 s, said so when refused (review: "from 0.1" was printed, and 1 was taken
+      // as 5 without a word).
+      staleMs: seconds(env, "DSFETCH_LOCK_STALE", DEFAULT_TUNING.lock.staleMs, 3600, 5),
       pollMs: seconds(env, "DSFETCH_LOCK_POLL", DEFAULT_TUNING.lock.pollMs),
       waitMs: seconds(env, "DSFETCH_LOCK_WAIT", DEFAULT_TUNING.lock.waitMs, 86_400),
     }),

@@ -83,3 +83,19 @@ describe("DSFETCH_FILE_WRITES", () => {
     },
   );
 });
+
+describe("DSFETCH_LOCK_STALE", () => {
+  it("defaults to 120 s and takes seconds from 5 (a value under 5 was taken as 5 without a word)", () => {
+    expect(resolveTuning({}).lock.staleMs).toBe(120_000);
+    expect(resolveTuning({ DSFETCH_LOCK_STALE: "5" }).lock.staleMs).toBe(5_000);
+    expect(resolveTuning({ DSFETCH_LOCK_STALE: "7.5" }).lock.staleMs).toBe(7_500);
+    for (const text of ["1", "0.1", "4.99", "3601", "-5", "2m"]) {
+      expect(() => resolveTuning({ DSFETCH_LOCK_STALE: text })).toThrow(
+        expect.objectContaining({
+          code: "USAGE",
+          message: `DSFETCH_LOCK_STALE: ${JSON.stringify(text)} is not a number of seconds from 5 to 3600`,
+        }),
+      );
+    }
+  });
+});
