@@ -3,7 +3,7 @@
  * staged (or saying why staging failed), removed at shutdown.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DsfetchError, type ErrorCode, EXIT_CODES } from "../errors.ts";
 import { isProcessAlive } from "../volumes/cleanup.ts";
@@ -57,6 +57,12 @@ export async function writeReadyFile(path: string, info: ReadyInfo | FailedInfo)
  * staging (a bad path was found only then, and reported as a bug in dsfetch).
  */
 export async function prepareReadyFile(path: string): Promise<void> {
+  // "rm returned EISDIR (is a directory) /tmp" said nothing useful (review, 2026-12-05).
+  if ((await stat(path).catch(() => undefined))?.isDirectory() === true) {
+    throw new DsfetchError("USAGE", `--ready-file ${path}: is a directory`, {
+      hint: "give the path of a file to write, in a directory the workers can read (e.g. /shared/ready.json)",
+    });
+  }
   try {
     await mkdir(dirname(path), { recursive: true });
     await rm(path, { force: true });

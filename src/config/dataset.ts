@@ -134,6 +134,24 @@ export function parseDatasetEntry(
   });
 }
 
+/**
+ * Other tools' names for our fields, too far from ours for a typo's suggestion (review,
+ * 2026-12-05: `forcePathStyle`, the AWS SDK's, got none).
+ */
+const FIELD_ALIASES: Readonly<Record<string, string>> = {
+  forcePathStyle: "pathStyle",
+  s3ForcePathStyle: "pathStyle",
+  usePathStyle: "pathStyle",
+  endpointUrl: "endpoint",
+  endpoint_url: "endpoint",
+  aws_session_token: "awsSessionToken",
+  sessionToken: "awsSessionToken",
+  accessKeyId: "awsAccessKeyId",
+  secretAccessKey: "awsSecretAccessKey",
+  version: "versionId",
+  VersionId: "versionId",
+};
+
 function rejectUnknownFields(
   entry: Entry,
   known: readonly string[],
@@ -142,7 +160,8 @@ function rejectUnknownFields(
 ): void {
   for (const field of Object.keys(entry)) {
     if (known.includes(field)) continue;
-    const suggestion = closest(field, known);
+    const alias = FIELD_ALIASES[field];
+    const suggestion = alias !== undefined && known.includes(alias) ? alias : closest(field, known);
     const printable = JSON.stringify(field.length > 60 ? `${field.slice(0, 60)}…` : field);
     throw errors.fail(
       undefined,

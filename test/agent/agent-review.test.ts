@@ -174,8 +174,10 @@ describe("sidecar and wait: the ready file", () => {
     expect(JSON.parse(await readFile(readyFile, "utf8"))).toMatchObject({
       ready: false,
       code: "NOT_FOUND",
-      failed: expect.stringContaining("1 of 1 datasets could not be staged (missing:"),
+      failed: expect.stringContaining("1 of 1 dataset could not be staged (missing:"),
     });
+    // The dataset named once, not "missing: missing: s3://…" (review, 2026-12-05).
+    expect(JSON.parse(await readFile(readyFile, "utf8")).failed).not.toContain("missing: missing:");
     const waited = await worker.exit;
     expect(waited.code).toBe(3);
     expect(worker.stderr()).toContain("the sidecar failed");

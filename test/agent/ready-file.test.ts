@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readReadyFile, writeReadyFile } from "../../src/agent/ready-file.ts";
+import { prepareReadyFile, readReadyFile, writeReadyFile } from "../../src/agent/ready-file.ts";
 import { runCli } from "../harness/cli.ts";
 
 let root: string;
@@ -78,5 +78,10 @@ describe("a ready file", () => {
       ).toHaveLength(1);
     }
     expect(await readReadyFile(join(root, "not-yet.json"))).toEqual({ state: "absent" });
+    // A sidecar given a directory says so before staging (it said "rm returned EISDIR").
+    await expect(prepareReadyFile(directory)).rejects.toMatchObject({
+      code: "USAGE",
+      message: `--ready-file ${directory}: is a directory`,
+    });
   });
 });

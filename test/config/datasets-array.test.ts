@@ -390,6 +390,11 @@ const BAD: BadCase[] = [
     message: ["datasets[0]", '"versionID"', 'did you mean "versionId"?'],
   },
   {
+    what: 'unknown field "forcePathStyle" (the AWS SDK\'s name, too far for a typo)',
+    text: entries({ uri: "s3://bucket/a.zip", forcePathStyle: true }),
+    message: ["datasets[0]", '"forcePathStyle"', 'did you mean "pathStyle"?'],
+  },
+  {
     what: "unknown field with nothing close",
     text: entries({ uri: "s3://bucket/a.zip", compression: "gzip" }),
     message: ["datasets[0]", 'unknown field "compression"'],

@@ -61,7 +61,7 @@ async function runStaged(
   if (failed.length > 0) {
     for (const outcome of failed) err(renderError(outcome.error));
     err(
-      `dsfetch: not running ${args.exec.join(" ")}: ${failed.length} of ${result.datasets.length} datasets could not be staged\n`,
+      `dsfetch: not running ${args.exec.join(" ")}: ${failed.length} of ${result.datasets.length} dataset${result.datasets.length === 1 ? "" : "s"} could not be staged\n`,
     );
     return exitCodeOfStage(result);
   }

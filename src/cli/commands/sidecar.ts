@@ -93,7 +93,10 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
           });
         else err(renderError(outcome.error));
       }
-      state = { phase: "failed", reason: `${failed.length} datasets could not be staged` };
+      state = {
+        phase: "failed",
+        reason: `${failed.length} ${plural(failed.length, "dataset")} could not be staged`,
+      };
       if (args.readyFile !== undefined) {
         // Workers waiting on the file stop now, with this error, rather than at their timeout.
         const first = failed[0]?.error;
@@ -102,7 +105,8 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
           pid: process.pid,
           at: new Date().toISOString(),
           code: first?.code ?? "INTERNAL",
-          failed: `${failed.length} of ${result.datasets.length} datasets could not be staged${first === undefined ? "" : ` (${failed[0]?.name}: ${first.message})`}`,
+          // The message names its dataset already ("x: x: s3://…" before: review).
+          failed: `${failed.length} of ${result.datasets.length} ${plural(result.datasets.length, "dataset")} could not be staged${first === undefined ? "" : ` (${first.message.startsWith(`${failed[0]?.name}: `) ? first.message : `${failed[0]?.name}: ${first.message}`})`}`,
         }).catch(() => {});
       }
       return exitCodeOfStage(result);
@@ -126,7 +130,7 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
       if (args.json) log({ level: "info", type: "ready", datasets: result.datasets.length });
       else
         err(
-          `sidecar: ready: ${result.datasets.length} datasets staged; holding them in use until SIGTERM\n`,
+          `sidecar: ready: ${result.datasets.length} ${plural(result.datasets.length, "dataset")} staged; holding ${result.datasets.length === 1 ? "it" : "them"} in use until SIGTERM\n`,
         );
       if (!signal.aborted) await once(signal, "abort");
       state = { phase: "stopping" };
@@ -173,4 +177,8 @@ async function listen(server: Server, text: string): Promise<string> {
 
 function jsonLog(out: (text: string) => void): (record: Record<string, unknown>) => void {
   return (record) => out(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
+}
+
+function plural(count: number, noun: string): string {
+  return count === 1 ? noun : `${noun}s`;
 }
