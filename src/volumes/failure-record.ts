@@ -7,7 +7,9 @@
  *
  * Only errors about verified bytes (DsfetchError.objectVerified): bytes damaged on the way,
  * a decompressor killed for memory, a bound of the volume's size or a stall are this worker's
- * own, and the next worker tries for itself. And shared storage found full while writing
+ * own, and the next worker tries for itself (but bytes that do not match the object's ETag or
+ * checksum, received the same by two downloads, are the store's: see INTEGRITY below). And
+ * shared storage found full while writing
  * (ENOSPC): the holder stages the dataset on an ephemeral volume instead (SPEC §6), and the
  * workers that waited on it do so at once rather than each filling the storage in turn. Only for the workers that waited on that very holder (its
  * host, pid and lock time, as they saw it while waiting): a run started later tries again,
@@ -41,6 +43,10 @@ interface FailureRecord {
   readonly storageFull?: true;
   /** With storageFull: the bytes it had written when the disk was full; it needs more. */
   readonly neededMoreThan?: number;
+  /** INTEGRITY: the digest the holder computed (not the object's). */
+  readonly found?: string;
+  /** INTEGRITY: an earlier holder computed the same wrong digest: the store serves these bytes. */
+  readonly repeated?: true;
 }
 
 function sourceOf(resolution: Resolution): FailureRecord["source"] {
@@ -68,6 +74,10 @@ export async function recordFailure(
   { neededMoreThan }: { readonly neededMoreThan?: number | undefined } = {},
 ): Promise<void> {
   if (!(error instanceof DsfetchError)) return;
+  if (isWrongDigest(error)) {
+    await recordWrongDigest(path, resolution, error, holder);
+    return;
+  }
   const storageFull = isStorageFull(error);
   if (!storageFull && !(error.objectVerified && ABOUT_THE_OBJECT.has(error.code))) return;
   await writeRecord(path, {
@@ -99,6 +109,58 @@ export async function passOnFailure(path: string, holder: Holder): Promise<void>
   await writeRecord(path, {
     ...record,
     passedOn: [...passedOn, { host: holder.host, pid: holder.pid, since: holder.since }],
+  });
+}
+
+/**
+ * Bytes whose digest is not the object's (INTEGRITY with a computed digest, not a short
+ * count): damaged on the way, or served so by the store. Once, the next worker tries for
+ * itself; when it computes the very same wrong digest, the bytes are the store's (damage on
+ * the way does not repeat itself to the bit), and the workers waiting on it fail with that
+ * instead of each downloading the object again (review, 2026-12-05: a store serving an
+ * object whose bytes do not match its ETag, or a proxy that damages it the same way each
+ * time, had N waiting workers download it N times, one after the other).
+ */
+function isWrongDigest(error: DsfetchError): error is DsfetchError & { found: string } {
+  return (
+    error.code === "INTEGRITY" && typeof error.found === "string" && !/^\d+$/.test(error.found)
+  );
+}
+
+async function recordWrongDigest(
+  path: string,
+  resolution: Resolution,
+  error: DsfetchError & { found: string },
+  holder: Holder,
+): Promise<void> {
+  const source = sourceOf(resolution);
+  let earlier: Partial<FailureRecord> | undefined;
+  try {
+    earlier = JSON.parse(await readFile(path, "utf8")) as Partial<FailureRecord>;
+  } catch {
+    earlier = undefined;
+  }
+  const repeated =
+    earlier?.code === "INTEGRITY" &&
+    earlier.found === error.found &&
+    earlier.holder !== undefined &&
+    !sameHolder(earlier.holder, holder) &&
+    JSON.stringify(earlier.source) === JSON.stringify(source);
+  const by = earlier?.holder;
+  await writeRecord(path, {
+    version: 1,
+    source,
+    holder: { host: holder.host, pid: holder.pid, since: holder.since },
+    code: "INTEGRITY",
+    message:
+      repeated && by !== undefined
+        ? `${error.message}; ${by.host} pid ${by.pid}'s download computed the same, so these are the bytes the store serves for it`
+        : error.message,
+    hint: repeated
+      ? "two downloads received the same bytes, which do not match the object's ETag or checksum: the object is damaged in the store (or a proxy on the way changes it the same way each time); re-upload it, or check the proxy"
+      : (error.hint ?? null),
+    found: error.found,
+    ...(repeated ? { repeated: true } : {}),
   });
 }
 
@@ -134,6 +196,7 @@ export async function failureOfAwaitedHolder(
   const { holder } = record;
   const named = [...(holder === undefined ? [] : [holder]), ...(record.passedOn ?? [])];
   const storageFull = record.storageFull === true && record.code === "NO_SPACE";
+  const storeBytes = record.code === "INTEGRITY" && record.repeated === true;
   // Its own failure, passed on by a worker that waited on it: this process retries shared
   // storage after it on purpose (stage/shared-writes.ts), and was told the failure was "met
   // by" itself (review).
@@ -143,7 +206,7 @@ export async function failureOfAwaitedHolder(
   if (
     record.version !== 1 ||
     typeof record.code !== "string" ||
-    !(storageFull || ABOUT_THE_OBJECT.has(record.code)) ||
+    !(storageFull || storeBytes || ABOUT_THE_OBJECT.has(record.code)) ||
     typeof record.message !== "string" ||
     holder === undefined ||
     !waitedOn.some((seen) => named.some((one) => sameHolder(seen, one))) ||
@@ -165,7 +228,9 @@ export async function failureOfAwaitedHolder(
     {
       dataset,
       hint: record.hint ?? "re-create or re-upload the object",
-      objectVerified: true,
+      // Bytes hashed and found equal to the store's (an archive refused): not so for a digest
+      // that differs, the store's though it is.
+      objectVerified: !storeBytes,
     },
   );
 }

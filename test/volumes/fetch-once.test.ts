@@ -265,7 +265,54 @@ describe("fetch once across processes", () => {
     expect(await readdir(join(data, ".dsfetch", "failures"))).toEqual([]);
   });
 
-  it("an archive damaged on the way (one byte flipped once): INTEGRITY, no record, the next run stages it", async () => {
+  it("an object whose bytes the store serves damaged (the same each time): 6 processes, 2 downloads, all exit 5", async () => {
+    // Damage on the way is not recorded: the next worker tries for itself. The same wrong
+    // digest computed by two downloads is the store's bytes: the other waiters fail with it
+    // (measured before: each of the 6 downloaded it in turn).
+    const body = randomBytes(3 * 1024 * 1024);
+    await putObject(bucket, "rotten/blob.bin", body);
+    const storage = await mkdtemp(join(root, "rotten-"));
+    const data = join(storage, "ml", "data");
+    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
+    const set = JSON.stringify([{ uri: `s3://${bucket}/rotten/blob.bin` }]);
+    proxy.resetCounters();
+    proxy.rewriteResponses({
+      match: (request, status) =>
+        request.method === "GET" && status < 300 && request.target.includes("rotten/blob.bin"),
+      rewrite: (chunk) => {
+        const copy = Buffer.from(chunk);
+        copy[0] = (copy[0] ?? 0) ^ 0xff;
+        return copy;
+      },
+      // ~3 s per download: every process is waiting on the first by the time it fails.
+      bytesPerSecond: 1024 * 1024,
+    });
+    let runs: CliResult[];
+    try {
+      runs = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          runCli(args, { env: env(), stdin: set, timeoutMs: 120_000 }),
+        ),
+      );
+    } finally {
+      proxy.rewriteResponses(undefined);
+    }
+    const errors = runs.map((run) => JSON.parse(run.stdout).datasets[0].error);
+    for (const [i, run] of runs.entries()) {
+      expect(run.code, run.stderr).toBe(5);
+      expect(errors[i]?.code).toBe("INTEGRITY");
+    }
+    expect(proxy.getBodyBytes()).toBeLessThanOrEqual(2.05 * body.length);
+    const spared = errors.filter((error) => error.message.includes("not downloaded again"));
+    expect(spared.length).toBe(4);
+    for (const error of spared) {
+      expect(error.message).toMatch(/computed the same, so these are the bytes the store serves/);
+      expect(error.hint).toMatch(/the object is damaged in the store/);
+    }
+    expect((await readdir(data)).filter((name) => !name.startsWith("."))).toEqual([]);
+  });
+
+  it("an archive damaged on the way (one byte flipped once): INTEGRITY, not held against the next run, which stages it", async () => {
     const good = gzipSync(tar(tarFile("a.bin", randomBytes(2 * 1024 * 1024))), { level: 1 });
     await putObject(bucket, "transit/set.tar.gz", good);
     const storage = await mkdtemp(join(root, "transit-"));
@@ -296,9 +343,9 @@ describe("fetch once across processes", () => {
     // The decoder refused it; the whole object, hashed to its end, says why.
     expect(first.code, first.stderr).toBe(5);
     expect(JSON.parse(first.stdout).datasets[0].error.code).toBe("INTEGRITY");
-    expect(await readdir(join(data, ".dsfetch", "failures")).catch(() => [])).toEqual([]);
     const second = await runCli(args, { env: env(), stdin: set, timeoutMs: 60_000 });
     expect(second.code, second.stderr).toBe(0);
+    expect(await readdir(join(data, ".dsfetch", "failures")).catch(() => [])).toEqual([]);
   });
 
   it("reuse when unchanged: a second run makes no data request", async () => {
