@@ -1,8 +1,13 @@
 // Runs dsfetch as a real process, the way users do, and captures what it printed.
 import { spawn } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+/** Where the CLI processes of the tests keep Node's compile cache. */
+const TEST_COMPILE_CACHE = join(tmpdir(), "dsfetch-test-compile-cache");
+
 /** The CLI from source (Node 24 strips the types): tests never run a stale build. */
 export const CLI_SOURCE = fileURLToPath(new URL("../../src/cli/entry.ts", import.meta.url));
 /** The CLI as installed (bin → dist/), for packaging tests. */
@@ -33,6 +38,10 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): Record<
     AWS_CONFIG_FILE: "/nonexistent/dsfetch-test-aws-config",
     AWS_SHARED_CREDENTIALS_FILE: "/nonexistent/dsfetch-test-aws-credentials",
     NO_COLOR: "1",
+    // Node's compile cache (keyed by each file's contents, so never stale): a CLI run from
+    // src/ started in 0.36 s, 0.14 s with it (the .ts type stripping and compiling done
+    // once per run of the suite, not once per process: hundreds of processes).
+    NODE_COMPILE_CACHE: TEST_COMPILE_CACHE,
   };
   for (const [key, value] of Object.entries(extra)) {
     if (value !== undefined) env[key] = value;

@@ -75,11 +75,11 @@ describe("fetch once across processes", () => {
     },
     {
       // A holder of this host whose process is gone: taken over once it missed a refresh
-      // (15 s here), not after the stale bound (review, 2026-12-05: waited the whole 120 s).
-      stale: "120",
-      boundMs: 50_000,
+      // (10 s here), not after the stale bound (review, 2026-12-05: waited the whole 120 s).
+      stale: "40",
+      boundMs: 30_000,
       title:
-        "a dead holder of this host is taken over once it missed a refresh, well within a 120 s stale bound",
+        "a dead holder of this host is taken over once it missed a refresh, well within a 40 s stale bound",
     },
   ]) {
     it(title, async () => {
