@@ -21,7 +21,9 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
         ? "kept: in use"
         : entry.cached
           ? "yes"
-          : "no",
+          : entry.replaces !== undefined
+            ? "no: stale"
+            : "no",
     entry.path ?? "-",
   ]);
   const header = ["NAME", "KIND", "SIZE", "OBJECTS", "ARCHIVE", "VOLUME", "CACHED", "PATH"];

@@ -38,6 +38,15 @@ export interface PlanEntry {
   readonly keptInUse?: readonly string[];
   /** Why fetch would stage it into an ephemeral volume instead of shared storage (its path). */
   readonly fallback?: string;
+  /**
+   * Not cached, but an older version of the same source is staged at the path: fetch
+   * replaces it (review, 2026-12-05: `plan` said only "no", as if nothing were there).
+   */
+  readonly replaces?: {
+    readonly etag: string | null;
+    readonly versionId: string | null;
+    readonly stagedAt: string;
+  };
   /** A zip's entries' declared sizes, summed (from its central directory). */
   readonly expandedBytes?: number;
   readonly error?: PlanError;
@@ -50,7 +59,7 @@ export function planEntry(
   target: Target,
 ): PlanEntry {
   const object = resolution.kind === "object" ? resolution : undefined;
-  const entry: PlanEntry = {
+  let entry: PlanEntry = {
     name: spec.name,
     uri: spec.uri,
     kind: resolution.kind,
@@ -65,6 +74,23 @@ export function planEntry(
     mount: target.mount,
     cached: isCached(resolution, staged),
   };
+  const older = staged.manifest;
+  const replacing =
+    !entry.cached &&
+    staged.exists &&
+    older !== undefined &&
+    older.uri === spec.uri &&
+    older.kind === resolution.kind;
+  if (replacing) {
+    entry = {
+      ...entry,
+      replaces: {
+        etag: older.etag ?? null,
+        versionId: older.versionId ?? null,
+        stagedAt: older.createdAt,
+      },
+    };
+  }
   const tooBig = checkFits(spec, resolution, target);
   return tooBig === undefined ? entry : { ...entry, error: tooBig };
 }

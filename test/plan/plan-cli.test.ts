@@ -462,6 +462,36 @@ describe("plan errors", () => {
     expect(result.stderr).toContain("--team (or DSFETCH_TEAM)");
   });
 
+  it('a staged copy whose source changed: not cached, and what it replaces is said (it said only "no")', async () => {
+    const storage = await mkdtemp(join(root, "stale-"));
+    const key = "stale/labels.csv";
+    const first = await putObject(bucket, key, "a,b\n");
+    const flags = ["--storage-root", storage, "--team", "ml"];
+    const input = JSON.stringify([{ uri: `s3://${bucket}/${key}` }]);
+    const fetched = await runCli(["fetch", "--datasets", "-", ...flags], {
+      env: testEnv(),
+      stdin: input,
+    });
+    expect(fetched.code, fetched.stderr).toBe(0);
+    await putObject(bucket, key, "a,b,c\n");
+    const json = await runCli(["plan", "--datasets", "-", "--json", ...flags], {
+      env: testEnv(),
+      stdin: input,
+    });
+    expect(JSON.parse(json.stdout).datasets[0]).toMatchObject({
+      cached: false,
+      replaces: { etag: first.etag, versionId: null, stagedAt: expect.any(String) },
+    });
+    const table = await runCli(["plan", "--datasets", "-", ...flags], {
+      env: testEnv(),
+      stdin: input,
+    });
+    expect(table.stderr).toMatch(/labels\.csv\s+object\s+.*\s+no: stale\s+/);
+    // A dataset never staged: nothing replaced.
+    const fresh = await plan([{ uri: `s3://${bucket}/single/train.csv`, name: "never" }]);
+    expect(fresh.json?.datasets[0]?.replaces).toBeUndefined();
+  });
+
   it("human output: a table on stderr, nothing on stdout", async () => {
     const result = await runCli(["plan", "--storage-root", root, "--team", "ml"], {
       env: {
