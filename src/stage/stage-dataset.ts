@@ -510,6 +510,8 @@ async function stageOn(
   let lock: HeldLock | undefined;
   /** The holders this worker waited on (failure-record.ts). */
   const waitedOn: Holder[] = [];
+  /** When this worker first waited on a holder it could not name (failure-record.ts). */
+  let unidentifiedSince: number | undefined;
   /**
    * Shared storage found full before the attempt's writes (no inode left for the lock or the
    * attempt's directories, bytes still free): the same fallback as while writing.
@@ -538,6 +540,7 @@ async function stageOn(
         if (holder !== undefined && !waitedOn.some(known)) {
           waitedOn.push(holder);
         }
+        if (holder === undefined) unidentifiedSince ??= Date.now();
         context.onEvent({
           type: "waiting",
           dataset: spec.name,
@@ -566,7 +569,9 @@ async function stageOn(
         // Or failed on bytes that would fail here too (a broken archive): not again.
         const { failurePath } = target.location;
         const failed = await call(`reading ${failurePath}`, () =>
-          failureOfAwaitedHolder(failurePath, resolution, spec.name, waitedOn),
+          failureOfAwaitedHolder(failurePath, resolution, spec.name, waitedOn, {
+            unidentifiedSince,
+          }),
         );
         if (failed !== undefined) {
           // Passed on: the workers that waited on this one are spared too.

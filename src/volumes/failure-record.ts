@@ -25,6 +25,9 @@ import type { Resolution } from "../fetch/resolve.ts";
 import { isStorageFull } from "./attempt.ts";
 import type { Holder } from "./lock.ts";
 
+/** A record this much older than a worker's first look at an unnamed holder still counts. */
+const UNIDENTIFIED_SLACK_MS = 2_000;
+
 /** Errors about the archive's contents: the same for whoever downloads the same bytes. */
 const ABOUT_THE_OBJECT: ReadonlySet<ErrorCode> = new Set(["ARCHIVE_INVALID", "UNSAFE_PATH"]);
 
@@ -185,11 +188,26 @@ export async function failureOfAwaitedHolder(
   resolution: Resolution,
   dataset: string,
   waitedOn: readonly Holder[],
+  {
+    unidentifiedSince,
+  }: {
+    /**
+     * When (this machine's clock) this worker first saw the lock held by a holder whose
+     * holder file was not there yet: a holder that failed within a moment of taking the lock
+     * was never named (CI, 2026-12-05: two workers on a full disk, the second tried again
+     * what the first had just met). A record written since then is that holder's or a later
+     * one's, about the same source version.
+     */
+    readonly unidentifiedSince?: number | undefined;
+  } = {},
 ): Promise<DsfetchError | undefined> {
-  if (waitedOn.length === 0) return undefined;
+  if (waitedOn.length === 0 && unidentifiedSince === undefined) return undefined;
   let record: Partial<FailureRecord>;
+  let writtenMs: number;
   try {
-    record = JSON.parse(await readFile(path, "utf8")) as Partial<FailureRecord>;
+    const [text, info] = await Promise.all([readFile(path, "utf8"), stat(path)]);
+    record = JSON.parse(text) as Partial<FailureRecord>;
+    writtenMs = info.mtimeMs;
   } catch {
     return undefined;
   }
@@ -209,7 +227,10 @@ export async function failureOfAwaitedHolder(
     !(storageFull || storeBytes || ABOUT_THE_OBJECT.has(record.code)) ||
     typeof record.message !== "string" ||
     holder === undefined ||
-    !waitedOn.some((seen) => named.some((one) => sameHolder(seen, one))) ||
+    !(
+      waitedOn.some((seen) => named.some((one) => sameHolder(seen, one))) ||
+      (unidentifiedSince !== undefined && writtenMs >= unidentifiedSince - UNIDENTIFIED_SLACK_MS)
+    ) ||
     JSON.stringify(record.source) !== JSON.stringify(sourceOf(resolution))
   ) {
     return undefined;

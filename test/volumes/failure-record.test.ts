@@ -71,6 +71,24 @@ describe("failure records", () => {
     }
   });
 
+  it("is met by a worker that waited on a holder it could not name, when written since it first saw it", async () => {
+    // The holder failed within a moment of taking the lock, before its holder file was read
+    // (CI, 2026-12-05: the second worker then tried again what the first had just met).
+    const sawUnnamed = Date.now();
+    await recordFailure(path, object, broken, holder);
+    const met = await failureOfAwaitedHolder(path, object, "set", [], {
+      unidentifiedSince: sawUnnamed,
+    });
+    expect(met?.code).toBe("ARCHIVE_INVALID");
+    expect(met?.message).toContain("met by host-a pid 7");
+    // A record from before that look is an earlier run's: tried again.
+    expect(
+      await failureOfAwaitedHolder(path, object, "set", [], {
+        unidentifiedSince: Date.now() + 60_000,
+      }),
+    ).toBeUndefined();
+  });
+
   it.each([
     [
       "ARCHIVE_INVALID not verified against the store (maybe damaged on the way)",
