@@ -18,6 +18,7 @@ WORKDIR /build
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY src ./src
+COPY scripts/bundle.ts ./scripts/bundle.ts
 # npm ci installs dev dependencies too: the "prepare" script (which npm ci runs) is tsc.
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --no-audit --no-fund \

@@ -14,7 +14,7 @@
 // temp dir): a 1 GiB mix of CSV, JSON lines, logs, float arrays and random bytes as .tar.gz,
 // .tar.xz (multi-block, `xz -T0`), .zip and, smaller, .tar.bz2; 20,000 files of ~16 KiB as .tar.
 // For each archive, in every run (the order rotates from run to run):
-//   dsfetch         `node dist/cli/entry.js fetch --datasets - --storage-root <fresh> --team bench
+//   dsfetch         `node bin/dsfetch.js fetch --datasets - --storage-root <fresh> --team bench
 //                   --json`, stdin [{"uri":"s3://<bucket>/<key>"}]: fetch + streaming expansion +
 //                   verification + syncfs + publish
 //   dsfetch, plain  the same bytes under a key without an archive extension: dsfetch's download

@@ -103,7 +103,7 @@ async function setupTools(names: readonly ToolName[]): Promise<Map<ToolName, Too
               version: `${packageVersion()} (node ${process.version})`,
             };
         settings =
-          "`node dist/cli/entry.js fetch --datasets - --storage-root <dir> --team bench --json`, defaults: 8 MiB ranges × 8 in flight per object, 32 objects in flight; verifies MD5 / multipart MD5; syncfs before publishing";
+          "`node bin/dsfetch.js fetch --datasets - --storage-root <dir> --team bench --json`, defaults: 8 MiB ranges × 8 in flight per object, 32 objects in flight; verifies MD5 / multipart MD5; syncfs before publishing";
         break;
       }
       case "s5cmd":

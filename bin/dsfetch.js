@@ -1,3 +1,4 @@
 #!/usr/bin/env node
-// The dsfetch command: the compiled CLI (npm install builds dist/ through "prepare").
-import "../dist/cli/entry.js";
+// The dsfetch command: the bundled CLI (npm install builds dist/ through "prepare";
+// scripts/bundle.ts says why one file).
+import "../dist/bundle/dsfetch.js";

@@ -291,7 +291,7 @@ export async function checkImage(
   const work = mkdtempSync(join(tmpdir(), "dsfetch-image-check-"));
   try {
     const context = join(work, "context");
-    copyContext(ROOT, context, ignored);
+    copyContext(ROOT, context, ignored, reincludedUnder(ignoreText));
     symlinkSync(join(ROOT, "node_modules"), join(context, "node_modules"), "dir");
     const packed = await run("npm", ["pack", "--json", "--pack-destination", work], {
       cwd: context,
@@ -423,14 +423,31 @@ export async function checkImage(
 }
 
 /** Copies what the build context holds: the repository minus .dockerignore's exclusions. */
-function copyContext(from: string, to: string, ignored: (path: string) => boolean): void {
+/**
+ * Whether a `!` rule of .dockerignore names something below the directory `path`
+ * (`!scripts/bundle.ts` under `scripts`): Docker looks inside an excluded directory for those.
+ */
+function reincludedUnder(text: string): (path: string) => boolean {
+  const reincluded = text
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line.startsWith("!"))
+    .map((line) => posix.normalize(line.slice(1).trim()).replace(/^\/+/, ""));
+  return (path) => reincluded.some((pattern) => pattern.startsWith(`${path}/`));
+}
+
+function copyContext(
+  from: string,
+  to: string,
+  ignored: (path: string) => boolean,
+  reincludedBelow: (path: string) => boolean,
+): void {
   const walk = (relativeDir: string) => {
     for (const entry of readdirSync(join(from, relativeDir), { withFileTypes: true })) {
       const path = relativeDir === "" ? entry.name : `${relativeDir}/${entry.name}`;
       if (entry.isDirectory()) {
-        // Docker would still look inside an excluded directory for `!` re-inclusions below
-        // it; .dockerignore has none, so an excluded directory is skipped whole.
-        if (!ignored(path)) walk(path);
+        // An excluded directory is skipped whole unless a `!` rule names a path below it.
+        if (!ignored(path) || reincludedBelow(path)) walk(path);
       } else if (!ignored(path)) {
         mkdirp(dirname(join(to, path)));
         cpSync(join(from, path), join(to, path));

@@ -11,6 +11,7 @@
 import { Worker } from "node:worker_threads";
 import { DsfetchError } from "../errors.ts";
 import { TransferBatches } from "../util/transfer-batches.ts";
+import { workerFile } from "../util/worker-file.ts";
 import type { ExtractJob, ToWorker } from "./extract-worker.ts";
 import {
   abandonThread,
@@ -43,11 +44,7 @@ const BATCH = 1024 * 1024;
  */
 const MAX_IN_FLIGHT = 16 * BATCH;
 
-// In development the sources run as .ts (Node strips the types); built, they are .js.
-const WORKER_FILE = new URL(
-  import.meta.url.endsWith(".ts") ? "./extract-worker.ts" : "./extract-worker.js",
-  import.meta.url,
-);
+const WORKER_FILE = workerFile("extract-worker", import.meta.url);
 
 type FromWorker =
   | { type: "taken"; bytes: number; returned?: ArrayBuffer }

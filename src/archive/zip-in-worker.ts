@@ -11,6 +11,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { DsfetchError } from "../errors.ts";
+import { workerFile } from "../util/worker-file.ts";
 import {
   abandonThread,
   type EarlyEnd,
@@ -29,11 +30,7 @@ import type { ToZipWorker, ZipJob } from "./zip-worker.ts";
 
 export type { ZipJob } from "./zip-worker.ts";
 
-// In development the sources run as .ts (Node strips the types); built, they are .js.
-const WORKER_FILE = new URL(
-  import.meta.url.endsWith(".ts") ? "./zip-worker.ts" : "./zip-worker.js",
-  import.meta.url,
-);
+const WORKER_FILE = workerFile("zip-worker", import.meta.url);
 
 type FromZipWorker =
   | { type: "done"; result: PostedExtractResult }

@@ -15,13 +15,9 @@
  */
 import { Worker } from "node:worker_threads";
 import { beatInto, mainThreadAlive, onSyncStorageCalls } from "../util/main-thread-beat.ts";
+import { workerFile } from "../util/worker-file.ts";
 
-const WORKER_FILE = new URL(
-  import.meta.url.endsWith(".ts")
-    ? "./main-thread-watchdog-worker.ts"
-    : "./main-thread-watchdog-worker.js",
-  import.meta.url,
-);
+const WORKER_FILE = workerFile("main-thread-watchdog-worker", import.meta.url);
 
 export interface MainThreadWatchdog {
   /** Stops watching (before handing the process over: `run`'s command). */

@@ -8,6 +8,7 @@ import { loadDatasets } from "../config/load.ts";
 import { Redactor } from "../config/redact.ts";
 import { resolveSettings } from "../config/settings.ts";
 import { toDsfetchError } from "../errors.ts";
+import { PACKAGE_JSON } from "../util/worker-file.ts";
 import { HELP, type ParsedArgs, parseCommandLine } from "./args.ts";
 import type { CommandContext } from "./context.ts";
 import { renderError } from "./render.ts";
@@ -106,6 +107,6 @@ async function commandContext(
 }
 
 function packageVersion(): string {
-  const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
+  const text = readFileSync(PACKAGE_JSON, "utf8");
   return (JSON.parse(text) as { version: string }).version;
 }

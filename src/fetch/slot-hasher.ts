@@ -4,16 +4,13 @@
  * from the file, which direct writes (download-direct.ts) never put in the page cache.
  */
 import { Worker } from "node:worker_threads";
+import { workerFile } from "../util/worker-file.ts";
 import type { SharedMemory } from "./md5-lanes.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import type { SlotMessage } from "./slot-hash-worker.ts";
 import { digestsOf, finishWorker } from "./worker-hasher.ts";
 
-// In development the sources run as .ts (Node strips the types); built, they are .js.
-const WORKER_FILE = new URL(
-  import.meta.url.endsWith(".ts") ? "./slot-hash-worker.ts" : "./slot-hash-worker.js",
-  import.meta.url,
-);
+const WORKER_FILE = workerFile("slot-hash-worker", import.meta.url);
 
 export class SlotHasher {
   private readonly worker: Worker;

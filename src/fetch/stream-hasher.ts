@@ -8,6 +8,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { TransferBatches } from "../util/transfer-batches.ts";
+import { workerFile } from "../util/worker-file.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import { SpanDigests } from "./span-digests.ts";
 import type { DigestAlgorithm } from "./verification.ts";
@@ -27,11 +28,7 @@ const BATCH = 1024 * 1024;
 /** Bytes posted but not hashed yet above which the sender waits (MD5 can be the slow side). */
 const MAX_IN_FLIGHT = 16 * BATCH;
 
-// In development the sources run as .ts (Node strips the types); built, they are .js.
-const WORKER_FILE = new URL(
-  import.meta.url.endsWith(".ts") ? "./stream-hash-worker.ts" : "./stream-hash-worker.js",
-  import.meta.url,
-);
+const WORKER_FILE = workerFile("stream-hash-worker", import.meta.url);
 
 export function createStreamHasher(
   algorithm: DigestAlgorithm,

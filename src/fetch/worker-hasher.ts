@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { workerFile } from "../util/worker-file.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import type { DigestAlgorithm } from "./verification.ts";
 
@@ -13,11 +14,7 @@ export const WORKER_HASH_THRESHOLD = 64 * 1024 * 1024;
 /** Tell the worker about new bytes at most this often (bytes). */
 const ADVANCE_STEP = 4 * 1024 * 1024;
 
-// In development the sources run as .ts (Node strips the types); built, they are .js.
-const WORKER_FILE = new URL(
-  import.meta.url.endsWith(".ts") ? "./hash-worker.ts" : "./hash-worker.js",
-  import.meta.url,
-);
+const WORKER_FILE = workerFile("hash-worker", import.meta.url);
 
 export class WorkerHasher {
   private readonly worker: Worker;

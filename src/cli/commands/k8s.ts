@@ -25,6 +25,7 @@ import {
   type SharedStorage,
 } from "../../k8s/render.ts";
 import { renderYamlDocuments } from "../../k8s/yaml.ts";
+import { PACKAGE_JSON } from "../../util/worker-file.ts";
 import type { ParsedArgs } from "../args.ts";
 import type { CommandContext } from "../context.ts";
 
@@ -310,6 +311,6 @@ function atLeastOne(workers: number): number {
 }
 
 function packageVersion(): string {
-  const text = readFileSync(new URL("../../../package.json", import.meta.url), "utf8");
+  const text = readFileSync(PACKAGE_JSON, "utf8");
   return (JSON.parse(text) as { version: string }).version;
 }

@@ -4,7 +4,8 @@
  * SIGTERM. /metrics is Prometheus text. With --json, one JSON log line per event on stdout.
  */
 import { once } from "node:events";
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
+import { createRequire } from "node:module";
 import { releaseLeases } from "../../agent/leases.ts";
 import { StageMetrics } from "../../agent/metrics.ts";
 import { prepareReadyFile, removeReadyFile, writeReadyFile } from "../../agent/ready-file.ts";
@@ -16,6 +17,12 @@ import type { CommandContext } from "../context.ts";
 import { stopMainThreadWatchdog } from "../main-thread-watchdog.ts";
 import { ProgressView } from "../progress-view.ts";
 import { renderError } from "../render.ts";
+
+// Not `import … from "node:http"`: an ES import of node:http reads every export, and one of
+// them loads Node's fetch implementation (undici): ~50 ms of start-up, paid by every command
+// once the commands share one bundle (scripts/bundle.ts hoists the import). The CommonJS
+// module, required, has the same functions.
+const { createServer } = createRequire(import.meta.url)("node:http") as typeof import("node:http");
 
 export const DEFAULT_LISTEN = "127.0.0.1:8700";
 
