@@ -53,6 +53,7 @@ import {
   checkInterrupted,
   DISTURBED_CORES,
   disposeOutput,
+  extractLocalEntry,
   type Flag,
   fmt,
   listFiles,
@@ -90,7 +91,7 @@ import {
 
 const SCRIPT = "bench/archive.ts";
 /** dsfetch's extraction alone, from a local file (the "dsfetch-local" rows). */
-const EXTRACT_LOCAL = fileURLToPath(new URL("./extract-local.mjs", import.meta.url));
+const EXTRACT_LOCAL = extractLocalEntry;
 const ARCHIVE_FLAGS: readonly Flag[] = [
   "--runs",
   "--formats",

@@ -19,12 +19,22 @@ import { rm } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildSync } from "esbuild";
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 /** dsfetch's CLI as installed users run it (bin/dsfetch.js → dist/bundle/), built by buildDsfetch(). */
 export const dsfetchEntry = join(repoRoot, "bin", "dsfetch.js");
 
-/** Builds dist/ from src/ (`npm run build`: tsc, then the bundles), so the bench times the shipped code. */
+/**
+ * dsfetch's extraction alone (bench/extract-local.mjs), bundled by buildDsfetch() beside the
+ * bundled worker threads, as the command runs them.
+ */
+export const extractLocalEntry = join(repoRoot, "dist", "bundle", "extract-local.js");
+
+/**
+ * Builds dist/ from src/ (`npm run build`: tsc, then the bundles), so the bench times the
+ * shipped code; then bench/extract-local.mjs into dist/bundle/ (extractLocalEntry).
+ */
 export function buildDsfetch(): void {
   const tsc = join(repoRoot, "node_modules", "typescript", "bin", "tsc");
   for (const args of [
@@ -36,6 +46,15 @@ export function buildDsfetch(): void {
       throw new Error(`building dsfetch failed:\n${result.stdout}${result.stderr}`);
     }
   }
+  buildSync({
+    entryPoints: [join(repoRoot, "bench", "extract-local.mjs")],
+    outfile: extractLocalEntry,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    external: ["lzma-native", "unbzip2-stream"],
+    logLevel: "warning",
+  });
 }
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;

@@ -4,30 +4,36 @@
 // extraction from the file on its thread (extractZipInWorker); no download, no verification hash, no sync, no publish. bench/archive.ts times it beside
 // `tar -xf` of the same file, for the goal "small-file extraction within 1.2x of GNU tar".
 //
-//   node bench/extract-local.mjs <archive> <existing empty directory>
+//   node dist/bundle/extract-local.js <archive> <existing empty directory>
+//   node bench/extract-local.mjs <archive> <existing empty directory>   (unbundled)
+//
+// The benchmarks run it bundled into dist/bundle/ (bench/common.ts buildDsfetch), beside the
+// bundled worker threads, as the `dsfetch` command runs (scripts/bundle.ts): started from the
+// ~25 modules of dist/ instead, it paid module loading a fetch does not.
 //
 // Plain JavaScript, not TypeScript, on purpose: a .ts entry point makes Node load its type
 // stripper first, ~0.1 s of start-up (a 1-file tar: 0.28 s -> 0.17 s here) that dsfetch's
 // own dist/ never pays and that was counted against its extraction.
 
+// First, as the CLI does (before the thread pool starts: the parallel writes of slow storage
+// run there).
+import "../dist/cli/thread-pool-size.js";
 import { closeSync, openSync, readSync } from "node:fs";
 import { basename } from "node:path";
+// dist/ is what bench/all.ts and bench/archive.ts build before they time anything.
+import { extractTarInWorker } from "../dist/archive/extract-in-worker.js";
+import { archiveFormatOf } from "../dist/archive/formats.js";
+import { DEFAULT_LIMITS } from "../dist/archive/limits.js";
+import { checkMagic, MAGIC_BYTES } from "../dist/archive/magic.js";
+import { extractZipInWorker } from "../dist/archive/zip-in-worker.js";
+import { BufferPool } from "../dist/util/buffer-pool.js";
+import { ChunkLedger } from "../dist/util/chunk-ledger.js";
 
 const [archive, destination] = process.argv.slice(2);
 if (archive === undefined || destination === undefined) {
   process.stderr.write("usage: node bench/extract-local.mjs <archive> <directory>\n");
   process.exit(2);
 }
-// dist/ is what bench/all.ts and bench/archive.ts build before they time anything.
-const dist = new URL("../dist/", import.meta.url);
-const { extractTarInWorker } = await import(new URL("archive/extract-in-worker.js", dist).href);
-const { checkMagic, MAGIC_BYTES } = await import(new URL("archive/magic.js", dist).href);
-const { archiveFormatOf } = await import(new URL("archive/formats.js", dist).href);
-const { DEFAULT_LIMITS } = await import(new URL("archive/limits.js", dist).href);
-
-// As the CLI does (src/cli/thread-pool-size.ts), before the thread pool starts: the parallel
-// writes of slow storage run there.
-if ((process.env.UV_THREADPOOL_SIZE ?? "") === "") process.env.UV_THREADPOOL_SIZE = "36";
 
 const format = archiveFormatOf(basename(archive));
 if (format === undefined) {
@@ -38,7 +44,6 @@ if (format === undefined) {
 const writes = process.env.DSFETCH_FILE_WRITES || undefined;
 if (format.format === "zip") {
   // A zip is extracted from its downloaded file, on a thread of its own (stage/expand.ts).
-  const { extractZipInWorker } = await import(new URL("archive/zip-in-worker.js", dist).href);
   const result = await extractZipInWorker({
     zipPath: archive,
     destination,
@@ -56,8 +61,6 @@ if (format.format === "zip") {
 // read in place by the extraction thread and reused once it reports their bytes taken. Read
 // into ordinary 1 MiB buffers instead, every byte was copied into transfer batches first (95 ms
 // for a 97 MB tar here, most of it page faults on fresh batches), which a fetch never does.
-const { BufferPool } = await import(new URL("util/buffer-pool.js", dist).href);
-const { ChunkLedger } = await import(new URL("util/chunk-ledger.js", dist).href);
 const RANGE = 8 << 20;
 const buffers = new BufferPool(RANGE, 4, { shared: true });
 const ledger = new ChunkLedger(1, (chunk) => buffers.give(chunk));

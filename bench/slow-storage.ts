@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { cacheRoot, findGo } from "../test/harness/minio-binary.ts";
+import { buildDsfetch, extractLocalEntry } from "./common.ts";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const args = process.argv.slice(2);
@@ -39,6 +40,8 @@ const size = Number(option("--size", "16384"));
 const runs = Number(option("--runs", "1"));
 const format = option("--format", "tar");
 if (format !== "tar" && format !== "zip") fail(`--format: "${format}" is not tar or zip`);
+// dist/ and the bundled extraction (extractLocalEntry), as the other benchmarks build them.
+buildDsfetch();
 
 function log(line: string): void {
   process.stderr.write(`slow-storage: ${line}\n`);
@@ -119,21 +122,16 @@ const peer: [string, (dest: string, tar: string) => number] =
     : ["GNU tar -xf", (dest, tar) => timed(["tar", "-C", dest, "-xf", tar])];
 const tools: [string, (dest: string, tar: string) => number][] = [
   peer,
-  [
-    "dsfetch (auto)",
-    (dest, tar) => timed([process.execPath, join(here, "extract-local.mjs"), tar, dest]),
-  ],
+  ["dsfetch (auto)", (dest, tar) => timed([process.execPath, extractLocalEntry, tar, dest])],
   [
     "dsfetch (serial)",
     (dest, tar) =>
-      timed([process.execPath, join(here, "extract-local.mjs"), tar, dest], {
+      timed([process.execPath, extractLocalEntry, tar, dest], {
         DSFETCH_FILE_WRITES: "serial",
       }),
   ],
 ];
 
-const build = spawnSync("npm", ["run", "build"], { cwd: join(here, ".."), stdio: "ignore" });
-if (build.status !== 0) fail("npm run build failed");
 const binary = slowfsBinary();
 const tar = archive();
 const work = join(cacheRoot(), "slow-storage-work");

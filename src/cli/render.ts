@@ -51,6 +51,11 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
 }
 
 /** Columns padded to their widest cell; the last column is not padded. Ends with a newline. */
+/** `noun` as many times as `count` says: "1 dataset", "2 datasets". */
+export function plural(count: number, noun: string): string {
+  return count === 1 ? noun : `${noun}s`;
+}
+
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((title, column) =>
     Math.max(title.length, ...rows.map((row) => (row[column] ?? "").length)),

@@ -35,7 +35,7 @@ import { BufferPool } from "../util/buffer-pool.ts";
 import { Channel } from "../util/channel.ts";
 import { ChunkLedger } from "../util/chunk-ledger.ts";
 import { type Attempt, storageError } from "../volumes/attempt.ts";
-import type { ManifestFiles } from "../volumes/manifest.ts";
+import type { WrittenFiles } from "../volumes/manifest.ts";
 
 export interface ExpandInput {
   readonly spec: DatasetSpec;
@@ -52,7 +52,7 @@ export interface ExpandInput {
 }
 
 export interface Expanded {
-  readonly files: ManifestFiles;
+  readonly files: WrittenFiles;
   /** How the archive's bytes were verified. */
   readonly verification: string;
   readonly refetchedBytes: number;

@@ -63,7 +63,7 @@ import {
   MANIFEST_VERSION,
   type Manifest,
   type ManifestFile,
-  type ManifestFiles,
+  type WrittenFiles,
 } from "../volumes/manifest.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { publish } from "../volumes/publish.ts";
@@ -960,7 +960,7 @@ function objectCount(resolution: Resolution): number {
 }
 
 interface Download {
-  files: ManifestFiles;
+  files: WrittenFiles;
   verification: Record<string, number>;
   refetchedBytes: number;
 }
@@ -1181,7 +1181,11 @@ function volumeTooSmall(
   );
 }
 
-function buildManifest(spec: DatasetSpec, resolution: Resolution, download: Download): Manifest {
+function buildManifest(
+  spec: DatasetSpec,
+  resolution: Resolution,
+  download: Download,
+): Manifest<WrittenFiles> {
   const object: ResolvedObject | undefined = resolution.kind === "object" ? resolution : undefined;
   const methods = Object.keys(download.verification);
   return {

@@ -3,8 +3,9 @@
  * was resolved, the files with sizes and digests, and how they were verified. Reading is
  * defensive: a manifest that does not parse is treated as absent, never trusted.
  */
-import { open, readFile, rm } from "node:fs/promises";
+import { type FileHandle, open, rm } from "node:fs/promises";
 import type { PackedFiles } from "../util/packed-files.ts";
+import { type FileTally, OTHER_FORM, readManifestLines } from "./manifest-lines.ts";
 
 export const MANIFEST_VERSION = 1;
 
@@ -16,9 +17,15 @@ export interface ManifestFile {
 }
 
 /** An archive's files stay packed (util/packed-files.ts); a folder's and an object's are few. */
-export type ManifestFiles = readonly ManifestFile[] | PackedFiles;
+export type WrittenFiles = readonly ManifestFile[] | PackedFiles;
 
-export interface Manifest {
+/**
+ * A manifest's files: as written, or as read back (readManifest: their count and total size
+ * only, manifest-lines.ts; the whole list from a manifest of an older dsfetch).
+ */
+export type ManifestFiles = WrittenFiles | FileTally;
+
+export interface Manifest<Files extends ManifestFiles = ManifestFiles> {
   readonly version: typeof MANIFEST_VERSION;
   readonly name: string;
   /** `s3://bucket/key`, never with credentials. */
@@ -30,19 +37,57 @@ export interface Manifest {
   /** For a prefix: digest of the listing (fetch/resolve.ts). */
   readonly listingDigest: string | undefined;
   readonly bytes: number;
-  readonly files: ManifestFiles;
+  readonly files: Files;
   readonly verification: string;
   readonly createdAt: string;
   readonly host: string;
 }
 
+/**
+ * The manifest at `path`, or undefined when there is none or it is damaged. Its files come
+ * back as a count and a total size (FileTally), read a piece at a time.
+ */
 export async function readManifest(path: string): Promise<Manifest | undefined> {
-  let text: string;
+  let handle: FileHandle;
   try {
-    text = await readFile(path, "utf8");
+    handle = await open(path, "r");
   } catch {
     return undefined;
   }
+  try {
+    // A manifest is a regular file. Anything else is no manifest, and reading it again (below)
+    // could wait for good: a FIFO (the tests' hung storage) blocks each open until a writer.
+    if (!(await handle.stat()).isFile()) return undefined;
+    const lines = await readManifestLines(handle);
+    if (lines !== OTHER_FORM) {
+      const value = { ...lines.head, files: lines.files };
+      return isManifestHead(value) ? (value as Manifest) : undefined;
+    }
+    // Written by an older dsfetch (files not last, or not one per line), or damaged: whole,
+    // from the same open file.
+    return parseManifestText(await textFromStart(handle));
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close().catch(() => {});
+  }
+}
+
+/** The whole file's text, read from its start whatever was read before. */
+async function textFromStart(handle: FileHandle): Promise<string> {
+  const pieces: Buffer[] = [];
+  for (let position = 0; ; ) {
+    const piece = Buffer.allocUnsafe(1 << 20);
+    const { bytesRead } = await handle.read(piece, 0, piece.length, position);
+    if (bytesRead === 0) break;
+    pieces.push(piece.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+  return Buffer.concat(pieces).toString("utf8");
+}
+
+/** A manifest's whole text parsed and checked; undefined when it is no manifest. */
+export function parseManifestText(text: string): Manifest | undefined {
   try {
     const value = JSON.parse(text) as unknown;
     return isManifest(value) ? value : undefined;
@@ -57,11 +102,18 @@ export async function readManifest(path: string): Promise<Manifest | undefined> 
  * as INTERNAL, and `fetch` reuse the dataset (review): it is a damaged manifest like any.
  */
 function isManifest(value: unknown): value is Manifest {
+  return (
+    isManifestHead(value) &&
+    Array.isArray((value as { files?: unknown }).files) &&
+    (value as { files: unknown[] }).files.every(isManifestFile)
+  );
+}
+
+/** The same for every field but `files`. */
+function isManifestHead(value: unknown): boolean {
   if (typeof value !== "object" || value === null) return false;
   const m = value as Record<string, unknown>;
   const optionalString = (field: unknown) => field === undefined || typeof field === "string";
-  const size = (field: unknown) =>
-    typeof field === "number" && Number.isSafeInteger(field) && field >= 0;
   return (
     m.version === MANIFEST_VERSION &&
     typeof m.name === "string" &&
@@ -71,16 +123,7 @@ function isManifest(value: unknown): value is Manifest {
     optionalString(m.etag) &&
     optionalString(m.versionId) &&
     optionalString(m.listingDigest) &&
-    size(m.bytes) &&
-    Array.isArray(m.files) &&
-    m.files.every(
-      (file: unknown) =>
-        typeof file === "object" &&
-        file !== null &&
-        typeof (file as ManifestFile).path === "string" &&
-        size((file as ManifestFile).bytes) &&
-        optionalString((file as ManifestFile).digest),
-    ) &&
+    isSize(m.bytes) &&
     typeof m.verification === "string" &&
     typeof m.createdAt === "string" &&
     !Number.isNaN(Date.parse(m.createdAt)) &&
@@ -88,9 +131,23 @@ function isManifest(value: unknown): value is Manifest {
   );
 }
 
+function isManifestFile(file: unknown): file is ManifestFile {
+  if (typeof file !== "object" || file === null) return false;
+  const f = file as Record<string, unknown>;
+  return (
+    typeof f.path === "string" &&
+    isSize(f.bytes) &&
+    (f.digest === undefined || typeof f.digest === "string")
+  );
+}
+
+function isSize(field: unknown): boolean {
+  return typeof field === "number" && Number.isSafeInteger(field) && field >= 0;
+}
+
 /** Sum of the files' sizes. */
 export function fileBytes(files: ManifestFiles): number {
-  if (!Array.isArray(files)) return (files as PackedFiles).totalBytes();
+  if (!Array.isArray(files)) return (files as PackedFiles | FileTally).totalBytes();
   let sum = 0;
   for (const file of files as readonly ManifestFile[]) sum += file.bytes;
   return sum;
@@ -108,7 +165,7 @@ const WRITE_PIECE = 1 << 20;
  */
 export async function writeManifest(
   path: string,
-  manifest: Manifest,
+  manifest: Manifest<WrittenFiles>,
   options: { readonly durable?: boolean } = {},
 ): Promise<void> {
   const { files, ...rest } = manifest;

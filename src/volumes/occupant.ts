@@ -21,7 +21,7 @@ import { DsfetchError } from "../errors.ts";
 import { ATTEMPT_RANDOM, attemptRandom, parseAttemptName } from "./attempt.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
-import { type Manifest, readManifest } from "./manifest.ts";
+import { type Manifest, readManifest, type WrittenFiles } from "./manifest.ts";
 
 const PENDING = ".pending.";
 
@@ -36,7 +36,7 @@ export function pendingManifestPath(location: DatasetLocation, attemptDir: strin
 }
 
 /** A pending manifest: the manifest, and the trees it vouches for. */
-export interface PendingManifest extends Manifest {
+export interface PendingManifest extends Manifest<WrittenFiles> {
   /** Identity of the tree being published (treeIdentity). */
   readonly tree: TreeIdentity;
   /** Identity of the tree it replaces, when it replaces one. */

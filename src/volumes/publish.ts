@@ -14,7 +14,7 @@ import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { type Attempt, storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
-import { type Manifest, writeManifest } from "./manifest.ts";
+import { type Manifest, type WrittenFiles, writeManifest } from "./manifest.ts";
 import {
   manifestOfTree,
   occupantProblem,
@@ -69,7 +69,7 @@ export function sameData(a: Manifest, b: Manifest): boolean {
 export async function publish(
   attempt: Attempt,
   location: DatasetLocation,
-  manifest: Manifest,
+  manifest: Manifest<WrittenFiles>,
   call: StorageCall = unboundedCall,
   options: PublishOptions = {},
 ): Promise<PublishOutcome> {

@@ -1,7 +1,7 @@
 // A manifest of one 3-byte file, for tests of publishing (publish.ts, occupant.ts).
-import { MANIFEST_VERSION, type Manifest } from "../../src/volumes/manifest.ts";
+import { MANIFEST_VERSION, type Manifest, type WrittenFiles } from "../../src/volumes/manifest.ts";
 
-export function testManifest(uri: string, etag: string, file: string): Manifest {
+export function testManifest(uri: string, etag: string, file: string): Manifest<WrittenFiles> {
   return {
     version: MANIFEST_VERSION,
     name: "ds",

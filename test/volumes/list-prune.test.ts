@@ -209,6 +209,14 @@ describe("prune", () => {
     });
     expect(JSON.parse(result.stdout)).toMatchObject({ dryRun: true, removed: [{ name: "a" }] });
     expect(await published()).toEqual(["a", "b", "c"]);
+    // Said in words too, in the singular for one ("1 datasets" before).
+    const human = await runCli(
+      ["prune", "--older-than", "1d", "--dry-run", ...flags().slice(0, -1)],
+      {
+        env: testEnv(),
+      },
+    );
+    expect(human.stderr).toMatch(/ 1 dataset, /);
   });
 
   it("--dry-run keeps what the real prune would keep: a dataset being staged right now (its lock held)", async () => {

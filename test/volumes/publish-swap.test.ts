@@ -23,7 +23,7 @@ import { DsfetchError } from "../../src/errors.ts";
 import { StorageCalls } from "../../src/stage/storage-calls.ts";
 import { createAttempt } from "../../src/volumes/attempt.ts";
 import { type DatasetLocation, locationIn } from "../../src/volumes/layout.ts";
-import { type Manifest, readManifest } from "../../src/volumes/manifest.ts";
+import { type Manifest, readManifest, type WrittenFiles } from "../../src/volumes/manifest.ts";
 import { removeTreeReporting } from "../../src/volumes/permissions.ts";
 import { publish } from "../../src/volumes/publish.ts";
 import type { StorageCall } from "../../src/volumes/storage-call.ts";
@@ -35,7 +35,7 @@ afterAll(async () => {
   await removeTreeReporting(root, () => {});
 });
 
-function manifestOf(etag: string, file: string): Manifest {
+function manifestOf(etag: string, file: string): Manifest<WrittenFiles> {
   return testManifest("s3://b/ds.bin", etag, file);
 }
 

@@ -16,7 +16,7 @@ import { exitCodeOfStage, failuresOf, type StageResult, stage } from "../../stag
 import type { CommandContext } from "../context.ts";
 import { stopMainThreadWatchdog } from "../main-thread-watchdog.ts";
 import { ProgressView } from "../progress-view.ts";
-import { renderError } from "../render.ts";
+import { plural, renderError } from "../render.ts";
 
 // Not `import … from "node:http"`: an ES import of node:http reads every export, and one of
 // them loads Node's fetch implementation (undici): ~50 ms of start-up, paid by every command
@@ -184,8 +184,4 @@ async function listen(server: Server, text: string): Promise<string> {
 
 function jsonLog(out: (text: string) => void): (record: Record<string, unknown>) => void {
   return (record) => out(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
-}
-
-function plural(count: number, noun: string): string {
-  return count === 1 ? noun : `${noun}s`;
 }

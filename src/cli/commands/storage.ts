@@ -12,7 +12,7 @@ import { listDatasets, type UnreadableDataset } from "../../volumes/catalog.ts";
 import { prune } from "../../volumes/prune.ts";
 import type { StorageCall } from "../../volumes/storage-call.ts";
 import type { ParsedArgs } from "../args.ts";
-import { table } from "../render.ts";
+import { plural, table } from "../render.ts";
 
 export interface StorageIo {
   readonly out: (text: string) => void;
@@ -50,7 +50,7 @@ export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<numb
   ]);
   io.err(table(["NAME", "SIZE", "LAST USED (UTC)", "IN USE", "SOURCE", "PATH"], rows));
   const total = entries.reduce((sum, entry) => sum + entry.bytes, 0);
-  io.err(`${entries.length} datasets, ${formatBytes(total)}\n`);
+  io.err(`${entries.length} ${plural(entries.length, "dataset")}, ${formatBytes(total)}\n`);
   return 0;
 }
 
@@ -91,7 +91,7 @@ export async function pruneCommand(args: ParsedArgs, io: StorageIo): Promise<num
     io.err(`${verb} ${entry.name} (${formatBytes(entry.bytes)}, last used ${entry.lastUsed})\n`);
   for (const entry of result.kept) io.err(`kept ${entry.name}: ${entry.keptBecause}\n`);
   io.err(
-    `${verb} ${result.removed.length} datasets, ${formatBytes(result.freedBytes)}; ${formatBytes(result.remainingBytes)} remain\n`,
+    `${verb} ${result.removed.length} ${plural(result.removed.length, "dataset")}, ${formatBytes(result.freedBytes)}; ${formatBytes(result.remainingBytes)} remain\n`,
   );
   return 0;
 }
