@@ -26,6 +26,7 @@ const OPTIONS = {
   "ephemeral-root": { type: "string" },
   json: { type: "boolean" },
   mount: { type: "boolean" },
+  fallback: { type: "boolean" },
   "older-than": { type: "string" },
   "max-size": { type: "string" },
   "dry-run": { type: "boolean" },
@@ -63,6 +64,8 @@ export interface ParsedArgs {
   timeout: string | undefined;
   /** `mount` as given: undefined when neither --mount nor --no-mount was. */
   mountFlag: boolean | undefined;
+  /** --fallback / --no-fallback as given: undefined when neither was (settings.ts decides). */
+  fallback: boolean | undefined;
   /** run: the command after `--`. */
   exec: string[];
   /** k8s: the rendering flags. */
@@ -147,6 +150,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
     json: values.json === true,
     mount: values.mount === true,
     mountFlag: values.mount,
+    fallback: values.fallback,
     listen: values.listen,
     readyFile: values["ready-file"],
     url: values.url,
@@ -174,6 +178,7 @@ const APPLIES_TO: Readonly<Record<string, readonly CommandName[]>> = {
   "mount-root": STAGING,
   "ephemeral-root": STAGING,
   mount: ["run", "sidecar", "fetch"],
+  fallback: ["run", "sidecar", "fetch", "plan"],
   "older-than": ["prune"],
   "max-size": ["prune"],
   "dry-run": ["prune"],
@@ -188,7 +193,7 @@ function refuseInapplicableFlags(command: CommandName, values: Record<string, un
   for (const [flag, value] of Object.entries(values)) {
     const commands = APPLIES_TO[flag];
     if (value === undefined || commands === undefined || commands.includes(command)) continue;
-    const spelt = flag === "mount" && value === false ? "--no-mount" : `--${flag}`;
+    const spelt = value === false ? `--no-${flag}` : `--${flag}`;
     throw new DsfetchError("USAGE", `${spelt} does nothing for dsfetch ${command}`, {
       hint: `it is a flag of dsfetch ${commands.join(", dsfetch ")}; see \`dsfetch help\``,
     });
@@ -224,6 +229,8 @@ Flags:
                            default <tmpdir>/dsfetch-ephemeral-<uid>)
   --mount, --no-mount      link each dataset at <mount-root>/<name> (default: on for run and
                            sidecar, off for fetch)
+  --no-fallback            fail a shared dataset that shared storage cannot take, instead of
+                           staging it into an ephemeral volume (env DSFETCH_FALLBACK=0)
   --listen <host:port>     sidecar: health/readiness/metrics endpoint (default 127.0.0.1:8700)
   --ready-file <path>      sidecar: written when ready; wait: the file to wait for
   --url <url>              wait: a readiness URL, e.g. http://127.0.0.1:8700/readyz

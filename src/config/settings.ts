@@ -13,6 +13,8 @@ export interface SettingsInput {
   team?: string | undefined;
   mountRoot?: string | undefined;
   ephemeralRoot?: string | undefined;
+  /** --fallback / --no-fallback as given; undefined: DSFETCH_FALLBACK, else true. */
+  fallback?: boolean | undefined;
 }
 
 export const DEFAULT_MOUNT_ROOT = "/data";
@@ -51,6 +53,7 @@ export function resolveSettings(
       });
     }
   }
+  const fallback = flags.fallback ?? fallbackFromEnv(env.DSFETCH_FALLBACK);
   return Object.freeze({
     storageRoot: storageRoot === undefined ? undefined : absolutePath(storageRoot),
     team: team?.[0],
@@ -58,6 +61,17 @@ export function resolveSettings(
     ephemeralRoot:
       ephemeralRoot === undefined ? defaultEphemeralRoot() : absolutePath(ephemeralRoot),
     ephemeralRootIsDefault: ephemeralRoot === undefined,
+    fallback,
+  });
+}
+
+function fallbackFromEnv(value: string | undefined): boolean {
+  if (value === undefined || value === "" || value === "1") return true;
+  if (value === "0") return false;
+  throw new DsfetchError("USAGE", `DSFETCH_FALLBACK: ${JSON.stringify(value)} is not 0 or 1`, {
+    expected:
+      "0 (fail when shared storage cannot take a dataset) or 1 (stage it into an ephemeral volume instead: the default)",
+    hint: "set DSFETCH_FALLBACK=0 or 1, or use --no-fallback",
   });
 }
 

@@ -49,6 +49,11 @@ export interface Settings {
    * made and checked to be this user's own (volumes/ephemeral-root.ts).
    */
   readonly ephemeralRootIsDefault?: boolean | undefined;
+  /**
+   * false (`--no-fallback`, DSFETCH_FALLBACK=0): a shared dataset that shared storage cannot
+   * take fails (STORAGE, exit 7) instead of going to an ephemeral volume. Default true.
+   */
+  readonly fallback?: boolean | undefined;
 }
 
 /** The default size of an ephemeral volume (SPEC §1). */

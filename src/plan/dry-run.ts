@@ -30,7 +30,13 @@ import {
   planEntry,
   refreshWaitsForJobs,
 } from "./plan.ts";
-import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "./target.ts";
+import {
+  fallbackTarget,
+  noFallbackError,
+  requireSharedStorage,
+  type Target,
+  targetFor,
+} from "./target.ts";
 import { declaredZipBytes } from "./zip-declared.ts";
 
 export interface PlanOptions {
@@ -119,6 +125,7 @@ export async function plan(
         // take it sends it to an ephemeral volume, which the plan showed as a shared path that
         // could not exist (review, 2026-12-05). Looked at without writing anything.
         let fallback: string | undefined;
+        let refused: PlanError | undefined;
         if (target.volume === "shared" && !isCached(resolution, staged)) {
           const { storageRoot } = requireSharedStorage(settings);
           const dataRoot = dirname(location.path);
@@ -138,11 +145,17 @@ export async function plan(
                   activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
                 )
               : [];
-          if (problem !== undefined || inUse.length > 0) {
-            fallback =
-              problem !== undefined
-                ? `shared storage is unavailable: ${problem}`
-                : otherVersionFallback(spec, location.path, inUse);
+          const reason =
+            problem !== undefined
+              ? `shared storage is unavailable: ${problem}`
+              : inUse.length > 0
+                ? otherVersionFallback(spec, location.path, inUse)
+                : undefined;
+          // As fetch under --no-fallback: the dataset fails where it would have fallen back.
+          if (reason !== undefined && settings.fallback === false) {
+            refused = errorOf(noFallbackError(spec, reason));
+          } else if (reason !== undefined) {
+            fallback = reason;
             target = fallbackTarget(spec, settings);
             const ephemeral = target.location;
             location = ephemeral;
@@ -196,6 +209,9 @@ export async function plan(
                 ),
               };
             }
+          }
+          if (entry.error === undefined && refused !== undefined) {
+            entry = { ...entry, error: refused };
           }
           if (entry.error === undefined && ephemeralRoom !== undefined) {
             entry = { ...entry, error: ephemeralRoom };

@@ -50,6 +50,22 @@ export function fallbackTarget(spec: DatasetSpec, settings: Settings): Target {
   };
 }
 
+/**
+ * A shared dataset that shared storage cannot take, under `--no-fallback`: for a prefetch, a
+ * dataset staged into an ephemeral volume that is gone when it ends is no prefetch at all, and
+ * exit 0 said it worked (review, 2026-12-05).
+ */
+export function noFallbackError(spec: DatasetSpec, reason: string): DsfetchError {
+  return new DsfetchError(
+    "STORAGE",
+    `${spec.name}: ${reason}; not staged into an ephemeral volume instead (--no-fallback)`,
+    {
+      dataset: spec.name,
+      hint: "make shared storage available (the reason above) and run again; or drop --no-fallback (DSFETCH_FALLBACK=0) to stage it into an ephemeral volume",
+    },
+  );
+}
+
 /** Shared storage needs both a root and a team; say which is missing and how to give it. */
 export function requireSharedStorage(settings: Settings): { storageRoot: string; team: string } {
   const missing = [

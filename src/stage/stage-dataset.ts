@@ -28,7 +28,13 @@ import {
   pinnedOverOtherVersion,
   refreshWaitsForJobs,
 } from "../plan/plan.ts";
-import { fallbackTarget, requireSharedStorage, type Target, targetFor } from "../plan/target.ts";
+import {
+  fallbackTarget,
+  noFallbackError,
+  requireSharedStorage,
+  type Target,
+  targetFor,
+} from "../plan/target.ts";
 import { settleWithin } from "../util/settle-within.ts";
 import { noteStuckThread } from "../util/stuck-threads.ts";
 import { untilOrAborted } from "../util/until-or-aborted.ts";
@@ -393,6 +399,7 @@ async function stageOn(
     problem: string,
     reason = `shared storage is unavailable: ${problem}`,
   ): Promise<StagedDataset | undefined> => {
+    if (settings.fallback === false) throw noFallbackError(spec, reason);
     target = fallbackTarget(spec, settings);
     fallback = reason;
     context.onEvent({

@@ -19,6 +19,7 @@ const NONE: ParsedArgs = {
   url: undefined,
   timeout: undefined,
   mountFlag: undefined,
+  fallback: undefined,
   exec: [],
   k8s: { pod: false },
   rest: [],

@@ -22,6 +22,7 @@ describe("resolveSettings", () => {
       mountRoot: "/data",
       ephemeralRoot: join(tmpdir(), `dsfetch-ephemeral-${process.getuid?.()}`),
       ephemeralRootIsDefault: true,
+      fallback: true,
     });
     expect(settings.ephemeralRoot.startsWith(tmpdir())).toBe(true);
     expect(isAbsolute(settings.ephemeralRoot)).toBe(true);
@@ -35,7 +36,14 @@ describe("resolveSettings", () => {
       mountRoot: "/env/mount",
       ephemeralRoot: "/env/ephemeral",
       ephemeralRootIsDefault: false,
+      fallback: true,
     });
+    expect(resolveSettings({}, { DSFETCH_FALLBACK: "0" }).fallback).toBe(false);
+    expect(resolveSettings({}, { DSFETCH_FALLBACK: "1" }).fallback).toBe(true);
+    expect(resolveSettings({}, { DSFETCH_FALLBACK: "" }).fallback).toBe(true);
+    expect(() => resolveSettings({}, { DSFETCH_FALLBACK: "false" })).toThrow(
+      'DSFETCH_FALLBACK: "false" is not 0 or 1',
+    );
   });
 
   it("lets every flag win over its variable", () => {
@@ -44,13 +52,15 @@ describe("resolveSettings", () => {
       team: "flag-team",
       mountRoot: "/inputs",
       ephemeralRoot: "/flag/ephemeral",
+      fallback: false,
     };
-    expect(resolveSettings(flags, ENV_ALL)).toEqual({
+    expect(resolveSettings(flags, { ...ENV_ALL, DSFETCH_FALLBACK: "1" })).toEqual({
       storageRoot: "/flag/storage",
       team: "flag-team",
       mountRoot: "/inputs",
       ephemeralRoot: "/flag/ephemeral",
       ephemeralRootIsDefault: false,
+      fallback: false,
     });
   });
 

@@ -348,6 +348,40 @@ describe("plan --json", () => {
     });
   });
 
+  it("--no-fallback: says the dataset would fail where fetch would have fallen back", async () => {
+    const missing = join(root, "not-mounted-nofb");
+    const ephemeral = join(root, "fallback-eph-nofb");
+    const planned = await runCli(
+      [
+        "plan",
+        "--datasets",
+        "-",
+        "--storage-root",
+        missing,
+        "--team",
+        "ml",
+        "--ephemeral-root",
+        ephemeral,
+        "--no-fallback",
+        "--json",
+      ],
+      {
+        env: testEnv(),
+        stdin: JSON.stringify([{ uri: `s3://${bucket}/single/train.csv`, name: "nf" }]),
+      },
+    );
+    const [entry] = (JSON.parse(planned.stdout) as PlanJson).datasets;
+    expect(entry).toMatchObject({
+      volume: "shared",
+      error: {
+        code: "STORAGE",
+        message: `nf: shared storage is unavailable: ${missing} does not exist (is the shared volume mounted?); not staged into an ephemeral volume instead (--no-fallback)`,
+      },
+    });
+    expect(entry).not.toHaveProperty("fallback");
+    expect(await readdir(root)).not.toContain("fallback-eph-nofb");
+  });
+
   it("writes nothing to disk", async () => {
     const before = await readdir(root, { recursive: true });
     await plan([{ uri: `s3://${bucket}/single/train.csv`, name: "nowrite" }]);

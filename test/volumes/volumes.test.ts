@@ -312,6 +312,53 @@ describe("fallback to an ephemeral volume", () => {
   });
 });
 
+describe("--no-fallback (DSFETCH_FALLBACK=0): a prefetch that cannot reach shared storage fails", () => {
+  it("exit 7 naming the reason, nothing staged anywhere; the other datasets still staged", async () => {
+    const ephemeral = await fresh("eph-nofb");
+    const missing = join(root, "not-mounted-nofb");
+    const storage = await fresh("nofb-ok");
+    for (const [flags, env] of [
+      [["--no-fallback"], {}],
+      [[], { DSFETCH_FALLBACK: "0" }],
+    ] as const) {
+      const { code, stdout, stderr } = await fetch(
+        [{ uri: `s3://${bucket}/set/` }],
+        ["--storage-root", missing, "--team", "t", "--ephemeral-root", ephemeral, ...flags],
+        env,
+      );
+      expect(code, stderr).toBe(7);
+      const [entry] = (JSON.parse(stdout) as { datasets: Array<Record<string, unknown>> }).datasets;
+      expect(entry).toMatchObject({
+        name: "set",
+        error: {
+          code: "STORAGE",
+          message: `set: shared storage is unavailable: ${missing} does not exist (is the shared volume mounted?); not staged into an ephemeral volume instead (--no-fallback)`,
+        },
+      });
+      expect(stderr).not.toContain("staging into an ephemeral volume");
+      await expect(readdir(ephemeral)).resolves.toEqual([]);
+      await expect(stat(missing)).rejects.toThrow();
+    }
+    // Where shared storage can take it, --no-fallback changes nothing.
+    const { code, entries } = await fetch(
+      [{ uri: `s3://${bucket}/set/a.txt` }],
+      ["--storage-root", storage, "--team", "t", "--no-fallback"],
+    );
+    expect(code).toBe(0);
+    expect(entries[0]).toMatchObject({ volume: "shared" });
+    // A value that is neither 0 nor 1 is refused, not read as either.
+    const bad = await fetch(
+      [{ uri: `s3://${bucket}/set/a.txt` }],
+      ["--storage-root", storage, "--team", "t"],
+      {
+        DSFETCH_FALLBACK: "no",
+      },
+    );
+    expect(bad.code).toBe(2);
+    expect(`${bad.stdout}${bad.stderr}`).toContain('DSFETCH_FALLBACK: \\"no\\" is not 0 or 1');
+  });
+});
+
 describe("fallback when shared storage does not answer", () => {
   it("a dead network mount (stood in for by a FIFO the start-up probe blocks on): both datasets staged in ephemeral volumes after the bound, said so, shared storage left alone", async () => {
     const storage = await fresh("hung");
