@@ -11,7 +11,8 @@
  *   limit, hence second); else the npm package lzma-native (20-23 s), loaded only if
  *   installed.
  * - bzip2: `lbzip2 -dc` (9.5 s with 2 threads), else `bzip2 -dc` (25.8 s), else the npm
- *   package unbzip2-stream (105 s), loaded only if installed. unbzip2-stream fails inside
+ *   package unbzip2-stream (105 s), loaded only if installed. Bytes after the last stream,
+ *   which all three ignore, are an error (bzip2-end.ts). unbzip2-stream fails inside
  *   stream.pipeline with ERR_STREAM_PREMATURE_CLOSE, so library streams are joined with
  *   `.pipe()`.
  * Programs are found on PATH once (cached). Corrupt or truncated data, and a program's
@@ -27,6 +28,7 @@ import { PassThrough, Readable, type Writable } from "node:stream";
 import { createGunzip, type ZlibOptions } from "node:zlib";
 import { DsfetchError } from "../errors.ts";
 import { killChild } from "../util/kill-child.ts";
+import { Bzip2End } from "./bzip2-end.ts";
 import { openProgramOutput } from "./program-output.ts";
 
 export type Codec = "gzip" | "bzip2" | "xz";
@@ -193,6 +195,19 @@ export function decompress(
   codec: Codec,
   source: AsyncIterable<Buffer>,
   options: DecompressOptions = {},
+): AsyncIterable<Buffer> {
+  // bzip2 decoders ignore bytes after the last stream; zlib and xz refuse them (bzip2-end.ts).
+  if (codec === "bzip2") {
+    const end = new Bzip2End();
+    return end.afterDecoding(decompressWith(codec, end.watch(source), options), options.dataset);
+  }
+  return decompressWith(codec, source, options);
+}
+
+function decompressWith(
+  codec: Codec,
+  source: AsyncIterable<Buffer>,
+  options: DecompressOptions,
 ): AsyncIterable<Buffer> {
   const decompressor = decompressorFor(codec, options);
   switch (decompressor.via) {

@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { endsWithBzip2Stream } from "../../src/archive/bzip2-end.ts";
 import {
   type Codec,
   type DecompressOptions,
@@ -270,6 +271,65 @@ describe("gzip specifics", () => {
       codec: "gzip",
       via: "node:zlib",
     });
+  });
+});
+
+describe("bzip2: bytes after the last stream (decoders ignore them)", () => {
+  const bzip2Paths = PATHS.filter((path) => path.codec === "bzip2");
+  for (const path of bzip2Paths) {
+    it.skipIf(!path.available())(`${path.via}: refused; several streams are not`, async () => {
+      const first = compress("bzip2", ["-c"], Buffer.from("hello "));
+      const second = compress("bzip2", ["-c"], plain);
+      // Two streams, as pbzip2 and lbzip2 write: one text.
+      const both = await collect(
+        decompress("bzip2", chunks(Buffer.concat([first, second]), 1000, 70_000), path.options()),
+      );
+      expect(both.equals(Buffer.concat([Buffer.from("hello "), plain]))).toBe(true);
+      // In chunks of 1-5 bytes too: the last bytes arrive split across chunks.
+      for (const [stream, min, max] of [
+        [first, 1, 5],
+        [second, 1000, 70_000],
+      ] as const) {
+        for (const appended of [Buffer.from("garbage after the stream"), Buffer.from([0])]) {
+          const error = await failure(
+            decompress("bzip2", chunks(Buffer.concat([stream, appended]), min, max), {
+              ...path.options(),
+              dataset: "imagenet",
+            }),
+          );
+          expect(error.code).toBe("ARCHIVE_INVALID");
+          // unbzip2-stream refuses some appended bytes itself ("corrupt"); the programs never.
+          expect(error.message).toMatch(
+            path.via === "unbzip2-stream"
+              ? /^imagenet: the bzip2 data (does not end with the end of a bzip2 stream|is corrupt)/
+              : /^imagenet: the bzip2 data does not end with the end of a bzip2 stream: bytes follow it \(bzip2 and lbzip2 would ignore them\)$/,
+          );
+        }
+      }
+    });
+  }
+
+  it("every bit padding of a stream's end is found; appended bytes are not taken for one", () => {
+    const paddings = new Set<number>();
+    for (let size = 0; size < 120; size++) {
+      const stream = compress("bzip2", ["-c"], randomBytes(size));
+      expect(endsWithBzip2Stream(stream)).toBe(true);
+      // Where the end marker sits: the bits of padding after the CRC, 0-7.
+      for (let padding = 0; padding < 8; padding++) {
+        const tail = stream.subarray(stream.length - 11);
+        let value = 0n;
+        for (const byte of tail) value = (value << 8n) | BigInt(byte);
+        if (((value >> BigInt(padding + 32)) & 0xffffffffffffn) === 0x177245385090n) {
+          paddings.add(padding);
+        }
+      }
+      for (const extra of [1, 2, 7, 11, 40]) {
+        const appended = Buffer.concat([stream, randomBytes(extra)]);
+        expect(endsWithBzip2Stream(appended)).toBe(false);
+      }
+    }
+    // The sizes above end their streams at every one of the 8 bit offsets.
+    expect([...paddings].sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
   });
 });
 
