@@ -54,9 +54,13 @@ const FILE_LINE = new RegExp(
   String.raw`^    \{"path":${JSON_STRING},"bytes":(0|[1-9][0-9]{0,15})(?:,"digest":${JSON_STRING})?\},?$`,
 );
 
-/** The manifest read from `handle` (at its start), or OTHER_FORM. */
+/**
+ * The manifest read from `handle` (at its start), or OTHER_FORM. `size`: the file's size, to
+ * read a small manifest (the usual few hundred bytes) without a 1 MiB buffer.
+ */
 export async function readManifestLines(
   handle: FileHandle,
+  size: number,
 ): Promise<ManifestLines | typeof OTHER_FORM> {
   const headLines: string[] = [];
   let count = 0;
@@ -99,10 +103,11 @@ export async function readManifestLines(
     }
   };
 
-  const buffer = Buffer.allocUnsafe(PIECE);
+  // One byte more than the size: the read that finds the end needs no second buffer.
+  const buffer = Buffer.allocUnsafe(Math.min(PIECE, size + 1));
   let carry: Buffer | undefined;
   for (;;) {
-    const { bytesRead } = await handle.read(buffer, 0, PIECE, null);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
     if (bytesRead === 0) break;
     const piece =
       carry === undefined

@@ -57,8 +57,9 @@ export async function readManifest(path: string): Promise<Manifest | undefined> 
   try {
     // A manifest is a regular file. Anything else is no manifest, and reading it again (below)
     // could wait for good: a FIFO (the tests' hung storage) blocks each open until a writer.
-    if (!(await handle.stat()).isFile()) return undefined;
-    const lines = await readManifestLines(handle);
+    const info = await handle.stat();
+    if (!info.isFile()) return undefined;
+    const lines = await readManifestLines(handle, info.size);
     if (lines !== OTHER_FORM) {
       const value = { ...lines.head, files: lines.files };
       return isManifestHead(value) ? (value as Manifest) : undefined;

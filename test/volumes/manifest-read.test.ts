@@ -63,7 +63,7 @@ async function written(value: Manifest<WrittenFiles>): Promise<string> {
 async function lineForm(path: string) {
   const handle = await open(path, "r");
   try {
-    return await readManifestLines(handle);
+    return await readManifestLines(handle, (await handle.stat()).size);
   } finally {
     await handle.close();
   }
