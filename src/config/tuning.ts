@@ -62,7 +62,7 @@ export interface LockTiming {
 export const DEFAULT_TUNING: TransferTuning = Object.freeze({
   rangeSize: 8 * 1024 * 1024,
   rangeConcurrency: 8,
-  objectConcurrency: 32,
+  objectConcurrency: 128,
   stallTimeoutMs: 30_000,
   extractStallTimeoutMs: 300_000,
   fileWrites: "auto",

@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { SlowCreates } from "../util/slow-creates.ts";
+import { Turns } from "../util/turns.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { writeNewFileTimed } from "../util/write-piece.ts";
 import { storageError } from "../volumes/attempt.ts";
@@ -62,7 +63,19 @@ export interface DownloadedPrefix {
   readonly writtenInParallel: number;
 }
 
-export const DEFAULT_PREFIX_CONCURRENCY = 32;
+/**
+ * Objects in flight. Small objects are bound by round trips, not bytes: with real S3's
+ * 10-50 ms per request, 32 in flight fetched 20,000 objects of 16 KiB in 23 s through a
+ * proxy adding 20 ms per request, 128 in 12.7 s (s5cmd, 256 workers: 15-19 s); on the local
+ * store, no difference beyond noise.
+ */
+export const DEFAULT_PREFIX_CONCURRENCY = 128;
+/**
+ * Large objects in flight at once, whatever the concurrency: each holds up to 4 ranges and
+ * their write batches, and bytes, not round trips, bound them (the memory of 32 such objects
+ * before small objects had 128 in flight).
+ */
+export const LARGE_OBJECTS_IN_FLIGHT = 32;
 /** Objects up to this size are fetched with one GET into memory. */
 const SMALL_OBJECT = 1024 * 1024;
 
@@ -164,6 +177,35 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     }
   };
 
+  const largeTurns = new Turns(LARGE_OBJECTS_IN_FLIGHT);
+  const fetchLarge = async (object: ListedObject, path: string, ctx: S3ErrorContext) => {
+    const source = {
+      bucket: resolution.bucket,
+      key: object.key,
+      versionId: undefined,
+      etag: object.etag,
+      bytes: object.bytes,
+    };
+    const partCount = partsToLearn(source);
+    const parts =
+      partCount === undefined
+        ? undefined
+        : await learnParts(options.client, source, partCount, retry);
+    return downloadObject({
+      getter: options.client.getter,
+      source,
+      destination: path,
+      parts,
+      rangeSize: options.rangeSize,
+      concurrency: 4,
+      signal,
+      retry,
+      onBytes: options.onBytes,
+      onHashed: options.onProgress,
+      errorContext: ctx,
+    });
+  };
+
   const fetchListed = async (object: ListedObject, index: number): Promise<void> => {
     const path = join(options.destination, object.relativePath);
     await ensureDir(dirname(path));
@@ -178,34 +220,16 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
       how = result.verification;
       digest = result.digest;
     } else {
-      const source = {
-        bucket: resolution.bucket,
-        key: object.key,
-        versionId: undefined,
-        etag: object.etag,
-        bytes: object.bytes,
-      };
-      const partCount = partsToLearn(source);
-      const parts =
-        partCount === undefined
-          ? undefined
-          : await learnParts(options.client, source, partCount, retry);
-      const result = await downloadObject({
-        getter: options.client.getter,
-        source,
-        destination: path,
-        parts,
-        rangeSize: options.rangeSize,
-        concurrency: 4,
-        signal,
-        retry,
-        onBytes: options.onBytes,
-        onHashed: options.onProgress,
-        errorContext: ctx,
-      });
-      totals.refetchedBytes += result.refetchedBytes;
-      how = result.verification;
-      digest = result.digest;
+      await largeTurns.acquire();
+      try {
+        signal.throwIfAborted();
+        const result = await fetchLarge(object, path, ctx);
+        totals.refetchedBytes += result.refetchedBytes;
+        how = result.verification;
+        digest = result.digest;
+      } finally {
+        largeTurns.release();
+      }
     }
     totals.bytes += object.bytes;
     verification[how] = (verification[how] ?? 0) + 1;

@@ -116,8 +116,12 @@ export class Http1Pool {
     signal: AbortSignal | undefined,
     fresh = false,
   ): Promise<Connection> {
-    for (;;) {
-      signal?.throwIfAborted();
+    for (let woken = false; ; woken = true) {
+      if (signal?.aborted === true) {
+        // Woken for a connection it will not take: the next waiter gets the turn.
+        if (woken) this.wakeOne();
+        signal.throwIfAborted();
+      }
       if (this.destroyed) throw new Error("the connection pool was closed");
       if (!fresh) {
         const reusable = this.idle.get(host)?.pop();
@@ -132,8 +136,11 @@ export class Http1Pool {
         spare.close();
         break;
       }
-      // Every change (a connection released or closed, the pool destroyed) wakes every
-      // waiter, which looks again: none can miss its turn because another gave up.
+      // A connection released or closed wakes the longest waiter, which looks again (and
+      // waits again, at the back, when another caller took it first); a woken waiter that
+      // gave up wakes the next. Waking every waiter at each change cost O(waiters) per
+      // request: 256 objects in flight over 64 sockets spent 2/3 of the CPU in wakes,
+      // abort listeners and their garbage (20,000 objects, 20 ms per request: 27 s).
       await new Promise<void>((resolve, reject) => {
         const wake = () => {
           signal?.removeEventListener("abort", onAbort);
@@ -206,7 +213,7 @@ export class Http1Pool {
     const connections = this.idle.get(host);
     if (connections === undefined) this.idle.set(host, [connection]);
     else connections.push(connection);
-    this.wakeAll();
+    this.wakeOne();
   }
 
   private closed(host: string, connection: Connection): void {
@@ -215,7 +222,16 @@ export class Http1Pool {
     const connections = this.idle.get(host);
     const index = connections?.indexOf(connection) ?? -1;
     if (index >= 0) connections?.splice(index, 1);
-    this.wakeAll();
+    this.wakeOne();
+  }
+
+  private wakeOne(): void {
+    // A Set iterates in insertion order: the longest waiter first.
+    for (const wake of this.waiting) {
+      this.waiting.delete(wake);
+      wake();
+      return;
+    }
   }
 
   private wakeAll(): void {

@@ -74,7 +74,7 @@ export class S3HttpError extends Error {
 export type CredentialSource = () => Promise<SigningCredentials | undefined>;
 
 /** Sockets per store: enough for parallel ranged GETs and many small objects. */
-export const MAX_SOCKETS = 64;
+export const MAX_SOCKETS = 128;
 
 /** Time without a single byte (headers or body) after which a request is abandoned. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;

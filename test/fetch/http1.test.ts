@@ -380,6 +380,61 @@ describe("Http1Pool waiting for a connection", () => {
     client.destroy();
   });
 
+  it("a waiter woken for a connection that it gives up on at that moment passes the turn on", async () => {
+    const server = await scripted(({ socket }) => {
+      setTimeout(
+        () => socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 2", Buffer.from("ok"))),
+        20,
+      );
+    });
+    const client = pool(server.url, { maxSockets: 1 });
+    const first = client.request(request());
+    // Aborted in the very call that wakes it (the pool drops its abort listener then): it
+    // is woken, does not take the released connection, and the next waiter must get it.
+    const controller = new AbortController();
+    const signal = controller.signal;
+    const remove = signal.removeEventListener.bind(signal);
+    signal.removeEventListener = (...args: Parameters<AbortSignal["removeEventListener"]>) => {
+      remove(...args);
+      controller.abort(new Error("gave up when woken"));
+    };
+    const gaveUp = client.request({ ...request(), signal });
+    const last = client.request(request());
+    expect((await bodyOf(await first)).toString()).toBe("ok");
+    await expect(gaveUp).rejects.toThrow("gave up when woken");
+    const lastBody = Promise.race([
+      last.then(bodyOf).then((body) => body.toString()),
+      new Promise((resolve) => setTimeout(() => resolve("still waiting after 5 s"), 5_000)),
+    ]);
+    expect(await lastBody).toBe("ok");
+    client.destroy();
+  });
+
+  it("a released connection wakes one waiter, not all of them (200 requests over 2 sockets)", async () => {
+    const server = await scripted(({ socket }) => {
+      setImmediate(() =>
+        socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 2", Buffer.from("ok"))),
+      );
+    });
+    const client = pool(server.url, { maxSockets: 2 });
+    // Every wait adds an abort listener: waking every waiter at each release made each of
+    // them wait again, ~n²/4 listeners for n requests (CPU that grew with the concurrency).
+    let listeners = 0;
+    const requests = Array.from({ length: 200 }, async () => {
+      const signal = new AbortController().signal;
+      const add = signal.addEventListener.bind(signal);
+      signal.addEventListener = (...args: Parameters<AbortSignal["addEventListener"]>) => {
+        listeners += 1;
+        add(...args);
+      };
+      return (await bodyOf(await client.request({ ...request(), signal }))).toString();
+    });
+    expect(await Promise.all(requests)).toEqual(Array(200).fill("ok"));
+    expect(server.peak()).toBeLessThanOrEqual(2);
+    expect(listeners).toBeLessThanOrEqual(2 * 200);
+    client.destroy();
+  });
+
   it("destroy() fails the requests in flight and the waiting ones: none hangs", async () => {
     const server = await scripted(() => {}); // never answers
     const client = pool(server.url, { maxSockets: 1 });

@@ -1,0 +1,127 @@
+// How many objects of a folder are requested at once (fetch/download-prefix.ts): small objects
+// are bound by round trips (real S3: 10-50 ms per request), so many are in flight; large ones
+// by bytes and memory, so at most LARGE_OBJECTS_IN_FLIGHT, whatever the concurrency.
+// downloadPrefix against the real store, its getter counted.
+import { createHash } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { StoreClient } from "../../src/fetch/client.ts";
+import {
+  DEFAULT_PREFIX_CONCURRENCY,
+  downloadPrefix,
+  LARGE_OBJECTS_IN_FLIGHT,
+} from "../../src/fetch/download-prefix.ts";
+import { ObjectGetter } from "../../src/fetch/object-get.ts";
+import type { ListedObject } from "../../src/fetch/resolve.ts";
+import { createBucket, putMany, s3Info } from "../harness/s3.ts";
+
+const LARGE_BYTES = 1024 * 1024 + 4096; // just over the one-GET bound of small objects
+const SMALL = 200;
+const LARGE = LARGE_OBJECTS_IN_FLIGHT + 12;
+let bucket: string;
+let scratch: string;
+const listed: Record<"small" | "large", ListedObject[]> = { small: [], large: [] };
+
+const smallBody = (i: number) => Buffer.from(`small object ${i}\n`);
+const largeBody = (i: number) => Buffer.alloc(LARGE_BYTES, i);
+
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), "dsfetch-prefix-concurrency-"));
+  bucket = await createBucket("prefix-concurrency");
+  for (const [kind, count, body] of [
+    ["small", SMALL, smallBody],
+    ["large", LARGE, largeBody],
+  ] as const) {
+    const keys = await putMany(bucket, `${kind}/`, count, body);
+    listed[kind] = keys.map((key, i) => ({
+      key,
+      relativePath: key.slice(kind.length + 1),
+      bytes: body(i).length,
+      etag: createHash("md5").update(body(i)).digest("hex"),
+    }));
+  }
+}, 120_000);
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+/** A client whose GETs are counted: the most started and not yet answered at once. */
+function countedClient(): { client: StoreClient; peak: () => number } {
+  const info = s3Info();
+  const getter = new ObjectGetter({
+    endpoint: { url: info.endpoint, region: info.region, forcePathStyle: true },
+    credentials: async () => ({
+      accessKeyId: info.accessKeyId,
+      secretAccessKey: info.secretAccessKey,
+    }),
+  });
+  let inFlight = 0;
+  let peak = 0;
+  const get = getter.get.bind(getter);
+  getter.get = async (...args: Parameters<ObjectGetter["get"]>) => {
+    inFlight += 1;
+    peak = Math.max(peak, inFlight);
+    try {
+      return await get(...args);
+    } finally {
+      inFlight -= 1;
+    }
+  };
+  const client: StoreClient = {
+    endpointLabel: info.endpoint,
+    anonymous: false,
+    credentialSource: "dataset",
+    getter,
+  };
+  return { client, peak: () => peak };
+}
+
+async function fetchFolder(kind: "small" | "large"): Promise<{ peak: number; dir: string }> {
+  const { client, peak } = countedClient();
+  const dir = await mkdtemp(join(scratch, `${kind}-`));
+  const objects = listed[kind];
+  const result = await downloadPrefix({
+    client,
+    resolution: {
+      kind: "prefix",
+      bucket,
+      prefix: `${kind}/`,
+      objects,
+      bytes: objects.reduce((sum, object) => sum + object.bytes, 0),
+      listingDigest: "test",
+    },
+    destination: dir,
+    errorContext: {
+      dataset: kind,
+      uri: `s3://${bucket}/${kind}/`,
+      bucket,
+      endpoint: s3Info().endpoint,
+      anonymous: false,
+      action: "reading",
+    },
+  });
+  expect(result.verification).toEqual({ md5: objects.length });
+  return { peak: peak(), dir };
+}
+
+describe("a folder's objects in flight", () => {
+  it("small objects: many at once (round trips bind them, not bytes)", async () => {
+    const { peak, dir } = await fetchFolder("small");
+    expect(DEFAULT_PREFIX_CONCURRENCY).toBeGreaterThanOrEqual(128);
+    expect(peak).toBeGreaterThan(100);
+    expect(peak).toBeLessThanOrEqual(DEFAULT_PREFIX_CONCURRENCY);
+    expect((await readdir(dir)).length).toBe(SMALL);
+    expect(await readFile(join(dir, "137"), "utf8")).toBe("small object 137\n");
+  }, 60_000);
+
+  it(`large objects: at most ${LARGE_OBJECTS_IN_FLIGHT} at once, every one complete`, async () => {
+    const { peak, dir } = await fetchFolder("large");
+    expect(peak).toBe(LARGE_OBJECTS_IN_FLIGHT);
+    expect((await readdir(dir)).length).toBe(LARGE);
+    for (const i of [0, LARGE_OBJECTS_IN_FLIGHT, LARGE - 1]) {
+      expect((await readFile(join(dir, String(i)))).equals(largeBody(i))).toBe(true);
+    }
+  }, 60_000);
+});
