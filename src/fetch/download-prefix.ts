@@ -78,6 +78,13 @@ export const DEFAULT_PREFIX_CONCURRENCY = 128;
 export const LARGE_OBJECTS_IN_FLIGHT = 32;
 /** Objects up to this size are fetched with one GET into memory. */
 const SMALL_OBJECT = 1024 * 1024;
+/**
+ * Memory for the bodies of small objects in flight (each in a buffer of its size class): many
+ * tiny objects at once, but no more than 32 of 1 MiB (128 of them held 256 MiB of peak RSS).
+ */
+export const SMALL_BYTES_IN_FLIGHT = 32 * SMALL_OBJECT;
+/** The smallest body buffer: most small objects of datasets are a few KiB to a few 100 KiB. */
+const MIN_SCRATCH = 16 * 1024;
 
 /** Rejects keys that would land outside the dataset directory, before any download. */
 export function checkPrefixKeys(resolution: ResolvedPrefix, dataset: string): void {
@@ -178,6 +185,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   };
 
   const largeTurns = new Turns(LARGE_OBJECTS_IN_FLIGHT);
+  const smallBytes = new Turns(SMALL_BYTES_IN_FLIGHT);
   const fetchLarge = async (object: ListedObject, path: string, ctx: S3ErrorContext) => {
     const source = {
       bucket: resolution.bucket,
@@ -216,9 +224,16 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     let how: string;
     let digest: string | undefined;
     if (object.bytes <= SMALL_OBJECT) {
-      const result = await fetchSmall(options, object, path, ctx, retry, totals, creates);
-      how = result.verification;
-      digest = result.digest;
+      const scratch = scratchSize(object.bytes);
+      await smallBytes.acquire(scratch);
+      try {
+        signal.throwIfAborted();
+        const result = await fetchSmall(options, object, path, ctx, retry, totals, creates);
+        how = result.verification;
+        digest = result.digest;
+      } finally {
+        smallBytes.release(scratch);
+      }
     } else {
       await largeTurns.acquire();
       try {
@@ -315,7 +330,8 @@ async function fetchSmall(
   let checksums: ChecksumFields = {};
   // The body lands in a reused buffer: bodies arrive as views of the connection's read
   // buffer (http1.ts), and a fresh buffer per object would be garbage by the thousand.
-  const scratch = scratchBuffers.pop() ?? Buffer.allocUnsafe(SMALL_OBJECT);
+  const size = scratchSize(object.bytes);
+  const scratch = takeScratch(size);
   try {
     const body = await withRetry(async () => {
       let received = 0;
@@ -355,13 +371,39 @@ async function fetchSmall(
     // Awaited here: the scratch buffer goes back only once its bytes are written.
     return await verifyAndWrite(options, object, path, ctx, checksums, body, creates, retry.signal);
   } finally {
-    if (scratchBuffers.length < MAX_SCRATCH_BUFFERS) scratchBuffers.push(scratch);
+    giveScratch(scratch);
   }
 }
 
-/** Bodies of small objects in flight, reused (one per concurrent fetch, up to a bound). */
-const scratchBuffers: Buffer[] = [];
-const MAX_SCRATCH_BUFFERS = 64;
+/** The buffer size for a small object's body: a power of two, MIN_SCRATCH to SMALL_OBJECT. */
+export function scratchSize(bytes: number): number {
+  let size = MIN_SCRATCH;
+  while (size < bytes) size *= 2;
+  return size;
+}
+
+/**
+ * Bodies of small objects, reused by size: bodies arrive as views of a connection's read
+ * buffer, and a fresh buffer per object is external memory by the thousand (V8 collects
+ * after every ~64 MiB of it). Kept up to SMALL_BYTES_IN_FLIGHT in all.
+ */
+const scratchBySize = new Map<number, Buffer[]>();
+let scratchKept = 0;
+
+function takeScratch(size: number): Buffer {
+  const kept = scratchBySize.get(size)?.pop();
+  if (kept === undefined) return Buffer.allocUnsafe(size);
+  scratchKept -= size;
+  return kept;
+}
+
+function giveScratch(buffer: Buffer): void {
+  if (scratchKept + buffer.length > SMALL_BYTES_IN_FLIGHT) return;
+  scratchKept += buffer.length;
+  const kept = scratchBySize.get(buffer.length);
+  if (kept === undefined) scratchBySize.set(buffer.length, [buffer]);
+  else kept.push(buffer);
+}
 
 async function verifyAndWrite(
   options: DownloadPrefixOptions,

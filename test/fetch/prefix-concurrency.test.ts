@@ -1,6 +1,7 @@
 // How many objects of a folder are requested at once (fetch/download-prefix.ts): small objects
-// are bound by round trips (real S3: 10-50 ms per request), so many are in flight; large ones
-// by bytes and memory, so at most LARGE_OBJECTS_IN_FLIGHT, whatever the concurrency.
+// are bound by round trips (real S3: 10-50 ms per request), so many are in flight, as long as
+// their bodies fit SMALL_BYTES_IN_FLIGHT; large ones by bytes and memory, so at most
+// LARGE_OBJECTS_IN_FLIGHT, whatever the concurrency.
 // downloadPrefix against the real store, its getter counted.
 import { createHash } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -12,6 +13,7 @@ import {
   DEFAULT_PREFIX_CONCURRENCY,
   downloadPrefix,
   LARGE_OBJECTS_IN_FLIGHT,
+  SMALL_BYTES_IN_FLIGHT,
 } from "../../src/fetch/download-prefix.ts";
 import { ObjectGetter } from "../../src/fetch/object-get.ts";
 import type { ListedObject } from "../../src/fetch/resolve.ts";
@@ -20,11 +22,15 @@ import { createBucket, putMany, s3Info } from "../harness/s3.ts";
 const LARGE_BYTES = 1024 * 1024 + 4096; // just over the one-GET bound of small objects
 const SMALL = 200;
 const LARGE = LARGE_OBJECTS_IN_FLIGHT + 12;
+const MID_BYTES = 1024 * 1024; // the largest fetched with one GET into memory
+const MID = SMALL_BYTES_IN_FLIGHT / MID_BYTES + 12;
 let bucket: string;
 let scratch: string;
-const listed: Record<"small" | "large", ListedObject[]> = { small: [], large: [] };
+type Kind = "small" | "mid" | "large";
+const listed: Record<Kind, ListedObject[]> = { small: [], mid: [], large: [] };
 
 const smallBody = (i: number) => Buffer.from(`small object ${i}\n`);
+const midBody = (i: number) => Buffer.alloc(MID_BYTES, i + 1);
 const largeBody = (i: number) => Buffer.alloc(LARGE_BYTES, i);
 
 beforeAll(async () => {
@@ -32,6 +38,7 @@ beforeAll(async () => {
   bucket = await createBucket("prefix-concurrency");
   for (const [kind, count, body] of [
     ["small", SMALL, smallBody],
+    ["mid", MID, midBody],
     ["large", LARGE, largeBody],
   ] as const) {
     const keys = await putMany(bucket, `${kind}/`, count, body);
@@ -78,7 +85,7 @@ function countedClient(): { client: StoreClient; peak: () => number } {
   return { client, peak: () => peak };
 }
 
-async function fetchFolder(kind: "small" | "large"): Promise<{ peak: number; dir: string }> {
+async function fetchFolder(kind: Kind): Promise<{ peak: number; dir: string }> {
   const { client, peak } = countedClient();
   const dir = await mkdtemp(join(scratch, `${kind}-`));
   const objects = listed[kind];
@@ -114,6 +121,15 @@ describe("a folder's objects in flight", () => {
     expect(peak).toBeLessThanOrEqual(DEFAULT_PREFIX_CONCURRENCY);
     expect((await readdir(dir)).length).toBe(SMALL);
     expect(await readFile(join(dir, "137"), "utf8")).toBe("small object 137\n");
+  }, 60_000);
+
+  it("1 MiB objects, fetched into memory: as many as SMALL_BYTES_IN_FLIGHT holds (peak RSS)", async () => {
+    const { peak, dir } = await fetchFolder("mid");
+    expect(peak).toBe(SMALL_BYTES_IN_FLIGHT / MID_BYTES);
+    expect((await readdir(dir)).length).toBe(MID);
+    for (const i of [0, MID - 1]) {
+      expect((await readFile(join(dir, String(i)))).equals(midBody(i))).toBe(true);
+    }
   }, 60_000);
 
   it(`large objects: at most ${LARGE_OBJECTS_IN_FLIGHT} at once, every one complete`, async () => {
