@@ -76,7 +76,8 @@ export class Http1Pool {
   private readonly options: Http1PoolOptions;
   /** Idle connections by the Host they were opened for (TLS checks that name). */
   private readonly idle = new Map<string, Connection[]>();
-  private readonly waiting = new Set<() => void>();
+  /** Requests waiting for a connection, in order of arrival, with the Host they want. */
+  private readonly waiting = new Map<() => void, string>();
   private readonly connections = new Set<Connection>();
   private open = 0;
   private destroyed = false;
@@ -119,7 +120,7 @@ export class Http1Pool {
     for (let woken = false; ; woken = true) {
       if (signal?.aborted === true) {
         // Woken for a connection it will not take: the next waiter gets the turn.
-        if (woken) this.wakeOne();
+        if (woken) this.wakeOne(host);
         signal.throwIfAborted();
       }
       if (this.destroyed) throw new Error("the connection pool was closed");
@@ -151,7 +152,7 @@ export class Http1Pool {
           reject(signal?.reason);
         };
         signal?.addEventListener("abort", onAbort, { once: true });
-        this.waiting.add(wake);
+        this.waiting.set(wake, host);
       });
     }
   }
@@ -213,7 +214,7 @@ export class Http1Pool {
     const connections = this.idle.get(host);
     if (connections === undefined) this.idle.set(host, [connection]);
     else connections.push(connection);
-    this.wakeOne();
+    this.wakeOne(host);
   }
 
   private closed(host: string, connection: Connection): void {
@@ -222,20 +223,30 @@ export class Http1Pool {
     const connections = this.idle.get(host);
     const index = connections?.indexOf(connection) ?? -1;
     if (index >= 0) connections?.splice(index, 1);
-    this.wakeOne();
+    // Room for a new connection, to any host: the longest waiter.
+    this.wakeOne(undefined);
   }
 
-  private wakeOne(): void {
-    // A Set iterates in insertion order: the longest waiter first.
-    for (const wake of this.waiting) {
-      this.waiting.delete(wake);
-      wake();
-      return;
+  /**
+   * Wakes the longest waiter for `host` (a Map iterates in insertion order), else the longest
+   * waiter: one for another host would close the connection just released to open its own.
+   */
+  private wakeOne(host: string | undefined): void {
+    let first: (() => void) | undefined;
+    for (const [wake, wants] of this.waiting) {
+      first ??= wake;
+      if (host === undefined || wants === host) {
+        first = wake;
+        break;
+      }
     }
+    if (first === undefined) return;
+    this.waiting.delete(first);
+    first();
   }
 
   private wakeAll(): void {
-    const waiters = [...this.waiting];
+    const waiters = [...this.waiting.keys()];
     this.waiting.clear();
     for (const wake of waiters) wake();
   }

@@ -435,6 +435,32 @@ describe("Http1Pool waiting for a connection", () => {
     client.destroy();
   });
 
+  it("a released connection goes to a waiter for its host before an older waiter for another", async () => {
+    const server = await scripted(({ socket }) => {
+      setTimeout(
+        () => socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 2", Buffer.from("ok"))),
+        20,
+      );
+    });
+    const client = pool(server.url, { maxSockets: 1 });
+    const to = (host: string) => client.request({ ...request(), headers: { host } });
+    const done: string[] = [];
+    const read = async (name: string, answer: ReturnType<typeof to>) => {
+      expect((await bodyOf(await answer)).toString()).toBe("ok");
+      done.push(name);
+    };
+    await Promise.all([
+      read("a1", to("a.example")),
+      read("b", to("b.example")),
+      read("a2", to("a.example")),
+    ]);
+    // a2 reused a1's connection; b then needed its own (waking b first: b closed a1's
+    // connection for its own, and a2 closed b's: 3 connections).
+    expect(done).toEqual(["a1", "a2", "b"]);
+    expect(server.connections()).toBe(2);
+    client.destroy();
+  });
+
   it("destroy() fails the requests in flight and the waiting ones: none hangs", async () => {
     const server = await scripted(() => {}); // never answers
     const client = pool(server.url, { maxSockets: 1 });
