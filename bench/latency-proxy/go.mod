@@ -1,0 +1,3 @@
+module latencyproxy
+
+go 1.21
