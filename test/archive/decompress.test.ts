@@ -311,7 +311,8 @@ describe("bzip2: bytes after the last stream (decoders ignore them)", () => {
 
   it("every bit padding of a stream's end is found; appended bytes are not taken for one", () => {
     const paddings = new Set<number>();
-    for (let size = 0; size < 120; size++) {
+    // Until every padding was seen (~20-40 sizes; one bzip2 run each), at most 120 sizes.
+    for (let size = 0; size < 120 && (paddings.size < 8 || size < 16); size++) {
       const stream = compress("bzip2", ["-c"], randomBytes(size));
       expect(endsWithBzip2Stream(stream)).toBe(true);
       // Where the end marker sits: the bits of padding after the CRC, 0-7.
