@@ -235,16 +235,11 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
         smallBytes.release(scratch);
       }
     } else {
-      await largeTurns.acquire();
-      try {
-        signal.throwIfAborted();
-        const result = await fetchLarge(object, path, ctx);
-        totals.refetchedBytes += result.refetchedBytes;
-        how = result.verification;
-        digest = result.digest;
-      } finally {
-        largeTurns.release();
-      }
+      // Under one of the LARGE_OBJECTS_IN_FLIGHT turns (the worker took it).
+      const result = await fetchLarge(object, path, ctx);
+      totals.refetchedBytes += result.refetchedBytes;
+      how = result.verification;
+      digest = result.digest;
     }
     totals.bytes += object.bytes;
     verification[how] = (verification[how] ?? 0) + 1;
@@ -255,24 +250,62 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     options.onObject?.();
   };
 
-  // Objects in listing order; once creates are slow, the rest across directories in turn.
-  let order: number[] | undefined;
-  let next = 0;
+  // Small and large objects in two queues, each in listing order (once creates are slow, the
+  // rest across directories in turn). A worker takes a large object only when one of the
+  // LARGE_OBJECTS_IN_FLIGHT turns is free, else a small one, and waits for a large turn only
+  // when no small object is left: waiting with a large object in hand, most of the workers
+  // held back the small ones of a folder of mixed sizes (review).
+  const small: number[] = [];
+  const large: number[] = [];
+  resolution.objects.forEach((object, index) => {
+    (object.bytes <= SMALL_OBJECT ? small : large).push(index);
+  });
+  const takeSmall = queueOf(small);
+  const takeLarge = queueOf(large);
   const worker = async (): Promise<void> => {
-    while (next < resolution.objects.length && !signal.aborted) {
-      if (order === undefined && creates.slow) {
-        order = acrossDirectories(resolution.objects, next);
+    while (!signal.aborted) {
+      let index: number | undefined;
+      let largeTurn = false;
+      if (takeLarge.left() > 0 && largeTurns.tryAcquire()) {
+        largeTurn = true;
+        index = takeLarge();
+      } else {
+        index = takeSmall();
+        if (index === undefined && takeLarge.left() > 0) {
+          await largeTurns.acquire();
+          largeTurn = true;
+          index = takeLarge();
+        }
       }
-      const index = order === undefined ? next : (order[next] as number);
-      next++;
       try {
+        if (index === undefined || signal.aborted) return;
         await fetchOne(resolution.objects[index] as ListedObject, index);
       } catch (error) {
         abort.abort(error);
         throw error;
+      } finally {
+        if (largeTurn) largeTurns.release();
       }
     }
   };
+  /** The indices of `indices`, in order, or across directories once creates are slow. */
+  function queueOf(indices: number[]): { (): number | undefined; left(): number } {
+    let order: number[] | undefined;
+    let next = 0;
+    const take = (): number | undefined => {
+      if (next >= indices.length) return undefined;
+      if (order === undefined && creates.slow) {
+        const objects = indices.map((index) => resolution.objects[index] as ListedObject);
+        order = acrossDirectories(objects, next).map((at) =>
+          at < 0 ? -1 : (indices[at] as number),
+        );
+      }
+      const index = order === undefined ? indices[next] : order[next];
+      next++;
+      return index;
+    };
+    return Object.assign(take, { left: () => indices.length - next });
+  }
   const count = Math.max(
     1,
     Math.min(options.concurrency ?? DEFAULT_PREFIX_CONCURRENCY, resolution.objects.length),
@@ -398,6 +431,16 @@ function takeScratch(size: number): Buffer {
 }
 
 function giveScratch(buffer: Buffer): void {
+  // Buffers of other sizes make way (a folder of 1 MiB objects would otherwise keep 32 of
+  // them for good, and every smaller body afterwards be allocated anew: review).
+  for (const [size, kept] of scratchBySize) {
+    if (scratchKept + buffer.length <= SMALL_BYTES_IN_FLIGHT) break;
+    if (size === buffer.length) continue;
+    while (kept.length > 0 && scratchKept + buffer.length > SMALL_BYTES_IN_FLIGHT) {
+      kept.pop();
+      scratchKept -= size;
+    }
+  }
   if (scratchKept + buffer.length > SMALL_BYTES_IN_FLIGHT) return;
   scratchKept += buffer.length;
   const kept = scratchBySize.get(buffer.length);

@@ -22,6 +22,13 @@ export class Turns {
     await new Promise<void>((go) => this.waiting.push({ units, go }));
   }
 
+  /** Takes `units` if they are free now (and nobody waits for them): true if taken. */
+  tryAcquire(units = 1): boolean {
+    if (this.waiting.length > 0 || !this.fits(units)) return false;
+    this.held += units;
+    return true;
+  }
+
   release(units = 1): void {
     this.held -= units;
     // In order: a large waiter is not overtaken for good by smaller ones behind it.

@@ -461,6 +461,35 @@ describe("Http1Pool waiting for a connection", () => {
     client.destroy();
   });
 
+  it("a host whose requests keep every connection busy does not starve another host's", async () => {
+    const server = await scripted(({ socket }) => {
+      setImmediate(() =>
+        socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 2", Buffer.from("ok"))),
+      );
+    });
+    const client = pool(server.url, { maxSockets: 4 });
+    const to = (host: string) => client.request({ ...request(), headers: { host } });
+    let busy = true;
+    let served = 0;
+    // Twice as many loops on a.example as there are connections: a always has waiters.
+    const loops = Array.from({ length: 8 }, async () => {
+      while (busy) {
+        await bodyOf(await to("a.example"));
+        served += 1;
+      }
+    });
+    while (served < 50) await new Promise((resolve) => setTimeout(resolve, 5));
+    const other = Promise.race([
+      to("b.example").then(bodyOf),
+      new Promise((resolve) => setTimeout(() => resolve("still waiting after 5 s"), 5_000)),
+    ]);
+    const answer = await other;
+    busy = false;
+    await Promise.all(loops);
+    expect(String(answer)).toBe("ok");
+    client.destroy();
+  });
+
   it("destroy() fails the requests in flight and the waiting ones: none hangs", async () => {
     const server = await scripted(() => {}); // never answers
     const client = pool(server.url, { maxSockets: 1 });

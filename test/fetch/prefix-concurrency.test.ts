@@ -55,7 +55,8 @@ afterAll(async () => {
 });
 
 /** A client whose GETs are counted: the most started and not yet answered at once. */
-function countedClient(): { client: StoreClient; peak: () => number } {
+function countedClient(): { client: StoreClient; peak: () => number; started: string[] } {
+  const started: string[] = [];
   const info = s3Info();
   const getter = new ObjectGetter({
     endpoint: { url: info.endpoint, region: info.region, forcePathStyle: true },
@@ -68,6 +69,7 @@ function countedClient(): { client: StoreClient; peak: () => number } {
   let peak = 0;
   const get = getter.get.bind(getter);
   getter.get = async (...args: Parameters<ObjectGetter["get"]>) => {
+    started.push(args[0].key);
     inFlight += 1;
     peak = Math.max(peak, inFlight);
     try {
@@ -82,7 +84,7 @@ function countedClient(): { client: StoreClient; peak: () => number } {
     credentialSource: "dataset",
     getter,
   };
-  return { client, peak: () => peak };
+  return { client, peak: () => peak, started };
 }
 
 async function fetchFolder(kind: Kind): Promise<{ peak: number; dir: string }> {
@@ -112,6 +114,48 @@ async function fetchFolder(kind: Kind): Promise<{ peak: number; dir: string }> {
   expect(result.verification).toEqual({ md5: objects.length });
   return { peak: peak(), dir };
 }
+
+describe("a folder of large objects, then small ones", () => {
+  it("small objects start beside the large ones in flight, not after every large one", async () => {
+    const { client, started } = countedClient();
+    const dir = await mkdtemp(join(scratch, "mixed-"));
+    const objects = [
+      ...listed.large.map((object) => ({ ...object, relativePath: `L/${object.relativePath}` })),
+      ...listed.small.map((object) => ({ ...object, relativePath: `S/${object.relativePath}` })),
+    ];
+    const concurrency = LARGE_OBJECTS_IN_FLIGHT + 8;
+    const result = await downloadPrefix({
+      client,
+      resolution: {
+        kind: "prefix",
+        bucket,
+        prefix: "",
+        objects,
+        bytes: objects.reduce((sum, object) => sum + object.bytes, 0),
+        listingDigest: "test",
+      },
+      destination: dir,
+      concurrency,
+      errorContext: {
+        dataset: "mixed",
+        uri: `s3://${bucket}/`,
+        bucket,
+        endpoint: s3Info().endpoint,
+        anonymous: false,
+        action: "reading",
+      },
+    });
+    expect(result.verification).toEqual({ md5: objects.length });
+    // The workers beyond the large objects' turns took small ones at once (waiting for a
+    // turn with a large object in hand, they started no small one before every large one
+    // was taken).
+    const first = started.slice(0, concurrency);
+    expect(first.filter((key) => key.startsWith("large/"))).toHaveLength(LARGE_OBJECTS_IN_FLIGHT);
+    expect(first.filter((key) => key.startsWith("small/"))).toHaveLength(8);
+    expect((await readdir(join(dir, "L"))).length).toBe(LARGE);
+    expect((await readdir(join(dir, "S"))).length).toBe(SMALL);
+  }, 60_000);
+});
 
 describe("a folder's objects in flight", () => {
   it("small objects: many at once (round trips bind them, not bytes)", async () => {
