@@ -52,10 +52,8 @@ import {
   mdTable,
   measure,
   median,
-  nodeTooOld,
   noJournalNote,
   type Proc,
-  packageVersion,
   parseDsfetch,
   parseSizeArg,
   type RunResult,
@@ -71,13 +69,12 @@ import {
   wholeArg,
 } from "./common.ts";
 import {
-  ensureAwsCli,
-  ensureGnuTime,
-  ensureRclone,
-  ensureS5cmd,
-  type PeerResult,
-} from "./peers.ts";
-import { AWS_CLI_CONCURRENCY, RCLONE_TRANSFERS, type ToolSetup, toolLabel } from "./session.ts";
+  AWS_CLI_CONCURRENCY,
+  RCLONE_TRANSFERS,
+  setupTools,
+  type ToolSetup,
+  toolLabel,
+} from "./session.ts";
 
 const SCRIPT = "bench/latency.ts";
 const NPM_SCRIPT = "bench:latency";
@@ -518,45 +515,19 @@ function checkOutput(dir: string, count: number, size: number): string | undefin
   return undefined;
 }
 
-async function setupTools(names: readonly ToolName[]): Promise<Map<ToolName, ToolSetup>> {
-  const gnuTime = await ensureGnuTime(log);
-  state.gnuTime = gnuTime.ok ? gnuTime.path : undefined;
-  if (!gnuTime.ok) log(`latency: no peak RSS or CPU: ${gnuTime.reason}`);
-  const tools = new Map<ToolName, ToolSetup>();
-  for (const name of new Set<ToolName>([...names, "s5cmd"])) {
-    let peer: PeerResult;
-    let settings = "";
-    switch (name) {
-      case "dsfetch": {
-        const tooOld = nodeTooOld();
-        peer = tooOld
-          ? { ok: false, reason: tooOld }
-          : {
-              ok: true,
-              path: process.execPath,
-              version: `${packageVersion()} (node ${process.version})`,
-            };
-        break;
-      }
-      case "s5cmd":
-        peer = await ensureS5cmd(log);
-        settings = "defaults otherwise (--numworkers 256: up to 256 requests in flight)";
-        break;
-      case "rclone":
-        peer = await ensureRclone(log);
-        settings =
-          "the remote `bench:` from RCLONE_CONFIG_BENCH_* (type s3, provider Minio, endpoint $PROXY)";
-        break;
-      case "aws":
-        peer = await ensureAwsCli(log);
-        settings = `s3.max_concurrent_requests = ${AWS_CLI_CONCURRENCY} in a temporary AWS_CONFIG_FILE`;
-        break;
-    }
-    if (peer.ok) log(`latency: ${name}: ${peer.path} (${peer.version})`);
-    else log(`latency: ${name}: unavailable: ${peer.reason}`);
-    tools.set(name, { name, peer, settings });
-  }
-  return tools;
+/** GNU time and the tools (s5cmd always: it uploads), with the settings of this benchmark. */
+function setupLatencyTools(names: readonly ToolName[]): Promise<Map<ToolName, ToolSetup>> {
+  return setupTools(
+    [...new Set<ToolName>([...names, "s5cmd"])],
+    {
+      dsfetch: "",
+      s5cmd: "defaults otherwise (--numworkers 256: up to 256 requests in flight)",
+      rclone:
+        "the remote `bench:` from RCLONE_CONFIG_BENCH_* (type s3, provider Minio, endpoint $PROXY)",
+      aws: `s3.max_concurrent_requests = ${AWS_CLI_CONCURRENCY} in a temporary AWS_CONFIG_FILE`,
+    },
+    "latency",
+  );
 }
 
 /** dsfetch's default objects in flight, from the dist/ just built. */
@@ -584,7 +555,7 @@ async function main(argv: string[]): Promise<number> {
   const defaultConcurrency = o.tools.includes("dsfetch")
     ? await dsfetchObjectConcurrency()
     : undefined;
-  const tools = await setupTools(o.tools);
+  const tools = await setupLatencyTools(o.tools);
   const s5cmd = tools.get("s5cmd")?.peer;
   if (!s5cmd?.ok)
     throw new Error(`s5cmd is needed for the upload: ${s5cmd?.ok === false ? s5cmd.reason : "?"}`);

@@ -83,11 +83,19 @@ export interface Session {
 // ---------------------------------------------------------------------------------------------
 // The tools
 
-/** Finds or installs GNU time (for CPU and peak RSS) and every tool of `names`. */
-async function setupTools(names: readonly ToolName[]): Promise<Map<ToolName, ToolSetup>> {
+/**
+ * Finds or installs GNU time (for CPU and peak RSS) and every tool of `names`; `settings`
+ * replaces the settings text of some (bench/latency.ts: its tools go through a proxy), and
+ * `script` names the script in the log.
+ */
+export async function setupTools(
+  names: readonly ToolName[],
+  settingsFor: Partial<Record<ToolName, string>> = {},
+  script = "bench",
+): Promise<Map<ToolName, ToolSetup>> {
   const gnuTime = await ensureGnuTime(log);
   state.gnuTime = gnuTime.ok ? gnuTime.path : undefined;
-  if (!gnuTime.ok) log(`bench: no peak RSS or CPU: ${gnuTime.reason}`);
+  if (!gnuTime.ok) log(`${script}: no peak RSS or CPU: ${gnuTime.reason}`);
   const tools = new Map<ToolName, ToolSetup>();
   for (const name of names) {
     let peer: PeerResult;
@@ -103,7 +111,7 @@ async function setupTools(names: readonly ToolName[]): Promise<Map<ToolName, Too
               version: `${packageVersion()} (node ${process.version})`,
             };
         settings =
-          "`node bin/dsfetch.js fetch --datasets - --storage-root <dir> --team bench --json`, defaults: 8 MiB ranges × 8 in flight per object, 32 objects in flight; verifies MD5 / multipart MD5; syncfs before publishing";
+          "`node bin/dsfetch.js fetch --datasets - --storage-root <dir> --team bench --json`, defaults: 8 MiB ranges × 8 in flight per object, 128 objects of a folder in flight (32 of those over 1 MiB); verifies MD5 / multipart MD5; syncfs before publishing";
         break;
       }
       case "s5cmd":
@@ -120,9 +128,9 @@ async function setupTools(names: readonly ToolName[]): Promise<Map<ToolName, Too
         break;
     }
     if (peer.ok)
-      log(`bench: ${name}: ${peer.path} (${peer.version})${peer.note ? `; ${peer.note}` : ""}`);
-    else log(`bench: ${name}: unavailable: ${peer.reason}`);
-    tools.set(name, { name, peer, settings });
+      log(`${script}: ${name}: ${peer.path} (${peer.version})${peer.note ? `; ${peer.note}` : ""}`);
+    else log(`${script}: ${name}: unavailable: ${peer.reason}`);
+    tools.set(name, { name, peer, settings: settingsFor[name] ?? settings });
   }
   return tools;
 }
