@@ -373,6 +373,15 @@ async function stageOn(
       dataset: spec.name,
       message: `${spec.uri} changed since it was staged (${published.createdAt}), but ${target.location.path} is in use (${users.join(", ")}): kept as it is, not replaced under the jobs reading it; the first run once no job uses it refreshes it`,
     });
+    return publishedAs(resolution, published, { keptInUse: users });
+  };
+
+  /** The published dataset of another version of the source, as this run's result. */
+  const publishedAs = (
+    resolution: Resolution,
+    published: Manifest,
+    extra: Partial<StagedDataset>,
+  ): StagedDataset => {
     context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });
     return withManifest(
       {
@@ -389,7 +398,7 @@ async function stageOn(
         seconds: elapsed(started),
         retries,
         refetchedBytes: 0,
-        keptInUse: users,
+        ...extra,
       },
       published,
     );
@@ -677,6 +686,42 @@ async function stageOn(
         }
         const manifest = buildManifest(spec, resolution, download);
         let keptAtSwap: StagedDataset | undefined;
+        let supersededAtSwap: StagedDataset | undefined;
+        let oursIsCurrent = false;
+        /**
+         * This worker lost its lock (frozen or stopped past DSFETCH_LOCK_STALE) and the
+         * worker that took it over published `published`, another version of the source.
+         * Which is newer cannot be told from the two (that worker may have resolved before
+         * this one, or after; their clocks may differ): the store says. Ours replaces it only
+         * if ours is what the store has now; otherwise that one stays (the source moved on
+         * again, or the store did not answer: the next run refreshes it), and this run uses
+         * it. Before, the late publisher swapped its older version back over the newer one:
+         * the jobs after it read stale data, and the next run downloaded it all again.
+         */
+        const publishedMeanwhile = async (
+          published: Manifest,
+        ): Promise<StagedDataset | undefined> => {
+          const current = await resolveDataset(spec, client, retry).catch(() => undefined);
+          if (current !== undefined && isCached(current, { exists: true, manifest })) {
+            // Asked once: the swap may ask again (a removal notice gone stale meanwhile).
+            oursIsCurrent = true;
+            return undefined;
+          }
+          const now =
+            current === undefined
+              ? "the store could not be asked which is current"
+              : isCached(current, { exists: true, manifest: published })
+                ? "the store has that version now"
+                : "the store has yet another version now: the next run refreshes it";
+          context.onEvent({
+            type: "warning",
+            dataset: spec.name,
+            message: `this worker's lock was taken over during its download, and another worker published another version of ${spec.uri} at ${target.location.path} meanwhile (${published.createdAt}); ${now}: using that one, not replacing it with this download`,
+          });
+          await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
+          context.signal?.throwIfAborted();
+          return publishedAs(resolution, published, {});
+        };
         let notice: RemovalNotice | undefined;
         // Left up (storage that stopped answering), it is over within a minute.
         const takeDown = (posted: RemovalNotice) =>
@@ -703,6 +748,17 @@ async function stageOn(
             );
             // Our data already (another worker's, a lock lost): left in place, jobs may read it.
             if (isCached(resolution, there)) return false;
+            // Another version, published by a worker that took our lock over: not swapped
+            // back for ours unless ours is what the store has now.
+            if (
+              lock !== undefined &&
+              there.manifest !== undefined &&
+              !oursIsCurrent &&
+              !(await call(`reading ${target.location.lockPath}`, () => lock.stillHeld()))
+            ) {
+              supersededAtSwap = await publishedMeanwhile(there.manifest);
+              if (supersededAtSwap !== undefined) return false;
+            }
             keptAtSwap = await keptInUse(resolution, there.manifest).catch((error: unknown) => {
               if (!(error instanceof OtherVersionInUse)) throw error;
               throw otherVersionInUse(spec, error.path, error.users, { duringDownload: true });
@@ -719,6 +775,7 @@ async function stageOn(
           replacingHonoured: () => notice?.honoured() ?? true,
         });
         if (outcome === "kept" && keptAtSwap !== undefined) return keptAtSwap;
+        if (outcome === "kept" && supersededAtSwap !== undefined) return supersededAtSwap;
         if (lock !== undefined) {
           const { failurePath } = target.location;
           await bestEffort(`removing ${failurePath}`, () => clearFailure(failurePath));

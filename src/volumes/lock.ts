@@ -56,6 +56,14 @@ export interface HeldLock {
   readonly holder: Holder;
   /** False once the lock was found taken over (we then rely on atomic publish alone). */
   readonly intact: () => boolean;
+  /**
+   * Whether the lock still looks ours now: intact, and its holder file still names this
+   * holder. A waiter that takes a lock over writes its own holder file at once, and removes
+   * it when done; the refresh that finds the lock taken (`intact`) may come up to a refresh
+   * interval later, e.g. right after this process was frozen. False when the file cannot be
+   * read: the caller then checks with the store (stage-dataset.ts), never a wrong answer.
+   */
+  stillHeld(): Promise<boolean>;
   release(): Promise<void>;
 }
 
@@ -181,6 +189,16 @@ export async function acquireLock(
         lock: {
           holder,
           intact: () => intact,
+          stillHeld: async () => {
+            if (!intact) return false;
+            const named = await readHolder(lockPath);
+            return (
+              named !== undefined &&
+              named.host === holder.host &&
+              named.pid === holder.pid &&
+              named.since === holder.since
+            );
+          },
           release: async () => {
             await rm(holderPath(lockPath), { force: true }).catch(() => {});
             await release().catch(() => {});

@@ -243,6 +243,7 @@ async function removeDataset(
 const NOT_LOCKED: HeldLock = {
   holder: { host: "", pid: 0, since: "" },
   intact: () => false,
+  stillHeld: async () => false,
   release: async () => {},
 };
 

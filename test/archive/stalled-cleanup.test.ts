@@ -54,6 +54,7 @@ vi.mock("../../src/volumes/lock.ts", async (importOriginal) => {
         lock: {
           holder: lock.holder,
           intact: lock.intact,
+          stillHeld: lock.stillHeld,
           release: () => {
             if (!hang.on) return lock.release();
             hang.releases += 1;
