@@ -12,6 +12,7 @@ export type ErrorCode =
   | "NO_SUCH_VERSION"
   | "DELETE_MARKER"
   | "ACCESS_DENIED"
+  | "OBJECT_ARCHIVED"
   | "ETAG_MISMATCH"
   | "INTEGRITY"
   | "OBJECT_CHANGED"
@@ -40,6 +41,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = Object.freeze({
   NO_SUCH_VERSION: 3,
   DELETE_MARKER: 3,
   ACCESS_DENIED: 4,
+  OBJECT_ARCHIVED: 4,
   ETAG_MISMATCH: 5,
   INTEGRITY: 5,
   OBJECT_CHANGED: 5,

@@ -20,7 +20,7 @@ import { type ChecksumFields, chooseChecksum } from "./checksum/index.ts";
 import type { StoreClient } from "./client.ts";
 import { downloadObject } from "./download-object.ts";
 import { learnParts } from "./parts.ts";
-import type { ListedObject, ResolvedPrefix } from "./resolve.ts";
+import { headObjectAt, type ListedObject, type ResolvedPrefix } from "./resolve.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
 import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
 import { fileDirectoryConflict, unsafeRelativePath } from "./safe-key.ts";
@@ -187,12 +187,34 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   const largeTurns = new Turns(LARGE_OBJECTS_IN_FLIGHT);
   const smallBytes = new Turns(SMALL_BYTES_IN_FLIGHT);
   const fetchLarge = async (object: ListedObject, path: string, ctx: S3ErrorContext) => {
+    // What the listing does not say, and a single GET's answer would: the object's encryption
+    // (an SSE-KMS or SSE-C ETag is no MD5: on AWS every object of a bucket encrypted with KMS
+    // by default failed INTEGRITY, run after run) and its additional checksum (ranged answers
+    // carry none). One HEAD per object over 1 MiB.
+    const head = await headObjectAt(
+      {
+        bucket: resolution.bucket,
+        key: object.key,
+        versionId: undefined,
+        dataset: ctx.dataset,
+        uri: ctx.uri,
+      },
+      options.client,
+      ctx,
+      retry,
+    );
+    if (head.etag !== object.etag || head.bytes !== object.bytes) {
+      throw changedSinceListing(ctx, object, head);
+    }
     const source = {
       bucket: resolution.bucket,
       key: object.key,
       versionId: undefined,
       etag: object.etag,
       bytes: object.bytes,
+      encryption: head.encryption,
+      checksum: head.checksum,
+      checksumRejected: head.checksumRejected,
     };
     const partCount = partsToLearn(source);
     const parts =
@@ -361,6 +383,7 @@ async function fetchSmall(
   creates: SlowCreates,
 ): Promise<{ verification: string; digest: string | undefined }> {
   let checksums: ChecksumFields = {};
+  let encryption: string | undefined;
   // The body lands in a reused buffer: bodies arrive as views of the connection's read
   // buffer (http1.ts), and a fresh buffer per object would be garbage by the thousand.
   const size = scratchSize(object.bytes);
@@ -377,15 +400,10 @@ async function fetchSmall(
           signal: retry.signal,
         });
         checksums = response.checksums;
-        const changed = () =>
-          new DsfetchError(
-            "OBJECT_CHANGED",
-            `${ctx.dataset}: ${ctx.uri} is not the size the listing gave (${object.bytes} bytes)`,
-            {
-              dataset: ctx.dataset,
-              hint: "the folder changed while it was being fetched; run again",
-            },
-          );
+        // What the listing does not say: an SSE-KMS or SSE-C object's ETag is no MD5 (on AWS
+        // every object of a bucket encrypted with KMS by default; each failed INTEGRITY).
+        encryption = response.encryption;
+        const changed = () => changedSinceListing(ctx, object);
         if (!Number.isNaN(response.contentLength) && response.contentLength !== object.bytes) {
           response.discard();
           throw changed();
@@ -402,10 +420,35 @@ async function fetchSmall(
       }
     }, retry);
     // Awaited here: the scratch buffer goes back only once its bytes are written.
-    return await verifyAndWrite(options, object, path, ctx, checksums, body, creates, retry.signal);
+    return await verifyAndWrite(
+      options,
+      object,
+      path,
+      ctx,
+      { checksums, encryption },
+      body,
+      creates,
+      retry.signal,
+    );
   } finally {
     giveScratch(scratch);
   }
+}
+
+/** An object that is not as the listing gave it (its size, or its ETag). */
+function changedSinceListing(
+  ctx: S3ErrorContext,
+  object: ListedObject,
+  found?: { etag: string; bytes: number },
+): DsfetchError {
+  const what =
+    found === undefined || found.bytes !== object.bytes
+      ? `is not the size the listing gave (${object.bytes} bytes)`
+      : `has another ETag than the listing gave (${object.etag}, now ${found.etag})`;
+  return new DsfetchError("OBJECT_CHANGED", `${ctx.dataset}: ${ctx.uri} ${what}`, {
+    dataset: ctx.dataset,
+    hint: "the folder changed while it was being fetched; run again",
+  });
 }
 
 /** The buffer size for a small object's body: a power of two, MIN_SCRATCH to SMALL_OBJECT. */
@@ -453,15 +496,21 @@ async function verifyAndWrite(
   object: ListedObject,
   path: string,
   ctx: S3ErrorContext,
-  checksums: ChecksumFields,
+  answered: { checksums: ChecksumFields; encryption: string | undefined },
   body: Buffer,
   creates: SlowCreates,
   signal: AbortSignal | undefined,
 ): Promise<{ verification: string; digest: string | undefined }> {
   // A whole-object GET carries the stored checksum (if any): prefer it, like HEAD's (SPEC §4).
-  const { checksum, rejected } = chooseChecksum(checksums, etagPartCount(object.etag));
+  const { checksum, rejected } = chooseChecksum(answered.checksums, etagPartCount(object.etag));
   const plan = planVerification(
-    { etag: object.etag, bytes: object.bytes, checksum, checksumRejected: rejected },
+    {
+      etag: object.etag,
+      bytes: object.bytes,
+      encryption: answered.encryption,
+      checksum,
+      checksumRejected: rejected,
+    },
     undefined,
   );
   const digests: Buffer[] = [];

@@ -44,6 +44,8 @@ export interface GetResponse {
   readonly partsCount: number | undefined;
   /** x-amz-checksum-* headers, in the SDK's field names (fetch/checksum/head.ts). */
   readonly checksums: ChecksumFields;
+  /** Server-side encryption ("aws:kms", "SSE-C", …): SSE-KMS and SSE-C ETags are not MD5s. */
+  readonly encryption: string | undefined;
 }
 
 export interface HeadResponse {
@@ -222,7 +224,15 @@ function toResponse(response: Http1Response): GetResponse {
     etag: header("etag")?.replace(/"/g, "").toLowerCase(),
     partsCount: parts === undefined ? undefined : Number(parts),
     checksums: checksumHeaders(header),
+    encryption: encryptionOf(header),
   };
+}
+
+/** The server-side encryption a response names: SSE-C, or x-amz-server-side-encryption. */
+export function encryptionOf(header: (name: string) => string | undefined): string | undefined {
+  return header("x-amz-server-side-encryption-customer-algorithm") !== undefined
+    ? "SSE-C"
+    : header("x-amz-server-side-encryption");
 }
 
 /** The x-amz-checksum-* headers of a response, under the SDK's field names. */

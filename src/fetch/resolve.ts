@@ -12,7 +12,7 @@ import { DsfetchError } from "../errors.ts";
 import { type ChecksumFields, chooseChecksum, type ObjectChecksum } from "./checksum/index.ts";
 import type { StoreClient } from "./client.ts";
 import { listObjectsPage } from "./list-objects.ts";
-import { checksumHeaders, type HeadResponse } from "./object-get.ts";
+import { checksumHeaders, encryptionOf, type HeadResponse } from "./object-get.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
 import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
 import { etagPartCount } from "./verification.ts";
@@ -131,13 +131,42 @@ export async function resolveDataset(
   return head;
 }
 
-async function headObject(
+function headObject(
   spec: DatasetSpec,
   client: StoreClient,
   ctx: S3ErrorContext,
   retry: RetryOptions,
 ): Promise<ResolvedObject> {
   const { bucket, key } = spec.location;
+  return headObjectAt(
+    { bucket, key, versionId: spec.versionId, dataset: spec.name, uri: spec.uri },
+    client,
+    ctx,
+    retry,
+  );
+}
+
+/** One object, as HEAD (with ChecksumMode) shows it; `dataset` and `uri` for messages. */
+export interface ObjectToHead {
+  readonly bucket: string;
+  readonly key: string;
+  readonly versionId: string | undefined;
+  readonly dataset: string;
+  readonly uri: string;
+}
+
+/**
+ * HEAD of one object: its ETag and size, and what proves its bytes (its encryption, its S3
+ * additional checksum). Also for the large objects of a folder, whose listing says neither.
+ */
+export async function headObjectAt(
+  target: ObjectToHead,
+  client: StoreClient,
+  ctx: S3ErrorContext,
+  retry: RetryOptions,
+): Promise<ResolvedObject> {
+  const { bucket, key } = target;
+  const spec = { name: target.dataset, uri: target.uri, versionId: target.versionId };
   // Our own signed HEAD (object-get.ts), not the SDK's: an object dataset then never loads
   // the SDK (~60 ms and ~25 MiB per process; 16 workers start at once).
   const head = (checksumMode: boolean) =>
@@ -213,10 +242,7 @@ async function headObject(
       modifiedDate === undefined || Number.isNaN(modifiedDate.getTime())
         ? undefined
         : modifiedDate.toISOString(),
-    encryption:
-      header("x-amz-server-side-encryption-customer-algorithm") !== undefined
-        ? "SSE-C"
-        : header("x-amz-server-side-encryption"),
+    encryption: encryptionOf(header),
     ...checksums(checksumHeaders(header), etag, checksumRefused),
   };
 }

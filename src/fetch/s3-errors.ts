@@ -186,6 +186,18 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
       "check the bucket and key; `aws s3 ls` on the parent prefix lists what is there",
     );
   }
+  if (code === "InvalidObjectState") {
+    // AWS answers a GET of an object in S3 Glacier Flexible Retrieval or Deep Archive (or an
+    // Intelligent-Tiering archive tier) that was not restored with 403 InvalidObjectState:
+    // taken as any 403, it sent users to their IAM policies. Its listing entry and its HEAD
+    // look like any object's; a restored one reads as usual (so the listing's storage class
+    // alone cannot tell).
+    return make(
+      "OBJECT_ARCHIVED",
+      `${ctx.uri}${versionText} is archived (S3 Glacier Flexible Retrieval or Deep Archive, or an Intelligent-Tiering archive tier) and cannot be read until it is restored (${statusText})`,
+      "restore it first (`aws s3api restore-object --bucket <bucket> --key <key> --restore-request Days=7`; S3 Batch Operations for a whole folder), wait until the restore is done (minutes to hours), then run again; or copy it to a storage class read at once (STANDARD, GLACIER_IR)",
+    );
+  }
   if (
     status === 403 ||
     status === 401 ||

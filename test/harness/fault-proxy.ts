@@ -65,6 +65,8 @@ export interface ResponseRewrite {
    * (a HEAD's Content-Length, the object's, is kept).
    */
   rewrite(body: Buffer, request: ProxiedRequest): Buffer | string;
+  /** The response's status line, changed ("HTTP/1.1 403 Forbidden"): a store's refusal. */
+  startLine?(line: string, request: ProxiedRequest): string;
   /** The response's header fields, changed (ETag, Content-Length…); after Content-Length is set. */
   headers?(fields: [string, string][], request: ProxiedRequest): [string, string][];
   /** Writes the rewritten response, head and body, at this rate: a store that trickles. */
@@ -703,7 +705,7 @@ class FaultProxyImpl implements FaultProxy {
       if (!head) fields.push(["Content-Length", String(body.length)]);
       fields = this.rule.headers?.(fields, request) ?? fields;
       const headText = [
-        rewriting.head.startLine,
+        this.rule.startLine?.(rewriting.head.startLine, request) ?? rewriting.head.startLine,
         ...fields.map(([name, value]) => `${name}: ${value}`),
         "",
         "",

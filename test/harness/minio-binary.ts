@@ -13,6 +13,11 @@ import { delimiter, join } from "node:path";
 export const MINIO_MODULE = "github.com/minio/minio";
 /** The one pinned MinIO version built by the harness (a Go pseudo-version of minio/minio). */
 export const MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c";
+/**
+ * MinIO's single static KMS key ("name:base64 of 32 bytes"; a test value, not a secret): with
+ * it MinIO stores SSE-KMS objects, whose ETags are not MD5s, as on AWS (test/fetch/sse-kms).
+ */
+export const TEST_KMS_SECRET_KEY = "dsfetch-test-key:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /** Where Go is looked for when it is not on PATH. */
 const GO_FALLBACKS = [
@@ -318,6 +323,7 @@ async function startOnce(opts: {
     MINIO_BROWSER: "off",
     MINIO_UPDATE: "off",
     MINIO_CI_CD: "on",
+    MINIO_KMS_SECRET_KEY: TEST_KMS_SECRET_KEY,
   });
 
   const child = spawn(

@@ -15,6 +15,7 @@ import {
   MINIO_VERSION,
   minioBinaryPath,
   startMinioBinary,
+  TEST_KMS_SECRET_KEY,
 } from "./minio-binary.ts";
 
 export type S3ServerKind = "env" | "testcontainers" | "minio-binary";
@@ -238,7 +239,11 @@ async function startContainer(): Promise<S3Server> {
   const container = await new MinioContainer(MINIO_IMAGE)
     .withUsername(TEST_ACCESS_KEY_ID)
     .withPassword(TEST_SECRET_ACCESS_KEY)
-    .withEnvironment({ MINIO_BROWSER: "off", MINIO_UPDATE: "off" })
+    .withEnvironment({
+      MINIO_BROWSER: "off",
+      MINIO_UPDATE: "off",
+      MINIO_KMS_SECRET_KEY: TEST_KMS_SECRET_KEY,
+    })
     .start();
   const endpoint = container.getConnectionUrl();
   let stopped = false;

@@ -1,0 +1,83 @@
+// An object in S3 Glacier Flexible Retrieval or Deep Archive (or an Intelligent-Tiering archive
+// tier) that was not restored: AWS lists it and answers its HEAD like any object's, and its GET
+// with 403 InvalidObjectState. MinIO has no such storage class, so the test's proxy answers
+// the GETs of these keys as AWS does. It must fail as OBJECT_ARCHIVED (exit 4) saying to
+// restore it, not as ACCESS_DENIED sending the user to IAM; at once (not retried), nothing
+// published.
+import { randomBytes } from "node:crypto";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../harness/cli.ts";
+import { type FaultProxy, isListObjectsV2, startFaultProxy } from "../harness/fault-proxy.ts";
+import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
+
+let root: string;
+let bucket: string;
+let proxy: FaultProxy;
+
+const ARCHIVED = `<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>InvalidObjectState</Code><Message>The operation is not valid for the object's storage class</Message><StorageClass>DEEP_ARCHIVE</StorageClass><RequestId>TEST</RequestId></Error>`;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "dsfetch-archived-"));
+  bucket = await createBucket("archived");
+  await putObject(bucket, "cold/model.bin", randomBytes(3 * 1024 * 1024));
+  await putObject(bucket, "shelf/a.bin", randomBytes(1000));
+  await putObject(bucket, "shelf/b.bin", randomBytes(2 * 1024 * 1024));
+  proxy = await startFaultProxy(s3Info().endpoint);
+  // Every GET of an object under cold/ or shelf/ (not the listings, not the HEADs).
+  proxy.rewriteResponses({
+    match: (request) =>
+      request.method === "GET" &&
+      !isListObjectsV2(request) &&
+      /\/(cold|shelf)\//.test(request.target),
+    startLine: () => "HTTP/1.1 403 Forbidden",
+    headers: (fields) => [
+      ...fields.filter(([name]) => !/^(content-type|content-range|etag)$/i.test(name)),
+      ["Content-Type", "application/xml"],
+    ],
+    rewrite: () => ARCHIVED,
+  });
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("archived objects (403 InvalidObjectState)", () => {
+  for (const [what, uri] of [
+    ["one object", "cold/model.bin"],
+    ["a folder", "shelf/"],
+  ] as const) {
+    it(`${what}: OBJECT_ARCHIVED, exit 4, says to restore it; not retried; nothing published`, async () => {
+      const storage = await mkdtemp(join(root, "storage-"));
+      proxy.resetCounters();
+      const run = await runCli(
+        ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"],
+        {
+          env: { ...testEnv(), AWS_ENDPOINT_URL: proxy.endpoint },
+          stdin: JSON.stringify([{ uri: `s3://${bucket}/${uri}`, name: "cold" }]),
+          timeoutMs: 60_000,
+        },
+      );
+      expect(run.code, run.stderr).toBe(4);
+      const { error } = JSON.parse(run.stdout).datasets[0];
+      expect(error.code).toBe("OBJECT_ARCHIVED");
+      expect(error.message).toMatch(
+        /is archived \(S3 Glacier Flexible Retrieval or Deep Archive, or an Intelligent-Tiering archive tier\) and cannot be read until it is restored \(403 InvalidObjectState\)/,
+      );
+      expect(error.hint).toMatch(/aws s3api restore-object/);
+      expect(run.stderr).not.toMatch(/retry|IAM|credentials/i);
+      // Refused once per object asked: no retry.
+      const refused = proxy.requests.filter((request) => request.rewritten);
+      expect(refused.length).toBeGreaterThan(0);
+      expect(refused.length).toBeLessThanOrEqual(uri.endsWith("/") ? 2 : 8);
+      const data = join(storage, "ml", "data");
+      expect((await readdir(data)).filter((name) => !name.startsWith("."))).toEqual([]);
+      expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
+    });
+  }
+});
