@@ -1,8 +1,9 @@
 /**
  * Part boundaries of a multipart object, so its "-N" ETag can be recomputed: HEAD with
  * PartNumber=1 gives the part count and the first part's size. Uploaders use one part size
- * for all parts but the last, so when N parts of that size fit the object exactly the
- * boundaries follow; otherwise each part is asked for (bounded concurrency).
+ * for all parts but the last, so when N parts of that size fit the object exactly, and the
+ * last part's own HEAD agrees, the boundaries follow; otherwise each part is asked for
+ * (bounded concurrency).
  */
 import { mapLimit } from "../util/map-limit.ts";
 import type { StoreClient } from "./client.ts";
@@ -50,10 +51,18 @@ export async function learnParts(
   const size = first.length;
   const last = source.bytes - size * (expectedParts - 1);
   if (last > 0 && last <= size) {
-    return Array.from({ length: expectedParts }, (_, i) => ({
+    const uniform = Array.from({ length: expectedParts }, (_, i) => ({
       start: i * size,
       end: Math.min(source.bytes, (i + 1) * size),
     }));
+    // Two parts: the first's size decides the layout. From three on, the sizes could merely
+    // add up (parts copied from objects of several sizes, UploadPartCopy): the MD5s of wrong
+    // boundaries never match, and the object failed INTEGRITY at every run. The last part's
+    // size confirms the layout (a middle part's could still differ with the same total: only
+    // a HEAD of every part rules that out), else every part is asked for.
+    if (expectedParts <= 2) return uniform;
+    const lastPart = await partSize(expectedParts).catch(() => undefined);
+    if (lastPart?.length === last) return uniform;
   }
   if (expectedParts > MAX_PART_HEADS) return undefined;
   try {

@@ -129,20 +129,24 @@ export async function putMultipart(
   partSize: number,
 ): Promise<PutResult> {
   if (!(partSize > 0)) throw new Error(`putMultipart: partSize must be > 0, got ${partSize}`);
+  const pieces: Buffer[] = [];
+  for (let offset = 0; offset < body.length || pieces.length === 0; offset += partSize) {
+    pieces.push(body.subarray(offset, offset + partSize));
+  }
+  return putParts(bucket, key, pieces);
+}
+
+/** A real multipart upload of exactly these parts (each but the last at least 5 MiB). */
+export async function putParts(bucket: string, key: string, pieces: Buffer[]): Promise<PutResult> {
   const { UploadId } = await client().send(
     new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }),
   );
   if (!UploadId) throw new Error("CreateMultipartUpload returned no UploadId");
   const parts: { ETag: string; PartNumber: number }[] = [];
-  for (let offset = 0, n = 1; offset < body.length || n === 1; offset += partSize, n++) {
+  for (const [index, piece] of pieces.entries()) {
+    const n = index + 1;
     const out = await client().send(
-      new UploadPartCommand({
-        Bucket: bucket,
-        Key: key,
-        UploadId,
-        PartNumber: n,
-        Body: body.subarray(offset, offset + partSize),
-      }),
+      new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: n, Body: piece }),
     );
     if (!out.ETag) throw new Error(`UploadPart ${n} returned no ETag`);
     parts.push({ ETag: out.ETag, PartNumber: n });
