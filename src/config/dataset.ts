@@ -38,6 +38,7 @@ export const DATASET_FIELDS = [
   "endpoint",
   "region",
   "pathStyle",
+  "requesterPays",
 ] as const;
 
 const VOLUME_FIELDS = ["kind", "size"] as const;
@@ -111,6 +112,7 @@ export function parseDatasetEntry(
       endpoint: optionalString(entry, "endpoint", errors),
       region: optionalString(entry, "region", errors),
       pathStyle: optionalBoolean(entry, "pathStyle", errors),
+      requesterPays: optionalBoolean(entry, "requesterPays", errors),
     },
     env,
     (field, problem, accepted) => errors.fail(field, problem, accepted),
@@ -149,6 +151,10 @@ const FIELD_ALIASES: Readonly<Record<string, string>> = {
   accessKeyId: "awsAccessKeyId",
   secretAccessKey: "awsSecretAccessKey",
   version: "versionId",
+  requestPayer: "requesterPays",
+  RequestPayer: "requesterPays",
+  request_payer: "requesterPays",
+  requester_pays: "requesterPays",
   VersionId: "versionId",
 };
 

@@ -12,6 +12,7 @@ export interface EndpointFields {
   endpoint: string | undefined;
   region: string | undefined;
   pathStyle: boolean | undefined;
+  requesterPays?: boolean | undefined;
 }
 
 type Fail = (field: string, problem: string, accepted?: string) => DsfetchError;
@@ -72,7 +73,13 @@ export function resolveEndpoint(
     }
   }
   const forcePathStyle = fields.pathStyle ?? (url !== undefined && isLocalOrIpHost(url));
-  return { url, region, regionDefaulted: regionText === undefined, forcePathStyle };
+  return {
+    url,
+    region,
+    regionDefaulted: regionText === undefined,
+    forcePathStyle,
+    ...(fields.requesterPays === true ? { requesterPays: true as const } : {}),
+  };
 }
 
 function checkEndpoint(text: string, source: string, fail: Fail): string {

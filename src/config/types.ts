@@ -15,6 +15,12 @@ export interface EndpointOptions {
   /** No "region" field nor AWS_REGION / AWS_DEFAULT_REGION gave it: DEFAULT_REGION. */
   readonly regionDefaulted?: boolean | undefined;
   readonly forcePathStyle: boolean;
+  /**
+   * The bucket is Requester Pays: every request says `x-amz-request-payer: requester` (the
+   * requester's account pays the transfer); without it such a bucket answers 403. Set only
+   * when true.
+   */
+  readonly requesterPays?: true | undefined;
 }
 
 export type VolumeSpec =

@@ -61,9 +61,16 @@ export class ClientPool {
 
   /** The client for a dataset; datasets with the same store and credentials share one. */
   clientFor(spec: DatasetSpec): Promise<StoreClient> {
-    const { url, region, forcePathStyle } = spec.endpoint;
+    const { url, region, forcePathStyle, requesterPays } = spec.endpoint;
     const who = spec.credentials === undefined ? "chain" : `keys:${spec.credentials.accessKeyId}`;
-    const key = JSON.stringify([url, region, forcePathStyle, who, spec.credentials?.sessionToken]);
+    const key = JSON.stringify([
+      url,
+      region,
+      forcePathStyle,
+      requesterPays === true,
+      who,
+      spec.credentials?.sessionToken,
+    ]);
     let client = this.clients.get(key);
     if (client === undefined) {
       client = this.create(spec);

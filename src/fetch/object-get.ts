@@ -84,6 +84,7 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 export class ObjectGetter {
   private readonly endpoint: URL;
   private readonly pathStyle: boolean;
+  private readonly requesterPays: boolean;
   private readonly signer: SigV4Signer;
   private readonly credentials: CredentialSource;
   private readonly pool: Http1Pool;
@@ -98,6 +99,7 @@ export class ObjectGetter {
     const { url, region, forcePathStyle } = options.endpoint;
     this.endpoint = new URL(url ?? `https://s3.${region}.amazonaws.com`);
     this.pathStyle = forcePathStyle;
+    this.requesterPays = options.endpoint.requesterPays === true;
     this.signer = new SigV4Signer(region);
     this.credentials = options.credentials;
     this.pool = new Http1Pool({
@@ -136,6 +138,8 @@ export class ObjectGetter {
       headers.range = `bytes=${request.range.start}-${request.range.end}`;
     if (request.ifMatch !== undefined) headers["if-match"] = `"${request.ifMatch}"`;
     if (request.checksumMode === true) headers["x-amz-checksum-mode"] = "ENABLED";
+    // Signed with the rest: a Requester Pays bucket answers 403 to any request without it.
+    if (this.requesterPays) headers["x-amz-request-payer"] = "requester";
     const credentials = await this.credentials();
     const signed =
       credentials === undefined

@@ -218,7 +218,7 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
           ? "the secret access key is wrong for this access key ID"
           : code === "ExpiredToken"
             ? "the session token has expired: refresh the credentials"
-            : "check that the credentials may read this bucket (bucket policy, IAM)";
+            : 'check that the credentials may read this bucket (bucket policy, IAM); a Requester Pays bucket also needs "requesterPays": true in the dataset';
     return make("ACCESS_DENIED", `access denied ${ctx.action} ${ctx.uri} (${statusText})`, how);
   }
   if (status === 412 || code === "PreconditionFailed") {

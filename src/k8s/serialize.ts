@@ -28,6 +28,7 @@ export interface DatasetEntryJson {
   endpoint?: string;
   region?: string;
   pathStyle?: boolean;
+  requesterPays?: boolean;
 }
 
 export function serializeDataset(spec: DatasetSpec): DatasetEntryJson {
@@ -43,9 +44,21 @@ export function serializeDataset(spec: DatasetSpec): DatasetEntryJson {
   if (url !== undefined) entry.endpoint = url;
   const impliedPathStyle = url !== undefined && isLocalOrIpHost(url);
   if (forcePathStyle !== impliedPathStyle) entry.pathStyle = forcePathStyle;
+  if (spec.endpoint.requesterPays === true) entry.requesterPays = true;
   // Field order as in the README's table, whatever order the optional fields were set in.
-  const { uri, name, etag, versionId, volumeOptions, endpoint, region, pathStyle } = entry;
-  return dropUndefined({ uri, name, etag, versionId, volumeOptions, endpoint, region, pathStyle });
+  const { uri, name, etag, versionId, volumeOptions, endpoint, region, pathStyle, requesterPays } =
+    entry;
+  return dropUndefined({
+    uri,
+    name,
+    etag,
+    versionId,
+    volumeOptions,
+    endpoint,
+    region,
+    pathStyle,
+    requesterPays,
+  });
 }
 
 /** The datasets array as JSON text (2-space indented, final newline). */

@@ -403,6 +403,7 @@ function fieldValue(r: Rng, field: (typeof FIELDS)[number]): Value {
     case "region":
       return r.pick(["us-east-1", "", "US-EAST-1", "eu_west", "a".repeat(64), oddString(r)]);
     case "pathStyle":
+    case "requesterPays":
       return r.pick<Value>([true, false, "true", 1, null]);
   }
 }
