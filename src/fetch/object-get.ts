@@ -267,7 +267,13 @@ async function readError(response: Http1Response): Promise<S3HttpError> {
   const body = Buffer.concat(chunks).toString("utf8");
   const code = /<Code>([^<]*)<\/Code>/.exec(body)?.[1] ?? defaultCode(status);
   const message = /<Message>([^<]*)<\/Message>/.exec(body)?.[1] ?? `HTTP ${status}`;
-  return new S3HttpError(status, code, message, { ...headers });
+  // A refused signature names the bucket's region in its body only (region-redirect.ts).
+  const region = /<Region>([^<]*)<\/Region>/.exec(body)?.[1];
+  const named =
+    headers["x-amz-bucket-region"] === undefined && region !== undefined
+      ? { "x-amz-bucket-region": region }
+      : {};
+  return new S3HttpError(status, code, message, { ...headers, ...named });
 }
 
 /** The code of an error without a body (HEAD), named as the SDK names them. */

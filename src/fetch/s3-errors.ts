@@ -54,6 +54,12 @@ const TRANSIENT_S3_CODES = new Set([
   "XMinioServerNotInitialized",
 ]);
 
+/** The response headers an error carries, if any. */
+function headersOf(error: unknown): Record<string, string | undefined> {
+  const e = (typeof error === "object" && error !== null ? error : {}) as SdkErrorShape;
+  return e.$response?.headers ?? {};
+}
+
 /** Extracts what the SDK tells us; works on plain errors too. */
 function shapeOf(error: unknown): {
   code: string;
@@ -184,6 +190,16 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
       "NOT_FOUND",
       `${ctx.uri} does not exist (${statusText})`,
       "check the bucket and key; `aws s3 ls` on the parent prefix lists what is there",
+    );
+  }
+  if (status === 301 || code === "PermanentRedirect") {
+    // Followed once where the answer names the region (region-redirect.ts); this is what is
+    // left: no region named, or the one named refused too.
+    const named = headersOf(error)["x-amz-bucket-region"];
+    return make(
+      "S3_ERROR",
+      `bucket "${ctx.bucket}" is in another region than the requests were signed for${named === undefined ? "" : ` (the store says ${named})`} (${statusText})`,
+      `give the bucket's region in the dataset's "region" (or AWS_REGION)${named === undefined ? "" : `: "region": "${named}"`}`,
     );
   }
   if (code === "InvalidObjectState") {

@@ -9,7 +9,7 @@ import type { DatasetSpec, Settings } from "../config/types.ts";
 import { DsfetchError, toDsfetchError } from "../errors.ts";
 import { type EventListener, ignoreEvents } from "../events.ts";
 import { ClientPool } from "../fetch/client.ts";
-import { resolveDataset } from "../fetch/resolve.ts";
+import { resolveInBucketRegion } from "../fetch/region-redirect.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { ensureDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
 import { noRoomNow } from "../volumes/failure-record.ts";
@@ -71,22 +71,34 @@ export async function plan(
       let target: Target | undefined;
       try {
         target = targetFor(spec, settings);
-        const client = await pool.clientFor(spec);
+        const first = await pool.clientFor(spec);
         onEvent({
           type: "server",
           dataset: spec.name,
-          endpoint: client.endpointLabel,
-          anonymous: client.anonymous,
+          endpoint: first.endpointLabel,
+          anonymous: first.anonymous,
         });
-        const resolution = await resolveDataset(spec, client, {
+        const retry = {
           signal: options.signal,
-          onRetry: (error, attempt) =>
+          onRetry: (error: unknown, attempt: number) =>
             onEvent({
               type: "warning",
               dataset: spec.name,
               message: `attempt ${attempt} failed (${toDsfetchError(error).message}); retrying`,
             }),
-        });
+        };
+        const { resolution, client } = await resolveInBucketRegion(
+          spec,
+          first,
+          pool,
+          retry,
+          (region) =>
+            onEvent({
+              type: "warning",
+              dataset: spec.name,
+              message: `bucket "${spec.location.bucket}" is in ${region}, not ${spec.endpoint.region}: using ${region} (give "region": "${region}" in the dataset, or AWS_REGION, to save a request)`,
+            }),
+        );
         onEvent({
           type: "resolved",
           dataset: spec.name,

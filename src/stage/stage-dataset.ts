@@ -17,6 +17,7 @@ import type { ClientPool, StoreClient } from "../fetch/client.ts";
 import { downloadObject } from "../fetch/download-object.ts";
 import { downloadPrefix } from "../fetch/download-prefix.ts";
 import { learnParts } from "../fetch/parts.ts";
+import { resolveInBucketRegion } from "../fetch/region-redirect.ts";
 import { type Resolution, type ResolvedObject, resolveDataset } from "../fetch/resolve.ts";
 import type { RetryOptions } from "../fetch/retry.ts";
 import type { S3ErrorContext } from "../fetch/s3-errors.ts";
@@ -229,7 +230,7 @@ async function stageOn(
 ): Promise<StagedDataset> {
   let target = targetFor(spec, settings);
   let fallback: string | undefined;
-  const client = await context.pool.clientFor(spec);
+  let client = await context.pool.clientFor(spec);
   if (sharedFull === undefined) {
     context.onEvent({
       type: "server",
@@ -273,7 +274,15 @@ async function stageOn(
     },
   };
   const resolve = async (): Promise<Resolution> => {
-    const resolution = await resolveDataset(spec, client, retry);
+    const found = await resolveInBucketRegion(spec, client, context.pool, retry, (region) =>
+      context.onEvent({
+        type: "warning",
+        dataset: spec.name,
+        message: `bucket "${spec.location.bucket}" is in ${region}, not ${spec.endpoint.region}: using ${region} (give "region": "${region}" in the dataset, or AWS_REGION, to save a request)`,
+      }),
+    );
+    client = found.client;
+    const { resolution } = found;
     context.onEvent({
       type: "resolved",
       dataset: spec.name,
