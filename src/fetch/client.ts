@@ -21,6 +21,8 @@ export interface StoreClient {
   readonly credentialSource: "dataset" | "aws-chain" | "anonymous";
   /** Signed GET, HEAD and LIST requests (object-get.ts, list-objects.ts). */
   readonly getter: ObjectGetter;
+  /** The region its requests are signed for. */
+  readonly region: string;
 }
 
 /**
@@ -51,6 +53,8 @@ function caBundle(env: NodeJS.ProcessEnv): ConnectionOptions | undefined {
 
 export class ClientPool {
   private readonly clients = new Map<string, Promise<StoreClient>>();
+  /** Buckets found in another region than asked for (region-redirect.ts), by store. */
+  private readonly bucketRegions = new Map<string, string>();
   private chainProbe: Promise<ChainProbe> | undefined;
   private readonly idleTimeoutMs: number | undefined;
 
@@ -59,8 +63,18 @@ export class ClientPool {
     this.idleTimeoutMs = options.idleTimeoutMs;
   }
 
-  /** The client for a dataset; datasets with the same store and credentials share one. */
-  clientFor(spec: DatasetSpec): Promise<StoreClient> {
+  /**
+   * The client for a dataset; datasets with the same store and credentials share one. A
+   * bucket whose region was learned (learnRegion) gets a client for that region: every later
+   * dataset of it, and the same dataset staged again (a fallback to an ephemeral volume, found
+   * in review: its downloads went to the first region again).
+   */
+  clientFor(asked: DatasetSpec): Promise<StoreClient> {
+    const learned = this.bucketRegions.get(this.bucketKey(asked));
+    const spec =
+      learned === undefined || learned === asked.endpoint.region
+        ? asked
+        : { ...asked, endpoint: { ...asked.endpoint, region: learned, regionDefaulted: false } };
     const { url, region, forcePathStyle, requesterPays } = spec.endpoint;
     const who = spec.credentials === undefined ? "chain" : `keys:${spec.credentials.accessKeyId}`;
     const key = JSON.stringify([
@@ -79,6 +93,20 @@ export class ClientPool {
     return client;
   }
 
+  /** The store said the dataset's bucket is in `region` (region-redirect.ts). */
+  learnRegion(spec: DatasetSpec, region: string): void {
+    this.bucketRegions.set(this.bucketKey(spec), region);
+  }
+
+  /** Whether requests for the dataset's bucket already go to a region learned from the store. */
+  regionLearned(spec: DatasetSpec): string | undefined {
+    return this.bucketRegions.get(this.bucketKey(spec));
+  }
+
+  private bucketKey(spec: DatasetSpec): string {
+    return JSON.stringify([spec.endpoint.url, spec.endpoint.region, spec.location.bucket]);
+  }
+
   destroy(): void {
     for (const client of this.clients.values()) {
       client.then((c) => c.getter.destroy()).catch(() => {});
@@ -95,6 +123,7 @@ export class ClientPool {
       signing: () => Promise<SigningCredentials | undefined>,
     ): StoreClient => ({
       endpointLabel,
+      region,
       anonymous: credentialSource === "anonymous",
       credentialSource,
       getter: new ObjectGetter({

@@ -6,7 +6,7 @@
  * publish). Larger objects go through downloadObject's parallel ranges.
  */
 import { mkdirSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
@@ -19,8 +19,14 @@ import type { ManifestFile } from "../volumes/manifest.ts";
 import { type ChecksumFields, chooseChecksum } from "./checksum/index.ts";
 import type { StoreClient } from "./client.ts";
 import { downloadObject } from "./download-object.ts";
+import { etagKind } from "./etag.ts";
 import { learnParts } from "./parts.ts";
-import { headObjectAt, type ListedObject, type ResolvedPrefix } from "./resolve.ts";
+import {
+  headObjectAt,
+  type ListedObject,
+  type ResolvedObject,
+  type ResolvedPrefix,
+} from "./resolve.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
 import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
 import { fileDirectoryConflict, unsafeRelativePath } from "./safe-key.ts";
@@ -151,7 +157,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   };
   const files: ManifestFile[] = new Array(resolution.objects.length);
   const verification: Record<string, number> = {};
-  const totals = { bytes: 0, refetchedBytes: 0, retries: 0 };
+  const totals = { bytes: 0, refetchedBytes: 0, retries: 0, opaqueEtags: false };
   const abort = new AbortController();
   const signal =
     options.signal === undefined ? abort.signal : AbortSignal.any([abort.signal, options.signal]);
@@ -170,8 +176,14 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     } catch (error) {
       // Listed, then gone: deleted while the folder was fetched. The folder changed, as when
       // an object's size or ETag did (restarted on the new listing); it was NOT_FOUND, exit 3,
-      // with a hint to list the prefix (review, 2026-12-05).
-      if (!(error instanceof DsfetchError) || error.code !== "NOT_FOUND") throw error;
+      // with a hint to list the prefix (review, 2026-12-05). In a versioned bucket the
+      // deletion is a delete marker (DELETE_MARKER, about pinning a version: not this case).
+      if (
+        !(error instanceof DsfetchError) ||
+        (error.code !== "NOT_FOUND" && error.code !== "DELETE_MARKER")
+      ) {
+        throw error;
+      }
       throw new DsfetchError(
         "OBJECT_CHANGED",
         `${options.errorContext.dataset}: s3://${resolution.bucket}/${object.key} was listed but is gone now (deleted while the folder was fetched)`,
@@ -186,11 +198,17 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
 
   const largeTurns = new Turns(LARGE_OBJECTS_IN_FLIGHT);
   const smallBytes = new Turns(SMALL_BYTES_IN_FLIGHT);
-  const fetchLarge = async (object: ListedObject, path: string, ctx: S3ErrorContext) => {
-    // What the listing does not say, and a single GET's answer would: the object's encryption
-    // (an SSE-KMS or SSE-C ETag is no MD5: on AWS every object of a bucket encrypted with KMS
-    // by default failed INTEGRITY, run after run) and its additional checksum (ranged answers
-    // carry none). One HEAD per object over 1 MiB.
+  /**
+   * What the listing does not say: an object's encryption (an SSE-KMS or SSE-C ETag is no
+   * MD5: on AWS every object of a bucket encrypted with KMS by default failed INTEGRITY, run
+   * after run). A small object's GET answer says it; a large one is downloaded as the listing
+   * shows it, and only if its bytes do not match its ETag is it asked about (HEAD): encrypted
+   * so, it is downloaded again, verified by what HEAD offers (an additional checksum, else
+   * its size). Once one object of the folder showed such encryption, every later large one
+   * is asked about first (a HEAD each for all of them slowed folders of 1-8 MiB objects by a
+   * round trip each: review).
+   */
+  const headOf = async (object: ListedObject, ctx: S3ErrorContext) => {
     const head = await headObjectAt(
       {
         bucket: resolution.bucket,
@@ -206,15 +224,23 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     if (head.etag !== object.etag || head.bytes !== object.bytes) {
       throw changedSinceListing(ctx, object, head);
     }
+    return head;
+  };
+  const downloadLarge = async (
+    object: ListedObject,
+    path: string,
+    ctx: S3ErrorContext,
+    head: ResolvedObject | undefined,
+  ) => {
     const source = {
       bucket: resolution.bucket,
       key: object.key,
       versionId: undefined,
       etag: object.etag,
       bytes: object.bytes,
-      encryption: head.encryption,
-      checksum: head.checksum,
-      checksumRejected: head.checksumRejected,
+      encryption: head?.encryption,
+      checksum: head?.checksum,
+      checksumRejected: head?.checksumRejected,
     };
     const partCount = partsToLearn(source);
     const parts =
@@ -234,6 +260,20 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
       onHashed: options.onProgress,
       errorContext: ctx,
     });
+  };
+  const fetchLarge = async (object: ListedObject, path: string, ctx: S3ErrorContext) => {
+    if (totals.opaqueEtags) return downloadLarge(object, path, ctx, await headOf(object, ctx));
+    try {
+      return await downloadLarge(object, path, ctx, undefined);
+    } catch (error) {
+      if (!(error instanceof DsfetchError) || error.code !== "INTEGRITY") throw error;
+      const head = await headOf(object, ctx);
+      if (etagKind(object.etag, head.encryption).kind !== "opaque") throw error;
+      totals.opaqueEtags = true;
+      await rm(path, { force: true });
+      const again = await downloadLarge(object, path, ctx, head);
+      return { ...again, refetchedBytes: again.refetchedBytes + object.bytes };
+    }
   };
 
   const fetchListed = async (object: ListedObject, index: number): Promise<void> => {
@@ -379,7 +419,7 @@ async function fetchSmall(
   path: string,
   ctx: S3ErrorContext,
   retry: RetryOptions,
-  totals: { refetchedBytes: number },
+  totals: { refetchedBytes: number; opaqueEtags: boolean },
   creates: SlowCreates,
 ): Promise<{ verification: string; digest: string | undefined }> {
   let checksums: ChecksumFields = {};
@@ -403,6 +443,7 @@ async function fetchSmall(
         // What the listing does not say: an SSE-KMS or SSE-C object's ETag is no MD5 (on AWS
         // every object of a bucket encrypted with KMS by default; each failed INTEGRITY).
         encryption = response.encryption;
+        if (etagKind(object.etag, encryption).kind === "opaque") totals.opaqueEtags = true;
         const changed = () => changedSinceListing(ctx, object);
         if (!Number.isNaN(response.contentLength) && response.contentLength !== object.bytes) {
           response.discard();

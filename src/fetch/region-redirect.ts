@@ -54,15 +54,15 @@ export async function resolveInBucketRegion(
   try {
     return { resolution: await resolveDataset(spec, client, retry), client };
   } catch (error) {
-    const region = regionNamedBy(error, spec.endpoint.region);
+    // Once: the client for the region named is not moved on if refused in turn. Another
+    // dataset of the bucket may have learned it meanwhile (datasets resolve at once).
+    const region = regionNamedBy(error, client.region);
     if (region === undefined) throw error;
-    onRedirect(region);
-    const moved = await pool.clientFor(inRegion(spec, region));
+    if (pool.regionLearned(spec) !== region) {
+      onRedirect(region);
+      pool.learnRegion(spec, region);
+    }
+    const moved = await pool.clientFor(spec);
     return { resolution: await resolveDataset(spec, moved, retry), client: moved };
   }
-}
-
-/** The same dataset, its requests signed for (and, on AWS, sent to) `region`. */
-export function inRegion(spec: DatasetSpec, region: string): DatasetSpec {
-  return { ...spec, endpoint: { ...spec.endpoint, region, regionDefaulted: false } };
 }

@@ -129,6 +129,24 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
       'give the "versionId" of a version from before the delete to fetch it',
     );
   }
+  const said = headersOf(error)["x-amz-bucket-region"]?.trim();
+  const named = said !== undefined && /^[a-z0-9][a-z0-9-]{0,62}$/.test(said) ? said : undefined;
+  if (
+    status === 301 ||
+    status === 307 ||
+    code === "PermanentRedirect" ||
+    // Also a malformed credential ("the Credential is mal-formed"): only when about a region.
+    (code === "AuthorizationHeaderMalformed" && (named !== undefined || /region/i.test(message)))
+  ) {
+    // Followed once where the answer names the region (region-redirect.ts); this is what is
+    // left: no region named, or the one named refused too. Before the versionId branch: with
+    // a versionId a 400 read "no such version".
+    return make(
+      "S3_ERROR",
+      `bucket "${ctx.bucket}" is in another region than the requests were signed for${named === undefined ? "" : ` (the store says ${named})`} (${statusText})`,
+      `give the bucket's region in the dataset's "region" (or AWS_REGION)${named === undefined ? "" : `: "region": "${named}"`}`,
+    );
+  }
   if (code === "ENOTFOUND") {
     return make(
       "S3_ERROR",
@@ -192,22 +210,12 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
       "check the bucket and key; `aws s3 ls` on the parent prefix lists what is there",
     );
   }
-  if (status === 301 || code === "PermanentRedirect") {
-    // Followed once where the answer names the region (region-redirect.ts); this is what is
-    // left: no region named, or the one named refused too.
-    const named = headersOf(error)["x-amz-bucket-region"];
-    return make(
-      "S3_ERROR",
-      `bucket "${ctx.bucket}" is in another region than the requests were signed for${named === undefined ? "" : ` (the store says ${named})`} (${statusText})`,
-      `give the bucket's region in the dataset's "region" (or AWS_REGION)${named === undefined ? "" : `: "region": "${named}"`}`,
-    );
-  }
   if (code === "InvalidObjectState") {
     // AWS answers a GET of an object in S3 Glacier Flexible Retrieval or Deep Archive (or an
     // Intelligent-Tiering archive tier) that was not restored with 403 InvalidObjectState:
-    // taken as any 403, it sent users to their IAM policies. Its listing entry and its HEAD
-    // look like any object's; a restored one reads as usual (so the listing's storage class
-    // alone cannot tell).
+    // taken as any 403, it sent users to their IAM policies. Its HEAD succeeds (with
+    // x-amz-storage-class, x-amz-restore, x-amz-archive-status), and a restored one reads as
+    // usual, so the listing's storage class alone cannot tell; the GET's answer does.
     return make(
       "OBJECT_ARCHIVED",
       `${ctx.uri}${versionText} is archived (S3 Glacier Flexible Retrieval or Deep Archive, or an Intelligent-Tiering archive tier) and cannot be read until it is restored (${statusText})`,
@@ -227,7 +235,7 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     ].includes(code)
   ) {
     const how = ctx.anonymous
-      ? "no credentials were found, so the request was anonymous: give awsAccessKeyId/awsSecretAccessKey or configure the AWS credential chain"
+      ? "no credentials were found, so the request was anonymous: give awsAccessKeyId/awsSecretAccessKey or configure the AWS credential chain (a Requester Pays bucket needs credentials: the requester pays)"
       : code === "InvalidAccessKeyId"
         ? "the access key ID is not known to this store: check the dataset's keys and the endpoint"
         : code === "SignatureDoesNotMatch"

@@ -305,6 +305,11 @@ async function stageOn(
     objects: objectCount(resolution),
     ...(fallback === undefined ? {} : { fallback }),
   });
+  /**
+   * The manifest at the dataset's path when this worker last looked before downloading
+   * (reuse): one there at publishing time that is not this one was published meanwhile.
+   */
+  let seenBeforeDownload: Manifest | undefined;
   /** The published dataset, when its manifest matches the store; no lock needed to read it. */
   const reuse = async (resolution: Resolution): Promise<StagedDataset | undefined> => {
     if (target.volume === "ephemeral" && settings.ephemeralRootIsDefault === true) {
@@ -315,6 +320,7 @@ async function stageOn(
     const staged = await call(`reading ${target.location.manifestPath}`, () =>
       inspectStaged(target.location),
     );
+    seenBeforeDownload = staged.manifest;
     if (!isCached(resolution, staged) || staged.manifest === undefined) {
       // Not ours to replace (another source's dataset, a directory dsfetch did not write):
       // said now, before the download (publish checks again: volumes/occupant.ts).
@@ -678,25 +684,21 @@ async function stageOn(
         await call(`syncing ${attempt.dir}`, () => writeback.settle(), {
           atLeastMs: SETTLE_LIMIT_MS + 5_000,
         });
-        // Leased while this download ran: not replaced under that job either. Read here
-        // (no sync, no publish for nothing) and again just before the swap (publish.ts).
-        const published = await call(`reading ${target.location.manifestPath}`, () =>
-          inspectStaged(target.location),
-        );
-        const kept = isCached(resolution, published)
-          ? undefined
-          : await keptInUse(resolution, published.manifest);
-        if (kept !== undefined) {
-          stopHeartbeat();
-          await call(`removing ${attempt.dir}`, (signal, progressed) =>
-            discardAttempt(attempt, progressed, signal),
-          ).catch(() => {});
-          return kept;
-        }
         const manifest = buildManifest(spec, resolution, download);
         let keptAtSwap: StagedDataset | undefined;
         let supersededAtSwap: StagedDataset | undefined;
-        let oursIsCurrent = false;
+        /** The version the store was asked about (publishedMeanwhile) and ours won over. */
+        let askedAbout: string | undefined;
+        /**
+         * A manifest there now that was not there before this download: published meanwhile
+         * (a lock lost). Without this, a lock merely found lost (slow refreshes on NFS, a
+         * holder file that could not be written, a taker that died) swapped nothing in and
+         * threw a newer download away for the version it was refreshing (review).
+         */
+        const publishedSince = (there: Manifest | undefined): there is Manifest =>
+          there !== undefined &&
+          manifestIdentity(there) !== manifestIdentity(seenBeforeDownload) &&
+          manifestIdentity(there) !== askedAbout;
         /**
          * This worker lost its lock (frozen or stopped past DSFETCH_LOCK_STALE) and the
          * worker that took it over published `published`, another version of the source.
@@ -712,8 +714,8 @@ async function stageOn(
         ): Promise<StagedDataset | undefined> => {
           const current = await resolveDataset(spec, client, retry).catch(() => undefined);
           if (current !== undefined && isCached(current, { exists: true, manifest })) {
-            // Asked once: the swap may ask again (a removal notice gone stale meanwhile).
-            oursIsCurrent = true;
+            // Asked once about that one: the swap may ask again (a notice gone stale).
+            askedAbout = manifestIdentity(published);
             return undefined;
           }
           const now =
@@ -731,6 +733,40 @@ async function stageOn(
           context.signal?.throwIfAborted();
           return publishedAs(resolution, published, {});
         };
+        // Leased while this download ran: not replaced under that job either. Read here
+        // (no sync, no publish for nothing) and again just before the swap (publish.ts).
+        const published = await call(`reading ${target.location.manifestPath}`, () =>
+          inspectStaged(target.location),
+        );
+        // Another version published meanwhile by the worker that took this one's lock over:
+        // asked about here, before the swap's removal notice is up (jobs wait on it; a
+        // folder's listing may take minutes), and again at the swap only if yet another one
+        // was published since.
+        if (
+          lock !== undefined &&
+          publishedSince(published.manifest) &&
+          !isCached(resolution, published) &&
+          !(await call(`reading ${target.location.lockPath}`, () => lock.stillHeld()))
+        ) {
+          const theirs = await publishedMeanwhile(published.manifest);
+          if (theirs !== undefined) {
+            stopHeartbeat();
+            await call(`removing ${attempt.dir}`, (signal, progressed) =>
+              discardAttempt(attempt, progressed, signal),
+            ).catch(() => {});
+            return theirs;
+          }
+        }
+        const kept = isCached(resolution, published)
+          ? undefined
+          : await keptInUse(resolution, published.manifest);
+        if (kept !== undefined) {
+          stopHeartbeat();
+          await call(`removing ${attempt.dir}`, (signal, progressed) =>
+            discardAttempt(attempt, progressed, signal),
+          ).catch(() => {});
+          return kept;
+        }
         let notice: RemovalNotice | undefined;
         // Left up (storage that stopped answering), it is over within a minute.
         const takeDown = (posted: RemovalNotice) =>
@@ -761,8 +797,7 @@ async function stageOn(
             // back for ours unless ours is what the store has now.
             if (
               lock !== undefined &&
-              there.manifest !== undefined &&
-              !oursIsCurrent &&
+              publishedSince(there.manifest) &&
               !(await call(`reading ${target.location.lockPath}`, () => lock.stillHeld()))
             ) {
               supersededAtSwap = await publishedMeanwhile(there.manifest);
@@ -965,6 +1000,17 @@ async function stageOn(
 }
 
 /** Bytes of the regular files under `dir` (what an attempt has written so far). */
+/** What tells two publishes of a dataset apart: when, and which version of the source. */
+function manifestIdentity(manifest: Manifest | undefined): string | undefined {
+  if (manifest === undefined) return undefined;
+  return JSON.stringify([
+    manifest.createdAt,
+    manifest.etag ?? null,
+    manifest.versionId ?? null,
+    manifest.kind === "prefix" ? manifest.listingDigest : null,
+  ]);
+}
+
 async function bytesUnder(dir: string): Promise<number> {
   let total = 0;
   const walk = async (at: string): Promise<void> => {

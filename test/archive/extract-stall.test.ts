@@ -96,15 +96,20 @@ function standInXz(root: string, body: string): { pidFile: string } {
  * A stand-in `xz` that takes its input at once, then writes `tarFile` in 64 KiB pieces
  * `gapSeconds` apart: slow, but never silent for longer than the gap.
  */
-function steadyStandInXz(root: string, tarFile: string, gapSeconds: number): void {
+function steadyStandInXz(
+  root: string,
+  tarFile: string,
+  gapSeconds: number,
+  pieceBytes = 65536,
+): void {
   standInXz(
     root,
     [
       "cat > /dev/null",
       `n=$(wc -c < '${tarFile}')`,
       "i=0",
-      "while [ $((i * 65536)) -lt $n ]; do",
-      `  dd if='${tarFile}' bs=65536 skip=$i count=1 2>/dev/null`,
+      `while [ $((i * ${pieceBytes})) -lt $n ]; do`,
+      `  dd if='${tarFile}' bs=${pieceBytes} skip=$i count=1 2>/dev/null`,
       `  sleep ${gapSeconds}`,
       "  i=$((i + 1))",
       "done",
@@ -190,11 +195,13 @@ describe("the extraction thread's stall watchdog", () => {
     const archive = tar(...[...files].map(([name, data]) => file(name, data)));
     const tarFile = join(ws.root, "real.tar");
     writeFileSync(tarFile, archive);
-    // Takes its input at once, then writes the tar in 64 KiB pieces 0.25 s apart: ~2.5 s
-    // in all, two and a half times the bound, with no input taken after the first instant.
-    steadyStandInXz(ws.root, tarFile, 0.25);
+    // Takes its input at once, then writes the tar in 32 KiB pieces 0.2 s apart: ~3.8 s in
+    // all, nearly twice the bound, with no input taken after the first instant. A bound ten
+    // times the gap: with 1 s and 0.25 s gaps, a fork of `dd` on a loaded CI machine took
+    // longer than the bound once (2026-12-06).
+    steadyStandInXz(ws.root, tarFile, 0.2, 32768);
     const result = await extractTarInWorker(chunks(randomBytes(1000), 1000), xzJob(ws.dest), {
-      stallTimeoutMs: 1000,
+      stallTimeoutMs: 2000,
     });
     expect(result.files).toHaveLength(files.size);
     for (const [name, data] of files) {

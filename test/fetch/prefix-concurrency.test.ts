@@ -80,6 +80,7 @@ function countedClient(): { client: StoreClient; peak: () => number; started: st
   };
   const client: StoreClient = {
     endpointLabel: info.endpoint,
+    region: "us-east-1",
     anonymous: false,
     credentialSource: "dataset",
     getter,

@@ -26,6 +26,7 @@ beforeAll(async () => {
   const info = s3Info();
   client = {
     endpointLabel: info.endpoint,
+    region: "us-east-1",
     anonymous: false,
     credentialSource: "dataset",
     getter: new ObjectGetter({

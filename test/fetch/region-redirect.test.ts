@@ -9,6 +9,8 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseDatasetEntry } from "../../src/config/dataset.ts";
+import { ClientPool } from "../../src/fetch/client.ts";
 import { runCli } from "../harness/cli.ts";
 import { type FaultProxy, type ProxiedRequest, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
@@ -119,6 +121,26 @@ describe("a bucket in another region", () => {
         `bucket "${bucket}" is in another region than the requests were signed for (301`,
       );
       expect(dataset.error.hint).toMatch(/give the bucket's region in the dataset's "region"/);
+    }
+  });
+
+  it("a region learned for a bucket is kept for its later datasets (and the same dataset staged again: the fallback)", async () => {
+    const keys = { awsAccessKeyId: "AKIDEXAMPLE", awsSecretAccessKey: "secret" };
+    const spec = (uri: string) => parseDatasetEntry({ uri, ...keys }, 0, {});
+    const pool = new ClientPool();
+    try {
+      const first = spec("s3://far-bucket/a.bin");
+      expect((await pool.clientFor(first)).endpointLabel).toBe("AWS S3 (us-east-1)");
+      pool.learnRegion(first, "eu-west-1");
+      expect((await pool.clientFor(first)).endpointLabel).toBe("AWS S3 (eu-west-1)");
+      expect((await pool.clientFor(spec("s3://far-bucket/b/"))).endpointLabel).toBe(
+        "AWS S3 (eu-west-1)",
+      );
+      expect((await pool.clientFor(spec("s3://near-bucket/a.bin"))).endpointLabel).toBe(
+        "AWS S3 (us-east-1)",
+      );
+    } finally {
+      pool.destroy();
     }
   });
 });

@@ -85,6 +85,8 @@ beforeAll(async () => {
     }),
   );
   await putObject(bucket, "set/plain.bin", plain);
+  await putKms("big/large.bin", large);
+  await putKms("big/other.bin", large.subarray(1000));
   await putKms("one/model.bin", large);
   await putKms("packed/set.tar.gz", gzipSync(tar(tarFile("inside.bin", archived))));
 });
@@ -133,6 +135,16 @@ describe("SSE-KMS objects (ETags that are not MD5s)", () => {
     expect(md5(await readFile(join(dir, "large.bin")))).toBe(md5(large));
     expect(md5(await readFile(join(dir, "multi.bin")))).toBe(md5(Buffer.concat(parts)));
     expect(md5(await readFile(join(dir, "plain.bin")))).toBe(md5(plain));
+  });
+
+  it("a folder of large ones only (no small object's answer shows the encryption first): found by their HEAD once their MD5 did not match, downloaded again, staged", async () => {
+    const { run, data } = await fetch([{ uri: `s3://${bucket}/big/`, name: "big" }]);
+    expect(run.code, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout).datasets[0];
+    expect(result.verification).toEqual({ [SIZE_ONLY]: 2 });
+    expect(result.refetchedBytes).toBeGreaterThanOrEqual(large.length - 1000);
+    expect(md5(await readFile(join(data, "big", "large.bin")))).toBe(md5(large));
+    expect(md5(await readFile(join(data, "big", "other.bin")))).toBe(md5(large.subarray(1000)));
   });
 
   it("one object, and a .tar.gz expanded as it streams: staged, each said size-only", async () => {
