@@ -207,6 +207,21 @@ export async function headObjectAt(
       hint: 'give the "versionId" of a version from before the delete',
     });
   }
+  const archived = archivedState(header);
+  if (archived !== undefined) {
+    // Said now, before the lock and any download (and by `plan`): its GET would be refused
+    // (403 InvalidObjectState, s3-errors.ts) only once a worker took the lock and started.
+    throw new DsfetchError(
+      "OBJECT_ARCHIVED",
+      `${spec.name}: ${spec.uri}${spec.versionId === undefined ? "" : ` version ${spec.versionId}`} is archived (${archived}) and cannot be read until it is restored`,
+      {
+        dataset: spec.name,
+        hint: archived.includes("being restored")
+          ? "wait until the restore is done (minutes to hours), then run again"
+          : "restore it first (`aws s3api restore-object --bucket <bucket> --key <key> --restore-request Days=7`; S3 Batch Operations for a whole folder), wait until the restore is done (minutes to hours), then run again; or copy it to a storage class read at once (STANDARD, GLACIER_IR)",
+      },
+    );
+  }
   const etagText = header("etag");
   const lengthText = header("content-length");
   const length = Number(lengthText);
@@ -245,6 +260,30 @@ export async function headObjectAt(
     encryption: encryptionOf(header),
     ...checksums(checksumHeaders(header), etag, checksumRefused),
   };
+}
+
+/**
+ * Why an object cannot be read as it is, from its HEAD (AWS documents these headers), or
+ * undefined: in S3 Glacier Flexible Retrieval or Deep Archive without a finished restore
+ * (`x-amz-restore: ongoing-request="false", …`), or in an Intelligent-Tiering archive tier
+ * (`x-amz-archive-status`). GLACIER_IR is read at once.
+ */
+export function archivedState(header: (name: string) => string | undefined): string | undefined {
+  const storageClass = header("x-amz-storage-class")?.trim().toUpperCase();
+  const tier = header("x-amz-archive-status")?.trim().toUpperCase();
+  const restore = header("x-amz-restore") ?? "";
+  const restored = /ongoing-request\s*=\s*"?false"?/i.test(restore);
+  const restoring = /ongoing-request\s*=\s*"?true"?/i.test(restore);
+  const where =
+    storageClass === "GLACIER"
+      ? "storage class GLACIER, S3 Glacier Flexible Retrieval"
+      : storageClass === "DEEP_ARCHIVE"
+        ? "storage class DEEP_ARCHIVE, S3 Glacier Deep Archive"
+        : tier === "ARCHIVE_ACCESS" || tier === "DEEP_ARCHIVE_ACCESS"
+          ? `Intelligent-Tiering ${tier}`
+          : undefined;
+  if (where === undefined || restored) return undefined;
+  return restoring ? `${where}; being restored` : where;
 }
 
 /** Errors of a HEAD with ChecksumMode after which a plain HEAD is tried. */

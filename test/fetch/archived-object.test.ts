@@ -5,17 +5,23 @@
 // restore it, not as ACCESS_DENIED sending the user to IAM; at once (not retried), nothing
 // published.
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
-import { type FaultProxy, isListObjectsV2, startFaultProxy } from "../harness/fault-proxy.ts";
+import {
+  type FaultProxy,
+  isListObjectsV2,
+  type ResponseRewrite,
+  startFaultProxy,
+} from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
 let root: string;
 let bucket: string;
 let proxy: FaultProxy;
+const vaulted = randomBytes(2 * 1024 * 1024);
 
 const ARCHIVED = `<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>InvalidObjectState</Code><Message>The operation is not valid for the object's storage class</Message><StorageClass>DEEP_ARCHIVE</StorageClass><RequestId>TEST</RequestId></Error>`;
@@ -26,21 +32,24 @@ beforeAll(async () => {
   await putObject(bucket, "cold/model.bin", randomBytes(3 * 1024 * 1024));
   await putObject(bucket, "shelf/a.bin", randomBytes(1000));
   await putObject(bucket, "shelf/b.bin", randomBytes(2 * 1024 * 1024));
+  await putObject(bucket, "vault/model.bin", vaulted);
   proxy = await startFaultProxy(s3Info().endpoint);
-  // Every GET of an object under cold/ or shelf/ (not the listings, not the HEADs).
-  proxy.rewriteResponses({
-    match: (request) =>
-      request.method === "GET" &&
-      !isListObjectsV2(request) &&
-      /\/(cold|shelf)\//.test(request.target),
-    startLine: () => "HTTP/1.1 403 Forbidden",
-    headers: (fields) => [
-      ...fields.filter(([name]) => !/^(content-type|content-range|etag)$/i.test(name)),
-      ["Content-Type", "application/xml"],
-    ],
-    rewrite: () => ARCHIVED,
-  });
+  proxy.rewriteResponses(refusedGets);
 });
+
+// Every GET of an object under cold/ or shelf/ (not the listings, not the HEADs).
+const refusedGets: ResponseRewrite = {
+  match: (request) =>
+    request.method === "GET" &&
+    !isListObjectsV2(request) &&
+    /\/(cold|shelf)\//.test(request.target),
+  startLine: () => "HTTP/1.1 403 Forbidden",
+  headers: (fields) => [
+    ...fields.filter(([name]) => !/^(content-type|content-range|etag)$/i.test(name)),
+    ["Content-Type", "application/xml"],
+  ],
+  rewrite: () => ARCHIVED,
+};
 
 afterAll(async () => {
   await proxy.close();
@@ -78,6 +87,84 @@ describe("archived objects (403 InvalidObjectState)", () => {
       const data = join(storage, "ml", "data");
       expect((await readdir(data)).filter((name) => !name.startsWith("."))).toEqual([]);
       expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
+    });
+  }
+
+  // Its HEAD already says so (x-amz-storage-class, x-amz-restore, x-amz-archive-status): told
+  // before the lock and any download, by plan too.
+  for (const [what, added, expected] of [
+    [
+      "in Deep Archive, not restored",
+      [["x-amz-storage-class", "DEEP_ARCHIVE"]],
+      /is archived \(storage class DEEP_ARCHIVE, S3 Glacier Deep Archive\) and cannot be read until it is restored/,
+    ],
+    [
+      "in Glacier, being restored",
+      [
+        ["x-amz-storage-class", "GLACIER"],
+        ["x-amz-restore", 'ongoing-request="true"'],
+      ],
+      /\(storage class GLACIER, S3 Glacier Flexible Retrieval; being restored\)/,
+    ],
+    [
+      "in an Intelligent-Tiering archive tier",
+      [
+        ["x-amz-storage-class", "INTELLIGENT_TIERING"],
+        ["x-amz-archive-status", "DEEP_ARCHIVE_ACCESS"],
+      ],
+      /\(Intelligent-Tiering DEEP_ARCHIVE_ACCESS\)/,
+    ],
+    [
+      "in Glacier, restored",
+      [
+        ["x-amz-storage-class", "GLACIER"],
+        ["x-amz-restore", 'ongoing-request="false", expiry-date="Fri, 21 Dec 2029 00:00:00 GMT"'],
+      ],
+      undefined,
+    ],
+  ] as const) {
+    it(`told by its HEAD: ${what}`, async () => {
+      proxy.rewriteResponses({
+        match: (request) => request.method === "HEAD" && request.target.includes("/vault/"),
+        headers: (fields) => [
+          ...fields,
+          ...(added as readonly (readonly [string, string])[]).map(
+            ([name, value]) => [name, value] as [string, string],
+          ),
+        ],
+        rewrite: () => "",
+      });
+      try {
+        const storage = await mkdtemp(join(root, "storage-"));
+        proxy.resetCounters();
+        const run = await runCli(
+          ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"],
+          {
+            env: { ...testEnv(), AWS_ENDPOINT_URL: proxy.endpoint },
+            stdin: JSON.stringify([{ uri: `s3://${bucket}/vault/model.bin`, name: "vault" }]),
+            timeoutMs: 60_000,
+          },
+        );
+        if (expected === undefined) {
+          expect(run.code, run.stderr).toBe(0);
+          const bytes = await readFile(join(storage, "ml", "data", "vault", "model.bin"));
+          expect(bytes.equals(vaulted)).toBe(true);
+          return;
+        }
+        expect(run.code, run.stderr).toBe(4);
+        const { error } = JSON.parse(run.stdout).datasets[0];
+        expect(error.code).toBe("OBJECT_ARCHIVED");
+        expect(error.message).toMatch(expected);
+        expect(error.hint).toMatch(
+          what.includes("being restored")
+            ? /wait until the restore is done/
+            : /aws s3api restore-object/,
+        );
+        // Not a byte asked for.
+        expect(proxy.requests.filter((request) => request.method === "GET")).toEqual([]);
+      } finally {
+        proxy.rewriteResponses(refusedGets);
+      }
     });
   }
 });
