@@ -54,6 +54,20 @@ const TRANSIENT_S3_CODES = new Set([
   "XMinioServerNotInitialized",
 ]);
 
+/**
+ * Said where the store could not be reached at all: dsfetch connects to stores directly and
+ * does not go through an HTTP proxy (HTTPS_PROXY and the like, which the AWS CLI, s5cmd and
+ * rclone honour). Where the network allows S3 only through one, that is the cause.
+ */
+function proxyNote(): string {
+  const set = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    .filter((name) => (process.env[name] ?? "").trim() !== "")
+    .slice(0, 1);
+  return set.length === 0
+    ? ""
+    : ` (${set[0]} is set, but dsfetch connects to stores directly, not through an HTTP proxy: the store must be reachable without one, e.g. a VPC endpoint)`;
+}
+
 /** The response headers an error carries, if any. */
 function headersOf(error: unknown): Record<string, string | undefined> {
   const e = (typeof error === "object" && error !== null ? error : {}) as SdkErrorShape;
@@ -151,7 +165,7 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     return make(
       "S3_ERROR",
       `${ctx.action} ${ctx.uri} failed: the host of ${ctx.endpoint} does not resolve (${code})`,
-      'check the endpoint (AWS_ENDPOINT_URL or the dataset\'s "endpoint") and the region',
+      `check the endpoint (AWS_ENDPOINT_URL or the dataset's "endpoint") and the region${proxyNote()}`,
     );
   }
   if (
@@ -256,7 +270,7 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     return make(
       "TRANSIENT",
       `${ctx.action} ${ctx.uri} failed: ${statusText}: ${message}`,
-      `the store at ${ctx.endpoint} is unreachable or overloaded; dsfetch retried; try again later`,
+      `the store at ${ctx.endpoint} is unreachable or overloaded; dsfetch retried; try again later${status === undefined ? proxyNote() : ""}`,
       true,
     );
   }
