@@ -208,7 +208,7 @@ export async function headObjectAt(
     });
   }
   const archived = archivedState(header);
-  if (archived !== undefined) {
+  if (archived !== undefined && (await refusesReads(client, target))) {
     // Said now, before the lock and any download (and by `plan`): its GET would be refused
     // (403 InvalidObjectState, s3-errors.ts) only once a worker took the lock and started.
     throw new DsfetchError(
@@ -260,6 +260,26 @@ export async function headObjectAt(
     encryption: encryptionOf(header),
     ...checksums(checksumHeaders(header), etag, checksumRefused),
   };
+}
+
+/**
+ * Whether a read of the object's first byte is refused as archived (403 InvalidObjectState).
+ * Asked only when its HEAD says archived: a store may name a readable tier so (MinIO and Ceph
+ * tiers have names of their owners' choosing), and such an object must still be staged.
+ */
+async function refusesReads(client: StoreClient, target: ObjectToHead): Promise<boolean> {
+  try {
+    const response = await client.getter.get({
+      bucket: target.bucket,
+      key: target.key,
+      versionId: target.versionId,
+      range: { start: 0, end: 0 },
+    });
+    response.discard();
+    return false;
+  } catch (error) {
+    return (error as { Code?: unknown }).Code === "InvalidObjectState";
+  }
 }
 
 /**

@@ -13,6 +13,7 @@ import { runCli } from "../harness/cli.ts";
 import {
   type FaultProxy,
   isListObjectsV2,
+  type ProxiedRequest,
   type ResponseRewrite,
   startFaultProxy,
 } from "../harness/fault-proxy.ts";
@@ -90,13 +91,16 @@ describe("archived objects (403 InvalidObjectState)", () => {
     });
   }
 
-  // Its HEAD already says so (x-amz-storage-class, x-amz-restore, x-amz-archive-status): told
-  // before the lock and any download, by plan too.
-  for (const [what, added, expected] of [
+  // Its HEAD already says so (x-amz-storage-class, x-amz-restore, x-amz-archive-status), and
+  // a read of its first byte is refused: told before the lock and any download, by plan too.
+  // A HEAD that says so of an object that can be read (a store's tier named GLACIER) is not
+  // taken at its word.
+  const cases: [string, [string, string][], RegExp | undefined, boolean][] = [
     [
       "in Deep Archive, not restored",
       [["x-amz-storage-class", "DEEP_ARCHIVE"]],
       /is archived \(storage class DEEP_ARCHIVE, S3 Glacier Deep Archive\) and cannot be read until it is restored/,
+      true,
     ],
     [
       "in Glacier, being restored",
@@ -105,6 +109,7 @@ describe("archived objects (403 InvalidObjectState)", () => {
         ["x-amz-restore", 'ongoing-request="true"'],
       ],
       /\(storage class GLACIER, S3 Glacier Flexible Retrieval; being restored\)/,
+      true,
     ],
     [
       "in an Intelligent-Tiering archive tier",
@@ -113,6 +118,7 @@ describe("archived objects (403 InvalidObjectState)", () => {
         ["x-amz-archive-status", "DEEP_ARCHIVE_ACCESS"],
       ],
       /\(Intelligent-Tiering DEEP_ARCHIVE_ACCESS\)/,
+      true,
     ],
     [
       "in Glacier, restored",
@@ -121,18 +127,30 @@ describe("archived objects (403 InvalidObjectState)", () => {
         ["x-amz-restore", 'ongoing-request="false", expiry-date="Fri, 21 Dec 2029 00:00:00 GMT"'],
       ],
       undefined,
+      false,
     ],
-  ] as const) {
+    [
+      "a store's readable tier named GLACIER",
+      [["x-amz-storage-class", "GLACIER"]],
+      undefined,
+      false,
+    ],
+  ];
+  for (const [what, added, expected, refuseGets] of cases) {
     it(`told by its HEAD: ${what}`, async () => {
+      const vault = (request: ProxiedRequest) => request.target.includes("/vault/");
       proxy.rewriteResponses({
-        match: (request) => request.method === "HEAD" && request.target.includes("/vault/"),
-        headers: (fields) => [
-          ...fields,
-          ...(added as readonly (readonly [string, string])[]).map(
-            ([name, value]) => [name, value] as [string, string],
-          ),
-        ],
-        rewrite: () => "",
+        match: (request) =>
+          vault(request) && (request.method === "HEAD" || (refuseGets && request.method === "GET")),
+        startLine: (line, request) => (request.method === "GET" ? "HTTP/1.1 403 Forbidden" : line),
+        headers: (fields, request) =>
+          request.method === "HEAD"
+            ? [...fields, ...added]
+            : [
+                ...fields.filter(([name]) => !/^(content-type|content-range|etag)$/i.test(name)),
+                ["Content-Type", "application/xml"],
+              ],
+        rewrite: (_, request) => (request.method === "HEAD" ? "" : ARCHIVED),
       });
       try {
         const storage = await mkdtemp(join(root, "storage-"));
@@ -160,8 +178,9 @@ describe("archived objects (403 InvalidObjectState)", () => {
             ? /wait until the restore is done/
             : /aws s3api restore-object/,
         );
-        // Not a byte asked for.
-        expect(proxy.requests.filter((request) => request.method === "GET")).toEqual([]);
+        // One byte asked for (the check), no download.
+        const gets = proxy.requests.filter((request) => request.method === "GET");
+        expect(gets.map((request) => request.headers.range)).toEqual(["bytes=0-0"]);
       } finally {
         proxy.rewriteResponses(refusedGets);
       }
