@@ -14,6 +14,7 @@
  */
 import { isIP, connect as netConnect, type Socket } from "node:net";
 import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
+import { type ProxySettings, ProxyTunnel } from "./proxy.ts";
 
 export interface Http1Request {
   readonly method: "GET" | "HEAD";
@@ -64,6 +65,8 @@ export interface Http1PoolOptions {
   readonly idleTimeoutMs: number;
   /** Extra TLS options (a private CA); tests use it. */
   readonly tls?: ConnectionOptions | undefined;
+  /** An HTTP proxy to go through (proxy.ts): a CONNECT tunnel for https:, absolute-form for http:. */
+  readonly proxy?: ProxySettings | undefined;
 }
 
 /** Times the longest waiter may be passed over for younger ones of a released connection's Host. */
@@ -92,9 +95,23 @@ export class Http1Pool {
   }
 
   /** Sends the request; resolves with the status and headers once the head has arrived. */
-  async request(request: Http1Request): Promise<Http1Response> {
-    checkHeaders(request);
-    const host = request.headers.host ?? this.options.url.host;
+  async request(asked: Http1Request): Promise<Http1Response> {
+    checkHeaders(asked);
+    const host = asked.headers.host ?? this.options.url.host;
+    const { proxy } = this.options;
+    // Through a proxy, a plain-http request names its whole URL (absolute form), and the
+    // proxy's credentials go with it (a CONNECT tunnel carries them once, in proxy.ts).
+    const request =
+      proxy === undefined || this.options.url.protocol === "https:"
+        ? asked
+        : {
+            ...asked,
+            path: `http://${host}${asked.path}`,
+            headers:
+              proxy.authorization === undefined
+                ? asked.headers
+                : { ...asked.headers, "proxy-authorization": proxy.authorization },
+          };
     const firstTry = await this.acquire(host, request.signal);
     try {
       return await firstTry.send(request);
@@ -212,8 +229,12 @@ export class Http1Pool {
     const port = url.port === "" ? (secure ? 443 : 80) : Number(url.port);
     // A function: Node asks it for the buffer of the next read after every read.
     const onread = { buffer: () => room() ?? this.readBuffer, callback: onRead };
+    const { proxy } = this.options;
     if (!secure) {
-      const socket = netConnect({ host, port, onread });
+      const socket =
+        proxy === undefined
+          ? netConnect({ host, port, onread })
+          : netConnect({ host: proxy.host, port: proxy.port, onread });
       socket.setNoDelay(true);
       socket.setKeepAlive(true, 1000);
       return socket;
@@ -226,9 +247,12 @@ export class Http1Pool {
       ...this.options.tls,
       host,
       port,
+      ...(proxy === undefined ? {} : { socket: new ProxyTunnel(proxy, host, port) }),
       ...(isIP(name) === 0 ? { servername: name } : {}),
       onread,
     } as ConnectionOptions);
+    // TLS over a tunnel (a stream, not a socket of its own) ignores `onread` and emits 'data'.
+    if (proxy !== undefined) feedOnRead(socket, onread.buffer, onRead);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 1000);
     return socket;
@@ -312,6 +336,39 @@ function checkHeaders(request: Http1Request): void {
       throw new Error(`invalid request header: ${name}`);
     }
   }
+}
+
+/**
+ * Hands a socket's 'data' chunks to an `onread`-style callback, copied into the buffer it
+ * names: for TLS over a proxy tunnel, where Node does not honour `onread`. Like `onread`, a
+ * callback that returns false pauses the socket; the rest of that chunk is handed on when the
+ * socket is resumed, before anything read later.
+ */
+function feedOnRead(
+  socket: Socket,
+  buffer: () => Buffer,
+  onRead: (bytes: number, buffer: Buffer) => boolean,
+): void {
+  let held: Buffer | undefined;
+  const hand = (chunk: Buffer): void => {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const target = buffer();
+      const bytes = chunk.copy(target, 0, offset);
+      offset += bytes;
+      if (!onRead(bytes, target)) {
+        if (offset < chunk.length) held = chunk.subarray(offset);
+        socket.pause();
+        return;
+      }
+    }
+  };
+  socket.on("data", (chunk: Buffer) => hand(chunk));
+  socket.on("resume", () => {
+    const rest = held;
+    held = undefined;
+    if (rest !== undefined) hand(rest);
+  });
 }
 
 /** Thrown when a reused connection turns out closed before any byte of an answer. */

@@ -9,6 +9,7 @@ import type { ConnectionOptions } from "node:tls";
 import type { EndpointOptions } from "../config/types.ts";
 import type { ChecksumFields } from "./checksum/index.ts";
 import { type BodyConsumer, type BodyTarget, Http1Pool, type Http1Response } from "./http1.ts";
+import { proxyFor } from "./proxy.ts";
 import { encodeQuery, type SigningCredentials, SigV4Signer, uriEncode } from "./sigv4.ts";
 
 export interface GetRequest {
@@ -95,6 +96,8 @@ export class ObjectGetter {
     idleTimeoutMs?: number | undefined;
     /** Extra TLS options (a private CA); tests use it. */
     tls?: ConnectionOptions | undefined;
+    /** Where the proxy variables are read (proxy.ts); default process.env. */
+    env?: Readonly<Record<string, string | undefined>> | undefined;
   }) {
     const { url, region, forcePathStyle } = options.endpoint;
     this.endpoint = new URL(url ?? `https://s3.${region}.amazonaws.com`);
@@ -107,6 +110,7 @@ export class ObjectGetter {
       maxSockets: MAX_SOCKETS,
       idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       tls: options.tls,
+      proxy: proxyFor(this.endpoint, options.env ?? process.env),
     });
   }
 

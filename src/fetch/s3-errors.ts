@@ -54,20 +54,6 @@ const TRANSIENT_S3_CODES = new Set([
   "XMinioServerNotInitialized",
 ]);
 
-/**
- * Said where the store could not be reached at all: dsfetch connects to stores directly and
- * does not go through an HTTP proxy (HTTPS_PROXY and the like, which the AWS CLI, s5cmd and
- * rclone honour). Where the network allows S3 only through one, that is the cause.
- */
-function proxyNote(): string {
-  const set = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
-    .filter((name) => (process.env[name] ?? "").trim() !== "")
-    .slice(0, 1);
-  return set.length === 0
-    ? ""
-    : ` (${set[0]} is set, but dsfetch connects to stores directly, not through an HTTP proxy: the store must be reachable without one, e.g. a VPC endpoint)`;
-}
-
 /** The response headers an error carries, if any. */
 function headersOf(error: unknown): Record<string, string | undefined> {
   const e = (typeof error === "object" && error !== null ? error : {}) as SdkErrorShape;
@@ -112,6 +98,9 @@ const TLS_CERTIFICATE_CODES: ReadonlySet<string> = new Set([
 /** Whether an S3 or network failure may succeed when tried again. */
 export function isRetryableS3Error(error: unknown): boolean {
   if (error instanceof DsfetchError) return error.retryable;
+  if ((error as { code?: unknown } | undefined)?.code === "EPROXY") {
+    return (error as { retryable?: unknown }).retryable === true;
+  }
   const { code, status } = shapeOf(error);
   if (TRANSIENT_S3_CODES.has(code) || TRANSIENT_NETWORK_CODES.has(code)) return true;
   // 501 Not Implemented is an answer, not an outage: retrying cannot change it.
@@ -161,11 +150,24 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
       `give the bucket's region in the dataset's "region" (or AWS_REGION)${named === undefined ? "" : `: "region": "${named}"`}`,
     );
   }
+  if (code === "EPROXY") {
+    // The HTTP proxy (HTTPS_PROXY…, proxy.ts) refused the tunnel or broke off: about the
+    // proxy, not the store.
+    const proxy = error as { retryable?: boolean; authentication?: boolean };
+    return make(
+      proxy.retryable === true ? "TRANSIENT" : "S3_ERROR",
+      `${ctx.action} ${ctx.uri} failed: ${message}`,
+      proxy.authentication === true
+        ? "the proxy wants credentials: give them in the proxy variable (http://user:password@host:port)"
+        : "check the proxy variables (HTTPS_PROXY, HTTP_PROXY, NO_PROXY): the proxy must allow tunnels to the store's host and port, or the store must be in NO_PROXY",
+      proxy.retryable === true,
+    );
+  }
   if (code === "ENOTFOUND") {
     return make(
       "S3_ERROR",
       `${ctx.action} ${ctx.uri} failed: the host of ${ctx.endpoint} does not resolve (${code})`,
-      `check the endpoint (AWS_ENDPOINT_URL or the dataset's "endpoint") and the region${proxyNote()}`,
+      `check the endpoint (AWS_ENDPOINT_URL or the dataset's "endpoint") and the region`,
     );
   }
   if (
@@ -270,7 +272,7 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     return make(
       "TRANSIENT",
       `${ctx.action} ${ctx.uri} failed: ${statusText}: ${message}`,
-      `the store at ${ctx.endpoint} is unreachable or overloaded; dsfetch retried; try again later${status === undefined ? proxyNote() : ""}`,
+      `the store at ${ctx.endpoint} is unreachable or overloaded; dsfetch retried; try again later`,
       true,
     );
   }

@@ -1,0 +1,242 @@
+/**
+ * HTTP proxies, as the AWS CLI, s5cmd (Go's ProxyFromEnvironment) and curl read them: where a
+ * cluster reaches S3 only through an egress proxy, dsfetch connected directly and could not
+ * reach the store at all.
+ *
+ * - Which proxy: HTTPS_PROXY (or https_proxy) for https:// stores, HTTP_PROXY (or http_proxy)
+ *   for http:// ones, else ALL_PROXY (all_proxy); none for a host NO_PROXY (no_proxy) names:
+ *   `*`, a host or IP address (with an optional `:port`), a domain (`example.com` or
+ *   `.example.com`: it and its subdomains) or an IP range (`10.0.0.0/8`).
+ * - How: an https:// store through a CONNECT tunnel (TLS end to end, the proxy sees only the
+ *   host name); an http:// store by sending the requests to the proxy in absolute form.
+ * - Proxies are http:// URLs (`host:port` alone too); credentials in them
+ *   (`http://user:password@host:port`) go in Proxy-Authorization, never in a message.
+ */
+import { BlockList, isIP, connect as netConnect, type Socket } from "node:net";
+import { Duplex } from "node:stream";
+import { DsfetchError } from "../errors.ts";
+
+export interface ProxySettings {
+  /** The proxy's host name or address (no brackets) and port. */
+  readonly host: string;
+  readonly port: number;
+  /** `Basic …` when the proxy URL carries credentials. */
+  readonly authorization: string | undefined;
+  /** For messages: scheme, host and port, never the credentials. */
+  readonly label: string;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** The proxy to reach `target` (a store's endpoint URL) through, or undefined: directly. */
+export function proxyFor(target: URL, env: Env): ProxySettings | undefined {
+  const secure = target.protocol === "https:";
+  const chosen = secure
+    ? first(env, ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"])
+    : first(env, ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]);
+  if (chosen === undefined) return undefined;
+  const host = target.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = target.port === "" ? (secure ? 443 : 80) : Number(target.port);
+  if (bypassed(host, port, first(env, ["NO_PROXY", "no_proxy"])?.value ?? "")) return undefined;
+  return parseProxy(chosen.value, chosen.name);
+}
+
+function first(env: Env, names: readonly string[]): { name: string; value: string } | undefined {
+  for (const name of names) {
+    const value = env[name]?.trim();
+    if (value !== undefined && value !== "") return { name, value };
+  }
+  return undefined;
+}
+
+function parseProxy(text: string, variable: string): ProxySettings {
+  let url: URL;
+  try {
+    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}`);
+  } catch {
+    throw badProxy(variable, "is not a URL");
+  }
+  if (url.protocol !== "http:") {
+    throw badProxy(
+      variable,
+      `uses ${url.protocol.replace(/:$/, "")}://, and dsfetch speaks to proxies in plain http:// only (the tunnel to an https:// store is TLS end to end all the same)`,
+    );
+  }
+  if (url.hostname === "") throw badProxy(variable, "names no host");
+  const user = decodeURIComponent(url.username);
+  const password = decodeURIComponent(url.password);
+  return {
+    host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+    port: url.port === "" ? 80 : Number(url.port),
+    authorization:
+      user === "" && password === ""
+        ? undefined
+        : `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`,
+    label: `http://${url.host}`,
+  };
+}
+
+function badProxy(variable: string, problem: string): DsfetchError {
+  // Never the value: it may hold credentials.
+  return new DsfetchError("USAGE", `the proxy in ${variable} ${problem}`, {
+    hint: `give it as http://host:port (http://user:password@host:port with credentials), or unset ${variable}`,
+  });
+}
+
+/** Whether NO_PROXY's list names this host (and port). */
+export function bypassed(host: string, port: number, list: string): boolean {
+  const name = host.toLowerCase().replace(/\.$/, "");
+  for (const raw of list.split(/[\s,]+/)) {
+    const entry = raw.trim().toLowerCase();
+    if (entry === "") continue;
+    if (entry === "*") return true;
+    if (entry.includes("/")) {
+      if (inRange(name, entry)) return true;
+      continue;
+    }
+    let pattern = entry;
+    let entryPort: number | undefined;
+    const bracketed = /^\[(.*)\](?::(\d+))?$/.exec(entry);
+    if (bracketed !== null) {
+      pattern = bracketed[1] ?? "";
+      entryPort = bracketed[2] === undefined ? undefined : Number(bracketed[2]);
+    } else if (isIP(entry) === 0) {
+      const withPort = /^(.*):(\d+)$/.exec(entry);
+      if (withPort !== null) {
+        pattern = withPort[1] ?? "";
+        entryPort = Number(withPort[2]);
+      }
+    }
+    if (entryPort !== undefined && entryPort !== port) continue;
+    pattern = pattern.replace(/^\*?\./, "").replace(/\.$/, "");
+    if (pattern === "") continue;
+    if (name === pattern || (isIP(name) === 0 && name.endsWith(`.${pattern}`))) return true;
+  }
+  return false;
+}
+
+function inRange(address: string, cidr: string): boolean {
+  const [base, bits] = cidr.split("/");
+  const family = isIP(base ?? "");
+  if (family === 0 || isIP(address) !== family || !/^\d+$/.test(bits ?? "")) return false;
+  const list = new BlockList();
+  try {
+    list.addSubnet(base as string, Number(bits), family === 4 ? "ipv4" : "ipv6");
+  } catch {
+    return false;
+  }
+  return list.check(address, family === 4 ? "ipv4" : "ipv6");
+}
+
+/** Bytes of a proxy's answer to CONNECT read at most before giving up on it. */
+const MAX_ANSWER_HEAD = 16 * 1024;
+
+/**
+ * A CONNECT tunnel through the proxy to `host:port`, as a stream TLS runs over: writes wait
+ * until the proxy said 2xx, and its answer is never seen by TLS. A refusal (407, 403, 502…)
+ * destroys it with an error of code EPROXY (s3-errors.ts says what to check).
+ */
+export class ProxyTunnel extends Duplex {
+  private readonly raw: Socket;
+  private open = false;
+  private head = Buffer.alloc(0);
+  private pending: { chunk: Buffer; callback: (error?: Error | null) => void }[] = [];
+
+  constructor(proxy: ProxySettings, host: string, port: number) {
+    super();
+    const authority = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+    this.raw = netConnect({ host: proxy.host, port: proxy.port });
+    this.raw.setNoDelay(true);
+    this.raw.setKeepAlive(true, 1000);
+    const lines = [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`];
+    if (proxy.authorization !== undefined) {
+      lines.push(`Proxy-Authorization: ${proxy.authorization}`);
+    }
+    this.raw.write(`${lines.join("\r\n")}\r\n\r\n`, "latin1");
+    this.raw.on("data", (chunk: Buffer) => this.received(chunk, proxy, authority));
+    this.raw.on("error", (error) => this.destroy(error));
+    this.raw.on("end", () => {
+      if (this.open) this.push(null);
+      else
+        this.destroy(
+          proxyError(
+            `the proxy ${proxy.label} closed the connection before it answered CONNECT ${authority}`,
+            true,
+          ),
+        );
+    });
+    this.raw.on("close", () => {
+      if (!this.destroyed && !this.open) {
+        this.destroy(proxyError(`the proxy ${proxy.label} closed the connection`, true));
+      }
+    });
+  }
+
+  private received(chunk: Buffer, proxy: ProxySettings, authority: string): void {
+    if (this.open) {
+      if (!this.push(chunk)) this.raw.pause();
+      return;
+    }
+    this.head = Buffer.concat([this.head, chunk]);
+    const end = this.head.indexOf("\r\n\r\n");
+    if (end < 0) {
+      if (this.head.length > MAX_ANSWER_HEAD) {
+        this.destroy(proxyError(`the proxy ${proxy.label} sent no answer to CONNECT`, false));
+      }
+      return;
+    }
+    const statusLine = this.head.toString("latin1", 0, this.head.indexOf("\r\n"));
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? Number.NaN);
+    if (!(status >= 200 && status < 300)) {
+      const reason = statusLine.replace(/[^\x20-\x7e]/g, "").slice(0, 200);
+      this.destroy(
+        proxyError(
+          `the proxy ${proxy.label} refused the tunnel to ${authority}: ${reason || "no status"}`,
+          status >= 500 || Number.isNaN(status),
+          status === 407,
+        ),
+      );
+      return;
+    }
+    this.open = true;
+    const rest = this.head.subarray(end + 4);
+    this.head = Buffer.alloc(0);
+    const pending = this.pending;
+    this.pending = [];
+    for (const { chunk: bytes, callback } of pending) this.raw.write(bytes, callback);
+    if (rest.length > 0) this.push(rest);
+  }
+
+  override _write(
+    chunk: Buffer,
+    _encoding: BufferEncoding,
+    callback: (error?: Error | null) => void,
+  ): void {
+    if (this.open) this.raw.write(chunk, callback);
+    else this.pending.push({ chunk, callback });
+  }
+
+  override _read(): void {
+    this.raw.resume();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.raw.end(callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.raw.destroy();
+    for (const { callback: written } of this.pending) written(error ?? new Error("closed"));
+    this.pending = [];
+    callback(error);
+  }
+}
+
+/** An error of the proxy itself: code EPROXY; `retryable` for its 5xx and broken answers. */
+export function proxyError(
+  message: string,
+  retryable: boolean,
+  authentication = false,
+): Error & { code: string; retryable: boolean; authentication: boolean } {
+  return Object.assign(new Error(message), { code: "EPROXY", retryable, authentication });
+}

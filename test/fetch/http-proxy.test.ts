@@ -1,0 +1,248 @@
+// Stores reached through an HTTP proxy (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), as in clusters
+// whose egress goes through one: dsfetch ignored the variables and could not reach the store.
+// The test's proxy (below) serves CONNECT tunnels and absolute-form requests, and counts
+// them; the https:// store is a TLS front with a private CA before MinIO.
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer as createTlsServer } from "node:tls";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bypassed } from "../../src/fetch/proxy.ts";
+import { type CliResult, runCli } from "../harness/cli.ts";
+import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
+import { selfSigned } from "../harness/tls-cert.ts";
+
+let dir: string;
+let bucket: string;
+let tlsFront: Server;
+let proxy: Server;
+let httpsEndpoint: string;
+let proxyUrl: string;
+let caFile: string;
+const seen = { tunnels: [] as string[], forwarded: 0, authorizations: [] as string[] };
+/** When set, the proxy answers 407 unless this Proxy-Authorization comes. */
+let requiredAuth: string | undefined;
+const one = randomBytes(3 * 1024 * 1024 + 5);
+const small = randomBytes(7000);
+const sha = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+
+/** Reads a request head (up to the blank line) from a fresh client connection. */
+function readHead(socket: Socket): Promise<{ head: string; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let buffered = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const end = buffered.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      socket.off("data", onData);
+      socket.pause();
+      resolve({ head: buffered.toString("latin1", 0, end), rest: buffered.subarray(end + 4) });
+    };
+    socket.on("data", onData);
+    socket.on("error", reject);
+  });
+}
+
+function startProxy(): Promise<Server> {
+  const server = createServer(async (client) => {
+    client.on("error", () => {});
+    const { head, rest } = await readHead(client).catch(() => ({
+      head: "",
+      rest: Buffer.alloc(0),
+    }));
+    const [requestLine = "", ...headerLines] = head.split("\r\n");
+    const auth = headerLines
+      .find((line) => /^proxy-authorization:/i.test(line))
+      ?.replace(/^proxy-authorization:\s*/i, "");
+    seen.authorizations.push(auth ?? "");
+    if (requiredAuth !== undefined && auth !== requiredAuth) {
+      client.end(
+        "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n",
+      );
+      return;
+    }
+    const connectTo = /^CONNECT (\S+):(\d+) HTTP\/1\.1$/.exec(requestLine);
+    if (connectTo !== null) {
+      seen.tunnels.push(`${connectTo[1]}:${connectTo[2]}`);
+      const upstream = connect(Number(connectTo[2]), connectTo[1], () => {
+        client.write("HTTP/1.1 200 Connection established\r\n\r\n");
+        if (rest.length > 0) upstream.write(rest);
+        client.pipe(upstream).pipe(client);
+        client.resume();
+      });
+      upstream.on("error", () => client.destroy());
+      return;
+    }
+    // Absolute form: GET http://host:port/path HTTP/1.1. GET and HEAD only (no bodies), so
+    // every later request line on the connection is rewritten the same way in the stream.
+    const absolute = /^(GET|HEAD) http:\/\/([^/\s]+)(\/\S*) HTTP\/1\.1$/.exec(requestLine);
+    if (absolute === null) {
+      client.end("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+      return;
+    }
+    const target = new URL(`http://${absolute[2]}`);
+    const upstream = connect(Number(target.port || 80), target.hostname);
+    upstream.on("error", () => client.destroy());
+    const originForm = (text: string) =>
+      text
+        .replace(/^(GET|HEAD) http:\/\/[^/\s]+(\/\S*) HTTP\/1\.1$/gm, (_, method, path) => {
+          seen.forwarded += 1;
+          return `${method} ${path} HTTP/1.1`;
+        })
+        .replace(/^proxy-authorization:[^\r\n]*\r\n/gim, "");
+    upstream.write(originForm(`${head}\r\n\r\n${rest.toString("latin1")}`), "latin1");
+    client.on("data", (chunk: Buffer) =>
+      upstream.write(originForm(chunk.toString("latin1")), "latin1"),
+    );
+    client.resume();
+    upstream.pipe(client);
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "dsfetch-proxy-"));
+  bucket = await createBucket("proxied");
+  await putObject(bucket, "one/model.bin", one);
+  await putObject(bucket, "set/a.bin", small);
+  await putObject(bucket, "set/b.bin", one);
+  const { key, cert } = selfSigned(dir, "store", "IP:127.0.0.1");
+  caFile = join(dir, "ca.pem");
+  writeFileSync(caFile, cert);
+  const minio = new URL(s3Info().endpoint);
+  tlsFront = createTlsServer({ key, cert }, (socket) => {
+    const upstream = connect(Number(minio.port), minio.hostname);
+    socket.pipe(upstream).pipe(socket);
+    const close = () => {
+      socket.destroy();
+      upstream.destroy();
+    };
+    socket.on("error", close);
+    upstream.on("error", close);
+  });
+  await new Promise<void>((resolve) => tlsFront.listen(0, "127.0.0.1", resolve));
+  const front = tlsFront.address();
+  if (front === null || typeof front === "string") throw new Error("no port");
+  httpsEndpoint = `https://127.0.0.1:${front.port}`;
+  proxy = await startProxy();
+  const address = proxy.address();
+  if (address === null || typeof address === "string") throw new Error("no port");
+  proxyUrl = `http://127.0.0.1:${address.port}`;
+}, 60_000);
+
+afterAll(async () => {
+  await new Promise<void>((resolve) => proxy?.close(() => resolve()));
+  await new Promise<void>((resolve) => tlsFront?.close(() => resolve()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function reset(): void {
+  seen.tunnels = [];
+  seen.forwarded = 0;
+  seen.authorizations = [];
+}
+
+async function fetchVia(
+  endpoint: string,
+  env: Record<string, string>,
+): Promise<CliResult & { data: string }> {
+  const storage = mkdtempSync(join(dir, "storage-"));
+  const run = await runCli(
+    ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "t", "--json"],
+    {
+      env: {
+        ...testEnv(),
+        AWS_ENDPOINT_URL: endpoint,
+        AWS_CA_BUNDLE: caFile,
+        HTTPS_PROXY: "",
+        HTTP_PROXY: "",
+        NO_PROXY: "",
+        ...env,
+      },
+      stdin: JSON.stringify([
+        { uri: `s3://${bucket}/one/model.bin`, name: "one" },
+        { uri: `s3://${bucket}/set/`, name: "set" },
+      ]),
+      timeoutMs: 90_000,
+    },
+  );
+  return { ...run, data: join(storage, "t", "data") };
+}
+
+async function expectStaged(run: CliResult & { data: string }): Promise<void> {
+  expect(run.code, run.stderr).toBe(0);
+  expect(sha(await readFile(join(run.data, "one", "model.bin")))).toBe(sha(one));
+  expect(sha(await readFile(join(run.data, "set", "a.bin")))).toBe(sha(small));
+  expect(sha(await readFile(join(run.data, "set", "b.bin")))).toBe(sha(one));
+}
+
+describe("through an HTTP proxy", () => {
+  it("an https:// store through HTTPS_PROXY: CONNECT tunnels to it, TLS end to end, staged", async () => {
+    reset();
+    const run = await fetchVia(httpsEndpoint, { HTTPS_PROXY: proxyUrl });
+    await expectStaged(run);
+    const port = new URL(httpsEndpoint).port;
+    expect(seen.tunnels.length).toBeGreaterThan(0);
+    expect(new Set(seen.tunnels)).toEqual(new Set([`127.0.0.1:${port}`]));
+    expect(seen.forwarded).toBe(0);
+  });
+
+  it("an http:// store through HTTP_PROXY (lower-case name too): requests in absolute form, staged", async () => {
+    reset();
+    const run = await fetchVia(s3Info().endpoint, { http_proxy: proxyUrl });
+    await expectStaged(run);
+    expect(seen.forwarded).toBeGreaterThan(2);
+    expect(seen.tunnels).toEqual([]);
+  });
+
+  it("NO_PROXY naming the store's host: straight to it, the proxy sees nothing", async () => {
+    reset();
+    const run = await fetchVia(httpsEndpoint, {
+      HTTPS_PROXY: proxyUrl,
+      NO_PROXY: "localhost,127.0.0.1",
+    });
+    await expectStaged(run);
+    expect(seen.tunnels).toEqual([]);
+    expect(seen.authorizations).toEqual([]);
+  });
+
+  it("credentials in the proxy URL go in Proxy-Authorization, and never into a message", async () => {
+    reset();
+    const secret = "s3cr3t-pr0xy-pass";
+    requiredAuth = `Basic ${Buffer.from(`user:${secret}`).toString("base64")}`;
+    try {
+      const withAuth = `http://user:${secret}@${new URL(proxyUrl).host}`;
+      await expectStaged(await fetchVia(httpsEndpoint, { HTTPS_PROXY: withAuth }));
+      await expectStaged(await fetchVia(s3Info().endpoint, { HTTP_PROXY: withAuth }));
+      reset();
+      const wrong = await fetchVia(httpsEndpoint, {
+        HTTPS_PROXY: `http://user:wrong-${secret}@${new URL(proxyUrl).host}`,
+      });
+      expect(wrong.code, wrong.stderr).toBe(6);
+      const { error } = JSON.parse(wrong.stdout).datasets[0];
+      expect(error.message).toMatch(
+        /the proxy http:\/\/127\.0\.0\.1:\d+ refused the tunnel to 127\.0\.0\.1:\d+: HTTP\/1\.1 407 Proxy Authentication Required/,
+      );
+      expect(error.hint).toMatch(/the proxy wants credentials/);
+      expect(`${wrong.stdout}${wrong.stderr}`).not.toContain(secret);
+    } finally {
+      requiredAuth = undefined;
+    }
+  });
+
+  it("NO_PROXY entries: hosts, domains and their subdomains, ports, IP ranges, *", () => {
+    expect(bypassed("s3.amazonaws.com", 443, "amazonaws.com")).toBe(true);
+    expect(bypassed("bucket.s3.amazonaws.com", 443, ".amazonaws.com")).toBe(true);
+    expect(bypassed("notamazonaws.com", 443, "amazonaws.com")).toBe(false);
+    expect(bypassed("minio.local", 9000, "minio.local:9000")).toBe(true);
+    expect(bypassed("minio.local", 9001, "minio.local:9000")).toBe(false);
+    expect(bypassed("10.1.2.3", 80, "10.0.0.0/8")).toBe(true);
+    expect(bypassed("11.1.2.3", 80, "10.0.0.0/8")).toBe(false);
+    expect(bypassed("::1", 80, "[::1]")).toBe(true);
+    expect(bypassed("anything", 1, "foo, *")).toBe(true);
+    expect(bypassed("anything", 1, "")).toBe(false);
+  });
+});
