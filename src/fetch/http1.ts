@@ -14,7 +14,7 @@
  */
 import { isIP, connect as netConnect, type Socket } from "node:net";
 import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
-import { type ProxySettings, ProxyTunnel } from "./proxy.ts";
+import { type ProxySettings, ProxyTunnel, proxyError } from "./proxy.ts";
 
 export interface Http1Request {
   readonly method: "GET" | "HEAD";
@@ -65,8 +65,11 @@ export interface Http1PoolOptions {
   readonly idleTimeoutMs: number;
   /** Extra TLS options (a private CA); tests use it. */
   readonly tls?: ConnectionOptions | undefined;
-  /** An HTTP proxy to go through (proxy.ts): a CONNECT tunnel for https:, absolute-form for http:. */
-  readonly proxy?: ProxySettings | undefined;
+  /**
+   * The HTTP proxy to go through for a host (proxy.ts), if any: a CONNECT tunnel to that host
+   * for https:, absolute-form requests for http:.
+   */
+  readonly proxyFor?: ((host: string, port: number) => ProxySettings | undefined) | undefined;
 }
 
 /** Times the longest waiter may be passed over for younger ones of a released connection's Host. */
@@ -89,6 +92,8 @@ export class Http1Pool {
   private destroyed = false;
   // Safe to share: every read callback consumes its bytes before returning (see Exchange).
   private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+  /** The proxy of each Host asked for (proxyOf). */
+  private readonly proxies = new Map<string, ProxySettings | undefined>();
 
   constructor(options: Http1PoolOptions) {
     this.options = options;
@@ -98,11 +103,11 @@ export class Http1Pool {
   async request(asked: Http1Request): Promise<Http1Response> {
     checkHeaders(asked);
     const host = asked.headers.host ?? this.options.url.host;
-    const { proxy } = this.options;
     // Through a proxy, a plain-http request names its whole URL (absolute form), and the
     // proxy's credentials go with it (a CONNECT tunnel carries them once, in proxy.ts).
+    const proxy = this.options.url.protocol === "https:" ? undefined : this.proxyOf(host);
     const request =
-      proxy === undefined || this.options.url.protocol === "https:"
+      proxy === undefined
         ? asked
         : {
             ...asked,
@@ -112,6 +117,20 @@ export class Http1Pool {
                 ? asked.headers
                 : { ...asked.headers, "proxy-authorization": proxy.authorization },
           };
+    const response = await this.exchange(host, request);
+    if (proxy !== undefined && response.status === 407) {
+      // The forward proxy's own answer, not the store's (a CONNECT tunnel's is in proxy.ts).
+      response.discard();
+      throw proxyError(
+        `the proxy ${proxy.label} refused the request to ${host}: 407 Proxy Authentication Required`,
+        false,
+        proxy.authorization === undefined ? "missing" : "refused",
+      );
+    }
+    return response;
+  }
+
+  private async exchange(host: string, request: Http1Request): Promise<Http1Response> {
     const firstTry = await this.acquire(host, request.signal);
     try {
       return await firstTry.send(request);
@@ -122,6 +141,19 @@ export class Http1Pool {
       const fresh = await this.acquire(host, request.signal, true);
       return fresh.send(request);
     }
+  }
+
+  /** The proxy for a Host (with its port, if any), decided once per Host. */
+  private proxyOf(hostHeader: string): ProxySettings | undefined {
+    const { proxyFor } = this.options;
+    if (proxyFor === undefined) return undefined;
+    if (this.proxies.has(hostHeader)) return this.proxies.get(hostHeader);
+    const secure = this.options.url.protocol === "https:";
+    const parsed = new URL(`${secure ? "https" : "http"}://${hostHeader}`);
+    const port = parsed.port === "" ? (secure ? 443 : 80) : Number(parsed.port);
+    const proxy = proxyFor(parsed.hostname.replace(/^\[(.*)\]$/, "$1"), port);
+    this.proxies.set(hostHeader, proxy);
+    return proxy;
   }
 
   /** Closes every connection; requests in flight and waiting fail. */
@@ -229,7 +261,7 @@ export class Http1Pool {
     const port = url.port === "" ? (secure ? 443 : 80) : Number(url.port);
     // A function: Node asks it for the buffer of the next read after every read.
     const onread = { buffer: () => room() ?? this.readBuffer, callback: onRead };
-    const { proxy } = this.options;
+    const proxy = this.proxyOf(hostHeader);
     if (!secure) {
       const socket =
         proxy === undefined
@@ -247,7 +279,9 @@ export class Http1Pool {
       ...this.options.tls,
       host,
       port,
-      ...(proxy === undefined ? {} : { socket: new ProxyTunnel(proxy, host, port) }),
+      // To the Host asked for (a virtual-host bucket's own name, as the AWS CLI and s5cmd
+      // do): proxies allow and check tunnels by that name, the one TLS then presents.
+      ...(proxy === undefined ? {} : { socket: tunnelTo(proxy, hostHeader, port) }),
       ...(isIP(name) === 0 ? { servername: name } : {}),
       onread,
     } as ConnectionOptions);
@@ -338,36 +372,38 @@ function checkHeaders(request: Http1Request): void {
   }
 }
 
+/** A CONNECT tunnel through `proxy` to the host (and port, else `port`) of a Host header. */
+function tunnelTo(proxy: ProxySettings, hostHeader: string, port: number): ProxyTunnel {
+  const parsed = new URL(`https://${hostHeader}`);
+  const name = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
+  return new ProxyTunnel(proxy, name, parsed.port === "" ? port : Number(parsed.port));
+}
+
 /**
  * Hands a socket's 'data' chunks to an `onread`-style callback, copied into the buffer it
  * names: for TLS over a proxy tunnel, where Node does not honour `onread`. Like `onread`, a
- * callback that returns false pauses the socket; the rest of that chunk is handed on when the
- * socket is resumed, before anything read later.
+ * callback that returns false pauses the socket; the rest of that chunk goes back to the
+ * front of the stream, handed on when it is resumed.
  */
 function feedOnRead(
   socket: Socket,
   buffer: () => Buffer,
   onRead: (bytes: number, buffer: Buffer) => boolean,
 ): void {
-  let held: Buffer | undefined;
-  const hand = (chunk: Buffer): void => {
+  socket.on("data", (chunk: Buffer) => {
     let offset = 0;
     while (offset < chunk.length) {
       const target = buffer();
       const bytes = chunk.copy(target, 0, offset);
       offset += bytes;
       if (!onRead(bytes, target)) {
-        if (offset < chunk.length) held = chunk.subarray(offset);
         socket.pause();
+        // Back at the front of the stream: handed on first once resumed, and the stream's
+        // end waits for it.
+        if (offset < chunk.length) socket.unshift(chunk.subarray(offset));
         return;
       }
     }
-  };
-  socket.on("data", (chunk: Buffer) => hand(chunk));
-  socket.on("resume", () => {
-    const rest = held;
-    held = undefined;
-    if (rest !== undefined) hand(rest);
   });
 }
 

@@ -110,7 +110,8 @@ export class ObjectGetter {
       maxSockets: MAX_SOCKETS,
       idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
       tls: options.tls,
-      proxy: proxyFor(this.endpoint, options.env ?? process.env),
+      proxyFor: (host, port) =>
+        proxyFor(host, port, this.endpoint.protocol === "https:", options.env ?? process.env),
     });
   }
 

@@ -4,9 +4,11 @@
  * reach the store at all.
  *
  * - Which proxy: HTTPS_PROXY (or https_proxy) for https:// stores, HTTP_PROXY (or http_proxy)
- *   for http:// ones, else ALL_PROXY (all_proxy); none for a host NO_PROXY (no_proxy) names:
- *   `*`, a host or IP address (with an optional `:port`), a domain (`example.com` or
- *   `.example.com`: it and its subdomains) or an IP range (`10.0.0.0/8`).
+ *   for http:// ones (ALL_PROXY is not read: Go and botocore do not, and it is often a SOCKS
+ *   proxy for other tools); none for `localhost` and loopback addresses (as Go), nor for a
+ *   host NO_PROXY (no_proxy) names: `*`, a host or IP address (with an optional `:port`), a
+ *   domain (`example.com` or `.example.com`: it and its subdomains) or an IP range
+ *   (`10.0.0.0/8`). Decided per host: a virtual-host bucket's own name counts.
  * - How: an https:// store through a CONNECT tunnel (TLS end to end, the proxy sees only the
  *   host name); an http:// store by sending the requests to the proxy in absolute form.
  * - Proxies are http:// URLs (`host:port` alone too); credentials in them
@@ -28,17 +30,31 @@ export interface ProxySettings {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** The proxy to reach `target` (a store's endpoint URL) through, or undefined: directly. */
-export function proxyFor(target: URL, env: Env): ProxySettings | undefined {
-  const secure = target.protocol === "https:";
+/**
+ * The proxy to reach `host:port` through (a store's endpoint, or a virtual-host bucket's own
+ * host name), or undefined: directly.
+ */
+export function proxyFor(
+  host: string,
+  port: number,
+  secure: boolean,
+  env: Env,
+): ProxySettings | undefined {
   const chosen = secure
-    ? first(env, ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"])
-    : first(env, ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]);
+    ? first(env, ["HTTPS_PROXY", "https_proxy"])
+    : first(env, ["HTTP_PROXY", "http_proxy"]);
   if (chosen === undefined) return undefined;
-  const host = target.hostname.replace(/^\[(.*)\]$/, "$1");
-  const port = target.port === "" ? (secure ? 443 : 80) : Number(target.port);
-  if (bypassed(host, port, first(env, ["NO_PROXY", "no_proxy"])?.value ?? "")) return undefined;
+  const name = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  if (isLoopback(name)) return undefined;
+  if (bypassed(name, port, first(env, ["NO_PROXY", "no_proxy"])?.value ?? "")) return undefined;
   return parseProxy(chosen.value, chosen.name);
+}
+
+function isLoopback(host: string): boolean {
+  if (host === "localhost" || host.endsWith(".localhost")) return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  if (isIP(host) === 6) return host === "::1" || host === "0:0:0:0:0:0:0:1";
+  return false;
 }
 
 function first(env: Env, names: readonly string[]): { name: string; value: string } | undefined {
@@ -63,8 +79,14 @@ function parseProxy(text: string, variable: string): ProxySettings {
     );
   }
   if (url.hostname === "") throw badProxy(variable, "names no host");
-  const user = decodeURIComponent(url.username);
-  const password = decodeURIComponent(url.password);
+  let user: string;
+  let password: string;
+  try {
+    user = decodeURIComponent(url.username);
+    password = decodeURIComponent(url.password);
+  } catch {
+    throw badProxy(variable, "has a badly %-encoded user or password");
+  }
   return {
     host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
     port: url.port === "" ? 80 : Number(url.port),
@@ -143,7 +165,9 @@ export class ProxyTunnel extends Duplex {
   private pending: { chunk: Buffer; callback: (error?: Error | null) => void }[] = [];
 
   constructor(proxy: ProxySettings, host: string, port: number) {
-    super();
+    // Not half-open: the server's end of the stream ends the TLS socket, which then closes
+    // (a default Duplex left it open until the idle bound).
+    super({ allowHalfOpen: false });
     const authority = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
     this.raw = netConnect({ host: proxy.host, port: proxy.port });
     this.raw.setNoDelay(true);
@@ -154,7 +178,20 @@ export class ProxyTunnel extends Duplex {
     }
     this.raw.write(`${lines.join("\r\n")}\r\n\r\n`, "latin1");
     this.raw.on("data", (chunk: Buffer) => this.received(chunk, proxy, authority));
-    this.raw.on("error", (error) => this.destroy(error));
+    this.raw.on("error", (error: NodeJS.ErrnoException) => {
+      // Before the tunnel is open, about the proxy, not the store (a proxy host that does
+      // not resolve is a setting to fix; one that refuses or resets may come back).
+      if (this.open) this.destroy(error);
+      else {
+        const transient = error.code !== "ENOTFOUND";
+        this.destroy(
+          proxyError(
+            `cannot reach the proxy ${proxy.label}: ${error.code ?? error.message}`,
+            transient,
+          ),
+        );
+      }
+    });
     this.raw.on("end", () => {
       if (this.open) this.push(null);
       else
@@ -166,8 +203,12 @@ export class ProxyTunnel extends Duplex {
         );
     });
     this.raw.on("close", () => {
-      if (!this.destroyed && !this.open) {
+      if (this.destroyed) return;
+      if (!this.open)
         this.destroy(proxyError(`the proxy ${proxy.label} closed the connection`, true));
+      else {
+        this.push(null);
+        this.destroy();
       }
     });
   }
@@ -192,8 +233,9 @@ export class ProxyTunnel extends Duplex {
       this.destroy(
         proxyError(
           `the proxy ${proxy.label} refused the tunnel to ${authority}: ${reason || "no status"}`,
-          status >= 500 || Number.isNaN(status),
-          status === 407,
+          // Not an HTTP answer at all (a SOCKS or TLS port): retrying cannot help.
+          status >= 500,
+          status === 407 ? (proxy.authorization === undefined ? "missing" : "refused") : undefined,
         ),
       );
       return;
@@ -232,11 +274,14 @@ export class ProxyTunnel extends Duplex {
   }
 }
 
-/** An error of the proxy itself: code EPROXY; `retryable` for its 5xx and broken answers. */
+/**
+ * An error of the proxy itself: code EPROXY; `retryable` for its 5xx and lost connections;
+ * `authentication` when it asked for credentials (407): none were given, or they were refused.
+ */
 export function proxyError(
   message: string,
   retryable: boolean,
-  authentication = false,
-): Error & { code: string; retryable: boolean; authentication: boolean } {
+  authentication?: "missing" | "refused",
+): Error & { code: string; retryable: boolean; authentication: string | undefined } {
   return Object.assign(new Error(message), { code: "EPROXY", retryable, authentication });
 }

@@ -153,13 +153,15 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
   if (code === "EPROXY") {
     // The HTTP proxy (HTTPS_PROXY…, proxy.ts) refused the tunnel or broke off: about the
     // proxy, not the store.
-    const proxy = error as { retryable?: boolean; authentication?: boolean };
+    const proxy = error as { retryable?: boolean; authentication?: string };
     return make(
       proxy.retryable === true ? "TRANSIENT" : "S3_ERROR",
       `${ctx.action} ${ctx.uri} failed: ${message}`,
-      proxy.authentication === true
+      proxy.authentication === "missing"
         ? "the proxy wants credentials: give them in the proxy variable (http://user:password@host:port)"
-        : "check the proxy variables (HTTPS_PROXY, HTTP_PROXY, NO_PROXY): the proxy must allow tunnels to the store's host and port, or the store must be in NO_PROXY",
+        : proxy.authentication === "refused"
+          ? "the proxy refused the credentials in the proxy variable (or wants another scheme than Basic): check them"
+          : "check the proxy variables (HTTPS_PROXY, HTTP_PROXY, NO_PROXY): the proxy must be reachable and allow connections to the store's host and port, or the store must be in NO_PROXY",
       proxy.retryable === true,
     );
   }

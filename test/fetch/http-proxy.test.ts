@@ -1,16 +1,19 @@
 // Stores reached through an HTTP proxy (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), as in clusters
 // whose egress goes through one: dsfetch ignored the variables and could not reach the store.
 // The test's proxy (below) serves CONNECT tunnels and absolute-form requests, and counts
-// them; the https:// store is a TLS front with a private CA before MinIO.
+// them; the https:// store is a TLS front with a private CA before MinIO. Stores are named
+// `store.test` (which only the test's proxy resolves, to 127.0.0.1): localhost and loopback
+// addresses are never proxied, as in Go.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer as createTlsServer } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bypassed } from "../../src/fetch/proxy.ts";
+import { Http1Pool } from "../../src/fetch/http1.ts";
+import { bypassed, proxyFor } from "../../src/fetch/proxy.ts";
 import { type CliResult, runCli } from "../harness/cli.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 import { selfSigned } from "../harness/tls-cert.ts";
@@ -20,6 +23,7 @@ let bucket: string;
 let tlsFront: Server;
 let proxy: Server;
 let httpsEndpoint: string;
+let httpEndpoint: string;
 let proxyUrl: string;
 let caFile: string;
 const seen = { tunnels: [] as string[], forwarded: 0, authorizations: [] as string[] };
@@ -46,6 +50,11 @@ function readHead(socket: Socket): Promise<{ head: string; rest: Buffer }> {
   });
 }
 
+/** The test's own name resolution: `store.test` and its subdomains are this machine. */
+function resolveTest(host: string): string {
+  return host === "store.test" || host.endsWith(".store.test") ? "127.0.0.1" : host;
+}
+
 function startProxy(): Promise<Server> {
   const server = createServer(async (client) => {
     client.on("error", () => {});
@@ -67,7 +76,7 @@ function startProxy(): Promise<Server> {
     const connectTo = /^CONNECT (\S+):(\d+) HTTP\/1\.1$/.exec(requestLine);
     if (connectTo !== null) {
       seen.tunnels.push(`${connectTo[1]}:${connectTo[2]}`);
-      const upstream = connect(Number(connectTo[2]), connectTo[1], () => {
+      const upstream = connect(Number(connectTo[2]), resolveTest(connectTo[1] ?? ""), () => {
         client.write("HTTP/1.1 200 Connection established\r\n\r\n");
         if (rest.length > 0) upstream.write(rest);
         client.pipe(upstream).pipe(client);
@@ -84,7 +93,7 @@ function startProxy(): Promise<Server> {
       return;
     }
     const target = new URL(`http://${absolute[2]}`);
-    const upstream = connect(Number(target.port || 80), target.hostname);
+    const upstream = connect(Number(target.port || 80), resolveTest(target.hostname));
     upstream.on("error", () => client.destroy());
     const originForm = (text: string) =>
       text
@@ -109,7 +118,7 @@ beforeAll(async () => {
   await putObject(bucket, "one/model.bin", one);
   await putObject(bucket, "set/a.bin", small);
   await putObject(bucket, "set/b.bin", one);
-  const { key, cert } = selfSigned(dir, "store", "IP:127.0.0.1");
+  const { key, cert } = selfSigned(dir, "store", "DNS:store.test,DNS:*.store.test,IP:127.0.0.1");
   caFile = join(dir, "ca.pem");
   writeFileSync(caFile, cert);
   const minio = new URL(s3Info().endpoint);
@@ -126,7 +135,8 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => tlsFront.listen(0, "127.0.0.1", resolve));
   const front = tlsFront.address();
   if (front === null || typeof front === "string") throw new Error("no port");
-  httpsEndpoint = `https://127.0.0.1:${front.port}`;
+  httpsEndpoint = `https://store.test:${front.port}`;
+  httpEndpoint = `http://store.test:${new URL(s3Info().endpoint).port}`;
   proxy = await startProxy();
   const address = proxy.address();
   if (address === null || typeof address === "string") throw new Error("no port");
@@ -163,8 +173,8 @@ async function fetchVia(
         ...env,
       },
       stdin: JSON.stringify([
-        { uri: `s3://${bucket}/one/model.bin`, name: "one" },
-        { uri: `s3://${bucket}/set/`, name: "set" },
+        { uri: `s3://${bucket}/one/model.bin`, name: "one", pathStyle: true },
+        { uri: `s3://${bucket}/set/`, name: "set", pathStyle: true },
       ]),
       timeoutMs: 90_000,
     },
@@ -186,27 +196,62 @@ describe("through an HTTP proxy", () => {
     await expectStaged(run);
     const port = new URL(httpsEndpoint).port;
     expect(seen.tunnels.length).toBeGreaterThan(0);
-    expect(new Set(seen.tunnels)).toEqual(new Set([`127.0.0.1:${port}`]));
+    expect(new Set(seen.tunnels)).toEqual(new Set([`store.test:${port}`]));
     expect(seen.forwarded).toBe(0);
   });
 
   it("an http:// store through HTTP_PROXY (lower-case name too): requests in absolute form, staged", async () => {
     reset();
-    const run = await fetchVia(s3Info().endpoint, { http_proxy: proxyUrl });
+    const run = await fetchVia(httpEndpoint, { http_proxy: proxyUrl });
     await expectStaged(run);
     expect(seen.forwarded).toBeGreaterThan(2);
     expect(seen.tunnels).toEqual([]);
   });
 
-  it("NO_PROXY naming the store's host: straight to it, the proxy sees nothing", async () => {
+  it("NO_PROXY naming the store's domain: straight to it (here a name nothing else resolves), the proxy sees nothing", async () => {
     reset();
     const run = await fetchVia(httpsEndpoint, {
       HTTPS_PROXY: proxyUrl,
-      NO_PROXY: "localhost,127.0.0.1",
+      NO_PROXY: "localhost,.test",
     });
-    await expectStaged(run);
+    expect(run.code, run.stderr).toBe(6);
+    expect(JSON.parse(run.stdout).datasets[0].error.message).toMatch(
+      /does not resolve \(ENOTFOUND\)/,
+    );
     expect(seen.tunnels).toEqual([]);
     expect(seen.authorizations).toEqual([]);
+  });
+
+  it("a loopback store is never proxied (as in Go), whatever the variables say", async () => {
+    reset();
+    const front = new URL(httpsEndpoint).port;
+    await expectStaged(await fetchVia(`https://127.0.0.1:${front}`, { HTTPS_PROXY: proxyUrl }));
+    await expectStaged(await fetchVia(s3Info().endpoint, { HTTP_PROXY: proxyUrl }));
+    expect(seen.tunnels).toEqual([]);
+    expect(seen.forwarded).toBe(0);
+  });
+
+  it("a virtual-host bucket: the tunnel goes to the bucket's own host name, the one TLS presents", async () => {
+    reset();
+    const pool = new Http1Pool({
+      url: new URL(httpsEndpoint),
+      maxSockets: 2,
+      idleTimeoutMs: 10_000,
+      tls: { ca: [readFileSync(caFile, "utf8")] },
+      proxyFor: (host, port) => proxyFor(host, port, true, { HTTPS_PROXY: proxyUrl }),
+    });
+    try {
+      const port = new URL(httpsEndpoint).port;
+      const response = await pool.request({
+        method: "HEAD",
+        path: "/one/model.bin",
+        headers: { host: `${bucket}.store.test:${port}` },
+      });
+      await response.readBody(() => {});
+      expect(seen.tunnels).toEqual([`${bucket}.store.test:${port}`]);
+    } finally {
+      pool.destroy();
+    }
   });
 
   it("credentials in the proxy URL go in Proxy-Authorization, and never into a message", async () => {
@@ -216,7 +261,7 @@ describe("through an HTTP proxy", () => {
     try {
       const withAuth = `http://user:${secret}@${new URL(proxyUrl).host}`;
       await expectStaged(await fetchVia(httpsEndpoint, { HTTPS_PROXY: withAuth }));
-      await expectStaged(await fetchVia(s3Info().endpoint, { HTTP_PROXY: withAuth }));
+      await expectStaged(await fetchVia(httpEndpoint, { HTTP_PROXY: withAuth }));
       reset();
       const wrong = await fetchVia(httpsEndpoint, {
         HTTPS_PROXY: `http://user:wrong-${secret}@${new URL(proxyUrl).host}`,
@@ -224,9 +269,9 @@ describe("through an HTTP proxy", () => {
       expect(wrong.code, wrong.stderr).toBe(6);
       const { error } = JSON.parse(wrong.stdout).datasets[0];
       expect(error.message).toMatch(
-        /the proxy http:\/\/127\.0\.0\.1:\d+ refused the tunnel to 127\.0\.0\.1:\d+: HTTP\/1\.1 407 Proxy Authentication Required/,
+        /the proxy http:\/\/127\.0\.0\.1:\d+ refused the tunnel to store\.test:\d+: HTTP\/1\.1 407 Proxy Authentication Required/,
       );
-      expect(error.hint).toMatch(/the proxy wants credentials/);
+      expect(error.hint).toMatch(/the proxy refused the credentials/);
       expect(`${wrong.stdout}${wrong.stderr}`).not.toContain(secret);
     } finally {
       requiredAuth = undefined;
