@@ -10,17 +10,17 @@ import { readFile } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer as createTlsServer } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Http1Pool } from "../../src/fetch/http1.ts";
 import { bypassed, proxyFor } from "../../src/fetch/proxy.ts";
 import { type CliResult, runCli } from "../harness/cli.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 import { selfSigned } from "../harness/tls-cert.ts";
+import { startTlsFront, type TlsFront } from "../harness/tls-front.ts";
 
 let dir: string;
 let bucket: string;
-let tlsFront: Server;
+let tlsFront: TlsFront | undefined;
 let proxy: Server;
 let httpsEndpoint: string;
 let httpEndpoint: string;
@@ -121,21 +121,8 @@ beforeAll(async () => {
   const { key, cert } = selfSigned(dir, "store", "DNS:store.test,DNS:*.store.test,IP:127.0.0.1");
   caFile = join(dir, "ca.pem");
   writeFileSync(caFile, cert);
-  const minio = new URL(s3Info().endpoint);
-  tlsFront = createTlsServer({ key, cert }, (socket) => {
-    const upstream = connect(Number(minio.port), minio.hostname);
-    socket.pipe(upstream).pipe(socket);
-    const close = () => {
-      socket.destroy();
-      upstream.destroy();
-    };
-    socket.on("error", close);
-    upstream.on("error", close);
-  });
-  await new Promise<void>((resolve) => tlsFront.listen(0, "127.0.0.1", resolve));
-  const front = tlsFront.address();
-  if (front === null || typeof front === "string") throw new Error("no port");
-  httpsEndpoint = `https://store.test:${front.port}`;
+  tlsFront = await startTlsFront({ key, cert }, s3Info().endpoint);
+  httpsEndpoint = `https://store.test:${tlsFront.port}`;
   httpEndpoint = `http://store.test:${new URL(s3Info().endpoint).port}`;
   proxy = await startProxy();
   const address = proxy.address();
@@ -145,7 +132,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await new Promise<void>((resolve) => proxy?.close(() => resolve()));
-  await new Promise<void>((resolve) => tlsFront?.close(() => resolve()));
+  await tlsFront?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -4,18 +4,17 @@
 // flag; AWS_CA_BUNDLE was ignored).
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer as createTlsServer } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliResult, runCli } from "../harness/cli.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 import { selfSigned } from "../harness/tls-cert.ts";
+import { startTlsFront, type TlsFront } from "../harness/tls-front.ts";
 
 let dir: string;
 let bucket: string;
-let server: Server;
+let front: TlsFront | undefined;
 let httpsEndpoint: string;
 let caFile: string;
 const data = randomBytes(300_000);
@@ -27,26 +26,13 @@ beforeAll(async () => {
   const { key, cert } = selfSigned(dir, "store", "IP:127.0.0.1");
   caFile = join(dir, "ca.pem");
   writeFileSync(caFile, cert);
-  const target = new URL(s3Info().endpoint);
   // TLS in front of MinIO: bytes pass through, so signatures for this host:port stay valid.
-  server = createTlsServer({ key, cert }, (socket) => {
-    const upstream = connect(Number(target.port), target.hostname);
-    socket.pipe(upstream).pipe(socket);
-    const close = () => {
-      socket.destroy();
-      upstream.destroy();
-    };
-    socket.on("error", close);
-    upstream.on("error", close);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  if (address === null || typeof address === "string") throw new Error("no port");
-  httpsEndpoint = `https://127.0.0.1:${address.port}`;
+  front = await startTlsFront({ key, cert }, s3Info().endpoint);
+  httpsEndpoint = `https://127.0.0.1:${front.port}`;
 }, 60_000);
 
 afterAll(async () => {
-  await new Promise<void>((resolve) => server?.close(() => resolve()));
+  await front?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -25,6 +25,16 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
+/** Through the test's proxy, a 5 s stale bound, small ranges: a holder is frozen mid-download. */
+const lockEnv = () => ({
+  ...testEnv(),
+  AWS_ENDPOINT_URL: proxy.endpoint,
+  DSFETCH_LOCK_POLL: "0.2",
+  DSFETCH_LOCK_STALE: "5",
+  DSFETCH_RANGE_SIZE: "1Mi",
+  DSFETCH_RANGE_CONCURRENCY: "2",
+});
+
 describe("a publisher whose lock was taken over", () => {
   it("does not swap its older version back over the newer one published meanwhile", async () => {
     // Versioned: the frozen worker's ranges stay pinned to its version (VersionId), so its
@@ -36,14 +46,7 @@ describe("a publisher whose lock was taken over", () => {
     const storage = await mkdtemp(join(root, "swap-"));
     const data = join(storage, "ml", "data");
     const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
-    const env = {
-      ...testEnv(),
-      AWS_ENDPOINT_URL: proxy.endpoint,
-      DSFETCH_LOCK_POLL: "0.2",
-      DSFETCH_LOCK_STALE: "5",
-      DSFETCH_RANGE_SIZE: "1Mi",
-      DSFETCH_RANGE_CONCURRENCY: "2",
-    };
+    const env = lockEnv();
     const input = JSON.stringify([{ uri: `s3://${bucket}/set/train.bin`, name: "train" }]);
     proxy.resetCounters();
     proxy.throttle(1024 * 1024);
@@ -121,14 +124,7 @@ describe("a publisher whose lock was taken over", () => {
     const storage = await mkdtemp(join(root, "current-"));
     const data = join(storage, "ml", "data");
     const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
-    const env = {
-      ...testEnv(),
-      AWS_ENDPOINT_URL: proxy.endpoint,
-      DSFETCH_LOCK_POLL: "0.2",
-      DSFETCH_LOCK_STALE: "5",
-      DSFETCH_RANGE_SIZE: "1Mi",
-      DSFETCH_RANGE_CONCURRENCY: "2",
-    };
+    const env = lockEnv();
     const input = JSON.stringify([{ uri: `s3://${bucket}/set/train.bin`, name: "train" }]);
     const first = await runCli(args, { env, stdin: input, timeoutMs: 60_000 });
     expect(first.code, first.stderr).toBe(0);
