@@ -35,6 +35,35 @@ const lockEnv = () => ({
   DSFETCH_RANGE_CONCURRENCY: "2",
 });
 
+/** A `dsfetch fetch` process, its output collected. */
+function startFetch(args: string[], env: Record<string, string>, input: string) {
+  const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
+    env: baseEnv(env),
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  child.stdin.end(input);
+  let out = "";
+  let err = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    out += chunk;
+  });
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+    err += chunk;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+  return { child, exited, output: () => ({ out, err }) };
+}
+
+/** Until a holder has its attempt directory and more than 1 MiB came through the proxy. */
+async function downloading(data: string): Promise<void> {
+  await expect
+    .poll(async () => (await readdir(join(data, ".dsfetch", "tmp")).catch(() => [])).length, {
+      timeout: 30_000,
+    })
+    .toBe(1);
+  await expect.poll(() => proxy.getBodyBytes(), { timeout: 30_000 }).toBeGreaterThan(1 << 20);
+}
+
 describe("a publisher whose lock was taken over", () => {
   it("does not swap its older version back over the newer one published meanwhile", async () => {
     // Versioned: the frozen worker's ranges stay pinned to its version (VersionId), so its
@@ -50,30 +79,12 @@ describe("a publisher whose lock was taken over", () => {
     const input = JSON.stringify([{ uri: `s3://${bucket}/set/train.bin`, name: "train" }]);
     proxy.resetCounters();
     proxy.throttle(1024 * 1024);
-    const holder = spawn(process.execPath, [CLI_SOURCE, ...args], {
-      env: baseEnv(env),
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    holder.stdin.end(input);
-    let stderr = "";
-    holder.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    let stdout = "";
-    holder.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    const exited = new Promise<number | null>((resolve) => holder.on("close", resolve));
+    const holder = startFetch(args, env, input);
     try {
       const tmp = join(data, ".dsfetch", "tmp");
-      await expect
-        .poll(async () => (await readdir(tmp).catch(() => [] as string[])).length, {
-          timeout: 30_000,
-        })
-        .toBe(1);
-      await expect.poll(() => proxy.getBodyBytes(), { timeout: 30_000 }).toBeGreaterThan(1 << 20);
+      await downloading(data);
       // Frozen mid-download (a paused VM, a stopped container) past the stale bound.
-      holder.kill("SIGSTOP");
+      holder.child.kill("SIGSTOP");
       const newerPut = await putObject(bucket, "set/train.bin", newer);
       expect(newerPut.versionId).not.toBe(olderPut.versionId);
       proxy.throttle(undefined);
@@ -85,8 +96,9 @@ describe("a publisher whose lock was taken over", () => {
       });
       expect(sha(await readFile(join(data, "train", "train.bin")))).toBe(sha(newer));
 
-      holder.kill("SIGCONT");
-      expect(await exited, stderr).toBe(0);
+      holder.child.kill("SIGCONT");
+      const { out: stdout, err: stderr } = await holder.exited.then(() => holder.output());
+      expect(await holder.exited, stderr).toBe(0);
       // The newer version stays (it was swapped back for the older one before).
       expect(sha(await readFile(join(data, "train", "train.bin")))).toBe(sha(newer));
       expect(stderr).toMatch(
@@ -108,7 +120,7 @@ describe("a publisher whose lock was taken over", () => {
       expect(JSON.parse(later.stdout).datasets[0]).toMatchObject({ cached: true });
       expect(proxy.getBodyBytes()).toBe(0);
     } finally {
-      holder.kill("SIGCONT");
+      holder.child.kill("SIGCONT");
       proxy.throttle(undefined);
     }
   }, 150_000);
@@ -131,33 +143,11 @@ describe("a publisher whose lock was taken over", () => {
     const newerPut = await putObject(bucket, "set/train.bin", newer);
     proxy.resetCounters();
     proxy.throttle(1024 * 1024);
-    const start = () => {
-      const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
-        env: baseEnv(env),
-        stdio: ["pipe", "pipe", "pipe"],
-      });
-      child.stdin.end(input);
-      let out = "";
-      let err = "";
-      child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-        out += chunk;
-      });
-      child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-        err += chunk;
-      });
-      const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
-      return { child, exited, output: () => ({ out, err }) };
-    };
+    const start = () => startFetch(args, env, input);
     const holder = start();
     let taker: ReturnType<typeof start> | undefined;
     try {
-      const tmp = join(data, ".dsfetch", "tmp");
-      await expect
-        .poll(async () => (await readdir(tmp).catch(() => [] as string[])).length, {
-          timeout: 30_000,
-        })
-        .toBe(1);
-      await expect.poll(() => proxy.getBodyBytes(), { timeout: 30_000 }).toBeGreaterThan(1 << 20);
+      await downloading(data);
       holder.child.kill("SIGSTOP");
       // Another worker takes the lock over, then dies before it publishes anything.
       taker = start();
