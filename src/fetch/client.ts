@@ -10,6 +10,7 @@ import * as tls from "node:tls";
 import type { Credentials, DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
 import { ObjectGetter } from "./object-get.ts";
+import { credentialChainHandler } from "./proxy-agent.ts";
 import type { SigningCredentials } from "./sigv4.ts";
 
 export interface StoreClient {
@@ -56,6 +57,7 @@ export class ClientPool {
   /** Buckets found in another region than asked for (region-redirect.ts), by store. */
   private readonly bucketRegions = new Map<string, string>();
   private chainProbe: Promise<ChainProbe> | undefined;
+  private chainProvider: Promise<() => Promise<ExpiringCredentials>> | undefined;
   private readonly idleTimeoutMs: number | undefined;
 
   /** `idleTimeoutMs`: a connection silent this long is abandoned (object-get.ts). */
@@ -145,8 +147,7 @@ export class ClientPool {
     if (partial !== undefined) throw brokenCredentialSetup(spec, partial);
     const chain = await this.chainCredentials();
     if (chain.found) {
-      const { fromNodeProviderChain } = await loadChain();
-      return make("aws-chain", refreshingProvider(fromNodeProviderChain()));
+      return make("aws-chain", refreshingProvider(await this.chain()));
     }
     // A profile asked for by name that yields nothing is a mistake, not a public bucket: gone
     // anonymous, it failed later as "access denied … anonymous" without naming the profile,
@@ -158,14 +159,39 @@ export class ClientPool {
         `AWS_PROFILE is set to ${JSON.stringify(profile)}, but no credentials could be loaded with it (${chain.reason})`,
       );
     }
+    // Web identity (EKS IRSA) or container credentials asked for that yield nothing: gone
+    // anonymous, an STS that could not be reached (an egress proxy, its CA) showed up later as
+    // "access denied … anonymous", its reason lost.
+    const configured = configuredChainSource(process.env);
+    if (configured !== undefined) {
+      throw new DsfetchError(
+        "ACCESS_DENIED",
+        `${spec.name}: ${configured} set, but no credentials could be loaded with ${configured.includes(" and ") ? "them" : "it"} (${chain.reason})`,
+        {
+          dataset: spec.name,
+          hint: "check that the role can be assumed, and that its service is reachable from here: through HTTPS_PROXY where egress needs a proxy (not listed in NO_PROXY), trusting AWS_CA_BUNDLE where the proxy inspects TLS",
+        },
+      );
+    }
     // Public buckets are read anonymously: requests go out unsigned (aws-sdk-js-v3 #2321).
     return make("anonymous", async () => undefined);
   }
 
+  /**
+   * The SDK's chain, one for the pool: its provider keeps what it got until it expires, so the
+   * probe's credentials are the ones signed with (two chains made two STS calls per run).
+   */
+  private chain(): Promise<() => Promise<ExpiringCredentials>> {
+    this.chainProvider ??= loadChain().then(({ fromNodeProviderChain }) =>
+      fromNodeProviderChain(chainInit()),
+    );
+    return this.chainProvider;
+  }
+
   /** Whether the standard AWS chain (env, profile, web identity, IMDS) yields credentials. */
   private chainCredentials(): Promise<ChainProbe> {
-    this.chainProbe ??= loadChain().then(({ fromNodeProviderChain }) =>
-      fromNodeProviderChain()().then(
+    this.chainProbe ??= this.chain().then((provider) =>
+      provider().then(
         (): ChainProbe => ({ found: true }),
         (error: unknown): ChainProbe => ({
           found: false,
@@ -216,6 +242,30 @@ function brokenCredentialSetup(spec: DatasetSpec, problem: string): DsfetchError
     dataset: spec.name,
     hint: "fix the credentials in the environment (set both keys, or a profile that exists), or unset them to read a public bucket anonymously",
   });
+}
+
+/**
+ * The chain's own requests (STS, SSO) go through the proxy and trust the CA bundle the store's
+ * requests do (proxy-agent.ts).
+ */
+function chainInit(): { clientConfig?: { requestHandler: { httpsAgent: unknown } } } {
+  const handler = credentialChainHandler(process.env, caBundle(process.env));
+  return handler === undefined ? {} : { clientConfig: { requestHandler: handler } };
+}
+
+/**
+ * The chain's link the environment asks for by name, for a message when it yields nothing:
+ * web identity (AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN) or container credentials.
+ */
+export function configuredChainSource(env: NodeJS.ProcessEnv): string | undefined {
+  if (env.AWS_WEB_IDENTITY_TOKEN_FILE && env.AWS_ROLE_ARN) {
+    return "AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN are";
+  }
+  if (env.AWS_CONTAINER_CREDENTIALS_FULL_URI) return "AWS_CONTAINER_CREDENTIALS_FULL_URI is";
+  if (env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI) {
+    return "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI is";
+  }
+  return undefined;
 }
 
 /** The SDK's standard chain, loaded the first time a dataset needs it. */

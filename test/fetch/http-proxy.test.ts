@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,6 +27,10 @@ let httpsEndpoint: string;
 let httpEndpoint: string;
 let proxyUrl: string;
 let caFile: string;
+let sts: HttpsServer;
+let stsEndpoint: string;
+/** The web identity tokens the test's STS was sent. */
+const stsTokens: string[] = [];
 const seen = { tunnels: [] as string[], forwarded: 0, authorizations: [] as string[] };
 /** When set, the proxy answers 407 unless this Proxy-Authorization comes. */
 let requiredAuth: string | undefined;
@@ -128,10 +133,44 @@ beforeAll(async () => {
   const address = proxy.address();
   if (address === null || typeof address === "string") throw new Error("no port");
   proxyUrl = `http://127.0.0.1:${address.port}`;
+  sts = await startSts(key, cert);
+  const stsAddress = sts.address();
+  if (stsAddress === null || typeof stsAddress === "string") throw new Error("no port");
+  // A name only the test's proxy resolves: reachable through HTTPS_PROXY and no other way.
+  stsEndpoint = `https://sts.store.test:${stsAddress.port}`;
 }, 60_000);
+
+/**
+ * STS as EKS pods (IRSA) reach it: AssumeRoleWithWebIdentity answered with the test store's
+ * keys (no session token: MinIO takes its keys as they are).
+ */
+function startSts(key: string, cert: string): Promise<HttpsServer> {
+  const server = createHttpsServer({ key, cert }, (request, response) => {
+    let body = "";
+    request.setEncoding("utf8");
+    request.on("data", (chunk: string) => {
+      body += chunk;
+    });
+    request.on("end", () => {
+      const form = new URLSearchParams(body);
+      if (form.get("Action") !== "AssumeRoleWithWebIdentity") {
+        response.writeHead(400).end();
+        return;
+      }
+      stsTokens.push(form.get("WebIdentityToken") ?? "");
+      const info = s3Info();
+      response.writeHead(200, { "content-type": "text/xml" });
+      response.end(
+        `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>${info.accessKeyId}</AccessKeyId><SecretAccessKey>${info.secretAccessKey}</SecretAccessKey><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>`,
+      );
+    });
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
 
 afterAll(async () => {
   await new Promise<void>((resolve) => proxy?.close(() => resolve()));
+  await new Promise<void>((resolve) => sts?.close(() => resolve()));
   await tlsFront?.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -263,6 +302,39 @@ describe("through an HTTP proxy", () => {
     } finally {
       requiredAuth = undefined;
     }
+  });
+
+  it("web identity (EKS IRSA): the credential chain's STS request goes through HTTPS_PROXY too, trusting AWS_CA_BUNDLE", async () => {
+    reset();
+    stsTokens.length = 0;
+    const token = join(dir, "web-identity-token");
+    writeFileSync(token, "eyJ-test-web-identity-token");
+    const irsa = {
+      AWS_ACCESS_KEY_ID: "",
+      AWS_SECRET_ACCESS_KEY: "",
+      AWS_WEB_IDENTITY_TOKEN_FILE: token,
+      AWS_ROLE_ARN: "arn:aws:iam::123456789012:role/dsfetch-test",
+      AWS_ENDPOINT_URL_STS: stsEndpoint,
+    };
+    // The store is on loopback (never proxied); STS only through the proxy.
+    const run = await fetchVia(s3Info().endpoint, { ...irsa, HTTPS_PROXY: proxyUrl });
+    await expectStaged(run);
+    expect(stsTokens).toEqual(["eyJ-test-web-identity-token"]);
+    expect(seen.tunnels).toEqual([`sts.store.test:${new URL(stsEndpoint).port}`]);
+
+    // Without the proxy, STS cannot be reached: said as such, not an anonymous try.
+    reset();
+    stsTokens.length = 0;
+    const direct = await fetchVia(s3Info().endpoint, irsa);
+    expect(direct.code, direct.stderr).toBe(4);
+    const { error } = JSON.parse(direct.stdout).datasets[0];
+    expect(error.code).toBe("ACCESS_DENIED");
+    expect(error.message).toMatch(
+      /^one: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN are set, but no credentials could be loaded with them \(.*sts\.store\.test.*\)$/,
+    );
+    expect(error.hint).toContain("HTTPS_PROXY");
+    expect(stsTokens).toEqual([]);
+    expect(seen.tunnels).toEqual([]);
   });
 
   it("NO_PROXY entries: hosts, domains and their subdomains, ports, IP ranges, *", () => {
