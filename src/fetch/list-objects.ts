@@ -18,6 +18,8 @@ export interface ListedEntry {
 
 export interface ListPage {
   readonly entries: ListedEntry[];
+  /** With a delimiter: the "directories" rolled up (CommonPrefixes), in the store's order. */
+  readonly prefixes: string[];
   /** Where the next page starts; undefined on the last page. */
   readonly nextToken: string | undefined;
 }
@@ -31,6 +33,10 @@ export async function listObjectsPage(
     readonly bucket: string;
     readonly prefix: string;
     readonly continuationToken?: string | undefined;
+    /** Roll keys up to their first "/" after the prefix (CommonPrefixes). */
+    readonly delimiter?: "/" | undefined;
+    /** Keys after this one only (ignored by the store once a continuation token is given). */
+    readonly startAfter?: string | undefined;
     readonly signal?: AbortSignal | undefined;
   },
 ): Promise<ListPage> {
@@ -42,6 +48,8 @@ export async function listObjectsPage(
   if (request.continuationToken !== undefined) {
     query["continuation-token"] = request.continuationToken;
   }
+  if (request.delimiter !== undefined) query.delimiter = request.delimiter;
+  if (request.startAfter !== undefined) query["start-after"] = request.startAfter;
   const response = await getter.get({
     bucket: request.bucket,
     key: "",
@@ -79,17 +87,28 @@ export function parseListPage(xml: string, previousToken?: string): ListPage {
       etag: textOf(block, "ETag") ?? "",
     });
   }
+  const prefixes: string[] = [];
+  for (const match of xml.matchAll(/<CommonPrefixes>([\s\S]*?)<\/CommonPrefixes>/g)) {
+    const rawPrefix = textOf(match[1] ?? "", "Prefix");
+    if (rawPrefix === undefined) throw malformed("a CommonPrefixes entry without a Prefix");
+    prefixes.push(urlEncoded ? decodeKey(rawPrefix) : rawPrefix);
+  }
   // A document cut short (a body without a length ends at a clean close) must not pass
   // for a shorter listing.
   if (!/<\/ListBucketResult>\s*$/.test(xml)) {
     throw malformed("the listing document is incomplete (no </ListBucketResult>)");
   }
   const keyCount = textOf(xml, "KeyCount");
-  if (keyCount !== undefined && Number(keyCount) !== entries.length) {
+  // With a delimiter, AWS and MinIO count the CommonPrefixes in KeyCount too.
+  if (
+    keyCount !== undefined &&
+    Number(keyCount) !== entries.length &&
+    Number(keyCount) !== entries.length + prefixes.length
+  ) {
     throw malformed(`KeyCount says ${keyCount} keys but the page lists ${entries.length}`);
   }
   const truncated = (textOf(xml, "IsTruncated") ?? "false").toLowerCase() === "true";
-  if (!truncated) return { entries, nextToken: undefined };
+  if (!truncated) return { entries, prefixes, nextToken: undefined };
   const nextToken = textOf(xml, "NextContinuationToken");
   // Without these checks a store that misbehaves would end the listing early (a dataset
   // silently missing objects) or loop on the same page forever.
@@ -99,7 +118,7 @@ export function parseListPage(xml: string, previousToken?: string): ListPage {
   if (nextToken === previousToken) {
     throw malformed("the listing gave the same continuation token twice");
   }
-  return { entries, nextToken };
+  return { entries, prefixes, nextToken };
 }
 
 function malformed(what: string): Error {

@@ -11,7 +11,8 @@ import type { DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
 import { type ChecksumFields, chooseChecksum, type ObjectChecksum } from "./checksum/index.ts";
 import type { StoreClient } from "./client.ts";
-import { listObjectsPage } from "./list-objects.ts";
+import { type ListedEntry, listObjectsPage } from "./list-objects.ts";
+import { listTree, type PageFetcher } from "./list-tree.ts";
 import { checksumHeaders, encryptionOf, type HeadResponse } from "./object-get.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
 import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
@@ -54,6 +55,9 @@ export interface ResolvedPrefix {
 }
 
 export type Resolution = ResolvedObject | ResolvedPrefix;
+
+/** Listing requests of one folder at once (list-tree.ts). */
+const LISTING_CONCURRENCY = 16;
 
 export async function resolveDataset(
   spec: DatasetSpec,
@@ -361,29 +365,24 @@ async function listPrefix(
 ): Promise<ResolvedPrefix | undefined> {
   const { bucket } = spec.location;
   const listCtx = { ...ctx, uri: formatS3Uri({ bucket, key: prefix }), action: "listing" };
-  const objects: ListedObject[] = [];
-  // A key listed twice (a store or proxy that repeats a page's entry) would be written twice:
-  // the second create failed as STORAGE EEXIST with a hint about the mount (review,
-  // 2026-12-05). The listing is the store's fault, and said so.
-  const seen = new Set<string>();
-  const digest = createHash("sha256");
-  let bytes = 0;
-  let token: string | undefined;
-  do {
-    const continuationToken = token;
-    const page = await withRetry(async () => {
+  const fetchPage: PageFetcher = (request) =>
+    withRetry(async () => {
       try {
         return await listObjectsPage(client.getter, {
           bucket,
-          prefix,
-          continuationToken,
+          ...request,
           signal: retry.signal,
         });
       } catch (error) {
         throw classifyS3Error(error, listCtx);
       }
     }, retry);
-    for (const item of page.entries) {
+  const converter = () => {
+    // A key listed twice (a store or proxy that repeats a page's entry) would be written
+    // twice: the second create failed as STORAGE EEXIST with a hint about the mount (review,
+    // 2026-12-05). The listing is the store's fault, and said so.
+    const seen = new Set<string>();
+    return (item: ListedEntry): ListedObject | undefined => {
       if (seen.has(item.key)) {
         throw new DsfetchError(
           "S3_ERROR",
@@ -395,21 +394,25 @@ async function listPrefix(
         );
       }
       seen.add(item.key);
-      const size = item.size;
       // "Directory marker" keys (consoles create them for empty folders) hold no data.
-      if (item.key.endsWith("/") && size === 0) continue;
-      const etag = normalizeEtag(item.etag);
-      objects.push({
+      if (item.key.endsWith("/") && item.size === 0) return undefined;
+      return {
         key: item.key,
         relativePath: item.key.slice(prefix.length),
-        bytes: size,
-        etag,
-      });
-      digest.update(`${item.key}\t${size}\t${etag}\n`);
-      bytes += size;
-    }
-    token = page.nextToken;
-  } while (token !== undefined);
+        bytes: item.size,
+        etag: normalizeEtag(item.etag),
+      };
+    };
+  };
+  // Several requests at once where the folder has directories (list-tree.ts), in the order
+  // of one listing.
+  const objects = await listTree(prefix, fetchPage, converter, LISTING_CONCURRENCY);
+  const digest = createHash("sha256");
+  let bytes = 0;
+  for (const object of objects) {
+    digest.update(`${object.key}\t${object.bytes}\t${object.etag}\n`);
+    bytes += object.bytes;
+  }
 
   if (objects.length === 0) return undefined;
   return {
