@@ -164,12 +164,18 @@ export class ClientPool {
     // "access denied … anonymous", its reason lost.
     const configured = configuredChainSource(process.env);
     if (configured !== undefined) {
+      if (chain.error instanceof DsfetchError) throw chain.error;
+      // Unreachable, throttled, 5xx (after the SDK's own retries): TRANSIENT, as a store that
+      // stays unreachable; a refusal (the role, the token, the proxy's 407): ACCESS_DENIED.
+      const transient = chainFailureIsTransient(chain.error);
       throw new DsfetchError(
-        "ACCESS_DENIED",
+        transient ? "TRANSIENT" : "ACCESS_DENIED",
         `${spec.name}: ${configured} set, but no credentials could be loaded with ${configured.includes(" and ") ? "them" : "it"} (${chain.reason})`,
         {
           dataset: spec.name,
-          hint: "check that the role can be assumed, and that its service is reachable from here: through HTTPS_PROXY where egress needs a proxy (not listed in NO_PROXY), trusting AWS_CA_BUNDLE where the proxy inspects TLS",
+          hint: transient
+            ? "the credentials' service (STS) could not be reached: check that it is reachable from here, through HTTPS_PROXY where egress needs a proxy (not listed in NO_PROXY), trusting AWS_CA_BUNDLE where the proxy inspects TLS; then run again"
+            : "check that the role can be assumed with this token (its trust policy, the token's audience and expiry), and the proxy's credentials if it asked for them",
         },
       );
     }
@@ -195,6 +201,7 @@ export class ClientPool {
         (): ChainProbe => ({ found: true }),
         (error: unknown): ChainProbe => ({
           found: false,
+          error,
           reason: error instanceof Error ? error.message : String(error),
         }),
       ),
@@ -220,7 +227,42 @@ export function environmentCredentials(env: NodeJS.ProcessEnv): Credentials | un
     : { accessKeyId, secretAccessKey };
 }
 
-type ChainProbe = { readonly found: true } | { readonly found: false; readonly reason: string };
+type ChainProbe =
+  | { readonly found: true }
+  | { readonly found: false; readonly reason: string; readonly error: unknown };
+
+const NETWORK_CODES: ReadonlySet<string> = new Set([
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
+/** Whether the chain failed to reach its service (vs. was refused by it). */
+export function chainFailureIsTransient(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const e = error as {
+    code?: unknown;
+    name?: unknown;
+    retryable?: unknown;
+    $metadata?: { httpStatusCode?: number };
+  };
+  if (e.code === "EPROXY") return e.retryable === true;
+  if (typeof e.code === "string" && NETWORK_CODES.has(e.code)) return true;
+  const status = e.$metadata?.httpStatusCode;
+  if (typeof status === "number" && status >= 500) return true;
+  return (
+    e.name === "Throttling" ||
+    e.name === "ThrottlingException" ||
+    e.name === "IDPCommunicationError" ||
+    e.name === "TimeoutError"
+  );
+}
 
 /**
  * One of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY without the other (and no AWS_PROFILE):

@@ -29,6 +29,8 @@ import type { ListedEntry, ListPage } from "./list-objects.ts";
 
 export type PageRequest = {
   readonly prefix: string;
+  /** Aborted once the attempt it belongs to failed (its other requests are not waited for). */
+  readonly signal?: AbortSignal | undefined;
   readonly delimiter?: "/" | undefined;
   readonly startAfter?: string | undefined;
   readonly continuationToken?: string | undefined;
@@ -57,13 +59,24 @@ export async function listTree<T extends { readonly key: string }>(
   prefix: string,
   fetchPage: PageFetcher,
   converter: () => (entry: ListedEntry) => T | undefined,
-  concurrency: number,
+  options: {
+    readonly concurrency: number;
+    /**
+     * Whether an error of the listing by several requests is worth one plain listing: a
+     * refusal of a directory's own prefix (an IAM policy on `s3:prefix`), a store that does
+     * not take `delimiter` or `start-after`. Not an interrupt, nor a store that stayed
+     * unreachable.
+     */
+    readonly plainAfter?: ((error: unknown) => boolean) | undefined;
+  },
 ): Promise<T[]> {
-  if (concurrency > 1) {
+  if (options.concurrency > 1) {
     try {
-      return await listInRanges(prefix, fetchPage, converter(), concurrency);
+      return await listInRanges(prefix, fetchPage, converter(), options.concurrency);
     } catch (error) {
-      if (!(error instanceof ListingOrderUnknown)) throw error;
+      if (!(error instanceof ListingOrderUnknown) && options.plainAfter?.(error) !== true) {
+        throw error;
+      }
     }
   }
   return listPages({ prefix }, fetchPage, converter());
@@ -94,21 +107,29 @@ async function listInRanges<T extends { readonly key: string }>(
   convert: (entry: ListedEntry) => T | undefined,
   concurrency: number,
 ): Promise<T[]> {
-  // Once one request failed (or found the order unknown), the others ask for no more pages.
+  // Once one request failed (or found the order unknown), the others ask for no more pages
+  // and those in flight are aborted (their retries too): the error, or a plain listing, then
+  // goes on without them.
   let failed: unknown;
+  const attempt = new AbortController();
+  const fail = (error: unknown): void => {
+    if (failed !== undefined) return;
+    failed = error;
+    attempt.abort(error);
+  };
   const fetchPage: PageFetcher = async (request) => {
     if (failed !== undefined) throw failed;
     try {
-      return await fetchAnyPage(request);
+      return await fetchAnyPage({ ...request, signal: attempt.signal });
     } catch (error) {
-      failed ??= error;
+      fail(error);
       throw error;
     }
   };
   const stopOn = <R>(work: Promise<R>): Promise<R> =>
     work.catch((error: unknown) => {
-      failed ??= error;
-      throw error;
+      fail(error);
+      throw failed;
     });
   // Keys found by the delimiter listings (not under a directory left to the ranges).
   const direct: T[] = [];
@@ -216,8 +237,13 @@ async function delimited(
       onEntry(entry);
     }
     for (const sub of page.prefixes) {
-      // A store's CommonPrefixes are directories under this one, in order.
-      if (!sub.startsWith(directory) || !sub.endsWith("/") || sub.length <= directory.length) {
+      // A store's CommonPrefixes are directories one level under this one, in order (one
+      // two levels down would leave the keys beside it unlisted).
+      if (
+        !sub.startsWith(directory) ||
+        sub.length <= directory.length ||
+        sub.indexOf("/", directory.length) !== sub.length - 1
+      ) {
         throw new ListingOrderUnknown();
       }
       inOrder(prefixes.at(-1), sub);
@@ -253,6 +279,7 @@ async function listRange<T>(
       const { key } = entry;
       // A store that ignores start-after lists from the start.
       if (last === undefined && compareUtf8(key, startAfter) <= 0) throw new ListingOrderUnknown();
+      if (!key.startsWith(prefix)) throw new ListingOrderUnknown();
       inOrder(last, key);
       last = key;
       if (compareUtf8(key, from) < 0 || directKeys.has(key)) continue;

@@ -15,7 +15,7 @@ import { Agent as HttpsAgent } from "node:https";
 import { isIP } from "node:net";
 import type { Duplex } from "node:stream";
 import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
-import { ProxyTunnel, proxyFor } from "./proxy.ts";
+import { checkHttpsProxy, ProxyTunnel, proxyFor } from "./proxy.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -29,6 +29,8 @@ export function credentialChainHandler(
 ): { httpsAgent: HttpsAgent } | undefined {
   const proxied = Boolean(env.HTTPS_PROXY || env.https_proxy);
   if (!proxied && tlsOptions === undefined) return undefined;
+  // A malformed setting is USAGE now, not an error of the chain's first request.
+  checkHttpsProxy(env);
   return { httpsAgent: new ProxiedHttpsAgent(env, tlsOptions) };
 }
 
@@ -37,7 +39,10 @@ class ProxiedHttpsAgent extends HttpsAgent {
   private readonly env: Env;
 
   constructor(env: Env, tlsOptions: ConnectionOptions | undefined) {
-    super({ keepAlive: true, maxSockets: 8, ...(tlsOptions ?? {}) });
+    // No keep-alive: STS is asked about once an hour, and an idle connection through a
+    // tunnel cannot be unref'd (ProxyTunnel's socket stays referenced): the process would
+    // wait for STS or the proxy to close it before exiting (found in review).
+    super({ keepAlive: false, maxSockets: 8, ...(tlsOptions ?? {}) });
     this.env = env;
   }
 

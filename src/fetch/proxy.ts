@@ -50,6 +50,12 @@ export function proxyFor(
   return parseProxy(chosen.value, chosen.name);
 }
 
+/** Checks the https proxy setting (USAGE when malformed) without deciding for any host. */
+export function checkHttpsProxy(env: Env): void {
+  const chosen = first(env, ["HTTPS_PROXY", "https_proxy"]);
+  if (chosen !== undefined) parseProxy(chosen.value, chosen.name);
+}
+
 function isLoopback(host: string): boolean {
   if (host === "localhost" || host.endsWith(".localhost")) return true;
   if (isIP(host) === 4) return host.startsWith("127.");

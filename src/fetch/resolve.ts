@@ -365,18 +365,21 @@ async function listPrefix(
 ): Promise<ResolvedPrefix | undefined> {
   const { bucket } = spec.location;
   const listCtx = { ...ctx, uri: formatS3Uri({ bucket, key: prefix }), action: "listing" };
-  const fetchPage: PageFetcher = (request) =>
-    withRetry(async () => {
-      try {
-        return await listObjectsPage(client.getter, {
-          bucket,
-          ...request,
-          signal: retry.signal,
-        });
-      } catch (error) {
-        throw classifyS3Error(error, listCtx);
-      }
-    }, retry);
+  const fetchPage: PageFetcher = ({ signal: attempt, ...request }) => {
+    // A request of a listing attempt that failed elsewhere stops, its retries too.
+    const signals = [retry.signal, attempt].filter((one) => one !== undefined);
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
+    return withRetry(
+      async () => {
+        try {
+          return await listObjectsPage(client.getter, { bucket, ...request, signal });
+        } catch (error) {
+          throw classifyS3Error(error, listCtx);
+        }
+      },
+      { ...retry, signal },
+    );
+  };
   const converter = () => {
     // A key listed twice (a store or proxy that repeats a page's entry) would be written
     // twice: the second create failed as STORAGE EEXIST with a hint about the mount (review,
@@ -406,7 +409,15 @@ async function listPrefix(
   };
   // Several requests at once where the folder has directories (list-tree.ts), in the order
   // of one listing.
-  const objects = await listTree(prefix, fetchPage, converter, LISTING_CONCURRENCY);
+  const objects = await listTree(prefix, fetchPage, converter, {
+    concurrency: LISTING_CONCURRENCY,
+    plainAfter: (error) =>
+      retry.signal?.aborted !== true &&
+      !(
+        error instanceof DsfetchError &&
+        (error.code === "TRANSIENT" || error.code === "INTERRUPTED")
+      ),
+  });
   const digest = createHash("sha256");
   let bytes = 0;
   for (const object of objects) {

@@ -157,7 +157,15 @@ function startSts(key: string, cert: string): Promise<HttpsServer> {
         response.writeHead(400).end();
         return;
       }
-      stsTokens.push(form.get("WebIdentityToken") ?? "");
+      const token = form.get("WebIdentityToken") ?? "";
+      stsTokens.push(token);
+      if (token === "revoked-token") {
+        response.writeHead(403, { "content-type": "text/xml" });
+        response.end(
+          "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error><RequestId>1</RequestId></ErrorResponse>",
+        );
+        return;
+      }
       const info = s3Info();
       response.writeHead(200, { "content-type": "text/xml" });
       response.end(
@@ -165,6 +173,9 @@ function startSts(key: string, cert: string): Promise<HttpsServer> {
       );
     });
   });
+  // Idle connections kept open for long: a client that keeps one (it cannot be unref'd
+  // through a tunnel) would not exit before the test's timeout.
+  server.keepAliveTimeout = 120_000;
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
 }
 
@@ -317,24 +328,36 @@ describe("through an HTTP proxy", () => {
       AWS_ENDPOINT_URL_STS: stsEndpoint,
     };
     // The store is on loopback (never proxied); STS only through the proxy.
+    const started = performance.now();
     const run = await fetchVia(s3Info().endpoint, { ...irsa, HTTPS_PROXY: proxyUrl });
     await expectStaged(run);
+    // Ended when done, not when STS closed the connection (it keeps it 120 s).
+    expect(performance.now() - started).toBeLessThan(60_000);
     expect(stsTokens).toEqual(["eyJ-test-web-identity-token"]);
     expect(seen.tunnels).toEqual([`sts.store.test:${new URL(stsEndpoint).port}`]);
 
-    // Without the proxy, STS cannot be reached: said as such, not an anonymous try.
+    // Without the proxy, STS cannot be reached: said as such (TRANSIENT, exit 6), not an
+    // anonymous try.
     reset();
     stsTokens.length = 0;
     const direct = await fetchVia(s3Info().endpoint, irsa);
-    expect(direct.code, direct.stderr).toBe(4);
+    expect(direct.code, direct.stderr).toBe(6);
     const { error } = JSON.parse(direct.stdout).datasets[0];
-    expect(error.code).toBe("ACCESS_DENIED");
+    expect(error.code).toBe("TRANSIENT");
     expect(error.message).toMatch(
       /^one: AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN are set, but no credentials could be loaded with them \(.*sts\.store\.test.*\)$/,
     );
     expect(error.hint).toContain("HTTPS_PROXY");
     expect(stsTokens).toEqual([]);
     expect(seen.tunnels).toEqual([]);
+
+    // STS refusing the token: ACCESS_DENIED (exit 4), its answer named.
+    writeFileSync(token, "revoked-token");
+    const refused = await fetchVia(s3Info().endpoint, { ...irsa, HTTPS_PROXY: proxyUrl });
+    expect(refused.code, refused.stderr).toBe(4);
+    const denied = JSON.parse(refused.stdout).datasets[0].error;
+    expect(denied.code).toBe("ACCESS_DENIED");
+    expect(denied.message).toContain("Not authorized to perform sts:AssumeRoleWithWebIdentity");
   });
 
   it("NO_PROXY entries: hosts, domains and their subdomains, ports, IP ranges, *", () => {

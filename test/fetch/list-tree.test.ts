@@ -19,18 +19,29 @@ const byUtf8 = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.f
 /** ListObjectsV2 over `keys` as S3 answers it (UTF-8 order unless `order` says otherwise). */
 function fakeStore(
   keys: readonly string[],
-  options: { pageSize?: number; ignoreStartAfter?: boolean; order?: "utf8" | "reversed" } = {},
+  options: {
+    pageSize?: number;
+    ignoreStartAfter?: boolean;
+    order?: "utf8" | "reversed";
+    delayMs?: number;
+    refuse?: (request: PageRequest) => void;
+  } = {},
 ) {
   const sorted = [...keys].sort(byUtf8);
   if (options.order === "reversed") sorted.reverse();
   const pageSize = options.pageSize ?? 3;
-  const stats = { requests: [] as PageRequest[], inFlight: 0, maxInFlight: 0 };
+  const stats = { requests: [] as PageRequest[], inFlight: 0, maxInFlight: 0, aborted: 0 };
   const fetchPage = async (request: PageRequest): Promise<ListPage> => {
     stats.requests.push(request);
     stats.inFlight += 1;
     stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
-    await new Promise((resolve) => setTimeout(resolve, 2));
+    await new Promise((resolve) => setTimeout(resolve, options.delayMs ?? 2));
     stats.inFlight -= 1;
+    if (request.signal?.aborted === true) {
+      stats.aborted += 1;
+      throw new Error("aborted");
+    }
+    options.refuse?.(request);
     // The token is the index of the next key in `sorted`.
     let at = request.continuationToken === undefined ? 0 : Number(request.continuationToken);
     const entries: ListedEntry[] = [];
@@ -73,7 +84,7 @@ async function listedKeys(
   concurrency = 16,
 ) {
   const store = fakeStore(keys, options);
-  const listed = await listTree(prefix, store.fetchPage, keysOnly, concurrency);
+  const listed = await listTree(prefix, store.fetchPage, keysOnly, { concurrency });
   return { keys: listed.map((entry) => entry.key), stats: store.stats };
 }
 
@@ -156,14 +167,16 @@ describe("listing a folder with several requests at once", () => {
   });
 
   it("small directories: after the first ones, the rest of the folder in one listing (not a request per directory)", async () => {
-    const keys = Array.from({ length: 500 }, (_, d) =>
-      [0, 1].map((f) => `p/d${String(d).padStart(3, "0")}/f${f}`),
-    ).flat();
-    keys.push("p/d250.txt", "p/d499x");
+    // Beside every directory: its marker (the first key of a range from it), a key that sorts
+    // just before its keys and one just after.
+    const keys = Array.from({ length: 500 }, (_, d) => {
+      const dir = `p/d${String(d).padStart(3, "0")}`;
+      return [`${dir}/`, `${dir}/f0`, `${dir}/f1`, `${dir}.txt`, `${dir}-x/y`, `${dir}0`];
+    }).flat();
     const { keys: listed, stats } = await listedKeys(keys, "p/", { pageSize: 100 });
     expect(listed).toEqual(oneListing(keys, "p/"));
-    // One listing: 11 pages; 5 delimited pages, ~16-32 directories, then ~10 pages.
-    expect(stats.requests.length).toBeLessThan(60);
+    // One listing: 30 pages; ~20 delimited pages, ~16-32 directories, then ~30 pages.
+    expect(stats.requests.length).toBeLessThan(90);
     expect(stats.requests.filter((r) => r.startAfter !== undefined)).toHaveLength(1);
   });
 
@@ -192,6 +205,42 @@ describe("listing a folder with several requests at once", () => {
     const { keys: listed } = await listedKeys(keys, "p/", { order: "reversed" });
     expect([...listed].sort(byUtf8)).toEqual(oneListing(keys, "p/"));
     expect(listed).toEqual(oneListing(keys, "p/").reverse());
+  });
+
+  it("a directory's listing refused (an IAM policy on s3:prefix): the others are aborted, then one plain listing", async () => {
+    const keys = LAYOUTS["40 directories of 3 files, keys beside them"] as string[];
+    const refused = new Error("AccessDenied on p/d07/");
+    const store = fakeStore(keys, {
+      delayMs: 20,
+      refuse: (request) => {
+        if (request.prefix === "p/d07/") throw refused;
+      },
+    });
+    // Without a second chance, the refusal is the answer (not an abort of another request).
+    await expect(listTree("p/", store.fetchPage, keysOnly, { concurrency: 16 })).rejects.toBe(
+      refused,
+    );
+    // The requests in flight beside it were aborted, not waited for (they end later).
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(store.stats.aborted).toBeGreaterThan(0);
+    const listed = await listTree("p/", store.fetchPage, keysOnly, {
+      concurrency: 16,
+      plainAfter: (error) => error === refused,
+    });
+    expect(listed.map((entry) => entry.key)).toEqual(oneListing(keys, "p/"));
+  });
+
+  it("CommonPrefixes that skip a level, or lie outside the folder: one plain listing, every key", async () => {
+    const keys = LAYOUTS["40 directories of 3 files, keys beside them"] as string[];
+    for (const wrong of ["p/d03/x/", "q/d03/"]) {
+      const store = fakeStore(keys);
+      const lying = async (request: PageRequest) => {
+        const page = await store.fetchPage(request);
+        return { ...page, prefixes: page.prefixes.map((p) => (p === "p/d03/" ? wrong : p)) };
+      };
+      const listed = await listTree("p/", lying, keysOnly, { concurrency: 16 });
+      expect(listed.map((entry) => entry.key)).toEqual(oneListing(keys, "p/"));
+    }
   });
 
   it("one request at a time when asked (concurrency 1): one listing", async () => {
