@@ -14,14 +14,16 @@
 //   rclone           `rclone copy bench:<bucket>/<prefix>/ <dir> --transfers 32 --checkers 32`
 //   aws (--tools)    `aws s3 cp --recursive`, s3.max_concurrent_requests = 32
 //
-//   npm run bench:latency -- [--delay 20ms] [--count 20000] [--size 16Ki] [--runs 1]
+//   npm run bench:latency -- [--delay 20ms] [--count 20000] [--size 16Ki] [--dirs 0] [--runs 1]
 //                            [--tools dsfetch,s5cmd,rclone] [--dir <os tmpdir>] [--idle-wait 30]
 //                            [--ignore-other-bench] [--keep]
 //
 // The S3 server: test/harness/s3-server.ts (MinIO built from source once per machine, or
 // DSFETCH_TEST_S3_ENDPOINT). The objects (random bytes, generated once under
 // <dir>/dsfetch-latency-data/ and kept there) are uploaded with s5cmd straight to the server,
-// not through the proxy, into s3://dsfetch-latency/small-<count>x<size>/; a server that already
+// not through the proxy, into s3://dsfetch-latency/small-<count>x<size>/ (with --dirs N, spread
+// over N directories d<k>/ of it, -d<N> added to the name: a folder a listing goes through
+// directory by directory, src/fetch/list-tree.ts); a server that already
 // holds them there (DSFETCH_TEST_S3_ENDPOINT) is not sent them again. Outputs are checked (file
 // count, every file's size, total bytes) outside the timed part, so a failed download is never
 // reported as fast. A Markdown table goes to stdout, logs to stderr; exit status 1 when a run
@@ -90,6 +92,8 @@ const PROXY_DIR = join(repoRoot, "bench", "latency-proxy");
 interface Options {
   delayMs: number;
   count: number;
+  /** Directories the objects are spread over (0: all in the folder itself). */
+  dirs: number;
   size: number;
   runs: number;
   tools: ToolName[];
@@ -100,7 +104,7 @@ interface Options {
   keep: boolean;
 }
 
-const USAGE = `usage: npx node ${SCRIPT} [--delay 20ms] [--count 20000] [--size 16Ki] [--runs 1]
+const USAGE = `usage: npx node ${SCRIPT} [--delay 20ms] [--count 20000] [--size 16Ki] [--dirs 0] [--runs 1]
         [--tools dsfetch,s5cmd,rclone] (also: aws) [--dir DIR] [--idle-wait 30]
         [--ignore-other-bench] [--keep]
 (values shown are the defaults; --dir defaults to $DSFETCH_BENCH_DIR, else the OS temp dir)`;
@@ -118,6 +122,7 @@ function parseArgs(argv: readonly string[]): Options {
   const o: Options = {
     delayMs: 20,
     count: 20_000,
+    dirs: 0,
     size: 16 * 1024,
     runs: 1,
     tools: ["dsfetch", "s5cmd", "rclone"],
@@ -147,6 +152,9 @@ function parseArgs(argv: readonly string[]): Options {
           break;
         case "--count":
           o.count = wholeArg(flag, value(), 1, 1_000_000);
+          break;
+        case "--dirs":
+          o.dirs = wholeArg(flag, value(), 0, 100_000);
           break;
         case "--size":
           o.size = parseSizeArg(flag, value());
@@ -323,7 +331,8 @@ function listed(s5cmd: string, server: S3Server, prefix: string, size: number) {
 }
 
 async function ensureData(o: Options, s5cmd: string, server: S3Server): Promise<string> {
-  const prefix = `small-${o.count}x${o.size}/`;
+  const layout = `${o.count}x${o.size}${o.dirs > 0 ? `-d${o.dirs}` : ""}`;
+  const prefix = `small-${layout}/`;
   const have = listed(s5cmd, server, prefix, o.size);
   if (have.count === o.count && have.right === o.count) {
     log(`latency: s3://${BUCKET}/${prefix} already holds the ${fmtCount(o.count)} objects`);
@@ -332,15 +341,20 @@ async function ensureData(o: Options, s5cmd: string, server: S3Server): Promise<
   // Generated once and kept: deleting many files slows file creation on this machine's ext4
   // for long after (see "Removing outputs" in bench/common.ts).
   const cache = join(o.dir, "dsfetch-latency-data");
-  const local = join(cache, `${o.count}x${o.size}`);
+  const local = join(cache, layout);
   const complete = `${local}.complete`;
   if (!existsSync(complete)) {
     log(`latency: generating ${fmtCount(o.count)} files of ${fmtBytes(o.size)} in ${local}…`);
     await rm(local, { recursive: true, force: true });
     mkdirSync(local, { recursive: true });
     const width = String(o.count - 1).length;
-    for (let i = 0; i < o.count; i++)
-      writeFileSync(join(local, `${String(i).padStart(width, "0")}.bin`), randomBytes(o.size));
+    const dirWidth = String(Math.max(0, o.dirs - 1)).length;
+    for (let i = 0; i < o.count; i++) {
+      const dir =
+        o.dirs > 0 ? join(local, `d${String(i % o.dirs).padStart(dirWidth, "0")}`) : local;
+      if (i < o.dirs) mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, `${String(i).padStart(width, "0")}.bin`), randomBytes(o.size));
+    }
     writeFileSync(complete, "");
   }
   const mb = s5cmdDirect(s5cmd, server, ["mb", `s3://${BUCKET}`]);
@@ -683,7 +697,7 @@ async function main(argv: string[]): Promise<number> {
     const failed = rows.some((r) => r.problems.length > 0 || r.runs.some((x) => !x.ok));
     const out = [
       "",
-      `### ${fmtCount(o.count)} objects of ${fmtBytes(o.size)} through a proxy adding ${o.delayMs} ms per request (${o.runs} run${o.runs > 1 ? "s" : ""} each, median)`,
+      `### ${fmtCount(o.count)} objects of ${fmtBytes(o.size)}${o.dirs > 0 ? ` in ${fmtCount(o.dirs)} directories` : ""} through a proxy adding ${o.delayMs} ms per request (${o.runs} run${o.runs > 1 ? "s" : ""} each, median)`,
       "",
       renderTable(rows, o),
       "",
