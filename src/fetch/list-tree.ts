@@ -47,6 +47,16 @@ const MAX_DEPTH = 3;
  */
 const SMALL_DIRECTORY = 200;
 
+/**
+ * Delimiter listing pages (over every level) past which the folder is listed the plain way:
+ * 10,000 directories or keys beside them. Such a folder (a directory per sample, a million of
+ * them) would take the delimiter listing of every directory, then the directories' own keys:
+ * up to twice the requests of one listing, one after the other. Capped, it takes at most 10
+ * requests more than one listing; 10,000 directories of many keys (ImageNet-21k's 21,841
+ * classes) are listed one page after the other, as before.
+ */
+const MAX_DELIMITED_PAGES = 10;
+
 /** Raised inside: the store's order is not UTF-8 byte order, or it ignored `start-after`. */
 class ListingOrderUnknown extends Error {}
 
@@ -136,14 +146,20 @@ async function listInRanges<T extends { readonly key: string }>(
   const directKeys = new Set<string>();
   let directories = [prefix];
   let levels = 0;
+  const delimitedPages = { count: 0 };
   do {
     const looked = await mapLimit(directories, concurrency, (directory) =>
       stopOn(
-        delimited(directory, fetchPage, (entry) => {
-          directKeys.add(entry.key);
-          const converted = convert(entry);
-          if (converted !== undefined) direct.push(converted);
-        }),
+        delimited(
+          directory,
+          fetchPage,
+          (entry) => {
+            directKeys.add(entry.key);
+            const converted = convert(entry);
+            if (converted !== undefined) direct.push(converted);
+          },
+          delimitedPages,
+        ),
       ),
     );
     directories = looked.flat();
@@ -219,11 +235,15 @@ async function delimited(
   directory: string,
   fetchPage: PageFetcher,
   onEntry: (entry: ListedEntry) => void,
+  pages: { count: number },
 ): Promise<string[]> {
   const prefixes: string[] = [];
   let last: string | undefined;
   let token: string | undefined;
   do {
+    // Thousands of directories or keys beside them: the delimiter listings would add up to
+    // as many requests as one listing before the directories' own (one listing instead).
+    if (++pages.count > MAX_DELIMITED_PAGES) throw new ListingOrderUnknown();
     const page = await fetchPage({ prefix: directory, delimiter: "/", continuationToken: token });
     for (const entry of page.entries) {
       // A key of a delimited listing has no "/" past its directory: one that has is a store

@@ -2,7 +2,7 @@
 // the same order (so the listing digest of a staged folder is unchanged) as one listing page
 // after the other, for every layout; several requests in flight where there are directories;
 // one listing after the other where the store's order is not UTF-8 byte order or it ignores
-// start-after. Against a ListObjectsV2 written here (pages of 3 keys, so that every path
+// start-after. Against a ListObjectsV2 written here (pages of 10 keys, so that every path
 // pages) and against MinIO.
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -29,7 +29,7 @@ function fakeStore(
 ) {
   const sorted = [...keys].sort(byUtf8);
   if (options.order === "reversed") sorted.reverse();
-  const pageSize = options.pageSize ?? 3;
+  const pageSize = options.pageSize ?? 10;
   const stats = { requests: [] as PageRequest[], inFlight: 0, maxInFlight: 0, aborted: 0 };
   const fetchPage = async (request: PageRequest): Promise<ListPage> => {
     stats.requests.push(request);
@@ -173,18 +173,28 @@ describe("listing a folder with several requests at once", () => {
       const dir = `p/d${String(d).padStart(3, "0")}`;
       return [`${dir}/`, `${dir}/f0`, `${dir}/f1`, `${dir}.txt`, `${dir}-x/y`, `${dir}0`];
     }).flat();
-    const { keys: listed, stats } = await listedKeys(keys, "p/", { pageSize: 100 });
+    const { keys: listed, stats } = await listedKeys(keys, "p/", { pageSize: 250 });
     expect(listed).toEqual(oneListing(keys, "p/"));
-    // One listing: 30 pages; ~20 delimited pages, ~16-32 directories, then ~30 pages.
-    expect(stats.requests.length).toBeLessThan(90);
+    // One listing: 12 pages; here 8 delimited pages, 16-31 directories, then ~12 pages.
+    expect(stats.requests.length).toBeLessThan(55);
     expect(stats.requests.filter((r) => r.startAfter !== undefined)).toHaveLength(1);
+  });
+
+  it("thousands of directories (one per sample): one listing after at most 10 delimited pages", async () => {
+    const keys = Array.from({ length: 300 }, (_, d) => `p/s${String(d).padStart(3, "0")}/x`);
+    const { keys: listed, stats } = await listedKeys(keys, "p/", { pageSize: 10 });
+    expect(listed).toEqual(oneListing(keys, "p/"));
+    // One listing: 30 pages; the delimited ones stop after 10 (each directory would be a
+    // request of its own).
+    expect(stats.requests.filter((r) => r.delimiter !== undefined)).toHaveLength(10);
+    expect(stats.requests).toHaveLength(10 + 30);
   });
 
   it("a flat folder is one listing, as before (one request after the other)", async () => {
     const keys = LAYOUTS.flat as string[];
     const { stats } = await listedKeys(keys, "p/");
     expect(stats.maxInFlight).toBe(1);
-    expect(stats.requests.length).toBe(7);
+    expect(stats.requests.length).toBe(2);
   });
 
   it("a store that ignores start-after: listed again one page after the other, the same keys", async () => {
