@@ -5,13 +5,14 @@
  * cold fetch, and again at every job start that checks a staged copy (its listing against the
  * manifest). s5cmd and the AWS CLI list one page after the other too.
  *
- * How: one listing with delimiter "/" gives the folder's own keys and its directories (while
- * there are fewer than `concurrency` of them, each is looked into the same way, down to
- * MAX_DEPTH levels); then each directory is listed by its own prefix, `concurrency` at a
+ * How: the first page of one listing shows whether the folder has directories (if not, or if
+ * it is the only page, the listing goes on as before); then one listing with delimiter "/"
+ * gives the folder's own keys and its directories (while there are fewer than `concurrency`
+ * of them, each is looked into the same way, down to MAX_DEPTH levels); then each directory is listed by its own prefix, `concurrency` at a
  * time. Once directories turn out small (fewer than SMALL_DIRECTORY keys on average: a
  * request each would be many more requests than one listing), the rest of the folder is one
  * listing from the first directory not started (`start-after`). A flat folder is listed
- * exactly as before: its delimiter listing is the whole listing.
+ * exactly as before.
  *
  * Why by prefix and not in ranges of directories (`start-after` each): MinIO answers a
  * listing that starts somewhere new by walking the whole prefix in the background to cache
@@ -80,35 +81,44 @@ export async function listTree<T extends { readonly key: string }>(
     readonly plainAfter?: ((error: unknown) => boolean) | undefined;
   },
 ): Promise<T[]> {
-  if (options.concurrency > 1) {
-    try {
-      return await listInRanges(prefix, fetchPage, converter(), options.concurrency);
-    } catch (error) {
-      if (!(error instanceof ListingOrderUnknown) && options.plainAfter?.(error) !== true) {
-        throw error;
-      }
+  if (options.concurrency <= 1) return listPages(prefix, fetchPage, converter());
+  // The first page of one listing decides: a folder of one page, or whose first page has no
+  // directory, goes on as one listing (a flat folder pays nothing: MinIO's delimiter listing
+  // of 20,000 keys took 1.8-2.2 s against 1.2-1.35 s); else the directories are listed at
+  // once, and that page is one request more.
+  const convert = converter();
+  const first = await fetchPage({ prefix });
+  const nested = first.entries.some((entry) => entry.key.indexOf("/", prefix.length) !== -1);
+  if (first.nextToken === undefined || !nested) {
+    return listPages(prefix, fetchPage, convert, first);
+  }
+  try {
+    return await listInRanges(prefix, fetchPage, converter(), options.concurrency);
+  } catch (error) {
+    if (!(error instanceof ListingOrderUnknown) && options.plainAfter?.(error) !== true) {
+      throw error;
     }
   }
-  return listPages({ prefix }, fetchPage, converter());
+  return listPages(prefix, fetchPage, converter());
 }
 
-/** One listing, page after page (no order assumed). */
+/** One listing, page after page (no order assumed), from its first page when given. */
 async function listPages<T>(
-  request: PageRequest,
+  prefix: string,
   fetchPage: PageFetcher,
   convert: (entry: ListedEntry) => T | undefined,
+  first?: ListPage,
 ): Promise<T[]> {
   const out: T[] = [];
-  let token: string | undefined;
-  do {
-    const page = await fetchPage({ ...request, continuationToken: token });
+  let page = first ?? (await fetchPage({ prefix }));
+  for (;;) {
     for (const entry of page.entries) {
       const converted = convert(entry);
       if (converted !== undefined) out.push(converted);
     }
-    token = page.nextToken;
-  } while (token !== undefined);
-  return out;
+    if (page.nextToken === undefined) return out;
+    page = await fetchPage({ prefix, continuationToken: page.nextToken });
+  }
 }
 
 async function listInRanges<T extends { readonly key: string }>(

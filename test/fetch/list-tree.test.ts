@@ -2,7 +2,7 @@
 // the same order (so the listing digest of a staged folder is unchanged) as one listing page
 // after the other, for every layout; several requests in flight where there are directories;
 // one listing after the other where the store's order is not UTF-8 byte order or it ignores
-// start-after. Against a ListObjectsV2 written here (pages of 10 keys, so that every path
+// start-after. Against a ListObjectsV2 written here (pages of 5 keys, so that every path
 // pages) and against MinIO.
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,7 +12,7 @@ import { type ListedEntry, type ListPage, listObjectsPage } from "../../src/fetc
 import { compareUtf8, listTree, type PageRequest } from "../../src/fetch/list-tree.ts";
 import { resolveDataset } from "../../src/fetch/resolve.ts";
 import { type FaultProxy, isListObjectsV2, startFaultProxy } from "../harness/fault-proxy.ts";
-import { createBucket, putObject, s3Info } from "../harness/s3.ts";
+import { createBucket, putMany, putObject, s3Info } from "../harness/s3.ts";
 
 const byUtf8 = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
 
@@ -29,7 +29,7 @@ function fakeStore(
 ) {
   const sorted = [...keys].sort(byUtf8);
   if (options.order === "reversed") sorted.reverse();
-  const pageSize = options.pageSize ?? 10;
+  const pageSize = options.pageSize ?? 5;
   const stats = { requests: [] as PageRequest[], inFlight: 0, maxInFlight: 0, aborted: 0 };
   const fetchPage = async (request: PageRequest): Promise<ListPage> => {
     stats.requests.push(request);
@@ -160,8 +160,9 @@ describe("listing a folder with several requests at once", () => {
     const { keys: listed, stats } = await listedKeys(keys, "p/", { pageSize: 100 });
     expect(listed).toEqual(oneListing(keys, "p/"));
     expect(stats.maxInFlight).toBeGreaterThan(8);
-    // One listing: 192 pages of 100; here one delimited page, then 3 per directory.
-    expect(stats.requests.length).toBe(1 + 64 * 3);
+    // One listing: 192 pages of 100; here its first page, one delimited page, then 3 per
+    // directory.
+    expect(stats.requests.length).toBe(2 + 64 * 3);
     expect(new Set(stats.requests.map((r) => r.prefix)).size).toBe(65);
     expect(stats.requests.some((r) => r.startAfter !== undefined)).toBe(false);
   });
@@ -187,27 +188,37 @@ describe("listing a folder with several requests at once", () => {
     // One listing: 30 pages; the delimited ones stop after 10 (each directory would be a
     // request of its own).
     expect(stats.requests.filter((r) => r.delimiter !== undefined)).toHaveLength(10);
-    expect(stats.requests).toHaveLength(10 + 30);
+    expect(stats.requests).toHaveLength(1 + 10 + 30);
   });
 
-  it("a flat folder is one listing, as before (one request after the other)", async () => {
+  it("a flat folder is one listing, as before (one request after the other, no delimiter)", async () => {
     const keys = LAYOUTS.flat as string[];
     const { stats } = await listedKeys(keys, "p/");
     expect(stats.maxInFlight).toBe(1);
-    expect(stats.requests.length).toBe(2);
+    expect(stats.requests.length).toBe(4);
+    expect(stats.requests.every((r) => r.delimiter === undefined)).toBe(true);
+  });
+
+  it("a folder of one page: that page, nothing more", async () => {
+    const keys = ["p/a/1", "p/b/2", "p/c"];
+    const { keys: listed, stats } = await listedKeys(keys, "p/");
+    expect(listed).toEqual(oneListing(keys, "p/"));
+    expect(stats.requests).toEqual([{ prefix: "p/" }]);
   });
 
   it("a store that ignores start-after: listed again one page after the other, the same keys", async () => {
     const keys = LAYOUTS["40 directories of 3 files, keys beside them"] as string[];
     const { keys: listed, stats } = await listedKeys(keys, "p/", { ignoreStartAfter: true });
     expect(listed).toEqual(oneListing(keys, "p/"));
-    // The first page of one plain listing (not every range listing the folder from its start).
+    // The first page of one plain listing, twice: the page that shows directories, and the
+    // listing after the range that did not start where asked (not every range listing the
+    // folder from its start).
     const plain = (r: PageRequest) =>
       r.prefix === "p/" &&
       r.delimiter === undefined &&
       r.startAfter === undefined &&
       r.continuationToken === undefined;
-    expect(stats.requests.filter(plain)).toHaveLength(1);
+    expect(stats.requests.filter(plain)).toHaveLength(2);
   });
 
   it("a store whose order is not UTF-8 byte order: listed one page after the other, every key once", async () => {
@@ -298,6 +309,8 @@ describe("against MinIO", () => {
     bucket = await createBucket("list-tree");
     for (const key of keys) await putObject(bucket, key, `${key}\n`);
     await putObject(bucket, "set/empty/", "");
+    // More than a page (1,000 keys), or the folder is that one page, listed as before.
+    keys.push(...(await putMany(bucket, "set/bulk/", 1000, (i) => Buffer.from(`${i}\n`))));
     proxy = await startFaultProxy(s3Info().endpoint);
   }, 60_000);
   afterAll(async () => {
