@@ -49,14 +49,15 @@ const MAX_DEPTH = 3;
 const SMALL_DIRECTORY = 200;
 
 /**
- * Delimiter listing pages (over every level) past which the folder is listed the plain way:
- * 10,000 directories or keys beside them. Such a folder (a directory per sample, a million of
- * them) would take the delimiter listing of every directory, then the directories' own keys:
- * up to twice the requests of one listing, one after the other. Capped, it takes at most 10
- * requests more than one listing; 10,000 directories of many keys (ImageNet-21k's 21,841
- * classes) are listed one page after the other, as before.
+ * Directories found by the delimiter listings (over every level) past which the folder is
+ * listed the plain way. A directory per sample (a million of them) would take the delimiter
+ * listing of every directory and then their keys: up to twice the requests of one listing,
+ * one after the other. Capped, the delimiter listings stop after ~10 pages. Directories of
+ * many keys (15 shards of 100,000 keys, train/ and val/) are not counted against it: their
+ * own keys are listed once, several directories at a time. A folder of more than 10,000
+ * directories (ImageNet-21k's 21,841 classes) is listed one page after the other, as before.
  */
-const MAX_DELIMITED_PAGES = 10;
+export const MAX_DIRECTORIES = 10_000;
 
 /** Raised inside: the store's order is not UTF-8 byte order, or it ignored `start-after`. */
 class ListingOrderUnknown extends Error {}
@@ -99,7 +100,7 @@ export async function listTree<T extends { readonly key: string }>(
       throw error;
     }
   }
-  return listPages(prefix, fetchPage, converter());
+  return listPages(prefix, fetchPage, converter(), first);
 }
 
 /** One listing, page after page (no order assumed), from its first page when given. */
@@ -156,7 +157,7 @@ async function listInRanges<T extends { readonly key: string }>(
   const directKeys = new Set<string>();
   let directories = [prefix];
   let levels = 0;
-  const delimitedPages = { count: 0 };
+  const found = { directories: 0 };
   do {
     const looked = await mapLimit(directories, concurrency, (directory) =>
       stopOn(
@@ -168,7 +169,7 @@ async function listInRanges<T extends { readonly key: string }>(
             const converted = convert(entry);
             if (converted !== undefined) direct.push(converted);
           },
-          delimitedPages,
+          found,
         ),
       ),
     );
@@ -245,15 +246,12 @@ async function delimited(
   directory: string,
   fetchPage: PageFetcher,
   onEntry: (entry: ListedEntry) => void,
-  pages: { count: number },
+  found: { directories: number },
 ): Promise<string[]> {
   const prefixes: string[] = [];
   let last: string | undefined;
   let token: string | undefined;
   do {
-    // Thousands of directories or keys beside them: the delimiter listings would add up to
-    // as many requests as one listing before the directories' own (one listing instead).
-    if (++pages.count > MAX_DELIMITED_PAGES) throw new ListingOrderUnknown();
     const page = await fetchPage({ prefix: directory, delimiter: "/", continuationToken: token });
     for (const entry of page.entries) {
       // A key of a delimited listing has no "/" past its directory: one that has is a store
@@ -278,6 +276,8 @@ async function delimited(
       }
       inOrder(prefixes.at(-1), sub);
       prefixes.push(sub);
+      // More directories than are worth listing one by one (MAX_DIRECTORIES): one listing.
+      if (++found.directories > MAX_DIRECTORIES) throw new ListingOrderUnknown();
     }
     token = page.nextToken;
   } while (token !== undefined);

@@ -9,7 +9,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
 import { ClientPool } from "../../src/fetch/client.ts";
 import { type ListedEntry, type ListPage, listObjectsPage } from "../../src/fetch/list-objects.ts";
-import { compareUtf8, listTree, type PageRequest } from "../../src/fetch/list-tree.ts";
+import {
+  compareUtf8,
+  listTree,
+  MAX_DIRECTORIES,
+  type PageRequest,
+} from "../../src/fetch/list-tree.ts";
 import { resolveDataset } from "../../src/fetch/resolve.ts";
 import { type FaultProxy, isListObjectsV2, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putMany, putObject, s3Info } from "../harness/s3.ts";
@@ -30,7 +35,14 @@ function fakeStore(
   const sorted = [...keys].sort(byUtf8);
   if (options.order === "reversed") sorted.reverse();
   const pageSize = options.pageSize ?? 5;
-  const stats = { requests: [] as PageRequest[], inFlight: 0, maxInFlight: 0, aborted: 0 };
+  const stats = {
+    requests: [] as PageRequest[],
+    inFlight: 0,
+    maxInFlight: 0,
+    aborted: 0,
+    /** The continuation token of the first page of the plain listing (see `plainAfterAll`). */
+    firstToken: undefined as string | undefined,
+  };
   const fetchPage = async (request: PageRequest): Promise<ListPage> => {
     stats.requests.push(request);
     stats.inFlight += 1;
@@ -69,9 +81,18 @@ function fakeStore(
       while (at < sorted.length && (sorted[at] as string).startsWith(common)) at += 1;
     }
     const more = sorted.slice(at).some((key) => key.startsWith(request.prefix));
-    return { entries, prefixes, nextToken: more ? String(at) : undefined };
+    const nextToken = more ? String(at) : undefined;
+    if (stats.requests.length === 1) stats.firstToken = nextToken;
+    return { entries, prefixes, nextToken };
   };
   return { fetchPage, stats };
+}
+
+/** Whether the plain listing went on from its first page (the listing by directory gave up). */
+function plainAfterAll(stats: ReturnType<typeof fakeStore>["stats"]): boolean {
+  return stats.requests.some(
+    (r) => r.continuationToken !== undefined && r.continuationToken === stats.firstToken,
+  );
 }
 
 /** Keys only, the converter listPrefix uses minus its checks. */
@@ -116,7 +137,14 @@ const LAYOUTS: Record<string, string[]> = {
     "p/o/p/",
     "p/o/p/q",
   ],
-  "one deep narrow tree": ["p/a/b/c/d/e/f/file", "p/a/b/c/x", "p/a/readme"],
+  "one deep narrow tree": [
+    "p/a/b/c/d/e/f/file",
+    "p/a/b/c/d/e/g",
+    "p/a/b/c/x",
+    "p/a/b/y",
+    "p/a/readme",
+    "p/a/z",
+  ],
   "two directories of many subdirectories (imagenet/train, val)": [
     ...Array.from({ length: 30 }, (_, c) => [`p/train/n${c}/1.jpg`, `p/train/n${c}/2.jpg`]).flat(),
     ...Array.from({ length: 20 }, (_, c) => `p/val/n${c}/1.jpg`),
@@ -133,15 +161,37 @@ const LAYOUTS: Record<string, string[]> = {
     "p/日本/データ",
     ...Array.from({ length: 20 }, (_, i) => `p/\u{1f600}${i}/k`),
   ],
-  "empty path segments, spaces and plus signs": ["p//x", "p/a b/c+d", "p/a+b/ c", "p/a%2F/x"],
-  "directories around the folder itself": ["q/x", "p", "p0/x", "p/x/y", "p/x/z"],
+  "empty path segments, spaces and plus signs": [
+    "p//x",
+    "p///y",
+    "p/a b/c+d",
+    "p/a+b/ c",
+    "p/a%2F/x",
+    "p/a b",
+  ],
+  "directories around the folder itself": [
+    "q/x",
+    "p",
+    "p0/x",
+    "p/x/y",
+    "p/x/z",
+    "p/x/zz",
+    "p/x0",
+    "p/w/v",
+    "p/y/",
+    "p.txt",
+  ],
 };
 
 describe("listing a folder with several requests at once", () => {
   for (const [layout, keys] of Object.entries(LAYOUTS)) {
     it(`${layout}: the keys of one listing, in its order`, async () => {
-      const { keys: listed } = await listedKeys(keys, "p/");
+      const { keys: listed, stats } = await listedKeys(keys, "p/");
       expect(listed).toEqual(oneListing(keys, "p/"));
+      // Listed by directory (not a plain listing after giving up), except the flat folder.
+      const delimited = stats.requests.filter((r) => r.delimiter !== undefined).length;
+      if (layout === "flat") expect(delimited).toBe(0);
+      else expect([delimited > 0, plainAfterAll(stats)]).toEqual([true, false]);
     });
   }
 
@@ -181,14 +231,26 @@ describe("listing a folder with several requests at once", () => {
     expect(stats.requests.filter((r) => r.startAfter !== undefined)).toHaveLength(1);
   });
 
-  it("thousands of directories (one per sample): one listing after at most 10 delimited pages", async () => {
-    const keys = Array.from({ length: 300 }, (_, d) => `p/s${String(d).padStart(3, "0")}/x`);
-    const { keys: listed, stats } = await listedKeys(keys, "p/", { pageSize: 10 });
+  it("more than MAX_DIRECTORIES directories (one per sample): one listing after ~10 delimited pages", async () => {
+    const keys = Array.from(
+      { length: MAX_DIRECTORIES + 50 },
+      (_, d) => `p/s${String(d).padStart(6, "0")}/x`,
+    );
+    const { keys: listed, stats } = await listedKeys(keys, "p/", { pageSize: 1000 });
     expect(listed).toEqual(oneListing(keys, "p/"));
-    // One listing: 30 pages; the delimited ones stop after 10 (each directory would be a
-    // request of its own).
-    expect(stats.requests.filter((r) => r.delimiter !== undefined)).toHaveLength(10);
-    expect(stats.requests).toHaveLength(1 + 10 + 30);
+    // One listing: 11 pages; the delimited ones stop once they found too many directories
+    // (each would be a request of its own), and the plain listing goes on from its first page.
+    expect(stats.requests.filter((r) => r.delimiter !== undefined)).toHaveLength(11);
+    expect(stats.requests).toHaveLength(11 + 11);
+  });
+
+  it("a few directories of many keys each (shards): listed several at a time", async () => {
+    const keys = Array.from({ length: 12 }, (_, d) =>
+      Array.from({ length: 200 }, (_, f) => `p/shard${d}/${String(f).padStart(3, "0")}`),
+    ).flat();
+    const { keys: listed, stats } = await listedKeys(keys, "p/", { pageSize: 20 });
+    expect(listed).toEqual(oneListing(keys, "p/"));
+    expect(stats.maxInFlight).toBeGreaterThan(8);
   });
 
   it("a flat folder is one listing, as before (one request after the other, no delimiter)", async () => {
@@ -210,15 +272,17 @@ describe("listing a folder with several requests at once", () => {
     const keys = LAYOUTS["40 directories of 3 files, keys beside them"] as string[];
     const { keys: listed, stats } = await listedKeys(keys, "p/", { ignoreStartAfter: true });
     expect(listed).toEqual(oneListing(keys, "p/"));
-    // The first page of one plain listing, twice: the page that shows directories, and the
-    // listing after the range that did not start where asked (not every range listing the
-    // folder from its start).
+    // The first page of one plain listing once: the page that showed directories, from which
+    // the listing goes on after the range that did not start where asked (not every range
+    // listing the folder from its start).
     const plain = (r: PageRequest) =>
       r.prefix === "p/" &&
       r.delimiter === undefined &&
       r.startAfter === undefined &&
       r.continuationToken === undefined;
-    expect(stats.requests.filter(plain)).toHaveLength(2);
+    expect(stats.requests.filter(plain)).toHaveLength(1);
+    // ...and the plain listing went on from that page.
+    expect(stats.requests.at(-1)?.continuationToken).toBeDefined();
   });
 
   it("a store whose order is not UTF-8 byte order: listed one page after the other, every key once", async () => {
