@@ -647,6 +647,14 @@ async function stageOn(
         createAttempt(target.location),
       ).catch(fullToFallback);
       const stopHeartbeat = keepAttemptFresh(attempt.dir);
+      /** Another result instead of this download's (published meanwhile, or kept in use). */
+      const dropAttemptFor = async (result: StagedDataset): Promise<StagedDataset> => {
+        stopHeartbeat();
+        await call(`removing ${attempt.dir}`, (signal, progressed) =>
+          discardAttempt(attempt, progressed, signal),
+        ).catch(() => {});
+        return result;
+      };
       const endWrite = target.volume === "shared" ? context.sharedWrites?.begin() : undefined;
       try {
         const progress = new ProgressTracker(
@@ -749,24 +757,12 @@ async function stageOn(
           !(await call(`reading ${target.location.lockPath}`, () => lock.stillHeld()))
         ) {
           const theirs = await publishedMeanwhile(published.manifest);
-          if (theirs !== undefined) {
-            stopHeartbeat();
-            await call(`removing ${attempt.dir}`, (signal, progressed) =>
-              discardAttempt(attempt, progressed, signal),
-            ).catch(() => {});
-            return theirs;
-          }
+          if (theirs !== undefined) return dropAttemptFor(theirs);
         }
         const kept = isCached(resolution, published)
           ? undefined
           : await keptInUse(resolution, published.manifest);
-        if (kept !== undefined) {
-          stopHeartbeat();
-          await call(`removing ${attempt.dir}`, (signal, progressed) =>
-            discardAttempt(attempt, progressed, signal),
-          ).catch(() => {});
-          return kept;
-        }
+        if (kept !== undefined) return dropAttemptFor(kept);
         let notice: RemovalNotice | undefined;
         // Left up (storage that stopped answering), it is over within a minute.
         const takeDown = (posted: RemovalNotice) =>
