@@ -153,9 +153,9 @@ describe("zip extraction on its own thread", () => {
     expect(written).toBeLessThan(20_000);
   });
 
-  it("slow but working (60,000 entries, a 1 s bound): never STALLED, whatever the total time", async () => {
+  it("slow but working (80,000 entries, a 0.5 s bound): never STALLED, whatever the total time", async () => {
     const zipCase = await newCase("steady");
-    const entries = Array.from({ length: 60_000 }, (_, i) => ({
+    const entries = Array.from({ length: 80_000 }, (_, i) => ({
       name: `d${i % 50}/${i}`,
       data: "",
     }));
@@ -166,12 +166,13 @@ describe("zip extraction on its own thread", () => {
     const started = performance.now();
     const result = await extractZipInWorker(
       { zipPath: zipCase.zipPath, destination: zipCase.dest, limits: limits(), dataset: DATASET },
-      { thread, stallTimeoutMs: 1_000 },
+      { thread, stallTimeoutMs: 500 },
     );
-    expect(result.files).toHaveLength(60_000);
-    // Meaningful only if the whole took longer than the bound (2-3 s here): the thread's
-    // progress, not its speed, kept it alive.
-    expect(performance.now() - started).toBeGreaterThan(1_000);
+    expect(result.files).toHaveLength(80_000);
+    // Meaningful only if the whole took longer than the bound: the thread's progress, not its
+    // speed, kept it alive. 60,000 entries took 2-3 s on the AMD VMs but 0.85 s on a Xeon,
+    // under the 1 s bound this test had then (it failed there).
+    expect(performance.now() - started).toBeGreaterThan(500);
   });
 
   it("a thread started ahead of its job does the job", async () => {
