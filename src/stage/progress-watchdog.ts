@@ -21,6 +21,15 @@ export const STALLED_HINT =
 /** How long a download told to stop is waited for (as extraction threads: STOP_GRACE_MS). */
 export const DOWNLOAD_STOP_GRACE_MS = 5_000;
 
+/**
+ * The grace under a stall bound: DOWNLOAD_STOP_GRACE_MS, or the bound itself when that is
+ * shorter (as archive/thread-watchdog.ts does for extraction threads): whoever asks for an
+ * answer within 2 s does not want one after 7 s. The default bound (5 min) keeps 5 s.
+ */
+export function stopGraceMs(stallMs: number): number {
+  return Math.min(DOWNLOAD_STOP_GRACE_MS, stallMs);
+}
+
 export interface WatchOptions {
   /** The caller's interrupt. */
   readonly signal?: AbortSignal | undefined;

@@ -83,7 +83,7 @@ import {
   unreadableLeases,
 } from "../volumes/usage.ts";
 import { ProgressTracker } from "./progress.ts";
-import { DOWNLOAD_STOP_GRACE_MS, watchProgress } from "./progress-watchdog.ts";
+import { stopGraceMs, watchProgress } from "./progress-watchdog.ts";
 import type { SharedWrites } from "./shared-writes.ts";
 import { withManifest } from "./staged-manifest.ts";
 import { StorageCalls } from "./storage-calls.ts";
@@ -244,7 +244,7 @@ async function stageOn(
   const storage = new StorageCalls({
     dataset: spec.name,
     stallMs: context.tuning.extractStallTimeoutMs,
-    graceMs: DOWNLOAD_STOP_GRACE_MS,
+    graceMs: stopGraceMs(context.tuning.extractStallTimeoutMs),
     signal: context.signal,
   });
   const { call } = storage;
@@ -1144,7 +1144,7 @@ async function downloadInto(
       {
         signal,
         stallMs: tuning.extractStallTimeoutMs,
-        graceMs: DOWNLOAD_STOP_GRACE_MS,
+        graceMs: stopGraceMs(tuning.extractStallTimeoutMs),
         dataset: spec.name,
         writing: attempt.dataDir,
         // The clock never stops on a byte count: after a folder's last byte come writes of
@@ -1229,7 +1229,7 @@ async function downloadInto(
     {
       signal,
       stallMs: tuning.extractStallTimeoutMs,
-      graceMs: DOWNLOAD_STOP_GRACE_MS,
+      graceMs: stopGraceMs(tuning.extractStallTimeoutMs),
       dataset: spec.name,
       writing: destination,
       bytes: resolution.bytes,

@@ -16,7 +16,7 @@ import { sharedDataRoot } from "../volumes/layout.ts";
 import { mountDataset } from "../volumes/mount.ts";
 import { storageAnswers } from "../volumes/storage-probe.ts";
 import type { Lease } from "../volumes/usage.ts";
-import { DOWNLOAD_STOP_GRACE_MS } from "./progress-watchdog.ts";
+import { stopGraceMs } from "./progress-watchdog.ts";
 import { SharedWrites } from "./shared-writes.ts";
 import { type StagedDataset, stageDataset } from "./stage-dataset.ts";
 import { StorageCalls } from "./storage-calls.ts";
@@ -115,7 +115,7 @@ export async function stage(
           const { call } = new StorageCalls({
             dataset: spec.name,
             stallMs: tuning.extractStallTimeoutMs,
-            graceMs: DOWNLOAD_STOP_GRACE_MS,
+            graceMs: stopGraceMs(tuning.extractStallTimeoutMs),
             signal: options.signal,
           });
           // Ephemeral datasets too: the default ephemeral root is one per user and machine,

@@ -174,7 +174,8 @@ describe("storage that stops answering outside the download", () => {
     expect(error?.message).toBe(
       `blob.bin: reading ${staging.location.manifestPath} got no answer from the storage for ${STALL} s`,
     );
-    // The bound and the 5 s grace (loose, for loaded machines): not the storage's whole absence.
+    // The bound and the grace (no longer than the bound; loose, for loaded machines): not the
+    // storage's whole absence.
     expect(seconds).toBeLessThan(30);
     // What was there stays as it was.
     expect(published(staging.location)).toEqual(["old.bin"]);

@@ -2,7 +2,7 @@
 import { resolveTuning } from "../../config/tuning.ts";
 import { type ErrorCode, EXIT_CODES } from "../../errors.ts";
 import { plan } from "../../plan/dry-run.ts";
-import { DOWNLOAD_STOP_GRACE_MS } from "../../stage/progress-watchdog.ts";
+import { stopGraceMs } from "../../stage/progress-watchdog.ts";
 import { StorageCalls } from "../../stage/storage-calls.ts";
 import type { CommandContext } from "../context.ts";
 import { renderPlanTable } from "../render.ts";
@@ -23,7 +23,7 @@ export async function planCommand({
       new StorageCalls({
         dataset,
         stallMs: extractStallTimeoutMs,
-        graceMs: DOWNLOAD_STOP_GRACE_MS,
+        graceMs: stopGraceMs(extractStallTimeoutMs),
       }).call,
   });
   if (args.json) out(`${JSON.stringify({ datasets: result.datasets }, null, 2)}\n`);

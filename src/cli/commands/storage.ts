@@ -6,7 +6,7 @@ import { formatBytes, parseSize, SIZE_FORMS } from "../../config/size.ts";
 import { resolveTuning } from "../../config/tuning.ts";
 import { DsfetchError } from "../../errors.ts";
 import { requireSharedStorage } from "../../plan/target.ts";
-import { DOWNLOAD_STOP_GRACE_MS } from "../../stage/progress-watchdog.ts";
+import { stopGraceMs } from "../../stage/progress-watchdog.ts";
 import { StorageCalls } from "../../stage/storage-calls.ts";
 import { listDatasets, type UnreadableDataset } from "../../volumes/catalog.ts";
 import { prune } from "../../volumes/prune.ts";
@@ -102,9 +102,6 @@ export async function pruneCommand(args: ParsedArgs, io: StorageIo): Promise<num
  * instead of waiting for good.
  */
 function boundedCalls(label: string, env: StorageIo["env"]): StorageCall {
-  return new StorageCalls({
-    dataset: label,
-    stallMs: resolveTuning(env).extractStallTimeoutMs,
-    graceMs: DOWNLOAD_STOP_GRACE_MS,
-  }).call;
+  const stallMs = resolveTuning(env).extractStallTimeoutMs;
+  return new StorageCalls({ dataset: label, stallMs, graceMs: stopGraceMs(stallMs) }).call;
 }
