@@ -138,6 +138,13 @@ export function bypassed(host: string, port: number, list: string): boolean {
     if (entryPort !== undefined && entryPort !== port) continue;
     pattern = pattern.replace(/^\*?\./, "").replace(/\.$/, "");
     if (pattern === "") continue;
+    // An address names one host however it is written (`fd00:0:0::1` is the endpoint
+    // `[fd00::1]`, which URLs write compressed): compared as addresses, not as text.
+    const family = isIP(pattern);
+    if (family !== 0) {
+      if (inRange(name, `${pattern}/${family === 4 ? 32 : 128}`)) return true;
+      continue;
+    }
     if (name === pattern || (isIP(name) === 0 && name.endsWith(`.${pattern}`))) return true;
   }
   return false;

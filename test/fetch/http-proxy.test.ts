@@ -369,6 +369,14 @@ describe("through an HTTP proxy", () => {
     expect(bypassed("10.1.2.3", 80, "10.0.0.0/8")).toBe(true);
     expect(bypassed("11.1.2.3", 80, "10.0.0.0/8")).toBe(false);
     expect(bypassed("::1", 80, "[::1]")).toBe(true);
+    // Addresses as addresses: an endpoint's URL writes IPv6 compressed, a NO_PROXY list may not.
+    expect(bypassed("fd00::1", 443, "fd00:0:0:0:0:0:0:1")).toBe(true);
+    expect(bypassed("fd00::1", 443, "[fd00:0::1]:443")).toBe(true);
+    expect(bypassed("fd00::1", 443, "[fd00:0::1]:9000")).toBe(false);
+    expect(bypassed("fd00::2", 443, "fd00::1")).toBe(false);
+    expect(bypassed("10.0.0.1", 443, "10.0.0.1")).toBe(true);
+    expect(bypassed("10.0.0.10", 443, "10.0.0.1")).toBe(false);
+    expect(bypassed("a.10.0.0.1", 443, "10.0.0.1")).toBe(false);
     expect(bypassed("anything", 1, "foo, *")).toBe(true);
     expect(bypassed("anything", 1, "")).toBe(false);
   });
