@@ -58,9 +58,10 @@ export function checkHttpsProxy(env: Env): void {
 
 function isLoopback(host: string): boolean {
   if (host === "localhost" || host.endsWith(".localhost")) return true;
-  if (isIP(host) === 4) return host.startsWith("127.");
-  if (isIP(host) === 6) return host === "::1" || host === "0:0:0:0:0:0:0:1";
-  return false;
+  // As addresses: `[::ffff:127.0.0.1]`, which URLs write `[::ffff:7f00:1]`, is loopback too.
+  return (
+    inRange(host, "127.0.0.0/8") || inRange(host, "::1/128") || inRange(host, "::ffff:7f00:0/104")
+  );
 }
 
 function first(env: Env, names: readonly string[]): { name: string; value: string } | undefined {

@@ -124,7 +124,11 @@ export async function watchProgress<T>(
     stop.abort(reason);
     let graceTimer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<false>((resolve) => {
-      graceTimer = setTimeout(() => resolve(false), graceMs);
+      // Decided after the I/O callbacks already due: when this thread was busy past the
+      // grace, the timer comes before the poll phase that would deliver the work's answer
+      // (a rename that landed in time reported STALLED; found in review, and likelier since
+      // the grace follows short bounds).
+      graceTimer = setTimeout(() => setImmediate(() => resolve(false)), graceMs);
     });
     const ended = await Promise.race([settled, graceOver]);
     clearTimeout(graceTimer);

@@ -19,7 +19,7 @@
 
 import { DsfetchError } from "../errors.ts";
 import type { StorageCall } from "../volumes/storage-call.ts";
-import { STALLED_HINT, watchProgress } from "./progress-watchdog.ts";
+import { STALLED_HINT, stopGraceMs, watchProgress } from "./progress-watchdog.ts";
 
 export interface StorageCallsOptions {
   readonly dataset: string;
@@ -41,8 +41,14 @@ export class StorageCalls {
   }
 
   readonly call: StorageCall = async (what, work, callOptions) => {
-    const { dataset, graceMs, signal } = this.#options;
+    const { dataset, signal } = this.#options;
     const stallMs = Math.max(this.#options.stallMs, callOptions?.atLeastMs ?? 0);
+    // A call with a longer bound of its own (a filesystem's sync) has the grace of that bound
+    // (found in review: an interrupt gave up a healthy sync after the 1 s of a 1 s bound).
+    const graceMs =
+      callOptions?.atLeastMs === undefined
+        ? this.#options.graceMs
+        : Math.max(this.#options.graceMs, stopGraceMs(stallMs));
     const earlier = this.pending()[0];
     if (earlier !== undefined) {
       // The storage has left a call unanswered: waiting a whole bound again for each call

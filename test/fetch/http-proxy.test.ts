@@ -377,6 +377,15 @@ describe("through an HTTP proxy", () => {
     expect(bypassed("10.0.0.1", 443, "10.0.0.1")).toBe(true);
     expect(bypassed("10.0.0.10", 443, "10.0.0.1")).toBe(false);
     expect(bypassed("a.10.0.0.1", 443, "10.0.0.1")).toBe(false);
+    // Loopback, however written, never goes through the proxy (as in Go).
+    for (const host of ["127.0.0.1", "127.9.9.9", "[::1]", "[::ffff:127.0.0.1]", "localhost"]) {
+      expect(proxyFor(host, 9000, true, { HTTPS_PROXY: "http://proxy:3128" }), host).toBe(
+        undefined,
+      );
+    }
+    expect(
+      proxyFor("[::ffff:10.0.0.1]", 9000, true, { HTTPS_PROXY: "http://proxy:3128" }),
+    ).not.toBe(undefined);
     expect(bypassed("anything", 1, "foo, *")).toBe(true);
     expect(bypassed("anything", 1, "")).toBe(false);
   });

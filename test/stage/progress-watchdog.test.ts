@@ -140,4 +140,25 @@ describe("watchProgress", () => {
     ).catch((e: unknown) => e);
     expect(error).toBe(reason);
   });
+  it("an answer due when a busy thread comes back from past the grace is still the answer (the grace is decided after pending I/O)", async () => {
+    const { stat } = await import("node:fs");
+    const result = await watchProgress(
+      (signal) =>
+        new Promise<string>((resolve) => {
+          signal.addEventListener("abort", () => {
+            // The work's answer comes from the thread pool (as a rename's does)...
+            stat(".", () => resolve("renamed"));
+            // ...while this thread is busy past the grace, once the grace's timer is set.
+            queueMicrotask(() => {
+              const until = performance.now() + 400;
+              while (performance.now() < until) {
+                // busy
+              }
+            });
+          });
+        }),
+      { ...OPTIONS, stallMs: 100, graceMs: 100, answerWithinGrace: true },
+    );
+    expect(result).toBe("renamed");
+  });
 });

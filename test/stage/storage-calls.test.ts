@@ -134,6 +134,29 @@ describe("StorageCalls", () => {
     await expect(storage.call("syncing /s", async () => {})).rejects.toThrow("SIGTERM");
   });
 
+  it("a call with a longer bound of its own (a sync) has that bound's grace: an interrupt does not give it up after a short bound's", async () => {
+    const abort = new AbortController();
+    // A 200 ms bound: its own grace is 200 ms; the sync's 10 s bound gives it 5 s.
+    const storage = new StorageCalls({
+      dataset: "ds",
+      stallMs: 200,
+      graceMs: 200,
+      signal: abort.signal,
+    });
+    setTimeout(() => abort.abort(new Error("SIGTERM")), 50);
+    await expect(
+      storage.call(
+        "syncing /s",
+        async () => {
+          await sleep(700);
+          return "synced";
+        },
+        { atLeastMs: 10_000 },
+      ),
+    ).resolves.toBe("synced");
+    expect(storage.pending()).toEqual([]);
+  });
+
   it("after an interrupt no call starts", async () => {
     const abort = new AbortController();
     abort.abort(new Error("SIGTERM"));
