@@ -36,6 +36,11 @@ export class StreamingVerifier {
         : createStreamHasher(algorithm, spans, source.bytes, onHashed);
   }
 
+  /** Bytes given that the hasher may hold (and read) before update() says to wait. */
+  get holdBytes(): number {
+    return this.hasher?.holdBytes ?? 0;
+  }
+
   /** A promise when hashing is behind: the caller awaits it (memory stays bounded). */
   update(chunk: Buffer): undefined | Promise<void> {
     this.offset += chunk.length;

@@ -94,18 +94,21 @@ async function expandTarStream(input: ExpandInput): Promise<Expanded> {
   const { resolution, spec } = input;
   const stats = { refetchedBytes: 0, retries: 0 };
   const rangeSize = input.tuning.rangeSize;
+  const verifier = new StreamingVerifier(resolution, input.parts, (bytes) =>
+    ledger.advance(HASHER, bytes),
+  );
+  // What either consumer may hold beyond the pipe: the hasher holds more when it hashes
+  // small parts several at once (stream-hash-worker.ts; 32 MiB).
+  const readAhead = Math.max(READ_AHEAD_BYTES, verifier.holdBytes);
   // Ranges in shared memory, read in place by both threads (hasher, extractor) and reused
   // once both are past them: the main thread copies nothing (util/chunk-ledger.ts).
   // Never larger than the object: a small archive does not get a whole range of memory.
   const buffers = new BufferPool(
     Math.max(1, Math.min(rangeSize, resolution.bytes)),
-    STREAM_RANGES + Math.ceil((PIPE_BYTES + READ_AHEAD_BYTES) / rangeSize) + 2,
+    STREAM_RANGES + Math.ceil((PIPE_BYTES + readAhead) / rangeSize) + 2,
     { shared: true },
   );
   const ledger = new ChunkLedger<Buffer>(2, (chunk) => buffers.give(chunk));
-  const verifier = new StreamingVerifier(resolution, input.parts, (bytes) =>
-    ledger.advance(HASHER, bytes),
-  );
   const channel = new Channel(PIPE_BYTES);
   let pumped = 0;
   const abort = new AbortController();

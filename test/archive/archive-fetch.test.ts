@@ -197,7 +197,9 @@ describe("range memory reused while an archive streams", () => {
   ])("an 80 MiB tar in %s ranges, hashed on a thread, is byte-exact", async (rangeSize, tag) => {
     // Ranges live in shared memory read in place by the hasher and the extractor threads,
     // and are reused once both are past them (util/chunk-ledger.ts): a range reused too
-    // early would change a file, or fail the multipart MD5.
+    // early would change a file, or fail the multipart MD5. Its 5 MiB parts are hashed four
+    // or more at once in the SIMD lanes, which hold ranges until 32 MiB are there
+    // (stream-hash-worker.ts).
     const files = Array.from({ length: 20 }, (_, i) => ({
       name: `part-${i}.bin`,
       data: randomBytes(4 * 1024 * 1024 - 1000 + i * 97),
