@@ -19,6 +19,27 @@ function sharedChunks(data: Buffer): Buffer[] {
   return out;
 }
 
+/**
+ * The caller's side of reuse: every chunk wholly reported hashed is overwritten at once, as
+ * the download's buffer pool would reuse it; a hasher still reading it would get a wrong digest.
+ */
+function poisonOnReport(chunks: Buffer[]) {
+  let ends = 0;
+  const chunkEnds = chunks.map((c) => {
+    ends += c.length;
+    return ends;
+  });
+  const seen = { reported: 0, poisoned: 0 };
+  const onHashed = (bytes: number): void => {
+    seen.reported += bytes;
+    while (seen.poisoned < chunks.length && (chunkEnds[seen.poisoned] as number) <= seen.reported) {
+      (chunks[seen.poisoned] as Buffer).fill(0xee);
+      seen.poisoned += 1;
+    }
+  };
+  return { seen, onHashed };
+}
+
 describe("stream hasher and shared chunks", () => {
   // The size only chooses where hashing runs: at the threshold, a worker thread.
   for (const [where, declared] of [
@@ -33,25 +54,12 @@ describe("stream hasher and shared chunks", () => {
         { start: half, end: data.length },
       ];
       const chunks = sharedChunks(data);
-      let reported = 0;
-      let poisoned = 0;
-      let ends = 0;
-      const chunkEnds = chunks.map((c) => {
-        ends += c.length;
-        return ends;
-      });
-      const hasher = createStreamHasher("MD5", spans, declared, (bytes) => {
-        reported += bytes;
-        // Reuse: every chunk wholly reported is overwritten at once.
-        while (poisoned < chunks.length && (chunkEnds[poisoned] as number) <= reported) {
-          (chunks[poisoned] as Buffer).fill(0xee);
-          poisoned += 1;
-        }
-      });
+      const { seen, onHashed } = poisonOnReport(chunks);
+      const hasher = createStreamHasher("MD5", spans, declared, onHashed);
       for (const chunk of chunks) await hasher.update(chunk);
       const digests = await hasher.finish();
-      expect(reported).toBe(data.length);
-      expect(poisoned).toBe(chunks.length);
+      expect(seen.reported).toBe(data.length);
+      expect(seen.poisoned).toBe(chunks.length);
       expect(digests.map((d) => d.toString("hex"))).toEqual([
         createHash("md5").update(data.subarray(0, half)).digest("hex"),
         createHash("md5").update(data.subarray(half)).digest("hex"),
@@ -77,32 +85,14 @@ describe("stream hasher and shared chunks", () => {
       const chunks = shared
         ? sharedChunks(data)
         : sharedChunks(data).map((chunk) => Buffer.from(chunk));
-      let reported = 0;
-      let poisoned = 0;
-      let ends = 0;
-      const chunkEnds = chunks.map((c) => {
-        ends += c.length;
-        return ends;
-      });
-      const hasher = createStreamHasher(
-        "MD5",
-        spans,
-        WORKER_HASH_THRESHOLD,
-        (bytes) => {
-          reported += bytes;
-          while (poisoned < chunks.length && (chunkEnds[poisoned] as number) <= reported) {
-            (chunks[poisoned] as Buffer).fill(0xee);
-            poisoned += 1;
-          }
-        },
-        laneHold,
-      );
+      const { seen, onHashed } = poisonOnReport(chunks);
+      const hasher = createStreamHasher("MD5", spans, WORKER_HASH_THRESHOLD, onHashed, laneHold);
       // The lanes' way was chosen: the worker's hold may be unacknowledged.
       expect(hasher.holdBytes).toBe(laneHold);
       for (const chunk of chunks) await hasher.update(chunk);
       const digests = await hasher.finish();
-      expect(reported).toBe(data.length);
-      expect(poisoned).toBe(chunks.length);
+      expect(seen.reported).toBe(data.length);
+      expect(seen.poisoned).toBe(chunks.length);
       expect(digests.map((d) => d.toString("hex"))).toEqual(
         spans.map((span) =>
           createHash("md5").update(data.subarray(span.start, span.end)).digest("hex"),
