@@ -363,6 +363,8 @@ async function stageOn(
   const keptInUse = async (
     resolution: Resolution,
     published: Manifest | undefined,
+    /** Under a removal notice: its clock (RemovalNotice.storageNow), leases are judged by. */
+    notice?: RemovalNotice,
   ): Promise<StagedDataset | undefined> => {
     const pinned = pinnedOverOtherVersion(spec, resolution, published);
     if (!pinned && !refreshWaitsForJobs(spec, resolution, published)) return undefined;
@@ -370,7 +372,7 @@ async function stageOn(
     // interrupt) fail the staging: taken as "none", an interrupt here let the swap go ahead
     // without a look at the leases (review, 2026-12-05).
     const users = await call(`reading the leases of ${target.location.path}`, () =>
-      activeLeasesBeforeRemoval(target.location).catch((error: unknown) => [
+      activeLeasesBeforeRemoval(target.location, notice?.storageNow()).catch((error: unknown) => [
         unreadableLeases(error),
       ]),
     );
@@ -518,19 +520,35 @@ async function stageOn(
     }
   }
   checkSupported(spec, resolution, target, fallback);
+  /** Another host's (or container's) attempt is abandoned once untouched this long. */
+  const abandonedAfterMs = Math.max(10 * 60_000, 4 * context.tuning.lock.staleMs);
   if (target.volume === "ephemeral") {
+    // A job killed mid-download (out of memory, evicted) left its partial download in the
+    // volume, which outlives the container (emptyDir): only a lock holder cleaned up, and
+    // ephemeral datasets take no lock, so it stayed, and the job, restarted, failed NO_SPACE
+    // below at every start (review, 2026-12-06). Removed as a lock holder does: a dead
+    // process's of this host (and PID namespace) at once, others once idle that long.
+    await call(`removing abandoned attempts in ${target.location.tmpDir}`, (signal, progressed) =>
+      cleanAbandonedAttempts(target.location, abandonedAfterMs, progressed, signal),
+    );
     // The volume's size is a bound, not space: a root on a small disk filled up mid-download
     // and said "free space in shared storage" (review, 2026-12-05). A dataset that cannot fit
     // in what is free now fails before its first byte, with both sizes.
     const root = dirname(target.location.path);
     const free = await call(`checking the free space of ${root}`, () => freeBytes(root));
     if (free !== undefined && resolution.bytes > free) {
+      const left = await call(`reading ${target.location.tmpDir}`, () =>
+        readdir(target.location.tmpDir).catch(() => [] as string[]),
+      );
       throw new DsfetchError(
         "NO_SPACE",
         `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but ${root} (its ephemeral volume) has ${formatBytes(free)} free`,
         {
           dataset: spec.name,
-          hint: "free space there, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk",
+          hint:
+            left.length > 0
+              ? `${target.location.tmpDir} holds ${left.length} partial download(s) of other runs (another container's, or one killed: removed once untouched for ${Math.round(abandonedAfterMs / 60_000)} min); remove them if no other job uses this volume, free space there, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk`
+              : "free space there, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk",
         },
       );
     }
@@ -623,12 +641,7 @@ async function stageOn(
         await call(
           `removing abandoned attempts in ${target.location.tmpDir}`,
           (signal, progressed) =>
-            cleanAbandonedAttempts(
-              target.location,
-              Math.max(10 * 60_000, 4 * context.tuning.lock.staleMs),
-              progressed,
-              signal,
-            ),
+            cleanAbandonedAttempts(target.location, abandonedAfterMs, progressed, signal),
         );
       }
       if (roomCheckUnderLock) {
@@ -799,10 +812,12 @@ async function stageOn(
               supersededAtSwap = await publishedMeanwhile(there.manifest);
               if (supersededAtSwap !== undefined) return false;
             }
-            keptAtSwap = await keptInUse(resolution, there.manifest).catch((error: unknown) => {
-              if (!(error instanceof OtherVersionInUse)) throw error;
-              throw otherVersionInUse(spec, error.path, error.users, { duringDownload: true });
-            });
+            keptAtSwap = await keptInUse(resolution, there.manifest, notice).catch(
+              (error: unknown) => {
+                if (!(error instanceof OtherVersionInUse)) throw error;
+                throw otherVersionInUse(spec, error.path, error.users, { duringDownload: true });
+              },
+            );
             return keptAtSwap === undefined;
           },
           afterReplacing: async ({ mayStillLand }) => {

@@ -10,6 +10,7 @@ import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { BIRTH_PROBE_NAME, removeStalePending } from "./occupant.ts";
 import { removeTree, removeTreeReporting } from "./permissions.ts";
+import { PROBE_NAME, storageClock } from "./storage-clock.ts";
 
 /** `replaced.<12 hex>` (publish.ts; `.json`: its manifest) and `pruned.<12 hex>` (prune.ts). */
 const ASIDE_NAME = /^(?:replaced|pruned)\.[0-9a-f]{12}(?:\.json)?$/;
@@ -54,6 +55,13 @@ export async function cleanAbandonedAttempts(
     return 0;
   }
   progressed();
+  // Heartbeats are the storage's times: judged by its clock, read once, when first needed.
+  let clock: Promise<() => number> | undefined;
+  const idleFor = async (path: string, ms: number): Promise<boolean> => {
+    if (ms === Number.POSITIVE_INFINITY) return false;
+    clock ??= storageClock(location.tmpDir);
+    return idleOnStorageFor(path, ms, await clock);
+  };
   let removed = 0;
   for (const name of names) {
     const parsed = parseAttemptName(name);
@@ -75,7 +83,7 @@ export async function cleanAbandonedAttempts(
       // exactly: a dataset may be named "pruned.resnet50", and its live attempts are not
       // leftovers (found in review, 2026-12-05).
       abandoned =
-        (ASIDE_NAME.test(name) || OLD_BIRTH_PROBE.test(name)) &&
+        (ASIDE_NAME.test(name) || OLD_BIRTH_PROBE.test(name) || PROBE_NAME.test(name)) &&
         (await idleFor(path, abandonedAfterMs));
     }
     progressed();
@@ -91,11 +99,12 @@ export async function cleanAbandonedAttempts(
   return removed;
 }
 
-async function idleFor(path: string, ms: number): Promise<boolean> {
+/** Untouched for longer than `ms` by the storage's clock `now` (storage-clock.ts). */
+async function idleOnStorageFor(path: string, ms: number, now: () => number): Promise<boolean> {
   try {
     const times = await Promise.all([stat(path), stat(join(path, "data")).catch(() => undefined)]);
     const newest = Math.max(...times.map((s) => s?.mtimeMs ?? 0));
-    return Date.now() - newest > ms;
+    return now() - newest > ms;
   } catch {
     return false;
   }

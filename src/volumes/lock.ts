@@ -191,16 +191,14 @@ export async function acquireLock(
           intact: () => intact,
           stillHeld: async () => {
             if (!intact) return false;
-            const named = await readHolder(lockPath);
-            return (
-              named !== undefined &&
-              named.host === holder.host &&
-              named.pid === holder.pid &&
-              named.since === holder.since
-            );
+            return namesHolder(await readHolder(lockPath), holder);
           },
           release: async () => {
-            await rm(holderPath(lockPath), { force: true }).catch(() => {});
+            // Not once the lock was taken over: the new holder wrote its own, and without it
+            // its waiters saw "another process" and never took over from it once it died on
+            // their host (review, 2026-12-06). Known without a read (storage that hangs would
+            // hold the release).
+            if (intact) await rm(holderPath(lockPath), { force: true }).catch(() => {});
             await release().catch(() => {});
           },
         },
@@ -243,7 +241,13 @@ export async function acquireLock(
     if (
       seen !== undefined &&
       now - seen.since >= (looksOld ? confirmationMs : staleMs) &&
-      (await call(`taking over ${lockPath} (not refreshed)`, () => ageLock(lockPath, seen)))
+      takenOver(
+        await call(`taking over ${lockPath} (not refreshed)`, () => ageLock(lockPath, seen)),
+        lockPath,
+        dataset,
+        holder,
+        now - seen.since,
+      )
     ) {
       continue;
     }
@@ -261,7 +265,13 @@ export async function acquireLock(
       seen !== undefined &&
       seen.looks >= 2 &&
       Date.now() - seen.mtimeMs > updateMs(timing.staleMs) + 1_000 &&
-      (await call(`taking over ${lockPath} (its holder is gone)`, () => ageLock(lockPath, seen)))
+      takenOver(
+        await call(`taking over ${lockPath} (its holder is gone)`, () => ageLock(lockPath, seen)),
+        lockPath,
+        dataset,
+        holder,
+        now - seen.since,
+      )
     ) {
       continue;
     }
@@ -383,7 +393,7 @@ function sameLook(a: Look, b: Look): boolean {
  * second download, never a corrupt dataset). True when the lock should be tried again at
  * once: aged, gone, or changed since it was judged (then looked at anew).
  */
-async function ageLock(lockPath: string, judged: Look): Promise<boolean> {
+async function ageLock(lockPath: string, judged: Look): Promise<boolean | "refused"> {
   const now = await lookAt(lockPath);
   if (now === undefined) return false;
   if (now === "gone" || !sameLook(now, judged)) return true;
@@ -395,9 +405,47 @@ async function ageLock(lockPath: string, judged: Look): Promise<boolean> {
     // would remove a stale lock (the locks directory is writable, or we could not lock).
     return rmdir(lockPath).then(
       () => true,
-      (error: NodeJS.ErrnoException) => error.code === "ENOENT",
+      (error: NodeJS.ErrnoException) =>
+        error.code === "ENOENT" ||
+        (error.code === "EACCES" || error.code === "EPERM" ? "refused" : false),
     );
   }
+}
+
+/** A stale lock this user may not take over (takenOver). */
+export class StaleLockNotOurs extends DsfetchError {}
+
+/**
+ * Whether a takeover (ageLock) went through; a takeover this user may not make is an error:
+ * the lock never changes then, and a waiter looked at it forever, past its bound (the wait
+ * ends only on a lock that stops looking stale: review, 2026-12-06). Seen where one user's
+ * umask made the locks directory (0755) of a storage that several users share.
+ */
+function takenOver(
+  aged: boolean | "refused",
+  lockPath: string,
+  dataset: string,
+  holder: Holder | undefined,
+  unchangedMs: number,
+): boolean {
+  if (aged !== "refused") return aged;
+  throw new StaleLockNotOurs(
+    "STORAGE",
+    `${dataset}: the lock ${lockPath} of ${describeHolder(holder)} is stale (unchanged for ${Math.round(unchangedMs / 1000)} s), and this user may not take it over: it belongs to another user, in a directory this user cannot write (permission denied)`,
+    {
+      dataset,
+      hint: `remove it as its owner or as root (rmdir ${lockPath}); let every user of the storage write ${dirname(lockPath)} (e.g. a shared group and chmod 2775, or chmod 1777)`,
+    },
+  );
+}
+
+function namesHolder(named: Holder | undefined, holder: Holder): boolean {
+  return (
+    named !== undefined &&
+    named.host === holder.host &&
+    named.pid === holder.pid &&
+    named.since === holder.since
+  );
 }
 
 export function describeHolder(holder: Holder | undefined): string {

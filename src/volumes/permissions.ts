@@ -6,6 +6,7 @@
 import { chmodSync, readdirSync, statSync } from "node:fs";
 import { chmod, lstat, readdir, rm, rmdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { mainThreadAlive } from "../util/main-thread-beat.ts";
 
 export interface ReadOnlyOptions {
@@ -23,15 +24,36 @@ export interface ReadOnlyOptions {
 }
 
 /**
+ * The walk gives the event loop a turn this often: a long one (a million files on network
+ * storage at ~1 ms a call) held back the lock's refreshes past DSFETCH_LOCK_STALE, and
+ * waiters took the lock over and downloaded the dataset again (review, 2026-12-06).
+ */
+const TURN_EVERY_MS = 20;
+
+/**
  * Makes every file (0444, or 0555 when it was executable) and every directory (0555) below
  * `root` read-only; `root` itself too unless `keepRoot`. Links are left as they are (their
- * own mode means nothing on Linux). Sync calls: ~3 us each, against ~90 us for async ones.
- * The walk is by hand because Node's recursive readdir stats every entry once more.
+ * own mode means nothing on Linux). Sync calls: ~3 us each, against ~90 us for async ones,
+ * with a turn for the event loop (timers: the lock's refresh) every TURN_EVERY_MS
+ * (`turnEveryMs`: tests). The walk is by hand because Node's recursive readdir stats every
+ * entry once more.
  */
-export function makeReadOnly(root: string, options: ReadOnlyOptions = {}): void {
+export async function makeReadOnly(
+  root: string,
+  options: ReadOnlyOptions = {},
+  turnEveryMs = TURN_EVERY_MS,
+): Promise<void> {
   const statFiles = options.filesCreatedReadOnly !== true || !umaskKeepsReadAndExecute();
+  let turnAt = performance.now() + turnEveryMs;
+  const turn = async (): Promise<void> => {
+    if (performance.now() < turnAt) return;
+    // A timer, not setImmediate: expired timers run only in the loop's timers phase.
+    await sleep(0);
+    turnAt = performance.now() + turnEveryMs;
+  };
   const dirs: string[] = [];
-  const walk = (dir: string): void => {
+  const toWalk = [root];
+  for (let dir = toWalk.pop(); dir !== undefined; dir = toWalk.pop()) {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
       // Each call is short, the walk may not be (1 ms per call on network storage, a million
       // files): it is progress, not a stuck thread (cli/main-thread-watchdog.ts).
@@ -39,19 +61,20 @@ export function makeReadOnly(root: string, options: ReadOnlyOptions = {}): void 
       const path = `${dir}/${entry.name}`;
       if (entry.isDirectory()) {
         dirs.push(path);
-        walk(path);
+        toWalk.push(path);
       } else if (statFiles && entry.isFile()) {
         const mode = statSync(path).mode & 0o7777;
         const wanted = (mode & 0o111) !== 0 ? 0o555 : 0o444;
         if (mode !== wanted) chmodSync(path, wanted);
       }
     }
-  };
-  walk(root);
+    await turn();
+  }
   // Deepest first, so a directory is still writable while its children change.
   for (const dir of dirs.sort((a, b) => b.length - a.length)) {
     mainThreadAlive();
     chmodSync(dir, 0o555);
+    await turn();
   }
   if (options.keepRoot !== true) chmodSync(root, 0o555);
 }

@@ -12,7 +12,7 @@ import { isStorageFull } from "./attempt.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
 import { cleanAbandonedAttempts } from "./cleanup.ts";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
-import { acquireLock, type HeldLock, lockHeld } from "./lock.ts";
+import { acquireLock, type HeldLock, lockHeld, StaleLockNotOurs } from "./lock.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { makeWritable, removeTreeReporting } from "./permissions.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "./removal-notice.ts";
@@ -159,6 +159,8 @@ async function removeDataset(
   } catch (error) {
     if (error instanceof DsfetchError && error.code === "LOCK_TIMEOUT")
       return "it is being staged right now";
+    // Kept, and said why: the other datasets are still pruned.
+    if (error instanceof StaleLockNotOurs) return `${error.message}; ${error.hint}`;
     if (!isStorageFull(error)) throw error;
     // A disk full to the last block refuses even the lock's directory (ext4: a directory
     // takes a block; found in review: prune could not free such a disk). Nobody can take
@@ -177,7 +179,9 @@ async function removeDataset(
     // removal, then finds it gone and stages it again (removal-notice.ts).
     notice = await postRemovalNoticeWithin(call, location);
     const leases = await call(`reading the leases of ${location.path}`, () =>
-      activeLeasesBeforeRemoval(location).catch((error: unknown) => [unreadableLeases(error)]),
+      activeLeasesBeforeRemoval(location, notice?.storageNow()).catch((error: unknown) => [
+        unreadableLeases(error),
+      ]),
     );
     if (leases.length > 0) return `in use by ${leases.join(", ")}`;
     // Used since the listing (a job that reused it marks the use before it takes its lease:

@@ -83,7 +83,7 @@ export async function publish(
     // A tree (folder, archive) is walked with synchronous calls: watched (a one-file
     // dataset's walk is one directory, and a watcher thread is not free: main-thread-beat.ts).
     if (manifest.files.length > 1) syncStorageCallsAhead();
-    makeReadOnly(attempt.dataDir, { keepRoot: true, filesCreatedReadOnly: true });
+    await makeReadOnly(attempt.dataDir, { keepRoot: true, filesCreatedReadOnly: true });
     // Its own bound too: a whole filesystem's dirty data (other writers' included).
     await call(
       `syncing ${attempt.dir}`,

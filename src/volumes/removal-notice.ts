@@ -71,6 +71,12 @@ export interface RemovalNotice {
   abandon(): void;
   /** Its last refresh (or its posting) landed within NOTICE_HONOURED_MS: jobs still wait. */
   honoured(): boolean;
+  /**
+   * Now on the storage's clock, at most: the notice's mtime as posted (the server's time on
+   * NFS) plus the time since (this process's monotonic clock). Leases are judged by it
+   * (usage.ts activeLeases): they are stamped by the storage too.
+   */
+  storageNow(): number;
 }
 
 export async function postRemovalNotice(
@@ -93,6 +99,15 @@ export async function postRemovalNotice(
   };
   const posted = landed;
   await writeHolderFile(path);
+  let postedMtimeMs: number;
+  try {
+    postedMtimeMs = (await stat(path)).mtimeMs;
+  } catch (error) {
+    await rm(path, { force: true }).catch(() => {});
+    throw error;
+  }
+  // Taken after the stat answered: the storage's clock was at least the mtime by then.
+  const statAnswered = performance.now();
   landing(posted);
   let refreshing: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
@@ -115,6 +130,7 @@ export async function postRemovalNotice(
       return withdrawn;
     },
     abandon: () => clearInterval(timer),
+    storageNow: () => postedMtimeMs + (performance.now() - statAnswered),
     honoured: () => {
       if (performance.now() - landed >= NOTICE_HONOURED_MS) broken = true;
       return !broken && withdrawn === undefined;

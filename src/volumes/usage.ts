@@ -129,22 +129,36 @@ export async function takeLease(
  * for LEASE_STALE_MS) are removed on the way (best effort): every job killed left one, and
  * each was looked at again by every staging (review). A live job whose lease was removed
  * puts it back at its next refresh.
+ *
+ * A lease's time is the storage's (its refreshes are writes: the NFS server's clock), so its
+ * age is judged against `storageNow`, a time on that clock (RemovalNotice.storageNow: the
+ * mtime of a file the caller has just written there). Judged against this machine's clock, a
+ * remover 5 minutes ahead of the server took every live lease for stale, removed it, and
+ * pruned or swapped the dataset under the job (review, 2026-12-06). Without `storageNow`
+ * (list, plan, a first look before a removal notice is up) this machine's clock answers for
+ * the report, and nothing is removed on its word: only a dead process's lease of this host,
+ * which no clock decides.
  */
-export async function activeLeases(location: DatasetLocation, now = Date.now()): Promise<string[]> {
+export async function activeLeases(
+  location: DatasetLocation,
+  storageNow?: number,
+): Promise<string[]> {
   // Leases that cannot be read throw: the caller takes the dataset to be in use
   // (unreadableLeases).
   const active: string[] = [];
   for (const file of await readHolderFiles(leaseDir(location))) {
     let fresh: boolean;
     try {
-      fresh = now - (await stat(file.path)).mtimeMs < LEASE_STALE_MS;
+      fresh = (storageNow ?? Date.now()) - (await stat(file.path)).mtimeMs < LEASE_STALE_MS;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") continue;
       throw error;
     }
     // On this host a dead process's lease is over at once; elsewhere only by its age.
     if (fresh && !file.goneHere) active.push(file.holder);
-    else await rm(file.path, { force: true }).catch(() => {});
+    else if (file.goneHere || storageNow !== undefined) {
+      await rm(file.path, { force: true }).catch(() => {});
+    }
   }
   return active;
 }
@@ -152,13 +166,16 @@ export async function activeLeases(location: DatasetLocation, now = Date.now()):
 /**
  * activeLeases for a last look before a tree is moved (a refresh's swap, prune): the lease
  * directory is made first, since on NFS a cached absence of it would hide the first lease
- * of the dataset, just taken by a job (review, 2026-12-05).
+ * of the dataset, just taken by a job (review, 2026-12-05). `storageNow`: as activeLeases.
  */
-export async function activeLeasesBeforeRemoval(location: DatasetLocation): Promise<string[]> {
+export async function activeLeasesBeforeRemoval(
+  location: DatasetLocation,
+  storageNow?: number,
+): Promise<string[]> {
   // Best effort: storage that cannot be written (read-only, another user's) is judged by the
   // caller's own checks (a fallback to an ephemeral volume), not by this (review).
   await mkdir(leaseDir(location), { recursive: true }).catch(() => {});
-  return activeLeases(location);
+  return activeLeases(location, storageNow);
 }
 
 /**

@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { leaseStaged, type Replaced, releaseLeases } from "../../src/agent/leases.ts";
@@ -314,6 +314,37 @@ describe("leases from the moment a dataset is staged", () => {
     } finally {
       await lease?.release();
     }
+  });
+
+  it("a refresh on a machine whose clock is ahead of the storage's keeps a dataset in use by another machine's job", async () => {
+    // The job's lease was refreshed just now, by a write: the storage's time. By the
+    // refreshing machine's clock, 10 minutes ahead, it looked 10 minutes old (stale after 5):
+    // removed, and the folder swapped under the job (review, 2026-12-06).
+    const { data, entry } = await prefetched("skew");
+    await putObject(bucket, "skew/b.txt", "two");
+    const leases = join(data, ".dsfetch", "leases", "skew");
+    await mkdir(leases, { recursive: true });
+    await writeFile(join(leases, "otherhost-ns1.456.cccccccc"), "");
+    const storageTime = Date.now.bind(Date);
+    const ahead = vi.spyOn(Date, "now").mockImplementation(() => storageTime() + 10 * 60_000);
+    try {
+      const result = await stage(
+        datasetsOf(entry),
+        resolveSettings({ storageRoot: dirname(dirname(data)), team: "t" }, {}),
+        {},
+      );
+      expect(result.datasets[0]).toMatchObject({
+        ok: true,
+        cached: true,
+        keptInUse: ["otherhost-ns1 pid 456"],
+      });
+    } finally {
+      ahead.mockRestore();
+    }
+    expect(await readdir(join(data, "skew"))).toEqual(["a.txt"]);
+    expect(await leaseFiles(dirname(dirname(data)), "skew")).toEqual([
+      "otherhost-ns1.456.cccccccc",
+    ]);
   });
 
   it("a refresh keeps a dataset whose leases cannot be read (taken to be in use)", async () => {

@@ -7,6 +7,7 @@ import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hostLabel } from "../../src/volumes/host-label.ts";
 import { requireRoot, runCliWithMounts } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -77,5 +78,61 @@ describe("ephemeral volume on a disk with too little free space", () => {
       /^big: needs 2\.0 MiB \(2097152 bytes\) but .*\/small-plan\/eph \(its ephemeral volume\) has [\d.]+ [KM]i?B \(\d+ bytes\) free$/,
     );
     expect(error?.hint).toContain("--ephemeral-root");
+  });
+});
+
+describe("ephemeral volume holding the partial download of a run that was killed", () => {
+  /**
+   * `dsfetch fetch --json` of a 400 KiB object into an ephemeral volume on a 1 MiB tmpfs that
+   * holds a 700 KiB partial download, the attempt `attempt` of the dataset (as a job killed
+   * mid-download leaves it; the volume outlives the container).
+   */
+  async function afterAKilledRun(dirName: string, attempt: string) {
+    const small = join(root, dirName);
+    await mkdir(small);
+    const result = await runCliWithMounts(
+      'mount -t tmpfs -o size=1m tmpfs "$1" && mkdir -p "$1/eph/.dsfetch/tmp/$2/data" && head -c 716800 /dev/zero > "$1/eph/.dsfetch/tmp/$2/data/part.bin"',
+      [small, attempt],
+      ["fetch", "--ephemeral-root", join(small, "eph"), "--json"],
+      {
+        ...testEnv(),
+        DSFETCH_DATASETS: JSON.stringify([
+          { uri: `s3://${bucket}/400-kib.bin`, name: "set", volumeOptions: { kind: "dynamic" } },
+        ]),
+      },
+    );
+    const dataset = (
+      JSON.parse(result.stdout) as {
+        datasets: Array<{ bytes?: number; error?: { code: string; hint?: string } }>;
+      }
+    ).datasets[0];
+    return { result, dataset };
+  }
+
+  beforeAll(async () => {
+    await putObject(bucket, "400-kib.bin", randomBytes(400 * 1024));
+  });
+
+  it("a dead process's of this host is removed first, and the dataset fits (it failed NO_SPACE at every restart)", async () => {
+    // Review, 2026-12-06: only a lock holder removed abandoned attempts, and ephemeral
+    // datasets take no lock.
+    const { result, dataset } = await afterAKilledRun(
+      "killed-here",
+      `set.${hostLabel()}.2147483646.0123456789abcdef`,
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(dataset, result.stdout).toMatchObject({ bytes: 400 * 1024 });
+  });
+
+  it("another container's, untouched for less than 10 minutes, is kept (it may be alive), and the error says it is there", async () => {
+    const { result, dataset } = await afterAKilledRun(
+      "killed-elsewhere",
+      "set.other-container-ns4026532000-b0123456789ab.7.0123456789abcdef",
+    );
+    expect(result.code, result.stderr).toBe(7);
+    expect(dataset?.error?.code).toBe("NO_SPACE");
+    expect(dataset?.error?.hint).toMatch(
+      /\/eph\/\.dsfetch\/tmp holds 1 partial download\(s\) of other runs .*removed once untouched for 10 min/,
+    );
   });
 });

@@ -40,7 +40,16 @@ describe("lease files", () => {
     utimesSync(join(dir, old), longAgo, longAgo);
     const live = await takeLease(location);
     try {
-      const users = await activeLeases(location);
+      // Judged by this machine's clock alone (list, plan): reported, but only the dead
+      // process's lease is removed (no clock decides that one).
+      const reported = await activeLeases(location);
+      expect(reported.sort()).toEqual(
+        [`${hostLabel()} pid ${process.pid}`, "otherhost-ns1 pid 456"].sort(),
+      );
+      expect(readdirSync(dir)).toContain(old);
+      expect(readdirSync(dir)).not.toContain(dead);
+      // Judged by the storage's clock (a remover's: its notice's mtime), the old one goes too.
+      const users = await activeLeases(location, Date.now());
       expect(users.sort()).toEqual(
         [`${hostLabel()} pid ${process.pid}`, "otherhost-ns1 pid 456"].sort(),
       );

@@ -3,7 +3,8 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { listDatasets } from "../../src/volumes/catalog.ts";
 import { hostLabel } from "../../src/volumes/host-label.ts";
 import { locationIn } from "../../src/volumes/layout.ts";
 import { acquireLock } from "../../src/volumes/lock.ts";
@@ -181,6 +182,36 @@ describe("prune", () => {
     expect(await published()).toEqual(["a", "b", "c"]);
   });
 
+  it("never removes a dataset in use when its own clock is ahead of the storage's (the lease's age is the storage's)", async () => {
+    // A live job on another machine refreshed its lease just now: a write, so the storage's
+    // time. prune and list run on a machine whose clock is 10 minutes ahead of the storage's:
+    // by that clock the lease looked 10 minutes old (stale after 5), list removed it, and
+    // prune removed the dataset under the job (review, 2026-12-06).
+    await age("a", 30);
+    const leases = join(data, ".dsfetch", "leases", "a");
+    await mkdir(leases, { recursive: true });
+    const lease = join(leases, "otherhost-ns1.456.cccccccc");
+    await writeFile(lease, "");
+    const storageTime = Date.now.bind(Date);
+    const ahead = vi.spyOn(Date, "now").mockImplementation(() => storageTime() + 10 * 60_000);
+    try {
+      await listDatasets(storage, "ml");
+      await expect(stat(lease)).resolves.toBeDefined();
+      const result = await prune(storage, "ml", {
+        olderThanMs: 86_400_000,
+        lockStaleMs: 120_000,
+      });
+      expect(result.removed).toEqual([]);
+      expect(result.kept.map((entry) => [entry.name, entry.keptBecause])).toEqual([
+        ["a", "in use by otherhost-ns1 pid 456"],
+      ]);
+    } finally {
+      ahead.mockRestore();
+    }
+    expect(await published()).toEqual(["a", "b", "c"]);
+    await expect(stat(lease)).resolves.toBeDefined();
+  });
+
   it("never removes a dataset whose leases cannot be read (taken to be in use), and list says so", async () => {
     await age("a", 30);
     // Not a directory: reading the leases fails with ENOTDIR, not "none there".
@@ -349,6 +380,34 @@ describe("abandoned attempts", () => {
       "b.other-pod-2.7.1123456789abcdef",
       `c.${here}.${process.pid}.2123456789abcdef`,
     ]);
+  });
+});
+
+describe("abandoned attempts, judged by the storage's clock", () => {
+  it("another machine's live attempt stays when prune's clock is ahead of the storage's", async () => {
+    // Its heartbeat (attempt.ts) is a write: the storage's time. Judged by a clock 15 minutes
+    // ahead, a download touched 1 minute ago looked idle for 16 (bound: 10) and was removed
+    // under it (review, 2026-12-06); one idle for 2 hours is removed whatever the clock.
+    const tmp = join(data, ".dsfetch", "tmp");
+    await mkdir(tmp, { recursive: true });
+    const attempt = async (name: string, minutesAgo: number) => {
+      const dir = join(tmp, name);
+      await mkdir(join(dir, "data"), { recursive: true });
+      await writeFile(join(dir, "data", "part.bin"), "partial");
+      const when = new Date(Date.now() - minutesAgo * 60_000);
+      await utimes(join(dir, "data"), when, when);
+      await utimes(dir, when, when);
+    };
+    await attempt("a.other-pod-1.7.0123456789abcdef", 120);
+    await attempt("b.other-pod-2.7.1123456789abcdef", 1);
+    const storageTime = Date.now.bind(Date);
+    const ahead = vi.spyOn(Date, "now").mockImplementation(() => storageTime() + 15 * 60_000);
+    try {
+      await prune(storage, "ml", { olderThanMs: 86_400_000, lockStaleMs: 120_000 });
+    } finally {
+      ahead.mockRestore();
+    }
+    expect(await readdir(tmp)).toEqual(["b.other-pod-2.7.1123456789abcdef"]);
   });
 });
 

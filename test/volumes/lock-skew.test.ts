@@ -236,6 +236,12 @@ describe("fetch-once lock under clock skew between machines", () => {
         await expect.poll(() => held.intact(), { timeout: 10_000 }).toBe(false);
         expect(compromised.length).toBe(1);
         expect(taker.intact()).toBe(true);
+        // The old holder lets go: the new holder's holder file stays (review, 2026-12-06: it
+        // was removed, and waiters saw "another process").
+        await held.release();
+        const named = JSON.parse(await readFile(`${lockPath}.holder.json`, "utf8"));
+        expect(named).toMatchObject({ since: taker.holder.since });
+        expect(await taker.stillHeld()).toBe(true);
       } finally {
         await taker.release();
       }
