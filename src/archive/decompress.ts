@@ -5,7 +5,8 @@
  * Which implementation, and why (../shared/MEASURED.md, 512 MiB of mixed data, 2 cores):
  * - gzip: always node:zlib, with a 1 MiB output chunkSize (1.9 s, against 5.9 s with the
  *   defaults, 3.4 s for pigz and 4.1 s for gzip -dc). Concatenated members are decoded as
- *   one stream (zlib does that); trailing non-gzip data is an error.
+ *   one stream (zlib does that); trailing non-gzip data is an error, zeros excepted
+ *   (GzipEnd: zlib ignores whatever follows a NUL byte).
  * - xz: the `xz` program (`-dc -T0`: 5.9 s on multi-block files, 10.8 s single-threaded),
  *   with `--memlimit-decompress` against xz bombs; else `pixz -d` (5.5 s, but no memory
  *   limit, hence second); else the npm package lzma-native (20-23 s), loaded only if
@@ -25,7 +26,7 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { delimiter, join } from "node:path";
 import { PassThrough, Readable, type Writable } from "node:stream";
-import { createGunzip, type ZlibOptions } from "node:zlib";
+import { createGunzip, type Gunzip, type ZlibOptions } from "node:zlib";
 import { DsfetchError } from "../errors.ts";
 import { killChild } from "../util/kill-child.ts";
 import { Bzip2End } from "./bzip2-end.ts";
@@ -213,14 +214,19 @@ function decompressWith(
   switch (decompressor.via) {
     case "none":
       return failing(unavailable(codec, options.dataset));
-    case "node:zlib":
-      return throughStream(decompressor, source, options, async () =>
+    case "node:zlib": {
+      const end = new GzipEnd(source);
+      let gunzip: Gunzip | undefined;
+      const decoded = throughStream(decompressor, end.input(), options, async () => {
         // zlib passes its options on to stream.Transform; the types only list zlib's own.
-        createGunzip({
+        gunzip = createGunzip({
           chunkSize: ZLIB_CHUNK,
           readableHighWaterMark: STREAM_OUTPUT_BUFFER,
-        } as ZlibOptions),
-      );
+        } as ZlibOptions);
+        return gunzip;
+      });
+      return end.afterDecoding(decoded, () => gunzip?.bytesWritten ?? 0, options);
+    }
     case "lzma-native":
       return throughStream(decompressor, source, options, async () => {
         const lzma = await loadLibrary("lzma-native", codec, options.dataset);
@@ -236,6 +242,99 @@ function decompressWith(
     default:
       return throughProgram(decompressor, source, options);
   }
+}
+
+/**
+ * Fails gzip data that goes on after its last member with anything but zeros. node:zlib
+ * decodes concatenated members and refuses other bytes after them, except bytes that start
+ * with a NUL: there it stops and ignores the rest, whatever it is ("\0junk", even a whole
+ * member after a NUL byte, was dropped without a word: review, 2026-12-06). Zeros are the
+ * padding of a tape's or dd's blocking, which gzip accepts too. Bytes after a bzip2 stream
+ * are refused the same way (bzip2-end.ts).
+ */
+class GzipEnd {
+  private readonly source: AsyncIterable<Buffer>;
+  private iterator: AsyncIterator<Buffer> | undefined;
+  /** The last read of the source asked for; `done` once it has ended. */
+  private pending: Promise<IteratorResult<Buffer>> | undefined;
+  private done = false;
+  /** Bytes read from the source, and where the last one that is not zero ends. */
+  private read = 0;
+  private nonZeroEnd = 0;
+
+  constructor(source: AsyncIterable<Buffer>) {
+    this.source = source;
+  }
+
+  /**
+   * The source, for the decoder. The decoder stopping early (zlib at a NUL) does not stop
+   * the source: afterDecoding() reads the rest of it.
+   */
+  input(): AsyncIterable<Buffer> {
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: () => this.next(),
+        return: async () => ({ done: true, value: undefined }),
+      }),
+    };
+  }
+
+  /**
+   * `decoded`, passed through; at its end, the rest of the source is read (up to a byte that
+   * is not zero), and every byte after the `consumed()` bytes the decoder took must be zero.
+   */
+  async *afterDecoding(
+    decoded: AsyncIterable<Buffer>,
+    consumed: () => number,
+    { dataset, signal }: DecompressOptions,
+  ): AsyncGenerator<Buffer> {
+    try {
+      yield* decoded;
+      const end = consumed();
+      await this.pending; // a read the decoder asked for, then left
+      while (!this.done && this.nonZeroEnd <= end) {
+        signal?.throwIfAborted();
+        await this.next();
+      }
+      if (this.nonZeroEnd > end) throw trailingGzipData(end, dataset);
+    } finally {
+      if (!this.done) {
+        // Stopped early or failed: the source is told to stop (not awaited, as throughStream).
+        const iterator = this.iterator;
+        Promise.resolve()
+          .then(() => iterator?.return?.())
+          .catch(() => {});
+      }
+    }
+  }
+
+  private next(): Promise<IteratorResult<Buffer>> {
+    this.iterator ??= this.source[Symbol.asyncIterator]();
+    this.pending = this.iterator.next().then((step) => {
+      if (step.done === true) this.done = true;
+      else this.note(step.value);
+      return step;
+    });
+    return this.pending;
+  }
+
+  private note(chunk: Buffer): void {
+    let end = chunk.length;
+    while (end > 0 && chunk[end - 1] === 0) end--;
+    if (end > 0) this.nonZeroEnd = this.read + end;
+    this.read += chunk.length;
+  }
+}
+
+function trailingGzipData(end: number, dataset: string | undefined): DsfetchError {
+  return new DsfetchError(
+    "ARCHIVE_INVALID",
+    `${datasetPrefix(dataset)}the gzip data goes on after its last member (at byte ${end}) with bytes that are not zeros (node:zlib would ignore them after a NUL byte)`,
+    {
+      dataset,
+      hint: "nothing was published: the archive is damaged or has data appended to it: upload it again as gzip or pigz wrote it",
+    },
+  );
 }
 
 function datasetPrefix(dataset: string | undefined): string {

@@ -116,8 +116,45 @@ export class CollisionGuard {
 }
 
 /** The name two entries share when they are one file on a case-insensitive or normalising filesystem. */
-function fold(path: string): string {
+export function fold(path: string): string {
   return path.normalize("NFC").toLowerCase();
+}
+
+/**
+ * Values by path, looked up one path segment at a time, as a symbolic link's target is
+ * resolved: a walk keeps the hash of each prefix of its path, so a step costs the length of
+ * one segment, and a whole path is compared only when its hash matches. Joining the walked
+ * path for every step cost the depth times the target per link, minutes for links 60 levels
+ * deep (review, 2026-12-06). Keyed by fold(), as CollisionGuard: where "P" is the link "p",
+ * "P/.." must resolve through it (review, 2026-12-06). Seeded per map, as CollisionGuard.
+ */
+export class FoldedPathMap<V> {
+  private readonly byHash = new Map<number, { key: string; value: V }[]>();
+  /** The hash of the empty path (the root), to extend with step(). */
+  readonly root = (Math.random() * 0x40000000) >>> 0;
+
+  /** The hash of the path whose hash is `hash`, extended by `segment`. */
+  step(hash: number, segment: string): number {
+    return hashOf(fold(segment), hash);
+  }
+
+  set(path: string, value: V): void {
+    const hash = path.split("/").reduce((at, segment) => this.step(at, segment), this.root);
+    const key = fold(path);
+    const slot = this.byHash.get(hash);
+    const earlier = slot?.find((entry) => entry.key === key);
+    if (earlier !== undefined) earlier.value = value;
+    else if (slot !== undefined) slot.push({ key, value });
+    else this.byHash.set(hash, [{ key, value }]);
+  }
+
+  /** The value of the path with this hash, `path()` making the path only on a hash match. */
+  get(hash: number, path: () => string): V | undefined {
+    const slot = this.byHash.get(hash);
+    if (slot === undefined) return undefined;
+    const key = fold(path());
+    return slot.find((entry) => entry.key === key)?.value;
+  }
 }
 
 /** A seeded 30-bit hash of `text`'s UTF-16 code units (murmur-style mixing). */

@@ -26,7 +26,8 @@
  *   and must resolve inside the destination: checked lexically when the entry is read
  *   (cheap early refusal) and then, before any link is created, by resolving it through
  *   every link of the archive as the kernel would (chains like `p -> .`, `q -> p/..` escape
- *   although each looks harmless lexically). Loops are refused.
+ *   although each looks harmless lexically), names compared case- and Unicode-folded as the
+ *   collision guard compares them (`q -> P/..` too). Loops are refused.
  * - Hard links: only to a regular file written earlier from the same archive (then
  *   `link(2)`, or a copy where the filesystem has no hard links); anything else →
  *   UNSAFE_PATH.
@@ -45,9 +46,13 @@
  *   A lone zero block followed by more entries (GNU tar warns and stops there, dropping the
  *   rest) and non-zero data after the end marker (e.g. two concatenated archives, whose
  *   second half GNU tar ignores) → ARCHIVE_INVALID rather than a silently partial dataset.
- * - Bounds (limits.ts): total bytes of regular files > maxBytes → NO_SPACE, before the entry
- *   that would cross it is created; more than maxEntries entries (files, directories,
- *   links) → ARCHIVE_INVALID; metadata headers (pax, GNU long names) are bounded too.
+ * - Bounds (limits.ts): total bytes of regular files, and of the data we skip (of links,
+ *   directories, dumpdirs, volume labels), > maxBytes → NO_SPACE, before the entry that would
+ *   cross it is created; more than maxEntries entries (files, directories, links) →
+ *   ARCHIVE_INVALID. Metadata headers (pax, GNU long names, volume labels) are bounded too:
+ *   each in size, at most MAX_METADATA_HEADERS in a row, and only the pax records we use
+ *   (path, linkpath, size, whether GNU.sparse.*) are kept, path and linkpath at most
+ *   maxPathBytes each.
  */
 import { isUtf8 } from "node:buffer";
 import {
@@ -66,7 +71,7 @@ import { SlowCreates } from "../util/slow-creates.ts";
 import { untilOrAborted } from "../util/until-or-aborted.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { WRITE_PIECE } from "../util/write-piece.ts";
-import { CollisionGuard, checkEntryPath } from "./entry-path.ts";
+import { CollisionGuard, checkEntryPath, FoldedPathMap } from "./entry-path.ts";
 import { type ExtractLimits, expandedLimitText, MAX_NAME_CHARACTERS } from "./limits.ts";
 import { isZeroBlock, storedTarChecksum, tarChecksumMatches } from "./magic.ts";
 import { type ParallelFailure, ParallelWrites } from "./parallel-writes.ts";
@@ -120,6 +125,20 @@ export interface ExtractResult {
 const BLOCK = 512;
 /** Largest pax header we buffer. A pax header only carries a few names and numbers. */
 const MAX_PAX_BYTES = 1 << 20;
+/**
+ * Metadata headers (pax 'x' and 'g', GNU long names 'L' and 'K', volume labels 'V') in a row
+ * before a real entry. Writers put a few before one (a volume label, a global pax header, a
+ * pax header or a long name and long link name); without a bound, headers that create
+ * nothing and count as no entry could follow each other for as long as the input lasts,
+ * each up to MAX_PAX_BYTES to parse (review, 2026-12-06).
+ */
+const MAX_METADATA_HEADERS = 16;
+/**
+ * The pax records we use; the others (times, owners, xattrs, comments) are dropped as they
+ * are parsed. All were kept, global ones for the whole archive: 4,096 'g' headers of 1 MiB
+ * values made 4 GiB of heap from a tiny .tar.bz2 (review, 2026-12-06).
+ */
+const PAX_KEYS_USED = new Set(["path", "linkpath", "size"]);
 /** Symlinks followed while resolving one target, as the kernel's MAXSYMLINKS (40). */
 const MAX_LINK_HOPS = 40;
 
@@ -162,8 +181,26 @@ const HINT_CORRUPT =
 const HINT_UNSUPPORTED =
   "nothing was published: re-create the archive with GNU tar or bsdtar without special options (no --sparse, no multi-volume)";
 
-/** A pending or global set of pax records. */
+/** Where the resolution of a symbolic link's target is, and which link it resolves. */
+interface LinkWalk {
+  /** The path walked so far, one name per level, and the hash of each prefix of it. */
+  readonly names: string[];
+  readonly hashes: number[];
+  /** Links followed so far (MAX_LINK_HOPS). */
+  hops: number;
+  /** The link being resolved, and its target, for messages. */
+  readonly path: string;
+  readonly target: string;
+}
+
+/** A pending or global set of pax records (only PAX_KEYS_USED). */
 type PaxRecords = Map<string, string>;
+
+/** One pax header's records we use, and whether it has GNU sparse records. */
+interface ParsedPax {
+  readonly records: PaxRecords;
+  readonly sparse: boolean;
+}
 
 export class TarExtractor {
   private readonly destination: string;
@@ -172,11 +209,14 @@ export class TarExtractor {
   private readonly guard = new CollisionGuard();
   /** Everything we created, by relative path: KIND_DIR, KIND_SYMLINK or a file's size. */
   private readonly created = new Map<string, number>();
-  private readonly linkTargets = new Map<string, string>();
+  /** Symbolic links' targets by path, folded (as the collision guard) for resolveLink(). */
+  private readonly linkTargets = new FoldedPathMap<string>();
   private readonly files: ExtractedFile[] = [];
   private readonly directories: string[] = [];
   private readonly symlinks: ExtractedSymlink[] = [];
   private bytes = 0;
+  /** Bytes of data skipped (links, directories, labels): they count against maxBytes too. */
+  private skippedBytes = 0;
   private entries = 0;
 
   private readonly writes: WriteMode;
@@ -222,7 +262,13 @@ export class TarExtractor {
   private longName: string | undefined;
   private longLink: string | undefined;
   private pax: PaxRecords | undefined;
+  /** The pending pax records include GNU.sparse.* ones. */
+  private paxSparse = false;
   private readonly globalPax: PaxRecords = new Map();
+  /** Metadata headers since the last real entry (MAX_METADATA_HEADERS). */
+  private metadataHeaders = 0;
+  /** The current metadata header's name, for messages. */
+  private metaLabel = "";
 
   /**
    * Called as the extractor works inside one call: for every entry, every piece of file data
@@ -456,6 +502,8 @@ export class TarExtractor {
     const label = headerName(block, ustar, false);
     const size = this.numeric(block, 124, 12, "size", label);
     const padded = (BLOCK - (size % BLOCK)) % BLOCK;
+    if (isMetadataHeader(type)) this.countMetadataHeader(label);
+    else this.metadataHeaders = 0;
 
     switch (type) {
       case 0x4c: // 'L': GNU long name of the next entry
@@ -467,7 +515,7 @@ export class TarExtractor {
             `has a ${type === 0x4c ? "name" : "link target"} of ${size} bytes, longer than the limit of ${this.limits.maxPathBytes}`,
           );
         }
-        this.startMeta(type, size, padded);
+        this.startMeta(type, size, padded, label);
         return;
       }
       case 0x78: // 'x': pax extended header of the next entry
@@ -481,11 +529,11 @@ export class TarExtractor {
             HINT_CORRUPT,
           );
         }
-        this.startMeta(type === 0x58 ? 0x78 : type, size, padded);
+        this.startMeta(type === 0x58 ? 0x78 : type, size, padded, label);
         return;
       }
       case 0x56: // 'V': GNU volume label, not a file
-        this.skipData(size, padded);
+        this.skipData(label, size, padded);
         return;
       default:
         break;
@@ -495,30 +543,16 @@ export class TarExtractor {
     const name = this.paxRecord("path") ?? this.longName ?? this.strictName(block, ustar, label);
     const paxLink = this.paxRecord("linkpath") ?? this.longLink;
     const linkName = () => paxLink ?? this.field(block, 157, 100, "link name");
+    // Checked as a number when its pax header was parsed (paxSize).
     const paxSize = this.paxRecord("size");
-    const pax = this.pax;
+    const sparse = this.paxSparse;
     this.longName = undefined;
     this.longLink = undefined;
     this.pax = undefined;
-    let dataSize = size;
-    if (paxSize !== undefined) {
-      if (!/^[0-9]{1,16}$/.test(paxSize) || Number(paxSize) > Number.MAX_SAFE_INTEGER) {
-        this.throwArchive(
-          name,
-          /^[0-9]+$/.test(paxSize)
-            ? `has a pax size too large to be real: ${JSON.stringify(paxSize.slice(0, 40))} bytes`
-            : `has a pax size that is not a number: ${JSON.stringify(paxSize.slice(0, 40))}`,
-          HINT_CORRUPT,
-        );
-      }
-      dataSize = Number(paxSize);
-    }
-    if (pax !== undefined) {
-      for (const key of pax.keys()) {
-        if (key.startsWith("GNU.sparse.")) {
-          this.throwArchive(name, "is a GNU sparse file, which is not supported", HINT_UNSUPPORTED);
-        }
-      }
+    this.paxSparse = false;
+    const dataSize = paxSize === undefined ? size : Number(paxSize);
+    if (sparse) {
+      this.throwArchive(name, "is a GNU sparse file, which is not supported", HINT_UNSUPPORTED);
     }
     const dataPadding = (BLOCK - (dataSize % BLOCK)) % BLOCK;
     this.entryName = name;
@@ -541,7 +575,7 @@ export class TarExtractor {
       case 0x44: // 'D' GNU dumpdir: a directory plus a listing of its contents (ignored)
         this.countEntry(name);
         this.makeDirectoryEntry(name);
-        this.skipData(dataSize, dataPadding);
+        this.skipData(name, dataSize, dataPadding);
         return;
       case 0x32: // '2' symbolic link
         {
@@ -549,7 +583,7 @@ export class TarExtractor {
           this.countEntry(name, target);
           this.makeSymlinkEntry(name, target);
         }
-        this.skipData(dataSize, dataPadding);
+        this.skipData(name, dataSize, dataPadding);
         return;
       case 0x31: // '1' hard link
         {
@@ -558,7 +592,7 @@ export class TarExtractor {
           this.makeHardLinkEntry(name, target);
         }
         // POSIX lets a hard link entry carry data (pax); it is the same file's data again.
-        this.skipData(dataSize, dataPadding);
+        this.skipData(name, dataSize, dataPadding);
         return;
       case 0x33: // '3' character device
       case 0x34: // '4' block device
@@ -619,8 +653,9 @@ export class TarExtractor {
     return name;
   }
 
-  private startMeta(type: number, size: number, padded: number): void {
+  private startMeta(type: number, size: number, padded: number, label: string): void {
     this.metaType = type;
+    this.metaLabel = label;
     this.meta = Buffer.allocUnsafe(size);
     this.metaFill = 0;
     this.sink = SINK_META;
@@ -630,7 +665,12 @@ export class TarExtractor {
     else this.state = DATA;
   }
 
-  private skipData(size: number, padded: number): void {
+  private skipData(name: string, size: number, padded: number): void {
+    // Skipped data counted against no bound: a symlink's or a volume label's base-256 size
+    // of 2^50 then zeros kept a fetch going practically forever, the input going by keeping
+    // the stall watchdog content. It is expanded data like a file's (review, 2026-12-06).
+    this.checkExpandedBytes(name, size);
+    this.skippedBytes += size;
     this.sink = SINK_SKIP;
     this.remaining = size;
     this.padding = padded;
@@ -671,7 +711,7 @@ export class TarExtractor {
       else this.longLink = value;
       return;
     }
-    const records = this.parsePax(data);
+    const { records, sparse } = this.parsePax(data);
     if (type === 0x67) {
       for (const [key, value] of records) {
         if (value === "") this.globalPax.delete(key);
@@ -682,11 +722,30 @@ export class TarExtractor {
     const pending = this.pax ?? new Map<string, string>();
     for (const [key, value] of records) pending.set(key, value);
     this.pax = pending;
+    this.paxSparse ||= sparse;
   }
 
-  /** Parses pax records: "<length> <keyword>=<value>\n", length counting the whole record. */
-  private parsePax(data: Buffer): PaxRecords {
+  /** A metadata header (MAX_METADATA_HEADERS in a row at most). */
+  private countMetadataHeader(label: string): void {
+    // Each is progress, as an entry is (countEntry).
+    this.onProgress();
+    this.metadataHeaders++;
+    if (this.metadataHeaders > MAX_METADATA_HEADERS) {
+      this.throwArchive(
+        label,
+        `follows ${MAX_METADATA_HEADERS} other metadata headers in a row (pax, long-name or volume-label headers) without an entry: no tar program writes that`,
+        HINT_CORRUPT,
+      );
+    }
+  }
+
+  /**
+   * Parses pax records: "<length> <keyword>=<value>\n", length counting the whole record.
+   * Keeps only PAX_KEYS_USED, checked as they are read (so what is kept stays small).
+   */
+  private parsePax(data: Buffer): ParsedPax {
     const records: PaxRecords = new Map();
+    let sparse = false;
     let i = 0;
     while (i < data.length) {
       if (data[i] === 0) {
@@ -709,17 +768,41 @@ export class TarExtractor {
       if (record[record.length - 1] !== 0x0a) this.badPax(i);
       const eq = record.indexOf(0x3d);
       if (eq <= 0) this.badPax(i);
-      const keyBytes = record.subarray(0, eq);
+      const key = record.toString("utf8", 0, eq);
       const valueBytes = record.subarray(eq + 1, record.length - 1);
-      const key = keyBytes.toString("utf8");
-      if (key === "path" || key === "linkpath") {
-        records.set(key, this.decodeName(valueBytes, `pax ${key}`));
-      } else {
-        records.set(key, valueBytes.toString("utf8"));
-      }
+      if (key.startsWith("GNU.sparse.")) sparse = true;
+      else if (PAX_KEYS_USED.has(key)) records.set(key, this.paxValue(key, valueBytes));
       i += length;
     }
-    return records;
+    return { records, sparse };
+  }
+
+  /** A pax value we keep: a path within maxPathBytes, or a size that is a number. */
+  private paxValue(key: string, bytes: Buffer): string {
+    if (key === "size") return this.paxSize(bytes);
+    // Longer names are refused anyway; refused here, a global one is not kept (review,
+    // 2026-12-06: kept pax records must stay small).
+    if (bytes.length > this.limits.maxPathBytes) {
+      this.throwUnsafe(
+        this.metaLabel,
+        `has a pax ${key} longer than ${this.limits.maxPathBytes} bytes (${bytes.length} bytes)`,
+      );
+    }
+    return this.decodeName(bytes, `pax ${key}`);
+  }
+
+  /** A pax size: "" (the header's size), or decimal digits within MAX_SAFE_INTEGER. */
+  private paxSize(bytes: Buffer): string {
+    const size = bytes.toString("latin1", 0, 40);
+    if (size === "") return size;
+    if (/^[0-9]{1,16}$/.test(size) && Number(size) <= Number.MAX_SAFE_INTEGER) return size;
+    this.throwArchive(
+      this.metaLabel,
+      /^[0-9]+$/.test(size)
+        ? `has a pax size too large to be real: ${JSON.stringify(size)} bytes`
+        : `has a pax size that is not a number: ${JSON.stringify(size)}`,
+      HINT_CORRUPT,
+    );
   }
 
   private badPax(at: number): never {
@@ -910,10 +993,8 @@ export class TarExtractor {
   private startFile(name: string, mode: number, size: number, padded: number): void {
     const path = this.checkName(name, false);
     if (path === undefined) return;
-    if (this.bytes + size > this.limits.maxBytes) {
-      // Zip-bomb defence: refuse before writing past the bound, not after filling the disk.
-      this.throwNoSpace(name, size);
-    }
+    // Zip-bomb defence: refuse before writing past the bound, not after filling the disk.
+    this.checkExpandedBytes(name, size);
     this.claim(path, name, false);
     this.ensureParents(path, name);
     // Only the execute bit survives: setuid/setgid/sticky (CVE-2007-4476-style privilege
@@ -1049,7 +1130,7 @@ export class TarExtractor {
         this.throwFs(error, name);
       }
       // No hard links here: copy (the bytes now count).
-      if (this.bytes + size > this.limits.maxBytes) this.throwNoSpace(name, size);
+      this.checkExpandedBytes(name, size);
       try {
         copyFileSync(from, to, constants.COPYFILE_EXCL);
       } catch (copyError) {
@@ -1166,40 +1247,53 @@ export class TarExtractor {
    * loops. Components that do not exist are taken literally (the kernel would fail there).
    */
   private resolveLink(path: string, target: string): void {
-    const hops = { count: 0 };
+    const walk: LinkWalk = { names: [], hashes: [], hops: 0, path, target };
     const parent = path.split("/");
     parent.pop();
-    this.walk(parent, target, hops, path);
+    for (const name of parent) this.stepDown(walk, name);
+    this.walk(walk, target);
   }
 
-  private walk(stack: string[], target: string, hops: { count: number }, link: string): string[] {
+  /** Follows `target` from where `walk` is, through the archive's other links. */
+  private walk(walk: LinkWalk, target: string): void {
     for (const segment of target.split("/")) {
       if (segment === "" || segment === ".") continue;
       if (segment === "..") {
-        if (stack.length === 0) {
+        if (walk.names.length === 0) {
           this.throwUnsafe(
-            link,
-            `is a symbolic link to ${JSON.stringify(this.linkTargets.get(link))}, which leads outside the dataset directory through other links of the archive`,
+            walk.path,
+            `is a symbolic link to ${JSON.stringify(walk.target)}, which leads outside the dataset directory through other links of the archive`,
           );
         }
-        stack.pop();
+        walk.names.pop();
+        walk.hashes.pop();
         continue;
       }
-      stack.push(segment);
-      const here = stack.join("/");
-      const next = this.linkTargets.get(here);
+      const hash = this.stepDown(walk, segment);
+      // Looked up folded, as the collision guard compares names: on a case-insensitive or
+      // normalising filesystem "P/.." goes through the link "p" (review, 2026-12-06; the
+      // class of node-tar's CVE-2021-37701/37712: paths cached by their exact name).
+      const next = this.linkTargets.get(hash, () => walk.names.join("/"));
       if (next !== undefined) {
-        hops.count++;
-        if (hops.count > MAX_LINK_HOPS)
+        walk.hops++;
+        if (walk.hops > MAX_LINK_HOPS)
           this.throwUnsafe(
-            link,
+            walk.path,
             "is a symbolic link that loops (through other links of the archive)",
           );
-        stack.pop();
-        this.walk(stack, next, hops, link);
+        walk.names.pop();
+        walk.hashes.pop();
+        this.walk(walk, next);
       }
     }
-    return stack;
+  }
+
+  /** Steps `walk` into `name`; returns the hash of the path it is now at. */
+  private stepDown(walk: LinkWalk, name: string): number {
+    const hash = this.linkTargets.step(walk.hashes.at(-1) ?? this.linkTargets.root, name);
+    walk.names.push(name);
+    walk.hashes.push(hash);
+    return hash;
   }
 
   private writeData(chunk: Buffer, offset: number, length: number): void {
@@ -1240,15 +1334,21 @@ export class TarExtractor {
     });
   }
 
+  /** Refuses `size` more bytes (written, or skipped) past maxBytes. */
+  private checkExpandedBytes(name: string, size: number): void {
+    if (this.bytes + this.skippedBytes + size > this.limits.maxBytes) this.throwNoSpace(name, size);
+  }
+
   private throwNoSpace(name: string, size: number): never {
     const { limit, hint } = expandedLimitText(this.limits);
+    const skipped = this.skippedBytes > 0 ? ` (and ${this.skippedBytes} skipped)` : "";
     throw new DsfetchError(
       "NO_SPACE",
-      `${this.dataset}: the archive expands to more than ${limit}: ${this.bytes} bytes written, and entry ${quote(name)} adds ${size}`,
+      `${this.dataset}: the archive expands to more than ${limit}: ${this.bytes} bytes written${skipped}, and entry ${quote(name)} adds ${size}`,
       {
         dataset: this.dataset,
         expected: `at most ${this.limits.maxBytes} bytes`,
-        found: `more than ${this.bytes + size} bytes`,
+        found: `more than ${this.bytes + this.skippedBytes + size} bytes`,
         hint: `nothing was published: ${hint}`,
       },
     );
@@ -1364,6 +1464,18 @@ function fieldBytes(block: Buffer, offset: number, length: number): Buffer {
   const limit = offset + length;
   while (end < limit && block[end] !== 0) end++;
   return block.subarray(offset, end);
+}
+
+/** 'L', 'K', 'x', 'X', 'g', 'V': headers that describe the next entry or the archive, not one. */
+function isMetadataHeader(type: number): boolean {
+  return (
+    type === 0x4c ||
+    type === 0x4b ||
+    type === 0x78 ||
+    type === 0x58 ||
+    type === 0x67 ||
+    type === 0x56
+  );
 }
 
 /** "./", ".", "././" : the archive's root directory, which is the destination itself. */

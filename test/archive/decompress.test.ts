@@ -266,6 +266,59 @@ describe("gzip specifics", () => {
     );
   });
 
+  it("bytes after the last member: zeros are accepted, anything else refused, after a NUL too (review, 2026-12-06)", async () => {
+    // node:zlib stops at a NUL byte after a member and ignores the rest, whatever it is:
+    // "\0junk", even a whole member after a NUL, was dropped without a word.
+    const gz = compress("gzip", ["-c"], Buffer.from("hello"));
+    const second = compress("gzip", ["-c"], Buffer.from(" again"));
+    /** The data whole, cut where the member ends, one byte later, and in small pieces. */
+    const cuttings = (data: Buffer): AsyncIterable<Buffer>[] => [
+      chunks(data),
+      (async function* () {
+        yield data.subarray(0, gz.length);
+        yield data.subarray(gz.length);
+      })(),
+      (async function* () {
+        yield data.subarray(0, gz.length + 1);
+        yield data.subarray(gz.length + 1);
+      })(),
+      chunks(data, 1, 7, 5),
+    ];
+    for (const tail of [
+      Buffer.from("\0junk"),
+      Buffer.concat([Buffer.from([0]), second]),
+      Buffer.concat([Buffer.alloc(10_000), Buffer.from("x")]),
+    ]) {
+      for (const source of cuttings(Buffer.concat([gz, tail]))) {
+        const error = await failure(decompress("gzip", source, { dataset: "ds" }));
+        expect(error.code).toBe("ARCHIVE_INVALID");
+        expect(error.message).toMatch(
+          new RegExp(
+            `^ds: the gzip data goes on after its last member \\(at byte ${gz.length}\\) with bytes that are not zeros`,
+          ),
+        );
+        expect(error.hint).toMatch(/nothing was published/);
+      }
+    }
+    // zlib stopped at the NUL and the output ended before the source did: its rest is read.
+    const large = compress("gzip", ["-c"], randomBytes(5 << 20));
+    async function* later(): AsyncGenerator<Buffer> {
+      yield Buffer.concat([large, Buffer.alloc(1)]);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      yield* chunks(Buffer.alloc(6 << 20), 64 << 10);
+      yield Buffer.from("junk");
+    }
+    const error = await failure(decompress("gzip", later()));
+    expect(error.message).toMatch(/goes on after its last member .* not zeros/);
+    // Zero padding (a tape's or dd's blocking) is not an error, nor a member after a member.
+    for (const tail of [Buffer.alloc(1), Buffer.alloc(10_000), second]) {
+      for (const source of cuttings(Buffer.concat([gz, tail]))) {
+        const out = await collect(decompress("gzip", source, { dataset: "ds" }));
+        expect(out.toString()).toBe(tail === second ? "hello again" : "hello");
+      }
+    }
+  });
+
   it("gzip always uses node:zlib", () => {
     expect(decompressorFor("gzip", { prefer: "library", searchPath: "" })).toEqual({
       codec: "gzip",

@@ -102,6 +102,18 @@ export function pax(records: Record<string, string>, type: "x" | "g" = "x"): Buf
   return tarEntry({ name: "PaxHeader/x", type }, Buffer.concat(parts));
 }
 
+/** A GNU base-256 size field (rawSize): 0x80, then the number big-endian in 11 bytes. */
+export function base256(value: number): Buffer {
+  const field = Buffer.alloc(12);
+  field[0] = 0x80;
+  let rest = value;
+  for (let i = 11; i > 0 && rest > 0; i--) {
+    field[i] = rest % 256;
+    rest = Math.floor(rest / 256);
+  }
+  return field;
+}
+
 /** A GNU long name ('L') or long link name ('K') header for the next entry. */
 export function gnuLong(type: "L" | "K", value: string): Buffer {
   return tarEntry({ name: "././@LongLink", type, format: "gnu" }, Buffer.from(`${value}\0`));
