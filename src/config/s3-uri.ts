@@ -45,7 +45,10 @@ export function parseS3Uri(value: string): UriResult {
   const slash = rest.indexOf("/");
   const bucket = slash === -1 ? rest : rest.slice(0, slash);
   const key = slash === -1 ? "" : rest.slice(slash + 1);
-  if (bucket.includes("@")) {
+  // A secret holding "/" ends the "bucket" early: `s3://AK:wJal/K7MD@bucket/key` has the
+  // bucket `AK:wJal`, which a bucket-name error echoed (review, 2026-12-06). No bucket name
+  // holds ":".
+  if (bucket.includes("@") || (bucket.includes(":") && rest.includes("@"))) {
     // Never echo it: the part before "@" is a credential.
     return {
       ok: false,
@@ -112,24 +115,17 @@ export function checkName(name: string): string | undefined {
   return undefined;
 }
 
-/** Removes a `user:password@` part from text that is about to be echoed in a message. */
+/**
+ * Removes a `user:password@` part from a URL or URI about to be echoed in a message: all from
+ * the start of its authority (after "://", else from the start) to its last "@". Not up to a
+ * "/" before the "@": half of AWS secret keys hold one, and `AK:wJal/K7MD@host` was echoed
+ * as `AK:wJal/***@host`, a part of the secret (review, 2026-12-06). A key or path holding an
+ * "@" of its own is cut too: an error message loses a little, never a secret.
+ */
 export function scrubUserInfo(text: string): string {
-  if (!text.includes("@")) return text;
-  // A linear scan (a regex here backtracks quadratically on long hostile input): the run of
-  // characters before each "@", back to a "/", another "@" or white space, is user info.
-  const parts: string[] = [];
-  let copied = 0;
-  let segmentStart = 0;
-  for (let i = 0; i < text.length; i++) {
-    const char = text[i];
-    if (char === "/" || char === " " || char === "\t" || char === "\n" || char === "\r") {
-      segmentStart = i + 1;
-    } else if (char === "@") {
-      parts.push(text.slice(copied, segmentStart), "***@");
-      copied = i + 1;
-      segmentStart = i + 1;
-    }
-  }
-  parts.push(text.slice(copied));
-  return parts.join("");
+  const at = text.lastIndexOf("@");
+  if (at === -1) return text;
+  const scheme = text.indexOf("://");
+  const start = scheme !== -1 && scheme < at ? scheme + 3 : 0;
+  return `${text.slice(0, start)}***@${text.slice(at + 1)}`;
 }

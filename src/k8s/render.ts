@@ -429,7 +429,8 @@ function containerArgs(o: Resolved): string[] {
     "sidecar",
     ...common,
     "--listen",
-    `0.0.0.0:${o.port}`,
+    // Every address, IPv6 too (0.0.0.0 is IPv4 only: review, 2026-12-06).
+    `:${o.port}`,
     "--ready-file",
     posix.join(o.mountRoot, READY_FILE_NAME),
   ];

@@ -4,6 +4,7 @@
 // interrupted `wait`, and a ready file that cannot be written.
 import { randomBytes } from "node:crypto";
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -182,6 +183,55 @@ describe("sidecar and wait: the ready file", () => {
     expect(waited.code).toBe(3);
     expect(worker.stderr()).toContain("the sidecar failed");
     expect(worker.stderr()).toContain("NOT_FOUND");
+  });
+
+  it("a sidecar that fails before staging (its port taken) says so in its ready file, and a waiting worker stops at once", async () => {
+    // Review, 2026-12-06: only a staging's failure was written there; a port in use, a bad
+    // DSFETCH_* setting or an unexpected error left workers waiting their whole timeout.
+    const storage = await mkdtemp(join(root, "port-taken-"));
+    const readyFile = join(storage, "ready.json");
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const worker = start(["wait", "--ready-file", readyFile, "--timeout", "5m"], testEnv());
+      const sidecar = await runCli(sidecarArgs(storage, `127.0.0.1:${port}`, readyFile), {
+        env: testEnv(),
+        stdin: labelsIn(bucket),
+        timeoutMs: 30_000,
+      });
+      expect(sidecar.code).toBe(2);
+      expect(sidecar.stderr).toContain(`--listen 127.0.0.1:${port}`);
+      expect(JSON.parse(await readFile(readyFile, "utf8"))).toMatchObject({
+        ready: false,
+        code: "USAGE",
+        failed: expect.stringContaining(`the sidecar failed: --listen 127.0.0.1:${port}`),
+      });
+      const waited = await worker.exit;
+      expect(waited.code).toBe(2);
+      expect(worker.stderr()).toContain("the sidecar failed");
+      // Nothing was staged.
+      expect(await exists(join(storage, "ml", "data", "labels"))).toBe(false);
+    } finally {
+      taken.close();
+    }
+  });
+
+  it("a sidecar listening on every address (--listen :PORT, IPv6 too) answers /readyz there", async () => {
+    // Review, 2026-12-06: 0.0.0.0 is IPv4 only, and on an IPv6-only cluster the kubelet's
+    // probes never reached the sidecar; host:port with no host was refused.
+    const storage = await mkdtemp(join(root, "any-address-"));
+    const port = await freePort();
+    const sidecar = start(
+      sidecarArgs(storage, `:${port}`, join(storage, "ready.json")),
+      testEnv(),
+      labelsIn(bucket),
+    );
+    await until(async () => sidecar.stderr().includes("sidecar: ready"), 30_000);
+    for (const host of ["127.0.0.1", "[::1]"]) {
+      const response = await fetch(`http://${host}:${port}/readyz`);
+      expect(response.status).toBe(200);
+    }
   });
 
   it("a ready file that cannot be written is refused before staging, as a usage error", async () => {

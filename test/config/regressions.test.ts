@@ -39,6 +39,32 @@ describe("config regressions", () => {
     expect(noScheme.message).not.toContain("SECRETPW");
   });
 
+  it("a secret key holding '/' (half of AWS's do) is not echoed in part, wherever it was written", () => {
+    // Review, 2026-12-06: the user info was taken to end at a "/", and the part of the secret
+    // before its first "/" was echoed (a bucket name, an endpoint, the uri/url disagreement).
+    const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    const leaks = (error: DsfetchError) =>
+      [error.message, error.hint ?? ""].some((text) => text.includes("wJalrXUtnFEMI"));
+    const inUri = errorOf(JSON.stringify([{ uri: `s3://AKIAEXAMPLE:${secret}@bucket/key` }]));
+    expect(inUri.message).toContain("contains credentials");
+    expect(leaks(inUri)).toBe(false);
+    expect(leaks(errorOf(JSON.stringify([{ uri: `AKIAEXAMPLE:${secret}@bucket/key` }])))).toBe(
+      false,
+    );
+    const endpoint = `http://AKIAEXAMPLE:${secret}@minio.internal:9000`;
+    const inEndpoint = errorOf(JSON.stringify([{ uri: "s3://b/k", endpoint }]));
+    expect(inEndpoint.message).toContain('field "endpoint"');
+    expect(leaks(inEndpoint)).toBe(false);
+    const inEnv = errorOf(JSON.stringify([{ uri: "s3://b/k" }]), { AWS_ENDPOINT_URL: endpoint });
+    expect(inEnv.message).toContain("environment variable AWS_ENDPOINT_URL");
+    expect(leaks(inEnv)).toBe(false);
+    const disagree = errorOf(
+      JSON.stringify([{ uri: `s3://AKIAEXAMPLE:${secret}@bucket/key`, url: "s3://b/k" }]),
+    );
+    expect(disagree.message).toContain("disagree");
+    expect(leaks(disagree)).toBe(false);
+  });
+
   it("the redactor removes a secret whole even when another secret is part of it", () => {
     const redactor = new Redactor();
     redactor.add("adminuser");

@@ -236,7 +236,7 @@ describe("a multi-worker job: native sidecar", () => {
       "--ephemeral-root",
       "/mnt/dsfetch-ephemeral",
       "--listen",
-      "0.0.0.0:8700",
+      ":8700",
       "--ready-file",
       "/data/.dsfetch-ready",
     ]);
@@ -269,7 +269,7 @@ describe("a multi-worker job: native sidecar", () => {
     const custom = dsfetchOf(
       renderPodFragment(all, { ...options, port: 9100, startupTimeoutSeconds: 600 }),
     );
-    expect(custom.args).toContain("0.0.0.0:9100");
+    expect(custom.args).toContain(":9100");
     expect(custom.startupProbe?.httpGet?.port).toBe(9100);
     expect(custom.startupProbe?.failureThreshold).toBe(120);
     expect(custom.livenessProbe?.httpGet?.port).toBe(9100);

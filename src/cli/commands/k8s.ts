@@ -256,6 +256,15 @@ export async function k8sCommand(context: CommandContext, flags: K8sFlags): Prom
       `k8s: note: the ConfigMap pins each dataset's endpoint and region as resolved here, where ${pinned.join(", ")} ${pinned.length === 1 ? "is" : "are"} set\n`,
     );
   }
+  const shared = datasets.some((dataset) => dataset.volume.kind !== "ephemeral");
+  if (plan.options.mode === "init" && plan.options.storage !== undefined && shared) {
+    // The init container ends before training starts, and with it its leases: nothing tells
+    // prune, or another job refreshing a changed source, that this pod reads the datasets
+    // (review, 2026-12-06).
+    err(
+      "k8s: note: --mode init stages the datasets before the training container starts, and nothing holds them while it runs: `dsfetch prune`, or another job refreshing a dataset without an etag or versionId whose source changed, may remove or replace one under it; --mode sidecar holds them (leases) for the pod's life (Kubernetes >= 1.29)\n",
+    );
+  }
   out(args.json ? rendered.json : rendered.yaml);
   return 0;
 }

@@ -10,7 +10,7 @@ import { releaseLeases } from "../../agent/leases.ts";
 import { StageMetrics } from "../../agent/metrics.ts";
 import { prepareReadyFile, removeReadyFile, writeReadyFile } from "../../agent/ready-file.ts";
 import { resolveTuning } from "../../config/tuning.ts";
-import { DsfetchError } from "../../errors.ts";
+import { DsfetchError, toDsfetchError } from "../../errors.ts";
 import type { DsfetchEvent } from "../../events.ts";
 import { exitCodeOfStage, failuresOf, type StageResult, stage } from "../../stage/stage.ts";
 import type { CommandContext } from "../context.ts";
@@ -61,27 +61,45 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
     reply(response, 404, "not found: try /healthz, /readyz or /metrics\n");
   });
   if (args.readyFile !== undefined) await prepareReadyFile(args.readyFile);
-  const address = await listen(server, args.listen ?? DEFAULT_LISTEN);
-  if (args.json) log({ level: "info", type: "listening", address });
-  else err(`sidecar: serving /healthz, /readyz and /metrics on http://${address}\n`);
-
+  /** The ready file says how it ended (ready, or the datasets that failed): written once. */
+  let told = false;
   try {
-    const result = await stage(datasets, settings, {
-      onEvent,
-      signal,
-      tuning: resolveTuning(env),
-      mount: args.mountFlag ?? true,
-      lease: true,
-    });
+    const address = await listen(server, args.listen ?? DEFAULT_LISTEN);
+    if (args.json) log({ level: "info", type: "listening", address });
+    else err(`sidecar: serving /healthz, /readyz and /metrics on http://${address}\n`);
     try {
-      return await holdStaged(result);
+      const result = await stage(datasets, settings, {
+        onEvent,
+        signal,
+        tuning: resolveTuning(env),
+        mount: args.mountFlag ?? true,
+        lease: true,
+      });
+      try {
+        return await holdStaged(result);
+      } finally {
+        await releaseLeases(result.leases);
+      }
     } finally {
-      await releaseLeases(result.leases);
+      metrics.ready = false;
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     }
-  } finally {
-    metrics.ready = false;
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
+  } catch (error) {
+    // Failed before any dataset's outcome (its port taken, a bad DSFETCH_* setting, an
+    // unexpected error): said in the ready file too, or workers waiting on it waited their
+    // whole timeout and ended with WAIT_TIMEOUT, not this error (review, 2026-12-06).
+    if (args.readyFile !== undefined && !told) {
+      const failure = toDsfetchError(error);
+      await writeReadyFile(args.readyFile, {
+        ready: false,
+        pid: process.pid,
+        at: new Date().toISOString(),
+        code: failure.code,
+        failed: `the sidecar failed: ${failure.message}`,
+      }).catch(() => {});
+    }
+    throw error;
   }
 
   /** Reports the staging, then holds the datasets (their leases) until SIGTERM. */
@@ -104,6 +122,7 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
         phase: "failed",
         reason: `${failed.length} ${plural(failed.length, "dataset")} could not be staged`,
       };
+      told = true;
       if (args.readyFile !== undefined) {
         // Workers waiting on the file stop now, with this error, rather than at their timeout.
         const first = failed[0]?.error;
@@ -121,6 +140,7 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
     // Staged: from here the sidecar holds the datasets for the job's whole life, and a stuck
     // main thread must not end it then (its leases keep prune away from data in use).
     stopMainThreadWatchdog();
+    told = true;
     try {
       if (args.readyFile !== undefined) {
         await writeReadyFile(args.readyFile, {
@@ -162,12 +182,15 @@ async function listen(server: Server, text: string): Promise<string> {
   const match = /^(.*):(\d{1,5})$/.exec(text);
   const host = match?.[1]?.replace(/^\[|\]$/g, "");
   const port = Number(match?.[2]);
-  if (match === null || host === undefined || host === "" || port > 65535) {
+  if (match === null || host === undefined || port > 65535) {
     throw new DsfetchError("USAGE", `--listen: ${JSON.stringify(text)} is not host:port`, {
-      hint: "e.g. --listen 0.0.0.0:8700 (all interfaces) or 127.0.0.1:8700",
+      hint: "e.g. --listen :8700 (every address, IPv6 and IPv4), 0.0.0.0:8700 (every IPv4 address) or 127.0.0.1:8700",
     });
   }
-  server.listen(port, host);
+  // ":8700": every address, IPv6 too. 0.0.0.0 is IPv4 only, and on an IPv6-only cluster
+  // the kubelet's probes of the pod's address never reached the sidecar (review, 2026-12-06).
+  if (host === "") server.listen(port);
+  else server.listen(port, host);
   try {
     await once(server, "listening");
   } catch (error) {
@@ -177,9 +200,9 @@ async function listen(server: Server, text: string): Promise<string> {
     });
   }
   const address = server.address();
-  return typeof address === "object" && address !== null
-    ? `${host.includes(":") ? `[${host}]` : host}:${address.port}`
-    : text;
+  if (typeof address !== "object" || address === null) return text;
+  const shown = host === "" ? address.address : host;
+  return `${shown.includes(":") ? `[${shown}]` : shown}:${address.port}`;
 }
 
 function jsonLog(out: (text: string) => void): (record: Record<string, unknown>) => void {
