@@ -6,7 +6,7 @@ import { DEFAULT_TUNING, resolveTuning, type TransferTuning } from "../config/tu
 import { EXIT_CODES } from "../errors.ts";
 import { parseCommandLine } from "./args.ts";
 import { finishProcess } from "./finish.ts";
-import { main } from "./main.ts";
+import { jsonErrors, main } from "./main.ts";
 import { armMainThreadWatchdog } from "./main-thread-watchdog.ts";
 import { SignalRouter } from "./signals.ts";
 import { commandGotTerminalSignal } from "./terminal-foreground.ts";
@@ -60,11 +60,12 @@ function tuningOrDefault(): TransferTuning {
 
 /**
  * Whether dsfetch itself was asked for --json, as main() will parse it (not `run`'s command
- * after "--", and `--no-json` too: found in review); false when the command line is bad.
+ * after "--", and `--no-json` too: found in review); false when the command line is bad, and
+ * for `run`, whose stdout is its command's (main.ts jsonErrors; review, 2026-12-06).
  */
 function wantsJson(args: readonly string[]): boolean {
   try {
-    return parseCommandLine(args).json;
+    return jsonErrors(parseCommandLine(args));
   } catch {
     return false;
   }

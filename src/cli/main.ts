@@ -4,10 +4,11 @@
  * The only layer that writes to the terminal; exit codes come from errors.ts.
  */
 import { readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
 import { loadDatasets } from "../config/load.ts";
 import { Redactor } from "../config/redact.ts";
 import { resolveSettings } from "../config/settings.ts";
-import { toDsfetchError } from "../errors.ts";
+import { DsfetchError, toDsfetchError } from "../errors.ts";
 import { PACKAGE_JSON } from "../util/worker-file.ts";
 import { HELP, type ParsedArgs, parseCommandLine } from "./args.ts";
 import type { CommandContext } from "./context.ts";
@@ -51,11 +52,11 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
       }
       case "list": {
         const { listCommand } = await import("./commands/storage.ts");
-        return await listCommand(args, { out, err, env: io.env });
+        return await listCommand(args, { out, err, env: io.env, signal: io.signal });
       }
       case "prune": {
         const { pruneCommand } = await import("./commands/storage.ts");
-        return await pruneCommand(args, { out, err, env: io.env });
+        return await pruneCommand(args, { out, err, env: io.env, signal: io.signal });
       }
       case "run": {
         const { runCommand } = await import("./commands/run.ts");
@@ -76,10 +77,59 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     }
   } catch (thrown) {
     const error = toDsfetchError(thrown);
-    if (args?.json === true || argv.includes("--json"))
+    if (args === undefined ? jsonErrorsAsked(argv) : jsonErrors(args))
       out(`${JSON.stringify({ error: error.toJSON() })}\n`);
     else err(renderError(error));
     return error.exitCode;
+  }
+}
+
+/**
+ * Whether an error goes to stdout as JSON: --json asked of dsfetch, for a command whose
+ * stdout is dsfetch's. Not `run`'s: its stdout is the command's (README: "for `run`, nothing
+ * on stdout"), and a JSON error there went into whatever reads the command's output.
+ */
+export function jsonErrors(args: ParsedArgs): boolean {
+  return args.json && args.command !== "run";
+}
+
+/**
+ * The same for a command line that did not parse, as far as it can be told: `--json` (and no
+ * `--no-json` after it) among dsfetch's own arguments, those before "--", and not `run`.
+ * Review, 2026-12-06: `argv.includes("--json")` looked past "--", so `dsfetch run --datasets
+ * bad.json -- python train.py --json` printed its error as JSON on stdout and nothing on
+ * stderr.
+ */
+function jsonErrorsAsked(argv: readonly string[]): boolean {
+  const dash = argv.indexOf("--");
+  const own = dash === -1 ? argv : argv.slice(0, dash);
+  const last = own.findLast((arg) => arg === "--json" || arg === "--no-json");
+  return last === "--json" && !own.includes("run");
+}
+
+/**
+ * `work`, or the error `interrupted()` makes as soon as `signal` aborts (at once when it has):
+ * `--datasets -` waits for its writer to close standard input, and the first SIGINT/SIGTERM
+ * did nothing during that wait (review, 2026-12-06).
+ */
+async function untilInterrupted<T>(
+  work: Promise<T>,
+  signal: AbortSignal | undefined,
+  interrupted: () => Error,
+): Promise<T> {
+  if (signal === undefined) return await work;
+  let onAbort: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        onAbort = () => reject(interrupted());
+        if (signal.aborted) onAbort();
+        else signal.addEventListener("abort", onAbort, { once: true });
+      }),
+    ]);
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener("abort", onAbort);
   }
 }
 
@@ -91,7 +141,19 @@ async function commandContext(
   redactor: Redactor,
 ): Promise<CommandContext> {
   const settings = resolveSettings(args, io.env);
-  const datasets = await loadDatasets({ datasets: args.datasets, env: io.env, stdin: io.stdin });
+  const datasets = await untilInterrupted(
+    loadDatasets({ datasets: args.datasets, env: io.env, stdin: io.stdin }),
+    io.signal,
+    () => {
+      // Not read any further: a pipe left open would keep the process from exiting.
+      if (args.datasets === "-") (io.stdin as Partial<Readable>).destroy?.();
+      return new DsfetchError(
+        "INTERRUPTED",
+        `interrupted while reading the datasets from ${args.datasets === "-" ? "standard input" : (args.datasets ?? "DSFETCH_DATASETS")}`,
+        { cause: io.signal?.reason },
+      );
+    },
+  );
   redactor.addDatasets(datasets);
   const tty = io.stderrIsTty === true && (io.env.TERM ?? "") !== "dumb";
   return {

@@ -30,6 +30,13 @@ export interface PruneOptions {
   readonly lockStaleMs: number;
   /** Bounds the calls on the storage (stage/storage-calls.ts). */
   readonly call?: StorageCall | undefined;
+  /**
+   * Stops prune (INTERRUPTED) between its steps: during the listing, before each dataset,
+   * and a dataset's deletion once it is out of its path; never between a dataset's lock and
+   * its move aside. `call` itself is not interrupted: a removal's last steps (the notice
+   * taken down, the lock released) must run (review, 2026-12-06: prune ignored SIGTERM).
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export interface PruneDecision {
@@ -60,13 +67,37 @@ export async function prune(
   }
   const now = options.now ?? Date.now();
   const call = options.call ?? unboundedCall;
-  const entries = (await listDatasets(storageRoot, team, call)).sort((a, b) =>
+  const { signal } = options;
+  const removed: PruneDecision[] = [];
+  // Said where prune stops: what was removed (whole) before, and that nothing else was.
+  const stopIfInterrupted = (): void => {
+    if (signal?.aborted !== true) return;
+    const names = removed.map((entry) => entry.name).join(", ");
+    throw new DsfetchError(
+      "INTERRUPTED",
+      removed.length === 0
+        ? "prune: interrupted; nothing was removed"
+        : `prune: interrupted after ${options.dryRun === true ? "choosing" : "removing"} ${removed.length} dataset${removed.length === 1 ? "" : "s"} (${names}); ${options.dryRun === true ? "nothing was removed (--dry-run)" : "each was removed whole, the others were left as they were"}`,
+      {
+        hint: "run prune again to go on (files of a removal cut short are deleted by a later prune)",
+        cause: signal.reason,
+      },
+    );
+  };
+  // The listing's calls only read: stopped between them (a team of many datasets on slow
+  // storage is a long listing).
+  const listingCall: StorageCall = (what, work, callOptions) => {
+    stopIfInterrupted();
+    return call(what, work, callOptions);
+  };
+  const entries = (await listDatasets(storageRoot, team, listingCall)).sort((a, b) =>
     a.lastUsed.localeCompare(b.lastUsed),
   );
   let total = entries.reduce((sum, entry) => sum + entry.bytes, 0);
-  const removed: PruneDecision[] = [];
   const kept: PruneDecision[] = [];
   for (const entry of entries) {
+    // Between datasets: the one before is removed whole (or kept), this one not touched.
+    stopIfInterrupted();
     const old =
       options.olderThanMs !== undefined && now - Date.parse(entry.lastUsed) > options.olderThanMs;
     const over = options.maxBytes !== undefined && total > options.maxBytes;
@@ -95,22 +126,27 @@ export async function prune(
       total -= entry.bytes;
       continue;
     }
-    const why = await removeDataset(storageRoot, team, entry, options.lockStaleMs, call).catch(
-      (error: unknown) => {
-        // Its lock and removal notice are small files (empty ones when no byte is free:
-        // holder-files.ts); if not even those can be made, no inode is left. The storage
-        // error's own hint ("dsfetch prune") would send the user round in a circle.
-        if (!isStorageFull(error)) throw error;
-        throw new DsfetchError(
-          "NO_SPACE",
-          `cannot remove ${entry.path} (${(error as Error).message}): prune makes a lock (a directory) and a removal notice (an empty file when no byte is free) first, and the shared storage refuses even those: no inode left (df -i), or no block for a directory (df -h)`,
-          {
-            hint: "free a little space or a few inodes there by hand (a file there that is not a dataset's), then run prune again",
-            cause: error,
-          },
-        );
-      },
-    );
+    const why = await removeDataset(
+      storageRoot,
+      team,
+      entry,
+      options.lockStaleMs,
+      call,
+      signal,
+    ).catch((error: unknown) => {
+      // Its lock and removal notice are small files (empty ones when no byte is free:
+      // holder-files.ts); if not even those can be made, no inode is left. The storage
+      // error's own hint ("dsfetch prune") would send the user round in a circle.
+      if (!isStorageFull(error)) throw error;
+      throw new DsfetchError(
+        "NO_SPACE",
+        `cannot remove ${entry.path} (${(error as Error).message}): prune makes a lock (a directory) and a removal notice (an empty file when no byte is free) first, and the shared storage refuses even those: no inode left (df -i), or no block for a directory (df -h)`,
+        {
+          hint: "free a little space or a few inodes there by hand (a file there that is not a dataset's), then run prune again",
+          cause: error,
+        },
+      );
+    });
     if (why !== undefined) {
       kept.push({ ...decision, keptBecause: why });
       continue;
@@ -127,16 +163,18 @@ export async function prune(
     // of its own dataset only when it downloads it again, so one whose holder died while
     // another worker took over (the usual crash of a multi-node job) stayed for good, a
     // partial dataset's worth of bytes (review, 2026-12-05). Same bound as a download's.
-    await call(`removing abandoned attempts in ${dataRoot}`, (signal, progressed) =>
+    await call(`removing abandoned attempts in ${dataRoot}`, (stop, progressed) =>
       cleanAbandonedAttempts(
         locationIn(dataRoot, "prune"),
         Math.max(10 * 60_000, 4 * options.lockStaleMs),
         progressed,
-        signal,
+        signal === undefined ? stop : AbortSignal.any([stop, signal]),
         true,
       ),
     ).catch(() => {});
   }
+  // After the last dataset or during these clean-ups (stopped by it): still an interrupt.
+  stopIfInterrupted();
   const freedBytes = removed.reduce((sum, entry) => sum + entry.bytes, 0);
   return { removed, kept, freedBytes, remainingBytes: total };
 }
@@ -148,6 +186,7 @@ async function removeDataset(
   entry: CatalogEntry,
   lockStaleMs: number,
   call: StorageCall,
+  interrupt: AbortSignal | undefined,
 ): Promise<string | undefined> {
   const location = locationIn(sharedDataRoot(storageRoot, team), basename(entry.path));
   let outcome: Awaited<ReturnType<typeof acquireLock>>;
@@ -217,8 +256,14 @@ async function removeDataset(
       return "the storage answered too slowly to remove it safely (jobs may have stopped waiting for its removal); run prune again";
     }
     // Entry by entry: a large tree on slow storage keeps going, hung storage is a stall.
-    await call(`removing ${aside}`, (signal, progressed) =>
-      removeTreeReporting(aside, progressed, signal),
+    // Out of its path already: an interrupt stops the deletion, what is left goes with a
+    // later run's clean-up (review, 2026-12-06).
+    await call(`removing ${aside}`, (stop, progressed) =>
+      removeTreeReporting(
+        aside,
+        progressed,
+        interrupt === undefined ? stop : AbortSignal.any([stop, interrupt]),
+      ),
     ).catch((error: unknown) => {
       // What is left goes with a later run's clean-up (cleanup.ts); a stall is still one.
       if (error instanceof DsfetchError && error.code === "STALLED") throw error;

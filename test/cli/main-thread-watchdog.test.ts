@@ -330,6 +330,40 @@ describe("the dsfetch command", () => {
     expect(result.stdout).toBe("");
   }, 60_000);
 
+  it("`run --json`: the watchdog's answer goes to stderr only (stdout is the command's)", async () => {
+    // Review, 2026-12-06: README says `run` prints nothing on stdout, --json or not.
+    const storage = join(scratch, "stuck-run");
+    mkdirSync(storage, { recursive: true });
+    const result = await runCli(
+      [
+        "run",
+        "--json",
+        "--datasets",
+        "-",
+        "--storage-root",
+        storage,
+        "--team",
+        "ml",
+        "--mount-root",
+        join(storage, "mnt"),
+        "--",
+        "true",
+      ],
+      {
+        stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
+        env: {
+          ...testEnv(),
+          DSFETCH_MAIN_THREAD_TIMEOUT: "1",
+          NODE_OPTIONS: blockingMkdir("/hangs-here", "Infinity"),
+        },
+        timeoutMs: 40_000,
+      },
+    );
+    expect(result.signal).toBe("SIGKILL");
+    expect(result.stderr).toMatch(/dsfetch's main thread has not run for 1 s/);
+    expect(result.stdout).toBe("");
+  }, 60_000);
+
   it("an archive's tree is watched while it is made read-only before publishing", async () => {
     const tree = join(scratch, "tree");
     mkdirSync(join(tree, "sub"), { recursive: true });

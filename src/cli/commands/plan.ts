@@ -1,6 +1,6 @@
 /** `dsfetch plan`: the dry run. */
 import { resolveTuning } from "../../config/tuning.ts";
-import { type ErrorCode, EXIT_CODES } from "../../errors.ts";
+import { DsfetchError, type ErrorCode, EXIT_CODES } from "../../errors.ts";
 import { plan } from "../../plan/dry-run.ts";
 import { stopGraceMs } from "../../stage/progress-watchdog.ts";
 import { StorageCalls } from "../../stage/storage-calls.ts";
@@ -14,18 +14,30 @@ export async function planCommand({
   env,
   out,
   err,
+  signal,
 }: CommandContext): Promise<number> {
   const { extractStallTimeoutMs, maxExpandedBytes } = resolveTuning(env);
-  // Storage that stopped answering: STALLED, not a plan that waits for good.
+  // Storage that stopped answering: STALLED, not a plan that waits for good. The signal
+  // reaches the store's requests and the storage's calls (plan writes nothing): the first
+  // SIGINT/SIGTERM ends it with INTERRUPTED, where it was ignored until the plan was done
+  // (review, 2026-12-06: `timeout 60 dsfetch plan` on a huge prefix).
   const result = await plan(datasets, settings, {
     maxExpandedBytes,
+    signal,
     storageCalls: (dataset) =>
       new StorageCalls({
         dataset,
         stallMs: extractStallTimeoutMs,
         graceMs: stopGraceMs(extractStallTimeoutMs),
+        signal,
       }).call,
   });
+  // Not a table of the datasets the interrupt failed.
+  if (signal.aborted) {
+    throw new DsfetchError("INTERRUPTED", "plan: interrupted before every dataset was resolved", {
+      cause: signal.reason,
+    });
+  }
   if (args.json) out(`${JSON.stringify({ datasets: result.datasets }, null, 2)}\n`);
   else err(renderPlanTable(result.datasets));
   const failed = result.datasets.find((entry) => entry.error !== undefined);

@@ -65,13 +65,20 @@ async function runStaged(
     );
     return exitCodeOfStage(result);
   }
-  if (signal?.aborted === true) {
-    // Interrupted as the last dataset was staged: the command is not started after a SIGTERM
-    // (its signal was dsfetch's, and is spent).
+  // Interrupted as the last dataset was staged: the command is not started after a SIGTERM
+  // (its signal was dsfetch's, and is spent).
+  const interrupted = (): boolean => {
+    if (signal?.aborted !== true) return false;
     err(`dsfetch: not running ${args.exec.join(" ")}: interrupted\n`);
-    return EXIT_CODES.INTERRUPTED;
-  }
+    return true;
+  };
+  if (interrupted()) return EXIT_CODES.INTERRUPTED;
   await warnIfCommandCanWriteShared(result, err);
+  // Asked again after that wait (access() on shared storage, as root): a signal that came
+  // during it was spent on nothing, and the command was started anyway, never to get it
+  // (review, 2026-12-06). Nothing is awaited from here to the spawn, after which signals
+  // go to the command.
+  if (interrupted()) return EXIT_CODES.INTERRUPTED;
   const childEnv: Record<string, string | undefined> = { ...env };
   // Ours, for dsfetch's own file writes: the training command keeps libuv's default.
   if (threadPoolSizeSetHere) delete childEnv.UV_THREADPOOL_SIZE;

@@ -18,17 +18,28 @@ export interface StorageIo {
   readonly out: (text: string) => void;
   readonly err: (text: string) => void;
   readonly env: Readonly<Record<string, string | undefined>>;
+  /**
+   * Aborted at the first SIGINT/SIGTERM: both commands then end with INTERRUPTED (130), not
+   * at their end, as they did (review, 2026-12-06: a prune CronJob at its deadline, or
+   * `timeout 60 dsfetch list` on slow storage, ignored the SIGTERM).
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<number> {
   const { storageRoot, team } = requireSharedStorage(resolveSettings(args, io.env));
   const unreadable: UnreadableDataset[] = [];
+  // Only reads: a call in flight is interrupted too (answered within the stall bound's grace).
   const entries = await listDatasets(
     storageRoot,
     team,
-    boundedCalls("dsfetch list", io.env),
+    boundedCalls("dsfetch list", io.env, io.signal),
     (dataset) => unreadable.push(dataset),
-  );
+  ).catch((error: unknown) => {
+    throw io.signal?.aborted === true ? listInterrupted(error) : error;
+  });
+  // Not a list printed after the signal, as if nothing had asked it to stop.
+  if (io.signal?.aborted === true) throw listInterrupted(io.signal.reason);
   for (const { path, manifest, reason } of unreadable) {
     io.err(
       reason === "damaged"
@@ -80,7 +91,10 @@ export async function pruneCommand(args: ParsedArgs, io: StorageIo): Promise<num
     maxBytes,
     dryRun: args.dryRun,
     lockStaleMs: resolveTuning(io.env).lock.staleMs,
+    // Not interrupted inside a call (a removal's notice and lock must be taken down): prune
+    // stops between its steps itself.
     call: boundedCalls("dsfetch prune", io.env),
+    signal: io.signal,
   });
   if (args.json) {
     io.out(`${JSON.stringify({ dryRun: args.dryRun, ...result }, null, 2)}\n`);
@@ -101,7 +115,15 @@ export async function pruneCommand(args: ParsedArgs, io: StorageIo): Promise<num
  * network mount whose server is gone), `list` and `prune` (a cron job) say STALLED and end,
  * instead of waiting for good.
  */
-function boundedCalls(label: string, env: StorageIo["env"]): StorageCall {
+function boundedCalls(
+  label: string,
+  env: StorageIo["env"],
+  signal?: AbortSignal | undefined,
+): StorageCall {
   const stallMs = resolveTuning(env).extractStallTimeoutMs;
-  return new StorageCalls({ dataset: label, stallMs, graceMs: stopGraceMs(stallMs) }).call;
+  return new StorageCalls({ dataset: label, stallMs, graceMs: stopGraceMs(stallMs), signal }).call;
+}
+
+function listInterrupted(cause: unknown): DsfetchError {
+  return new DsfetchError("INTERRUPTED", "list: interrupted; nothing was listed", { cause });
 }
