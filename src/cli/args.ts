@@ -231,7 +231,8 @@ Flags:
                            sidecar, off for fetch)
   --no-fallback            fail a shared dataset that shared storage cannot take, instead of
                            staging it into an ephemeral volume (env DSFETCH_FALLBACK=0)
-  --listen <host:port>     sidecar: health/readiness/metrics endpoint (default 127.0.0.1:8700)
+  --listen <host:port>     sidecar: health/readiness/metrics endpoint (default 127.0.0.1:8700;
+                           :8700 = every address, IPv6 too)
   --ready-file <path>      sidecar: written when ready; wait: the file to wait for
   --url <url>              wait: a readiness URL, e.g. http://127.0.0.1:8700/readyz
   --timeout <duration>     wait: give up after this long (default 10m)

@@ -63,8 +63,15 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
         return await runCommand(await commandContext(args, io, out, err, redactor), io.signals);
       }
       case "sidecar": {
-        const { sidecarCommand } = await import("./commands/sidecar.ts");
-        return await sidecarCommand(await commandContext(args, io, out, err, redactor));
+        const { sidecarCommand, sidecarFailedEarly } = await import("./commands/sidecar.ts");
+        const parsed = args;
+        const context = await commandContext(parsed, io, out, err, redactor).catch(
+          async (error: unknown) => {
+            await sidecarFailedEarly(parsed, error);
+            throw error;
+          },
+        );
+        return await sidecarCommand(context);
       }
       case "wait": {
         const { waitCommand } = await import("./commands/wait.ts");

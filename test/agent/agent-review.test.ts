@@ -217,6 +217,31 @@ describe("sidecar and wait: the ready file", () => {
     }
   });
 
+  it("a sidecar whose datasets do not parse replaces an earlier sidecar's ready file with its error", async () => {
+    // A restarted container on the same emptyDir, its config now broken: the old "ready"
+    // stayed (review, 2026-12-06).
+    const storage = await mkdtemp(join(root, "bad-config-"));
+    const readyFile = join(storage, "ready.json");
+    await writeFile(readyFile, JSON.stringify({ ready: true, pid: 1, at: "then", datasets: [] }));
+    const sidecar = await runCli(sidecarArgs(storage, `127.0.0.1:${await freePort()}`, readyFile), {
+      env: testEnv(),
+      stdin: JSON.stringify([{ ur: `s3://${bucket}/small/` }]),
+      timeoutMs: 30_000,
+    });
+    expect(sidecar.code).toBe(2);
+    expect(sidecar.stderr).toContain('"ur"');
+    expect(JSON.parse(await readFile(readyFile, "utf8"))).toMatchObject({
+      ready: false,
+      code: "CONFIG_INVALID",
+      failed: expect.stringContaining("the sidecar failed: "),
+    });
+    const worker = await runCli(["wait", "--ready-file", readyFile, "--timeout", "5m"], {
+      env: testEnv(),
+      timeoutMs: 30_000,
+    });
+    expect(worker.code).toBe(2);
+  });
+
   it("a sidecar listening on every address (--listen :PORT, IPv6 too) answers /readyz there", async () => {
     // Review, 2026-12-06: 0.0.0.0 is IPv4 only, and on an IPv6-only cluster the kubelet's
     // probes never reached the sidecar; host:port with no host was refused.

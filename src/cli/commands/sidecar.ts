@@ -13,6 +13,7 @@ import { resolveTuning } from "../../config/tuning.ts";
 import { DsfetchError, toDsfetchError } from "../../errors.ts";
 import type { DsfetchEvent } from "../../events.ts";
 import { exitCodeOfStage, failuresOf, type StageResult, stage } from "../../stage/stage.ts";
+import type { ParsedArgs } from "../args.ts";
 import type { CommandContext } from "../context.ts";
 import { stopMainThreadWatchdog } from "../main-thread-watchdog.ts";
 import { ProgressView } from "../progress-view.ts";
@@ -31,6 +32,24 @@ type State =
   | { phase: "ready" }
   | { phase: "failed"; reason: string }
   | { phase: "stopping" };
+
+/**
+ * A sidecar that could not even read its datasets (a config error, a bad flag value): its
+ * ready file says so, replacing one an earlier sidecar left (a restarted container on the
+ * same emptyDir: a stale "ready" sent workers on, or they waited their whole timeout:
+ * review, 2026-12-06). Best effort: the error itself is what the sidecar reports.
+ */
+export async function sidecarFailedEarly(args: ParsedArgs, error: unknown): Promise<void> {
+  if (args.readyFile === undefined) return;
+  const failure = toDsfetchError(error);
+  await writeReadyFile(args.readyFile, {
+    ready: false,
+    pid: process.pid,
+    at: new Date().toISOString(),
+    code: failure.code,
+    failed: `the sidecar failed: ${failure.message}`,
+  }).catch(() => {});
+}
 
 export async function sidecarCommand(context: CommandContext): Promise<number> {
   const { args, settings, datasets, out, err, env, signal } = context;
@@ -89,16 +108,7 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
     // Failed before any dataset's outcome (its port taken, a bad DSFETCH_* setting, an
     // unexpected error): said in the ready file too, or workers waiting on it waited their
     // whole timeout and ended with WAIT_TIMEOUT, not this error (review, 2026-12-06).
-    if (args.readyFile !== undefined && !told) {
-      const failure = toDsfetchError(error);
-      await writeReadyFile(args.readyFile, {
-        ready: false,
-        pid: process.pid,
-        at: new Date().toISOString(),
-        code: failure.code,
-        failed: `the sidecar failed: ${failure.message}`,
-      }).catch(() => {});
-    }
+    if (!told) await sidecarFailedEarly(args, error);
     throw error;
   }
 
