@@ -17,6 +17,14 @@ export function etagKind(etag: string, encryption?: string | undefined): EtagKin
       reason: `the object is encrypted with ${encryption}, so its ETag is not an MD5`,
     };
   }
+  if (etag === "") {
+    // A listing without ETags (some S3-compatible stores): nothing to check the bytes
+    // against, nor to pin the ranged GETs to (object-get.ts sends no If-Match then).
+    return {
+      kind: "opaque",
+      reason: "the store gave no ETag, so the download is not pinned to one version either",
+    };
+  }
   const single = /^([0-9a-f]{32})$/.exec(etag);
   if (single?.[1] !== undefined) return { kind: "md5", digest: single[1] };
   const multi = /^([0-9a-f]{32})-([1-9][0-9]*)$/.exec(etag);

@@ -499,7 +499,10 @@ class Connection {
       },
       resume: () => {
         this.paused = false;
-        if (!this.isClosed) this.socket.resume();
+        if (this.isClosed) return;
+        // The idle timeout, off while we held the socket (markPaused), runs again.
+        if (this.exchange === exchange) this.socket.setTimeout(this.hooks.idleTimeoutMs);
+        this.socket.resume();
       },
       done: (reusable) => this.finish(exchange, reusable),
       abandon: (error) => this.socket.destroy(error),
@@ -520,9 +523,16 @@ class Connection {
     this.socket.destroy();
   }
 
+  /**
+   * dsfetch holds the socket (a slow disk's back-pressure, a body not read yet): the server
+   * cannot send, so its silence is ours, and the idle timeout is off until resume (review,
+   * 2026-12-06: a write stalled longer than the timeout failed every range in flight with
+   * ETIMEDOUT, blamed on the store, each then fetched again).
+   */
   private markPaused(): void {
     this.paused = true;
     this.pausedInWindow = true;
+    this.socket.setTimeout(0);
   }
 
   /** Every idle-timeout window of the exchange: enough bytes, or the response ended. */

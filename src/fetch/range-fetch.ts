@@ -60,6 +60,22 @@ export function rangeContext(
   };
 }
 
+/**
+ * Bytes an attempt must add to what its span kept for its failure not to use up a retry:
+ * 1 MiB, or a 16th of a smaller span. Review, 2026-12-06: the retries were counted per span
+ * whatever each attempt brought, and a direct download's span is a whole multipart part (up
+ * to 5 GiB): a 1 GiB part whose connection was reset seven times, resuming fine each time,
+ * failed as TRANSIENT. Failures that make no such progress still use the budget up, so a
+ * server that sends a few bytes and resets cannot hold a span for ever: a span gets at most
+ * its length / PROGRESS_REFUND attempts more than the retries.
+ */
+export const PROGRESS_REFUND = 1024 * 1024;
+
+/** The progress an attempt at a span of `length` bytes must make to be tried again for free. */
+export function refundingProgress(length: number): number {
+  return Math.max(1, Math.min(PROGRESS_REFUND, Math.ceil(length / 16)));
+}
+
 export async function fetchSpan(
   context: RangeContext,
   span: ByteSpan,
@@ -67,9 +83,12 @@ export async function fetchSpan(
 ): Promise<void> {
   const { source, signal } = context;
   const length = span.end - span.start;
+  /** Bytes the last attempt added to what the span kept. */
+  let progress = 0;
   await withRetry(
     async () => {
       const keptBefore = sink.kept();
+      progress = 0;
       const start = span.start + keptBefore;
       let received = 0;
       try {
@@ -129,13 +148,15 @@ export async function fetchSpan(
         if (signal.aborted && !(error instanceof DsfetchError)) throw signal.reason ?? error;
         throw classifyS3Error(error, context.errorContext);
       } finally {
+        progress = sink.kept() - keptBefore;
         // Bytes received but not kept (a batch lost to a failed write) come again.
-        context.stats.refetchedBytes += Math.max(0, received - (sink.kept() - keptBefore));
+        context.stats.refetchedBytes += Math.max(0, received - progress);
       }
     },
     {
       ...context.retry,
       signal,
+      consumesRetry: () => progress < refundingProgress(length),
       onRetry: (error, attempt, delay) => {
         context.stats.retries += 1;
         context.retry?.onRetry?.(error, attempt, delay);

@@ -15,6 +15,11 @@ export interface RetryOptions {
   signal?: AbortSignal | undefined;
   /** Called before each retry with the failure and the attempt that failed. */
   onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+  /**
+   * Whether a failed attempt uses up one of `retries` (default: each one does). One that
+   * does not is tried again at once, without a backoff delay.
+   */
+  consumesRetry?: (error: unknown) => boolean;
 }
 
 export const DEFAULT_RETRIES = 6;
@@ -31,6 +36,7 @@ export function withRetry<T>(
     randomize: true,
     signal: options.signal,
     shouldRetry: ({ error }) => isRetryableS3Error(error),
+    shouldConsumeRetry: ({ error }) => options.consumesRetry?.(error) ?? true,
     onFailedAttempt: ({ error, attemptNumber, retriesLeft, retryDelay }) => {
       if (retriesLeft > 0 && isRetryableS3Error(error)) {
         options.onRetry?.(error, attemptNumber, retryDelay);

@@ -210,24 +210,6 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
       'check the bucket name and the endpoint (AWS_ENDPOINT_URL or the dataset\'s "endpoint")',
     );
   }
-  if (
-    code === "NoSuchVersion" ||
-    (ctx.versionId !== undefined &&
-      (status === 404 || code === "InvalidArgument" || status === 400))
-  ) {
-    return make(
-      "NO_SUCH_VERSION",
-      `${ctx.uri} has no version ${ctx.versionId ?? "(none given)"} (${statusText})`,
-      "check the versionId: `aws s3api list-object-versions` lists the versions that exist",
-    );
-  }
-  if (code === "NoSuchKey" || code === "NotFound" || status === 404) {
-    return make(
-      "NOT_FOUND",
-      `${ctx.uri} does not exist (${statusText})`,
-      "check the bucket and key; `aws s3 ls` on the parent prefix lists what is there",
-    );
-  }
   if (code === "InvalidObjectState") {
     // AWS answers a GET of an object in S3 Glacier Flexible Retrieval or Deep Archive (or an
     // Intelligent-Tiering archive tier) that was not restored with 403 InvalidObjectState:
@@ -240,6 +222,8 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
       "restore it first (`aws s3api restore-object --bucket <bucket> --key <key> --restore-request Days=7`; S3 Batch Operations for a whole folder), wait until the restore is done (minutes to hours), then run again; or copy it to a storage class read at once (STANDARD, GLACIER_IR)",
     );
   }
+  // Before the versionId branch (review, 2026-12-06): with a versionId pinned, every 400 read
+  // "no such version", an expired session token (400 ExpiredToken) too.
   if (
     status === 403 ||
     status === 401 ||
@@ -262,6 +246,24 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
             ? "the session token has expired: refresh the credentials"
             : 'check that the credentials may read this bucket (bucket policy, IAM); a Requester Pays bucket also needs "requesterPays": true in the dataset';
     return make("ACCESS_DENIED", `access denied ${ctx.action} ${ctx.uri} (${statusText})`, how);
+  }
+  if (
+    code === "NoSuchVersion" ||
+    (ctx.versionId !== undefined &&
+      (status === 404 || code === "InvalidArgument" || status === 400))
+  ) {
+    return make(
+      "NO_SUCH_VERSION",
+      `${ctx.uri} has no version ${ctx.versionId ?? "(none given)"} (${statusText})`,
+      "check the versionId: `aws s3api list-object-versions` lists the versions that exist",
+    );
+  }
+  if (code === "NoSuchKey" || code === "NotFound" || status === 404) {
+    return make(
+      "NOT_FOUND",
+      `${ctx.uri} does not exist (${statusText})`,
+      "check the bucket and key; `aws s3 ls` on the parent prefix lists what is there",
+    );
   }
   if (status === 412 || code === "PreconditionFailed") {
     return make(

@@ -36,6 +36,7 @@ import { Channel } from "../util/channel.ts";
 import { ChunkLedger } from "../util/chunk-ledger.ts";
 import { type Attempt, storageError } from "../volumes/attempt.ts";
 import type { WrittenFiles } from "../volumes/manifest.ts";
+import { stopGraceMs, watchProgress } from "./progress-watchdog.ts";
 
 export interface ExpandInput {
   readonly spec: DatasetSpec;
@@ -262,18 +263,45 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
   const thread = startZipThread();
   let download: Awaited<ReturnType<typeof downloadObject>>;
   try {
-    download = await downloadObject({
-      getter: input.client.getter,
-      source: resolution,
-      destination: zipPath,
-      parts: input.parts,
-      rangeSize: input.tuning.rangeSize,
-      concurrency: input.tuning.rangeConcurrency,
-      signal: input.signal,
-      retry: input.retry,
-      onBytes: input.onBytes,
-      errorContext: input.errorContext,
-    });
+    // Under a clock, as a plain object's (stage-dataset.ts): the extraction thread's watchdog
+    // starts only after the download, and storage that stopped taking the archive's writes
+    // left the dataset silent, an interrupt unanswered, for as long as it stayed hung
+    // (review, 2026-12-06).
+    download = await watchProgress(
+      (watchedSignal, progressed) =>
+        downloadObject({
+          getter: input.client.getter,
+          source: resolution,
+          destination: zipPath,
+          parts: input.parts,
+          rangeSize: input.tuning.rangeSize,
+          concurrency: input.tuning.rangeConcurrency,
+          signal: watchedSignal,
+          retry: {
+            ...input.retry,
+            signal: watchedSignal,
+            onRetry: (error, attempt, delayMs) => {
+              progressed(0);
+              input.retry.onRetry?.(error, attempt, delayMs);
+            },
+          },
+          onBytes: (bytes) => {
+            progressed(bytes);
+            input.onBytes(bytes);
+          },
+          // Hashing that trails the download is progress; a sync or close that hangs is not.
+          onHashed: () => progressed(0),
+          errorContext: input.errorContext,
+        }),
+      {
+        signal: input.signal,
+        stallMs: input.tuning.extractStallTimeoutMs,
+        graceMs: stopGraceMs(input.tuning.extractStallTimeoutMs),
+        dataset: spec.name,
+        writing: zipPath,
+        bytes: Number.POSITIVE_INFINITY,
+      },
+    );
   } catch (error) {
     await thread.worker.terminate();
     throw error;

@@ -1215,7 +1215,7 @@ async function downloadInto(
   const destination = join(attempt.dataDir, fileName);
   // Under a clock: storage that stops taking the writes fails the dataset with STALLED, and
   // an interrupt is answered, instead of both waiting for the storage (progress-watchdog.ts).
-  // (Archives have the extraction's watchdog.)
+  // (A streamed archive has the extraction's watchdog; a zip's download has this one too.)
   const result = await watchProgress(
     (watchedSignal, progressed) =>
       downloadObject({
@@ -1238,6 +1238,8 @@ async function downloadInto(
           progressed(bytes);
           progress.addBytes(bytes);
         },
+        // Hashing that trails the download is progress (as for a folder's objects).
+        onHashed: () => progressed(0),
         errorContext,
         directIo: tuning.directIo,
       }),
@@ -1247,7 +1249,10 @@ async function downloadInto(
       graceMs: stopGraceMs(tuning.extractStallTimeoutMs),
       dataset: spec.name,
       writing: destination,
-      bytes: resolution.bytes,
+      // The clock never stops on a byte count: after the last byte come the file's last
+      // datasync and its close, where hung storage (NFS flushes at close) left the dataset
+      // silent for as long as it stayed hung (review, 2026-12-06).
+      bytes: Number.POSITIVE_INFINITY,
     },
   );
   progress.addObject();

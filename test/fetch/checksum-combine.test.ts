@@ -183,7 +183,8 @@ describe("CrcRanges", () => {
 
   it("takes CRCs computed elsewhere, in any order, and an empty object", () => {
     const data = randomBytes(1000);
-    const crcs = new CrcRanges("CRC32C");
+    // A span other than the whole must start at a cut: pieces merge within a part.
+    const crcs = new CrcRanges("CRC32C", [250]);
     crcs.add(600, 400, checksumOf("CRC32C", data.subarray(600)));
     crcs.add(0, 250, checksumOf("CRC32C", data.subarray(0, 250)));
     crcs.add(250, 350, checksumOf("CRC32C", data.subarray(250, 600)));
@@ -216,6 +217,83 @@ describe("CrcRanges", () => {
     expect(() => cut.add(0, 8, Buffer.alloc(8))).toThrow(RangeError);
     expect(() => cut.add(-1, 8, four)).toThrow(RangeError);
   });
+
+  // Review, 2026-12-06: downloadObject records one piece per 256 KiB write batch; kept
+  // apart, a 1 TiB object held ~4M of them, and each part's digest() scanned them all.
+  it.each(CRCS)(
+    "%s: thousands of small contiguous pieces, added out of order, fold into one per part",
+    (algorithm) => {
+      const data = randomBytes(3 * 1024 * 1024 + 999);
+      // Parts of an odd size, so that pieces straddle them (split by the hashers).
+      const parts = ranges(data.length, 262_147);
+      const crcs = new CrcRanges(
+        algorithm,
+        parts.map((p) => p.start),
+      );
+      const random = prng(7);
+      // As downloadObject records them: 8 ranges in flight, each taken in order, each
+      // recording small batches in turn; some with add() (a CRC computed elsewhere), some
+      // through a hasher.
+      const queue = ranges(data.length, 65_536 + 13);
+      let inFlight: { at: number; end: number }[] = [];
+      let most = 0;
+      let recorded = 0;
+      while (queue.length > 0 || inFlight.length > 0) {
+        while (inFlight.length < 8 && queue.length > 0) {
+          const next = queue.shift() as { start: number; end: number };
+          inFlight.push({ at: next.start, end: next.end });
+        }
+        const range = inFlight[random(inFlight.length)] as { at: number; end: number };
+        const to = Math.min(range.end, range.at + 1 + random(1500));
+        if (recorded % 2 === 0) {
+          // add() takes no piece across a cut: split there, as the hashers do.
+          for (let from = range.at; from < to; ) {
+            const cut = parts.find((p) => p.start > from)?.start ?? to;
+            const until = Math.min(to, cut);
+            crcs.add(from, until - from, checksumOf(algorithm, data.subarray(from, until)));
+            from = until;
+          }
+        } else {
+          const hasher = crcs.hasher(range.at);
+          hasher.update(data.subarray(range.at, to));
+          hasher.end();
+        }
+        recorded += 1;
+        range.at = to;
+        inFlight = inFlight.filter((r) => r.at < r.end);
+        most = Math.max(most, crcs.pieceCount);
+      }
+      expect(recorded).toBeGreaterThan(4000);
+      // One piece per part in the end; while ranges land, about one per range in flight more.
+      expect(crcs.pieceCount).toBe(parts.length);
+      expect(most).toBeLessThanOrEqual(parts.length + 8);
+      expect(crcs.digest(0, data.length).toString("hex")).toBe(
+        checksumOf(algorithm, data).toString("hex"),
+      );
+      for (const part of parts) {
+        expect(crcs.digest(part.start, part.end).toString("hex"), `part at ${part.start}`).toBe(
+          checksumOf(algorithm, data.subarray(part.start, part.end)).toString("hex"),
+        );
+      }
+
+      // Fully shuffled, and no cuts: one piece for the whole object.
+      const whole = new CrcRanges(algorithm);
+      const pieces = shuffle(ranges(data.length, 997), random);
+      for (const piece of pieces) {
+        whole.add(
+          piece.start,
+          piece.end - piece.start,
+          checksumOf(algorithm, data.subarray(piece.start, piece.end)),
+        );
+      }
+      expect(whole.pieceCount).toBe(1);
+      expect(whole.digest(0, data.length).toString("hex")).toBe(
+        checksumOf(algorithm, data).toString("hex"),
+      );
+      // A span within merged pieces is no longer there to give.
+      expect(() => whole.digest(997, data.length)).toThrow(/do not tile/);
+    },
+  );
 
   it("a hasher takes no bytes after end()", () => {
     const hasher = new CrcRanges("CRC32").hasher(0);

@@ -4,6 +4,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { chooseChecksum } from "../../src/fetch/checksum/index.ts";
+import { S3HttpError } from "../../src/fetch/object-get.ts";
 import { classifyS3Error, isRetryableS3Error } from "../../src/fetch/s3-errors.ts";
 import { createStreamHasher } from "../../src/fetch/stream-hasher.ts";
 
@@ -69,6 +70,62 @@ describe("a bare 400 on a bucket name most stores refuse", () => {
     expect(classifyS3Error(badRequest, context("my-bucket.v2")).hint).toBe(
       "the store refused the request; check the URI, endpoint and region",
     );
+  });
+});
+
+// Review, 2026-12-06: with a versionId pinned, every 400 was "no such version", an expired
+// session token too, and the user went looking for a version that exists.
+describe("a 400 about the credentials, with a versionId pinned", () => {
+  const context = {
+    dataset: "d",
+    uri: "s3://b/k",
+    bucket: "b",
+    versionId: "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY",
+    endpoint: "e",
+    anonymous: false,
+    action: "reading",
+  };
+
+  it("is ACCESS_DENIED saying what to do, not NO_SUCH_VERSION", () => {
+    for (const [code, hint] of [
+      ["ExpiredToken", /session token has expired/],
+      ["InvalidToken", /credentials may read this bucket/],
+    ] as const) {
+      // As the download path's client throws it (object-get.ts), and in the SDK's shape.
+      const answers = [
+        new S3HttpError(400, code, "The provided token is not valid", {}),
+        Object.assign(new Error("The provided token is not valid"), {
+          name: code,
+          Code: code,
+          $metadata: { httpStatusCode: 400 },
+        }),
+      ];
+      for (const answer of answers) {
+        const classified = classifyS3Error(answer, context);
+        expect(classified.code, code).toBe("ACCESS_DENIED");
+        expect(classified.hint).toMatch(hint);
+        expect(classified.retryable).toBe(false);
+      }
+    }
+  });
+
+  it("leaves the version's own answers as they were", () => {
+    const noVersion = classifyS3Error(
+      new S3HttpError(400, "InvalidArgument", "Invalid version id specified", {}),
+      context,
+    );
+    expect(noVersion.code).toBe("NO_SUCH_VERSION");
+    expect(noVersion.message).toContain(context.versionId);
+    // A HEAD's 400 has no body to say why: still read as the version.
+    expect(
+      classifyS3Error({ name: "BadRequest", $metadata: { httpStatusCode: 400 } }, context).code,
+    ).toBe("NO_SUCH_VERSION");
+    expect(
+      classifyS3Error(new S3HttpError(404, "NoSuchVersion", "no such version", {}), context).code,
+    ).toBe("NO_SUCH_VERSION");
+    expect(
+      classifyS3Error(new S3HttpError(403, "AccessDenied", "Access Denied", {}), context).code,
+    ).toBe("ACCESS_DENIED");
   });
 });
 

@@ -15,10 +15,18 @@ import { resolveSettings } from "../../src/config/settings.ts";
 import { resolveTuning } from "../../src/config/tuning.ts";
 import { stage } from "../../src/stage/stage.ts";
 import { stuckThreads } from "../../src/util/stuck-threads.ts";
+import { buildZip } from "../archive/zip-writer.ts";
 import { processesNaming } from "../harness/children.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
 
-const hang = vi.hoisted(() => ({ on: false, folder: false, tail: 0, since: 0 }));
+const hang = vi.hoisted(() => ({
+  on: false,
+  folder: false,
+  tail: 0,
+  since: 0,
+  /** Every byte reported written, then the download never ends (its sync or close hangs). */
+  allBytes: false,
+}));
 
 vi.mock("../../src/fetch/download-object.ts", async (importOriginal) => {
   const actual = await importOriginal<typeof import("../../src/fetch/download-object.ts")>();
@@ -27,7 +35,7 @@ vi.mock("../../src/fetch/download-object.ts", async (importOriginal) => {
     downloadObject: (options: Parameters<typeof actual.downloadObject>[0]) => {
       if (!hang.on) return actual.downloadObject(options);
       hang.since = performance.now();
-      options.onBytes?.(4096);
+      options.onBytes?.(hang.allBytes ? options.source.bytes : 4096);
       return new Promise(() => {});
     },
   };
@@ -66,6 +74,7 @@ vi.mock("../../src/fetch/download-prefix.ts", async (importOriginal) => {
 const root = mkdtempSync(join(tmpdir(), "dsfetch-download-stall-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 afterEach(() => {
+  hang.allBytes = false;
   hang.on = false;
   hang.folder = false;
   hang.tail = 0;
@@ -77,7 +86,7 @@ let bucket: string | undefined;
 async function stageBlob(
   env: Record<string, string>,
   signal?: AbortSignal,
-  options: { hungProbe?: boolean; folder?: boolean; empty?: boolean } = {},
+  options: { hungProbe?: boolean; folder?: boolean; empty?: boolean; zip?: boolean } = {},
 ) {
   if (bucket === undefined) {
     bucket = await createBucket("download-stall");
@@ -86,12 +95,13 @@ async function stageBlob(
     await putObject(bucket, "folder/b.bin", Buffer.alloc(1000, 2));
     await putObject(bucket, "empty/a.bin", Buffer.alloc(0));
     await putObject(bucket, "empty/b.bin", Buffer.alloc(0));
+    await putObject(bucket, "set.zip", buildZip([{ name: "a.txt", data: "a".repeat(10_000) }]));
   }
   const info = s3Info();
   const datasets = parseDatasetsValue(
     [
       {
-        uri: `s3://${bucket}/${options.empty === true ? "empty/" : options.folder === true ? "folder/" : "blob.bin"}`,
+        uri: `s3://${bucket}/${options.zip === true ? "set.zip" : options.empty === true ? "empty/" : options.folder === true ? "folder/" : "blob.bin"}`,
         awsAccessKeyId: info.accessKeyId,
         awsSecretAccessKey: info.secretAccessKey,
       },
@@ -167,6 +177,17 @@ describe("a plain object's download on storage that stops taking writes", () => 
     expect(stuckThreads().at(-1)).toMatch(/^writing .*blob\.bin$/);
   }, 60_000);
 
+  it("every byte written, then its last sync or close never returns: STALLED too (the clock stopped at the last byte)", async () => {
+    // Review, 2026-12-06: the clock stopped once every byte was in, and an NFS close that
+    // hung (it flushes) left the dataset silent for as long as the server was gone.
+    hang.on = true;
+    hang.allBytes = true;
+    const { result, secondsHung } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "1" });
+    const outcome = result.datasets[0];
+    expect(outcome?.ok === false && outcome.error.code).toBe("STALLED");
+    expect(secondsHung).toBeLessThan(4.5);
+  }, 60_000);
+
   it("an interrupt is answered without waiting for the storage", async () => {
     hang.on = true;
     const abort = new AbortController();
@@ -174,6 +195,47 @@ describe("a plain object's download on storage that stops taking writes", () => 
     const { result, seconds } = await stageBlob(
       { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
       abort.signal,
+    );
+    const outcome = result.datasets[0];
+    expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
+    expect(seconds).toBeLessThan(30);
+  }, 60_000);
+});
+
+describe("a zip's download on storage that stops taking writes", () => {
+  // Review, 2026-12-06: a zip is downloaded whole before its extraction thread (and its
+  // watchdog) starts, and its download ran under no clock: silent, an interrupt unanswered.
+  it("as a control, the same zip with working storage is staged", async () => {
+    const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "1" }, undefined, {
+      zip: true,
+    });
+    expect(result.ok).toBe(true);
+  });
+
+  it("STALLED after the bound (+ its grace), nothing published", async () => {
+    hang.on = true;
+    const { result, storageRoot, secondsHung } = await stageBlob(
+      { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" },
+      undefined,
+      { zip: true },
+    );
+    const outcome = result.datasets[0];
+    expect(outcome?.ok === false && outcome.error.code).toBe("STALLED");
+    expect(outcome?.ok === false && outcome.error.message).toMatch(/writes to .*archive\.zip/);
+    expect(secondsHung).toBeLessThan(4.5);
+    expect(readdirSync(join(storageRoot, "ml", "data")).filter((n) => n !== ".dsfetch")).toEqual(
+      [],
+    );
+  }, 60_000);
+
+  it("an interrupt is answered without waiting for the storage", async () => {
+    hang.on = true;
+    const abort = new AbortController();
+    setTimeout(() => abort.abort(new Error("SIGTERM")), 1_000);
+    const { result, seconds } = await stageBlob(
+      { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
+      abort.signal,
+      { zip: true },
     );
     const outcome = result.datasets[0];
     expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");

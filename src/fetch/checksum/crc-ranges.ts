@@ -4,8 +4,16 @@
  *
  * A range that crosses a cut (a part boundary given to the constructor) is split there while
  * it is hashed, so ranges need not align with parts: `hasher(start)` for bytes streaming in,
- * `add(start, length, digest)` for a CRC computed elsewhere (a worker thread). Memory is one
- * small record per piece, whatever the object size.
+ * `add(start, length, digest)` for a CRC computed elsewhere (a worker thread).
+ *
+ * A piece recorded next to one already there is folded into it at once (combineCrc), unless
+ * a cut separates them, so memory is one small record per run of contiguous bytes within a
+ * part, whatever the object size, and digest() finds its span by binary search (review,
+ * 2026-12-06: downloadObject records one piece per 256 KiB write batch; kept apart and
+ * scanned from the start at each digest(), a 1 TiB object held ~4M pieces, ~600 MiB, and a
+ * COMPOSITE CRC32's digest per part took parts x pieces steps). So digest()'s span must
+ * start and end at cuts, or at the edges of what was recorded: pieces merged within a part
+ * cannot be split again.
  *
  * @example
  *   const crcs = new CrcRanges("CRC32C", partBoundaries);   // cuts are optional
@@ -33,14 +41,24 @@ export interface CrcRangeHasher {
 export class CrcRanges {
   readonly algorithm: CrcAlgorithm;
   private readonly cuts: readonly number[];
+  /** Sorted by start; apart from overlaps (a caller's mistake), by end too. */
   private readonly pieces: Piece[] = [];
-  private sorted = true;
+  /**
+   * Two recorded pieces overlap (a range recorded twice): nothing is merged any more and
+   * digest() scans every piece, so that each span touching the overlap is refused.
+   */
+  private overlapping = false;
 
   /** `cuts`: offsets no recorded piece may span (part boundaries), in any order. */
   constructor(algorithm: CrcAlgorithm, cuts: Iterable<number> = []) {
     this.algorithm = algorithm;
     this.cuts = [...new Set(cuts)].sort((a, b) => a - b);
     for (const cut of this.cuts) checkOffset("cut", cut);
+  }
+
+  /** Pieces held: runs of contiguous recorded bytes within a part (for tests). */
+  get pieceCount(): number {
+    return this.pieces.length;
   }
 
   /** Records the CRC of the `length` bytes at `start`. It must not span a cut. */
@@ -51,13 +69,40 @@ export class CrcRanges {
       throw new RangeError(`CrcRanges: a ${this.algorithm} digest has ${digest.length} bytes`);
     }
     if (length === 0) return;
+    const end = start + length;
     const cut = this.nextCut(start);
-    if (cut !== undefined && cut < start + length) {
+    if (cut !== undefined && cut < end) {
       throw new RangeError(`CrcRanges: the piece ${start}+${length} spans the cut at ${cut}`);
     }
-    const last = this.pieces.at(-1);
-    if (last !== undefined && last.start > start) this.sorted = false;
-    this.pieces.push({ start, length, digest: Buffer.from(digest) });
+    // Where it goes: after every piece that starts at or before it.
+    const at = this.firstStartingAfter(start);
+    const before = this.pieces[at - 1];
+    const after = this.pieces[at];
+    if (this.overlapping || (before !== undefined && before.start + before.length > start)) {
+      this.overlapping = true;
+    } else if (after !== undefined && after.start < end) {
+      this.overlapping = true;
+    }
+    if (this.overlapping) {
+      this.pieces.splice(at, 0, { start, length, digest: Buffer.from(digest) });
+      return;
+    }
+    let piece: Piece;
+    let afterAt = at;
+    if (before !== undefined && before.start + before.length === start && !this.isCut(start)) {
+      before.digest = combineCrc(this.algorithm, before.digest, digest, length);
+      before.length += length;
+      piece = before;
+    } else {
+      piece = { start, length, digest: Buffer.from(digest) };
+      this.pieces.splice(at, 0, piece);
+      afterAt = at + 1;
+    }
+    if (after !== undefined && after.start === end && !this.isCut(end)) {
+      piece.digest = combineCrc(this.algorithm, piece.digest, after.digest, after.length);
+      piece.length += after.length;
+      this.pieces.splice(afterAt, 1);
+    }
   }
 
   /** A hasher for bytes that start at `start` and follow on contiguously. */
@@ -102,13 +147,13 @@ export class CrcRanges {
     checkOffset("start", start);
     checkOffset("end", end);
     if (end < start) throw new RangeError(`CrcRanges: end ${end} < start ${start}`);
-    if (!this.sorted) {
-      this.pieces.sort((a, b) => a.start - b.start);
-      this.sorted = true;
-    }
     let crc: Buffer = Buffer.alloc(DIGEST_BYTES[this.algorithm]); // the CRC of no bytes
     let at = start;
-    for (const piece of this.pieces) {
+    // Ends are sorted as starts are (no overlap): the first piece ending after `start`. With
+    // an overlap, every piece is looked at, as each may cross the span.
+    let index = this.overlapping ? 0 : this.firstEndingAfter(start);
+    for (; index < this.pieces.length; index++) {
+      const piece = this.pieces[index] as Piece;
       if (piece.start + piece.length <= start) continue;
       if (piece.start >= end) break;
       if (piece.start !== at || piece.start + piece.length > end) {
@@ -125,6 +170,35 @@ export class CrcRanges {
       );
     }
     return crc;
+  }
+
+  /** The index of the first piece that starts after `offset` (pieces.length if none). */
+  private firstStartingAfter(offset: number): number {
+    let lo = 0;
+    let hi = this.pieces.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.pieces[mid] as Piece).start <= offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** The index of the first piece that ends after `offset` (pieces do not overlap). */
+  private firstEndingAfter(offset: number): number {
+    let lo = 0;
+    let hi = this.pieces.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const piece = this.pieces[mid] as Piece;
+      if (piece.start + piece.length <= offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private isCut(offset: number): boolean {
+    return this.nextCut(offset - 1) === offset;
   }
 
   /** The first cut strictly after `offset`. */
