@@ -48,11 +48,11 @@
  *   second half GNU tar ignores) → ARCHIVE_INVALID rather than a silently partial dataset.
  * - Bounds (limits.ts): total bytes of regular files, and of the data we skip (of links,
  *   directories, dumpdirs, volume labels), > maxBytes → NO_SPACE, before the entry that would
- *   cross it is created; more than maxEntries entries (files, directories, links) →
- *   ARCHIVE_INVALID. Metadata headers (pax, GNU long names, volume labels) are bounded too:
- *   each in size, at most MAX_METADATA_HEADERS in a row, and only the pax records we use
- *   (path, linkpath, size, whether GNU.sparse.*) are kept, path and linkpath at most
- *   maxPathBytes each.
+ *   cross it is created; more than maxEntries entries (files, directories, links, and the
+ *   directories paths imply, each counted before it is made) → ARCHIVE_INVALID. Metadata
+ *   headers (pax, GNU long names, volume labels) are bounded too: each in size, at most
+ *   MAX_METADATA_HEADERS in a row, and only the pax records we use (path, linkpath, size,
+ *   whether GNU.sparse.*) are kept, path and linkpath at most maxPathBytes each.
  */
 import { isUtf8 } from "node:buffer";
 import {
@@ -180,6 +180,8 @@ const HINT_CORRUPT =
   "the archive is corrupt or truncated and nothing was published: re-create or re-upload it (`tar -tvf <file>` shows where it breaks)";
 const HINT_UNSUPPORTED =
   "nothing was published: re-create the archive with GNU tar or bsdtar without special options (no --sparse, no multi-volume)";
+const HINT_TOO_MANY =
+  "nothing was published: split the dataset into several archives, pack small files together, or flatten deep directory trees";
 
 /** Where the resolution of a symbolic link's target is, and which link it resolves. */
 interface LinkWalk {
@@ -218,6 +220,16 @@ export class TarExtractor {
   /** Bytes of data skipped (links, directories, labels): they count against maxBytes too. */
   private skippedBytes = 0;
   private entries = 0;
+  /**
+   * Files, directories and links created (or about to be), the directories that entries' paths
+   * imply included, bounded by maxEntries: implied parents cost inodes and directory blocks
+   * like entries, and were bounded by nothing (`<i>/a/a/.../a/f`, 62 levels: 63 directories
+   * per empty file; review, 2026-12-06). A directory entry that makes nothing (the root, a
+   * directory already there) is not counted.
+   */
+  private made = 0;
+  /** Of `made`, the directories made because a path implied them. */
+  private implied = 0;
 
   private readonly writes: WriteMode;
   private readonly queuedBytes: number | undefined;
@@ -573,7 +585,7 @@ export class TarExtractor {
         return;
       case 0x35: // '5' directory
       case 0x44: // 'D' GNU dumpdir: a directory plus a listing of its contents (ignored)
-        this.countEntry(name);
+        this.countEntry(name, "", false);
         this.makeDirectoryEntry(name);
         this.skipData(name, dataSize, dataPadding);
         return;
@@ -888,18 +900,16 @@ export class TarExtractor {
     return value;
   }
 
-  private countEntry(name: string, linkTarget = ""): void {
+  /**
+   * Counts an entry; and, unless `makes` is false (a directory entry: makeDirectoryEntry
+   * counts it if it makes one), what it makes against maxEntries.
+   */
+  private countEntry(name: string, linkTarget = "", makes = true): void {
     // Each entry is progress, those without data too: a range of empty files or directories
     // (16,384 headers in 8 MiB) may take minutes to create on a slow network filesystem.
     this.onProgress();
     this.entries++;
-    if (this.entries > this.limits.maxEntries) {
-      this.throwArchive(
-        name,
-        `is entry number ${this.entries}: the archive has more than the limit of ${this.limits.maxEntries} entries`,
-        "nothing was published: split the dataset into several archives, or pack small files together",
-      );
-    }
+    if (makes) this.countMade(name);
     this.nameCharacters += name.length + linkTarget.length;
     const most = this.limits.maxNameCharacters ?? MAX_NAME_CHARACTERS;
     if (this.nameCharacters > most) {
@@ -909,6 +919,16 @@ export class TarExtractor {
         "nothing was published: split the dataset into several archives, or use shorter names",
       );
     }
+  }
+
+  /** Counts what entry `name` is about to make against maxEntries (this.made). */
+  private countMade(name: string): void {
+    if (++this.made <= this.limits.maxEntries) return;
+    this.throwArchive(
+      name,
+      `is entry number ${this.entries}: the archive has more than the limit of ${this.limits.maxEntries} entries${this.implied > 0 ? ", counting the directories its paths imply" : ""}`,
+      HINT_TOO_MANY,
+    );
   }
 
   /** Checks an entry's name; returns the safe relative path, or undefined for the root itself. */
@@ -963,6 +983,15 @@ export class TarExtractor {
           this.throwUnsafe(
             name,
             `needs ${JSON.stringify(dir)} to be a directory, but an earlier entry made it a file`,
+          );
+        }
+        // Counted before it is made (this.made).
+        this.implied++;
+        if (++this.made > this.limits.maxEntries) {
+          this.throwArchive(
+            name,
+            `needs the directory ${JSON.stringify(dir)}, which takes the archive past the limit of ${this.limits.maxEntries} entries, counting the directories its paths imply`,
+            HINT_TOO_MANY,
           );
         }
         this.claim(dir, name, true);
@@ -1055,7 +1084,10 @@ export class TarExtractor {
     const path = this.checkName(name, true);
     if (path === undefined) return;
     const kind = this.created.get(path);
-    if (kind === KIND_DIR) return; // already implied by an earlier file's path
+    // Already implied by an earlier file's path (or listed before): nothing is made, so
+    // nothing is counted (this.made).
+    if (kind === KIND_DIR) return;
+    this.countMade(name);
     this.claim(path, name, true);
     this.ensureParents(path, name);
     this.mkdir(path, name);

@@ -7,8 +7,9 @@
  * and finds data descriptors by guessing: node-unzipper PR #338). Everything here is strict,
  * because tools that read an ambiguous zip differently are an attack surface of their own
  * (CVE-2013-4787 "Android master key", CVE-2017-13156 "Janus"): exactly one End of Central
- * Directory record that ends the file, Zip64 records that agree with it, a central directory
- * that fills exactly the space it declares, and no multi-disk archives.
+ * Directory record that ends the file, no end record signature in its comment, Zip64 records
+ * that agree with it, a central directory that fills exactly the space it declares (read a
+ * window at a time: DirectoryWindow), and no multi-disk archives.
  */
 import { readSync } from "node:fs";
 import { crc32 } from "node:zlib";
@@ -138,8 +139,10 @@ export function readFully(
   }
 }
 
-/** Bytes of the central directory per read. */
+/** Bytes of the central directory per read (DirectoryWindow). */
 const DIRECTORY_READ = 8 * 1024 * 1024;
+/** The largest central directory record: the header and three 16-bit lengths (APPNOTE 4.3.12). */
+const MAX_CENTRAL_RECORD = CENTRAL_HEADER_SIZE + 3 * 0xffff;
 /** Entries checked between two reports of progress (~10 ms of work each). */
 export const PROGRESS_EVERY = 4096;
 
@@ -176,7 +179,10 @@ export function parseExtra(extra: Buffer): Map<number, Buffer> | { duplicate: nu
   return fields;
 }
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: keep a leading U+FEFF as part of the name, as unzip and Python's zipfile do. By
+// default TextDecoder strips it: "\uFEFFlabels.csv" was published as "labels.csv", and beside a
+// real labels.csv refused as a duplicate (review, 2026-12-06).
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 // Code page 437, bytes 0x80-0xff: the name encoding of zips without the UTF-8 flag (APPNOTE D.1).
 const CP437_HIGH =
   "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u00a0";
@@ -195,18 +201,30 @@ function decodeUtf8(bytes: Buffer): string | undefined {
 }
 
 /**
- * Decodes an entry name: UTF-8 when general purpose bit 11 says so; else the Info-ZIP Unicode
- * Path field (0x7075) when its CRC matches the stored name (as unzip does; a stale field is
- * ignored, APPNOTE 4.6.9); else ASCII; else UTF-8 when the bytes are valid UTF-8 (what Linux
- * tools write without setting the flag); else CP437. Whatever comes out is then checked by
- * checkEntryPath like any other name.
+ * The name in an entry's Info-ZIP Unicode Path field (0x7075), when it applies: the name is not
+ * flagged UTF-8 (general purpose bit 11) and the field's CRC matches the stored name (as unzip
+ * does; a stale field is ignored, APPNOTE 4.6.9).
  */
-function decodeName(raw: Buffer, flags: number, extra: Map<number, Buffer>): string | undefined {
-  if ((flags & 0x0800) !== 0) return decodeUtf8(raw);
+function unicodePathName(
+  raw: Buffer,
+  flags: number,
+  extra: Map<number, Buffer>,
+): Buffer | undefined {
+  if ((flags & 0x0800) !== 0) return undefined;
   const unicode = extra.get(EXTRA_UNICODE_PATH);
-  if (unicode !== undefined && unicode.length >= 5 && unicode[0] === 1) {
-    if (unicode.readUInt32LE(1) === crc32(raw)) return decodeUtf8(unicode.subarray(5));
-  }
+  if (unicode === undefined || unicode.length < 5 || unicode[0] !== 1) return undefined;
+  return unicode.readUInt32LE(1) === crc32(raw) ? unicode.subarray(5) : undefined;
+}
+
+/**
+ * Decodes an entry name: UTF-8 when general purpose bit 11 says so; else the Unicode Path
+ * field's name (`unicode`, from unicodePathName); else ASCII; else UTF-8 when the bytes are
+ * valid UTF-8 (what Linux tools write without setting the flag); else CP437. Whatever comes
+ * out is then checked by checkEntryPath like any other name.
+ */
+function decodeName(raw: Buffer, flags: number, unicode: Buffer | undefined): string | undefined {
+  if ((flags & 0x0800) !== 0) return decodeUtf8(raw);
+  if (unicode !== undefined) return decodeUtf8(unicode);
   if (isAscii(raw)) return raw.toString("latin1");
   const utf8 = decodeUtf8(raw);
   if (utf8 !== undefined) return utf8;
@@ -214,6 +232,22 @@ function decodeName(raw: Buffer, flags: number, extra: Map<number, Buffer>): str
   for (const byte of raw)
     out += byte < 0x80 ? String.fromCharCode(byte) : (CP437_HIGH[byte - 0x80] ?? "?");
   return out;
+}
+
+/** The end records' signatures, as they appear in the file (little-endian). */
+const END_SIGNATURES: ReadonlyArray<{ bytes: Buffer; what: string }> = [
+  [EOCD_SIGNATURE, "an End of Central Directory record's (PK\\5\\6)"] as const,
+  [ZIP64_EOCD_SIGNATURE, "a Zip64 End of Central Directory record's (PK\\6\\6)"] as const,
+  [ZIP64_LOCATOR_SIGNATURE, "a Zip64 End of Central Directory locator's (PK\\6\\7)"] as const,
+].map(([signature, what]) => {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32LE(signature);
+  return { bytes, what };
+});
+
+/** Which end record's signature `comment` contains, if any (for messages). */
+function commentSignature(comment: Buffer): string | undefined {
+  return END_SIGNATURES.find(({ bytes }) => comment.includes(bytes))?.what;
 }
 
 interface EndRecord {
@@ -254,6 +288,16 @@ function readEndRecord(fd: ZipSource, fileSize: number, errors: ZipErrors): EndR
   if (candidates.length > 1) {
     throw errors.corrupt(
       "has more than one End of Central Directory record that could end the file (one hidden in the archive comment), so tools would disagree on its contents",
+    );
+  }
+  // A record signature anywhere in the comment, even one that does not end the file: readers
+  // that take the last PK\5\6 of the tail (Python's zipfile) or look for Zip64 records near it
+  // would read another archive than this one (review, 2026-12-06). A comment is free text;
+  // no tool writes these bytes into one.
+  const signature = commentSignature(tail.subarray(at + EOCD_SIZE));
+  if (signature !== undefined) {
+    throw errors.corrupt(
+      `has a comment that contains ${signature} signature, so other tools may read another archive than this one`,
     );
   }
   const eocd = tail.subarray(at, at + EOCD_SIZE);
@@ -372,58 +416,58 @@ export function readCentralDirectory(
       `declares ${end.entries} entries in a central directory of only ${end.cdSize} bytes`,
     );
   }
-  // In pieces, each one progress (a directory of millions of entries is hundreds of MB, and
-  // the stall watchdog must see a slow read move: zip-in-worker.ts).
-  const cd = Buffer.allocUnsafe(end.cdSize);
-  for (let done = 0; done < end.cdSize; done += DIRECTORY_READ) {
-    const length = Math.min(DIRECTORY_READ, end.cdSize - done);
-    readFully(fd, cd, done, length, end.cdOffset + done, errors);
-    onProgress();
+  // Each record is at most 46 bytes and three 16-bit lengths: a directory larger than its entry
+  // count allows holds bytes no entry explains (a hostile size; review, 2026-12-06).
+  if (end.cdSize > end.entries * MAX_CENTRAL_RECORD) {
+    throw errors.corrupt(
+      `declares ${end.entries} entries in a central directory of ${end.cdSize} bytes, more than ${end.entries} entries can fill`,
+    );
   }
+  const cd = new DirectoryWindow(fd, end.cdOffset, end.cdSize, errors, onProgress);
   const entries: CentralEntry[] = new Array(end.entries);
-  // Every raw name, copied out of the directory (which is let go of): the directory's size
-  // bounds their total; trimmed to it at the end.
-  const allNames = Buffer.allocUnsafe(Math.min(end.cdSize, maxNameCharacters));
+  // Every raw name, copied out of the directory window: the directory's size less the headers
+  // bounds their total, and so does maxNameCharacters (below); trimmed at the end.
+  const allNames = Buffer.allocUnsafe(
+    Math.min(end.cdSize - end.entries * CENTRAL_HEADER_SIZE, maxNameCharacters),
+  );
   // Every name is kept (the file list becomes the manifest): bounded together, as a tar's
-  // paths and link targets are (limits.ts maxNameCharacters; review, 2026-12-05).
+  // paths and link targets are (limits.ts maxNameCharacters; review, 2026-12-05). Counted:
+  // the raw names, and the Unicode Path field's names where they are the names kept (each
+  // up to 64 KiB behind a 1-byte raw name: 200,000 of 4,000 bytes kept 800 MB; review,
+  // 2026-12-06).
   let nameBytes = 0;
+  /** Bytes of allNames filled. */
+  let rawBytes = 0;
   let pos = 0;
   for (let index = 0; index < end.entries; index++) {
     if (index % PROGRESS_EVERY === PROGRESS_EVERY - 1) onProgress();
-    if (pos + CENTRAL_HEADER_SIZE > cd.length || cd.readUInt32LE(pos) !== CENTRAL_SIGNATURE) {
-      throw errors.corrupt(
-        `has a damaged central directory (entry ${index + 1} of ${end.entries} is missing or not a central directory header)`,
-      );
+    if (pos + CENTRAL_HEADER_SIZE > end.cdSize) throw missingHeader(index, end.entries, errors);
+    const header = cd.view(pos, CENTRAL_HEADER_SIZE);
+    if (header.readUInt32LE(0) !== CENTRAL_SIGNATURE) {
+      throw missingHeader(index, end.entries, errors);
     }
-    const versionMadeBy = cd.readUInt16LE(pos + 4);
-    const flags = cd.readUInt16LE(pos + 8);
-    const method = cd.readUInt16LE(pos + 10);
-    const crc = cd.readUInt32LE(pos + 16);
-    let compressedSize = cd.readUInt32LE(pos + 20);
-    let uncompressedSize = cd.readUInt32LE(pos + 24);
-    const nameLength = cd.readUInt16LE(pos + 28);
-    const extraLength = cd.readUInt16LE(pos + 30);
-    const commentLength = cd.readUInt16LE(pos + 32);
-    let diskStart = cd.readUInt16LE(pos + 34);
-    const externalAttributes = cd.readUInt32LE(pos + 38);
-    let localHeaderOffset = cd.readUInt32LE(pos + 42);
-    const next = pos + CENTRAL_HEADER_SIZE + nameLength + extraLength + commentLength;
-    if (next > cd.length) {
+    const nameLength = header.readUInt16LE(28);
+    const extraLength = header.readUInt16LE(30);
+    const commentLength = header.readUInt16LE(32);
+    const recordLength = CENTRAL_HEADER_SIZE + nameLength + extraLength + commentLength;
+    if (pos + recordLength > end.cdSize) {
       throw errors.corrupt(
         `has a damaged central directory (entry ${index + 1} runs past its end)`,
       );
     }
-    nameBytes += nameLength;
-    if (nameBytes > maxNameCharacters) {
-      throw errors.archive(
-        "ARCHIVE_INVALID",
-        `has names longer than ${maxNameCharacters} bytes together (at entry ${index + 1} of ${end.entries}): more than dsfetch keeps in memory for one dataset`,
-        "split the dataset into several archives, or use shorter names",
-      );
-    }
-    const rawName = cd.subarray(pos + CENTRAL_HEADER_SIZE, pos + CENTRAL_HEADER_SIZE + nameLength);
-    const extraStart = pos + CENTRAL_HEADER_SIZE + nameLength;
-    const extra = parseExtra(cd.subarray(extraStart, extraStart + extraLength));
+    const record = cd.view(pos, recordLength);
+    const versionMadeBy = record.readUInt16LE(4);
+    const flags = record.readUInt16LE(8);
+    const method = record.readUInt16LE(10);
+    const crc = record.readUInt32LE(16);
+    let compressedSize = record.readUInt32LE(20);
+    let uncompressedSize = record.readUInt32LE(24);
+    let diskStart = record.readUInt16LE(34);
+    const externalAttributes = record.readUInt32LE(38);
+    let localHeaderOffset = record.readUInt32LE(42);
+    const rawName = record.subarray(CENTRAL_HEADER_SIZE, CENTRAL_HEADER_SIZE + nameLength);
+    const extraStart = CENTRAL_HEADER_SIZE + nameLength;
+    const extra = parseExtra(record.subarray(extraStart, extraStart + extraLength));
     const lossyName = rawName.toString("utf8");
     if (!(extra instanceof Map)) {
       throw errors.corruptEntry(
@@ -431,7 +475,16 @@ export function readCentralDirectory(
         `has two extra fields of type 0x${extra.duplicate.toString(16)}, which tools resolve differently`,
       );
     }
-    const name = decodeName(rawName, flags, extra);
+    const unicode = unicodePathName(rawName, flags, extra);
+    nameBytes += nameLength + (unicode?.length ?? 0);
+    if (nameBytes > maxNameCharacters) {
+      throw errors.archive(
+        "ARCHIVE_INVALID",
+        `has names longer than ${maxNameCharacters} bytes together (at entry ${index + 1} of ${end.entries}${unicode === undefined ? "" : ", counting the names of Unicode Path extra fields"}): more than dsfetch keeps in memory for one dataset`,
+        "split the dataset into several archives, or use shorter names",
+      );
+    }
+    const name = decodeName(rawName, flags, unicode);
     if (name === undefined) {
       throw errors.corruptEntry(
         lossyName,
@@ -472,10 +525,11 @@ export function readCentralDirectory(
     if (diskStart !== 0) {
       throw errors.corruptEntry(name, "starts on another disk of a split archive");
     }
-    rawName.copy(allNames, nameBytes - nameLength);
+    rawName.copy(allNames, rawBytes);
+    rawBytes += nameLength;
     entries[index] = {
       index,
-      rawNameStart: nameBytes - nameLength,
+      rawNameStart: rawBytes - nameLength,
       rawNameLength: nameLength,
       name,
       versionMadeBy,
@@ -488,20 +542,83 @@ export function readCentralDirectory(
       externalAttributes,
       aes: extra.has(EXTRA_AES),
     };
-    pos = next;
+    pos += recordLength;
   }
-  if (pos !== cd.length) {
+  // Found without reading them (DirectoryWindow reads no further than one window).
+  if (pos !== end.cdSize) {
     throw errors.corrupt(
-      `has ${cd.length - pos} unexplained bytes after its last central directory entry (the entry count is wrong)`,
+      `has ${end.cdSize - pos} unexplained bytes after its last central directory entry (the entry count is wrong)`,
     );
   }
   return {
     entries,
-    rawNames: Buffer.from(allNames.subarray(0, nameBytes)),
+    rawNames: Buffer.from(allNames.subarray(0, rawBytes)),
     offset: end.cdOffset,
     size: end.cdSize,
     zip64: end.zip64,
   };
+}
+
+function missingHeader(index: number, count: number, errors: ZipErrors): DsfetchError {
+  return errors.corrupt(
+    `has a damaged central directory (entry ${index + 1} of ${count} is missing or not a central directory header)`,
+  );
+}
+
+/**
+ * The central directory, read DIRECTORY_READ bytes at a time as its records are parsed, the
+ * part of a record a read cut off carried over to the next. Read whole into one Buffer of
+ * its declared size, a directory declaring 3.5 GB (one real record, then zeros; or a valid
+ * Zip64 one with 64 KiB extra fields and comments) took 3.5 GB of memory outside the V8 heap
+ * before its records were checked (review, 2026-12-06). Now memory is one window whatever the
+ * size, and at most one window past the last record is read: bytes no record explains are
+ * an error without reading them all.
+ * Each read is progress (the stall watchdog must see a slow read move: zip-in-worker.ts).
+ */
+class DirectoryWindow {
+  private readonly buffer: Buffer;
+  /** Directory offsets of the bytes buffer[0, end - start) holds. */
+  private start = 0;
+  private end = 0;
+  private readonly fd: ZipSource;
+  private readonly offset: number;
+  private readonly size: number;
+  private readonly errors: ZipErrors;
+  private readonly onProgress: () => void;
+
+  constructor(
+    fd: ZipSource,
+    offset: number,
+    size: number,
+    errors: ZipErrors,
+    onProgress: () => void,
+  ) {
+    this.fd = fd;
+    this.offset = offset;
+    this.size = size;
+    this.errors = errors;
+    this.onProgress = onProgress;
+    // A record (at most MAX_CENTRAL_RECORD bytes) always fits with what came before it.
+    this.buffer = Buffer.allocUnsafe(Math.min(size, DIRECTORY_READ));
+  }
+
+  /**
+   * Directory bytes [position, position + length), valid until the next call: positions only
+   * move forward, position + length <= size, length <= MAX_CENTRAL_RECORD.
+   */
+  view(position: number, length: number): Buffer {
+    if (position + length > this.end) {
+      const keep = this.end - position;
+      this.buffer.copyWithin(0, position - this.start, this.end - this.start);
+      const more = Math.min(this.buffer.length - keep, this.size - this.end);
+      readFully(this.fd, this.buffer, keep, more, this.offset + this.end, this.errors);
+      this.start = position;
+      this.end += more;
+      this.onProgress();
+    }
+    const from = position - this.start;
+    return this.buffer.subarray(from, from + length);
+  }
 }
 
 /** The name of `entry` exactly as stored, from its directory's `rawNames`. */

@@ -26,6 +26,8 @@
  *   Python gh-109858) are refused. No plain ratio limit: legitimate data (zero-filled arrays,
  *   sparse tensors) reaches deflate's maximum of ~1032:1, and the byte bound is the real
  *   protection; a declared ratio above what deflate can produce at all is refused as a lie.
+ *   Files and directories, those that paths imply included, are counted against maxEntries
+ *   before anything is written (checkDirectories).
  * - Writes: files 0644 (0755 when the Unix mode has an x bit), directories 0755, subject to
  *   the process umask like open(2); setuid/setgid/sticky bits and ownership are never applied;
  *   files are created with O_EXCL ('wx'); file times are not restored.
@@ -299,26 +301,7 @@ function planExtraction(
     }
     planned.push(item);
   }
-  // A file entry that is also a directory of another entry ("a" and "a/b"): whichever comes
-  // first wins with other tools, and the second would write through the first.
-  for (const item of planned) {
-    tick();
-    for (
-      let slash = item.path.indexOf("/");
-      slash !== -1;
-      slash = item.path.indexOf("/", slash + 1)
-    ) {
-      const prefix = item.path.slice(0, slash);
-      if (guard.isFile(prefix)) {
-        throw errors.entry(
-          "UNSAFE_PATH",
-          item.entry.name,
-          `would be written inside ${JSON.stringify(prefix)}, which is a file in the same archive`,
-          "rename the file or the directory and rebuild the archive",
-        );
-      }
-    }
-  }
+  checkDirectories(planned, guard, limits, errors, tick);
 
   // Layout: in file order, each entry's smallest possible extent (header + name + data) must
   // end before the next entry starts, and the last before the central directory. Overlapping
@@ -367,6 +350,66 @@ function planExtraction(
     );
   }
   return { plan: ordered, rawNames: directory.rawNames };
+}
+
+/**
+ * Every directory the extraction will create, explicit or implied by a path, counted with the
+ * files against maxEntries and checked against the files, all before the first write.
+ *
+ * Counted: implied parents cost inodes and directory blocks like entries, and were bounded by
+ * nothing: 100,000 empty files named `<i>/a/a/.../a/f` (62 levels) made 6.3 million directories
+ * from a 34 MB zip (review, 2026-12-06). Counted by exact path, as ensureDir creates them ("A"
+ * and "a" are two directories on Linux).
+ *
+ * Checked once per distinct directory: a file entry that is also another entry's directory
+ * ("a" and "a/b": whichever comes first wins with other tools, and the second would write
+ * through the first). Checking every prefix of every path again (slice, fold, hash) cost the
+ * depth times the length per entry, ~4x10^9 characters within the bound on names (review,
+ * 2026-12-06); an entry whose parent is known now costs one lookup, and each new directory one
+ * check.
+ */
+function checkDirectories(
+  planned: readonly Planned[],
+  guard: CollisionGuard,
+  limits: ExtractLimits,
+  errors: ZipErrors,
+  tick: () => void,
+): void {
+  const directories = new Set<string>();
+  let files = 0;
+  for (const item of planned) if (!item.directory) files++;
+  for (const item of planned) {
+    tick();
+    const path = item.path;
+    // The deepest directory this entry needs: itself, or its parent.
+    const deepest = item.directory ? path.length : path.lastIndexOf("/");
+    if (deepest <= 0 || directories.has(path.slice(0, deepest))) continue;
+    // Directories are added with all their parents: walk up to the first one known, then add
+    // the new ones from the top.
+    let known = deepest;
+    do known = path.lastIndexOf("/", known - 1);
+    while (known > 0 && !directories.has(path.slice(0, known)));
+    for (let end = path.indexOf("/", known + 1); ; end = path.indexOf("/", end + 1)) {
+      const directory = path.slice(0, end === -1 ? deepest : end);
+      if (guard.isFile(directory)) {
+        throw errors.entry(
+          "UNSAFE_PATH",
+          item.entry.name,
+          `would be written inside ${JSON.stringify(directory)}, which is a file in the same archive`,
+          "rename the file or the directory and rebuild the archive",
+        );
+      }
+      directories.add(directory);
+      if (files + directories.size > limits.maxEntries) {
+        throw errors.archive(
+          "ARCHIVE_INVALID",
+          `would create more than the limit of ${limits.maxEntries} entries: ${files} files and at least ${directories.size} directories, counting the directories its paths imply`,
+          "split the dataset into several archives, pack small files together (for example into shards), or flatten deep directory trees",
+        );
+      }
+      if (directory.length === deepest) break;
+    }
+  }
 }
 
 /** The per-entry policy that needs nothing but the central directory record. */

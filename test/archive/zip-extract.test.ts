@@ -38,6 +38,7 @@ import {
   endRecords,
   localRecord,
   resolveEntry,
+  unicodePathField,
   type ZipEntrySpec,
 } from "./zip-writer.ts";
 
@@ -286,6 +287,27 @@ describe("names and layout", () => {
     expect((await readdir(zipCase.dest)).sort()).toEqual(
       ["cpé.t", "flagged-é.txt", "raw-é.txt", unicodeName].sort(),
     );
+  });
+
+  it("keeps a leading byte order mark in a name, as unzip and Python's zipfile do (review, 2026-12-06)", async () => {
+    // TextDecoder strips a leading BOM by default: "\uFEFFlabels.csv" was published as
+    // "labels.csv", and beside a real labels.csv refused as a duplicate.
+    const legacy = Buffer.from("legacy.csv");
+    const zip = buildZip([
+      { name: "\uFEFFlabels.csv", data: "flagged" }, // non-ASCII: the UTF-8 flag is set
+      { name: "labels.csv", data: "plain" },
+      { name: Buffer.from("\uFEFFunflagged.csv"), data: "unflagged" },
+      { name: legacy, data: "unicode path", centralExtra: unicodePathField(legacy, "\uFEFFu.csv") },
+    ]);
+    const { zipCase } = await extractBuffer(zip, "bom");
+    expect((await readdir(zipCase.dest)).sort()).toEqual(
+      ["\uFEFFlabels.csv", "\uFEFFu.csv", "\uFEFFunflagged.csv", "labels.csv"].sort(),
+    );
+    const read = (name: string) => readFile(join(zipCase.dest, name), "utf8");
+    expect(await read("\uFEFFlabels.csv")).toBe("flagged");
+    expect(await read("labels.csv")).toBe("plain");
+    expect(await read("\uFEFFunflagged.csv")).toBe("unflagged");
+    expect(await read("\uFEFFu.csv")).toBe("unicode path");
   });
 
   it("an archive with no entries extracts nothing", async () => {

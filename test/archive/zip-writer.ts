@@ -265,3 +265,13 @@ export function buildZip(specs: readonly ZipEntrySpec[], options: ZipOptions = {
   }
   return Buffer.concat([...locals, cd, end]);
 }
+
+/** An Info-ZIP Unicode Path extra field (0x7075) naming `name` for the stored name `raw`. */
+export function unicodePathField(raw: Buffer, name: string): Buffer {
+  const field = Buffer.concat([Buffer.alloc(9), Buffer.from(name, "utf8")]);
+  field.writeUInt16LE(0x7075, 0);
+  field.writeUInt16LE(field.length - 4, 2);
+  field.writeUInt8(1, 4);
+  field.writeUInt32LE(crc32(raw), 5);
+  return field;
+}
