@@ -909,6 +909,16 @@ export class TarExtractor {
     // (16,384 headers in 8 MiB) may take minutes to create on a slow network filesystem.
     this.onProgress();
     this.entries++;
+    // Headers are bounded too, not only what they make: directory entries that make nothing
+    // (the root, a directory made already) came without end, each resetting the bound on
+    // metadata headers in a row (review of that change, 2026-12-06).
+    if (this.entries > this.limits.maxEntries) {
+      this.throwArchive(
+        name,
+        `is entry number ${this.entries}: the archive has more than the limit of ${this.limits.maxEntries} entries`,
+        HINT_TOO_MANY,
+      );
+    }
     if (makes) this.countMade(name);
     this.nameCharacters += name.length + linkTarget.length;
     const most = this.limits.maxNameCharacters ?? MAX_NAME_CHARACTERS;

@@ -36,6 +36,7 @@ import { Channel } from "../util/channel.ts";
 import { ChunkLedger } from "../util/chunk-ledger.ts";
 import { type Attempt, storageError } from "../volumes/attempt.ts";
 import type { WrittenFiles } from "../volumes/manifest.ts";
+import { SYNC_LIMIT_MS } from "../volumes/sync-tree.ts";
 import { stopGraceMs, watchProgress } from "./progress-watchdog.ts";
 
 export interface ExpandInput {
@@ -299,7 +300,9 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
         graceMs: stopGraceMs(input.tuning.extractStallTimeoutMs),
         dataset: spec.name,
         writing: zipPath,
-        bytes: Number.POSITIVE_INFINITY,
+        // After the last byte: its last sync and close, bounded as a plain object's are.
+        bytes: resolution.bytes,
+        tailMs: SYNC_LIMIT_MS,
       },
     );
   } catch (error) {

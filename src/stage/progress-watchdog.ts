@@ -41,11 +41,18 @@ export interface WatchOptions {
   /** What the download writes, for the message and the stuck-thread note. */
   readonly writing: string;
   /**
-   * Bytes the download receives in all: once they are in, the clock stops (what is left,
-   * hashing and syncing the file, trails the download by as much as the hash is slower than
-   * the link; found in review). An interrupt is still answered.
+   * Bytes the download receives in all: once they are in, the bound becomes `tailMs` (what is
+   * left, hashing and syncing the file, trails the download by as much as the hash is slower
+   * than the link; found in review). An interrupt is still answered.
    */
   readonly bytes: number;
+  /**
+   * The bound once every byte is in (at least `stallMs`); default: none, the clock stops. The
+   * file's last sync and its close report no progress and may be long on a slow disk (a
+   * whole dirty-page backlog: tens of GB on large-memory nodes), but a hung one must not go
+   * unwatched (review, 2026-12-06: an NFS close that hung left the dataset silent).
+   */
+  readonly tailMs?: number | undefined;
   /**
    * What stalled, for the error, when it is not a download: "<dataset>: <stalled> for N s"
    * (storage-calls.ts). The stuck-thread note is then this too.
@@ -70,6 +77,7 @@ export async function watchProgress<T>(
   options: WatchOptions,
 ): Promise<T> {
   const { signal, stallMs, graceMs, dataset, writing } = options;
+  const tailMs = options.tailMs ?? Number.POSITIVE_INFINITY;
   signal?.throwIfAborted();
   const stop = new AbortController();
   let last = performance.now();
@@ -95,10 +103,11 @@ export async function watchProgress<T>(
       // turn of this thread): that time is nobody's stall (as archive/thread-watchdog.ts).
       if (now - lastTick > period + Math.max(1000, period)) last = Math.max(last, now - period);
       lastTick = now;
-      if (received >= options.bytes || now - last <= stallMs) return;
+      const bound = (): number => (received >= options.bytes ? Math.max(stallMs, tailMs) : stallMs);
+      if (now - last <= bound()) return;
       // Bytes that arrived while this thread was busy are handled before the verdict.
       setImmediate(() => {
-        if (received < options.bytes && performance.now() - last > stallMs) resolve("stalled");
+        if (performance.now() - last > bound()) resolve("stalled");
       });
     }, period);
     timer.unref();
@@ -112,9 +121,11 @@ export async function watchProgress<T>(
       first === "stalled"
         ? new DsfetchError(
             "STALLED",
-            options.stalled === undefined
-              ? `${dataset}: the download made no progress for ${stallMs / 1000} s (no byte received, no retry: the writes to ${writing} did not finish, or the store sent nothing)`
-              : `${dataset}: ${options.stalled} for ${stallMs / 1000} s`,
+            options.stalled !== undefined
+              ? `${dataset}: ${options.stalled} for ${stallMs / 1000} s`
+              : received >= options.bytes
+                ? `${dataset}: every byte was received, but the last writes to ${writing} (its last sync, its close) did not finish within ${Math.max(stallMs, tailMs) / 1000} s`
+                : `${dataset}: the download made no progress for ${stallMs / 1000} s (no byte received, no retry: the writes to ${writing} did not finish, or the store sent nothing)`,
             {
               dataset,
               hint: STALLED_HINT,

@@ -76,6 +76,7 @@ import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
 import { freeBytes, type StorageProblem, sharedStorageProblem } from "../volumes/storage-check.ts";
+import { SYNC_LIMIT_MS } from "../volumes/sync-tree.ts";
 import {
   activeLeasesBeforeRemoval,
   makeBookkeepingDirs,
@@ -1249,10 +1250,12 @@ async function downloadInto(
       graceMs: stopGraceMs(tuning.extractStallTimeoutMs),
       dataset: spec.name,
       writing: destination,
-      // The clock never stops on a byte count: after the last byte come the file's last
-      // datasync and its close, where hung storage (NFS flushes at close) left the dataset
-      // silent for as long as it stayed hung (review, 2026-12-06).
-      bytes: Number.POSITIVE_INFINITY,
+      bytes: resolution.bytes,
+      // After the last byte come the file's last datasync and its close, which report no
+      // progress: bounded as publishing's sync is (a slow disk's whole dirty backlog), not
+      // unwatched (hung storage, NFS flushing at close, left the dataset silent for as long
+      // as it stayed hung: review, 2026-12-06).
+      tailMs: SYNC_LIMIT_MS,
     },
   );
   progress.addObject();
