@@ -252,10 +252,19 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     (ctx.versionId !== undefined &&
       (status === 404 || code === "InvalidArgument" || status === 400))
   ) {
+    // A HEAD's 400 has no body to say why: a bad version, or refused credentials (an
+    // expired session token answers 400 ExpiredToken), which only a GET would name (review,
+    // 2026-12-06).
+    const unexplained =
+      code === "NoSuchVersion" || code === "InvalidArgument"
+        ? ""
+        : " (or the request was refused: a 400 without a reason, e.g. an expired session token)";
     return make(
       "NO_SUCH_VERSION",
-      `${ctx.uri} has no version ${ctx.versionId ?? "(none given)"} (${statusText})`,
-      "check the versionId: `aws s3api list-object-versions` lists the versions that exist",
+      `${ctx.uri} has no version ${ctx.versionId ?? "(none given)"}${status === 400 ? unexplained : ""} (${statusText})`,
+      status === 400 && unexplained !== ""
+        ? "check the versionId (`aws s3api list-object-versions` lists the versions that exist) and that the credentials are still valid"
+        : "check the versionId: `aws s3api list-object-versions` lists the versions that exist",
     );
   }
   if (code === "NoSuchKey" || code === "NotFound" || status === 404) {
