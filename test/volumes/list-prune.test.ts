@@ -353,20 +353,23 @@ describe("failure records", () => {
   });
 });
 
+/** A partial download `name` in `tmp`, last touched `minutesAgo` (the storage's time). */
+async function plantAttempt(tmp: string, name: string, minutesAgo: number): Promise<void> {
+  const dir = join(tmp, name);
+  await mkdir(join(dir, "data"), { recursive: true });
+  await writeFile(join(dir, "data", "part.bin"), "partial");
+  const when = new Date(Date.now() - minutesAgo * 60_000);
+  await utimes(join(dir, "data"), when, when);
+  await utimes(dir, when, when);
+}
+
 describe("abandoned attempts", () => {
   it("of any dataset and host are removed by prune once idle past the bound; live and fresh ones stay", async () => {
     // A holder on another machine died while another worker took over and published: the
     // dataset was cached from then on, and its partial attempt stayed for good (review).
     const tmp = join(data, ".dsfetch", "tmp");
     await mkdir(tmp, { recursive: true });
-    const attempt = async (name: string, minutesAgo: number) => {
-      const dir = join(tmp, name);
-      await mkdir(join(dir, "data"), { recursive: true });
-      await writeFile(join(dir, "data", "part.bin"), "partial");
-      const when = new Date(Date.now() - minutesAgo * 60_000);
-      await utimes(join(dir, "data"), when, when);
-      await utimes(dir, when, when);
-    };
+    const attempt = (name: string, minutesAgo: number) => plantAttempt(tmp, name, minutesAgo);
     const here = hostLabel();
     await attempt("a.other-pod-1.7.0123456789abcdef", 120); // another host, idle 2 h
     await attempt("b.other-pod-2.7.1123456789abcdef", 1); // another host, fresh: may be live
@@ -390,14 +393,7 @@ describe("abandoned attempts, judged by the storage's clock", () => {
     // under it (review, 2026-12-06); one idle for 2 hours is removed whatever the clock.
     const tmp = join(data, ".dsfetch", "tmp");
     await mkdir(tmp, { recursive: true });
-    const attempt = async (name: string, minutesAgo: number) => {
-      const dir = join(tmp, name);
-      await mkdir(join(dir, "data"), { recursive: true });
-      await writeFile(join(dir, "data", "part.bin"), "partial");
-      const when = new Date(Date.now() - minutesAgo * 60_000);
-      await utimes(join(dir, "data"), when, when);
-      await utimes(dir, when, when);
-    };
+    const attempt = (name: string, minutesAgo: number) => plantAttempt(tmp, name, minutesAgo);
     await attempt("a.other-pod-1.7.0123456789abcdef", 120);
     await attempt("b.other-pod-2.7.1123456789abcdef", 1);
     const storageTime = Date.now.bind(Date);
