@@ -4,15 +4,15 @@
 // `--datasets -`; `run` started its command after a signal that came as it looked at the
 // shared storage; `--json` after `run`'s "--" turned its errors into JSON on stdout).
 
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
-import { exists, until } from "../harness/cli-process.ts";
+import { runCli } from "../harness/cli.ts";
+import { exists, start, until } from "../harness/cli-process.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
 let root: string;
@@ -47,27 +47,14 @@ function startCli(
   env: Record<string, string | undefined>,
   stdin?: string,
 ): { child: ChildProcess; ended: Promise<Ended> } {
-  const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
-    env: baseEnv(env),
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  if (stdin !== undefined) child.stdin?.end(stdin);
+  const started = start(args, env, stdin ?? null);
+  const { child } = started;
   const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  const ended = new Promise<Ended>((resolve) =>
-    child.on("close", (code, signal) => {
-      clearTimeout(killer);
-      child.stdin?.destroy();
-      resolve({ code, signal, stdout, stderr });
-    }),
-  );
+  const ended = started.exit.then(({ code, signal }) => {
+    clearTimeout(killer);
+    child.stdin?.destroy();
+    return { code, signal, stdout: started.stdout(), stderr: started.stderr() };
+  });
   return { child, ended };
 }
 

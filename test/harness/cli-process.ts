@@ -49,11 +49,12 @@ export interface Started {
 /**
  * Starts dsfetch with `args`. `ownGroup`: in a process group of its own, so that stopGroup()
  * ends it and whatever it started (a test that failed halfway leaves no command running).
+ * `stdin`: written and closed; null leaves standard input open (a `--datasets -` that waits).
  */
 export function start(
-  args: string[],
-  env: Record<string, string>,
-  stdin = "",
+  args: readonly string[],
+  env: Record<string, string | undefined>,
+  stdin: string | null = "",
   ownGroup = false,
 ): Started {
   const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
@@ -69,7 +70,7 @@ export function start(
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
     stderr += chunk;
   });
-  child.stdin?.end(stdin);
+  if (stdin !== null) child.stdin?.end(stdin);
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>(
     (resolve) => child.on("close", (code, signal) => resolve({ code, signal, at: Date.now() })),
   );
