@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
-import { exists, start, until } from "../harness/cli-process.ts";
+import { exists, jobArgs, start, until } from "../harness/cli-process.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
 let root: string;
@@ -354,21 +354,7 @@ describe("run: a signal as it looks at the shared storage", () => {
       const marker = join(root, "run.marker");
       const started = join(root, "run.command-started");
       const { child, ended } = startCli(
-        [
-          "run",
-          "--datasets",
-          "-",
-          "--storage-root",
-          storage,
-          "--team",
-          "ml",
-          "--mount-root",
-          join(storage, "mnt"),
-          "--",
-          "sh",
-          "-c",
-          `echo started > ${started}`,
-        ],
+        jobArgs(storage, ["sh", "-c", `echo started > ${started}`]),
         // The check's access() on the dataset (shared storage, as root) takes 2 s.
         { ...testEnv(), NODE_OPTIONS: slowCalls("access", `^${data}/labels$`, 2000, marker) },
         JSON.stringify([{ uri: `s3://${bucket}/labels/` }]),

@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
+import { jobArgs } from "../harness/cli-process.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
 const scratch = mkdtempSync(join(tmpdir(), "dsfetch-main-watchdog-"));
@@ -334,31 +335,15 @@ describe("the dsfetch command", () => {
     // Review, 2026-12-06: README says `run` prints nothing on stdout, --json or not.
     const storage = join(scratch, "stuck-run");
     mkdirSync(storage, { recursive: true });
-    const result = await runCli(
-      [
-        "run",
-        "--json",
-        "--datasets",
-        "-",
-        "--storage-root",
-        storage,
-        "--team",
-        "ml",
-        "--mount-root",
-        join(storage, "mnt"),
-        "--",
-        "true",
-      ],
-      {
-        stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
-        env: {
-          ...testEnv(),
-          DSFETCH_MAIN_THREAD_TIMEOUT: "1",
-          NODE_OPTIONS: blockingMkdir("/hangs-here", "Infinity"),
-        },
-        timeoutMs: 40_000,
+    const result = await runCli(["run", "--json", ...jobArgs(storage, ["true"]).slice(1)], {
+      stdin: JSON.stringify([{ uri: `s3://${bucket}/folder/` }]),
+      env: {
+        ...testEnv(),
+        DSFETCH_MAIN_THREAD_TIMEOUT: "1",
+        NODE_OPTIONS: blockingMkdir("/hangs-here", "Infinity"),
       },
-    );
+      timeoutMs: 40_000,
+    });
     expect(result.signal).toBe("SIGKILL");
     expect(result.stderr).toMatch(/dsfetch's main thread has not run for 1 s/);
     expect(result.stdout).toBe("");
