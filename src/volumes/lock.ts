@@ -27,11 +27,16 @@
  *   acdirmax 60 s: a waiter may see a refreshed mtime only that late);
  * - a holder of this host whose process is gone is taken over once it missed a refresh (its
  *   clock is ours, so the mtime's age is true).
- * The library itself never judges by the wall clock (`libraryFs`): it takes over only a lock
- * whose mtime a waiter set to the epoch after judging it stale as above.
+ * The library itself never judges a lock stale (`libraryFs`). A waiter that judged one stale
+ * takes it over itself, through a claim (`takeOver`): one mkdir that only one waiter wins per
+ * judged lock, then the removal of that very lock; whoever makes the lock afresh (mkdir, atomic)
+ * holds it. Why: the library's own takeover is a look, then a removal: 16 waiters that judged a
+ * dead holder's lock stale at once removed each other's fresh locks, and two to several of them
+ * downloaded the dataset (found in review, 2026-12-06; reproduced with 16 processes: two
+ * downloads every time).
  */
 import fs from "node:fs";
-import { mkdir, readFile, rm, rmdir, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import lockfile from "proper-lockfile";
@@ -101,10 +106,13 @@ export interface AcquireOptions {
 
 const holderPath = (lockPath: string) => `${lockPath}.holder.json`;
 
-/** The mtime a waiter gives a lock it judged stale, for the library to take it over. */
-const EPOCH = new Date(0);
-/** An mtime this early was set by a waiter (`EPOCH`; storage of 1 s precision rounds it). */
+/**
+ * An mtime this early was set by a waiter of dsfetch before 2026-12-06, which aged a lock to
+ * the epoch for the library to take over (storage of 1 s precision rounds it).
+ */
 const AGED_BEFORE_MS = 1_000;
+/** Claims on one judged lock, one per level (`takeOver`): more means claimers keep dying. */
+const MAX_CLAIM_LEVELS = 16;
 
 /** What one look at the lock saw: its inode and mtime, as this waiter's storage shows them. */
 interface Look {
@@ -143,6 +151,8 @@ export async function acquireLock(
   let atBound: { readonly look: Look | undefined } | undefined;
   /** The lock was found gone at the last look (released): tried again at once, not twice. */
   let foundGone = false;
+  /** Other waiters' claims (`takeOver`) as this waiter has watched them. */
+  const claims: WatchedClaims = new Map();
   for (;;) {
     let intact = true;
     let givenUp = false;
@@ -242,7 +252,9 @@ export async function acquireLock(
       seen !== undefined &&
       now - seen.since >= (looksOld ? confirmationMs : staleMs) &&
       takenOver(
-        await call(`taking over ${lockPath} (not refreshed)`, () => ageLock(lockPath, seen)),
+        await call(`taking over ${lockPath} (not refreshed)`, () =>
+          takeOver(lockPath, seen, claims, confirmationMs),
+        ),
         lockPath,
         dataset,
         holder,
@@ -266,7 +278,9 @@ export async function acquireLock(
       seen.looks >= 2 &&
       Date.now() - seen.mtimeMs > updateMs(timing.staleMs) + 1_000 &&
       takenOver(
-        await call(`taking over ${lockPath} (its holder is gone)`, () => ageLock(lockPath, seen)),
+        await call(`taking over ${lockPath} (its holder is gone)`, () =>
+          takeOver(lockPath, seen, claims, confirmationMs),
+        ),
         lockPath,
         dataset,
         holder,
@@ -336,11 +350,12 @@ function confirmMs(staleMs: number): number {
 
 /**
  * The `fs` proper-lockfile is given. The library judges a lock stale when its mtime is older
- * than `stale` by the caller's wall clock: wrong under clock skew (top of this file). Until
- * this call has made the lock directory, its look at an existing lock answers "held" unless
- * a waiter aged that lock to the epoch, whatever the mtime's age; once the lock is ours, its
- * looks are the real ones, so that the holder's refresh and its check that the mtime is
- * still the one it wrote (else onCompromised) work as they are.
+ * than `stale` by the caller's wall clock (wrong under clock skew), and takes it over by a
+ * look then a removal (several waiters at once each end up holding it): top of this file.
+ * Until this call has made the lock directory, its look at an existing lock answers "held",
+ * whatever the mtime; once the lock is ours, its looks are the real ones, so that the
+ * holder's refresh and its check that the mtime is still the one it wrote (else
+ * onCompromised) work as they are.
  */
 function libraryFs() {
   let ours = false;
@@ -355,7 +370,7 @@ function libraryFs() {
       callback: (error: NodeJS.ErrnoException | null, stats?: fs.Stats) => void,
     ) =>
       fs.stat(path, (error, stats) => {
-        if (error !== null || ours || stats.mtimeMs < AGED_BEFORE_MS) callback(error, stats);
+        if (error !== null || ours) callback(error, stats);
         else {
           callback(
             Object.assign(new Error("Lock file is already being held"), {
@@ -386,37 +401,82 @@ function sameLook(a: Look, b: Look): boolean {
   return a.ino === b.ino && a.mtimeMs === b.mtimeMs;
 }
 
+/** Claims this waiter found made by others: path -> their inode, first seen (performance.now()). */
+type WatchedClaims = Map<string, { readonly ino: number; readonly since: number }>;
+
 /**
- * Sets the lock's mtime to the epoch, so that proper-lockfile takes it over as stale (the
- * only lock it judges so: `libraryFs`), if it is still the very lock judged: looked at again
- * first, since another waiter may have taken it over meanwhile (a race lost anyway costs a
- * second download, never a corrupt dataset). True when the lock should be tried again at
- * once: aged, gone, or changed since it was judged (then looked at anew).
+ * Takes over the lock judged stale as `judged`, if it is still that very lock: claims it
+ * first, with a mkdir that one waiter alone wins (`<lock>.takeover-<inode>-<mtime>-<level>`,
+ * beside the lock), then looks again and removes it; the claim goes once the lock is gone.
+ * A waiter whose claim was refused (another's) goes back to waiting: the lock is gone by its
+ * next look, or still the same. A claim that stayed for `confirmationMs` as this waiter saw it
+ * (its claimer died between its mkdir and the removal) is passed over by claiming the next
+ * level. True when the lock should be tried again at once: removed, gone, or changed since it
+ * was judged (then looked at anew).
  */
-async function ageLock(lockPath: string, judged: Look): Promise<boolean | "refused"> {
+async function takeOver(
+  lockPath: string,
+  judged: Look,
+  claims: WatchedClaims,
+  confirmationMs: number,
+): Promise<boolean | "refused"> {
   const now = await lookAt(lockPath);
   if (now === undefined) return false;
   if (now === "gone" || !sameLook(now, judged)) return true;
+  const passedOver: string[] = [];
+  let claim: string | undefined;
+  for (let level = 1; level <= MAX_CLAIM_LEVELS && claim === undefined; level++) {
+    const path = `${lockPath}.takeover-${judged.ino}-${Math.round(judged.mtimeMs)}-${level}`;
+    const made = await mkdir(path).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => error.code ?? "EIO",
+    );
+    if (made === true) claim = path;
+    else if (made === "EACCES" || made === "EPERM" || made === "EROFS") return "refused";
+    else if (made !== "EEXIST" || !(await abandoned(path, claims, confirmationMs))) return false;
+    else passedOver.push(path);
+  }
+  if (claim === undefined) return false;
   try {
-    await utimes(lockPath, EPOCH, EPOCH);
-    return true;
-  } catch {
-    // Another user's lock: only its owner may set its times. Removed instead, as the library
-    // would remove a stale lock (the locks directory is writable, or we could not lock).
-    return rmdir(lockPath).then(
+    const again = await lookAt(lockPath);
+    if (again === undefined) return false;
+    if (again === "gone" || !sameLook(again, judged)) return true;
+    return await rmdir(lockPath).then(
       () => true,
       (error: NodeJS.ErrnoException) =>
         error.code === "ENOENT" ||
         (error.code === "EACCES" || error.code === "EPERM" ? "refused" : false),
     );
+  } finally {
+    for (const path of [claim, ...passedOver]) await rmdir(path).catch(() => {});
   }
+}
+
+/**
+ * Whether another waiter's claim has stayed (the same inode) for `confirmationMs` of this
+ * waiter's clock: its claimer would have removed it within a few storage calls.
+ */
+async function abandoned(
+  path: string,
+  claims: WatchedClaims,
+  confirmationMs: number,
+): Promise<boolean> {
+  const look = await lookAt(path);
+  if (look === "gone" || look === undefined) return false;
+  const now = performance.now();
+  const watched = claims.get(path);
+  if (watched === undefined || watched.ino !== look.ino) {
+    claims.set(path, { ino: look.ino, since: now });
+    return false;
+  }
+  return now - watched.since >= confirmationMs;
 }
 
 /** A stale lock this user may not take over (takenOver). */
 export class StaleLockNotOurs extends DsfetchError {}
 
 /**
- * Whether a takeover (ageLock) went through; a takeover this user may not make is an error:
+ * Whether a takeover (takeOver) went through; a takeover this user may not make is an error:
  * the lock never changes then, and a waiter looked at it forever, past its bound (the wait
  * ends only on a lock that stops looking stale: review, 2026-12-06). Seen where one user's
  * umask made the locks directory (0755) of a storage that several users share.
@@ -434,7 +494,7 @@ function takenOver(
     `${dataset}: the lock ${lockPath} of ${describeHolder(holder)} is stale (unchanged for ${Math.round(unchangedMs / 1000)} s), and this user may not take it over: it belongs to another user, in a directory this user cannot write (permission denied)`,
     {
       dataset,
-      hint: `remove it as its owner or as root (rmdir ${lockPath}); let every user of the storage write ${dirname(lockPath)} (e.g. a shared group and chmod 2775, or chmod 1777)`,
+      hint: `remove it as its owner or as root (rmdir ${lockPath}); let every user of the storage write ${dirname(lockPath)} (e.g. a shared group and chmod 2775; not 1777: its sticky bit lets no user remove another's stale lock)`,
     },
   );
 }
