@@ -11,12 +11,15 @@ import { type EventListener, ignoreEvents } from "../events.ts";
 import { ClientPool } from "../fetch/client.ts";
 import { resolveInBucketRegion } from "../fetch/region-redirect.ts";
 import { mapLimit } from "../util/map-limit.ts";
+import { abandonedAfterMs, abandonedAttempts } from "../volumes/cleanup.ts";
 import { ensureDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
 import { noRoomNow } from "../volumes/failure-record.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
+import type { DatasetLocation } from "../volumes/layout.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
 import { freeBytes, sharedStorageProblem } from "../volumes/storage-check.ts";
+import { bytesUnder } from "../volumes/tree-bytes.ts";
 import { activeLeases, unreadableLeases } from "../volumes/usage.ts";
 import {
   errorOf,
@@ -51,6 +54,11 @@ export interface PlanOptions {
   storageCalls?: (dataset: string) => StorageCall;
   /** fetch's bound on an archive's expansion in shared storage (DSFETCH_MAX_EXPANDED_SIZE). */
   maxExpandedBytes?: number | undefined;
+  /**
+   * DSFETCH_LOCK_STALE: with it, when another container's partial download on an ephemeral
+   * volume is old enough for fetch to remove (volumes/cleanup.ts abandonedAfterMs).
+   */
+  lockStaleMs?: number | undefined;
 }
 
 export interface PlanResult {
@@ -191,7 +199,16 @@ export async function plan(
           const root = dirname(location.path);
           const needed = resolution.bytes + (declared?.bytes ?? 0);
           const free = await call(`checking the free space of ${root}`, () => freeBytes(root));
-          if (free !== undefined && needed > free) {
+          // fetch first removes the partial downloads of runs that are over (a job killed
+          // mid-download: stage-dataset.ts), then checks: their room counts as free here
+          // (plan said NO_SPACE where fetch then fitted).
+          const reclaimable =
+            free !== undefined && needed > free
+              ? await call(`reading ${location.tmpDir}`, () =>
+                  leftoverBytes(location, options.lockStaleMs),
+                )
+              : 0;
+          if (free !== undefined && needed > free + reclaimable) {
             ephemeralRoom = errorOf(
               new DsfetchError(
                 "NO_SPACE",
@@ -304,4 +321,18 @@ function zipOverBound(
       },
     ),
   );
+}
+
+/** Bytes of the partial downloads fetch would remove before staging (its clean-up's rule). */
+async function leftoverBytes(
+  location: DatasetLocation,
+  lockStaleMs: number | undefined,
+): Promise<number> {
+  const paths = await abandonedAttempts(
+    location,
+    lockStaleMs === undefined ? Number.POSITIVE_INFINITY : abandonedAfterMs(lockStaleMs),
+  );
+  let total = 0;
+  for (const path of paths) total += await bytesUnder(path);
+  return total;
 }

@@ -3,7 +3,7 @@
  * otherwise download into a private attempt directory, verify, and publish atomically.
  * Nothing half-done is ever visible at the final path; a failure removes the attempt.
  */
-import { lstat, readdir } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
@@ -47,7 +47,7 @@ import {
   keepAttemptFresh,
   storageError,
 } from "../volumes/attempt.ts";
-import { cleanAbandonedAttempts } from "../volumes/cleanup.ts";
+import { abandonedAfterMs as abandonedAfter, cleanAbandonedAttempts } from "../volumes/cleanup.ts";
 import { EarlyWriteback, SETTLE_LIMIT_MS } from "../volumes/early-writeback.ts";
 import { ensureDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
 import {
@@ -77,6 +77,7 @@ import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
 import { freeBytes, type StorageProblem, sharedStorageProblem } from "../volumes/storage-check.ts";
 import { SYNC_LIMIT_MS } from "../volumes/sync-tree.ts";
+import { bytesUnder } from "../volumes/tree-bytes.ts";
 import {
   activeLeasesBeforeRemoval,
   makeBookkeepingDirs,
@@ -522,7 +523,7 @@ async function stageOn(
   }
   checkSupported(spec, resolution, target, fallback);
   /** Another host's (or container's) attempt is abandoned once untouched this long. */
-  const abandonedAfterMs = Math.max(10 * 60_000, 4 * context.tuning.lock.staleMs);
+  const abandonedAfterMs = abandonedAfter(context.tuning.lock.staleMs);
   if (target.volume === "ephemeral") {
     // A job killed mid-download (out of memory, evicted) left its partial download in the
     // volume, which outlives the container (emptyDir): only a lock holder cleaned up, and
@@ -1021,23 +1022,6 @@ function manifestIdentity(manifest: Manifest | undefined): string | undefined {
     manifest.versionId ?? null,
     manifest.kind === "prefix" ? manifest.listingDigest : null,
   ]);
-}
-
-async function bytesUnder(dir: string): Promise<number> {
-  let total = 0;
-  const walk = async (at: string): Promise<void> => {
-    for (const entry of await readdir(at, { withFileTypes: true }).catch(() => [])) {
-      const path = join(at, entry.name);
-      if (entry.isDirectory()) await walk(path);
-      else if (entry.isFile())
-        total += await lstat(path).then(
-          (s) => s.size,
-          () => 0,
-        );
-    }
-  };
-  await walk(dir);
-  return total;
 }
 
 /** Why a dataset goes to an ephemeral volume after shared storage was found full. */

@@ -17,6 +17,15 @@ const ASIDE_NAME = /^(?:replaced|pruned)\.[0-9a-f]{12}(?:\.json)?$/;
 /** A birth-time probe named by a dsfetch before 2026-12-05 (occupant.ts names them now). */
 const OLD_BIRTH_PROBE = /^\.birth-probe-[A-Za-z0-9]{6}$/;
 
+/**
+ * How long another host's (or container's) attempt must stay untouched to be taken for
+ * abandoned by a lock holder, an ephemeral volume's staging, or `plan`: ten minutes, or four
+ * stale bounds of the lock if longer.
+ */
+export function abandonedAfterMs(lockStaleMs: number): number {
+  return Math.max(10 * 60_000, 4 * lockStaleMs);
+}
+
 export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -43,6 +52,37 @@ export async function cleanAbandonedAttempts(
    */
   everyDataset = false,
 ): Promise<number> {
+  const paths = await abandonedAttempts(
+    location,
+    abandonedAfterMs,
+    progressed,
+    signal,
+    everyDataset,
+  );
+  let removed = 0;
+  for (const path of paths) {
+    if (signal?.aborted === true) break;
+    await removeTreeReporting(path, progressed, signal).catch(() => removeTree(path));
+    removed += 1;
+  }
+  // Pending manifests of attempts now gone, naming no tree at the path (occupant.ts).
+  if (signal?.aborted !== true) await removeStalePending(location).catch(() => 0);
+  progressed();
+  return removed;
+}
+
+/**
+ * What cleanAbandonedAttempts would remove (the same arguments), removing nothing: `plan`
+ * counts their room as free on an ephemeral volume, as fetch finds it after its clean-up.
+ * Never throws (an unreadable directory holds nothing abandoned).
+ */
+export async function abandonedAttempts(
+  location: DatasetLocation,
+  abandonedAfterMs: number,
+  progressed: () => void = () => {},
+  signal?: AbortSignal,
+  everyDataset = false,
+): Promise<string[]> {
   const dirName = basename(location.path);
   // Attempts name long datasets by a shortened name; a dsfetch before 2026-12-05 wrote the
   // whole name (review: its leftovers of long names were never removed).
@@ -52,7 +92,7 @@ export async function cleanAbandonedAttempts(
   try {
     names = await readdir(location.tmpDir);
   } catch {
-    return 0;
+    return [];
   }
   progressed();
   // Heartbeats are the storage's times: judged by its clock, read once, when first needed.
@@ -62,7 +102,7 @@ export async function cleanAbandonedAttempts(
     clock ??= storageClock(location.tmpDir);
     return idleOnStorageFor(path, ms, await clock);
   };
-  let removed = 0;
+  const found: string[] = [];
   for (const name of names) {
     const parsed = parseAttemptName(name);
     const path = join(location.tmpDir, name);
@@ -88,15 +128,9 @@ export async function cleanAbandonedAttempts(
     }
     progressed();
     if (signal?.aborted === true) break;
-    if (abandoned) {
-      await removeTreeReporting(path, progressed, signal).catch(() => removeTree(path));
-      removed += 1;
-    }
+    if (abandoned) found.push(path);
   }
-  // Pending manifests of attempts now gone, naming no tree at the path (occupant.ts).
-  if (signal?.aborted !== true) await removeStalePending(location).catch(() => 0);
-  progressed();
-  return removed;
+  return found;
 }
 
 /** Untouched for longer than `ms` by the storage's clock `now` (storage-clock.ts). */

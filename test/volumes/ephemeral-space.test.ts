@@ -83,17 +83,21 @@ describe("ephemeral volume on a disk with too little free space", () => {
 
 describe("ephemeral volume holding the partial download of a run that was killed", () => {
   /**
-   * `dsfetch fetch --json` of a 400 KiB object into an ephemeral volume on a 1 MiB tmpfs that
-   * holds a 700 KiB partial download, the attempt `attempt` of the dataset (as a job killed
-   * mid-download leaves it; the volume outlives the container).
+   * `dsfetch fetch --json` (or `plan`) of a 400 KiB object into an ephemeral volume on a 1 MiB
+   * tmpfs that holds a 700 KiB partial download, the attempt `attempt` of the dataset (as a
+   * job killed mid-download leaves it; the volume outlives the container).
    */
-  async function afterAKilledRun(dirName: string, attempt: string) {
+  async function afterAKilledRun(
+    dirName: string,
+    attempt: string,
+    command: "fetch" | "plan" = "fetch",
+  ) {
     const small = join(root, dirName);
     await mkdir(small);
     const result = await runCliWithMounts(
       'mount -t tmpfs -o size=1m tmpfs "$1" && mkdir -p "$1/eph/.dsfetch/tmp/$2/data" && head -c 716800 /dev/zero > "$1/eph/.dsfetch/tmp/$2/data/part.bin"',
       [small, attempt],
-      ["fetch", "--ephemeral-root", join(small, "eph"), "--json"],
+      [command, "--ephemeral-root", join(small, "eph"), "--json"],
       {
         ...testEnv(),
         DSFETCH_DATASETS: JSON.stringify([
@@ -103,7 +107,11 @@ describe("ephemeral volume holding the partial download of a run that was killed
     );
     const dataset = (
       JSON.parse(result.stdout) as {
-        datasets: Array<{ bytes?: number; error?: { code: string; hint?: string } }>;
+        datasets: Array<{
+          bytes?: number;
+          cached?: boolean;
+          error?: { code: string; message: string; hint?: string };
+        }>;
       }
     ).datasets[0];
     return { result, dataset };
@@ -134,5 +142,27 @@ describe("ephemeral volume holding the partial download of a run that was killed
     expect(dataset?.error?.hint).toMatch(
       /\/eph\/\.dsfetch\/tmp holds 1 partial download\(s\) of other runs .*removed once untouched for 10 min/,
     );
+  });
+
+  it("plan agrees with fetch: a dead process's leftover counts as free (plan said NO_SPACE where fetch fitted)", async () => {
+    const { result, dataset } = await afterAKilledRun(
+      "plan-killed-here",
+      `set.${hostLabel()}.2147483646.0123456789abcdef`,
+      "plan",
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect(dataset, result.stdout).toMatchObject({ bytes: 400 * 1024, cached: false });
+    expect(dataset?.error).toBeUndefined();
+  });
+
+  it("plan agrees with fetch: another container's recent leftover is not free, NO_SPACE", async () => {
+    const { result, dataset } = await afterAKilledRun(
+      "plan-killed-elsewhere",
+      "set.other-container-ns4026532000-b0123456789ab.7.0123456789abcdef",
+      "plan",
+    );
+    expect(result.code, result.stderr).toBe(7);
+    expect(dataset?.error?.code).toBe("NO_SPACE");
+    expect(dataset?.error?.message).toMatch(/^set: needs 400\.0 KiB \(409600 bytes\) but /);
   });
 });
