@@ -195,6 +195,7 @@ export async function extractZip(
       errors,
       options.onProgress ?? (() => {}),
     );
+    checkPathLengths(plan, destination, errors);
     checkFreeSpace(plan, destination, dataset);
     return await new Extractor(fd, fileSize, rawNames, destination, limits, errors, options).run(
       plan,
@@ -215,6 +216,29 @@ export async function extractZip(
  * volume at once: stage-dataset.ts). Declared sizes are a lower bound of the space needed
  * (blocks, directories); a lie is caught while writing (each entry is held to its size).
  */
+/** The longest path Linux takes in a call: PATH_MAX (4096) with its terminating NUL. */
+const PATH_MAX_BYTES = 4095;
+
+/**
+ * Entries within maxPathBytes whose path under the destination is longer than Linux takes:
+ * refused before anything is written, as the archive's doing. They failed mid-extraction with
+ * ENAMETOOLONG, reported as STORAGE with a permissions hint (review, 2026-12-06; tar's
+ * streaming extractor says the same when it meets one: tar-extract.ts throwFs).
+ */
+function checkPathLengths(plan: readonly Planned[], destination: string, errors: ZipErrors): void {
+  const base = Buffer.byteLength(destination, "utf8") + 1;
+  for (const item of plan) {
+    const length = base + Buffer.byteLength(item.path, "utf8");
+    if (length <= PATH_MAX_BYTES) continue;
+    throw errors.entry(
+      "ARCHIVE_INVALID",
+      item.path,
+      `has a path too long for the filesystem once under the dataset's directory (${length} bytes with ${destination}/; Linux takes at most ${PATH_MAX_BYTES})`,
+      "nothing was published: shorten the archive's paths (Linux takes at most 4096 bytes for a whole path, and 255 for one name)",
+    );
+  }
+}
+
 function checkFreeSpace(plan: readonly Planned[], destination: string, dataset: string): void {
   let declared = 0;
   for (const item of plan) if (!item.directory) declared += item.entry.uncompressedSize;
