@@ -58,8 +58,20 @@ const NONE: Parameters<typeof k8sOptionsFrom>[0] = {
 };
 
 describe("dsfetch k8s", () => {
-  it("prints the ConfigMap and the fragment as YAML on stdout; on stderr only that init mode holds nothing while training runs", async () => {
+  it("renders the native sidecar by default: it holds the datasets (leases) while training runs, no note", async () => {
     const result = await run(["--team", "vision"], { storageClaim: "shared" });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toBe("");
+    const fragment = parseAllDocuments(result.stdout).map((doc) => doc.toJS())[1];
+    expect(fragment.initContainers).toHaveLength(1);
+    expect(fragment.initContainers[0]).toMatchObject({
+      restartPolicy: "Always",
+      args: expect.arrayContaining(["sidecar"]),
+    });
+  });
+
+  it("prints the ConfigMap and the fragment as YAML on stdout; on stderr only that init mode holds nothing while training runs", async () => {
+    const result = await run(["--team", "vision"], { storageClaim: "shared", mode: "init" });
     expect(result.code).toBe(0);
     // Review, 2026-12-06: the init container's leases end with it; the README said nothing.
     expect(result.stderr).toBe(
@@ -131,7 +143,7 @@ describe("dsfetch k8s", () => {
     });
     const defaults = k8sOptionsFrom(NONE, { storageClaim: "s" }, "9.9.9").options;
     expect(defaults).toMatchObject({
-      mode: "init",
+      mode: "sidecar",
       image: "dsfetch:9.9.9",
       mountRoot: "/data",
       ephemeralRoot: "/mnt/dsfetch-ephemeral",
@@ -163,7 +175,12 @@ describe("dsfetch k8s", () => {
       /--workers: "two" is not a whole number/,
     ],
     ["a bad --port", { mode: "sidecar", port: "http" }, {}, /--port: "http" is not a whole number/],
-    ["--port with --mode init", { port: "9100" }, {}, /--port does nothing with --mode init/],
+    [
+      "--port with --mode init",
+      { mode: "init", port: "9100" },
+      {},
+      /--port does nothing with --mode init/,
+    ],
     [
       "--timeout with --mode init",
       { mode: "init" },

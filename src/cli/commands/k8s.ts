@@ -45,7 +45,7 @@ export const K8S_ARG_OPTIONS = {
 
 /** The k8s flags as given on the command line (validated by k8sOptionsFrom). */
 export interface K8sFlags {
-  /** --mode init|sidecar (default init). */
+  /** --mode init|sidecar (default sidecar). */
   mode?: string | undefined;
   /** --image <ref> (default dsfetch:<package version>). */
   image?: string | undefined;
@@ -95,7 +95,8 @@ export const K8S_HELP = `  dsfetch k8s --datasets <file|-> --team <t> (--storage
                                              that run dsfetch beside a training container
 
 k8s flags:
-  --mode <init|sidecar>    init container running fetch (default), or native sidecar (k8s >= 1.29)
+  --mode <init|sidecar>    native sidecar holding the datasets while training runs (default;
+                           Kubernetes >= 1.29), or an init container running fetch
   --image <ref>            dsfetch image (default dsfetch:<version>)
   --storage-claim <pvc>    shared storage: an existing ReadWriteMany PersistentVolumeClaim
   --storage-nfs <host>:<path>  shared storage: an NFS export
@@ -278,7 +279,12 @@ function fragmentBody(fragment: PodFragment): Omit<PodFragment, "configMap"> {
 const MODES: readonly K8sMode[] = ["init", "sidecar"];
 
 function parseMode(value: string | undefined): K8sMode {
-  if (value === undefined) return "init";
+  // The sidecar by default: an init container's leases end before training starts, and a
+  // prune or a refresh could remove or replace a dataset under the pods reading it (review,
+  // 2026-12-06). Native sidecars are on by default since Kubernetes 1.29 (December 2023);
+  // an older API server refuses the pod outright (restartPolicy on an init container), it
+  // never runs it without the sidecar.
+  if (value === undefined) return "sidecar";
   if ((MODES as readonly string[]).includes(value)) return value as K8sMode;
   const suggestion = closest(value, MODES);
   throw new DsfetchError("USAGE", `--mode: ${JSON.stringify(value)} is not a mode`, {
