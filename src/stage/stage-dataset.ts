@@ -517,6 +517,11 @@ async function stageOn(
       ));
     if (held) roomCheckUnderLock = true;
     else if (problem !== undefined) {
+      // Published since this worker looked, its holder gone: the room it took is why there is
+      // none. Used, not downloaded again on an ephemeral volume (review, 2026-12-06: workers
+      // started a little after the first fell back on storage that holds about one copy).
+      const published = problem.space === true ? await reuse(resolution) : undefined;
+      if (published !== undefined) return published;
       const reused = await fallBack(problem.reason);
       if (reused !== undefined) return reused;
     }
@@ -578,12 +583,18 @@ async function stageOn(
     }
     throw error;
   };
-  if (target.volume === "shared") {
+  // "Done" (published while this worker waited) is followed by a reuse; when that finds it
+  // gone again (a prune, a refresh between the two looks), the lock is taken as usual, the
+  // look for "done" off: every waiter went on to download without the lock (review,
+  // 2026-12-06: up to one download per waiter).
+  for (let lookForDone = true; target.volume === "shared" && lock === undefined; ) {
     const outcome = await acquireLock(target.location.lockPath, spec.name, {
       timing: context.tuning.lock,
       signal: context.signal,
       call,
-      isDone: async () => isCached(resolution, await inspectStaged(target.location)),
+      isDone: lookForDone
+        ? async () => isCached(resolution, await inspectStaged(target.location))
+        : undefined,
       onWait: (report) => {
         const { holder } = report;
         const known = (seen: Holder) =>
@@ -608,6 +619,11 @@ async function stageOn(
         }),
     }).catch(fullToFallback);
     if (outcome.kind === "acquired") lock = outcome.lock;
+    else {
+      const reused = await reuse(resolution);
+      if (reused !== undefined) return reused;
+      lookForDone = false;
+    }
   }
   /** Set when the cleanup is bounded (a stall, an interrupt): when it must be over. */
   let cleanupDeadline: number | undefined;
@@ -1012,7 +1028,6 @@ async function stageOn(
   }
 }
 
-/** Bytes of the regular files under `dir` (what an attempt has written so far). */
 /** What tells two publishes of a dataset apart: when, and which version of the source. */
 function manifestIdentity(manifest: Manifest | undefined): string | undefined {
   if (manifest === undefined) return undefined;

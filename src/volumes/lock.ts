@@ -35,10 +35,22 @@
  * downloaded the dataset (found in review, 2026-12-06; reproduced with 16 processes: two
  * downloads every time).
  */
+
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
-import { mkdir, readFile, rm, rmdir, stat, writeFile } from "node:fs/promises";
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  writeFile,
+} from "node:fs/promises";
 import { hostname } from "node:os";
-import { dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
 import lockfile from "proper-lockfile";
 import type { LockTiming } from "../config/tuning.ts";
 import { DsfetchError } from "../errors.ts";
@@ -54,6 +66,11 @@ export interface Holder {
   readonly since: string;
   /** Host label (host name, PID namespace, boot): where it is a waiter's, `pid` can be looked up. */
   readonly label?: string | undefined;
+  /**
+   * The inode of the lock directory it made: a holder file beside another lock (its writer's
+   * write failed, or a takeover's removal of it) names that lock's holder, not this one's.
+   */
+  readonly lockIno?: number | undefined;
 }
 
 export interface HeldLock {
@@ -157,6 +174,7 @@ export async function acquireLock(
     let intact = true;
     let givenUp = false;
     let takenLate: (() => Promise<void>) | undefined;
+    const library = libraryFs();
     try {
       const release = await call(`taking the lock ${lockPath}`, () => {
         const taking = lockfile.lock(lockPath, {
@@ -168,7 +186,7 @@ export async function acquireLock(
           stale: staleMs,
           update: updateMs(timing.staleMs),
           retries: 0,
-          fs: libraryFs(),
+          fs: library.fs,
           onCompromised: (error: Error) => {
             intact = false;
             options.onCompromised?.(error);
@@ -190,10 +208,14 @@ export async function acquireLock(
         pid: process.pid,
         since: new Date().toISOString(),
         label: hostLabel(),
+        lockIno: library.ino(),
       };
-      await call(`writing ${holderPath(lockPath)}`, () =>
-        writeFile(holderPath(lockPath), JSON.stringify(holder)),
-      ).catch(() => {});
+      await call(`writing ${holderPath(lockPath)}`, () => writeHolder(lockPath, holder)).catch(
+        () => {},
+      );
+      await call(`removing old claims beside ${lockPath}`, () => removeOldClaims(lockPath)).catch(
+        () => {},
+      );
       return {
         kind: "acquired",
         lock: {
@@ -206,9 +228,14 @@ export async function acquireLock(
           release: async () => {
             // Not once the lock was taken over: the new holder wrote its own, and without it
             // its waiters saw "another process" and never took over from it once it died on
-            // their host (review, 2026-12-06). Known without a read (storage that hangs would
-            // hold the release).
-            if (intact) await rm(holderPath(lockPath), { force: true }).catch(() => {});
+            // their host (review, 2026-12-06). Nor once the lock there is another's: a refresh
+            // notices a takeover up to a refresh interval late. Told by the lock directory
+            // itself (a takeover removes the holder file before the lock), not by reading the
+            // holder file: a read that hangs held the release.
+            if (intact && (await library.isStillOurs(lockPath))) {
+              await rm(holderPath(lockPath), { force: true }).catch(() => {});
+            }
+            // The lock itself only if it is still the one this process made (libraryFs).
             await release().catch(() => {});
           },
         },
@@ -223,8 +250,16 @@ export async function acquireLock(
     if (isDone !== undefined && (await call(`looking for ${lockPath}'s dataset`, isDone))) {
       return { kind: "done" };
     }
-    const holder = await call(`reading ${holderPath(lockPath)}`, () => readHolder(lockPath));
+    const named = await call(`reading ${holderPath(lockPath)}`, () => readHolder(lockPath));
     const look = await call(`looking at ${lockPath}`, () => lookAt(lockPath));
+    // Another lock's holder file (a dead holder's, left when the new holder's write failed)
+    // is not this lock's holder: by it, a live holder's lock was taken for a dead process's
+    // of this host (review, 2026-12-06).
+    const holder =
+      named?.lockIno === undefined ||
+      (look !== "gone" && look !== undefined && look.ino === named.lockIno)
+        ? named
+        : undefined;
     const now = performance.now();
     const waitedMs = now - started;
     if (look === "gone") {
@@ -294,8 +329,16 @@ export async function acquireLock(
     // live holder's): else `prune` (no wait at all) could never take over, nor remove the
     // dataset of, a lock its holder left long ago.
     if (waitedMs >= timing.waitMs) atBound ??= { look: seen };
+    // Bounded too: the confirmation, then as long again for another waiter's claim to be
+    // passed over. A takeover that keeps failing (storage that refuses the removal) made
+    // `prune` and the waiters past their bound look at the dead lock for good (review,
+    // 2026-12-06).
     const confirming =
-      looksOld && seen !== undefined && atBound?.look !== undefined && sameLook(atBound.look, seen);
+      looksOld &&
+      seen !== undefined &&
+      atBound?.look !== undefined &&
+      sameLook(atBound.look, seen) &&
+      waitedMs < timing.waitMs + 2 * confirmationMs + 2 * Math.max(1_000, timing.pollMs);
     if (waitedMs >= timing.waitMs && !confirming) {
       throw new DsfetchError(
         "LOCK_TIMEOUT",
@@ -359,31 +402,86 @@ function confirmMs(staleMs: number): number {
  */
 function libraryFs() {
   let ours = false;
+  /** The inode of the lock this call made, and the mtime last set on it. */
+  let made: number | undefined;
+  let lastMtimeMs: number | undefined;
+  /**
+   * Whether the lock at `path` is still the one this call made: its inode, and the mtime this
+   * process last gave it (an inode number is reused at once when a taker removes the lock and
+   * makes it again; its new lock's mtime is not ours).
+   */
+  const stillOurs = (stats: fs.Stats | undefined) =>
+    made === undefined ||
+    (stats !== undefined &&
+      stats.ino === made &&
+      (lastMtimeMs === undefined || stats.mtimeMs === lastMtimeMs));
+  /**
+   * Removes the lock only if it is still the one this call made: one taken over since (a
+   * takeover is noticed up to a refresh interval late) is another holder's, and removing it
+   * let its waiters take it again: a third download (review, 2026-12-06).
+   */
+  const rmdirOurs = (path: string, callback: (error: NodeJS.ErrnoException | null) => void) => {
+    fs.stat(path, (error, stats) => {
+      if (error !== null) callback(error);
+      else if (!stillOurs(stats)) callback(null);
+      else fs.rmdir(path, callback);
+    });
+  };
+  const rmdirOursSync = (path: string) => {
+    if (stillOurs(fs.statSync(path, { throwIfNoEntry: false }))) fs.rmdirSync(path);
+  };
   return {
-    mkdir: (path: string, callback: (error: NodeJS.ErrnoException | null) => void) =>
-      fs.mkdir(path, (error) => {
-        if (error === null) ours = true;
-        callback(error);
+    ino: () => made,
+    /** Whether the lock at `path` is still the one this call made (false when unreadable). */
+    isStillOurs: (path: string) =>
+      new Promise<boolean>((resolve) => {
+        fs.stat(path, (error, stats) => resolve(error === null && stillOurs(stats)));
       }),
-    stat: (
-      path: string,
-      callback: (error: NodeJS.ErrnoException | null, stats?: fs.Stats) => void,
-    ) =>
-      fs.stat(path, (error, stats) => {
-        if (error !== null || ours) callback(error, stats);
-        else {
-          callback(
-            Object.assign(new Error("Lock file is already being held"), {
-              code: "ELOCKED",
-              file: path,
-            }),
-          );
-        }
-      }),
-    utimes: fs.utimes,
-    rmdir: fs.rmdir,
-    rmdirSync: fs.rmdirSync,
-    realpath: fs.realpath,
+    fs: {
+      mkdir: (path: string, callback: (error: NodeJS.ErrnoException | null) => void) =>
+        fs.mkdir(path, (error) => {
+          if (error !== null) {
+            callback(error);
+            return;
+          }
+          ours = true;
+          fs.stat(path, (statError, stats) => {
+            if (statError === null) {
+              made = stats.ino;
+              lastMtimeMs = stats.mtimeMs;
+            }
+            callback(null);
+          });
+        }),
+      stat: (
+        path: string,
+        callback: (error: NodeJS.ErrnoException | null, stats?: fs.Stats) => void,
+      ) =>
+        fs.stat(path, (error, stats) => {
+          if (error !== null || ours) callback(error, stats);
+          else {
+            callback(
+              Object.assign(new Error("Lock file is already being held"), {
+                code: "ELOCKED",
+                file: path,
+              }),
+            );
+          }
+        }),
+      utimes: (
+        path: string,
+        atime: Date,
+        mtime: Date,
+        callback: (error: NodeJS.ErrnoException | null) => void,
+      ) =>
+        fs.utimes(path, atime, mtime, (error) => {
+          if (error === null && ours) lastMtimeMs = mtime.getTime();
+          callback(error);
+        }),
+      rmdir: rmdirOurs,
+      rmdirSync: rmdirOursSync,
+      realpath: fs.realpath,
+    },
   };
 }
 
@@ -394,6 +492,26 @@ async function lookAt(lockPath: string): Promise<Look | "gone" | undefined> {
     return { ino, mtimeMs };
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === "ENOENT" ? "gone" : undefined;
+  }
+}
+
+/** lookAt through an open directory: on NFS, not an answer from the attribute cache. */
+async function lookAtFresh(lockPath: string): Promise<Look | "gone" | undefined> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(lockPath, "r");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // A lock this user may not open (another user's, mode 0700) is looked at as before.
+    return code === "ENOENT" ? "gone" : code === "EACCES" ? lookAt(lockPath) : undefined;
+  }
+  try {
+    const { ino, mtimeMs } = await handle.stat();
+    return { ino, mtimeMs };
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close().catch(() => {});
   }
 }
 
@@ -425,7 +543,14 @@ async function takeOver(
   if (now === "gone" || !sameLook(now, judged)) return true;
   const passedOver: string[] = [];
   let claim: string | undefined;
-  for (let level = 1; level <= MAX_CLAIM_LEVELS && claim === undefined; level++) {
+  /**
+   * No claim could be made for want of room (no inode left, a quota: ENOSPC, EDQUOT): the
+   * takeover goes on without one, as before claims (several waiters may then each take it, a
+   * second download at worst). Waiting for a claim there never ended: `prune`, run to free
+   * that very storage, and the waiters looked at the dead lock for good (review, 2026-12-06).
+   */
+  let unclaimed = false;
+  for (let level = 1; level <= MAX_CLAIM_LEVELS && claim === undefined && !unclaimed; level++) {
     const path = `${lockPath}.takeover-${judged.ino}-${Math.round(judged.mtimeMs)}-${level}`;
     const made = await mkdir(path).then(
       () => true,
@@ -433,14 +558,19 @@ async function takeOver(
     );
     if (made === true) claim = path;
     else if (made === "EACCES" || made === "EPERM" || made === "EROFS") return "refused";
-    else if (made !== "EEXIST" || !(await abandoned(path, claims, confirmationMs))) return false;
+    else if (made !== "EEXIST") unclaimed = true;
+    else if (!(await abandoned(path, claims, confirmationMs))) return false;
     else passedOver.push(path);
   }
-  if (claim === undefined) return false;
+  if (claim === undefined && !unclaimed) return false;
   try {
-    const again = await lookAt(lockPath);
+    // Opened, not only looked at: NFS answers a stat from its attribute cache, an open
+    // revalidates (close-to-open).
+    const again = await lookAtFresh(lockPath);
     if (again === undefined) return false;
     if (again === "gone" || !sameLook(again, judged)) return true;
+    // Its holder file first: left behind, it named the dead holder beside the next lock.
+    await rm(holderPath(lockPath), { force: true }).catch(() => {});
     return await rmdir(lockPath).then(
       () => true,
       (error: NodeJS.ErrnoException) =>
@@ -448,7 +578,22 @@ async function takeOver(
         (error.code === "EACCES" || error.code === "EPERM" ? "refused" : false),
     );
   } finally {
-    for (const path of [claim, ...passedOver]) await rmdir(path).catch(() => {});
+    for (const path of claim === undefined ? passedOver : [claim, ...passedOver]) {
+      await rmdir(path).catch(() => {});
+    }
+  }
+}
+
+/**
+ * Claims on earlier locks at this path, left by takers that died between their removal of
+ * the lock and of their claim (review, 2026-12-06: nothing removed them). None can be on the
+ * lock just made: a claim names a lock judged stale, unchanged for the confirmation window.
+ */
+async function removeOldClaims(lockPath: string): Promise<void> {
+  const prefix = `${basename(lockPath)}.takeover-`;
+  const names = await readdir(dirname(lockPath));
+  for (const name of names) {
+    if (name.startsWith(prefix)) await rmdir(join(dirname(lockPath), name)).catch(() => {});
   }
 }
 
@@ -512,6 +657,21 @@ export function describeHolder(holder: Holder | undefined): string {
   return holder === undefined ? "another process" : `${holder.host} pid ${holder.pid}`;
 }
 
+/**
+ * Written beside and renamed into place: never half-written, and it replaces a dead holder's
+ * file even where that one belongs to another user (the directory is writable: the lock is).
+ */
+async function writeHolder(lockPath: string, holder: Holder): Promise<void> {
+  const temporary = `${holderPath(lockPath)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  try {
+    await writeFile(temporary, JSON.stringify(holder));
+    await rename(temporary, holderPath(lockPath));
+  } catch (error) {
+    await rm(temporary, { force: true }).catch(() => {});
+    throw error;
+  }
+}
+
 async function readHolder(lockPath: string): Promise<Holder | undefined> {
   try {
     const value = JSON.parse(await readFile(holderPath(lockPath), "utf8")) as Partial<Holder>;
@@ -521,6 +681,7 @@ async function readHolder(lockPath: string): Promise<Holder | undefined> {
       pid: value.pid,
       since: String(value.since),
       label: typeof value.label === "string" ? value.label : undefined,
+      lockIno: typeof value.lockIno === "number" ? value.lockIno : undefined,
     };
   } catch {
     return undefined;

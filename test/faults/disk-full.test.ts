@@ -19,7 +19,7 @@
 // trace, nothing published (no dataset, no manifest) and no temporary data left.
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rm, stat, statfs, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, statfs, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
@@ -791,6 +791,56 @@ describe("a real full filesystem (an 8 MiB tmpfs)", () => {
       );
       expect(stackLines(stuck.stderr)).toEqual([]);
       await rm(join(mount, "filler"), { force: true });
+    },
+    { steady: true },
+  );
+
+  tmpfsCase(
+    "shared storage out of inodes, a dead holder's stale lock on it: prune and a waiter answer within their bounds",
+    "tmpfs shared, no inodes, stale lock",
+    async (mount, run) => {
+      // Review, 2026-12-06: a takeover claims the stale lock with a directory first; with no
+      // inode left the claim never came, and prune (run to free this very storage) and the
+      // waiters looked at the dead lock for good.
+      const storage = join(mount, "storage");
+      const eph = join(scratch, `eph-stale-${run}`);
+      const staged = await fetchCli([{ uri: `s3://${bucket}/big/six.bin`, name: "six" }], {
+        storage,
+      });
+      expect(staged.code, diagnostics(staged)).toBe(0);
+      const locks = join(dataRoot(storage), ".dsfetch", "locks");
+      const hourAgo = new Date(Date.now() - 3_600_000);
+      for (const name of ["six", "other"]) {
+        const lock = join(locks, `${name}.lock`);
+        await mkdir(lock, { recursive: true });
+        await writeFile(
+          `${lock}.holder.json`,
+          JSON.stringify({ host: "gone-node", pid: 4242, since: "x", label: "gone-node" }),
+        );
+        await utimes(lock, hourAgo, hourAgo);
+      }
+      const fs = await statfs(mount);
+      const remount = spawnSync(
+        "mount",
+        ["-o", `remount,nr_inodes=${fs.files - fs.ffree}`, mount],
+        { encoding: "utf8" },
+      );
+      expect(remount.status, remount.stderr).toBe(0);
+      const stale = { DSFETCH_LOCK_STALE: "5", DSFETCH_LOCK_POLL: "0.2" };
+      const waiter = await fetchCli([{ uri: `s3://${bucket}/small/one.bin`, name: "other" }], {
+        storage,
+        env: { ...stale, DSFETCH_EPHEMERAL_ROOT: eph, DSFETCH_LOCK_WAIT: "10" },
+        timeoutMs: 60_000,
+      });
+      expect(waiter.code, diagnostics(waiter)).toBe(0);
+      expect(waiter.json?.datasets[0]).toMatchObject({ volume: "ephemeral" });
+      const pruned = await runCli(
+        ["prune", "--max-size", "1", "--storage-root", storage, "--team", TEAM, "--json"],
+        { env: cliEnv(stale), timeoutMs: 60_000 },
+      );
+      expect(pruned.code, diagnostics(pruned)).toBe(0);
+      expect(JSON.parse(pruned.stdout)).toMatchObject({ removed: [{ name: "six" }] });
+      await removeAll(eph);
     },
     { steady: true },
   );

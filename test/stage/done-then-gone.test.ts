@@ -1,0 +1,94 @@
+// A waiter told "done" (the dataset was published while it waited) whose reuse then finds it
+// gone again (a prune or a refresh between the two looks) takes the lock before it downloads.
+// Before 2026-12-06 it went on to download without the lock: a herd of waiters woken together
+// could each download the dataset (review of the fetch-once lock).
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
+import { resolveSettings } from "../../src/config/settings.ts";
+import { DEFAULT_TUNING } from "../../src/config/tuning.ts";
+import { stage } from "../../src/stage/stage.ts";
+import { locationIn } from "../../src/volumes/layout.ts";
+import { acquireLock } from "../../src/volumes/lock.ts";
+import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
+import { createBucket, putObject, s3Info } from "../harness/s3.ts";
+
+/** What the next looks at the published dataset see: "absent" (as if gone), or what is there. */
+const script = vi.hoisted(() => ({ looks: [] as Array<"absent" | "actual"> }));
+
+vi.mock("../../src/volumes/inspect.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/volumes/inspect.ts")>();
+  return {
+    ...actual,
+    inspectStaged: async (...args: Parameters<typeof actual.inspectStaged>) => {
+      const look = script.looks.shift() ?? "actual";
+      return look === "absent"
+        ? { exists: false, manifest: undefined }
+        : actual.inspectStaged(...args);
+    },
+  };
+});
+
+let root: string;
+let bucket: string;
+let proxy: FaultProxy;
+const body = randomBytes(3 * 1024 * 1024);
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "dsfetch-done-gone-"));
+  bucket = await createBucket("donegone");
+  await putObject(bucket, "set.bin", body);
+  proxy = await startFaultProxy(s3Info().endpoint);
+});
+
+afterAll(async () => {
+  await proxy.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("a waiter told the dataset is done, which is gone again at its reuse", () => {
+  it("takes the lock (waits for its holder) instead of downloading without it", async () => {
+    const info = s3Info();
+    const datasets = parseDatasetsValue(
+      [
+        {
+          uri: `s3://${bucket}/set.bin`,
+          name: "set",
+          awsAccessKeyId: info.accessKeyId,
+          awsSecretAccessKey: info.secretAccessKey,
+          endpoint: proxy.endpoint,
+          region: info.region,
+        },
+      ],
+      "test",
+      {},
+    );
+    const settings = resolveSettings({ storageRoot: root, team: "t" }, {});
+    // Published once, for the waiter's look for "done" to find.
+    expect((await stage(datasets, settings)).ok).toBe(true);
+    const location = locationIn(join(root, "t", "data"), "set");
+    const holding = await acquireLock(location.lockPath, "set", { timing: DEFAULT_TUNING.lock });
+    if (holding.kind !== "acquired") throw new Error("the test could not take the lock");
+    proxy.resetCounters();
+    // Its first look (absent: it waits on the lock), the look for "done" while it waits (there),
+    // then every look after it (absent: gone again).
+    script.looks = ["absent", "actual", "absent", "absent", "absent"];
+    const staging = stage(datasets, settings);
+    let settled = false;
+    void staging.finally(() => {
+      settled = true;
+    });
+    await sleep(2_000);
+    // The lock is still held by this test: nothing may have been downloaded meanwhile.
+    expect(proxy.getBodyBytes()).toBe(0);
+    expect(settled).toBe(false);
+    await holding.lock.release();
+    const result = await staging;
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    expect(proxy.getBodyBytes()).toBe(body.length);
+  }, 30_000);
+});

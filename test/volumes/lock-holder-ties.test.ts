@@ -1,0 +1,145 @@
+// What ties a lock's holder file and its release to the very lock directory they belong to,
+// and what bounds a takeover that cannot go through (review of the takeover, 2026-12-06).
+import { spawnSync } from "node:child_process";
+import {
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  rmdir,
+  stat,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LockTiming } from "../../src/config/tuning.ts";
+import { hostLabel } from "../../src/volumes/host-label.ts";
+import { acquireLock } from "../../src/volumes/lock.ts";
+
+let root: string;
+let count = 0;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "dsfetch-lock-ties-"));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function newLockPath(): Promise<string> {
+  const locks = join(root, `case-${count++}`, ".dsfetch", "locks");
+  await mkdir(locks, { recursive: true });
+  return join(locks, "train.lock");
+}
+
+/** A pid that was this host's and is gone. */
+function deadPid(): number {
+  const done = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"]);
+  return Number(done.stdout.toString());
+}
+
+describe("the lock's holder file and release", () => {
+  it("the holder file records the lock's inode; claims left on earlier locks are removed", async () => {
+    const lockPath = await newLockPath();
+    // A taker that died between its removal of the lock and of its claim left this.
+    await mkdir(`${lockPath}.takeover-12345-1700000000000-1`);
+    const outcome = await acquireLock(lockPath, "train", {
+      timing: { staleMs: 5_000, pollMs: 250, waitMs: 1_000 },
+    });
+    if (outcome.kind !== "acquired") throw new Error("not acquired");
+    try {
+      const named = JSON.parse(await readFile(`${lockPath}.holder.json`, "utf8"));
+      expect(named.lockIno).toBe((await stat(lockPath)).ino);
+      expect(named.pid).toBe(process.pid);
+    } finally {
+      await outcome.lock.release();
+    }
+    // Released: the lock and its holder file are gone, nothing else is left.
+    expect(await readdir(join(lockPath, ".."))).toEqual([]);
+  });
+
+  it("a live holder of another machine whose holder file is still a dead holder's of this host (its own write failed) is not taken for that dead process", async () => {
+    // The live holder's clock is a minute behind ours: by its mtime alone, its lock looks as
+    // old as a dead holder's of this host that missed its refreshes.
+    const lockPath = await newLockPath();
+    await mkdir(lockPath);
+    const other = await newLockPath();
+    await mkdir(other);
+    await writeFile(
+      `${lockPath}.holder.json`,
+      JSON.stringify({
+        host: "this",
+        pid: deadPid(),
+        since: new Date().toISOString(),
+        label: hostLabel(),
+        // The dead holder's lock, gone: another inode than the lock there now.
+        lockIno: (await stat(other)).ino,
+      }),
+    );
+    const refresh = () => {
+      const behind = new Date(Date.now() - 60_000);
+      return utimes(lockPath, behind, behind);
+    };
+    await refresh();
+    const timer = setInterval(() => {
+      refresh().catch(() => {});
+    }, 1_000);
+    const timing: LockTiming = { staleMs: 40_000, pollMs: 250, waitMs: 5_000 };
+    const ino = (await stat(lockPath)).ino;
+    try {
+      const error = await acquireLock(lockPath, "train", { timing }).then(
+        (outcome) => outcome,
+        (caught: unknown) => caught,
+      );
+      // Waited its whole bound on the live holder: never took its lock over.
+      expect(error).toMatchObject({ code: "LOCK_TIMEOUT" });
+      expect((await stat(lockPath)).ino).toBe(ino);
+    } finally {
+      clearInterval(timer);
+    }
+  }, 30_000);
+
+  it("a holder whose lock was taken over, released before its refresh noticed, leaves the new holder's lock and holder file alone", async () => {
+    const lockPath = await newLockPath();
+    const timing: LockTiming = { staleMs: 60_000, pollMs: 250, waitMs: 1_000 };
+    const outcome = await acquireLock(lockPath, "train", { timing });
+    if (outcome.kind !== "acquired") throw new Error("not acquired");
+    // Taken over (as a waiter that won the claim does): removed and made again, with the new
+    // holder's file, all within the old holder's refresh interval (15 s).
+    await rmdir(lockPath);
+    await mkdir(lockPath);
+    const newer = (await stat(lockPath)).ino;
+    const theirs = JSON.stringify({ host: "new-node", pid: 7, since: "now", lockIno: newer });
+    await writeFile(`${lockPath}.holder.json`, theirs);
+    expect(outcome.lock.intact()).toBe(true);
+    await outcome.lock.release();
+    expect((await stat(lockPath)).ino).toBe(newer);
+    expect(await readFile(`${lockPath}.holder.json`, "utf8")).toBe(theirs);
+  });
+});
+
+describe("a takeover that cannot go through", () => {
+  it("prune's look at a stale lock it cannot remove ends (LOCK_TIMEOUT) instead of lasting for good", async () => {
+    // A stale lock that is not empty: its removal fails every time (ENOTEMPTY).
+    const lockPath = await newLockPath();
+    await mkdir(lockPath);
+    await writeFile(join(lockPath, "stray"), "");
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    await utimes(lockPath, hourAgo, hourAgo);
+    // prune waits for no holder (waitMs 0); the confirmation of a lock this old is 3.5 s here.
+    const timing: LockTiming = { staleMs: 5_000, pollMs: 250, waitMs: 0 };
+    const started = performance.now();
+    const answer = await Promise.race([
+      acquireLock(lockPath, "train", { timing }).then(
+        () => "acquired",
+        (error: unknown) => error,
+      ),
+      sleep(25_000).then(() => "still waiting after 25 s"),
+    ]);
+    expect(answer).toMatchObject({ code: "LOCK_TIMEOUT" });
+    expect(performance.now() - started).toBeLessThan(20_000);
+  }, 40_000);
+});
