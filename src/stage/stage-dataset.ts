@@ -472,14 +472,20 @@ async function stageOn(
     );
     if (reused !== undefined) return reused;
   }
-  let fast: StagedDataset | undefined;
-  try {
-    fast = await reuse(resolution);
-  } catch (error) {
-    if (!(error instanceof OtherVersionInUse)) throw error;
-    if (target.volume !== "shared") throw otherVersionInUse(spec, error.path, error.users);
-    fast = await fallBack(error.message, otherVersionFallback(spec, error.path, error.users));
-  }
+  /**
+   * reuse(), before this worker holds the lock: another version in use at the path sends a
+   * pinned dataset to an ephemeral volume (its error on an ephemeral one).
+   */
+  const reuseBeforeLock = async (): Promise<StagedDataset | undefined> => {
+    try {
+      return await reuse(resolution);
+    } catch (error) {
+      if (!(error instanceof OtherVersionInUse)) throw error;
+      if (target.volume !== "shared") throw otherVersionInUse(spec, error.path, error.users);
+      return fallBack(error.message, otherVersionFallback(spec, error.path, error.users));
+    }
+  };
+  const fast = await reuseBeforeLock();
   if (fast !== undefined) {
     // A holder killed between its rename and its clean-up leaves its attempt directory behind.
     // Without the lock only this host's dead processes' attempts are certain to be abandoned
@@ -520,10 +526,12 @@ async function stageOn(
       // Published since this worker looked, its holder gone: the room it took is why there is
       // none. Used, not downloaded again on an ephemeral volume (review, 2026-12-06: workers
       // started a little after the first fell back on storage that holds about one copy).
-      const published = problem.space === true ? await reuse(resolution) : undefined;
+      const published = problem.space === true ? await reuseBeforeLock() : undefined;
       if (published !== undefined) return published;
-      const reused = await fallBack(problem.reason);
-      if (reused !== undefined) return reused;
+      if (target.volume === "shared") {
+        const reused = await fallBack(problem.reason);
+        if (reused !== undefined) return reused;
+      }
     }
   }
   checkSupported(spec, resolution, target, fallback);
@@ -620,7 +628,7 @@ async function stageOn(
     }).catch(fullToFallback);
     if (outcome.kind === "acquired") lock = outcome.lock;
     else {
-      const reused = await reuse(resolution);
+      const reused = await reuseBeforeLock();
       if (reused !== undefined) return reused;
       lookForDone = false;
     }

@@ -475,8 +475,18 @@ function libraryFs() {
         callback: (error: NodeJS.ErrnoException | null) => void,
       ) =>
         fs.utimes(path, atime, mtime, (error) => {
-          if (error === null && ours) lastMtimeMs = mtime.getTime();
-          callback(error);
+          if (error !== null || !ours) {
+            callback(error);
+            return;
+          }
+          // The mtime the storage kept, read back: one of whole seconds keeps less than was
+          // given (the library's precision probe gives milliseconds), and a release compared
+          // with the given one left the lock behind (found in review, 2026-12-06).
+          lastMtimeMs = mtime.getTime();
+          fs.stat(path, (statError, stats) => {
+            if (statError === null) lastMtimeMs = stats.mtimeMs;
+            callback(null);
+          });
         }),
       rmdir: rmdirOurs,
       rmdirSync: rmdirOursSync,
@@ -558,7 +568,10 @@ async function takeOver(
     );
     if (made === true) claim = path;
     else if (made === "EACCES" || made === "EPERM" || made === "EROFS") return "refused";
-    else if (made !== "EEXIST") unclaimed = true;
+    else if (made === "ENOSPC" || made === "EDQUOT") unclaimed = true;
+    // Any other failure (EIO, ESTALE: an outage in the middle of a herd) is tried again at the
+    // next poll: without a claim, waiters remove each other's fresh locks.
+    else if (made !== "EEXIST") return false;
     else if (!(await abandoned(path, claims, confirmationMs))) return false;
     else passedOver.push(path);
   }
@@ -571,6 +584,12 @@ async function takeOver(
     if (again === "gone" || !sameLook(again, judged)) return true;
     // Its holder file first: left behind, it named the dead holder beside the next lock.
     await rm(holderPath(lockPath), { force: true }).catch(() => {});
+    // Looked at once more just before the removal (by name): a claimer held up between its
+    // look and its removal for longer than the confirmation window (a frozen VM) is passed
+    // over, and the lock there may be a new holder's by then.
+    const last = await lookAtFresh(lockPath);
+    if (last === undefined) return false;
+    if (last === "gone" || !sameLook(last, judged)) return true;
     return await rmdir(lockPath).then(
       () => true,
       (error: NodeJS.ErrnoException) =>
@@ -590,10 +609,14 @@ async function takeOver(
  * lock just made: a claim names a lock judged stale, unchanged for the confirmation window.
  */
 async function removeOldClaims(lockPath: string): Promise<void> {
+  // Exactly these names: another dataset's lock may start so (a dataset "x.lock.takeover-1"
+  // beside "x"; found in review, 2026-12-06).
   const prefix = `${basename(lockPath)}.takeover-`;
   const names = await readdir(dirname(lockPath));
   for (const name of names) {
-    if (name.startsWith(prefix)) await rmdir(join(dirname(lockPath), name)).catch(() => {});
+    if (name.startsWith(prefix) && /^\d+-\d+-\d+$/.test(name.slice(prefix.length))) {
+      await rmdir(join(dirname(lockPath), name)).catch(() => {});
+    }
   }
 }
 
