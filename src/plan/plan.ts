@@ -177,7 +177,8 @@ export function otherVersionInUse(
   spec: DatasetSpec,
   path: string,
   users: readonly string[],
-  { duringDownload = false }: { readonly duringDownload?: boolean } = {},
+  /** When those jobs started using it: while this run downloaded, or waited for the lock. */
+  { meanwhile }: { readonly meanwhile?: "downloaded" | "waited" } = {},
 ): DsfetchError {
   const pin = [
     spec.etag === undefined ? undefined : `etag ${spec.etag}`,
@@ -187,12 +188,13 @@ export function otherVersionInUse(
     .join(", ");
   return new DsfetchError(
     "PATH_TAKEN",
-    `${spec.name}: ${path} holds another version of ${spec.uri}, which ${duringDownload ? "jobs started using while this one downloaded" : "jobs are using"} (${users.join(", ")}): the pinned version (${pin}) is not swapped in under them`,
+    `${spec.name}: ${path} holds another version of ${spec.uri}, which ${meanwhile === undefined ? "jobs are using" : `jobs started using while this one ${meanwhile === "waited" ? "waited for the lock" : "downloaded"}`} (${users.join(", ")}): the pinned version (${pin}) is not swapped in under them`,
     {
       dataset: spec.name,
-      hint: duringDownload
-        ? "run again: a pinned version whose path is in use is staged into an ephemeral volume"
-        : 'give the dataset another "name" (a path of its own), or stage it once those jobs are done',
+      hint:
+        meanwhile !== undefined
+          ? "run again: a pinned version whose path is in use is staged into an ephemeral volume"
+          : 'give the dataset another "name" (a path of its own), or stage it once those jobs are done',
     },
   );
 }

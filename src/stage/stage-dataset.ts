@@ -638,7 +638,12 @@ async function stageOn(
   try {
     for (let restart = 0; ; restart++) {
       // Re-check under the lock: the previous holder may have published while we waited.
-      const reused = await reuse(resolution);
+      const reused = await reuse(resolution).catch((error: unknown) => {
+        // Another version, published and used by jobs while this pinned one waited: said as
+        // at the swap (it escaped as an internal error: review, 2026-12-06).
+        if (!(error instanceof OtherVersionInUse)) throw error;
+        throw otherVersionInUse(spec, error.path, error.users, { meanwhile: "waited" });
+      });
       if (reused !== undefined) return reused;
       if (lock !== undefined) {
         // Or failed on bytes that would fail here too (a broken archive): not again.
@@ -841,7 +846,7 @@ async function stageOn(
             keptAtSwap = await keptInUse(resolution, there.manifest, notice).catch(
               (error: unknown) => {
                 if (!(error instanceof OtherVersionInUse)) throw error;
-                throw otherVersionInUse(spec, error.path, error.users, { duringDownload: true });
+                throw otherVersionInUse(spec, error.path, error.users, { meanwhile: "downloaded" });
               },
             );
             return keptAtSwap === undefined;

@@ -3,7 +3,7 @@
 // Before 2026-12-06 it went on to download without the lock: a herd of waiters woken together
 // could each download the dataset (review of the fetch-once lock).
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -14,6 +14,7 @@ import { DEFAULT_TUNING } from "../../src/config/tuning.ts";
 import { stage } from "../../src/stage/stage.ts";
 import { locationIn } from "../../src/volumes/layout.ts";
 import { acquireLock } from "../../src/volumes/lock.ts";
+import { takeLease } from "../../src/volumes/usage.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
 
@@ -90,5 +91,58 @@ describe("a waiter told the dataset is done, which is gone again at its reuse", 
     const result = await staging;
     expect(result.ok, JSON.stringify(result)).toBe(true);
     expect(proxy.getBodyBytes()).toBe(body.length);
+  }, 30_000);
+});
+
+describe("a pinned version that waited for the lock while jobs took up another version at its path", () => {
+  it("fails with PATH_TAKEN saying so and what to do, not an internal error", async () => {
+    const info = s3Info();
+    const versioned = await createBucket("donegone-v", { versioned: true });
+    const first = await putObject(versioned, "obj.bin", randomBytes(1024 * 1024));
+    const second = await putObject(versioned, "obj.bin", randomBytes(1024 * 1024));
+    const pinned = (versionId: string | undefined) =>
+      parseDatasetsValue(
+        [
+          {
+            uri: `s3://${versioned}/obj.bin`,
+            name: "obj",
+            versionId,
+            awsAccessKeyId: info.accessKeyId,
+            awsSecretAccessKey: info.secretAccessKey,
+            endpoint: info.endpoint,
+            region: info.region,
+          },
+        ],
+        "test",
+        {},
+      );
+    const settings = resolveSettings({ storageRoot: join(root, "pinned"), team: "t" }, {});
+    await mkdir(join(root, "pinned"), { recursive: true });
+    // A job staged the first version and reads it (its lease).
+    expect((await stage(pinned(first.versionId), settings)).ok).toBe(true);
+    const location = locationIn(join(root, "pinned", "t", "data"), "obj");
+    const lease = await takeLease(location);
+    const holding = await acquireLock(location.lockPath, "obj", { timing: DEFAULT_TUNING.lock });
+    if (holding.kind !== "acquired") throw new Error("the test could not take the lock");
+    try {
+      // This job's first look came before that publication; then it waits for the lock.
+      script.looks = ["absent"];
+      const staging = stage(pinned(second.versionId), settings);
+      await sleep(1_000);
+      await holding.lock.release();
+      const result = await staging;
+      expect(result.datasets[0]).toMatchObject({
+        ok: false,
+        error: {
+          code: "PATH_TAKEN",
+          message: expect.stringContaining(
+            "which jobs started using while this one waited for the lock",
+          ),
+          hint: expect.stringContaining("run again"),
+        },
+      });
+    } finally {
+      await lease.release();
+    }
   }, 30_000);
 });
