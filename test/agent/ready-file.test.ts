@@ -1,12 +1,9 @@
-// A sidecar's ready file read by `dsfetch wait`: one left by a sidecar that was killed (its
-// leases gone with it) no longer says ready where its pid can be looked up (review,
-// 2026-12-05: `wait` returned 0 at once, and prune could remove the datasets).
-import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prepareReadyFile, readReadyFile, writeReadyFile } from "../../src/agent/ready-file.ts";
+import { deadPid } from "../harness/children.ts";
 import { runCli } from "../harness/cli.ts";
 
 let root: string;
@@ -18,12 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
-
-/** The pid of a process that has ended. */
-function deadPid(): number {
-  const child = spawnSync("sh", ["-c", "echo $$"], { encoding: "utf8" });
-  return Number(child.stdout.trim());
-}
 
 const ready = (pid: number) => ({
   ready: true as const,

@@ -1,5 +1,5 @@
 // The processes this test process started, for tests that assert none is left running.
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 
 /** The commands of this process's children, one per line ("" when it has none). */
 export function childCommands(): string {
@@ -22,4 +22,10 @@ export function processesNaming(path: string): string {
   } catch {
     return ""; // pgrep exits 1 when nothing matches
   }
+}
+
+/** The pid of a process of this host that has ended (a holder or a sidecar that is gone). */
+export function deadPid(): number {
+  const child = spawnSync("sh", ["-c", "echo $$"], { encoding: "utf8" });
+  return Number(child.stdout.trim());
 }

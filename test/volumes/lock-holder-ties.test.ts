@@ -1,46 +1,18 @@
 // What ties a lock's holder file and its release to the very lock directory they belong to,
 // and what bounds a takeover that cannot go through (review of the takeover, 2026-12-06).
 import { spawnSync } from "node:child_process";
-import {
-  mkdir,
-  mkdtemp,
-  readdir,
-  readFile,
-  rm,
-  rmdir,
-  stat,
-  utimes,
-  writeFile,
-} from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readdir, readFile, rmdir, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { LockTiming } from "../../src/config/tuning.ts";
 import { hostLabel } from "../../src/volumes/host-label.ts";
 import { acquireLock } from "../../src/volumes/lock.ts";
+import { deadPid } from "../harness/children.ts";
+import { useLockPaths } from "../harness/lock-paths.ts";
 import { requireRoot } from "../harness/mount-namespace.ts";
 
-let root: string;
-let count = 0;
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), "dsfetch-lock-ties-"));
-});
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
-
-async function newLockPath(): Promise<string> {
-  const locks = join(root, `case-${count++}`, ".dsfetch", "locks");
-  await mkdir(locks, { recursive: true });
-  return join(locks, "train.lock");
-}
-
-/** A pid that was this host's and is gone. */
-function deadPid(): number {
-  const done = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"]);
-  return Number(done.stdout.toString());
-}
+const { newLockPath, root } = useLockPaths("dsfetch-lock-ties-");
 
 describe("the lock's holder file and release", () => {
   it("the holder file records the lock's inode; claims left on earlier locks are removed", async () => {
@@ -142,8 +114,8 @@ describe("release removes the lock it made", () => {
     // the time given, the lock was not this holder's, and it was left behind (found in
     // review, 2026-12-06). A loop-mounted image: root only, as the other mount tests.
     requireRoot("a loop-mounted ext4 image keeping whole seconds");
-    const image = join(root, "seconds.img");
-    const mount = join(root, "seconds");
+    const image = join(root(), "seconds.img");
+    const mount = join(root(), "seconds");
     await mkdir(mount);
     const run = (command: string, args: string[]) => {
       const done = spawnSync(command, args, { encoding: "utf8" });

@@ -2,11 +2,9 @@
 // when its mtime stops changing, as the waiter's own monotonic clock measures it, not when the
 // mtime (the holder's clock) is old by the waiter's wall clock. Stand-in holders of "another
 // machine" refresh the lock's mtime with a clock 10 minutes off, as one would over NFS.
-import { mkdir, mkdtemp, readFile, rm, rmdir, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { mkdir, readFile, rmdir, utimes, writeFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { LockTiming } from "../../src/config/tuning.ts";
 import {
   acquireLock,
@@ -15,25 +13,13 @@ import {
   lockHeld,
   type WaitReport,
 } from "../../src/volumes/lock.ts";
+import { useLockPaths } from "../harness/lock-paths.ts";
 
 const MINUTES_10 = 10 * 60_000;
 /** The shortest bound there is (DSFETCH_LOCK_STALE min 5): refreshes every 1.25 s. */
 const SHORT: LockTiming = { staleMs: 5_000, pollMs: 250, waitMs: 60_000 };
 
-let root: string;
-let count = 0;
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), "dsfetch-lock-skew-"));
-});
-afterAll(async () => {
-  await rm(root, { recursive: true, force: true });
-});
-
-async function newLockPath(): Promise<string> {
-  const locks = join(root, `case-${count++}`, ".dsfetch", "locks");
-  await mkdir(locks, { recursive: true });
-  return join(locks, "train.lock");
-}
+const { newLockPath } = useLockPaths("dsfetch-lock-skew-");
 
 /**
  * A holder of another machine (its own host label, so no same-host shortcut applies) that

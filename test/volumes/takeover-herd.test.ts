@@ -1,14 +1,10 @@
-// Many waiters taking over one stale lock at once (SPEC §3: exactly one downloads). The worst
-// case of the lock: a job's workers all waiting on a holder that died. Before 2026-12-06 each
-// waiter took a stale lock over by a look then a removal (proper-lockfile's way), and 16 of
-// them removed each other's fresh locks: two or more downloads, every time.
-import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostLabel } from "../../src/volumes/host-label.ts";
+import { deadPid } from "../harness/children.ts";
 import { runCli } from "../harness/cli.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
@@ -31,12 +27,6 @@ afterAll(async () => {
   await proxy.close();
   await rm(root, { recursive: true, force: true });
 });
-
-/** A pid that was this host's and is gone. */
-function deadPid(): number {
-  const done = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"]);
-  return Number(done.stdout.toString());
-}
 
 interface Left {
   readonly holder: { host: string; pid: number; since: string; label: string };

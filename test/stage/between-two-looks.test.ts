@@ -1,7 +1,15 @@
-// A waiter told "done" (the dataset was published while it waited) whose reuse then finds it
-// gone again (a prune or a refresh between the two looks) takes the lock before it downloads.
-// Before 2026-12-06 it went on to download without the lock: a herd of waiters woken together
-// could each download the dataset (review of the fetch-once lock).
+// Looks at the published dataset that change between two of a worker's looks (review of the
+// fetch-once lock, 2026-12-06), with the looks scripted (inspectStaged mocked):
+// - a waiter told "done" (published while it waited) whose reuse then finds it gone again (a
+//   prune or a refresh between the two looks) takes the lock before it downloads; it went on
+//   to download without the lock: a herd of waiters woken together could each download it;
+// - a pinned version that waited for the lock while jobs took up another version at its path
+//   fails PATH_TAKEN saying so, not INTERNAL;
+// - a worker that found the dataset not yet published, then no room for it on shared storage
+//   and no holder, looks again before it falls back: the holder published (taking the room)
+//   and released between its two looks; it downloaded the dataset again into an ephemeral
+//   volume. Needs root: a tmpfs the size of about one copy.
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -16,6 +24,7 @@ import { locationIn } from "../../src/volumes/layout.ts";
 import { acquireLock } from "../../src/volumes/lock.ts";
 import { takeLease } from "../../src/volumes/usage.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
+import { requireRoot } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
 
 /** What the next looks at the published dataset see: "absent" (as if gone), or what is there. */
@@ -143,6 +152,54 @@ describe("a pinned version that waited for the lock while jobs took up another v
       });
     } finally {
       await lease.release();
+    }
+  }, 30_000);
+});
+
+describe("no room on shared storage because the dataset was just published there", () => {
+  it("uses the published dataset; it does not fall back and download it again", async () => {
+    requireRoot("a tmpfs the size of one copy of the dataset");
+    const mount = join(root, "one-copy");
+    await mkdir(mount);
+    const mounted = spawnSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", mount], {
+      encoding: "utf8",
+    });
+    if (mounted.status !== 0) throw new Error(`mount: ${mounted.stderr}`);
+    try {
+      const info = s3Info();
+      await putObject(bucket, "five.bin", randomBytes(5 * 1024 * 1024));
+      const datasets = parseDatasetsValue(
+        [
+          {
+            uri: `s3://${bucket}/five.bin`,
+            name: "five",
+            awsAccessKeyId: info.accessKeyId,
+            awsSecretAccessKey: info.secretAccessKey,
+            endpoint: proxy.endpoint,
+            region: info.region,
+          },
+        ],
+        "test",
+        {},
+      );
+      const settings = resolveSettings(
+        { storageRoot: mount, team: "t", ephemeralRoot: join(root, "eph") },
+        {},
+      );
+      // Published by "the first worker": 5 of the tmpfs's 8 MiB, too little left for another.
+      expect((await stage(datasets, settings)).ok).toBe(true);
+      proxy.resetCounters();
+      // This worker's first look came before that publication.
+      script.looks = ["absent"];
+      const result = await stage(datasets, settings);
+      expect(result.datasets[0], JSON.stringify(result)).toMatchObject({
+        ok: true,
+        cached: true,
+        volume: "shared",
+      });
+      expect(proxy.getBodyBytes()).toBe(0);
+    } finally {
+      spawnSync("umount", [mount]);
     }
   }, 30_000);
 });
