@@ -60,23 +60,28 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
+/** One dataset entry with the test server's keys, read through `endpoint`, parsed as a config is. */
+function datasetsOf(entry: Record<string, string | undefined>, endpoint: string) {
+  const info = s3Info();
+  return parseDatasetsValue(
+    [
+      {
+        ...entry,
+        awsAccessKeyId: info.accessKeyId,
+        awsSecretAccessKey: info.secretAccessKey,
+        endpoint,
+        region: info.region,
+      },
+    ],
+    "test",
+    {},
+  );
+}
+
 describe("a waiter told the dataset is done, which is gone again at its reuse", () => {
   it("takes the lock (waits for its holder) instead of downloading without it", async () => {
-    const info = s3Info();
-    const datasets = parseDatasetsValue(
-      [
-        {
-          uri: `s3://${bucket}/set.bin`,
-          name: "set",
-          awsAccessKeyId: info.accessKeyId,
-          awsSecretAccessKey: info.secretAccessKey,
-          endpoint: proxy.endpoint,
-          region: info.region,
-        },
-      ],
-      "test",
-      {},
-    );
+    const _info = s3Info();
+    const datasets = datasetsOf({ uri: `s3://${bucket}/set.bin`, name: "set" }, proxy.endpoint);
     const settings = resolveSettings({ storageRoot: root, team: "t" }, {});
     // Published once, for the waiter's look for "done" to find.
     expect((await stage(datasets, settings)).ok).toBe(true);
@@ -110,21 +115,7 @@ describe("a pinned version that waited for the lock while jobs took up another v
     const first = await putObject(versioned, "obj.bin", randomBytes(1024 * 1024));
     const second = await putObject(versioned, "obj.bin", randomBytes(1024 * 1024));
     const pinned = (versionId: string | undefined) =>
-      parseDatasetsValue(
-        [
-          {
-            uri: `s3://${versioned}/obj.bin`,
-            name: "obj",
-            versionId,
-            awsAccessKeyId: info.accessKeyId,
-            awsSecretAccessKey: info.secretAccessKey,
-            endpoint: info.endpoint,
-            region: info.region,
-          },
-        ],
-        "test",
-        {},
-      );
+      datasetsOf({ uri: `s3://${versioned}/obj.bin`, name: "obj", versionId }, info.endpoint);
     const settings = resolveSettings({ storageRoot: join(root, "pinned"), team: "t" }, {});
     await mkdir(join(root, "pinned"), { recursive: true });
     // A job staged the first version and reads it (its lease).
@@ -166,22 +157,9 @@ describe("no room on shared storage because the dataset was just published there
     });
     if (mounted.status !== 0) throw new Error(`mount: ${mounted.stderr}`);
     try {
-      const info = s3Info();
+      const _info = s3Info();
       await putObject(bucket, "five.bin", randomBytes(5 * 1024 * 1024));
-      const datasets = parseDatasetsValue(
-        [
-          {
-            uri: `s3://${bucket}/five.bin`,
-            name: "five",
-            awsAccessKeyId: info.accessKeyId,
-            awsSecretAccessKey: info.secretAccessKey,
-            endpoint: proxy.endpoint,
-            region: info.region,
-          },
-        ],
-        "test",
-        {},
-      );
+      const datasets = datasetsOf({ uri: `s3://${bucket}/five.bin`, name: "five" }, proxy.endpoint);
       const settings = resolveSettings(
         { storageRoot: mount, team: "t", ephemeralRoot: join(root, "eph") },
         {},
