@@ -485,6 +485,16 @@ async function stageOn(
       return fallBack(error.message, otherVersionFallback(spec, error.path, error.users));
     }
   };
+  /**
+   * reuse() once this worker waited for the lock: another version published and used by jobs
+   * meanwhile is PATH_TAKEN, as at the swap (it escaped as an internal error; a fallback here
+   * skipped the ephemeral volume's checks: review, 2026-12-06).
+   */
+  const reuseAfterWait = () =>
+    reuse(resolution).catch((error: unknown) => {
+      if (!(error instanceof OtherVersionInUse)) throw error;
+      throw otherVersionInUse(spec, error.path, error.users, { meanwhile: "waited" });
+    });
   const fast = await reuseBeforeLock();
   if (fast !== undefined) {
     // A holder killed between its rename and its clean-up leaves its attempt directory behind.
@@ -628,7 +638,7 @@ async function stageOn(
     }).catch(fullToFallback);
     if (outcome.kind === "acquired") lock = outcome.lock;
     else {
-      const reused = await reuseBeforeLock();
+      const reused = await reuseAfterWait();
       if (reused !== undefined) return reused;
       lookForDone = false;
     }
@@ -638,12 +648,7 @@ async function stageOn(
   try {
     for (let restart = 0; ; restart++) {
       // Re-check under the lock: the previous holder may have published while we waited.
-      const reused = await reuse(resolution).catch((error: unknown) => {
-        // Another version, published and used by jobs while this pinned one waited: said as
-        // at the swap (it escaped as an internal error: review, 2026-12-06).
-        if (!(error instanceof OtherVersionInUse)) throw error;
-        throw otherVersionInUse(spec, error.path, error.users, { meanwhile: "waited" });
-      });
+      const reused = await reuseAfterWait();
       if (reused !== undefined) return reused;
       if (lock !== undefined) {
         // Or failed on bytes that would fail here too (a broken archive): not again.

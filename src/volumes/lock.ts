@@ -128,6 +128,8 @@ const holderPath = (lockPath: string) => `${lockPath}.holder.json`;
  * the epoch for the library to take over (storage of 1 s precision rounds it).
  */
 const AGED_BEFORE_MS = 1_000;
+/** A claim's mkdir failing so never succeeds, however long one waits (`takeOver`). */
+const NO_ROOM_FOR_A_CLAIM = new Set(["ENOSPC", "EDQUOT", "ENAMETOOLONG", "EMLINK"]);
 /** Claims on one judged lock, one per level (`takeOver`): more means claimers keep dying. */
 const MAX_CLAIM_LEVELS = 16;
 
@@ -402,19 +404,30 @@ function confirmMs(staleMs: number): number {
  */
 function libraryFs() {
   let ours = false;
-  /** The inode of the lock this call made, and the mtime last set on it. */
+  /** The inode of the lock this call made. */
   let made: number | undefined;
-  let lastMtimeMs: number | undefined;
   /**
-   * Whether the lock at `path` is still the one this call made: its inode, and the mtime this
-   * process last gave it (an inode number is reused at once when a taker removes the lock and
+   * The last mtimes this process gave the lock (asked for, and read back as kept), a
+   * refresh in flight included: a release that looks while a refresh lands sees the new one
+   * (review, 2026-12-06: compared with the last kept one only, the lock was left behind).
+   */
+  const ownMtimes: number[] = [];
+  const remember = (mtimeMs: number) => {
+    ownMtimes.push(mtimeMs);
+    if (ownMtimes.length > 6) ownMtimes.shift();
+  };
+  /** Kept as given, within the storage's rounding, or cut to the second (whole seconds kept). */
+  const oneOfOurs = (mtimeMs: number) =>
+    ownMtimes.some(
+      (own) => Math.abs(mtimeMs - own) < 1 || mtimeMs === Math.floor(own / 1000) * 1000,
+    );
+  /**
+   * Whether the lock at `path` is still the one this call made: its inode, and an mtime this
+   * process gave it (an inode number is reused at once when a taker removes the lock and
    * makes it again; its new lock's mtime is not ours).
    */
   const stillOurs = (stats: fs.Stats | undefined) =>
-    made === undefined ||
-    (stats !== undefined &&
-      stats.ino === made &&
-      (lastMtimeMs === undefined || stats.mtimeMs === lastMtimeMs));
+    made === undefined || (stats !== undefined && stats.ino === made && oneOfOurs(stats.mtimeMs));
   /**
    * Removes the lock only if it is still the one this call made: one taken over since (a
    * takeover is noticed up to a refresh interval late) is another holder's, and removing it
@@ -448,7 +461,7 @@ function libraryFs() {
           fs.stat(path, (statError, stats) => {
             if (statError === null) {
               made = stats.ino;
-              lastMtimeMs = stats.mtimeMs;
+              remember(stats.mtimeMs);
             }
             callback(null);
           });
@@ -473,7 +486,8 @@ function libraryFs() {
         atime: Date,
         mtime: Date,
         callback: (error: NodeJS.ErrnoException | null) => void,
-      ) =>
+      ) => {
+        if (ours) remember(mtime.getTime());
         fs.utimes(path, atime, mtime, (error) => {
           if (error !== null || !ours) {
             callback(error);
@@ -482,12 +496,12 @@ function libraryFs() {
           // The mtime the storage kept, read back: one of whole seconds keeps less than was
           // given (the library's precision probe gives milliseconds), and a release compared
           // with the given one left the lock behind (found in review, 2026-12-06).
-          lastMtimeMs = mtime.getTime();
           fs.stat(path, (statError, stats) => {
-            if (statError === null) lastMtimeMs = stats.mtimeMs;
+            if (statError === null) remember(stats.mtimeMs);
             callback(null);
           });
-        }),
+        });
+      },
       rmdir: rmdirOurs,
       rmdirSync: rmdirOursSync,
       realpath: fs.realpath,
@@ -568,7 +582,9 @@ async function takeOver(
     );
     if (made === true) claim = path;
     else if (made === "EACCES" || made === "EPERM" || made === "EROFS") return "refused";
-    else if (made === "ENOSPC" || made === "EDQUOT") unclaimed = true;
+    // No room for it (or a name too long for this filesystem, a directory full of links):
+    // it never comes, however long one waits for it.
+    else if (typeof made === "string" && NO_ROOM_FOR_A_CLAIM.has(made)) unclaimed = true;
     // Any other failure (EIO, ESTALE: an outage in the middle of a herd) is tried again at the
     // next poll: without a claim, waiters remove each other's fresh locks.
     else if (made !== "EEXIST") return false;

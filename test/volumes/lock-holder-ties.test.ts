@@ -155,6 +155,20 @@ describe("release removes the lock it made", () => {
 });
 
 describe("a takeover that cannot go through", () => {
+  it("a stale lock whose claim's name is too long for the filesystem is taken over without a claim", async () => {
+    // A dataset name of 230 bytes: its lock's name fits in 255, its claim's does not
+    // (ENAMETOOLONG: the claim never comes, and every waiter ended in LOCK_TIMEOUT).
+    const lockPath = join(join(await newLockPath(), ".."), `${"n".repeat(230)}.lock`);
+    await mkdir(lockPath);
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    await utimes(lockPath, hourAgo, hourAgo);
+    const outcome = await acquireLock(lockPath, "long", {
+      timing: { staleMs: 5_000, pollMs: 250, waitMs: 0 },
+    });
+    expect(outcome.kind).toBe("acquired");
+    if (outcome.kind === "acquired") await outcome.lock.release();
+  }, 30_000);
+
   it("prune's look at a stale lock it cannot remove ends (LOCK_TIMEOUT) instead of lasting for good", async () => {
     // A stale lock that is not empty: its removal fails every time (ENOTEMPTY).
     const lockPath = await newLockPath();
