@@ -177,7 +177,7 @@ export function otherVersionInUse(
   spec: DatasetSpec,
   path: string,
   users: readonly string[],
-  /** When those jobs started using it: while this run downloaded, or waited for the lock. */
+  /** When those jobs started using it: while this run downloaded, or since its first look. */
   { meanwhile }: { readonly meanwhile?: "downloaded" | "waited" } = {},
 ): DsfetchError {
   const pin = [
@@ -188,7 +188,7 @@ export function otherVersionInUse(
     .join(", ");
   return new DsfetchError(
     "PATH_TAKEN",
-    `${spec.name}: ${path} holds another version of ${spec.uri}, which ${meanwhile === undefined ? "jobs are using" : `jobs started using while this one ${meanwhile === "waited" ? "waited for the lock" : "downloaded"}`} (${users.join(", ")}): the pinned version (${pin}) is not swapped in under them`,
+    `${spec.name}: ${path} holds another version of ${spec.uri}, which ${meanwhile === undefined ? "jobs are using" : meanwhile === "waited" ? "jobs started using meanwhile" : "jobs started using while this one downloaded"} (${users.join(", ")}): the pinned version (${pin}) is not swapped in under them`,
     {
       dataset: spec.name,
       hint:

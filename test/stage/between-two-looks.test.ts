@@ -135,9 +135,7 @@ describe("a pinned version that waited for the lock while jobs took up another v
         ok: false,
         error: {
           code: "PATH_TAKEN",
-          message: expect.stringContaining(
-            "which jobs started using while this one waited for the lock",
-          ),
+          message: expect.stringContaining("which jobs started using meanwhile"),
           hint: expect.stringContaining("run again"),
         },
       });
