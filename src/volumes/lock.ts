@@ -239,6 +239,7 @@ export async function acquireLock(
             }
             // The lock itself only if it is still the one this process made (libraryFs).
             await release().catch(() => {});
+            library.close();
           },
         },
       };
@@ -435,17 +436,33 @@ function libraryFs() {
    */
   const rmdirOurs = (path: string, callback: (error: NodeJS.ErrnoException | null) => void) => {
     fs.stat(path, (error, stats) => {
+      closeOpened();
       if (error !== null) callback(error);
       else if (!stillOurs(stats)) callback(null);
       else fs.rmdir(path, callback);
     });
   };
   const rmdirOursSync = (path: string) => {
+    closeOpened();
     if (stillOurs(fs.statSync(path, { throwIfNoEntry: false }))) fs.rmdirSync(path);
+  };
+  /**
+   * The lock directory this call made, kept open: its refreshes set the times of that very
+   * directory (futimes), never of whatever is at the path by then. A refresh sent by name
+   * just before an outage longer than the stale bound landed, after it, on the next holder's
+   * lock, which then took itself for taken over (found in review, 2026-12-06).
+   */
+  let opened: number | undefined;
+  const closeOpened = () => {
+    const fd = opened;
+    opened = undefined;
+    if (fd !== undefined) fs.close(fd, () => {});
   };
   return {
     ino: () => made,
     /** Whether the lock at `path` is still the one this call made (false when unreadable). */
+    /** Lets go of the lock directory kept open (a lock the library no longer holds). */
+    close: closeOpened,
     isStillOurs: (path: string) =>
       new Promise<boolean>((resolve) => {
         fs.stat(path, (error, stats) => resolve(error === null && stillOurs(stats)));
@@ -458,12 +475,19 @@ function libraryFs() {
             return;
           }
           ours = true;
-          fs.stat(path, (statError, stats) => {
+          const record = (statError: NodeJS.ErrnoException | null, stats: fs.Stats) => {
             if (statError === null) {
               made = stats.ino;
               remember(stats.mtimeMs);
             }
             callback(null);
+          };
+          fs.open(path, "r", (openError, fd) => {
+            if (openError !== null) fs.stat(path, record);
+            else {
+              opened = fd;
+              fs.fstat(fd, record);
+            }
           });
         }),
       stat: (
@@ -488,7 +512,8 @@ function libraryFs() {
         callback: (error: NodeJS.ErrnoException | null) => void,
       ) => {
         if (ours) remember(mtime.getTime());
-        fs.utimes(path, atime, mtime, (error) => {
+        const fd = opened;
+        const done = (error: NodeJS.ErrnoException | null) => {
           if (error !== null || !ours) {
             callback(error);
             return;
@@ -496,11 +521,15 @@ function libraryFs() {
           // The mtime the storage kept, read back: one of whole seconds keeps less than was
           // given (the library's precision probe gives milliseconds), and a release compared
           // with the given one left the lock behind (found in review, 2026-12-06).
-          fs.stat(path, (statError, stats) => {
+          const readBack = (statError: NodeJS.ErrnoException | null, stats: fs.Stats) => {
             if (statError === null) remember(stats.mtimeMs);
             callback(null);
-          });
-        });
+          };
+          if (fd === undefined) fs.stat(path, readBack);
+          else fs.fstat(fd, readBack);
+        };
+        if (fd === undefined) fs.utimes(path, atime, mtime, done);
+        else fs.futimes(fd, atime, mtime, done);
       },
       rmdir: rmdirOurs,
       rmdirSync: rmdirOursSync,
