@@ -100,6 +100,28 @@ function slowCalls(
   )}`;
 }
 
+/**
+ * `dsfetch args` with the calls `slow` names slowed (slowCalls; its marker appears once the
+ * first is under way), sent SIGTERM then: its end, and how long after the signal it came.
+ */
+async function terminatedDuringSlowCall(
+  args: readonly string[],
+  slow: Parameters<typeof slowCalls>,
+  stdin = "",
+): Promise<{ result: Ended; afterSignalMs: number }> {
+  const marker = slow[3];
+  const { child, ended } = startCli(
+    args,
+    { ...testEnv(), NODE_OPTIONS: slowCalls(...slow) },
+    stdin,
+  );
+  await until(() => exists(marker));
+  const sent = performance.now();
+  child.kill("SIGTERM");
+  const result = await ended;
+  return { result, afterSignalMs: performance.now() - sent };
+}
+
 /** Shared storage holding datasets a, b and c, last used 3, 2 and 1 days ago. */
 async function storageWithThree(name: string): Promise<{ storage: string; data: string }> {
   const storage = await mkdtemp(join(root, `${name}-`));
@@ -194,20 +216,13 @@ describe("plan: the first signal", () => {
   it("SIGTERM while shared storage does not answer: answered after the 5 s grace, not when the storage answers", async () => {
     const storage = await mkdtemp(join(root, "plan-storage-"));
     const marker = join(root, "plan-storage.marker");
-    const { child, ended } = startCli(
+    const { result, afterSignalMs } = await terminatedDuringSlowCall(
       ["plan", "--datasets", "-", "--storage-root", storage, "--team", "ml"],
       // The look at the dataset's path takes 60 s.
-      {
-        ...testEnv(),
-        NODE_OPTIONS: slowCalls("lstat", `^${storage}/ml/data/b$`, 60_000, marker),
-      },
+      ["lstat", `^${storage}/ml/data/b$`, 60_000, marker],
       JSON.stringify([{ uri: `s3://${bucket}/b/` }]),
     );
-    await until(() => exists(marker));
-    const sent = performance.now();
-    child.kill("SIGTERM");
-    const result = await ended;
-    expect(performance.now() - sent).toBeLessThan(12_000);
+    expect(afterSignalMs).toBeLessThan(12_000);
     // Said interrupted, then that a call on the storage was given up on (README "Exit codes":
     // the process then ends itself with SIGKILL).
     expect(result.stderr).toMatch(
@@ -239,19 +254,14 @@ describe("list and prune: the first signal", () => {
     it(`list: SIGTERM on slow storage ${when} ends it with 130 at once, no list printed`, async () => {
       const { storage, data } = await storageWithThree("list");
       const marker = join(storage, "list.marker");
-      const { child, ended } = startCli(
+      const { result, afterSignalMs } = await terminatedDuringSlowCall(
         ["list", "--storage-root", storage, "--team", "ml"],
         // Each look at a dataset's path takes 1 s (a dataset's call makes two: 2 s).
-        { ...testEnv(), NODE_OPTIONS: slowCalls("lstat", `^${data}/${slow}$`, 1000, marker) },
-        "",
+        ["lstat", `^${data}/${slow}$`, 1000, marker],
       );
-      await until(() => exists(marker));
-      const sent = performance.now();
-      child.kill("SIGTERM");
-      const result = await ended;
       expect(result.code, result.stderr).toBe(130);
       // The call in flight (2 s), not the ones after it (6 s in all).
-      expect(performance.now() - sent).toBeLessThan(4_000);
+      expect(afterSignalMs).toBeLessThan(4_000);
       expect(result.stderr).toBe(
         "dsfetch: error: list: interrupted; nothing was listed [INTERRUPTED]\n",
       );
@@ -262,19 +272,14 @@ describe("list and prune: the first signal", () => {
   it("prune: SIGTERM while it lists removes nothing, at once (exit 130)", async () => {
     const { storage, data } = await storageWithThree("prune-listing");
     const marker = join(storage, "prune-listing.marker");
-    const { child, ended } = startCli(
+    const { result, afterSignalMs } = await terminatedDuringSlowCall(
       ["prune", "--older-than", "1h", "--storage-root", storage, "--team", "ml"],
       // Each look at a dataset's path takes 1 s (a dataset's call makes two: 2 s).
-      { ...testEnv(), NODE_OPTIONS: slowCalls("lstat", `^${data}/[abc]$`, 1000, marker) },
-      "",
+      ["lstat", `^${data}/[abc]$`, 1000, marker],
     );
-    await until(() => exists(marker));
-    const sent = performance.now();
-    child.kill("SIGTERM");
-    const result = await ended;
     expect(result.code, result.stderr).toBe(130);
     // The call in flight (2 s), not the ones after it (6 s in all).
-    expect(performance.now() - sent).toBeLessThan(4_000);
+    expect(afterSignalMs).toBeLessThan(4_000);
     expect(result.stderr).toMatch(
       /^dsfetch: error: prune: interrupted; nothing was removed \[INTERRUPTED\]\n/,
     );
@@ -285,19 +290,14 @@ describe("list and prune: the first signal", () => {
     const { storage, data } = await storageWithThree("prune-removing");
     const marker = join(storage, "prune-removing.marker");
     const flags = ["--storage-root", storage, "--team", "ml"];
-    const { child, ended } = startCli(
+    const { result, afterSignalMs } = await terminatedDuringSlowCall(
       ["prune", "--older-than", "1h", ...flags],
       // Each file deleted from a tree moved aside takes 1 s (8 at once): a's 48, 6 s.
-      { ...testEnv(), NODE_OPTIONS: slowCalls("unlink", "/pruned\\.[0-9a-f]{12}/", 1000, marker) },
-      "",
+      ["unlink", "/pruned\\.[0-9a-f]{12}/", 1000, marker],
     );
-    await until(() => exists(marker));
-    const sent = performance.now();
-    child.kill("SIGTERM");
-    const result = await ended;
     expect(result.code, result.stderr).toBe(130);
     // The deletions in flight (1 s), not the rest of a's.
-    expect(performance.now() - sent).toBeLessThan(3_500);
+    expect(afterSignalMs).toBeLessThan(3_500);
     expect(result.stderr).toBe(
       "dsfetch: error: prune: interrupted after removing 1 dataset (a); each was removed whole, the others were left as they were [INTERRUPTED]\n" +
         "  hint: run prune again to go on (files of a removal cut short are deleted by a later prune)\n",
@@ -327,18 +327,13 @@ describe("list and prune: the first signal", () => {
     for (let i = 0; i < 48; i++) await writeFile(join(aside, `f${i}`), "x");
     const hourAgo = new Date(Date.now() - 3_600_000);
     await utimes(aside, hourAgo, hourAgo);
-    const { child, ended } = startCli(
+    const { result, afterSignalMs } = await terminatedDuringSlowCall(
       ["prune", "--older-than", "30d", "--storage-root", storage, "--team", "ml"],
       // Each of its files takes 1 s to delete (8 at once): 6 s.
-      { ...testEnv(), NODE_OPTIONS: slowCalls("unlink", "/pruned\\.a{12}/", 1000, marker) },
-      "",
+      ["unlink", "/pruned\\.a{12}/", 1000, marker],
     );
-    await until(() => exists(marker));
-    const sent = performance.now();
-    child.kill("SIGTERM");
-    const result = await ended;
     expect(result.code, result.stderr).toBe(130);
-    expect(performance.now() - sent).toBeLessThan(3_500);
+    expect(afterSignalMs).toBeLessThan(3_500);
     expect(result.stderr).toMatch(
       /^dsfetch: error: prune: interrupted; nothing was removed \[INTERRUPTED\]\n/,
     );
@@ -353,15 +348,12 @@ describe("run: a signal as it looks at the shared storage", () => {
       const data = join(storage, "ml", "data");
       const marker = join(root, "run.marker");
       const started = join(root, "run.command-started");
-      const { child, ended } = startCli(
+      const { result } = await terminatedDuringSlowCall(
         jobArgs(storage, ["sh", "-c", `echo started > ${started}`]),
         // The check's access() on the dataset (shared storage, as root) takes 2 s.
-        { ...testEnv(), NODE_OPTIONS: slowCalls("access", `^${data}/labels$`, 2000, marker) },
+        ["access", `^${data}/labels$`, 2000, marker],
         JSON.stringify([{ uri: `s3://${bucket}/labels/` }]),
       );
-      await until(() => exists(marker));
-      child.kill("SIGTERM");
-      const result = await ended;
       expect(result.code, result.stderr).toBe(130);
       expect(result.stderr).toContain(
         `dsfetch: not running sh -c echo started > ${started}: interrupted\n`,
