@@ -149,18 +149,25 @@ async function stageBlob(
   };
 }
 
+/** stageBlob with an interrupt (SIGTERM) after `ms`: the dataset's outcome, and the rest. */
+async function interruptedAfter(
+  ms: number,
+  env: Record<string, string>,
+  options?: Parameters<typeof stageBlob>[2],
+) {
+  const abort = new AbortController();
+  setTimeout(() => abort.abort(new Error("SIGTERM")), ms);
+  const staged = await stageBlob(env, abort.signal, options);
+  return { ...staged, outcome: staged.result.datasets[0] };
+}
+
 describe("shared storage that does not answer the start-up probe", () => {
   it("an interrupt is answered while the probe waits, not after DSFETCH_STORAGE_TIMEOUT", async () => {
-    const abort = new AbortController();
-    setTimeout(() => abort.abort(new Error("SIGTERM")), 500);
-    const { result, seconds, storageRoot } = await stageBlob(
+    const { outcome, seconds, storageRoot } = await interruptedAfter(
+      500,
       { DSFETCH_STORAGE_TIMEOUT: "60" },
-      abort.signal,
-      {
-        hungProbe: true,
-      },
+      { hungProbe: true },
     );
-    const outcome = result.datasets[0];
     expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
     expect(seconds).toBeLessThan(30);
     // And the probe is killed then, not at the bound (it would keep the process alive).
@@ -220,13 +227,9 @@ describe("a plain object's download on storage that stops taking writes", () => 
 
   it("an interrupt is answered without waiting for the storage", async () => {
     hang.on = true;
-    const abort = new AbortController();
-    setTimeout(() => abort.abort(new Error("SIGTERM")), 1_000);
-    const { result, seconds } = await stageBlob(
-      { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
-      abort.signal,
-    );
-    const outcome = result.datasets[0];
+    const { outcome, seconds } = await interruptedAfter(1_000, {
+      DSFETCH_EXTRACT_STALL_TIMEOUT: "300",
+    });
     expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
     expect(seconds).toBeLessThan(30);
   }, 60_000);
@@ -260,14 +263,11 @@ describe("a zip's download on storage that stops taking writes", () => {
 
   it("an interrupt is answered without waiting for the storage", async () => {
     hang.on = true;
-    const abort = new AbortController();
-    setTimeout(() => abort.abort(new Error("SIGTERM")), 1_000);
-    const { result, seconds } = await stageBlob(
+    const { outcome, seconds } = await interruptedAfter(
+      1_000,
       { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
-      abort.signal,
       { zip: true },
     );
-    const outcome = result.datasets[0];
     expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
     expect(seconds).toBeLessThan(30);
   }, 60_000);
@@ -323,14 +323,11 @@ describe("a folder's download on storage that stops taking writes", () => {
 
   it("an interrupt is answered without waiting for the storage", async () => {
     hang.folder = true;
-    const abort = new AbortController();
-    setTimeout(() => abort.abort(new Error("SIGTERM")), 1_000);
-    const { result, seconds } = await stageBlob(
+    const { outcome, seconds } = await interruptedAfter(
+      1_000,
       { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
-      abort.signal,
       { folder: true },
     );
-    const outcome = result.datasets[0];
     expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
     expect(seconds).toBeLessThan(30);
   }, 60_000);
