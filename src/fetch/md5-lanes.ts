@@ -101,14 +101,23 @@ export class Md5Lanes {
   private readonly state: Uint32Array;
   private readonly lanes: (Lane | undefined)[] = new Array(LANES).fill(undefined);
   private readonly digests: (Buffer | undefined)[];
+  /** Spans given a lane (or finished). */
+  private readonly started: Uint8Array;
+  private startedSpans = 0;
+  /** No span before this one is waiting for a lane. */
   private nextSpan = 0;
   private finishedSpans = 0;
+  private readonly startable: (() => Iterable<number>) | undefined;
 
   /**
    * @param read fills `target` with the bytes at `position` (exactly its length, or throws).
    * @param shared a shared memory the kernel works in (its first LANES_RESERVED_BYTES are the
    *   lanes'), and where the bytes of `length` at `position` are in it, contiguous, if they
    *   are: the lanes read those in place instead of through `read` (no copy).
+   * @param startable the spans that have bytes to hash, in the order to start them; without
+   *   it, spans start in order. For parts that arrive through several streams, each stream
+   *   fetching a run of consecutive parts: in order, a lane would wait for the second part of
+   *   a run while the other streams' parts have bytes.
    */
   constructor(
     spans: readonly ByteSpan[],
@@ -117,8 +126,11 @@ export class Md5Lanes {
       memory: SharedMemory;
       locate(position: number, length: number): number | undefined;
     },
+    startable?: () => Iterable<number>,
   ) {
     this.spans = spans;
+    this.startable = startable;
+    this.started = new Uint8Array(spans.length);
     this.read = read;
     this.locate = shared?.locate;
     const module = shared === undefined ? kernelModule() : sharedKernelModule();
@@ -167,7 +179,7 @@ export class Md5Lanes {
   ): void {
     const limit = typeof available === "number" ? () => available : available;
     for (;;) {
-      this.fillLanes(limit);
+      this.fillLanes(limit, final);
       let blocks = Number.POSITIVE_INFINITY;
       let finished = false;
       let assigned = 0;
@@ -190,7 +202,7 @@ export class Md5Lanes {
       }
       if (finished) continue;
       if (blocks === Number.POSITIVE_INFINITY) return;
-      const lanesFull = assigned === LANES || this.nextSpan === this.spans.length;
+      const lanesFull = assigned === LANES || this.startedSpans === this.spans.length;
       if (final || (lanesFull && allReady)) {
         this.run(Math.min(blocks, CHUNK / 64), limit);
       } else if (force()) {
@@ -209,21 +221,37 @@ export class Md5Lanes {
     return lane?.position ?? span.start;
   }
 
-  /** Gives free lanes the next spans, as long as their first bytes are there. */
-  private fillLanes(limit: (span: number) => number): void {
+  /**
+   * Gives free lanes the next spans: those `startable` names (until `final`: then any left,
+   * in order), else the next in order as long as its first bytes are there.
+   */
+  private fillLanes(limit: (span: number) => number, final: boolean): void {
     for (let index = 0; index < LANES; index++) {
       if (this.lanes[index] !== undefined) continue;
-      const span = this.spans[this.nextSpan];
-      if (span === undefined || span.start > limit(this.nextSpan)) return;
-      this.lanes[index] = {
-        span: this.nextSpan,
-        start: span.start,
-        end: span.end,
-        position: span.start,
-      };
-      this.nextSpan += 1;
+      const next =
+        this.startable !== undefined && !final ? this.nextStartable() : this.nextInOrder(limit);
+      if (next === undefined) return;
+      const span = this.spans[next] as ByteSpan;
+      this.started[next] = 1;
+      this.startedSpans += 1;
+      this.lanes[index] = { span: next, start: span.start, end: span.end, position: span.start };
       this.setState(index, INITIAL_STATE);
     }
+  }
+
+  private nextStartable(): number | undefined {
+    for (const candidate of this.startable?.() ?? []) {
+      if (this.started[candidate] === 0) return candidate;
+    }
+    return undefined;
+  }
+
+  private nextInOrder(limit: (span: number) => number): number | undefined {
+    while (this.nextSpan < this.spans.length && this.started[this.nextSpan] === 1)
+      this.nextSpan += 1;
+    const span = this.spans[this.nextSpan];
+    if (span === undefined || span.start > limit(this.nextSpan)) return undefined;
+    return this.nextSpan;
   }
 
   /** Runs `blocks` blocks of every lane that has them; the others keep their state. */

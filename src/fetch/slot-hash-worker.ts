@@ -52,7 +52,9 @@ function startLanes(): Md5Lanes | undefined {
   try {
     // The lanes read the slots where they are (locate), copying only a span that crosses
     // from one slot to the next.
-    return new Md5Lanes(parts, read, { memory, locate });
+    // Lanes take the parts that have bytes here (each stream fetches a run of consecutive
+    // parts: the next part in order may not have any yet).
+    return new Md5Lanes(parts, read, { memory, locate }, () => active);
   } catch {
     return undefined;
   }

@@ -10,7 +10,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { resolveTuning } from "../../src/config/tuning.ts";
-import { directIoApplies, openDirect, transferDirect } from "../../src/fetch/download-direct.ts";
+import {
+  directIoApplies,
+  openDirect,
+  partRuns,
+  transferDirect,
+} from "../../src/fetch/download-direct.ts";
 import { type DownloadObjectOptions, downloadObject } from "../../src/fetch/download-object.ts";
 import { LANES_RESERVED_BYTES } from "../../src/fetch/md5-lanes.ts";
 import { ObjectGetter } from "../../src/fetch/object-get.ts";
@@ -132,6 +137,60 @@ describe("direct writes of a large multipart object", () => {
     await expect(
       downloadObject(options(path, { endpoint: proxy.endpoint, signal: abort.signal })),
     ).rejects.toBe(reason);
+  });
+});
+
+describe("consecutive parts fetched by one request", () => {
+  it("a run of parts per GET: byte-exact, verified part by part, a cut resumed inside the run", async () => {
+    proxy = await startFaultProxy(s3Info().endpoint);
+    // One stream: the 6 parts in two runs of 3. The cut falls in the run's second part
+    // (after its response head of < 3,000 bytes): it resumes at 7 MiB, a 4 KiB boundary.
+    proxy.cutAt(7 * MiB + 3_000);
+    const path = join(scratch, "runs.bin");
+    const result = await downloadObject(
+      options(path, { endpoint: proxy.endpoint, concurrency: 1 }),
+    );
+    expect(result.writes).toBe("direct");
+    expect(result.verification).toBe("multipart-md5");
+    expect(sha256(await readFile(path))).toBe(sha256(body));
+    const ranges = proxy.requests
+      .filter((request) => request.method === "GET" && request.headers.range !== undefined)
+      .map((request) => request.headers.range);
+    expect(ranges).toEqual([
+      `bytes=0-${15 * MiB - 1}`,
+      `bytes=${7 * MiB}-${15 * MiB - 1}`,
+      `bytes=${15 * MiB}-${body.length - 1}`,
+    ]);
+  });
+
+  it("runs of up to 32 MiB, while every stream gets two runs at least; never across a gap", () => {
+    const shape = (parts: ByteSpan[], streams: number) =>
+      partRuns(parts, streams).map((run) => [run.first, run.span.start, run.span.end]);
+    // 2 GiB in 8 MiB parts, 8 streams: 64 GETs of 4 parts.
+    const big = partRuns(partsOf(2048 * MiB, 8 * MiB), 8);
+    expect(big).toHaveLength(64);
+    expect(big[1]).toEqual({ first: 4, span: { start: 32 * MiB, end: 64 * MiB } });
+    // 16 parts, 8 streams: a part per GET, as before.
+    expect(partRuns(partsOf(128 * MiB, 8 * MiB), 8)).toHaveLength(16);
+    // Parts of 64 MiB: one each.
+    expect(partRuns(partsOf(1024 * MiB, 64 * MiB), 2)).toHaveLength(16);
+    // The last run takes what is left.
+    expect(shape(partsOf(10 * MiB + 5, MiB), 1)).toEqual([
+      [0, 0, 5 * MiB],
+      [5, 5 * MiB, 10 * MiB],
+      [10, 10 * MiB, 10 * MiB + 5],
+    ]);
+    // Parts that are not adjacent are never one range.
+    const gap = [
+      { start: 0, end: MiB },
+      { start: MiB, end: 2 * MiB },
+      { start: 3 * MiB, end: 4 * MiB },
+      { start: 4 * MiB, end: 5 * MiB },
+    ];
+    expect(shape(gap, 1)).toEqual([
+      [0, 0, 2 * MiB],
+      [2, 3 * MiB, 5 * MiB],
+    ]);
   });
 });
 

@@ -109,6 +109,34 @@ describe("Md5Lanes", () => {
     expect(lanes.results().map((d) => d.toString("hex"))).toEqual(md5(data, spans));
   });
 
+  it("parts that arrive in runs (a stream fetches consecutive parts): lanes take the parts with bytes", () => {
+    // 8 streams, each fetching a run of two consecutive parts: at first parts 0, 2, 4, … have
+    // bytes, 1, 3, 5, … none. Taken in order, half the lanes would wait for bytes that come
+    // only after their stream's current part, and nothing would be hashed until forced.
+    const spans = spansOf(Array.from({ length: 16 }, () => 300_000));
+    const data = randomBytes(spans.at(-1)?.end ?? 0);
+    const arrived = spans.map((span, index) => (index % 2 === 0 ? span.end : span.start));
+    const withBytes = () =>
+      spans.flatMap((span, index) => ((arrived[index] ?? 0) > span.start ? [index] : []));
+    const lanes = new Md5Lanes(
+      spans,
+      (target, position) => target.set(data.subarray(position, position + target.length)),
+      undefined,
+      withBytes,
+    );
+    lanes.advance((index) => arrived[index] ?? 0);
+    // The eight parts with bytes were hashed whole, in one pass of every lane; the others wait.
+    expect(spans.map((_, index) => lanes.hashedTo(index))).toEqual(
+      spans.map((span, index) => (index % 2 === 0 ? span.end : span.start)),
+    );
+    spans.forEach((span, index) => {
+      arrived[index] = span.end;
+    });
+    lanes.advance((index) => arrived[index] ?? 0, true);
+    expect(lanes.done).toBe(true);
+    expect(lanes.results().map((d) => d.toString("hex"))).toEqual(md5(data, spans));
+  });
+
   it("parts that are not adjacent (one of several hashing threads takes every k-th)", () => {
     const all = spansOf(Array.from({ length: 40 }, (_, i) => 10_000 + i * 999));
     const mine = all.filter((_, i) => i % 3 === 1);
