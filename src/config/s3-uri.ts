@@ -129,3 +129,8 @@ export function scrubUserInfo(text: string): string {
   const start = scheme !== -1 && scheme < at ? scheme + 3 : 0;
   return `${text.slice(0, start)}***@${text.slice(at + 1)}`;
 }
+
+/** One source written two ways (`s3://b/images/` and `s3://b/images`) is one source. */
+export function sameSource(a: string, b: string): boolean {
+  return a.replace(/\/+$/, "") === b.replace(/\/+$/, "");
+}

@@ -121,7 +121,9 @@ export async function plan(
         // into memory), so that the plan refuses what fetch would refuse after the download.
         let zipError: PlanError | undefined;
         const declared =
-          spec.archive === "zip" && resolution.kind === "object" && !isCached(resolution, staged)
+          spec.archive === "zip" &&
+          resolution.kind === "object" &&
+          !isCached(resolution, staged, spec)
             ? await declaredZipBytes(resolution, client.getter, {
                 maxEntries: DEFAULT_LIMITS.maxEntries,
                 signal: options.signal,
@@ -146,7 +148,7 @@ export async function plan(
         // could not exist (review, 2026-12-05). Looked at without writing anything.
         let fallback: string | undefined;
         let refused: PlanError | undefined;
-        if (target.volume === "shared" && !isCached(resolution, staged)) {
+        if (target.volume === "shared" && !isCached(resolution, staged, spec)) {
           const { storageRoot } = requireSharedStorage(settings);
           const dataRoot = dirname(location.path);
           // A zip is downloaded whole, then expanded beside it (stage/expand.ts).
@@ -160,7 +162,7 @@ export async function plan(
           });
           // As fetch: a pinned version whose path holds another version that jobs use.
           const inUse =
-            problem === undefined && pinnedOverOtherVersion(spec, resolution, staged.manifest)
+            problem === undefined && pinnedOverOtherVersion(spec, staged.manifest)
               ? await call(`reading the leases of ${location.path}`, () =>
                   activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
                 )
@@ -195,7 +197,7 @@ export async function plan(
         // under the root for the download, and for a zip its expansion beside it (review:
         // plan passed what fetch then refused).
         let ephemeralRoom: PlanError | undefined;
-        if (target.volume === "ephemeral" && !isCached(resolution, staged)) {
+        if (target.volume === "ephemeral" && !isCached(resolution, staged, spec)) {
           const root = dirname(location.path);
           const needed = resolution.bytes + (declared?.bytes ?? 0);
           const free = await call(`checking the free space of ${root}`, () => freeBytes(root));
@@ -250,17 +252,14 @@ export async function plan(
           }
           return fallback === undefined ? entry : { ...entry, fallback };
         };
-        if (!isCached(resolution, staged)) {
+        if (!isCached(resolution, staged, spec)) {
           // What fetch would refuse (volumes/occupant.ts), said by the plan too.
           const problem = await call(`looking at ${location.path}`, () =>
             occupantProblemIfKnown(spec.name, location, spec.uri, staged.manifest),
           );
           if (problem !== undefined) return withFallback(failedEntry(spec, target, problem));
           // What fetch refuses on an ephemeral path (stage-dataset.ts, OtherVersionInUse).
-          if (
-            target.volume === "ephemeral" &&
-            pinnedOverOtherVersion(spec, resolution, staged.manifest)
-          ) {
+          if (target.volume === "ephemeral" && pinnedOverOtherVersion(spec, staged.manifest)) {
             const users = await call(`reading the leases of ${location.path}`, () =>
               activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
             );
@@ -270,7 +269,7 @@ export async function plan(
             }
           }
           // What fetch would keep (stage-dataset.ts, keptInUse), said by the plan too.
-          if (refreshWaitsForJobs(spec, resolution, staged.manifest)) {
+          if (refreshWaitsForJobs(spec, staged.manifest)) {
             const users = await call(`reading the leases of ${location.path}`, () =>
               activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
             );
@@ -279,6 +278,7 @@ export async function plan(
               const kept = staged.manifest;
               return {
                 ...planEntry(spec, resolution, staged, target),
+                kind: kept.kind,
                 etag: kept.etag ?? null,
                 versionId: kept.versionId ?? null,
                 bytes: kept.bytes,

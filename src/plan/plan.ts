@@ -3,6 +3,7 @@
  * one plan entry (data, no I/O). `dsfetch plan` prints these; staging executes them.
  */
 import type { ArchiveFormat } from "../archive/formats.ts";
+import { sameSource } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
 import type { DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
@@ -72,15 +73,11 @@ export function planEntry(
     volume: target.volume,
     path: target.location.path,
     mount: target.mount,
-    cached: isCached(resolution, staged),
+    cached: isCached(resolution, staged, spec),
   };
   const older = staged.manifest;
   const replacing =
-    !entry.cached &&
-    staged.exists &&
-    older !== undefined &&
-    older.uri === spec.uri &&
-    older.kind === resolution.kind;
+    !entry.cached && staged.exists && older !== undefined && sameSource(older.uri, spec.uri);
   if (replacing) {
     entry = {
       ...entry,
@@ -124,49 +121,52 @@ export function errorOf(error: DsfetchError): PlanError {
     : { code: error.code, message: error.message, hint: error.hint };
 }
 
-/** Published, with a manifest that records exactly what the store has now. */
-export function isCached(resolution: Resolution, staged: StagedState): boolean {
+/**
+ * Published, with a manifest that records what the store has now: the same listing, or the
+ * same object bytes. An object's ETag names its bytes; another version of the same ETag (the
+ * same bytes uploaded again to a versioned bucket) is the same dataset unless the datasets
+ * array pins the versionId (review, 2026-12-06: a dataset pinned by etag was downloaded again
+ * after such a re-upload, and while jobs used it, into an ephemeral volume instead).
+ */
+export function isCached(
+  resolution: Resolution,
+  staged: StagedState,
+  spec: Pick<DatasetSpec, "versionId">,
+): boolean {
   const manifest = staged.manifest;
   if (!staged.exists || manifest === undefined || manifest.kind !== resolution.kind) return false;
   if (resolution.kind === "prefix") return manifest.listingDigest === resolution.listingDigest;
   return (
     manifest.etag === resolution.etag &&
-    (manifest.versionId ?? undefined) === (resolution.versionId ?? undefined)
+    (spec.versionId === undefined ||
+      (manifest.versionId ?? undefined) === (resolution.versionId ?? undefined))
   );
 }
 
 /**
  * Whether a changed source waits for the jobs using the published version (their leases)
- * instead of replacing it under them: only a dataset not pinned to a version (no etag, no
- * versionId), published from a source of the same kind. A pinned version is always staged.
+ * instead of replacing it under them: a dataset not pinned to a version (no etag, no
+ * versionId). A pinned version is always staged. Whatever the kind of either: a folder that
+ * became an object of the same URI (or the reverse) was swapped in under the jobs reading the
+ * old one, no lease looked at (review, 2026-12-06).
  */
 export function refreshWaitsForJobs(
   spec: DatasetSpec,
-  resolution: Resolution,
   published: Manifest | undefined,
 ): published is Manifest {
-  return (
-    published !== undefined &&
-    spec.etag === undefined &&
-    spec.versionId === undefined &&
-    published.kind === resolution.kind
-  );
+  return published !== undefined && spec.etag === undefined && spec.versionId === undefined;
 }
 
 /**
  * Whether a version pinned in the datasets array (etag, versionId) would replace another
- * version of the same source at the path: never while jobs use that one (stage-dataset.ts).
+ * version of the same source at the path (of either kind): never while jobs use that one
+ * (stage-dataset.ts).
  */
 export function pinnedOverOtherVersion(
   spec: DatasetSpec,
-  resolution: Resolution,
   published: Manifest | undefined,
 ): boolean {
-  return (
-    published !== undefined &&
-    (spec.etag !== undefined || spec.versionId !== undefined) &&
-    published.kind === resolution.kind
-  );
+  return published !== undefined && (spec.etag !== undefined || spec.versionId !== undefined);
 }
 
 /**

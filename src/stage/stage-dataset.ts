@@ -323,7 +323,7 @@ async function stageOn(
       inspectStaged(target.location),
     );
     seenBeforeDownload = staged.manifest;
-    if (!isCached(resolution, staged) || staged.manifest === undefined) {
+    if (!isCached(resolution, staged, spec) || staged.manifest === undefined) {
       // Not ours to replace (another source's dataset, a directory dsfetch did not write):
       // said now, before the download (publish checks again: volumes/occupant.ts).
       const problem = await call(`looking at ${target.location.path}`, () =>
@@ -368,8 +368,8 @@ async function stageOn(
     /** Under a removal notice: its clock (RemovalNotice.storageNow), leases are judged by. */
     notice?: RemovalNotice,
   ): Promise<StagedDataset | undefined> => {
-    const pinned = pinnedOverOtherVersion(spec, resolution, published);
-    if (!pinned && !refreshWaitsForJobs(spec, resolution, published)) return undefined;
+    const pinned = pinnedOverOtherVersion(spec, published);
+    if (!pinned && !refreshWaitsForJobs(spec, published)) return undefined;
     // Leases that cannot be read: taken to be in use. The bound's own errors (a stall, an
     // interrupt) fail the staging: taken as "none", an interrupt here let the swap go ahead
     // without a look at the leases (review, 2026-12-05).
@@ -405,6 +405,8 @@ async function stageOn(
     return withManifest(
       {
         ...summaryOf(resolution),
+        // The kept version may be of another kind (a folder whose URI is now an object).
+        kind: published.kind,
         etag: published.etag ?? null,
         versionId: published.versionId ?? null,
         bytes: published.bytes,
@@ -611,7 +613,7 @@ async function stageOn(
       signal: context.signal,
       call,
       isDone: lookForDone
-        ? async () => isCached(resolution, await inspectStaged(target.location))
+        ? async () => isCached(resolution, await inspectStaged(target.location), spec)
         : undefined,
       onWait: (report) => {
         const { holder } = report;
@@ -770,7 +772,7 @@ async function stageOn(
           published: Manifest,
         ): Promise<StagedDataset | undefined> => {
           const current = await resolveDataset(spec, client, retry).catch(() => undefined);
-          if (current !== undefined && isCached(current, { exists: true, manifest })) {
+          if (current !== undefined && isCached(current, { exists: true, manifest }, spec)) {
             // Asked once about that one: the swap may ask again (a notice gone stale).
             askedAbout = manifestIdentity(published);
             return undefined;
@@ -778,7 +780,7 @@ async function stageOn(
           const now =
             current === undefined
               ? "the store could not be asked which is current"
-              : isCached(current, { exists: true, manifest: published })
+              : isCached(current, { exists: true, manifest: published }, spec)
                 ? "the store has that version now"
                 : "the store has yet another version now: the next run refreshes it";
           context.onEvent({
@@ -802,13 +804,13 @@ async function stageOn(
         if (
           lock !== undefined &&
           publishedSince(published.manifest) &&
-          !isCached(resolution, published) &&
+          !isCached(resolution, published, spec) &&
           !(await call(`reading ${target.location.lockPath}`, () => lock.stillHeld()))
         ) {
           const theirs = await publishedMeanwhile(published.manifest);
           if (theirs !== undefined) return dropAttemptFor(theirs);
         }
-        const kept = isCached(resolution, published)
+        const kept = isCached(resolution, published, spec)
           ? undefined
           : await keptInUse(resolution, published.manifest);
         if (kept !== undefined) return dropAttemptFor(kept);
@@ -837,7 +839,7 @@ async function stageOn(
               inspectStaged(target.location),
             );
             // Our data already (another worker's, a lock lost): left in place, jobs may read it.
-            if (isCached(resolution, there)) return false;
+            if (isCached(resolution, there, spec)) return false;
             // Another version, published by a worker that took our lock over: not swapped
             // back for ours unless ours is what the store has now.
             if (

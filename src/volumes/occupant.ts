@@ -17,6 +17,7 @@
 import { chmod, lstat, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { sameSource } from "../config/s3-uri.ts";
 import { DsfetchError } from "../errors.ts";
 import { ATTEMPT_RANDOM, attemptRandom, parseAttemptName } from "./attempt.ts";
 import { hostLabel } from "./host-label.ts";
@@ -207,11 +208,6 @@ export function otherSourceError(
       hint: `give one of the two datasets its own "name". If ${ours} now takes the place of ${theirs}, remove the old one first, once no job uses it: chmod -R u+w ${quoted(location.path)} && rm -r ${quoted(location.path)} ${quoted(location.manifestPath)}`,
     },
   );
-}
-
-/** One source written two ways (`s3://b/images/` and `s3://b/images`) is one source. */
-function sameSource(a: string, b: string): boolean {
-  return a.replace(/\/+$/, "") === b.replace(/\/+$/, "");
 }
 
 /**

@@ -661,12 +661,66 @@ describe("leases from the moment a dataset is staged", () => {
           env: testEnv(),
           stdin: JSON.stringify([{ uri, etag }]),
         });
-        expect(JSON.parse(again.stdout).datasets[0]).toMatchObject({ cached: false });
+        // The same bytes: nothing downloaded (review, 2026-12-06: it was staged again).
+        expect(JSON.parse(again.stdout).datasets[0]).toMatchObject({ cached: true });
       };
       const { result, events } = await stagePinned(storage, { uri, etag });
       expect(result.datasets[0]).toMatchObject({ ok: true, cached: true });
       expect(events.filter((event) => event.type === "info")).toEqual([]);
     });
+
+    it("an etag pinned alone, in use: after a re-upload of the same bytes, another job reuses the copy staged (not an ephemeral download)", async () => {
+      const storage = await mkdtemp(join(root, "pin-etag-used-"));
+      const { etag } = await putObject(versioned, "weights.bin", "the same bytes");
+      const uri = `s3://${versioned}/weights.bin`;
+      const settings = resolveSettings({ storageRoot: storage, team: "t" }, {});
+      const job = await stage(datasetsOf({ uri, etag }), settings, { lease: true });
+      expect(job.datasets[0]).toMatchObject({ ok: true, volume: "shared" });
+      try {
+        await putObject(versioned, "weights.bin", "the same bytes");
+        const events: DsfetchEvent[] = [];
+        const other = await stage(datasetsOf({ uri, etag }), settings, {
+          onEvent: (event) => events.push(event),
+        });
+        expect(other.datasets[0]).toMatchObject({
+          ok: true,
+          cached: true,
+          volume: "shared",
+          path: (job.datasets[0] as { path: string }).path,
+        });
+        expect(events.filter((event) => event.type === "warning")).toEqual([]);
+      } finally {
+        await releaseLeases(job.leases);
+      }
+    });
+  });
+
+  it("a source that changed kind (a folder, now an object of the same URI) is kept while a job uses it, replaced after", async () => {
+    const storage = await mkdtemp(join(root, "kind-"));
+    await putObject(bucket, "kind/a.txt", "one");
+    const settings = resolveSettings({ storageRoot: storage, team: "t" }, {});
+    const uri = `s3://${bucket}/kind`;
+    const path = join(storage, "t", "data", "kind");
+    const job = await stage(datasetsOf({ uri }), settings, { lease: true });
+    expect(job.datasets[0]).toMatchObject({ ok: true, kind: "prefix", path });
+    try {
+      await putObject(bucket, "kind", "an object now");
+      const other = await stage(datasetsOf({ uri }), settings);
+      // Review, 2026-12-06: the object was swapped in under the job (no lease looked at).
+      expect(other.datasets[0]).toMatchObject({
+        ok: true,
+        cached: true,
+        kind: "prefix",
+        keptInUse: [expect.stringMatching(/pid \d+/)],
+      });
+      expect(await readdir(path)).toEqual(["a.txt"]);
+      expect(await readFile(join(path, "a.txt"), "utf8")).toBe("one");
+    } finally {
+      await releaseLeases(job.leases);
+    }
+    const after = await stage(datasetsOf({ uri }), settings);
+    expect(after.datasets[0]).toMatchObject({ ok: true, cached: false, kind: "object" });
+    expect(await readdir(path)).toEqual(["kind"]);
   });
 
   it("a prefetch (no lease asked) holds nothing", async () => {
