@@ -36,6 +36,7 @@ import { Channel } from "../util/channel.ts";
 import { ChunkLedger } from "../util/chunk-ledger.ts";
 import { type Attempt, storageError } from "../volumes/attempt.ts";
 import type { WrittenFiles } from "../volumes/manifest.ts";
+import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
 import { SYNC_LIMIT_MS } from "../volumes/sync-tree.ts";
 import { stopGraceMs, watchProgress } from "./progress-watchdog.ts";
 
@@ -51,6 +52,12 @@ export interface ExpandInput {
   readonly signal: AbortSignal | undefined;
   readonly onBytes: (bytes: number) => void;
   readonly errorContext: S3ErrorContext;
+  /**
+   * Bounds the calls on storage made outside the download's and the extraction's clocks (a
+   * zip's free-space check and its removal): hung storage there left the dataset silent and
+   * an interrupt unanswered (review, 2026-12-06). Absent: unbounded (tests).
+   */
+  readonly call?: StorageCall | undefined;
 }
 
 export interface Expanded {
@@ -342,15 +349,19 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
     // a failure to remove it is not the answer (the attempt's removal follows anyway).
     const stalled = error instanceof DsfetchError && error.code === "STALLED";
     if (!stalled && input.signal?.aborted !== true) {
-      await rm(zipPath, { force: true }).catch(() => {});
+      await storageCall(input)(`removing ${zipPath}`, () => rm(zipPath, { force: true })).catch(
+        () => {},
+      );
     }
     throw error;
   }
-  try {
-    await rm(zipPath, { force: true });
-  } catch (error) {
-    throw storageError(error, zipPath);
-  }
+  await storageCall(input)(`removing ${zipPath}`, async () => {
+    try {
+      await rm(zipPath, { force: true });
+    } catch (error) {
+      throw storageError(error, zipPath);
+    }
+  });
   return {
     files: result.files,
     verification: download.verification,
@@ -358,6 +369,10 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
     expandedBytes: result.bytes,
     writtenInParallel: result.writtenInParallel,
   };
+}
+
+function storageCall(input: ExpandInput): StorageCall {
+  return input.call ?? unboundedCall;
 }
 
 /**
@@ -392,9 +407,11 @@ async function checkZipRoom(input: ExpandInput): Promise<void> {
     );
   }
   const needed = resolution.bytes + declared.bytes;
-  const free = await statfs(input.attempt.dir).then(
-    (fs) => fs.bavail * fs.bsize,
-    () => undefined,
+  const free = await storageCall(input)(`reading the free space of ${input.attempt.dir}`, () =>
+    statfs(input.attempt.dir).then(
+      (fs) => fs.bavail * fs.bsize,
+      () => undefined,
+    ),
   );
   if (free === undefined || needed <= free) return;
   throw new DsfetchError(

@@ -75,6 +75,7 @@ import {
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
+import type { StorageCall } from "../volumes/storage-call.ts";
 import { freeBytes, type StorageProblem, sharedStorageProblem } from "../volumes/storage-check.ts";
 import { SYNC_LIMIT_MS } from "../volumes/sync-tree.ts";
 import { bytesUnder } from "../volumes/tree-bytes.ts";
@@ -733,6 +734,7 @@ async function stageOn(
             writeback,
             context,
             target.volumeBytes,
+            call,
           );
         } catch (error) {
           writeback.stop();
@@ -1125,6 +1127,8 @@ async function downloadInto(
   writeback: EarlyWriteback,
   context: StageContext,
   volumeBytes: number | undefined,
+  /** The stall bound of the staging's calls on storage outside a download's clock. */
+  call: StorageCall,
 ): Promise<Download> {
   const { signal, tuning } = context;
   // Bytes count towards the early write-back too (it ignores them where it was not wanted).
@@ -1222,6 +1226,7 @@ async function downloadInto(
       signal,
       onBytes,
       errorContext,
+      call,
     });
     progress.addObject();
     reportParallelWrites(context, spec.name, expanded.writtenInParallel, expanded.files.length);
