@@ -14,6 +14,8 @@ export interface ListedEntry {
   readonly size: number;
   /** As listed (quotes and case not normalised). */
   readonly etag: string;
+  /** As listed (ISO 8601), for an entry without an ETag only. */
+  readonly lastModified?: string;
 }
 
 export interface ListPage {
@@ -81,11 +83,14 @@ export function parseListPage(xml: string, previousToken?: string): ListPage {
     if (size === undefined || !/^\d+$/.test(size)) {
       throw malformed(`the entry ${JSON.stringify(rawKey)} has no valid Size`);
     }
-    entries.push({
-      key: urlEncoded ? decodeKey(rawKey) : rawKey,
-      size: Number(size),
-      etag: textOf(block, "ETag") ?? "",
-    });
+    const etag = textOf(block, "ETag");
+    const key = urlEncoded ? decodeKey(rawKey) : rawKey;
+    entries.push(
+      etag === undefined
+        ? // Without an ETag, the only sign of a replacement of the same size (resolve.ts).
+          { key, size: Number(size), etag: "", lastModified: textOf(block, "LastModified") ?? "" }
+        : { key, size: Number(size), etag },
+    );
   }
   const prefixes: string[] = [];
   for (const match of xml.matchAll(/<CommonPrefixes>([\s\S]*?)<\/CommonPrefixes>/g)) {

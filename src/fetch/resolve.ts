@@ -41,6 +41,12 @@ export interface ListedObject {
   readonly relativePath: string;
   readonly bytes: number;
   readonly etag: string;
+  /**
+   * When the listing gave no ETag (etag ""): its LastModified, which then tells a replaced
+   * object from the one staged (a replacement of the same size was reused as stale data for
+   * good: review, 2026-12-06). Absent otherwise.
+   */
+  readonly lastModified?: string;
 }
 
 export interface ResolvedPrefix {
@@ -399,11 +405,13 @@ async function listPrefix(
       seen.add(item.key);
       // "Directory marker" keys (consoles create them for empty folders) hold no data.
       if (item.key.endsWith("/") && item.size === 0) return undefined;
+      const etag = normalizeEtag(item.etag);
       return {
         key: item.key,
         relativePath: item.key.slice(prefix.length),
         bytes: item.size,
-        etag: normalizeEtag(item.etag),
+        etag,
+        ...(etag === "" ? { lastModified: item.lastModified ?? "" } : {}),
       };
     };
   };
@@ -421,7 +429,9 @@ async function listPrefix(
   const digest = createHash("sha256");
   let bytes = 0;
   for (const object of objects) {
-    digest.update(`${object.key}\t${object.bytes}\t${object.etag}\n`);
+    // Unchanged where the listing has ETags (copies staged before compare equal).
+    const changed = object.etag === "" ? `\t${object.lastModified ?? ""}` : "";
+    digest.update(`${object.key}\t${object.bytes}\t${object.etag}${changed}\n`);
     bytes += object.bytes;
   }
 

@@ -103,4 +103,32 @@ describe("a folder listed without ETags", () => {
       expect(get.headers["if-match"], get.target).toBeUndefined();
     }
   }, 120_000);
+
+  it("an object replaced by one of the same size is staged again, not reused (its LastModified tells)", async () => {
+    const root = await mkdtemp(join(scratch, "storage-"));
+    await putObject(bucket, "again/labels.txt", "cat");
+    const fetchAgain = async () => {
+      const result = await runCli(
+        ["fetch", "--datasets", "-", "--storage-root", root, "--team", TEAM, "--json"],
+        {
+          env: { ...testEnv(), AWS_ENDPOINT_URL: proxy.endpoint },
+          stdin: JSON.stringify([{ uri: `s3://${bucket}/again/` }]),
+          timeoutMs: 60_000,
+        },
+      );
+      expect(result.code, result.stderr).toBe(0);
+      return (JSON.parse(result.stdout) as { datasets: { path: string; cached: boolean }[] })
+        .datasets[0] as { path: string; cached: boolean };
+    };
+    const first = await fetchAgain();
+    expect(first.cached).toBe(false);
+    expect((await fetchAgain()).cached).toBe(true);
+    // Listings give LastModified to the second at least (AWS: whole seconds).
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    await putObject(bucket, "again/labels.txt", "dog");
+    // Review, 2026-12-06: reused ("cat") for good, the listing the same but for the ETag it lacks.
+    const replaced = await fetchAgain();
+    expect(replaced.cached).toBe(false);
+    expect(await readFile(join(replaced.path, "labels.txt"), "utf8")).toBe("dog");
+  }, 120_000);
 });
