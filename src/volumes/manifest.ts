@@ -3,6 +3,7 @@
  * was resolved, the files with sizes and digests, and how they were verified. Reading is
  * defensive: a manifest that does not parse is treated as absent, never trusted.
  */
+import { constants } from "node:fs";
 import { type FileHandle, open, rm } from "node:fs/promises";
 import type { PackedFiles } from "../util/packed-files.ts";
 import { type FileTally, OTHER_FORM, readManifestLines } from "./manifest-lines.ts";
@@ -44,8 +45,9 @@ export interface Manifest<Files extends ManifestFiles = ManifestFiles> {
 }
 
 /**
- * The manifest at `path`, or undefined when there is none or it is damaged. Its files come
- * back as a count and a total size (FileTally), read a piece at a time.
+ * The manifest at `path`, or undefined when there is none or it is damaged, or this user may
+ * not read it (manifestReadRefusal tells that case apart). Its files come back as a count and
+ * a total size (FileTally), read a piece at a time.
  */
 export async function readManifest(path: string): Promise<Manifest | undefined> {
   let handle: FileHandle;
@@ -71,6 +73,27 @@ export async function readManifest(path: string): Promise<Manifest | undefined> 
     return undefined;
   } finally {
     await handle.close().catch(() => {});
+  }
+}
+
+/**
+ * The error opening `path` for reading when a file is there that this user may not read
+ * (EACCES, EPERM: another user's manifest written 0600 under a umask of 077 by a dsfetch
+ * before 2026-12-06); undefined otherwise (readable, absent, or another error). readManifest
+ * takes such a manifest for none, and the dataset it names was refused as "not published by
+ * dsfetch", with a hint to remove it (review, 2026-12-06). Opened without blocking: a FIFO
+ * (the tests' hung storage) would wait for a writer.
+ */
+export async function manifestReadRefusal(
+  path: string,
+): Promise<NodeJS.ErrnoException | undefined> {
+  try {
+    const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    await handle.close().catch(() => {});
+    return undefined;
+  } catch (error) {
+    const { code } = error as NodeJS.ErrnoException;
+    return code === "EACCES" || code === "EPERM" ? (error as NodeJS.ErrnoException) : undefined;
   }
 }
 
@@ -158,11 +181,11 @@ export function fileBytes(files: ManifestFiles): number {
 const WRITE_PIECE = 1 << 20;
 
 /**
- * Writes `manifest` (and any fields added to it) as JSON to `path` (mode 0644), the files
- * last, one per line, in pieces: the JSON text of 1,000,000 files is ~90 MB, which
- * JSON.stringify held whole, and again as the buffer written (util/packed-files.ts).
- * `durable`: synced before it returns. On failure nothing is left (review: a full disk
- * left an empty `….pending.….tmp` among the manifests, for good).
+ * Writes `manifest` (and any fields added to it) as JSON to `path` (mode 0644 whatever the
+ * umask), the files last, one per line, in pieces: the JSON text of 1,000,000 files is
+ * ~90 MB, which JSON.stringify held whole, and again as the buffer written
+ * (util/packed-files.ts). `durable`: synced before it returns. On failure nothing is left
+ * (review: a full disk left an empty `….pending.….tmp` among the manifests, for good).
  */
 export async function writeManifest(
   path: string,
@@ -174,6 +197,11 @@ export async function writeManifest(
   const handle = await open(path, "w", 0o644);
   try {
     try {
+      // Readable by every user of the team, whatever this process's umask: open's mode is
+      // masked by it, and a teammate's umask 077 left a 0600 manifest, which made every other
+      // user's job fail on a valid dataset (review, 2026-12-06). Pending manifests are
+      // written here too, and read by other users' jobs (occupant.ts).
+      await handle.chmod(0o644);
       let piece = `${head.slice(0, head.lastIndexOf("}")).trimEnd()},\n  "files": [`;
       let first = true;
       for (const file of files) {

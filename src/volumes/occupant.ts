@@ -14,7 +14,7 @@
  * two publishers (a lock lost, or an ephemeral volume, which has none) never write each
  * other's (review: one shared file paired one worker's tree with the other's manifest).
  */
-import { chmod, lstat, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { chmod, lstat, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { sameSource } from "../config/s3-uri.ts";
@@ -22,7 +22,7 @@ import { DsfetchError } from "../errors.ts";
 import { ATTEMPT_RANDOM, attemptRandom, parseAttemptName } from "./attempt.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
-import { type Manifest, readManifest, type WrittenFiles } from "./manifest.ts";
+import { type Manifest, manifestReadRefusal, readManifest, type WrittenFiles } from "./manifest.ts";
 
 const PENDING = ".pending.";
 
@@ -191,6 +191,74 @@ export function notOursError(dataset: string, location: DatasetLocation): Dsfetc
   );
 }
 
+/**
+ * A manifest beside the dataset (or a pending one) that this user may not read: which source
+ * and version the tree holds cannot be told, so it is neither reused nor replaced. STORAGE,
+ * never "dsfetch did not publish it" with a hint to remove it: that was said of valid
+ * datasets whose manifest a teammate wrote 0600 (review, 2026-12-06). No fallback to an
+ * ephemeral volume, as for another user's stale lock (lock.ts StaleLockNotOurs): shared
+ * storage is there and writable, and a fallback would download a private copy at every run
+ * while the one file stays unreadable.
+ */
+export function unreadableManifestError(
+  dataset: string,
+  location: DatasetLocation,
+  unreadable: UnreadableManifest,
+): DsfetchError {
+  const { path, error, blocked, ownerUid } = unreadable;
+  const code = error.code ?? "EACCES";
+  const why = code === "EPERM" ? "operation not permitted" : "permission denied";
+  const owner = ownerUid === undefined ? "its owner" : `its owner (uid ${ownerUid})`;
+  const fix = blocked === path ? `chmod a+r ${quoted(path)}` : `chmod a+rx ${quoted(blocked)}`;
+  return new DsfetchError(
+    "STORAGE",
+    `${dataset}: cannot read the manifest ${path} (${code}: ${why}${blocked === path ? "" : `: ${blocked} cannot be searched`}), so this user cannot tell which source and version ${location.path} holds; dsfetch neither reuses nor replaces it`,
+    {
+      dataset,
+      expected: `${blocked} readable by every user of the team`,
+      found: `${blocked === path ? "a manifest" : "a directory"} this user may not read (${code})`,
+      hint: `ask ${owner} or root to run: ${fix} (e.g. made under umask 077 by a dsfetch before 2026-12-06), then run again; ${location.path} is left as it is`,
+      cause: error,
+    },
+  );
+}
+
+/** A manifest this user may not read (unreadableManifest). */
+export interface UnreadableManifest {
+  readonly path: string;
+  readonly error: NodeJS.ErrnoException;
+  /** What refuses this user: the manifest, or its directory when even a stat is refused. */
+  readonly blocked: string;
+  readonly ownerUid?: number | undefined;
+}
+
+/**
+ * The manifest or pending manifest of the dataset that is there but that this user may not
+ * read; undefined when there is none.
+ */
+async function unreadableManifest(
+  location: DatasetLocation,
+): Promise<UnreadableManifest | undefined> {
+  const pending = (await pendingFiles(location)).filter(({ name }) => !name.endsWith(".tmp"));
+  for (const path of [location.manifestPath, ...pending.map((file) => file.path)]) {
+    const error = await manifestReadRefusal(path);
+    if (error === undefined) continue;
+    // A stat needs no read permission on the file, only a directory this user may search.
+    const owner = await stat(path).then(
+      (info) => ({ blocked: path, ownerUid: info.uid }),
+      () => undefined,
+    );
+    if (owner !== undefined) return { path, error, ...owner };
+    const dir = dirname(path);
+    const ownerUid = await stat(dir).then(
+      (info) => info.uid,
+      () => undefined,
+    );
+    return { path, error, blocked: dir, ownerUid };
+  }
+  return undefined;
+}
+
 /** The final path holds another source's dataset under the same name: never replaced. */
 export function otherSourceError(
   dataset: string,
@@ -252,6 +320,9 @@ export async function occupantProblem(
   // (seen in the crowd test: 8 workers, one read between the two).
   const now = await readManifest(location.manifestPath);
   if (now !== undefined && manifestNames(now, identity)) return judge(now.uri);
+  // One this user may not read may name it: not known to be "not dsfetch's".
+  const unreadable = await unreadableManifest(location);
+  if (unreadable !== undefined) return unreadableManifestError(dataset, location, unreadable);
   return notOursError(dataset, location);
 }
 
@@ -259,7 +330,8 @@ export async function occupantProblem(
  * The same, for a look before any download (the reuse check, plan): storage that cannot be
  * read here (EACCES, a dead mount: ENOTCONN, ESTALE) is not judged, so that the storage
  * check that follows decides, and may fall back to an ephemeral volume (review: these were
- * INTERNAL errors).
+ * INTERNAL errors). A manifest that is there but that this user may not read is judged (a
+ * STORAGE error, unreadableManifestError): said now, not after a whole download, at publish.
  */
 export async function occupantProblemIfKnown(
   dataset: string,

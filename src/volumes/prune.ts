@@ -5,10 +5,10 @@
  * ever sees half a dataset.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
-import { isStorageFull } from "./attempt.ts";
+import { isStorageFull, storageError } from "./attempt.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
 import { cleanAbandonedAttempts } from "./cleanup.ts";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
@@ -133,14 +133,17 @@ export async function prune(
       options.lockStaleMs,
       call,
       signal,
-    ).catch((error: unknown) => {
+    ).catch((thrown: unknown) => {
+      // The storage's own errors as such (STORAGE, exit 7), never INTERNAL ("a bug in
+      // dsfetch"): a raw EACCES escaped here (review, 2026-12-06).
+      const error = storageError(thrown, entry.path);
       // Its lock and removal notice are small files (empty ones when no byte is free:
       // holder-files.ts); if not even those can be made, no inode is left. The storage
       // error's own hint ("dsfetch prune") would send the user round in a circle.
       if (!isStorageFull(error)) throw error;
       throw new DsfetchError(
         "NO_SPACE",
-        `cannot remove ${entry.path} (${(error as Error).message}): prune makes a lock (a directory) and a removal notice (an empty file when no byte is free) first, and the shared storage refuses even those: no inode left (df -i), or no block for a directory (df -h)`,
+        `cannot remove ${entry.path} (${error.message}): prune makes a lock (a directory) and a removal notice (an empty file when no byte is free) first, and the shared storage refuses even those: no inode left (df -i), or no block for a directory (df -h)`,
         {
           hint: "free a little space or a few inodes there by hand (a file there that is not a dataset's), then run prune again",
           cause: error,
@@ -216,7 +219,15 @@ async function removeDataset(
   try {
     // Up before the leases are read: a job that leases it after that read waits for the
     // removal, then finds it gone and stages it again (removal-notice.ts).
-    notice = await postRemovalNoticeWithin(call, location);
+    try {
+      notice = await postRemovalNoticeWithin(call, location);
+    } catch (error) {
+      // Another user's dataset, whose notice directory this user may not write: kept, and
+      // the others are still pruned (review, 2026-12-06: prune stopped there, STORAGE).
+      const refused = refusalIn(error);
+      if (refused === undefined) throw error;
+      return notOursToRemove("writing its removal notice", refused, location.path);
+    }
     const leases = await call(`reading the leases of ${location.path}`, () =>
       activeLeasesBeforeRemoval(location, notice?.storageNow()).catch((error: unknown) => [
         unreadableLeases(error),
@@ -234,24 +245,67 @@ async function removeDataset(
     // Still the tree its manifest names (the listing may be old): else not a dataset of ours.
     const named = await call(`reading ${location.manifestPath}`, () => manifestOfTree(location));
     if (named === undefined) return "its manifest no longer names the directory there";
-    const moved = await call(`moving ${location.path} aside`, async () => {
-      const listed = await readFile(location.manifestPath, "utf8").catch(() => undefined);
-      await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
-      await makeWritable(location.path);
-      // Jobs may have taken the notice for over (its refreshes late): one may hold it now.
-      if (!notice?.honoured()) {
-        await chmod(location.path, 0o555).catch(() => {});
-        return false;
-      }
-      await rename(location.path, aside);
-      // Only the manifest of the tree moved aside: a publisher that lost its lock may have put
-      // its own in meanwhile (review, 2026-12-05).
-      const now = await readFile(location.manifestPath, "utf8").catch(() => undefined);
-      if (now === listed) await rm(location.manifestPath, { force: true });
-      await rm(join(location.metaDir, "used", basename(location.path)), { force: true });
-      return true;
-    });
+    /** true: out of its path, manifest gone; false: the notice lapsed; else why it stays. */
+    const moved = await call(
+      `moving ${location.path} aside`,
+      async (): Promise<boolean | string> => {
+        const listed = await readFile(location.manifestPath, "utf8").catch(() => undefined);
+        const readOnlyAgain = () => chmod(location.path, 0o555).catch(() => {});
+        try {
+          await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
+          await makeWritable(location.path);
+          // Jobs may have taken the notice for over (its refreshes late): one may hold it now.
+          if (!notice?.honoured()) {
+            await readOnlyAgain();
+            return false;
+          }
+          await rename(location.path, aside);
+        } catch (error) {
+          // Nothing moved: left whole, and read-only again (made writable above when ours).
+          // Another user's tree refuses the rename (moving a directory to another parent
+          // writes its ".."; a sticky data directory: EPERM): kept, said why, and the others
+          // pruned (review, 2026-12-06: a raw EACCES escaped, INTERNAL).
+          await readOnlyAgain();
+          const refused = refusalIn(error);
+          if (refused === undefined) throw error;
+          return notOursToRemove("moving it aside", refused, location.path);
+        }
+        // Only the manifest of the tree moved aside: a publisher that lost its lock may have put
+        // its own in meanwhile (review, 2026-12-05).
+        const now = await readFile(location.manifestPath, "utf8").catch(() => undefined);
+        if (now === listed) {
+          try {
+            await rm(location.manifestPath, { force: true });
+          } catch (error) {
+            // A manifest this user may not remove (another user's, in a sticky or read-only
+            // manifests directory) would name a tree that is gone, and refuse the next publish
+            // of the dataset: the tree goes back, whole, under it (review, 2026-12-06).
+            if (!(await putBack(aside, location.path))) {
+              throw new DsfetchError(
+                "STORAGE",
+                `${entry.name}: ${location.path} was moved to ${aside} to be removed, but its manifest ${location.manifestPath} could not be removed (${(error as Error).message}), and the tree could not be put back: another tree took its place meanwhile`,
+                {
+                  dataset: entry.name,
+                  hint: `remove ${location.manifestPath} as its owner or as root if no tree is at ${location.path}; ${aside} goes with a later prune`,
+                  cause: error,
+                },
+              );
+            }
+            await readOnlyAgain();
+            const refused = refusalIn(error);
+            if (refused === undefined) throw error;
+            return notOursToRemove("removing its manifest", refused, location.manifestPath);
+          }
+        }
+        // Its last use only guides the order of prunes: a mark this user may not remove stays.
+        await rm(join(location.metaDir, "used", basename(location.path)), { force: true }).catch(
+          () => {},
+        );
+        return true;
+      },
+    );
     await withdrawNotice(notice, call);
+    if (typeof moved === "string") return moved;
     if (!moved) {
       return "the storage answered too slowly to remove it safely (jobs may have stopped waiting for its removal); run prune again";
     }
@@ -286,6 +340,64 @@ async function removeDataset(
     // The lock goes stale if this cannot be done; an error already thrown stays the answer.
     await call(`releasing the lock ${location.lockPath}`, () => lock.release()).catch(() => {});
   }
+}
+
+/**
+ * The refusal in `error` when the storage does not let this user change a dataset's files
+ * (EACCES, EPERM: another user's dataset, or bookkeeping directories this user may not write;
+ * EROFS), thrown as such or as the cause of a STORAGE error; undefined for any other error.
+ */
+function refusalIn(error: unknown): NodeJS.ErrnoException | undefined {
+  let at: unknown = error;
+  for (let depth = 0; depth < 4 && at instanceof Error; depth++) {
+    if (at instanceof DsfetchError) {
+      if (at.code !== "STORAGE") return undefined;
+      at = at.cause;
+      continue;
+    }
+    const { code } = at as NodeJS.ErrnoException;
+    return code === "EACCES" || code === "EPERM" || code === "EROFS"
+      ? (at as NodeJS.ErrnoException)
+      : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Why a dataset this user may not remove is kept: the step refused, the path and the errno,
+ * and what to do. `path`: where the step was refused, when the error does not say.
+ */
+function notOursToRemove(step: string, refused: NodeJS.ErrnoException, path: string): string {
+  const code = refused.code ?? "EACCES";
+  const why =
+    code === "EROFS"
+      ? "read-only filesystem"
+      : code === "EPERM"
+        ? "operation not permitted"
+        : "permission denied";
+  // A rename's error names both ends (Node sets `dest`).
+  const { dest } = refused as { dest?: string };
+  const where = `${refused.path ?? path}${dest === undefined ? "" : ` -> ${dest}`}`;
+  const what = `this user may not remove it: ${step} was refused (${code}: ${why}, ${where})`;
+  return code === "EROFS"
+    ? `${what}; the shared storage is mounted read-only here: run prune where it is writable`
+    : `${what}; it was left whole: run prune as the user who owns these, or as root`;
+}
+
+/**
+ * Moves a tree moved aside back to its path, where nothing took its place meanwhile (a
+ * publisher that lost its lock); whether it is back.
+ */
+async function putBack(aside: string, path: string): Promise<boolean> {
+  const taken = await lstat(path).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => error.code !== "ENOENT",
+  );
+  if (taken) return false;
+  return rename(aside, path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Stands for the lock where the full disk refused it (nothing to release). */

@@ -35,7 +35,7 @@
  * that must not miss one (a job waiting; a remover's last look at the leases) make the
  * directory first (mkdir goes to the server, and drops a cached absence).
  */
-import { type FileHandle, mkdir, open, rm, stat } from "node:fs/promises";
+import { chmod, type FileHandle, mkdir, open, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { storageError } from "./attempt.ts";
@@ -99,6 +99,11 @@ export async function postRemovalNotice(
   };
   const posted = landed;
   await writeHolderFile(path);
+  // Readable by every user, whatever the umask: other users' jobs open it for its mtime as the
+  // storage has it (freshMtime); one they may not open is judged by a stat, which on NFS may
+  // answer from the client's cache, a minute old (review, 2026-12-06: umask 077 made 0600
+  // notices). Best effort: that stat is the fallback.
+  await chmod(path, 0o644).catch(() => {});
   let postedMtimeMs: number;
   try {
     postedMtimeMs = (await stat(path)).mtimeMs;
