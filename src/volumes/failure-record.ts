@@ -16,7 +16,7 @@
  * and no clock is compared across hosts.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import { formatBytes } from "../config/size.ts";
@@ -172,6 +172,9 @@ async function writeRecord(path: string, record: FailureRecord): Promise<void> {
   try {
     await mkdir(dirname(path), { recursive: true });
     await writeFile(temporary, `${JSON.stringify(record)}\n`);
+    // Read by the waiters of every user, whatever this process's umask (077 made it 0600,
+    // and other users' waiters downloaded again what had failed: review, 2026-12-06).
+    await chmod(temporary, 0o644);
     await rename(temporary, path);
   } catch {
     await rm(temporary, { force: true }).catch(() => {});

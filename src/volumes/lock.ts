@@ -39,6 +39,7 @@
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import {
+  chmod,
   mkdir,
   open,
   readdir,
@@ -733,6 +734,10 @@ async function writeHolder(lockPath: string, holder: Holder): Promise<void> {
   const temporary = `${holderPath(lockPath)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
   try {
     await writeFile(temporary, JSON.stringify(holder));
+    // Read by every user's waiters (who holds it, whether its process is gone), whatever
+    // this process's umask: 077 made it 0600, and other users' waiters knew no holder
+    // (review, 2026-12-06).
+    await chmod(temporary, 0o644);
     await rename(temporary, holderPath(lockPath));
   } catch (error) {
     await rm(temporary, { force: true }).catch(() => {});

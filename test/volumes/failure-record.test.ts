@@ -1,7 +1,7 @@
 // The lock holder's failure record (src/volumes/failure-record.ts): only errors about the
 // stored object's verified bytes are recorded, and only the workers that waited on that very
 // holder, for exactly the same source, use one.
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -43,6 +43,16 @@ const verified = (code: ErrorCode, message: string) =>
 const broken = verified("ARCHIVE_INVALID", "set: the gzip data is corrupt");
 
 describe("failure records", () => {
+  it("are readable by every user whatever the umask (other users' waiters read them)", async () => {
+    const before = process.umask(0o077);
+    try {
+      await recordFailure(path, object, broken, holder);
+    } finally {
+      process.umask(before);
+    }
+    expect((await stat(path)).mode & 0o777).toBe(0o644);
+  });
+
   it("a verified archive error is met by a worker that waited on that holder", async () => {
     await recordFailure(path, object, broken, holder);
     const met = await failureOfAwaitedHolder(path, object, "set", [{ ...holder }]);

@@ -34,6 +34,25 @@ describe("the lock's holder file and release", () => {
     expect(await readdir(join(lockPath, ".."))).toEqual([]);
   });
 
+  it("the holder file is readable by every user whatever the umask (other users' waiters read it)", async () => {
+    const lockPath = await newLockPath();
+    const before = process.umask(0o077);
+    let outcome: Awaited<ReturnType<typeof acquireLock>>;
+    try {
+      outcome = await acquireLock(lockPath, "train", {
+        timing: { staleMs: 5_000, pollMs: 250, waitMs: 1_000 },
+      });
+    } finally {
+      process.umask(before);
+    }
+    if (outcome.kind !== "acquired") throw new Error("not acquired");
+    try {
+      expect((await stat(`${lockPath}.holder.json`)).mode & 0o777).toBe(0o644);
+    } finally {
+      await outcome.lock.release();
+    }
+  });
+
   it("a live holder of another machine whose holder file is still a dead holder's of this host (its own write failed) is not taken for that dead process", async () => {
     // The live holder's clock is a minute behind ours: by its mtime alone, its lock looks as
     // old as a dead holder's of this host that missed its refreshes.
