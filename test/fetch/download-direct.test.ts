@@ -194,6 +194,108 @@ describe("consecutive parts fetched by one request", () => {
   });
 });
 
+describe("reads that cross a part boundary inside a run (review, 2026-12-06)", () => {
+  // A stand-in store that sends `chunk` bytes per read with no room() (the copy path, as
+  // after a wait for a slot), optionally cut once at `cutAt`. Before the fix a slot ended at
+  // each part's end, so a read across one needed two free slots where the stream waits for
+  // one: INTERNAL "no free slot for received bytes".
+  function standIn(data: Buffer, chunk: number, cutAt?: number) {
+    let cut = false;
+    return {
+      async get(request: { range: { start: number; end: number }; signal?: AbortSignal }) {
+        const { start, end } = request.range;
+        return {
+          status: 206,
+          contentLength: end - start + 1,
+          contentRange: { start, end, total: data.length },
+          discard() {},
+          async readBody(onData: (bytes: Buffer) => undefined | Promise<void>) {
+            for (let at = start; at <= end; ) {
+              request.signal?.throwIfAborted();
+              let to = Math.min(end + 1, at + chunk);
+              const cutHere = !cut && cutAt !== undefined && at < cutAt && to >= cutAt;
+              if (cutHere) to = cutAt;
+              await onData(data.subarray(at, to));
+              at = to;
+              if (cutHere) {
+                cut = true;
+                throw Object.assign(new Error("cut"), { code: "ECONNRESET" });
+              }
+            }
+          },
+        };
+      },
+    } as unknown as ObjectGetter;
+  }
+
+  async function transfer(
+    name: string,
+    data: Buffer,
+    parts: ByteSpan[],
+    chunk: number,
+    concurrency: number,
+    cutAt?: number,
+  ) {
+    const path = join(scratch, name);
+    const file = await openDirect(path);
+    if (file === undefined) throw new Error("no O_DIRECT here");
+    try {
+      const result = await transferDirect(
+        file,
+        {
+          ...options(path),
+          getter: standIn(data, chunk, cutAt),
+          source: {
+            bucket,
+            key: "k",
+            versionId: undefined,
+            etag: `e-${parts.length}`,
+            bytes: data.length,
+          },
+          concurrency,
+        },
+        parts,
+      );
+      expect(result.digests.map((digest) => digest.toString("hex"))).toEqual(
+        parts.map((part) => md5(data.subarray(part.start, part.end))),
+      );
+    } finally {
+      await file.close();
+    }
+    expect(sha256(await readFile(path))).toBe(sha256(data));
+  }
+
+  it("parts of 6 MiB + 4 KiB, one stream, 256 KiB reads: byte-exact, every part's MD5", async () => {
+    const part = 6 * MiB + 4 * KiB;
+    const data = randomBytes(8 * part + 777);
+    await transfer("cross-a.bin", data, partsOf(data.length, part), 256 * KiB, 1);
+  });
+
+  it("8 MiB parts, one stream, cut 60 KiB before a part's end inside a run: resumed, exact", async () => {
+    const part = 8 * MiB;
+    const data = randomBytes(8 * part);
+    await transfer("cross-b.bin", data, partsOf(data.length, part), 256 * KiB, 1, part - 60 * KiB);
+  });
+
+  it("parts of 64 KiB, several in one read, two streams", async () => {
+    const data = randomBytes(64 * 64 * KiB + 100);
+    await transfer("cross-c.bin", data, partsOf(data.length, 64 * KiB), 256 * KiB, 2);
+  });
+
+  it("runs are sized by each part's own size (a small first part, then large ones)", () => {
+    const parts = [{ start: 0, end: 5 * MiB }];
+    for (let i = 0; i < 63; i++) {
+      const start = (parts.at(-1) as ByteSpan).end;
+      parts.push({ start, end: start + 64 * MiB });
+    }
+    for (const run of partRuns(parts, 8)) {
+      expect(
+        run.span.end - run.span.start === 5 * MiB || run.span.end - run.span.start === 64 * MiB,
+      ).toBe(true);
+    }
+  });
+});
+
 describe("where direct writes do not apply, buffered writes do the same job", () => {
   it("switched off (DSFETCH_DIRECT_IO=0)", async () => {
     const tuning = resolveTuning({ DSFETCH_DIRECT_IO: "0" });
