@@ -13,11 +13,12 @@
  *   installed.
  * - bzip2: `lbzip2 -dc` (9.5 s with 2 threads), else `bzip2 -dc` (25.8 s), else the npm
  *   package unbzip2-stream (105 s), loaded only if installed. Bytes after the last stream,
- *   which all three ignore, are an error (bzip2-end.ts). unbzip2-stream fails inside
- *   stream.pipeline with ERR_STREAM_PREMATURE_CLOSE, so library streams are joined with
- *   `.pipe()`.
+ *   which the programs ignore, are an error, zeros excepted (bzip2-end.ts). unbzip2-stream
+ *   fails inside stream.pipeline with ERR_STREAM_PREMATURE_CLOSE, so library streams are
+ *   joined with `.pipe()`.
  * Programs are found on PATH once (cached). Corrupt or truncated data, and a program's
- * non-zero exit, fail with ARCHIVE_INVALID naming the codec and what the decoder said.
+ * non-zero exit, fail with ARCHIVE_INVALID naming the codec and what the decoder said; a
+ * program killed by a signal dsfetch did not send (the out-of-memory killer) is TRANSIENT.
  * Errors of the source (network, abort) pass through unchanged.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -80,6 +81,43 @@ const ZLIB_CHUNK = 1 << 20;
 export const STREAM_INPUT_BATCH = 4 << 20;
 const STREAM_OUTPUT_BUFFER = 8 << 20;
 const STDERR_KEEP = 4096;
+/**
+ * How long endDecompressors() waits for the programs it kills to exit: less than the grace an
+ * extraction thread is given to answer once told to stop (thread-ending.ts STOP_GRACE_MS).
+ */
+export const DECOMPRESSOR_EXIT_WAIT_MS = 2_000;
+
+/**
+ * The decompressor programs this thread started that have not exited yet, and whether we
+ * signalled them (their exit then says nothing about the data, nor about the machine).
+ */
+const running = new Map<ChildProcess, { signalled: boolean }>();
+
+/**
+ * Kills the decompressor programs this thread started that are still running, and waits (at
+ * most `waitMs`) until each has exited, which is when Node reaps it. An extraction thread calls
+ * this before it answers with its error: the main thread then ends the thread, and a child
+ * killed but not yet reaped stayed a zombie (`[xz] <defunct>`) until the process exited, one
+ * per failed .tar.xz or .tar.bz2 (review, 2026-12-06). A program the failure already killed is
+ * only waited for. One in uninterruptible sleep may outlast the wait: it is left to the process.
+ */
+export async function endDecompressors(waitMs = DECOMPRESSOR_EXIT_WAIT_MS): Promise<void> {
+  const exits: Promise<void>[] = [];
+  for (const [child, state] of running) {
+    if (killChild(child, "SIGKILL")) state.signalled = true;
+    // Still in `running`: its "exit" has not been emitted yet.
+    exits.push(new Promise<void>((resolve) => child.once("exit", () => resolve())));
+  }
+  if (exits.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(exits),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, waitMs);
+    }),
+  ]);
+  clearTimeout(timer);
+}
 
 interface Candidate {
   readonly via: DecompressorVia;
@@ -369,6 +407,42 @@ async function loadLibrary(name: string, codec: Codec, dataset: string | undefin
   }
 }
 
+/**
+ * A decompressor program killed by a signal: by the out-of-memory killer, most likely (the
+ * container's memory limit), or by someone else. Not a property of the archive: it was
+ * ARCHIVE_INVALID with the hint to re-upload the archive (review, 2026-12-06), which also
+ * made the staging ask the store to confirm it and record it against the object. TRANSIENT
+ * and retryable: another try, with more memory or less beside it, may well succeed.
+ */
+function killed(
+  decompressor: Decompressor,
+  options: DecompressOptions,
+  pid: number | undefined,
+  signal: NodeJS.Signals,
+  byUs: boolean,
+  said: string,
+): DsfetchError {
+  const { codec, via } = decompressor;
+  const { dataset } = options;
+  // SIGKILL is what the out-of-memory killer sends; another signal is someone else's.
+  const who = byUs
+    ? ""
+    : `, which dsfetch did not send${signal === "SIGKILL" ? " (the out-of-memory killer, most likely)" : ""}`;
+  const memory =
+    via === "xz"
+      ? `xz may use up to ${options.xzMemoryLimit ?? DEFAULT_XZ_MEMORY_LIMIT} bytes to decompress (dsfetch runs it with --memlimit-decompress) besides dsfetch's own memory`
+      : `${via} has no memory limit of its own (xz, when installed, runs with one)`;
+  return new DsfetchError(
+    "TRANSIENT",
+    `${datasetPrefix(dataset)}${codec} decompression failed: ${via}${pid === undefined ? "" : ` (pid ${pid})`} was killed by ${signal}${who}${said === "" ? "" : `; it said: ${said}`}`,
+    {
+      dataset,
+      hint: `nothing was published, and nothing says the archive is damaged: run again; if it is killed again, check the container's memory limit (dmesg or the container's events show the out-of-memory killer) and give it more memory: ${memory}`,
+      retryable: true,
+    },
+  );
+}
+
 function corrupt(
   decompressor: Decompressor,
   options: DecompressOptions,
@@ -482,6 +556,12 @@ async function* throughProgram(
     throw error;
   }
   output?.childStarted();
+  // Only a started child (a pid) exits and must be reaped: a failed spawn has neither.
+  const tracked = { signalled: false };
+  if (child.pid !== undefined) {
+    running.set(child, tracked);
+    child.once("exit", () => running.delete(child));
+  }
   if (child.stdin == null || child.stderr == null) {
     // Its pipes could not be made: out of file descriptors (the spawn's "error" says EMFILE).
     // Not child.kill(): the spawn failed, and that would signal our whole process group.
@@ -514,7 +594,7 @@ async function* throughProgram(
   let sourceError: unknown;
   let hasSourceError = false;
   const kill = () => {
-    killChild(child, "SIGKILL");
+    if (killChild(child, "SIGKILL")) tracked.signalled = true;
   };
   const iterator = source[Symbol.asyncIterator]();
   const pump = (async () => {
@@ -557,16 +637,16 @@ async function* throughProgram(
     }
     if (exit.code !== 0) {
       const said = stderr.trim().replace(/\s+/g, " ").slice(0, 600);
-      const status = exit.signal !== null ? `killed by ${exit.signal}` : `exit status ${exit.code}`;
-      const failure = corrupt(decompressor, options, `${status}${said === "" ? "" : `: ${said}`}`);
-      if (exit.signal === null) throw failure;
-      // Killed from outside (out of memory, most likely): not a property of the archive, and
-      // another try, or another worker, may well succeed.
-      throw new DsfetchError(failure.code, failure.message, {
-        dataset: failure.dataset,
-        hint: failure.hint,
-        retryable: true,
-      });
+      // A decoder refusing data exits with a status; a signal is from outside (those we send,
+      // for a failed source or an abort, were answered above).
+      if (exit.signal !== null) {
+        throw killed(decompressor, options, child.pid, exit.signal, tracked.signalled, said);
+      }
+      throw corrupt(
+        decompressor,
+        options,
+        `exit status ${exit.code}${said === "" ? "" : `: ${said}`}`,
+      );
     }
   } finally {
     stopped = true;

@@ -15,7 +15,7 @@
  * its own thread is too busy to receive messages.
  */
 import { parentPort } from "node:worker_threads";
-import { type Codec, decompress, STREAM_INPUT_BATCH } from "./decompress.ts";
+import { type Codec, decompress, endDecompressors, STREAM_INPUT_BATCH } from "./decompress.ts";
 import type { ExtractLimits } from "./limits.ts";
 import { extractTar, type WriteMode } from "./tar-extract.ts";
 import { toThreadError } from "./thread-errors.ts";
@@ -159,6 +159,10 @@ try {
   const posted = postedResult(result);
   port.postMessage({ type: "done", result: posted.result }, posted.transfer);
 } catch (error) {
+  // The decompressor program, killed or about to be (extractTar does not wait for its source
+  // to stop), is reaped before the answer: the main thread ends this thread on it, and a
+  // child not reaped by then stays a zombie until the process exits (review, 2026-12-06).
+  await endDecompressors();
   touch();
   port.postMessage({ type: "error", error: toThreadError(error, job.dataset) });
 }

@@ -46,6 +46,8 @@
  *   A lone zero block followed by more entries (GNU tar warns and stops there, dropping the
  *   rest) and non-zero data after the end marker (e.g. two concatenated archives, whose
  *   second half GNU tar ignores) → ARCHIVE_INVALID rather than a silently partial dataset.
+ *   Except pixz's file index (PixzIndex below), which `xz -dc` outputs after the tar of a
+ *   .tar.xz that pixz wrote: it is read, checked and dropped.
  * - Bounds (limits.ts): total bytes of regular files, and of the data we skip (of links,
  *   directories, dumpdirs, volume labels), > maxBytes → NO_SPACE, before the entry that would
  *   cross it is created; more than maxEntries entries (files, directories, links, and the
@@ -148,6 +150,8 @@ const DATA = 1;
 const PADDING = 2;
 const END = 3;
 const FAILED = 4;
+/** After the end marker: pixz's file index (PixzIndex). */
+const PIXZ = 5;
 
 // Where the data of the current entry goes.
 const SINK_SKIP = 0;
@@ -182,6 +186,113 @@ const HINT_UNSUPPORTED =
   "nothing was published: re-create the archive with GNU tar or bsdtar without special options (no --sparse, no multi-volume)";
 const HINT_TOO_MANY =
   "nothing was published: split the dataset into several archives, pack small files together, or flatten deep directory trees";
+
+/**
+ * The magic number that starts pixz's file index: 0xDBAE14D62E324CA6 (pixz's
+ * PIXZ_INDEX_MAGIC), written little-endian.
+ */
+const PIXZ_INDEX_MAGIC = Buffer.from([0xa6, 0x4c, 0x32, 0x2e, 0xd6, 0x14, 0xae, 0xdb]);
+
+/**
+ * pixz's file index, after the end-of-archive marker. pixz (`tar -I pixz`, `pixz < a.tar`)
+ * appends to a tar's xz stream one more xz block: the magic number, then one entry per tar
+ * entry (its name as libarchive reads it, NUL-terminated, then the offset of its header as a
+ * 64-bit little-endian number), then an entry with an empty name whose offset is where the
+ * tar ends, which is where the index starts (pixz's write.c, write_file_index; checked on
+ * pixz 1.0.7's output). `xz -dc` outputs that block like any other, so every such archive
+ * failed after its whole download as "non-zero data after the end marker" (review,
+ * 2026-12-06); `pixz -d` leaves it out.
+ *
+ * Read as it streams, nothing kept, and bounded by the archive itself: at most one entry
+ * per header the archive has, names no longer than a path may be. Its last entry must name
+ * where the index starts, and nothing may follow it: anything else after the end marker is
+ * refused as before.
+ */
+class PixzIndex {
+  /** Where the index starts in the tar data (the offset its last entry must hold). */
+  readonly start: number;
+  private readonly maxEntries: number;
+  private readonly maxName: number;
+  private magic = 0;
+  private inName = true;
+  private nameBytes = 0;
+  private offsetBytes = 0;
+  private value = 0;
+  private previous = 0;
+  private entries = 0;
+  /** Its last entry was read. */
+  done = false;
+
+  constructor(start: number, maxEntries: number, maxName: number) {
+    this.start = start;
+    this.maxEntries = maxEntries;
+    this.maxName = maxName;
+  }
+
+  /** Whether its bytes so far began with pixz's magic number (else it is not one). */
+  get recognised(): boolean {
+    return this.magic === PIXZ_INDEX_MAGIC.length;
+  }
+
+  /** Reads chunk[from, to): undefined, or why these bytes are not (the rest of) an index. */
+  read(chunk: Buffer, from: number, to: number): string | undefined {
+    let i = from;
+    while (i < to) {
+      if (this.done) return "bytes follow its last entry";
+      if (this.magic < PIXZ_INDEX_MAGIC.length) {
+        if (chunk[i] !== PIXZ_INDEX_MAGIC[this.magic]) return "it does not start with pixz's magic";
+        this.magic++;
+        i++;
+      } else if (this.inName) {
+        const nul = chunk.indexOf(0, i);
+        const end = nul === -1 || nul >= to ? to : nul;
+        this.nameBytes += end - i;
+        if (this.nameBytes > this.maxName) {
+          return `an entry's name is longer than ${this.maxName} bytes`;
+        }
+        i = end;
+        if (end < to) {
+          this.inName = false;
+          this.offsetBytes = 0;
+          this.value = 0;
+          i++;
+        }
+      } else {
+        // Offsets past 2^53 lose precision here, and are past the end of any tar we read.
+        this.value += (chunk[i] ?? 0) * 2 ** (8 * this.offsetBytes);
+        this.offsetBytes++;
+        i++;
+        if (this.offsetBytes === 8) {
+          const why = this.entryRead();
+          if (why !== undefined) return why;
+        }
+      }
+    }
+    return undefined;
+  }
+
+  private entryRead(): string | undefined {
+    const offset = this.value;
+    if (offset < this.previous)
+      return `its offsets go backwards (${offset} after ${this.previous})`;
+    if (this.nameBytes === 0) {
+      if (offset !== this.start) {
+        return `its last entry says the tar ends at byte ${offset}, where the index starts at ${this.start}`;
+      }
+      this.done = true;
+    } else {
+      if (offset >= this.start) return `an entry's offset (${offset}) is past the end of the tar`;
+      this.entries++;
+      if (this.entries > this.maxEntries) {
+        return `it lists more entries than the archive has headers (${this.maxEntries})`;
+      }
+    }
+    this.previous = offset;
+    this.nameBytes = 0;
+    this.inName = true;
+    return undefined;
+  }
+}
 
 /** Where the resolution of a symbolic link's target is, and which link it resolves. */
 interface LinkWalk {
@@ -258,6 +369,10 @@ export class TarExtractor {
   private headerFill = 0;
   private zeroBlocks = 0;
   private sawEntry = false;
+  /** Headers read (checksums matched): pixz's file index has at most one entry per header. */
+  private headers = 0;
+  /** pixz's file index after the end marker, once non-zero data follows it. */
+  private pixz: PixzIndex | undefined;
 
   // The current entry's data.
   private sink = SINK_SKIP;
@@ -445,19 +560,12 @@ export class TarExtractor {
           break;
         }
         case END: {
-          // Zero padding to the record size is normal; anything else is a second archive or
-          // garbage that GNU tar would silently ignore.
-          for (let i = pos; i < length; i++) {
-            if (chunk[i] !== 0) {
-              this.throwArchive(
-                undefined,
-                `has non-zero data after its end-of-archive marker (at byte ${this.offset + i - pos}): two archives joined together, or garbage`,
-                HINT_CORRUPT,
-              );
-            }
-          }
-          this.offset += length - pos;
-          pos = length;
+          // Zero padding to the record size is normal; anything else is pixz's file index, or
+          // a second archive or garbage that GNU tar would silently ignore.
+          let zeros = pos;
+          while (zeros < length && chunk[zeros] === 0) zeros++;
+          this.offset += zeros - pos;
+          pos = zeros;
           if (this.offset - this.endOffset > MAX_END_PADDING) {
             this.throwArchive(
               undefined,
@@ -465,6 +573,20 @@ export class TarExtractor {
               HINT_CORRUPT,
             );
           }
+          if (pos < length) {
+            // Names are at most maxPathBytes, or a header's own fields (under a block).
+            const maxName = Math.max(this.limits.maxPathBytes, BLOCK);
+            this.pixz = new PixzIndex(this.offset, this.headers, maxName);
+            this.state = PIXZ;
+          }
+          break;
+        }
+        case PIXZ: {
+          const index = this.pixz as PixzIndex;
+          const why = index.read(chunk, pos, length);
+          if (why !== undefined) this.throwAfterEnd(index, why);
+          this.offset += length - pos;
+          pos = length;
           break;
         }
         default:
@@ -504,6 +626,7 @@ export class TarExtractor {
       this.throwArchive(undefined, what, HINT_CORRUPT);
     }
     this.sawEntry = true;
+    this.headers++;
     const magic = block.toString("latin1", 257, 263);
     const ustar = magic === "ustar\0"; // POSIX: name = prefix + "/" + name
     // "ustar  \0" is GNU: its prefix area holds other fields. Anything else is v7.
@@ -1240,8 +1363,12 @@ export class TarExtractor {
   }
 
   private finish(): void {
+    if (this.state === PIXZ && this.pixz?.done !== true) {
+      this.throwAfterEnd(this.pixz as PixzIndex, "it is cut short");
+    }
     const cleanEnd =
       this.state === END ||
+      this.state === PIXZ ||
       (this.state === HEADER && this.headerFill === 0 && this.zeroBlocks === 1);
     if (!cleanEnd) {
       let what: string;
@@ -1366,6 +1493,17 @@ export class TarExtractor {
       dataset: this.dataset,
       hint: HINT_UNSAFE,
     });
+  }
+
+  /** Refuses the data after the end marker: not pixz's file index, or a damaged one. */
+  private throwAfterEnd(index: PixzIndex, why: string): never {
+    this.throwArchive(
+      undefined,
+      index.recognised
+        ? `has a damaged pixz file index after its end-of-archive marker (at byte ${index.start}): ${why}`
+        : `has non-zero data after its end-of-archive marker (at byte ${index.start}): two archives joined together, or garbage`,
+      HINT_CORRUPT,
+    );
   }
 
   private throwArchive(name: string | undefined, what: string, hint: string): never {

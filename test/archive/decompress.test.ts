@@ -343,7 +343,13 @@ describe("bzip2: bytes after the last stream (decoders ignore them)", () => {
         [first, 1, 5],
         [second, 1000, 70_000],
       ] as const) {
-        for (const appended of [Buffer.from("garbage after the stream"), Buffer.from([0])]) {
+        // Zeros alone are padding, accepted (review-2026-12-06.test.ts); a byte that is not
+        // zero is refused, after zeros too.
+        for (const appended of [
+          Buffer.from("garbage after the stream"),
+          Buffer.from([1]),
+          Buffer.from([0, 0, 1]),
+        ]) {
           const error = await failure(
             decompress("bzip2", chunks(Buffer.concat([stream, appended]), min, max), {
               ...path.options(),
