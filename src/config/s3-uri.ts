@@ -134,3 +134,43 @@ export function scrubUserInfo(text: string): string {
 export function sameSource(a: string, b: string): boolean {
   return a.replace(/\/+$/, "") === b.replace(/\/+$/, "");
 }
+
+/** A dataset's source: its URI, and the endpoint it was read from (undefined: AWS S3). */
+export interface SourceAt {
+  readonly uri: string;
+  readonly endpoint: string | undefined;
+}
+
+/**
+ * Which store an endpoint names: AWS S3 (no endpoint, or any amazonaws.com host: regional,
+ * dual-stack, FIPS, VPC endpoints all serve one bucket namespace; China's is its own), else
+ * its host and port (and path), whatever the scheme or a trailing slash.
+ */
+export function storeOf(endpoint: string | undefined): string {
+  if (endpoint === undefined) return "aws";
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    return endpoint;
+  }
+  const host = url.hostname.toLowerCase();
+  if (host.endsWith(".amazonaws.com.cn")) return "aws-cn";
+  if (host === "amazonaws.com" || host.endsWith(".amazonaws.com")) return "aws";
+  const port = url.port !== "" ? url.port : url.protocol === "https:" ? "443" : "80";
+  return `${host}:${port}${url.pathname.replace(/\/+$/, "")}`;
+}
+
+/**
+ * The same URI on the same store. The same bucket and key on two stores (a production and a
+ * development MinIO, a move from one store to another) are two datasets: one was reused as the
+ * other's, silently (review, 2026-12-06).
+ */
+export function sameSourceAt(a: SourceAt, b: SourceAt): boolean {
+  return sameSource(a.uri, b.uri) && storeOf(a.endpoint) === storeOf(b.endpoint);
+}
+
+/** A source as said in messages: its URI, and its endpoint where one was given. */
+export function sourceLabel(source: SourceAt): string {
+  return source.endpoint === undefined ? source.uri : `${source.uri} at ${source.endpoint}`;
+}

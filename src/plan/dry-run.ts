@@ -32,6 +32,7 @@ import {
   pinnedOverOtherVersion,
   planEntry,
   refreshWaitsForJobs,
+  sourceOf,
 } from "./plan.ts";
 import {
   fallbackTarget,
@@ -255,7 +256,7 @@ export async function plan(
         if (!isCached(resolution, staged, spec)) {
           // What fetch would refuse (volumes/occupant.ts), said by the plan too.
           const problem = await call(`looking at ${location.path}`, () =>
-            occupantProblemIfKnown(spec.name, location, spec.uri, staged.manifest),
+            occupantProblemIfKnown(spec.name, location, sourceOf(spec), staged.manifest),
           );
           if (problem !== undefined) return withFallback(failedEntry(spec, target, problem));
           // What fetch refuses on an ephemeral path (stage-dataset.ts, OtherVersionInUse).

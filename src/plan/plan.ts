@@ -3,7 +3,7 @@
  * one plan entry (data, no I/O). `dsfetch plan` prints these; staging executes them.
  */
 import type { ArchiveFormat } from "../archive/formats.ts";
-import { sameSource } from "../config/s3-uri.ts";
+import { type SourceAt, sameSourceAt, storeOf } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
 import type { DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
@@ -77,7 +77,7 @@ export function planEntry(
   };
   const older = staged.manifest;
   const replacing =
-    !entry.cached && staged.exists && older !== undefined && sameSource(older.uri, spec.uri);
+    !entry.cached && staged.exists && older !== undefined && sameSourceAt(older, sourceOf(spec));
   if (replacing) {
     entry = {
       ...entry,
@@ -90,6 +90,11 @@ export function planEntry(
   }
   const tooBig = checkFits(spec, resolution, target);
   return tooBig === undefined ? entry : { ...entry, error: tooBig };
+}
+
+/** The dataset's source as manifests record it: its URI and endpoint. */
+export function sourceOf(spec: Pick<DatasetSpec, "uri" | "endpoint">): SourceAt {
+  return { uri: spec.uri, endpoint: spec.endpoint.url };
 }
 
 /** A failed dataset: what is known from the config, and the error. */
@@ -131,10 +136,12 @@ export function errorOf(error: DsfetchError): PlanError {
 export function isCached(
   resolution: Resolution,
   staged: StagedState,
-  spec: Pick<DatasetSpec, "versionId">,
+  spec: Pick<DatasetSpec, "versionId" | "endpoint">,
 ): boolean {
   const manifest = staged.manifest;
   if (!staged.exists || manifest === undefined || manifest.kind !== resolution.kind) return false;
+  // Read from another store (the same bucket and key there): another dataset (sameSourceAt).
+  if (storeOf(manifest.endpoint) !== storeOf(spec.endpoint.url)) return false;
   if (resolution.kind === "prefix") return manifest.listingDigest === resolution.listingDigest;
   return (
     manifest.etag === resolution.etag &&

@@ -28,6 +28,7 @@ import {
   otherVersionInUse,
   pinnedOverOtherVersion,
   refreshWaitsForJobs,
+  sourceOf,
 } from "../plan/plan.ts";
 import {
   fallbackTarget,
@@ -328,7 +329,7 @@ async function stageOn(
       // Not ours to replace (another source's dataset, a directory dsfetch did not write):
       // said now, before the download (publish checks again: volumes/occupant.ts).
       const problem = await call(`looking at ${target.location.path}`, () =>
-        occupantProblemIfKnown(spec.name, target.location, spec.uri, staged.manifest),
+        occupantProblemIfKnown(spec.name, target.location, sourceOf(spec), staged.manifest),
       );
       if (problem !== undefined) throw problem;
       return keptInUse(resolution, staged.manifest);

@@ -17,7 +17,7 @@
 import { chmod, lstat, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { sameSource } from "../config/s3-uri.ts";
+import { type SourceAt, sameSource, sameSourceAt, sourceLabel } from "../config/s3-uri.ts";
 import { DsfetchError } from "../errors.ts";
 import { ATTEMPT_RANDOM, attemptRandom, parseAttemptName } from "./attempt.ts";
 import { hostLabel } from "./host-label.ts";
@@ -263,9 +263,13 @@ async function unreadableManifest(
 export function otherSourceError(
   dataset: string,
   location: DatasetLocation,
-  theirs: string,
-  ours: string,
+  theirSource: SourceAt,
+  ourSource: SourceAt,
 ): DsfetchError {
+  // The same URI on two stores: said with their endpoints.
+  const stores = sameSource(theirSource.uri, ourSource.uri);
+  const theirs = stores ? sourceLabel(theirSource) : theirSource.uri;
+  const ours = stores ? sourceLabel(ourSource) : ourSource.uri;
   return new DsfetchError(
     "PATH_TAKEN",
     `${dataset}: ${location.path} holds ${theirs}, not ${ours}: two sources under one dataset name; dsfetch does not replace one with the other (jobs may be reading it)`,
@@ -305,21 +309,21 @@ export async function manifestOfTree(location: DatasetLocation): Promise<Manifes
 export async function occupantProblem(
   dataset: string,
   location: DatasetLocation,
-  ours: string,
+  ours: SourceAt,
   manifest: Manifest | undefined,
 ): Promise<DsfetchError | undefined> {
   const identity = await treeIdentity(location.path);
   // Nothing there (a manifest alone, its tree removed by hand, is replaced).
   if (identity === undefined) return undefined;
-  const judge = (theirs: string) =>
-    sameSource(theirs, ours) ? undefined : otherSourceError(dataset, location, theirs, ours);
-  if (manifest !== undefined && manifestNames(manifest, identity)) return judge(manifest.uri);
+  const judge = (theirs: Manifest) =>
+    sameSourceAt(theirs, ours) ? undefined : otherSourceError(dataset, location, theirs, ours);
+  if (manifest !== undefined && manifestNames(manifest, identity)) return judge(manifest);
   const pending = await pendingNaming(location, identity);
-  if (pending !== undefined) return judge(pending.uri);
+  if (pending !== undefined) return judge(pending);
   // Its publisher may have renamed the pending manifest into place since the caller read
   // (seen in the crowd test: 8 workers, one read between the two).
   const now = await readManifest(location.manifestPath);
-  if (now !== undefined && manifestNames(now, identity)) return judge(now.uri);
+  if (now !== undefined && manifestNames(now, identity)) return judge(now);
   // One this user may not read may name it: not known to be "not dsfetch's".
   const unreadable = await unreadableManifest(location);
   if (unreadable !== undefined) return unreadableManifestError(dataset, location, unreadable);
@@ -336,7 +340,7 @@ export async function occupantProblem(
 export async function occupantProblemIfKnown(
   dataset: string,
   location: DatasetLocation,
-  ours: string,
+  ours: SourceAt,
   manifest: Manifest | undefined,
 ): Promise<DsfetchError | undefined> {
   return occupantProblem(dataset, location, ours, manifest).catch(() => undefined);

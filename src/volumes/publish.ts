@@ -117,7 +117,7 @@ export async function publish(
     // its own, and stands down (the finishing check below).
     // Only what dsfetch published, of the same source, is replaced (occupant.ts).
     return call(`looking at ${location.path}`, () =>
-      occupantProblem(manifest.name, location, manifest.uri, existing),
+      occupantProblem(manifest.name, location, manifest, existing),
     );
   };
   let replacing: TreeIdentity | undefined;

@@ -32,6 +32,10 @@ function runArgs(storage: string, command: string[]): string[] {
     "ml",
     "--mount-root",
     join(storage, "mnt"),
+    // Its own: the default one (per user, in the temporary directory) keeps what earlier runs
+    // staged, from other test servers (other endpoints: another store's dataset).
+    "--ephemeral-root",
+    join(storage, "ephemeral"),
     "--",
     ...command,
   ];

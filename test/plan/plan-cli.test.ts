@@ -293,6 +293,8 @@ describe("plan --json", () => {
       version: 1,
       name: "cachedcsv",
       uri: dataset.uri,
+      // The store it was read from (another store's copy is not this dataset's).
+      endpoint: s3Info().endpoint,
       kind: "object",
       etag,
       bytes: 4096,

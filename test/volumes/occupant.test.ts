@@ -369,7 +369,14 @@ describe("publish: what stands at the final path", () => {
       }),
     );
     expect(await manifestOfTree(location)).toBeUndefined();
-    expect(await occupantProblem("ds", location, "s3://b/ds.bin", undefined)).toMatchObject({
+    expect(
+      await occupantProblem(
+        "ds",
+        location,
+        { uri: "s3://b/ds.bin", endpoint: undefined },
+        undefined,
+      ),
+    ).toMatchObject({
       code: "PATH_TAKEN",
     });
   });
@@ -380,8 +387,22 @@ describe("publish: what stands at the final path", () => {
       "published",
     );
     // As the reuse check read it: no manifest yet (undefined), and by now no pending one.
-    expect(await occupantProblem("ds", location, "s3://b/ds.bin", undefined)).toBeUndefined();
-    expect(await occupantProblem("ds", location, "s3://b/other.bin", undefined)).toMatchObject({
+    expect(
+      await occupantProblem(
+        "ds",
+        location,
+        { uri: "s3://b/ds.bin", endpoint: undefined },
+        undefined,
+      ),
+    ).toBeUndefined();
+    expect(
+      await occupantProblem(
+        "ds",
+        location,
+        { uri: "s3://b/other.bin", endpoint: undefined },
+        undefined,
+      ),
+    ).toMatchObject({
       code: "PATH_TAKEN",
     });
   });
@@ -507,13 +528,18 @@ describe("publish: second review", () => {
 
   it("the look before a download does not judge storage it cannot read (the storage check decides)", async () => {
     const location = locationIn(mkdtempSync(join(root, "unreadable-")), "x".repeat(300));
-    await expect(occupantProblem("ds", location, "s3://b/ds.bin", undefined)).rejects.toMatchObject(
-      {
-        code: "ENAMETOOLONG",
-      },
-    );
+    await expect(
+      occupantProblem("ds", location, { uri: "s3://b/ds.bin", endpoint: undefined }, undefined),
+    ).rejects.toMatchObject({
+      code: "ENAMETOOLONG",
+    });
     expect(
-      await occupantProblemIfKnown("ds", location, "s3://b/ds.bin", undefined),
+      await occupantProblemIfKnown(
+        "ds",
+        location,
+        { uri: "s3://b/ds.bin", endpoint: undefined },
+        undefined,
+      ),
     ).toBeUndefined();
   });
 

@@ -221,11 +221,13 @@ describe("published datasets", () => {
     await putObject(bucket, "leased/a.txt", "one");
     const flags = ["--storage-root", storage, "--team", "t"];
     const datasets = [{ uri: `s3://${bucket}/leased/` }];
-    const first = await fetch(datasets, flags);
+    // Both runs through the proxy: another endpoint is another store (its datasets apart).
+    const proxy = await startFaultProxy(s3Info().endpoint);
+    const first = await fetch(datasets, flags, { AWS_ENDPOINT_URL: proxy.endpoint });
     expect(first.code).toBe(0);
     const dir = first.entries[0]?.path as string;
     await putObject(bucket, "leased/b.bin", randomBytes(1_500_000));
-    const proxy = await startFaultProxy(s3Info().endpoint);
+    proxy.resetCounters();
     let lease: Awaited<ReturnType<typeof takeLease>> | undefined;
     try {
       // ~3 s of download: the lease comes while it runs, after the first look found none.
