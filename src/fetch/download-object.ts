@@ -16,7 +16,13 @@ import { CrcRanges } from "./checksum/index.ts";
 import { DirectIoRefused, directIoApplies, openDirect, transferDirect } from "./download-direct.ts";
 import type { ObjectGetter } from "./object-get.ts";
 import { type ByteSpan, OrderedHasher } from "./ordered-hasher.ts";
-import { fetchSpan, type RangeSink, rangeContext, splitSpans } from "./range-fetch.ts";
+import {
+  fetchSpan,
+  type RangeAnswer,
+  type RangeSink,
+  rangeContext,
+  splitSpans,
+} from "./range-fetch.ts";
 import type { RetryOptions } from "./retry.ts";
 import type { S3ErrorContext } from "./s3-errors.ts";
 import {
@@ -50,6 +56,11 @@ export interface DownloadObjectOptions {
   /** Called now and then while the written file is hashed in a worker (progress). */
   readonly onHashed?: () => void;
   readonly errorContext: S3ErrorContext;
+  /**
+   * Sees each ranged answer's headers before its body is read (range-fetch.ts); what it
+   * throws fails the download at once, before those bytes are fetched.
+   */
+  readonly onAnswer?: ((answer: RangeAnswer) => void) | undefined;
   /**
    * Write with direct I/O where it applies (download-direct.ts). Off for a file read again
    * at once (a zip's central directory and entries would come back from the disk).

@@ -21,6 +21,7 @@ import type { StoreClient } from "./client.ts";
 import { downloadObject } from "./download-object.ts";
 import { etagKind } from "./etag.ts";
 import { learnParts } from "./parts.ts";
+import type { RangeAnswer } from "./range-fetch.ts";
 import {
   headObjectAt,
   type ListedObject,
@@ -202,10 +203,11 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
    * What the listing does not say: an object's encryption (an SSE-KMS or SSE-C ETag is no
    * MD5: on AWS every object of a bucket encrypted with KMS by default failed INTEGRITY, run
    * after run). A small object's GET answer says it; a large one is downloaded as the listing
-   * shows it, and only if its bytes do not match its ETag is it asked about (HEAD): encrypted
-   * so, it is downloaded again, verified by what HEAD offers (an additional checksum, else
-   * its size). Once one object of the folder showed such encryption, every later large one
-   * is asked about first (a HEAD each for all of them slowed folders of 1-8 MiB objects by a
+   * shows it, and its first ranged answer says it: encrypted so, it stops there and is asked
+   * about (HEAD), then downloaded verified by what HEAD offers (an additional checksum, else
+   * its size). A store that says so only on HEAD: asked once its bytes did not match its
+   * ETag. Once one object of the folder showed such encryption, every later large one is
+   * asked about first (a HEAD each for all of them slowed folders of 1-8 MiB objects by a
    * round trip each: review).
    */
   const headOf = async (object: ListedObject, ctx: S3ErrorContext) => {
@@ -231,23 +233,48 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     object: ListedObject,
     path: string,
     ctx: S3ErrorContext,
-    head: ResolvedObject | undefined,
+    given: ResolvedObject | undefined,
+    written?: { bytes: number },
   ) => {
-    const source = {
+    let head = given;
+    const sourceOf = (from: ResolvedObject | undefined) => ({
       bucket: resolution.bucket,
       key: object.key,
       versionId: undefined,
       etag: object.etag,
       bytes: object.bytes,
-      encryption: head?.encryption,
-      checksum: head?.checksum,
-      checksumRejected: head?.checksumRejected,
-    };
+      encryption: from?.encryption,
+      checksum: from?.checksum,
+      checksumRejected: from?.checksumRejected,
+    });
+    let source = sourceOf(head);
     const partCount = partsToLearn(source);
     const parts =
       partCount === undefined
         ? undefined
         : await learnParts(options.client, source, partCount, retry);
+    if (head === undefined && planVerification(source, parts).algorithm === undefined) {
+      // The listing's ETag cannot prove the bytes (its part boundaries could not be learned:
+      // a store refusing HEAD with PartNumber; or no MD5 at all): the object's own HEAD may
+      // hold a full-object checksum, which needs no boundaries. Review, 2026-12-06: it was
+      // never asked, and such objects were verified size-only, "the store reported no
+      // additional checksum". A composite one needs the boundaries too: not asked again.
+      head = await headOf(object, ctx);
+      if (etagKind(object.etag, head.encryption).kind === "opaque") totals.opaqueEtags = true;
+      source = sourceOf(head);
+    }
+    // Planned from the listing alone: the first answer's encryption header says whether the
+    // ETag is an MD5 at all (review, 2026-12-06: an SSE-KMS object was downloaded whole, failed
+    // INTEGRITY, and only then was asked about and downloaded again).
+    const listedEtag = etagKind(object.etag).kind;
+    const onAnswer =
+      head !== undefined || listedEtag === "opaque"
+        ? undefined
+        : (answer: RangeAnswer) => {
+            if (etagKind(object.etag, answer.encryption).kind === "opaque") {
+              throw new EtagNotMd5(ctx, answer.encryption);
+            }
+          };
     return downloadObject({
       getter: options.client.getter,
       source,
@@ -257,8 +284,12 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
       concurrency: 4,
       signal,
       retry,
-      onBytes: options.onBytes,
+      onBytes: (bytes) => {
+        if (written !== undefined) written.bytes += bytes;
+        options.onBytes?.(bytes);
+      },
       onHashed: options.onProgress,
+      onAnswer,
       errorContext: ctx,
     });
   };
@@ -271,16 +302,23 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
       return downloadLarge({ ...object, etag: head.etag }, path, ctx, head);
     }
     if (totals.opaqueEtags) return downloadLarge(object, path, ctx, await headOf(object, ctx));
+    const written = { bytes: 0 };
     try {
-      return await downloadLarge(object, path, ctx, undefined);
+      return await downloadLarge(object, path, ctx, undefined, written);
     } catch (error) {
-      if (!(error instanceof DsfetchError) || error.code !== "INTEGRITY") throw error;
+      if (!(error instanceof DsfetchError)) throw error;
+      // Stopped at its first answer (encrypted so that its ETag is no MD5): nothing of its
+      // body was read, every range's answer says the same. Otherwise a store that says so
+      // only on HEAD: downloaded whole, its bytes did not match the ETag.
+      const early = error instanceof EtagNotMd5;
+      if (!early && error.code !== "INTEGRITY") throw error;
       const head = await headOf(object, ctx);
-      if (etagKind(object.etag, head.encryption).kind !== "opaque") throw error;
+      if (!early && etagKind(object.etag, head.encryption).kind !== "opaque") throw error;
       totals.opaqueEtags = true;
       await rm(path, { force: true });
       const again = await downloadLarge(object, path, ctx, head);
-      return { ...again, refetchedBytes: again.refetchedBytes + object.bytes };
+      const refetched = early ? written.bytes : object.bytes;
+      return { ...again, refetchedBytes: again.refetchedBytes + refetched };
     }
   };
 
@@ -481,6 +519,25 @@ async function fetchSmall(
     );
   } finally {
     giveScratch(scratch);
+  }
+}
+
+/**
+ * A large object's first answer names an encryption (SSE-KMS, SSE-C) that makes its ETag no
+ * MD5: its download stops before any body is read, and starts again planned from its HEAD
+ * (fetchLarge). Caught there; never reaches the user.
+ */
+class EtagNotMd5 extends DsfetchError {
+  constructor(ctx: S3ErrorContext, encryption: string | undefined) {
+    super(
+      "INTERNAL",
+      `${ctx.dataset}: ${ctx.uri} is encrypted with ${encryption}, so its ETag is not an MD5: expected to be planned again from its HEAD`,
+      {
+        dataset: ctx.dataset,
+        hint: "this is a bug in dsfetch; please report it",
+        retryable: false,
+      },
+    );
   }
 }
 

@@ -42,11 +42,23 @@ export interface RangeContext {
   readonly errorContext: S3ErrorContext;
   /** Counts bytes received more than once and retries, across spans. */
   readonly stats: { refetchedBytes: number; retries: number };
+  /**
+   * Sees each answer's headers before its body is read; what it throws fails the span
+   * (retried only if retryable) and the body is not read.
+   */
+  readonly onAnswer?: ((answer: RangeAnswer) => void) | undefined;
+}
+
+/** What a range's answer says of the object, besides its bytes. */
+export interface RangeAnswer {
+  /** Server-side encryption ("aws:kms", "SSE-C", …): SSE-KMS and SSE-C ETags are not MD5s. */
+  readonly encryption: string | undefined;
 }
 
 /** The context of one object's ranges: what its download was given, its signal and counters. */
 export function rangeContext(
-  options: Pick<RangeContext, "getter" | "source" | "retry" | "errorContext">,
+  options: Pick<RangeContext, "getter" | "source" | "retry" | "errorContext"> &
+    Partial<Pick<RangeContext, "onAnswer">>,
   signal: AbortSignal,
   stats: RangeContext["stats"],
 ): RangeContext {
@@ -57,6 +69,7 @@ export function rangeContext(
     retry: options.retry,
     errorContext: options.errorContext,
     stats,
+    onAnswer: options.onAnswer,
   };
 }
 
@@ -109,6 +122,7 @@ export async function fetchSpan(
             source.bytes,
             context,
           );
+          context.onAnswer?.({ encryption: response.encryption });
         } catch (error) {
           // The body is not wanted: free the connection now, not at the idle timeout.
           response.discard();

@@ -54,9 +54,15 @@ export interface VerificationPlan {
 export function partsToLearn(source: VerificationSource): number | undefined {
   const { checksum } = source;
   if (checksum?.type === "full-object") return undefined;
-  if (checksum?.type === "composite") return checksum.parts ?? etagPartCount(source.etag);
   const kind = etagKind(source.etag, source.encryption);
-  return kind.kind === "multipart" ? kind.parts : undefined;
+  const count =
+    checksum?.type === "composite"
+      ? (checksum.parts ?? etagPartCount(source.etag))
+      : kind.kind === "multipart"
+        ? kind.parts
+        : undefined;
+  // One part spans the whole object (planVerification): nothing to ask.
+  return count === 1 ? undefined : count;
 }
 
 /** The multipart part count an ETag shows ("…-N"), whatever the encryption. */
@@ -70,6 +76,13 @@ export function planVerification(
   parts: readonly ByteSpan[] | undefined,
 ): VerificationPlan {
   const whole: ByteSpan[] = [{ start: 0, end: source.bytes }];
+  /**
+   * The boundaries of `count` parts: those learned, or with one part, the whole object
+   * (review, 2026-12-06: a 1-part multipart object, as `aws s3 cp -` uploads from a pipe,
+   * fetched whole in a folder, was verified size-only, its boundaries "could not be learned").
+   */
+  const partsOf = (count: number | undefined): readonly ByteSpan[] | undefined =>
+    parts ?? (count === 1 ? whole : undefined);
   const { checksum } = source;
   if (checksum !== undefined) {
     const base = {
@@ -81,13 +94,17 @@ export function planVerification(
     };
     if (checksum.type === "full-object") return { ...base, spans: whole };
     const count = checksum.parts ?? etagPartCount(source.etag);
-    if (parts !== undefined && parts.length === count) return { ...base, spans: [...parts] };
+    const spans = partsOf(count);
+    if (spans !== undefined && spans.length === count) return { ...base, spans: [...spans] };
   }
   const kind = etagKind(source.etag, source.encryption);
   const etagPlan = { against: "its ETag", expected: source.etag, checksum: undefined };
   if (kind.kind === "md5") return { ...etagPlan, method: "md5", algorithm: "MD5", spans: whole };
-  if (kind.kind === "multipart" && parts !== undefined && parts.length === kind.parts) {
-    return { ...etagPlan, method: "multipart-md5", algorithm: "MD5", spans: [...parts] };
+  if (kind.kind === "multipart") {
+    const spans = partsOf(kind.parts);
+    if (spans !== undefined && spans.length === kind.parts) {
+      return { ...etagPlan, method: "multipart-md5", algorithm: "MD5", spans: [...spans] };
+    }
   }
   const reasons = [
     kind.kind === "opaque" ? kind.reason : "the multipart part boundaries could not be learned",
