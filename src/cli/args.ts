@@ -32,6 +32,7 @@ const OPTIONS = {
   "dry-run": { type: "boolean" },
   listen: { type: "string" },
   "ready-file": { type: "string" },
+  "hold-on-failure": { type: "boolean" },
   url: { type: "string" },
   timeout: { type: "string" },
   ...K8S_ARG_OPTIONS,
@@ -58,6 +59,8 @@ export interface ParsedArgs {
   listen: string | undefined;
   /** sidecar: file written when every dataset is staged; wait: the file to wait for. */
   readyFile: string | undefined;
+  /** sidecar: after a failed staging, keep serving the failure until stopped (not exit). */
+  holdOnFailure: boolean;
   /** wait: readiness URL to poll ("http://127.0.0.1:8700/readyz"). */
   url: string | undefined;
   /** wait: how long to wait ("10m"). */
@@ -153,6 +156,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
     fallback: values.fallback,
     listen: values.listen,
     readyFile: values["ready-file"],
+    holdOnFailure: values["hold-on-failure"] === true,
     url: values.url,
     timeout: values.timeout,
     exec,
@@ -184,6 +188,7 @@ const APPLIES_TO: Readonly<Record<string, readonly CommandName[]>> = {
   "dry-run": ["prune"],
   listen: ["sidecar"],
   "ready-file": ["sidecar", "wait"],
+  "hold-on-failure": ["sidecar"],
   url: ["wait"],
   timeout: ["wait", "k8s"],
   ...Object.fromEntries(Object.keys(K8S_ARG_OPTIONS).map((flag) => [flag, K8S_ONLY])),
@@ -207,7 +212,7 @@ Usage:
   dsfetch run --datasets <file|-> [flags] -- <command…>
                                              stage, link at <mount-root>/<name>, then run the
                                              command (signals forwarded, its exit code returned)
-  dsfetch sidecar --datasets <file|-> [--listen addr] [--ready-file path] [flags]
+  dsfetch sidecar --datasets <file|-> [--listen addr] [--ready-file path] [--hold-on-failure] [flags]
                                              stage, then report readiness (/healthz, /readyz,
                                              /metrics) and keep the datasets in use until SIGTERM
   dsfetch wait (--ready-file <path> | --url <url>) [--timeout 10m]
@@ -234,6 +239,7 @@ Flags:
   --listen <host:port>     sidecar: health/readiness/metrics endpoint (default 127.0.0.1:8700;
                            :8700 = every address, IPv6 too)
   --ready-file <path>      sidecar: written when ready; wait: the file to wait for
+  --hold-on-failure        sidecar: after a failed staging, stay up saying why until SIGTERM
   --url <url>              wait: a readiness URL, e.g. http://127.0.0.1:8700/readyz
   --timeout <duration>     wait: give up after this long (default 10m)
   --older-than <duration>  prune: unused for longer than this: 90m, 12h, 7d, 2w

@@ -11,7 +11,8 @@
  *                                        { kind: "dynamic" } (a generic ephemeral volume), and where
  *                                        shared datasets fall back to when shared storage is down
  *   initContainers    dsfetch            `fetch --mount` (mode "init"), or a native sidecar
- *                                        (`sidecar`, restartPolicy Always, probes on /readyz)
+ *                                        (`sidecar --hold-on-failure`, restartPolicy Always)
+ *                     dsfetch-wait       sidecar mode: `wait --ready-file`, the gate (waitContainer)
  *   your container    + read-only mounts of storage, mounts and ephemeral volumes at the same
  *                       paths (the links under <mount-root> point into them), and
  *                       DSFETCH_PATH_<NAME>=<mount-root>/<name> for each dataset
@@ -55,7 +56,8 @@ export type SharedStorage =
 export interface K8sOptions {
   /** "init": an init container runs `dsfetch fetch --mount` to completion before the job.
    *  "sidecar": a native sidecar (Kubernetes >= 1.29) runs `dsfetch sidecar`; the job's
-   *  containers start once its startup probe sees /readyz, and it holds the datasets in use. */
+   *  containers start once `dsfetch wait` (an init container after it) saw every dataset
+   *  staged, and it holds the datasets in use. */
   readonly mode: K8sMode;
   /** The dsfetch image, e.g. "dsfetch:0.1.0" (the CLI's default: dsfetch:<package version>). */
   readonly image: string;
@@ -107,6 +109,8 @@ export const DATASETS_KEY = "datasets.json";
 const MAX_CONFIG_MAP_BYTES = 1024 * 1024;
 export const READY_FILE_NAME = ".dsfetch-ready";
 export const CONTAINER_NAME = "dsfetch";
+/** Sidecar mode: the init container that waits for the staging (waitContainer). */
+export const WAIT_CONTAINER_NAME = "dsfetch-wait";
 export const VOLUMES = {
   config: "dsfetch-config",
   storage: "dsfetch-storage",
@@ -177,7 +181,7 @@ export function renderPodFragment(
 
   return {
     volumes,
-    initContainers: [dsfetch],
+    initContainers: o.mode === "sidecar" ? [dsfetch, waitContainer(o)] : [dsfetch],
     containerVolumeMounts: views.map((mount) => ({ ...mount, readOnly: true })),
     containerEnv: datasets.map((spec) => ({
       name: datasetEnvName(spec.name),
@@ -433,14 +437,44 @@ function containerArgs(o: Resolved): string[] {
     `:${o.port}`,
     "--ready-file",
     posix.join(o.mountRoot, READY_FILE_NAME),
+    // Exited, it would be started again (restartPolicy Always) and stage again, for good.
+    "--hold-on-failure",
   ];
+}
+
+/**
+ * Sidecar mode's gate: a regular init container after the sidecar, `dsfetch wait` on its ready
+ * file. The job's containers start once it has ended, that is once every dataset is staged;
+ * a failed staging ends it with the sidecar's error, and a failed init container fails a pod
+ * whose restartPolicy is Never (a Job then counts it against its backoffLimit). Gated by the
+ * sidecar's startup probe on /readyz instead, a failed staging made the kubelet restart the
+ * sidecar for ever (review, 2026-12-06: Init:CrashLoopBackOff, the data downloaded again at
+ * every restart, the Job never failing).
+ */
+function waitContainer(o: Resolved): Container {
+  return {
+    name: WAIT_CONTAINER_NAME,
+    image: o.image,
+    imagePullPolicy: "IfNotPresent",
+    args: [
+      "wait",
+      "--ready-file",
+      posix.join(o.mountRoot, READY_FILE_NAME),
+      "--timeout",
+      `${Math.ceil(o.startupTimeoutSeconds)}s`,
+    ],
+    volumeMounts: [{ name: VOLUMES.mounts, mountPath: o.mountRoot, readOnly: true }],
+    securityContext: containerSecurity(),
+  };
 }
 
 /** Native sidecar: restartPolicy Always on an init container, and its probes. */
 function sidecarParts(port: number, startupTimeoutSeconds: number): Partial<Container> {
   const get = (path: string) => ({ httpGet: { path, port }, timeoutSeconds: 5 });
+  // Started once it answers: the staging itself is waited for by the wait container
+  // (waitContainer), which a failed staging fails.
   const startupProbe: Probe = {
-    ...get("/readyz"),
+    ...get("/healthz"),
     periodSeconds: STARTUP_PERIOD_SECONDS,
     failureThreshold: Math.max(1, Math.ceil(startupTimeoutSeconds / STARTUP_PERIOD_SECONDS)),
   };

@@ -16,6 +16,7 @@ const NONE: ParsedArgs = {
   dryRun: false,
   listen: undefined,
   readyFile: undefined,
+  holdOnFailure: false,
   url: undefined,
   timeout: undefined,
   mountFlag: undefined,

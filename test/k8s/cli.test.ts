@@ -63,7 +63,7 @@ describe("dsfetch k8s", () => {
     expect(result.code).toBe(0);
     expect(result.stderr).toBe("");
     const fragment = parseAllDocuments(result.stdout).map((doc) => doc.toJS())[1];
-    expect(fragment.initContainers).toHaveLength(1);
+    expect(fragment.initContainers).toHaveLength(2);
     expect(fragment.initContainers[0]).toMatchObject({
       restartPolicy: "Always",
       args: expect.arrayContaining(["sidecar"]),

@@ -31,7 +31,12 @@ const TRAIN: Container = {
 };
 
 function dsfetchOf(fragment: PodFragment): Container {
-  expect(fragment.initContainers).toHaveLength(1);
+  // The sidecar is followed by the container that waits for its staging (waitContainer).
+  expect(fragment.initContainers.map((c) => c.name)).toEqual(
+    fragment.initContainers[0]?.restartPolicy === "Always"
+      ? ["dsfetch", "dsfetch-wait"]
+      : ["dsfetch"],
+  );
   const [container] = fragment.initContainers;
   if (container === undefined) throw new Error("no init container");
   return container;
@@ -239,14 +244,30 @@ describe("a multi-worker job: native sidecar", () => {
       ":8700",
       "--ready-file",
       "/data/.dsfetch-ready",
+      "--hold-on-failure",
     ]);
   });
 
-  it("is a native sidecar: restartPolicy Always, startup and readiness on /readyz, liveness on /healthz", () => {
+  it("is followed by dsfetch wait on its ready file: a failed staging fails the pod (not a restart loop)", () => {
+    // Review, 2026-12-06: gated by the sidecar's startup probe on /readyz, a failed staging
+    // made the kubelet restart the sidecar for ever (restartPolicy Always), staging again.
+    const wait = fragment.initContainers[1];
+    expect(wait).toEqual({
+      name: "dsfetch-wait",
+      image: "registry.example.com/dsfetch:0.1.0",
+      imagePullPolicy: "IfNotPresent",
+      args: ["wait", "--ready-file", "/data/.dsfetch-ready", "--timeout", "86400s"],
+      volumeMounts: [{ name: "dsfetch-mounts", mountPath: "/data", readOnly: true }],
+      securityContext: dsfetch.securityContext,
+    });
+    expect(wait?.restartPolicy).toBeUndefined();
+  });
+
+  it("is a native sidecar: restartPolicy Always, started once it answers, readiness on /readyz, liveness on /healthz", () => {
     expect(dsfetch.restartPolicy).toBe("Always");
     expect(dsfetch.ports).toEqual([{ name: "dsfetch", containerPort: 8700, protocol: "TCP" }]);
     expect(dsfetch.startupProbe).toEqual({
-      httpGet: { path: "/readyz", port: 8700 },
+      httpGet: { path: "/healthz", port: 8700 },
       timeoutSeconds: 5,
       periodSeconds: 5,
       failureThreshold: 17280, // 24 h by default: the job's containers start only after it

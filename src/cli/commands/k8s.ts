@@ -104,7 +104,7 @@ k8s flags:
   --port <n>               sidecar HTTP port (default 8700)
   --config-map <name>      ConfigMap for datasets.json (default dsfetch-datasets)
   --aws-secret <name>      Secret whose AWS_* keys the dsfetch container gets as environment
-  --timeout <duration>     sidecar: how long staging may take before the kubelet restarts it (default 24h)
+  --timeout <duration>     sidecar: how long staging may take before the pod fails (default 24h)
   --pod                    a complete example Pod instead of the fragment
   --workers <n>            with --pod: an indexed Job of n pods
   (--storage-root default /mnt/dsfetch, --mount-root /data, --ephemeral-root /mnt/dsfetch-ephemeral;

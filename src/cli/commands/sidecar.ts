@@ -145,6 +145,20 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
           failed: `${failed.length} of ${result.datasets.length} ${plural(result.datasets.length, "dataset")} could not be staged${first === undefined ? "" : ` (${first.message.startsWith(`${failed[0]?.name}: `) ? first.message : `${failed[0]?.name}: ${first.message}`})`}`,
         }).catch(() => {});
       }
+      if (args.holdOnFailure) {
+        // A native sidecar (restartPolicy Always) that exits is started again, and stages
+        // again, for good: the pod never fails and a broken dataset is downloaded every few
+        // minutes (review, 2026-12-06). It stays up saying why (/readyz, the ready file); the
+        // pod's `dsfetch wait` init container fails with this error, and with it the pod.
+        stopMainThreadWatchdog();
+        if (args.json) log({ level: "info", type: "holding-failure" });
+        else
+          err(
+            "sidecar: staging failed: holding the failure (/readyz, the ready file) until SIGTERM\n",
+          );
+        if (!signal.aborted) await once(signal, "abort");
+        state = { phase: "stopping" };
+      }
       return exitCodeOfStage(result);
     }
     // Staged: from here the sidecar holds the datasets for the job's whole life, and a stuck
