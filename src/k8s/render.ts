@@ -25,6 +25,7 @@
  * dataset to its own size. Without ephemeral datasets it is an emptyDir limited to 5Gi per
  * dataset, the size of a fallback volume.
  */
+import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import type {
   ConfigMap,
@@ -73,7 +74,10 @@ export interface K8sOptions {
   readonly ephemeralRoot?: string | undefined;
   /** Sidecar HTTP port (/healthz, /readyz, /metrics). Default 8700. */
   readonly port?: number | undefined;
-  /** Name of the ConfigMap holding datasets.json. Default "dsfetch-datasets". */
+  /**
+   * Name of the ConfigMap holding datasets.json. Default "dsfetch-datasets-<hash>", the hash of
+   * its contents (immutable, then).
+   */
   readonly datasetsConfigMap?: string | undefined;
   /** StorageClass of the ephemeral volume claim; default: the cluster's default class. */
   readonly storageClass?: string | undefined;
@@ -100,6 +104,16 @@ export const DEFAULT_POD_MOUNT_ROOT = "/data";
 export const DEFAULT_POD_EPHEMERAL_ROOT = "/mnt/dsfetch-ephemeral";
 export const DEFAULT_PORT = 8700;
 export const DEFAULT_CONFIG_MAP = "dsfetch-datasets";
+
+/**
+ * The default ConfigMap's name: DEFAULT_CONFIG_MAP and the first 10 hex digits of the SHA-256
+ * of its datasets.json. One name for every job, applied in one namespace, gave each job the
+ * datasets of whichever was applied last: a job's pods that started later (waiting for GPUs,
+ * retried, a restarted sidecar) staged another job's datasets (review, 2026-12-06).
+ */
+export function defaultConfigMapName(datasetsJson: string): string {
+  return `${DEFAULT_CONFIG_MAP}-${createHash("sha256").update(datasetsJson).digest("hex").slice(0, 10)}`;
+}
 export const DEFAULT_STARTUP_TIMEOUT_SECONDS = 24 * 60 * 60;
 /** The image's user and group (Dockerfile). */
 export const DSFETCH_UID = 10001;
@@ -140,6 +154,7 @@ export function renderPodFragment(
       "split the datasets over several jobs, or use folders (s3://bucket/prefix/) instead of one entry per object",
     );
   }
+  const configMapName = o.configMap ?? defaultConfigMapName(datasetsJson);
   const clash = envNameClash(datasets.map((spec) => spec.name));
   if (clash !== undefined) {
     throw new DsfetchError(
@@ -154,7 +169,7 @@ export function renderPodFragment(
   const volumes: Volume[] = [
     {
       name: VOLUMES.config,
-      configMap: { name: o.configMap, items: [{ key: DATASETS_KEY, path: DATASETS_KEY }] },
+      configMap: { name: configMapName, items: [{ key: DATASETS_KEY, path: DATASETS_KEY }] },
     },
   ];
   if (o.storage !== undefined) volumes.push({ name: VOLUMES.storage, ...storageSource(o.storage) });
@@ -192,9 +207,11 @@ export function renderPodFragment(
       apiVersion: "v1",
       kind: "ConfigMap",
       metadata: {
-        name: o.configMap,
+        name: configMapName,
         labels: { ...LABELS, "app.kubernetes.io/component": "datasets" },
       },
+      // Named after its contents: never changed in place (another array is another name).
+      ...(o.configMap === undefined ? { immutable: true } : {}),
       data: { [DATASETS_KEY]: datasetsJson },
     },
   };
@@ -248,7 +265,8 @@ interface Resolved {
   readonly mountRoot: string;
   readonly ephemeralRoot: string;
   readonly port: number;
-  readonly configMap: string;
+  /** As given; undefined: the default, named after its contents (defaultConfigMapName). */
+  readonly configMap: string | undefined;
   readonly storageClass: string | undefined;
   readonly awsSecret: string | undefined;
   readonly startupTimeoutSeconds: number;
@@ -334,11 +352,10 @@ function resolveOptions(datasets: readonly DatasetSpec[], options: K8sOptions): 
     mountRoot,
     ephemeralRoot,
     port,
-    configMap: checkObjectName(
-      options.datasetsConfigMap ?? DEFAULT_CONFIG_MAP,
-      "--config-map",
-      "ConfigMap",
-    ),
+    configMap:
+      options.datasetsConfigMap === undefined
+        ? undefined
+        : checkObjectName(options.datasetsConfigMap, "--config-map", "ConfigMap"),
     storageClass: name(options.storageClass, "--storage-class", "StorageClass"),
     awsSecret: name(options.awsSecret, "--aws-secret", "Secret"),
     startupTimeoutSeconds,

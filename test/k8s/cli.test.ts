@@ -83,7 +83,7 @@ describe("dsfetch k8s", () => {
     expect(documents).toHaveLength(2);
     expect(documents[0]).toMatchObject({
       kind: "ConfigMap",
-      metadata: { name: "dsfetch-datasets" },
+      metadata: { name: expect.stringMatching(/^dsfetch-datasets-[0-9a-f]{10}$/) },
     });
     expect(Object.keys(documents[1] as object)).toEqual([
       "volumes",

@@ -114,7 +114,7 @@ describe("a single-worker job: init container", () => {
       {
         name: "dsfetch-config",
         configMap: {
-          name: "dsfetch-datasets",
+          name: fragment.configMap.metadata?.name,
           items: [{ key: "datasets.json", path: "datasets.json" }],
         },
       },
@@ -147,7 +147,8 @@ describe("a single-worker job: init container", () => {
     expect(fragment.configMap).toMatchObject({
       apiVersion: "v1",
       kind: "ConfigMap",
-      metadata: { name: "dsfetch-datasets" },
+      metadata: { name: expect.stringMatching(/^dsfetch-datasets-[0-9a-f]{10}$/) },
+      immutable: true,
     });
     const text = fragment.configMap.data?.["datasets.json"] ?? "";
     expect(JSON.parse(text)).toEqual([
@@ -155,6 +156,17 @@ describe("a single-worker job: init container", () => {
       { uri: "s3://ml/imagenet/train/", name: "imagenet-train" },
     ]);
     expect(stripIndex(datasets(JSON.parse(text)))).toEqual(stripIndex(SHARED));
+  });
+
+  it("names the ConfigMap after its contents: two jobs' arrays never share one (review, 2026-12-06)", () => {
+    const name = (specs: Parameters<typeof renderPodFragment>[0], given?: string) =>
+      renderPodFragment(specs, { ...options, datasetsConfigMap: given }).configMap;
+    const other = datasets([{ uri: "s3://ml/other.tar.gz" }]);
+    expect(name(SHARED).metadata?.name).toBe(name(SHARED).metadata?.name);
+    expect(name(other).metadata?.name).not.toBe(name(SHARED).metadata?.name);
+    // A name given is kept, and the ConfigMap may then be updated in place.
+    expect(name(SHARED, "my-datasets")).toMatchObject({ metadata: { name: "my-datasets" } });
+    expect(name(SHARED, "my-datasets").immutable).toBeUndefined();
   });
 
   it("refuses a datasets array larger than a ConfigMap holds (1 MiB), naming its size", () => {

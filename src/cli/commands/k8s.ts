@@ -57,7 +57,7 @@ export interface K8sFlags {
   storageClass?: string | undefined;
   /** --port <n>: the sidecar's HTTP port (default 8700). */
   port?: string | undefined;
-  /** --config-map <name>: the datasets ConfigMap (default dsfetch-datasets). */
+  /** --config-map <name>: the datasets ConfigMap (default dsfetch-datasets-<hash>). */
   configMap?: string | undefined;
   /** --aws-secret <name>: a Secret with AWS_* keys for the dsfetch container. */
   awsSecret?: string | undefined;
@@ -102,7 +102,7 @@ k8s flags:
   --storage-nfs <host>:<path>  shared storage: an NFS export
   --storage-class <name>   StorageClass of the ephemeral volume claim
   --port <n>               sidecar HTTP port (default 8700)
-  --config-map <name>      ConfigMap for datasets.json (default dsfetch-datasets)
+  --config-map <name>      ConfigMap for datasets.json (default dsfetch-datasets-<hash of it>)
   --aws-secret <name>      Secret whose AWS_* keys the dsfetch container gets as environment
   --timeout <duration>     sidecar: how long staging may take before the pod fails (default 24h)
   --pod                    a complete example Pod instead of the fragment
