@@ -38,9 +38,21 @@ const STOP_SIGNALS: ReadonlySet<NodeJS.Signals> = new Set([
 /** Signals a terminal sends its foreground group itself (Ctrl-C, Ctrl-\). */
 const TERMINAL_SIGNALS: ReadonlySet<NodeJS.Signals> = new Set(["SIGINT", "SIGQUIT"]);
 
+/**
+ * Told when a signal could not be forwarded to the running command (kill() failed: EPERM
+ * once the command changed its real uid, as `sudo` or a setuid helper does). The command
+ * keeps running, and its exit is still awaited.
+ */
+export type ForwardFailed = (
+  signal: NodeJS.Signals,
+  pid: number,
+  error: NodeJS.ErrnoException,
+) => void;
+
 export class SignalRouter {
   private readonly stop = new AbortController();
   private child: ChildProcess | undefined;
+  private forwardFailed: ForwardFailed | undefined;
   private count = 0;
   private readonly listeners = new Set<(signal: NodeJS.Signals) => void>();
   private readonly gotFromTerminal: (pid: number) => boolean;
@@ -66,9 +78,13 @@ export class SignalRouter {
     return this;
   }
 
-  /** From now on, signals go to this child process. */
-  forwardTo(child: ChildProcess): void {
+  /**
+   * From now on, signals go to this child process; `onFailed` is told of a signal that could
+   * not be sent to it while it runs.
+   */
+  forwardTo(child: ChildProcess, onFailed?: ForwardFailed): void {
     this.child = child;
+    this.forwardFailed = onFailed;
   }
 
   /** Called on every signal (e.g. the sidecar shutting down). */
@@ -83,7 +99,16 @@ export class SignalRouter {
       // A Ctrl-C (Ctrl-\) on the terminal reached the command too, from the kernel: not sent twice.
       const { pid } = this.child;
       if (TERMINAL_SIGNALS.has(signal) && pid !== undefined && this.gotFromTerminal(pid)) return;
-      if (killChild(this.child, signal)) return;
+      const failure = forward(this.child, signal);
+      if (failure === undefined) return;
+      // Not sent (EPERM: the command changed its real uid, review 2026-12-06), and the command
+      // still runs: the signal was meant for it, not for dsfetch, which must go on waiting for
+      // it (a second one used to exit dsfetch, leaving the command with no parent and its leases
+      // those of a dead process).
+      if (failure !== "gone" && pid !== undefined && childRunning(this.child)) {
+        this.forwardFailed?.(signal, pid, failure);
+        return;
+      }
     }
     if (!STOP_SIGNALS.has(signal)) return;
     this.count += 1;
@@ -91,6 +116,28 @@ export class SignalRouter {
     if (this.count > 1) process.exit(128 + signalNumber(signal));
     this.stop.abort(new Error(`received ${signal}`));
   }
+}
+
+/**
+ * Sends `signal` to the running `child`: undefined when sent, "gone" when there was no process
+ * to send it to, or the error of a kill() that failed. Node does not throw that error: kill()
+ * returns false and the child process emits it ("error", synchronously), which is caught here.
+ */
+function forward(
+  child: ChildProcess,
+  signal: NodeJS.Signals,
+): NodeJS.ErrnoException | "gone" | undefined {
+  let failure: NodeJS.ErrnoException | undefined;
+  const onError = (error: NodeJS.ErrnoException): void => {
+    failure = error;
+  };
+  child.prependListener("error", onError);
+  try {
+    if (killChild(child, signal)) return undefined;
+  } finally {
+    child.off("error", onError);
+  }
+  return failure ?? "gone";
 }
 
 /**

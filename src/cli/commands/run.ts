@@ -4,7 +4,7 @@
  * each dataset; signals go to the command and its exit code becomes ours. A staging
  * failure exits with the documented code before the command runs.
  */
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { releaseLeases } from "../../agent/leases.ts";
@@ -93,7 +93,7 @@ async function runStaged(
   // The training command runs for hours: a stuck dsfetch must not take it down then (the
   // watchdog guards the staging only).
   stopMainThreadWatchdog();
-  return await runChild(args.exec, childEnv, signals);
+  return await runChild(args.exec, childEnv, signals, err);
 }
 
 /**
@@ -127,12 +127,32 @@ function runChild(
   command: readonly string[],
   env: Record<string, string | undefined>,
   signals: SignalRouter | undefined,
+  err: (text: string) => void,
 ): Promise<number> {
   const [file, ...argv] = command;
   return new Promise((resolve, reject) => {
     const child = spawn(file as string, argv, { stdio: "inherit", env });
-    signals?.forwardTo(child);
+    let spawned = false;
+    child.once("spawn", () => {
+      spawned = true;
+    });
+    signals?.forwardTo(child, (signal, pid, error) =>
+      err(forwardFailedWarning(signal, pid, error)),
+    );
     child.on("error", (error: NodeJS.ErrnoException) => {
+      // After the spawn, an "error" is a signal that could not be sent (kill() → EPERM once the
+      // command changed its real uid: sudo, a setuid helper), not a failure to run it: the
+      // command runs on, its exit code is still ours, and its leases stay held until it exits
+      // (it was rejected as "cannot run", exit 126, leases released under a running command:
+      // review, 2026-12-06). The signal router says which signal; anything else is said here.
+      if (spawned || hasPid(child)) {
+        if (error.syscall !== "kill" || signals === undefined) {
+          err(
+            `dsfetch: warning: ${error.message} (the command, pid ${child.pid}, keeps running; dsfetch waits for it to exit)\n`,
+          );
+        }
+        return;
+      }
       const missing = error.code === "ENOENT";
       reject(
         new DsfetchError(
@@ -150,4 +170,22 @@ function runChild(
     // The command's exit code becomes ours; killed by a signal → 128 + its number, as shells do.
     child.on("exit", (code, signal) => resolve(code ?? 128 + signalNumber(signal ?? "SIGTERM")));
   });
+}
+
+/** Node sets a child's pid only once its spawn worked (util/kill-child.ts). */
+function hasPid(child: ChildProcess): boolean {
+  const { pid } = child;
+  return pid !== undefined && Number.isInteger(pid) && pid > 0;
+}
+
+function forwardFailedWarning(
+  signal: NodeJS.Signals,
+  pid: number,
+  error: NodeJS.ErrnoException,
+): string {
+  const why =
+    error.code === "EPERM"
+      ? " (not permitted: the command runs as another user, e.g. through sudo or a setuid program)"
+      : "";
+  return `dsfetch: warning: could not forward ${signal} to the command (pid ${pid}): ${error.code ?? error.message}${why}; the command keeps running, and dsfetch waits for it to exit\n`;
 }
