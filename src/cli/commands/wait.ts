@@ -2,15 +2,32 @@
  * `dsfetch wait`: blocks until a sidecar says ready — its ready file, or its /readyz URL —
  * or gives up after --timeout (exit 9). A ready file saying that the sidecar failed ends the
  * wait at once, with the sidecar's error. For workers that share the pod.
+ *
+ * Each read of the ready file runs under a bound (review: on storage that hung — NFS whose
+ * server went away; a FIFO stands in for it — the read never came back, so --timeout was
+ * never looked at and SIGTERM was never answered: still running after 10 minutes). A read
+ * that has not answered is waited for again at the next poll (never a second one beside it:
+ * each would hold a thread of libuv's pool), and given up on at the timeout or an interrupt:
+ * noted as stuck (util/stuck-threads.ts), so that the CLI ends itself after its answer
+ * (cli/finish.ts) instead of hanging in exit.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { readReadyFile } from "../../agent/ready-file.ts";
+import { type ReadyFileState, readReadyFile } from "../../agent/ready-file.ts";
 import { DURATION_FORMS, parseDuration } from "../../config/duration.ts";
 import { DsfetchError } from "../../errors.ts";
+import { noteStuckThread } from "../../util/stuck-threads.ts";
 import type { ParsedArgs } from "../args.ts";
 
 const POLL_MS = 250;
 const REPORT_MS = 30_000;
+/** How long one read of the ready file is waited for before `wait` says it did not answer. */
+const READ_BOUND_MS = 5_000;
+/**
+ * How long a read is given in all, even when the timeout comes first: a read started at the
+ * end of the last poll is not one that did not answer (found testing: given 0 ms, a healthy
+ * read was given up on as stuck, and the CLI ended with SIGKILL).
+ */
+const READ_GRACE_MS = 1_000;
 
 export async function waitCommand(
   args: ParsedArgs,
@@ -38,27 +55,74 @@ export async function waitCommand(
   err(`wait: waiting for ${what}\n`);
   /** Why the ready file there does not count, said once each time it changes. */
   let why: string | undefined;
+  /** A read of the ready file that has not answered yet, and since when. */
+  let reading: { readonly answer: Promise<ReadyFileState>; readonly since: number } | undefined;
+  /** What the read not answered means, for the messages (undefined when there is none). */
+  const unanswered = () =>
+    reading === undefined
+      ? undefined
+      : `did not answer: reading it has had no answer from its storage for ${((Date.now() - reading.since) / 1000).toFixed(1)} s`;
+  /** Before giving up with a read not answered: noted, so that the CLI does not hang in exit. */
+  const abandon = () => {
+    if (reading === undefined) return;
+    noteStuckThread(`reading the ready file ${args.readyFile}`, reading.answer);
+  };
+  const interrupted = (cause?: unknown) => {
+    const still = unanswered();
+    abandon();
+    return new DsfetchError(
+      "INTERRUPTED",
+      `wait: interrupted while waiting for ${what}${still === undefined ? "" : ` (${args.readyFile} ${still})`}`,
+      cause === undefined ? {} : { cause },
+    );
+  };
   for (;;) {
     if (args.readyFile !== undefined) {
-      const file = await readReadyFile(args.readyFile);
-      if (file.state === "ready") break;
-      const now = file.state === "absent" ? file.why : undefined;
-      if (now !== undefined && now !== why) err(`wait: ${args.readyFile} ${now}\n`);
-      why = now;
-      if (file.state === "failed") {
-        throw new DsfetchError(file.code, `wait: the sidecar failed: ${file.reason}`, {
-          hint: `its ready file ${args.readyFile} says so; look at the sidecar's log for each dataset's error`,
-        });
+      const path = args.readyFile;
+      const pending = reading ?? { answer: readReadyFile(path), since: Date.now() };
+      reading = pending;
+      const left = timeout.ms - (Date.now() - started);
+      const grace = READ_GRACE_MS - (Date.now() - pending.since);
+      const outcome = await within(
+        pending.answer,
+        Math.max(0, Math.min(Math.max(left, grace), READ_BOUND_MS)),
+        signal,
+      );
+      if (outcome === "aborted") throw interrupted();
+      if (outcome === "no answer") {
+        // Said once; waited for again at the next poll, until the timeout.
+        const now = `did not answer within ${READ_BOUND_MS / 1000} s (its storage may be hung): still waiting for it`;
+        if (now !== why && Date.now() - started < timeout.ms) err(`wait: ${path} ${now}\n`);
+        why = now;
+      } else {
+        reading = undefined;
+        const file = outcome.state;
+        if (file.state === "ready") break;
+        const now = file.state === "absent" ? file.why : undefined;
+        if (now !== undefined && now !== why) err(`wait: ${path} ${now}\n`);
+        why = now;
+        if (file.state === "failed") {
+          throw new DsfetchError(file.code, `wait: the sidecar failed: ${file.reason}`, {
+            hint: `its ready file ${path} says so; look at the sidecar's log for each dataset's error`,
+          });
+        }
       }
     }
-    if (args.url !== undefined && (await urlSaysReady(args.url))) break;
+    if (args.url !== undefined && (await urlSaysReady(args.url, signal))) break;
+    if (signal.aborted) throw interrupted();
     const waited = Date.now() - started;
     if (waited >= timeout.ms) {
+      const still = unanswered();
+      abandon();
+      const said = still ?? why;
       throw new DsfetchError(
         "WAIT_TIMEOUT",
-        `wait: ${what} did not say ready within ${args.timeout ?? "10m"}${why === undefined ? "" : ` (${args.readyFile} ${why})`}`,
+        `wait: ${what} did not say ready within ${args.timeout ?? "10m"}${said === undefined ? "" : ` (${args.readyFile} ${said})`}`,
         {
-          hint: "look at the sidecar's log; raise --timeout for large datasets",
+          hint:
+            still === undefined
+              ? "look at the sidecar's log; raise --timeout for large datasets"
+              : "the storage holding the ready file may be hung (an NFS server or a FUSE daemon gone): look at its mount; then at the sidecar's log",
         },
       );
     }
@@ -71,18 +135,55 @@ export async function waitCommand(
     } catch (error) {
       // SIGINT/SIGTERM: an interrupt (130), not a bug in dsfetch (review, 2026-12-05).
       if (!signal.aborted) throw error;
-      throw new DsfetchError("INTERRUPTED", `wait: interrupted while waiting for ${what}`, {
-        cause: error,
-      });
+      throw interrupted(error);
     }
   }
   err(`wait: ready after ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   return 0;
 }
 
-async function urlSaysReady(url: string): Promise<boolean> {
+/**
+ * What `work` answered within `ms`; "no answer" when the time ran out first, "aborted" when
+ * `signal` was (the work goes on either way: the caller decides what becomes of it).
+ */
+function within<T>(
+  work: Promise<T>,
+  ms: number,
+  signal: AbortSignal,
+): Promise<{ readonly state: T } | "no answer" | "aborted"> {
+  if (signal.aborted) return Promise.resolve("aborted");
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", aborted);
+    };
+    const aborted = () => {
+      done();
+      resolve("aborted");
+    };
+    const timer = setTimeout(() => {
+      done();
+      resolve("no answer");
+    }, ms);
+    signal.addEventListener("abort", aborted, { once: true });
+    work.then(
+      (state) => {
+        done();
+        resolve({ state });
+      },
+      (error: unknown) => {
+        done();
+        reject(error);
+      },
+    );
+  });
+}
+
+async function urlSaysReady(url: string, signal: AbortSignal): Promise<boolean> {
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+    const response = await fetch(url, {
+      signal: AbortSignal.any([signal, AbortSignal.timeout(2_000)]),
+    });
     await response.body?.cancel();
     return response.status === 200;
   } catch {

@@ -1,0 +1,85 @@
+// `dsfetch wait --ready-file` on storage that stops answering: before the fix, its read of the
+// ready file never came back (NFS whose server went away), so --timeout was never looked at
+// and SIGTERM was never answered (still running after 10 minutes). Now each read is bounded:
+// the timeout (exit 9) and an interrupt (130) are answered, and, as a thread is still stuck in
+// open(2), the CLI ends itself after its answer (cli/finish.ts: SIGKILL, exit status 137,
+// naming the answer it would have given; README "Exit codes").
+//
+// The read is really stuck in the kernel: the ready file is a FIFO (open(2) waits for a
+// writer, as on a mount whose server is gone), opened for writing after each test so that no
+// thread stays blocked.
+import { execFileSync } from "node:child_process";
+import { closeSync, constants, mkdtempSync, openSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { runCli } from "../harness/cli.ts";
+import { start, until } from "../harness/cli-process.ts";
+
+const root = mkdtempSync(join(tmpdir(), "dsfetch-wait-hung-"));
+const fifos: string[] = [];
+afterEach(() => {
+  // A writer lets every open(2) blocked on the FIFO return (it then reads nothing).
+  for (const fifo of fifos.splice(0)) {
+    try {
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // No reader left.
+    }
+  }
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function fifo(name: string): string {
+  const path = join(root, name);
+  execFileSync("mkfifo", [path]);
+  fifos.push(path);
+  return path;
+}
+
+describe("dsfetch wait on a ready file whose storage stopped answering", () => {
+  it("times out (its answer: exit 9), naming the file that did not answer, within seconds", async () => {
+    const path = fifo("ready-timeout.json");
+    const started = performance.now();
+    // Bounded: without the bound on the read, the CLI hangs for good.
+    const ran = await runCli(["wait", "--ready-file", path, "--timeout", "1s"], {
+      timeoutMs: 15_000,
+    });
+    const seconds = (performance.now() - started) / 1000;
+    expect(seconds, ran.stderr).toBeLessThan(10);
+    expect(ran.stderr).toContain(
+      `wait: ${path} did not say ready within 1s (${path} did not answer`,
+    );
+    expect(ran.stderr).toContain("[WAIT_TIMEOUT]");
+    // A thread is still stuck in open(2): the CLI ends itself instead of hanging in exit.
+    expect(ran.stderr).toContain(`reading the ready file ${path}`);
+    expect(ran.stderr).toContain("exit status 137 (its own answer, above, was exit code 9)");
+    expect(ran.signal).toBe("SIGKILL");
+  }, 30_000);
+
+  it("answers SIGTERM (its answer: exit 130) within seconds", async () => {
+    const path = fifo("ready-sigterm.json");
+    const worker = start(["wait", "--ready-file", path, "--timeout", "5m"], {});
+    // Bounded: without the fix, SIGTERM is never answered.
+    const bound = setTimeout(() => worker.child.kill("SIGKILL"), 20_000);
+    try {
+      await until(async () => worker.stderr().includes("wait: waiting for"), 10_000);
+      await sleep(500);
+      const sent = Date.now();
+      worker.child.kill("SIGTERM");
+      const ended = await worker.exit;
+      expect((ended.at - sent) / 1000, worker.stderr()).toBeLessThan(6);
+      expect(worker.stderr()).toContain(
+        `wait: interrupted while waiting for ${path} (${path} did not answer`,
+      );
+      expect(worker.stderr()).toContain(
+        "exit status 137 (its own answer, above, was exit code 130)",
+      );
+      expect(ended.signal).toBe("SIGKILL");
+    } finally {
+      clearTimeout(bound);
+      worker.child.kill("SIGKILL");
+    }
+  }, 30_000);
+});
