@@ -174,7 +174,7 @@ async function writeRecord(path: string, record: FailureRecord): Promise<void> {
     await writeFile(temporary, `${JSON.stringify(record)}\n`);
     // Read by the waiters of every user, whatever this process's umask (077 made it 0600,
     // and other users' waiters downloaded again what had failed: review, 2026-12-06).
-    await chmod(temporary, 0o644);
+    await chmod(temporary, 0o644).catch(() => {});
     await rename(temporary, path);
   } catch {
     await rm(temporary, { force: true }).catch(() => {});

@@ -737,7 +737,9 @@ async function writeHolder(lockPath: string, holder: Holder): Promise<void> {
     // Read by every user's waiters (who holds it, whether its process is gone), whatever
     // this process's umask: 077 made it 0600, and other users' waiters knew no holder
     // (review, 2026-12-06).
-    await chmod(temporary, 0o644);
+    // Best effort: a filesystem that refuses chmod still takes the lock (others' waiters then
+    // know no holder, as before).
+    await chmod(temporary, 0o644).catch(() => {});
     await rename(temporary, holderPath(lockPath));
   } catch (error) {
     await rm(temporary, { force: true }).catch(() => {});

@@ -201,7 +201,10 @@ export async function writeManifest(
       // masked by it, and a teammate's umask 077 left a 0600 manifest, which made every other
       // user's job fail on a valid dataset (review, 2026-12-06). Pending manifests are
       // written here too, and read by other users' jobs (occupant.ts).
-      await handle.chmod(0o644);
+      // Only where the umask took bits, and never fatal: a filesystem that refuses chmod
+      // (some FUSE or SMB mounts) wrote manifests before this; other users then get the
+      // clear error of an unreadable manifest (occupant.ts), not this run a failed publish.
+      if (((await handle.stat()).mode & 0o777) !== 0o644) await handle.chmod(0o644).catch(() => {});
       let piece = `${head.slice(0, head.lastIndexOf("}")).trimEnd()},\n  "files": [`;
       let first = true;
       for (const file of files) {
