@@ -10,17 +10,20 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  type ChecksumAlgorithm,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  type S3Client,
-  UploadPartCommand,
+import type {
+  S3Client,
 } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
-import { adminClient, createBucket, putMultipart, testEnv } from "../harness/s3.ts";
+import {
+  adminClient,
+  createBucket,
+  putMultipartWithChecksum as putChecksummedParts,
+  putMultipart,
+  testEnv,
+  type UploadChecksum,
+} from "../harness/s3.ts";
 
 const MiB = 1024 * 1024;
 
@@ -52,51 +55,14 @@ afterAll(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
-/** A multipart upload of `body` in parts of `partSize` (one part for an empty body). */
-async function putMultipartWithChecksum(
+/** A multipart upload with a checksum into this file's bucket (harness/s3.ts). */
+const putMultipartWithChecksum = (
   key: string,
   body: Buffer,
   partSize: number,
-  algorithm: ChecksumAlgorithm,
-  type: "COMPOSITE" | "FULL_OBJECT",
-): Promise<string> {
-  const { UploadId } = await s3.send(
-    new CreateMultipartUploadCommand({
-      Bucket: bucket,
-      Key: key,
-      ChecksumAlgorithm: algorithm,
-      ChecksumType: type,
-    }),
-  );
-  const parts: Array<Record<string, unknown>> = [];
-  for (let offset = 0, n = 1; offset < body.length || n === 1; offset += partSize, n++) {
-    const out = await s3.send(
-      new UploadPartCommand({
-        Bucket: bucket,
-        Key: key,
-        UploadId,
-        PartNumber: n,
-        Body: body.subarray(offset, offset + partSize),
-        ChecksumAlgorithm: algorithm,
-      }),
-    );
-    parts.push({
-      PartNumber: n,
-      ETag: out.ETag,
-      [`Checksum${algorithm}`]: out[`Checksum${algorithm}` as keyof typeof out],
-    });
-  }
-  const out = await s3.send(
-    new CompleteMultipartUploadCommand({
-      Bucket: bucket,
-      Key: key,
-      UploadId,
-      ChecksumType: type,
-      MultipartUpload: { Parts: parts },
-    }),
-  );
-  return (out.ETag ?? "").replace(/"/g, "");
-}
+  algorithm: UploadChecksum,
+  type: "COMPOSITE" | "FULL_OBJECT" = "COMPOSITE",
+) => putChecksummedParts(bucket, key, body, partSize, algorithm, type);
 
 async function fetchVia(endpoint: string, uri: string) {
   const storage = await mkdtemp(join(scratch, "storage-"));

@@ -11,16 +11,21 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import {
   type ChecksumAlgorithm,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
   PutObjectCommand,
   type S3Client,
-  UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
-import { adminClient, createBucket, putMultipart, putObject, testEnv } from "../harness/s3.ts";
+import {
+  adminClient,
+  createBucket,
+  putMultipartWithChecksum as putChecksummedParts,
+  putMultipart,
+  putObject,
+  testEnv,
+  type UploadChecksum,
+} from "../harness/s3.ts";
 
 const MiB = 1024 * 1024;
 
@@ -60,50 +65,14 @@ async function putWithChecksum(key: string, body: Buffer, algorithm: ChecksumAlg
   return (out.ETag ?? "").replace(/"/g, "");
 }
 
-/** A multipart upload with a COMPOSITE checksum: parts of `partSize` bytes. */
-async function putMultipartWithChecksum(
+/** A multipart upload with a checksum into this file's bucket (harness/s3.ts). */
+const putMultipartWithChecksum = (
   key: string,
   body: Buffer,
   partSize: number,
-  algorithm: ChecksumAlgorithm,
+  algorithm: UploadChecksum,
   type: "COMPOSITE" | "FULL_OBJECT" = "COMPOSITE",
-) {
-  const { UploadId } = await s3.send(
-    new CreateMultipartUploadCommand({
-      Bucket: bucket,
-      Key: key,
-      ChecksumAlgorithm: algorithm,
-      ChecksumType: type,
-    }),
-  );
-  const parts: Array<Record<string, unknown>> = [];
-  for (let offset = 0, n = 1; offset < body.length; offset += partSize, n++) {
-    const out = await s3.send(
-      new UploadPartCommand({
-        Bucket: bucket,
-        Key: key,
-        UploadId,
-        PartNumber: n,
-        Body: body.subarray(offset, offset + partSize),
-        ChecksumAlgorithm: algorithm,
-      }),
-    );
-    parts.push({
-      PartNumber: n,
-      ETag: out.ETag,
-      [`Checksum${algorithm}`]: out[`Checksum${algorithm}` as keyof typeof out],
-    });
-  }
-  const out = await s3.send(
-    new CompleteMultipartUploadCommand({
-      Bucket: bucket,
-      Key: key,
-      UploadId,
-      MultipartUpload: { Parts: parts },
-    }),
-  );
-  return (out.ETag ?? "").replace(/"/g, "");
-}
+) => putChecksummedParts(bucket, key, body, partSize, algorithm, type);
 
 /** A proxy that only forwards (and records requests). */
 async function countingProxy(): Promise<string> {

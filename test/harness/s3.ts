@@ -162,6 +162,59 @@ export async function putParts(bucket: string, key: string, pieces: Buffer[]): P
   return withVersion(stripEtag(out.ETag), out.VersionId);
 }
 
+/** The S3 additional checksum algorithms an upload can ask for. */
+export type UploadChecksum = "CRC32" | "CRC32C" | "SHA1" | "SHA256" | "CRC64NVME";
+
+/**
+ * A real multipart upload with an S3 additional checksum, COMPOSITE or FULL_OBJECT: parts of
+ * `partSize` bytes (one part for an empty body). Returns the ETag, unquoted.
+ */
+export async function putMultipartWithChecksum(
+  bucket: string,
+  key: string,
+  body: Buffer,
+  partSize: number,
+  algorithm: UploadChecksum,
+  type: "COMPOSITE" | "FULL_OBJECT" = "COMPOSITE",
+): Promise<string> {
+  const { UploadId } = await client().send(
+    new CreateMultipartUploadCommand({
+      Bucket: bucket,
+      Key: key,
+      ChecksumAlgorithm: algorithm,
+      ChecksumType: type,
+    }),
+  );
+  const parts: Array<Record<string, unknown>> = [];
+  for (let offset = 0, n = 1; offset < body.length || n === 1; offset += partSize, n++) {
+    const out = await client().send(
+      new UploadPartCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId,
+        PartNumber: n,
+        Body: body.subarray(offset, offset + partSize),
+        ChecksumAlgorithm: algorithm,
+      }),
+    );
+    parts.push({
+      PartNumber: n,
+      ETag: out.ETag,
+      [`Checksum${algorithm}`]: out[`Checksum${algorithm}` as keyof typeof out],
+    });
+  }
+  const out = await client().send(
+    new CompleteMultipartUploadCommand({
+      Bucket: bucket,
+      Key: key,
+      UploadId,
+      ChecksumType: type,
+      MultipartUpload: { Parts: parts },
+    }),
+  );
+  return stripEtag(out.ETag);
+}
+
 /** Deletes `key`; in a versioned bucket returns the versionId of the delete marker created. */
 export async function deleteObject(bucket: string, key: string): Promise<string | undefined> {
   const out = await client().send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
