@@ -154,17 +154,22 @@ export function storeOf(endpoint: string | undefined): string {
   } catch {
     return endpoint;
   }
-  const host = url.hostname.toLowerCase();
-  if (host.endsWith(".amazonaws.com.cn")) return "aws-cn";
-  if (host === "amazonaws.com" || host.endsWith(".amazonaws.com")) return "aws";
+  const host = url.hostname.toLowerCase().replace(/\.$/, "");
+  // S3's own host names only (s3.…, s3-…, bucket.s3.…, ….s3.….vpce…): a load balancer or an
+  // instance under amazonaws.com in front of another store is that store (review, 2026-12-06).
+  const s3 = /(^|\.)s3([.-]|$)/.test(host);
+  if (s3 && host.endsWith(".amazonaws.com.cn")) return "aws-cn";
+  if (s3 && host.endsWith(".amazonaws.com")) return "aws";
   const port = url.port !== "" ? url.port : url.protocol === "https:" ? "443" : "80";
   return `${host}:${port}${url.pathname.replace(/\/+$/, "")}`;
 }
 
 /**
- * The same URI on the same store. The same bucket and key on two stores (a production and a
- * development MinIO, a move from one store to another) are two datasets: one was reused as the
- * other's, silently (review, 2026-12-06).
+ * The same URI on the same store (as far as endpoint names tell: one server under two names
+ * counts as two). Used where a job would be given the copy published at its path although the
+ * source changed (keptInUse): the same bucket and key on another store (a production and a
+ * development MinIO) is not an older version of this job's data (review, 2026-12-06: a
+ * development job read the production copy).
  */
 export function sameSourceAt(a: SourceAt, b: SourceAt): boolean {
   return sameSource(a.uri, b.uri) && storeOf(a.endpoint) === storeOf(b.endpoint);

@@ -3,7 +3,7 @@
  * one plan entry (data, no I/O). `dsfetch plan` prints these; staging executes them.
  */
 import type { ArchiveFormat } from "../archive/formats.ts";
-import { type SourceAt, sameSourceAt, storeOf } from "../config/s3-uri.ts";
+import { type SourceAt, sameSource, sameSourceAt, storeOf } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
 import type { DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
@@ -77,7 +77,7 @@ export function planEntry(
   };
   const older = staged.manifest;
   const replacing =
-    !entry.cached && staged.exists && older !== undefined && sameSourceAt(older, sourceOf(spec));
+    !entry.cached && staged.exists && older !== undefined && sameSource(older.uri, spec.uri);
   if (replacing) {
     entry = {
       ...entry,
@@ -136,12 +136,10 @@ export function errorOf(error: DsfetchError): PlanError {
 export function isCached(
   resolution: Resolution,
   staged: StagedState,
-  spec: Pick<DatasetSpec, "versionId" | "endpoint">,
+  spec: Pick<DatasetSpec, "versionId">,
 ): boolean {
   const manifest = staged.manifest;
   if (!staged.exists || manifest === undefined || manifest.kind !== resolution.kind) return false;
-  // Read from another store (the same bucket and key there): another dataset (sameSourceAt).
-  if (storeOf(manifest.endpoint) !== storeOf(spec.endpoint.url)) return false;
   if (resolution.kind === "prefix") return manifest.listingDigest === resolution.listingDigest;
   return (
     manifest.etag === resolution.etag &&
@@ -161,7 +159,14 @@ export function refreshWaitsForJobs(
   spec: DatasetSpec,
   published: Manifest | undefined,
 ): published is Manifest {
-  return published !== undefined && spec.etag === undefined && spec.versionId === undefined;
+  return (
+    published !== undefined &&
+    spec.etag === undefined &&
+    spec.versionId === undefined &&
+    // Only an older version of this very source is given to the job (review, 2026-12-06:
+    // another store's copy, or another URI's, was kept for it as "changed since staged").
+    sameSourceAt(published, sourceOf(spec))
+  );
 }
 
 /**
@@ -173,7 +178,14 @@ export function pinnedOverOtherVersion(
   spec: DatasetSpec,
   published: Manifest | undefined,
 ): boolean {
-  return published !== undefined && (spec.etag !== undefined || spec.versionId !== undefined);
+  if (published === undefined || !sameSource(published.uri, spec.uri)) return false;
+  // The same URI read from another store is as good as pinned: this job must not be given
+  // that copy, and it must not be replaced under the jobs of that store.
+  return (
+    spec.etag !== undefined ||
+    spec.versionId !== undefined ||
+    storeOf(published.endpoint) !== storeOf(spec.endpoint.url)
+  );
 }
 
 /**
@@ -193,9 +205,11 @@ export function otherVersionInUse(
   ]
     .filter((part) => part !== undefined)
     .join(", ");
+  // Not pinned: the copy there was read from another store (pinnedOverOtherVersion).
+  const pinText = pin !== "" ? pin : `from ${spec.endpoint.url ?? "AWS S3"}, not the copy's store`;
   return new DsfetchError(
     "PATH_TAKEN",
-    `${spec.name}: ${path} holds another version of ${spec.uri}, which ${meanwhile === undefined ? "jobs are using" : meanwhile === "waited" ? "jobs started using meanwhile" : "jobs started using while this one downloaded"} (${users.join(", ")}): the pinned version (${pin}) is not swapped in under them`,
+    `${spec.name}: ${path} holds another version of ${spec.uri}, which ${meanwhile === undefined ? "jobs are using" : meanwhile === "waited" ? "jobs started using meanwhile" : "jobs started using while this one downloaded"} (${users.join(", ")}): the pinned version (${pinText}) is not swapped in under them`,
     {
       dataset: spec.name,
       hint:

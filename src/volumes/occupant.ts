@@ -17,7 +17,7 @@
 import { chmod, lstat, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type SourceAt, sameSource, sameSourceAt, sourceLabel } from "../config/s3-uri.ts";
+import { type SourceAt, sameSource, sourceLabel } from "../config/s3-uri.ts";
 import { DsfetchError } from "../errors.ts";
 import { ATTEMPT_RANDOM, attemptRandom, parseAttemptName } from "./attempt.ts";
 import { hostLabel } from "./host-label.ts";
@@ -315,8 +315,13 @@ export async function occupantProblem(
   const identity = await treeIdentity(location.path);
   // Nothing there (a manifest alone, its tree removed by hand, is replaced).
   if (identity === undefined) return undefined;
+  // By URI: the same URI from another store is judged where a job would be given it, or it
+  // would be replaced under jobs (plan.ts pinnedOverOtherVersion); one server under two names
+  // must not make every dataset staged under the other name PATH_TAKEN (review, 2026-12-06).
   const judge = (theirs: Manifest) =>
-    sameSourceAt(theirs, ours) ? undefined : otherSourceError(dataset, location, theirs, ours);
+    sameSource(theirs.uri, ours.uri)
+      ? undefined
+      : otherSourceError(dataset, location, theirs, ours);
   if (manifest !== undefined && manifestNames(manifest, identity)) return judge(manifest);
   const pending = await pendingNaming(location, identity);
   if (pending !== undefined) return judge(pending);
