@@ -33,7 +33,6 @@ import type {
   EnvVar,
   PodSecurityContext,
   PodSpec,
-  Probe,
   SecurityContext,
   Volume,
   VolumeMount,
@@ -133,8 +132,6 @@ export const VOLUMES = {
 } as const;
 export const LABELS = { "app.kubernetes.io/name": "dsfetch" } as const;
 
-const STARTUP_PERIOD_SECONDS = 5;
-
 export function defaultImage(version: string): string {
   return `dsfetch:${version}`;
 }
@@ -186,7 +183,7 @@ export function renderPodFragment(
     imagePullPolicy: "IfNotPresent",
     args: containerArgs(o),
     ...(o.awsSecret === undefined ? {} : { envFrom: [{ secretRef: { name: o.awsSecret } }] }),
-    ...(o.mode === "sidecar" ? sidecarParts(o.port, o.startupTimeoutSeconds) : {}),
+    ...(o.mode === "sidecar" ? sidecarParts(o.port) : {}),
     volumeMounts: [
       { name: VOLUMES.config, mountPath: CONFIG_DIR, readOnly: true },
       ...views.map((mount) => ({ ...mount })),
@@ -486,19 +483,15 @@ function waitContainer(o: Resolved): Container {
 }
 
 /** Native sidecar: restartPolicy Always on an init container, and its probes. */
-function sidecarParts(port: number, startupTimeoutSeconds: number): Partial<Container> {
+function sidecarParts(port: number): Partial<Container> {
   const get = (path: string) => ({ httpGet: { path, port }, timeoutSeconds: 5 });
-  // Started once it answers: the staging itself is waited for by the wait container
-  // (waitContainer), which a failed staging fails.
-  const startupProbe: Probe = {
-    ...get("/healthz"),
-    periodSeconds: STARTUP_PERIOD_SECONDS,
-    failureThreshold: Math.max(1, Math.ceil(startupTimeoutSeconds / STARTUP_PERIOD_SECONDS)),
-  };
+  // No startup probe: the next init container (waitContainer) starts once the sidecar runs,
+  // and waits for the staging itself. Gated by a probe, a sidecar that failed before it
+  // listened (a bad setting, its port taken) kept the gate from ever starting, and the pod
+  // from ever failing (review, 2026-12-06); every failure is in the ready file it reads.
   return {
     restartPolicy: "Always",
     ports: [{ name: "dsfetch", containerPort: port, protocol: "TCP" }],
-    startupProbe,
     readinessProbe: { ...get("/readyz"), periodSeconds: 10, failureThreshold: 3 },
     livenessProbe: { ...get("/healthz"), periodSeconds: 20, failureThreshold: 3 },
   };

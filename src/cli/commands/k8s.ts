@@ -166,7 +166,7 @@ export function k8sOptionsFrom(args: K8sArgs, flags: K8sFlags, version: string):
     ] as const) {
       if (given !== undefined) {
         throw new DsfetchError("USAGE", `${flag} does nothing with --mode init`, {
-          hint: `it sets the sidecar's ${flag === "--port" ? "HTTP port" : "startup probe's bound"}: add --mode sidecar, or drop ${flag}`,
+          hint: `it sets ${flag === "--port" ? "the sidecar's HTTP port" : "how long dsfetch-wait waits for the staging"}: add --mode sidecar, or drop ${flag}`,
         });
       }
     }
