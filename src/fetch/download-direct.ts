@@ -148,7 +148,9 @@ export async function transferDirect(
   const waits: (Promise<void> | undefined)[] = new Array(streams).fill(undefined);
   const wakers: ((() => void) | undefined)[] = new Array(streams).fill(undefined);
   /** Per slot: what must still finish (its write, its hashing) before it is free again. */
-  const uses = new Uint8Array(slotCount);
+  // Up to 1 + the parts a slot holds pieces of (a 2 MiB slot of 8 KiB parts: 257; a byte
+  // wrapped there: review, 2026-12-06).
+  const uses = new Uint16Array(slotCount);
   const release = (slot: number): void => {
     uses[slot] = (uses[slot] ?? 1) - 1;
     if (uses[slot] !== 0) return;

@@ -7,6 +7,7 @@
  * 1.0 cannot carry still arrive intact (botocore does the same).
  * API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
  */
+import { normalizeEtag } from "../config/dataset.ts";
 import type { ObjectGetter } from "./object-get.ts";
 
 export interface ListedEntry {
@@ -86,10 +87,11 @@ export function parseListPage(xml: string, previousToken?: string): ListPage {
     const etag = textOf(block, "ETag");
     const key = urlEncoded ? decodeKey(rawKey) : rawKey;
     entries.push(
-      etag === undefined
+      // No ETag, or an empty one (`<ETag></ETag>`, `<ETag>""</ETag>`: review, 2026-12-06).
+      normalizeEtag(etag ?? "") === ""
         ? // Without an ETag, the only sign of a replacement of the same size (resolve.ts).
           { key, size: Number(size), etag: "", lastModified: textOf(block, "LastModified") ?? "" }
-        : { key, size: Number(size), etag },
+        : { key, size: Number(size), etag: etag ?? "" },
     );
   }
   const prefixes: string[] = [];

@@ -27,6 +27,19 @@ describe("parseListPage", () => {
     expect(parsed.nextToken).toBeUndefined();
   });
 
+  it("keeps LastModified for an entry without an ETag, or with an empty one (the sign of a replacement)", () => {
+    const noEtag = `<Contents><Key>n.bin</Key><LastModified>2024-01-02T00:00:00.000Z</LastModified><Size>3</Size></Contents>`;
+    const parsed = parseListPage(
+      page(noEtag + entry("e.bin", 3, "") + entry("q.bin", 3, "&quot;&quot;")),
+    );
+    expect(parsed.entries).toEqual([
+      { key: "n.bin", size: 3, etag: "", lastModified: "2024-01-02T00:00:00.000Z" },
+      // Review, 2026-12-06: empty ETag elements kept no LastModified.
+      { key: "e.bin", size: 3, etag: "", lastModified: "2024-01-01T00:00:00.000Z" },
+      { key: "q.bin", size: 3, etag: "", lastModified: "2024-01-01T00:00:00.000Z" },
+    ]);
+  });
+
   it("decodes URL-encoded keys when the store says it encoded them: + is a space, %2B a plus", () => {
     const parsed = parseListPage(
       page(
