@@ -17,7 +17,11 @@ export interface ReadyInfo {
   readonly datasets: ReadonlyArray<{ name: string; path: string; mount: string | null }>;
 }
 
-/** Written when staging failed: `wait` stops at once with the sidecar's error. */
+/**
+ * Written when staging failed: `wait` stops at once with the sidecar's error while that
+ * sidecar runs (or cannot be looked up and the file appeared while it waited); one left by a
+ * sidecar that is gone may be an earlier run's, and is final only after a grace (wait.ts).
+ */
 export interface FailedInfo {
   readonly ready: false;
   readonly pid: number;
@@ -85,30 +89,69 @@ export async function removeReadyFile(path: string): Promise<void> {
   await rm(path, { force: true });
 }
 
+/**
+ * Who wrote a failed file, as far as this process can tell: `alive` (this host label, its pid
+ * running: e.g. `sidecar --hold-on-failure`), `gone` (this host label, its pid ended), or
+ * `unknown` (another host label, or no host or pid recorded: it cannot be looked up).
+ */
+export type WriterStatus = "alive" | "gone" | "unknown";
+
+/** A look at the ready file: what it says, and what `wait` needs to tell one file from the next. */
+export interface ReadyFileLook {
+  readonly state: ReadyFileState;
+  /**
+   * What was there: the file's text, "" when there was no file; undefined when it could not
+   * be read (that says nothing of whether it changed).
+   */
+  readonly content: string | undefined;
+  /** Of a failed file: its writer, and what it recorded (pid, time written). */
+  readonly writer?: {
+    readonly status: WriterStatus;
+    readonly pid: number | undefined;
+    readonly at: string | undefined;
+  };
+}
+
 /** What the file says now; absent until it was renamed in whole (never half-written). */
 export async function readReadyFile(path: string): Promise<ReadyFileState> {
+  return (await lookAtReadyFile(path)).state;
+}
+
+/**
+ * readReadyFile, with the file's text and a failed file's writer: a failed file whose sidecar
+ * is gone, or cannot be looked up, may be an earlier run's (a job restarted on the same
+ * shared directory), and `wait` gives a new sidecar time to replace it (review, 2026-12-06).
+ */
+export async function lookAtReadyFile(path: string): Promise<ReadyFileLook> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") return { state: "absent" };
+    if (code === "ENOENT") return { state: { state: "absent" }, content: "" };
     return {
-      state: "absent",
-      why:
-        code === "EISDIR"
-          ? "is a directory, not a ready file"
-          : `cannot be read (${code ?? (error as Error).message})`,
+      state: {
+        state: "absent",
+        why:
+          code === "EISDIR"
+            ? "is a directory, not a ready file"
+            : `cannot be read (${code ?? (error as Error).message})`,
+      },
+      content: undefined,
     };
   }
+  return { ...parseReadyFile(text), content: text };
+}
+
+function parseReadyFile(text: string): Omit<ReadyFileLook, "content"> {
   let info: Partial<ReadyInfo> | Partial<FailedInfo>;
   try {
     info = JSON.parse(text) as Partial<ReadyInfo> | Partial<FailedInfo>;
   } catch {
-    return { state: "absent", why: "is not a ready file (not JSON)" };
+    return { state: { state: "absent", why: "is not a ready file (not JSON)" } };
   }
   if (typeof info !== "object" || info === null) {
-    return { state: "absent", why: "is not a ready file (not a JSON object)" };
+    return { state: { state: "absent", why: "is not a ready file (not a JSON object)" } };
   }
   if (info.ready === true) {
     // A sidecar killed (-9, OOM) left its file saying ready, and its leases went with it: a
@@ -118,15 +161,28 @@ export async function readReadyFile(path: string): Promise<ReadyFileState> {
     const { host, pid } = info as { host?: unknown; pid?: unknown };
     if (host === hostLabel() && typeof pid === "number" && pid > 0 && !isProcessAlive(pid)) {
       return {
-        state: "absent",
-        why: `says ready, but its sidecar (pid ${pid}) is gone: waiting for a new one to stage the datasets`,
+        state: {
+          state: "absent",
+          why: `says ready, but its sidecar (pid ${pid}) is gone: waiting for a new one to stage the datasets`,
+        },
       };
     }
-    return { state: "ready" };
+    return { state: { state: "ready" } };
   }
   if (info.ready === false && "failed" in info && typeof info.failed === "string") {
     const code = typeof info.code === "string" && info.code in EXIT_CODES ? info.code : "INTERNAL";
-    return { state: "failed", code, reason: info.failed };
+    const { host, pid, at } = info as { host?: unknown; pid?: unknown; at?: unknown };
+    const known = typeof pid === "number" && pid > 0 ? pid : undefined;
+    const status: WriterStatus =
+      host !== hostLabel() || known === undefined
+        ? "unknown"
+        : isProcessAlive(known)
+          ? "alive"
+          : "gone";
+    return {
+      state: { state: "failed", code, reason: info.failed },
+      writer: { status, pid: known, at: typeof at === "string" ? at : undefined },
+    };
   }
-  return { state: "absent", why: 'is not a ready file (no "ready" field)' };
+  return { state: { state: "absent", why: 'is not a ready file (no "ready" field)' } };
 }

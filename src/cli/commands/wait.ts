@@ -1,7 +1,10 @@
 /**
  * `dsfetch wait`: blocks until a sidecar says ready — its ready file, or its /readyz URL —
  * or gives up after --timeout (exit 9). A ready file saying that the sidecar failed ends the
- * wait at once, with the sidecar's error. For workers that share the pod.
+ * wait with the sidecar's error: at once when that sidecar runs, or when the file was written
+ * while this wait ran; after STALE_FAILURE_GRACE_MS when it is gone or cannot be looked up
+ * and the file was there from the start (an earlier run's, maybe). For workers that share the
+ * pod.
  *
  * Each read of the ready file runs under a bound (review: on storage that hung — NFS whose
  * server went away; a FIFO stands in for it — the read never came back, so --timeout was
@@ -12,7 +15,7 @@
  * (cli/finish.ts) instead of hanging in exit.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { type ReadyFileState, readReadyFile } from "../../agent/ready-file.ts";
+import { lookAtReadyFile, type ReadyFileLook } from "../../agent/ready-file.ts";
 import { DURATION_FORMS, parseDuration } from "../../config/duration.ts";
 import { DsfetchError } from "../../errors.ts";
 import { noteStuckThread } from "../../util/stuck-threads.ts";
@@ -28,6 +31,20 @@ const READ_BOUND_MS = 5_000;
  * read was given up on as stuck, and the CLI ended with SIGKILL).
  */
 const READ_GRACE_MS = 1_000;
+/**
+ * How long a failed ready file is given to be replaced when its sidecar is gone (same host
+ * label, pid ended) or cannot be looked up (another host or PID namespace), and it was there
+ * when this wait first looked: a job restarted on the same shared directory (docker compose,
+ * Slurm, a restarted pod on the same emptyDir) had its workers' `wait` read the previous
+ * sidecar's failure before the new sidecar removed it, and fail at once a job that would have
+ * succeeded (review, 2026-12-06). A new sidecar removes the file first thing (prepareReadyFile:
+ * within a few seconds of its start), so the containers of one job starting apart is what this
+ * must cover; a real failure that was already there is reported this much later. Less when
+ * less of --timeout is left. Kept well under 30 s: a worker started after its sidecar failed
+ * and exited (no --hold-on-failure) pays it in full (test/agent/agent-review.test.ts bounds
+ * such a wait at 30 s).
+ */
+const STALE_FAILURE_GRACE_MS = 15_000;
 
 export async function waitCommand(
   args: ParsedArgs,
@@ -56,7 +73,24 @@ export async function waitCommand(
   /** Why the ready file there does not count, said once each time it changes. */
   let why: string | undefined;
   /** A read of the ready file that has not answered yet, and since when. */
-  let reading: { readonly answer: Promise<ReadyFileState>; readonly since: number } | undefined;
+  let reading: { readonly answer: Promise<ReadyFileLook>; readonly since: number } | undefined;
+  /**
+   * What the last read found at the path (its text; "" for no file). A failed file that
+   * differs from it was written while this wait ran: by this run's sidecar, final even if
+   * that sidecar has exited since.
+   */
+  let seen: string | undefined;
+  /**
+   * A failed file there since this wait first looked, whose sidecar is gone or cannot be
+   * looked up, given until `until` to be replaced; cleared when the file changes.
+   */
+  let stale:
+    | {
+        readonly content: string;
+        readonly until: number;
+        readonly error: DsfetchError;
+      }
+    | undefined;
   /** What the read not answered means, for the messages (undefined when there is none). */
   const unanswered = () =>
     reading === undefined
@@ -79,7 +113,7 @@ export async function waitCommand(
   for (;;) {
     if (args.readyFile !== undefined) {
       const path = args.readyFile;
-      const pending = reading ?? { answer: readReadyFile(path), since: Date.now() };
+      const pending = reading ?? { answer: lookAtReadyFile(path), since: Date.now() };
       reading = pending;
       const left = timeout.ms - (Date.now() - started);
       const grace = READ_GRACE_MS - (Date.now() - pending.since);
@@ -96,16 +130,49 @@ export async function waitCommand(
         why = now;
       } else {
         reading = undefined;
-        const file = outcome.state;
+        const look = outcome.state;
+        const file = look.state;
         if (file.state === "ready") break;
         const now = file.state === "absent" ? file.why : undefined;
         if (now !== undefined && now !== why) err(`wait: ${path} ${now}\n`);
         why = now;
         if (file.state === "failed") {
-          throw new DsfetchError(file.code, `wait: the sidecar failed: ${file.reason}`, {
-            hint: `its ready file ${path} says so; look at the sidecar's log for each dataset's error`,
-          });
+          const content = look.content ?? "";
+          const writer = look.writer;
+          // Final when its sidecar runs (--hold-on-failure holds the failure until SIGTERM),
+          // or when something else was there before in this wait: this run's sidecar wrote it.
+          if (writer?.status === "alive" || (seen !== undefined && seen !== content)) {
+            throw new DsfetchError(file.code, `wait: the sidecar failed: ${file.reason}`, {
+              hint: `its ready file ${path} says so; look at the sidecar's log for each dataset's error`,
+            });
+          }
+          if (stale?.content !== content) {
+            const ms = Math.max(
+              0,
+              Math.min(STALE_FAILURE_GRACE_MS, timeout.ms - (Date.now() - started)),
+            );
+            const whose = whoseFailure(writer);
+            const seconds = Math.ceil(ms / 1000);
+            err(
+              `wait: ${path} says the sidecar failed, but ${whose}: it may be an earlier run's; waiting up to ${seconds} s for a new sidecar to replace it\n`,
+            );
+            stale = {
+              content,
+              until: Date.now() + ms,
+              error: new DsfetchError(
+                file.code,
+                `wait: the sidecar failed: ${file.reason} (said by a sidecar that is no longer known to run: ${whose}; no new sidecar replaced the file within ${seconds} s)`,
+                {
+                  hint: `its ready file ${path} says so; if that was an earlier run's sidecar, this run's has not started or uses another --ready-file: look at its log; else look at the sidecar's log for each dataset's error`,
+                },
+              ),
+            };
+          }
+          if (Date.now() >= stale.until) throw stale.error;
+        } else {
+          stale = undefined;
         }
+        if (look.content !== undefined) seen = look.content;
       }
     }
     if (args.url !== undefined && (await urlSaysReady(args.url, signal))) break;
@@ -113,6 +180,8 @@ export async function waitCommand(
     const waited = Date.now() - started;
     if (waited >= timeout.ms) {
       const still = unanswered();
+      // The last look found an earlier failure still there: its error, not WAIT_TIMEOUT.
+      if (still === undefined && stale !== undefined) throw stale.error;
       abandon();
       const said = still ?? why;
       throw new DsfetchError(
@@ -140,6 +209,14 @@ export async function waitCommand(
   }
   err(`wait: ready after ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   return 0;
+}
+
+/** Who wrote a failed file that is not known to be final, for the messages. */
+function whoseFailure(writer: ReadyFileLook["writer"]): string {
+  const written = writer?.at === undefined ? "" : `, written ${writer.at}`;
+  if (writer?.pid === undefined) return "it does not name its sidecar (no pid)";
+  if (writer.status === "gone") return `its sidecar (pid ${writer.pid}${written}) is gone`;
+  return `its sidecar (pid ${writer.pid}${written}) ran on another host or PID namespace and cannot be looked up from here`;
 }
 
 /**
