@@ -255,6 +255,15 @@ export async function checkImage(
       new RegExp(`--uid ${DSFETCH_UID}\\b`).test(runtimeRuns),
     `USER ${user}; the Kubernetes renderer runs as ${DSFETCH_UID}`,
   );
+  // The default mount root, owned by the user that links datasets there (README review,
+  // 2026-12-06: without it, `run` in the image failed STORAGE unless a volume was at /data).
+  check(
+    "default mount root",
+    new RegExp(
+      `install -d (-m 0?755 )?-o ${DSFETCH_UID} -g ${DSFETCH_UID}( -m 0?755)? /data(\\s|$)`,
+    ).test(runtimeRuns),
+    `/data made for uid ${DSFETCH_UID}`,
+  );
   const entrypoint = jsonArray(finalOnly("ENTRYPOINT").at(-1)?.args);
   const cmd = jsonArray(finalOnly("CMD").at(-1)?.args);
   const expectedEntrypoint = ["tini", "--", "node", "/app/bin/dsfetch.js"];

@@ -147,7 +147,9 @@ async function commandContext(
   err: (text: string) => void,
   redactor: Redactor,
 ): Promise<CommandContext> {
-  const settings = resolveSettings(args, io.env);
+  // k8s renders a pod that runs elsewhere: this machine's DSFETCH_* settings are not read (a
+  // bad DSFETCH_FALLBACK here failed the rendering: README review, 2026-12-06).
+  const settings = resolveSettings(args, args.command === "k8s" ? {} : io.env);
   const datasets = await untilInterrupted(
     loadDatasets({ datasets: args.datasets, env: io.env, stdin: io.stdin }),
     io.signal,

@@ -1,4 +1,5 @@
 // The k8s command through its own entry points (args.ts wires the flags in separately).
+import { PassThrough } from "node:stream";
 import { parseArgs } from "node:util";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
@@ -11,6 +12,7 @@ import {
   k8sOptionsFrom,
 } from "../../src/cli/commands/k8s.ts";
 import type { CommandContext } from "../../src/cli/context.ts";
+import { main } from "../../src/cli/main.ts";
 import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
 import { resolveSettings } from "../../src/config/settings.ts";
 import { thrown } from "../harness/thrown.ts";
@@ -194,6 +196,33 @@ describe("dsfetch k8s", () => {
     const error = thrown(() => k8sOptionsFrom({ ...NONE, ...args }, flags, "1"));
     expect(error.code).toBe("USAGE");
     expect(error.message + (error.hint ?? "")).toMatch(message);
+  });
+
+  it("the dsfetch command does not judge this machine's DSFETCH_* settings for k8s (a bad DSFETCH_FALLBACK failed the rendering)", async () => {
+    const collect = () => {
+      const stream = new PassThrough();
+      let text = "";
+      stream.on("data", (chunk: Buffer) => {
+        text += chunk.toString();
+      });
+      return { stream, text: () => text };
+    };
+    const stdout = collect();
+    const stderr = collect();
+    const stdin = new PassThrough();
+    stdin.end(JSON.stringify([{ uri: "s3://ml/mnist.tar.gz" }]));
+    const code = await main(
+      ["k8s", "--datasets", "-", "--team", "vision", "--storage-claim", "shared"],
+      {
+        stdout: stdout.stream,
+        stderr: stderr.stream,
+        stdin,
+        env: { DSFETCH_FALLBACK: "maybe", DSFETCH_STORAGE_ROOT: "relative/path" },
+      },
+    );
+    expect(code, stderr.text()).toBe(0);
+    expect(stdout.text()).toContain("kind: ConfigMap");
+    expect(stdout.text()).toContain("/mnt/dsfetch");
   });
 
   it("maps parseArgs values to flags", () => {
