@@ -20,6 +20,7 @@ import { type ChecksumFields, chooseChecksum } from "./checksum/index.ts";
 import type { StoreClient } from "./client.ts";
 import { downloadObject } from "./download-object.ts";
 import { etagKind } from "./etag.ts";
+import { VerifiedObjects } from "./kept-objects.ts";
 import { learnParts } from "./parts.ts";
 import type { RangeAnswer } from "./range-fetch.ts";
 import {
@@ -57,6 +58,13 @@ export interface DownloadPrefixOptions {
   readonly errorContext: S3ErrorContext;
   /** How the objects' files are written (util/write-mode.ts); default "auto". */
   readonly writes?: WriteMode | undefined;
+  /**
+   * Where the objects written and verified are recorded, by their index in the listing: what
+   * a download that failed because the folder changed leaves to the next attempt
+   * (kept-objects.ts). Objects recorded in it already are in `destination` already (kept
+   * from the failed attempt: moveKept), and are not fetched.
+   */
+  readonly verified?: VerifiedObjects | undefined;
 }
 
 export interface DownloadedPrefix {
@@ -156,7 +164,14 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     }
     createdDirs.add(dir);
   };
-  const files: ManifestFile[] = new Array(resolution.objects.length);
+  const verified = options.verified ?? new VerifiedObjects(resolution.objects.length);
+  if (verified.length !== resolution.objects.length) {
+    throw new DsfetchError(
+      "INTERNAL",
+      `${options.errorContext.dataset}: a record of ${verified.length} objects for a listing of ${resolution.objects.length}`,
+      { dataset: options.errorContext.dataset, hint: "this is a bug in dsfetch; please report it" },
+    );
+  }
   const verification: Record<string, number> = {};
   const totals = { bytes: 0, refetchedBytes: 0, retries: 0, opaqueEtags: false };
   const abort = new AbortController();
@@ -351,10 +366,13 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     }
     totals.bytes += object.bytes;
     verification[how] = (verification[how] ?? 0) + 1;
-    files[index] =
+    verified.record(
+      index,
       digest === undefined
         ? { path: object.relativePath, bytes: object.bytes }
-        : { path: object.relativePath, bytes: object.bytes, digest };
+        : { path: object.relativePath, bytes: object.bytes, digest },
+      how,
+    );
     options.onObject?.();
   };
 
@@ -366,6 +384,13 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   const small: number[] = [];
   const large: number[] = [];
   resolution.objects.forEach((object, index) => {
+    // Kept from the attempt before (kept-objects.ts): in place, verified, counted as such.
+    if (verified.files[index] !== undefined) {
+      const how = verified.methodOf(index) ?? "unknown";
+      verification[how] = (verification[how] ?? 0) + 1;
+      totals.bytes += object.bytes;
+      return;
+    }
     (object.bytes <= SMALL_OBJECT ? small : large).push(index);
   });
   const takeSmall = queueOf(small);
@@ -416,7 +441,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   }
   const count = Math.max(
     1,
-    Math.min(options.concurrency ?? DEFAULT_PREFIX_CONCURRENCY, resolution.objects.length),
+    Math.min(options.concurrency ?? DEFAULT_PREFIX_CONCURRENCY, small.length + large.length),
   );
   const results = await Promise.allSettled(Array.from({ length: count }, worker));
   const failed = results.find((result) => result.status === "rejected");
@@ -424,7 +449,8 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   if (options.signal?.aborted) throw options.signal.reason;
   return {
     bytes: totals.bytes,
-    files,
+    // Every object recorded now (each worker ended only once the queues were empty).
+    files: verified.files as ManifestFile[],
     verification,
     refetchedBytes: totals.refetchedBytes,
     retries: totals.retries,

@@ -15,10 +15,16 @@ import { DsfetchError } from "../errors.ts";
 import type { EventListener } from "../events.ts";
 import type { ClientPool, StoreClient } from "../fetch/client.ts";
 import { downloadObject } from "../fetch/download-object.ts";
-import { downloadPrefix } from "../fetch/download-prefix.ts";
+import { checkPrefixKeys, downloadPrefix } from "../fetch/download-prefix.ts";
+import { keptFor, keptMessage, moveKept, VerifiedObjects } from "../fetch/kept-objects.ts";
 import { learnParts } from "../fetch/parts.ts";
 import { resolveInBucketRegion } from "../fetch/region-redirect.ts";
-import { type Resolution, type ResolvedObject, resolveDataset } from "../fetch/resolve.ts";
+import {
+  type Resolution,
+  type ResolvedObject,
+  type ResolvedPrefix,
+  resolveDataset,
+} from "../fetch/resolve.ts";
 import type { RetryOptions } from "../fetch/retry.ts";
 import type { S3ErrorContext } from "../fetch/s3-errors.ts";
 import { partsToLearn } from "../fetch/verification.ts";
@@ -649,6 +655,54 @@ async function stageOn(
   }
   /** Set when the cleanup is bounded (a stall, an interrupt): when it must be over. */
   let cleanupDeadline: number | undefined;
+  /**
+   * The attempt of a folder that changed while it was fetched (OBJECT_CHANGED), left in place
+   * for the next attempt to take its verified, unchanged objects from (kept-objects.ts);
+   * removed once that one has, and at the latest when this staging ends (the finally below).
+   */
+  let previous: PreviousAttempt | undefined;
+  const dropPrevious = async (progressed?: () => void, signal?: AbortSignal): Promise<void> => {
+    const earlier = previous;
+    if (earlier === undefined) return;
+    previous = undefined;
+    earlier.stopHeartbeat();
+    await discardAttempt(earlier.attempt, progressed, signal);
+  };
+  /**
+   * A folder's record of verified objects for a new attempt: after a restart, holding the
+   * objects of the previous attempt that the new listing gives unchanged, moved into this
+   * attempt's directory before anything is fetched (kept-objects.ts).
+   */
+  const keepFromPrevious = async (
+    listing: ResolvedPrefix,
+    attempt: Attempt,
+    progress: ProgressTracker,
+  ): Promise<VerifiedObjects> => {
+    const earlier = previous;
+    if (earlier === undefined) return new VerifiedObjects(listing.objects.length);
+    const kept = keptFor(earlier.resolution, earlier.verified, listing);
+    if (kept.count > 0) {
+      // Keys the new listing cannot store fail before a file is moved, as before a download.
+      checkPrefixKeys(listing, spec.name);
+      await call(`moving the objects kept from ${earlier.attempt.dir}`, (signal, progressed) =>
+        moveKept({
+          resolution: listing,
+          kept,
+          from: earlier.attempt.dataDir,
+          destination: attempt.dataDir,
+          signal,
+          writes: context.tuning.fileWrites,
+          onKept: (bytes) => {
+            progressed();
+            progress.addBytes(bytes);
+            progress.addObject();
+          },
+        }),
+      );
+    }
+    context.onEvent({ type: "info", dataset: spec.name, message: keptMessage(kept, listing) });
+    return kept;
+  };
   try {
     for (let restart = 0; ; restart++) {
       // Re-check under the lock: the previous holder may have published while we waited.
@@ -709,6 +763,8 @@ async function stageOn(
         return result;
       };
       const endWrite = target.volume === "shared" ? context.sharedWrites?.begin() : undefined;
+      /** A folder's objects written and verified in this attempt (kept-objects.ts). */
+      let verified: VerifiedObjects | undefined;
       try {
         const progress = new ProgressTracker(
           spec.name,
@@ -716,6 +772,21 @@ async function stageOn(
           objectCount(resolution),
           context.onEvent,
         );
+        if (resolution.kind === "prefix") {
+          verified = await keepFromPrevious(resolution, attempt, progress);
+        }
+        if (previous !== undefined) {
+          const { dir } = previous.attempt;
+          await call(`removing ${dir}`, (signal, progressed) =>
+            dropPrevious(progressed, signal),
+          ).catch((stalled: unknown) =>
+            context.onEvent({
+              type: "warning",
+              dataset: spec.name,
+              message: `${stalled instanceof Error ? stalled.message : String(stalled)}; a later run removes it`,
+            }),
+          );
+        }
         // For streamed archives and folders (many files through the page cache). One object
         // (a zip too) has none: it is written with direct I/O, or its own writer starts the
         // write-back of its file (download-object.ts, fdatasync every 256 MiB).
@@ -736,6 +807,7 @@ async function stageOn(
             context,
             target.volumeBytes,
             call,
+            verified,
           );
         } catch (error) {
           writeback.stop();
@@ -934,6 +1006,20 @@ async function stageOn(
         if (pending.length > 0 || isStall(error) || context.signal?.aborted === true) {
           cleanupDeadline = performance.now() + BOUNDED_CLEANUP_MS;
         }
+        // A folder that changed while it was fetched is staged again from a new listing below:
+        // this attempt stays, for the next to keep what it verified of objects unchanged in
+        // the new listing (kept-objects.ts; every object was fetched again: 1 TB for one small
+        // file rewritten). Removed by the next attempt, or when this staging ends otherwise.
+        const keepForRestart =
+          verified !== undefined &&
+          verified.count > 0 &&
+          resolution.kind === "prefix" &&
+          previous === undefined &&
+          error instanceof DsfetchError &&
+          error.code === "OBJECT_CHANGED" &&
+          restart < MAX_VERSION_RESTARTS &&
+          spec.etag === undefined &&
+          spec.versionId === undefined;
         if (pending.length > 0) {
           // A call given up on may still run when the storage answers (a rename of this very
           // tree into place): removing the attempt now could race it. A later run removes it.
@@ -955,6 +1041,15 @@ async function stageOn(
               message: `removing ${attempt.dir} did not finish within ${BOUNDED_CLEANUP_MS / 1000} s (the storage may be hung); a later run removes it`,
             });
           }
+        } else if (keepForRestart && verified !== undefined && resolution.kind === "prefix") {
+          // Kept fresh meanwhile: another host's clean-up (a worker that took a lost lock over)
+          // must not take it for abandoned while the next attempt moves its objects out.
+          previous = {
+            attempt,
+            resolution,
+            verified,
+            stopHeartbeat: keepAttemptFresh(attempt.dir),
+          };
         } else {
           // Under the clock too (each entry removed is progress): storage that hangs now would
           // otherwise hold this error back for good.
@@ -1017,7 +1112,12 @@ async function stageOn(
         context.onEvent({
           type: "warning",
           dataset: spec.name,
-          message: `${spec.uri} was overwritten during the download; starting again on the new version`,
+          // A folder's object may have been deleted, not overwritten: what changed is said
+          // (found with the folder-restart issue: a deletion was said to be an overwrite).
+          message:
+            resolution.kind === "prefix"
+              ? `${spec.uri} changed during the download (${error.message.replace(`${spec.name}: `, "")}); starting again on the new version`
+              : `${spec.uri} was overwritten during the download; starting again on the new version`,
         });
         resolution = await resolve();
         checkSupported(spec, resolution, target, fallback);
@@ -1027,6 +1127,38 @@ async function stageOn(
       }
     }
   } finally {
+    const earlier = previous;
+    if (earlier !== undefined) {
+      // Not restarted after all (another worker's result used, a new listing that failed):
+      // bounded as the attempt's own clean-up is, within what is left of its bound.
+      if (
+        cleanupDeadline === undefined &&
+        (storage.pending().length > 0 || context.signal?.aborted === true)
+      ) {
+        cleanupDeadline = performance.now() + BOUNDED_CLEANUP_MS;
+      }
+      if (cleanupDeadline === undefined) {
+        await call(`removing ${earlier.attempt.dir}`, (signal, progressed) =>
+          dropPrevious(progressed, signal),
+        ).catch((stalled: unknown) =>
+          context.onEvent({
+            type: "warning",
+            dataset: spec.name,
+            message: `${stalled instanceof Error ? stalled.message : String(stalled)}; a later run removes it`,
+          }),
+        );
+      } else {
+        const dropping = dropPrevious();
+        if (!(await settleWithin(dropping, Math.max(0, cleanupDeadline - performance.now())))) {
+          noteStuckThread(`removing ${earlier.attempt.dir}`, dropping);
+          context.onEvent({
+            type: "warning",
+            dataset: spec.name,
+            message: `removing ${earlier.attempt.dir} did not finish within ${BOUNDED_CLEANUP_MS / 1000} s (the storage may be hung); a later run removes it`,
+          });
+        }
+      }
+    }
     if (lock !== undefined) {
       // After a stall or an interrupt, what is left of the clean-up's bound (see above);
       // otherwise the stall bound, as every call on the storage.
@@ -1049,6 +1181,17 @@ async function stageOn(
       }
     }
   }
+}
+
+/** A folder's failed attempt, kept for the next one (kept-objects.ts). */
+interface PreviousAttempt {
+  readonly attempt: Attempt;
+  /** The listing it fetched. */
+  readonly resolution: ResolvedPrefix;
+  /** Its objects written and verified. */
+  readonly verified: VerifiedObjects;
+  /** Its heartbeat (keepAttemptFresh), running while it is kept. */
+  readonly stopHeartbeat: () => void;
 }
 
 /** What tells two publishes of a dataset apart: when, and which version of the source. */
@@ -1130,6 +1273,8 @@ async function downloadInto(
   volumeBytes: number | undefined,
   /** The stall bound of the staging's calls on storage outside a download's clock. */
   call: StorageCall,
+  /** A folder's record of verified objects, with those kept from a previous attempt. */
+  verified: VerifiedObjects | undefined,
 ): Promise<Download> {
   const { signal, tuning } = context;
   // Bytes count towards the early write-back too (it ignores them where it was not wanted).
@@ -1180,6 +1325,7 @@ async function downloadInto(
           onProgress: () => progressed(0),
           errorContext,
           writes: tuning.fileWrites,
+          verified,
         }),
       {
         signal,

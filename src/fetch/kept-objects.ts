@@ -1,0 +1,280 @@
+/**
+ * A folder that changed while it was fetched (an object overwritten, deleted, or not the size
+ * or ETag the listing gave: OBJECT_CHANGED) is staged again from a new listing
+ * (stage/stage-dataset.ts). Every object was downloaded again, those already written and
+ * verified too: a 1 TB folder in which one small file is rewritten now and then was a second
+ * 1 TB download, and after 3 restarts a failure (issue: folder restarts refetch everything).
+ *
+ * Now the failed attempt's directory is kept until the next attempt has started: its objects
+ * that were written and verified (VerifiedObjects), and that the new listing gives with the
+ * same key, size and ETag, are moved (renamed: same filesystem, both private) into the new
+ * attempt and not fetched again; everything else follows the new listing (objects gone from
+ * it are left behind and removed with the old attempt; changed ones are fetched fresh).
+ *
+ * What "verified" means is what it meant for the old attempt: its bytes were read pinned to
+ * that ETag (If-Match) and checked as download-prefix.ts checks them; an equal ETag (and size)
+ * in the new listing is the same object. Objects of a listing without ETags are never kept:
+ * their LastModified (what tells them apart then) has a resolution of a second.
+ *
+ * Memory: one byte per object besides the manifest entries download-prefix.ts held anyway;
+ * the two listings are matched by walking both in their order (UTF-8 byte order, list-tree.ts),
+ * no map of keys. A listing out of that order only keeps fewer objects, never a wrong one: an
+ * object is kept only on an equal key.
+ */
+import { mkdirSync, renameSync } from "node:fs";
+import { mkdir, rename } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { formatBytes } from "../config/size.ts";
+import { DsfetchError } from "../errors.ts";
+import { mainThreadAlive, syncStorageCallsAhead } from "../util/main-thread-beat.ts";
+import { SlowCreates } from "../util/slow-creates.ts";
+import type { WriteMode } from "../util/write-mode.ts";
+import { storageError } from "../volumes/attempt.ts";
+import type { ManifestFile } from "../volumes/manifest.ts";
+import { compareUtf8 } from "./list-tree.ts";
+import type { ListedObject, ResolvedPrefix } from "./resolve.ts";
+
+/** Methods of verification told apart per record: one byte per object (0: none). */
+const MAX_METHODS = 255;
+
+/**
+ * The objects of one listing written and verified in an attempt's directory, by their index
+ * in the listing: their manifest entries (download-prefix.ts returns these as the folder's
+ * files) and how each was verified.
+ */
+export class VerifiedObjects {
+  /** Per object of the listing: its manifest entry once its file is written and verified. */
+  readonly files: (ManifestFile | undefined)[];
+  /** Per object: 1 + its method's index in `methods`; 0 for none. */
+  private readonly how: Uint8Array;
+  private readonly methods: string[] = [];
+  private objects = 0;
+  private total = 0;
+
+  constructor(objects: number) {
+    this.files = new Array(objects);
+    this.how = new Uint8Array(objects);
+  }
+
+  /** How many objects are recorded. */
+  get count(): number {
+    return this.objects;
+  }
+
+  /** Their bytes. */
+  get bytes(): number {
+    return this.total;
+  }
+
+  get length(): number {
+    return this.files.length;
+  }
+
+  /** The object at `index` is written and verified (by `method`, as in the manifest). */
+  record(index: number, file: ManifestFile, method: string): void {
+    if (this.files[index] !== undefined) this.forget(index);
+    let at = this.methods.indexOf(method);
+    if (at < 0 && this.methods.length < MAX_METHODS) at = this.methods.push(method) - 1;
+    this.files[index] = file;
+    // More methods than a byte tells apart (never seen: a handful exist): its entry stays
+    // for the manifest, but the object cannot be kept by a later attempt.
+    this.how[index] = at < 0 ? 0 : at + 1;
+    this.objects += 1;
+    this.total += file.bytes;
+  }
+
+  /** Not (or no longer) in place: a kept object whose file was not found. */
+  forget(index: number): void {
+    const file = this.files[index];
+    if (file === undefined) return;
+    this.files[index] = undefined;
+    this.how[index] = 0;
+    this.objects -= 1;
+    this.total -= file.bytes;
+  }
+
+  /** How the object at `index` was verified; undefined when it is not recorded. */
+  methodOf(index: number): string | undefined {
+    const how = this.how[index] ?? 0;
+    return how === 0 ? undefined : this.methods[how - 1];
+  }
+}
+
+/**
+ * The objects of `next` (a new listing of the folder) that `previous` (the failed attempt's
+ * listing) holds written and verified with the same key, size and ETag: a record for `next`
+ * holding just those (their files still in the old attempt's directory: moveKept).
+ */
+export function keptFor(
+  previous: ResolvedPrefix,
+  verified: VerifiedObjects,
+  next: ResolvedPrefix,
+): VerifiedObjects {
+  const kept = new VerifiedObjects(next.objects.length);
+  // Another prefix (never: the same dataset's URI) would put the same key at another path.
+  if (previous.bucket !== next.bucket || previous.prefix !== next.prefix) return kept;
+  if (verified.length !== previous.objects.length || verified.count === 0) return kept;
+  let i = 0;
+  for (let j = 0; j < next.objects.length && i < previous.objects.length; j++) {
+    const object = next.objects[j] as ListedObject;
+    // Past the keys of the old listing that the new one lacks (deleted meanwhile).
+    let order = compareUtf8((previous.objects[i] as ListedObject).key, object.key);
+    while (order < 0 && ++i < previous.objects.length) {
+      order = compareUtf8((previous.objects[i] as ListedObject).key, object.key);
+    }
+    if (i >= previous.objects.length) break;
+    // A key new in this listing (order > 0): fetched.
+    if (order !== 0) continue;
+    const before = previous.objects[i] as ListedObject;
+    const file = verified.files[i];
+    const method = verified.methodOf(i);
+    if (
+      file !== undefined &&
+      method !== undefined &&
+      sameObject(before, object) &&
+      file.path === object.relativePath &&
+      file.bytes === object.bytes
+    ) {
+      kept.record(j, file, method);
+    }
+    i++;
+  }
+  return kept;
+}
+
+/** The same object in two listings: key, size and a real ETag (no versionId in a listing). */
+function sameObject(before: ListedObject, now: ListedObject): boolean {
+  return (
+    before.key === now.key &&
+    before.bytes === now.bytes &&
+    before.etag !== "" &&
+    before.etag === now.etag
+  );
+}
+
+/** What the next attempt kept, for the event that says so. */
+export function keptMessage(kept: VerifiedObjects, listing: ResolvedPrefix): string {
+  const left = listing.objects.length - kept.count;
+  const objects = (n: number) => (n === 1 ? "1 object" : `${n} objects`);
+  const rest =
+    left === 0
+      ? "nothing else to fetch"
+      : `fetching the other ${objects(left)} (${formatBytes(listing.bytes - kept.bytes)})`;
+  return `kept ${objects(kept.count)} (${formatBytes(kept.bytes)}) of the previous attempt, verified and unchanged in the new listing; ${rest}`;
+}
+
+export interface MoveKeptOptions {
+  readonly resolution: ResolvedPrefix;
+  /** keptFor's record: emptied of the objects whose files are not found (fetched instead). */
+  readonly kept: VerifiedObjects;
+  /** The old attempt's data directory. */
+  readonly from: string;
+  /** The new attempt's data directory (existing). */
+  readonly destination: string;
+  readonly signal?: AbortSignal | undefined;
+  /** One object in place (its bytes), for progress. */
+  readonly onKept?: ((bytes: number) => void) | undefined;
+  readonly writes?: WriteMode | undefined;
+}
+
+/**
+ * Moves the kept objects' files into the new attempt's directory, by rename, before any
+ * object of the new listing is fetched (so an OBJECT_CHANGED of the new attempt always meets
+ * a record whose files are all in place). One at a time with synchronous calls while they are
+ * fast, several at once through the thread pool once they turn out slow (network storage), as
+ * download-prefix.ts writes files.
+ */
+export async function moveKept(options: MoveKeptOptions): Promise<void> {
+  const { kept, resolution, from, destination, signal } = options;
+  if (kept.count === 0) return;
+  syncStorageCallsAhead();
+  const creates = SlowCreates.forMode(options.writes);
+  const createdDirs = new Set<string>([destination]);
+  const pendingDirs = new Map<string, Promise<void>>();
+  const ensureDir = async (dir: string): Promise<void> => {
+    if (createdDirs.has(dir)) return;
+    try {
+      if (creates.slow) {
+        let pending = pendingDirs.get(dir);
+        if (pending === undefined) {
+          pending = mkdir(dir, { recursive: true, mode: 0o755 }).then(() => {
+            createdDirs.add(dir);
+          });
+          pendingDirs.set(dir, pending);
+        }
+        await pending;
+        return;
+      }
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+    } catch (error) {
+      throw storageError(error, dir);
+    }
+    createdDirs.add(dir);
+  };
+  const moveOne = async (index: number): Promise<void> => {
+    const object = resolution.objects[index] as ListedObject;
+    const to = join(destination, object.relativePath);
+    await ensureDir(dirname(to));
+    const source = join(from, object.relativePath);
+    try {
+      if (creates.slow) {
+        const turn = creates.acquire();
+        if (turn !== undefined) await turn;
+        try {
+          signal?.throwIfAborted();
+          await rename(source, to);
+        } finally {
+          creates.release();
+        }
+      } else {
+        creates.begin();
+        try {
+          renameSync(source, to);
+        } finally {
+          creates.end();
+          creates.fileDone();
+        }
+        mainThreadAlive();
+      }
+    } catch (error) {
+      if (signal?.aborted === true && error === signal.reason) throw error;
+      // Not there after all (never seen: the old attempt is this process's, private): fetched
+      // as any other object instead.
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+        kept.forget(index);
+        return;
+      }
+      throw storageError(error, to);
+    }
+    options.onKept?.(object.bytes);
+  };
+  let next = 0;
+  let failed = false;
+  const mover = async (): Promise<void> => {
+    for (let moved = 0; !failed; moved++) {
+      signal?.throwIfAborted();
+      while (next < kept.length && kept.files[next] === undefined) next++;
+      if (next >= kept.length) return;
+      const index = next++;
+      try {
+        await moveOne(index);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+      // Synchronous renames of a large folder: the event loop (timers, the stall clock, a
+      // heartbeat, signals) gets a turn now and then.
+      if (!creates.slow && moved % 256 === 255) await new Promise((done) => setImmediate(done));
+    }
+  };
+  // One mover runs while renames are synchronous (each call returns before the next mover
+  // starts); once slow, the others keep up to the pool's share of renames in flight.
+  const results = await Promise.allSettled(Array.from({ length: 16 }, mover));
+  const rejected = results.find((result) => result.status === "rejected");
+  if (rejected !== undefined) {
+    const reason = (rejected as PromiseRejectedResult).reason;
+    throw reason instanceof DsfetchError || signal?.aborted === true
+      ? reason
+      : storageError(reason, destination);
+  }
+}
