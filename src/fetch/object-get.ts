@@ -89,6 +89,8 @@ export class ObjectGetter {
   private readonly signer: SigV4Signer;
   private readonly credentials: CredentialSource;
   private readonly pool: Http1Pool;
+  /** The endpoint is Google Cloud Storage's S3 interoperability API. */
+  private readonly gcs: boolean;
 
   constructor(options: {
     endpoint: EndpointOptions;
@@ -102,6 +104,7 @@ export class ObjectGetter {
     const { url, region, forcePathStyle } = options.endpoint;
     this.endpoint = new URL(url ?? `https://s3.${region}.amazonaws.com`);
     this.pathStyle = forcePathStyle;
+    this.gcs = /(^|\.)storage\.googleapis\.com$/i.test(this.endpoint.hostname);
     this.requesterPays = options.endpoint.requesterPays === true;
     this.signer = new SigV4Signer(region);
     this.credentials = options.credentials;
@@ -147,6 +150,13 @@ export class ObjectGetter {
       headers.range = `bytes=${request.range.start}-${request.range.end}`;
     if (request.ifMatch !== undefined) headers["if-match"] = `"${request.ifMatch}"`;
     if (request.checksumMode === true) headers["x-amz-checksum-mode"] = "ENABLED";
+    // Google Cloud Storage decompresses an object stored with Content-Encoding: gzip on the fly
+    // (decompressive transcoding) for a client that does not accept gzip: other bytes, another
+    // length than its ETag, size and CRC describe. Accepting gzip gets the stored bytes, as
+    // every other store sends them (interop review, 2026-12-06; cloud.google.com/storage/docs/
+    // transcoding). Other stores never compress on the fly, and a proxy in front of them
+    // might: the header goes to GCS only. Never decoded here.
+    if (this.gcs && method === "GET") headers["accept-encoding"] = "gzip";
     // Signed with the rest: a Requester Pays bucket answers 403 to any request without it.
     if (this.requesterPays) headers["x-amz-request-payer"] = "requester";
     const credentials = await this.credentials();
@@ -162,6 +172,13 @@ export class ObjectGetter {
       signal: request.signal,
     });
     if (response.status === 200 || response.status === 206) {
+      const transformed = transformation(response.headers);
+      if (transformed !== undefined) {
+        response.discard();
+        // 501: an answer, not an outage (s3-errors.ts retries 5xx but 501): the same
+        // object is transformed again at every request.
+        throw new S3HttpError(501, "ContentTransformed", transformed, { ...response.headers });
+      }
       const changed = pinMismatch(request, response.headers);
       if (changed === undefined) return response;
       response.discard();
@@ -210,6 +227,22 @@ function pinMismatch(
     return `the answer has version ${versionId}, not the ${request.versionId} it asked for`;
   }
   return undefined;
+}
+
+/**
+ * Why an answer's body is not the stored bytes, or undefined: a store or proxy that
+ * transformed it on the way (GCS's decompressive transcoding says so with
+ * `x-guploader-response-body-transformations` and `Warning: 214`), which verification would
+ * refuse only after the whole download, and a folder took for a changed object three times
+ * (interop review, 2026-12-06).
+ */
+function transformation(headers: Readonly<Record<string, string | undefined>>): string | undefined {
+  const said = headers["x-guploader-response-body-transformations"];
+  const warning = headers.warning;
+  if ((said === undefined || said.trim() === "") && !/(^|,)\s*214\b/.test(warning ?? "")) {
+    return undefined;
+  }
+  return `the store transformed the object's bytes on the way (${said !== undefined && said.trim() !== "" ? `body transformations: ${said.trim()}` : `Warning: ${(warning ?? "").trim()}`}): not the stored bytes its ETag, size and checksums describe`;
 }
 
 /** An ETag as compared: no quotes, no weak prefix, lowercase. */

@@ -254,6 +254,31 @@ export async function headObjectAt(
   }
   const etag = normalizeEtag(etagText);
   const versionId = header("x-amz-version-id");
+  // A pinned version must be the one answered: a store without versioning (or a proxy that
+  // drops the query) ignores ?versionId= and answers the latest version without the header,
+  // which was published as the pinned version, verified, exit 0 (interop review, 2026-12-06).
+  // AWS and MinIO name the version they answer; "null" (an object written before versioning)
+  // may come without the header.
+  if (
+    target.versionId !== undefined &&
+    (versionId === undefined ? target.versionId !== "null" : versionId.trim() !== target.versionId)
+  ) {
+    throw new DsfetchError(
+      "NO_SUCH_VERSION",
+      versionId === undefined
+        ? `${spec.name}: asked for version ${target.versionId} of ${spec.uri}, but the store did not say which version it answered (no x-amz-version-id): it may not support versioning, and would send the latest version`
+        : `${spec.name}: asked for version ${target.versionId} of ${spec.uri} but the store answered with version ${versionId.trim()}`,
+      {
+        dataset: spec.name,
+        expected: target.versionId,
+        found: versionId?.trim() ?? "none",
+        hint:
+          versionId === undefined
+            ? 'check that this store and bucket support versioning (`aws s3api get-bucket-versioning`); without it, pin the object by "etag" instead of "versionId"'
+            : "check the versionId: `aws s3api list-object-versions` lists the versions that exist",
+      },
+    );
+  }
   const modified = header("last-modified");
   const modifiedDate = modified === undefined ? undefined : new Date(modified);
   return {
