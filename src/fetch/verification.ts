@@ -188,7 +188,13 @@ export function checkDigests(
       dataset,
       expected: plan.expected,
       found,
-      hint: "the data was corrupted in transit or by the store; nothing was published; run again",
+      // Some stores' ETags are not the MD5 of the bytes (encryption they do not name, their
+      // own ETag scheme): such an object fails the same way at every run, and "run again"
+      // alone sent users round in circles (interop review, 2026-12-06).
+      hint:
+        plan.checksum === undefined
+          ? "the data was corrupted in transit or by the store; nothing was published; run again. If every run computes the same value, the store's ETag is not the MD5 of the object's bytes (some S3-compatible stores, encryption the store does not name): compare with `aws s3api head-object` and the file's `md5sum`, and tell the store's operator"
+          : "the data was corrupted in transit or by the store; nothing was published; run again",
       retryable: false,
     },
   );

@@ -2,12 +2,14 @@
 // part boundaries must be learned first, and how computed digests are compared.
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { DsfetchError } from "../../src/errors.ts";
 import {
   checksumOf,
   compositeChecksum,
   type ObjectChecksum,
 } from "../../src/fetch/checksum/index.ts";
 import {
+  checkDigests,
   compareDigests,
   createDigest,
   fileDigest,
@@ -114,5 +116,34 @@ describe("compareDigests and fileDigest", () => {
       undefined,
     );
     expect(compareDigests(crc, []).matches).toBe(true);
+  });
+});
+
+describe("checkDigests", () => {
+  const caught = (run: () => void): DsfetchError => {
+    try {
+      run();
+    } catch (error) {
+      if (error instanceof DsfetchError) return error;
+    }
+    throw new Error("no DsfetchError");
+  };
+  const wrong = [createHash("md5").update("other bytes").digest()];
+
+  it("an ETag mismatch says that a store's ETag may not be an MD5 at all (interop review, 2026-12-06)", () => {
+    const plan = planVerification({ etag: md5(data), bytes: data.length }, undefined);
+    const error = caught(() => checkDigests(plan, wrong, "d", "s3://b/k"));
+    expect(error.code).toBe("INTEGRITY");
+    expect(error.hint).toContain("the store's ETag is not the MD5 of the object's bytes");
+  });
+
+  it("a checksum mismatch does not (a checksum is the bytes' own)", () => {
+    const plan = planVerification(
+      { etag: md5(data), bytes: data.length, checksum: fullCrc32 },
+      undefined,
+    );
+    const error = caught(() => checkDigests(plan, [Buffer.from([0, 0, 0, 0])], "d", "s3://b/k"));
+    expect(error.code).toBe("INTEGRITY");
+    expect(error.hint).not.toContain("MD5");
   });
 });
