@@ -13,8 +13,13 @@ export type DsfetchEvent =
       totalBytes: number;
       objects: number;
       totalObjects: number;
-      /** Average since the transfer started. */
+      /** Average since the transfer started (of the bytes fetched: keptBytes not counted). */
       bytesPerSecond: number;
+      /**
+       * Of `bytes`, those a folder's restart kept from the attempt before instead of fetching
+       * them again (kept-objects.ts); absent when none.
+       */
+      keptBytes?: number;
     }
   | { type: "retry"; dataset: string; attempt: number; delayMs: number; reason: string }
   | { type: "cached"; dataset: string; path: string }

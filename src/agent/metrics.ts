@@ -49,10 +49,13 @@ export class StageMetrics {
         counters.bytes = event.bytes;
         return;
       case "progress": {
-        // Progress reports running totals of one transfer; count only what is new.
+        // Progress reports running totals of one transfer; count only what is new. Bytes a
+        // folder's restart kept were fetched once, by the attempt before: not again (review,
+        // 2026-12-06: they were, and dsfetch_bytes_fetched_total said twice the store's).
+        const fetched = event.bytes - (event.keptBytes ?? 0);
         const before = this.lastBytes.get(event.dataset) ?? 0;
-        counters.bytesFetched += Math.max(0, event.bytes - before);
-        this.lastBytes.set(event.dataset, event.bytes);
+        counters.bytesFetched += Math.max(0, fetched - before);
+        this.lastBytes.set(event.dataset, fetched);
         counters.objectsFetched = Math.max(counters.objectsFetched, event.objects);
         return;
       }

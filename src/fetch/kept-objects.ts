@@ -17,8 +17,9 @@
  * their LastModified (what tells them apart then) has a resolution of a second.
  *
  * Memory: one byte per object besides the manifest entries download-prefix.ts held anyway;
- * the two listings are matched by walking both in their order (UTF-8 byte order, list-tree.ts),
- * no map of keys. A listing out of that order only keeps fewer objects, never a wrong one: an
+ * during the restart's new listing, the old listing and its entries are held beside it (about
+ * twice a folder's usual peak, briefly). The two listings are matched by walking both in their
+ * order (UTF-8 byte order, list-tree.ts), no map of keys. A listing out of that order only keeps fewer objects, never a wrong one: an
  * object is kept only on an equal key.
  */
 import { mkdirSync, renameSync } from "node:fs";
@@ -135,7 +136,9 @@ export function keptFor(
       file.path === object.relativePath &&
       file.bytes === object.bytes
     ) {
-      kept.record(j, file, method);
+      // The new listing's path string: the old entry's is a slice of the old listing's key,
+      // which keeps that whole key alive in V8 (1M keys: 100 MiB more heap; review).
+      kept.record(j, { ...file, path: object.relativePath }, method);
     }
     i++;
   }

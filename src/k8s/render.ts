@@ -12,7 +12,7 @@
  *                                        shared datasets fall back to when shared storage is down
  *   initContainers    dsfetch            `fetch --mount` (mode "init"), or a native sidecar
  *                                        (`sidecar --hold-on-failure`, restartPolicy Always)
- *                     dsfetch-wait       sidecar mode: `wait --ready-file`, the gate (waitContainer)
+ *                     dsfetch-wait       sidecar mode: `wait --ready-file --url`, the gate (waitContainer)
  *   your container    + read-only mounts of storage, mounts and ephemeral volumes at the same
  *                       paths (the links under <mount-root> point into them), and
  *                       DSFETCH_PATH_<NAME>=<mount-root>/<name> for each dataset
@@ -470,10 +470,16 @@ function waitContainer(o: Resolved): Container {
     name: WAIT_CONTAINER_NAME,
     image: o.image,
     imagePullPolicy: "IfNotPresent",
+    // The sidecar's /readyz too (the pod shares one network namespace): across the
+    // containers' PID namespaces only it tells a failure the running sidecar holds (final
+    // at once) from one an earlier sidecar left in the emptyDir, and a ready file left so
+    // does not count before this sidecar says ready (review, 2026-12-06).
     args: [
       "wait",
       "--ready-file",
       posix.join(o.mountRoot, READY_FILE_NAME),
+      "--url",
+      `http://127.0.0.1:${o.port}/readyz`,
       "--timeout",
       `${Math.ceil(o.startupTimeoutSeconds)}s`,
     ],

@@ -5,6 +5,8 @@ const INTERVAL_MS = 250;
 
 export class ProgressTracker {
   private bytes = 0;
+  /** Of `bytes`, those kept from an earlier attempt (not fetched by this one). */
+  private kept = 0;
   private objects = 0;
   private lastEmit = 0;
   private lastEmittedBytes = -1;
@@ -26,6 +28,16 @@ export class ProgressTracker {
     this.maybeEmit();
   };
 
+  /**
+   * Bytes already there (a folder's objects kept from the attempt before: kept-objects.ts):
+   * progress towards the total, but neither fetched (metrics) nor part of the rate.
+   */
+  addKept = (bytes: number): void => {
+    this.bytes += bytes;
+    this.kept += bytes;
+    this.maybeEmit();
+  };
+
   addObject = (): void => {
     this.objects += 1;
     this.maybeEmit();
@@ -34,6 +46,7 @@ export class ProgressTracker {
   /** Restarts the count (a download that starts over on a new version). */
   reset(): void {
     this.bytes = 0;
+    this.kept = 0;
     this.objects = 0;
   }
 
@@ -57,7 +70,8 @@ export class ProgressTracker {
       totalBytes: this.totalBytes,
       objects: this.objects,
       totalObjects: this.totalObjects,
-      bytesPerSecond: this.bytes / seconds,
+      bytesPerSecond: (this.bytes - this.kept) / seconds,
+      ...(this.kept > 0 ? { keptBytes: this.kept } : {}),
     });
   }
 }

@@ -694,13 +694,15 @@ async function stageOn(
           writes: context.tuning.fileWrites,
           onKept: (bytes) => {
             progressed();
-            progress.addBytes(bytes);
+            progress.addKept(bytes);
             progress.addObject();
           },
         }),
       );
     }
-    context.onEvent({ type: "info", dataset: spec.name, message: keptMessage(kept, listing) });
+    if (kept.count > 0) {
+      context.onEvent({ type: "info", dataset: spec.name, message: keptMessage(kept, listing) });
+    }
     return kept;
   };
   try {

@@ -268,7 +268,15 @@ describe("a multi-worker job: native sidecar", () => {
       name: "dsfetch-wait",
       image: "registry.example.com/dsfetch:0.1.0",
       imagePullPolicy: "IfNotPresent",
-      args: ["wait", "--ready-file", "/data/.dsfetch-ready", "--timeout", "86400s"],
+      args: [
+        "wait",
+        "--ready-file",
+        "/data/.dsfetch-ready",
+        "--url",
+        "http://127.0.0.1:8700/readyz",
+        "--timeout",
+        "86400s",
+      ],
       volumeMounts: [{ name: "dsfetch-mounts", mountPath: "/data", readOnly: true }],
       securityContext: dsfetch.securityContext,
     });
@@ -303,7 +311,15 @@ describe("a multi-worker job: native sidecar", () => {
     expect(
       renderPodFragment(all, { ...options, port: 9100, startupTimeoutSeconds: 600 })
         .initContainers[1]?.args,
-    ).toEqual(["wait", "--ready-file", "/data/.dsfetch-ready", "--timeout", "600s"]);
+    ).toEqual([
+      "wait",
+      "--ready-file",
+      "/data/.dsfetch-ready",
+      "--url",
+      "http://127.0.0.1:9100/readyz",
+      "--timeout",
+      "600s",
+    ]);
     expect(custom.livenessProbe?.httpGet?.port).toBe(9100);
     expect(custom.ports?.[0]?.containerPort).toBe(9100);
   });

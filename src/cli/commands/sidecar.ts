@@ -10,7 +10,7 @@ import { releaseLeases } from "../../agent/leases.ts";
 import { StageMetrics } from "../../agent/metrics.ts";
 import { prepareReadyFile, removeReadyFile, writeReadyFile } from "../../agent/ready-file.ts";
 import { resolveTuning } from "../../config/tuning.ts";
-import { DsfetchError, toDsfetchError } from "../../errors.ts";
+import { DsfetchError, type ErrorCode, toDsfetchError } from "../../errors.ts";
 import type { DsfetchEvent } from "../../events.ts";
 import { exitCodeOfStage, failuresOf, type StageResult, stage } from "../../stage/stage.ts";
 import type { ParsedArgs } from "../args.ts";
@@ -30,7 +30,7 @@ export const DEFAULT_LISTEN = "127.0.0.1:8700";
 type State =
   | { phase: "staging" }
   | { phase: "ready" }
-  | { phase: "failed"; reason: string }
+  | { phase: "failed"; reason: string; code: ErrorCode }
   | { phase: "stopping" };
 
 /**
@@ -68,10 +68,14 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
     if (path === "/healthz") return reply(response, 200, "ok\n");
     if (path === "/readyz") {
       if (state.phase === "ready") return reply(response, 200, "ready\n");
+      // A failure's second line names its error code: `dsfetch wait --url` ends with it at
+      // once (README "In a job").
       return reply(
         response,
         503,
-        state.phase === "failed" ? `failed: ${state.reason}\n` : `${state.phase}\n`,
+        state.phase === "failed"
+          ? `failed: ${state.reason}\ncode: ${state.code}\n`
+          : `${state.phase}\n`,
       );
     }
     if (path === "/metrics") {
@@ -128,14 +132,10 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
           });
         else err(renderError(outcome.error));
       }
-      state = {
-        phase: "failed",
-        reason: `${failed.length} ${plural(failed.length, "dataset")} could not be staged`,
-      };
       told = true;
+      const first = failed[0]?.error;
       if (args.readyFile !== undefined) {
         // Workers waiting on the file stop now, with this error, rather than at their timeout.
-        const first = failed[0]?.error;
         await writeReadyFile(args.readyFile, {
           ready: false,
           pid: process.pid,
@@ -145,6 +145,13 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
           failed: `${failed.length} of ${result.datasets.length} ${plural(result.datasets.length, "dataset")} could not be staged${first === undefined ? "" : ` (${first.message.startsWith(`${failed[0]?.name}: `) ? first.message : `${failed[0]?.name}: ${first.message}`})`}`,
         }).catch(() => {});
       }
+      // After the ready file: /readyz saying "failed" means the file says so too, for a
+      // `wait` given both (wait.ts).
+      state = {
+        phase: "failed",
+        reason: `${failed.length} ${plural(failed.length, "dataset")} could not be staged`,
+        code: first?.code ?? "INTERNAL",
+      };
       if (args.holdOnFailure) {
         // A native sidecar (restartPolicy Always) that exits is started again, and stages
         // again, for good: the pod never fails and a broken dataset is downloaded every few

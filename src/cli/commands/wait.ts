@@ -17,7 +17,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { lookAtReadyFile, type ReadyFileLook } from "../../agent/ready-file.ts";
 import { DURATION_FORMS, parseDuration } from "../../config/duration.ts";
-import { DsfetchError } from "../../errors.ts";
+import { DsfetchError, type ErrorCode, EXIT_CODES } from "../../errors.ts";
 import { noteStuckThread } from "../../util/stuck-threads.ts";
 import type { ParsedArgs } from "../args.ts";
 
@@ -110,7 +110,20 @@ export async function waitCommand(
       cause === undefined ? {} : { cause },
     );
   };
+  /** What --url said last that was said on stderr (said once each time it changes). */
+  let urlSaid: string | undefined;
   for (;;) {
+    // The sidecar's own answer, asked first: with both --url and --ready-file it decides
+    // (a ready file may be an earlier run's, kept on the same emptyDir: a container
+    // restarted in its pod; and it tells a failure held by a running sidecar from one left
+    // by a gone one, where the PID namespaces differ: review, 2026-12-06).
+    const url = args.url === undefined ? undefined : await urlState(args.url, signal);
+    if (url?.state === "ready") break;
+    if (url?.state === "failed" && args.readyFile === undefined) {
+      throw new DsfetchError(url.code, `wait: the sidecar failed: ${url.reason}`, {
+        hint: `${args.url} says so; look at the sidecar's log for each dataset's error`,
+      });
+    }
     if (args.readyFile !== undefined) {
       const path = args.readyFile;
       const pending = reading ?? { answer: lookAtReadyFile(path), since: Date.now() };
@@ -132,21 +145,37 @@ export async function waitCommand(
         reading = undefined;
         const look = outcome.state;
         const file = look.state;
-        if (file.state === "ready") break;
-        const now = file.state === "absent" ? file.why : undefined;
+        if (file.state === "ready" && url === undefined) break;
+        const now =
+          file.state === "absent"
+            ? file.why
+            : file.state === "ready" && url !== undefined
+              ? `says ready, but ${args.url} ${describeUrl(url)}: it may be an earlier run's file; waiting for ${args.url}`
+              : undefined;
         if (now !== undefined && now !== why) err(`wait: ${path} ${now}\n`);
         why = now;
         if (file.state === "failed") {
           const content = look.content ?? "";
           const writer = look.writer;
-          // Final when its sidecar runs (--hold-on-failure holds the failure until SIGTERM),
-          // or when something else was there before in this wait: this run's sidecar wrote it.
-          if (writer?.status === "alive" || (seen !== undefined && seen !== content)) {
+          // Final when its sidecar runs (--hold-on-failure holds the failure until SIGTERM;
+          // across PID namespaces its /readyz says so), or when something else was there
+          // before in this wait: this run's sidecar wrote it.
+          if (
+            writer?.status === "alive" ||
+            url?.state === "failed" ||
+            (seen !== undefined && seen !== content)
+          ) {
             throw new DsfetchError(file.code, `wait: the sidecar failed: ${file.reason}`, {
               hint: `its ready file ${path} says so; look at the sidecar's log for each dataset's error`,
             });
           }
-          if (stale?.content !== content) {
+          if (url?.state === "other") {
+            // A sidecar answers and has not failed: the file is an earlier run's.
+            const said = `says the sidecar failed, but ${args.url} says ${url.text}: it is an earlier run's file; waiting for ${args.url}`;
+            if (said !== why) err(`wait: ${path} ${said}\n`);
+            why = said;
+            stale = undefined;
+          } else if (stale?.content !== content) {
             const ms = Math.max(
               0,
               Math.min(STALE_FAILURE_GRACE_MS, timeout.ms - (Date.now() - started)),
@@ -168,14 +197,18 @@ export async function waitCommand(
               ),
             };
           }
-          if (Date.now() >= stale.until) throw stale.error;
+          if (stale !== undefined && Date.now() >= stale.until) throw stale.error;
         } else {
           stale = undefined;
         }
         if (look.content !== undefined) seen = look.content;
       }
     }
-    if (args.url !== undefined && (await urlSaysReady(args.url, signal))) break;
+    if (args.readyFile === undefined && url !== undefined) {
+      const said = describeUrl(url);
+      if (said !== urlSaid) err(`wait: ${args.url} ${said}\n`);
+      urlSaid = said;
+    }
     if (signal.aborted) throw interrupted();
     const waited = Date.now() - started;
     if (waited >= timeout.ms) {
@@ -256,14 +289,46 @@ function within<T>(
   });
 }
 
-async function urlSaysReady(url: string, signal: AbortSignal): Promise<boolean> {
+function describeUrl(url: UrlState): string {
+  if (url.state === "unreachable") return "does not answer (yet)";
+  if (url.state === "failed") return `says failed: ${url.reason}`;
+  if (url.state === "ready") return "says ready";
+  return `says ${url.text}`;
+}
+
+/** What the sidecar's /readyz says. */
+type UrlState =
+  | { readonly state: "ready" }
+  | { readonly state: "failed"; readonly reason: string; readonly code: ErrorCode }
+  /** Answered, not ready, not failed (`text`: its first line, e.g. "staging", "503"). */
+  | { readonly state: "other"; readonly text: string }
+  | { readonly state: "unreachable" };
+
+/**
+ * Asks the readiness URL once. A dsfetch sidecar answers 200 when ready, and 503 with
+ * `failed: <reason>` and `code: <CODE>` lines when staging failed (sidecar.ts); anything else
+ * that answers is "other", no answer within 2 s "unreachable".
+ */
+async function urlState(url: string, signal: AbortSignal): Promise<UrlState> {
   try {
     const response = await fetch(url, {
       signal: AbortSignal.any([signal, AbortSignal.timeout(2_000)]),
     });
-    await response.body?.cancel();
-    return response.status === 200;
+    if (response.status === 200) {
+      await response.body?.cancel();
+      return { state: "ready" };
+    }
+    const text = response.status === 503 ? (await response.text()).slice(0, 4096) : "";
+    const failed = /^failed: ([^\n]*)/.exec(text);
+    if (failed !== null) {
+      const named = /^code: ([A-Z_]+)\s*$/m.exec(text)?.[1];
+      const code = named !== undefined && named in EXIT_CODES ? (named as ErrorCode) : "INTERNAL";
+      return { state: "failed", reason: failed[1] ?? "", code };
+    }
+    await response.body?.cancel().catch(() => {});
+    const first = text.split("\n")[0]?.trim() ?? "";
+    return { state: "other", text: first === "" ? `HTTP ${response.status}` : first };
   } catch {
-    return false;
+    return { state: "unreachable" };
   }
 }
