@@ -39,6 +39,8 @@ export interface ObjectSource extends VerificationSource {
   readonly bucket: string;
   readonly key: string;
   readonly versionId: string | undefined;
+  /** Its HEAD's Last-Modified: pins ranges a store answers without an ETag (object-get.ts). */
+  readonly lastModified?: string | undefined;
 }
 
 export interface DownloadObjectOptions {

@@ -30,7 +30,13 @@ import {
   type ResolvedPrefix,
 } from "./resolve.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
-import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
+import {
+  checksumModeRefusal,
+  checksumModeRefused,
+  classifyS3Error,
+  rememberChecksumModeRefused,
+  type S3ErrorContext,
+} from "./s3-errors.ts";
 import { fileDirectoryConflict, unsafeRelativePath } from "./safe-key.ts";
 import {
   checkDigests,
@@ -261,6 +267,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
       encryption: from?.encryption,
       checksum: from?.checksum,
       checksumRejected: from?.checksumRejected,
+      lastModified: from?.lastModified,
     });
     let source = sourceOf(head);
     const partCount = partsToLearn(source);
@@ -500,45 +507,71 @@ async function fetchSmall(
   // buffer (http1.ts), and a fresh buffer per object would be garbage by the thousand.
   const size = scratchSize(object.bytes);
   const scratch = takeScratch(size);
+  const { getter } = options.client;
   try {
-    const body = await withRetry(async () => {
-      let received = 0;
-      try {
-        const response = await options.client.getter.get({
-          bucket: options.resolution.bucket,
-          key: object.key,
-          ifMatch: object.etag === "" ? undefined : object.etag,
-          checksumMode: true,
-          signal: retry.signal,
-        });
-        checksums = response.checksums;
-        // What the listing does not say: an SSE-KMS or SSE-C object's ETag is no MD5 (on AWS
-        // every object of a bucket encrypted with KMS by default; each failed INTEGRITY).
-        encryption = response.encryption;
-        if (etagKind(object.etag, encryption).kind === "opaque") totals.opaqueEtags = true;
-        const changed = () => changedSinceListing(ctx, object);
-        if (!Number.isNaN(response.contentLength) && response.contentLength !== object.bytes) {
-          response.discard();
-          throw changed();
+    const get = (checksumMode: boolean) =>
+      withRetry(async () => {
+        let received = 0;
+        try {
+          const response = await getter.get({
+            bucket: options.resolution.bucket,
+            key: object.key,
+            ifMatch: object.etag === "" ? undefined : object.etag,
+            checksumMode,
+            signal: retry.signal,
+          });
+          checksums = response.checksums;
+          // What the listing does not say: an SSE-KMS or SSE-C object's ETag is no MD5 (on AWS
+          // every object of a bucket encrypted with KMS by default; each failed INTEGRITY).
+          encryption = response.encryption;
+          if (etagKind(object.etag, encryption).kind === "opaque") totals.opaqueEtags = true;
+          const changed = () => changedSinceListing(ctx, object);
+          if (!Number.isNaN(response.contentLength) && response.contentLength !== object.bytes) {
+            response.discard();
+            throw changed();
+          }
+          await response.readBody((chunk) => {
+            if (received + chunk.length > object.bytes) throw changed();
+            received += chunk.copy(scratch, received);
+          });
+          if (received !== object.bytes) throw changed();
+          return scratch.subarray(0, received);
+        } catch (error) {
+          totals.refetchedBytes += received;
+          throw classifyS3Error(error, ctx);
         }
-        await response.readBody((chunk) => {
-          if (received + chunk.length > object.bytes) throw changed();
-          received += chunk.copy(scratch, received);
-        });
-        if (received !== object.bytes) throw changed();
-        return scratch.subarray(0, received);
+      }, retry);
+    // ChecksumMode asks for the stored S3 additional checksums (SPEC §4). A store that does
+    // not know the header refuses the GET (Backblaze B2: 400 InvalidArgument "Unsupported
+    // header 'x-amz-checksum-mode'", vatesfr/xen-orchestra#8358; or 501): asked again without
+    // it, as the HEAD of an object is (resolve.ts), and once that answers, the store's later
+    // GETs go without it. Interop review, 2026-12-06: every folder with an object of at most
+    // 1 MiB failed there (exit 6).
+    let refused = checksumModeRefused(getter);
+    let body: Buffer;
+    if (refused !== undefined) body = await get(false);
+    else {
+      try {
+        body = await get(true);
       } catch (error) {
-        totals.refetchedBytes += received;
-        throw classifyS3Error(error, ctx);
+        const reason = checksumModeRefusal(error);
+        if (reason === undefined) throw error;
+        // The plain GET's own failure, if any, is the answer (a 403 or 400 of its own).
+        body = await get(false);
+        refused = reason;
+        // A denial (403) may be about this object's key (its SSE-KMS key): not the store's.
+        if (error instanceof DsfetchError && error.code !== "ACCESS_DENIED") {
+          rememberChecksumModeRefused(getter, reason);
+        }
       }
-    }, retry);
+    }
     // Awaited here: the scratch buffer goes back only once its bytes are written.
     return await verifyAndWrite(
       options,
       object,
       path,
       ctx,
-      { checksums, encryption },
+      { checksums, encryption, checksumRefused: refused },
       body,
       creates,
       retry.signal,
@@ -628,13 +661,22 @@ async function verifyAndWrite(
   object: ListedObject,
   path: string,
   ctx: S3ErrorContext,
-  answered: { checksums: ChecksumFields; encryption: string | undefined },
+  answered: {
+    checksums: ChecksumFields;
+    encryption: string | undefined;
+    /** Why the GET went without ChecksumMode (the store refused it), if it did. */
+    checksumRefused: string | undefined;
+  },
   body: Buffer,
   creates: SlowCreates,
   signal: AbortSignal | undefined,
 ): Promise<{ verification: string; digest: string | undefined }> {
   // A whole-object GET carries the stored checksum (if any): prefer it, like HEAD's (SPEC §4).
-  const { checksum, rejected } = chooseChecksum(answered.checksums, etagPartCount(object.etag));
+  // Without ChecksumMode, none came: the verification says why, as after a HEAD (resolve.ts).
+  const { checksum, rejected } =
+    answered.checksumRefused === undefined
+      ? chooseChecksum(answered.checksums, etagPartCount(object.etag))
+      : { checksum: undefined, rejected: [answered.checksumRefused] };
   const plan = planVerification(
     {
       etag: object.etag,

@@ -6,8 +6,21 @@
  * Keys are asked for URL-encoded (`encoding-type=url`), so that keys holding characters XML
  * 1.0 cannot carry still arrive intact (botocore does the same).
  * API: https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html
+ *
+ * A store that knows only ListObjects (V1) ignores `list-type=2` and answers V1 documents
+ * (`<Marker>`, `<NextMarker>`, no `<KeyCount>` nor continuation tokens): such a listing goes
+ * on by `marker` (API_ListObjects.html). Interop review, 2026-12-06: it was taken for a V2
+ * listing truncated without a token, retried for ~20 s, then failed.
+ *
+ * The token of a page (ListPage.nextToken, opaque to list-tree.ts and resolve.ts) is the
+ * store's continuation token as it gave it, or, where a page needs more to go on with, a
+ * token of our own (Cursor): a V1 marker, or the pages of a run of empty truncated pages, so
+ * that a store whose tokens go round over empty pages (A, B, A) is refused instead of listed
+ * for ever. A store's own token never starts with U+0000 (XML 1.0 cannot carry it).
  */
+import { createHash } from "node:crypto";
 import { normalizeEtag } from "../config/dataset.ts";
+import { compareUtf8 } from "./list-tree.ts";
 import type { ObjectGetter } from "./object-get.ts";
 
 export interface ListedEntry {
@@ -43,16 +56,19 @@ export async function listObjectsPage(
     readonly signal?: AbortSignal | undefined;
   },
 ): Promise<ListPage> {
-  const query: Record<string, string> = {
-    "list-type": "2",
-    prefix: request.prefix,
-    "encoding-type": "url",
-  };
-  if (request.continuationToken !== undefined) {
-    query["continuation-token"] = request.continuationToken;
-  }
+  const cursor =
+    request.continuationToken === undefined ? undefined : cursorOf(request.continuationToken);
+  // A V1 store's next page is asked for as V1 asks (no list-type: a store that does know V2,
+  // asked so, would ignore the marker and list from the start again).
+  const query: Record<string, string> =
+    cursor?.v1 === true
+      ? { prefix: request.prefix, "encoding-type": "url", marker: cursor.value }
+      : { "list-type": "2", prefix: request.prefix, "encoding-type": "url" };
+  if (cursor !== undefined && !cursor.v1) query["continuation-token"] = cursor.value;
   if (request.delimiter !== undefined) query.delimiter = request.delimiter;
-  if (request.startAfter !== undefined) query["start-after"] = request.startAfter;
+  if (request.startAfter !== undefined && cursor?.v1 !== true) {
+    query["start-after"] = request.startAfter;
+  }
   const response = await getter.get({
     bucket: request.bucket,
     key: "",
@@ -69,7 +85,11 @@ export async function listObjectsPage(
   return parseListPage(Buffer.concat(chunks, bytes).toString("utf8"), request.continuationToken);
 }
 
-/** Parses a ListBucketResult document. Pure. */
+/**
+ * Parses a ListBucketResult document (V2, or V1 from a store that knows no other); Pure.
+ * `previousToken`: the token the page was asked for with (ListPage.nextToken of the page
+ * before), if any.
+ */
 export function parseListPage(xml: string, previousToken?: string): ListPage {
   if (!/<ListBucketResult[\s>]/.test(xml)) {
     throw malformed(`the answer is not a ListBucketResult: ${JSON.stringify(xml.slice(0, 80))}`);
@@ -116,16 +136,114 @@ export function parseListPage(xml: string, previousToken?: string): ListPage {
   }
   const truncated = (textOf(xml, "IsTruncated") ?? "false").toLowerCase() === "true";
   if (!truncated) return { entries, prefixes, nextToken: undefined };
-  const nextToken = textOf(xml, "NextContinuationToken");
+  const previous = previousToken === undefined ? undefined : cursorOf(previousToken);
+  const v1 =
+    previous?.v1 === true ||
+    ((hasElement(xml, "Marker") || hasElement(xml, "NextMarker")) &&
+      !["KeyCount", "ContinuationToken", "NextContinuationToken", "StartAfter"].some((name) =>
+        hasElement(xml, name),
+      ));
   // Without these checks a store that misbehaves would end the listing early (a dataset
   // silently missing objects) or loop on the same page forever.
-  if (nextToken === undefined || nextToken === "") {
-    throw malformed("the listing is truncated but gives no NextContinuationToken");
+  let next: string;
+  if (v1) {
+    // V1: NextMarker (AWS gives it with a delimiter only), else the last key of the page; with
+    // a delimiter the last of its keys and directories (each stands for all its keys).
+    const nextMarker = textOf(xml, "NextMarker");
+    const last = [entries.at(-1)?.key, prefixes.at(-1)]
+      .filter((one) => one !== undefined)
+      .sort(compareUtf8)
+      .at(-1);
+    const marker =
+      nextMarker !== undefined && nextMarker !== ""
+        ? urlEncoded
+          ? decodeKey(nextMarker)
+          : nextMarker
+        : last;
+    if (marker === undefined) {
+      throw malformed(
+        "the listing (ListObjects V1) is truncated but gives no NextMarker, nor a key to go on after",
+      );
+    }
+    if (marker === previous?.value) {
+      throw malformed(
+        `the listing (ListObjects V1) goes on after ${JSON.stringify(marker)} a second time (the store ignores "marker")`,
+      );
+    }
+    next = marker;
+  } else {
+    const nextToken = textOf(xml, "NextContinuationToken");
+    if (nextToken === undefined || nextToken === "") {
+      throw malformed("the listing is truncated but gives no NextContinuationToken");
+    }
+    if (nextToken.startsWith(OWN_TOKEN)) {
+      throw malformed(`the continuation token ${JSON.stringify(nextToken)} is not valid XML text`);
+    }
+    if (nextToken === previous?.value) {
+      throw malformed("the listing gave the same continuation token twice");
+    }
+    next = nextToken;
   }
-  if (nextToken === previousToken) {
-    throw malformed("the listing gave the same continuation token twice");
+  // Empty truncated pages (AWS gives some, rarely) whose tokens come round again (A, B, A) would
+  // be listed for ever: the tokens of the run of empty pages go on in the next one's.
+  let emptyRun: string[] = [];
+  if (entries.length === 0 && prefixes.length === 0) {
+    emptyRun = [...(previous?.emptyRun ?? []), digestOf(previous?.value ?? "")];
+    if (emptyRun.includes(digestOf(next))) {
+      throw malformed(
+        `the listing goes round in a circle: after ${emptyRun.length} empty page${emptyRun.length === 1 ? "" : "s"}, the store gives a continuation it gave before (${JSON.stringify(next)})`,
+      );
+    }
+    if (emptyRun.length > MAX_EMPTY_PAGES) {
+      throw malformed(
+        `the store gave ${emptyRun.length} empty pages in a row, each saying there is more: a listing that does not end`,
+      );
+    }
   }
-  return { entries, prefixes, nextToken };
+  return { entries, prefixes, nextToken: tokenOf({ v1, value: next, emptyRun }) };
+}
+
+/**
+ * Empty truncated pages in a row past which a listing is refused: AWS may answer a few (keys
+ * deleted or expiring under the prefix), never a thousand in a row.
+ */
+const MAX_EMPTY_PAGES = 1000;
+
+/** The start of a token of our own (Cursor), never of a store's. */
+const OWN_TOKEN = "\u0000dsfetch:";
+
+/** Where a listing goes on (ListPage.nextToken). */
+interface Cursor {
+  /** A V1 listing: `value` is the marker; else the store's continuation token. */
+  readonly v1: boolean;
+  readonly value: string;
+  /** Digests of the tokens of the empty truncated pages just before (empty when none). */
+  readonly emptyRun: readonly string[];
+}
+
+/** The store's token as it gave it, when that is all there is to say. */
+function tokenOf(cursor: Cursor): string {
+  if (!cursor.v1 && cursor.emptyRun.length === 0) return cursor.value;
+  return OWN_TOKEN + JSON.stringify([cursor.v1 ? 1 : 2, cursor.value, cursor.emptyRun]);
+}
+
+function cursorOf(token: string): Cursor {
+  if (!token.startsWith(OWN_TOKEN)) return { v1: false, value: token, emptyRun: [] };
+  const [version, value, emptyRun] = JSON.parse(token.slice(OWN_TOKEN.length)) as [
+    number,
+    string,
+    string[],
+  ];
+  return { v1: version === 1, value, emptyRun };
+}
+
+function digestOf(token: string): string {
+  return createHash("sha256").update(token).digest("base64").slice(0, 22);
+}
+
+/** Whether the document has a <name> element (empty or not) at any level. */
+function hasElement(xml: string, name: string): boolean {
+  return new RegExp(`<${name}(>|/>|\\s)`).test(xml);
 }
 
 function malformed(what: string): Error {

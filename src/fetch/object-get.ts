@@ -20,6 +20,12 @@ export interface GetRequest {
   readonly range?: { readonly start: number; readonly end: number } | undefined;
   /** ETag (unquoted) the object must still have: a changed object answers 412. */
   readonly ifMatch?: string | undefined;
+  /**
+   * With ifMatch: the Last-Modified its HEAD gave, compared with an answer that carries no
+   * ETag (a store that ignores If-Match and names no ETag on reads would otherwise mix two
+   * versions unseen: interop review, 2026-12-06).
+   */
+  readonly lastModified?: string | undefined;
   readonly partNumber?: number | undefined;
   /** More query parameters (a listing's). */
   readonly query?: Readonly<Record<string, string>> | undefined;
@@ -216,6 +222,19 @@ function pinMismatch(
     const found = comparableEtag(etag);
     if (found !== comparableEtag(request.ifMatch)) {
       return `the answer has ETag ${found}, not the ${request.ifMatch} it was pinned to (If-Match)`;
+    }
+  }
+  const modified = headers["last-modified"];
+  if (
+    request.ifMatch !== undefined &&
+    etag === undefined &&
+    request.lastModified !== undefined &&
+    modified !== undefined
+  ) {
+    const found = Date.parse(modified);
+    const pinned = Date.parse(request.lastModified);
+    if (Number.isFinite(found) && Number.isFinite(pinned) && found !== pinned) {
+      return `the answer names no ETag and was last modified ${new Date(found).toISOString()}, not ${new Date(pinned).toISOString()} as the version it was pinned to`;
     }
   }
   const versionId = headers["x-amz-version-id"];

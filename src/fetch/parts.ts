@@ -8,6 +8,7 @@
 import { mapLimit } from "../util/map-limit.ts";
 import type { StoreClient } from "./client.ts";
 import type { ObjectSource } from "./download-object.ts";
+import type { HeadResponse } from "./object-get.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
 
@@ -20,19 +21,42 @@ export async function learnParts(
   expectedParts: number,
   retry: RetryOptions = {},
 ): Promise<ByteSpan[] | undefined> {
+  /**
+   * Whether the part HEADs carry If-Match. moto answers `HEAD ?partNumber=1` with If-Match by
+   * 412, comparing it with the part's own ETag, not the object's (a store may also answer 200
+   * with the part's ETag, which object-get.ts takes for a 412); every multipart object was then
+   * verified by its size alone, silently (interop review, 2026-12-06). After such a 412 the
+   * part is asked for again without If-Match, and so are the later parts. Safe: the GETs of
+   * the object's bytes stay pinned by If-Match, so an object overwritten meanwhile is still
+   * caught there; boundaries of another version can only make the recomputed ETag differ
+   * (the download fails INTEGRITY), never let wrong bytes pass.
+   */
+  let pinned = source.etag !== "";
   const partSize = async (partNumber: number) => {
-    const head = await withRetry(
-      () =>
-        client.getter.head({
-          bucket: source.bucket,
-          key: source.key,
-          versionId: source.versionId,
-          partNumber,
-          ifMatch: source.etag,
-          signal: retry.signal,
-        }),
-      retry,
-    );
+    const ask = (ifMatch: boolean) =>
+      withRetry(
+        () =>
+          client.getter.head({
+            bucket: source.bucket,
+            key: source.key,
+            versionId: source.versionId,
+            partNumber,
+            ifMatch: ifMatch ? source.etag : undefined,
+            signal: retry.signal,
+          }),
+        retry,
+      );
+    let head: HeadResponse;
+    if (!pinned) head = await ask(false);
+    else {
+      try {
+        head = await ask(true);
+      } catch (error) {
+        if (statusOf(error) !== 412) throw error;
+        head = await ask(false);
+        pinned = false;
+      }
+    }
     const number = (name: string) => {
       const text = head.headers[name];
       const value = text === undefined || !/^\s*\d+\s*$/.test(text) ? Number.NaN : Number(text);
@@ -88,4 +112,11 @@ export async function learnParts(
   } catch {
     return undefined;
   }
+}
+
+/** The HTTP status of a failed request (object-get.ts errors carry the SDK's shape). */
+function statusOf(error: unknown): number | undefined {
+  const status = (error as { $metadata?: { httpStatusCode?: unknown } } | undefined)?.$metadata
+    ?.httpStatusCode;
+  return typeof status === "number" ? status : undefined;
 }

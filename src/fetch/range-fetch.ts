@@ -16,6 +16,8 @@ export interface RangeSource {
   readonly versionId: string | undefined;
   readonly etag: string;
   readonly bytes: number;
+  /** Its HEAD's Last-Modified, if known: pins answers that name no ETag (object-get.ts). */
+  readonly lastModified?: string | undefined;
 }
 
 export interface RangeSink {
@@ -111,6 +113,8 @@ export async function fetchSpan(
           versionId: source.versionId,
           range: { start, end: span.end - 1 },
           ifMatch: source.etag,
+          // Pins an answer that names no ETag (object-get.ts pinMismatch).
+          lastModified: source.lastModified,
           signal,
         });
         try {
@@ -188,6 +192,16 @@ export function splitSpans(bytes: number, rangeSize: number): ByteSpan[] {
   return spans;
 }
 
+/**
+ * Whether an answer is the range asked for: exactly its bytes (206 with its Content-Range), or
+ * the whole object when the range was the whole object (a 200 from a store that ignores
+ * Range). Content-Length may be missing: a body sent with Transfer-Encoding: chunked (valid
+ * HTTP/1.1; a proxy or gateway re-framing answers, as the interop review of 2026-12-06 found)
+ * or ending at the connection's close has none, and was refused for good ("no Content-Length").
+ * Its length is held to the range's all the same: more bytes than the range fail the read
+ * (fetchSpan's over-length check), fewer fail it as a cut connection (the short-body check),
+ * whatever the framing. A Content-Length that is there must be the range's.
+ */
 function checkRangeAnswer(
   range: { start: number; end: number; total: number } | undefined,
   contentLength: number,
@@ -196,11 +210,11 @@ function checkRangeAnswer(
   total: number,
   context: RangeContext,
 ): void {
-  const wholeObject =
-    range === undefined && start === 0 && end === total && contentLength === total;
+  const lengthIs = (bytes: number) => Number.isNaN(contentLength) || contentLength === bytes;
+  const wholeObject = range === undefined && start === 0 && end === total && lengthIs(total);
   const exact =
     range !== undefined && range.start === start && range.end === end - 1 && range.total === total;
-  if (wholeObject || (exact && contentLength === end - start)) return;
+  if (wholeObject || (exact && lengthIs(end - start))) return;
   const { dataset, uri } = context.errorContext;
   if (range !== undefined && range.total !== total) {
     // The object's size changed under us despite If-Match: the store does not honour it.
@@ -210,9 +224,18 @@ function checkRangeAnswer(
       { dataset, hint: 'run again to fetch the new version, or pin "versionId"' },
     );
   }
+  // What is wrong is the range, or a Content-Length that disagrees with it; an answer without
+  // Content-Length (chunked, or ending at the close) is not refused for that.
+  const length = Number.isNaN(contentLength)
+    ? "no Content-Length (a chunked body, or one that ends when the connection closes)"
+    : `a Content-Length of ${contentLength} bytes`;
+  const answered =
+    range === undefined
+      ? `no Content-Range and ${length}${start === 0 && end === total ? `, for an object of ${total} bytes` : " (a store that ignores Range sends the whole object)"}`
+      : `bytes ${range.start}-${range.end}/${range.total}${exact ? ` but ${length}` : ""}`;
   throw new DsfetchError(
     "S3_ERROR",
-    `${dataset}: the store answered a request for bytes ${start}-${end - 1} with ${range === undefined ? "no Content-Range" : `bytes ${range.start}-${range.end}/${range.total}`} and ${Number.isNaN(contentLength) ? "no Content-Length (a body that ends when the connection closes: HTTP/1.0, or a proxy)" : `${contentLength} bytes`}`,
+    `${dataset}: the store answered a request for bytes ${start}-${end - 1} with ${answered}`,
     { dataset, hint: "this store does not serve byte ranges correctly" },
   );
 }

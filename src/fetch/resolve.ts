@@ -15,7 +15,13 @@ import { type ListedEntry, listObjectsPage } from "./list-objects.ts";
 import { listTree, type PageFetcher } from "./list-tree.ts";
 import { checksumHeaders, encryptionOf, type HeadResponse } from "./object-get.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
-import { classifyS3Error, type S3ErrorContext } from "./s3-errors.ts";
+import {
+  checksumModeRefusal,
+  checksumModeRefused,
+  classifyS3Error,
+  rememberChecksumModeRefused,
+  type S3ErrorContext,
+} from "./s3-errors.ts";
 import { etagPartCount } from "./verification.ts";
 
 export interface ResolvedObject {
@@ -194,21 +200,28 @@ export async function headObjectAt(
       }
     }, retry);
   let output: HeadResponse;
-  let checksumRefused: string | undefined;
-  try {
-    // ChecksumMode asks for the stored S3 additional checksums (SPEC §4).
-    output = await head(true);
-  } catch (error) {
-    // Reading the checksum of an SSE-KMS object also needs kms:Decrypt: a role allowed to HEAD
-    // but not to decrypt must still get the plain answer (and a clear 403 on the GET later).
-    // A store that does not know the header may answer 400 (NO_SUCH_VERSION with a versionId)
-    // or 501: the plain HEAD then says what is really there.
-    if (!(error instanceof DsfetchError) || !CHECKSUM_MODE_REFUSALS.has(error.code)) throw error;
-    output = await head(false);
-    checksumRefused =
-      error.code === "ACCESS_DENIED"
-        ? "the store denied access to the object's checksums (ChecksumMode)"
-        : `the store refused ChecksumMode (${error.code})`;
+  // A store found to refuse ChecksumMode is not asked with it again (two HEADs per object on
+  // Backblaze B2: interop review, 2026-12-06).
+  let checksumRefused = checksumModeRefused(client.getter);
+  if (checksumRefused !== undefined) output = await head(false);
+  else {
+    try {
+      // ChecksumMode asks for the stored S3 additional checksums (SPEC §4).
+      output = await head(true);
+    } catch (error) {
+      // Reading the checksum of an SSE-KMS object also needs kms:Decrypt: a role allowed to
+      // HEAD but not to decrypt must still get the plain answer (and a clear 403 on the GET
+      // later). A store that does not know the header may answer 400 (NO_SUCH_VERSION with a
+      // versionId) or 501: the plain HEAD then says what is really there.
+      const reason = checksumModeRefusal(error);
+      if (reason === undefined) throw error;
+      output = await head(false);
+      checksumRefused = reason;
+      // A denial may be about this object's key (its SSE-KMS key), not about the store.
+      if ((error as DsfetchError).code !== "ACCESS_DENIED") {
+        rememberChecksumModeRefused(client.getter, reason);
+      }
+    }
   }
   const header = (name: string) => output.headers[name];
   if (header("x-amz-delete-marker") === "true") {
@@ -340,13 +353,6 @@ export function archivedState(header: (name: string) => string | undefined): str
   if (where === undefined || restored) return undefined;
   return restoring ? `${where}; being restored` : where;
 }
-
-/** Errors of a HEAD with ChecksumMode after which a plain HEAD is tried. */
-const CHECKSUM_MODE_REFUSALS: ReadonlySet<string> = new Set([
-  "ACCESS_DENIED",
-  "NO_SUCH_VERSION",
-  "S3_ERROR",
-]);
 
 function checksums(
   fields: ChecksumFields,

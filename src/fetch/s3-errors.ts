@@ -60,6 +60,80 @@ function headersOf(error: unknown): Record<string, string | undefined> {
   return e.$response?.headers ?? {};
 }
 
+/**
+ * A header of the store's answer that an error (or the error it was classified from: its
+ * `cause`, a few levels deep) carries: `retry-after` of a 503 SlowDown, for the retry policy.
+ */
+export function answerHeaderOf(error: unknown, name: string): string | undefined {
+  let at: unknown = error;
+  for (let depth = 0; depth < 4 && typeof at === "object" && at !== null; depth++) {
+    const value = headersOf(at)[name];
+    if (value !== undefined) return value;
+    at = (at as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * An answer S3 would not send (a listing that contradicts itself, a broken header), as its
+ * message says it: two attempts that got the same one are a store that always answers so,
+ * not a glitch on the way (retry.ts stops retrying it: interop review, 2026-12-06).
+ */
+export function malformedAnswerOf(error: unknown): string | undefined {
+  let at: unknown = error;
+  for (let depth = 0; depth < 4 && typeof at === "object" && at !== null; depth++) {
+    const { name, message, code } = at as { name?: unknown; message?: unknown; code?: unknown };
+    if ((name === "MalformedListing" || code === "EPROTO") && typeof message === "string") {
+      return message;
+    }
+    at = (at as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * Errors of a request with ChecksumMode (`x-amz-checksum-mode: ENABLED`) after which the same
+ * request is made without it: a store that does not know the header answers 400 (Backblaze
+ * B2: `400 InvalidArgument: Unsupported header 'x-amz-checksum-mode'`, vatesfr/xen-orchestra#
+ * 8358; NO_SUCH_VERSION when a versionId is given) or 501 NotImplemented; reading the checksum
+ * of an SSE-KMS object also needs kms:Decrypt (403). The HEAD of an object (resolve.ts) and
+ * the GET of a folder's small object (download-prefix.ts) use it alike.
+ */
+export const CHECKSUM_MODE_REFUSALS: ReadonlySet<string> = new Set([
+  "ACCESS_DENIED",
+  "NO_SUCH_VERSION",
+  "S3_ERROR",
+]);
+
+/**
+ * What a verification says when the store refused ChecksumMode for `error`, or undefined when
+ * `error` is no such refusal (retryable failures neither: an outage, not an answer).
+ */
+export function checksumModeRefusal(error: unknown): string | undefined {
+  if (!(error instanceof DsfetchError) || error.retryable) return undefined;
+  if (!CHECKSUM_MODE_REFUSALS.has(error.code)) return undefined;
+  return error.code === "ACCESS_DENIED"
+    ? "the store denied access to the object's checksums (ChecksumMode)"
+    : `the store refused ChecksumMode (${error.code})`;
+}
+
+/**
+ * Stores (by their client's getter) found to refuse ChecksumMode on a request that succeeded
+ * without it, with what the verification says: their later requests go without it (a folder
+ * of 20,000 small objects on Backblaze B2 would otherwise be 40,000 requests).
+ */
+const checksumModeRefusedBy = new WeakMap<object, string>();
+
+/** Why `store` gets no ChecksumMode any more, or undefined while it does. */
+export function checksumModeRefused(store: object): string | undefined {
+  return checksumModeRefusedBy.get(store);
+}
+
+/** Records that `store` refused ChecksumMode (a request without it then succeeded). */
+export function rememberChecksumModeRefused(store: object, reason: string): void {
+  if (!checksumModeRefusedBy.has(store)) checksumModeRefusedBy.set(store, reason);
+}
+
 /** Extracts what the SDK tells us; works on plain errors too. */
 function shapeOf(error: unknown): {
   code: string;
@@ -180,6 +254,15 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
       "S3_ERROR",
       `${ctx.action} ${ctx.uri} failed: ${ctx.endpoint} does not answer in TLS (${code})`,
       'the endpoint is plain HTTP: give it as http://… (the dataset\'s "endpoint", or AWS_ENDPOINT_URL)',
+    );
+  }
+  if (code === "ContentTransformed") {
+    // object-get.ts: the store (GCS's decompressive transcoding) or a proxy changed the bytes
+    // on the way; the same at every request (interop review, 2026-12-06).
+    return make(
+      "S3_ERROR",
+      `${ctx.action} ${ctx.uri} failed: ${message}`,
+      "an object stored compressed (Content-Encoding: gzip) is decompressed on the way: on Google Cloud Storage give the endpoint as https://storage.googleapis.com (dsfetch then asks for the stored bytes); else look at the proxy or gateway in front of the store",
     );
   }
   if (code === "MalformedListing" || code === "EPROTO") {

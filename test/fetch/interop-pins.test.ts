@@ -136,6 +136,7 @@ describe("a body the store transformed on the way (GCS decompressive transcoding
     expect(result.code, diagnostics(result)).toBe(6);
     expect(result.stdout).toContain("transformed the object's bytes on the way");
     expect(result.stdout).toContain("gunzipped");
+    expect(result.stdout).toContain("decompressed on the way");
     expect(p.requests.filter((request) => request.method === "GET")).toHaveLength(1);
     expect(result.published).toEqual([]);
   });
@@ -150,6 +151,61 @@ describe("a body the store transformed on the way (GCS decompressive transcoding
     expect(result.stdout).toContain("transformed the object's bytes on the way");
     expect(result.stderr).not.toContain("starting again");
     expect(result.published).toEqual([]);
+  });
+});
+
+describe("an answer that names no ETag, from a store that may ignore If-Match", () => {
+  /** A stand-in store answering every GET with these headers and 4 bytes. */
+  async function answerWith(headers: Record<string, string>) {
+    const server = createServer((_request, response) => {
+      response.writeHead(206, {
+        "content-length": "4",
+        "content-range": "bytes 0-3/8",
+        ...headers,
+      });
+      response.end("abcd");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    const getter = new ObjectGetter({
+      endpoint: { url: `http://127.0.0.1:${port}`, region: "us-east-1", forcePathStyle: true },
+      credentials: async () => undefined,
+    });
+    const get = async () => {
+      const response = await getter.get({
+        bucket: "b",
+        key: "k",
+        range: { start: 0, end: 3 },
+        ifMatch: "0123456789abcdef0123456789abcdef",
+        lastModified: "2026-12-06T10:00:00.000Z",
+      });
+      await response.readBody(() => {});
+    };
+    return {
+      get,
+      close: async () => {
+        getter.destroy();
+        await new Promise((resolve) => server.close(resolve));
+      },
+    };
+  }
+
+  it("is pinned by its Last-Modified: another one is the 412 it should have been (two versions were mixed unseen)", async () => {
+    const other = await answerWith({ "last-modified": "Sun, 06 Dec 2026 10:05:00 GMT" });
+    try {
+      await expect(other.get()).rejects.toMatchObject({
+        $metadata: { httpStatusCode: 412 },
+        message: expect.stringContaining("names no ETag and was last modified"),
+      });
+    } finally {
+      await other.close();
+    }
+    const same = await answerWith({ "last-modified": "Sun, 06 Dec 2026 10:00:00 GMT" });
+    try {
+      await same.get();
+    } finally {
+      await same.close();
+    }
   });
 });
 
