@@ -559,10 +559,8 @@ async function fetchSmall(
         // The plain GET's own failure, if any, is the answer (a 403 or 400 of its own).
         body = await get(false);
         refused = reason;
-        // A denial (403) may be about this object's key (its SSE-KMS key): not the store's.
-        if (error instanceof DsfetchError && error.code !== "ACCESS_DENIED") {
-          rememberChecksumModeRefused(getter, reason);
-        }
+        // Remembered for the store only when the answer says it does not know the header.
+        rememberChecksumModeRefused(getter, reason, error);
       }
     }
     // Awaited here: the scratch buffer goes back only once its bytes are written.

@@ -162,7 +162,7 @@ export class ObjectGetter {
     // every other store sends them (interop review, 2026-12-06; cloud.google.com/storage/docs/
     // transcoding). Other stores never compress on the fly, and a proxy in front of them
     // might: the header goes to GCS only. Never decoded here.
-    if (this.gcs && method === "GET") headers["accept-encoding"] = "gzip";
+    if (this.gcs) headers["accept-encoding"] = "gzip";
     // Signed with the rest: a Requester Pays bucket answers 403 to any request without it.
     if (this.requesterPays) headers["x-amz-request-payer"] = "requester";
     const credentials = await this.credentials();

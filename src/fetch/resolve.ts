@@ -217,10 +217,8 @@ export async function headObjectAt(
       if (reason === undefined) throw error;
       output = await head(false);
       checksumRefused = reason;
-      // A denial may be about this object's key (its SSE-KMS key), not about the store.
-      if ((error as DsfetchError).code !== "ACCESS_DENIED") {
-        rememberChecksumModeRefused(client.getter, reason);
-      }
+      // Remembered for the store only when the answer says it does not know the header.
+      rememberChecksumModeRefused(client.getter, reason, error);
     }
   }
   const header = (name: string) => output.headers[name];
@@ -299,7 +297,16 @@ export async function headObjectAt(
     bucket,
     key,
     etag,
-    versionId: versionId === undefined || versionId === "null" ? undefined : versionId,
+    // A pinned "null" (an object written before versioning was enabled) stays the version
+    // asked for: mapped to none, the GETs asked for the latest version, and If-Match with the
+    // null version's ETag answered 412 at every run once a newer version existed (review of
+    // the interop fixes, 2026-12-06).
+    versionId:
+      target.versionId === "null"
+        ? "null"
+        : versionId === undefined || versionId === "null"
+          ? undefined
+          : versionId,
     bytes: length,
     lastModified:
       modifiedDate === undefined || Number.isNaN(modifiedDate.getTime())

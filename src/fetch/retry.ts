@@ -29,10 +29,17 @@ export const DEFAULT_RETRIES = 6;
  * The longest wait a `Retry-After` may ask for, per retry. AWS sends none on SlowDown; other
  * stores and proxies (Ceph RGW's rate limits, Cloudflare R2, a load balancer's 429) do, and
  * retrying sooner than they ask only spends the bounded attempts on more refusals (interop
- * review, 2026-12-06: it was ignored). More than this is not waited for: the attempts stay
- * bounded in time too (6 retries: at most 3 minutes).
+ * review, 2026-12-06: it was ignored). More than this is not waited for: the backoff's own
+ * longest wait (the attempts stay bounded in time as before; a wait is not progress to a
+ * download's stall clock).
  */
-export const MAX_RETRY_AFTER_MS = 30_000;
+export const MAX_RETRY_AFTER_MS = 10_000;
+/**
+ * A `Retry-After` longer than this is not a hint: MinIO sends a fixed `Retry-After: 120` with
+ * every 503 (SlowDown, read quorum), which at face value made each retry of a blip wait the
+ * cap (review of the interop fixes, 2026-12-06). Ignored: the backoff decides.
+ */
+const RETRY_AFTER_IGNORED_ABOVE_MS = 60_000;
 
 /**
  * Times the same malformed answer (s3-errors.ts malformedAnswerOf: same message) may come in
@@ -96,7 +103,8 @@ export function retryAfterMs(error: unknown, now: number = Date.now()): number {
     if (Number.isNaN(at) || !/^[A-Za-z]{3,9},? /.test(value)) return 0;
     ms = at - now;
   }
-  return Number.isFinite(ms) ? Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms)) : 0;
+  if (!Number.isFinite(ms) || ms > RETRY_AFTER_IGNORED_ABOVE_MS) return 0;
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -129,10 +129,41 @@ export function checksumModeRefused(store: object): string | undefined {
   return checksumModeRefusedBy.get(store);
 }
 
-/** Records that `store` refused ChecksumMode (a request without it then succeeded). */
-export function rememberChecksumModeRefused(store: object, reason: string): void {
-  if (!checksumModeRefusedBy.has(store)) checksumModeRefusedBy.set(store, reason);
+/**
+ * The answers that say the store does not know the header itself, as B2 answered (400
+ * InvalidArgument "Unsupported header"), or a HEAD's bare 400, or 501: only these are
+ * remembered for the store. Any other refusal followed by a plain request that worked (a
+ * glitch, a proxy's or DNS error, ContentTransformed) was remembered too, and every later
+ * dataset on that client went without checksums, its verification saying the store refused
+ * them (review of the interop fixes, 2026-12-06).
+ */
+const HEADER_REJECTIONS: ReadonlySet<string> = new Set([
+  "InvalidArgument",
+  "InvalidRequest",
+  "NotImplemented",
+  "BadRequest",
+  "Http501",
+]);
+
+/**
+ * Records that `store` refused ChecksumMode with `error` (a request without it then
+ * succeeded), when `error` says the store does not know the header: a 400 or 501 of the kinds
+ * above, not a denial (403: may be about one object's SSE-KMS key).
+ */
+export function rememberChecksumModeRefused(store: object, reason: string, error: unknown): void {
+  const original = error instanceof DsfetchError && error.cause !== undefined ? error.cause : error;
+  const { code, status } = shapeOf(original);
+  if ((status !== 400 && status !== 501) || !HEADER_REJECTIONS.has(code)) return;
+  if (checksumModeRefusedBy.has(store)) return;
+  // Twice, before the store is taken to refuse it for good: a HEAD's 400 has no body to say
+  // why, and one glitch (a proxy's) must not take checksums from every later dataset.
+  const seen = (checksumModeRefusals.get(store) ?? 0) + 1;
+  checksumModeRefusals.set(store, seen);
+  if (seen >= 2) checksumModeRefusedBy.set(store, reason);
 }
+
+/** Refusals seen per store before it is remembered (rememberChecksumModeRefused). */
+const checksumModeRefusals = new WeakMap<object, number>();
 
 /** Extracts what the SDK tells us; works on plain errors too. */
 function shapeOf(error: unknown): {

@@ -8,12 +8,13 @@
 //   retried, and a folder is not restarted three times as "changed";
 // - requests to Google Cloud Storage accept gzip (its stored bytes, not transcoded ones), and
 //   requests to other stores do not.
-import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { PutBucketVersioningCommand } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ObjectGetter } from "../../src/fetch/object-get.ts";
 import { type CliResult, runCli } from "../harness/cli.ts";
@@ -23,7 +24,7 @@ import {
   type ResponseRewrite,
   startFaultProxy,
 } from "../harness/fault-proxy.ts";
-import { createBucket, putMany, putObject, s3Info, testEnv } from "../harness/s3.ts";
+import { adminClient, createBucket, putMany, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
 const TEAM = "ml";
 let bucket: string;
@@ -114,6 +115,28 @@ describe("a store that does not confirm a pinned version", () => {
     // Refused by the answer's pin check (object-get.ts) before the HEAD is looked at.
     expect(result.code, diagnostics(result)).toBe(5);
     expect(result.published).toEqual([]);
+  });
+
+  it('a pinned "null" version (written before versioning was enabled) with a newer version beside it is fetched, byte-exact', async () => {
+    // Review of the interop fixes (2026-12-06): "null" was mapped to no version, the GETs
+    // asked for the latest one, and If-Match with the null version's ETag failed 412 at
+    // every run.
+    const nulls = await createBucket("nullversion");
+    const old = randomBytes(40_000);
+    await putObject(nulls, "a.bin", old);
+    await adminClient().send(
+      new PutBucketVersioningCommand({
+        Bucket: nulls,
+        VersioningConfiguration: { Status: "Enabled" },
+      }),
+    );
+    await putObject(nulls, "a.bin", randomBytes(40_000));
+    const p = await proxyWith({ match: () => false, rewrite: (body) => body });
+    const result = await fetchVia(p, [{ uri: `s3://${nulls}/a.bin`, versionId: "null" }]);
+    expect(result.code, diagnostics(result)).toBe(0);
+    const got = await readFile(join(result.storage, TEAM, "data", "a.bin", "a.bin"));
+    const md5 = (data: Buffer) => createHash("md5").update(data).digest("hex");
+    expect(md5(got)).toBe(md5(old));
   });
 
   it("an honest store still gives the pinned version (regression guard)", async () => {
@@ -240,5 +263,41 @@ describe("Accept-Encoding", () => {
   it("Google Cloud Storage is asked for its stored bytes (gzip accepted); other stores are not", async () => {
     expect((await headersSentTo("http://storage.googleapis.com"))["accept-encoding"]).toBe("gzip");
     expect((await headersSentTo("http://minio.example.com"))["accept-encoding"]).toBeUndefined();
+  });
+});
+
+describe("a store's refusal of ChecksumMode is remembered only when it is one", () => {
+  it("one 400 to a HEAD with ChecksumMode (a glitch) does not take checksums from the other datasets", async () => {
+    const b = await createBucket("checksummemory");
+    await putObject(b, "a.bin", randomBytes(40_000));
+    await putObject(b, "b.bin", randomBytes(50_000));
+    await putObject(b, "c.bin", randomBytes(60_000));
+    let fired = false;
+    const p = await proxyWith({
+      match: (request) => {
+        if (fired || request.method !== "HEAD" || !request.target.includes("a.bin")) return false;
+        if (request.headers["x-amz-checksum-mode"] === undefined) return false;
+        fired = true;
+        return true;
+      },
+      startLine: () => "HTTP/1.1 400 Bad Request",
+      rewrite: (body) => body,
+    });
+    const result = await fetchVia(p, [
+      { uri: `s3://${b}/a.bin` },
+      { uri: `s3://${b}/b.bin` },
+      { uri: `s3://${b}/c.bin` },
+    ]);
+    expect(result.code, diagnostics(result)).toBe(0);
+    expect(fired).toBe(true);
+    // The other datasets' HEADs still asked for the stored checksums.
+    for (const key of ["b.bin", "c.bin"]) {
+      const heads = p.requests.filter((r) => r.method === "HEAD" && r.target.includes(key));
+      expect(heads.length, key).toBeGreaterThan(0);
+      expect(
+        heads.some((r) => r.headers["x-amz-checksum-mode"] !== undefined),
+        key,
+      ).toBe(true);
+    }
   });
 });
