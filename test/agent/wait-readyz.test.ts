@@ -118,6 +118,23 @@ describe("wait --ready-file --url (the pod's dsfetch-wait)", () => {
   });
 });
 
+describe("wait --ready-file --url, the file not saying the failure /readyz says", () => {
+  it("ends at once with /readyz's code (the sidecar could not write its file)", async () => {
+    answer = { status: 503, body: "failed: 1 dataset could not be staged\ncode: NOT_FOUND\n" };
+    const url = await standIn();
+    const path = await fileFromElsewhere("unwritten.json", {
+      ready: true,
+      pid: 7,
+      at: "2026-12-06T10:00:00.000Z",
+      datasets: [],
+    });
+    const worker = start(["wait", "--ready-file", path, "--url", url, "--timeout", "1m"], {});
+    const ended = await worker.exit;
+    expect(ended.code, worker.stderr()).toBe(3);
+    expect(worker.stderr()).toContain("1 dataset could not be staged");
+  });
+});
+
 describe("wait --url alone", () => {
   it("ends with the code of a failure /readyz says (it waited for its timeout)", async () => {
     answer = { status: 503, body: "failed: 2 datasets could not be staged\ncode: NOT_FOUND\n" };

@@ -152,6 +152,12 @@ export async function waitCommand(
             : file.state === "ready" && url !== undefined
               ? `says ready, but ${args.url} ${describeUrl(url)}: it may be an earlier run's file; waiting for ${args.url}`
               : undefined;
+        if (url?.state === "failed" && file.state !== "failed") {
+          // The sidecar holds a failure its file does not say (it could not write it).
+          throw new DsfetchError(url.code, `wait: the sidecar failed: ${url.reason}`, {
+            hint: `${args.url} says so; look at the sidecar's log for each dataset's error`,
+          });
+        }
         if (now !== undefined && now !== why) err(`wait: ${path} ${now}\n`);
         why = now;
         if (file.state === "failed") {
