@@ -188,6 +188,11 @@ export class ObjectGetter {
       const changed = pinMismatch(request, response.headers);
       if (changed === undefined) return response;
       response.discard();
+      // Versions never change: another version than the one asked for is a store that
+      // ignores versionId, not an overwrite ("run again" was the advice: interop review).
+      if (changed.startsWith(VERSION_MISMATCH)) {
+        throw new S3HttpError(501, "VersionIgnored", changed, { ...response.headers });
+      }
       throw new S3HttpError(412, "PreconditionFailed", changed, { ...response.headers });
     }
     throw await readError(response);
@@ -243,7 +248,7 @@ function pinMismatch(
     versionId !== undefined &&
     versionId !== request.versionId
   ) {
-    return `the answer has version ${versionId}, not the ${request.versionId} it asked for`;
+    return `${VERSION_MISMATCH}${versionId}, not the ${request.versionId} it asked for`;
   }
   return undefined;
 }
@@ -263,6 +268,8 @@ function transformation(headers: Readonly<Record<string, string | undefined>>): 
   }
   return `the store transformed the object's bytes on the way (${said !== undefined && said.trim() !== "" ? `body transformations: ${said.trim()}` : `Warning: ${(warning ?? "").trim()}`}): not the stored bytes its ETag, size and checksums describe`;
 }
+
+const VERSION_MISMATCH = "the answer has version ";
 
 /** An ETag as compared: no quotes, no weak prefix, lowercase. */
 function comparableEtag(value: string): string {

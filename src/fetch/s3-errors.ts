@@ -287,6 +287,14 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
       'the endpoint is plain HTTP: give it as http://… (the dataset\'s "endpoint", or AWS_ENDPOINT_URL)',
     );
   }
+  if (code === "VersionIgnored") {
+    // object-get.ts: a store answering another version than the versionId asked for.
+    return make(
+      "NO_SUCH_VERSION",
+      `${ctx.action} ${ctx.uri}${versionText}: ${message}`,
+      'the store does not serve versions by versionId (no versioning, or a proxy dropping the query): pin the object by "etag" instead of "versionId"',
+    );
+  }
   if (code === "ContentTransformed") {
     // object-get.ts: the store (GCS's decompressive transcoding) or a proxy changed the bytes
     // on the way; the same at every request (interop review, 2026-12-06).
