@@ -1,12 +1,4 @@
-/**
- * Every object of a prefix (or bucket) → files under one directory, keeping relative
- * paths. Small objects are many: one GET each over kept-alive sockets, the body held in
- * memory and written with one synchronous call (an async fs call costs ~90 us here, a sync
- * write ~3 us: ../shared/MEASURED.md), no per-file fsync (the tree is synced once before
- * publish). Larger objects go through downloadObject's parallel ranges.
- */
-import { mkdirSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
@@ -18,6 +10,7 @@ import { storageError } from "../volumes/attempt.ts";
 import type { ManifestFile } from "../volumes/manifest.ts";
 import { type ChecksumFields, chooseChecksum } from "./checksum/index.ts";
 import type { StoreClient } from "./client.ts";
+import { dirMaker } from "./dir-maker.ts";
 import { downloadObject } from "./download-object.ts";
 import { etagKind } from "./etag.ts";
 import { VerifiedObjects } from "./kept-objects.ts";
@@ -134,42 +127,10 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   checkPrefixKeys(resolution, options.errorContext.dataset);
   // Directories and (while creates are fast) files are made with synchronous calls.
   syncStorageCallsAhead();
-  const createdDirs = new Set<string>([options.destination]);
   // One file at a time while creates are fast; several at once on network storage.
   const creates = SlowCreates.forMode(options.writes);
-  // Once creates are slow (network storage), directories go through the pool like the files,
-  // within the same share of it, one call per directory: a synchronous mkdir on a hung mount
-  // would stop this whole thread (found in review: across directories, nearly every object
-  // of the first round makes one).
-  const pendingDirs = new Map<string, Promise<void>>();
-  const makeDirInPool = async (dir: string): Promise<void> => {
-    const turn = creates.acquire();
-    if (turn !== undefined) await turn;
-    try {
-      await mkdir(dir, { recursive: true, mode: 0o755 });
-    } finally {
-      creates.release();
-    }
-    createdDirs.add(dir);
-  };
-  const ensureDir = async (dir: string): Promise<void> => {
-    if (createdDirs.has(dir)) return;
-    try {
-      if (creates.slow) {
-        let pending = pendingDirs.get(dir);
-        if (pending === undefined) {
-          pending = makeDirInPool(dir);
-          pendingDirs.set(dir, pending);
-        }
-        await pending;
-        return;
-      }
-      mkdirSync(dir, { recursive: true, mode: 0o755 });
-    } catch (error) {
-      throw storageError(error, dir);
-    }
-    createdDirs.add(dir);
-  };
+  // Directories through the pool too once creates are slow (dir-maker.ts).
+  const ensureDir = dirMaker(creates, options.destination);
   const verified = options.verified ?? new VerifiedObjects(resolution.objects.length);
   if (verified.length !== resolution.objects.length) {
     throw new DsfetchError(

@@ -22,8 +22,8 @@
  * order (UTF-8 byte order, list-tree.ts), no map of keys. A listing out of that order only keeps fewer objects, never a wrong one: an
  * object is kept only on an equal key.
  */
-import { mkdirSync, renameSync } from "node:fs";
-import { mkdir, rename } from "node:fs/promises";
+import { renameSync } from "node:fs";
+import { rename } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { formatBytes } from "../config/size.ts";
 import { DsfetchError } from "../errors.ts";
@@ -32,6 +32,7 @@ import { SlowCreates } from "../util/slow-creates.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { storageError } from "../volumes/attempt.ts";
 import type { ManifestFile } from "../volumes/manifest.ts";
+import { dirMaker } from "./dir-maker.ts";
 import { compareUtf8 } from "./list-tree.ts";
 import type { ListedObject, ResolvedPrefix } from "./resolve.ts";
 
@@ -192,28 +193,7 @@ export async function moveKept(options: MoveKeptOptions): Promise<void> {
   if (kept.count === 0) return;
   syncStorageCallsAhead();
   const creates = SlowCreates.forMode(options.writes);
-  const createdDirs = new Set<string>([destination]);
-  const pendingDirs = new Map<string, Promise<void>>();
-  const ensureDir = async (dir: string): Promise<void> => {
-    if (createdDirs.has(dir)) return;
-    try {
-      if (creates.slow) {
-        let pending = pendingDirs.get(dir);
-        if (pending === undefined) {
-          pending = mkdir(dir, { recursive: true, mode: 0o755 }).then(() => {
-            createdDirs.add(dir);
-          });
-          pendingDirs.set(dir, pending);
-        }
-        await pending;
-        return;
-      }
-      mkdirSync(dir, { recursive: true, mode: 0o755 });
-    } catch (error) {
-      throw storageError(error, dir);
-    }
-    createdDirs.add(dir);
-  };
+  const ensureDir = dirMaker(creates, destination);
   const moveOne = async (index: number): Promise<void> => {
     const object = resolution.objects[index] as ListedObject;
     const to = join(destination, object.relativePath);
