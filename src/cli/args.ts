@@ -215,7 +215,7 @@ Usage:
   dsfetch sidecar --datasets <file|-> [--listen addr] [--ready-file path] [--hold-on-failure] [flags]
                                              stage, then report readiness (/healthz, /readyz,
                                              /metrics) and keep the datasets in use until SIGTERM
-  dsfetch wait (--ready-file <path> | --url <url>) [--timeout 10m]
+  dsfetch wait (--ready-file <path> and/or --url <url>) [--timeout 10m]
                                              block until a sidecar says ready
   dsfetch plan --datasets <file|-> [flags]   dry run: resolve every dataset, write nothing
   dsfetch list [flags]                       datasets in shared storage: size, source, last use

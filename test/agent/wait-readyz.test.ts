@@ -109,12 +109,44 @@ describe("wait --ready-file --url (the pod's dsfetch-wait)", () => {
     const worker = start(["wait", "--ready-file", path, "--url", url, "--timeout", "1m"], {});
     try {
       await until(async () => worker.stderr().includes("it is an earlier run's file"), 15_000);
+      // As a real sidecar does: its file first, then /readyz 200.
+      await writeFile(
+        path,
+        JSON.stringify({ ready: true, pid: 7, at: new Date().toISOString(), datasets: [] }),
+      );
       answer = { status: 200, body: "ready\n" };
       const ended = await worker.exit;
       expect(ended.code, worker.stderr()).toBe(0);
     } finally {
       worker.child.kill("SIGKILL");
     }
+  });
+});
+
+describe("wait --ready-file --url, /readyz 200 from another sidecar (a hostNetwork pod's port)", () => {
+  it("does not let the gate pass while the pod's own file says its sidecar failed", async () => {
+    // Another pod's sidecar on the node's loopback answers ready; this pod's failed (port taken).
+    answer = { status: 200, body: "ready\n" };
+    const url = await standIn();
+    const path = await fileFromElsewhere("taken-port.json", failure);
+    const worker = start(["wait", "--ready-file", path, "--url", url, "--timeout", "3s"], {});
+    const ended = await worker.exit;
+    // Its own file's error at the end of the wait (the grace is cut by --timeout), never 0.
+    expect(ended.code, worker.stderr()).toBe(4);
+  });
+
+  it("the failed-file line is said once, not at every poll", async () => {
+    answer = { status: 503, body: "staging\n" };
+    const url = await standIn();
+    const path = await fileFromElsewhere("said-once.json", failure);
+    const worker = start(["wait", "--ready-file", path, "--url", url, "--timeout", "2s"], {});
+    await worker.exit;
+    // Once as a line of its own (the timeout's message repeats it, as it does every reason).
+    const lines = worker
+      .stderr()
+      .split("\n")
+      .filter((line) => line.startsWith("wait: ") && line.includes("it is an earlier run's file"));
+    expect(lines, worker.stderr()).toHaveLength(1);
   });
 });
 

@@ -118,7 +118,7 @@ export async function waitCommand(
     // restarted in its pod; and it tells a failure held by a running sidecar from one left
     // by a gone one, where the PID namespaces differ: review, 2026-12-06).
     const url = args.url === undefined ? undefined : await urlState(args.url, signal);
-    if (url?.state === "ready") break;
+    if (url?.state === "ready" && args.readyFile === undefined) break;
     if (url?.state === "failed" && args.readyFile === undefined) {
       throw new DsfetchError(url.code, `wait: the sidecar failed: ${url.reason}`, {
         hint: `${args.url} says so; look at the sidecar's log for each dataset's error`,
@@ -137,6 +137,11 @@ export async function waitCommand(
       );
       if (outcome === "aborted") throw interrupted();
       if (outcome === "no answer") {
+        if (url?.state === "failed") {
+          throw new DsfetchError(url.code, `wait: the sidecar failed: ${url.reason}`, {
+            hint: `${args.url} says so; look at the sidecar's log for each dataset's error`,
+          });
+        }
         // Said once; waited for again at the next poll, until the timeout.
         const now = `did not answer within ${READ_BOUND_MS / 1000} s (its storage may be hung): still waiting for it`;
         if (now !== why && Date.now() - started < timeout.ms) err(`wait: ${path} ${now}\n`);
@@ -145,13 +150,18 @@ export async function waitCommand(
         reading = undefined;
         const look = outcome.state;
         const file = look.state;
-        if (file.state === "ready" && url === undefined) break;
+        if (file.state === "ready" && (url === undefined || url.state === "ready")) break;
+        const staging = url?.state === "other" && url.text === "staging";
         const now =
           file.state === "absent"
-            ? file.why
+            ? url?.state === "ready"
+              ? `${file.why ?? "is not there"}, but ${args.url} says ready: waiting for the file`
+              : file.why
             : file.state === "ready" && url !== undefined
               ? `says ready, but ${args.url} ${describeUrl(url)}: it may be an earlier run's file; waiting for ${args.url}`
-              : undefined;
+              : file.state === "failed" && staging && url?.state === "other"
+                ? `says the sidecar failed, but ${args.url} says ${url.text}: it is an earlier run's file; waiting for ${args.url}`
+                : undefined;
         if (url?.state === "failed" && file.state !== "failed") {
           // The sidecar holds a failure its file does not say (it could not write it).
           throw new DsfetchError(url.code, `wait: the sidecar failed: ${url.reason}`, {
@@ -175,11 +185,8 @@ export async function waitCommand(
               hint: `its ready file ${path} says so; look at the sidecar's log for each dataset's error`,
             });
           }
-          if (url?.state === "other") {
-            // A sidecar answers and has not failed: the file is an earlier run's.
-            const said = `says the sidecar failed, but ${args.url} says ${url.text}: it is an earlier run's file; waiting for ${args.url}`;
-            if (said !== why) err(`wait: ${path} ${said}\n`);
-            why = said;
+          if (staging) {
+            // A sidecar answers and has not failed: the file is an earlier run's (said above).
             stale = undefined;
           } else if (stale?.content !== content) {
             const ms = Math.max(
