@@ -66,6 +66,13 @@ export interface DecompressOptions extends DecompressorChoice {
   signal?: AbortSignal | undefined;
   /** The dataset's name, for messages. */
   dataset?: string | undefined;
+  /**
+   * The source reuses a chunk's memory once the next chunk is asked for (an extraction
+   * thread gives its input batches back then: extract-worker.ts). A program is done with a
+   * chunk by then (throughProgram waits until the chunk is in the pipe); a stream
+   * decompressor may still hold it, so the chunks are copied for those.
+   */
+  inputReused?: boolean | undefined;
 }
 
 export const DEFAULT_XZ_MEMORY_LIMIT = 2 ** 30;
@@ -245,10 +252,14 @@ export function decompress(
 
 function decompressWith(
   codec: Codec,
-  source: AsyncIterable<Buffer>,
+  input: AsyncIterable<Buffer>,
   options: DecompressOptions,
 ): AsyncIterable<Buffer> {
+  let source = input;
   const decompressor = decompressorFor(codec, options);
+  if (options.inputReused === true && decompressor.command === undefined) {
+    source = ownCopies(source, STREAM_INPUT_BATCH);
+  }
   switch (decompressor.via) {
     case "none":
       return failing(unavailable(codec, options.dataset));
@@ -603,7 +614,9 @@ async function* throughProgram(
         const next = await iterator.next();
         if (next.done === true) break;
         if (stopped || stdin.destroyed) break;
-        if (!stdin.write(next.value)) await drained(stdin);
+        // Whole in the pipe before the next is asked for: the source may reuse its memory then
+        // (DecompressOptions.inputReused). A write that returned true could still be queued.
+        await written(stdin, next.value);
       }
       stdin.end();
     } catch (error) {
@@ -685,21 +698,39 @@ async function* batches(source: AsyncIterable<Buffer>, size: number): AsyncGener
   if (length > 0) yield parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, length);
 }
 
-function drained(stream: Writable): Promise<void> {
-  return new Promise((resolve) => {
-    if (stream.destroyed || stream.writableEnded) {
-      resolve();
-      return;
+/**
+ * Copies of `source`'s bytes in buffers of `size` (the last may be shorter), each chunk of
+ * the source copied before the next is asked for: a stream decompressor may hold its input
+ * after taking it. New buffers, not reused ones, for the same reason.
+ */
+async function* ownCopies(source: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
+  let batch = Buffer.allocUnsafe(size);
+  let fill = 0;
+  for await (const bytes of source) {
+    for (let at = 0; at < bytes.length; ) {
+      const n = Math.min(batch.length - fill, bytes.length - at);
+      batch.set(bytes.subarray(at, at + n), fill);
+      fill += n;
+      at += n;
+      if (fill === batch.length) {
+        yield batch;
+        batch = Buffer.allocUnsafe(size);
+        fill = 0;
+      }
     }
+  }
+  if (fill > 0) yield batch.subarray(0, fill);
+}
+
+/** Resolves once `chunk` is written out (or the stream failed or closed: nothing waits). */
+function written(stream: Writable, chunk: Buffer): Promise<void> {
+  return new Promise((resolve) => {
     const done = () => {
-      stream.off("drain", done);
       stream.off("close", done);
-      stream.off("error", done);
       resolve();
     };
-    stream.on("drain", done);
     stream.on("close", done);
-    stream.on("error", done);
+    stream.write(chunk, done);
   });
 }
 

@@ -15,7 +15,7 @@
  * its own thread is too busy to receive messages.
  */
 import { parentPort } from "node:worker_threads";
-import { type Codec, decompress, endDecompressors, STREAM_INPUT_BATCH } from "./decompress.ts";
+import { type Codec, decompress, endDecompressors } from "./decompress.ts";
 import type { ExtractLimits } from "./limits.ts";
 import { extractTar, type WriteMode } from "./tar-extract.ts";
 import { toThreadError } from "./thread-errors.ts";
@@ -99,13 +99,17 @@ async function nextBatch(): Promise<Uint8Array | undefined> {
 }
 
 /**
- * Tar bytes, straight from the batches: the extractor is done with a batch once it asks for
- * the next (TarExtractor.write is synchronous and keeps no reference to its chunk), so the
- * previous one goes back then, before waiting for the next: the sender may be waiting for
- * exactly that acknowledgement (whole 8 MiB+ ranges in shared memory; found by a review:
- * with ranges over 8 MiB a plain .tar hung, the last range held here unacknowledged).
+ * The archive's bytes, straight from the batches, tar or compressed: the consumer is done
+ * with a batch once it asks for the next (TarExtractor.write is synchronous and keeps no
+ * reference to its chunk; a decompressing program has the chunk in its pipe by then, and a
+ * stream decompressor is given copies: decompress.ts inputReused), so the previous one goes
+ * back then, before waiting for the next: the sender may be waiting for exactly that
+ * acknowledgement (whole 8 MiB+ ranges in shared memory; found by a review: with ranges
+ * over 8 MiB a plain .tar hung, the last range held here unacknowledged). Compressed bytes
+ * were copied here into new 4 MiB buffers for every codec: 94 ms of this thread's 654 ms on
+ * the bench's 118 MiB .tar.bz2 (page faults of fresh memory more than the copy).
  */
-async function* plainBytes(): AsyncGenerator<Buffer> {
+async function* archiveBytes(): AsyncGenerator<Buffer> {
   for (;;) {
     const bytes = await nextBatch();
     if (bytes === undefined) return;
@@ -114,40 +118,16 @@ async function* plainBytes(): AsyncGenerator<Buffer> {
   }
 }
 
-/**
- * Compressed bytes, copied into this thread's own buffers of the decompressor's write size
- * (decompress.ts): a decompressor may hold its input after taking it, so the batches are
- * given back as soon as they are copied, not when the decompressor is done.
- */
-async function* compressedBytes(): AsyncGenerator<Buffer> {
-  let batch = Buffer.allocUnsafe(STREAM_INPUT_BATCH);
-  let fill = 0;
-  for (let bytes = await nextBatch(); bytes !== undefined; bytes = await nextBatch()) {
-    for (let at = 0; at < bytes.length; ) {
-      const n = Math.min(batch.length - fill, bytes.length - at);
-      batch.set(bytes.subarray(at, at + n), fill);
-      fill += n;
-      at += n;
-      if (fill === batch.length) {
-        yield batch;
-        batch = Buffer.allocUnsafe(STREAM_INPUT_BATCH);
-        fill = 0;
-      }
-    }
-    giveBack(bytes);
-  }
-  if (fill > 0) yield batch.subarray(0, fill);
-}
-
 const job = await jobMessage;
 try {
   const tarBytes =
     job.compression === "none"
-      ? plainBytes()
-      : decompress(job.compression, compressedBytes(), {
+      ? archiveBytes()
+      : decompress(job.compression, archiveBytes(), {
           signal: abort.signal,
           dataset: job.dataset,
           xzMemoryLimit: job.xzMemoryLimit,
+          inputReused: true,
         });
   const result = await extractTar(tarBytes, job.destination, job.limits, job.dataset, touch, {
     mode: job.writes,

@@ -167,6 +167,29 @@ for (const path of PATHS) {
       ).toEqual(plain);
     });
 
+    it("input whose memory is reused once the next chunk is asked for (inputReused)", async () => {
+      // The extraction thread gives each batch back to the sender when the decompressor asks
+      // for the next (extract-worker.ts): a chunk still queued for the program's stdin, or
+      // held by a stream decompressor, would then be overwritten before it was decoded.
+      async function* reused(data: Buffer, size: number): AsyncGenerator<Buffer> {
+        const memory = Buffer.alloc(size);
+        for (let at = 0; at < data.length; at += size) {
+          const n = data.copy(memory, 0, at, at + size);
+          yield memory.subarray(0, n);
+          memory.fill(0xa5);
+        }
+      }
+      for (const size of [8 * 1024, 100_000, 1 << 20]) {
+        const out = await collect(
+          decompress(path.codec, reused(compressed, size), {
+            ...path.options(),
+            inputReused: true,
+          }),
+        );
+        expect(out.equals(plain), `chunks of ${size} bytes`).toBe(true);
+      }
+    });
+
     it("concatenated streams decode as one", async () => {
       const second = compress(
         path.compressor[0],
