@@ -14,6 +14,7 @@ import { dirMaker } from "./dir-maker.ts";
 import { downloadObject } from "./download-object.ts";
 import { etagKind } from "./etag.ts";
 import { VerifiedObjects } from "./kept-objects.ts";
+import { md5Soon } from "./md5-batch.ts";
 import { learnParts } from "./parts.ts";
 import type { RangeAnswer } from "./range-fetch.ts";
 import {
@@ -648,9 +649,12 @@ async function verifyAndWrite(
   );
   const digests: Buffer[] = [];
   if (plan.algorithm !== undefined && plan.spans?.length === 1) {
-    const hash = createDigest(plan.algorithm);
-    hash.update(body);
-    digests.push(hash.digest());
+    if (plan.algorithm === "MD5") digests.push(await md5Soon(body));
+    else {
+      const hash = createDigest(plan.algorithm);
+      hash.update(body);
+      digests.push(hash.digest());
+    }
     checkDigests(plan, digests, ctx.dataset, ctx.uri);
   }
   const verification = plan.method;

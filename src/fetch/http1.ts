@@ -365,7 +365,8 @@ interface Waiter {
 /** The request line and headers go out as latin1 text: a CR or LF would split them. */
 function checkHeaders(request: Http1Request): void {
   if (!/^[!-~]+$/.test(request.path)) throw new Error(`invalid request path: ${request.path}`);
-  for (const [name, value] of Object.entries(request.headers)) {
+  for (const name in request.headers) {
+    const value = request.headers[name] ?? "";
     if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n\0]/.test(value)) {
       throw new Error(`invalid request header: ${name}`);
     }
@@ -514,7 +515,7 @@ class Connection {
     this.paused = false;
     this.socket.resume();
     let text = `${request.method} ${request.path} HTTP/1.1\r\n`;
-    for (const [name, value] of Object.entries(request.headers)) text += `${name}: ${value}\r\n`;
+    for (const name in request.headers) text += `${name}: ${request.headers[name]}\r\n`;
     this.socket.write(`${text}\r\n`, "latin1");
     return exchange.head;
   }

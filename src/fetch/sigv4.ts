@@ -25,8 +25,15 @@ export interface RequestToSign {
 
 const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+/** Strings that encode to themselves (unreserved characters only; with or without "/"). */
+const UNRESERVED = /^[A-Za-z0-9\-_.~]*$/;
+const UNRESERVED_OR_SLASH = /^[A-Za-z0-9\-_.~/]*$/;
+
 /** RFC 3986 encoding as SigV4 wants it: unreserved characters kept, everything else %XX. */
 export function uriEncode(value: string, keepSlash = false): string {
+  // Most keys need no encoding: returned as they are, not rebuilt a character at a time
+  // (14 MB of strings for 20,000 objects: a scavenge's worth every ~70 requests).
+  if ((keepSlash ? UNRESERVED_OR_SLASH : UNRESERVED).test(value)) return value;
   let out = "";
   for (const byte of Buffer.from(value, "utf8")) {
     const char = String.fromCharCode(byte);
@@ -59,6 +66,7 @@ export class SigV4Signer {
   private readonly region: string;
   private readonly service = "s3";
   private keyCache: { date: string; secret: string; key: KeyObject } | undefined;
+  private dateCache: { second: number; text: string } | undefined;
 
   constructor(region: string) {
     this.region = region;
@@ -70,10 +78,7 @@ export class SigV4Signer {
     credentials: SigningCredentials,
     now = new Date(),
   ): Record<string, string> {
-    const amzDate = now
-      .toISOString()
-      .replace(/[-:]/g, "")
-      .replace(/\.\d{3}/, "");
+    const amzDate = this.amzDate(now);
     const date = amzDate.slice(0, 8);
     const headers: Record<string, string> = {
       ...request.headers,
@@ -108,6 +113,19 @@ export class SigV4Signer {
       .digest("hex");
     headers.authorization = `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
     return headers;
+  }
+
+  /** `now` as 20261206T171500Z, made once a second, not at every request. */
+  private amzDate(now: Date): string {
+    const second = Math.floor(now.getTime() / 1000);
+    if (this.dateCache?.second !== second) {
+      const text = now
+        .toISOString()
+        .replace(/[-:]/g, "")
+        .replace(/\.\d{3}/, "");
+      this.dateCache = { second, text };
+    }
+    return this.dateCache.text;
   }
 
   /**

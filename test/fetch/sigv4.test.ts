@@ -81,4 +81,44 @@ describe("SigV4Signer", () => {
     expect(uriEncode("a/b", true)).toBe("a/b");
     expect(uriEncode("é")).toBe("%C3%A9");
   });
+
+  it("encodes every string as the byte-by-byte rule does (the fast path for plain keys too)", () => {
+    // The rule itself, written out: unreserved bytes kept, "/" kept when asked, else %XX.
+    const reference = (value: string, keepSlash: boolean): string =>
+      [...Buffer.from(value, "utf8")]
+        .map((byte) => {
+          const char = String.fromCharCode(byte);
+          return /[A-Za-z0-9\-_.~]/.test(char) || (keepSlash && char === "/")
+            ? char
+            : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+        })
+        .join("");
+    const alphabet = ["a", "Z", "0", "-", "_", ".", "~", "/", " ", "+", "*", "%", "é", "😀", "\n"];
+    for (let i = 0; i < 2000; i++) {
+      let value = "";
+      for (let n = i % 9; n > 0; n--) value += alphabet[(i * 7 + n * 13) % alphabet.length];
+      for (const keepSlash of [false, true]) {
+        expect(uriEncode(value, keepSlash), JSON.stringify(value)).toBe(
+          reference(value, keepSlash),
+        );
+      }
+    }
+  });
+
+  it("signs requests a second apart with their own x-amz-date", () => {
+    const signer = new SigV4Signer("us-east-1");
+    const request = { method: "GET" as const, host: "h", path: "/b/k", query: {}, headers: {} };
+    const dates = [
+      "2026-12-06T17:15:00.000Z",
+      "2026-12-06T17:15:00.999Z",
+      "2026-12-06T17:15:01.000Z",
+      "2026-12-07T00:00:00.000Z",
+    ].map((iso) => signer.sign(request, credentials, new Date(iso))["x-amz-date"]);
+    expect(dates).toEqual([
+      "20261206T171500Z",
+      "20261206T171500Z",
+      "20261206T171501Z",
+      "20261207T000000Z",
+    ]);
+  });
 });
