@@ -12,6 +12,7 @@ import { Worker } from "node:worker_threads";
 import { DsfetchError } from "../errors.ts";
 import { TransferBatches } from "../util/transfer-batches.ts";
 import { workerFile } from "../util/worker-file.ts";
+import { WORKER_RESOURCE_LIMITS } from "../util/worker-limits.ts";
 import type { ExtractJob, ToWorker } from "./extract-worker.ts";
 import {
   abandonThread,
@@ -66,7 +67,7 @@ export interface ExtractThread extends Partial<EarlyEnd> {
  * extractTarInWorker, which ends it, or end it with stopExtractThread.
  */
 export function startExtractThread(): ExtractThread {
-  const worker = new Worker(WORKER_FILE);
+  const worker = new Worker(WORKER_FILE, { resourceLimits: WORKER_RESOURCE_LIMITS });
   return { worker, ...recordEarlyEnd(worker) };
 }
 

@@ -12,6 +12,7 @@
 import { Worker } from "node:worker_threads";
 import { DsfetchError } from "../errors.ts";
 import { workerFile } from "../util/worker-file.ts";
+import { WORKER_RESOURCE_LIMITS } from "../util/worker-limits.ts";
 import {
   abandonThread,
   type EarlyEnd,
@@ -48,7 +49,7 @@ export interface ZipThread extends EarlyEnd {
  * `thread.worker.terminate()`.
  */
 export function startZipThread(): ZipThread {
-  const worker = new Worker(WORKER_FILE);
+  const worker = new Worker(WORKER_FILE, { resourceLimits: WORKER_RESOURCE_LIMITS });
   return { worker, ...recordEarlyEnd(worker) };
 }
 

@@ -1,24 +1,45 @@
 /**
- * Keeps V8's young generation at its starting size in the dsfetch process (the CLI only:
- * programs that use the library keep their own settings). V8 doubles the young generation
- * while a program allocates fast, and keeps it; dsfetch's garbage is per request (headers,
- * signatures, listing entries) and dies young whatever the size. Measured here, 20,000
- * objects of 16 KiB: peak RSS 240 -> 128 MiB in the same time (5.5 s); 2 GiB object
- * 116 -> 110 MiB; archives: same times. `--max-semi-space-size` does the same only on the
- * command line (set at run time it is ignored); the growth factor is read whenever V8
- * considers growing. Whoever sets either flag in NODE_OPTIONS or on the command line wins.
+ * Bounds V8's young generation in the dsfetch process at 8 MiB semi-spaces (the CLI only:
+ * programs that use the library keep their own settings; dsfetch's worker threads stay at
+ * 1 MiB, util/worker-limits.ts). V8 doubles the young generation while a program
+ * allocates fast, up to 64 MiB semi-spaces here (128 MiB of new space), and keeps it: peak
+ * RSS 240 MiB for 20,000 objects of 16 KiB. Kept at its starting size (1 MiB) instead, as
+ * until 2026-12-06, every request in flight outlived a scavenge: 20,000 objects allocate
+ * ~36 KB each (headers, signatures, promises), 128 are in flight, so each scavenge copied
+ * and promoted nearly all of them (496 scavenges, ~0.95 s). Grown to 8 MiB and no further,
+ * alternated with that on tmpfs: user CPU 3.2-4.2 s against 4.1-5.1 s, peak RSS 143-167 MiB
+ * against 171-184 MiB (less promoted to the old generation).
  *
- * The old generation starts at 64 MiB instead of a few: with the young generation kept small,
- * what survives two scavenges (promises of requests in flight) is promoted, and a full
- * mark-compact ran every ~60 ms on a 9 MB heap while a tar of 20,000 files streamed (15 of
- * them). Read at run time too: 15 -> 8 on that fetch; alternated on tmpfs, 5 runs each,
- * 1.50-1.61 s against 1.59-1.69 s, user CPU 1.41-1.62 against 1.55-1.70 s; peak RSS the same
- * (the limit is reached only by garbage); a 2 GiB object the same.
+ * `--max-semi-space-size` would say this only on the command line (set at run time it is
+ * ignored); the growth factor is read whenever V8 considers growing, so it is 2 until the
+ * young generation is 8 MiB, then 1 (measured: set at the first GC that finds it there, the
+ * young generation stayed at 16 MiB of new space). Whoever sets a semi-space flag in
+ * NODE_OPTIONS or on the command line wins.
+ *
+ * The old generation starts at 64 MiB instead of a few: what survives two scavenges
+ * (promises of requests in flight) is promoted, and a full mark-compact ran every ~60 ms on a
+ * 9 MB heap while a tar of 20,000 files streamed (15 of them). Read at run time too: 15 -> 8
+ * on that fetch; alternated on tmpfs, 5 runs each, 1.50-1.61 s against 1.59-1.69 s, user CPU
+ * 1.41-1.62 against 1.55-1.70 s; peak RSS the same (the limit is reached only by garbage).
  *
  * Imported first by entry.ts, before anything allocates.
  */
-import { setFlagsFromString } from "node:v8";
+import { PerformanceObserver } from "node:perf_hooks";
+import { getHeapSpaceStatistics, setFlagsFromString } from "node:v8";
+
+/** Both semi-spaces together: V8's "new_space" size once they are 8 MiB each. */
+const NEW_SPACE_CAP = 16 * 2 ** 20;
 
 const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ""].join(" ");
-if (!/semi[-_]space/.test(given)) setFlagsFromString("--semi-space-growth-factor=1");
+if (!/semi[-_]space/.test(given)) {
+  setFlagsFromString("--semi-space-growth-factor=2");
+  const observer = new PerformanceObserver(() => {
+    const young = getHeapSpaceStatistics().find((space) => space.space_name === "new_space");
+    if (young !== undefined && young.space_size >= NEW_SPACE_CAP) {
+      setFlagsFromString("--semi-space-growth-factor=1");
+      observer.disconnect();
+    }
+  });
+  observer.observe({ entryTypes: ["gc"] });
+}
 if (!/old[-_]space/.test(given)) setFlagsFromString("--initial-old-space-size=64");

@@ -16,6 +16,7 @@
 import { Worker } from "node:worker_threads";
 import { beatInto, mainThreadAlive, onSyncStorageCalls } from "../util/main-thread-beat.ts";
 import { workerFile } from "../util/worker-file.ts";
+import { WORKER_RESOURCE_LIMITS } from "../util/worker-limits.ts";
 
 const WORKER_FILE = workerFile("main-thread-watchdog-worker", import.meta.url);
 
@@ -52,6 +53,7 @@ export function startMainThreadWatchdog(options: WatchdogOptions): MainThreadWat
   try {
     worker = new Worker(WORKER_FILE, {
       workerData: { memory, boundMs: options.boundMs, checkMs, json: options.json },
+      resourceLimits: WORKER_RESOURCE_LIMITS,
     });
   } catch (error) {
     // No thread to be had (a pids limit, no memory): the command goes on unwatched, and

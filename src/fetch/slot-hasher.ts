@@ -5,6 +5,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { workerFile } from "../util/worker-file.ts";
+import { WORKER_RESOURCE_LIMITS } from "../util/worker-limits.ts";
 import type { SharedMemory } from "./md5-lanes.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import type { SlotMessage } from "./slot-hash-worker.ts";
@@ -34,6 +35,7 @@ export class SlotHasher {
   ) {
     this.worker = new Worker(WORKER_FILE, {
       workerData: { memory, parts: parts.map((p) => ({ start: p.start, end: p.end })), pressure },
+      resourceLimits: WORKER_RESOURCE_LIMITS,
     });
     this.worker.on("message", (message: { type: string; slots?: number[] }) => {
       if (message.type === "released") for (const slot of message.slots ?? []) onReleased(slot);

@@ -9,6 +9,7 @@
 import { Worker } from "node:worker_threads";
 import { TransferBatches } from "../util/transfer-batches.ts";
 import { workerFile } from "../util/worker-file.ts";
+import { WORKER_RESOURCE_LIMITS } from "../util/worker-limits.ts";
 import { useMd5Lanes } from "./md5-lanes.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import { SpanDigests } from "./span-digests.ts";
@@ -114,7 +115,10 @@ class WorkerSpanDigests implements StreamHasher {
       spans: spans.map((span) => ({ ...span })),
       holdBytes,
     };
-    this.worker = new Worker(WORKER_FILE, { workerData: job });
+    this.worker = new Worker(WORKER_FILE, {
+      workerData: job,
+      resourceLimits: WORKER_RESOURCE_LIMITS,
+    });
     this.batches = new TransferBatches(BATCH, (bytes) => {
       this.inFlight += bytes.length;
       this.worker.postMessage({ type: "bytes", bytes }, [bytes.buffer as ArrayBuffer]);

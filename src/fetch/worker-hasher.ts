@@ -7,6 +7,7 @@
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { workerFile } from "../util/worker-file.ts";
+import { WORKER_RESOURCE_LIMITS } from "../util/worker-limits.ts";
 import type { HashWorkerMessage, HashWorkerReply } from "./hash-worker.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import type { DigestAlgorithm } from "./verification.ts";
@@ -104,7 +105,10 @@ class HashThreadPool {
   }
 
   private spawn(): HashThread {
-    const thread: HashThread = { worker: new Worker(WORKER_FILE), jobs: new Map() };
+    const thread: HashThread = {
+      worker: new Worker(WORKER_FILE, { resourceLimits: WORKER_RESOURCE_LIMITS }),
+      jobs: new Map(),
+    };
     this.threads.push(thread);
     this.peak = Math.max(this.peak, this.threads.length);
     thread.worker.on("message", (message: HashWorkerReply) => {

@@ -1,0 +1,69 @@
+// The CLI's young generation grows to 8 MiB semi-spaces and no further (cli/heap-tuning.ts),
+// and dsfetch's worker threads stay at 1 MiB semi-spaces (util/worker-limits.ts): a program
+// that allocates fast keeps its peak RSS, where V8 alone grew to 128 MiB of new space.
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+const MiB = 2 ** 20;
+const tuning = fileURLToPath(new URL("../../src/cli/heap-tuning.ts", import.meta.url));
+const limits = fileURLToPath(new URL("../../src/util/worker-limits.ts", import.meta.url));
+
+/** Allocates garbage that survives a few scavenges, turn after turn; prints the new space. */
+const CHURN = `
+const { getHeapSpaceStatistics } = await import("node:v8");
+const keep = [];
+for (let round = 0; round < 150; round++) {
+  const batch = [];
+  for (let i = 0; i < 20000; i++) batch.push({ i, text: "x" + i });
+  keep.push(batch);
+  if (keep.length > 20) keep.shift();
+  await new Promise((resolve) => setImmediate(resolve));
+}
+const young = getHeapSpaceStatistics().find((space) => space.space_name === "new_space");
+`;
+
+function run(script: string, nodeOptions = ""): number {
+  const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], {
+    encoding: "utf8",
+    env: { ...process.env, NODE_OPTIONS: nodeOptions },
+  });
+  return Number(out.trim());
+}
+
+describe("young generation bounds", () => {
+  it("V8 alone grows the new space far past the bound (the test can fail)", () => {
+    expect(run(`${CHURN}\nconsole.log(young.space_size);`)).toBeGreaterThan(32 * MiB);
+  });
+
+  it("the CLI's main thread stops at 8 MiB semi-spaces, having grown past the starting 1 MiB", () => {
+    const size = run(
+      `await import(${JSON.stringify(tuning)});\n${CHURN}\nconsole.log(young.space_size);`,
+    );
+    expect(size).toBeGreaterThanOrEqual(16 * MiB);
+    expect(size).toBeLessThanOrEqual(17 * MiB);
+  });
+
+  it("a semi-space flag given in NODE_OPTIONS wins", () => {
+    const size = run(
+      `await import(${JSON.stringify(tuning)});\n${CHURN}\nconsole.log(young.space_size);`,
+      "--max-semi-space-size=2",
+    );
+    expect(size).toBeLessThanOrEqual(4 * MiB + MiB / 2);
+  });
+
+  it("a worker thread with WORKER_RESOURCE_LIMITS stays at 1 MiB semi-spaces, whatever the factor", () => {
+    const worker = `${CHURN}\nparentPort.postMessage(young.space_size);`;
+    const size = run(`
+      await import(${JSON.stringify(tuning)});
+      const { Worker } = await import("node:worker_threads");
+      const { WORKER_RESOURCE_LIMITS } = await import(${JSON.stringify(limits)});
+      const code = ${JSON.stringify(`const { parentPort } = await import("node:worker_threads");\n${worker}`)};
+      const thread = new Worker(code, { eval: true, resourceLimits: WORKER_RESOURCE_LIMITS });
+      const size = await new Promise((resolve, reject) => { thread.once("message", resolve); thread.once("error", reject); });
+      await thread.terminate();
+      console.log(size);
+    `);
+    expect(size).toBeLessThanOrEqual(2 * MiB + MiB / 2);
+  });
+});
