@@ -50,5 +50,8 @@ COPY --from=build /build/bin ./bin
 USER 10001:10001
 # dsfetch sidecar --listen 0.0.0.0:8700 (/healthz, /readyz, /metrics)
 EXPOSE 8700
-ENTRYPOINT ["tini", "--", "node", "/app/bin/dsfetch.js"]
+# --max-semi-space-size=8: the young generation's bound (src/cli/heap-tuning.ts), held by V8
+# itself from the start; without it dsfetch bounds it at run time, which a long synchronous
+# burst of allocation can overshoot.
+ENTRYPOINT ["tini", "--", "node", "--max-semi-space-size=8", "/app/bin/dsfetch.js"]
 CMD ["help"]

@@ -266,7 +266,13 @@ export async function checkImage(
   );
   const entrypoint = jsonArray(finalOnly("ENTRYPOINT").at(-1)?.args);
   const cmd = jsonArray(finalOnly("CMD").at(-1)?.args);
-  const expectedEntrypoint = ["tini", "--", "node", "/app/bin/dsfetch.js"];
+  const expectedEntrypoint = [
+    "tini",
+    "--",
+    "node",
+    "--max-semi-space-size=8",
+    "/app/bin/dsfetch.js",
+  ];
   check(
     "entrypoint",
     JSON.stringify(entrypoint) === JSON.stringify(expectedEntrypoint) &&
@@ -339,7 +345,8 @@ export async function checkImage(
     );
 
     // The entrypoint's script, traced back through the runtime stage's COPY to the build stage.
-    const script = entrypoint?.[3] ?? "";
+    // The first argument after `node` that is not one of node's own flags.
+    const script = entrypoint?.slice(3).find((arg) => !arg.startsWith("-")) ?? "";
     const copy = buildCopies.find(
       (c) => script === c.destination || script.startsWith(`${c.destination}/`),
     );

@@ -13,8 +13,12 @@
  * `--max-semi-space-size` would say this only on the command line (set at run time it is
  * ignored); the growth factor is read whenever V8 considers growing, so it is 2 until the
  * young generation is 8 MiB, then 1 (measured: set at the first GC that finds it there, the
- * young generation stayed at 16 MiB of new space). Whoever sets a semi-space flag in
- * NODE_OPTIONS or on the command line wins.
+ * young generation stayed at 16 MiB of new space). A soft bound: V8 reports collections
+ * after the code that caused them, so one long synchronous burst (JSON.parse of a manifest
+ * of 1,000,000 files in the old format) grew it to 128 MiB of new space, for the rest of the
+ * run (review, 2026-12-06). The image's entrypoint says `--max-semi-space-size=8`, which V8
+ * holds from the start; whoever sets a semi-space flag in NODE_OPTIONS or on the command
+ * line wins, and this module then does nothing.
  *
  * The old generation starts at 64 MiB instead of a few: what survives two scavenges
  * (promises of requests in flight) is promoted, and a full mark-compact ran every ~60 ms on a

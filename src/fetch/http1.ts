@@ -365,7 +365,9 @@ interface Waiter {
 /** The request line and headers go out as latin1 text: a CR or LF would split them. */
 function checkHeaders(request: Http1Request): void {
   if (!/^[!-~]+$/.test(request.path)) throw new Error(`invalid request path: ${request.path}`);
-  for (const name in request.headers) {
+  // Own keys only (not for..in): a property added to Object.prototype by anything in the
+  // process would be sent as a header (review, 2026-12-06).
+  for (const name of Object.keys(request.headers)) {
     const value = request.headers[name] ?? "";
     if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n\0]/.test(value)) {
       throw new Error(`invalid request header: ${name}`);
@@ -515,7 +517,8 @@ class Connection {
     this.paused = false;
     this.socket.resume();
     let text = `${request.method} ${request.path} HTTP/1.1\r\n`;
-    for (const name in request.headers) text += `${name}: ${request.headers[name]}\r\n`;
+    for (const name of Object.keys(request.headers))
+      text += `${name}: ${request.headers[name]}\r\n`;
     this.socket.write(`${text}\r\n`, "latin1");
     return exchange.head;
   }

@@ -40,16 +40,26 @@ function hashWaiting(): void {
   timer = undefined;
   const batch = waiting;
   waiting = [];
-  let digests: Buffer[];
-  try {
-    digests = useMd5Lanes("MD5", batch.length)
-      ? md5Many(batch.map((entry) => entry.bytes))
-      : batch.map((entry) => createHash("md5").update(entry.bytes).digest());
-  } catch (error) {
-    for (const entry of batch) entry.reject(error);
-    return;
+  if (useMd5Lanes("MD5", batch.length)) {
+    let digests: Buffer[] | undefined;
+    try {
+      digests = md5Many(batch.map((entry) => entry.bytes));
+    } catch {
+      // The lanes failed (no kernel instance to be had): OpenSSL, one by one, as before them
+      // (review, 2026-12-06: a whole batch of objects failed with a bare Error).
+    }
+    if (digests !== undefined) {
+      batch.forEach((entry, index) => {
+        entry.resolve(digests[index] as Buffer);
+      });
+      return;
+    }
   }
-  batch.forEach((entry, index) => {
-    entry.resolve(digests[index] as Buffer);
-  });
+  for (const entry of batch) {
+    try {
+      entry.resolve(createHash("md5").update(entry.bytes).digest());
+    } catch (error) {
+      entry.reject(error);
+    }
+  }
 }

@@ -124,6 +124,27 @@ const response = (head: string, body: Buffer = Buffer.alloc(0)) =>
   Buffer.concat([Buffer.from(`${head}\r\n\r\n`, "latin1"), body]);
 
 describe("Http1Pool", () => {
+  it("sends the request's own headers only, whatever Object.prototype holds", async () => {
+    let head = "";
+    const server = await scripted(({ socket, head: received }) => {
+      head = received;
+      socket.write(response("HTTP/1.1 200 OK\r\nContent-Length: 0"));
+    });
+    const client = pool(server.url);
+    const proto = Object.prototype as Record<string, unknown>;
+    // A library in the same process that pollutes the prototype (enumerable, as assignment is).
+    proto["x-polluted"] = "yes";
+    try {
+      const answer = await client.request(request());
+      await bodyOf(answer);
+    } finally {
+      delete proto["x-polluted"];
+      client.destroy();
+    }
+    expect(head).toMatch(/^GET \/b\/k HTTP\/1\.1\r\n/);
+    expect(head.toLowerCase()).not.toContain("x-polluted");
+  });
+
   it("reads a Content-Length body that arrives a few bytes at a time, and reuses the connection", async () => {
     const body = randomBytes(3000);
     const server = await scripted(({ socket }) => {
