@@ -7,13 +7,12 @@ import { Turns } from "../util/turns.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { writeNewFileTimed } from "../util/write-piece.ts";
 import { storageError } from "../volumes/attempt.ts";
-import type { ManifestFile } from "../volumes/manifest.ts";
 import { type ChecksumFields, chooseChecksum } from "./checksum/index.ts";
 import type { StoreClient } from "./client.ts";
 import { dirMaker } from "./dir-maker.ts";
 import { downloadObject } from "./download-object.ts";
 import { etagKind } from "./etag.ts";
-import { VerifiedObjects } from "./kept-objects.ts";
+import { type ListingFiles, VerifiedObjects } from "./kept-objects.ts";
 import { md5Soon } from "./md5-batch.ts";
 import { learnParts } from "./parts.ts";
 import type { RangeAnswer } from "./range-fetch.ts";
@@ -67,9 +66,13 @@ export interface DownloadPrefixOptions {
   readonly verified?: VerifiedObjects | undefined;
 }
 
+/** What a large object's download reads of its listing entry (no path: see fetchLarge). */
+type AsListed = Pick<ListedObject, "key" | "bytes" | "etag">;
+
 export interface DownloadedPrefix {
   readonly bytes: number;
-  readonly files: readonly ManifestFile[];
+  /** The manifest's entries, in listing order. */
+  readonly files: ListingFiles;
   /** How many objects were verified each way: { "md5": 1990, "size-only (…)": 10 }. */
   readonly verification: Readonly<Record<string, number>>;
   readonly refetchedBytes: number;
@@ -193,7 +196,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
    * asked about first (a HEAD each for all of them slowed folders of 1-8 MiB objects by a
    * round trip each: review).
    */
-  const headOf = async (object: ListedObject, ctx: S3ErrorContext) => {
+  const headOf = async (object: AsListed, ctx: S3ErrorContext) => {
     const head = await headObjectAt(
       {
         bucket: resolution.bucket,
@@ -213,7 +216,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     return head;
   };
   const downloadLarge = async (
-    object: ListedObject,
+    object: AsListed,
     path: string,
     ctx: S3ErrorContext,
     given: ResolvedObject | undefined,
@@ -283,6 +286,8 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
       // version (with none at all, they could mix two versions of an object overwritten
       // meanwhile) and verifies its bytes (review, 2026-12-06).
       const head = await headOf(object, ctx);
+      // A copy with the HEAD's ETag: without the listing's relativePath (a getter, which a
+      // spread leaves out: resolve.ts), hence AsListed, which has none to read.
       return downloadLarge({ ...object, etag: head.etag }, path, ctx, head);
     }
     if (totals.opaqueEtags) return downloadLarge(object, path, ctx, await headOf(object, ctx));
@@ -335,13 +340,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     }
     totals.bytes += object.bytes;
     verification[how] = (verification[how] ?? 0) + 1;
-    verified.record(
-      index,
-      digest === undefined
-        ? { path: object.relativePath, bytes: object.bytes }
-        : { path: object.relativePath, bytes: object.bytes, digest },
-      how,
-    );
+    verified.record(index, object, digest, how);
     options.onObject?.();
   };
 
@@ -354,7 +353,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   const large: number[] = [];
   resolution.objects.forEach((object, index) => {
     // Kept from the attempt before (kept-objects.ts): in place, verified, counted as such.
-    if (verified.files[index] !== undefined) {
+    if (verified.has(index)) {
       const how = verified.methodOf(index) ?? "unknown";
       verification[how] = (verification[how] ?? 0) + 1;
       totals.bytes += object.bytes;
@@ -418,8 +417,9 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
   if (options.signal?.aborted) throw options.signal.reason;
   return {
     bytes: totals.bytes,
-    // Every object recorded now (each worker ended only once the queues were empty).
-    files: verified.files as ManifestFile[],
+    // Every object recorded now (each worker ended only once the queues were empty); the
+    // entries are made from the listing as the manifest is written (kept-objects.ts).
+    files: verified.filesOf(resolution),
     verification,
     refetchedBytes: totals.refetchedBytes,
     retries: totals.retries,
@@ -563,7 +563,7 @@ class EtagNotMd5 extends DsfetchError {
 /** An object that is not as the listing gave it (its size, or its ETag). */
 function changedSinceListing(
   ctx: S3ErrorContext,
-  object: ListedObject,
+  object: AsListed,
   found?: { etag: string; bytes: number },
 ): DsfetchError {
   const what =

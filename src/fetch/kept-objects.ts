@@ -16,9 +16,9 @@
  * in the new listing is the same object. Objects of a listing without ETags are never kept:
  * their LastModified (what tells them apart then) has a resolution of a second.
  *
- * Memory: one byte per object besides the manifest entries download-prefix.ts held anyway;
- * during the restart's new listing, the old listing and its entries are held beside it (about
- * twice a folder's usual peak, briefly). The two listings are matched by walking both in their
+ * Memory: two bytes per object (VerifiedObjects), which download-prefix.ts keeps for the
+ * manifest anyway; during the restart's new listing, the old listing and its record are held
+ * beside it (about twice a folder's usual peak, briefly). The two listings are matched by walking both in their
  * order (UTF-8 byte order, list-tree.ts), no map of keys. A listing out of that order only keeps fewer objects, never a wrong one: an
  * object is kept only on an equal key.
  */
@@ -31,7 +31,7 @@ import { mainThreadAlive, syncStorageCallsAhead } from "../util/main-thread-beat
 import { SlowCreates } from "../util/slow-creates.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { storageError } from "../volumes/attempt.ts";
-import type { ManifestFile } from "../volumes/manifest.ts";
+import type { FileView, ManifestFile } from "../volumes/manifest.ts";
 import { dirMaker } from "./dir-maker.ts";
 import { compareUtf8 } from "./list-tree.ts";
 import type { ListedObject, ResolvedPrefix } from "./resolve.ts";
@@ -39,23 +39,41 @@ import type { ListedObject, ResolvedPrefix } from "./resolve.ts";
 /** Methods of verification told apart per record: one byte per object (0: none). */
 const MAX_METHODS = 255;
 
+/** Per object (VerifiedObjects.state): not recorded, or recorded with its digest kept so. */
+const NOT_RECORDED = 0;
+const NO_DIGEST = 1;
+/** Its digest is "md5:" + its ETag as listed: made again from the listing when asked for. */
+const MD5_OF_ETAG = 2;
+/** Another digest (an S3 additional checksum's, an MD5 where the listing gave no ETag). */
+const OTHER_DIGEST = 3;
+
 /**
  * The objects of one listing written and verified in an attempt's directory, by their index
- * in the listing: their manifest entries (download-prefix.ts returns these as the folder's
- * files) and how each was verified.
+ * in the listing: how each was verified and its digest, two bytes per object; the manifest's
+ * entries (path, size, digest) are made from the listing when they are written (filesOf).
+ * An entry held per object was ~145 B of heap (its object, and a digest string "md5:…" that
+ * is the listing's ETag again for every single-part object verified by MD5): with the
+ * listing's, ~330 B per object at the end of a folder's download, ~420 MB for 1.28 M objects
+ * (ImageNet), enough to end a sidecar with a small memory limit; ~145 B now, with the
+ * listing's objects of resolve.ts (heap snapshots of a 100,000-object folder; memory review
+ * of folders, 2026-12-06, test/fetch/folder-memory.test.ts). Digests that are not an MD5 of
+ * the ETag (a store that gives every object an additional checksum) still cost an entry each
+ * in otherDigests, about what an entry cost before.
  */
 export class VerifiedObjects {
-  /** Per object of the listing: its manifest entry once its file is written and verified. */
-  readonly files: (ManifestFile | undefined)[];
   /** Per object: 1 + its method's index in `methods`; 0 for none. */
   private readonly how: Uint8Array;
+  /** Per object: NOT_RECORDED, NO_DIGEST, MD5_OF_ETAG or OTHER_DIGEST. */
+  private readonly state: Uint8Array;
+  /** The digests of the objects recorded with OTHER_DIGEST (most objects have none here). */
+  private readonly otherDigests = new Map<number, string>();
   private readonly methods: string[] = [];
   private objects = 0;
   private total = 0;
 
   constructor(objects: number) {
-    this.files = new Array(objects);
     this.how = new Uint8Array(objects);
+    this.state = new Uint8Array(objects);
   }
 
   /** How many objects are recorded. */
@@ -69,36 +87,118 @@ export class VerifiedObjects {
   }
 
   get length(): number {
-    return this.files.length;
+    return this.state.length;
   }
 
-  /** The object at `index` is written and verified (by `method`, as in the manifest). */
-  record(index: number, file: ManifestFile, method: string): void {
-    if (this.files[index] !== undefined) this.forget(index);
+  /** Whether the object at `index` is recorded (written and verified). */
+  has(index: number): boolean {
+    return (this.state[index] ?? NOT_RECORDED) !== NOT_RECORDED;
+  }
+
+  /**
+   * The object at `index` (`object`, as listed) is written and verified (by `method`, as in the
+   * manifest), its manifest digest `digest` (none for some methods).
+   */
+  record(
+    index: number,
+    object: { readonly bytes: number; readonly etag: string },
+    digest: string | undefined,
+    method: string,
+  ): void {
+    if (this.has(index)) this.forget(index, object);
     let at = this.methods.indexOf(method);
     if (at < 0 && this.methods.length < MAX_METHODS) at = this.methods.push(method) - 1;
-    this.files[index] = file;
     // More methods than a byte tells apart (never seen: a handful exist): its entry stays
     // for the manifest, but the object cannot be kept by a later attempt.
     this.how[index] = at < 0 ? 0 : at + 1;
+    if (digest === undefined) this.state[index] = NO_DIGEST;
+    else if (object.etag !== "" && digest === `md5:${object.etag}`) {
+      this.state[index] = MD5_OF_ETAG;
+    } else {
+      this.state[index] = OTHER_DIGEST;
+      this.otherDigests.set(index, digest);
+    }
     this.objects += 1;
-    this.total += file.bytes;
+    this.total += object.bytes;
   }
 
-  /** Not (or no longer) in place: a kept object whose file was not found. */
-  forget(index: number): void {
-    const file = this.files[index];
-    if (file === undefined) return;
-    this.files[index] = undefined;
+  /** Not (or no longer) in place: a kept object (`object`, as listed) whose file was not found. */
+  forget(index: number, object: { readonly bytes: number }): void {
+    if (!this.has(index)) return;
+    if (this.state[index] === OTHER_DIGEST) this.otherDigests.delete(index);
+    this.state[index] = NOT_RECORDED;
     this.how[index] = 0;
     this.objects -= 1;
-    this.total -= file.bytes;
+    this.total -= object.bytes;
   }
 
   /** How the object at `index` was verified; undefined when it is not recorded. */
   methodOf(index: number): string | undefined {
     const how = this.how[index] ?? 0;
     return how === 0 ? undefined : this.methods[how - 1];
+  }
+
+  /** The manifest digest of the object at `index` (`object`, as listed), if it has one. */
+  digestOf(index: number, object: { readonly etag: string }): string | undefined {
+    switch (this.state[index]) {
+      case MD5_OF_ETAG:
+        return `md5:${object.etag}`;
+      case OTHER_DIGEST:
+        return this.otherDigests.get(index);
+      default:
+        return undefined;
+    }
+  }
+
+  /**
+   * The manifest's files (volumes/manifest.ts) once every object of `listing`, the listing
+   * this record is of, is recorded: made from it one at a time, in its order.
+   */
+  filesOf(listing: ResolvedPrefix): ListingFiles {
+    return new ListingFiles(listing, this);
+  }
+}
+
+/**
+ * A folder's manifest entries, `{ path, bytes, digest? }` per object in listing order, as
+ * download-prefix.ts held them before: made when they are written (each one garbage at once).
+ */
+export class ListingFiles implements FileView {
+  readonly length: number;
+  private readonly listing: ResolvedPrefix;
+  private readonly verified: VerifiedObjects;
+
+  constructor(listing: ResolvedPrefix, verified: VerifiedObjects) {
+    if (verified.length !== listing.objects.length) {
+      throw new Error(
+        `internal: a record of ${verified.length} objects for a listing of ${listing.objects.length}`,
+      );
+    }
+    this.listing = listing;
+    this.verified = verified;
+    this.length = listing.objects.length;
+  }
+
+  *[Symbol.iterator](): Iterator<ManifestFile> {
+    const { objects } = this.listing;
+    for (let index = 0; index < objects.length; index++) {
+      const object = objects[index] as ListedObject;
+      if (!this.verified.has(index)) {
+        throw new Error(`internal: ${JSON.stringify(object.key)} is in no manifest: not recorded`);
+      }
+      const digest = this.verified.digestOf(index, object);
+      // The entry as it was held: `digest` left out, not undefined (the manifest's bytes).
+      yield digest === undefined
+        ? { path: object.relativePath, bytes: object.bytes }
+        : { path: object.relativePath, bytes: object.bytes, digest };
+    }
+  }
+
+  /** Sum of the files' sizes. */
+  totalBytes(): number {
+    let sum = 0;
+    for (const object of this.listing.objects) sum += object.bytes;
+    return sum;
   }
 }
 
@@ -128,18 +228,16 @@ export function keptFor(
     // A key new in this listing (order > 0): fetched.
     if (order !== 0) continue;
     const before = previous.objects[i] as ListedObject;
-    const file = verified.files[i];
     const method = verified.methodOf(i);
     if (
-      file !== undefined &&
+      verified.has(i) &&
       method !== undefined &&
       sameObject(before, object) &&
-      file.path === object.relativePath &&
-      file.bytes === object.bytes
+      before.relativePath === object.relativePath
     ) {
-      // The new listing's path string: the old entry's is a slice of the old listing's key,
-      // which keeps that whole key alive in V8 (1M keys: 100 MiB more heap; review).
-      kept.record(j, { ...file, path: object.relativePath }, method);
+      // Nothing of the old listing is held by the new record: its digest is made from the new
+      // listing's ETag (the same), or is the old record's own string.
+      kept.record(j, object, verified.digestOf(i, before), method);
     }
     i++;
   }
@@ -224,7 +322,7 @@ export async function moveKept(options: MoveKeptOptions): Promise<void> {
       // Not there after all (never seen: the old attempt is this process's, private): fetched
       // as any other object instead.
       if ((error as NodeJS.ErrnoException).code === "ENOENT") {
-        kept.forget(index);
+        kept.forget(index, object);
         return;
       }
       throw storageError(error, to);
@@ -236,7 +334,7 @@ export async function moveKept(options: MoveKeptOptions): Promise<void> {
   const mover = async (): Promise<void> => {
     for (let moved = 0; !failed; moved++) {
       signal?.throwIfAborted();
-      while (next < kept.length && kept.files[next] === undefined) next++;
+      while (next < kept.length && !kept.has(next)) next++;
       if (next >= kept.length) return;
       const index = next++;
       try {

@@ -1346,7 +1346,9 @@ async function downloadInto(
     );
     reportParallelWrites(context, spec.name, result.writtenInParallel, result.files.length);
     return {
-      files: [...result.files],
+      // A view of the listing (kept-objects.ts ListingFiles), not an array of entries: a copy
+      // held an object per file again (memory review of folders, 2026-12-06).
+      files: result.files,
       verification: { ...result.verification },
       refetchedBytes: result.refetchedBytes,
     };

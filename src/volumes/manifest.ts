@@ -5,7 +5,6 @@
  */
 import { constants } from "node:fs";
 import { type FileHandle, open, rm } from "node:fs/promises";
-import type { PackedFiles } from "../util/packed-files.ts";
 import { type FileTally, OTHER_FORM, readManifestLines } from "./manifest-lines.ts";
 
 export const MANIFEST_VERSION = 1;
@@ -17,8 +16,19 @@ export interface ManifestFile {
   readonly digest?: string | undefined;
 }
 
-/** An archive's files stay packed (util/packed-files.ts); a folder's and an object's are few. */
-export type WrittenFiles = readonly ManifestFile[] | PackedFiles;
+/**
+ * Files that are not held as an entry each: made one at a time when the manifest is written.
+ * An archive's stay packed (util/packed-files.ts PackedFiles); a folder's are made from its
+ * listing (fetch/kept-objects.ts ListingFiles).
+ */
+export interface FileView extends Iterable<ManifestFile> {
+  readonly length: number;
+  /** Sum of the files' sizes. */
+  totalBytes(): number;
+}
+
+/** An archive's and a folder's files are views (FileView); an object's is one. */
+export type WrittenFiles = readonly ManifestFile[] | FileView;
 
 /**
  * A manifest's files: as written, or as read back (readManifest: their count and total size
@@ -171,7 +181,7 @@ function isSize(field: unknown): boolean {
 
 /** Sum of the files' sizes. */
 export function fileBytes(files: ManifestFiles): number {
-  if (!Array.isArray(files)) return (files as PackedFiles | FileTally).totalBytes();
+  if (!Array.isArray(files)) return (files as FileView | FileTally).totalBytes();
   let sum = 0;
   for (const file of files as readonly ManifestFile[]) sum += file.bytes;
   return sum;

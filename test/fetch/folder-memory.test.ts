@@ -1,0 +1,66 @@
+// The heap a folder holds per object while it is staged, once its download has ended: its
+// listing (resolve.ts) and the manifest's entries (download-prefix.ts, kept-objects.ts). It was
+// ~330-340 B per object: a literal per listed object (56 B) with a sliced path string (32 B),
+// and a manifest entry per object (56 B) with its digest string "md5:…" (80 B), which for
+// every single-part object verified by MD5 is its listed ETag again. 1.28 M objects
+// (ImageNet): ~420 MB of heap, enough to end a sidecar with a small memory limit (memory
+// review of folders, 2026-12-06). Now a class of three fields per object, the path sliced from
+// the key when asked for, and the manifest's entries made from the listing as it is written:
+// ~145-160 B.
+//
+// Measured in a process of its own (folder-memory-child.ts, --expose-gc), against a store
+// kept in that process, which holds nothing per object.
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const CHILD = fileURLToPath(new URL("./folder-memory-child.ts", import.meta.url));
+const OBJECTS = 40_000;
+
+/**
+ * Bytes per object (heap, and the array buffers of VerifiedObjects' two bytes). Measured with
+ * 8-byte tagged values (Node's builds): 155-161 now; 203-224 with the manifest entries made
+ * from the listing but the listing's objects literals with their path; 338-341 before both.
+ */
+const BOUND = 185;
+
+let scratch: string;
+
+beforeAll(async () => {
+  scratch = await mkdtemp(join(tmpdir(), "dsfetch-folder-memory-"));
+});
+
+afterAll(async () => {
+  if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+});
+
+describe("a staged folder's memory per object", () => {
+  it(`listing and manifest entries: under ${BOUND} B per object`, async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--expose-gc", CHILD, scratch, String(OBJECTS)],
+      { timeout: 120_000 },
+    );
+    const measured = JSON.parse(stdout) as {
+      objects: number;
+      entries: number;
+      digests: number;
+      verification: Record<string, number>;
+      heapPerObject: number;
+      arrayBuffersPerObject: number;
+    };
+    // Every object listed, fetched, verified, and in the manifest with "md5:" + its ETag.
+    expect(measured.objects).toBe(OBJECTS);
+    expect(measured.entries).toBe(OBJECTS);
+    expect(measured.digests).toBe(OBJECTS);
+    expect(measured.verification).toEqual({ md5: OBJECTS });
+    expect(
+      measured.heapPerObject + Math.max(0, measured.arrayBuffersPerObject),
+      JSON.stringify(measured),
+    ).toBeLessThan(BOUND);
+  }, 120_000);
+});
