@@ -328,4 +328,46 @@ describe("keptFor: which objects of the failed attempt the new listing keeps", (
     expect(kept.methodOf(0)).toBe("md5");
     expect(kept.methodOf(1)).toBeUndefined();
   });
+
+  it("carries each kept object's digest: MD5s of ETags, other digests and none (filesOf)", () => {
+    const before = listing([
+      object("a", 1, "0123456789abcdef0123456789abcdef"),
+      object("b", 2, "fedcba9876543210fedcba9876543210-3"),
+      object("c", 3, "00000000000000000000000000000000"),
+      object("d", 4, "11111111111111111111111111111111"),
+    ]);
+    const verified = new VerifiedObjects(before.objects.length);
+    const [a, b, c, d] = before.objects as ListedObject[] as [
+      ListedObject,
+      ListedObject,
+      ListedObject,
+      ListedObject,
+    ];
+    verified.record(0, a, `md5:${a.etag}`, "md5");
+    verified.record(1, b, undefined, "multipart-md5");
+    verified.record(2, c, "crc32:AAAAAA==", "checksum:crc32");
+    // An MD5 that is not the listed ETag's (never from a download: kept as it is).
+    verified.record(3, d, "md5:22222222222222222222222222222222", "md5");
+    const after = listing([object("0", 9, "99"), ...before.objects]);
+    const kept = keptFor(before, verified, after);
+    expect(kept.count).toBe(4);
+    kept.record(0, after.objects[0] as ListedObject, undefined, "size-only (test)");
+    expect([...kept.filesOf(after)]).toEqual([
+      { path: "0", bytes: 9 },
+      { path: "a", bytes: 1, digest: "md5:0123456789abcdef0123456789abcdef" },
+      { path: "b", bytes: 2 },
+      { path: "c", bytes: 3, digest: "crc32:AAAAAA==" },
+      { path: "d", bytes: 4, digest: "md5:22222222222222222222222222222222" },
+    ]);
+    // Left out, not undefined: the manifest's text.
+    expect(Object.keys([...kept.filesOf(after)][2] as object)).toEqual(["path", "bytes"]);
+    expect(kept.methodOf(3)).toBe("checksum:crc32");
+    // Forgotten (its file not found when moved): no longer in the record, nor its digest.
+    kept.forget(3, after.objects[3] as ListedObject);
+    expect(kept.has(3)).toBe(false);
+    expect(kept.digestOf(3, after.objects[3] as ListedObject)).toBeUndefined();
+    expect(kept.count).toBe(4);
+    expect(kept.bytes).toBe(9 + 1 + 2 + 4);
+    expect(() => [...kept.filesOf(after)]).toThrow(/not recorded/);
+  });
 });
