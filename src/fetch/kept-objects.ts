@@ -32,6 +32,7 @@ import { SlowCreates } from "../util/slow-creates.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { storageError } from "../volumes/attempt.ts";
 import type { FileView, ManifestFile } from "../volumes/manifest.ts";
+import { DIGEST_BYTES } from "./checksum/algorithms.ts";
 import { dirMaker } from "./dir-maker.ts";
 import { compareUtf8 } from "./list-tree.ts";
 import type { ListedObject, ResolvedPrefix } from "./resolve.ts";
@@ -46,6 +47,41 @@ const NO_DIGEST = 1;
 const MD5_OF_ETAG = 2;
 /** Another digest (an S3 additional checksum's, an MD5 where the listing gave no ETag). */
 const OTHER_DIGEST = 3;
+/** A digest of a fixed-size kind, its bytes in that kind's array: PACKED + the kind's index. */
+const PACKED = 4;
+
+/**
+ * The manifest digests of a fixed size (verification.ts fileDigest: "md5:" + hex, an S3
+ * additional checksum as "<algorithm>:" + base64), kept as their bytes: a folder whose
+ * objects all carry a checksum (AWS SDKs add CRC64NVME to every upload since 2025) held a
+ * string and a map entry per object, ~120 B, against 8 bytes now.
+ */
+const PACKED_KINDS: readonly { prefix: string; bytes: number; encoding: "hex" | "base64" }[] = [
+  { prefix: "md5:", bytes: 16, encoding: "hex" },
+  ...(["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"] as const).map((algorithm) => ({
+    prefix: `${algorithm.toLowerCase()}:`,
+    bytes: DIGEST_BYTES[algorithm],
+    encoding: "base64" as const,
+  })),
+];
+
+/** Heap of a digest kept as a string in otherDigests: the string and its map entry (~120 B). */
+const SPARSE_DIGEST_BYTES = 100;
+
+/**
+ * The bytes of `digest` as a digest of PACKED_KINDS[kind]; undefined unless it is one and they
+ * encode back to exactly `digest` (upper-case hex, base64 not in its one canonical form, the
+ * wrong length).
+ */
+function decodeDigest(kind: number, digest: string): Buffer | undefined {
+  const found = PACKED_KINDS[kind];
+  if (found === undefined || !digest.startsWith(found.prefix)) return undefined;
+  const text = digest.slice(found.prefix.length);
+  const value = Buffer.from(text, found.encoding);
+  return value.length === found.bytes && value.toString(found.encoding) === text
+    ? value
+    : undefined;
+}
 
 /**
  * The objects of one listing written and verified in an attempt's directory, by their index
@@ -57,8 +93,9 @@ const OTHER_DIGEST = 3;
  * (ImageNet), enough to end a sidecar with a small memory limit; ~145 B now, with the
  * listing's objects of resolve.ts (heap snapshots of a 100,000-object folder; memory review
  * of folders, 2026-12-06, test/fetch/folder-memory.test.ts). Digests that are not an MD5 of
- * the ETag (a store that gives every object an additional checksum) still cost an entry each
- * in otherDigests, about what an entry cost before.
+ * the ETag (a store that gives every object an additional checksum) are kept as their bytes
+ * (PACKED_KINDS: 4-32 bytes per object of that kind); only a digest of no fixed-size kind
+ * costs an entry in otherDigests.
  */
 export class VerifiedObjects {
   /** Per object: 1 + its method's index in `methods`; 0 for none. */
@@ -67,6 +104,8 @@ export class VerifiedObjects {
   private readonly state: Uint8Array;
   /** The digests of the objects recorded with OTHER_DIGEST (most objects have none here). */
   private readonly otherDigests = new Map<number, string>();
+  /** Per kind of PACKED_KINDS, once an object has one: its bytes at index × the kind's size. */
+  private readonly packed: (Uint8Array | undefined)[] = [];
   private readonly methods: string[] = [];
   private objects = 0;
   private total = 0;
@@ -115,8 +154,12 @@ export class VerifiedObjects {
     else if (object.etag !== "" && digest === `md5:${object.etag}`) {
       this.state[index] = MD5_OF_ETAG;
     } else {
-      this.state[index] = OTHER_DIGEST;
-      this.otherDigests.set(index, digest);
+      const kind = this.pack(index, digest);
+      if (kind >= 0) this.state[index] = PACKED + kind;
+      else {
+        this.state[index] = OTHER_DIGEST;
+        this.otherDigests.set(index, digest);
+      }
     }
     this.objects += 1;
     this.total += object.bytes;
@@ -145,9 +188,53 @@ export class VerifiedObjects {
         return `md5:${object.etag}`;
       case OTHER_DIGEST:
         return this.otherDigests.get(index);
-      default:
+      case undefined:
+      case NOT_RECORDED:
+      case NO_DIGEST:
         return undefined;
+      default:
+        return this.unpack(index, (this.state[index] as number) - PACKED);
     }
+  }
+
+  /**
+   * Stores `digest` as the bytes of its kind: the kind's index, or -1 when it is of none or
+   * would not come back as the same string (upper-case hex, base64 not in its one canonical
+   * form): then it is kept as it is.
+   */
+  private pack(index: number, digest: string): number {
+    const kind = PACKED_KINDS.findIndex((candidate) => digest.startsWith(candidate.prefix));
+    const value = decodeDigest(kind, digest);
+    const { bytes } = PACKED_KINDS[kind] ?? { bytes: 0 };
+    if (value === undefined) return -1;
+    let array = this.packed[kind];
+    if (array === undefined) {
+      // An array for every object of the listing pays once about as many digests are kept as
+      // strings as its bytes: a large folder with a few such objects keeps them as strings.
+      if ((this.otherDigests.size + 1) * SPARSE_DIGEST_BYTES < this.state.length * bytes) {
+        return -1;
+      }
+      array = new Uint8Array(this.state.length * bytes);
+      this.packed[kind] = array;
+      // The strings of this kind kept so far go into it.
+      for (const [other, text] of this.otherDigests) {
+        const kept = decodeDigest(kind, text);
+        if (kept === undefined) continue;
+        array.set(kept, other * bytes);
+        this.state[other] = PACKED + kind;
+        this.otherDigests.delete(other);
+      }
+    }
+    array.set(value, index * bytes);
+    return kind;
+  }
+
+  private unpack(index: number, kind: number): string | undefined {
+    const array = this.packed[kind];
+    const found = PACKED_KINDS[kind];
+    if (array === undefined || found === undefined) return undefined;
+    const value = Buffer.from(array.buffer, array.byteOffset + index * found.bytes, found.bytes);
+    return found.prefix + value.toString(found.encoding);
   }
 
   /**

@@ -4,7 +4,11 @@
 // object while the folder is staged: its listing and the download's result (the manifest's
 // files) held, everything else garbage.
 //
-//   node --expose-gc test/fetch/folder-memory-child.ts <directory> <objects>
+//   node --expose-gc test/fetch/folder-memory-child.ts <directory> <objects> [<checksum>]
+//
+// With <checksum> (an S3 additional checksum algorithm, e.g. CRC64NVME), every object is
+// served with that full-object checksum, as AWS gives objects uploaded by its SDKs since 2025,
+// and verified by it: its manifest digest is then "<algorithm>:" + base64, not "md5:" + ETag.
 //
 // The store holds nothing per object (keys, bodies and ETags are made from the index), so
 // what is measured is dsfetch's alone.
@@ -12,12 +16,17 @@ import { createHash } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
+import { type ChecksumAlgorithm, checksumOf } from "../../src/fetch/checksum/algorithms.ts";
 import type { StoreClient } from "../../src/fetch/client.ts";
 import { downloadPrefix } from "../../src/fetch/download-prefix.ts";
 import type { GetRequest, GetResponse, ObjectGetter } from "../../src/fetch/object-get.ts";
 import { type ResolvedPrefix, resolveDataset } from "../../src/fetch/resolve.ts";
 
-const [directory = "", count = "20000"] = process.argv.slice(2);
+const [directory = "", count = "20000", algorithm] = process.argv.slice(2) as [
+  string?,
+  string?,
+  ChecksumAlgorithm?,
+];
 const OBJECTS = Number(count);
 const WARM_UP = 2000;
 const PER_PAGE = 1000;
@@ -28,6 +37,18 @@ const keyOf = (prefix: string, i: number) =>
   `${prefix}n01440764_${String(i).padStart(7, "0")}.JPEG`;
 const bodyOf = (key: string) => Buffer.from(`${key}\n`);
 const etagOf = (key: string) => createHash("md5").update(bodyOf(key)).digest("hex");
+const checksumFieldsOf = (key: string) =>
+  algorithm === undefined
+    ? {}
+    : {
+        [`Checksum${algorithm}`]: checksumOf(algorithm, bodyOf(key)).toString("base64"),
+        ChecksumType: "FULL_OBJECT",
+      };
+/** The manifest digest each object should have. */
+const digestOf = (key: string) =>
+  algorithm === undefined
+    ? `md5:${etagOf(key)}`
+    : `${algorithm.toLowerCase()}:${checksumOf(algorithm, bodyOf(key)).toString("base64")}`;
 /** Objects under each prefix (one folder to warm up, the one measured). */
 const sizes = new Map<string, number>([
   ["warm/", WARM_UP],
@@ -47,7 +68,7 @@ function listingPage(prefix: string, from: number): string {
   return `${xml}</ListBucketResult>`;
 }
 
-function answer(body: Buffer, etag: string | undefined): GetResponse {
+function answer(body: Buffer, etag: string | undefined, checksums = {}): GetResponse {
   return {
     status: 200,
     readBody: async (onData) => {
@@ -58,7 +79,7 @@ function answer(body: Buffer, etag: string | undefined): GetResponse {
     contentRange: undefined,
     etag,
     partsCount: undefined,
-    checksums: {},
+    checksums,
     encryption: undefined,
   };
 }
@@ -71,7 +92,7 @@ const getter = {
       const token = query["continuation-token"];
       return answer(Buffer.from(listingPage(prefix, token === undefined ? 0 : Number(token))), "");
     }
-    return answer(bodyOf(request.key), `"${etagOf(request.key)}"`);
+    return answer(bodyOf(request.key), `"${etagOf(request.key)}"`, checksumFieldsOf(request.key));
   },
   head: async () => {
     throw new Error("no HEAD expected: every object is small");
@@ -101,7 +122,7 @@ async function stageFolder(prefix: string) {
   if (spec === undefined) throw new Error("no dataset");
   const resolution = (await resolveDataset(spec, client)) as ResolvedPrefix;
   const destination = join(directory, prefix);
-  await mkdir(destination);
+  await mkdir(destination, { recursive: true });
   const result = await downloadPrefix({
     client,
     resolution,
@@ -142,7 +163,7 @@ let entries = 0;
 let digests = 0;
 for (const file of staged.result.files) {
   entries += 1;
-  if (file.digest === `md5:${etagOf(keyOf("set/", entries - 1))}`) digests += 1;
+  if (file.digest === digestOf(keyOf("set/", entries - 1))) digests += 1;
 }
 process.stdout.write(
   `${JSON.stringify({
