@@ -338,20 +338,37 @@ function parseInto(
  */
 export function runMain(main: (argv: string[]) => Promise<number>): void {
   const argv = process.argv.slice(2);
-  main(argv).then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (e: unknown) => {
-      if (e instanceof UsageError) {
-        console.error(e.message);
-        process.exitCode = 2;
-        return;
-      }
-      console.error(e instanceof Error ? (e.stack ?? e.message) : e);
-      process.exitCode = 1;
-    },
-  );
+  main(argv)
+    .then(
+      (code) => {
+        process.exitCode = code;
+      },
+      (e: unknown) => {
+        if (e instanceof UsageError) {
+          console.error(e.message);
+          process.exitCode = 2;
+          return;
+        }
+        console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+        process.exitCode = 1;
+      },
+    )
+    .finally(exitSoon);
+}
+
+/**
+ * Ends the process a few seconds after main() settled if something still holds the event loop
+ * (session 34: `npm run bench` stayed alive after printing its tables until killed by hand),
+ * saying what held it. The timer itself holds nothing (unref).
+ */
+function exitSoon(): void {
+  setTimeout(() => {
+    const held = process.getActiveResourcesInfo().filter((what) => what !== "Timeout");
+    console.error(
+      `bench: done; exiting (the event loop was still held by: ${held.join(", ") || "nothing named"})`,
+    );
+    process.exit();
+  }, 5_000).unref();
 }
 
 /** dsfetch needs Node >= 22 (run the scripts through `npx node`). */
