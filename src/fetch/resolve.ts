@@ -410,7 +410,8 @@ function checkExpectations(spec: DatasetSpec, head: ResolvedObject): void {
  * folder is staged: 40 B per object more (heap snapshots at the end of a 100,000-object
  * folder's download; memory review of folders, 2026-12-06, test/fetch/folder-memory.test.ts).
  * One class per listing: the prefix is the class's, not a field of every object. An object of
- * a listing without ETags keeps its LastModified too.
+ * a listing without ETags keeps its LastModified too; one whose ETag is an MD5 keeps it as
+ * four 32-bit words (ListedMd5: 157 -> 132 B per object in all, folder-memory.test.ts).
  */
 function listedUnder(
   prefix: string,
@@ -436,10 +437,44 @@ function listedUnder(
       this.lastModified = lastModified;
     }
   }
-  return (key, bytes, etag, lastModified) =>
-    etag === ""
-      ? new ListedWithoutEtag(key, bytes, lastModified ?? "")
-      : new Listed(key, bytes, etag);
+  /**
+   * An object whose ETag is an MD5 in lower-case hex (every single-part object not encrypted
+   * with KMS or a customer key): the ETag as four 32-bit words, inline, and made again when
+   * asked for; its string was 48 B of heap per object beside its field.
+   */
+  class ListedMd5 implements ListedObject {
+    readonly key: string;
+    readonly bytes: number;
+    private readonly w0: number;
+    private readonly w1: number;
+    private readonly w2: number;
+    private readonly w3: number;
+    constructor(key: string, bytes: number, etag: string) {
+      this.key = key;
+      this.bytes = bytes;
+      this.w0 = Number.parseInt(etag.slice(0, 8), 16) | 0;
+      this.w1 = Number.parseInt(etag.slice(8, 16), 16) | 0;
+      this.w2 = Number.parseInt(etag.slice(16, 24), 16) | 0;
+      this.w3 = Number.parseInt(etag.slice(24, 32), 16) | 0;
+    }
+    get etag(): string {
+      return hexWord(this.w0) + hexWord(this.w1) + hexWord(this.w2) + hexWord(this.w3);
+    }
+    get relativePath(): string {
+      return this.key.slice(start);
+    }
+  }
+  return (key, bytes, etag, lastModified) => {
+    if (etag === "") return new ListedWithoutEtag(key, bytes, lastModified ?? "");
+    return MD5_HEX.test(etag) ? new ListedMd5(key, bytes, etag) : new Listed(key, bytes, etag);
+  };
+}
+
+const MD5_HEX = /^[0-9a-f]{32}$/;
+
+/** A 32-bit word as 8 lower-case hex digits. */
+function hexWord(word: number): string {
+  return (word >>> 0).toString(16).padStart(8, "0");
 }
 
 async function listPrefix(
