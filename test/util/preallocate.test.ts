@@ -83,8 +83,10 @@ describe("preallocate", () => {
     const calls = join(dir, "calls.txt");
     const program = standIn("counting", `echo called >> "${calls}"`);
     const path = emptyFile("huge.bin");
+    // Twice what is free: other processes freeing space between the two statfs calls (a CI
+    // run beside other tests did) must not make it fit.
     const { bavail, bsize } = statfsSync(dir);
-    await preallocate(path, bavail * bsize + 1, { program });
+    await preallocate(path, 2 * bavail * bsize + 1, { program });
     expect(existsSync(calls)).toBe(false);
     await preallocate(path, 4096, { program });
     expect(readFileSync(calls, "utf8")).toBe("called\n");
