@@ -17,10 +17,10 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
 import { type ChecksumAlgorithm, checksumOf } from "../../src/fetch/checksum/algorithms.ts";
-import type { StoreClient } from "../../src/fetch/client.ts";
 import { downloadPrefix } from "../../src/fetch/download-prefix.ts";
 import type { GetRequest, GetResponse, ObjectGetter } from "../../src/fetch/object-get.ts";
 import { type ResolvedPrefix, resolveDataset } from "../../src/fetch/resolve.ts";
+import { bodyAnswer, memoryClient } from "../harness/memory-store.ts";
 
 const [directory = "", count = "20000", algorithm] = process.argv.slice(2) as [
   string?,
@@ -68,43 +68,28 @@ function listingPage(prefix: string, from: number): string {
   return `${xml}</ListBucketResult>`;
 }
 
-function answer(body: Buffer, etag: string | undefined, checksums = {}): GetResponse {
-  return {
-    status: 200,
-    readBody: async (onData) => {
-      await onData(body);
-    },
-    discard: () => {},
-    contentLength: body.length,
-    contentRange: undefined,
-    etag,
-    partsCount: undefined,
-    checksums,
-    encryption: undefined,
-  };
-}
-
 const getter = {
   get: async (request: GetRequest): Promise<GetResponse> => {
     if (request.key === "") {
       const query = request.query ?? {};
       const prefix = query.prefix ?? "";
       const token = query["continuation-token"];
-      return answer(Buffer.from(listingPage(prefix, token === undefined ? 0 : Number(token))), "");
+      return bodyAnswer(
+        Buffer.from(listingPage(prefix, token === undefined ? 0 : Number(token))),
+        "",
+      );
     }
-    return answer(bodyOf(request.key), `"${etagOf(request.key)}"`, checksumFieldsOf(request.key));
+    return bodyAnswer(
+      bodyOf(request.key),
+      `"${etagOf(request.key)}"`,
+      checksumFieldsOf(request.key),
+    );
   },
   head: async () => {
     throw new Error("no HEAD expected: every object is small");
   },
 } as unknown as ObjectGetter;
-const client: StoreClient = {
-  endpointLabel: "memory",
-  anonymous: false,
-  credentialSource: "dataset",
-  getter,
-  region: "us-east-1",
-};
+const client = memoryClient(getter);
 
 async function stageFolder(prefix: string) {
   const [spec] = parseDatasetsValue(

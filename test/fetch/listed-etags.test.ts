@@ -4,9 +4,9 @@
 // later listing's, and makes the manifest's digests and the listing's digest.
 import { describe, expect, it } from "vitest";
 import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
-import type { StoreClient } from "../../src/fetch/client.ts";
-import type { GetRequest, GetResponse, ObjectGetter } from "../../src/fetch/object-get.ts";
+import type { GetRequest } from "../../src/fetch/object-get.ts";
 import { type ResolvedPrefix, resolveDataset } from "../../src/fetch/resolve.ts";
+import { bodyAnswer, memoryClient } from "../harness/memory-store.ts";
 
 const ETAGS = [
   "0123456789abcdef0123456789abcdef",
@@ -33,36 +33,15 @@ function listing(): string {
   return `${xml}</ListBucketResult>`;
 }
 
-const getter = {
-  get: async (request: GetRequest): Promise<GetResponse> => {
+const client = memoryClient({
+  get: async (request: GetRequest) => {
     if (request.key !== "") throw new Error(`no GET of an object expected: ${request.key}`);
-    const body = Buffer.from(listing());
-    return {
-      status: 200,
-      readBody: async (onData: (chunk: Buffer) => Promise<void>) => {
-        await onData(body);
-      },
-      discard: () => {},
-      contentLength: body.length,
-      contentRange: undefined,
-      etag: "",
-      partsCount: undefined,
-      checksums: {},
-      encryption: undefined,
-    } as unknown as GetResponse;
+    return bodyAnswer(Buffer.from(listing()), "");
   },
   head: async () => {
     throw new Error("no HEAD expected");
   },
-} as unknown as ObjectGetter;
-
-const client: StoreClient = {
-  endpointLabel: "memory",
-  anonymous: false,
-  credentialSource: "dataset",
-  getter,
-  region: "us-east-1",
-};
+});
 
 describe("a listing's ETags read back as listed", () => {
   it("MD5s in lower-case hex (kept as words) and every other form (kept as strings)", async () => {
