@@ -3,7 +3,7 @@
  * 0444, directories 0555. That also means removing a tree (a failed attempt, a replaced
  * dataset, prune) must first give directories their write bit back when not running as root.
  */
-import { chmodSync, readdirSync, statSync } from "node:fs";
+import { chmodSync, opendirSync, statSync } from "node:fs";
 import { chmod, lstat, readdir, rm, rmdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -54,19 +54,26 @@ export async function makeReadOnly(
   const dirs: string[] = [];
   const toWalk = [root];
   for (let dir = toWalk.pop(); dir !== undefined; dir = toWalk.pop()) {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      // Each call is short, the walk may not be (1 ms per call on network storage, a million
-      // files): it is progress, not a stuck thread (cli/main-thread-watchdog.ts).
-      mainThreadAlive();
-      const path = `${dir}/${entry.name}`;
-      if (entry.isDirectory()) {
-        dirs.push(path);
-        toWalk.push(path);
-      } else if (statFiles && entry.isFile()) {
-        const mode = statSync(path).mode & 0o7777;
-        const wanted = (mode & 0o111) !== 0 ? 0o555 : 0o444;
-        if (mode !== wanted) chmodSync(path, wanted);
+    // Entries read a few at a time, not as one array: a directory of 400,000 objects made
+    // 400,000 Dirents at once at the end of its folder's download, ~60 MB of peak RSS.
+    const listing = opendirSync(dir, { bufferSize: 256 });
+    try {
+      for (let entry = listing.readSync(); entry !== null; entry = listing.readSync()) {
+        // Each call is short, the walk may not be (1 ms per call on network storage, a
+        // million files): it is progress, not a stuck thread (cli/main-thread-watchdog.ts).
+        mainThreadAlive();
+        const path = `${dir}/${entry.name}`;
+        if (entry.isDirectory()) {
+          dirs.push(path);
+          toWalk.push(path);
+        } else if (statFiles && entry.isFile()) {
+          const mode = statSync(path).mode & 0o7777;
+          const wanted = (mode & 0o111) !== 0 ? 0o555 : 0o444;
+          if (mode !== wanted) chmodSync(path, wanted);
+        }
       }
+    } finally {
+      listing.closeSync();
     }
     await turn();
   }
