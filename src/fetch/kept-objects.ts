@@ -16,8 +16,8 @@
  * in the new listing is the same object. Objects of a listing without ETags are never kept:
  * their LastModified (what tells them apart then) has a resolution of a second.
  *
- * Memory: two bytes per object (VerifiedObjects), which download-prefix.ts keeps for the
- * manifest anyway; during the restart's new listing, the old listing and its record are held
+ * Memory: two bytes per object (VerifiedObjects), and 4-32 for a digest kept as its bytes,
+ * which download-prefix.ts keeps for the manifest anyway; during the restart's new listing, the old listing and its record are held
  * beside it (about twice a folder's usual peak, briefly). The two listings are matched by walking both in their
  * order (UTF-8 byte order, list-tree.ts), no map of keys. A listing out of that order only keeps fewer objects, never a wrong one: an
  * object is kept only on an equal key.
@@ -100,7 +100,7 @@ function decodeDigest(kind: number, digest: string): Buffer | undefined {
 export class VerifiedObjects {
   /** Per object: 1 + its method's index in `methods`; 0 for none. */
   private readonly how: Uint8Array;
-  /** Per object: NOT_RECORDED, NO_DIGEST, MD5_OF_ETAG or OTHER_DIGEST. */
+  /** Per object: NOT_RECORDED, NO_DIGEST, MD5_OF_ETAG, OTHER_DIGEST, or PACKED + a kind. */
   private readonly state: Uint8Array;
   /** The digests of the objects recorded with OTHER_DIGEST (most objects have none here). */
   private readonly otherDigests = new Map<number, string>();
@@ -211,6 +211,8 @@ export class VerifiedObjects {
     if (array === undefined) {
       // An array for every object of the listing pays once about as many digests are kept as
       // strings as its bytes: a large folder with a few such objects keeps them as strings.
+      // (Strings of every kind are counted: an odd mix of kinds may allocate one early, which
+      // costs memory, never a wrong digest.)
       if ((this.otherDigests.size + 1) * SPARSE_DIGEST_BYTES < this.state.length * bytes) {
         return -1;
       }
