@@ -357,12 +357,13 @@ describe("the dsfetch command", () => {
     const archive = join(scratch, "tree.tar");
     execFileSync("tar", ["-cf", archive, "-C", tree, "."]);
     await putObject(bucket, "tree.tar", readFileSync(archive));
+    // The walk reads each directory with opendirSync (permissions.ts).
     const blockingReaddir = preload(
       "main",
-      `const readdirSync = fs.readdirSync;
-       fs.readdirSync = (path, ...rest) => {
+      `const opendirSync = fs.opendirSync;
+       fs.opendirSync = (path, ...rest) => {
          if (String(path).endsWith("/sub")) block();
-         return readdirSync(path, ...rest);
+         return opendirSync(path, ...rest);
        };
        syncBuiltinESMExports();`,
     );
