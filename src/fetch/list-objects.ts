@@ -276,8 +276,22 @@ function own(text: string): string {
 
 /** The text of the first <name> element, XML entities decoded. */
 function textOf(xml: string, name: string): string | undefined {
-  const match = new RegExp(`<${name}>([^<]*)</${name}>`).exec(xml);
+  const match = elementPattern(name).exec(xml);
   return match === null ? undefined : decodeEntities(match[1] ?? "");
+}
+
+/**
+ * One regular expression per element name, made once: textOf runs 3 times per listed object
+ * (1,280,000 objects: 3.8 M calls), and a RegExp made at each call cost more than its match.
+ */
+const ELEMENT_PATTERNS = new Map<string, RegExp>();
+function elementPattern(name: string): RegExp {
+  let pattern = ELEMENT_PATTERNS.get(name);
+  if (pattern === undefined) {
+    pattern = new RegExp(`<${name}>([^<]*)</${name}>`);
+    ELEMENT_PATTERNS.set(name, pattern);
+  }
+  return pattern;
 }
 
 const NAMED_ENTITIES: Record<string, string> = {
@@ -290,6 +304,10 @@ const NAMED_ENTITIES: Record<string, string> = {
 
 function decodeEntities(text: string): string {
   if (!text.includes("&")) return text;
+  // Every ETag of a listing is `&quot;…&quot;`: replaced without a callback per entity when
+  // that is the only kind there is.
+  const quotes = text.replaceAll("&quot;", '"');
+  if (!quotes.includes("&")) return quotes;
   return text.replace(/&(#x[0-9a-fA-F]{1,8}|#\d{1,8}|[a-z]+);/g, (whole, entity: string) => {
     if (entity.startsWith("#")) {
       const code = entity.startsWith("#x")

@@ -509,25 +509,26 @@ async function listPrefix(
     );
   };
   const listed = listedUnder(prefix);
+  const twice = (key: string) =>
+    new DsfetchError(
+      "S3_ERROR",
+      `${spec.name}: the listing of ${listCtx.uri} names the key ${JSON.stringify(key)} twice`,
+      {
+        dataset: spec.name,
+        hint: "the store (or a proxy before it) answered an inconsistent listing; run again, and if it persists check the store",
+      },
+    );
   const converter = () => {
-    // A key listed twice (a store or proxy that repeats a page's entry) would be written
-    // twice: the second create failed as STORAGE EEXIST with a hint about the mount (review,
-    // 2026-12-05). The listing is the store's fault, and said so.
-    const seen = new Set<string>();
+    // Directory markers are dropped here, so a marker listed twice is caught here (they are
+    // few); the objects are checked once the listing is whole, below.
+    const markers = new Set<string>();
     return (item: ListedEntry): ListedObject | undefined => {
-      if (seen.has(item.key)) {
-        throw new DsfetchError(
-          "S3_ERROR",
-          `${spec.name}: the listing of ${listCtx.uri} names the key ${JSON.stringify(item.key)} twice`,
-          {
-            dataset: spec.name,
-            hint: "the store (or a proxy before it) answered an inconsistent listing; run again, and if it persists check the store",
-          },
-        );
-      }
-      seen.add(item.key);
       // "Directory marker" keys (consoles create them for empty folders) hold no data.
-      if (item.key.endsWith("/") && item.size === 0) return undefined;
+      if (item.key.endsWith("/") && item.size === 0) {
+        if (markers.has(item.key)) throw twice(item.key);
+        markers.add(item.key);
+        return undefined;
+      }
       return listed(item.key, item.size, normalizeEtag(item.etag), item.lastModified);
     };
   };
@@ -544,11 +545,29 @@ async function listPrefix(
   });
   const digest = createHash("sha256");
   let bytes = 0;
+  // A key listed twice (a store or proxy that repeats a page's entry) would be written twice:
+  // the second create failed as STORAGE EEXIST with a hint about the mount (review,
+  // 2026-12-05). The listing is the store's fault, and said so. Keys that rise strictly
+  // (JavaScript's `<`, a strict order: a store lists in UTF-8 byte order, which agrees with it
+  // but for characters above U+FFFF) are all different; only a listing that does not rise is
+  // looked through with a set. A set of every key as it arrived took ~1.7 us per object: 2.2
+  // of the 14.8 s of a warm check of 1,280,000 objects, and ~40 MB at the listing's end.
+  let rising = true;
+  let previous: string | undefined;
   for (const object of objects) {
+    if (previous !== undefined && !(previous < object.key)) rising = false;
+    previous = object.key;
     // Unchanged where the listing has ETags (copies staged before compare equal).
     const changed = object.etag === "" ? `\t${object.lastModified ?? ""}` : "";
     digest.update(`${object.key}\t${object.bytes}\t${object.etag}${changed}\n`);
     bytes += object.bytes;
+  }
+  if (!rising) {
+    const seen = new Set<string>();
+    for (const { key } of objects) {
+      if (seen.has(key)) throw twice(key);
+      seen.add(key);
+    }
   }
 
   if (objects.length === 0) return undefined;

@@ -27,6 +27,19 @@ describe("parseListPage", () => {
     expect(parsed.nextToken).toBeUndefined();
   });
 
+  it("decodes each entity once where &quot; stands beside others (its fast path falls back)", () => {
+    const parsed = parseListPage(
+      page(
+        entry("&quot;x&amp;quot;&quot;", 1, "&quot;a&amp;b&quot;") +
+          entry("q&quot;.txt", 2, "&quot;&#x61;bc-2&quot;"),
+      ),
+    );
+    expect(parsed.entries).toEqual([
+      { key: '"x&quot;"', size: 1, etag: '"a&b"' },
+      { key: 'q".txt', size: 2, etag: '"abc-2"' },
+    ]);
+  });
+
   it("keeps LastModified for an entry without an ETag, or with an empty one (the sign of a replacement)", () => {
     const noEtag = `<Contents><Key>n.bin</Key><LastModified>2024-01-02T00:00:00.000Z</LastModified><Size>3</Size></Contents>`;
     const parsed = parseListPage(
