@@ -30,7 +30,7 @@ import { alignedSharedMemory } from "../util/aligned-memory.ts";
 import { storageError } from "../volumes/attempt.ts";
 import type { DownloadObjectOptions } from "./download-object.ts";
 import { READ_BUFFER_SIZE } from "./http1.ts";
-import { LANES, LANES_RESERVED_BYTES, useMd5Lanes } from "./md5-lanes.ts";
+import { LANES_RESERVED_BYTES, useMd5Lanes } from "./md5-lanes.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import { fetchSpan, type RangeSink, rangeContext } from "./range-fetch.ts";
 import { SlotHasher } from "./slot-hasher.ts";
@@ -122,12 +122,7 @@ export async function transferDirect(
   parts: readonly ByteSpan[],
 ): Promise<DirectTransfer> {
   const { source } = options;
-  // No more streams than hashing lanes: a part without a lane holds its slots until an
-  // older part is all downloaded, and its stream waits that long.
-  const streams = Math.max(
-    1,
-    Math.min(options.concurrency ?? DEFAULT_STREAMS, parts.length, LANES),
-  );
+  const streams = Math.max(1, Math.min(options.concurrency ?? DEFAULT_STREAMS, parts.length));
   const slotCount = streams * SLOTS_PER_STREAM;
   // The hashing lanes' own area first (they work in this memory and read the slots in place).
   const wasmMemory = alignedSharedMemory(LANES_RESERVED_BYTES + slotCount * SLOT_SIZE);

@@ -1,10 +1,10 @@
 /**
  * The MD5 of every part of a multipart object, eight parts at a time in the lanes of the
  * SIMD kernel (md5-lanes-kernel.ts): ~3x the throughput of hashing the parts one after the
- * other on one core. Parts are taken in order as the bytes below `available` allow; each
- * lane reads its part's bytes straight into the kernel's memory (`read`, from the file
- * being written), so nothing is copied twice. Lanes without bytes ready sit out a call
- * (their state is put back after it).
+ * other on one core. Parts are opened in order as the bytes below `available` allow (or as
+ * `startable` names them); each call takes the eight open parts with the most bytes ready,
+ * their MD5 states moved into the lanes and back, and each lane reads its part's bytes where
+ * they are (`locate`) or through `read` into the kernel's memory, so nothing is copied twice.
  */
 import { md5LanesModule, STATE_OFFSET } from "./md5-lanes-kernel.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
@@ -142,14 +142,26 @@ export function md5Many(inputs: readonly Uint8Array[]): Buffer[] {
   return lanes.results();
 }
 
-interface Lane {
+/** A part being hashed: where it is, and its MD5 state between kernel calls. */
+interface Open {
   /** Index into the spans. */
   readonly span: number;
   readonly start: number;
   readonly end: number;
   /** Next byte to hash. */
   position: number;
+  /** A, B, C, D after the bytes before `position`. */
+  state: [number, number, number, number];
+  /** Bytes ready to hash (set while choosing the parts of a call). */
+  ready: number;
 }
+
+/**
+ * Parts open at once when they are taken in order (a file written in order, md5Many): enough
+ * to choose eight that have bytes; parts that come each in their own stream (`startable`) are
+ * opened as their bytes come, as many as there are streams.
+ */
+const OPEN_IN_ORDER = 2 * LANES;
 
 export class Md5Lanes {
   private readonly spans: readonly ByteSpan[];
@@ -158,12 +170,13 @@ export class Md5Lanes {
   private readonly kernel: Kernel;
   private readonly memory: Uint8Array;
   private readonly state: Uint32Array;
-  private readonly lanes: (Lane | undefined)[] = new Array(LANES).fill(undefined);
+  /** The parts being hashed, in the order they were opened. */
+  private open: Open[] = [];
   private readonly digests: (Buffer | undefined)[];
-  /** Spans given a lane (or finished). */
+  /** Spans opened (or finished). */
   private readonly started: Uint8Array;
   private startedSpans = 0;
-  /** No span before this one is waiting for a lane. */
+  /** No span before this one is waiting to be opened. */
   private nextSpan = 0;
   private finishedSpans = 0;
   private readonly startable: (() => Iterable<number>) | undefined;
@@ -175,7 +188,7 @@ export class Md5Lanes {
    *   are: the lanes read those in place instead of through `read` (no copy).
    * @param startable the spans that have bytes to hash, in the order to start them; without
    *   it, spans start in order. For parts that arrive through several streams, each stream
-   *   fetching a run of consecutive parts: in order, a lane would wait for the second part of
+   *   fetching a run of consecutive parts: in order, a part would wait for the second part of
    *   a run while the other streams' parts have bytes.
    */
   constructor(
@@ -216,12 +229,18 @@ export class Md5Lanes {
 
   /**
    * Hashes what the bytes before `available` allow: one position for every span (a file
-   * written in order), or each span's own (parts arriving each in its own stream). Until
-   * `final` (no byte will come after `available`), it waits for work for every lane: a call
-   * costs the same with one lane busy as with eight, and hashing each part's newest bytes as
-   * they come would run one lane at a time (2 GiB in 4 MiB steps: 7.1 s against 1.2 s).
+   * written in order), or each span's own (parts arriving each in its own stream). A kernel
+   * call costs the same with one lane busy as with eight, so until `final` (no byte will come
+   * after `available`) it waits for eight parts with a chunk ready each (or every part left):
+   * hashing each part's newest bytes as they come would run one lane at a time (2 GiB in
+   * 4 MiB steps: 7.1 s against 1.2 s). More parts may be open than there are lanes: each call
+   * takes the eight with the most bytes ready, their states moved in and out of the lanes, so
+   * one slow stream does not hold the lanes back. 2 GiB from 8 streams (2-core AMD EPYC,
+   * tmpfs): lanes bound to parts did 74-78% of the work they could, the rest was idle lanes
+   * in calls that could not wait; with this (and slot-hash-worker.ts reading every message
+   * before hashing) 82-93%, the hashing thread's CPU 1.43-1.50 s -> 1.25-1.30 s.
    * While `force` says so (memory the caller holds must be freed), it hashes what is there
-   * without waiting, one call at a time: draining every lane at once would run most calls
+   * without waiting, one call at a time: draining every part at once would run most calls
    * with one or two lanes busy (2 GiB: 4.3 s of CPU against 1.0 s).
    */
   advance(
@@ -231,71 +250,67 @@ export class Md5Lanes {
   ): void {
     const limit = typeof available === "number" ? () => available : available;
     for (;;) {
-      this.fillLanes(limit, final);
-      let blocks = Number.POSITIVE_INFINITY;
-      let finished = false;
-      let assigned = 0;
-      let allReady = true;
-      let anyChunk = false;
-      for (let index = 0; index < LANES; index++) {
-        const lane = this.lanes[index];
-        if (lane === undefined) continue;
-        assigned += 1;
-        const end = limit(lane.span);
-        if (lane.end - lane.position < 64 && lane.end <= end) {
-          this.finish(index, lane);
-          finished = true;
-          continue;
-        }
-        const ready = Math.min(end, lane.end) - lane.position;
-        if (ready >= 64) blocks = Math.min(blocks, Math.floor(ready / 64));
-        if (ready >= CHUNK) anyChunk = true;
-        if (ready < CHUNK && lane.end > end) allReady = false;
+      this.openParts(limit, final);
+      if (this.finishReady(limit)) continue;
+      const whole: Open[] = [];
+      const some: Open[] = [];
+      for (const part of this.open) {
+        part.ready = Math.min(limit(part.span), part.end) - part.position;
+        if (part.ready < 64) continue;
+        // All of a part's rest is as good as a whole chunk: nothing more will come for it.
+        if (part.ready >= CHUNK || part.end <= limit(part.span)) whole.push(part);
+        else some.push(part);
       }
-      if (finished) continue;
-      if (blocks === Number.POSITIVE_INFINITY) return;
-      const lanesFull = assigned === LANES || this.startedSpans === this.spans.length;
-      if (final || (lanesFull && allReady)) {
-        this.run(Math.min(blocks, CHUNK / 64), limit);
-      } else if (force()) {
-        // The lanes with a whole chunk run (the others sit out), then `force` is asked again.
-        this.run(anyChunk ? CHUNK / 64 : Math.min(blocks, CHUNK / 64), limit);
+      if (whole.length === 0 && some.length === 0) return;
+      const left = this.spans.length - this.finishedSpans;
+      if (final) this.run([...whole, ...some]);
+      else if (whole.length >= Math.min(LANES, left)) this.run(whole);
+      else if (force()) {
+        // The parts with a whole chunk run (the others sit out), then `force` is asked again.
+        this.run(whole.length > 0 ? whole : some);
       } else return;
     }
   }
 
-  /** How far span `index` is hashed (its start before it has a lane, its end once done). */
+  /** How far span `index` is hashed (its start before it is opened, its end once done). */
   hashedTo(index: number): number {
     const span = this.spans[index];
     if (span === undefined) throw new RangeError(`no span ${index}`);
     if (this.digests[index] !== undefined) return span.end;
-    const lane = this.lanes.find((candidate) => candidate?.span === index);
-    return lane?.position ?? span.start;
+    const part = this.open.find((candidate) => candidate.span === index);
+    return part?.position ?? span.start;
   }
 
   /**
-   * Gives free lanes the next spans: those `startable` names (until `final`: then any left,
-   * in order), else the next in order as long as its first bytes are there.
+   * Opens the next spans: those `startable` names (until `final`: then any left, in order),
+   * else the next in order as long as its first bytes are there.
    */
-  private fillLanes(limit: (span: number) => number, final: boolean): void {
-    for (let index = 0; index < LANES; index++) {
-      if (this.lanes[index] !== undefined) continue;
-      const next =
-        this.startable !== undefined && !final ? this.nextStartable() : this.nextInOrder(limit);
+  private openParts(limit: (span: number) => number, final: boolean): void {
+    if (this.startable !== undefined && !final) {
+      for (const candidate of this.startable()) {
+        if (this.started[candidate] === 0) this.openSpan(candidate);
+      }
+      return;
+    }
+    while (this.open.length < OPEN_IN_ORDER) {
+      const next = this.nextInOrder(limit);
       if (next === undefined) return;
-      const span = this.spans[next] as ByteSpan;
-      this.started[next] = 1;
-      this.startedSpans += 1;
-      this.lanes[index] = { span: next, start: span.start, end: span.end, position: span.start };
-      this.setState(index, INITIAL_STATE);
+      this.openSpan(next);
     }
   }
 
-  private nextStartable(): number | undefined {
-    for (const candidate of this.startable?.() ?? []) {
-      if (this.started[candidate] === 0) return candidate;
-    }
-    return undefined;
+  private openSpan(index: number): void {
+    const span = this.spans[index] as ByteSpan;
+    this.started[index] = 1;
+    this.startedSpans += 1;
+    this.open.push({
+      span: index,
+      start: span.start,
+      end: span.end,
+      position: span.start,
+      state: [...INITIAL_STATE],
+      ready: 0,
+    });
   }
 
   private nextInOrder(limit: (span: number) => number): number | undefined {
@@ -306,64 +321,87 @@ export class Md5Lanes {
     return this.nextSpan;
   }
 
-  /** Runs `blocks` blocks of every lane that has them; the others keep their state. */
-  private run(blocks: number, limit: (span: number) => number): void {
+  /**
+   * One kernel call for the (up to) eight of `candidates` with the most bytes ready, as many
+   * blocks as the least ready of them has (at most a chunk).
+   */
+  private run(candidates: Open[]): void {
+    const chosen =
+      candidates.length <= LANES
+        ? candidates
+        : candidates.sort((x, y) => y.ready - x.ready).slice(0, LANES);
+    let blocks = CHUNK / 64;
+    for (const part of chosen) blocks = Math.min(blocks, Math.floor(part.ready / 64));
     const bytes = blocks * 64;
-    const active: boolean[] = [];
     const pointers: number[] = [];
     for (let index = 0; index < LANES; index++) {
-      const lane = this.lanes[index];
-      const ready = lane === undefined ? 0 : Math.min(limit(lane.span), lane.end) - lane.position;
-      const runs = lane !== undefined && ready >= bytes;
-      active.push(runs);
+      const part = chosen[index];
+      if (part === undefined) {
+        // An idle lane hashes whatever is in its area; its state is not kept.
+        pointers.push(INPUT_OFFSET + index * LANE_STRIDE);
+        continue;
+      }
+      this.setState(index, part.state);
       // In place where the bytes are in the kernel's memory, else copied into the lane's area.
-      const at = runs ? this.locate?.(lane.position, bytes) : undefined;
+      const at = this.locate?.(part.position, bytes);
       pointers.push(at ?? INPUT_OFFSET + index * LANE_STRIDE);
-      if (runs && at === undefined) this.read(this.input(index, bytes), lane.position);
+      if (at === undefined) this.read(this.input(index, bytes), part.position);
     }
-    this.runKernel(blocks, active, pointers);
-    for (let index = 0; index < LANES; index++) {
-      const lane = this.lanes[index];
-      if (active[index] && lane !== undefined) lane.position += bytes;
-    }
-  }
-
-  /** The last (< 64) bytes of a span, the padding and the length (RFC 1321 §3.1-3.2). */
-  private finish(index: number, lane: Lane): void {
-    const rest = lane.end - lane.position;
-    const blocks = rest < 56 ? 1 : 2;
-    const input = this.input(index, blocks * 64);
-    input.fill(0);
-    if (rest > 0) this.read(input.subarray(0, rest), lane.position);
-    input[rest] = 0x80;
-    const length = lane.end - lane.start;
-    const view = new DataView(input.buffer, input.byteOffset, input.byteLength);
-    // The length in bits, 64-bit little-endian; lengths are below 2^53 bytes.
-    view.setUint32(blocks * 64 - 8, (length % 2 ** 29) * 8, true);
-    view.setUint32(blocks * 64 - 4, Math.floor(length / 2 ** 29), true);
-    this.runKernel(
-      blocks,
-      this.lanes.map((_, other) => other === index),
-    );
-    const digest = Buffer.allocUnsafe(16);
-    const words = this.getState(index);
-    words.forEach((word, i) => {
-      digest.writeUInt32LE(word, 4 * i);
-    });
-    this.digests[lane.span] = digest;
-    this.lanes[index] = undefined;
-    this.finishedSpans += 1;
-  }
-
-  private runKernel(
-    blocks: number,
-    active: readonly boolean[],
-    pointers: readonly number[] = active.map((_, index) => INPUT_OFFSET + index * LANE_STRIDE),
-  ): void {
-    const kept = active.map((runs, index) => (runs ? undefined : this.getState(index)));
     this.kernel(...pointers, blocks);
-    kept.forEach((words, index) => {
-      if (words !== undefined) this.setState(index, words);
+    chosen.forEach((part, index) => {
+      part.state = this.getState(index);
+      part.position += bytes;
+    });
+  }
+
+  /**
+   * Finishes the parts with fewer than 64 bytes left, all of them available: their last bytes,
+   * the padding and the length (RFC 1321 §3.1-3.2), up to eight in one kernel call. Says
+   * whether any was finished.
+   */
+  private finishReady(limit: (span: number) => number): boolean {
+    const ending = this.open.filter(
+      (part) => part.end - part.position < 64 && part.end <= limit(part.span),
+    );
+    if (ending.length === 0) return false;
+    // Parts of one or of two padding blocks go in separate calls (a call runs every lane the
+    // same number of blocks).
+    for (const blocks of [1, 2]) {
+      const group = ending.filter((part) => (part.end - part.position < 56 ? 1 : 2) === blocks);
+      for (let first = 0; first < group.length; first += LANES) {
+        this.finishGroup(group.slice(first, first + LANES), blocks);
+      }
+    }
+    this.open = this.open.filter((part) => this.digests[part.span] === undefined);
+    return true;
+  }
+
+  private finishGroup(parts: readonly Open[], blocks: number): void {
+    parts.forEach((part, index) => {
+      const rest = part.end - part.position;
+      const input = this.input(index, blocks * 64);
+      input.fill(0);
+      if (rest > 0) this.read(input.subarray(0, rest), part.position);
+      input[rest] = 0x80;
+      const length = part.end - part.start;
+      const view = new DataView(input.buffer, input.byteOffset, input.byteLength);
+      // The length in bits, 64-bit little-endian; lengths are below 2^53 bytes.
+      view.setUint32(blocks * 64 - 8, (length % 2 ** 29) * 8, true);
+      view.setUint32(blocks * 64 - 4, Math.floor(length / 2 ** 29), true);
+      this.setState(index, part.state);
+    });
+    this.kernel(
+      ...Array.from({ length: LANES }, (_, index) => INPUT_OFFSET + index * LANE_STRIDE),
+      blocks,
+    );
+    parts.forEach((part, index) => {
+      const digest = Buffer.allocUnsafe(16);
+      this.getState(index).forEach((word, i) => {
+        digest.writeUInt32LE(word, 4 * i);
+      });
+      this.digests[part.span] = digest;
+      part.position = part.end;
+      this.finishedSpans += 1;
     });
   }
 

@@ -5,7 +5,7 @@
  * (md5-lanes.ts). A slot is given back once all its bytes are hashed.
  */
 import { createHash, type Hash } from "node:crypto";
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { Md5Lanes, type SharedMemory } from "./md5-lanes.ts";
 
 interface Span {
@@ -149,8 +149,6 @@ function onSlot(message: Extract<SlotMessage, { type: "slot" }>): void {
   (queues[part] as Piece[]).push({ slot, stream, offset, start, bytes: message.bytes });
   queuedByStream.set(stream, (queuedByStream.get(stream) ?? 0) + 1);
   active.add(part);
-  lanes.advance((index) => received[index] as number, false, pressed);
-  releaseHashed();
 }
 
 function onFinish(): void {
@@ -173,10 +171,23 @@ function onFinish(): void {
   port?.postMessage({ type: "done", digests });
 }
 
-port.on("message", (message: SlotMessage) => {
+port.on("message", (first: SlotMessage) => {
   try {
-    if (message.type === "slot") onSlot(message);
-    else onFinish();
+    // Every slot already sent is taken in before hashing: the lanes choose among all the
+    // parts with bytes, and a stream is not seen as held up while its parts' bytes wait
+    // here in messages not yet read.
+    for (let message: SlotMessage | undefined = first; message !== undefined; ) {
+      if (message.type === "finish") {
+        onFinish();
+        break;
+      }
+      onSlot(message);
+      message = (receiveMessageOnPort(port)?.message as SlotMessage | undefined) ?? undefined;
+      if (message === undefined && lanes !== undefined) {
+        lanes.advance((index) => received[index] as number, false, pressed);
+        releaseHashed();
+      }
+    }
     if (released.length > 0) {
       port.postMessage({ type: "released", slots: released });
       released = [];

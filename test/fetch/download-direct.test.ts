@@ -282,6 +282,11 @@ describe("reads that cross a part boundary inside a run (review, 2026-12-06)", (
     await transfer("cross-c.bin", data, partsOf(data.length, 64 * KiB), 256 * KiB, 2);
   });
 
+  it("parts of 1 MiB, twelve streams (more than the hashing lanes): byte-exact, every part's MD5", async () => {
+    const data = randomBytes(30 * MiB + 777);
+    await transfer("streams-12.bin", data, partsOf(data.length, MiB), 256 * KiB, 12);
+  });
+
   it("runs are sized by each part's own size (a small first part, then large ones)", () => {
     const parts = [{ start: 0, end: 5 * MiB }];
     for (let i = 0; i < 63; i++) {

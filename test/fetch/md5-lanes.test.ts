@@ -137,6 +137,43 @@ describe("Md5Lanes", () => {
     expect(lanes.results().map((d) => d.toString("hex"))).toEqual(md5(data, spans));
   });
 
+  it("more parts with bytes than lanes: a part whose stream is slow does not hold the others back", () => {
+    // Ten streams, one part each: part 0 has 100 bytes so far, the nine others a chunk and
+    // more. Bound to the first eight parts, the lanes would wait for part 0 (or hash with a
+    // lane idle when forced); here the eight others with bytes run, without being forced.
+    const spans = spansOf(Array.from({ length: 10 }, () => 1_000_000));
+    const data = randomBytes(spans.at(-1)?.end ?? 0);
+    const arrived = spans.map((span, index) => span.start + (index === 0 ? 100 : 600_000));
+    let forced = 0;
+    const lanes = new Md5Lanes(
+      spans,
+      (target, position) => target.set(data.subarray(position, position + target.length)),
+      undefined,
+      () => spans.map((_, index) => index),
+    );
+    lanes.advance(
+      (index) => arrived[index] ?? 0,
+      false,
+      () => {
+        forced += 1;
+        return false;
+      },
+    );
+    const hashed = spans.map((span, index) => lanes.hashedTo(index) - span.start);
+    expect(hashed[0]).toBe(0);
+    // Two calls of eight whole chunks (256 KiB) each, spread over the nine parts with bytes;
+    // then fewer than eight parts have a chunk left, and only then is `force` asked.
+    const chunk = 256 * 1024;
+    expect(hashed.slice(1).reduce((sum, bytes) => sum + bytes, 0)).toBe(16 * chunk);
+    expect(hashed.slice(1).every((bytes) => bytes === chunk || bytes === 2 * chunk)).toBe(true);
+    expect(forced).toBe(1);
+    spans.forEach((span, index) => {
+      arrived[index] = span.end;
+    });
+    lanes.advance((index) => arrived[index] ?? 0, true);
+    expect(lanes.results().map((d) => d.toString("hex"))).toEqual(md5(data, spans));
+  });
+
   it("parts that are not adjacent (one of several hashing threads takes every k-th)", () => {
     const all = spansOf(Array.from({ length: 40 }, (_, i) => 10_000 + i * 999));
     const mine = all.filter((_, i) => i % 3 === 1);
