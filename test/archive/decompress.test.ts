@@ -73,6 +73,16 @@ function pathWith(...programs: string[]): string {
   return dir;
 }
 
+/** `data` in chunks of `size` in one buffer, overwritten once the next chunk is asked for. */
+async function* reused(data: Buffer, size: number): AsyncGenerator<Buffer> {
+  const memory = Buffer.alloc(size);
+  for (let at = 0; at < data.length; at += size) {
+    const n = data.copy(memory, 0, at, at + size);
+    yield memory.subarray(0, n);
+    memory.fill(0xa5);
+  }
+}
+
 function corrupted(data: Buffer): Buffer {
   const copy = Buffer.from(data);
   for (let i = Math.floor(copy.length / 2); i < copy.length / 2 + 64; i++)
@@ -173,14 +183,6 @@ for (const path of PATHS) {
       // The extraction thread gives each batch back to the sender when the decompressor asks
       // for the next (extract-worker.ts): a chunk still queued for the program's stdin, or
       // held by a stream decompressor, would then be overwritten before it was decoded.
-      async function* reused(data: Buffer, size: number): AsyncGenerator<Buffer> {
-        const memory = Buffer.alloc(size);
-        for (let at = 0; at < data.length; at += size) {
-          const n = data.copy(memory, 0, at, at + size);
-          yield memory.subarray(0, n);
-          memory.fill(0xa5);
-        }
-      }
       for (const size of [8 * 1024, 100_000, 1 << 20]) {
         const out = await collect(
           decompress(path.codec, reused(compressed, size), {
@@ -517,14 +519,6 @@ describe("xz through pixz, chosen by the first block's header", () => {
     const options = { searchPath: pathWith("xz", "pixz") };
     expect(await collect(decompress("xz", chunks(multi, 4 << 20), options))).toEqual(plain);
     expect(await collect(decompress("xz", chunks(multi, 1, 5000, 3), options))).toEqual(plain);
-    async function* reused(data: Buffer, size: number): AsyncGenerator<Buffer> {
-      const memory = Buffer.alloc(size);
-      for (let at = 0; at < data.length; at += size) {
-        const n = data.copy(memory, 0, at, at + size);
-        yield memory.subarray(0, n);
-        memory.fill(0xa5);
-      }
-    }
     const out = await collect(
       decompress("xz", reused(multi, 100_000), { ...options, inputReused: true }),
     );
