@@ -27,14 +27,14 @@ RUN --mount=type=cache,target=/root/.npm \
 
 # ---- runtime: Node, the decompressors dsfetch prefers, an init, a non-root user ----
 FROM ${NODE_IMAGE} AS runtime
-# xz-utils, pixz, bzip2, lbzip2: dsfetch streams .tar.xz/.tar.bz2 through them (faster than
-# the JavaScript fallbacks; pixz before xz for multi-block .xz streams); ca-certificates: HTTPS to S3; tini: PID 1 that forwards signals
+# xz-utils, bzip2, lbzip2: dsfetch streams .tar.xz/.tar.bz2 through them (faster than the
+# JavaScript fallbacks); ca-certificates: HTTPS to S3; tini: PID 1 that forwards signals
 # (dsfetch removes temporary data on SIGTERM) and reaps children (`dsfetch run`).
 # /data: the default mount root, where `run` and `sidecar` link each dataset, made by its user
 # (it did not exist, and the non-root user cannot make it: `run` without a volume there failed
 # STORAGE).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends xz-utils pixz bzip2 lbzip2 ca-certificates tini \
+ && apt-get install -y --no-install-recommends xz-utils bzip2 lbzip2 ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 dsfetch \
  && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin dsfetch \

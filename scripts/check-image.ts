@@ -40,7 +40,7 @@ export interface CheckResult {
 }
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const RUNTIME_PACKAGES = ["xz-utils", "pixz", "bzip2", "lbzip2", "ca-certificates", "tini"];
+const RUNTIME_PACKAGES = ["xz-utils", "bzip2", "lbzip2", "ca-certificates", "tini"];
 const MUST_STAY_OUT = [
   "node_modules/x",
   "dist/index.js",

@@ -7,18 +7,10 @@
  *   defaults, 3.4 s for pigz and 4.1 s for gzip -dc). Concatenated members are decoded as
  *   one stream (zlib does that); trailing non-gzip data is an error, zeros excepted
  *   (GzipEnd: zlib ignores whatever follows a NUL byte).
- * - xz: `pixz -d` when both programs are here and the stream's first block header says
- *   pixz can decode in parallel within the memory limit (xz-start.ts; pixzThreads below),
- *   run under an address-space limit (`ulimit -v`) of the memory limit and its own needs,
- *   so a later block declaring a huge dictionary fails like an xz bomb does under xz; else
- *   the `xz` program (`-dc -T0`: 5.9 s on multi-block files, 10.8 s single-threaded) with
- *   `--memlimit-decompress` against xz bombs; else pixz alone; else the npm package
- *   lzma-native (20-23 s), loaded only if installed. Why pixz first: it writes its output in
- *   large pieces where xz writes 8 KiB at a time (1 GiB: ~131,000 writes, and as many
- *   wakeups of the reading thread). The bench's 462 MiB .tar.xz (xz -1 -T0, 1 GiB
- *   expanded), fetched and expanded on 2 cores (AMD EPYC, tmpfs), alternated: 11.25-11.89 s
- *   through pixz against 12.33-12.79 s through xz, system CPU 1.60-1.69 s against
- *   2.58-2.86 s.
+ * - xz: the `xz` program (`-dc -T0`: 5.9 s on multi-block files, 10.8 s single-threaded),
+ *   with `--memlimit-decompress` against xz bombs; else `pixz -d` (5.5 s, but no memory
+ *   limit, hence second); else the npm package lzma-native (20-23 s), loaded only if
+ *   installed.
  * - bzip2: `lbzip2 -dc` (9.5 s with 2 threads), else `bzip2 -dc` (25.8 s), else the npm
  *   package unbzip2-stream (105 s), loaded only if installed. Bytes after the last stream,
  *   which the programs ignore, are an error, zeros excepted (bzip2-end.ts). unbzip2-stream
@@ -40,7 +32,6 @@ import { DsfetchError } from "../errors.ts";
 import { killChild } from "../util/kill-child.ts";
 import { Bzip2End } from "./bzip2-end.ts";
 import { openProgramOutput } from "./program-output.ts";
-import { type XzFirstBlock, xzFirstBlock } from "./xz-start.ts";
 
 export type Codec = "gzip" | "bzip2" | "xz";
 
@@ -67,13 +58,8 @@ export interface DecompressorChoice {
   prefer?: "native" | "library" | undefined;
   /** The PATH to search for programs (default: process.env.PATH). */
   searchPath?: string | undefined;
-  /** xz's --memlimit-decompress in bytes (default 1 GiB); pixz's bound too (pixzThreads). */
+  /** xz's --memlimit-decompress in bytes (default 1 GiB). */
   xzMemoryLimit?: number | undefined;
-  /**
-   * What the xz stream's first block header says (xz-start.ts), when its first bytes were
-   * read: pixz is chosen before xz when it suits (pixzThreads). Unknown: xz first.
-   */
-  xzFirstBlock?: XzFirstBlock | undefined;
 }
 
 export interface DecompressOptions extends DecompressorChoice {
@@ -203,59 +189,6 @@ export function libraryAvailable(name: string): boolean {
   return ok;
 }
 
-/**
- * pixz's own address space beside its blocks and dictionaries: its binary, libraries, thread
- * stacks and allocator reservations (the bench's .tar.xz decodes with 8 threads under 100 MB).
- */
-const PIXZ_OWN_BYTES = 256 * 1024 * 1024;
-/** pixz threads at most: its memory grows with each. */
-const PIXZ_MAX_THREADS = 8;
-/** The shell that sets pixz's address-space limit (`ulimit -v`) before it runs. */
-const SHELL = "/bin/sh";
-
-/**
- * Threads pixz may decode with, for a stream whose first block header is `first`, within
- * `memoryLimit`: each thread holds a block (compressed and decompressed) and its dictionary.
- * 0 when pixz does not suit: the block sizes are not in the header (one block written by a
- * single-threaded xz: pixz decodes it on one thread, as xz does), fewer than two threads fit,
- * or there is one core.
- */
-export function pixzThreads(
-  first: XzFirstBlock | undefined,
-  memoryLimit: number,
-  cores = availableParallelism(),
-): number {
-  if (first?.compressedBytes === undefined || first.uncompressedBytes === undefined) return 0;
-  const perThread = first.dictionaryBytes + first.uncompressedBytes + first.compressedBytes;
-  const threads = Math.min(cores, PIXZ_MAX_THREADS, Math.floor(memoryLimit / perThread));
-  return threads >= 2 ? threads : 0;
-}
-
-/** Whether pixz can run under an address-space limit here (a POSIX shell sets it). */
-function shellHere(): boolean {
-  return findProgram("sh", "/bin") === SHELL;
-}
-
-/**
- * pixz's command line: `-t` (not a tar: its output is the stream's whole content, as xz's is,
- * index after a tar included), under `ulimit -v` of the memory limit and PIXZ_OWN_BYTES, so
- * a block declaring a larger dictionary than the first fails (an xz bomb) instead of taking
- * the machine's memory. Without a shell (a minimal image), pixz runs as it is.
- */
-function pixzCommand(path: string, threads: number, choice: DecompressorChoice): string[] {
-  const program = [path, "-d", "-t", "-p", String(threads)];
-  if (!shellHere()) return program;
-  const limit = (choice.xzMemoryLimit ?? DEFAULT_XZ_MEMORY_LIMIT) + PIXZ_OWN_BYTES;
-  return [
-    SHELL,
-    "-c",
-    'ulimit -v "$1" && exec "$0" -d -t -p "$2"',
-    path,
-    String(Math.ceil(limit / 1024)),
-    String(threads),
-  ];
-}
-
 function commandFor(via: DecompressorVia, path: string, choice: DecompressorChoice): string[] {
   switch (via) {
     case "xz":
@@ -268,15 +201,7 @@ function commandFor(via: DecompressorVia, path: string, choice: DecompressorChoi
         `--memlimit-decompress=${choice.xzMemoryLimit ?? DEFAULT_XZ_MEMORY_LIMIT}`,
       ];
     case "pixz":
-      // Alone (no xz here): as many threads as fit a block like the first, else one.
-      return pixzCommand(
-        path,
-        Math.max(
-          1,
-          pixzThreads(choice.xzFirstBlock, choice.xzMemoryLimit ?? DEFAULT_XZ_MEMORY_LIMIT),
-        ),
-        choice,
-      );
+      return [path, "-d"];
     case "lbzip2":
       return [path, "-d", "-c", `-n${Math.min(4, Math.max(1, availableParallelism()))}`];
     case "bzip2":
@@ -288,16 +213,6 @@ function commandFor(via: DecompressorVia, path: string, choice: DecompressorChoi
 
 /** Which implementation decompress() would use for `codec` here. */
 export function decompressorFor(codec: Codec, choice: DecompressorChoice = {}): Decompressor {
-  if (codec === "xz" && choice.prefer !== "library" && shellHere()) {
-    const threads = pixzThreads(
-      choice.xzFirstBlock,
-      choice.xzMemoryLimit ?? DEFAULT_XZ_MEMORY_LIMIT,
-    );
-    const pixz = threads > 0 ? findProgram("pixz", choice.searchPath) : undefined;
-    if (pixz !== undefined) {
-      return { codec, via: "pixz", command: pixzCommand(pixz, threads, choice) };
-    }
-  }
   const order =
     choice.prefer === "library"
       ? [...LIBRARY[codec], ...NATIVE[codec]]
@@ -332,49 +247,7 @@ export function decompress(
     const end = new Bzip2End();
     return end.afterDecoding(decompressWith(codec, end.watch(source), options), options.dataset);
   }
-  if (codec === "xz" && options.xzFirstBlock === undefined && options.prefer !== "library") {
-    return decompressXzByFirstBlock(source, options);
-  }
   return decompressWith(codec, source, options);
-}
-
-/**
- * xz data, its decompressor chosen once the first chunk shows the first block's header
- * (decompressorFor: pixz or xz). The first chunk is handed on before the next is asked for
- * (its memory may be reused after: inputReused).
- */
-async function* decompressXzByFirstBlock(
-  source: AsyncIterable<Buffer>,
-  options: DecompressOptions,
-): AsyncGenerator<Buffer> {
-  const iterator = source[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  if (first.done === true) {
-    yield* decompressWith("xz", (async function* () {})(), options);
-    return;
-  }
-  yield* decompressWith("xz", prependChunk(first.value, iterator), {
-    ...options,
-    xzFirstBlock: xzFirstBlock(first.value),
-  });
-}
-
-/** `first`, then the rest of `rest`; the source is told to stop only if not read to its end. */
-async function* prependChunk(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
-  let ended = false;
-  try {
-    yield first;
-    for (;;) {
-      const next = await rest.next();
-      if (next.done === true) {
-        ended = true;
-        return;
-      }
-      yield next.value;
-    }
-  } finally {
-    if (!ended) await rest.return?.();
-  }
 }
 
 function decompressWith(
@@ -566,13 +439,10 @@ function killed(
   const who = byUs
     ? ""
     : `, which dsfetch did not send${signal === "SIGKILL" ? " (the out-of-memory killer, most likely)" : ""}`;
-  const limit = options.xzMemoryLimit ?? DEFAULT_XZ_MEMORY_LIMIT;
   const memory =
     via === "xz"
-      ? `xz may use up to ${limit} bytes to decompress (dsfetch runs it with --memlimit-decompress) besides dsfetch's own memory`
-      : via === "pixz"
-        ? `pixz may use up to ${limit + PIXZ_OWN_BYTES} bytes of address space (dsfetch runs it under ulimit -v) besides dsfetch's own memory`
-        : `${via} has no memory limit of its own (xz, when installed, runs with one)`;
+      ? `xz may use up to ${options.xzMemoryLimit ?? DEFAULT_XZ_MEMORY_LIMIT} bytes to decompress (dsfetch runs it with --memlimit-decompress) besides dsfetch's own memory`
+      : `${via} has no memory limit of its own (xz, when installed, runs with one)`;
   return new DsfetchError(
     "TRANSIENT",
     `${datasetPrefix(dataset)}${codec} decompression failed: ${via}${pid === undefined ? "" : ` (pid ${pid})`} was killed by ${signal}${who}${said === "" ? "" : `; it said: ${said}`}`,
@@ -602,20 +472,6 @@ function corrupt(
       {
         dataset,
         hint: "nothing was published: re-compress the archive with a smaller dictionary (xz -6 or lower), e.g. `xz -dc a.tar.xz | xz -6 -T0 > b.tar.xz`",
-        cause,
-      },
-    );
-  }
-  if (via === "pixz" && /initializ|memory|alloc/i.test(detail)) {
-    // Under its address-space limit pixz cannot tell a dictionary too large for the limit
-    // from a damaged block header: both fail as it sets up the block's decoder.
-    const limit = options.xzMemoryLimit ?? DEFAULT_XZ_MEMORY_LIMIT;
-    return new DsfetchError(
-      "ARCHIVE_INVALID",
-      `${datasetPrefix(dataset)}the xz data needs more memory to decompress than the limit of ${limit} bytes, or a block header is damaged (pixz: ${detail})`,
-      {
-        dataset,
-        hint: "nothing was published: re-compress the archive with a smaller dictionary (xz -6 or lower), e.g. `xz -dc a.tar.xz | xz -6 -T0 > b.tar.xz`; `xz -t <file>` checks a local copy for damage",
         cause,
       },
     );

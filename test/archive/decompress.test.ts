@@ -7,7 +7,6 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { crc32 } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { endsWithBzip2Stream } from "../../src/archive/bzip2-end.ts";
 import {
@@ -19,7 +18,6 @@ import {
   findProgram,
   libraryAvailable,
 } from "../../src/archive/decompress.ts";
-import { xzFirstBlock } from "../../src/archive/xz-start.ts";
 import { DsfetchError } from "../../src/errors.ts";
 import { chunks } from "./tar-helpers.ts";
 
@@ -71,16 +69,6 @@ function pathWith(...programs: string[]): string {
     }
   }
   return dir;
-}
-
-/** `data` in chunks of `size` in one buffer, overwritten once the next chunk is asked for. */
-async function* reused(data: Buffer, size: number): AsyncGenerator<Buffer> {
-  const memory = Buffer.alloc(size);
-  for (let at = 0; at < data.length; at += size) {
-    const n = data.copy(memory, 0, at, at + size);
-    yield memory.subarray(0, n);
-    memory.fill(0xa5);
-  }
 }
 
 function corrupted(data: Buffer): Buffer {
@@ -183,6 +171,14 @@ for (const path of PATHS) {
       // The extraction thread gives each batch back to the sender when the decompressor asks
       // for the next (extract-worker.ts): a chunk still queued for the program's stdin, or
       // held by a stream decompressor, would then be overwritten before it was decoded.
+      async function* reused(data: Buffer, size: number): AsyncGenerator<Buffer> {
+        const memory = Buffer.alloc(size);
+        for (let at = 0; at < data.length; at += size) {
+          const n = data.copy(memory, 0, at, at + size);
+          yield memory.subarray(0, n);
+          memory.fill(0xa5);
+        }
+      }
       for (const size of [8 * 1024, 100_000, 1 << 20]) {
         const out = await collect(
           decompress(path.codec, reused(compressed, size), {
@@ -442,115 +438,6 @@ describe("xz memory limit (xz bombs)", () => {
       expect(error.hint).toMatch(/smaller dictionary/);
     },
   );
-});
-
-/**
- * pixz is needed for its own paths: .ci/run installs it (apt-get install -y pixz), and a test
- * that skipped without it would prove nothing.
- */
-function needPixz(): void {
-  if (findProgram("pixz") === undefined || findProgram("xz") === undefined) {
-    throw new Error("pixz and xz are needed here: apt-get install -y pixz xz-utils");
-  }
-}
-
-/** A variable-length integer of the xz format at `at`: its value and the next position. */
-function vli(data: Buffer, at: number): [number, number] {
-  let value = 0;
-  for (let shift = 0, position = at; ; shift += 7) {
-    const byte = data[position++] as number;
-    value += (byte & 0x7f) * 2 ** shift;
-    if ((byte & 0x80) === 0) return [value, position];
-  }
-}
-
-/**
- * A multi-block xz stream whose second block header declares LZMA2's largest dictionary
- * (4 GiB - 1; property byte 40), its CRC32 made right: an xz bomb behind an ordinary first
- * block. The blocks' sizes are in their headers (xz -T2), so each is found from the previous.
- */
-function bombInSecondBlock(): Buffer {
-  const stream = Buffer.from(
-    compress("xz", ["-c", "-1", "-T2", "--block-size=100000"], randomBytes(300_000)),
-  );
-  const check = ({ 0: 0, 1: 4, 4: 8, 10: 32 } as Record<number, number>)[
-    (stream[7] as number) & 0x0f
-  ] as number;
-  const first = 12;
-  const [compressed] = vli(stream, first + 2);
-  const second =
-    first + ((stream[first] as number) + 1) * 4 + compressed + (-compressed & 3) + check;
-  const size = ((stream[second] as number) + 1) * 4;
-  expect((stream[second + 1] as number) & 0xc0).toBe(0xc0);
-  let at = vli(stream, vli(stream, second + 2)[1])[1];
-  const [filter, afterId] = vli(stream, at);
-  expect(filter).toBe(0x21);
-  at = vli(stream, afterId)[1];
-  stream[at] = 40;
-  stream.writeUInt32LE(crc32(stream.subarray(second, second + size - 4)), second + size - 4);
-  return stream;
-}
-
-describe("xz through pixz, chosen by the first block's header", () => {
-  it("pixz when both programs are here and the blocks carry their sizes; xz for one block", () => {
-    needPixz();
-    const both = pathWith("xz", "pixz");
-    const multi = compress("xz", ["-c", "-T2", "--block-size=200KiB"], plain);
-    const one = compress("xz", ["-c", "-T1"], plain);
-    const parallel = decompressorFor("xz", { searchPath: both, xzFirstBlock: xzFirstBlock(multi) });
-    expect(parallel.via).toBe("pixz");
-    expect(parallel.command).toEqual([
-      "/bin/sh",
-      "-c",
-      'ulimit -v "$1" && exec "$0" -d -t -p "$2"',
-      join(both, "pixz"),
-      String((2 ** 30 + 256 * 2 ** 20) / 1024),
-      expect.stringMatching(/^[2-8]$/),
-    ]);
-    expect(decompressorFor("xz", { searchPath: both, xzFirstBlock: xzFirstBlock(one) }).via).toBe(
-      "xz",
-    );
-    expect(decompressorFor("xz", { searchPath: both }).via).toBe("xz");
-  });
-
-  it("round trip through pixz: large and tiny chunks, input memory reused, the first chunk tiny", async () => {
-    needPixz();
-    const multi = compress("xz", ["-c", "-T2", "--block-size=200KiB"], plain);
-    const options = { searchPath: pathWith("xz", "pixz") };
-    expect(await collect(decompress("xz", chunks(multi, 4 << 20), options))).toEqual(plain);
-    expect(await collect(decompress("xz", chunks(multi, 1, 5000, 3), options))).toEqual(plain);
-    const out = await collect(
-      decompress("xz", reused(multi, 100_000), { ...options, inputReused: true }),
-    );
-    expect(out.equals(plain)).toBe(true);
-  });
-
-  it("a later block declaring a 4 GiB dictionary is refused, as xz refuses it (xz bomb)", async () => {
-    needPixz();
-    const bomb = bombInSecondBlock();
-    expect(xzFirstBlock(bomb)?.dictionaryBytes).toBe(1024 * 1024);
-    // Without its address-space limit pixz decodes it (the 4 GiB are reserved, not used).
-    const unlimited = execFileSync(findProgram("pixz") as string, ["-d", "-t", "-p", "2"], {
-      input: bomb,
-      maxBuffer: 1 << 26,
-    });
-    expect(unlimited.length).toBe(300_000);
-    for (const programs of [["xz", "pixz"], ["xz"]]) {
-      const error = await failure(
-        decompress("xz", chunks(bomb, 65_536), {
-          searchPath: pathWith(...programs),
-          dataset: "bomb",
-        }),
-      );
-      expect(error.code, programs.join(",")).toBe("ARCHIVE_INVALID");
-      expect(error.message).toMatch(
-        /^bomb: the xz data needs more memory to decompress than the limit of 1073741824 bytes/,
-      );
-      expect(error.hint).toMatch(/smaller dictionary/);
-      // Each program said it: pixz was the one chosen when both are here.
-      expect(error.message).toMatch(programs.length === 2 ? /\(pixz: / : /\(xz refused it/);
-    }
-  });
 });
 
 describe("choice of implementation", () => {
