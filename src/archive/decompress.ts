@@ -419,6 +419,47 @@ async function loadLibrary(name: string, codec: Codec, dataset: string | undefin
 }
 
 /**
+ * Signals a program raises itself when it crashes (a bad pointer, an abort() on a failed
+ * check): not sent by the out-of-memory killer nor by anyone stopping it.
+ */
+const CRASHES = new Set<NodeJS.Signals>([
+  "SIGSEGV",
+  "SIGBUS",
+  "SIGILL",
+  "SIGFPE",
+  "SIGABRT",
+  "SIGSYS",
+  "SIGTRAP",
+]);
+
+/**
+ * A decompressor program that crashed: on the data it was given, since the same program
+ * decodes sound archives. pixz 1.0.7 reading a pipe dies of SIGSEGV on a block header that
+ * declares a huge compressed size (an unchecked realloc; review, session 37), which was
+ * TRANSIENT ("nothing says the archive is damaged: run again") and retried to the same crash.
+ * ARCHIVE_INVALID: not retried, and confirmed against the store like a corrupt archive.
+ */
+function crashed(
+  decompressor: Decompressor,
+  options: DecompressOptions,
+  pid: number | undefined,
+  signal: NodeJS.Signals,
+  said: string,
+): DsfetchError {
+  const { codec, via } = decompressor;
+  const { dataset } = options;
+  const check = codec === "gzip" ? "gzip -t" : codec === "xz" ? "xz -t" : "bzip2 -t";
+  return new DsfetchError(
+    "ARCHIVE_INVALID",
+    `${datasetPrefix(dataset)}${codec} decompression failed: ${via}${pid === undefined ? "" : ` (pid ${pid})`} crashed (${signal}) on this data${said === "" ? "" : `; it said: ${said}`}`,
+    {
+      dataset,
+      hint: `nothing was published; a decompressor crashes on damaged or hostile data: check a local copy of the archive with \`${check} <file>\`, and re-create or re-upload it; if that check passes, the program is at fault: report its crash (\`${via} --version\`)`,
+    },
+  );
+}
+
+/**
  * A decompressor program killed by a signal: by the out-of-memory killer, most likely (the
  * container's memory limit), or by someone else. Not a property of the archive: it was
  * ARCHIVE_INVALID with the hint to re-upload the archive (review, 2026-12-06), which also
@@ -653,6 +694,9 @@ async function* throughProgram(
       // A decoder refusing data exits with a status; a signal is from outside (those we send,
       // for a failed source or an abort, were answered above).
       if (exit.signal !== null) {
+        if (!tracked.signalled && CRASHES.has(exit.signal)) {
+          throw crashed(decompressor, options, child.pid, exit.signal, said);
+        }
         throw killed(decompressor, options, child.pid, exit.signal, tracked.signalled, said);
       }
       throw corrupt(

@@ -348,6 +348,29 @@ describe("a decompressor killed from outside (review, 2026-12-06)", () => {
     expect(existsSync(record)).toBe(false);
   });
 
+  it("a crash (SIGSEGV, raised by the program itself) is ARCHIVE_INVALID, not retried (review, session 37)", async () => {
+    // pixz 1.0.7 reading a pipe dies of SIGSEGV on a hostile block header; a stand-in here.
+    const bin = mkdtempSync(join(root, "bin-"));
+    writeFileSync(join(bin, "xz"), "#!/bin/sh\nhead -c 65536 > /dev/null\nkill -SEGV $$\n");
+    chmodSync(join(bin, "xz"), 0o755);
+    const xz = run("xz", ["-c", "-0"], tar(file("big.bin", randomBytes(1_000_000))));
+    const error = await rejection(
+      extractTar(
+        decompress("xz", chunks(xz, 65_536), { searchPath: bin, dataset: "ds" }),
+        destination(),
+        DEFAULT_LIMITS,
+        "ds",
+      ),
+    );
+    expect(error.code).toBe("ARCHIVE_INVALID");
+    expect(error.retryable).not.toBe(true);
+    expect(error.message).toMatch(
+      /^ds: xz decompression failed: xz \(pid \d+\) crashed \(SIGSEGV\) on this data$/,
+    );
+    expect(error.hint).toContain("xz -t <file>");
+    expect(error.hint).toMatch(/re-create or re-upload/);
+  });
+
   it("dsfetch fetch: exit 6 TRANSIENT, nothing published, and the next run stages the archive", async () => {
     const bucket = await createBucket("review1206");
     const source = mkdtempSync(join(root, "src-"));
