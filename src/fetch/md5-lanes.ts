@@ -175,7 +175,6 @@ export class Md5Lanes {
   private readonly digests: (Buffer | undefined)[];
   /** Spans opened (or finished). */
   private readonly started: Uint8Array;
-  private startedSpans = 0;
   /** No span before this one is waiting to be opened. */
   private nextSpan = 0;
   private finishedSpans = 0;
@@ -255,10 +254,11 @@ export class Md5Lanes {
       const whole: Open[] = [];
       const some: Open[] = [];
       for (const part of this.open) {
-        part.ready = Math.min(limit(part.span), part.end) - part.position;
+        const available = limit(part.span);
+        part.ready = Math.min(available, part.end) - part.position;
         if (part.ready < 64) continue;
         // All of a part's rest is as good as a whole chunk: nothing more will come for it.
-        if (part.ready >= CHUNK || part.end <= limit(part.span)) whole.push(part);
+        if (part.ready >= CHUNK || part.end <= available) whole.push(part);
         else some.push(part);
       }
       if (whole.length === 0 && some.length === 0) return;
@@ -302,7 +302,6 @@ export class Md5Lanes {
   private openSpan(index: number): void {
     const span = this.spans[index] as ByteSpan;
     this.started[index] = 1;
-    this.startedSpans += 1;
     this.open.push({
       span: index,
       start: span.start,

@@ -182,7 +182,7 @@ port.on("message", (first: SlotMessage) => {
         break;
       }
       onSlot(message);
-      message = (receiveMessageOnPort(port)?.message as SlotMessage | undefined) ?? undefined;
+      message = receiveMessageOnPort(port)?.message as SlotMessage | undefined;
       if (message === undefined && lanes !== undefined) {
         lanes.advance((index) => received[index] as number, false, pressed);
         releaseHashed();
