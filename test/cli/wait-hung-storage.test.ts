@@ -82,4 +82,28 @@ describe("dsfetch wait on a ready file whose storage stopped answering", () => {
       worker.child.kill("SIGKILL");
     }
   }, 30_000);
+
+  it("a SIGTERM that meets a read just started, which then answers: exit 130, no SIGKILL", async () => {
+    // Found when the tests' CLI started faster: a SIGTERM right after "waiting for" met the
+    // first read in flight, noted as stuck at once, and the CLI ended with SIGKILL. A read is
+    // given READ_GRACE_MS (1 s) from its start; this one answers ~0.1 s after the signal.
+    const path = fifo("ready-answers.json");
+    const worker = start(["wait", "--ready-file", path, "--timeout", "5m"], {});
+    const bound = setTimeout(() => worker.child.kill("SIGKILL"), 20_000);
+    try {
+      await until(async () => worker.stderr().includes("wait: waiting for"), 10_000);
+      worker.child.kill("SIGTERM");
+      await sleep(100);
+      // A writer: the read's open(2) returns, and it reads nothing.
+      closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
+      const ended = await worker.exit;
+      expect(ended.code, worker.stderr()).toBe(130);
+      expect(worker.stderr()).toContain(`wait: interrupted while waiting for ${path}`);
+      expect(worker.stderr()).not.toContain("did not answer");
+      expect(worker.stderr()).not.toContain("exit status 137");
+    } finally {
+      clearTimeout(bound);
+      worker.child.kill("SIGKILL");
+    }
+  }, 30_000);
 });

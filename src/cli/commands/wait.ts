@@ -101,7 +101,22 @@ export async function waitCommand(
     if (reading === undefined) return;
     noteStuckThread(`reading the ready file ${args.readyFile}`, reading.answer);
   };
-  const interrupted = (cause?: unknown) => {
+  /**
+   * An interrupt: a read started less than READ_GRACE_MS ago is given the rest of it to
+   * answer first. Found when the tests' CLI started faster: a SIGTERM just after "waiting for"
+   * met the first read in flight, which was noted as stuck, and the CLI ended with SIGKILL
+   * ("gave up on work stuck in system calls") instead of exit 130.
+   */
+  const interrupted = async (cause?: unknown) => {
+    if (reading !== undefined) {
+      const pending = reading;
+      const outcome = await within(
+        pending.answer,
+        Math.max(0, READ_GRACE_MS - (Date.now() - pending.since)),
+        new AbortController().signal,
+      ).catch(() => "answered" as const);
+      if (outcome !== "no answer" && reading === pending) reading = undefined;
+    }
     const still = unanswered();
     abandon();
     return new DsfetchError(
@@ -135,7 +150,7 @@ export async function waitCommand(
         Math.max(0, Math.min(Math.max(left, grace), READ_BOUND_MS)),
         signal,
       );
-      if (outcome === "aborted") throw interrupted();
+      if (outcome === "aborted") throw await interrupted();
       if (outcome === "no answer") {
         if (url?.state === "failed") {
           throw new DsfetchError(url.code, `wait: the sidecar failed: ${url.reason}`, {
@@ -222,7 +237,7 @@ export async function waitCommand(
       if (said !== urlSaid) err(`wait: ${args.url} ${said}\n`);
       urlSaid = said;
     }
-    if (signal.aborted) throw interrupted();
+    if (signal.aborted) throw await interrupted();
     const waited = Date.now() - started;
     if (waited >= timeout.ms) {
       const still = unanswered();
@@ -250,7 +265,7 @@ export async function waitCommand(
     } catch (error) {
       // SIGINT/SIGTERM: an interrupt (130), not a bug in dsfetch (review, 2026-12-05).
       if (!signal.aborted) throw error;
-      throw interrupted(error);
+      throw await interrupted(error);
     }
   }
   err(`wait: ready after ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
