@@ -1,17 +1,21 @@
 // vitest globalSetup: one real S3 server per test run (see test/harness/s3-server.ts), handed to
-// the workers with project.provide("s3", …) and read there with inject("s3") / s3Info().
+// the workers with project.provide("s3", …) and read there with inject("s3") / s3Info(); and
+// the CLI bundled from src/ for this run (see test/harness/cli-bundle.ts), handed over as
+// "cliEntry".
 
 import type { TestProject } from "vitest/node";
+import { bundleCliForRun } from "./harness/cli-bundle.ts";
 import { type S3ServerInfo, startS3Server } from "./harness/s3-server.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
     s3: S3ServerInfo;
+    cliEntry: string;
   }
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const server = await startS3Server();
+  const [server, bundle] = await Promise.all([startS3Server(), bundleCliForRun()]);
   const info: S3ServerInfo = {
     kind: server.kind,
     endpoint: server.endpoint,
@@ -20,7 +24,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
     region: server.region,
   };
   project.provide("s3", info);
+  project.provide("cliEntry", bundle.entry);
+  // Watch mode: the sources may have changed since the last run.
+  project.onTestsRerun(() => bundle.rebuild());
   return async () => {
-    await server.stop();
+    await Promise.all([server.stop(), bundle.remove()]);
   };
 }

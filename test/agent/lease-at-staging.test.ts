@@ -21,7 +21,7 @@ import type { Manifest } from "../../src/volumes/manifest.ts";
 import { pendingManifestPath, treeIdentity } from "../../src/volumes/occupant.ts";
 import { prune } from "../../src/volumes/prune.ts";
 import { type Lease, takeLease } from "../../src/volumes/usage.ts";
-import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
+import { baseEnv, CLI_ENTRY, runCli } from "../harness/cli.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { testManifest } from "../harness/manifests.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
@@ -174,7 +174,7 @@ describe("leases from the moment a dataset is staged", () => {
     const job = spawn(
       process.execPath,
       [
-        CLI_SOURCE,
+        CLI_ENTRY,
         "run",
         "--datasets",
         datasets,

@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseEnv, CLI_SOURCE } from "../harness/cli.ts";
+import { baseEnv, CLI_ENTRY } from "../harness/cli.ts";
 import { ctrlCOnTerminal } from "../harness/pty.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -58,7 +58,7 @@ describe("run: signals", () => {
   it("a Ctrl-C on the terminal reaches the command once (not forwarded a second time)", async () => {
     const args = await runArgs("tty");
     const result = await ctrlCOnTerminal(
-      [process.execPath, CLI_SOURCE, ...args],
+      [process.execPath, CLI_ENTRY, ...args],
       "command started",
       baseEnv(testEnv()),
     );
@@ -74,7 +74,7 @@ describe("run: signals", () => {
     // passes a SIGINT on to its command, then to its whole group again.)
     const own = [...args.slice(0, at + 1), "setsid", ...args.slice(at + 1)];
     const result = await ctrlCOnTerminal(
-      [process.execPath, CLI_SOURCE, ...own],
+      [process.execPath, CLI_ENTRY, ...own],
       "command started",
       baseEnv(testEnv()),
     );
@@ -84,7 +84,7 @@ describe("run: signals", () => {
 
   it("on the terminal, a SIGINT sent to dsfetch alone is not passed on (taken for the terminal's), unless DSFETCH_ALWAYS_FORWARD_SIGINT=1", async () => {
     const dropped = await ctrlCOnTerminal(
-      [process.execPath, CLI_SOURCE, ...(await runArgs("kill-default"))],
+      [process.execPath, CLI_ENTRY, ...(await runArgs("kill-default"))],
       "command started",
       baseEnv(testEnv()),
       "kill",
@@ -92,7 +92,7 @@ describe("run: signals", () => {
     expect(dropped.output).toContain("sigints=0");
     expect(dropped.exitCode).toBe(40);
     const forwarded = await ctrlCOnTerminal(
-      [process.execPath, CLI_SOURCE, ...(await runArgs("kill-always"))],
+      [process.execPath, CLI_ENTRY, ...(await runArgs("kill-always"))],
       "command started",
       baseEnv({ ...testEnv(), DSFETCH_ALWAYS_FORWARD_SIGINT: "1" }),
       "kill",
@@ -104,7 +104,7 @@ describe("run: signals", () => {
   it("a SIGINT sent to dsfetch alone (no terminal) is forwarded to the command, once", async () => {
     const args = await runArgs("pipe");
     // A session of its own: no controlling terminal, whatever the test runner has.
-    const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
+    const child = spawn(process.execPath, [CLI_ENTRY, ...args], {
       env: baseEnv(testEnv()),
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,

@@ -19,7 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
+import { baseEnv, CLI_ENTRY, runCli } from "../harness/cli.ts";
 import { jobArgs } from "../harness/cli-process.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -468,7 +468,7 @@ describe("the dsfetch command", () => {
     const child = spawn(
       process.execPath,
       [
-        CLI_SOURCE,
+        CLI_ENTRY,
         "sidecar",
         "--datasets",
         "-",

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import type { CommandContext } from "../../src/cli/context.ts";
 import { SignalRouter } from "../../src/cli/signals.ts";
 import type { StageResult } from "../../src/stage/stage.ts";
-import { baseEnv, CLI_SOURCE, REPO_ROOT } from "../harness/cli.ts";
+import { baseEnv, CLI_ENTRY, REPO_ROOT } from "../harness/cli.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
 /** What the test sees of `run`: its fake command, and the order of what happened. */
@@ -278,7 +278,7 @@ describe("run as another user than its command's (real processes)", () => {
         String(NOBODY),
         "--clear-groups",
         process.execPath,
-        CLI_SOURCE,
+        CLI_ENTRY,
         "run",
         "--datasets",
         datasets,

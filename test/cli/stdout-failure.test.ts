@@ -4,13 +4,13 @@
 import { spawnSync } from "node:child_process";
 import { closeSync, existsSync, openSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { CLI_SOURCE } from "../harness/cli.ts";
+import { CLI_ENTRY } from "../harness/cli.ts";
 
 describe.skipIf(!existsSync("/dev/full"))("standard output that cannot be written", () => {
   it("a full disk: one line naming it on stderr, exit 7, no stack trace", () => {
     const full = openSync("/dev/full", "w");
     try {
-      const ran = spawnSync(process.execPath, [CLI_SOURCE, "version"], {
+      const ran = spawnSync(process.execPath, [CLI_ENTRY, "version"], {
         stdio: ["ignore", full, "pipe"],
         encoding: "utf8",
         timeout: 30_000,

@@ -7,7 +7,7 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { baseEnv, CLI_SOURCE, type CliResult, runCli } from "../harness/cli.ts";
+import { baseEnv, CLI_ENTRY, type CliResult, runCli } from "../harness/cli.ts";
 import { type FaultProxy, isListObjectsV2 } from "../harness/fault-proxy.ts";
 import { testEnv } from "../harness/s3.ts";
 
@@ -157,7 +157,7 @@ export function startCli(
   env: Record<string, string>,
   stdin: string | Buffer = "",
 ): Started {
-  const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
+  const child = spawn(process.execPath, [CLI_ENTRY, ...args], {
     env: baseEnv(env),
     stdio: ["pipe", "pipe", "pipe"],
   });

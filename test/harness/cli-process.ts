@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { baseEnv, CLI_SOURCE } from "./cli.ts";
+import { baseEnv, CLI_ENTRY } from "./cli.ts";
 
 /**
  * `dsfetch run` of the datasets on standard input, staged under `storage` (team "ml", mounts
@@ -57,7 +57,7 @@ export function start(
   stdin: string | null = "",
   ownGroup = false,
 ): Started {
-  const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
+  const child = spawn(process.execPath, [CLI_ENTRY, ...args], {
     env: baseEnv(env),
     stdio: ["pipe", "pipe", "pipe"],
     detached: ownGroup,

@@ -3,13 +3,17 @@ import { spawn } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { inject } from "vitest";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 /** Where the CLI processes of the tests keep Node's compile cache. */
 const TEST_COMPILE_CACHE = join(tmpdir(), "dsfetch-test-compile-cache");
 
-/** The CLI from source (Node 24 strips the types): tests never run a stale build. */
-export const CLI_SOURCE = fileURLToPath(new URL("../../src/cli/entry.ts", import.meta.url));
+/**
+ * The CLI the tests run: bundled from src/ at the start of this run (harness/cli-bundle.ts),
+ * so never a stale build, and loaded as one file, as installed.
+ */
+export const CLI_ENTRY = inject("cliEntry");
 /** The CLI as installed (bin → dist/), for packaging tests. */
 export const CLI_BIN = fileURLToPath(new URL("../../bin/dsfetch.js", import.meta.url));
 
@@ -51,7 +55,7 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): Record<
 
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [options.entry ?? CLI_SOURCE, ...args], {
+    const child = spawn(process.execPath, [options.entry ?? CLI_ENTRY, ...args], {
       env: baseEnv(options.env),
       cwd: options.cwd ?? REPO_ROOT,
       stdio: ["pipe", "pipe", "pipe"],

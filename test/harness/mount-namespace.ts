@@ -2,7 +2,7 @@
 // script has mounted what the test needs there: nothing stays mounted whatever happens to
 // the test.
 import { spawn } from "node:child_process";
-import { baseEnv, CLI_SOURCE, REPO_ROOT } from "./cli.ts";
+import { baseEnv, CLI_ENTRY, REPO_ROOT } from "./cli.ts";
 
 export interface NamespacedResult {
   readonly code: number | null;
@@ -29,7 +29,7 @@ export function runCliWithMounts(
   return new Promise((resolve, reject) => {
     const child = spawn(
       "unshare",
-      ["-m", "sh", "-c", script, "sh", ...mountArgs, process.execPath, CLI_SOURCE, ...args],
+      ["-m", "sh", "-c", script, "sh", ...mountArgs, process.execPath, CLI_ENTRY, ...args],
       { env: baseEnv(env), cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] },
     );
     let stdout = "";

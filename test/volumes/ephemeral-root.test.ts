@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { defaultEphemeralRoot } from "../../src/config/settings.ts";
 import { DsfetchError } from "../../src/errors.ts";
 import { ensureDefaultEphemeralRoot } from "../../src/volumes/ephemeral-root.ts";
-import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
+import { baseEnv, CLI_ENTRY, runCli } from "../harness/cli.ts";
 import { requireRoot } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -52,7 +52,7 @@ const datasets = () =>
 /** `dsfetch fetch` of one ephemeral dataset with TMPDIR=`tmp` and no --ephemeral-root. */
 function fetchAs(uid: number | undefined, tmp: string) {
   const env = baseEnv({ ...testEnv(), TMPDIR: tmp, DSFETCH_EPHEMERAL_ROOT: undefined });
-  const args = [CLI_SOURCE, "fetch", "--datasets", "-", "--json"];
+  const args = [CLI_ENTRY, "fetch", "--datasets", "-", "--json"];
   if (uid === undefined)
     return runCli(["fetch", "--datasets", "-", "--json"], { env, stdin: datasets() });
   const result = spawnSync(
@@ -79,13 +79,13 @@ describe("the default ephemeral root", () => {
         "--clear-groups",
         process.execPath,
         "-e",
-        `require("fs").accessSync(${JSON.stringify(CLI_SOURCE)})`,
+        `require("fs").accessSync(${JSON.stringify(CLI_ENTRY)})`,
       ],
       { encoding: "utf8" },
     );
     if (probe.status !== 0) {
       ctx.skip(
-        `SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_SOURCE}: ${probe.stderr.trim()}`,
+        `SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_ENTRY}: ${probe.stderr.trim()}`,
       );
       return;
     }

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tar, file as tarFile } from "../archive/tar-helpers.ts";
-import { baseEnv, CLI_SOURCE, type CliResult, runCli } from "../harness/cli.ts";
+import { baseEnv, CLI_ENTRY, type CliResult, runCli } from "../harness/cli.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
@@ -75,11 +75,12 @@ describe("fetch once across processes", () => {
     },
     {
       // A holder of this host whose process is gone: taken over once it missed a refresh
-      // (10 s here), not after the stale bound (review, 2026-12-05: waited the whole 120 s).
-      stale: "40",
-      boundMs: 30_000,
+      // (6 s here: a quarter of the bound), not after the stale bound (review, 2026-12-05:
+      // waited the whole 120 s). The bound below is under the stale bound: it tells them apart.
+      stale: "24",
+      boundMs: 18_000,
       title:
-        "a dead holder of this host is taken over once it missed a refresh, well within a 40 s stale bound",
+        "a dead holder of this host is taken over once it missed a refresh, well within a 24 s stale bound",
     },
   ]) {
     it(title, async () => {
@@ -102,7 +103,7 @@ describe("fetch once across processes", () => {
       });
       proxy.throttle(3 * 1024 * 1024);
       try {
-        const holder = spawn(process.execPath, [CLI_SOURCE, ...args], {
+        const holder = spawn(process.execPath, [CLI_ENTRY, ...args], {
           env: baseEnv(lockEnv),
           stdio: ["pipe", "ignore", "ignore"],
         });
@@ -164,7 +165,7 @@ describe("fetch once across processes", () => {
         "-c",
         'hostname frozen-node && exec "$0" "$@"',
         process.execPath,
-        CLI_SOURCE,
+        CLI_ENTRY,
         ...args,
       ],
       { env: baseEnv(lockEnv), stdio: ["pipe", "pipe", "pipe"] },

@@ -10,7 +10,7 @@ import { chmod, mkdir, mkdtemp, rm, stat, utimes, writeFile } from "node:fs/prom
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
+import { baseEnv, CLI_ENTRY, runCli } from "../harness/cli.ts";
 import { requireRoot } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -37,7 +37,7 @@ function asOtherUser(args: readonly string[], timeoutMs = 30_000) {
   const env = baseEnv({ ...testEnv(), DSFETCH_LOCK_STALE: "5", DSFETCH_LOCK_WAIT: "5" });
   const ids = ["--reuid", String(OTHER_UID), "--regid", String(OTHER_UID), "--clear-groups"];
   const started = performance.now();
-  const result = spawnSync("setpriv", [...ids, process.execPath, CLI_SOURCE, ...args], {
+  const result = spawnSync("setpriv", [...ids, process.execPath, CLI_ENTRY, ...args], {
     env,
     input: datasets(),
     encoding: "utf8",
@@ -72,14 +72,14 @@ async function storageWithForeignStaleLock(storage: string) {
 /** uid OTHER_UID can read this checkout (a clone under /root could not). */
 function otherUserCanRun(): boolean {
   const ids = ["--reuid", String(OTHER_UID), "--regid", String(OTHER_UID), "--clear-groups"];
-  const code = `require("fs").accessSync(${JSON.stringify(CLI_SOURCE)})`;
+  const code = `require("fs").accessSync(${JSON.stringify(CLI_ENTRY)})`;
   return spawnSync("setpriv", [...ids, process.execPath, "-e", code]).status === 0;
 }
 
 describe("a stale lock of another user that this user may not take over", () => {
   it("fails the staging with STORAGE (exit 7) naming the lock and what to do, instead of waiting forever", async (ctx) => {
     if (!otherUserCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_SOURCE}`);
+      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_ENTRY}`);
       return;
     }
     const storage = join(scratch, "storage");
@@ -104,7 +104,7 @@ describe("a stale lock of another user that this user may not take over", () => 
 
   it("prune keeps that dataset and says why (it waited forever too), and goes on with the others", async (ctx) => {
     if (!otherUserCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_SOURCE}`);
+      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_ENTRY}`);
       return;
     }
     const storage = join(scratch, "prune-storage");

@@ -87,7 +87,9 @@ async function acquired(outcome: Promise<LockOutcome>) {
   return done.lock;
 }
 
-describe("fetch-once lock under clock skew between machines", () => {
+// Concurrent: each test has its own lock path and spends its time waiting out lock bounds in
+// this process (one at a time, the file took 39 s of the test run's 10-minute budget).
+describe.concurrent("fetch-once lock under clock skew between machines", () => {
   it("a live holder whose clock is 10 minutes behind keeps its lock while it refreshes; taken over within the bound once it stops", async () => {
     const lockPath = await newLockPath();
     const holder = await skewedHolder(lockPath, -MINUTES_10);
@@ -192,7 +194,10 @@ describe("fetch-once lock under clock skew between machines", () => {
     }
   }, 30_000);
 
-  it("a live holder of this process keeps its lock intact while a waiter waits out its bound, and learns when it is taken over", async () => {
+  // expect.poll in a concurrent test needs the test's own expect.
+  it("a live holder of this process keeps its lock intact while a waiter waits out its bound, and learns when it is taken over", async ({
+    expect,
+  }) => {
     const lockPath = await newLockPath();
     const compromised: Error[] = [];
     const held = await acquired(

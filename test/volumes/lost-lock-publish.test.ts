@@ -7,7 +7,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
+import { baseEnv, CLI_ENTRY, runCli } from "../harness/cli.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
@@ -37,7 +37,7 @@ const lockEnv = () => ({
 
 /** A `dsfetch fetch` process, its output collected. */
 function startFetch(args: string[], env: Record<string, string>, input: string) {
-  const child = spawn(process.execPath, [CLI_SOURCE, ...args], {
+  const child = spawn(process.execPath, [CLI_ENTRY, ...args], {
     env: baseEnv(env),
     stdio: ["pipe", "pipe", "pipe"],
   });

@@ -26,7 +26,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { locationIn } from "../../src/volumes/layout.ts";
 import { writeManifest } from "../../src/volumes/manifest.ts";
 import { postRemovalNotice } from "../../src/volumes/removal-notice.ts";
-import { baseEnv, CLI_SOURCE, runCli } from "../harness/cli.ts";
+import { baseEnv, CLI_ENTRY, runCli } from "../harness/cli.ts";
 import { requireRoot } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -54,7 +54,7 @@ const dataset = (name: string) => ({ uri: `s3://${bucket}/${name}/`, name });
 
 /** `dsfetch <args>` as uid OTHER_UID, `stdin` on its standard input. */
 function asOtherUser(args: readonly string[], stdin = "") {
-  return spawnSync("setpriv", [...IDS, process.execPath, CLI_SOURCE, ...args], {
+  return spawnSync("setpriv", [...IDS, process.execPath, CLI_ENTRY, ...args], {
     env: baseEnv(testEnv()),
     input: stdin,
     encoding: "utf8",
@@ -65,7 +65,7 @@ function asOtherUser(args: readonly string[], stdin = "") {
 /** `dsfetch <args>` as root, with the umask `umask`. */
 function asRoot(args: readonly string[], stdin: string, umask = "022") {
   const command = `umask ${umask} && exec "$0" "$@"`;
-  return spawnSync("sh", ["-c", command, process.execPath, CLI_SOURCE, ...args], {
+  return spawnSync("sh", ["-c", command, process.execPath, CLI_ENTRY, ...args], {
     env: baseEnv(testEnv()),
     input: stdin,
     encoding: "utf8",
@@ -75,7 +75,7 @@ function asRoot(args: readonly string[], stdin: string, umask = "022") {
 
 /** uid OTHER_UID can read this checkout (a clone under /root could not). */
 function otherUserCanRun(): boolean {
-  const code = `require("fs").accessSync(${JSON.stringify(CLI_SOURCE)})`;
+  const code = `require("fs").accessSync(${JSON.stringify(CLI_ENTRY)})`;
   return spawnSync("setpriv", [...IDS, process.execPath, "-e", code]).status === 0;
 }
 
@@ -140,7 +140,7 @@ describe("a manifest another user cannot read", () => {
 
   it("a dataset published under umask 077 is reused by another user's job", async (ctx) => {
     if (!otherUserCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_SOURCE}`);
+      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_ENTRY}`);
       return;
     }
     const { data, meta, flags } = await teamStorage("umask-storage");
@@ -159,7 +159,7 @@ describe("a manifest another user cannot read", () => {
 
   it("fails the job with STORAGE (exit 7) naming the file, the errno and chmod a+r, never 'did not publish it'; list says why; nothing is removed", async (ctx) => {
     if (!otherUserCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_SOURCE}`);
+      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_ENTRY}`);
       return;
     }
     const { data, meta, flags } = await teamStorage("unreadable-storage");
@@ -206,7 +206,7 @@ describe("a manifest another user cannot read", () => {
 
   it("a manifests directory this user may not search: STORAGE naming it, and chmod a+rx", async (ctx) => {
     if (!otherUserCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_SOURCE}`);
+      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_ENTRY}`);
       return;
     }
     const { data, meta, flags } = await teamStorage("unsearchable-storage");
@@ -263,7 +263,7 @@ describe("prune over another user's dataset", () => {
 
   it("keeps it when its removal notice may not be written (the default bookkeeping directories), says why, and removes the others", async (ctx) => {
     if (!otherUserCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_SOURCE}`);
+      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_ENTRY}`);
       return;
     }
     const { data, meta, flags } = await twoOwners("prune-notice", false);
@@ -285,7 +285,7 @@ describe("prune over another user's dataset", () => {
 
   it("keeps it when the move aside is refused (writable bookkeeping directories), says why, and removes the others", async (ctx) => {
     if (!otherUserCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_SOURCE}`);
+      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_ENTRY}`);
       return;
     }
     const { data, meta, flags } = await twoOwners("prune-rename", true);
@@ -313,7 +313,7 @@ describe("prune over another user's dataset", () => {
 
   it("keeps this user's own dataset read-only when the move aside is refused (a tmp directory another user made)", async (ctx) => {
     if (!otherUserCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_SOURCE}`);
+      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_ENTRY}`);
       return;
     }
     const { data, meta, flags } = await twoOwners("prune-own", true);
@@ -332,7 +332,7 @@ describe("prune over another user's dataset", () => {
 
   it("puts the tree back whole when its manifest may not be removed after the move", async (ctx) => {
     if (!otherUserCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_SOURCE}`);
+      ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_ENTRY}`);
       return;
     }
     const { data, meta, flags } = await twoOwners("prune-manifest", true);
