@@ -690,7 +690,7 @@ async function* throughProgram(
       );
     }
     if (exit.code !== 0) {
-      const said = stderr.trim().replace(/\s+/g, " ").slice(0, 600);
+      const said = whatItSaid(decompressor, stderr);
       // A decoder refusing data exits with a status; a signal is from outside (those we send,
       // for a failed source or an abort, were answered above).
       if (exit.signal !== null) {
@@ -720,6 +720,21 @@ async function* throughProgram(
     child.stdout?.destroy();
     output?.close();
   }
+}
+
+/**
+ * A program's stderr on one line, at most 600 characters, without what it says every time:
+ * pixz reading a pipe starts with "can not seek in input: Illegal seek" (it tries to read its
+ * file index from the end first), which named a seek as the cause of every failure (found in
+ * session 37's review of the pixz path, used where xz is not installed).
+ */
+function whatItSaid(decompressor: Decompressor, stderr: string): string {
+  const lines = stderr.split("\n").map((line) => line.trim());
+  const kept =
+    decompressor.via === "pixz"
+      ? lines.filter((line) => line !== "can not seek in input: Illegal seek")
+      : lines;
+  return kept.join(" ").trim().replace(/\s+/g, " ").slice(0, 600);
 }
 
 /** Joins small chunks into chunks of at least `size` bytes (the last may be shorter). */

@@ -231,6 +231,8 @@ for (const path of PATHS) {
       );
       expect(error.code).toBe("ARCHIVE_INVALID");
       expect(error.message).toMatch(new RegExp(`the ${path.codec} data is corrupt or truncated`));
+      // pixz reading a pipe says this before every error: not the cause, left out.
+      expect(error.message).not.toContain("Illegal seek");
     });
 
     it("an error of the source passes through unchanged", async () => {
