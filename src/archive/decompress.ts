@@ -21,7 +21,7 @@
  * program killed by a signal dsfetch did not send (the out-of-memory killer) is TRANSIENT.
  * Errors of the source (network, abort) pass through unchanged.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { accessSync, constants, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
@@ -152,7 +152,33 @@ const LIBRARY: Record<Codec, readonly Candidate[]> = {
 const programCache = new Map<string, string | undefined>();
 const libraryCache = new Map<string, boolean>();
 
-/** The absolute path of `name` on `searchPath`, or undefined. Cached per (PATH, name). */
+/**
+ * Programs that share a name with one dsfetch cannot drive: the long options dsfetch gives
+ * `xz` (--memlimit-decompress, --threads, --format) are XZ Utils'. BusyBox's `xz` applet
+ * (Alpine, slim images; `xz -d [-cfk]` only) refused them ("unrecognized option
+ * '--decompress'", exit 1), and every .tar.xz failed as a corrupt archive (ARCHIVE_INVALID,
+ * exit 8) where pixz or lzma-native would have expanded it; its decoder has no memory limit
+ * either. Found in review, 2026-12-07, with BusyBox 1.35's `xz`.
+ */
+const IDENTITY: Partial<Record<string, (path: string) => boolean>> = {
+  xz: (path) => versionSays(path, "XZ Utils"),
+};
+
+/** Whether `path --version` exits 0 saying `text` (asked once per path, within 5 s). */
+function versionSays(path: string, text: string): boolean {
+  const ran = spawnSync(path, ["--version"], {
+    encoding: "utf8",
+    timeout: 5_000,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, LC_ALL: "C" },
+  });
+  return ran.status === 0 && `${ran.stdout}${ran.stderr}`.includes(text);
+}
+
+/**
+ * The absolute path of `name` on `searchPath`, or undefined: the first one that is a file
+ * dsfetch can run and, for a name in IDENTITY, the program it expects. Cached per (PATH, name).
+ */
 export function findProgram(name: string, searchPath = process.env.PATH ?? ""): string | undefined {
   const key = `${searchPath}\0${name}`;
   if (programCache.has(key)) return programCache.get(key);
@@ -162,7 +188,7 @@ export function findProgram(name: string, searchPath = process.env.PATH ?? ""): 
     const candidate = join(dir, name);
     try {
       accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) {
+      if (statSync(candidate).isFile() && (IDENTITY[name]?.(candidate) ?? true)) {
         found = candidate;
         break;
       }

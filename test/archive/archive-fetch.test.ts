@@ -10,6 +10,7 @@ import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
 import { createBucket, putMultipart, putObject, testEnv } from "../harness/s3.ts";
+import { standInXzScript } from "../harness/stand-in-xz.ts";
 import { tar, file as tarFile } from "./tar-helpers.ts";
 
 let root: string;
@@ -256,7 +257,7 @@ describe("bad archives publish nothing", () => {
     // worker waiting on its lock, would wait forever.
     const bin = await mkdtemp(join(root, "stalled-bin-"));
     const pidFile = join(bin, "xz.pid");
-    await writeFile(join(bin, "xz"), `#!/bin/sh\necho $$ > '${pidFile}'\nexec sleep 600\n`, {
+    await writeFile(join(bin, "xz"), standInXzScript(`echo $$ > '${pidFile}'\nexec sleep 600`), {
       mode: 0o755,
     });
     const storage = await mkdtemp(join(root, "storage-"));

@@ -16,6 +16,7 @@ import { DEFAULT_LIMITS } from "../../src/archive/limits.ts";
 import { TarExtractor } from "../../src/archive/tar-extract.ts";
 import { DsfetchError } from "../../src/errors.ts";
 import { stuckThreads } from "../../src/util/stuck-threads.ts";
+import { standInXzScript } from "../harness/stand-in-xz.ts";
 import { chunks, dir, file, symlink, tar, type Workspace, workspace } from "./tar-helpers.ts";
 
 let ws: Workspace | undefined;
@@ -86,7 +87,7 @@ function standInXz(root: string, body: string): { pidFile: string } {
   const bin = join(root, "bin");
   execFileSync("mkdir", ["-p", bin]);
   const pidFile = join(bin, "xz.pid");
-  writeFileSync(join(bin, "xz"), `#!/bin/sh\necho $$ > '${pidFile}'\n${body}\n`);
+  writeFileSync(join(bin, "xz"), standInXzScript(`echo $$ > '${pidFile}'\n${body}`));
   chmodSync(join(bin, "xz"), 0o755);
   process.env.PATH = `${bin}:${savedPath ?? "/usr/bin:/bin"}`;
   return { pidFile };

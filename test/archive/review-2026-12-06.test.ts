@@ -39,6 +39,7 @@ import type { Resolution } from "../../src/fetch/resolve.ts";
 import { recordFailure } from "../../src/volumes/failure-record.ts";
 import { runCli } from "../harness/cli.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
+import { standInXzScript } from "../harness/stand-in-xz.ts";
 import { chunks, dir, file, gnuLong, pax, tar } from "./tar-helpers.ts";
 
 let root: string;
@@ -307,7 +308,7 @@ describe("a decompressor killed from outside (review, 2026-12-06)", () => {
   /** A stand-in `xz` that reads some input, then dies of SIGKILL as the OOM killer does it. */
   function killedXz(): string {
     const bin = mkdtempSync(join(root, "bin-"));
-    writeFileSync(join(bin, "xz"), "#!/bin/sh\nhead -c 65536 > /dev/null\nkill -KILL $$\n");
+    writeFileSync(join(bin, "xz"), standInXzScript("head -c 65536 > /dev/null\nkill -KILL $$"));
     chmodSync(join(bin, "xz"), 0o755);
     return bin;
   }
@@ -351,7 +352,7 @@ describe("a decompressor killed from outside (review, 2026-12-06)", () => {
   it("a crash (SIGSEGV, raised by the program itself) is ARCHIVE_INVALID, not retried (review, session 37)", async () => {
     // pixz 1.0.7 reading a pipe dies of SIGSEGV on a hostile block header; a stand-in here.
     const bin = mkdtempSync(join(root, "bin-"));
-    writeFileSync(join(bin, "xz"), "#!/bin/sh\nhead -c 65536 > /dev/null\nkill -SEGV $$\n");
+    writeFileSync(join(bin, "xz"), standInXzScript("head -c 65536 > /dev/null\nkill -SEGV $$"));
     chmodSync(join(bin, "xz"), 0o755);
     const xz = run("xz", ["-c", "-0"], tar(file("big.bin", randomBytes(1_000_000))));
     const error = await rejection(

@@ -17,6 +17,7 @@ import type { DsfetchEvent } from "../../src/events.ts";
 import { stage } from "../../src/stage/stage.ts";
 import { stuckThreads } from "../../src/util/stuck-threads.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
+import { standInXzScript } from "../harness/stand-in-xz.ts";
 import { file, tar } from "./tar-helpers.ts";
 
 const hang = vi.hoisted(() => ({
@@ -96,7 +97,7 @@ async function objects(): Promise<string> {
 function stoppedXz(): void {
   const bin = join(root, "bin");
   mkdirSync(bin, { recursive: true });
-  writeFileSync(join(bin, "xz"), "#!/bin/sh\nexec sleep 600\n");
+  writeFileSync(join(bin, "xz"), standInXzScript("exec sleep 600"));
   chmodSync(join(bin, "xz"), 0o755);
   process.env.PATH = `${bin}:${savedPath ?? "/usr/bin:/bin"}`;
 }
