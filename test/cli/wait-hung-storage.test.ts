@@ -10,6 +10,7 @@
 // thread stays blocked.
 import { execFileSync } from "node:child_process";
 import { closeSync, constants, mkdtempSync, openSync, rmSync } from "node:fs";
+import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -104,6 +105,36 @@ describe("dsfetch wait on a ready file whose storage stopped answering", () => {
     } finally {
       clearTimeout(bound);
       worker.child.kill("SIGKILL");
+    }
+  }, 30_000);
+
+  it("a SIGTERM during the --url request starts no read of a hung ready file: exit 130, no SIGKILL", async () => {
+    // Review, 2026-12-07: after an interrupt during the /readyz request, the loop went on to
+    // read the ready file; on hung storage that read was one more call given up on, and the
+    // CLI ended with SIGKILL (137) instead of 130.
+    const path = fifo("ready-url.json");
+    const held: Socket[] = [];
+    // A sidecar that takes the connection and never answers.
+    const server = createServer((socket) => {
+      held.push(socket);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as { port: number };
+    const url = `http://127.0.0.1:${port}/readyz`;
+    const worker = start(["wait", "--url", url, "--ready-file", path, "--timeout", "5m"], {});
+    const bound = setTimeout(() => worker.child.kill("SIGKILL"), 20_000);
+    try {
+      await until(async () => held.length > 0, 10_000);
+      worker.child.kill("SIGTERM");
+      const ended = await worker.exit;
+      expect(ended.code, worker.stderr()).toBe(130);
+      expect(worker.stderr()).toContain("wait: interrupted while waiting for");
+      expect(worker.stderr()).not.toContain("exit status 137");
+    } finally {
+      clearTimeout(bound);
+      worker.child.kill("SIGKILL");
+      for (const socket of held) socket.destroy();
+      server.close();
     }
   }, 30_000);
 });

@@ -139,6 +139,9 @@ export async function waitCommand(
         hint: `${args.url} says so; look at the sidecar's log for each dataset's error`,
       });
     }
+    // Interrupted during the /readyz request: no new read of the ready file (on hung storage
+    // it would be one more call to give up on; review, 2026-12-07).
+    if (signal.aborted) throw await interrupted();
     if (args.readyFile !== undefined) {
       const path = args.readyFile;
       const pending = reading ?? { answer: lookAtReadyFile(path), since: Date.now() };
