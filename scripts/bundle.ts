@@ -17,6 +17,7 @@
  * test/global-setup.ts) at the start of each run: the CLI processes they start then load one
  * file, as installed, and never a stale build.
  */
+import { realpathSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -67,7 +68,11 @@ export async function bundlePrograms(from: "dist" | "src", out: string): Promise
   });
 }
 
-// `node scripts/bundle.ts` (npm run build): the installed command.
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+// `node scripts/bundle.ts` (npm run build): the installed command. Through realpath: run by a
+// path with a symlink in it, argv[1] keeps the link and import.meta.url does not.
+if (
+  process.argv[1] !== undefined &&
+  realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)
+) {
   await bundlePrograms("dist", `${root}dist/bundle/`);
 }

@@ -25,7 +25,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   };
   project.provide("s3", info);
   project.provide("cliEntry", bundle.entry);
-  // Watch mode: the sources may have changed since the last run.
+  // Watch mode: the sources may have changed since the last run (a failed build is written
+  // into the bundle's entry, which then says why: the watcher goes on).
   project.onTestsRerun(() => bundle.rebuild());
   return async () => {
     await Promise.all([server.stop(), bundle.remove()]);

@@ -1,5 +1,5 @@
-// The command as installed: bin/dsfetch.js runs dist/bundle/ (scripts/bundle.ts), not the
-// sources the other tests run. Each program of the bundle runs here against a real S3 server:
+// The command as installed: bin/dsfetch.js runs dist/bundle/ (scripts/bundle.ts, after tsc),
+// not the bundle made from src/ that the other tests run. Each program of the bundle runs here against a real S3 server:
 // the command, and each worker thread it starts (the main-thread watchdog; the MD5 of a
 // large object, with and without direct writes; a tar's extraction and its stream hash; a
 // zip's extraction). A worker missing from the bundle, or looked for in the wrong place,
