@@ -39,6 +39,24 @@ function fifo(name: string): string {
   return path;
 }
 
+/**
+ * Runs `dsfetch wait <args>` for `body`, killed after 20 s (bounded: a SIGTERM never answered
+ * fails the test instead of hanging it) and at the end.
+ */
+async function withWait(
+  args: string[],
+  body: (worker: ReturnType<typeof start>) => Promise<void>,
+): Promise<void> {
+  const worker = start(["wait", ...args], {});
+  const bound = setTimeout(() => worker.child.kill("SIGKILL"), 20_000);
+  try {
+    await body(worker);
+  } finally {
+    clearTimeout(bound);
+    worker.child.kill("SIGKILL");
+  }
+}
+
 describe("dsfetch wait on a ready file whose storage stopped answering", () => {
   it("times out (its answer: exit 9), naming the file that did not answer, within seconds", async () => {
     const path = fifo("ready-timeout.json");
@@ -61,10 +79,8 @@ describe("dsfetch wait on a ready file whose storage stopped answering", () => {
 
   it("answers SIGTERM (its answer: exit 130) within seconds", async () => {
     const path = fifo("ready-sigterm.json");
-    const worker = start(["wait", "--ready-file", path, "--timeout", "5m"], {});
     // Bounded: without the fix, SIGTERM is never answered.
-    const bound = setTimeout(() => worker.child.kill("SIGKILL"), 20_000);
-    try {
+    await withWait(["--ready-file", path, "--timeout", "5m"], async (worker) => {
       await until(async () => worker.stderr().includes("wait: waiting for"), 10_000);
       await sleep(500);
       const sent = Date.now();
@@ -78,10 +94,7 @@ describe("dsfetch wait on a ready file whose storage stopped answering", () => {
         "exit status 137 (its own answer, above, was exit code 130)",
       );
       expect(ended.signal).toBe("SIGKILL");
-    } finally {
-      clearTimeout(bound);
-      worker.child.kill("SIGKILL");
-    }
+    });
   }, 30_000);
 
   it("a SIGTERM that meets a read just started, which then answers: exit 130, no SIGKILL", async () => {
@@ -89,9 +102,7 @@ describe("dsfetch wait on a ready file whose storage stopped answering", () => {
     // first read in flight, noted as stuck at once, and the CLI ended with SIGKILL. A read is
     // given READ_GRACE_MS (1 s) from its start; this one answers ~0.1 s after the signal.
     const path = fifo("ready-answers.json");
-    const worker = start(["wait", "--ready-file", path, "--timeout", "5m"], {});
-    const bound = setTimeout(() => worker.child.kill("SIGKILL"), 20_000);
-    try {
+    await withWait(["--ready-file", path, "--timeout", "5m"], async (worker) => {
       await until(async () => worker.stderr().includes("wait: waiting for"), 10_000);
       worker.child.kill("SIGTERM");
       await sleep(100);
@@ -102,10 +113,7 @@ describe("dsfetch wait on a ready file whose storage stopped answering", () => {
       expect(worker.stderr()).toContain(`wait: interrupted while waiting for ${path}`);
       expect(worker.stderr()).not.toContain("did not answer");
       expect(worker.stderr()).not.toContain("exit status 137");
-    } finally {
-      clearTimeout(bound);
-      worker.child.kill("SIGKILL");
-    }
+    });
   }, 30_000);
 
   it("a SIGTERM during the --url request starts no read of a hung ready file: exit 130, no SIGKILL", async () => {
@@ -121,18 +129,16 @@ describe("dsfetch wait on a ready file whose storage stopped answering", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as { port: number };
     const url = `http://127.0.0.1:${port}/readyz`;
-    const worker = start(["wait", "--url", url, "--ready-file", path, "--timeout", "5m"], {});
-    const bound = setTimeout(() => worker.child.kill("SIGKILL"), 20_000);
     try {
-      await until(async () => held.length > 0, 10_000);
-      worker.child.kill("SIGTERM");
-      const ended = await worker.exit;
-      expect(ended.code, worker.stderr()).toBe(130);
-      expect(worker.stderr()).toContain("wait: interrupted while waiting for");
-      expect(worker.stderr()).not.toContain("exit status 137");
+      await withWait(["--url", url, "--ready-file", path, "--timeout", "5m"], async (worker) => {
+        await until(async () => held.length > 0, 10_000);
+        worker.child.kill("SIGTERM");
+        const ended = await worker.exit;
+        expect(ended.code, worker.stderr()).toBe(130);
+        expect(worker.stderr()).toContain("wait: interrupted while waiting for");
+        expect(worker.stderr()).not.toContain("exit status 137");
+      });
     } finally {
-      clearTimeout(bound);
-      worker.child.kill("SIGKILL");
       for (const socket of held) socket.destroy();
       server.close();
     }

@@ -6,6 +6,7 @@ import { chmod, mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { bundlePrograms } from "../../scripts/bundle.ts";
+import { pidAlive } from "./minio-binary.ts";
 
 /** Bundles of runs, one directory per vitest process: two runs side by side keep apart. */
 const BUNDLES = fileURLToPath(new URL("../../.test-bundle", import.meta.url));
@@ -24,15 +25,6 @@ export interface CliBundle {
   remove(): Promise<void>;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Removes the bundles of runs that ended without their teardown (killed). */
 async function removeLeftovers(): Promise<void> {
   const names = await readdir(BUNDLES).catch(() => [] as string[]);
@@ -40,7 +32,7 @@ async function removeLeftovers(): Promise<void> {
     const path = join(BUNDLES, name);
     const pid = Number(name);
     const age = Date.now() - ((await stat(path).catch(() => undefined))?.mtimeMs ?? 0);
-    if (!Number.isInteger(pid) || (!alive(pid) && age > LEFTOVER_AGE_MS)) {
+    if (!Number.isInteger(pid) || (!pidAlive(pid) && age > LEFTOVER_AGE_MS)) {
       await rm(path, { recursive: true, force: true });
     }
   }
