@@ -169,6 +169,8 @@ function versionSays(path: string, text: string): boolean {
   const ran = spawnSync(path, ["--version"], {
     encoding: "utf8",
     timeout: 5_000,
+    // SIGTERM could be ignored, and spawnSync waits for the exit.
+    killSignal: "SIGKILL",
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, LC_ALL: "C" },
   });
