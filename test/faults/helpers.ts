@@ -82,12 +82,12 @@ export function rngFor(scenario: string): Rng {
   return new Rng(digest.readUInt32LE(0));
 }
 
-/** Node's on-disk compile cache for the CLI processes (halves their startup here). */
-export const COMPILE_CACHE = join(tmpdir(), "dsfetch-faults-compile-cache");
-
-/** Environment of a dsfetch process: the test S3 server, the compile cache, then `extra`. */
+/**
+ * Environment of a dsfetch process: the test S3 server, then `extra` (Node's compile cache is
+ * the run's own, beside its bundle: harness/cli.ts baseEnv).
+ */
 export function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return { ...testEnv(), NODE_COMPILE_CACHE: COMPILE_CACHE, ...extra };
+  return { ...testEnv(), ...extra };
 }
 
 export interface StagedJson {
