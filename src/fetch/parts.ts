@@ -3,24 +3,140 @@
  * PartNumber=1 gives the part count and the first part's size. Uploaders use one part size
  * for all parts but the last, so when N parts of that size fit the object exactly, and the
  * last part's own HEAD agrees, the boundaries follow; otherwise each part is asked for
- * (bounded concurrency).
+ * (bounded concurrency). A layout so inferred can still be wrong in the middle: a digest
+ * mismatch then asks for every part (relearnParts) before the bytes are called corrupt.
  */
 import { mapLimit } from "../util/map-limit.ts";
-import type { StoreClient } from "./client.ts";
 import type { ObjectSource } from "./download-object.ts";
-import type { HeadResponse } from "./object-get.ts";
+import type { HeadResponse, ObjectGetter } from "./object-get.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
 
 /** Above this many parts, asking for each one costs more than verification is worth here. */
 const MAX_PART_HEADS = 10_000;
+/** Part HEADs in flight when every part is asked for. */
+const HEAD_CONCURRENCY = 16;
+
+export type PartGetter = Pick<ObjectGetter, "head">;
 
 export async function learnParts(
-  client: StoreClient,
+  getter: PartGetter,
   source: ObjectSource,
   expectedParts: number,
   retry: RetryOptions = {},
 ): Promise<ByteSpan[] | undefined> {
+  const partSize = partSizer(getter, source, retry);
+  let first: PartSize;
+  try {
+    first = await partSize(1);
+  } catch {
+    // Stores without PartNumber support: verification falls back to the size, and says so.
+    return undefined;
+  }
+  if (first.length === undefined || first.count !== expectedParts) return undefined;
+  const size = first.length;
+  const last = source.bytes - size * (expectedParts - 1);
+  if (last > 0 && last <= size) {
+    // Two parts: the first's size decides the layout. From three on, the sizes could merely
+    // add up (parts copied from objects of several sizes, UploadPartCopy): the MD5s of wrong
+    // boundaries never match, and the object failed INTEGRITY at every run. The last part's
+    // size confirms the layout; a middle part's could still differ with the same total, which
+    // only a HEAD of every part rules out: asked for only if the digests do not match
+    // (relearnParts), not on every download.
+    if (expectedParts <= 2) return uniformLayout(source.bytes, size, expectedParts);
+    let lastPart: PartSize;
+    try {
+      lastPart = await partSize(expectedParts);
+    } catch {
+      // Not asked for every part instead (up to 10,000 HEADs, each retried, on a store that
+      // just refused one): verified by size, which the result says.
+      return undefined;
+    }
+    if (lastPart.length === last) return uniformLayout(source.bytes, size, expectedParts);
+  }
+  return everyPart(partSize, source, expectedParts, size);
+}
+
+/**
+ * Whether `spans` may have been inferred by learnParts from the first and last parts alone:
+ * three or more, all but the last of one size.
+ */
+export function layoutInferred(spans: readonly ByteSpan[]): boolean {
+  const first = spans[0];
+  if (spans.length < 3 || first === undefined) return false;
+  const size = first.end - first.start;
+  return spans.every((span, i) =>
+    i === spans.length - 1 ? span.end - span.start <= size : span.end - span.start === size,
+  );
+}
+
+/**
+ * After the digests over an inferred layout did not match: every part's HEAD. Returns the
+ * layout they give when it differs from `spans` (the bytes are then hashed again over it),
+ * else undefined: the mismatch stands (bytes damaged, or a store whose ETag is no MD5).
+ */
+export async function relearnParts(
+  getter: PartGetter,
+  source: ObjectSource,
+  spans: readonly ByteSpan[],
+  retry: RetryOptions = {},
+): Promise<ByteSpan[] | undefined> {
+  if (!layoutInferred(spans)) return undefined;
+  const learned = await everyPart(partSizer(getter, source, retry), source, spans.length);
+  const same =
+    learned === undefined ||
+    (learned.length === spans.length &&
+      learned.every((span, i) => span.start === spans[i]?.start && span.end === spans[i]?.end));
+  return same ? undefined : learned;
+}
+
+function uniformLayout(bytes: number, size: number, parts: number): ByteSpan[] {
+  return Array.from({ length: parts }, (_, i) => ({
+    start: i * size,
+    end: Math.min(bytes, (i + 1) * size),
+  }));
+}
+
+interface PartSize {
+  readonly length: number | undefined;
+  readonly count: number | undefined;
+}
+
+/** Each part's HEAD, bounded; undefined when one fails or they do not add up to the object. */
+async function everyPart(
+  partSize: (partNumber: number) => Promise<PartSize>,
+  source: ObjectSource,
+  parts: number,
+  firstLength?: number,
+): Promise<ByteSpan[] | undefined> {
+  if (parts > MAX_PART_HEADS) return undefined;
+  try {
+    const lengths = await mapLimit(
+      Array.from({ length: parts }, (_, i) => i + 1),
+      HEAD_CONCURRENCY,
+      async (n) =>
+        n === 1 && firstLength !== undefined
+          ? firstLength
+          : ((await partSize(n)).length ?? Number.NaN),
+    );
+    const spans: ByteSpan[] = [];
+    let offset = 0;
+    for (const length of lengths) {
+      spans.push({ start: offset, end: offset + length });
+      offset += length;
+    }
+    return offset === source.bytes ? spans : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Asks for one part's size (and the part count) with HEAD ?partNumber=N. */
+function partSizer(
+  getter: PartGetter,
+  source: ObjectSource,
+  retry: RetryOptions,
+): (partNumber: number) => Promise<PartSize> {
   /**
    * Whether the part HEADs carry If-Match. moto answers `HEAD ?partNumber=1` with If-Match by
    * 412, comparing it with the part's own ETag, not the object's (a store may also answer 200
@@ -32,11 +148,11 @@ export async function learnParts(
    * (the download fails INTEGRITY), never let wrong bytes pass.
    */
   let pinned = source.etag !== "";
-  const partSize = async (partNumber: number) => {
+  return async (partNumber) => {
     const ask = (ifMatch: boolean) =>
       withRetry(
         () =>
-          client.getter.head({
+          getter.head({
             bucket: source.bucket,
             key: source.key,
             versionId: source.versionId,
@@ -64,54 +180,6 @@ export async function learnParts(
     };
     return { length: number("content-length"), count: number("x-amz-mp-parts-count") };
   };
-  let first: { length: number | undefined; count: number | undefined };
-  try {
-    first = await partSize(1);
-  } catch {
-    // Stores without PartNumber support: verification falls back to the size, and says so.
-    return undefined;
-  }
-  if (first.length === undefined || first.count !== expectedParts) return undefined;
-  const size = first.length;
-  const last = source.bytes - size * (expectedParts - 1);
-  if (last > 0 && last <= size) {
-    const uniform = Array.from({ length: expectedParts }, (_, i) => ({
-      start: i * size,
-      end: Math.min(source.bytes, (i + 1) * size),
-    }));
-    // Two parts: the first's size decides the layout. From three on, the sizes could merely
-    // add up (parts copied from objects of several sizes, UploadPartCopy): the MD5s of wrong
-    // boundaries never match, and the object failed INTEGRITY at every run. The last part's
-    // size confirms the layout (a middle part's could still differ with the same total: only
-    // a HEAD of every part rules that out), else every part is asked for.
-    if (expectedParts <= 2) return uniform;
-    let lastPart: { length: number | undefined };
-    try {
-      lastPart = await partSize(expectedParts);
-    } catch {
-      // Not asked for every part instead (up to 10,000 HEADs, each retried, on a store that
-      // just refused one): verified by size, which the result says.
-      return undefined;
-    }
-    if (lastPart.length === last) return uniform;
-  }
-  if (expectedParts > MAX_PART_HEADS) return undefined;
-  try {
-    const lengths = await mapLimit(
-      Array.from({ length: expectedParts }, (_, i) => i + 1),
-      16,
-      async (n) => (n === 1 ? size : ((await partSize(n)).length ?? Number.NaN)),
-    );
-    const spans: ByteSpan[] = [];
-    let offset = 0;
-    for (const length of lengths) {
-      spans.push({ start: offset, end: offset + length });
-      offset += length;
-    }
-    return offset === source.bytes ? spans : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** The HTTP status of a failed request (object-get.ts errors carry the SDK's shape). */

@@ -7,7 +7,7 @@
  * and a full-object checksum needs no part boundaries (no HEAD per part). Pure.
  */
 import { createHash } from "node:crypto";
-import { DsfetchError } from "../errors.ts";
+import { DsfetchError, type DsfetchErrorOptions } from "../errors.ts";
 import {
   type Checksum,
   type ChecksumAlgorithm,
@@ -172,6 +172,16 @@ export function fileDigest(plan: VerificationPlan, digests: readonly Buffer[]): 
     : `${plan.algorithm.toLowerCase()}:${digest.toString("base64")}`;
 }
 
+/**
+ * INTEGRITY from the digests' comparison (not a byte count): what a wrong multipart layout
+ * gives too, so the callers may learn the parts and hash again (fetch/parts.ts relearnParts).
+ */
+export class DigestMismatch extends DsfetchError {
+  constructor(message: string, options: DsfetchErrorOptions) {
+    super("INTEGRITY", message, options);
+  }
+}
+
 /** Throws INTEGRITY (exit 5) with expected and computed values unless the digests match. */
 export function checkDigests(
   plan: VerificationPlan,
@@ -181,8 +191,7 @@ export function checkDigests(
 ): void {
   const { matches, found } = compareDigests(plan, digests);
   if (matches) return;
-  throw new DsfetchError(
-    "INTEGRITY",
+  throw new DigestMismatch(
     `${dataset}: the bytes received for ${uri} do not match ${plan.against}: expected ${plan.expected}, computed ${found}`,
     {
       dataset,

@@ -6,6 +6,7 @@
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { untilOrAborted } from "../util/until-or-aborted.ts";
 import { workerFile } from "../util/worker-file.ts";
 import { WORKER_RESOURCE_LIMITS } from "../util/worker-limits.ts";
 import type { HashWorkerMessage, HashWorkerReply } from "./hash-worker.ts";
@@ -314,4 +315,31 @@ export async function finishWorker(
   } finally {
     await worker.terminate();
   }
+}
+
+/**
+ * The digests of a whole written file over `parts` (each part's), hashed in the pool's
+ * threads: a file verified again over other part boundaries (download-object.ts). Given up
+ * at once when `signal` fires.
+ */
+export async function hashFileParts(
+  path: string,
+  parts: readonly ByteSpan[],
+  algorithm: DigestAlgorithm,
+  onHashed?: () => void,
+  signal?: AbortSignal,
+): Promise<Buffer[]> {
+  signal?.throwIfAborted();
+  const total = parts.at(-1)?.end ?? 0;
+  const hasher = new PartsHasher(path, parts, algorithm, hashThreads(), onHashed);
+  let digests: Buffer[] | undefined;
+  const finished = hasher.finish(total).then((result) => {
+    digests = result;
+  });
+  try {
+    await untilOrAborted(finished, signal);
+  } finally {
+    if (digests === undefined) hasher.dispose();
+  }
+  return digests as Buffer[];
 }

@@ -26,15 +26,17 @@ import type { StoreClient } from "../fetch/client.ts";
 import { downloadObject } from "../fetch/download-object.ts";
 import type { ByteSpan } from "../fetch/ordered-hasher.ts";
 import { orderedRanges } from "../fetch/ordered-ranges.ts";
+import { relearnParts } from "../fetch/parts.ts";
 import type { ResolvedObject } from "../fetch/resolve.ts";
 import type { RetryOptions } from "../fetch/retry.ts";
 import type { S3ErrorContext } from "../fetch/s3-errors.ts";
 import { StreamingVerifier } from "../fetch/streaming-verifier.ts";
+import { DigestMismatch } from "../fetch/verification.ts";
 import { declaredZipBytes } from "../plan/zip-declared.ts";
 import { BufferPool } from "../util/buffer-pool.ts";
 import { Channel } from "../util/channel.ts";
 import { ChunkLedger } from "../util/chunk-ledger.ts";
-import { type Attempt, storageError } from "../volumes/attempt.ts";
+import { type Attempt, emptyDataDir, storageError } from "../volumes/attempt.ts";
 import type { WrittenFiles } from "../volumes/manifest.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
 import { SYNC_LIMIT_MS } from "../volumes/sync-tree.ts";
@@ -103,7 +105,25 @@ const SNIFF_BYTES = 512;
 
 export async function expandArchive(input: ExpandInput): Promise<Expanded> {
   if (input.spec.archive === "zip") return expandZip(input);
-  return expandTarStream(input);
+  try {
+    return await expandTarStream(input);
+  } catch (error) {
+    // The digests over a multipart layout inferred from its first and last parts did not
+    // match: its middle parts may be of other sizes (fetch/parts.ts). A streamed archive's
+    // bytes are gone: when the parts differ, the tree goes and the archive is streamed again
+    // over them (a downloaded object is only hashed again: download-object.ts).
+    const { parts } = input;
+    if (!(error instanceof DigestMismatch) || parts === undefined) throw error;
+    const learned = await relearnParts(input.client.getter, input.resolution, parts, input.retry);
+    input.signal?.throwIfAborted();
+    if (learned === undefined) throw error;
+    const { dataDir } = input.attempt;
+    await (input.call ?? unboundedCall)(`removing ${dataDir}`, (signal, progressed) =>
+      emptyDataDir(input.attempt, progressed, signal),
+    );
+    const again = await expandTarStream({ ...input, parts: learned });
+    return { ...again, refetchedBytes: again.refetchedBytes + input.resolution.bytes };
+  }
 }
 
 async function expandTarStream(input: ExpandInput): Promise<Expanded> {

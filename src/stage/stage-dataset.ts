@@ -1356,7 +1356,7 @@ async function downloadInto(
   const source = { ...resolution };
   const partCount = partsToLearn(resolution);
   const parts =
-    partCount === undefined ? undefined : await learnParts(client, source, partCount, retry);
+    partCount === undefined ? undefined : await learnParts(client.getter, source, partCount, retry);
   if (spec.archive !== undefined) {
     // Loaded on demand: plain datasets never pay for the archive code.
     const { expandArchive } = await import("./expand.ts");

@@ -133,6 +133,23 @@ export async function discardAttempt(
 }
 
 /**
+ * Removes what an attempt's data directory holds, leaving it empty as createAttempt made it
+ * (an archive expanded again). Entry by entry, calling `progressed` after each, until `signal`.
+ */
+export async function emptyDataDir(
+  attempt: Attempt,
+  progressed: () => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  try {
+    await removeTreeReporting(attempt.dataDir, progressed, signal);
+    await mkdir(attempt.dataDir, { mode: 0o755 });
+  } catch (error) {
+    throw storageError(error, attempt.dataDir);
+  }
+}
+
+/**
  * A NO_SPACE error raised by the filesystem (ENOSPC, EDQUOT somewhere in its causes), not by a
  * bound of dsfetch's own (a volume's size, DSFETCH_MAX_EXPANDED_SIZE): the storage is full.
  */

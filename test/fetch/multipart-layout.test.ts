@@ -2,7 +2,10 @@
 // sizes, UploadPartCopy; uploaders that flush uneven parts). The first part's size times the
 // count can still fit the object: boundaries guessed from it are wrong, and the recomputed
 // ETag then never matched (INTEGRITY at every run, "corrupted in transit"). The last part's
-// size gives such layouts away; every part is then asked for.
+// size gives such layouts away; every part is then asked for. Middle parts of other sizes
+// with first and last parts that fit (6 + 5 + 7 + 2 MiB) are found only when the digests do
+// not match: every part is asked for then, and the bytes hashed again over them (a streamed
+// archive, whose bytes are gone, is streamed again).
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -10,7 +13,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tar, file as tarFile } from "../archive/tar-helpers.ts";
 import { runCli } from "../harness/cli.ts";
-import { createBucket, putParts, testEnv } from "../harness/s3.ts";
+import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
+import { createBucket, putParts, s3Info, testEnv } from "../harness/s3.ts";
 
 const MiB = 1024 * 1024;
 let root: string;
@@ -22,6 +26,26 @@ const pieces = [6 * MiB, 5 * MiB, 6 * MiB, 2 * MiB].map((size) => randomBytes(si
 const whole = Buffer.concat(pieces);
 const inner = randomBytes(19 * MiB);
 const archive = tar(tarFile("inside.bin", inner));
+// 6 + 5 + 7 + 2 MiB: 4 parts of 6 MiB hold the 20 MiB too, and end with the same 2 MiB.
+const middlePieces = [6 * MiB, 5 * MiB, 7 * MiB, 2 * MiB].map((size) => randomBytes(size));
+const middleWhole = Buffer.concat(middlePieces);
+const middleInner = randomBytes(20 * MiB - 3 * 512);
+const middleArchive = tar(tarFile("inside.bin", middleInner));
+// 6 + 6 + 2 MiB: the uniform layout, right as inferred.
+const evenPieces = [6 * MiB, 6 * MiB, 2 * MiB].map((size) => randomBytes(size));
+let proxy: FaultProxy;
+
+/** `archive` cut into parts of `sizes` (the rest in the last). */
+function cutInto(data: Buffer, sizes: readonly number[]): Buffer[] {
+  const parts: Buffer[] = [];
+  let offset = 0;
+  for (const size of sizes) {
+    parts.push(data.subarray(offset, offset + size));
+    offset += size;
+  }
+  parts.push(data.subarray(offset));
+  return parts;
+}
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "dsfetch-layout-"));
@@ -37,11 +61,76 @@ beforeAll(async () => {
   }
   parts.push(archive.subarray(offset));
   await putParts(bucket, "uneven-archive/set.tar", parts);
+  await putParts(bucket, "middle/data.bin", middlePieces);
+  await putParts(bucket, "middle-folder/data.bin", middlePieces);
+  expect(middleArchive.length).toBe(20 * MiB);
+  await putParts(
+    bucket,
+    "middle-archive/set.tar",
+    cutInto(middleArchive, [6 * MiB, 5 * MiB, 7 * MiB]),
+  );
+  await putParts(bucket, "even/data.bin", evenPieces);
+  const evenArchive = tar(tarFile("inside.bin", randomBytes(14 * MiB - 3 * 512)));
+  await putParts(bucket, "even-archive/set.tar", cutInto(evenArchive, [6 * MiB, 6 * MiB]));
+  proxy = await startFaultProxy(s3Info().endpoint);
 });
 
 afterAll(async () => {
+  await proxy?.close();
   await rm(root, { recursive: true, force: true });
 });
+
+/** `dsfetch fetch --json` of `datasets` through the proxy, into a new storage root. */
+async function fetchThroughProxy(datasets: unknown[]) {
+  const storage = await mkdtemp(join(root, "storage-"));
+  const run = await runCli(
+    ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"],
+    {
+      env: { ...testEnv(), AWS_ENDPOINT_URL: proxy.endpoint },
+      stdin: JSON.stringify(datasets),
+      timeoutMs: 60_000,
+    },
+  );
+  return { run, data: join(storage, "ml", "data") };
+}
+
+/** The part numbers asked for with HEAD of `key`, in order. */
+function partHeads(key: string): number[] {
+  return proxy.requests
+    .filter((r) => r.method === "HEAD" && r.target.includes(`/${key}?`))
+    .map((r) => Number(/partNumber=(\d+)/.exec(r.target)?.[1]))
+    .filter((n) => !Number.isNaN(n));
+}
+
+/** Response body bytes of the GETs of `key`. */
+function bytesGot(key: string): number {
+  return proxy.requests
+    .filter((r) => r.method === "GET" && r.target.includes(`/${key}`))
+    .reduce((sum, r) => sum + r.bodyBytes, 0);
+}
+
+/** Flips one byte in the middle of the first GET answer of `key`. */
+function flipOnce(key: string): () => number {
+  let matched = false;
+  let flipped = 0;
+  proxy.rewriteResponses({
+    // Decided here, when the headers arrive: ranges in flight reach it before any rewrite.
+    match: (request, status) => {
+      if (matched || request.method !== "GET" || status >= 300 || !request.target.includes(key)) {
+        return false;
+      }
+      matched = true;
+      return true;
+    },
+    rewrite: (body) => {
+      flipped++;
+      const copy = Buffer.from(body);
+      copy[copy.length >> 1] = (copy[copy.length >> 1] ?? 0) ^ 0xff;
+      return copy;
+    },
+  });
+  return () => flipped;
+}
 
 describe("multipart objects with parts of several sizes", () => {
   it("one object, a folder holding one, and a .tar streamed: verified as multipart-md5, byte-exact", async () => {
@@ -65,5 +154,56 @@ describe("multipart objects with parts of several sizes", () => {
     expect(sha(await readFile(join(data, "one", "data.bin")))).toBe(sha(whole));
     expect(sha(await readFile(join(data, "folder", "data.bin")))).toBe(sha(whole));
     expect(sha(await readFile(join(data, "packed", "inside.bin")))).toBe(sha(inner));
+  });
+});
+
+describe("multipart objects whose middle parts differ while the first and last fit one size", () => {
+  it("one object, a folder holding one, and a .tar streamed: every part asked for after the mismatch, byte-exact", async () => {
+    proxy.resetCounters();
+    const { run, data } = await fetchThroughProxy([
+      { uri: `s3://${bucket}/middle/data.bin`, name: "one" },
+      { uri: `s3://${bucket}/middle-folder/`, name: "folder" },
+      { uri: `s3://${bucket}/middle-archive/set.tar`, name: "packed" },
+    ]);
+    expect(run.code, run.stderr).toBe(0);
+    const results = JSON.parse(run.stdout).datasets;
+    for (const result of results) expect(result.verification).toEqual({ "multipart-md5": 1 });
+    expect(sha(await readFile(join(data, "one", "data.bin")))).toBe(sha(middleWhole));
+    expect(sha(await readFile(join(data, "folder", "data.bin")))).toBe(sha(middleWhole));
+    expect(sha(await readFile(join(data, "packed", "inside.bin")))).toBe(sha(middleInner));
+    // Parts 1 and 4 first (the layout inferred), then every part.
+    for (const key of ["middle/data.bin", "middle-folder/data.bin", "middle-archive/set.tar"]) {
+      expect(partHeads(key).sort(), key).toEqual([1, 1, 2, 3, 4, 4]);
+    }
+    // Downloaded objects are hashed again from disk; the streamed archive is streamed twice.
+    expect(bytesGot("middle/data.bin")).toBe(20 * MiB);
+    expect(bytesGot("middle-archive/set.tar")).toBe(40 * MiB);
+    expect(results.map((r: { refetchedBytes: number }) => r.refetchedBytes)).toEqual([
+      0,
+      0,
+      20 * MiB,
+    ]);
+  });
+
+  it("bytes damaged on the way with the layout right as inferred: INTEGRITY, not downloaded again", async () => {
+    for (const [key, name] of [
+      ["even/data.bin", "even"],
+      ["even-archive/set.tar", "packed"],
+    ] as const) {
+      proxy.resetCounters();
+      const flipped = flipOnce(key);
+      const { run, data } = await fetchThroughProxy([{ uri: `s3://${bucket}/${key}`, name }]);
+      proxy.rewriteResponses(undefined);
+      expect(flipped(), key).toBe(1);
+      expect(run.code, run.stderr).toBe(5);
+      expect(JSON.parse(run.stdout).datasets[0].error).toMatchObject({
+        code: "INTEGRITY",
+        message: expect.stringMatching(/do not match its ETag: expected [0-9a-f]{32}-3, computed/),
+      });
+      // Every part was asked for before the bytes were called damaged; none is fetched twice.
+      expect(partHeads(key).sort(), key).toEqual([1, 1, 2, 3, 3]);
+      expect(bytesGot(key), key).toBe(14 * MiB);
+      await expect(readFile(join(data, name, "data.bin"))).rejects.toThrow(/ENOENT/);
+    }
   });
 });
