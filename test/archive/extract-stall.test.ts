@@ -5,7 +5,15 @@
 
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, closeSync, existsSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { type AddressInfo, connect, createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,6 +31,7 @@ let ws: Workspace | undefined;
 const savedPath = process.env.PATH;
 afterEach(() => {
   process.env.PATH = savedPath;
+  delete process.env.DSFETCH_STAND_IN;
   ws?.cleanup();
   ws = undefined;
 });
@@ -83,14 +92,36 @@ function slowThread(delayMs: number): { worker: Worker } {
  * Puts a stand-in `xz` first on PATH (the extraction thread copies the environment when it
  * starts, inside extractTarInWorker). It writes its pid to `<bin>/xz.pid`.
  */
-function standInXz(root: string, body: string): { pidFile: string } {
+function standInXz(root: string, body: string): void {
   const bin = join(root, "bin");
   execFileSync("mkdir", ["-p", bin]);
-  const pidFile = join(bin, "xz.pid");
-  writeFileSync(join(bin, "xz"), standInXzScript(`echo $$ > '${pidFile}'\n${body}`));
+  writeFileSync(join(bin, "xz"), standInXzScript(body));
   chmodSync(join(bin, "xz"), 0o755);
   process.env.PATH = `${bin}:${savedPath ?? "/usr/bin:/bin"}`;
-  return { pidFile };
+  // Inherited by every program the extraction starts from now on, from its first instruction.
+  process.env.DSFETCH_STAND_IN = root;
+}
+
+/**
+ * The processes started since standInXz(root) that are still running, found by the marker
+ * in their environment from their start. A pid file the script wrote was not enough: on a
+ * loaded machine the stand-in was killed at the 1 s bound before its first line ran (ENOENT
+ * in a full run, 2026-12-07).
+ */
+function standInsRunning(root: string): number[] {
+  const marker = `DSFETCH_STAND_IN=${root}`;
+  return readdirSync("/proc")
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return (
+          readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(marker) && running(pid)
+        );
+      } catch {
+        return false;
+      }
+    });
 }
 
 /**
@@ -154,7 +185,7 @@ describe("the extraction thread's stall watchdog", () => {
   it("a decompressor that takes the archive and then stops: STALLED, and the program is killed", async () => {
     ws = workspace();
     // Reads everything, then neither writes nor exits.
-    const { pidFile } = standInXz(ws.root, "cat > /dev/null\nexec sleep 600");
+    standInXz(ws.root, "cat > /dev/null\nexec sleep 600");
     const started = performance.now();
     // 3 s, not 1: on a loaded machine the thread and the stand-in took more than 1 s to start
     // and take the bytes, and the watchdog then rightly said they were still waiting (CI).
@@ -170,14 +201,14 @@ describe("the extraction thread's stall watchdog", () => {
       /^nothing was published; the xz decompressor stopped, or the storage .*: check it and run again \(DSFETCH_EXTRACT_STALL_TIMEOUT raises the bound/,
     );
     expect(performance.now() - started).toBeLessThan(20_000);
-    const pid = Number(readFileSync(pidFile, "utf8"));
-    await expect.poll(() => running(pid), { timeout: 5000 }).toBe(false);
+    const root = ws.root;
+    await expect.poll(() => standInsRunning(root), { timeout: 5000 }).toEqual([]);
   });
 
   it("a decompressor that stops reading: STALLED naming the bytes still waiting", async () => {
     ws = workspace();
     // Never reads its input: the pipe fills, then the thread's input, then the sender's bound.
-    const { pidFile } = standInXz(ws.root, "exec sleep 600");
+    standInXz(ws.root, "exec sleep 600");
     const error = await extractTarInWorker(chunks(randomBytes(48 << 20), 1 << 20), xzJob(ws.dest), {
       stallTimeoutMs: 1000,
     }).catch((e: unknown) => e);
@@ -185,8 +216,8 @@ describe("the extraction thread's stall watchdog", () => {
     expect((error as DsfetchError).message).toMatch(
       /^ds: the extraction made no progress for 1 s \(it took no input and wrote nothing; \d+ bytes of the archive were waiting for it\)$/,
     );
-    const pid = Number(readFileSync(pidFile, "utf8"));
-    await expect.poll(() => running(pid), { timeout: 5000 }).toBe(false);
+    const root = ws.root;
+    await expect.poll(() => standInsRunning(root), { timeout: 5000 }).toEqual([]);
   });
 
   it("a decompressor that is slow but keeps writing is not failed, whatever the total time", async () => {

@@ -244,7 +244,9 @@ describe("plan: the first signal", () => {
   }, 30_000);
 });
 
-describe("list and prune: the first signal", () => {
+// Concurrent: each test has storage and a marker of its own and mostly waits on slowed calls
+// (one after another: ~12 s).
+describe.concurrent("list and prune: the first signal", () => {
   // Slow: every dataset's look (the signal comes during the first: the calls after it are not
   // made), or only the last one's (the listing is then complete, but not printed).
   for (const [slow, when] of [

@@ -118,7 +118,9 @@ function blockingOpen(name: string): string {
           setInterval(() => {}, 1000);`;
 }
 
-describe("the main-thread watchdog", () => {
+// Concurrent (vitest's maxConcurrency, 5 at a time): each test is its own process that mostly
+// waits out a bound, with files of its own; one after another they took ~40 s.
+describe.concurrent("the main-thread watchdog", () => {
   it("a main thread stuck in a system call: the error on stderr, exit by SIGKILL after the bound", async () => {
     const ended = await runScript("stuck", blockingOpen("stuck"), {
       boundMs: 1000,
@@ -272,7 +274,7 @@ describe("the main-thread watchdog", () => {
   }, 40_000);
 });
 
-describe("the dsfetch command", () => {
+describe.concurrent("the dsfetch command", () => {
   /**
    * A preload that makes the main thread's synchronous mkdir of `dir` (a folder dataset's
    * subdirectory) block for `ms`, as a call on hung storage would.

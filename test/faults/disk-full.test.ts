@@ -379,7 +379,9 @@ describe("the bound on an archive's expansion in shared storage", () => {
   });
 });
 
-describe("a real full filesystem (an 8 MiB tmpfs)", () => {
+// Concurrent (5 at a time): each case has its own tmpfs, ephemeral roots and proxy, and much
+// of it waits (locks, bounds); one after another the file took ~42 s.
+describe.concurrent("a real full filesystem (an 8 MiB tmpfs)", () => {
   /**
    * `steady`: a case with no timing or random choice in it runs half as often (once in
    * `npm test`, which must stay under 10 minutes; 10 times in `npm run test:faults`).

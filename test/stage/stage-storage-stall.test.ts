@@ -85,11 +85,16 @@ afterEach(() => {
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-function fifoAt(path: string): void {
+/**
+ * A FIFO at `path`, opened for writing after the test when `unblockAfter` (the in-process
+ * tests' blocked threads). Not for the CLI's tests: their processes end themselves, and they
+ * run concurrently, so another test's afterEach would unblock their reads mid-test.
+ */
+function fifoAt(path: string, unblockAfter = true): void {
   mkdirSync(join(path, ".."), { recursive: true });
   rmSync(path, { force: true });
   execFileSync("mkfifo", [path]);
-  fifos.push(path);
+  if (unblockAfter) fifos.push(path);
 }
 
 let bucket: string | undefined;
@@ -278,12 +283,14 @@ describe("storage that stops answering outside the download", () => {
   }, 60_000);
 });
 
-describe("dsfetch fetch on storage that stops answering", () => {
+// Concurrent: each test is CLI processes that wait out the bound on storage of their own
+// (one after another: ~20 s).
+describe.concurrent("dsfetch fetch on storage that stops answering", () => {
   it("says STALLED, names the call, and ends itself (exit status 137) instead of hanging", async () => {
     const staging = newStorage();
     mkdirSync(staging.location.path, { recursive: true });
     writeFileSync(join(staging.location.path, "old.bin"), "old");
-    fifoAt(staging.location.manifestPath);
+    fifoAt(staging.location.manifestPath, false);
     const datasetsFile = join(root, "datasets.json");
     writeFileSync(datasetsFile, JSON.stringify(await datasetsArray()));
     const started = performance.now();
@@ -303,7 +310,7 @@ describe("dsfetch fetch on storage that stops answering", () => {
   it("plan says STALLED for a dataset whose manifest gets no answer, and ends", async () => {
     const staging = newStorage();
     mkdirSync(staging.location.path, { recursive: true });
-    fifoAt(staging.location.manifestPath);
+    fifoAt(staging.location.manifestPath, false);
     const started = performance.now();
     const ran = await runCli(
       ["plan", "--datasets", "-", "--storage-root", staging.storageRoot, "--team", "ml"],
@@ -324,7 +331,7 @@ describe("dsfetch fetch on storage that stops answering", () => {
   it("list and prune (a cron job) say STALLED and end, instead of waiting for good", async () => {
     const staging = newStorage();
     mkdirSync(staging.location.path, { recursive: true });
-    fifoAt(staging.location.manifestPath);
+    fifoAt(staging.location.manifestPath, false);
     // Both at once (each waits out the bound on its own).
     const commands = [["list"], ["prune", "--older-than", "1d"]];
     const started = performance.now();

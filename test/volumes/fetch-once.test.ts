@@ -16,6 +16,8 @@ import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 let root: string;
 let bucket: string;
 let proxy: FaultProxy;
+/** The concurrent tests' own proxies (each throttles and counts its own). */
+const ownProxies: FaultProxy[] = [];
 const body = randomBytes(24 * 1024 * 1024);
 const sha = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 
@@ -27,14 +29,14 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await proxy.close();
+  await Promise.all([proxy, ...ownProxies].map((one) => one.close()));
   await rm(root, { recursive: true, force: true });
 });
 
 const datasets = () => JSON.stringify([{ uri: `s3://${bucket}/shared/train.bin`, name: "train" }]);
-const env = (extra: Record<string, string> = {}) => ({
+const env = (extra: Record<string, string> = {}, via: FaultProxy = proxy) => ({
   ...testEnv(),
-  AWS_ENDPOINT_URL: proxy.endpoint,
+  AWS_ENDPOINT_URL: via.endpoint,
   DSFETCH_LOCK_POLL: "0.2",
   ...extra,
 });
@@ -65,150 +67,6 @@ describe("fetch once across processes", () => {
     expect(sha(await readFile(join(data, "train", "train.bin")))).toBe(sha(body));
     expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
   });
-
-  for (const { stale, boundMs, title } of [
-    {
-      stale: "5",
-      boundMs: 30_000,
-      title:
-        "a holder killed with SIGKILL mid-download is taken over; no partial data; leftovers cleaned",
-    },
-    {
-      // A holder of this host whose process is gone: taken over once it missed a refresh
-      // (6 s here: a quarter of the bound), not after the stale bound (review, 2026-12-05:
-      // waited the whole 120 s). The bound below is under the stale bound: it tells them apart.
-      stale: "24",
-      boundMs: 18_000,
-      title:
-        "a dead holder of this host is taken over once it missed a refresh, well within a 24 s stale bound",
-    },
-  ]) {
-    it(title, async () => {
-      const storage = await mkdtemp(join(root, "kill-"));
-      const data = join(storage, "ml", "data");
-      const args = [
-        "fetch",
-        "--datasets",
-        "-",
-        "--storage-root",
-        storage,
-        "--team",
-        "ml",
-        "--json",
-      ];
-      const lockEnv = env({
-        DSFETCH_LOCK_STALE: stale,
-        DSFETCH_RANGE_SIZE: "1Mi",
-        DSFETCH_RANGE_CONCURRENCY: "2",
-      });
-      proxy.throttle(3 * 1024 * 1024);
-      try {
-        const holder = spawn(process.execPath, [CLI_ENTRY, ...args], {
-          env: baseEnv(lockEnv),
-          stdio: ["pipe", "ignore", "ignore"],
-        });
-        holder.stdin.end(datasets());
-        // Wait until it holds the lock and has written part of the object.
-        const lock = join(data, ".dsfetch", "locks", "train.lock");
-        for (let i = 0; i < 200; i++) {
-          const locked = await stat(lock).then(
-            () => true,
-            () => false,
-          );
-          const attempts = await readdir(join(data, ".dsfetch", "tmp")).catch(() => [] as string[]);
-          if (locked && attempts.length > 0 && proxy.getBodyBytes() > 2 * 1024 * 1024) break;
-          await sleep(100);
-        }
-        expect(await readdir(join(data, ".dsfetch", "tmp"))).toHaveLength(1);
-        const waiters: Promise<CliResult>[] = [0, 1].map(() =>
-          runCli(args, { env: lockEnv, stdin: datasets(), timeoutMs: 120_000 }),
-        );
-        await sleep(500);
-        holder.kill("SIGKILL");
-        await new Promise((resolve) => holder.on("close", resolve));
-        const killedAt = Date.now();
-        // Nothing is published by a killed holder.
-        await expect(stat(join(data, "train"))).rejects.toThrow();
-        proxy.throttle(undefined);
-        const results = await Promise.all(waiters);
-        for (const result of results) expect(result.code, result.stderr).toBe(0);
-        // Taken over within the bound plus polls and the download itself.
-        expect(Date.now() - killedAt).toBeLessThan(boundMs);
-        expect(results.some((result) => result.stderr.includes("waiting for"))).toBe(true);
-        expect(sha(await readFile(join(data, "train", "train.bin")))).toBe(sha(body));
-        expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
-      } finally {
-        proxy.throttle(undefined);
-      }
-    }, 150_000);
-  }
-
-  it("a holder of another machine frozen past the stale bound, whose attempt was removed while another worker published: uses what was published (it failed STORAGE)", async () => {
-    const members = Array.from({ length: 160 }, (_, i) =>
-      tarFile(`part-${i}.bin`, randomBytes(64 * 1024)),
-    );
-    await putObject(bucket, "frozen/parts.tar.gz", gzipSync(tar(...members), { level: 1 }));
-    const storage = await mkdtemp(join(root, "frozen-"));
-    const data = join(storage, "ml", "data");
-    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
-    const lockEnv = env({ DSFETCH_LOCK_STALE: "5", DSFETCH_RANGE_SIZE: "1Mi" });
-    const input = JSON.stringify([{ uri: `s3://${bucket}/frozen/parts.tar.gz`, name: "parts" }]);
-    proxy.throttle(2 * 1024 * 1024);
-    // "Another machine": its own UTS namespace and host name, so that the worker taking over
-    // judges its attempt by age alone (a Kubernetes pod's).
-    const holder = spawn(
-      "unshare",
-      [
-        "-u",
-        "--",
-        "sh",
-        "-c",
-        'hostname frozen-node && exec "$0" "$@"',
-        process.execPath,
-        CLI_ENTRY,
-        ...args,
-      ],
-      { env: baseEnv(lockEnv), stdio: ["pipe", "pipe", "pipe"] },
-    );
-    holder.stdin?.end(input);
-    let stderr = "";
-    holder.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    let stdout = "";
-    holder.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    const exited = new Promise<number | null>((resolve) => holder.on("close", resolve));
-    try {
-      const tmp = join(data, ".dsfetch", "tmp");
-      await expect
-        .poll(async () => (await readdir(tmp).catch(() => [] as string[])).length, {
-          timeout: 30_000,
-        })
-        .toBe(1);
-      await expect.poll(() => proxy.getBodyBytes(), { timeout: 30_000 }).toBeGreaterThan(1 << 20);
-      holder.kill("SIGSTOP");
-      // Frozen for long: its attempt looks abandoned (idle past max(10 min, 4 x stale)).
-      const [attempt] = await readdir(tmp);
-      const longAgo = new Date(Date.now() - 2 * 3_600_000);
-      for (const dir of [join(tmp, attempt as string, "data"), join(tmp, attempt as string)]) {
-        await utimes(dir, longAgo, longAgo).catch(() => {});
-      }
-      proxy.throttle(undefined);
-      const taker = await runCli(args, { env: lockEnv, stdin: input, timeoutMs: 120_000 });
-      expect(taker.code, taker.stderr).toBe(0);
-      expect(await readdir(tmp)).toEqual([]);
-      holder.kill("SIGCONT");
-      expect(await exited, stderr).toBe(0);
-      expect(stderr).toMatch(/another worker published .* meanwhile .*: using it/);
-      expect(JSON.parse(stdout).datasets[0]).toMatchObject({ cached: true });
-      expect((await readdir(join(data, "parts"))).length).toBe(160);
-    } finally {
-      holder.kill("SIGCONT");
-      proxy.throttle(undefined);
-    }
-  }, 150_000);
 
   it("a broken archive: 8 processes, one download, all exit 8; the waiters do not download it again", async () => {
     // A .tar.gz cut short: ARCHIVE_INVALID at its very end, confirmed against the store's ETag.
@@ -372,4 +230,163 @@ describe("fetch once across processes", () => {
     expect(proxy.requests.filter((request) => request.method === "GET")).toEqual([]);
     expect(proxy.getBodyBytes()).toBe(0);
   });
+});
+
+async function ownProxy(): Promise<FaultProxy> {
+  const one = await startFaultProxy(s3Info().endpoint);
+  ownProxies.push(one);
+  return one;
+}
+
+// Concurrent: each test waits out a holder that died or froze (stale bounds, refreshes) with
+// storage and a proxy of its own; one after another they took ~19 s.
+describe.concurrent("holders that die or freeze", () => {
+  for (const { stale, boundMs, title } of [
+    {
+      stale: "5",
+      boundMs: 30_000,
+      title:
+        "a holder killed with SIGKILL mid-download is taken over; no partial data; leftovers cleaned",
+    },
+    {
+      // A holder of this host whose process is gone: taken over once it missed a refresh
+      // (6 s here: a quarter of the bound), not after the stale bound (review, 2026-12-05:
+      // waited the whole 120 s). The bound below is under the stale bound: it tells them apart.
+      stale: "24",
+      boundMs: 18_000,
+      title:
+        "a dead holder of this host is taken over once it missed a refresh, well within a 24 s stale bound",
+    },
+  ]) {
+    it(title, async () => {
+      const proxy = await ownProxy();
+      const storage = await mkdtemp(join(root, "kill-"));
+      const data = join(storage, "ml", "data");
+      const args = [
+        "fetch",
+        "--datasets",
+        "-",
+        "--storage-root",
+        storage,
+        "--team",
+        "ml",
+        "--json",
+      ];
+      const lockEnv = env(
+        {
+          DSFETCH_LOCK_STALE: stale,
+          DSFETCH_RANGE_SIZE: "1Mi",
+          DSFETCH_RANGE_CONCURRENCY: "2",
+        },
+        proxy,
+      );
+      proxy.throttle(3 * 1024 * 1024);
+      try {
+        const holder = spawn(process.execPath, [CLI_ENTRY, ...args], {
+          env: baseEnv(lockEnv),
+          stdio: ["pipe", "ignore", "ignore"],
+        });
+        holder.stdin.end(datasets());
+        // Wait until it holds the lock and has written part of the object.
+        const lock = join(data, ".dsfetch", "locks", "train.lock");
+        for (let i = 0; i < 200; i++) {
+          const locked = await stat(lock).then(
+            () => true,
+            () => false,
+          );
+          const attempts = await readdir(join(data, ".dsfetch", "tmp")).catch(() => [] as string[]);
+          if (locked && attempts.length > 0 && proxy.getBodyBytes() > 2 * 1024 * 1024) break;
+          await sleep(100);
+        }
+        expect(await readdir(join(data, ".dsfetch", "tmp"))).toHaveLength(1);
+        const waiters: Promise<CliResult>[] = [0, 1].map(() =>
+          runCli(args, { env: lockEnv, stdin: datasets(), timeoutMs: 120_000 }),
+        );
+        await sleep(500);
+        holder.kill("SIGKILL");
+        await new Promise((resolve) => holder.on("close", resolve));
+        const killedAt = Date.now();
+        // Nothing is published by a killed holder.
+        await expect(stat(join(data, "train"))).rejects.toThrow();
+        proxy.throttle(undefined);
+        const results = await Promise.all(waiters);
+        for (const result of results) expect(result.code, result.stderr).toBe(0);
+        // Taken over within the bound plus polls and the download itself.
+        expect(Date.now() - killedAt).toBeLessThan(boundMs);
+        expect(results.some((result) => result.stderr.includes("waiting for"))).toBe(true);
+        expect(sha(await readFile(join(data, "train", "train.bin")))).toBe(sha(body));
+        expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
+      } finally {
+        proxy.throttle(undefined);
+      }
+    }, 150_000);
+  }
+
+  it("a holder of another machine frozen past the stale bound, whose attempt was removed while another worker published: uses what was published (it failed STORAGE)", async () => {
+    const proxy = await ownProxy();
+    const members = Array.from({ length: 160 }, (_, i) =>
+      tarFile(`part-${i}.bin`, randomBytes(64 * 1024)),
+    );
+    await putObject(bucket, "frozen/parts.tar.gz", gzipSync(tar(...members), { level: 1 }));
+    const storage = await mkdtemp(join(root, "frozen-"));
+    const data = join(storage, "ml", "data");
+    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
+    const lockEnv = env({ DSFETCH_LOCK_STALE: "5", DSFETCH_RANGE_SIZE: "1Mi" }, proxy);
+    const input = JSON.stringify([{ uri: `s3://${bucket}/frozen/parts.tar.gz`, name: "parts" }]);
+    proxy.throttle(2 * 1024 * 1024);
+    // "Another machine": its own UTS namespace and host name, so that the worker taking over
+    // judges its attempt by age alone (a Kubernetes pod's).
+    const holder = spawn(
+      "unshare",
+      [
+        "-u",
+        "--",
+        "sh",
+        "-c",
+        'hostname frozen-node && exec "$0" "$@"',
+        process.execPath,
+        CLI_ENTRY,
+        ...args,
+      ],
+      { env: baseEnv(lockEnv), stdio: ["pipe", "pipe", "pipe"] },
+    );
+    holder.stdin?.end(input);
+    let stderr = "";
+    holder.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    let stdout = "";
+    holder.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => holder.on("close", resolve));
+    try {
+      const tmp = join(data, ".dsfetch", "tmp");
+      await expect
+        .poll(async () => (await readdir(tmp).catch(() => [] as string[])).length, {
+          timeout: 30_000,
+        })
+        .toBe(1);
+      await expect.poll(() => proxy.getBodyBytes(), { timeout: 30_000 }).toBeGreaterThan(1 << 20);
+      holder.kill("SIGSTOP");
+      // Frozen for long: its attempt looks abandoned (idle past max(10 min, 4 x stale)).
+      const [attempt] = await readdir(tmp);
+      const longAgo = new Date(Date.now() - 2 * 3_600_000);
+      for (const dir of [join(tmp, attempt as string, "data"), join(tmp, attempt as string)]) {
+        await utimes(dir, longAgo, longAgo).catch(() => {});
+      }
+      proxy.throttle(undefined);
+      const taker = await runCli(args, { env: lockEnv, stdin: input, timeoutMs: 120_000 });
+      expect(taker.code, taker.stderr).toBe(0);
+      expect(await readdir(tmp)).toEqual([]);
+      holder.kill("SIGCONT");
+      expect(await exited, stderr).toBe(0);
+      expect(stderr).toMatch(/another worker published .* meanwhile .*: using it/);
+      expect(JSON.parse(stdout).datasets[0]).toMatchObject({ cached: true });
+      expect((await readdir(join(data, "parts"))).length).toBe(160);
+    } finally {
+      holder.kill("SIGCONT");
+      proxy.throttle(undefined);
+    }
+  }, 150_000);
 });

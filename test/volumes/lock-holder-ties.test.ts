@@ -53,47 +53,6 @@ describe("the lock's holder file and release", () => {
     }
   });
 
-  it("a live holder of another machine whose holder file is still a dead holder's of this host (its own write failed) is not taken for that dead process", async () => {
-    // The live holder's clock is a minute behind ours: by its mtime alone, its lock looks as
-    // old as a dead holder's of this host that missed its refreshes.
-    const lockPath = await newLockPath();
-    await mkdir(lockPath);
-    const other = await newLockPath();
-    await mkdir(other);
-    await writeFile(
-      `${lockPath}.holder.json`,
-      JSON.stringify({
-        host: "this",
-        pid: deadPid(),
-        since: new Date().toISOString(),
-        label: hostLabel(),
-        // The dead holder's lock, gone: another inode than the lock there now.
-        lockIno: (await stat(other)).ino,
-      }),
-    );
-    const refresh = () => {
-      const behind = new Date(Date.now() - 60_000);
-      return utimes(lockPath, behind, behind);
-    };
-    await refresh();
-    const timer = setInterval(() => {
-      refresh().catch(() => {});
-    }, 1_000);
-    const timing: LockTiming = { staleMs: 40_000, pollMs: 250, waitMs: 5_000 };
-    const ino = (await stat(lockPath)).ino;
-    try {
-      const error = await acquireLock(lockPath, "train", { timing }).then(
-        (outcome) => outcome,
-        (caught: unknown) => caught,
-      );
-      // Waited its whole bound on the live holder: never took its lock over.
-      expect(error).toMatchObject({ code: "LOCK_TIMEOUT" });
-      expect((await stat(lockPath)).ino).toBe(ino);
-    } finally {
-      clearInterval(timer);
-    }
-  }, 30_000);
-
   it("a holder whose lock was taken over, released before its refresh noticed, leaves the new holder's lock and holder file alone", async () => {
     const lockPath = await newLockPath();
     const timing: LockTiming = { staleMs: 60_000, pollMs: 250, waitMs: 1_000 };
@@ -113,7 +72,7 @@ describe("the lock's holder file and release", () => {
   });
 });
 
-describe("release removes the lock it made", () => {
+describe.concurrent("release removes the lock it made", () => {
   it("after refreshes, nothing is left beside it: its lock and holder file are gone", async () => {
     const lockPath = await newLockPath();
     // Refreshed every 1.25 s: three refreshes before the release.
@@ -173,7 +132,50 @@ describe("release removes the lock it made", () => {
   });
 });
 
-describe("a takeover that cannot go through", () => {
+// Concurrent, as "release removes the lock it made": each test waits out a bound on a lock
+// (or a mount) of its own; one after another the file took ~23 s. The umask test stays apart.
+describe.concurrent("a takeover that must not happen, or cannot go through", () => {
+  it("a live holder of another machine whose holder file is still a dead holder's of this host (its own write failed) is not taken for that dead process", async () => {
+    // The live holder's clock is a minute behind ours: by its mtime alone, its lock looks as
+    // old as a dead holder's of this host that missed its refreshes.
+    const lockPath = await newLockPath();
+    await mkdir(lockPath);
+    const other = await newLockPath();
+    await mkdir(other);
+    await writeFile(
+      `${lockPath}.holder.json`,
+      JSON.stringify({
+        host: "this",
+        pid: deadPid(),
+        since: new Date().toISOString(),
+        label: hostLabel(),
+        // The dead holder's lock, gone: another inode than the lock there now.
+        lockIno: (await stat(other)).ino,
+      }),
+    );
+    const refresh = () => {
+      const behind = new Date(Date.now() - 60_000);
+      return utimes(lockPath, behind, behind);
+    };
+    await refresh();
+    const timer = setInterval(() => {
+      refresh().catch(() => {});
+    }, 1_000);
+    const timing: LockTiming = { staleMs: 40_000, pollMs: 250, waitMs: 5_000 };
+    const ino = (await stat(lockPath)).ino;
+    try {
+      const error = await acquireLock(lockPath, "train", { timing }).then(
+        (outcome) => outcome,
+        (caught: unknown) => caught,
+      );
+      // Waited its whole bound on the live holder: never took its lock over.
+      expect(error).toMatchObject({ code: "LOCK_TIMEOUT" });
+      expect((await stat(lockPath)).ino).toBe(ino);
+    } finally {
+      clearInterval(timer);
+    }
+  }, 30_000);
+
   it("a stale lock whose claim's name is too long for the filesystem is taken over without a claim", async () => {
     // A dataset name of 230 bytes: its lock's name fits in 255, its claim's does not
     // (ENAMETOOLONG: the claim never comes, and every waiter ended in LOCK_TIMEOUT).

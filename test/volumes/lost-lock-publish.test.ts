@@ -12,21 +12,27 @@ import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
 let root: string;
-let proxy: FaultProxy;
+/** Each test's own proxy (they run concurrently, each throttling and counting its own). */
+const proxies: FaultProxy[] = [];
 const sha = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "dsfetch-lost-lock-"));
-  proxy = await startFaultProxy(s3Info().endpoint);
 });
 
+async function newProxy(): Promise<FaultProxy> {
+  const proxy = await startFaultProxy(s3Info().endpoint);
+  proxies.push(proxy);
+  return proxy;
+}
+
 afterAll(async () => {
-  await proxy.close();
+  await Promise.all(proxies.map((proxy) => proxy.close()));
   await rm(root, { recursive: true, force: true });
 });
 
 /** Through the test's proxy, a 5 s stale bound, small ranges: a holder is frozen mid-download. */
-const lockEnv = () => ({
+const lockEnv = (proxy: FaultProxy) => ({
   ...testEnv(),
   AWS_ENDPOINT_URL: proxy.endpoint,
   DSFETCH_LOCK_POLL: "0.2",
@@ -55,7 +61,7 @@ function startFetch(args: string[], env: Record<string, string>, input: string) 
 }
 
 /** Until a holder has its attempt directory and more than 1 MiB came through the proxy. */
-async function downloading(data: string): Promise<void> {
+async function downloading(data: string, proxy: FaultProxy): Promise<void> {
   await expect
     .poll(async () => (await readdir(join(data, ".dsfetch", "tmp")).catch(() => [])).length, {
       timeout: 30_000,
@@ -64,7 +70,9 @@ async function downloading(data: string): Promise<void> {
   await expect.poll(() => proxy.getBodyBytes(), { timeout: 30_000 }).toBeGreaterThan(1 << 20);
 }
 
-describe("a publisher whose lock was taken over", () => {
+// Concurrent: each test waits out a 5 s stale bound with a frozen holder (one after another:
+// ~16 s); each has its own bucket, storage and proxy.
+describe.concurrent("a publisher whose lock was taken over", () => {
   it("does not swap its older version back over the newer one published meanwhile", async () => {
     // Versioned: the frozen worker's ranges stay pinned to its version (VersionId), so its
     // download completes after the object was overwritten, as a slow one would on AWS.
@@ -75,14 +83,15 @@ describe("a publisher whose lock was taken over", () => {
     const storage = await mkdtemp(join(root, "swap-"));
     const data = join(storage, "ml", "data");
     const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
-    const env = lockEnv();
+    const proxy = await newProxy();
+    const env = lockEnv(proxy);
     const input = JSON.stringify([{ uri: `s3://${bucket}/set/train.bin`, name: "train" }]);
     proxy.resetCounters();
     proxy.throttle(1024 * 1024);
     const holder = startFetch(args, env, input);
     try {
       const tmp = join(data, ".dsfetch", "tmp");
-      await downloading(data);
+      await downloading(data, proxy);
       // Frozen mid-download (a paused VM, a stopped container) past the stale bound.
       holder.child.kill("SIGSTOP");
       const newerPut = await putObject(bucket, "set/train.bin", newer);
@@ -136,7 +145,8 @@ describe("a publisher whose lock was taken over", () => {
     const storage = await mkdtemp(join(root, "current-"));
     const data = join(storage, "ml", "data");
     const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
-    const env = lockEnv();
+    const proxy = await newProxy();
+    const env = lockEnv(proxy);
     const input = JSON.stringify([{ uri: `s3://${bucket}/set/train.bin`, name: "train" }]);
     const first = await runCli(args, { env, stdin: input, timeoutMs: 60_000 });
     expect(first.code, first.stderr).toBe(0);
@@ -147,7 +157,7 @@ describe("a publisher whose lock was taken over", () => {
     const holder = start();
     let taker: ReturnType<typeof start> | undefined;
     try {
-      await downloading(data);
+      await downloading(data, proxy);
       holder.child.kill("SIGSTOP");
       // Another worker takes the lock over, then dies before it publishes anything.
       taker = start();
