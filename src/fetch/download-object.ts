@@ -30,6 +30,7 @@ import {
   checkDigests,
   DigestMismatch,
   fileDigest,
+  layoutUnchecked,
   planVerification,
   type VerificationPlan,
   type VerificationSource,
@@ -206,17 +207,25 @@ async function verifyWritten(
     if (!(error instanceof DigestMismatch) || algorithm === undefined || spans === undefined) {
       throw error;
     }
-    const learned = await relearnParts(options.getter, source, spans, options.retry);
+    // Each answer is progress for the clock this runs under (a folder's has no tail bound).
+    const learned = await relearnParts(
+      options.getter,
+      source,
+      spans,
+      options.retry,
+      options.onHashed,
+    );
     options.signal?.throwIfAborted();
-    if (learned === undefined) throw error;
+    if (learned.kind === "same") throw error;
+    if (learned.kind === "unknown") throw layoutUnchecked(error);
     const again = await hashFileParts(
       options.destination,
-      learned,
+      learned.spans,
       algorithm,
       options.onHashed,
       options.signal,
     );
-    checkDigests({ ...plan, spans: learned }, again, errorContext.dataset, uri);
+    checkDigests({ ...plan, spans: learned.spans }, again, errorContext.dataset, uri);
   }
 }
 

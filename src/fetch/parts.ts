@@ -70,24 +70,40 @@ export function layoutInferred(spans: readonly ByteSpan[]): boolean {
   );
 }
 
+/** What every part's HEAD said of a layout (relearnParts). */
+export type Relearned =
+  /** Other boundaries: the bytes are to be hashed again over them. */
+  | { readonly kind: "differs"; readonly spans: ByteSpan[] }
+  /** The same boundaries: the mismatch stands (bytes damaged, or an ETag that is no MD5). */
+  | { readonly kind: "same" }
+  /** A part's HEAD failed, or the sizes did not add up: the layout could not be checked. */
+  | { readonly kind: "unknown" };
+
 /**
- * After the digests over an inferred layout did not match: every part's HEAD. Returns the
- * layout they give when it differs from `spans` (the bytes are then hashed again over it),
- * else undefined: the mismatch stands (bytes damaged, or a store whose ETag is no MD5).
+ * After the digests over `spans` did not match: when they may have been inferred, every
+ * part's HEAD (`onPart` after each: progress for a clock). Never throws; an abort of
+ * `retry.signal` ends it as "unknown".
  */
 export async function relearnParts(
   getter: PartGetter,
   source: ObjectSource,
   spans: readonly ByteSpan[],
   retry: RetryOptions = {},
-): Promise<ByteSpan[] | undefined> {
-  if (!layoutInferred(spans)) return undefined;
-  const learned = await everyPart(partSizer(getter, source, retry), source, spans.length);
+  onPart?: () => void,
+): Promise<Relearned> {
+  if (!layoutInferred(spans)) return { kind: "same" };
+  const learned = await everyPart(
+    partSizer(getter, source, retry),
+    source,
+    spans.length,
+    undefined,
+    onPart,
+  );
+  if (learned === undefined) return { kind: "unknown" };
   const same =
-    learned === undefined ||
-    (learned.length === spans.length &&
-      learned.every((span, i) => span.start === spans[i]?.start && span.end === spans[i]?.end));
-  return same ? undefined : learned;
+    learned.length === spans.length &&
+    learned.every((span, i) => span.start === spans[i]?.start && span.end === spans[i]?.end);
+  return same ? { kind: "same" } : { kind: "differs", spans: learned };
 }
 
 function uniformLayout(bytes: number, size: number, parts: number): ByteSpan[] {
@@ -102,22 +118,36 @@ interface PartSize {
   readonly count: number | undefined;
 }
 
-/** Each part's HEAD, bounded; undefined when one fails or they do not add up to the object. */
+/**
+ * Each part's HEAD, bounded; undefined when one fails or they do not add up to the object.
+ * After a failure no further HEAD starts (review, 2026-12-07: the other 15 went on through up
+ * to 10,000 parts, each retried, on a store that was likely throttling).
+ */
 async function everyPart(
   partSize: (partNumber: number) => Promise<PartSize>,
   source: ObjectSource,
   parts: number,
   firstLength?: number,
+  onPart?: () => void,
 ): Promise<ByteSpan[] | undefined> {
   if (parts > MAX_PART_HEADS) return undefined;
+  let failed = false;
   try {
     const lengths = await mapLimit(
       Array.from({ length: parts }, (_, i) => i + 1),
       HEAD_CONCURRENCY,
-      async (n) =>
-        n === 1 && firstLength !== undefined
-          ? firstLength
-          : ((await partSize(n)).length ?? Number.NaN),
+      async (n) => {
+        if (n === 1 && firstLength !== undefined) return firstLength;
+        if (failed) return Number.NaN;
+        try {
+          const length = (await partSize(n)).length ?? Number.NaN;
+          onPart?.();
+          return length;
+        } catch (error) {
+          failed = true;
+          throw error;
+        }
+      },
     );
     const spans: ByteSpan[] = [];
     let offset = 0;

@@ -182,6 +182,23 @@ export class DigestMismatch extends DsfetchError {
   }
 }
 
+/**
+ * The same mismatch, saying what was left unchecked: the part sizes a multipart layout was
+ * inferred from could not all be asked for (relearnParts "unknown"). Its usual hint ("the
+ * store's ETag is not the MD5…") would send users to the store's operator for what may be
+ * parts of several sizes.
+ */
+export function layoutUnchecked(error: DigestMismatch): DigestMismatch {
+  return new DigestMismatch(error.message, {
+    dataset: error.dataset,
+    expected: error.expected,
+    found: error.found,
+    hint: "nothing was published. The object's parts were taken to be of one size, and asking the store for each part's size (HEAD with partNumber) failed, so parts of several sizes were not ruled out; run again. If every run computes the same value, compare each part's size (`aws s3api head-object --part-number N`)",
+    retryable: false,
+    cause: error,
+  });
+}
+
 /** Throws INTEGRITY (exit 5) with expected and computed values unless the digests match. */
 export function checkDigests(
   plan: VerificationPlan,

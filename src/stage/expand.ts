@@ -31,7 +31,7 @@ import type { ResolvedObject } from "../fetch/resolve.ts";
 import type { RetryOptions } from "../fetch/retry.ts";
 import type { S3ErrorContext } from "../fetch/s3-errors.ts";
 import { StreamingVerifier } from "../fetch/streaming-verifier.ts";
-import { DigestMismatch } from "../fetch/verification.ts";
+import { DigestMismatch, layoutUnchecked } from "../fetch/verification.ts";
 import { declaredZipBytes } from "../plan/zip-declared.ts";
 import { BufferPool } from "../util/buffer-pool.ts";
 import { Channel } from "../util/channel.ts";
@@ -53,6 +53,8 @@ export interface ExpandInput {
   readonly retry: RetryOptions;
   readonly signal: AbortSignal | undefined;
   readonly onBytes: (bytes: number) => void;
+  /** The archive is streamed again from its start: the bytes counted so far are void. */
+  readonly onRestart?: (() => void) | undefined;
   readonly errorContext: S3ErrorContext;
   /**
    * Bounds the calls on storage made outside the download's and the extraction's clocks (a
@@ -105,8 +107,10 @@ const SNIFF_BYTES = 512;
 
 export async function expandArchive(input: ExpandInput): Promise<Expanded> {
   if (input.spec.archive === "zip") return expandZip(input);
+  // Shared by both streams below: bytes fetched twice by the first count too.
+  const stats = { refetchedBytes: 0, retries: 0 };
   try {
-    return await expandTarStream(input);
+    return await expandTarStream(input, stats);
   } catch (error) {
     // The digests over a multipart layout inferred from its first and last parts did not
     // match: its middle parts may be of other sizes (fetch/parts.ts). A streamed archive's
@@ -116,19 +120,24 @@ export async function expandArchive(input: ExpandInput): Promise<Expanded> {
     if (!(error instanceof DigestMismatch) || parts === undefined) throw error;
     const learned = await relearnParts(input.client.getter, input.resolution, parts, input.retry);
     input.signal?.throwIfAborted();
-    if (learned === undefined) throw error;
+    if (learned.kind === "same") throw error;
+    if (learned.kind === "unknown") throw layoutUnchecked(error);
     const { dataDir } = input.attempt;
     await (input.call ?? unboundedCall)(`removing ${dataDir}`, (signal, progressed) =>
       emptyDataDir(input.attempt, progressed, signal),
     );
-    const again = await expandTarStream({ ...input, parts: learned });
-    return { ...again, refetchedBytes: again.refetchedBytes + input.resolution.bytes };
+    // Counted from zero again: the progress went past 100% (review, 2026-12-07).
+    input.onRestart?.();
+    stats.refetchedBytes += input.resolution.bytes;
+    return await expandTarStream({ ...input, parts: learned.spans }, stats);
   }
 }
 
-async function expandTarStream(input: ExpandInput): Promise<Expanded> {
+async function expandTarStream(
+  input: ExpandInput,
+  stats: { refetchedBytes: number; retries: number },
+): Promise<Expanded> {
   const { resolution, spec } = input;
-  const stats = { refetchedBytes: 0, retries: 0 };
   const rangeSize = Math.min(input.tuning.rangeSize, MAX_STREAM_RANGE);
   const verifier = new StreamingVerifier(resolution, input.parts, (bytes) =>
     ledger.advance(HASHER, bytes),

@@ -1376,6 +1376,7 @@ async function downloadInto(
       retry,
       signal,
       onBytes,
+      onRestart: () => progress.reset(),
       errorContext,
       call,
     });

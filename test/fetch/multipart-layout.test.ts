@@ -183,6 +183,9 @@ describe("multipart objects whose middle parts differ while the first and last f
       0,
       20 * MiB,
     ]);
+    // Streamed again, the archive's progress starts over: never past 100%.
+    expect(run.stderr).toMatch(/packed: 100%/);
+    expect(run.stderr).not.toMatch(/\b(?:10[1-9]|1[1-9]\d|[2-9]\d\d|\d{4,})%/);
   });
 
   it("bytes damaged on the way with the layout right as inferred: INTEGRITY, not downloaded again", async () => {
@@ -204,6 +207,30 @@ describe("multipart objects whose middle parts differ while the first and last f
       expect(partHeads(key).sort(), key).toEqual([1, 1, 2, 3, 3]);
       expect(bytesGot(key), key).toBe(14 * MiB);
       await expect(readFile(join(data, name, "data.bin"))).rejects.toThrow(/ENOENT/);
+    }
+  });
+
+  it("a part's size that cannot be asked for after the mismatch: INTEGRITY saying so, not blaming the store's ETag", async () => {
+    proxy.resetCounters();
+    proxy.rewriteResponses({
+      match: (request) => request.method === "HEAD" && /partNumber=2\b/.test(request.target),
+      startLine: () => "HTTP/1.1 403 Forbidden",
+      rewrite: () => "",
+    });
+    try {
+      const { run, data } = await fetchThroughProxy([
+        { uri: `s3://${bucket}/middle/data.bin`, name: "one" },
+      ]);
+      expect(run.code, run.stderr).toBe(5);
+      const { error } = JSON.parse(run.stdout).datasets[0];
+      expect(error.code).toBe("INTEGRITY");
+      expect(error.hint).toMatch(
+        /asking the store for each part's size \(HEAD with partNumber\) failed/,
+      );
+      expect(error.hint).not.toMatch(/store's ETag is not the MD5/);
+      await expect(readFile(join(data, "one", "data.bin"))).rejects.toThrow(/ENOENT/);
+    } finally {
+      proxy.rewriteResponses(undefined);
     }
   });
 });
