@@ -54,6 +54,18 @@ afterAll(async () => {
 const labels = JSON.stringify([{ uri: "", name: "labels" }]);
 const labelsIn = (b: string) => labels.replace('""', JSON.stringify(`s3://${b}/small/`));
 
+/**
+ * Until a `wait` has looked at its ready file once (it polls every 250 ms after saying
+ * "waiting for"). Started together, a sidecar that fails at once (its port taken) had often
+ * written its failure and exited before the worker's first look: the failure, there from
+ * the start with its sidecar gone, may be an earlier run's, and the worker waited the 15 s
+ * grace for a new sidecar instead of stopping at once (2026-12-07, a full run).
+ */
+async function lookedOnce(worker: Started): Promise<void> {
+  await until(async () => worker.stderr().includes("waiting for"));
+  await new Promise((resolve) => setTimeout(resolve, 600));
+}
+
 /** `dsfetch run` on the small dataset, then `command`. */
 async function runWith(command: string[]) {
   const storage = await mkdtemp(join(root, "run-"));
@@ -167,6 +179,7 @@ describe("sidecar and wait: the ready file", () => {
     const storage = await mkdtemp(join(root, "failed-"));
     const readyFile = join(storage, "ready.json");
     const worker = start(["wait", "--ready-file", readyFile, "--timeout", "5m"], testEnv());
+    await lookedOnce(worker);
     const sidecar = await runCli(sidecarArgs(storage, `127.0.0.1:${await freePort()}`, readyFile), {
       env: testEnv(),
       stdin: JSON.stringify([{ uri: `s3://${bucket}/no/such/key.bin`, name: "missing" }]),
@@ -179,8 +192,11 @@ describe("sidecar and wait: the ready file", () => {
     });
     // The dataset named once, not "missing: missing: s3://…" (review, 2026-12-05).
     expect(JSON.parse(await readFile(readyFile, "utf8")).failed).not.toContain("missing: missing:");
+    const failedAt = performance.now();
     const waited = await worker.exit;
     expect(waited.code).toBe(3);
+    // At once: not after the 15 s given to a failure that may be an earlier run's.
+    expect(performance.now() - failedAt).toBeLessThan(10_000);
     expect(worker.stderr()).toContain("the sidecar failed");
     expect(worker.stderr()).toContain("NOT_FOUND");
   });
@@ -195,6 +211,7 @@ describe("sidecar and wait: the ready file", () => {
     const { port } = taken.address() as AddressInfo;
     try {
       const worker = start(["wait", "--ready-file", readyFile, "--timeout", "5m"], testEnv());
+      await lookedOnce(worker);
       const sidecar = await runCli(sidecarArgs(storage, `127.0.0.1:${port}`, readyFile), {
         env: testEnv(),
         stdin: labelsIn(bucket),
@@ -207,8 +224,10 @@ describe("sidecar and wait: the ready file", () => {
         code: "USAGE",
         failed: expect.stringContaining(`the sidecar failed: --listen 127.0.0.1:${port}`),
       });
+      const failedAt = performance.now();
       const waited = await worker.exit;
       expect(waited.code).toBe(2);
+      expect(performance.now() - failedAt).toBeLessThan(10_000);
       expect(worker.stderr()).toContain("the sidecar failed");
       // Nothing was staged.
       expect(await exists(join(storage, "ml", "data", "labels"))).toBe(false);
