@@ -25,12 +25,17 @@ let scratch: string;
 let plain: Buffer;
 
 /** Compressible but not trivial: text with random words, and a random block. */
+/**
+ * ~1.1 MB of text and random bytes: more than one bzip2 block (900 kB), several of the pixz
+ * path's 200 KiB xz blocks, many pipe buffers. Half of what it was (2.3 MB): the file took
+ * 40-60 s, most of it decoding this 8 times over in every path (2026-12-07).
+ */
 function sample(): Buffer {
   const words = Array.from({ length: 2000 }, () => randomBytes(6).toString("hex"));
   const lines: string[] = [];
-  for (let i = 0; i < 60_000; i++)
+  for (let i = 0; i < 30_000; i++)
     lines.push(`${i} ${words[i % words.length]} ${words[(i * 7) % words.length]}`);
-  return Buffer.concat([Buffer.from(lines.join("\n")), randomBytes(300_000)]);
+  return Buffer.concat([Buffer.from(lines.join("\n")), randomBytes(150_000)]);
 }
 
 function compress(program: string, args: string[], input: Buffer): Buffer {

@@ -14,7 +14,7 @@ import { ObjectGetter } from "../../src/fetch/object-get.ts";
 import { expandArchive } from "../../src/stage/expand.ts";
 import { createAttempt } from "../../src/volumes/attempt.ts";
 import { locationIn } from "../../src/volumes/layout.ts";
-import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
+import { damageOneGet, type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
 import { tar, file as tarFile } from "./tar-helpers.ts";
 
@@ -103,25 +103,10 @@ async function expand(
   });
 }
 
-const flipOnce = (key: string) => {
-  let flipped = 0;
-  proxy.rewriteResponses({
-    match: (request, status) =>
-      flipped === 0 && request.method === "GET" && status < 300 && request.target.includes(key),
-    rewrite: (b) => {
-      flipped++;
-      const c = Buffer.from(b);
-      c[c.length >> 1] = (c[c.length >> 1] ?? 0) ^ 0xff;
-      return c;
-    },
-  });
-  return () => flipped;
-};
-
 it("a byte damaged on the way, with an MD5 ETag: INTEGRITY, not a corrupt archive", async () => {
   const good = gzipSync(tar(tarFile("a.bin", randomBytes(2 << 20))), { level: 1 });
   const { etag } = await putObject(bucket, "md5/set.tar.gz", good);
-  const flipped = flipOnce("md5/set.tar.gz");
+  const flipped = damageOneGet(proxy, "md5/set.tar.gz");
   const error = await expand("md5/set.tar.gz", good, etag).catch((e: unknown) => e);
   proxy.rewriteResponses(undefined);
   expect(flipped()).toBe(1);
@@ -131,7 +116,7 @@ it("a byte damaged on the way, with an MD5 ETag: INTEGRITY, not a corrupt archiv
 it("the same with only the size checkable (an SSE-KMS ETag): not marked as about the object", async () => {
   const good = gzipSync(tar(tarFile("a.bin", randomBytes(2 << 20))), { level: 1 });
   const { etag } = await putObject(bucket, "kms/set.tar.gz", good);
-  const flipped = flipOnce("kms/set.tar.gz");
+  const flipped = damageOneGet(proxy, "kms/set.tar.gz");
   const error = await expand("kms/set.tar.gz", good, etag, { encryption: "aws:kms" }).catch(
     (e: unknown) => e,
   );

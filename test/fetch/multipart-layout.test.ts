@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tar, file as tarFile } from "../archive/tar-helpers.ts";
 import { runCli } from "../harness/cli.ts";
-import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
+import { damageOneGet, type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putParts, s3Info, testEnv } from "../harness/s3.ts";
 
 const MiB = 1024 * 1024;
@@ -52,15 +52,7 @@ beforeAll(async () => {
   bucket = await createBucket("layout");
   await putParts(bucket, "uneven/data.bin", pieces);
   await putParts(bucket, "uneven-folder/data.bin", pieces);
-  const cut = [6 * MiB, 5 * MiB, 6 * MiB];
-  const parts: Buffer[] = [];
-  let offset = 0;
-  for (const size of cut) {
-    parts.push(archive.subarray(offset, offset + size));
-    offset += size;
-  }
-  parts.push(archive.subarray(offset));
-  await putParts(bucket, "uneven-archive/set.tar", parts);
+  await putParts(bucket, "uneven-archive/set.tar", cutInto(archive, [6 * MiB, 5 * MiB, 6 * MiB]));
   await putParts(bucket, "middle/data.bin", middlePieces);
   await putParts(bucket, "middle-folder/data.bin", middlePieces);
   expect(middleArchive.length).toBe(20 * MiB);
@@ -107,29 +99,6 @@ function bytesGot(key: string): number {
   return proxy.requests
     .filter((r) => r.method === "GET" && r.target.includes(`/${key}`))
     .reduce((sum, r) => sum + r.bodyBytes, 0);
-}
-
-/** Flips one byte in the middle of the first GET answer of `key`. */
-function flipOnce(key: string): () => number {
-  let matched = false;
-  let flipped = 0;
-  proxy.rewriteResponses({
-    // Decided here, when the headers arrive: ranges in flight reach it before any rewrite.
-    match: (request, status) => {
-      if (matched || request.method !== "GET" || status >= 300 || !request.target.includes(key)) {
-        return false;
-      }
-      matched = true;
-      return true;
-    },
-    rewrite: (body) => {
-      flipped++;
-      const copy = Buffer.from(body);
-      copy[copy.length >> 1] = (copy[copy.length >> 1] ?? 0) ^ 0xff;
-      return copy;
-    },
-  });
-  return () => flipped;
 }
 
 describe("multipart objects with parts of several sizes", () => {
@@ -194,7 +163,7 @@ describe("multipart objects whose middle parts differ while the first and last f
       ["even-archive/set.tar", "packed"],
     ] as const) {
       proxy.resetCounters();
-      const flipped = flipOnce(key);
+      const flipped = damageOneGet(proxy, key);
       const { run, data } = await fetchThroughProxy([{ uri: `s3://${bucket}/${key}`, name }]);
       proxy.rewriteResponses(undefined);
       expect(flipped(), key).toBe(1);

@@ -957,6 +957,33 @@ async function unsentBytes(
 }
 
 /** Starts a proxy on 127.0.0.1 (a free port) in front of `targetEndpoint` (`http://host:port`). */
+/**
+ * Damages the first successful GET answer whose target includes `key`, once: one byte in the
+ * middle of its body flipped (bytes damaged on the way). Decided when the answer's headers
+ * arrive: ranges in flight reach `match` before any rewrite, and a count kept in `rewrite`
+ * let two answers through (two bytes damaged). Returns how many answers were damaged.
+ */
+export function damageOneGet(proxy: FaultProxy, key: string): () => number {
+  let matched = false;
+  let damaged = 0;
+  proxy.rewriteResponses({
+    match: (request, status) => {
+      if (matched || request.method !== "GET" || status >= 300 || !request.target.includes(key)) {
+        return false;
+      }
+      matched = true;
+      return true;
+    },
+    rewrite: (body) => {
+      damaged += 1;
+      const copy = Buffer.from(body);
+      copy[copy.length >> 1] = (copy[copy.length >> 1] ?? 0) ^ 0xff;
+      return copy;
+    },
+  });
+  return () => damaged;
+}
+
 export async function startFaultProxy(targetEndpoint: string): Promise<FaultProxy> {
   const url = new URL(targetEndpoint);
   if (url.protocol !== "http:") {

@@ -10,7 +10,7 @@ import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tar, file as tarFile } from "../archive/tar-helpers.ts";
 import { baseEnv, CLI_ENTRY, type CliResult, runCli } from "../harness/cli.ts";
-import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
+import { damageOneGet, type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
 let root: string;
@@ -178,27 +178,14 @@ describe("fetch once across processes", () => {
     const data = join(storage, "ml", "data");
     const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
     const set = JSON.stringify([{ uri: `s3://${bucket}/transit/set.tar.gz` }]);
-    let flipped = 0;
-    proxy.rewriteResponses({
-      match: (request, status) =>
-        flipped === 0 &&
-        request.method === "GET" &&
-        status < 300 &&
-        request.target.includes("transit/set.tar.gz"),
-      rewrite: (body) => {
-        flipped += 1;
-        const copy = Buffer.from(body);
-        copy[copy.length >> 1] = (copy[copy.length >> 1] ?? 0) ^ 0xff;
-        return copy;
-      },
-    });
+    const flipped = damageOneGet(proxy, "transit/set.tar.gz");
     let first: CliResult;
     try {
       first = await runCli(args, { env: env(), stdin: set, timeoutMs: 60_000 });
     } finally {
       proxy.rewriteResponses(undefined);
     }
-    expect(flipped).toBe(1);
+    expect(flipped()).toBe(1);
     // The decoder refused it; the whole object, hashed to its end, says why.
     expect(first.code, first.stderr).toBe(5);
     expect(JSON.parse(first.stdout).datasets[0].error.code).toBe("INTEGRITY");
