@@ -80,6 +80,7 @@ import {
   type WrittenFiles,
 } from "../volumes/manifest.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
+import { replaceRefusal } from "../volumes/permissions.ts";
 import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
 import type { StorageCall } from "../volumes/storage-call.ts";
@@ -529,6 +530,17 @@ async function stageOn(
     );
     return noRoom === undefined ? undefined : { reason: noRoom, space: true };
   };
+  if (target.volume === "shared" && seenBeforeDownload !== undefined) {
+    // An older copy to replace that is a teammate's: said before the download, which the swap
+    // would refuse (volumes/permissions.ts replaceRefusal).
+    const refused = await call(`looking at ${target.location.path}`, () =>
+      replaceRefusal(target.location.path),
+    );
+    if (refused !== undefined) {
+      const reused = await fallBack(refused, refused);
+      if (reused !== undefined) return reused;
+    }
+  }
   /** Too little room was seen while another process held the dataset's lock. */
   let roomCheckUnderLock = false;
   if (target.volume === "shared") {

@@ -11,6 +11,7 @@ import { DsfetchError } from "../errors.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { removeTree, removeTreeReporting } from "./permissions.ts";
+import { makeSharedDir } from "./shared-dirs.ts";
 
 export interface Attempt {
   readonly dir: string;
@@ -93,7 +94,8 @@ export async function createAttempt(location: DatasetLocation): Promise<Attempt>
   const id = `${token}.${hostLabel()}.${process.pid}.${randomBytes(8).toString("hex")}`;
   const dir = join(location.tmpDir, id);
   try {
-    await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
+    // Shared by the team's users (shared-dirs.ts); each attempt in it is private (0700).
+    await makeSharedDir(location.tmpDir);
     await mkdir(dir, { mode: 0o700 });
   } catch (error) {
     throw storageError(error, location.tmpDir);

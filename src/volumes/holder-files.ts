@@ -4,10 +4,11 @@
  * gone. A pid is judged only by processes of the same label (host-label.ts).
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
+import { readdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { isProcessAlive } from "./cleanup.ts";
 import { hostLabel } from "./host-label.ts";
+import { makeSharedDir } from "./shared-dirs.ts";
 
 export interface HolderFile {
   readonly name: string;
@@ -45,7 +46,7 @@ export async function readHolderFiles(dir: string): Promise<HolderFile[]> {
 
 /** A new holder file's path in `dir` (made if missing), for this process: `<label>.<pid>.<hex>`. */
 export async function newHolderPath(dir: string, randomByteCount: number): Promise<string> {
-  await mkdir(dir, { recursive: true });
+  await makeSharedDir(dir);
   return join(dir, `${hostLabel()}.${process.pid}.${randomBytes(randomByteCount).toString("hex")}`);
 }
 
@@ -64,7 +65,7 @@ export async function writeHolderFile(path: string): Promise<void> {
       // removes a removed dataset's empty lease and notice directories): made again.
       const code = (error as NodeJS.ErrnoException).code;
       if (code === "ENOENT" && tries < 3) {
-        await mkdir(dirname(path), { recursive: true });
+        await makeSharedDir(dirname(path));
         continue;
       }
       // A full disk (found in session 22: `prune` failed on the very storage it was run to

@@ -58,6 +58,7 @@ import { DsfetchError } from "../errors.ts";
 import { storageError } from "./attempt.ts";
 import { isProcessAlive } from "./cleanup.ts";
 import { hostLabel } from "./host-label.ts";
+import { makeSharedDir } from "./shared-dirs.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { waitForChange } from "./wait-for-change.ts";
 
@@ -158,9 +159,7 @@ export async function acquireLock(
   const staleMs = Math.max(5_000, timing.staleMs);
   const confirmationMs = confirmMs(timing.staleMs);
   try {
-    await call(`creating ${dirname(lockPath)}`, () =>
-      mkdir(dirname(lockPath), { recursive: true }),
-    );
+    await call(`creating ${dirname(lockPath)}`, () => makeSharedDir(dirname(lockPath)));
   } catch (error) {
     throw storageError(error, dirname(lockPath));
   }

@@ -4,7 +4,7 @@
  * dataset, prune) must first give directories their write bit back when not running as root.
  */
 import { chmodSync, opendirSync, statSync } from "node:fs";
-import { chmod, lstat, readdir, rm, rmdir, unlink } from "node:fs/promises";
+import { chmod, lstat, readdir, rm, rmdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { mainThreadAlive } from "../util/main-thread-beat.ts";
@@ -90,6 +90,25 @@ export async function makeReadOnly(
 function umaskKeepsReadAndExecute(): boolean {
   // Reading the umask (no argument) is allowed in every thread; only setting it is not.
   return (process.umask() & 0o555) === 0;
+}
+
+/**
+ * Why this user may not replace the published tree at `path`, or undefined. Replacing moves
+ * it aside, which needs its write bit back (makeWritable), and only its owner (or root) may
+ * chmod it: a teammate's run on a team's storage downloaded the new version whole, then failed
+ * STORAGE "cannot write to <path>: permission denied" at the swap, at every run (2026-12-07).
+ */
+export async function replaceRefusal(path: string): Promise<string | undefined> {
+  const me = process.getuid?.();
+  if (me === undefined || me === 0) return undefined;
+  let owner: number;
+  try {
+    owner = (await stat(path)).uid;
+  } catch {
+    return undefined;
+  }
+  if (owner === me) return undefined;
+  return `${path} holds an older copy staged by uid ${owner}, which this user (uid ${me}) may not replace (its read-only directories are that user's: only they or root can open them again); that user or root refreshes it with \`dsfetch fetch\` or removes it with \`dsfetch prune\``;
 }
 
 /** Gives a directory its owner write bit back (before moving it to another parent, or removing it). */

@@ -5,7 +5,7 @@
  * ever sees half a dataset.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, lstat, mkdir, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
+import { chmod, lstat, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { isStorageFull, storageError } from "./attempt.ts";
@@ -16,6 +16,7 @@ import { acquireLock, type HeldLock, lockHeld, StaleLockNotOurs } from "./lock.t
 import { manifestOfTree } from "./occupant.ts";
 import { makeWritable, removeTreeReporting } from "./permissions.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "./removal-notice.ts";
+import { makeSharedDir } from "./shared-dirs.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { activeLeasesBeforeRemoval, lastUsed, unreadableLeases } from "./usage.ts";
 
@@ -252,7 +253,7 @@ async function removeDataset(
         const listed = await readFile(location.manifestPath, "utf8").catch(() => undefined);
         const readOnlyAgain = () => chmod(location.path, 0o555).catch(() => {});
         try {
-          await mkdir(location.tmpDir, { recursive: true, mode: 0o700 });
+          await makeSharedDir(location.tmpDir);
           await makeWritable(location.path);
           // Jobs may have taken the notice for over (its refreshes late): one may hold it now.
           if (!notice?.honoured()) {

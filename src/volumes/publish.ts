@@ -8,7 +8,7 @@
 
 import { randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
-import { chmod, lstat, mkdir, rename, rm, utimes } from "node:fs/promises";
+import { chmod, lstat, rename, rm, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
@@ -27,6 +27,7 @@ import {
   treeIdentity,
 } from "./occupant.ts";
 import { makeReadOnly, makeWritable, removeTreeReporting } from "./permissions.ts";
+import { makeSharedDir } from "./shared-dirs.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { fsyncDirectory, SYNC_LIMIT_MS, syncTree } from "./sync-tree.ts";
 
@@ -509,7 +510,7 @@ async function writePending(
   call: StorageCall,
 ): Promise<void> {
   await call(`writing the pending manifest ${path}`, async () => {
-    await mkdir(dirname(path), { recursive: true });
+    await makeSharedDir(dirname(path));
     await writeManifest(`${path}.tmp`, pending, { durable: true });
     await rename(`${path}.tmp`, path);
     await fsyncDirectory(dirname(path));

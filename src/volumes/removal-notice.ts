@@ -35,12 +35,13 @@
  * that must not miss one (a job waiting; a remover's last look at the leases) make the
  * directory first (mkdir goes to the server, and drops a cached absence).
  */
-import { chmod, type FileHandle, mkdir, open, rm, stat } from "node:fs/promises";
+import { chmod, type FileHandle, open, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { storageError } from "./attempt.ts";
 import { newHolderPath, readHolderFiles, writeHolderFile } from "./holder-files.ts";
 import type { DatasetLocation } from "./layout.ts";
+import { makeSharedDir } from "./shared-dirs.ts";
 import type { StorageCall } from "./storage-call.ts";
 
 /** Not refreshed for this long: a remover that is gone. */
@@ -264,7 +265,7 @@ export async function awaitRemovalNotices(
   const seen: NoticesSeen = new Map();
   // Made if missing: a cached absence of the directory (NFS) would hide a notice just posted.
   // Best effort: where it cannot be made, the read below says what is wrong.
-  await mkdir(noticeDir(location), { recursive: true }).catch(() => {});
+  await makeSharedDir(noticeDir(location)).catch(() => {});
   let pollMs = FIRST_POLL_MS;
   for (;;) {
     const live = await liveRemovalNotices(

@@ -4,9 +4,10 @@
  * should be mounted means the volume is missing), writable, and have room for it.
  */
 import { constants } from "node:fs";
-import { access, mkdir, stat, statfs } from "node:fs/promises";
+import { access, stat, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import { formatBytes } from "../config/size.ts";
+import { bookkeepingRefusal, makeSharedDir } from "./shared-dirs.ts";
 
 /**
  * Why shared storage cannot take `bytes` more, or undefined when it can. `create: false`
@@ -34,13 +35,16 @@ export async function sharedStorageProblem(
   }
   let existing = dataRoot;
   try {
-    if (create) await mkdir(dataRoot, { recursive: true });
+    if (create) await makeSharedDir(dataRoot);
     else existing = await nearestExisting(dataRoot, storageRoot);
     await access(existing, constants.W_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "error";
     return other(`${dataRoot} is not writable (${code})`);
   }
+  // Writable, but its bookkeeping perhaps not (another user's directories: shared-dirs.ts).
+  const refused = await bookkeepingRefusal(dataRoot, { repair: create });
+  if (refused !== undefined) return other(refused);
   try {
     const fs = await statfs(existing);
     const free = fs.bavail * fs.bsize;

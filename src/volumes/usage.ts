@@ -6,10 +6,11 @@
  *   <meta>/leases/<dir>/<host>.<pid>.<id>   held by a running job (run, sidecar) and touched
  *                                           every LEASE_REFRESH_MS; fresh = in use
  */
-import { mkdir, rm, stat, utimes, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { rm, stat, utimes, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { newHolderPath, readHolderFiles, writeHolderFile } from "./holder-files.ts";
 import type { DatasetLocation } from "./layout.ts";
+import { makeSharedDir, widenBookkeeping } from "./shared-dirs.ts";
 
 export const LEASE_REFRESH_MS = 30_000;
 /** A lease not refreshed for this long belongs to a job that is gone. */
@@ -27,10 +28,13 @@ function leaseDir(location: DatasetLocation): string {
 export async function markUsed(location: DatasetLocation): Promise<void> {
   const path = usedPath(location);
   const now = new Date();
+  // Every run that uses a dataset heals this user's bookkeeping directories of an older
+  // dsfetch or a umask, so that teammates can stage beside them (shared-dirs.ts).
+  await widenBookkeeping(dirname(location.metaDir));
   try {
     await utimes(path, now, now);
   } catch {
-    await mkdir(join(location.metaDir, "used"), { recursive: true }).catch(() => {});
+    await makeSharedDir(join(location.metaDir, "used")).catch(() => {});
     await writeFile(path, "").catch(() => {});
   }
 }
@@ -52,7 +56,7 @@ export async function lastUsed(location: DatasetLocation): Promise<Date | undefi
 export async function makeBookkeepingDirs(location: DatasetLocation): Promise<void> {
   const dir = basename(location.path);
   for (const kind of ["leases", "removals"]) {
-    await mkdir(join(location.metaDir, kind, dir), { recursive: true }).catch(() => {});
+    await makeSharedDir(join(location.metaDir, kind, dir)).catch(() => {});
   }
 }
 
@@ -103,7 +107,7 @@ export async function takeLease(
       // Swept as stale (its refreshes were late: storage that hung for minutes) while the job
       // still runs: put back, or a refresh or prune would go ahead under the job.
       if ((error as NodeJS.ErrnoException).code !== "ENOENT" || released) return;
-      await mkdir(dir, { recursive: true });
+      await makeSharedDir(dir);
       await writeFile(path, now.toISOString());
     }
   };
@@ -174,7 +178,7 @@ export async function activeLeasesBeforeRemoval(
 ): Promise<string[]> {
   // Best effort: storage that cannot be written (read-only, another user's) is judged by the
   // caller's own checks (a fallback to an ephemeral volume), not by this (review).
-  await mkdir(leaseDir(location), { recursive: true }).catch(() => {});
+  await makeSharedDir(leaseDir(location)).catch(() => {});
   return activeLeases(location, storageNow);
 }
 

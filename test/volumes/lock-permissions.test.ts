@@ -1,6 +1,8 @@
 // A stale lock this user may not take over: another user's lock in a locks directory this
-// user cannot write (one user's umask made it 0755 on a storage several users share). The
-// waiter could neither age it nor remove it, so the lock never changed, and the wait, which
+// user cannot remove it from (one user's umask made it 0755 on a storage several users share;
+// here, sticky 1777, which still does: a locks directory this user cannot write at all is now
+// found before the lock, and the dataset staged into an ephemeral volume: team-storage.test.ts).
+// The waiter could neither age it nor remove it, so the lock never changed, and the wait, which
 // ends only on a lock that stops looking stale, went on forever, past DSFETCH_LOCK_WAIT
 // (review, 2026-12-06). Now: STORAGE (exit 7) naming the lock and what to do. Needs root:
 // the waiter runs as uid 65534 (setpriv).
@@ -47,8 +49,9 @@ function asOtherUser(args: readonly string[], timeoutMs = 30_000) {
 }
 
 /**
- * A storage every user may write but its locks directory (root's, 0755), holding root's lock
- * of the dataset `small`, left an hour ago by a holder on another machine.
+ * A storage every user may write, with a sticky locks directory (root's, 1777: nobody removes
+ * another user's entries there), holding root's lock of the dataset `small`, left an hour ago
+ * by a holder on another machine.
  */
 async function storageWithForeignStaleLock(storage: string) {
   const data = join(storage, "t", "data");
@@ -56,8 +59,8 @@ async function storageWithForeignStaleLock(storage: string) {
   await mkdir(meta, { recursive: true });
   for (const dir of [storage, join(storage, "t"), data, meta]) await chmod(dir, 0o777);
   const locks = join(meta, "locks");
-  await mkdir(locks, { recursive: true, mode: 0o755 });
-  await chmod(locks, 0o755);
+  await mkdir(locks, { recursive: true });
+  await chmod(locks, 0o1777);
   const lock = join(locks, "small.lock");
   await mkdir(lock);
   await writeFile(

@@ -241,6 +241,11 @@ describe("prune over another user's dataset", () => {
     }
     const byRoot = asRoot(["fetch", "--datasets", "-", ...flags], JSON.stringify([dataset("old")]));
     expect(byRoot.status, byRoot.stderr).toBe(0);
+    if (!bookkeepingWritable) {
+      // As a dsfetch before 2026-12-07 made them under root's umask 022 (this one makes them
+      // as writable as the data directory: team-storage.test.ts).
+      for (const kind of ["leases", "removals"]) await chmod(join(meta, kind, "old"), 0o755);
+    }
     const byOther = asOtherUser(
       ["fetch", "--datasets", "-", ...flags],
       JSON.stringify([dataset("mine")]),
@@ -261,7 +266,7 @@ describe("prune over another user's dataset", () => {
     return { ...result, ...parsed };
   }
 
-  it("keeps it when its removal notice may not be written (the default bookkeeping directories), says why, and removes the others", async (ctx) => {
+  it("keeps it when its removal notice may not be written (bookkeeping directories an older dsfetch made 0755), says why, and removes the others", async (ctx) => {
     if (!otherUserCanRun()) {
       ctx.skip(`SKIPPED, not passed: uid ${OTHER_UID} cannot read ${CLI_ENTRY}`);
       return;

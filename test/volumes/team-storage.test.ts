@@ -1,0 +1,393 @@
+// A team's storage written by several users of one group (a data directory 2775, setgid), as
+// platform teams set it up. Until 2026-12-07 the bookkeeping directories (`.dsfetch/locks`,
+// `tmp`, `manifests`, `leases/<dataset>`, …) took the first user's umask (0755, or 0700 under
+// 077), and every teammate's job then:
+//   - failed to stage any new dataset (STORAGE, exit 7: "cannot write to …/locks/x.lock");
+//   - used the first user's datasets without a lease, so the first user's prune removed them
+//     under the running job;
+//   - could not take a dead teammate's stale lock over;
+//   - downloaded a changed source whole, then failed STORAGE at the swap (the older copy's
+//     read-only directories are its owner's), at every run.
+// Needs root: the two users are uids 64001 and 64002 of group 64000 (setpriv).
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import {
+  chmod,
+  chown,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeSharedDir, sharedDirMode } from "../../src/volumes/shared-dirs.ts";
+import { baseEnv, CLI_ENTRY } from "../harness/cli.ts";
+import { requireRoot } from "../harness/mount-namespace.ts";
+import { createBucket, putObject, testEnv } from "../harness/s3.ts";
+
+const GROUP = 64000;
+const ALICE = 64001;
+const BOB = 64002;
+let scratch: string;
+let bucket: string;
+
+beforeAll(async () => {
+  requireRoot("two users of one group (setpriv) sharing a team's storage");
+  scratch = await mkdtemp(join(tmpdir(), "dsfetch-team-storage-"));
+  await chmod(scratch, 0o755);
+  bucket = await createBucket("teamstorage");
+});
+
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+const octal = (mode: number) => (mode & 0o7777).toString(8);
+
+/** A storage root (root's, 0755) whose team directory and data directory are 2775, group GROUP. */
+async function teamStorage(name: string) {
+  const storage = join(scratch, name);
+  const data = join(storage, "t", "data");
+  await mkdir(data, { recursive: true });
+  for (const dir of [join(storage, "t"), data]) {
+    await chown(dir, 0, GROUP);
+    await chmod(dir, 0o2775);
+  }
+  // Each user's own ephemeral root (a fallback goes there).
+  const ephemeral = (uid: number) => join(storage, `ephemeral-${uid}`);
+  for (const uid of [ALICE, BOB]) {
+    await mkdir(ephemeral(uid), { mode: 0o700 });
+    await chown(ephemeral(uid), uid, GROUP);
+  }
+  const flags = (uid: number) => [
+    "--storage-root",
+    storage,
+    "--team",
+    "t",
+    "--ephemeral-root",
+    ephemeral(uid),
+  ];
+  return { storage, data, meta: join(data, ".dsfetch"), flags, ephemeral };
+}
+
+/** `sh -c` argv running dsfetch as `uid` of GROUP under `umask`. */
+function asUser(uid: number, umask: string, args: readonly string[]): string[] {
+  const ids = ["--reuid", String(uid), "--regid", String(GROUP), "--groups", String(GROUP)];
+  const command = `umask ${umask} && exec "$0" "$@"`;
+  return [...ids, "sh", "-c", command, process.execPath, CLI_ENTRY, ...args];
+}
+
+function dsfetch(
+  uid: number,
+  args: readonly string[],
+  { stdin = "", umask = "022", env = {} }: { stdin?: string; umask?: string; env?: object } = {},
+) {
+  return spawnSync("setpriv", asUser(uid, umask, args), {
+    env: baseEnv({ ...testEnv(), ...env }),
+    input: stdin,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+}
+
+function staged(stdout: string): Array<Record<string, unknown>> {
+  return (JSON.parse(stdout) as { datasets: Array<Record<string, unknown>> }).datasets;
+}
+
+/** Both users can read this checkout (a clone under /root could not). */
+function usersCanRun(): boolean {
+  const code = `require("fs").accessSync(${JSON.stringify(CLI_ENTRY)})`;
+  return (
+    spawnSync("setpriv", [
+      "--reuid",
+      String(BOB),
+      "--regid",
+      String(GROUP),
+      "--groups",
+      String(GROUP),
+      process.execPath,
+      "-e",
+      code,
+    ]).status === 0
+  );
+}
+
+const folder = async (name: string, files: Record<string, Buffer>) => {
+  for (const [file, bytes] of Object.entries(files)) {
+    await putObject(bucket, `${name}/${file}`, bytes);
+  }
+  return JSON.stringify([{ uri: `s3://${bucket}/${name}/`, name }]);
+};
+
+describe("the mode of a directory dsfetch makes", () => {
+  it("follows the directory it is made in: the group's and everyone's write bits, setgid, never sticky", () => {
+    expect(octal(sharedDirMode(0o40755))).toBe("755");
+    expect(octal(sharedDirMode(0o40700))).toBe("755");
+    expect(octal(sharedDirMode(0o42775))).toBe("2775");
+    expect(octal(sharedDirMode(0o40770))).toBe("775");
+    expect(octal(sharedDirMode(0o40777))).toBe("777");
+    expect(octal(sharedDirMode(0o41777))).toBe("755");
+    expect(octal(sharedDirMode(0o43777))).toBe("755");
+  });
+
+  it("whatever the umask, for every directory of a bookkeeping path, and widens this user's own older ones", async () => {
+    const root = await mkdtemp(join(scratch, "modes-"));
+    await chown(root, 0, GROUP);
+    await chmod(root, 0o2775);
+    const before = process.umask(0o077);
+    try {
+      await makeSharedDir(join(root, ".dsfetch", "leases", "x"));
+      for (const dir of [".dsfetch", ".dsfetch/leases", ".dsfetch/leases/x"]) {
+        const found = await stat(join(root, dir));
+        expect(octal(found.mode), dir).toBe("2775");
+        expect(found.gid, dir).toBe(GROUP);
+      }
+      // An older dsfetch's: 0700 under the same umask; this user's, so given the bits.
+      await mkdir(join(root, ".dsfetch", "locks"), { mode: 0o700 });
+      await makeSharedDir(join(root, ".dsfetch", "locks"));
+      expect(octal((await stat(join(root, ".dsfetch", "locks"))).mode)).toBe("2775");
+      // A world-writable sticky parent (a /tmp-like place): nothing shared further.
+      const sticky = await mkdtemp(join(scratch, "sticky-"));
+      await chmod(sticky, 0o1777);
+      await makeSharedDir(join(sticky, "t", "data"));
+      expect(octal((await stat(join(sticky, "t"))).mode)).toBe("755");
+      expect(octal((await stat(join(sticky, "t", "data"))).mode)).toBe("755");
+    } finally {
+      process.umask(before);
+    }
+  });
+});
+
+describe.concurrent("two users of one group on a team's storage (2775)", () => {
+  it("the second stages a new dataset beside the first's, which the first made under umask 077", async (ctx) => {
+    if (!usersCanRun()) {
+      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
+      return;
+    }
+    const { data, meta, flags } = await teamStorage("new-dataset");
+    const first = await folder("a1", { "x.bin": randomBytes(3000) });
+    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+      stdin: first,
+      umask: "077",
+    });
+    expect(byAlice.status, byAlice.stderr).toBe(0);
+    for (const dir of ["", "locks", "tmp", "manifests", "leases", "leases/a1", "used"]) {
+      const found = await stat(join(meta, dir));
+      expect(octal(found.mode), dir).toBe("2775");
+      expect(found.gid, dir).toBe(GROUP);
+    }
+    const bytes = randomBytes(5000);
+    const second = await folder("b1", { "y.bin": bytes });
+    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+      stdin: second,
+    });
+    expect(byBob.status, byBob.stderr).toBe(0);
+    expect(byBob.stderr).not.toContain("warning");
+    expect(staged(byBob.stdout)[0]).toMatchObject({ volume: "shared", path: join(data, "b1") });
+    expect(await readFile(join(data, "b1", "y.bin"))).toEqual(bytes);
+    expect((await stat(join(data, "b1"))).uid).toBe(BOB);
+    // And the first reuses the second's.
+    const reused = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE), "--json"], {
+      stdin: second,
+    });
+    expect(reused.status, reused.stderr).toBe(0);
+    expect(staged(reused.stdout)[0]).toMatchObject({ cached: true, volume: "shared" });
+  });
+
+  it("the second's job holds a lease on the first's dataset, and the first's prune keeps it", async (ctx) => {
+    if (!usersCanRun()) {
+      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
+      return;
+    }
+    const { data, meta, flags, storage } = await teamStorage("lease");
+    const datasets = await folder("a2", { "x.bin": randomBytes(3000) });
+    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+      stdin: datasets,
+    });
+    expect(byAlice.status, byAlice.stderr).toBe(0);
+    const mounts = join(storage, "mounts-bob");
+    await mkdir(mounts);
+    await chown(mounts, BOB, GROUP);
+    const release = join(storage, "release");
+    // Bob's job: runs until the file `release` exists.
+    const job: ChildProcess = spawn(
+      "setpriv",
+      asUser(BOB, "022", [
+        "run",
+        "--datasets",
+        "-",
+        ...flags(BOB),
+        "--mount-root",
+        mounts,
+        "--",
+        "sh",
+        "-c",
+        `while [ ! -e ${release} ]; do sleep 0.1; done`,
+      ]),
+      { env: baseEnv(testEnv()), stdio: ["pipe", "ignore", "pipe"] },
+    );
+    let jobErr = "";
+    job.stderr?.on("data", (chunk: Buffer) => {
+      jobErr += chunk.toString();
+    });
+    job.stdin?.end(datasets);
+    const exited = new Promise<number | null>((resolve) => job.on("exit", (code) => resolve(code)));
+    try {
+      const leases = join(meta, "leases", "a2");
+      for (let i = 0; ; i++) {
+        if ((await readdir(leases).catch(() => [])).length > 0) break;
+        if (i > 200) throw new Error(`no lease after 20 s: ${jobErr}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const monthAgo = new Date(Date.now() - 30 * 86_400_000);
+      await utimes(join(meta, "used", "a2"), monthAgo, monthAgo);
+      const pruned = dsfetch(ALICE, [
+        "prune",
+        "--older-than",
+        "1d",
+        ...flags(ALICE).slice(0, 4),
+        "--json",
+      ]);
+      expect(pruned.status, pruned.stderr).toBe(0);
+      const result = JSON.parse(pruned.stdout) as {
+        removed: Array<{ name: string }>;
+        kept: Array<{ name: string; keptBecause: string }>;
+      };
+      expect(result.removed).toEqual([]);
+      expect(result.kept[0]?.keptBecause).toContain("in use by");
+      expect((await readdir(join(data, "a2"))).sort()).toEqual(["x.bin"]);
+    } finally {
+      await writeFile(release, "");
+    }
+    expect(await exited).toBe(0);
+    expect(jobErr).not.toContain("without a lease");
+  });
+
+  it("the second takes over the stale lock of the first's dead download", async (ctx) => {
+    if (!usersCanRun()) {
+      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
+      return;
+    }
+    const { data, meta, flags } = await teamStorage("stale-lock");
+    const earlier = await folder("a3", { "x.bin": randomBytes(1000) });
+    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+      stdin: earlier,
+    });
+    expect(byAlice.status, byAlice.stderr).toBe(0);
+    // Alice's download of b3 on another machine, dead an hour ago: her lock and holder file.
+    const lock = join(meta, "locks", "b3.lock");
+    await mkdir(lock);
+    await writeFile(
+      `${lock}.holder.json`,
+      JSON.stringify({ host: "gone-node", pid: 4242, since: new Date().toISOString() }),
+    );
+    await chown(lock, ALICE, GROUP);
+    await chown(`${lock}.holder.json`, ALICE, GROUP);
+    const anHourAgo = new Date(Date.now() - 3_600_000);
+    await utimes(lock, anHourAgo, anHourAgo);
+    const bytes = randomBytes(2000);
+    const datasets = await folder("b3", { "y.bin": bytes });
+    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+      stdin: datasets,
+      env: { DSFETCH_LOCK_STALE: "5", DSFETCH_LOCK_WAIT: "60" },
+    });
+    expect(byBob.status, byBob.stderr).toBe(0);
+    expect(byBob.stderr).toContain("waiting for gone-node pid 4242");
+    expect(staged(byBob.stdout)[0]).toMatchObject({ volume: "shared", path: join(data, "b3") });
+    expect(await readFile(join(data, "b3", "y.bin"))).toEqual(bytes);
+    expect(await readdir(join(meta, "locks"))).toEqual([]);
+  });
+
+  it("bookkeeping an older dsfetch made 0755: an ephemeral volume, saying whose and what to run; the owner's next run heals it", async (ctx) => {
+    if (!usersCanRun()) {
+      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
+      return;
+    }
+    const { data, meta, flags, ephemeral } = await teamStorage("older");
+    const first = await folder("a4", { "x.bin": randomBytes(1000) });
+    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+      stdin: first,
+    });
+    expect(byAlice.status, byAlice.stderr).toBe(0);
+    for (const dir of ["", "locks", "tmp", "manifests", "leases", "used", "removals"]) {
+      await chmod(join(meta, dir), 0o755);
+    }
+    const bytes = randomBytes(2000);
+    const second = await folder("b4", { "y.bin": bytes });
+    const why = `${meta} is not writable by this user (uid ${BOB}): it is uid ${ALICE}'s, mode 0755, where its data directory is 2775; its owner (or root) can run \`chmod -R g+rwX ${meta}\``;
+
+    const strict = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--no-fallback"], {
+      stdin: second,
+    });
+    expect(strict.status, strict.stderr).toBe(7);
+    expect(strict.stderr).toContain(why);
+
+    const fellBack = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+      stdin: second,
+    });
+    expect(fellBack.status, fellBack.stderr).toBe(0);
+    expect(fellBack.stderr).toContain(why);
+    expect(staged(fellBack.stdout)[0]).toMatchObject({
+      volume: "ephemeral",
+      path: join(ephemeral(BOB), "b4"),
+    });
+    await expect(stat(join(data, "b4"))).rejects.toMatchObject({ code: "ENOENT" });
+
+    // Alice's next run, which only reuses her dataset, gives her directories the team's bits.
+    const reuse = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], { stdin: first });
+    expect(reuse.status, reuse.stderr).toBe(0);
+    for (const dir of ["", "locks", "tmp", "manifests"]) {
+      expect(octal((await stat(join(meta, dir))).mode), dir).toBe("2775");
+    }
+    const shared = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+      stdin: second,
+    });
+    expect(shared.status, shared.stderr).toBe(0);
+    expect(shared.stderr).not.toContain("warning");
+    expect(staged(shared.stdout)[0]).toMatchObject({ volume: "shared", path: join(data, "b4") });
+    expect(await readFile(join(data, "b4", "y.bin"))).toEqual(bytes);
+  });
+
+  it("a changed source whose older copy is the first's: the second stages it into an ephemeral volume before downloading, saying why; the first refreshes it", async (ctx) => {
+    if (!usersCanRun()) {
+      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
+      return;
+    }
+    const { data, flags, ephemeral } = await teamStorage("refresh");
+    const old = randomBytes(1000);
+    const datasets = await folder("a5", { "x.bin": old });
+    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+      stdin: datasets,
+    });
+    expect(byAlice.status, byAlice.stderr).toBe(0);
+    const added = randomBytes(1500);
+    await putObject(bucket, "a5/z.bin", added);
+
+    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+      stdin: datasets,
+    });
+    expect(byBob.status, byBob.stderr).toBe(0);
+    expect(byBob.stderr).toContain(
+      `${join(data, "a5")} holds an older copy staged by uid ${ALICE}, which this user (uid ${BOB}) may not replace`,
+    );
+    expect(staged(byBob.stdout)[0]).toMatchObject({
+      volume: "ephemeral",
+      path: join(ephemeral(BOB), "a5"),
+    });
+    expect(await readFile(join(ephemeral(BOB), "a5", "z.bin"))).toEqual(added);
+    // Alice's copy untouched; her own run refreshes it.
+    expect((await readdir(join(data, "a5"))).sort()).toEqual(["x.bin"]);
+    const refreshed = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE), "--json"], {
+      stdin: datasets,
+    });
+    expect(refreshed.status, refreshed.stderr).toBe(0);
+    expect(staged(refreshed.stdout)[0]).toMatchObject({ volume: "shared", cached: false });
+    expect((await readdir(join(data, "a5"))).sort()).toEqual(["x.bin", "z.bin"]);
+  });
+});
