@@ -26,6 +26,7 @@ import type { Manifest } from "../volumes/manifest.ts";
 import { manifestOfTree, pendingNaming, treeIdentity } from "../volumes/occupant.ts";
 import { sameData } from "../volumes/publish.ts";
 import { awaitRemovalNotices } from "../volumes/removal-notice.ts";
+import { ownerOf } from "../volumes/shared-dirs.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
 import { type Lease, takeLease } from "../volumes/usage.ts";
 
@@ -78,9 +79,16 @@ export async function leaseStaged(
     // published dataset is still the verified one, so the job runs; it just cannot tell
     // prune and refreshes that it is in use. It failed as INTERNAL, so no job started
     // (review, 2026-12-05).
-    if (await unwritable(location.metaDir)) {
+    // Where the lease goes, or the nearest directory above it there: `leases/<dir>` of a
+    // teammate's older dsfetch (0755) under a writable `.dsfetch` failed the job STORAGE.
+    const refused = await unwritable(
+      join(location.metaDir, "leases", basename(location.path)),
+      dirname(location.metaDir),
+    );
+    if (refused !== undefined) {
+      const owner = await ownerOf(refused);
       options.onUnleased?.(
-        `${staged.path}: used without a lease (${location.metaDir} is not writable by this user: ${errorText(error)}); a prune or a refresh of a changed source run meanwhile by a user who can write there will not see that this job uses it`,
+        `${staged.path}: used without a lease (${refused} is not writable by this user${owner === "" ? "" : `; it is ${owner}`}: ${errorText(error)}); a prune or a refresh of a changed source run meanwhile by a user who can write there will not see that this job uses it`,
       );
       return UNLEASED;
     }
@@ -135,18 +143,18 @@ export async function leaseStaged(
 const UNLEASED: Lease = { writtenAtMs: 0, release: async () => {} };
 
 /** Whether `dir` (or, when it does not exist, its parent) refuses this user's writes. */
-async function unwritable(dir: string): Promise<boolean> {
-  for (const path of [dir, dirname(dir)]) {
+/** The first of `dir` and its parents up to `top` that exists and this user may not write, if any. */
+async function unwritable(dir: string, top: string): Promise<string | undefined> {
+  for (let path = dir; ; path = dirname(path)) {
     try {
       await access(path, constants.W_OK);
-      return false;
+      return undefined;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === "EACCES" || code === "EPERM" || code === "EROFS") return true;
-      if (code !== "ENOENT") return false;
+      if (code === "EACCES" || code === "EPERM" || code === "EROFS") return path;
+      if (code !== "ENOENT" || path === top || dirname(path) === path) return undefined;
     }
   }
-  return false;
 }
 
 function errorText(error: unknown): string {

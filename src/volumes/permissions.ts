@@ -3,8 +3,8 @@
  * 0444, directories 0555. That also means removing a tree (a failed attempt, a replaced
  * dataset, prune) must first give directories their write bit back when not running as root.
  */
-import { chmodSync, opendirSync, statSync } from "node:fs";
-import { chmod, lstat, readdir, rm, rmdir, stat, unlink } from "node:fs/promises";
+import { chmodSync, constants, opendirSync, statSync } from "node:fs";
+import { chmod, lstat, open, readdir, rm, rmdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { mainThreadAlive } from "../util/main-thread-beat.ts";
@@ -97,18 +97,32 @@ function umaskKeepsReadAndExecute(): boolean {
  * it aside, which needs its write bit back (makeWritable), and only its owner (or root) may
  * chmod it: a teammate's run on a team's storage downloaded the new version whole, then failed
  * STORAGE "cannot write to <path>: permission denied" at the swap, at every run (2026-12-07).
+ * Tried (a chmod to the mode it has, through a handle that follows no link), not judged by
+ * uids: where a filesystem maps owners (CIFS `uid=`, NFSv4 ids as nobody, FUSE), the owner
+ * seen is not who may chmod.
  */
 export async function replaceRefusal(path: string): Promise<string | undefined> {
-  const me = process.getuid?.();
-  if (me === undefined || me === 0) return undefined;
-  let owner: number;
+  let handle: Awaited<ReturnType<typeof open>>;
   try {
-    owner = (await stat(path)).uid;
+    handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
   } catch {
     return undefined;
   }
-  if (owner === me) return undefined;
-  return `${path} holds an older copy staged by uid ${owner}, which this user (uid ${me}) may not replace (its read-only directories are that user's: only they or root can open them again); that user or root refreshes it with \`dsfetch fetch\` or removes it with \`dsfetch prune\``;
+  try {
+    const found = await handle.stat();
+    try {
+      await handle.chmod(found.mode & 0o7777);
+      return undefined;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "EPERM" && code !== "EACCES") return undefined;
+    }
+    return `${path} holds an older copy staged by uid ${found.uid}, which this user (uid ${process.getuid?.()}) may not replace (its read-only directories are that user's: only they or root can open them again); that user or root refreshes it with \`dsfetch fetch\` or removes it with \`dsfetch prune\``;
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close().catch(() => {});
+  }
 }
 
 /** Gives a directory its owner write bit back (before moving it to another parent, or removing it). */

@@ -10,41 +10,51 @@
  * and could not take a dead teammate's stale lock over (the design item "several uids in one
  * team directory", open since 2026-12-06; reproduced with two users of one group, 2026-12-07).
  *
- * The rule: a directory made here gets 0755, plus the group's rwx when the directory it is
- * in (the data root, for everything under `.dsfetch`) is group-writable, plus everyone's rwx
- * when that is writable by everyone, plus setgid when that has it (files then keep the team's
- * group). Never the sticky bit, and nothing more under a sticky parent (a /tmp-like place:
- * there a teammate could not remove a dead holder's lock or lease anyway, and a world-writable
- * directory is nobody's team). Whatever the umask: chmod after mkdir. A directory this user
- * made earlier without those bits (an older dsfetch, a umask) is given them the first time
- * this process meets it; another user's cannot be (only its owner may chmod), and the storage
- * check says whose it is and what to run (storage-check.ts).
+ * The rule: a directory made here gets 0755, plus the group's rwx when the directory whose
+ * mode rules (the data root, for everything under `.dsfetch`) is group-writable, and then also
+ * that directory's group (a 0775 data root without setgid: mkdir gives the creator's primary
+ * group, whose members are not the team; when the group cannot be given, no group bits),
+ * plus everyone's rwx when it is writable by everyone, plus setgid when it has it. Never the
+ * sticky bit, and nothing more under a sticky one (a /tmp-like place: there a teammate could
+ * not remove a dead holder's lock or lease anyway, and a world-writable directory is nobody's
+ * team). Whatever the umask: chmod after mkdir. A directory this user made earlier without
+ * those bits (an older dsfetch, a umask) is given them the first time this process meets it;
+ * another user's cannot be (only its owner may chmod), and the storage check says whose it is
+ * and what to run (bookkeepingRefusal).
+ *
+ * Every chmod and chown is made through a handle opened with O_NOFOLLOW on the very directory
+ * expected (checked by /proc/self/fd, or by realpath where /proc is missing): a teammate who
+ * may rename entries of a group-writable `.dsfetch` could otherwise put a symbolic link where a
+ * bookkeeping directory was, and the next run (root's prune from cron, or a teammate's) would
+ * open up whatever it points to (found in review of the first version, 2026-12-07).
  *
  * Never fatal: a filesystem that refuses chmod (some NFS and FUSE mounts) keeps what mkdir
  * made, as before.
  */
-import { constants } from "node:fs";
-import { access, chmod, mkdir, stat } from "node:fs/promises";
-import { dirname, join, resolve, sep } from "node:path";
+import { constants, type Stats } from "node:fs";
+import { access, mkdir, open, readlink, realpath, stat } from "node:fs/promises";
+import { dirname, join, relative, resolve, sep } from "node:path";
 import { META_DIR } from "./layout.ts";
 
 const STICKY = 0o1000;
 const SETGID = 0o2000;
+const GROUP_BITS = 0o070;
 
-/** The mode for a directory made inside one of mode `parentMode` (the rule above). */
+/** The mode for a directory made where `parentMode` rules (the rule above, group aside). */
 export function sharedDirMode(parentMode: number): number {
   if ((parentMode & STICKY) !== 0) return 0o755;
   let mode = 0o755;
-  if ((parentMode & 0o020) !== 0) mode |= 0o070;
+  if ((parentMode & 0o020) !== 0) mode |= GROUP_BITS;
   if ((parentMode & 0o002) !== 0) mode |= 0o007;
   if ((parentMode & SETGID) !== 0) mode |= SETGID;
   return mode;
 }
 
 /**
- * The directory whose mode sets the rule for `path`: the one holding `.dsfetch` for any path
- * inside it (the data root, or an ephemeral root); else the directory the first one made was
- * made in (`first`: mkdir's answer), or `path`'s parent.
+ * The directory whose mode rules for `path`: the one holding the last `.dsfetch` of a
+ * bookkeeping path (the data root, or an ephemeral root; names of datasets and teams never
+ * start with "."); else the directory the first one made was made in (`first`: mkdir's
+ * answer), or `path`'s parent.
  */
 export function modeSource(path: string, first?: string): string {
   const marker = `${sep}${META_DIR}`;
@@ -57,61 +67,85 @@ export function modeSource(path: string, first?: string): string {
 /** Directories met already by this process (made, or looked at and widened if ours). */
 const settled = new Set<string>();
 
+export interface SharedDirOptions {
+  /**
+   * Not a bookkeeping path (a missing team or data directory): its mode comes from the
+   * directory the first one is made in, whatever `.dsfetch` its ancestors' names hold (a
+   * storage root under `~/.dsfetch/`).
+   */
+  readonly plain?: boolean;
+}
+
 /**
- * `mkdir -p path`, every directory it makes (and `path` itself when it was there already and
- * is this user's) given the mode of the rule above. Errors of the mkdir are thrown as they are;
- * the chmods are best effort.
+ * `mkdir -p path`, every directory it makes given the mode of the rule above, and those of the
+ * chain from the ruling directory down that were there before (`.dsfetch`, made by an older
+ * dsfetch) widened once if this user's. Errors of the mkdir are thrown as they are; the modes
+ * are best effort.
  */
-export async function makeSharedDir(path: string): Promise<void> {
+export async function makeSharedDir(path: string, options: SharedDirOptions = {}): Promise<void> {
   const first = await mkdir(path, { recursive: true });
   if (first === undefined && settled.has(path)) return;
-  const source = modeSource(path, first);
-  const wanted = await wantedMode(source);
-  if (wanted === undefined) return;
-  // From `path` up to the source: those this call made get the mode; those there before
-  // (`.dsfetch` made by the storage probe's shell under the umask, or by an older dsfetch)
-  // are widened once if this user's.
+  const source = options.plain === true ? dirname(first ?? path) : modeSource(path, first);
+  const ruling = await rulingStat(source);
+  if (ruling === undefined) return;
   const chain: string[] = [];
   for (let at = path; at !== source && dirname(at) !== at; at = dirname(at)) chain.push(at);
   const firstMade = first === undefined ? undefined : resolve(first);
   let made = false;
   for (const dir of chain.reverse()) {
     if (resolve(dir) === firstMade) made = true;
-    if (made) await setMode(dir, wanted);
-    else if (!settled.has(dir)) await widenIfOurs(dir, wanted);
+    if (made || !settled.has(dir)) await settle(dir, source, ruling, made);
     settled.add(dir);
   }
 }
 
-/** `dir`'s mode, if this user's and missing bits of `wanted`, given them. Best effort. */
-export async function widenIfOurs(dir: string, wanted: number): Promise<void> {
+/**
+ * Gives `dir` the rule's mode (and group): exactly, when this process `made` it; otherwise
+ * only the bits it lacks, and only if it is this user's. Best effort, never through a link.
+ */
+async function settle(dir: string, source: string, ruling: Stats, made: boolean): Promise<void> {
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
   try {
-    const found = await stat(dir);
-    if (found.uid !== process.getuid?.()) return;
+    const expected = join(await realpath(source), relative(source, dir));
+    handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    if (!(await isAt(handle.fd, dir, expected))) return;
+    const found = await handle.stat();
+    if (!made && found.uid !== process.getuid?.()) return;
+    let wanted = sharedDirMode(ruling.mode);
+    if ((wanted & 0o020) !== 0 && found.gid !== ruling.gid) {
+      // Group-writable only for the team's group: the creator's own group is not the team.
+      const given = await handle.chown(-1, ruling.gid).then(
+        () => true,
+        () => false,
+      );
+      if (!given) wanted = (wanted & ~GROUP_BITS) | 0o050;
+    }
     const mode = found.mode & 0o7777;
-    if ((mode & wanted) === wanted) return;
-    await chmod(dir, mode | wanted);
+    // setgid comes from a setgid parent by mkdir itself; a chmod without it would clear it.
+    const next = made ? wanted | (mode & SETGID) : mode | wanted;
+    if (next !== mode) await handle.chmod(next);
   } catch {
-    // Not ours to judge (gone, unreadable): the writes that follow say what is wrong.
+    // Gone, refused, a link, not a directory: the writes that follow say what is wrong.
+  } finally {
+    await handle?.close().catch(() => {});
   }
 }
 
-async function wantedMode(source: string): Promise<number | undefined> {
+/** Whether the open directory `fd` is the one at `expected` (the real path). */
+async function isAt(fd: number, dir: string, expected: string): Promise<boolean> {
   try {
-    return sharedDirMode((await stat(source)).mode);
+    return (await readlink(`/proc/self/fd/${fd}`)) === expected;
+  } catch {
+    // No /proc: the path as it resolves now (a narrow race left).
+    return (await realpath(dir).catch(() => "")) === expected;
+  }
+}
+
+async function rulingStat(source: string): Promise<Stats | undefined> {
+  try {
+    return await stat(source);
   } catch {
     return undefined;
-  }
-}
-
-async function setMode(dir: string, wanted: number): Promise<void> {
-  try {
-    // setgid is inherited from a setgid parent by mkdir itself; chmod without it would clear
-    // it, so it is kept whatever the rule says.
-    const found = await stat(dir);
-    await chmod(dir, wanted | (found.mode & SETGID));
-  } catch {
-    // Refused (a filesystem without chmod): mkdir's mode stays.
   }
 }
 
@@ -130,13 +164,9 @@ export async function bookkeepingRefusal(
   dataRoot: string,
   { repair }: { readonly repair: boolean },
 ): Promise<string | undefined> {
-  let rootMode: number;
-  try {
-    rootMode = (await stat(dataRoot)).mode;
-  } catch {
-    return undefined;
-  }
-  if (repair) await widenBookkeeping(dataRoot, rootMode);
+  const ruling = await rulingStat(dataRoot);
+  if (ruling === undefined) return undefined;
+  if (repair) await widenBookkeeping(dataRoot, ruling);
   const meta = join(dataRoot, META_DIR);
   for (const kind of NEEDED_TO_STAGE) {
     const dir = kind === "" ? meta : join(meta, kind);
@@ -144,7 +174,7 @@ export async function bookkeepingRefusal(
       await access(dir, constants.W_OK | constants.X_OK);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === "EACCES" || code === "EPERM") return await refusal(dir, meta, rootMode);
+      if (code === "EACCES" || code === "EPERM") return await refusal(dir, meta, ruling);
     }
   }
   return undefined;
@@ -152,41 +182,52 @@ export async function bookkeepingRefusal(
 
 /**
  * This user's bookkeeping directories under `dataRoot` given the team's bits they lack, once
- * per process (a staging, and a reuse: markUsed). Best effort.
+ * per process (a staging, and a reuse: markUsed); with `dataset`, its own lease and removal
+ * directories too. Best effort.
  */
-export async function widenBookkeeping(dataRoot: string, rootMode?: number): Promise<void> {
+export async function widenBookkeeping(
+  dataRoot: string,
+  ruling?: Stats,
+  dataset?: string,
+): Promise<void> {
   const meta = join(dataRoot, META_DIR);
-  let mode = rootMode;
-  if (mode === undefined) {
-    try {
-      mode = (await stat(dataRoot)).mode;
-    } catch {
-      return;
-    }
-  }
-  const wanted = sharedDirMode(mode);
-  for (const kind of BOOKKEEPING) {
-    const dir = kind === "" ? meta : join(meta, kind);
+  const dirs = BOOKKEEPING.map((kind) => (kind === "" ? meta : join(meta, kind)));
+  if (dataset !== undefined)
+    dirs.push(join(meta, "leases", dataset), join(meta, "removals", dataset));
+  if (dirs.every((dir) => settled.has(dir))) return;
+  const stats = ruling ?? (await rulingStat(dataRoot));
+  if (stats === undefined) return;
+  for (const dir of dirs) {
     if (settled.has(dir)) continue;
-    await widenIfOurs(dir, wanted);
+    await settle(dir, dataRoot, stats, false);
     settled.add(dir);
   }
 }
 
-async function refusal(dir: string, meta: string, rootMode: number): Promise<string> {
-  const me = process.getuid?.();
-  const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(4, "0");
-  let owner = "";
+/** Whose `dir` is and its mode, for a message ("uid 1001's, group 100, mode 0755"), or "". */
+export async function ownerOf(dir: string): Promise<string> {
   try {
     const found = await stat(dir);
-    owner = `: it is uid ${found.uid}'s, mode ${octal(found.mode)}`;
+    return `uid ${found.uid}'s, group ${found.gid}, mode ${octal(found.mode)}`;
   } catch {
-    // Said without its owner.
+    return "";
   }
-  // Whom the data directory lets write: its group, or everyone.
-  const who = (rootMode & 0o002) !== 0 ? "a" : "g";
-  return (
-    `${dir} is not writable by this user (uid ${me})${owner}, where its data directory is ${octal(rootMode)}; ` +
-    `its owner (or root) can run \`chmod -R ${who}+rwX ${meta}\` (a dsfetch of 2026-12-07 or later makes these directories as writable as the data directory, and widens its own user's)`
-  );
+}
+
+const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(4, "0");
+
+async function refusal(dir: string, meta: string, ruling: Stats): Promise<string> {
+  const me = process.getuid?.();
+  const owner = await ownerOf(dir);
+  const found = owner === "" ? "" : `: it is ${owner}`;
+  const where = `${dir} is not writable by this user (uid ${me})${found}, where its data directory is group ${ruling.gid}, mode ${octal(ruling.mode)}`;
+  if ((ruling.mode & STICKY) !== 0 || (ruling.mode & 0o022) === 0) {
+    return `${where}; its owner (or root) can make it writable by this user`;
+  }
+  // Whom the data directory lets write: everyone, or its group (which the directory must have).
+  const fix =
+    (ruling.mode & 0o002) !== 0
+      ? `chmod -R a+rwX ${meta}`
+      : `chgrp -R ${ruling.gid} ${meta} && chmod -R g+rwX ${meta}`;
+  return `${where}; its owner (or root) can run \`${fix}\` (a dsfetch of 2026-12-07 or later makes these directories as writable as the data directory, and widens its own user's)`;
 }

@@ -8,6 +8,7 @@ import { access, stat, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import { formatBytes } from "../config/size.ts";
 import { bookkeepingRefusal, makeSharedDir } from "./shared-dirs.ts";
+import { makeProbeFile } from "./storage-probe.ts";
 
 /**
  * Why shared storage cannot take `bytes` more, or undefined when it can. `create: false`
@@ -35,7 +36,7 @@ export async function sharedStorageProblem(
   }
   let existing = dataRoot;
   try {
-    if (create) await makeSharedDir(dataRoot);
+    if (create) await makeSharedDir(dataRoot, { plain: true });
     else existing = await nearestExisting(dataRoot, storageRoot);
     await access(existing, constants.W_OK);
   } catch (error) {
@@ -45,6 +46,7 @@ export async function sharedStorageProblem(
   // Writable, but its bookkeeping perhaps not (another user's directories: shared-dirs.ts).
   const refused = await bookkeepingRefusal(dataRoot, { repair: create });
   if (refused !== undefined) return other(refused);
+  if (create) await makeProbeFile(dataRoot);
   try {
     const fs = await statfs(existing);
     const free = fs.bavail * fs.bsize;

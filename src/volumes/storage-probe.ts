@@ -19,16 +19,52 @@
  */
 import { spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
+import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { killChild } from "../util/kill-child.ts";
 import { META_DIR } from "./layout.ts";
+import { makeSharedDir, sharedDirMode } from "./shared-dirs.ts";
 
 /**
- * The empty file in `<data-root>/.dsfetch/` the probe opens (creating it the first time):
- * an open revalidates with the server (NFS close-to-open), where a stat may be answered from
- * the client's attribute cache for up to a minute after the server went away.
+ * The empty file in `<data-root>/.dsfetch/` the probe opens: an open revalidates with the
+ * server (NFS close-to-open), where a stat may be answered from the client's attribute cache
+ * for up to a minute after the server went away. Made by dsfetch itself (makeProbeFile), not
+ * by the probe: the probe's `mkdir -p` made `.dsfetch` (and a missing team and data directory)
+ * under the umask, which other users of a team's storage then could not write in (review,
+ * 2026-12-07). Until it exists (a first staging), the probe looks at the root only.
  */
 export const PROBE_FILE = "probe";
+
+/** Data roots whose probe file this process has seen to. */
+const probeFilesMade = new Set<string>();
+
+/**
+ * Makes `<data-root>/.dsfetch/probe`, writable by whoever the data root lets write (so each
+ * teammate's probe opens it), once per process. Best effort.
+ */
+export async function makeProbeFile(dataRoot: string): Promise<void> {
+  if (probeFilesMade.has(dataRoot)) return;
+  probeFilesMade.add(dataRoot);
+  const meta = join(dataRoot, META_DIR);
+  try {
+    await makeSharedDir(meta);
+    const flags =
+      constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW;
+    const handle = await open(join(meta, PROBE_FILE), flags, 0o644);
+    try {
+      const found = await handle.stat();
+      const wanted = 0o644 | (sharedDirMode((await stat(dataRoot)).mode) & 0o022);
+      const mode = found.mode & 0o777;
+      if (found.uid === process.getuid?.() && (mode & wanted) !== wanted) {
+        await handle.chmod(mode | wanted);
+      }
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // The writes that follow say what is wrong.
+  }
+}
 
 /**
  * The probe in POSIX shell, builtins only once the directory exists (an external command is
@@ -36,14 +72,13 @@ export const PROBE_FILE = "probe";
  * 5-9 ms; Node in its place takes ~70 ms to start).
  */
 const SHELL_PROBE = `[ -d "$1" ] || exit 0
-[ -d "$2" ] || mkdir -p -- "$2" 2>/dev/null || exit 0
-: >> "$3" 2>/dev/null
+[ -e "$3" ] && : >> "$3" 2>/dev/null
 exit 0`;
 
 /** The same in Node, for images without /bin/sh. */
 const NODE_PROBE = `const fs = require("node:fs");
 const [root, meta, file] = process.argv.slice(1);
-try { if (!fs.statSync(root).isDirectory()) process.exit(0); fs.mkdirSync(meta, { recursive: true });
+try { if (!fs.statSync(root).isDirectory()) process.exit(0); if (fs.existsSync(file))
   fs.appendFileSync(file, ""); } catch {}`;
 
 export interface ProbeOptions {

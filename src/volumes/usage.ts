@@ -30,7 +30,7 @@ export async function markUsed(location: DatasetLocation): Promise<void> {
   const now = new Date();
   // Every run that uses a dataset heals this user's bookkeeping directories of an older
   // dsfetch or a umask, so that teammates can stage beside them (shared-dirs.ts).
-  await widenBookkeeping(dirname(location.metaDir));
+  await widenBookkeeping(dirname(location.metaDir), undefined, basename(location.path));
   try {
     await utimes(path, now, now);
   } catch {

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PROBE_FILE, storageAnswers } from "../../src/volumes/storage-probe.ts";
+import { makeProbeFile, PROBE_FILE, storageAnswers } from "../../src/volumes/storage-probe.ts";
 import { processesNaming } from "../harness/children.ts";
 
 let scratch: string;
@@ -33,15 +33,18 @@ describe.each([
   ["/bin/sh", undefined],
   ["node (no shell)", join(tmpdir(), "no-such-shell-for-dsfetch")],
 ])("probe via %s", (_label, shell) => {
-  it("storage that answers: true, the data root's .dsfetch made with only the empty probe file in it", async () => {
+  it("storage that answers: true; the probe makes nothing (dsfetch makes .dsfetch itself, with the team's modes), and opens an existing probe file without writing to it", async () => {
     const root = await mkdtemp(join(scratch, "ok-"));
     const dataRoot = join(root, "t", "data");
     expect(await storageAnswers(root, dataRoot, 10_000, { shell })).toBe(true);
+    // Its mkdir -p made the team, data and .dsfetch directories under the umask, which other
+    // users of a team's storage could not write in (review, 2026-12-07).
+    expect(await readdir(root)).toEqual([]);
+    await makeProbeFile(dataRoot);
     expect(await readdir(join(dataRoot, ".dsfetch"))).toEqual([PROBE_FILE]);
-    expect((await stat(join(dataRoot, ".dsfetch", PROBE_FILE))).size).toBe(0);
-    // Again: the same file, still empty.
     expect(await storageAnswers(root, dataRoot, 10_000, { shell })).toBe(true);
     expect((await stat(join(dataRoot, ".dsfetch", PROBE_FILE))).size).toBe(0);
+    expect(await readdir(join(dataRoot, ".dsfetch"))).toEqual([PROBE_FILE]);
   });
 
   it("a root that does not exist: true (it answered; storage-check.ts says what is wrong), and nothing created", async () => {

@@ -20,13 +20,14 @@ import {
   readFile,
   rm,
   stat,
+  symlink,
   utimes,
   writeFile,
 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeSharedDir, sharedDirMode } from "../../src/volumes/shared-dirs.ts";
+import { makeSharedDir, sharedDirMode, widenBookkeeping } from "../../src/volumes/shared-dirs.ts";
 import { baseEnv, CLI_ENTRY } from "../harness/cli.ts";
 import { requireRoot } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
@@ -76,9 +77,18 @@ async function teamStorage(name: string) {
   return { storage, data, meta: join(data, ".dsfetch"), flags, ephemeral };
 }
 
-/** `sh -c` argv running dsfetch as `uid` of GROUP under `umask`. */
-function asUser(uid: number, umask: string, args: readonly string[]): string[] {
-  const ids = ["--reuid", String(uid), "--regid", String(GROUP), "--groups", String(GROUP)];
+/**
+ * `sh -c` argv running dsfetch as `uid` under `umask`, of primary group `gid` (GROUP) and the
+ * supplementary `groups` (GROUP).
+ */
+function asUser(
+  uid: number,
+  umask: string,
+  args: readonly string[],
+  gid = GROUP,
+  groups = String(GROUP),
+): string[] {
+  const ids = ["--reuid", String(uid), "--regid", String(gid), "--groups", groups];
   const command = `umask ${umask} && exec "$0" "$@"`;
   return [...ids, "sh", "-c", command, process.execPath, CLI_ENTRY, ...args];
 }
@@ -86,9 +96,15 @@ function asUser(uid: number, umask: string, args: readonly string[]): string[] {
 function dsfetch(
   uid: number,
   args: readonly string[],
-  { stdin = "", umask = "022", env = {} }: { stdin?: string; umask?: string; env?: object } = {},
+  {
+    stdin = "",
+    umask = "022",
+    env = {},
+    gid = GROUP,
+    groups = String(GROUP),
+  }: { stdin?: string; umask?: string; env?: object; gid?: number; groups?: string } = {},
 ) {
-  return spawnSync("setpriv", asUser(uid, umask, args), {
+  return spawnSync("setpriv", asUser(uid, umask, args, gid, groups), {
     env: baseEnv({ ...testEnv(), ...env }),
     input: stdin,
     encoding: "utf8",
@@ -161,6 +177,34 @@ describe("the mode of a directory dsfetch makes", () => {
     } finally {
       process.umask(before);
     }
+  });
+});
+
+describe("a bookkeeping directory replaced by a symbolic link (a teammate may rename entries of a group-writable .dsfetch)", () => {
+  it("is never followed: what it points to keeps its mode, whether the link is the directory or one above it", async () => {
+    const root = await mkdtemp(join(scratch, "links-"));
+    await chown(root, 0, GROUP);
+    await chmod(root, 0o2775);
+    const secret = await mkdtemp(join(scratch, "secret-"));
+    await chmod(secret, 0o700);
+    await mkdir(join(secret, "tmp"), { mode: 0o700 });
+    await chmod(join(secret, "tmp"), 0o700);
+    await mkdir(join(root, ".dsfetch"));
+    await chmod(join(root, ".dsfetch"), 0o755);
+    await symlink(secret, join(root, ".dsfetch", "locks"));
+    await widenBookkeeping(root);
+    await makeSharedDir(join(root, ".dsfetch", "locks"));
+    expect(octal((await stat(secret)).mode)).toBe("700");
+    // The link one level up: `.dsfetch` itself points at `secret`, whose `tmp` is root's too.
+    const other = await mkdtemp(join(scratch, "links-"));
+    await chmod(other, 0o2775);
+    await symlink(secret, join(other, ".dsfetch"));
+    await widenBookkeeping(other);
+    await makeSharedDir(join(other, ".dsfetch", "tmp"));
+    expect(octal((await stat(secret)).mode)).toBe("700");
+    expect(octal((await stat(join(secret, "tmp"))).mode)).toBe("700");
+    // The real directory beside them was widened (root's own).
+    expect(octal((await stat(join(root, ".dsfetch"))).mode)).toBe("2775");
   });
 });
 
@@ -318,9 +362,10 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     for (const dir of ["", "locks", "tmp", "manifests", "leases", "used", "removals"]) {
       await chmod(join(meta, dir), 0o755);
     }
+    await chmod(join(meta, "leases", "a4"), 0o755);
     const bytes = randomBytes(2000);
     const second = await folder("b4", { "y.bin": bytes });
-    const why = `${meta} is not writable by this user (uid ${BOB}): it is uid ${ALICE}'s, mode 0755, where its data directory is 2775; its owner (or root) can run \`chmod -R g+rwX ${meta}\``;
+    const why = `${meta} is not writable by this user (uid ${BOB}): it is uid ${ALICE}'s, group ${GROUP}, mode 0755, where its data directory is group ${GROUP}, mode 2775; its owner (or root) can run \`chgrp -R ${GROUP} ${meta} && chmod -R g+rwX ${meta}\``;
 
     const strict = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--no-fallback"], {
       stdin: second,
@@ -339,10 +384,24 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     });
     await expect(stat(join(data, "b4"))).rejects.toMatchObject({ code: "ENOENT" });
 
+    // Bob's job on Alice's dataset: runs, without a lease, saying whose directory refused it
+    // (a lease directory of Alice's under a .dsfetch Bob could write failed it STORAGE).
+    const job = dsfetch(
+      BOB,
+      ["run", "--datasets", "-", ...flags(BOB), "--no-mount", "--", "true"],
+      {
+        stdin: first,
+      },
+    );
+    expect(job.status, job.stderr).toBe(0);
+    expect(job.stderr).toContain(
+      `used without a lease (${join(meta, "leases", "a4")} is not writable by this user; it is uid ${ALICE}'s`,
+    );
+
     // Alice's next run, which only reuses her dataset, gives her directories the team's bits.
     const reuse = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], { stdin: first });
     expect(reuse.status, reuse.stderr).toBe(0);
-    for (const dir of ["", "locks", "tmp", "manifests"]) {
+    for (const dir of ["", "locks", "tmp", "manifests", "leases/a4"]) {
       expect(octal((await stat(join(meta, dir))).mode), dir).toBe("2775");
     }
     const shared = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
@@ -389,5 +448,58 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     expect(refreshed.status, refreshed.stderr).toBe(0);
     expect(staged(refreshed.stdout)[0]).toMatchObject({ volume: "shared", cached: false });
     expect((await readdir(join(data, "a5"))).sort()).toEqual(["x.bin", "z.bin"]);
+  });
+
+  it("a missing team and data directory are made as the storage root lets (2775), so the second user stages beside the first", async (ctx) => {
+    if (!usersCanRun()) {
+      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
+      return;
+    }
+    const storage = join(scratch, "missing-team");
+    await mkdir(storage);
+    await chown(storage, 0, GROUP);
+    await chmod(storage, 0o2775);
+    const flags = ["--storage-root", storage, "--team", "t", "--no-fallback"];
+    const first = await folder("a6", { "x.bin": randomBytes(1000) });
+    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags], { stdin: first });
+    expect(byAlice.status, byAlice.stderr).toBe(0);
+    // The start-up probe's mkdir -p made them 2755 before the storage check could.
+    for (const dir of ["t", "t/data", "t/data/.dsfetch", "t/data/.dsfetch/locks"]) {
+      expect(octal((await stat(join(storage, dir))).mode), dir).toBe("2775");
+    }
+    const bytes = randomBytes(1000);
+    const second = await folder("b6", { "y.bin": bytes });
+    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags], { stdin: second });
+    expect(byBob.status, byBob.stderr).toBe(0);
+    expect(await readFile(join(storage, "t", "data", "b6", "y.bin"))).toEqual(bytes);
+  });
+
+  it("a group-writable data directory without setgid: the bookkeeping gets its group, not the first user's primary group", async (ctx) => {
+    if (!usersCanRun()) {
+      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
+      return;
+    }
+    const { data, meta, flags } = await teamStorage("no-setgid");
+    await chmod(data, 0o775);
+    const first = await folder("a7", { "x.bin": randomBytes(1000) });
+    // Alice's primary group is her own (64010); the team's group is a supplementary one.
+    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+      stdin: first,
+      gid: 64010,
+      groups: `64010,${GROUP}`,
+    });
+    expect(byAlice.status, byAlice.stderr).toBe(0);
+    for (const dir of ["", "locks", "tmp", "manifests", "leases/a7"]) {
+      const found = await stat(join(meta, dir));
+      expect(found.gid, dir).toBe(GROUP);
+      expect(octal(found.mode), dir).toBe("775");
+    }
+    const bytes = randomBytes(1000);
+    const second = await folder("b7", { "y.bin": bytes });
+    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--no-fallback"], {
+      stdin: second,
+    });
+    expect(byBob.status, byBob.stderr).toBe(0);
+    expect(await readFile(join(data, "b7", "y.bin"))).toEqual(bytes);
   });
 });
