@@ -85,32 +85,59 @@ export interface SharedDirOptions {
 export async function makeSharedDir(path: string, options: SharedDirOptions = {}): Promise<void> {
   const first = await mkdir(path, { recursive: true });
   if (first === undefined && settled.has(path)) return;
-  const source = options.plain === true ? dirname(first ?? path) : modeSource(path, first);
+  const plain = options.plain === true;
+  const source = plain ? dirname(first ?? path) : modeSource(path, first);
+  const firstMade = first === undefined ? undefined : resolve(first);
+  if (firstMade !== undefined && !plain && within(resolve(source), firstMade)) {
+    // The ruling directory itself was missing (a data root made by a bookkeeping call): it and
+    // those above it that this call made are ruled by where the first was made.
+    await makeRuledChain(resolve(source), dirname(firstMade), firstMade);
+  }
   const ruling = await rulingStat(source);
   if (ruling === undefined) return;
   const chain: string[] = [];
   for (let at = path; at !== source && dirname(at) !== at; at = dirname(at)) chain.push(at);
-  const firstMade = first === undefined ? undefined : resolve(first);
   let made = false;
   for (const dir of chain.reverse()) {
     if (resolve(dir) === firstMade) made = true;
-    if (made || !settled.has(dir)) await settle(dir, source, ruling, made);
-    settled.add(dir);
+    // A directory there before is widened only under `.dsfetch` (plain: a team's or data
+    // directory's mode and group are its owner's choice, not ours: review, 2026-12-07).
+    if (!made && (plain || settled.has(dir))) continue;
+    if (await settle(dir, source, ruling, made)) settled.add(dir);
+  }
+}
+
+/** `a` is `b` or below it. */
+function within(a: string, b: string): boolean {
+  return a === b || a.startsWith(`${b}${sep}`);
+}
+
+/** The directories from `firstMade` down to `bottom`, all made by this call, ruled by `source`. */
+async function makeRuledChain(bottom: string, source: string, firstMade: string): Promise<void> {
+  const ruling = await rulingStat(source);
+  if (ruling === undefined) return;
+  const chain: string[] = [];
+  for (let at = bottom; within(at, firstMade) && dirname(at) !== at; at = dirname(at)) {
+    chain.push(at);
+  }
+  for (const dir of chain.reverse()) {
+    if (await settle(dir, source, ruling, true)) settled.add(dir);
   }
 }
 
 /**
  * Gives `dir` the rule's mode (and group): exactly, when this process `made` it; otherwise
  * only the bits it lacks, and only if it is this user's. Best effort, never through a link.
+ * True when it looked at the directory (there, and the one expected).
  */
-async function settle(dir: string, source: string, ruling: Stats, made: boolean): Promise<void> {
+async function settle(dir: string, source: string, ruling: Stats, made: boolean): Promise<boolean> {
   let handle: Awaited<ReturnType<typeof open>> | undefined;
   try {
     const expected = join(await realpath(source), relative(source, dir));
     handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
-    if (!(await isAt(handle.fd, dir, expected))) return;
+    if (!(await isAt(handle, expected))) return false;
     const found = await handle.stat();
-    if (!made && found.uid !== process.getuid?.()) return;
+    if (!made && found.uid !== process.getuid?.()) return true;
     let wanted = sharedDirMode(ruling.mode);
     if ((wanted & 0o020) !== 0 && found.gid !== ruling.gid) {
       // Group-writable only for the team's group: the creator's own group is not the team.
@@ -118,26 +145,36 @@ async function settle(dir: string, source: string, ruling: Stats, made: boolean)
         () => true,
         () => false,
       );
-      if (!given) wanted = (wanted & ~GROUP_BITS) | 0o050;
+      // Not given: the group's bits as everyone's (a root open to all, 0777, stays open to all:
+      // Linux judges a member of the file's group by the group bits alone), else r-x.
+      if (!given) wanted = (wanted & ~GROUP_BITS) | 0o050 | ((wanted & 0o007) << 3);
     }
     const mode = found.mode & 0o7777;
     // setgid comes from a setgid parent by mkdir itself; a chmod without it would clear it.
     const next = made ? wanted | (mode & SETGID) : mode | wanted;
-    if (next !== mode) await handle.chmod(next);
+    if (next !== mode) await handle.chmod(next).catch(() => {});
+    return true;
   } catch {
     // Gone, refused, a link, not a directory: the writes that follow say what is wrong.
+    return false;
   } finally {
     await handle?.close().catch(() => {});
   }
 }
 
-/** Whether the open directory `fd` is the one at `expected` (the real path). */
-async function isAt(fd: number, dir: string, expected: string): Promise<boolean> {
+/** Whether the open directory is the one at `expected` (a real path). */
+async function isAt(handle: Awaited<ReturnType<typeof open>>, expected: string): Promise<boolean> {
   try {
-    return (await readlink(`/proc/self/fd/${fd}`)) === expected;
+    return (await readlink(`/proc/self/fd/${handle.fd}`)) === expected;
   } catch {
-    // No /proc: the path as it resolves now (a narrow race left).
-    return (await realpath(dir).catch(() => "")) === expected;
+    // No /proc: the directory at `expected` now is the one open (a link put there later does
+    // not change what the handle is).
+    try {
+      const [opened, there] = await Promise.all([handle.stat(), stat(expected)]);
+      return opened.dev === there.dev && opened.ino === there.ino;
+    } catch {
+      return false;
+    }
   }
 }
 
@@ -199,8 +236,7 @@ export async function widenBookkeeping(
   if (stats === undefined) return;
   for (const dir of dirs) {
     if (settled.has(dir)) continue;
-    await settle(dir, dataRoot, stats, false);
-    settled.add(dir);
+    if (await settle(dir, dataRoot, stats, false)) settled.add(dir);
   }
 }
 

@@ -26,12 +26,14 @@ import { META_DIR } from "./layout.ts";
 import { makeSharedDir, sharedDirMode } from "./shared-dirs.ts";
 
 /**
- * The empty file in `<data-root>/.dsfetch/` the probe opens: an open revalidates with the
- * server (NFS close-to-open), where a stat may be answered from the client's attribute cache
- * for up to a minute after the server went away. Made by dsfetch itself (makeProbeFile), not
- * by the probe: the probe's `mkdir -p` made `.dsfetch` (and a missing team and data directory)
- * under the umask, which other users of a team's storage then could not write in (review,
- * 2026-12-07). Until it exists (a first staging), the probe looks at the root only.
+ * The empty file in `<data-root>/.dsfetch/` the probe opens, for reading: an open revalidates
+ * with the server (NFS close-to-open, for regular files and directories alike), where a stat
+ * may be answered from the client's attribute cache for up to a minute after the server went
+ * away; a read needs no write bit (a teammate's file). Made by dsfetch itself (makeProbeFile),
+ * not by the probe: the probe's `mkdir -p` made `.dsfetch` (and a missing team and data
+ * directory) under the umask, which other users of a team's storage then could not write in
+ * (review, 2026-12-07). Until it exists (before a first staging there), the probe opens
+ * `.dsfetch`, or the storage root, instead.
  */
 export const PROBE_FILE = "probe";
 
@@ -44,20 +46,27 @@ const probeFilesMade = new Set<string>();
  */
 export async function makeProbeFile(dataRoot: string): Promise<void> {
   if (probeFilesMade.has(dataRoot)) return;
-  probeFilesMade.add(dataRoot);
   const meta = join(dataRoot, META_DIR);
   try {
     await makeSharedDir(meta);
+    // Never blocks: a FIFO put there by someone who may write in `.dsfetch` would hold a
+    // thread of the pool for good (review, 2026-12-07); a write open of one without a reader
+    // fails ENXIO at once.
     const flags =
-      constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW;
+      constants.O_WRONLY |
+      constants.O_CREAT |
+      constants.O_APPEND |
+      constants.O_NOFOLLOW |
+      constants.O_NONBLOCK;
     const handle = await open(join(meta, PROBE_FILE), flags, 0o644);
     try {
       const found = await handle.stat();
+      if (!found.isFile()) return;
       const wanted = 0o644 | (sharedDirMode((await stat(dataRoot)).mode) & 0o022);
       const mode = found.mode & 0o777;
-      if (found.uid === process.getuid?.() && (mode & wanted) !== wanted) {
-        await handle.chmod(mode | wanted);
-      }
+      // Tried, not judged by uids (a teammate's file: refused, and left as it is).
+      if ((mode & wanted) !== wanted) await handle.chmod(mode | wanted).catch(() => {});
+      probeFilesMade.add(dataRoot);
     } finally {
       await handle.close();
     }
@@ -67,19 +76,20 @@ export async function makeProbeFile(dataRoot: string): Promise<void> {
 }
 
 /**
- * The probe in POSIX shell, builtins only once the directory exists (an external command is
- * one more process: ~7 ms each here, where spawning the shell itself blocks Node's thread
- * 5-9 ms; Node in its place takes ~70 ms to start).
+ * The probe in POSIX shell, builtins only (an external command is one more process: ~7 ms
+ * each here, where spawning the shell itself blocks Node's thread 5-9 ms; Node in its place
+ * takes ~70 ms to start).
  */
 const SHELL_PROBE = `[ -d "$1" ] || exit 0
-[ -e "$3" ] && : >> "$3" 2>/dev/null
+if [ -e "$3" ]; then : < "$3"; elif [ -d "$2" ]; then : < "$2"; else : < "$1"; fi 2>/dev/null
 exit 0`;
 
 /** The same in Node, for images without /bin/sh. */
 const NODE_PROBE = `const fs = require("node:fs");
 const [root, meta, file] = process.argv.slice(1);
-try { if (!fs.statSync(root).isDirectory()) process.exit(0); if (fs.existsSync(file))
-  fs.appendFileSync(file, ""); } catch {}`;
+try { if (!fs.statSync(root).isDirectory()) process.exit(0);
+  const at = fs.existsSync(file) ? file : fs.existsSync(meta) ? meta : root;
+  fs.closeSync(fs.openSync(at, "r")); } catch {}`;
 
 export interface ProbeOptions {
   /** The shell to run the probe with (default /bin/sh, if present; tests: a missing one). */

@@ -9,7 +9,7 @@
 //   - downloaded a changed source whole, then failed STORAGE at the swap (the older copy's
 //     read-only directories are its owner's), at every run.
 // Needs root: the two users are uids 64001 and 64002 of group 64000 (setpriv).
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   chmod,
@@ -28,6 +28,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeSharedDir, sharedDirMode, widenBookkeeping } from "../../src/volumes/shared-dirs.ts";
+import { makeProbeFile, PROBE_FILE } from "../../src/volumes/storage-probe.ts";
 import { baseEnv, CLI_ENTRY } from "../harness/cli.ts";
 import { requireRoot } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
@@ -177,6 +178,46 @@ describe("the mode of a directory dsfetch makes", () => {
     } finally {
       process.umask(before);
     }
+  });
+});
+
+describe("directories there before, and a ruling directory made by a bookkeeping call", () => {
+  it("a team's or data directory that exists keeps its owner's mode and group (0770 of another group stays so)", async () => {
+    const team = await mkdtemp(join(scratch, "plain-"));
+    await chmod(team, 0o775);
+    const data = join(team, "data");
+    await mkdir(data);
+    await chown(data, 0, GROUP);
+    await chmod(data, 0o770);
+    await makeSharedDir(data, { plain: true });
+    const found = await stat(data);
+    expect(octal(found.mode)).toBe("770");
+    expect(found.gid).toBe(GROUP);
+  });
+
+  it("a missing data directory made on the way to a bookkeeping directory is ruled by where it was made", async () => {
+    const root = await mkdtemp(join(scratch, "ruled-"));
+    await chown(root, 0, GROUP);
+    await chmod(root, 0o2775);
+    const before = process.umask(0o077);
+    try {
+      await makeSharedDir(join(root, "t", "data", ".dsfetch", "used"));
+    } finally {
+      process.umask(before);
+    }
+    for (const dir of ["t", "t/data", "t/data/.dsfetch", "t/data/.dsfetch/used"]) {
+      expect(octal((await stat(join(root, dir))).mode), dir).toBe("2775");
+    }
+  });
+
+  it("a FIFO where the probe file goes never blocks: makeProbeFile returns at once", async () => {
+    const root = await mkdtemp(join(scratch, "fifo-"));
+    await mkdir(join(root, ".dsfetch"));
+    execFileSync("mkfifo", [join(root, ".dsfetch", PROBE_FILE)]);
+    const started = performance.now();
+    await makeProbeFile(root);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect((await stat(join(root, ".dsfetch", PROBE_FILE))).isFIFO()).toBe(true);
   });
 });
 
@@ -501,5 +542,29 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     });
     expect(byBob.status, byBob.stderr).toBe(0);
     expect(await readFile(join(data, "b7", "y.bin"))).toEqual(bytes);
+  });
+
+  it("a storage root open to everyone (0777, root's group): what dsfetch makes stays open to everyone, also for members of the creator's group", async (ctx) => {
+    if (!usersCanRun()) {
+      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
+      return;
+    }
+    const storage = join(scratch, "open-to-all");
+    await mkdir(storage);
+    await chmod(storage, 0o777);
+    const flags = ["--storage-root", storage, "--team", "t", "--no-fallback"];
+    const first = await folder("a8", { "x.bin": randomBytes(1000) });
+    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags], { stdin: first });
+    expect(byAlice.status, byAlice.stderr).toBe(0);
+    // Alice may not give them root's group: its bits as everyone's (0757 shut out Bob, who
+    // shares Alice's group and is judged by the group bits alone).
+    for (const dir of ["t", "t/data", "t/data/.dsfetch", "t/data/.dsfetch/locks"]) {
+      expect(octal((await stat(join(storage, dir))).mode), dir).toBe("777");
+    }
+    const bytes = randomBytes(1000);
+    const second = await folder("b8", { "y.bin": bytes });
+    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags], { stdin: second });
+    expect(byBob.status, byBob.stderr).toBe(0);
+    expect(await readFile(join(storage, "t", "data", "b8", "y.bin"))).toEqual(bytes);
   });
 });
