@@ -254,11 +254,15 @@ describe("sidecar and wait: the ready file", () => {
       code: "CONFIG_INVALID",
       failed: expect.stringContaining("the sidecar failed: "),
     });
-    const worker = await runCli(["wait", "--ready-file", readyFile, "--timeout", "5m"], {
+    // The sidecar is gone, so its failure may be an earlier run's: a wait gives a new sidecar
+    // 15 s to replace it, or its --timeout if shorter (2 s here: the 15 s were most of the
+    // file's time).
+    const worker = await runCli(["wait", "--ready-file", readyFile, "--timeout", "2s"], {
       env: testEnv(),
       timeoutMs: 30_000,
     });
     expect(worker.code).toBe(2);
+    expect(worker.stderr).toContain("CONFIG_INVALID");
   });
 
   it("a sidecar listening on every address (--listen :PORT, IPv6 too) answers /readyz there", async () => {
