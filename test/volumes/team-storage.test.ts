@@ -26,7 +26,7 @@ import {
 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
 import { makeSharedDir, sharedDirMode, widenBookkeeping } from "../../src/volumes/shared-dirs.ts";
 import { makeProbeFile, PROBE_FILE } from "../../src/volumes/storage-probe.ts";
 import { baseEnv, CLI_ENTRY } from "../harness/cli.ts";
@@ -133,6 +133,13 @@ function usersCanRun(): boolean {
       code,
     ]).status === 0
   );
+}
+
+/** Where the two users cannot read this checkout: skipped, and said so (never a pass). */
+function cannotRun(ctx: TestContext): boolean {
+  if (usersCanRun()) return false;
+  ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
+  return true;
 }
 
 const folder = async (name: string, files: Record<string, Buffer>) => {
@@ -251,10 +258,7 @@ describe("a bookkeeping directory replaced by a symbolic link (a teammate may re
 
 describe.concurrent("two users of one group on a team's storage (2775)", () => {
   it("the second stages a new dataset beside the first's, which the first made under umask 077", async (ctx) => {
-    if (!usersCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
-      return;
-    }
+    if (cannotRun(ctx)) return;
     const { data, meta, flags } = await teamStorage("new-dataset");
     const first = await folder("a1", { "x.bin": randomBytes(3000) });
     const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
@@ -286,10 +290,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
   });
 
   it("the second's job holds a lease on the first's dataset, and the first's prune keeps it", async (ctx) => {
-    if (!usersCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
-      return;
-    }
+    if (cannotRun(ctx)) return;
     const { data, meta, flags, storage } = await teamStorage("lease");
     const datasets = await folder("a2", { "x.bin": randomBytes(3000) });
     const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
@@ -355,10 +356,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
   });
 
   it("the second takes over the stale lock of the first's dead download", async (ctx) => {
-    if (!usersCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
-      return;
-    }
+    if (cannotRun(ctx)) return;
     const { data, meta, flags } = await teamStorage("stale-lock");
     const earlier = await folder("a3", { "x.bin": randomBytes(1000) });
     const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
@@ -390,10 +388,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
   });
 
   it("bookkeeping an older dsfetch made 0755: an ephemeral volume, saying whose and what to run; the owner's next run heals it", async (ctx) => {
-    if (!usersCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
-      return;
-    }
+    if (cannotRun(ctx)) return;
     const { data, meta, flags, ephemeral } = await teamStorage("older");
     const first = await folder("a4", { "x.bin": randomBytes(1000) });
     const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
@@ -455,10 +450,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
   });
 
   it("a changed source whose older copy is the first's: the second stages it into an ephemeral volume before downloading, saying why; the first refreshes it", async (ctx) => {
-    if (!usersCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
-      return;
-    }
+    if (cannotRun(ctx)) return;
     const { data, flags, ephemeral } = await teamStorage("refresh");
     const old = randomBytes(1000);
     const datasets = await folder("a5", { "x.bin": old });
@@ -491,35 +483,37 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     expect((await readdir(join(data, "a5"))).sort()).toEqual(["x.bin", "z.bin"]);
   });
 
-  it("a missing team and data directory are made as the storage root lets (2775), so the second user stages beside the first", async (ctx) => {
-    if (!usersCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
-      return;
-    }
-    const storage = join(scratch, "missing-team");
-    await mkdir(storage);
-    await chown(storage, 0, GROUP);
-    await chmod(storage, 0o2775);
-    const flags = ["--storage-root", storage, "--team", "t", "--no-fallback"];
-    const first = await folder("a6", { "x.bin": randomBytes(1000) });
-    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags], { stdin: first });
-    expect(byAlice.status, byAlice.stderr).toBe(0);
+  it.for([
     // The start-up probe's mkdir -p made them 2755 before the storage check could.
-    for (const dir of ["t", "t/data", "t/data/.dsfetch", "t/data/.dsfetch/locks"]) {
-      expect(octal((await stat(join(storage, dir))).mode), dir).toBe("2775");
-    }
-    const bytes = randomBytes(1000);
-    const second = await folder("b6", { "y.bin": bytes });
-    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags], { stdin: second });
-    expect(byBob.status, byBob.stderr).toBe(0);
-    expect(await readFile(join(storage, "t", "data", "b6", "y.bin"))).toEqual(bytes);
-  });
+    ["a group's (2775)", 0o2775, "2775"] as const,
+    // Alice may not give them root's group: its bits as everyone's (0757 shut out Bob, who
+    // shares Alice's group and is judged by the group bits alone).
+    ["open to everyone (0777, root's group)", 0o777, "777"] as const,
+  ])(
+    "a missing team and data directory under a storage root %s are made as it lets, and the second user stages beside the first",
+    async ([name, rootMode, made], ctx) => {
+      if (cannotRun(ctx)) return;
+      const storage = join(scratch, `missing-team-${made}`);
+      await mkdir(storage);
+      await chown(storage, 0, rootMode === 0o777 ? 0 : GROUP);
+      await chmod(storage, rootMode);
+      const flags = ["--storage-root", storage, "--team", "t", "--no-fallback"];
+      const first = await folder(`a6-${made}`, { "x.bin": randomBytes(1000) });
+      const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags], { stdin: first });
+      expect(byAlice.status, byAlice.stderr).toBe(0);
+      for (const dir of ["t", "t/data", "t/data/.dsfetch", "t/data/.dsfetch/locks"]) {
+        expect(octal((await stat(join(storage, dir))).mode), `${name}: ${dir}`).toBe(made);
+      }
+      const bytes = randomBytes(1000);
+      const second = await folder(`b6-${made}`, { "y.bin": bytes });
+      const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags], { stdin: second });
+      expect(byBob.status, byBob.stderr).toBe(0);
+      expect(await readFile(join(storage, "t", "data", `b6-${made}`, "y.bin"))).toEqual(bytes);
+    },
+  );
 
   it("a group-writable data directory without setgid: the bookkeeping gets its group, not the first user's primary group", async (ctx) => {
-    if (!usersCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
-      return;
-    }
+    if (cannotRun(ctx)) return;
     const { data, meta, flags } = await teamStorage("no-setgid");
     await chmod(data, 0o775);
     const first = await folder("a7", { "x.bin": randomBytes(1000) });
@@ -542,29 +536,5 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     });
     expect(byBob.status, byBob.stderr).toBe(0);
     expect(await readFile(join(data, "b7", "y.bin"))).toEqual(bytes);
-  });
-
-  it("a storage root open to everyone (0777, root's group): what dsfetch makes stays open to everyone, also for members of the creator's group", async (ctx) => {
-    if (!usersCanRun()) {
-      ctx.skip(`SKIPPED, not passed: uid ${BOB} cannot read ${CLI_ENTRY}`);
-      return;
-    }
-    const storage = join(scratch, "open-to-all");
-    await mkdir(storage);
-    await chmod(storage, 0o777);
-    const flags = ["--storage-root", storage, "--team", "t", "--no-fallback"];
-    const first = await folder("a8", { "x.bin": randomBytes(1000) });
-    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags], { stdin: first });
-    expect(byAlice.status, byAlice.stderr).toBe(0);
-    // Alice may not give them root's group: its bits as everyone's (0757 shut out Bob, who
-    // shares Alice's group and is judged by the group bits alone).
-    for (const dir of ["t", "t/data", "t/data/.dsfetch", "t/data/.dsfetch/locks"]) {
-      expect(octal((await stat(join(storage, dir))).mode), dir).toBe("777");
-    }
-    const bytes = randomBytes(1000);
-    const second = await folder("b8", { "y.bin": bytes });
-    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags], { stdin: second });
-    expect(byBob.status, byBob.stderr).toBe(0);
-    expect(await readFile(join(storage, "t", "data", "b8", "y.bin"))).toEqual(bytes);
   });
 });
