@@ -1,7 +1,7 @@
 import { configDefaults, defineConfig } from "vitest/config";
 
 /** Test files that keep both cores busy for long (see "projects" below). */
-const HEAVY = ["test/faults/crowd.test.ts"];
+const HEAVY = ["test/faults/crowd.test.ts", "test/volumes/team-storage-race.test.ts"];
 
 export default defineConfig({
   test: {

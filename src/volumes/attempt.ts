@@ -5,11 +5,12 @@
  * mode 0700, holding `data/` (the dataset being built) and `manifest.json`.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
+import { chmodDir } from "./no-follow.ts";
 import { removeTree, removeTreeReporting } from "./permissions.ts";
 import { makeSharedDir } from "./shared-dirs.ts";
 
@@ -101,7 +102,7 @@ export async function createAttempt(location: DatasetLocation): Promise<Attempt>
     throw storageError(error, location.tmpDir);
   }
   try {
-    await chmod(dir, 0o700);
+    await chmodDir(dir, 0o700);
     await mkdir(join(dir, "data"), { mode: 0o755 });
   } catch (error) {
     // Not left behind half made (found in review: the last inode went to `dir`, and the

@@ -16,7 +16,7 @@
  * and no clock is compared across hosts.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, readFile, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
+import { readFile, rename, rm, stat, statfs } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import { formatBytes } from "../config/size.ts";
@@ -24,6 +24,7 @@ import { DsfetchError, type ErrorCode } from "../errors.ts";
 import type { Resolution } from "../fetch/resolve.ts";
 import { isStorageFull } from "./attempt.ts";
 import type { Holder } from "./lock.ts";
+import { writeNewFile } from "./no-follow.ts";
 import { makeSharedDir } from "./shared-dirs.ts";
 
 /** A record this much older than a worker's first look at an unnamed holder still counts. */
@@ -172,10 +173,9 @@ async function writeRecord(path: string, record: FailureRecord): Promise<void> {
   const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
   try {
     await makeSharedDir(dirname(path));
-    await writeFile(temporary, `${JSON.stringify(record)}\n`);
-    // Read by the waiters of every user, whatever this process's umask (077 made it 0600,
-    // and other users' waiters downloaded again what had failed: review, 2026-12-06).
-    await chmod(temporary, 0o644).catch(() => {});
+    // 0644 whatever this process's umask: read by the waiters of every user (077 made it
+    // 0600, and other users' waiters downloaded again what had failed: review, 2026-12-06).
+    await writeNewFile(temporary, `${JSON.stringify(record)}\n`);
     await rename(temporary, path);
   } catch {
     await rm(temporary, { force: true }).catch(() => {});

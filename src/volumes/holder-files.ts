@@ -4,10 +4,11 @@
  * gone. A pid is judged only by processes of the same label (host-label.ts).
  */
 import { randomBytes } from "node:crypto";
-import { readdir, rm, writeFile } from "node:fs/promises";
+import { readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { isProcessAlive } from "./cleanup.ts";
 import { hostLabel } from "./host-label.ts";
+import { writeNewFile } from "./no-follow.ts";
 import { makeSharedDir } from "./shared-dirs.ts";
 
 export interface HolderFile {
@@ -57,7 +58,7 @@ export async function newHolderPath(dir: string, randomByteCount: number): Promi
 export async function writeHolderFile(path: string): Promise<void> {
   for (let tries = 1; ; tries++) {
     try {
-      await writeFile(path, new Date().toISOString());
+      await writeNewFile(path, new Date().toISOString());
       return;
     } catch (error) {
       await rm(path, { force: true }).catch(() => {});
@@ -74,7 +75,7 @@ export async function writeHolderFile(path: string): Promise<void> {
       // caller's staleness rules cover that).
       if (code === "ENOSPC" || code === "EDQUOT") {
         try {
-          await writeFile(path, "");
+          await writeNewFile(path, "");
           return;
         } catch {
           await rm(path, { force: true }).catch(() => {});

@@ -38,18 +38,7 @@
 
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
-import {
-  chmod,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  rmdir,
-  stat,
-  writeFile,
-} from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
 import lockfile from "proper-lockfile";
@@ -58,6 +47,7 @@ import { DsfetchError } from "../errors.ts";
 import { storageError } from "./attempt.ts";
 import { isProcessAlive } from "./cleanup.ts";
 import { hostLabel } from "./host-label.ts";
+import { writeNewFile } from "./no-follow.ts";
 import { makeSharedDir } from "./shared-dirs.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { waitForChange } from "./wait-for-change.ts";
@@ -732,13 +722,10 @@ export function describeHolder(holder: Holder | undefined): string {
 async function writeHolder(lockPath: string, holder: Holder): Promise<void> {
   const temporary = `${holderPath(lockPath)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
   try {
-    await writeFile(temporary, JSON.stringify(holder));
-    // Read by every user's waiters (who holds it, whether its process is gone), whatever
-    // this process's umask: 077 made it 0600, and other users' waiters knew no holder
-    // (review, 2026-12-06).
-    // Best effort: a filesystem that refuses chmod still takes the lock (others' waiters then
-    // know no holder, as before).
-    await chmod(temporary, 0o644).catch(() => {});
+    // 0644 whatever this process's umask: read by every user's waiters (who holds it,
+    // whether its process is gone); 077 made it 0600, and other users' waiters knew no holder
+    // (review, 2026-12-06). Never through a link a teammate put at its name (no-follow.ts).
+    await writeNewFile(temporary, JSON.stringify(holder));
     await rename(temporary, holderPath(lockPath));
   } catch (error) {
     await rm(temporary, { force: true }).catch(() => {});

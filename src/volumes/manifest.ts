@@ -6,6 +6,7 @@
 import { constants } from "node:fs";
 import { type FileHandle, open, rm } from "node:fs/promises";
 import { type FileTally, OTHER_FORM, readManifestLines } from "./manifest-lines.ts";
+import { openNewFile } from "./no-follow.ts";
 
 export const MANIFEST_VERSION = 1;
 
@@ -204,7 +205,10 @@ export async function writeManifest(
 ): Promise<void> {
   const { files, ...rest } = manifest;
   const head = JSON.stringify(rest, null, 2);
-  const handle = await open(path, "w", 0o644);
+  // Never through a link a teammate put at its name (a pending manifest's name is known to
+  // the group: no-follow.ts); one left by an earlier try of this attempt is replaced.
+  await rm(path, { force: true });
+  const handle = await openNewFile(path);
   try {
     try {
       // Readable by every user of the team, whatever this process's umask: open's mode is

@@ -14,7 +14,7 @@
  * two publishers (a lock lost, or an ephemeral volume, which has none) never write each
  * other's (review: one shared file paired one worker's tree with the other's manifest).
  */
-import { chmod, lstat, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { lstat, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type SourceAt, sameSource, sourceLabel } from "../config/s3-uri.ts";
@@ -23,6 +23,7 @@ import { ATTEMPT_RANDOM, attemptRandom, parseAttemptName } from "./attempt.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { type Manifest, manifestReadRefusal, readManifest, type WrittenFiles } from "./manifest.ts";
+import { chmodDir } from "./no-follow.ts";
 
 const PENDING = ".pending.";
 
@@ -90,7 +91,7 @@ async function probeBirthTimes(dir: string): Promise<boolean> {
     // Past the kernel's coarse clock tick (4 ms at most), so that the chmod changes the
     // change time for certain.
     await sleep(15);
-    await chmod(path, 0o755);
+    await chmodDir(path, 0o755);
     const after = await lstat(path, { bigint: true });
     return after.ctimeNs !== before.ctimeNs && after.birthtimeNs === before.birthtimeNs;
   } finally {

@@ -4,10 +4,11 @@
  * dataset, prune) must first give directories their write bit back when not running as root.
  */
 import { chmodSync, constants, opendirSync, statSync } from "node:fs";
-import { chmod, lstat, open, readdir, rm, rmdir, unlink } from "node:fs/promises";
+import { lstat, open, readdir, rm, rmdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { mainThreadAlive } from "../util/main-thread-beat.ts";
+import { chmodDir } from "./no-follow.ts";
 
 export interface ReadOnlyOptions {
   /** Leave `root` itself writable (it is still to be renamed into place). */
@@ -127,7 +128,7 @@ export async function replaceRefusal(path: string): Promise<string | undefined> 
 
 /** Gives a directory its owner write bit back (before moving it to another parent, or removing it). */
 export async function makeWritable(path: string): Promise<void> {
-  await chmod(path, 0o755).catch(() => {});
+  await chmodDir(path, 0o755).catch(() => {});
 }
 
 /** Removes a tree whatever its permissions. Never throws. */

@@ -5,7 +5,7 @@
  * ever sees half a dataset.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, lstat, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
+import { lstat, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { isStorageFull, storageError } from "./attempt.ts";
@@ -13,6 +13,7 @@ import { type CatalogEntry, listDatasets } from "./catalog.ts";
 import { cleanAbandonedAttempts } from "./cleanup.ts";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
 import { acquireLock, type HeldLock, lockHeld, StaleLockNotOurs } from "./lock.ts";
+import { chmodDir } from "./no-follow.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { makeWritable, removeTreeReporting } from "./permissions.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "./removal-notice.ts";
@@ -251,7 +252,7 @@ async function removeDataset(
       `moving ${location.path} aside`,
       async (): Promise<boolean | string> => {
         const listed = await readFile(location.manifestPath, "utf8").catch(() => undefined);
-        const readOnlyAgain = () => chmod(location.path, 0o555).catch(() => {});
+        const readOnlyAgain = () => chmodDir(location.path, 0o555).catch(() => {});
         try {
           await makeSharedDir(location.tmpDir);
           await makeWritable(location.path);

@@ -8,13 +8,14 @@
 
 import { randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
-import { chmod, lstat, rename, rm, utimes } from "node:fs/promises";
+import { lstat, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { type Attempt, storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { type Manifest, type WrittenFiles, writeManifest } from "./manifest.ts";
+import { chmodDir, touchDir } from "./no-follow.ts";
 import {
   manifestOfTree,
   occupantProblem,
@@ -273,7 +274,11 @@ export async function publish(
   // the interrupt.
   const finishing = { uninterruptible: true };
   try {
-    await call(`making ${location.path} read-only`, () => chmod(location.path, 0o555), finishing);
+    await call(
+      `making ${location.path} read-only`,
+      () => chmodDir(location.path, 0o555),
+      finishing,
+    );
     await call(
       `syncing ${dirname(location.path)}`,
       () => fsyncDirectory(dirname(location.path)),
@@ -399,7 +404,7 @@ async function swapIn(
     treeAside = true;
     // A rename keeps the tree's times: without this, a clean-up would take a tree published
     // long ago for one abandoned long ago (cleanup.ts) while it may still be put back.
-    await call(`touching ${aside.tree}`, () => utimes(aside.tree, new Date(), new Date()), steps);
+    await call(`touching ${aside.tree}`, () => touchDir(aside.tree, new Date()), steps);
     await call(
       `renaming ${attempt.dataDir} to ${location.path}`,
       () => rename(attempt.dataDir, location.path),
@@ -460,9 +465,11 @@ async function putBack(
     }
     // Read-only again (made writable to be moved); last, and on its own: another user's tree
     // refuses the chmod, and its manifest must be back all the same (review).
-    await call(`making ${location.path} read-only`, () => chmod(location.path, 0o555), steps).catch(
-      () => {},
-    );
+    await call(
+      `making ${location.path} read-only`,
+      () => chmodDir(location.path, 0o555),
+      steps,
+    ).catch(() => {});
   } catch {
     // Left as it is: no tree, or a tree without a manifest, is replaced by the next run.
   }

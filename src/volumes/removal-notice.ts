@@ -35,7 +35,8 @@
  * that must not miss one (a job waiting; a remover's last look at the leases) make the
  * directory first (mkdir goes to the server, and drops a cached absence).
  */
-import { chmod, type FileHandle, open, rm, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { type FileHandle, open, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { storageError } from "./attempt.ts";
@@ -100,11 +101,10 @@ export async function postRemovalNotice(
   };
   const posted = landed;
   await writeHolderFile(path);
-  // Readable by every user, whatever the umask: other users' jobs open it for its mtime as the
-  // storage has it (freshMtime); one they may not open is judged by a stat, which on NFS may
-  // answer from the client's cache, a minute old (review, 2026-12-06: umask 077 made 0600
-  // notices). Best effort: that stat is the fallback.
-  await chmod(path, 0o644).catch(() => {});
+  // Readable by every user, whatever the umask (writeHolderFile makes it 0644 through its
+  // handle): other users' jobs open it for its mtime as the storage has it (freshMtime); one
+  // they may not open is judged by a stat, which on NFS may answer from the client's cache, a
+  // minute old (review, 2026-12-06: umask 077 made 0600 notices).
   let postedMtimeMs: number;
   try {
     postedMtimeMs = (await stat(path)).mtimeMs;
@@ -149,7 +149,8 @@ export async function postRemovalNotice(
  * client's). Never creates it: one taken down stays down.
  */
 async function rewrite(path: string): Promise<void> {
-  const file = await open(path, "r+");
+  // Never through a link a teammate put in its place (no-follow.ts), nor into a FIFO.
+  const file = await open(path, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     await file.write(new Date().toISOString(), 0);
   } finally {

@@ -31,9 +31,11 @@
  * Never fatal: a filesystem that refuses chmod (some NFS and FUSE mounts) keeps what mkdir
  * made, as before.
  */
+
+import { randomBytes } from "node:crypto";
 import { constants, type Stats } from "node:fs";
-import { access, mkdir, open, readlink, realpath, stat } from "node:fs/promises";
-import { dirname, join, relative, resolve, sep } from "node:path";
+import { access, mkdir, open, readlink, realpath, rename, rmdir, stat } from "node:fs/promises";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { META_DIR } from "./layout.ts";
 
 const STICKY = 0o1000;
@@ -77,33 +79,44 @@ export interface SharedDirOptions {
 }
 
 /**
- * `mkdir -p path`, every directory it makes given the mode of the rule above, and those of the
- * chain from the ruling directory down that were there before (`.dsfetch`, made by an older
- * dsfetch) widened once if this user's. Errors of the mkdir are thrown as they are; the modes
- * are best effort.
+ * `mkdir -p path`, every directory it makes given the mode of the rule above before it
+ * appears at its name, and those of the chain from the ruling directory down that were there
+ * before (`.dsfetch`, made by an older dsfetch) widened once if this user's. Errors of the
+ * mkdir are thrown as they are; the modes are best effort.
+ *
+ * Each missing directory is made under a hidden name of its own, given its mode and group,
+ * then renamed into place: made where it goes and then chmod'ed, it was there with the umask's
+ * mode for a moment, and a teammate's run starting at the same time met `.dsfetch` or `locks`
+ * 2700: STORAGE, or a fallback that downloaded the dataset again (6 users at once under umask
+ * 077: 13 of 120 runs; review, 2026-12-07).
  */
 export async function makeSharedDir(path: string, options: SharedDirOptions = {}): Promise<void> {
-  const first = await mkdir(path, { recursive: true });
-  if (first === undefined && settled.has(path)) return;
+  const missing = await missingDirs(path);
+  if (missing.length === 0 && settled.has(path)) return;
+  const first = missing[0];
   const plain = options.plain === true;
   const source = plain ? dirname(first ?? path) : modeSource(path, first);
   const firstMade = first === undefined ? undefined : resolve(first);
-  if (firstMade !== undefined && !plain && within(resolve(source), firstMade)) {
-    // The ruling directory itself was missing (a data root made by a bookkeeping call): it and
-    // those above it that this call made are ruled by where the first was made.
-    await makeRuledChain(resolve(source), dirname(firstMade), firstMade);
+  for (const dir of missing) {
+    // A ruling directory that was missing itself (a data root made by a bookkeeping call):
+    // it and those above it are ruled by where the first was made.
+    const ruledBy =
+      firstMade !== undefined && within(resolve(source), resolve(dir))
+        ? dirname(firstMade)
+        : source;
+    await makeDirInPlace(dir, ruledBy);
   }
+  // Those there before, under `.dsfetch` only (plain: a team's or data directory's mode and
+  // group are its owner's choice, not ours: review, 2026-12-07).
+  if (plain) return;
   const ruling = await rulingStat(source);
   if (ruling === undefined) return;
+  const made = new Set(missing.map((dir) => resolve(dir)));
   const chain: string[] = [];
   for (let at = path; at !== source && dirname(at) !== at; at = dirname(at)) chain.push(at);
-  let made = false;
   for (const dir of chain.reverse()) {
-    if (resolve(dir) === firstMade) made = true;
-    // A directory there before is widened only under `.dsfetch` (plain: a team's or data
-    // directory's mode and group are its owner's choice, not ours: review, 2026-12-07).
-    if (!made && (plain || settled.has(dir))) continue;
-    if (await settle(dir, source, ruling, made)) settled.add(dir);
+    if (made.has(resolve(dir)) || settled.has(dir)) continue;
+    if (await settle(dir, source, ruling, false)) settled.add(dir);
   }
 }
 
@@ -112,16 +125,53 @@ function within(a: string, b: string): boolean {
   return a === b || a.startsWith(`${b}${sep}`);
 }
 
-/** The directories from `firstMade` down to `bottom`, all made by this call, ruled by `source`. */
-async function makeRuledChain(bottom: string, source: string, firstMade: string): Promise<void> {
-  const ruling = await rulingStat(source);
-  if (ruling === undefined) return;
-  const chain: string[] = [];
-  for (let at = bottom; within(at, firstMade) && dirname(at) !== at; at = dirname(at)) {
-    chain.push(at);
+/** The directories of `path` that do not exist, top down (none when it exists). */
+async function missingDirs(path: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (let at = path; ; at = dirname(at)) {
+    let found: Stats;
+    try {
+      found = await stat(at);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || dirname(at) === at) throw error;
+      missing.push(at);
+      continue;
+    }
+    // What `mkdir -p` says of a file in the way.
+    if (!found.isDirectory()) {
+      const error = new Error(`EEXIST: file already exists, mkdir '${at}'`);
+      throw Object.assign(error, { code: "EEXIST", errno: -17, syscall: "mkdir", path: at });
+    }
+    return missing.reverse();
   }
-  for (const dir of chain.reverse()) {
-    if (await settle(dir, source, ruling, true)) settled.add(dir);
+}
+
+/**
+ * Makes `dir` (its parent exists) with the mode `ruledBy` rules, all at once: under a hidden
+ * name, given its mode, then renamed into place. Another process that made it meanwhile wins.
+ */
+async function makeDirInPlace(dir: string, ruledBy: string): Promise<void> {
+  const temporary = join(dirname(dir), `.${basename(dir)}.mk-${randomBytes(6).toString("hex")}`);
+  try {
+    await mkdir(temporary, { mode: 0o700 });
+  } catch {
+    // The plain mkdir says what is wrong (EACCES, ENOSPC, ENOENT on `dir`), or makes it.
+    await mkdir(dir, { recursive: true });
+    return;
+  }
+  const ruling = await rulingStat(ruledBy);
+  if (ruling !== undefined) await settle(temporary, ruledBy, ruling, true);
+  try {
+    await rename(temporary, dir);
+    settled.add(dir);
+  } catch (error) {
+    await rmdir(temporary).catch(() => {});
+    const code = (error as NodeJS.ErrnoException).code;
+    // Made by another process meanwhile: not empty, or a rename that may not replace it.
+    if (code !== "EEXIST" && code !== "ENOTEMPTY" && code !== "EPERM" && code !== "EACCES") {
+      throw error;
+    }
+    await mkdir(dir, { recursive: true });
   }
 }
 
@@ -229,14 +279,39 @@ export async function widenBookkeeping(
 ): Promise<void> {
   const meta = join(dataRoot, META_DIR);
   const dirs = BOOKKEEPING.map((kind) => (kind === "" ? meta : join(meta, kind)));
-  if (dataset !== undefined)
+  if (dataset !== undefined) {
     dirs.push(join(meta, "leases", dataset), join(meta, "removals", dataset));
+    // Its manifest, if this user's and written 0600 by a dsfetch before 2026-12-06: every
+    // teammate's job on it failed STORAGE until its owner ran chmod by hand.
+    const manifest = join(meta, "manifests", `${dataset}.json`);
+    if (!settled.has(manifest)) {
+      settled.add(manifest);
+      await readableByAll(manifest);
+    }
+  }
   if (dirs.every((dir) => settled.has(dir))) return;
   const stats = ruling ?? (await rulingStat(dataRoot));
   if (stats === undefined) return;
   for (const dir of dirs) {
     if (settled.has(dir)) continue;
     if (await settle(dir, dataRoot, stats, false)) settled.add(dir);
+  }
+}
+
+/** A file of this user's given the read bits of 0644 it lacks, through a handle. Best effort. */
+async function readableByAll(path: string): Promise<void> {
+  let handle: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const found = await handle.stat();
+    const mode = found.mode & 0o7777;
+    if (found.isFile() && found.uid === process.getuid?.() && (mode & 0o644) !== 0o644) {
+      await handle.chmod(mode | 0o644);
+    }
+  } catch {
+    // Not there, not ours to read: the reader's message says what to do.
+  } finally {
+    await handle?.close().catch(() => {});
   }
 }
 

@@ -6,10 +6,11 @@
  *   <meta>/leases/<dir>/<host>.<pid>.<id>   held by a running job (run, sidecar) and touched
  *                                           every LEASE_REFRESH_MS; fresh = in use
  */
-import { rm, stat, utimes, writeFile } from "node:fs/promises";
+import { rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { newHolderPath, readHolderFiles, writeHolderFile } from "./holder-files.ts";
 import type { DatasetLocation } from "./layout.ts";
+import { replaceWithEmptyFile, rewriteFile, touchFile, writeNewFile } from "./no-follow.ts";
 import { makeSharedDir, widenBookkeeping } from "./shared-dirs.ts";
 
 export const LEASE_REFRESH_MS = 30_000;
@@ -32,10 +33,12 @@ export async function markUsed(location: DatasetLocation): Promise<void> {
   // dsfetch or a umask, so that teammates can stage beside them (shared-dirs.ts).
   await widenBookkeeping(dirname(location.metaDir), undefined, basename(location.path));
   try {
-    await utimes(path, now, now);
+    // Its owner's, as before (no inode needed on a full disk); never through a link.
+    await touchFile(path, now);
   } catch {
+    // Another user's (only its owner may set its times), missing, or a link put there.
     await makeSharedDir(join(location.metaDir, "used")).catch(() => {});
-    await writeFile(path, "").catch(() => {});
+    await replaceWithEmptyFile(path).catch(() => {});
   }
 }
 
@@ -98,17 +101,20 @@ export async function takeLease(
       // clock was 10 minutes behind had its lease taken as stale after its first refresh, and
       // prune removed the dataset under it (review, 2026-12-05). A disk with no byte free
       // (the lease was made empty then: holder-files.ts) still takes the time this way.
-      await writeFile(path, now.toISOString()).catch(async (error: unknown) => {
+      await rewriteFile(path, now.toISOString()).catch(async (error: unknown) => {
         const code = (error as NodeJS.ErrnoException).code;
         if (code !== "ENOSPC" && code !== "EDQUOT") throw error;
-        await utimes(path, now, now);
+        await touchFile(path, now);
       });
     } catch (error) {
       // Swept as stale (its refreshes were late: storage that hung for minutes) while the job
-      // still runs: put back, or a refresh or prune would go ahead under the job.
-      if ((error as NodeJS.ErrnoException).code !== "ENOENT" || released) return;
+      // still runs: put back, or a refresh or prune would go ahead under the job. So is one a
+      // teammate replaced with a link (never written through: no-follow.ts).
+      const code = (error as NodeJS.ErrnoException).code;
+      if ((code !== "ENOENT" && code !== "ELOOP" && code !== "EINVAL") || released) return;
+      if (code !== "ENOENT") await rm(path, { force: true });
       await makeSharedDir(dir);
-      await writeFile(path, now.toISOString());
+      await writeNewFile(path, now.toISOString());
     }
   };
   const timer = setInterval(() => {

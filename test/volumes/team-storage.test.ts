@@ -14,6 +14,7 @@ import { randomBytes } from "node:crypto";
 import {
   chmod,
   chown,
+  lstat,
   mkdir,
   mkdtemp,
   readdir,
@@ -27,6 +28,13 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from "vitest";
+import { writeManifest } from "../../src/volumes/manifest.ts";
+import {
+  chmodDir,
+  replaceWithEmptyFile,
+  rewriteFile,
+  writeNewFile,
+} from "../../src/volumes/no-follow.ts";
 import { makeSharedDir, sharedDirMode, widenBookkeeping } from "../../src/volumes/shared-dirs.ts";
 import { makeProbeFile, PROBE_FILE } from "../../src/volumes/storage-probe.ts";
 import { baseEnv, CLI_ENTRY } from "../harness/cli.ts";
@@ -256,6 +264,65 @@ describe("a bookkeeping directory replaced by a symbolic link (a teammate may re
   });
 });
 
+describe("files dsfetch writes where a teammate may plant links (a group-writable .dsfetch)", () => {
+  /** A root-only file standing in for /etc/shadow, and a link to it at `at`. */
+  async function plantedLink(at: string) {
+    const victim = join(await mkdtemp(join(scratch, "victim-")), "secret");
+    await writeFile(victim, "root only\n", { mode: 0o600 });
+    await chmod(victim, 0o600);
+    await symlink(victim, at);
+    const unchanged = async () => {
+      expect(await readFile(victim, "utf8")).toBe("root only\n");
+      expect(octal((await stat(victim)).mode)).toBe("600");
+    };
+    return { victim, unchanged };
+  }
+
+  it("a pending manifest: the link at its name is removed, never written through", async () => {
+    const dir = await mkdtemp(join(scratch, "manifests-"));
+    const path = join(dir, "x.json.pending.0123456789abcdef.tmp");
+    const { unchanged } = await plantedLink(path);
+    await writeManifest(path, {
+      version: 1,
+      name: "x",
+      uri: "s3://b/x",
+      endpoint: undefined,
+      kind: "object",
+      etag: '"e"',
+      versionId: undefined,
+      listingDigest: undefined,
+      bytes: 1,
+      files: [{ path: "x", bytes: 1 }],
+      verification: "md5",
+      createdAt: new Date().toISOString(),
+      host: "h",
+    });
+    await unchanged();
+    expect((await lstat(path)).isFile()).toBe(true);
+  });
+
+  it("new files, own files written again, used markers, directories' modes: never through a link", async () => {
+    const dir = await mkdtemp(join(scratch, "links-"));
+    const fresh = await plantedLink(join(dir, "holder.json.1.ab.tmp"));
+    await expect(writeNewFile(join(dir, "holder.json.1.ab.tmp"), "{}")).rejects.toMatchObject({
+      code: "EEXIST",
+    });
+    await fresh.unchanged();
+    const lease = await plantedLink(join(dir, "lease"));
+    await expect(rewriteFile(join(dir, "lease"), "now")).rejects.toMatchObject({ code: "ELOOP" });
+    await lease.unchanged();
+    const used = await plantedLink(join(dir, "used"));
+    await replaceWithEmptyFile(join(dir, "used"));
+    await used.unchanged();
+    expect((await lstat(join(dir, "used"))).isFile()).toBe(true);
+    const target = await mkdtemp(join(scratch, "target-"));
+    await chmod(target, 0o700);
+    await symlink(target, join(dir, "dataset"));
+    await expect(chmodDir(join(dir, "dataset"), 0o755)).rejects.toBeDefined();
+    expect(octal((await stat(target)).mode)).toBe("700");
+  });
+});
+
 describe.concurrent("two users of one group on a team's storage (2775)", () => {
   it("the second stages a new dataset beside the first's, which the first made under umask 077", async (ctx) => {
     if (cannotRun(ctx)) return;
@@ -434,12 +501,21 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
       `used without a lease (${join(meta, "leases", "a4")} is not writable by this user; it is uid ${ALICE}'s`,
     );
 
-    // Alice's next run, which only reuses her dataset, gives her directories the team's bits.
+    // Its manifest 0600, as a dsfetch before 2026-12-06 wrote it under umask 077: Bob's jobs
+    // fail STORAGE naming it (deliberate: README "Where data goes").
+    await chmod(join(meta, "manifests", "a4.json"), 0o600);
+    const unreadable = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB)], { stdin: first });
+    expect(unreadable.status, unreadable.stderr).toBe(7);
+    expect(unreadable.stderr).toContain(join(meta, "manifests", "a4.json"));
+
+    // Alice's next run, which only reuses her dataset, gives her directories the team's bits,
+    // and her manifest its read bits.
     const reuse = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], { stdin: first });
     expect(reuse.status, reuse.stderr).toBe(0);
     for (const dir of ["", "locks", "tmp", "manifests", "leases/a4"]) {
       expect(octal((await stat(join(meta, dir))).mode), dir).toBe("2775");
     }
+    expect(octal((await stat(join(meta, "manifests", "a4.json"))).mode)).toBe("644");
     const shared = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
       stdin: second,
     });
@@ -536,5 +612,25 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     });
     expect(byBob.status, byBob.stderr).toBe(0);
     expect(await readFile(join(data, "b7", "y.bin"))).toEqual(bytes);
+  });
+
+  it("the second user's use of the first's dataset counts as its last use (prune went by the owner's alone)", async (ctx) => {
+    if (cannotRun(ctx)) return;
+    const { meta, flags } = await teamStorage("last-use");
+    const datasets = await folder("a9", { "x.bin": randomBytes(1000) });
+    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+      stdin: datasets,
+      umask: "077",
+    });
+    expect(byAlice.status, byAlice.stderr).toBe(0);
+    const used = join(meta, "used", "a9");
+    const tenDaysAgo = new Date(Date.now() - 10 * 86_400_000);
+    await utimes(used, tenDaysAgo, tenDaysAgo);
+    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+      stdin: datasets,
+    });
+    expect(byBob.status, byBob.stderr).toBe(0);
+    expect(staged(byBob.stdout)[0]).toMatchObject({ cached: true, volume: "shared" });
+    expect(Date.now() - (await stat(used)).mtimeMs).toBeLessThan(60_000);
   });
 });
