@@ -38,6 +38,7 @@ import {
 import { makeSharedDir, sharedDirMode, widenBookkeeping } from "../../src/volumes/shared-dirs.ts";
 import { makeProbeFile, PROBE_FILE } from "../../src/volumes/storage-probe.ts";
 import { baseEnv, CLI_ENTRY } from "../harness/cli.ts";
+import { testManifest } from "../harness/manifests.ts";
 import { requireRoot } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -282,21 +283,7 @@ describe("files dsfetch writes where a teammate may plant links (a group-writabl
     const dir = await mkdtemp(join(scratch, "manifests-"));
     const path = join(dir, "x.json.pending.0123456789abcdef.tmp");
     const { unchanged } = await plantedLink(path);
-    await writeManifest(path, {
-      version: 1,
-      name: "x",
-      uri: "s3://b/x",
-      endpoint: undefined,
-      kind: "object",
-      etag: '"e"',
-      versionId: undefined,
-      listingDigest: undefined,
-      bytes: 1,
-      files: [{ path: "x", bytes: 1 }],
-      verification: "md5",
-      createdAt: new Date().toISOString(),
-      host: "h",
-    });
+    await writeManifest(path, testManifest("s3://b/x", '"e"', "x"));
     await unchanged();
     expect((await lstat(path)).isFile()).toBe(true);
   });
