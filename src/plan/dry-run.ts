@@ -17,6 +17,7 @@ import { noRoomNow } from "../volumes/failure-record.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import type { DatasetLocation } from "../volumes/layout.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
+import { replaceRefusal } from "../volumes/permissions.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
 import { freeBytes, sharedStorageProblem } from "../volumes/storage-check.ts";
 import { bytesUnder } from "../volumes/tree-bytes.ts";
@@ -168,12 +169,19 @@ export async function plan(
                   activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
                 )
               : [];
+          // As fetch: an older copy to replace that is a teammate's (permissions.ts).
+          const notOurs =
+            problem === undefined && inUse.length === 0 && staged.manifest !== undefined
+              ? await call(`looking at ${location.path}`, () =>
+                  replaceRefusal(location.path, { lookOnly: true }),
+                )
+              : undefined;
           const reason =
             problem !== undefined
               ? `shared storage is unavailable: ${problem}`
               : inUse.length > 0
                 ? otherVersionFallback(spec, location.path, inUse)
-                : undefined;
+                : notOurs;
           // As fetch under --no-fallback: the dataset fails where it would have fallen back.
           if (reason !== undefined && settings.fallback === false) {
             refused = errorOf(noFallbackError(spec, reason));

@@ -102,7 +102,10 @@ function umaskKeepsReadAndExecute(): boolean {
  * uids: where a filesystem maps owners (CIFS `uid=`, NFSv4 ids as nobody, FUSE), the owner
  * seen is not who may chmod.
  */
-export async function replaceRefusal(path: string): Promise<string | undefined> {
+export async function replaceRefusal(
+  path: string,
+  { lookOnly = false }: { readonly lookOnly?: boolean } = {},
+): Promise<string | undefined> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
@@ -111,12 +114,18 @@ export async function replaceRefusal(path: string): Promise<string | undefined> 
   }
   try {
     const found = await handle.stat();
-    try {
-      await handle.chmod(found.mode & 0o7777);
-      return undefined;
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "EPERM" && code !== "EACCES") return undefined;
+    if (lookOnly) {
+      // `plan` writes nothing, not even a chmod to the same mode: judged by owner (root may).
+      const me = process.getuid?.();
+      if (me === undefined || me === 0 || found.uid === me) return undefined;
+    } else {
+      try {
+        await handle.chmod(found.mode & 0o7777);
+        return undefined;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== "EPERM" && code !== "EACCES") return undefined;
+      }
     }
     return `${path} holds an older copy staged by uid ${found.uid}, which this user (uid ${process.getuid?.()}) may not replace (its read-only directories are that user's: only they or root can open them again); that user or root refreshes it with \`dsfetch fetch\` or removes it with \`dsfetch prune\``;
   } catch {

@@ -524,13 +524,19 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     const added = randomBytes(1500);
     await putObject(bucket, "a5/z.bin", added);
 
+    const why = `${join(data, "a5")} holds an older copy staged by uid ${ALICE}, which this user (uid ${BOB}) may not replace`;
+    // plan says so too (it said "shared, stale": review, 2026-12-07).
+    const planned = dsfetch(BOB, ["plan", "--datasets", "-", ...flags(BOB), "--json"], {
+      stdin: datasets,
+    });
+    expect(planned.status, planned.stderr).toBe(0);
+    expect(planned.stdout).toContain(why);
+    expect(planned.stdout).toContain(join(ephemeral(BOB), "a5"));
     const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
       stdin: datasets,
     });
     expect(byBob.status, byBob.stderr).toBe(0);
-    expect(byBob.stderr).toContain(
-      `${join(data, "a5")} holds an older copy staged by uid ${ALICE}, which this user (uid ${BOB}) may not replace`,
-    );
+    expect(byBob.stderr).toContain(why);
     expect(staged(byBob.stdout)[0]).toMatchObject({
       volume: "ephemeral",
       path: join(ephemeral(BOB), "a5"),
