@@ -1,9 +1,10 @@
 // finish.ts: how the dsfetch process ends. A Node process cannot exit while a thread is stuck
 // in a system call (here: a FIFO opened for reading, which waits for a writer, as a call on
-// a dead NFS mount waits for its server); once dsfetch gave up on such a thread it ends itself
-// with SIGKILL after saying why, instead of hanging after its answer.
+// a dead NFS mount waits for its server); once dsfetch gave up on such a thread it replaces
+// itself (execve) with a process that exits with its code, after saying why, instead of
+// hanging after its answer; SIGKILL (137) where it cannot.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -30,7 +31,14 @@ interface Ended {
 /** Runs a script that may block a thread on a FIFO, note it, and finish with code 4. */
 function runScript(
   name: string,
-  options: { block: "pool" | "worker" | "none"; note: boolean; bigOutput?: boolean },
+  options: {
+    block: "pool" | "worker" | "none";
+    note: boolean;
+    bigOutput?: boolean;
+    /** Stands in for a failed execve (Node >= 26 throws). */
+    replaceFails?: boolean;
+    env?: NodeJS.ProcessEnv;
+  },
   withinMs: number,
 ): Promise<Ended> {
   const fifo = join(scratch, `${name}.fifo`);
@@ -52,9 +60,12 @@ function runScript(
      ${options.note ? `noteStuckThread("opening ${name}.fifo");` : ""}
      await new Promise((r) => setTimeout(r, 100));
      ${options.bigOutput ? 'process.stdout.write("x".repeat(200_000));' : ""}
-     await finishProcess(4, { stdout: process.stdout, stderr: process.stderr });`,
+     await finishProcess(4, { stdout: process.stdout, stderr: process.stderr${options.replaceFails ? ', replace: () => new Error("execve stand-in refused: E2BIG")' : ""} });`,
   );
-  const child = spawn(process.execPath, [script], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [script], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: options.env ?? process.env,
+  });
   let stdout = 0;
   child.stdout.on("data", (chunk: Buffer) => {
     stdout += chunk.length;
@@ -81,13 +92,13 @@ function runScript(
 }
 
 describe("the end of the dsfetch process", () => {
-  it("killed after giving up on stuck work: its output to a pipe arrives whole first (200 KB)", async () => {
+  it("replaced after giving up on stuck work: its output to a pipe arrives whole first (200 KB), then its code", async () => {
     const ended = await runScript(
       "drained",
       { block: "pool", note: true, bigOutput: true },
       20_000,
     );
-    expect(ended).toMatchObject({ signal: "SIGKILL", stdout: 200_000 });
+    expect(ended).toMatchObject({ code: 4, signal: null, stdout: 200_000, hung: false });
     expect(ended.stderr).toContain("gave up on work stuck");
   });
 
@@ -106,14 +117,39 @@ describe("the end of the dsfetch process", () => {
   );
 
   it.each(["pool", "worker"] as const)(
-    "a %s thread given up on (noted stuck): SIGKILL at once, after a message naming what it was stuck on",
+    "a %s thread given up on (noted stuck): its exit code at once, after a message naming what it was stuck on",
     async (block) => {
-      const ended = await runScript(`killed-${block}`, { block, note: true }, 20_000);
-      expect(ended).toMatchObject({ code: null, signal: "SIGKILL", hung: false });
-      expect(ended.stderr).toContain(
-        `gave up on work stuck in system calls on storage that stopped answering (opening killed-${block}.fifo)`,
+      const ended = await runScript(`replaced-${block}`, { block, note: true }, 20_000);
+      expect(ended).toMatchObject({ code: 4, signal: null, hung: false });
+      expect(ended.stderr).toBe(
+        `dsfetch: gave up on work stuck in system calls on storage that stopped answering (opening replaced-${block}.fifo). A Node process cannot exit while a thread is stuck, so dsfetch replaces itself with a process that exits with its exit code, 4.\n`,
       );
-      expect(ended.stderr).toContain("exit status 137 (its own answer, above, was exit code 4)");
     },
   );
+
+  it("the process it becomes does not run the job's NODE_OPTIONS", async () => {
+    const marker = join(scratch, "preloaded");
+    const preload = join(scratch, "preload.cjs");
+    writeFileSync(preload, `require("node:fs").appendFileSync(${JSON.stringify(marker)}, "x");`);
+    const ended = await runScript(
+      "options",
+      { block: "pool", note: true, env: { ...process.env, NODE_OPTIONS: `--require ${preload}` } },
+      20_000,
+    );
+    expect(ended).toMatchObject({ code: 4, signal: null });
+    // Once, by the dsfetch process itself; not again by the process it became.
+    expect(readFileSync(marker, "utf8")).toBe("x");
+  });
+
+  it("execve refused: SIGKILL, exit status 137, saying why and what its code was", async () => {
+    const ended = await runScript(
+      "refused",
+      { block: "worker", note: true, replaceFails: true },
+      20_000,
+    );
+    expect(ended).toMatchObject({ code: null, signal: "SIGKILL", hung: false });
+    expect(ended.stderr).toContain(
+      "dsfetch: could not replace itself (execve stand-in refused: E2BIG): it ends itself with SIGKILL instead, exit status 137 (its own answer, above, was exit code 4).",
+    );
+  });
 });
