@@ -43,7 +43,7 @@ const code = await main(argv, {
   signal: signals.signal,
   signals,
 });
-// Normally sets process.exitCode; after a thread stuck on hung storage, SIGKILL (finish.ts).
+// Normally sets process.exitCode; after a thread stuck on hung storage, an execve into a program that exits with the code (finish.ts).
 await finishProcess(stdoutFailed && code === 0 ? STDOUT_FAILED : code, {
   stdout: process.stdout,
   stderr: process.stderr,

@@ -8,17 +8,18 @@
  * after that would hold a job (and its GPUs) until the storage answers, the worst outcome. So
  * it says why, lets its output drain (writes to a pipe are asynchronous: killed at once, a
  * large --json answer was cut at 64 KiB, found in review), and replaces itself
- * (`process.execve`, Node >= 22.15) with a Node that only exits with dsfetch's code: execve
- * ends the process's other threads, as a kill would, and keeps its PID. Until 2026-12-07 it
- * ended itself with SIGKILL, exit status 137: a training command that succeeded under `run`
- * while the lease release hung on dead storage made the job fail as if killed for memory.
- * SIGKILL is still the way out where execve is missing or refused (older Node, a
- * single-executable build). Either way the kernel completes the end once the stuck calls can
- * be interrupted: at once for NFS (its waits are killable), only when the daemon answers or
- * the mount is aborted for FUSE.
+ * (`process.execve`, Node >= 22.15) with a program that only exits with dsfetch's code
+ * (`/bin/sh -c 'exit N'`): execve ends the process's other threads, as a kill would, and keeps
+ * its PID. Until 2026-12-07 it ended itself with SIGKILL, exit status 137: a training command
+ * that succeeded under `run` while the lease release hung on dead storage made the job fail
+ * as if killed for memory. SIGKILL is still the way out where execve is missing (Node before
+ * 22.15, 23.0-23.10) or no program to become can be run. Either way the kernel completes the
+ * end once the stuck calls can be interrupted: at once for NFS (its waits are killable), only
+ * when the daemon answers or the mount is aborted for FUSE.
  */
 import { accessSync, constants } from "node:fs";
 import { isSea } from "node:sea";
+import { EXIT_CODES } from "../errors.ts";
 import { stuckThreads } from "../util/stuck-threads.ts";
 
 interface Drainable {
@@ -28,18 +29,18 @@ interface Drainable {
 export interface Ending {
   /** Where the last word goes (the CLI's stderr). */
   readonly stderr: Drainable;
-  /** The other output to let drain before the kill (the CLI's stdout). */
+  /** The other output to let drain before the end (the CLI's stdout). */
   readonly stdout?: Drainable | undefined;
   /**
-   * Replaces the process with one that exits with `code` (default: process.execve of Node
-   * itself); returns only when it cannot, and says why not (undefined: not available here).
+   * Replaces the process with one that exits with `status` (default: replaceWithExit);
+   * returns only when that failed, with why.
    */
-  readonly replace?: ((code: number) => Error | undefined) | undefined;
+  readonly replace?: ((status: number) => Error) | undefined;
   /** Ends the process at once (default: SIGKILL to itself). */
   readonly kill?: (() => void) | undefined;
 }
 
-/** How long the output may take to drain before the kill, at most. */
+/** How long the output may take to drain before the end, at most. */
 const DRAIN_MS = 2000;
 
 export async function finishProcess(code: number, ending: Ending): Promise<void> {
@@ -48,73 +49,130 @@ export async function finishProcess(code: number, ending: Ending): Promise<void>
     process.exitCode = code;
     return;
   }
+  const status = exitStatus(code);
   const cause = `dsfetch: gave up on work stuck in system calls on storage that stopped answering (${stuck.join("; ")}). A Node process cannot exit while a thread is stuck`;
   const killLine = (why: string) =>
-    `dsfetch: ${why}: it ends itself with SIGKILL instead, exit status 137 (its own answer, above, was exit code ${code}).\n`;
-  const refusal = ending.replace === undefined ? replacementRefusal() : undefined;
-  await say(
+    `dsfetch: ${why}: it ends itself with SIGKILL instead, exit status 137 (its own answer, above, was exit code ${status}).\n`;
+  const program = ending.replace === undefined ? exitProgram() : undefined;
+  const drained = await say(
     ending,
-    refusal === undefined
-      ? `${cause}, so dsfetch replaces itself with a process that exits with its exit code, ${code}.\n`
-      : `${cause}, and this dsfetch cannot replace itself (${refusal.message}): it ends itself with SIGKILL, exit status 137 (its own answer, above, was exit code ${code}).\n`,
+    program instanceof Error
+      ? `${cause}, and this dsfetch cannot replace itself (${program.message}): it ends itself with SIGKILL, exit status 137 (its own answer, above, was exit code ${status}).\n`
+      : `${cause}, so dsfetch replaces itself with a process that exits with its exit code, ${status}.\n`,
   );
-  if (refusal === undefined) {
-    const failed = (ending.replace ?? replaceWithExit)(code);
-    // Still here: execve failed (Node >= 26 throws; older ones abort). The kill is left.
-    await say(
-      ending,
-      killLine(`could not replace itself (${failed?.message ?? "execve returned"})`),
-    );
+  if (!(program instanceof Error)) {
+    // What did not drain is lost with the process: a cut answer must not end in success
+    // (review, 2026-12-07).
+    let final = status;
+    if (!drained) {
+      final = status === 0 ? EXIT_CODES.STORAGE : status;
+      await say(
+        ending,
+        `dsfetch: its output did not drain within ${DRAIN_MS / 1000} s, and what was not written is lost: exit code ${final}.\n`,
+      );
+    }
+    const failed =
+      program === undefined ? ending.replace?.(final) : replaceWithExit(final, program);
+    await say(ending, killLine(`could not replace itself (${failed?.message ?? "no way to"})`));
   }
   (ending.kill ?? (() => process.kill(process.pid, "SIGKILL")))();
 }
 
-/** Writes `line` to stderr and lets stdout drain, within DRAIN_MS. */
-async function say(ending: Ending, line: string): Promise<void> {
+/**
+ * Ends the process now with `code`, for a caller that cannot wait: a second interrupt. Not by
+ * process.exit, which waits for a thread stuck in a system call for good, given up on or not
+ * yet (review, 2026-12-07); by it only where execve is missing and nothing is noted stuck.
+ */
+export function endNow(code: number): void {
+  const status = exitStatus(code);
+  const program = exitProgram();
+  if (!(program instanceof Error)) replaceWithExit(status, program);
+  if (stuckThreads().length > 0) process.kill(process.pid, "SIGKILL");
+  process.exit(status);
+}
+
+/** An exit status (0-255) for `code`; anything else would be a bug, said as one (1). */
+function exitStatus(code: number): number {
+  return Number.isInteger(code) && code >= 0 && code <= 255 ? code : EXIT_CODES.INTERNAL;
+}
+
+/** Writes `line` to stderr and lets stdout drain; whether both finished within DRAIN_MS. */
+async function say(ending: Ending, line: string): Promise<boolean> {
   const drained = (stream: Drainable, text: string) =>
     new Promise<void>((resolve) => stream.write(text, () => resolve()));
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
+  const done = await Promise.race([
     Promise.all([
       drained(ending.stderr, line),
       ending.stdout === undefined ? undefined : drained(ending.stdout, ""),
-    ]),
-    new Promise((resolve) => {
-      timer = setTimeout(resolve, DRAIN_MS);
+    ]).then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), DRAIN_MS);
     }),
   ]);
   clearTimeout(timer);
+  return done;
 }
 
-/** Why this process cannot replace itself with a plain Node; undefined when it can. */
-function replacementRefusal(): Error | undefined {
-  if (typeof process.execve !== "function") return new Error("this Node has no process.execve");
-  // A single-executable build runs its own script whatever the arguments.
-  if (isSea()) return new Error("a single-executable build cannot run as plain Node");
-  try {
-    // On a failed execve, Node before 26 aborts instead of throwing (nodejs/node#62878).
-    accessSync(process.execPath, constants.X_OK);
-  } catch (error) {
-    return error instanceof Error ? error : new Error(String(error));
-  }
-  return undefined;
+interface Program {
+  readonly file: string;
+  /** Its arguments, argv[0] first, for an exit with `status`. */
+  readonly args: (status: number) => string[];
+  readonly env: NodeJS.ProcessEnv;
 }
 
 /**
- * execve of this Node with `-e process.exit(code)`: the new program holds none of the stuck
- * threads and exits at once with the code (~40 ms). Its environment is empty but for the
- * loader's path, so NODE_OPTIONS (a --require of the job's) does not run in it. Returns only
- * when execve failed, with why.
+ * What to become: `/bin/sh -c 'exit N'` (on the machine's own disk: this Node may live on the
+ * storage that stopped answering, an NFS home's nvm or conda, where looking at it would hang
+ * the main thread; review, 2026-12-07), else this Node with `-e` (an image without a shell).
+ * Looked at before the execve: on a failed execve, Node before 26 aborts (SIGABRT, exit 134)
+ * instead of throwing (nodejs/node#62878). An empty environment: the job's NODE_OPTIONS (a
+ * --require) does not run again.
  */
-function replaceWithExit(code: number): Error | undefined {
+function exitProgram(): Program | Error {
+  if (typeof process.execve !== "function") {
+    return new Error("this Node has no process.execve: Node 22.15 or later has it");
+  }
+  if (runnable("/bin/sh"))
+    return { file: "/bin/sh", args: (status) => ["sh", "-c", `exit ${status}`], env: {} };
+  // A single-executable build runs its own script whatever the arguments.
+  if (isSea()) return new Error("no /bin/sh, and a single-executable build cannot run as Node");
+  if (!runnable(process.execPath)) return new Error(`neither /bin/sh nor ${process.execPath} runs`);
   const env: NodeJS.ProcessEnv = {};
   if (process.env.LD_LIBRARY_PATH !== undefined) env.LD_LIBRARY_PATH = process.env.LD_LIBRARY_PATH;
-  // An exit status is 0-255; anything else here would be a bug, said as one (1).
-  const status = Number.isInteger(code) && code >= 0 && code <= 255 ? code : 1;
+  const args = (status: number) => [process.execPath, "-e", `process.exit(${status})`];
+  return { file: process.execPath, args, env };
+}
+
+function runnable(file: string): boolean {
   try {
-    process.execve?.(process.execPath, [process.execPath, "-e", `process.exit(${status})`], env);
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * execve of `program`; returns only when it failed, with why. First the standard streams are
+ * made blocking again: libuv made the pipes and terminals among them non-blocking, which a
+ * normal exit undoes and execve does not; the shell or job wrapper sharing them then met
+ * EAGAIN on its next write or read (review, 2026-12-07).
+ */
+function replaceWithExit(status: number, program: Program): Error {
+  for (const stream of [process.stdin, process.stdout, process.stderr]) {
+    const handle = (stream as { _handle?: { setBlocking?: (blocking: boolean) => unknown } })
+      ._handle;
+    try {
+      handle?.setBlocking?.(true);
+    } catch {
+      // A stream without a descriptor any more: nothing to restore.
+    }
+  }
+  try {
+    process.execve?.(program.file, program.args(status), program.env);
   } catch (error) {
     return error instanceof Error ? error : new Error(String(error));
   }
-  return undefined;
+  return new Error(`execve returned (exit code ${status})`);
 }

@@ -7,6 +7,7 @@
 import type { ChildProcess } from "node:child_process";
 import { constants } from "node:os";
 import { childRunning, killChild } from "../util/kill-child.ts";
+import { endNow } from "./finish.ts";
 import { commandGotTerminalSignal } from "./terminal-foreground.ts";
 
 /**
@@ -113,7 +114,8 @@ export class SignalRouter {
     if (!STOP_SIGNALS.has(signal)) return;
     this.count += 1;
     for (const listener of this.listeners) listener(signal);
-    if (this.count > 1) process.exit(128 + signalNumber(signal));
+    // At once, without process.exit: it waits for a thread stuck on hung storage for good.
+    if (this.count > 1) endNow(128 + signalNumber(signal));
     this.stop.abort(new Error(`received ${signal}`));
   }
 }

@@ -10,7 +10,7 @@
  * received (and no retry) for `stallMs` fails it with STALLED; an interrupt is answered with
  * its reason. Either way the download is told to stop, and waited for at most `graceMs`;
  * past that its writes are left to the kernel and noted (util/stuck-threads.ts: the CLI then
- * ends with SIGKILL, since Node cannot exit while they are stuck).
+ * ends by execve, since Node cannot exit while they are stuck: cli/finish.ts).
  */
 import { DsfetchError } from "../errors.ts";
 import { noteStuckThread } from "../util/stuck-threads.ts";

@@ -12,7 +12,7 @@
  * answered within a grace. Work made of many calls (a tree's removal) reports each one, and
  * is a stall only when they stop. A call that answers within the grace gives that answer: a
  * rename that landed is not reported as one that did not. A call left behind is noted
- * (util/stuck-threads.ts: the CLI then ends with SIGKILL, as Node cannot exit while it is
+ * (util/stuck-threads.ts: the CLI then ends by execve, as Node cannot exit while it is
  * stuck) and remembered here, so that nothing races it: the attempt it may still be renaming
  * is not removed while it is pending (stage-dataset.ts).
  */

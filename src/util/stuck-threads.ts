@@ -7,7 +7,8 @@
  * of libuv's pool to finish; measured here, a worker and a pool thread each blocked opening a
  * FIFO kept `exit` waiting for good. dsfetch gives up on such a thread (extraction threads
  * after STOP_GRACE_MS, the clean-up after a stall after 5 s) and reports its error; the CLI
- * then ends itself with SIGKILL (cli/finish.ts) rather than hang after saying it failed.
+ * then replaces itself with a program that exits with its code (cli/finish.ts: execve; SIGKILL
+ * where it cannot) rather than hang after saying it failed.
  * A note goes away when the work it stands for ends after all (the storage came back): the
  * process can then exit normally (found in review: thawed after the grace, it still ended
  * with SIGKILL).

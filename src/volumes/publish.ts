@@ -499,7 +499,7 @@ async function bestEffort(work: Promise<void>): Promise<void> {
  * Removes what is left of an attempt once the dataset is published (its empty directory,
  * or all of its tree when another worker published the same data first). Best effort:
  * published is published. Each entry removed is progress; on storage that stopped answering
- * the call is left to the kernel (and noted: the CLI then ends with SIGKILL), and a later
+ * the call is left to the kernel (and noted: the CLI then ends by execve), and a later
  * run removes what is left.
  */
 async function removeAttempt(attempt: Attempt, call: StorageCall): Promise<void> {

@@ -28,7 +28,7 @@ interface Ended {
   hung: boolean;
 }
 
-/** Runs a script that may block a thread on a FIFO, note it, and finish with code 4. */
+/** Runs a script that may block a thread on a FIFO, note it, and finish with code 4 (or `code`). */
 function runScript(
   name: string,
   options: {
@@ -37,6 +37,13 @@ function runScript(
     bigOutput?: boolean;
     /** Stands in for a failed execve (Node >= 26 throws). */
     replaceFails?: boolean;
+    /** A Node without process.execve (before 22.15). */
+    noExecve?: boolean;
+    /** Standard output that never drains (a reader that stopped). */
+    stuckStdout?: boolean;
+    code?: number;
+    /** Then, in the same shell (sharing the standard streams), this command. */
+    after?: string;
     env?: NodeJS.ProcessEnv;
   },
   withinMs: number,
@@ -60,12 +67,23 @@ function runScript(
      ${options.note ? `noteStuckThread("opening ${name}.fifo");` : ""}
      await new Promise((r) => setTimeout(r, 100));
      ${options.bigOutput ? 'process.stdout.write("x".repeat(200_000));' : ""}
-     await finishProcess(4, { stdout: process.stdout, stderr: process.stderr${options.replaceFails ? ', replace: () => new Error("execve stand-in refused: E2BIG")' : ""} });`,
+     ${options.noExecve ? "process.execve = undefined;" : ""}
+     await finishProcess(${options.code ?? 4}, {
+       stdout: ${options.stuckStdout ? "{ write() {} }" : "process.stdout"},
+       stderr: process.stderr,
+       ${options.replaceFails ? 'replace: () => new Error("execve stand-in refused: E2BIG"),' : ""}
+     });`,
   );
-  const child = spawn(process.execPath, [script], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: options.env ?? process.env,
-  });
+  const child =
+    options.after === undefined
+      ? spawn(process.execPath, [script], {
+          stdio: ["ignore", "pipe", "pipe"],
+          env: options.env ?? process.env,
+        })
+      : spawn("sh", ["-c", `"$0" "$1"; ${options.after}`, process.execPath, script], {
+          stdio: ["pipe", "pipe", "pipe"],
+          env: options.env ?? process.env,
+        });
   let stdout = 0;
   child.stdout.on("data", (chunk: Buffer) => {
     stdout += chunk.length;
@@ -139,6 +157,44 @@ describe("the end of the dsfetch process", () => {
     expect(ended).toMatchObject({ code: 4, signal: null });
     // Once, by the dsfetch process itself; not again by the process it became.
     expect(readFileSync(marker, "utf8")).toBe("x");
+  });
+
+  it("its standard streams are blocking again for whatever shares them next (libuv made them non-blocking)", async () => {
+    // Python reports O_NONBLOCK of the pipes the shell gave both: set, its next write to a
+    // full pipe failed with EAGAIN (BlockingIOError), a shell's read with "Resource
+    // temporarily unavailable".
+    const check = `import fcntl, os, sys; print(" ".join(str(bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK)) for fd in (0, 1, 2)), file=sys.stderr)`;
+    const ended = await runScript(
+      "blocking",
+      { block: "pool", note: true, after: `python3 -c '${check}'` },
+      20_000,
+    );
+    expect(ended.stderr).toContain("exits with its exit code, 4.\n");
+    expect(ended.stderr.endsWith("False False False\n"), ended.stderr).toBe(true);
+  });
+
+  it("output that does not drain within 2 s: lost, said so, and no success code for a cut answer", async () => {
+    const ended = await runScript(
+      "undrained",
+      { block: "pool", note: true, stuckStdout: true, code: 0 },
+      20_000,
+    );
+    expect(ended).toMatchObject({ code: 7, signal: null, hung: false });
+    expect(ended.stderr).toContain(
+      "dsfetch: its output did not drain within 2 s, and what was not written is lost: exit code 7.",
+    );
+  });
+
+  it("a Node without process.execve: SIGKILL, exit status 137, saying why and what its code was", async () => {
+    const ended = await runScript(
+      "no-execve",
+      { block: "pool", note: true, noExecve: true },
+      20_000,
+    );
+    expect(ended).toMatchObject({ code: null, signal: "SIGKILL", hung: false });
+    expect(ended.stderr).toContain(
+      "and this dsfetch cannot replace itself (this Node has no process.execve: Node 22.15 or later has it): it ends itself with SIGKILL, exit status 137 (its own answer, above, was exit code 4).",
+    );
   });
 
   it("execve refused: SIGKILL, exit status 137, saying why and what its code was", async () => {

@@ -97,6 +97,23 @@ describe("dsfetch wait on a ready file whose storage stopped answering", () => {
     });
   }, 30_000);
 
+  it("a second SIGTERM while the read is still stuck: exit 143 at once, not a process.exit that waits for the read", async () => {
+    const path = fifo("ready-twice.json");
+    // Review, 2026-12-07: the second signal called process.exit, which waits for the thread
+    // stuck in open(2) for as long as the storage is gone (here: until the test's clean-up).
+    await withWait(["--ready-file", path, "--timeout", "5m"], async (worker) => {
+      await until(async () => worker.stderr().includes("wait: waiting for"), 10_000);
+      await sleep(500);
+      const sent = Date.now();
+      worker.child.kill("SIGTERM");
+      await sleep(100);
+      worker.child.kill("SIGTERM");
+      const ended = await worker.exit;
+      expect((ended.at - sent) / 1000, worker.stderr()).toBeLessThan(5);
+      expect(ended, worker.stderr()).toMatchObject({ code: 143, signal: null });
+    });
+  }, 30_000);
+
   it("a SIGTERM that meets a read just started, which then answers: exit 130, no SIGKILL", async () => {
     // Found when the tests' CLI started faster: a SIGTERM right after "waiting for" met the
     // first read in flight, noted as stuck at once, and the CLI ended with SIGKILL. A read is

@@ -28,7 +28,7 @@ const READ_BOUND_MS = 5_000;
 /**
  * How long a read is given in all, even when the timeout comes first: a read started at the
  * end of the last poll is not one that did not answer (found testing: given 0 ms, a healthy
- * read was given up on as stuck, and the CLI ended with SIGKILL).
+ * read was given up on as stuck, and the CLI ended with SIGKILL, as it did until 2026-12-07).
  */
 const READ_GRACE_MS = 1_000;
 /**
@@ -104,7 +104,7 @@ export async function waitCommand(
   /**
    * An interrupt: a read started less than READ_GRACE_MS ago is given the rest of it to
    * answer first. Found when the tests' CLI started faster: a SIGTERM just after "waiting for"
-   * met the first read in flight, which was noted as stuck, and the CLI ended with SIGKILL
+   * met the first read in flight, which was noted as stuck, and the CLI ended with SIGKILL (then)
    * ("gave up on work stuck in system calls") instead of exit 130.
    */
   const interrupted = async (cause?: unknown) => {
