@@ -7,7 +7,7 @@ import { constants } from "node:fs";
 import { access, stat, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import { formatBytes } from "../config/size.ts";
-import { bookkeepingRefusal, makeSharedDir } from "./shared-dirs.ts";
+import { bookkeepingRefusal, makeSharedDir, ownerOf } from "./shared-dirs.ts";
 import { makeProbeFile } from "./storage-probe.ts";
 
 /**
@@ -41,7 +41,7 @@ export async function sharedStorageProblem(
     await access(existing, constants.W_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "error";
-    return other(`${dataRoot} is not writable (${code})`);
+    return other(await notWritable(dataRoot, storageRoot, code));
   }
   // Writable, but its bookkeeping perhaps not (another user's directories: shared-dirs.ts).
   const refused = await bookkeepingRefusal(dataRoot, { repair: create });
@@ -60,6 +60,32 @@ export async function sharedStorageProblem(
     // statfs unsupported: let the write itself tell.
   }
   return undefined;
+}
+
+/**
+ * Why the data root cannot be written, naming the directory that refused: a missing team
+ * directory under a root only its owner may write said "<root>/<team>/data is not writable",
+ * a directory that did not exist (session 40's note).
+ */
+async function notWritable(dataRoot: string, storageRoot: string, code: string): Promise<string> {
+  if (code === "EROFS") return `${dataRoot} is on a read-only filesystem (EROFS)`;
+  const refusing = await nearestExisting(dataRoot, storageRoot).catch(() => undefined);
+  if (refusing === undefined || (code !== "EACCES" && code !== "EPERM")) {
+    return `${dataRoot} is not writable (${code})`;
+  }
+  // Its modes let this user write: something else refused (an ACL, SELinux, an NFS server's
+  // root_squash, a chown of the group): naming its owner and mode would mislead (review).
+  const modesAllow = await access(refusing, constants.W_OK | constants.X_OK).then(
+    () => true,
+    () => false,
+  );
+  if (modesAllow) {
+    return `${dataRoot} is not writable (${code}), although ${refusing} looks writable to this user: an ACL, a security module (SELinux, AppArmor) or the server (NFS root_squash) refused`;
+  }
+  const owner = await ownerOf(refusing);
+  const who = `this user (uid ${process.getuid?.() ?? "?"})${owner === "" ? "" : `: it is ${owner}`}`;
+  if (refusing === dataRoot) return `${dataRoot} is not writable by ${who} (${code})`;
+  return `${dataRoot} cannot be made: ${refusing} is not writable by ${who} (${code}); its owner (or root) can make ${dataRoot} with \`mkdir -p\` and give it to this user or its group`;
 }
 
 /** `dir`, or its nearest ancestor that exists (never above `top`). */
