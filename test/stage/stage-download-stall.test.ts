@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
 import { resolveSettings } from "../../src/config/settings.ts";
 import { resolveTuning } from "../../src/config/tuning.ts";
@@ -19,16 +19,25 @@ import { buildZip } from "../archive/zip-writer.ts";
 import { processesNaming } from "../harness/children.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
 
-const hang = vi.hoisted(() => ({
-  on: false,
-  folder: false,
-  tail: 0,
-  since: 0,
+// How each test's download misbehaves, by its storage root (the tests run concurrently: each
+// stages into a storage root of its own, and the mocks find its state by the destination).
+interface Hang {
+  on: boolean;
+  folder: boolean;
+  tail: number;
+  since: number;
   /** Every byte reported written, then the download never ends (its sync or close hangs). */
-  allBytes: false,
+  allBytes: boolean;
   /** The real download, then this long with no progress before it ends (a slow last sync). */
-  slowTailMs: 0,
-}));
+  slowTailMs: number;
+}
+const hangs = vi.hoisted(() => new Map<string, Hang>());
+const hangOf = vi.hoisted(() => (destination: string): Hang | undefined => {
+  for (const [storageRoot, hang] of hangs) {
+    if (destination.startsWith(`${storageRoot}/`)) return hang;
+  }
+  return undefined;
+});
 
 // The bound after a download's last byte (its last sync and close) is publishing's sync
 // bound, 10 minutes: 3 s here.
@@ -42,6 +51,8 @@ vi.mock("../../src/fetch/download-object.ts", async (importOriginal) => {
   return {
     ...actual,
     downloadObject: (options: Parameters<typeof actual.downloadObject>[0]) => {
+      const hang = hangOf(options.destination);
+      if (hang === undefined) return actual.downloadObject(options);
       if (hang.slowTailMs > 0) {
         return actual
           .downloadObject(options)
@@ -63,6 +74,8 @@ vi.mock("../../src/fetch/download-prefix.ts", async (importOriginal) => {
   return {
     ...actual,
     downloadPrefix: (options: Parameters<typeof actual.downloadPrefix>[0]) => {
+      const hang = hangOf(options.destination);
+      if (hang === undefined) return actual.downloadPrefix(options);
       if (hang.tail > 0) {
         // Every byte written, then a tail in which only the hashing reports progress (large
         // objects' hashing trails their download).
@@ -89,31 +102,37 @@ vi.mock("../../src/fetch/download-prefix.ts", async (importOriginal) => {
 
 const root = mkdtempSync(join(tmpdir(), "dsfetch-download-stall-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-afterEach(() => {
-  hang.allBytes = false;
-  hang.slowTailMs = 0;
-  hang.on = false;
-  hang.folder = false;
-  hang.tail = 0;
-  hang.since = 0;
-});
 
-let bucket: string | undefined;
+let bucket: Promise<string> | undefined;
+
+/** The test bucket, made once (concurrent tests share it). */
+function testBucket(): Promise<string> {
+  bucket ??= (async () => {
+    const name = await createBucket("download-stall");
+    await putObject(name, "blob.bin", Buffer.alloc(100_000, 7));
+    await putObject(name, "folder/a.bin", Buffer.alloc(1000, 1));
+    await putObject(name, "folder/b.bin", Buffer.alloc(1000, 2));
+    await putObject(name, "empty/a.bin", Buffer.alloc(0));
+    await putObject(name, "empty/b.bin", Buffer.alloc(0));
+    await putObject(name, "set.zip", buildZip([{ name: "a.txt", data: "a".repeat(10_000) }]));
+    return name;
+  })();
+  return bucket;
+}
 
 async function stageBlob(
   env: Record<string, string>,
   signal?: AbortSignal,
-  options: { hungProbe?: boolean; folder?: boolean; empty?: boolean; zip?: boolean } = {},
+  options: {
+    hungProbe?: boolean;
+    folder?: boolean;
+    empty?: boolean;
+    zip?: boolean;
+    /** How this test's download misbehaves (the mocks above). */
+    hang?: Partial<Hang>;
+  } = {},
 ) {
-  if (bucket === undefined) {
-    bucket = await createBucket("download-stall");
-    await putObject(bucket, "blob.bin", Buffer.alloc(100_000, 7));
-    await putObject(bucket, "folder/a.bin", Buffer.alloc(1000, 1));
-    await putObject(bucket, "folder/b.bin", Buffer.alloc(1000, 2));
-    await putObject(bucket, "empty/a.bin", Buffer.alloc(0));
-    await putObject(bucket, "empty/b.bin", Buffer.alloc(0));
-    await putObject(bucket, "set.zip", buildZip([{ name: "a.txt", data: "a".repeat(10_000) }]));
-  }
+  const bucket = await testBucket();
   const info = s3Info();
   const datasets = parseDatasetsValue(
     [
@@ -127,6 +146,16 @@ async function stageBlob(
     { AWS_ENDPOINT_URL: info.endpoint, AWS_REGION: info.region },
   );
   const storageRoot = mkdtempSync(join(root, "storage-"));
+  const hang: Hang = {
+    on: false,
+    folder: false,
+    tail: 0,
+    since: 0,
+    allBytes: false,
+    slowTailMs: 0,
+    ...options.hang,
+  };
+  hangs.set(storageRoot, hang);
   if (options.hungProbe === true) {
     // The start-up probe blocks opening this FIFO, as on a mount whose server is gone.
     const meta = join(storageRoot, "ml", "data", ".dsfetch");
@@ -175,17 +204,27 @@ describe("shared storage that does not answer the start-up probe", () => {
   }, 90_000);
 });
 
-describe("a plain object's download on storage that stops taking writes", () => {
+/** The note of a write given up on as stuck under `storageRoot` (notes are process-wide). */
+function stuckUnder(storageRoot: string, ending: string): string | undefined {
+  return stuckThreads().find(
+    (note) => note.startsWith(`writing ${storageRoot}/`) && note.endsWith(ending),
+  );
+}
+
+// Concurrent: each test waits out bounds on a storage root of its own (one after another:
+// ~40 s).
+describe.concurrent("a plain object's download on storage that stops taking writes", () => {
   it("as a control, the same download with working storage is staged", async () => {
     const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "1" });
     expect(result.ok).toBe(true);
   });
 
   it("STALLED after the bound (+ the grace for the stuck writes), nothing published, the writes noted stuck", async () => {
-    hang.on = true;
-    const { result, storageRoot, seconds, secondsHung } = await stageBlob({
-      DSFETCH_EXTRACT_STALL_TIMEOUT: "1",
-    });
+    const { result, storageRoot, seconds, secondsHung } = await stageBlob(
+      { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" },
+      undefined,
+      { hang: { on: true } },
+    );
     const outcome = result.datasets[0];
     expect(outcome?.ok === false && outcome.error.code).toBe("STALLED");
     expect(outcome?.ok === false && outcome.error.message).toMatch(
@@ -198,15 +237,17 @@ describe("a plain object's download on storage that stops taking writes", () => 
     expect(readdirSync(join(storageRoot, "ml", "data")).filter((n) => n !== ".dsfetch")).toEqual(
       [],
     );
-    expect(stuckThreads().at(-1)).toMatch(/^writing .*blob\.bin$/);
+    expect(stuckUnder(storageRoot, "blob.bin")).toBeDefined();
   }, 60_000);
 
   it("every byte written, then its last sync or close never returns: STALLED after the sync bound (the clock stopped at the last byte)", async () => {
     // Review, 2026-12-06: the clock stopped once every byte was in, and an NFS close that
     // hung (it flushes) left the dataset silent for as long as the server was gone.
-    hang.on = true;
-    hang.allBytes = true;
-    const { result, secondsHung } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "1" });
+    const { result, secondsHung } = await stageBlob(
+      { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" },
+      undefined,
+      { hang: { on: true, allBytes: true } },
+    );
     const outcome = result.datasets[0];
     expect(outcome?.ok === false && outcome.error.code).toBe("STALLED");
     expect(outcome?.ok === false && outcome.error.message).toMatch(
@@ -220,22 +261,24 @@ describe("a plain object's download on storage that stops taking writes", () => 
   it("a last sync longer than the stall bound but within the sync bound is no stall (a slow disk's backlog)", async () => {
     // Review of the above: a disk slower than the link leaves a backlog of dirty pages for
     // the last sync and close; under the stall bound alone that failed healthy downloads.
-    hang.slowTailMs = 2_000;
-    const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "1" });
+    const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "1" }, undefined, {
+      hang: { slowTailMs: 2_000 },
+    });
     expect(result.ok).toBe(true);
   }, 60_000);
 
   it("an interrupt is answered without waiting for the storage", async () => {
-    hang.on = true;
-    const { outcome, seconds } = await interruptedAfter(1_000, {
-      DSFETCH_EXTRACT_STALL_TIMEOUT: "300",
-    });
+    const { outcome, seconds } = await interruptedAfter(
+      1_000,
+      { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
+      { hang: { on: true } },
+    );
     expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
     expect(seconds).toBeLessThan(30);
   }, 60_000);
 });
 
-describe("a zip's download on storage that stops taking writes", () => {
+describe.concurrent("a zip's download on storage that stops taking writes", () => {
   // Review, 2026-12-06: a zip is downloaded whole before its extraction thread (and its
   // watchdog) starts, and its download ran under no clock: silent, an interrupt unanswered.
   it("as a control, the same zip with working storage is staged", async () => {
@@ -246,11 +289,10 @@ describe("a zip's download on storage that stops taking writes", () => {
   });
 
   it("STALLED after the bound (+ its grace), nothing published", async () => {
-    hang.on = true;
     const { result, storageRoot, secondsHung } = await stageBlob(
       { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" },
       undefined,
-      { zip: true },
+      { zip: true, hang: { on: true } },
     );
     const outcome = result.datasets[0];
     expect(outcome?.ok === false && outcome.error.code).toBe("STALLED");
@@ -262,18 +304,17 @@ describe("a zip's download on storage that stops taking writes", () => {
   }, 60_000);
 
   it("an interrupt is answered without waiting for the storage", async () => {
-    hang.on = true;
     const { outcome, seconds } = await interruptedAfter(
       1_000,
       { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
-      { zip: true },
+      { zip: true, hang: { on: true } },
     );
     expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
     expect(seconds).toBeLessThan(30);
   }, 60_000);
 });
 
-describe("a folder's download on storage that stops taking writes", () => {
+describe.concurrent("a folder's download on storage that stops taking writes", () => {
   it("as a control, the same folder with working storage is staged", async () => {
     const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "30" }, undefined, {
       folder: true,
@@ -282,29 +323,28 @@ describe("a folder's download on storage that stops taking writes", () => {
   });
 
   it("once every byte is written, hashing that trails and says so is not a stall", async () => {
-    hang.tail = 4500;
     const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "2" }, undefined, {
       folder: true,
+      hang: { tail: 4500 },
     });
     expect(result.ok).toBe(true);
   }, 60_000);
 
   it("a folder of empty objects (no bytes at all) is watched too", async () => {
-    hang.folder = true;
     const { result } = await stageBlob({ DSFETCH_EXTRACT_STALL_TIMEOUT: "1" }, undefined, {
       folder: true,
       empty: true,
+      hang: { folder: true },
     });
     const outcome = result.datasets[0];
     expect(outcome?.ok === false && outcome.error.code).toBe("STALLED");
   }, 60_000);
 
   it("STALLED after the bound (+ the grace), nothing published, the writes noted stuck", async () => {
-    hang.folder = true;
     const { result, storageRoot, seconds, secondsHung } = await stageBlob(
       { DSFETCH_EXTRACT_STALL_TIMEOUT: "1" },
       undefined,
-      { folder: true },
+      { folder: true, hang: { folder: true } },
     );
     const outcome = result.datasets[0];
     expect(outcome?.ok === false && outcome.error.code).toBe("STALLED");
@@ -318,15 +358,14 @@ describe("a folder's download on storage that stops taking writes", () => {
     expect(readdirSync(join(storageRoot, "ml", "data")).filter((n) => n !== ".dsfetch")).toEqual(
       [],
     );
-    expect(stuckThreads().at(-1)).toMatch(/^writing .*\/data$/);
+    expect(stuckUnder(storageRoot, "/data")).toBeDefined();
   }, 60_000);
 
   it("an interrupt is answered without waiting for the storage", async () => {
-    hang.folder = true;
     const { outcome, seconds } = await interruptedAfter(
       1_000,
       { DSFETCH_EXTRACT_STALL_TIMEOUT: "300" },
-      { folder: true },
+      { folder: true, hang: { folder: true } },
     );
     expect(outcome?.ok === false && outcome.error.code).toBe("INTERRUPTED");
     expect(seconds).toBeLessThan(30);
