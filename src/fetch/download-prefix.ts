@@ -496,7 +496,20 @@ async function fetchSmall(
             if (received + chunk.length > object.bytes) throw changed();
             received += chunk.copy(scratch, received);
           });
-          if (received !== object.bytes) throw changed();
+          if (received !== object.bytes) {
+            // A body that ends at the connection's close (no Content-Length) and came short
+            // was cut, not changed: this GET is pinned to the listed ETag (If-Match), so a
+            // changed object would have been a 412. Retried as the cut it is; it restarted the
+            // whole folder on a new listing (interop review, 2026-12-06; fixed 2026-12-07).
+            if (Number.isNaN(response.contentLength) && object.etag !== "") {
+              const cut = new Error(
+                `connection closed after ${received} of ${object.bytes} bytes of ${object.key}`,
+              ) as NodeJS.ErrnoException;
+              cut.code = "ECONNRESET";
+              throw cut;
+            }
+            throw changed();
+          }
           return scratch.subarray(0, received);
         } catch (error) {
           totals.refetchedBytes += received;

@@ -65,6 +65,11 @@ interface FrontRules {
   chunked?(request: Seen, status: number): boolean;
   /** Changes the headers of the store's answer. */
   headers?(request: Seen, head: Record<string, string | string[]>): void;
+  /**
+   * Sends the store's answer framed by the connection's close (no Content-Length, no chunks)
+   * and closes it after this many bytes of the body; undefined: as the other rules say.
+   */
+  cutClosing?(request: Seen, status: number): number | undefined;
 }
 
 interface Front {
@@ -140,6 +145,28 @@ async function startFront(rules: FrontRules): Promise<Front> {
           head["transfer-encoding"] = "chunked";
         }
         rules.headers?.(seen, head);
+        const cutAt = method === "GET" ? rules.cutClosing?.(seen, status) : undefined;
+        if (cutAt !== undefined) {
+          // Written on the socket itself: node:http would frame a body without a length in
+          // chunks. The body then ends where the connection does.
+          seen.outcome = `cut at ${cutAt}`;
+          const lines = [`HTTP/1.1 ${status} ${answer.statusMessage ?? ""}`, "connection: close"];
+          for (const [name, value] of Object.entries(head)) {
+            if (name === "content-length") continue;
+            for (const one of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${one}`);
+          }
+          const socket = incoming.socket;
+          socket.write(`${lines.join("\r\n")}\r\n\r\n`);
+          let sent = 0;
+          answer.on("data", (piece: Buffer) => {
+            const take = Math.max(0, Math.min(piece.length, cutAt - sent));
+            if (take > 0) socket.write(piece.subarray(0, take));
+            sent += take;
+            if (sent >= cutAt) socket.end();
+          });
+          answer.on("end", () => socket.end());
+          return;
+        }
         out.writeHead(status, head);
         // node:http writes each piece as one chunk: several chunks per body.
         answer.on("data", (piece: Buffer) => out.write(piece));
@@ -481,6 +508,27 @@ const context: S3ErrorContext = {
   anonymous: true,
   action: "reading",
 };
+
+describe("a small object's body framed by the connection's close, cut short", () => {
+  it("is retried as the cut it is: the folder staged byte-identical on its one listing (it was taken for a changed folder and listed again)", async () => {
+    let cuts = 0;
+    const front = await startFront({
+      cutClosing: (request, status) => {
+        if (status >= 300 || !request.path.endsWith("/cm/small-2.bin") || cuts > 0)
+          return undefined;
+        cuts += 1;
+        return 4000;
+      },
+    });
+    const result = await fetchVia(front.endpoint, [{ uri: `s3://${bucket}/cm/`, name: "cm" }]);
+    expect(result.code, diagnostics(result)).toBe(0);
+    await expectFolder(dataset(result.storage, "cm"), "cm/");
+    expect(front.requests.filter((r) => r.outcome === "cut at 4000")).toHaveLength(1);
+    expect(front.requests.filter((r) => r.path.endsWith("/cm/small-2.bin"))).toHaveLength(2);
+    expect(front.requests.filter(isListing)).toHaveLength(1);
+    expect(result.staged?.retries).toBe(1);
+  }, 60_000);
+});
 
 describe("a store that knows only ListObjects V1", () => {
   /** Drops what V1 does not know, and pages two keys at a time (proxy.mjs "listv1"). */
