@@ -499,9 +499,11 @@ async function fetchSmall(
           if (received !== object.bytes) {
             // A body that ends at the connection's close (no Content-Length) and came short
             // was cut, not changed: this GET is pinned to the listed ETag (If-Match), so a
-            // changed object would have been a 412. Retried as the cut it is; it restarted the
-            // whole folder on a new listing (interop review, 2026-12-06; fixed 2026-12-07).
-            if (Number.isNaN(response.contentLength) && object.etag !== "") {
+            // changed object would have been a 412 (and one of a store that ignores If-Match
+            // names another ETag). Retried as the cut it is; it restarted the whole folder on a
+            // new listing (interop review, 2026-12-06; fixed 2026-12-07).
+            const sameEtag = response.etag === undefined || response.etag === object.etag;
+            if (Number.isNaN(response.contentLength) && object.etag !== "" && sameEtag) {
               const cut = new Error(
                 `connection closed after ${received} of ${object.bytes} bytes of ${object.key}`,
               ) as NodeJS.ErrnoException;
