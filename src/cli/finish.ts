@@ -17,9 +17,9 @@
  * end once the stuck calls can be interrupted: at once for NFS (its waits are killable), only
  * when the daemon answers or the mount is aborted for FUSE.
  */
-import { accessSync, constants } from "node:fs";
 import { isSea } from "node:sea";
 import { EXIT_CODES } from "../errors.ts";
+import { executable } from "../util/executable.ts";
 import { stuckThreads } from "../util/stuck-threads.ts";
 
 interface Drainable {
@@ -133,24 +133,16 @@ function exitProgram(): Program | Error {
   if (typeof process.execve !== "function") {
     return new Error("this Node has no process.execve: Node 22.15 or later has it");
   }
-  if (runnable("/bin/sh"))
+  if (executable("/bin/sh"))
     return { file: "/bin/sh", args: (status) => ["sh", "-c", `exit ${status}`], env: {} };
   // A single-executable build runs its own script whatever the arguments.
   if (isSea()) return new Error("no /bin/sh, and a single-executable build cannot run as Node");
-  if (!runnable(process.execPath)) return new Error(`neither /bin/sh nor ${process.execPath} runs`);
+  if (!executable(process.execPath))
+    return new Error(`neither /bin/sh nor ${process.execPath} runs`);
   const env: NodeJS.ProcessEnv = {};
   if (process.env.LD_LIBRARY_PATH !== undefined) env.LD_LIBRARY_PATH = process.env.LD_LIBRARY_PATH;
   const args = (status: number) => [process.execPath, "-e", `process.exit(${status})`];
   return { file: process.execPath, args, env };
-}
-
-function runnable(file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

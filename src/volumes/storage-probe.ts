@@ -18,9 +18,10 @@
  * later, mid-download, is the stall watchdogs' business (extract-in-worker.ts, retries).
  */
 import { spawn } from "node:child_process";
-import { accessSync, constants } from "node:fs";
+import { constants } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { executable } from "../util/executable.ts";
 import { killChild } from "../util/kill-child.ts";
 import { META_DIR } from "./layout.ts";
 import { makeSharedDir, sharedDirMode } from "./shared-dirs.ts";
@@ -145,13 +146,4 @@ export async function storageAnswers(
     child.once("error", () => answered(true));
     child.once("exit", () => answered(true));
   });
-}
-
-function executable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
