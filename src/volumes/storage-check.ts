@@ -3,11 +3,13 @@
  * directory: dsfetch never creates a storage root, since an empty directory where a volume
  * should be mounted means the volume is missing), writable, and have room for it.
  */
+
+import type { Stats } from "node:fs";
 import { constants } from "node:fs";
 import { access, stat, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import { formatBytes } from "../config/size.ts";
-import { bookkeepingRefusal, makeSharedDir, ownerOf } from "./shared-dirs.ts";
+import { bookkeepingRefusal, makeSharedDir } from "./shared-dirs.ts";
 import { makeProbeFile } from "./storage-probe.ts";
 
 /**
@@ -69,23 +71,51 @@ export async function sharedStorageProblem(
  */
 async function notWritable(dataRoot: string, storageRoot: string, code: string): Promise<string> {
   if (code === "EROFS") return `${dataRoot} is on a read-only filesystem (EROFS)`;
-  const refusing = await nearestExisting(dataRoot, storageRoot).catch(() => undefined);
-  if (refusing === undefined || (code !== "EACCES" && code !== "EPERM")) {
-    return `${dataRoot} is not writable (${code})`;
+  if (code === "ENOENT") {
+    return `${dataRoot} could not be made: ${storageRoot} went away meanwhile (is the shared volume still mounted?)`;
   }
-  // Its modes let this user write: something else refused (an ACL, SELinux, an NFS server's
-  // root_squash, a chown of the group): naming its owner and mode would mislead (review).
-  const modesAllow = await access(refusing, constants.W_OK | constants.X_OK).then(
-    () => true,
-    () => false,
-  );
-  if (modesAllow) {
-    return `${dataRoot} is not writable (${code}), although ${refusing} looks writable to this user: an ACL, a security module (SELinux, AppArmor) or the server (NFS root_squash) refused`;
+  if (code !== "EACCES" && code !== "EPERM") return `${dataRoot} is not writable (${code})`;
+  // The nearest directory there is: walked up through the ones this user may not even look
+  // into (a root-only 0700 storage root hides whether <root>/t exists: review, 2026-12-07).
+  let refusing: string | undefined;
+  let found: Stats | undefined;
+  for (let at = dataRoot; found === undefined; at = dirname(at)) {
+    try {
+      found = await stat(at);
+      refusing = at;
+    } catch {
+      if (at === storageRoot || dirname(at) === at) break;
+    }
   }
-  const owner = await ownerOf(refusing);
-  const who = `this user (uid ${process.getuid?.() ?? "?"})${owner === "" ? "" : `: it is ${owner}`}`;
+  if (refusing === undefined || found === undefined) return `${dataRoot} is not writable (${code})`;
+  const uid = process.getuid?.();
+  const owner = `uid ${found.uid}'s, group ${found.gid}, mode ${(found.mode & 0o7777).toString(8).padStart(4, "0")}`;
+  if (modesLetWrite(found)) {
+    // Its modes let this user write: something else refused. Naming its owner and mode
+    // would mislead (review, 2026-12-07).
+    const what =
+      uid === 0
+        ? "the server (root_squash: root is another user on NFS), an ACL or a security module (SELinux, AppArmor)"
+        : "an ACL, a security module (SELinux, AppArmor) or the server (NFS root_squash) refused";
+    return `${dataRoot} is not writable (${code}), although the modes of ${refusing} (it is ${owner}) let this user (uid ${uid ?? "?"}) write: ${what}${uid === 0 ? " refused" : ""}`;
+  }
+  const who = `this user (uid ${uid ?? "?"}): it is ${owner}`;
   if (refusing === dataRoot) return `${dataRoot} is not writable by ${who} (${code})`;
   return `${dataRoot} cannot be made: ${refusing} is not writable by ${who} (${code}); its owner (or root) can make ${dataRoot} with \`mkdir -p\` and give it to this user or its group`;
+}
+
+/** Whether `found`'s mode bits let this process write and search it (root: always). */
+function modesLetWrite(found: Stats): boolean {
+  const uid = process.getuid?.();
+  if (uid === undefined || uid === 0) return true;
+  const groups = new Set([process.getgid?.(), ...(process.getgroups?.() ?? [])]);
+  const bits =
+    found.uid === uid
+      ? (found.mode >> 6) & 0o7
+      : groups.has(found.gid)
+        ? (found.mode >> 3) & 0o7
+        : found.mode & 0o7;
+  return (bits & 0o3) === 0o3;
 }
 
 /** `dir`, or its nearest ancestor that exists (never above `top`). */

@@ -3,16 +3,40 @@
 // a dead NFS mount waits for its server); once dsfetch gave up on such a thread it replaces
 // itself (execve) with a process that exits with its code, after saying why, instead of
 // hanging after its answer; SIGKILL (137) where it cannot.
-import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
 
 const scratch = mkdtempSync(join(tmpdir(), "dsfetch-finish-"));
 const finishModule = fileURLToPath(new URL("../../src/cli/finish.ts", import.meta.url));
 const stuckModule = fileURLToPath(new URL("../../src/util/stuck-threads.ts", import.meta.url));
+const lockModule = fileURLToPath(new URL("../../src/volumes/lock.ts", import.meta.url));
+const tuningModule = fileURLToPath(new URL("../../src/config/tuning.ts", import.meta.url));
+
+const fifos: string[] = [];
+afterEach(() => {
+  // A writer lets every open(2) blocked on a FIFO return: a hung test's Node (or the Node
+  // under a test's shell, which the test's kill does not reach) ends then.
+  for (const fifo of fifos.splice(0)) {
+    try {
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+    } catch {
+      // No reader left.
+    }
+  }
+});
 
 afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
@@ -42,6 +66,8 @@ function runScript(
     /** Standard output that never drains (a reader that stopped). */
     stuckStdout?: boolean;
     code?: number;
+    /** Where finishProcess looks for the shell to become (a missing one: this Node). */
+    shell?: string;
     /** Then, in the same shell (sharing the standard streams), this command. */
     after?: string;
     env?: NodeJS.ProcessEnv;
@@ -50,6 +76,7 @@ function runScript(
 ): Promise<Ended> {
   const fifo = join(scratch, `${name}.fifo`);
   execFileSync("mkfifo", [fifo]);
+  fifos.push(fifo);
   const block =
     options.block === "pool"
       ? `(await import("node:fs")).open(${JSON.stringify(fifo)}, "r", () => {});`
@@ -61,7 +88,8 @@ function runScript(
   const script = join(scratch, `${name}.ts`);
   writeFileSync(
     script,
-    `import { finishProcess } from ${JSON.stringify(finishModule)};
+    `process.stdin; // created first, as the CLI's entry does (libuv makes a pipe non-blocking)
+     import { finishProcess } from ${JSON.stringify(finishModule)};
      import { noteStuckThread } from ${JSON.stringify(stuckModule)};
      ${block}
      ${options.note ? `noteStuckThread("opening ${name}.fifo");` : ""}
@@ -72,6 +100,7 @@ function runScript(
        stdout: ${options.stuckStdout ? "{ write() {} }" : "process.stdout"},
        stderr: process.stderr,
        ${options.replaceFails ? 'replace: () => new Error("execve stand-in refused: E2BIG"),' : ""}
+       ${options.shell === undefined ? "" : `shell: ${JSON.stringify(options.shell)},`}
      });`,
   );
   const child =
@@ -145,32 +174,61 @@ describe("the end of the dsfetch process", () => {
     },
   );
 
-  it("the process it becomes does not run the job's NODE_OPTIONS", async () => {
+  it("without a shell it becomes this Node, which does not run the job's NODE_OPTIONS", async () => {
     const marker = join(scratch, "preloaded");
     const preload = join(scratch, "preload.cjs");
     writeFileSync(preload, `require("node:fs").appendFileSync(${JSON.stringify(marker)}, "x");`);
     const ended = await runScript(
       "options",
-      { block: "pool", note: true, env: { ...process.env, NODE_OPTIONS: `--require ${preload}` } },
+      {
+        block: "pool",
+        note: true,
+        shell: join(scratch, "no-such-sh"),
+        env: { ...process.env, NODE_OPTIONS: `--require ${preload}` },
+      },
       20_000,
     );
     expect(ended).toMatchObject({ code: 4, signal: null });
+    expect(ended.stderr).toContain("exits with its exit code, 4.\n");
     // Once, by the dsfetch process itself; not again by the process it became.
     expect(readFileSync(marker, "utf8")).toBe("x");
   });
 
   it("its standard streams are blocking again for whatever shares them next (libuv made them non-blocking)", async () => {
-    // Python reports O_NONBLOCK of the pipes the shell gave both: set, its next write to a
-    // full pipe failed with EAGAIN (BlockingIOError), a shell's read with "Resource
-    // temporarily unavailable".
-    const check = `import fcntl, os, sys; print(" ".join(str(bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK)) for fd in (0, 1, 2)), file=sys.stderr)`;
-    const ended = await runScript(
-      "blocking",
-      { block: "pool", note: true, after: `python3 -c '${check}'` },
-      20_000,
-    );
+    // The flags of the descriptors the shell shares with the process, from /proc: with
+    // O_NONBLOCK (04000) left set, the shell's next write to a full pipe failed with EAGAIN,
+    // its read with "Resource temporarily unavailable".
+    const flags = `for fd in 0 1 2; do printf '%s:%s\\n' "$fd" "$(sed -n 's/^flags:[[:space:]]*//p' /proc/$$/fdinfo/$fd)"; done >&2`;
+    const ended = await runScript("blocking", { block: "pool", note: true, after: flags }, 20_000);
     expect(ended.stderr).toContain("exits with its exit code, 4.\n");
-    expect(ended.stderr.endsWith("False False False\n"), ended.stderr).toBe(true);
+    const found = [...ended.stderr.matchAll(/^([012]):([0-7]+)$/gm)].map(
+      ([, fd, octal]) =>
+        `${fd}:${(Number.parseInt(octal as string, 8) & 0o4000) === 0 ? "blocking" : "non-blocking"}`,
+    );
+    expect(found, ended.stderr).toEqual(["0:blocking", "1:blocking", "2:blocking"]);
+  });
+
+  it("a second interrupt (endNow): the locks this process holds are removed first, as process.exit did, then its code", async () => {
+    // Review, 2026-12-07: the second signal ends by execve, which runs no 'exit' listener of
+    // itself; proper-lockfile's, which removes the locks a process holds, ran in the
+    // process.exit of before (a double Ctrl-C left the lock for the other workers to wait out).
+    const dir = mkdtempSync(join(scratch, "locks-"));
+    const lockPath = join(dir, "locks", "x.lock");
+    const script = join(scratch, "end-now.ts");
+    writeFileSync(
+      script,
+      `import { endNow } from ${JSON.stringify(finishModule)};
+       import { acquireLock } from ${JSON.stringify(lockModule)};
+       import { DEFAULT_TUNING } from ${JSON.stringify(tuningModule)};
+       const held = await acquireLock(${JSON.stringify(lockPath)}, "x", { timing: DEFAULT_TUNING.lock });
+       if (held.kind !== "acquired") process.exit(99);
+       process.stderr.write("locked\\n");
+       endNow(143);`,
+    );
+    const ran = spawnSync(process.execPath, [script], { encoding: "utf8", timeout: 20_000 });
+    expect(ran.stderr).toContain("locked");
+    expect(ran.status, ran.stderr).toBe(143);
+    expect(existsSync(lockPath)).toBe(false);
   });
 
   it("output that does not drain within 2 s: lost, said so, and no success code for a cut answer", async () => {
@@ -181,7 +239,7 @@ describe("the end of the dsfetch process", () => {
     );
     expect(ended).toMatchObject({ code: 7, signal: null, hung: false });
     expect(ended.stderr).toContain(
-      "dsfetch: its output did not drain within 2 s, and what was not written is lost: exit code 7.",
+      "dsfetch: its standard output did not drain within 2 s, and what was not written is lost: exit code 7.",
     );
   });
 

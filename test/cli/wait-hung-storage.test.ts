@@ -103,10 +103,12 @@ describe("dsfetch wait on a ready file whose storage stopped answering", () => {
     // stuck in open(2) for as long as the storage is gone (here: until the test's clean-up).
     await withWait(["--ready-file", path, "--timeout", "5m"], async (worker) => {
       await until(async () => worker.stderr().includes("wait: waiting for"), 10_000);
-      await sleep(500);
+      // Well within the first signal's grace for the read in flight (1 s from its start):
+      // the second signal must meet it, not the end that grace leads to (review).
+      await sleep(200);
       const sent = Date.now();
       worker.child.kill("SIGTERM");
-      await sleep(100);
+      await sleep(10);
       worker.child.kill("SIGTERM");
       const ended = await worker.exit;
       expect((ended.at - sent) / 1000, worker.stderr()).toBeLessThan(5);
