@@ -4,9 +4,7 @@
 // froze with it; and the extractor reports progress for every entry, every chunk of a large
 // entry and every parallel write, which is what keeps a slow but working extraction alive.
 
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, constants, openSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
@@ -15,6 +13,7 @@ import { extractZip } from "../../src/archive/zip-extract.ts";
 import { extractZipInWorker, startZipThread } from "../../src/archive/zip-in-worker.ts";
 import { DsfetchError } from "../../src/errors.ts";
 import { stuckThreads } from "../../src/util/stuck-threads.ts";
+import { makeFifo, unblockFifo } from "../harness/fifos.ts";
 import { DATASET, limits, newCase, removeCases, snapshot } from "./zip-harness.ts";
 import { buildZip } from "./zip-writer.ts";
 
@@ -22,17 +21,8 @@ afterAll(removeCases);
 
 /** A FIFO: opening it for reading blocks until a writer opens it (a hung mount's stand-in). */
 function fifoAt(path: string): { unblock: () => void } {
-  execFileSync("mkfifo", [path]);
-  return {
-    unblock: () => {
-      // Non-blocking write end: succeeds only while a reader is waiting (ENXIO otherwise).
-      try {
-        closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
-      } catch {
-        // Nobody was waiting any more.
-      }
-    },
-  };
+  makeFifo(path);
+  return { unblock: () => unblockFifo(path) };
 }
 
 describe("zip extraction on its own thread", () => {

@@ -4,20 +4,12 @@
 // itself (execve) with a process that exits with its code, after saying why, instead of
 // hanging after its answer; SIGKILL (137) where it cannot.
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import {
-  closeSync,
-  constants,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { unblockFifo } from "../harness/fifos.ts";
 
 const scratch = mkdtempSync(join(tmpdir(), "dsfetch-finish-"));
 const finishModule = fileURLToPath(new URL("../../src/cli/finish.ts", import.meta.url));
@@ -27,15 +19,9 @@ const tuningModule = fileURLToPath(new URL("../../src/config/tuning.ts", import.
 
 const fifos: string[] = [];
 afterEach(() => {
-  // A writer lets every open(2) blocked on a FIFO return: a hung test's Node (or the Node
-  // under a test's shell, which the test's kill does not reach) ends then.
-  for (const fifo of fifos.splice(0)) {
-    try {
-      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-    } catch {
-      // No reader left.
-    }
-  }
+  // A hung test's Node (or the Node under a test's shell, which the test's kill does not
+  // reach) ends then.
+  for (const fifo of fifos.splice(0)) unblockFifo(fifo);
 });
 
 afterAll(() => {

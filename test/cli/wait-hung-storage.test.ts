@@ -9,7 +9,7 @@
 // writer, as on a mount whose server is gone), opened for writing after each test so that no
 // thread stays blocked.
 import { execFileSync } from "node:child_process";
-import { closeSync, constants, mkdtempSync, openSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,18 +17,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
 import { start, until } from "../harness/cli-process.ts";
+import { unblockFifo } from "../harness/fifos.ts";
 
 const root = mkdtempSync(join(tmpdir(), "dsfetch-wait-hung-"));
 const fifos: string[] = [];
 afterEach(() => {
-  // A writer lets every open(2) blocked on the FIFO return (it then reads nothing).
-  for (const fifo of fifos.splice(0)) {
-    try {
-      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-    } catch {
-      // No reader left.
-    }
-  }
+  for (const fifo of fifos.splice(0)) unblockFifo(fifo);
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
@@ -126,7 +120,7 @@ describe("dsfetch wait on a ready file whose storage stopped answering", () => {
       worker.child.kill("SIGTERM");
       await sleep(100);
       // A writer: the read's open(2) returns, and it reads nothing.
-      closeSync(openSync(path, constants.O_WRONLY | constants.O_NONBLOCK));
+      unblockFifo(path);
       const ended = await worker.exit;
       expect(ended.code, worker.stderr()).toBe(130);
       expect(worker.stderr()).toContain(`wait: interrupted while waiting for ${path}`);

@@ -9,17 +9,7 @@
 // for a writer, as on a mount whose server is gone), opened for writing after each test so
 // that no thread stays blocked.
 import { execFileSync } from "node:child_process";
-import {
-  closeSync,
-  constants,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
@@ -32,6 +22,7 @@ import { stuckThreads } from "../../src/util/stuck-threads.ts";
 import { type DatasetLocation, sharedLocation } from "../../src/volumes/layout.ts";
 import { acquireLock } from "../../src/volumes/lock.ts";
 import { runCli } from "../harness/cli.ts";
+import { unblockFifo } from "../harness/fifos.ts";
 import { createBucket, putObject, s3Info } from "../harness/s3.ts";
 
 /** Set by a test: called once the download is over, before publishing; and when marking use. */
@@ -74,14 +65,7 @@ const fifos: string[] = [];
 afterEach(() => {
   hooks.downloaded = undefined;
   hooks.markingUsed = undefined;
-  // A writer lets every open(2) blocked on the FIFO return (it then reads nothing).
-  for (const fifo of fifos.splice(0)) {
-    try {
-      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-    } catch {
-      // No reader left.
-    }
-  }
+  for (const fifo of fifos.splice(0)) unblockFifo(fifo);
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
