@@ -220,7 +220,8 @@ async function fetchVia(
 }
 
 async function expectStaged(run: CliResult & { data: string }): Promise<void> {
-  expect(run.code, run.stderr).toBe(0);
+  // stdout too: with --json, a dataset's error is there only (a CI failure said only "7").
+  expect(run.code, `${run.stderr}\n${run.stdout}`).toBe(0);
   expect(sha(await readFile(join(run.data, "one", "model.bin")))).toBe(sha(one));
   expect(sha(await readFile(join(run.data, "set", "a.bin")))).toBe(sha(small));
   expect(sha(await readFile(join(run.data, "set", "b.bin")))).toBe(sha(one));
