@@ -305,15 +305,20 @@ describe("fetch: failures leave nothing behind", () => {
     expect(result.stderr).toContain("hint:");
   });
 
-  it("one failing dataset does not stop the others", async () => {
+  it("one failing dataset does not stop the others; with --json its error is on stderr too", async () => {
     await putObject(bucket, "mixed/ok.bin", "fine");
-    const { code, json } = await fetchDatasets([
+    const { code, json, stderr } = await fetchDatasets([
       { uri: `s3://${bucket}/mixed/missing.bin` },
       { uri: `s3://${bucket}/mixed/ok.bin` },
     ]);
     expect(code).toBe(3);
     expect(json?.datasets[0]?.error?.code).toBe("NOT_FOUND");
     expect(json?.datasets[1]).toMatchObject({ name: "ok.bin", cached: false, bytes: 4 });
+    // Human output goes to stderr whatever --json says: a log of stderr alone names it.
+    expect(stderr).toContain(
+      `dsfetch: error: missing.bin: s3://${bucket}/mixed/missing.bin does not exist`,
+    );
+    expect(stderr).toContain("[NOT_FOUND]");
   });
 });
 

@@ -34,6 +34,9 @@ export async function fetchCommand({
     });
     out(`${JSON.stringify({ datasets: datasetsJson }, null, 2)}\n`);
   }
-  if (!args.json) for (const outcome of failuresOf(result)) err(renderError(outcome.error));
+  // On stderr with --json too: human output always goes there (README), and a log that keeps
+  // only stderr (or a test that printed only it) said nothing of a failed dataset but its exit
+  // code (a CI run, 2026-12-07).
+  for (const outcome of failuresOf(result)) err(renderError(outcome.error));
   return exitCodeOfStage(result);
 }
