@@ -20,6 +20,8 @@ import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 const fake = vi.hoisted(() => ({
   spawn: undefined as ((file: string, argv: readonly string[]) => unknown) | undefined,
   stage: undefined as (() => Promise<unknown>) | undefined,
+  /** The codes endNow was called with (finish.ts, mocked below). */
+  ended: [] as number[],
 }));
 
 vi.mock("node:child_process", async (importOriginal) => {
@@ -39,6 +41,19 @@ vi.mock("../../src/stage/stage.ts", async (importOriginal) => {
     ...actual,
     stage: (...args: Parameters<typeof actual.stage>) =>
       fake.stage === undefined ? actual.stage(...args) : fake.stage(),
+  };
+});
+
+// A second stop signal ends dsfetch through endNow (an execve: it would replace this test's
+// worker), not process.exit: both are watched, so that ending on a signal meant for the
+// command fails the test instead of ending it.
+vi.mock("../../src/cli/finish.ts", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/cli/finish.ts")>();
+  return {
+    ...actual,
+    endNow: (code: number) => {
+      fake.ended.push(code);
+    },
   };
 });
 
@@ -115,6 +130,7 @@ function staged(log: string[]): StageResult {
 afterEach(() => {
   fake.spawn = undefined;
   fake.stage = undefined;
+  fake.ended = [];
   vi.restoreAllMocks();
 });
 
@@ -162,6 +178,7 @@ describe("run: a signal the command cannot be sent (EPERM)", () => {
     // The signals were the command's: dsfetch neither stops nor exits on them.
     expect(router.signal.aborted).toBe(false);
     expect(exit).not.toHaveBeenCalled();
+    expect(fake.ended).toEqual([]);
     const warning =
       "dsfetch: warning: could not forward SIGTERM to the command (pid 424242): EPERM (not permitted: the command runs as another user, e.g. through sudo or a setuid program); the command keeps running, and dsfetch waits for it to exit\n";
     expect(written).toEqual([warning, warning]);
