@@ -12,7 +12,7 @@ import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { chmodDir } from "./no-follow.ts";
 import { removeTree, removeTreeReporting } from "./permissions.ts";
-import { makeSharedDir } from "./shared-dirs.ts";
+import { makeSharedDir, retryWhereReplaced } from "./shared-dirs.ts";
 
 export interface Attempt {
   readonly dir: string;
@@ -97,7 +97,8 @@ export async function createAttempt(location: DatasetLocation): Promise<Attempt>
   try {
     // Shared by the team's users (shared-dirs.ts); each attempt in it is private (0700).
     await makeSharedDir(location.tmpDir);
-    await mkdir(dir, { mode: 0o700 });
+    // The first attempt made in a new tmp directory (shared-dirs.ts makeDirInPlace).
+    await retryWhereReplaced(location.tmpDir, () => mkdir(dir, { mode: 0o700 }));
   } catch (error) {
     throw storageError(error, location.tmpDir);
   }

@@ -48,7 +48,7 @@ import { storageError } from "./attempt.ts";
 import { isProcessAlive } from "./cleanup.ts";
 import { hostLabel } from "./host-label.ts";
 import { writeNewFile } from "./no-follow.ts";
-import { makeSharedDir } from "./shared-dirs.ts";
+import { makeSharedDir, retryWhereReplaced } from "./shared-dirs.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { waitForChange } from "./wait-for-change.ts";
 
@@ -169,21 +169,24 @@ export async function acquireLock(
     const library = libraryFs();
     try {
       const release = await call(`taking the lock ${lockPath}`, () => {
-        const taking = lockfile.lock(lockPath, {
-          lockfilePath: lockPath,
-          realpath: false,
-          // The holder's side: refreshed every `update`, and given up (onCompromised) when
-          // its refreshes failed for this long by its own clock. Never the waiter's judgement
-          // of another's lock (libraryFs).
-          stale: staleMs,
-          update: updateMs(timing.staleMs),
-          retries: 0,
-          fs: library.fs,
-          onCompromised: (error: Error) => {
-            intact = false;
-            options.onCompromised?.(error);
-          },
-        });
+        // The first lock made in a new locks directory (shared-dirs.ts makeDirInPlace).
+        const taking = retryWhereReplaced(dirname(lockPath), () =>
+          lockfile.lock(lockPath, {
+            lockfilePath: lockPath,
+            realpath: false,
+            // The holder's side: refreshed every `update`, and given up (onCompromised) when
+            // its refreshes failed for this long by its own clock. Never the waiter's judgement
+            // of another's lock (libraryFs).
+            stale: staleMs,
+            update: updateMs(timing.staleMs),
+            retries: 0,
+            fs: library.fs,
+            onCompromised: (error: Error) => {
+              intact = false;
+              options.onCompromised?.(error);
+            },
+          }),
+        );
         // Taken after all once given up on (the storage came back): let go of it at once, or
         // its refreshes would keep it for as long as this process lives.
         taking.then(

@@ -28,7 +28,7 @@ import {
   treeIdentity,
 } from "./occupant.ts";
 import { makeReadOnly, makeWritable, removeTreeReporting } from "./permissions.ts";
-import { makeSharedDir } from "./shared-dirs.ts";
+import { makeSharedDir, retryWhereReplaced } from "./shared-dirs.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { fsyncDirectory, SYNC_LIMIT_MS, syncTree } from "./sync-tree.ts";
 
@@ -518,7 +518,10 @@ async function writePending(
 ): Promise<void> {
   await call(`writing the pending manifest ${path}`, async () => {
     await makeSharedDir(dirname(path));
-    await writeManifest(`${path}.tmp`, pending, { durable: true });
+    // The first manifest written in a new manifests directory (shared-dirs.ts makeDirInPlace).
+    await retryWhereReplaced(dirname(path), () =>
+      writeManifest(`${path}.tmp`, pending, { durable: true }),
+    );
     await rename(`${path}.tmp`, path);
     await fsyncDirectory(dirname(path));
   });

@@ -146,11 +146,39 @@ async function missingDirs(path: string): Promise<string[]> {
   }
 }
 
+/** The directories this process is making now (makeDirInPlace), by absolute path. */
+const making = new Map<string, Promise<void>>();
+
 /**
  * Makes `dir` (its parent exists) with the mode `ruledBy` rules, all at once: under a hidden
  * name, given its mode, then renamed into place. Another process that made it meanwhile wins.
+ *
+ * rename(2) replaces a directory that is empty, and the one it replaces is gone for whoever
+ * was making the first entry in it: that mkdir or open fails ENOENT, its path there all along
+ * (a CI failure, 2026-12-07: two datasets of one `fetch` made `.dsfetch/tmp` at once, and the
+ * other's attempt failed STORAGE "a parent directory does not exist"; 3 in 1,500 runs
+ * reproduced it). So one making per directory in this process, the others wait for it; one
+ * found there just before the rename is kept; and the first entry made in a shared
+ * directory is made again when it fails so (retryWhereReplaced), for another process's
+ * rename in the moment between that look and ours.
  */
 async function makeDirInPlace(dir: string, ruledBy: string): Promise<void> {
+  const key = resolve(dir);
+  const other = making.get(key);
+  if (other !== undefined) {
+    await other.catch(() => {});
+    if (await isDirectory(dir)) return;
+  }
+  const mine = makeDirInPlaceNow(dir, ruledBy);
+  making.set(key, mine);
+  try {
+    await mine;
+  } finally {
+    if (making.get(key) === mine) making.delete(key);
+  }
+}
+
+async function makeDirInPlaceNow(dir: string, ruledBy: string): Promise<void> {
   const temporary = join(dirname(dir), `.${basename(dir)}.mk-${randomBytes(6).toString("hex")}`);
   try {
     await mkdir(temporary, { mode: 0o700 });
@@ -161,6 +189,11 @@ async function makeDirInPlace(dir: string, ruledBy: string): Promise<void> {
   }
   const ruling = await rulingStat(ruledBy);
   if (ruling !== undefined) await settle(temporary, ruledBy, ruling, true);
+  // Made meanwhile by another process: theirs stays (a rename would replace it while empty).
+  if (await isDirectory(dir)) {
+    await rmdir(temporary).catch(() => {});
+    return;
+  }
   try {
     await rename(temporary, dir);
     settled.add(dir);
@@ -209,6 +242,33 @@ async function settle(dir: string, source: string, ruling: Stats, made: boolean)
     return false;
   } finally {
     await handle?.close().catch(() => {});
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return stat(path).then(
+    (found) => found.isDirectory(),
+    () => false,
+  );
+}
+
+/** How many times retryWhereReplaced makes an entry, at most. */
+const REPLACED_TRIES = 3;
+
+/**
+ * Runs `create`, the making of an entry in `dir` (made by makeSharedDir); again, up to
+ * REPLACED_TRIES times in all, when it fails ENOENT while `dir` is there: another process
+ * renamed its own new `dir` over the empty one `create` was making its entry in (see
+ * makeDirInPlace). Once `dir` holds an entry, no rename can replace it.
+ */
+export async function retryWhereReplaced<T>(dir: string, create: () => Promise<T>): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await create();
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT" || tries >= REPLACED_TRIES || !(await isDirectory(dir))) throw error;
+    }
   }
 }
 
