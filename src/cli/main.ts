@@ -9,6 +9,7 @@ import { loadDatasets } from "../config/load.ts";
 import { Redactor } from "../config/redact.ts";
 import { resolveSettings } from "../config/settings.ts";
 import { DsfetchError, toDsfetchError } from "../errors.ts";
+import { noteStuckThread } from "../util/stuck-threads.ts";
 import { PACKAGE_JSON } from "../util/worker-file.ts";
 import { HELP, type ParsedArgs, parseCommandLine } from "./args.ts";
 import type { CommandContext } from "./context.ts";
@@ -150,19 +151,22 @@ async function commandContext(
   // k8s renders a pod that runs elsewhere: this machine's DSFETCH_* settings are not read (a
   // bad DSFETCH_FALLBACK here failed the rendering: README review, 2026-12-06).
   const settings = resolveSettings(args, args.command === "k8s" ? {} : io.env);
-  const datasets = await untilInterrupted(
-    loadDatasets({ datasets: args.datasets, env: io.env, stdin: io.stdin }),
-    io.signal,
-    () => {
-      // Not read any further: a pipe left open would keep the process from exiting.
-      if (args.datasets === "-") (io.stdin as Partial<Readable>).destroy?.();
-      return new DsfetchError(
-        "INTERRUPTED",
-        `interrupted while reading the datasets from ${args.datasets === "-" ? "standard input" : (args.datasets ?? "DSFETCH_DATASETS")}`,
-        { cause: io.signal?.reason },
-      );
-    },
-  );
+  const reading = loadDatasets({ datasets: args.datasets, env: io.env, stdin: io.stdin });
+  const datasets = await untilInterrupted(reading, io.signal, () => {
+    // Not read any further: a pipe left open would keep the process from exiting.
+    if (args.datasets === "-") (io.stdin as Partial<Readable>).destroy?.();
+    // A file whose open or read has not returned (a FIFO no one writes, a hung mount) holds
+    // a thread of the pool, and the process with it: it stayed up after the interrupt
+    // (exploratory review, 2026-12-07). Noted, it ends with its code (finish.ts).
+    else if (args.datasets !== undefined) {
+      noteStuckThread(`reading the datasets from ${args.datasets}`, reading);
+    }
+    return new DsfetchError(
+      "INTERRUPTED",
+      `interrupted while reading the datasets from ${args.datasets === "-" ? "standard input" : (args.datasets ?? "DSFETCH_DATASETS")}`,
+      { cause: io.signal?.reason },
+    );
+  });
   redactor.addDatasets(datasets);
   const tty = io.stderrIsTty === true && (io.env.TERM ?? "") !== "dumb";
   return {

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
 import { exists, jobArgs, start, until } from "../harness/cli-process.ts";
+import { makeFifo, unblockFifo } from "../harness/fifos.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
 let root: string;
@@ -241,6 +242,24 @@ describe("plan: the first signal", () => {
       "dsfetch: error: interrupted while reading the datasets from standard input [INTERRUPTED]\n",
     );
     expect(result.stdout).toBe("");
+  }, 30_000);
+
+  it("SIGINT while --datasets names a FIFO no one writes: exit 130 at once, not when a writer comes", async () => {
+    const fifo = makeFifo(join(root, "datasets.fifo"));
+    try {
+      const { child, ended } = startCli(["plan", "--datasets", fifo], testEnv());
+      await until(async () => handlersInstalled(child.pid as number));
+      child.kill("SIGINT");
+      const result = await ended;
+      expect(result.code, result.stderr).toBe(130);
+      expect(result.stderr).toMatch(
+        new RegExp(
+          `^dsfetch: error: interrupted while reading the datasets from ${fifo} \\[INTERRUPTED\\]\ndsfetch: gave up on work stuck in system calls .*\\(reading the datasets from ${fifo}\\).*exits with its exit code, 130\\.\n$`,
+        ),
+      );
+    } finally {
+      unblockFifo(fifo);
+    }
   }, 30_000);
 });
 
