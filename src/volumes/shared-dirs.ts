@@ -182,9 +182,15 @@ async function makeDirInPlaceNow(dir: string, ruledBy: string): Promise<void> {
   const temporary = join(dirname(dir), `.${basename(dir)}.mk-${randomBytes(6).toString("hex")}`);
   try {
     await mkdir(temporary, { mode: 0o700 });
-  } catch {
-    // The plain mkdir says what is wrong (EACCES, ENOSPC, ENOENT on `dir`), or makes it.
-    await mkdir(dir, { recursive: true });
+  } catch (refused) {
+    // The plain mkdir makes it (or finds it made meanwhile), or says what is wrong (EACCES,
+    // ENOSPC, ENOENT on `dir`); except on a read-only filesystem, where Node's recursive
+    // mkdir says ENOENT (Node 24), and the storage check said the root "went away"
+    // (exploratory review, 2026-12-07): the first refusal is the answer then.
+    await mkdir(dir, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+      const first = (refused as NodeJS.ErrnoException).code;
+      throw error.code === "ENOENT" && first !== undefined && first !== "ENOENT" ? refused : error;
+    });
     return;
   }
   const ruling = await rulingStat(ruledBy);

@@ -67,4 +67,23 @@ describe("shared storage this job cannot write", () => {
       await readdir(join(storage, "ml", "data", ".dsfetch", "leases", "labels")).catch(() => []),
     ).toEqual([]);
   });
+
+  it("a team directory to be made on it: the reason is the read-only filesystem, not a root gone away", async () => {
+    const storage = await mkdtemp(join(root, "storage-"));
+    const readOnly = join(root, "ro-empty");
+    await mkdir(readOnly, { recursive: true });
+    const result = await runCliWithMounts(
+      'mount --bind "$1" "$2" && mount -o remount,ro,bind "$2"',
+      [storage, readOnly],
+      ["fetch", "--storage-root", readOnly, "--team", "new-team", "--no-fallback"],
+      { ...testEnv(), DSFETCH_DATASETS: JSON.stringify([{ uri: `s3://${bucket}/labels.txt` }]) },
+    );
+    expect(result.code, result.stderr).toBe(7);
+    // Node's recursive mkdir says ENOENT there: it was "went away meanwhile (is the shared
+    // volume still mounted?)" (exploratory review, 2026-12-07).
+    expect(result.stderr).toContain(
+      `shared storage is unavailable: ${join(readOnly, "new-team", "data")} is on a read-only filesystem (EROFS)`,
+    );
+    expect(await readdir(storage)).toEqual([]);
+  });
 });
