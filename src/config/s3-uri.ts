@@ -105,7 +105,7 @@ export function baseNameOfKey(key: string): string {
 // the storage layout keeps its own files under names starting with "." beside datasets.
 const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._+=@,-]*$/;
 export const MAX_NAME_LENGTH = 160;
-export const NAME_FORMS = `1-${MAX_NAME_LENGTH} characters of letters, digits and . _ - + = @ , starting with a letter, a digit or "_"`;
+export const NAME_FORMS = `1-${MAX_NAME_LENGTH} characters of ASCII letters, digits and . _ - + = @ , starting with an ASCII letter, a digit or "_"`;
 
 export function checkName(name: string): string | undefined {
   if (name.length === 0) return "the name is empty";

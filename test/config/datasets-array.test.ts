@@ -682,7 +682,14 @@ const BAD: BadCase[] = [
       'field "name"',
       '"team/a" is not a single safe path component',
     ],
-    told: ['starting with a letter, a digit or "_"'],
+    told: ['starting with an ASCII letter, a digit or "_"'],
+  },
+  {
+    what: "name with a letter outside ASCII",
+    text: entries({ uri: "s3://bucket/a.zip", name: "données" }),
+    message: ['field "name"', '"données" is not a single safe path component'],
+    // It said "letters", which "é" is (exploratory review, 2026-12-07).
+    told: ["characters of ASCII letters, digits"],
   },
   {
     what: 'name starting with "."',
