@@ -29,7 +29,9 @@ export async function mountDataset(
     existing = await readlink(mountPath);
   } catch (error) {
     if (error instanceof DsfetchError) throw error;
-    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw storageError(error, mountPath);
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
+      throw mountError(error, mountPath, dataset, datasetPath);
+    }
   }
   if (existing !== undefined) {
     const target = resolve(dirname(mountPath), existing);
@@ -47,7 +49,7 @@ export async function mountDataset(
     await rename(temporary, mountPath);
   } catch (error) {
     await rm(temporary, { force: true }).catch(() => {});
-    throw storageError(error, mountPath);
+    throw mountError(error, mountPath, dataset, datasetPath);
   }
   return existing === undefined ? "created" : "updated";
 }
@@ -59,6 +61,39 @@ function occupied(mountPath: string, dataset: string, what: string): DsfetchErro
     {
       dataset,
       hint: "remove it, or choose another --mount-root (DSFETCH_MOUNT_ROOT)",
+    },
+  );
+}
+
+/**
+ * A mount link that could not be made, said as one: it was "cannot write to <path>: ENOTDIR"
+ * for a mount root that is a file, naming no dataset, with a hint about the storage roots
+ * (exploratory review, 2026-12-07). A full disk stays NO_SPACE.
+ */
+function mountError(
+  error: unknown,
+  mountPath: string,
+  dataset: string,
+  datasetPath: string,
+): DsfetchError {
+  const failure = storageError(error, mountPath);
+  if (failure.code !== "STORAGE") return failure;
+  const code = (error as NodeJS.ErrnoException).code;
+  const why =
+    code === "ENOTDIR"
+      ? "a part of its path is a file, not a directory (ENOTDIR)"
+      : code === "EACCES" || code === "EPERM"
+        ? `permission denied (${code})`
+        : code === "EROFS"
+          ? "read-only filesystem (EROFS)"
+          : (error as Error).message;
+  return new DsfetchError(
+    "STORAGE",
+    `${dataset}: cannot make the mount link ${mountPath}: ${why}`,
+    {
+      dataset,
+      hint: `the mount root (--mount-root, DSFETCH_MOUNT_ROOT) must be a directory this user may write, or one it may make; the dataset itself is staged at ${datasetPath}`,
+      cause: error,
     },
   );
 }

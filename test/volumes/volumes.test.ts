@@ -45,7 +45,7 @@ interface Entry {
   mount?: string | null;
   fallback?: string;
   cached?: boolean;
-  error?: { code: string; message: string };
+  error?: { code: string; message: string; hint?: string };
 }
 
 async function fetch(datasets: unknown, flags: string[], env: Record<string, string> = {}) {
@@ -507,5 +507,21 @@ describe("mounts", () => {
     expect(link.code).toBe(7);
     expect(link.entries[0]?.error?.message).toContain("which dsfetch did not make");
     expect(await readlink(join(mounts, "a.txt"))).toBe("/etc");
+  });
+
+  it("a mount root that is a file: the error names the dataset, the link, ENOTDIR and --mount-root", async () => {
+    const storage = await fresh("file-root-storage");
+    const mounts = join(await fresh("file-root"), "mounts");
+    await writeFile(mounts, "not a directory");
+    const flags = ["--storage-root", storage, "--team", "t", "--mount-root", mounts, "--mount"];
+    const run = await fetch([{ uri: `s3://${bucket}/set/a.txt`, name: "a" }], flags);
+    expect(run.code).toBe(7);
+    const error = run.entries[0]?.error;
+    // It said "cannot write to <path>: ENOTDIR", hinting at the storage roots.
+    expect(error?.message).toBe(
+      `a: cannot make the mount link ${join(mounts, "a")}: a part of its path is a file, not a directory (ENOTDIR)`,
+    );
+    expect(error?.hint).toContain("--mount-root");
+    expect(await readFile(mounts, "utf8")).toBe("not a directory");
   });
 });
