@@ -374,6 +374,23 @@ function checksums(
   return { checksum, checksumRejected: rejected };
 }
 
+/**
+ * What to do about a pinned ETag the store does not have. A plain MD5 pinned where the store's
+ * ETag is a multipart one (`<hex>-N`) is most likely `md5sum` of the uploaded file, which no
+ * multipart ETag ever equals: "the object was replaced" sent users looking for a change that
+ * never happened (exploratory review, 2026-12-07).
+ */
+function etagMismatchHint(spec: DatasetSpec, found: string): string {
+  if (spec.versionId !== undefined) {
+    return `version ${spec.versionId} does not have this ETag: one of the two pins is wrong; check "etag" and "versionId" against the version you mean`;
+  }
+  const parts = etagPartCount(found);
+  if (parts !== undefined && spec.etag !== undefined && /^[0-9a-f]{32}$/i.test(spec.etag)) {
+    return `the store's ETag is a multipart upload's (${parts} parts), which is not the MD5 of the file (md5sum of it never matches): pin the ETag the store gives (aws s3api head-object), or "versionId"`;
+  }
+  return 'the object was replaced since the datasets array was written; update "etag" (or pin "versionId") after checking the new object';
+}
+
 function checkExpectations(spec: DatasetSpec, head: ResolvedObject): void {
   if (spec.etag !== undefined && spec.etag !== head.etag) {
     throw new DsfetchError(
@@ -383,10 +400,7 @@ function checkExpectations(spec: DatasetSpec, head: ResolvedObject): void {
         dataset: spec.name,
         expected: spec.etag,
         found: head.etag,
-        hint:
-          spec.versionId === undefined
-            ? 'the object was replaced since the datasets array was written; update "etag" (or pin "versionId") after checking the new object'
-            : `version ${spec.versionId} does not have this ETag: one of the two pins is wrong; check "etag" and "versionId" against the version you mean`,
+        hint: etagMismatchHint(spec, head.etag),
       },
     );
   }

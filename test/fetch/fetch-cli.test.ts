@@ -237,6 +237,22 @@ describe("fetch: failures leave nothing behind", () => {
     expect(error?.hint).not.toContain('pin "versionId"');
   });
 
+  it("the MD5 of a multipart object's bytes pinned as its etag: the hint says the store's ETag is a multipart one, not that the object was replaced", async () => {
+    const body = randomBytes(11 * 1024 * 1024);
+    const put = await putMultipart(bucket, "multi/pinned.bin", body, 5 * 1024 * 1024);
+    const digest = md5(body);
+    const { code, json, data } = await fetchDatasets([
+      { uri: `s3://${bucket}/multi/pinned.bin`, etag: digest },
+    ]);
+    expect(code).toBe(5);
+    const error = json?.datasets[0]?.error;
+    expect(error?.code).toBe("ETAG_MISMATCH");
+    expect(error?.message).toContain(`expected ${digest}, the store has ${put.etag}`);
+    expect(error?.hint).toContain("the store's ETag is a multipart upload's (3 parts)");
+    expect(error?.hint).not.toContain("replaced");
+    expect(await publishedEntries(data)).toEqual([]);
+  });
+
   it('a "versionId" on a folder named without its "/": a config error (exit 2), not "no such version"', async () => {
     await putObject(versioned, "vfolder/a.txt", "a");
     await putObject(versioned, "vfolder/b.txt", "b");
