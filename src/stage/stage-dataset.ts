@@ -7,7 +7,7 @@ import { readdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
-import { baseNameOfKey } from "../config/s3-uri.ts";
+import { baseNameOfKey, sameSourceAt } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
 import type { TransferTuning } from "../config/tuning.ts";
 import type { DatasetSpec, Settings } from "../config/types.ts";
@@ -455,8 +455,68 @@ async function stageOn(
     }
   };
 
+  /**
+   * A store that cannot be reached (TRANSIENT once the retries are spent) and a dataset pinned
+   * by its ETag whose copy is staged: that copy, verified against the same ETag when it was
+   * staged, with a warning. A store outage stopped every job whose data was already here
+   * (exploratory review, 2026-12-07). Never for a dataset not pinned (the store may have
+   * another version), nor for any other error (403 and 404 are answers).
+   */
+  const stagedCopyOfPin = async (error: unknown): Promise<StagedDataset | undefined> => {
+    if (!(error instanceof DsfetchError) || error.code !== "TRANSIENT") return undefined;
+    if (spec.etag === undefined) return undefined;
+    if (target.volume === "shared" && context.sharedStorageAnswers !== undefined) {
+      let answers = false;
+      await untilOrAborted(
+        context.sharedStorageAnswers().then((found) => {
+          answers = found;
+        }),
+        context.signal,
+      );
+      if (!answers) return undefined;
+    }
+    const staged = await call(`reading ${target.location.manifestPath}`, () =>
+      inspectStaged(target.location),
+    ).catch(() => undefined);
+    const manifest = staged?.manifest;
+    if (
+      manifest === undefined ||
+      manifest.kind !== "object" ||
+      manifest.etag !== spec.etag ||
+      (spec.versionId !== undefined && manifest.versionId !== spec.versionId) ||
+      !sameSourceAt(manifest, sourceOf(spec))
+    ) {
+      return undefined;
+    }
+    const copy: ResolvedObject = {
+      kind: "object",
+      bucket: spec.location.bucket,
+      key: spec.location.key,
+      etag: manifest.etag,
+      versionId: manifest.versionId ?? undefined,
+      bytes: manifest.bytes,
+      lastModified: undefined,
+      encryption: undefined,
+      checksum: undefined,
+      checksumRejected: [],
+    };
+    context.onEvent({
+      type: "warning",
+      dataset: spec.name,
+      message: `the store cannot be reached (${error.message}): using the copy staged at ${target.location.path} (${manifest.createdAt}) of the pinned ETag ${spec.etag}, verified against it when it was staged`,
+    });
+    return reuse(copy);
+  };
+
   // After shared storage was found full: the version resolved then, not resolved again.
-  let resolution = sharedFull?.resolution ?? (await resolve());
+  let resolution: Resolution;
+  try {
+    resolution = sharedFull?.resolution ?? (await resolve());
+  } catch (error) {
+    const copy = await stagedCopyOfPin(error);
+    if (copy !== undefined) return copy;
+    throw error;
+  }
   if (sharedFull !== undefined) {
     const reused = await fallBack(sharedFull.reason);
     if (reused !== undefined) return reused;

@@ -1,0 +1,70 @@
+// A store that cannot be reached, and datasets already staged: one pinned by its ETag is used
+// from its staged copy, with a warning (`run` starts its command); one not pinned fails, as
+// the store may hold another version; so does one pinned to an ETag other than the copy's.
+// Before, every one failed TRANSIENT (exit 6) after the retries (exploratory review,
+// 2026-12-07: a store outage stopped jobs whose data was all here and verified).
+
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../harness/cli.ts";
+import { startFaultProxy } from "../harness/fault-proxy.ts";
+import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
+
+let root: string;
+let bucket: string;
+let etag: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "dsfetch-unreachable-"));
+  bucket = await createBucket("unreachable");
+  etag = (await putObject(bucket, "model.bin", "weights")).etag;
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("a store that cannot be reached", () => {
+  it("a dataset pinned by its ETag and staged is used from its copy, with a warning; one not pinned, or pinned to another ETag, fails TRANSIENT", async () => {
+    const storage = await mkdtemp(join(root, "storage-"));
+    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
+    const pinned = [{ uri: `s3://${bucket}/model.bin`, name: "model", etag }];
+    // The store as jobs reach it (the copy's source names its endpoint), gone once staged.
+    const store = await startFaultProxy(s3Info().endpoint);
+    const env = { ...testEnv(), AWS_ENDPOINT_URL: store.endpoint };
+    const staged = await runCli(args, { env, stdin: JSON.stringify(pinned) });
+    expect(staged.code, staged.stderr).toBe(0);
+    await store.close();
+
+    const away = env;
+    const [offline, unpinned, otherEtag] = await Promise.all([
+      runCli(args, { env: away, stdin: JSON.stringify(pinned), timeoutMs: 90_000 }),
+      runCli(args, {
+        env: away,
+        stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
+        timeoutMs: 90_000,
+      }),
+      runCli(args, {
+        env: away,
+        stdin: JSON.stringify([{ ...pinned[0], etag: "0".repeat(32) }]),
+        timeoutMs: 90_000,
+      }),
+    ]);
+
+    expect(offline.code, offline.stderr).toBe(0);
+    const result = JSON.parse(offline.stdout).datasets[0];
+    expect(result).toMatchObject({ name: "model", cached: true, etag });
+    expect(await readFile(join(result.path, "model.bin"), "utf8")).toBe("weights");
+    expect(result.path).toBe(join(storage, "ml", "data", `model-${etag}`));
+    expect(offline.stderr).toContain(`: using the copy staged at ${result.path} (`);
+    expect(offline.stderr).toContain(`of the pinned ETag ${etag}, verified against it`);
+
+    for (const run of [unpinned, otherEtag]) {
+      expect(run.code, run.stderr).toBe(6);
+      expect(JSON.parse(run.stdout).datasets[0].error.code).toBe("TRANSIENT");
+      expect(run.stderr).not.toContain("using the copy staged");
+    }
+  }, 120_000);
+});
