@@ -475,10 +475,15 @@ async function stageOn(
       );
       if (!answers) return undefined;
     }
+    if (target.volume === "ephemeral" && settings.ephemeralRootIsDefault === true) {
+      // As reuse() does, before anything is read there.
+      const root = dirname(target.location.path);
+      await call(`looking at ${root}`, () => ensureDefaultEphemeralRoot(root));
+    }
     const staged = await call(`reading ${target.location.manifestPath}`, () =>
       inspectStaged(target.location),
-    ).catch(() => undefined);
-    const manifest = staged?.manifest;
+    );
+    const manifest = staged.manifest;
     if (
       manifest === undefined ||
       manifest.kind !== "object" ||
@@ -500,12 +505,23 @@ async function stageOn(
       checksum: undefined,
       checksumRejected: [],
     };
-    context.onEvent({
-      type: "warning",
-      dataset: spec.name,
-      message: `the store cannot be reached (${error.message}): using the copy staged at ${target.location.path} (${manifest.createdAt}) of the pinned ETag ${spec.etag}, verified against it when it was staged`,
-    });
-    return reuse(copy);
+    let reused: StagedDataset | undefined;
+    try {
+      reused = await reuse(copy);
+    } catch (reuseError) {
+      throw reuseError instanceof OtherVersionInUse
+        ? otherVersionInUse(spec, reuseError.path, reuseError.users)
+        : reuseError;
+    }
+    // Said once it is so (reuse may find the copy changed meanwhile: then the store's error).
+    if (reused !== undefined) {
+      context.onEvent({
+        type: "warning",
+        dataset: spec.name,
+        message: `the store cannot be reached (${error.message}): using the copy staged at ${target.location.path} (${manifest.createdAt}) of the pinned ETag ${spec.etag}, verified then by ${manifest.verification}`,
+      });
+    }
+    return reused;
   };
 
   // After shared storage was found full: the version resolved then, not resolved again.

@@ -181,7 +181,9 @@ async function makeDirInPlace(dir: string, ruledBy: string): Promise<void> {
 async function makeDirInPlaceNow(dir: string, ruledBy: string): Promise<void> {
   const temporary = join(dirname(dir), `.${basename(dir)}.mk-${randomBytes(6).toString("hex")}`);
   try {
-    await mkdir(temporary, { mode: 0o700 });
+    // In a parent just made, perhaps replaced meanwhile by another maker's (see above): made
+    // again there, not by the plain mkdir below, which would give it the umask's mode (review).
+    await retryWhereReplaced(dirname(dir), () => mkdir(temporary, { mode: 0o700 }));
   } catch (refused) {
     // The plain mkdir makes it (or finds it made meanwhile), or says what is wrong (EACCES,
     // ENOSPC, ENOENT on `dir`); except on a read-only filesystem, where Node's recursive

@@ -59,7 +59,7 @@ describe("a store that cannot be reached", () => {
     expect(await readFile(join(result.path, "model.bin"), "utf8")).toBe("weights");
     expect(result.path).toBe(join(storage, "ml", "data", `model-${etag}`));
     expect(offline.stderr).toContain(`: using the copy staged at ${result.path} (`);
-    expect(offline.stderr).toContain(`of the pinned ETag ${etag}, verified against it`);
+    expect(offline.stderr).toContain(`of the pinned ETag ${etag}, verified then by md5`);
 
     for (const run of [unpinned, otherEtag]) {
       expect(run.code, run.stderr).toBe(6);

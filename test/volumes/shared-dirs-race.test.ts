@@ -104,6 +104,25 @@ describe("a shared directory made by several at once", () => {
   });
 });
 
+describe("a shared directory made in a parent just replaced", () => {
+  it("is made again under its hidden name and renamed into place, not made plainly with the umask's mode", async () => {
+    const base = fresh();
+    await actualFs.mkdir(base);
+    const locks = join(base, "locks");
+    let refused = 0;
+    hooks.beforeMkdir = async (path) => {
+      if (basename(path).startsWith(".locks.mk-") && refused === 0) {
+        refused += 1;
+        throw enoent(path);
+      }
+    };
+    await makeSharedDir(locks);
+    expect(refused).toBe(1);
+    expect(hooks.renamedTo).toEqual([locks]);
+    expect((await stat(locks)).isDirectory()).toBe(true);
+  });
+});
+
 describe("the first entry made in a shared directory (retryWhereReplaced)", () => {
   it("is made again when it failed ENOENT while the directory is there", async () => {
     const dir = fresh();
