@@ -21,9 +21,11 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
         ? "kept: in use"
         : entry.cached
           ? "yes"
-          : entry.replaces !== undefined
-            ? "no: stale"
-            : "no",
+          : entry.replaces?.changed === true
+            ? "no: changed"
+            : entry.replaces !== undefined
+              ? "no: stale"
+              : "no",
     entry.path ?? "-",
   ]);
   const header = ["NAME", "KIND", "SIZE", "OBJECTS", "ARCHIVE", "VOLUME", "CACHED", "PATH"];
@@ -33,6 +35,12 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
       out.push(
         "",
         `${entry.name}: ${entry.fallback}; fetch would stage it into an ephemeral volume at ${entry.path ?? "-"}`,
+      );
+    }
+    if (entry.replaces?.changed === true) {
+      out.push(
+        "",
+        `${entry.name}: ${entry.path} was changed after it was published (${entry.replaces.stagedAt}): files were added, removed or rewritten since; fetch would stage it again`,
       );
     }
     if (entry.keptInUse !== undefined) {

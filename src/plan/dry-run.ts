@@ -118,7 +118,9 @@ export async function plan(
         });
         const call = options.storageCalls?.(spec.name) ?? unboundedCall;
         let location = target.location;
-        let staged = await call(`reading ${location.manifestPath}`, () => inspectStaged(location));
+        let staged = await call(`reading ${location.manifestPath}`, (_signal, progressed) =>
+          inspectStaged(location, progressed),
+        );
         // A zip declares what it expands to: read from its central directory (ranged requests
         // into memory), so that the plan refuses what fetch would refuse after the download.
         let zipError: PlanError | undefined;
@@ -164,7 +166,8 @@ export async function plan(
           });
           // As fetch: a pinned version whose path holds another version that jobs use.
           const inUse =
-            problem === undefined && pinnedOverOtherVersion(spec, staged.manifest)
+            problem === undefined &&
+            (pinnedOverOtherVersion(spec, staged.manifest) || staged.altered === true)
               ? await call(`reading the leases of ${location.path}`, () =>
                   activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
                 )
@@ -180,7 +183,7 @@ export async function plan(
             problem !== undefined
               ? `shared storage is unavailable: ${problem}`
               : inUse.length > 0
-                ? otherVersionFallback(spec, location.path, inUse)
+                ? otherVersionFallback(spec, location.path, inUse, staged.altered === true)
                 : notOurs;
           // As fetch under --no-fallback: the dataset fails where it would have fallen back.
           if (reason !== undefined && settings.fallback === false) {
@@ -190,8 +193,8 @@ export async function plan(
             target = fallbackTarget(spec, settings);
             const ephemeral = target.location;
             location = ephemeral;
-            staged = await call(`reading ${ephemeral.manifestPath}`, () =>
-              inspectStaged(ephemeral),
+            staged = await call(`reading ${ephemeral.manifestPath}`, (_signal, progressed) =>
+              inspectStaged(ephemeral, progressed),
             );
           }
         }
@@ -268,17 +271,22 @@ export async function plan(
           );
           if (problem !== undefined) return withFallback(failedEntry(spec, target, problem));
           // What fetch refuses on an ephemeral path (stage-dataset.ts, OtherVersionInUse).
-          if (target.volume === "ephemeral" && pinnedOverOtherVersion(spec, staged.manifest)) {
+          // Or a tree changed since it was published (volumes/inspect.ts), in use.
+          const altered = staged.altered === true;
+          if (
+            target.volume === "ephemeral" &&
+            (altered || pinnedOverOtherVersion(spec, staged.manifest))
+          ) {
             const users = await call(`reading the leases of ${location.path}`, () =>
               activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
             );
             if (users.length > 0) {
-              const refused = otherVersionInUse(spec, location.path, users);
+              const refused = otherVersionInUse(spec, location.path, users, { altered });
               return withFallback(failedEntry(spec, target, refused));
             }
           }
           // What fetch would keep (stage-dataset.ts, keptInUse), said by the plan too.
-          if (refreshWaitsForJobs(spec, staged.manifest)) {
+          if (!altered && refreshWaitsForJobs(spec, staged.manifest)) {
             const users = await call(`reading the leases of ${location.path}`, () =>
               activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
             );

@@ -47,6 +47,11 @@ export interface PlanEntry {
     readonly etag: string | null;
     readonly versionId: string | null;
     readonly stagedAt: string;
+    /**
+     * What is there is this very version, changed since it was published (files added,
+     * removed, rewritten or made writable: volumes/inspect.ts); fetch stages it again.
+     */
+    readonly changed?: true;
   };
   /** A zip's entries' declared sizes, summed (from its central directory). */
   readonly expandedBytes?: number;
@@ -85,6 +90,10 @@ export function planEntry(
         etag: older.etag ?? null,
         versionId: older.versionId ?? null,
         stagedAt: older.createdAt,
+        // This very version, changed (another version is "stale" whatever was done to it).
+        ...(staged.altered === true && isCached(resolution, { ...staged, altered: false }, spec)
+          ? { changed: true as const }
+          : {}),
       },
     };
   }
@@ -140,6 +149,8 @@ export function isCached(
 ): boolean {
   const manifest = staged.manifest;
   if (!staged.exists || manifest === undefined || manifest.kind !== resolution.kind) return false;
+  // Changed since it was published (volumes/inspect.ts): staged again.
+  if (staged.altered === true) return false;
   if (resolution.kind === "prefix") return manifest.listingDigest === resolution.listingDigest;
   return (
     manifest.etag === resolution.etag &&
@@ -196,9 +207,34 @@ export function otherVersionInUse(
   spec: DatasetSpec,
   path: string,
   users: readonly string[],
-  /** When those jobs started using it: while this run downloaded, or since its first look. */
-  { meanwhile }: { readonly meanwhile?: "downloaded" | "waited" } = {},
+  /**
+   * When those jobs started using it: while this run downloaded, or since its first look.
+   * `altered`: what is there is this version, changed since it was published (tree-seal.ts).
+   */
+  {
+    meanwhile,
+    altered = false,
+  }: { readonly meanwhile?: "downloaded" | "waited"; readonly altered?: boolean } = {},
 ): DsfetchError {
+  const using =
+    meanwhile === undefined
+      ? "jobs are using"
+      : meanwhile === "waited"
+        ? "jobs started using meanwhile"
+        : "jobs started using while this one downloaded";
+  if (altered) {
+    return new DsfetchError(
+      "PATH_TAKEN",
+      `${spec.name}: ${path} was changed after it was published (files added, removed or rewritten), and ${using} (${users.join(", ")}): it is not staged again under them`,
+      {
+        dataset: spec.name,
+        hint:
+          meanwhile !== undefined
+            ? "run again: a changed dataset whose path is in use is staged into an ephemeral volume"
+            : `stage it once those jobs are done (the first run then replaces it), and find the job that writes into ${path}: give jobs the storage read-only (dsfetch k8s renders it so)`,
+      },
+    );
+  }
   const pin = [
     spec.etag === undefined ? undefined : `etag ${spec.etag}`,
     spec.versionId === undefined ? undefined : `versionId ${spec.versionId}`,
@@ -209,7 +245,7 @@ export function otherVersionInUse(
   const pinText = pin !== "" ? pin : `from ${spec.endpoint.url ?? "AWS S3"}, not the copy's store`;
   return new DsfetchError(
     "PATH_TAKEN",
-    `${spec.name}: ${path} holds another version of ${spec.uri}, which ${meanwhile === undefined ? "jobs are using" : meanwhile === "waited" ? "jobs started using meanwhile" : "jobs started using while this one downloaded"} (${users.join(", ")}): the pinned version (${pinText}) is not swapped in under them`,
+    `${spec.name}: ${path} holds another version of ${spec.uri}, which ${using} (${users.join(", ")}): the pinned version (${pinText}) is not swapped in under them`,
     {
       dataset: spec.name,
       hint:
@@ -220,12 +256,19 @@ export function otherVersionInUse(
   );
 }
 
-/** Why a pinned dataset goes to an ephemeral volume: its shared path holds another version in use. */
+/**
+ * Why a pinned dataset goes to an ephemeral volume: its shared path holds another version in
+ * use, or (`altered`) this one changed since it was published, in use.
+ */
 export function otherVersionFallback(
   spec: DatasetSpec,
   path: string,
   users: readonly string[],
+  altered = false,
 ): string {
+  if (altered) {
+    return `${path} was changed after it was published (files added, removed or rewritten) and jobs are using it (${users.join(", ")}): not staged again under them`;
+  }
   return `${path} holds another version of ${spec.uri} that jobs are using (${users.join(", ")}), not replaced under them`;
 }
 

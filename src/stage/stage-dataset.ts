@@ -321,6 +321,21 @@ async function stageOn(
    * (reuse): one there at publishing time that is not this one was published meanwhile.
    */
   let seenBeforeDownload: Manifest | undefined;
+  /** Trees already said to be changed since published (by their manifest's creation). */
+  const saidAltered = new Set<string>();
+  /**
+   * A published tree changed since (volumes/inspect.ts: a job of the same user made it
+   * writable and wrote to it) is never reused: said once, and staged again.
+   */
+  const sayAltered = (published: Manifest): void => {
+    if (saidAltered.has(published.createdAt)) return;
+    saidAltered.add(published.createdAt);
+    context.onEvent({
+      type: "warning",
+      dataset: spec.name,
+      message: `${target.location.path} was changed after it was published (${published.createdAt}): files were added, removed or rewritten since; it is not used, and is replaced by a fresh copy of ${spec.uri} once no job uses it (what was written into it goes with it)`,
+    });
+  };
   /** The published dataset, when its manifest matches the store; no lock needed to read it. */
   const reuse = async (resolution: Resolution): Promise<StagedDataset | undefined> => {
     if (target.volume === "ephemeral" && settings.ephemeralRootIsDefault === true) {
@@ -328,10 +343,11 @@ async function stageOn(
       const root = dirname(target.location.path);
       await call(`looking at ${root}`, () => ensureDefaultEphemeralRoot(root));
     }
-    const staged = await call(`reading ${target.location.manifestPath}`, () =>
-      inspectStaged(target.location),
+    const staged = await call(`reading ${target.location.manifestPath}`, (_signal, progressed) =>
+      inspectStaged(target.location, progressed),
     );
     seenBeforeDownload = staged.manifest;
+    if (staged.altered === true && staged.manifest !== undefined) sayAltered(staged.manifest);
     if (!isCached(resolution, staged, spec) || staged.manifest === undefined) {
       // Not ours to replace (another source's dataset, a directory dsfetch did not write):
       // said now, before the download (publish checks again: volumes/occupant.ts).
@@ -339,7 +355,7 @@ async function stageOn(
         occupantProblemIfKnown(spec.name, target.location, sourceOf(spec), staged.manifest),
       );
       if (problem !== undefined) throw problem;
-      return keptInUse(resolution, staged.manifest);
+      return keptInUse(resolution, staged.manifest, undefined, staged.altered);
     }
     if (target.volumeBytes !== undefined) {
       // Staged earlier with a larger volumeOptions.size: what a fresh run would refuse is not
@@ -376,9 +392,14 @@ async function stageOn(
     published: Manifest | undefined,
     /** Under a removal notice: its clock (RemovalNotice.storageNow), leases are judged by. */
     notice?: RemovalNotice,
+    /**
+     * `published` is this version, changed since it was published: never kept, and not
+     * replaced under the jobs that use it either (OtherVersionInUse, `altered`).
+     */
+    altered = false,
   ): Promise<StagedDataset | undefined> => {
     const pinned = pinnedOverOtherVersion(spec, published);
-    if (!pinned && !refreshWaitsForJobs(spec, published)) return undefined;
+    if (!altered && !pinned && !refreshWaitsForJobs(spec, published)) return undefined;
     // Leases that cannot be read: taken to be in use. The bound's own errors (a stall, an
     // interrupt) fail the staging: taken as "none", an interrupt here let the swap go ahead
     // without a look at the leases (review, 2026-12-05).
@@ -388,6 +409,7 @@ async function stageOn(
       ]),
     );
     if (users.length === 0) return undefined;
+    if (altered) throw new OtherVersionInUse(target.location.path, users, true);
     // A pinned version is what this job must get, and the one there is what those jobs
     // read: neither may be swapped for the other. Two jobs pinning two versions of one object
     // share its path (SPEC §2: no etag, no version in it); a second job swapped its version
@@ -450,7 +472,7 @@ async function stageOn(
       return await reuse(resolution);
     } catch (error) {
       throw error instanceof OtherVersionInUse
-        ? otherVersionInUse(spec, error.path, error.users)
+        ? otherVersionInUse(spec, error.path, error.users, { altered: error.altered })
         : error;
     }
   };
@@ -480,8 +502,8 @@ async function stageOn(
       const root = dirname(target.location.path);
       await call(`looking at ${root}`, () => ensureDefaultEphemeralRoot(root));
     }
-    const staged = await call(`reading ${target.location.manifestPath}`, () =>
-      inspectStaged(target.location),
+    const staged = await call(`reading ${target.location.manifestPath}`, (_signal, progressed) =>
+      inspectStaged(target.location, progressed),
     );
     const manifest = staged.manifest;
     if (
@@ -510,7 +532,9 @@ async function stageOn(
       reused = await reuse(copy);
     } catch (reuseError) {
       throw reuseError instanceof OtherVersionInUse
-        ? otherVersionInUse(spec, reuseError.path, reuseError.users)
+        ? otherVersionInUse(spec, reuseError.path, reuseError.users, {
+            altered: reuseError.altered,
+          })
         : reuseError;
     }
     // Said once it is so (reuse may find the copy changed meanwhile: then the store's error).
@@ -568,8 +592,12 @@ async function stageOn(
       return await reuse(resolution);
     } catch (error) {
       if (!(error instanceof OtherVersionInUse)) throw error;
-      if (target.volume !== "shared") throw otherVersionInUse(spec, error.path, error.users);
-      return fallBack(error.message, otherVersionFallback(spec, error.path, error.users));
+      if (target.volume !== "shared")
+        throw otherVersionInUse(spec, error.path, error.users, { altered: error.altered });
+      return fallBack(
+        error.message,
+        otherVersionFallback(spec, error.path, error.users, error.altered),
+      );
     }
   };
   /**
@@ -580,7 +608,10 @@ async function stageOn(
   const reuseAfterWait = () =>
     reuse(resolution).catch((error: unknown) => {
       if (!(error instanceof OtherVersionInUse)) throw error;
-      throw otherVersionInUse(spec, error.path, error.users, { meanwhile: "waited" });
+      throw otherVersionInUse(spec, error.path, error.users, {
+        meanwhile: "waited",
+        altered: error.altered,
+      });
     });
   const fast = await reuseBeforeLock();
   if (fast !== undefined) {
@@ -709,7 +740,8 @@ async function stageOn(
       signal: context.signal,
       call,
       isDone: lookForDone
-        ? async () => isCached(resolution, await inspectStaged(target.location), spec)
+        ? async (_signal, progressed) =>
+            isCached(resolution, await inspectStaged(target.location, progressed), spec)
         : undefined,
       onWait: (report) => {
         const { holder } = report;
@@ -959,8 +991,9 @@ async function stageOn(
         };
         // Leased while this download ran: not replaced under that job either. Read here
         // (no sync, no publish for nothing) and again just before the swap (publish.ts).
-        const published = await call(`reading ${target.location.manifestPath}`, () =>
-          inspectStaged(target.location),
+        const published = await call(
+          `reading ${target.location.manifestPath}`,
+          (_signal, progressed) => inspectStaged(target.location, progressed),
         );
         // Another version published meanwhile by the worker that took this one's lock over:
         // asked about here, before the swap's removal notice is up (jobs wait on it; a
@@ -969,6 +1002,7 @@ async function stageOn(
         if (
           lock !== undefined &&
           publishedSince(published.manifest) &&
+          published.altered !== true &&
           !isCached(resolution, published, spec) &&
           !(await call(`reading ${target.location.lockPath}`, () => lock.stillHeld()))
         ) {
@@ -977,7 +1011,17 @@ async function stageOn(
         }
         const kept = isCached(resolution, published, spec)
           ? undefined
-          : await keptInUse(resolution, published.manifest);
+          : await keptInUse(resolution, published.manifest, undefined, published.altered).catch(
+              (error: unknown) => {
+                // Jobs that took their lease while this one downloaded (review: it escaped as
+                // INTERNAL, and was passed on to the waiters as this download's failure).
+                if (!(error instanceof OtherVersionInUse)) throw error;
+                throw otherVersionInUse(spec, error.path, error.users, {
+                  meanwhile: "downloaded",
+                  altered: error.altered,
+                });
+              },
+            );
         if (kept !== undefined) return dropAttemptFor(kept);
         let notice: RemovalNotice | undefined;
         // Left up (storage that stopped answering), it is over within a minute.
@@ -1000,8 +1044,9 @@ async function stageOn(
               await takeDown(stale);
             }
             notice ??= await postRemovalNoticeWithin(call, target.location);
-            const there = await call(`reading ${target.location.manifestPath}`, () =>
-              inspectStaged(target.location),
+            const there = await call(
+              `reading ${target.location.manifestPath}`,
+              (_signal, progressed) => inspectStaged(target.location, progressed),
             );
             // Our data already (another worker's, a lock lost): left in place, jobs may read it.
             if (isCached(resolution, there, spec)) return false;
@@ -1010,15 +1055,19 @@ async function stageOn(
             if (
               lock !== undefined &&
               publishedSince(there.manifest) &&
+              there.altered !== true &&
               !(await call(`reading ${target.location.lockPath}`, () => lock.stillHeld()))
             ) {
               supersededAtSwap = await publishedMeanwhile(there.manifest);
               if (supersededAtSwap !== undefined) return false;
             }
-            keptAtSwap = await keptInUse(resolution, there.manifest, notice).catch(
+            keptAtSwap = await keptInUse(resolution, there.manifest, notice, there.altered).catch(
               (error: unknown) => {
                 if (!(error instanceof OtherVersionInUse)) throw error;
-                throw otherVersionInUse(spec, error.path, error.users, { meanwhile: "downloaded" });
+                throw otherVersionInUse(spec, error.path, error.users, {
+                  meanwhile: "downloaded",
+                  altered: error.altered,
+                });
               },
             );
             return keptAtSwap === undefined;
@@ -1636,10 +1685,17 @@ function reportParallelWrites(
 class OtherVersionInUse extends Error {
   readonly users: readonly string[];
   readonly path: string;
+  /** The version there is this one, changed since it was published (volumes/inspect.ts). */
+  readonly altered: boolean;
 
-  constructor(path: string, users: readonly string[]) {
-    super(`${path} holds another version of the source, in use (${users.join(", ")})`);
+  constructor(path: string, users: readonly string[], altered = false) {
+    super(
+      altered
+        ? `${path} was changed after it was published, and is in use (${users.join(", ")})`
+        : `${path} holds another version of the source, in use (${users.join(", ")})`,
+    );
     this.path = path;
     this.users = users;
+    this.altered = altered;
   }
 }

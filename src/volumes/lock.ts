@@ -103,7 +103,7 @@ export interface AcquireOptions {
   /** Called after each poll while another process holds the lock. */
   readonly onWait?: (report: WaitReport) => void;
   /** Checked while waiting: true when the holder has published, so waiting can stop. */
-  readonly isDone?: () => Promise<boolean>;
+  readonly isDone?: (signal: AbortSignal, progressed: () => void) => Promise<boolean>;
   readonly onCompromised?: (error: Error) => void;
   /**
    * Bounds each call on the storage (stage/storage-calls.ts). Why: a waiter whose storage

@@ -7,6 +7,7 @@ import { constants } from "node:fs";
 import { type FileHandle, open, rm } from "node:fs/promises";
 import { type FileTally, OTHER_FORM, readManifestLines } from "./manifest-lines.ts";
 import { openNewFile } from "./no-follow.ts";
+import { isTreeSeal, type TreeSeal } from "./tree-seal.ts";
 
 export const MANIFEST_VERSION = 1;
 
@@ -53,6 +54,11 @@ export interface Manifest<Files extends ManifestFiles = ManifestFiles> {
   readonly verification: string;
   readonly createdAt: string;
   readonly host: string;
+  /**
+   * The tree as published (tree-seal.ts): a later run tells a tree changed since from it.
+   * Absent in manifests of a dsfetch before 2026-12-07, and in an attempt's own.
+   */
+  readonly seal?: TreeSeal | undefined;
 }
 
 /**
@@ -162,7 +168,8 @@ function isManifestHead(value: unknown): boolean {
     typeof m.verification === "string" &&
     typeof m.createdAt === "string" &&
     !Number.isNaN(Date.parse(m.createdAt)) &&
-    optionalString(m.host)
+    optionalString(m.host) &&
+    (m.seal === undefined || isTreeSeal(m.seal))
   );
 }
 

@@ -1,0 +1,214 @@
+// A published dataset changed afterwards is not reused: a job running as the user that staged
+// it can make it writable (`chmod -R u+w`, a script writing its outputs into /data/<name>),
+// and every later run reused the changed files as verified (exploratory review, 2026-12-07).
+// The manifest records the tree's seal (volumes/tree-seal.ts); a tree that no longer has it
+// is staged again, or, while jobs use it, left to them and staged into an ephemeral volume.
+
+import { spawnSync } from "node:child_process";
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { locationIn } from "../../src/volumes/layout.ts";
+import { takeLease } from "../../src/volumes/usage.ts";
+import { baseEnv, CLI_ENTRY, runCli } from "../harness/cli.ts";
+import { requireRoot } from "../harness/mount-namespace.ts";
+import { createBucket, putObject, testEnv } from "../harness/s3.ts";
+
+const root = mkdtempSync(join(tmpdir(), "dsfetch-changed-"));
+let bucket: string;
+let etag: string;
+
+beforeAll(async () => {
+  bucket = await createBucket("changed");
+  await putObject(bucket, "set/a.txt", "alpha\n");
+  await putObject(bucket, "set/sub/b.txt", "bravo\n");
+  etag = (await putObject(bucket, "model.bin", "weights")).etag;
+});
+afterAll(() => {
+  // Published trees are read-only.
+  for (const dir of [root]) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      chmodTree(dir);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+});
+
+function chmodTree(dir: string): void {
+  chmodSync(dir, 0o755);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) chmodTree(path);
+    else if (entry.isFile()) chmodSync(path, 0o644);
+  }
+}
+
+function fetchArgs(storage: string): string[] {
+  return ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
+}
+
+const folder = () => JSON.stringify([{ uri: `s3://${bucket}/set/`, name: "set" }]);
+
+async function stageFolder(storage: string) {
+  const run = await runCli(fetchArgs(storage), { env: testEnv(), stdin: folder() });
+  expect(run.code, run.stderr).toBe(0);
+  return { run, result: JSON.parse(run.stdout).datasets[0] };
+}
+
+describe.concurrent("a published dataset changed afterwards", () => {
+  it("unchanged, it is reused; a file made writable and rewritten (same size), or one added: staged again, as published", async () => {
+    const storage = mkdtempSync(join(root, "storage-"));
+    const { result: first } = await stageFolder(storage);
+    const path: string = first.path;
+    expect(first.cached).toBe(false);
+
+    // Unchanged: reused, nothing said (no false alarm).
+    const again = await stageFolder(storage);
+    expect(again.result.cached).toBe(true);
+    expect(again.run.stderr).not.toContain("was changed after it was published");
+
+    const changes: [string, () => void][] = [
+      [
+        "a file rewritten",
+        () => {
+          chmodSync(join(path, "a.txt"), 0o644);
+          writeFileSync(join(path, "a.txt"), "ALPHA\n");
+        },
+      ],
+      [
+        "a file appended to, its size kept by a truncation",
+        () => {
+          chmodSync(join(path, "sub", "b.txt"), 0o644);
+          appendFileSync(join(path, "sub", "b.txt"), "x");
+          writeFileSync(join(path, "sub", "b.txt"), "BRAVO\n");
+        },
+      ],
+      [
+        "a file added",
+        () => {
+          chmodSync(join(path, "sub"), 0o755);
+          writeFileSync(join(path, "sub", "outputs.log"), "epoch 1\n");
+        },
+      ],
+    ];
+    for (const [what, change] of changes) {
+      change();
+      const { run, result } = await stageFolder(storage);
+      expect(result.cached, what).toBe(false);
+      expect(run.stderr, what).toContain(`${path} was changed after it was published (`);
+      expect(run.stderr, what).toContain("it is not used, and is replaced by a fresh copy");
+      expect(readFileSync(join(path, "a.txt"), "utf8"), what).toBe("alpha\n");
+      expect(readFileSync(join(path, "sub", "b.txt"), "utf8"), what).toBe("bravo\n");
+      expect(readdirSync(join(path, "sub")).sort(), what).toEqual(["b.txt"]);
+      expect(statSync(join(path, "a.txt")).mode & 0o777, what).toBe(0o444);
+      expect(statSync(join(path, "sub")).mode & 0o777, what).toBe(0o555);
+      // And sealed again: the next run reuses it.
+      const next = await stageFolder(storage);
+      expect(next.result.cached, what).toBe(true);
+      expect(next.run.stderr, what).not.toContain("was changed after it was published");
+    }
+  }, 120_000);
+
+  it("made writable and left as it was, it is the same data: reused", async () => {
+    const storage = mkdtempSync(join(root, "storage-"));
+    const { result } = await stageFolder(storage);
+    chmodTree(result.path);
+    const again = await stageFolder(storage);
+    expect(again.result.cached).toBe(true);
+    expect(again.run.stderr).not.toContain("was changed after it was published");
+  }, 60_000);
+
+  it("a pinned object changed and in use by a job: left to that job, staged into an ephemeral volume; plan says so; once the job is done, staged again in place", async () => {
+    const storage = mkdtempSync(join(root, "storage-"));
+    const ephemeral = mkdtempSync(join(root, "ephemeral-"));
+    chmodSync(ephemeral, 0o700);
+    const datasets = JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model", etag }]);
+    const args = [...fetchArgs(storage), "--ephemeral-root", ephemeral];
+    const staged = await runCli(args, { env: testEnv(), stdin: datasets });
+    expect(staged.code, staged.stderr).toBe(0);
+    const path: string = JSON.parse(staged.stdout).datasets[0].path;
+    const file = join(path, "model.bin");
+    chmodSync(file, 0o644);
+    writeFileSync(file, "WEIGHTS");
+
+    const lease = await takeLease(locationIn(join(storage, "ml", "data"), `model-${etag}`));
+    try {
+      const plan = await runCli(["plan", ...args.slice(1)], { env: testEnv(), stdin: datasets });
+      expect(plan.code, plan.stderr).toBe(0);
+      const planned = JSON.parse(plan.stdout).datasets[0];
+      expect(planned).toMatchObject({ volume: "ephemeral", path: join(ephemeral, "model") });
+      expect(planned.fallback).toContain(`${path} was changed after it was published`);
+
+      const busy = await runCli(args, { env: testEnv(), stdin: datasets });
+      expect(busy.code, busy.stderr).toBe(0);
+      const result = JSON.parse(busy.stdout).datasets[0];
+      expect(result.path).toBe(join(ephemeral, "model"));
+      expect(result.fallback).toContain(`${path} was changed after it was published`);
+      expect(result.fallback).toContain("jobs are using it");
+      expect(readFileSync(join(result.path, "model.bin"), "utf8")).toBe("weights");
+      // The job's copy is left as it is.
+      expect(readFileSync(file, "utf8")).toBe("WEIGHTS");
+
+      const strict = await runCli([...args, "--no-fallback"], { env: testEnv(), stdin: datasets });
+      expect(strict.code, strict.stderr).toBe(7);
+      expect(strict.stderr).toContain(`${path} was changed after it was published`);
+    } finally {
+      await lease.release();
+    }
+    const human = args.filter((arg) => arg !== "--json");
+    const plan = await runCli(["plan", ...human.slice(1)], { env: testEnv(), stdin: datasets });
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stderr).toContain("no: changed");
+    expect(plan.stderr).toContain(`model: ${path} was changed after it was published (`);
+    expect(plan.stderr).toContain("fetch would stage it again");
+    const done = await runCli(args, { env: testEnv(), stdin: datasets });
+    expect(done.code, done.stderr).toBe(0);
+    const result = JSON.parse(done.stdout).datasets[0];
+    expect(result).toMatchObject({ path, cached: false });
+    expect(readFileSync(file, "utf8")).toBe("weights");
+    expect(existsSync(join(ephemeral, "model"))).toBe(true);
+  }, 120_000);
+
+  it("a directory the owner's job made in it that another user may not read: that user's run stages its own copy (not a failure)", async () => {
+    requireRoot("a second user (setpriv)");
+    const storage = mkdtempSync(join(root, "storage-"));
+    chmodSync(root, 0o755);
+    chmodSync(storage, 0o777);
+    const { result } = await stageFolder(storage);
+    const path: string = result.path;
+    chmodSync(path, 0o755);
+    const mkdir = spawnSync("sh", ["-c", 'umask 077 && mkdir "$0/outputs"', path]);
+    expect(mkdir.status).toBe(0);
+    chmodSync(join(storage, "ml", "data"), 0o777);
+    const ephemeral = mkdtempSync(join(root, "ephemeral-"));
+    chownSync(ephemeral, 65534, 65534);
+    chmodSync(ephemeral, 0o700);
+    const ids = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
+    const other = spawnSync(
+      "setpriv",
+      [...ids, process.execPath, CLI_ENTRY, ...fetchArgs(storage), "--ephemeral-root", ephemeral],
+      { env: baseEnv(testEnv()), input: folder(), encoding: "utf8", timeout: 60_000 },
+    );
+    expect(other.status, other.stderr).toBe(0);
+    expect(other.stderr).toContain(`${path} was changed after it was published`);
+    const staged = JSON.parse(other.stdout).datasets[0];
+    expect(staged.path).toBe(join(ephemeral, "set"));
+    expect(readFileSync(join(staged.path, "a.txt"), "utf8")).toBe("alpha\n");
+    // The owner's tree, with its job's directory, is left as it is.
+    expect(existsSync(join(path, "outputs"))).toBe(true);
+  }, 60_000);
+});

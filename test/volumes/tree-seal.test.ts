@@ -1,0 +1,106 @@
+// A tree's seal (volumes/tree-seal.ts): the same from both walks, changed by what changes the
+// data (a file's bytes or time, an entry added, removed or renamed, a link's target), not by
+// modes.
+
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { sealTree } from "../../src/volumes/tree-seal.ts";
+
+const root = mkdtempSync(join(tmpdir(), "dsfetch-seal-"));
+afterAll(() => {
+  chmodSync(root, 0o755);
+  rmSync(root, { recursive: true, force: true });
+});
+
+let trees = 0;
+function makeTree(): string {
+  const dir = join(root, `t${trees++}`, "data");
+  mkdirSync(join(dir, "sub", "deeper"), { recursive: true });
+  mkdirSync(join(dir, "empty"));
+  writeFileSync(join(dir, "a.txt"), "alpha");
+  writeFileSync(join(dir, "sub", "b.txt"), "bravo");
+  writeFileSync(join(dir, "sub", "deeper", "c.bin"), Buffer.alloc(1000, 7));
+  symlinkSync("sub/b.txt", join(dir, "link"));
+  const time = new Date("2024-01-02T03:04:05.678Z");
+  for (const file of ["a.txt", "sub/b.txt", "sub/deeper/c.bin"]) {
+    utimesSync(join(dir, file), time, time);
+  }
+  return dir;
+}
+
+const seal = (dir: string) => sealTree(dir, { sync: true });
+
+describe("a tree's seal", () => {
+  it("is the same from the synchronous and the asynchronous walk, and from a copy made the same way", async () => {
+    const one = makeTree();
+    const sealed = await seal(one);
+    expect(sealed.entries).toBe(7);
+    expect(await sealTree(one)).toEqual(sealed);
+    expect(await seal(makeTree())).toEqual(sealed);
+  });
+
+  it("changes with a file's bytes (same size, another time), an entry added, removed or renamed, a link's target", async () => {
+    const before = await seal(makeTree());
+    const changes: [string, (dir: string) => void][] = [
+      ["rewritten", (dir) => writeFileSync(join(dir, "a.txt"), "ALPHA")],
+      [
+        "time only",
+        (dir) => utimesSync(join(dir, "a.txt"), new Date(), new Date("2024-01-02T03:04:05.679Z")),
+      ],
+      ["added", (dir) => writeFileSync(join(dir, "empty", "new"), "")],
+      ["removed", (dir) => unlinkSync(join(dir, "sub", "deeper", "c.bin"))],
+      ["renamed", (dir) => renameSync(join(dir, "a.txt"), join(dir, "a2.txt"))],
+      ["directory added", (dir) => mkdirSync(join(dir, "sub", "new"))],
+      [
+        "link retargeted",
+        (dir) => {
+          unlinkSync(join(dir, "link"));
+          symlinkSync("a.txt", join(dir, "link"));
+        },
+      ],
+    ];
+    for (const [what, change] of changes) {
+      const dir = makeTree();
+      change(dir);
+      expect(await seal(dir), what).not.toEqual(before);
+      expect(await sealTree(dir), what).not.toEqual(before);
+    }
+  });
+
+  it("does not change with modes", async () => {
+    const dir = makeTree();
+    const before = await seal(dir);
+    chmodSync(join(dir, "a.txt"), 0o666);
+    chmodSync(join(dir, "sub"), 0o700);
+    expect(await seal(dir)).toEqual(before);
+  });
+
+  it("a flat directory of many files: the walk gives the event loop turns, and says it progressed", async () => {
+    const dir = join(root, "flat");
+    mkdirSync(dir);
+    for (let i = 0; i < 20_000; i++) writeFileSync(join(dir, `f${i}`), "");
+    let turns = 0;
+    const timer = setInterval(() => turns++, 1);
+    let progressed = 0;
+    try {
+      const sealed = await sealTree(dir, { sync: true, progressed: () => progressed++ });
+      expect(sealed.entries).toBe(20_000);
+    } finally {
+      clearInterval(timer);
+    }
+    expect(turns).toBeGreaterThan(0);
+    expect(progressed).toBeGreaterThan(0);
+  });
+});
