@@ -4,6 +4,7 @@
  */
 
 import { DsfetchError } from "../errors.ts";
+import { DEFAULT_RETRIES } from "../fetch/retry.ts";
 import { WRITE_MODES, type WriteMode } from "../util/write-mode.ts";
 import { parseSize, SIZE_FORMS } from "./size.ts";
 
@@ -48,6 +49,12 @@ export interface TransferTuning {
    * signal) while it is a terminal's foreground group.
    */
   readonly alwaysForwardSigint: boolean;
+  /**
+   * Retries of a failed request to the store (5xx, SlowDown, resets, timeouts) after the first
+   * attempt, with jittered backoff from 0.2 s doubling to 10 s (fetch/retry.ts): the default
+   * 6 rides out ~10-20 s of an outage; 0 fails at once.
+   */
+  readonly retries: number;
 }
 
 export interface LockTiming {
@@ -73,6 +80,7 @@ export const DEFAULT_TUNING: TransferTuning = Object.freeze({
   storageTimeoutMs: 30_000,
   mainThreadTimeoutMs: 300_000,
   alwaysForwardSigint: false,
+  retries: DEFAULT_RETRIES,
 });
 
 export function resolveTuning(env: Readonly<Record<string, string | undefined>>): TransferTuning {
@@ -121,6 +129,7 @@ export function resolveTuning(env: Readonly<Record<string, string | undefined>>)
     rangeSize,
     directIo: integer(env, "DSFETCH_DIRECT_IO", 1, 0, 1) === 1,
     alwaysForwardSigint: integer(env, "DSFETCH_ALWAYS_FORWARD_SIGINT", 0, 0, 1) === 1,
+    retries: integer(env, "DSFETCH_RETRIES", DEFAULT_TUNING.retries, 0, 100),
     rangeConcurrency: integer(
       env,
       "DSFETCH_RANGE_CONCURRENCY",

@@ -56,6 +56,8 @@ export interface PlanOptions {
   storageCalls?: (dataset: string) => StorageCall;
   /** fetch's bound on an archive's expansion in shared storage (DSFETCH_MAX_EXPANDED_SIZE). */
   maxExpandedBytes?: number | undefined;
+  /** Retries of a failed request to the store (DSFETCH_RETRIES; default: fetch/retry.ts). */
+  retries?: number | undefined;
   /**
    * DSFETCH_LOCK_STALE: with it, when another container's partial download on an ephemeral
    * volume is old enough for fetch to remove (volumes/cleanup.ts abandonedAfterMs).
@@ -89,6 +91,7 @@ export async function plan(
           anonymous: first.anonymous,
         });
         const retry = {
+          retries: options.retries,
           signal: options.signal,
           onRetry: (error: unknown, attempt: number) =>
             onEvent({

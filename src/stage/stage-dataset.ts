@@ -272,6 +272,7 @@ async function stageOn(
     });
   let retries = 0;
   const retry: RetryOptions = {
+    retries: context.tuning.retries,
     signal: context.signal,
     onRetry: (error, attempt, delayMs) => {
       retries += 1;

@@ -99,3 +99,16 @@ describe("DSFETCH_LOCK_STALE", () => {
     }
   });
 });
+
+describe("DSFETCH_RETRIES", () => {
+  it("defaults to 6 and takes a whole number from 0 to 100", () => {
+    expect(resolveTuning({}).retries).toBe(6);
+    expect(resolveTuning({ DSFETCH_RETRIES: "0" }).retries).toBe(0);
+    expect(resolveTuning({ DSFETCH_RETRIES: "100" }).retries).toBe(100);
+    for (const text of ["-1", "101", "2.5", "many"]) {
+      expect(() => resolveTuning({ DSFETCH_RETRIES: text })).toThrow(
+        `DSFETCH_RETRIES: ${JSON.stringify(text)} is not a whole number from 0 to 100`,
+      );
+    }
+  });
+});

@@ -38,8 +38,10 @@ describe("a store that cannot be reached", () => {
     expect(staged.code, staged.stderr).toBe(0);
     await store.close();
 
-    const away = env;
-    const [offline, unpinned, otherEtag] = await Promise.all([
+    // Two retries, not the default six (~20 s of backoff): DSFETCH_RETRIES.
+    const away = { ...env, DSFETCH_RETRIES: "2" };
+    const human = args.filter((arg) => arg !== "--json");
+    const [offline, unpinned, otherEtag, counted] = await Promise.all([
       runCli(args, { env: away, stdin: JSON.stringify(pinned), timeoutMs: 90_000 }),
       runCli(args, {
         env: away,
@@ -51,7 +53,16 @@ describe("a store that cannot be reached", () => {
         stdin: JSON.stringify([{ ...pinned[0], etag: "0".repeat(32) }]),
         timeoutMs: 90_000,
       }),
+      runCli(human, {
+        env: away,
+        stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
+        timeoutMs: 90_000,
+      }),
     ]);
+    // The first attempt and the two retries DSFETCH_RETRIES allows, no more.
+    expect(counted.code, counted.stderr).toBe(6);
+    expect(counted.stderr).toContain("model: retrying (attempt 3 in");
+    expect(counted.stderr).not.toContain("model: retrying (attempt 4 in");
 
     expect(offline.code, offline.stderr).toBe(0);
     const result = JSON.parse(offline.stdout).datasets[0];

@@ -16,13 +16,14 @@ export async function planCommand({
   err,
   signal,
 }: CommandContext): Promise<number> {
-  const { extractStallTimeoutMs, maxExpandedBytes, lock } = resolveTuning(env);
+  const { extractStallTimeoutMs, maxExpandedBytes, lock, retries } = resolveTuning(env);
   // Storage that stopped answering: STALLED, not a plan that waits for good. The signal
   // reaches the store's requests and the storage's calls (plan writes nothing): the first
   // SIGINT/SIGTERM ends it with INTERRUPTED, where it was ignored until the plan was done
   // (review, 2026-12-06: `timeout 60 dsfetch plan` on a huge prefix).
   const result = await plan(datasets, settings, {
     maxExpandedBytes,
+    retries,
     lockStaleMs: lock.staleMs,
     signal,
     storageCalls: (dataset) =>
