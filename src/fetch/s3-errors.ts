@@ -292,7 +292,12 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     return make(
       "NO_SUCH_VERSION",
       `${ctx.action} ${ctx.uri}${versionText}: ${message}`,
-      'the store does not serve versions by versionId (no versioning, or a proxy dropping the query): pin the object by "etag" instead of "versionId"',
+      ctx.versionId !== undefined && ctx.versionId !== ctx.versionId.toLowerCase()
+        ? // MinIO answers the latest version for a versionId it does not know, and its IDs
+          // are lower-case UUIDs: one pasted upper-case was said to be "no versioning"
+          // (exploratory review).
+          `version IDs are case-sensitive, and this one has upper-case letters: MinIO's are lower-case UUIDs ("${ctx.versionId.toLowerCase()}"?); or the store does not serve versions by versionId: pin the object by "etag" instead`
+        : 'the store does not serve versions by versionId (no versioning, or a proxy dropping the query): pin the object by "etag" instead of "versionId"',
     );
   }
   if (code === "ContentTransformed") {

@@ -13,6 +13,11 @@ export function unsafeRelativePath(relativePath: string): string | undefined {
   if (relativePath === "") return "it is empty";
   if (relativePath.startsWith("/")) return "it is absolute (starts with /)";
   if (CONTROL_CHARACTERS.test(relativePath)) return "it contains a control character";
+  // A key ending in "/" that holds bytes (a directory marker holds none and is skipped): the
+  // file would have no name. Said as such, not as an empty "//" segment (exploratory review).
+  if (relativePath.endsWith("/")) {
+    return 'it ends with "/" yet holds bytes (a file of no name: a directory marker holds none)';
+  }
   const segments = relativePath.split("/");
   for (const segment of segments) {
     if (segment === "") return "it has an empty path segment (//)";

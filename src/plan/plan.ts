@@ -225,7 +225,7 @@ export function otherVersionInUse(
   if (altered) {
     return new DsfetchError(
       "PATH_TAKEN",
-      `${spec.name}: ${path} was changed after it was published (files added, removed or rewritten), and ${using} (${users.join(", ")}): it is not staged again under them`,
+      `${spec.name}: ${path} was changed after it was published (files added, removed, renamed or resized), and ${using} (${users.join(", ")}): it is not staged again under them`,
       {
         dataset: spec.name,
         hint:
@@ -267,7 +267,7 @@ export function otherVersionFallback(
   altered = false,
 ): string {
   if (altered) {
-    return `${path} was changed after it was published (files added, removed or rewritten) and jobs are using it (${users.join(", ")}): not staged again under them`;
+    return `${path} was changed after it was published (files added, removed, renamed or resized) and jobs are using it (${users.join(", ")}): not staged again under them`;
   }
   return `${path} holds another version of ${spec.uri} that jobs are using (${users.join(", ")}), not replaced under them`;
 }

@@ -96,7 +96,7 @@ import {
 import { ProgressTracker } from "./progress.ts";
 import { stopGraceMs, watchProgress } from "./progress-watchdog.ts";
 import type { SharedWrites } from "./shared-writes.ts";
-import { withManifest } from "./staged-manifest.ts";
+import { manifestOfStaged, withManifest } from "./staged-manifest.ts";
 import { StorageCalls } from "./storage-calls.ts";
 
 /** One dataset's outcome. Field names are the `fetch --json` output: keep them stable. */
@@ -124,6 +124,11 @@ export interface StagedDataset {
    * Its source changed, but the published version was kept: in use by these ("host pid N").
    */
   readonly keptInUse?: readonly string[];
+  /**
+   * The store could not be reached (this error, once the retries were spent), and the staged
+   * copy of the pinned ETag was used without asking it (stagedCopyOfPin).
+   */
+  readonly storeUnreachable?: string;
 }
 
 export interface StageContext {
@@ -325,6 +330,19 @@ async function stageOn(
   /** Trees already said to be changed since published (by their manifest's creation). */
   const saidAltered = new Set<string>();
   /**
+   * Files of a published tree with other modification times, nothing else changed (names,
+   * sizes): reused, and said once (volumes/tree-seal.ts says why it is not taken for a change).
+   */
+  const sayTimesChanged = (published: Manifest): void => {
+    if (saidAltered.has(`times ${published.createdAt}`)) return;
+    saidAltered.add(`times ${published.createdAt}`);
+    context.onEvent({
+      type: "warning",
+      dataset: spec.name,
+      message: `files of ${target.location.path} have other modification times than when it was published (${published.createdAt}), with the same names and sizes: used as it is. A job may have rewritten some in place (to stage it again, remove it once no job uses it: chmod -R u+w ${target.location.path} && rm -rf ${target.location.path}), or the storage sets times on its own (SMB, some NFS servers)`,
+    });
+  };
+  /**
    * A published tree changed since (volumes/inspect.ts: a job of the same user made it
    * writable and wrote to it) is never reused: said once, and staged again.
    */
@@ -334,7 +352,7 @@ async function stageOn(
     context.onEvent({
       type: "warning",
       dataset: spec.name,
-      message: `${target.location.path} was changed after it was published (${published.createdAt}): files were added, removed or rewritten since; it is not used, and is replaced by a fresh copy of ${spec.uri} once no job uses it (what was written into it goes with it)`,
+      message: `${target.location.path} was changed after it was published (${published.createdAt}): files were added, removed, renamed or resized since; it is not used, and is replaced by a fresh copy of ${spec.uri} once no job uses it (what was written into it goes with it)`,
     });
   };
   /** The published dataset, when its manifest matches the store; no lock needed to read it. */
@@ -349,6 +367,9 @@ async function stageOn(
     );
     seenBeforeDownload = staged.manifest;
     if (staged.altered === true && staged.manifest !== undefined) sayAltered(staged.manifest);
+    if (staged.timesChanged === true && staged.manifest !== undefined) {
+      sayTimesChanged(staged.manifest);
+    }
     if (!isCached(resolution, staged, spec) || staged.manifest === undefined) {
       // Not ours to replace (another source's dataset, a directory dsfetch did not write):
       // said now, before the download (publish checks again: volumes/occupant.ts).
@@ -545,6 +566,11 @@ async function stageOn(
         dataset: spec.name,
         message: `the store cannot be reached (${error.message}): using the copy staged at ${target.location.path} (${manifest.createdAt}) of the pinned ETag ${spec.etag}, verified then by ${manifest.verification}`,
       });
+      // Said in --json too: an ordinary "cached" told a pipeline nothing of the outage
+      // (exploratory review, 2026-12-07).
+      const marked: StagedDataset = { ...reused, storeUnreachable: error.message };
+      const published = manifestOfStaged(reused);
+      return published === undefined ? marked : withManifest(marked, published);
     }
     return reused;
   };
@@ -1348,7 +1374,8 @@ function manifestIdentity(manifest: Manifest | undefined): string | undefined {
 /** Why a dataset goes to an ephemeral volume after shared storage was found full. */
 function storageFullReason(target: Target, error: DsfetchError): string {
   const firstLine = error.message.split("\n")[0] ?? "";
-  return `${dirname(target.location.path)} ran out of space while the dataset was written there (${firstLine})`;
+  const what = firstLine.startsWith("no inodes left") ? "inodes" : "space";
+  return `${dirname(target.location.path)} ran out of ${what} while the dataset was written there (${firstLine})`;
 }
 
 /**

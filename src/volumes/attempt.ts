@@ -5,8 +5,9 @@
  * mode 0700, holding `data/` (the dataset being built) and `manifest.json`.
  */
 import { createHash, randomBytes } from "node:crypto";
+import { statfsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { hostLabel } from "./host-label.ts";
 import type { DatasetLocation } from "./layout.ts";
@@ -173,6 +174,18 @@ export function storageError(error: unknown, path: string): DsfetchError {
   if (error instanceof DsfetchError) return error;
   const code = (error as NodeJS.ErrnoException).code;
   if (code === "ENOSPC" || code === "EDQUOT") {
+    // ENOSPC is also the answer of a filesystem out of inodes with bytes free (many small
+    // files): "no space" sent users to free bytes that were there (exploratory review).
+    if (code === "ENOSPC" && noInodesLeft(path)) {
+      return new DsfetchError(
+        "NO_SPACE",
+        `no inodes left on the device holding ${path} (every file it can hold is used, although bytes are free: df -i)`,
+        {
+          hint: "remove files on that filesystem (on shared storage: dsfetch prune), or give it more inodes (a larger nr_inodes for a tmpfs)",
+          cause: error,
+        },
+      );
+    }
     return new DsfetchError("NO_SPACE", `no space left on the device holding ${path}`, {
       hint: "free space on that disk (on shared storage: dsfetch prune), or give the dataset a larger volume",
       cause: error,
@@ -185,9 +198,31 @@ export function storageError(error: unknown, path: string): DsfetchError {
         ? "read-only filesystem"
         : code === "ENOENT"
           ? "a parent directory does not exist"
-          : ((error as Error).message ?? String(error));
+          : code === "EEXIST" && (error as NodeJS.ErrnoException).syscall === "mkdir"
+            ? // A file where a directory of the layout goes (`<team>/data` a file): "EEXIST"
+              // named no cause (exploratory review).
+              `${(error as NodeJS.ErrnoException).path ?? "a part of it"} is in the way: it exists and is not a directory (move it away)`
+            : code === "ENOTDIR"
+              ? "a part of that path is a file, not a directory (move it away)"
+              : ((error as Error).message ?? String(error));
   return new DsfetchError("STORAGE", `cannot write to ${path}: ${why}`, {
     hint: "check that its root (--storage-root, or --ephemeral-root for an ephemeral volume) is mounted and writable by this user",
     cause: error,
   });
+}
+
+/**
+ * Whether the filesystem holding `path` (or its nearest existing parent) has no inode left.
+ * Filesystems that count none (btrfs says 0 of 0) have not run out. Asked once an ENOSPC
+ * came back, so the storage answers.
+ */
+function noInodesLeft(path: string): boolean {
+  for (let dir = path; ; dir = dirname(dir)) {
+    try {
+      const found = statfsSync(dir);
+      return found.files > 0 && found.ffree === 0;
+    } catch {
+      if (dirname(dir) === dir) return false;
+    }
+  }
 }

@@ -5,7 +5,7 @@ import { storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
 import type { Manifest } from "./manifest.ts";
 import { manifestOfTree, type PendingManifest, sameTree, treeIdentity } from "./occupant.ts";
-import { sealHolds } from "./tree-seal.ts";
+import { compareSeal, type SealVerdict } from "./tree-seal.ts";
 
 export interface StagedState {
   readonly exists: boolean;
@@ -15,6 +15,12 @@ export interface StagedState {
    * (tree-seal.ts). Never reused as it is.
    */
   readonly altered?: boolean;
+  /**
+   * The tree has the shape it was published with, but files of other modification times
+   * (tree-seal.ts: rewritten in place with as many bytes, or storage that sets times on its
+   * own). Reused, and said.
+   */
+  readonly timesChanged?: boolean;
 }
 
 /**
@@ -32,9 +38,9 @@ export async function inspectStaged(
     // A manifest over another tree than the one it names is not that tree's (occupant.ts).
     const manifest = exists ? await manifestOfTree(location) : undefined;
     if (manifest === undefined) return { exists, manifest };
-    let altered: boolean;
+    let verdict: SealVerdict;
     try {
-      altered = await treeAltered(location, manifest, progressed);
+      verdict = await sealVerdict(location, manifest, progressed);
     } catch (error) {
       // The tree moved away during the walk (a refresh's swap, a prune; ESTALE on NFS, where
       // another host removed it): looked at again.
@@ -42,7 +48,8 @@ export async function inspectStaged(
       if (!MOVED.has(code ?? "") || look === 3) throw storageError(error, location.path);
       continue;
     }
-    if (!altered) return { exists, manifest };
+    if (verdict === "holds") return { exists, manifest };
+    if (verdict === "times") return { exists, manifest, timesChanged: true };
     // The walk goes by path: a tree swapped in during it (another worker's refresh) mixed the
     // two. Only a tree still there when the walk ended is said to be changed.
     const { tree } = manifest as Partial<PendingManifest>;
@@ -63,37 +70,38 @@ const SYNC_WALK_FROM_FILES = 256;
  * (before and under the lock, at the swap; a waiter at every poll), and a tree of a million
  * files takes seconds to walk. Changes made after the first look are found by the next run.
  */
-const verdicts = new Map<string, Promise<boolean>>();
+const verdicts = new Map<string, Promise<SealVerdict>>();
 
 /**
- * Whether the tree at `location` (the one `manifest` names) was changed since it was
- * published: its seal no longer holds. False for a manifest without one (a dsfetch before
+ * How the tree at `location` (the one `manifest` names) compares with the seal it was
+ * published with (tree-seal.ts); "holds" for a manifest without one (a dsfetch before
  * 2026-12-07). A directory in it that this user may not read was not made by dsfetch
- * (published directories are 0555): changed.
+ * (published directories are 0555): "changed".
  */
-export function treeAltered(
+export function sealVerdict(
   location: DatasetLocation,
   manifest: Manifest,
   progressed?: () => void,
-): Promise<boolean> {
+): Promise<SealVerdict> {
   const { seal } = manifest;
-  if (seal === undefined) return Promise.resolve(false);
+  if (seal === undefined) return Promise.resolve("holds");
   const { tree } = manifest as Partial<PendingManifest>;
-  const key = [location.path, tree?.ino, tree?.birth, seal.entries, seal.sum].join("\0");
+  const key = [location.path, tree?.ino, tree?.birth, seal.entries, seal.shape, seal.times].join(
+    "\0",
+  );
   const known = verdicts.get(key);
   if (known !== undefined) return known;
   // A tree of many files is walked with synchronous calls: watched (publish.ts likewise).
   const sync = manifest.files.length > SYNC_WALK_FROM_FILES;
   if (sync) syncStorageCallsAhead();
-  const altered = sealHolds(location.path, seal, { sync, progressed }).then(
-    (holds) => !holds,
+  const verdict = compareSeal(location.path, seal, { sync, progressed }).catch(
     (error: NodeJS.ErrnoException) => {
-      if (error.code === "EACCES" || error.code === "EPERM") return true;
+      if (error.code === "EACCES" || error.code === "EPERM") return "changed" as const;
       throw error;
     },
   );
-  verdicts.set(key, altered);
+  verdicts.set(key, verdict);
   // A walk that failed (the storage, a tree moved away) is not remembered.
-  altered.catch(() => verdicts.delete(key));
-  return altered;
+  verdict.catch(() => verdicts.delete(key));
+  return verdict;
 }

@@ -74,6 +74,17 @@ async function notWritable(dataRoot: string, storageRoot: string, code: string):
   if (code === "ENOENT") {
     return `${dataRoot} could not be made: ${storageRoot} went away meanwhile (is the shared volume still mounted?)`;
   }
+  if (code === "EEXIST" || code === "ENOTDIR") {
+    // A file where a directory of the layout goes (`<team>/data` a file): "not writable
+    // (EEXIST)" named no cause (exploratory review, 2026-12-07).
+    const inTheWay = await firstNonDirectory(dataRoot);
+    if (inTheWay === dataRoot) {
+      return `${dataRoot} exists and is not a directory (move it away: datasets go in a directory there)`;
+    }
+    if (inTheWay !== undefined) {
+      return `${inTheWay} is in the way: it exists and is not a directory, and ${dataRoot} goes below it (move it away)`;
+    }
+  }
   if (code !== "EACCES" && code !== "EPERM") return `${dataRoot} is not writable (${code})`;
   // The nearest directory there is: walked up through the ones this user may not even look
   // into (a root-only 0700 storage root hides whether <root>/t exists: review, 2026-12-07).
@@ -147,4 +158,19 @@ export async function freeBytes(dir: string): Promise<number | undefined> {
       }
     }
   }
+}
+
+/** The first of `path` and its parents that exists and is not a directory, top down. */
+async function firstNonDirectory(path: string): Promise<string | undefined> {
+  const chain: string[] = [];
+  for (let at = path; ; at = dirname(at)) {
+    chain.unshift(at);
+    if (dirname(at) === at) break;
+  }
+  for (const at of chain) {
+    const found = await stat(at).catch(() => undefined);
+    if (found === undefined) return undefined;
+    if (!found.isDirectory()) return at;
+  }
+  return undefined;
 }

@@ -5,18 +5,23 @@
  * -R u+w` in a clean-up, a script that writes its outputs into `/data/<name>`) changed the
  * files, and every later run reused them as verified (exploratory review, 2026-12-07).
  *
- * The seal is a count and an order-independent sum of one hash per entry below the root:
- * its relative path and kind; for a file its size and modification time (whole ms); for
- * a link its target. What the files hold is what matters: a change of their bytes changes
- * their time, and a file made writable and left as it was is still the data (it is caught
- * when it is written to). Not modes, then (storage that keeps a chmod in one client's memory
- * only, CIFS `dynperm`; a kubelet's `fsGroup` adding g+w to every file of a volume), nor
- * change times or inode numbers (a copy of the storage that keeps times, `cp -a` or
- * `rsync -a`, keeps its datasets), nor directories' times (their entries are in the sum).
- * Taken once the tree is synced, as every host reads it back (publish.ts).
+ * Two order-independent sums of one hash per entry below the root, and their count:
+ * - its shape: each entry's relative path and kind, a file's size, a link's target. A tree
+ *   whose shape changed (a file added, removed, renamed, grown or cut) is not reused.
+ * - its times: each file's modification time (whole ms). Times that changed alone are said,
+ *   and the tree is still reused: a file rewritten in place with as many bytes (a memory-mapped
+ *   array opened r+) changes only its time, but so does storage that sets times on its own
+ *   after the writer's close (SMB servers stamp the last write at their deferred close; NFS
+ *   write delegations): taken for a change, such storage would download every dataset again
+ *   at every run, each worker in turn (second review, 2026-12-07).
+ * Not modes (storage that keeps a chmod in one client's memory only, CIFS `dynperm`; a
+ * kubelet's `fsGroup` adding g+w to every file: a file made writable and left as it was is
+ * still the data), nor change times or inode numbers (a copy of the storage that keeps times,
+ * `cp -a` or `rsync -a`, keeps its datasets), nor directories' times (their entries are in
+ * the shape). Taken once the tree is synced (publish.ts).
  *
  * Not a defence against someone who means to hide a change (the owner can rewrite the
- * manifest too): it catches the accidents, at the cost of one stat per entry (~3 us each on
+ * manifest too): it catches the accidents, at the cost of one stat per entry (~5 us each on
  * a local disk; on NFS, READDIRPLUS brings the attributes with the listing).
  */
 import { lstatSync, opendirSync, readlinkSync, type Stats } from "node:fs";
@@ -25,11 +30,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { mainThreadAlive } from "../util/main-thread-beat.ts";
 
 export interface TreeSeal {
-  /** Entries below the root (files, directories, links). */
+  /** Entries below the root (files, directories, links, anything else). */
   readonly entries: number;
-  /** Four 32-bit sums of the entries' hashes, as 32 hex digits. */
-  readonly sum: string;
+  /** Four 32-bit sums of the entries' shape hashes, as 32 hex digits. */
+  readonly shape: string;
+  /** The same of the files' modification times. */
+  readonly times: string;
 }
+
+const HEX_128 = /^[0-9a-f]{32}$/;
 
 /** Whether `value` (read from a manifest) is a seal. */
 export function isTreeSeal(value: unknown): value is TreeSeal {
@@ -39,20 +48,21 @@ export function isTreeSeal(value: unknown): value is TreeSeal {
     typeof seal.entries === "number" &&
     Number.isSafeInteger(seal.entries) &&
     seal.entries >= 0 &&
-    typeof seal.sum === "string" &&
-    /^[0-9a-f]{32}$/.test(seal.sum)
+    typeof seal.shape === "string" &&
+    HEX_128.test(seal.shape) &&
+    typeof seal.times === "string" &&
+    HEX_128.test(seal.times)
   );
 }
 
 /**
- * Adds up the entries of a tree into its seal, in any order. Each entry's record is hashed by
- * two FNV-1a lanes (different offsets), each also mixed (murmur3's finaliser); the four are
- * summed apart. Not a cryptographic hash (sha1 was 2 us an entry, a fifth of a 20,000-file
- * tar's seal): the seal catches accidents, not someone hiding a change (above).
+ * Four 32-bit sums of records' hashes, in any order. Each record is hashed by two FNV-1a
+ * lanes (different offsets), each also mixed (murmur3's finaliser); the four are summed
+ * apart. Not a cryptographic hash (sha1 was 2 us an entry, a fifth of a 20,000-file tar's
+ * seal): the seal catches accidents, not someone hiding a change (above).
  */
-class SealSum {
+class Sum {
   readonly #lanes = new Uint32Array(4);
-  #entries = 0;
 
   add(record: string): void {
     let a = 0x811c9dc5;
@@ -67,12 +77,44 @@ class SealSum {
     lanes[1] = ((lanes[1] ?? 0) + b) >>> 0;
     lanes[2] = ((lanes[2] ?? 0) + mix(a)) >>> 0;
     lanes[3] = ((lanes[3] ?? 0) + mix(b ^ 0x9e3779b9)) >>> 0;
+  }
+
+  hex(): string {
+    return Array.from(this.#lanes, (lane) => lane.toString(16).padStart(8, "0")).join("");
+  }
+}
+
+/** A tree's entries added up into its seal. */
+class SealSum {
+  readonly #shape = new Sum();
+  readonly #times = new Sum();
+  #entries = 0;
+
+  directory(path: string): void {
+    this.#shape.add(`d\0${path}`);
+    this.#entries++;
+  }
+
+  link(path: string, target: string): void {
+    this.#shape.add(`l\0${path}\0${target}`);
+    this.#entries++;
+  }
+
+  /** A regular file, or anything else (never made by dsfetch's writers), as lstat says. */
+  stat(path: string, stats: Stats): void {
+    if (stats.isFile()) {
+      this.#shape.add(`f\0${path}\0${stats.size}`);
+      // Whole milliseconds: storage keeps ns (ext4, XFS, NFS), 100 ns (SMB) or whole
+      // seconds (some FUSE mounts), the same at every later look from the same host.
+      this.#times.add(`t\0${path}\0${Math.floor(stats.mtimeMs)}`);
+    } else {
+      this.#shape.add(`o\0${path}`);
+    }
     this.#entries++;
   }
 
   result(): TreeSeal {
-    const sum = Array.from(this.#lanes, (lane) => lane.toString(16).padStart(8, "0")).join("");
-    return { entries: this.#entries, sum };
+    return { entries: this.#entries, shape: this.#shape.hex(), times: this.#times.hex() };
   }
 }
 
@@ -82,14 +124,6 @@ function mix(value: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;
-}
-
-/** A file's record (the same from both walks). */
-function fileRecord(path: string, stats: Stats): string {
-  // Whole milliseconds: storage keeps ns (ext4, XFS, NFS), 100 ns (SMB) or whole seconds
-  // (some FUSE mounts), each the same for every host and every later look; a rewrite of the
-  // same size within the second of the first write is still caught.
-  return `f\0${path}\0${stats.size}\0${Math.floor(stats.mtimeMs)}`;
 }
 
 /** The event loop gets a turn this often (the lock's refreshes: permissions.ts). */
@@ -109,7 +143,7 @@ export interface SealWalk {
 
 /** The seal of the tree at `root`. */
 export function sealTree(root: string, walk: SealWalk = {}): Promise<TreeSeal> {
-  return walk.sync === true ? sealSync(root, walk.progressed) : sealAsync(root);
+  return walk.sync === true ? sealSync(root, walk.progressed) : sealAsync(root, walk.progressed);
 }
 
 async function sealSync(root: string, progressed: (() => void) | undefined): Promise<TreeSeal> {
@@ -123,13 +157,12 @@ async function sealSync(root: string, progressed: (() => void) | undefined): Pro
         mainThreadAlive();
         const path = rel === "" ? entry.name : `${rel}/${entry.name}`;
         if (entry.isDirectory()) {
-          sum.add(`d\0${path}`);
+          sum.directory(path);
           toWalk.push(path);
         } else if (entry.isSymbolicLink()) {
-          sum.add(`l\0${path}\0${readlinkSync(`${root}/${path}`)}`);
+          sum.link(path, readlinkSync(`${root}/${path}`));
         } else {
-          const stats = lstatSync(`${root}/${path}`);
-          sum.add(stats.isFile() ? fileRecord(path, stats) : `o\0${path}`);
+          sum.stat(path, lstatSync(`${root}/${path}`));
         }
         // At any entry: a folder of a million objects is one directory (review).
         if (performance.now() >= turnAt) {
@@ -145,7 +178,7 @@ async function sealSync(root: string, progressed: (() => void) | undefined): Pro
   return sum.result();
 }
 
-async function sealAsync(root: string): Promise<TreeSeal> {
+async function sealAsync(root: string, progressed: (() => void) | undefined): Promise<TreeSeal> {
   const sum = new SealSum();
   const toWalk = [""];
   for (let rel = toWalk.pop(); rel !== undefined; rel = toWalk.pop()) {
@@ -154,14 +187,15 @@ async function sealAsync(root: string): Promise<TreeSeal> {
       for (let entry = await listing.read(); entry !== null; entry = await listing.read()) {
         const path = rel === "" ? entry.name : `${rel}/${entry.name}`;
         if (entry.isDirectory()) {
-          sum.add(`d\0${path}`);
+          sum.directory(path);
           toWalk.push(path);
         } else if (entry.isSymbolicLink()) {
-          sum.add(`l\0${path}\0${await readlink(`${root}/${path}`)}`);
+          sum.link(path, await readlink(`${root}/${path}`));
         } else {
-          const stats = await lstat(`${root}/${path}`);
-          sum.add(stats.isFile() ? fileRecord(path, stats) : `o\0${path}`);
+          sum.stat(path, await lstat(`${root}/${path}`));
         }
+        // Each answer is progress: a small dataset a job filled with files, on slow storage.
+        progressed?.();
       }
     } finally {
       await listing.close();
@@ -170,12 +204,18 @@ async function sealAsync(root: string): Promise<TreeSeal> {
   return sum.result();
 }
 
-/** Whether the tree at `root` still has the seal `seal`. */
-export async function sealHolds(
+/**
+ * How the tree at `root` compares with its seal: "holds"; "times" (the same shape, files of
+ * other modification times); "changed" (another shape).
+ */
+export type SealVerdict = "holds" | "times" | "changed";
+
+export async function compareSeal(
   root: string,
   seal: TreeSeal,
   walk: SealWalk = {},
-): Promise<boolean> {
+): Promise<SealVerdict> {
   const now = await sealTree(root, walk);
-  return now.entries === seal.entries && now.sum === seal.sum;
+  if (now.entries !== seal.entries || now.shape !== seal.shape) return "changed";
+  return now.times === seal.times ? "holds" : "times";
 }

@@ -143,6 +143,27 @@ describe("a store that does not confirm a pinned version", () => {
     expect(md5(got)).toBe(md5(old));
   });
 
+  it("a versionId pasted in upper case (MinIO's are lower-case UUIDs): the error says versions are case-sensitive", async () => {
+    const versionId = v1.versionId ?? "";
+    expect(versionId).toMatch(/[a-f]/);
+    const storage = await mkdtemp(join(scratch, "storage-"));
+    const result = await runCli(
+      ["fetch", "--datasets", "-", "--storage-root", storage, "--team", TEAM, "--json"],
+      {
+        env: testEnv(),
+        stdin: JSON.stringify([
+          { uri: `s3://${bucket}/v.bin`, versionId: versionId.toUpperCase() },
+        ]),
+        timeoutMs: 120_000,
+      },
+    );
+    expect(result.code, diagnostics(result)).toBe(3);
+    const error = JSON.parse(result.stdout).datasets[0].error;
+    expect(error.code).toBe("NO_SUCH_VERSION");
+    expect(error.hint).toContain("version IDs are case-sensitive");
+    expect(error.hint).toContain(`"${versionId.toLowerCase()}"?`);
+  });
+
   it("an honest store still gives the pinned version (regression guard)", async () => {
     const p = await proxyWith({ match: () => false, rewrite: (body) => body });
     const result = await fetchVia(p, [{ uri: `s3://${bucket}/v.bin`, versionId: v1.versionId }]);

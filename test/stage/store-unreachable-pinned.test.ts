@@ -67,6 +67,9 @@ describe("a store that cannot be reached", () => {
     expect(offline.code, offline.stderr).toBe(0);
     const result = JSON.parse(offline.stdout).datasets[0];
     expect(result).toMatchObject({ name: "model", cached: true, etag });
+    // --json says the store was not asked, and why.
+    expect(result.storeUnreachable).toMatch(/\S/);
+    expect(JSON.parse(staged.stdout).datasets[0].storeUnreachable).toBeUndefined();
     expect(await readFile(join(result.path, "model.bin"), "utf8")).toBe("weights");
     expect(result.path).toBe(join(storage, "ml", "data", `model-${etag}`));
     expect(offline.stderr).toContain(`: using the copy staged at ${result.path} (`);

@@ -6,7 +6,6 @@
 
 import { spawnSync } from "node:child_process";
 import {
-  appendFileSync,
   chmodSync,
   chownSync,
   existsSync,
@@ -15,6 +14,8 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  unlinkSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -70,7 +71,7 @@ async function stageFolder(storage: string) {
 }
 
 describe.concurrent("a published dataset changed afterwards", () => {
-  it("unchanged, it is reused; a file made writable and rewritten (same size), or one added: staged again, as published", async () => {
+  it("unchanged, it is reused; a file made writable and rewritten longer, cut short, added or removed: staged again, as published", async () => {
     const storage = mkdtempSync(join(root, "storage-"));
     const { result: first } = await stageFolder(storage);
     const path: string = first.path;
@@ -83,18 +84,17 @@ describe.concurrent("a published dataset changed afterwards", () => {
 
     const changes: [string, () => void][] = [
       [
-        "a file rewritten",
+        "a file rewritten, longer",
         () => {
           chmodSync(join(path, "a.txt"), 0o644);
-          writeFileSync(join(path, "a.txt"), "ALPHA\n");
+          writeFileSync(join(path, "a.txt"), "ALPHA, again\n");
         },
       ],
       [
-        "a file appended to, its size kept by a truncation",
+        "a file cut short",
         () => {
           chmodSync(join(path, "sub", "b.txt"), 0o644);
-          appendFileSync(join(path, "sub", "b.txt"), "x");
-          writeFileSync(join(path, "sub", "b.txt"), "BRAVO\n");
+          writeFileSync(join(path, "sub", "b.txt"), "BR");
         },
       ],
       [
@@ -102,6 +102,13 @@ describe.concurrent("a published dataset changed afterwards", () => {
         () => {
           chmodSync(join(path, "sub"), 0o755);
           writeFileSync(join(path, "sub", "outputs.log"), "epoch 1\n");
+        },
+      ],
+      [
+        "a file removed",
+        () => {
+          chmodSync(path, 0o755);
+          unlinkSync(join(path, "a.txt"));
         },
       ],
     ];
@@ -113,6 +120,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
       expect(run.stderr, what).toContain("it is not used, and is replaced by a fresh copy");
       expect(readFileSync(join(path, "a.txt"), "utf8"), what).toBe("alpha\n");
       expect(readFileSync(join(path, "sub", "b.txt"), "utf8"), what).toBe("bravo\n");
+      expect(readdirSync(path).sort(), what).toEqual(["a.txt", "sub"]);
       expect(readdirSync(join(path, "sub")).sort(), what).toEqual(["b.txt"]);
       expect(statSync(join(path, "a.txt")).mode & 0o777, what).toBe(0o444);
       expect(statSync(join(path, "sub")).mode & 0o777, what).toBe(0o555);
@@ -123,12 +131,29 @@ describe.concurrent("a published dataset changed afterwards", () => {
     }
   }, 120_000);
 
-  it("made writable and left as it was, it is the same data: reused", async () => {
+  it("made writable and left as it was, it is the same data: reused, nothing said", async () => {
     const storage = mkdtempSync(join(root, "storage-"));
     const { result } = await stageFolder(storage);
     chmodTree(result.path);
     const again = await stageFolder(storage);
     expect(again.result.cached).toBe(true);
+    expect(again.run.stderr).not.toContain("was changed after it was published");
+    expect(again.run.stderr).not.toContain("modification times");
+  }, 60_000);
+
+  it("a file rewritten in place with as many bytes (only its time differs): used, with a warning that says what to do", async () => {
+    const storage = mkdtempSync(join(root, "storage-"));
+    const { result } = await stageFolder(storage);
+    const file = join(result.path, "a.txt");
+    chmodSync(file, 0o644);
+    writeFileSync(file, "ALPHA\n");
+    utimesSync(file, new Date(), new Date(Date.now() + 5_000));
+    const again = await stageFolder(storage);
+    expect(again.result.cached).toBe(true);
+    expect(again.run.stderr).toContain(
+      `files of ${result.path} have other modification times than when it was published (`,
+    );
+    expect(again.run.stderr).toContain(`chmod -R u+w ${result.path} && rm -rf ${result.path}`);
     expect(again.run.stderr).not.toContain("was changed after it was published");
   }, 60_000);
 
@@ -143,7 +168,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
     const path: string = JSON.parse(staged.stdout).datasets[0].path;
     const file = join(path, "model.bin");
     chmodSync(file, 0o644);
-    writeFileSync(file, "WEIGHTS");
+    writeFileSync(file, "WEIGHTS, tuned");
 
     const lease = await takeLease(locationIn(join(storage, "ml", "data"), `model-${etag}`));
     try {
@@ -161,7 +186,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
       expect(result.fallback).toContain("jobs are using it");
       expect(readFileSync(join(result.path, "model.bin"), "utf8")).toBe("weights");
       // The job's copy is left as it is.
-      expect(readFileSync(file, "utf8")).toBe("WEIGHTS");
+      expect(readFileSync(file, "utf8")).toBe("WEIGHTS, tuned");
 
       const strict = await runCli([...args, "--no-fallback"], { env: testEnv(), stdin: datasets });
       expect(strict.code, strict.stderr).toBe(7);

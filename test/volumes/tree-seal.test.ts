@@ -16,7 +16,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { sealTree } from "../../src/volumes/tree-seal.ts";
+import { compareSeal, sealTree } from "../../src/volumes/tree-seal.ts";
 
 const root = mkdtempSync(join(tmpdir(), "dsfetch-seal-"));
 afterAll(() => {
@@ -51,32 +51,36 @@ describe("a tree's seal", () => {
     expect(await seal(makeTree())).toEqual(sealed);
   });
 
-  it("changes with a file's bytes (same size, another time), an entry added, removed or renamed, a link's target", async () => {
+  it("another shape (a file's size, an entry added, removed or renamed, a link's target) is 'changed'; a file's time alone is 'times'", async () => {
     const before = await seal(makeTree());
-    const changes: [string, (dir: string) => void][] = [
-      ["rewritten", (dir) => writeFileSync(join(dir, "a.txt"), "ALPHA")],
+    const changes: [string, (dir: string) => void, string][] = [
+      ["rewritten, same size", (dir) => writeFileSync(join(dir, "a.txt"), "ALPHA"), "times"],
       [
         "time only",
         (dir) => utimesSync(join(dir, "a.txt"), new Date(), new Date("2024-01-02T03:04:05.679Z")),
+        "times",
       ],
-      ["added", (dir) => writeFileSync(join(dir, "empty", "new"), "")],
-      ["removed", (dir) => unlinkSync(join(dir, "sub", "deeper", "c.bin"))],
-      ["renamed", (dir) => renameSync(join(dir, "a.txt"), join(dir, "a2.txt"))],
-      ["directory added", (dir) => mkdirSync(join(dir, "sub", "new"))],
+      ["rewritten, longer", (dir) => writeFileSync(join(dir, "a.txt"), "alpha!"), "changed"],
+      ["added", (dir) => writeFileSync(join(dir, "empty", "new"), ""), "changed"],
+      ["removed", (dir) => unlinkSync(join(dir, "sub", "deeper", "c.bin")), "changed"],
+      ["renamed", (dir) => renameSync(join(dir, "a.txt"), join(dir, "a2.txt")), "changed"],
+      ["directory added", (dir) => mkdirSync(join(dir, "sub", "new")), "changed"],
       [
         "link retargeted",
         (dir) => {
           unlinkSync(join(dir, "link"));
           symlinkSync("a.txt", join(dir, "link"));
         },
+        "changed",
       ],
     ];
-    for (const [what, change] of changes) {
+    for (const [what, change, verdict] of changes) {
       const dir = makeTree();
       change(dir);
-      expect(await seal(dir), what).not.toEqual(before);
-      expect(await sealTree(dir), what).not.toEqual(before);
+      expect(await compareSeal(dir, before, { sync: true }), what).toBe(verdict);
+      expect(await compareSeal(dir, before), what).toBe(verdict);
     }
+    expect(await compareSeal(makeTree(), before)).toBe("holds");
   });
 
   it("does not change with modes", async () => {

@@ -524,4 +524,24 @@ describe("mounts", () => {
     expect(error?.hint).toContain("--mount-root");
     expect(await readFile(mounts, "utf8")).toBe("not a directory");
   });
+
+  it("a file where <team>/data or <team> goes: the reason names the file in the way, not a bare EEXIST", async () => {
+    const flags = (storage: string) => ["--storage-root", storage, "--team", "t", "--no-fallback"];
+    const storage = await fresh("data-a-file");
+    await mkdir(join(storage, "t"));
+    await writeFile(join(storage, "t", "data"), "not a directory");
+    const dataFile = await fetch([{ uri: `s3://${bucket}/set/a.txt`, name: "a" }], flags(storage));
+    expect(dataFile.code).toBe(7);
+    expect(dataFile.entries[0]?.error?.message).toContain(
+      `${join(storage, "t", "data")} exists and is not a directory (move it away: datasets go in a directory there)`,
+    );
+    const other = await fresh("team-a-file");
+    await writeFile(join(other, "t"), "not a directory");
+    const teamFile = await fetch([{ uri: `s3://${bucket}/set/a.txt`, name: "a" }], flags(other));
+    expect(teamFile.code).toBe(7);
+    expect(teamFile.entries[0]?.error?.message).toContain(
+      `${join(other, "t")} is in the way: it exists and is not a directory, and ${join(other, "t", "data")} goes below it`,
+    );
+    expect(await readFile(join(other, "t"), "utf8")).toBe("not a directory");
+  });
 });
