@@ -292,10 +292,10 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     return make(
       "NO_SUCH_VERSION",
       `${ctx.action} ${ctx.uri}${versionText}: ${message}`,
-      ctx.versionId !== undefined && ctx.versionId !== ctx.versionId.toLowerCase()
+      ctx.versionId !== undefined && upperCaseUuid(ctx.versionId)
         ? // MinIO answers the latest version for a versionId it does not know, and its IDs
           // are lower-case UUIDs: one pasted upper-case was said to be "no versioning"
-          // (exploratory review).
+          // (exploratory review). Only a UUID: AWS's IDs are mixed-case by nature.
           `version IDs are case-sensitive, and this one has upper-case letters: MinIO's are lower-case UUIDs ("${ctx.versionId.toLowerCase()}"?); or the store does not serve versions by versionId: pin the object by "etag" instead`
         : 'the store does not serve versions by versionId (no versioning, or a proxy dropping the query): pin the object by "etag" instead of "versionId"',
     );
@@ -435,4 +435,12 @@ function badRequestHint(bucket: string): string {
     return `the store refused the request: the bucket name ${JSON.stringify(bucket)} is not valid for most stores (3-63 lowercase letters, digits, "." or "-", starting and ending with a letter or digit); check the URI`;
   }
   return "the store refused the request; check the URI, endpoint and region";
+}
+
+/** A UUID written with upper-case letters (MinIO's version IDs are lower-case UUIDs). */
+function upperCaseUuid(versionId: string): boolean {
+  return (
+    /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(versionId) &&
+    versionId !== versionId.toLowerCase()
+  );
 }

@@ -203,7 +203,7 @@ export function storageError(error: unknown, path: string): DsfetchError {
               // named no cause (exploratory review).
               `${(error as NodeJS.ErrnoException).path ?? "a part of it"} is in the way: it exists and is not a directory (move it away)`
             : code === "ENOTDIR"
-              ? "a part of that path is a file, not a directory (move it away)"
+              ? `a part of ${(error as NodeJS.ErrnoException).path ?? "that path"} is a file, not a directory (move it away)`
               : ((error as Error).message ?? String(error));
   return new DsfetchError("STORAGE", `cannot write to ${path}: ${why}`, {
     hint: "check that its root (--storage-root, or --ephemeral-root for an ephemeral volume) is mounted and writable by this user",
@@ -220,7 +220,9 @@ function noInodesLeft(path: string): boolean {
   for (let dir = path; ; dir = dirname(dir)) {
     try {
       const found = statfsSync(dir);
-      return found.files > 0 && found.ffree === 0;
+      // With bytes left too: ZFS counts its free inodes from its free bytes, and says none
+      // when only the bytes ran out (review).
+      return found.files > 0 && found.ffree === 0 && found.bavail * found.bsize >= 1 << 20;
     } catch {
       if (dirname(dir) === dir) return false;
     }

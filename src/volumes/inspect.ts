@@ -49,13 +49,14 @@ export async function inspectStaged(
       continue;
     }
     if (verdict === "holds") return { exists, manifest };
-    if (verdict === "times") return { exists, manifest, timesChanged: true };
     // The walk goes by path: a tree swapped in during it (another worker's refresh) mixed the
     // two. Only a tree still there when the walk ended is said to be changed.
     const { tree } = manifest as Partial<PendingManifest>;
     const there = await treeIdentity(location.path).catch(() => undefined);
     if (tree === undefined || (there !== undefined && sameTree(there, tree)) || look === 3) {
-      return { exists, manifest, altered: true };
+      return verdict === "times"
+        ? { exists, manifest, timesChanged: true }
+        : { exists, manifest, altered: true };
     }
   }
 }

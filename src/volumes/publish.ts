@@ -91,20 +91,28 @@ export async function publish(
     if (manifest.files.length > 1) syncStorageCallsAhead();
     await makeReadOnly(attempt.dataDir, { keepRoot: true, filesCreatedReadOnly: true });
     // Its own bound too: a whole filesystem's dirty data (other writers' included).
-    await call(
+    const syncing = call(
       `syncing ${attempt.dir}`,
       (signal, progressed) => syncTree(attempt.dir, signal, progressed),
       {
         atLeastMs: SYNC_LIMIT_MS + 5_000,
       },
     );
-    // Sealed as it goes in, once synced (tree-seal.ts): a later run finds a tree changed
-    // since (a job of the same user that made it writable and wrote to it), and stages it
-    // again. Synchronous calls where the walk above made them (~0.2 s for 20,000 files).
-    const seal = await call(`looking at ${attempt.dataDir}`, (_signal, progressed) =>
+    // Sealed as it goes in (tree-seal.ts): a later run finds a tree changed since (a job of
+    // the same user that made it writable and wrote to it), and stages it again. While
+    // `sync -f` runs (a child process): ~0.2 s for 20,000 files, hidden behind the sync of
+    // their data on a disk. Every file is closed by now (on NFS its data and time are the
+    // server's: close-to-open), and a sync changes no size. Synchronous calls where the walk
+    // above made them.
+    const sealing = call(`looking at ${attempt.dataDir}`, (_signal, progressed) =>
       sealTree(attempt.dataDir, { sync: manifest.files.length > 1, progressed }),
     );
-    sealed = { ...manifest, seal };
+    // Both over before either's error is thrown: the attempt is removed only once no call on
+    // it is pending (stage-dataset.ts).
+    const [synced, walked] = await Promise.allSettled([syncing, sealing]);
+    if (synced.status === "rejected") throw synced.reason;
+    if (walked.status === "rejected") throw walked.reason;
+    sealed = { ...manifest, seal: walked.value };
   } catch (error) {
     throw storageError(error, attempt.dir);
   }

@@ -39,7 +39,13 @@ export async function sharedStorageProblem(
   let existing = dataRoot;
   try {
     if (create) await makeSharedDir(dataRoot, { plain: true });
-    else existing = await nearestExisting(dataRoot, storageRoot);
+    else {
+      existing = await nearestExisting(dataRoot, storageRoot);
+      // A file there is writable too: said as fetch says it (review: plan said "yes").
+      if (!(await stat(existing)).isDirectory()) {
+        throw Object.assign(new Error(`${existing} is not a directory`), { code: "ENOTDIR" });
+      }
+    }
     await access(existing, constants.W_OK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? "error";

@@ -18,7 +18,7 @@
  * kubelet's `fsGroup` adding g+w to every file: a file made writable and left as it was is
  * still the data), nor change times or inode numbers (a copy of the storage that keeps times,
  * `cp -a` or `rsync -a`, keeps its datasets), nor directories' times (their entries are in
- * the shape). Taken once the tree is synced (publish.ts).
+ * the shape). Taken while the tree is synced, every file closed (publish.ts).
  *
  * Not a defence against someone who means to hide a change (the owner can rewrite the
  * manifest too): it catches the accidents, at the cost of one stat per entry (~5 us each on

@@ -535,6 +535,15 @@ describe("mounts", () => {
     expect(dataFile.entries[0]?.error?.message).toContain(
       `${join(storage, "t", "data")} exists and is not a directory (move it away: datasets go in a directory there)`,
     );
+    // plan says so too (a file passed its write check: it said "yes").
+    const plan = await runCli(["plan", "--datasets", "-", "--json", ...flags(storage)], {
+      env: testEnv(),
+      stdin: JSON.stringify([{ uri: `s3://${bucket}/set/a.txt`, name: "a" }]),
+    });
+    expect(plan.code, plan.stderr).toBe(7);
+    expect(JSON.parse(plan.stdout).datasets[0].error.message).toContain(
+      `${join(storage, "t", "data")} exists and is not a directory`,
+    );
     const other = await fresh("team-a-file");
     await writeFile(join(other, "t"), "not a directory");
     const teamFile = await fetch([{ uri: `s3://${bucket}/set/a.txt`, name: "a" }], flags(other));
