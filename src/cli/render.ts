@@ -43,6 +43,12 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
         `${entry.name}: ${entry.path} was changed after it was published (${entry.replaces.stagedAt}): files were added, removed, renamed or resized since; fetch would stage it again`,
       );
     }
+    if (entry.storeUnreachable !== undefined) {
+      out.push(
+        "",
+        `${entry.name}: the store cannot be reached (${entry.storeUnreachable}): fetch would use the copy staged at ${entry.path} of the pinned ETag`,
+      );
+    }
     if (entry.keptInUse !== undefined) {
       out.push(
         "",

@@ -4,12 +4,14 @@
  */
 import { dirname } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
+import { sameSourceAt } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
 import type { DatasetSpec, Settings } from "../config/types.ts";
 import { DsfetchError, toDsfetchError } from "../errors.ts";
 import { type EventListener, ignoreEvents } from "../events.ts";
 import { ClientPool } from "../fetch/client.ts";
 import { resolveInBucketRegion } from "../fetch/region-redirect.ts";
+import type { ResolvedObject } from "../fetch/resolve.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { abandonedAfterMs, abandonedAttempts } from "../volumes/cleanup.ts";
 import { ensureDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
@@ -311,13 +313,62 @@ export async function plan(
         }
         return withFallback(planEntry(spec, resolution, staged, target));
       } catch (error) {
-        return failedEntry(spec, target, toDsfetchError(error, spec.name));
+        const failed = toDsfetchError(error, spec.name);
+        const call = options.storageCalls?.(spec.name) ?? unboundedCall;
+        const copy =
+          target === undefined
+            ? undefined
+            : await pinnedCopyWhileUnreachable(spec, target, failed, call).catch(() => undefined);
+        return copy ?? failedEntry(spec, target, failed);
       }
     });
     return { datasets: entries };
   } finally {
     pool.destroy();
   }
+}
+
+/**
+ * As fetch (stage/stage-dataset.ts stagedCopyOfPin): a store that cannot be reached and a
+ * dataset pinned by its ETag whose copy is staged, unchanged since (same source, ETag, and
+ * versionId when pinned): fetch uses that copy, so the plan says "cached" (it said TRANSIENT:
+ * the plan disagreed with the fetch it describes).
+ */
+async function pinnedCopyWhileUnreachable(
+  spec: DatasetSpec,
+  target: Target,
+  error: DsfetchError,
+  call: StorageCall,
+): Promise<PlanEntry | undefined> {
+  if (error.code !== "TRANSIENT" || spec.etag === undefined) return undefined;
+  const { location } = target;
+  const staged = await call(`reading ${location.manifestPath}`, (_signal, progressed) =>
+    inspectStaged(location, progressed),
+  );
+  const manifest = staged.manifest;
+  if (
+    manifest === undefined ||
+    staged.altered === true ||
+    manifest.kind !== "object" ||
+    manifest.etag !== spec.etag ||
+    (spec.versionId !== undefined && manifest.versionId !== spec.versionId) ||
+    !sameSourceAt(manifest, sourceOf(spec))
+  ) {
+    return undefined;
+  }
+  const copy: ResolvedObject = {
+    kind: "object",
+    bucket: spec.location.bucket,
+    key: spec.location.key,
+    etag: manifest.etag,
+    versionId: manifest.versionId ?? undefined,
+    bytes: manifest.bytes,
+    lastModified: undefined,
+    encryption: undefined,
+    checksum: undefined,
+    checksumRejected: [],
+  };
+  return { ...planEntry(spec, copy, staged, target), storeUnreachable: error.message };
 }
 
 /** What fetch says of a zip whose entries do not fit its bound (stage/expand.ts). */

@@ -53,6 +53,11 @@ export interface PlanEntry {
      */
     readonly changed?: true;
   };
+  /**
+   * The store could not be reached (this error), and fetch would use the staged copy of the
+   * pinned ETag without it (`cached` is then true).
+   */
+  readonly storeUnreachable?: string;
   /** A zip's entries' declared sizes, summed (from its central directory). */
   readonly expandedBytes?: number;
   readonly error?: PlanError;

@@ -41,7 +41,8 @@ describe("a store that cannot be reached", () => {
     // Two retries, not the default six (~20 s of backoff): DSFETCH_RETRIES.
     const away = { ...env, DSFETCH_RETRIES: "2" };
     const human = args.filter((arg) => arg !== "--json");
-    const [offline, unpinned, otherEtag, counted] = await Promise.all([
+    const planArgs = ["plan", ...args.slice(1)];
+    const [offline, unpinned, otherEtag, counted, planned, plannedUnpinned] = await Promise.all([
       runCli(args, { env: away, stdin: JSON.stringify(pinned), timeoutMs: 90_000 }),
       runCli(args, {
         env: away,
@@ -58,7 +59,20 @@ describe("a store that cannot be reached", () => {
         stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
         timeoutMs: 90_000,
       }),
+      runCli(planArgs, { env: away, stdin: JSON.stringify(pinned), timeoutMs: 90_000 }),
+      runCli(planArgs, {
+        env: away,
+        stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
+        timeoutMs: 90_000,
+      }),
     ]);
+    // plan says what fetch does (it said TRANSIENT for the pinned copy fetch uses).
+    expect(planned.code, planned.stderr).toBe(0);
+    const plannedEntry = JSON.parse(planned.stdout).datasets[0];
+    expect(plannedEntry).toMatchObject({ name: "model", cached: true, etag });
+    expect(plannedEntry.storeUnreachable).toMatch(/\S/);
+    expect(plannedUnpinned.code, plannedUnpinned.stderr).toBe(6);
+    expect(JSON.parse(plannedUnpinned.stdout).datasets[0].error.code).toBe("TRANSIENT");
     // The first attempt and the two retries DSFETCH_RETRIES allows, no more.
     expect(counted.code, counted.stderr).toBe(6);
     expect(counted.stderr).toContain("model: retrying (attempt 3 in");
