@@ -230,7 +230,7 @@ export function otherVersionInUse(
   if (altered) {
     return new DsfetchError(
       "PATH_TAKEN",
-      `${spec.name}: ${path} was changed after it was published (files added, removed, renamed or resized), and ${using} (${users.join(", ")}): it is not staged again under them`,
+      `${spec.name}: ${path} was changed after it was published (files added, removed, renamed or resized), and ${using} it (${users.join(", ")}): it is not staged again under them`,
       {
         dataset: spec.name,
         hint:

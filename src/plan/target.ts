@@ -61,7 +61,8 @@ export function noFallbackError(spec: DatasetSpec, reason: string): DsfetchError
     `${spec.name}: ${reason}; not staged into an ephemeral volume instead (--no-fallback)`,
     {
       dataset: spec.name,
-      hint: "make shared storage available (the reason above) and run again; or drop --no-fallback (DSFETCH_FALLBACK=0) to stage it into an ephemeral volume",
+      // Not "make shared storage available": the reason may be jobs using the path (review).
+      hint: "resolve the reason above and run again; or let it be staged into an ephemeral volume: drop --no-fallback (and unset DSFETCH_FALLBACK=0)",
     },
   );
 }

@@ -43,6 +43,7 @@ import {
   type Target,
   targetFor,
 } from "../plan/target.ts";
+import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { settleWithin } from "../util/settle-within.ts";
 import { noteStuckThread } from "../util/stuck-threads.ts";
 import { untilOrAborted } from "../util/until-or-aborted.ts";
@@ -80,7 +81,7 @@ import {
   type WrittenFiles,
 } from "../volumes/manifest.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
-import { replaceRefusal } from "../volumes/permissions.ts";
+import { makeReadOnly, replaceRefusal } from "../volumes/permissions.ts";
 import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
 import type { StorageCall } from "../volumes/storage-call.ts";
@@ -330,6 +331,24 @@ async function stageOn(
   /** Trees already said to be changed since published (by their manifest's creation). */
   const saidAltered = new Set<string>();
   /**
+   * Files of a published tree made writable since (a job's `chmod -R u+w`), the data as it
+   * was: read-only again before it is given to this job (SPEC §2: files are never writable by
+   * the job). Reused writable, every later job of that user could change it unseen
+   * (exploratory review, 2026-12-07). Another user's files cannot be: said.
+   */
+  const readOnlyAgain = async (published: Manifest): Promise<void> => {
+    const { path } = target.location;
+    let message: string;
+    try {
+      if (published.files.length > 1) syncStorageCallsAhead();
+      await call(`making ${path} read-only again`, () => makeReadOnly(path));
+      message = `files of ${path} had been made writable since it was published (${published.createdAt}): made read-only again`;
+    } catch (error) {
+      message = `files of ${path} have been made writable since it was published (${published.createdAt}), and this run could not make them read-only again (${error instanceof Error ? error.message : String(error)}): jobs of its owner may change them; the owner can run chmod -R a-w ${path}`;
+    }
+    context.onEvent({ type: "warning", dataset: spec.name, message });
+  };
+  /**
    * Files of a published tree with other modification times, nothing else changed (names,
    * sizes): reused, and said once (volumes/tree-seal.ts says why it is not taken for a change).
    */
@@ -387,6 +406,7 @@ async function stageOn(
         throw volumeTooSmall(spec, held, target.volumeBytes, fallback, target.location.path);
       }
     }
+    if (staged.madeWritable === true) await readOnlyAgain(staged.manifest);
     await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
     context.signal?.throwIfAborted();
     context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });

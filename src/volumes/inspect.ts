@@ -5,7 +5,7 @@ import { storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
 import type { Manifest } from "./manifest.ts";
 import { manifestOfTree, type PendingManifest, sameTree, treeIdentity } from "./occupant.ts";
-import { compareSeal, type SealVerdict } from "./tree-seal.ts";
+import { compareSeal, type SealComparison, type SealVerdict } from "./tree-seal.ts";
 
 export interface StagedState {
   readonly exists: boolean;
@@ -21,6 +21,8 @@ export interface StagedState {
    * own). Reused, and said.
    */
   readonly timesChanged?: boolean;
+  /** Files that were read-only when it was published have a write bit now (tree-seal.ts). */
+  readonly madeWritable?: boolean;
 }
 
 /**
@@ -39,8 +41,9 @@ export async function inspectStaged(
     const manifest = exists ? await manifestOfTree(location) : undefined;
     if (manifest === undefined) return { exists, manifest };
     let verdict: SealVerdict;
+    let madeWritable: boolean;
     try {
-      verdict = await sealVerdict(location, manifest, progressed);
+      ({ verdict, madeWritable } = await sealVerdict(location, manifest, progressed));
     } catch (error) {
       // The tree moved away during the walk (a refresh's swap, a prune; ESTALE on NFS, where
       // another host removed it): looked at again.
@@ -48,14 +51,15 @@ export async function inspectStaged(
       if (!MOVED.has(code ?? "") || look === 3) throw storageError(error, location.path);
       continue;
     }
-    if (verdict === "holds") return { exists, manifest };
+    const writable = madeWritable ? { madeWritable } : {};
+    if (verdict === "holds") return { exists, manifest, ...writable };
     // The walk goes by path: a tree swapped in during it (another worker's refresh) mixed the
     // two. Only a tree still there when the walk ended is said to be changed.
     const { tree } = manifest as Partial<PendingManifest>;
     const there = await treeIdentity(location.path).catch(() => undefined);
     if (tree === undefined || (there !== undefined && sameTree(there, tree)) || look === 3) {
       return verdict === "times"
-        ? { exists, manifest, timesChanged: true }
+        ? { exists, manifest, timesChanged: true, ...writable }
         : { exists, manifest, altered: true };
     }
   }
@@ -71,7 +75,7 @@ const SYNC_WALK_FROM_FILES = 256;
  * (before and under the lock, at the swap; a waiter at every poll), and a tree of a million
  * files takes seconds to walk. Changes made after the first look are found by the next run.
  */
-const verdicts = new Map<string, Promise<SealVerdict>>();
+const verdicts = new Map<string, Promise<SealComparison>>();
 
 /**
  * How the tree at `location` (the one `manifest` names) compares with the seal it was
@@ -83,9 +87,9 @@ export function sealVerdict(
   location: DatasetLocation,
   manifest: Manifest,
   progressed?: () => void,
-): Promise<SealVerdict> {
+): Promise<SealComparison> {
   const { seal } = manifest;
-  if (seal === undefined) return Promise.resolve("holds");
+  if (seal === undefined) return Promise.resolve({ verdict: "holds", madeWritable: false });
   const { tree } = manifest as Partial<PendingManifest>;
   const key = [location.path, tree?.ino, tree?.birth, seal.entries, seal.shape, seal.times].join(
     "\0",
@@ -97,7 +101,9 @@ export function sealVerdict(
   if (sync) syncStorageCallsAhead();
   const verdict = compareSeal(location.path, seal, { sync, progressed }).catch(
     (error: NodeJS.ErrnoException) => {
-      if (error.code === "EACCES" || error.code === "EPERM") return "changed" as const;
+      if (error.code === "EACCES" || error.code === "EPERM") {
+        return { verdict: "changed", madeWritable: false } as const;
+      }
       throw error;
     },
   );

@@ -12,7 +12,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { chmod, type FileHandle, lstat, open, rename, rm } from "node:fs/promises";
 
 const NEW =
   constants.O_WRONLY |
@@ -88,7 +88,20 @@ const DIRECTORY = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOL
  * and root's prune made, say, /etc/shadow 0755 (review, 2026-12-07). ELOOP/ENOTDIR for a link.
  */
 export async function chmodDir(path: string, mode: number): Promise<void> {
-  const handle = await open(path, DIRECTORY);
+  let handle: FileHandle;
+  try {
+    handle = await open(path, DIRECTORY);
+  } catch (error) {
+    // A directory of ours that we may not even open (a job's `chmod 0` in a dataset it
+    // changed): by its name, once lstat says it is a directory of ours, not a link. Its
+    // removal failed on it, and the replaced tree stayed in .dsfetch/tmp for good
+    // (exploratory review, 2026-12-07). Root opens any directory: never here.
+    if ((error as NodeJS.ErrnoException).code !== "EACCES") throw error;
+    const found = await lstat(path);
+    if (!found.isDirectory() || found.uid !== process.getuid?.()) throw error;
+    await chmod(path, mode);
+    return;
+  }
   try {
     await handle.chmod(mode);
   } finally {

@@ -149,11 +149,15 @@ export async function removeTree(path: string): Promise<void> {
     // Read-only directories (not root): open them up, then try again.
   }
   try {
-    await makeWritable(path);
-    const entries = await readdir(path, { recursive: true, withFileTypes: true });
-    for (const entry of entries) {
-      if (entry.isDirectory()) await makeWritable(join(entry.parentPath, entry.name));
-    }
+    // Top down, each directory opened up before it is read: one a job made unreadable
+    // (`chmod 0`) stopped a recursive readdir, and the tree stayed (exploratory review).
+    const openUp = async (dir: string): Promise<void> => {
+      await makeWritable(dir);
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        if (entry.isDirectory()) await openUp(join(dir, entry.name));
+      }
+    };
+    await openUp(path);
     await rm(path, { recursive: true, force: true });
   } catch {
     // Best effort: leftovers are cleaned by the next run (volumes/cleanup.ts).

@@ -8,7 +8,8 @@
  * Two order-independent sums of one hash per entry below the root, and their count:
  * - its shape: each entry's relative path and kind, a file's size, a link's target. A tree
  *   whose shape changed (a file added, removed, renamed, grown or cut) is not reused.
- * - its times: each file's modification time (whole ms). Times that changed alone are said,
+ * - its times: each file's modification time (path and time together, so that two files
+ *   swapped differ). Times that changed alone are said,
  *   and the tree is still reused: a file rewritten in place with as many bytes (a memory-mapped
  *   array opened r+) changes only its time, but so does storage that sets times on its own
  *   after the writer's close (SMB servers stamp the last write at their deferred close; NFS
@@ -36,6 +37,12 @@ export interface TreeSeal {
   readonly shape: string;
   /** The same of the files' modification times. */
   readonly times: string;
+  /**
+   * No file had a write bit when it was sealed (storage that keeps modes; not one that
+   * ignores a chmod). Not in the comparison: a reuse that finds files writable since makes
+   * them read-only again (stage-dataset.ts).
+   */
+  readonly readOnly: boolean;
 }
 
 const HEX_128 = /^[0-9a-f]{32}$/;
@@ -51,7 +58,8 @@ export function isTreeSeal(value: unknown): value is TreeSeal {
     typeof seal.shape === "string" &&
     HEX_128.test(seal.shape) &&
     typeof seal.times === "string" &&
-    HEX_128.test(seal.times)
+    HEX_128.test(seal.times) &&
+    typeof seal.readOnly === "boolean"
   );
 }
 
@@ -89,6 +97,7 @@ class SealSum {
   readonly #shape = new Sum();
   readonly #times = new Sum();
   #entries = 0;
+  #writable = false;
 
   directory(path: string): void {
     this.#shape.add(`d\0${path}`);
@@ -103,10 +112,11 @@ class SealSum {
   /** A regular file, or anything else (never made by dsfetch's writers), as lstat says. */
   stat(path: string, stats: Stats): void {
     if (stats.isFile()) {
+      if ((stats.mode & 0o222) !== 0) this.#writable = true;
       this.#shape.add(`f\0${path}\0${stats.size}`);
-      // Whole milliseconds: storage keeps ns (ext4, XFS, NFS), 100 ns (SMB) or whole
-      // seconds (some FUSE mounts), the same at every later look from the same host.
-      this.#times.add(`t\0${path}\0${Math.floor(stats.mtimeMs)}`);
+      // As finely as the storage keeps it (ns on ext4, XFS, tmpfs, NFS: two files of an
+      // archive written within one ms and then swapped, `mv a x; mv b a; mv x b`, differ).
+      this.#times.add(`t\0${path}\0${stats.mtimeMs}`);
     } else {
       this.#shape.add(`o\0${path}`);
     }
@@ -114,7 +124,12 @@ class SealSum {
   }
 
   result(): TreeSeal {
-    return { entries: this.#entries, shape: this.#shape.hex(), times: this.#times.hex() };
+    return {
+      entries: this.#entries,
+      shape: this.#shape.hex(),
+      times: this.#times.hex(),
+      readOnly: !this.#writable,
+    };
   }
 }
 
@@ -210,12 +225,21 @@ async function sealAsync(root: string, progressed: (() => void) | undefined): Pr
  */
 export type SealVerdict = "holds" | "times" | "changed";
 
+export interface SealComparison {
+  readonly verdict: SealVerdict;
+  /** Files read-only when sealed have a write bit now (a `chmod -R u+w`). */
+  readonly madeWritable: boolean;
+}
+
 export async function compareSeal(
   root: string,
   seal: TreeSeal,
   walk: SealWalk = {},
-): Promise<SealVerdict> {
+): Promise<SealComparison> {
   const now = await sealTree(root, walk);
-  if (now.entries !== seal.entries || now.shape !== seal.shape) return "changed";
-  return now.times === seal.times ? "holds" : "times";
+  const madeWritable = seal.readOnly && !now.readOnly;
+  if (now.entries !== seal.entries || now.shape !== seal.shape) {
+    return { verdict: "changed", madeWritable };
+  }
+  return { verdict: now.times === seal.times ? "holds" : "times", madeWritable };
 }

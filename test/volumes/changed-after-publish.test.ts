@@ -131,7 +131,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
     }
   }, 120_000);
 
-  it("made writable and left as it was, it is the same data: reused, nothing said", async () => {
+  it("made writable and left as it was, it is the same data: reused, and made read-only again (said)", async () => {
     const storage = mkdtempSync(join(root, "storage-"));
     const { result } = await stageFolder(storage);
     chmodTree(result.path);
@@ -139,6 +139,16 @@ describe.concurrent("a published dataset changed afterwards", () => {
     expect(again.result.cached).toBe(true);
     expect(again.run.stderr).not.toContain("was changed after it was published");
     expect(again.run.stderr).not.toContain("modification times");
+    expect(again.run.stderr).toContain(
+      `files of ${result.path} had been made writable since it was published (`,
+    );
+    expect(statSync(join(result.path, "a.txt")).mode & 0o777).toBe(0o444);
+    expect(statSync(join(result.path, "sub", "b.txt")).mode & 0o777).toBe(0o444);
+    expect(statSync(join(result.path, "sub")).mode & 0o777).toBe(0o555);
+    expect(statSync(result.path).mode & 0o777).toBe(0o555);
+    // Once: the next run finds it as published.
+    const next = await stageFolder(storage);
+    expect(next.run.stderr).not.toContain("made writable");
   }, 60_000);
 
   it("a file rewritten in place with as many bytes (only its time differs): used, with a warning that says what to do", async () => {
@@ -235,5 +245,39 @@ describe.concurrent("a published dataset changed afterwards", () => {
     expect(readFileSync(join(staged.path, "a.txt"), "utf8")).toBe("alpha\n");
     // The owner's tree, with its job's directory, is left as it is.
     expect(existsSync(join(path, "outputs"))).toBe(true);
+  }, 60_000);
+
+  it("a directory its owner's job made unreadable (chmod 0), as a user other than root: replaced, and the old tree removed whole", async () => {
+    requireRoot("a second user (setpriv)");
+    const storage = mkdtempSync(join(root, "storage-"));
+    chmodSync(root, 0o755);
+    chmodSync(storage, 0o777);
+    const ids = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
+    const asNobody = (args: string[], input = "") =>
+      spawnSync("setpriv", [...ids, ...args], {
+        env: baseEnv(testEnv()),
+        input,
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+    const fetch = () =>
+      asNobody([process.execPath, CLI_ENTRY, ...fetchArgs(storage), "--no-fallback"], folder());
+    const first = fetch();
+    expect(first.status, first.stderr).toBe(0);
+    const path: string = JSON.parse(first.stdout).datasets[0].path;
+    const job = asNobody([
+      "sh",
+      "-c",
+      'chmod u+w "$0/sub" && echo out > "$0/sub/out.log" && chmod 0 "$0/sub"',
+      path,
+    ]);
+    expect(job.status, job.stderr).toBe(0);
+    const again = fetch();
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).toContain(`${path} was changed after it was published`);
+    expect(readFileSync(join(path, "sub", "b.txt"), "utf8")).toBe("bravo\n");
+    // Nothing of the replaced tree left in the attempts' directory (it stayed for good).
+    const tmp = join(storage, "ml", "data", ".dsfetch", "tmp");
+    expect(readdirSync(tmp).filter((name) => name.startsWith("replaced."))).toEqual([]);
   }, 60_000);
 });
