@@ -43,7 +43,6 @@ import {
   type Target,
   targetFor,
 } from "../plan/target.ts";
-import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { settleWithin } from "../util/settle-within.ts";
 import { noteStuckThread } from "../util/stuck-threads.ts";
 import { untilOrAborted } from "../util/until-or-aborted.ts";
@@ -81,7 +80,7 @@ import {
   type WrittenFiles,
 } from "../volumes/manifest.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
-import { makeReadOnly, replaceRefusal } from "../volumes/permissions.ts";
+import { replaceRefusal } from "../volumes/permissions.ts";
 import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
 import type { StorageCall } from "../volumes/storage-call.ts";
@@ -331,22 +330,21 @@ async function stageOn(
   /** Trees already said to be changed since published (by their manifest's creation). */
   const saidAltered = new Set<string>();
   /**
-   * Files of a published tree made writable since (a job's `chmod -R u+w`), the data as it
-   * was: read-only again before it is given to this job (SPEC §2: files are never writable by
-   * the job). Reused writable, every later job of that user could change it unseen
-   * (exploratory review, 2026-12-07). Another user's files cannot be: said.
+   * Files of a published tree made writable by their owner since (a job's `chmod -R u+w`),
+   * the data as it was: said, not silently given to the job writable (exploratory review,
+   * 2026-12-07). Not chmod'ed back: the walk would chmod by name, and a job of the tree's owner
+   * could swap a directory for a link mid-walk (to /etc/shadow under root's run; to the
+   * user's own keys through a teammate's rename in the group-writable data directory).
    */
-  const readOnlyAgain = async (published: Manifest): Promise<void> => {
+  const sayMadeWritable = (published: Manifest): void => {
+    if (saidAltered.has(`writable ${published.createdAt}`)) return;
+    saidAltered.add(`writable ${published.createdAt}`);
     const { path } = target.location;
-    let message: string;
-    try {
-      if (published.files.length > 1) syncStorageCallsAhead();
-      await call(`making ${path} read-only again`, () => makeReadOnly(path));
-      message = `files of ${path} had been made writable since it was published (${published.createdAt}): made read-only again`;
-    } catch (error) {
-      message = `files of ${path} have been made writable since it was published (${published.createdAt}), and this run could not make them read-only again (${error instanceof Error ? error.message : String(error)}): jobs of its owner may change them; the owner can run chmod -R a-w ${path}`;
-    }
-    context.onEvent({ type: "warning", dataset: spec.name, message });
+    context.onEvent({
+      type: "warning",
+      dataset: spec.name,
+      message: `files of ${path} have been made writable by their owner since it was published (${published.createdAt}); the data is as published, but jobs of that user may change it: the owner can run chmod -R a-w ${path}, and jobs should get the storage read-only`,
+    });
   };
   /**
    * Files of a published tree with other modification times, nothing else changed (names,
@@ -406,7 +404,7 @@ async function stageOn(
         throw volumeTooSmall(spec, held, target.volumeBytes, fallback, target.location.path);
       }
     }
-    if (staged.madeWritable === true) await readOnlyAgain(staged.manifest);
+    if (staged.madeWritable === true) sayMadeWritable(staged.manifest);
     await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
     context.signal?.throwIfAborted();
     context.onEvent({ type: "cached", dataset: spec.name, path: target.location.path });

@@ -5,7 +5,7 @@ import { storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
 import type { Manifest } from "./manifest.ts";
 import { manifestOfTree, type PendingManifest, sameTree, treeIdentity } from "./occupant.ts";
-import { compareSeal, type SealComparison, type SealVerdict } from "./tree-seal.ts";
+import { compareSeal, isTreeSeal, type SealComparison, type SealVerdict } from "./tree-seal.ts";
 
 export interface StagedState {
   readonly exists: boolean;
@@ -89,7 +89,8 @@ export function sealVerdict(
   progressed?: () => void,
 ): Promise<SealComparison> {
   const { seal } = manifest;
-  if (seal === undefined) return Promise.resolve({ verdict: "holds", madeWritable: false });
+  // None (a dsfetch before 2026-12-07), or of another form (another version's): not used.
+  if (!isTreeSeal(seal)) return Promise.resolve({ verdict: "holds", madeWritable: false });
   const { tree } = manifest as Partial<PendingManifest>;
   const key = [location.path, tree?.ino, tree?.birth, seal.entries, seal.shape, seal.times].join(
     "\0",

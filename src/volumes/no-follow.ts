@@ -13,6 +13,7 @@
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { chmod, type FileHandle, lstat, open, rename, rm } from "node:fs/promises";
+import { dirname } from "node:path";
 
 const NEW =
   constants.O_WRONLY |
@@ -99,6 +100,9 @@ export async function chmodDir(path: string, mode: number): Promise<void> {
     if ((error as NodeJS.ErrnoException).code !== "EACCES") throw error;
     const found = await lstat(path);
     if (!found.isDirectory() || found.uid !== process.getuid?.()) throw error;
+    // Not in a directory others may write (a team's data or .dsfetch/tmp): a teammate could
+    // swap it for a link between the lstat and the chmod (review). Left for its owner.
+    if (((await lstat(dirname(path))).mode & 0o022) !== 0) throw error;
     await chmod(path, mode);
     return;
   }

@@ -38,9 +38,9 @@ export interface TreeSeal {
   /** The same of the files' modification times. */
   readonly times: string;
   /**
-   * No file had a write bit when it was sealed (storage that keeps modes; not one that
-   * ignores a chmod). Not in the comparison: a reuse that finds files writable since makes
-   * them read-only again (stage-dataset.ts).
+   * No file had its owner's write bit when it was sealed (storage that keeps modes; not one
+   * that ignores a chmod). Not in the comparison: a reuse that finds files writable since says
+   * so (stage-dataset.ts).
    */
   readonly readOnly: boolean;
 }
@@ -112,7 +112,8 @@ class SealSum {
   /** A regular file, or anything else (never made by dsfetch's writers), as lstat says. */
   stat(path: string, stats: Stats): void {
     if (stats.isFile()) {
-      if ((stats.mode & 0o222) !== 0) this.#writable = true;
+      // The owner's write bit only: a kubelet's fsGroup adds g+w to every file of a volume.
+      if ((stats.mode & 0o200) !== 0) this.#writable = true;
       this.#shape.add(`f\0${path}\0${stats.size}`);
       // As finely as the storage keeps it (ns on ext4, XFS, tmpfs, NFS: two files of an
       // archive written within one ms and then swapped, `mv a x; mv b a; mv x b`, differ).

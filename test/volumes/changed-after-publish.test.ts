@@ -131,24 +131,22 @@ describe.concurrent("a published dataset changed afterwards", () => {
     }
   }, 120_000);
 
-  it("made writable and left as it was, it is the same data: reused, and made read-only again (said)", async () => {
+  it("made writable and left as it was, it is the same data: reused, and said (not silently given writable)", async () => {
     const storage = mkdtempSync(join(root, "storage-"));
     const { result } = await stageFolder(storage);
+    const unchanged = await stageFolder(storage);
+    expect(unchanged.run.stderr).not.toContain("made writable");
     chmodTree(result.path);
     const again = await stageFolder(storage);
     expect(again.result.cached).toBe(true);
     expect(again.run.stderr).not.toContain("was changed after it was published");
     expect(again.run.stderr).not.toContain("modification times");
     expect(again.run.stderr).toContain(
-      `files of ${result.path} had been made writable since it was published (`,
+      `files of ${result.path} have been made writable by their owner since it was published (`,
     );
-    expect(statSync(join(result.path, "a.txt")).mode & 0o777).toBe(0o444);
-    expect(statSync(join(result.path, "sub", "b.txt")).mode & 0o777).toBe(0o444);
-    expect(statSync(join(result.path, "sub")).mode & 0o777).toBe(0o555);
-    expect(statSync(result.path).mode & 0o777).toBe(0o555);
-    // Once: the next run finds it as published.
-    const next = await stageFolder(storage);
-    expect(next.run.stderr).not.toContain("made writable");
+    expect(again.run.stderr).toContain(`the owner can run chmod -R a-w ${result.path}`);
+    // Not chmod'ed back by name (a link planted mid-walk would be followed).
+    expect(statSync(join(result.path, "a.txt")).mode & 0o777).toBe(0o644);
   }, 60_000);
 
   it("a file rewritten in place with as many bytes (only its time differs): used, with a warning that says what to do", async () => {
@@ -279,5 +277,33 @@ describe.concurrent("a published dataset changed afterwards", () => {
     // Nothing of the replaced tree left in the attempts' directory (it stayed for good).
     const tmp = join(storage, "ml", "data", ".dsfetch", "tmp");
     expect(readdirSync(tmp).filter((name) => name.startsWith("replaced."))).toEqual([]);
+  }, 60_000);
+
+  it("another user's tree made writable by its owner's job: root's run reuses it and says so, touching nothing", async () => {
+    requireRoot("a second user (setpriv)");
+    const storage = mkdtempSync(join(root, "storage-"));
+    chmodSync(root, 0o755);
+    chmodSync(storage, 0o777);
+    const ids = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
+    const staged = spawnSync(
+      "setpriv",
+      [...ids, process.execPath, CLI_ENTRY, ...fetchArgs(storage)],
+      {
+        env: baseEnv(testEnv()),
+        input: folder(),
+        encoding: "utf8",
+        timeout: 60_000,
+      },
+    );
+    expect(staged.status, staged.stderr).toBe(0);
+    const path: string = JSON.parse(staged.stdout).datasets[0].path;
+    const job = spawnSync("setpriv", [...ids, "chmod", "-R", "u+w", path]);
+    expect(job.status).toBe(0);
+    const { run, result } = await stageFolder(storage);
+    expect(result.cached).toBe(true);
+    expect(run.stderr).toContain(
+      `files of ${path} have been made writable by their owner since it was published (`,
+    );
+    expect(statSync(join(path, "a.txt")).mode & 0o777).toBe(0o644);
   }, 60_000);
 });

@@ -16,7 +16,11 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { sealVerdict } from "../../src/volumes/inspect.ts";
+import { locationIn } from "../../src/volumes/layout.ts";
+import { readManifest, writeManifest } from "../../src/volumes/manifest.ts";
 import { compareSeal, sealTree } from "../../src/volumes/tree-seal.ts";
+import { testManifest } from "../harness/manifests.ts";
 
 const root = mkdtempSync(join(tmpdir(), "dsfetch-seal-"));
 afterAll(() => {
@@ -121,5 +125,23 @@ describe("a tree's seal", () => {
     }
     expect(turns).toBeGreaterThan(0);
     expect(progressed).toBeGreaterThan(0);
+  });
+
+  it("a seal of another form (another dsfetch's) is not used, and its manifest is still a manifest", async () => {
+    const dir = makeTree();
+    const location = locationIn(join(dir, ".."), "data");
+    mkdirSync(join(dir, "..", ".dsfetch", "manifests"), { recursive: true });
+    const manifest = testManifest("s3://b/data/", "e".repeat(32), "a.txt");
+    const other = { entries: 7, sum: "0".repeat(32) };
+    await writeManifest(location.manifestPath, {
+      ...manifest,
+      seal: other,
+    } as unknown as typeof manifest);
+    const read = await readManifest(location.manifestPath);
+    expect(read).toBeDefined();
+    expect(read === undefined ? undefined : await sealVerdict(location, read)).toEqual({
+      verdict: "holds",
+      madeWritable: false,
+    });
   });
 });
