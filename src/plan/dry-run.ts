@@ -4,14 +4,12 @@
  */
 import { dirname } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
-import { sameSourceAt } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
 import type { DatasetSpec, Settings } from "../config/types.ts";
 import { DsfetchError, toDsfetchError } from "../errors.ts";
 import { type EventListener, ignoreEvents } from "../events.ts";
 import { ClientPool } from "../fetch/client.ts";
 import { resolveInBucketRegion } from "../fetch/region-redirect.ts";
-import type { ResolvedObject } from "../fetch/resolve.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { abandonedAfterMs, abandonedAttempts } from "../volumes/cleanup.ts";
 import { ensureDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
@@ -32,6 +30,7 @@ import {
   otherVersionInUse,
   type PlanEntry,
   type PlanError,
+  pinnedCopy,
   pinnedOverOtherVersion,
   planEntry,
   refreshWaitsForJobs,
@@ -345,29 +344,8 @@ async function pinnedCopyWhileUnreachable(
   const staged = await call(`reading ${location.manifestPath}`, (_signal, progressed) =>
     inspectStaged(location, progressed),
   );
-  const manifest = staged.manifest;
-  if (
-    manifest === undefined ||
-    staged.altered === true ||
-    manifest.kind !== "object" ||
-    manifest.etag !== spec.etag ||
-    (spec.versionId !== undefined && manifest.versionId !== spec.versionId) ||
-    !sameSourceAt(manifest, sourceOf(spec))
-  ) {
-    return undefined;
-  }
-  const copy: ResolvedObject = {
-    kind: "object",
-    bucket: spec.location.bucket,
-    key: spec.location.key,
-    etag: manifest.etag,
-    versionId: manifest.versionId ?? undefined,
-    bytes: manifest.bytes,
-    lastModified: undefined,
-    encryption: undefined,
-    checksum: undefined,
-    checksumRejected: [],
-  };
+  const copy = staged.altered === true ? undefined : pinnedCopy(spec, staged.manifest);
+  if (copy === undefined) return undefined;
   return { ...planEntry(spec, copy, staged, target), storeUnreachable: error.message };
 }
 

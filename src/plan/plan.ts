@@ -7,7 +7,7 @@ import { type SourceAt, sameSource, sameSourceAt, storeOf } from "../config/s3-u
 import { formatBytes } from "../config/size.ts";
 import type { DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
-import type { Resolution } from "../fetch/resolve.ts";
+import type { Resolution, ResolvedObject } from "../fetch/resolve.ts";
 import type { StagedState } from "../volumes/inspect.ts";
 import type { Manifest } from "../volumes/manifest.ts";
 import type { Target } from "./target.ts";
@@ -290,4 +290,38 @@ function checkFits(
     { dataset: spec.name, hint: "raise volumeOptions.size above the dataset's size" },
   );
   return errorOf(error);
+}
+
+/**
+ * The staged copy of a dataset pinned by its ETag, as the version the store would resolve:
+ * the same source (endpoint, bucket, key), ETag, and versionId when pinned. For a store that
+ * cannot be reached (stage/stage-dataset.ts stagedCopyOfPin, and the plan of it: dry-run.ts);
+ * undefined when `manifest` is not of that copy.
+ */
+export function pinnedCopy(
+  spec: DatasetSpec,
+  manifest: Manifest | undefined,
+): ResolvedObject | undefined {
+  if (
+    spec.etag === undefined ||
+    manifest === undefined ||
+    manifest.kind !== "object" ||
+    manifest.etag !== spec.etag ||
+    (spec.versionId !== undefined && manifest.versionId !== spec.versionId) ||
+    !sameSourceAt(manifest, sourceOf(spec))
+  ) {
+    return undefined;
+  }
+  return {
+    kind: "object",
+    bucket: spec.location.bucket,
+    key: spec.location.key,
+    etag: spec.etag,
+    versionId: manifest.versionId ?? undefined,
+    bytes: manifest.bytes,
+    lastModified: undefined,
+    encryption: undefined,
+    checksum: undefined,
+    checksumRejected: [],
+  };
 }

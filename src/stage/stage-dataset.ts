@@ -7,7 +7,7 @@ import { readdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
-import { baseNameOfKey, sameSourceAt } from "../config/s3-uri.ts";
+import { baseNameOfKey } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
 import type { TransferTuning } from "../config/tuning.ts";
 import type { DatasetSpec, Settings } from "../config/types.ts";
@@ -32,6 +32,7 @@ import {
   isCached,
   otherVersionFallback,
   otherVersionInUse,
+  pinnedCopy,
   pinnedOverOtherVersion,
   refreshWaitsForJobs,
   sourceOf,
@@ -546,27 +547,8 @@ async function stageOn(
       inspectStaged(target.location, progressed),
     );
     const manifest = staged.manifest;
-    if (
-      manifest === undefined ||
-      manifest.kind !== "object" ||
-      manifest.etag !== spec.etag ||
-      (spec.versionId !== undefined && manifest.versionId !== spec.versionId) ||
-      !sameSourceAt(manifest, sourceOf(spec))
-    ) {
-      return undefined;
-    }
-    const copy: ResolvedObject = {
-      kind: "object",
-      bucket: spec.location.bucket,
-      key: spec.location.key,
-      etag: manifest.etag,
-      versionId: manifest.versionId ?? undefined,
-      bytes: manifest.bytes,
-      lastModified: undefined,
-      encryption: undefined,
-      checksum: undefined,
-      checksumRejected: [],
-    };
+    const copy = pinnedCopy(spec, manifest);
+    if (copy === undefined || manifest === undefined) return undefined;
     let reused: StagedDataset | undefined;
     try {
       reused = await reuse(copy);

@@ -64,6 +64,26 @@ function fetchArgs(storage: string): string[] {
 
 const folder = () => JSON.stringify([{ uri: `s3://${bucket}/set/`, name: "set" }]);
 
+/** A storage root both root and uid 65534 may write (needs root: setpriv). */
+function storageForTwoUsers(): string {
+  requireRoot("a second user (setpriv)");
+  const storage = mkdtempSync(join(root, "storage-"));
+  chmodSync(root, 0o755);
+  chmodSync(storage, 0o777);
+  return storage;
+}
+
+/** `args` run as uid 65534 (setpriv), `input` on its standard input. */
+function asNobody(args: readonly string[], input = "") {
+  const ids = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
+  return spawnSync("setpriv", [...ids, ...args], {
+    env: baseEnv(testEnv()),
+    input,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+}
+
 async function stageFolder(storage: string) {
   const run = await runCli(fetchArgs(storage), { env: testEnv(), stdin: folder() });
   expect(run.code, run.stderr).toBe(0);
@@ -217,10 +237,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
   }, 120_000);
 
   it("a directory the owner's job made in it that another user may not read: that user's run stages its own copy (not a failure)", async () => {
-    requireRoot("a second user (setpriv)");
-    const storage = mkdtempSync(join(root, "storage-"));
-    chmodSync(root, 0o755);
-    chmodSync(storage, 0o777);
+    const storage = storageForTwoUsers();
     const { result } = await stageFolder(storage);
     const path: string = result.path;
     chmodSync(path, 0o755);
@@ -230,11 +247,9 @@ describe.concurrent("a published dataset changed afterwards", () => {
     const ephemeral = mkdtempSync(join(root, "ephemeral-"));
     chownSync(ephemeral, 65534, 65534);
     chmodSync(ephemeral, 0o700);
-    const ids = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
-    const other = spawnSync(
-      "setpriv",
-      [...ids, process.execPath, CLI_ENTRY, ...fetchArgs(storage), "--ephemeral-root", ephemeral],
-      { env: baseEnv(testEnv()), input: folder(), encoding: "utf8", timeout: 60_000 },
+    const other = asNobody(
+      [process.execPath, CLI_ENTRY, ...fetchArgs(storage), "--ephemeral-root", ephemeral],
+      folder(),
     );
     expect(other.status, other.stderr).toBe(0);
     expect(other.stderr).toContain(`${path} was changed after it was published`);
@@ -246,18 +261,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
   }, 60_000);
 
   it("a directory its owner's job made unreadable (chmod 0), as a user other than root: replaced, and the old tree removed whole", async () => {
-    requireRoot("a second user (setpriv)");
-    const storage = mkdtempSync(join(root, "storage-"));
-    chmodSync(root, 0o755);
-    chmodSync(storage, 0o777);
-    const ids = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
-    const asNobody = (args: string[], input = "") =>
-      spawnSync("setpriv", [...ids, ...args], {
-        env: baseEnv(testEnv()),
-        input,
-        encoding: "utf8",
-        timeout: 60_000,
-      });
+    const storage = storageForTwoUsers();
     const fetch = () =>
       asNobody([process.execPath, CLI_ENTRY, ...fetchArgs(storage), "--no-fallback"], folder());
     const first = fetch();
@@ -280,24 +284,11 @@ describe.concurrent("a published dataset changed afterwards", () => {
   }, 60_000);
 
   it("another user's tree made writable by its owner's job: root's run reuses it and says so, touching nothing", async () => {
-    requireRoot("a second user (setpriv)");
-    const storage = mkdtempSync(join(root, "storage-"));
-    chmodSync(root, 0o755);
-    chmodSync(storage, 0o777);
-    const ids = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
-    const staged = spawnSync(
-      "setpriv",
-      [...ids, process.execPath, CLI_ENTRY, ...fetchArgs(storage)],
-      {
-        env: baseEnv(testEnv()),
-        input: folder(),
-        encoding: "utf8",
-        timeout: 60_000,
-      },
-    );
+    const storage = storageForTwoUsers();
+    const staged = asNobody([process.execPath, CLI_ENTRY, ...fetchArgs(storage)], folder());
     expect(staged.status, staged.stderr).toBe(0);
     const path: string = JSON.parse(staged.stdout).datasets[0].path;
-    const job = spawnSync("setpriv", [...ids, "chmod", "-R", "u+w", path]);
+    const job = asNobody(["chmod", "-R", "u+w", path]);
     expect(job.status).toBe(0);
     const { run, result } = await stageFolder(storage);
     expect(result.cached).toBe(true);
