@@ -40,7 +40,7 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
     if (entry.replaces?.changed === true) {
       out.push(
         "",
-        `${entry.name}: ${entry.path} was changed after it was published (${entry.replaces.stagedAt}): files were added, removed, renamed or resized since; fetch would stage it again`,
+        `${entry.name}: ${entry.path} was changed after it was published (${entry.replaces.stagedAt}): ${entry.replaces.change ?? "files were added, removed, renamed or resized since"}; fetch would stage it again`,
       );
     }
     if (entry.storeUnreachable !== undefined) {

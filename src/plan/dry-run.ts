@@ -180,14 +180,23 @@ export async function plan(
           const notOurs =
             problem === undefined && inUse.length === 0 && staged.manifest !== undefined
               ? await call(`looking at ${location.path}`, () =>
-                  replaceRefusal(location.path, { lookOnly: true }),
+                  replaceRefusal(location.path, {
+                    lookOnly: true,
+                    changed: staged.altered === true,
+                  }),
                 )
               : undefined;
           const reason =
             problem !== undefined
               ? `shared storage is unavailable: ${problem}`
               : inUse.length > 0
-                ? otherVersionFallback(spec, location.path, inUse, staged.altered === true)
+                ? otherVersionFallback(
+                    spec,
+                    location.path,
+                    inUse,
+                    staged.altered === true,
+                    staged.change,
+                  )
                 : notOurs;
           // As fetch under --no-fallback: the dataset fails where it would have fallen back.
           if (reason !== undefined && settings.fallback === false) {
@@ -285,7 +294,10 @@ export async function plan(
               activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
             );
             if (users.length > 0) {
-              const refused = otherVersionInUse(spec, location.path, users, { altered });
+              const refused = otherVersionInUse(spec, location.path, users, {
+                altered,
+                change: staged.change,
+              });
               return withFallback(failedEntry(spec, target, refused));
             }
           }

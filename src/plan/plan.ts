@@ -52,6 +52,8 @@ export interface PlanEntry {
      * removed, rewritten or made writable: volumes/inspect.ts); fetch stages it again.
      */
     readonly changed?: true;
+    /** With `changed`: what changed, as far as dsfetch can tell (tree-seal.ts). */
+    readonly change?: string;
   };
   /**
    * The store could not be reached (this error), and fetch would use the staged copy of the
@@ -97,7 +99,10 @@ export function planEntry(
         stagedAt: older.createdAt,
         // This very version, changed (another version is "stale" whatever was done to it).
         ...(staged.altered === true && isCached(resolution, { ...staged, altered: false }, spec)
-          ? { changed: true as const }
+          ? {
+              changed: true as const,
+              ...(staged.change === undefined ? {} : { change: staged.change }),
+            }
           : {}),
       },
     };
@@ -219,7 +224,13 @@ export function otherVersionInUse(
   {
     meanwhile,
     altered = false,
-  }: { readonly meanwhile?: "downloaded" | "waited"; readonly altered?: boolean } = {},
+    change,
+  }: {
+    readonly meanwhile?: "downloaded" | "waited";
+    readonly altered?: boolean;
+    /** With `altered`, what changed, where known (inspect.ts StagedState.change). */
+    readonly change?: string | undefined;
+  } = {},
 ): DsfetchError {
   const using =
     meanwhile === undefined
@@ -230,7 +241,7 @@ export function otherVersionInUse(
   if (altered) {
     return new DsfetchError(
       "PATH_TAKEN",
-      `${spec.name}: ${path} was changed after it was published (files added, removed, renamed or resized), and ${using} it (${users.join(", ")}): it is not staged again under them`,
+      `${spec.name}: ${path} was changed after it was published${change === undefined ? "" : ` (${change})`}, and ${using} it (${users.join(", ")}): it is not staged again under them`,
       {
         dataset: spec.name,
         hint:
@@ -270,9 +281,10 @@ export function otherVersionFallback(
   path: string,
   users: readonly string[],
   altered = false,
+  change?: string,
 ): string {
   if (altered) {
-    return `${path} was changed after it was published (files added, removed, renamed or resized) and jobs are using it (${users.join(", ")}): not staged again under them`;
+    return `${path} was changed after it was published${change === undefined ? "" : ` (${change})`}, and jobs are using it (${users.join(", ")}): not staged again under them`;
   }
   return `${path} holds another version of ${spec.uri} that jobs are using (${users.join(", ")}), not replaced under them`;
 }

@@ -328,6 +328,8 @@ async function stageOn(
    * (reuse): one there at publishing time that is not this one was published meanwhile.
    */
   let seenBeforeDownload: Manifest | undefined;
+  /** That copy was changed since it was published (volumes/inspect.ts). */
+  let seenAltered = false;
   /** Trees already said to be changed since published (by their manifest's creation). */
   const saidAltered = new Set<string>();
   /**
@@ -364,13 +366,13 @@ async function stageOn(
    * A published tree changed since (volumes/inspect.ts: a job of the same user made it
    * writable and wrote to it) is never reused: said once, and staged again.
    */
-  const sayAltered = (published: Manifest): void => {
+  const sayAltered = (published: Manifest, change: string | undefined): void => {
     if (saidAltered.has(published.createdAt)) return;
     saidAltered.add(published.createdAt);
     context.onEvent({
       type: "warning",
       dataset: spec.name,
-      message: `${target.location.path} was changed after it was published (${published.createdAt}): files were added, removed, renamed or resized since; it is not used, and is replaced by a fresh copy of ${spec.uri} once no job uses it (what was written into it goes with it)`,
+      message: `${target.location.path} was changed after it was published (${published.createdAt}): ${change ?? "files were added, removed, renamed or resized since"}; it is not used, and is replaced by a fresh copy of ${spec.uri} once no job uses it (what was written into it goes with it)`,
     });
   };
   /** The published dataset, when its manifest matches the store; no lock needed to read it. */
@@ -384,7 +386,10 @@ async function stageOn(
       inspectStaged(target.location, progressed),
     );
     seenBeforeDownload = staged.manifest;
-    if (staged.altered === true && staged.manifest !== undefined) sayAltered(staged.manifest);
+    seenAltered = staged.altered === true;
+    if (staged.altered === true && staged.manifest !== undefined) {
+      sayAltered(staged.manifest, staged.change);
+    }
     if (staged.timesChanged === true && staged.manifest !== undefined) {
       sayTimesChanged(staged.manifest);
     }
@@ -668,7 +673,7 @@ async function stageOn(
     // An older copy to replace that is a teammate's: said before the download, which the swap
     // would refuse (volumes/permissions.ts replaceRefusal).
     const refused = await call(`looking at ${target.location.path}`, () =>
-      replaceRefusal(target.location.path),
+      replaceRefusal(target.location.path, { changed: seenAltered }),
     );
     if (refused !== undefined) {
       const reused = await fallBack(refused, refused);

@@ -5,7 +5,13 @@ import { storageError } from "./attempt.ts";
 import type { DatasetLocation } from "./layout.ts";
 import type { Manifest } from "./manifest.ts";
 import { manifestOfTree, type PendingManifest, sameTree, treeIdentity } from "./occupant.ts";
-import { compareSeal, isTreeSeal, type SealComparison, type SealVerdict } from "./tree-seal.ts";
+import {
+  compareSeal,
+  isTreeSeal,
+  type SealComparison,
+  type SealVerdict,
+  unreadableInWords,
+} from "./tree-seal.ts";
 
 export interface StagedState {
   readonly exists: boolean;
@@ -15,6 +21,8 @@ export interface StagedState {
    * (tree-seal.ts). Never reused as it is.
    */
   readonly altered?: boolean;
+  /** With `altered`: what changed, in words (tree-seal.ts SealComparison.change). */
+  readonly change?: string;
   /**
    * The tree has the shape it was published with, but files of other modification times
    * (tree-seal.ts: rewritten in place with as many bytes, or storage that sets times on its
@@ -42,8 +50,9 @@ export async function inspectStaged(
     if (manifest === undefined) return { exists, manifest };
     let verdict: SealVerdict;
     let madeWritable: boolean;
+    let change: string | undefined;
     try {
-      ({ verdict, madeWritable } = await sealVerdict(location, manifest, progressed));
+      ({ verdict, madeWritable, change } = await sealVerdict(location, manifest, progressed));
     } catch (error) {
       // The tree moved away during the walk (a refresh's swap, a prune; ESTALE on NFS, where
       // another host removed it): looked at again.
@@ -60,7 +69,7 @@ export async function inspectStaged(
     if (tree === undefined || (there !== undefined && sameTree(there, tree)) || look === 3) {
       return verdict === "times"
         ? { exists, manifest, timesChanged: true, ...writable }
-        : { exists, manifest, altered: true };
+        : { exists, manifest, altered: true, ...(change === undefined ? {} : { change }) };
     }
   }
 }
@@ -101,9 +110,9 @@ export function sealVerdict(
   const sync = manifest.files.length > SYNC_WALK_FROM_FILES;
   if (sync) syncStorageCallsAhead();
   const verdict = compareSeal(location.path, seal, { sync, progressed }).catch(
-    (error: NodeJS.ErrnoException) => {
+    (error: NodeJS.ErrnoException): SealComparison => {
       if (error.code === "EACCES" || error.code === "EPERM") {
-        return { verdict: "changed", madeWritable: false } as const;
+        return { verdict: "changed", madeWritable: false, change: unreadableInWords(error.code) };
       }
       throw error;
     },

@@ -104,7 +104,14 @@ function umaskKeepsReadAndExecute(): boolean {
  */
 export async function replaceRefusal(
   path: string,
-  { lookOnly = false }: { readonly lookOnly?: boolean } = {},
+  {
+    lookOnly = false,
+    changed = false,
+  }: {
+    readonly lookOnly?: boolean;
+    /** What is there was changed since it was published (inspect.ts): not "an older copy". */
+    readonly changed?: boolean;
+  } = {},
 ): Promise<string | undefined> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
@@ -127,7 +134,8 @@ export async function replaceRefusal(
         if (code !== "EPERM" && code !== "EACCES") return undefined;
       }
     }
-    return `${path} holds an older copy staged by uid ${found.uid}, which this user (uid ${process.getuid?.()}) may not replace (its read-only directories are that user's: only they or root can open them again); that user or root refreshes it with \`dsfetch fetch\` or removes it with \`dsfetch prune\``;
+    const copy = changed ? "a copy changed since it was published," : "an older copy";
+    return `${path} holds ${copy} staged by uid ${found.uid}, which this user (uid ${process.getuid?.()}) may not replace (its read-only directories are that user's: only they or root can open them again); that user or root refreshes it with \`dsfetch fetch\` or removes it with \`dsfetch prune\``;
   } catch {
     return undefined;
   } finally {

@@ -230,6 +230,13 @@ export interface SealComparison {
   readonly verdict: SealVerdict;
   /** Files read-only when sealed have a write bit now (a `chmod -R u+w`). */
   readonly madeWritable: boolean;
+  /**
+   * For "changed": what differs, in words, as far as the sums tell (how many entries more or
+   * fewer; as many, of other names, sizes or kinds). The same words for every change was
+   * wrong for some: a directory made unreadable was "added, removed, renamed or resized"
+   * (exploratory review, 2026-12-07).
+   */
+  readonly change?: string;
 }
 
 export async function compareSeal(
@@ -240,7 +247,24 @@ export async function compareSeal(
   const now = await sealTree(root, walk);
   const madeWritable = seal.readOnly && !now.readOnly;
   if (now.entries !== seal.entries || now.shape !== seal.shape) {
-    return { verdict: "changed", madeWritable };
+    return { verdict: "changed", madeWritable, change: changeInWords(seal.entries, now.entries) };
   }
   return { verdict: now.times === seal.times ? "holds" : "times", madeWritable };
+}
+
+/** What a change of shape was, from the entry counts at publish (`then`) and now. */
+function changeInWords(then: number, now: number): string {
+  const entries = (n: number) => `${n} ${n === 1 ? "entry" : "entries"}`;
+  if (now > then) {
+    return `files or directories were added: ${entries(now - then)} more than when it was published (${now}, not ${then})`;
+  }
+  if (now < then) {
+    return `files or directories were removed: ${entries(then - now)} fewer than when it was published (${now}, not ${then})`;
+  }
+  return "files were renamed, resized, or replaced by others of another kind, with the same number of entries";
+}
+
+/** The change of a tree a directory of which this user may not read (published ones are 0555). */
+export function unreadableInWords(code: string): string {
+  return `a directory in it was made unreadable (${code} to this user)`;
 }

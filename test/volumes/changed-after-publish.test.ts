@@ -102,13 +102,14 @@ describe.concurrent("a published dataset changed afterwards", () => {
     expect(again.result.cached).toBe(true);
     expect(again.run.stderr).not.toContain("was changed after it was published");
 
-    const changes: [string, () => void][] = [
+    const changes: [string, () => void, string][] = [
       [
         "a file rewritten, longer",
         () => {
           chmodSync(join(path, "a.txt"), 0o644);
           writeFileSync(join(path, "a.txt"), "ALPHA, again\n");
         },
+        "files were renamed, resized, or replaced by others of another kind, with the same number of entries",
       ],
       [
         "a file cut short",
@@ -116,6 +117,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
           chmodSync(join(path, "sub", "b.txt"), 0o644);
           writeFileSync(join(path, "sub", "b.txt"), "BR");
         },
+        "files were renamed, resized, or replaced by others of another kind, with the same number of entries",
       ],
       [
         "a file added",
@@ -123,6 +125,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
           chmodSync(join(path, "sub"), 0o755);
           writeFileSync(join(path, "sub", "outputs.log"), "epoch 1\n");
         },
+        "files or directories were added: 1 entry more than when it was published (4, not 3)",
       ],
       [
         "a file removed",
@@ -130,13 +133,15 @@ describe.concurrent("a published dataset changed afterwards", () => {
           chmodSync(path, 0o755);
           unlinkSync(join(path, "a.txt"));
         },
+        "files or directories were removed: 1 entry fewer than when it was published (2, not 3)",
       ],
     ];
-    for (const [what, change] of changes) {
+    for (const [what, change, said] of changes) {
       change();
       const { run, result } = await stageFolder(storage);
       expect(result.cached, what).toBe(false);
       expect(run.stderr, what).toContain(`${path} was changed after it was published (`);
+      expect(run.stderr, what).toContain(`): ${said}; it is not used`);
       expect(run.stderr, what).toContain("it is not used, and is replaced by a fresh copy");
       expect(readFileSync(join(path, "a.txt"), "utf8"), what).toBe("alpha\n");
       expect(readFileSync(join(path, "sub", "b.txt"), "utf8"), what).toBe("bravo\n");
@@ -204,7 +209,9 @@ describe.concurrent("a published dataset changed afterwards", () => {
       expect(plan.code, plan.stderr).toBe(0);
       const planned = JSON.parse(plan.stdout).datasets[0];
       expect(planned).toMatchObject({ volume: "ephemeral", path: join(ephemeral, "model") });
-      expect(planned.fallback).toContain(`${path} was changed after it was published`);
+      expect(planned.fallback).toContain(
+        `${path} was changed after it was published (files were renamed, resized, or replaced by others of another kind, with the same number of entries), and jobs are using it`,
+      );
 
       const busy = await runCli(args, { env: testEnv(), stdin: datasets });
       expect(busy.code, busy.stderr).toBe(0);
@@ -227,6 +234,9 @@ describe.concurrent("a published dataset changed afterwards", () => {
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stderr).toContain("no: changed");
     expect(plan.stderr).toContain(`model: ${path} was changed after it was published (`);
+    expect(plan.stderr).toContain(
+      "): files were renamed, resized, or replaced by others of another kind, with the same number of entries; fetch would stage it again",
+    );
     expect(plan.stderr).toContain("fetch would stage it again");
     const done = await runCli(args, { env: testEnv(), stdin: datasets });
     expect(done.code, done.stderr).toBe(0);
@@ -253,6 +263,12 @@ describe.concurrent("a published dataset changed afterwards", () => {
     );
     expect(other.status, other.stderr).toBe(0);
     expect(other.stderr).toContain(`${path} was changed after it was published`);
+    expect(other.stderr).toContain("a directory in it was made unreadable (EACCES to this user)");
+    // Not "an older copy": it is this version, changed.
+    expect(other.stderr).not.toContain("an older copy");
+    expect(other.stderr).toContain(
+      `${path} holds a copy changed since it was published, staged by uid 0, which this user (uid 65534) may not replace`,
+    );
     const staged = JSON.parse(other.stdout).datasets[0];
     expect(staged.path).toBe(join(ephemeral, "set"));
     expect(readFileSync(join(staged.path, "a.txt"), "utf8")).toBe("alpha\n");
@@ -277,6 +293,8 @@ describe.concurrent("a published dataset changed afterwards", () => {
     const again = fetch();
     expect(again.status, again.stderr).toBe(0);
     expect(again.stderr).toContain(`${path} was changed after it was published`);
+    // Said as it is (it read "files were added, removed, renamed or resized").
+    expect(again.stderr).toContain("a directory in it was made unreadable (EACCES to this user)");
     expect(readFileSync(join(path, "sub", "b.txt"), "utf8")).toBe("bravo\n");
     // Nothing of the replaced tree left in the attempts' directory (it stayed for good).
     const tmp = join(storage, "ml", "data", ".dsfetch", "tmp");

@@ -68,109 +68,6 @@ describe("fetch once across processes", () => {
     expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
   });
 
-  it("a broken archive: 8 processes, one download, all exit 8; the waiters do not download it again", async () => {
-    // A .tar.gz cut short: ARCHIVE_INVALID at its very end, confirmed against the store's ETag.
-    // Without the holder's failure record each waiter would take the lock in turn and
-    // download it again (measured: 8 downloads).
-    const inner = gzipSync(tar(tarFile("big.bin", randomBytes(12 * 1024 * 1024))), { level: 1 });
-    const broken = inner.subarray(0, inner.length - 4096);
-    await putObject(bucket, "broken/set.tar.gz", broken);
-    const storage = await mkdtemp(join(root, "broken-"));
-    const data = join(storage, "ml", "data");
-    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
-    const brokenSet = JSON.stringify([{ uri: `s3://${bucket}/broken/set.tar.gz` }]);
-    proxy.resetCounters();
-    // ~6 s for the holder's download: every process is waiting on it by then.
-    proxy.throttle(2 * 1024 * 1024);
-    let runs: CliResult[];
-    try {
-      runs = await Promise.all(
-        Array.from({ length: 8 }, () =>
-          runCli(args, { env: env(), stdin: brokenSet, timeoutMs: 120_000 }),
-        ),
-      );
-    } finally {
-      proxy.throttle(undefined);
-    }
-    for (const run of runs) {
-      expect(run.code, run.stderr).toBe(8);
-      const error = JSON.parse(run.stdout).datasets[0].error;
-      expect(error.code).toBe("ARCHIVE_INVALID");
-      expect(error.hint).toMatch(
-        /\(the object's bytes match its ETag: the object in the store is like this\)$/,
-      );
-    }
-    expect(proxy.getBodyBytes()).toBeLessThanOrEqual(1.05 * broken.length);
-    const spared = runs.filter((run) =>
-      JSON.parse(run.stdout).datasets[0].error.message.includes("not downloaded again"),
-    );
-    expect(spared.length).toBe(7);
-    expect((await readdir(data)).filter((name) => !name.startsWith("."))).toEqual([]);
-    expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
-
-    // A run started later, which waited on nobody, tries again (and fails on its own).
-    proxy.resetCounters();
-    const later = await runCli(args, { env: env(), stdin: brokenSet, timeoutMs: 120_000 });
-    expect(later.code, later.stderr).toBe(8);
-    expect(JSON.parse(later.stdout).datasets[0].error.message).not.toMatch(/not downloaded again/);
-    expect(proxy.getBodyBytes()).toBeGreaterThanOrEqual(broken.length);
-
-    // Once the object is fixed, it is staged, and the record is cleared.
-    const fixed = gzipSync(tar(tarFile("big.bin", "fixed")));
-    await putObject(bucket, "broken/set.tar.gz", fixed);
-    const after = await runCli(args, { env: env(), stdin: brokenSet, timeoutMs: 120_000 });
-    expect(after.code, after.stderr).toBe(0);
-    expect(await readFile(join(data, "set", "big.bin"), "utf8")).toBe("fixed");
-    expect(await readdir(join(data, ".dsfetch", "failures"))).toEqual([]);
-  });
-
-  it("an object whose bytes the store serves damaged (the same each time): 6 processes, 2 downloads, all exit 5", async () => {
-    // Damage on the way is not recorded: the next worker tries for itself. The same wrong
-    // digest computed by two downloads is the store's bytes: the other waiters fail with it
-    // (measured before: each of the 6 downloaded it in turn).
-    const body = randomBytes(3 * 1024 * 1024);
-    await putObject(bucket, "rotten/blob.bin", body);
-    const storage = await mkdtemp(join(root, "rotten-"));
-    const data = join(storage, "ml", "data");
-    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
-    const set = JSON.stringify([{ uri: `s3://${bucket}/rotten/blob.bin` }]);
-    proxy.resetCounters();
-    proxy.rewriteResponses({
-      match: (request, status) =>
-        request.method === "GET" && status < 300 && request.target.includes("rotten/blob.bin"),
-      rewrite: (chunk) => {
-        const copy = Buffer.from(chunk);
-        copy[0] = (copy[0] ?? 0) ^ 0xff;
-        return copy;
-      },
-      // ~3 s per download: every process is waiting on the first by the time it fails.
-      bytesPerSecond: 1024 * 1024,
-    });
-    let runs: CliResult[];
-    try {
-      runs = await Promise.all(
-        Array.from({ length: 6 }, () =>
-          runCli(args, { env: env(), stdin: set, timeoutMs: 120_000 }),
-        ),
-      );
-    } finally {
-      proxy.rewriteResponses(undefined);
-    }
-    const errors = runs.map((run) => JSON.parse(run.stdout).datasets[0].error);
-    for (const [i, run] of runs.entries()) {
-      expect(run.code, run.stderr).toBe(5);
-      expect(errors[i]?.code).toBe("INTEGRITY");
-    }
-    expect(proxy.getBodyBytes()).toBeLessThanOrEqual(2.05 * body.length);
-    const spared = errors.filter((error) => error.message.includes("not downloaded again"));
-    expect(spared.length).toBe(4);
-    for (const error of spared) {
-      expect(error.message).toMatch(/computed the same, so these are the bytes the store serves/);
-      expect(error.hint).toMatch(/the object is damaged in the store/);
-    }
-    expect((await readdir(data)).filter((name) => !name.startsWith("."))).toEqual([]);
-  });
-
   it("an archive damaged on the way (one byte flipped once): INTEGRITY, not held against the next run, which stages it", async () => {
     const good = gzipSync(tar(tarFile("a.bin", randomBytes(2 * 1024 * 1024))), { level: 1 });
     await putObject(bucket, "transit/set.tar.gz", good);
@@ -225,9 +122,117 @@ async function ownProxy(): Promise<FaultProxy> {
   return one;
 }
 
-// Concurrent: each test waits out a holder that died or froze (stale bounds, refreshes) with
-// storage and a proxy of its own; one after another they took ~19 s.
-describe.concurrent("holders that die or freeze", () => {
+// Concurrent: each test waits out a holder that failed (a throttled download), died or froze
+// (stale bounds, refreshes), with storage and a proxy of its own; one after another they took
+// ~37 s.
+describe.concurrent("holders that fail, die or freeze", () => {
+  it("a broken archive: 8 processes, one download, all exit 8; the waiters do not download it again", async () => {
+    // A .tar.gz cut short: ARCHIVE_INVALID at its very end, confirmed against the store's ETag.
+    // Without the holder's failure record each waiter would take the lock in turn and
+    // download it again (measured: 8 downloads).
+    const inner = gzipSync(tar(tarFile("big.bin", randomBytes(12 * 1024 * 1024))), { level: 1 });
+    const broken = inner.subarray(0, inner.length - 4096);
+    await putObject(bucket, "broken/set.tar.gz", broken);
+    const proxy = await ownProxy();
+    const storage = await mkdtemp(join(root, "broken-"));
+    const data = join(storage, "ml", "data");
+    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
+    const brokenSet = JSON.stringify([{ uri: `s3://${bucket}/broken/set.tar.gz` }]);
+    proxy.resetCounters();
+    // ~8 s for the holder's download: every process is waiting on it by then (the other
+    // tests here start their processes at the same moment).
+    proxy.throttle(1536 * 1024);
+    let runs: CliResult[];
+    try {
+      runs = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          runCli(args, { env: env({}, proxy), stdin: brokenSet, timeoutMs: 120_000 }),
+        ),
+      );
+    } finally {
+      proxy.throttle(undefined);
+    }
+    for (const run of runs) {
+      expect(run.code, run.stderr).toBe(8);
+      const error = JSON.parse(run.stdout).datasets[0].error;
+      expect(error.code).toBe("ARCHIVE_INVALID");
+      expect(error.hint).toMatch(
+        /\(the object's bytes match its ETag: the object in the store is like this\)$/,
+      );
+    }
+    expect(proxy.getBodyBytes()).toBeLessThanOrEqual(1.05 * broken.length);
+    const spared = runs.filter((run) =>
+      JSON.parse(run.stdout).datasets[0].error.message.includes("not downloaded again"),
+    );
+    expect(spared.length).toBe(7);
+    expect((await readdir(data)).filter((name) => !name.startsWith("."))).toEqual([]);
+    expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
+
+    // A run started later, which waited on nobody, tries again (and fails on its own).
+    proxy.resetCounters();
+    const later = await runCli(args, { env: env({}, proxy), stdin: brokenSet, timeoutMs: 120_000 });
+    expect(later.code, later.stderr).toBe(8);
+    expect(JSON.parse(later.stdout).datasets[0].error.message).not.toMatch(/not downloaded again/);
+    expect(proxy.getBodyBytes()).toBeGreaterThanOrEqual(broken.length);
+
+    // Once the object is fixed, it is staged, and the record is cleared.
+    const fixed = gzipSync(tar(tarFile("big.bin", "fixed")));
+    await putObject(bucket, "broken/set.tar.gz", fixed);
+    const after = await runCli(args, { env: env({}, proxy), stdin: brokenSet, timeoutMs: 120_000 });
+    expect(after.code, after.stderr).toBe(0);
+    expect(await readFile(join(data, "set", "big.bin"), "utf8")).toBe("fixed");
+    expect(await readdir(join(data, ".dsfetch", "failures"))).toEqual([]);
+  });
+
+  it("an object whose bytes the store serves damaged (the same each time): 6 processes, 2 downloads, all exit 5", async () => {
+    // Damage on the way is not recorded: the next worker tries for itself. The same wrong
+    // digest computed by two downloads is the store's bytes: the other waiters fail with it
+    // (measured before: each of the 6 downloaded it in turn).
+    const body = randomBytes(3 * 1024 * 1024);
+    await putObject(bucket, "rotten/blob.bin", body);
+    const proxy = await ownProxy();
+    const storage = await mkdtemp(join(root, "rotten-"));
+    const data = join(storage, "ml", "data");
+    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
+    const set = JSON.stringify([{ uri: `s3://${bucket}/rotten/blob.bin` }]);
+    proxy.resetCounters();
+    proxy.rewriteResponses({
+      match: (request, status) =>
+        request.method === "GET" && status < 300 && request.target.includes("rotten/blob.bin"),
+      rewrite: (chunk) => {
+        const copy = Buffer.from(chunk);
+        copy[0] = (copy[0] ?? 0) ^ 0xff;
+        return copy;
+      },
+      // ~4 s per download: every process is waiting on the first by the time it fails (the
+      // other tests here start their processes at the same moment).
+      bytesPerSecond: 768 * 1024,
+    });
+    let runs: CliResult[];
+    try {
+      runs = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          runCli(args, { env: env({}, proxy), stdin: set, timeoutMs: 120_000 }),
+        ),
+      );
+    } finally {
+      proxy.rewriteResponses(undefined);
+    }
+    const errors = runs.map((run) => JSON.parse(run.stdout).datasets[0].error);
+    for (const [i, run] of runs.entries()) {
+      expect(run.code, run.stderr).toBe(5);
+      expect(errors[i]?.code).toBe("INTEGRITY");
+    }
+    expect(proxy.getBodyBytes()).toBeLessThanOrEqual(2.05 * body.length);
+    const spared = errors.filter((error) => error.message.includes("not downloaded again"));
+    expect(spared.length).toBe(4);
+    for (const error of spared) {
+      expect(error.message).toMatch(/computed the same, so these are the bytes the store serves/);
+      expect(error.hint).toMatch(/the object is damaged in the store/);
+    }
+    expect((await readdir(data)).filter((name) => !name.startsWith("."))).toEqual([]);
+  });
+
   for (const { stale, boundMs, title } of [
     {
       stale: "5",

@@ -87,6 +87,27 @@ describe("a tree's seal", () => {
     expect((await compareSeal(makeTree(), before)).verdict).toBe("holds");
   });
 
+  it("says what changed as far as the sums tell: entries more, fewer, or as many of other shapes", async () => {
+    const before = await seal(makeTree());
+    const added = makeTree();
+    writeFileSync(join(added, "new"), "");
+    mkdirSync(join(added, "new-dir"));
+    expect((await compareSeal(added, before)).change).toBe(
+      `files or directories were added: 2 entries more than when it was published (${before.entries + 2}, not ${before.entries})`,
+    );
+    const removed = makeTree();
+    unlinkSync(join(removed, "a.txt"));
+    expect((await compareSeal(removed, before, { sync: true })).change).toBe(
+      `files or directories were removed: 1 entry fewer than when it was published (${before.entries - 1}, not ${before.entries})`,
+    );
+    const renamed = makeTree();
+    renameSync(join(renamed, "a.txt"), join(renamed, "a2.txt"));
+    expect((await compareSeal(renamed, before)).change).toBe(
+      "files were renamed, resized, or replaced by others of another kind, with the same number of entries",
+    );
+    expect((await compareSeal(makeTree(), before)).change).toBeUndefined();
+  });
+
   it("two files of one size swapped (mv a x; mv b a; mv x b): 'times' when their times differ, even by 10 us", async () => {
     const dir = makeTree();
     // 10 us later (seconds as a number: a Date has whole ms).
