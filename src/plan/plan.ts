@@ -12,6 +12,39 @@ import type { StagedState } from "../volumes/inspect.ts";
 import type { Manifest } from "../volumes/manifest.ts";
 import type { Target } from "./target.ts";
 
+/**
+ * A copy at a dataset's path that a fetch replaces (plan's `replaces`) or replaced (fetch's
+ * `replaced`): staged from an older version of the same source, or this version changed since
+ * it was published.
+ */
+export interface ReplacedCopy {
+  readonly etag: string | null;
+  readonly versionId: string | null;
+  readonly stagedAt: string;
+  /**
+   * What is there is this very version, changed since it was published (files added,
+   * removed, rewritten or made writable: volumes/inspect.ts); fetch stages it again.
+   */
+  readonly changed?: true;
+  /** With `changed`: what changed, as far as dsfetch can tell (tree-seal.ts). */
+  readonly change?: string;
+}
+
+/** The copy `state` describes, as `replaces`/`replaced` say it; `changed` when it was. */
+export function replacedCopyOf(
+  manifest: Manifest,
+  state: Pick<StagedState, "change">,
+  changed: boolean,
+): ReplacedCopy {
+  return {
+    etag: manifest.etag ?? null,
+    versionId: manifest.versionId ?? null,
+    stagedAt: manifest.createdAt,
+    ...(changed ? { changed: true as const } : {}),
+    ...(changed && state.change !== undefined ? { change: state.change } : {}),
+  };
+}
+
 export interface PlanError {
   readonly code: string;
   readonly message: string;
@@ -43,18 +76,7 @@ export interface PlanEntry {
    * Not cached, but an older version of the same source is staged at the path: fetch
    * replaces it (review, 2026-12-05: `plan` said only "no", as if nothing were there).
    */
-  readonly replaces?: {
-    readonly etag: string | null;
-    readonly versionId: string | null;
-    readonly stagedAt: string;
-    /**
-     * What is there is this very version, changed since it was published (files added,
-     * removed, rewritten or made writable: volumes/inspect.ts); fetch stages it again.
-     */
-    readonly changed?: true;
-    /** With `changed`: what changed, as far as dsfetch can tell (tree-seal.ts). */
-    readonly change?: string;
-  };
+  readonly replaces?: ReplacedCopy;
   /**
    * The store could not be reached (this error), and fetch would use the staged copy of the
    * pinned ETag without it (`cached` is then true).
@@ -93,18 +115,12 @@ export function planEntry(
   if (replacing) {
     entry = {
       ...entry,
-      replaces: {
-        etag: older.etag ?? null,
-        versionId: older.versionId ?? null,
-        stagedAt: older.createdAt,
-        // This very version, changed (another version is "stale" whatever was done to it).
-        ...(staged.altered === true && isCached(resolution, { ...staged, altered: false }, spec)
-          ? {
-              changed: true as const,
-              ...(staged.change === undefined ? {} : { change: staged.change }),
-            }
-          : {}),
-      },
+      // This very version, changed (another version is "stale" whatever was done to it).
+      replaces: replacedCopyOf(
+        older,
+        staged,
+        staged.altered === true && isCached(resolution, { ...staged, altered: false }, spec),
+      ),
     };
   }
   const tooBig = checkFits(spec, resolution, target);

@@ -34,7 +34,9 @@ import {
   otherVersionInUse,
   pinnedCopy,
   pinnedOverOtherVersion,
+  type ReplacedCopy,
   refreshWaitsForJobs,
+  replacedCopyOf,
   sourceOf,
 } from "../plan/plan.ts";
 import {
@@ -130,6 +132,12 @@ export interface StagedDataset {
    * copy of the pinned ETag was used without asking it (stagedCopyOfPin).
    */
   readonly storeUnreachable?: string;
+  /**
+   * The copy this run replaced at its path: an older version of the same source, or this one
+   * changed since it was published (`changed`, and `change` saying how), as plan's `replaces`
+   * (an exploratory review, 2026-12-07: fetch --json did not say why it downloaded again).
+   */
+  readonly replaced?: ReplacedCopy;
 }
 
 export interface StageContext {
@@ -975,6 +983,8 @@ async function stageOn(
         const manifest = buildManifest(spec, resolution, download);
         let keptAtSwap: StagedDataset | undefined;
         let supersededAtSwap: StagedDataset | undefined;
+        /** The copy the swap replaces (fetch --json's `replaced`, as plan's `replaces`). */
+        let replacedCopy: ReplacedCopy | undefined;
         /** The version the store was asked about (publishedMeanwhile) and ours won over. */
         let askedAbout: string | undefined;
         /**
@@ -1102,7 +1112,17 @@ async function stageOn(
                 });
               },
             );
-            return keptAtSwap === undefined;
+            if (keptAtSwap !== undefined) return false;
+            replacedCopy =
+              there.manifest === undefined
+                ? undefined
+                : replacedCopyOf(
+                    there.manifest,
+                    there,
+                    there.altered === true &&
+                      isCached(resolution, { ...there, altered: false }, spec),
+                  );
+            return true;
           },
           afterReplacing: async ({ mayStillLand }) => {
             const posted = notice;
@@ -1153,6 +1173,9 @@ async function stageOn(
             seconds,
             retries,
             refetchedBytes: download.refetchedBytes,
+            ...(outcome === "replaced" && replacedCopy !== undefined
+              ? { replaced: replacedCopy }
+              : {}),
           },
           manifest,
         );

@@ -142,6 +142,8 @@ describe.concurrent("a published dataset changed afterwards", () => {
       expect(result.cached, what).toBe(false);
       expect(run.stderr, what).toContain(`${path} was changed after it was published (`);
       expect(run.stderr, what).toContain(`): ${said}; it is not used`);
+      // --json says why it was downloaded again.
+      expect(result.replaced, what).toMatchObject({ changed: true, change: said });
       expect(run.stderr, what).toContain("it is not used, and is replaced by a fresh copy");
       expect(readFileSync(join(path, "a.txt"), "utf8"), what).toBe("alpha\n");
       expect(readFileSync(join(path, "sub", "b.txt"), "utf8"), what).toBe("bravo\n");

@@ -45,6 +45,8 @@ interface Entry {
   mount?: string | null;
   fallback?: string;
   cached?: boolean;
+  etag?: string | null;
+  replaced?: unknown;
   error?: { code: string; message: string; hint?: string };
 }
 
@@ -160,6 +162,14 @@ describe("published datasets", () => {
     const refreshed = await fetch([{ uri: `s3://${bucket}/${key}` }], flags);
     expect(refreshed.code).toBe(0);
     expect(refreshed.entries[0]?.cached).toBe(false);
+    // What it replaced, as plan's "replaces" said it would.
+    expect(refreshed.entries[0]?.replaced).toEqual({
+      etag: first.entries[0]?.etag,
+      versionId: null,
+      stagedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    });
+    expect(first.entries[0]?.replaced).toBeUndefined();
+    expect(unchanged.entries[0]?.replaced).toBeUndefined();
     expect(await readFile(file, "utf8")).toBe("version two, longer");
     expect(await readdir(join(storage, "t", "data", ".dsfetch", "tmp"))).toEqual([]);
   });
