@@ -43,6 +43,18 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
         `${entry.name}: ${entry.path} was changed after it was published (${entry.replaces.stagedAt}): ${entry.replaces.change ?? "files were added, removed, renamed or resized since"}; fetch would stage it again`,
       );
     }
+    if (entry.timesChanged === true) {
+      out.push(
+        "",
+        `${entry.name}: files of ${entry.path} have other modification times than when it was published, with the same names and sizes (rewritten in place, or storage that sets times on its own): fetch would use it as it is, and say so`,
+      );
+    }
+    if (entry.madeWritable === true) {
+      out.push(
+        "",
+        `${entry.name}: files of ${entry.path} have been made writable by their owner since it was published: fetch would use it as it is, and say so`,
+      );
+    }
     if (entry.storeUnreachable !== undefined) {
       out.push(
         "",

@@ -82,6 +82,14 @@ export interface PlanEntry {
    * pinned ETag without it (`cached` is then true).
    */
   readonly storeUnreachable?: string;
+  /**
+   * Cached, with files of other modification times than when it was published (same names
+   * and sizes: volumes/inspect.ts): fetch uses it and warns (plan said nothing: exploratory
+   * review, 2026-12-07).
+   */
+  readonly timesChanged?: true;
+  /** Cached, with files its owner made writable since it was published: fetch warns. */
+  readonly madeWritable?: true;
   /** A zip's entries' declared sizes, summed (from its central directory). */
   readonly expandedBytes?: number;
   readonly error?: PlanError;
@@ -109,6 +117,8 @@ export function planEntry(
     mount: target.mount,
     cached: isCached(resolution, staged, spec),
   };
+  if (entry.cached && staged.timesChanged === true) entry = { ...entry, timesChanged: true };
+  if (entry.cached && staged.madeWritable === true) entry = { ...entry, madeWritable: true };
   const older = staged.manifest;
   const replacing =
     !entry.cached && staged.exists && older !== undefined && sameSource(older.uri, spec.uri);

@@ -90,6 +90,19 @@ async function stageFolder(storage: string) {
   return { run, result: JSON.parse(run.stdout).datasets[0] };
 }
 
+/** `plan` of the folder: its --json entry, and the human output. */
+async function planFolder(storage: string) {
+  const args = ["plan", ...fetchArgs(storage).slice(1)];
+  const json = await runCli(args, { env: testEnv(), stdin: folder() });
+  expect(json.code, json.stderr).toBe(0);
+  const human = await runCli(
+    args.filter((arg) => arg !== "--json"),
+    { env: testEnv(), stdin: folder() },
+  );
+  expect(human.code, human.stderr).toBe(0);
+  return { json: JSON.parse(json.stdout).datasets[0], human: human.stderr };
+}
+
 describe.concurrent("a published dataset changed afterwards", () => {
   it("unchanged, it is reused; a file made writable and rewritten longer, cut short, added or removed: staged again, as published", async () => {
     const storage = mkdtempSync(join(root, "storage-"));
@@ -174,6 +187,13 @@ describe.concurrent("a published dataset changed afterwards", () => {
     expect(again.run.stderr).toContain(`the owner can run chmod -R a-w ${result.path}`);
     // Not chmod'ed back by name (a link planted mid-walk would be followed).
     expect(statSync(join(result.path, "a.txt")).mode & 0o777).toBe(0o644);
+    // plan says it too (it said nothing).
+    const plan = await planFolder(storage);
+    expect(plan.json).toMatchObject({ cached: true, madeWritable: true });
+    expect(plan.json.timesChanged).toBeUndefined();
+    expect(plan.human).toContain(
+      `set: files of ${result.path} have been made writable by their owner since it was published: fetch would use it as it is, and say so`,
+    );
   }, 60_000);
 
   it("a file rewritten in place with as many bytes (only its time differs): used, with a warning that says what to do", async () => {
@@ -190,6 +210,12 @@ describe.concurrent("a published dataset changed afterwards", () => {
     );
     expect(again.run.stderr).toContain(`chmod -R u+w ${result.path} && rm -rf ${result.path}`);
     expect(again.run.stderr).not.toContain("was changed after it was published");
+    // plan says it too (it said nothing).
+    const plan = await planFolder(storage);
+    expect(plan.json).toMatchObject({ cached: true, timesChanged: true, madeWritable: true });
+    expect(plan.human).toContain(
+      `set: files of ${result.path} have other modification times than when it was published, with the same names and sizes`,
+    );
   }, 60_000);
 
   it("a pinned object changed and in use by a job: left to that job, staged into an ephemeral volume; plan says so; once the job is done, staged again in place", async () => {
