@@ -14,7 +14,13 @@ export interface ReadyInfo {
   readonly pid: number;
   readonly at: string;
   /** `mount`: null with --no-mount (no link made). */
-  readonly datasets: ReadonlyArray<{ name: string; path: string; mount: string | null }>;
+  readonly datasets: ReadonlyArray<{
+    name: string;
+    path: string;
+    mount: string | null;
+    /** Used from its staged copy: the store could not be reached (this error). */
+    storeUnreachable?: string;
+  }>;
 }
 
 /**

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
+import { sidecarArgs, start, until } from "../harness/cli-process.ts";
 import { startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
@@ -42,6 +43,13 @@ describe("a store that cannot be reached", () => {
     const away = { ...env, DSFETCH_RETRIES: "2" };
     const human = args.filter((arg) => arg !== "--json");
     const planArgs = ["plan", ...args.slice(1)];
+    // A sidecar of the same job: its ready file and its --json "ready" line say so too.
+    const readyFile = join(storage, "ready.json");
+    const sidecar = start(
+      [...sidecarArgs(storage, "127.0.0.1:0", readyFile), "--json"],
+      away,
+      JSON.stringify(pinned),
+    );
     const [offline, unpinned, otherEtag, counted, planned, plannedUnpinned] = await Promise.all([
       runCli(args, { env: away, stdin: JSON.stringify(pinned), timeoutMs: 90_000 }),
       runCli(args, {
@@ -93,6 +101,27 @@ describe("a store that cannot be reached", () => {
       expect(run.code, run.stderr).toBe(6);
       expect(JSON.parse(run.stdout).datasets[0].error.code).toBe("TRANSIENT");
       expect(run.stderr).not.toContain("using the copy staged");
+    }
+
+    try {
+      await until(async () => sidecar.stdout().includes('"type":"ready"'), 60_000);
+      const ready = JSON.parse(await readFile(readyFile, "utf8"));
+      expect(ready).toMatchObject({
+        ready: true,
+        datasets: [{ name: "model", path: result.path }],
+      });
+      expect(ready.datasets[0].storeUnreachable).toMatch(/\S/);
+      const line = sidecar
+        .stdout()
+        .split("\n")
+        .find((text) => text.includes('"type":"ready"'));
+      expect(JSON.parse(line ?? "{}")).toMatchObject({
+        datasets: 1,
+        storeUnreachable: [{ name: "model", error: expect.stringMatching(/\S/) }],
+      });
+    } finally {
+      sidecar.child.kill("SIGTERM");
+      expect((await sidecar.exit).code, sidecar.stderr()).toBe(0);
     }
   }, 120_000);
 });

@@ -179,14 +179,39 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
           pid: process.pid,
           at: new Date().toISOString(),
           datasets: result.datasets.flatMap((o) =>
-            o.ok ? [{ name: o.name, path: o.path, mount: o.mount }] : [],
+            o.ok
+              ? [
+                  {
+                    name: o.name,
+                    path: o.path,
+                    mount: o.mount,
+                    // Staged from its copy without the store (fetch --json says it too).
+                    ...(o.storeUnreachable === undefined
+                      ? {}
+                      : { storeUnreachable: o.storeUnreachable }),
+                  },
+                ]
+              : [],
           ),
         });
       }
       state = { phase: "ready" };
       metrics.ready = true;
-      if (args.json) log({ level: "info", type: "ready", datasets: result.datasets.length });
-      else
+      // The datasets used from their copy, the store not reached (exploratory review,
+      // 2026-12-07: only fetch --json and plan said so).
+      const offline = result.datasets.flatMap((o) =>
+        o.ok && o.storeUnreachable !== undefined
+          ? [{ name: o.name, error: o.storeUnreachable }]
+          : [],
+      );
+      if (args.json) {
+        log({
+          level: "info",
+          type: "ready",
+          datasets: result.datasets.length,
+          ...(offline.length === 0 ? {} : { storeUnreachable: offline }),
+        });
+      } else
         err(
           `sidecar: ready: ${result.datasets.length} ${plural(result.datasets.length, "dataset")} staged; holding ${result.datasets.length === 1 ? "it" : "them"} in use until SIGTERM\n`,
         );
