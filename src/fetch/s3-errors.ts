@@ -317,7 +317,7 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     return make(
       "S3_ERROR",
       `${ctx.action} ${ctx.uri} failed: ${message}`,
-      `the store at ${ctx.endpoint} (or a proxy before it) sent an answer S3 would not; dsfetch retried; if it persists, check what answers there`,
+      `the store at ${ctx.endpoint} (or a proxy before it) sent an answer S3 would not (retried as many times as DSFETCH_RETRIES allows, 6 unless set); if it persists, check what answers there`,
       true,
     );
   }
@@ -412,7 +412,7 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     return make(
       "TRANSIENT",
       `${ctx.action} ${ctx.uri} failed: ${statusText}: ${message}`,
-      `the store at ${ctx.endpoint} is unreachable or overloaded; dsfetch retried; try again later`,
+      `the store at ${ctx.endpoint} is unreachable or overloaded (retried as many times as DSFETCH_RETRIES allows, 6 unless set); try again later`,
       true,
     );
   }

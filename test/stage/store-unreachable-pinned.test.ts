@@ -100,6 +100,10 @@ describe("a store that cannot be reached", () => {
     for (const run of [unpinned, otherEtag]) {
       expect(run.code, run.stderr).toBe(6);
       expect(JSON.parse(run.stdout).datasets[0].error.code).toBe("TRANSIENT");
+      // Not "dsfetch retried" whatever DSFETCH_RETRIES says (0: it did not).
+      expect(JSON.parse(run.stdout).datasets[0].error.hint).toContain(
+        "(retried as many times as DSFETCH_RETRIES allows, 6 unless set)",
+      );
       expect(run.stderr).not.toContain("using the copy staged");
     }
 
