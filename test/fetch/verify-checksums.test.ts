@@ -10,7 +10,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type ChecksumAlgorithm, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../harness/cli.ts";
 import { type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import {
@@ -36,7 +36,8 @@ interface StagedJson {
 let bucket: string;
 let scratch: string;
 let s3: S3Client;
-let proxy: FaultProxy | undefined;
+/** Every test's proxies (the tests run concurrently: each has its own). */
+const proxies: FaultProxy[] = [];
 
 beforeAll(async () => {
   scratch = await mkdtemp(join(tmpdir(), "dsfetch-checksums-"));
@@ -44,12 +45,8 @@ beforeAll(async () => {
   s3 = adminClient();
 });
 
-afterEach(async () => {
-  await proxy?.close();
-  proxy = undefined;
-});
-
 afterAll(async () => {
+  await Promise.all(proxies.map((one) => one.close()));
   s3.destroy();
   await rm(scratch, { recursive: true, force: true });
 });
@@ -71,9 +68,10 @@ const putMultipartWithChecksum = (
 ) => putChecksummedParts(bucket, key, body, partSize, algorithm, type);
 
 /** A proxy that only forwards (and records requests). */
-async function countingProxy(): Promise<string> {
-  proxy = await startFaultProxy(testEnv().AWS_ENDPOINT_URL);
-  return proxy.endpoint;
+async function countingProxy(): Promise<FaultProxy> {
+  const proxy = await startFaultProxy(testEnv().AWS_ENDPOINT_URL);
+  proxies.push(proxy);
+  return proxy;
 }
 
 async function fetch(datasets: unknown, endpoint?: string) {
@@ -115,7 +113,8 @@ async function tarGz(files: Record<string, string | Buffer>, compress = "z"): Pr
 
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 
-describe("verification by S3 additional checksums", () => {
+// Concurrent (vitest runs 5 at a time): each test has its own keys, storage and proxy.
+describe.concurrent("verification by S3 additional checksums", () => {
   for (const algorithm of ["CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"] as const) {
     it(`a single-part object uploaded with ${algorithm} is verified as checksum:${algorithm.toLowerCase()}`, async () => {
       const body = randomBytes(3 * MiB + 5);
@@ -155,15 +154,18 @@ describe("verification by S3 additional checksums", () => {
       const body = randomBytes(11 * MiB + 7);
       const key = `full/${algorithm}.bin`;
       await putMultipartWithChecksum(key, body, 5 * MiB, algorithm, "FULL_OBJECT");
-      const endpoint = await countingProxy();
-      const { code, json, data } = await fetch([{ uri: `s3://${bucket}/${key}` }], endpoint);
+      const counting = await countingProxy();
+      const { code, json, data } = await fetch(
+        [{ uri: `s3://${bucket}/${key}` }],
+        counting.endpoint,
+      );
       expect(code).toBe(0);
       expect(json?.[0]?.verification).toEqual({ [`checksum:${algorithm.toLowerCase()}`]: 1 });
       expect(sha256(await readFile(join(data, `${algorithm}.bin`, `${algorithm}.bin`)))).toBe(
         sha256(body),
       );
       // No HEAD with PartNumber: a full-object checksum does not depend on the parts.
-      expect(proxy?.requests.filter((r) => r.target.includes("partNumber="))).toEqual([]);
+      expect(counting.requests.filter((r) => r.target.includes("partNumber="))).toEqual([]);
     });
   }
 
@@ -217,10 +219,11 @@ describe("verification by S3 additional checksums", () => {
   });
 });
 
-describe("a byte changed in transit is caught, whatever verifies it", () => {
+describe.concurrent("a byte changed in transit is caught, whatever verifies it", () => {
   /** Flips one byte in the body of the first GET of `key` (ranged or not). */
   async function corruptingProxy(key: string): Promise<string> {
-    proxy = await startFaultProxy(testEnv().AWS_ENDPOINT_URL);
+    const proxy = await startFaultProxy(testEnv().AWS_ENDPOINT_URL);
+    proxies.push(proxy);
     let done = false;
     proxy.rewriteResponses({
       match: (request, status) =>
