@@ -30,6 +30,7 @@ const OPTIONS = {
   "older-than": { type: "string" },
   "max-size": { type: "string" },
   "dry-run": { type: "boolean" },
+  check: { type: "boolean" },
   listen: { type: "string" },
   "ready-file": { type: "string" },
   "hold-on-failure": { type: "boolean" },
@@ -55,6 +56,8 @@ export interface ParsedArgs {
   /** prune: remove least recently used datasets down to this total ("500Gi"). */
   maxSize: string | undefined;
   dryRun: boolean;
+  /** list: walk each dataset's tree to tell whether it changed since it was published. */
+  check: boolean;
   /** sidecar: address of the health/readiness/metrics endpoint ("0.0.0.0:8700"). */
   listen: string | undefined;
   /** sidecar: file written when every dataset is staged; wait: the file to wait for. */
@@ -164,6 +167,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
     olderThan: values["older-than"],
     maxSize: values["max-size"],
     dryRun: values["dry-run"] === true,
+    check: values.check === true,
     rest,
   };
 }
@@ -186,6 +190,7 @@ const APPLIES_TO: Readonly<Record<string, readonly CommandName[]>> = {
   "older-than": ["prune"],
   "max-size": ["prune"],
   "dry-run": ["prune"],
+  check: ["list"],
   listen: ["sidecar"],
   "ready-file": ["sidecar", "wait"],
   "hold-on-failure": ["sidecar"],
@@ -218,7 +223,7 @@ Usage:
   dsfetch wait (--ready-file <path> and/or --url <url>) [--timeout 10m]
                                              block until a sidecar says ready
   dsfetch plan --datasets <file|-> [flags]   dry run: resolve every dataset, write nothing
-  dsfetch list [flags]                       datasets in shared storage: size, source, last use
+  dsfetch list [--check] [flags]             datasets in shared storage: size, source, last use
   dsfetch prune --older-than <d> | --max-size <size> [--dry-run] [flags]
                                              remove least recently used datasets not in use
   dsfetch help                               this text
@@ -245,6 +250,8 @@ Flags:
   --older-than <duration>  prune: unused for longer than this: 90m, 12h, 7d, 2w
   --max-size <size>        prune: keep at most this much in total: 500Gi, 2T
   --dry-run                prune: say what would be removed, remove nothing
+  --check                  list: walk each dataset's files to tell whether a job changed them
+                           since they were published (a stat per file)
   --json                   machine-readable output on standard output
   -h, --help               this text
 

@@ -4,6 +4,7 @@
  * NoSuchVersion, delete marker, ETag mismatch) are never retried (SPEC §8).
  */
 import { DsfetchError, type ErrorCode } from "../errors.ts";
+import { DEFAULT_RETRIES } from "./retry.ts";
 
 export interface S3ErrorContext {
   dataset: string;
@@ -317,7 +318,7 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     return make(
       "S3_ERROR",
       `${ctx.action} ${ctx.uri} failed: ${message}`,
-      `the store at ${ctx.endpoint} (or a proxy before it) sent an answer S3 would not (retried as many times as DSFETCH_RETRIES allows, 6 unless set); if it persists, check what answers there`,
+      `the store at ${ctx.endpoint} (or a proxy before it) sent an answer S3 would not (retried, up to DSFETCH_RETRIES times); if it persists, check what answers there`,
       true,
     );
   }
@@ -412,7 +413,7 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     return make(
       "TRANSIENT",
       `${ctx.action} ${ctx.uri} failed: ${statusText}: ${message}`,
-      `the store at ${ctx.endpoint} is unreachable or overloaded (retried as many times as DSFETCH_RETRIES allows, 6 unless set); try again later`,
+      `the store at ${ctx.endpoint} is unreachable or overloaded (retried as many times as DSFETCH_RETRIES allows, ${DEFAULT_RETRIES} unless set); try again later`,
       true,
     );
   }

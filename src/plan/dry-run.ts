@@ -17,7 +17,7 @@ import { noRoomNow } from "../volumes/failure-record.ts";
 import { inspectStaged } from "../volumes/inspect.ts";
 import type { DatasetLocation } from "../volumes/layout.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
-import { replaceRefusal } from "../volumes/permissions.ts";
+import { copyInWords, replaceRefusal } from "../volumes/permissions.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
 import { freeBytes, sharedStorageProblem } from "../volumes/storage-check.ts";
 import { bytesUnder } from "../volumes/tree-bytes.ts";
@@ -182,7 +182,10 @@ export async function plan(
               ? await call(`looking at ${location.path}`, () =>
                   replaceRefusal(location.path, {
                     lookOnly: true,
-                    changed: staged.altered === true,
+                    copy: copyInWords(
+                      staged.altered === true,
+                      isCached(resolution, { ...staged, altered: false }, spec),
+                    ),
                   }),
                 )
               : undefined;

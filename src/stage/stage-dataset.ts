@@ -83,7 +83,7 @@ import {
   type WrittenFiles,
 } from "../volumes/manifest.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
-import { replaceRefusal } from "../volumes/permissions.ts";
+import { copyInWords, replaceRefusal } from "../volumes/permissions.ts";
 import { publish } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
 import type { StorageCall } from "../volumes/storage-call.ts";
@@ -336,8 +336,8 @@ async function stageOn(
    * (reuse): one there at publishing time that is not this one was published meanwhile.
    */
   let seenBeforeDownload: Manifest | undefined;
-  /** That copy was changed since it was published (volumes/inspect.ts). */
-  let seenAltered = false;
+  /** That copy, in words (volumes/permissions.ts copyInWords). */
+  let seenCopy: string | undefined;
   /** Trees already said to be changed since published (by their manifest's creation). */
   const saidAltered = new Set<string>();
   /**
@@ -394,7 +394,10 @@ async function stageOn(
       inspectStaged(target.location, progressed),
     );
     seenBeforeDownload = staged.manifest;
-    seenAltered = staged.altered === true;
+    seenCopy = copyInWords(
+      staged.altered === true,
+      isCached(resolution, { ...staged, altered: false }, spec),
+    );
     if (staged.altered === true && staged.manifest !== undefined) {
       sayAltered(staged.manifest, staged.change);
     }
@@ -408,7 +411,7 @@ async function stageOn(
         occupantProblemIfKnown(spec.name, target.location, sourceOf(spec), staged.manifest),
       );
       if (problem !== undefined) throw problem;
-      return keptInUse(resolution, staged.manifest, undefined, staged.altered);
+      return keptInUse(resolution, staged.manifest, undefined, staged.altered, staged.change);
     }
     if (target.volumeBytes !== undefined) {
       // Staged earlier with a larger volumeOptions.size: what a fresh run would refuse is not
@@ -451,6 +454,8 @@ async function stageOn(
      * replaced under the jobs that use it either (OtherVersionInUse, `altered`).
      */
     altered = false,
+    /** With `altered`: what changed (volumes/inspect.ts StagedState.change). */
+    change?: string,
   ): Promise<StagedDataset | undefined> => {
     const pinned = pinnedOverOtherVersion(spec, published);
     if (!altered && !pinned && !refreshWaitsForJobs(spec, published)) return undefined;
@@ -463,7 +468,7 @@ async function stageOn(
       ]),
     );
     if (users.length === 0) return undefined;
-    if (altered) throw new OtherVersionInUse(target.location.path, users, true);
+    if (altered) throw new OtherVersionInUse(target.location.path, users, true, change);
     // A pinned version is what this job must get, and the one there is what those jobs
     // read: neither may be swapped for the other. Two jobs pinning two versions of one object
     // share its path (SPEC §2: no etag, no version in it); a second job swapped its version
@@ -526,7 +531,10 @@ async function stageOn(
       return await reuse(resolution);
     } catch (error) {
       throw error instanceof OtherVersionInUse
-        ? otherVersionInUse(spec, error.path, error.users, { altered: error.altered })
+        ? otherVersionInUse(spec, error.path, error.users, {
+            altered: error.altered,
+            change: error.change,
+          })
         : error;
     }
   };
@@ -569,6 +577,7 @@ async function stageOn(
       throw reuseError instanceof OtherVersionInUse
         ? otherVersionInUse(spec, reuseError.path, reuseError.users, {
             altered: reuseError.altered,
+            change: reuseError.change,
           })
         : reuseError;
     }
@@ -633,10 +642,13 @@ async function stageOn(
     } catch (error) {
       if (!(error instanceof OtherVersionInUse)) throw error;
       if (target.volume !== "shared")
-        throw otherVersionInUse(spec, error.path, error.users, { altered: error.altered });
+        throw otherVersionInUse(spec, error.path, error.users, {
+          altered: error.altered,
+          change: error.change,
+        });
       return fallBack(
         error.message,
-        otherVersionFallback(spec, error.path, error.users, error.altered),
+        otherVersionFallback(spec, error.path, error.users, error.altered, error.change),
       );
     }
   };
@@ -651,6 +663,7 @@ async function stageOn(
       throw otherVersionInUse(spec, error.path, error.users, {
         meanwhile: "waited",
         altered: error.altered,
+        change: error.change,
       });
     });
   const fast = await reuseBeforeLock();
@@ -681,7 +694,9 @@ async function stageOn(
     // An older copy to replace that is a teammate's: said before the download, which the swap
     // would refuse (volumes/permissions.ts replaceRefusal).
     const refused = await call(`looking at ${target.location.path}`, () =>
-      replaceRefusal(target.location.path, { changed: seenAltered }),
+      replaceRefusal(target.location.path, {
+        ...(seenCopy === undefined ? {} : { copy: seenCopy }),
+      }),
     );
     if (refused !== undefined) {
       const reused = await fallBack(refused, refused);
@@ -1053,17 +1068,22 @@ async function stageOn(
         }
         const kept = isCached(resolution, published, spec)
           ? undefined
-          : await keptInUse(resolution, published.manifest, undefined, published.altered).catch(
-              (error: unknown) => {
-                // Jobs that took their lease while this one downloaded (review: it escaped as
-                // INTERNAL, and was passed on to the waiters as this download's failure).
-                if (!(error instanceof OtherVersionInUse)) throw error;
-                throw otherVersionInUse(spec, error.path, error.users, {
-                  meanwhile: "downloaded",
-                  altered: error.altered,
-                });
-              },
-            );
+          : await keptInUse(
+              resolution,
+              published.manifest,
+              undefined,
+              published.altered,
+              published.change,
+            ).catch((error: unknown) => {
+              // Jobs that took their lease while this one downloaded (review: it escaped as
+              // INTERNAL, and was passed on to the waiters as this download's failure).
+              if (!(error instanceof OtherVersionInUse)) throw error;
+              throw otherVersionInUse(spec, error.path, error.users, {
+                meanwhile: "downloaded",
+                altered: error.altered,
+                change: error.change,
+              });
+            });
         if (kept !== undefined) return dropAttemptFor(kept);
         let notice: RemovalNotice | undefined;
         // Left up (storage that stopped answering), it is over within a minute.
@@ -1103,15 +1123,20 @@ async function stageOn(
               supersededAtSwap = await publishedMeanwhile(there.manifest);
               if (supersededAtSwap !== undefined) return false;
             }
-            keptAtSwap = await keptInUse(resolution, there.manifest, notice, there.altered).catch(
-              (error: unknown) => {
-                if (!(error instanceof OtherVersionInUse)) throw error;
-                throw otherVersionInUse(spec, error.path, error.users, {
-                  meanwhile: "downloaded",
-                  altered: error.altered,
-                });
-              },
-            );
+            keptAtSwap = await keptInUse(
+              resolution,
+              there.manifest,
+              notice,
+              there.altered,
+              there.change,
+            ).catch((error: unknown) => {
+              if (!(error instanceof OtherVersionInUse)) throw error;
+              throw otherVersionInUse(spec, error.path, error.users, {
+                meanwhile: "downloaded",
+                altered: error.altered,
+                change: error.change,
+              });
+            });
             if (keptAtSwap !== undefined) return false;
             replacedCopy =
               there.manifest === undefined
@@ -1743,8 +1768,10 @@ class OtherVersionInUse extends Error {
   readonly path: string;
   /** The version there is this one, changed since it was published (volumes/inspect.ts). */
   readonly altered: boolean;
+  /** With `altered`: what changed, where known. */
+  readonly change: string | undefined;
 
-  constructor(path: string, users: readonly string[], altered = false) {
+  constructor(path: string, users: readonly string[], altered = false, change?: string) {
     super(
       altered
         ? `${path} was changed after it was published, and is in use (${users.join(", ")})`
@@ -1753,5 +1780,6 @@ class OtherVersionInUse extends Error {
     this.path = path;
     this.users = users;
     this.altered = altered;
+    this.change = change;
   }
 }

@@ -2,10 +2,13 @@
 import { lstat, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { DsfetchError } from "../errors.ts";
-import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
-import { fileBytes, readManifest } from "./manifest.ts";
+import { inspectStaged } from "./inspect.ts";
+import { type DatasetLocation, locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
+import { fileBytes, type Manifest, readManifest } from "./manifest.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { type StorageCall, unboundedCall } from "./storage-call.ts";
+import { bytesUnder } from "./tree-bytes.ts";
+import { isTreeSeal } from "./tree-seal.ts";
 import { activeLeases, lastUsed, unreadableLeases } from "./usage.ts";
 
 /** One published dataset. Field names are the `list --json` output: keep them stable. */
@@ -23,6 +26,26 @@ export interface CatalogEntry {
   readonly lastUsed: string;
   /** Holders of fresh leases ("host pid N"): in use by a running job. */
   readonly inUse: readonly string[];
+  /**
+   * With `list --check`: its files compared with its seal (tree-seal.ts). "intact"; "times"
+   * (the same names and sizes, other modification times: fetch reuses it and warns);
+   * "changed" (fetch replaces it: `change` says how, `bytesNow` what its files hold now, which
+   * `bytes`, from the manifest, does not count); "unsealed" (published by a dsfetch before
+   * 2026-12-07: nothing to compare with). Without --check, `list` reads manifests only:
+   * a job's writes into a dataset were invisible to it (exploratory review, 2026-12-07).
+   */
+  readonly state?: "intact" | "times" | "changed" | "unsealed";
+  readonly change?: string;
+  readonly bytesNow?: number;
+  /** With --check: files read-only when published have been made writable by their owner. */
+  readonly madeWritable?: true;
+}
+
+export interface ListOptions {
+  /** Told of each dataset directory whose manifest cannot be read (see listDatasets). */
+  readonly onUnreadable?: ((dataset: UnreadableDataset) => void) | undefined;
+  /** Walk each dataset's tree and compare it with its seal (`state`). */
+  readonly check?: boolean;
 }
 
 /** A published dataset whose manifest cannot be read: not listed, and so never pruned. */
@@ -43,7 +66,7 @@ export async function listDatasets(
   storageRoot: string,
   team: string,
   call: StorageCall = unboundedCall,
-  onUnreadable?: (dataset: UnreadableDataset) => void,
+  { onUnreadable, check = false }: ListOptions = {},
 ): Promise<CatalogEntry[]> {
   const dataRoot = sharedDataRoot(storageRoot, team);
   const manifests = join(dataRoot, META_DIR, "manifests");
@@ -123,9 +146,34 @@ export async function listDatasets(
       createdAt: manifest.createdAt,
       lastUsed: (used ?? new Date(manifest.createdAt)).toISOString(),
       inUse,
+      ...(check ? await checked(location, manifest, call) : {}),
     });
   }
   return entries;
+}
+
+/** `list --check`'s fields for the dataset at `location` (published with `manifest`). */
+async function checked(
+  location: DatasetLocation,
+  manifest: Manifest,
+  call: StorageCall,
+): Promise<Pick<CatalogEntry, "state" | "change" | "bytesNow" | "madeWritable">> {
+  if (!isTreeSeal(manifest.seal)) return { state: "unsealed" };
+  const staged = await call(`reading ${location.path}`, (_signal, progressed) =>
+    inspectStaged(location, progressed),
+  );
+  // Removed or replaced since it was listed: said as it is now, or not at all.
+  if (staged.manifest === undefined) return {};
+  const writable = staged.madeWritable === true ? { madeWritable: true as const } : {};
+  if (staged.altered === true) {
+    const bytesNow = await call(`measuring ${location.path}`, () => bytesUnder(location.path));
+    return {
+      state: "changed",
+      ...(staged.change === undefined ? {} : { change: staged.change }),
+      bytesNow,
+    };
+  }
+  return { state: staged.timesChanged === true ? "times" : "intact", ...writable };
 }
 
 function storageReadError(error: unknown, path: string): DsfetchError {

@@ -106,11 +106,11 @@ export async function replaceRefusal(
   path: string,
   {
     lookOnly = false,
-    changed = false,
+    copy = "an older copy",
   }: {
     readonly lookOnly?: boolean;
-    /** What is there was changed since it was published (inspect.ts): not "an older copy". */
-    readonly changed?: boolean;
+    /** What is there, in words (copyInWords): "an older copy" unless said otherwise. */
+    readonly copy?: string;
   } = {},
 ): Promise<string | undefined> {
   let handle: Awaited<ReturnType<typeof open>>;
@@ -134,13 +134,23 @@ export async function replaceRefusal(
         if (code !== "EPERM" && code !== "EACCES") return undefined;
       }
     }
-    const copy = changed ? "a copy changed since it was published," : "an older copy";
     return `${path} holds ${copy} staged by uid ${found.uid}, which this user (uid ${process.getuid?.()}) may not replace (its read-only directories are that user's: only they or root can open them again); that user or root refreshes it with \`dsfetch fetch\` or removes it with \`dsfetch prune\``;
   } catch {
     return undefined;
   } finally {
     await handle.close().catch(() => {});
   }
+}
+
+/**
+ * What a published copy about to be replaced is, for replaceRefusal: this version changed
+ * since it was published (inspect.ts), an older one (changed too, or not).
+ */
+export function copyInWords(altered: boolean, thisVersion: boolean): string {
+  if (!altered) return "an older copy";
+  return thisVersion
+    ? "a copy changed since it was published,"
+    : "an older copy, changed since it was published,";
 }
 
 /** Gives a directory its owner write bit back (before moving it to another parent, or removing it). */

@@ -266,5 +266,5 @@ function changeInWords(then: number, now: number): string {
 
 /** The change of a tree a directory of which this user may not read (published ones are 0555). */
 export function unreadableInWords(code: string): string {
-  return `a directory in it was made unreadable (${code} to this user)`;
+  return `a directory in it cannot be read by this user (${code}): added or changed since it was published`;
 }

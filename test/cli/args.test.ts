@@ -14,6 +14,7 @@ const NONE: ParsedArgs = {
   olderThan: undefined,
   maxSize: undefined,
   dryRun: false,
+  check: false,
   listen: undefined,
   readyFile: undefined,
   holdOnFailure: false,

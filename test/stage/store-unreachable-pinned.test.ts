@@ -121,7 +121,7 @@ describe("a store that cannot be reached", () => {
         .find((text) => text.includes('"type":"ready"'));
       expect(JSON.parse(line ?? "{}")).toMatchObject({
         datasets: 1,
-        storeUnreachable: [{ name: "model", error: expect.stringMatching(/\S/) }],
+        usedOffline: [{ name: "model", storeUnreachable: expect.stringMatching(/\S/) }],
       });
     } finally {
       sidecar.child.kill("SIGTERM");

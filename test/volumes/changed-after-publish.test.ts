@@ -171,6 +171,38 @@ describe.concurrent("a published dataset changed afterwards", () => {
     }
   }, 120_000);
 
+  it("list --check says which datasets were changed since they were published, and what their files hold now", async () => {
+    const storage = mkdtempSync(join(root, "storage-"));
+    const { result } = await stageFolder(storage);
+    const path: string = result.path;
+    const list = async (...flags: string[]) => {
+      const args = ["list", "--storage-root", storage, "--team", "ml", ...flags];
+      const json = await runCli([...args, "--json"], { env: testEnv() });
+      expect(json.code, json.stderr).toBe(0);
+      const human = await runCli(args, { env: testEnv() });
+      expect(human.code, human.stderr).toBe(0);
+      return { entry: JSON.parse(json.stdout).datasets[0], human: human.stderr };
+    };
+    expect((await list("--check")).entry).toMatchObject({ state: "intact", bytes: 12 });
+    // Without --check, manifests only: no walk, no state.
+    expect((await list()).entry.state).toBeUndefined();
+    chmodSync(join(path, "sub"), 0o755);
+    writeFileSync(join(path, "sub", "outputs.log"), "epoch 1, epoch 2\n");
+    const changed = await list("--check");
+    expect(changed.entry).toMatchObject({
+      state: "changed",
+      change: "files or directories were added: 1 entry more than when it was published (4, not 3)",
+      bytes: 12,
+      bytesNow: 29,
+    });
+    expect(changed.human).toMatch(/STATE/);
+    expect(changed.human).toContain(
+      `set: ${path} was changed after it was published (files or directories were added: 1 entry more than when it was published (4, not 3)); its files hold 29 B now, not the 12 B listed: the next fetch of it replaces it`,
+    );
+    const unchanged = await list();
+    expect(unchanged.human).not.toMatch(/STATE|was changed/);
+  }, 60_000);
+
   it("made writable and left as it was, it is the same data: reused, and said (not silently given writable)", async () => {
     const storage = mkdtempSync(join(root, "storage-"));
     const { result } = await stageFolder(storage);
@@ -245,15 +277,17 @@ describe.concurrent("a published dataset changed afterwards", () => {
       expect(busy.code, busy.stderr).toBe(0);
       const result = JSON.parse(busy.stdout).datasets[0];
       expect(result.path).toBe(join(ephemeral, "model"));
-      expect(result.fallback).toContain(`${path} was changed after it was published`);
-      expect(result.fallback).toContain("jobs are using it");
+      // As plan said it (fetch's lacked what changed).
+      expect(result.fallback).toBe(planned.fallback);
       expect(readFileSync(join(result.path, "model.bin"), "utf8")).toBe("weights");
       // The job's copy is left as it is.
       expect(readFileSync(file, "utf8")).toBe("WEIGHTS, tuned");
 
       const strict = await runCli([...args, "--no-fallback"], { env: testEnv(), stdin: datasets });
       expect(strict.code, strict.stderr).toBe(7);
-      expect(strict.stderr).toContain(`${path} was changed after it was published`);
+      expect(strict.stderr).toContain(
+        `${path} was changed after it was published (files were renamed, resized, or replaced by others of another kind, with the same number of entries)`,
+      );
     } finally {
       await lease.release();
     }
@@ -291,7 +325,9 @@ describe.concurrent("a published dataset changed afterwards", () => {
     );
     expect(other.status, other.stderr).toBe(0);
     expect(other.stderr).toContain(`${path} was changed after it was published`);
-    expect(other.stderr).toContain("a directory in it was made unreadable (EACCES to this user)");
+    expect(other.stderr).toContain(
+      "a directory in it cannot be read by this user (EACCES): added or changed since it was published",
+    );
     // Not "an older copy": it is this version, changed.
     expect(other.stderr).not.toContain("an older copy");
     expect(other.stderr).toContain(
@@ -322,7 +358,9 @@ describe.concurrent("a published dataset changed afterwards", () => {
     expect(again.status, again.stderr).toBe(0);
     expect(again.stderr).toContain(`${path} was changed after it was published`);
     // Said as it is (it read "files were added, removed, renamed or resized").
-    expect(again.stderr).toContain("a directory in it was made unreadable (EACCES to this user)");
+    expect(again.stderr).toContain(
+      "a directory in it cannot be read by this user (EACCES): added or changed since it was published",
+    );
     expect(readFileSync(join(path, "sub", "b.txt"), "utf8")).toBe("bravo\n");
     // Nothing of the replaced tree left in the attempts' directory (it stayed for good).
     const tmp = join(storage, "ml", "data", ".dsfetch", "tmp");

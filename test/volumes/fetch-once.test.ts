@@ -116,6 +116,30 @@ describe("fetch once across processes", () => {
   });
 });
 
+/**
+ * Holds `proxy` at a crawl until `processes` have asked for `key` (each resolves it before it
+ * takes the lock) and have had a second to reach the lock, then lets it go at `rate`: every
+ * process is then waiting on the first holder, however slowly it started (CPU-bound starts
+ * of 17 processes at once took seconds; a late one tried the download again for itself).
+ */
+async function crawlUntilAllAsked(
+  proxy: FaultProxy,
+  key: string,
+  processes: number,
+  rate: number,
+): Promise<void> {
+  proxy.throttle(32 * 1024);
+  const asked = () =>
+    proxy.requests.filter((request) => request.method === "HEAD" && request.target.includes(key))
+      .length;
+  try {
+    await expect.poll(asked, { timeout: 60_000, interval: 50 }).toBeGreaterThanOrEqual(processes);
+    await sleep(1_000);
+  } finally {
+    proxy.throttle(rate);
+  }
+}
+
 async function ownProxy(): Promise<FaultProxy> {
   const one = await startFaultProxy(s3Info().endpoint);
   ownProxies.push(one);
@@ -139,16 +163,15 @@ describe.concurrent("holders that fail, die or freeze", () => {
     const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
     const brokenSet = JSON.stringify([{ uri: `s3://${bucket}/broken/set.tar.gz` }]);
     proxy.resetCounters();
-    // ~8 s for the holder's download: every process is waiting on it by then (the other
-    // tests here start their processes at the same moment).
-    proxy.throttle(1536 * 1024);
     let runs: CliResult[];
     try {
+      const gate = crawlUntilAllAsked(proxy, "broken/set.tar.gz", 8, 4 * 1024 * 1024);
       runs = await Promise.all(
         Array.from({ length: 8 }, () =>
           runCli(args, { env: env({}, proxy), stdin: brokenSet, timeoutMs: 120_000 }),
         ),
       );
+      await gate;
     } finally {
       proxy.throttle(undefined);
     }
@@ -204,19 +227,20 @@ describe.concurrent("holders that fail, die or freeze", () => {
         copy[0] = (copy[0] ?? 0) ^ 0xff;
         return copy;
       },
-      // ~4 s per download: every process is waiting on the first by the time it fails (the
-      // other tests here start their processes at the same moment).
-      bytesPerSecond: 768 * 1024,
     });
     let runs: CliResult[];
     try {
+      // ~3 s per download once every process waits.
+      const gate = crawlUntilAllAsked(proxy, "rotten/blob.bin", 6, 1024 * 1024);
       runs = await Promise.all(
         Array.from({ length: 6 }, () =>
           runCli(args, { env: env({}, proxy), stdin: set, timeoutMs: 120_000 }),
         ),
       );
+      await gate;
     } finally {
       proxy.rewriteResponses(undefined);
+      proxy.throttle(undefined);
     }
     const errors = runs.map((run) => JSON.parse(run.stdout).datasets[0].error);
     for (const [i, run] of runs.entries()) {

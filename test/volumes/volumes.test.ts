@@ -198,6 +198,8 @@ describe("published datasets", () => {
       });
       expect(kept.stderr).toContain("changed since it was staged");
       expect(kept.stderr).toContain("kept as it is");
+      // Nothing was replaced: no "replaced".
+      expect(JSON.parse(kept.stdout).datasets[0].replaced).toBeUndefined();
       expect((await readdir(dir)).sort()).toEqual(["a.txt"]);
       // The dry run says the same.
       const planned = await runCli(["plan", "--datasets", "-", "--json", ...flags], {
@@ -223,6 +225,7 @@ describe("published datasets", () => {
     const refreshed = await fetch(datasets, flags);
     expect(refreshed.code).toBe(0);
     expect(refreshed.entries[0]?.cached).toBe(false);
+    expect(refreshed.entries[0]?.replaced).toMatchObject({ stagedAt: expect.any(String) });
     expect((await readdir(dir)).sort()).toEqual(["a.txt", "b.txt"]);
   });
 

@@ -201,7 +201,7 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
       // 2026-12-07: only fetch --json and plan said so).
       const offline = result.datasets.flatMap((o) =>
         o.ok && o.storeUnreachable !== undefined
-          ? [{ name: o.name, error: o.storeUnreachable }]
+          ? [{ name: o.name, storeUnreachable: o.storeUnreachable }]
           : [],
       );
       if (args.json) {
@@ -209,7 +209,7 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
           level: "info",
           type: "ready",
           datasets: result.datasets.length,
-          ...(offline.length === 0 ? {} : { storeUnreachable: offline }),
+          ...(offline.length === 0 ? {} : { usedOffline: offline }),
         });
       } else
         err(

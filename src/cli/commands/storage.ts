@@ -8,7 +8,7 @@ import { DsfetchError } from "../../errors.ts";
 import { requireSharedStorage } from "../../plan/target.ts";
 import { stopGraceMs } from "../../stage/progress-watchdog.ts";
 import { StorageCalls } from "../../stage/storage-calls.ts";
-import { listDatasets, type UnreadableDataset } from "../../volumes/catalog.ts";
+import { type CatalogEntry, listDatasets, type UnreadableDataset } from "../../volumes/catalog.ts";
 import { prune } from "../../volumes/prune.ts";
 import type { StorageCall } from "../../volumes/storage-call.ts";
 import type { ParsedArgs } from "../args.ts";
@@ -34,7 +34,7 @@ export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<numb
     storageRoot,
     team,
     boundedCalls("dsfetch list", io.env, io.signal),
-    (dataset) => unreadable.push(dataset),
+    { onUnreadable: (dataset) => unreadable.push(dataset), check: args.check },
   ).catch((error: unknown) => {
     throw io.signal?.aborted === true ? listInterrupted(error) : error;
   });
@@ -56,13 +56,34 @@ export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<numb
     formatBytes(entry.bytes),
     entry.lastUsed.replace("T", " ").slice(0, 19),
     entry.inUse.length > 0 ? "yes" : "no",
+    ...(args.check ? [stateText(entry)] : []),
     entry.uri,
     entry.path,
   ]);
-  io.err(table(["NAME", "SIZE", "LAST USED (UTC)", "IN USE", "SOURCE", "PATH"], rows));
+  const header = ["NAME", "SIZE", "LAST USED (UTC)", "IN USE", "SOURCE", "PATH"];
+  if (args.check) header.splice(4, 0, "STATE");
+  io.err(table(header, rows));
   const total = entries.reduce((sum, entry) => sum + entry.bytes, 0);
   io.err(`${entries.length} ${plural(entries.length, "dataset")}, ${formatBytes(total)}\n`);
+  for (const entry of entries) {
+    if (entry.state === "changed") {
+      io.err(
+        `${entry.name}: ${entry.path} was changed after it was published${entry.change === undefined ? "" : ` (${entry.change})`}; its files hold ${formatBytes(entry.bytesNow ?? 0)} now, not the ${formatBytes(entry.bytes)} listed: the next fetch of it replaces it${entry.inUse.length > 0 ? " once no job uses it" : ""}\n`,
+      );
+    }
+  }
   return 0;
+}
+
+/** `list --check`'s STATE column. */
+function stateText(entry: CatalogEntry): string {
+  const state =
+    entry.state === "times"
+      ? "times changed"
+      : entry.state === "unsealed"
+        ? "no seal"
+        : (entry.state ?? "-");
+  return entry.madeWritable === true ? `${state}, writable` : state;
 }
 
 export async function pruneCommand(args: ParsedArgs, io: StorageIo): Promise<number> {
