@@ -4,7 +4,7 @@
 // The manifest records the tree's seal (volumes/tree-seal.ts); a tree that no longer has it
 // is staged again, or, while jobs use it, left to them and staged into an ephemeral volume.
 
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import {
   chmodSync,
   chownSync,
@@ -74,13 +74,31 @@ function storageForTwoUsers(): string {
 }
 
 /** `args` run as uid 65534 (setpriv), `input` on its standard input. */
-function asNobody(args: readonly string[], input = "") {
+function asNobody(
+  args: readonly string[],
+  input = "",
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   const ids = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
-  return spawnSync("setpriv", [...ids, ...args], {
+  // Not spawnSync: it held this file's event loop, and its concurrent tests waited on it.
+  const child = spawn("setpriv", [...ids, ...args], {
     env: baseEnv(testEnv()),
-    input,
-    encoding: "utf8",
-    timeout: 60_000,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk;
+  });
+  child.stdin.end(input);
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  return new Promise((resolve) => {
+    child.on("close", (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
   });
 }
 
@@ -319,7 +337,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
     const ephemeral = mkdtempSync(join(root, "ephemeral-"));
     chownSync(ephemeral, 65534, 65534);
     chmodSync(ephemeral, 0o700);
-    const other = asNobody(
+    const other = await asNobody(
       [process.execPath, CLI_ENTRY, ...fetchArgs(storage), "--ephemeral-root", ephemeral],
       folder(),
     );
@@ -344,17 +362,17 @@ describe.concurrent("a published dataset changed afterwards", () => {
     const storage = storageForTwoUsers();
     const fetch = () =>
       asNobody([process.execPath, CLI_ENTRY, ...fetchArgs(storage), "--no-fallback"], folder());
-    const first = fetch();
+    const first = await fetch();
     expect(first.status, first.stderr).toBe(0);
     const path: string = JSON.parse(first.stdout).datasets[0].path;
-    const job = asNobody([
+    const job = await asNobody([
       "sh",
       "-c",
       'chmod u+w "$0/sub" && echo out > "$0/sub/out.log" && chmod 0 "$0/sub"',
       path,
     ]);
     expect(job.status, job.stderr).toBe(0);
-    const again = fetch();
+    const again = await fetch();
     expect(again.status, again.stderr).toBe(0);
     expect(again.stderr).toContain(`${path} was changed after it was published`);
     // Said as it is (it read "files were added, removed, renamed or resized").
@@ -369,10 +387,10 @@ describe.concurrent("a published dataset changed afterwards", () => {
 
   it("another user's tree made writable by its owner's job: root's run reuses it and says so, touching nothing", async () => {
     const storage = storageForTwoUsers();
-    const staged = asNobody([process.execPath, CLI_ENTRY, ...fetchArgs(storage)], folder());
+    const staged = await asNobody([process.execPath, CLI_ENTRY, ...fetchArgs(storage)], folder());
     expect(staged.status, staged.stderr).toBe(0);
     const path: string = JSON.parse(staged.stdout).datasets[0].path;
-    const job = asNobody(["chmod", "-R", "u+w", path]);
+    const job = await asNobody(["chmod", "-R", "u+w", path]);
     expect(job.status).toBe(0);
     const { run, result } = await stageFolder(storage);
     expect(result.cached).toBe(true);

@@ -114,11 +114,27 @@ function dsfetch(
     groups = String(GROUP),
   }: { stdin?: string; umask?: string; env?: object; gid?: number; groups?: string } = {},
 ) {
-  return spawnSync("setpriv", asUser(uid, umask, args, gid, groups), {
+  // Not spawnSync: it held this file's event loop for each run, so its concurrent tests ran
+  // one dsfetch at a time.
+  const child = spawn("setpriv", asUser(uid, umask, args, gid, groups), {
     env: baseEnv({ ...testEnv(), ...env }),
-    input: stdin,
-    encoding: "utf8",
-    timeout: 60_000,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+    stderr += chunk;
+  });
+  child.stdin.end(stdin);
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    child.on("close", (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
   });
 }
 
@@ -315,7 +331,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     if (cannotRun(ctx)) return;
     const { data, meta, flags } = await teamStorage("new-dataset");
     const first = await folder("a1", { "x.bin": randomBytes(3000) });
-    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+    const byAlice = await dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
       stdin: first,
       umask: "077",
     });
@@ -327,7 +343,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     }
     const bytes = randomBytes(5000);
     const second = await folder("b1", { "y.bin": bytes });
-    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+    const byBob = await dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
       stdin: second,
     });
     expect(byBob.status, byBob.stderr).toBe(0);
@@ -336,7 +352,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     expect(await readFile(join(data, "b1", "y.bin"))).toEqual(bytes);
     expect((await stat(join(data, "b1"))).uid).toBe(BOB);
     // And the first reuses the second's.
-    const reused = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE), "--json"], {
+    const reused = await dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE), "--json"], {
       stdin: second,
     });
     expect(reused.status, reused.stderr).toBe(0);
@@ -347,7 +363,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     if (cannotRun(ctx)) return;
     const { data, meta, flags, storage } = await teamStorage("lease");
     const datasets = await folder("a2", { "x.bin": randomBytes(3000) });
-    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+    const byAlice = await dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
       stdin: datasets,
     });
     expect(byAlice.status, byAlice.stderr).toBe(0);
@@ -387,7 +403,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
       }
       const monthAgo = new Date(Date.now() - 30 * 86_400_000);
       await utimes(join(meta, "used", "a2"), monthAgo, monthAgo);
-      const pruned = dsfetch(ALICE, [
+      const pruned = await dsfetch(ALICE, [
         "prune",
         "--older-than",
         "1d",
@@ -413,7 +429,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     if (cannotRun(ctx)) return;
     const { data, meta, flags } = await teamStorage("stale-lock");
     const earlier = await folder("a3", { "x.bin": randomBytes(1000) });
-    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+    const byAlice = await dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
       stdin: earlier,
     });
     expect(byAlice.status, byAlice.stderr).toBe(0);
@@ -430,7 +446,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     await utimes(lock, anHourAgo, anHourAgo);
     const bytes = randomBytes(2000);
     const datasets = await folder("b3", { "y.bin": bytes });
-    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+    const byBob = await dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
       stdin: datasets,
       env: { DSFETCH_LOCK_STALE: "5", DSFETCH_LOCK_WAIT: "60" },
     });
@@ -445,7 +461,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     if (cannotRun(ctx)) return;
     const { data, meta, flags, ephemeral } = await teamStorage("older");
     const first = await folder("a4", { "x.bin": randomBytes(1000) });
-    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+    const byAlice = await dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
       stdin: first,
     });
     expect(byAlice.status, byAlice.stderr).toBe(0);
@@ -457,13 +473,17 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     const second = await folder("b4", { "y.bin": bytes });
     const why = `${meta} is not writable by this user (uid ${BOB}): it is uid ${ALICE}'s, group ${GROUP}, mode 0755, where its data directory is group ${GROUP}, mode 2775; its owner (or root) can run \`chgrp -R ${GROUP} ${meta} && chmod -R g+rwX ${meta}\``;
 
-    const strict = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--no-fallback"], {
-      stdin: second,
-    });
+    const strict = await dsfetch(
+      BOB,
+      ["fetch", "--datasets", "-", ...flags(BOB), "--no-fallback"],
+      {
+        stdin: second,
+      },
+    );
     expect(strict.status, strict.stderr).toBe(7);
     expect(strict.stderr).toContain(why);
 
-    const fellBack = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+    const fellBack = await dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
       stdin: second,
     });
     expect(fellBack.status, fellBack.stderr).toBe(0);
@@ -476,7 +496,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
 
     // Bob's job on Alice's dataset: runs, without a lease, saying whose directory refused it
     // (a lease directory of Alice's under a .dsfetch Bob could write failed it STORAGE).
-    const job = dsfetch(
+    const job = await dsfetch(
       BOB,
       ["run", "--datasets", "-", ...flags(BOB), "--no-mount", "--", "true"],
       {
@@ -491,19 +511,23 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     // Its manifest 0600, as a dsfetch before 2026-12-06 wrote it under umask 077: Bob's jobs
     // fail STORAGE naming it (deliberate: README "Where data goes").
     await chmod(join(meta, "manifests", "a4.json"), 0o600);
-    const unreadable = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB)], { stdin: first });
+    const unreadable = await dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB)], {
+      stdin: first,
+    });
     expect(unreadable.status, unreadable.stderr).toBe(7);
     expect(unreadable.stderr).toContain(join(meta, "manifests", "a4.json"));
 
     // Alice's next run, which only reuses her dataset, gives her directories the team's bits,
     // and her manifest its read bits.
-    const reuse = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], { stdin: first });
+    const reuse = await dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+      stdin: first,
+    });
     expect(reuse.status, reuse.stderr).toBe(0);
     for (const dir of ["", "locks", "tmp", "manifests", "leases/a4"]) {
       expect(octal((await stat(join(meta, dir))).mode), dir).toBe("2775");
     }
     expect(octal((await stat(join(meta, "manifests", "a4.json"))).mode)).toBe("644");
-    const shared = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+    const shared = await dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
       stdin: second,
     });
     expect(shared.status, shared.stderr).toBe(0);
@@ -517,7 +541,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     const { data, flags, ephemeral } = await teamStorage("refresh");
     const old = randomBytes(1000);
     const datasets = await folder("a5", { "x.bin": old });
-    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+    const byAlice = await dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
       stdin: datasets,
     });
     expect(byAlice.status, byAlice.stderr).toBe(0);
@@ -526,13 +550,13 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
 
     const why = `${join(data, "a5")} holds an older copy staged by uid ${ALICE}, which this user (uid ${BOB}) may not replace`;
     // plan says so too (it said "shared, stale": review, 2026-12-07).
-    const planned = dsfetch(BOB, ["plan", "--datasets", "-", ...flags(BOB), "--json"], {
+    const planned = await dsfetch(BOB, ["plan", "--datasets", "-", ...flags(BOB), "--json"], {
       stdin: datasets,
     });
     expect(planned.status, planned.stderr).toBe(0);
     expect(planned.stdout).toContain(why);
     expect(planned.stdout).toContain(join(ephemeral(BOB), "a5"));
-    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+    const byBob = await dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
       stdin: datasets,
     });
     expect(byBob.status, byBob.stderr).toBe(0);
@@ -544,9 +568,13 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     expect(await readFile(join(ephemeral(BOB), "a5", "z.bin"))).toEqual(added);
     // Alice's copy untouched; her own run refreshes it.
     expect((await readdir(join(data, "a5"))).sort()).toEqual(["x.bin"]);
-    const refreshed = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE), "--json"], {
-      stdin: datasets,
-    });
+    const refreshed = await dsfetch(
+      ALICE,
+      ["fetch", "--datasets", "-", ...flags(ALICE), "--json"],
+      {
+        stdin: datasets,
+      },
+    );
     expect(refreshed.status, refreshed.stderr).toBe(0);
     expect(staged(refreshed.stdout)[0]).toMatchObject({ volume: "shared", cached: false });
     expect((await readdir(join(data, "a5"))).sort()).toEqual(["x.bin", "z.bin"]);
@@ -568,14 +596,16 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
       await chmod(storage, rootMode);
       const flags = ["--storage-root", storage, "--team", "t", "--no-fallback"];
       const first = await folder(`a6-${made}`, { "x.bin": randomBytes(1000) });
-      const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags], { stdin: first });
+      const byAlice = await dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags], {
+        stdin: first,
+      });
       expect(byAlice.status, byAlice.stderr).toBe(0);
       for (const dir of ["t", "t/data", "t/data/.dsfetch", "t/data/.dsfetch/locks"]) {
         expect(octal((await stat(join(storage, dir))).mode), `${name}: ${dir}`).toBe(made);
       }
       const bytes = randomBytes(1000);
       const second = await folder(`b6-${made}`, { "y.bin": bytes });
-      const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags], { stdin: second });
+      const byBob = await dsfetch(BOB, ["fetch", "--datasets", "-", ...flags], { stdin: second });
       expect(byBob.status, byBob.stderr).toBe(0);
       expect(await readFile(join(storage, "t", "data", `b6-${made}`, "y.bin"))).toEqual(bytes);
     },
@@ -596,7 +626,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
       await chmod(storage, bits);
       const flags = ["--storage-root", storage, "--team", "t", "--no-fallback"];
       const datasets = await folder(`a9-${mode}`, { "x.bin": randomBytes(100) });
-      const ran = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags], { stdin: datasets });
+      const ran = await dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags], { stdin: datasets });
       expect(ran.status, ran.stderr).toBe(7);
       expect(ran.stderr).toContain(
         `${join(storage, "t", "data")} cannot be made: ${storage} is not writable by this user (uid ${ALICE}): it is uid 0's, group 0, mode ${mode} (EACCES); its owner (or root) can make ${join(storage, "t", "data")} with \`mkdir -p\` and give it to this user or its group`,
@@ -611,7 +641,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     await chmod(data, 0o775);
     const first = await folder("a7", { "x.bin": randomBytes(1000) });
     // Alice's primary group is her own (64010); the team's group is a supplementary one.
-    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+    const byAlice = await dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
       stdin: first,
       gid: 64010,
       groups: `64010,${GROUP}`,
@@ -624,7 +654,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     }
     const bytes = randomBytes(1000);
     const second = await folder("b7", { "y.bin": bytes });
-    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--no-fallback"], {
+    const byBob = await dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--no-fallback"], {
       stdin: second,
     });
     expect(byBob.status, byBob.stderr).toBe(0);
@@ -635,7 +665,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     if (cannotRun(ctx)) return;
     const { meta, flags } = await teamStorage("last-use");
     const datasets = await folder("a9", { "x.bin": randomBytes(1000) });
-    const byAlice = dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
+    const byAlice = await dsfetch(ALICE, ["fetch", "--datasets", "-", ...flags(ALICE)], {
       stdin: datasets,
       umask: "077",
     });
@@ -643,7 +673,7 @@ describe.concurrent("two users of one group on a team's storage (2775)", () => {
     const used = join(meta, "used", "a9");
     const tenDaysAgo = new Date(Date.now() - 10 * 86_400_000);
     await utimes(used, tenDaysAgo, tenDaysAgo);
-    const byBob = dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
+    const byBob = await dsfetch(BOB, ["fetch", "--datasets", "-", ...flags(BOB), "--json"], {
       stdin: datasets,
     });
     expect(byBob.status, byBob.stderr).toBe(0);
