@@ -67,8 +67,21 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): Record<
 }
 
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
+  return runProgram(process.execPath, [options.entry ?? CLI_ENTRY, ...args], options);
+}
+
+/**
+ * `file` with `args` (dsfetch through `setpriv`, as another user), its output gathered.
+ * Spawned, never spawnSync'ed: that held the test file's event loop, and its concurrent tests
+ * ran one process at a time.
+ */
+export function runProgram(
+  file: string,
+  args: readonly string[],
+  options: Omit<CliOptions, "entry"> = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [options.entry ?? CLI_ENTRY, ...args], {
+    const child = spawn(file, args, {
       env: baseEnv(options.env),
       cwd: options.cwd ?? REPO_ROOT,
       stdio: ["pipe", "pipe", "pipe"],

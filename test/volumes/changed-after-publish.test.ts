@@ -4,7 +4,7 @@
 // The manifest records the tree's seal (volumes/tree-seal.ts); a tree that no longer has it
 // is staged again, or, while jobs use it, left to them and staged into an ephemeral volume.
 
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import {
   chmodSync,
   chownSync,
@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { locationIn } from "../../src/volumes/layout.ts";
 import { takeLease } from "../../src/volumes/usage.ts";
-import { baseEnv, CLI_ENTRY, runCli } from "../harness/cli.ts";
+import { CLI_ENTRY, runCli, runProgram } from "../harness/cli.ts";
 import { requireRoot } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -79,27 +79,9 @@ function asNobody(
   input = "",
 ): Promise<{ status: number | null; stdout: string; stderr: string }> {
   const ids = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
-  // Not spawnSync: it held this file's event loop, and its concurrent tests waited on it.
-  const child = spawn("setpriv", [...ids, ...args], {
-    env: baseEnv(testEnv()),
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  child.stdin.end(input);
-  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  return new Promise((resolve) => {
-    child.on("close", (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
+  return runProgram("setpriv", [...ids, ...args], { env: testEnv(), stdin: input }).then(
+    ({ code, stdout, stderr }) => ({ status: code, stdout, stderr }),
+  );
 }
 
 async function stageFolder(storage: string) {

@@ -37,7 +37,7 @@ import {
 } from "../../src/volumes/no-follow.ts";
 import { makeSharedDir, sharedDirMode, widenBookkeeping } from "../../src/volumes/shared-dirs.ts";
 import { makeProbeFile, PROBE_FILE } from "../../src/volumes/storage-probe.ts";
-import { baseEnv, CLI_ENTRY } from "../harness/cli.ts";
+import { baseEnv, CLI_ENTRY, runProgram } from "../harness/cli.ts";
 import { testManifest } from "../harness/manifests.ts";
 import { requireRoot } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
@@ -112,30 +112,18 @@ function dsfetch(
     env = {},
     gid = GROUP,
     groups = String(GROUP),
-  }: { stdin?: string; umask?: string; env?: object; gid?: number; groups?: string } = {},
+  }: {
+    stdin?: string;
+    umask?: string;
+    env?: Record<string, string>;
+    gid?: number;
+    groups?: string;
+  } = {},
 ) {
-  // Not spawnSync: it held this file's event loop for each run, so its concurrent tests ran
-  // one dsfetch at a time.
-  const child = spawn("setpriv", asUser(uid, umask, args, gid, groups), {
-    env: baseEnv({ ...testEnv(), ...env }),
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  child.stdin.end(stdin);
-  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-    child.on("close", (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-  });
+  return runProgram("setpriv", asUser(uid, umask, args, gid, groups), {
+    env: { ...testEnv(), ...env },
+    stdin,
+  }).then(({ code, stdout, stderr }) => ({ status: code, stdout, stderr }));
 }
 
 function staged(stdout: string): Array<Record<string, unknown>> {
