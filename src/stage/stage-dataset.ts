@@ -67,7 +67,7 @@ import {
   passOnFailure,
   recordFailure,
 } from "../volumes/failure-record.ts";
-import { inspectStaged } from "../volumes/inspect.ts";
+import { inspectStaged, type StagedState } from "../volumes/inspect.ts";
 import {
   acquireLock,
   describeHolder,
@@ -411,7 +411,7 @@ async function stageOn(
         occupantProblemIfKnown(spec.name, target.location, sourceOf(spec), staged.manifest),
       );
       if (problem !== undefined) throw problem;
-      return keptInUse(resolution, staged.manifest, undefined, staged.altered, staged.change);
+      return keptInUse(resolution, staged);
     }
     if (target.volumeBytes !== undefined) {
       // Staged earlier with a larger volumeOptions.size: what a fresh run would refuse is not
@@ -446,16 +446,14 @@ async function stageOn(
    */
   const keptInUse = async (
     resolution: Resolution,
-    published: Manifest | undefined,
+    /**
+     * What is at the path (volumes/inspect.ts). `altered`: this version, changed since it was
+     * published: never kept, and not replaced under the jobs that use it either
+     * (OtherVersionInUse, with `change`).
+     */
+    { manifest: published, altered = false, change }: StagedState,
     /** Under a removal notice: its clock (RemovalNotice.storageNow), leases are judged by. */
     notice?: RemovalNotice,
-    /**
-     * `published` is this version, changed since it was published: never kept, and not
-     * replaced under the jobs that use it either (OtherVersionInUse, `altered`).
-     */
-    altered = false,
-    /** With `altered`: what changed (volumes/inspect.ts StagedState.change). */
-    change?: string,
   ): Promise<StagedDataset | undefined> => {
     const pinned = pinnedOverOtherVersion(spec, published);
     if (!altered && !pinned && !refreshWaitsForJobs(spec, published)) return undefined;
@@ -636,6 +634,18 @@ async function stageOn(
    * reuse(), before this worker holds the lock: another version in use at the path sends a
    * pinned dataset to an ephemeral volume (its error on an ephemeral one).
    */
+  /**
+   * Jobs that took their lease on the version at the path while this one downloaded (review:
+   * it escaped as INTERNAL, and was passed on to the waiters as this download's failure).
+   */
+  const inUseSinceDownloading = (error: unknown): never => {
+    if (!(error instanceof OtherVersionInUse)) throw error;
+    throw otherVersionInUse(spec, error.path, error.users, {
+      meanwhile: "downloaded",
+      altered: error.altered,
+      change: error.change,
+    });
+  };
   const reuseBeforeLock = async (): Promise<StagedDataset | undefined> => {
     try {
       return await reuse(resolution);
@@ -1068,22 +1078,7 @@ async function stageOn(
         }
         const kept = isCached(resolution, published, spec)
           ? undefined
-          : await keptInUse(
-              resolution,
-              published.manifest,
-              undefined,
-              published.altered,
-              published.change,
-            ).catch((error: unknown) => {
-              // Jobs that took their lease while this one downloaded (review: it escaped as
-              // INTERNAL, and was passed on to the waiters as this download's failure).
-              if (!(error instanceof OtherVersionInUse)) throw error;
-              throw otherVersionInUse(spec, error.path, error.users, {
-                meanwhile: "downloaded",
-                altered: error.altered,
-                change: error.change,
-              });
-            });
+          : await keptInUse(resolution, published).catch(inUseSinceDownloading);
         if (kept !== undefined) return dropAttemptFor(kept);
         let notice: RemovalNotice | undefined;
         // Left up (storage that stopped answering), it is over within a minute.
@@ -1123,20 +1118,7 @@ async function stageOn(
               supersededAtSwap = await publishedMeanwhile(there.manifest);
               if (supersededAtSwap !== undefined) return false;
             }
-            keptAtSwap = await keptInUse(
-              resolution,
-              there.manifest,
-              notice,
-              there.altered,
-              there.change,
-            ).catch((error: unknown) => {
-              if (!(error instanceof OtherVersionInUse)) throw error;
-              throw otherVersionInUse(spec, error.path, error.users, {
-                meanwhile: "downloaded",
-                altered: error.altered,
-                change: error.change,
-              });
-            });
+            keptAtSwap = await keptInUse(resolution, there, notice).catch(inUseSinceDownloading);
             if (keptAtSwap !== undefined) return false;
             replacedCopy =
               there.manifest === undefined
