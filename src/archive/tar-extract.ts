@@ -172,6 +172,11 @@ const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 
 const HINT_UNSAFE =
   "the archive is unsafe to expand and nothing was published: re-create it with relative names inside one folder, without device files, and with links that stay inside it";
+/** A name twice (an archive appended to with `tar rf`, or one that writes through a link). */
+const HINT_TWICE =
+  "nothing was published: an entry written twice would replace the first (or write through it); re-create the archive with each name once (an archive appended to with `tar -rf` or `tar -uf` holds both versions)";
+const HINT_COLLISION =
+  "nothing was published: the two names are one file where the dataset may be read (macOS, Windows shares); re-create the archive with names that differ by more than case or Unicode normalisation";
 /**
  * Zeros accepted after the end-of-archive marker: tar pads its last record (10 KiB by
  * default, larger records with -b). Decompressed without bound, a few hundred bytes of bzip2
@@ -1089,7 +1094,9 @@ export class TarExtractor {
             ? `would be written through the symbolic link ${JSON.stringify(earlier)}`
             : "appears twice in the archive"
           : `collides with the earlier entry ${JSON.stringify(earlier)} (the same file on a case-insensitive or Unicode-normalising filesystem)`;
-      this.throwUnsafe(name, what);
+      // Its own hint: the general one (relative names, no devices, links inside) said nothing
+      // of a name written twice (`tar rf` appends; exploratory review, 2026-12-07).
+      this.throwUnsafe(name, what, earlier === path ? HINT_TWICE : HINT_COLLISION);
     }
   }
 
@@ -1488,10 +1495,10 @@ export class TarExtractor {
     }
   }
 
-  private throwUnsafe(name: string, what: string): never {
+  private throwUnsafe(name: string, what: string, hint: string = HINT_UNSAFE): never {
     throw new DsfetchError("UNSAFE_PATH", `${this.dataset}: archive entry ${quote(name)} ${what}`, {
       dataset: this.dataset,
-      hint: HINT_UNSAFE,
+      hint,
     });
   }
 

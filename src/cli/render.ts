@@ -52,7 +52,7 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
     if (entry.madeWritable === true) {
       out.push(
         "",
-        `${entry.name}: files of ${entry.path} have been made writable by their owner since it was published: fetch would use it as it is, and say so`,
+        `${entry.name}: files of ${entry.path} have been made writable by their owner since it was published, or by every user: fetch would use it as it is, and say so`,
       );
     }
     if (entry.storeUnreachable !== undefined) {

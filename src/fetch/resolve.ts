@@ -14,7 +14,7 @@ import type { StoreClient } from "./client.ts";
 import { type ListedEntry, listObjectsPage } from "./list-objects.ts";
 import { listTree, type PageFetcher } from "./list-tree.ts";
 import { checksumHeaders, encryptionOf, type HeadResponse } from "./object-get.ts";
-import { type RetryOptions, withRetry } from "./retry.ts";
+import { DEFAULT_RETRIES, type RetryOptions, withRetry } from "./retry.ts";
 import {
   checksumModeRefusal,
   checksumModeRefused,
@@ -88,6 +88,7 @@ export async function resolveDataset(
     endpoint: client.endpointLabel,
     anonymous: client.anonymous,
     action: "reading",
+    retries: retry.retries ?? DEFAULT_RETRIES,
   };
   if (target !== "object-or-prefix") {
     const prefix = target === "bucket" ? "" : key;

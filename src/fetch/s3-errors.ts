@@ -17,6 +17,15 @@ export interface S3ErrorContext {
   anonymous: boolean;
   /** What we were doing: "reading", "listing", … */
   action: string;
+  /** Retries allowed after a first attempt (DSFETCH_RETRIES), for the hints that say so. */
+  retries?: number | undefined;
+}
+
+/** How a failure that was retried until the end was retried, in words, for its hint. */
+function retriedWords(ctx: S3ErrorContext): string {
+  if (ctx.retries === 0) return "not retried: DSFETCH_RETRIES=0";
+  if (ctx.retries !== undefined) return `retried up to ${ctx.retries} times: DSFETCH_RETRIES`;
+  return `retried up to DSFETCH_RETRIES times, ${DEFAULT_RETRIES} unless set`;
 }
 
 interface SdkErrorShape {
@@ -413,7 +422,7 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     return make(
       "TRANSIENT",
       `${ctx.action} ${ctx.uri} failed: ${statusText}: ${message}`,
-      `the store at ${ctx.endpoint} is unreachable or overloaded (retried as many times as DSFETCH_RETRIES allows, ${DEFAULT_RETRIES} unless set); try again later`,
+      `the store at ${ctx.endpoint} is unreachable or overloaded (${retriedWords(ctx)}); try again later`,
       true,
     );
   }

@@ -143,6 +143,7 @@ export async function plan(
                   endpoint: client.endpointLabel,
                   anonymous: client.anonymous,
                   action: "reading the central directory of",
+                  retries: options.retries,
                 },
               }).catch((error: unknown) => {
                 // A zip fetch would refuse: said beside what was resolved (its kind, ETag

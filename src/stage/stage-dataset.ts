@@ -138,6 +138,13 @@ export interface StagedDataset {
    * (an exploratory review, 2026-12-07: fetch --json did not say why it downloaded again).
    */
   readonly replaced?: ReplacedCopy;
+  /**
+   * Reused with files of other modification times than when it was published (same names
+   * and sizes: volumes/inspect.ts), or made writable since: the warnings', for automation
+   * (exploratory review, 2026-12-07).
+   */
+  readonly timesChanged?: true;
+  readonly madeWritable?: true;
 }
 
 export interface StageContext {
@@ -354,7 +361,7 @@ async function stageOn(
     context.onEvent({
       type: "warning",
       dataset: spec.name,
-      message: `files of ${path} have been made writable by their owner since it was published (${published.createdAt}); the data is as published, but jobs of that user may change it: the owner can run chmod -R a-w ${path}, and jobs should get the storage read-only`,
+      message: `files of ${path} have been made writable by their owner since it was published (${published.createdAt}), or by every user; the data is as published, but jobs of that user (or of any user) may change it: the owner can run chmod -R a-w ${path}, and jobs should get the storage read-only`,
     });
   };
   /**
@@ -380,7 +387,7 @@ async function stageOn(
     context.onEvent({
       type: "warning",
       dataset: spec.name,
-      message: `${target.location.path} was changed after it was published (${published.createdAt}): ${change ?? "files were added, removed, renamed or resized since"}; it is not used, and is replaced by a fresh copy of ${spec.uri} once no job uses it (what was written into it goes with it)`,
+      message: `${target.location.path} was changed after it was published (${published.createdAt}): ${change ?? "files were added, removed, renamed or resized since"}; it is not used: a fresh copy of ${spec.uri} replaces it once no job uses it (what was written into it goes with it), or is staged beside it where this user may not replace it`,
     });
   };
   /** The published dataset, when its manifest matches the store; no lock needed to read it. */
@@ -433,6 +440,9 @@ async function stageOn(
         seconds: elapsed(started),
         retries,
         refetchedBytes: 0,
+        // As the warnings say, for automation (plan had them, fetch --json did not).
+        ...(staged.timesChanged === true ? { timesChanged: true as const } : {}),
+        ...(staged.madeWritable === true ? { madeWritable: true as const } : {}),
       },
       staged.manifest,
     );
@@ -1492,6 +1502,7 @@ async function downloadInto(
     endpoint: client.endpointLabel,
     anonymous: client.anonymous,
     action: "reading",
+    retries: context.tuning.retries,
   };
   if (resolution.kind === "prefix") {
     // Under a clock, as a single object below: once creates are slow (network storage) the

@@ -37,7 +37,7 @@ export interface CatalogEntry {
   readonly state?: "intact" | "times" | "changed" | "unsealed";
   readonly change?: string;
   readonly bytesNow?: number;
-  /** With --check: files read-only when published have been made writable by their owner. */
+  /** With --check: files read-only when published have been made writable by their owner, or by every user. */
   readonly madeWritable?: true;
 }
 

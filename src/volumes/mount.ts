@@ -9,6 +9,7 @@ import { lstat, mkdir, readlink, rename, rm, symlink } from "node:fs/promises";
 import { dirname, join, resolve, sep } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { storageError } from "./attempt.ts";
+import { META_DIR } from "./layout.ts";
 
 export type MountOutcome = "created" | "unchanged" | "updated";
 
@@ -39,8 +40,25 @@ export async function mountDataset(
     const ours = ownedRoots.some((root) =>
       target.startsWith(root.endsWith(sep) ? root : root + sep),
     );
-    if (!ours)
-      throw occupied(mountPath, dataset, `is a link to ${target}, which dsfetch did not make`);
+    if (!ours) {
+      // A dataset directory of dsfetch's (a .dsfetch beside it) under another storage root or
+      // team: an earlier run's link, which "dsfetch did not make" misnamed (exploratory review,
+      // 2026-12-07). Not replaced all the same: another job may share this mount root.
+      const dsfetchs = await lstat(join(dirname(target), META_DIR)).then(
+        (found) => found.isDirectory(),
+        () => false,
+      );
+      throw occupied(
+        mountPath,
+        dataset,
+        dsfetchs
+          ? `is a link to ${target}, a dataset staged under another storage root or team than this run's (by an earlier run?)`
+          : `is a link to ${target}, which dsfetch did not make`,
+        dsfetchs
+          ? `remove the link (rm ${mountPath}) once no job reads through it, or choose another --mount-root (DSFETCH_MOUNT_ROOT)`
+          : undefined,
+      );
+    }
   }
   const temporary = join(dirname(mountPath), `.${dataset}.mount-${randomBytes(4).toString("hex")}`);
   try {
@@ -54,14 +72,16 @@ export async function mountDataset(
   return existing === undefined ? "created" : "updated";
 }
 
-function occupied(mountPath: string, dataset: string, what: string): DsfetchError {
+function occupied(
+  mountPath: string,
+  dataset: string,
+  what: string,
+  hint = "remove it, or choose another --mount-root (DSFETCH_MOUNT_ROOT)",
+): DsfetchError {
   return new DsfetchError(
     "STORAGE",
     `${dataset}: the mount path ${mountPath} ${what}; dsfetch will not replace it`,
-    {
-      dataset,
-      hint: "remove it, or choose another --mount-root (DSFETCH_MOUNT_ROOT)",
-    },
+    { dataset, hint },
   );
 }
 

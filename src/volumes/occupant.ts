@@ -178,8 +178,29 @@ function quoted(path: string): string {
   return `'${path.replaceAll("'", `'\\''`)}'`;
 }
 
-/** The final path holds something dsfetch did not publish: never replaced. */
-export function notOursError(dataset: string, location: DatasetLocation): DsfetchError {
+/**
+ * The final path holds something dsfetch did not publish: never replaced. `named`: the
+ * manifest there, which names another directory (a copy of the storage: its trees have new
+ * inode numbers); the error said "no manifest of dsfetch's names it" as if there were none
+ * (exploratory review, 2026-12-07).
+ */
+export function notOursError(
+  dataset: string,
+  location: DatasetLocation,
+  named?: Manifest,
+): DsfetchError {
+  if (named !== undefined) {
+    return new DsfetchError(
+      "PATH_TAKEN",
+      `${dataset}: ${location.path} is already there, but its manifest ${location.manifestPath} names another directory than this one (a copy of the storage made by cp -a or rsync, or a directory moved or copied there by hand): dsfetch never replaces data it cannot tell it published`,
+      {
+        dataset,
+        expected: "the directory its manifest names",
+        found: `${location.path}, another directory`,
+        hint: `if it is a copy of the dataset dsfetch published there, remove the "tree" field from ${quoted(location.manifestPath)}: dsfetch then uses it, compared with its seal; otherwise remove it once no job uses it: chmod -R u+w ${quoted(location.path)} && rm -r ${quoted(location.path)}`,
+      },
+    );
+  }
   return new DsfetchError(
     "PATH_TAKEN",
     `${dataset}: ${location.path} is already there, and dsfetch did not publish it (no manifest of dsfetch's names it, in ${dirname(location.manifestPath)}): dsfetch never replaces data it did not write`,
@@ -333,7 +354,7 @@ export async function occupantProblem(
   // One this user may not read may name it: not known to be "not dsfetch's".
   const unreadable = await unreadableManifest(location);
   if (unreadable !== undefined) return unreadableManifestError(dataset, location, unreadable);
-  return notOursError(dataset, location);
+  return notOursError(dataset, location, now);
 }
 
 /**

@@ -43,6 +43,15 @@ export interface TreeSeal {
    * so (stage-dataset.ts).
    */
   readonly readOnly: boolean;
+  /**
+   * Every file and directory below the root could be read (and searched) by its owner when
+   * it was sealed. Absent from seals before 2026-12-07's second form. A tree that
+   * loses that is changed (compareSeal): a job's `chmod 0` on a file or directory left it
+   * to be reused, and the jobs reading it failed on it; root, which reads through modes,
+   * never noticed one its own job made (exploratory review, 2026-12-07). The group's and others'
+   * bits are not judged (OWNER_READ).
+   */
+  readonly readable?: boolean;
 }
 
 const HEX_128 = /^[0-9a-f]{32}$/;
@@ -59,7 +68,8 @@ export function isTreeSeal(value: unknown): value is TreeSeal {
     HEX_128.test(seal.shape) &&
     typeof seal.times === "string" &&
     HEX_128.test(seal.times) &&
-    typeof seal.readOnly === "boolean"
+    typeof seal.readOnly === "boolean" &&
+    (seal.readable === undefined || typeof seal.readable === "boolean")
   );
 }
 
@@ -92,14 +102,26 @@ class Sum {
   }
 }
 
+/**
+ * A file's owner's read bit (published files are 0444), a directory's owner's read and search
+ * bits (0555). Not the group's: storage that maps modes (a CIFS mount's file_mode=0600 seen
+ * by another client) would make every dataset "changed" there, downloaded again at each run.
+ */
+const OWNER_READ = 0o400;
+const OWNER_SEARCH = 0o500;
+
 /** A tree's entries added up into its seal. */
 class SealSum {
   readonly #shape = new Sum();
   readonly #times = new Sum();
   #entries = 0;
   #writable = false;
+  #unreadable = false;
 
-  directory(path: string): void {
+  directory(path: string, stats: Stats): void {
+    // Made writable by every user (o+w): anyone may add to it (its entries are in the shape).
+    if ((stats.mode & 0o002) !== 0) this.#writable = true;
+    if ((stats.mode & OWNER_SEARCH) !== OWNER_SEARCH) this.#unreadable = true;
     this.#shape.add(`d\0${path}`);
     this.#entries++;
   }
@@ -112,8 +134,11 @@ class SealSum {
   /** A regular file, or anything else (never made by dsfetch's writers), as lstat says. */
   stat(path: string, stats: Stats): void {
     if (stats.isFile()) {
-      // The owner's write bit only: a kubelet's fsGroup adds g+w to every file of a volume.
-      if ((stats.mode & 0o200) !== 0) this.#writable = true;
+      // The owner's and everyone's write bits, not the group's: a kubelet's fsGroup adds g+w
+      // to every file of a volume (o+w let any user of the machine rewrite a dataset, and was
+      // not said: exploratory review, 2026-12-07).
+      if ((stats.mode & 0o202) !== 0) this.#writable = true;
+      if ((stats.mode & OWNER_READ) !== OWNER_READ) this.#unreadable = true;
       this.#shape.add(`f\0${path}\0${stats.size}`);
       // As finely as the storage keeps it (ns on ext4, XFS, tmpfs, NFS: two files of an
       // archive written within one ms and then swapped, `mv a x; mv b a; mv x b`, differ).
@@ -130,6 +155,7 @@ class SealSum {
       shape: this.#shape.hex(),
       times: this.#times.hex(),
       readOnly: !this.#writable,
+      readable: !this.#unreadable,
     };
   }
 }
@@ -173,7 +199,7 @@ async function sealSync(root: string, progressed: (() => void) | undefined): Pro
         mainThreadAlive();
         const path = rel === "" ? entry.name : `${rel}/${entry.name}`;
         if (entry.isDirectory()) {
-          sum.directory(path);
+          sum.directory(path, lstatSync(`${root}/${path}`));
           toWalk.push(path);
         } else if (entry.isSymbolicLink()) {
           sum.link(path, readlinkSync(`${root}/${path}`));
@@ -203,7 +229,7 @@ async function sealAsync(root: string, progressed: (() => void) | undefined): Pr
       for (let entry = await listing.read(); entry !== null; entry = await listing.read()) {
         const path = rel === "" ? entry.name : `${rel}/${entry.name}`;
         if (entry.isDirectory()) {
-          sum.directory(path);
+          sum.directory(path, await lstat(`${root}/${path}`));
           toWalk.push(path);
         } else if (entry.isSymbolicLink()) {
           sum.link(path, await readlink(`${root}/${path}`));
@@ -249,6 +275,19 @@ export async function compareSeal(
   if (now.entries !== seal.entries || now.shape !== seal.shape) {
     return { verdict: "changed", madeWritable, change: changeInWords(seal.entries, now.entries) };
   }
+  // The root too (made 0555 after the seal, at publish: not in it).
+  const rootMode = (await lstat(root)).mode;
+  if (
+    seal.readable === true &&
+    (now.readable === false || (rootMode & OWNER_SEARCH) !== OWNER_SEARCH)
+  ) {
+    return {
+      verdict: "changed",
+      madeWritable,
+      change:
+        "files or directories in it were made unreadable (chmod: their owner may no longer read them)",
+    };
+  }
   return { verdict: now.times === seal.times ? "holds" : "times", madeWritable };
 }
 
@@ -256,10 +295,10 @@ export async function compareSeal(
 function changeInWords(then: number, now: number): string {
   const entries = (n: number) => `${n} ${n === 1 ? "entry" : "entries"}`;
   if (now > then) {
-    return `files or directories were added: ${entries(now - then)} more than when it was published (${now}, not ${then})`;
+    return `files or directories were added (net: ${entries(now - then)} more than when it was published, ${now} not ${then})`;
   }
   if (now < then) {
-    return `files or directories were removed: ${entries(then - now)} fewer than when it was published (${now}, not ${then})`;
+    return `files or directories were removed (net: ${entries(then - now)} fewer than when it was published, ${now} not ${then})`;
   }
   return "files were renamed, resized, or replaced by others of another kind, with the same number of entries";
 }

@@ -168,6 +168,17 @@ describe("wait --ready-file --url, the file not saying the failure /readyz says"
 });
 
 describe("wait --url alone", () => {
+  it("a URL that answers 404 (the sidecar's bare address) says where a sidecar answers", async () => {
+    answer = { status: 404, body: "not found: try /healthz, /readyz or /metrics\n" };
+    const url = (await standIn()).replace(/\/readyz$/, "/");
+    const worker = start(["wait", "--url", url, "--timeout", "2s"], {});
+    const ended = await worker.exit;
+    expect(ended.code, worker.stderr()).toBe(9);
+    expect(worker.stderr()).toContain(
+      `wait: ${url} says HTTP 404 (not found: a dsfetch sidecar answers on /readyz, e.g. http://127.0.0.1:8700/readyz)`,
+    );
+  });
+
   it("ends with the code of a failure /readyz says (it waited for its timeout)", async () => {
     answer = { status: 503, body: "failed: 2 datasets could not be staged\ncode: NOT_FOUND\n" };
     const url = await standIn();

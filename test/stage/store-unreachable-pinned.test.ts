@@ -50,30 +50,40 @@ describe("a store that cannot be reached", () => {
       away,
       JSON.stringify(pinned),
     );
-    const [offline, unpinned, otherEtag, counted, planned, plannedUnpinned] = await Promise.all([
-      runCli(args, { env: away, stdin: JSON.stringify(pinned), timeoutMs: 90_000 }),
-      runCli(args, {
-        env: away,
-        stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
-        timeoutMs: 90_000,
-      }),
-      runCli(args, {
-        env: away,
-        stdin: JSON.stringify([{ ...pinned[0], etag: "0".repeat(32) }]),
-        timeoutMs: 90_000,
-      }),
-      runCli(human, {
-        env: away,
-        stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
-        timeoutMs: 90_000,
-      }),
-      runCli(planArgs, { env: away, stdin: JSON.stringify(pinned), timeoutMs: 90_000 }),
-      runCli(planArgs, {
-        env: away,
-        stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
-        timeoutMs: 90_000,
-      }),
-    ]);
+    const [offline, unpinned, otherEtag, counted, planned, plannedUnpinned, once] =
+      await Promise.all([
+        runCli(args, { env: away, stdin: JSON.stringify(pinned), timeoutMs: 90_000 }),
+        runCli(args, {
+          env: away,
+          stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
+          timeoutMs: 90_000,
+        }),
+        runCli(args, {
+          env: away,
+          stdin: JSON.stringify([{ ...pinned[0], etag: "0".repeat(32) }]),
+          timeoutMs: 90_000,
+        }),
+        runCli(human, {
+          env: away,
+          stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
+          timeoutMs: 90_000,
+        }),
+        runCli(planArgs, { env: away, stdin: JSON.stringify(pinned), timeoutMs: 90_000 }),
+        runCli(planArgs, {
+          env: away,
+          stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
+          timeoutMs: 90_000,
+        }),
+        runCli(args, {
+          env: { ...away, DSFETCH_RETRIES: "0" },
+          stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
+          timeoutMs: 90_000,
+        }),
+      ]);
+    expect(once.code, once.stderr).toBe(6);
+    expect(JSON.parse(once.stdout).datasets[0].error.hint).toContain(
+      "(not retried: DSFETCH_RETRIES=0)",
+    );
     // plan says what fetch does (it said TRANSIENT for the pinned copy fetch uses).
     expect(planned.code, planned.stderr).toBe(0);
     const plannedEntry = JSON.parse(planned.stdout).datasets[0];
@@ -100,9 +110,9 @@ describe("a store that cannot be reached", () => {
     for (const run of [unpinned, otherEtag]) {
       expect(run.code, run.stderr).toBe(6);
       expect(JSON.parse(run.stdout).datasets[0].error.code).toBe("TRANSIENT");
-      // Not "dsfetch retried" whatever DSFETCH_RETRIES says (0: it did not).
+      // As DSFETCH_RETRIES says (it said "dsfetch retried" whatever it was, 0 too).
       expect(JSON.parse(run.stdout).datasets[0].error.hint).toContain(
-        "(retried as many times as DSFETCH_RETRIES allows, 6 unless set)",
+        "(retried up to 2 times: DSFETCH_RETRIES)",
       );
       expect(run.stderr).not.toContain("using the copy staged");
     }

@@ -138,7 +138,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
           chmodSync(join(path, "sub"), 0o755);
           writeFileSync(join(path, "sub", "outputs.log"), "epoch 1\n");
         },
-        "files or directories were added: 1 entry more than when it was published (4, not 3)",
+        "files or directories were added (net: 1 entry more than when it was published, 4 not 3)",
       ],
       [
         "a file removed",
@@ -146,7 +146,13 @@ describe.concurrent("a published dataset changed afterwards", () => {
           chmodSync(path, 0o755);
           unlinkSync(join(path, "a.txt"));
         },
-        "files or directories were removed: 1 entry fewer than when it was published (2, not 3)",
+        "files or directories were removed (net: 1 entry fewer than when it was published, 2 not 3)",
+      ],
+      [
+        // Root's run read through it and reused it; the job reading it failed on it.
+        "a file made unreadable (chmod 0)",
+        () => chmodSync(join(path, "sub", "b.txt"), 0o000),
+        "files or directories in it were made unreadable (chmod: their owner may no longer read them)",
       ],
     ];
     for (const [what, change, said] of changes) {
@@ -157,13 +163,14 @@ describe.concurrent("a published dataset changed afterwards", () => {
       expect(run.stderr, what).toContain(`): ${said}; it is not used`);
       // --json says why it was downloaded again.
       expect(result.replaced, what).toMatchObject({ changed: true, change: said });
-      expect(run.stderr, what).toContain("it is not used, and is replaced by a fresh copy");
+      expect(run.stderr, what).toContain("it is not used: a fresh copy of s3://");
       expect(readFileSync(join(path, "a.txt"), "utf8"), what).toBe("alpha\n");
       expect(readFileSync(join(path, "sub", "b.txt"), "utf8"), what).toBe("bravo\n");
       expect(readdirSync(path).sort(), what).toEqual(["a.txt", "sub"]);
       expect(readdirSync(join(path, "sub")).sort(), what).toEqual(["b.txt"]);
       expect(statSync(join(path, "a.txt")).mode & 0o777, what).toBe(0o444);
       expect(statSync(join(path, "sub")).mode & 0o777, what).toBe(0o555);
+      expect(statSync(join(path, "sub", "b.txt")).mode & 0o777, what).toBe(0o444);
       // And sealed again: the next run reuses it.
       const next = await stageFolder(storage);
       expect(next.result.cached, what).toBe(true);
@@ -191,16 +198,43 @@ describe.concurrent("a published dataset changed afterwards", () => {
     const changed = await list("--check");
     expect(changed.entry).toMatchObject({
       state: "changed",
-      change: "files or directories were added: 1 entry more than when it was published (4, not 3)",
+      change:
+        "files or directories were added (net: 1 entry more than when it was published, 4 not 3)",
       bytes: 12,
       bytesNow: 29,
     });
     expect(changed.human).toMatch(/STATE/);
     expect(changed.human).toContain(
-      `set: ${path} was changed after it was published (files or directories were added: 1 entry more than when it was published (4, not 3)); its files hold 29 B now, not the 12 B listed: the next fetch of it replaces it`,
+      `set: ${path} was changed after it was published (files or directories were added (net: 1 entry more than when it was published, 4 not 3)); its files hold 29 B now, not the 12 B listed: the next fetch of it replaces it`,
     );
     const unchanged = await list();
     expect(unchanged.human).not.toMatch(/STATE|was changed/);
+  }, 60_000);
+
+  it("a copy of a published dataset (cp -a): refused, naming its manifest and the tree field to remove; reused once it is removed", async () => {
+    const storage = mkdtempSync(join(root, "storage-"));
+    const { result } = await stageFolder(storage);
+    const path: string = result.path;
+    const data = join(storage, "ml", "data");
+    const copied = spawnSync("sh", ["-c", 'mv "$0" "$0.old" && cp -a "$0.old" "$0"', path]);
+    expect(copied.status, String(copied.stderr)).toBe(0);
+    const refused = await runCli(fetchArgs(storage), { env: testEnv(), stdin: folder() });
+    expect(refused.code, refused.stderr).toBe(7);
+    const manifestPath = join(data, ".dsfetch", "manifests", "set.json");
+    const error = JSON.parse(refused.stdout).datasets[0].error;
+    expect(error.code).toBe("PATH_TAKEN");
+    // It said "no manifest of dsfetch's names it", with one there.
+    expect(error.message).toContain(
+      `${path} is already there, but its manifest ${manifestPath} names another directory than this one (a copy of the storage`,
+    );
+    expect(error.hint).toContain(`remove the "tree" field from '${manifestPath}'`);
+    const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+    delete manifest.tree;
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    const reused = await stageFolder(storage);
+    expect(reused.result.cached).toBe(true);
+    expect(reused.run.stderr).not.toContain("was changed after it was published");
+    expect(reused.run.stderr).not.toContain("modification times");
   }, 60_000);
 
   it("made writable and left as it was, it is the same data: reused, and said (not silently given writable)", async () => {
@@ -211,6 +245,10 @@ describe.concurrent("a published dataset changed afterwards", () => {
     chmodTree(result.path);
     const again = await stageFolder(storage);
     expect(again.result.cached).toBe(true);
+    // --json says it too, for automation (only the warning did).
+    expect(again.result.madeWritable).toBe(true);
+    expect(again.result.timesChanged).toBeUndefined();
+    expect(unchanged.result.madeWritable).toBeUndefined();
     expect(again.run.stderr).not.toContain("was changed after it was published");
     expect(again.run.stderr).not.toContain("modification times");
     expect(again.run.stderr).toContain(
@@ -224,7 +262,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
     expect(plan.json).toMatchObject({ cached: true, madeWritable: true });
     expect(plan.json.timesChanged).toBeUndefined();
     expect(plan.human).toContain(
-      `set: files of ${result.path} have been made writable by their owner since it was published: fetch would use it as it is, and say so`,
+      `set: files of ${result.path} have been made writable by their owner since it was published, or by every user: fetch would use it as it is, and say so`,
     );
   }, 60_000);
 
@@ -237,6 +275,7 @@ describe.concurrent("a published dataset changed afterwards", () => {
     utimesSync(file, new Date(), new Date(Date.now() + 5_000));
     const again = await stageFolder(storage);
     expect(again.result.cached).toBe(true);
+    expect(again.result.timesChanged).toBe(true);
     expect(again.run.stderr).toContain(
       `files of ${result.path} have other modification times than when it was published (`,
     );

@@ -104,6 +104,20 @@ describe("list and prune: a storage root that is not there", () => {
     });
     expect(empty.code, empty.stderr).toBe(0);
     expect(JSON.parse(empty.stdout)).toMatchObject({ datasets: [] });
+    // Said, with the teams there (a --team typo listed "0 datasets" and pruned nothing, exit 0).
+    const said = `${join(storage, "other")} does not exist: team "other" has staged nothing under ${storage} (teams there: ml); check --team (DSFETCH_TEAM)`;
+    expect(empty.stderr).toContain(`dsfetch list: warning: ${said}`);
+    const pruned = await runCli(
+      ["prune", "--older-than", "7d", "--storage-root", storage, "--team", "other"],
+      { env: testEnv() },
+    );
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(pruned.stderr).toContain(`dsfetch prune: warning: ${said}`);
+    // Not for a team that is there.
+    const there = await runCli(["list", "--storage-root", storage, "--team", "ml"], {
+      env: testEnv(),
+    });
+    expect(there.stderr).not.toContain("warning");
   });
 });
 

@@ -93,12 +93,12 @@ describe("a tree's seal", () => {
     writeFileSync(join(added, "new"), "");
     mkdirSync(join(added, "new-dir"));
     expect((await compareSeal(added, before)).change).toBe(
-      `files or directories were added: 2 entries more than when it was published (${before.entries + 2}, not ${before.entries})`,
+      `files or directories were added (net: 2 entries more than when it was published, ${before.entries + 2} not ${before.entries})`,
     );
     const removed = makeTree();
     unlinkSync(join(removed, "a.txt"));
     expect((await compareSeal(removed, before, { sync: true })).change).toBe(
-      `files or directories were removed: 1 entry fewer than when it was published (${before.entries - 1}, not ${before.entries})`,
+      `files or directories were removed (net: 1 entry fewer than when it was published, ${before.entries - 1} not ${before.entries})`,
     );
     const renamed = makeTree();
     renameSync(join(renamed, "a.txt"), join(renamed, "a2.txt"));
@@ -129,6 +129,64 @@ describe("a tree's seal", () => {
     chmodSync(join(dir, "a.txt"), 0o666);
     chmodSync(join(dir, "sub"), 0o700);
     expect(await seal(dir)).toEqual(before);
+  });
+
+  it("a file or directory its owner may no longer read (the root too) is 'changed'; the group's and others' read bits are not judged", async () => {
+    const published = () => {
+      const dir = makeTree();
+      for (const file of ["a.txt", "sub/b.txt", "sub/deeper/c.bin"])
+        chmodSync(join(dir, file), 0o444);
+      for (const sub of ["sub/deeper", "sub", "empty"]) chmodSync(join(dir, sub), 0o555);
+      return dir;
+    };
+    const before = await seal(published());
+    expect(before).toMatchObject({ readable: true, readOnly: true });
+    const unreadable =
+      "files or directories in it were made unreadable (chmod: their owner may no longer read them)";
+    for (const [what, path, mode] of [
+      ["a file", "sub/b.txt", 0o000],
+      ["a directory", "sub", 0o000],
+      ["a directory, search bit only", "sub/deeper", 0o455],
+      ["the root", "", 0o000],
+    ] as const) {
+      const dir = published();
+      chmodSync(join(dir, path), mode);
+      // As root here: the walk reads through modes, as a root job's run does.
+      for (const sync of [true, false]) {
+        expect(await compareSeal(dir, before, { sync }), what).toEqual({
+          verdict: "changed",
+          madeWritable: false,
+          change: unreadable,
+        });
+      }
+      chmodSync(join(dir, path), 0o755);
+    }
+    const closed = published();
+    chmodSync(join(closed, "a.txt"), 0o400);
+    chmodSync(join(closed, "sub"), 0o500);
+    expect((await compareSeal(closed, before)).verdict).toBe("holds");
+    // A seal taken before it recorded readability: not judged.
+    const { readable: _readable, ...older } = before;
+    const old = published();
+    chmodSync(join(old, "a.txt"), 0o000);
+    expect((await compareSeal(old, older)).verdict).toBe("holds");
+  });
+
+  it("a file or directory made writable by every user (o+w) is 'made writable', not only the owner's write bit", async () => {
+    const dir = makeTree();
+    for (const file of ["a.txt", "sub/b.txt", "sub/deeper/c.bin"])
+      chmodSync(join(dir, file), 0o444);
+    const before = await seal(dir);
+    expect(before.readOnly).toBe(true);
+    chmodSync(join(dir, "a.txt"), 0o446);
+    expect(await compareSeal(dir, before)).toEqual({ verdict: "holds", madeWritable: true });
+    chmodSync(join(dir, "a.txt"), 0o444);
+    chmodSync(join(dir, "sub"), 0o757);
+    expect(await compareSeal(dir, before)).toEqual({ verdict: "holds", madeWritable: true });
+    // The group's write bit alone (a kubelet's fsGroup): not.
+    chmodSync(join(dir, "sub"), 0o755);
+    chmodSync(join(dir, "a.txt"), 0o464);
+    expect(await compareSeal(dir, before)).toEqual({ verdict: "holds", madeWritable: false });
   });
 
   it("a flat directory of many files: the walk gives the event loop turns, and says it progressed", async () => {

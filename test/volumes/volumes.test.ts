@@ -520,6 +520,22 @@ describe("mounts", () => {
     expect(link.code).toBe(7);
     expect(link.entries[0]?.error?.message).toContain("which dsfetch did not make");
     expect(await readlink(join(mounts, "a.txt"))).toBe("/etc");
+    // A link an earlier run made into another storage root: said so (it read "which dsfetch
+    // did not make"), and left alone.
+    await rm(join(mounts, "set"), { recursive: true });
+    const other = await fresh("occ-other-storage");
+    const otherFlags = ["--storage-root", other, "--team", "t", "--mount-root", mounts, "--mount"];
+    const earlier = await fetch([{ uri: `s3://${bucket}/set/` }], otherFlags);
+    expect(earlier.code).toBe(0);
+    const crossed = await fetch([{ uri: `s3://${bucket}/set/` }], flags);
+    expect(crossed.code).toBe(7);
+    expect(crossed.entries[0]?.error?.message).toContain(
+      `${join(mounts, "set")} is a link to ${join(other, "t", "data", "set")}, a dataset staged under another storage root or team than this run's (by an earlier run?)`,
+    );
+    expect(crossed.entries[0]?.error?.hint).toContain(
+      `remove the link (rm ${join(mounts, "set")})`,
+    );
+    expect(await readlink(join(mounts, "set"))).toBe(join(other, "t", "data", "set"));
   });
 
   it("a mount root that is a file: the error names the dataset, the link, ENOTDIR and --mount-root", async () => {

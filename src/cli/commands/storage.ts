@@ -1,5 +1,7 @@
 /** `dsfetch list` and `dsfetch prune`: what is in a team's shared storage, and removing what is not needed. */
 
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { DURATION_FORMS, parseDuration } from "../../config/duration.ts";
 import { resolveSettings } from "../../config/settings.ts";
 import { formatBytes, parseSize, SIZE_FORMS } from "../../config/size.ts";
@@ -40,6 +42,7 @@ export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<numb
   });
   // Not a list printed after the signal, as if nothing had asked it to stop.
   if (io.signal?.aborted === true) throw listInterrupted(io.signal.reason);
+  if (entries.length === 0) await warnIfNoTeam(storageRoot, team, "list", io.err);
   for (const { path, manifest, reason } of unreadable) {
     io.err(
       reason === "damaged"
@@ -117,6 +120,9 @@ export async function pruneCommand(args: ParsedArgs, io: StorageIo): Promise<num
     call: boundedCalls("dsfetch prune", io.env),
     signal: io.signal,
   });
+  if (result.removed.length === 0 && result.kept.length === 0) {
+    await warnIfNoTeam(storageRoot, team, "prune", io.err);
+  }
   if (args.json) {
     io.out(`${JSON.stringify({ dryRun: args.dryRun, ...result }, null, 2)}\n`);
     return 0;
@@ -129,6 +135,37 @@ export async function pruneCommand(args: ParsedArgs, io: StorageIo): Promise<num
     `${verb} ${result.removed.length} ${plural(result.removed.length, "dataset")}, ${formatBytes(result.freedBytes)}; ${formatBytes(result.remainingBytes)} remain\n`,
   );
   return 0;
+}
+
+/**
+ * A team with no directory under the storage root: a `--team` typo listed "0 datasets" and
+ * pruned nothing, exit 0, for good (exploratory review, 2026-12-07). Said, with the teams
+ * that are there; not an error (a team that has staged nothing yet has no directory either).
+ */
+async function warnIfNoTeam(
+  storageRoot: string,
+  team: string,
+  command: string,
+  err: (text: string) => void,
+): Promise<void> {
+  const dir = join(storageRoot, team);
+  if (
+    await stat(dir).then(
+      () => true,
+      () => false,
+    )
+  )
+    return;
+  const teams = await readdir(storageRoot, { withFileTypes: true })
+    .then((entries) =>
+      entries
+        .filter((entry) => entry.isDirectory() && !entry.name.startsWith("."))
+        .map((entry) => entry.name),
+    )
+    .catch(() => [] as string[]);
+  err(
+    `dsfetch ${command}: warning: ${dir} does not exist: team ${JSON.stringify(team)} has staged nothing under ${storageRoot}${teams.length === 0 ? "" : ` (teams there: ${teams.sort().slice(0, 10).join(", ")}${teams.length > 10 ? ", …" : ""})`}; check --team (DSFETCH_TEAM)\n`,
+  );
 }
 
 /**

@@ -324,6 +324,12 @@ function describeUrl(url: UrlState): string {
   if (url.state === "unreachable") return "does not answer (yet)";
   if (url.state === "failed") return `says failed: ${url.reason}`;
   if (url.state === "ready") return "says ready";
+  // A wrong path (the sidecar's bare address: it answers 404 there) was waited on for the
+  // whole timeout with nothing but "says HTTP 404" (exploratory review, 2026-12-07). Still
+  // waited on: an ingress answers 404 until its backend is up.
+  if (url.text === "HTTP 404") {
+    return "says HTTP 404 (not found: a dsfetch sidecar answers on /readyz, e.g. http://127.0.0.1:8700/readyz)";
+  }
   return `says ${url.text}`;
 }
 
