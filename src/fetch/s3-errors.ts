@@ -327,7 +327,7 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
     return make(
       "S3_ERROR",
       `${ctx.action} ${ctx.uri} failed: ${message}`,
-      `the store at ${ctx.endpoint} (or a proxy before it) sent an answer S3 would not (retried, up to DSFETCH_RETRIES times); if it persists, check what answers there`,
+      `the store at ${ctx.endpoint} (or a proxy before it) sent an answer S3 would not (${retriedWords(ctx)}; the same answer three times in a row is not retried again); if it persists, check what answers there`,
       true,
     );
   }

@@ -387,7 +387,7 @@ async function stageOn(
     context.onEvent({
       type: "warning",
       dataset: spec.name,
-      message: `${target.location.path} was changed after it was published (${published.createdAt}): ${change ?? "files were added, removed, renamed or resized since"}; it is not used: a fresh copy of ${spec.uri} replaces it once no job uses it (what was written into it goes with it), or is staged beside it where this user may not replace it`,
+      message: `${target.location.path} was changed after it was published (${published.createdAt}): ${change ?? "files were added, removed, renamed or resized since"}; it is not used: a fresh copy of ${spec.uri} replaces it once no job uses it (what was written into it goes with it), or, while jobs use it or where this user may not replace it, this run stages its own copy in an ephemeral volume`,
     });
   };
   /** The published dataset, when its manifest matches the store; no lock needed to read it. */
@@ -641,10 +641,6 @@ async function stageOn(
     if (reused !== undefined) return reused;
   }
   /**
-   * reuse(), before this worker holds the lock: another version in use at the path sends a
-   * pinned dataset to an ephemeral volume (its error on an ephemeral one).
-   */
-  /**
    * Jobs that took their lease on the version at the path while this one downloaded (review:
    * it escaped as INTERNAL, and was passed on to the waiters as this download's failure).
    */
@@ -656,6 +652,10 @@ async function stageOn(
       change: error.change,
     });
   };
+  /**
+   * reuse(), before this worker holds the lock: another version in use at the path sends a
+   * pinned dataset to an ephemeral volume (its error on an ephemeral one).
+   */
   const reuseBeforeLock = async (): Promise<StagedDataset | undefined> => {
     try {
       return await reuse(resolution);

@@ -101,9 +101,16 @@ export function sealVerdict(
   // None (a dsfetch before 2026-12-07), or of another form (another version's): not used.
   if (!isTreeSeal(seal)) return Promise.resolve({ verdict: "holds", madeWritable: false });
   const { tree } = manifest as Partial<PendingManifest>;
-  const key = [location.path, tree?.ino, tree?.birth, seal.entries, seal.shape, seal.times].join(
-    "\0",
-  );
+  const key = [
+    location.path,
+    tree?.ino,
+    tree?.birth,
+    seal.entries,
+    seal.shape,
+    seal.times,
+    seal.readOnly,
+    seal.readable,
+  ].join("\0");
   const known = verdicts.get(key);
   if (known !== undefined) return known;
   // A tree of many files is walked with synchronous calls: watched (publish.ts likewise).

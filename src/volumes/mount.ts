@@ -6,10 +6,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { lstat, mkdir, readlink, rename, rm, symlink } from "node:fs/promises";
-import { dirname, join, resolve, sep } from "node:path";
+import { basename, dirname, join, resolve, sep } from "node:path";
 import { DsfetchError } from "../errors.ts";
 import { storageError } from "./attempt.ts";
-import { META_DIR } from "./layout.ts";
 
 export type MountOutcome = "created" | "unchanged" | "updated";
 
@@ -41,18 +40,16 @@ export async function mountDataset(
       target.startsWith(root.endsWith(sep) ? root : root + sep),
     );
     if (!ours) {
-      // A dataset directory of dsfetch's (a .dsfetch beside it) under another storage root or
-      // team: an earlier run's link, which "dsfetch did not make" misnamed (exploratory review,
-      // 2026-12-07). Not replaced all the same: another job may share this mount root.
-      const dsfetchs = await lstat(join(dirname(target), META_DIR)).then(
-        (found) => found.isDirectory(),
-        () => false,
-      );
+      // Where a dataset of another storage root or team would be (<root>/<team>/data/<name>):
+      // an earlier run's link, which "dsfetch did not make" misnamed (exploratory review,
+      // 2026-12-07). Told by its path, not by a look there (an old root may be a dead mount).
+      // Not replaced all the same: another job may share this mount root.
+      const dsfetchs = basename(dirname(target)) === "data";
       throw occupied(
         mountPath,
         dataset,
         dsfetchs
-          ? `is a link to ${target}, a dataset staged under another storage root or team than this run's (by an earlier run?)`
+          ? `is a link to ${target}, a dataset of another storage root or team than this run's, it seems (an earlier run's link?)`
           : `is a link to ${target}, which dsfetch did not make`,
         dsfetchs
           ? `remove the link (rm ${mountPath}) once no job reads through it, or choose another --mount-root (DSFETCH_MOUNT_ROOT)`

@@ -188,16 +188,25 @@ export function notOursError(
   dataset: string,
   location: DatasetLocation,
   named?: Manifest,
+  there?: TreeIdentity,
 ): DsfetchError {
-  if (named !== undefined) {
+  const tree = (named as Partial<PendingManifest> | undefined)?.tree;
+  if (named !== undefined && tree !== undefined) {
+    const inodes = there === undefined ? "" : ` (inode ${tree.ino}, not ${there.ino})`;
+    const remove = `remove it once no job uses it: chmod -R u+w ${quoted(location.path)} && rm -r ${quoted(location.path)}`;
     return new DsfetchError(
       "PATH_TAKEN",
-      `${dataset}: ${location.path} is already there, but its manifest ${location.manifestPath} names another directory than this one (a copy of the storage made by cp -a or rsync, or a directory moved or copied there by hand): dsfetch never replaces data it cannot tell it published`,
+      `${dataset}: ${location.path} is already there, but its manifest ${location.manifestPath} names another directory than this one${inodes}: a copy of the storage (cp -a, rsync), a directory moved or copied there by hand, or storage whose inode numbers change between clients or mounts (CIFS noserverino, some FUSE filesystems); dsfetch never replaces data it cannot tell it published`,
       {
         dataset,
         expected: "the directory its manifest names",
         found: `${location.path}, another directory`,
-        hint: `if it is a copy of the dataset dsfetch published there, remove the "tree" field from ${quoted(location.manifestPath)}: dsfetch then uses it, compared with its seal; otherwise remove it once no job uses it: chmod -R u+w ${quoted(location.path)} && rm -r ${quoted(location.path)}`,
+        // Without a seal (a manifest before 2026-12-07), the tree field is all that ties it
+        // to its data: not offered then (review, 2026-12-07).
+        hint:
+          named.seal === undefined
+            ? `${remove}; the next run stages it again`
+            : `if it is a copy of the dataset dsfetch published there, remove the "tree" field from ${quoted(location.manifestPath)}: dsfetch then uses it, compared with its seal; otherwise ${remove}`,
       },
     );
   }
@@ -354,7 +363,7 @@ export async function occupantProblem(
   // One this user may not read may name it: not known to be "not dsfetch's".
   const unreadable = await unreadableManifest(location);
   if (unreadable !== undefined) return unreadableManifestError(dataset, location, unreadable);
-  return notOursError(dataset, location, now);
+  return notOursError(dataset, location, now, identity);
 }
 
 /**

@@ -16,10 +16,11 @@
  *   write delegations): taken for a change, such storage would download every dataset again
  *   at every run, each worker in turn (second review, 2026-12-07).
  * Not modes (storage that keeps a chmod in one client's memory only, CIFS `dynperm`; a
- * kubelet's `fsGroup` adding g+w to every file: a file made writable and left as it was is
- * still the data), nor change times or inode numbers (a copy of the storage that keeps times,
- * `cp -a` or `rsync -a`, keeps its datasets), nor directories' times (their entries are in
- * the shape). Taken while the tree is synced, every file closed (publish.ts).
+ * kubelet's `fsGroup` adding rw for owner and group to every file of a writable volume: a
+ * file made writable and left as it was is still the data), but for the owner's read bits
+ * (`readable`) and files' write bits (`readOnly`, said, not judged); nor change times or
+ * inode numbers (the manifest names its tree by inode: occupant.ts), nor directories' times
+ * (their entries are in the shape). Taken while the tree is synced, every file closed (publish.ts).
  *
  * Not a defence against someone who means to hide a change (the owner can rewrite the
  * manifest too): it catches the accidents, at the cost of one stat per entry (~5 us each on
@@ -119,8 +120,8 @@ class SealSum {
   #unreadable = false;
 
   directory(path: string, stats: Stats): void {
-    // Made writable by every user (o+w): anyone may add to it (its entries are in the shape).
-    if ((stats.mode & 0o002) !== 0) this.#writable = true;
+    // Not its write bits: CIFS mounts show dir_mode (0777 on Azure Files' CSI driver) whatever
+    // a chmod did, and every reuse there was "made writable" (review, 2026-12-07).
     if ((stats.mode & OWNER_SEARCH) !== OWNER_SEARCH) this.#unreadable = true;
     this.#shape.add(`d\0${path}`);
     this.#entries++;
@@ -134,9 +135,10 @@ class SealSum {
   /** A regular file, or anything else (never made by dsfetch's writers), as lstat says. */
   stat(path: string, stats: Stats): void {
     if (stats.isFile()) {
-      // The owner's and everyone's write bits, not the group's: a kubelet's fsGroup adds g+w
-      // to every file of a volume (o+w let any user of the machine rewrite a dataset, and was
-      // not said: exploratory review, 2026-12-07).
+      // The owner's and everyone's write bits, not the group's (o+w let any user of the
+      // machine rewrite a dataset, and was not said: exploratory review, 2026-12-07). A
+      // kubelet's fsGroup adds rw for owner and group to a writable volume's files: said at
+      // every reuse there (the job should get the storage read-only: dsfetch k8s).
       if ((stats.mode & 0o202) !== 0) this.#writable = true;
       if ((stats.mode & OWNER_READ) !== OWNER_READ) this.#unreadable = true;
       this.#shape.add(`f\0${path}\0${stats.size}`);
@@ -276,10 +278,9 @@ export async function compareSeal(
     return { verdict: "changed", madeWritable, change: changeInWords(seal.entries, now.entries) };
   }
   // The root too (made 0555 after the seal, at publish: not in it).
-  const rootMode = (await lstat(root)).mode;
   if (
     seal.readable === true &&
-    (now.readable === false || (rootMode & OWNER_SEARCH) !== OWNER_SEARCH)
+    (now.readable === false || ((await lstat(root)).mode & OWNER_SEARCH) !== OWNER_SEARCH)
   ) {
     return {
       verdict: "changed",

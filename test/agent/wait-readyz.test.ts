@@ -175,7 +175,7 @@ describe("wait --url alone", () => {
     const ended = await worker.exit;
     expect(ended.code, worker.stderr()).toBe(9);
     expect(worker.stderr()).toContain(
-      `wait: ${url} says HTTP 404 (not found: a dsfetch sidecar answers on /readyz, e.g. http://127.0.0.1:8700/readyz)`,
+      `wait: ${url} says HTTP 404 (not found: a dsfetch sidecar answers on /readyz)`,
     );
   });
 

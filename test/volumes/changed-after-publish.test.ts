@@ -225,8 +225,9 @@ describe.concurrent("a published dataset changed afterwards", () => {
     expect(error.code).toBe("PATH_TAKEN");
     // It said "no manifest of dsfetch's names it", with one there.
     expect(error.message).toContain(
-      `${path} is already there, but its manifest ${manifestPath} names another directory than this one (a copy of the storage`,
+      `${path} is already there, but its manifest ${manifestPath} names another directory than this one (inode `,
     );
+    expect(error.message).toContain("a copy of the storage (cp -a, rsync)");
     expect(error.hint).toContain(`remove the "tree" field from '${manifestPath}'`);
     const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
     delete manifest.tree;

@@ -1,6 +1,6 @@
 // A tree's seal (volumes/tree-seal.ts): the same from both walks, changed by what changes the
 // data (a file's bytes or time, an entry added, removed or renamed, a link's target), not by
-// modes.
+// modes but the owner's read bits (and files' write bits, said: madeWritable).
 
 import {
   chmodSync,
@@ -172,7 +172,7 @@ describe("a tree's seal", () => {
     expect((await compareSeal(old, older)).verdict).toBe("holds");
   });
 
-  it("a file or directory made writable by every user (o+w) is 'made writable', not only the owner's write bit", async () => {
+  it("a file made writable by every user (o+w) is 'made writable', not only the owner's write bit; a directory's write bits are not judged", async () => {
     const dir = makeTree();
     for (const file of ["a.txt", "sub/b.txt", "sub/deeper/c.bin"])
       chmodSync(join(dir, file), 0o444);
@@ -180,10 +180,11 @@ describe("a tree's seal", () => {
     expect(before.readOnly).toBe(true);
     chmodSync(join(dir, "a.txt"), 0o446);
     expect(await compareSeal(dir, before)).toEqual({ verdict: "holds", madeWritable: true });
+    // Not a directory's (CIFS shows dir_mode, 0777 on Azure Files, whatever a chmod did).
     chmodSync(join(dir, "a.txt"), 0o444);
-    chmodSync(join(dir, "sub"), 0o757);
-    expect(await compareSeal(dir, before)).toEqual({ verdict: "holds", madeWritable: true });
-    // The group's write bit alone (a kubelet's fsGroup): not.
+    chmodSync(join(dir, "sub"), 0o777);
+    expect(await compareSeal(dir, before)).toEqual({ verdict: "holds", madeWritable: false });
+    // Nor the group's write bit alone.
     chmodSync(join(dir, "sub"), 0o755);
     chmodSync(join(dir, "a.txt"), 0o464);
     expect(await compareSeal(dir, before)).toEqual({ verdict: "holds", madeWritable: false });

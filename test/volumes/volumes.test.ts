@@ -530,7 +530,7 @@ describe("mounts", () => {
     const crossed = await fetch([{ uri: `s3://${bucket}/set/` }], flags);
     expect(crossed.code).toBe(7);
     expect(crossed.entries[0]?.error?.message).toContain(
-      `${join(mounts, "set")} is a link to ${join(other, "t", "data", "set")}, a dataset staged under another storage root or team than this run's (by an earlier run?)`,
+      `${join(mounts, "set")} is a link to ${join(other, "t", "data", "set")}, a dataset of another storage root or team than this run's, it seems (an earlier run's link?)`,
     );
     expect(crossed.entries[0]?.error?.hint).toContain(
       `remove the link (rm ${join(mounts, "set")})`,

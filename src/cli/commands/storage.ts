@@ -42,7 +42,7 @@ export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<numb
   });
   // Not a list printed after the signal, as if nothing had asked it to stop.
   if (io.signal?.aborted === true) throw listInterrupted(io.signal.reason);
-  if (entries.length === 0) await warnIfNoTeam(storageRoot, team, "list", io.err);
+  if (entries.length === 0) await warnIfNoTeam(storageRoot, team, "list", io);
   for (const { path, manifest, reason } of unreadable) {
     io.err(
       reason === "damaged"
@@ -121,7 +121,7 @@ export async function pruneCommand(args: ParsedArgs, io: StorageIo): Promise<num
     signal: io.signal,
   });
   if (result.removed.length === 0 && result.kept.length === 0) {
-    await warnIfNoTeam(storageRoot, team, "prune", io.err);
+    await warnIfNoTeam(storageRoot, team, "prune", io);
   }
   if (args.json) {
     io.out(`${JSON.stringify({ dryRun: args.dryRun, ...result }, null, 2)}\n`);
@@ -146,23 +146,31 @@ async function warnIfNoTeam(
   storageRoot: string,
   team: string,
   command: string,
-  err: (text: string) => void,
+  io: StorageIo,
 ): Promise<void> {
   const dir = join(storageRoot, team);
-  if (
-    await stat(dir).then(
+  // Under the stall bound, as list's and prune's other calls.
+  const call = boundedCalls(`dsfetch ${command}`, io.env, io.signal);
+  const there = await call(`looking at ${dir}`, () =>
+    stat(dir).then(
       () => true,
       () => false,
-    )
+    ),
+  ).catch(() => true);
+  if (there) return;
+  const teams = await call(`reading ${storageRoot}`, () =>
+    readdir(storageRoot, { withFileTypes: true }),
   )
-    return;
-  const teams = await readdir(storageRoot, { withFileTypes: true })
     .then((entries) =>
       entries
-        .filter((entry) => entry.isDirectory() && !entry.name.startsWith("."))
+        .filter(
+          (entry) =>
+            entry.isDirectory() && !entry.name.startsWith(".") && entry.name !== "lost+found",
+        )
         .map((entry) => entry.name),
     )
     .catch(() => [] as string[]);
+  const err = io.err;
   err(
     `dsfetch ${command}: warning: ${dir} does not exist: team ${JSON.stringify(team)} has staged nothing under ${storageRoot}${teams.length === 0 ? "" : ` (teams there: ${teams.sort().slice(0, 10).join(", ")}${teams.length > 10 ? ", …" : ""})`}; check --team (DSFETCH_TEAM)\n`,
   );

@@ -328,7 +328,7 @@ function describeUrl(url: UrlState): string {
   // whole timeout with nothing but "says HTTP 404" (exploratory review, 2026-12-07). Still
   // waited on: an ingress answers 404 until its backend is up.
   if (url.text === "HTTP 404") {
-    return "says HTTP 404 (not found: a dsfetch sidecar answers on /readyz, e.g. http://127.0.0.1:8700/readyz)";
+    return "says HTTP 404 (not found: a dsfetch sidecar answers on /readyz)";
   }
   return `says ${url.text}`;
 }
