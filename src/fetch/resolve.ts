@@ -126,8 +126,16 @@ export async function resolveDataset(
     if (!(error instanceof DsfetchError) || error.code !== "NOT_FOUND") {
       throw error;
     }
-    // No such object: maybe `key` names a folder (`key/`).
-    const folder = await listPrefix(spec, client, `${key}/`, ctx, retry);
+    // No such object: maybe `key` names a folder (`key/`). A listing that is itself "not
+    // found" (an endpoint that answers 404 to everything, a bucket gone) is the object's
+    // error: it read "<uri>/ does not exist", a folder, for an object pinned by its etag
+    // (exploratory review, 2026-12-07).
+    const folder = await listPrefix(spec, client, `${key}/`, ctx, retry).catch(
+      (listError: unknown) => {
+        if (listError instanceof DsfetchError && listError.code === "NOT_FOUND") throw error;
+        throw listError;
+      },
+    );
     if (folder === undefined) {
       throw new DsfetchError(
         "NOT_FOUND",

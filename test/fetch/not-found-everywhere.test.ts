@@ -1,0 +1,58 @@
+// An endpoint that answers 404 to every request (a wrong URL, a gateway without its backend):
+// an object pinned by its etag is "not found" as the object, not as the folder dsfetch looks
+// for next (it read "s3://b/arch.tar.gz/ does not exist": exploratory review, 2026-12-07).
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../harness/cli.ts";
+
+let server: Server;
+let endpoint: string;
+let root: string;
+const asked: string[] = [];
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), "dsfetch-404-"));
+  server = createServer((request, response) => {
+    asked.push(`${request.method} ${request.url}`);
+    response.writeHead(404, { "content-type": "text/plain" });
+    response.end(request.method === "HEAD" ? undefined : "404 page not found\n");
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("an endpoint that answers 404 to everything", () => {
+  it("an object pinned by its etag: NOT_FOUND (exit 3) naming the object, not a folder", async () => {
+    const result = await runCli(
+      ["fetch", "--datasets", "-", "--storage-root", root, "--team", "t", "--json"],
+      {
+        env: {
+          AWS_ENDPOINT_URL: endpoint,
+          AWS_ACCESS_KEY_ID: "key",
+          AWS_SECRET_ACCESS_KEY: "secret",
+          AWS_REGION: "us-east-1",
+        },
+        stdin: JSON.stringify([{ uri: "s3://bucket/arch.tar.gz", etag: "0".repeat(32) }]),
+      },
+    );
+    expect(result.code, result.stderr).toBe(3);
+    const error = JSON.parse(result.stdout).datasets[0].error;
+    expect(error.code).toBe("NOT_FOUND");
+    expect(error.message).toContain("s3://bucket/arch.tar.gz does not exist");
+    expect(error.message).not.toContain("arch.tar.gz/");
+    // It did look for a folder of that name (the listing got the 404 too).
+    expect(asked.some((line) => line.startsWith("GET ") && line.includes("list-type=2"))).toBe(
+      true,
+    );
+  });
+});
