@@ -271,7 +271,11 @@ export async function headObjectAt(
       `${spec.name}: the store sent no ${etagText === undefined ? "ETag" : "valid Content-Length"} for ${spec.uri}`,
       {
         dataset: spec.name,
-        hint: "this store is not S3-compatible enough for dsfetch to verify data",
+        // A web page (a captive portal, a web server, a wrong endpoint URL) answers 200 with
+        // HTML and no ETag: said as what it is (exploratory review, 2026-12-07).
+        hint: /^\s*text\/html/i.test(header("content-type") ?? "")
+          ? `the endpoint ${client.endpointLabel} answered with a web page (text/html), not as S3 does: check the endpoint URL (a proxy or captive portal may be answering)`
+          : "this store is not S3-compatible enough for dsfetch to verify data",
       },
     );
   }

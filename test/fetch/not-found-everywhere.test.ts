@@ -1,6 +1,8 @@
-// An endpoint that answers 404 to every request (a wrong URL, a gateway without its backend):
-// an object pinned by its etag is "not found" as the object, not as the folder dsfetch looks
-// for next (it read "s3://b/arch.tar.gz/ does not exist": exploratory review, 2026-12-07).
+// Endpoints that are not S3 (exploratory review, 2026-12-07): one that answers 404 to every
+// request (a wrong URL, a gateway without its backend): an object pinned by its etag is "not
+// found" as the object, not as the folder dsfetch looks for next (it read "s3://b/arch.tar.gz/
+// does not exist"); one that answers with a web page (a captive portal): said so (it read
+// "not S3-compatible enough").
 
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
@@ -12,6 +14,8 @@ import { runCli } from "../harness/cli.ts";
 
 let server: Server;
 let endpoint: string;
+let webPage: Server;
+let webEndpoint: string;
 let root: string;
 const asked: string[] = [];
 
@@ -24,10 +28,17 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  webPage = createServer((_request, response) => {
+    response.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+    response.end("<html><body>Welcome! Sign in to continue.</body></html>\n");
+  });
+  await new Promise<void>((resolve) => webPage.listen(0, "127.0.0.1", resolve));
+  webEndpoint = `http://127.0.0.1:${(webPage.address() as AddressInfo).port}`;
 });
 
 afterAll(async () => {
   await new Promise((resolve) => server.close(resolve));
+  await new Promise((resolve) => webPage.close(resolve));
   await rm(root, { recursive: true, force: true });
 });
 
@@ -53,6 +64,27 @@ describe("an endpoint that answers 404 to everything", () => {
     // It did look for a folder of that name (the listing got the 404 too).
     expect(asked.some((line) => line.startsWith("GET ") && line.includes("list-type=2"))).toBe(
       true,
+    );
+  });
+
+  it("a web page at the endpoint (text/html, no ETag): S3_ERROR saying the endpoint answered a web page", async () => {
+    const result = await runCli(
+      ["fetch", "--datasets", "-", "--storage-root", root, "--team", "t", "--json"],
+      {
+        env: {
+          AWS_ENDPOINT_URL: webEndpoint,
+          AWS_ACCESS_KEY_ID: "key",
+          AWS_SECRET_ACCESS_KEY: "secret",
+          AWS_REGION: "us-east-1",
+        },
+        stdin: JSON.stringify([{ uri: "s3://bucket/model.bin" }]),
+      },
+    );
+    expect(result.code, result.stderr).toBe(6);
+    const error = JSON.parse(result.stdout).datasets[0].error;
+    expect(error.code).toBe("S3_ERROR");
+    expect(error.hint).toContain(
+      "answered with a web page (text/html), not as S3 does: check the endpoint URL",
     );
   });
 });
