@@ -42,20 +42,24 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
+/** `dsfetch fetch --json` of `datasets` from the store at `store`. */
+function fetchFrom(store: string, datasets: unknown) {
+  return runCli(["fetch", "--datasets", "-", "--storage-root", root, "--team", "t", "--json"], {
+    env: {
+      AWS_ENDPOINT_URL: store,
+      AWS_ACCESS_KEY_ID: "key",
+      AWS_SECRET_ACCESS_KEY: "secret",
+      AWS_REGION: "us-east-1",
+    },
+    stdin: JSON.stringify(datasets),
+  });
+}
+
 describe("an endpoint that answers 404 to everything", () => {
   it("an object pinned by its etag: NOT_FOUND (exit 3) naming the object, not a folder", async () => {
-    const result = await runCli(
-      ["fetch", "--datasets", "-", "--storage-root", root, "--team", "t", "--json"],
-      {
-        env: {
-          AWS_ENDPOINT_URL: endpoint,
-          AWS_ACCESS_KEY_ID: "key",
-          AWS_SECRET_ACCESS_KEY: "secret",
-          AWS_REGION: "us-east-1",
-        },
-        stdin: JSON.stringify([{ uri: "s3://bucket/arch.tar.gz", etag: "0".repeat(32) }]),
-      },
-    );
+    const result = await fetchFrom(endpoint, [
+      { uri: "s3://bucket/arch.tar.gz", etag: "0".repeat(32) },
+    ]);
     expect(result.code, result.stderr).toBe(3);
     const error = JSON.parse(result.stdout).datasets[0].error;
     expect(error.code).toBe("NOT_FOUND");
@@ -68,18 +72,7 @@ describe("an endpoint that answers 404 to everything", () => {
   });
 
   it("a web page at the endpoint (text/html, no ETag): S3_ERROR saying the endpoint answered a web page", async () => {
-    const result = await runCli(
-      ["fetch", "--datasets", "-", "--storage-root", root, "--team", "t", "--json"],
-      {
-        env: {
-          AWS_ENDPOINT_URL: webEndpoint,
-          AWS_ACCESS_KEY_ID: "key",
-          AWS_SECRET_ACCESS_KEY: "secret",
-          AWS_REGION: "us-east-1",
-        },
-        stdin: JSON.stringify([{ uri: "s3://bucket/model.bin" }]),
-      },
-    );
+    const result = await fetchFrom(webEndpoint, [{ uri: "s3://bucket/model.bin" }]);
     expect(result.code, result.stderr).toBe(6);
     const error = JSON.parse(result.stdout).datasets[0].error;
     expect(error.code).toBe("S3_ERROR");
