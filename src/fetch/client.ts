@@ -6,12 +6,12 @@
  */
 import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
-import * as tls from "node:tls";
 import type { Credentials, DatasetSpec } from "../config/types.ts";
 import { DsfetchError } from "../errors.ts";
 import { ObjectGetter } from "./object-get.ts";
 import { credentialChainHandler } from "./proxy-agent.ts";
 import type { SigningCredentials } from "./sigv4.ts";
+import { tlsModule } from "./tls-module.ts";
 
 export interface StoreClient {
   /** Endpoint for messages ("AWS S3" when none is set). */
@@ -46,6 +46,7 @@ function caBundle(env: NodeJS.ProcessEnv): ConnectionOptions | undefined {
   }
   // Node's default set (its roots, and NODE_EXTRA_CA_CERTS where Node has getCACertificates),
   // then the bundle: an explicit `ca` replaces the default set.
+  const tls = tlsModule();
   const defaults =
     (tls as { getCACertificates?: (kind: string) => string[] }).getCACertificates?.("default") ??
     tls.rootCertificates;

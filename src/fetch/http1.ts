@@ -13,8 +13,9 @@
  * chunked bodies, keep-alive.
  */
 import { isIP, connect as netConnect, type Socket } from "node:net";
-import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
+import type { ConnectionOptions } from "node:tls";
 import { type ProxySettings, ProxyTunnel, proxyError } from "./proxy.ts";
+import { tlsModule } from "./tls-module.ts";
 
 export interface Http1Request {
   readonly method: "GET" | "HEAD";
@@ -275,7 +276,7 @@ export class Http1Pool {
     // bucket's certificate may cover only *.endpoint), as node:https did; none for an IP.
     const name = new URL(`https://${hostHeader}`).hostname.replace(/^\[(.*)\]$/, "$1");
     // tls.connect takes `onread` like net.connect (Node >= 14.5); the types omit it.
-    const socket = tlsConnect({
+    const socket = tlsModule().connect({
       ...this.options.tls,
       host,
       port,

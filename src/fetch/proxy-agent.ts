@@ -11,11 +11,12 @@
  * directly: a proxy would answer with its own host's credentials, if any.
  */
 
-import { Agent as HttpsAgent } from "node:https";
+import type { Agent as HttpsAgent } from "node:https";
 import { isIP } from "node:net";
 import type { Duplex } from "node:stream";
-import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
+import type { ConnectionOptions } from "node:tls";
 import { checkHttpsProxy, ProxyTunnel, proxyFor } from "./proxy.ts";
+import { httpsModule, tlsModule } from "./tls-module.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -31,41 +32,51 @@ export function credentialChainHandler(
   if (!proxied && tlsOptions === undefined) return undefined;
   // A malformed setting is USAGE now, not an error of the chain's first request.
   checkHttpsProxy(env);
-  return { httpsAgent: new ProxiedHttpsAgent(env, tlsOptions) };
+  return { httpsAgent: new (proxiedHttpsAgent())(env, tlsOptions) };
 }
 
-/** An https agent whose connections go through a CONNECT tunnel where proxyFor says so. */
-class ProxiedHttpsAgent extends HttpsAgent {
-  private readonly env: Env;
+/** Made when first needed: node:https is loaded then, not at start-up (tls-module.ts). */
+let ProxiedHttpsAgent: ReturnType<typeof defineProxiedHttpsAgent> | undefined;
 
-  constructor(env: Env, tlsOptions: ConnectionOptions | undefined) {
-    // No keep-alive: STS is asked about once an hour, and an idle connection through a
-    // tunnel cannot be unref'd (ProxyTunnel's socket stays referenced): the process would
-    // wait for STS or the proxy to close it before exiting (found in review).
-    super({ keepAlive: false, maxSockets: 8, ...(tlsOptions ?? {}) });
-    this.env = env;
-  }
+function proxiedHttpsAgent(): ReturnType<typeof defineProxiedHttpsAgent> {
+  ProxiedHttpsAgent ??= defineProxiedHttpsAgent(httpsModule().Agent);
+  return ProxiedHttpsAgent;
+}
 
-  override createConnection(
-    options: ConnectionOptions & { host?: string; port?: number | string },
-    callback?: (error: Error | null, socket: Duplex) => void,
-  ): Duplex | null | undefined {
-    const host = (options.host ?? "localhost").replace(/^\[(.*)\]$/, "$1");
-    const port = Number(options.port ?? 443);
-    const proxy = proxyFor(host, port, true, this.env);
-    if (proxy === undefined) {
-      return (
-        super.createConnection as (
-          options: ConnectionOptions,
-          callback?: (error: Error | null, socket: Duplex) => void,
-        ) => Duplex
-      ).call(this, options, callback);
+function defineProxiedHttpsAgent(Agent: typeof HttpsAgent) {
+  /** An https agent whose connections go through a CONNECT tunnel where proxyFor says so. */
+  return class ProxiedHttpsAgent extends Agent {
+    private readonly env: Env;
+
+    constructor(env: Env, tlsOptions: ConnectionOptions | undefined) {
+      // No keep-alive: STS is asked about once an hour, and an idle connection through a
+      // tunnel cannot be unref'd (ProxyTunnel's socket stays referenced): the process would
+      // wait for STS or the proxy to close it before exiting (found in review).
+      super({ keepAlive: false, maxSockets: 8, ...(tlsOptions ?? {}) });
+      this.env = env;
     }
-    return tlsConnect({
-      ...options,
-      socket: new ProxyTunnel(proxy, host, port),
-      // SNI names the host asked for (never an IP address, which SNI cannot carry).
-      ...(isIP(host) === 0 ? { servername: options.servername ?? host } : {}),
-    });
-  }
+
+    override createConnection(
+      options: ConnectionOptions & { host?: string; port?: number | string },
+      callback?: (error: Error | null, socket: Duplex) => void,
+    ): Duplex | null | undefined {
+      const host = (options.host ?? "localhost").replace(/^\[(.*)\]$/, "$1");
+      const port = Number(options.port ?? 443);
+      const proxy = proxyFor(host, port, true, this.env);
+      if (proxy === undefined) {
+        return (
+          super.createConnection as (
+            options: ConnectionOptions,
+            callback?: (error: Error | null, socket: Duplex) => void,
+          ) => Duplex
+        ).call(this, options, callback);
+      }
+      return tlsModule().connect({
+        ...options,
+        socket: new ProxyTunnel(proxy, host, port),
+        // SNI names the host asked for (never an IP address, which SNI cannot carry).
+        ...(isIP(host) === 0 ? { servername: options.servername ?? host } : {}),
+      });
+    }
+  };
 }
