@@ -10,6 +10,7 @@ export default defineConfig({
   test: {
     include: ["test/faults/**/*.test.ts"],
     globalSetup: ["test/global-setup.ts", "test/faults/report-setup.ts"],
+    setupFiles: ["test/harness/byte-equality-setup.ts"],
     pool: "forks",
     // A case runs all its runs in one test: 20 runs of the slowest case take minutes.
     testTimeout: 30 * 60_000,

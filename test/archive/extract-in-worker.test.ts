@@ -55,18 +55,33 @@ function sampleArchive(count = 300): { archive: Buffer; files: Map<string, Buffe
   return { archive: tar(...parts), files };
 }
 
-/** The archive as it is, and gzip-compressed: the two ways the thread reads its input. */
-function plainAndGzip(archive: Buffer) {
+let sample: { archive: Buffer; files: Map<string, Buffer>; gzip: Buffer } | undefined;
+
+/**
+ * sampleArchive() and its gzip, made once for the file: 9 tests made their own (~15 MB of
+ * random bytes, joined as a tar, 3 of them gzipped: ~4 s of CPU, 2026-12-07). Only read.
+ */
+function sharedSample(): { archive: Buffer; files: Map<string, Buffer>; gzip: Buffer } {
+  if (sample === undefined) {
+    const { archive, files } = sampleArchive();
+    sample = { archive, files, gzip: gzipSync(archive) };
+  }
+  return sample;
+}
+
+/** The sample as it is, and gzip-compressed: the two ways the thread reads its input. */
+function plainAndGzip() {
+  const { archive, gzip } = sharedSample();
   return [
     ["none", archive],
-    ["gzip", gzipSync(archive)],
+    ["gzip", gzip],
   ] as const;
 }
 
 describe("extractTarInWorker", () => {
   it("extracts a plain and a gzip tar byte-exact, whatever the chunk sizes", async () => {
-    const { archive, files } = sampleArchive();
-    for (const [compression, bytes] of plainAndGzip(archive)) {
+    const { files } = sharedSample();
+    for (const [compression, bytes] of plainAndGzip()) {
       ws = workspace();
       const result = await extractTarInWorker(
         chunks(bytes, 1, 300_000, 7),
@@ -84,7 +99,7 @@ describe("extractTarInWorker", () => {
 
   it("runs on a thread started before its job was known, after the thread waited", async () => {
     ws = workspace();
-    const { archive, files } = sampleArchive();
+    const { archive, files } = sharedSample();
     const thread = startExtractThread();
     // The thread is up and idle (no job yet) while the first range would download.
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -99,7 +114,7 @@ describe("extractTarInWorker", () => {
 
   it("a thread started ahead that died before its job: INTERNAL at once, not a STALLED minutes later", async () => {
     ws = workspace();
-    const { archive } = sampleArchive();
+    const { archive } = sharedSample();
     const thread = startExtractThread();
     await stopExtractThread(thread);
     const error = await extractTarInWorker(chunks(archive, 65536), job(ws.dest), {
@@ -149,7 +164,7 @@ describe("extractTarInWorker", () => {
     const reason = new DsfetchError("INTERRUPTED", "interrupted by SIGINT");
     controller.abort(reason);
     await expect(
-      extractTarInWorker(chunks(sampleArchive().archive, 65536), job(ws.dest), {
+      extractTarInWorker(chunks(sharedSample().archive, 65536), job(ws.dest), {
         signal: controller.signal,
         thread,
       }),
@@ -173,7 +188,7 @@ describe("extractTarInWorker", () => {
 
   it("reports corrupt gzip data as ARCHIVE_INVALID naming the codec", async () => {
     ws = workspace();
-    const gz = gzipSync(sampleArchive().archive);
+    const gz = Buffer.from(sharedSample().gzip); // a copy: the shared one stays intact
     // The trailer's CRC-32: the tar itself decodes completely, only gzip can tell.
     gz[gz.length - 8] = (gz[gz.length - 8] ?? 0) ^ 1;
     const error = await extractTarInWorker(chunks(gz, 65536), job(ws.dest, "gzip")).catch((e) => e);
@@ -184,7 +199,7 @@ describe("extractTarInWorker", () => {
 
   it("rethrows the source's own error (a failed download), not an extraction error", async () => {
     ws = workspace();
-    const { archive } = sampleArchive();
+    const { archive } = sharedSample();
     const failure = new DsfetchError("TRANSIENT", "connection reset after 3 retries");
     async function* broken(): AsyncGenerator<Buffer> {
       yield archive.subarray(0, 2_000_000);
@@ -195,7 +210,7 @@ describe("extractTarInWorker", () => {
 
   it("stops on abort with the signal's reason, even if the source ignores the signal", async () => {
     ws = workspace();
-    const { archive } = sampleArchive();
+    const { archive } = sharedSample();
     const controller = new AbortController();
     const reason = new DsfetchError("INTERRUPTED", "interrupted by SIGTERM");
     let stop = false;
@@ -296,7 +311,7 @@ describe("extractTarInWorker", () => {
 
   it("an archive that ends early is ARCHIVE_INVALID (truncated), from the worker", async () => {
     ws = workspace();
-    const { archive } = sampleArchive();
+    const { archive } = sharedSample();
     const error = await extractTarInWorker(
       chunks(archive.subarray(0, 2_500_000), 65536),
       job(ws.dest),
@@ -309,8 +324,8 @@ describe("extractTarInWorker", () => {
 
 describe("extractTarInWorker and chunks in shared memory", () => {
   it("reports bytes taken only once the thread no longer reads them (their memory is reused)", async () => {
-    const { archive, files } = sampleArchive();
-    for (const [compression, bytes] of plainAndGzip(archive)) {
+    const { files } = sharedSample();
+    for (const [compression, bytes] of plainAndGzip()) {
       ws = workspace();
       // Shared chunks of varied sizes, each overwritten as soon as it is reported taken.
       const shared: Buffer[] = [];
@@ -354,11 +369,19 @@ describe("extractTarInWorker and chunks larger than its in-flight bound", () => 
   // A range may be any size (DSFETCH_RANGE_SIZE up to 5Gi) and arrives whole in shared memory.
   // The thread must acknowledge a chunk before it waits for the next one, and the sender must
   // always let two chunks be in flight: a plain .tar in 12 or 20 MiB ranges hung (review).
+  // One 30 MiB archive for both (only read).
+  let made: { data: Buffer; archive: Buffer } | undefined;
+  function big(): { data: Buffer; archive: Buffer } {
+    if (made === undefined) {
+      const data = randomBytes(30 * 1024 * 1024);
+      made = { data, archive: tar(file("big.bin", data), file("small.txt", Buffer.from("after"))) };
+    }
+    return made;
+  }
   for (const mib of [12, 20]) {
     it(`a plain tar in shared chunks of ${mib} MiB is extracted, not left waiting`, async () => {
       ws = workspace();
-      const data = randomBytes(30 * 1024 * 1024);
-      const archive = tar(file("big.bin", data), file("small.txt", Buffer.from("after")));
+      const { data, archive } = big();
       const size = mib * 1024 * 1024;
       async function* source() {
         for (let at = 0; at < archive.length; at += size) {
