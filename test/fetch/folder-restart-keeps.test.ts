@@ -6,8 +6,8 @@
 // kept (moved into the new attempt), and only new or changed ones are fetched
 // (src/fetch/kept-objects.ts). The published tree is exactly the new listing's.
 //
-// stage() against the real store through the test's fault proxy: throttled, so that the
-// folder is changed while it is fetched; its counters say what the store sent.
+// stage() against the real store through the test's fault proxy: slowed, so that the folder
+// is changed while it is fetched; its counters say what the store sent.
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -21,7 +21,12 @@ import type { DsfetchEvent } from "../../src/events.ts";
 import { keptFor, VerifiedObjects } from "../../src/fetch/kept-objects.ts";
 import type { ListedObject, ResolvedPrefix } from "../../src/fetch/resolve.ts";
 import { stage } from "../../src/stage/stage.ts";
-import { type FaultProxy, isListObjectsV2, startFaultProxy } from "../harness/fault-proxy.ts";
+import {
+  type FaultProxy,
+  isListObjectsV2,
+  type ResponseRewrite,
+  startFaultProxy,
+} from "../harness/fault-proxy.ts";
 import { createBucket, deleteObject, putObject, s3Info } from "../harness/s3.ts";
 
 const KiB = 1024;
@@ -78,8 +83,31 @@ async function tree(dir: string): Promise<{ files: Map<string, Buffer>; dirs: st
 }
 
 /**
- * Stages `s3://bucket/<prefix>` through a throttled proxy; once the store has sent `atShare`
- * of the folder's bytes (the large objects, before any small one), `change` changes the folder.
+ * The proxy's rule that slows the objects' bodies: each GET of an object written to the client
+ * at 2 MiB/s, in pieces ten times a second (two objects in flight: ~4 MiB/s, ~3 s for the
+ * folder); the bodies as the store sent them. `also` rewrites other responses too (a listing
+ * refused). Not p.throttle(4 MiB/s): it wrote the bytes a few at a time in a loop that kept a
+ * core busy for the whole fetch (~2.5 CPU-s per test).
+ */
+function slowObjects(also?: {
+  match: (request: Parameters<ResponseRewrite["match"]>[0]) => boolean;
+  startLine: string;
+  body: string;
+}): ResponseRewrite {
+  return {
+    match: (request, status) =>
+      also?.match(request) === true ||
+      (request.method === "GET" && !isListObjectsV2(request) && (status === 200 || status === 206)),
+    rewrite: (body, request) => (also?.match(request) === true ? also.body : body),
+    startLine: (line, request) => (also?.match(request) === true ? also.startLine : line),
+    bytesPerSecond: 2 * MiB,
+  };
+}
+
+/**
+ * Stages `s3://bucket/<prefix>` through a slowed proxy (slowObjects); once the store has sent
+ * `atShare` of the folder's bytes (the large objects, before any small one), `change` changes
+ * the folder.
  */
 async function stageChanging(
   prefix: string,
@@ -90,7 +118,7 @@ async function stageChanging(
   const p = await startFaultProxy(s3Info().endpoint);
   proxy = p;
   // ~3 s for the folder: the change lands long before its last object is asked for.
-  p.throttle(4 * MiB);
+  p.rewriteResponses(slowObjects());
   const info = s3Info();
   const datasets = parseDatasetsValue(
     [
@@ -258,12 +286,13 @@ describe("a folder that changes while it is fetched, staged again from a new lis
     const run = await stageChanging(prefix, total(objects), async (p) => {
       await deleteObject(bucket, `${prefix}zz/only.bin`);
       // From now on the folder cannot be listed: the restart's listing fails (403).
-      p.rewriteResponses({
-        match: (request) => isListObjectsV2(request),
-        startLine: () => "HTTP/1.1 403 Forbidden",
-        rewrite: () =>
-          `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`,
-      });
+      p.rewriteResponses(
+        slowObjects({
+          match: (request) => isListObjectsV2(request),
+          startLine: "HTTP/1.1 403 Forbidden",
+          body: `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`,
+        }),
+      );
     });
     const [staged] = run.result.datasets;
     expect(staged?.ok).toBe(false);
