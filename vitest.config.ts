@@ -9,8 +9,12 @@ export default defineConfig({
     // (several minutes): vitest 5 puts no time limit on globalSetup (hookTimeout applies to
     // beforeAll/afterAll in test files only), so no option is needed for that.
     globalSetup: ["test/global-setup.ts"],
-    // Buffers compared as bytes by toEqual (vitest walks them element by element).
-    setupFiles: ["test/harness/byte-equality-setup.ts"],
+    // Buffers compared as bytes by toEqual (vitest walks them element by element);
+    // DSFETCH_TEST_CPU_LOG=<file>: each test file's CPU (test/harness/cpu-probe-setup.ts).
+    setupFiles: [
+      "test/harness/byte-equality-setup.ts",
+      ...(process.env.DSFETCH_TEST_CPU_LOG ? ["test/harness/cpu-probe-setup.ts"] : []),
+    ],
     pool: "forks",
     // Two test files at a time: most tests wait (spawned processes, bounds, MinIO), and one at
     // a time the run took 557-568 s on these 2-core machines, near the 10-minute budget
