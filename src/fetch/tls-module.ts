@@ -3,8 +3,8 @@
  * node:tls costs every dsfetch process its TLS stack at start (~25 ms of CPU on these
  * machines beyond node:crypto, node:https ~10 ms more: 30 starts each of a module importing
  * only that, 2026-12-07: 83 ms bare, 118 with node:crypto, 145 with node:tls, 155 with
- * node:https), and `list`, `prune`, `wait`, `k8s`, a plan or fetch of cached datasets and
- * every http:// endpoint never use it. The CommonJS modules, required, are the same objects.
+ * node:https), and `list`, `prune`, `k8s` and every run against an http:// endpoint never
+ * use it (a cached dataset's check still asks an https:// store). The CommonJS modules, required, are the same objects.
  */
 import { createRequire } from "node:module";
 

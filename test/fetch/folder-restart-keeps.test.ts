@@ -86,8 +86,8 @@ async function tree(dir: string): Promise<{ files: Map<string, Buffer>; dirs: st
  * The proxy's rule that slows the objects' bodies: each GET of an object written to the client
  * at 2 MiB/s, in pieces ten times a second (two objects in flight: ~4 MiB/s, ~3 s for the
  * folder); the bodies as the store sent them. `also` rewrites other responses too (a listing
- * refused). Not p.throttle(4 MiB/s): it wrote the bytes a few at a time in a loop that kept a
- * core busy for the whole fetch (~2.5 CPU-s per test).
+ * refused). Not p.throttle(4 MiB/s): until 2026-12-07 it wrote the bytes a few at a time in a
+ * loop that kept a core busy for the whole fetch (~2.5 CPU-s per test); the rule is as cheap.
  */
 function slowObjects(also?: {
   match: (request: Parameters<ResponseRewrite["match"]>[0]) => boolean;

@@ -737,6 +737,10 @@ class FaultProxyImpl implements FaultProxy {
 
   /** Writes what the connection may write now: honours stalls, throttle, faults, backpressure. */
   private pump(conn: Connection): void {
+    // The first throttled write of a pass takes whatever whole bytes have built up (every
+    // connection keeps moving, however many share the allowance); the next ones of the same
+    // pass wait for a piece (takeTokens).
+    let throttledWrites = 0;
     while (conn.out.length > 0) {
       if (conn.closed || conn.clientBlocked) return;
       if (conn.stalledUntil > performance.now()) return;
@@ -765,14 +769,19 @@ class FaultProxyImpl implements FaultProxy {
         }
         const piece = Math.max(1, Math.floor(segment.bytesPerSecond / 10));
         n = Math.min(n, piece);
-        conn.trickleAt = now + (n * 1000) / segment.bytesPerSecond;
       }
       if (n > 0 && this.rate !== undefined) {
-        n = this.takeTokens(n);
+        n = this.takeTokens(n, throttledWrites === 0 ? 1 : this.tokenPiece());
         if (n === 0) {
           this.waitForTokens(conn);
           return;
         }
+        throttledWrites += 1;
+      }
+      // The trickle's next slot only once this piece is written (a piece the throttle held
+      // back used up no slot).
+      if (n > 0 && segment.bytesPerSecond !== undefined) {
+        conn.trickleAt = performance.now() + (n * 1000) / segment.bytesPerSecond;
       }
       if (n > 0) {
         const piece = segment.buf.subarray(segment.offset, segment.offset + n);
@@ -862,17 +871,18 @@ class FaultProxyImpl implements FaultProxy {
     }
   }
 
-  private takeTokens(wanted: number): number {
+  /** Up to `wanted` bytes of the allowance; none unless min(wanted, `least`) have built up. */
+  private takeTokens(wanted: number, least: number): number {
     const rate = this.rate as number;
     const now = performance.now();
     const burst = Math.max(16 * 1024, rate / 50);
     this.tokens = Math.min(burst, this.tokens + ((now - this.refilledAt) / 1000) * rate);
     this.refilledAt = now;
-    // Nothing until a piece worth a write has built up (waitForTokens' amount, or what is
-    // left to write): granted whatever a pass earned, pump() went on writing the few bytes
-    // earned during its last write, a socket write each, and spun a core for as long as the
-    // throttle lasted (~2.5 CPU-s per throttled test, 2026-12-07).
-    if (this.tokens < Math.min(wanted, this.tokenPiece())) return 0;
+    // Within one pass of pump(), after its first write, nothing until a piece has built up
+    // (waitForTokens' amount, or what is left to write): granted whatever the last write
+    // earned, pump() went on writing a few bytes at a time, a socket write each, and spun a
+    // core for as long as the throttle lasted (~2.5 CPU-s per throttled test, 2026-12-07).
+    if (this.tokens < Math.max(1, Math.min(wanted, least))) return 0;
     const n = Math.min(wanted, Math.floor(this.tokens));
     this.tokens -= n;
     return n;
