@@ -50,35 +50,23 @@ describe("a store that cannot be reached", () => {
       away,
       JSON.stringify(pinned),
     );
+    const unpinnedModel = [{ uri: `s3://${bucket}/model.bin`, name: "model" }];
+    /** dsfetch with `argv`, the store gone, `datasets` on its standard input. */
+    const whileAway = (argv: string[], datasets: unknown, extraEnv: Record<string, string> = {}) =>
+      runCli(argv, {
+        env: { ...away, ...extraEnv },
+        stdin: JSON.stringify(datasets),
+        timeoutMs: 90_000,
+      });
     const [offline, unpinned, otherEtag, counted, planned, plannedUnpinned, once] =
       await Promise.all([
-        runCli(args, { env: away, stdin: JSON.stringify(pinned), timeoutMs: 90_000 }),
-        runCli(args, {
-          env: away,
-          stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
-          timeoutMs: 90_000,
-        }),
-        runCli(args, {
-          env: away,
-          stdin: JSON.stringify([{ ...pinned[0], etag: "0".repeat(32) }]),
-          timeoutMs: 90_000,
-        }),
-        runCli(human, {
-          env: away,
-          stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
-          timeoutMs: 90_000,
-        }),
-        runCli(planArgs, { env: away, stdin: JSON.stringify(pinned), timeoutMs: 90_000 }),
-        runCli(planArgs, {
-          env: away,
-          stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
-          timeoutMs: 90_000,
-        }),
-        runCli(args, {
-          env: { ...away, DSFETCH_RETRIES: "0" },
-          stdin: JSON.stringify([{ uri: `s3://${bucket}/model.bin`, name: "model" }]),
-          timeoutMs: 90_000,
-        }),
+        whileAway(args, pinned),
+        whileAway(args, unpinnedModel),
+        whileAway(args, [{ ...pinned[0], etag: "0".repeat(32) }]),
+        whileAway(human, unpinnedModel),
+        whileAway(planArgs, pinned),
+        whileAway(planArgs, unpinnedModel),
+        whileAway(args, unpinnedModel, { DSFETCH_RETRIES: "0" }),
       ]);
     expect(once.code, once.stderr).toBe(6);
     expect(JSON.parse(once.stdout).datasets[0].error.hint).toContain(
