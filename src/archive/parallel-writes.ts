@@ -68,6 +68,12 @@ export class ParallelWrites {
   private wakers: (() => void)[] = [];
   /** Told once, at the first failure (the extractor stops waiting for input then). */
   onFailure: (() => void) | undefined;
+  /**
+   * Told of each file's data once nothing reads it any more (its writes answered, its
+   * descriptor closed, or its open failed): file-data-pool.ts reuses the memory. Not told of
+   * files dropped unwritten by a stop (left to the GC).
+   */
+  onDataDone: ((data: Buffer) => void) | undefined;
 
   constructor(
     flags: number,
@@ -161,6 +167,7 @@ export class ParallelWrites {
       this.busyDirs.set(chosen, (this.busyDirs.get(chosen) ?? 0) + 1);
       this.inFlight++;
       this.writeOne(file, () => {
+        this.onDataDone?.(file.data);
         const left = (this.busyDirs.get(chosen) ?? 1) - 1;
         if (left === 0) this.busyDirs.delete(chosen);
         else this.busyDirs.set(chosen, left);

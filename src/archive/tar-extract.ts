@@ -74,9 +74,10 @@ import { untilOrAborted } from "../util/until-or-aborted.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { WRITE_PIECE } from "../util/write-piece.ts";
 import { CollisionGuard, checkEntryPath, FoldedPathMap } from "./entry-path.ts";
+import { FileDataPool } from "./file-data-pool.ts";
 import { type ExtractLimits, expandedLimitText, MAX_NAME_CHARACTERS } from "./limits.ts";
 import { isZeroBlock, storedTarChecksum, tarChecksumMatches } from "./magic.ts";
-import { type ParallelFailure, ParallelWrites } from "./parallel-writes.ts";
+import { PARALLEL_QUEUED_BYTES, type ParallelFailure, ParallelWrites } from "./parallel-writes.ts";
 
 export type { WriteMode } from "../util/write-mode.ts";
 
@@ -92,6 +93,8 @@ export interface WriteOptions {
   readonly signal?: AbortSignal | undefined;
   /** The parallel writes' bound on bytes waiting (parallel-writes.ts's by default). For tests. */
   readonly queuedBytes?: number | undefined;
+  /** Memory of the files queued for parallel writes (default: a pool of its own). For tests. */
+  readonly fileData?: FileDataPool | undefined;
 }
 
 /** Files up to this size may be written in parallel (their data is copied and queued). */
@@ -354,6 +357,8 @@ export class TarExtractor {
   private writtenInParallel = 0;
   /** Set in "parallel" mode, or once "auto" measured slow creates. */
   private parallel: ParallelWrites | undefined;
+  /** Memory of the files queued for parallel writes, reused once they are written. */
+  private readonly fileData: FileDataPool;
   /** The current small file's path, mode and data, while SINK_BUFFER. */
   private pending: { path: string; mode: number; data: Buffer; fill: number } | undefined;
   /** "auto": the current file's open and close are timed. */
@@ -428,6 +433,7 @@ export class TarExtractor {
     this.writes = writes.mode ?? "auto";
     this.creates = writes.creates ?? new SlowCreates();
     this.queuedBytes = writes.queuedBytes;
+    this.fileData = writes.fileData ?? new FileDataPool(PARALLEL_QUEUED_BYTES);
     if (this.writes === "parallel") this.startParallel();
   }
 
@@ -1178,7 +1184,7 @@ export class TarExtractor {
       this.entrySize = size;
       this.remaining = size;
       this.padding = padded;
-      const data = Buffer.allocUnsafe(size);
+      const data = this.fileData.take(size);
       if (size === 0) {
         this.handOver(absolute, fileMode, data);
         this.state = HEADER;
@@ -1332,6 +1338,7 @@ export class TarExtractor {
   private startParallel(): void {
     this.parallel = new ParallelWrites(FILE_FLAGS, this.onProgress, undefined, this.queuedBytes);
     this.parallel.onFailure = () => this.onParallelFailure?.();
+    this.parallel.onDataDone = (data) => this.fileData.give(data);
   }
 
   /**
