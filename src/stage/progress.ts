@@ -10,6 +10,7 @@ export class ProgressTracker {
   private objects = 0;
   private lastEmit = 0;
   private lastEmittedBytes = -1;
+  private lastEmittedObjects = -1;
   private readonly started = performance.now();
   private readonly dataset: string;
   private readonly totalBytes: number;
@@ -50,8 +51,14 @@ export class ProgressTracker {
     this.objects = 0;
   }
 
+  /**
+   * The last count, unless already said. Objects too: a folder's bytes all arrive before its
+   * last objects are verified, and the last line read `100% … 0/3 objects` (tester, 2026-12-07).
+   */
   finish(): void {
-    if (this.lastEmittedBytes !== this.bytes) this.emit();
+    if (this.lastEmittedBytes !== this.bytes || this.lastEmittedObjects !== this.objects) {
+      this.emit();
+    }
   }
 
   private maybeEmit(): void {
@@ -62,6 +69,7 @@ export class ProgressTracker {
   private emit(now = performance.now()): void {
     this.lastEmit = now;
     this.lastEmittedBytes = this.bytes;
+    this.lastEmittedObjects = this.objects;
     const seconds = Math.max(0.001, (now - this.started) / 1000);
     this.onEvent({
       type: "progress",
