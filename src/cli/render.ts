@@ -40,7 +40,7 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
     if (entry.replaces?.changed === true) {
       out.push(
         "",
-        `${entry.name}: ${entry.path} was changed after it was published (${entry.replaces.stagedAt}): ${entry.replaces.change ?? "files were added, removed, renamed or resized since"}; fetch would stage it again`,
+        `${entry.name}: ${entry.path} was changed after it was published (${entry.replaces.stagedAt}): ${entry.replaces.change ?? "files were added, removed, renamed or resized since"}; ${entry.error === undefined ? "fetch would stage it again" : "fetch would not use it, and would stage it again once the error below is resolved"}`,
       );
     }
     if (entry.timesChanged === true) {
@@ -58,7 +58,7 @@ export function renderPlanTable(entries: readonly PlanEntry[]): string {
     if (entry.storeUnreachable !== undefined) {
       out.push(
         "",
-        `${entry.name}: the store cannot be reached (${entry.storeUnreachable}): fetch would use the copy staged at ${entry.path} of the pinned ETag`,
+        `${entry.name}: the store cannot be reached (${entry.storeUnreachable}): fetch would use the copy staged at ${entry.path} of the pinned version (ETag ${entry.etag ?? "-"}${entry.versionId === null ? "" : `, versionId ${entry.versionId}`})`,
       );
     }
     if (entry.keptInUse !== undefined) {

@@ -32,8 +32,10 @@ import {
   type PlanError,
   pinnedCopy,
   pinnedOverOtherVersion,
+  pinsData,
   planEntry,
   refreshWaitsForJobs,
+  replacedCopyOf,
   sourceOf,
 } from "./plan.ts";
 import {
@@ -322,6 +324,9 @@ export async function plan(
                 objects: kept.kind === "prefix" ? kept.files.length : 1,
                 cached: true,
                 keptInUse: users,
+                // Given to the job as it is: what fetch says of it, as for a cached one.
+                ...(staged.timesChanged === true ? { timesChanged: true as const } : {}),
+                ...(staged.madeWritable === true ? { madeWritable: true as const } : {}),
               };
             }
           }
@@ -345,9 +350,11 @@ export async function plan(
 
 /**
  * As fetch (stage/stage-dataset.ts stagedCopyOfPin): a store that cannot be reached and a
- * dataset pinned by its ETag whose copy is staged, unchanged since (same source, ETag, and
- * versionId when pinned): fetch uses that copy, so the plan says "cached" (it said TRANSIENT:
- * the plan disagreed with the fetch it describes).
+ * dataset pinned by its ETag or its versionId (plan.ts pinsData) whose copy is staged (same
+ * source, and the pinned ETag and versionId): fetch uses that copy, so the plan says "cached"
+ * (it said TRANSIENT: the plan disagreed with the fetch it describes). A copy changed since it
+ * was published is not used: fetch says so and fails with the store's error, or PATH_TAKEN
+ * while jobs use it; the plan says the same (it said only the store's error).
  */
 async function pinnedCopyWhileUnreachable(
   spec: DatasetSpec,
@@ -355,13 +362,29 @@ async function pinnedCopyWhileUnreachable(
   error: DsfetchError,
   call: StorageCall,
 ): Promise<PlanEntry | undefined> {
-  if (error.code !== "TRANSIENT" || spec.etag === undefined) return undefined;
+  if (error.code !== "TRANSIENT" || !pinsData(spec)) return undefined;
   const { location } = target;
   const staged = await call(`reading ${location.manifestPath}`, (_signal, progressed) =>
     inspectStaged(location, progressed),
   );
-  const copy = staged.altered === true ? undefined : pinnedCopy(spec, staged.manifest);
-  if (copy === undefined) return undefined;
+  const copy = pinnedCopy(spec, staged.manifest);
+  if (copy === undefined || staged.manifest === undefined) return undefined;
+  if (staged.altered === true) {
+    const users = await call(`reading the leases of ${location.path}`, () =>
+      activeLeases(location).catch((error: unknown) => [unreadableLeases(error)]),
+    );
+    if (users.length > 0) {
+      const refused = otherVersionInUse(spec, location.path, users, {
+        altered: true,
+        change: staged.change,
+      });
+      return failedEntry(spec, target, refused);
+    }
+    return {
+      ...failedEntry(spec, target, error),
+      replaces: replacedCopyOf(staged.manifest, staged),
+    };
+  }
   return { ...planEntry(spec, copy, staged, target), storeUnreachable: error.message };
 }
 

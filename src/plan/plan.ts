@@ -14,16 +14,18 @@ import type { Target } from "./target.ts";
 
 /**
  * A copy at a dataset's path that a fetch replaces (plan's `replaces`) or replaced (fetch's
- * `replaced`): staged from an older version of the same source, or this version changed since
- * it was published.
+ * `replaced`): staged from an older version of the same source, or changed since it was
+ * published (this version or an older one), or both.
  */
 export interface ReplacedCopy {
   readonly etag: string | null;
   readonly versionId: string | null;
   readonly stagedAt: string;
   /**
-   * What is there is this very version, changed since it was published (files added,
-   * removed, rewritten or made writable: volumes/inspect.ts); fetch stages it again.
+   * What is there was changed since it was published (files added, removed, rewritten or
+   * made writable: volumes/inspect.ts), whichever version it is (its `etag`/`versionId` say:
+   * until 2026-12-07 a copy both changed and of an older version said only the latter);
+   * fetch stages the dataset again.
    */
   readonly changed?: true;
   /** With `changed`: what changed, as far as dsfetch can tell (tree-seal.ts). */
@@ -33,9 +35,9 @@ export interface ReplacedCopy {
 /** The copy `state` describes, as `replaces`/`replaced` say it; `changed` when it was. */
 export function replacedCopyOf(
   manifest: Manifest,
-  state: Pick<StagedState, "change">,
-  changed: boolean,
+  state: Pick<StagedState, "altered" | "change">,
 ): ReplacedCopy {
+  const changed = state.altered === true;
   return {
     etag: manifest.etag ?? null,
     versionId: manifest.versionId ?? null,
@@ -73,13 +75,16 @@ export interface PlanEntry {
   /** Why fetch would stage it into an ephemeral volume instead of shared storage (its path). */
   readonly fallback?: string;
   /**
-   * Not cached, but an older version of the same source is staged at the path: fetch
-   * replaces it (review, 2026-12-05: `plan` said only "no", as if nothing were there).
+   * Not cached, but an older version of the same source is staged at the path, or a copy
+   * changed since it was published (`changed`): fetch replaces it (review, 2026-12-05: `plan`
+   * said only "no", as if nothing were there). Beside an `error` (a store that cannot be
+   * reached, and the copy of a pinned version changed: dry-run.ts), fetch does not use it and
+   * replaces it once the store answers.
    */
   readonly replaces?: ReplacedCopy;
   /**
    * The store could not be reached (this error), and fetch would use the staged copy of the
-   * pinned ETag without it (`cached` is then true).
+   * pinned ETag or version without it (`cached` is then true).
    */
   readonly storeUnreachable?: string;
   /**
@@ -123,15 +128,8 @@ export function planEntry(
   const replacing =
     !entry.cached && staged.exists && older !== undefined && sameSource(older.uri, spec.uri);
   if (replacing) {
-    entry = {
-      ...entry,
-      // This very version, changed (another version is "stale" whatever was done to it).
-      replaces: replacedCopyOf(
-        older,
-        staged,
-        staged.altered === true && isCached(resolution, { ...staged, altered: false }, spec),
-      ),
-    };
+    // Changed since it was published, whichever version it is: said (`changed`).
+    entry = { ...entry, replaces: replacedCopyOf(older, staged) };
   }
   const tooBig = checkFits(spec, resolution, target);
   return tooBig === undefined ? entry : { ...entry, error: tooBig };
@@ -331,20 +329,30 @@ function checkFits(
 }
 
 /**
- * The staged copy of a dataset pinned by its ETag, as the version the store would resolve:
- * the same source (endpoint, bucket, key), ETag, and versionId when pinned. For a store that
- * cannot be reached (stage/stage-dataset.ts stagedCopyOfPin, and the plan of it: dry-run.ts);
- * undefined when `manifest` is not of that copy.
+ * Whether the datasets array pins this exact data: by its ETag (the bytes), or by a versionId
+ * other than "null" (an S3 object version is immutable; the null version of a bucket that is
+ * not versioned, or whose versioning is suspended, is overwritten in place: no pin).
+ */
+export function pinsData(spec: Pick<DatasetSpec, "etag" | "versionId">): boolean {
+  return spec.etag !== undefined || (spec.versionId !== undefined && spec.versionId !== "null");
+}
+
+/**
+ * The staged copy of a pinned dataset (pinsData), as the version the store would resolve: the
+ * same source (endpoint, bucket, key), the pinned ETag when pinned, the pinned versionId when
+ * pinned. For a store that cannot be reached (stage/stage-dataset.ts stagedCopyOfPin, and the
+ * plan of it: dry-run.ts); undefined when `manifest` is not of that copy.
  */
 export function pinnedCopy(
   spec: DatasetSpec,
   manifest: Manifest | undefined,
 ): ResolvedObject | undefined {
   if (
-    spec.etag === undefined ||
+    !pinsData(spec) ||
     manifest === undefined ||
     manifest.kind !== "object" ||
-    manifest.etag !== spec.etag ||
+    manifest.etag === undefined ||
+    (spec.etag !== undefined && manifest.etag !== spec.etag) ||
     (spec.versionId !== undefined && manifest.versionId !== spec.versionId) ||
     !sameSourceAt(manifest, sourceOf(spec))
   ) {
@@ -354,7 +362,7 @@ export function pinnedCopy(
     kind: "object",
     bucket: spec.location.bucket,
     key: spec.location.key,
-    etag: spec.etag,
+    etag: manifest.etag,
     versionId: manifest.versionId ?? undefined,
     bytes: manifest.bytes,
     lastModified: undefined,
@@ -362,4 +370,14 @@ export function pinnedCopy(
     checksum: undefined,
     checksumRejected: [],
   };
+}
+
+/** The pin of a dataset as said in messages: "ETag <etag>", "version <versionId>", or both. */
+export function pinInWords(spec: Pick<DatasetSpec, "etag" | "versionId">): string {
+  return [
+    spec.etag === undefined ? undefined : `ETag ${spec.etag}`,
+    spec.versionId === undefined ? undefined : `version ${spec.versionId}`,
+  ]
+    .filter((part) => part !== undefined)
+    .join(", ");
 }

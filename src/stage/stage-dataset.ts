@@ -32,8 +32,10 @@ import {
   isCached,
   otherVersionFallback,
   otherVersionInUse,
+  pinInWords,
   pinnedCopy,
   pinnedOverOtherVersion,
+  pinsData,
   type ReplacedCopy,
   refreshWaitsForJobs,
   replacedCopyOf,
@@ -129,7 +131,7 @@ export interface StagedDataset {
   readonly keptInUse?: readonly string[];
   /**
    * The store could not be reached (this error, once the retries were spent), and the staged
-   * copy of the pinned ETag was used without asking it (stagedCopyOfPin).
+   * copy of the pinned ETag or version was used without asking it (stagedCopyOfPin).
    */
   readonly storeUnreachable?: string;
   /**
@@ -461,7 +463,7 @@ async function stageOn(
      * published: never kept, and not replaced under the jobs that use it either
      * (OtherVersionInUse, with `change`).
      */
-    { manifest: published, altered = false, change }: StagedState,
+    { manifest: published, altered = false, change, timesChanged, madeWritable }: StagedState,
     /** Under a removal notice: its clock (RemovalNotice.storageNow), leases are judged by. */
     notice?: RemovalNotice,
   ): Promise<StagedDataset | undefined> => {
@@ -490,7 +492,14 @@ async function stageOn(
       dataset: spec.name,
       message: `${spec.uri} changed since it was staged (${published.createdAt}), but ${target.location.path} is in use (${users.join(", ")}): kept as it is, not replaced under the jobs reading it; the first run once no job uses it refreshes it`,
     });
-    return publishedAs(resolution, published, { keptInUse: users });
+    // What an ordinary reuse says of the copy it gives (fetch --json lacked both for a kept
+    // one, and the made-writable warning was not said).
+    if (madeWritable === true) sayMadeWritable(published);
+    return publishedAs(resolution, published, {
+      keptInUse: users,
+      ...(timesChanged === true ? { timesChanged: true as const } : {}),
+      ...(madeWritable === true ? { madeWritable: true as const } : {}),
+    });
   };
 
   /** The published dataset of another version of the source, as this run's result. */
@@ -549,14 +558,15 @@ async function stageOn(
 
   /**
    * A store that cannot be reached (TRANSIENT once the retries are spent) and a dataset pinned
-   * by its ETag whose copy is staged: that copy, verified against the same ETag when it was
-   * staged, with a warning. A store outage stopped every job whose data was already here
-   * (exploratory review, 2026-12-07). Never for a dataset not pinned (the store may have
-   * another version), nor for any other error (403 and 404 are answers).
+   * by its ETag or its versionId (plan.ts pinsData) whose copy is staged: that copy, verified
+   * when it was staged, with a warning. A store outage stopped every job whose data was
+   * already here (exploratory review, 2026-12-07). Never for a dataset not pinned (the store
+   * may have another version), nor pinned only to the versionId "null" (a null version is
+   * overwritten in place), nor for any other error (403 and 404 are answers).
    */
   const stagedCopyOfPin = async (error: unknown): Promise<StagedDataset | undefined> => {
     if (!(error instanceof DsfetchError) || error.code !== "TRANSIENT") return undefined;
-    if (spec.etag === undefined) return undefined;
+    if (!pinsData(spec)) return undefined;
     if (target.volume === "shared" && context.sharedStorageAnswers !== undefined) {
       let answers = false;
       await untilOrAborted(
@@ -594,7 +604,7 @@ async function stageOn(
       context.onEvent({
         type: "warning",
         dataset: spec.name,
-        message: `the store cannot be reached (${error.message}): using the copy staged at ${target.location.path} (${manifest.createdAt}) of the pinned ETag ${spec.etag}, verified then by ${manifest.verification}`,
+        message: `the store cannot be reached (${error.message}): using the copy staged at ${target.location.path} (${manifest.createdAt}) of the pinned ${pinInWords(spec)}, verified then by ${manifest.verification}`,
       });
       // Said in --json too: an ordinary "cached" told a pipeline nothing of the outage
       // (exploratory review, 2026-12-07).
@@ -1131,14 +1141,7 @@ async function stageOn(
             keptAtSwap = await keptInUse(resolution, there, notice).catch(inUseSinceDownloading);
             if (keptAtSwap !== undefined) return false;
             replacedCopy =
-              there.manifest === undefined
-                ? undefined
-                : replacedCopyOf(
-                    there.manifest,
-                    there,
-                    there.altered === true &&
-                      isCached(resolution, { ...there, altered: false }, spec),
-                  );
+              there.manifest === undefined ? undefined : replacedCopyOf(there.manifest, there);
             return true;
           },
           afterReplacing: async ({ mayStillLand }) => {

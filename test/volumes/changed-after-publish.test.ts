@@ -348,6 +348,45 @@ describe.concurrent("a published dataset changed afterwards", () => {
     expect(existsSync(join(ephemeral, "model"))).toBe(true);
   }, 120_000);
 
+  it("a copy of an older version, changed after it was published: plan and fetch --json say it was changed, not only stale", async () => {
+    const storage = mkdtempSync(join(root, "storage-"));
+    const args = fetchArgs(storage);
+    const datasets = JSON.stringify([{ uri: `s3://${bucket}/stale.bin`, name: "stale" }]);
+    const old = await putObject(bucket, "stale.bin", "version one");
+    const staged = await runCli(args, { env: testEnv(), stdin: datasets });
+    expect(staged.code, staged.stderr).toBe(0);
+    const path: string = JSON.parse(staged.stdout).datasets[0].path;
+    chmodSync(path, 0o755);
+    writeFileSync(join(path, "outputs.log"), "epoch 1\n");
+    const now = await putObject(bucket, "stale.bin", "version two");
+    const change =
+      "files or directories were added (net: 1 entry more than when it was published, 2 not 1)";
+    const human = ["plan", ...args.slice(1).filter((arg) => arg !== "--json")];
+    const [plan, table] = await Promise.all([
+      runCli(["plan", ...args.slice(1)], { env: testEnv(), stdin: datasets }),
+      runCli(human, { env: testEnv(), stdin: datasets }),
+    ]);
+    expect(plan.code, plan.stderr).toBe(0);
+    // The older version it is (its etag), and that it was changed (it said only the former).
+    expect(JSON.parse(plan.stdout).datasets[0]).toMatchObject({
+      cached: false,
+      etag: now.etag,
+      replaces: { etag: old.etag, changed: true, change },
+    });
+    expect(table.stderr).toContain("no: changed");
+    expect(table.stderr).toContain(`stale: ${path} was changed after it was published (`);
+    const fetched = await runCli(args, { env: testEnv(), stdin: datasets });
+    expect(fetched.code, fetched.stderr).toBe(0);
+    expect(fetched.stderr).toContain(`${path} was changed after it was published (`);
+    expect(JSON.parse(fetched.stdout).datasets[0]).toMatchObject({
+      cached: false,
+      etag: now.etag,
+      replaced: { etag: old.etag, changed: true, change },
+    });
+    expect(readdirSync(path)).toEqual(["stale.bin"]);
+    expect(readFileSync(join(path, "stale.bin"), "utf8")).toBe("version two");
+  });
+
   it("a directory the owner's job made in it that another user may not read: that user's run stages its own copy (not a failure)", async () => {
     const storage = storageForTwoUsers();
     const { result } = await stageFolder(storage);

@@ -3,6 +3,7 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
+  chmod,
   mkdir,
   mkdtemp,
   readdir,
@@ -11,6 +12,7 @@ import {
   rm,
   stat,
   symlink,
+  utimes,
   writeFile,
 } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -185,6 +187,11 @@ describe("published datasets", () => {
     // A job's lease (as `run` and `sidecar` take), by this live process.
     const lease = await takeLease(locationIn(join(storage, "t", "data"), "inuse"));
     await putObject(bucket, "inuse/b.txt", "two");
+    // Its file made writable and given another time by a job: what a reuse says of the copy
+    // it gives, said of the kept one too (fetch --json and plan lacked both).
+    await chmod(join(dir, "a.txt"), 0o644);
+    await utimes(join(dir, "a.txt"), new Date("2001-01-01"), new Date("2001-01-01"));
+    const saidOfCopy = { timesChanged: true, madeWritable: true };
     try {
       const kept = await runCli(["fetch", "--datasets", "-", "--json", ...flags], {
         env: testEnv(),
@@ -195,9 +202,12 @@ describe("published datasets", () => {
         cached: true,
         objects: 1,
         keptInUse: [expect.stringMatching(/ pid \d+$/)],
+        ...saidOfCopy,
       });
       expect(kept.stderr).toContain("changed since it was staged");
       expect(kept.stderr).toContain("kept as it is");
+      expect(kept.stderr).toContain(`files of ${dir} have been made writable by their owner`);
+      expect(kept.stderr).toContain(`files of ${dir} have other modification times`);
       // Nothing was replaced: no "replaced".
       expect(JSON.parse(kept.stdout).datasets[0].replaced).toBeUndefined();
       expect((await readdir(dir)).sort()).toEqual(["a.txt"]);
@@ -212,6 +222,7 @@ describe("published datasets", () => {
         cached: true,
         objects: 1,
         keptInUse: [expect.stringMatching(/ pid \d+$/)],
+        ...saidOfCopy,
       });
       const table = await runCli(["plan", "--datasets", "-", ...flags], {
         env: testEnv(),
