@@ -697,6 +697,8 @@ async function stageOn(
       });
     });
   const fast = await reuseBeforeLock();
+  /** The copy at the path before this worker waited for the lock (reuse's last look). */
+  const seenBeforeWaiting = seenBeforeDownload;
   if (fast !== undefined) {
     // A holder killed between its rename and its clean-up leaves its attempt directory behind.
     // Without the lock only this host's dead processes' attempts are certain to be abandoned
@@ -915,6 +917,28 @@ async function stageOn(
       // Re-check under the lock: the previous holder may have published while we waited.
       const reused = await reuseAfterWait();
       if (reused !== undefined) return reused;
+      if (
+        restart === 0 &&
+        !pinsData(spec) &&
+        seenBeforeDownload !== undefined &&
+        manifestIdentity(seenBeforeDownload) !== manifestIdentity(seenBeforeWaiting)
+      ) {
+        // Published while this worker waited, and not the version it resolved before: the
+        // source changed while the holder downloaded (which started again on the new one).
+        // The store is asked again (a HEAD, a listing) rather than downloading from what it
+        // no longer has: each waiter downloaded the folder in turn up to the changed object,
+        // then listed again and found it published (tester, 2026-12-07: 8 workers, a folder
+        // of 400 objects changed once, 3,328 object GETs, each worker "cached").
+        context.onEvent({
+          type: "info",
+          dataset: spec.name,
+          message: `${target.location.path} was published while this worker waited, from another version of ${spec.uri} than it found before waiting: asking the store again`,
+        });
+        resolution = await resolve();
+        checkSupported(spec, resolution, target, fallback);
+        const fresh = await reuseAfterWait();
+        if (fresh !== undefined) return fresh;
+      }
       if (lock !== undefined) {
         // Or failed on bytes that would fail here too (a broken archive): not again.
         const { failurePath } = target.location;
