@@ -5,7 +5,7 @@
  */
 import { chmodSync, constants, opendirSync, statSync } from "node:fs";
 import { lstat, open, readdir, rm, rmdir, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { mainThreadAlive } from "../util/main-thread-beat.ts";
 import { chmodDir } from "./no-follow.ts";
@@ -116,8 +116,10 @@ export async function replaceRefusal(
   let handle: Awaited<ReturnType<typeof open>>;
   try {
     handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
-  } catch {
-    return undefined;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EACCES"
+      ? unopenableRefusal(path, copy)
+      : undefined;
   }
   try {
     const found = await handle.stat();
@@ -139,6 +141,29 @@ export async function replaceRefusal(
     return undefined;
   } finally {
     await handle.close().catch(() => {});
+  }
+}
+
+/**
+ * replaceRefusal for a tree whose top directory this user may not even open (its owner's
+ * `chmod 0`): moving it aside needs its write bit back, which chmodDir gives by name only in a
+ * directory no one else may write (no-follow.ts). In a team's data directory it cannot, and
+ * every run downloaded the dataset whole, then failed STORAGE at the swap, although its
+ * warning said it would stage its own copy (exploratory tester, 2026-12-07).
+ */
+async function unopenableRefusal(path: string, copy: string): Promise<string | undefined> {
+  try {
+    const found = await lstat(path);
+    if (!found.isDirectory()) return undefined;
+    const me = process.getuid?.();
+    const parentOpen = ((await lstat(dirname(path))).mode & 0o022) !== 0;
+    if (found.uid === me && !parentOpen) return undefined;
+    const mode = (found.mode & 0o7777).toString(8).padStart(4, "0");
+    return found.uid === me
+      ? `${path} holds ${copy} whose own directory its owner, this user (uid ${me}), made unreadable (mode ${mode}): dsfetch changes no mode by name in ${dirname(path)}, which others may write, so it cannot move it aside; run \`chmod u+rwx ${path}\`, and the next run replaces it`
+      : `${path} holds ${copy} staged by uid ${found.uid}, whose own directory that user made unreadable (mode ${mode}): this user (uid ${me}) may not replace it; that user or root refreshes it with \`dsfetch fetch\` (after \`chmod u+rwx ${path}\`) or removes it with \`dsfetch prune\``;
+  } catch {
+    return undefined;
   }
 }
 

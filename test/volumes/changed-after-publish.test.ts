@@ -446,6 +446,35 @@ describe.concurrent("a published dataset changed afterwards", () => {
     expect(readdirSync(tmp).filter((name) => name.startsWith("replaced."))).toEqual([]);
   }, 60_000);
 
+  it("the dataset's own directory made unreadable by its owner (chmod 0) in a data directory others may write: staged into an ephemeral volume, the owner told how to undo it", async () => {
+    const storage = storageForTwoUsers();
+    const ephemeral = mkdtempSync(join(root, "ephemeral-"));
+    chownSync(ephemeral, 65534, 65534);
+    const args = [...fetchArgs(storage), "--ephemeral-root", ephemeral];
+    const first = await asNobody([process.execPath, CLI_ENTRY, ...args], folder());
+    expect(first.status, first.stderr).toBe(0);
+    const path: string = JSON.parse(first.stdout).datasets[0].path;
+    chmodSync(join(storage, "ml", "data"), 0o777);
+    expect((await asNobody(["chmod", "0", path])).status).toBe(0);
+    const said = `run \`chmod u+rwx ${path}\`, and the next run replaces it`;
+    const plan = await asNobody([process.execPath, CLI_ENTRY, "plan", ...args.slice(1)], folder());
+    expect(plan.status, plan.stderr).toBe(0);
+    expect(JSON.parse(plan.stdout).datasets[0]).toMatchObject({
+      volume: "ephemeral",
+      fallback: expect.stringContaining(said),
+    });
+    // It downloaded the folder, then failed STORAGE at the swap (exit 7), at every run.
+    const again = await asNobody([process.execPath, CLI_ENTRY, ...args], folder());
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).toContain(said);
+    const staged = JSON.parse(again.stdout).datasets[0];
+    expect(staged.path).toBe(join(ephemeral, "set"));
+    expect(readFileSync(join(staged.path, "a.txt"), "utf8")).toBe("alpha\n");
+    // Left as it is: its owner's to open again.
+    expect(statSync(path).mode & 0o777).toBe(0);
+    chmodSync(path, 0o555);
+  }, 60_000);
+
   it("another user's tree made writable by its owner's job: root's run reuses it and says so, touching nothing", async () => {
     const storage = storageForTwoUsers();
     const staged = await asNobody([process.execPath, CLI_ENTRY, ...fetchArgs(storage)], folder());
