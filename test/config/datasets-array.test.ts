@@ -116,6 +116,30 @@ describe("the array text", () => {
     expect(spec && Object.isFrozen(spec.location)).toBe(true);
   });
 
+  it("accepts names ending in an etag when no two entries share a directory", () => {
+    // Shared storage keeps a pinned dataset at <name>-<etag>: "x" pinned to E and "x-E" are
+    // one directory only when "x-E" is not pinned, or pinned to E as well (the same name).
+    const specs = parse(
+      entries(
+        { uri: "s3://bucket/x.tar.gz", etag: ETAG },
+        // pinned: its directory is x-<ETAG>-<ETAG>
+        { uri: "s3://bucket/x.tar.gz", name: `x-${ETAG}`, etag: ETAG },
+        // an ephemeral volume holds it under its name, on its own volume
+        { uri: "s3://bucket/y.tar.gz", etag: ETAG },
+        { uri: "s3://bucket/y.tar.gz", name: `y-${ETAG}`, volumeOptions: { kind: "dynamic" } },
+        // a name of that form alone
+        { uri: "s3://bucket/model.bin", name: `model-${ETAG}` },
+      ),
+    );
+    expect(specs.map((spec) => spec.name)).toEqual([
+      "x",
+      `x-${ETAG}`,
+      "y",
+      `y-${ETAG}`,
+      `model-${ETAG}`,
+    ]);
+  });
+
   it("keeps a non-archive extension, so a.zip and a.csv have different names", () => {
     const specs = parse('[{ "uri": "s3://bucket/a.zip" }, { "uri": "s3://bucket/a.csv" }]');
     expect(specs.map((spec) => spec.name)).toEqual(["a", "a.csv"]);
@@ -494,6 +518,40 @@ const BAD: BadCase[] = [
       { uri: "s3://bucket/b.zip", name: "same" },
     ),
     message: ['datasets.json: datasets[1] ("same")', "already used by datasets[0]"],
+  },
+  {
+    what: "two entries stored in one shared directory: a pinned name and a name ending in its etag",
+    text: entries(
+      OK,
+      { uri: "s3://bucket/x.tar.gz", etag: ETAG },
+      { uri: "s3://bucket/x.tar.gz", name: `x-${ETAG}` },
+    ),
+    message: [
+      `datasets.json: datasets[1] ("x", etag ${ETAG}) and datasets[2] ("x-${ETAG}", no etag)`,
+      `would both be stored at <storage-root>/<team>/data/x-${ETAG} in shared storage`,
+      'its name, followed by "-" and its etag',
+    ],
+    told: ['give one of them a different "name"'],
+  },
+  {
+    what: "two entries stored in one shared directory, case-insensitively",
+    text: entries({ uri: "s3://bucket/x.tar.gz", name: `X-${ETAG.toUpperCase()}` }, OK, {
+      uri: "s3://other/x.zip",
+      etag: `"${ETAG}"`,
+    }),
+    message: [
+      `datasets[0] ("X-${ETAG.toUpperCase()}", no etag) and datasets[2] ("x", etag ${ETAG})`,
+      `<storage-root>/<team>/data/X-${ETAG.toUpperCase()} (and "x-${ETAG}", the same directory on a case-insensitive filesystem)`,
+    ],
+    told: ['give one of them a different "name"'],
+  },
+  {
+    what: "two entries stored in one shared directory, a multipart etag",
+    text: entries(
+      { uri: "s3://bucket/x-part.tar", name: `x-${ETAG}-12` },
+      { uri: "s3://bucket/x.tar", etag: `${ETAG}-12` },
+    ),
+    message: [`datasets[0] ("x-${ETAG}-12", no etag) and datasets[1] ("x", etag ${ETAG}-12)`],
   },
   {
     what: "a key given twice in one entry (JSON would keep the last)",

@@ -1,5 +1,5 @@
 // Regressions for bugs found by review of the config parsers (one test each).
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { parseDatasetsText } from "../../src/config/datasets-array.ts";
 import { Redactor } from "../../src/config/redact.ts";
 import { parseSize } from "../../src/config/size.ts";
@@ -8,6 +8,31 @@ import { thrown } from "../harness/thrown.ts";
 
 function errorOf(text: string, env: Record<string, string> = {}): DsfetchError {
   return thrown(() => parseDatasetsText(text, "test.json", env));
+}
+
+/**
+ * The characters String.prototype.indexOf reads while `fn` runs (from where each search
+ * starts to what it finds, or to the end of the text): work counted, not time.
+ */
+function charactersSearched<T>(fn: () => T): { result: T; read: number } {
+  const indexOf = String.prototype.indexOf;
+  let read = 0;
+  const spy = vi.spyOn(String.prototype, "indexOf").mockImplementation(function (
+    this: string,
+    search: string,
+    position?: number,
+  ) {
+    const text = String(this);
+    const from = Math.min(Math.max(position ?? 0, 0), text.length);
+    const at = indexOf.call(text, search, from);
+    read += (at === -1 ? text.length : at + search.length) - from;
+    return at;
+  });
+  try {
+    return { result: fn(), read };
+  } finally {
+    spy.mockRestore();
+  }
 }
 
 describe("config regressions", () => {
@@ -91,6 +116,32 @@ describe("config regressions", () => {
   it("entry errors say where the array came from", () => {
     const error = errorOf(JSON.stringify([{ ur: "s3://b/k" }]));
     expect(error.message).toMatch(/^test\.json: datasets\[0\]/);
+  });
+
+  it("a one-line datasets array is read for duplicate keys once, not once per token", () => {
+    // Exploratory test, 2026-12-07: JSON.stringify and json.dump write one line, and the line
+    // count searched from every token to the next "\n", the end of such a text: a 4 MB array
+    // took 54 s to be refused, the allowed 16 MiB would have taken a quarter of an hour.
+    // Comments too (JSON5), and a key given twice at the end, so the whole text is scanned.
+    const items = "1, /* n */ ".repeat(2_000);
+    const text = `[{"uri":"s3://b/x.tar.gz", "name": [${items}1], "uri": "s3://b/y.tar.gz"}]`;
+    const { result: error, read } = charactersSearched(() => errorOf(text));
+    expect(error.code).toBe("CONFIG_INVALID");
+    expect(error.message).toBe(
+      'test.json: line 1: the key "uri" is given twice in one object (JSON keeps only the last one)',
+    );
+    // Each comment's end is searched for once: about the text's length (~22 kB) in all. Once
+    // per token to the end of the text, it was ~45 million characters.
+    expect(read).toBeLessThan(2 * text.length);
+  });
+
+  it("more datasets than the limit are refused before the text is scanned again for keys", () => {
+    // A key given twice in the last entry: the count, known as soon as the text parsed, is
+    // what is said, without a scan of the whole text first (exploratory test, 2026-12-07).
+    const text = `[${'{"uri":"s3://b/a"},'.repeat(10_000)}{"uri":"s3://b/a","uri":"s3://b/b"}]`;
+    const error = errorOf(text);
+    expect(error.code).toBe("CONFIG_INVALID");
+    expect(error.message).toBe("test.json: 10001 datasets is more than the limit of 10000");
   });
 
   it("the SPEC's short example buckets are accepted", () => {
