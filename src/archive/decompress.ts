@@ -5,8 +5,9 @@
  * Which implementation, and why (../shared/MEASURED.md, 512 MiB of mixed data, 2 cores):
  * - gzip: always node:zlib, with a 1 MiB output chunkSize (1.9 s, against 5.9 s with the
  *   defaults, 3.4 s for pigz and 4.1 s for gzip -dc). Concatenated members are decoded as
- *   one stream (zlib does that); trailing non-gzip data is an error, zeros excepted
- *   (GzipEnd: zlib ignores whatever follows a NUL byte).
+ *   one stream (zlib does that); bytes after the gzip stream that are not a member are an
+ *   error saying so (how many, from where), zeros excepted (GzipEnd: zlib ignores whatever
+ *   follows a NUL byte, and calls other bytes an "incorrect header check").
  * - xz: the `xz` program (`-dc -T0`: 5.9 s on multi-block files, 10.8 s single-threaded),
  *   with `--memlimit-decompress` against xz bombs; else `pixz -d` (5.5 s, but no memory
  *   limit, hence second); else the npm package lzma-native (20-23 s), loaded only if
@@ -27,7 +28,7 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { delimiter, join } from "node:path";
 import { PassThrough, Readable, type Writable } from "node:stream";
-import { createGunzip, type Gunzip, type ZlibOptions } from "node:zlib";
+import { createGunzip, createInflateRaw, type Gunzip, type ZlibOptions } from "node:zlib";
 import { DsfetchError } from "../errors.ts";
 import { killChild } from "../util/kill-child.ts";
 import { Bzip2End } from "./bzip2-end.ts";
@@ -292,8 +293,8 @@ function decompressWith(
     case "none":
       return failing(unavailable(codec, options.dataset));
     case "node:zlib": {
-      const end = new GzipEnd(source);
       let gunzip: Gunzip | undefined;
+      const end = new GzipEnd(source, () => gunzip?.bytesWritten ?? 0);
       const decoded = throughStream(decompressor, end.input(), options, async () => {
         // zlib passes its options on to stream.Transform; the types only list zlib's own.
         gunzip = createGunzip({
@@ -302,7 +303,7 @@ function decompressWith(
         } as ZlibOptions);
         return gunzip;
       });
-      return end.afterDecoding(decoded, () => gunzip?.bytesWritten ?? 0, options);
+      return end.afterDecoding(decoded, options);
     }
     case "lzma-native":
       return throughStream(decompressor, source, options, async () => {
@@ -322,15 +323,33 @@ function decompressWith(
 }
 
 /**
- * Fails gzip data that goes on after its last member with anything but zeros. node:zlib
- * decodes concatenated members and refuses other bytes after them, except bytes that start
- * with a NUL: there it stops and ignores the rest, whatever it is ("\0junk", even a whole
- * member after a NUL byte, was dropped without a word: review, 2026-12-06). Zeros are the
- * padding of a tape's or dd's blocking, which gzip accepts too. Bytes after a bzip2 stream
- * are refused the same way (bzip2-end.ts).
+ * Input kept from the start of gzip data, until the decoder is past it: enough to say exactly
+ * where the gzip stream of a small archive ends (GzipEnd.notAMember).
+ */
+const GZIP_KEEP_BYTES = 8 << 20;
+
+/**
+ * Fails gzip data that goes on after its last member with anything but zeros, saying so.
+ * node:zlib decodes concatenated members and refuses other bytes after them as "incorrect
+ * header check" (it takes them for a member's header), which read "the gzip data is corrupt or
+ * truncated" for a whole archive with bytes appended (exploratory review, 2026-12-07), except
+ * bytes that start with a NUL: there it stops and ignores the rest, whatever it is ("\0junk",
+ * even a whole member after a NUL byte, was dropped without a word: review, 2026-12-06). Zeros
+ * are the padding of a tape's or dd's blocking, which gzip accepts too. Bytes after a bzip2
+ * stream are refused the same way (bzip2-end.ts).
+ *
+ * Refused, not ignored as GNU gzip does ("decompression OK, trailing garbage ignored", exit
+ * status 2, with which GNU tar stops: "Child returned status 2"): they are not the archive's,
+ * and what else was done to it is not known. Where the stream ends: zlib says it only where it
+ * stops at a NUL (bytesWritten). At an "incorrect header check" it has taken bytes past the end
+ * of the last member in the same call, so the end is found again in the input kept from the
+ * start (GZIP_KEEP_BYTES; members walked with a raw inflate, error path only); past that, the
+ * message gives the bound it knows.
  */
 class GzipEnd {
   private readonly source: AsyncIterable<Buffer>;
+  /** Bytes of input the decoder has taken, in calls that succeeded (gunzip.bytesWritten). */
+  private readonly consumed: () => number;
   private iterator: AsyncIterator<Buffer> | undefined;
   /** The last read of the source asked for; `done` once it has ended. */
   private pending: Promise<IteratorResult<Buffer>> | undefined;
@@ -338,9 +357,13 @@ class GzipEnd {
   /** Bytes read from the source, and where the last one that is not zero ends. */
   private read = 0;
   private nonZeroEnd = 0;
+  /** The start of the input (GZIP_KEEP_BYTES at most), until the decoder is past it. */
+  private kept: Buffer[] | undefined = [];
+  private keptBytes = 0;
 
-  constructor(source: AsyncIterable<Buffer>) {
+  constructor(source: AsyncIterable<Buffer>, consumed: () => number) {
     this.source = source;
+    this.consumed = consumed;
   }
 
   /**
@@ -358,22 +381,32 @@ class GzipEnd {
 
   /**
    * `decoded`, passed through; at its end, the rest of the source is read (up to a byte that
-   * is not zero), and every byte after the `consumed()` bytes the decoder took must be zero.
+   * is not zero, then to its end, to say how many), and every byte after the `consumed()`
+   * bytes the decoder took must be zero. zlib's "incorrect header check" is said as what it is
+   * (notAMember).
    */
   async *afterDecoding(
     decoded: AsyncIterable<Buffer>,
-    consumed: () => number,
     { dataset, signal }: DecompressOptions,
   ): AsyncGenerator<Buffer> {
     try {
-      yield* decoded;
-      const end = consumed();
+      try {
+        yield* decoded;
+      } catch (error) {
+        // Where zlib took bytes after a member for the next member's header.
+        if (zlibSaid(error) !== "incorrect header check") throw error;
+        throw await this.notAMember(error, dataset, signal);
+      }
+      const end = this.consumed();
       await this.pending; // a read the decoder asked for, then left
       while (!this.done && this.nonZeroEnd <= end) {
         signal?.throwIfAborted();
         await this.next();
       }
-      if (this.nonZeroEnd > end) throw trailingGzipData(end, dataset);
+      if (this.nonZeroEnd > end) {
+        await this.readAll(signal);
+        throw trailingGzipData(dataset, this.read, { end });
+      }
     } finally {
       if (!this.done) {
         // Stopped early or failed: the source is told to stop (not awaited, as throughStream).
@@ -382,6 +415,34 @@ class GzipEnd {
           .then(() => iterator?.return?.())
           .catch(() => {});
       }
+    }
+  }
+
+  /**
+   * The error for zlib's "incorrect header check" (`error`): bytes after a member that are not
+   * one; `error` itself where no member came before (not gzip data at all).
+   */
+  private async notAMember(
+    error: unknown,
+    dataset: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> {
+    // zlib's calls that succeeded took `after` bytes, all members': the stream ends past them.
+    const after = this.consumed();
+    await this.readAll(signal);
+    const kept = this.kept === undefined ? undefined : Buffer.concat(this.kept);
+    this.kept = undefined;
+    const end = kept === undefined ? undefined : await gzipStreamEnd(kept, signal);
+    if (end === 0 || (end === undefined && after === 0)) return error;
+    return trailingGzipData(dataset, this.read, end === undefined ? { after } : { end });
+  }
+
+  /** Reads the source to its end (its bytes counted, not kept past GZIP_KEEP_BYTES). */
+  private async readAll(signal: AbortSignal | undefined): Promise<void> {
+    await this.pending;
+    while (!this.done) {
+      signal?.throwIfAborted();
+      await this.next();
     }
   }
 
@@ -400,16 +461,105 @@ class GzipEnd {
     while (end > 0 && chunk[end - 1] === 0) end--;
     if (end > 0) this.nonZeroEnd = this.read + end;
     this.read += chunk.length;
+    if (this.kept === undefined) return;
+    // Past the kept bytes, the decoder has found only members there: they cannot say where
+    // the stream ends.
+    if (this.consumed() > GZIP_KEEP_BYTES) {
+      this.kept = undefined;
+    } else if (this.keptBytes < GZIP_KEEP_BYTES) {
+      // The source's own memory: a reused one is copied before it gets here (ownCopies).
+      const piece = chunk.subarray(0, GZIP_KEEP_BYTES - this.keptBytes);
+      this.kept.push(piece);
+      this.keptBytes += piece.length;
+    }
   }
 }
 
-function trailingGzipData(end: number, dataset: string | undefined): DsfetchError {
+/** What zlib said, for a decoding error made from its error (corrupt()). */
+function zlibSaid(error: unknown): string | undefined {
+  const cause = error instanceof DsfetchError ? error.cause : undefined;
+  return cause instanceof Error ? cause.message : undefined;
+}
+
+/**
+ * Where the members at the start of `data` end, followed by bytes that are not a member; 0
+ * when it does not start with one; undefined when `data` ends first (or within a member).
+ */
+async function gzipStreamEnd(data: Buffer, signal?: AbortSignal): Promise<number | undefined> {
+  for (let at = 0; ; ) {
+    signal?.throwIfAborted();
+    if (data.length - at < 2) return undefined;
+    if (data[at] !== 0x1f || data[at + 1] !== 0x8b) return at;
+    const body = gzipHeaderEnd(data, at);
+    if (body === undefined) return undefined;
+    const deflated = await deflateLength(data.subarray(body));
+    if (deflated === undefined) return undefined;
+    // The member's trailer: CRC-32 and size, 4 bytes each.
+    at = body + deflated + 8;
+  }
+}
+
+/** Where the header of the gzip member at `at` ends (RFC 1952); undefined past `data`. */
+function gzipHeaderEnd(data: Buffer, at: number): number | undefined {
+  const flags = data[at + 3] ?? 0;
+  let end = at + 10;
+  if (flags & 4) {
+    // FEXTRA: its length, then its bytes.
+    if (end + 2 > data.length) return undefined;
+    end += 2 + data.readUInt16LE(end);
+  }
+  // FNAME, FCOMMENT: each ends with a NUL.
+  for (const flag of [8, 16]) {
+    if ((flags & flag) === 0) continue;
+    const nul = end < data.length ? data.indexOf(0, end) : -1;
+    if (nul < 0) return undefined;
+    end = nul + 1;
+  }
+  // FHCRC.
+  if (flags & 2) end += 2;
+  return end <= data.length ? end : undefined;
+}
+
+/** The length of the raw deflate data at the start of `data`; undefined if it is not whole. */
+async function deflateLength(data: Buffer): Promise<number | undefined> {
+  const inflate = createInflateRaw({ chunkSize: ZLIB_CHUNK });
+  try {
+    inflate.end(data);
+    // Decoded to find its end, and dropped.
+    for await (const _ of inflate) {
+    }
+    return inflate.bytesWritten;
+  } catch {
+    return undefined;
+  } finally {
+    inflate.destroy();
+  }
+}
+
+/**
+ * Bytes after the gzip stream that are not a member (nor zeros): `end`, where the stream ends,
+ * or, where that is not known, `after`: bytes past which it ends.
+ */
+function trailingGzipData(
+  dataset: string | undefined,
+  total: number,
+  at: { end: number } | { after: number },
+): DsfetchError {
+  const plural = (n: number) => `${n} byte${n === 1 ? "" : "s"}`;
+  const where =
+    "end" in at
+      ? `${plural(total - at.end)} after the end of the gzip stream (at byte ${at.end} of ${total}) that are not a gzip member`
+      : `bytes after the end of the gzip stream that are not a gzip member: at most the last ${plural(total - at.after)} of its ${total} (node:zlib does not say where exactly its stream ends)`;
+  const cut =
+    "end" in at
+      ? `cut them off (\`head -c ${at.end} <file> > fixed.tar.gz\`, then \`gzip -t fixed.tar.gz\`) or re-create the archive, and upload it again`
+      : "re-create the archive (or cut the bytes after its gzip stream off), and upload it again";
   return new DsfetchError(
     "ARCHIVE_INVALID",
-    `${datasetPrefix(dataset)}the gzip data goes on after its last member (at byte ${end}) with bytes that are not zeros (node:zlib would ignore them after a NUL byte)`,
+    `${datasetPrefix(dataset)}the gzip data has ${where}`,
     {
       dataset,
-      hint: "nothing was published: the archive is damaged or has data appended to it: upload it again as gzip or pigz wrote it",
+      hint: `nothing was published. The gzip stream before them is whole (its CRC checked): something was appended to the archive, or it was damaged. GNU tar extracts such an archive, but gzip warns "decompression OK, trailing garbage ignored" and tar exits with status 2; dsfetch refuses it (zeros alone are accepted there: padding): ${cut}`,
     },
   );
 }

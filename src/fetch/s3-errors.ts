@@ -5,6 +5,7 @@
  */
 import { DsfetchError, type ErrorCode } from "../errors.ts";
 import { DEFAULT_RETRIES } from "./retry.ts";
+import { caBundleContents } from "./tls-module.ts";
 
 export interface S3ErrorContext {
   dataset: string;
@@ -210,6 +211,57 @@ const TLS_CERTIFICATE_CODES: ReadonlySet<string> = new Set([
   "ERR_TLS_CERT_ALTNAME_INVALID",
 ]);
 
+/** The codes of a certificate no trusted certificate authority issued (not its dates, nor its names). */
+const TLS_UNTRUSTED_ISSUER_CODES: ReadonlySet<string> = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_UNTRUSTED",
+]);
+
+/**
+ * What AWS_CA_BUNDLE did for a certificate no trusted authority issued: its file holds no
+ * certificate, or none of its certificates issued that one. Said with the file and what it
+ * holds: "give the certificate authority in AWS_CA_BUNDLE" was all a user with the bundle set
+ * was told (exploratory review, 2026-12-07). Undefined without AWS_CA_BUNDLE.
+ */
+function caBundleWords(
+  code: string,
+  endpoint: string,
+  env: NodeJS.ProcessEnv = process.env,
+): { text: string; hint: string } | undefined {
+  const path = env.AWS_CA_BUNDLE;
+  if (path === undefined || path === "" || !TLS_UNTRUSTED_ISSUER_CODES.has(code)) return undefined;
+  const contents = caBundleContents(path);
+  if (contents === undefined) return undefined;
+  const url = URL.canParse(endpoint) ? new URL(endpoint) : undefined;
+  const showIssuer =
+    url === undefined
+      ? ""
+      : ` (\`openssl s_client -showcerts -connect ${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")} </dev/null\` shows the chain it sends and who issued it)`;
+  const { subjects, derSubject } = contents;
+  if (derSubject !== undefined) {
+    return {
+      text: `AWS_CA_BUNDLE (${path}) holds no PEM certificate: it is one certificate in DER (binary) form (${derSubject}), which is not read, so only Node's default certificate authorities were trusted`,
+      hint: `convert it to PEM and point AWS_CA_BUNDLE at that file: openssl x509 -inform der -in ${path} -out ca.pem`,
+    };
+  }
+  if (subjects.length === 0) {
+    return {
+      text: `AWS_CA_BUNDLE (${path}) holds no certificate (no PEM "-----BEGIN CERTIFICATE-----" block), so only Node's default certificate authorities were trusted`,
+      hint: `put the PEM certificate of the certificate authority that issued the store's certificate in ${path}, or point AWS_CA_BUNDLE at the file that holds it${showIssuer}`,
+    };
+  }
+  const count = `${subjects.length} certificate${subjects.length === 1 ? "" : "s"}`;
+  const named = subjects.slice(0, 3).join("; ") + (subjects.length > 3 ? "; …" : "");
+  return {
+    text: `its certificate was not issued by any of the ${count} in AWS_CA_BUNDLE (${path}: ${named}), nor by Node's default certificate authorities`,
+    hint: `add the certificate authority that issued the store's certificate to ${path}${showIssuer}, or fix the store's certificate`,
+  };
+}
+
 /** Whether an S3 or network failure may succeed when tried again. */
 export function isRetryableS3Error(error: unknown): boolean {
   if (error instanceof DsfetchError) return error.retryable;
@@ -334,10 +386,12 @@ export function classifyS3Error(error: unknown, ctx: S3ErrorContext): DsfetchErr
   if (TLS_CERTIFICATE_CODES.has(code)) {
     // Node's own text ends with advice for Node's command line (--use-system-ca): not ours.
     const reason = message.replace(/;\s*if the root CA is installed locally.*$/i, "");
+    const bundle = caBundleWords(code, ctx.endpoint);
     return make(
       "S3_ERROR",
-      `${ctx.action} ${ctx.uri} failed: the TLS certificate of ${ctx.endpoint} is not trusted: ${reason} (${code})`,
-      "give the certificate authority of the store in AWS_CA_BUNDLE (a PEM file; NODE_EXTRA_CA_CERTS works too), or fix the store's certificate",
+      `${ctx.action} ${ctx.uri} failed: the TLS certificate of ${ctx.endpoint} is not trusted: ${reason} (${code})${bundle === undefined ? "" : `; ${bundle.text}`}`,
+      bundle?.hint ??
+        "give the certificate authority of the store in AWS_CA_BUNDLE (a PEM file; NODE_EXTRA_CA_CERTS works too), or fix the store's certificate",
     );
   }
   if (code === "NoSuchBucket") {

@@ -14,7 +14,7 @@
  * two publishers (a lock lost, or an ephemeral volume, which has none) never write each
  * other's (review: one shared file paired one worker's tree with the other's manifest).
  */
-import { lstat, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type SourceAt, sameSource, sourceLabel } from "../config/s3-uri.ts";
@@ -108,6 +108,17 @@ export async function treeIdentity(
   path: string,
   recordingIn?: string,
 ): Promise<TreeIdentity | undefined> {
+  return (await occupantAt(path, recordingIn))?.identity;
+}
+
+/**
+ * What stands at `path`: its identity (treeIdentity), and whether it is a symbolic link
+ * (never dsfetch's: it publishes directories only, and never follows a link there).
+ */
+async function occupantAt(
+  path: string,
+  recordingIn?: string,
+): Promise<{ identity: TreeIdentity; link: boolean } | undefined> {
   const stats = await lstat(path, { bigint: true }).catch((error: NodeJS.ErrnoException) => {
     // Nothing there: not even the directories above it.
     if (error.code === "ENOENT" || error.code === "ENOTDIR") return undefined;
@@ -123,7 +134,8 @@ export async function treeIdentity(
   const known =
     stats.birthtimeNs > 0n && (recordingIn === undefined || (await birthTimesHold(recordingIn)));
   const birth = known ? String(stats.birthtimeNs) : undefined;
-  return { ino: String(stats.ino), ...(birth === undefined ? {} : { birth }) };
+  const identity = { ino: String(stats.ino), ...(birth === undefined ? {} : { birth }) };
+  return { identity, link: stats.isSymbolicLink() };
 }
 
 /** Whether two identities are of one tree (by inode, and birth time where both have one). */
@@ -218,6 +230,32 @@ export function notOursError(
       expected: "nothing, or a dataset published by dsfetch",
       found: `${location.path}, not published by dsfetch`,
       hint: `move ${quoted(location.path)} away, or give the dataset another "name" (or another storage root). If dsfetch published it and its manifest was lost, remove it once no job uses it: chmod -R u+w ${quoted(location.path)} && rm -r ${quoted(location.path)}`,
+    },
+  );
+}
+
+/**
+ * The final path is a symbolic link (`mv data/ds data/ds.old; ln -s /elsewhere data/ds`):
+ * never dsfetch's, which publishes directories only, and never replaced or followed, so that
+ * nothing behind it is touched. Said as such (exploratory review, 2026-12-07): it read as a
+ * directory its manifest does not name, a copy of the storage, with the hint to remove the
+ * manifest's "tree" field, after which every fetch downloaded the dataset and then failed
+ * to move the link aside ("a part of …/replaced.X is a file, not a directory").
+ */
+export function symbolicLinkError(
+  dataset: string,
+  location: DatasetLocation,
+  target: string | undefined,
+): DsfetchError {
+  const to = target === undefined ? "" : ` to ${target}`;
+  return new DsfetchError(
+    "PATH_TAKEN",
+    `${dataset}: ${location.path} is a symbolic link${to}, not a directory dsfetch published: dsfetch never replaces a symbolic link at a dataset's path nor follows it (nothing${to === "" ? " it points to" : ` in ${target}`} is read or changed)`,
+    {
+      dataset,
+      expected: "nothing, or a directory published by dsfetch",
+      found: `a symbolic link${to}`,
+      hint: `remove the link (not what it points to): rm ${quoted(location.path)}, and leave the manifest ${quoted(location.manifestPath)} as it is; then run again: the dataset is staged there anew (or, if the dataset's own directory was moved away for the link, move it back instead: it is reused as it was). To keep datasets on other storage, give that storage as the storage root (--storage-root) rather than linking a dataset's directory`,
     },
   );
 }
@@ -328,8 +366,12 @@ export function manifestNames(manifest: Manifest, identity: TreeIdentity | undef
 export async function manifestOfTree(location: DatasetLocation): Promise<Manifest | undefined> {
   const manifest = await readManifest(location.manifestPath);
   if (manifest === undefined) return undefined;
-  const identity = await treeIdentity(location.path).catch(() => undefined);
-  return manifestNames(manifest, identity) ? manifest : undefined;
+  const there = await occupantAt(location.path).catch(() => undefined);
+  // A symbolic link is no tree of a manifest's, even one without a "tree" field (a dsfetch
+  // before 2026-12-05, or the field removed by hand): list, prune and leases never go
+  // through it.
+  if (there?.link === true) return undefined;
+  return manifestNames(manifest, there?.identity) ? manifest : undefined;
 }
 
 /**
@@ -343,9 +385,6 @@ export async function occupantProblem(
   ours: SourceAt,
   manifest: Manifest | undefined,
 ): Promise<DsfetchError | undefined> {
-  const identity = await treeIdentity(location.path);
-  // Nothing there (a manifest alone, its tree removed by hand, is replaced).
-  if (identity === undefined) return undefined;
   // By URI: the same URI from another store is judged where a job would be given it, or it
   // would be replaced under jobs (plan.ts pinnedOverOtherVersion); one server under two names
   // must not make every dataset staged under the other name PATH_TAKEN (review, 2026-12-06).
@@ -353,17 +392,37 @@ export async function occupantProblem(
     sameSource(theirs.uri, ours.uri)
       ? undefined
       : otherSourceError(dataset, location, theirs, ours);
-  if (manifest !== undefined && manifestNames(manifest, identity)) return judge(manifest);
-  const pending = await pendingNaming(location, identity);
-  if (pending !== undefined) return judge(pending);
-  // Its publisher may have renamed the pending manifest into place since the caller read
-  // (seen in the crowd test: 8 workers, one read between the two).
-  const now = await readManifest(location.manifestPath);
-  if (now !== undefined && manifestNames(now, identity)) return judge(now);
-  // One this user may not read may name it: not known to be "not dsfetch's".
-  const unreadable = await unreadableManifest(location);
-  if (unreadable !== undefined) return unreadableManifestError(dataset, location, unreadable);
-  return notOursError(dataset, location, now, identity);
+  for (let look = 1; ; look++) {
+    const there = await occupantAt(location.path);
+    // Nothing there (a manifest alone, its tree removed by hand, is replaced).
+    if (there === undefined) return undefined;
+    // Before any manifest: one without a "tree" field would vouch for whatever is there.
+    if (there.link) {
+      const target = await readlink(location.path).catch(() => undefined);
+      return symbolicLinkError(dataset, location, target);
+    }
+    const { identity } = there;
+    if (look === 1 && manifest !== undefined && manifestNames(manifest, identity)) {
+      return judge(manifest);
+    }
+    const pending = await pendingNaming(location, identity);
+    if (pending !== undefined) return judge(pending);
+    // Its publisher may have renamed the pending manifest into place since the caller read
+    // (seen in the crowd test: 8 workers, one read between the two).
+    const now = await readManifest(location.manifestPath);
+    if (now !== undefined && manifestNames(now, identity)) return judge(now);
+    // One this user may not read may name it: not known to be "not dsfetch's".
+    const unreadable = await unreadableManifest(location);
+    if (unreadable !== undefined) return unreadableManifestError(dataset, location, unreadable);
+    // Looked at once more before concluding: another publisher's swap may have landed since
+    // the first look (its manifest, read above, names its own tree, not the one looked at).
+    // Once: a tree that changes at every look is judged at the next run.
+    if (look === 1) {
+      const again = await treeIdentity(location.path);
+      if (again === undefined || !sameTree(again, identity)) continue;
+    }
+    return notOursError(dataset, location, now, identity);
+  }
 }
 
 /**

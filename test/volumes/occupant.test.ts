@@ -18,7 +18,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { DsfetchError } from "../../src/errors.ts";
 import { createAttempt } from "../../src/volumes/attempt.ts";
 import { cleanAbandonedAttempts } from "../../src/volumes/cleanup.ts";
@@ -42,6 +42,21 @@ import { runCli } from "../harness/cli.ts";
 import { startFaultProxy } from "../harness/fault-proxy.ts";
 import { testManifest } from "../harness/manifests.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
+
+/** Run once before the next readdir of node:fs/promises (a race's other side, made to land). */
+const hooks = vi.hoisted(() => ({
+  beforeReaddir: undefined as undefined | (() => Promise<void>),
+}));
+vi.mock("node:fs/promises", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("node:fs/promises")>();
+  const readdir = async (...args: unknown[]) => {
+    const hook = hooks.beforeReaddir;
+    hooks.beforeReaddir = undefined;
+    await hook?.();
+    return (actual.readdir as (...a: unknown[]) => Promise<unknown>)(...args);
+  };
+  return { ...actual, readdir, default: { ...actual, readdir } };
+});
 
 const root = mkdtempSync(join(tmpdir(), "dsfetch-occupant-"));
 afterAll(async () => {
@@ -100,10 +115,70 @@ describe("publish: what stands at the final path", () => {
     symlinkSync(elsewhere, location.path);
     await expect(
       publish(attempt, location, manifestOf("s3://b/ds.bin", "e1", "new.bin")),
-    ).rejects.toMatchObject({ code: "PATH_TAKEN" });
+    ).rejects.toMatchObject({
+      code: "PATH_TAKEN",
+      message: `ds: ${location.path} is a symbolic link to ${elsewhere}, not a directory dsfetch published: dsfetch never replaces a symbolic link at a dataset's path nor follows it (nothing in ${elsewhere} is read or changed)`,
+      hint: expect.stringMatching(/^remove the link \(not what it points to\): rm '/),
+    });
     expect(lstatSync(location.path).isSymbolicLink()).toBe(true);
     expect(readdirSync(elsewhere)).toEqual(["mine.txt"]);
     expect(lstatSync(elsewhere).mode & 0o777).toBe(0o755);
+  });
+
+  it('a published dataset moved aside and a link put in its place: said to be a link (where to, rm it), also once the manifest\'s "tree" field is removed; nothing behind it touched (exploratory review, 2026-12-07)', async () => {
+    const { location, attempt } = await ready("moved-link");
+    expect(await publish(attempt, location, manifestOf("s3://b/ds.bin", "v1", "new.bin"))).toBe(
+      "published",
+    );
+    // mv data/ds data/ds.old; ln -s /elsewhere data/ds
+    const old = `${location.path}.old`;
+    renameSync(location.path, old);
+    const elsewhere = join(root, `elsewhere-${Date.now()}`);
+    usersDirectory(elsewhere);
+    symlinkSync(elsewhere, location.path);
+    const before = lstatSync(elsewhere);
+    const ours = { uri: "s3://b/ds.bin", endpoint: undefined };
+    const linkError = {
+      code: "PATH_TAKEN",
+      message: expect.stringContaining(
+        `${location.path} is a symbolic link to ${elsewhere}, not a directory dsfetch published: dsfetch never replaces a symbolic link at a dataset's path nor follows it`,
+      ),
+      found: `a symbolic link to ${elsewhere}`,
+      hint: expect.stringContaining(
+        `rm '${location.path}', and leave the manifest '${location.manifestPath}' as it is`,
+      ),
+    };
+    const manifest = await readManifest(location.manifestPath);
+    // The manifest names the tree moved away; before, it read "its manifest names another
+    // directory than this one … a copy of the storage", with the hint to remove "tree".
+    expect(await occupantProblem("ds", location, ours, manifest)).toMatchObject(linkError);
+    expect((await occupantProblem("ds", location, ours, manifest))?.message ?? "").not.toContain(
+      "names another directory",
+    );
+    // Following that hint: the manifest then vouched for the link, which was to be replaced.
+    const { tree: _tree, ...untied } = manifest as unknown as Record<string, unknown>;
+    writeFileSync(location.manifestPath, JSON.stringify(untied));
+    expect(await manifestOfTree(location)).toBeUndefined();
+    expect(
+      await occupantProblem("ds", location, ours, await readManifest(location.manifestPath)),
+    ).toMatchObject(linkError);
+    const next = await createAttempt(location);
+    writeFileSync(join(next.dataDir, "new.bin"), "new");
+    await expect(
+      publish(next, location, manifestOf("s3://b/ds.bin", "v2", "new.bin")),
+    ).rejects.toMatchObject(linkError);
+    // The link, what it points to and the moved tree: as they were; nothing moved aside.
+    expect(lstatSync(location.path).isSymbolicLink()).toBe(true);
+    expect(readdirSync(elsewhere)).toEqual(["mine.txt"]);
+    expect(readFileSync(join(elsewhere, "mine.txt"), "utf8")).toBe("the user's own bytes");
+    const after = lstatSync(elsewhere);
+    expect([after.mode, after.mtimeMs, after.ctimeMs]).toEqual([
+      before.mode,
+      before.mtimeMs,
+      before.ctimeMs,
+    ]);
+    expect(readdirSync(old)).toEqual(["new.bin"]);
+    expect(readdirSync(location.tmpDir)).toEqual([next.dir.split("/").at(-1)]);
   });
 
   it("another source's dataset under the same name: PATH_TAKEN naming both, theirs left published", async () => {
@@ -405,6 +480,31 @@ describe("publish: what stands at the final path", () => {
     ).toMatchObject({
       code: "PATH_TAKEN",
     });
+  });
+
+  it("a refresh that lands between the look at the tree and the manifest's read: looked at again, not refused as another directory", async () => {
+    const { location, attempt } = await ready("landed-between");
+    expect(await publish(attempt, location, manifestOf("s3://b/ds.bin", "v1", "new.bin"))).toBe(
+      "published",
+    );
+    const other = await createAttempt(location);
+    writeFileSync(join(other.dataDir, "y.bin"), "new");
+    // Once the tree was looked at (its pending manifests are read next), another worker's
+    // whole refresh lands: its manifest names its own tree.
+    hooks.beforeReaddir = async () => {
+      expect(await publish(other, location, manifestOf("s3://b/ds.bin", "v2", "y.bin"))).toBe(
+        "replaced",
+      );
+    };
+    const problem = await occupantProblem(
+      "ds",
+      location,
+      { uri: "s3://b/ds.bin", endpoint: undefined },
+      undefined,
+    );
+    expect(hooks.beforeReaddir).toBeUndefined();
+    expect(problem).toBeUndefined();
+    expect(readdirSync(location.path)).toEqual(["y.bin"]);
   });
 
   it("a tree left by another source's stopped publish is that source's: refused", async () => {
