@@ -351,6 +351,25 @@ export function otherSourceError(
   );
 }
 
+/** PATH_TAKEN: the directory is another dataset's of the same source (occupantProblem). */
+export function otherNameError(
+  dataset: string,
+  location: DatasetLocation,
+  theirs: Manifest,
+): DsfetchError {
+  const pinned = theirs.etag === undefined ? "" : ` (ETag ${theirs.etag})`;
+  return new DsfetchError(
+    "PATH_TAKEN",
+    `${dataset}: ${location.path} holds the dataset "${theirs.name}"${pinned} of the same source, whose directory this dataset's name makes too (a dataset's directory is its name, followed by "-" and its etag when it has one): dsfetch does not replace another dataset's copy`,
+    {
+      dataset,
+      expected: `the directory of "${dataset}"`,
+      found: `the directory of "${theirs.name}"`,
+      hint: `give this dataset another "name" (one that does not end in "-" and an etag)`,
+    },
+  );
+}
+
 /**
  * Whether `manifest` describes the tree `identity`: a manifest written since 2026-12-05 names
  * its tree (from its pending manifest), and one over another tree is not its (two publishers
@@ -388,10 +407,16 @@ export async function occupantProblem(
   // By URI: the same URI from another store is judged where a job would be given it, or it
   // would be replaced under jobs (plan.ts pinnedOverOtherVersion); one server under two names
   // must not make every dataset staged under the other name PATH_TAKEN (review, 2026-12-06).
-  const judge = (theirs: Manifest) =>
-    sameSource(theirs.uri, ours.uri)
+  const judge = (theirs: Manifest) => {
+    if (!sameSource(theirs.uri, ours.uri)) return otherSourceError(dataset, location, theirs, ours);
+    // The same source, another dataset's directory: "x" pinned to ETag E and "x-E" unpinned,
+    // of two datasets arrays, share `x-E`; the unpinned one replaced the pinned one's copy
+    // with the source's newer version (exploratory tester, 2026-12-07). One array is refused
+    // at parse time (config/datasets-array.ts); across arrays, here.
+    return theirs.name.toLowerCase() === dataset.toLowerCase()
       ? undefined
-      : otherSourceError(dataset, location, theirs, ours);
+      : otherNameError(dataset, location, theirs);
+  };
   for (let look = 1; ; look++) {
     const there = await occupantAt(location.path);
     // Nothing there (a manifest alone, its tree removed by hand, is replaced).

@@ -215,6 +215,30 @@ describe("publish: what stands at the final path", () => {
     expect(pendingManifests(location)).toEqual([]);
   });
 
+  it('the same source\'s dataset of another name there ("x" pinned to E at x-E, and "x-E" unpinned, of two arrays): PATH_TAKEN, the pinned copy kept; a name differing in case only is the same dataset', async () => {
+    const { location, attempt: first } = await ready("named", "old.bin");
+    const pinned = { ...manifestOf("s3://b/x.bin", "e1", "old.bin"), name: "x" };
+    expect(await publish(first, location, pinned)).toBe("published");
+    const next = await createAttempt(location);
+    writeFileSync(join(next.dataDir, "new.bin"), "new");
+    const newer = { ...manifestOf("s3://b/x.bin", "e2", "new.bin"), name: "x-e1" };
+    const error = await publish(next, location, newer)
+      .then(() => undefined)
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: "PATH_TAKEN",
+      message: expect.stringContaining(
+        `${location.path} holds the dataset "x" (ETag e1) of the same source, whose directory this dataset's name makes too`,
+      ),
+      hint: expect.stringContaining('give this dataset another "name"'),
+    });
+    expect(readdirSync(location.path)).toEqual(["old.bin"]);
+    expect((await readManifest(location.manifestPath))?.etag).toBe("e1");
+    expect(
+      await occupantProblem("X", location, { uri: "s3://b/x.bin", endpoint: undefined }, pinned),
+    ).toBeUndefined();
+  });
+
   it("a publish stopped after its tree went in (no manifest yet) is dsfetch's: the next run replaces it", async () => {
     const { location, attempt } = await ready("stopped");
     // As a SIGKILL between the two renames leaves it.
