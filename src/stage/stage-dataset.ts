@@ -1620,6 +1620,15 @@ async function downloadInto(
     });
     progress.addObject();
     reportParallelWrites(context, spec.name, expanded.writtenInParallel, expanded.files.length);
+    if (expanded.files.length === 0) {
+      // Published as it is (an empty archive is a valid one), but said: a job that finds
+      // nothing under its path should not be the first to tell (exploratory tester, 2026-12-07).
+      context.onEvent({
+        type: "warning",
+        dataset: spec.name,
+        message: `the archive ${spec.uri} holds no file: the dataset is published without any`,
+      });
+    }
     return {
       files: expanded.files,
       verification: { [expanded.verification]: 1 },

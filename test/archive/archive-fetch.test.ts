@@ -47,6 +47,7 @@ beforeAll(async () => {
   run("tar", ["-cjf", join(archives, "ds.tar.bz2"), "."]);
   run("tar", ["-cJf", join(archives, "ds.tar.xz"), "."]);
   run("zip", ["-qr", join(archives, "ds.zip"), "."]);
+  run("tar", ["-czf", join(archives, "empty.tar.gz"), "-T", "/dev/null"]);
   bucket = await createBucket("archives");
   const copies: Array<[string, string]> = [
     ["ds.zip", "a/zipped.zip"],
@@ -61,6 +62,7 @@ beforeAll(async () => {
     ["ds.tar.gz", "a/short.tgz"],
     ["ds.tar.xz", "a/short.txz"],
     ["ds.tar.gz", "a/UPPER.TAR.GZ"],
+    ["empty.tar.gz", "a/nothing.tar.gz"],
   ];
   for (const [local, key] of copies)
     await putObject(bucket, key, await readFile(join(archives, local)));
@@ -121,12 +123,13 @@ describe("archive datasets: every extension, archives made by real tools", () =>
    */
   let everyExtension: ReturnType<typeof fetch> | undefined;
   const stageEveryExtension = () => {
-    everyExtension ??= fetch(
-      keys.map(([key, name]) => ({
+    everyExtension ??= fetch([
+      ...keys.map(([key, name]) => ({
         uri: `s3://${bucket}/a/${key}`,
         ...(name.startsWith("short-") ? { name } : {}),
       })),
-    );
+      { uri: `s3://${bucket}/a/nothing.tar.gz` },
+    ]);
     return everyExtension;
   };
   for (const [key, name] of keys) {
@@ -147,6 +150,21 @@ describe("archive datasets: every extension, archives made by real tools", () =>
       expect(await readdir(join(data, ".dsfetch", "tmp"))).toEqual([]);
     });
   }
+
+  it("an archive of no file: published empty, and said (a job finding nothing was the first to tell)", async () => {
+    const { code, json, data, stderr } = await stageEveryExtension();
+    expect(code, stderr).toBe(0);
+    expect(json.datasets.find((d: { name: string }) => d.name === "nothing")).toMatchObject({
+      cached: false,
+      bytes: 45,
+    });
+    expect(await readdir(join(data, "nothing"))).toEqual([]);
+    expect(stderr).toContain(
+      `nothing: warning: the archive s3://${bucket}/a/nothing.tar.gz holds no file: the dataset is published without any`,
+    );
+    // Said of that one alone.
+    expect(stderr.match(/holds no file/g)).toHaveLength(1);
+  });
 
   it("DSFETCH_FILE_WRITES=parallel (as on network storage): byte-exact, the same manifest", async () => {
     const parallel = [
