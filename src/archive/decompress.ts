@@ -327,6 +327,10 @@ function decompressWith(
  * where the gzip stream of a small archive ends (GzipEnd.notAMember).
  */
 const GZIP_KEEP_BYTES = 8 << 20;
+/** Bytes read on past refused gzip data to say how many follow its stream, at most. */
+const TRAILING_COUNT_BYTES = 16 << 20;
+/** Members walked to find where the stream ends, at most (GzipEnd.notAMember). */
+const GZIP_WALK_MEMBERS = 1000;
 
 /**
  * Fails gzip data that goes on after its last member with anything but zeros, saying so.
@@ -404,8 +408,8 @@ class GzipEnd {
         await this.next();
       }
       if (this.nonZeroEnd > end) {
-        await this.readAll(signal);
-        throw trailingGzipData(dataset, this.read, { end });
+        const whole = await this.readAll(signal);
+        throw trailingGzipData(dataset, this.read, whole, { end });
       }
     } finally {
       if (!this.done) {
@@ -429,21 +433,30 @@ class GzipEnd {
   ): Promise<unknown> {
     // zlib's calls that succeeded took `after` bytes, all members': the stream ends past them.
     const after = this.consumed();
-    await this.readAll(signal);
+    const whole = await this.readAll(signal);
     const kept = this.kept === undefined ? undefined : Buffer.concat(this.kept);
     this.kept = undefined;
-    const end = kept === undefined ? undefined : await gzipStreamEnd(kept, signal);
-    if (end === 0 || (end === undefined && after === 0)) return error;
-    return trailingGzipData(dataset, this.read, end === undefined ? { after } : { end });
+    const walked = kept === undefined ? { past: 0 } : await gzipStreamEnd(kept, signal);
+    if ("end" in walked) {
+      return walked.end === 0 ? error : trailingGzipData(dataset, this.read, whole, walked);
+    }
+    const members = Math.max(after, walked.past);
+    return members === 0 ? error : trailingGzipData(dataset, this.read, whole, { after: members });
   }
 
-  /** Reads the source to its end (its bytes counted, not kept past GZIP_KEEP_BYTES). */
-  private async readAll(signal: AbortSignal | undefined): Promise<void> {
+  /**
+   * Reads on to count the bytes (not kept past GZIP_KEEP_BYTES): to the source's end, but at
+   * most TRAILING_COUNT_BYTES more. Whether it reached the end. A refused archive is not
+   * downloaded whole for a count (review: GBs appended were read on while waiters waited).
+   */
+  private async readAll(signal: AbortSignal | undefined): Promise<boolean> {
+    const until = this.read + TRAILING_COUNT_BYTES;
     await this.pending;
-    while (!this.done) {
+    while (!this.done && this.read < until) {
       signal?.throwIfAborted();
       await this.next();
     }
+    return this.done;
   }
 
   private next(): Promise<IteratorResult<Buffer>> {
@@ -482,18 +495,24 @@ function zlibSaid(error: unknown): string | undefined {
 }
 
 /**
- * Where the members at the start of `data` end, followed by bytes that are not a member; 0
- * when it does not start with one; undefined when `data` ends first (or within a member).
+ * Where the members at the start of `data` end, followed by bytes that are not a member
+ * (`end`; 0 when it does not start with one); else how many bytes are members, at least
+ * (`data` ended first, or within a member, or too many members to walk).
  */
-async function gzipStreamEnd(data: Buffer, signal?: AbortSignal): Promise<number | undefined> {
-  for (let at = 0; ; ) {
+async function gzipStreamEnd(
+  data: Buffer,
+  signal?: AbortSignal,
+): Promise<{ end: number } | { past: number }> {
+  for (let at = 0, members = 0; ; members++) {
     signal?.throwIfAborted();
-    if (data.length - at < 2) return undefined;
-    if (data[at] !== 0x1f || data[at + 1] !== 0x8b) return at;
+    // ~0.1 ms a member: 8 MiB of tiny members took a minute for a message (review). BGZF
+    // (bgzip) blocks of 64 KiB are ~300-400 members in 8 MiB.
+    if (members > GZIP_WALK_MEMBERS || data.length - at < 2) return { past: at };
+    if (data[at] !== 0x1f || data[at + 1] !== 0x8b) return { end: at };
     const body = gzipHeaderEnd(data, at);
-    if (body === undefined) return undefined;
+    if (body === undefined) return { past: at };
     const deflated = await deflateLength(data.subarray(body));
-    if (deflated === undefined) return undefined;
+    if (deflated === undefined) return { past: at };
     // The member's trailer: CRC-32 and size, 4 bytes each.
     at = body + deflated + 8;
   }
@@ -543,13 +562,16 @@ async function deflateLength(data: Buffer): Promise<number | undefined> {
 function trailingGzipData(
   dataset: string | undefined,
   total: number,
+  /** `total` is the whole source (else: what was read of it, the source going on). */
+  whole: boolean,
   at: { end: number } | { after: number },
 ): DsfetchError {
   const plural = (n: number) => `${n} byte${n === 1 ? "" : "s"}`;
+  const of = whole ? `of ${total}` : `of more than ${total}: not read to its end`;
   const where =
     "end" in at
-      ? `${plural(total - at.end)} after the end of the gzip stream (at byte ${at.end} of ${total}) that are not a gzip member`
-      : `bytes after the end of the gzip stream that are not a gzip member: at most the last ${plural(total - at.after)} of its ${total} (node:zlib does not say where exactly its stream ends)`;
+      ? `${whole ? "" : "more than "}${plural(total - at.end)} after the end of the gzip stream (at byte ${at.end} ${of}) that are not a gzip member`
+      : `bytes after the end of the gzip stream that are not a gzip member: ${whole ? `at most the last ${plural(total - at.after)} of its ${total}` : `within the last ${plural(total - at.after)} of the first ${total} read (not read to its end)`} (node:zlib does not say where exactly its stream ends)`;
   const cut =
     "end" in at
       ? `cut them off (\`head -c ${at.end} <file> > fixed.tar.gz\`, then \`gzip -t fixed.tar.gz\`) or re-create the archive, and upload it again`

@@ -697,8 +697,6 @@ async function stageOn(
       });
     });
   const fast = await reuseBeforeLock();
-  /** The copy at the path before this worker waited for the lock (reuse's last look). */
-  const seenBeforeWaiting = seenBeforeDownload;
   if (fast !== undefined) {
     // A holder killed between its rename and its clean-up leaves its attempt directory behind.
     // Without the lock only this host's dead processes' attempts are certain to be abandoned
@@ -821,6 +819,11 @@ async function stageOn(
   // gone again (a prune, a refresh between the two looks), the lock is taken as usual, the
   // look for "done" off: every waiter went on to download without the lock (review,
   // 2026-12-06: up to one download per waiter).
+  /**
+   * The copy at the path before this worker waited for the lock (reuse's last look, after
+   * any fallback: an ephemeral target's own copy is never compared with a shared one's).
+   */
+  const seenBeforeWaiting = seenBeforeDownload;
   for (let lookForDone = true; target.volume === "shared" && lock === undefined; ) {
     const outcome = await acquireLock(target.location.lockPath, spec.name, {
       timing: context.tuning.lock,
@@ -919,6 +922,7 @@ async function stageOn(
       if (reused !== undefined) return reused;
       if (
         restart === 0 &&
+        (waitedOn.length > 0 || unidentifiedSince !== undefined) &&
         !pinsData(spec) &&
         seenBeforeDownload !== undefined &&
         manifestIdentity(seenBeforeDownload) !== manifestIdentity(seenBeforeWaiting)

@@ -174,7 +174,8 @@ export async function pendingNaming(
     if (name.endsWith(".tmp")) continue;
     try {
       const pending = JSON.parse(await readFile(path, "utf8")) as PendingManifest;
-      if (typeof pending.uri !== "string") continue;
+      // Its name is compared too (otherNameError): a damaged one without is no voucher.
+      if (typeof pending.uri !== "string" || typeof pending.name !== "string") continue;
       if (sameTree(pending.tree, identity) || sameTree(pending.replacing, identity)) {
         return pending;
       }
@@ -365,7 +366,7 @@ export function otherNameError(
       dataset,
       expected: `the directory of "${dataset}"`,
       found: `the directory of "${theirs.name}"`,
-      hint: `give this dataset another "name" (one that does not end in "-" and an etag)`,
+      hint: `give this dataset another "name" (one that does not end in "-" and an etag); if "${theirs.name}" is no longer used, remove its copy first (\`dsfetch prune\`, or by hand once no job uses it)`,
     },
   );
 }

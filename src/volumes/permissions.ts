@@ -159,6 +159,10 @@ async function unopenableRefusal(path: string, copy: string): Promise<string | u
     const parentOpen = ((await lstat(dirname(path))).mode & 0o022) !== 0;
     if (found.uid === me && !parentOpen) return undefined;
     const mode = (found.mode & 0o7777).toString(8).padStart(4, "0");
+    // Its owner's bits let it be opened: another refusal (SELinux, AppArmor), not a chmod.
+    if ((found.mode & 0o500) === 0o500) {
+      return `${path} holds ${copy} whose own directory this user (uid ${me}) cannot open (EACCES, mode ${mode}: refused by something other than its mode, such as SELinux or AppArmor), so it cannot be moved aside; whoever may open it refreshes it with \`dsfetch fetch\` or removes it with \`dsfetch prune\``;
+    }
     return found.uid === me
       ? `${path} holds ${copy} whose own directory its owner, this user (uid ${me}), made unreadable (mode ${mode}): dsfetch changes no mode by name in ${dirname(path)}, which others may write, so it cannot move it aside; run \`chmod u+rwx ${path}\`, and the next run replaces it`
       : `${path} holds ${copy} staged by uid ${found.uid}, whose own directory that user made unreadable (mode ${mode}): this user (uid ${me}) may not replace it; that user or root refreshes it with \`dsfetch fetch\` (after \`chmod u+rwx ${path}\`) or removes it with \`dsfetch prune\``;

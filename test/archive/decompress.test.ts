@@ -383,6 +383,38 @@ describe("gzip specifics", () => {
     expect(error.hint).not.toContain("head -c");
   });
 
+  it("bytes after the stream, many of them: read on 16 MiB at most for the count, not to the end (review)", async () => {
+    const gz = gzipSync(Buffer.from("hello"));
+    let given = 0;
+    const source = (async function* () {
+      yield gz;
+      for (let i = 0; i < 64; i++) {
+        given += 1 << 20;
+        yield Buffer.alloc(1 << 20, 0x61);
+      }
+    })();
+    const error = await failure(decompress("gzip", source, { dataset: "ds" }));
+    expect(error.code).toBe("ARCHIVE_INVALID");
+    expect(error.message).toMatch(
+      /^ds: the gzip data has more than \d+ bytes after the end of the gzip stream \(at byte \d+ of more than \d+: not read to its end\) that are not a gzip member$/,
+    );
+    expect(given).toBeLessThanOrEqual(24 << 20);
+  });
+
+  it("bytes after a stream of many members: where it ends is looked for among 1,000 members at most (review)", async () => {
+    const members = Buffer.concat(Array.from({ length: 1001 }, () => gzipSync(Buffer.alloc(0))));
+    const source = (async function* () {
+      yield members;
+      yield Buffer.from("garbage!\n");
+    })();
+    const error = await failure(decompress("gzip", source, { dataset: "ds" }));
+    expect(error.code).toBe("ARCHIVE_INVALID");
+    // The bound zlib gives (the members it decoded), not the walk's exact end.
+    expect(error.message).toContain(
+      "not a gzip member: at most the last 9 bytes of its 20029 (node:zlib does not say where exactly its stream ends)",
+    );
+  });
+
   it("bytes after the last member: zeros are accepted, anything else refused, after a NUL too (review, 2026-12-06)", async () => {
     // node:zlib stops at a NUL byte after a member and ignores the rest, whatever it is:
     // "\0junk", even a whole member after a NUL, was dropped without a word.
