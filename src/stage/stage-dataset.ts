@@ -7,7 +7,7 @@ import { readdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
-import { baseNameOfKey } from "../config/s3-uri.ts";
+import { baseNameOfKey, sameSource } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
 import type { TransferTuning } from "../config/tuning.ts";
 import type { DatasetSpec, Settings } from "../config/types.ts";
@@ -617,6 +617,8 @@ async function stageOn(
 
   // After shared storage was found full: the version resolved then, not resolved again.
   let resolution: Resolution;
+  /** When this worker first asked the store (publishedMeanwhile below). */
+  const resolvingSince = Date.now();
   try {
     resolution = sharedFull?.resolution ?? (await resolve());
   } catch (error) {
@@ -920,23 +922,27 @@ async function stageOn(
       // Re-check under the lock: the previous holder may have published while we waited.
       const reused = await reuseAfterWait();
       if (reused !== undefined) return reused;
+      const seen = seenBeforeDownload;
+      const waited = waitedOn.length > 0 || unidentifiedSince !== undefined;
       if (
         restart === 0 &&
-        (waitedOn.length > 0 || unidentifiedSince !== undefined) &&
+        lock !== undefined &&
         !pinsData(spec) &&
-        seenBeforeDownload !== undefined &&
-        manifestIdentity(seenBeforeDownload) !== manifestIdentity(seenBeforeWaiting)
+        seen !== undefined &&
+        ((waited && manifestIdentity(seen) !== manifestIdentity(seenBeforeWaiting)) ||
+          (sameSource(seen.uri, spec.uri) &&
+            Date.parse(seen.createdAt) >= resolvingSince - PUBLISHED_MEANWHILE_SLACK_MS))
       ) {
-        // Published while this worker waited, and not the version it resolved before: the
-        // source changed while the holder downloaded (which started again on the new one).
-        // The store is asked again (a HEAD, a listing) rather than downloading from what it
-        // no longer has: each waiter downloaded the folder in turn up to the changed object,
-        // then listed again and found it published (tester, 2026-12-07: 8 workers, a folder
-        // of 400 objects changed once, 3,328 object GETs, each worker "cached").
+        // Published while this worker waited (or listed), and not the version it resolved:
+        // the source changed while the holder downloaded (which started again on the new
+        // one). The store is asked again (a HEAD, a listing) rather than downloading from
+        // what it no longer has: each waiter downloaded the folder in turn up to the changed
+        // object, then listed again and found it published (tester, 2026-12-07: 8 workers, a
+        // folder of 400 objects changed once, 3,328 object GETs, each worker "cached").
         context.onEvent({
           type: "info",
           dataset: spec.name,
-          message: `${target.location.path} was published while this worker waited, from another version of ${spec.uri} than it found before waiting: asking the store again`,
+          message: `${target.location.path} was published while this worker ${waited ? "waited" : "asked the store"}, from another version of ${spec.uri} than it found: asking the store again`,
         });
         resolution = await resolve();
         checkSupported(spec, resolution, target, fallback);
@@ -1435,6 +1441,14 @@ interface PreviousAttempt {
   /** Its heartbeat (keepAttemptFresh), running while it is kept. */
   readonly stopHeartbeat: () => void;
 }
+
+/**
+ * A copy of another version published this long before this worker first asked the store, or
+ * later, counts as published meanwhile (a listing of a large folder takes seconds, and the
+ * publisher's clock may be another machine's): asked again before downloading. Older copies
+ * are ordinary refreshes, which the store was just asked about.
+ */
+const PUBLISHED_MEANWHILE_SLACK_MS = 60_000;
 
 /** What tells two publishes of a dataset apart: when, and which version of the source. */
 function manifestIdentity(manifest: Manifest | undefined): string | undefined {

@@ -105,4 +105,61 @@ describe("a folder changed while workers wait for its holder", () => {
       expect(sha(await readFile(join(dataset, key))), key).toBe(sha(body));
     }
   }, 150_000);
+
+  it("published by another worker while this one listed (the lock free by then): listed again, not downloaded from the old listing", async () => {
+    const prefix = "listed/";
+    const objects = new Map<string, Buffer>();
+    for (let i = 0; i < 6; i++) objects.set(`o${i}.bin`, randomBytes(64 * KiB));
+    await Promise.all(
+      [...objects].map(([key, body]) => putObject(bucket, `${prefix}${key}`, body)),
+    );
+    // This worker's listing answered slowly: the folder as it was when listed (~3 KB of XML
+    // at 600 B/s: ~5 s), while another worker stages the changed folder meanwhile.
+    const slow = await startFaultProxy(s3Info().endpoint);
+    try {
+      slow.rewriteResponses({
+        match: (request) => isListObjectsV2(request),
+        rewrite: (body) => body,
+        bytesPerSecond: 600,
+      });
+      const storage = await mkdtemp(join(root, "storage-"));
+      const args = [
+        "fetch",
+        "--datasets",
+        "-",
+        "--storage-root",
+        storage,
+        "--team",
+        "ml",
+        "--json",
+      ];
+      const stdin = JSON.stringify([{ uri: `s3://${bucket}/${prefix}`, name: "set" }]);
+      const env = (endpoint: string) => ({
+        env: { ...testEnv(), AWS_ENDPOINT_URL: endpoint, DSFETCH_LOCK_POLL: "0.2" },
+        stdin,
+        timeoutMs: 120_000,
+      });
+      const late = runCli(args, env(slow.endpoint));
+      await until("the slow worker's listing", () => slow.requests.some(isListObjectsV2));
+      const rewritten = randomBytes(64 * KiB);
+      await putObject(bucket, `${prefix}o5.bin`, rewritten);
+      const first = await runCli(args, env(s3Info().endpoint));
+      expect(first.code, first.stderr).toBe(0);
+      // The slow listing is still on its way: this test shows the race only if so.
+      expect(slow.requests.filter(isListObjectsV2).map((r) => r.complete)).toEqual([false]);
+      const second = await late;
+      expect(second.code, second.stderr).toBe(0);
+      expect(JSON.parse(second.stdout).datasets[0].cached, second.stderr).toBe(true);
+      expect(second.stderr).not.toMatch(/starting again/);
+      expect(second.stderr).toMatch(
+        /published while this worker asked the store, from another version/,
+      );
+      // Not one object asked for through its proxy: the second listing found it published.
+      expect(slow.requests.filter((r) => r.method === "GET" && !isListObjectsV2(r))).toEqual([]);
+      const dataset = join(storage, "ml", "data", "set");
+      expect(sha(await readFile(join(dataset, "o5.bin")))).toBe(sha(rewritten));
+    } finally {
+      await slow.close();
+    }
+  }, 150_000);
 });
