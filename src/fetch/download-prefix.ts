@@ -239,7 +239,7 @@ export async function downloadPrefix(options: DownloadPrefixOptions): Promise<Do
     const parts =
       partCount === undefined
         ? undefined
-        : await learnParts(options.client.getter, source, partCount, retry);
+        : await learnParts(options.client.getter, source, partCount, retry, ctx);
     if (head === undefined && planVerification(source, parts).algorithm === undefined) {
       // The listing's ETag cannot prove the bytes (its part boundaries could not be learned:
       // a store refusing HEAD with PartNumber; or no MD5 at all): the object's own HEAD may

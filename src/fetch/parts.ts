@@ -11,6 +11,7 @@ import type { ObjectSource } from "./download-object.ts";
 import type { HeadResponse, ObjectGetter } from "./object-get.ts";
 import type { ByteSpan } from "./ordered-hasher.ts";
 import { type RetryOptions, withRetry } from "./retry.ts";
+import { classifyS3Error, isRetryableS3Error, type S3ErrorContext } from "./s3-errors.ts";
 
 /** Above this many parts, asking for each one costs more than verification is worth here. */
 const MAX_PART_HEADS = 10_000;
@@ -19,19 +20,39 @@ const HEAD_CONCURRENCY = 16;
 
 export type PartGetter = Pick<ObjectGetter, "head">;
 
+/**
+ * The boundaries, or undefined where the store cannot say them (verified by size then, and
+ * said). Throws what the store answered when a part's HEAD failed for a reason that may pass
+ * (5xx, SlowDown, a connection that dropped: isRetryableS3Error), once its retries are spent,
+ * classified with `errorContext` when given: an outage of a moment was taken for a store
+ * without PartNumber, and the object was published verified by its size alone, for good
+ * (exploratory tester, 2026-12-07: 503s to the part HEADs only; a 30 s outage).
+ */
 export async function learnParts(
   getter: PartGetter,
   source: ObjectSource,
   expectedParts: number,
   retry: RetryOptions = {},
+  errorContext?: S3ErrorContext,
 ): Promise<ByteSpan[] | undefined> {
   const partSize = partSizer(getter, source, retry);
+  /** Undefined for a refusal (the store's answer); a throw for a failure that may pass. */
+  const refusal = (error: unknown): undefined => {
+    retry.signal?.throwIfAborted();
+    if (!isRetryableS3Error(error)) return undefined;
+    throw errorContext === undefined
+      ? error
+      : classifyS3Error(error, {
+          ...errorContext,
+          action: "learning the part boundaries (HEAD ?partNumber) of",
+        });
+  };
   let first: PartSize;
   try {
     first = await partSize(1);
-  } catch {
+  } catch (error) {
     // Stores without PartNumber support: verification falls back to the size, and says so.
-    return undefined;
+    return refusal(error);
   }
   if (first.length === undefined || first.count !== expectedParts) return undefined;
   const size = first.length;
@@ -47,14 +68,14 @@ export async function learnParts(
     let lastPart: PartSize;
     try {
       lastPart = await partSize(expectedParts);
-    } catch {
+    } catch (error) {
       // Not asked for every part instead (up to 10,000 HEADs, each retried, on a store that
       // just refused one): verified by size, which the result says.
-      return undefined;
+      return refusal(error);
     }
     if (lastPart.length === last) return uniformLayout(source.bytes, size, expectedParts);
   }
-  return everyPart(partSize, source, expectedParts, size);
+  return everyPart(partSize, source, expectedParts, size, undefined, refusal);
 }
 
 /**
@@ -129,6 +150,8 @@ async function everyPart(
   parts: number,
   firstLength?: number,
   onPart?: () => void,
+  /** What a failed HEAD comes to (learnParts: a throw for one that may pass). */
+  onFailure: (error: unknown) => undefined = () => undefined,
 ): Promise<ByteSpan[] | undefined> {
   if (parts > MAX_PART_HEADS) return undefined;
   let failed = false;
@@ -156,8 +179,8 @@ async function everyPart(
       offset += length;
     }
     return offset === source.bytes ? spans : undefined;
-  } catch {
-    return undefined;
+  } catch (error) {
+    return onFailure(error);
   }
 }
 

@@ -1612,7 +1612,9 @@ async function downloadInto(
   const source = { ...resolution };
   const partCount = partsToLearn(resolution);
   const parts =
-    partCount === undefined ? undefined : await learnParts(client.getter, source, partCount, retry);
+    partCount === undefined
+      ? undefined
+      : await learnParts(client.getter, source, partCount, retry, errorContext);
   if (spec.archive !== undefined) {
     // Loaded on demand: plain datasets never pay for the archive code.
     const { expandArchive } = await import("./expand.ts");

@@ -73,12 +73,12 @@ afterAll(async () => {
 });
 
 /** `dsfetch fetch --json` of `datasets` through the proxy, into a new storage root. */
-async function fetchThroughProxy(datasets: unknown[]) {
+async function fetchThroughProxy(datasets: unknown[], env: Record<string, string> = {}) {
   const storage = await mkdtemp(join(root, "storage-"));
   const run = await runCli(
     ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"],
     {
-      env: { ...testEnv(), AWS_ENDPOINT_URL: proxy.endpoint },
+      env: { ...testEnv(), AWS_ENDPOINT_URL: proxy.endpoint, ...env },
       stdin: JSON.stringify(datasets),
       timeoutMs: 60_000,
     },
@@ -198,6 +198,38 @@ describe("multipart objects whose middle parts differ while the first and last f
       );
       expect(error.hint).not.toMatch(/store's ETag is not the MD5/);
       await expect(readFile(join(data, "one", "data.bin"))).rejects.toThrow(/ENOENT/);
+    } finally {
+      proxy.rewriteResponses(undefined);
+    }
+  });
+});
+
+describe("the part HEADs failing for a moment, not refused", () => {
+  it("503 to HEAD ?partNumber: TRANSIENT saying so, nothing published; a 501 is a store without it: size-only", async () => {
+    const unavailable = (status: string) =>
+      proxy.rewriteResponses({
+        match: (request) => request.method === "HEAD" && /partNumber=/.test(request.target),
+        startLine: () => status,
+        rewrite: () => "",
+      });
+    try {
+      // A store answering 503 for a while was taken for one without PartNumber: published,
+      // verified by its size alone, for good (exploratory tester, 2026-12-07).
+      unavailable("HTTP/1.1 503 Slow Down");
+      const object = { uri: `s3://${bucket}/even/data.bin`, name: "one" };
+      // One retry, not six with their backoff (~17 s).
+      const failed = await fetchThroughProxy([object], { DSFETCH_RETRIES: "1" });
+      expect(failed.run.code, failed.run.stderr).toBe(6);
+      const { error } = JSON.parse(failed.run.stdout).datasets[0];
+      expect(error.code).toBe("TRANSIENT");
+      expect(error.message).toContain("learning the part boundaries (HEAD ?partNumber) of");
+      await expect(readFile(join(failed.data, "one", "data.bin"))).rejects.toThrow(/ENOENT/);
+      unavailable("HTTP/1.1 501 Not Implemented");
+      const refused = await fetchThroughProxy([object]);
+      expect(refused.run.code, refused.run.stderr).toBe(0);
+      expect(Object.keys(JSON.parse(refused.run.stdout).datasets[0].verification)).toEqual([
+        expect.stringMatching(/^size-only \(the multipart part boundaries could not be learned/),
+      ]);
     } finally {
       proxy.rewriteResponses(undefined);
     }
