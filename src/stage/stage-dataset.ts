@@ -86,7 +86,7 @@ import {
 } from "../volumes/manifest.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { copyInWords, replaceRefusal } from "../volumes/permissions.ts";
-import { publish } from "../volumes/publish.ts";
+import { publish, SupersededWhilePublishing } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
 import type { StorageCall } from "../volumes/storage-call.ts";
 import { freeBytes, type StorageProblem, sharedStorageProblem } from "../volumes/storage-check.ts";
@@ -1186,7 +1186,28 @@ async function stageOn(
             await takeDown(posted);
           },
           replacingHonoured: () => notice?.honoured() ?? true,
+        }).catch((error: unknown) => {
+          if (!(error instanceof SupersededWhilePublishing)) throw error;
+          return error;
         });
+        if (outcome instanceof SupersededWhilePublishing) {
+          // Another worker (that took this one's lock over) swapped its tree in between ours
+          // and our manifest: a pause at that moment. Its copy is complete and verified: an
+          // unpinned dataset uses it, with a warning, as when it was published before our swap
+          // (publishedMeanwhile); a pinned one is not given another version.
+          const theirs = outcome.theirs;
+          if (theirs === undefined || pinsData(spec) || !sameSource(theirs.uri, spec.uri)) {
+            throw storageError(outcome, target.location.manifestPath);
+          }
+          context.onEvent({
+            type: "warning",
+            dataset: spec.name,
+            message: `this worker's lock was taken over, and another worker published another version of ${spec.uri} at ${target.location.path} (${theirs.createdAt}) while this one published its own: using that one`,
+          });
+          await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
+          context.signal?.throwIfAborted();
+          return dropAttemptFor(publishedAs(resolution, theirs, {}));
+        }
         if (outcome === "kept" && keptAtSwap !== undefined) return keptAtSwap;
         if (outcome === "kept" && supersededAtSwap !== undefined) return supersededAtSwap;
         if (lock !== undefined) {

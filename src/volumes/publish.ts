@@ -37,6 +37,23 @@ import { sealTree } from "./tree-seal.ts";
 /** "kept": the tree at the final path was left in place (PublishOptions.beforeReplacing). */
 export type PublishOutcome = "published" | "replaced" | "already-published" | "kept";
 
+/**
+ * Our tree went in, and before our manifest did, another worker (that took our lock over)
+ * swapped its own in: another version, or one whose manifest is not in yet (`theirs`
+ * undefined). The caller decides what the run uses (stage-dataset.ts): it failed STORAGE
+ * "cannot write to …", and `run` never started its command, after a pause at that moment
+ * (exploratory tester 2, 2026-12-07).
+ */
+export class SupersededWhilePublishing extends Error {
+  readonly theirs: Manifest | undefined;
+
+  constructor(message: string, theirs: Manifest | undefined) {
+    super(message);
+    this.name = "SupersededWhilePublishing";
+    this.theirs = theirs;
+  }
+}
+
 export interface PublishOptions {
   /**
    * Asked right before a tree at the final path is swapped out (after the sync, the last
@@ -331,8 +348,9 @@ export async function publish(
       ).catch(() => undefined);
       await withdraw();
       if (theirs === undefined || !sameData(theirs, manifest)) {
-        throw new Error(
+        throw new SupersededWhilePublishing(
           `another worker replaced ${location.path} while this one published it (a lock lost?); run again`,
+          theirs,
         );
       }
       await removeAttempt(attempt, call);
@@ -351,6 +369,8 @@ export async function publish(
       finishing,
     );
   } catch (error) {
+    // The caller's to answer (what the run uses), not the storage's failure.
+    if (error instanceof SupersededWhilePublishing) throw error;
     // The attempt is the caller's to remove on a failure (bounded there, and not while a
     // call on it is still pending: stage-dataset.ts).
     throw storageError(error, location.manifestPath);

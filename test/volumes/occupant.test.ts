@@ -36,7 +36,7 @@ import {
   treeIdentity,
 } from "../../src/volumes/occupant.ts";
 import { removeTreeReporting } from "../../src/volumes/permissions.ts";
-import { publish } from "../../src/volumes/publish.ts";
+import { publish, SupersededWhilePublishing } from "../../src/volumes/publish.ts";
 import type { StorageCall } from "../../src/volumes/storage-call.ts";
 import { runCli } from "../harness/cli.ts";
 import { startFaultProxy } from "../harness/fault-proxy.ts";
@@ -367,9 +367,16 @@ describe("publish: what stands at the final path", () => {
         },
       );
       if (theirs === "vb") {
-        await expect(publishing).rejects.toMatchObject({
-          code: "STORAGE",
+        // Said to the caller with their manifest: it decides what the run uses
+        // (stage-dataset.ts: an unpinned dataset uses theirs).
+        const error = await publishing.then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(SupersededWhilePublishing);
+        expect(error).toMatchObject({
           message: expect.stringContaining("another worker replaced"),
+          theirs: { etag: "vb" },
         });
       } else {
         expect(await publishing).toBe("already-published");
