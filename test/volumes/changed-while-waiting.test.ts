@@ -32,6 +32,10 @@ afterAll(async () => {
 
 const sha = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 
+/** `dsfetch fetch --json` of the datasets on standard input into `storage`, team "ml". */
+const fetchArgs = (storage: string) =>
+  ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"] as const;
+
 async function until(what: string, done: () => boolean | Promise<boolean>): Promise<void> {
   for (let i = 0; i < 600; i++) {
     if (await done()) return;
@@ -58,7 +62,7 @@ describe("a folder changed while workers wait for its holder", () => {
     });
     const storage = await mkdtemp(join(root, "storage-"));
     const data = join(storage, "ml", "data");
-    const args = ["fetch", "--datasets", "-", "--storage-root", storage, "--team", "ml", "--json"];
+    const args = fetchArgs(storage);
     const options = {
       env: {
         ...testEnv(),
@@ -123,16 +127,7 @@ describe("a folder changed while workers wait for its holder", () => {
         bytesPerSecond: 600,
       });
       const storage = await mkdtemp(join(root, "storage-"));
-      const args = [
-        "fetch",
-        "--datasets",
-        "-",
-        "--storage-root",
-        storage,
-        "--team",
-        "ml",
-        "--json",
-      ];
+      const args = fetchArgs(storage);
       const stdin = JSON.stringify([{ uri: `s3://${bucket}/${prefix}`, name: "set" }]);
       const env = (endpoint: string) => ({
         env: { ...testEnv(), AWS_ENDPOINT_URL: endpoint, DSFETCH_LOCK_POLL: "0.2" },
