@@ -22,11 +22,14 @@ export type PartGetter = Pick<ObjectGetter, "head">;
 
 /**
  * The boundaries, or undefined where the store cannot say them (verified by size then, and
- * said). Throws what the store answered when a part's HEAD failed for a reason that may pass
- * (5xx, SlowDown, a connection that dropped: isRetryableS3Error), once its retries are spent,
- * classified with `errorContext` when given: an outage of a moment was taken for a store
- * without PartNumber, and the object was published verified by its size alone, for good
- * (exploratory tester, 2026-12-07: 503s to the part HEADs only; a 30 s outage).
+ * said). A part HEAD that failed for a reason that may pass (5xx, SlowDown, a connection that
+ * dropped: isRetryableS3Error), once its retries are spent, is told apart by a plain HEAD of
+ * the object: failing too, the store is out (thrown, classified with `errorContext`: an
+ * outage of a moment was taken for a store without PartNumber, and the object published
+ * verified by its size alone, for good: exploratory tester, 2026-12-07); answering, the part
+ * HEAD is asked once more (an outage that just ended), and failing still, it is the store's
+ * answer to PartNumber (a gateway that mishandles the query: size-only, as before, rather
+ * than every multipart download failing there: review).
  */
 export async function learnParts(
   getter: PartGetter,
@@ -36,24 +39,53 @@ export async function learnParts(
   errorContext?: S3ErrorContext,
 ): Promise<ByteSpan[] | undefined> {
   const partSize = partSizer(getter, source, retry);
-  /** Undefined for a refusal (the store's answer); a throw for a failure that may pass. */
-  const refusal = (error: unknown): undefined => {
+  /** Whether the store answers a plain HEAD of the object; throws its failure if not. */
+  const storeAnswers = async (partError: unknown): Promise<void> => {
+    try {
+      await getter.head({
+        bucket: source.bucket,
+        key: source.key,
+        versionId: source.versionId,
+        signal: retry.signal,
+      });
+    } catch (plainError) {
+      retry.signal?.throwIfAborted();
+      const error = isRetryableS3Error(plainError) ? plainError : partError;
+      throw errorContext === undefined
+        ? error
+        : classifyS3Error(error, {
+            ...errorContext,
+            action: "learning the part boundaries (HEAD ?partNumber) of",
+          });
+    }
+  };
+  /**
+   * What a failed part HEAD comes to: undefined (size-only) for the store's answer, a throw
+   * while the store is out, or the part HEAD again (`ask`) once the store answers.
+   */
+  const afterFailure = async <T>(
+    error: unknown,
+    ask?: () => Promise<T>,
+  ): Promise<T | undefined> => {
     retry.signal?.throwIfAborted();
     if (!isRetryableS3Error(error)) return undefined;
-    throw errorContext === undefined
-      ? error
-      : classifyS3Error(error, {
-          ...errorContext,
-          action: "learning the part boundaries (HEAD ?partNumber) of",
-        });
+    await storeAnswers(error);
+    if (ask === undefined) return undefined;
+    try {
+      return await ask();
+    } catch {
+      retry.signal?.throwIfAborted();
+      return undefined;
+    }
   };
-  let first: PartSize;
+  let first: PartSize | undefined;
   try {
     first = await partSize(1);
   } catch (error) {
     // Stores without PartNumber support: verification falls back to the size, and says so.
-    return refusal(error);
+    first = await afterFailure(error, () => partSize(1));
   }
+  if (first === undefined) return undefined;
   if (first.length === undefined || first.count !== expectedParts) return undefined;
   const size = first.length;
   const last = source.bytes - size * (expectedParts - 1);
@@ -65,17 +97,20 @@ export async function learnParts(
     // only a HEAD of every part rules out: asked for only if the digests do not match
     // (relearnParts), not on every download.
     if (expectedParts <= 2) return uniformLayout(source.bytes, size, expectedParts);
-    let lastPart: PartSize;
+    let lastPart: PartSize | undefined;
     try {
       lastPart = await partSize(expectedParts);
     } catch (error) {
       // Not asked for every part instead (up to 10,000 HEADs, each retried, on a store that
       // just refused one): verified by size, which the result says.
-      return refusal(error);
+      lastPart = await afterFailure(error, () => partSize(expectedParts));
+      if (lastPart === undefined) return undefined;
     }
     if (lastPart.length === last) return uniformLayout(source.bytes, size, expectedParts);
   }
-  return everyPart(partSize, source, expectedParts, size, undefined, refusal);
+  return everyPart(partSize, source, expectedParts, size, undefined, (error) =>
+    afterFailure(error),
+  );
 }
 
 /**
@@ -150,8 +185,8 @@ async function everyPart(
   parts: number,
   firstLength?: number,
   onPart?: () => void,
-  /** What a failed HEAD comes to (learnParts: a throw for one that may pass). */
-  onFailure: (error: unknown) => undefined = () => undefined,
+  /** What a failed HEAD comes to (learnParts: a throw while the store is out). */
+  onFailure: (error: unknown) => Promise<undefined> | undefined = () => undefined,
 ): Promise<ByteSpan[] | undefined> {
   if (parts > MAX_PART_HEADS) return undefined;
   let failed = false;
@@ -180,7 +215,7 @@ async function everyPart(
     }
     return offset === source.bytes ? spans : undefined;
   } catch (error) {
-    return onFailure(error);
+    return await onFailure(error);
   }
 }
 

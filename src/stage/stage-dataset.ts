@@ -7,7 +7,7 @@ import { readdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
-import { baseNameOfKey, sameSource } from "../config/s3-uri.ts";
+import { baseNameOfKey, sameSource, sameSourceAt } from "../config/s3-uri.ts";
 import { formatBytes } from "../config/size.ts";
 import type { TransferTuning } from "../config/tuning.ts";
 import type { DatasetSpec, Settings } from "../config/types.ts";
@@ -1196,7 +1196,8 @@ async function stageOn(
           // unpinned dataset uses it, with a warning, as when it was published before our swap
           // (publishedMeanwhile); a pinned one is not given another version.
           const theirs = outcome.theirs;
-          if (theirs === undefined || pinsData(spec) || !sameSource(theirs.uri, spec.uri)) {
+          // The same store too: a URI of another endpoint is another dataset (review).
+          if (theirs === undefined || pinsData(spec) || !sameSourceAt(theirs, sourceOf(spec))) {
             throw storageError(outcome, target.location.manifestPath);
           }
           context.onEvent({

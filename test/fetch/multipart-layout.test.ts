@@ -205,31 +205,44 @@ describe("multipart objects whose middle parts differ while the first and last f
 });
 
 describe("the part HEADs failing for a moment, not refused", () => {
-  it("503 to HEAD ?partNumber: TRANSIENT saying so, nothing published; a 501 is a store without it: size-only", async () => {
-    const unavailable = (status: string) =>
+  it("the store out after its first answer: TRANSIENT saying so, nothing published; part HEADs alone failing (503, 501): size-only", async () => {
+    /** Part HEADs answered `status`; with `outage`, every HEAD once a part HEAD was seen. */
+    const failing = (status: string, outage: boolean) => {
+      let seen = false;
       proxy.rewriteResponses({
-        match: (request) => request.method === "HEAD" && /partNumber=/.test(request.target),
+        match: (request) => {
+          if (request.method !== "HEAD") return false;
+          if (/partNumber=/.test(request.target)) seen = true;
+          return seen && (outage || /partNumber=/.test(request.target));
+        },
         startLine: () => status,
         rewrite: () => "",
       });
+    };
+    const object = { uri: `s3://${bucket}/even/data.bin`, name: "one" };
+    // One retry, not six with their backoff (~17 s).
+    const env = { DSFETCH_RETRIES: "1" };
     try {
-      // A store answering 503 for a while was taken for one without PartNumber: published,
-      // verified by its size alone, for good (exploratory tester, 2026-12-07).
-      unavailable("HTTP/1.1 503 Slow Down");
-      const object = { uri: `s3://${bucket}/even/data.bin`, name: "one" };
-      // One retry, not six with their backoff (~17 s).
-      const failed = await fetchThroughProxy([object], { DSFETCH_RETRIES: "1" });
+      // An outage that began after the object was resolved: its part HEAD was taken for a
+      // store without PartNumber, and the object published verified by its size alone, for
+      // good (exploratory tester, 2026-12-07).
+      failing("HTTP/1.1 503 Slow Down", true);
+      const failed = await fetchThroughProxy([object], env);
       expect(failed.run.code, failed.run.stderr).toBe(6);
       const { error } = JSON.parse(failed.run.stdout).datasets[0];
       expect(error.code).toBe("TRANSIENT");
       expect(error.message).toContain("learning the part boundaries (HEAD ?partNumber) of");
       await expect(readFile(join(failed.data, "one", "data.bin"))).rejects.toThrow(/ENOENT/);
-      unavailable("HTTP/1.1 501 Not Implemented");
-      const refused = await fetchThroughProxy([object]);
-      expect(refused.run.code, refused.run.stderr).toBe(0);
-      expect(Object.keys(JSON.parse(refused.run.stdout).datasets[0].verification)).toEqual([
-        expect.stringMatching(/^size-only \(the multipart part boundaries could not be learned/),
-      ]);
+      // A store (or a gateway before it) failing part HEADs only, whatever it answers: its
+      // answer to PartNumber, not an outage (every multipart download would fail there).
+      for (const status of ["HTTP/1.1 503 Slow Down", "HTTP/1.1 501 Not Implemented"]) {
+        failing(status, false);
+        const refused = await fetchThroughProxy([object], env);
+        expect(refused.run.code, refused.run.stderr).toBe(0);
+        expect(Object.keys(JSON.parse(refused.run.stdout).datasets[0].verification)).toEqual([
+          expect.stringMatching(/^size-only \(the multipart part boundaries could not be learned/),
+        ]);
+      }
     } finally {
       proxy.rewriteResponses(undefined);
     }
