@@ -22,9 +22,11 @@ const source = JSON.stringify(
 
 /**
  * Times 6 windows of "creates": `spin` burns 400 us of this thread's CPU each (a local disk
- * working in the kernel), `wait` sleeps 3 ms each (a round trip to a file server such as EFS).
- * Not 1 ms: the CPU is not always quiet (vitest runs two files at once), and waking up late on
- * a busy CPU is busy time; 1 ms creates were once taken for a busy local disk in CI.
+ * working in the kernel), `wait` sleeps 10 ms each (a round trip to a file server such as EFS).
+ * Not 1 ms, nor 3: the CPU is not always quiet (vitest runs two files at once, beside MinIO),
+ * and the wait for a CPU after each wake-up is busy time; 1 ms creates were once taken for a
+ * busy local disk in CI, and 3 ms ones once too (session 46: more than half of a confirming
+ * window spent on the run queue).
  */
 const script = join(scratch, "creates.ts");
 writeFileSync(
@@ -39,7 +41,7 @@ writeFileSync(
    for (let i = 0; i < 6 * WINDOW; i++) {
      creates.begin();
      if (mode === "spin") { const end = cpuUs() + 400; while (cpuUs() < end) {} }
-     else Atomics.wait(sleeper, 0, 0, 3);
+     else Atomics.wait(sleeper, 0, 0, 10);
      creates.end();
      creates.fileDone();
    }
