@@ -763,40 +763,63 @@ async function stageOn(
   checkSupported(spec, resolution, target, fallback);
   /** Another host's (or container's) attempt is abandoned once untouched this long. */
   const abandonedAfterMs = abandonedAfter(context.tuning.lock.staleMs);
+  /**
+   * NO_SPACE when an ephemeral volume's disk has too little free for the dataset now (the
+   * volume's size is checked apart: checkSupported).
+   */
+  const ephemeralRoomProblem = async (): Promise<DsfetchError | undefined> => {
+    const root = dirname(target.location.path);
+    const free = await call(`checking the free space of ${root}`, () => freeBytes(root));
+    if (free === undefined || resolution.bytes <= free) return undefined;
+    const left = await call(`reading ${target.location.tmpDir}`, () =>
+      readdir(target.location.tmpDir).catch(() => [] as string[]),
+    );
+    return new DsfetchError(
+      "NO_SPACE",
+      `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but ${root} (its ephemeral volume) has ${formatBytes(free)} free`,
+      {
+        dataset: spec.name,
+        hint:
+          left.length > 0
+            ? `${target.location.tmpDir} holds ${left.length} partial download(s) of other runs (another container's, or one killed: removed once untouched for ${Math.round(abandonedAfterMs / 60_000)} min); remove them if no other job uses this volume, free space there, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk`
+            : "free space there, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk",
+      },
+    );
+  };
   if (target.volume === "ephemeral") {
     // A job killed mid-download (out of memory, evicted) left its partial download in the
     // volume, which outlives the container (emptyDir): only a lock holder cleaned up, and
-    // ephemeral datasets take no lock, so it stayed, and the job, restarted, failed NO_SPACE
-    // below at every start (review, 2026-12-06). Removed as a lock holder does: a dead
-    // process's of this host (and PID namespace) at once, others once idle that long.
+    // ephemeral datasets took no lock then, so it stayed, and the job, restarted, failed
+    // NO_SPACE below at every start (review, 2026-12-06). Removed before the room is looked
+    // at, as a lock holder does: a dead process's of this host (and PID namespace) at once,
+    // others once idle that long.
     await call(`removing abandoned attempts in ${target.location.tmpDir}`, (signal, progressed) =>
       cleanAbandonedAttempts(target.location, abandonedAfterMs, progressed, signal),
     );
     // The volume's size is a bound, not space: a root on a small disk filled up mid-download
     // and said "free space in shared storage" (review, 2026-12-05). A dataset that cannot fit
-    // in what is free now fails before its first byte, with both sizes.
-    const root = dirname(target.location.path);
-    const free = await call(`checking the free space of ${root}`, () => freeBytes(root));
-    if (free !== undefined && resolution.bytes > free) {
-      const left = await call(`reading ${target.location.tmpDir}`, () =>
-        readdir(target.location.tmpDir).catch(() => [] as string[]),
+    // in what is free now fails before its first byte, with both sizes; while another process
+    // on this volume holds the dataset's lock (its download takes the room), once it is ours.
+    const roomTaken = await ephemeralRoomProblem();
+    if (roomTaken !== undefined) {
+      const held = await call(`looking at the lock ${target.location.lockPath}`, () =>
+        lockHeld(target.location.lockPath, context.tuning.lock.staleMs),
       );
-      throw new DsfetchError(
-        "NO_SPACE",
-        `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but ${root} (its ephemeral volume) has ${formatBytes(free)} free`,
-        {
-          dataset: spec.name,
-          hint:
-            left.length > 0
-              ? `${target.location.tmpDir} holds ${left.length} partial download(s) of other runs (another container's, or one killed: removed once untouched for ${Math.round(abandonedAfterMs / 60_000)} min); remove them if no other job uses this volume, free space there, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk`
-              : "free space there, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk",
-        },
-      );
+      if (held) roomCheckUnderLock = true;
+      else {
+        // Published since this worker looked, its holder gone (as on shared storage below).
+        const published = await reuseBeforeLock();
+        if (published !== undefined) return published;
+        throw roomTaken;
+      }
     }
   }
 
-  // Shared storage: one downloader per dataset; the others wait, then reuse its result.
-  // Ephemeral volumes are private to the job: no lock.
+  // One downloader per dataset, on an ephemeral volume too: the processes of one host that
+  // share its ephemeral root (the ranks of a node, or every worker once shared storage was
+  // found full) each downloaded the same dataset into it (exploratory tester, 2026-12-07:
+  // 8 workers, 8 downloads). SPEC §6's "no cross-worker lock" is read as none across hosts:
+  // this one is in the ephemeral root. The others wait, then reuse its result.
   let lock: HeldLock | undefined;
   /** The holders this worker waited on (failure-record.ts). */
   const waitedOn: Holder[] = [];
@@ -826,7 +849,7 @@ async function stageOn(
    * any fallback: an ephemeral target's own copy is never compared with a shared one's).
    */
   const seenBeforeWaiting = seenBeforeDownload;
-  for (let lookForDone = true; target.volume === "shared" && lock === undefined; ) {
+  for (let lookForDone = true; lock === undefined; ) {
     const outcome = await acquireLock(target.location.lockPath, spec.name, {
       timing: context.tuning.lock,
       signal: context.signal,
@@ -978,6 +1001,11 @@ async function stageOn(
           (signal, progressed) =>
             cleanAbandonedAttempts(target.location, abandonedAfterMs, progressed, signal),
         );
+      }
+      if (roomCheckUnderLock && target.volume === "ephemeral") {
+        roomCheckUnderLock = false;
+        const problem = await ephemeralRoomProblem();
+        if (problem !== undefined) throw problem;
       }
       if (roomCheckUnderLock) {
         roomCheckUnderLock = false;

@@ -11,8 +11,8 @@
  * each publish first writes its manifest as a pending manifest of its own
  * (`<manifest>.pending.<random part of its attempt's name>`), naming the tree that goes in and the one it replaces, and
  * renames it into place last: a tree a pending manifest names is dsfetch's. One per attempt:
- * two publishers (a lock lost, or an ephemeral volume, which has none) never write each
- * other's (review: one shared file paired one worker's tree with the other's manifest).
+ * two publishers (a lock lost or taken over) never write each other's (review: one shared
+ * file paired one worker's tree with the other's manifest).
  */
 import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";

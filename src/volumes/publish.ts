@@ -235,8 +235,8 @@ export async function publish(
       throw storageError(error, location.path);
     }
     if (occupant === undefined) {
-      // Published meanwhile (a lock lost, or an ephemeral volume staged twice at once): the
-      // same data stands; older data of the same source is replaced as above.
+      // Published meanwhile (a lock lost or taken over): the same data stands; older data of
+      // the same source is replaced as above.
       let verdict: DsfetchError | "same" | undefined;
       try {
         occupant = await call(`looking at ${location.path}`, () => lstat(location.path));

@@ -100,6 +100,10 @@ export function runProgram(
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
+    // A child that exits before it reads its stdin (one that fails first, or never reads it)
+    // closes the pipe: EPIPE is no failure of the test (its exit code and output are); it
+    // escaped as an uncaught error and failed the whole run (2026-12-07).
+    child.stdin.on("error", () => {});
     child.stdin.end(options.stdin ?? "");
   });
 }

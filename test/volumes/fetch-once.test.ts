@@ -10,6 +10,7 @@ import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tar, file as tarFile } from "../archive/tar-helpers.ts";
 import { baseEnv, CLI_ENTRY, type CliResult, runCli } from "../harness/cli.ts";
+import { crawlUntilAllAsked } from "../harness/crawl-until-asked.ts";
 import { damageOneGet, type FaultProxy, startFaultProxy } from "../harness/fault-proxy.ts";
 import { createBucket, putObject, s3Info, testEnv } from "../harness/s3.ts";
 
@@ -115,30 +116,6 @@ describe("fetch once across processes", () => {
     expect(proxy.getBodyBytes()).toBe(0);
   });
 });
-
-/**
- * Holds `proxy` at a crawl until `processes` have asked for `key` (each resolves it before it
- * takes the lock) and have had a second to reach the lock, then lets it go at `rate`: every
- * process is then waiting on the first holder, however slowly it started (CPU-bound starts
- * of 17 processes at once took seconds; a late one tried the download again for itself).
- */
-async function crawlUntilAllAsked(
-  proxy: FaultProxy,
-  key: string,
-  processes: number,
-  rate: number,
-): Promise<void> {
-  proxy.throttle(32 * 1024);
-  const asked = () =>
-    proxy.requests.filter((request) => request.method === "HEAD" && request.target.includes(key))
-      .length;
-  try {
-    await expect.poll(asked, { timeout: 60_000, interval: 50 }).toBeGreaterThanOrEqual(processes);
-    await sleep(1_000);
-  } finally {
-    proxy.throttle(rate);
-  }
-}
 
 async function ownProxy(): Promise<FaultProxy> {
   const one = await startFaultProxy(s3Info().endpoint);
