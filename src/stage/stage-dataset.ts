@@ -147,6 +147,12 @@ export interface StagedDataset {
    */
   readonly timesChanged?: true;
   readonly madeWritable?: true;
+  /**
+   * This worker's lock was taken over (it was paused past DSFETCH_LOCK_STALE) and the version
+   * another worker published meanwhile is used instead of this run's download: with its
+   * warning; `cached` alone read as an ordinary reuse (second review, 2026-12-07).
+   */
+  readonly lockTakenOver?: true;
 }
 
 export interface StageContext {
@@ -1136,7 +1142,7 @@ async function stageOn(
           });
           await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
           context.signal?.throwIfAborted();
-          return publishedAs(resolution, published, {});
+          return publishedAs(resolution, published, { lockTakenOver: true });
         };
         // Leased while this download ran: not replaced under that job either. Read here
         // (no sync, no publish for nothing) and again just before the swap (publish.ts).
@@ -1226,7 +1232,15 @@ async function stageOn(
           const theirs = outcome.theirs;
           // The same store too: a URI of another endpoint is another dataset (review).
           if (theirs === undefined || pinsData(spec) || !sameSourceAt(theirs, sourceOf(spec))) {
-            throw storageError(outcome, target.location.manifestPath);
+            // Said as what happened, not as a write that failed ("cannot write to
+            // …/manifests/…": second review, 2026-12-07).
+            throw new DsfetchError("STORAGE", `${spec.name}: ${outcome.message}`, {
+              dataset: spec.name,
+              hint:
+                theirs === undefined
+                  ? "nothing of this run's download was kept: run again"
+                  : `nothing of this run's download was kept${pinsData(spec) ? ` (the one there is not the pinned ${pinInWords(spec)})` : ""}: run again (this worker was paused for longer than DSFETCH_LOCK_STALE, a VM pause or SIGSTOP, and its lock was taken over)`,
+            });
           }
           context.onEvent({
             type: "warning",
@@ -1235,7 +1249,7 @@ async function stageOn(
           });
           await bestEffort(`marking ${target.location.path} used`, () => markUsed(target.location));
           context.signal?.throwIfAborted();
-          return dropAttemptFor(publishedAs(resolution, theirs, {}));
+          return dropAttemptFor(publishedAs(resolution, theirs, { lockTakenOver: true }));
         }
         if (outcome === "kept" && keptAtSwap !== undefined) return keptAtSwap;
         if (outcome === "kept" && supersededAtSwap !== undefined) return supersededAtSwap;

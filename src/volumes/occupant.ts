@@ -165,10 +165,16 @@ async function pendingFiles(
   });
 }
 
-/** The pending manifest that names the tree `identity`, if any (dsfetch's, mid-publish). */
+/**
+ * The pending manifest that names the tree `identity`, if any (dsfetch's, mid-publish).
+ * `goingIn`: only one naming it as the tree it brings in, whose metadata describes it (one
+ * that names it as the tree it replaces is a third publisher's, of other data: second review,
+ * 2026-12-07).
+ */
 export async function pendingNaming(
   location: DatasetLocation,
   identity: TreeIdentity,
+  { goingIn = false }: { readonly goingIn?: boolean } = {},
 ): Promise<PendingManifest | undefined> {
   for (const { name, path } of await pendingFiles(location)) {
     if (name.endsWith(".tmp")) continue;
@@ -176,9 +182,8 @@ export async function pendingNaming(
       const pending = JSON.parse(await readFile(path, "utf8")) as PendingManifest;
       // Its name is compared too (otherNameError): a damaged one without is no voucher.
       if (typeof pending.uri !== "string" || typeof pending.name !== "string") continue;
-      if (sameTree(pending.tree, identity) || sameTree(pending.replacing, identity)) {
-        return pending;
-      }
+      if (sameTree(pending.tree, identity)) return pending;
+      if (!goingIn && sameTree(pending.replacing, identity)) return pending;
     } catch {
       // Gone meanwhile (renamed into place), or not ours to read: not a voucher.
     }

@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
 import { lstat, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { type Attempt, storageError } from "./attempt.ts";
@@ -318,7 +319,9 @@ export async function publish(
   try {
     await call(
       `making ${location.path} read-only`,
-      () => chmodDir(location.path, 0o555),
+      // Gone meanwhile (another publisher's swap between its two renames): the look below
+      // tells what stands there.
+      () => chmodDir(location.path, 0o555).catch(unlessGone),
       finishing,
     );
     await call(
@@ -330,12 +333,18 @@ export async function publish(
     // manifest is its own to write, never ours over its tree.
     const there = await call(
       `looking at ${location.path}`,
-      () => treeIdentity(location.path),
+      () => treeAfterSwaps(location.path),
       finishing,
     );
     if (there === undefined) {
-      // Moved away meanwhile (another publisher mid-swap, prune): nothing to report as staged.
-      throw new Error(`${location.path} is gone: moved away by another process while publishing`);
+      // Moved away meanwhile, and nothing in its place (a removal by hand; another
+      // publisher's swap would have put its tree in within SWAP_GAP_MS): nothing to report
+      // as staged.
+      await withdraw();
+      throw new SupersededWhilePublishing(
+        `${location.path} was moved away by another process while this one published it, and nothing stands there`,
+        undefined,
+      );
     }
     if (!sameTree(there, tree)) {
       // Replaced meanwhile by another publisher (a lock lost): "staged" only if it holds our
@@ -343,13 +352,15 @@ export async function publish(
       // Its manifest, or its pending one if that is not in yet.
       const theirs = await call(
         `reading ${location.manifestPath}`,
-        async () => (await manifestOfTree(location)) ?? (await pendingNaming(location, there)),
+        async () =>
+          (await manifestOfTree(location)) ??
+          (await pendingNaming(location, there, { goingIn: true })),
         finishing,
       ).catch(() => undefined);
       await withdraw();
       if (theirs === undefined || !sameData(theirs, manifest)) {
         throw new SupersededWhilePublishing(
-          `another worker replaced ${location.path} while this one published it (a lock lost?); run again`,
+          `another worker (which took this one's lock over) swapped ${theirs === undefined ? "a tree whose manifest is not in yet" : `another version (${theirs.createdAt})`} in at ${location.path} between this one's tree and its manifest`,
           theirs,
         );
       }
@@ -570,4 +581,26 @@ async function writePending(
     await rename(`${path}.tmp`, path);
     await fsyncDirectory(dirname(path));
   });
+}
+
+/** How long another publisher's swap leaves the path empty at most: two renames. */
+const SWAP_GAP_MS = 1_000;
+
+/**
+ * The tree at `path`, looked at again for up to SWAP_GAP_MS while there is none: another
+ * publisher's swap moves the tree there aside, then renames its own in (second review,
+ * 2026-12-07: caught between the two, a publish failed STORAGE "is gone").
+ */
+async function treeAfterSwaps(path: string): Promise<TreeIdentity | undefined> {
+  const deadline = performance.now() + SWAP_GAP_MS;
+  for (;;) {
+    const there = await treeIdentity(path);
+    if (there !== undefined || performance.now() >= deadline) return there;
+    await sleep(50);
+  }
+}
+
+/** Throws `error` unless it says the path is gone (ENOENT). */
+function unlessGone(error: unknown): void {
+  if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
 }

@@ -7,9 +7,10 @@
 // stage() against the real store, with publish wrapped so that the other worker's publish
 // lands exactly there (between our tree's rename and our manifest's).
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { parseDatasetsValue } from "../../src/config/datasets-array.ts";
 import { resolveSettings } from "../../src/config/settings.ts";
@@ -59,8 +60,20 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true, maxRetries: 2 }).catch(() => {});
 });
 
+/**
+ * How the other worker's swap meets ours: all at once; our tree moved aside, and theirs in
+ * 300 ms later (the gap between its two renames, stretched); or our tree moved aside and
+ * nothing put in its place.
+ */
+type Swap = "at-once" | "with-a-gap" | "nothing-in";
+
 /** Stages `entry` while "another worker" publishes `theirs` (etag) in the middle of our publish. */
-async function stageRacing(entry: Record<string, unknown>, key: string, theirEtag: string) {
+async function stageRacing(
+  entry: Record<string, unknown>,
+  key: string,
+  theirEtag: string,
+  swap: Swap = "at-once",
+) {
   const info = s3Info();
   const datasets = parseDatasetsValue(
     [
@@ -78,7 +91,8 @@ async function stageRacing(entry: Record<string, unknown>, key: string, theirEta
   const storageRoot = await mkdtemp(join(root, "storage-"));
   const settings = resolveSettings({ storageRoot, team: "ml" }, {});
   const location = sharedLocation(storageRoot, "ml", spec.name, spec.etag);
-  race.other = async () => {
+  let late: Promise<void> | undefined;
+  const theirPublish = async () => {
     const attempt = await createAttempt(location);
     await writeFile(join(attempt.dataDir, key), "the other worker's version");
     const manifest: Manifest<WrittenFiles> = {
@@ -96,10 +110,18 @@ async function stageRacing(entry: Record<string, unknown>, key: string, theirEta
       createdAt: new Date().toISOString(),
       host: "other",
     };
-    expect(await realPublish(attempt, location, manifest)).toBe("replaced");
+    expect(await realPublish(attempt, location, manifest)).toBe(
+      swap === "at-once" ? "replaced" : "published",
+    );
+  };
+  race.other = async () => {
+    if (swap === "at-once") return theirPublish();
+    await rename(location.path, join(root, `aside-${spec.name}`));
+    if (swap === "with-a-gap") late = sleep(300).then(theirPublish);
   };
   const events: DsfetchEvent[] = [];
   const result = await stage(datasets, settings, { onEvent: (event) => events.push(event) });
+  await late;
   expect(race.other).toBeUndefined();
   const warnings = events.flatMap((event) => (event.type === "warning" ? [event.message] : []));
   return { result, location, warnings };
@@ -118,6 +140,7 @@ describe("another worker's version swapped in between our tree and our manifest"
     expect(staged).toMatchObject({
       ok: true,
       cached: true,
+      lockTakenOver: true,
       etag: "0123456789abcdef0123456789abcdef",
     });
     expect(warnings.join("\n")).toMatch(
@@ -137,7 +160,48 @@ describe("another worker's version swapped in between our tree and our manifest"
       "fedcba9876543210fedcba9876543210",
     );
     const [staged] = result.datasets;
-    expect(staged?.ok).toBe(false);
-    expect(JSON.stringify(staged)).toContain("another worker replaced");
+    expect(staged).toMatchObject({ ok: false, error: { code: "STORAGE" } });
+    const error = staged?.ok === false ? staged.error : undefined;
+    // Said as what happened, not as a manifest that could not be written.
+    expect(error?.message).toMatch(
+      /^pinned: another worker \(which took this one's lock over\) swapped another version \(.*\) in at .* between this one's tree and its manifest$/,
+    );
+    expect(error?.hint).toMatch(/is not the pinned ETag .*: run again/);
+  });
+
+  it("caught between the other worker's two renames (our tree moved aside, theirs not in yet): uses theirs (it failed STORAGE 'is gone')", async () => {
+    await putObject(bucket, "gap/data.bin", randomBytes(64 * 1024));
+    const { result, location } = await stageRacing(
+      { uri: `s3://${bucket}/gap/data.bin`, name: "gap" },
+      "data.bin",
+      "00112233445566778899aabbccddeeff",
+      "with-a-gap",
+    );
+    const [staged] = result.datasets;
+    expect(staged, JSON.stringify(staged)).toMatchObject({
+      ok: true,
+      lockTakenOver: true,
+      etag: "00112233445566778899aabbccddeeff",
+    });
+    expect(await readFile(join(location.path, "data.bin"), "utf8")).toBe(
+      "the other worker's version",
+    );
+  });
+
+  it("our tree moved away and nothing put in its place: STORAGE saying so, no manifest left naming it", async () => {
+    await putObject(bucket, "gone/data.bin", randomBytes(64 * 1024));
+    const { result, location } = await stageRacing(
+      { uri: `s3://${bucket}/gone/data.bin`, name: "gone" },
+      "data.bin",
+      "ffeeddccbbaa99887766554433221100",
+      "nothing-in",
+    );
+    const [staged] = result.datasets;
+    expect(staged).toMatchObject({ ok: false, error: { code: "STORAGE" } });
+    const error = staged?.ok === false ? staged.error : undefined;
+    expect(error?.message).toMatch(
+      /was moved away by another process while this one published it, and nothing stands there$/,
+    );
+    expect(await readdir(join(location.manifestPath, ".."))).toEqual([]);
   });
 });

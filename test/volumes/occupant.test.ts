@@ -32,6 +32,7 @@ import {
   occupantProblem,
   occupantProblemIfKnown,
   pendingManifestPath,
+  pendingNaming,
   removeStalePending,
   treeIdentity,
 } from "../../src/volumes/occupant.ts";
@@ -375,7 +376,9 @@ describe("publish: what stands at the final path", () => {
         );
         expect(error).toBeInstanceOf(SupersededWhilePublishing);
         expect(error).toMatchObject({
-          message: expect.stringContaining("another worker replaced"),
+          message: expect.stringMatching(
+            /swapped another version \(.*\) in at .* between this one's tree and its manifest$/,
+          ),
           theirs: { etag: "vb" },
         });
       } else {
@@ -625,7 +628,7 @@ describe("publish: second review", () => {
     expect((await readManifest(location.manifestPath))?.etag).toBe("v1");
   });
 
-  it("our tree moved away before our manifest went in: an error, not 'staged'", async () => {
+  it("our tree moved away before our manifest went in, nothing in its place: an error, not 'staged'", async () => {
     const { location, attempt } = await ready("moved");
     const elsewhere = join(root, `moved-away-${Date.now()}`);
     await expect(
@@ -637,8 +640,12 @@ describe("publish: second review", () => {
           if (what === `syncing ${dirname(location.path)}`) renameSync(location.path, elsewhere);
         }),
       ),
-    ).rejects.toMatchObject({ code: "STORAGE", message: expect.stringContaining("is gone") });
+    ).rejects.toMatchObject({
+      theirs: undefined,
+      message: expect.stringContaining("was moved away by another process"),
+    });
     expect(existsSync(location.manifestPath)).toBe(false);
+    expect(pendingManifests(location)).toEqual([]);
   });
 
   it("a manifest over another tree than the one it names does not vouch for it (a user's directory where the dataset was removed by hand)", async () => {
@@ -701,6 +708,30 @@ describe("publish: second review", () => {
     expect(pendingManifests(location).sort()).toEqual(
       [naming, livePending].map((path) => path.split("/").at(-1)).sort(),
     );
+  });
+
+  it("a pending manifest that names a tree as the one it replaces does not describe it when the one going in is asked for", async () => {
+    // What a publish superseded at its last step reads as the other worker's version: a third
+    // publisher's pending manifest naming that tree as the one it replaces gave its
+    // metadata, of other data (second review, 2026-12-07).
+    const { location, attempt } = await ready("going-in");
+    mkdirSync(location.path);
+    const there = await treeIdentity(location.path);
+    if (there === undefined) throw new Error("no tree");
+    mkdirSync(dirname(location.manifestPath), { recursive: true });
+    const third = { uri: "s3://b/ds.bin", name: "ds", etag: "third", tree: { ino: "1" } };
+    writeFileSync(
+      pendingManifestPath(location, attempt.dir),
+      JSON.stringify({ ...third, replacing: there }),
+    );
+    expect((await pendingNaming(location, there))?.etag).toBe("third");
+    expect(await pendingNaming(location, there, { goingIn: true })).toBeUndefined();
+    const other = await createAttempt(location);
+    writeFileSync(
+      pendingManifestPath(location, other.dir),
+      JSON.stringify({ ...third, etag: "theirs", tree: there }),
+    );
+    expect((await pendingNaming(location, there, { goingIn: true }))?.etag).toBe("theirs");
   });
 
   it("the sweep of dataset y leaves alone the manifest of a dataset named y.json.pending.abc", async () => {
