@@ -71,6 +71,11 @@ export interface ResolvedPrefix {
 
 export type Resolution = ResolvedObject | ResolvedPrefix;
 
+/** The objects a resolution stands for (the files it writes, but for an archive's): pure. */
+export function objectCount(resolution: Resolution): number {
+  return resolution.kind === "prefix" ? resolution.objects.length : 1;
+}
+
 /** Listing requests of one folder at once (list-tree.ts). */
 const LISTING_CONCURRENCY = 16;
 

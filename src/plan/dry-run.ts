@@ -10,6 +10,7 @@ import { DsfetchError, toDsfetchError } from "../errors.ts";
 import { type EventListener, ignoreEvents } from "../events.ts";
 import { ClientPool } from "../fetch/client.ts";
 import { resolveInBucketRegion } from "../fetch/region-redirect.ts";
+import { objectCount } from "../fetch/resolve.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { abandonedAfterMs, abandonedAttempts } from "../volumes/cleanup.ts";
 import { ensureDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
@@ -19,7 +20,7 @@ import type { DatasetLocation } from "../volumes/layout.ts";
 import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { copyInWords, replaceRefusal } from "../volumes/permissions.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
-import { freeBytes, sharedStorageProblem } from "../volumes/storage-check.ts";
+import { inodeShortage, sharedStorageProblem, statfsWhere } from "../volumes/storage-check.ts";
 import { bytesUnder } from "../volumes/tree-bytes.ts";
 import { activeLeases, unreadableLeases } from "../volumes/usage.ts";
 import {
@@ -62,6 +63,11 @@ export interface PlanOptions {
   /** Retries of a failed request to the store (DSFETCH_RETRIES; default: fetch/retry.ts). */
   retries?: number | undefined;
   /**
+   * A connection to the store silent this long is abandoned (DSFETCH_STALL_TIMEOUT, as fetch:
+   * stage.ts). Plan waited the client's 30 s whatever it said (README audit, 2026-12-07).
+   */
+  stallTimeoutMs?: number | undefined;
+  /**
    * DSFETCH_LOCK_STALE: with it, when another container's partial download on an ephemeral
    * volume is old enough for fetch to remove (volumes/cleanup.ts abandonedAfterMs).
    */
@@ -80,7 +86,7 @@ export async function plan(
   const onEvent = options.onEvent ?? ignoreEvents;
   // A missing storage root is a usage error for the whole run, not one per dataset.
   if (datasets.some((spec) => spec.volume.kind === "shared")) requireSharedStorage(settings);
-  const pool = new ClientPool();
+  const pool = new ClientPool({ idleTimeoutMs: options.stallTimeoutMs });
   try {
     const entries = await mapLimit(datasets, options.concurrency ?? 8, async (spec) => {
       let target: Target | undefined;
@@ -120,7 +126,7 @@ export async function plan(
           dataset: spec.name,
           kind: resolution.kind,
           bytes: resolution.bytes,
-          objects: resolution.kind === "prefix" ? resolution.objects.length : 1,
+          objects: objectCount(resolution),
         });
         const call = options.storageCalls?.(spec.name) ?? unboundedCall;
         let location = target.location;
@@ -166,7 +172,10 @@ export async function plan(
           const needed = resolution.bytes + (declared?.bytes ?? 0);
           const problem = await call(`checking ${storageRoot}`, async () => {
             const now = (
-              await sharedStorageProblem(storageRoot, dataRoot, needed, { create: false })
+              await sharedStorageProblem(storageRoot, dataRoot, needed, {
+                create: false,
+                files: objectCount(resolution),
+              })
             )?.reason;
             // As fetch: a source that met the full disk before, with no more room now.
             return now ?? (await noRoomNow(location.failurePath, resolution, dataRoot));
@@ -231,7 +240,8 @@ export async function plan(
         if (target.volume === "ephemeral" && !isCached(resolution, staged, spec)) {
           const root = dirname(location.path);
           const needed = resolution.bytes + (declared?.bytes ?? 0);
-          const free = await call(`checking the free space of ${root}`, () => freeBytes(root));
+          const found = await call(`checking the free space of ${root}`, () => statfsWhere(root));
+          const free = found === undefined ? undefined : found.bavail * found.bsize;
           // fetch first removes the partial downloads of runs that are over (a job killed
           // mid-download: stage-dataset.ts), then checks: their room counts as free here
           // (plan said NO_SPACE where fetch then fitted).
@@ -251,6 +261,19 @@ export async function plan(
                   hint: "free space there, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk",
                 },
               ),
+            );
+          }
+          // As fetch: too few inodes for the folder's files.
+          const inodes =
+            found === undefined
+              ? undefined
+              : inodeShortage(`${root} (its ephemeral volume)`, found, objectCount(resolution));
+          if (ephemeralRoom === undefined && inodes !== undefined) {
+            ephemeralRoom = errorOf(
+              new DsfetchError("NO_SPACE", `${spec.name}: ${inodes}`, {
+                dataset: spec.name,
+                hint: "free space there, or point --ephemeral-root (DSFETCH_EPHEMERAL_ROOT) at a larger disk",
+              }),
             );
           }
         }

@@ -20,6 +20,7 @@ import { keptFor, keptMessage, moveKept, VerifiedObjects } from "../fetch/kept-o
 import { learnParts } from "../fetch/parts.ts";
 import { resolveInBucketRegion } from "../fetch/region-redirect.ts";
 import {
+  objectCount,
   type Resolution,
   type ResolvedObject,
   type ResolvedPrefix,
@@ -89,7 +90,12 @@ import { copyInWords, replaceRefusal } from "../volumes/permissions.ts";
 import { publish, SupersededWhilePublishing } from "../volumes/publish.ts";
 import { postRemovalNoticeWithin, type RemovalNotice } from "../volumes/removal-notice.ts";
 import type { StorageCall } from "../volumes/storage-call.ts";
-import { freeBytes, type StorageProblem, sharedStorageProblem } from "../volumes/storage-check.ts";
+import {
+  inodeShortage,
+  type StorageProblem,
+  sharedStorageProblem,
+  statfsWhere,
+} from "../volumes/storage-check.ts";
 import { SYNC_LIMIT_MS } from "../volumes/sync-tree.ts";
 import { bytesUnder } from "../volumes/tree-bytes.ts";
 import {
@@ -720,7 +726,9 @@ async function stageOn(
     const { storageRoot } = requireSharedStorage(settings);
     const dataRoot = dirname(target.location.path);
     const problem = await call(`checking ${storageRoot}`, () =>
-      sharedStorageProblem(storageRoot, dataRoot, resolution.bytes),
+      sharedStorageProblem(storageRoot, dataRoot, resolution.bytes, {
+        files: objectCount(resolution),
+      }),
     );
     if (problem !== undefined) return problem;
     const noRoom = await call(`reading ${target.location.failurePath}`, () =>
@@ -775,14 +783,19 @@ async function stageOn(
    */
   const ephemeralRoomProblem = async (): Promise<DsfetchError | undefined> => {
     const root = dirname(target.location.path);
-    const free = await call(`checking the free space of ${root}`, () => freeBytes(root));
-    if (free === undefined || resolution.bytes <= free) return undefined;
+    const found = await call(`checking the free space of ${root}`, () => statfsWhere(root));
+    if (found === undefined) return undefined;
+    const free = found.bavail * found.bsize;
+    const inodes = inodeShortage(`${root} (its ephemeral volume)`, found, objectCount(resolution));
+    if (resolution.bytes <= free && inodes === undefined) return undefined;
     const left = await call(`reading ${target.location.tmpDir}`, () =>
       readdir(target.location.tmpDir).catch(() => [] as string[]),
     );
     return new DsfetchError(
       "NO_SPACE",
-      `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but ${root} (its ephemeral volume) has ${formatBytes(free)} free`,
+      inodes !== undefined && resolution.bytes <= free
+        ? `${spec.name}: ${inodes}`
+        : `${spec.name}: needs ${formatBytes(resolution.bytes)} (${resolution.bytes} bytes) but ${root} (its ephemeral volume) has ${formatBytes(free)} free`,
       {
         dataset: spec.name,
         hint:
@@ -1570,10 +1583,6 @@ function systemErrorIn(thrown: unknown): NodeJS.ErrnoException | undefined {
 
 function isStall(error: unknown): boolean {
   return error instanceof DsfetchError && error.code === "STALLED";
-}
-
-function objectCount(resolution: Resolution): number {
-  return resolution.kind === "prefix" ? resolution.objects.length : 1;
 }
 
 interface Download {

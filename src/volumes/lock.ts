@@ -561,6 +561,53 @@ async function lookAtFresh(lockPath: string): Promise<Look | "gone" | undefined>
   }
 }
 
+/**
+ * Removes the locks in `locksDir` that are stale (by this machine's clock, as lockHeld
+ * judges) and stay unchanged for the confirmation window, with their holder files: what
+ * `prune` does on storage with no inode left for its own lock and removal notice. Each such
+ * lock holds two inodes. Returns how many were removed.
+ *
+ * Why: waiters that took a dead holder's lock over used to free those inodes as a side
+ * effect; a worker now finds the storage out of inodes before it takes a lock, and stages
+ * elsewhere (storage-check.ts inodeShortage), so prune, run to free that storage, failed on
+ * every dataset (exploratory tester 2, 2026-12-07). A waiter taking the same lock over at the
+ * same moment may lose the lock it made (a second download at worst: the lock only saves
+ * bandwidth); the removal is of the very lock looked at twice (its inode and mtime).
+ */
+export async function removeStaleLocks(
+  locksDir: string,
+  staleMs: number,
+  signal?: AbortSignal,
+): Promise<number> {
+  const names = await readdir(locksDir).catch(() => [] as string[]);
+  const judged = new Map<string, Look>();
+  for (const name of names) {
+    if (!name.endsWith(".lock")) continue;
+    const lockPath = join(locksDir, name);
+    if (await lockHeld(lockPath, staleMs)) continue;
+    const look = await lookAtFresh(lockPath);
+    if (look !== "gone" && look !== undefined) judged.set(lockPath, look);
+  }
+  if (judged.size === 0) return 0;
+  await new Promise((resolve) => setTimeout(resolve, confirmMs(staleMs)));
+  signal?.throwIfAborted();
+  let removed = 0;
+  for (const [lockPath, look] of judged) {
+    const again = await lookAtFresh(lockPath);
+    if (again === "gone" || again === undefined || !sameLook(again, look)) continue;
+    await rm(holderPath(lockPath), { force: true }).catch(() => {});
+    if (
+      await rmdir(lockPath).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      removed++;
+    }
+  }
+  return removed;
+}
+
 function sameLook(a: Look, b: Look): boolean {
   return a.ino === b.ino && a.mtimeMs === b.mtimeMs;
 }

@@ -12,7 +12,13 @@ import { isStorageFull, storageError } from "./attempt.ts";
 import { type CatalogEntry, listDatasets } from "./catalog.ts";
 import { cleanAbandonedAttempts } from "./cleanup.ts";
 import { locationIn, META_DIR, sharedDataRoot } from "./layout.ts";
-import { acquireLock, type HeldLock, lockHeld, StaleLockNotOurs } from "./lock.ts";
+import {
+  acquireLock,
+  type HeldLock,
+  lockHeld,
+  removeStaleLocks,
+  StaleLockNotOurs,
+} from "./lock.ts";
 import { chmodDir } from "./no-follow.ts";
 import { manifestOfTree } from "./occupant.ts";
 import { makeWritable, removeTreeReporting } from "./permissions.ts";
@@ -97,6 +103,35 @@ export async function prune(
   );
   let total = entries.reduce((sum, entry) => sum + entry.bytes, 0);
   const kept: PruneDecision[] = [];
+  const dataRoot = sharedDataRoot(storageRoot, team);
+  /** Failure records and abandoned attempts that are over, as after every prune. */
+  const removeFinishedBookkeeping = async (): Promise<void> => {
+    await call(`removing old failure records in ${dataRoot}`, () =>
+      removeOldFailureRecords(dataRoot, now),
+    ).catch(() => {});
+    // Attempts of workers that died, another machine's among them: a worker removes those
+    // of its own dataset only when it downloads it again, so one whose holder died while
+    // another worker took over (the usual crash of a multi-node job) stayed for good, a
+    // partial dataset's worth of bytes (review, 2026-12-05). Same bound as a download's.
+    await call(`removing abandoned attempts in ${dataRoot}`, (stop, progressed) =>
+      cleanAbandonedAttempts(
+        locationIn(dataRoot, "prune"),
+        Math.max(10 * 60_000, 4 * options.lockStaleMs),
+        progressed,
+        signal === undefined ? stop : AbortSignal.any([stop, signal]),
+        true,
+      ),
+    ).catch(() => {});
+  };
+  /** Storage found with no room for a removal's lock and notice: freed once. */
+  let freedBookkeeping = false;
+  const freeBookkeeping = async (): Promise<void> => {
+    const locks = join(dataRoot, META_DIR, "locks");
+    await call(`removing stale locks in ${locks}`, () =>
+      removeStaleLocks(locks, options.lockStaleMs, signal),
+    ).catch(() => 0);
+    await removeFinishedBookkeeping();
+  };
   for (const entry of entries) {
     // Between datasets: the one before is removed whole (or kept), this one not touched.
     stopIfInterrupted();
@@ -128,30 +163,34 @@ export async function prune(
       total -= entry.bytes;
       continue;
     }
-    const why = await removeDataset(
-      storageRoot,
-      team,
-      entry,
-      options.lockStaleMs,
-      call,
-      signal,
-    ).catch((thrown: unknown) => {
-      // The storage's own errors as such (STORAGE, exit 7), never INTERNAL ("a bug in
-      // dsfetch"): a raw EACCES escaped here (review, 2026-12-06).
-      const error = storageError(thrown, entry.path);
-      // Its lock and removal notice are small files (empty ones when no byte is free:
-      // holder-files.ts); if not even those can be made, no inode is left. The storage
-      // error's own hint ("dsfetch prune") would send the user round in a circle.
-      if (!isStorageFull(error)) throw error;
-      throw new DsfetchError(
-        "NO_SPACE",
-        `cannot remove ${entry.path} (${error.message}): prune makes a lock (a directory) and a removal notice (an empty file when no byte is free) first, and the shared storage refuses even those: no inode left (df -i), or no block for a directory (df -h)`,
-        {
-          hint: "free a little space or a few inodes there by hand (a file there that is not a dataset's), then run prune again",
-          cause: error,
-        },
-      );
-    });
+    const remove = () => removeDataset(storageRoot, team, entry, options.lockStaleMs, call, signal);
+    const why = await remove()
+      .catch(async (thrown: unknown) => {
+        // No room for prune's own lock and notice: bookkeeping that is over (stale locks,
+        // old failure records, abandoned attempts) is cleared once, and the removal tried
+        // again (exploratory tester 2, 2026-12-07: it could not free such storage).
+        if (freedBookkeeping || !isStorageFull(storageError(thrown, entry.path))) throw thrown;
+        freedBookkeeping = true;
+        await freeBookkeeping();
+        return remove();
+      })
+      .catch((thrown: unknown) => {
+        // The storage's own errors as such (STORAGE, exit 7), never INTERNAL ("a bug in
+        // dsfetch"): a raw EACCES escaped here (review, 2026-12-06).
+        const error = storageError(thrown, entry.path);
+        // Its lock and removal notice are small files (empty ones when no byte is free:
+        // holder-files.ts); if not even those can be made, no inode is left. The storage
+        // error's own hint ("dsfetch prune") would send the user round in a circle.
+        if (!isStorageFull(error)) throw error;
+        throw new DsfetchError(
+          "NO_SPACE",
+          `cannot remove ${entry.path} (${error.message}): prune makes a lock (a directory) and a removal notice (an empty file when no byte is free) first, and the shared storage refuses even those: no inode left (df -i), or no block for a directory (df -h)`,
+          {
+            hint: "free a little space or a few inodes there by hand (a file there that is not a dataset's), then run prune again",
+            cause: error,
+          },
+        );
+      });
     if (why !== undefined) {
       kept.push({ ...decision, keptBecause: why });
       continue;
@@ -159,25 +198,7 @@ export async function prune(
     removed.push(decision);
     total -= entry.bytes;
   }
-  if (options.dryRun !== true) {
-    const dataRoot = sharedDataRoot(storageRoot, team);
-    await call(`removing old failure records in ${dataRoot}`, () =>
-      removeOldFailureRecords(dataRoot, now),
-    ).catch(() => {});
-    // Attempts of workers that died, another machine's among them: a worker removes those
-    // of its own dataset only when it downloads it again, so one whose holder died while
-    // another worker took over (the usual crash of a multi-node job) stayed for good, a
-    // partial dataset's worth of bytes (review, 2026-12-05). Same bound as a download's.
-    await call(`removing abandoned attempts in ${dataRoot}`, (stop, progressed) =>
-      cleanAbandonedAttempts(
-        locationIn(dataRoot, "prune"),
-        Math.max(10 * 60_000, 4 * options.lockStaleMs),
-        progressed,
-        signal === undefined ? stop : AbortSignal.any([stop, signal]),
-        true,
-      ),
-    ).catch(() => {});
-  }
+  if (options.dryRun !== true) await removeFinishedBookkeeping();
   // After the last dataset or during these clean-ups (stopped by it): still an interrupt.
   stopIfInterrupted();
   const freedBytes = removed.reduce((sum, entry) => sum + entry.bytes, 0);

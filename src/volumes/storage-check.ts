@@ -4,7 +4,7 @@
  * should be mounted means the volume is missing), writable, and have room for it.
  */
 
-import type { Stats } from "node:fs";
+import type { Stats, StatsFs } from "node:fs";
 import { constants } from "node:fs";
 import { access, stat, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
@@ -23,11 +23,36 @@ export interface StorageProblem {
   readonly space: boolean;
 }
 
+/**
+ * Inodes a staging takes beside its files, at least: its attempt directory and the data
+ * directory in it, the pending manifest and the manifest, the lock and its holder file.
+ */
+const BOOKKEEPING_INODES = 6;
+
+/**
+ * Why a filesystem with `ffree` free inodes of `total` cannot hold `files` more (each
+ * file of a folder or of a zip's directory takes one; directories are not counted: a lower
+ * bound), or undefined. Filesystems that count none (btrfs: 0 of 0) never run out.
+ *
+ * Why: a folder of many small objects onto storage with bytes free but too few inodes
+ * was written until the last inode went, then fell back and was downloaded again into an
+ * ephemeral volume, and `plan` said it fitted (exploratory tester 2, 2026-12-07).
+ */
+export function inodeShortage(
+  dir: string,
+  found: { readonly files: number; readonly ffree: number },
+  files: number,
+): string | undefined {
+  const needed = files + BOOKKEEPING_INODES;
+  if (found.files === 0 || found.ffree >= needed) return undefined;
+  return `${dir} has ${found.ffree} free inodes (the files and directories its filesystem can still hold: df -i), the dataset needs at least ${needed}`;
+}
+
 export async function sharedStorageProblem(
   storageRoot: string,
   dataRoot: string,
   bytes: number,
-  { create = true }: { readonly create?: boolean } = {},
+  { create = true, files = 1 }: { readonly create?: boolean; readonly files?: number } = {},
 ): Promise<StorageProblem | undefined> {
   const other = (reason: string): StorageProblem => ({ reason, space: false });
   try {
@@ -64,6 +89,8 @@ export async function sharedStorageProblem(
         space: true,
       };
     }
+    const inodes = inodeShortage(dataRoot, fs, files);
+    if (inodes !== undefined) return { reason: inodes, space: true };
   } catch {
     // statfs unsupported: let the write itself tell.
   }
@@ -154,10 +181,15 @@ async function nearestExisting(dir: string, top: string): Promise<string> {
  * made later, with the attempt's modes); undefined when it cannot tell (the writes will).
  */
 export async function freeBytes(dir: string): Promise<number | undefined> {
+  const found = await statfsWhere(dir);
+  return found === undefined ? undefined : found.bavail * found.bsize;
+}
+
+/** statfs of `dir`, or of its nearest existing ancestor; undefined when it cannot tell. */
+export async function statfsWhere(dir: string): Promise<StatsFs | undefined> {
   for (let at = dir; ; at = dirname(at)) {
     try {
-      const fs = await statfs(at);
-      return fs.bavail * fs.bsize;
+      return await statfs(at);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT" || dirname(at) === at) {
         return undefined;

@@ -326,6 +326,31 @@ describe("an answer that trickles (a byte now and then, never silent for long)",
     expect(sha256(bytes)).toBe(sha256(original));
   }, 150_000);
 
+  it("plan too: every HEAD's answer at 2 bytes/s, no retry: abandoned after DSFETCH_STALL_TIMEOUT (1 s), not the client's 30 s", async () => {
+    // plan's client did not get the setting (README audit, 2026-12-07).
+    const p = await startFaultProxy(s3Info().endpoint);
+    proxy = p;
+    p.rewriteResponses({
+      match: (request) => request.method === "HEAD" && request.target.includes("/blob.bin"),
+      rewrite: (body) => body,
+      bytesPerSecond: 2,
+    });
+    const result = await runCli(
+      ["plan", "--datasets", "-", "--ephemeral-root", scratch, "--json"],
+      {
+        env: { ...testEnv(), AWS_ENDPOINT_URL: p.endpoint, DSFETCH_RETRIES: "0", ...env },
+        stdin: JSON.stringify([
+          { uri: `s3://${bucket}/blob.bin`, name: "blob", volumeOptions: { kind: "dynamic" } },
+        ]),
+        timeoutMs: 120_000,
+      },
+    );
+    const entry = JSON.parse(result.stdout).datasets[0];
+    expect(entry.error?.message, result.stderr).toMatch(
+      /ETIMEDOUT: the response head took more than 1 s to arrive$/,
+    );
+  }, 150_000);
+
   it("a listing page at 20 bytes/s: abandoned, listed again, every object staged", async () => {
     const p = await proxyWith(isListObjectsV2, { rewrite: (body) => body, bytesPerSecond: 20 });
     const result = await fetchVia(p, [{ uri: `s3://${bucket}/folder/`, name: "folder" }], env);

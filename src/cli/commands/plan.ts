@@ -16,7 +16,8 @@ export async function planCommand({
   err,
   signal,
 }: CommandContext): Promise<number> {
-  const { extractStallTimeoutMs, maxExpandedBytes, lock, retries } = resolveTuning(env);
+  const { extractStallTimeoutMs, maxExpandedBytes, lock, retries, stallTimeoutMs } =
+    resolveTuning(env);
   // Storage that stopped answering: STALLED, not a plan that waits for good. The signal
   // reaches the store's requests and the storage's calls (plan writes nothing): the first
   // SIGINT/SIGTERM ends it with INTERRUPTED, where it was ignored until the plan was done
@@ -24,6 +25,7 @@ export async function planCommand({
   const result = await plan(datasets, settings, {
     maxExpandedBytes,
     retries,
+    stallTimeoutMs,
     lockStaleMs: lock.staleMs,
     signal,
     storageCalls: (dataset) =>
