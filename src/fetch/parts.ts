@@ -180,7 +180,7 @@ interface PartSize {
  * to 10,000 parts, each retried, on a store that was likely throttling).
  */
 async function everyPart(
-  partSize: (partNumber: number) => Promise<PartSize>,
+  partSize: (partNumber: number, stop?: AbortSignal) => Promise<PartSize>,
   source: ObjectSource,
   parts: number,
   firstLength?: number,
@@ -189,20 +189,22 @@ async function everyPart(
   onFailure: (error: unknown) => Promise<undefined> | undefined = () => undefined,
 ): Promise<ByteSpan[] | undefined> {
   if (parts > MAX_PART_HEADS) return undefined;
-  let failed = false;
+  // The HEADs in flight stop too (each went on through its retries, ~20 s, after the answer
+  // was known: second review, 2026-12-07).
+  const stop = new AbortController();
   try {
     const lengths = await mapLimit(
       Array.from({ length: parts }, (_, i) => i + 1),
       HEAD_CONCURRENCY,
       async (n) => {
         if (n === 1 && firstLength !== undefined) return firstLength;
-        if (failed) return Number.NaN;
+        if (stop.signal.aborted) return Number.NaN;
         try {
-          const length = (await partSize(n)).length ?? Number.NaN;
+          const length = (await partSize(n, stop.signal)).length ?? Number.NaN;
           onPart?.();
           return length;
         } catch (error) {
-          failed = true;
+          stop.abort();
           throw error;
         }
       },
@@ -224,7 +226,7 @@ function partSizer(
   getter: PartGetter,
   source: ObjectSource,
   retry: RetryOptions,
-): (partNumber: number) => Promise<PartSize> {
+): (partNumber: number, stop?: AbortSignal) => Promise<PartSize> {
   /**
    * Whether the part HEADs carry If-Match. moto answers `HEAD ?partNumber=1` with If-Match by
    * 412, comparing it with the part's own ETag, not the object's (a store may also answer 200
@@ -236,7 +238,11 @@ function partSizer(
    * (the download fails INTEGRITY), never let wrong bytes pass.
    */
   let pinned = source.etag !== "";
-  return async (partNumber) => {
+  return async (partNumber, stop) => {
+    const signal =
+      stop === undefined || retry.signal === undefined
+        ? (stop ?? retry.signal)
+        : AbortSignal.any([retry.signal, stop]);
     const ask = (ifMatch: boolean) =>
       withRetry(
         () =>
@@ -246,9 +252,9 @@ function partSizer(
             versionId: source.versionId,
             partNumber,
             ifMatch: ifMatch ? source.etag : undefined,
-            signal: retry.signal,
+            signal,
           }),
-        retry,
+        { ...retry, signal },
       );
     let head: HeadResponse;
     if (!pinned) head = await ask(false);
