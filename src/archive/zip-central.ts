@@ -106,6 +106,8 @@ const CENTRAL_HEADER_SIZE = 46;
 /** The smallest local file header (30 bytes) — a lower bound used before reading it. */
 export const LOCAL_HEADER_SIZE = 30;
 const MAX_COMMENT = 0xffff;
+/** Zero bytes accepted after the End of Central Directory record (readEndRecord). */
+const MAX_ZERO_PADDING = 64 * 1024;
 
 export const EXTRA_ZIP64 = 0x0001;
 export const EXTRA_AES = 0x9901;
@@ -216,18 +218,33 @@ function unicodePathName(
   return unicode.readUInt32LE(1) === crc32(raw) ? unicode.subarray(5) : undefined;
 }
 
+/** Hosts of "version made by" (APPNOTE 4.4.2.2) whose names are bytes, not CP437: Unix, OS X. */
+const BYTE_NAME_HOSTS = new Set([3, 19]);
+
 /**
  * Decodes an entry name: UTF-8 when general purpose bit 11 says so; else the Unicode Path
  * field's name (`unicode`, from unicodePathName); else ASCII; else UTF-8 when the bytes are
- * valid UTF-8 (what Linux tools write without setting the flag); else CP437. Whatever comes
- * out is then checked by checkEntryPath like any other name.
+ * valid UTF-8 (what Linux tools write without setting the flag); else, for an entry made on
+ * Unix or OS X, refused (undefined: its name is bytes in some other encoding, as a tar's
+ * non-UTF-8 name is refused); else CP437, the standard's encoding of names without the flag
+ * (APPNOTE D.1). Whatever comes out is then checked by checkEntryPath like any other name.
+ *
+ * Why the refusal: Info-ZIP's zip on Linux stores a Latin-1 name `caf\xe9.txt` as is, and it
+ * was published as `cafΘ.txt` (CP437) with exit 0, where unzip writes the bytes (fidelity
+ * tester, 2026-12-07).
  */
-function decodeName(raw: Buffer, flags: number, unicode: Buffer | undefined): string | undefined {
+function decodeName(
+  raw: Buffer,
+  flags: number,
+  unicode: Buffer | undefined,
+  versionMadeBy: number,
+): string | undefined {
   if ((flags & 0x0800) !== 0) return decodeUtf8(raw);
   if (unicode !== undefined) return decodeUtf8(unicode);
   if (isAscii(raw)) return raw.toString("latin1");
   const utf8 = decodeUtf8(raw);
   if (utf8 !== undefined) return utf8;
+  if (BYTE_NAME_HOSTS.has(versionMadeBy >> 8)) return undefined;
   let out = "";
   for (const byte of raw)
     out += byte < 0x80 ? String.fromCharCode(byte) : (CP437_HIGH[byte - 0x80] ?? "?");
@@ -271,13 +288,24 @@ function readEndRecord(fd: ZipSource, fileSize: number, errors: ZipErrors): EndR
       `is ${fileSize} bytes long, too short for a zip file (no End of Central Directory record): the object is not a zip archive or it is truncated`,
     );
   }
-  const tailLength = Math.min(fileSize, EOCD_SIZE + MAX_COMMENT + ZIP64_LOCATOR_SIZE);
+  const tailLength = Math.min(
+    fileSize,
+    EOCD_SIZE + MAX_COMMENT + ZIP64_LOCATOR_SIZE + MAX_ZERO_PADDING,
+  );
   const tailStart = fileSize - tailLength;
   const tail = readAt(fd, tailStart, tailLength, errors);
+  // Zeros after the record are padding (bsdtar writing to a pipe fills its last 10240-byte
+  // block; `dd conv=sync`): accepted, as after gzip, bzip2 and xz data. unzip and Python read
+  // such a zip; it was refused as "truncated or has bytes appended" (fidelity tester,
+  // 2026-12-07). Anything else after the record still is.
+  let paddedFrom = tail.length;
+  const paddingFloor = Math.max(0, tail.length - MAX_ZERO_PADDING);
+  while (paddedFrom > paddingFloor && tail[paddedFrom - 1] === 0) paddedFrom--;
   const candidates: number[] = [];
   for (let i = tail.length - EOCD_SIZE; i >= 0; i--) {
     if (tail.readUInt32LE(i) !== EOCD_SIGNATURE) continue;
-    if (i + EOCD_SIZE + tail.readUInt16LE(i + 20) === tail.length) candidates.push(i);
+    const recordEnd = i + EOCD_SIZE + tail.readUInt16LE(i + 20);
+    if (recordEnd <= tail.length && recordEnd >= paddedFrom) candidates.push(i);
   }
   const at = candidates[0];
   if (at === undefined) {
@@ -484,12 +512,16 @@ export function readCentralDirectory(
         "split the dataset into several archives, or use shorter names",
       );
     }
-    const name = decodeName(rawName, flags, unicode);
+    const name = decodeName(rawName, flags, unicode, versionMadeBy);
     if (name === undefined) {
-      throw errors.corruptEntry(
-        lossyName,
-        "has a name that is marked UTF-8 but is not valid UTF-8",
-      );
+      throw (flags & 0x0800) !== 0 || unicode !== undefined
+        ? errors.corruptEntry(lossyName, "has a name that is marked UTF-8 but is not valid UTF-8")
+        : errors.entry(
+            "ARCHIVE_INVALID",
+            lossyName,
+            `has a name that is not valid UTF-8 (bytes ${rawName.toString("hex")}), made on ${versionMadeBy >> 8 === 3 ? "Unix" : "OS X"}: which characters it means cannot be known, and dsfetch would create a file with another name`,
+            "nothing was published: re-create the archive with UTF-8 file names (convmv -f <encoding> -t utf8 renames the files first)",
+          );
     }
 
     // Zip64 extended information (APPNOTE 4.5.3): only the fields whose 32-bit value is the

@@ -274,7 +274,9 @@ describe("names and layout", () => {
       { name: "flagged-é.txt", data: "1" },
       { name: legacy, data: "2", centralExtra: unicodeField },
       { name: Buffer.from("raw-é.txt"), data: "3" },
-      { name: Buffer.from([0x63, 0x70, 0x82, 0x2e, 0x74]), data: "4" },
+      // Made on MS-DOS (host 0): CP437 is the standard's (zip-names-padding.test.ts: on Unix,
+      // such a name is refused).
+      { name: Buffer.from([0x63, 0x70, 0x82, 0x2e, 0x74]), data: "4", versionMadeBy: 0x0014 },
     ]);
     const { zipCase } = await extractBuffer(zip, "names");
     expect((await readdir(zipCase.dest)).sort()).toEqual(

@@ -1,0 +1,71 @@
+// Two zips real tools make that dsfetch read wrongly (fidelity tester, 2026-12-07):
+// - Info-ZIP's zip on Linux stores a name that is not UTF-8 (Latin-1 `caf\xe9.txt`) as bytes,
+//   without the UTF-8 flag: it was decoded as CP437 and published as `cafΘ.txt`, exit 0. An
+//   entry made on Unix or OS X with such a name is refused now, as a tar's is; one made on
+//   MS-DOS or Windows is still CP437, the standard's encoding (zip-extract.test.ts).
+// - bsdtar writing a zip to a pipe pads it with zeros to a 10240-byte block: refused as
+//   "truncated or has bytes appended", while unzip and Python read it. Zeros after the end
+//   record are padding now (up to 64 KiB), as after gzip, bzip2 and xz data.
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { expectRefused, extractBuffer, removeCases } from "./zip-harness.ts";
+import { buildZip } from "./zip-writer.ts";
+
+afterAll(removeCases);
+
+describe("zip names that are not UTF-8", () => {
+  it("made on Unix (Info-ZIP, Latin-1 bytes, no flag): refused, naming the bytes, nothing extracted", async () => {
+    const zip = buildZip([
+      { name: "ok.txt", data: "fine\n" },
+      { name: Buffer.from("caf\xe9.txt", "latin1"), data: "l\n", versionMadeBy: 0x031e },
+    ]);
+    const { error, zipCase } = await expectRefused(zip, "latin1-unix", {
+      code: "ARCHIVE_INVALID",
+      includes: ["has a name that is not valid UTF-8 (bytes 636166e92e747874), made on Unix"],
+    });
+    expect(error.hint).toMatch(/UTF-8 file names/);
+    expect(await readdir(zipCase.dest).catch(() => [])).toEqual([]);
+  });
+
+  it("made on OS X: refused too", async () => {
+    const zip = buildZip([
+      { name: Buffer.from("caf\xe9.txt", "latin1"), data: "l\n", versionMadeBy: 0x1314 },
+    ]);
+    await expectRefused(zip, "latin1-osx", {
+      code: "ARCHIVE_INVALID",
+      includes: ["made on OS X"],
+    });
+  });
+});
+
+describe("a zip followed by zeros", () => {
+  const entries = [
+    { name: "a.txt", data: "alpha\n" },
+    { name: "d/b.txt", data: "beta\n" },
+  ];
+
+  it("padded to a 10240-byte block (bsdtar to a pipe): extracted exactly", async () => {
+    const plain = buildZip(entries);
+    const padded = Buffer.concat([plain, Buffer.alloc(10240 - (plain.length % 10240))]);
+    const { zipCase } = await extractBuffer(padded, "padded");
+    expect(await readFile(join(zipCase.dest, "a.txt"), "utf8")).toBe("alpha\n");
+    expect(await readFile(join(zipCase.dest, "d", "b.txt"), "utf8")).toBe("beta\n");
+  });
+
+  it("other bytes after the end record: still refused", async () => {
+    const zip = Buffer.concat([buildZip(entries), Buffer.alloc(100), Buffer.from("x")]);
+    await expectRefused(zip, "appended", {
+      code: "ARCHIVE_INVALID",
+      includes: ["truncated or has bytes appended"],
+    });
+  });
+
+  it("more than 64 KiB of zeros: refused", async () => {
+    const zip = Buffer.concat([buildZip(entries), Buffer.alloc(65 * 1024)]);
+    await expectRefused(zip, "long-padding", {
+      code: "ARCHIVE_INVALID",
+      includes: ["truncated or has bytes appended"],
+    });
+  });
+});
