@@ -3,7 +3,7 @@
  * staged (or saying why staging failed), removed at shutdown.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { DsfetchError, type ErrorCode, EXIT_CODES } from "../errors.ts";
 import { isProcessAlive } from "../volumes/cleanup.ts";
@@ -51,7 +51,8 @@ export type ReadyFileState =
     };
 
 export async function writeReadyFile(path: string, info: ReadyInfo | FailedInfo): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
+  // Its directory is not made (prepareReadyFile says why): a sidecar that failed before
+  // staging made a mistyped path's directories to say so there (README audit, 2026-12-07).
   const temporary = `${path}.${randomBytes(4).toString("hex")}.tmp`;
   // The host label (host name, PID namespace, boot): where it is the reader's, `pid` can be
   // looked up (readReadyFile).
@@ -73,8 +74,21 @@ export async function prepareReadyFile(path: string): Promise<void> {
       hint: "give the path of a file to write, in a directory the workers can read (e.g. /shared/ready.json)",
     });
   }
+  // A directory that is not there is a mistake, not one to make: a mistyped path was made
+  // and written, and the workers' `wait --ready-file <the right path>` waited for their whole
+  // timeout (README audit, 2026-12-07). The README said such a path was refused; it was not.
+  const directory = dirname(path);
+  const parent = await stat(directory).catch((error: NodeJS.ErrnoException) => error);
+  if (parent instanceof Error && parent.code === "ENOENT") {
+    throw new DsfetchError(
+      "USAGE",
+      `--ready-file ${path}: its directory ${directory} does not exist`,
+      {
+        hint: `create it (mkdir -p ${directory}) or fix the path: the workers' \`dsfetch wait --ready-file\` must name the same file, in a directory they can read too (e.g. an emptyDir volume shared with them)`,
+      },
+    );
+  }
   try {
-    await mkdir(dirname(path), { recursive: true });
     await rm(path, { force: true });
     const probe = `${path}.${randomBytes(4).toString("hex")}.tmp`;
     await writeFile(probe, "");

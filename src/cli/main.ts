@@ -38,7 +38,10 @@ export async function main(argv: readonly string[], io: CliIo): Promise<number> 
     args = parseCommandLine(argv);
     switch (args.command) {
       case "help":
-        err(HELP);
+        // Asked for (`help`, `--help`, `<command> --help`, or no command): the output, on
+        // stdout, as `version` is; on stderr, `dsfetch --help | less` showed nothing (README
+        // audit, 2026-12-07). Usage errors still go to stderr, exit 2.
+        out(HELP);
         return 0;
       case "version":
         out(`${packageVersion()}\n`);

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import type { ConnectionOptions } from "node:tls";
 import type { Credentials, DatasetSpec } from "../config/types.ts";
-import { DsfetchError } from "../errors.ts";
+import { DsfetchError, type ErrorCode } from "../errors.ts";
 import { ObjectGetter } from "./object-get.ts";
 import { credentialChainHandler } from "./proxy-agent.ts";
 import type { SigningCredentials } from "./sigv4.ts";
@@ -93,7 +93,12 @@ export class ClientPool {
       client = this.create(spec);
       this.clients.set(key, client);
     }
-    return client;
+    // The failed setup is cached with the client, for every dataset that shares it: each
+    // gets it as its own error, naming it. They all carried the first dataset's name, in
+    // the message and in `--json`'s "dataset" (README audit, 2026-12-07).
+    return client.catch((error: unknown) => {
+      throw error instanceof ClientSetupFailure ? error.forDataset(asked.name) : error;
+    });
   }
 
   /** The store said the dataset's bucket is in `region` (region-redirect.ts). */
@@ -145,7 +150,7 @@ export class ClientPool {
       return make("aws-chain", async () => fromEnvironment);
     }
     const partial = partialEnvironmentKeys(process.env);
-    if (partial !== undefined) throw brokenCredentialSetup(spec, partial);
+    if (partial !== undefined) throw brokenCredentialSetup(partial);
     const chain = await this.chainCredentials();
     if (chain.found) {
       return make("aws-chain", refreshingProvider(await this.chain()));
@@ -156,7 +161,6 @@ export class ClientPool {
     const profile = process.env.AWS_PROFILE;
     if (profile) {
       throw brokenCredentialSetup(
-        spec,
         `AWS_PROFILE is set to ${JSON.stringify(profile)}, but no credentials could be loaded with it (${chain.reason})`,
       );
     }
@@ -169,11 +173,10 @@ export class ClientPool {
       // Unreachable, throttled, 5xx (after the SDK's own retries): TRANSIENT, as a store that
       // stays unreachable; a refusal (the role, the token, the proxy's 407): ACCESS_DENIED.
       const transient = chainFailureIsTransient(chain.error);
-      throw new DsfetchError(
+      throw new ClientSetupFailure(
         transient ? "TRANSIENT" : "ACCESS_DENIED",
-        `${spec.name}: ${configured} set, but no credentials could be loaded with ${configured.includes(" and ") ? "them" : "it"} (${chain.reason})`,
+        `${configured} set, but no credentials could be loaded with ${configured.includes(" and ") ? "them" : "it"} (${chain.reason})`,
         {
-          dataset: spec.name,
           hint: transient
             ? "the credentials' service (STS) could not be reached: check that it is reachable from here, through HTTPS_PROXY where egress needs a proxy (not listed in NO_PROXY), trusting AWS_CA_BUNDLE where the proxy inspects TLS; then run again"
             : "check that the role can be assumed with this token (its trust policy, the token's audience and expiry), and the proxy's credentials if it asked for them",
@@ -280,9 +283,30 @@ export function partialEnvironmentKeys(env: NodeJS.ProcessEnv): string | undefin
     : "AWS_SECRET_ACCESS_KEY is set without AWS_ACCESS_KEY_ID";
 }
 
-function brokenCredentialSetup(spec: DatasetSpec, problem: string): DsfetchError {
-  return new DsfetchError("USAGE", `${spec.name}: ${problem}`, {
-    dataset: spec.name,
+/**
+ * A client that could not be set up, for whichever dataset asks for it: the pool caches it
+ * with the client, shared by datasets, so it names none; clientFor makes each dataset's error.
+ */
+class ClientSetupFailure extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string;
+
+  constructor(code: ErrorCode, problem: string, options: { hint: string }) {
+    super(problem);
+    this.code = code;
+    this.hint = options.hint;
+  }
+
+  forDataset(dataset: string): DsfetchError {
+    return new DsfetchError(this.code, `${dataset}: ${this.message}`, {
+      dataset,
+      hint: this.hint,
+    });
+  }
+}
+
+function brokenCredentialSetup(problem: string): ClientSetupFailure {
+  return new ClientSetupFailure("USAGE", problem, {
     hint: "fix the credentials in the environment (set both keys, or a profile that exists), or unset them to read a public bucket anonymously",
   });
 }

@@ -241,6 +241,37 @@ export function notOursError(
 }
 
 /**
+ * The final path holds a directory whose manifest is there but damaged (not JSON, cut short,
+ * a field of the wrong type): dsfetch cannot tell what it holds, nor that it published it, so
+ * it is never replaced; `list` says the same of it ("is damaged"). The error said "dsfetch did
+ * not publish it (no manifest of dsfetch's names it …)", and the manifest went unnamed
+ * (README audit, 2026-12-07).
+ */
+export function damagedManifestError(dataset: string, location: DatasetLocation): DsfetchError {
+  return new DsfetchError(
+    "PATH_TAKEN",
+    `${dataset}: ${location.path} is already there, but its manifest ${location.manifestPath} is damaged (not a manifest dsfetch can read: cut short or edited), so dsfetch cannot tell what it holds; dsfetch never replaces data it cannot tell it published`,
+    {
+      dataset,
+      expected: `a manifest dsfetch can read at ${location.manifestPath}`,
+      found: "a damaged manifest",
+      hint: `once no job uses it, remove the directory and its manifest: chmod -R u+w ${quoted(location.path)} && rm -r ${quoted(location.path)} ${quoted(location.manifestPath)}; the next run stages it again (or move both away, to keep them)`,
+    },
+  );
+}
+
+/**
+ * Whether a manifest file is at the dataset's manifest path that readManifest cannot read as
+ * one (a regular file: looked at without opening, as a FIFO would block; readable, which
+ * unreadableManifest told apart before). Read again: one renamed into place since is whole.
+ */
+async function manifestDamaged(location: DatasetLocation): Promise<boolean> {
+  const info = await lstat(location.manifestPath).catch(() => undefined);
+  if (info?.isFile() !== true) return false;
+  return (await readManifest(location.manifestPath)) === undefined;
+}
+
+/**
  * The final path is a symbolic link (`mv data/ds data/ds.old; ln -s /elsewhere data/ds`):
  * never dsfetch's, which publishes directories only, and never replaced or followed, so that
  * nothing behind it is touched. Said as such (exploratory review, 2026-12-07): it read as a
@@ -445,6 +476,11 @@ export async function occupantProblem(
     // One this user may not read may name it: not known to be "not dsfetch's".
     const unreadable = await unreadableManifest(location);
     if (unreadable !== undefined) return unreadableManifestError(dataset, location, unreadable);
+    // A manifest there that does not parse (cut short, edited): said as such, as `list` says
+    // it, not as "no manifest of dsfetch's names it" (README audit, 2026-12-07).
+    if (now === undefined && (await manifestDamaged(location))) {
+      return damagedManifestError(dataset, location);
+    }
     // Looked at once more before concluding: another publisher's swap may have landed since
     // the first look (its manifest, read above, names its own tree, not the one looked at).
     // Once: a tree that changes at every look is judged at the next run.

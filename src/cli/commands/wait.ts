@@ -66,7 +66,8 @@ export async function waitCommand(
       hint: "e.g. --url http://127.0.0.1:8700/readyz",
     });
   }
-  const what = [args.readyFile, args.url].filter((item) => item !== undefined).join(" or ");
+  // With both, both must say ready (the loop below): "and", not "or" (README audit, 2026-12-07).
+  const what = [args.readyFile, args.url].filter((item) => item !== undefined).join(" and ");
   const started = Date.now();
   let reported = started;
   err(`wait: waiting for ${what}\n`);
