@@ -68,7 +68,9 @@ import {
   symlinkSync,
   writeSync,
 } from "node:fs";
+import { crc32 } from "node:zlib";
 import { DsfetchError } from "../errors.ts";
+import { Crc32List } from "../util/packed-files.ts";
 import { SlowCreates } from "../util/slow-creates.ts";
 import { untilOrAborted } from "../util/until-or-aborted.ts";
 import type { WriteMode } from "../util/write-mode.ts";
@@ -115,6 +117,11 @@ export interface ExtractedSymlink {
 export interface ExtractResult {
   /** Regular files, hard links included (a hard link is a file with its target's bytes). */
   readonly files: ExtractedFile[];
+  /**
+   * Each file's CRC-32 (zlib's), by index of `files`: the manifest's digests (SPEC §2). A
+   * hard link's is its target's: the same bytes.
+   */
+  readonly crcs: Uint32Array;
   /** Directories created, explicit or implied by a file's path, parents before children. */
   readonly directories: string[];
   /** Symbolic links (never in `files`: chmod and hashing must not follow them). */
@@ -328,11 +335,16 @@ export class TarExtractor {
   private readonly limits: ExtractLimits;
   private readonly dataset: string;
   private readonly guard = new CollisionGuard();
-  /** Everything we created, by relative path: KIND_DIR, KIND_SYMLINK or a file's size. */
+  /**
+   * Everything we created, by relative path: KIND_DIR, KIND_SYMLINK or a regular file's index
+   * in `files` (and `crcs`): a hard link takes its target's size and CRC-32 from there.
+   */
   private readonly created = new Map<string, number>();
   /** Symbolic links' targets by path, folded (as the collision guard) for resolveLink(). */
   private readonly linkTargets = new FoldedPathMap<string>();
   private readonly files: ExtractedFile[] = [];
+  /** The files' CRC-32s, 4 bytes each (util/packed-files.ts), by index of `files`. */
+  private readonly crcs = new Crc32List();
   private readonly directories: string[] = [];
   private readonly symlinks: ExtractedSymlink[] = [];
   private bytes = 0;
@@ -389,6 +401,9 @@ export class TarExtractor {
   private remaining = 0;
   private padding = 0;
   private fd = -1;
+  /** The current regular file's index in `files`, and the CRC-32 of its data so far. */
+  private fileIndex = -1;
+  private crc = 0;
   private entryName = "";
   private entrySize = 0;
   private meta: Buffer | undefined;
@@ -457,6 +472,7 @@ export class TarExtractor {
     this.failingStops(() => this.finish());
     return {
       files: this.files,
+      crcs: this.crcs.packed(),
       directories: this.directories,
       symlinks: this.symlinks,
       bytes: this.bytes,
@@ -830,11 +846,16 @@ export class TarExtractor {
     if (this.sink === SINK_FILE) {
       const fd = this.fd;
       this.fd = -1;
+      this.crcs.set(this.fileIndex, this.crc);
       this.closeFile(fd);
     } else if (this.sink === SINK_BUFFER) {
       const pending = this.pending;
       this.pending = undefined;
-      if (pending !== undefined) this.handOver(pending.path, pending.mode, pending.data);
+      if (pending !== undefined) {
+        // Whole (at most PARALLEL_FILE_MAX): one call, not one per input chunk it spanned.
+        this.crcs.set(this.fileIndex, crc32(pending.data));
+        this.handOver(pending.path, pending.mode, pending.data);
+      }
     } else if (this.sink === SINK_META) {
       const data = this.meta ?? Buffer.alloc(0);
       this.meta = undefined;
@@ -1178,8 +1199,7 @@ export class TarExtractor {
     const fileMode = mode & 0o111 ? 0o555 : 0o444;
     const absolute = `${this.destination}/${path}`;
     if (this.parallel !== undefined && size <= PARALLEL_FILE_MAX) {
-      this.created.set(path, size);
-      this.files.push({ path, bytes: size });
+      this.addFile(path, size, 0);
       this.bytes += size;
       this.entrySize = size;
       this.remaining = size;
@@ -1210,8 +1230,8 @@ export class TarExtractor {
     }
     // Only the open and the close are timed: the data's writes wait for input in between.
     if (this.timed) this.creates.end();
-    this.created.set(path, size);
-    this.files.push({ path, bytes: size });
+    this.addFile(path, size, 0);
+    this.crc = 0;
     this.bytes += size;
     this.entrySize = size;
     this.remaining = size;
@@ -1265,8 +1285,9 @@ export class TarExtractor {
     // class; GNU tar CVE-2016-6321): only a regular file this archive already wrote.
     const checked = target === "" ? undefined : checkEntryPath(target, this.limits);
     const targetPath = checked?.ok ? checked.path : undefined;
-    const size = targetPath === undefined ? undefined : this.created.get(targetPath);
-    if (targetPath === undefined || size === undefined || size < 0) {
+    const index = targetPath === undefined ? undefined : this.created.get(targetPath);
+    const file = index === undefined || index < 0 ? undefined : this.files[index];
+    if (targetPath === undefined || index === undefined || file === undefined) {
       this.throwUnsafe(
         name,
         `is a hard link to ${JSON.stringify(target)}, which is not a regular file extracted earlier from this archive`,
@@ -1275,17 +1296,26 @@ export class TarExtractor {
     this.claim(path, name, false);
     this.ensureParents(path, name);
     const from = `${this.destination}/${targetPath}`;
+    const size = file.bytes;
+    // The same bytes as its target (written whole before this header: `index` is a file's
+    // whose data ended), so the same digest, whether linked or copied.
+    const crc = this.crcs.get(index);
     if (this.parallel !== undefined) {
       // Its target may still be on its way to the disk: linked once every file is written
       // (finish(), before the symlinks). Nothing else can take either path meanwhile: both
       // are claimed, and links are never followed by link(2).
       this.laterHardLinks.push({ path, name, from, size });
-      this.created.set(path, size);
-      this.files.push({ path, bytes: size });
+      this.addFile(path, size, crc);
       return;
     }
     this.linkHard(path, name, from, size);
-    this.created.set(path, size);
+    this.addFile(path, size, crc);
+  }
+
+  /** Lists a regular file (its CRC-32 set once its data ended, when not known yet). */
+  private addFile(path: string, size: number, crc: number): void {
+    this.fileIndex = this.crcs.push(crc);
+    this.created.set(path, this.fileIndex);
     this.files.push({ path, bytes: size });
   }
 
@@ -1480,6 +1510,8 @@ export class TarExtractor {
   }
 
   private writeData(chunk: Buffer, offset: number, length: number): void {
+    // Of the bytes as they go to the file, on this thread: no second read of the data.
+    this.crc = crc32(chunk.subarray(offset, offset + length), this.crc);
     let at = offset;
     let left = length;
     while (left > 0) {

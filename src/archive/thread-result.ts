@@ -1,6 +1,7 @@
 /**
  * An extraction thread's answer (extract-worker.ts, zip-worker.ts) and what the main thread
- * makes of it: the files packed (util/packed-files.ts says why), the sizes' buffer transferred.
+ * makes of it: the files packed (util/packed-files.ts says why), the sizes' and CRC-32s'
+ * buffers transferred.
  */
 import {
   type FileEntry,
@@ -25,16 +26,21 @@ export interface ThreadExtractResult {
   readonly writtenInParallel: number;
 }
 
-/** The worker's side: `result` packed, and the buffer to transfer with it. */
+/**
+ * The worker's side: `result` packed, and the buffers to transfer with it (the sizes', and
+ * the files' CRC-32s: the manifest's digests, SPEC §2).
+ */
 export function postedResult(result: {
   readonly files: readonly FileEntry[];
+  /** Each file's CRC-32, by index of `files`. */
+  readonly crcs: Uint32Array;
   readonly bytes: number;
   readonly writtenInParallel: number;
 }): { result: PostedExtractResult; transfer: ArrayBuffer[] } {
-  const files = packFiles(result.files);
+  const files = packFiles(result.files, result.crcs);
   return {
     result: { files, bytes: result.bytes, writtenInParallel: result.writtenInParallel },
-    transfer: [files.sizes.buffer as ArrayBuffer],
+    transfer: [files.sizes.buffer as ArrayBuffer, result.crcs.buffer as ArrayBuffer],
   };
 }
 

@@ -51,6 +51,7 @@ import { pipeline } from "node:stream/promises";
 import { crc32, createInflateRaw, inflateRawSync } from "node:zlib";
 import { formatBytes } from "../config/size.ts";
 import { DsfetchError } from "../errors.ts";
+import { Crc32List } from "../util/packed-files.ts";
 import { SlowCreates } from "../util/slow-creates.ts";
 import { untilOrAborted } from "../util/until-or-aborted.ts";
 import type { WriteMode } from "../util/write-mode.ts";
@@ -80,6 +81,12 @@ export interface ExtractedFile {
 export interface ExtractResult {
   /** Regular files written, in archive order. */
   readonly files: ExtractedFile[];
+  /**
+   * Each file's CRC-32, by index of `files`: the manifest's digests (SPEC §2). The central
+   * directory's, which every file's bytes were checked against before it was listed: no
+   * hashing of its own.
+   */
+  readonly crcs: Uint32Array;
   /** Bytes written (the sum of the files' sizes). */
   readonly bytes: number;
   /** Entries in the archive (files and directories). */
@@ -625,7 +632,7 @@ class Extractor {
   async run(plan: Planned[]): Promise<ExtractResult> {
     try {
       this.signal?.throwIfAborted();
-      const files = await this.extractAll(plan);
+      const { files, crcs } = await this.extractAll(plan);
       if (this.parallel !== undefined) {
         await untilOrAborted(this.parallel.idle(), this.signal);
         this.throwParallelFailure();
@@ -634,6 +641,7 @@ class Extractor {
       this.signal?.throwIfAborted();
       return {
         files,
+        crcs: crcs.packed(),
         bytes: this.written,
         entries: plan.length,
         writtenInParallel: this.writtenInParallel,
@@ -647,8 +655,9 @@ class Extractor {
     }
   }
 
-  private async extractAll(plan: Planned[]): Promise<ExtractedFile[]> {
+  private async extractAll(plan: Planned[]): Promise<{ files: ExtractedFile[]; crcs: Crc32List }> {
     const files: ExtractedFile[] = [];
+    const crcs = new Crc32List();
     for (const item of plan) {
       const local = this.readLocalHeader(item);
       const entry = item.entry;
@@ -667,9 +676,11 @@ class Extractor {
       } else if (small) {
         this.extractSmall(item, local.dataStart);
         files.push({ path: item.path, bytes: entry.uncompressedSize });
+        crcs.push(entry.crc32);
       } else {
         await this.extractLarge(item, local.dataStart);
         files.push({ path: item.path, bytes: entry.uncompressedSize });
+        crcs.push(entry.crc32);
       }
       if ((entry.flags & 0x0008) !== 0) dataEnd += this.checkDescriptor(item, dataEnd, local.zip64);
       if (dataEnd > item.limit) {
@@ -690,7 +701,7 @@ class Extractor {
         await this.yieldNow();
       }
     }
-    return files;
+    return { files, crcs };
   }
 
   private async yieldNow(): Promise<void> {

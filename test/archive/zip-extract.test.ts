@@ -15,6 +15,7 @@ import {
 } from "node:fs";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { crc32 } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ExtractResult, extractZip } from "../../src/archive/zip-extract.ts";
 import { DsfetchError } from "../../src/errors.ts";
@@ -160,6 +161,8 @@ describe("Zip64 built in code", () => {
     const { result, zipCase } = await extractBuffer(zip, "z64-small");
     expect(result).toEqual({
       files: [{ path: "small.txt", bytes: 15 }],
+      // The central directory's CRC-32, verified: the manifest's digest (SPEC §2).
+      crcs: Uint32Array.of(crc32("tiny but zip64\n")),
       bytes: 15,
       entries: 1,
       writtenInParallel: 0,
@@ -307,7 +310,14 @@ describe("names and layout", () => {
 
   it("an archive with no entries extracts nothing", async () => {
     const { result, zipCase } = await extractBuffer(buildZip([]), "empty");
-    expect(result).toEqual({ files: [], bytes: 0, entries: 0, writtenInParallel: 0 });
+    // No file, no CRC-32 (the manifest's digests, one per file: SPEC §2).
+    expect(result).toEqual({
+      files: [],
+      crcs: new Uint32Array(0),
+      bytes: 0,
+      entries: 0,
+      writtenInParallel: 0,
+    });
     expect(await snapshot(zipCase.dest)).toEqual([]);
   });
 

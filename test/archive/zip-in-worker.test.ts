@@ -8,10 +8,12 @@ import { randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
+import { crc32 } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { extractZip } from "../../src/archive/zip-extract.ts";
 import { extractZipInWorker, startZipThread } from "../../src/archive/zip-in-worker.ts";
 import { DsfetchError } from "../../src/errors.ts";
+import { crc32Digest } from "../../src/util/packed-files.ts";
 import { stuckThreads } from "../../src/util/stuck-threads.ts";
 import { makeFifo, unblockFifo } from "../harness/fifos.ts";
 import { DATASET, limits, newCase, removeCases, snapshot } from "./zip-harness.ts";
@@ -45,7 +47,10 @@ describe("zip extraction on its own thread", () => {
     const inPlace = await newCase("in-place");
     await writeFile(inPlace.zipPath, zip);
     const expected = await extractZip(inPlace.zipPath, inPlace.dest, limits(), DATASET);
-    expect([...result.files]).toEqual(expected.files);
+    // The thread's answer carries each file's digest too (the CRC-32s beside the sizes: SPEC §2).
+    expect([...result.files]).toEqual(
+      expected.files.map((file, i) => ({ ...file, digest: crc32Digest(expected.crcs[i] ?? -1) })),
+    );
     expect(result.bytes).toBe(expected.bytes);
     expect(result.writtenInParallel).toBe(expected.writtenInParallel);
     expect(await snapshot(inWorker.dest)).toEqual(await snapshot(inPlace.dest));
@@ -185,7 +190,9 @@ describe("zip extraction on its own thread", () => {
       { zipPath: zipCase.zipPath, destination: zipCase.dest, limits: limits(), dataset: DATASET },
       { thread },
     );
-    expect([...result.files]).toEqual([{ path: "a.txt", bytes: 5 }]);
+    expect([...result.files]).toEqual([
+      { path: "a.txt", bytes: 5, digest: crc32Digest(crc32("ahead")) },
+    ]);
     expect(await readFile(join(zipCase.dest, "a.txt"), "utf8")).toBe("ahead");
   });
 
