@@ -168,3 +168,12 @@ function hashOf(text: string, seed: number): number {
   hash ^= hash >>> 16;
   return hash & 0x3fffffff;
 }
+
+/**
+ * "./", ".", "././": an archive's root directory, which is the destination itself. Its
+ * directory entry is skipped by both extractors (bsdtar writes one first, in tars and zips).
+ */
+export function isRootName(name: string): boolean {
+  if (name.startsWith("/")) return false;
+  return name.split("/").every((segment) => segment === "" || segment === ".");
+}

@@ -75,7 +75,7 @@ import { SlowCreates } from "../util/slow-creates.ts";
 import { untilOrAborted } from "../util/until-or-aborted.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { WRITE_PIECE } from "../util/write-piece.ts";
-import { CollisionGuard, checkEntryPath, FoldedPathMap } from "./entry-path.ts";
+import { CollisionGuard, checkEntryPath, FoldedPathMap, isRootName } from "./entry-path.ts";
 import { FileDataPool } from "./file-data-pool.ts";
 import { type ExtractLimits, expandedLimitText, MAX_NAME_CHARACTERS } from "./limits.ts";
 import { isZeroBlock, storedTarChecksum, tarChecksumMatches } from "./magic.ts";
@@ -714,7 +714,14 @@ export class TarExtractor {
     this.paxSparse = false;
     const dataSize = paxSize === undefined ? size : Number(paxSize);
     if (sparse) {
-      this.throwArchive(name, "is a GNU sparse file, which is not supported", HINT_UNSUPPORTED);
+      // bsdtar writes every file with holes this way by default, and the name in the header
+      // is a placeholder (`./GNUSparseFile.0/<name>`): the hint said to use bsdtar "without
+      // special options", which is what was done (fidelity tester, 2026-12-07).
+      this.throwArchive(
+        name,
+        `is a sparse file (pax GNU.sparse records${/(^|\/)GNUSparseFile\.\d+\//.test(name) ? "; this is the placeholder name the archive gives it" : ""}), which is not supported`,
+        "nothing was published: re-create the archive without sparse files: GNU tar without --sparse (-S), bsdtar with --no-read-sparse (it stores files with holes as sparse by default) or --format=ustar",
+      );
     }
     const dataPadding = (BLOCK - (dataSize % BLOCK)) % BLOCK;
     this.entryName = name;
@@ -1702,12 +1709,6 @@ function isMetadataHeader(type: number): boolean {
     type === 0x67 ||
     type === 0x56
   );
-}
-
-/** "./", ".", "././" : the archive's root directory, which is the destination itself. */
-function isRootName(name: string): boolean {
-  if (name.startsWith("/")) return false;
-  return name.split("/").every((segment) => segment === "" || segment === ".");
 }
 
 /** Why a symlink target is unsafe in itself, or undefined. */

@@ -57,7 +57,7 @@ import { untilOrAborted } from "../util/until-or-aborted.ts";
 import type { WriteMode } from "../util/write-mode.ts";
 import { writeAllSync } from "../util/write-piece.ts";
 import { storageError } from "../volumes/attempt.ts";
-import { CollisionGuard, checkEntryPath } from "./entry-path.ts";
+import { CollisionGuard, checkEntryPath, isRootName } from "./entry-path.ts";
 import { type ExtractLimits, expandedLimitText } from "./limits.ts";
 import { ParallelWrites } from "./parallel-writes.ts";
 import {
@@ -138,6 +138,7 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
+const S_IFIFO = 0o010000;
 
 interface Planned {
   readonly entry: CentralEntry;
@@ -316,6 +317,12 @@ function planExtraction(
   const planned: Planned[] = [];
   for (const entry of directory.entries) {
     tick();
+    // The archive's root as a directory entry ("./": bsdtar -cf x.zip -C dir .): the
+    // destination itself, skipped as the tar extractor skips it (it was refused as naming the
+    // dataset root: fidelity tester, 2026-12-07). One with content is refused below.
+    if (isRootName(entry.name) && entry.name.endsWith("/") && entry.uncompressedSize === 0) {
+      continue;
+    }
     const item = checkEntry(entry, limits, errors);
     // Duplicates and case/NFC collisions (node-tar GHSA-qq89-hq3f-393p; CVE-2013-4787: two
     // entries with one name, each tool extracting a different one).
@@ -469,7 +476,11 @@ function checkEntry(entry: CentralEntry, limits: ExtractLimits, errors: ZipError
   // The Unix mode in the high 16 bits of the external attributes, whatever the "made by" host
   // says: a reader that honours it regardless must not see a link we would write as a file.
   const unixMode = entry.externalAttributes >>> 16;
-  const type = unixMode & S_IFMT;
+  // A FIFO's mode on an entry is the mode of the pipe its data was read from: Info-ZIP's
+  // `cmd | zip out.zip -` records stdin's. Its data is written as a regular file, as unzip,
+  // 7-Zip and Python do; no FIFO is ever created (it was refused, "remove it from the
+  // archive", which a user streaming into zip cannot do: fidelity tester, 2026-12-07).
+  const type = (unixMode & S_IFMT) === S_IFIFO ? S_IFREG : unixMode & S_IFMT;
   if (type === S_IFLNK) {
     // Links are the classic traversal vector: a link to "/etc" or "../", then a file written
     // through it (node-tar CVE-2021-32803, CVE-2021-37701; Snyk Zip Slip, 2018).
