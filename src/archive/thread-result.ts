@@ -17,6 +17,8 @@ export interface PostedExtractResult {
   readonly bytes: number;
   /** Files written by the parallel writes (0: every file one at a time). */
   readonly writtenInParallel: number;
+  /** What the user is told beside the result (zip-extract.ts cp437Warning). */
+  readonly warnings: readonly string[];
 }
 
 /** What an extraction on a thread resolves to (extract-in-worker.ts, zip-in-worker.ts). */
@@ -24,6 +26,7 @@ export interface ThreadExtractResult {
   readonly files: PackedFiles;
   readonly bytes: number;
   readonly writtenInParallel: number;
+  readonly warnings: readonly string[];
 }
 
 /**
@@ -36,10 +39,16 @@ export function postedResult(result: {
   readonly crcs: Uint32Array;
   readonly bytes: number;
   readonly writtenInParallel: number;
+  readonly warnings?: readonly string[];
 }): { result: PostedExtractResult; transfer: ArrayBuffer[] } {
   const files = packFiles(result.files, result.crcs);
   return {
-    result: { files, bytes: result.bytes, writtenInParallel: result.writtenInParallel },
+    result: {
+      files,
+      bytes: result.bytes,
+      writtenInParallel: result.writtenInParallel,
+      warnings: result.warnings ?? [],
+    },
     transfer: [files.sizes.buffer as ArrayBuffer, result.crcs.buffer as ArrayBuffer],
   };
 }
@@ -50,5 +59,6 @@ export function receivedResult(result: PostedExtractResult): ThreadExtractResult
     files: new PackedFiles(result.files),
     bytes: result.bytes,
     writtenInParallel: result.writtenInParallel,
+    warnings: result.warnings,
   };
 }

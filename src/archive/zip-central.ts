@@ -29,6 +29,8 @@ export interface CentralEntry {
   readonly rawNameLength: number;
   /** The decoded name (UTF-8, the Info-ZIP Unicode Path field, or CP437). */
   readonly name: string;
+  /** Its name had bytes past ASCII that were read as CP437 (decodeName): said to the user. */
+  readonly cp437?: true;
   readonly versionMadeBy: number;
   readonly flags: number;
   readonly method: number;
@@ -238,17 +240,19 @@ function decodeName(
   flags: number,
   unicode: Buffer | undefined,
   versionMadeBy: number,
-): string | undefined {
-  if ((flags & 0x0800) !== 0) return decodeUtf8(raw);
-  if (unicode !== undefined) return decodeUtf8(unicode);
-  if (isAscii(raw)) return raw.toString("latin1");
+): { readonly name: string; readonly cp437: boolean } | undefined {
+  const decoded = (name: string | undefined) =>
+    name === undefined ? undefined : { name, cp437: false };
+  if ((flags & 0x0800) !== 0) return decoded(decodeUtf8(raw));
+  if (unicode !== undefined) return decoded(decodeUtf8(unicode));
+  if (isAscii(raw)) return decoded(raw.toString("latin1"));
   const utf8 = decodeUtf8(raw);
-  if (utf8 !== undefined) return utf8;
+  if (utf8 !== undefined) return decoded(utf8);
   if (BYTE_NAME_HOSTS.has(versionMadeBy >> 8)) return undefined;
   let out = "";
   for (const byte of raw)
     out += byte < 0x80 ? String.fromCharCode(byte) : (CP437_HIGH[byte - 0x80] ?? "?");
-  return out;
+  return { name: out, cp437: true };
 }
 
 /** The end records' signatures, as they appear in the file (little-endian). */
@@ -512,8 +516,8 @@ export function readCentralDirectory(
         "split the dataset into several archives, or use shorter names",
       );
     }
-    const name = decodeName(rawName, flags, unicode, versionMadeBy);
-    if (name === undefined) {
+    const decoded = decodeName(rawName, flags, unicode, versionMadeBy);
+    if (decoded === undefined) {
       throw (flags & 0x0800) !== 0 || unicode !== undefined
         ? errors.corruptEntry(lossyName, "has a name that is marked UTF-8 but is not valid UTF-8")
         : errors.entry(
@@ -523,6 +527,7 @@ export function readCentralDirectory(
             "nothing was published: re-create the archive with UTF-8 file names (convmv -f <encoding> -t utf8 renames the files first)",
           );
     }
+    const { name } = decoded;
 
     // Zip64 extended information (APPNOTE 4.5.3): only the fields whose 32-bit value is the
     // 0xFFFFFFFF marker are present, in this order.
@@ -564,6 +569,7 @@ export function readCentralDirectory(
       rawNameStart: rawBytes - nameLength,
       rawNameLength: nameLength,
       name,
+      ...(decoded.cp437 ? { cp437: true as const } : {}),
       versionMadeBy,
       flags,
       method,

@@ -93,6 +93,8 @@ export interface ExtractResult {
   readonly entries: number;
   /** Files written by the parallel writes (0: every file one at a time). */
   readonly writtenInParallel: number;
+  /** What the user is told beside the result (names read as CP437: cp437Warning). */
+  readonly warnings: readonly string[];
 }
 
 export interface ZipExtractOptions {
@@ -544,6 +546,20 @@ function checkEntry(entry: CentralEntry, limits: ExtractLimits, errors: ZipError
   };
 }
 
+/**
+ * Names without the UTF-8 flag read as CP437, the zip standard's encoding for them: right for
+ * a zip made on MS-DOS or an English Windows, wrong for one made where Windows writes another
+ * code page (Japanese: CP932; Cyrillic: CP866), whose names come out as other characters.
+ * Which it was cannot be told from the bytes, so the files keep their CP437 names and the
+ * user is told (fidelity tester, 2026-12-07: a CP932 zip was published as âeâXâg.txt, silently).
+ */
+function cp437Warning(plan: readonly Planned[]): string | undefined {
+  const read = plan.filter((item) => item.entry.cp437 === true);
+  const first = read[0];
+  if (first === undefined) return undefined;
+  return `${read.length === 1 ? "1 name" : `${read.length} names`} in the zip archive (${JSON.stringify(first.entry.name)}${read.length > 1 ? ", …" : ""}) ${read.length === 1 ? "was" : "were"} not marked UTF-8 and ${read.length === 1 ? "was" : "were"} read as CP437, the zip standard's encoding for them; if the archive was made on a Windows whose code page is another (CP932 in Japan, CP866 for Cyrillic), those files have other names than intended: re-create the archive with UTF-8 names (7-Zip: -mcu=on; Info-ZIP's zip on Linux)`;
+}
+
 function specialKind(type: number): string {
   switch (type) {
     case 0o010000:
@@ -650,12 +666,14 @@ class Extractor {
       }
       // An interrupt that came during the last entry is the answer: nothing is published.
       this.signal?.throwIfAborted();
+      const warning = cp437Warning(plan);
       return {
         files,
         crcs: crcs.packed(),
         bytes: this.written,
         entries: plan.length,
         writtenInParallel: this.writtenInParallel,
+        warnings: warning === undefined ? [] : [warning],
       };
     } catch (error) {
       // A parallel write that failed first is the answer (a later error may be its

@@ -73,6 +73,8 @@ export interface Expanded {
   readonly expandedBytes: number;
   /** Files written by the parallel writes (archive/parallel-writes.ts). */
   readonly writtenInParallel: number;
+  /** What the user is told beside the result (a zip's names read as CP437). */
+  readonly warnings: readonly string[];
 }
 
 /** Bytes of compressed data buffered between the download and the decompressor. */
@@ -224,6 +226,7 @@ async function expandTarStream(
       refetchedBytes: stats.refetchedBytes,
       expandedBytes: result.bytes,
       writtenInParallel: result.writtenInParallel,
+      warnings: result.warnings,
     };
   } catch (error) {
     const against = verifier.hashedAgainst;
@@ -397,6 +400,7 @@ async function expandZip(input: ExpandInput): Promise<Expanded> {
     refetchedBytes: download.refetchedBytes,
     expandedBytes: result.bytes,
     writtenInParallel: result.writtenInParallel,
+    warnings: result.warnings,
   };
 }
 

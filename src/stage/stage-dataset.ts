@@ -1713,6 +1713,9 @@ async function downloadInto(
     });
     progress.addObject();
     reportParallelWrites(context, spec.name, expanded.writtenInParallel, expanded.files.length);
+    for (const message of expanded.warnings) {
+      context.onEvent({ type: "warning", dataset: spec.name, message });
+    }
     if (expanded.files.length === 0) {
       // Published as it is (an empty archive is a valid one), but said: a job that finds
       // nothing under its path should not be the first to tell (exploratory tester, 2026-12-07).

@@ -166,6 +166,7 @@ describe("Zip64 built in code", () => {
       bytes: 15,
       entries: 1,
       writtenInParallel: 0,
+      warnings: [],
     });
     expect(await readFile(join(zipCase.dest, "small.txt"), "utf8")).toBe("tiny but zip64\n");
   });
@@ -317,6 +318,7 @@ describe("names and layout", () => {
       bytes: 0,
       entries: 0,
       writtenInParallel: 0,
+      warnings: [],
     });
     expect(await snapshot(zipCase.dest)).toEqual([]);
   });

@@ -39,6 +39,35 @@ describe("zip names that are not UTF-8", () => {
   });
 });
 
+describe("zip names read as CP437 (made on MS-DOS or Windows, not UTF-8)", () => {
+  it("extracted under their CP437 reading, and said: another code page's names come out as other characters", async () => {
+    // "テスト.txt" as Japanese Windows writes it (CP932), no UTF-8 flag, made on FAT.
+    const cp932 = Buffer.from([0x83, 0x65, 0x83, 0x58, 0x83, 0x67, 0x2e, 0x74, 0x78, 0x74]);
+    const zip = buildZip([
+      { name: "plain.txt", data: "1" },
+      { name: cp932, data: "2", versionMadeBy: 0x0014 },
+    ]);
+    const { result, zipCase } = await extractBuffer(zip, "cp932");
+    expect((await readdir(zipCase.dest)).sort()).toEqual(["plain.txt", "âeâXâg.txt"]);
+    expect(result.warnings).toEqual([
+      expect.stringMatching(
+        /^1 name in the zip archive \("âeâXâg\.txt"\) was not marked UTF-8 and was read as CP437, .* \(CP932 in Japan, CP866 for Cyrillic\)/,
+      ),
+    ]);
+  });
+
+  it("ASCII and UTF-8 names: nothing said", async () => {
+    const { result } = await extractBuffer(
+      buildZip([
+        { name: "a.txt", data: "1" },
+        { name: Buffer.from("é.txt"), data: "2" },
+      ]),
+      "no-cp437",
+    );
+    expect(result.warnings).toEqual([]);
+  });
+});
+
 describe("a zip followed by zeros", () => {
   const entries = [
     { name: "a.txt", data: "alpha\n" },
