@@ -3,8 +3,9 @@
  * contents don't match its extension fails clearly"). Pure: no I/O. The caller reads the
  * first {@link MAGIC_BYTES} bytes (fewer when the object is smaller).
  */
+import { basename } from "node:path";
 import { DsfetchError } from "../errors.ts";
-import type { ArchiveFormat } from "./formats.ts";
+import { type ArchiveFormat, archiveFormatOf } from "./formats.ts";
 
 /** How many leading bytes detectFormat needs to recognise every format (one tar header). */
 export const MAGIC_BYTES = 512;
@@ -186,7 +187,8 @@ export function checkMagic(
       : `rename the object to end in ${EXTENSION_FOR[found]} (or re-create it as ${wanted})`;
   throw new DsfetchError(
     "ARCHIVE_INVALID",
-    `${dataset}: ${key} has the extension .${expected} but ${what}: a file whose contents don't match its extension`,
+    // The extension as the key has it (".tbz" was said as ".tar.bz2": fidelity tester).
+    `${dataset}: ${key} has the extension ${archiveFormatOf(basename(key))?.extension ?? `.${expected}`} but ${what}: a file whose contents don't match its extension`,
     {
       dataset,
       expected: wanted,

@@ -1109,7 +1109,7 @@ export class TarExtractor {
     const checked = checkEntryPath(name, this.limits);
     // Path traversal (CWE-22, "zip slip"; node-tar GHSA-r6q2-hw4h-h46w, GHSA-f5x3-32g6-xq36):
     // absolute names, "..", drive letters, backslashes, NUL/control characters, depth, length.
-    if (!checked.ok) this.throwUnsafe(name, checked.reason);
+    if (!checked.ok) this.throwUnsafe(name, `is refused: ${checked.reason}`);
     return checked.path;
   }
 

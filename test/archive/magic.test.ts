@@ -140,7 +140,11 @@ describe("checkMagic", () => {
       /ds: x\.zip has the extension \.zip but its first bytes match no known archive format/,
     );
     expect(() => checkMagic("tar.gz", Buffer.alloc(0), "ds", "x.tgz")).toThrow(
-      /the object is empty/,
+      /ds: x\.tgz has the extension \.tgz but the object is empty/,
+    );
+    // The extension as the key has it, not the format's name (".tbz" was said as ".tar.bz2").
+    expect(() => checkMagic("tar.bz2", Buffer.alloc(0), "ds", "d/X.TBZ")).toThrow(
+      /ds: d\/X\.TBZ has the extension \.TBZ but/,
     );
     try {
       checkMagic("tar.gz2", Buffer.from("plain text"), "ds", "x.tar.gz2");
