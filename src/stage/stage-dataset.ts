@@ -749,6 +749,20 @@ async function stageOn(
       if (reused !== undefined) return reused;
     }
   }
+  /**
+   * The lock's timing where this dataset is staged. On an ephemeral volume the stale bound is
+   * at most EPHEMERAL_LOCK_STALE_MS: its root is on this host (no NFS attribute cache, no other
+   * host's clock), and a container restarted in its pod (a new PID namespace, which cannot
+   * look up the old holder's process) waited out the whole shared-storage bound, 2-3 minutes,
+   * for a holder killed mid-download (review, 2026-12-07).
+   */
+  const lockTiming = () =>
+    target.volume === "ephemeral"
+      ? {
+          ...context.tuning.lock,
+          staleMs: Math.min(context.tuning.lock.staleMs, EPHEMERAL_LOCK_STALE_MS),
+        }
+      : context.tuning.lock;
   /** Too little room was seen while another process held the dataset's lock. */
   let roomCheckUnderLock = false;
   if (target.volume === "shared") {
@@ -822,7 +836,7 @@ async function stageOn(
     const roomTaken = await ephemeralRoomProblem();
     if (roomTaken !== undefined) {
       const held = await call(`looking at the lock ${target.location.lockPath}`, () =>
-        lockHeld(target.location.lockPath, context.tuning.lock.staleMs),
+        lockHeld(target.location.lockPath, lockTiming().staleMs),
       );
       if (held) roomCheckUnderLock = true;
       else {
@@ -870,7 +884,7 @@ async function stageOn(
   const seenBeforeWaiting = seenBeforeDownload;
   for (let lookForDone = true; lock === undefined; ) {
     const outcome = await acquireLock(target.location.lockPath, spec.name, {
-      timing: context.tuning.lock,
+      timing: lockTiming(),
       signal: context.signal,
       call,
       isDone: lookForDone
@@ -1537,6 +1551,9 @@ function manifestIdentity(manifest: Manifest | undefined): string | undefined {
     manifest.kind === "prefix" ? manifest.listingDigest : null,
   ]);
 }
+
+/** The stale bound of a lock in an ephemeral root, at most (lockTiming in stageDataset). */
+const EPHEMERAL_LOCK_STALE_MS = 20_000;
 
 /** Why a dataset goes to an ephemeral volume after shared storage was found full. */
 function storageFullReason(target: Target, error: DsfetchError): string {

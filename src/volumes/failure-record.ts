@@ -23,6 +23,7 @@ import { formatBytes } from "../config/size.ts";
 import { DsfetchError, type ErrorCode } from "../errors.ts";
 import type { Resolution } from "../fetch/resolve.ts";
 import { isStorageFull } from "./attempt.ts";
+import { hostLabel } from "./host-label.ts";
 import type { Holder } from "./lock.ts";
 import { writeNewFile } from "./no-follow.ts";
 import { makeSharedDir } from "./shared-dirs.ts";
@@ -63,6 +64,15 @@ function sourceOf(resolution: Resolution): FailureRecord["source"] {
   return { bucket, key, etag, versionId: versionId ?? null, bytes };
 }
 
+/**
+ * A holder as a record names it: with its host label (host name, PID namespace, boot) where
+ * known, which tells two containers of one pod apart (the same host name, both often pid 1).
+ */
+function recordedHolder(holder: Holder): Holder {
+  const { host, pid, since, label } = holder;
+  return label === undefined ? { host, pid, since } : { host, pid, since, label };
+}
+
 function sameHolder(a: Holder, b: Holder): boolean {
   return a.host === b.host && a.pid === b.pid && a.since === b.since;
 }
@@ -88,7 +98,7 @@ export async function recordFailure(
   await writeRecord(path, {
     version: 1,
     source: sourceOf(resolution),
-    holder: { host: holder.host, pid: holder.pid, since: holder.since },
+    holder: recordedHolder(holder),
     code: error.code,
     message: error.message,
     hint: error.hint ?? null,
@@ -113,7 +123,7 @@ export async function passOnFailure(path: string, holder: Holder): Promise<void>
   const passedOn = Array.isArray(record.passedOn) ? record.passedOn : [];
   await writeRecord(path, {
     ...record,
-    passedOn: [...passedOn, { host: holder.host, pid: holder.pid, since: holder.since }],
+    passedOn: [...passedOn, recordedHolder(holder)],
   });
 }
 
@@ -155,7 +165,7 @@ async function recordWrongDigest(
   await writeRecord(path, {
     version: 1,
     source,
-    holder: { host: holder.host, pid: holder.pid, since: holder.since },
+    holder: recordedHolder(holder),
     code: "INTEGRITY",
     message:
       repeated && by !== undefined
@@ -222,7 +232,15 @@ export async function failureOfAwaitedHolder(
   // Its own failure, passed on by a worker that waited on it: this process retries shared
   // storage after it on purpose (stage/shared-writes.ts), and was told the failure was "met
   // by" itself (review).
-  if (holder !== undefined && holder.pid === process.pid && holder.host === hostname()) {
+  // By its host label too where the record has one: another container of this pod (the same
+  // host name, pid 1 as this one) is not this process, and its failure was ignored here (a
+  // download more: review, 2026-12-07, once ephemeral roots took locks).
+  if (
+    holder !== undefined &&
+    holder.pid === process.pid &&
+    holder.host === hostname() &&
+    (holder.label === undefined || holder.label === hostLabel())
+  ) {
     return undefined;
   }
   if (

@@ -41,6 +41,7 @@ import fs from "node:fs";
 import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import lockfile from "proper-lockfile";
 import type { LockTiming } from "../config/tuning.ts";
 import { DsfetchError } from "../errors.ts";
@@ -111,6 +112,12 @@ export interface AcquireOptions {
    * looked at again, and it waited, silent, for as long as the storage was gone.
    */
   readonly call?: StorageCall | undefined;
+  /**
+   * false: no holder file is written (waiters then say "another process"): prune on storage
+   * with no inode to spare, where the holder file took the one its removal notice needed
+   * (review, 2026-12-07).
+   */
+  readonly holderFile?: boolean | undefined;
 }
 
 const holderPath = (lockPath: string) => `${lockPath}.holder.json`;
@@ -205,9 +212,11 @@ export async function acquireLock(
         label: hostLabel(),
         lockIno: library.ino(),
       };
-      await call(`writing ${holderPath(lockPath)}`, () => writeHolder(lockPath, holder)).catch(
-        () => {},
-      );
+      if (options.holderFile !== false) {
+        await call(`writing ${holderPath(lockPath)}`, () => writeHolder(lockPath, holder)).catch(
+          () => {},
+        );
+      }
       await call(`removing old claims beside ${lockPath}`, () => removeOldClaims(lockPath)).catch(
         () => {},
       );
@@ -563,47 +572,52 @@ async function lookAtFresh(lockPath: string): Promise<Look | "gone" | undefined>
 
 /**
  * Removes the locks in `locksDir` that are stale (by this machine's clock, as lockHeld
- * judges) and stay unchanged for the confirmation window, with their holder files: what
- * `prune` does on storage with no inode left for its own lock and removal notice. Each such
- * lock holds two inodes. Returns how many were removed.
+ * judges) and stay unchanged for the confirmation window, as a waiter takes one over
+ * (takeOver: its claim, and its last looks just before the removal), and the holder files
+ * left without their lock: what `prune` does on storage with no inode left for its own lock
+ * and removal notice. Each such lock holds two inodes. Returns how many locks went.
  *
  * Why: waiters that took a dead holder's lock over used to free those inodes as a side
  * effect; a worker now finds the storage out of inodes before it takes a lock, and stages
  * elsewhere (storage-check.ts inodeShortage), so prune, run to free that storage, failed on
- * every dataset (exploratory tester 2, 2026-12-07). A waiter taking the same lock over at the
- * same moment may lose the lock it made (a second download at worst: the lock only saves
- * bandwidth); the removal is of the very lock looked at twice (its inode and mtime).
+ * every dataset (exploratory tester 2, 2026-12-07). The confirmation window is waited out
+ * between storage calls (each bounded by `call`), and an interrupt ends it (review).
  */
 export async function removeStaleLocks(
   locksDir: string,
   staleMs: number,
-  signal?: AbortSignal,
+  { signal, call = unboundedCall }: { signal?: AbortSignal; call?: StorageCall } = {},
 ): Promise<number> {
-  const names = await readdir(locksDir).catch(() => [] as string[]);
+  const names = await call(`reading ${locksDir}`, () => readdir(locksDir)).catch(
+    () => [] as string[],
+  );
   const judged = new Map<string, Look>();
   for (const name of names) {
     if (!name.endsWith(".lock")) continue;
     const lockPath = join(locksDir, name);
-    if (await lockHeld(lockPath, staleMs)) continue;
-    const look = await lookAtFresh(lockPath);
+    const look = await call(`looking at the lock ${lockPath}`, async () =>
+      (await lockHeld(lockPath, staleMs)) ? undefined : lookAtFresh(lockPath),
+    );
     if (look !== "gone" && look !== undefined) judged.set(lockPath, look);
   }
-  if (judged.size === 0) return 0;
-  await new Promise((resolve) => setTimeout(resolve, confirmMs(staleMs)));
-  signal?.throwIfAborted();
+  const confirmationMs = confirmMs(staleMs);
+  if (judged.size > 0) await sleep(confirmationMs, undefined, { signal });
   let removed = 0;
   for (const [lockPath, look] of judged) {
-    const again = await lookAtFresh(lockPath);
-    if (again === "gone" || again === undefined || !sameLook(again, look)) continue;
-    await rm(holderPath(lockPath), { force: true }).catch(() => {});
-    if (
-      await rmdir(lockPath).then(
-        () => true,
-        () => false,
-      )
-    ) {
-      removed++;
-    }
+    signal?.throwIfAborted();
+    const gone = await call(`removing the stale lock ${lockPath}`, () =>
+      takeOver(lockPath, look, new Map(), confirmationMs),
+    );
+    if (gone === true) removed++;
+  }
+  // Holder files whose lock is gone (a holder killed between its lock's removal and its
+  // holder file's, or a takeover's): an inode each.
+  for (const name of names) {
+    if (!name.endsWith(".lock.holder.json")) continue;
+    const lockPath = join(locksDir, name.slice(0, -".holder.json".length));
+    await call(`removing ${join(locksDir, name)}`, async () => {
+      if ((await lookAt(lockPath)) === "gone") await rm(join(locksDir, name), { force: true });
+    }).catch(() => {});
   }
   return removed;
 }

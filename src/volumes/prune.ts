@@ -127,10 +127,15 @@ export async function prune(
   let freedBookkeeping = false;
   const freeBookkeeping = async (): Promise<void> => {
     const locks = join(dataRoot, META_DIR, "locks");
-    await call(`removing stale locks in ${locks}`, () =>
-      removeStaleLocks(locks, options.lockStaleMs, signal),
-    ).catch(() => 0);
+    // Each call on the storage bounded, the confirmation window waited out between them (in
+    // one call, it was taken for hung storage: review, 2026-12-07).
+    await removeStaleLocks(locks, options.lockStaleMs, {
+      call,
+      ...(signal === undefined ? {} : { signal }),
+    }).catch(() => 0);
+    stopIfInterrupted();
     await removeFinishedBookkeeping();
+    stopIfInterrupted();
   };
   for (const entry of entries) {
     // Between datasets: the one before is removed whole (or kept), this one not touched.
@@ -163,7 +168,8 @@ export async function prune(
       total -= entry.bytes;
       continue;
     }
-    const remove = () => removeDataset(storageRoot, team, entry, options.lockStaleMs, call, signal);
+    const remove = (holderFile = true) =>
+      removeDataset(storageRoot, team, entry, options.lockStaleMs, call, signal, holderFile);
     const why = await remove()
       .catch(async (thrown: unknown) => {
         // No room for prune's own lock and notice: bookkeeping that is over (stale locks,
@@ -172,7 +178,9 @@ export async function prune(
         if (freedBookkeeping || !isStorageFull(storageError(thrown, entry.path))) throw thrown;
         freedBookkeeping = true;
         await freeBookkeeping();
-        return remove();
+        // Without a holder file: with one dead lock freed (two inodes), the holder file took
+        // the inode the removal notice needed (review, 2026-12-07).
+        return remove(false);
       })
       .catch((thrown: unknown) => {
         // The storage's own errors as such (STORAGE, exit 7), never INTERNAL ("a bug in
@@ -213,6 +221,7 @@ async function removeDataset(
   lockStaleMs: number,
   call: StorageCall,
   interrupt: AbortSignal | undefined,
+  holderFile = true,
 ): Promise<string | undefined> {
   const location = locationIn(sharedDataRoot(storageRoot, team), basename(entry.path));
   let outcome: Awaited<ReturnType<typeof acquireLock>>;
@@ -220,6 +229,7 @@ async function removeDataset(
     outcome = await acquireLock(location.lockPath, entry.name, {
       timing: { staleMs: lockStaleMs, pollMs: 100, waitMs: 0 },
       call,
+      holderFile,
     });
   } catch (error) {
     if (error instanceof DsfetchError && error.code === "LOCK_TIMEOUT")

@@ -360,7 +360,7 @@ export async function publish(
       await withdraw();
       if (theirs === undefined || !sameData(theirs, manifest)) {
         throw new SupersededWhilePublishing(
-          `another worker (which took this one's lock over) swapped ${theirs === undefined ? "a tree whose manifest is not in yet" : `another version (${theirs.createdAt})`} in at ${location.path} between this one's tree and its manifest`,
+          `another worker (which took this one's lock over) swapped ${theirs === undefined ? "another tree (its manifest not in yet)" : `another version (${theirs.createdAt})`} in at ${location.path} between this one's tree and its manifest`,
           theirs,
         );
       }

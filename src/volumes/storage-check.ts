@@ -24,15 +24,17 @@ export interface StorageProblem {
 }
 
 /**
- * Inodes a staging takes beside its files, at least: its attempt directory and the data
- * directory in it, the pending manifest and the manifest, the lock and its holder file.
+ * Inodes a staging takes beside its files, at least: the lock, its attempt directory and the
+ * data directory in it, the pending manifest (renamed into the manifest). Its holder file,
+ * lease and last-use file are best effort: not counted, so that this stays a lower bound.
  */
-const BOOKKEEPING_INODES = 6;
+const BOOKKEEPING_INODES = 4;
 
 /**
- * Why a filesystem with `ffree` free inodes of `total` cannot hold `files` more (each
- * file of a folder or of a zip's directory takes one; directories are not counted: a lower
- * bound), or undefined. Filesystems that count none (btrfs: 0 of 0) never run out.
+ * Why a filesystem with `ffree` free inodes cannot hold `files` more (each object of a
+ * folder takes one; an archive counts as one, its entries unknown before it is read;
+ * directories are not counted: a lower bound), or undefined. Filesystems that count none
+ * (btrfs, CIFS, vfat, tmpfs without nr_inodes: 0 of 0) never run out.
  *
  * Why: a folder of many small objects onto storage with bytes free but too few inodes
  * was written until the last inode went, then fell back and was downloaded again into an

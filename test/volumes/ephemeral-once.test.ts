@@ -3,8 +3,8 @@
 // every worker once shared storage could not take it. Each downloaded it for itself before
 // (exploratory tester, 2026-12-07: 8 workers on a node, shared storage full, 8 downloads).
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI_ENTRY, type CliResult, runCli } from "../harness/cli.ts";
@@ -97,6 +97,44 @@ describe.concurrent("processes sharing an ephemeral root", () => {
     for (const run of result.runs) {
       expect(JSON.parse(run.stdout).datasets[0].fallback).toMatch(/not-mounted/);
     }
+  });
+});
+
+describe("a dead holder's lock in an ephemeral root, from another PID namespace", () => {
+  it("is taken over after at most 20 s stale, not DSFETCH_LOCK_STALE's 120 (a container restarted in its pod waited 2-3 minutes)", async () => {
+    const ephemeral = await mkdtemp(join(root, "restarted-"));
+    const locks = join(ephemeral, ".dsfetch", "locks");
+    await mkdir(locks, { recursive: true });
+    const lock = join(locks, "train.lock");
+    await mkdir(lock);
+    // The same pod (host name), another PID namespace: its process cannot be looked up.
+    await writeFile(
+      `${lock}.holder.json`,
+      JSON.stringify({ host: hostname(), pid: 1, since: "x", label: `${hostname()}-ns999-b0` }),
+    );
+    const aged = new Date(Date.now() - 25_000);
+    await utimes(lock, aged, aged);
+    const run = await runCli(
+      ["fetch", "--datasets", "-", "--json", "--ephemeral-root", ephemeral],
+      {
+        env: {
+          ...testEnv(),
+          DSFETCH_LOCK_STALE: "120",
+          DSFETCH_LOCK_WAIT: "40",
+          DSFETCH_LOCK_POLL: "0.2",
+        },
+        stdin: JSON.stringify([
+          {
+            uri: `s3://${bucket}/set/train.bin`,
+            name: "train",
+            volumeOptions: { kind: "dynamic", size: "1Gi" },
+          },
+        ]),
+        timeoutMs: 90_000,
+      },
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(sha(await readFile(join(ephemeral, "train", "train.bin")))).toBe(sha(body));
   });
 });
 

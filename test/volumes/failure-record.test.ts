@@ -2,7 +2,7 @@
 // stored object's verified bytes are recorded, and only the workers that waited on that very
 // holder, for exactly the same source, use one.
 import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DsfetchError, type ErrorCode } from "../../src/errors.ts";
@@ -14,6 +14,7 @@ import {
   passOnFailure,
   recordFailure,
 } from "../../src/volumes/failure-record.ts";
+import { hostLabel } from "../../src/volumes/host-label.ts";
 
 let dir: string;
 let path: string;
@@ -67,6 +68,26 @@ describe("failure records", () => {
     });
     // Written atomically: no temporary file left beside it.
     expect(await readdir(join(dir, "failures"))).toEqual(["set.json"]);
+  });
+
+  it("a holder of another container of this pod (this host name and pid, another PID namespace) is not this process: its failure is met", async () => {
+    // Two containers of one pod share the host name and are often both pid 1: the record
+    // was taken for this process's own, and the waiter downloaded once more (review,
+    // 2026-12-07). Told apart by the host label.
+    const twin = {
+      host: hostname(),
+      pid: process.pid,
+      since: "2026-12-07T04:00:00.000Z",
+      label: `${hostLabel()}-other-namespace`,
+    };
+    await recordFailure(path, object, broken, twin);
+    const met = await failureOfAwaitedHolder(path, object, "set", [{ ...twin }]);
+    expect(met).toMatchObject({ code: "ARCHIVE_INVALID" });
+    // This very process's (its label): its own, not met.
+    await recordFailure(path, object, broken, { ...twin, label: hostLabel() });
+    expect(
+      await failureOfAwaitedHolder(path, object, "set", [{ ...twin, label: hostLabel() }]),
+    ).toBeUndefined();
   });
 
   it("is not met by a worker that did not wait on that holder (a later run tries again)", async () => {

@@ -73,7 +73,7 @@ describe("storage with bytes free but too few inodes for a folder", () => {
     expect(result.code, result.stderr).toBe(0);
     expect(entry?.volume).toBe("ephemeral");
     expect(entry?.fallback).toMatch(
-      /has \d+ free inodes \(.*df -i\), the dataset needs at least 66$/,
+      /has \d+ free inodes \(.*df -i\), the dataset needs at least 64$/,
     );
     expect((await readdir(join(other, "many"))).length).toBe(OBJECTS);
   });
@@ -81,7 +81,7 @@ describe("storage with bytes free but too few inodes for a folder", () => {
   it("shared: plan says the same fallback", async () => {
     const { result, entry } = await onFewInodes("plan", "shared");
     expect(result.code, result.stderr).toBe(0);
-    expect(entry?.fallback).toMatch(/free inodes .* needs at least 66$/);
+    expect(entry?.fallback).toMatch(/free inodes .* needs at least 64$/);
   });
 
   it("ephemeral: fetch fails NO_SPACE (exit 7) before writing, naming the inodes; plan agrees", async () => {
@@ -91,7 +91,7 @@ describe("storage with bytes free but too few inodes for a folder", () => {
       expect(result.code, result.stderr).toBe(7);
       expect(entry?.error?.code).toBe("NO_SPACE");
       expect(entry?.error?.message).toMatch(
-        /^many: .* \(its ephemeral volume\) has \d+ free inodes .* needs at least 66$/,
+        /^many: .* \(its ephemeral volume\) has \d+ free inodes .* needs at least 64$/,
       );
     }
   });
