@@ -31,6 +31,7 @@ const OPTIONS = {
   "max-size": { type: "string" },
   "dry-run": { type: "boolean" },
   check: { type: "boolean" },
+  verify: { type: "boolean" },
   listen: { type: "string" },
   "ready-file": { type: "string" },
   "hold-on-failure": { type: "boolean" },
@@ -58,6 +59,7 @@ export interface ParsedArgs {
   dryRun: boolean;
   /** list: walk each dataset's tree to tell whether it changed since it was published. */
   check: boolean;
+  verify: boolean;
   /** sidecar: address of the health/readiness/metrics endpoint ("0.0.0.0:8700"). */
   listen: string | undefined;
   /** sidecar: file written when every dataset is staged; wait: the file to wait for. */
@@ -168,6 +170,7 @@ export function parseCommandLine(argv: readonly string[]): ParsedArgs {
     maxSize: values["max-size"],
     dryRun: values["dry-run"] === true,
     check: values.check === true,
+    verify: values.verify === true,
     rest,
   };
 }
@@ -191,6 +194,7 @@ const APPLIES_TO: Readonly<Record<string, readonly CommandName[]>> = {
   "max-size": ["prune"],
   "dry-run": ["prune"],
   check: ["list"],
+  verify: ["list"],
   listen: ["sidecar"],
   "ready-file": ["sidecar", "wait"],
   "hold-on-failure": ["sidecar"],
@@ -223,7 +227,7 @@ Usage:
   dsfetch wait (--ready-file <path> and/or --url <url>) [--timeout 10m]
                                              block until a sidecar says ready
   dsfetch plan --datasets <file|-> [flags]   dry run: resolve every dataset, write nothing
-  dsfetch list [--check] [flags]             datasets in shared storage: size, source, last use
+  dsfetch list [--check] [--verify] [flags]  datasets in shared storage: size, source, last use
   dsfetch prune --older-than <d> | --max-size <size> [--dry-run] [flags]
                                              remove least recently used datasets not in use
   dsfetch help                               this text
@@ -252,6 +256,8 @@ Flags:
   --dry-run                prune: say what would be removed, remove nothing
   --check                  list: walk each dataset's files to tell whether a job changed them
                            since they were published (a stat per file)
+  --verify                 list: --check, and read every file again and compare it with the
+                           digest recorded when it was verified (exit 5 if any differs)
   --json                   machine-readable output on standard output
   -h, --help               this text
 

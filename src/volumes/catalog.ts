@@ -10,6 +10,7 @@ import { type StorageCall, unboundedCall } from "./storage-call.ts";
 import { bytesUnder } from "./tree-bytes.ts";
 import { isTreeSeal } from "./tree-seal.ts";
 import { activeLeases, lastUsed, unreadableLeases } from "./usage.ts";
+import { type ContentCheck, verifyContent } from "./verify-content.ts";
 
 /** One published dataset. Field names are the `list --json` output: keep them stable. */
 export interface CatalogEntry {
@@ -39,6 +40,8 @@ export interface CatalogEntry {
   readonly bytesNow?: number;
   /** With --check: files read-only when published have been made writable by their owner, or by every user. */
   readonly madeWritable?: true;
+  /** With --verify: its files read again and compared with their digests (verify-content.ts). */
+  readonly content?: ContentCheck;
 }
 
 export interface ListOptions {
@@ -46,6 +49,10 @@ export interface ListOptions {
   readonly onUnreadable?: ((dataset: UnreadableDataset) => void) | undefined;
   /** Walk each dataset's tree and compare it with its seal (`state`). */
   readonly check?: boolean;
+  /** Read each dataset's files and compare them with their digests (`content`; and `state`). */
+  readonly verify?: boolean;
+  /** Ends a `verify` between files. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** A published dataset whose manifest cannot be read: not listed, and so never pruned. */
@@ -66,7 +73,7 @@ export async function listDatasets(
   storageRoot: string,
   team: string,
   call: StorageCall = unboundedCall,
-  { onUnreadable, check = false }: ListOptions = {},
+  { onUnreadable, check = false, verify = false, signal }: ListOptions = {},
 ): Promise<CatalogEntry[]> {
   const dataRoot = sharedDataRoot(storageRoot, team);
   const manifests = join(dataRoot, META_DIR, "manifests");
@@ -146,7 +153,10 @@ export async function listDatasets(
       createdAt: manifest.createdAt,
       lastUsed: (used ?? new Date(manifest.createdAt)).toISOString(),
       inUse,
-      ...(check ? await checked(location, manifest, call) : {}),
+      ...(check || verify ? await checked(location, manifest, call) : {}),
+      ...(verify
+        ? { content: await verifyContent(location.path, location.manifestPath, call, signal) }
+        : {}),
     });
   }
   return entries;

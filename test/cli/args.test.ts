@@ -15,6 +15,7 @@ const NONE: ParsedArgs = {
   maxSize: undefined,
   dryRun: false,
   check: false,
+  verify: false,
   listen: undefined,
   readyFile: undefined,
   holdOnFailure: false,

@@ -6,7 +6,7 @@ import { DURATION_FORMS, parseDuration } from "../../config/duration.ts";
 import { resolveSettings } from "../../config/settings.ts";
 import { formatBytes, parseSize, SIZE_FORMS } from "../../config/size.ts";
 import { resolveTuning } from "../../config/tuning.ts";
-import { DsfetchError } from "../../errors.ts";
+import { DsfetchError, EXIT_CODES } from "../../errors.ts";
 import { requireSharedStorage } from "../../plan/target.ts";
 import { stopGraceMs } from "../../stage/progress-watchdog.ts";
 import { StorageCalls } from "../../stage/storage-calls.ts";
@@ -36,7 +36,12 @@ export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<numb
     storageRoot,
     team,
     boundedCalls("dsfetch list", io.env, io.signal),
-    { onUnreadable: (dataset) => unreadable.push(dataset), check: args.check },
+    {
+      onUnreadable: (dataset) => unreadable.push(dataset),
+      check: args.check,
+      verify: args.verify,
+      signal: io.signal,
+    },
   ).catch((error: unknown) => {
     throw io.signal?.aborted === true ? listInterrupted(error) : error;
   });
@@ -50,21 +55,27 @@ export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<numb
         : `dsfetch: warning: ${path} is not listed: its manifest ${manifest} cannot be read by this user (${reason}); run list as a user who can read the shared storage\n`,
     );
   }
+  // `list --verify` that found bytes other than those published: INTEGRITY's exit code, for
+  // the monitoring job that runs it (the list itself is printed as usual).
+  const differs = entries.filter((entry) => (entry.content?.mismatched ?? 0) > 0);
+  const status = differs.length > 0 ? EXIT_CODES.INTEGRITY : 0;
   if (args.json) {
     io.out(`${JSON.stringify({ datasets: entries, unreadable }, null, 2)}\n`);
-    return 0;
+    return status;
   }
   const rows = entries.map((entry) => [
     entry.name,
     formatBytes(entry.bytes),
     entry.lastUsed.replace("T", " ").slice(0, 19),
     entry.inUse.length > 0 ? "yes" : "no",
-    ...(args.check ? [stateText(entry)] : []),
+    ...(args.check || args.verify ? [stateText(entry)] : []),
+    ...(args.verify ? [contentText(entry)] : []),
     entry.uri,
     entry.path,
   ]);
   const header = ["NAME", "SIZE", "LAST USED (UTC)", "IN USE", "SOURCE", "PATH"];
-  if (args.check) header.splice(4, 0, "STATE");
+  if (args.check || args.verify) header.splice(4, 0, "STATE");
+  if (args.verify) header.splice(5, 0, "CONTENT");
   io.err(table(header, rows));
   const total = entries.reduce((sum, entry) => sum + entry.bytes, 0);
   io.err(`${entries.length} ${plural(entries.length, "dataset")}, ${formatBytes(total)}\n`);
@@ -74,8 +85,23 @@ export async function listCommand(args: ParsedArgs, io: StorageIo): Promise<numb
         `${entry.name}: ${entry.path} was changed after it was published${entry.change === undefined ? "" : ` (${entry.change})`}; its files hold ${formatBytes(entry.bytesNow ?? 0)} now, not the ${formatBytes(entry.bytes)} listed: the next fetch of it replaces it${entry.inUse.length > 0 ? " once no job uses it" : ""}\n`,
       );
     }
+    const content = entry.content;
+    if (content !== undefined && content.mismatched > 0) {
+      io.err(
+        `${entry.name}: ${content.mismatched} ${plural(content.mismatched, "file")} of ${entry.path} ${content.mismatched === 1 ? "is" : "are"} not what was published (${content.examples.join("; ")}${content.mismatched > content.examples.length ? "; …" : ""}): remove it once no job uses it (chmod -R u+w, then rm -rf, with its manifest) and fetch it again\n`,
+      );
+    }
   }
-  return 0;
+  return status;
+}
+
+/** `list --verify`'s CONTENT column. */
+function contentText(entry: CatalogEntry): string {
+  const content = entry.content;
+  if (content === undefined) return "-";
+  const unchecked = content.unchecked > 0 ? `, ${content.unchecked} unchecked` : "";
+  if (content.mismatched > 0) return `${content.mismatched} differ${unchecked}`;
+  return `${content.checked} ok${unchecked}`;
 }
 
 /** `list --check`'s STATE column. */
