@@ -21,7 +21,7 @@ import { occupantProblemIfKnown } from "../volumes/occupant.ts";
 import { copyInWords, replaceRefusal } from "../volumes/permissions.ts";
 import { type StorageCall, unboundedCall } from "../volumes/storage-call.ts";
 import { inodeShortage, sharedStorageProblem, statfsWhere } from "../volumes/storage-check.ts";
-import { bytesUnder } from "../volumes/tree-bytes.ts";
+import { usageUnder } from "../volumes/tree-bytes.ts";
 import { activeLeases, unreadableLeases } from "../volumes/usage.ts";
 import {
   errorOf,
@@ -245,13 +245,16 @@ export async function plan(
           // fetch first removes the partial downloads of runs that are over (a job killed
           // mid-download: stage-dataset.ts), then checks: their room counts as free here
           // (plan said NO_SPACE where fetch then fitted).
-          const reclaimable =
-            free !== undefined && needed > free
-              ? await call(`reading ${location.tmpDir}`, () =>
-                  leftoverBytes(location, options.lockStaleMs),
-                )
-              : 0;
-          if (free !== undefined && needed > free + reclaimable) {
+          const tight =
+            found !== undefined &&
+            (needed > found.bavail * found.bsize ||
+              inodeShortage(root, found, objectCount(resolution)) !== undefined);
+          const reclaimable = tight
+            ? await call(`reading ${location.tmpDir}`, () =>
+                leftoverUsage(location, options.lockStaleMs),
+              )
+            : { bytes: 0, entries: 0 };
+          if (free !== undefined && needed > free + reclaimable.bytes) {
             ephemeralRoom = errorOf(
               new DsfetchError(
                 "NO_SPACE",
@@ -263,11 +266,16 @@ export async function plan(
               ),
             );
           }
-          // As fetch: too few inodes for the folder's files.
+          // As fetch: too few inodes for the folder's files (the leftovers' count as free too:
+          // review, 2026-12-07).
           const inodes =
             found === undefined
               ? undefined
-              : inodeShortage(`${root} (its ephemeral volume)`, found, objectCount(resolution));
+              : inodeShortage(
+                  `${root} (its ephemeral volume)`,
+                  { files: found.files, ffree: found.ffree + reclaimable.entries },
+                  objectCount(resolution),
+                );
           if (ephemeralRoom === undefined && inodes !== undefined) {
             ephemeralRoom = errorOf(
               new DsfetchError("NO_SPACE", `${spec.name}: ${inodes}`, {
@@ -435,15 +443,19 @@ function zipOverBound(
 }
 
 /** Bytes of the partial downloads fetch would remove before staging (its clean-up's rule). */
-async function leftoverBytes(
+async function leftoverUsage(
   location: DatasetLocation,
   lockStaleMs: number | undefined,
-): Promise<number> {
+): Promise<{ bytes: number; entries: number }> {
   const paths = await abandonedAttempts(
     location,
     lockStaleMs === undefined ? Number.POSITIVE_INFINITY : abandonedAfterMs(lockStaleMs),
   );
-  let total = 0;
-  for (const path of paths) total += await bytesUnder(path);
+  const total = { bytes: 0, entries: 0 };
+  for (const path of paths) {
+    const { bytes, entries } = await usageUnder(path);
+    total.bytes += bytes;
+    total.entries += entries;
+  }
   return total;
 }

@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { hostLabel } from "../../src/volumes/host-label.ts";
 import { requireRoot, runCliWithMounts } from "../harness/mount-namespace.ts";
 import { createBucket, putObject, testEnv } from "../harness/s3.ts";
 
@@ -93,6 +94,40 @@ describe("storage with bytes free but too few inodes for a folder", () => {
       expect(entry?.error?.message).toMatch(
         /^many: .* \(its ephemeral volume\) has \d+ free inodes .* needs at least 64$/,
       );
+    }
+  });
+});
+
+describe("an ephemeral volume whose inodes a killed run's partial download holds", () => {
+  /** `dsfetch <command> --json` of the folder, its ephemeral root on a tmpfs of 100 inodes. */
+  async function afterAKilledRun(command: "fetch" | "plan") {
+    const small = await mkdtemp(join(root, `killed-${command}-`));
+    // 50 files in a dead process's attempt of this host (fetch removes it before it looks).
+    const attempt = `many.${hostLabel()}.2147483646.0123456789abcdef`;
+    const result = await runCliWithMounts(
+      [
+        'mount -t tmpfs -o size=64m,nr_inodes=100 tmpfs "$1" &&',
+        'mkdir -p "$1/eph/.dsfetch/tmp/$2/data" && cd "$1/eph/.dsfetch/tmp/$2/data" &&',
+        "for i in $(seq 50); do : > f$i; done",
+      ].join(" "),
+      [small, attempt],
+      [command, "--ephemeral-root", join(small, "eph"), "--json"],
+      {
+        ...testEnv(),
+        DSFETCH_DATASETS: JSON.stringify([
+          { uri: `s3://${bucket}/many/`, name: "many", volumeOptions: { kind: "dynamic" } },
+        ]),
+      },
+    );
+    const entry = (JSON.parse(result.stdout) as { datasets: Entry[] }).datasets[0];
+    return { result, entry };
+  }
+
+  it("fetch removes it first and fits; plan agrees (it said NO_SPACE, counting only bytes as reclaimable)", async () => {
+    for (const command of ["fetch", "plan"] as const) {
+      const { result, entry } = await afterAKilledRun(command);
+      expect(result.code, `${command}: ${result.stdout}${result.stderr}`).toBe(0);
+      expect(entry?.error).toBeUndefined();
     }
   });
 });
