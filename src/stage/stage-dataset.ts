@@ -831,21 +831,9 @@ async function stageOn(
     );
     // The volume's size is a bound, not space: a root on a small disk filled up mid-download
     // and said "free space in shared storage" (review, 2026-12-05). A dataset that cannot fit
-    // in what is free now fails before its first byte, with both sizes; while another process
-    // on this volume holds the dataset's lock (its download takes the room), once it is ours.
-    const roomTaken = await ephemeralRoomProblem();
-    if (roomTaken !== undefined) {
-      const held = await call(`looking at the lock ${target.location.lockPath}`, () =>
-        lockHeld(target.location.lockPath, lockTiming().staleMs),
-      );
-      if (held) roomCheckUnderLock = true;
-      else {
-        // Published since this worker looked, its holder gone (as on shared storage below).
-        const published = await reuseBeforeLock();
-        if (published !== undefined) return published;
-        throw roomTaken;
-      }
-    }
+    // in what is free fails before its first byte, with both sizes: looked at under the lock
+    // (below), once a holder's partial download, which takes the room, is this worker's to
+    // wait for, or to remove when it took that holder's lock over.
   }
 
   // One downloader per dataset, on an ephemeral volume too: the processes of one host that
@@ -1029,13 +1017,28 @@ async function stageOn(
         }
       }
       if (lock !== undefined) {
+        // On an ephemeral volume, the partial downloads of the holders this worker took the
+        // lock over from go at once (volumes/cleanup.ts TakenOver says why).
+        const takenOver = target.volume === "ephemeral" ? waitedOn : [];
         await call(
           `removing abandoned attempts in ${target.location.tmpDir}`,
           (signal, progressed) =>
-            cleanAbandonedAttempts(target.location, abandonedAfterMs, progressed, signal),
+            cleanAbandonedAttempts(
+              target.location,
+              abandonedAfterMs,
+              progressed,
+              signal,
+              false,
+              takenOver,
+            ),
         );
       }
-      if (roomCheckUnderLock && target.volume === "ephemeral") {
+      if (target.volume === "ephemeral" && previous === undefined) {
+        // Looked at again under the lock, whatever the first look said: a holder that died
+        // or paused mid-download may have left its partial download (another container's,
+        // kept while it may be alive), and the download went ahead into a volume without room
+        // for it, failing NO_SPACE after it had fetched most of it (exploratory tester,
+        // 2026-12-07).
         roomCheckUnderLock = false;
         const problem = await ephemeralRoomProblem();
         if (problem !== undefined) throw problem;

@@ -26,6 +26,20 @@ export function abandonedAfterMs(lockStaleMs: number): number {
   return Math.max(10 * 60_000, 4 * lockStaleMs);
 }
 
+/**
+ * A holder whose lock was taken over, by its host label (host, PID namespace, boot) and pid,
+ * as attempt names carry them. On an ephemeral volume (one host) its partial download is
+ * removed at once, before the room for the new download is looked at: a container restarted
+ * in its pod could not look up the old holder's process, the partial stayed for ten minutes,
+ * and every rank failed NO_SPACE on a volume with room for one copy (exploratory tester,
+ * 2026-12-07). A holder only paused (SIGSTOP) fails its writes when it resumes, as one whose
+ * lock was taken over on shared storage does.
+ */
+export interface TakenOver {
+  readonly label?: string | undefined;
+  readonly pid: number;
+}
+
 export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -51,6 +65,8 @@ export async function cleanAbandonedAttempts(
    * while it lives (attempt.ts keepAttemptFresh).
    */
   everyDataset = false,
+  /** Holders whose lock this process took over: their attempts are abandoned at once. */
+  takenOver: readonly TakenOver[] = [],
 ): Promise<number> {
   const paths = await abandonedAttempts(
     location,
@@ -58,6 +74,7 @@ export async function cleanAbandonedAttempts(
     progressed,
     signal,
     everyDataset,
+    takenOver,
   );
   let removed = 0;
   for (const path of paths) {
@@ -82,6 +99,7 @@ export async function abandonedAttempts(
   progressed: () => void = () => {},
   signal?: AbortSignal,
   everyDataset = false,
+  takenOver: readonly TakenOver[] = [],
 ): Promise<string[]> {
   const dirName = basename(location.path);
   // Attempts name long datasets by a shortened name; a dsfetch before 2026-12-05 wrote the
@@ -114,9 +132,13 @@ export async function abandonedAttempts(
     ) {
       const here = parsed.host === thisHost;
       const ours = here && parsed.pid === process.pid;
+      const tookOver = takenOver.some(
+        (holder) => holder.label === parsed.host && holder.pid === parsed.pid,
+      );
       abandoned =
         !ours &&
-        ((here && !isProcessAlive(parsed.pid)) ||
+        (tookOver ||
+          (here && !isProcessAlive(parsed.pid)) ||
           ((!here || everyDataset) && (await idleFor(path, abandonedAfterMs))));
     } else {
       // Old trees moved aside by a replacing publish or by prune, left by a crash. Matched

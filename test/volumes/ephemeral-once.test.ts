@@ -138,6 +138,42 @@ describe("a dead holder's lock in an ephemeral root, from another PID namespace"
   });
 });
 
+describe("a holder killed mid-download in another PID namespace, on an ephemeral volume with room for one copy", () => {
+  it("the worker that takes its lock over removes its partial download first and fits (every rank failed NO_SPACE)", async () => {
+    requireRoot("a small tmpfs in its own mount namespace");
+    const small = join(root, "taken-over");
+    await mkdir(small);
+    // The dead holder: its lock (aged past the ephemeral bound), holder file and a 6 MiB
+    // partial download of the 8 MiB dataset, on a 12 MiB tmpfs: 6 MiB free, too little.
+    const label = `${hostname()}-ns999-b000000000000`;
+    const mounts = [
+      'mount -t tmpfs -o size=12m tmpfs "$1" &&',
+      'mkdir -p "$1/eph/.dsfetch/locks/train.lock" "$1/eph/.dsfetch/tmp/$2/data" &&',
+      'printf \'{"host":"%s","pid":1,"since":"x","label":"%s"}\' "$3" "$4" > "$1/eph/.dsfetch/locks/train.lock.holder.json" &&',
+      'head -c 6291456 /dev/zero > "$1/eph/.dsfetch/tmp/$2/data/train.bin" &&',
+      'touch -d "-25 seconds" "$1/eph/.dsfetch/locks/train.lock"',
+    ].join(" ");
+    const run = await runCliWithMounts(
+      mounts,
+      [small, `train.${label}.1.0123456789abcdef`, hostname(), label],
+      ["fetch", "--ephemeral-root", join(small, "eph"), "--json"],
+      {
+        ...testEnv(),
+        DSFETCH_LOCK_POLL: "0.2",
+        DSFETCH_DATASETS: JSON.stringify([
+          {
+            uri: `s3://${bucket}/set/train.bin`,
+            name: "train",
+            volumeOptions: { kind: "dynamic", size: "1Gi" },
+          },
+        ]),
+      },
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout).datasets[0]).toMatchObject({ cached: false, bytes: body.length });
+  });
+});
+
 describe("an ephemeral volume with room for one copy", () => {
   it("a second process started while the first downloads waits for it and uses its copy (it failed NO_SPACE: the partial download took the room)", async () => {
     // Needs root: the ephemeral root is a 12 MiB tmpfs in a mount namespace of their own.
