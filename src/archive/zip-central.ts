@@ -313,6 +313,12 @@ function readEndRecord(fd: ZipSource, fileSize: number, errors: ZipErrors): EndR
   }
   const at = candidates[0];
   if (at === undefined) {
+    // Zeros all through the padding window: said as such (fidelity tester, 2026-12-07).
+    if (paddedFrom === paddingFloor && paddingFloor > 0) {
+      throw errors.corrupt(
+        `ends with more than ${MAX_ZERO_PADDING / 1024} KiB of zero bytes, more than the padding dsfetch accepts after a zip: the object is not a zip archive, or it is truncated or has bytes appended`,
+      );
+    }
     throw errors.corrupt(
       "has no End of Central Directory record at its end: the object is not a zip archive, or it is truncated or has bytes appended",
     );

@@ -506,12 +506,22 @@ function checkEntry(entry: CentralEntry, limits: ExtractLimits, errors: ZipError
   // (Snyk "Zip Slip", https://github.com/snyk/zip-slip-vulnerability; CWE-22).
   const checked = checkEntryPath(name, limits);
   if (!checked.ok) {
-    throw errors.entry(
-      "UNSAFE_PATH",
-      name,
-      `is refused: ${checked.reason}`,
-      "rebuild the archive with relative names inside the archive root (zip -r archive.zip . from the dataset directory)",
-    );
+    // A name read as CP437 whose bytes were another code page's: CP932 (Japanese Windows) has
+    // 0x5C, CP437's backslash, as the second byte of many characters (表, ソ, 能): said as the
+    // encoding it is, not as a path trick (exploratory tester, 2026-12-07).
+    throw entry.cp437 === true
+      ? errors.entry(
+          "UNSAFE_PATH",
+          name,
+          `is refused: ${checked.reason}; the name is not marked UTF-8 and was read as CP437, the zip standard's encoding for such names: if the archive was made on a Windows with another code page (CP932 in Japan), that byte is part of a character`,
+          "re-create the archive with UTF-8 names (7-Zip: -mcu=on; Info-ZIP's zip on Linux)",
+        )
+      : errors.entry(
+          "UNSAFE_PATH",
+          name,
+          `is refused: ${checked.reason}`,
+          "rebuild the archive with relative names inside the archive root (zip -r archive.zip . from the dataset directory)",
+        );
   }
   if (directory && entry.uncompressedSize !== 0) {
     throw errors.corruptEntry(

@@ -56,6 +56,22 @@ describe("zip names read as CP437 (made on MS-DOS or Windows, not UTF-8)", () =>
     ]);
   });
 
+  it("a CP932 name whose second byte is 0x5C (CP437's backslash) is refused saying the encoding, not a path trick", async () => {
+    // 表.txt in CP932: 95 5C, then ".txt".
+    const zip = buildZip([
+      {
+        name: Buffer.from([0x95, 0x5c, 0x2e, 0x74, 0x78, 0x74]),
+        data: "x",
+        versionMadeBy: 0x0014,
+      },
+    ]);
+    const { error } = await expectRefused(zip, "cp932-5c", {
+      code: "UNSAFE_PATH",
+      includes: ["contains a backslash", "was read as CP437", "CP932 in Japan"],
+    });
+    expect(error.hint).toMatch(/UTF-8 names/);
+  });
+
   it("ASCII and UTF-8 names: nothing said", async () => {
     const { result } = await extractBuffer(
       buildZip([
@@ -90,11 +106,11 @@ describe("a zip followed by zeros", () => {
     });
   });
 
-  it("more than 64 KiB of zeros: refused", async () => {
+  it("more than 64 KiB of zeros: refused, saying so", async () => {
     const zip = Buffer.concat([buildZip(entries), Buffer.alloc(65 * 1024)]);
     await expectRefused(zip, "long-padding", {
       code: "ARCHIVE_INVALID",
-      includes: ["truncated or has bytes appended"],
+      includes: ["ends with more than 64 KiB of zero bytes", "truncated or has bytes appended"],
     });
   });
 });
