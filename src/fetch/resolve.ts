@@ -76,6 +76,27 @@ export function objectCount(resolution: Resolution): number {
   return resolution.kind === "prefix" ? resolution.objects.length : 1;
 }
 
+/**
+ * The files and directories a resolution writes under its dataset directory (an archive's
+ * entries unknown: one): the inodes it takes (storage-check.ts inodeShortage). A folder's
+ * directories come from its objects' paths: counted, the check missed folders of many
+ * directories by as many inodes (exploratory tester, 2026-12-07: 100 objects in 100
+ * directories passed it, ran out mid-way, and were downloaded again). Pure.
+ */
+export function entriesToWrite(resolution: Resolution): number {
+  if (resolution.kind !== "prefix") return 1;
+  const directories = new Set<string>();
+  for (const object of resolution.objects) {
+    const path = object.relativePath;
+    for (let at = path.lastIndexOf("/"); at > 0; at = path.lastIndexOf("/", at - 1)) {
+      const directory = path.slice(0, at);
+      if (directories.has(directory)) break;
+      directories.add(directory);
+    }
+  }
+  return resolution.objects.length + directories.size;
+}
+
 /** Listing requests of one folder at once (list-tree.ts). */
 const LISTING_CONCURRENCY = 16;
 

@@ -10,7 +10,7 @@ import { DsfetchError, toDsfetchError } from "../errors.ts";
 import { type EventListener, ignoreEvents } from "../events.ts";
 import { ClientPool } from "../fetch/client.ts";
 import { resolveInBucketRegion } from "../fetch/region-redirect.ts";
-import { objectCount } from "../fetch/resolve.ts";
+import { entriesToWrite, objectCount } from "../fetch/resolve.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { abandonedAfterMs, abandonedAttempts } from "../volumes/cleanup.ts";
 import { ensureDefaultEphemeralRoot } from "../volumes/ephemeral-root.ts";
@@ -174,7 +174,7 @@ export async function plan(
             const now = (
               await sharedStorageProblem(storageRoot, dataRoot, needed, {
                 create: false,
-                files: objectCount(resolution),
+                files: entriesToWrite(resolution),
               })
             )?.reason;
             // As fetch: a source that met the full disk before, with no more room now.
@@ -248,7 +248,7 @@ export async function plan(
           const tight =
             found !== undefined &&
             (needed > found.bavail * found.bsize ||
-              inodeShortage(root, found, objectCount(resolution)) !== undefined);
+              inodeShortage(root, found, entriesToWrite(resolution)) !== undefined);
           const reclaimable = tight
             ? await call(`reading ${location.tmpDir}`, () =>
                 leftoverUsage(location, options.lockStaleMs),
@@ -274,7 +274,7 @@ export async function plan(
               : inodeShortage(
                   `${root} (its ephemeral volume)`,
                   { files: found.files, ffree: found.ffree + reclaimable.entries },
-                  objectCount(resolution),
+                  entriesToWrite(resolution),
                 );
           if (ephemeralRoom === undefined && inodes !== undefined) {
             ephemeralRoom = errorOf(

@@ -20,6 +20,7 @@ import { keptFor, keptMessage, moveKept, VerifiedObjects } from "../fetch/kept-o
 import { learnParts } from "../fetch/parts.ts";
 import { resolveInBucketRegion } from "../fetch/region-redirect.ts";
 import {
+  entriesToWrite,
   objectCount,
   type Resolution,
   type ResolvedObject,
@@ -727,7 +728,7 @@ async function stageOn(
     const dataRoot = dirname(target.location.path);
     const problem = await call(`checking ${storageRoot}`, () =>
       sharedStorageProblem(storageRoot, dataRoot, resolution.bytes, {
-        files: objectCount(resolution),
+        files: entriesToWrite(resolution),
       }),
     );
     if (problem !== undefined) return problem;
@@ -800,7 +801,11 @@ async function stageOn(
     const found = await call(`checking the free space of ${root}`, () => statfsWhere(root));
     if (found === undefined) return undefined;
     const free = found.bavail * found.bsize;
-    const inodes = inodeShortage(`${root} (its ephemeral volume)`, found, objectCount(resolution));
+    const inodes = inodeShortage(
+      `${root} (its ephemeral volume)`,
+      found,
+      entriesToWrite(resolution),
+    );
     if (resolution.bytes <= free && inodes === undefined) return undefined;
     const left = await call(`reading ${target.location.tmpDir}`, () =>
       readdir(target.location.tmpDir).catch(() => [] as string[]),

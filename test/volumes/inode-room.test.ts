@@ -21,9 +21,11 @@ beforeAll(async () => {
   requireRoot("a tmpfs of few inodes in its own mount namespace");
   root = await mkdtemp(join(tmpdir(), "dsfetch-inodes-"));
   bucket = await createBucket("inodes");
-  await Promise.all(
-    Array.from({ length: OBJECTS }, (_, i) => putObject(bucket, `many/f${i}.txt`, `file ${i}`)),
-  );
+  await Promise.all([
+    ...Array.from({ length: OBJECTS }, (_, i) => putObject(bucket, `many/f${i}.txt`, `file ${i}`)),
+    // 20 objects, each in a directory of its own: 40 inodes, not 20.
+    ...Array.from({ length: 20 }, (_, i) => putObject(bucket, `nested/d${i}/f.txt`, `file ${i}`)),
+  ]);
 });
 
 afterAll(async () => {
@@ -40,7 +42,11 @@ interface Entry {
  * `dsfetch <command> --json` of the folder with `where` ("shared", or "ephemeral": a dynamic
  * volume) on a tmpfs of 40 inodes and 64 MiB (plenty of bytes), the other root elsewhere.
  */
-async function onFewInodes(command: "fetch" | "plan", where: "shared" | "ephemeral") {
+async function onFewInodes(
+  command: "fetch" | "plan",
+  where: "shared" | "ephemeral",
+  folder = "many",
+) {
   const small = await mkdtemp(join(root, `${command}-${where}-`));
   const other = join(small, "..", `${small.split("/").at(-1)}-other`);
   await mkdir(other);
@@ -57,8 +63,8 @@ async function onFewInodes(command: "fetch" | "plan", where: "shared" | "ephemer
       ...testEnv(),
       DSFETCH_DATASETS: JSON.stringify([
         {
-          uri: `s3://${bucket}/many/`,
-          name: "many",
+          uri: `s3://${bucket}/${folder}/`,
+          name: folder,
           ...(where === "ephemeral" ? { volumeOptions: { kind: "dynamic", size: "1Gi" } } : {}),
         },
       ]),
@@ -77,6 +83,12 @@ describe("storage with bytes free but too few inodes for a folder", () => {
       /has \d+ free inodes \(.*df -i\), the dataset needs at least 64$/,
     );
     expect((await readdir(join(other, "many"))).length).toBe(OBJECTS);
+  });
+
+  it("a folder's directories count too: 20 objects in 20 directories need 44, more than the 24 its objects alone would", async () => {
+    const { result, entry } = await onFewInodes("fetch", "shared", "nested");
+    expect(result.code, result.stderr).toBe(0);
+    expect(entry?.fallback).toMatch(/free inodes .* the dataset needs at least 44$/);
   });
 
   it("shared: plan says the same fallback", async () => {
