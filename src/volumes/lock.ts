@@ -592,16 +592,32 @@ export async function removeStaleLocks(
     () => [] as string[],
   );
   const judged = new Map<string, Look>();
+  /** Every judged lock is a dead process's of this host: a missed refresh is enough. */
+  let deadHereOnly = true;
   for (const name of names) {
     if (!name.endsWith(".lock")) continue;
     const lockPath = join(locksDir, name);
-    const look = await call(`looking at the lock ${lockPath}`, async () =>
-      (await lockHeld(lockPath, staleMs)) ? undefined : lookAtFresh(lockPath),
-    );
+    const look = await call(`looking at the lock ${lockPath}`, async () => {
+      if (!(await lockHeld(lockPath, staleMs))) {
+        deadHereOnly = false;
+        return lookAtFresh(lockPath);
+      }
+      // A holder of this host whose process is gone, as a waiter judges it (acquireLock):
+      // its lock is over once it missed a refresh, not in the stale bound (2 minutes of a
+      // prune that could free nothing: exploratory tester, 2026-12-07).
+      const holder = await readHolder(lockPath);
+      const dead =
+        holder?.label === hostLabel() && holder.pid !== process.pid && !isProcessAlive(holder.pid);
+      return dead ? lookAtFresh(lockPath) : undefined;
+    });
     if (look !== "gone" && look !== undefined) judged.set(lockPath, look);
   }
   const confirmationMs = confirmMs(staleMs);
-  if (judged.size > 0) await sleep(confirmationMs, undefined, { signal });
+  if (judged.size > 0) {
+    await sleep(deadHereOnly ? updateMs(staleMs) + 1_000 : confirmationMs, undefined, {
+      signal,
+    });
+  }
   let removed = 0;
   for (const [lockPath, look] of judged) {
     signal?.throwIfAborted();

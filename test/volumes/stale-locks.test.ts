@@ -5,9 +5,10 @@
 // for hung storage: STALLED), and an interrupt ends it (review, 2026-12-07).
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { hostLabel } from "../../src/volumes/host-label.ts";
 import { removeStaleLocks } from "../../src/volumes/lock.ts";
 import type { StorageCall } from "../../src/volumes/storage-call.ts";
 
@@ -53,6 +54,25 @@ describe("removeStaleLocks", () => {
     expect(await removeStaleLocks(locks, 5_000, { call })).toBe(1);
     expect((await readdir(locks)).sort()).toEqual(["live.lock", "live.lock.holder.json"]);
     expect(longest()).toBeLessThan(3_000);
+  });
+
+  it("a fresh lock of a dead process of this host goes once it missed a refresh; a live one's stays", async () => {
+    const dead = join(locks, "dead-here.lock");
+    const live = join(locks, "live-here.lock");
+    for (const [lock, pid] of [
+      [dead, 2147483646],
+      [live, process.ppid],
+    ] as const) {
+      await mkdir(lock);
+      await writeFile(
+        `${lock}.holder.json`,
+        JSON.stringify({ host: hostname(), pid, since: "x", label: hostLabel() }),
+      );
+    }
+    // Both within the stale bound (8 s): only the dead holder's is over, after a refresh
+    // interval (2 s here) and a second, not the confirmation window.
+    expect(await removeStaleLocks(locks, 8_000)).toBe(1);
+    expect((await readdir(locks)).sort()).toEqual(["live-here.lock", "live-here.lock.holder.json"]);
   });
 
   it("an interrupt during the confirmation window ends it, nothing removed", async () => {
