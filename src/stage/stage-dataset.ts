@@ -1329,6 +1329,10 @@ async function stageOn(
             ...(outcome === "replaced" && replacedCopy !== undefined
               ? { replaced: replacedCopy }
               : {}),
+            // The same data, published meanwhile by the worker that took this one's lock over:
+            // its copy stands, this download went (exploratory tester, 2026-12-07: said as a
+            // plain download).
+            ...(outcome === "already-published" ? { lockTakenOver: true as const } : {}),
           },
           manifest,
         );

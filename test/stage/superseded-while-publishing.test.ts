@@ -152,6 +152,22 @@ describe("another worker's version swapped in between our tree and our manifest"
     expect(await readdir(location.tmpDir)).toEqual([]);
   });
 
+  it("the same version published by the other worker: its copy stands, and --json says the lock was taken over", async () => {
+    const put = await putObject(bucket, "same/data.bin", randomBytes(64 * 1024));
+    const { result } = await stageRacing(
+      { uri: `s3://${bucket}/same/data.bin`, name: "same" },
+      "data.bin",
+      put.etag,
+    );
+    const [staged] = result.datasets;
+    expect(staged, JSON.stringify(staged)).toMatchObject({
+      ok: true,
+      cached: false,
+      lockTakenOver: true,
+      etag: put.etag,
+    });
+  });
+
   it("a dataset pinned by its etag is not given another version: STORAGE as before", async () => {
     const put = await putObject(bucket, "pinned/data.bin", randomBytes(64 * 1024));
     const { result } = await stageRacing(
