@@ -61,6 +61,7 @@ import { CollisionGuard, checkEntryPath, isRootName } from "./entry-path.ts";
 import { type ExtractLimits, expandedLimitText } from "./limits.ts";
 import { ParallelWrites } from "./parallel-writes.ts";
 import {
+  type CentralDirectory,
   type CentralEntry,
   EXTRA_AES,
   EXTRA_ZIP64,
@@ -142,7 +143,8 @@ const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 const S_IFIFO = 0o010000;
 
-interface Planned {
+/** An entry that passed every check before extraction (planEntries). */
+export interface Planned {
   readonly entry: CentralEntry;
   readonly path: string;
   readonly directory: boolean;
@@ -309,6 +311,21 @@ function planExtraction(
     onProgress,
     limits.maxNameCharacters,
   );
+  return { plan: planEntries(directory, limits, errors, onProgress), rawNames: directory.rawNames };
+}
+
+/**
+ * Every check of the entries that needs no byte of their data: names, types, methods,
+ * declared sizes, collisions, directories, layout, the size bound; the entries in file order.
+ * Also `plan`'s (plan/zip-declared.ts), so that it refuses what fetch refuses (exploratory
+ * tester, 2026-12-07: plan passed `../evil.txt` and `dir\b.txt`).
+ */
+export function planEntries(
+  directory: CentralDirectory,
+  limits: ExtractLimits,
+  errors: ZipErrors,
+  onProgress: () => void = () => {},
+): Planned[] {
   // Planning a million entries takes ~10 s here: progress every few thousand, for the stall
   // watchdog (zip-in-worker.ts).
   let checked = 0;
@@ -389,7 +406,7 @@ function planExtraction(
       hint,
     );
   }
-  return { plan: ordered, rawNames: directory.rawNames };
+  return ordered;
 }
 
 /**
@@ -563,7 +580,7 @@ function checkEntry(entry: CentralEntry, limits: ExtractLimits, errors: ZipError
  * Which it was cannot be told from the bytes, so the files keep their CP437 names and the
  * user is told (fidelity tester, 2026-12-07: a CP932 zip was published as âeâXâg.txt, silently).
  */
-function cp437Warning(plan: readonly Planned[]): string | undefined {
+export function cp437Warning(plan: readonly Planned[]): string | undefined {
   const read = plan.filter((item) => item.entry.cp437 === true);
   const first = read[0];
   if (first === undefined) return undefined;

@@ -142,6 +142,7 @@ export async function plan(
           !isCached(resolution, staged, spec)
             ? await declaredZipBytes(resolution, client.getter, {
                 maxEntries: DEFAULT_LIMITS.maxEntries,
+                checkEntries: true,
                 signal: options.signal,
                 errorContext: {
                   dataset: spec.name,
