@@ -764,7 +764,7 @@ async function stageOn(
           staleMs: Math.min(context.tuning.lock.staleMs, EPHEMERAL_LOCK_STALE_MS),
         }
       : context.tuning.lock;
-  /** Too little room was seen while another process held the dataset's lock. */
+  /** Too little room in shared storage was seen while another process held the lock. */
   let roomCheckUnderLock = false;
   if (target.volume === "shared") {
     const problem = await roomProblem();
@@ -1039,12 +1039,10 @@ async function stageOn(
         );
       }
       if (target.volume === "ephemeral" && previous === undefined) {
-        // Looked at again under the lock, whatever the first look said: a holder that died
-        // or paused mid-download may have left its partial download (another container's,
-        // kept while it may be alive), and the download went ahead into a volume without room
-        // for it, failing NO_SPACE after it had fetched most of it (exploratory tester,
-        // 2026-12-07).
-        roomCheckUnderLock = false;
+        // The room is looked at here, under the lock, only: a holder that died or paused
+        // mid-download may have left its partial download (another container's, kept while
+        // it may be alive), and the download went ahead into a volume without room for it,
+        // failing NO_SPACE after it had fetched most of it (exploratory tester, 2026-12-07).
         const problem = await ephemeralRoomProblem();
         if (problem !== undefined) throw problem;
       }
