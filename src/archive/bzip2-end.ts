@@ -12,7 +12,7 @@
  * (pbzip2 and lbzip2 write several). Bytes appended pass only if they end with the marker
  * themselves: 8 chances in 2^48.
  *
- * Zeros after the last stream are accepted, as after gzip (decompress.ts GzipEnd): they are
+ * Zeros after the last stream are accepted, as after gzip (gunzip.ts): they are
  * the padding of a tape's or dd's blocking, which GNU tar, bzip2 and lbzip2 accept; a
  * .tar.bz2 padded with 4 KiB of zeros was refused (review, 2026-12-06). The stream's own last
  * bytes may be zeros too (a CRC, the padding bits), so the marker is looked for at the end of

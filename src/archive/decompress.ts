@@ -4,10 +4,11 @@
  *
  * Which implementation, and why (../shared/MEASURED.md, 512 MiB of mixed data, 2 cores):
  * - gzip: always node:zlib, with a 1 MiB output chunkSize (1.9 s, against 5.9 s with the
- *   defaults, 3.4 s for pigz and 4.1 s for gzip -dc). Concatenated members are decoded as
- *   one stream (zlib does that); bytes after the gzip stream that are not a member are an
- *   error saying so (how many, from where), zeros excepted (GzipEnd: zlib ignores whatever
- *   follows a NUL byte, and calls other bytes an "incorrect header check").
+ *   defaults, 3.4 s for pigz and 4.1 s for gzip -dc): its raw inflate, the members' framing
+ *   read by gunzip.ts, whose trailers' CRCs come from the consumer's when it keeps one (the
+ *   tar extraction's: not computed twice). Concatenated members are decoded as one stream;
+ *   bytes after the gzip stream that are not a member are an error saying so (how many,
+ *   from where), zeros excepted.
  * - xz: the `xz` program (`-dc -T0`: 5.9 s on multi-block files, 10.8 s single-threaded),
  *   with `--memlimit-decompress` against xz bombs; else `pixz -d` (5.5 s, but no memory
  *   limit, hence second); else the npm package lzma-native (20-23 s), loaded only if
@@ -28,10 +29,10 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { delimiter, join } from "node:path";
 import { PassThrough, Readable, type Writable } from "node:stream";
-import { createGunzip, createInflateRaw, type Gunzip, type ZlibOptions } from "node:zlib";
 import { DsfetchError } from "../errors.ts";
 import { killChild } from "../util/kill-child.ts";
 import { Bzip2End } from "./bzip2-end.ts";
+import { GzipFramingError, GzipTrailingData, gunzip, type TakenCrcSource } from "./gunzip.ts";
 import { openProgramOutput } from "./program-output.ts";
 
 export type Codec = "gzip" | "bzip2" | "xz";
@@ -74,6 +75,12 @@ export interface DecompressOptions extends DecompressorChoice {
    * decompressor may still hold it, so the chunks are copied for those.
    */
   inputReused?: boolean | undefined;
+  /**
+   * gzip: where the consumer tells the CRC-32 of the bytes it took (tar-extract.ts keeps one
+   * for its files' digests): the members' trailers are checked against it, and not computed a
+   * second time here (gunzip.ts).
+   */
+  taken?: TakenCrcSource | undefined;
 }
 
 export const DEFAULT_XZ_MEMORY_LIMIT = 2 ** 30;
@@ -286,25 +293,19 @@ function decompressWith(
 ): AsyncIterable<Buffer> {
   let source = input;
   const decompressor = decompressorFor(codec, options);
-  if (options.inputReused === true && decompressor.command === undefined) {
+  // gunzip.ts is done with a chunk before it asks for the next one: not copied.
+  if (
+    options.inputReused === true &&
+    decompressor.command === undefined &&
+    decompressor.via !== "node:zlib"
+  ) {
     source = ownCopies(source, STREAM_INPUT_BATCH);
   }
   switch (decompressor.via) {
     case "none":
       return failing(unavailable(codec, options.dataset));
-    case "node:zlib": {
-      let gunzip: Gunzip | undefined;
-      const end = new GzipEnd(source, () => gunzip?.bytesWritten ?? 0);
-      const decoded = throughStream(decompressor, end.input(), options, async () => {
-        // zlib passes its options on to stream.Transform; the types only list zlib's own.
-        gunzip = createGunzip({
-          chunkSize: ZLIB_CHUNK,
-          readableHighWaterMark: STREAM_OUTPUT_BUFFER,
-        } as ZlibOptions);
-        return gunzip;
-      });
-      return end.afterDecoding(decoded, options);
-    }
+    case "node:zlib":
+      return gzipDecoded(decompressor, source, options);
     case "lzma-native":
       return throughStream(decompressor, source, options, async () => {
         const lzma = await loadLibrary("lzma-native", codec, options.dataset);
@@ -322,266 +323,76 @@ function decompressWith(
   }
 }
 
-/**
- * Input kept from the start of gzip data, until the decoder is past it: enough to say exactly
- * where the gzip stream of a small archive ends (GzipEnd.notAMember).
- */
-const GZIP_KEEP_BYTES = 8 << 20;
 /** Bytes read on past refused gzip data to say how many follow its stream, at most. */
 const TRAILING_COUNT_BYTES = 16 << 20;
-/** Members walked to find where the stream ends, at most (GzipEnd.notAMember). */
-const GZIP_WALK_MEMBERS = 1000;
 
 /**
- * Fails gzip data that goes on after its last member with anything but zeros, saying so.
- * node:zlib decodes concatenated members and refuses other bytes after them as "incorrect
- * header check" (it takes them for a member's header), which read "the gzip data is corrupt or
- * truncated" for a whole archive with bytes appended (exploratory review, 2026-12-07), except
- * bytes that start with a NUL: there it stops and ignores the rest, whatever it is ("\0junk",
- * even a whole member after a NUL byte, was dropped without a word: review, 2026-12-06). Zeros
- * are the padding of a tape's or dd's blocking, which gzip accepts too. Bytes after a bzip2
- * stream are refused the same way (bzip2-end.ts).
+ * gzip through gunzip.ts (node:zlib's raw inflate, the framing read there), its refusals said
+ * as the other decoders' are. Its trailers are checked against the consumer's CRC-32 of what
+ * it took when the consumer keeps one (options.taken), else against one computed there.
+ */
+async function* gzipDecoded(
+  decompressor: Decompressor,
+  source: AsyncIterable<Buffer>,
+  options: DecompressOptions,
+): AsyncGenerator<Buffer> {
+  const { signal } = options;
+  signal?.throwIfAborted();
+  try {
+    yield* gunzip(source, {
+      signal,
+      taken: options.taken,
+      chunkSize: ZLIB_CHUNK,
+      outputBuffer: STREAM_OUTPUT_BUFFER,
+      inputBatch: STREAM_INPUT_BATCH,
+      trailingCountBytes: TRAILING_COUNT_BYTES,
+    });
+  } catch (error) {
+    if (signal?.aborted) throw signal.reason;
+    if (error instanceof GzipTrailingData) {
+      throw trailingGzipData(options.dataset, error.total, error.whole, error.end);
+    }
+    if (error instanceof GzipFramingError || isZlibError(error)) {
+      throw corrupt(decompressor, options, error.message, error);
+    }
+    throw error;
+  }
+}
+
+/** An error of node:zlib's (its `code` is zlib's: Z_DATA_ERROR, Z_BUF_ERROR, …). */
+function isZlibError(error: unknown): error is Error {
+  return (
+    error instanceof Error &&
+    typeof (error as { errno?: unknown }).errno === "number" &&
+    String((error as { code?: unknown }).code).startsWith("Z_")
+  );
+}
+
+/**
+ * Bytes after the gzip stream that are not a member (nor zeros), from `end` (where the stream
+ * ends) on.
  *
  * Refused, not ignored as GNU gzip does ("decompression OK, trailing garbage ignored", exit
  * status 2, with which GNU tar stops: "Child returned status 2"): they are not the archive's,
- * and what else was done to it is not known. Where the stream ends: zlib says it only where it
- * stops at a NUL (bytesWritten). At an "incorrect header check" it has taken bytes past the end
- * of the last member in the same call, so the end is found again in the input kept from the
- * start (GZIP_KEEP_BYTES; members walked with a raw inflate, error path only); past that, the
- * message gives the bound it knows.
- */
-class GzipEnd {
-  private readonly source: AsyncIterable<Buffer>;
-  /** Bytes of input the decoder has taken, in calls that succeeded (gunzip.bytesWritten). */
-  private readonly consumed: () => number;
-  private iterator: AsyncIterator<Buffer> | undefined;
-  /** The last read of the source asked for; `done` once it has ended. */
-  private pending: Promise<IteratorResult<Buffer>> | undefined;
-  private done = false;
-  /** Bytes read from the source, and where the last one that is not zero ends. */
-  private read = 0;
-  private nonZeroEnd = 0;
-  /** The start of the input (GZIP_KEEP_BYTES at most), until the decoder is past it. */
-  private kept: Buffer[] | undefined = [];
-  private keptBytes = 0;
-
-  constructor(source: AsyncIterable<Buffer>, consumed: () => number) {
-    this.source = source;
-    this.consumed = consumed;
-  }
-
-  /**
-   * The source, for the decoder. The decoder stopping early (zlib at a NUL) does not stop
-   * the source: afterDecoding() reads the rest of it.
-   */
-  input(): AsyncIterable<Buffer> {
-    return {
-      [Symbol.asyncIterator]: () => ({
-        next: () => this.next(),
-        return: async () => ({ done: true, value: undefined }),
-      }),
-    };
-  }
-
-  /**
-   * `decoded`, passed through; at its end, the rest of the source is read (up to a byte that
-   * is not zero, then to its end, to say how many), and every byte after the `consumed()`
-   * bytes the decoder took must be zero. zlib's "incorrect header check" is said as what it is
-   * (notAMember).
-   */
-  async *afterDecoding(
-    decoded: AsyncIterable<Buffer>,
-    { dataset, signal }: DecompressOptions,
-  ): AsyncGenerator<Buffer> {
-    try {
-      try {
-        yield* decoded;
-      } catch (error) {
-        // Where zlib took bytes after a member for the next member's header.
-        if (zlibSaid(error) !== "incorrect header check") throw error;
-        throw await this.notAMember(error, dataset, signal);
-      }
-      const end = this.consumed();
-      await this.pending; // a read the decoder asked for, then left
-      while (!this.done && this.nonZeroEnd <= end) {
-        signal?.throwIfAborted();
-        await this.next();
-      }
-      if (this.nonZeroEnd > end) {
-        const whole = await this.readAll(signal);
-        throw trailingGzipData(dataset, this.read, whole, { end });
-      }
-    } finally {
-      if (!this.done) {
-        // Stopped early or failed: the source is told to stop (not awaited, as throughStream).
-        const iterator = this.iterator;
-        Promise.resolve()
-          .then(() => iterator?.return?.())
-          .catch(() => {});
-      }
-    }
-  }
-
-  /**
-   * The error for zlib's "incorrect header check" (`error`): bytes after a member that are not
-   * one; `error` itself where no member came before (not gzip data at all).
-   */
-  private async notAMember(
-    error: unknown,
-    dataset: string | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<unknown> {
-    // zlib's calls that succeeded took `after` bytes, all members': the stream ends past them.
-    const after = this.consumed();
-    const whole = await this.readAll(signal);
-    const kept = this.kept === undefined ? undefined : Buffer.concat(this.kept);
-    this.kept = undefined;
-    const walked = kept === undefined ? { past: 0 } : await gzipStreamEnd(kept, signal);
-    if ("end" in walked) {
-      return walked.end === 0 ? error : trailingGzipData(dataset, this.read, whole, walked);
-    }
-    const members = Math.max(after, walked.past);
-    return members === 0 ? error : trailingGzipData(dataset, this.read, whole, { after: members });
-  }
-
-  /**
-   * Reads on to count the bytes (not kept past GZIP_KEEP_BYTES): to the source's end, but at
-   * most TRAILING_COUNT_BYTES more. Whether it reached the end. A refused archive is not
-   * downloaded whole for a count (review: GBs appended were read on while waiters waited).
-   */
-  private async readAll(signal: AbortSignal | undefined): Promise<boolean> {
-    const until = this.read + TRAILING_COUNT_BYTES;
-    await this.pending;
-    while (!this.done && this.read < until) {
-      signal?.throwIfAborted();
-      await this.next();
-    }
-    return this.done;
-  }
-
-  private next(): Promise<IteratorResult<Buffer>> {
-    this.iterator ??= this.source[Symbol.asyncIterator]();
-    this.pending = this.iterator.next().then((step) => {
-      if (step.done === true) this.done = true;
-      else this.note(step.value);
-      return step;
-    });
-    return this.pending;
-  }
-
-  private note(chunk: Buffer): void {
-    let end = chunk.length;
-    while (end > 0 && chunk[end - 1] === 0) end--;
-    if (end > 0) this.nonZeroEnd = this.read + end;
-    this.read += chunk.length;
-    if (this.kept === undefined) return;
-    // Past the kept bytes, the decoder has found only members there: they cannot say where
-    // the stream ends.
-    if (this.consumed() > GZIP_KEEP_BYTES) {
-      this.kept = undefined;
-    } else if (this.keptBytes < GZIP_KEEP_BYTES) {
-      // The source's own memory: a reused one is copied before it gets here (ownCopies).
-      const piece = chunk.subarray(0, GZIP_KEEP_BYTES - this.keptBytes);
-      this.kept.push(piece);
-      this.keptBytes += piece.length;
-    }
-  }
-}
-
-/** What zlib said, for a decoding error made from its error (corrupt()). */
-function zlibSaid(error: unknown): string | undefined {
-  const cause = error instanceof DsfetchError ? error.cause : undefined;
-  return cause instanceof Error ? cause.message : undefined;
-}
-
-/**
- * Where the members at the start of `data` end, followed by bytes that are not a member
- * (`end`; 0 when it does not start with one); else how many bytes are members, at least
- * (`data` ended first, or within a member, or too many members to walk).
- */
-async function gzipStreamEnd(
-  data: Buffer,
-  signal?: AbortSignal,
-): Promise<{ end: number } | { past: number }> {
-  for (let at = 0, members = 0; ; members++) {
-    signal?.throwIfAborted();
-    // ~0.1 ms a member: 8 MiB of tiny members took a minute for a message (review). BGZF
-    // (bgzip) blocks of 64 KiB are ~300-400 members in 8 MiB.
-    if (members > GZIP_WALK_MEMBERS || data.length - at < 2) return { past: at };
-    if (data[at] !== 0x1f || data[at + 1] !== 0x8b) return { end: at };
-    const body = gzipHeaderEnd(data, at);
-    if (body === undefined) return { past: at };
-    const deflated = await deflateLength(data.subarray(body));
-    if (deflated === undefined) return { past: at };
-    // The member's trailer: CRC-32 and size, 4 bytes each.
-    at = body + deflated + 8;
-  }
-}
-
-/** Where the header of the gzip member at `at` ends (RFC 1952); undefined past `data`. */
-function gzipHeaderEnd(data: Buffer, at: number): number | undefined {
-  const flags = data[at + 3] ?? 0;
-  let end = at + 10;
-  if (flags & 4) {
-    // FEXTRA: its length, then its bytes.
-    if (end + 2 > data.length) return undefined;
-    end += 2 + data.readUInt16LE(end);
-  }
-  // FNAME, FCOMMENT: each ends with a NUL.
-  for (const flag of [8, 16]) {
-    if ((flags & flag) === 0) continue;
-    const nul = end < data.length ? data.indexOf(0, end) : -1;
-    if (nul < 0) return undefined;
-    end = nul + 1;
-  }
-  // FHCRC.
-  if (flags & 2) end += 2;
-  return end <= data.length ? end : undefined;
-}
-
-/** The length of the raw deflate data at the start of `data`; undefined if it is not whole. */
-async function deflateLength(data: Buffer): Promise<number | undefined> {
-  const inflate = createInflateRaw({ chunkSize: ZLIB_CHUNK });
-  try {
-    inflate.end(data);
-    // Decoded to find its end, and dropped.
-    for await (const _ of inflate) {
-    }
-    return inflate.bytesWritten;
-  } catch {
-    return undefined;
-  } finally {
-    inflate.destroy();
-  }
-}
-
-/**
- * Bytes after the gzip stream that are not a member (nor zeros): `end`, where the stream ends,
- * or, where that is not known, `after`: bytes past which it ends.
+ * and what else was done to it is not known. Refused appended bytes read "the gzip data is
+ * corrupt or truncated" for a whole archive (exploratory review, 2026-12-07); bytes after a
+ * NUL were dropped without a word by zlib's gunzip (review, 2026-12-06).
  */
 function trailingGzipData(
   dataset: string | undefined,
   total: number,
   /** `total` is the whole source (else: what was read of it, the source going on). */
   whole: boolean,
-  at: { end: number } | { after: number },
+  end: number,
 ): DsfetchError {
   const plural = (n: number) => `${n} byte${n === 1 ? "" : "s"}`;
   const of = whole ? `of ${total}` : `of more than ${total}: not read to its end`;
-  const where =
-    "end" in at
-      ? `${whole ? "" : "more than "}${plural(total - at.end)} after the end of the gzip stream (at byte ${at.end} ${of}) that are not a gzip member`
-      : `bytes after the end of the gzip stream that are not a gzip member: ${whole ? `at most the last ${plural(total - at.after)} of its ${total}` : `within the last ${plural(total - at.after)} of the first ${total} read (not read to its end)`} (node:zlib does not say where exactly its stream ends)`;
-  const cut =
-    "end" in at
-      ? `cut them off (\`head -c ${at.end} <file> > fixed.tar.gz\`, then \`gzip -t fixed.tar.gz\`) or re-create the archive, and upload it again`
-      : "re-create the archive (or cut the bytes after its gzip stream off), and upload it again";
   return new DsfetchError(
     "ARCHIVE_INVALID",
-    `${datasetPrefix(dataset)}the gzip data has ${where}`,
+    `${datasetPrefix(dataset)}the gzip data has ${whole ? "" : "more than "}${plural(total - end)} after the end of the gzip stream (at byte ${end} ${of}) that are not a gzip member`,
     {
       dataset,
-      hint: `nothing was published. The gzip stream before them is whole (its CRC checked): something was appended to the archive, or it was damaged. GNU tar extracts such an archive, but gzip warns "decompression OK, trailing garbage ignored" and tar exits with status 2; dsfetch refuses it (zeros alone are accepted there: padding): ${cut}`,
+      hint: `nothing was published. The gzip stream before them is whole (its CRC checked): something was appended to the archive, or it was damaged. GNU tar extracts such an archive, but gzip warns "decompression OK, trailing garbage ignored" and tar exits with status 2; dsfetch refuses it (zeros alone are accepted there: padding): cut them off (\`head -c ${end} <file> > fixed.tar.gz\`, then \`gzip -t fixed.tar.gz\`) or re-create the archive, and upload it again`,
     },
   );
 }

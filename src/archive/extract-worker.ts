@@ -16,6 +16,7 @@
  */
 import { parentPort } from "node:worker_threads";
 import { type Codec, decompress, endDecompressors } from "./decompress.ts";
+import type { TakenCrcSource } from "./gunzip.ts";
 import type { ExtractLimits } from "./limits.ts";
 import { extractTar, type WriteMode } from "./tar-extract.ts";
 import { toThreadError } from "./thread-errors.ts";
@@ -120,6 +121,8 @@ async function* archiveBytes(): AsyncGenerator<Buffer> {
 
 const job = await jobMessage;
 try {
+  // The extractor keeps the CRC of what it took, for gzip's trailers (gunzip.ts).
+  const takenCrc: TakenCrcSource = {};
   const tarBytes =
     job.compression === "none"
       ? archiveBytes()
@@ -128,9 +131,11 @@ try {
           dataset: job.dataset,
           xzMemoryLimit: job.xzMemoryLimit,
           inputReused: true,
+          taken: takenCrc,
         });
   const result = await extractTar(tarBytes, job.destination, job.limits, job.dataset, touch, {
     mode: job.writes,
+    takenCrc: job.compression === "gzip" ? takenCrc : undefined,
     // Told to stop while it waits for files written in parallel (slow storage), it stops
     // then, not after them all: the main thread's grace period would end it unanswered.
     signal: abort.signal,

@@ -3,7 +3,7 @@
  * already has). Used where an extraction waits for files written in parallel: on slow
  * storage that wait can be long, and an interrupt must not wait for it.
  */
-export async function untilOrAborted(done: Promise<void>, signal?: AbortSignal): Promise<void> {
+export async function untilOrAborted<T>(done: Promise<T>, signal?: AbortSignal): Promise<T> {
   if (signal === undefined) return done;
   // Given up on when the signal wins, `done` may still fail later (an extractor failed by
   // the abort itself): that is no unhandled rejection. The race below still sees it.
@@ -11,7 +11,7 @@ export async function untilOrAborted(done: Promise<void>, signal?: AbortSignal):
   signal.throwIfAborted();
   let onAbort: (() => void) | undefined;
   try {
-    await Promise.race([
+    return await Promise.race([
       done,
       new Promise<never>((_, reject) => {
         onAbort = () => reject(signal.reason);

@@ -2,7 +2,9 @@
 // pieces longer than 2^32 bits (directly) and 2^32 bytes (by associativity), and CrcRanges,
 // which folds ranges recorded in any order into whole-object and per-part CRCs.
 import { randomBytes } from "node:crypto";
+import { crc32 } from "node:zlib";
 import { describe, expect, it } from "vitest";
+import { combineCrc32 } from "../../src/fetch/checksum/combine.ts";
 import {
   type CrcAlgorithm,
   CrcRanges,
@@ -300,5 +302,25 @@ describe("CrcRanges", () => {
     hasher.update(Buffer.from("abc"));
     hasher.end();
     expect(() => hasher.update(Buffer.from("d"))).toThrow(/after end/);
+  });
+});
+
+describe("combineCrc32 (numbers, the tar extraction's folding of its files' CRCs)", () => {
+  it("combineCrc32(crc(A), crc(B), |B|) = zlib's crc32(A‖B), the same length again (cached) too", () => {
+    const random = prng(7);
+    for (let i = 0; i < 300; i++) {
+      const a = randomBytes(random(5000));
+      // Lengths repeat (1-in-3 from a small set): the cached operators must stay right.
+      const b = randomBytes(i % 3 === 0 ? ([0, 1, 512, 16_384][i % 4] ?? 0) : random(70_000));
+      expect(combineCrc32(crc32(a), crc32(b), b.length), `|A| ${a.length}, |B| ${b.length}`).toBe(
+        crc32(Buffer.concat([a, b])),
+      );
+    }
+    // A long B: 2^26 zero bytes after random ones.
+    const zeros = Buffer.alloc(1 << 26);
+    const head = randomBytes(100);
+    expect(combineCrc32(crc32(head), crc32(zeros), zeros.length)).toBe(
+      crc32(Buffer.concat([head, zeros])),
+    );
   });
 });

@@ -148,3 +148,27 @@ export function combineCrc(
   out.writeUInt32BE((mul32(op, a.readUInt32BE(0), poly) ^ b.readUInt32BE(0)) >>> 0, 0);
   return out;
 }
+
+/** x^(8·n) mod P for CRC-32 by length n, for lengths met again (a tar's files of one size). */
+const shiftOperators = new Map<number, number>();
+const SHIFT_OPERATORS_KEPT = 4096;
+
+/**
+ * combineCrc for CRC-32 (zlib's) as numbers, without allocating: crc(A‖B) from crcA = crc(A),
+ * crcB = crc(B) and lengthB = |B|. Hot: the tar extraction folds every file's CRC into the
+ * CRC of the whole decompressed stream with it (archive/gunzip.ts), ~1 µs a file.
+ */
+export function combineCrc32(crcA: number, crcB: number, lengthB: number): number {
+  // x^0: crc(A‖B) = crcA ⊕ crcB, crcB being 0 (the CRC of nothing).
+  if (lengthB === 0) return (crcA ^ crcB) >>> 0;
+  let op = shiftOperators.get(lengthB);
+  if (op === undefined) {
+    checkLength(lengthB);
+    const table = table32(CRC32_POLY);
+    op = 0x80000000; // x^0
+    for (const k of bitsOfBitLength(lengthB)) op = mul32(table[k] as number, op, CRC32_POLY);
+    if (shiftOperators.size >= SHIFT_OPERATORS_KEPT) shiftOperators.clear();
+    shiftOperators.set(lengthB, op);
+  }
+  return (mul32(op, crcA >>> 0, CRC32_POLY) ^ crcB) >>> 0;
+}
