@@ -161,6 +161,9 @@ export async function plan(
                 return undefined;
               })
             : undefined;
+        if (declared?.warning !== undefined) {
+          onEvent({ type: "warning", dataset: spec.name, message: declared.warning });
+        }
         // Where fetch would stage it (stage-dataset.ts, fallBack): shared storage that cannot
         // take it sends it to an ephemeral volume, which the plan showed as a shared path that
         // could not exist (review, 2026-12-05). Looked at without writing anything.

@@ -8,7 +8,7 @@
  */
 import { DEFAULT_LIMITS } from "../archive/limits.ts";
 import { type CentralDirectory, readCentralDirectory, ZipErrors } from "../archive/zip-central.ts";
-import { planEntries } from "../archive/zip-extract.ts";
+import { cp437Warning, planEntries } from "../archive/zip-extract.ts";
 import { DsfetchError } from "../errors.ts";
 import type { ObjectGetter } from "../fetch/object-get.ts";
 import { fetchSpan, type RangeSink } from "../fetch/range-fetch.ts";
@@ -43,6 +43,8 @@ export interface DeclaredZip {
   /** The sum of the entries' declared (uncompressed) sizes. */
   readonly bytes: number;
   readonly entries: number;
+  /** checkEntries: what fetch would say beside the result (names read as CP437). */
+  readonly warning?: string | undefined;
 }
 
 /**
@@ -100,16 +102,19 @@ export async function declaredZipBytes(
     // plan's own to say (dry-run.ts zipOverBound).
     // Only for plan: fetch's look before its download (stage/expand.ts) leaves these to the
     // extraction, which makes them anyway (a million entries: ~10 s on the main thread).
-    if (checkEntries) {
-      planEntries(
-        directory,
-        { ...DEFAULT_LIMITS, maxEntries, maxBytes: Number.POSITIVE_INFINITY },
-        errors,
-      );
-    }
+    // Its warning too: plan said nothing of names read as CP437 (session 47's note).
+    const warning = checkEntries
+      ? cp437Warning(
+          planEntries(
+            directory,
+            { ...DEFAULT_LIMITS, maxEntries, maxBytes: Number.POSITIVE_INFINITY },
+            errors,
+          ),
+        )
+      : undefined;
     let bytes = 0;
     for (const entry of directory.entries) bytes += entry.uncompressedSize;
-    return { bytes, entries: directory.entries.length };
+    return { bytes, entries: directory.entries.length, warning };
   }
   return undefined;
 }

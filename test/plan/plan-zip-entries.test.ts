@@ -27,6 +27,18 @@ beforeAll(async () => {
       ]),
     ),
     putObject(bucket, "good.zip", buildZip([{ name: "d/ok.txt", data: "fine" }])),
+    // "テスト.txt" as Japanese Windows writes it (CP932), no UTF-8 flag, made on FAT.
+    putObject(
+      bucket,
+      "windows.zip",
+      buildZip([
+        {
+          name: Buffer.from([0x83, 0x65, 0x83, 0x58, 0x83, 0x67, 0x2e, 0x74, 0x78, 0x74]),
+          data: "x",
+          versionMadeBy: 0x0014,
+        },
+      ]),
+    ),
   ]);
 });
 
@@ -68,5 +80,28 @@ describe("plan of zips fetch would refuse by their entries", () => {
     ).datasets.map((entry) => entry.error?.message ?? "");
     expect(messages[0]).toContain('zip entry "../evil.txt" is refused');
     expect(messages[1]).toContain("contains a backslash");
+  });
+});
+
+describe("plan of a zip whose names fetch reads as CP437", () => {
+  it("gives fetch's warning (it said nothing)", async () => {
+    const datasets = [
+      { uri: `s3://${bucket}/windows.zip`, volumeOptions: { kind: "dynamic", size: "1Gi" } },
+    ];
+    const args = ["--datasets", "-", "--ephemeral-root", join(root, "eph-cp437")];
+    const planned = await runCli(["plan", ...args], {
+      env: testEnv(),
+      stdin: JSON.stringify(datasets),
+    });
+    const fetched = await runCli(["fetch", ...args], {
+      env: testEnv(),
+      stdin: JSON.stringify(datasets),
+    });
+    expect(planned.code, planned.stderr).toBe(0);
+    expect(fetched.code, fetched.stderr).toBe(0);
+    const warning =
+      /1 name in the zip archive \("âeâXâg\.txt"\) was not marked UTF-8 and was read as CP437/;
+    expect(fetched.stderr).toMatch(warning);
+    expect(planned.stderr).toMatch(warning);
   });
 });

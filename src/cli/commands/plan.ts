@@ -28,6 +28,12 @@ export async function planCommand({
     stallTimeoutMs,
     lockStaleMs: lock.staleMs,
     signal,
+    // Its warnings on stderr, as fetch's (a zip's names read as CP437, a bucket in another
+    // region, a retry): they went nowhere (2026-12-08). The rest is the table.
+    onEvent: (event) => {
+      if (event.type !== "warning") return;
+      err(`${event.dataset === undefined ? "" : `${event.dataset}: `}warning: ${event.message}\n`);
+    },
     storageCalls: (dataset) =>
       new StorageCalls({
         dataset,
