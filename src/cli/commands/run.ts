@@ -12,6 +12,7 @@ import { resolveTuning } from "../../config/tuning.ts";
 import { DsfetchError, EXIT_CODES } from "../../errors.ts";
 import { datasetEnvName, envNameClash } from "../../k8s/env-names.ts";
 import { exitCodeOfStage, failuresOf, type StageResult, stage } from "../../stage/stage.ts";
+import { commandProblem, HINT_NOT_EXECUTABLE, HINT_NOT_FOUND } from "../command-check.ts";
 import type { CommandContext } from "../context.ts";
 import { stopMainThreadWatchdog } from "../main-thread-watchdog.ts";
 import { ProgressView } from "../progress-view.ts";
@@ -35,6 +36,15 @@ export async function runCommand(
       },
     );
   }
+  // Before any download too: a typo in the command failed only after the staging.
+  const problem = commandProblem(
+    args.exec[0] ?? "",
+    env,
+    [settings.mountRoot, settings.storageRoot, settings.ephemeralRoot].filter(
+      (root): root is string => root !== undefined,
+    ),
+  );
+  if (problem !== undefined) throw problem;
   const view = new ProgressView(err, context.stderrIsTty);
   const result = await stage(datasets, settings, {
     onEvent: view.handle,
@@ -159,9 +169,7 @@ function runChild(
           missing ? "COMMAND_NOT_FOUND" : "COMMAND_NOT_EXECUTABLE",
           `cannot run ${JSON.stringify(file)}: ${missing ? "no such command" : error.message}`,
           {
-            hint: missing
-              ? "check the command after --, and that it is on PATH inside the container"
-              : "check that the command after -- is an executable file (chmod +x; a script needs its #! line)",
+            hint: missing ? HINT_NOT_FOUND : HINT_NOT_EXECUTABLE,
             cause: error,
           },
         ),
