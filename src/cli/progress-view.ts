@@ -11,6 +11,8 @@ export class ProgressView {
   private readonly write: (text: string) => void;
   private readonly tty: boolean;
   private readonly lastPlain = new Map<string, number>();
+  /** Each dataset's bytes on its last plain progress line. */
+  private readonly lastPlainBytes = new Map<string, number>();
   private statusShown = false;
 
   constructor(write: (text: string) => void, tty: boolean) {
@@ -31,8 +33,17 @@ export class ProgressView {
         // The first line comes after one interval: short transfers print only their end.
         if (!this.lastPlain.has(event.dataset)) this.lastPlain.set(event.dataset, now);
         const last = this.lastPlain.get(event.dataset) ?? now;
-        if (now - last >= PLAIN_INTERVAL_MS || event.bytes === event.totalBytes) {
+        const end = event.bytes === event.totalBytes;
+        // Counted from zero again (the archive streamed anew): its end is a new one.
+        if (event.bytes < (this.lastPlainBytes.get(event.dataset) ?? 0)) {
+          this.lastPlainBytes.delete(event.dataset);
+        }
+        // The end once: an archive's and a refreshed object's came twice (the bytes, then
+        // the objects or the verification: exploratory tester, 2026-12-08).
+        if (end && this.lastPlainBytes.get(event.dataset) === event.bytes) return;
+        if (now - last >= PLAIN_INTERVAL_MS || end) {
           this.lastPlain.set(event.dataset, now);
+          this.lastPlainBytes.set(event.dataset, event.bytes);
           this.line(line);
         }
         return;

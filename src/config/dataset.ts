@@ -63,7 +63,7 @@ class EntryErrors {
   named(name: string): void {
     this.label = `datasets[${this.index}] ("${name}")`;
   }
-  fail(field: string | undefined, problem: string, accepted?: string): DsfetchError {
+  fail(field: string | undefined, problem: string, accepted?: string, hint?: string): DsfetchError {
     const where =
       field === undefined
         ? this.label
@@ -73,7 +73,7 @@ class EntryErrors {
     return new DsfetchError("CONFIG_INVALID", `${where}: ${problem}`, {
       dataset: this.label,
       expected: accepted,
-      hint: accepted === undefined ? undefined : `accepted: ${accepted}`,
+      hint: hint ?? (accepted === undefined ? undefined : `accepted: ${accepted}`),
     });
   }
 }
@@ -172,6 +172,8 @@ function rejectUnknownFields(
     throw errors.fail(
       undefined,
       `unknown field ${parent}${printable}${suggestion === undefined ? "" : ` (did you mean "${suggestion}"?)`}`,
+      // Said as it is: it read "accepted: known fields: …" (exploratory tester, 2026-12-08).
+      undefined,
       `known fields: ${known.join(", ")}`,
     );
   }

@@ -23,7 +23,13 @@ export function parseDatasetsText(
   env: Readonly<Record<string, string | undefined>>,
 ): readonly DatasetSpec[] {
   if (Buffer.byteLength(text, "utf8") > MAX_CONFIG_BYTES) {
-    throw configError(`${source}: the datasets array is larger than 16 MiB`);
+    throw new DsfetchError(
+      "CONFIG_INVALID",
+      `${source}: the datasets array is larger than 16 MiB`,
+      {
+        hint: SPLIT_HINT,
+      },
+    );
   }
   if (text.trim() === "") {
     throw configError(`${source}: the datasets array is empty (no text)`, ARRAY_FORMS);
@@ -140,8 +146,10 @@ function parseJson5(text: string): unknown {
 
 function checkCount(list: readonly unknown[] | undefined, source: string): void {
   if (list !== undefined && list.length > MAX_DATASETS) {
-    throw configError(
+    throw new DsfetchError(
+      "CONFIG_INVALID",
       `${source}: ${list.length} datasets is more than the limit of ${MAX_DATASETS}`,
+      { hint: SPLIT_HINT },
     );
   }
 }
@@ -195,6 +203,10 @@ function unwrap(value: unknown, source: string): unknown[] {
     ARRAY_FORMS,
   );
 }
+
+/** What to do about a datasets array over a bound (MAX_DATASETS, 16 MiB). */
+export const SPLIT_HINT =
+  "split the datasets into several arrays and run dsfetch on each (each run stages its own), or stage a whole folder as one dataset (s3://bucket/prefix/)";
 
 function configError(message: string, accepted?: string): DsfetchError {
   return new DsfetchError("CONFIG_INVALID", message, {

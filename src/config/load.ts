@@ -4,7 +4,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { DsfetchError } from "../errors.ts";
-import { MAX_CONFIG_BYTES, parseDatasetsText } from "./datasets-array.ts";
+import { MAX_CONFIG_BYTES, parseDatasetsText, SPLIT_HINT } from "./datasets-array.ts";
 import type { DatasetSpec } from "./types.ts";
 
 export interface DatasetsSource {
@@ -36,7 +36,9 @@ async function readSource(source: DatasetsSource): Promise<{ text: string; label
   try {
     const buffer = await readFile(path);
     if (buffer.length > MAX_CONFIG_BYTES) {
-      throw new DsfetchError("CONFIG_INVALID", `${path}: the datasets file is larger than 16 MiB`);
+      throw new DsfetchError("CONFIG_INVALID", `${path}: the datasets file is larger than 16 MiB`, {
+        hint: SPLIT_HINT,
+      });
     }
     return { text: decodeUtf8(buffer, path), label: path };
   } catch (error) {
@@ -67,6 +69,7 @@ async function readStream(stream: NodeJS.ReadableStream): Promise<string> {
       throw new DsfetchError(
         "CONFIG_INVALID",
         "standard input: the datasets array is larger than 16 MiB",
+        { hint: SPLIT_HINT },
       );
     }
     chunks.push(buffer);

@@ -398,6 +398,8 @@ const BAD: BadCase[] = [
     text: entries({ ur: "s3://bucket/a.zip" }),
     message: ["datasets[0]", 'unknown field "ur"', 'did you mean "uri"?'],
     told: ["known fields: uri, url, name, etag, versionId, volumeOptions"],
+    // Said once: it read "accepted: known fields: …" (exploratory tester, 2026-12-08).
+    absent: ["accepted: known fields"],
   },
   {
     what: 'unknown field "awsAccessKeyID"',

@@ -142,6 +142,8 @@ describe("config regressions", () => {
     const error = errorOf(text);
     expect(error.code).toBe("CONFIG_INVALID");
     expect(error.message).toBe("test.json: 10001 datasets is more than the limit of 10000");
+    // What to do, too (exploratory tester, 2026-12-08).
+    expect(error.hint).toMatch(/^split the datasets into several arrays and run dsfetch on each/);
   });
 
   it("the SPEC's short example buckets are accepted", () => {
