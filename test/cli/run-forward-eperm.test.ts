@@ -98,8 +98,10 @@ class UnsignallableChild extends EventEmitter {
 
 function context(written: string[]): CommandContext {
   return {
-    args: { exec: ["sudo", "-u", "trainer", "train.sh"], mountFlag: false },
-    settings: {},
+    // `sh` stands for sudo (the spawn is a fake): a command looked up on PATH before staging
+    // (cli/command-check.ts) must exist, and sudo is not everywhere.
+    args: { exec: ["sh", "-c", "sudo -u trainer train.sh"], mountFlag: false },
+    settings: { mountRoot: "/nonexistent-mount-root" },
     datasets: [{ name: "labels" }],
     out: () => {},
     err: (text: string) => {
@@ -215,7 +217,9 @@ describe("run: a signal the command cannot be sent (EPERM)", () => {
     const ctx = context(written);
     const missing = {
       ...ctx,
-      args: { ...ctx.args, exec: ["/nonexistent/dsfetch-test-command"] },
+      // Under the mount root: left to the spawn by the look before staging (a dataset may
+      // hold it), so the spawn's own failure is what is tested here.
+      args: { ...ctx.args, exec: ["/nonexistent-mount-root/labels/dsfetch-test-command"] },
     } as CommandContext;
     await expect(runCommand(missing, new SignalRouter(() => false))).rejects.toMatchObject({
       code: "COMMAND_NOT_FOUND",
