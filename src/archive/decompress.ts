@@ -397,6 +397,13 @@ function trailingGzipData(
   );
 }
 
+/**
+ * How a decoder's refusal's hint starts: it cannot tell the store's damage from the network's.
+ * Once the object's bytes are known to match its ETag, stage/expand.ts says it is the store's.
+ */
+export const DAMAGED_IN_STORE_OR_ON_THE_WAY =
+  "nothing was published; the archive is damaged in the store or was damaged on the way: run again, and if it fails the same way ";
+
 function datasetPrefix(dataset: string | undefined): string {
   return dataset === undefined ? "" : `${dataset}: `;
 }
@@ -535,7 +542,7 @@ function corrupt(
       dataset,
       // Decoders check their own CRCs and fail before our end-to-end check of the whole
       // object can run: a byte damaged in transit looks exactly like a damaged archive.
-      hint: `nothing was published; the archive is damaged in the store or was damaged on the way: run again, and if it fails the same way re-create or re-upload it (\`${codec} -t <file>\` checks a local copy)`,
+      hint: `${DAMAGED_IN_STORE_OR_ON_THE_WAY}re-create or re-upload it (\`${codec} -t <file>\` checks a local copy)`,
       cause,
     },
   );

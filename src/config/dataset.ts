@@ -225,6 +225,19 @@ function readName(entry: Entry, location: S3Location, errors: EntryErrors): stri
   }
   const derived = deriveName(location);
   const problem = checkName(derived);
+  // `s3://b/k?versionId=…` (a console's or an HTTPS URL's habit) read as a key with a "?":
+  // it was refused as an unusable name only (exploratory tester, 2026-12-08).
+  const query = /\?(versionId|versionid|response-[a-z-]+|X-Amz-[A-Za-z-]+)=/.exec(location.key);
+  if (query !== null) {
+    throw errors.fail(
+      undefined,
+      `the URI's key ends in "${query[0]}…": s3:// URIs take no query (a key may hold a "?")`,
+      undefined,
+      query[1]?.toLowerCase() === "versionid"
+        ? 'give the version as a field: "versionId": "<id>", and the URI without "?versionId=…" (a key that really holds "?" needs a "name")'
+        : 'give the URI without the query (a key that really holds "?" needs a "name")',
+    );
+  }
   if (problem !== undefined) {
     throw errors.fail(
       undefined,

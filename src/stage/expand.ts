@@ -9,6 +9,7 @@
  */
 import { rm, statfs } from "node:fs/promises";
 import { join } from "node:path";
+import { DAMAGED_IN_STORE_OR_ON_THE_WAY } from "../archive/decompress.ts";
 import {
   type ExtractThread,
   extractTarInWorker,
@@ -295,10 +296,19 @@ function aboutStoredObject(error: DsfetchError, against: string): DsfetchError {
     found: error.found,
     // Kept (a wrong extension, a truncated upload, an unsafe entry: each has its own advice),
     // with what the check showed: the object in the store is like this, not this download.
-    hint: `${error.hint ?? "nothing was published"} (the object's bytes match ${against}: the object in the store is like this)`,
+    // A decoder's "run again" is not for an object verified as it is in the store: it read
+    // "damaged on the way: run again" beside "the object in the store is like this"
+    // (exploratory tester, 2026-12-08).
+    hint: `${storedHint(error.hint)} (the object's bytes match ${against}: the object in the store is like this)`,
     objectVerified: true,
     cause: error.cause,
   });
+}
+
+function storedHint(hint: string | undefined): string {
+  if (hint === undefined) return "nothing was published";
+  if (!hint.startsWith(DAMAGED_IN_STORE_OR_ON_THE_WAY)) return hint;
+  return `nothing was published; the archive is damaged in the store: ${hint.slice(DAMAGED_IN_STORE_OR_ON_THE_WAY.length)}`;
 }
 
 async function expandZip(input: ExpandInput): Promise<Expanded> {

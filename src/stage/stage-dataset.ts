@@ -991,7 +991,9 @@ async function stageOn(
         context.onEvent({
           type: "info",
           dataset: spec.name,
-          message: `${target.location.path} was published while this worker ${waited ? "waited" : "asked the store"}, from another version of ${spec.uri} than it found: asking the store again`,
+          // "just before or while": a copy published within the slack before this worker began
+          // is taken for one too (it said "while" of a copy older than the process: tester).
+          message: `${target.location.path} was published at ${seen.createdAt}, just before or while this worker ${waited ? "waited" : "asked the store"}, from another version of ${spec.uri} than it found: asking the store again`,
         });
         resolution = await resolve();
         checkSupported(spec, resolution, target, fallback);

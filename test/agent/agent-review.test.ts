@@ -201,6 +201,34 @@ describe("sidecar and wait: the ready file", () => {
     expect(worker.stderr()).toContain("NOT_FOUND");
   });
 
+  it("a failed sidecar's /readyz names the dataset and its error, as its ready file does, and so does `wait --url`", async () => {
+    const storage = await mkdtemp(join(root, "failed-url-"));
+    const port = await freePort();
+    const sidecar = start(
+      [
+        ...sidecarArgs(storage, `127.0.0.1:${port}`, join(storage, "ready.json")),
+        "--hold-on-failure",
+      ],
+      testEnv(),
+      JSON.stringify([{ uri: `s3://${bucket}/no/such/key.bin`, name: "missing" }]),
+    );
+    const url = `http://127.0.0.1:${port}/readyz`;
+    let body = "";
+    await until(async () => {
+      const answer = await fetch(url).catch(() => undefined);
+      body = answer === undefined ? "" : await answer.text();
+      return answer?.status === 503 && body.startsWith("failed:");
+    });
+    expect(body).toContain("failed: 1 of 1 dataset could not be staged (missing: ");
+    const worker = await runCli(["wait", "--url", url, "--timeout", "1m"], { env: testEnv() });
+    expect(worker.code).toBe(3);
+    expect(worker.stderr).toContain(
+      "the sidecar failed: 1 of 1 dataset could not be staged (missing: ",
+    );
+    sidecar.child.kill("SIGTERM");
+    await sidecar.exit;
+  });
+
   it("a sidecar that fails before staging (its port taken) says so in its ready file, and a waiting worker stops at once", async () => {
     // Review, 2026-12-06: only a staging's failure was written there; a port in use, a bad
     // DSFETCH_* setting or an unexpected error left workers waiting their whole timeout.

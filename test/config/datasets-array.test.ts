@@ -394,6 +394,14 @@ const OK = { uri: "s3://bucket/ok.zip" };
 
 const BAD: BadCase[] = [
   {
+    // Exploratory tester, 2026-12-08: refused as "the name derived from the URI is not usable".
+    what: "a version given as a query of the URI",
+    text: entries({ uri: "s3://bucket/images.tar?versionId=3HL4kqtJlcpXroDTDmJ" }),
+    message: ["datasets[0]", 'the URI\'s key ends in "?versionId=…"', "s3:// URIs take no query"],
+    told: ['"versionId": "<id>"'],
+    absent: ["not usable"],
+  },
+  {
     what: 'unknown field "ur"',
     text: entries({ ur: "s3://bucket/a.zip" }),
     message: ["datasets[0]", 'unknown field "ur"', 'did you mean "uri"?'],

@@ -159,6 +159,11 @@ describe.concurrent("holders that fail, die or freeze", () => {
       expect(error.hint).toMatch(
         /\(the object's bytes match its ETag: the object in the store is like this\)$/,
       );
+      // Not also "damaged on the way: run again" (exploratory tester, 2026-12-08).
+      expect(error.hint).toMatch(
+        /^nothing was published; the archive is damaged in the store: re-create or re-upload it/,
+      );
+      expect(error.hint).not.toContain("run again");
     }
     expect(proxy.getBodyBytes()).toBeLessThanOrEqual(1.05 * broken.length);
     const spared = runs.filter((run) =>

@@ -134,6 +134,8 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
       }
       told = true;
       const first = failed[0]?.error;
+      // The message names its dataset already ("x: x: s3://…" before: review).
+      const failedText = `${failed.length} of ${result.datasets.length} ${plural(result.datasets.length, "dataset")} could not be staged${first === undefined ? "" : ` (${first.message.startsWith(`${failed[0]?.name}: `) ? first.message : `${failed[0]?.name}: ${first.message}`})`}`;
       if (args.readyFile !== undefined) {
         // Workers waiting on the file stop now, with this error, rather than at their timeout.
         await writeReadyFile(args.readyFile, {
@@ -141,15 +143,16 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
           pid: process.pid,
           at: new Date().toISOString(),
           code: first?.code ?? "INTERNAL",
-          // The message names its dataset already ("x: x: s3://…" before: review).
-          failed: `${failed.length} of ${result.datasets.length} ${plural(result.datasets.length, "dataset")} could not be staged${first === undefined ? "" : ` (${first.message.startsWith(`${failed[0]?.name}: `) ? first.message : `${failed[0]?.name}: ${first.message}`})`}`,
+          failed: failedText,
         }).catch(() => {});
       }
       // After the ready file: /readyz saying "failed" means the file says so too, for a
       // `wait` given both (wait.ts).
       state = {
         phase: "failed",
-        reason: `${failed.length} ${plural(failed.length, "dataset")} could not be staged`,
+        // As the ready file: `wait --url` said "1 dataset could not be staged", naming none
+        // (exploratory tester, 2026-12-08).
+        reason: failedText.replace(/\s+/g, " "),
         code: first?.code ?? "INTERNAL",
       };
       if (args.holdOnFailure) {
