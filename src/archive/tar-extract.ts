@@ -386,7 +386,17 @@ export class TarExtractor {
   /** Memory of the files queued for parallel writes, reused once they are written. */
   private readonly fileData: FileDataPool;
   /** The current small file's path, mode and data, while SINK_BUFFER. */
-  private pending: { path: string; mode: number; data: Buffer; fill: number } | undefined;
+  private pending:
+    | {
+        path: string;
+        mode: number;
+        data: Buffer;
+        fill: number;
+        /** CRC-32 of data[0, crcFill): hashed so far (takenCrc), the rest at its end. */
+        crc: number;
+        crcFill: number;
+      }
+    | undefined;
   /** "auto": the current file's open and close are timed. */
   private timed = false;
   /** Hard links met while writing in parallel: made once every file is on disk. */
@@ -502,8 +512,12 @@ export class TarExtractor {
         return { crc: combineCrc32(this.takenCrcBefore, this.crc, took), bytes: this.taken };
       }
       if (this.sink === SINK_BUFFER && pending !== undefined) {
-        const crc = crc32(pending.data.subarray(0, pending.fill));
-        return { crc: combineCrc32(this.takenCrcBefore, crc, took), bytes: this.taken };
+        // Extended from where the last call left it: hashed from its start at every call,
+        // a gzip member boundary every few bytes inside a 1 MiB file cost ~1 ms each (20,000
+        // empty members: 17 s; review, 2026-12-08).
+        pending.crc = crc32(pending.data.subarray(pending.crcFill, pending.fill), pending.crc);
+        pending.crcFill = pending.fill;
+        return { crc: combineCrc32(this.takenCrcBefore, pending.crc, took), bytes: this.taken };
       }
     }
     return { crc: this.takenCrcBefore, bytes: this.taken };
@@ -919,7 +933,7 @@ export class TarExtractor {
       this.pending = undefined;
       if (pending !== undefined) {
         // Whole (at most PARALLEL_FILE_MAX): one call, not one per input chunk it spanned.
-        const crc = crc32(pending.data);
+        const crc = crc32(pending.data.subarray(pending.crcFill), pending.crc);
         this.crcs.set(this.fileIndex, crc);
         this.foldTaken(crc);
         this.handOver(pending.path, pending.mode, pending.data);
@@ -1285,7 +1299,7 @@ export class TarExtractor {
         this.state = HEADER;
         return;
       }
-      this.pending = { path: absolute, mode: fileMode, data, fill: 0 };
+      this.pending = { path: absolute, mode: fileMode, data, fill: 0, crc: 0, crcFill: 0 };
       this.sink = SINK_BUFFER;
       this.state = DATA;
       return;
