@@ -12,7 +12,12 @@ import { resolveTuning } from "../../config/tuning.ts";
 import { DsfetchError, EXIT_CODES } from "../../errors.ts";
 import { datasetEnvName, envNameClash } from "../../k8s/env-names.ts";
 import { exitCodeOfStage, failuresOf, type StageResult, stage } from "../../stage/stage.ts";
-import { commandProblem, HINT_NOT_EXECUTABLE, HINT_NOT_FOUND } from "../command-check.ts";
+import {
+  commandProblem,
+  existsAsFile,
+  HINT_NOT_EXECUTABLE,
+  HINT_NOT_FOUND,
+} from "../command-check.ts";
 import type { CommandContext } from "../context.ts";
 import { stopMainThreadWatchdog } from "../main-thread-watchdog.ts";
 import { ProgressView } from "../progress-view.ts";
@@ -164,10 +169,13 @@ function runChild(
         return;
       }
       const missing = error.code === "ENOENT";
+      // A file that is there: what is missing is its #! interpreter or its ELF loader (it
+      // said "no such command" of a script whose interpreter was not installed: tester).
+      const there = missing && file?.includes("/") === true && existsAsFile(file as string);
       reject(
         new DsfetchError(
           missing ? "COMMAND_NOT_FOUND" : "COMMAND_NOT_EXECUTABLE",
-          `cannot run ${JSON.stringify(file)}: ${missing ? "no such command" : error.message}`,
+          `cannot run ${JSON.stringify(file)}: ${there ? "it exists, but its interpreter (its #! line) or its loader was not found" : missing ? "no such command" : error.message}`,
           {
             hint: missing ? HINT_NOT_FOUND : HINT_NOT_EXECUTABLE,
             cause: error,
