@@ -9,9 +9,12 @@
  * asking "is the team's copy still what was downloaded?" had no way to know short of a new
  * download (session 46's note: same-size rewrites are only warned about, by their times).
  */
+
+import { createHash } from "node:crypto";
 import { constants, type Stats } from "node:fs";
 import { open } from "node:fs/promises";
 import { isAbsolute, join, normalize, sep } from "node:path";
+import { multipartEtag } from "../fetch/etag.ts";
 import { createDigest, type DigestAlgorithm } from "../fetch/verification.ts";
 import { mapLimit } from "../util/map-limit.ts";
 import { manifestFiles } from "./manifest-files.ts";
@@ -83,7 +86,7 @@ export async function verifyContent(
   };
   for await (const file of manifestFiles(manifestPath)) {
     signal?.throwIfAborted();
-    if (file.digest === undefined || ALGORITHMS[prefixOf(file.digest)] === undefined) {
+    if (file.digest === undefined || !checkable(file.digest)) {
       unchecked++;
       continue;
     }
@@ -92,6 +95,18 @@ export async function verifyContent(
   }
   await flush();
   return { checked, unchecked, mismatched, examples, bytesRead };
+}
+
+/** A digest this reads files for: an algorithm's, or a multipart ETag with its part size. */
+function checkable(digest: string): boolean {
+  return ALGORITHMS[prefixOf(digest)] !== undefined || partSizeOf(digest) !== undefined;
+}
+
+/** `md5parts:<part size>:<md5>-<parts>`'s part size (fetch/verification.ts multipartDigest). */
+function partSizeOf(digest: string): number | undefined {
+  const match = /^md5parts:([1-9][0-9]{0,15}):[0-9a-f]{32}-[1-9][0-9]*$/.exec(digest);
+  const size = match === null ? undefined : Number(match[1]);
+  return size !== undefined && Number.isSafeInteger(size) ? size : undefined;
 }
 
 function prefixOf(digest: string): string {
@@ -130,6 +145,9 @@ async function fileDigestOf(
     const stats: Stats = await handle.stat();
     if (!stats.isFile()) return "is not a regular file now";
     if (stats.size !== file.bytes) return `${stats.size} bytes, not ${file.bytes}`;
+    const partSize = partSizeOf(file.digest);
+    if (partSize !== undefined)
+      return await multipartDigestOf(handle, file.bytes, partSize, onRead);
     const algorithm = ALGORITHMS[prefixOf(file.digest)] as DigestAlgorithm;
     const digest = createDigest(algorithm);
     const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, Math.max(1, file.bytes)));
@@ -146,4 +164,35 @@ async function fileDigestOf(
   } finally {
     await handle.close();
   }
+}
+
+/** The file's multipart ETag at `partSize`, in the manifest's form (`md5parts:…`). */
+async function multipartDigestOf(
+  handle: Awaited<ReturnType<typeof open>>,
+  bytes: number,
+  partSize: number,
+  onRead: (bytes: number) => void,
+): Promise<string> {
+  const parts: Buffer[] = [];
+  let part = createHash("md5");
+  let inPart = 0;
+  const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, Math.max(1, bytes)));
+  for (;;) {
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+    if (bytesRead === 0) break;
+    onRead(bytesRead);
+    for (let at = 0; at < bytesRead; ) {
+      const n = Math.min(bytesRead - at, partSize - inPart);
+      part.update(buffer.subarray(at, at + n));
+      at += n;
+      inPart += n;
+      if (inPart === partSize) {
+        parts.push(part.digest());
+        part = createHash("md5");
+        inPart = 0;
+      }
+    }
+  }
+  if (inPart > 0 || parts.length === 0) parts.push(part.digest());
+  return `md5parts:${partSize}:${multipartEtag(parts)}`;
 }

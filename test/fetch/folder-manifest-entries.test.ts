@@ -33,6 +33,19 @@ const MiB = 1024 * KiB;
 const PREFIX = "set/";
 
 const md5 = (body: Buffer) => `md5:${createHash("md5").update(body).digest("hex")}`;
+/** A multipart ETag with its part size, as the manifest gives it (fetch/verification.ts). */
+const md5Parts = (body: Buffer, partSize: number) => {
+  const outer = createHash("md5");
+  let parts = 0;
+  for (let at = 0; at < body.length; at += partSize, parts++) {
+    outer.update(
+      createHash("md5")
+        .update(body.subarray(at, at + partSize))
+        .digest(),
+    );
+  }
+  return `md5parts:${partSize}:${outer.digest("hex")}-${parts}`;
+};
 const sha256 = (body: Buffer) => `sha256:${createHash("sha256").update(body).digest("base64")}`;
 const crc32Of = (body: Buffer) => {
   const value = Buffer.alloc(4);
@@ -86,14 +99,15 @@ beforeAll(async () => {
   await add("large-single.bin", large, single, md5(large), md5(large));
   const empty = Buffer.alloc(0);
   await add("empty.bin", empty, single, md5(empty), undefined);
-  // Multipart (ETag "…-2"; "…-1" for one part): verified part by part, no digest.
+  // Multipart (ETag "…-2"; "…-1" for one part): verified part by part; the digest is the
+  // ETag with its part size (list --verify computes it again), none for one part.
   const multi = randomBytes(5 * MiB + 100 * KiB);
   await add(
     "multi.bin",
     multi,
     async (key, body) => (await putMultipart(bucket, key, body, 5 * MiB)).etag,
-    undefined,
-    undefined,
+    md5Parts(multi, 5 * MiB),
+    md5Parts(multi, 5 * MiB),
   );
   const onePart = randomBytes(20 * KiB);
   await add(
@@ -121,13 +135,14 @@ beforeAll(async () => {
     sha256(sha),
   );
   // A large multipart one is verified by its parts' MD5s while its listed ETag will do (no
-  // HEAD, no digest); without ETags listed, its HEAD's full-object checksum is the digest.
+  // HEAD; the ETag with its part size is the digest); without ETags listed, its HEAD's
+  // full-object checksum is the digest.
   const fullCrc = randomBytes(5 * MiB + KiB);
   await add(
     "full-crc32.bin",
     fullCrc,
     (key, body) => putMultipartWithChecksum(bucket, key, body, 5 * MiB, "CRC32", "FULL_OBJECT"),
-    undefined,
+    md5Parts(fullCrc, 5 * MiB),
     crc32Of(fullCrc),
   );
   // Keys with characters beyond ASCII (U+FF5E sorts before U+1F600 in UTF-8, not in UTF-16),

@@ -1,6 +1,7 @@
 // `dsfetch list --verify`: every file of each published dataset read again and compared with
-// the digest its manifest recorded (a folder's objects' MD5s, an archive's files' CRC-32s);
-// files without one (a multipart object's) are counted as unchecked. Bytes changed in place
+// the digest its manifest recorded (a folder's objects' MD5s, an archive's files' CRC-32s, a
+// multipart object's ETag with its part size: it was unchecked until 2026-12-08, the large
+// files exactly, second exploratory tester). Bytes changed in place
 // with the size and times kept, which `list --check` cannot see, are found: exit 5.
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, open, rm, stat, utimes } from "node:fs/promises";
@@ -65,13 +66,13 @@ const byName = (stdout: string) =>
   );
 
 describe("list --verify", () => {
-  it("intact datasets: every file with a digest checked, the multipart object unchecked, exit 0", async () => {
+  it("intact datasets: every file checked, the multipart object by its ETag, exit 0", async () => {
     const run = await list("--verify", "--json");
     expect(run.code, run.stderr).toBe(0);
     const entries = byName(run.stdout);
     expect(entries.folder?.content).toMatchObject({ checked: 3, unchecked: 0, mismatched: 0 });
     expect(entries.set?.content).toMatchObject({ checked: 2, unchecked: 0, mismatched: 0 });
-    expect(entries.big?.content).toMatchObject({ checked: 0, unchecked: 1, mismatched: 0 });
+    expect(entries.big?.content).toMatchObject({ checked: 1, unchecked: 0, mismatched: 0 });
     expect(entries.set?.state).toBe("intact");
   });
 
@@ -101,6 +102,25 @@ describe("list --verify", () => {
       expect.stringMatching(/^one\.bin: expected crc32:\S+, found crc32:\S+$/),
     ]);
     expect(byName(verified.stdout).folder?.content?.mismatched).toBe(0);
+
+    // The multipart object (11 MiB in 5 MiB parts): a byte of its second part changed.
+    const big = join(storage, "ml", "data", "big", "big.bin");
+    const bigBefore = await stat(big);
+    await chmod(join(storage, "ml", "data", "big"), 0o755);
+    await chmod(big, 0o644);
+    const bigHandle = await open(big, "r+");
+    await bigHandle.write(Buffer.from([0x5a]), 0, 1, 7 * MiB);
+    await bigHandle.close();
+    await chmod(big, 0o444);
+    await chmod(join(storage, "ml", "data", "big"), 0o555);
+    await utimes(big, bigBefore.atime, bigBefore.mtime);
+    const again = byName((await list("--verify", "--json")).stdout).big;
+    expect(again?.content).toMatchObject({ checked: 1, mismatched: 1 });
+    expect(again?.content?.examples).toEqual([
+      expect.stringMatching(
+        /^big\.bin: expected md5parts:5242880:[0-9a-f]{32}-3, found md5parts:5242880:[0-9a-f]{32}-3$/,
+      ),
+    ]);
 
     const human = await list("--verify");
     expect(human.code).toBe(5);
