@@ -376,7 +376,7 @@ async function stageOn(
     context.onEvent({
       type: "warning",
       dataset: spec.name,
-      message: `files of ${path} have been made writable by their owner since it was published (${published.createdAt}), or by every user; the data is as published, but jobs of that user (or of any user) may change it: the owner can run chmod -R a-w ${path}, and jobs should get the storage read-only`,
+      message: `files of ${path} have been made writable by their owner since it was published (${published.createdAt}), or by every user; its names and sizes are as published (its bytes were not read: \`dsfetch list --verify\` reads them), but jobs of that user (or of any user) may change it: the owner can run chmod -R a-w ${path}, and jobs should get the storage read-only`,
     });
   };
   /**

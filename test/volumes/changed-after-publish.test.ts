@@ -256,6 +256,12 @@ describe.concurrent("a published dataset changed afterwards", () => {
       `files of ${result.path} have been made writable by their owner since it was published (`,
     );
     expect(again.run.stderr).toContain(`the owner can run chmod -R a-w ${result.path}`);
+    // What is known, not more: its bytes were not read (it said "the data is as published",
+    // also of files edited since: second exploratory tester, 2026-12-08).
+    expect(again.run.stderr).toContain(
+      "its names and sizes are as published (its bytes were not read",
+    );
+    expect(again.run.stderr).not.toContain("the data is as published");
     // Not chmod'ed back by name (a link planted mid-walk would be followed).
     expect(statSync(join(result.path, "a.txt")).mode & 0o777).toBe(0o644);
     // plan says it too (it said nothing).
