@@ -290,6 +290,19 @@ function resolveOptions(datasets: readonly DatasetSpec[], options: K8sOptions): 
     options.ephemeralRoot ?? DEFAULT_POD_EPHEMERAL_ROOT,
     "--ephemeral-root",
   );
+  for (const [flag, path] of [
+    ["--storage-root", storageRoot],
+    ["--mount-root", mountRoot],
+    ["--ephemeral-root", ephemeralRoot],
+  ] as const) {
+    const hidden = IMAGE_PATHS.find((own) => own === path || own.startsWith(`${path}/`));
+    if (hidden !== undefined) {
+      throw usage(
+        `${flag}: a volume mounted at ${path} would hide ${hidden} of the containers (the dsfetch image keeps ${hidden === "/app" ? "dsfetch" : hidden === "/usr/local/bin" ? "node" : "system files"} there): the sidecar could not start`,
+        "give a directory of its own, such as /mnt/dsfetch or /data",
+      );
+    }
+  }
   const paths: Array<[string, string]> = [
     ["--mount-root", mountRoot],
     ["--ephemeral-root", ephemeralRoot],
@@ -374,6 +387,28 @@ function checkStorage(storage: SharedStorage): SharedStorage {
   }
   return { nfs: { server, path: podPath(path, "--storage-nfs") } };
 }
+
+/**
+ * Directories of the containers a volume must not be mounted over, nor above: the dsfetch
+ * image's own (/app, node in /usr/local/bin) and the system's. `--mount-root /app` rendered a
+ * pod whose sidecar could not start (second exploratory tester, 2026-12-08).
+ */
+const IMAGE_PATHS = [
+  "/app",
+  "/usr/local/bin",
+  "/usr/local/lib",
+  "/usr/bin",
+  "/usr/lib",
+  "/bin",
+  "/sbin",
+  "/lib",
+  "/lib64",
+  "/etc/ssl",
+  "/etc/passwd",
+  "/proc",
+  "/sys",
+  "/dev",
+] as const;
 
 /** An absolute, normalised path inside the pod, not "/". */
 function podPath(value: string, flag: string): string {

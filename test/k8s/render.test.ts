@@ -504,6 +504,22 @@ describe("options are checked before anything is rendered", () => {
       /--mount-root: "data" is not an absolute path/,
     ],
     ["a root mount", { mountRoot: "/" }, /cannot be a volume's mount path/],
+    // Second exploratory tester, 2026-12-08: rendered, and the sidecar could not start.
+    [
+      "a mount root over dsfetch",
+      { mountRoot: "/app" },
+      /--mount-root: a volume mounted at \/app would hide \/app .*dsfetch/,
+    ],
+    [
+      "a storage root over node",
+      { storageRoot: "/usr" },
+      /--storage-root: a volume mounted at \/usr would hide \/usr\/local\/bin .*node/,
+    ],
+    [
+      "an ephemeral root over /etc",
+      { ephemeralRoot: "/etc" },
+      /--ephemeral-root: a volume mounted at \/etc would hide/,
+    ],
     [
       "nested paths",
       { mountRoot: "/mnt/dsfetch/data" },
