@@ -194,7 +194,7 @@ const APPLIES_TO: Readonly<Record<string, readonly CommandName[]>> = {
   "max-size": ["prune"],
   "dry-run": ["prune"],
   check: ["list"],
-  verify: ["list"],
+  verify: ["list", "fetch", "run", "sidecar"],
   listen: ["sidecar"],
   "ready-file": ["sidecar", "wait"],
   "hold-on-failure": ["sidecar"],
@@ -257,7 +257,9 @@ Flags:
   --check                  list: walk each dataset's files to tell whether a job changed them
                            since they were published (a stat per file)
   --verify                 list: --check, and read every file again and compare it with the
-                           digest recorded when it was verified (exit 5 if any differs)
+                           digest recorded when it was verified (exit 5 if any differs);
+                           fetch, run, sidecar: so before reusing a staged copy, and stage a
+                           copy that differs again
   --json                   machine-readable output on standard output
   -h, --help               this text
 

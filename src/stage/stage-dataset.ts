@@ -105,6 +105,7 @@ import {
   markUsed,
   unreadableLeases,
 } from "../volumes/usage.ts";
+import { verifyContent } from "../volumes/verify-content.ts";
 import { ProgressTracker } from "./progress.ts";
 import { stopGraceMs, watchProgress } from "./progress-watchdog.ts";
 import type { SharedWrites } from "./shared-writes.ts";
@@ -174,6 +175,8 @@ export interface StageContext {
   readonly sharedStorageAnswers?: (() => Promise<boolean>) | undefined;
   /** The run's writes to shared storage (shared-writes.ts); absent: no retry after a full disk. */
   readonly sharedWrites?: SharedWrites | undefined;
+  /** `--verify`: a copy about to be reused is read again against its digests (stage.ts). */
+  readonly verifyContent?: boolean | undefined;
 }
 
 /** Times a download starts over because the object was replaced during it (no etag pinned). */
@@ -405,6 +408,20 @@ async function stageOn(
       message: `${target.location.path} was changed after it was published (${published.createdAt}): ${change ?? "files were added, removed, renamed or resized since"}; it is not used: a fresh copy of ${spec.uri} replaces it once no job uses it (what was written into it goes with it), or, while jobs use it or where this user may not replace it, this run stages its own copy in an ephemeral volume`,
     });
   };
+  /**
+   * Copies `--verify` found with files that no longer match their digests, by manifest: each
+   * later look at the path (after the lock, before publishing) takes such a copy for a changed
+   * one too; it was reused again after the lock, by its seal alone.
+   */
+  const damagedCopies = new Map<string, string>();
+  const inspectHere = async (progressed?: () => void): Promise<StagedState> => {
+    const staged = await inspectStaged(target.location, progressed);
+    const identity = manifestIdentity(staged.manifest);
+    const change = identity === undefined ? undefined : damagedCopies.get(identity);
+    if (change === undefined || staged.altered === true) return staged;
+    const { timesChanged: _times, ...rest } = staged;
+    return { ...rest, altered: true, change };
+  };
   /** The published dataset, when its manifest matches the store; no lock needed to read it. */
   const reuse = async (resolution: Resolution): Promise<StagedDataset | undefined> => {
     if (target.volume === "ephemeral" && settings.ephemeralRootIsDefault === true) {
@@ -412,9 +429,33 @@ async function stageOn(
       const root = dirname(target.location.path);
       await call(`looking at ${root}`, () => ensureDefaultEphemeralRoot(root));
     }
-    const staged = await call(`reading ${target.location.manifestPath}`, (_signal, progressed) =>
-      inspectStaged(target.location, progressed),
+    let staged = await call(`reading ${target.location.manifestPath}`, (_signal, progressed) =>
+      inspectHere(progressed),
     );
+    // `--verify`: the copy that would be reused is read again; bytes changed in place with
+    // sizes and times kept (which the seal cannot see) make it a changed copy, staged again as
+    // one (not under a job that uses it). A copy `list --verify` found damaged was reused by
+    // every later fetch without a word (second exploratory tester, 2026-12-08).
+    if (
+      context.verifyContent === true &&
+      staged.altered !== true &&
+      staged.manifest !== undefined &&
+      isCached(resolution, staged, spec)
+    ) {
+      const content = await verifyContent(
+        target.location.path,
+        target.location.manifestPath,
+        call,
+        context.signal,
+      );
+      if (content.mismatched > 0) {
+        const change = `${content.mismatched} file${content.mismatched === 1 ? "" : "s"} no longer match${content.mismatched === 1 ? "es" : ""} ${content.mismatched === 1 ? "its" : "their"} recorded digest${content.mismatched === 1 ? "" : "s"} (${content.examples[0] ?? ""})`;
+        const identity = manifestIdentity(staged.manifest);
+        if (identity !== undefined) damagedCopies.set(identity, change);
+        const { timesChanged: _times, ...rest } = staged;
+        staged = { ...rest, altered: true, change };
+      }
+    }
     seenBeforeDownload = staged.manifest;
     seenCopy = copyInWords(
       staged.altered === true,
@@ -596,7 +637,7 @@ async function stageOn(
       await call(`looking at ${root}`, () => ensureDefaultEphemeralRoot(root));
     }
     const staged = await call(`reading ${target.location.manifestPath}`, (_signal, progressed) =>
-      inspectStaged(target.location, progressed),
+      inspectHere(progressed),
     );
     const manifest = staged.manifest;
     const copy = pinnedCopy(spec, manifest);
@@ -881,8 +922,7 @@ async function stageOn(
       signal: context.signal,
       call,
       isDone: lookForDone
-        ? async (_signal, progressed) =>
-            isCached(resolution, await inspectStaged(target.location, progressed), spec)
+        ? async (_signal, progressed) => isCached(resolution, await inspectHere(progressed), spec)
         : undefined,
       onWait: (report) => {
         const { holder } = report;
@@ -1183,7 +1223,7 @@ async function stageOn(
         // (no sync, no publish for nothing) and again just before the swap (publish.ts).
         const published = await call(
           `reading ${target.location.manifestPath}`,
-          (_signal, progressed) => inspectStaged(target.location, progressed),
+          (_signal, progressed) => inspectHere(progressed),
         );
         // Another version published meanwhile by the worker that took this one's lock over:
         // asked about here, before the swap's removal notice is up (jobs wait on it; a
@@ -1212,6 +1252,7 @@ async function stageOn(
             { uninterruptible: true },
           ).catch(() => posted.abandon());
         const outcome = await publish(attempt, target.location, manifest, call, {
+          inspect: inspectHere,
           beforeReplacing: async () => {
             // Up before the leases are read: a job leasing it after that read waits for the
             // swap, then looks at the version again (volumes/removal-notice.ts). Jobs lease
@@ -1226,7 +1267,7 @@ async function stageOn(
             notice ??= await postRemovalNoticeWithin(call, target.location);
             const there = await call(
               `reading ${target.location.manifestPath}`,
-              (_signal, progressed) => inspectStaged(target.location, progressed),
+              (_signal, progressed) => inspectHere(progressed),
             );
             // Our data already (another worker's, a lock lost): left in place, jobs may read it.
             if (isCached(resolution, there, spec)) return false;

@@ -37,6 +37,11 @@ export interface StageOptions {
    * released (`releaseLeases`). For jobs (`run`, `sidecar`), not for a prefetch.
    */
   lease?: boolean;
+  /**
+   * Read a staged copy's files again and compare them with their recorded digests before
+   * reusing it (`--verify`); a copy that differs is staged again as a changed one is.
+   */
+  verifyContent?: boolean;
 }
 
 export type StageOutcome =
@@ -109,6 +114,7 @@ export async function stage(
               tuning,
               sharedStorageAnswers,
               sharedWrites,
+              verifyContent: options.verifyContent,
             });
           let staged = await stageOnce();
           // Under the same bound as the staging's calls, and answering an interrupt.

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { DsfetchError } from "../errors.ts";
 import { syncStorageCallsAhead } from "../util/main-thread-beat.ts";
 import { type Attempt, storageError } from "./attempt.ts";
-import { inspectStaged } from "./inspect.ts";
+import { inspectStaged, type StagedState } from "./inspect.ts";
 import type { DatasetLocation } from "./layout.ts";
 import { type Manifest, type WrittenFiles, writeManifest } from "./manifest.ts";
 import { chmodDir, touchDir } from "./no-follow.ts";
@@ -75,6 +75,12 @@ export interface PublishOptions {
    * asked again.
    */
   readonly replacingHonoured?: () => boolean;
+  /**
+   * How a copy at the final path is looked at (default inspectStaged): the staging's own, which
+   * takes a copy `--verify` found damaged for a changed one (stage-dataset.ts inspectHere);
+   * inspectStaged alone kept it as ours ("same") and dropped the fresh download.
+   */
+  readonly inspect?: ((progressed: () => void) => Promise<StagedState>) | undefined;
 }
 
 /** Whether a manifest found at the final path describes the same data as ours. */
@@ -150,7 +156,7 @@ export async function publish(
     // Only a manifest that describes the tree there (occupant.ts); not a tree changed since
     // it was published (inspect.ts): that one is replaced.
     const there = await call(`reading ${location.manifestPath}`, (_signal, progressed) =>
-      inspectStaged(location, progressed),
+      (options.inspect ?? ((seen) => inspectStaged(location, seen)))(progressed),
     );
     const existing = there.manifest;
     if (existing !== undefined && sameData(existing, manifest) && there.altered !== true) {

@@ -22,6 +22,7 @@ export async function fetchCommand({
     signal,
     tuning,
     mount: args.mount,
+    verifyContent: args.verify,
   });
   view.close();
   if (args.json) {

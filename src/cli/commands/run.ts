@@ -57,6 +57,7 @@ export async function runCommand(
     tuning: resolveTuning(env),
     mount: args.mountFlag ?? true,
     lease: true,
+    verifyContent: args.verify,
   });
   try {
     view.close();

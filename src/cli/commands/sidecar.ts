@@ -97,6 +97,7 @@ export async function sidecarCommand(context: CommandContext): Promise<number> {
         tuning: resolveTuning(env),
         mount: args.mountFlag ?? true,
         lease: true,
+        verifyContent: args.verify,
       });
       try {
         return await holdStaged(result);
