@@ -523,9 +523,14 @@ export class TarExtractor {
     return { crc: this.takenCrcBefore, bytes: this.taken };
   }
 
-  /** Bytes of the archive taken outside the data of a file folded in at its end. */
-  private hashTaken(bytes: Buffer): void {
-    if (this.keepsTakenCrc) this.takenCrcBefore = crc32(bytes, this.takenCrcBefore);
+  /**
+   * Bytes [start, end) of `chunk`, taken outside the data of a file folded in at its end. No
+   * view of the chunk is made unless the CRC is kept: every tar pays this call per block.
+   */
+  private hashTaken(chunk: Buffer, start: number, end: number): void {
+    if (this.keepsTakenCrc) {
+      this.takenCrcBefore = crc32(chunk.subarray(start, end), this.takenCrcBefore);
+    }
   }
 
   /**
@@ -610,13 +615,13 @@ export class TarExtractor {
       switch (this.state) {
         case HEADER: {
           if (this.headerFill === 0 && length - pos >= BLOCK) {
-            this.hashTaken(chunk.subarray(pos, pos + BLOCK));
+            this.hashTaken(chunk, pos, pos + BLOCK);
             this.onHeader(chunk.subarray(pos, pos + BLOCK));
             pos += BLOCK;
             this.offset += BLOCK;
           } else {
             const n = Math.min(BLOCK - this.headerFill, length - pos);
-            this.hashTaken(chunk.subarray(pos, pos + n));
+            this.hashTaken(chunk, pos, pos + n);
             chunk.copy(this.header, this.headerFill, pos, pos + n);
             this.headerFill += n;
             pos += n;
@@ -630,9 +635,13 @@ export class TarExtractor {
         }
         case DATA: {
           const n = Math.min(this.remaining, length - pos);
-          const fileData = this.sink === SINK_FILE || this.sink === SINK_BUFFER;
-          if (!fileData || this.entrySize <= FOLD_DIRECT_MAX)
-            this.hashTaken(chunk.subarray(pos, pos + n));
+          if (
+            this.keepsTakenCrc &&
+            ((this.sink !== SINK_FILE && this.sink !== SINK_BUFFER) ||
+              this.entrySize <= FOLD_DIRECT_MAX)
+          ) {
+            this.hashTaken(chunk, pos, pos + n);
+          }
           if (this.sink === SINK_FILE) this.writeData(chunk, pos, n);
           else if (this.sink === SINK_BUFFER && this.pending !== undefined) {
             chunk.copy(this.pending.data, this.pending.fill, pos, pos + n);
@@ -649,7 +658,7 @@ export class TarExtractor {
         }
         case PADDING: {
           const n = Math.min(this.padding, length - pos);
-          this.hashTaken(chunk.subarray(pos, pos + n));
+          this.hashTaken(chunk, pos, pos + n);
           pos += n;
           this.offset += n;
           this.padding -= n;
@@ -661,7 +670,7 @@ export class TarExtractor {
           // a second archive or garbage that GNU tar would silently ignore.
           let zeros = pos;
           while (zeros < length && chunk[zeros] === 0) zeros++;
-          this.hashTaken(chunk.subarray(pos, zeros));
+          this.hashTaken(chunk, pos, zeros);
           this.offset += zeros - pos;
           pos = zeros;
           if (this.offset - this.endOffset > MAX_END_PADDING) {
@@ -683,7 +692,7 @@ export class TarExtractor {
           const index = this.pixz as PixzIndex;
           const why = index.read(chunk, pos, length);
           if (why !== undefined) this.throwAfterEnd(index, why);
-          this.hashTaken(chunk.subarray(pos, length));
+          this.hashTaken(chunk, pos, length);
           this.offset += length - pos;
           pos = length;
           break;
